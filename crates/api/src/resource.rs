@@ -1,0 +1,172 @@
+//! Decoding one manifest document (already parsed to JSON) into a typed [`Resource`].
+//!
+//! Decoding is strict about types and names every failure by field path; it is the first
+//! half of validation, [`crate::validate`] is the second.
+
+use crate::field::{FieldError, FieldPath};
+use crate::object::{Kind, ObjectRef};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// An object Portolan reads, decoded but not yet validated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resource {
+    Service(Box<Service>),
+    EndpointSlice(Box<EndpointSlice>),
+    Endpoints(Box<Endpoints>),
+}
+
+/// Why a document could not be decoded.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("document is not a mapping")]
+    NotAnObject,
+    #[error("{0}: required field is missing or not a string")]
+    MissingField(FieldPath),
+    #[error("{object}: {error}")]
+    Invalid {
+        object: ObjectRef,
+        error: FieldError,
+    },
+}
+
+// === impl Resource ===
+
+impl Resource {
+    /// Decodes a document. `Ok(None)` for a well-formed object of a kind Portolan does not read
+    /// (a Deployment next to its Service, say): such documents are skipped, not rejected.
+    pub fn decode(value: Value) -> Result<Option<Resource>, DecodeError> {
+        let Value::Object(map) = &value else {
+            return Err(DecodeError::NotAnObject);
+        };
+        let api_version = str_field(map, "apiVersion")?;
+        let kind_name = str_field(map, "kind")?;
+        let Some(kind) = Kind::all()
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == kind_name && k.api_version() == api_version)
+        else {
+            return Ok(None);
+        };
+        let object = object_ref(kind, &value)?;
+        let resource = match kind {
+            Kind::Service => Resource::Service(Box::new(typed(&object, value)?)),
+            Kind::EndpointSlice => Resource::EndpointSlice(Box::new(typed(&object, value)?)),
+            Kind::Endpoints => Resource::Endpoints(Box::new(typed(&object, value)?)),
+        };
+        Ok(Some(resource))
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Resource::Service(_) => Kind::Service,
+            Resource::EndpointSlice(_) => Kind::EndpointSlice,
+            Resource::Endpoints(_) => Kind::Endpoints,
+        }
+    }
+
+    fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
+            Resource::Service(s) => &s.metadata,
+            Resource::EndpointSlice(s) => &s.metadata,
+            Resource::Endpoints(s) => &s.metadata,
+        }
+    }
+
+    /// The object's identity; the namespace defaults to `default` as with `kubectl apply`.
+    pub fn object_ref(&self) -> ObjectRef {
+        let meta = self.metadata();
+        ObjectRef::new(
+            self.kind(),
+            meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+            meta.name.as_deref().unwrap_or_default(),
+        )
+    }
+}
+
+/// The namespace of an object whose manifest names none.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+fn str_field<'a>(
+    map: &'a serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<&'a str, DecodeError> {
+    map.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| DecodeError::MissingField(FieldPath::root().field(name)))
+}
+
+fn object_ref(kind: Kind, value: &Value) -> Result<ObjectRef, DecodeError> {
+    let meta = value.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| DecodeError::MissingField(FieldPath::root().field("metadata").field("name")))?;
+    let namespace = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE);
+    Ok(ObjectRef::new(kind, namespace, name))
+}
+
+fn typed<T: DeserializeOwned>(object: &ObjectRef, value: Value) -> Result<T, DecodeError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = FieldPath::parse(e.path().to_string().trim_start_matches('.'));
+        DecodeError::Invalid {
+            object: object.clone(),
+            error: FieldError::new(path, e.into_inner().to_string()),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decodes_a_service() {
+        let r = Resource::decode(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "reviews", "namespace": "shop"},
+            "spec": {"ports": [{"port": 9080, "name": "http"}]}
+        }))
+        .expect("decodes")
+        .expect("is read");
+        assert_eq!(r.object_ref().to_string(), "Service shop/reviews");
+    }
+
+    #[test]
+    fn skips_unknown_kinds() {
+        let r = Resource::decode(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}
+        }));
+        assert_eq!(r, Ok(None));
+    }
+
+    #[test]
+    fn names_the_field_with_a_wrong_type() {
+        let err = Resource::decode(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "reviews"},
+            "spec": {"ports": [{"port": 80}, {"port": "eighty"}]}
+        }))
+        .expect_err("port is not a number");
+        let DecodeError::Invalid { object, error } = err else {
+            panic!("unexpected error {err:?}");
+        };
+        assert_eq!(object.to_string(), "Service default/reviews");
+        assert_eq!(error.path.as_str(), "spec.ports[1].port");
+    }
+
+    #[test]
+    fn requires_a_name() {
+        let err = Resource::decode(json!({"apiVersion": "v1", "kind": "Service", "metadata": {}}))
+            .expect_err("no name");
+        assert_eq!(err.to_string(), "metadata.name: required field is missing or not a string");
+    }
+}

@@ -1,0 +1,228 @@
+//! Conversion of validated API resources into model objects.
+//!
+//! Call [`portolan_api::validate::validate`] first: conversion trusts its input's shape and
+//! skips (never panics on) anything validation would have rejected.
+
+use crate::types::*;
+use portolan_api::Resource;
+use portolan_api::k8s_openapi::api::core::v1 as core;
+use portolan_api::k8s_openapi::api::discovery::v1 as discovery;
+use portolan_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use portolan_api::resource::DEFAULT_NAMESPACE;
+use portolan_api::validate::SERVICE_NAME_LABEL;
+
+/// Converts a validated resource into the object the index holds.
+pub fn to_object(resource: &Resource) -> Object {
+    match resource {
+        Resource::Service(s) => Object::Service(service(s)),
+        Resource::EndpointSlice(s) => Object::Endpoints(endpoint_slice(resource, s)),
+        Resource::Endpoints(e) => Object::Endpoints(endpoints(resource, e)),
+    }
+}
+
+fn namespace(ns: &Option<String>) -> String {
+    ns.as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE)
+        .to_string()
+}
+
+fn protocol(p: Option<&str>) -> Protocol {
+    match p {
+        Some("UDP") => Protocol::Udp,
+        Some("SCTP") => Protocol::Sctp,
+        _ => Protocol::Tcp,
+    }
+}
+
+fn port(p: i32) -> u16 {
+    u16::try_from(p).unwrap_or_default()
+}
+
+fn service(svc: &core::Service) -> Service {
+    let spec = svc.spec.clone().unwrap_or_default();
+    let ports = spec
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| ServicePort {
+            name: p.name.unwrap_or_default(),
+            port: port(p.port),
+            protocol: protocol(p.protocol.as_deref()),
+            target_port: p.target_port.map(|t| match t {
+                IntOrString::Int(n) => TargetPort::Number(port(n)),
+                IntOrString::String(s) => TargetPort::Name(s),
+            }),
+            app_protocol: p.app_protocol,
+        })
+        .collect();
+    Service {
+        key: ServiceKey::new(
+            namespace(&svc.metadata.namespace),
+            svc.metadata.name.clone().unwrap_or_default(),
+        ),
+        ports,
+        cluster_ip: spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None"),
+        external_name: spec
+            .external_name
+            .filter(|_| spec.type_.as_deref() == Some("ExternalName")),
+        labels: svc.metadata.labels.clone().unwrap_or_default(),
+    }
+}
+
+fn endpoint_slice(resource: &Resource, slice: &discovery::EndpointSlice) -> EndpointGroup {
+    let ns = namespace(&slice.metadata.namespace);
+    let svc = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        .cloned()
+        .unwrap_or_default();
+    let address_type = match slice.address_type.as_str() {
+        "IPv6" => AddressType::Ipv6,
+        "FQDN" => AddressType::Fqdn,
+        _ => AddressType::Ipv4,
+    };
+    let ports = slice
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(EndpointPort {
+                name: p.name.clone().unwrap_or_default(),
+                port: port(p.port?),
+                protocol: protocol(p.protocol.as_deref()),
+            })
+        })
+        .collect();
+    let endpoints = slice
+        .endpoints
+        .iter()
+        .flat_map(|ep| {
+            let c = ep.conditions.clone().unwrap_or_default();
+            // Kubernetes: a nil `ready` means ready; `serving` defaults to `ready`.
+            let ready = c.ready.unwrap_or(true);
+            let serving = c.serving.unwrap_or(ready);
+            let terminating = c.terminating.unwrap_or(false);
+            ep.addresses.iter().map(move |a| Endpoint {
+                address: a.clone(),
+                ready,
+                serving,
+                terminating,
+                zone: ep.zone.clone(),
+                node_name: ep.node_name.clone(),
+                hostname: ep.hostname.clone(),
+            })
+        })
+        .collect();
+    EndpointGroup {
+        source: resource.object_ref(),
+        service: ServiceKey::new(ns, svc),
+        address_type,
+        subsets: vec![EndpointSubset { ports, endpoints }],
+    }
+}
+
+fn endpoints(resource: &Resource, eps: &core::Endpoints) -> EndpointGroup {
+    let ns = namespace(&eps.metadata.namespace);
+    let name = eps.metadata.name.clone().unwrap_or_default();
+    let subsets = eps
+        .subsets
+        .iter()
+        .flatten()
+        .map(|s| {
+            let ports = s
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| EndpointPort {
+                    name: p.name.clone().unwrap_or_default(),
+                    port: port(p.port),
+                    protocol: protocol(p.protocol.as_deref()),
+                })
+                .collect();
+            let ready = s.addresses.iter().flatten().map(|a| (a, true));
+            let not_ready = s.not_ready_addresses.iter().flatten().map(|a| (a, false));
+            let endpoints = ready
+                .chain(not_ready)
+                .map(|(a, ready)| Endpoint {
+                    address: a.ip.clone(),
+                    ready,
+                    serving: ready,
+                    terminating: false,
+                    zone: None,
+                    node_name: a.node_name.clone(),
+                    hostname: a.hostname.clone(),
+                })
+                .collect();
+            EndpointSubset { ports, endpoints }
+        })
+        .collect();
+    let address_type = if eps
+        .subsets
+        .iter()
+        .flatten()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .any(|a| a.ip.contains(':'))
+    {
+        AddressType::Ipv6
+    } else {
+        AddressType::Ipv4
+    };
+    EndpointGroup {
+        source: resource.object_ref(),
+        service: ServiceKey::new(ns, name),
+        address_type,
+        subsets,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(doc: serde_json::Value) -> Object {
+        let r = Resource::decode(doc).expect("decodes").expect("known kind");
+        assert!(portolan_api::validate::validate(&r).is_empty());
+        to_object(&r)
+    }
+
+    #[test]
+    fn slice_conditions_default_like_kubernetes() {
+        let Object::Endpoints(g) = object(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "r-1", "namespace": "shop",
+                         "labels": {"kubernetes.io/service-name": "r"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "zone": "z1"},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": false, "serving": true, "terminating": true}}
+            ],
+            "ports": [{"name": "http", "port": 8080}]
+        })) else {
+            panic!("not endpoints")
+        };
+        assert_eq!(g.service, ServiceKey::new("shop", "r"));
+        let eps = &g.subsets[0].endpoints;
+        assert!(eps[0].ready && eps[0].serving && !eps[0].terminating);
+        assert_eq!(eps[0].zone.as_deref(), Some("z1"));
+        assert!(!eps[1].ready && eps[1].serving && eps[1].terminating);
+        assert_eq!(g.subsets[0].ports[0].port, 8080);
+    }
+
+    #[test]
+    fn endpoints_not_ready_addresses_are_not_ready() {
+        let Object::Endpoints(g) = object(json!({
+            "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "r"},
+            "subsets": [{"addresses": [{"ip": "10.0.0.1"}], "notReadyAddresses": [{"ip": "10.0.0.2"}],
+                         "ports": [{"port": 80}]}]
+        })) else {
+            panic!("not endpoints")
+        };
+        let eps = &g.subsets[0].endpoints;
+        assert_eq!((eps[0].ready, eps[1].ready), (true, false));
+        assert_eq!(g.service, ServiceKey::new("default", "r"));
+    }
+}

@@ -1,0 +1,243 @@
+//! The Index: where source objects change. Sources apply and delete objects and report
+//! errors; [`Index::world`] hands out the current immutable [`World`].
+//!
+//! The index is plain data behind whatever lock the caller holds; it does no I/O and keeps no
+//! clock. Applying an object equal to the one held is not a change and does not bump the version.
+
+use crate::error::ConfigError;
+use crate::types::{EndpointGroup, Object, Service, ServiceKey};
+use crate::world::World;
+use portolan_api::{Kind, ObjectRef};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, Default)]
+pub struct Index {
+    services: BTreeMap<ServiceKey, Arc<Service>>,
+    endpoints: BTreeMap<ObjectRef, Arc<EndpointGroup>>,
+    /// Errors per reporter (a file, a watcher), replaced whole on each report.
+    errors: BTreeMap<String, Vec<ConfigError>>,
+    version: u64,
+    current: Option<Arc<World>>,
+}
+
+// === impl Index ===
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces an object. Returns whether anything changed.
+    pub fn apply(&mut self, object: Object) -> bool {
+        let changed = match object {
+            Object::Service(svc) => {
+                let key = svc.key.clone();
+                replace(&mut self.services, key, svc)
+            }
+            Object::Endpoints(group) => {
+                let key = group.source.clone();
+                replace(&mut self.endpoints, key, group)
+            }
+        };
+        self.touch(changed)
+    }
+
+    /// Removes an object. Returns whether it was there.
+    pub fn delete(&mut self, object: &ObjectRef) -> bool {
+        let changed = match object.kind {
+            Kind::Service => self
+                .services
+                .remove(&ServiceKey::new(&object.namespace, &object.name))
+                .is_some(),
+            Kind::EndpointSlice | Kind::Endpoints => self.endpoints.remove(object).is_some(),
+        };
+        self.touch(changed)
+    }
+
+    /// Replaces the errors reported by one reporter (`errors` empty clears them).
+    pub fn set_errors(&mut self, reporter: &str, mut errors: Vec<ConfigError>) -> bool {
+        errors.sort();
+        let old = if errors.is_empty() {
+            self.errors.remove(reporter)
+        } else {
+            self.errors.insert(reporter.to_string(), errors.clone())
+        };
+        let changed = old.unwrap_or_default() != errors;
+        self.touch(changed)
+    }
+
+    /// Whether the index holds this object.
+    pub fn contains(&self, object: &ObjectRef) -> bool {
+        match object.kind {
+            Kind::Service => self
+                .services
+                .contains_key(&ServiceKey::new(&object.namespace, &object.name)),
+            Kind::EndpointSlice | Kind::Endpoints => self.endpoints.contains_key(object),
+        }
+    }
+
+    /// The current World; built once per version and shared.
+    pub fn world(&mut self) -> Arc<World> {
+        if let Some(w) = &self.current {
+            return w.clone();
+        }
+        let world = Arc::new(self.build());
+        self.current = Some(world.clone());
+        world
+    }
+
+    fn touch(&mut self, changed: bool) -> bool {
+        if changed {
+            self.version += 1;
+            self.current = None;
+        }
+        changed
+    }
+
+    fn build(&self) -> World {
+        let mut slices: BTreeMap<ServiceKey, Vec<Arc<EndpointGroup>>> = BTreeMap::new();
+        let mut legacy: BTreeMap<ServiceKey, Vec<Arc<EndpointGroup>>> = BTreeMap::new();
+        for group in self.endpoints.values() {
+            let by_kind = match group.source.kind {
+                Kind::Endpoints => &mut legacy,
+                _ => &mut slices,
+            };
+            by_kind
+                .entry(group.service.clone())
+                .or_default()
+                .push(group.clone());
+        }
+        for (svc, groups) in legacy {
+            slices.entry(svc).or_insert(groups);
+        }
+        World {
+            version: self.version,
+            services: self.services.clone(),
+            endpoints: slices,
+            errors: self.errors.values().flatten().cloned().collect(),
+        }
+    }
+}
+
+/// Inserts `value` unless an equal one is there; returns whether the map changed.
+fn replace<K: Ord, V: PartialEq>(map: &mut BTreeMap<K, Arc<V>>, key: K, value: V) -> bool {
+    match map.get(&key) {
+        Some(old) if **old == value => false,
+        _ => {
+            map.insert(key, Arc::new(value));
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::*;
+    use portolan_api::FieldError;
+
+    fn mk_service(ns: &str, name: &str, port: u16) -> Object {
+        Object::Service(Service {
+            key: ServiceKey::new(ns, name),
+            ports: vec![ServicePort {
+                name: String::new(),
+                port,
+                protocol: Protocol::Tcp,
+                target_port: None,
+                app_protocol: None,
+            }],
+            cluster_ip: None,
+            external_name: None,
+            labels: Default::default(),
+        })
+    }
+
+    fn mk_group(kind: Kind, name: &str, svc: &str, ip: &str) -> Object {
+        Object::Endpoints(EndpointGroup {
+            source: ObjectRef::new(kind, "default", name),
+            service: ServiceKey::new("default", svc),
+            address_type: AddressType::Ipv4,
+            subsets: vec![EndpointSubset {
+                ports: vec![EndpointPort {
+                    name: String::new(),
+                    port: 8080,
+                    protocol: Protocol::Tcp,
+                }],
+                endpoints: vec![Endpoint {
+                    address: ip.to_string(),
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                    zone: None,
+                    node_name: None,
+                    hostname: None,
+                }],
+            }],
+        })
+    }
+
+    #[test]
+    fn apply_bumps_version_only_on_change() {
+        let mut idx = Index::new();
+        assert!(idx.apply(mk_service("default", "a", 80)));
+        let w1 = idx.world();
+        assert_eq!(w1.version, 1);
+        assert!(!idx.apply(mk_service("default", "a", 80)));
+        assert!(Arc::ptr_eq(&w1, &idx.world()));
+        assert!(idx.apply(mk_service("default", "a", 81)));
+        assert_eq!(idx.world().version, 2);
+    }
+
+    #[test]
+    fn unchanged_services_keep_their_allocation() {
+        let mut idx = Index::new();
+        idx.apply(mk_service("default", "a", 80));
+        idx.apply(mk_service("default", "b", 80));
+        let w1 = idx.world();
+        idx.apply(mk_service("default", "b", 81));
+        let w2 = idx.world();
+        let a = ServiceKey::new("default", "a");
+        assert!(Arc::ptr_eq(&w1.services[&a], &w2.services[&a]));
+    }
+
+    #[test]
+    fn delete_removes_and_reports() {
+        let mut idx = Index::new();
+        idx.apply(mk_service("default", "a", 80));
+        let r = ObjectRef::new(Kind::Service, "default", "a");
+        assert!(idx.contains(&r));
+        assert!(idx.delete(&r));
+        assert!(!idx.delete(&r));
+        assert!(idx.world().services.is_empty());
+    }
+
+    #[test]
+    fn slices_win_over_legacy_endpoints() {
+        let mut idx = Index::new();
+        idx.apply(mk_group(Kind::Endpoints, "a", "a", "10.0.0.9"));
+        let w = idx.world();
+        assert_eq!(w.endpoints_of(&ServiceKey::new("default", "a")).len(), 1);
+        idx.apply(mk_group(Kind::EndpointSlice, "a-1", "a", "10.0.0.1"));
+        idx.apply(mk_group(Kind::EndpointSlice, "a-2", "a", "10.0.0.2"));
+        let w = idx.world();
+        let groups = w.endpoints_of(&ServiceKey::new("default", "a"));
+        assert_eq!(groups.len(), 2);
+        assert!(groups.iter().all(|g| g.source.kind == Kind::EndpointSlice));
+    }
+
+    #[test]
+    fn errors_are_replaced_per_reporter() {
+        let mut idx = Index::new();
+        let e = ConfigError {
+            location: "a.yaml#0".into(),
+            object: None,
+            error: FieldError::new(Default::default(), "bad"),
+        };
+        assert!(idx.set_errors("a.yaml", vec![e.clone()]));
+        assert!(!idx.set_errors("a.yaml", vec![e]));
+        assert_eq!(idx.world().errors.len(), 1);
+        assert!(idx.set_errors("a.yaml", vec![]));
+        assert!(idx.world().errors.is_empty());
+    }
+}

@@ -1,0 +1,19 @@
+//! Portolan's model: the source-independent picture of the mesh.
+//!
+//! Sources (the files source, later Kubernetes watchers) convert what they read into
+//! [`Object`]s and apply or delete them on the [`Index`]; the index hands out immutable,
+//! versioned [`World`] snapshots that translation reads. Invalid input never reaches the
+//! index: sources report it as a [`ConfigError`] and the last good object stays in force.
+
+#![forbid(unsafe_code)]
+
+pub mod convert;
+pub mod error;
+pub mod index;
+pub mod types;
+pub mod world;
+
+pub use error::ConfigError;
+pub use index::Index;
+pub use types::*;
+pub use world::World;

@@ -1,0 +1,141 @@
+//! Plain model types: services, their ports, and the endpoints behind them.
+
+use portolan_api::ObjectRef;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// `namespace/name` of a Service.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Transport protocol of a port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+/// Where a Service port sends traffic on the endpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum TargetPort {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct ServicePort {
+    /// Empty when the Service has a single unnamed port.
+    pub name: String,
+    pub port: u16,
+    pub protocol: Protocol,
+    /// `None` means the same number as `port`.
+    pub target_port: Option<TargetPort>,
+    /// `appProtocol` (`http`, `http2`, `grpc`, `kubernetes.io/h2c`, ...), if set.
+    pub app_protocol: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Service {
+    pub key: ServiceKey,
+    pub ports: Vec<ServicePort>,
+    pub cluster_ip: Option<String>,
+    /// Set for `type: ExternalName`.
+    pub external_name: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Address family of an endpoint group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum AddressType {
+    #[default]
+    Ipv4,
+    Ipv6,
+    Fqdn,
+}
+
+/// One endpoint address, with the conditions Kubernetes reports for it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Endpoint {
+    /// An IP address, or a DNS name for FQDN slices.
+    pub address: String,
+    /// Ready to receive new traffic.
+    pub ready: bool,
+    /// Serving, even if terminating.
+    pub serving: bool,
+    pub terminating: bool,
+    pub zone: Option<String>,
+    pub node_name: Option<String>,
+    pub hostname: Option<String>,
+}
+
+impl Endpoint {
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.address.parse().ok()
+    }
+}
+
+/// A named port on a set of endpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct EndpointPort {
+    /// Matches the Service port's `name` (empty for an unnamed port).
+    pub name: String,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// Ports and the endpoints that serve all of them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointSubset {
+    pub ports: Vec<EndpointPort>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One EndpointSlice (one subset), or a core/v1 Endpoints object (one subset per `subsets[]`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EndpointGroup {
+    /// The object this came from: an EndpointSlice or an Endpoints.
+    #[serde(skip)]
+    pub source: ObjectRef,
+    pub service: ServiceKey,
+    pub address_type: AddressType,
+    pub subsets: Vec<EndpointSubset>,
+}
+
+/// Anything a source can apply to the index.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    Service(Service),
+    Endpoints(EndpointGroup),
+}
+
+impl Object {
+    pub fn object_ref(&self) -> ObjectRef {
+        match self {
+            Object::Service(s) => {
+                ObjectRef::new(portolan_api::Kind::Service, &s.key.namespace, &s.key.name)
+            }
+            Object::Endpoints(e) => e.source.clone(),
+        }
+    }
+}

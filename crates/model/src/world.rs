@@ -1,0 +1,32 @@
+//! The World: one immutable, versioned snapshot of everything the sources know.
+
+use crate::error::ConfigError;
+use crate::types::{EndpointGroup, Service, ServiceKey};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// An immutable snapshot of the mesh. Cheap to share (`Arc<World>`); entries are `Arc`s, so
+/// an unchanged service is the same allocation from one World to the next and translation
+/// can reuse its output.
+#[derive(Clone, Debug, Default)]
+pub struct World {
+    /// Increases by one for every World that differs from the previous one.
+    pub version: u64,
+    pub services: BTreeMap<ServiceKey, Arc<Service>>,
+    /// Endpoint groups per service. EndpointSlices win: core/v1 Endpoints are used only for a
+    /// service that has no EndpointSlice (as Kubernetes mirrors one into the other).
+    pub endpoints: BTreeMap<ServiceKey, Vec<Arc<EndpointGroup>>>,
+    /// Every rejected document or object, sorted by location.
+    pub errors: Vec<ConfigError>,
+}
+
+impl World {
+    pub fn service(&self, key: &ServiceKey) -> Option<&Arc<Service>> {
+        self.services.get(key)
+    }
+
+    /// The endpoint groups of a service (empty when it has none).
+    pub fn endpoints_of(&self, key: &ServiceKey) -> &[Arc<EndpointGroup>] {
+        self.endpoints.get(key).map(Vec::as_slice).unwrap_or_default()
+    }
+}
