@@ -99,7 +99,11 @@ mod tests {
         assert_eq!(p.to_string(), "spec.http[1].route[0].weight");
         assert_eq!(FieldPath::root().to_string(), "<root>");
         assert_eq!(
-            FieldPath::root().field("metadata").field("labels").key("app").as_str(),
+            FieldPath::root()
+                .field("metadata")
+                .field("labels")
+                .key("app")
+                .as_str(),
             "metadata.labels[app]"
         );
     }

@@ -104,7 +104,9 @@ fn object_ref(kind: Kind, value: &Value) -> Result<ObjectRef, DecodeError> {
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| DecodeError::MissingField(FieldPath::root().field("metadata").field("name")))?;
+        .ok_or_else(|| {
+            DecodeError::MissingField(FieldPath::root().field("metadata").field("name"))
+        })?;
     let namespace = meta
         .and_then(|m| m.get("namespace"))
         .and_then(Value::as_str)
@@ -167,6 +169,9 @@ mod tests {
     fn requires_a_name() {
         let err = Resource::decode(json!({"apiVersion": "v1", "kind": "Service", "metadata": {}}))
             .expect_err("no name");
-        assert_eq!(err.to_string(), "metadata.name: required field is missing or not a string");
+        assert_eq!(
+            err.to_string(),
+            "metadata.name: required field is missing or not a string"
+        );
     }
 }

@@ -95,7 +95,13 @@ fn service(svc: &Service, errors: &mut Errors) {
 
 fn endpoint_slice(slice: &EndpointSlice, errors: &mut Errors) {
     let meta = FieldPath::root().field("metadata");
-    if slice.metadata.name.as_deref().unwrap_or_default().is_empty() {
+    if slice
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
         errors.push(meta.field("name"), "required");
     }
     let label = slice
@@ -122,7 +128,10 @@ fn endpoint_slice(slice: &EndpointSlice, errors: &mut Errors) {
         );
     }
     for (i, ep) in slice.endpoints.iter().enumerate() {
-        let path = FieldPath::root().field("endpoints").index(i).field("addresses");
+        let path = FieldPath::root()
+            .field("endpoints")
+            .index(i)
+            .field("addresses");
         if ep.addresses.is_empty() {
             errors.push(path.clone(), "at least one address is required");
         }
@@ -135,7 +144,10 @@ fn endpoint_slice(slice: &EndpointSlice, errors: &mut Errors) {
         let path = ports_path.index(i);
         match port.port {
             Some(p) => port_number(p, path.field("port"), errors),
-            None => errors.push(path.field("port"), "required: Portolan routes to a concrete port"),
+            None => errors.push(
+                path.field("port"),
+                "required: Portolan routes to a concrete port",
+            ),
         }
         protocol(port.protocol.as_deref(), path.field("protocol"), errors);
     }
@@ -158,7 +170,11 @@ fn endpoints(eps: &Endpoints, errors: &mut Errors) {
             }
         }
         for (j, port) in subset.ports.iter().flatten().enumerate() {
-            port_number(port.port, path.field("ports").index(j).field("port"), errors);
+            port_number(
+                port.port,
+                path.field("ports").index(j).field("port"),
+                errors,
+            );
             protocol(
                 port.protocol.as_deref(),
                 path.field("ports").index(j).field("protocol"),
@@ -176,7 +192,10 @@ fn address(address_type: &str, addr: &str, path: FieldPath, errors: &mut Errors)
         _ => true, // the addressType error already says what is wrong
     };
     if !ok {
-        errors.push(path, format!("{addr:?} is not a valid {address_type} address"));
+        errors.push(
+            path,
+            format!("{addr:?} is not a valid {address_type} address"),
+        );
     }
 }
 
@@ -212,7 +231,8 @@ fn target_port(target: &IntOrString, path: FieldPath, errors: &mut Errors) {
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -250,7 +270,9 @@ mod tests {
             (
                 json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"Bad_Name"},
                        "spec":{"ports":[{"port":80}]}}),
-                &["metadata.name: \"Bad_Name\" is not a DNS label: lower-case letters, digits and '-', 1-63 characters, starting with a letter"],
+                &[
+                    "metadata.name: \"Bad_Name\" is not a DNS label: lower-case letters, digits and '-', 1-63 characters, starting with a letter",
+                ],
             ),
             (
                 json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"a"},
@@ -271,7 +293,9 @@ mod tests {
             (
                 json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"a"},
                        "spec":{"ports":[{"port":80,"targetPort":"8080"}]}}),
-                &["spec.ports[0].targetPort: \"8080\" is a number in quotes: write it without quotes"],
+                &[
+                    "spec.ports[0].targetPort: \"8080\" is a number in quotes: write it without quotes",
+                ],
             ),
             (
                 json!({"apiVersion":"v1","kind":"Service","metadata":{"name":"a"},"spec":{}}),

@@ -1,1 +1,25 @@
-//! placeholder
+//! Portolan's files source: a directory of Kubernetes manifests (YAML or JSON) read into the
+//! model and watched for changes.
+//!
+//! [`FileSource::rescan`] reads the tree and returns [`Changes`] (objects to apply, objects to
+//! delete, the complete list of errors); [`watch`] does that on every change on disk;
+//! [`validate_paths`] serves `portolan validate`. Invalid documents never remove objects: the
+//! last good version of an object stays until its document is fixed or deleted.
+
+#![forbid(unsafe_code)]
+
+mod document;
+mod error;
+mod resolve;
+mod source;
+mod validate;
+mod walk;
+mod watch;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use error::FilesError;
+pub use source::{Changes, FileSource, REPORTER};
+pub use validate::{ValidationReport, validate_paths};
+pub use watch::watch;

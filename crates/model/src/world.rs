@@ -27,6 +27,9 @@ impl World {
 
     /// The endpoint groups of a service (empty when it has none).
     pub fn endpoints_of(&self, key: &ServiceKey) -> &[Arc<EndpointGroup>] {
-        self.endpoints.get(key).map(Vec::as_slice).unwrap_or_default()
+        self.endpoints
+            .get(key)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 }

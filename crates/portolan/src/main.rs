@@ -1,1 +1,37 @@
-fn main() {}
+//! The `portolan` binary: an xDS control plane for Envoy.
+//!
+//! Subcommands: `serve` (the control plane), `bootstrap` (a stock Envoy bootstrap pointing at
+//! it), `render` (the Envoy resources a proxy group gets, as JSON) and `validate` (check
+//! manifests, exit 1 with field-path errors).
+
+#![forbid(unsafe_code)]
+
+mod bootstrap;
+mod cli;
+mod http;
+mod logging;
+mod pipeline;
+mod render;
+mod serve;
+mod validate;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(&cli.log);
+    let result = match cli.command {
+        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Bootstrap(args) => bootstrap::run(&args),
+        cli::Command::Render(args) => render::run(&args),
+        cli::Command::Validate(args) => validate::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

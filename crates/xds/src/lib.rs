@@ -1,1 +1,33 @@
-//! placeholder
+//! Portolan's xDS server: a per-group resource cache, the per-stream SotW and Delta state
+//! machines, and the tonic services (ADS and per-type CDS/EDS/LDS/RDS) that run them.
+//!
+//! Data flows one way: the wiring builds a [`Snapshot`] per proxy group and [`Cache::set`]s it;
+//! each stream task watches its group and feeds its state machine; the state machines decide what
+//! to send. Streams read shared state, never write it (apart from their row in the proxy status
+//! table).
+
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod debounce;
+pub mod delta;
+pub mod metrics;
+pub mod resource;
+pub mod server;
+pub mod snapshot;
+pub mod sotw;
+pub mod status;
+pub mod stream;
+mod task;
+pub mod testing;
+
+pub use cache::Cache;
+pub use debounce::debounce;
+pub use delta::DeltaStream;
+pub use metrics::XdsMetrics;
+pub use resource::{Resource, ResourceType};
+pub use server::{XdsError, XdsServer, serve};
+pub use snapshot::{Snapshot, SnapshotBuilder, SnapshotError};
+pub use sotw::SotwStream;
+pub use status::{Nack, ProxyStatus, TypeStatus};
+pub use stream::{NodeInfo, Output, Scope};

@@ -1,0 +1,301 @@
+//! Tests of the files source across scans: last good versions, duplicates, deletes, renames.
+
+use super::*;
+use crate::fixtures::*;
+use portolan_api::Kind;
+
+fn svc_ref(name: &str) -> ObjectRef {
+    ObjectRef::new(Kind::Service, "default", name)
+}
+
+fn applied(c: &Changes) -> Vec<String> {
+    c.apply.iter().map(|o| o.object_ref().to_string()).collect()
+}
+
+fn deleted(c: &Changes) -> Vec<String> {
+    c.delete.iter().map(ToString::to_string).collect()
+}
+
+fn errors(c: &Changes) -> Vec<String> {
+    c.errors.iter().map(ToString::to_string).collect()
+}
+
+fn port_of(c: &Changes, name: &str) -> Option<u16> {
+    c.apply.iter().find_map(|o| match o {
+        Object::Service(s) if s.key.name == name => Some(s.ports[0].port),
+        _ => None,
+    })
+}
+
+fn rescan(src: &mut FileSource) -> Changes {
+    src.rescan().expect("directory is readable")
+}
+
+#[test]
+fn first_scan_reads_multi_document_yaml_json_and_lists() {
+    let d = TestDir::new();
+    d.write(
+        "reviews.yaml",
+        &stream(&[
+            service("reviews", 9080),
+            slice("reviews-1", "reviews", "10.0.0.1"),
+            deployment("reviews-v1"),
+        ]),
+    );
+    d.write(
+        "ratings.json",
+        r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ratings"},
+            "spec": {"ports": [{"port": 9080}]}}"#,
+    );
+    d.write(
+        "list.yaml",
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata: {name: details}\n  spec: {ports: [{port: 9080}]}\n",
+    );
+    let c = rescan(&mut d.source());
+    assert_eq!(
+        applied(&c),
+        [
+            "Service default/details",
+            "Service default/ratings",
+            "Service default/reviews",
+            "EndpointSlice default/reviews-1",
+        ]
+    );
+    assert!(c.delete.is_empty());
+    assert!(c.errors.is_empty(), "{:?}", errors(&c));
+}
+
+#[test]
+fn a_bad_document_is_reported_and_the_others_still_apply() {
+    let d = TestDir::new();
+    let bad = service("reviews", 9080).replace("port: 9080", "port: nine");
+    d.write(
+        "mesh/bookinfo.yaml",
+        &stream(&[service("ratings", 9080), bad]),
+    );
+    let c = rescan(&mut d.source());
+    assert_eq!(applied(&c), ["Service default/ratings"]);
+    assert_eq!(c.errors.len(), 1);
+    let e = &c.errors[0];
+    assert_eq!(e.location, "mesh/bookinfo.yaml#1");
+    assert_eq!(e.object, Some(svc_ref("reviews")));
+    assert_eq!(e.error.path.as_str(), "spec.ports[0].port");
+}
+
+#[test]
+fn the_last_good_version_stays_until_fixed() {
+    let d = TestDir::new();
+    let mut src = d.source();
+    d.write("reviews.yaml", &service("reviews", 9080));
+    assert_eq!(applied(&rescan(&mut src)), ["Service default/reviews"]);
+
+    d.write("reviews.yaml", &service("reviews", 0));
+    let c = rescan(&mut src);
+    assert!(c.is_empty(), "nothing applied or deleted: {c:?}");
+    assert_eq!(
+        errors(&c),
+        [
+            "reviews.yaml#0: Service default/reviews: spec.ports[0].port: 0 is not a port: must be 1-65535"
+        ]
+    );
+
+    d.write("reviews.yaml", &service("reviews", 9081));
+    let c = rescan(&mut src);
+    assert_eq!(port_of(&c, "reviews"), Some(9081));
+    assert!(c.delete.is_empty() && c.errors.is_empty());
+}
+
+#[test]
+fn an_object_never_valid_is_absent() {
+    let d = TestDir::new();
+    d.write("a.yaml", &service("a", 70000));
+    let c = rescan(&mut d.source());
+    assert!(c.apply.is_empty() && c.delete.is_empty());
+    assert_eq!(c.errors[0].object, Some(svc_ref("a")));
+}
+
+#[test]
+fn a_yaml_syntax_error_keeps_the_files_objects() {
+    let d = TestDir::new();
+    let mut src = d.source();
+    let good = stream(&[service("a", 80), slice("a-1", "a", "10.0.0.1")]);
+    d.write("a.yaml", &good);
+    assert_eq!(rescan(&mut src).apply.len(), 2);
+
+    d.write(
+        "a.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: [unclosed\n",
+    );
+    let c = rescan(&mut src);
+    assert!(c.is_empty(), "objects stay: {c:?}");
+    assert_eq!(c.errors.len(), 1);
+    assert_eq!(c.errors[0].location, "a.yaml#0");
+    assert!(
+        c.errors[0].error.message.contains("line 3"),
+        "{}",
+        c.errors[0]
+    );
+
+    // still broken, differently: still kept
+    d.write("a.yaml", "kind: [\n");
+    assert!(rescan(&mut src).is_empty());
+
+    d.write("a.yaml", &good);
+    let c = rescan(&mut src);
+    assert!(
+        c.is_empty() && c.errors.is_empty(),
+        "back to the same objects: {c:?}"
+    );
+}
+
+#[test]
+fn the_first_definition_wins_and_the_duplicate_is_an_error() {
+    let d = TestDir::new();
+    let mut src = d.source();
+    d.write("a.yaml", &service("x", 80));
+    d.write(
+        "b/x.yaml",
+        &stream(&[service("other", 80), service("x", 81)]),
+    );
+    let c = rescan(&mut src);
+    assert_eq!(port_of(&c, "x"), Some(80));
+    assert_eq!(
+        errors(&c),
+        ["b/x.yaml#1: Service default/x: <root>: duplicate: already defined at a.yaml#0"]
+    );
+
+    d.remove("a.yaml");
+    let c = rescan(&mut src);
+    assert_eq!(port_of(&c, "x"), Some(81));
+    assert!(c.delete.is_empty() && c.errors.is_empty(), "{c:?}");
+}
+
+#[test]
+fn deleting_a_file_deletes_its_objects_unless_defined_elsewhere() {
+    let d = TestDir::new();
+    let mut src = d.source();
+    d.write(
+        "a.yaml",
+        &stream(&[service("a", 80), service("shared", 80)]),
+    );
+    d.write("b.yaml", &service("shared", 80));
+    let c = rescan(&mut src);
+    assert_eq!(c.apply.len(), 2);
+    assert_eq!(c.errors.len(), 1, "b's shared is a duplicate");
+
+    d.remove("a.yaml");
+    let c = rescan(&mut src);
+    assert_eq!(deleted(&c), ["Service default/a"]);
+    assert!(c.apply.is_empty(), "shared is unchanged: {c:?}");
+    assert!(c.errors.is_empty());
+}
+
+#[test]
+fn renaming_a_file_changes_nothing() {
+    let d = TestDir::new();
+    let mut src = d.source();
+    d.write(
+        "a.yaml",
+        &stream(&[service("a", 80), slice("a-1", "a", "10.0.0.1")]),
+    );
+    rescan(&mut src);
+    std::fs::create_dir(d.path("moved")).expect("mkdir");
+    d.rename("a.yaml", "moved/z.yml");
+    assert_eq!(rescan(&mut src), Changes::default());
+}
+
+#[test]
+fn a_touch_that_changes_nothing_is_empty_and_keeps_the_errors() {
+    let d = TestDir::new();
+    let mut src = d.source();
+    d.write("a.yaml", &stream(&[service("a", 80), service("b", 0)]));
+    let first = rescan(&mut src);
+    // same objects, other bytes: parsed again, nothing to send
+    d.write(
+        "a.yaml",
+        &format!("# edited\n{}", stream(&[service("a", 80), service("b", 0)])),
+    );
+    let c = rescan(&mut src);
+    assert!(c.is_empty());
+    assert_eq!(c.errors, first.errors);
+}
+
+#[test]
+fn unchanged_content_is_not_parsed_again() {
+    let d = TestDir::new();
+    d.write("a.yaml", &service("a", 80));
+    let first = read_file("a.yaml", &d.path("a.yaml"), None).expect("exists");
+    // A previous state with the same hash is reused as it is, even if its parse differs.
+    let sentinel = FileState {
+        parsed: ParsedFile::unreadable("sentinel", "not parsed again"),
+        ..first.clone()
+    };
+    let again = read_file("a.yaml", &d.path("a.yaml"), Some(sentinel)).expect("exists");
+    assert_eq!(again.parsed.file_errors[0].location, "sentinel");
+    d.write("a.yaml", &service("a", 81));
+    let changed = read_file("a.yaml", &d.path("a.yaml"), Some(first)).expect("exists");
+    assert!(!changed.parsed.is_broken());
+}
+
+#[test]
+fn nested_directories_are_read_and_hidden_files_ignored() {
+    let d = TestDir::new();
+    d.write("mesh/deep/a.yaml", &service("a", 80));
+    d.write(".hidden/b.yaml", &service("b", 80));
+    d.write(".c.yaml", &service("c", 80));
+    d.write("d.yaml~", &service("d", 80));
+    d.write("e.yaml.swp", &service("e", 80));
+    d.write("notes.txt", "not yaml: [");
+    let c = rescan(&mut d.source());
+    assert_eq!(applied(&c), ["Service default/a"]);
+    assert!(c.errors.is_empty());
+}
+
+#[test]
+fn an_unreadable_directory_changes_nothing() {
+    let d = TestDir::new();
+    d.write("dir/a.yaml", &service("a", 80));
+    let mut src = FileSource::new(d.path("dir"));
+    assert_eq!(rescan(&mut src).apply.len(), 1);
+    d.rename("dir", "gone");
+    assert!(matches!(src.rescan(), Err(FilesError::Read { .. })));
+    d.rename("gone", "dir");
+    assert_eq!(rescan(&mut src), Changes::default());
+}
+
+#[test]
+fn changes_apply_to_the_index_with_errors_under_files() {
+    let d = TestDir::new();
+    let mut src = d.source();
+    d.write("a.yaml", &stream(&[service("a", 80), service("b", 0)]));
+    let mut index = Index::new();
+    assert!(rescan(&mut src).apply_to(&mut index));
+    let world = index.world();
+    assert!(index.contains(&svc_ref("a")));
+    assert_eq!(world.errors.len(), 1);
+
+    assert!(!rescan(&mut src).apply_to(&mut index), "nothing changed");
+
+    d.remove("a.yaml");
+    assert!(rescan(&mut src).apply_to(&mut index));
+    assert!(!index.contains(&svc_ref("a")));
+    assert!(index.world().errors.is_empty());
+}
+
+#[test]
+fn an_invalid_first_definition_keeps_its_last_good_version_over_a_duplicate() {
+    let d = TestDir::new();
+    let mut src = d.source();
+    d.write("a.yaml", &service("x", 80));
+    d.write("b.yaml", &service("x", 81));
+    assert_eq!(port_of(&rescan(&mut src), "x"), Some(80));
+
+    d.write("a.yaml", &service("x", 0));
+    let c = rescan(&mut src);
+    assert!(c.is_empty(), "b's duplicate does not take over: {c:?}");
+    assert_eq!(
+        c.errors.len(),
+        2,
+        "a's field error and b's duplicate: {c:?}"
+    );
+}

@@ -1,0 +1,125 @@
+//! `watch()` with the real file-system watcher: the initial scan arrives first, then changes
+//! on disk arrive as they happen. Waits are bounded polls of the channel, never fixed sleeps.
+
+use portolan_files::{Changes, FileSource, watch};
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn service(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec: {{ports: [{{port: {port}}}]}}\n"
+    )
+}
+
+fn names(objects: &Changes) -> Vec<String> {
+    objects.apply.iter().map(|o| o.object_ref().name).collect()
+}
+
+/// Receives until a Changes satisfies `want`, failing after [`WAIT`].
+async fn recv_until(rx: &mut mpsc::Receiver<Changes>, want: impl Fn(&Changes) -> bool) -> Changes {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let next = tokio::time::timeout_at(deadline, rx.recv()).await;
+        let changes = next
+            .expect("timed out waiting for changes")
+            .expect("watch ended");
+        if want(&changes) {
+            return changes;
+        }
+    }
+}
+
+/// Writes through a temporary hidden file and a rename, as editors and `kubectl cp` do.
+fn write_atomic(dir: &Path, name: &str, content: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, content).expect("write");
+    std::fs::rename(tmp, dir.join(name)).expect("rename");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_the_initial_scan_then_every_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("a.yaml"), service("a", 80)).expect("write");
+    let (tx, mut rx) = mpsc::channel(4);
+    let task = tokio::spawn(watch(FileSource::new(dir.path()), tx));
+
+    let initial = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("initial scan")
+        .expect("sent");
+    assert_eq!(names(&initial), ["a"]);
+
+    std::fs::write(dir.path().join("b.yaml"), service("b", 80)).expect("write");
+    let c = recv_until(&mut rx, |c| !c.apply.is_empty()).await;
+    assert_eq!(names(&c), ["b"]);
+    assert!(c.delete.is_empty());
+
+    write_atomic(dir.path(), "a.yaml", &service("a", 0));
+    let c = recv_until(&mut rx, |c| !c.errors.is_empty()).await;
+    assert!(
+        c.is_empty(),
+        "an invalid edit keeps the last good object: {c:?}"
+    );
+
+    std::fs::remove_file(dir.path().join("b.yaml")).expect("remove");
+    let c = recv_until(&mut rx, |c| !c.delete.is_empty()).await;
+    assert_eq!(
+        c.delete.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+
+    drop(rx);
+    let ended = tokio::time::timeout(WAIT, task)
+        .await
+        .expect("watch ends when rx is dropped");
+    assert!(ended.expect("no panic").is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeps_the_last_good_state_while_the_directory_is_gone() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let dir = parent.path().join("config");
+    let away = parent.path().join("away");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::write(dir.join("a.yaml"), service("a", 80)).expect("write");
+    let (tx, mut rx) = mpsc::channel(4);
+    let _task = tokio::spawn(watch(FileSource::new(&dir), tx));
+    let initial = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("initial scan")
+        .expect("sent");
+    assert_eq!(names(&initial), ["a"]);
+
+    // The directory is moved away (the old watch follows it there) and a new directory takes
+    // its place: the watcher must follow the path, and nothing is deleted in between.
+    let next = parent.path().join("next");
+    std::fs::create_dir(&next).expect("mkdir");
+    std::fs::write(next.join("a.yaml"), service("a", 80)).expect("write");
+    std::fs::write(next.join("b.yaml"), service("b", 80)).expect("write");
+    std::fs::rename(&dir, &away).expect("move away");
+    std::fs::write(away.join("ignored.yaml"), service("ignored", 80)).expect("write");
+    std::fs::rename(&next, &dir).expect("move the new one in");
+
+    let c = recv_until(&mut rx, |c| !c.is_empty()).await;
+    assert_eq!(names(&c), ["b"]);
+    assert!(
+        c.delete.is_empty(),
+        "nothing was deleted while the directory was away: {c:?}"
+    );
+
+    // and changes in the new directory are seen
+    std::fs::write(dir.join("c.yaml"), service("c", 80)).expect("write");
+    let c = recv_until(&mut rx, |c| !c.is_empty()).await;
+    assert_eq!(names(&c), ["c"]);
+}
+
+#[tokio::test]
+async fn a_missing_directory_fails_the_initial_scan() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let (tx, _rx) = mpsc::channel(1);
+    let result = watch(FileSource::new(parent.path().join("missing")), tx).await;
+    assert!(result.is_err());
+}

@@ -1,0 +1,141 @@
+//! `portolan bootstrap`: a stock Envoy bootstrap that gets everything else from Portolan.
+//!
+//! The bootstrap holds only the node identity, the admin listener and one static cluster
+//! (`portolan-xds`, HTTP/2) pointing at Portolan; CDS and LDS come over ADS.
+
+use crate::cli::{BootstrapArgs, OutputFormat};
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use std::process::ExitCode;
+
+/// Name of the static cluster that reaches Portolan.
+pub const XDS_CLUSTER: &str = "portolan-xds";
+
+pub fn run(args: &BootstrapArgs) -> anyhow::Result<ExitCode> {
+    let bootstrap = render(args)?;
+    let text = match args.output {
+        OutputFormat::Json => serde_json::to_string_pretty(&bootstrap)?,
+        OutputFormat::Yaml => serde_saphyr::to_string(&bootstrap)?,
+    };
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Splits `HOST:PORT` (IPv6 as `[::1]:18000`).
+fn host_port(flag: &str, s: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .with_context(|| format!("--{flag} {s:?}: expected HOST:PORT"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("--{flag} {s:?}: {port:?} is not a port number"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        bail!("--{flag} {s:?}: the host is empty");
+    }
+    Ok((host.to_string(), port))
+}
+
+fn socket_address(host: &str, port: u16) -> Value {
+    json!({"socket_address": {"address": host, "port_value": port}})
+}
+
+/// The bootstrap as a JSON value (Envoy reads YAML or JSON with the same field names).
+pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
+    let (xds_host, xds_port) = host_port("xds-address", &args.xds_address)?;
+    let (admin_host, admin_port) = host_port("admin-address", &args.admin_address)?;
+    if args.node_id.is_empty() || args.cluster.is_empty() {
+        bail!("--node-id and --cluster must not be empty");
+    }
+    // An IP literal needs no DNS; a name is resolved (and re-resolved) by Envoy.
+    let discovery = if xds_host.parse::<std::net::IpAddr>().is_ok() {
+        "STATIC"
+    } else {
+        "STRICT_DNS"
+    };
+    let api_type = if args.delta { "DELTA_GRPC" } else { "GRPC" };
+    let ads_source = json!({"ads": {}, "resource_api_version": "V3"});
+    Ok(json!({
+        "node": {"id": args.node_id, "cluster": args.cluster},
+        "admin": {"address": socket_address(&admin_host, admin_port)},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": api_type,
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "set_node_on_first_message_only": true
+            },
+            "cds_config": ads_source,
+            "lds_config": ads_source
+        },
+        "static_resources": {
+            "clusters": [{
+                "name": XDS_CLUSTER,
+                "type": discovery,
+                "connect_timeout": "1s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {}}
+                    }
+                },
+                "load_assignment": {
+                    "cluster_name": XDS_CLUSTER,
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(&xds_host, xds_port)}}]}]
+                }
+            }]
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(xds: &str) -> BootstrapArgs {
+        BootstrapArgs {
+            node_id: "sidecar-1".into(),
+            cluster: "web".into(),
+            xds_address: xds.into(),
+            admin_address: "127.0.0.1:0".into(),
+            delta: false,
+            output: OutputFormat::Yaml,
+        }
+    }
+
+    #[test]
+    fn points_at_portolan_over_http2_ads() {
+        let b = render(&args("127.0.0.1:18000")).expect("renders");
+        assert_eq!(b["node"]["cluster"], "web");
+        assert_eq!(b["dynamic_resources"]["ads_config"]["api_type"], "GRPC");
+        let cluster = &b["static_resources"]["clusters"][0];
+        assert_eq!(cluster["type"], "STATIC");
+        assert_eq!(
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            18000
+        );
+    }
+
+    #[test]
+    fn dns_names_use_strict_dns() {
+        let b = render(&args("portolan.portolan-system.svc:18000")).expect("renders");
+        assert_eq!(b["static_resources"]["clusters"][0]["type"], "STRICT_DNS");
+    }
+
+    #[test]
+    fn bad_addresses_name_the_flag() {
+        let err = render(&args("localhost")).expect_err("no port");
+        assert!(err.to_string().contains("--xds-address"), "{err}");
+        let err = render(&args("localhost:http")).expect_err("bad port");
+        assert!(err.to_string().contains("not a port number"), "{err}");
+    }
+
+    #[test]
+    fn yaml_output_is_valid_yaml() {
+        let b = render(&args("[::1]:18000")).expect("renders");
+        let text = serde_saphyr::to_string(&b).expect("yaml");
+        let back: Value = serde_saphyr::from_str(&text).expect("parses back");
+        assert_eq!(back, b);
+    }
+}

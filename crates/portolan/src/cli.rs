@@ -1,0 +1,161 @@
+//! Command-line interface: every flag, its default, and its environment variable.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "portolan", version, about = "An xDS control plane for Envoy")]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve xDS to Envoy from a directory of Kubernetes manifests.
+    Serve(ServeArgs),
+    /// Print a stock Envoy bootstrap that connects to Portolan.
+    Bootstrap(BootstrapArgs),
+    /// Print, as JSON, the Envoy resources a proxy of a group gets.
+    Render(RenderArgs),
+    /// Check manifests; exit 1 and print field-path errors if any is invalid.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "PORTOLAN_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info,portolan_xds=debug`.
+    #[arg(long, global = true, default_value = "info", env = "PORTOLAN_LOG")]
+    pub log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// How resources are translated; shared by `serve` and `render`.
+#[derive(Debug, Clone, Args)]
+pub struct TranslateArgs {
+    /// Port of the mesh outbound HTTP listener on every proxy.
+    #[arg(long, default_value_t = 15001, env = "PORTOLAN_MESH_PORT")]
+    pub mesh_port: u16,
+    /// Address the mesh outbound listener binds on the proxy.
+    #[arg(long, default_value = "0.0.0.0", env = "PORTOLAN_MESH_ADDRESS")]
+    pub mesh_address: String,
+    /// Kubernetes cluster domain used in service host names.
+    #[arg(long, default_value = "cluster.local", env = "PORTOLAN_CLUSTER_DOMAIN")]
+    pub cluster_domain: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory of Kubernetes YAML/JSON manifests (Service, EndpointSlice, Endpoints), watched for changes.
+    #[arg(long, env = "PORTOLAN_CONFIG_DIR")]
+    pub config_dir: PathBuf,
+    /// Address of the xDS gRPC server.
+    #[arg(long, default_value = "0.0.0.0:18000", env = "PORTOLAN_XDS_ADDRESS")]
+    pub xds_address: SocketAddr,
+    /// Address of the HTTP server (/healthz, /readyz, /metrics, /debug/...).
+    #[arg(long, default_value = "0.0.0.0:18080", env = "PORTOLAN_HTTP_ADDRESS")]
+    pub http_address: SocketAddr,
+    /// Quiet time that ends a burst of changes before a push.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration, env = "PORTOLAN_DEBOUNCE")]
+    pub debounce: Duration,
+    /// Longest a burst of changes may delay a push.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PORTOLAN_DEBOUNCE_MAX")]
+    pub debounce_max: Duration,
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// Envoy node id (unique per proxy).
+    #[arg(long)]
+    pub node_id: String,
+    /// Envoy node cluster: the proxy group whose configuration this proxy gets.
+    #[arg(long)]
+    pub cluster: String,
+    /// Portolan's xDS address, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:18000")]
+    pub xds_address: String,
+    /// Envoy admin address, HOST:PORT (port 0 lets Envoy choose).
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    pub admin_address: String,
+    /// Use the incremental (Delta) xDS protocol instead of State of the World.
+    #[arg(long)]
+    pub delta: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Directory of manifests, as for `serve`.
+    #[arg(long)]
+    pub config_dir: PathBuf,
+    /// The proxy group (Envoy node cluster) to render for.
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Files or directories of manifests.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Parses `250ms`, `2s`, `1m`, or a bare number of milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 100ms, 2s or 1m"))?;
+    match unit {
+        "" | "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,115 @@
+//! The HTTP server: `/healthz`, `/readyz`, `/metrics` (Prometheus/OpenMetrics text) and
+//! `/debug/...` pages for operators.
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use portolan_model::Index;
+use portolan_xds::{Cache, ResourceType};
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct AppState {
+    /// True once every source has synced and the first snapshot is built.
+    pub ready: watch::Receiver<bool>,
+    pub index: Arc<Mutex<Index>>,
+    pub cache: Arc<Cache>,
+    pub registry: Arc<Registry>,
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/debug/config-errors", get(config_errors))
+        .route("/debug/proxies", get(proxies))
+        .route("/debug/config_dump", get(config_dump))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if *s.ready.borrow() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: waiting for the config source's first full read\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn config_errors(State(s): State<AppState>) -> Json<Value> {
+    let world = s.index.lock().unwrap_or_else(|p| p.into_inner()).world();
+    Json(json!({"version": world.version, "errors": world.errors}))
+}
+
+async fn proxies(State(s): State<AppState>) -> Json<Value> {
+    Json(serde_json::to_value(s.cache.proxies()).unwrap_or(Value::Null))
+}
+
+#[derive(serde::Deserialize)]
+struct DumpQuery {
+    group: Option<String>,
+}
+
+/// The resources the cache holds for a proxy group, as Envoy JSON.
+async fn config_dump(State(s): State<AppState>, Query(q): Query<DumpQuery>) -> Response {
+    let group = q
+        .group
+        .unwrap_or_else(|| crate::pipeline::DEFAULT_GROUP.to_string());
+    let Some(snap) = s.cache.get(&group) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no snapshot for proxy group {group:?}\n"),
+        )
+            .into_response();
+    };
+    let mut out = BTreeMap::new();
+    for ty in ResourceType::ALL {
+        let mut items = Vec::new();
+        for (name, r) in snap.resources(ty) {
+            let body = portolan_translate::json::any_to_json(r.any())
+                .unwrap_or_else(|e| json!({"error": e.to_string()}));
+            items.push(json!({"name": name, "version": r.version(), "resource": body}));
+        }
+        out.insert(
+            ty.short_name(),
+            json!({"version": snap.version(ty), "resources": items}),
+        );
+    }
+    Json(json!({"group": group, "types": out})).into_response()
+}

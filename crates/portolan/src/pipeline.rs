@@ -1,0 +1,235 @@
+//! From World to cache: translate for every proxy group and swap each group's snapshot.
+//!
+//! Two triggers share one build lock, so a group never receives an older World after a newer
+//! one: a debounced change of the index rebuilds every group, and a proxy of a group not seen
+//! before gets that group built at once. Nothing is built before the sources have synced.
+
+use portolan_model::{Index, World};
+use portolan_translate::{Options, ProxyGroup, Resources};
+use portolan_xds::{Cache, ResourceType, Snapshot, SnapshotError};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Metrics of the build path.
+#[derive(Clone, Debug)]
+pub struct PipelineMetrics {
+    world_version: Gauge,
+    config_errors: Gauge,
+    builds: Counter,
+    build_failures: Counter,
+    build_seconds: Histogram,
+}
+
+// === impl PipelineMetrics ===
+
+impl PipelineMetrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            world_version: Gauge::default(),
+            config_errors: Gauge::default(),
+            builds: Counter::default(),
+            build_failures: Counter::default(),
+            build_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+        };
+        registry.register(
+            "world_version",
+            "Version of the World last translated",
+            m.world_version.clone(),
+        );
+        registry.register(
+            "config_errors",
+            "Rejected documents and objects in the config sources",
+            m.config_errors.clone(),
+        );
+        registry.register(
+            "snapshot_builds",
+            "Snapshots built (one per proxy group per debounced batch of changes)",
+            m.builds.clone(),
+        );
+        registry.register(
+            "snapshot_build_failures",
+            "Snapshots that failed the consistency check (the previous one stays)",
+            m.build_failures.clone(),
+        );
+        registry.register(
+            "snapshot_build_seconds",
+            "Time to translate a World for one proxy group and encode the snapshot",
+            m.build_seconds.clone(),
+        );
+        m
+    }
+}
+
+/// Translates Worlds into the cache.
+pub struct Pipeline {
+    index: Arc<Mutex<Index>>,
+    cache: Arc<Cache>,
+    options: Options,
+    metrics: PipelineMetrics,
+    build_lock: Mutex<()>,
+}
+
+// === impl Pipeline ===
+
+impl Pipeline {
+    pub fn new(
+        index: Arc<Mutex<Index>>,
+        cache: Arc<Cache>,
+        options: Options,
+        metrics: PipelineMetrics,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            index,
+            cache,
+            options,
+            metrics,
+            build_lock: Mutex::new(()),
+        })
+    }
+
+    /// Runs until `changes` closes: waits for `synced`, builds every group, then rebuilds on
+    /// each debounced batch of changes and builds new groups as their first proxy connects.
+    pub async fn run(
+        self: Arc<Self>,
+        mut changes: watch::Receiver<u64>,
+        mut synced: watch::Receiver<bool>,
+        ready: watch::Sender<bool>,
+        quiet: Duration,
+        max: Duration,
+    ) {
+        if synced.wait_for(|s| *s).await.is_err() {
+            return;
+        }
+        changes.mark_unchanged();
+        self.clone().build_all().await;
+        ready.send_replace(true);
+        let groups = tokio::spawn(self.clone().watch_groups());
+        while portolan_xds::debounce::debounce(&mut changes, quiet, max).await {
+            self.clone().build_all().await;
+        }
+        groups.abort();
+    }
+
+    async fn watch_groups(self: Arc<Self>) {
+        let mut added = self.cache.groups_changed();
+        loop {
+            self.clone().build_missing().await;
+            if added.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn build_all(self: Arc<Self>) {
+        self.blocking(|p| {
+            let _held = p.lock_builds();
+            let world = p.world();
+            let mut groups = p.cache.groups();
+            if groups.is_empty() {
+                // Build the default group up front, so the first proxy needs no wait.
+                groups.push(DEFAULT_GROUP.to_string());
+            }
+            for group in groups {
+                p.build(&world, &group);
+            }
+        })
+        .await;
+    }
+
+    async fn build_missing(self: Arc<Self>) {
+        self.blocking(|p| {
+            let _held = p.lock_builds();
+            let missing: Vec<String> = p
+                .cache
+                .groups()
+                .into_iter()
+                .filter(|g| p.cache.get(g).is_none())
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            let world = p.world();
+            for group in missing {
+                p.build(&world, &group);
+            }
+        })
+        .await;
+    }
+
+    /// Runs CPU-bound work off the async workers.
+    async fn blocking(self: Arc<Self>, f: impl FnOnce(&Pipeline) + Send + 'static) {
+        let result = tokio::task::spawn_blocking(move || f(&self)).await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "snapshot build task failed");
+        }
+    }
+
+    fn lock_builds(&self) -> MutexGuard<'_, ()> {
+        self.build_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn world(&self) -> Arc<World> {
+        let world = self.index.lock().unwrap_or_else(|p| p.into_inner()).world();
+        self.metrics.world_version.set(world.version as i64);
+        self.metrics.config_errors.set(world.errors.len() as i64);
+        world
+    }
+
+    fn build(&self, world: &World, group: &str) {
+        let start = Instant::now();
+        let resources = portolan_translate::translate(
+            world,
+            &ProxyGroup {
+                name: group.to_string(),
+            },
+            &self.options,
+        );
+        let previous = self.cache.get(group);
+        match snapshot(&resources, previous.as_deref()) {
+            Ok(snap) => {
+                tracing::debug!(group, world = world.version, "snapshot built");
+                self.cache.set(group, snap);
+                self.metrics.builds.inc();
+            }
+            Err(e) => {
+                self.metrics.build_failures.inc();
+                tracing::error!(group, world = world.version, error = %e, "inconsistent snapshot not served; the previous one stays");
+            }
+        }
+        self.metrics
+            .build_seconds
+            .observe(start.elapsed().as_secs_f64());
+    }
+}
+
+/// The group of proxies whose node names no cluster.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// Encodes translated resources into a snapshot, sharing unchanged entries with `previous`.
+pub fn snapshot(
+    resources: &Resources,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, SnapshotError> {
+    let mut b = Snapshot::builder();
+    if let Some(prev) = previous {
+        b.reuse(prev);
+    }
+    for c in &resources.clusters {
+        b.add(ResourceType::Cluster, c.name.clone(), c);
+    }
+    for e in &resources.load_assignments {
+        b.add(ResourceType::Endpoint, e.cluster_name.clone(), e);
+    }
+    for l in &resources.listeners {
+        b.add(ResourceType::Listener, l.name.clone(), l);
+    }
+    for r in &resources.routes {
+        b.add(ResourceType::Route, r.name.clone(), r);
+    }
+    b.build()
+}

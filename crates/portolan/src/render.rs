@@ -1,0 +1,31 @@
+//! `portolan render`: what a proxy of one group would get, as Envoy JSON, without serving.
+
+use crate::cli::RenderArgs;
+use anyhow::Context;
+use portolan_files::FileSource;
+use portolan_model::Index;
+use portolan_translate::ProxyGroup;
+use std::process::ExitCode;
+
+pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
+    let mut source = FileSource::new(&args.config_dir);
+    let changes = source
+        .rescan()
+        .with_context(|| format!("reading {}", args.config_dir.display()))?;
+    for e in &changes.errors {
+        eprintln!("rejected: {e}");
+    }
+    let mut index = Index::new();
+    changes.apply_to(&mut index);
+    let world = index.world();
+    let resources = portolan_translate::translate(
+        &world,
+        &ProxyGroup {
+            name: args.cluster.clone(),
+        },
+        &crate::serve::translate_options(&args.translate),
+    );
+    let json = portolan_translate::json::resources_to_json(&resources)?;
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,181 @@
+//! `portolan serve`: wires the file source, the index, the build pipeline, the xDS server and
+//! the HTTP server together, and shuts them down gracefully on SIGTERM or Ctrl-C.
+
+use crate::cli::ServeArgs;
+use crate::http::{self, AppState};
+use crate::pipeline::{Pipeline, PipelineMetrics};
+use anyhow::Context;
+use portolan_files::{Changes, FileSource};
+use portolan_model::{ConfigError, Index};
+use portolan_translate::Options;
+use portolan_xds::{Cache, XdsMetrics, XdsServer};
+use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn translate_options(args: &crate::cli::TranslateArgs) -> Options {
+    Options {
+        mesh_listener_address: args.mesh_address.clone(),
+        mesh_listener_port: args.mesh_port,
+        cluster_domain: args.cluster_domain.clone(),
+        ..Options::default()
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let dir = args.config_dir.clone();
+    anyhow::ensure!(
+        dir.is_dir(),
+        "--config-dir {}: not a readable directory",
+        dir.display()
+    );
+    let mut registry = Registry::with_prefix("portolan");
+    let xds_metrics = XdsMetrics::new(&mut registry);
+    let pipeline_metrics = PipelineMetrics::new(&mut registry);
+
+    let index = Arc::new(Mutex::new(Index::new()));
+    let cache = Cache::new();
+    let (changed_tx, changed_rx) = watch::channel(0u64);
+    let (synced_tx, synced_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = watch::channel(false);
+
+    let (files_tx, files_rx) = mpsc::channel(16);
+    let watcher = tokio::spawn(portolan_files::watch(FileSource::new(&dir), files_tx));
+    tokio::spawn(feed_index(files_rx, index.clone(), changed_tx, synced_tx));
+
+    let pipeline = Pipeline::new(
+        index.clone(),
+        cache.clone(),
+        translate_options(&args.translate),
+        pipeline_metrics,
+    );
+    tokio::spawn(pipeline.run(
+        changed_rx,
+        synced_rx,
+        ready_tx,
+        args.debounce,
+        args.debounce_max,
+    ));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let xds_listener = tokio::net::TcpListener::bind(args.xds_address)
+        .await
+        .with_context(|| format!("binding the xDS address {}", args.xds_address))?;
+    let http_listener = tokio::net::TcpListener::bind(args.http_address)
+        .await
+        .with_context(|| format!("binding the HTTP address {}", args.http_address))?;
+    tracing::info!(
+        xds = %xds_listener.local_addr()?,
+        http = %http_listener.local_addr()?,
+        config_dir = %dir.display(),
+        "portolan serving"
+    );
+
+    let xds = tokio::spawn(portolan_xds::serve(
+        xds_listener,
+        XdsServer::new(cache.clone(), xds_metrics),
+        shutdown_signal(shutdown_rx.clone()),
+    ));
+    let state = AppState {
+        ready: ready_rx,
+        index,
+        cache,
+        registry: Arc::new(registry),
+    };
+    let http = tokio::spawn(http::serve(
+        http_listener,
+        state,
+        shutdown_signal(shutdown_rx),
+    ));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown_tx.send_replace(true);
+    watcher.abort();
+    let drain = async {
+        if let Ok(Err(e)) = xds.await {
+            tracing::warn!(error = %e, "xDS server stopped with an error");
+        }
+        if let Ok(Err(e)) = http.await {
+            tracing::warn!(error = %e, "HTTP server stopped with an error");
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("streams still open after 10s; closing them");
+    }
+    Ok(())
+}
+
+/// Applies the file source's changes to the index and logs what got rejected.
+async fn feed_index(
+    mut rx: mpsc::Receiver<Changes>,
+    index: Arc<Mutex<Index>>,
+    changed: watch::Sender<u64>,
+    synced: watch::Sender<bool>,
+) {
+    let mut reported: BTreeSet<ConfigError> = BTreeSet::new();
+    while let Some(changes) = rx.recv().await {
+        let current: BTreeSet<ConfigError> = changes.errors.iter().cloned().collect();
+        for e in current.difference(&reported) {
+            tracing::warn!(error = %e, "rejected; the last good version of the object stays in force");
+        }
+        for e in reported.difference(&current) {
+            tracing::info!(error = %e, "resolved");
+        }
+        reported = current;
+        let (applied, deleted) = (changes.apply.len(), changes.delete.len());
+        let did_change = {
+            let mut idx = index.lock().unwrap_or_else(|p| p.into_inner());
+            changes.apply_to(&mut idx)
+        };
+        if did_change {
+            tracing::info!(applied, deleted, "config changed");
+            changed.send_modify(|v| *v += 1);
+        }
+        if !*synced.borrow() {
+            tracing::info!("config source synced");
+            synced.send_replace(true);
+        }
+    }
+}
+
+async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

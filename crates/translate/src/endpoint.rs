@@ -1,0 +1,132 @@
+//! ClusterLoadAssignments: the endpoints of one Service port, chosen like kube-proxy does and
+//! grouped by zone.
+//!
+//! FQDN endpoint groups are skipped (not supported yet), as are addresses that are not IPs.
+
+use crate::address::socket_address;
+use crate::service::{PortPlan, ServicePlan};
+use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Locality};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
+    lb_endpoint::HostIdentifier,
+};
+use portolan_model::{AddressType, EndpointGroup, EndpointSubset, Service, ServicePort};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// One endpoint address and port that may serve a Service port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Candidate<'w> {
+    ip: IpAddr,
+    port: u16,
+    zone: &'w str,
+    ready: bool,
+    serving: bool,
+    terminating: bool,
+}
+
+/// The assignment of one Service port's cluster; emitted even when it has no endpoints, so
+/// Envoy never waits for it.
+pub(crate) fn load_assignment(
+    plan: &ServicePlan<'_>,
+    port: &PortPlan<'_>,
+    groups: &[Arc<EndpointGroup>],
+) -> ClusterLoadAssignment {
+    let selected = select(candidates(plan.service, port.port, groups));
+    ClusterLoadAssignment {
+        cluster_name: port.cluster.clone(),
+        endpoints: by_zone(&selected),
+        ..Default::default()
+    }
+}
+
+/// Every IP endpoint of every group that serves `svc_port`, in no particular order.
+fn candidates<'w>(
+    service: &Service,
+    svc_port: &ServicePort,
+    groups: &'w [Arc<EndpointGroup>],
+) -> Vec<Candidate<'w>> {
+    let mut out = Vec::new();
+    let ip_groups = groups
+        .iter()
+        .filter(|g| g.address_type != AddressType::Fqdn);
+    for subset in ip_groups.flat_map(|g| g.subsets.iter()) {
+        let Some(port) = endpoint_port(service, svc_port, subset) else {
+            continue;
+        };
+        out.extend(subset.endpoints.iter().filter_map(|ep| {
+            Some(Candidate {
+                ip: ep.ip()?,
+                port,
+                zone: ep.zone.as_deref().unwrap_or_default(),
+                ready: ep.ready,
+                serving: ep.serving,
+                terminating: ep.terminating,
+            })
+        }));
+    }
+    out
+}
+
+/// The port on a subset's endpoints that serves `svc_port`: the one with the same name, or,
+/// when neither side has a choice (one port each), the only one.
+fn endpoint_port(
+    service: &Service,
+    svc_port: &ServicePort,
+    subset: &EndpointSubset,
+) -> Option<u16> {
+    let by_name = subset.ports.iter().find(|p| p.name == svc_port.name);
+    let only = match (service.ports.as_slice(), subset.ports.as_slice()) {
+        ([_], [only]) => Some(only),
+        _ => None,
+    };
+    by_name.or(only).map(|p| p.port).filter(|&p| p != 0)
+}
+
+/// kube-proxy's choice: the ready endpoints if there are any; otherwise the ones still serving
+/// while terminating (graceful shutdown). Never a not-serving one. Sorted and unique by
+/// address and port.
+fn select(mut candidates: Vec<Candidate<'_>>) -> Vec<Candidate<'_>> {
+    let any_ready = candidates.iter().any(|c| c.ready);
+    candidates.retain(|c| {
+        if any_ready {
+            c.ready
+        } else {
+            c.serving && c.terminating
+        }
+    });
+    candidates.sort();
+    candidates.dedup_by(|a, b| a.ip == b.ip && a.port == b.port);
+    candidates
+}
+
+/// One LocalityLbEndpoints per zone (endpoints without one share the empty zone), sorted by zone.
+fn by_zone(selected: &[Candidate<'_>]) -> Vec<LocalityLbEndpoints> {
+    let mut zones: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
+    for c in selected {
+        zones.entry(c.zone).or_default().push(lb_endpoint(c));
+    }
+    zones
+        .into_iter()
+        .map(|(zone, lb_endpoints)| LocalityLbEndpoints {
+            locality: Some(Locality {
+                zone: zone.to_string(),
+                ..Default::default()
+            }),
+            lb_endpoints,
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn lb_endpoint(c: &Candidate<'_>) -> LbEndpoint {
+    LbEndpoint {
+        host_identifier: Some(HostIdentifier::Endpoint(EnvoyEndpoint {
+            address: Some(socket_address(&c.ip.to_string(), c.port)),
+            ..Default::default()
+        })),
+        health_status: HealthStatus::Healthy as i32,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,392 @@
+//! The Delta (incremental) xDS state machine for one stream: requests in, responses out.
+//!
+//! Pure: no tokio, no I/O. Per type it tracks the subscription (wildcard and/or names) and the
+//! version of every resource the client holds; a response carries exactly the resources whose
+//! version differs and `removed_resources` for names the client holds that no longer exist.
+//!
+//! * Wildcard: a first request that subscribes to nothing, or a subscription to `*`.
+//! * `initial_resource_versions` of the first request seed what the client holds, so a
+//!   reconnecting client gets only what changed, and removals for what is gone.
+//! * Subscribing to names that do not exist is answered with those names in `removed_resources`,
+//!   so Envoy does not wait for its initial fetch timeout; they are sent when they appear.
+//!   Unsubscribing forgets what the client holds for those names (outside a wildcard).
+//! * Every response has its own nonce and stays pending until ACKed or NACKed (a few are kept;
+//!   answers to unknown nonces are ignored). On NACK the client kept its old versions: those are
+//!   restored, the rejected versions are remembered and not sent again until they change; other
+//!   resources keep flowing. Subscription changes are applied even when the nonce is unknown.
+//! * Pushes go in the order clusters, endpoints, listeners, routes. On ADS, cluster removals that
+//!   come with listener or route changes are held back until those responses are answered, then
+//!   sent as `removed_resources` (make-before-break, as in [`crate::sotw`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as WireResource,
+};
+use tracing::{debug, warn};
+
+use crate::resource::{Resource, ResourceType};
+use crate::snapshot::Snapshot;
+use crate::status::{Nack, TypeStatus};
+use crate::stream::{NodeInfo, Nonces, Output, RemovalGate, Scope};
+
+/// How many unanswered responses per type are remembered.
+const MAX_PENDING: usize = 16;
+
+/// The Delta state of one stream.
+#[derive(Debug)]
+pub struct DeltaStream {
+    scope: Scope,
+    node: Option<NodeInfo>,
+    snapshot: Option<Arc<Snapshot>>,
+    nonces: Nonces,
+    types: BTreeMap<ResourceType, TypeState>,
+    gate: RemovalGate,
+}
+
+#[derive(Debug)]
+struct TypeState {
+    ty: ResourceType,
+    wildcard: bool,
+    names: BTreeSet<String>,
+    /// Name -> version the client holds.
+    client: BTreeMap<String, String>,
+    /// Newly subscribed names to report as absent if they do not exist.
+    unanswered: BTreeSet<String>,
+    needs_answer: bool,
+    pending: VecDeque<Pending>,
+    /// Name -> version the client rejected.
+    nacked: BTreeMap<String, String>,
+    sent_version: Option<String>,
+    acked_version: Option<String>,
+    last_nack: Option<Nack>,
+}
+
+/// A sent, unanswered response.
+#[derive(Debug)]
+struct Pending {
+    nonce: String,
+    version: String,
+    /// (name, version held before, version sent; `None` for a removal).
+    changes: Vec<(String, Option<String>, Option<String>)>,
+}
+
+#[derive(Debug)]
+struct Plan {
+    upserts: Vec<Arc<Resource>>,
+    removed: Vec<String>,
+}
+
+// === impl DeltaStream ===
+
+impl DeltaStream {
+    pub fn new(scope: Scope) -> Self {
+        Self {
+            scope,
+            node: None,
+            snapshot: None,
+            nonces: Nonces::default(),
+            types: BTreeMap::new(),
+            gate: RemovalGate::default(),
+        }
+    }
+
+    /// The node from the first request that carried one.
+    pub fn node(&self) -> Option<&NodeInfo> {
+        self.node.as_ref()
+    }
+
+    /// Handles one request from the client.
+    pub fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Output<DeltaDiscoveryResponse> {
+        let mut out = Output::default();
+        if self.node.is_none() && request.node.is_some() {
+            self.node = Some(NodeInfo::from_node(request.node.as_ref()));
+        }
+        let Some(ty) =
+            ResourceType::from_type_url(&request.type_url).filter(|ty| self.scope.allows(*ty))
+        else {
+            debug!(type_url = %request.type_url, "ignoring request for a type this stream does not serve");
+            return out;
+        };
+        let node_id = self.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+        let state = match self.types.entry(ty) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(TypeState::first(ty, &request))
+            }
+        };
+        if !request.response_nonce.is_empty() {
+            match state.take_pending(&request.response_nonce) {
+                None => {
+                    debug!(node = %node_id, kind = %ty, nonce = %request.response_nonce, "ignoring answer to an unknown nonce");
+                }
+                Some(pending) => match &request.error_detail {
+                    None => {
+                        state.ack(pending);
+                        out.acks.push(ty);
+                    }
+                    Some(error) => {
+                        let nack = state.nack(pending, &error.message);
+                        warn!(node = %node_id, kind = %ty, version = %nack.version, message = %nack.message, "xDS NACK");
+                        out.nacks.push(ty);
+                    }
+                },
+            }
+            self.gate.settle(&request.response_nonce);
+        }
+        state.subscribe(&request.resource_names_subscribe);
+        state.unsubscribe(&request.resource_names_unsubscribe);
+        out.responses = self.push();
+        out
+    }
+
+    /// Takes a new snapshot of the stream's group and pushes what changed.
+    pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaDiscoveryResponse> {
+        self.snapshot = Some(snapshot);
+        Output {
+            responses: self.push(),
+            ..Output::default()
+        }
+    }
+
+    /// Per subscribed type: sent, ACKed, last NACK.
+    pub fn status(&self) -> Vec<TypeStatus> {
+        self.types.values().map(TypeState::status).collect()
+    }
+
+    fn push(&mut self) -> Vec<DeltaDiscoveryResponse> {
+        let Some(snapshot) = self.snapshot.clone() else {
+            return Vec::new();
+        };
+        let plan = |ty: ResourceType, held: &BTreeSet<String>| {
+            self.types.get(&ty).and_then(|s| s.plan(&snapshot, held))
+        };
+        let none = BTreeSet::new();
+        let routing: Vec<_> = [ResourceType::Listener, ResourceType::Route]
+            .into_iter()
+            .filter_map(|ty| plan(ty, &none).map(|p| (ty, p)))
+            .collect();
+        // Clusters (and their endpoints) removed together with routing changes wait.
+        let hold_back =
+            self.scope == Scope::Aggregated && (!routing.is_empty() || self.gate.is_waiting());
+        let held = match self.types.get(&ResourceType::Cluster) {
+            Some(clusters) if hold_back => clusters.removals(&snapshot),
+            _ => BTreeSet::new(),
+        };
+        let mut plans = Vec::new();
+        for ty in [ResourceType::Cluster, ResourceType::Endpoint] {
+            if let Some(p) = plan(ty, &held) {
+                plans.push((ty, p));
+            }
+        }
+        plans.extend(routing);
+        let mut responses = Vec::new();
+        for (ty, plan) in plans {
+            let nonce = self.nonces.next();
+            if !held.is_empty() && matches!(ty, ResourceType::Listener | ResourceType::Route) {
+                self.gate.wait_for(nonce.clone());
+            }
+            if let Some(state) = self.types.get_mut(&ty) {
+                responses.push(state.commit(plan, nonce, snapshot.version(ty)));
+            }
+        }
+        responses
+    }
+}
+
+// === impl TypeState ===
+
+impl TypeState {
+    /// State for the first request of a type.
+    fn first(ty: ResourceType, request: &DeltaDiscoveryRequest) -> Self {
+        let initial: &HashMap<String, String> = &request.initial_resource_versions;
+        Self {
+            ty,
+            wildcard: request.resource_names_subscribe.is_empty(),
+            names: BTreeSet::new(),
+            client: initial
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            unanswered: BTreeSet::new(),
+            needs_answer: true,
+            pending: VecDeque::new(),
+            nacked: BTreeMap::new(),
+            sent_version: None,
+            acked_version: None,
+            last_nack: None,
+        }
+    }
+
+    fn subscribe(&mut self, names: &[String]) {
+        for name in names {
+            if name == "*" {
+                self.wildcard = true;
+            } else if self.names.insert(name.clone()) {
+                self.unanswered.insert(name.clone());
+            }
+            self.needs_answer = true;
+        }
+    }
+
+    fn unsubscribe(&mut self, names: &[String]) {
+        for name in names {
+            if name == "*" {
+                self.wildcard = false;
+                continue;
+            }
+            self.names.remove(name);
+            self.unanswered.remove(name);
+            if !self.wildcard {
+                self.client.remove(name);
+            }
+        }
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.wildcard || self.names.contains(name)
+    }
+
+    fn take_pending(&mut self, nonce: &str) -> Option<Pending> {
+        let index = self.pending.iter().position(|p| p.nonce == nonce)?;
+        self.pending.remove(index)
+    }
+
+    fn ack(&mut self, pending: Pending) {
+        for (name, _, sent) in &pending.changes {
+            if sent.is_some() {
+                self.nacked.remove(name);
+            }
+        }
+        self.acked_version = Some(pending.version);
+    }
+
+    /// The client kept what it had: restore it and remember the rejected versions.
+    fn nack(&mut self, pending: Pending, message: &str) -> Nack {
+        for (name, before, sent) in pending.changes {
+            let Some(sent) = sent else {
+                continue; // removals are taken as done
+            };
+            if self.client.get(&name) == Some(&sent) {
+                match before {
+                    Some(version) => self.client.insert(name.clone(), version),
+                    None => self.client.remove(&name),
+                };
+            }
+            self.nacked.insert(name, sent);
+        }
+        let nack = Nack {
+            version: pending.version,
+            message: message.to_string(),
+            at: SystemTime::now(),
+        };
+        self.last_nack = Some(nack.clone());
+        nack
+    }
+
+    /// Names the client holds that the snapshot no longer has.
+    fn removals(&self, snapshot: &Snapshot) -> BTreeSet<String> {
+        let current = snapshot.resources(self.ty);
+        self.client
+            .keys()
+            .filter(|n| !current.contains_key(*n) && self.wants(n))
+            .cloned()
+            .collect()
+    }
+
+    /// What to send for the snapshot; `held` names are not removed yet.
+    fn plan(&self, snapshot: &Snapshot, held: &BTreeSet<String>) -> Option<Plan> {
+        let current = snapshot.resources(self.ty);
+        let upserts: Vec<Arc<Resource>> = current
+            .iter()
+            .filter(|(name, r)| self.wants(name) && self.is_new(r))
+            .map(|(_, r)| r.clone())
+            .collect();
+        let mut removed: BTreeSet<String> = self
+            .removals(snapshot)
+            .into_iter()
+            .filter(|n| !held.contains(n))
+            .collect();
+        removed.extend(
+            self.unanswered
+                .iter()
+                .filter(|n| !current.contains_key(*n) && !self.client.contains_key(*n))
+                .cloned(),
+        );
+        if upserts.is_empty() && removed.is_empty() && !self.needs_answer {
+            return None;
+        }
+        Some(Plan {
+            upserts,
+            removed: removed.into_iter().collect(),
+        })
+    }
+
+    fn is_new(&self, resource: &Resource) -> bool {
+        let held = self.client.get(resource.name()).map(String::as_str);
+        let rejected = self.nacked.get(resource.name()).map(String::as_str);
+        held != Some(resource.version()) && rejected != Some(resource.version())
+    }
+
+    fn commit(&mut self, plan: Plan, nonce: String, version: &str) -> DeltaDiscoveryResponse {
+        let mut changes = Vec::new();
+        for resource in &plan.upserts {
+            let name = resource.name().to_string();
+            let before = self
+                .client
+                .insert(name.clone(), resource.version().to_string());
+            changes.push((name, before, Some(resource.version().to_string())));
+        }
+        for name in &plan.removed {
+            let before = self.client.remove(name);
+            changes.push((name.clone(), before, None));
+        }
+        if !self.wildcard {
+            let names = &self.names;
+            self.client.retain(|name, _| names.contains(name));
+        }
+        self.unanswered.clear();
+        self.needs_answer = false;
+        self.sent_version = Some(version.to_string());
+        self.pending.push_back(Pending {
+            nonce: nonce.clone(),
+            version: version.to_string(),
+            changes,
+        });
+        while self.pending.len() > MAX_PENDING {
+            self.pending.pop_front();
+        }
+        DeltaDiscoveryResponse {
+            system_version_info: version.to_string(),
+            resources: plan.upserts.iter().map(|r| wire(r)).collect(),
+            type_url: self.ty.type_url().to_string(),
+            removed_resources: plan.removed,
+            nonce,
+            ..Default::default()
+        }
+    }
+
+    fn status(&self) -> TypeStatus {
+        TypeStatus {
+            type_url: self.ty.type_url().to_string(),
+            sent_version: self.sent_version.clone(),
+            acked_version: self.acked_version.clone(),
+            last_nack: self.last_nack.clone(),
+        }
+    }
+}
+
+fn wire(resource: &Resource) -> WireResource {
+    WireResource {
+        name: resource.name().to_string(),
+        version: resource.version().to_string(),
+        resource: Some(resource.any().clone()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+#[path = "delta_tests.rs"]
+mod tests;

@@ -1,0 +1,312 @@
+//! Unit tests of the Delta state machine: requests in, responses out.
+
+use super::*;
+use crate::testing::*;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::rpc::Status;
+
+use ResourceType::{Cluster, Endpoint, Listener, Route};
+
+fn subscribe(ty: ResourceType, names: &[&str]) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        node: Some(Node {
+            id: "sidecar-1".into(),
+            cluster: "web".into(),
+            ..Default::default()
+        }),
+        type_url: ty.type_url().to_string(),
+        resource_names_subscribe: names.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn unsubscribe(ty: ResourceType, names: &[&str]) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: ty.type_url().to_string(),
+        resource_names_unsubscribe: names.iter().map(|n| n.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn ack(response: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: response.type_url.clone(),
+        response_nonce: response.nonce.clone(),
+        ..Default::default()
+    }
+}
+
+fn nack(response: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        error_detail: Some(Status {
+            code: 3,
+            message: "rejected".into(),
+            details: vec![],
+        }),
+        ..ack(response)
+    }
+}
+
+fn only(out: Output<DeltaDiscoveryResponse>) -> DeltaDiscoveryResponse {
+    assert_eq!(out.responses.len(), 1, "expected one response: {out:?}");
+    out.responses.into_iter().next().expect("one response")
+}
+
+fn names(response: &DeltaDiscoveryResponse) -> Vec<&str> {
+    response.resources.iter().map(|r| r.name.as_str()).collect()
+}
+
+fn versions(response: &DeltaDiscoveryResponse) -> HashMap<String, String> {
+    response
+        .resources
+        .iter()
+        .map(|r| (r.name.clone(), r.version.clone()))
+        .collect()
+}
+
+fn types_of(out: &Output<DeltaDiscoveryResponse>) -> Vec<ResourceType> {
+    out.responses
+        .iter()
+        .filter_map(|r| ResourceType::from_type_url(&r.type_url))
+        .collect()
+}
+
+fn two_clusters() -> Arc<Snapshot> {
+    Arc::new(snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]))
+}
+
+/// An ADS stream subscribed to every type, every response ACKed.
+fn synced(snapshot: Arc<Snapshot>) -> DeltaStream {
+    let mut stream = DeltaStream::new(Scope::Aggregated);
+    stream.on_snapshot(snapshot);
+    for (ty, names) in [
+        (Cluster, vec![]),
+        (Endpoint, vec!["a", "b"]),
+        (Listener, vec![]),
+        (Route, vec!["l"]),
+    ] {
+        let response = only(stream.on_request(subscribe(ty, &names)));
+        assert_eq!(stream.on_request(ack(&response)).acks, vec![ty]);
+    }
+    stream
+}
+
+#[test]
+fn wildcard_first_request_gets_everything_once_a_snapshot_exists() {
+    let mut stream = DeltaStream::new(Scope::Aggregated);
+    assert!(
+        stream
+            .on_request(subscribe(Cluster, &[]))
+            .responses
+            .is_empty()
+    );
+    let snapshot = two_clusters();
+    let response = only(stream.on_snapshot(snapshot.clone()));
+    assert_eq!(names(&response), vec!["a", "b"]);
+    assert_eq!(response.system_version_info, snapshot.version(Cluster));
+    assert_eq!(
+        response.resources[0].version,
+        snapshot.resources(Cluster)["a"].version()
+    );
+    assert!(response.removed_resources.is_empty());
+    assert_eq!(stream.on_request(ack(&response)).acks, vec![Cluster]);
+    assert!(stream.on_snapshot(two_clusters()).responses.is_empty());
+}
+
+#[test]
+fn star_subscribes_to_everything() {
+    let mut stream = DeltaStream::new(Scope::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let response = only(stream.on_request(subscribe(Endpoint, &["*"])));
+    assert_eq!(names(&response), vec!["a", "b"]);
+}
+
+#[test]
+fn by_name_subscribe_and_unsubscribe() {
+    let mut stream = DeltaStream::new(Scope::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let first = only(stream.on_request(subscribe(Endpoint, &["a"])));
+    assert_eq!(names(&first), vec!["a"]);
+    stream.on_request(ack(&first));
+
+    let second = only(stream.on_request(subscribe(Endpoint, &["b"])));
+    assert_eq!(names(&second), vec!["b"], "only the new name");
+    stream.on_request(ack(&second));
+
+    assert!(
+        stream
+            .on_request(unsubscribe(Endpoint, &["a"]))
+            .responses
+            .is_empty()
+    );
+    let changed = Arc::new(snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]));
+    assert!(
+        stream.on_snapshot(changed).responses.is_empty(),
+        "a is unsubscribed"
+    );
+
+    // Subscribing again sends a again: the client forgot it.
+    let again = only(stream.on_request(subscribe(Endpoint, &["a"])));
+    assert_eq!(names(&again), vec!["a"]);
+}
+
+#[test]
+fn missing_names_are_reported_removed_then_sent_when_they_appear() {
+    let mut stream = DeltaStream::new(Scope::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let response = only(stream.on_request(subscribe(Route, &["nope"])));
+    assert!(response.resources.is_empty());
+    assert_eq!(response.removed_resources, vec!["nope"]);
+    stream.on_request(ack(&response));
+
+    let appeared = Arc::new(snapshot_with(&[("a", 1)], &[("nope", "a")]));
+    let response = only(stream.on_snapshot(appeared));
+    assert_eq!(names(&response), vec!["nope"]);
+    assert!(response.removed_resources.is_empty());
+}
+
+#[test]
+fn one_cla_change_is_one_resource() {
+    let mut stream = synced(two_clusters());
+    let changed = Arc::new(snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]));
+    let out = stream.on_snapshot(changed);
+    assert_eq!(types_of(&out), vec![Endpoint]);
+    assert_eq!(names(&out.responses[0]), vec!["a"]);
+}
+
+#[test]
+fn reconnect_with_initial_versions_gets_only_the_diff() {
+    let before = two_clusters();
+    let mut first = DeltaStream::new(Scope::Aggregated);
+    first.on_snapshot(before.clone());
+    let held = versions(&only(first.on_request(subscribe(Cluster, &[]))));
+    let held_cla = versions(&only(first.on_request(subscribe(Endpoint, &["a", "b"]))));
+
+    // While disconnected: a's endpoints change, b goes away, c appears.
+    let mut builder = Snapshot::builder();
+    builder
+        .add(Cluster, "a", &cluster("a"))
+        .add(Endpoint, "a", &cla("a", 9))
+        .add(Cluster, "c", &cluster("c"))
+        .add(Endpoint, "c", &cla("c", 3));
+    let after = Arc::new(builder.build().expect("consistent"));
+
+    let mut second = DeltaStream::new(Scope::Aggregated);
+    second.on_snapshot(after);
+    let mut request = subscribe(Cluster, &[]);
+    request.initial_resource_versions = held;
+    let cds = only(second.on_request(request));
+    assert_eq!(names(&cds), vec!["c"], "a is unchanged");
+    assert_eq!(cds.removed_resources, vec!["b"]);
+
+    let mut request = subscribe(Endpoint, &["a", "b"]);
+    request.initial_resource_versions = held_cla;
+    let eds = only(second.on_request(request));
+    assert_eq!(names(&eds), vec!["a"]);
+    assert_eq!(eds.removed_resources, vec!["b"]);
+}
+
+/// Clusters `a` (with `alt_stat_name` = `a_tag`) and `c` (tagged `c_tag`), with endpoints.
+fn tagged(a_tag: &str, c_tag: &str) -> Arc<Snapshot> {
+    let mut builder = Snapshot::builder();
+    for (name, tag) in [("a", a_tag), ("c", c_tag)] {
+        let mut c = cluster(name);
+        c.alt_stat_name = tag.to_string();
+        builder
+            .add(Cluster, name, &c)
+            .add(Endpoint, name, &cla(name, 1));
+    }
+    Arc::new(builder.build().expect("consistent"))
+}
+
+#[test]
+fn nack_restores_and_is_not_resent_until_the_resource_changes() {
+    let mut stream = DeltaStream::new(Scope::Single(Cluster));
+    stream.on_snapshot(tagged("good", "one"));
+    let first = only(stream.on_request(subscribe(Cluster, &[])));
+    assert_eq!(stream.on_request(ack(&first)).acks, vec![Cluster]);
+
+    let second = only(stream.on_snapshot(tagged("bad", "two")));
+    assert_eq!(names(&second), vec!["a", "c"]);
+    let out = stream.on_request(nack(&second));
+    assert_eq!(out.nacks, vec![Cluster]);
+    assert!(out.responses.is_empty());
+    let status = &stream.status()[0];
+    assert_eq!(
+        status.acked_version.as_deref(),
+        Some(first.system_version_info.as_str())
+    );
+    let recorded = status.last_nack.as_ref().expect("nack recorded");
+    assert_eq!(recorded.message, "rejected");
+    assert_eq!(recorded.version, second.system_version_info);
+
+    assert!(
+        stream
+            .on_snapshot(tagged("bad", "two"))
+            .responses
+            .is_empty(),
+        "no resend"
+    );
+
+    // c changes: only c goes out; a is still the rejected content.
+    let third = only(stream.on_snapshot(tagged("bad", "three")));
+    assert_eq!(names(&third), vec!["c"]);
+    stream.on_request(ack(&third));
+
+    // a changes again: it goes out.
+    let fourth = only(stream.on_snapshot(tagged("better", "three")));
+    assert_eq!(names(&fourth), vec!["a"]);
+
+    // Back to what the client kept after the NACK: nothing to send.
+    stream.on_request(nack(&fourth));
+    assert!(
+        stream
+            .on_snapshot(tagged("good", "three"))
+            .responses
+            .is_empty()
+    );
+}
+
+#[test]
+fn unknown_nonce_is_ignored() {
+    let mut stream = DeltaStream::new(Scope::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let response = only(stream.on_request(subscribe(Cluster, &[])));
+    let mut stale = nack(&response);
+    stale.response_nonce = "999".into();
+    let out = stream.on_request(stale);
+    assert!(out.nacks.is_empty() && out.responses.is_empty());
+    assert_eq!(stream.status()[0].last_nack, None);
+    assert_eq!(stream.on_request(ack(&response)).acks, vec![Cluster]);
+    // A second answer to the same nonce is unknown now.
+    assert!(stream.on_request(ack(&response)).acks.is_empty());
+}
+
+#[test]
+fn ads_pushes_in_order_and_defers_cluster_removal() {
+    let before = Arc::new(snapshot_with(&[("a", 1), ("b", 2)], &[("l", "b")]));
+    let mut stream = synced(before);
+    // b goes away and the route moves to a; a new cluster c and listener m appear.
+    let after = Arc::new(snapshot_with(
+        &[("a", 5), ("c", 3)],
+        &[("l", "a"), ("m", "c")],
+    ));
+    let out = stream.on_snapshot(after);
+    assert_eq!(types_of(&out), vec![Cluster, Endpoint, Listener, Route]);
+    let cds = &out.responses[0];
+    assert_eq!(names(cds), vec!["c"]);
+    assert!(cds.removed_resources.is_empty(), "b held back");
+    assert!(
+        out.responses[1].removed_resources.is_empty(),
+        "b's endpoints held back"
+    );
+    let (lds, rds) = (out.responses[2].clone(), out.responses[3].clone());
+    let cds = cds.clone();
+
+    assert!(stream.on_request(ack(&cds)).responses.is_empty());
+    assert!(stream.on_request(ack(&lds)).responses.is_empty());
+    let out = stream.on_request(ack(&rds));
+    assert_eq!(types_of(&out), vec![Cluster, Endpoint]);
+    assert_eq!(out.responses[0].removed_resources, vec!["b"]);
+    assert_eq!(out.responses[1].removed_resources, vec!["b"]);
+}

@@ -1,0 +1,196 @@
+//! xDS resource types and encoded resources.
+//!
+//! Owns the four type URLs Portolan serves, their push order, and [`Resource`]: one Envoy message
+//! encoded once into an `Any`, named, and versioned by the hash of its bytes. Resources are shared
+//! (`Arc`) between snapshots and streams; nothing re-encodes them.
+
+use envoy_types::pb::google::protobuf::Any;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+/// The xDS resource types Portolan serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum ResourceType {
+    /// `envoy.config.cluster.v3.Cluster` (CDS).
+    Cluster,
+    /// `envoy.config.endpoint.v3.ClusterLoadAssignment` (EDS).
+    Endpoint,
+    /// `envoy.config.listener.v3.Listener` (LDS).
+    Listener,
+    /// `envoy.config.route.v3.RouteConfiguration` (RDS).
+    Route,
+}
+
+// === impl ResourceType ===
+
+impl ResourceType {
+    /// Every type, in push order (make-before-break): clusters, their endpoints, listeners, routes.
+    pub const ALL: [ResourceType; 4] = [
+        ResourceType::Cluster,
+        ResourceType::Endpoint,
+        ResourceType::Listener,
+        ResourceType::Route,
+    ];
+
+    /// The v3 type URL.
+    pub fn type_url(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            ResourceType::Endpoint => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+            ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+        }
+    }
+
+    /// The type for a v3 type URL, `None` for types Portolan does not serve.
+    pub fn from_type_url(url: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|ty| ty.type_url() == url)
+    }
+
+    /// Whether a State-of-the-World response carries every resource of the type (a resource left
+    /// out is deleted by the client): true for clusters and listeners.
+    pub fn is_wildcard(self) -> bool {
+        matches!(self, ResourceType::Cluster | ResourceType::Listener)
+    }
+
+    /// Short name for metric labels and logs: `cds`, `eds`, `lds`, `rds`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "cds",
+            ResourceType::Endpoint => "eds",
+            ResourceType::Listener => "lds",
+            ResourceType::Route => "rds",
+        }
+    }
+
+    /// Position in [`ResourceType::ALL`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            ResourceType::Cluster => 0,
+            ResourceType::Endpoint => 1,
+            ResourceType::Listener => 2,
+            ResourceType::Route => 3,
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.short_name())
+    }
+}
+
+/// One encoded Envoy resource: its name, its content version and the `Any` sent to clients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    name: String,
+    version: String,
+    any: Any,
+}
+
+// === impl Resource ===
+
+impl Resource {
+    /// Encodes `msg` once; the version is the hex xxh3 of the encoded bytes.
+    pub fn encode<M: prost::Message + prost::Name>(name: impl Into<String>, msg: &M) -> Self {
+        Self::from_any(
+            name,
+            Any {
+                type_url: M::type_url(),
+                value: msg.encode_to_vec(),
+            },
+        )
+    }
+
+    /// Wraps an already encoded resource.
+    pub fn from_any(name: impl Into<String>, any: Any) -> Self {
+        let version = format!("{:016x}", xxh3_64(&any.value));
+        Self {
+            name: name.into(),
+            version,
+            any,
+        }
+    }
+
+    /// The resource name (cluster name, CLA cluster name, listener name, route config name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Content version: equal bytes give equal versions.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The encoded resource.
+    pub fn any(&self) -> &Any {
+        &self.any
+    }
+}
+
+/// A version for a set of resources: the hash of their names and versions, in name order.
+/// The same set always gives the same version; the empty set gives a fixed one.
+pub(crate) fn aggregate_version<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut hasher = Xxh3::new();
+    for (name, version) in items {
+        hasher.update(name.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(version.as_bytes());
+        hasher.update(&[0]);
+    }
+    format!("{:016x}", hasher.digest())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_urls_round_trip() {
+        for ty in ResourceType::ALL {
+            assert_eq!(ResourceType::from_type_url(ty.type_url()), Some(ty));
+            assert_eq!(ResourceType::ALL[ty.index()], ty);
+        }
+        assert_eq!(ResourceType::from_type_url("type.googleapis.com/x"), None);
+    }
+
+    #[test]
+    fn version_follows_content() {
+        let a = Resource::from_any(
+            "a",
+            Any {
+                type_url: "t".into(),
+                value: vec![1, 2],
+            },
+        );
+        let b = Resource::from_any(
+            "b",
+            Any {
+                type_url: "t".into(),
+                value: vec![1, 2],
+            },
+        );
+        let c = Resource::from_any(
+            "a",
+            Any {
+                type_url: "t".into(),
+                value: vec![1, 3],
+            },
+        );
+        assert_eq!(a.version(), b.version());
+        assert_ne!(a.version(), c.version());
+    }
+
+    #[test]
+    fn aggregate_version_depends_on_names_and_versions() {
+        let one = aggregate_version([("a", "1"), ("b", "2")]);
+        assert_eq!(one, aggregate_version([("a", "1"), ("b", "2")]));
+        assert_ne!(one, aggregate_version([("a", "1"), ("b", "3")]));
+        assert_ne!(one, aggregate_version([("a", "1")]));
+        assert_ne!(
+            aggregate_version([("ab", "")]),
+            aggregate_version([("a", "b")])
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! Unit tests of the SotW state machine: requests in, responses out.
+
+use super::*;
+use crate::testing::*;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::rpc::Status;
+
+use ResourceType::{Cluster, Endpoint, Listener, Route};
+
+fn request(ty: ResourceType, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        version_info: version.to_string(),
+        node: Some(Node {
+            id: "sidecar-1".into(),
+            cluster: "web".into(),
+            ..Default::default()
+        }),
+        resource_names: names.iter().map(|n| n.to_string()).collect(),
+        type_url: ty.type_url().to_string(),
+        response_nonce: nonce.to_string(),
+        ..Default::default()
+    }
+}
+
+fn ack(ty: ResourceType, names: &[&str], response: &DiscoveryResponse) -> DiscoveryRequest {
+    request(ty, names, &response.version_info, &response.nonce)
+}
+
+fn nack(ty: ResourceType, names: &[&str], response: &DiscoveryResponse) -> DiscoveryRequest {
+    DiscoveryRequest {
+        error_detail: Some(Status {
+            code: 3,
+            message: "bad cluster".into(),
+            details: vec![],
+        }),
+        ..request(ty, names, "", &response.nonce)
+    }
+}
+
+fn only(out: Output<DiscoveryResponse>) -> DiscoveryResponse {
+    assert_eq!(out.responses.len(), 1, "expected one response: {out:?}");
+    out.responses.into_iter().next().expect("one response")
+}
+
+fn types_of(out: &Output<DiscoveryResponse>) -> Vec<ResourceType> {
+    out.responses
+        .iter()
+        .filter_map(|r| ResourceType::from_type_url(&r.type_url))
+        .collect()
+}
+
+fn two_clusters() -> Arc<Snapshot> {
+    Arc::new(snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]))
+}
+
+/// An ADS stream subscribed to all four types, every response ACKed.
+fn synced(snapshot: Arc<Snapshot>) -> (SotwStream, BTreeMap<ResourceType, DiscoveryResponse>) {
+    let mut stream = SotwStream::new(Scope::Aggregated);
+    stream.on_snapshot(snapshot);
+    let mut last = BTreeMap::new();
+    for (ty, names) in [
+        (Cluster, vec![]),
+        (Endpoint, vec!["a", "b"]),
+        (Listener, vec![]),
+        (Route, vec!["l"]),
+    ] {
+        let response = only(stream.on_request(request(ty, &names, "", "")));
+        let out = stream.on_request(ack(ty, &names, &response));
+        assert_eq!(out.acks, vec![ty]);
+        assert!(out.responses.is_empty());
+        last.insert(ty, response);
+    }
+    (stream, last)
+}
+
+#[test]
+fn nothing_is_served_before_the_first_snapshot() {
+    let mut stream = SotwStream::new(Scope::Aggregated);
+    let out = stream.on_request(request(Cluster, &[], "", ""));
+    assert!(out.responses.is_empty());
+    assert_eq!(stream.node().map(|n| n.group.as_str()), Some("web"));
+
+    let snapshot = two_clusters();
+    let response = only(stream.on_snapshot(snapshot.clone()));
+    assert_eq!(response.type_url, Cluster.type_url());
+    assert_eq!(response.version_info, snapshot.version(Cluster));
+    assert_eq!(response_names(&response), vec!["a", "b"]);
+    assert!(!response.nonce.is_empty());
+}
+
+#[test]
+fn first_request_is_answered_from_the_snapshot() {
+    let mut stream = SotwStream::new(Scope::Aggregated);
+    assert!(stream.on_snapshot(two_clusters()).responses.is_empty());
+    let response = only(stream.on_request(request(Listener, &[], "", "")));
+    assert_eq!(response_names(&response), vec!["l"]);
+}
+
+#[test]
+fn ack_records_the_version_and_sends_nothing() {
+    let mut stream = SotwStream::new(Scope::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let response = only(stream.on_request(request(Cluster, &[], "", "")));
+    let out = stream.on_request(ack(Cluster, &[], &response));
+    assert_eq!(out.acks, vec![Cluster]);
+    assert!(out.responses.is_empty());
+    let status = stream.status();
+    assert_eq!(
+        status[0].acked_version.as_deref(),
+        Some(response.version_info.as_str())
+    );
+    assert_eq!(status[0].sent_version, status[0].acked_version);
+}
+
+#[test]
+fn nack_is_recorded_and_not_resent_until_a_new_version() {
+    let mut stream = SotwStream::new(Scope::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let first = only(stream.on_request(request(Cluster, &[], "", "")));
+    stream.on_request(ack(Cluster, &[], &first));
+
+    let bad = Arc::new(snapshot_with(
+        &[("a", 1), ("b", 2), ("c", 3)],
+        &[("l", "a")],
+    ));
+    let second = only(stream.on_snapshot(bad));
+    let out = stream.on_request(nack(Cluster, &[], &second));
+    assert_eq!(out.nacks, vec![Cluster]);
+    assert!(
+        out.responses.is_empty(),
+        "a NACK is not answered with the same version"
+    );
+
+    let status = &stream.status()[0];
+    assert_eq!(
+        status.acked_version.as_deref(),
+        Some(first.version_info.as_str())
+    );
+    let recorded = status.last_nack.as_ref().expect("nack recorded");
+    assert_eq!(recorded.version, second.version_info);
+    assert_eq!(recorded.message, "bad cluster");
+
+    // The same content again (a new snapshot object) is not resent.
+    let again = Arc::new(snapshot_with(
+        &[("a", 1), ("b", 2), ("c", 3)],
+        &[("l", "a")],
+    ));
+    assert!(stream.on_snapshot(again).responses.is_empty());
+
+    // A new version is.
+    let fixed = Arc::new(snapshot_with(
+        &[("a", 1), ("b", 2), ("d", 3)],
+        &[("l", "a")],
+    ));
+    let third = only(stream.on_snapshot(fixed));
+    assert_eq!(response_names(&third), vec!["a", "b", "d"]);
+}
+
+#[test]
+fn stale_nonce_is_ignored() {
+    let mut stream = SotwStream::new(Scope::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let first = only(stream.on_request(request(Cluster, &[], "", "")));
+    let second = only(stream.on_snapshot(Arc::new(snapshot_of(&["a"], &[]))));
+    assert_ne!(first.nonce, second.nonce);
+
+    let out = stream.on_request(ack(Cluster, &[], &first));
+    assert!(out.acks.is_empty() && out.responses.is_empty());
+    let out = stream.on_request(nack(Cluster, &[], &first));
+    assert!(out.nacks.is_empty() && out.responses.is_empty());
+    assert_eq!(stream.status()[0].acked_version, None);
+    assert_eq!(stream.status()[0].last_nack, None);
+
+    let out = stream.on_request(ack(Cluster, &[], &second));
+    assert_eq!(out.acks, vec![Cluster]);
+}
+
+#[test]
+fn wildcard_cds_and_lds_carry_everything() {
+    let (mut stream, _) = synced(two_clusters());
+    let next = Arc::new(snapshot_with(
+        &[("a", 1), ("b", 2), ("c", 3)],
+        &[("l", "a"), ("m", "a")],
+    ));
+    let out = stream.on_snapshot(next);
+    let by_type: BTreeMap<_, _> = out
+        .responses
+        .iter()
+        .map(|r| (ResourceType::from_type_url(&r.type_url), response_names(r)))
+        .collect();
+    assert_eq!(by_type[&Some(Cluster)], vec!["a", "b", "c"]);
+    assert_eq!(by_type[&Some(Listener)], vec!["l", "m"]);
+    // Not subscribed: c's endpoints and m's routes are not pushed.
+    assert!(!by_type.contains_key(&Some(Endpoint)));
+    assert!(!by_type.contains_key(&Some(Route)));
+}
+
+#[test]
+fn eds_is_by_name_and_missing_names_are_answered() {
+    let mut stream = SotwStream::new(Scope::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let response = only(stream.on_request(request(Endpoint, &["b"], "", "")));
+    assert_eq!(response_names(&response), vec!["b"]);
+
+    let mut other = SotwStream::new(Scope::Aggregated);
+    other.on_snapshot(two_clusters());
+    let response = only(other.on_request(request(Endpoint, &["nope"], "", "")));
+    assert!(response.resources.is_empty(), "answered, with nothing");
+    other.on_request(ack(Endpoint, &["nope"], &response));
+
+    let appeared = Arc::new(snapshot_with(&[("a", 1), ("nope", 2)], &[]));
+    let pushed = only(other.on_snapshot(appeared));
+    assert_eq!(response_names(&pushed), vec!["nope"]);
+}
+
+#[test]
+fn subscribe_and_unsubscribe_are_answered() {
+    let mut stream = SotwStream::new(Scope::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let first = only(stream.on_request(request(Endpoint, &["a"], "", "")));
+    assert!(
+        stream
+            .on_request(ack(Endpoint, &["a"], &first))
+            .responses
+            .is_empty()
+    );
+
+    let added = only(stream.on_request(ack(Endpoint, &["a", "b"], &first)));
+    assert_eq!(
+        response_names(&added),
+        vec!["b"],
+        "only what the client lacks"
+    );
+    assert_ne!(added.version_info, first.version_info);
+    assert!(
+        stream
+            .on_request(ack(Endpoint, &["a", "b"], &added))
+            .responses
+            .is_empty()
+    );
+
+    let removed = only(stream.on_request(ack(Endpoint, &["b"], &added)));
+    assert!(removed.resources.is_empty());
+    assert_ne!(removed.version_info, added.version_info);
+
+    // a is no longer subscribed: its change is not pushed.
+    let changed = Arc::new(snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]));
+    assert!(stream.on_snapshot(changed).responses.is_empty());
+}
+
+#[test]
+fn one_cla_change_pushes_only_that_cla() {
+    let (mut stream, _) = synced(two_clusters());
+    let mut only_b = SotwStream::new(Scope::Aggregated);
+    only_b.on_snapshot(two_clusters());
+    let response = only(only_b.on_request(request(Endpoint, &["b"], "", "")));
+    only_b.on_request(ack(Endpoint, &["b"], &response));
+
+    let changed = Arc::new(snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]));
+    let out = stream.on_snapshot(changed.clone());
+    assert_eq!(types_of(&out), vec![Endpoint]);
+    assert_eq!(response_names(&out.responses[0]), vec!["a"]);
+    assert!(only_b.on_snapshot(changed).responses.is_empty());
+}
+
+#[test]
+fn ads_pushes_in_make_before_break_order() {
+    let (mut stream, _) = synced(two_clusters());
+    let next = Arc::new(snapshot_with(
+        &[("a", 5), ("b", 6), ("c", 7)],
+        &[("l", "c"), ("m", "c")],
+    ));
+    let out = stream.on_snapshot(next);
+    assert_eq!(types_of(&out), vec![Cluster, Endpoint, Listener, Route]);
+
+    let next = Arc::new(snapshot_with(
+        &[("a", 8), ("b", 6), ("c", 7)],
+        &[("l", "b")],
+    ));
+    let out = stream.on_snapshot(next);
+    assert_eq!(types_of(&out), vec![Endpoint, Listener, Route]);
+}
+
+#[test]
+fn cluster_removal_waits_for_routes_to_be_answered() {
+    let before = Arc::new(snapshot_with(&[("a", 1), ("b", 2)], &[("l", "b")]));
+    let (mut stream, _) = synced(before);
+
+    // b goes away and the route moves to a.
+    let after = Arc::new(snapshot_with(&[("a", 1)], &[("l", "a")]));
+    let out = stream.on_snapshot(after.clone());
+    // The clusters the client holds (a, b) are kept: nothing to send for CDS yet.
+    assert_eq!(types_of(&out), vec![Route]);
+    let rds = out.responses[0].clone();
+    assert!(
+        stream.on_snapshot(after.clone()).responses.is_empty(),
+        "still waiting"
+    );
+
+    let out = stream.on_request(ack(Route, &["l"], &rds));
+    let last = only(out);
+    assert_eq!(last.type_url, Cluster.type_url());
+    assert_eq!(response_names(&last), vec!["a"]);
+    assert_eq!(last.version_info, after.version(Cluster));
+}
+
+#[test]
+fn cluster_removal_with_additions_keeps_removed_clusters_until_routes_are_answered() {
+    let before = Arc::new(snapshot_with(&[("a", 1), ("b", 2)], &[("l", "b")]));
+    let (mut stream, _) = synced(before);
+    let after = Arc::new(snapshot_with(&[("a", 1), ("c", 3)], &[("l", "c")]));
+    let out = stream.on_snapshot(after.clone());
+    assert_eq!(types_of(&out), vec![Cluster, Route]);
+    assert_eq!(
+        response_names(&out.responses[0]),
+        vec!["a", "b", "c"],
+        "b kept, c added"
+    );
+    let (cds, rds) = (out.responses[0].clone(), out.responses[1].clone());
+    assert!(
+        stream
+            .on_request(ack(Cluster, &[], &cds))
+            .responses
+            .is_empty()
+    );
+    // A NACK of the routes also releases the removal.
+    let last = only(stream.on_request(nack(Route, &["l"], &rds)));
+    assert_eq!(response_names(&last), vec!["a", "c"]);
+}
+
+#[test]
+fn cluster_removal_without_routing_change_is_immediate() {
+    let before = Arc::new(snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]));
+    let (mut stream, _) = synced(before);
+    let after = Arc::new(snapshot_with(&[("a", 1)], &[("l", "a")]));
+    let response = only(stream.on_snapshot(after));
+    assert_eq!(response_names(&response), vec!["a"]);
+}
+
+#[test]
+fn per_type_stream_serves_only_its_type() {
+    let mut stream = SotwStream::new(Scope::Single(Cluster));
+    stream.on_snapshot(two_clusters());
+    assert!(
+        stream
+            .on_request(request(Listener, &[], "", ""))
+            .responses
+            .is_empty()
+    );
+    let response = only(stream.on_request(request(Cluster, &[], "", "")));
+    assert_eq!(response_names(&response), vec!["a", "b"]);
+    // No deferred removal outside ADS.
+    stream.on_request(ack(Cluster, &[], &response));
+    let response = only(stream.on_snapshot(Arc::new(snapshot_of(&["a"], &[]))));
+    assert_eq!(response_names(&response), vec!["a"]);
+}
+
+#[test]
+fn a_new_stream_gets_the_full_state() {
+    let (_, _) = synced(two_clusters());
+    let mut again = SotwStream::new(Scope::Aggregated);
+    again.on_snapshot(two_clusters());
+    // Envoy reconnecting sends its last accepted version with an empty nonce.
+    let cds = only(again.on_request(request(Cluster, &[], "old", "")));
+    assert_eq!(response_names(&cds), vec!["a", "b"]);
+    let eds = only(again.on_request(request(Endpoint, &["a", "b"], "old", "")));
+    assert_eq!(response_names(&eds), vec!["a", "b"]);
+}

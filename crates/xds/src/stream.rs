@@ -1,0 +1,191 @@
+//! Pieces shared by the SotW and Delta state machines: which types a stream serves, who the node
+//! is, what one step produced, and the gate that defers cluster removal until the listeners and
+//! routes pushed with it are answered.
+
+use std::collections::BTreeSet;
+
+use envoy_types::pb::envoy::config::core::v3::{Node, node::UserAgentVersionType};
+
+use crate::resource::ResourceType;
+
+/// Which types a stream serves: all four multiplexed (ADS) or one (per-type service).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Aggregated,
+    Single(ResourceType),
+}
+
+// === impl Scope ===
+
+impl Scope {
+    /// Whether requests for `ty` are served on this stream.
+    pub fn allows(self, ty: ResourceType) -> bool {
+        match self {
+            Scope::Aggregated => true,
+            Scope::Single(only) => only == ty,
+        }
+    }
+
+    /// `ads` or the type's short name.
+    pub fn stream_name(self) -> &'static str {
+        match self {
+            Scope::Aggregated => "ads",
+            Scope::Single(ty) => ty.short_name(),
+        }
+    }
+}
+
+/// Who is on the other end, from the first request that carried a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    pub group: String,
+    pub client: String,
+}
+
+// === impl NodeInfo ===
+
+impl NodeInfo {
+    /// Reads id, group (`cluster`, empty -> `default`) and client (user agent and version).
+    pub fn from_node(node: Option<&Node>) -> Self {
+        let Some(node) = node else {
+            return Self {
+                group: "default".to_string(),
+                ..Self::default()
+            };
+        };
+        let group = if node.cluster.is_empty() {
+            "default".to_string()
+        } else {
+            node.cluster.clone()
+        };
+        Self {
+            id: node.id.clone(),
+            group,
+            client: client_of(node),
+        }
+    }
+}
+
+fn client_of(node: &Node) -> String {
+    let version = match &node.user_agent_version_type {
+        Some(UserAgentVersionType::UserAgentVersion(v)) => v.clone(),
+        Some(UserAgentVersionType::UserAgentBuildVersion(b)) => b
+            .version
+            .as_ref()
+            .map(|v| format!("{}.{}.{}", v.major_number, v.minor_number, v.patch))
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    match (node.user_agent_name.is_empty(), version.is_empty()) {
+        (false, false) => format!("{} {version}", node.user_agent_name),
+        (false, true) => node.user_agent_name.clone(),
+        _ => version,
+    }
+}
+
+/// What one step of a state machine produced.
+#[derive(Debug, PartialEq)]
+pub struct Output<R> {
+    /// Responses to send, in order.
+    pub responses: Vec<R>,
+    /// Types ACKed by the request.
+    pub acks: Vec<ResourceType>,
+    /// Types NACKed by the request.
+    pub nacks: Vec<ResourceType>,
+}
+
+impl<R> Default for Output<R> {
+    fn default() -> Self {
+        Self {
+            responses: Vec::new(),
+            acks: Vec::new(),
+            nacks: Vec::new(),
+        }
+    }
+}
+
+/// Nonce counter, one per stream.
+#[derive(Debug, Default)]
+pub(crate) struct Nonces(u64);
+
+impl Nonces {
+    pub(crate) fn next(&mut self) -> String {
+        self.0 += 1;
+        self.0.to_string()
+    }
+}
+
+/// Defers cluster removal: holds the nonces of the listener/route responses pushed together with
+/// a removal; removed clusters stay until each of them is ACKed or NACKed.
+#[derive(Debug, Default)]
+pub(crate) struct RemovalGate {
+    waiting: BTreeSet<String>,
+}
+
+// === impl RemovalGate ===
+
+impl RemovalGate {
+    pub(crate) fn is_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    pub(crate) fn wait_for(&mut self, nonce: String) {
+        self.waiting.insert(nonce);
+    }
+
+    /// A response was answered (ACK or NACK).
+    pub(crate) fn settle(&mut self, nonce: &str) {
+        self.waiting.remove(nonce);
+    }
+
+    /// A newer response of the same type replaced `old`: its answer will never come (stale).
+    pub(crate) fn supersede(&mut self, old: &str, new: &str) {
+        if self.waiting.remove(old) {
+            self.waiting.insert(new.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::BuildVersion;
+    use envoy_types::pb::envoy::r#type::v3::SemanticVersion;
+
+    #[test]
+    fn node_info_reads_group_and_client() {
+        let node = Node {
+            id: "sidecar-1".into(),
+            cluster: String::new(),
+            user_agent_name: "envoy".into(),
+            user_agent_version_type: Some(UserAgentVersionType::UserAgentBuildVersion(
+                BuildVersion {
+                    version: Some(SemanticVersion {
+                        major_number: 1,
+                        minor_number: 40,
+                        patch: 0,
+                    }),
+                    metadata: None,
+                },
+            )),
+            ..Default::default()
+        };
+        let info = NodeInfo::from_node(Some(&node));
+        assert_eq!(info.id, "sidecar-1");
+        assert_eq!(info.group, "default");
+        assert_eq!(info.client, "envoy 1.40.0");
+        assert_eq!(NodeInfo::from_node(None).group, "default");
+    }
+
+    #[test]
+    fn removal_gate_follows_superseded_nonces() {
+        let mut gate = RemovalGate::default();
+        gate.wait_for("3".into());
+        gate.supersede("3", "5");
+        gate.settle("3");
+        assert!(gate.is_waiting());
+        gate.settle("5");
+        assert!(!gate.is_waiting());
+    }
+}

@@ -1,0 +1,181 @@
+//! Small, real Envoy resources for tests (here and in other crates' tests).
+//!
+//! Clusters use EDS over ADS, listeners use an HTTP connection manager with RDS over ADS, and each
+//! listener's route configuration has the listener's name and routes `/` to one cluster.
+
+use envoy_types::pb::envoy::config::cluster::v3::{
+    Cluster,
+    cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig},
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, address,
+    config_source::ConfigSourceSpecifier, socket_address::PortSpecifier,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
+    route_match,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, Rds, http_connection_manager::RouteSpecifier,
+};
+use envoy_types::pb::google::protobuf::Any;
+use prost::{Message, Name};
+
+use crate::{ResourceType, Snapshot};
+
+fn ads() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        ..Default::default()
+    }
+}
+
+fn socket(ip: &str, port: u32) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: ip.to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(port)),
+            ..Default::default()
+        })),
+    }
+}
+
+/// An EDS cluster whose endpoints come over ADS.
+pub fn cluster(name: &str) -> Cluster {
+    Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: String::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A ClusterLoadAssignment with one endpoint, 127.0.0.1:`port`.
+pub fn cla(name: &str, port: u32) -> ClusterLoadAssignment {
+    let endpoint = LbEndpoint {
+        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+            address: Some(socket("127.0.0.1", port)),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    ClusterLoadAssignment {
+        cluster_name: name.to_string(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: vec![endpoint],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A listener on 0.0.0.0:15001 with an HTTP connection manager using RDS `route_config`.
+pub fn listener(name: &str, route_config: &str) -> Listener {
+    let hcm = HttpConnectionManager {
+        stat_prefix: name.to_string(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: route_config.to_string(),
+        })),
+        ..Default::default()
+    };
+    let any = Any {
+        type_url: HttpConnectionManager::type_url(),
+        value: hcm.encode_to_vec(),
+    };
+    Listener {
+        name: name.to_string(),
+        address: Some(socket("0.0.0.0", 15001)),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(any)),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A route configuration sending every request to `cluster`.
+pub fn route_config(name: &str, cluster: &str) -> RouteConfiguration {
+    let route = Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    RouteConfiguration {
+        name: name.to_string(),
+        virtual_hosts: vec![VirtualHost {
+            name: "all".to_string(),
+            domains: vec!["*".to_string()],
+            routes: vec![route],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A snapshot with one EDS cluster and CLA per `(name, endpoint port)`, and one listener and route
+/// configuration per `(listener name, cluster it routes to)`.
+///
+/// # Panics
+/// When the resources are inconsistent (a test bug).
+pub fn snapshot_with(clusters: &[(&str, u32)], listeners: &[(&str, &str)]) -> Snapshot {
+    let mut builder = Snapshot::builder();
+    for (name, port) in clusters {
+        builder
+            .add(ResourceType::Cluster, *name, &cluster(name))
+            .add(ResourceType::Endpoint, *name, &cla(name, *port));
+    }
+    for (name, target) in listeners {
+        builder
+            .add(ResourceType::Listener, *name, &listener(name, name))
+            .add(ResourceType::Route, *name, &route_config(name, target));
+    }
+    match builder.build() {
+        Ok(snapshot) => snapshot,
+        Err(error) => panic!("inconsistent test snapshot: {error}"),
+    }
+}
+
+/// [`snapshot_with`] with endpoint port 8080 and every listener routing to the first cluster.
+pub fn snapshot_of(clusters: &[&str], listeners: &[&str]) -> Snapshot {
+    let target = clusters.first().copied().unwrap_or("none");
+    let clusters: Vec<_> = clusters.iter().map(|c| (*c, 8080)).collect();
+    let listeners: Vec<_> = listeners.iter().map(|l| (*l, target)).collect();
+    snapshot_with(&clusters, &listeners)
+}
+
+/// The name inside an encoded Cluster, ClusterLoadAssignment, Listener or RouteConfiguration.
+pub fn any_name(any: &Any) -> Option<String> {
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment as Cla;
+    let bytes = any.value.as_slice();
+    match ResourceType::from_type_url(&any.type_url)? {
+        ResourceType::Cluster => Cluster::decode(bytes).ok().map(|m| m.name),
+        ResourceType::Endpoint => Cla::decode(bytes).ok().map(|m| m.cluster_name),
+        ResourceType::Listener => Listener::decode(bytes).ok().map(|m| m.name),
+        ResourceType::Route => RouteConfiguration::decode(bytes).ok().map(|m| m.name),
+    }
+}
+
+/// The names of the resources in a SotW response, in order.
+pub fn response_names(
+    response: &envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse,
+) -> Vec<String> {
+    response.resources.iter().filter_map(any_name).collect()
+}

@@ -1,0 +1,509 @@
+//! The xDS server over real gRPC on loopback, driven by the tonic clients from envoy-types.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use portolan_xds::testing::{response_names, snapshot_with};
+use portolan_xds::{Cache, ResourceType, XdsMetrics, XdsServer, serve};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tonic::transport::{Channel, Endpoint};
+
+use ResourceType::{Cluster, Endpoint as Cla, Listener, Route};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Harness {
+    cache: Arc<Cache>,
+    metrics: XdsMetrics,
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start() -> Harness {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cache = Cache::new();
+    let metrics = XdsMetrics::unregistered();
+    let server = XdsServer::new(cache.clone(), metrics.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, server, async move {
+        let _ = stopped.await;
+    }));
+    Harness {
+        cache,
+        metrics,
+        addr,
+        _stop: stop,
+    }
+}
+
+async fn channel(addr: SocketAddr, window: Option<u32>) -> Channel {
+    let mut endpoint = Endpoint::from_shared(format!("http://{addr}")).expect("uri");
+    if let Some(window) = window {
+        endpoint = endpoint
+            .initial_stream_window_size(window)
+            .initial_connection_window_size(window);
+    }
+    endpoint.connect().await.expect("connect")
+}
+
+fn node(id: &str) -> Option<Node> {
+    Some(Node {
+        id: id.to_string(),
+        cluster: "web".to_string(),
+        user_agent_name: "envoy".to_string(),
+        ..Default::default()
+    })
+}
+
+fn two_clusters() -> portolan_xds::Snapshot {
+    snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")])
+}
+
+// === SotW client ===
+
+struct Sotw {
+    tx: mpsc::Sender<DiscoveryRequest>,
+    rx: Streaming<DiscoveryResponse>,
+}
+
+impl Sotw {
+    async fn ads(channel: Channel) -> Self {
+        let (tx, requests) = mpsc::channel(16);
+        let rx = AggregatedDiscoveryServiceClient::new(channel)
+            .stream_aggregated_resources(ReceiverStream::new(requests))
+            .await
+            .expect("stream")
+            .into_inner();
+        Self { tx, rx }
+    }
+
+    async fn cds(channel: Channel) -> Self {
+        let (tx, requests) = mpsc::channel(16);
+        let rx = ClusterDiscoveryServiceClient::new(channel)
+            .stream_clusters(ReceiverStream::new(requests))
+            .await
+            .expect("stream")
+            .into_inner();
+        Self { tx, rx }
+    }
+
+    async fn request(&self, ty: ResourceType, names: &[&str], last: Option<&DiscoveryResponse>) {
+        let request = DiscoveryRequest {
+            node: node("sidecar-1"),
+            type_url: ty.type_url().to_string(),
+            resource_names: names.iter().map(|n| n.to_string()).collect(),
+            version_info: last.map(|r| r.version_info.clone()).unwrap_or_default(),
+            response_nonce: last.map(|r| r.nonce.clone()).unwrap_or_default(),
+            ..Default::default()
+        };
+        self.tx.send(request).await.expect("send");
+    }
+
+    async fn nack(&self, ty: ResourceType, last: &DiscoveryResponse, message: &str) {
+        let request = DiscoveryRequest {
+            type_url: ty.type_url().to_string(),
+            response_nonce: last.nonce.clone(),
+            error_detail: Some(RpcStatus {
+                code: 3,
+                message: message.to_string(),
+                details: vec![],
+            }),
+            ..Default::default()
+        };
+        self.tx.send(request).await.expect("send");
+    }
+
+    async fn recv(&mut self) -> DiscoveryResponse {
+        tokio::time::timeout(WAIT, self.rx.message())
+            .await
+            .expect("response in time")
+            .expect("stream ok")
+            .expect("stream open")
+    }
+
+    /// Subscribes and ACKs all four types; returns the last response per type.
+    async fn sync_all(&mut self) -> HashMap<ResourceType, DiscoveryResponse> {
+        let mut last = HashMap::new();
+        for (ty, names) in [
+            (Cluster, vec![]),
+            (Cla, vec!["a", "b"]),
+            (Listener, vec![]),
+            (Route, vec!["l"]),
+        ] {
+            self.request(ty, &names, None).await;
+            let response = self.recv().await;
+            assert_eq!(response.type_url, ty.type_url());
+            self.request(ty, &names, Some(&response)).await;
+            last.insert(ty, response);
+        }
+        last
+    }
+}
+
+fn type_of(response: &DiscoveryResponse) -> Option<ResourceType> {
+    ResourceType::from_type_url(&response.type_url)
+}
+
+async fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn ads_sotw_serves_acks_and_pushes_only_what_changed() {
+    let harness = start().await;
+    let mut client = Sotw::ads(channel(harness.addr, None).await).await;
+    // Nothing is served before the first snapshot: subscribe first, then set.
+    client.request(Cluster, &[], None).await;
+    eventually(|| {
+        harness
+            .cache
+            .groups()
+            .contains(&"web".to_string())
+            .then_some(())
+    })
+    .await;
+    harness.cache.set("web", two_clusters());
+    let cds = client.recv().await;
+    assert_eq!(response_names(&cds), vec!["a", "b"]);
+    client.request(Cluster, &[], Some(&cds)).await;
+
+    for (ty, names, expected) in [
+        (Cla, vec!["a", "b"], vec!["a", "b"]),
+        (Listener, vec![], vec!["l"]),
+        (Route, vec!["l"], vec!["l"]),
+    ] {
+        client.request(ty, &names, None).await;
+        let response = client.recv().await;
+        assert_eq!(type_of(&response), Some(ty));
+        assert_eq!(response_names(&response), expected);
+        client.request(ty, &names, Some(&response)).await;
+    }
+    let proxies = eventually(|| {
+        let proxies = harness.cache.proxies();
+        let acked = proxies
+            .first()?
+            .types
+            .iter()
+            .all(|t| t.acked_version.is_some());
+        (proxies.len() == 1 && proxies[0].types.len() == 4 && acked).then_some(proxies)
+    })
+    .await;
+    assert_eq!(proxies[0].node_id, "sidecar-1");
+    assert_eq!(proxies[0].group, "web");
+    assert_eq!(proxies[0].stream, "ads");
+    assert_eq!(proxies[0].client, "envoy");
+
+    // One CLA changes: one EDS response with that CLA.
+    harness
+        .cache
+        .set("web", snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]));
+    let eds = client.recv().await;
+    assert_eq!(type_of(&eds), Some(Cla));
+    assert_eq!(response_names(&eds), vec!["a"]);
+    client.request(Cla, &["a", "b"], Some(&eds)).await;
+
+    // Nothing else was pushed: the next message answers this new RDS subscription.
+    client.request(Route, &["l", "missing"], None).await;
+    let rds = client.recv().await;
+    assert_eq!(type_of(&rds), Some(Route));
+    assert!(harness.metrics.pushes(Cla) >= 2);
+}
+
+#[tokio::test]
+async fn nack_is_recorded_and_not_resent_until_a_new_version() {
+    let harness = start().await;
+    harness.cache.set("web", two_clusters());
+    let mut client = Sotw::ads(channel(harness.addr, None).await).await;
+    let last = client.sync_all().await;
+
+    harness.cache.set(
+        "web",
+        snapshot_with(&[("a", 1), ("b", 2), ("c", 3)], &[("l", "a")]),
+    );
+    let cds = client.recv().await;
+    assert_eq!(response_names(&cds), vec!["a", "b", "c"]);
+    client.nack(Cluster, &cds, "cluster c is bad").await;
+
+    let nack = eventually(|| {
+        let proxies = harness.cache.proxies();
+        let cluster = proxies
+            .first()?
+            .types
+            .iter()
+            .find(|t| t.type_url == Cluster.type_url())?
+            .clone();
+        cluster
+            .last_nack
+            .clone()
+            .map(|n| (n, cluster.acked_version.clone()))
+    })
+    .await;
+    assert_eq!(nack.0.message, "cluster c is bad");
+    assert_eq!(nack.0.version, cds.version_info);
+    assert_eq!(
+        nack.1.as_deref(),
+        Some(last[&Cluster].version_info.as_str())
+    );
+    assert_eq!(harness.metrics.nacks(Cluster), 1);
+
+    // The same content again is not resent: the next message answers a new subscription.
+    harness.cache.set(
+        "web",
+        snapshot_with(&[("a", 1), ("b", 2), ("c", 3)], &[("l", "a")]),
+    );
+    client
+        .request(Route, &["l", "other"], Some(&last[&Route]))
+        .await;
+    let rds = client.recv().await;
+    assert_eq!(type_of(&rds), Some(Route));
+
+    // A new version is.
+    harness.cache.set(
+        "web",
+        snapshot_with(&[("a", 1), ("b", 2), ("d", 4)], &[("l", "a")]),
+    );
+    let cds = client.recv().await;
+    assert_eq!(response_names(&cds), vec!["a", "b", "d"]);
+}
+
+#[tokio::test]
+async fn per_type_cds_service_works() {
+    let harness = start().await;
+    harness.cache.set("web", two_clusters());
+    let mut client = Sotw::cds(channel(harness.addr, None).await).await;
+    client.request(Cluster, &[], None).await;
+    let cds = client.recv().await;
+    assert_eq!(response_names(&cds), vec!["a", "b"]);
+    client.request(Cluster, &[], Some(&cds)).await;
+    harness.cache.set("web", snapshot_with(&[("a", 1)], &[]));
+    let cds = client.recv().await;
+    assert_eq!(response_names(&cds), vec!["a"]);
+    let proxies = harness.cache.proxies();
+    assert_eq!(proxies[0].stream, "cds");
+}
+
+#[tokio::test]
+async fn sotw_reconnect_gets_the_full_state() {
+    let harness = start().await;
+    harness.cache.set("web", two_clusters());
+    let mut first = Sotw::ads(channel(harness.addr, None).await).await;
+    first.sync_all().await;
+    drop(first);
+    eventually(|| harness.cache.proxies().is_empty().then_some(())).await;
+    assert_eq!(harness.metrics.connected_streams(false), 0);
+
+    let mut second = Sotw::ads(channel(harness.addr, None).await).await;
+    let last = second.sync_all().await;
+    assert_eq!(response_names(&last[&Cluster]), vec!["a", "b"]);
+    assert_eq!(response_names(&last[&Cla]), vec!["a", "b"]);
+}
+
+// === Delta ===
+
+struct Delta {
+    tx: mpsc::Sender<DeltaDiscoveryRequest>,
+    rx: Streaming<DeltaDiscoveryResponse>,
+}
+
+impl Delta {
+    async fn ads(channel: Channel) -> Self {
+        let (tx, requests) = mpsc::channel(16);
+        let rx = AggregatedDiscoveryServiceClient::new(channel)
+            .delta_aggregated_resources(ReceiverStream::new(requests))
+            .await
+            .expect("stream")
+            .into_inner();
+        Self { tx, rx }
+    }
+
+    async fn subscribe(&self, ty: ResourceType, names: &[&str], initial: HashMap<String, String>) {
+        let request = DeltaDiscoveryRequest {
+            node: node("sidecar-2"),
+            type_url: ty.type_url().to_string(),
+            resource_names_subscribe: names.iter().map(|n| n.to_string()).collect(),
+            initial_resource_versions: initial,
+            ..Default::default()
+        };
+        self.tx.send(request).await.expect("send");
+    }
+
+    async fn ack(&self, response: &DeltaDiscoveryResponse) {
+        let request = DeltaDiscoveryRequest {
+            type_url: response.type_url.clone(),
+            response_nonce: response.nonce.clone(),
+            ..Default::default()
+        };
+        self.tx.send(request).await.expect("send");
+    }
+
+    async fn recv(&mut self) -> DeltaDiscoveryResponse {
+        tokio::time::timeout(WAIT, self.rx.message())
+            .await
+            .expect("response in time")
+            .expect("stream ok")
+            .expect("stream open")
+    }
+}
+
+fn delta_names(response: &DeltaDiscoveryResponse) -> Vec<&str> {
+    response.resources.iter().map(|r| r.name.as_str()).collect()
+}
+
+fn delta_versions(response: &DeltaDiscoveryResponse) -> HashMap<String, String> {
+    response
+        .resources
+        .iter()
+        .map(|r| (r.name.clone(), r.version.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn delta_ads_subscribe_then_reconnect_gets_only_the_diff() {
+    let harness = start().await;
+    harness.cache.set("web", two_clusters());
+    let mut client = Delta::ads(channel(harness.addr, None).await).await;
+    client.subscribe(Cluster, &[], HashMap::new()).await;
+    let cds = client.recv().await;
+    assert_eq!(delta_names(&cds), vec!["a", "b"]);
+    client.ack(&cds).await;
+    client.subscribe(Cla, &["a", "b"], HashMap::new()).await;
+    let eds = client.recv().await;
+    assert_eq!(delta_names(&eds), vec!["a", "b"]);
+    client.ack(&eds).await;
+    let (held_clusters, held_clas) = (delta_versions(&cds), delta_versions(&eds));
+
+    // One CLA changes while connected: one resource.
+    harness
+        .cache
+        .set("web", snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]));
+    let update = client.recv().await;
+    assert_eq!(update.type_url, Cla.type_url());
+    assert_eq!(delta_names(&update), vec!["a"]);
+    let mut held_clas_now = held_clas.clone();
+    held_clas_now.extend(delta_versions(&update));
+    drop(client);
+    eventually(|| harness.cache.proxies().is_empty().then_some(())).await;
+
+    // While disconnected: b goes away, c appears, a's endpoints change again.
+    harness
+        .cache
+        .set("web", snapshot_with(&[("a", 7), ("c", 3)], &[("l", "a")]));
+    let mut client = Delta::ads(channel(harness.addr, None).await).await;
+    client.subscribe(Cluster, &[], held_clusters).await;
+    let cds = client.recv().await;
+    assert_eq!(delta_names(&cds), vec!["c"], "a is unchanged");
+    assert_eq!(cds.removed_resources, vec!["b"]);
+    client.ack(&cds).await;
+    client.subscribe(Cla, &["a", "b", "c"], held_clas_now).await;
+    let eds = client.recv().await;
+    assert_eq!(delta_names(&eds), vec!["a", "c"]);
+    assert_eq!(eds.removed_resources, vec!["b"]);
+    let proxies = harness.cache.proxies();
+    assert!(proxies[0].delta);
+}
+
+#[tokio::test]
+async fn a_stream_that_never_reads_does_not_block_others() {
+    const PUSHES: usize = 40;
+    let harness = start().await;
+    let big = |extra: usize| {
+        let names: Vec<String> = (0..200 + extra)
+            .map(|i| format!("outbound|8080||service-{i:04}.default.svc.cluster.local"))
+            .collect();
+        let clusters: Vec<(&str, u32)> = names.iter().map(|n| (n.as_str(), 8080)).collect();
+        snapshot_with(&clusters, &[])
+    };
+    harness.cache.set("web", big(0));
+
+    // A small receive window so that the stalled stream's responses back up quickly.
+    let mut stalled = Sotw::ads(channel(harness.addr, Some(65_535)).await).await;
+    stalled.request(Cluster, &[], None).await;
+    let mut reader = Sotw::ads(channel(harness.addr, None).await).await;
+    reader.request(Cluster, &[], None).await;
+    let first = reader.recv().await;
+    reader.request(Cluster, &[], Some(&first)).await;
+
+    // Every push reaches the reading client while the other one is stalled (and its task gets
+    // to run between pushes, so it really tries to send each one).
+    let mut latest_version = String::new();
+    for extra in 1..=PUSHES {
+        harness.cache.set("web", big(extra));
+        latest_version = harness
+            .cache
+            .get("web")
+            .expect("set")
+            .version(Cluster)
+            .to_string();
+        let response = reader.recv().await;
+        assert_eq!(response.version_info, latest_version);
+        assert_eq!(response.resources.len(), 200 + extra);
+        reader.request(Cluster, &[], Some(&response)).await;
+    }
+
+    // The stalled client, once it reads, catches up to the latest without a full backlog.
+    let mut received = 0;
+    loop {
+        let response = stalled.recv().await;
+        received += 1;
+        if response.version_info == latest_version {
+            break;
+        }
+    }
+    assert!(
+        received < PUSHES,
+        "coalesced: {received} responses for {PUSHES} pushes"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_and_returns() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cache = Cache::new();
+    cache.set("web", two_clusters());
+    let server = XdsServer::new(cache.clone(), XdsMetrics::unregistered());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(serve(listener, server, async move {
+        let _ = stopped.await;
+    }));
+    let mut client = Sotw::ads(channel(addr, None).await).await;
+    client.request(Cluster, &[], None).await;
+    client.recv().await;
+
+    stop.send(()).expect("server running");
+    let ended = tokio::time::timeout(WAIT, client.rx.message())
+        .await
+        .expect("stream ends in time");
+    assert!(
+        !matches!(ended, Ok(Some(_))),
+        "no more responses: {ended:?}"
+    );
+    tokio::time::timeout(WAIT, serving)
+        .await
+        .expect("serve returns in time")
+        .expect("joined")
+        .expect("clean shutdown");
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: sets up everything on a fresh machine, then runs every check CI runs.
+#   format, lints, unit + golden + gRPC loopback + end-to-end (stock Envoy) tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-tools.sh
+export ENVOY_BIN="$PWD/.venv/bin/envoy"
+
+echo "== cargo fmt" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test" >&2
+cargo test --workspace --locked

@@ -1,0 +1,198 @@
+//! A stock Envoy started from `portolan bootstrap` output.
+
+use crate::portolan::{Ports, tail};
+use crate::{client, eventually, workspace_root};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// How Envoy talks xDS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Sotw,
+    Delta,
+}
+
+pub struct Envoy {
+    child: Child,
+    admin: String,
+    mesh_port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The Envoy binary: `ENVOY_BIN`, else the workspace's `.venv/bin/envoy`, else `envoy` on PATH.
+pub fn envoy_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ENVOY_BIN") {
+        return PathBuf::from(p);
+    }
+    let venv = workspace_root().join(".venv/bin/envoy");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("envoy")
+}
+
+impl Envoy {
+    /// Starts Envoy as node `node_id` in proxy group `cluster`, pointed at Portolan's xDS port,
+    /// and waits until its admin `/ready` says LIVE (initial CDS and LDS received).
+    pub async fn start(
+        portolan_bin: &Path,
+        ports: Ports,
+        node_id: &str,
+        cluster: &str,
+        protocol: Protocol,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut bootstrap = std::process::Command::new(portolan_bin);
+        bootstrap.args(["bootstrap", "--node-id", node_id, "--cluster", cluster]);
+        bootstrap.args(["--xds-address", &format!("127.0.0.1:{}", ports.xds)]);
+        bootstrap.args(["--admin-address", "127.0.0.1:0"]);
+        if protocol == Protocol::Delta {
+            bootstrap.arg("--delta");
+        }
+        let out = bootstrap.output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "portolan bootstrap failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = dir.path().join("bootstrap.yaml");
+        std::fs::write(&config, &out.stdout)?;
+        let admin_path = dir.path().join("admin-address");
+        let log = dir.path().join("envoy.log");
+        let bin = envoy_bin();
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&config)
+            .arg("--use-dynamic-base-id")
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .args(["--log-level", "info", "--component-log-level", "upstream:debug,config:debug"])
+            .arg("--log-path")
+            .arg(&log)
+            .args(["--drain-time-s", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot start Envoy ({}): {e}. Run scripts/test.sh, which installs it, or set ENVOY_BIN",
+                    bin.display()
+                )
+            })?;
+        let mut envoy = Self {
+            child,
+            admin: String::new(),
+            mesh_port: ports.mesh,
+            log,
+            _dir: dir,
+        };
+        let admin = eventually("envoy admin address", Duration::from_secs(20), || {
+            let p = admin_path.clone();
+            async move {
+                match std::fs::read_to_string(&p) {
+                    Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+                    _ => Err("not written yet".to_string()),
+                }
+            }
+        })
+        .await;
+        envoy.admin = match admin {
+            Ok(a) => a,
+            Err(e) => anyhow::bail!("{e}\n{}", envoy.log_tail()),
+        };
+        if let Err(e) = envoy.wait_ready().await {
+            anyhow::bail!("{e}\nenvoy log:\n{}", envoy.log_tail());
+        }
+        Ok(envoy)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let url = format!("http://{}/ready", self.admin);
+        let http = client();
+        eventually("envoy /ready", Duration::from_secs(30), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                match http.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("{}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await
+    }
+
+    /// GET `http://{host}{path}` through the mesh listener; returns status and body.
+    pub async fn get(&self, host: &str, path: &str) -> anyhow::Result<(u16, String)> {
+        let r = client()
+            .get(format!("http://127.0.0.1:{}{path}", self.mesh_port))
+            .header("host", host)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.text().await?))
+    }
+
+    /// Polls until a request for `host` answers `status` with body `body`.
+    pub async fn wait_for_response(
+        &self,
+        host: &str,
+        status: u16,
+        body: &str,
+    ) -> anyhow::Result<()> {
+        let res = eventually(
+            &format!("{host} to answer {status} {body:?}"),
+            Duration::from_secs(20),
+            || async move {
+                match self.get(host, "/").await {
+                    Ok((s, b)) if s == status && (body.is_empty() || b == body) => Ok(()),
+                    Ok((s, b)) => Err(format!("{s} {b:?}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await;
+        res.map_err(|e| anyhow::anyhow!("{e}\nenvoy log:\n{}", self.log_tail()))
+    }
+
+    /// GET on the admin port, as text.
+    pub async fn admin(&self, path: &str) -> anyhow::Result<String> {
+        Ok(client()
+            .get(format!("http://{}{path}", self.admin))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
+    /// A counter or gauge from `/stats`, by its full name.
+    pub async fn stat(&self, name: &str) -> anyhow::Result<Option<u64>> {
+        let text = self
+            .admin(&format!("/stats?filter=^{}$", regex_escape(name)))
+            .await?;
+        Ok(text.lines().find_map(|l| {
+            let (k, v) = l.split_once(": ")?;
+            (k == name).then(|| v.trim().parse().ok()).flatten()
+        }))
+    }
+
+    pub fn log_tail(&self) -> String {
+        tail(&self.log, 80)
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
