@@ -15,7 +15,7 @@ pub enum Protocol {
 }
 
 pub struct Envoy {
-    child: Child,
+    _child: Child,
     admin: String,
     mesh_port: u16,
     log: PathBuf,
@@ -84,7 +84,7 @@ impl Envoy {
                 )
             })?;
         let mut envoy = Self {
-            child,
+            _child: child,
             admin: String::new(),
             mesh_port: ports.mesh,
             log,
