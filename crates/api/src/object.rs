@@ -8,6 +8,11 @@ pub enum Kind {
     Service,
     EndpointSlice,
     Endpoints,
+    Secret,
+    TrafficRoute,
+    TrafficPolicy,
+    Gateway,
+    ExternalService,
 }
 
 // === impl Kind ===
@@ -16,8 +21,11 @@ impl Kind {
     /// `apiVersion` and `kind` as written in manifests.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Service | Kind::Endpoints => "v1",
+            Kind::Service | Kind::Endpoints | Kind::Secret => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
+            Kind::TrafficRoute | Kind::TrafficPolicy | Kind::Gateway | Kind::ExternalService => {
+                "portolan.dev/v1alpha1"
+            }
         }
     }
 
@@ -26,10 +34,18 @@ impl Kind {
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Endpoints => "Endpoints",
+            Kind::Secret => "Secret",
+            Kind::TrafficRoute => "TrafficRoute",
+            Kind::TrafficPolicy => "TrafficPolicy",
+            Kind::Gateway => "Gateway",
+            Kind::ExternalService => "ExternalService",
         }
     }
 
-    /// Every kind, with the apiVersion it is read from.
+    /// Every kind Portolan reads.
+    ///
+    /// The CRD kinds and Secret are decoded by [`crate::resource::Resource::decode`] once their
+    /// types exist; until then, documents of those kinds are skipped like unknown kinds.
     pub fn all() -> &'static [Kind] {
         &[Kind::Service, Kind::EndpointSlice, Kind::Endpoints]
     }

@@ -55,6 +55,8 @@ impl Resource {
             Kind::Service => Resource::Service(Box::new(typed(&object, value)?)),
             Kind::EndpointSlice => Resource::EndpointSlice(Box::new(typed(&object, value)?)),
             Kind::Endpoints => Resource::Endpoints(Box::new(typed(&object, value)?)),
+            // Not decoded yet (see `Kind::all`); never reached.
+            _ => return Ok(None),
         };
         Ok(Some(resource))
     }

@@ -70,6 +70,20 @@ fn service(svc: &core::Service) -> Service {
     }
 }
 
+/// The labels subsets select on: the object's own, less Kubernetes' bookkeeping labels.
+fn endpoint_labels(
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+) -> std::collections::BTreeMap<String, String> {
+    labels
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| {
+            !k.starts_with("kubernetes.io/") && !k.starts_with("endpointslice.kubernetes.io/")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 fn endpoint_slice(resource: &Resource, slice: &discovery::EndpointSlice) -> EndpointGroup {
     let ns = namespace(&slice.metadata.namespace);
     let svc = slice
@@ -121,6 +135,7 @@ fn endpoint_slice(resource: &Resource, slice: &discovery::EndpointSlice) -> Endp
         service: ServiceKey::new(ns, svc),
         address_type,
         subsets: vec![EndpointSubset { ports, endpoints }],
+        labels: endpoint_labels(slice.metadata.labels.as_ref()),
     }
 }
 
@@ -175,6 +190,7 @@ fn endpoints(resource: &Resource, eps: &core::Endpoints) -> EndpointGroup {
         service: ServiceKey::new(ns, name),
         address_type,
         subsets,
+        labels: endpoint_labels(eps.metadata.labels.as_ref()),
     }
 }
 

@@ -5,6 +5,10 @@
 //! clock. Applying an object equal to the one held is not a change and does not bump the version.
 
 use crate::error::ConfigError;
+use crate::external::ExternalService;
+use crate::gateway::{Gateway, TlsSecret};
+use crate::policy::DestinationPolicy;
+use crate::routing::HttpRoute;
 use crate::types::{EndpointGroup, Object, Service, ServiceKey};
 use crate::world::World;
 use portolan_api::{Kind, ObjectRef};
@@ -15,6 +19,11 @@ use std::sync::Arc;
 pub struct Index {
     services: BTreeMap<ServiceKey, Arc<Service>>,
     endpoints: BTreeMap<ObjectRef, Arc<EndpointGroup>>,
+    routes: BTreeMap<ObjectRef, Arc<HttpRoute>>,
+    policies: BTreeMap<ObjectRef, Arc<DestinationPolicy>>,
+    gateways: BTreeMap<ObjectRef, Arc<Gateway>>,
+    external_services: BTreeMap<ObjectRef, Arc<ExternalService>>,
+    secrets: BTreeMap<ObjectRef, Arc<TlsSecret>>,
     /// Errors per reporter (a file, a watcher), replaced whole on each report.
     errors: BTreeMap<String, Vec<ConfigError>>,
     version: u64,
@@ -39,6 +48,11 @@ impl Index {
                 let key = group.source.clone();
                 replace(&mut self.endpoints, key, group)
             }
+            Object::Route(r) => replace(&mut self.routes, r.source.clone(), r),
+            Object::Policy(p) => replace(&mut self.policies, p.source.clone(), p),
+            Object::Gateway(g) => replace(&mut self.gateways, g.source.clone(), g),
+            Object::ExternalService(e) => replace(&mut self.external_services, e.source.clone(), e),
+            Object::Secret(s) => replace(&mut self.secrets, s.source.clone(), s),
         };
         self.touch(changed)
     }
@@ -51,6 +65,11 @@ impl Index {
                 .remove(&ServiceKey::new(&object.namespace, &object.name))
                 .is_some(),
             Kind::EndpointSlice | Kind::Endpoints => self.endpoints.remove(object).is_some(),
+            Kind::TrafficRoute => self.routes.remove(object).is_some(),
+            Kind::TrafficPolicy => self.policies.remove(object).is_some(),
+            Kind::Gateway => self.gateways.remove(object).is_some(),
+            Kind::ExternalService => self.external_services.remove(object).is_some(),
+            Kind::Secret => self.secrets.remove(object).is_some(),
         };
         self.touch(changed)
     }
@@ -74,6 +93,11 @@ impl Index {
                 .services
                 .contains_key(&ServiceKey::new(&object.namespace, &object.name)),
             Kind::EndpointSlice | Kind::Endpoints => self.endpoints.contains_key(object),
+            Kind::TrafficRoute => self.routes.contains_key(object),
+            Kind::TrafficPolicy => self.policies.contains_key(object),
+            Kind::Gateway => self.gateways.contains_key(object),
+            Kind::ExternalService => self.external_services.contains_key(object),
+            Kind::Secret => self.secrets.contains_key(object),
         }
     }
 
@@ -111,12 +135,20 @@ impl Index {
         for (svc, groups) in legacy {
             slices.entry(svc).or_insert(groups);
         }
-        World {
+        let mut world = World {
             version: self.version,
             services: self.services.clone(),
             endpoints: slices,
+            routes: self.routes.clone(),
+            policies: self.policies.clone(),
+            gateways: self.gateways.clone(),
+            external_services: self.external_services.clone(),
+            secrets: self.secrets.clone(),
+            statuses: BTreeMap::new(),
             errors: self.errors.values().flatten().cloned().collect(),
-        }
+        };
+        world.statuses = crate::resolve::statuses(&world);
+        world
     }
 }
 
@@ -158,6 +190,7 @@ mod tests {
             source: ObjectRef::new(kind, "default", name),
             service: ServiceKey::new("default", svc),
             address_type: AddressType::Ipv4,
+            labels: Default::default(),
             subsets: vec![EndpointSubset {
                 ports: vec![EndpointPort {
                     name: String::new(),

@@ -9,11 +9,18 @@
 
 pub mod convert;
 pub mod error;
+pub mod external;
+pub mod gateway;
 pub mod index;
+pub mod policy;
+pub mod resolve;
+pub mod routing;
+pub mod status;
 pub mod types;
 pub mod world;
 
 pub use error::ConfigError;
 pub use index::Index;
+pub use status::{Condition, ConditionType};
 pub use types::*;
 pub use world::World;

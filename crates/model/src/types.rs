@@ -1,5 +1,9 @@
 //! Plain model types: services, their ports, and the endpoints behind them.
 
+use crate::external::ExternalService;
+use crate::gateway::{Gateway, TlsSecret};
+use crate::policy::DestinationPolicy;
+use crate::routing::HttpRoute;
 use portolan_api::ObjectRef;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -120,6 +124,9 @@ pub struct EndpointGroup {
     pub service: ServiceKey,
     pub address_type: AddressType,
     pub subsets: Vec<EndpointSubset>,
+    /// Labels of every endpoint in the group (the EndpointSlice's own labels, less the
+    /// `kubernetes.io/` and `endpointslice.kubernetes.io/` ones); subsets select on them.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Anything a source can apply to the index.
@@ -127,6 +134,11 @@ pub struct EndpointGroup {
 pub enum Object {
     Service(Service),
     Endpoints(EndpointGroup),
+    Route(HttpRoute),
+    Policy(DestinationPolicy),
+    Gateway(Gateway),
+    ExternalService(ExternalService),
+    Secret(TlsSecret),
 }
 
 impl Object {
@@ -136,6 +148,11 @@ impl Object {
                 ObjectRef::new(portolan_api::Kind::Service, &s.key.namespace, &s.key.name)
             }
             Object::Endpoints(e) => e.source.clone(),
+            Object::Route(r) => r.source.clone(),
+            Object::Policy(p) => p.source.clone(),
+            Object::Gateway(g) => g.source.clone(),
+            Object::ExternalService(e) => e.source.clone(),
+            Object::Secret(s) => s.source.clone(),
         }
     }
 }

@@ -1,7 +1,13 @@
 //! The World: one immutable, versioned snapshot of everything the sources know.
 
 use crate::error::ConfigError;
+use crate::external::ExternalService;
+use crate::gateway::{Gateway, TlsSecret};
+use crate::policy::DestinationPolicy;
+use crate::routing::HttpRoute;
+use crate::status::Condition;
 use crate::types::{EndpointGroup, Service, ServiceKey};
+use portolan_api::ObjectRef;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -16,6 +22,16 @@ pub struct World {
     /// Endpoint groups per service. EndpointSlices win: core/v1 Endpoints are used only for a
     /// service that has no EndpointSlice (as Kubernetes mirrors one into the other).
     pub endpoints: BTreeMap<ServiceKey, Vec<Arc<EndpointGroup>>>,
+    /// Routing objects (TrafficRoutes), by source object.
+    pub routes: BTreeMap<ObjectRef, Arc<HttpRoute>>,
+    /// Destination policies (TrafficPolicies), by source object.
+    pub policies: BTreeMap<ObjectRef, Arc<DestinationPolicy>>,
+    pub gateways: BTreeMap<ObjectRef, Arc<Gateway>>,
+    pub external_services: BTreeMap<ObjectRef, Arc<ExternalService>>,
+    /// `kubernetes.io/tls` Secrets (gateway certificates).
+    pub secrets: BTreeMap<ObjectRef, Arc<TlsSecret>>,
+    /// Conditions of every routing object (`Accepted`, `ResolvedRefs`), computed from this World.
+    pub statuses: BTreeMap<ObjectRef, Vec<Condition>>,
     /// Every rejected document or object, sorted by location.
     pub errors: Vec<ConfigError>,
 }

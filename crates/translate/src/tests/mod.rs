@@ -95,6 +95,7 @@ fn mk_slice(
         service: ServiceKey::new(namespace, service),
         address_type,
         subsets: vec![EndpointSubset { ports, endpoints }],
+        labels: Default::default(),
     }
 }
 
