@@ -42,12 +42,18 @@ impl Kind {
         }
     }
 
-    /// Every kind Portolan reads.
-    ///
-    /// The CRD kinds and Secret are decoded by [`crate::resource::Resource::decode`] once their
-    /// types exist; until then, documents of those kinds are skipped like unknown kinds.
+    /// Every kind Portolan reads. Secrets are read only when of type `kubernetes.io/tls`.
     pub fn all() -> &'static [Kind] {
-        &[Kind::Service, Kind::EndpointSlice, Kind::Endpoints]
+        &[
+            Kind::Service,
+            Kind::EndpointSlice,
+            Kind::Endpoints,
+            Kind::Secret,
+            Kind::TrafficRoute,
+            Kind::TrafficPolicy,
+            Kind::Gateway,
+            Kind::ExternalService,
+        ]
     }
 }
 

@@ -3,9 +3,10 @@
 //! Decoding is strict about types and names every failure by field path; it is the first
 //! half of validation, [`crate::validate`] is the second.
 
+use crate::crd::{ExternalService, Gateway, TrafficPolicy, TrafficRoute};
 use crate::field::{FieldError, FieldPath};
 use crate::object::{Kind, ObjectRef};
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -16,7 +17,16 @@ pub enum Resource {
     Service(Box<Service>),
     EndpointSlice(Box<EndpointSlice>),
     Endpoints(Box<Endpoints>),
+    TrafficRoute(Box<TrafficRoute>),
+    TrafficPolicy(Box<TrafficPolicy>),
+    Gateway(Box<Gateway>),
+    ExternalService(Box<ExternalService>),
+    /// A Secret of type `kubernetes.io/tls` (other Secrets are not read).
+    Secret(Box<Secret>),
 }
+
+/// The only Secret type Portolan reads.
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
 /// Why a document could not be decoded.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -50,13 +60,20 @@ impl Resource {
         else {
             return Ok(None);
         };
+        if kind == Kind::Secret && map.get("type").and_then(Value::as_str) != Some(TLS_SECRET_TYPE)
+        {
+            return Ok(None);
+        }
         let object = object_ref(kind, &value)?;
         let resource = match kind {
             Kind::Service => Resource::Service(Box::new(typed(&object, value)?)),
             Kind::EndpointSlice => Resource::EndpointSlice(Box::new(typed(&object, value)?)),
             Kind::Endpoints => Resource::Endpoints(Box::new(typed(&object, value)?)),
-            // Not decoded yet (see `Kind::all`); never reached.
-            _ => return Ok(None),
+            Kind::TrafficRoute => Resource::TrafficRoute(Box::new(typed(&object, value)?)),
+            Kind::TrafficPolicy => Resource::TrafficPolicy(Box::new(typed(&object, value)?)),
+            Kind::Gateway => Resource::Gateway(Box::new(typed(&object, value)?)),
+            Kind::ExternalService => Resource::ExternalService(Box::new(typed(&object, value)?)),
+            Kind::Secret => Resource::Secret(Box::new(typed(&object, value)?)),
         };
         Ok(Some(resource))
     }
@@ -66,15 +83,31 @@ impl Resource {
             Resource::Service(_) => Kind::Service,
             Resource::EndpointSlice(_) => Kind::EndpointSlice,
             Resource::Endpoints(_) => Kind::Endpoints,
+            Resource::TrafficRoute(_) => Kind::TrafficRoute,
+            Resource::TrafficPolicy(_) => Kind::TrafficPolicy,
+            Resource::Gateway(_) => Kind::Gateway,
+            Resource::ExternalService(_) => Kind::ExternalService,
+            Resource::Secret(_) => Kind::Secret,
         }
     }
 
-    fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    /// The object's metadata.
+    pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         match self {
             Resource::Service(s) => &s.metadata,
             Resource::EndpointSlice(s) => &s.metadata,
             Resource::Endpoints(s) => &s.metadata,
+            Resource::TrafficRoute(r) => &r.metadata,
+            Resource::TrafficPolicy(p) => &p.metadata,
+            Resource::Gateway(g) => &g.metadata,
+            Resource::ExternalService(e) => &e.metadata,
+            Resource::Secret(s) => &s.metadata,
         }
+    }
+
+    /// `metadata.generation`, 0 when absent (files have none).
+    pub fn generation(&self) -> i64 {
+        self.metadata().generation.unwrap_or_default()
     }
 
     /// The object's identity; the namespace defaults to `default` as with `kubectl apply`.
@@ -165,6 +198,61 @@ mod tests {
         };
         assert_eq!(object.to_string(), "Service default/reviews");
         assert_eq!(error.path.as_str(), "spec.ports[1].port");
+    }
+
+    #[test]
+    fn decodes_crds_with_field_paths() {
+        let r = Resource::decode(json!({
+            "apiVersion": "portolan.dev/v1alpha1", "kind": "TrafficRoute",
+            "metadata": {"name": "reviews", "namespace": "shop", "generation": 3},
+            "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews"}}]}]}
+        }))
+        .expect("decodes")
+        .expect("is read");
+        assert_eq!(r.object_ref().to_string(), "TrafficRoute shop/reviews");
+        assert_eq!(r.generation(), 3);
+        let err = Resource::decode(json!({
+            "apiVersion": "portolan.dev/v1alpha1", "kind": "TrafficRoute",
+            "metadata": {"name": "reviews"},
+            "spec": {"hosts": ["reviews"], "http": [{}, {"route": [{"destination": {"host": "r"}, "weight": "ten"}]}]}
+        }))
+        .expect_err("weight is not a number");
+        let DecodeError::Invalid { error, .. } = err else {
+            panic!("unexpected error {err:?}");
+        };
+        assert_eq!(error.path.as_str(), "spec.http[1].route[0].weight");
+        for kind in ["TrafficPolicy", "Gateway", "ExternalService"] {
+            let err = Resource::decode(json!({
+                "apiVersion": "portolan.dev/v1alpha1", "kind": kind,
+                "metadata": {"name": "x"}, "spec": 5
+            }))
+            .expect_err("spec is not a mapping");
+            assert!(
+                err.to_string()
+                    .contains(&format!("{kind} default/x: spec:")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_only_tls_secrets() {
+        let opaque = Resource::decode(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "type": "Opaque", "data": {"password": "aGk="}
+        }));
+        assert_eq!(opaque, Ok(None));
+        let untyped = Resource::decode(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}
+        }));
+        assert_eq!(untyped, Ok(None));
+        let tls = Resource::decode(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cert"},
+            "type": "kubernetes.io/tls", "data": {"tls.crt": "aGk=", "tls.key": "aGk="}
+        }))
+        .expect("decodes")
+        .expect("is read");
+        assert_eq!(tls.object_ref().to_string(), "Secret default/cert");
     }
 
     #[test]

@@ -2,35 +2,12 @@
 //! `portolan serve` does per proxy group), and the protobuf encode floor it is compared with.
 
 use portolan_translate::Resources;
-use portolan_xds::{ResourceType, Snapshot, SnapshotError};
+use portolan_xds::{ResourceType, Snapshot};
 use prost::Message;
 
-/// Encodes translated resources into a snapshot, sharing unchanged entries with `previous`.
-///
-/// The same steps as the server's pipeline (`portolan::pipeline::snapshot`): every resource is
-/// encoded once, versioned by its bytes, and the whole set is checked for consistency.
-pub fn snapshot(
-    resources: &Resources,
-    previous: Option<&Snapshot>,
-) -> Result<Snapshot, SnapshotError> {
-    let mut b = Snapshot::builder();
-    if let Some(prev) = previous {
-        b.reuse(prev);
-    }
-    for c in &resources.clusters {
-        b.add(ResourceType::Cluster, c.name.clone(), c);
-    }
-    for e in &resources.load_assignments {
-        b.add(ResourceType::Endpoint, e.cluster_name.clone(), e);
-    }
-    for l in &resources.listeners {
-        b.add(ResourceType::Listener, l.name.clone(), l);
-    }
-    for r in &resources.routes {
-        b.add(ResourceType::Route, r.name.clone(), r);
-    }
-    b.build()
-}
+/// Encodes translated resources into a snapshot, exactly as `portolan serve` does per proxy
+/// group: every resource encoded once, versioned by its bytes, the set checked for consistency.
+pub use portolan::pipeline::snapshot;
 
 /// Count and encoded bytes per resource type, in push order (CDS, EDS, LDS, RDS).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

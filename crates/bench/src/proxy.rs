@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use portolan_translate::names::MESH_ROUTE;
 use portolan_xds::{DeltaStream, ResourceType, Scope, Snapshot, SotwStream};
 use prost::Message;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// What one push carried to one proxy.
@@ -35,7 +36,7 @@ pub struct SotwProxy {
 pub struct DeltaProxy {
     stream: DeltaStream,
     /// Cluster names received so far (what EDS subscribes to).
-    clusters: Vec<String>,
+    clusters: BTreeSet<String>,
     /// Whether EDS is subscribed (new clusters then subscribe their assignments).
     eds: bool,
 }
@@ -76,7 +77,7 @@ impl SotwProxy {
             last: Default::default(),
             eds_names: Vec::new(),
         };
-        let mut total = proxy.absorb(proxy_out(proxy.stream.on_snapshot(snapshot)))?;
+        let mut total = proxy.update(snapshot)?;
         total += proxy.request(ResourceType::Cluster, Vec::new())?;
         total += proxy.request(ResourceType::Endpoint, proxy.eds_names.clone())?;
         total += proxy.request(ResourceType::Listener, Vec::new())?;
@@ -123,7 +124,10 @@ impl SotwProxy {
             push.resources += response.resources.len();
             push.bytes += response.encoded_len();
             let Some(index) = slot(&response.type_url) else {
-                return Err(BenchError::Proxy(format!("unknown type {}", response.type_url)));
+                return Err(BenchError::Proxy(format!(
+                    "unknown type {}",
+                    response.type_url
+                )));
             };
             if index == ty_index(ResourceType::Cluster) {
                 self.eds_names = portolan_xds::testing::response_names(&response);
@@ -173,12 +177,15 @@ impl DeltaProxy {
     pub fn connect(snapshot: Arc<Snapshot>) -> Result<(Self, Push), BenchError> {
         let mut proxy = Self {
             stream: DeltaStream::new(Scope::Aggregated),
-            clusters: Vec::new(),
+            clusters: BTreeSet::new(),
             eds: false,
         };
-        let mut total = proxy.absorb(proxy_out(proxy.stream.on_snapshot(snapshot)))?;
+        let mut total = proxy.update(snapshot)?;
         total += proxy.subscribe(ResourceType::Cluster, Vec::new())?;
-        total += proxy.subscribe(ResourceType::Endpoint, proxy.clusters.clone())?;
+        total += proxy.subscribe(
+            ResourceType::Endpoint,
+            proxy.clusters.iter().cloned().collect(),
+        )?;
         proxy.eds = true;
         total += proxy.subscribe(ResourceType::Listener, Vec::new())?;
         total += proxy.subscribe(ResourceType::Route, vec![MESH_ROUTE.to_string()])?;
@@ -201,7 +208,9 @@ impl DeltaProxy {
         };
         let responses = proxy_out(self.stream.on_request(request));
         if responses.is_empty() {
-            return Err(BenchError::Proxy(format!("Delta {ty} subscription unanswered")));
+            return Err(BenchError::Proxy(format!(
+                "Delta {ty} subscription unanswered"
+            )));
         }
         self.absorb(responses)
     }
@@ -240,7 +249,8 @@ impl DeltaProxy {
             }
         }
         for ack in acks {
-            push += self.absorb(proxy_out(self.stream.on_request(ack)))?;
+            let responses = proxy_out(self.stream.on_request(ack));
+            push += self.absorb(responses)?;
         }
         Ok(push)
     }

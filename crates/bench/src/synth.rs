@@ -131,7 +131,8 @@ impl WorldSpec {
 
     /// An address outside the world's range, for changed endpoints (`variant` picks one of many).
     pub fn spare_ip(&self, variant: usize) -> String {
-        format!("{}.255.255.{}", self.first_octet, 1 + variant % 250)
+        let (high, low) = (variant / 250 % 256, variant % 250 + 1);
+        format!("{}.255.{high}.{low}", self.first_octet)
     }
 
     fn endpoints_of(&self, i: usize) -> usize {
@@ -146,7 +147,12 @@ impl WorldSpec {
     fn ip(&self, n: usize) -> String {
         let host = n % 254 + 1;
         let rest = n / 254;
-        format!("{}.{}.{}.{host}", self.first_octet, rest / 256 % 255, rest % 256)
+        format!(
+            "{}.{}.{}.{host}",
+            self.first_octet,
+            rest / 256 % 255,
+            rest % 256
+        )
     }
 }
 
@@ -269,8 +275,12 @@ impl SynthService {
                         protocol: Protocol::Tcp,
                     })
                     .collect(),
-                endpoints: endpoints.iter().map(|(ip, zone)| endpoint(ip, zone)).collect(),
+                endpoints: endpoints
+                    .iter()
+                    .map(|(ip, zone)| endpoint(ip, zone))
+                    .collect(),
             }],
+            labels: Default::default(),
         }
     }
 }
@@ -327,7 +337,10 @@ mod tests {
         let spec = WorldSpec::new(200, 400);
         let target = spec.target().expect("a target");
         assert_eq!(target.index, 100);
-        assert_eq!(target.cluster, "outbound|80||svc-100.ns-0.svc.cluster.local");
+        assert_eq!(
+            target.cluster,
+            "outbound|80||svc-100.ns-0.svc.cluster.local"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub(crate) struct Location {
 }
 
 /// What one document (or one list item) amounts to.
+#[allow(clippy::large_enum_variant)] // short-lived: one per document, consumed at once
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Outcome {
     /// Valid: the object to apply.

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct ValidationReport {
     /// Valid objects (each counted once).
     pub objects: usize,
+    /// Those objects, for a caller that wants to resolve references between them.
+    pub valid: Vec<portolan_model::Object>,
     /// Every error, sorted by location.
     pub errors: Vec<ConfigError>,
 }
@@ -65,6 +67,7 @@ pub fn validate_paths(paths: &[PathBuf]) -> Result<ValidationReport, FilesError>
     errors.sort();
     Ok(ValidationReport {
         objects: resolved.objects.len(),
+        valid: resolved.objects.into_values().collect(),
         errors,
     })
 }

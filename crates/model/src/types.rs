@@ -131,6 +131,7 @@ pub struct EndpointGroup {
 
 /// Anything a source can apply to the index.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // transient: moved into an Arc in the index at once
 pub enum Object {
     Service(Service),
     Endpoints(EndpointGroup),

@@ -24,6 +24,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Check manifests; exit 1 and print field-path errors if any is invalid.
     Validate(ValidateArgs),
+    /// Print Portolan's CustomResourceDefinitions (or write them to a directory).
+    Crds(CrdsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +124,14 @@ pub struct ValidateArgs {
     /// Files or directories of manifests.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CrdsArgs {
+    /// Write one file per CRD (`trafficroutes.portolan.dev.yaml`, ...) into this directory
+    /// instead of printing them.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Parses `250ms`, `2s`, `1m`, or a bare number of milliseconds.

@@ -72,13 +72,40 @@ async fn metrics(State(s): State<AppState>) -> Response {
     }
 }
 
+/// Rejected documents, and the conditions of every routing object (the file source's status).
 async fn config_errors(State(s): State<AppState>) -> Json<Value> {
     let world = s.index.lock().unwrap_or_else(|p| p.into_inner()).world();
-    Json(json!({"version": world.version, "errors": world.errors}))
+    let statuses: BTreeMap<String, _> = world
+        .statuses
+        .iter()
+        .map(|(object, conditions)| (object.to_string(), conditions))
+        .collect();
+    Json(json!({"version": world.version, "errors": world.errors, "statuses": statuses}))
 }
 
 async fn proxies(State(s): State<AppState>) -> Json<Value> {
     Json(serde_json::to_value(s.cache.proxies()).unwrap_or(Value::Null))
+}
+
+/// Fields whose values never leave the process through a debug page.
+const SECRET_FIELDS: &[&str] = &["private_key", "password"];
+
+/// Replaces every secret field (at any depth) with a placeholder, as Envoy's own config dump
+/// does for private keys.
+fn redact_secrets(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if SECRET_FIELDS.contains(&key.as_str()) {
+                    *v = Value::String("[redacted]".to_string());
+                } else {
+                    redact_secrets(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_secrets),
+        _ => {}
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -90,7 +117,7 @@ struct DumpQuery {
 async fn config_dump(State(s): State<AppState>, Query(q): Query<DumpQuery>) -> Response {
     let group = q
         .group
-        .unwrap_or_else(|| crate::pipeline::DEFAULT_GROUP.to_string());
+        .unwrap_or_else(|| portolan::pipeline::DEFAULT_GROUP.to_string());
     let Some(snap) = s.cache.get(&group) else {
         return (
             StatusCode::NOT_FOUND,
@@ -102,8 +129,9 @@ async fn config_dump(State(s): State<AppState>, Query(q): Query<DumpQuery>) -> R
     for ty in ResourceType::ALL {
         let mut items = Vec::new();
         for (name, r) in snap.resources(ty) {
-            let body = portolan_translate::json::any_to_json(r.any())
+            let mut body = portolan_translate::json::any_to_json(r.any())
                 .unwrap_or_else(|e| json!({"error": e.to_string()}));
+            redact_secrets(&mut body);
             items.push(json!({"name": name, "version": r.version(), "resource": body}));
         }
         out.insert(
@@ -112,4 +140,24 @@ async fn config_dump(State(s): State<AppState>, Query(q): Query<DumpQuery>) -> R
         );
     }
     Json(json!({"group": group, "types": out})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_keys_are_redacted_at_any_depth() {
+        let mut v = json!({"filter_chains": [{"transport_socket": {"typed_config": {
+            "common_tls_context": {"tls_certificates": [{
+                "certificate_chain": {"inline_string": "CERT"},
+                "private_key": {"inline_string": "-----BEGIN PRIVATE KEY-----"}
+            }]}
+        }}}]});
+        redact_secrets(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+        assert!(text.contains("CERT"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
+    }
 }

@@ -2,15 +2,15 @@
 //!
 //! Subcommands: `serve` (the control plane), `bootstrap` (a stock Envoy bootstrap pointing at
 //! it), `render` (the Envoy resources a proxy group gets, as JSON) and `validate` (check
-//! manifests, exit 1 with field-path errors).
+//! manifests, exit 1 with field-path errors) and `crds` (the CustomResourceDefinitions).
 
 #![forbid(unsafe_code)]
 
 mod bootstrap;
 mod cli;
+mod crds;
 mod http;
 mod logging;
-mod pipeline;
 mod render;
 mod serve;
 mod validate;
@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         cli::Command::Bootstrap(args) => bootstrap::run(&args),
         cli::Command::Render(args) => render::run(&args),
         cli::Command::Validate(args) => validate::run(&args),
+        cli::Command::Crds(args) => crds::run(&args),
     };
     match result {
         Ok(code) => code,

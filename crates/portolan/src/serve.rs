@@ -3,8 +3,8 @@
 
 use crate::cli::ServeArgs;
 use crate::http::{self, AppState};
-use crate::pipeline::{Pipeline, PipelineMetrics};
 use anyhow::Context;
+use portolan::pipeline::{Pipeline, PipelineMetrics};
 use portolan_files::{Changes, FileSource};
 use portolan_model::{ConfigError, Index};
 use portolan_translate::Options;

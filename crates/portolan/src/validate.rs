@@ -1,6 +1,11 @@
 //! `portolan validate PATH...`: the same validation the server applies, for CI and editors.
+//!
+//! Errors (exit 1) are documents Portolan would reject. Warnings are references that do not
+//! resolve among the given files (a route naming a Service that is not there, say): they are
+//! printed, but do not fail the run, since the missing objects may live elsewhere.
 
 use crate::cli::ValidateArgs;
+use portolan_model::Index;
 use std::process::ExitCode;
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
@@ -8,15 +13,30 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     for e in &report.errors {
         println!("{e}");
     }
-    if report.errors.is_empty() {
-        println!("{} objects valid", report.objects);
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!(
-            "{} objects valid, {} errors",
-            report.objects,
-            report.errors.len()
-        );
-        Ok(ExitCode::FAILURE)
+    let mut index = Index::new();
+    for object in report.valid {
+        index.apply(object);
     }
+    let world = index.world();
+    let mut warnings = 0;
+    for (object, conditions) in &world.statuses {
+        for c in conditions.iter().filter(|c| !c.status) {
+            warnings += 1;
+            println!(
+                "warning: {object}: {}={} ({}): {}",
+                c.type_, c.status, c.reason, c.message
+            );
+        }
+    }
+    let summary = format!(
+        "{} objects valid, {} errors, {warnings} warnings",
+        report.objects,
+        report.errors.len()
+    );
+    println!("{summary}");
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

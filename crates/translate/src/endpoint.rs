@@ -4,7 +4,6 @@
 //! FQDN endpoint groups are skipped (not supported yet), as are addresses that are not IPs.
 
 use crate::address::socket_address;
-use crate::service::{PortPlan, ServicePlan};
 use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Locality};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
@@ -13,7 +12,6 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use portolan_model::{AddressType, EndpointGroup, EndpointSubset, Service, ServicePort};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 /// One endpoint address and port that may serve a Service port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -26,16 +24,17 @@ struct Candidate<'w> {
     terminating: bool,
 }
 
-/// The assignment of one Service port's cluster; emitted even when it has no endpoints, so
-/// Envoy never waits for it.
-pub(crate) fn load_assignment(
-    plan: &ServicePlan<'_>,
-    port: &PortPlan<'_>,
-    groups: &[Arc<EndpointGroup>],
+/// The assignment of one cluster of a Service port (the port's, or a subset's with only the
+/// groups of that subset); emitted even when it has no endpoints, so Envoy never waits for it.
+pub(crate) fn load_assignment<'w>(
+    cluster_name: &str,
+    service: &Service,
+    svc_port: &ServicePort,
+    groups: impl IntoIterator<Item = &'w EndpointGroup>,
 ) -> ClusterLoadAssignment {
-    let selected = select(candidates(plan.service, port.port, groups));
+    let selected = select(candidates(service, svc_port, groups));
     ClusterLoadAssignment {
-        cluster_name: port.cluster.clone(),
+        cluster_name: cluster_name.to_string(),
         endpoints: by_zone(&selected),
         ..Default::default()
     }
@@ -45,11 +44,11 @@ pub(crate) fn load_assignment(
 fn candidates<'w>(
     service: &Service,
     svc_port: &ServicePort,
-    groups: &'w [Arc<EndpointGroup>],
+    groups: impl IntoIterator<Item = &'w EndpointGroup>,
 ) -> Vec<Candidate<'w>> {
     let mut out = Vec::new();
     let ip_groups = groups
-        .iter()
+        .into_iter()
         .filter(|g| g.address_type != AddressType::Fqdn);
     for subset in ip_groups.flat_map(|g| g.subsets.iter()) {
         let Some(port) = endpoint_port(service, svc_port, subset) else {

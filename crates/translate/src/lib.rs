@@ -4,27 +4,48 @@
 //! gives the same [`Resources`], each list sorted by resource name, so the cache can compare
 //! and hash encoded bytes.
 //!
-//! Today this is the zero-config mesh: every TCP Service port becomes an EDS cluster (see
-//! [`names::cluster_name`]) with its ClusterLoadAssignment, and a virtual host on the
-//! `mesh-outbound` listener's route configuration.
+//! Every TCP Service port becomes an EDS cluster (see [`names::cluster_name`]) with its
+//! ClusterLoadAssignment, plus one per subset its TrafficPolicy defines; every ExternalService
+//! host and port a STATIC or DNS cluster. TrafficPolicies set the clusters' load balancing,
+//! circuit breakers, outlier detection, health checks and upstream TLS.
+//!
+//! A proxy group that no Gateway selects gets the `mesh-outbound` listener, whose route
+//! configuration has a virtual host per Service port (and external HTTP port); TrafficRoutes
+//! attached to the mesh replace those virtual hosts' default route. A group that Gateways
+//! select gets their listeners instead (see [`gateway`]).
 
 #![forbid(unsafe_code)]
 
+mod actions;
 mod address;
 mod cluster;
+mod context;
 mod endpoint;
+mod external;
+mod filters;
+mod gateway;
 pub mod json;
 mod listener;
+mod lookup;
+mod matches;
 pub mod names;
+mod policy;
 mod protocol;
 mod route;
+mod route_rules;
 mod service;
+mod subsets;
+mod tcp;
+mod tls;
 
+use context::Context;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use portolan_model::World;
+use service::ServicePlan;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use json::JsonError;
@@ -32,7 +53,7 @@ pub use json::JsonError;
 /// Knobs of the translation that are not part of the World.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// Address the mesh outbound listener binds to.
+    /// Address the mesh outbound listener (and every gateway listener) binds to.
     pub mesh_listener_address: String,
     /// Port the mesh outbound listener binds to.
     pub mesh_listener_port: u16,
@@ -97,27 +118,61 @@ impl Default for ProxyGroup {
 
 /// Translates a World for one proxy group. Pure and deterministic.
 ///
-/// Every proxy group gets the same zero-config mesh today; the group is where per-group
-/// listeners (Gateways) will come in.
-pub fn translate(world: &World, _group: &ProxyGroup, options: &Options) -> Resources {
-    let plans = service::plan_all(world, options);
-    let mut resources = Resources {
-        clusters: Vec::new(),
-        load_assignments: Vec::new(),
-        listeners: vec![listener::mesh_outbound(options)],
-        routes: vec![route::mesh_outbound(&plans)],
-    };
-    for plan in &plans {
-        for port in &plan.ports {
-            resources.clusters.push(cluster::eds_cluster(port, options));
-            let groups = world.endpoints_of(&plan.service.key);
-            resources
-                .load_assignments
-                .push(endpoint::load_assignment(plan, port, groups));
+/// Every group gets every cluster; listeners depend on whether Gateways select the group.
+pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resources {
+    let ctx = Context::new(world, options);
+    let externals = external::plan_all(world);
+    let mut resources = Resources::default();
+    for plan in &ctx.plans {
+        service_clusters(&ctx, plan, &mut resources);
+    }
+    for plan in &externals {
+        let mut cluster = external::cluster(plan, options);
+        let policy = lookup::policy_for(world, "", plan.host, plan.port.number);
+        if let Some(policy) = policy {
+            policy::apply(&mut cluster, &policy);
         }
+        resources.clusters.push(cluster);
+    }
+    let gateways = gateway::selecting(world, group);
+    if gateways.is_empty() {
+        resources.listeners.push(listener::mesh_outbound(options));
+        resources
+            .routes
+            .push(route::mesh_outbound(&ctx, &externals));
+    } else {
+        let (listeners, routes) = gateway::resources(&ctx, &gateways);
+        resources.listeners = listeners;
+        resources.routes = routes;
     }
     resources.sort();
     resources
+}
+
+/// The clusters and assignments of a Service's ports and of their subsets.
+fn service_clusters(ctx: &Context<'_>, plan: &ServicePlan<'_>, out: &mut Resources) {
+    let groups = ctx.world.endpoints_of(&plan.service.key);
+    for port in &plan.ports {
+        let mut cluster = cluster::eds_cluster(port, ctx.options);
+        let policy = ctx.service_policy(&plan.service.key, port.port.port);
+        if let Some(policy) = &policy {
+            policy::apply(&mut cluster, policy);
+        }
+        let members = groups.iter().map(Arc::as_ref);
+        out.load_assignments.push(endpoint::load_assignment(
+            &port.cluster,
+            plan.service,
+            port.port,
+            members,
+        ));
+        for subset in policy.iter().flat_map(|p| &p.subsets) {
+            let domain = &ctx.options.cluster_domain;
+            let (c, cla) = subsets::subset_cluster(plan, port, subset, &cluster, groups, domain);
+            out.clusters.push(c);
+            out.load_assignments.push(cla);
+        }
+        out.clusters.push(cluster);
+    }
 }
 
 // === impl Resources ===

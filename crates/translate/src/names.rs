@@ -17,6 +17,39 @@ pub fn cluster_name(svc: &ServiceKey, port: u16, domain: &str) -> String {
     format!("outbound|{port}||{}", service_fqdn(svc, domain))
 }
 
+/// The cluster of a subset of a Service port: `outbound|{port}|{subset}|{fqdn}`.
+pub fn subset_cluster_name(svc: &ServiceKey, port: u16, subset: &str, domain: &str) -> String {
+    format!("outbound|{port}|{subset}|{}", service_fqdn(svc, domain))
+}
+
+/// The cluster of one host and port of an ExternalService: `outbound|{port}||{host}`.
+pub fn external_cluster_name(host: &str, port: u16) -> String {
+    format!("outbound|{port}||{host}")
+}
+
+/// A cluster name that never exists, for a destination that does not resolve:
+/// `unresolved|{host}|{port}|{subset}` (empty parts for what was not written). Envoy answers
+/// 503 (no cluster) for the traffic sent there.
+pub fn unresolved_cluster_name(host: &str, port: Option<u16>, subset: Option<&str>) -> String {
+    let port = port.map(|p| p.to_string()).unwrap_or_default();
+    format!("unresolved|{host}|{port}|{}", subset.unwrap_or_default())
+}
+
+/// The listener of a gateway port, and the route configuration it asks for: `gateway-{port}`.
+pub fn gateway_listener_name(port: u16) -> String {
+    format!("gateway-{port}")
+}
+
+/// Stat prefix of a gateway listener: `gateway_{port}`.
+pub fn gateway_stat_prefix(port: u16) -> String {
+    format!("gateway_{port}")
+}
+
+/// The (nonexistent) cluster a gateway TCP listener without a route proxies to.
+pub fn unrouted_cluster_name(port: u16) -> String {
+    format!("unrouted|gateway-{port}")
+}
+
 /// `{name}.{namespace}.svc.{domain}`.
 pub fn service_fqdn(svc: &ServiceKey, domain: &str) -> String {
     format!("{}.{}.svc.{domain}", svc.name, svc.namespace)
@@ -39,5 +72,18 @@ mod tests {
             "outbound|8080||cart.shop.svc.cluster.local"
         );
         assert_eq!(virtual_host_name(&svc, 80), "cart.shop:80");
+        assert_eq!(
+            subset_cluster_name(&svc, 80, "v1", "cluster.local"),
+            "outbound|80|v1|cart.shop.svc.cluster.local"
+        );
+        assert_eq!(
+            external_cluster_name("api.example.com", 443),
+            "outbound|443||api.example.com"
+        );
+        assert_eq!(
+            unresolved_cluster_name("x", Some(80), None),
+            "unresolved|x|80|"
+        );
+        assert_eq!(gateway_listener_name(8443), "gateway-8443");
     }
 }

@@ -1,37 +1,90 @@
-//! The `mesh-outbound` RouteConfiguration: one virtual host per TCP Service port.
+//! The `mesh-outbound` RouteConfiguration: one virtual host per TCP Service port and per HTTP
+//! port of an ExternalService host.
 //!
 //! Domains: `name.ns`, `name.ns.svc` and `name.ns.svc.{domain}`, each with `:port`, and without
 //! it for the default port; plus `name[:port]` for the one namespace that owns the short name
 //! (see [`crate::service`]). Envoy rejects a route configuration that repeats a domain, so a
 //! domain already taken is never repeated.
+//!
+//! A virtual host sends everything to its cluster, unless a TrafficRoute attached to the mesh
+//! routes its host: then the route's rules replace that default route (on every port of the
+//! Service).
 
+use crate::context::{Context, Scope};
+use crate::external::ExternalPlan;
+use crate::lookup::{self, TargetId};
 use crate::names;
+use crate::route_rules;
 use crate::service::{PortPlan, ServicePlan};
-use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
-    route_match,
-};
+use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::pb::google::protobuf::BoolValue;
-use std::collections::HashSet;
+use portolan_model::World;
+use portolan_model::routing::{HttpRoute, Parent};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 /// The route configuration the mesh outbound listener asks for, emitted even when empty.
-pub(crate) fn mesh_outbound(plans: &[ServicePlan<'_>]) -> RouteConfiguration {
+pub(crate) fn mesh_outbound(
+    ctx: &Context<'_>,
+    externals: &[ExternalPlan<'_>],
+) -> RouteConfiguration {
+    let routed = mesh_routes(ctx.world);
     let mut taken = HashSet::new();
-    let mut virtual_hosts: Vec<_> = plans
+    let mut virtual_hosts: Vec<_> = ctx
+        .plans
         .iter()
         .flat_map(|plan| plan.ports.iter().map(move |port| (plan, port)))
-        .map(|(plan, port)| virtual_host(plan, port, &mut taken))
+        .map(|(plan, port)| virtual_host(ctx, &routed, plan, port, &mut taken))
         .collect();
+    virtual_hosts.extend(
+        externals
+            .iter()
+            .filter(|e| e.is_http())
+            .map(|e| external_virtual_host(ctx, &routed, e, &mut taken)),
+    );
     virtual_hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    route_configuration(names::MESH_ROUTE, virtual_hosts)
+}
+
+/// A route configuration that does not check cluster names (unresolved destinations name
+/// clusters that do not exist, and Envoy answers 503 for them).
+pub(crate) fn route_configuration(
+    name: &str,
+    virtual_hosts: Vec<VirtualHost>,
+) -> RouteConfiguration {
     RouteConfiguration {
-        name: names::MESH_ROUTE.to_string(),
+        name: name.to_string(),
         virtual_hosts,
         validate_clusters: Some(BoolValue { value: false }),
         ..Default::default()
     }
 }
 
+/// The mesh route of each Service or external host: a route's host that resolves (in the
+/// route's namespace) to it; the first route by (namespace, name) when several do. Hosts
+/// that resolve to nothing are ignored, and so are routes without HTTP rules.
+pub(crate) fn mesh_routes(world: &World) -> BTreeMap<TargetId, Arc<HttpRoute>> {
+    let mut routed: BTreeMap<TargetId, Arc<HttpRoute>> = BTreeMap::new();
+    let owners = lookup::route_owners(world, &Parent::Mesh);
+    for (host, route) in owners.into_iter().filter(|(_, r)| !r.http.is_empty()) {
+        let Some(target) = lookup::target_id(world, &route.source.namespace, &host) else {
+            continue;
+        };
+        routed
+            .entry(target)
+            .and_modify(|r| {
+                if route.source < r.source {
+                    *r = Arc::clone(&route);
+                }
+            })
+            .or_insert(route);
+    }
+    routed
+}
+
 fn virtual_host(
+    ctx: &Context<'_>,
+    routed: &BTreeMap<TargetId, Arc<HttpRoute>>,
     plan: &ServicePlan<'_>,
     port: &PortPlan<'_>,
     taken: &mut HashSet<String>,
@@ -40,11 +93,59 @@ fn virtual_host(
         .into_iter()
         .filter(|d| taken.insert(d.clone()))
         .collect();
+    let key = &plan.service.key;
+    let scope = Scope {
+        target: TargetId::Service(key.clone()),
+        port: port.port.port,
+    };
+    let routes = routes_for(ctx, routed, &scope, || {
+        let policy = ctx.service_policy(key, port.port.port);
+        route_rules::default_route(&port.cluster, policy.as_deref())
+    });
     VirtualHost {
-        name: names::virtual_host_name(&plan.service.key, port.port.port),
+        name: names::virtual_host_name(key, port.port.port),
         domains,
-        routes: vec![default_route(&port.cluster)],
+        routes,
         ..Default::default()
+    }
+}
+
+fn external_virtual_host(
+    ctx: &Context<'_>,
+    routed: &BTreeMap<TargetId, Arc<HttpRoute>>,
+    plan: &ExternalPlan<'_>,
+    taken: &mut HashSet<String>,
+) -> VirtualHost {
+    let scope = Scope {
+        target: TargetId::External(plan.service.source.clone(), plan.host.to_string()),
+        port: plan.port.number,
+    };
+    let routes = routes_for(ctx, routed, &scope, || {
+        let policy = lookup::policy_for(ctx.world, "", plan.host, plan.port.number);
+        route_rules::default_route(&plan.cluster, policy.as_deref())
+    });
+    VirtualHost {
+        name: format!("{}:{}", plan.host, plan.port.number),
+        domains: plan
+            .domains()
+            .into_iter()
+            .filter(|d| taken.insert(d.clone()))
+            .collect(),
+        routes,
+        ..Default::default()
+    }
+}
+
+/// The routed host's rules, or the default route.
+fn routes_for(
+    ctx: &Context<'_>,
+    routed: &BTreeMap<TargetId, Arc<HttpRoute>>,
+    scope: &Scope,
+    default: impl FnOnce() -> Route,
+) -> Vec<Route> {
+    match routed.get(&scope.target) {
+        Some(route) => route_rules::routes(ctx, route, Some(scope)),
+        None => vec![default()],
     }
 }
 
@@ -65,19 +166,4 @@ fn domains(plan: &ServicePlan<'_>, port: u16) -> Vec<String> {
     }
     domains.sort();
     domains
-}
-
-/// Everything (`/` prefix) to the port's cluster, with Envoy's default timeout.
-fn default_route(cluster: &str) -> Route {
-    Route {
-        r#match: Some(RouteMatch {
-            path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
-            ..Default::default()
-        }),
-        action: Some(route::Action::Route(RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
 }

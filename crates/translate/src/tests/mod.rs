@@ -1,11 +1,25 @@
 //! Tests of the whole translation, with `mk_*` fixture builders for model objects.
 
+mod consistency;
+mod gateway_rules;
 mod golden;
+mod golden_routing;
 mod roundtrip;
+mod routing_rules;
 mod rules;
 
 use crate::{Options, ProxyGroup, Resources, translate};
 use portolan_api::{Kind, ObjectRef};
+use portolan_model::external::{
+    ExternalEndpoint, ExternalPort, ExternalProtocol, ExternalService, Resolution,
+};
+use portolan_model::gateway::{
+    Gateway, GatewayListener, GatewaySelector, ListenerProtocol, SecretRef, TlsSecret,
+};
+use portolan_model::policy::{DestinationPolicy, Subset};
+use portolan_model::routing::{
+    Backend, Destination, HeaderOps, HttpAction, HttpMatch, HttpRoute, HttpRule, Parent,
+};
 use portolan_model::{
     AddressType, Endpoint, EndpointGroup, EndpointPort, EndpointSubset, Protocol, Service,
     ServiceKey, ServicePort, World,
@@ -120,4 +134,224 @@ fn mk_world(services: Vec<Service>, groups: Vec<EndpointGroup>) -> World {
 
 fn run(world: &World) -> Resources {
     translate(world, &ProxyGroup::default(), &Options::default())
+}
+
+fn run_group(world: &World, group: &str) -> Resources {
+    translate(world, &ProxyGroup::new(group), &Options::default())
+}
+
+// === routing fixtures ===
+
+fn mk_dest(host: &str, port: Option<u16>, subset: Option<&str>) -> Destination {
+    Destination {
+        host: host.to_string(),
+        port,
+        subset: subset.map(str::to_string),
+    }
+}
+
+fn mk_backend(host: &str, port: Option<u16>, subset: Option<&str>, weight: u32) -> Backend {
+    Backend {
+        destination: mk_dest(host, port, subset),
+        weight,
+    }
+}
+
+fn mk_forward(backends: Vec<Backend>) -> HttpAction {
+    HttpAction::Forward {
+        backends,
+        rewrite: None,
+    }
+}
+
+/// A rule with the given matches and action and nothing else.
+fn mk_rule(matches: Vec<HttpMatch>, action: HttpAction) -> HttpRule {
+    HttpRule {
+        name: None,
+        matches,
+        action,
+        timeout: None,
+        retry: None,
+        fault: None,
+        mirror: None,
+        request_headers: HeaderOps::default(),
+        response_headers: HeaderOps::default(),
+        cors: None,
+    }
+}
+
+fn mk_route(namespace: &str, name: &str, hosts: &[&str], http: Vec<HttpRule>) -> HttpRoute {
+    HttpRoute {
+        source: ObjectRef::new(Kind::TrafficRoute, namespace, name),
+        generation: 0,
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        parents: vec![],
+        http,
+        tcp: vec![],
+    }
+}
+
+fn mk_gateway_parent(namespace: &str, name: &str) -> Parent {
+    Parent::Gateway {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
+fn mk_policy(namespace: &str, name: &str, host: &str) -> DestinationPolicy {
+    DestinationPolicy {
+        source: ObjectRef::new(Kind::TrafficPolicy, namespace, name),
+        generation: 0,
+        host: host.to_string(),
+        port: None,
+        subsets: vec![],
+        load_balancer: None,
+        connection_pool: None,
+        outlier_detection: None,
+        health_check: None,
+        tls: None,
+    }
+}
+
+fn mk_subset(name: &str, labels: &[(&str, &str)]) -> Subset {
+    Subset {
+        name: name.to_string(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn mk_external(
+    namespace: &str,
+    name: &str,
+    hosts: &[&str],
+    ports: Vec<ExternalPort>,
+    resolution: Resolution,
+    endpoints: Vec<ExternalEndpoint>,
+) -> ExternalService {
+    ExternalService {
+        source: ObjectRef::new(Kind::ExternalService, namespace, name),
+        generation: 0,
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        ports,
+        resolution,
+        endpoints,
+    }
+}
+
+fn mk_external_port(name: &str, number: u16, protocol: ExternalProtocol) -> ExternalPort {
+    ExternalPort {
+        name: name.to_string(),
+        number,
+        protocol,
+    }
+}
+
+fn mk_gateway(
+    namespace: &str,
+    name: &str,
+    cluster: &str,
+    listeners: Vec<GatewayListener>,
+) -> Gateway {
+    Gateway {
+        source: ObjectRef::new(Kind::Gateway, namespace, name),
+        generation: 0,
+        selector: GatewaySelector {
+            cluster: Some(cluster.to_string()),
+            metadata: Default::default(),
+        },
+        listeners,
+    }
+}
+
+fn mk_listener(
+    name: &str,
+    port: u16,
+    protocol: ListenerProtocol,
+    hostnames: &[&str],
+    secret: Option<(&str, &str)>,
+) -> GatewayListener {
+    GatewayListener {
+        name: name.to_string(),
+        port,
+        protocol,
+        hostnames: hostnames.iter().map(|h| h.to_string()).collect(),
+        tls: secret.map(|(namespace, name)| SecretRef {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }),
+    }
+}
+
+fn mk_secret(namespace: &str, name: &str) -> TlsSecret {
+    TlsSecret {
+        source: ObjectRef::new(Kind::Secret, namespace, name),
+        cert_chain: format!(
+            "-----BEGIN CERTIFICATE-----\n{name}-cert\n-----END CERTIFICATE-----\n"
+        ),
+        private_key: format!(
+            "-----BEGIN PRIVATE KEY-----\n{name}-key\n-----END PRIVATE KEY-----\n"
+        ),
+    }
+}
+
+/// Adds routing objects to a World.
+#[derive(Default)]
+struct Extra {
+    routes: Vec<HttpRoute>,
+    policies: Vec<DestinationPolicy>,
+    externals: Vec<ExternalService>,
+    gateways: Vec<Gateway>,
+    secrets: Vec<TlsSecret>,
+}
+
+fn with(mut world: World, extra: Extra) -> World {
+    for r in extra.routes {
+        world.routes.insert(r.source.clone(), Arc::new(r));
+    }
+    for p in extra.policies {
+        world.policies.insert(p.source.clone(), Arc::new(p));
+    }
+    for e in extra.externals {
+        world
+            .external_services
+            .insert(e.source.clone(), Arc::new(e));
+    }
+    for g in extra.gateways {
+        world.gateways.insert(g.source.clone(), Arc::new(g));
+    }
+    for s in extra.secrets {
+        world.secrets.insert(s.source.clone(), Arc::new(s));
+    }
+    world
+}
+
+/// `reviews` in `default` (http 9080) with three slices labelled version v1, v2, v3.
+fn mk_reviews_world() -> World {
+    let slice = |version: &str, ip: &str| {
+        let mut s = mk_slice(
+            "default",
+            "reviews",
+            &format!("reviews-{version}"),
+            vec![mk_endpoint_port("http", 9080)],
+            vec![mk_ready(ip, Some("zone-a"))],
+        );
+        s.labels.insert("version".to_string(), version.to_string());
+        s.labels.insert("app".to_string(), "reviews".to_string());
+        s
+    };
+    mk_world(
+        vec![mk_service(
+            "default",
+            "reviews",
+            vec![mk_port("http", 9080)],
+        )],
+        vec![
+            slice("v1", "10.0.0.1"),
+            slice("v2", "10.0.0.2"),
+            slice("v3", "10.0.0.3"),
+        ],
+    )
 }

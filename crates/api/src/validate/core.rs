@@ -1,9 +1,8 @@
-//! The one validation module: every source (files, Kubernetes, `portolan validate`, the
-//! admission webhook) calls [`validate`]. Each error names the field path, what was wrong and
-//! what is allowed. An object with errors is rejected whole; its last good version stays.
+//! Validation of the core Kubernetes kinds: Service, EndpointSlice, Endpoints; and the
+//! checks every kind shares (names, ports, DNS names).
 
-use crate::field::{FieldError, FieldPath};
-use crate::resource::Resource;
+use super::Errors;
+use crate::field::FieldPath;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -13,27 +12,7 @@ use std::net::IpAddr;
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// Validates a decoded resource. An empty list means valid.
-pub fn validate(resource: &Resource) -> Vec<FieldError> {
-    let mut errors = Errors::default();
-    match resource {
-        Resource::Service(s) => service(s, &mut errors),
-        Resource::EndpointSlice(s) => endpoint_slice(s, &mut errors),
-        Resource::Endpoints(e) => endpoints(e, &mut errors),
-    }
-    errors.0
-}
-
-#[derive(Default)]
-struct Errors(Vec<FieldError>);
-
-impl Errors {
-    fn push(&mut self, path: FieldPath, message: impl Into<String>) {
-        self.0.push(FieldError::new(path, message));
-    }
-}
-
-fn name(meta_name: Option<&str>, errors: &mut Errors) {
+pub(super) fn name(meta_name: Option<&str>, errors: &mut Errors) {
     let path = FieldPath::root().field("metadata").field("name");
     match meta_name {
         Some(n) if is_dns_label(n) => {}
@@ -45,7 +24,7 @@ fn name(meta_name: Option<&str>, errors: &mut Errors) {
     }
 }
 
-fn service(svc: &Service, errors: &mut Errors) {
+pub(super) fn service(svc: &Service, errors: &mut Errors) {
     name(svc.metadata.name.as_deref(), errors);
     let spec_path = FieldPath::root().field("spec");
     let Some(spec) = &svc.spec else {
@@ -93,7 +72,7 @@ fn service(svc: &Service, errors: &mut Errors) {
     }
 }
 
-fn endpoint_slice(slice: &EndpointSlice, errors: &mut Errors) {
+pub(super) fn endpoint_slice(slice: &EndpointSlice, errors: &mut Errors) {
     let meta = FieldPath::root().field("metadata");
     if slice
         .metadata
@@ -153,7 +132,7 @@ fn endpoint_slice(slice: &EndpointSlice, errors: &mut Errors) {
     }
 }
 
-fn endpoints(eps: &Endpoints, errors: &mut Errors) {
+pub(super) fn endpoints(eps: &Endpoints, errors: &mut Errors) {
     name(eps.metadata.name.as_deref(), errors);
     for (i, subset) in eps.subsets.iter().flatten().enumerate() {
         let path = FieldPath::root().field("subsets").index(i);
@@ -199,7 +178,7 @@ fn address(address_type: &str, addr: &str, path: FieldPath, errors: &mut Errors)
     }
 }
 
-fn port_number(port: i32, path: FieldPath, errors: &mut Errors) {
+pub(super) fn port_number(port: i32, path: FieldPath, errors: &mut Errors) {
     if !(1..=65535).contains(&port) {
         errors.push(path, format!("{port} is not a port: must be 1-65535"));
     }
@@ -251,7 +230,8 @@ fn is_port_name(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::validate;
+    use crate::resource::Resource;
     use serde_json::{Value, json};
 
     fn errors_of(doc: Value) -> Vec<String> {

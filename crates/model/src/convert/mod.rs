@@ -1,7 +1,13 @@
-//! Conversion of validated API resources into model objects.
+//! Conversion of validated API resources into model objects. Core kinds live here; each
+//! Portolan CRD (and the TLS Secret) has its own file.
 //!
 //! Call [`portolan_api::validate::validate`] first: conversion trusts its input's shape and
 //! skips (never panics on) anything validation would have rejected.
+
+mod external;
+mod gateway;
+mod policy;
+mod route;
 
 use crate::types::*;
 use portolan_api::Resource;
@@ -17,6 +23,13 @@ pub fn to_object(resource: &Resource) -> Object {
         Resource::Service(s) => Object::Service(service(s)),
         Resource::EndpointSlice(s) => Object::Endpoints(endpoint_slice(resource, s)),
         Resource::Endpoints(e) => Object::Endpoints(endpoints(resource, e)),
+        Resource::TrafficRoute(r) => Object::Route(route::traffic_route(resource, r)),
+        Resource::TrafficPolicy(p) => Object::Policy(policy::traffic_policy(resource, p)),
+        Resource::Gateway(g) => Object::Gateway(gateway::gateway(resource, g)),
+        Resource::ExternalService(e) => {
+            Object::ExternalService(external::external_service(resource, e))
+        }
+        Resource::Secret(s) => Object::Secret(gateway::tls_secret(resource, s)),
     }
 }
 
@@ -33,6 +46,16 @@ fn protocol(p: Option<&str>) -> Protocol {
         Some("SCTP") => Protocol::Sctp,
         _ => Protocol::Tcp,
     }
+}
+
+/// A duration validation accepted (`None` if absent).
+fn duration(s: Option<&str>) -> Option<std::time::Duration> {
+    s.and_then(|s| portolan_api::crd::common::parse_duration(s).ok())
+}
+
+/// A validated non-negative count.
+fn count(n: Option<i64>) -> Option<u32> {
+    n.and_then(|n| u32::try_from(n).ok())
 }
 
 fn port(p: i32) -> u16 {
@@ -195,13 +218,14 @@ fn endpoints(resource: &Resource, eps: &core::Endpoints) -> EndpointGroup {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn object(doc: serde_json::Value) -> Object {
+    pub(super) fn object(doc: serde_json::Value) -> Object {
         let r = Resource::decode(doc).expect("decodes").expect("known kind");
-        assert!(portolan_api::validate::validate(&r).is_empty());
+        let errors = portolan_api::validate::validate(&r);
+        assert!(errors.is_empty(), "{errors:?}");
         to_object(&r)
     }
 
@@ -240,5 +264,104 @@ mod tests {
         let eps = &g.subsets[0].endpoints;
         assert_eq!((eps[0].ready, eps[1].ready), (true, false));
         assert_eq!(g.service, ServiceKey::new("default", "r"));
+    }
+}
+
+#[cfg(test)]
+mod crd_tests {
+    use super::tests::object;
+    use crate::routing::*;
+    use crate::types::Object;
+    use serde_json::json;
+
+    #[test]
+    fn traffic_route_defaults() {
+        let Object::Route(r) = object(json!({
+            "apiVersion": "portolan.dev/v1alpha1", "kind": "TrafficRoute",
+            "metadata": {"name": "r", "namespace": "shop", "generation": 4},
+            "spec": {"hosts": ["reviews"], "http": [{
+                "route": [{"destination": {"host": "reviews"}}],
+                "retries": {"attempts": 2},
+                "fault": {"abort": {"httpStatus": 503}},
+                "mirror": {"host": "reviews", "subset": "v3"}
+            }, {"redirect": {"uri": "/new"}}],
+            "tcp": [{"match": [{"port": 1}, {"port": 2}], "route": [{"destination": {"host": "db", "port": 5432}}]}]}
+        })) else {
+            panic!("not a route")
+        };
+        assert_eq!(r.generation, 4);
+        assert_eq!(r.hosts, ["reviews"]);
+        assert_eq!(r.parents, [Parent::Mesh]);
+        let rule = &r.http[0];
+        let HttpAction::Forward { backends, .. } = &rule.action else {
+            panic!("not forward")
+        };
+        assert_eq!(backends[0].weight, 1);
+        let retry = rule.retry.as_ref().expect("retry");
+        assert_eq!(retry.retry_on, ["5xx", "connect-failure", "reset"]);
+        assert_eq!(
+            rule.fault
+                .as_ref()
+                .and_then(|f| f.abort.as_ref())
+                .map(|a| a.percent),
+            Some(100.0)
+        );
+        assert_eq!(rule.mirror.as_ref().map(|m| m.percent), Some(100.0));
+        let HttpAction::Redirect(red) = &r.http[1].action else {
+            panic!("not a redirect")
+        };
+        assert_eq!(red.code, 301);
+        assert_eq!(
+            r.tcp.iter().map(|t| t.port).collect::<Vec<_>>(),
+            [Some(1), Some(2)]
+        );
+    }
+
+    #[test]
+    fn gateway_refs_and_secrets_default_their_namespace() {
+        let Object::Route(r) = object(json!({
+            "apiVersion": "portolan.dev/v1alpha1", "kind": "TrafficRoute",
+            "metadata": {"name": "r", "namespace": "shop"},
+            "spec": {"hosts": ["*.example.com"], "gateways": ["edge", "infra/gw", "mesh"],
+                     "http": [{"directResponse": {"status": 200}}]}
+        })) else {
+            panic!("not a route")
+        };
+        assert_eq!(
+            r.parents,
+            [
+                Parent::Gateway {
+                    namespace: "shop".into(),
+                    name: "edge".into()
+                },
+                Parent::Gateway {
+                    namespace: "infra".into(),
+                    name: "gw".into()
+                },
+                Parent::Mesh
+            ]
+        );
+        let Object::Gateway(g) = object(json!({
+            "apiVersion": "portolan.dev/v1alpha1", "kind": "Gateway",
+            "metadata": {"name": "edge", "namespace": "shop"},
+            "spec": {"selector": {"cluster": "ingress"}, "listeners": [
+                {"name": "https", "port": 443, "protocol": "HTTPS", "tls": {"secretRef": {"name": "cert"}}}]}
+        })) else {
+            panic!("not a gateway")
+        };
+        let tls = g.listeners[0].tls.as_ref().expect("tls");
+        assert_eq!(
+            (tls.namespace.as_str(), tls.name.as_str()),
+            ("shop", "cert")
+        );
+        let Object::Secret(s) = object(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cert"},
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": "-----BEGIN CERTIFICATE-----\nx\n", "tls.key": "-----BEGIN PRIVATE KEY-----\ny\n"}
+        })) else {
+            panic!("not a secret")
+        };
+        assert!(s.cert_chain.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(s.private_key.contains("PRIVATE KEY"));
     }
 }

@@ -1,0 +1,63 @@
+//! Scenario 1, `translate`: how long translation, the bare protobuf encode of its output, and a
+//! full snapshot build take on a big world, side by side, and how much memory that needs.
+
+use crate::build::{TypeBytes, encode_all, snapshot};
+use crate::measure::{Memory, time_runs};
+use crate::{BenchError, WorldSpec};
+use portolan_translate::{Options, ProxyGroup};
+use std::time::{Duration, Instant};
+
+/// The figures of one `translate` run.
+#[derive(Clone, Debug)]
+pub struct TranslateBench {
+    pub spec: WorldSpec,
+    /// Building the model objects and applying them on an Index, then `world()` (once).
+    pub world_build: Duration,
+    /// (a) `translate()` per run.
+    pub translate: Vec<Duration>,
+    /// (b) `encode_to_vec` of every output resource per run.
+    pub encode: Vec<Duration>,
+    /// (c) translate + snapshot build (encode, version, consistency check) per run.
+    pub snapshot: Vec<Duration>,
+    /// Resources and encoded bytes per type.
+    pub bytes: TypeBytes,
+    /// Before the world was built.
+    pub memory_before: Memory,
+    /// With the world built.
+    pub memory_world: Memory,
+    /// After every run, with the last resources and snapshot still held.
+    pub memory_after: Memory,
+}
+
+/// Runs scenario 1: `runs` times each of translate, encode floor, and full snapshot build.
+pub fn translate(spec: WorldSpec, runs: usize) -> Result<TranslateBench, BenchError> {
+    let memory_before = Memory::now();
+    let start = Instant::now();
+    let world = spec.index().world();
+    let world_build = start.elapsed();
+    let memory_world = Memory::now();
+    let (group, options) = (ProxyGroup::default(), Options::default());
+
+    let (translate, resources) = time_runs(runs, || {
+        portolan_translate::translate(&world, &group, &options)
+    });
+    let (encode, bytes) = time_runs(runs, || encode_all(&resources));
+    let (snapshot_times, built) = time_runs(runs, || {
+        let resources = portolan_translate::translate(&world, &group, &options);
+        snapshot(&resources, None)
+    });
+    let snap = built?;
+    let memory_after = Memory::now();
+    drop((snap, resources));
+    Ok(TranslateBench {
+        spec,
+        world_build,
+        translate,
+        encode,
+        snapshot: snapshot_times,
+        bytes,
+        memory_before,
+        memory_world,
+        memory_after,
+    })
+}

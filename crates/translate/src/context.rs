@@ -1,0 +1,150 @@
+//! The translation context: the World, the options and the service plans, and how a route
+//! destination becomes a cluster name.
+
+use crate::Options;
+use crate::lookup::{self, TargetId};
+use crate::names;
+use crate::service::{self, ServicePlan};
+use portolan_model::policy::DestinationPolicy;
+use portolan_model::routing::Destination;
+use portolan_model::{ServiceKey, World};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Everything rule translation reads, computed once per translation.
+pub(crate) struct Context<'w> {
+    pub world: &'w World,
+    pub options: &'w Options,
+    pub plans: Vec<ServicePlan<'w>>,
+    by_key: BTreeMap<ServiceKey, usize>,
+}
+
+/// The host a virtual host routes and the port it answers on; a destination naming the same
+/// host may leave its port out.
+#[derive(Clone, Debug)]
+pub(crate) struct Scope {
+    pub target: TargetId,
+    pub port: u16,
+}
+
+/// A destination, resolved.
+#[derive(Clone, Debug)]
+pub(crate) struct Resolved {
+    /// The cluster to send to; a name that does not exist when the destination did not resolve.
+    pub cluster: String,
+    /// The TrafficPolicy of the destination port, if any (for hash policies).
+    pub policy: Option<Arc<DestinationPolicy>>,
+}
+
+// === impl Context ===
+
+impl<'w> Context<'w> {
+    pub(crate) fn new(world: &'w World, options: &'w Options) -> Self {
+        let plans = service::plan_all(world, options);
+        let by_key = plans
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.service.key.clone(), i))
+            .collect();
+        Self {
+            world,
+            options,
+            plans,
+            by_key,
+        }
+    }
+
+    pub(crate) fn plan(&self, key: &ServiceKey) -> Option<&ServicePlan<'w>> {
+        self.by_key.get(key).map(|&i| &self.plans[i])
+    }
+
+    /// The policy of a Service port.
+    pub(crate) fn service_policy(
+        &self,
+        key: &ServiceKey,
+        port: u16,
+    ) -> Option<Arc<DestinationPolicy>> {
+        lookup::policy_for(self.world, &key.namespace, &key.name, port)
+    }
+
+    /// The cluster a destination written in `namespace` means (see [`Resolved`]).
+    pub(crate) fn resolve(
+        &self,
+        namespace: &str,
+        dest: &Destination,
+        scope: Option<&Scope>,
+    ) -> Resolved {
+        self.try_resolve(namespace, dest, scope)
+            .unwrap_or_else(|| Resolved {
+                cluster: names::unresolved_cluster_name(
+                    &dest.host,
+                    dest.port,
+                    dest.subset.as_deref(),
+                ),
+                policy: None,
+            })
+    }
+
+    fn try_resolve(
+        &self,
+        namespace: &str,
+        dest: &Destination,
+        scope: Option<&Scope>,
+    ) -> Option<Resolved> {
+        let target = lookup::target_id(self.world, namespace, &dest.host)?;
+        let scope_port = scope.filter(|s| s.target == target).map(|s| s.port);
+        match &target {
+            TargetId::Service(key) => self.resolve_service(key, dest, scope_port),
+            TargetId::External(source, host) => {
+                let ext = self.world.external_services.get(source)?;
+                let ports: Vec<u16> = ext.ports.iter().map(|p| p.number).collect();
+                let port = pick_port(dest.port, scope_port, &ports)?;
+                if dest.subset.is_some() {
+                    return None;
+                }
+                Some(Resolved {
+                    cluster: names::external_cluster_name(host, port),
+                    policy: lookup::policy_for(self.world, namespace, host, port),
+                })
+            }
+        }
+    }
+
+    fn resolve_service(
+        &self,
+        key: &ServiceKey,
+        dest: &Destination,
+        scope_port: Option<u16>,
+    ) -> Option<Resolved> {
+        let plan = self.plan(key)?;
+        let ports: Vec<u16> = plan.ports.iter().map(|p| p.port.port).collect();
+        let port = pick_port(dest.port, scope_port, &ports)?;
+        let port_plan = plan.ports.iter().find(|p| p.port.port == port)?;
+        let policy = self.service_policy(key, port);
+        let cluster = match dest.subset.as_deref() {
+            None => port_plan.cluster.clone(),
+            Some(subset) => {
+                let defined = policy
+                    .as_ref()
+                    .is_some_and(|p| p.subsets.iter().any(|s| s.name == subset));
+                if !defined {
+                    return None;
+                }
+                names::subset_cluster_name(key, port, subset, &self.options.cluster_domain)
+            }
+        };
+        Some(Resolved { cluster, policy })
+    }
+}
+
+/// The written port if the destination has it; else the virtual host's port (same host);
+/// else the destination's only port.
+fn pick_port(written: Option<u16>, scope_port: Option<u16>, ports: &[u16]) -> Option<u16> {
+    let port = match (written, scope_port, ports) {
+        (Some(p), _, _) => p,
+        (None, Some(p), _) => p,
+        (None, None, [only]) => *only,
+        _ => return None,
+    };
+    ports.contains(&port).then_some(port)
+}

@@ -1,0 +1,56 @@
+//! The HTTP connection manager every listener uses: routes over RDS and the HTTP filters
+//! fault, CORS and router, in that order. Fault and CORS do nothing unless a route carries
+//! per-route config for them.
+
+use crate::cluster::ads_config_source;
+use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+};
+use envoy_types::pb::google::protobuf::Any;
+use envoy_types::util::pack_any;
+
+/// Well-known name of the HTTP connection manager network filter.
+pub(crate) const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
+
+/// Well-known name of the fault injection HTTP filter.
+pub(crate) const FAULT: &str = "envoy.filters.http.fault";
+
+/// Well-known name of the CORS HTTP filter.
+pub(crate) const CORS: &str = "envoy.filters.http.cors";
+
+/// Well-known name of the router HTTP filter.
+const ROUTER: &str = "envoy.filters.http.router";
+
+/// The HTTP connection manager network filter, taking route config `route_name` over ADS.
+pub(crate) fn http_connection_manager(stat_prefix: &str, route_name: &str) -> Filter {
+    let hcm = HttpConnectionManager {
+        stat_prefix: stat_prefix.to_string(),
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_config_source()),
+            route_config_name: route_name.to_string(),
+        })),
+        http_filters: vec![
+            http_filter(FAULT, pack_any(HttpFault::default())),
+            http_filter(CORS, pack_any(Cors::default())),
+            http_filter(ROUTER, pack_any(Router::default())),
+        ],
+        ..Default::default()
+    };
+    Filter {
+        name: HTTP_CONNECTION_MANAGER.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+    }
+}
+
+fn http_filter(name: &str, config: Any) -> HttpFilter {
+    HttpFilter {
+        name: name.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(config)),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,270 @@
+//! Gateways: the listeners of the proxy groups a Gateway selects, instead of the mesh listener.
+//!
+//! A Gateway selects a group when `selector.cluster` is the group's name (node metadata is not
+//! matched yet: a proxy group has none). Listeners of all selected Gateways are merged per
+//! port into one Envoy listener `gateway-{port}`, bound to the mesh listener address. The
+//! first listener on a port (by Gateway namespace and name, then listener order) decides the
+//! port's protocol; listeners of another protocol on that port are dropped.
+//!
+//! * HTTP: an HTTP connection manager with route configuration `gateway-{port}` (over RDS):
+//!   one virtual host per host of the TrafficRoutes attached to the Gateway that the
+//!   listener's hostnames allow (domains `host` and `host:port`). No routes: an empty route
+//!   configuration, Envoy answers 404.
+//! * HTTPS: the same, behind TLS from the listener's Secret; a listener whose Secret is
+//!   missing is skipped (and the port with it when none is left). When several HTTPS
+//!   listeners share a port, each filter chain matches on its hostnames (SNI).
+//! * TCP: see [`crate::tcp`].
+
+use crate::ProxyGroup;
+use crate::address::socket_address;
+use crate::context::Context;
+use crate::filters;
+use crate::lookup;
+use crate::names;
+use crate::route::route_configuration;
+use crate::route_rules;
+use crate::tcp;
+use crate::tls;
+use envoy_types::pb::envoy::config::listener::v3::{
+    FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
+};
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::util::pack_any;
+use portolan_api::{Kind, ObjectRef};
+use portolan_model::World;
+use portolan_model::gateway::{Gateway, GatewayListener, ListenerProtocol, TlsSecret};
+use portolan_model::routing::Parent;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+/// Well-known name of the TLS inspector listener filter (reads SNI for filter chain matches).
+const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+
+/// One listener of one Gateway.
+#[derive(Clone, Copy)]
+struct Entry<'w> {
+    gateway: &'w Gateway,
+    listener: &'w GatewayListener,
+}
+
+/// The Gateways that select a proxy group, by namespace and name.
+pub(crate) fn selecting<'w>(world: &'w World, group: &ProxyGroup) -> Vec<&'w Arc<Gateway>> {
+    world
+        .gateways
+        .values()
+        .filter(|g| g.selector.cluster.as_deref() == Some(group.name.as_str()))
+        .collect()
+}
+
+/// The listeners and route configurations of the selected Gateways.
+pub(crate) fn resources(
+    ctx: &Context<'_>,
+    gateways: &[&Arc<Gateway>],
+) -> (Vec<Listener>, Vec<RouteConfiguration>) {
+    let mut listeners = Vec::new();
+    let mut routes = Vec::new();
+    for (port, entries) in by_port(gateways) {
+        let (listener, route) = match entries[0].listener.protocol {
+            ListenerProtocol::Http => http_port(ctx, port, &entries),
+            ListenerProtocol::Https => match https_port(ctx, port, &entries) {
+                Some(pair) => pair,
+                None => continue,
+            },
+            ListenerProtocol::Tcp => (tcp_port(ctx, port, &entries), None),
+        };
+        listeners.push(listener);
+        routes.extend(route);
+    }
+    (listeners, routes)
+}
+
+/// Listeners per port, each port's list holding only the first listener's protocol.
+fn by_port<'w>(gateways: &[&'w Arc<Gateway>]) -> BTreeMap<u16, Vec<Entry<'w>>> {
+    let mut ports: BTreeMap<u16, Vec<Entry<'w>>> = BTreeMap::new();
+    for gateway in gateways {
+        for listener in &gateway.listeners {
+            let entries = ports.entry(listener.port).or_default();
+            if entries
+                .first()
+                .is_none_or(|e| e.listener.protocol == listener.protocol)
+            {
+                entries.push(Entry { gateway, listener });
+            }
+        }
+    }
+    ports
+}
+
+fn http_port(
+    ctx: &Context<'_>,
+    port: u16,
+    entries: &[Entry<'_>],
+) -> (Listener, Option<RouteConfiguration>) {
+    let name = names::gateway_listener_name(port);
+    let chain = FilterChain {
+        filters: vec![filters::http_connection_manager(
+            &names::gateway_stat_prefix(port),
+            &name,
+        )],
+        ..Default::default()
+    };
+    let listener = listener(ctx, port, vec![chain]);
+    (listener, Some(route_config(ctx, port, entries)))
+}
+
+fn https_port(
+    ctx: &Context<'_>,
+    port: u16,
+    entries: &[Entry<'_>],
+) -> Option<(Listener, Option<RouteConfiguration>)> {
+    let with_secrets: Vec<_> = entries
+        .iter()
+        .filter_map(|e| secret(ctx.world, e).map(|s| (*e, s)))
+        .collect();
+    if with_secrets.is_empty() {
+        return None;
+    }
+    let name = names::gateway_listener_name(port);
+    let use_sni = with_secrets.len() > 1;
+    let mut seen_matches = HashSet::new();
+    let chains = with_secrets
+        .iter()
+        .filter_map(|(entry, secret)| {
+            let server_names = if use_sni {
+                sorted(&entry.listener.hostnames)
+            } else {
+                Vec::new()
+            };
+            // Envoy rejects two chains with the same match: the first one keeps it.
+            if !seen_matches.insert(server_names.clone()) {
+                return None;
+            }
+            Some(FilterChain {
+                filter_chain_match: (!server_names.is_empty()).then(|| FilterChainMatch {
+                    server_names,
+                    ..Default::default()
+                }),
+                filters: vec![filters::http_connection_manager(
+                    &names::gateway_stat_prefix(port),
+                    &name,
+                )],
+                transport_socket: Some(tls::downstream_transport_socket(secret)),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let mut listener = listener(ctx, port, chains);
+    listener.listener_filters = vec![ListenerFilter {
+        name: TLS_INSPECTOR.to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }];
+    let kept: Vec<Entry<'_>> = with_secrets.iter().map(|(e, _)| *e).collect();
+    Some((listener, Some(route_config(ctx, port, &kept))))
+}
+
+fn tcp_port(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> Listener {
+    let parents: BTreeSet<Parent> = entries.iter().map(|e| parent(e.gateway)).collect();
+    let parents: Vec<Parent> = parents.into_iter().collect();
+    let chain = FilterChain {
+        filters: vec![tcp::tcp_proxy(ctx, &parents, port)],
+        ..Default::default()
+    };
+    listener(ctx, port, vec![chain])
+}
+
+fn listener(ctx: &Context<'_>, port: u16, filter_chains: Vec<FilterChain>) -> Listener {
+    Listener {
+        name: names::gateway_listener_name(port),
+        address: Some(socket_address(&ctx.options.mesh_listener_address, port)),
+        filter_chains,
+        ..Default::default()
+    }
+}
+
+/// The Secret an HTTPS listener names, if it exists.
+fn secret<'w>(world: &'w World, entry: &Entry<'_>) -> Option<&'w Arc<TlsSecret>> {
+    let secret_ref = entry.listener.tls.as_ref()?;
+    let key = ObjectRef::new(Kind::Secret, &secret_ref.namespace, &secret_ref.name);
+    world.secrets.get(&key)
+}
+
+/// One virtual host per allowed host of the routes attached to each entry's Gateway; a host
+/// already given a virtual host on this port keeps the first.
+fn route_config(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> RouteConfiguration {
+    let mut hosts = BTreeMap::new();
+    for entry in entries {
+        let owners = lookup::route_owners(ctx.world, &parent(entry.gateway));
+        for (host, route) in owners {
+            if route.http.is_empty() || !allowed(&entry.listener.hostnames, &host) {
+                continue;
+            }
+            hosts.entry(host).or_insert(route);
+        }
+    }
+    let virtual_hosts = hosts
+        .into_iter()
+        .map(|(host, route)| VirtualHost {
+            domains: vec![host.clone(), format!("{host}:{port}")],
+            routes: route_rules::routes(ctx, &route, None),
+            name: host,
+            ..Default::default()
+        })
+        .collect();
+    route_configuration(&names::gateway_listener_name(port), virtual_hosts)
+}
+
+fn parent(gateway: &Gateway) -> Parent {
+    Parent::Gateway {
+        namespace: gateway.source.namespace.clone(),
+        name: gateway.source.name.clone(),
+    }
+}
+
+/// Whether a listener with these hostnames accepts a route host (no hostnames: any host).
+pub(crate) fn allowed(hostnames: &[String], host: &str) -> bool {
+    hostnames.is_empty() || hostnames.iter().any(|h| hostname_matches(h, host))
+}
+
+/// `*.example.com` matches one or more labels before `.example.com` (also a narrower
+/// wildcard like `*.a.example.com`); anything else matches itself only.
+fn hostname_matches(pattern: &str, host: &str) -> bool {
+    if pattern == host {
+        return true;
+    }
+    let Some(suffix) = pattern.strip_prefix("*.") else {
+        return false;
+    };
+    host.strip_suffix(suffix)
+        .and_then(|rest| rest.strip_suffix('.'))
+        .is_some_and(|labels| !labels.is_empty())
+}
+
+fn sorted(names: &[String]) -> Vec<String> {
+    let mut names = names.to_vec();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_one_or_more_labels() {
+        let l = |h: &[&str]| h.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(allowed(&[], "anything"));
+        assert!(allowed(&l(&["*.example.com"]), "a.example.com"));
+        assert!(allowed(&l(&["*.example.com"]), "a.b.example.com"));
+        assert!(allowed(&l(&["*.example.com"]), "*.a.example.com"));
+        assert!(allowed(&l(&["*.example.com"]), "*.example.com"));
+        assert!(!allowed(&l(&["*.example.com"]), "example.com"));
+        assert!(!allowed(&l(&["*.example.com"]), "aexample.com"));
+        assert!(!allowed(&l(&["a.example.com"]), "b.example.com"));
+        assert!(allowed(&l(&["x.io", "a.example.com"]), "a.example.com"));
+    }
+}
