@@ -1,5 +1,6 @@
 //! A stock Envoy started from `portolan bootstrap` output.
 
+use crate::http::{self, Reply};
 use crate::portolan::{Ports, tail};
 use crate::{client, eventually, workspace_root};
 use std::path::{Path, PathBuf};
@@ -126,6 +127,26 @@ impl Envoy {
         .await
     }
 
+    /// The port of the mesh outbound listener this Envoy was told to open.
+    pub fn mesh_port(&self) -> u16 {
+        self.mesh_port
+    }
+
+    /// A request through the mesh listener with `Host: {host}` (redirects are not followed).
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        host: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        http::request(self.mesh_port, method, host, path)
+    }
+
+    /// GET through the mesh listener, the whole response.
+    pub async fn fetch(&self, host: &str, path: &str) -> anyhow::Result<Reply> {
+        http::get(self.mesh_port, host, path).await
+    }
+
     /// GET `http://{host}{path}` through the mesh listener; returns status and body.
     pub async fn get(&self, host: &str, path: &str) -> anyhow::Result<(u16, String)> {
         let r = client()
@@ -178,6 +199,31 @@ impl Envoy {
             let (k, v) = l.split_once(": ")?;
             (k == name).then(|| v.trim().parse().ok()).flatten()
         }))
+    }
+
+    /// Every counter and gauge from `/stats` whose name contains `fragment` (for assertions
+    /// on stats whose exact name is long, and for failure messages).
+    pub async fn stats_containing(&self, fragment: &str) -> anyhow::Result<Vec<(String, u64)>> {
+        let text = self.admin("/stats").await?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(": ")?;
+                let v = v.trim().parse().ok()?;
+                k.contains(fragment).then(|| (k.to_string(), v))
+            })
+            .collect())
+    }
+
+    /// The lines of admin `/clusters` about one cluster (`{cluster}::{host}::{field}::{value}`).
+    pub async fn cluster_lines(&self, cluster: &str) -> anyhow::Result<Vec<String>> {
+        let text = self.admin("/clusters").await?;
+        let prefix = format!("{cluster}::");
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(str::to_string)
+            .collect())
     }
 
     pub fn log_tail(&self) -> String {

@@ -8,11 +8,18 @@
 #![forbid(unsafe_code)]
 
 pub mod envoy;
+pub mod http;
+pub mod manifests;
+pub mod mesh;
 pub mod portolan;
 pub mod ports;
+pub mod tls;
 pub mod upstream;
 
 pub use envoy::Envoy;
+pub use http::Reply;
+pub use manifests::{endpoints_yaml, example, labeled_endpoints_yaml, service_yaml};
+pub use mesh::Mesh;
 pub use portolan::Portolan;
 pub use upstream::Upstream;
 
@@ -45,35 +52,13 @@ where
     }
 }
 
-/// An HTTP client that never uses a proxy from the environment.
+/// An HTTP client that never uses a proxy from the environment and never follows redirects
+/// (tests assert on the redirect itself).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_else(|e| panic!("building the HTTP client: {e}"))
-}
-
-/// Manifests for a Service with one `http` port.
-pub fn service_yaml(namespace: &str, name: &str, port: u16) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  ports:\n  - name: http\n    port: {port}\n"
-    )
-}
-
-/// An EndpointSlice for `service` with one ready endpoint per upstream (each upstream has its
-/// own port, so each gets its own slice document).
-pub fn endpoints_yaml(namespace: &str, service: &str, upstreams: &[&Upstream]) -> String {
-    upstreams
-        .iter()
-        .map(|u| {
-            format!(
-                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-{name}\n  namespace: {namespace}\n  labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: http\n  port: {port}\n",
-                name = u.name(),
-                ip = u.addr().ip(),
-                port = u.addr().port(),
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n")
 }

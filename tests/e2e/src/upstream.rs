@@ -1,51 +1,74 @@
-//! Upstream HTTP servers that answer every request with their own name.
+//! Upstream HTTP servers for end-to-end tests: each answers with its own name, and offers the
+//! behaviours routing features act on.
 //!
-//! `GET /status/{code}` answers that status code (for retry and outlier tests later); every
-//! response carries `x-upstream: {name}`.
+//! | path               | answer                                                        |
+//! |--------------------|---------------------------------------------------------------|
+//! | `/status/{code}`   | that status code                                              |
+//! | `/delay/{ms}`      | waits `ms` milliseconds (at most a minute), then 200          |
+//! | `/fail-once/{key}` | 503 the first time this upstream sees `key`, then 200         |
+//! | `/headers`         | 200 with the request headers as JSON: `{name: [values...]}`   |
+//! | `/healthz`         | 200, or 503 while failing                                     |
+//! | anything else      | 200 with the upstream's name                                  |
+//!
+//! Every response carries `x-upstream: {name}`, and `x-seen-host` / `x-seen-path` with the Host
+//! header and the path (with query) the upstream received, so rewrites can be asserted.
+//! [`Upstream::set_failing`] makes every path answer 503 (outlier detection, health checks);
+//! [`Upstream::stop`] closes the listener and every open connection.
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// The health-check path; requests to it are not counted in [`Upstream::hits`].
+pub const HEALTH_PATH: &str = "/healthz";
 
 pub struct Upstream {
     name: String,
     addr: SocketAddr,
-    hits: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
+    state: UpState,
+    task: JoinHandle<()>,
 }
 
 #[derive(Clone)]
 struct UpState {
     name: String,
     hits: Arc<AtomicU64>,
+    by_path: Arc<Mutex<HashMap<String, u64>>>,
+    failing: Arc<AtomicBool>,
+    failed_once: Arc<Mutex<HashSet<String>>>,
 }
+
+// === impl Upstream ===
 
 impl Upstream {
     /// Starts a server on 127.0.0.1 with a free port.
     pub async fn start(name: &str) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let hits = Arc::new(AtomicU64::new(0));
         let state = UpState {
             name: name.to_string(),
-            hits: hits.clone(),
+            hits: Arc::default(),
+            by_path: Arc::default(),
+            failing: Arc::default(),
+            failed_once: Arc::default(),
         };
-        let app = Router::new()
-            .route("/status/{code}", get(status))
-            .fallback(get(hello))
-            .with_state(state);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let task = tokio::spawn(serve(listener, router(state.clone())));
         Ok(Self {
             name: name.to_string(),
             addr,
-            hits,
+            state,
             task,
         })
     }
@@ -58,9 +81,29 @@ impl Upstream {
         self.addr
     }
 
-    /// Requests served so far.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Requests served so far, health checks excluded.
     pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
+        self.state.hits.load(Ordering::Relaxed)
+    }
+
+    /// Requests served so far for exactly this path (without query), health checks included.
+    pub fn path_hits(&self, path: &str) -> u64 {
+        let by_path = self.state.by_path.lock().unwrap_or_else(|p| p.into_inner());
+        by_path.get(path).copied().unwrap_or(0)
+    }
+
+    /// While `true`, every request (health checks too) gets 503.
+    pub fn set_failing(&self, failing: bool) {
+        self.state.failing.store(failing, Ordering::Relaxed);
+    }
+
+    /// Closes the listener and every open connection: the upstream is gone.
+    pub fn stop(&self) {
+        self.task.abort();
     }
 }
 
@@ -70,21 +113,117 @@ impl Drop for Upstream {
     }
 }
 
-async fn hello(State(s): State<UpState>, headers: HeaderMap) -> impl IntoResponse {
-    s.hits.fetch_add(1, Ordering::Relaxed);
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    (
-        [("x-upstream", s.name.clone()), ("x-seen-host", host)],
-        s.name,
-    )
+/// Accepts connections until aborted; aborting drops the set, which closes every connection.
+async fn serve(listener: TcpListener, app: Router) {
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+fn router(state: UpState) -> Router {
+    Router::new()
+        .route("/status/{code}", get(status))
+        .route("/delay/{ms}", get(delay))
+        .route("/fail-once/{key}", get(fail_once))
+        .route("/headers", get(headers))
+        .route(HEALTH_PATH, get(healthz))
+        .fallback(hello)
+        .layer(from_fn_with_state(state.clone(), common))
+        .with_state(state)
+}
+
+/// Counts the request, answers 503 while failing, and stamps the common response headers.
+async fn common(State(s): State<UpState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let seen_path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| path.clone());
+    let seen_host = req.headers().get("host").cloned();
+    s.count(&path);
+    let mut resp = if s.failing.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "failing").into_response()
+    } else {
+        next.run(req).await
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&s.name) {
+        h.insert("x-upstream", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&seen_path) {
+        h.insert("x-seen-path", v);
+    }
+    h.insert(
+        "x-seen-host",
+        seen_host.unwrap_or_else(|| HeaderValue::from_static("")),
+    );
+    resp
+}
+
+// === impl UpState ===
+
+impl UpState {
+    fn count(&self, path: &str) {
+        if path != HEALTH_PATH {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut by_path = self.by_path.lock().unwrap_or_else(|p| p.into_inner());
+        *by_path.entry(path.to_string()).or_default() += 1;
+    }
+}
+
+async fn hello(State(s): State<UpState>) -> String {
+    s.name
+}
+
+async fn healthz() -> &'static str {
+    "ok"
 }
 
 async fn status(State(s): State<UpState>, Path(code): Path<u16>) -> impl IntoResponse {
-    s.hits.fetch_add(1, Ordering::Relaxed);
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-    (code, [("x-upstream", s.name.clone())], s.name)
+    (code, s.name)
+}
+
+async fn delay(State(s): State<UpState>, Path(ms): Path<u64>) -> String {
+    tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+    s.name
+}
+
+async fn fail_once(State(s): State<UpState>, Path(key): Path<String>) -> impl IntoResponse {
+    let first = s
+        .failed_once
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key);
+    if first {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} failed once", s.name),
+        )
+    } else {
+        (StatusCode::OK, s.name)
+    }
+}
+
+async fn headers(headers: HeaderMap) -> axum::Json<BTreeMap<String, Vec<String>>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &headers {
+        out.entry(name.as_str().to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    axum::Json(out)
 }

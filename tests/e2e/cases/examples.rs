@@ -1,0 +1,111 @@
+//! The example manifests under `examples/` are valid (`portolan validate` finds every object
+//! and no error), and docs/crds.md shows each routing example exactly as it is on disk.
+
+use portolan_e2e::manifests::examples_dir;
+use portolan_e2e::workspace_root;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_portolan"))
+}
+
+/// Every `.yaml` file under `dir`, sorted.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// YAML documents in a file that hold an object (not only comments).
+fn documents(text: &str) -> usize {
+    text.split("\n---")
+        .filter(|doc| {
+            doc.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .count()
+}
+
+#[test]
+fn every_example_is_valid() {
+    let files = yaml_files(&examples_dir().join("routing"));
+    assert!(files.len() >= 12, "routing examples: {files:?}");
+    let mut expected = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("example readable");
+        let docs = documents(&text);
+        expected += docs;
+        let out = Command::new(bin())
+            .arg("validate")
+            .arg(file)
+            .output()
+            .expect("portolan validate runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}: {stdout}{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("{docs} objects valid, 0 errors")),
+            "{}: every document is read as an object: {stdout}",
+            file.display()
+        );
+    }
+    // All of them together: no duplicate objects, no conflicts that are errors.
+    let out = Command::new(bin())
+        .arg("validate")
+        .arg(examples_dir().join("routing"))
+        .output()
+        .expect("portolan validate runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{expected} objects valid, 0 errors")),
+        "{stdout}"
+    );
+    // Every reference resolves among the examples, except the gateway's Secret (it holds a
+    // private key, so the docs show how to create it instead of shipping one).
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stdout}");
+    assert!(
+        warnings[0].contains("SecretNotFound") && warnings[0].contains("www-example-com-tls"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_crd_reference_shows_every_routing_example_verbatim() {
+    let doc = std::fs::read_to_string(workspace_root().join("docs/crds.md"))
+        .expect("docs/crds.md readable");
+    for file in yaml_files(&examples_dir().join("routing")) {
+        let name = file
+            .strip_prefix(workspace_root())
+            .expect("under the workspace")
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(&file).expect("example readable");
+        let block = format!("```yaml\n# {name}\n{text}```");
+        assert!(
+            doc.contains(&block),
+            "docs/crds.md must show {name} verbatim in a ```yaml block whose first line is `# {name}`"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! A running mesh for one test: a config directory, a `portolan serve` watching it, and one
+//! Envoy in a proxy group; plus the waits routing tests share.
+
+use crate::envoy::Protocol;
+use crate::http::{self, Reply};
+use crate::portolan::{ConfigDir, Ports};
+use crate::{Envoy, Portolan, eventually};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long configuration may take to reach Envoy.
+pub const CONFIG_DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct Mesh {
+    pub config: ConfigDir,
+    pub portolan: Portolan,
+    pub envoy: Envoy,
+}
+
+// === impl Mesh ===
+
+impl Mesh {
+    /// Writes `files`, starts Portolan on them and one SotW Envoy in proxy group `group`.
+    pub async fn start(bin: &Path, group: &str, files: &[(&str, String)]) -> anyhow::Result<Self> {
+        let config = ConfigDir::new()?;
+        for (name, contents) in files {
+            config.write(name, contents)?;
+        }
+        let portolan = Portolan::start(bin, &config, Ports::free()).await?;
+        let envoy = Envoy::start(
+            bin,
+            portolan.ports(),
+            &format!("{group}-1"),
+            group,
+            Protocol::Sotw,
+        )
+        .await?;
+        Ok(Self {
+            config,
+            portolan,
+            envoy,
+        })
+    }
+
+    /// Waits until Envoy's `/config_dump` contains `needle` (a cluster name, a field that only
+    /// a routing object produces, ...), i.e. until the configuration reached the proxy.
+    pub async fn wait_config(&self, needle: &str) -> anyhow::Result<()> {
+        let res = eventually(
+            &format!("envoy config to contain {needle:?}"),
+            CONFIG_DEADLINE,
+            || async move {
+                match self.envoy.admin("/config_dump?include_eds").await {
+                    Ok(dump) if dump.contains(needle) => Ok(()),
+                    Ok(_) => Err("not there yet".to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await;
+        res.map_err(|e| anyhow::anyhow!("{e}\n{}", self.diagnostics()))
+    }
+
+    /// Polls GET `{path}` with `Host: {host}` on `port` until `ok` holds for the reply.
+    pub async fn wait_get(
+        &self,
+        port: u16,
+        host: &str,
+        path: &str,
+        what: &str,
+        ok: impl Fn(&Reply) -> bool,
+    ) -> anyhow::Result<Reply> {
+        let res = eventually(what, CONFIG_DEADLINE, || async {
+            match http::get(port, host, path).await {
+                Ok(r) if ok(&r) => Ok(r),
+                Ok(r) => Err(format!(
+                    "{} {:?} (upstream {:?})",
+                    r.status,
+                    r.body,
+                    r.upstream()
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+        res.map_err(|e| anyhow::anyhow!("{e}\n{}", self.diagnostics()))
+    }
+
+    /// The same, through the mesh listener.
+    pub async fn wait_mesh(
+        &self,
+        host: &str,
+        path: &str,
+        what: &str,
+        ok: impl Fn(&Reply) -> bool,
+    ) -> anyhow::Result<Reply> {
+        self.wait_get(self.envoy.mesh_port(), host, path, what, ok)
+            .await
+    }
+
+    /// `/debug/config-errors` `errors`: every rejected document or object.
+    pub async fn config_errors(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let v = self.portolan.get_json("/debug/config-errors").await?;
+        Ok(v["errors"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Logs of both processes, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "--- portolan log:\n{}\n--- envoy log:\n{}",
+            self.portolan.log_tail(),
+            self.envoy.log_tail()
+        )
+    }
+}
