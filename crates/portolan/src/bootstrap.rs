@@ -55,8 +55,20 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
     };
     let api_type = if args.delta { "DELTA_GRPC" } else { "GRPC" };
     let ads_source = json!({"ads": {}, "resource_api_version": "V3"});
+    let mut node = json!({"id": args.node_id, "cluster": args.cluster});
+    if let Some(zone) = &args.zone {
+        node["locality"] = json!({"zone": zone});
+    }
+    if !args.labels.is_empty() {
+        let labels: serde_json::Map<String, Value> = args
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        node["metadata"] = json!({"labels": labels});
+    }
     Ok(json!({
-        "node": {"id": args.node_id, "cluster": args.cluster},
+        "node": node,
         "admin": {"address": socket_address(&admin_host, admin_port)},
         "dynamic_resources": {
             "ads_config": {
@@ -100,7 +112,24 @@ mod tests {
             admin_address: "127.0.0.1:0".into(),
             delta: false,
             output: OutputFormat::Yaml,
+            zone: None,
+            labels: vec![],
         }
+    }
+
+    #[test]
+    fn zone_and_labels_go_into_the_node() {
+        let mut a = args("127.0.0.1:18000");
+        a.zone = Some("zone-a".into());
+        a.labels = vec![("tier".into(), "edge".into())];
+        let b = render(&a).expect("renders");
+        assert_eq!(b["node"]["locality"]["zone"], "zone-a");
+        assert_eq!(b["node"]["metadata"]["labels"]["tier"], "edge");
+        assert!(
+            render(&args("127.0.0.1:18000")).expect("renders")["node"]
+                .get("metadata")
+                .is_none()
+        );
     }
 
     #[test]

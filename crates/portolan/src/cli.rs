@@ -87,6 +87,13 @@ pub struct BootstrapArgs {
     /// Envoy node cluster: the proxy group whose configuration this proxy gets.
     #[arg(long)]
     pub cluster: String,
+    /// Envoy node locality zone (locality-aware balancing prefers endpoints in it).
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// A label in the node metadata (`node.metadata.labels`), KEY=VALUE; repeatable. Gateways
+    /// select proxies by these.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
     /// Portolan's xDS address, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:18000")]
     pub xds_address: String,
@@ -134,6 +141,14 @@ pub struct CrdsArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Parses `KEY=VALUE`.
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
 /// Parses `250ms`, `2s`, `1m`, or a bare number of milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -161,6 +176,14 @@ mod tests {
         assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("2h").is_err());
         assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(parse_label("app=web"), Ok(("app".into(), "web".into())));
+        assert_eq!(parse_label("empty="), Ok(("empty".into(), String::new())));
+        assert!(parse_label("=x").is_err());
+        assert!(parse_label("novalue").is_err());
     }
 
     #[test]

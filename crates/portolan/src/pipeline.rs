@@ -182,13 +182,8 @@ impl Pipeline {
 
     fn build(&self, world: &World, group: &str) {
         let start = Instant::now();
-        let resources = portolan_translate::translate(
-            world,
-            &ProxyGroup {
-                name: group.to_string(),
-            },
-            &self.options,
-        );
+        let resources =
+            portolan_translate::translate(world, &ProxyGroup::from_key(&group), &self.options);
         let previous = self.cache.get(group);
         match snapshot(&resources, previous.as_deref()) {
             Ok(snap) => {
@@ -232,4 +227,25 @@ pub fn snapshot(
         b.add(ResourceType::Route, r.name.clone(), r);
     }
     b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// The xDS server builds group keys and translation parses them: they must agree.
+    #[test]
+    fn group_keys_round_trip_between_xds_and_translate() {
+        let labels: BTreeMap<String, String> = [("tier", "edge"), ("odd", "a;b=c%")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let key = portolan_xds::group::format_key("ingress", Some("zone-a"), &labels);
+        let group = ProxyGroup::from_key(&key);
+        assert_eq!(group.cluster, "ingress");
+        assert_eq!(group.zone.as_deref(), Some("zone-a"));
+        assert_eq!(group.labels, labels);
+        assert_eq!(group.name, key);
+    }
 }

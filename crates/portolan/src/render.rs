@@ -20,9 +20,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let world = index.world();
     let resources = portolan_translate::translate(
         &world,
-        &ProxyGroup {
-            name: args.cluster.clone(),
-        },
+        &ProxyGroup::from_key(&args.cluster),
         &crate::serve::translate_options(&args.translate),
     );
     let json = portolan_translate::json::resources_to_json(&resources)?;

@@ -1,7 +1,7 @@
 //! Gateways: the listeners of the proxy groups a Gateway selects, instead of the mesh listener.
 //!
-//! A Gateway selects a group when `selector.cluster` is the group's name (node metadata is not
-//! matched yet: a proxy group has none). Listeners of all selected Gateways are merged per
+//! A Gateway selects a group when its `selector.cluster` (if set) is the group's `node.cluster`
+//! and its `selector.metadata` (if any) is among the group's node labels. Listeners of all selected Gateways are merged per
 //! port into one Envoy listener `gateway-{port}`, bound to the mesh listener address. The
 //! first listener on a port (by Gateway namespace and name, then listener order) decides the
 //! port's protocol; listeners of another protocol on that port are dropped.
@@ -33,7 +33,9 @@ use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::Tl
 use envoy_types::util::pack_any;
 use portolan_api::{Kind, ObjectRef};
 use portolan_model::World;
-use portolan_model::gateway::{Gateway, GatewayListener, ListenerProtocol, TlsSecret};
+use portolan_model::gateway::{
+    Gateway, GatewayListener, GatewaySelector, ListenerProtocol, TlsSecret,
+};
 use portolan_model::routing::Parent;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -48,13 +50,30 @@ struct Entry<'w> {
     listener: &'w GatewayListener,
 }
 
-/// The Gateways that select a proxy group, by namespace and name.
+/// The Gateways that select a proxy group, by namespace and name: the selector's cluster (if
+/// set) is the group's `node.cluster`, and its metadata (if any) is among the group's labels.
+/// A selector with neither selects nothing.
 pub(crate) fn selecting<'w>(world: &'w World, group: &ProxyGroup) -> Vec<&'w Arc<Gateway>> {
     world
         .gateways
         .values()
-        .filter(|g| g.selector.cluster.as_deref() == Some(group.name.as_str()))
+        .filter(|g| selects(&g.selector, group))
         .collect()
+}
+
+fn selects(selector: &GatewaySelector, group: &ProxyGroup) -> bool {
+    if selector.cluster.is_none() && selector.metadata.is_empty() {
+        return false;
+    }
+    let cluster_ok = selector
+        .cluster
+        .as_deref()
+        .is_none_or(|c| c == group.cluster);
+    let labels_ok = selector
+        .metadata
+        .iter()
+        .all(|(k, v)| group.labels.get(k) == Some(v));
+    cluster_ok && labels_ok
 }
 
 /// The listeners and route configurations of the selected Gateways.

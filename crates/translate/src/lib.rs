@@ -26,6 +26,7 @@ mod filters;
 mod gateway;
 pub mod json;
 mod listener;
+mod locality;
 mod lookup;
 mod matches;
 pub mod names;
@@ -45,6 +46,7 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use portolan_model::World;
 use service::ServicePlan;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,10 +65,18 @@ pub struct Options {
     pub connect_timeout: Duration,
 }
 
-/// A set of proxies that get identical configuration (Envoy's `node.cluster`).
+/// A set of proxies that get identical configuration: Envoy's `node.cluster`, refined by the
+/// node's zone and `labels` metadata (see [`ProxyGroup::from_key`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProxyGroup {
+    /// The group key, as the xDS cache names the group.
     pub name: String,
+    /// Envoy `node.cluster` (empty: `default`).
+    pub cluster: String,
+    /// Envoy `node.locality.zone`, if set.
+    pub zone: Option<String>,
+    /// String fields of the node's `labels` metadata.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Everything translation produces for one proxy group, each list sorted by name.
@@ -97,16 +107,39 @@ impl ProxyGroup {
     /// The group Envoy proxies with an empty `node.cluster` belong to.
     pub const DEFAULT: &str = "default";
 
-    /// The group for an Envoy `node.cluster` (empty means [`ProxyGroup::DEFAULT`]).
+    /// The group for an Envoy `node.cluster` alone (empty means [`ProxyGroup::DEFAULT`]).
     pub fn new(node_cluster: &str) -> Self {
-        let name = if node_cluster.is_empty() {
+        let cluster = if node_cluster.is_empty() {
             Self::DEFAULT
         } else {
             node_cluster
         };
         Self {
-            name: name.to_string(),
+            name: cluster.to_string(),
+            cluster: cluster.to_string(),
+            zone: None,
+            labels: BTreeMap::new(),
         }
+    }
+
+    /// Parses a group key as the xDS server builds it from a node:
+    /// `cluster[;zone=ZONE][;l.KEY=VALUE]...`, parts percent-encoded (`%3B` `%3D` `%25`).
+    /// Unknown parts are ignored, so any string is a valid key.
+    pub fn from_key(key: &str) -> Self {
+        let mut parts = key.split(';');
+        let mut group = Self::new(&unescape(parts.next().unwrap_or_default()));
+        group.name = key.to_string();
+        for part in parts {
+            let Some((k, v)) = part.split_once('=') else {
+                continue;
+            };
+            if k == "zone" {
+                group.zone = Some(unescape(v));
+            } else if let Some(label) = k.strip_prefix("l.") {
+                group.labels.insert(unescape(label), unescape(v));
+            }
+        }
+        group
     }
 }
 
@@ -114,6 +147,12 @@ impl Default for ProxyGroup {
     fn default() -> Self {
         Self::new("")
     }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("%3B", ";")
+        .replace("%3D", "=")
+        .replace("%25", "%")
 }
 
 /// Translates a World for one proxy group. Pure and deterministic.
@@ -124,7 +163,7 @@ pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resour
     let externals = external::plan_all(world);
     let mut resources = Resources::default();
     for plan in &ctx.plans {
-        service_clusters(&ctx, plan, &mut resources);
+        service_clusters(&ctx, plan, group.zone.as_deref(), &mut resources);
     }
     for plan in &externals {
         let mut cluster = external::cluster(plan, options);
@@ -149,8 +188,14 @@ pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resour
     resources
 }
 
-/// The clusters and assignments of a Service's ports and of their subsets.
-fn service_clusters(ctx: &Context<'_>, plan: &ServicePlan<'_>, out: &mut Resources) {
+/// The clusters and assignments of a Service's ports and of their subsets. With a
+/// locality-aware policy and a proxy zone, endpoints in the proxy's zone come first.
+fn service_clusters(
+    ctx: &Context<'_>,
+    plan: &ServicePlan<'_>,
+    zone: Option<&str>,
+    out: &mut Resources,
+) {
     let groups = ctx.world.endpoints_of(&plan.service.key);
     for port in &plan.ports {
         let mut cluster = cluster::eds_cluster(port, ctx.options);
@@ -158,16 +203,16 @@ fn service_clusters(ctx: &Context<'_>, plan: &ServicePlan<'_>, out: &mut Resourc
         if let Some(policy) = &policy {
             policy::apply(&mut cluster, policy);
         }
+        let local_zone = zone.filter(|_| locality::is_aware(policy.as_deref()));
         let members = groups.iter().map(Arc::as_ref);
-        out.load_assignments.push(endpoint::load_assignment(
-            &port.cluster,
-            plan.service,
-            port.port,
-            members,
-        ));
+        let mut cla = endpoint::load_assignment(&port.cluster, plan.service, port.port, members);
+        locality::prefer(&mut cla, local_zone);
+        out.load_assignments.push(cla);
         for subset in policy.iter().flat_map(|p| &p.subsets) {
             let domain = &ctx.options.cluster_domain;
-            let (c, cla) = subsets::subset_cluster(plan, port, subset, &cluster, groups, domain);
+            let (c, mut cla) =
+                subsets::subset_cluster(plan, port, subset, &cluster, groups, domain);
+            locality::prefer(&mut cla, local_zone);
             out.clusters.push(c);
             out.load_assignments.push(cla);
         }

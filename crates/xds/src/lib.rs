@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod debounce;
 pub mod delta;
+pub mod group;
 pub mod metrics;
 pub mod resource;
 pub mod server;

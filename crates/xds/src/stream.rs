@@ -46,22 +46,17 @@ pub struct NodeInfo {
 // === impl NodeInfo ===
 
 impl NodeInfo {
-    /// Reads id, group (`cluster`, empty -> `default`) and client (user agent and version).
+    /// Reads id, group (see [`crate::group`]) and client (user agent and version).
     pub fn from_node(node: Option<&Node>) -> Self {
         let Some(node) = node else {
             return Self {
-                group: "default".to_string(),
+                group: crate::group::DEFAULT_GROUP.to_string(),
                 ..Self::default()
             };
         };
-        let group = if node.cluster.is_empty() {
-            "default".to_string()
-        } else {
-            node.cluster.clone()
-        };
         Self {
             id: node.id.clone(),
-            group,
+            group: crate::group::group_key(node),
             client: client_of(node),
         }
     }

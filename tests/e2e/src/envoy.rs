@@ -45,9 +45,22 @@ impl Envoy {
         cluster: &str,
         protocol: Protocol,
     ) -> anyhow::Result<Self> {
+        Self::start_with(portolan_bin, ports, node_id, cluster, protocol, &[]).await
+    }
+
+    /// Like [`Envoy::start`], with extra `portolan bootstrap` flags (`--zone`, `--label k=v`).
+    pub async fn start_with(
+        portolan_bin: &Path,
+        ports: Ports,
+        node_id: &str,
+        cluster: &str,
+        protocol: Protocol,
+        bootstrap_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut bootstrap = std::process::Command::new(portolan_bin);
         bootstrap.args(["bootstrap", "--node-id", node_id, "--cluster", cluster]);
+        bootstrap.args(bootstrap_args);
         bootstrap.args(["--xds-address", &format!("127.0.0.1:{}", ports.xds)]);
         bootstrap.args(["--admin-address", "127.0.0.1:0"]);
         if protocol == Protocol::Delta {

@@ -34,14 +34,19 @@ pub struct GatewaySpec {
     pub listeners: Vec<Listener>,
 }
 
-/// Which proxies run the gateway: all conditions must hold.
+/// Which proxies run the gateway: all given conditions must hold, and at least one is given.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.cluster) && size(self.cluster) > 0) || (has(self.metadata) && size(self.metadata) > 0)",
+    "message": "a selector needs a cluster, metadata labels, or both"
+}]))]
 pub struct GatewaySelector {
     /// Envoy `node.cluster` (the proxy group).
-    #[schemars(length(min = 1))]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cluster: String,
-    /// Envoy node metadata string fields.
+    /// Labels the proxy declares in its node metadata (`node.metadata.labels`, string values;
+    /// `portolan bootstrap --label k=v`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
 }

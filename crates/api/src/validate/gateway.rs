@@ -8,10 +8,10 @@ pub(super) fn gateway(gw: &Gateway, errors: &mut Errors) {
     object_name(gw.metadata.name.as_deref(), errors);
     let spec = &gw.spec;
     let path = spec_path();
-    if spec.selector.cluster.is_empty() {
+    if spec.selector.cluster.is_empty() && spec.selector.metadata.is_empty() {
         errors.push(
-            path.field("selector").field("cluster"),
-            "required: the Envoy node cluster (proxy group) that runs this gateway",
+            path.field("selector"),
+            "needs a cluster (the Envoy node cluster of the proxies that run this gateway), metadata labels, or both",
         );
     }
     let lpath = path.field("listeners");
@@ -139,7 +139,7 @@ mod tests {
                     {"name": "Web", "port": 0, "protocol": "HTTPS", "hostnames": ["a..b"]}
                 ]}),
                 &[
-                    "spec.selector.cluster: required: the Envoy node cluster (proxy group) that runs this gateway",
+                    "spec.selector: needs a cluster (the Envoy node cluster of the proxies that run this gateway), metadata labels, or both",
                     "spec.listeners[0].tls: only allowed for protocol HTTPS",
                     "spec.listeners[2].name: \"Web\" is not a valid listener name: a DNS label (lower-case letters, digits and '-', 1-63 characters)",
                     "spec.listeners[2].port: 0 is not a port: must be 1-65535",

@@ -111,7 +111,7 @@ fn listeners_of_several_gateways_merge_per_port() {
     second
         .selector
         .metadata
-        .insert("ignored".to_string(), "yes".to_string());
+        .insert("tier".to_string(), "edge".to_string());
     let mut route = mk_route(
         "other",
         "web",
@@ -133,7 +133,10 @@ fn listeners_of_several_gateways_merge_per_port() {
             ..Default::default()
         },
     );
-    let r = run_group(&world, "ingress");
+    // The second gateway also wants the label tier=edge: a group without it gets only the first.
+    let unlabeled = run_group(&world, "ingress");
+    assert!(!listener_names(&unlabeled).contains(&"gateway-7070"));
+    let r = run_group(&world, "ingress;zone=z1;l.tier=edge");
     assert_eq!(
         listener_names(&r),
         [

@@ -137,7 +137,7 @@ fn run(world: &World) -> Resources {
 }
 
 fn run_group(world: &World, group: &str) -> Resources {
-    translate(world, &ProxyGroup::new(group), &Options::default())
+    translate(world, &ProxyGroup::from_key(group), &Options::default())
 }
 
 // === routing fixtures ===

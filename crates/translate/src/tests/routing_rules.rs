@@ -394,3 +394,53 @@ fn external_http_ports_get_virtual_hosts_and_other_ports_clusters_only() {
         "external clusters carry their endpoints"
     );
 }
+
+#[test]
+fn locality_aware_policy_puts_the_proxys_zone_first() {
+    let world = mk_world(
+        vec![mk_service("default", "web", vec![mk_port("http", 80)])],
+        vec![mk_slice(
+            "default",
+            "web",
+            "web-1",
+            vec![mk_endpoint_port("http", 8080)],
+            vec![
+                mk_ready("10.0.0.1", Some("zone-a")),
+                mk_ready("10.0.0.2", Some("zone-b")),
+            ],
+        )],
+    );
+    let mut policy = mk_policy("default", "web", "web");
+    policy.load_balancer = Some(portolan_model::policy::LoadBalancer {
+        locality_aware: true,
+        ..Default::default()
+    });
+    let world = with(
+        world,
+        Extra {
+            policies: vec![policy],
+            ..Default::default()
+        },
+    );
+    let priorities = |r: &Resources| -> Vec<(String, u32)> {
+        r.load_assignments[0]
+            .endpoints
+            .iter()
+            .map(|g| {
+                let zone = g.locality.as_ref().map(|l| l.zone.clone());
+                (zone.unwrap_or_default(), g.priority)
+            })
+            .collect()
+    };
+    let in_b = run_group(&world, "web;zone=zone-b");
+    assert_eq!(
+        priorities(&in_b),
+        [("zone-a".to_string(), 1), ("zone-b".to_string(), 0)]
+    );
+    // Without a zone the proxy gets one priority.
+    let anywhere = run_group(&world, "web");
+    assert_eq!(
+        priorities(&anywhere),
+        [("zone-a".to_string(), 0), ("zone-b".to_string(), 0)]
+    );
+}
