@@ -183,7 +183,7 @@ impl Pipeline {
     fn build(&self, world: &World, group: &str) {
         let start = Instant::now();
         let resources =
-            portolan_translate::translate(world, &ProxyGroup::from_key(&group), &self.options);
+            portolan_translate::translate(world, &ProxyGroup::from_key(group), &self.options);
         let previous = self.cache.get(group);
         match snapshot(&resources, previous.as_deref()) {
             Ok(snap) => {
