@@ -22,4 +22,4 @@ mod fixtures;
 pub use error::FilesError;
 pub use source::{Changes, FileSource, REPORTER};
 pub use validate::{ValidationReport, validate_paths};
-pub use watch::watch;
+pub use watch::{SourceHealth, watch, watch_reporting};

@@ -2,7 +2,8 @@
 //! first, then one [`Changes`] per burst of file-system events (coalesced: a rescan happens
 //! once events have been quiet for [`SETTLE`]). If the watcher fails or the directory goes
 //! away, the last good state stays and the directory is polled every [`RETRY`] until the
-//! watcher can be set up again.
+//! watcher can be set up again. [`watch_reporting`] also publishes the source's
+//! [`SourceHealth`]: down while the directory cannot be read, up again once it can.
 
 use crate::error::FilesError;
 use crate::source::{Changes, FileSource};
@@ -22,11 +23,48 @@ const MAX_SETTLE: Duration = Duration::from_secs(1);
 /// Poll interval while the watcher is down (directory missing, watcher error).
 pub const RETRY: Duration = Duration::from_secs(1);
 
+/// Whether the source could read its directory at the last attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceHealth {
+    /// The directory was read at the last attempt.
+    pub up: bool,
+    /// Why it could not be read (when down).
+    pub error: Option<String>,
+}
+
+// === impl SourceHealth ===
+
+impl SourceHealth {
+    pub fn up() -> Self {
+        Self {
+            up: true,
+            error: None,
+        }
+    }
+
+    pub fn down(error: impl ToString) -> Self {
+        Self {
+            up: false,
+            error: Some(error.to_string()),
+        }
+    }
+}
+
 /// Watches the source's directory and sends changes on `tx` until `tx` is closed.
 ///
 /// The first message is the initial full scan (the moment the source is synced). Fails only
 /// when that initial scan cannot read the directory.
-pub async fn watch(mut source: FileSource, tx: mpsc::Sender<Changes>) -> Result<(), FilesError> {
+pub async fn watch(source: FileSource, tx: mpsc::Sender<Changes>) -> Result<(), FilesError> {
+    let (health, _) = tokio::sync::watch::channel(SourceHealth::up());
+    watch_reporting(source, tx, health).await
+}
+
+/// [`watch`], publishing on `health` whether the directory can be read.
+pub async fn watch_reporting(
+    mut source: FileSource,
+    tx: mpsc::Sender<Changes>,
+    health: tokio::sync::watch::Sender<SourceHealth>,
+) -> Result<(), FilesError> {
     let signal = Arc::new(Signal::default());
     // Watch before the first scan, so nothing written in between is missed.
     let mut watcher = match start(source.dir(), &signal) {
@@ -63,16 +101,18 @@ pub async fn watch(mut source: FileSource, tx: mpsc::Sender<Changes>) -> Result<
             Ok(changes) => changes,
             Err(e) => {
                 if healthy {
-                    tracing::warn!(error = %e, "keeping the last good configuration; retrying every second");
+                    tracing::warn!(error = %e, "config source down: keeping the last good configuration; retrying every second");
                 }
                 healthy = false;
+                health.send_replace(SourceHealth::down(&e));
                 watcher = None;
                 continue;
             }
         };
         if !healthy {
-            tracing::info!(dir = %source.dir().display(), "directory is readable again");
+            tracing::info!(dir = %source.dir().display(), "config source up: directory is readable again");
             healthy = true;
+            health.send_replace(SourceHealth::up());
         }
         if changes.is_empty() && changes.errors == sent_errors {
             continue;

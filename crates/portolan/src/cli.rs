@@ -26,6 +26,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print Portolan's CustomResourceDefinitions (or write them to a directory).
     Crds(CrdsArgs),
+    /// Show every connected proxy and, per xDS type, whether it is SYNCED, STALE or NACKED.
+    ProxyStatus(ProxyStatusArgs),
+    /// Print, as JSON, the configuration a connected proxy's group holds and what it ACKed.
+    ConfigDump(ConfigDumpArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +60,20 @@ pub struct TranslateArgs {
     /// Kubernetes cluster domain used in service host names.
     #[arg(long, default_value = "cluster.local", env = "PORTOLAN_CLUSTER_DOMAIN")]
     pub cluster_domain: String,
+    /// Access logs of every HTTP request on every proxy: `json` writes one JSON object per
+    /// request to Envoy's stdout.
+    #[arg(long, value_enum, default_value_t = AccessLogArg::Off, env = "PORTOLAN_ACCESS_LOG")]
+    pub access_log: AccessLogArg,
+    /// OpenTelemetry collector (OTLP over gRPC), HOST:PORT: proxies trace requests (W3C
+    /// traceparent) and export spans to it through the `portolan-otel-collector` cluster.
+    #[arg(long, value_name = "HOST:PORT", value_parser = portolan_translate::Collector::parse, env = "PORTOLAN_TRACING_COLLECTOR")]
+    pub tracing_collector: Option<portolan_translate::Collector>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AccessLogArg {
+    Off,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +157,29 @@ pub struct CrdsArgs {
     /// instead of printing them.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// Where `proxy-status` and `config-dump` find a running `portolan serve`.
+#[derive(Debug, Args)]
+pub struct AdminServerArgs {
+    /// Portolan's xDS gRPC address, HOST:PORT (the admin API is served there).
+    #[arg(long, default_value = "127.0.0.1:18000", env = "PORTOLAN_SERVER")]
+    pub server: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyStatusArgs {
+    #[command(flatten)]
+    pub admin: AdminServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigDumpArgs {
+    /// Envoy node id of a connected proxy.
+    #[arg(long)]
+    pub node: String,
+    #[command(flatten)]
+    pub admin: AdminServerArgs,
 }
 
 /// Parses `KEY=VALUE`.

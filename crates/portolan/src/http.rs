@@ -6,6 +6,8 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+use portolan_admin::redact_secrets;
+use portolan_files::SourceHealth;
 use portolan_model::Index;
 use portolan_xds::{Cache, ResourceType};
 use prometheus_client::registry::Registry;
@@ -19,6 +21,8 @@ use tokio::sync::watch;
 pub struct AppState {
     /// True once every source has synced and the first snapshot is built.
     pub ready: watch::Receiver<bool>,
+    /// Whether the config source can be read (down: the last good config is served).
+    pub source: watch::Receiver<SourceHealth>,
     pub index: Arc<Mutex<Index>>,
     pub cache: Arc<Cache>,
     pub registry: Arc<Registry>,
@@ -40,14 +44,26 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/debug/config-errors", get(config_errors))
+        .route("/debug/sources", get(sources))
         .route("/debug/proxies", get(proxies))
         .route("/debug/config_dump", get(config_dump))
         .with_state(state)
 }
 
+/// Ready once the first snapshot is built, and it stays ready while the config source is down
+/// (the last good config keeps being served; failing readiness would take xDS away from the
+/// proxies too). The body says when the source is down; `/debug/sources` tells why.
 async fn readyz(State(s): State<AppState>) -> Response {
     if *s.ready.borrow() {
-        (StatusCode::OK, "ready\n").into_response()
+        let health = s.source.borrow().clone();
+        match health.error {
+            Some(e) if !health.up => (
+                StatusCode::OK,
+                format!("ready; config source down, serving the last good config: {e}\n"),
+            )
+                .into_response(),
+            _ => (StatusCode::OK, "ready\n").into_response(),
+        }
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -73,39 +89,38 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 /// Rejected documents, and the conditions of every routing object (the file source's status).
+/// NACKs in force are attributed to objects as `Programmed=False` (see `portolan::programmed`).
 async fn config_errors(State(s): State<AppState>) -> Json<Value> {
     let world = s.index.lock().unwrap_or_else(|p| p.into_inner()).world();
-    let statuses: BTreeMap<String, _> = world
+    let nacks = portolan::programmed::nacks(&world, &s.cache, &s.cache.proxies());
+    let mut statuses: BTreeMap<String, Vec<portolan_model::Condition>> = world
         .statuses
         .iter()
-        .map(|(object, conditions)| (object.to_string(), conditions))
+        .map(|(object, conditions)| (object.to_string(), conditions.clone()))
         .collect();
-    Json(json!({"version": world.version, "errors": world.errors, "statuses": statuses}))
+    for (object, condition) in portolan::programmed::conditions(&world, &nacks) {
+        statuses.entry(object).or_default().push(condition);
+    }
+    Json(json!({
+        "version": world.version,
+        "errors": world.errors,
+        "statuses": statuses,
+        "nacks": nacks,
+    }))
+}
+
+/// The config sources and whether each can be read.
+async fn sources(State(s): State<AppState>) -> Json<Value> {
+    let health = s.source.borrow().clone();
+    Json(json!({"sources": [{
+        "name": portolan_files::REPORTER,
+        "up": health.up,
+        "error": health.error,
+    }]}))
 }
 
 async fn proxies(State(s): State<AppState>) -> Json<Value> {
     Json(serde_json::to_value(s.cache.proxies()).unwrap_or(Value::Null))
-}
-
-/// Fields whose values never leave the process through a debug page.
-const SECRET_FIELDS: &[&str] = &["private_key", "password"];
-
-/// Replaces every secret field (at any depth) with a placeholder, as Envoy's own config dump
-/// does for private keys.
-fn redact_secrets(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                if SECRET_FIELDS.contains(&key.as_str()) {
-                    *v = Value::String("[redacted]".to_string());
-                } else {
-                    redact_secrets(v);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact_secrets),
-        _ => {}
-    }
 }
 
 #[derive(serde::Deserialize)]
@@ -140,24 +155,4 @@ async fn config_dump(State(s): State<AppState>, Query(q): Query<DumpQuery>) -> R
         );
     }
     Json(json!({"group": group, "types": out})).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn private_keys_are_redacted_at_any_depth() {
-        let mut v = json!({"filter_chains": [{"transport_socket": {"typed_config": {
-            "common_tls_context": {"tls_certificates": [{
-                "certificate_chain": {"inline_string": "CERT"},
-                "private_key": {"inline_string": "-----BEGIN PRIVATE KEY-----"}
-            }]}
-        }}}]});
-        redact_secrets(&mut v);
-        let text = v.to_string();
-        assert!(!text.contains("PRIVATE KEY"), "{text}");
-        assert!(text.contains("CERT"), "{text}");
-        assert!(text.contains("[redacted]"), "{text}");
-    }
 }

@@ -2,10 +2,12 @@
 //!
 //! Subcommands: `serve` (the control plane), `bootstrap` (a stock Envoy bootstrap pointing at
 //! it), `render` (the Envoy resources a proxy group gets, as JSON) and `validate` (check
-//! manifests, exit 1 with field-path errors) and `crds` (the CustomResourceDefinitions).
+//! manifests, exit 1 with field-path errors) and `crds` (the CustomResourceDefinitions);
+//! `proxy-status` and `config-dump` ask a running server what its proxies got.
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod bootstrap;
 mod cli;
 mod crds;
@@ -27,6 +29,8 @@ fn main() -> ExitCode {
         cli::Command::Render(args) => render::run(&args),
         cli::Command::Validate(args) => validate::run(&args),
         cli::Command::Crds(args) => crds::run(&args),
+        cli::Command::ProxyStatus(args) => admin::proxy_status(&args),
+        cli::Command::ConfigDump(args) => admin::config_dump(&args),
     };
     match result {
         Ok(code) => code,

@@ -3,17 +3,28 @@
 //! Two triggers share one build lock, so a group never receives an older World after a newer
 //! one: a debounced change of the index rebuilds every group, and a proxy of a group not seen
 //! before gets that group built at once. Nothing is built before the sources have synced.
+//!
+//! Each debounced batch is a rollout (see [`portolan_xds::convergence`]): it begins with the time
+//! of the batch's first change, and the snapshots it sets carry its id, so the stream tasks can
+//! report when every connected proxy has ACKed it.
 
 use portolan_model::{Index, World};
 use portolan_translate::{Options, ProxyGroup, Resources};
-use portolan_xds::{Cache, ResourceType, Snapshot, SnapshotError};
+use portolan_xds::{Cache, ResourceType, Snapshot, SnapshotError, XdsMetrics};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabels {
+    r#type: &'static str,
+}
 
 /// Metrics of the build path.
 #[derive(Clone, Debug)]
@@ -23,19 +34,41 @@ pub struct PipelineMetrics {
     builds: Counter,
     build_failures: Counter,
     build_seconds: Histogram,
+    world_seconds: Histogram,
+    batches: Counter,
+    batch_changes: Histogram,
+    resources: Family<TypeLabels, Gauge>,
+    xds: XdsMetrics,
 }
 
 // === impl PipelineMetrics ===
 
 impl PipelineMetrics {
-    pub fn new(registry: &mut Registry) -> Self {
-        let m = Self {
+    /// Registers the build metrics; `xds` is where rollouts are begun (convergence).
+    pub fn new(registry: &mut Registry, xds: &XdsMetrics) -> Self {
+        let m = Self::unregistered(xds);
+        m.register(registry);
+        m
+    }
+
+    /// Metrics counted but exported nowhere (tests).
+    pub fn unregistered(xds: &XdsMetrics) -> Self {
+        Self {
             world_version: Gauge::default(),
             config_errors: Gauge::default(),
             builds: Counter::default(),
             build_failures: Counter::default(),
             build_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
-        };
+            world_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            batches: Counter::default(),
+            batch_changes: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            resources: Family::default(),
+            xds: xds.clone(),
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        let m = self;
         registry.register(
             "world_version",
             "Version of the World last translated",
@@ -61,7 +94,41 @@ impl PipelineMetrics {
             "Time to translate a World for one proxy group and encode the snapshot",
             m.build_seconds.clone(),
         );
-        m
+        registry.register_with_unit(
+            "world_build",
+            "Time to build a World from the index (once per debounced batch)",
+            Unit::Seconds,
+            m.world_seconds.clone(),
+        );
+        registry.register(
+            "debounce_batches",
+            "Debounced batches of config changes, each a rebuild of every proxy group",
+            m.batches.clone(),
+        );
+        registry.register(
+            "debounce_batch_changes",
+            "Config source updates folded into one debounced batch",
+            m.batch_changes.clone(),
+        );
+        registry.register(
+            "resources",
+            "Resources in the cache by xDS type, summed over proxy groups",
+            m.resources.clone(),
+        );
+    }
+
+    /// Batches rebuilt so far.
+    pub fn batches(&self) -> u64 {
+        self.batches.get()
+    }
+
+    /// Resources of a type in the cache, summed over groups.
+    pub fn resources(&self, ty: ResourceType) -> i64 {
+        self.resources
+            .get_or_create(&TypeLabels {
+                r#type: ty.short_name(),
+            })
+            .get()
     }
 }
 
@@ -106,11 +173,25 @@ impl Pipeline {
             return;
         }
         changes.mark_unchanged();
-        self.clone().build_all().await;
+        let mut seen = *changes.borrow();
+        self.clone().build_all(0).await;
         ready.send_replace(true);
         let groups = tokio::spawn(self.clone().watch_groups());
-        while portolan_xds::debounce::debounce(&mut changes, quiet, max).await {
-            self.clone().build_all().await;
+        while let Some(first) = next_batch(&mut changes, quiet, max).await {
+            let now = *changes.borrow();
+            self.metrics.batches.inc();
+            self.metrics
+                .batch_changes
+                .observe(now.saturating_sub(seen) as f64);
+            seen = now;
+            let rollouts = self.metrics.xds.clone();
+            let rollout = rollouts.rollouts().begin(first);
+            let timeout = rollouts.rollouts().timeout();
+            tokio::spawn(async move {
+                tokio::time::sleep_until((first + timeout).into()).await;
+                rollouts.rollouts().expire();
+            });
+            self.clone().build_all(rollout).await;
         }
         groups.abort();
     }
@@ -125,8 +206,9 @@ impl Pipeline {
         }
     }
 
-    async fn build_all(self: Arc<Self>) {
-        self.blocking(|p| {
+    /// Rebuilds every group; the snapshots belong to `rollout` (0: none).
+    async fn build_all(self: Arc<Self>, rollout: u64) {
+        self.blocking(move |p| {
             let _held = p.lock_builds();
             let world = p.world();
             let mut groups = p.cache.groups();
@@ -135,8 +217,9 @@ impl Pipeline {
                 groups.push(DEFAULT_GROUP.to_string());
             }
             for group in groups {
-                p.build(&world, &group);
+                p.build(&world, &group, rollout);
             }
+            p.count_resources();
         })
         .await;
     }
@@ -155,8 +238,9 @@ impl Pipeline {
             }
             let world = p.world();
             for group in missing {
-                p.build(&world, &group);
+                p.build(&world, &group, 0);
             }
+            p.count_resources();
         })
         .await;
     }
@@ -174,13 +258,36 @@ impl Pipeline {
     }
 
     fn world(&self) -> Arc<World> {
+        let start = Instant::now();
         let world = self.index.lock().unwrap_or_else(|p| p.into_inner()).world();
+        self.metrics
+            .world_seconds
+            .observe(start.elapsed().as_secs_f64());
         self.metrics.world_version.set(world.version as i64);
         self.metrics.config_errors.set(world.errors.len() as i64);
         world
     }
 
-    fn build(&self, world: &World, group: &str) {
+    /// Sets `resources{type}` to the cache's resources summed over groups.
+    fn count_resources(&self) {
+        let snapshots: Vec<_> = self
+            .cache
+            .groups()
+            .iter()
+            .filter_map(|g| self.cache.get(g))
+            .collect();
+        for ty in ResourceType::ALL {
+            let total: usize = snapshots.iter().map(|s| s.resources(ty).len()).sum();
+            self.metrics
+                .resources
+                .get_or_create(&TypeLabels {
+                    r#type: ty.short_name(),
+                })
+                .set(i64::try_from(total).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn build(&self, world: &World, group: &str, rollout: u64) {
         let start = Instant::now();
         let resources =
             portolan_translate::translate(world, &ProxyGroup::from_key(group), &self.options);
@@ -188,7 +295,7 @@ impl Pipeline {
         match snapshot(&resources, previous.as_deref()) {
             Ok(snap) => {
                 tracing::debug!(group, world = world.version, "snapshot built");
-                self.cache.set(group, snap);
+                self.cache.set(group, snap.with_rollout(rollout));
                 self.metrics.builds.inc();
             }
             Err(e) => {
@@ -200,6 +307,22 @@ impl Pipeline {
             .build_seconds
             .observe(start.elapsed().as_secs_f64());
     }
+}
+
+/// Waits for the next debounced batch of changes; returns when its first change was seen, or
+/// `None` once the change sender is gone.
+async fn next_batch(
+    changes: &mut watch::Receiver<u64>,
+    quiet: Duration,
+    max: Duration,
+) -> Option<Instant> {
+    changes.changed().await.ok()?;
+    let first = Instant::now();
+    // Hand the change just seen on to the debouncer, which starts its wait with it.
+    changes.mark_changed();
+    portolan_xds::debounce::debounce(changes, quiet, max)
+        .await
+        .then_some(first)
 }
 
 /// The group of proxies whose node names no cluster.

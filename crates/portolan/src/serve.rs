@@ -5,7 +5,8 @@ use crate::cli::ServeArgs;
 use crate::http::{self, AppState};
 use anyhow::Context;
 use portolan::pipeline::{Pipeline, PipelineMetrics};
-use portolan_files::{Changes, FileSource};
+use portolan_admin::AdminService;
+use portolan_files::{Changes, FileSource, SourceHealth};
 use portolan_model::{ConfigError, Index};
 use portolan_translate::Options;
 use portolan_xds::{Cache, XdsMetrics, XdsServer};
@@ -30,6 +31,13 @@ pub fn translate_options(args: &crate::cli::TranslateArgs) -> Options {
         mesh_listener_address: args.mesh_address.clone(),
         mesh_listener_port: args.mesh_port,
         cluster_domain: args.cluster_domain.clone(),
+        telemetry: portolan_translate::Telemetry {
+            access_log: match args.access_log {
+                crate::cli::AccessLogArg::Off => portolan_translate::AccessLog::Off,
+                crate::cli::AccessLogArg::Json => portolan_translate::AccessLog::Json,
+            },
+            collector: args.tracing_collector.clone(),
+        },
         ..Options::default()
     }
 }
@@ -43,7 +51,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let mut registry = Registry::with_prefix("portolan");
     let xds_metrics = XdsMetrics::new(&mut registry);
-    let pipeline_metrics = PipelineMetrics::new(&mut registry);
+    let pipeline_metrics = PipelineMetrics::new(&mut registry, &xds_metrics);
 
     let index = Arc::new(Mutex::new(Index::new()));
     let cache = Cache::new();
@@ -52,7 +60,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = watch::channel(false);
 
     let (files_tx, files_rx) = mpsc::channel(16);
-    let watcher = tokio::spawn(portolan_files::watch(FileSource::new(&dir), files_tx));
+    let (health_tx, source_health) = watch::channel(SourceHealth::up());
+    let watcher = tokio::spawn(portolan_files::watch_reporting(
+        FileSource::new(&dir),
+        files_tx,
+        health_tx,
+    ));
+    report_source_health(&mut registry, source_health.clone());
     tokio::spawn(feed_index(files_rx, index.clone(), changed_tx, synced_tx));
 
     let pipeline = Pipeline::new(
@@ -83,12 +97,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "portolan serving"
     );
 
-    let xds = tokio::spawn(portolan_xds::serve(
+    let xds_server = XdsServer::new(cache.clone(), xds_metrics);
+    // The admin API (proxy-status, config-dump) shares the xDS port.
+    let router = xds_server
+        .router()
+        .add_service(AdminService::new(cache.clone()).into_server());
+    let xds = tokio::spawn(portolan_xds::serve_with(
         xds_listener,
-        XdsServer::new(cache.clone(), xds_metrics),
+        xds_server,
+        router,
         shutdown_signal(shutdown_rx.clone()),
     ));
     let state = AppState {
+        source: source_health,
         ready: ready_rx,
         index,
         cache,
@@ -152,6 +173,23 @@ async fn feed_index(
             synced.send_replace(true);
         }
     }
+}
+
+/// Exports the files source's health as `portolan_config_source_up` (1 up, 0 down: the
+/// directory cannot be read and the last good config is served).
+fn report_source_health(registry: &mut Registry, mut health: watch::Receiver<SourceHealth>) {
+    let up = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    registry.register(
+        "config_source_up",
+        "Whether the config source could be read at the last attempt (0: serving the last good config)",
+        up.clone(),
+    );
+    up.set(1);
+    tokio::spawn(async move {
+        while health.changed().await.is_ok() {
+            up.set(i64::from(health.borrow_and_update().up));
+        }
+    });
 }
 
 async fn shutdown_signal(mut rx: watch::Receiver<bool>) {

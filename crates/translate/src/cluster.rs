@@ -51,21 +51,26 @@ pub(crate) fn ads_config_source() -> ConfigSource {
 fn protocol_options(
     port: &PortPlan<'_>,
 ) -> HashMap<String, envoy_types::pb::google::protobuf::Any> {
-    let mut options = HashMap::new();
     if protocol::is_http2(port.port) {
-        let http2 = HttpProtocolOptions {
-            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
-                ExplicitHttpConfig {
-                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                        Http2ProtocolOptions::default(),
-                    )),
-                },
-            )),
-            ..Default::default()
-        };
-        options.insert(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(http2));
+        http2_protocol_options()
+    } else {
+        HashMap::new()
     }
-    options
+}
+
+/// `typed_extension_protocol_options` that make Envoy speak HTTP/2 (prior knowledge) upstream.
+pub(crate) fn http2_protocol_options() -> HashMap<String, envoy_types::pb::google::protobuf::Any> {
+    let http2 = HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                    Http2ProtocolOptions::default(),
+                )),
+            },
+        )),
+        ..Default::default()
+    };
+    HashMap::from([(HTTP_PROTOCOL_OPTIONS.to_string(), pack_any(http2))])
 }
 
 /// A protobuf Duration; saturates instead of overflowing.

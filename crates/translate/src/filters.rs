@@ -1,8 +1,10 @@
 //! The HTTP connection manager every listener uses: routes over RDS and the HTTP filters
 //! fault, CORS and router, in that order. Fault and CORS do nothing unless a route carries
-//! per-route config for them.
+//! per-route config for them. Telemetry (access logs, request ids, tracing) comes from
+//! [`crate::telemetry`].
 
 use crate::cluster::ads_config_source;
+use crate::telemetry::{self, Telemetry};
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
@@ -26,8 +28,12 @@ pub(crate) const CORS: &str = "envoy.filters.http.cors";
 const ROUTER: &str = "envoy.filters.http.router";
 
 /// The HTTP connection manager network filter, taking route config `route_name` over ADS.
-pub(crate) fn http_connection_manager(stat_prefix: &str, route_name: &str) -> Filter {
-    let hcm = HttpConnectionManager {
+pub(crate) fn http_connection_manager(
+    stat_prefix: &str,
+    route_name: &str,
+    telemetry: &Telemetry,
+) -> Filter {
+    let mut hcm = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
@@ -41,6 +47,7 @@ pub(crate) fn http_connection_manager(stat_prefix: &str, route_name: &str) -> Fi
         ],
         ..Default::default()
     };
+    telemetry::apply(&mut hcm, telemetry);
     Filter {
         name: HTTP_CONNECTION_MANAGER.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),

@@ -125,6 +125,7 @@ fn http_port(
         filters: vec![filters::http_connection_manager(
             &names::gateway_stat_prefix(port),
             &name,
+            &ctx.options.telemetry,
         )],
         ..Default::default()
     };
@@ -167,6 +168,7 @@ fn https_port(
                 filters: vec![filters::http_connection_manager(
                     &names::gateway_stat_prefix(port),
                     &name,
+                    &ctx.options.telemetry,
                 )],
                 transport_socket: Some(tls::downstream_transport_socket(secret)),
                 ..Default::default()

@@ -37,6 +37,7 @@ mod route_rules;
 mod service;
 mod subsets;
 mod tcp;
+pub mod telemetry;
 mod tls;
 
 use context::Context;
@@ -51,6 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use json::JsonError;
+pub use telemetry::{AccessLog, Collector, Telemetry};
 
 /// Knobs of the translation that are not part of the World.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +65,8 @@ pub struct Options {
     pub cluster_domain: String,
     /// Upstream connect timeout of every generated cluster.
     pub connect_timeout: Duration,
+    /// Access logs, request ids and tracing of every HTTP connection manager.
+    pub telemetry: Telemetry,
 }
 
 /// A set of proxies that get identical configuration: Envoy's `node.cluster`, refined by the
@@ -97,6 +101,7 @@ impl Default for Options {
             mesh_listener_port: 15001,
             cluster_domain: "cluster.local".to_string(),
             connect_timeout: Duration::from_secs(5),
+            telemetry: Telemetry::default(),
         }
     }
 }
@@ -173,6 +178,8 @@ pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resour
         }
         resources.clusters.push(cluster);
     }
+    let collector = telemetry::collector_cluster(&options.telemetry, options.connect_timeout);
+    resources.clusters.extend(collector);
     let gateways = gateway::selecting(world, group);
     if gateways.is_empty() {
         resources.listeners.push(listener::mesh_outbound(options));

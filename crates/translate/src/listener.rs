@@ -8,7 +8,11 @@ use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 
 /// The `mesh-outbound` listener, emitted even when there are no services.
 pub(crate) fn mesh_outbound(options: &Options) -> Listener {
-    let filter = filters::http_connection_manager(names::MESH_STAT_PREFIX, names::MESH_ROUTE);
+    let filter = filters::http_connection_manager(
+        names::MESH_STAT_PREFIX,
+        names::MESH_ROUTE,
+        &options.telemetry,
+    );
     Listener {
         name: names::MESH_LISTENER.to_string(),
         address: Some(socket_address(

@@ -43,7 +43,8 @@ impl Cache {
     /// Replaces the group's snapshot; its streams wake and see only the latest one.
     /// Setting a group nobody subscribed to yet creates it (without bumping `groups_changed`:
     /// the caller already knows the group).
-    pub fn set(&self, group: &str, snapshot: Snapshot) {
+    pub fn set(&self, group: &str, mut snapshot: Snapshot) {
+        snapshot.mark_published();
         let snapshot = Some(Arc::new(snapshot));
         let mut groups = lock(&self.groups);
         match groups.get(group) {
@@ -183,6 +184,7 @@ mod tests {
             sent_version: Some("1".into()),
             acked_version: None,
             last_nack: None,
+            names: None,
         }]);
         assert_eq!(cache.proxies()[0].types.len(), 1);
         drop(handle);

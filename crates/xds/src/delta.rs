@@ -374,6 +374,7 @@ impl TypeState {
             sent_version: self.sent_version.clone(),
             acked_version: self.acked_version.clone(),
             last_nack: self.last_nack.clone(),
+            names: None,
         }
     }
 }

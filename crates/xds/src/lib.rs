@@ -1,5 +1,6 @@
 //! Portolan's xDS server: a per-group resource cache, the per-stream SotW and Delta state
-//! machines, and the tonic services (ADS and per-type CDS/EDS/LDS/RDS) that run them.
+//! machines, and the tonic services (ADS and per-type CDS/EDS/LDS/RDS) that run them, and CSDS
+//! (client status) over them.
 //!
 //! Data flows one way: the wiring builds a [`Snapshot`] per proxy group and [`Cache::set`]s it;
 //! each stream task watches its group and feeds its state machine; the state machines decide what
@@ -9,6 +10,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod convergence;
+pub mod csds;
 pub mod debounce;
 pub mod delta;
 pub mod group;
@@ -23,12 +26,13 @@ mod task;
 pub mod testing;
 
 pub use cache::Cache;
+pub use csds::Csds;
 pub use debounce::debounce;
 pub use delta::DeltaStream;
 pub use metrics::XdsMetrics;
 pub use resource::{Resource, ResourceType};
-pub use server::{XdsError, XdsServer, serve};
+pub use server::{XdsError, XdsServer, serve, serve_with};
 pub use snapshot::{Snapshot, SnapshotBuilder, SnapshotError};
 pub use sotw::SotwStream;
-pub use status::{Nack, ProxyStatus, TypeStatus};
+pub use status::{Nack, ProxyStatus, SyncState, TypeStatus};
 pub use stream::{NodeInfo, Output, Scope};

@@ -1,7 +1,7 @@
 //! The tonic services: ADS and per-type CDS/EDS/LDS/RDS, SotW and Delta, each stream run by its
 //! own task ([`crate::task`]); and [`serve`], which runs them on a listener until shutdown.
 //!
-//! Unary `Fetch*` RPCs answer `UNIMPLEMENTED`.
+//! Unary `Fetch*` RPCs answer `UNIMPLEMENTED`. CSDS ([`crate::csds`]) is served on the same port.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +32,7 @@ use tonic::transport::server::Router;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::cache::Cache;
+use crate::csds::Csds;
 use crate::delta::DeltaStream;
 use crate::metrics::XdsMetrics;
 use crate::resource::ResourceType;
@@ -85,7 +86,7 @@ impl XdsServer {
         &self.inner.cache
     }
 
-    /// A router with ADS, CDS, EDS, LDS and RDS (64 MiB messages, HTTP/2 keepalive).
+    /// A router with ADS, CDS, EDS, LDS, RDS (64 MiB messages, HTTP/2 keepalive) and CSDS.
     pub fn router(&self) -> Router {
         Server::builder()
             .tcp_nodelay(true)
@@ -114,6 +115,11 @@ impl XdsServer {
             .add_service(
                 RouteDiscoveryServiceServer::new(self.clone())
                     .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                    .max_encoding_message_size(MAX_MESSAGE_SIZE),
+            )
+            .add_service(
+                Csds::new(self.inner.cache.clone(), self.inner.stop.subscribe())
+                    .into_server()
                     .max_encoding_message_size(MAX_MESSAGE_SIZE),
             )
     }
@@ -170,13 +176,23 @@ pub async fn serve(
     server: XdsServer,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), XdsError> {
-    let stopper = server.clone();
+    let router = server.router();
+    serve_with(listener, server, router, shutdown).await
+}
+
+/// [`serve`] with more services on the same port: `router` is [`XdsServer::router`] with them
+/// added (Portolan's admin API).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    server: XdsServer,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), XdsError> {
     let signal = async move {
         shutdown.await;
-        stopper.stop_streams();
+        server.stop_streams();
     };
-    server
-        .router()
+    router
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
         .await?;
     Ok(())

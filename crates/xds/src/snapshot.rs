@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster,
@@ -61,6 +62,10 @@ struct TypeResources {
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     types: [TypeResources; 4],
+    /// The rollout (debounced batch of changes) this snapshot belongs to; 0 for none.
+    rollout: u64,
+    /// When [`crate::Cache::set`] published it.
+    published_at: Option<Instant>,
 }
 
 // === impl Snapshot ===
@@ -80,6 +85,26 @@ impl Snapshot {
     pub fn version(&self, ty: ResourceType) -> &str {
         &self.types[ty.index()].version
     }
+
+    /// Tags the snapshot with the rollout it belongs to (see [`crate::convergence`]).
+    pub fn with_rollout(mut self, rollout: u64) -> Self {
+        self.rollout = rollout;
+        self
+    }
+
+    /// The rollout it belongs to; 0 for none.
+    pub fn rollout(&self) -> u64 {
+        self.rollout
+    }
+
+    /// When the cache published it (`None` before [`crate::Cache::set`]).
+    pub fn published_at(&self) -> Option<Instant> {
+        self.published_at
+    }
+
+    pub(crate) fn mark_published(&mut self) {
+        self.published_at = Some(Instant::now());
+    }
 }
 
 impl Default for Snapshot {
@@ -89,6 +114,8 @@ impl Default for Snapshot {
                 resources: BTreeMap::new(),
                 version: aggregate_version([]),
             }),
+            rollout: 0,
+            published_at: None,
         }
     }
 }
@@ -149,6 +176,8 @@ impl SnapshotBuilder {
                     aggregate_version(resources.iter().map(|(n, r)| (n.as_str(), r.version())));
                 TypeResources { resources, version }
             }),
+            rollout: 0,
+            published_at: None,
         })
     }
 

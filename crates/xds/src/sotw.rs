@@ -408,6 +408,7 @@ impl TypeState {
             sent_version: self.last.as_ref().map(|l| l.version.clone()),
             acked_version: self.acked_version.clone(),
             last_nack: self.last_nack.clone(),
+            names: (!self.wildcard).then(|| self.names.iter().cloned().collect()),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! gets the latest state when it catches up, never a backlog.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -18,8 +18,9 @@ use tonic::Status;
 use tracing::{debug, info};
 
 use crate::cache::Cache;
+use crate::convergence::Member;
 use crate::delta::DeltaStream;
-use crate::metrics::XdsMetrics;
+use crate::metrics::{XdsMetrics, client_kind};
 use crate::resource::ResourceType;
 use crate::snapshot::Snapshot;
 use crate::sotw::SotwStream;
@@ -100,25 +101,43 @@ pub(crate) struct Context {
 
 type Responses<R> = mpsc::Sender<Result<R, Status>>;
 
-/// Counts the stream as connected while alive.
+/// Counts the stream as connected while alive, and as a member of the rollouts it owes.
 struct Connected {
     metrics: XdsMetrics,
     delta: bool,
+    client: &'static str,
+    member: Member,
 }
 
+// === impl Connected ===
+
 impl Connected {
-    fn new(metrics: &XdsMetrics, delta: bool) -> Self {
+    fn new(metrics: &XdsMetrics, delta: bool, client: &'static str) -> Self {
         metrics.stream_opened(delta);
+        metrics.proxy_connected(client);
         Self {
             metrics: metrics.clone(),
             delta,
+            client,
+            member: metrics.rollouts().join(),
         }
+    }
+
+    /// Reports `rollout` converged on this stream when every type sent is ACKed; true if so.
+    fn settle(&mut self, rollout: u64, status: &[TypeStatus]) -> bool {
+        if !status.iter().all(|t| t.sent_version == t.acked_version) {
+            return false;
+        }
+        self.metrics.rollouts().synced(&mut self.member, rollout);
+        true
     }
 }
 
 impl Drop for Connected {
     fn drop(&mut self) {
         self.metrics.stream_closed(self.delta);
+        self.metrics.proxy_disconnected(self.client);
+        self.metrics.rollouts().leave(&self.member);
     }
 }
 
@@ -155,18 +174,31 @@ pub(crate) async fn run<M, S>(
         connected_at: SystemTime::now(),
         types: Vec::new(),
     });
-    let _connected = Connected::new(&ctx.metrics, M::DELTA);
+    let user_agent = M::node_of(&first).map_or("", |n| n.user_agent_name.as_str());
+    let mut connected = Connected::new(&ctx.metrics, M::DELTA, client_kind(user_agent));
     info!(node = %node.id, group = %node.group, stream = scope.stream_name(), delta = M::DELTA, "xDS stream opened");
 
     let mut machine = M::create(scope);
     let mut out = machine.on_request(first);
+    // The rollout of the last snapshot handled, until this stream has ACKed everything sent.
+    let mut owed = None;
+    // When the snapshot behind `out` was published (snapshot pushes only).
+    let mut published = None;
     let initial = snapshots.borrow_and_update().clone();
     if let Some(snapshot) = initial {
+        owed = Some(snapshot.rollout());
         let more = machine.on_snapshot(snapshot);
         out.responses.extend(more.responses);
     }
-    while deliver::<M>(&mut ctx, &tx, out).await {
-        registration.update(machine.status());
+    while deliver::<M>(&mut ctx, &tx, out, published).await {
+        let status = machine.status();
+        if let Some(rollout) = owed
+            && connected.settle(rollout, &status)
+        {
+            owed = None;
+        }
+        registration.update(status);
+        published = None;
         out = tokio::select! {
             request = requests.next() => match request {
                 Some(Ok(request)) => machine.on_request(request),
@@ -182,7 +214,11 @@ pub(crate) async fn run<M, S>(
                 }
                 let latest = snapshots.borrow_and_update().clone();
                 match latest {
-                    Some(snapshot) => machine.on_snapshot(snapshot),
+                    Some(snapshot) => {
+                        owed = Some(snapshot.rollout());
+                        published = snapshot.published_at();
+                        machine.on_snapshot(snapshot)
+                    }
                     None => Output::default(),
                 }
             },
@@ -193,10 +229,12 @@ pub(crate) async fn run<M, S>(
 }
 
 /// Counts and sends one step's output; false when the stream is gone or the server stops.
+/// `published` is when the snapshot these responses push was set (none for answers to requests).
 async fn deliver<M: Machine>(
     ctx: &mut Context,
     tx: &Responses<M::Response>,
     out: Output<M::Response>,
+    published: Option<Instant>,
 ) -> bool {
     for ty in out.acks {
         ctx.metrics.acked(ty);
@@ -205,7 +243,8 @@ async fn deliver<M: Machine>(
         ctx.metrics.nacked(ty);
     }
     for response in out.responses {
-        if let Some(ty) = M::type_of(&response) {
+        let ty = M::type_of(&response);
+        if let Some(ty) = ty {
             ctx.metrics
                 .pushed(ty, prost::Message::encoded_len(&response));
         }
@@ -215,6 +254,9 @@ async fn deliver<M: Machine>(
         };
         if !sent {
             return false;
+        }
+        if let (Some(ty), Some(at)) = (ty, published) {
+            ctx.metrics.push_latency(ty, at);
         }
     }
     true

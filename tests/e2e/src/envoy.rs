@@ -20,6 +20,8 @@ pub struct Envoy {
     admin: String,
     mesh_port: u16,
     log: PathBuf,
+    /// Envoy's stdout (where the stdout access logger writes).
+    stdout: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -76,6 +78,8 @@ impl Envoy {
         std::fs::write(&config, &out.stdout)?;
         let admin_path = dir.path().join("admin-address");
         let log = dir.path().join("envoy.log");
+        let stdout = dir.path().join("envoy.stdout");
+        let stdout_file = std::fs::File::create(&stdout)?;
         let bin = envoy_bin();
         let child = Command::new(&bin)
             .arg("-c")
@@ -87,7 +91,7 @@ impl Envoy {
             .arg("--log-path")
             .arg(&log)
             .args(["--drain-time-s", "1"])
-            .stdout(Stdio::null())
+            .stdout(stdout_file)
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -102,6 +106,7 @@ impl Envoy {
             admin: String::new(),
             mesh_port: ports.mesh,
             log,
+            stdout,
             _dir: dir,
         };
         let admin = eventually("envoy admin address", Duration::from_secs(20), || {
@@ -239,8 +244,30 @@ impl Envoy {
             .collect())
     }
 
+    /// The dynamic cluster `name` as Envoy holds it (admin `/config_dump`, proto JSON with
+    /// Envoy's field names, e.g. `lb_policy`), if Envoy has accepted a cluster by that name.
+    pub async fn cluster_config(&self, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
+        let text = self
+            .admin("/config_dump?resource=dynamic_active_clusters")
+            .await?;
+        let dump: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("admin /config_dump is not JSON ({e}): {text}"))?;
+        Ok(dump["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| &c["cluster"])
+            .find(|c| c["name"] == name)
+            .cloned())
+    }
+
     pub fn log_tail(&self) -> String {
         tail(&self.log, 80)
+    }
+
+    /// Everything Envoy wrote to stdout so far (access logs of the stdout logger).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 }
 

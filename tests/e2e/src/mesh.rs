@@ -22,11 +22,21 @@ pub struct Mesh {
 impl Mesh {
     /// Writes `files`, starts Portolan on them and one SotW Envoy in proxy group `group`.
     pub async fn start(bin: &Path, group: &str, files: &[(&str, String)]) -> anyhow::Result<Self> {
+        Self::start_with(bin, group, files, &[]).await
+    }
+
+    /// Like [`Mesh::start`], with extra `portolan serve` flags.
+    pub async fn start_with(
+        bin: &Path,
+        group: &str,
+        files: &[(&str, String)],
+        serve_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let config = ConfigDir::new()?;
         for (name, contents) in files {
             config.write(name, contents)?;
         }
-        let portolan = Portolan::start(bin, &config, Ports::free()).await?;
+        let portolan = Portolan::start_with(bin, &config, Ports::free(), serve_args).await?;
         let envoy = Envoy::start(
             bin,
             portolan.ports(),

@@ -74,6 +74,16 @@ pub struct Portolan {
 impl Portolan {
     /// Starts `portolan serve` and waits until `/readyz` answers 200.
     pub async fn start(bin: &Path, config: &ConfigDir, ports: Ports) -> anyhow::Result<Self> {
+        Self::start_with(bin, config, ports, &[]).await
+    }
+
+    /// Like [`Portolan::start`], with extra `serve` flags (`--access-log json`, ...).
+    pub async fn start_with(
+        bin: &Path,
+        config: &ConfigDir,
+        ports: Ports,
+        serve_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let logdir = tempfile::tempdir()?;
         let log = logdir.path().join("portolan.log");
         let logfile = std::fs::File::create(&log)?;
@@ -86,6 +96,7 @@ impl Portolan {
             .args(["--mesh-address", "127.0.0.1"])
             .args(["--mesh-port", &ports.mesh.to_string()])
             .args(["--log-level", "info,portolan_xds=debug"])
+            .args(serve_args)
             .stdout(Stdio::null())
             .stderr(logfile)
             .kill_on_drop(true)
@@ -121,6 +132,11 @@ impl Portolan {
 
     pub fn ports(&self) -> Ports {
         self.ports
+    }
+
+    /// The process id (for reading its memory from `/proc`), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     pub fn bin(&self) -> &Path {

@@ -14,6 +14,9 @@
 //! header and the path (with query) the upstream received, so rewrites can be asserted.
 //! [`Upstream::set_failing`] makes every path answer 503 (outlier detection, health checks);
 //! [`Upstream::stop`] closes the listener and every open connection.
+//! [`Upstream::start_tls`] serves the same behind TLS (see [`tls`]).
+
+mod tls;
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -48,6 +51,8 @@ struct UpState {
     by_path: Arc<Mutex<HashMap<String, u64>>>,
     failing: Arc<AtomicBool>,
     failed_once: Arc<Mutex<HashSet<String>>>,
+    /// SNI names TLS clients sent (HTTPS upstreams only), in arrival order.
+    server_names: Arc<Mutex<Vec<String>>>,
 }
 
 // === impl Upstream ===
@@ -57,13 +62,7 @@ impl Upstream {
     pub async fn start(name: &str) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let state = UpState {
-            name: name.to_string(),
-            hits: Arc::default(),
-            by_path: Arc::default(),
-            failing: Arc::default(),
-            failed_once: Arc::default(),
-        };
+        let state = UpState::new(name);
         let task = tokio::spawn(serve(listener, router(state.clone())));
         Ok(Self {
             name: name.to_string(),
@@ -94,6 +93,16 @@ impl Upstream {
     pub fn path_hits(&self, path: &str) -> u64 {
         let by_path = self.state.by_path.lock().unwrap_or_else(|p| p.into_inner());
         by_path.get(path).copied().unwrap_or(0)
+    }
+
+    /// The SNI names TLS clients sent, one per handshake that sent one (HTTPS upstreams).
+    pub fn server_names(&self) -> Vec<String> {
+        let names = self
+            .state
+            .server_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        names.clone()
     }
 
     /// While `true`, every request (health checks too) gets 503.
@@ -175,6 +184,17 @@ async fn common(State(s): State<UpState>, req: Request, next: Next) -> Response 
 // === impl UpState ===
 
 impl UpState {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            hits: Arc::default(),
+            by_path: Arc::default(),
+            failing: Arc::default(),
+            failed_once: Arc::default(),
+            server_names: Arc::default(),
+        }
+    }
+
     fn count(&self, path: &str) {
         if path != HEALTH_PATH {
             self.hits.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@
 mod core;
 mod external_service;
 mod gateway;
+pub(crate) mod pem;
 mod secret;
 mod traffic_policy;
 mod traffic_route;

@@ -42,6 +42,11 @@ fn pem(secret: &Secret, key: &str, label: &str, what: &str, errors: &mut Errors)
             path,
             format!("does not look like a PEM {what}: expected -----BEGIN {label}-----"),
         ),
+        Some(text) if label == "CERTIFICATE" => {
+            if let Err(why) = super::pem::certificates(&text) {
+                errors.push(path, format!("not a PEM {what}: {why}"));
+            }
+        }
         Some(_) => {}
     }
 }
@@ -51,27 +56,12 @@ mod tests {
     use super::super::test_support::errors_of;
     use serde_json::json;
 
-    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const CERT: &str = super::super::pem::tests::CA;
     const KEY: &str = "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n";
 
     fn b64(s: &str) -> String {
-        // Tiny encoder for the test: enough for ASCII PEM text.
-        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let b = s.as_bytes();
-        let mut out = String::new();
-        for c in b.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            for i in 0..4 {
-                if i <= c.len() {
-                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
     }
 
     fn secret(fields: serde_json::Value) -> Vec<String> {
@@ -81,6 +71,17 @@ mod tests {
             doc[k] = v.clone();
         }
         errors_of(doc)
+    }
+
+    #[test]
+    fn a_pem_block_that_is_no_certificate_is_rejected() {
+        let not_der = "-----BEGIN CERTIFICATE-----\nTm90IGEgY2VydGlmaWNhdGUgYXQgYWxs\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            secret(json!({"stringData": {"tls.crt": not_der, "tls.key": KEY}})),
+            [
+                "data[tls.crt]: not a PEM certificate chain: certificate 1 is not a DER-encoded X.509 certificate"
+            ]
+        );
     }
 
     #[test]

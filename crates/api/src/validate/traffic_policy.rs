@@ -179,11 +179,11 @@ fn upstream_tls(tls: &UpstreamTls, path: FieldPath, errors: &mut Errors) {
         _ => {}
     }
     if let Some(ca) = &tls.ca_certificates
-        && !ca.contains("-----BEGIN CERTIFICATE-----")
+        && let Err(why) = super::pem::certificates(ca)
     {
         errors.push(
             path.field("caCertificates"),
-            "does not look like PEM certificates: expected -----BEGIN CERTIFICATE-----",
+            format!("not a PEM certificate bundle: {why}"),
         );
     }
     if let Some(sni) = &tls.sni {
@@ -245,7 +245,7 @@ mod tests {
                     "spec.healthCheck: exactly one of http, tcp is required, found http and tcp",
                     "spec.healthCheck.http.path: \"healthz\" is not a path: must start with '/'",
                     "spec.healthCheck.healthyThreshold: 0 is out of range: must be 1-4294967295",
-                    "spec.tls.caCertificates: does not look like PEM certificates: expected -----BEGIN CERTIFICATE-----",
+                    "spec.tls.caCertificates: not a PEM certificate bundle: no certificate: expected -----BEGIN CERTIFICATE-----",
                 ],
             ),
             (

@@ -317,6 +317,9 @@ mod crd_tests {
         );
     }
 
+    /// A real (example) certificate: validation checks the DER shape.
+    const EXAMPLE_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBjzCCATWgAwIBAgIUNl9S14+zRZOqp3EY/C+ioU7MKewwCgYIKoZIzj0EAwIw\nHTEbMBkGA1UEAwwSRXhhbXBsZSBCaWxsaW5nIENBMB4XDTI2MTEyNTE2MTIyMFoX\nDTM2MTEyMjE2MTIyMFowHTEbMBkGA1UEAwwSRXhhbXBsZSBCaWxsaW5nIENBMFkw\nEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEWldboCUqBgYoT199qi8gb6oKojIRu1Ea\nCDcT5szFJ0m9+DYAy164ysPP3d0sOAuWHmCVCinxz+IacSTd381BDKNTMFEwHQYD\nVR0OBBYEFJw5SjP4BXpLP8Lr23XzMeFdhTXdMB8GA1UdIwQYMBaAFJw5SjP4BXpL\nP8Lr23XzMeFdhTXdMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIh\nAPzqq8uwvNr5F2tPzABJgo7KrWqduIssWt9T9qK0YgR9AiBbaOZiOYZgT0MlParA\nCrWuSbi9jKXqxl/yaFVFutNyrA==\n-----END CERTIFICATE-----\n";
+
     #[test]
     fn gateway_refs_and_secrets_default_their_namespace() {
         let Object::Route(r) = object(json!({
@@ -357,7 +360,7 @@ mod crd_tests {
         let Object::Secret(s) = object(json!({
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cert"},
             "type": "kubernetes.io/tls",
-            "stringData": {"tls.crt": "-----BEGIN CERTIFICATE-----\nx\n", "tls.key": "-----BEGIN PRIVATE KEY-----\ny\n"}
+            "stringData": {"tls.crt": EXAMPLE_CERT, "tls.key": "-----BEGIN PRIVATE KEY-----\ny\n"}
         })) else {
             panic!("not a secret")
         };

@@ -411,6 +411,7 @@ fn options_reach_the_output() {
         mesh_listener_port: 10000,
         cluster_domain: "example.internal".to_string(),
         connect_timeout: std::time::Duration::from_millis(1500),
+        ..Options::default()
     };
     let world = mk_one_port_world(vec![]);
     let r = translate(&world, &ProxyGroup::new("gw"), &options);

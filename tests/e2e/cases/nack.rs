@@ -1,0 +1,242 @@
+//! End to end, a NACK: a Gateway's TLS Secret is edited to a real certificate with another
+//! certificate's private key (Portolan's validation accepts both PEMs; Envoy cannot pair them). Stock Envoy
+//! NACKs the listener update; the proof is that traffic keeps flowing on the last good
+//! config, `/debug/proxies` shows Envoy's error text, `portolan_xds_nacks_total{type="lds"}`
+//! counts it, the rejected version is not resent in a loop, and a fixed Secret is ACKed.
+
+use portolan_e2e::ports::free_port;
+use portolan_e2e::tls::{ServerCert, TestCa, https_get};
+use portolan_e2e::{Mesh, endpoints_yaml, eventually, example};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_portolan"))
+}
+
+const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
+/// The listener status of node `ingress-1` on `/debug/proxies`.
+async fn lds_status(m: &Mesh) -> anyhow::Result<Value> {
+    let proxies = m.portolan.get_json("/debug/proxies").await?;
+    let row = proxies
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["node_id"] == "ingress-1"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let types = row["types"].as_array().cloned().unwrap_or_default();
+    Ok(types
+        .into_iter()
+        .find(|t| t["type_url"] == LDS)
+        .unwrap_or(Value::Null))
+}
+
+/// A sample of Portolan's `/metrics` by its exact series name (with labels).
+async fn metric(m: &Mesh, series: &str) -> anyhow::Result<f64> {
+    let text = m.portolan.get_text("/metrics").await?;
+    Ok(text
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0))
+}
+
+async fn serves(ca: &TestCa, port: u16, cert: &ServerCert) -> Result<(), String> {
+    match https_get(ca, port, "www.example.com", "/").await {
+        Ok(r) if r.status == 200 && r.peer_certificate == cert.cert_der => Ok(()),
+        Ok(r) => Err(format!(
+            "status {} (certificate matches: {})",
+            r.status,
+            r.peer_certificate == cert.cert_der
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_nacks_a_bad_certificate_and_keeps_serving_the_last_good_one() -> anyhow::Result<()> {
+    let www = portolan_e2e::Upstream::start("www").await?;
+    let ca = TestCa::new()?;
+    let good = ca.issue(&["www.example.com"])?;
+    let (https, http, tcp) = (free_port(), free_port(), free_port());
+    let gateway = example("routing/https-gateway.yaml")
+        .replace("port: 8443", &format!("port: {https}"))
+        .replace("port: 8080", &format!("port: {http}"))
+        .replace("port: 9000", &format!("port: {tcp}"));
+    let m = Mesh::start(
+        bin(),
+        "ingress",
+        &[
+            ("www.yaml", gateway),
+            (
+                "www-endpoints.yaml",
+                endpoints_yaml("default", "www", &[&www]),
+            ),
+            (
+                "www-tls.yaml",
+                good.secret_yaml("default", "www-example-com-tls"),
+            ),
+        ],
+    )
+    .await?;
+    eventually(
+        "HTTPS with the good certificate",
+        Duration::from_secs(20),
+        || serves(&ca, https, &good),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", m.diagnostics()))?;
+    let nacks_before = metric(&m, "portolan_xds_nacks_total{type=\"lds\"}").await?;
+
+    // Break the Secret in a way only Envoy can tell: a real certificate with the private key
+    // of another one. Portolan's validation accepts both PEMs and pushes them.
+    let other = ca.issue(&["other.example.com"])?;
+    let bad = ServerCert {
+        cert_pem: good.cert_pem.clone(),
+        key_pem: other.key_pem.clone(),
+        cert_der: Vec::new(),
+    };
+    m.config.write(
+        "www-tls.yaml",
+        &bad.secret_yaml("default", "www-example-com-tls"),
+    )?;
+    let nacked = eventually(
+        "a listener NACK on /debug/proxies",
+        Duration::from_secs(20),
+        || async {
+            let status = lds_status(&m).await.map_err(|e| e.to_string())?;
+            match status["last_nack"]["message"].as_str() {
+                Some(msg) if !msg.is_empty() => Ok(status.clone()),
+                _ => Err(status.to_string()),
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", m.diagnostics()))?;
+    let message = nacked["last_nack"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    println!("Envoy's NACK: {message}");
+    assert!(
+        message.contains(&format!("gateway-{https}")),
+        "the error names the rejected listener: {message}"
+    );
+    assert_eq!(
+        nacked["last_nack"]["version"], nacked["sent_version"],
+        "{nacked}"
+    );
+    assert_ne!(nacked["acked_version"], nacked["sent_version"], "{nacked}");
+    assert!(metric(&m, "portolan_xds_nacks_total{type=\"lds\"}").await? >= nacks_before + 1.0);
+    assert!(
+        m.config_errors().await?.is_empty(),
+        "Portolan itself accepted the Secret"
+    );
+
+    // The NACK surfaces on the objects behind the rejected listener: Programmed=False on the
+    // Gateway and its Secret, naming the proxy and Envoy's text.
+    let page = m.portolan.get_json("/debug/config-errors").await?;
+    let nack = &page["nacks"][0];
+    assert_eq!(nack["node"], "ingress-1", "{page}");
+    assert_eq!(nack["type"], "lds", "{page}");
+    assert_eq!(nack["message"].as_str(), Some(message.as_str()), "{page}");
+    for object in [
+        "Gateway default/ingress",
+        "Secret default/www-example-com-tls",
+    ] {
+        let programmed = page["statuses"][object]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Programmed"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(programmed["status"], false, "{object}: {page}");
+        assert_eq!(programmed["reason"], "Nacked", "{object}: {page}");
+        let text = programmed["message"].as_str().unwrap_or_default();
+        assert!(
+            text.contains("ingress-1") && text.contains(&format!("gateway-{https}")),
+            "{text}"
+        );
+    }
+
+    // Traffic keeps flowing on the last good listener, with the good certificate.
+    serves(&ca, https, &good)
+        .await
+        .map_err(anyhow::Error::msg)?;
+
+    // No resend loop: the rejected version is not pushed again while nothing changes. (A
+    // fixed observation window: absence cannot be polled for.)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let nacks = metric(&m, "portolan_xds_nacks_total{type=\"lds\"}").await? - nacks_before;
+    assert!(nacks <= 2.0, "NACKed {nacks} times: resent in a loop");
+    let rejected = m
+        .envoy
+        .stat("listener_manager.lds.update_rejected")
+        .await?
+        .unwrap_or(0);
+    assert!(rejected <= 2, "Envoy rejected {rejected} updates");
+    serves(&ca, https, &good)
+        .await
+        .map_err(anyhow::Error::msg)?;
+
+    // Fixing the Secret (a new certificate) gets a new version, ACKed and served.
+    let fixed = ca.issue(&["www.example.com"])?;
+    m.config.write(
+        "www-tls.yaml",
+        &fixed.secret_yaml("default", "www-example-com-tls"),
+    )?;
+    let acked = eventually(
+        "the fixed listener ACKed",
+        Duration::from_secs(20),
+        || async {
+            let status = lds_status(&m).await.map_err(|e| e.to_string())?;
+            let synced = status["acked_version"] == status["sent_version"]
+                && status["acked_version"] != nacked["sent_version"]
+                && status["acked_version"] != nacked["acked_version"];
+            if synced {
+                Ok(status.clone())
+            } else {
+                Err(status.to_string())
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", m.diagnostics()))?;
+    assert!(acked["acked_version"].is_string(), "{acked}");
+    let page = m.portolan.get_json("/debug/config-errors").await?;
+    assert_eq!(
+        page["nacks"],
+        serde_json::json!([]),
+        "the NACK is resolved: {page}"
+    );
+    eventually(
+        "HTTPS with the fixed certificate",
+        Duration::from_secs(20),
+        || serves(&ca, https, &fixed),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", m.diagnostics()))?;
+
+    // The fix converged: every connected proxy ACKed it.
+    eventually(
+        "a convergence observed",
+        Duration::from_secs(20),
+        || async {
+            match metric(&m, "portolan_xds_convergence_seconds_count").await {
+                Ok(n) if n >= 1.0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await?;
+    assert_eq!(
+        metric(&m, "portolan_xds_connected_proxies{client=\"envoy\"}").await?,
+        1.0
+    );
+    assert!(metric(&m, "portolan_debounce_batches_total").await? >= 2.0);
+    assert!(metric(&m, "portolan_xds_push_latency_seconds_count{type=\"lds\"}").await? >= 2.0);
+    assert!(metric(&m, "portolan_resources{type=\"lds\"}").await? >= 1.0);
+    Ok(())
+}
