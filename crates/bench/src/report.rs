@@ -197,9 +197,20 @@ fn change_md(out: &mut String, e: &EndpointChange) {
     );
     let _ = writeln!(
         out,
-        "| rebuild: translate + snapshot reusing the previous | {} | {} |\n",
+        "| rebuild from scratch: translate() + snapshot reusing the previous | {} | {} |",
+        ms(median(&e.rebuild_full)),
+        ms(max(&e.rebuild_full))
+    );
+    let _ = writeln!(
+        out,
+        "| rebuild as `portolan serve` does (incremental) | {} | {} |\n",
         ms(median(&e.rebuild)),
         ms(max(&e.rebuild))
+    );
+    let _ = writeln!(
+        out,
+        "Incremental / from scratch (medians): {:.3}.\n",
+        ratio(median(&e.rebuild), median(&e.rebuild_full))
     );
     let c = e.changed;
     let _ = writeln!(

@@ -1,11 +1,14 @@
 //! `portolan bootstrap`: a stock Envoy bootstrap that gets everything else from Portolan.
 //!
 //! The bootstrap holds only the node identity, the admin listener and one static cluster
-//! (`portolan-xds`, HTTP/2) pointing at Portolan; CDS and LDS come over ADS.
+//! (`portolan-xds`, HTTP/2) pointing at Portolan; CDS and LDS come over ADS. With `--xds-ca`
+//! the cluster speaks TLS (and presents a client certificate with `--xds-client-cert`); the
+//! files are referenced by path, so Envoy reloads them itself when they change.
 
 use crate::cli::{BootstrapArgs, OutputFormat};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Name of the static cluster that reaches Portolan.
@@ -67,7 +70,7 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
             .collect();
         node["metadata"] = json!({"labels": labels});
     }
-    Ok(json!({
+    let mut bootstrap = json!({
         "node": node,
         "admin": {"address": socket_address(&admin_host, admin_port)},
         "dynamic_resources": {
@@ -97,7 +100,58 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
                 }
             }]
         }
-    }))
+    });
+    if let Some(tls) = transport_socket(args, &xds_host)? {
+        bootstrap["static_resources"]["clusters"][0]["transport_socket"] = tls;
+    }
+    Ok(bootstrap)
+}
+
+fn path_str<'a>(flag: &str, path: &'a Path) -> anyhow::Result<&'a str> {
+    path.to_str()
+        .with_context(|| format!("--{flag} {}: not a UTF-8 path", path.display()))
+}
+
+/// The `UpstreamTlsContext` of the xDS cluster, when `--xds-ca` is given: verify Portolan's
+/// certificate against the CA for the SNI name, offer ALPN h2, and present the client
+/// certificate if one is given. Files are referenced by `filename`.
+fn transport_socket(args: &BootstrapArgs, xds_host: &str) -> anyhow::Result<Option<Value>> {
+    let Some(ca) = &args.xds_ca else {
+        return Ok(None);
+    };
+    let sni = args.xds_sni.as_deref().unwrap_or(xds_host);
+    let mut common = json!({
+        "alpn_protocols": ["h2"],
+        "validation_context": {
+            "trusted_ca": {"filename": path_str("xds-ca", ca)?},
+            "match_typed_subject_alt_names": [
+                {"san_type": san_type(sni), "matcher": {"exact": sni}}
+            ]
+        }
+    });
+    if let (Some(cert), Some(key)) = (&args.xds_client_cert, &args.xds_client_key) {
+        common["tls_certificates"] = json!([{
+            "certificate_chain": {"filename": path_str("xds-client-cert", cert)?},
+            "private_key": {"filename": path_str("xds-client-key", key)?}
+        }]);
+    }
+    Ok(Some(json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": sni,
+            "common_tls_context": common
+        }
+    })))
+}
+
+/// An IP literal is matched against IP SANs, anything else against DNS SANs.
+fn san_type(name: &str) -> &'static str {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        "IP_ADDRESS"
+    } else {
+        "DNS"
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +165,10 @@ mod tests {
             xds_address: xds.into(),
             admin_address: "127.0.0.1:0".into(),
             delta: false,
+            xds_ca: None,
+            xds_client_cert: None,
+            xds_client_key: None,
+            xds_sni: None,
             output: OutputFormat::Yaml,
             zone: None,
             labels: vec![],
@@ -144,6 +202,54 @@ mod tests {
                 ["port_value"],
             18000
         );
+    }
+
+    #[test]
+    fn xds_ca_adds_an_upstream_tls_context_with_files_by_path() {
+        let mut a = args("portolan.portolan-system.svc:18000");
+        a.xds_ca = Some("/etc/portolan/ca.crt".into());
+        let b = render(&a).expect("renders");
+        let tls = &b["static_resources"]["clusters"][0]["transport_socket"];
+        assert_eq!(tls["name"], "envoy.transport_sockets.tls");
+        let ctx = &tls["typed_config"];
+        assert_eq!(ctx["sni"], "portolan.portolan-system.svc");
+        let common = &ctx["common_tls_context"];
+        assert_eq!(common["alpn_protocols"][0], "h2");
+        assert_eq!(
+            common["validation_context"]["trusted_ca"]["filename"],
+            "/etc/portolan/ca.crt"
+        );
+        assert_eq!(
+            common["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+            "portolan.portolan-system.svc"
+        );
+        assert!(common.get("tls_certificates").is_none(), "no client cert");
+        assert!(
+            render(&args("127.0.0.1:18000")).expect("renders")["static_resources"]["clusters"][0]
+                .get("transport_socket")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn client_certificate_and_sni() {
+        let mut a = args("127.0.0.1:18000");
+        a.xds_ca = Some("/ca.crt".into());
+        a.xds_client_cert = Some("/tls.crt".into());
+        a.xds_client_key = Some("/tls.key".into());
+        a.xds_sni = Some("portolan.example".into());
+        let b = render(&a).expect("renders");
+        let ctx = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"];
+        assert_eq!(ctx["sni"], "portolan.example");
+        let cert = &ctx["common_tls_context"]["tls_certificates"][0];
+        assert_eq!(cert["certificate_chain"]["filename"], "/tls.crt");
+        assert_eq!(cert["private_key"]["filename"], "/tls.key");
+        // Without --xds-sni an IP address is checked against IP SANs.
+        a.xds_sni = None;
+        let b = render(&a).expect("renders");
+        let san = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]
+            ["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0];
+        assert_eq!(san["san_type"], "IP_ADDRESS");
     }
 
     #[test]

@@ -95,6 +95,62 @@ pub struct ServeArgs {
     pub debounce_max: Duration,
     #[command(flatten)]
     pub translate: TranslateArgs,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// TLS, client authorization and limits of the xDS port (docs/security.md).
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
+    /// PEM certificate chain for xDS over TLS (with --xds-tls-key); reloaded when it changes.
+    #[arg(long, value_name = "FILE", requires = "xds_tls_key", env = "PORTOLAN_XDS_TLS_CERT")]
+    pub xds_tls_cert: Option<PathBuf>,
+    /// PEM private key of --xds-tls-cert; reloaded when it changes.
+    #[arg(long, value_name = "FILE", requires = "xds_tls_cert", env = "PORTOLAN_XDS_TLS_KEY")]
+    pub xds_tls_key: Option<PathBuf>,
+    /// PEM CA bundle client certificates must chain to: mutual TLS, client certificates required.
+    #[arg(long, value_name = "FILE", requires = "xds_tls_cert", env = "PORTOLAN_XDS_CLIENT_CA")]
+    pub xds_client_ca: Option<PathBuf>,
+    /// With mutual TLS, `cluster-in-san` lets a client ask only for a node.cluster named by its
+    /// certificate (a DNS SAN, or the last path segment of a URI SAN); `off` allows any group.
+    #[arg(long, value_enum, default_value_t = AuthzArg::ClusterInSan, env = "PORTOLAN_XDS_AUTHZ")]
+    pub xds_authz: AuthzArg,
+    /// How often the TLS files are checked for changes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "PORTOLAN_XDS_TLS_RELOAD")]
+    pub xds_tls_reload: Duration,
+    /// xDS streams open at once on the server; beyond it RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 10_000, env = "PORTOLAN_MAX_STREAMS")]
+    pub max_streams: usize,
+    /// HTTP/2 concurrent streams per xDS connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(long, default_value_t = 128, env = "PORTOLAN_MAX_STREAMS_PER_CONNECTION")]
+    pub max_streams_per_connection: u32,
+    /// Largest xDS request message, bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024, env = "PORTOLAN_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: usize,
+    /// Sustained xDS requests per second per stream; a stream over it is closed with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 50, env = "PORTOLAN_REQUEST_RATE")]
+    pub request_rate: u32,
+    /// xDS requests a stream may send in a burst above --request-rate.
+    #[arg(long, default_value_t = 200, env = "PORTOLAN_REQUEST_BURST")]
+    pub request_burst: u32,
+    /// Proxy groups clients may create (each distinct node.cluster, zone and labels); beyond it
+    /// new groups are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 1000, env = "PORTOLAN_MAX_GROUPS")]
+    pub max_groups: usize,
+    /// A proxy group no stream has watched for this long is evicted.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "PORTOLAN_GROUP_IDLE")]
+    pub group_idle: Duration,
+    /// On shutdown, streams close at random moments within this window so proxies reconnect
+    /// to other replicas spread out, not all at once.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "PORTOLAN_DRAIN_SPREAD")]
+    pub drain_spread: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuthzArg {
+    ClusterInSan,
+    Off,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +177,20 @@ pub struct BootstrapArgs {
     /// Use the incremental (Delta) xDS protocol instead of State of the World.
     #[arg(long)]
     pub delta: bool,
+    /// Connect to Portolan over TLS, trusting this PEM CA bundle (Envoy reads the file itself,
+    /// and re-reads it when it changes).
+    #[arg(long, value_name = "FILE")]
+    pub xds_ca: Option<PathBuf>,
+    /// PEM client certificate Envoy presents to Portolan (mutual TLS).
+    #[arg(long, value_name = "FILE", requires_all = ["xds_ca", "xds_client_key"])]
+    pub xds_client_cert: Option<PathBuf>,
+    /// PEM private key of --xds-client-cert.
+    #[arg(long, value_name = "FILE", requires = "xds_client_cert")]
+    pub xds_client_key: Option<PathBuf>,
+    /// Server name Envoy sends (SNI) and expects in Portolan's certificate; default: the host
+    /// of --xds-address.
+    #[arg(long, value_name = "NAME", requires = "xds_ca")]
+    pub xds_sni: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,

@@ -7,6 +7,14 @@
 //! Each debounced batch is a rollout (see [`portolan_xds::convergence`]): it begins with the time
 //! of the batch's first change, and the snapshots it sets carry its id, so the stream tasks can
 //! report when every connected proxy has ACKed it.
+//!
+//! Builds are incremental (see [`incremental`]): one [`IncrementalBuilder`] per zone keeps the
+//! translation and encoding of every Service's clusters and assignments, so a rebuild after a
+//! small change redoes only what it touched.
+
+pub mod incremental;
+
+pub use incremental::IncrementalBuilder;
 
 use portolan_model::{Index, World};
 use portolan_translate::{Options, ProxyGroup, Resources};
@@ -17,6 +25,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -138,8 +147,12 @@ pub struct Pipeline {
     cache: Arc<Cache>,
     options: Options,
     metrics: PipelineMetrics,
-    build_lock: Mutex<()>,
+    /// Held while building; the incremental builders by proxy zone.
+    build_lock: Mutex<Builders>,
 }
+
+/// One incremental builder per proxy zone (clusters and assignments depend on nothing else).
+type Builders = HashMap<Option<String>, IncrementalBuilder>;
 
 // === impl Pipeline ===
 
@@ -155,7 +168,7 @@ impl Pipeline {
             cache,
             options,
             metrics,
-            build_lock: Mutex::new(()),
+            build_lock: Mutex::new(HashMap::new()),
         })
     }
 
@@ -209,15 +222,17 @@ impl Pipeline {
     /// Rebuilds every group; the snapshots belong to `rollout` (0: none).
     async fn build_all(self: Arc<Self>, rollout: u64) {
         self.blocking(move |p| {
-            let _held = p.lock_builds();
+            let mut builders = p.lock_builds();
             let world = p.world();
             let mut groups = p.cache.groups();
             if groups.is_empty() {
                 // Build the default group up front, so the first proxy needs no wait.
                 groups.push(DEFAULT_GROUP.to_string());
             }
-            for group in groups {
-                p.build(&world, &group, rollout);
+            let groups: Vec<ProxyGroup> = groups.iter().map(|g| ProxyGroup::from_key(g)).collect();
+            builders.retain(|zone, _| groups.iter().any(|g| &g.zone == zone));
+            for group in &groups {
+                p.build(&mut builders, &world, group, rollout);
             }
             p.count_resources();
         })
@@ -226,7 +241,7 @@ impl Pipeline {
 
     async fn build_missing(self: Arc<Self>) {
         self.blocking(|p| {
-            let _held = p.lock_builds();
+            let mut builders = p.lock_builds();
             let missing: Vec<String> = p
                 .cache
                 .groups()
@@ -238,7 +253,7 @@ impl Pipeline {
             }
             let world = p.world();
             for group in missing {
-                p.build(&world, &group, 0);
+                p.build(&mut builders, &world, &ProxyGroup::from_key(&group), 0);
             }
             p.count_resources();
         })
@@ -253,7 +268,7 @@ impl Pipeline {
         }
     }
 
-    fn lock_builds(&self) -> MutexGuard<'_, ()> {
+    fn lock_builds(&self) -> MutexGuard<'_, Builders> {
         self.build_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -287,20 +302,20 @@ impl Pipeline {
         }
     }
 
-    fn build(&self, world: &World, group: &str, rollout: u64) {
+    fn build(&self, builders: &mut Builders, world: &World, group: &ProxyGroup, rollout: u64) {
         let start = Instant::now();
-        let resources =
-            portolan_translate::translate(world, &ProxyGroup::from_key(group), &self.options);
-        let previous = self.cache.get(group);
-        match snapshot(&resources, previous.as_deref()) {
+        let builder = builders.entry(group.zone.clone()).or_default();
+        let previous = self.cache.get(&group.name);
+        let group_name = group.name.as_str();
+        match builder.build(world, group, &self.options, previous.as_deref()) {
             Ok(snap) => {
-                tracing::debug!(group, world = world.version, "snapshot built");
-                self.cache.set(group, snap.with_rollout(rollout));
+                tracing::debug!(group = group_name, world = world.version, "snapshot built");
+                self.cache.set(group_name, snap.with_rollout(rollout));
                 self.metrics.builds.inc();
             }
             Err(e) => {
                 self.metrics.build_failures.inc();
-                tracing::error!(group, world = world.version, error = %e, "inconsistent snapshot not served; the previous one stays");
+                tracing::error!(group = group_name, world = world.version, error = %e, "inconsistent snapshot not served; the previous one stays");
             }
         }
         self.metrics
@@ -338,16 +353,16 @@ pub fn snapshot(
         b.reuse(prev);
     }
     for c in &resources.clusters {
-        b.add(ResourceType::Cluster, c.name.clone(), c);
+        b.add_cluster(c);
     }
     for e in &resources.load_assignments {
-        b.add(ResourceType::Endpoint, e.cluster_name.clone(), e);
+        b.add_load_assignment(e);
     }
     for l in &resources.listeners {
-        b.add(ResourceType::Listener, l.name.clone(), l);
+        b.add_listener(l);
     }
     for r in &resources.routes {
-        b.add(ResourceType::Route, r.name.clone(), r);
+        b.add_route(r);
     }
     b.build()
 }

@@ -1,7 +1,9 @@
 //! `portolan serve`: wires the file source, the index, the build pipeline, the xDS server and
-//! the HTTP server together, and shuts them down gracefully on SIGTERM or Ctrl-C.
+//! the HTTP server together, and shuts them down gracefully on SIGTERM or Ctrl-C (streams
+//! close spread over `--drain-spread`). The xDS port's TLS, authorization and limits come from
+//! [`crate::cli::SecurityArgs`] (docs/security.md).
 
-use crate::cli::ServeArgs;
+use crate::cli::{AuthzArg, SecurityArgs, ServeArgs};
 use crate::http::{self, AppState};
 use anyhow::Context;
 use portolan::pipeline::{Pipeline, PipelineMetrics};
@@ -9,7 +11,7 @@ use portolan_admin::AdminService;
 use portolan_files::{Changes, FileSource, SourceHealth};
 use portolan_model::{ConfigError, Index};
 use portolan_translate::Options;
-use portolan_xds::{Cache, XdsMetrics, XdsServer};
+use portolan_xds::{Authz, Cache, Limits, TlsFiles, TlsReloader, XdsMetrics, XdsServer};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -55,6 +57,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let index = Arc::new(Mutex::new(Index::new()));
     let cache = Cache::new();
+    let security = &args.security;
+    cache.set_max_groups(security.max_groups);
+    tokio::spawn(evict_idle_groups(cache.clone(), security.group_idle));
+    let tls = load_tls(security)?;
     let (changed_tx, changed_rx) = watch::channel(0u64);
     let (synced_tx, synced_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(false);
@@ -94,16 +100,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         xds = %xds_listener.local_addr()?,
         http = %http_listener.local_addr()?,
         config_dir = %dir.display(),
+        xds_tls = tls.is_some(),
+        xds_mtls = tls.as_ref().is_some_and(|t| t.mutual()),
         "portolan serving"
     );
 
-    let xds_server = XdsServer::new(cache.clone(), xds_metrics);
+    let limits = limits(security);
+    let drain_window = limits.drain_spread + Duration::from_secs(10);
+    let authz = match security.xds_authz {
+        AuthzArg::ClusterInSan => Authz::ClusterInSan,
+        AuthzArg::Off => Authz::Off,
+    };
+    let xds_server = XdsServer::with_limits(cache.clone(), xds_metrics, limits, authz);
     // The admin API (proxy-status, config-dump) shares the xDS port.
     let router = xds_server
         .router()
         .add_service(AdminService::new(cache.clone()).into_server());
-    let xds = tokio::spawn(portolan_xds::serve_with(
+    let xds = tokio::spawn(portolan_xds::serve_tls(
         xds_listener,
+        tls,
         xds_server,
         router,
         shutdown_signal(shutdown_rx.clone()),
@@ -133,13 +148,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "HTTP server stopped with an error");
         }
     };
-    if tokio::time::timeout(Duration::from_secs(10), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!("streams still open after 10s; closing them");
+    if tokio::time::timeout(drain_window, drain).await.is_err() {
+        tracing::warn!(?drain_window, "streams still open; closing them");
     }
     Ok(())
+}
+
+fn limits(security: &SecurityArgs) -> Limits {
+    Limits {
+        max_streams: security.max_streams,
+        max_streams_per_connection: security.max_streams_per_connection,
+        max_request_bytes: security.max_request_bytes,
+        request_rate: security.request_rate,
+        request_burst: security.request_burst,
+        drain_spread: security.drain_spread,
+    }
+}
+
+/// Loads the xDS TLS files (if configured) and starts watching them for changes.
+fn load_tls(security: &SecurityArgs) -> anyhow::Result<Option<Arc<TlsReloader>>> {
+    let (Some(cert), Some(key)) = (&security.xds_tls_cert, &security.xds_tls_key) else {
+        return Ok(None);
+    };
+    let files = TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: security.xds_client_ca.clone(),
+    };
+    let tls = TlsReloader::new(files).context("loading the xDS TLS files")?;
+    tokio::spawn(tls.clone().watch(security.xds_tls_reload));
+    Ok(Some(tls))
+}
+
+/// Evicts proxy groups nobody has watched for `idle`, checking every `idle / 2`.
+async fn evict_idle_groups(cache: Arc<Cache>, idle: Duration) {
+    let mut tick = tokio::time::interval((idle / 2).max(Duration::from_secs(1)));
+    loop {
+        tick.tick().await;
+        for group in cache.evict_idle(idle) {
+            tracing::info!(%group, ?idle, "evicted a proxy group no proxy has watched");
+        }
+    }
 }
 
 /// Applies the file source's changes to the index and logs what got rejected.

@@ -9,6 +9,9 @@
 //! host and port a STATIC or DNS cluster. TrafficPolicies set the clusters' load balancing,
 //! circuit breakers, outlier detection, health checks and upstream TLS.
 //!
+//! [`Translator`] gives the same output incrementally: it keeps each Service's clusters and
+//! assignments and reuses them while that Service's inputs are unchanged.
+//!
 //! A proxy group that no Gateway selects gets the `mesh-outbound` listener, whose route
 //! configuration has a virtual host per Service port (and external HTTP port); TrafficRoutes
 //! attached to the mesh replace those virtual hosts' default route. A group that Gateways
@@ -35,10 +38,12 @@ mod protocol;
 mod route;
 mod route_rules;
 mod service;
+mod service_clusters;
 mod subsets;
 mod tcp;
 pub mod telemetry;
 mod tls;
+mod translator;
 
 use context::Context;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -46,13 +51,12 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use portolan_model::World;
-use service::ServicePlan;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use json::JsonError;
 pub use telemetry::{AccessLog, Collector, Telemetry};
+pub use translator::{MemoStats, SharedResources, Translator};
 
 /// Knobs of the translation that are not part of the World.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,11 +169,27 @@ fn unescape(s: &str) -> String {
 /// Every group gets every cluster; listeners depend on whether Gateways select the group.
 pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resources {
     let ctx = Context::new(world, options);
-    let externals = external::plan_all(world);
     let mut resources = Resources::default();
     for plan in &ctx.plans {
-        service_clusters(&ctx, plan, group.zone.as_deref(), &mut resources);
+        let policies = service_clusters::policies(&ctx, plan);
+        let out = service_clusters::translate(&ctx, plan, &policies, group.zone.as_deref());
+        resources.clusters.extend(out.clusters);
+        resources.load_assignments.extend(out.load_assignments);
     }
+    let rest = group_resources(&ctx, group);
+    resources.clusters.extend(rest.clusters);
+    resources.listeners = rest.listeners;
+    resources.routes = rest.routes;
+    resources.sort();
+    resources
+}
+
+/// Everything but the Services' clusters and assignments: external clusters (with their
+/// policies), the telemetry collector, and the group's listeners and routes. Not sorted.
+fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
+    let (world, options) = (ctx.world, ctx.options);
+    let externals = external::plan_all(world);
+    let mut resources = Resources::default();
     for plan in &externals {
         let mut cluster = external::cluster(plan, options);
         let policy = lookup::policy_for(world, "", plan.host, plan.port.number);
@@ -183,47 +203,20 @@ pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resour
     let gateways = gateway::selecting(world, group);
     if gateways.is_empty() {
         resources.listeners.push(listener::mesh_outbound(options));
-        resources
-            .routes
-            .push(route::mesh_outbound(&ctx, &externals));
+        resources.routes.push(route::mesh_outbound(ctx, &externals));
     } else {
-        let (listeners, routes) = gateway::resources(&ctx, &gateways);
+        let (listeners, routes) = gateway::resources(ctx, &gateways);
         resources.listeners = listeners;
         resources.routes = routes;
     }
-    resources.sort();
     resources
 }
 
-/// The clusters and assignments of a Service's ports and of their subsets. With a
-/// locality-aware policy and a proxy zone, endpoints in the proxy's zone come first.
-fn service_clusters(
-    ctx: &Context<'_>,
-    plan: &ServicePlan<'_>,
-    zone: Option<&str>,
-    out: &mut Resources,
-) {
-    let groups = ctx.world.endpoints_of(&plan.service.key);
-    for port in &plan.ports {
-        let mut cluster = cluster::eds_cluster(port, ctx.options);
-        let policy = ctx.service_policy(&plan.service.key, port.port.port);
-        if let Some(policy) = &policy {
-            policy::apply(&mut cluster, policy);
-        }
-        let local_zone = zone.filter(|_| locality::is_aware(policy.as_deref()));
-        let members = groups.iter().map(Arc::as_ref);
-        let mut cla = endpoint::load_assignment(&port.cluster, plan.service, port.port, members);
-        locality::prefer(&mut cla, local_zone);
-        out.load_assignments.push(cla);
-        for subset in policy.iter().flat_map(|p| &p.subsets) {
-            let domain = &ctx.options.cluster_domain;
-            let (c, mut cla) =
-                subsets::subset_cluster(plan, port, subset, &cluster, groups, domain);
-            locality::prefer(&mut cla, local_zone);
-            out.clusters.push(c);
-            out.load_assignments.push(cla);
-        }
-        out.clusters.push(cluster);
+/// Sorts a list by resource name (stable); with `dedup`, drops repeated names (first one wins).
+fn sort_by_name<T>(list: &mut Vec<T>, name: impl Fn(&T) -> &str, dedup: bool) {
+    list.sort_by(|a, b| name(a).cmp(name(b)));
+    if dedup {
+        list.dedup_by(|a, b| name(a) == name(b));
     }
 }
 
@@ -232,14 +225,10 @@ fn service_clusters(
 impl Resources {
     /// Sorts every list by resource name and drops repeated names (first one wins).
     fn sort(&mut self) {
-        self.clusters.sort_by(|a, b| a.name.cmp(&b.name));
-        self.clusters.dedup_by(|a, b| a.name == b.name);
-        self.load_assignments
-            .sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
-        self.load_assignments
-            .dedup_by(|a, b| a.cluster_name == b.cluster_name);
-        self.listeners.sort_by(|a, b| a.name.cmp(&b.name));
-        self.routes.sort_by(|a, b| a.name.cmp(&b.name));
+        sort_by_name(&mut self.clusters, |c| c.name.as_str(), true);
+        sort_by_name(&mut self.load_assignments, |c| c.cluster_name.as_str(), true);
+        sort_by_name(&mut self.listeners, |l| l.name.as_str(), false);
+        sort_by_name(&mut self.routes, |r| r.name.as_str(), false);
     }
 }
 

@@ -3,10 +3,15 @@
 //! A watch keeps only the latest value, so a slow stream catches up to the newest snapshot and
 //! never accumulates a backlog. The cache also owns the table of connected streams
 //! ([`ProxyStatus`]) that the stream tasks keep up to date.
+//!
+//! Any client can name a new group, so the number of groups subscribers may create is bounded
+//! ([`Cache::set_max_groups`], [`Cache::try_subscribe`]) and groups nobody watches are evicted
+//! ([`Cache::evict_idle`]).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -14,14 +19,40 @@ use crate::snapshot::Snapshot;
 use crate::status::{ProxyStatus, TypeStatus};
 
 type SnapshotTx = watch::Sender<Option<Arc<Snapshot>>>;
+type SnapshotRx = watch::Receiver<Option<Arc<Snapshot>>>;
 
 /// Latest snapshot per proxy group, and the connected streams.
 #[derive(Debug)]
 pub struct Cache {
-    groups: Mutex<BTreeMap<String, SnapshotTx>>,
+    groups: Mutex<BTreeMap<String, Group>>,
     groups_changed: watch::Sender<u64>,
     proxies: Mutex<BTreeMap<u64, ProxyStatus>>,
     next_stream: AtomicU64,
+    max_groups: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Group {
+    tx: SnapshotTx,
+    /// Since when no stream watches the group (as seen by [`Cache::evict_idle`]).
+    idle_since: Option<Instant>,
+}
+
+impl Group {
+    fn new(tx: SnapshotTx) -> Self {
+        Self {
+            tx,
+            idle_since: None,
+        }
+    }
+}
+
+/// A subscriber asked for a new group while the cache holds its maximum.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("too many proxy groups (limit {limit}); refusing new group {group:?}")]
+pub struct GroupLimit {
+    pub limit: usize,
+    pub group: String,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -37,7 +68,13 @@ impl Cache {
             groups_changed: watch::Sender::new(0),
             proxies: Mutex::new(BTreeMap::new()),
             next_stream: AtomicU64::new(0),
+            max_groups: AtomicUsize::new(usize::MAX),
         })
+    }
+
+    /// Bounds the groups [`Cache::try_subscribe`] may create (unbounded by default).
+    pub fn set_max_groups(&self, limit: usize) {
+        self.max_groups.store(limit, Ordering::Relaxed);
     }
 
     /// Replaces the group's snapshot; its streams wake and see only the latest one.
@@ -48,11 +85,11 @@ impl Cache {
         let snapshot = Some(Arc::new(snapshot));
         let mut groups = lock(&self.groups);
         match groups.get(group) {
-            Some(tx) => {
-                tx.send_replace(snapshot);
+            Some(g) => {
+                g.tx.send_replace(snapshot);
             }
             None => {
-                groups.insert(group.to_string(), watch::Sender::new(snapshot));
+                groups.insert(group.to_string(), Group::new(watch::Sender::new(snapshot)));
             }
         }
     }
@@ -61,22 +98,73 @@ impl Cache {
     pub fn get(&self, group: &str) -> Option<Arc<Snapshot>> {
         lock(&self.groups)
             .get(group)
-            .and_then(|tx| tx.borrow().clone())
+            .and_then(|g| g.tx.borrow().clone())
     }
 
     /// Watches a group. An unknown group is registered (value `None` until set) and
     /// `groups_changed` is bumped so the wiring translates for it.
-    pub fn subscribe(&self, group: &str) -> watch::Receiver<Option<Arc<Snapshot>>> {
+    /// Ignores the group limit (for in-process callers); streams use [`Cache::try_subscribe`].
+    pub fn subscribe(&self, group: &str) -> SnapshotRx {
         let mut groups = lock(&self.groups);
-        if let Some(tx) = groups.get(group) {
-            return tx.subscribe();
+        if let Some(g) = groups.get_mut(group) {
+            g.idle_since = None;
+            return g.tx.subscribe();
+        }
+        drop(groups);
+        self.insert(group)
+    }
+
+    /// [`Cache::subscribe`], refusing to create a group beyond [`Cache::set_max_groups`].
+    pub fn try_subscribe(&self, group: &str) -> Result<SnapshotRx, GroupLimit> {
+        self.subscribe_within(group, self.max_groups.load(Ordering::Relaxed))
+    }
+
+    fn subscribe_within(&self, group: &str, limit: usize) -> Result<SnapshotRx, GroupLimit> {
+        let groups = lock(&self.groups);
+        if !groups.contains_key(group) && groups.len() >= limit {
+            return Err(GroupLimit {
+                limit,
+                group: group.to_string(),
+            });
+        }
+        drop(groups);
+        Ok(self.subscribe(group))
+    }
+
+    /// Registers a group (or joins it if another subscriber just did) and bumps
+    /// `groups_changed` if it is new.
+    fn insert(&self, group: &str) -> SnapshotRx {
+        let mut groups = lock(&self.groups);
+        if let Some(g) = groups.get_mut(group) {
+            g.idle_since = None;
+            return g.tx.subscribe();
         }
         let tx = watch::Sender::new(None);
         let rx = tx.subscribe();
-        groups.insert(group.to_string(), tx);
+        groups.insert(group.to_string(), Group::new(tx));
         drop(groups);
         self.groups_changed.send_modify(|n| *n += 1);
         rx
+    }
+
+    /// Removes the groups no stream has watched for at least `idle` (measured from the first
+    /// sweep that found them unwatched, so call it every `idle / 2` or so); returns their names.
+    pub fn evict_idle(&self, idle: Duration) -> Vec<String> {
+        let now = Instant::now();
+        let mut evicted = Vec::new();
+        lock(&self.groups).retain(|name, g| {
+            if g.tx.receiver_count() > 0 {
+                g.idle_since = None;
+                return true;
+            }
+            let since = *g.idle_since.get_or_insert(now);
+            let keep = now.duration_since(since) < idle;
+            if !keep {
+                evicted.push(name.clone());
+            }
+            keep
+        });
+        evicted
     }
 
     /// Every known group (set or subscribed).
@@ -164,6 +252,45 @@ mod tests {
         );
         cache.set("batch", snapshot_of(&[], &[]));
         assert_eq!(cache.groups(), vec!["batch".to_string(), "web".to_string()]);
+    }
+
+    #[test]
+    fn new_groups_beyond_the_limit_are_refused_known_ones_are_not() {
+        let cache = Cache::new();
+        cache.set_max_groups(2);
+        let _a = cache.try_subscribe("a").expect("first");
+        let _b = cache.try_subscribe("b").expect("second");
+        let err = cache.try_subscribe("c").expect_err("third is over the limit");
+        assert_eq!(err.limit, 2);
+        assert!(err.to_string().contains("too many proxy groups (limit 2)"), "{err}");
+        assert!(cache.try_subscribe("a").is_ok(), "an existing group is always allowed");
+        assert_eq!(cache.groups(), vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn only_unwatched_groups_are_evicted_after_the_idle_time() {
+        let cache = Cache::new();
+        cache.set_max_groups(2);
+        let watched = cache.try_subscribe("watched").expect("sub");
+        drop(cache.try_subscribe("gone").expect("sub"));
+        // The first sweep notes that "gone" is idle; a long idle time keeps it.
+        assert!(cache.evict_idle(Duration::from_secs(3600)).is_empty());
+        assert!(cache.evict_idle(Duration::from_secs(3600)).is_empty());
+        // Idle long enough: evicted, and its slot is free for a new group.
+        assert_eq!(cache.evict_idle(Duration::ZERO), vec!["gone".to_string()]);
+        assert_eq!(cache.groups(), vec!["watched".to_string()]);
+        assert!(cache.try_subscribe("new").is_ok());
+        drop(watched);
+    }
+
+    #[test]
+    fn a_group_watched_again_is_no_longer_idle() {
+        let cache = Cache::new();
+        drop(cache.subscribe("web"));
+        assert!(cache.evict_idle(Duration::from_secs(3600)).is_empty());
+        let _again = cache.subscribe("web");
+        assert!(cache.evict_idle(Duration::ZERO).is_empty());
+        assert_eq!(cache.groups(), vec!["web".to_string()]);
     }
 
     #[test]

@@ -9,12 +9,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authz;
 pub mod cache;
 pub mod convergence;
 pub mod csds;
 pub mod debounce;
 pub mod delta;
 pub mod group;
+pub mod incoming;
+pub mod limits;
 pub mod metrics;
 pub mod resource;
 pub mod server;
@@ -24,15 +27,20 @@ pub mod status;
 pub mod stream;
 mod task;
 pub mod testing;
+pub mod tls;
 
-pub use cache::Cache;
+pub use authz::{Authz, PeerIdentity};
+pub use cache::{Cache, GroupLimit};
 pub use csds::Csds;
 pub use debounce::debounce;
 pub use delta::DeltaStream;
+pub use incoming::ConnInfo;
+pub use limits::{Limits, TokenBucket};
 pub use metrics::XdsMetrics;
 pub use resource::{Resource, ResourceType};
-pub use server::{XdsError, XdsServer, serve, serve_with};
+pub use server::{XdsError, XdsServer, serve, serve_tls, serve_with};
 pub use snapshot::{Snapshot, SnapshotBuilder, SnapshotError};
 pub use sotw::SotwStream;
 pub use status::{Nack, ProxyStatus, SyncState, TypeStatus};
 pub use stream::{NodeInfo, Output, Scope};
+pub use tls::{TlsError, TlsFiles, TlsReloader};

@@ -1,5 +1,11 @@
 //! The tonic services: ADS and per-type CDS/EDS/LDS/RDS, SotW and Delta, each stream run by its
-//! own task ([`crate::task`]); and [`serve`], which runs them on a listener until shutdown.
+//! own task ([`crate::task`]); and [`serve`] / [`serve_tls`], which run them on a listener
+//! (plaintext or TLS, see [`crate::incoming`]) until shutdown.
+//!
+//! Streams are admitted within [`Limits`]: a server-wide stream count (beyond it
+//! `RESOURCE_EXHAUSTED "too many xDS streams (limit N)"`), HTTP/2 concurrent streams per
+//! connection, the request size, and a per-stream request rate; [`Authz`] decides which groups a
+//! client certificate may ask for.
 //!
 //! Unary `Fetch*` RPCs answer `UNIMPLEMENTED`. CSDS ([`crate::csds`]) is served on the same port.
 
@@ -25,22 +31,28 @@ use envoy_types::pb::envoy::service::listener::v3::listener_discovery_service_se
 use envoy_types::pb::envoy::service::route::v3::route_discovery_service_server::{
     RouteDiscoveryService, RouteDiscoveryServiceServer,
 };
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::warn;
 
+use crate::authz::Authz;
 use crate::cache::Cache;
 use crate::csds::Csds;
 use crate::delta::DeltaStream;
+use crate::incoming::{ConnInfo, incoming};
+use crate::limits::{Limits, TokenBucket, jitter};
 use crate::metrics::XdsMetrics;
 use crate::resource::ResourceType;
 use crate::sotw::SotwStream;
 use crate::stream::Scope;
-use crate::task::{self, Context, Machine};
+use crate::task::{self, Admission, Context, Machine};
+use crate::tls::TlsReloader;
 
-/// Largest message accepted or sent (large meshes make large CDS responses).
+/// Largest response sent (large meshes make large CDS responses); requests are bounded by
+/// [`Limits::max_request_bytes`].
 const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 /// Responses buffered per stream before the task waits for the client.
 const RESPONSE_BUFFER: usize = 4;
@@ -63,6 +75,9 @@ struct Inner {
     cache: Arc<Cache>,
     metrics: XdsMetrics,
     stop: watch::Sender<bool>,
+    limits: Limits,
+    authz: Authz,
+    streams: Arc<Semaphore>,
 }
 
 type SotwResponses = ReceiverStream<Result<DiscoveryResponse, Status>>;
@@ -71,14 +86,33 @@ type DeltaResponses = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
 // === impl XdsServer ===
 
 impl XdsServer {
+    /// A server with the default [`Limits`] and [`Authz`].
     pub fn new(cache: Arc<Cache>, metrics: XdsMetrics) -> Self {
+        Self::with_limits(cache, metrics, Limits::default(), Authz::default())
+    }
+
+    /// A server with these limits and client authorization rule.
+    pub fn with_limits(
+        cache: Arc<Cache>,
+        metrics: XdsMetrics,
+        limits: Limits,
+        authz: Authz,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 cache,
                 metrics,
                 stop: watch::Sender::new(false),
+                streams: Arc::new(Semaphore::new(limits.max_streams)),
+                limits,
+                authz,
             }),
         }
+    }
+
+    /// The limits streams are admitted within.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// The cache the streams read.
@@ -86,35 +120,39 @@ impl XdsServer {
         &self.inner.cache
     }
 
-    /// A router with ADS, CDS, EDS, LDS, RDS (64 MiB messages, HTTP/2 keepalive) and CSDS.
+    /// A router with ADS, CDS, EDS, LDS, RDS and CSDS: requests up to
+    /// [`Limits::max_request_bytes`], responses up to 64 MiB, HTTP/2 keepalive pings every 30 s
+    /// (a peer silent for 10 s after one is dropped), [`Limits::max_streams_per_connection`].
     pub fn router(&self) -> Router {
+        let max_request = self.inner.limits.max_request_bytes;
         Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .max_concurrent_streams(self.inner.limits.max_streams_per_connection)
             .add_service(
                 AggregatedDiscoveryServiceServer::new(self.clone())
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                    .max_decoding_message_size(max_request)
                     .max_encoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
                 ClusterDiscoveryServiceServer::new(self.clone())
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                    .max_decoding_message_size(max_request)
                     .max_encoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
                 EndpointDiscoveryServiceServer::new(self.clone())
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                    .max_decoding_message_size(max_request)
                     .max_encoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
                 ListenerDiscoveryServiceServer::new(self.clone())
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                    .max_decoding_message_size(max_request)
                     .max_encoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
                 RouteDiscoveryServiceServer::new(self.clone())
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                    .max_decoding_message_size(max_request)
                     .max_encoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
@@ -135,17 +173,49 @@ impl XdsServer {
             cache: self.inner.cache.clone(),
             metrics: self.inner.metrics.clone(),
             stop: self.inner.stop.subscribe(),
+            authz: self.inner.authz,
+            drain_delay: jitter(self.inner.limits.drain_spread),
         }
+    }
+
+    /// Admits a stream within the server-wide stream limit.
+    fn admit<T>(&self, request: &Request<T>) -> Result<Admission, Status> {
+        let limits = &self.inner.limits;
+        let remote = request.extensions().get::<ConnInfo>();
+        let Ok(permit) = self.inner.streams.clone().try_acquire_owned() else {
+            let remote = remote.and_then(|c| c.remote);
+            warn!(?remote, limit = limits.max_streams, "xDS stream refused: too many streams");
+            return Err(Status::resource_exhausted(format!(
+                "too many xDS streams (limit {})",
+                limits.max_streams
+            )));
+        };
+        Ok(Admission {
+            _permit: permit,
+            peer: remote.and_then(|c| c.peer.clone()),
+            bucket: TokenBucket::new(
+                limits.request_rate,
+                limits.request_burst,
+                std::time::Instant::now(),
+            ),
+        })
     }
 
     fn start<M: Machine>(
         &self,
         scope: Scope,
-        requests: Streaming<M::Request>,
-    ) -> ReceiverStream<Result<M::Response, Status>> {
+        request: Request<Streaming<M::Request>>,
+    ) -> Result<ReceiverStream<Result<M::Response, Status>>, Status> {
+        let admission = self.admit(&request)?;
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
-        tokio::spawn(task::run::<M, _>(self.context(), scope, requests, tx));
-        ReceiverStream::new(rx)
+        tokio::spawn(task::run::<M, _>(
+            self.context(),
+            scope,
+            admission,
+            request.into_inner(),
+            tx,
+        ));
+        Ok(ReceiverStream::new(rx))
     }
 
     fn sotw(
@@ -153,9 +223,7 @@ impl XdsServer {
         scope: Scope,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<SotwResponses>, Status> {
-        Ok(Response::new(
-            self.start::<SotwStream>(scope, request.into_inner()),
-        ))
+        Ok(Response::new(self.start::<SotwStream>(scope, request)?))
     }
 
     fn delta(
@@ -163,9 +231,7 @@ impl XdsServer {
         scope: Scope,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<DeltaResponses>, Status> {
-        Ok(Response::new(
-            self.start::<DeltaStream>(scope, request.into_inner()),
-        ))
+        Ok(Response::new(self.start::<DeltaStream>(scope, request)?))
     }
 }
 
@@ -188,12 +254,25 @@ pub async fn serve_with(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), XdsError> {
+    serve_tls(listener, None, server, router, shutdown).await
+}
+
+/// [`serve_with`] over TLS when `tls` is set (its configuration is read per connection, so a
+/// reload applies to new connections). On shutdown tonic sends GOAWAY at once (no new streams)
+/// and each open stream ends after its own random delay within [`Limits::drain_spread`].
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<TlsReloader>>,
+    server: XdsServer,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), XdsError> {
     let signal = async move {
         shutdown.await;
         server.stop_streams();
     };
     router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .serve_with_incoming_shutdown(incoming(listener, tls), signal)
         .await?;
     Ok(())
 }

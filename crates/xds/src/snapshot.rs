@@ -4,6 +4,10 @@
 //! their contents (same contents, same version). [`SnapshotBuilder`] encodes each message once and
 //! checks consistency before a snapshot can exist: no duplicate names, every EDS cluster has its
 //! ClusterLoadAssignment, every RDS route configuration named by a listener exists.
+//!
+//! [`Encoded`] is a resource encoded from its typed message together with the names it needs
+//! (a cluster's EDS service name, a listener's RDS route configurations), read before encoding,
+//! so the check decodes nothing; a resource added already encoded is decoded for the check.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +17,9 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster,
     cluster::{ClusterDiscoveryType, DiscoveryType},
 };
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener, filter::ConfigType};
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::RouteSpecifier,
 };
@@ -120,10 +126,74 @@ impl Default for Snapshot {
     }
 }
 
+/// An encoded resource and the names of the resources it needs, read from its typed message.
+#[derive(Clone, Debug)]
+pub struct Encoded {
+    ty: ResourceType,
+    resource: Arc<Resource>,
+    needs: Arc<[String]>,
+}
+
+/// A resource in a builder; `needs` is `None` when it came encoded (the check decodes it).
+#[derive(Clone, Debug)]
+struct Entry {
+    resource: Arc<Resource>,
+    needs: Option<Arc<[String]>>,
+}
+
+// === impl Encoded ===
+
+impl Encoded {
+    /// A cluster, named by its name; an EDS cluster needs its ClusterLoadAssignment.
+    pub fn cluster(cluster: &Cluster) -> Self {
+        let needs: Vec<String> = eds_service_name(&cluster.name, cluster).into_iter().collect();
+        Self::new(ResourceType::Cluster, &cluster.name, cluster, needs)
+    }
+
+    /// A ClusterLoadAssignment, named by its cluster name.
+    pub fn load_assignment(cla: &ClusterLoadAssignment) -> Self {
+        Self::new(ResourceType::Endpoint, &cla.cluster_name, cla, Vec::new())
+    }
+
+    /// A listener; it needs the route configuration of each HTTP connection manager using RDS
+    /// (those managers are decoded from their `Any`, so this fails when one does not decode).
+    pub fn listener(listener: &Listener) -> Result<Self, SnapshotError> {
+        let needs = rds_names(&listener.name, listener)?;
+        Ok(Self::new(
+            ResourceType::Listener,
+            &listener.name,
+            listener,
+            needs,
+        ))
+    }
+
+    /// A route configuration, named by its name.
+    pub fn route(route: &RouteConfiguration) -> Self {
+        Self::new(ResourceType::Route, &route.name, route, Vec::new())
+    }
+
+    fn new<M: Message + Name>(ty: ResourceType, name: &str, msg: &M, needs: Vec<String>) -> Self {
+        Self {
+            ty,
+            resource: Arc::new(Resource::encode(name, msg)),
+            needs: needs.into(),
+        }
+    }
+
+    pub fn ty(&self) -> ResourceType {
+        self.ty
+    }
+
+    /// The encoded resource (shared by every snapshot it is added to).
+    pub fn resource(&self) -> &Arc<Resource> {
+        &self.resource
+    }
+}
+
 /// Collects resources for a [`Snapshot`].
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
-    types: [BTreeMap<String, Arc<Resource>>; 4],
+    types: [BTreeMap<String, Entry>; 4],
     errors: Vec<SnapshotError>,
     previous: Option<[BTreeMap<String, Arc<Resource>>; 4]>,
 }
@@ -156,6 +226,41 @@ impl SnapshotBuilder {
         self.insert(ty, resource)
     }
 
+    /// Adds a resource encoded with what it needs; the check decodes nothing.
+    pub fn add_encoded(&mut self, encoded: Encoded) -> &mut Self {
+        let entry = Entry {
+            resource: encoded.resource,
+            needs: Some(encoded.needs),
+        };
+        self.insert_entry(encoded.ty, entry)
+    }
+
+    /// Encodes a cluster (see [`Encoded::cluster`]) and adds it.
+    pub fn add_cluster(&mut self, cluster: &Cluster) -> &mut Self {
+        self.add_encoded(Encoded::cluster(cluster))
+    }
+
+    /// Encodes a ClusterLoadAssignment and adds it.
+    pub fn add_load_assignment(&mut self, cla: &ClusterLoadAssignment) -> &mut Self {
+        self.add_encoded(Encoded::load_assignment(cla))
+    }
+
+    /// Encodes a listener (see [`Encoded::listener`]) and adds it.
+    pub fn add_listener(&mut self, listener: &Listener) -> &mut Self {
+        match Encoded::listener(listener) {
+            Ok(encoded) => self.add_encoded(encoded),
+            Err(e) => {
+                self.errors.push(e);
+                self
+            }
+        }
+    }
+
+    /// Encodes a route configuration and adds it.
+    pub fn add_route(&mut self, route: &RouteConfiguration) -> &mut Self {
+        self.add_encoded(Encoded::route(route))
+    }
+
     /// Shares the previous snapshot's `Arc` for every resource whose bytes did not change.
     pub fn reuse(&mut self, previous: &Snapshot) -> &mut Self {
         self.previous = Some(std::array::from_fn(|i| previous.types[i].resources.clone()));
@@ -171,7 +276,9 @@ impl SnapshotBuilder {
         check_clusters(&self.types)?;
         check_listeners(&self.types)?;
         Ok(Snapshot {
-            types: self.types.map(|resources| {
+            types: self.types.map(|entries| {
+                let resources: BTreeMap<String, Arc<Resource>> =
+                    entries.into_iter().map(|(n, e)| (n, e.resource)).collect();
                 let version =
                     aggregate_version(resources.iter().map(|(n, r)| (n.as_str(), r.version())));
                 TypeResources { resources, version }
@@ -182,14 +289,22 @@ impl SnapshotBuilder {
     }
 
     fn insert(&mut self, ty: ResourceType, resource: Resource) -> &mut Self {
+        let entry = Entry {
+            resource: Arc::new(resource),
+            needs: None,
+        };
+        self.insert_entry(ty, entry)
+    }
+
+    fn insert_entry(&mut self, ty: ResourceType, entry: Entry) -> &mut Self {
         let map = &mut self.types[ty.index()];
-        if map.contains_key(resource.name()) {
+        if map.contains_key(entry.resource.name()) {
             self.errors.push(SnapshotError::Duplicate {
                 ty,
-                name: resource.name().to_string(),
+                name: entry.resource.name().to_string(),
             });
         } else {
-            map.insert(resource.name().to_string(), Arc::new(resource));
+            map.insert(entry.resource.name().to_string(), entry);
         }
         self
     }
@@ -199,18 +314,19 @@ impl SnapshotBuilder {
             return;
         };
         for (current, previous) in self.types.iter_mut().zip(previous) {
-            for (name, resource) in current.iter_mut() {
+            for (name, entry) in current.iter_mut() {
                 if let Some(old) = previous.get(name)
-                    && old.any() == resource.any()
+                    && !Arc::ptr_eq(old, &entry.resource)
+                    && old.any() == entry.resource.any()
                 {
-                    *resource = old.clone();
+                    entry.resource = old.clone();
                 }
             }
         }
     }
 }
 
-type Types = [BTreeMap<String, Arc<Resource>>; 4];
+type Types = [BTreeMap<String, Entry>; 4];
 
 fn decode<M: Message + Default>(ty: ResourceType, resource: &Resource) -> Result<M, SnapshotError> {
     M::decode(resource.any().value.as_slice()).map_err(|e| SnapshotError::Decode {
@@ -223,40 +339,61 @@ fn decode<M: Message + Default>(ty: ResourceType, resource: &Resource) -> Result
 /// Every EDS cluster's ClusterLoadAssignment exists.
 fn check_clusters(types: &Types) -> Result<(), SnapshotError> {
     let endpoints = &types[ResourceType::Endpoint.index()];
-    for (name, resource) in &types[ResourceType::Cluster.index()] {
-        let cluster: Cluster = decode(ResourceType::Cluster, resource)?;
-        let eds = cluster.cluster_discovery_type
-            == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
-        if !eds {
-            continue;
-        }
-        let service_name = cluster
-            .eds_cluster_config
-            .map(|c| c.service_name)
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| name.clone());
-        if !endpoints.contains_key(&service_name) {
+    for (name, entry) in &types[ResourceType::Cluster.index()] {
+        let decoded: Vec<String>;
+        let needs: &[String] = match &entry.needs {
+            Some(needs) => needs,
+            None => {
+                let cluster: Cluster = decode(ResourceType::Cluster, &entry.resource)?;
+                decoded = eds_service_name(name, &cluster).into_iter().collect();
+                &decoded
+            }
+        };
+        if let Some(missing) = needs.iter().find(|n| !endpoints.contains_key(*n)) {
             return Err(SnapshotError::MissingEndpoints {
                 cluster: name.clone(),
-                service_name,
+                service_name: missing.clone(),
             });
         }
     }
     Ok(())
 }
 
-/// Every route configuration named by a listener's HTTP connection manager (RDS) exists.
+/// The ClusterLoadAssignment an EDS cluster named `name` needs: its EDS service name, or its
+/// name when that is empty. `None` for other discovery types.
+fn eds_service_name(name: &str, cluster: &Cluster) -> Option<String> {
+    let eds = cluster.cluster_discovery_type
+        == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+    if !eds {
+        return None;
+    }
+    let service_name = cluster
+        .eds_cluster_config
+        .as_ref()
+        .map(|c| c.service_name.as_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or(name);
+    Some(service_name.to_string())
+}
+
+/// Every RDS route configuration named by a listener's HTTP connection manager exists.
 fn check_listeners(types: &Types) -> Result<(), SnapshotError> {
     let routes = &types[ResourceType::Route.index()];
-    for (name, resource) in &types[ResourceType::Listener.index()] {
-        let listener: Listener = decode(ResourceType::Listener, resource)?;
-        for route_config in rds_names(name, &listener)? {
-            if !routes.contains_key(&route_config) {
-                return Err(SnapshotError::MissingRouteConfig {
-                    listener: name.clone(),
-                    route_config,
-                });
+    for (name, entry) in &types[ResourceType::Listener.index()] {
+        let decoded: Vec<String>;
+        let needs: &[String] = match &entry.needs {
+            Some(needs) => needs,
+            None => {
+                let listener: Listener = decode(ResourceType::Listener, &entry.resource)?;
+                decoded = rds_names(name, &listener)?;
+                &decoded
             }
+        };
+        if let Some(route_config) = needs.iter().find(|n| !routes.contains_key(*n)) {
+            return Err(SnapshotError::MissingRouteConfig {
+                listener: name.clone(),
+                route_config: route_config.clone(),
+            });
         }
     }
     Ok(())
@@ -425,5 +562,77 @@ mod tests {
         let a_cla = |s: &Snapshot| s.resources(ResourceType::Endpoint)["a"].clone();
         assert!(Arc::ptr_eq(&a_cluster(&first), &a_cluster(&second)));
         assert!(!Arc::ptr_eq(&a_cla(&first), &a_cla(&second)));
+    }
+
+    #[test]
+    fn typed_adds_check_without_decoding_and_match_encoded_adds() {
+        let mut c = cluster("a");
+        if let Some(eds) = c.eds_cluster_config.as_mut() {
+            eds.service_name = "svc-a".into();
+        }
+        let mut builder = Snapshot::builder();
+        builder.add_cluster(&c).add_load_assignment(&cla("a", 1));
+        let error = builder.build().expect_err("service name CLA missing");
+        assert_eq!(
+            error,
+            SnapshotError::MissingEndpoints {
+                cluster: "a".into(),
+                service_name: "svc-a".into()
+            }
+        );
+
+        let mut builder = Snapshot::builder();
+        builder.add_listener(&listener("l", "routes"));
+        let error = builder.build().expect_err("missing route config");
+        assert_eq!(
+            error,
+            SnapshotError::MissingRouteConfig {
+                listener: "l".into(),
+                route_config: "routes".into()
+            }
+        );
+
+        let mut typed = Snapshot::builder();
+        typed
+            .add_cluster(&cluster("a"))
+            .add_load_assignment(&cla("a", 8080))
+            .add_listener(&listener("l", "l"))
+            .add_route(&route_config("l", "a"));
+        let typed = typed.build().expect("consistent");
+        let untyped = snapshot_of(&["a"], &["l"]);
+        for ty in ResourceType::ALL {
+            assert_eq!(typed.version(ty), untyped.version(ty));
+        }
+    }
+
+    #[test]
+    fn listener_with_undecodable_connection_manager_is_rejected() {
+        let mut l = listener("l", "routes");
+        if let Some(ConfigType::TypedConfig(any)) =
+            &mut l.filter_chains[0].filters[0].config_type
+        {
+            any.value = vec![0xff, 0xff, 0xff];
+        }
+        let mut builder = Snapshot::builder();
+        builder.add_listener(&l);
+        assert!(matches!(
+            builder.build(),
+            Err(SnapshotError::Decode { ty: ResourceType::Listener, name, .. }) if name == "l"
+        ));
+    }
+
+    #[test]
+    fn encoded_resources_are_shared_as_added() {
+        let encoded = Encoded::load_assignment(&cla("a", 1));
+        let mut builder = Snapshot::builder();
+        builder
+            .add_cluster(&cluster("a"))
+            .add_encoded(encoded.clone());
+        let snapshot = builder.build().expect("consistent");
+        assert_eq!(encoded.ty(), ResourceType::Endpoint);
+        assert!(Arc::ptr_eq(
+            &snapshot.resources(ResourceType::Endpoint)["a"],
+            encoded.resource()
+        ));
     }
 }

@@ -4,20 +4,28 @@
 //! Responses go through a small bounded channel: awaiting a send is the backpressure, and while a
 //! slow client holds the task up the group's `watch` keeps only the newest snapshot, so the client
 //! gets the latest state when it catches up, never a backlog.
+//!
+//! Before serving, the task checks the client's identity against the group it asks for
+//! ([`crate::authz`]) and that the group may be created; every request takes a token from the
+//! stream's [`TokenBucket`] (a flooding client gets `RESOURCE_EXHAUSTED` and the stream ends). On
+//! shutdown each stream closes after its own random delay within the drain spread.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use crate::authz::{Authz, PeerIdentity};
 use crate::cache::Cache;
+use crate::group::DEFAULT_GROUP;
+use crate::limits::TokenBucket;
 use crate::convergence::Member;
 use crate::delta::DeltaStream;
 use crate::metrics::{XdsMetrics, client_kind};
@@ -97,6 +105,27 @@ pub(crate) struct Context {
     pub(crate) cache: Arc<Cache>,
     pub(crate) metrics: XdsMetrics,
     pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) authz: Authz,
+    /// How long after the server stops this stream closes (random within the drain spread).
+    pub(crate) drain_delay: Duration,
+}
+
+/// What a stream was admitted with: its slot among the server's streams, the client's
+/// identity, and its request budget.
+pub(crate) struct Admission {
+    pub(crate) _permit: OwnedSemaphorePermit,
+    pub(crate) peer: Option<Arc<PeerIdentity>>,
+    pub(crate) bucket: TokenBucket,
+}
+
+// === impl Context ===
+
+impl Context {
+    /// Completes when the server stops, plus this stream's drain delay.
+    async fn draining(&mut self) {
+        let _ = self.stop.wait_for(|stop| *stop).await;
+        tokio::time::sleep(self.drain_delay).await;
+    }
 }
 
 type Responses<R> = mpsc::Sender<Result<R, Status>>;
@@ -145,6 +174,7 @@ impl Drop for Connected {
 pub(crate) async fn run<M, S>(
     mut ctx: Context,
     scope: Scope,
+    mut admission: Admission,
     mut requests: S,
     tx: Responses<M::Response>,
 ) where
@@ -164,7 +194,23 @@ pub(crate) async fn run<M, S>(
         None => return,
     };
     let node = NodeInfo::from_node(M::node_of(&first));
-    let mut snapshots = ctx.cache.subscribe(&node.group);
+    let cluster = M::node_of(&first)
+        .map(|n| n.cluster.as_str())
+        .filter(|c| !c.is_empty())
+        .unwrap_or(DEFAULT_GROUP);
+    let admitted = ctx
+        .authz
+        .check(admission.peer.as_deref(), cluster)
+        .and_then(|()| over_rate(&mut admission.bucket))
+        .and_then(|()| {
+            ctx.cache
+                .try_subscribe(&node.group)
+                .map_err(|e| Status::resource_exhausted(e.to_string()))
+        });
+    let mut snapshots = match admitted {
+        Ok(snapshots) => snapshots,
+        Err(status) => return refuse(&tx, &node, status).await,
+    };
     let registration = ctx.cache.register(ProxyStatus {
         node_id: node.id.clone(),
         group: node.group.clone(),
@@ -201,7 +247,10 @@ pub(crate) async fn run<M, S>(
         published = None;
         out = tokio::select! {
             request = requests.next() => match request {
-                Some(Ok(request)) => machine.on_request(request),
+                Some(Ok(request)) => match over_rate(&mut admission.bucket) {
+                    Ok(()) => machine.on_request(request),
+                    Err(status) => return refuse(&tx, &node, status).await,
+                },
                 Some(Err(status)) => {
                     debug!(node = %node.id, %status, "xDS stream error");
                     break;
@@ -222,10 +271,26 @@ pub(crate) async fn run<M, S>(
                     None => Output::default(),
                 }
             },
-            _ = ctx.stop.wait_for(|stop| *stop) => break,
+            _ = ctx.draining() => break,
         };
     }
     info!(node = %node.id, group = %node.group, stream = scope.stream_name(), delta = M::DELTA, "xDS stream closed");
+}
+
+/// Takes a token for one request; `RESOURCE_EXHAUSTED` when the stream is over its rate.
+fn over_rate(bucket: &mut TokenBucket) -> Result<(), Status> {
+    if bucket.try_take(Instant::now()) {
+        return Ok(());
+    }
+    Err(Status::resource_exhausted(
+        "xDS request rate limit exceeded; closing the stream",
+    ))
+}
+
+/// Ends the stream with `status` (sent if the client reads it within a second) and logs why.
+async fn refuse<R>(tx: &Responses<R>, node: &NodeInfo, status: Status) {
+    warn!(node = %node.id, group = %node.group, code = ?status.code(), reason = status.message(), "xDS stream refused");
+    let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Err(status))).await;
 }
 
 /// Counts and sends one step's output; false when the stream is gone or the server stops.
@@ -250,7 +315,7 @@ async fn deliver<M: Machine>(
         }
         let sent = tokio::select! {
             sent = tx.send(Ok(response)) => sent.is_ok(),
-            _ = ctx.stop.wait_for(|stop| *stop) => false,
+            _ = ctx.draining() => false,
         };
         if !sent {
             return false;

@@ -6,9 +6,11 @@
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use portolan_e2e::ads::channel;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::mesh::CONFIG_DEADLINE;
 use portolan_e2e::portolan::{ConfigDir, Ports};
+use portolan_e2e::procfs::rss_kib;
 use portolan_e2e::{Envoy, Mesh, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 /// Generous bound on a Portolan process's resident memory under the load tests.
@@ -25,16 +27,6 @@ const RSS_LIMIT_KIB: u64 = 500 * 1024;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
-
-/// Resident memory of a process, from `/proc/<pid>/status` (KiB).
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))
 }
 
 fn portolan_rss(p: &Portolan) -> anyhow::Result<u64> {
@@ -432,16 +424,6 @@ impl AdsClient {
             }
         }
     }
-}
-
-async fn channel(port: u16, window: Option<u32>) -> anyhow::Result<Channel> {
-    let mut endpoint = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?;
-    if let Some(w) = window {
-        endpoint = endpoint
-            .initial_stream_window_size(w)
-            .initial_connection_window_size(w);
-    }
-    Ok(endpoint.connect().await?)
 }
 
 fn services(n: usize, port: u16) -> String {

@@ -198,6 +198,11 @@ impl Envoy {
         res.map_err(|e| anyhow::anyhow!("{e}\nenvoy log:\n{}", self.log_tail()))
     }
 
+    /// The process id (for reading its memory from `/proc`), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self._child.id()
+    }
+
     /// GET on the admin port, as text.
     pub async fn admin(&self, path: &str) -> anyhow::Result<String> {
         Ok(client()

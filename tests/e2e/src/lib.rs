@@ -7,14 +7,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod ads;
 pub mod envoy;
 pub mod http;
 pub mod manifests;
 pub mod mesh;
 pub mod portolan;
 pub mod ports;
+pub mod procfs;
 pub mod tls;
 pub mod upstream;
+pub mod xds_tls;
 
 pub use envoy::Envoy;
 pub use http::Reply;

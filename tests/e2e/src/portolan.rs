@@ -84,6 +84,18 @@ impl Portolan {
         ports: Ports,
         serve_args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_with_env(bin, config, ports, serve_args, &[]).await
+    }
+
+    /// Like [`Portolan::start_with`], with extra environment variables for the process
+    /// (`TOKIO_WORKER_THREADS`, ...).
+    pub async fn start_with_env(
+        bin: &Path,
+        config: &ConfigDir,
+        ports: Ports,
+        serve_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let logdir = tempfile::tempdir()?;
         let log = logdir.path().join("portolan.log");
         let logfile = std::fs::File::create(&log)?;
@@ -97,6 +109,7 @@ impl Portolan {
             .args(["--mesh-port", &ports.mesh.to_string()])
             .args(["--log-level", "info,portolan_xds=debug"])
             .args(serve_args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(logfile)
             .kill_on_drop(true)

@@ -76,6 +76,34 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A client certificate (client-auth usage) with these DNS and URI SANs.
+    pub fn issue_client(&self, dns: &[&str], uris: &[&str]) -> anyhow::Result<ServerCert> {
+        let mut params = CertificateParams::new(dns.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+        for uri in uris {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::URI((*uri).try_into()?));
+        }
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "portolan e2e client");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &*self.issuer)?;
+        Ok(ServerCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+        })
+    }
+
+    /// The CA certificate, DER (to trust it in a rustls client).
+    pub fn der(&self) -> CertificateDer<'static> {
+        self.cert_der()
+    }
+}
+
 // === impl ServerCert ===
 
 impl ServerCert {

@@ -5,6 +5,7 @@
 //! For contrast it also adds one whole service (a new cluster: CDS is full state in SotW).
 
 use crate::build::{changed_versions, snapshot};
+use portolan::pipeline::IncrementalBuilder;
 use crate::measure::time_runs;
 use crate::proxy::{DeltaProxy, Push, SotwProxy};
 use crate::synth::SynthService;
@@ -23,8 +24,11 @@ pub struct EndpointChange {
     pub cluster: String,
     /// Index apply of the changed EndpointSlice and `world()`, per run.
     pub apply: Vec<Duration>,
-    /// translate + snapshot build reusing the previous snapshot, per run.
+    /// translate + snapshot build reusing the previous snapshot, per run, as `portolan serve`
+    /// rebuilds (incrementally: see [`IncrementalBuilder`]).
     pub rebuild: Vec<Duration>,
+    /// The same rebuild from scratch (`translate()` + snapshot reusing the previous), per run.
+    pub rebuild_full: Vec<Duration>,
     /// Resources whose version changed, per type (CDS, EDS, LDS, RDS), for the first change.
     pub changed: [usize; 4],
     /// The initial sync of one proxy.
@@ -49,7 +53,14 @@ pub fn endpoint_change(spec: WorldSpec, runs: usize) -> Result<EndpointChange, B
     let services = spec.services_list();
     let mut index = spec.index();
     let (group, options) = (ProxyGroup::default(), Options::default());
-    let build = |index: &mut Index, previous: Option<&Snapshot>| {
+    let mut builder = IncrementalBuilder::new();
+    let mut build = |index: &mut Index, previous: Option<&Snapshot>| {
+        let world = index.world();
+        builder
+            .build(&world, &group, &options, previous)
+            .map(Arc::new)
+    };
+    let build_full = |index: &mut Index, previous: Option<&Snapshot>| {
         let world = index.world();
         let resources = portolan_translate::translate(&world, &group, &options);
         snapshot(&resources, previous).map(Arc::new)
@@ -65,6 +76,7 @@ pub fn endpoint_change(spec: WorldSpec, runs: usize) -> Result<EndpointChange, B
 
     let mut apply = Vec::new();
     let mut rebuild = Vec::new();
+    let mut rebuild_full = Vec::new();
     let mut first = None;
     for run in 0..runs.max(1) {
         let changed = with_endpoint(&services[target.index], spec.spare_ip(run % 2));
@@ -74,10 +86,15 @@ pub fn endpoint_change(spec: WorldSpec, runs: usize) -> Result<EndpointChange, B
             }
             index.world()
         });
+        let (t_full, full) = time_runs(1, || build_full(&mut index, Some(&current)));
         let (t_rebuild, next) = time_runs(1, || build(&mut index, Some(&current)));
         let next = next?;
+        if !same_versions(&full?, &next) {
+            return Err(BenchError::Proxy("incremental and full rebuilds differ".into()));
+        }
         apply.extend(t_apply);
         rebuild.extend(t_rebuild);
+        rebuild_full.extend(t_full);
         if first.is_none() {
             let counts = changed_versions(&current, &next);
             let pushes = (sotw.update(next.clone())?, delta.update(next.clone())?);
@@ -100,6 +117,7 @@ pub fn endpoint_change(spec: WorldSpec, runs: usize) -> Result<EndpointChange, B
         cluster: target.cluster,
         apply,
         rebuild,
+        rebuild_full,
         changed,
         sotw_initial,
         delta_initial,
@@ -109,6 +127,13 @@ pub fn endpoint_change(spec: WorldSpec, runs: usize) -> Result<EndpointChange, B
         sotw_add: sotw.update(added.clone())?,
         delta_add: delta.update(added)?,
     })
+}
+
+/// Whether two snapshots have the same version for every type.
+fn same_versions(a: &Snapshot, b: &Snapshot) -> bool {
+    ResourceType::ALL
+        .iter()
+        .all(|&ty| a.version(ty) == b.version(ty))
 }
 
 /// The service with its first endpoint moved to `ip`.

@@ -1,9 +1,23 @@
-//! The scenarios of issue #3, each a function from a size to a report of measured figures.
+//! The scenarios: issue #3's (translate, endpoint-change, envoy-ack) and issue #8's (S3–S9:
+//! fan-out, memory per proxy, bytes per change, reconnect storm, Envoy ingest, churn, worker
+//! threads), each a function from a size to a report of measured figures.
 
+pub mod churn;
+pub mod delta_bytes;
+pub mod dist;
 pub mod endpoint_change;
 pub mod envoy_ack;
+pub mod envoy_ingest;
+pub mod fan_out;
+pub mod reconnect;
+pub mod served;
 pub mod translate;
 
+pub use churn::{Churn, ChurnConfig, churn};
+pub use delta_bytes::{delta_bytes, delta_bytes_md};
 pub use endpoint_change::{EndpointChange, endpoint_change};
 pub use envoy_ack::{EnvoyAck, EnvoyAckConfig, envoy_ack};
+pub use envoy_ingest::{Ingest, envoy_ingest, envoy_ingest_md};
+pub use fan_out::{FanOut, FanOutConfig, fan_out, fan_out_md, workers_md};
+pub use reconnect::{Reconnect, reconnect};
 pub use translate::{TranslateBench, translate};

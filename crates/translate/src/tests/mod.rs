@@ -5,6 +5,7 @@ mod gateway_rules;
 mod golden;
 mod golden_routing;
 mod golden_telemetry;
+mod incremental;
 mod roundtrip;
 mod routing_rules;
 mod rules;
