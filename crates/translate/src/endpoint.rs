@@ -22,6 +22,8 @@ struct Candidate<'w> {
     ready: bool,
     serving: bool,
     terminating: bool,
+    /// The address as written (an IPv4 literal that parsed is already canonical).
+    address: &'w str,
 }
 
 /// The assignment of one cluster of a Service port (the port's, or a subset's with only the
@@ -62,6 +64,7 @@ fn candidates<'w>(
                 ready: ep.ready,
                 serving: ep.serving,
                 terminating: ep.terminating,
+                address: &ep.address,
             })
         }));
     }
@@ -120,12 +123,39 @@ fn by_zone(selected: &[Candidate<'_>]) -> Vec<LocalityLbEndpoints> {
 }
 
 fn lb_endpoint(c: &Candidate<'_>) -> LbEndpoint {
+    // Rust parses only canonical IPv4 (no leading zeros), so the written form is the printed
+    // one; IPv6 has several spellings, so it is printed.
+    let address = match c.ip {
+        IpAddr::V4(_) => c.address.to_string(),
+        IpAddr::V6(ip) => ip.to_string(),
+    };
     LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(EnvoyEndpoint {
-            address: Some(socket_address(&c.ip.to_string(), c.port)),
+            address: Some(socket_address(&address, c.port)),
             ..Default::default()
         })),
         health_status: HealthStatus::Healthy as i32,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    /// `lb_endpoint` writes an IPv4 address as written: only canonical spellings parse.
+    #[test]
+    fn only_canonical_ipv4_parses() {
+        for odd in [
+            "010.0.0.1",
+            "10.0.0.01",
+            "10.0.1",
+            "0x0a.0.0.1",
+            " 10.0.0.1",
+        ] {
+            assert!(odd.parse::<IpAddr>().is_err(), "{odd}");
+        }
+        let ip: IpAddr = "10.0.0.1".parse().expect("valid");
+        assert_eq!(ip.to_string(), "10.0.0.1");
     }
 }

@@ -213,11 +213,16 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
 }
 
 /// Sorts a list by resource name (stable); with `dedup`, drops repeated names (first one wins).
+///
+/// Sorts positions, not the messages (a Cluster is large), then moves each message once.
 fn sort_by_name<T>(list: &mut Vec<T>, name: impl Fn(&T) -> &str, dedup: bool) {
-    list.sort_by(|a, b| name(a).cmp(name(b)));
+    let mut order: Vec<usize> = (0..list.len()).collect();
+    order.sort_by(|&a, &b| name(&list[a]).cmp(name(&list[b])));
     if dedup {
-        list.dedup_by(|a, b| name(a) == name(b));
+        order.dedup_by(|a, b| name(&list[*a]) == name(&list[*b]));
     }
+    let mut slots: Vec<Option<T>> = list.drain(..).map(Some).collect();
+    list.extend(order.into_iter().filter_map(|i| slots[i].take()));
 }
 
 // === impl Resources ===
@@ -226,7 +231,11 @@ impl Resources {
     /// Sorts every list by resource name and drops repeated names (first one wins).
     fn sort(&mut self) {
         sort_by_name(&mut self.clusters, |c| c.name.as_str(), true);
-        sort_by_name(&mut self.load_assignments, |c| c.cluster_name.as_str(), true);
+        sort_by_name(
+            &mut self.load_assignments,
+            |c| c.cluster_name.as_str(),
+            true,
+        );
         sort_by_name(&mut self.listeners, |l| l.name.as_str(), false);
         sort_by_name(&mut self.routes, |r| r.name.as_str(), false);
     }

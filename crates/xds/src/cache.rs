@@ -260,10 +260,18 @@ mod tests {
         cache.set_max_groups(2);
         let _a = cache.try_subscribe("a").expect("first");
         let _b = cache.try_subscribe("b").expect("second");
-        let err = cache.try_subscribe("c").expect_err("third is over the limit");
+        let err = cache
+            .try_subscribe("c")
+            .expect_err("third is over the limit");
         assert_eq!(err.limit, 2);
-        assert!(err.to_string().contains("too many proxy groups (limit 2)"), "{err}");
-        assert!(cache.try_subscribe("a").is_ok(), "an existing group is always allowed");
+        assert!(
+            err.to_string().contains("too many proxy groups (limit 2)"),
+            "{err}"
+        );
+        assert!(
+            cache.try_subscribe("a").is_ok(),
+            "an existing group is always allowed"
+        );
         assert_eq!(cache.groups(), vec!["a".to_string(), "b".to_string()]);
     }
 

@@ -184,7 +184,11 @@ impl XdsServer {
         let remote = request.extensions().get::<ConnInfo>();
         let Ok(permit) = self.inner.streams.clone().try_acquire_owned() else {
             let remote = remote.and_then(|c| c.remote);
-            warn!(?remote, limit = limits.max_streams, "xDS stream refused: too many streams");
+            warn!(
+                ?remote,
+                limit = limits.max_streams,
+                "xDS stream refused: too many streams"
+            );
             return Err(Status::resource_exhausted(format!(
                 "too many xDS streams (limit {})",
                 limits.max_streams

@@ -146,7 +146,9 @@ struct Entry {
 impl Encoded {
     /// A cluster, named by its name; an EDS cluster needs its ClusterLoadAssignment.
     pub fn cluster(cluster: &Cluster) -> Self {
-        let needs: Vec<String> = eds_service_name(&cluster.name, cluster).into_iter().collect();
+        let needs: Vec<String> = eds_service_name(&cluster.name, cluster)
+            .into_iter()
+            .collect();
         Self::new(ResourceType::Cluster, &cluster.name, cluster, needs)
     }
 
@@ -608,9 +610,7 @@ mod tests {
     #[test]
     fn listener_with_undecodable_connection_manager_is_rejected() {
         let mut l = listener("l", "routes");
-        if let Some(ConfigType::TypedConfig(any)) =
-            &mut l.filter_chains[0].filters[0].config_type
-        {
+        if let Some(ConfigType::TypedConfig(any)) = &mut l.filter_chains[0].filters[0].config_type {
             any.value = vec![0xff, 0xff, 0xff];
         }
         let mut builder = Snapshot::builder();

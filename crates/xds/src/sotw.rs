@@ -247,6 +247,8 @@ impl TypeState {
         match &request.error_detail {
             None => {
                 self.acked_version = Some(last.version.clone());
+                // Accepted: the copy kept for restoring on a NACK is no longer needed.
+                last.previous = Vec::new();
                 Answer::Ack(nonce)
             }
             Some(error) => {

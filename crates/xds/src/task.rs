@@ -24,10 +24,10 @@ use tracing::{debug, info, warn};
 
 use crate::authz::{Authz, PeerIdentity};
 use crate::cache::Cache;
-use crate::group::DEFAULT_GROUP;
-use crate::limits::TokenBucket;
 use crate::convergence::Member;
 use crate::delta::DeltaStream;
+use crate::group::DEFAULT_GROUP;
+use crate::limits::TokenBucket;
 use crate::metrics::{XdsMetrics, client_kind};
 use crate::resource::ResourceType;
 use crate::snapshot::Snapshot;

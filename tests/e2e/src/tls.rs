@@ -79,7 +79,8 @@ impl TestCa {
 impl TestCa {
     /// A client certificate (client-auth usage) with these DNS and URI SANs.
     pub fn issue_client(&self, dns: &[&str], uris: &[&str]) -> anyhow::Result<ServerCert> {
-        let mut params = CertificateParams::new(dns.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+        let mut params =
+            CertificateParams::new(dns.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
         for uri in uris {
             params
                 .subject_alt_names

@@ -5,11 +5,11 @@
 //! For contrast it also adds one whole service (a new cluster: CDS is full state in SotW).
 
 use crate::build::{changed_versions, snapshot};
-use portolan::pipeline::IncrementalBuilder;
 use crate::measure::time_runs;
 use crate::proxy::{DeltaProxy, Push, SotwProxy};
 use crate::synth::SynthService;
 use crate::{BenchError, WorldSpec};
+use portolan::pipeline::IncrementalBuilder;
 use portolan_model::{Index, Object, ServiceKey};
 use portolan_translate::{Options, ProxyGroup};
 use portolan_xds::{ResourceType, Snapshot};
@@ -88,9 +88,11 @@ pub fn endpoint_change(spec: WorldSpec, runs: usize) -> Result<EndpointChange, B
         });
         let (t_full, full) = time_runs(1, || build_full(&mut index, Some(&current)));
         let (t_rebuild, next) = time_runs(1, || build(&mut index, Some(&current)));
-        let next = next?;
-        if !same_versions(&full?, &next) {
-            return Err(BenchError::Proxy("incremental and full rebuilds differ".into()));
+        let (full, next) = (full?, next?);
+        if !same_versions(&full, &next) {
+            return Err(BenchError::Proxy(
+                "incremental and full rebuilds differ".into(),
+            ));
         }
         apply.extend(t_apply);
         rebuild.extend(t_rebuild);

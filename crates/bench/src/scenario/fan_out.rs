@@ -1,0 +1,199 @@
+//! S3 fan-out and S4 memory per proxy (issue #8): N real gRPC ADS clients (SotW, Envoy-like:
+//! CDS, EDS, LDS, RDS, every response ACKed) connected to a real `portolan serve`, all in one
+//! proxy group. One endpoint changes; the time from the file write until each client has
+//! received and ACKed the new assignment is recorded per client. Portolan's resident memory
+//! is read before and after the clients connect. S9 runs the same with Portolan limited to a
+//! number of tokio worker threads (`TOKIO_WORKER_THREADS`).
+
+use crate::WorldSpec;
+use crate::scenario::dist::{Dist, mib, ms};
+use crate::scenario::served::{Served, change_number};
+use anyhow::bail;
+use portolan_e2e::ads::{Fleet, XdsType, endpoint_addresses};
+use portolan_e2e::procfs::rss_kib;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What to start and how many clients to connect.
+#[derive(Clone, Debug)]
+pub struct FanOutConfig {
+    pub spec: WorldSpec,
+    pub clients: usize,
+    /// Endpoint changes, one after the other.
+    pub changes: usize,
+    pub portolan_bin: PathBuf,
+    /// `TOKIO_WORKER_THREADS` for Portolan (none: tokio's default, one per CPU).
+    pub worker_threads: Option<usize>,
+}
+
+/// The figures of one fan-out run.
+#[derive(Clone, Debug)]
+pub struct FanOut {
+    pub spec: WorldSpec,
+    pub clients: usize,
+    pub worker_threads: Option<usize>,
+    /// From the first connect until every client had all four types.
+    pub connect_all: Duration,
+    /// Portolan's RSS with one warm-up client (group built), and with every client synced.
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    /// Per change: file write until the last client ACKed it.
+    pub all_acked: Vec<Duration>,
+    /// Per client and change: file write until that client ACKed it.
+    pub arrivals: Vec<Duration>,
+}
+
+/// How long every client together may take to receive one change.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs S3/S4 (and S9's halves).
+pub async fn fan_out(config: FanOutConfig) -> anyhow::Result<FanOut> {
+    let env_value = config.worker_threads.map(|n| n.to_string());
+    let env: Vec<(&str, &str)> = env_value
+        .iter()
+        .map(|v| ("TOKIO_WORKER_THREADS", v.as_str()))
+        .collect();
+    let served = Served::start(&config.portolan_bin, config.spec, &env).await?;
+    let warm = Fleet::start(&served.fleet(1, "warm")).await?;
+    let rss_before_kib = rss_kib(served.pid()?)?;
+    let start = Instant::now();
+    let mut fleet = Fleet::start(&served.fleet(config.clients, "sim")).await?;
+    let connect_all = start.elapsed();
+    let rss_after_kib = rss_kib(served.pid()?)?;
+    let (mut all_acked, mut arrivals) = (Vec::new(), Vec::new());
+    for k in 1..=config.changes.max(1) {
+        let times = one_change(&served, &mut fleet, config.clients, k).await?;
+        all_acked.push(times.iter().copied().max().unwrap_or_default());
+        arrivals.extend(times);
+    }
+    fleet.stop();
+    warm.stop();
+    served.portolan.terminate().await?;
+    Ok(FanOut {
+        spec: config.spec,
+        clients: config.clients,
+        worker_threads: config.worker_threads,
+        connect_all,
+        rss_before_kib,
+        rss_after_kib,
+        all_acked,
+        arrivals,
+    })
+}
+
+/// Makes change `k`; returns, per client, the time from the write until it ACKed it.
+async fn one_change(
+    served: &Served,
+    fleet: &mut Fleet,
+    clients: usize,
+    k: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let (_, written) = served.change(k)?;
+    let mut arrived: Vec<Option<Duration>> = vec![None; clients];
+    let mut missing = clients;
+    while missing > 0 {
+        if written.elapsed() > CHANGE_TIMEOUT {
+            bail!("{missing} of {clients} clients did not get change {k} in {CHANGE_TIMEOUT:?}");
+        }
+        let (n, received) = fleet.next_update(CHANGE_TIMEOUT).await?;
+        if received.ty != XdsType::Endpoint || arrived[n].is_some() {
+            continue;
+        }
+        let addresses = endpoint_addresses(&received.resources)?;
+        if addresses.iter().any(|a| change_number(a) == Some(k)) {
+            arrived[n] = Some(received.at.duration_since(written));
+            missing -= 1;
+        }
+    }
+    Ok(arrived.into_iter().flatten().collect())
+}
+
+// === impl FanOut ===
+
+impl FanOut {
+    /// Portolan's resident memory per connected client (KiB).
+    pub fn kib_per_client(&self) -> f64 {
+        self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64 / self.clients.max(1) as f64
+    }
+
+    fn threads(&self) -> String {
+        self.worker_threads
+            .map_or("default (one per CPU)".to_string(), |n| n.to_string())
+    }
+}
+
+/// S3 and S4 as markdown: one row per client count.
+pub fn fan_out_md(runs: &[FanOut]) -> String {
+    let mut out = String::new();
+    let Some(first) = runs.first() else {
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "### S3 fan-out and S4 memory per proxy ({} services, {} endpoints, one proxy group, SotW ADS, {} changes per size)\n",
+        first.spec.services,
+        first.spec.endpoints,
+        first.all_acked.len()
+    );
+    let _ = writeln!(
+        out,
+        "| Clients | Connect + initial sync (all) | Change → client ACK p50 | p99 | max | Every client ACKed (median over changes) | Portolan RSS before → after | RSS per client |\n|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in runs {
+        let d = Dist::of(&r.arrivals);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} → {} | {:.1} KiB |",
+            r.clients,
+            ms(r.connect_all),
+            ms(d.p50),
+            ms(d.p99),
+            ms(d.max),
+            ms(crate::measure::median(&r.all_acked)),
+            mib(r.rss_before_kib),
+            mib(r.rss_after_kib),
+            r.kib_per_client()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nTimes include Portolan's 100 ms debounce and the file watcher. \"Before\" is Portolan with one warm-up client connected (the group's snapshot built).\n"
+    );
+    out
+}
+
+/// S9 as markdown: the same fan-out with different worker thread counts.
+pub fn workers_md(runs: &[FanOut]) -> String {
+    let mut out = String::new();
+    let Some(first) = runs.first() else {
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "### S9 worker threads ({} clients, {} services, {} changes each)\n",
+        first.clients,
+        first.spec.services,
+        first.all_acked.len()
+    );
+    let _ = writeln!(
+        out,
+        "| TOKIO_WORKER_THREADS | Connect + initial sync (all) | Change → client ACK p50 | p99 | Every client ACKed (median) | vs first row (p99) |\n|---|---:|---:|---:|---:|---:|"
+    );
+    let base = Dist::of(&first.arrivals).p99;
+    for r in runs {
+        let d = Dist::of(&r.arrivals);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {:.2}× |",
+            r.threads(),
+            ms(r.connect_all),
+            ms(d.p50),
+            ms(d.p99),
+            ms(crate::measure::median(&r.all_acked)),
+            crate::measure::ratio(d.p99, base)
+        );
+    }
+    out.push('\n');
+    out
+}
