@@ -3,5 +3,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fuzzing;
 pub mod pipeline;
 pub mod programmed;
