@@ -65,7 +65,8 @@ for _ in 1 2 3; do ask reviews; done
 echo "== what Portolan says"
 echo "  readyz: $(curl -s http://127.0.0.1:18080/readyz)"
 echo "  config errors: $(curl -s http://127.0.0.1:18080/debug/config-errors)"
-echo "  proxies: $(curl -s http://127.0.0.1:18080/debug/proxies | head -c 300)..."
+echo "  portolan proxy-status:"
+"$BIN" proxy-status --server 127.0.0.1:18000 | sed 's/^/    /'
 
 if [ "${DEMO_KEEP:-0}" = 1 ]; then
   echo "== running; config dir $work/config, Envoy admin 127.0.0.1:15000. Ctrl-C to stop."
