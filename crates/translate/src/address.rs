@@ -3,11 +3,11 @@
 use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address, socket_address};
 
 /// A TCP socket address (`ip` is an IPv4 or IPv6 literal).
-pub(crate) fn socket_address(ip: &str, port: u16) -> Address {
+pub(crate) fn socket_address(ip: impl Into<String>, port: u16) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
             protocol: socket_address::Protocol::Tcp as i32,
-            address: ip.to_string(),
+            address: ip.into(),
             port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(port))),
             ..Default::default()
         })),

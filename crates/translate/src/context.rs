@@ -64,6 +64,11 @@ impl<'w> Context<'w> {
         key: &ServiceKey,
         port: u16,
     ) -> Option<Arc<DestinationPolicy>> {
+        // Resolving the Service's host costs allocations; without policies there is nothing
+        // to find (most worlds: this runs twice per Service port).
+        if self.world.policies.is_empty() {
+            return None;
+        }
         lookup::policy_for(self.world, &key.namespace, &key.name, port)
     }
 

@@ -105,21 +105,32 @@ fn select(mut candidates: Vec<Candidate<'_>>) -> Vec<Candidate<'_>> {
 
 /// One LocalityLbEndpoints per zone (endpoints without one share the empty zone), sorted by zone.
 fn by_zone(selected: &[Candidate<'_>]) -> Vec<LocalityLbEndpoints> {
-    let mut zones: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
+    // Counts first, so each zone's list is allocated once at its size.
+    let mut zones: BTreeMap<&str, usize> = BTreeMap::new();
     for c in selected {
-        zones.entry(c.zone).or_default().push(lb_endpoint(c));
+        *zones.entry(c.zone).or_default() += 1;
     }
-    zones
-        .into_iter()
-        .map(|(zone, lb_endpoints)| LocalityLbEndpoints {
-            locality: Some(Locality {
-                zone: zone.to_string(),
+    let mut out: Vec<LocalityLbEndpoints> = zones
+        .iter_mut()
+        .enumerate()
+        .map(|(i, (zone, count))| {
+            let locality = LocalityLbEndpoints {
+                locality: Some(Locality {
+                    zone: zone.to_string(),
+                    ..Default::default()
+                }),
+                lb_endpoints: Vec::with_capacity(*count),
                 ..Default::default()
-            }),
-            lb_endpoints,
-            ..Default::default()
+            };
+            *count = i;
+            locality
         })
-        .collect()
+        .collect();
+    for c in selected {
+        let at = zones.get(c.zone).copied().unwrap_or_default();
+        out[at].lb_endpoints.push(lb_endpoint(c));
+    }
+    out
 }
 
 fn lb_endpoint(c: &Candidate<'_>) -> LbEndpoint {
@@ -131,7 +142,7 @@ fn lb_endpoint(c: &Candidate<'_>) -> LbEndpoint {
     };
     LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(EnvoyEndpoint {
-            address: Some(socket_address(&address, c.port)),
+            address: Some(socket_address(address, c.port)),
             ..Default::default()
         })),
         health_status: HealthStatus::Healthy as i32,

@@ -14,7 +14,14 @@ pub const MESH_STAT_PREFIX: &str = "mesh_outbound";
 /// The cluster (and EDS service name) of a Service port, Istio style:
 /// `outbound|{port}||{name}.{namespace}.svc.{domain}`.
 pub fn cluster_name(svc: &ServiceKey, port: u16, domain: &str) -> String {
-    format!("outbound|{port}||{}", service_fqdn(svc, domain))
+    let mut name = String::with_capacity(
+        "outbound|65535||.svc.".len() + svc.name.len() + svc.namespace.len() + domain.len(),
+    );
+    name.push_str("outbound|");
+    push_port(&mut name, port);
+    name.push_str("||");
+    push_fqdn(&mut name, svc, domain);
+    name
 }
 
 /// The cluster of a subset of a Service port: `outbound|{port}|{subset}|{fqdn}`.
@@ -52,12 +59,55 @@ pub fn unrouted_cluster_name(port: u16) -> String {
 
 /// `{name}.{namespace}.svc.{domain}`.
 pub fn service_fqdn(svc: &ServiceKey, domain: &str) -> String {
-    format!("{}.{}.svc.{domain}", svc.name, svc.namespace)
+    let mut fqdn =
+        String::with_capacity(".svc.".len() + svc.name.len() + svc.namespace.len() + domain.len());
+    push_fqdn(&mut fqdn, svc, domain);
+    fqdn
 }
 
 /// The virtual host of a Service port: `{name}.{namespace}:{port}`.
 pub fn virtual_host_name(svc: &ServiceKey, port: u16) -> String {
-    format!("{}.{}:{port}", svc.name, svc.namespace)
+    let mut name = String::with_capacity(".:65535".len() + svc.name.len() + svc.namespace.len());
+    name.push_str(&svc.name);
+    name.push('.');
+    name.push_str(&svc.namespace);
+    name.push(':');
+    push_port(&mut name, port);
+    name
+}
+
+/// `host:port` (what `format!` would give, without its machinery: names are built once per
+/// Service port on every translation).
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    let mut out = String::with_capacity(host.len() + ":65535".len());
+    out.push_str(host);
+    out.push(':');
+    push_port(&mut out, port);
+    out
+}
+
+fn push_fqdn(out: &mut String, svc: &ServiceKey, domain: &str) {
+    out.push_str(&svc.name);
+    out.push('.');
+    out.push_str(&svc.namespace);
+    out.push_str(".svc.");
+    out.push_str(domain);
+}
+
+/// Appends a port in decimal.
+fn push_port(out: &mut String, port: u16) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut rest = port;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]
@@ -85,5 +135,18 @@ mod tests {
             "unresolved|x|80|"
         );
         assert_eq!(gateway_listener_name(8443), "gateway-8443");
+        assert_eq!(
+            service_fqdn(&svc, "cluster.local"),
+            "cart.shop.svc.cluster.local"
+        );
+    }
+
+    #[test]
+    fn ports_print_like_format() {
+        for port in [
+            0, 1, 9, 10, 80, 99, 100, 443, 8080, 9999, 10000, 15001, 65535,
+        ] {
+            assert_eq!(host_port("h", port), format!("h:{port}"));
+        }
     }
 }

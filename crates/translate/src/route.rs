@@ -16,6 +16,7 @@ use crate::lookup::{self, TargetId};
 use crate::names;
 use crate::route_rules;
 use crate::service::{PortPlan, ServicePlan};
+use crate::sort_by_name;
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::pb::google::protobuf::BoolValue;
 use portolan_model::World;
@@ -29,21 +30,41 @@ pub(crate) fn mesh_outbound(
     externals: &[ExternalPlan<'_>],
 ) -> RouteConfiguration {
     let routed = mesh_routes(ctx.world);
-    let mut taken = HashSet::new();
     let mut virtual_hosts: Vec<_> = ctx
         .plans
         .iter()
         .flat_map(|plan| plan.ports.iter().map(move |port| (plan, port)))
-        .map(|(plan, port)| virtual_host(ctx, &routed, plan, port, &mut taken))
+        .map(|(plan, port)| virtual_host(ctx, &routed, plan, port))
         .collect();
     virtual_hosts.extend(
         externals
             .iter()
             .filter(|e| e.is_http())
-            .map(|e| external_virtual_host(ctx, &routed, e, &mut taken)),
+            .map(|e| external_virtual_host(ctx, &routed, e)),
     );
-    virtual_hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    drop_taken_domains(&mut virtual_hosts);
+    sort_by_name(&mut virtual_hosts, |v| v.name.as_str(), false);
     route_configuration(names::MESH_ROUTE, virtual_hosts)
+}
+
+/// Drops every domain an earlier virtual host (in translation order) already has.
+///
+/// Marks first, then removes, so the set borrows the domains instead of copying them.
+fn drop_taken_domains(virtual_hosts: &mut [VirtualHost]) {
+    let total = virtual_hosts.iter().map(|v| v.domains.len()).sum();
+    let mut taken: HashSet<&str> = HashSet::with_capacity(total);
+    let keep: Vec<bool> = virtual_hosts
+        .iter()
+        .flat_map(|v| &v.domains)
+        .map(|d| taken.insert(d.as_str()))
+        .collect();
+    if keep.iter().all(|&k| k) {
+        return;
+    }
+    let mut keep = keep.into_iter();
+    for vhost in virtual_hosts {
+        vhost.domains.retain(|_| keep.next().unwrap_or(true));
+    }
 }
 
 /// A route configuration that does not check cluster names (unresolved destinations name
@@ -87,12 +108,8 @@ fn virtual_host(
     routed: &BTreeMap<TargetId, Arc<HttpRoute>>,
     plan: &ServicePlan<'_>,
     port: &PortPlan<'_>,
-    taken: &mut HashSet<String>,
 ) -> VirtualHost {
-    let domains = domains(plan, port.port.port)
-        .into_iter()
-        .filter(|d| taken.insert(d.clone()))
-        .collect();
+    let domains = domains(plan, port.port.port);
     let key = &plan.service.key;
     let scope = Scope {
         target: TargetId::Service(key.clone()),
@@ -114,7 +131,6 @@ fn external_virtual_host(
     ctx: &Context<'_>,
     routed: &BTreeMap<TargetId, Arc<HttpRoute>>,
     plan: &ExternalPlan<'_>,
-    taken: &mut HashSet<String>,
 ) -> VirtualHost {
     let scope = Scope {
         target: TargetId::External(plan.service.source.clone(), plan.host.to_string()),
@@ -125,12 +141,8 @@ fn external_virtual_host(
         route_rules::default_route(&plan.cluster, policy.as_deref())
     });
     VirtualHost {
-        name: format!("{}:{}", plan.host, plan.port.number),
-        domains: plan
-            .domains()
-            .into_iter()
-            .filter(|d| taken.insert(d.clone()))
-            .collect(),
+        name: names::host_port(plan.host, plan.port.number),
+        domains: plan.domains(),
         routes,
         ..Default::default()
     }
@@ -152,18 +164,56 @@ fn routes_for(
 /// The host names of one Service port, most specific last.
 fn domains(plan: &ServicePlan<'_>, port: u16) -> Vec<String> {
     let key = &plan.service.key;
-    let mut hosts = Vec::with_capacity(4);
-    if plan.owns_short_names {
-        hosts.push(key.name.clone());
-    }
-    let with_ns = format!("{}.{}", key.name, key.namespace);
-    hosts.push(format!("{with_ns}.svc"));
-    hosts.push(with_ns);
-    hosts.push(plan.fqdn.clone());
-    let mut domains: Vec<String> = hosts.iter().map(|h| format!("{h}:{port}")).collect();
+    // `fqdn` is `name.ns.svc.{domain}` (see [`names::service_fqdn`]): the shorter hosts are
+    // its prefixes.
+    let with_ns = plan
+        .fqdn
+        .get(..key.name.len() + 1 + key.namespace.len())
+        .unwrap_or_default();
+    let with_svc = plan
+        .fqdn
+        .get(..with_ns.len() + ".svc".len())
+        .unwrap_or_default();
+    let short = Some(key.name.as_str()).filter(|_| plan.owns_short_names);
+    let hosts = short
+        .into_iter()
+        .chain([with_svc, with_ns, plan.fqdn.as_str()]);
+    let mut domains = Vec::with_capacity(8);
+    domains.extend(hosts.clone().map(|h| names::host_port(h, port)));
     if port == plan.default_port {
-        domains.extend(hosts);
+        domains.extend(hosts.map(str::to_string));
     }
-    domains.sort();
+    domains.sort_unstable();
     domains
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vhost(name: &str, domains: &[&str]) -> VirtualHost {
+        VirtualHost {
+            name: name.to_string(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_domain_stays_with_the_first_virtual_host_that_has_it() {
+        let mut hosts = vec![
+            vhost("b", &["x", "y:80", "y"]),
+            vhost("a", &["y", "z", "x:80"]),
+            vhost("c", &["x:80", "w"]),
+        ];
+        drop_taken_domains(&mut hosts);
+        let domains: Vec<Vec<&str>> = hosts
+            .iter()
+            .map(|h| h.domains.iter().map(String::as_str).collect())
+            .collect();
+        assert_eq!(
+            domains,
+            [vec!["x", "y:80", "y"], vec!["z", "x:80"], vec!["w"]]
+        );
+    }
 }
