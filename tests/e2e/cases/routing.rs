@@ -95,6 +95,26 @@ async fn canary_mesh(v1: &Upstream, v2: &Upstream) -> anyhow::Result<Mesh> {
     Ok(m)
 }
 
+/// A mesh in group `mesh` serving one example file, with `service`'s endpoints on `upstream`.
+async fn one_service(
+    example_file: &str,
+    service: &str,
+    upstream: &Upstream,
+) -> anyhow::Result<Mesh> {
+    Mesh::start(
+        bin(),
+        "mesh",
+        &[
+            (&format!("{service}.yaml"), example(example_file)),
+            (
+                &format!("{service}-endpoints.yaml"),
+                endpoints_yaml("default", service, &[upstream]),
+            ),
+        ],
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_weights_split_traffic_and_follow_edits() -> anyhow::Result<()> {
     let v1 = Upstream::start("reviews-v1").await?;
@@ -289,18 +309,7 @@ async fn a_route_timeout_answers_504() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_breaker_overflows_with_503() -> anyhow::Result<()> {
     let up = Upstream::start("inventory").await?;
-    let m = Mesh::start(
-        bin(),
-        "mesh",
-        &[
-            ("inventory.yaml", example("routing/circuit-breaking.yaml")),
-            (
-                "inventory-endpoints.yaml",
-                endpoints_yaml("default", "inventory", &[&up]),
-            ),
-        ],
-    )
-    .await?;
+    let m = one_service("routing/circuit-breaking.yaml", "inventory", &up).await?;
     m.wait_config("\"max_pending_requests\"").await?;
     m.wait_mesh("inventory", "/", "inventory to answer", |r| r.status == 200)
         .await?;
@@ -483,18 +492,7 @@ async fn active_health_checks_take_a_dead_endpoint_out() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_rewrites_and_direct_responses() -> anyhow::Result<()> {
     let up = Upstream::start("frontend").await?;
-    let m = Mesh::start(
-        bin(),
-        "mesh",
-        &[
-            ("frontend.yaml", example("routing/redirects-rewrites.yaml")),
-            (
-                "frontend-endpoints.yaml",
-                endpoints_yaml("default", "frontend", &[&up]),
-            ),
-        ],
-    )
-    .await?;
+    let m = one_service("routing/redirects-rewrites.yaml", "frontend", &up).await?;
     m.wait_mesh("frontend", "/ping", "the direct response", |r| {
         r.status == 200 && r.body == "pong"
     })
@@ -538,18 +536,7 @@ async fn redirects_rewrites_and_direct_responses() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_injection_aborts_and_delays() -> anyhow::Result<()> {
     let up = Upstream::start("details").await?;
-    let m = Mesh::start(
-        bin(),
-        "mesh",
-        &[
-            ("details.yaml", example("routing/fault-injection.yaml")),
-            (
-                "details-endpoints.yaml",
-                endpoints_yaml("default", "details", &[&up]),
-            ),
-        ],
-    )
-    .await?;
+    let m = one_service("routing/fault-injection.yaml", "details", &up).await?;
     let with_fault = |kind: &'static str| {
         m.envoy
             .request(Method::GET, "details", "/")
@@ -633,18 +620,7 @@ async fn mirroring_copies_requests_to_the_shadow() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_operations_on_requests_and_responses() -> anyhow::Result<()> {
     let up = Upstream::start("profile").await?;
-    let m = Mesh::start(
-        bin(),
-        "mesh",
-        &[
-            ("profile.yaml", example("routing/header-manipulation.yaml")),
-            (
-                "profile-endpoints.yaml",
-                endpoints_yaml("default", "profile", &[&up]),
-            ),
-        ],
-    )
-    .await?;
+    let m = one_service("routing/header-manipulation.yaml", "profile", &up).await?;
     m.wait_mesh("profile", "/headers", "the header edits", |r| {
         r.header("x-served-by") == Some("portolan")
     })
@@ -681,18 +657,7 @@ async fn header_operations_on_requests_and_responses() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_preflight_is_answered_for_allowed_origins() -> anyhow::Result<()> {
     let up = Upstream::start("search").await?;
-    let m = Mesh::start(
-        bin(),
-        "mesh",
-        &[
-            ("search.yaml", example("routing/cors.yaml")),
-            (
-                "search-endpoints.yaml",
-                endpoints_yaml("default", "search", &[&up]),
-            ),
-        ],
-    )
-    .await?;
+    let m = one_service("routing/cors.yaml", "search", &up).await?;
     let preflight = |origin: &'static str| {
         m.envoy
             .request(Method::OPTIONS, "search", "/query")
