@@ -3,9 +3,10 @@
 //! certificate of a `kubernetes.io/tls` Secret made by the test's own CA, and routes
 //! `www.example.com` to a real upstream.
 
+use portolan_e2e::mesh::https_gateway;
 use portolan_e2e::ports::free_port;
 use portolan_e2e::tls::{TestCa, https_get};
-use portolan_e2e::{Mesh, endpoints_yaml, eventually, example};
+use portolan_e2e::{Mesh, eventually, example};
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,27 +19,8 @@ async fn https_http_and_tcp_gateway_listeners_reach_the_upstream() -> anyhow::Re
     let www = portolan_e2e::Upstream::start("www").await?;
     let ca = TestCa::new()?;
     let cert = ca.issue(&["www.example.com", "*.example.com"])?;
-    let (https, http, tcp) = (free_port(), free_port(), free_port());
-    let gateway = example("routing/https-gateway.yaml")
-        .replace("port: 8443", &format!("port: {https}"))
-        .replace("port: 8080", &format!("port: {http}"))
-        .replace("port: 9000", &format!("port: {tcp}"));
-    let m = Mesh::start(
-        bin(),
-        "ingress",
-        &[
-            ("www.yaml", gateway),
-            (
-                "www-endpoints.yaml",
-                endpoints_yaml("default", "www", &[&www]),
-            ),
-            (
-                "www-tls.yaml",
-                cert.secret_yaml("default", "www-example-com-tls"),
-            ),
-        ],
-    )
-    .await?;
+    let (m, ports) = https_gateway(bin(), &www, &cert).await?;
+    let (https, http, tcp) = (ports.https, ports.http, ports.tcp);
     m.wait_config(&format!("\"gateway-{https}\"")).await?;
 
     // HTTPS: SNI www.example.com, verified against the test CA only; the Secret's certificate.

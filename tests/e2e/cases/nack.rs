@@ -4,9 +4,9 @@
 //! config, `/debug/proxies` shows Envoy's error text, `portolan_xds_nacks_total{type="lds"}`
 //! counts it, the rejected version is not resent in a loop, and a fixed Secret is ACKed.
 
-use portolan_e2e::ports::free_port;
+use portolan_e2e::mesh::https_gateway;
 use portolan_e2e::tls::{ServerCert, TestCa, https_get};
-use portolan_e2e::{Mesh, endpoints_yaml, eventually, example};
+use portolan_e2e::{Mesh, eventually};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -61,27 +61,8 @@ async fn envoy_nacks_a_bad_certificate_and_keeps_serving_the_last_good_one() -> 
     let www = portolan_e2e::Upstream::start("www").await?;
     let ca = TestCa::new()?;
     let good = ca.issue(&["www.example.com"])?;
-    let (https, http, tcp) = (free_port(), free_port(), free_port());
-    let gateway = example("routing/https-gateway.yaml")
-        .replace("port: 8443", &format!("port: {https}"))
-        .replace("port: 8080", &format!("port: {http}"))
-        .replace("port: 9000", &format!("port: {tcp}"));
-    let m = Mesh::start(
-        bin(),
-        "ingress",
-        &[
-            ("www.yaml", gateway),
-            (
-                "www-endpoints.yaml",
-                endpoints_yaml("default", "www", &[&www]),
-            ),
-            (
-                "www-tls.yaml",
-                good.secret_yaml("default", "www-example-com-tls"),
-            ),
-        ],
-    )
-    .await?;
+    let (m, ports) = https_gateway(bin(), &www, &good).await?;
+    let https = ports.https;
     eventually(
         "HTTPS with the good certificate",
         Duration::from_secs(20),

@@ -122,3 +122,48 @@ impl Mesh {
         )
     }
 }
+
+/// The ports `examples/routing/https-gateway.yaml` listens on in one test (free ones, in
+/// place of the example's 8443, 8080 and 9000).
+#[derive(Clone, Copy, Debug)]
+pub struct GatewayPorts {
+    pub https: u16,
+    pub http: u16,
+    pub tcp: u16,
+}
+
+/// The example HTTPS gateway on free ports, run by an Envoy in group `ingress`: `www`'s
+/// endpoints are `upstream`, and the Secret `www-example-com-tls` holds `cert`.
+pub async fn https_gateway(
+    bin: &Path,
+    upstream: &crate::Upstream,
+    cert: &crate::tls::ServerCert,
+) -> anyhow::Result<(Mesh, GatewayPorts)> {
+    use crate::ports::free_port;
+    let ports = GatewayPorts {
+        https: free_port(),
+        http: free_port(),
+        tcp: free_port(),
+    };
+    let gateway = crate::example("routing/https-gateway.yaml")
+        .replace("port: 8443", &format!("port: {}", ports.https))
+        .replace("port: 8080", &format!("port: {}", ports.http))
+        .replace("port: 9000", &format!("port: {}", ports.tcp));
+    let mesh = Mesh::start(
+        bin,
+        "ingress",
+        &[
+            ("www.yaml", gateway),
+            (
+                "www-endpoints.yaml",
+                crate::endpoints_yaml("default", "www", &[upstream]),
+            ),
+            (
+                "www-tls.yaml",
+                cert.secret_yaml("default", "www-example-com-tls"),
+            ),
+        ],
+    )
+    .await?;
+    Ok((mesh, ports))
+}
