@@ -4,6 +4,8 @@
 //! encoded once into an `Any`, named, and versioned by the hash of its bytes. Resources are shared
 //! (`Arc`) between snapshots and streams; nothing re-encodes them.
 
+use std::sync::Arc;
+
 use envoy_types::pb::google::protobuf::Any;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
@@ -84,7 +86,8 @@ impl std::fmt::Display for ResourceType {
 /// One encoded Envoy resource: its name, its content version and the `Any` sent to clients.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resource {
-    name: String,
+    /// Shared with every stream that tracks the resource by name (no per-stream copy).
+    name: Arc<str>,
     version: String,
     any: Any,
 }
@@ -103,18 +106,34 @@ impl Resource {
         )
     }
 
+    /// [`Resource::encode`] for a borrowed name (one copy of it, into the shared name).
+    pub fn encode_named<M: prost::Message + prost::Name>(name: &str, msg: &M) -> Self {
+        Self::with_name(
+            Arc::from(name),
+            Any {
+                type_url: M::type_url(),
+                value: msg.encode_to_vec(),
+            },
+        )
+    }
+
     /// Wraps an already encoded resource.
     pub fn from_any(name: impl Into<String>, any: Any) -> Self {
-        let version = format!("{:016x}", xxh3_64(&any.value));
-        Self {
-            name: name.into(),
-            version,
-            any,
-        }
+        Self::with_name(Arc::from(name.into()), any)
+    }
+
+    fn with_name(name: Arc<str>, any: Any) -> Self {
+        let version = hex16(xxh3_64(&any.value));
+        Self { name, version, any }
     }
 
     /// The resource name (cluster name, CLA cluster name, listener name, route config name).
     pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name as a shared string: streams key their per-resource state by it.
+    pub(crate) fn shared_name(&self) -> &Arc<str> {
         &self.name
     }
 
@@ -139,7 +158,18 @@ pub(crate) fn aggregate_version<'a>(items: impl IntoIterator<Item = (&'a str, &'
         hasher.update(version.as_bytes());
         hasher.update(&[0]);
     }
-    format!("{:016x}", hasher.digest())
+    hex16(hasher.digest())
+}
+
+/// `value` as 16 lower-case hex digits (what `format!("{value:016x}")` gives, without the
+/// formatting machinery: one version is made per resource per build).
+fn hex16(value: u64) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(16);
+    for shift in (0..16).rev() {
+        out.push(char::from(DIGITS[((value >> (shift * 4)) & 0xf) as usize]));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -180,6 +210,13 @@ mod tests {
         );
         assert_eq!(a.version(), b.version());
         assert_ne!(a.version(), c.version());
+    }
+
+    #[test]
+    fn hex16_matches_format() {
+        for value in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
+            assert_eq!(hex16(value), format!("{value:016x}"));
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The tonic services: ADS and per-type CDS/EDS/LDS/RDS, SotW and Delta, each stream run by its
-//! own task ([`crate::task`]); and [`serve`] / [`serve_tls`], which run them on a listener
-//! (plaintext or TLS, see [`crate::incoming`]) until shutdown.
+//! The xDS server: ADS and per-type CDS/EDS/LDS/RDS, SotW and Delta (the gRPC services are in
+//! [`crate::grpc`]), each stream run by its own task ([`crate::task`]); and [`serve`] /
+//! [`serve_tls`], which run them on a listener (plaintext or TLS, see [`crate::incoming`]) until
+//! shutdown.
 //!
 //! Streams are admitted within [`Limits`]: a server-wide stream count (beyond it
 //! `RESOURCE_EXHAUSTED "too many xDS streams (limit N)"`), HTTP/2 concurrent streams per
@@ -13,47 +14,26 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_server::{
-    ClusterDiscoveryService, ClusterDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
-use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::{
-    EndpointDiscoveryService, EndpointDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::listener::v3::listener_discovery_service_server::{
-    ListenerDiscoveryService, ListenerDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::route::v3::route_discovery_service_server::{
-    RouteDiscoveryService, RouteDiscoveryServiceServer,
-};
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{Semaphore, watch};
 use tonic::transport::Server;
 use tonic::transport::server::Router;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status, Streaming};
 use tracing::warn;
 
 use crate::authz::Authz;
 use crate::cache::Cache;
 use crate::csds::Csds;
-use crate::delta::DeltaStream;
+use crate::grpc::{Ads, Cds, Eds, Lds, Rds, XdsService};
 use crate::incoming::{ConnInfo, incoming};
 use crate::limits::{Limits, TokenBucket, jitter};
 use crate::metrics::XdsMetrics;
-use crate::resource::ResourceType;
-use crate::sotw::SotwStream;
 use crate::stream::Scope;
-use crate::task::{self, Admission, Context, Machine};
+use crate::task::{self, Admission, Context, Machine, ResponseStream};
 use crate::tls::TlsReloader;
 
 /// Largest response sent (large meshes make large CDS responses); requests are bounded by
 /// [`Limits::max_request_bytes`].
-const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 /// Responses buffered per stream before the task waits for the client.
 const RESPONSE_BUFFER: usize = 4;
 
@@ -79,9 +59,6 @@ struct Inner {
     authz: Authz,
     streams: Arc<Semaphore>,
 }
-
-type SotwResponses = ReceiverStream<Result<DiscoveryResponse, Status>>;
-type DeltaResponses = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
 
 // === impl XdsServer ===
 
@@ -130,31 +107,11 @@ impl XdsServer {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(self.inner.limits.max_streams_per_connection)
-            .add_service(
-                AggregatedDiscoveryServiceServer::new(self.clone())
-                    .max_decoding_message_size(max_request)
-                    .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            )
-            .add_service(
-                ClusterDiscoveryServiceServer::new(self.clone())
-                    .max_decoding_message_size(max_request)
-                    .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            )
-            .add_service(
-                EndpointDiscoveryServiceServer::new(self.clone())
-                    .max_decoding_message_size(max_request)
-                    .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            )
-            .add_service(
-                ListenerDiscoveryServiceServer::new(self.clone())
-                    .max_decoding_message_size(max_request)
-                    .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            )
-            .add_service(
-                RouteDiscoveryServiceServer::new(self.clone())
-                    .max_decoding_message_size(max_request)
-                    .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            )
+            .add_service(XdsService::<Ads>::new(self.clone(), max_request))
+            .add_service(XdsService::<Cds>::new(self.clone(), max_request))
+            .add_service(XdsService::<Eds>::new(self.clone(), max_request))
+            .add_service(XdsService::<Lds>::new(self.clone(), max_request))
+            .add_service(XdsService::<Rds>::new(self.clone(), max_request))
             .add_service(
                 Csds::new(self.inner.cache.clone(), self.inner.stop.subscribe())
                     .into_server()
@@ -205,13 +162,14 @@ impl XdsServer {
         })
     }
 
-    fn start<M: Machine>(
+    /// Admits a stream and starts its task; returns its responses.
+    pub(crate) fn start<M: Machine>(
         &self,
         scope: Scope,
         request: Request<Streaming<M::Request>>,
-    ) -> Result<ReceiverStream<Result<M::Response, Status>>, Status> {
+    ) -> Result<ResponseStream<M::Response>, Status> {
         let admission = self.admit(&request)?;
-        let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
+        let (tx, rx) = task::response_channel(RESPONSE_BUFFER);
         tokio::spawn(task::run::<M, _>(
             self.context(),
             scope,
@@ -219,23 +177,7 @@ impl XdsServer {
             request.into_inner(),
             tx,
         ));
-        Ok(ReceiverStream::new(rx))
-    }
-
-    fn sotw(
-        &self,
-        scope: Scope,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<SotwResponses>, Status> {
-        Ok(Response::new(self.start::<SotwStream>(scope, request)?))
-    }
-
-    fn delta(
-        &self,
-        scope: Scope,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<DeltaResponses>, Status> {
-        Ok(Response::new(self.start::<DeltaStream>(scope, request)?))
+        Ok(rx)
     }
 }
 
@@ -279,136 +221,4 @@ pub async fn serve_tls(
         .serve_with_incoming_shutdown(incoming(listener, tls), signal)
         .await?;
     Ok(())
-}
-
-fn fetch_unimplemented() -> Status {
-    Status::unimplemented("Fetch is not supported; use the streaming RPCs")
-}
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for XdsServer {
-    type StreamAggregatedResourcesStream = SotwResponses;
-    type DeltaAggregatedResourcesStream = DeltaResponses;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<SotwResponses>, Status> {
-        self.sotw(Scope::Aggregated, request)
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<DeltaResponses>, Status> {
-        self.delta(Scope::Aggregated, request)
-    }
-}
-
-#[tonic::async_trait]
-impl ClusterDiscoveryService for XdsServer {
-    type StreamClustersStream = SotwResponses;
-    type DeltaClustersStream = DeltaResponses;
-
-    async fn stream_clusters(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<SotwResponses>, Status> {
-        self.sotw(Scope::Single(ResourceType::Cluster), request)
-    }
-
-    async fn delta_clusters(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<DeltaResponses>, Status> {
-        self.delta(Scope::Single(ResourceType::Cluster), request)
-    }
-
-    async fn fetch_clusters(
-        &self,
-        _request: Request<DiscoveryRequest>,
-    ) -> Result<Response<DiscoveryResponse>, Status> {
-        Err(fetch_unimplemented())
-    }
-}
-
-#[tonic::async_trait]
-impl EndpointDiscoveryService for XdsServer {
-    type StreamEndpointsStream = SotwResponses;
-    type DeltaEndpointsStream = DeltaResponses;
-
-    async fn stream_endpoints(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<SotwResponses>, Status> {
-        self.sotw(Scope::Single(ResourceType::Endpoint), request)
-    }
-
-    async fn delta_endpoints(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<DeltaResponses>, Status> {
-        self.delta(Scope::Single(ResourceType::Endpoint), request)
-    }
-
-    async fn fetch_endpoints(
-        &self,
-        _request: Request<DiscoveryRequest>,
-    ) -> Result<Response<DiscoveryResponse>, Status> {
-        Err(fetch_unimplemented())
-    }
-}
-
-#[tonic::async_trait]
-impl ListenerDiscoveryService for XdsServer {
-    type StreamListenersStream = SotwResponses;
-    type DeltaListenersStream = DeltaResponses;
-
-    async fn stream_listeners(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<SotwResponses>, Status> {
-        self.sotw(Scope::Single(ResourceType::Listener), request)
-    }
-
-    async fn delta_listeners(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<DeltaResponses>, Status> {
-        self.delta(Scope::Single(ResourceType::Listener), request)
-    }
-
-    async fn fetch_listeners(
-        &self,
-        _request: Request<DiscoveryRequest>,
-    ) -> Result<Response<DiscoveryResponse>, Status> {
-        Err(fetch_unimplemented())
-    }
-}
-
-#[tonic::async_trait]
-impl RouteDiscoveryService for XdsServer {
-    type StreamRoutesStream = SotwResponses;
-    type DeltaRoutesStream = DeltaResponses;
-
-    async fn stream_routes(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<SotwResponses>, Status> {
-        self.sotw(Scope::Single(ResourceType::Route), request)
-    }
-
-    async fn delta_routes(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<DeltaResponses>, Status> {
-        self.delta(Scope::Single(ResourceType::Route), request)
-    }
-
-    async fn fetch_routes(
-        &self,
-        _request: Request<DiscoveryRequest>,
-    ) -> Result<Response<DiscoveryResponse>, Status> {
-        Err(fetch_unimplemented())
-    }
 }

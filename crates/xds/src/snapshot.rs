@@ -8,6 +8,10 @@
 //! [`Encoded`] is a resource encoded from its typed message together with the names it needs
 //! (a cluster's EDS service name, a listener's RDS route configurations), read before encoding,
 //! so the check decodes nothing; a resource added already encoded is decoded for the check.
+//!
+//! The builder collects resources in lists and sorts them once at the end (translation emits them
+//! in name order, so that sort is a pass); the name-ordered maps are then built in bulk rather
+//! than one insert at a time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -177,7 +181,7 @@ impl Encoded {
     fn new<M: Message + Name>(ty: ResourceType, name: &str, msg: &M, needs: Vec<String>) -> Self {
         Self {
             ty,
-            resource: Arc::new(Resource::encode(name, msg)),
+            resource: Arc::new(Resource::encode_named(name, msg)),
             needs: needs.into(),
         }
     }
@@ -195,7 +199,8 @@ impl Encoded {
 /// Collects resources for a [`Snapshot`].
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
-    types: [BTreeMap<String, Entry>; 4],
+    /// Per type, in the order added (sorted and checked for duplicates by `build`).
+    types: [Vec<Entry>; 4],
     errors: Vec<SnapshotError>,
     previous: Option<[BTreeMap<String, Arc<Resource>>; 4]>,
 }
@@ -269,18 +274,36 @@ impl SnapshotBuilder {
         self
     }
 
-    /// Checks consistency and freezes the snapshot. Returns the first error found.
+    /// Checks consistency and freezes the snapshot. Returns the first error found (errors seen
+    /// while adding first, then duplicate names in push order of the types).
     pub fn build(mut self) -> Result<Snapshot, SnapshotError> {
         if let Some(error) = self.errors.drain(..).next() {
             return Err(error);
         }
+        for (ty, entries) in ResourceType::ALL.into_iter().zip(self.types.iter_mut()) {
+            // Stable, so of two equal names the first added stays first.
+            entries.sort_by(|a, b| a.resource.name().cmp(b.resource.name()));
+            if let Some(pair) = entries
+                .windows(2)
+                .find(|w| w[0].resource.name() == w[1].resource.name())
+            {
+                return Err(SnapshotError::Duplicate {
+                    ty,
+                    name: pair[1].resource.name().to_string(),
+                });
+            }
+        }
         self.share_unchanged();
-        check_clusters(&self.types)?;
-        check_listeners(&self.types)?;
+        let maps: [BTreeMap<String, Arc<Resource>>; 4] = std::array::from_fn(|i| {
+            self.types[i]
+                .iter()
+                .map(|e| (e.resource.name().to_string(), e.resource.clone()))
+                .collect()
+        });
+        check_clusters(&self.types, &maps)?;
+        check_listeners(&self.types, &maps)?;
         Ok(Snapshot {
-            types: self.types.map(|entries| {
-                let resources: BTreeMap<String, Arc<Resource>> =
-                    entries.into_iter().map(|(n, e)| (n, e.resource)).collect();
+            types: maps.map(|resources| {
                 let version =
                     aggregate_version(resources.iter().map(|(n, r)| (n.as_str(), r.version())));
                 TypeResources { resources, version }
@@ -299,15 +322,7 @@ impl SnapshotBuilder {
     }
 
     fn insert_entry(&mut self, ty: ResourceType, entry: Entry) -> &mut Self {
-        let map = &mut self.types[ty.index()];
-        if map.contains_key(entry.resource.name()) {
-            self.errors.push(SnapshotError::Duplicate {
-                ty,
-                name: entry.resource.name().to_string(),
-            });
-        } else {
-            map.insert(entry.resource.name().to_string(), entry);
-        }
+        self.types[ty.index()].push(entry);
         self
     }
 
@@ -316,8 +331,8 @@ impl SnapshotBuilder {
             return;
         };
         for (current, previous) in self.types.iter_mut().zip(previous) {
-            for (name, entry) in current.iter_mut() {
-                if let Some(old) = previous.get(name)
+            for entry in current.iter_mut() {
+                if let Some(old) = previous.get(entry.resource.name())
                     && !Arc::ptr_eq(old, &entry.resource)
                     && old.any() == entry.resource.any()
                 {
@@ -328,7 +343,8 @@ impl SnapshotBuilder {
     }
 }
 
-type Types = [BTreeMap<String, Entry>; 4];
+type Types = [Vec<Entry>; 4];
+type Maps = [BTreeMap<String, Arc<Resource>>; 4];
 
 fn decode<M: Message + Default>(ty: ResourceType, resource: &Resource) -> Result<M, SnapshotError> {
     M::decode(resource.any().value.as_slice()).map_err(|e| SnapshotError::Decode {
@@ -339,9 +355,10 @@ fn decode<M: Message + Default>(ty: ResourceType, resource: &Resource) -> Result
 }
 
 /// Every EDS cluster's ClusterLoadAssignment exists.
-fn check_clusters(types: &Types) -> Result<(), SnapshotError> {
-    let endpoints = &types[ResourceType::Endpoint.index()];
-    for (name, entry) in &types[ResourceType::Cluster.index()] {
+fn check_clusters(types: &Types, maps: &Maps) -> Result<(), SnapshotError> {
+    let endpoints = &maps[ResourceType::Endpoint.index()];
+    for entry in &types[ResourceType::Cluster.index()] {
+        let name = entry.resource.name();
         let decoded: Vec<String>;
         let needs: &[String] = match &entry.needs {
             Some(needs) => needs,
@@ -353,7 +370,7 @@ fn check_clusters(types: &Types) -> Result<(), SnapshotError> {
         };
         if let Some(missing) = needs.iter().find(|n| !endpoints.contains_key(*n)) {
             return Err(SnapshotError::MissingEndpoints {
-                cluster: name.clone(),
+                cluster: name.to_string(),
                 service_name: missing.clone(),
             });
         }
@@ -379,9 +396,10 @@ fn eds_service_name(name: &str, cluster: &Cluster) -> Option<String> {
 }
 
 /// Every RDS route configuration named by a listener's HTTP connection manager exists.
-fn check_listeners(types: &Types) -> Result<(), SnapshotError> {
-    let routes = &types[ResourceType::Route.index()];
-    for (name, entry) in &types[ResourceType::Listener.index()] {
+fn check_listeners(types: &Types, maps: &Maps) -> Result<(), SnapshotError> {
+    let routes = &maps[ResourceType::Route.index()];
+    for entry in &types[ResourceType::Listener.index()] {
+        let name = entry.resource.name();
         let decoded: Vec<String>;
         let needs: &[String] = match &entry.needs {
             Some(needs) => needs,
@@ -393,7 +411,7 @@ fn check_listeners(types: &Types) -> Result<(), SnapshotError> {
         };
         if let Some(route_config) = needs.iter().find(|n| !routes.contains_key(*n)) {
             return Err(SnapshotError::MissingRouteConfig {
-                listener: name.clone(),
+                listener: name.to_string(),
                 route_config: route_config.clone(),
             });
         }

@@ -18,6 +18,9 @@
 //! * A NACK is recorded and logged; the client keeps its last accepted config, so what it holds is
 //!   restored, and the rejected content is not sent again until it changes (full-state types: until
 //!   the type's version changes).
+//! * Names are shared, not copied: the subscribed names and what the client holds are keyed by
+//!   the snapshot's own `Arc<str>` names, and a type whose snapshot content did not change since
+//!   it last had nothing to send is not planned again (see `TypeState::quiet_at`).
 //! * Pushes go in the order clusters, endpoints, listeners, routes (make-before-break).
 //! * Deferred cluster removal (ADS only): when a push removes clusters and also changes listeners or
 //!   routes, the cluster response of that push still carries the removed clusters (it only adds).
@@ -34,7 +37,7 @@ use tracing::{debug, warn};
 
 use crate::resource::{Resource, ResourceType, aggregate_version};
 use crate::snapshot::Snapshot;
-use crate::status::{Nack, TypeStatus};
+use crate::status::{Nack, SubscribedNames, TypeStatus};
 use crate::stream::{NodeInfo, Nonces, Output, RemovalGate, Scope};
 
 /// The SotW state of one stream.
@@ -48,22 +51,30 @@ pub struct SotwStream {
     gate: RemovalGate,
 }
 
+/// A resource name shared with the snapshot (or made once per subscription when the snapshot
+/// does not have it).
+type Name = Arc<str>;
+
 /// One subscribed type.
 #[derive(Debug)]
 struct TypeState {
     ty: ResourceType,
     wildcard: bool,
-    names: BTreeSet<String>,
+    /// Shared with the stream's status row.
+    names: SubscribedNames,
     /// What we believe the client holds.
-    known: BTreeMap<String, Arc<Resource>>,
+    known: BTreeMap<Name, Arc<Resource>>,
     last: Option<Sent>,
     needs_answer: bool,
     acked_version: Option<String>,
     last_nack: Option<Nack>,
     /// By-name types: resource versions the client rejected.
-    nacked: BTreeMap<String, String>,
+    nacked: BTreeMap<Name, String>,
     /// Full-state types: the aggregate version the client rejected.
     nacked_version: Option<String>,
+    /// The snapshot version of the type for which `plan` last found nothing to send, while
+    /// nothing `plan` reads has changed since: the same content plans to nothing again.
+    quiet_at: Option<String>,
 }
 
 /// The last response sent for a type.
@@ -72,7 +83,7 @@ struct Sent {
     nonce: String,
     version: String,
     /// What `known` held before this response, to restore on NACK.
-    previous: Vec<(String, Option<Arc<Resource>>)>,
+    previous: Vec<(Name, Option<Arc<Resource>>)>,
     answered: bool,
 }
 
@@ -81,7 +92,7 @@ struct Sent {
 struct Plan {
     version: String,
     resources: Vec<Arc<Resource>>,
-    target: BTreeMap<String, Arc<Resource>>,
+    target: BTreeMap<Name, Arc<Resource>>,
 }
 
 /// How a request relates to the last response of its type.
@@ -145,7 +156,7 @@ impl SotwStream {
             }
             Answer::None => {}
         }
-        state.subscribe(&request.resource_names);
+        state.subscribe(&request.resource_names, self.snapshot.as_deref());
         out.responses = self.push();
         out
     }
@@ -175,7 +186,7 @@ impl SotwStream {
             ResourceType::Listener,
             ResourceType::Route,
         ] {
-            if let Some(plan) = self.types.get(&ty).and_then(|s| s.plan(&snapshot, &[])) {
+            if let Some(plan) = self.types.get_mut(&ty).and_then(|s| s.plan(&snapshot, &[])) {
                 plans.push((ty, plan));
             }
         }
@@ -183,7 +194,7 @@ impl SotwStream {
             .iter()
             .any(|(ty, _)| matches!(ty, ResourceType::Listener | ResourceType::Route));
         let mut retained = Vec::new();
-        if let Some(clusters) = self.types.get(&ResourceType::Cluster) {
+        if let Some(clusters) = self.types.get_mut(&ResourceType::Cluster) {
             if self.scope == Scope::Aggregated && (routing_changes || self.gate.is_waiting()) {
                 retained = clusters.removed_by(&snapshot);
             }
@@ -216,7 +227,7 @@ impl TypeState {
         Self {
             ty,
             wildcard: false,
-            names: BTreeSet::new(),
+            names: SubscribedNames::default(),
             known: BTreeMap::new(),
             last: None,
             needs_answer: true,
@@ -224,6 +235,7 @@ impl TypeState {
             last_nack: None,
             nacked: BTreeMap::new(),
             nacked_version: None,
+            quiet_at: None,
         }
     }
 
@@ -269,6 +281,7 @@ impl TypeState {
         let Some(last) = self.last.as_mut() else {
             return;
         };
+        self.quiet_at = None;
         if self.ty.is_wildcard() {
             self.nacked_version = Some(last.version.clone());
         }
@@ -284,19 +297,55 @@ impl TypeState {
         }
     }
 
-    /// Updates the subscribed names; a change needs an answer.
-    fn subscribe(&mut self, requested: &[String]) {
+    /// Updates the subscribed names; a change needs an answer. New names are taken from
+    /// `snapshot` when it has them, so streams share one copy.
+    fn subscribe(&mut self, requested: &[String], snapshot: Option<&Snapshot>) {
         let wildcard =
             requested.iter().any(|n| n == "*") || (requested.is_empty() && self.ty.is_wildcard());
-        let names: BTreeSet<String> = requested.iter().filter(|n| *n != "*").cloned().collect();
-        if wildcard != self.wildcard || names != self.names {
+        // The common case, a request naming the same names in the same (sorted) order, builds
+        // no set.
+        let in_order = requested.len() == self.names.len()
+            && requested
+                .iter()
+                .zip(self.names.iter())
+                .all(|(a, b)| a.as_str() == &**b);
+        let changed = (!in_order)
+            .then(|| {
+                let wanted: BTreeSet<&str> = requested
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| *n != "*")
+                    .collect();
+                let same = wanted.len() == self.names.len()
+                    && wanted
+                        .iter()
+                        .zip(self.names.iter())
+                        .all(|(a, b)| *a == &**b);
+                (!same).then_some(wanted)
+            })
+            .flatten();
+        if wildcard != self.wildcard || changed.is_some() {
             self.needs_answer = true;
+            self.quiet_at = None;
         }
         self.wildcard = wildcard;
-        self.names = names;
+        if let Some(wanted) = changed {
+            let existing = snapshot.map(|s| s.resources(self.ty));
+            let names = wanted
+                .into_iter()
+                .map(|name| match existing.and_then(|e| e.get(name)) {
+                    Some(resource) => resource.shared_name().clone(),
+                    None => Name::from(name),
+                })
+                .collect();
+            self.names = Arc::new(names);
+        }
         if !self.wildcard {
-            let names = &self.names;
+            let (names, held) = (&self.names, self.known.len());
             self.known.retain(|name, _| names.contains(name));
+            if self.known.len() != held {
+                self.quiet_at = None;
+            }
         }
     }
 
@@ -316,23 +365,55 @@ impl TypeState {
 
     /// What to send for the snapshot, if anything. `extra` resources are kept in the response
     /// (deferred removal).
-    fn plan(&self, snapshot: &Snapshot, extra: &[Arc<Resource>]) -> Option<Plan> {
-        let mut target: BTreeMap<String, Arc<Resource>> = snapshot
-            .resources(self.ty)
-            .iter()
-            .filter(|(name, _)| self.wants(name))
-            .map(|(name, r)| (name.clone(), r.clone()))
-            .collect();
+    fn plan(&mut self, snapshot: &Snapshot, extra: &[Arc<Resource>]) -> Option<Plan> {
+        let current = snapshot.version(self.ty);
+        if extra.is_empty() && self.quiet_at.as_deref() == Some(current) {
+            return None;
+        }
+        let plan = self.plan_for(snapshot, extra);
+        if plan.is_none() && extra.is_empty() {
+            self.quiet_at = Some(current.to_string());
+        }
+        plan
+    }
+
+    /// [`TypeState::plan`] without the memo.
+    fn plan_for(&self, snapshot: &Snapshot, extra: &[Arc<Resource>]) -> Option<Plan> {
+        let all = snapshot.resources(self.ty);
+        // Nothing to send is the common case: find it out before building anything.
+        let every = self.wildcard && extra.is_empty();
+        let quiet = if self.ty.is_wildcard() {
+            every && self.holds(snapshot.version(self.ty))
+        } else {
+            extra.is_empty() && !self.any_new(all)
+        };
+        if quiet && !self.needs_answer {
+            return None;
+        }
+        let mut target: BTreeMap<Name, Arc<Resource>> = if self.wildcard {
+            all.values()
+                .map(|r| (r.shared_name().clone(), r.clone()))
+                .collect()
+        } else {
+            self.names
+                .iter()
+                .filter_map(|name| all.get(&**name))
+                .map(|r| (r.shared_name().clone(), r.clone()))
+                .collect()
+        };
         for resource in extra {
             target
-                .entry(resource.name().to_string())
+                .entry(resource.shared_name().clone())
                 .or_insert_with(|| resource.clone());
         }
-        let version = aggregate_version(target.iter().map(|(n, r)| (n.as_str(), r.version())));
+        let version = if every {
+            // Every resource of the type: the snapshot's own aggregate of the same pairs.
+            snapshot.version(self.ty).to_string()
+        } else {
+            aggregate_version(target.iter().map(|(n, r)| (&**n, r.version())))
+        };
         let resources = if self.ty.is_wildcard() {
-            let unchanged = self.last.as_ref().is_some_and(|l| l.version == version)
-                || self.nacked_version.as_deref() == Some(version.as_str());
-            if unchanged && !self.needs_answer {
+            if self.holds(&version) && !self.needs_answer {
                 return None;
             }
             target.values().cloned().collect()
@@ -354,6 +435,24 @@ impl TypeState {
         })
     }
 
+    /// By-name types: whether any wanted resource of `all` is new to the client.
+    fn any_new(&self, all: &BTreeMap<String, Arc<Resource>>) -> bool {
+        if self.wildcard {
+            all.values().any(|r| self.is_new(r))
+        } else {
+            self.names
+                .iter()
+                .filter_map(|name| all.get(&**name))
+                .any(|r| self.is_new(r))
+        }
+    }
+
+    /// Full-state types: `version` is what was sent last, or what the client rejected.
+    fn holds(&self, version: &str) -> bool {
+        self.last.as_ref().is_some_and(|l| l.version == version)
+            || self.nacked_version.as_deref() == Some(version)
+    }
+
     /// By-name types: the client does not hold this content and did not reject it.
     fn is_new(&self, resource: &Resource) -> bool {
         let held = self.known.get(resource.name()).map(|r| r.version());
@@ -371,7 +470,7 @@ impl TypeState {
             }
             previous.extend(old.into_iter().map(|(name, r)| (name, Some(r))));
         } else {
-            let gone: Vec<String> = self
+            let gone: Vec<Name> = self
                 .known
                 .keys()
                 .filter(|n| !plan.target.contains_key(*n))
@@ -382,13 +481,13 @@ impl TypeState {
                 previous.push((name, old));
             }
             for resource in &plan.resources {
-                let old = self
-                    .known
-                    .insert(resource.name().to_string(), resource.clone());
-                previous.push((resource.name().to_string(), old));
+                let name = resource.shared_name().clone();
+                let old = self.known.insert(name.clone(), resource.clone());
+                previous.push((name, old));
             }
         }
         self.needs_answer = false;
+        self.quiet_at = None;
         self.last = Some(Sent {
             nonce: nonce.clone(),
             version: plan.version.clone(),
@@ -410,7 +509,7 @@ impl TypeState {
             sent_version: self.last.as_ref().map(|l| l.version.clone()),
             acked_version: self.acked_version.clone(),
             last_nack: self.last_nack.clone(),
-            names: (!self.wildcard).then(|| self.names.iter().cloned().collect()),
+            names: (!self.wildcard).then(|| self.names.clone()),
         }
     }
 }

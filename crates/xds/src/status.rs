@@ -2,6 +2,7 @@
 //!
 //! The stream tasks write these rows (through the cache's table); readers get copies.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,6 +10,10 @@ use serde::{Serialize, Serializer};
 
 use crate::resource::{Resource, ResourceType, aggregate_version};
 use crate::snapshot::Snapshot;
+
+/// A stream's subscribed names, shared between its state machine and its status row (the names
+/// themselves are the snapshot's): updating the row copies no name.
+pub type SubscribedNames = Arc<BTreeSet<Arc<str>>>;
 
 /// One connected xDS stream.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -44,7 +49,7 @@ pub struct TypeStatus {
     /// every resource of the type (wildcard subscriptions, and Delta, whose versions are the
     /// snapshot's).
     #[serde(skip)]
-    pub names: Option<Vec<String>>,
+    pub names: Option<SubscribedNames>,
 }
 
 /// A rejected response.
@@ -130,7 +135,7 @@ impl TypeStatus {
         let all = snapshot.resources(ty);
         match &self.names {
             None => all.values().collect(),
-            Some(names) => names.iter().filter_map(|n| all.get(n)).collect(),
+            Some(names) => names.iter().filter_map(|n| all.get(&**n)).collect(),
         }
     }
 
@@ -203,7 +208,9 @@ mod tests {
         );
         assert_eq!(wildcard.covered(&snapshot).len(), 2);
         let by_name = TypeStatus {
-            names: Some(vec!["a".into(), "missing".into()]),
+            names: Some(Arc::new(
+                ["a", "missing"].into_iter().map(Arc::from).collect(),
+            )),
             ..wildcard
         };
         let covered = by_name.covered(&snapshot);

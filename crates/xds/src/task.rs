@@ -10,7 +10,9 @@
 //! stream's [`TokenBucket`] (a flooding client gets `RESOURCE_EXHAUSTED` and the stream ends). On
 //! shutdown each stream closes after its own random delay within the drain spread.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -37,7 +39,7 @@ use crate::stream::{NodeInfo, Output, Scope};
 
 /// A per-stream state machine, SotW or Delta.
 pub(crate) trait Machine: Send + 'static {
-    type Request: Send + 'static;
+    type Request: prost::Message + Default + Send + 'static;
     type Response: prost::Message + Send + 'static;
     const DELTA: bool;
 
@@ -128,7 +130,32 @@ impl Context {
     }
 }
 
-type Responses<R> = mpsc::Sender<Result<R, Status>>;
+/// A response (or the status ending the stream) in the channel, boxed so that the channel's
+/// preallocated slots stay pointer-sized.
+type Sent<R> = Box<Result<R, Status>>;
+
+type Responses<R> = mpsc::Sender<Sent<R>>;
+
+/// The receiving half of a stream's response channel, as tonic reads it.
+#[derive(Debug)]
+pub(crate) struct ResponseStream<R>(mpsc::Receiver<Sent<R>>);
+
+/// A response channel: `capacity` responses buffered before the task waits for the client.
+pub(crate) fn response_channel<R>(capacity: usize) -> (Responses<R>, ResponseStream<R>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (tx, ResponseStream(rx))
+}
+
+impl<R> Stream for ResponseStream<R> {
+    type Item = Result<R, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|sent| sent.map(|boxed| *boxed))
+    }
+}
 
 /// Counts the stream as connected while alive, and as a member of the rollouts it owes.
 struct Connected {
@@ -290,7 +317,7 @@ fn over_rate(bucket: &mut TokenBucket) -> Result<(), Status> {
 /// Ends the stream with `status` (sent if the client reads it within a second) and logs why.
 async fn refuse<R>(tx: &Responses<R>, node: &NodeInfo, status: Status) {
     warn!(node = %node.id, group = %node.group, code = ?status.code(), reason = status.message(), "xDS stream refused");
-    let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Err(status))).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Box::new(Err(status)))).await;
 }
 
 /// Counts and sends one step's output; false when the stream is gone or the server stops.
@@ -314,7 +341,7 @@ async fn deliver<M: Machine>(
                 .pushed(ty, prost::Message::encoded_len(&response));
         }
         let sent = tokio::select! {
-            sent = tx.send(Ok(response)) => sent.is_ok(),
+            sent = tx.send(Box::new(Ok(response))) => sent.is_ok(),
             _ = ctx.draining() => false,
         };
         if !sent {

@@ -11,6 +11,9 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
+use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_client::EndpointDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::listener::v3::listener_discovery_service_client::ListenerDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::route::v3::route_discovery_service_client::RouteDiscoveryServiceClient;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use portolan_xds::testing::{response_names, snapshot_with};
 use portolan_xds::{Cache, ResourceType, XdsMetrics, XdsServer, serve};
@@ -303,6 +306,76 @@ async fn per_type_cds_service_works() {
     assert_eq!(response_names(&cds), vec!["a"]);
     let proxies = harness.cache.proxies();
     assert_eq!(proxies[0].stream, "cds");
+}
+
+/// Every per-type service streams its own type (and only it) on its own path, with the stream
+/// name in the status table; the unary `Fetch*` methods answer UNIMPLEMENTED with a reason.
+#[tokio::test]
+async fn per_type_services_stream_their_type_and_fetch_is_unimplemented() {
+    let harness = start().await;
+    harness.cache.set("web", two_clusters());
+    let channel = channel(harness.addr, None).await;
+    let (tx, requests) = mpsc::channel(4);
+    let rx = EndpointDiscoveryServiceClient::new(channel.clone())
+        .stream_endpoints(ReceiverStream::new(requests))
+        .await
+        .expect("eds stream")
+        .into_inner();
+    let mut client = Sotw { tx, rx };
+    client.request(Cla, &["b"], None).await;
+    assert_eq!(response_names(&client.recv().await), vec!["b"]);
+    drop(client);
+
+    let (tx, requests) = mpsc::channel(4);
+    let rx = ListenerDiscoveryServiceClient::new(channel.clone())
+        .stream_listeners(ReceiverStream::new(requests))
+        .await
+        .expect("lds stream")
+        .into_inner();
+    let mut client = Sotw { tx, rx };
+    // A type the per-type service does not serve is ignored: only the listener is answered.
+    client.request(Cluster, &[], None).await;
+    client.request(Listener, &[], None).await;
+    let lds = client.recv().await;
+    assert_eq!(type_of(&lds), Some(Listener));
+    assert_eq!(response_names(&lds), vec!["l"]);
+
+    let (tx, requests) = mpsc::channel(4);
+    let rx = RouteDiscoveryServiceClient::new(channel.clone())
+        .stream_routes(ReceiverStream::new(requests))
+        .await
+        .expect("rds stream")
+        .into_inner();
+    let mut client = Sotw { tx, rx };
+    client.request(Route, &["l"], None).await;
+    assert_eq!(response_names(&client.recv().await), vec!["l"]);
+    let streams = eventually(|| {
+        let mut streams: Vec<String> = harness
+            .cache
+            .proxies()
+            .into_iter()
+            .map(|p| p.stream)
+            .collect();
+        streams.sort();
+        (streams == ["lds", "rds"]).then_some(streams)
+    })
+    .await;
+    assert_eq!(streams, ["lds", "rds"]);
+
+    let fetch = ClusterDiscoveryServiceClient::new(channel.clone())
+        .fetch_clusters(DiscoveryRequest::default())
+        .await
+        .expect_err("fetch is not served");
+    assert_eq!(fetch.code(), tonic::Code::Unimplemented);
+    assert!(
+        fetch.message().contains("Fetch is not supported"),
+        "{fetch:?}"
+    );
+    let fetch = RouteDiscoveryServiceClient::new(channel)
+        .fetch_routes(DiscoveryRequest::default())
+        .await
+        .expect_err("fetch is not served");
+    assert_eq!(fetch.code(), tonic::Code::Unimplemented);
 }
 
 #[tokio::test]
