@@ -366,3 +366,40 @@ fn a_new_stream_gets_the_full_state() {
     let eds = only(again.on_request(request(Endpoint, &["a", "b"], "old", "")));
     assert_eq!(response_names(&eds), vec!["a", "b"]);
 }
+
+/// The stream and its status row key names by the snapshot's own `Arc<str>`s, and a type whose
+/// content did not change is not planned again, while a real change still goes out after that.
+#[test]
+fn names_are_shared_and_unchanged_content_is_not_replanned() {
+    let snapshot = two_clusters();
+    let (mut stream, last) = synced(snapshot.clone());
+    let status = stream.status();
+    let eds = status
+        .iter()
+        .find(|t| t.resource_type() == Some(Endpoint))
+        .and_then(|t| t.names.clone())
+        .expect("by-name EDS status");
+    let resources = snapshot.resources(Endpoint);
+    for name in eds.iter() {
+        assert!(
+            Arc::ptr_eq(name, resources[&**name].shared_name()),
+            "{name}"
+        );
+    }
+    assert!(Arc::ptr_eq(&eds, &stream.types[&Endpoint].names));
+
+    // The same content in a new snapshot: nothing to send, and the memo records it.
+    let same = Arc::new(snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]));
+    assert!(stream.on_snapshot(same.clone()).responses.is_empty());
+    let quiet = stream.types[&Endpoint].quiet_at.clone();
+    assert_eq!(quiet.as_deref(), Some(same.version(Endpoint)));
+    // An ACK repeating the names keeps the memo and answers nothing.
+    let again = ack(Endpoint, &["a", "b"], &last[&Endpoint]);
+    assert!(stream.on_request(again).responses.is_empty());
+    // A changed assignment is still pushed, and only it.
+    let changed = Arc::new(snapshot_with(&[("a", 1), ("b", 3)], &[("l", "a")]));
+    let out = stream.on_snapshot(changed);
+    assert_eq!(types_of(&out), vec![Endpoint]);
+    assert_eq!(response_names(&only(out)), vec!["b"]);
+    assert_eq!(stream.types[&Endpoint].quiet_at, None);
+}
