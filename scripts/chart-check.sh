@@ -5,7 +5,7 @@
 #    values.schema.json;
 #  * helm template (CRDs included) for the same value sets, checked by kubernetes-validate
 #    --strict against Kubernetes 1.33 (k8s-openapi's v1_33), and by scripts/chart_check.py
-#    for the flag/RBAC contract. Kinds whose schemas kubernetes-validate lacks (cert-manager
+#    for the flag/RBAC contract; NOTES.txt names the xDS address. Kinds whose schemas kubernetes-validate lacks (cert-manager
 #    Certificate/Issuer, ServiceMonitor) are split out and named; any other unknown kind fails;
 #  * examples/kubernetes/: its Kubernetes objects through kubernetes-validate, `portolan
 #    validate` on it (and on its 50/50 canary step), its Envoy bootstraps equal to
@@ -76,6 +76,18 @@ render default portolan portolan-system
 render certmanager mesh platform -f "$chart/ci/cert-manager-values.yaml"
 render disabled portolan portolan-system -f "$chart/ci/webhook-disabled-values.yaml"
 render watch-selfsigned portolan portolan-system --set 'watchNamespaces={demo,shop}' --set metrics.serviceMonitor.enabled=true
+
+# NOTES.txt (helm template does not render it; a client-side dry run does, offline).
+notes() { # WANT RELEASE NAMESPACE [helm args...]
+  local want=$1 release=$2 ns=$3
+  shift 3
+  helm install "$release" "$chart" --namespace "$ns" --dry-run=client "$@" >"$out/notes.txt"
+  grep -qF -- "portolan bootstrap" "$out/notes.txt" && grep -qF -- "--xds-address $want" "$out/notes.txt" \
+    || { sed -n '/NOTES:/,$p' "$out/notes.txt" >&2; echo "FAILED: NOTES.txt does not tell how to point Envoy at $want" >&2; exit 1; }
+}
+notes portolan.portolan-system.svc:18000 portolan portolan-system
+notes mesh-control.platform.svc:15010 mesh platform -f "$chart/ci/cert-manager-values.yaml"
+echo "NOTES.txt: names the bootstrap command and the Service's xDS address"
 
 echo "== examples" >&2
 for f in examples/kubernetes/*.yaml; do cat "$f"; echo "---"; done >"$out/examples.yaml"
