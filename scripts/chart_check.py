@@ -267,6 +267,14 @@ def assert_render(case, path):
     else:
         mode = "certManager" if by_kind(docs, "Certificate") else "selfSigned"
         assert_webhook(docs, args, svc, ns, role_facts, mode)
+    for sm in by_kind(docs, "ServiceMonitor"):
+        # Not known to kubernetes-validate: check that it scrapes the Service's metrics port.
+        labels = svc["metadata"]["labels"]
+        if any(labels.get(k) != v for k, v in sm["spec"]["selector"]["matchLabels"].items()):
+            fail("the ServiceMonitor's selector does not match the Service")
+        ep = sm["spec"]["endpoints"][0]
+        if ep["port"] != "http-monitoring" or ep["path"] != "/metrics":
+            fail(f"the ServiceMonitor scrapes {ep}, not http-monitoring /metrics")
     replicas = deploy["spec"]["replicas"]
     pdbs = by_kind(docs, "PodDisruptionBudget")
     if replicas > 1 and not pdbs:

@@ -6,7 +6,6 @@
 //! patch (`canary-50-50.patch`) 50/50 on both, without a restart.
 
 use portolan_e2e::envoy::Protocol;
-use portolan_e2e::manifests::examples_dir;
 use portolan_e2e::ports::free_port;
 use portolan_e2e::{Envoy, Mesh, Upstream, endpoints_yaml, eventually, http};
 use serde_json::Value;
@@ -19,7 +18,11 @@ fn bin() -> &'static Path {
 }
 
 fn read_example(name: &str) -> String {
-    let path = examples_dir().join("kubernetes").join(name);
+    // This test's own package path, not the harness's `examples_dir()`: a harness build
+    // reused from another checkout would point there.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/kubernetes")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
