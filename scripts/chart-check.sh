@@ -22,14 +22,21 @@ scripts/install-tools.sh
 export PATH="$PWD/.tools:$PATH"
 export ENVOY_BIN="${ENVOY_BIN:-$PWD/.venv/bin/envoy}"
 py=.venv/bin/python
-check() { "$py" scripts/chart_check.py "$@"; }
+passed=0
+check() { "$py" scripts/chart_check.py "$@" && passed=$((passed + 1)); }
 K8S_VERSION=1.33.0
 chart=charts/portolan
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-cargo build --quiet --locked -p portolan --bin portolan
-portolan=target/debug/portolan
+# scripts/test.sh passes the binary `cargo test --workspace` just built (a `cargo build -p
+# portolan` there would compile the dependencies again, with other features).
+if [ -n "${PORTOLAN_BIN:-}" ]; then
+  portolan=$PORTOLAN_BIN
+else
+  cargo build --quiet --locked -p portolan --bin portolan
+  portolan=target/debug/portolan
+fi
 
 if [ "${1:-}" = "--write-bootstraps" ]; then
   check bootstraps "$portolan" --write
@@ -46,12 +53,15 @@ kvalidate() {
     echo "FAILED kubernetes-validate $2" >&2
     exit 1
   fi
+  passed=$((passed + 1))
 }
 
 echo "== helm lint --strict" >&2
 helm lint --strict --quiet "$chart" >/dev/null
+passed=$((passed + 1))
 for values in "$chart"/ci/*-values.yaml; do
   helm lint --strict --quiet "$chart" -f "$values" >/dev/null
+  passed=$((passed + 1))
 done
 for bad in "$chart"/ci/invalid/*.yaml; do
   if helm lint --strict --quiet "$chart" -f "$bad" >"$out/lint.log" 2>&1; then
@@ -60,6 +70,7 @@ for bad in "$chart"/ci/invalid/*.yaml; do
   fi
   grep -q "values don't meet the specifications of the schema" "$out/lint.log" \
     || { cat "$out/lint.log" >&2; echo "FAILED: $bad failed for another reason than the schema" >&2; exit 1; }
+  passed=$((passed + 1))
 done
 echo "lint: default + $(ls "$chart"/ci/*-values.yaml | wc -l) value sets pass; $(ls "$chart"/ci/invalid/*.yaml | wc -l) invalid value sets rejected"
 
@@ -84,6 +95,7 @@ notes() { # WANT RELEASE NAMESPACE [helm args...]
   helm install "$release" "$chart" --namespace "$ns" --dry-run=client "$@" >"$out/notes.txt"
   grep -qF -- "portolan bootstrap" "$out/notes.txt" && grep -qF -- "--xds-address $want" "$out/notes.txt" \
     || { sed -n '/NOTES:/,$p' "$out/notes.txt" >&2; echo "FAILED: NOTES.txt does not tell how to point Envoy at $want" >&2; exit 1; }
+  passed=$((passed + 1))
 }
 notes portolan.portolan-system.svc:18000 portolan portolan-system
 notes mesh-control.platform.svc:15010 mesh platform -f "$chart/ci/cert-manager-values.yaml"
@@ -96,11 +108,13 @@ kvalidate "$out/examples.k8s.yaml" examples/kubernetes
 echo "examples/kubernetes: Kubernetes objects pass kubernetes-validate --strict"
 check examples
 "$portolan" validate examples/kubernetes/
+passed=$((passed + 1))
 mkdir "$out/step2"
 cp examples/kubernetes/*.yaml "$out/step2/"
 check patched-route "$out/step2"
 rm "$out/step2/canary-90-10.yaml"
 "$portolan" validate "$out/step2" >/dev/null
+passed=$((passed + 1))
 echo "examples/kubernetes with canary-50-50.patch applied: portolan validate passes"
 check bootstraps "$portolan"
 
@@ -108,6 +122,8 @@ echo "== chart CRDs, values doc, Dockerfile" >&2
 check crds
 check values-doc
 .venv/bin/hadolint --failure-threshold warning Dockerfile
+passed=$((passed + 1))
 check dockerfile
 
-echo "chart-check: all passed in $((SECONDS - start))s"
+echo "chart-check took $((SECONDS - start))s"
+echo "chart-check: $passed passed, 0 failed"
