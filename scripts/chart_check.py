@@ -279,6 +279,8 @@ def assert_render(case, path):
     pdbs = by_kind(docs, "PodDisruptionBudget")
     if replicas > 1 and not pdbs:
         fail("several replicas and no PodDisruptionBudget")
+    if replicas == 1 and pdbs:
+        fail("one replica with a PodDisruptionBudget would block node drains")
     if replicas > 1 and flag(args, "--leader-election") != ["true"]:
         fail("several replicas need leader election")
     print(f"assert-render {case}: {len(docs)} objects keep the contract")
