@@ -5,10 +5,10 @@ use portolan_api::ObjectRef;
 #[derive(Debug, thiserror::Error)]
 pub enum K8sError {
     /// No in-cluster config and no usable kubeconfig.
-    #[error("no Kubernetes client configuration (in-cluster or KUBECONFIG): {0}")]
+    #[error("no Kubernetes client configuration (in-cluster or KUBECONFIG)")]
     Config(#[from] kube::config::InferConfigError),
     /// Building the client from the configuration failed.
-    #[error("building the Kubernetes client: {0}")]
+    #[error("building the Kubernetes client")]
     Client(#[source] kube::Error),
     /// A request to the API server failed.
     #[error("{what}: {source}")]
