@@ -1,0 +1,240 @@
+//! End to end against a real cluster: Portolan's CRDs, a Service and an EndpointSlice applied
+//! with the API server, `portolan serve --kubernetes` watching them, stock Envoy routing real
+//! traffic by what the cluster says, and the status conditions Portolan writes back.
+//!
+//! Runs only when KUBECONFIG names a reachable cluster (kind, k3d, minikube...); otherwise it
+//! prints why it was skipped and passes. Portolan, Envoy and the upstream run on this machine;
+//! the EndpointSlice points at the upstream on 127.0.0.1, which the API server accepts (it
+//! validates EndpointSlice addresses as IPs only). Everything is created in a fresh namespace
+//! that is deleted afterwards; the CRDs stay installed.
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::DynamicObject;
+use portolan_api::Kind;
+use portolan_e2e::envoy::Protocol;
+use portolan_e2e::portolan::Ports;
+use portolan_e2e::{Envoy, Portolan, Upstream, eventually, workspace_root};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_portolan"))
+}
+
+/// A client for the cluster KUBECONFIG names, or why there is none.
+async fn cluster() -> Result<kube::Client, String> {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        return Err("KUBECONFIG is not set".into());
+    }
+    let client = portolan_k8s::client()
+        .await
+        .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+    client
+        .apiserver_version()
+        .await
+        .map_err(|e| format!("the API server does not answer: {e}"))?;
+    Ok(client)
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply("portolan-e2e").force()
+}
+
+/// Server-side applies every CRD in crds/ and waits until each is Established.
+async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for entry in std::fs::read_dir(workspace_root().join("crds"))? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let crd: CustomResourceDefinition =
+            serde_saphyr::from_str(&std::fs::read_to_string(&path)?)?;
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &apply_params(), &Patch::Apply(&crd))
+            .await?;
+        eventually(
+            &format!("CRD {name} established"),
+            Duration::from_secs(30),
+            || {
+                let (crds, name) = (crds.clone(), name.clone());
+                async move {
+                    let crd = crds.get(&name).await.map_err(|e| e.to_string())?;
+                    let established = crd
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    established
+                        .then_some(())
+                        .ok_or_else(|| "not yet".to_string())
+                }
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn apply(client: &kube::Client, ns: &str, kind: Kind, object: Value) -> anyhow::Result<()> {
+    let resource = portolan_k8s::kinds::api_resource(kind);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut object = object;
+    object["apiVersion"] = json!(resource.api_version);
+    object["kind"] = json!(resource.kind);
+    api.patch(&name, &apply_params(), &Patch::Apply(&object))
+        .await?;
+    Ok(())
+}
+
+/// The conditions on a TrafficRoute's status, as `Type=Status` strings, and its generation.
+async fn route_status(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<(i64, Vec<String>, Value), String> {
+    let resource = portolan_k8s::kinds::api_resource(Kind::TrafficRoute);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let route = api.get(name).await.map_err(|e| e.to_string())?;
+    let status = route.data.get("status").cloned().unwrap_or(Value::Null);
+    let conditions = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c["type"].as_str().unwrap_or("?"),
+                c["status"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    Ok((
+        route.metadata.generation.unwrap_or_default(),
+        conditions,
+        status,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_objects_route_traffic_and_get_status_conditions() -> anyhow::Result<()> {
+    let client = match cluster().await {
+        Ok(c) => c,
+        Err(why) => {
+            println!(
+                "skipped: no Kubernetes cluster to test against ({why}); set KUBECONFIG to run it"
+            );
+            return Ok(());
+        }
+    };
+    install_crds(&client).await?;
+    let ns = format!("portolan-e2e-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+    namespaces
+        .patch(&ns, &apply_params(), &Patch::Apply(&namespace))
+        .await?;
+    let result = run_in(&client, &ns).await;
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    result
+}
+
+async fn run_in(client: &kube::Client, ns: &str) -> anyhow::Result<()> {
+    let web = Upstream::start("web-1").await?;
+    apply(
+        client,
+        ns,
+        Kind::Service,
+        json!({
+            "metadata": {"name": "web"},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": web.port()}]}
+        }),
+    )
+    .await?;
+    apply(
+        client,
+        ns,
+        Kind::EndpointSlice,
+        json!({
+            "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": web.port(), "protocol": "TCP"}]
+        }),
+    )
+    .await?;
+    apply(client, ns, Kind::TrafficRoute, json!({
+        "metadata": {"name": "web"},
+        "spec": {"hosts": ["web"], "http": [
+            {"match": [{"path": {"prefix": "/hello"}}], "directResponse": {"status": 200, "body": "hello from the cluster"}},
+            {"route": [{"destination": {"host": "web", "port": 80}}]}
+        ]}
+    })).await?;
+
+    let ports = Ports::free();
+    let portolan = Portolan::start_kubernetes(
+        bin(),
+        ports,
+        &[
+            "--watch-namespace",
+            ns,
+            "--pod-namespace",
+            ns,
+            "--pod-name",
+            "portolan-e2e",
+        ],
+        &[],
+    )
+    .await?;
+    let envoy = Envoy::start(bin(), ports, "sidecar-1", "mesh", Protocol::Sotw).await?;
+    envoy
+        .wait_for_response(&format!("web.{ns}"), 200, "web-1")
+        .await?;
+    assert_eq!(
+        envoy.get(&format!("web.{ns}"), "/hello").await?,
+        (200, "hello from the cluster".to_string())
+    );
+
+    let (generation, conditions, status) =
+        eventually("TrafficRoute status", Duration::from_secs(30), || async {
+            let (generation, conditions, status) = route_status(client, ns, "web").await?;
+            let want = ["Accepted=True", "ResolvedRefs=True", "Programmed=True"];
+            if conditions == want {
+                Ok((generation, conditions, status))
+            } else {
+                Err(format!("{conditions:?}"))
+            }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\nportolan log:\n{}", portolan.log_tail()))?;
+    assert_eq!(
+        status["observedGeneration"],
+        json!(generation),
+        "{conditions:?}"
+    );
+
+    // A route naming a missing backend: ResolvedRefs=False, at the new generation.
+    apply(client, ns, Kind::TrafficRoute, json!({
+        "metadata": {"name": "web"},
+        "spec": {"hosts": ["web"], "http": [{"route": [{"destination": {"host": "ratings", "port": 80}}]}]}
+    })).await?;
+    eventually("ResolvedRefs=False", Duration::from_secs(30), || async {
+        let (generation, conditions, status) = route_status(client, ns, "web").await?;
+        let fresh = status["observedGeneration"] == json!(generation);
+        if fresh && conditions.contains(&"ResolvedRefs=False".to_string()) {
+            Ok(())
+        } else {
+            Err(format!("{conditions:?}"))
+        }
+    })
+    .await?;
+    Ok(())
+}
