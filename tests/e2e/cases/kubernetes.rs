@@ -1,4 +1,6 @@
-//! End to end against a real cluster: Portolan's CRDs, a Service and an EndpointSlice applied
+//! End to end with `portolan serve --kubernetes`. First against a stand-in API server on
+//! loopback (always runs): the real binary, real Envoy, real traffic, the sync gate, status
+//! writes and the Lease. Then against a real cluster: Portolan's CRDs, a Service and an EndpointSlice applied
 //! with the API server, `portolan serve --kubernetes` watching them, stock Envoy routing real
 //! traffic by what the cluster says, and the status conditions Portolan writes back.
 //!
@@ -13,9 +15,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::DynamicObject;
 use portolan_api::Kind;
+use portolan_e2e::apiserver::FakeApiServer;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::portolan::Ports;
-use portolan_e2e::{Envoy, Portolan, Upstream, eventually, workspace_root};
+use portolan_e2e::{Envoy, Portolan, Upstream, client, eventually, workspace_root};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
@@ -236,5 +239,138 @@ async fn run_in(client: &kube::Client, ns: &str) -> anyhow::Result<()> {
         }
     })
     .await?;
+    Ok(())
+}
+
+/// The stand-in API server's cluster: Service `web` in `shop` with one EndpointSlice pointing
+/// at `upstream`, and a TrafficRoute for it. The EndpointSlice list is held back.
+async fn fake_cluster(upstream: &Upstream) -> anyhow::Result<FakeApiServer> {
+    let api = FakeApiServer::start().await?;
+    api.add(
+        "/api/v1/namespaces/shop/services",
+        json!({"metadata": {"name": "web", "namespace": "shop", "resourceVersion": "1"},
+               "spec": {"ports": [{"name": "http", "port": 80}]}}),
+    );
+    let slices = "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices";
+    api.add(
+        slices,
+        json!({"metadata": {"name": "web-1", "namespace": "shop", "resourceVersion": "1",
+                            "labels": {"kubernetes.io/service-name": "web"}},
+               "addressType": "IPv4",
+               "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+               "ports": [{"name": "http", "port": upstream.port(), "protocol": "TCP"}]}),
+    );
+    api.hold(slices);
+    api.add(
+        "/apis/portolan.dev/v1alpha1/namespaces/shop/trafficroutes",
+        json!({"metadata": {"name": "web", "namespace": "shop", "generation": 4, "resourceVersion": "1"},
+               "spec": {"hosts": ["web"], "http": [
+                   {"match": [{"path": {"prefix": "/hello"}}], "directResponse": {"status": 200, "body": "hello from the cluster"}},
+                   {"route": [{"destination": {"host": "web", "port": 80}}]}
+               ]}}),
+    );
+    Ok(api)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_kubernetes_waits_for_every_list_then_routes_and_writes_status() -> anyhow::Result<()>
+{
+    let web = Upstream::start("web-1").await?;
+    let api = fake_cluster(&web).await?;
+    let kubeconfig = api.kubeconfig().display().to_string();
+    let ports = Ports::free();
+    let args = [
+        "--watch-namespace",
+        "shop",
+        "--pod-namespace",
+        "portolan",
+        "--pod-name",
+        "portolan-0",
+    ];
+    let starting = tokio::spawn(async move {
+        Portolan::start_kubernetes(bin(), ports, &args, &[("KUBECONFIG", kubeconfig.as_str())])
+            .await
+    });
+
+    // The EndpointSlice list has not answered: not ready, and the watcher says so.
+    let http = client();
+    let readyz = format!("http://127.0.0.1:{}/readyz", ports.http);
+    let not_ready = eventually("/readyz answering", Duration::from_secs(30), || {
+        let (http, url) = (http.clone(), readyz.clone());
+        async move {
+            let r = http.get(&url).send().await.map_err(|e| e.to_string())?;
+            Ok(r.status().as_u16())
+        }
+    })
+    .await?;
+    assert_eq!(not_ready, 503, "not ready before every watcher listed");
+    let sources: Value = http
+        .get(format!("http://127.0.0.1:{}/debug/sources", ports.http))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let watchers = &sources["sources"][0]["watchers"];
+    assert_eq!(
+        watchers["kubernetes/EndpointSlice/shop"]["synced"],
+        json!(false),
+        "{sources}"
+    );
+
+    // The list answers: ready, and Envoy routes by what the cluster says.
+    api.release();
+    let portolan = starting.await??;
+    let envoy = Envoy::start(bin(), ports, "sidecar-1", "mesh", Protocol::Sotw).await?;
+    envoy.wait_for_response("web.shop", 200, "web-1").await?;
+    assert_eq!(
+        envoy.get("web.shop", "/hello").await?,
+        (200, "hello from the cluster".to_string())
+    );
+
+    // This replica took the Lease and wrote the route's status, server-side applied.
+    let lease = api.lease("portolan", "portolan-leader").expect("a Lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "portolan-0");
+    let write = eventually("a status write", Duration::from_secs(30), || async {
+        api.status_writes()
+            .into_iter()
+            .find(|w| {
+                w.path == "/apis/portolan.dev/v1alpha1/namespaces/shop/trafficroutes/web/status"
+            })
+            .ok_or_else(|| "none yet".to_string())
+    })
+    .await?;
+    assert!(
+        write.query.contains("fieldManager=portolan") && write.query.contains("force=true"),
+        "{}",
+        write.query
+    );
+    assert_eq!(write.content_type, "application/apply-patch+yaml");
+    let status = &write.body["status"];
+    assert_eq!(status["observedGeneration"], 4);
+    let conditions: Vec<String> = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c["type"].as_str().unwrap_or("?"),
+                c["status"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(
+        conditions,
+        ["Accepted=True", "ResolvedRefs=True", "Programmed=True"]
+    );
+
+    // On SIGTERM the leader hands the Lease back.
+    portolan.terminate().await?;
+    let lease = api.lease("portolan", "portolan-leader").expect("a Lease");
+    assert!(
+        lease["spec"].get("holderIdentity").is_none(),
+        "released: {lease}"
+    );
+    drop(envoy);
     Ok(())
 }
