@@ -84,27 +84,26 @@ impl Watchers {
         } else {
             namespaces.iter().map(|n| Some(n.as_str())).collect()
         };
-        let mut feeds = Vec::new();
-        for &kind in kinds::WATCHED {
-            for ns in &scopes {
-                feeds.push((kind, *ns));
-            }
-        }
+        let feeds: Vec<(KindFeed, Option<&str>)> = kinds::WATCHED
+            .iter()
+            .flat_map(|&kind| {
+                let view = view.clone();
+                scopes
+                    .iter()
+                    .map(move |&ns| (KindFeed::new(kind, ns, view.clone()), ns))
+            })
+            .collect();
         let initial = SourceState {
             watchers: feeds
                 .iter()
-                .map(|(kind, ns)| {
-                    let feed = KindFeed::new(*kind, *ns, view.clone());
-                    (feed.reporter().to_string(), WatcherState::default())
-                })
+                .map(|(feed, _)| (feed.reporter().to_string(), WatcherState::default()))
                 .collect(),
         };
         let (state_tx, state) = watch::channel(initial);
         let tasks = feeds
             .into_iter()
-            .map(|(kind, ns)| {
-                let feed = KindFeed::new(kind, ns, view.clone());
-                let stream = watch_stream(client.clone(), kind, ns);
+            .map(|(feed, ns)| {
+                let stream = watch_stream(client.clone(), feed.kind(), ns);
                 tokio::spawn(run_feed(stream, feed, sink.clone(), state_tx.clone()))
             })
             .collect();
