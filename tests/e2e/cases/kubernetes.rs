@@ -5,10 +5,11 @@
 //! traffic by what the cluster says, and the status conditions Portolan writes back.
 //!
 //! Runs only when KUBECONFIG names a reachable cluster (kind, k3d, minikube...); otherwise it
-//! prints why it was skipped and passes. Portolan, Envoy and the upstream run on this machine;
-//! the EndpointSlice points at the upstream on 127.0.0.1, which the API server accepts (it
-//! validates EndpointSlice addresses as IPs only). Everything is created in a fresh namespace
-//! that is deleted afterwards; the CRDs stay installed.
+//! prints why it was skipped and passes. Portolan, Envoy and the upstream run on this machine.
+//! The API server refuses loopback addresses in EndpointSlices, so the Service's endpoint is a
+//! never-contacted TEST-NET-1 address checked in Envoy's cluster table, and traffic goes to an
+//! ExternalService on 127.0.0.1. Everything is created in a fresh namespace that is deleted
+//! afterwards; the CRDs stay installed.
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -151,14 +152,17 @@ async fn cluster_objects_route_traffic_and_get_status_conditions() -> anyhow::Re
 }
 
 async fn run_in(client: &kube::Client, ns: &str) -> anyhow::Result<()> {
-    let web = Upstream::start("web-1").await?;
+    let up = Upstream::start("api-1").await?;
+    // A Service and its EndpointSlice. The API server refuses loopback addresses in
+    // EndpointSlices, so the endpoint is in TEST-NET-1 (192.0.2.0/24, never contacted): the
+    // test checks Envoy got it, and sends traffic only to loopback (the ExternalService).
     apply(
         client,
         ns,
         Kind::Service,
         json!({
             "metadata": {"name": "web"},
-            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": web.port()}]}
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
         }),
     )
     .await?;
@@ -169,16 +173,29 @@ async fn run_in(client: &kube::Client, ns: &str) -> anyhow::Result<()> {
         json!({
             "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
             "addressType": "IPv4",
-            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
-            "ports": [{"name": "http", "port": web.port(), "protocol": "TCP"}]
+            "endpoints": [{"addresses": ["192.0.2.10"], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+        }),
+    )
+    .await?;
+    let host = format!("api.{ns}.example");
+    apply(
+        client,
+        ns,
+        Kind::ExternalService,
+        json!({
+            "metadata": {"name": "api"},
+            "spec": {"hosts": [host], "ports": [{"name": "http", "number": 80, "protocol": "HTTP"}],
+                     "resolution": "Static",
+                     "endpoints": [{"address": "127.0.0.1", "ports": {"http": up.port()}}]}
         }),
     )
     .await?;
     apply(client, ns, Kind::TrafficRoute, json!({
-        "metadata": {"name": "web"},
-        "spec": {"hosts": ["web"], "http": [
+        "metadata": {"name": "api"},
+        "spec": {"hosts": [host], "http": [
             {"match": [{"path": {"prefix": "/hello"}}], "directResponse": {"status": 200, "body": "hello from the cluster"}},
-            {"route": [{"destination": {"host": "web", "port": 80}}]}
+            {"route": [{"destination": {"host": host}}]}
         ]}
     })).await?;
 
@@ -198,17 +215,32 @@ async fn run_in(client: &kube::Client, ns: &str) -> anyhow::Result<()> {
     )
     .await?;
     let envoy = Envoy::start(bin(), ports, "sidecar-1", "mesh", Protocol::Sotw).await?;
-    envoy
-        .wait_for_response(&format!("web.{ns}"), 200, "web-1")
-        .await?;
+    envoy.wait_for_response(&host, 200, "api-1").await?;
     assert_eq!(
-        envoy.get(&format!("web.{ns}"), "/hello").await?,
+        envoy.get(&host, "/hello").await?,
         (200, "hello from the cluster".to_string())
     );
+    let cluster = format!("outbound|80||web.{ns}.svc.cluster.local");
+    eventually(
+        "the EndpointSlice's endpoint in Envoy",
+        Duration::from_secs(30),
+        || async {
+            let lines = envoy
+                .cluster_lines(&cluster)
+                .await
+                .map_err(|e| e.to_string())?;
+            if lines.iter().any(|l| l.contains("192.0.2.10:8080")) {
+                Ok(())
+            } else {
+                Err(format!("{lines:?}"))
+            }
+        },
+    )
+    .await?;
 
     let (generation, conditions, status) =
         eventually("TrafficRoute status", Duration::from_secs(30), || async {
-            let (generation, conditions, status) = route_status(client, ns, "web").await?;
+            let (generation, conditions, status) = route_status(client, ns, "api").await?;
             let want = ["Accepted=True", "ResolvedRefs=True", "Programmed=True"];
             if conditions == want {
                 Ok((generation, conditions, status))
@@ -224,13 +256,13 @@ async fn run_in(client: &kube::Client, ns: &str) -> anyhow::Result<()> {
         "{conditions:?}"
     );
 
-    // A route naming a missing backend: ResolvedRefs=False, at the new generation.
+    // The route now names a missing backend: ResolvedRefs=False, at the new generation.
     apply(client, ns, Kind::TrafficRoute, json!({
-        "metadata": {"name": "web"},
-        "spec": {"hosts": ["web"], "http": [{"route": [{"destination": {"host": "ratings", "port": 80}}]}]}
+        "metadata": {"name": "api"},
+        "spec": {"hosts": [host], "http": [{"route": [{"destination": {"host": "ratings", "port": 80}}]}]}
     })).await?;
     eventually("ResolvedRefs=False", Duration::from_secs(30), || async {
-        let (generation, conditions, status) = route_status(client, ns, "web").await?;
+        let (generation, conditions, status) = route_status(client, ns, "api").await?;
         let fresh = status["observedGeneration"] == json!(generation);
         if fresh && conditions.contains(&"ResolvedRefs=False".to_string()) {
             Ok(())
