@@ -14,9 +14,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve xDS to Envoy from a directory of Kubernetes manifests.
+    /// Serve xDS to Envoy from a directory of Kubernetes manifests or a Kubernetes cluster.
     Serve(ServeArgs),
     /// Print a stock Envoy bootstrap that connects to Portolan.
     Bootstrap(BootstrapArgs),
@@ -77,10 +78,16 @@ pub enum AccessLogArg {
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("source")
+        .required(true)
+        .args(["config_dir", "kubernetes"])
+))]
 pub struct ServeArgs {
-    /// Directory of Kubernetes YAML/JSON manifests (Service, EndpointSlice, Endpoints), watched for changes.
+    /// Directory of Kubernetes YAML/JSON manifests (Service, EndpointSlice, Endpoints), watched
+    /// for changes. Exactly one of --config-dir and --kubernetes is required.
     #[arg(long, env = "PORTOLAN_CONFIG_DIR")]
-    pub config_dir: PathBuf,
+    pub config_dir: Option<PathBuf>,
     /// Address of the xDS gRPC server.
     #[arg(long, default_value = "0.0.0.0:18000", env = "PORTOLAN_XDS_ADDRESS")]
     pub xds_address: SocketAddr,
@@ -97,6 +104,48 @@ pub struct ServeArgs {
     pub translate: TranslateArgs,
     #[command(flatten)]
     pub security: SecurityArgs,
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+}
+
+/// The Kubernetes source and the status writer's leader election (docs/kubernetes.md).
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// Watch the cluster (in-cluster config, else KUBECONFIG / ~/.kube/config) instead of
+    /// --config-dir.
+    #[arg(long, env = "PORTOLAN_KUBERNETES")]
+    pub kubernetes: bool,
+    /// Namespace to watch (repeatable); default: all namespaces.
+    #[arg(
+        long = "watch-namespace",
+        value_name = "NS",
+        conflicts_with = "config_dir",
+        env = "PORTOLAN_WATCH_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub watch_namespaces: Vec<String>,
+    /// This pod's name (downward API): the Lease holder identity. Default: the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// This pod's namespace (downward API): where the Lease lives. Default: the namespace of
+    /// the service account, else `default`.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+    /// Elect one replica (with a coordination.k8s.io Lease) to write status;
+    /// `--leader-election=false`: this replica writes status unconditionally.
+    #[arg(
+        long,
+        env = "PORTOLAN_LEADER_ELECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub leader_election: bool,
+    /// Name of the leader election Lease (in the pod namespace).
+    #[arg(long, default_value = "portolan-leader", env = "PORTOLAN_LEASE_NAME")]
+    pub lease_name: String,
 }
 
 /// TLS, client authorization and limits of the xDS port (docs/security.md).
@@ -314,6 +363,57 @@ mod tests {
         assert_eq!(parse_label("empty="), Ok(("empty".into(), String::new())));
         assert!(parse_label("=x").is_err());
         assert!(parse_label("novalue").is_err());
+    }
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let argv = ["portolan", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(s) => Ok(s),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_needs_exactly_one_source() {
+        let none = serve(&[]).expect_err("no source");
+        assert_eq!(none.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(none.to_string().contains("--config-dir"), "{none}");
+        assert!(none.to_string().contains("--kubernetes"), "{none}");
+        let both = serve(&["--config-dir", "x", "--kubernetes"]).expect_err("two sources");
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(serve(&["--config-dir", "x"]).is_ok());
+        let k = serve(&["--kubernetes"]).expect("kubernetes alone");
+        assert!(k.kubernetes.kubernetes && k.config_dir.is_none());
+    }
+
+    #[test]
+    fn kubernetes_flags_follow_the_contract() {
+        let k = serve(&["--kubernetes"]).expect("parses").kubernetes;
+        assert!(k.leader_election, "on by default");
+        assert_eq!(k.lease_name, "portolan-leader");
+        assert!(k.watch_namespaces.is_empty(), "all namespaces");
+        let k = serve(&[
+            "--kubernetes",
+            "--watch-namespace",
+            "shop",
+            "--watch-namespace",
+            "web",
+            "--leader-election=false",
+            "--pod-name",
+            "portolan-0",
+            "--pod-namespace",
+            "portolan",
+            "--lease-name",
+            "lead",
+        ])
+        .expect("parses")
+        .kubernetes;
+        assert_eq!(k.watch_namespaces, ["shop", "web"]);
+        assert!(!k.leader_election);
+        assert_eq!(k.pod_name.as_deref(), Some("portolan-0"));
+        assert_eq!(k.pod_namespace.as_deref(), Some("portolan"));
+        assert_eq!(k.lease_name, "lead");
+        assert!(serve(&["--config-dir", "x", "--watch-namespace", "a"]).is_err());
     }
 
     #[test]

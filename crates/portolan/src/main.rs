@@ -12,6 +12,7 @@ mod bootstrap;
 mod cli;
 mod crds;
 mod http;
+mod kubernetes;
 mod logging;
 mod render;
 mod serve;
