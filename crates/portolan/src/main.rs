@@ -13,6 +13,7 @@ mod cli;
 mod crds;
 mod http;
 mod logging;
+mod mesh;
 mod render;
 mod serve;
 mod validate;

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::cache::Cache;
+use crate::resource::ResourceType;
 use crate::snapshot::Snapshot;
 use crate::status::{ProxyStatus, SyncState, TypeStatus};
 
@@ -137,7 +138,9 @@ fn generic_configs(
             type_url: status.type_url.clone(),
             name: resource.name().to_string(),
             version_info: status.acked_version.clone().unwrap_or_default(),
-            xds_config: (!exclude_contents).then(|| resource.any().clone()),
+            // Secrets hold private keys: their names and versions only, never their contents.
+            xds_config: (!exclude_contents && status.type_url != ResourceType::Secret.type_url())
+                .then(|| resource.any().clone()),
             config_status: config_status as i32,
             client_status: client_status as i32,
             error_state: error_state.clone(),
