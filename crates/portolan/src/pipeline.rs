@@ -482,4 +482,38 @@ mod tests {
         assert_eq!(group.labels, labels);
         assert_eq!(group.name, key);
     }
+
+    /// Identity parts of a key come only from the server: a node that writes them into its
+    /// cluster, zone or labels gets no workload; a proven identity does.
+    #[test]
+    fn a_node_cannot_claim_an_identity_through_its_key() {
+        use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
+        use portolan_xds::{IdentityMode, PeerIdentity};
+        let node = Node {
+            cluster: "web;ns=admin;sa=root".into(),
+            locality: Some(Locality {
+                zone: "z;ns=admin;sa=root".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mode = IdentityMode::default();
+        let key = mode.refine_group(&portolan_xds::group::group_key(&node), None, &node);
+        assert_eq!(ProxyGroup::from_key(&key).workload, None, "{key}");
+        let peer = PeerIdentity {
+            dns: vec![],
+            uris: vec!["spiffe://cluster.local/ns/shop/sa/web".into()],
+        };
+        let key = mode.refine_group(&portolan_xds::group::group_key(&node), Some(&peer), &node);
+        let workload = ProxyGroup::from_key(&key)
+            .workload
+            .expect("proven identity");
+        assert_eq!(
+            (
+                workload.namespace.as_str(),
+                workload.service_account.as_str()
+            ),
+            ("shop", "web")
+        );
+    }
 }

@@ -402,8 +402,17 @@ fn secrets_are_served_by_name_and_a_rotation_pushes_only_the_changed_secret() {
     stream.on_snapshot(with_secrets("k1"));
     let first = only(stream.on_request(request(secret, &["cert"], "", "")));
     assert_eq!(first.type_url, secret.type_url());
-    assert_eq!(response_names(&first), ["cert"], "only the secret asked for");
-    assert!(stream.on_request(ack(secret, &["cert"], &first)).responses.is_empty());
+    assert_eq!(
+        response_names(&first),
+        ["cert"],
+        "only the secret asked for"
+    );
+    assert!(
+        stream
+            .on_request(ack(secret, &["cert"], &first))
+            .responses
+            .is_empty()
+    );
     // A new key for the same name: one response with the new version.
     let out = stream.on_snapshot(with_secrets("k2"));
     assert_eq!(types_of(&out), [secret]);

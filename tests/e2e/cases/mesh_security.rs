@@ -340,7 +340,9 @@ async fn network_rbac_guards_a_tcp_workload() -> anyhow::Result<()> {
     let server = mesh.server_with(&["--app-protocol", "tcp"]).await?;
     let client_envoy = mesh.caller("client", mesh.portolan.ports().mesh).await?;
     // No policy: mutual TLS and plaintext both reach the app through the TCP proxy.
-    client_envoy.wait_for_response(HOST, 200, "server-app").await?;
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
     assert!(counter(&server, "listener.inbound.ssl.handshake").await? >= 1);
     assert_eq!(plaintext(mesh.inbound).await, Ok(200));
 
@@ -355,13 +357,20 @@ async fn network_rbac_guards_a_tcp_workload() -> anyhow::Result<()> {
         }
     })
     .await?;
-    assert!(counter(&server, "inbound.rbac.denied").await? >= 1, "{:?}", server.stats_containing("rbac").await?);
+    assert!(
+        counter(&server, "inbound.rbac.denied").await? >= 1,
+        "{:?}",
+        server.stats_containing("rbac").await?
+    );
     let (status, body) = client_envoy.get(HOST, "/").await?;
     assert_eq!((status, body.as_str()), (200, "server-app"));
     let intruder = mesh.caller("intruder", free_port()).await?;
     let hits = mesh.app.hits();
     let (status, _) = intruder.get(HOST, "/").await?;
-    assert_eq!(status, 503, "the intruder's connection is closed by the server sidecar");
+    assert_eq!(
+        status, 503,
+        "the intruder's connection is closed by the server sidecar"
+    );
     assert_eq!(mesh.app.hits(), hits);
     Ok(())
 }
