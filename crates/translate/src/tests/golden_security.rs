@@ -292,3 +292,47 @@ fn workload_secrets_carry_the_certificate_and_the_root() {
         "ROOT"
     );
 }
+
+#[test]
+fn mesh_connections_last_at_most_the_certificate_lifetime_keeping_http2() {
+    let mut world = mk_mesh_world();
+    let mut grpc = mk_service("shop", "grpc", vec![mk_app_port("grpc", 9000, "grpc")]);
+    grpc.labels = labels(&[(SERVICE_ACCOUNT_LABEL, "grpc")]);
+    world.services.insert(grpc.key.clone(), Arc::new(grpc));
+    let mut options = Options::default();
+    options.mesh.max_connection_duration = Some(std::time::Duration::from_secs(3600));
+    let resources = translate(&world, &ProxyGroup::from_key(&web_group(false)), &options);
+    let options_of = |name: &str| {
+        cluster_json(&resources, name)["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+            .clone()
+    };
+    let web = options_of(WEB_CLUSTER);
+    assert_eq!(
+        web["common_http_protocol_options"]["max_connection_duration"],
+        "3600s"
+    );
+    assert!(
+        web["explicit_http_config"]
+            .get("http_protocol_options")
+            .is_some(),
+        "{web}"
+    );
+    let grpc = options_of("outbound|9000||grpc.shop.svc.cluster.local");
+    assert_eq!(
+        grpc["common_http_protocol_options"]["max_connection_duration"],
+        "3600s"
+    );
+    assert!(
+        grpc["explicit_http_config"]
+            .get("http2_protocol_options")
+            .is_some(),
+        "{grpc}"
+    );
+    // Not in the mesh: untouched.
+    let legacy = cluster_json(&resources, LEGACY_CLUSTER);
+    assert!(
+        legacy.get("typed_extension_protocol_options").is_none(),
+        "{legacy}"
+    );
+}
