@@ -245,6 +245,35 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_dumped_without_their_contents() {
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+        let mut b = Snapshot::builder();
+        b.add_cluster(&crate::testing::cluster("a"))
+            .add_load_assignment(&crate::testing::cla("a", 1))
+            .add_secret(&Secret {
+                name: "portolan-workload-cert".into(),
+                r#type: None,
+            });
+        let snapshot = b.build().expect("consistent");
+        let status = |ty: ResourceType| TypeStatus {
+            type_url: ty.type_url().to_string(),
+            sent_version: Some(snapshot.version(ty).to_string()),
+            acked_version: Some(snapshot.version(ty).to_string()),
+            last_nack: None,
+            names: None,
+        };
+        let secrets = generic_configs(&status(ResourceType::Secret), Some(&snapshot), false);
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0].name, "portolan-workload-cert");
+        assert!(
+            secrets[0].xds_config.is_none(),
+            "a private key never leaves"
+        );
+        let clusters = generic_configs(&status(ResourceType::Cluster), Some(&snapshot), false);
+        assert!(clusters[0].xds_config.is_some());
+    }
+
+    #[test]
     fn node_matchers_select_by_id() {
         assert!(matches_any(&[], "a").expect("ok"));
         assert!(matches_any(&[exact("b"), exact("a")], "a").expect("ok"));
