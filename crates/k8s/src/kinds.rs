@@ -15,6 +15,8 @@ pub const WATCHED: &[Kind] = &[
     Kind::TrafficPolicy,
     Kind::Gateway,
     Kind::ExternalService,
+    Kind::PeerAuthentication,
+    Kind::AccessPolicy,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -38,6 +40,8 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::TrafficPolicy => "trafficpolicies",
         Kind::Gateway => "gateways",
         Kind::ExternalService => "externalservices",
+        Kind::PeerAuthentication => "peerauthentications",
+        Kind::AccessPolicy => "accesspolicies",
     }
 }
 
@@ -51,7 +55,12 @@ pub fn field_selector(kind: Kind) -> Option<String> {
 pub fn has_status(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::TrafficRoute | Kind::TrafficPolicy | Kind::Gateway | Kind::ExternalService
+        Kind::TrafficRoute
+            | Kind::TrafficPolicy
+            | Kind::Gateway
+            | Kind::ExternalService
+            | Kind::PeerAuthentication
+            | Kind::AccessPolicy
     )
 }
 
@@ -69,6 +78,11 @@ mod tests {
         let tp = api_resource(Kind::TrafficPolicy);
         assert_eq!(tp.group, "portolan.dev");
         assert_eq!(tp.plural, "trafficpolicies");
+        let ap = api_resource(Kind::AccessPolicy);
+        assert_eq!(
+            (ap.group.as_str(), ap.plural.as_str()),
+            ("portolan.dev", "accesspolicies")
+        );
     }
 
     #[test]

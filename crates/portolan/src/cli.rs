@@ -69,6 +69,13 @@ pub struct TranslateArgs {
     /// traceparent) and export spans to it through the `portolan-otel-collector` cluster.
     #[arg(long, value_name = "HOST:PORT", value_parser = portolan_translate::Collector::parse, env = "PORTOLAN_TRACING_COLLECTOR")]
     pub tracing_collector: Option<portolan_translate::Collector>,
+    /// SPIFFE trust domain of mesh identities (`spiffe://TRUST_DOMAIN/ns/NS/sa/SA`).
+    #[arg(long, default_value = "cluster.local", env = "PORTOLAN_TRUST_DOMAIN")]
+    pub trust_domain: String,
+    /// Port of a mesh workload's inbound listener when its node metadata names none
+    /// (`inboundPort`).
+    #[arg(long, default_value_t = 15006, env = "PORTOLAN_INBOUND_PORT")]
+    pub inbound_port: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -106,6 +113,8 @@ pub struct ServeArgs {
     pub security: SecurityArgs,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
 }
 
 /// The Kubernetes source and the status writer's leader election (docs/kubernetes.md).
@@ -146,6 +155,47 @@ pub struct KubernetesArgs {
     /// Name of the leader election Lease (in the pod namespace).
     #[arg(long, default_value = "portolan-leader", env = "PORTOLAN_LEASE_NAME")]
     pub lease_name: String,
+}
+
+/// Mesh identities and the certificate authority (docs/security.md, "Mesh security").
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    /// Where a proxy's workload identity comes from: the SPIFFE URI SAN of its verified xDS
+    /// client certificate, `node.metadata.namespace`/`serviceAccount` (INSECURE: any client can
+    /// claim any identity; development only), or nowhere (no mesh identities).
+    #[arg(long, value_enum, default_value_t = IdentityArg::XdsCertificate, env = "PORTOLAN_IDENTITY")]
+    pub identity: IdentityArg,
+    /// The CA certificate (PEM) signing workload certificates; with --ca-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "ca_key",
+        conflicts_with = "ca_dir",
+        env = "PORTOLAN_CA_CERT"
+    )]
+    pub ca_cert: Option<PathBuf>,
+    /// The CA's private key (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "ca_cert",
+        env = "PORTOLAN_CA_KEY"
+    )]
+    pub ca_key: Option<PathBuf>,
+    /// A directory holding `ca.crt` and `ca.key`; generated there on first start. Without any
+    /// CA flag the CA is generated in memory (proxies must reconnect after a restart).
+    #[arg(long, value_name = "DIR", env = "PORTOLAN_CA_DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// Lifetime of workload certificates; each is replaced at half of it.
+    #[arg(long, default_value = "24h", value_parser = parse_duration, env = "PORTOLAN_WORKLOAD_CERT_LIFETIME")]
+    pub workload_cert_lifetime: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IdentityArg {
+    XdsCertificate,
+    InsecureNodeMetadata,
+    Off,
 }
 
 /// TLS, client authorization and limits of the xDS port (docs/security.md).
@@ -259,6 +309,28 @@ pub struct BootstrapArgs {
     /// of --xds-address.
     #[arg(long, value_name = "NAME", requires = "xds_ca")]
     pub xds_sni: Option<String>,
+    /// Mesh workload: the application's port on 127.0.0.1 behind the inbound listener
+    /// (`node.metadata.appPort`).
+    #[arg(long)]
+    pub app_port: Option<u16>,
+    /// Mesh workload: the inbound listener's port (`node.metadata.inboundPort`).
+    #[arg(long)]
+    pub inbound_port: Option<u16>,
+    /// Mesh workload: the outbound listener's port when not `serve --mesh-port`
+    /// (`node.metadata.outboundPort`; several sidecars on one host).
+    #[arg(long)]
+    pub outbound_port: Option<u16>,
+    /// Mesh workload: `tcp` for a TCP application (`node.metadata.appProtocol`; default HTTP).
+    #[arg(long)]
+    pub app_protocol: Option<String>,
+    /// Claimed namespace (`node.metadata.namespace`), read only by `serve --identity
+    /// insecure-node-metadata`.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Claimed service account (`node.metadata.serviceAccount`), read only by `serve
+    /// --identity insecure-node-metadata`.
+    #[arg(long)]
+    pub service_account: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
@@ -335,12 +407,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 100ms, 2s or 1m"))?;
+        .map_err(|_| format!("{s:?} is not a duration like 100ms, 2s, 1m or 24h"))?;
     match unit {
         "" | "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s or m")),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
     }
 }
 
@@ -353,7 +426,8 @@ mod tests {
         assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("2h").is_err());
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("2d").is_err());
         assert!(parse_duration("fast").is_err());
     }
 

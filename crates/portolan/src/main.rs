@@ -14,6 +14,7 @@ mod crds;
 mod http;
 mod kubernetes;
 mod logging;
+mod mesh;
 mod render;
 mod serve;
 mod validate;

@@ -2,7 +2,8 @@
 //! [`crate::kubernetes`]), the index, the build pipeline, the xDS server and
 //! the HTTP server together, and shuts them down gracefully on SIGTERM or Ctrl-C (streams
 //! close spread over `--drain-spread`). The xDS port's TLS, authorization and limits come from
-//! [`crate::cli::SecurityArgs`] (docs/security.md).
+//! [`crate::cli::SecurityArgs`] (docs/security.md), mesh identities and the CA from
+//! [`crate::cli::MeshArgs`] ([`crate::mesh`]).
 
 use crate::cli::{AuthzArg, SecurityArgs, ServeArgs};
 use crate::http::{self, AppState};
@@ -41,6 +42,11 @@ pub fn translate_options(args: &crate::cli::TranslateArgs) -> Options {
             },
             collector: args.tracing_collector.clone(),
         },
+        mesh: portolan_translate::mesh::MeshOptions {
+            trust_domain: args.trust_domain.clone(),
+            inbound_port: args.inbound_port,
+            max_connection_duration: None,
+        },
         ..Options::default()
     }
 }
@@ -78,12 +84,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     report_source_health(&mut registry, source.health());
 
-    let pipeline = Pipeline::new(
+    let mesh = crate::mesh::setup(&args.mesh, &args.translate.trust_domain)?;
+    let mut options = translate_options(&args.translate);
+    if mesh.certs.is_some() {
+        options.mesh.max_connection_duration = Some(args.mesh.workload_cert_lifetime);
+    }
+    let pipeline = Pipeline::with_certs(
         index.clone(),
         cache.clone(),
-        translate_options(&args.translate),
+        options,
         pipeline_metrics,
+        mesh.certs.clone(),
     );
+    tokio::spawn(pipeline.clone().rotate_certificates());
     tokio::spawn(pipeline.run(
         changed_rx,
         synced_rx,
@@ -113,7 +126,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         AuthzArg::ClusterInSan => Authz::ClusterInSan,
         AuthzArg::Off => Authz::Off,
     };
-    let xds_server = XdsServer::with_limits(cache.clone(), xds_metrics, limits, authz);
+    let xds_server = XdsServer::with_limits(cache.clone(), xds_metrics, limits, authz)
+        .with_identity(mesh.identity);
     // The admin API (proxy-status, config-dump) shares the xDS port.
     let router = xds_server
         .router()

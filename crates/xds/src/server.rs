@@ -42,6 +42,7 @@ use crate::authz::Authz;
 use crate::cache::Cache;
 use crate::csds::Csds;
 use crate::delta::DeltaStream;
+use crate::identity::IdentityMode;
 use crate::incoming::{ConnInfo, incoming};
 use crate::limits::{Limits, TokenBucket, jitter};
 use crate::metrics::XdsMetrics;
@@ -77,6 +78,7 @@ struct Inner {
     stop: watch::Sender<bool>,
     limits: Limits,
     authz: Authz,
+    identity: Arc<IdentityMode>,
     streams: Arc<Semaphore>,
 }
 
@@ -106,8 +108,18 @@ impl XdsServer {
                 streams: Arc::new(Semaphore::new(limits.max_streams)),
                 limits,
                 authz,
+                identity: Arc::new(IdentityMode::default()),
             }),
         }
+    }
+
+    /// Where workload identities come from (default: xDS client certificates in
+    /// `cluster.local`). Call before serving.
+    pub fn with_identity(mut self, identity: IdentityMode) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.identity = Arc::new(identity);
+        }
+        self
     }
 
     /// The limits streams are admitted within.
@@ -174,6 +186,7 @@ impl XdsServer {
             metrics: self.inner.metrics.clone(),
             stop: self.inner.stop.subscribe(),
             authz: self.inner.authz,
+            identity: self.inner.identity.clone(),
             drain_delay: jitter(self.inner.limits.drain_spread),
         }
     }

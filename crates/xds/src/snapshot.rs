@@ -23,6 +23,7 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::RouteSpecifier,
 };
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use prost::{Message, Name};
 
 use crate::resource::{Resource, ResourceType, aggregate_version};
@@ -67,7 +68,7 @@ struct TypeResources {
 /// A consistent, immutable set of resources for one proxy group.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
-    types: [TypeResources; 4],
+    types: [TypeResources; ResourceType::COUNT],
     /// The rollout (debounced batch of changes) this snapshot belongs to; 0 for none.
     rollout: u64,
     /// When [`crate::Cache::set`] published it.
@@ -195,9 +196,9 @@ impl Encoded {
 /// Collects resources for a [`Snapshot`].
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
-    types: [BTreeMap<String, Entry>; 4],
+    types: [BTreeMap<String, Entry>; ResourceType::COUNT],
     errors: Vec<SnapshotError>,
-    previous: Option<[BTreeMap<String, Arc<Resource>>; 4]>,
+    previous: Option<[BTreeMap<String, Arc<Resource>>; ResourceType::COUNT]>,
 }
 
 // === impl SnapshotBuilder ===
@@ -261,6 +262,16 @@ impl SnapshotBuilder {
     /// Encodes a route configuration and adds it.
     pub fn add_route(&mut self, route: &RouteConfiguration) -> &mut Self {
         self.add_encoded(Encoded::route(route))
+    }
+
+    /// Encodes an SDS secret (named by its name) and adds it.
+    pub fn add_secret(&mut self, secret: &Secret) -> &mut Self {
+        self.add_encoded(Encoded::new(
+            ResourceType::Secret,
+            &secret.name,
+            secret,
+            Vec::new(),
+        ))
     }
 
     /// Shares the previous snapshot's `Arc` for every resource whose bytes did not change.
@@ -328,7 +339,7 @@ impl SnapshotBuilder {
     }
 }
 
-type Types = [BTreeMap<String, Entry>; 4];
+type Types = [BTreeMap<String, Entry>; ResourceType::COUNT];
 
 fn decode<M: Message + Default>(ty: ResourceType, resource: &Resource) -> Result<M, SnapshotError> {
     M::decode(resource.any().value.as_slice()).map_err(|e| SnapshotError::Decode {

@@ -174,6 +174,7 @@ impl SotwStream {
             ResourceType::Endpoint,
             ResourceType::Listener,
             ResourceType::Route,
+            ResourceType::Secret,
         ] {
             if let Some(plan) = self.types.get(&ty).and_then(|s| s.plan(&snapshot, &[])) {
                 plans.push((ty, plan));
