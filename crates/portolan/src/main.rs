@@ -16,6 +16,7 @@ mod logging;
 mod render;
 mod serve;
 mod validate;
+mod webhook;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -123,6 +123,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         router,
         shutdown_signal(shutdown_rx.clone()),
     ));
+    crate::webhook::start(&args, &index, &cache, shutdown_signal(shutdown_rx.clone())).await?;
     let state = AppState {
         source: source_health,
         ready: ready_rx,
