@@ -6,8 +6,11 @@
 //! a create that conflicts means another replica won the race, and its Secret is read instead,
 //! so every replica serves the same certificate. [`SelfSigned::resync`] repeats the read (a
 //! deleted Secret is recreated, a replaced one is picked up) and patches `caBundle` wherever it
-//! differs from the Secret's CA. The CA's private key is never stored: to rotate, delete the
-//! Secret and every replica converges on the new one at its next resync.
+//! differs from the Secret's CA. A Secret that cannot serve (keys missing, a broken pair, a
+//! certificate for another Service) is replaced, guarded by its resourceVersion.
+//!
+//! The CA's private key is never stored: to rotate, delete the Secret and every replica
+//! converges on the new one at its next resync.
 
 use crate::error::WebhookError;
 use crate::server::ALPN_HTTP1;
@@ -164,6 +167,23 @@ impl Issued {
         }
     }
 
+    /// Why these PEMs cannot serve the webhook for `dns_names` (`None`: they can): the pair
+    /// must load and the certificate must name the first (`SERVICE.NAMESPACE.svc`).
+    pub fn unusable(&self, dns_names: &[String]) -> Option<String> {
+        if let Err(e) = self.server_config() {
+            return Some(e.to_string());
+        }
+        let leaf = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes()).next()?;
+        let sans = leaf
+            .ok()
+            .and_then(|der| portolan_xds::PeerIdentity::from_der(&der))
+            .map(|id| id.dns)
+            .unwrap_or_default();
+        let wanted = dns_names.first()?;
+        (!sans.contains(wanted))
+            .then(|| format!("the certificate does not name {wanted} (it names {sans:?})"))
+    }
+
     /// A rustls server configuration serving this certificate (HTTP/1.1).
     pub fn server_config(&self) -> Result<ServerConfig, WebhookError> {
         let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
@@ -273,16 +293,25 @@ impl SelfSigned {
 }
 
 /// The Secret's certificates; generated and created when the Secret does not exist, read
-/// back from the winner when another replica created it first.
+/// back from the winner when another replica created it first. A Secret that cannot serve
+/// (keys missing, a broken pair, a certificate for another Service) is replaced.
 pub async fn ensure_secret(
     client: &kube::Client,
     config: &SelfSignedConfig,
 ) -> Result<Issued, WebhookError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
+    let names = config.dns_names();
     if let Some(secret) = api.get_opt(&config.secret).await? {
-        return Issued::from_secret(&secret);
+        let why = match Issued::from_secret(&secret) {
+            Ok(issued) => match issued.unusable(&names) {
+                None => return Ok(issued),
+                Some(why) => why,
+            },
+            Err(e) => e.to_string(),
+        };
+        return replace_secret(&api, config, secret, &why).await;
     }
-    let issued = Issued::generate(&config.dns_names())?;
+    let issued = Issued::generate(&names)?;
     match api
         .create(&PostParams::default(), &issued.to_secret(config))
         .await
@@ -300,6 +329,34 @@ pub async fn ensure_secret(
                 secret = config.secret,
                 "another replica created the webhook Secret first; using theirs"
             );
+            Issued::from_secret(&api.get(&config.secret).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replaces an unusable Secret with new certificates, guarded by its resourceVersion: when
+/// another replica replaced it first (409), theirs is read and used.
+async fn replace_secret(
+    api: &Api<Secret>,
+    config: &SelfSignedConfig,
+    old: Secret,
+    why: &str,
+) -> Result<Issued, WebhookError> {
+    tracing::warn!(
+        secret = config.secret,
+        reason = why,
+        "the webhook Secret cannot be used; replacing it"
+    );
+    let issued = Issued::generate(&config.dns_names())?;
+    let mut secret = issued.to_secret(config);
+    secret.metadata.resource_version = old.metadata.resource_version;
+    match api
+        .replace(&config.secret, &PostParams::default(), &secret)
+        .await
+    {
+        Ok(_) => Ok(issued),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
             Issued::from_secret(&api.get(&config.secret).await?)
         }
         Err(e) => Err(e.into()),

@@ -232,3 +232,27 @@ async fn resync_patches_a_ca_bundle_that_drifted() {
         "reported a change"
     );
 }
+
+#[tokio::test]
+async fn a_secret_for_another_service_is_replaced_at_its_resource_version() {
+    let stale = Issued::generate(&["old-name.portolan.svc".to_string()]).expect("generates");
+    let (client, mut handle) = client();
+    let started = tokio::spawn(SelfSigned::start(client, config()));
+    let (_, _, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
+    let mut existing = secret_json(&stale);
+    existing["metadata"]["resourceVersion"] = json!("42");
+    reply(send, StatusCode::OK, &existing);
+    let (_, replaced, send) = expect(&mut handle, Method::PUT, SECRET_PATH).await;
+    assert_eq!(replaced["metadata"]["resourceVersion"], "42");
+    let ca = ca_of(&replaced);
+    assert_ne!(ca, stale.ca_pem);
+    reply(send, StatusCode::OK, &replaced);
+    let (_, _, send) = expect(&mut handle, Method::GET, CONFIG_PATH).await;
+    reply(
+        send,
+        StatusCode::OK,
+        &webhook_config(&[("validate.portolan.dev", Some(&ca))]),
+    );
+    let managed = started.await.expect("task").expect("starts");
+    assert_eq!(managed.ca_pem(), ca);
+}
