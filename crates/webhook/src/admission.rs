@@ -125,3 +125,84 @@ fn with_identity(mut object: Value, request: &Request) -> Value {
     }
     object
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portolan_model::Index;
+    use serde_json::json;
+    use std::sync::{Arc, Mutex};
+
+    fn admission() -> Admission {
+        let index = Arc::new(Mutex::new(Index::new()));
+        Admission::new(DryRun::new(
+            index,
+            None,
+            portolan_translate::Options::default(),
+        ))
+    }
+
+    fn request(operation: &str, namespace: &str, name: &str, object: Value) -> Request {
+        Request {
+            uid: "u".into(),
+            kind: crate::review::GroupVersionKind {
+                group: GROUP.into(),
+                version: "v1alpha1".into(),
+                kind: "TrafficRoute".into(),
+            },
+            name: name.into(),
+            namespace: namespace.into(),
+            operation: operation.into(),
+            object: Some(object),
+            dry_run: None,
+        }
+    }
+
+    fn bad_route(metadata: Value) -> Value {
+        json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "TrafficRoute",
+               "metadata": metadata, "spec": {"hosts": []}})
+    }
+
+    fn message(v: &Verdict) -> &str {
+        v.denial
+            .as_ref()
+            .map(|d| d.message.as_str())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_request_namespace_and_name_fill_in_what_the_object_leaves_out() {
+        let a = admission();
+        let v = a.decide(&request("CREATE", "shop", "reviews", bad_route(json!({}))));
+        assert!(
+            message(&v).starts_with("TrafficRoute shop/reviews: spec.hosts"),
+            "{v:?}"
+        );
+        let v = a.decide(&request(
+            "CREATE",
+            "shop",
+            "",
+            bad_route(json!({"generateName": "reviews-"})),
+        ));
+        assert!(
+            message(&v).starts_with("TrafficRoute shop/reviews-generated: "),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn only_create_and_update_of_portolan_objects_are_checked() {
+        let a = admission();
+        for op in ["DELETE", "CONNECT"] {
+            let v = a.decide(&request(op, "shop", "r", bad_route(json!({}))));
+            assert!(v.allowed, "{op}");
+        }
+        let mut other = request("CREATE", "shop", "r", bad_route(json!({})));
+        other.kind.group = "gateway.networking.k8s.io".into();
+        assert!(a.decide(&other).allowed);
+        let mut missing = request("UPDATE", "shop", "r", Value::Null);
+        missing.object = None;
+        let v = a.decide(&missing);
+        assert_eq!(v.denial.as_ref().map(|d| d.code), Some(400), "{v:?}");
+    }
+}

@@ -189,3 +189,46 @@ fn check_world(world: &World, groups: &[ProxyGroup], options: &Options) -> Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portolan_api::Resource;
+    use serde_json::json;
+
+    fn gateway(name: &str, cluster: &str) -> Object {
+        let r = Resource::decode(json!({
+            "apiVersion": "portolan.dev/v1alpha1", "kind": "Gateway",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"cluster": cluster},
+                     "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}
+        }))
+        .expect("decodes")
+        .expect("a Gateway");
+        portolan_model::convert::to_object(&r)
+    }
+
+    #[test]
+    fn groups_are_the_default_and_one_per_distinct_set_of_related_gateways() {
+        let cache = Cache::new();
+        for group in ["ingress;zone=a", "ingress;zone=b", "web", "edge"] {
+            let _rx = cache.subscribe(group);
+        }
+        let mut index = Index::new();
+        index.apply(gateway("edge", "edge"));
+        let dry = DryRun::new(Arc::new(Mutex::new(index)), Some(cache), Options::default());
+        let object = gateway("ingress", "ingress");
+        let related = related_gateways(&object);
+        let world = with_object(&dry.index.lock().expect("lock").world(), object);
+        let groups: Vec<String> = dry
+            .groups(&world, &related)
+            .into_iter()
+            .map(|g| g.cluster)
+            .collect();
+        // `ingress` once (its selector's group; both zones select the same Gateways), not `web`
+        // (no Gateway) nor `edge` (an unrelated Gateway).
+        assert_eq!(groups, ["default", "ingress"]);
+        let unrelated = dry.groups(&world, &BTreeSet::new());
+        assert_eq!(unrelated.len(), 1);
+    }
+}
