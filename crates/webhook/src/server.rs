@@ -3,8 +3,9 @@
 //! current [`Certificates`], so a rotated certificate is used by new connections at once.
 //!
 //! Bodies are capped at [`MAX_REVIEW_BYTES`] (413 beyond); a body that is not an
-//! AdmissionReview is answered 400 with the reason. Decisions run on the blocking pool, so a
-//! dry run never stalls the async workers that serve xDS.
+//! AdmissionReview is answered 400 with the reason. Decisions run on the blocking pool, at most
+//! [`MAX_CONCURRENT_DECISIONS`] at once (others wait their turn), so dry runs never stall the
+//! async workers that serve xDS nor take every core from the build pipeline.
 
 use crate::admission::Admission;
 use crate::review::Request;
@@ -22,11 +23,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 /// Largest AdmissionReview body accepted. An UPDATE carries the object and the old object,
 /// each at most what etcd stores (1.5 MiB by default), plus the envelope.
 pub const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
+
+/// Dry runs that may translate at the same time.
+pub const MAX_CONCURRENT_DECISIONS: usize = 2;
 
 /// ALPN protocol the webhook speaks.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
@@ -60,7 +65,16 @@ pub fn router(admission: Admission) -> Router {
         .route("/validate", post(validate))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_REVIEW_BYTES))
-        .with_state(Arc::new(admission))
+        .with_state(Arc::new(Decider {
+            admission,
+            permits: Semaphore::new(MAX_CONCURRENT_DECISIONS),
+        }))
+}
+
+/// The admission logic and the permits that bound how many decisions run at once.
+struct Decider {
+    admission: Admission,
+    permits: Semaphore,
 }
 
 /// Serves HTTPS on `listener` until `shutdown` resolves (open connections finish on their own).
@@ -109,7 +123,7 @@ pub async fn serve(
     }
 }
 
-async fn validate(State(admission): State<Arc<Admission>>, body: Bytes) -> Response {
+async fn validate(State(decider): State<Arc<Decider>>, body: Bytes) -> Response {
     let request = match Request::parse(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -118,9 +132,15 @@ async fn validate(State(admission): State<Arc<Admission>>, body: Bytes) -> Respo
         }
     };
     let uid = request.uid.clone();
-    let decided = tokio::task::spawn_blocking(move || {
-        let verdict = admission.decide(&request);
-        (request, verdict)
+    let Ok(_permit) = decider.permits.acquire().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    };
+    let decided = tokio::task::spawn_blocking({
+        let decider = decider.clone();
+        move || {
+            let verdict = decider.admission.decide(&request);
+            (request, verdict)
+        }
     })
     .await;
     let Ok((request, verdict)) = decided else {
