@@ -1,14 +1,16 @@
 //! End to end, the admission webhook of a real `portolan serve --config-dir ... --webhook-cert
 //! ... --webhook-key ...`: AdmissionReview JSON over HTTPS, a valid TrafficRoute allowed (with
-//! a warning for the one destination the served config lacks), a bad weight denied with the
+//! a warning for the one destination the served config lacks, gone once the watched directory
+//! has it), a bad weight denied with the
 //! object and field path, a DELETE allowed, a malformed body refused with 400.
 
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::ports::free_port;
 use portolan_e2e::tls::{TestCa, https_request};
-use portolan_e2e::{Portolan, service_yaml};
+use portolan_e2e::{Portolan, eventually, service_yaml};
 use serde_json::{Value, json};
 use std::path::Path;
+use std::time::Duration;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_portolan"))
@@ -93,6 +95,27 @@ async fn kubectl_style_admission_reviews_over_https() -> anyhow::Result<()> {
         "{warnings}"
     );
     assert!(warnings.contains("details"), "{warnings}");
+
+    // ... and follows it: once `details` is written to the directory, the warning is gone.
+    config.write("details.yaml", &service_yaml("default", "details", 9080))?;
+    eventually(
+        "the dry run to see Service details",
+        Duration::from_secs(20),
+        || {
+            let post = &post;
+            async move {
+                let reply = post(review("e2e-2b", "CREATE", &route("details", 90)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let r: Value = serde_json::from_str(&reply.body).map_err(|e| e.to_string())?;
+                match r["response"].get("warnings") {
+                    None if r["response"]["allowed"] == true => Ok(()),
+                    _ => Err(r.to_string()),
+                }
+            }
+        },
+    )
+    .await?;
 
     let r: Value = serde_json::from_str(
         &post(review("e2e-3", "UPDATE", &route("ratings", -1)))
