@@ -115,6 +115,8 @@ pub struct ServeArgs {
     pub kubernetes: KubernetesArgs,
     #[command(flatten)]
     pub mesh: MeshArgs,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
 }
 
 /// The Kubernetes source and the status writer's leader election (docs/kubernetes.md).
@@ -196,6 +198,69 @@ pub enum IdentityArg {
     XdsCertificate,
     InsecureNodeMetadata,
     Off,
+}
+
+/// The validating admission webhook (docs/kubernetes.md): HTTPS, served only when a
+/// certificate mode is given.
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Address of the admission webhook (HTTPS, `POST /validate`); served only with
+    /// --webhook-cert/--webhook-key or --webhook-self-signed.
+    #[arg(
+        long,
+        default_value = "0.0.0.0:18443",
+        env = "PORTOLAN_WEBHOOK_ADDRESS"
+    )]
+    pub webhook_address: SocketAddr,
+    /// PEM certificate chain of the webhook (cert-manager or any mounted kubernetes.io/tls
+    /// Secret); re-read when it changes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "webhook_key",
+        conflicts_with = "webhook_self_signed",
+        env = "PORTOLAN_WEBHOOK_CERT"
+    )]
+    pub webhook_cert: Option<PathBuf>,
+    /// PEM private key of --webhook-cert; re-read when it changes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "webhook_cert",
+        env = "PORTOLAN_WEBHOOK_KEY"
+    )]
+    pub webhook_key: Option<PathBuf>,
+    /// How often the webhook certificate files are checked for changes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "PORTOLAN_WEBHOOK_CERT_RELOAD")]
+    pub webhook_cert_reload: Duration,
+    /// Manage the webhook certificate: a CA and serving certificate for
+    /// --webhook-service in the Secret --webhook-secret (created by the first replica), and the
+    /// CA kept in the caBundle of --webhook-configuration. Needs a Kubernetes API and
+    /// --pod-namespace.
+    #[arg(
+        long,
+        requires_all = ["webhook_service", "webhook_configuration", "pod_namespace"],
+        env = "PORTOLAN_WEBHOOK_SELF_SIGNED"
+    )]
+    pub webhook_self_signed: bool,
+    /// The Service in front of the webhook pods (in the pod namespace).
+    #[arg(long, value_name = "NAME", env = "PORTOLAN_WEBHOOK_SERVICE")]
+    pub webhook_service: Option<String>,
+    /// The ValidatingWebhookConfiguration whose webhooks' clientConfig.caBundle is kept equal
+    /// to the self-managed CA.
+    #[arg(long, value_name = "NAME", env = "PORTOLAN_WEBHOOK_CONFIGURATION")]
+    pub webhook_configuration: Option<String>,
+    /// The Secret (in the pod namespace) holding the self-managed CA and serving certificate.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "portolan-webhook-tls",
+        env = "PORTOLAN_WEBHOOK_SECRET"
+    )]
+    pub webhook_secret: String,
+    /// How often the self-managed Secret and caBundle are checked again.
+    #[arg(long, default_value = "1m", value_parser = parse_duration, env = "PORTOLAN_WEBHOOK_RESYNC")]
+    pub webhook_resync: Duration,
 }
 
 /// TLS, client authorization and limits of the xDS port (docs/security.md).

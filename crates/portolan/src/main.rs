@@ -18,6 +18,7 @@ mod mesh;
 mod render;
 mod serve;
 mod validate;
+mod webhook;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -139,6 +139,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         router,
         shutdown_signal(shutdown_rx.clone()),
     ));
+    crate::webhook::start(&args, &index, &cache, shutdown_signal(shutdown_rx.clone())).await?;
     let state = AppState {
         source: source.health(),
         watchers: source.watchers(),

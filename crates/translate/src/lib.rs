@@ -205,6 +205,15 @@ pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resour
     resources
 }
 
+/// The Gateways that select a proxy group, by namespace and name (none: the group gets the
+/// mesh outbound listener). Groups with the same Gateways get the same listeners and routes.
+pub fn gateways_selecting(world: &World, group: &ProxyGroup) -> Vec<portolan_api::ObjectRef> {
+    gateway::selecting(world, group)
+        .into_iter()
+        .map(|g| g.source.clone())
+        .collect()
+}
+
 /// Everything but the Services' clusters and assignments: external clusters (with their
 /// policies), the telemetry collector, and the group's listeners and routes. Not sorted.
 fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
