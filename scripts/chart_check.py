@@ -118,12 +118,15 @@ def expand(group, resources, verbs, names=(None,)):
     return {(group, r, v, n) for r in resources for v in verbs for n in names}
 
 
-CRS = ["trafficroutes", "trafficpolicies", "gateways", "externalservices"]
+CRS = [
+    "trafficroutes", "trafficpolicies", "gateways", "externalservices",
+    "peerauthentications", "accesspolicies",
+]
 WATCH_FACTS = (
-    expand("", ["services", "secrets"], ["get", "list", "watch"])
-    | expand("discovery.k8s.io", ["endpointslices"], ["get", "list", "watch"])
-    | expand("portolan.dev", CRS, ["get", "list", "watch"])
-    | expand("portolan.dev", [c + "/status" for c in CRS], ["get", "patch", "update"])
+    expand("", ["services", "secrets"], ["list", "watch"])
+    | expand("discovery.k8s.io", ["endpointslices"], ["list", "watch"])
+    | expand("portolan.dev", CRS, ["list", "watch"])
+    | expand("portolan.dev", [c + "/status" for c in CRS], ["patch"])
 )
 
 
@@ -172,7 +175,7 @@ def assert_common(docs, ns):
         fail("Service selector differs from the Deployment's")
     lease_role = [r for r in by_kind(docs, "Role") if r["metadata"]["namespace"] == ns and not r["metadata"]["name"].endswith("-watch")]
     facts = rule_set(lease_role[0]["rules"]) if lease_role else set()
-    if not expand("coordination.k8s.io", ["leases"], ["get", "list", "watch", "create", "update", "patch"]) <= facts:
+    if not expand("coordination.k8s.io", ["leases"], ["get", "create", "update"]) <= facts:
         fail("the release-namespace Role does not grant leases")
     return deploy, args, svc, facts
 
@@ -200,14 +203,14 @@ def assert_webhook(docs, args, svc, ns, role_facts, mode):
         if flag(args, "--webhook-service") != [svc["metadata"]["name"]]:
             fail("--webhook-service does not name the Service")
         secret = flag(args, "--webhook-secret")
-        if not secret or not expand("", ["secrets"], ["get", "update", "patch"], secret) <= role_facts:
-            fail("the Role does not grant get/update/patch on the webhook Secret by name")
+        if not secret or not expand("", ["secrets"], ["get", "update"], secret) <= role_facts:
+            fail("the Role does not grant get/update on the webhook Secret by name")
         if ("", "secrets", "create", None) not in role_facts:
             fail("the Role does not grant creating the webhook Secret")
         cr = [c for c in by_kind(docs, "ClusterRole") if c["metadata"]["name"].endswith("-webhook")]
         want = expand(
             "admissionregistration.k8s.io", ["validatingwebhookconfigurations"],
-            ["get", "list", "watch", "patch", "update"], [vwc["metadata"]["name"]],
+            ["get", "patch"], [vwc["metadata"]["name"]],
         )
         if len(cr) != 1 or rule_set(cr[0]["rules"]) != want:
             fail("the webhook ClusterRole must grant exactly its own configuration")

@@ -84,20 +84,30 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* Rules for the watched objects: one ClusterRole, or one Role per watched namespace. */}}
 {{- define "portolan.watchRules" -}}
+# Exactly what Portolan calls: watchers list and watch; the status writer server-side applies
+# (a PATCH) on /status.
 - apiGroups: [""]
   resources: [services, secrets]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [portolan.dev]
-  resources: [trafficroutes, trafficpolicies, gateways, externalservices]
-  verbs: [get, list, watch]
+  resources:
+    - trafficroutes
+    - trafficpolicies
+    - gateways
+    - externalservices
+    - peerauthentications
+    - accesspolicies
+  verbs: [list, watch]
 - apiGroups: [portolan.dev]
   resources:
     - trafficroutes/status
     - trafficpolicies/status
     - gateways/status
     - externalservices/status
-  verbs: [get, patch, update]
+    - peerauthentications/status
+    - accesspolicies/status
+  verbs: [patch]
 {{- end }}
