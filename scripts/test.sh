@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command: sets up everything on a fresh machine, then runs every check CI runs.
-#   format, lints, unit + golden + gRPC loopback + end-to-end (stock Envoy) tests.
+#   format, lints, the chart/example/image checks (scripts/chart-check.sh: helm lint,
+#   helm template | kubernetes-validate, CRD schemas), unit + golden + gRPC loopback +
+#   end-to-end (stock Envoy) tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,3 +15,6 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test" >&2
 cargo test --workspace --locked
+echo "== chart, examples, Dockerfile" >&2
+# target/debug/portolan: the binary the tests above were built with.
+PORTOLAN_BIN="$PWD/target/debug/portolan" scripts/chart-check.sh

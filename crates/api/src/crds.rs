@@ -1,7 +1,9 @@
 //! The CustomResourceDefinitions of Portolan's kinds, built from the Rust types, and their
 //! YAML rendering (`portolan crds`, the files under `crds/`).
 
-use crate::crd::{ExternalService, Gateway, TrafficPolicy, TrafficRoute};
+use crate::crd::{
+    AccessPolicy, ExternalService, Gateway, PeerAuthentication, TrafficPolicy, TrafficRoute,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
@@ -20,6 +22,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         TrafficPolicy::crd(),
         Gateway::crd(),
         ExternalService::crd(),
+        PeerAuthentication::crd(),
+        AccessPolicy::crd(),
     ]
 }
 

@@ -13,6 +13,8 @@ pub enum Kind {
     TrafficPolicy,
     Gateway,
     ExternalService,
+    PeerAuthentication,
+    AccessPolicy,
 }
 
 // === impl Kind ===
@@ -23,9 +25,12 @@ impl Kind {
         match self {
             Kind::Service | Kind::Endpoints | Kind::Secret => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
-            Kind::TrafficRoute | Kind::TrafficPolicy | Kind::Gateway | Kind::ExternalService => {
-                "portolan.dev/v1alpha1"
-            }
+            Kind::TrafficRoute
+            | Kind::TrafficPolicy
+            | Kind::Gateway
+            | Kind::ExternalService
+            | Kind::PeerAuthentication
+            | Kind::AccessPolicy => "portolan.dev/v1alpha1",
         }
     }
 
@@ -39,6 +44,8 @@ impl Kind {
             Kind::TrafficPolicy => "TrafficPolicy",
             Kind::Gateway => "Gateway",
             Kind::ExternalService => "ExternalService",
+            Kind::PeerAuthentication => "PeerAuthentication",
+            Kind::AccessPolicy => "AccessPolicy",
         }
     }
 
@@ -53,6 +60,8 @@ impl Kind {
             Kind::TrafficPolicy,
             Kind::Gateway,
             Kind::ExternalService,
+            Kind::PeerAuthentication,
+            Kind::AccessPolicy,
         ]
     }
 }

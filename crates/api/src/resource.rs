@@ -3,7 +3,9 @@
 //! Decoding is strict about types and names every failure by field path; it is the first
 //! half of validation, [`crate::validate`] is the second.
 
-use crate::crd::{ExternalService, Gateway, TrafficPolicy, TrafficRoute};
+use crate::crd::{
+    AccessPolicy, ExternalService, Gateway, PeerAuthentication, TrafficPolicy, TrafficRoute,
+};
 use crate::field::{FieldError, FieldPath};
 use crate::object::{Kind, ObjectRef};
 use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
@@ -21,6 +23,8 @@ pub enum Resource {
     TrafficPolicy(Box<TrafficPolicy>),
     Gateway(Box<Gateway>),
     ExternalService(Box<ExternalService>),
+    PeerAuthentication(Box<PeerAuthentication>),
+    AccessPolicy(Box<AccessPolicy>),
     /// A Secret of type `kubernetes.io/tls` (other Secrets are not read).
     Secret(Box<Secret>),
 }
@@ -73,6 +77,10 @@ impl Resource {
             Kind::TrafficPolicy => Resource::TrafficPolicy(Box::new(typed(&object, value)?)),
             Kind::Gateway => Resource::Gateway(Box::new(typed(&object, value)?)),
             Kind::ExternalService => Resource::ExternalService(Box::new(typed(&object, value)?)),
+            Kind::PeerAuthentication => {
+                Resource::PeerAuthentication(Box::new(typed(&object, value)?))
+            }
+            Kind::AccessPolicy => Resource::AccessPolicy(Box::new(typed(&object, value)?)),
             Kind::Secret => Resource::Secret(Box::new(typed(&object, value)?)),
         };
         Ok(Some(resource))
@@ -87,6 +95,8 @@ impl Resource {
             Resource::TrafficPolicy(_) => Kind::TrafficPolicy,
             Resource::Gateway(_) => Kind::Gateway,
             Resource::ExternalService(_) => Kind::ExternalService,
+            Resource::PeerAuthentication(_) => Kind::PeerAuthentication,
+            Resource::AccessPolicy(_) => Kind::AccessPolicy,
             Resource::Secret(_) => Kind::Secret,
         }
     }
@@ -101,6 +111,8 @@ impl Resource {
             Resource::TrafficPolicy(p) => &p.metadata,
             Resource::Gateway(g) => &g.metadata,
             Resource::ExternalService(e) => &e.metadata,
+            Resource::PeerAuthentication(p) => &p.metadata,
+            Resource::AccessPolicy(p) => &p.metadata,
             Resource::Secret(s) => &s.metadata,
         }
     }

@@ -155,6 +155,8 @@ impl SotwProxy {
             ResourceType::Cluster | ResourceType::Listener => Vec::new(),
             ResourceType::Endpoint => self.eds_names.clone(),
             ResourceType::Route => vec![MESH_ROUTE.to_string()],
+            // The bench's proxies have no mesh identity: no secrets.
+            ResourceType::Secret => Vec::new(),
         };
         push += self.request(ty, names)?;
         Ok(push)

@@ -9,6 +9,7 @@ use crate::external::ExternalService;
 use crate::gateway::{Gateway, TlsSecret};
 use crate::policy::DestinationPolicy;
 use crate::routing::HttpRoute;
+use crate::security::{AccessPolicy, PeerAuthentication};
 use crate::types::{EndpointGroup, Object, Service, ServiceKey};
 use crate::world::World;
 use portolan_api::{Kind, ObjectRef};
@@ -24,6 +25,8 @@ pub struct Index {
     gateways: BTreeMap<ObjectRef, Arc<Gateway>>,
     external_services: BTreeMap<ObjectRef, Arc<ExternalService>>,
     secrets: BTreeMap<ObjectRef, Arc<TlsSecret>>,
+    peer_authentications: BTreeMap<ObjectRef, Arc<PeerAuthentication>>,
+    access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
     /// Errors per reporter (a file, a watcher), replaced whole on each report.
     errors: BTreeMap<String, Vec<ConfigError>>,
     version: u64,
@@ -53,6 +56,10 @@ impl Index {
             Object::Gateway(g) => replace(&mut self.gateways, g.source.clone(), g),
             Object::ExternalService(e) => replace(&mut self.external_services, e.source.clone(), e),
             Object::Secret(s) => replace(&mut self.secrets, s.source.clone(), s),
+            Object::PeerAuthentication(p) => {
+                replace(&mut self.peer_authentications, p.source.clone(), p)
+            }
+            Object::AccessPolicy(p) => replace(&mut self.access_policies, p.source.clone(), p),
         };
         self.touch(changed)
     }
@@ -70,6 +77,8 @@ impl Index {
             Kind::Gateway => self.gateways.remove(object).is_some(),
             Kind::ExternalService => self.external_services.remove(object).is_some(),
             Kind::Secret => self.secrets.remove(object).is_some(),
+            Kind::PeerAuthentication => self.peer_authentications.remove(object).is_some(),
+            Kind::AccessPolicy => self.access_policies.remove(object).is_some(),
         };
         self.touch(changed)
     }
@@ -98,6 +107,8 @@ impl Index {
             Kind::Gateway => self.gateways.contains_key(object),
             Kind::ExternalService => self.external_services.contains_key(object),
             Kind::Secret => self.secrets.contains_key(object),
+            Kind::PeerAuthentication => self.peer_authentications.contains_key(object),
+            Kind::AccessPolicy => self.access_policies.contains_key(object),
         }
     }
 
@@ -144,6 +155,8 @@ impl Index {
             gateways: self.gateways.clone(),
             external_services: self.external_services.clone(),
             secrets: self.secrets.clone(),
+            peer_authentications: self.peer_authentications.clone(),
+            access_policies: self.access_policies.clone(),
             statuses: BTreeMap::new(),
             errors: self.errors.values().flatten().cloned().collect(),
         };

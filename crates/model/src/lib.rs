@@ -15,6 +15,7 @@ pub mod index;
 pub mod policy;
 pub mod resolve;
 pub mod routing;
+pub mod security;
 pub mod status;
 pub mod types;
 pub mod world;

@@ -140,6 +140,8 @@ pub enum Object {
     Gateway(Gateway),
     ExternalService(ExternalService),
     Secret(TlsSecret),
+    PeerAuthentication(crate::security::PeerAuthentication),
+    AccessPolicy(crate::security::AccessPolicy),
 }
 
 impl Object {
@@ -154,6 +156,8 @@ impl Object {
             Object::Gateway(g) => g.source.clone(),
             Object::ExternalService(e) => e.source.clone(),
             Object::Secret(s) => s.source.clone(),
+            Object::PeerAuthentication(p) => p.source.clone(),
+            Object::AccessPolicy(p) => p.source.clone(),
         }
     }
 }

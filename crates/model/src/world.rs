@@ -5,6 +5,7 @@ use crate::external::ExternalService;
 use crate::gateway::{Gateway, TlsSecret};
 use crate::policy::DestinationPolicy;
 use crate::routing::HttpRoute;
+use crate::security::{AccessPolicy, PeerAuthentication};
 use crate::status::Condition;
 use crate::types::{EndpointGroup, Service, ServiceKey};
 use portolan_api::ObjectRef;
@@ -30,6 +31,8 @@ pub struct World {
     pub external_services: BTreeMap<ObjectRef, Arc<ExternalService>>,
     /// `kubernetes.io/tls` Secrets (gateway certificates).
     pub secrets: BTreeMap<ObjectRef, Arc<TlsSecret>>,
+    pub peer_authentications: BTreeMap<ObjectRef, Arc<PeerAuthentication>>,
+    pub access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
     /// Conditions of every routing object (`Accepted`, `ResolvedRefs`), computed from this World.
     pub statuses: BTreeMap<ObjectRef, Vec<Condition>>,
     /// Every rejected document or object, sorted by location.

@@ -3,7 +3,9 @@
 //! The bootstrap holds only the node identity, the admin listener and one static cluster
 //! (`portolan-xds`, HTTP/2) pointing at Portolan; CDS and LDS come over ADS. With `--xds-ca`
 //! the cluster speaks TLS (and presents a client certificate with `--xds-client-cert`); the
-//! files are referenced by path, so Envoy reloads them itself when they change.
+//! files are referenced by path, so Envoy reloads them itself when they change. Mesh workloads
+//! name their application and inbound ports in the node metadata (`--app-port`,
+//! `--inbound-port`, `--app-protocol`).
 
 use crate::cli::{BootstrapArgs, OutputFormat};
 use anyhow::{Context, bail};
@@ -39,6 +41,24 @@ fn host_port(flag: &str, s: &str) -> anyhow::Result<(String, u16)> {
     Ok((host.to_string(), port))
 }
 
+/// The mesh workload's node metadata: where its application and inbound listener are, and
+/// (for `serve --identity insecure-node-metadata` only) the identity it claims.
+fn workload_metadata(args: &BootstrapArgs, metadata: &mut serde_json::Map<String, Value>) {
+    let fields = [
+        ("appPort", args.app_port.map(|p| p.to_string())),
+        ("inboundPort", args.inbound_port.map(|p| p.to_string())),
+        ("outboundPort", args.outbound_port.map(|p| p.to_string())),
+        ("appProtocol", args.app_protocol.clone()),
+        ("namespace", args.namespace.clone()),
+        ("serviceAccount", args.service_account.clone()),
+    ];
+    for (key, value) in fields {
+        if let Some(v) = value {
+            metadata.insert(key.to_string(), Value::String(v));
+        }
+    }
+}
+
 fn socket_address(host: &str, port: u16) -> Value {
     json!({"socket_address": {"address": host, "port_value": port}})
 }
@@ -62,13 +82,18 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
     if let Some(zone) = &args.zone {
         node["locality"] = json!({"zone": zone});
     }
+    let mut metadata = serde_json::Map::new();
     if !args.labels.is_empty() {
         let labels: serde_json::Map<String, Value> = args
             .labels
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        node["metadata"] = json!({"labels": labels});
+        metadata.insert("labels".to_string(), Value::Object(labels));
+    }
+    workload_metadata(args, &mut metadata);
+    if !metadata.is_empty() {
+        node["metadata"] = Value::Object(metadata);
     }
     let mut bootstrap = json!({
         "node": node,
@@ -172,7 +197,31 @@ mod tests {
             output: OutputFormat::Yaml,
             zone: None,
             labels: vec![],
+            app_port: None,
+            inbound_port: None,
+            outbound_port: None,
+            app_protocol: None,
+            namespace: None,
+            service_account: None,
         }
+    }
+
+    #[test]
+    fn workload_ports_and_claimed_identity_go_into_the_metadata() {
+        let mut a = args("127.0.0.1:18000");
+        a.app_port = Some(8080);
+        a.inbound_port = Some(15006);
+        a.app_protocol = Some("tcp".into());
+        a.namespace = Some("shop".into());
+        a.service_account = Some("web".into());
+        let b = render(&a).expect("renders");
+        let m = &b["node"]["metadata"];
+        assert_eq!(m["appPort"], "8080");
+        assert_eq!(m["inboundPort"], "15006");
+        assert_eq!(m["appProtocol"], "tcp");
+        assert_eq!(m["namespace"], "shop");
+        assert_eq!(m["serviceAccount"], "web");
+        assert!(m.get("labels").is_none());
     }
 
     #[test]

@@ -14,9 +14,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve xDS to Envoy from a directory of Kubernetes manifests.
+    /// Serve xDS to Envoy from a directory of Kubernetes manifests or a Kubernetes cluster.
     Serve(ServeArgs),
     /// Print a stock Envoy bootstrap that connects to Portolan.
     Bootstrap(BootstrapArgs),
@@ -68,6 +69,13 @@ pub struct TranslateArgs {
     /// traceparent) and export spans to it through the `portolan-otel-collector` cluster.
     #[arg(long, value_name = "HOST:PORT", value_parser = portolan_translate::Collector::parse, env = "PORTOLAN_TRACING_COLLECTOR")]
     pub tracing_collector: Option<portolan_translate::Collector>,
+    /// SPIFFE trust domain of mesh identities (`spiffe://TRUST_DOMAIN/ns/NS/sa/SA`).
+    #[arg(long, default_value = "cluster.local", env = "PORTOLAN_TRUST_DOMAIN")]
+    pub trust_domain: String,
+    /// Port of a mesh workload's inbound listener when its node metadata names none
+    /// (`inboundPort`).
+    #[arg(long, default_value_t = 15006, env = "PORTOLAN_INBOUND_PORT")]
+    pub inbound_port: u16,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -77,10 +85,16 @@ pub enum AccessLogArg {
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("source")
+        .required(true)
+        .args(["config_dir", "kubernetes"])
+))]
 pub struct ServeArgs {
-    /// Directory of Kubernetes YAML/JSON manifests (Service, EndpointSlice, Endpoints), watched for changes.
+    /// Directory of Kubernetes YAML/JSON manifests (Service, EndpointSlice, Endpoints), watched
+    /// for changes. Exactly one of --config-dir and --kubernetes is required.
     #[arg(long, env = "PORTOLAN_CONFIG_DIR")]
-    pub config_dir: PathBuf,
+    pub config_dir: Option<PathBuf>,
     /// Address of the xDS gRPC server.
     #[arg(long, default_value = "0.0.0.0:18000", env = "PORTOLAN_XDS_ADDRESS")]
     pub xds_address: SocketAddr,
@@ -97,6 +111,156 @@ pub struct ServeArgs {
     pub translate: TranslateArgs,
     #[command(flatten)]
     pub security: SecurityArgs,
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// The Kubernetes source and the status writer's leader election (docs/kubernetes.md).
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// Watch the cluster (in-cluster config, else KUBECONFIG / ~/.kube/config) instead of
+    /// --config-dir.
+    #[arg(long, env = "PORTOLAN_KUBERNETES")]
+    pub kubernetes: bool,
+    /// Namespace to watch (repeatable); default: all namespaces.
+    #[arg(
+        long = "watch-namespace",
+        value_name = "NS",
+        conflicts_with = "config_dir",
+        env = "PORTOLAN_WATCH_NAMESPACE",
+        value_delimiter = ','
+    )]
+    pub watch_namespaces: Vec<String>,
+    /// This pod's name (downward API): the Lease holder identity. Default: the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// This pod's namespace (downward API): where the Lease lives. Default: the namespace of
+    /// the service account, else `default`.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+    /// Elect one replica (with a coordination.k8s.io Lease) to write status;
+    /// `--leader-election=false`: this replica writes status unconditionally.
+    #[arg(
+        long,
+        env = "PORTOLAN_LEADER_ELECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub leader_election: bool,
+    /// Name of the leader election Lease (in the pod namespace).
+    #[arg(long, default_value = "portolan-leader", env = "PORTOLAN_LEASE_NAME")]
+    pub lease_name: String,
+}
+
+/// Mesh identities and the certificate authority (docs/security.md, "Mesh security").
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    /// Where a proxy's workload identity comes from: the SPIFFE URI SAN of its verified xDS
+    /// client certificate, `node.metadata.namespace`/`serviceAccount` (INSECURE: any client can
+    /// claim any identity; development only), or nowhere (no mesh identities).
+    #[arg(long, value_enum, default_value_t = IdentityArg::XdsCertificate, env = "PORTOLAN_IDENTITY")]
+    pub identity: IdentityArg,
+    /// The CA certificate (PEM) signing workload certificates; with --ca-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "ca_key",
+        conflicts_with = "ca_dir",
+        env = "PORTOLAN_CA_CERT"
+    )]
+    pub ca_cert: Option<PathBuf>,
+    /// The CA's private key (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "ca_cert",
+        env = "PORTOLAN_CA_KEY"
+    )]
+    pub ca_key: Option<PathBuf>,
+    /// A directory holding `ca.crt` and `ca.key`; generated there on first start. Without any
+    /// CA flag the CA is generated in memory (proxies must reconnect after a restart).
+    #[arg(long, value_name = "DIR", env = "PORTOLAN_CA_DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// Lifetime of workload certificates; each is replaced at half of it.
+    #[arg(long, default_value = "24h", value_parser = parse_duration, env = "PORTOLAN_WORKLOAD_CERT_LIFETIME")]
+    pub workload_cert_lifetime: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IdentityArg {
+    XdsCertificate,
+    InsecureNodeMetadata,
+    Off,
+}
+
+/// The validating admission webhook (docs/kubernetes.md): HTTPS, served only when a
+/// certificate mode is given.
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Address of the admission webhook (HTTPS, `POST /validate`); served only with
+    /// --webhook-cert/--webhook-key or --webhook-self-signed.
+    #[arg(
+        long,
+        default_value = "0.0.0.0:18443",
+        env = "PORTOLAN_WEBHOOK_ADDRESS"
+    )]
+    pub webhook_address: SocketAddr,
+    /// PEM certificate chain of the webhook (cert-manager or any mounted kubernetes.io/tls
+    /// Secret); re-read when it changes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "webhook_key",
+        conflicts_with = "webhook_self_signed",
+        env = "PORTOLAN_WEBHOOK_CERT"
+    )]
+    pub webhook_cert: Option<PathBuf>,
+    /// PEM private key of --webhook-cert; re-read when it changes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "webhook_cert",
+        env = "PORTOLAN_WEBHOOK_KEY"
+    )]
+    pub webhook_key: Option<PathBuf>,
+    /// How often the webhook certificate files are checked for changes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "PORTOLAN_WEBHOOK_CERT_RELOAD")]
+    pub webhook_cert_reload: Duration,
+    /// Manage the webhook certificate: a CA and serving certificate for
+    /// --webhook-service in the Secret --webhook-secret (created by the first replica), and the
+    /// CA kept in the caBundle of --webhook-configuration. Needs a Kubernetes API and
+    /// --pod-namespace.
+    #[arg(
+        long,
+        requires_all = ["webhook_service", "webhook_configuration", "pod_namespace"],
+        env = "PORTOLAN_WEBHOOK_SELF_SIGNED"
+    )]
+    pub webhook_self_signed: bool,
+    /// The Service in front of the webhook pods (in the pod namespace).
+    #[arg(long, value_name = "NAME", env = "PORTOLAN_WEBHOOK_SERVICE")]
+    pub webhook_service: Option<String>,
+    /// The ValidatingWebhookConfiguration whose webhooks' clientConfig.caBundle is kept equal
+    /// to the self-managed CA.
+    #[arg(long, value_name = "NAME", env = "PORTOLAN_WEBHOOK_CONFIGURATION")]
+    pub webhook_configuration: Option<String>,
+    /// The Secret (in the pod namespace) holding the self-managed CA and serving certificate.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "portolan-webhook-tls",
+        env = "PORTOLAN_WEBHOOK_SECRET"
+    )]
+    pub webhook_secret: String,
+    /// How often the self-managed Secret and caBundle are checked again.
+    #[arg(long, default_value = "1m", value_parser = parse_duration, env = "PORTOLAN_WEBHOOK_RESYNC")]
+    pub webhook_resync: Duration,
 }
 
 /// TLS, client authorization and limits of the xDS port (docs/security.md).
@@ -210,6 +374,28 @@ pub struct BootstrapArgs {
     /// of --xds-address.
     #[arg(long, value_name = "NAME", requires = "xds_ca")]
     pub xds_sni: Option<String>,
+    /// Mesh workload: the application's port on 127.0.0.1 behind the inbound listener
+    /// (`node.metadata.appPort`).
+    #[arg(long)]
+    pub app_port: Option<u16>,
+    /// Mesh workload: the inbound listener's port (`node.metadata.inboundPort`).
+    #[arg(long)]
+    pub inbound_port: Option<u16>,
+    /// Mesh workload: the outbound listener's port when not `serve --mesh-port`
+    /// (`node.metadata.outboundPort`; several sidecars on one host).
+    #[arg(long)]
+    pub outbound_port: Option<u16>,
+    /// Mesh workload: `tcp` for a TCP application (`node.metadata.appProtocol`; default HTTP).
+    #[arg(long)]
+    pub app_protocol: Option<String>,
+    /// Claimed namespace (`node.metadata.namespace`), read only by `serve --identity
+    /// insecure-node-metadata`.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Claimed service account (`node.metadata.serviceAccount`), read only by `serve
+    /// --identity insecure-node-metadata`.
+    #[arg(long)]
+    pub service_account: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,
@@ -286,12 +472,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 100ms, 2s or 1m"))?;
+        .map_err(|_| format!("{s:?} is not a duration like 100ms, 2s, 1m or 24h"))?;
     match unit {
         "" | "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s or m")),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
     }
 }
 
@@ -304,7 +491,8 @@ mod tests {
         assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("2h").is_err());
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("2d").is_err());
         assert!(parse_duration("fast").is_err());
     }
 
@@ -314,6 +502,57 @@ mod tests {
         assert_eq!(parse_label("empty="), Ok(("empty".into(), String::new())));
         assert!(parse_label("=x").is_err());
         assert!(parse_label("novalue").is_err());
+    }
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let argv = ["portolan", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(s) => Ok(s),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_needs_exactly_one_source() {
+        let none = serve(&[]).expect_err("no source");
+        assert_eq!(none.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(none.to_string().contains("--config-dir"), "{none}");
+        assert!(none.to_string().contains("--kubernetes"), "{none}");
+        let both = serve(&["--config-dir", "x", "--kubernetes"]).expect_err("two sources");
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(serve(&["--config-dir", "x"]).is_ok());
+        let k = serve(&["--kubernetes"]).expect("kubernetes alone");
+        assert!(k.kubernetes.kubernetes && k.config_dir.is_none());
+    }
+
+    #[test]
+    fn kubernetes_flags_follow_the_contract() {
+        let k = serve(&["--kubernetes"]).expect("parses").kubernetes;
+        assert!(k.leader_election, "on by default");
+        assert_eq!(k.lease_name, "portolan-leader");
+        assert!(k.watch_namespaces.is_empty(), "all namespaces");
+        let k = serve(&[
+            "--kubernetes",
+            "--watch-namespace",
+            "shop",
+            "--watch-namespace",
+            "web",
+            "--leader-election=false",
+            "--pod-name",
+            "portolan-0",
+            "--pod-namespace",
+            "portolan",
+            "--lease-name",
+            "lead",
+        ])
+        .expect("parses")
+        .kubernetes;
+        assert_eq!(k.watch_namespaces, ["shop", "web"]);
+        assert!(!k.leader_election);
+        assert_eq!(k.pod_name.as_deref(), Some("portolan-0"));
+        assert_eq!(k.pod_namespace.as_deref(), Some("portolan"));
+        assert_eq!(k.lease_name, "lead");
+        assert!(serve(&["--config-dir", "x", "--watch-namespace", "a"]).is_err());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct AppState {
     pub ready: watch::Receiver<bool>,
     /// Whether the config source can be read (down: the last good config is served).
     pub source: watch::Receiver<SourceHealth>,
+    /// The Kubernetes watchers, when the source is a cluster.
+    pub watchers: Option<watch::Receiver<portolan_k8s::SourceState>>,
     pub index: Arc<Mutex<Index>>,
     pub cache: Arc<Cache>,
     pub registry: Arc<Registry>,
@@ -109,14 +111,24 @@ async fn config_errors(State(s): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// The config sources and whether each can be read.
+/// The config sources and whether each can be read (for a cluster: every watcher, whether
+/// it has listed, its errors so far).
 async fn sources(State(s): State<AppState>) -> Json<Value> {
     let health = s.source.borrow().clone();
-    Json(json!({"sources": [{
-        "name": portolan_files::REPORTER,
-        "up": health.up,
-        "error": health.error,
-    }]}))
+    let source = match &s.watchers {
+        None => json!({
+            "name": portolan_files::REPORTER,
+            "up": health.up,
+            "error": health.error,
+        }),
+        Some(watchers) => json!({
+            "name": "kubernetes",
+            "up": health.up,
+            "error": health.error,
+            "watchers": watchers.borrow().watchers,
+        }),
+    };
+    Json(json!({"sources": [source]}))
 }
 
 async fn proxies(State(s): State<AppState>) -> Json<Value> {

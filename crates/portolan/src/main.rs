@@ -12,10 +12,13 @@ mod bootstrap;
 mod cli;
 mod crds;
 mod http;
+mod kubernetes;
 mod logging;
+mod mesh;
 mod render;
 mod serve;
 mod validate;
+mod webhook;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -8,14 +8,21 @@
 //! of the batch's first change, and the snapshots it sets carry its id, so the stream tasks can
 //! report when every connected proxy has ACKed it.
 //!
-//! Builds are incremental (see [`incremental`]): one [`IncrementalBuilder`] per zone keeps the
-//! translation and encoding of every Service's clusters and assignments, so a rebuild after a
-//! small change redoes only what it touched.
+//! Builds are incremental (see [`incremental`]): one [`IncrementalBuilder`] per zone (and
+//! mesh membership) keeps the translation and encoding of every Service's clusters and
+//! assignments, so a rebuild after a small change redoes only what it touched.
+//!
+//! Mesh workloads: the snapshot of a group with a workload identity also holds that
+//! identity's certificate and the trust bundle as SDS secrets, from [`WorkloadCerts`] (issued
+//! on first use, replaced at half-life); [`Pipeline::rotate_certificates`] rebuilds when one
+//! is due, so a rotation is a new Secret version pushed to that group's proxies.
 
 pub mod incremental;
 
 pub use incremental::IncrementalBuilder;
 
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+use portolan_ca::{SpiffeId, WorkloadCerts};
 use portolan_model::{Index, World};
 use portolan_translate::{Options, ProxyGroup, Resources};
 use portolan_xds::{Cache, ResourceType, Snapshot, SnapshotError, XdsMetrics};
@@ -25,9 +32,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -147,12 +154,15 @@ pub struct Pipeline {
     cache: Arc<Cache>,
     options: Options,
     metrics: PipelineMetrics,
-    /// Held while building; the incremental builders by proxy zone.
+    /// Workload certificates of mesh groups (none: no SDS secrets are served).
+    certs: Option<Arc<WorkloadCerts>>,
+    /// Held while building; the incremental builders by proxy zone and mesh membership.
     build_lock: Mutex<Builders>,
 }
 
-/// One incremental builder per proxy zone (clusters and assignments depend on nothing else).
-type Builders = HashMap<Option<String>, IncrementalBuilder>;
+/// One incremental builder per proxy zone and mesh membership (clusters and assignments
+/// depend on nothing else).
+type Builders = HashMap<(Option<String>, bool), IncrementalBuilder>;
 
 // === impl Pipeline ===
 
@@ -163,13 +173,47 @@ impl Pipeline {
         options: Options,
         metrics: PipelineMetrics,
     ) -> Arc<Self> {
+        Self::with_certs(index, cache, options, metrics, None)
+    }
+
+    /// A pipeline that serves mesh groups their workload certificates from `certs`.
+    pub fn with_certs(
+        index: Arc<Mutex<Index>>,
+        cache: Arc<Cache>,
+        options: Options,
+        metrics: PipelineMetrics,
+        certs: Option<Arc<WorkloadCerts>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             index,
             cache,
             options,
             metrics,
+            certs,
             build_lock: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Rebuilds every group whenever a workload certificate is due (at half its lifetime),
+    /// so each due certificate is replaced and pushed as a new Secret version. Runs forever.
+    pub async fn rotate_certificates(self: Arc<Self>) {
+        let Some(certs) = self.certs.clone() else {
+            return;
+        };
+        loop {
+            // Nothing issued yet: look again shortly (certificates are issued on first build).
+            let wait = certs.next_rotation().map_or(Duration::from_secs(1), |at| {
+                at.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO)
+            });
+            tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+            let due = certs
+                .next_rotation()
+                .is_some_and(|at| at <= SystemTime::now());
+            if due {
+                self.clone().build_all(0).await;
+            }
+        }
     }
 
     /// Runs until `changes` closes: waits for `synced`, builds every group, then rebuilds on
@@ -230,7 +274,12 @@ impl Pipeline {
                 groups.push(DEFAULT_GROUP.to_string());
             }
             let groups: Vec<ProxyGroup> = groups.iter().map(|g| ProxyGroup::from_key(g)).collect();
-            builders.retain(|zone, _| groups.iter().any(|g| &g.zone == zone));
+            builders.retain(|(zone, mesh), _| {
+                groups
+                    .iter()
+                    .any(|g| &g.zone == zone && g.workload.is_some() == *mesh)
+            });
+            p.forget_unused_certs(&groups);
             for group in &groups {
                 p.build(&mut builders, &world, group, rollout);
             }
@@ -304,10 +353,13 @@ impl Pipeline {
 
     fn build(&self, builders: &mut Builders, world: &World, group: &ProxyGroup, rollout: u64) {
         let start = Instant::now();
-        let builder = builders.entry(group.zone.clone()).or_default();
+        let key = (group.zone.clone(), group.workload.is_some());
+        let builder = builders.entry(key).or_default();
         let previous = self.cache.get(&group.name);
         let group_name = group.name.as_str();
-        match builder.build(world, group, &self.options, previous.as_deref()) {
+        let secrets = self.secrets(group);
+        match builder.build_with_secrets(world, group, &self.options, previous.as_deref(), &secrets)
+        {
             Ok(snap) => {
                 tracing::debug!(group = group_name, world = world.version, "snapshot built");
                 self.cache.set(group_name, snap.with_rollout(rollout));
@@ -321,6 +373,50 @@ impl Pipeline {
         self.metrics
             .build_seconds
             .observe(start.elapsed().as_secs_f64());
+    }
+}
+
+// === impl Pipeline (mesh) ===
+
+impl Pipeline {
+    /// The SDS secrets of a mesh group: its identity's current certificate and the root.
+    fn secrets(&self, group: &ProxyGroup) -> Vec<Secret> {
+        let (Some(certs), Some(workload)) = (&self.certs, &group.workload) else {
+            return Vec::new();
+        };
+        let id = self.spiffe_id(workload);
+        match certs.current(&id, SystemTime::now()) {
+            Ok(cert) => portolan_translate::mesh::workload_secrets(
+                &cert.cert_pem,
+                &cert.key_pem,
+                certs.authority().root_pem(),
+            )
+            .to_vec(),
+            Err(e) => {
+                tracing::error!(group = %group.name, identity = %id, error = %e, "no workload certificate; the group's mesh TLS cannot start");
+                Vec::new()
+            }
+        }
+    }
+
+    fn spiffe_id(&self, workload: &portolan_translate::mesh::Workload) -> SpiffeId {
+        SpiffeId::new(
+            self.options.mesh.trust_domain.clone(),
+            workload.namespace.clone(),
+            workload.service_account.clone(),
+        )
+    }
+
+    /// Drops the certificates of identities no group has any more.
+    fn forget_unused_certs(&self, groups: &[ProxyGroup]) {
+        if let Some(certs) = &self.certs {
+            let used: BTreeSet<SpiffeId> = groups
+                .iter()
+                .filter_map(|g| g.workload.as_ref())
+                .map(|w| self.spiffe_id(w))
+                .collect();
+            certs.retain(&used);
+        }
     }
 }
 
@@ -385,5 +481,39 @@ mod tests {
         assert_eq!(group.zone.as_deref(), Some("zone-a"));
         assert_eq!(group.labels, labels);
         assert_eq!(group.name, key);
+    }
+
+    /// Identity parts of a key come only from the server: a node that writes them into its
+    /// cluster, zone or labels gets no workload; a proven identity does.
+    #[test]
+    fn a_node_cannot_claim_an_identity_through_its_key() {
+        use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
+        use portolan_xds::{IdentityMode, PeerIdentity};
+        let node = Node {
+            cluster: "web;ns=admin;sa=root".into(),
+            locality: Some(Locality {
+                zone: "z;ns=admin;sa=root".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mode = IdentityMode::default();
+        let key = mode.refine_group(&portolan_xds::group::group_key(&node), None, &node);
+        assert_eq!(ProxyGroup::from_key(&key).workload, None, "{key}");
+        let peer = PeerIdentity {
+            dns: vec![],
+            uris: vec!["spiffe://cluster.local/ns/shop/sa/web".into()],
+        };
+        let key = mode.refine_group(&portolan_xds::group::group_key(&node), Some(&peer), &node);
+        let workload = ProxyGroup::from_key(&key)
+            .workload
+            .expect("proven identity");
+        assert_eq!(
+            (
+                workload.namespace.as_str(),
+                workload.service_account.as_str()
+            ),
+            ("shop", "web")
+        );
     }
 }

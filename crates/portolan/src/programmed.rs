@@ -131,6 +131,8 @@ fn objects_of(world: &World, ty: ResourceType, name: &str) -> Vec<ObjectRef> {
         ResourceType::Route => gateway_port(name)
             .map(|port| route_objects(world, port))
             .unwrap_or_default(),
+        // Workload certificates come from the CA, not from an object.
+        ResourceType::Secret => Vec::new(),
     }
 }
 

@@ -1,7 +1,9 @@
-//! `portolan serve`: wires the file source, the index, the build pipeline, the xDS server and
+//! `portolan serve`: wires the config source (a directory, or a cluster: see
+//! [`crate::kubernetes`]), the index, the build pipeline, the xDS server and
 //! the HTTP server together, and shuts them down gracefully on SIGTERM or Ctrl-C (streams
 //! close spread over `--drain-spread`). The xDS port's TLS, authorization and limits come from
-//! [`crate::cli::SecurityArgs`] (docs/security.md).
+//! [`crate::cli::SecurityArgs`] (docs/security.md), mesh identities and the CA from
+//! [`crate::cli::MeshArgs`] ([`crate::mesh`]).
 
 use crate::cli::{AuthzArg, SecurityArgs, ServeArgs};
 use crate::http::{self, AppState};
@@ -40,17 +42,16 @@ pub fn translate_options(args: &crate::cli::TranslateArgs) -> Options {
             },
             collector: args.tracing_collector.clone(),
         },
+        mesh: portolan_translate::mesh::MeshOptions {
+            trust_domain: args.trust_domain.clone(),
+            inbound_port: args.inbound_port,
+            max_connection_duration: None,
+        },
         ..Options::default()
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let dir = args.config_dir.clone();
-    anyhow::ensure!(
-        dir.is_dir(),
-        "--config-dir {}: not a readable directory",
-        dir.display()
-    );
     let mut registry = Registry::with_prefix("portolan");
     let xds_metrics = XdsMetrics::new(&mut registry);
     let pipeline_metrics = PipelineMetrics::new(&mut registry, &xds_metrics);
@@ -65,22 +66,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (synced_tx, synced_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = watch::channel(false);
 
-    let (files_tx, files_rx) = mpsc::channel(16);
-    let (health_tx, source_health) = watch::channel(SourceHealth::up());
-    let watcher = tokio::spawn(portolan_files::watch_reporting(
-        FileSource::new(&dir),
-        files_tx,
-        health_tx,
-    ));
-    report_source_health(&mut registry, source_health.clone());
-    tokio::spawn(feed_index(files_rx, index.clone(), changed_tx, synced_tx));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let source = match &args.config_dir {
+        Some(dir) => start_files(dir, index.clone(), changed_tx, synced_tx)?,
+        None => Source::Kubernetes(
+            crate::kubernetes::start(
+                &args.kubernetes,
+                index.clone(),
+                cache.clone(),
+                changed_tx,
+                synced_tx,
+                shutdown_rx.clone(),
+                &mut registry,
+            )
+            .await?,
+        ),
+    };
+    report_source_health(&mut registry, source.health());
 
-    let pipeline = Pipeline::new(
+    let mesh = crate::mesh::setup(&args.mesh, &args.translate.trust_domain)?;
+    let mut options = translate_options(&args.translate);
+    if mesh.certs.is_some() {
+        options.mesh.max_connection_duration = Some(args.mesh.workload_cert_lifetime);
+    }
+    let pipeline = Pipeline::with_certs(
         index.clone(),
         cache.clone(),
-        translate_options(&args.translate),
+        options,
         pipeline_metrics,
+        mesh.certs.clone(),
     );
+    tokio::spawn(pipeline.clone().rotate_certificates());
     tokio::spawn(pipeline.run(
         changed_rx,
         synced_rx,
@@ -89,7 +105,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.debounce_max,
     ));
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let xds_listener = tokio::net::TcpListener::bind(args.xds_address)
         .await
         .with_context(|| format!("binding the xDS address {}", args.xds_address))?;
@@ -99,7 +114,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         xds = %xds_listener.local_addr()?,
         http = %http_listener.local_addr()?,
-        config_dir = %dir.display(),
+        source = %source,
         xds_tls = tls.is_some(),
         xds_mtls = tls.as_ref().is_some_and(|t| t.mutual()),
         "portolan serving"
@@ -111,7 +126,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         AuthzArg::ClusterInSan => Authz::ClusterInSan,
         AuthzArg::Off => Authz::Off,
     };
-    let xds_server = XdsServer::with_limits(cache.clone(), xds_metrics, limits, authz);
+    let xds_server = XdsServer::with_limits(cache.clone(), xds_metrics, limits, authz)
+        .with_identity(mesh.identity);
     // The admin API (proxy-status, config-dump) shares the xDS port.
     let router = xds_server
         .router()
@@ -123,8 +139,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         router,
         shutdown_signal(shutdown_rx.clone()),
     ));
+    crate::webhook::start(&args, &index, &cache, shutdown_signal(shutdown_rx.clone())).await?;
     let state = AppState {
-        source: source_health,
+        source: source.health(),
+        watchers: source.watchers(),
         ready: ready_rx,
         index,
         cache,
@@ -139,7 +157,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown_tx.send_replace(true);
-    watcher.abort();
+    source.stop().await;
     let drain = async {
         if let Ok(Err(e)) = xds.await {
             tracing::warn!(error = %e, "xDS server stopped with an error");
@@ -189,6 +207,77 @@ async fn evict_idle_groups(cache: Arc<Cache>, idle: Duration) {
             tracing::info!(%group, ?idle, "evicted a proxy group no proxy has watched");
         }
     }
+}
+
+/// The config source `serve` reads: a directory or a cluster.
+enum Source {
+    Files {
+        dir: std::path::PathBuf,
+        health: watch::Receiver<SourceHealth>,
+        watcher: tokio::task::JoinHandle<Result<(), portolan_files::FilesError>>,
+    },
+    Kubernetes(crate::kubernetes::KubernetesSource),
+}
+
+// === impl Source ===
+
+impl Source {
+    fn health(&self) -> watch::Receiver<SourceHealth> {
+        match self {
+            Source::Files { health, .. } => health.clone(),
+            Source::Kubernetes(k) => k.health.clone(),
+        }
+    }
+
+    fn watchers(&self) -> Option<watch::Receiver<portolan_k8s::SourceState>> {
+        match self {
+            Source::Files { .. } => None,
+            Source::Kubernetes(k) => Some(k.watchers.clone()),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Source::Files { watcher, .. } => watcher.abort(),
+            Source::Kubernetes(k) => k.stop().await,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Files { dir, .. } => write!(f, "directory {}", dir.display()),
+            Source::Kubernetes(_) => f.write_str("kubernetes"),
+        }
+    }
+}
+
+/// Starts watching a directory of manifests and feeding the index from it.
+fn start_files(
+    dir: &std::path::Path,
+    index: Arc<Mutex<Index>>,
+    changed: watch::Sender<u64>,
+    synced: watch::Sender<bool>,
+) -> anyhow::Result<Source> {
+    anyhow::ensure!(
+        dir.is_dir(),
+        "--config-dir {}: not a readable directory",
+        dir.display()
+    );
+    let (files_tx, files_rx) = mpsc::channel(16);
+    let (health_tx, health) = watch::channel(SourceHealth::up());
+    let watcher = tokio::spawn(portolan_files::watch_reporting(
+        FileSource::new(dir),
+        files_tx,
+        health_tx,
+    ));
+    tokio::spawn(feed_index(files_rx, index, changed, synced));
+    Ok(Source::Files {
+        dir: dir.to_path_buf(),
+        health,
+        watcher,
+    })
 }
 
 /// Applies the file source's changes to the index and logs what got rejected.

@@ -19,7 +19,8 @@ use envoy_types::util::pack_any;
 use std::collections::HashMap;
 
 /// Key of `typed_extension_protocol_options` for upstream HTTP options.
-const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+pub(crate) const HTTP_PROTOCOL_OPTIONS: &str =
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 /// The EDS cluster of one Service port; its EDS service name is the cluster name.
 pub(crate) fn eds_cluster(port: &PortPlan<'_>, options: &Options) -> Cluster {

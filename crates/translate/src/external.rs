@@ -148,7 +148,7 @@ fn endpoint_port(plan: &ExternalPlan<'_>, ports: &std::collections::BTreeMap<Str
         .unwrap_or(plan.port.number)
 }
 
-fn lb_endpoint(address: &str, port: u16) -> LbEndpoint {
+pub(crate) fn lb_endpoint(address: &str, port: u16) -> LbEndpoint {
     LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
             address: Some(socket_address(address, port)),

@@ -25,7 +25,7 @@ pub(crate) const FAULT: &str = "envoy.filters.http.fault";
 pub(crate) const CORS: &str = "envoy.filters.http.cors";
 
 /// Well-known name of the router HTTP filter.
-const ROUTER: &str = "envoy.filters.http.router";
+pub(crate) const ROUTER: &str = "envoy.filters.http.router";
 
 /// The HTTP connection manager network filter, taking route config `route_name` over ADS.
 pub(crate) fn http_connection_manager(
@@ -54,7 +54,7 @@ pub(crate) fn http_connection_manager(
     }
 }
 
-fn http_filter(name: &str, config: Any) -> HttpFilter {
+pub(crate) fn http_filter(name: &str, config: Any) -> HttpFilter {
     HttpFilter {
         name: name.to_string(),
         config_type: Some(http_filter::ConfigType::TypedConfig(config)),

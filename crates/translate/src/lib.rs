@@ -16,6 +16,10 @@
 //! configuration has a virtual host per Service port (and external HTTP port); TrafficRoutes
 //! attached to the mesh replace those virtual hosts' default route. A group that Gateways
 //! select gets their listeners instead (see [`gateway`]).
+//!
+//! A group with a workload identity ([`mesh`]) also gets the `inbound` listener in front of
+//! its application (mutual TLS per PeerAuthentication, RBAC per AccessPolicy, see
+//! [`inbound`] and [`rbac`]), and originates mutual TLS to Services in the mesh.
 
 #![forbid(unsafe_code)]
 
@@ -27,14 +31,17 @@ mod endpoint;
 mod external;
 mod filters;
 mod gateway;
+mod inbound;
 pub mod json;
 mod listener;
 mod locality;
 mod lookup;
 mod matches;
+pub mod mesh;
 pub mod names;
 mod policy;
 mod protocol;
+mod rbac;
 mod route;
 mod route_rules;
 mod service;
@@ -71,6 +78,8 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Access logs, request ids and tracing of every HTTP connection manager.
     pub telemetry: Telemetry,
+    /// Mesh identities: trust domain and inbound port.
+    pub mesh: mesh::MeshOptions,
 }
 
 /// A set of proxies that get identical configuration: Envoy's `node.cluster`, refined by the
@@ -85,6 +94,8 @@ pub struct ProxyGroup {
     pub zone: Option<String>,
     /// String fields of the node's `labels` metadata.
     pub labels: BTreeMap<String, String>,
+    /// The mesh workload these proxies are, when they proved an identity.
+    pub workload: Option<mesh::Workload>,
 }
 
 /// Everything translation produces for one proxy group, each list sorted by name.
@@ -106,6 +117,7 @@ impl Default for Options {
             cluster_domain: "cluster.local".to_string(),
             connect_timeout: Duration::from_secs(5),
             telemetry: Telemetry::default(),
+            mesh: mesh::MeshOptions::default(),
         }
     }
 }
@@ -128,16 +140,20 @@ impl ProxyGroup {
             cluster: cluster.to_string(),
             zone: None,
             labels: BTreeMap::new(),
+            workload: None,
         }
     }
 
     /// Parses a group key as the xDS server builds it from a node:
-    /// `cluster[;zone=ZONE][;l.KEY=VALUE]...`, parts percent-encoded (`%3B` `%3D` `%25`).
-    /// Unknown parts are ignored, so any string is a valid key.
+    /// `cluster[;zone=ZONE][;l.KEY=VALUE]...[;ns=NS;sa=SA[;app=PORT][;in=PORT][;proto=P]]`,
+    /// parts percent-encoded (`%3B` `%3D` `%25`). The identity parts (`ns`, `sa`) come only
+    /// from what the proxy proved (see `portolan_xds::identity`). Unknown parts are ignored, so
+    /// any string is a valid key.
     pub fn from_key(key: &str) -> Self {
         let mut parts = key.split(';');
         let mut group = Self::new(&unescape(parts.next().unwrap_or_default()));
         group.name = key.to_string();
+        let mut workload = mesh::WorkloadParts::default();
         for part in parts {
             let Some((k, v)) = part.split_once('=') else {
                 continue;
@@ -146,8 +162,11 @@ impl ProxyGroup {
                 group.zone = Some(unescape(v));
             } else if let Some(label) = k.strip_prefix("l.") {
                 group.labels.insert(unescape(label), unescape(v));
+            } else {
+                workload.set(k, unescape(v));
             }
         }
+        group.workload = workload.build();
         group
     }
 }
@@ -170,9 +189,11 @@ fn unescape(s: &str) -> String {
 pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resources {
     let ctx = Context::new(world, options);
     let mut resources = Resources::default();
+    let in_mesh = group.workload.is_some();
     for plan in &ctx.plans {
         let policies = service_clusters::policies(&ctx, plan);
-        let out = service_clusters::translate(&ctx, plan, &policies, group.zone.as_deref());
+        let tls = service_clusters::mesh_tls(&ctx, plan, in_mesh);
+        let out = service_clusters::translate(&ctx, plan, &policies, &tls, group.zone.as_deref());
         resources.clusters.extend(out.clusters);
         resources.load_assignments.extend(out.load_assignments);
     }
@@ -182,6 +203,15 @@ pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resour
     resources.routes = rest.routes;
     resources.sort();
     resources
+}
+
+/// The Gateways that select a proxy group, by namespace and name (none: the group gets the
+/// mesh outbound listener). Groups with the same Gateways get the same listeners and routes.
+pub fn gateways_selecting(world: &World, group: &ProxyGroup) -> Vec<portolan_api::ObjectRef> {
+    gateway::selecting(world, group)
+        .into_iter()
+        .map(|g| g.source.clone())
+        .collect()
 }
 
 /// Everything but the Services' clusters and assignments: external clusters (with their
@@ -202,8 +232,19 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
     resources.clusters.extend(collector);
     let gateways = gateway::selecting(world, group);
     if gateways.is_empty() {
-        resources.listeners.push(listener::mesh_outbound(options));
+        let out_port = group.workload.as_ref().and_then(|w| w.outbound_port);
+        resources
+            .listeners
+            .push(listener::mesh_outbound(options, out_port));
         resources.routes.push(route::mesh_outbound(ctx, &externals));
+        if let Some(inbound) = group
+            .workload
+            .as_ref()
+            .and_then(|w| inbound::inbound(ctx, group, w))
+        {
+            resources.listeners.push(inbound.listener);
+            resources.clusters.push(inbound.cluster);
+        }
     } else {
         let (listeners, routes) = gateway::resources(ctx, &gateways);
         resources.listeners = listeners;

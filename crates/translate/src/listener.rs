@@ -6,8 +6,9 @@ use crate::filters;
 use crate::names;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 
-/// The `mesh-outbound` listener, emitted even when there are no services.
-pub(crate) fn mesh_outbound(options: &Options) -> Listener {
+/// The `mesh-outbound` listener, emitted even when there are no services; on `port` when
+/// the workload names one, else on the configured port.
+pub(crate) fn mesh_outbound(options: &Options, port: Option<u16>) -> Listener {
     let filter = filters::http_connection_manager(
         names::MESH_STAT_PREFIX,
         names::MESH_ROUTE,
@@ -17,7 +18,7 @@ pub(crate) fn mesh_outbound(options: &Options) -> Listener {
         name: names::MESH_LISTENER.to_string(),
         address: Some(socket_address(
             &options.mesh_listener_address,
-            options.mesh_listener_port,
+            port.unwrap_or(options.mesh_listener_port),
         )),
         filter_chains: vec![FilterChain {
             filters: vec![filter],

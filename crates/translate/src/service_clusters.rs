@@ -1,17 +1,25 @@
 //! The clusters and ClusterLoadAssignments of one Service: one per TCP port and one per subset
 //! its TrafficPolicy defines. They depend only on the Service, its endpoint groups, the
-//! policy of each port, the proxy's zone and the options (what [`crate::Translator`] keys on).
+//! policy of each port, the mesh TLS towards it, the proxy's zone and the options (what
+//! [`crate::Translator`] keys on).
+//!
+//! Mesh TLS: a proxy with a workload identity originates mutual TLS to a Service in the mesh
+//! (one labelled [`SERVICE_ACCOUNT_LABEL`]) unless the Service's PeerAuthentication mode is
+//! DISABLE, and checks that the server is `spiffe://TD/ns/NS/sa/SA` for the service accounts
+//! the label lists (comma-separated). A TrafficPolicy's own `tls` replaces it.
 
 use crate::cluster;
 use crate::context::Context;
 use crate::endpoint;
 use crate::locality;
+use crate::mesh;
 use crate::policy;
 use crate::service::ServicePlan;
 use crate::subsets;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use portolan_model::policy::DestinationPolicy;
+use portolan_model::security::{self, MtlsMode, SERVICE_ACCOUNT_LABEL};
 use std::sync::Arc;
 
 /// One Service's clusters and assignments, in translation order (not sorted).
@@ -32,6 +40,32 @@ pub(crate) fn policies(
         .collect()
 }
 
+/// The SPIFFE IDs a proxy (with an identity when `in_mesh`) expects from the Service's
+/// servers, when it originates mutual TLS to them; `None` for plaintext.
+pub(crate) fn mesh_tls(
+    ctx: &Context<'_>,
+    plan: &ServicePlan<'_>,
+    in_mesh: bool,
+) -> Option<Vec<String>> {
+    if !in_mesh {
+        return None;
+    }
+    let service = plan.service;
+    let accounts = service.labels.get(SERVICE_ACCOUNT_LABEL)?;
+    let ns = &service.key.namespace;
+    if security::mtls_mode(ctx.world, ns, &service.labels) == MtlsMode::Disable {
+        return None;
+    }
+    let td = &ctx.options.mesh.trust_domain;
+    let ids: Vec<String> = accounts
+        .split(',')
+        .map(str::trim)
+        .filter(|sa| !sa.is_empty())
+        .map(|sa| mesh::spiffe_id(td, ns, sa))
+        .collect();
+    (!ids.is_empty()).then_some(ids)
+}
+
 /// The clusters and assignments of a Service's ports (with `policies`, one per port) and of
 /// their subsets. With a locality-aware policy and a proxy zone, endpoints in the proxy's zone
 /// come first.
@@ -39,12 +73,19 @@ pub(crate) fn translate(
     ctx: &Context<'_>,
     plan: &ServicePlan<'_>,
     policies: &[Option<Arc<DestinationPolicy>>],
+    mesh_tls: &Option<Vec<String>>,
     zone: Option<&str>,
 ) -> ServiceClusters {
     let mut out = ServiceClusters::default();
     let groups = ctx.world.endpoints_of(&plan.service.key);
     for (port, policy) in plan.ports.iter().zip(policies) {
         let mut cluster = cluster::eds_cluster(port, ctx.options);
+        if let Some(ids) = mesh_tls {
+            cluster.transport_socket = Some(mesh::upstream_mtls(ids));
+            if let Some(max) = ctx.options.mesh.max_connection_duration {
+                mesh::bound_connection_duration(&mut cluster, max);
+            }
+        }
         if let Some(policy) = policy {
             policy::apply(&mut cluster, policy);
         }

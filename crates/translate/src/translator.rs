@@ -40,8 +40,9 @@ pub struct MemoStats {
 #[derive(Debug, Default)]
 pub struct Translator {
     memo: HashMap<ServiceKey, Memo>,
-    /// The zone and options the memo was built with; a change clears it.
-    inputs: Option<(Option<String>, Options)>,
+    /// The zone, whether the group is in the mesh, and the options the memo was built with; a
+    /// change clears it.
+    inputs: Option<(Option<String>, bool, Options)>,
     stats: MemoStats,
 }
 
@@ -52,6 +53,8 @@ struct MemoKey {
     groups: Vec<Arc<EndpointGroup>>,
     /// The policy of each TCP port, in the plan's order.
     policies: Vec<Option<Arc<DestinationPolicy>>>,
+    /// The server identities of mesh TLS towards the Service.
+    mesh_tls: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -94,7 +97,8 @@ impl Translator {
         group: &ProxyGroup,
         options: &Options,
     ) -> SharedResources {
-        let inputs = (group.zone.clone(), options.clone());
+        let in_mesh = group.workload.is_some();
+        let inputs = (group.zone.clone(), in_mesh, options.clone());
         if self.inputs.as_ref() != Some(&inputs) {
             self.memo.clear();
             self.inputs = Some(inputs);
@@ -109,6 +113,7 @@ impl Translator {
                 service: plan.service.clone(),
                 groups: world.endpoints_of(&plan.service.key).to_vec(),
                 policies: service_clusters::policies(&ctx, plan),
+                mesh_tls: service_clusters::mesh_tls(&ctx, plan, in_mesh),
             };
             let memo = match previous.remove(&plan.service.key) {
                 Some(memo) if memo.key.same_as(&key) => {
@@ -117,7 +122,8 @@ impl Translator {
                 }
                 _ => {
                     self.stats.translated += 1;
-                    let translated = service_clusters::translate(&ctx, plan, &key.policies, zone);
+                    let translated =
+                        service_clusters::translate(&ctx, plan, &key.policies, &key.mesh_tls, zone);
                     Memo::new(key, translated)
                 }
             };
@@ -172,6 +178,7 @@ impl MemoKey {
     fn same_as(&self, other: &MemoKey) -> bool {
         Arc::ptr_eq(&self.service, &other.service)
             && same_arcs(&self.groups, &other.groups)
+            && self.mesh_tls == other.mesh_tls
             && self.policies.len() == other.policies.len()
             && self
                 .policies

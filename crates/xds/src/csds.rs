@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::cache::Cache;
+use crate::resource::ResourceType;
 use crate::snapshot::Snapshot;
 use crate::status::{ProxyStatus, SyncState, TypeStatus};
 
@@ -137,7 +138,9 @@ fn generic_configs(
             type_url: status.type_url.clone(),
             name: resource.name().to_string(),
             version_info: status.acked_version.clone().unwrap_or_default(),
-            xds_config: (!exclude_contents).then(|| resource.any().clone()),
+            // Secrets hold private keys: their names and versions only, never their contents.
+            xds_config: (!exclude_contents && status.type_url != ResourceType::Secret.type_url())
+                .then(|| resource.any().clone()),
             config_status: config_status as i32,
             client_status: client_status as i32,
             error_state: error_state.clone(),
@@ -239,6 +242,35 @@ mod tests {
             }),
             node_metadatas: vec![],
         }
+    }
+
+    #[test]
+    fn secrets_are_dumped_without_their_contents() {
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+        let mut b = Snapshot::builder();
+        b.add_cluster(&crate::testing::cluster("a"))
+            .add_load_assignment(&crate::testing::cla("a", 1))
+            .add_secret(&Secret {
+                name: "portolan-workload-cert".into(),
+                r#type: None,
+            });
+        let snapshot = b.build().expect("consistent");
+        let status = |ty: ResourceType| TypeStatus {
+            type_url: ty.type_url().to_string(),
+            sent_version: Some(snapshot.version(ty).to_string()),
+            acked_version: Some(snapshot.version(ty).to_string()),
+            last_nack: None,
+            names: None,
+        };
+        let secrets = generic_configs(&status(ResourceType::Secret), Some(&snapshot), false);
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets[0].name, "portolan-workload-cert");
+        assert!(
+            secrets[0].xds_config.is_none(),
+            "a private key never leaves"
+        );
+        let clusters = generic_configs(&status(ResourceType::Cluster), Some(&snapshot), false);
+        assert!(clusters[0].xds_config.is_some());
     }
 
     #[test]

@@ -182,6 +182,7 @@ impl DeltaStream {
             }
         }
         plans.extend(routing);
+        plans.extend(plan(ResourceType::Secret, &none).map(|p| (ResourceType::Secret, p)));
         let mut responses = Vec::new();
         for (ty, plan) in plans {
             let nonce = self.nonces.next();

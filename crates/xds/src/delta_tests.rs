@@ -310,3 +310,50 @@ fn ads_pushes_in_order_and_defers_cluster_removal() {
     assert_eq!(out.responses[0].removed_resources, vec!["b"]);
     assert_eq!(out.responses[1].removed_resources, vec!["b"]);
 }
+
+#[test]
+fn delta_serves_secrets_by_name_and_pushes_a_rotated_one() {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
+    let snapshot = |key: &str| {
+        let mut b = Snapshot::builder();
+        b.add_secret(&Secret {
+            name: "cert".into(),
+            r#type: Some(secret::Type::TlsCertificate(
+                envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::TlsCertificate {
+                    private_key: Some(envoy_types::pb::envoy::config::core::v3::DataSource {
+                        specifier: Some(
+                            envoy_types::pb::envoy::config::core::v3::data_source::Specifier::InlineString(
+                                key.to_string(),
+                            ),
+                        ),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )),
+        });
+        Arc::new(b.build().expect("consistent"))
+    };
+    let mut stream = DeltaStream::new(Scope::Aggregated);
+    stream.on_snapshot(snapshot("k1"));
+    let out = stream.on_request(DeltaDiscoveryRequest {
+        type_url: ResourceType::Secret.type_url().into(),
+        resource_names_subscribe: vec!["cert".into()],
+        ..Default::default()
+    });
+    assert_eq!(out.responses.len(), 1, "{out:?}");
+    let first = &out.responses[0];
+    assert_eq!(first.resources.len(), 1);
+    assert_eq!(first.resources[0].name, "cert");
+    let version = first.resources[0].version.clone();
+    let nonce = first.nonce.clone();
+    stream.on_request(DeltaDiscoveryRequest {
+        type_url: ResourceType::Secret.type_url().into(),
+        response_nonce: nonce,
+        ..Default::default()
+    });
+    let out = stream.on_snapshot(snapshot("k2"));
+    assert_eq!(out.responses.len(), 1, "{out:?}");
+    assert_eq!(out.responses[0].resources[0].name, "cert");
+    assert_ne!(out.responses[0].resources[0].version, version);
+}

@@ -69,7 +69,7 @@ fn labels(node: &Node) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('%', "%25")
         .replace(';', "%3B")
         .replace('=', "%3D")

@@ -1,5 +1,5 @@
 //! Portolan's xDS server: a per-group resource cache, the per-stream SotW and Delta state
-//! machines, and the tonic services (ADS and per-type CDS/EDS/LDS/RDS) that run them, and CSDS
+//! machines, and the tonic services (ADS and per-type CDS/EDS/LDS/RDS; SDS over ADS) that run them, and CSDS
 //! (client status) over them.
 //!
 //! Data flows one way: the wiring builds a [`Snapshot`] per proxy group and [`Cache::set`]s it;
@@ -17,6 +17,7 @@ pub mod debounce;
 pub mod delta;
 pub mod group;
 pub mod grpc;
+pub mod identity;
 pub mod incoming;
 pub mod limits;
 pub mod metrics;
@@ -35,6 +36,7 @@ pub use cache::{Cache, GroupLimit};
 pub use csds::Csds;
 pub use debounce::debounce;
 pub use delta::DeltaStream;
+pub use identity::{IdentityMode, WorkloadIdentity};
 pub use incoming::ConnInfo;
 pub use limits::{Limits, TokenBucket};
 pub use metrics::XdsMetrics;

@@ -1,6 +1,6 @@
 //! xDS resource types and encoded resources.
 //!
-//! Owns the four type URLs Portolan serves, their push order, and [`Resource`]: one Envoy message
+//! Owns the five type URLs Portolan serves, their push order, and [`Resource`]: one Envoy message
 //! encoded once into an `Any`, named, and versioned by the hash of its bytes. Resources are shared
 //! (`Arc`) between snapshots and streams; nothing re-encodes them.
 
@@ -20,18 +20,35 @@ pub enum ResourceType {
     Listener,
     /// `envoy.config.route.v3.RouteConfiguration` (RDS).
     Route,
+    /// `envoy.extensions.transport_sockets.tls.v3.Secret` (SDS, by name like EDS/RDS): mesh
+    /// workload certificates and the trust bundle.
+    Secret,
 }
 
 // === impl ResourceType ===
 
 impl ResourceType {
-    /// Every type, in push order (make-before-break): clusters, their endpoints, listeners, routes.
+    /// The four configuration types, in push order (make-before-break): clusters, their
+    /// endpoints, listeners, routes. Tables and reports list these.
     pub const ALL: [ResourceType; 4] = [
         ResourceType::Cluster,
         ResourceType::Endpoint,
         ResourceType::Listener,
         ResourceType::Route,
     ];
+
+    /// Every type served: [`ResourceType::ALL`], then secrets (asked for by name once a
+    /// cluster or listener names them).
+    pub const SERVED: [ResourceType; 5] = [
+        ResourceType::Cluster,
+        ResourceType::Endpoint,
+        ResourceType::Listener,
+        ResourceType::Route,
+        ResourceType::Secret,
+    ];
+
+    /// How many types are served.
+    pub const COUNT: usize = Self::SERVED.len();
 
     /// The v3 type URL.
     pub fn type_url(self) -> &'static str {
@@ -42,12 +59,15 @@ impl ResourceType {
             }
             ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
             ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            ResourceType::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+            }
         }
     }
 
     /// The type for a v3 type URL, `None` for types Portolan does not serve.
     pub fn from_type_url(url: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|ty| ty.type_url() == url)
+        Self::SERVED.into_iter().find(|ty| ty.type_url() == url)
     }
 
     /// Whether a State-of-the-World response carries every resource of the type (a resource left
@@ -56,23 +76,25 @@ impl ResourceType {
         matches!(self, ResourceType::Cluster | ResourceType::Listener)
     }
 
-    /// Short name for metric labels and logs: `cds`, `eds`, `lds`, `rds`.
+    /// Short name for metric labels and logs: `cds`, `eds`, `lds`, `rds`, `sds`.
     pub fn short_name(self) -> &'static str {
         match self {
             ResourceType::Cluster => "cds",
             ResourceType::Endpoint => "eds",
             ResourceType::Listener => "lds",
             ResourceType::Route => "rds",
+            ResourceType::Secret => "sds",
         }
     }
 
-    /// Position in [`ResourceType::ALL`].
+    /// Position in [`ResourceType::SERVED`].
     pub(crate) fn index(self) -> usize {
         match self {
             ResourceType::Cluster => 0,
             ResourceType::Endpoint => 1,
             ResourceType::Listener => 2,
             ResourceType::Route => 3,
+            ResourceType::Secret => 4,
         }
     }
 }
@@ -178,9 +200,9 @@ mod tests {
 
     #[test]
     fn type_urls_round_trip() {
-        for ty in ResourceType::ALL {
+        for ty in ResourceType::SERVED {
             assert_eq!(ResourceType::from_type_url(ty.type_url()), Some(ty));
-            assert_eq!(ResourceType::ALL[ty.index()], ty);
+            assert_eq!(ResourceType::SERVED[ty.index()], ty);
         }
         assert_eq!(ResourceType::from_type_url("type.googleapis.com/x"), None);
     }

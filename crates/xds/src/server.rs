@@ -24,6 +24,8 @@ use crate::authz::Authz;
 use crate::cache::Cache;
 use crate::csds::Csds;
 use crate::grpc::{Ads, Cds, Eds, Lds, Rds, XdsService};
+use crate::delta::DeltaStream;
+use crate::identity::IdentityMode;
 use crate::incoming::{ConnInfo, incoming};
 use crate::limits::{Limits, TokenBucket, jitter};
 use crate::metrics::XdsMetrics;
@@ -57,6 +59,7 @@ struct Inner {
     stop: watch::Sender<bool>,
     limits: Limits,
     authz: Authz,
+    identity: Arc<IdentityMode>,
     streams: Arc<Semaphore>,
 }
 
@@ -83,8 +86,18 @@ impl XdsServer {
                 streams: Arc::new(Semaphore::new(limits.max_streams)),
                 limits,
                 authz,
+                identity: Arc::new(IdentityMode::default()),
             }),
         }
+    }
+
+    /// Where workload identities come from (default: xDS client certificates in
+    /// `cluster.local`). Call before serving.
+    pub fn with_identity(mut self, identity: IdentityMode) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.identity = Arc::new(identity);
+        }
+        self
     }
 
     /// The limits streams are admitted within.
@@ -131,6 +144,7 @@ impl XdsServer {
             metrics: self.inner.metrics.clone(),
             stop: self.inner.stop.subscribe(),
             authz: self.inner.authz,
+            identity: self.inner.identity.clone(),
             drain_delay: jitter(self.inner.limits.drain_spread),
         }
     }

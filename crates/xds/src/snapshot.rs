@@ -27,6 +27,7 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::RouteSpecifier,
 };
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use prost::{Message, Name};
 
 use crate::resource::{Resource, ResourceType, aggregate_version};
@@ -71,7 +72,7 @@ struct TypeResources {
 /// A consistent, immutable set of resources for one proxy group.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
-    types: [TypeResources; 4],
+    types: [TypeResources; ResourceType::COUNT],
     /// The rollout (debounced batch of changes) this snapshot belongs to; 0 for none.
     rollout: u64,
     /// When [`crate::Cache::set`] published it.
@@ -200,9 +201,9 @@ impl Encoded {
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
     /// Per type, in the order added (sorted and checked for duplicates by `build`).
-    types: [Vec<Entry>; 4],
+    types: [Vec<Entry>; ResourceType::COUNT],
     errors: Vec<SnapshotError>,
-    previous: Option<[BTreeMap<String, Arc<Resource>>; 4]>,
+    previous: Option<[BTreeMap<String, Arc<Resource>>; ResourceType::COUNT]>,
 }
 
 // === impl SnapshotBuilder ===
@@ -268,6 +269,16 @@ impl SnapshotBuilder {
         self.add_encoded(Encoded::route(route))
     }
 
+    /// Encodes an SDS secret (named by its name) and adds it.
+    pub fn add_secret(&mut self, secret: &Secret) -> &mut Self {
+        self.add_encoded(Encoded::new(
+            ResourceType::Secret,
+            &secret.name,
+            secret,
+            Vec::new(),
+        ))
+    }
+
     /// Shares the previous snapshot's `Arc` for every resource whose bytes did not change.
     pub fn reuse(&mut self, previous: &Snapshot) -> &mut Self {
         self.previous = Some(std::array::from_fn(|i| previous.types[i].resources.clone()));
@@ -280,7 +291,7 @@ impl SnapshotBuilder {
         if let Some(error) = self.errors.drain(..).next() {
             return Err(error);
         }
-        for (ty, entries) in ResourceType::ALL.into_iter().zip(self.types.iter_mut()) {
+        for (ty, entries) in ResourceType::SERVED.into_iter().zip(self.types.iter_mut()) {
             // Stable, so of two equal names the first added stays first.
             entries.sort_by(|a, b| a.resource.name().cmp(b.resource.name()));
             if let Some(pair) = entries
@@ -294,7 +305,7 @@ impl SnapshotBuilder {
             }
         }
         self.share_unchanged();
-        let maps: [BTreeMap<String, Arc<Resource>>; 4] = std::array::from_fn(|i| {
+        let maps: Maps = std::array::from_fn(|i| {
             self.types[i]
                 .iter()
                 .map(|e| (e.resource.name().to_string(), e.resource.clone()))
@@ -343,8 +354,8 @@ impl SnapshotBuilder {
     }
 }
 
-type Types = [Vec<Entry>; 4];
-type Maps = [BTreeMap<String, Arc<Resource>>; 4];
+type Types = [Vec<Entry>; ResourceType::COUNT];
+type Maps = [BTreeMap<String, Arc<Resource>>; ResourceType::COUNT];
 
 fn decode<M: Message + Default>(ty: ResourceType, resource: &Resource) -> Result<M, SnapshotError> {
     M::decode(resource.any().value.as_slice()).map_err(|e| SnapshotError::Decode {

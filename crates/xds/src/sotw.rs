@@ -185,6 +185,7 @@ impl SotwStream {
             ResourceType::Endpoint,
             ResourceType::Listener,
             ResourceType::Route,
+            ResourceType::Secret,
         ] {
             if let Some(plan) = self.types.get_mut(&ty).and_then(|s| s.plan(&snapshot, &[])) {
                 plans.push((ty, plan));

@@ -403,3 +403,59 @@ fn names_are_shared_and_unchanged_content_is_not_replanned() {
     assert_eq!(response_names(&only(out)), vec!["b"]);
     assert_eq!(stream.types[&Endpoint].quiet_at, None);
 }
+
+/// A snapshot with `two_clusters`' resources plus SDS secrets `cert` (holding `key`) and
+/// `bundle`.
+fn with_secrets(key: &str) -> Arc<Snapshot> {
+    use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        Secret, TlsCertificate, secret,
+    };
+    let inline = |s: &str| DataSource {
+        specifier: Some(Specifier::InlineString(s.to_string())),
+        ..Default::default()
+    };
+    let mut b = Snapshot::builder();
+    b.add_cluster(&cluster("a"))
+        .add_load_assignment(&cla("a", 1))
+        .add_listener(&listener("l", "l"))
+        .add_route(&route_config("l", "a"));
+    for name in ["cert", "bundle"] {
+        b.add_secret(&Secret {
+            name: name.to_string(),
+            r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+                private_key: Some(inline(&format!("{name}-{key}"))),
+                ..Default::default()
+            })),
+        });
+    }
+    Arc::new(b.build().expect("consistent"))
+}
+
+#[test]
+fn secrets_are_served_by_name_and_a_rotation_pushes_only_the_changed_secret() {
+    let secret = ResourceType::Secret;
+    let mut stream = SotwStream::new(Scope::Aggregated);
+    stream.on_snapshot(with_secrets("k1"));
+    let first = only(stream.on_request(request(secret, &["cert"], "", "")));
+    assert_eq!(first.type_url, secret.type_url());
+    assert_eq!(
+        response_names(&first),
+        ["cert"],
+        "only the secret asked for"
+    );
+    assert!(
+        stream
+            .on_request(ack(secret, &["cert"], &first))
+            .responses
+            .is_empty()
+    );
+    // A new key for the same name: one response with the new version.
+    let out = stream.on_snapshot(with_secrets("k2"));
+    assert_eq!(types_of(&out), [secret]);
+    let rotated = only(out);
+    assert_eq!(response_names(&rotated), ["cert"]);
+    assert_ne!(rotated.version_info, first.version_info);
+    // Unchanged: nothing.
+    assert!(stream.on_snapshot(with_secrets("k2")).responses.is_empty());
+}

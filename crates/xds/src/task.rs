@@ -29,6 +29,7 @@ use crate::cache::Cache;
 use crate::convergence::Member;
 use crate::delta::DeltaStream;
 use crate::group::DEFAULT_GROUP;
+use crate::identity::IdentityMode;
 use crate::limits::TokenBucket;
 use crate::metrics::{XdsMetrics, client_kind};
 use crate::resource::ResourceType;
@@ -108,6 +109,8 @@ pub(crate) struct Context {
     pub(crate) metrics: XdsMetrics,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) authz: Authz,
+    /// Where workload identities come from (they refine the group key).
+    pub(crate) identity: Arc<IdentityMode>,
     /// How long after the server stops this stream closes (random within the drain spread).
     pub(crate) drain_delay: Duration,
 }
@@ -220,7 +223,12 @@ pub(crate) async fn run<M, S>(
         }
         None => return,
     };
-    let node = NodeInfo::from_node(M::node_of(&first));
+    let mut node = NodeInfo::from_node(M::node_of(&first));
+    if let Some(n) = M::node_of(&first) {
+        node.group = ctx
+            .identity
+            .refine_group(&node.group, admission.peer.as_deref(), n);
+    }
     let cluster = M::node_of(&first)
         .map(|n| n.cluster.as_str())
         .filter(|c| !c.is_empty())

@@ -161,7 +161,8 @@ pub fn snapshot_of(clusters: &[&str], listeners: &[&str]) -> Snapshot {
     snapshot_with(&clusters, &listeners)
 }
 
-/// The name inside an encoded Cluster, ClusterLoadAssignment, Listener or RouteConfiguration.
+/// The name inside an encoded Cluster, ClusterLoadAssignment, Listener, RouteConfiguration or
+/// Secret.
 pub fn any_name(any: &Any) -> Option<String> {
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment as Cla;
     let bytes = any.value.as_slice();
@@ -170,6 +171,11 @@ pub fn any_name(any: &Any) -> Option<String> {
         ResourceType::Endpoint => Cla::decode(bytes).ok().map(|m| m.cluster_name),
         ResourceType::Listener => Listener::decode(bytes).ok().map(|m| m.name),
         ResourceType::Route => RouteConfiguration::decode(bytes).ok().map(|m| m.name),
+        ResourceType::Secret => {
+            envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret::decode(bytes)
+                .ok()
+                .map(|m| m.name)
+        }
     }
 }
 

@@ -48,6 +48,8 @@ pub enum TlsError {
 #[derive(Debug)]
 pub struct TlsReloader {
     files: TlsFiles,
+    /// ALPN protocols offered (`h2` for xDS).
+    alpn: Vec<Vec<u8>>,
     current: RwLock<Arc<ServerConfig>>,
     /// (modified time, length) of each file when `current` was built.
     stamps: Mutex<Vec<Option<(SystemTime, u64)>>>,
@@ -65,6 +67,12 @@ impl TlsFiles {
 
     /// Builds a rustls server configuration (ring provider, TLS 1.2 and 1.3, ALPN `h2`).
     pub fn server_config(&self) -> Result<ServerConfig, TlsError> {
+        self.server_config_with_alpn(&[b"h2".to_vec()])
+    }
+
+    /// Like [`TlsFiles::server_config`], offering these ALPN protocols instead of `h2` (the
+    /// admission webhook serves HTTP/1.1).
+    pub fn server_config_with_alpn(&self, alpn: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?;
@@ -93,7 +101,7 @@ impl TlsFiles {
             source,
         })?;
         let mut config = builder.with_single_cert(read_certs(&self.cert)?, key)?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        config.alpn_protocols = alpn.to_vec();
         Ok(config)
     }
 }
@@ -125,10 +133,16 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 impl TlsReloader {
     /// Loads the files; an error here is a startup error.
     pub fn new(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
+        Self::with_alpn(files, vec![b"h2".to_vec()])
+    }
+
+    /// Like [`TlsReloader::new`], offering these ALPN protocols instead of `h2`.
+    pub fn with_alpn(files: TlsFiles, alpn: Vec<Vec<u8>>) -> Result<Arc<Self>, TlsError> {
         let stamps = files.paths().into_iter().map(stamp).collect();
-        let config = files.server_config()?;
+        let config = files.server_config_with_alpn(&alpn)?;
         Ok(Arc::new(Self {
             files,
+            alpn,
             current: RwLock::new(Arc::new(config)),
             stamps: Mutex::new(stamps),
             last_error: Mutex::new(None),
@@ -158,7 +172,7 @@ impl TlsReloader {
         if *stamps == now {
             return Ok(false);
         }
-        let config = self.files.server_config()?;
+        let config = self.files.server_config_with_alpn(&self.alpn)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
         *stamps = now;
         Ok(true)
@@ -177,14 +191,14 @@ impl TlsReloader {
                 .unwrap_or_else(PoisonError::into_inner);
             match self.reload_if_changed() {
                 Ok(true) => {
-                    info!(cert = %self.files.cert.display(), "xDS TLS certificate reloaded");
+                    info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
                     *last = None;
                 }
                 Ok(false) => {}
                 Err(e) => {
                     let text = e.to_string();
                     if last.as_deref() != Some(&text) {
-                        warn!(error = %text, "xDS TLS files changed but cannot be loaded; keeping the previous certificate");
+                        warn!(error = %text, cert = %self.files.cert.display(), "TLS files changed but cannot be loaded; keeping the previous certificate");
                         *last = Some(text);
                     }
                 }

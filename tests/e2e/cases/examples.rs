@@ -1,5 +1,6 @@
 //! The example manifests under `examples/` are valid (`portolan validate` finds every object
-//! and no error), and docs/crds.md shows each routing example exactly as it is on disk.
+//! and no error), and docs/crds.md shows each routing and security example exactly as it is on
+//! disk.
 
 use portolan_e2e::manifests::examples_dir;
 use portolan_e2e::workspace_root;
@@ -105,6 +106,42 @@ fn the_crd_reference_shows_every_routing_example_verbatim() {
         let block = format!("```yaml\n# {name}\n{text}```");
         assert!(
             doc.contains(&block),
+            "docs/crds.md must show {name} verbatim in a ```yaml block whose first line is `# {name}`"
+        );
+    }
+}
+
+#[test]
+fn every_security_example_is_valid_and_shown_verbatim() {
+    let dir = examples_dir().join("security");
+    let files = yaml_files(&dir);
+    assert!(files.len() >= 5, "security examples: {files:?}");
+    let expected: usize = files
+        .iter()
+        .map(|f| documents(&std::fs::read_to_string(f).expect("example readable")))
+        .sum();
+    let out = Command::new(bin())
+        .arg("validate")
+        .arg(&dir)
+        .output()
+        .expect("portolan validate runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{expected} objects valid, 0 errors, 0 warnings")),
+        "{stdout}"
+    );
+    let doc = std::fs::read_to_string(workspace_root().join("docs/crds.md"))
+        .expect("docs/crds.md readable");
+    for file in files {
+        let name = file
+            .strip_prefix(workspace_root())
+            .expect("under the workspace")
+            .display()
+            .to_string();
+        let text = std::fs::read_to_string(&file).expect("example readable");
+        assert!(
+            doc.contains(&format!("```yaml\n# {name}\n{text}```")),
             "docs/crds.md must show {name} verbatim in a ```yaml block whose first line is `# {name}`"
         );
     }

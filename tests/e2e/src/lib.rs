@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ads;
+pub mod apiserver;
 pub mod envoy;
 pub mod http;
 pub mod manifests;

@@ -96,13 +96,33 @@ impl Portolan {
         serve_args: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        let source = ["--config-dir".as_ref(), config.path().as_os_str()];
+        Self::start_source(bin, &source, ports, serve_args, env).await
+    }
+
+    /// `portolan serve --kubernetes` (with the process's KUBECONFIG), waiting for `/readyz`.
+    pub async fn start_kubernetes(
+        bin: &Path,
+        ports: Ports,
+        serve_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        Self::start_source(bin, &["--kubernetes".as_ref()], ports, serve_args, env).await
+    }
+
+    async fn start_source(
+        bin: &Path,
+        source: &[&std::ffi::OsStr],
+        ports: Ports,
+        serve_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let logdir = tempfile::tempdir()?;
         let log = logdir.path().join("portolan.log");
         let logfile = std::fs::File::create(&log)?;
         let child = Command::new(bin)
             .arg("serve")
-            .arg("--config-dir")
-            .arg(config.path())
+            .args(source)
             .args(["--xds-address", &format!("127.0.0.1:{}", ports.xds)])
             .args(["--http-address", &format!("127.0.0.1:{}", ports.http)])
             .args(["--mesh-address", "127.0.0.1"])

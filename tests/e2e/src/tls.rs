@@ -137,6 +137,19 @@ pub async fn https_get(
     sni: &str,
     path: &str,
 ) -> anyhow::Result<HttpsReply> {
+    https_request(ca, port, sni, "GET", path, &[]).await
+}
+
+/// Like [`https_get`], with any method and a body (sent with `content-type: application/json`
+/// when not empty).
+pub async fn https_request(
+    ca: &TestCa,
+    port: u16,
+    sni: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<HttpsReply> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.cert_der())?;
     let provider = Arc::new(crypto::ring::default_provider());
@@ -157,10 +170,19 @@ pub async fn https_get(
         .and_then(|c| c.first())
         .map(|c| c.to_vec())
         .unwrap_or_default();
+    let content = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        )
+    };
     let request = format!(
-        "GET {path} HTTP/1.1\r\nhost: {sni}\r\nconnection: close\r\nuser-agent: portolan-e2e\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {sni}\r\nconnection: close\r\nuser-agent: portolan-e2e\r\n{content}\r\n"
     );
     tls.write_all(request.as_bytes()).await?;
+    tls.write_all(body).await?;
     let mut raw = Vec::new();
     if let Err(e) = tls.read_to_end(&mut raw).await {
         // A peer that closes without close_notify still sent a whole response.

@@ -124,3 +124,12 @@ mod tests {
         }
     }
 }
+
+/// Which workloads (mesh proxies, by the labels in their node metadata) an object applies to.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSelector {
+    /// Every label must be present with this value.
+    #[serde(default)]
+    pub match_labels: std::collections::BTreeMap<String, String>,
+}

@@ -1,13 +1,17 @@
 //! Portolan's custom resources (group `portolan.dev`, version `v1alpha1`): the Rust types,
 //! their OpenAPI schemas (with CEL rules), and the CustomResourceDefinitions built from them.
 
+pub mod access_policy;
 pub mod common;
 pub mod external_service;
 pub mod gateway;
+pub mod peer_authentication;
 pub mod traffic_policy;
 pub mod traffic_route;
 
+pub use access_policy::AccessPolicy;
 pub use external_service::ExternalService;
 pub use gateway::Gateway;
+pub use peer_authentication::PeerAuthentication;
 pub use traffic_policy::TrafficPolicy;
 pub use traffic_route::TrafficRoute;

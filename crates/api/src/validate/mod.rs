@@ -5,9 +5,11 @@
 //! One file per kind; this module holds the checks the kinds share (durations, regexes,
 //! percentages, header names, host names, "exactly one of").
 
+mod access_policy;
 mod core;
 mod external_service;
 mod gateway;
+mod peer_authentication;
 pub(crate) mod pem;
 mod secret;
 mod traffic_policy;
@@ -31,6 +33,8 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::TrafficPolicy(p) => traffic_policy::traffic_policy(p, &mut errors),
         Resource::Gateway(g) => gateway::gateway(g, &mut errors),
         Resource::ExternalService(e) => external_service::external_service(e, &mut errors),
+        Resource::PeerAuthentication(p) => peer_authentication::peer_authentication(p, &mut errors),
+        Resource::AccessPolicy(p) => access_policy::access_policy(p, &mut errors),
         Resource::Secret(s) => secret::secret(s, &mut errors),
     }
     errors.0

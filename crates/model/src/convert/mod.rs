@@ -8,6 +8,7 @@ mod external;
 mod gateway;
 mod policy;
 mod route;
+mod security;
 
 use crate::types::*;
 use portolan_api::Resource;
@@ -30,6 +31,10 @@ pub fn to_object(resource: &Resource) -> Object {
             Object::ExternalService(external::external_service(resource, e))
         }
         Resource::Secret(s) => Object::Secret(gateway::tls_secret(resource, s)),
+        Resource::PeerAuthentication(p) => {
+            Object::PeerAuthentication(security::peer_authentication(resource, p))
+        }
+        Resource::AccessPolicy(p) => Object::AccessPolicy(security::access_policy(resource, p)),
     }
 }
 

@@ -53,6 +53,13 @@ pub(super) fn statuses(world: &World) -> BTreeMap<ObjectRef, Vec<Condition>> {
     for es in world.external_services.values() {
         out.insert(es.source.clone(), external_conditions(world, es));
     }
+    // Security objects refer to nothing by name: accepted once valid.
+    for p in world.peer_authentications.values() {
+        out.insert(p.source.clone(), conditions(vec![], vec![], p.generation));
+    }
+    for p in world.access_policies.values() {
+        out.insert(p.source.clone(), conditions(vec![], vec![], p.generation));
+    }
     out
 }
 

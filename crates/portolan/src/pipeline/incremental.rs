@@ -8,6 +8,7 @@
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use portolan_model::World;
 use portolan_translate::{Options, ProxyGroup, SharedResources, Translator};
 use portolan_xds::snapshot::Encoded;
@@ -47,8 +48,20 @@ impl IncrementalBuilder {
         options: &Options,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, SnapshotError> {
+        self.build_with_secrets(world, group, options, previous, &[])
+    }
+
+    /// [`IncrementalBuilder::build`] with SDS secrets (a mesh group's certificates) added.
+    pub fn build_with_secrets(
+        &mut self,
+        world: &World,
+        group: &ProxyGroup,
+        options: &Options,
+        previous: Option<&Snapshot>,
+        secrets: &[Secret],
+    ) -> Result<Snapshot, SnapshotError> {
         let resources = self.translator.translate(world, group, options);
-        self.snapshot(&resources, previous)
+        self.snapshot(&resources, previous, secrets)
     }
 
     /// The translator (for its memo statistics).
@@ -65,6 +78,7 @@ impl IncrementalBuilder {
         &mut self,
         resources: &SharedResources,
         previous: Option<&Snapshot>,
+        secrets: &[Secret],
     ) -> Result<Snapshot, SnapshotError> {
         let mut b = Snapshot::builder();
         if let Some(prev) = previous {
@@ -82,6 +96,9 @@ impl IncrementalBuilder {
         }
         for r in &resources.routes {
             b.add_route(r);
+        }
+        for s in secrets {
+            b.add_secret(s);
         }
         b.build()
     }

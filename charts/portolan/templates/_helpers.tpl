@@ -1,0 +1,113 @@
+{{/*
+Names, labels and the small computed values every template shares.
+*/}}
+
+{{- define "portolan.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release name, plus the chart name unless the release name holds it. */}}
+{{- define "portolan.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of cluster-scoped objects: the full name and the release namespace, so two
+releases in two namespaces do not collide. */}}
+{{- define "portolan.clusterName" -}}
+{{- printf "%s-%s" (include "portolan.fullname" .) .Release.Namespace | trunc 253 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "portolan.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "portolan.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "portolan.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "portolan.labels" -}}
+helm.sh/chart: {{ include "portolan.chart" . }}
+{{ include "portolan.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: control-plane
+app.kubernetes.io/part-of: portolan
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "portolan.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "portolan.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "portolan.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The ValidatingWebhookConfiguration (cluster-scoped). */}}
+{{- define "portolan.webhookConfigurationName" -}}
+{{- include "portolan.clusterName" . }}
+{{- end }}
+
+{{- define "portolan.webhookSecretName" -}}
+{{- default (printf "%s-webhook-tls" (include "portolan.fullname" .)) .Values.webhook.secretName }}
+{{- end }}
+
+{{- define "portolan.webhookSelfSigned" -}}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificate "selfSigned") }}true{{ end }}
+{{- end }}
+
+{{- define "portolan.webhookCertManager" -}}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certificate "certManager") }}true{{ end }}
+{{- end }}
+
+{{/* The Service's DNS name, as proxies and the API server reach it. */}}
+{{- define "portolan.serviceHost" -}}
+{{- printf "%s.%s.svc" (include "portolan.fullname" .) .Release.Namespace }}
+{{- end }}
+
+{{/* Rules for the watched objects: one ClusterRole, or one Role per watched namespace. */}}
+{{- define "portolan.watchRules" -}}
+# Exactly what Portolan calls: watchers list and watch; the status writer server-side applies
+# (a PATCH) on /status.
+- apiGroups: [""]
+  resources: [services, secrets]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+- apiGroups: [portolan.dev]
+  resources:
+    - trafficroutes
+    - trafficpolicies
+    - gateways
+    - externalservices
+    - peerauthentications
+    - accesspolicies
+  verbs: [list, watch]
+- apiGroups: [portolan.dev]
+  resources:
+    - trafficroutes/status
+    - trafficpolicies/status
+    - gateways/status
+    - externalservices/status
+    - peerauthentications/status
+    - accesspolicies/status
+  verbs: [patch]
+{{- end }}

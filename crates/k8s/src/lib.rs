@@ -1,0 +1,38 @@
+//! Portolan's Kubernetes source: watches Services, EndpointSlices, `kubernetes.io/tls`
+//! Secrets and Portolan's CRDs and feeds the same model as the files source; writes the
+//! `Accepted` / `ResolvedRefs` / `Programmed` conditions back to the CRs' `/status` from the
+//! replica that holds a coordination.k8s.io Lease. Knows nothing of xDS.
+//!
+//! * [`decode`]: a cluster object to a model object, through the one validation module.
+//! * [`feed`]: watcher events to index changes (pure; tested without an API server).
+//! * [`source`]: the watchers themselves (kube-runtime, backoff), sync and health.
+//! * [`status`] / [`writer`]: which status each object should carry, and writing it.
+//! * [`lease`]: leader election.
+
+#![forbid(unsafe_code)]
+
+pub mod decode;
+pub mod error;
+pub mod feed;
+pub mod kinds;
+pub mod lease;
+pub mod source;
+pub mod status;
+pub mod view;
+pub mod writer;
+
+pub use error::K8sError;
+pub use feed::KindFeed;
+pub use lease::{LeaseConfig, LeaseLock};
+pub use source::{Sink, SourceState, Watchers};
+pub use view::ClusterView;
+pub use writer::{Inputs, StatusWriter};
+
+/// A client from the in-cluster config, else KUBECONFIG / `~/.kube/config`.
+pub async fn client() -> Result<kube::Client, K8sError> {
+    let config = kube::Config::infer().await?;
+    kube::Client::try_from(config).map_err(K8sError::Client)
+}
+
+#[cfg(test)]
+mod testing;

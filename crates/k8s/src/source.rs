@@ -1,0 +1,197 @@
+//! The Kubernetes source: one kube-runtime watcher (list + watch, retried with backoff) per
+//! watched kind and namespace, each driving a [`KindFeed`] into the shared index.
+//!
+//! While the API server is away the watchers retry with client-go's backoff and the index
+//! keeps the last known state; errors are logged, counted, and published in [`SourceState`]
+//! (`/debug/sources`). The source is synced once every watcher has completed its first list.
+
+use crate::feed::KindFeed;
+use crate::kinds;
+use crate::view::ClusterView;
+use futures::{Stream, StreamExt};
+use kube::core::DynamicObject;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use portolan_api::Kind;
+use portolan_model::Index;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Where the watchers put what they read.
+#[derive(Clone, Debug)]
+pub struct Sink {
+    pub index: Arc<Mutex<Index>>,
+    /// Bumped after every event that changed the index (the pipeline's debounce input).
+    pub changed: watch::Sender<u64>,
+}
+
+/// The state of every watcher, by reporter name (`kubernetes/Service`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SourceState {
+    pub watchers: BTreeMap<String, WatcherState>,
+}
+
+/// One watcher: whether it has listed once, whether its last request worked, its errors.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct WatcherState {
+    pub synced: bool,
+    pub up: bool,
+    /// Watch and list errors so far (each retried with backoff).
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// The running watchers.
+pub struct Watchers {
+    pub state: watch::Receiver<SourceState>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+// === impl SourceState ===
+
+impl SourceState {
+    /// Every watcher has completed its first list.
+    pub fn synced(&self) -> bool {
+        !self.watchers.is_empty() && self.watchers.values().all(|w| w.synced)
+    }
+
+    /// Every watcher's last request worked.
+    pub fn up(&self) -> bool {
+        self.watchers.values().all(|w| w.up)
+    }
+
+    /// `reporter: error` for each watcher that is down.
+    pub fn errors(&self) -> Vec<String> {
+        self.watchers
+            .iter()
+            .filter(|(_, w)| !w.up)
+            .filter_map(|(name, w)| w.last_error.as_ref().map(|e| format!("{name}: {e}")))
+            .collect()
+    }
+}
+
+// === impl Watchers ===
+
+impl Watchers {
+    /// Starts one watcher per watched kind and namespace (`namespaces` empty: all).
+    pub fn spawn(client: Client, namespaces: &[String], sink: Sink, view: ClusterView) -> Self {
+        let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.iter().map(|n| Some(n.as_str())).collect()
+        };
+        let feeds: Vec<(KindFeed, Option<&str>)> = kinds::WATCHED
+            .iter()
+            .flat_map(|&kind| {
+                let view = view.clone();
+                scopes
+                    .iter()
+                    .map(move |&ns| (KindFeed::new(kind, ns, view.clone()), ns))
+            })
+            .collect();
+        let initial = SourceState {
+            watchers: feeds
+                .iter()
+                .map(|(feed, _)| (feed.reporter().to_string(), WatcherState::default()))
+                .collect(),
+        };
+        let (state_tx, state) = watch::channel(initial);
+        let tasks = feeds
+            .into_iter()
+            .map(|(feed, ns)| {
+                let stream = watch_stream(client.clone(), feed.kind(), ns);
+                tokio::spawn(run_feed(stream, feed, sink.clone(), state_tx.clone()))
+            })
+            .collect();
+        Self { state, tasks }
+    }
+
+    /// Waits until every watcher has listed once.
+    pub async fn synced(&mut self) {
+        let _ = self.state.wait_for(SourceState::synced).await;
+    }
+
+    pub fn abort(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Watchers {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// The list+watch stream of one kind in one namespace (or all), retried with backoff.
+pub fn watch_stream(
+    client: Client,
+    kind: Kind,
+    namespace: Option<&str>,
+) -> impl Stream<Item = Result<Event<DynamicObject>, watcher::Error>> + Send + 'static {
+    let resource = kinds::api_resource(kind);
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client, ns, &resource),
+        None => Api::all_with(client, &resource),
+    };
+    let mut config = watcher::Config::default();
+    if let Some(fields) = kinds::field_selector(kind) {
+        config = config.fields(&fields);
+    }
+    watcher::watcher(api, config).default_backoff()
+}
+
+/// Drives one feed until its stream ends; the index keeps what it has through errors.
+pub async fn run_feed<S>(
+    stream: S,
+    mut feed: KindFeed,
+    sink: Sink,
+    state: watch::Sender<SourceState>,
+) where
+    S: Stream<Item = Result<Event<DynamicObject>, watcher::Error>>,
+{
+    let reporter = feed.reporter().to_string();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                let handled = {
+                    let mut index = sink.index.lock().unwrap_or_else(|p| p.into_inner());
+                    feed.handle(event, &mut index)
+                };
+                if handled.changed {
+                    sink.changed.send_modify(|v| *v += 1);
+                }
+                if handled.first_sync {
+                    tracing::info!(watcher = %reporter, "listed");
+                }
+                let synced = feed.synced();
+                state.send_if_modified(|s| {
+                    let w = s.watchers.entry(reporter.clone()).or_default();
+                    let before = w.clone();
+                    w.synced = synced;
+                    w.up = true;
+                    *w != before
+                });
+            }
+            Err(e) => {
+                tracing::warn!(watcher = %reporter, error = %e, "watch failed; keeping the last known state and retrying with backoff");
+                state.send_modify(|s| {
+                    let w = s.watchers.entry(reporter.clone()).or_default();
+                    w.up = false;
+                    w.errors += 1;
+                    w.last_error = Some(e.to_string());
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod tests;

@@ -1,0 +1,155 @@
+//! Which status each object should carry, and when a write is due.
+
+use super::*;
+use portolan_api::{FieldError, FieldPath, Kind};
+use portolan_model::ConfigError;
+
+fn route_ref() -> ObjectRef {
+    ObjectRef::new(Kind::TrafficRoute, "shop", "reviews")
+}
+
+fn world_with_route_status(generation: i64) -> World {
+    let mut w = World::default();
+    w.statuses.insert(
+        route_ref(),
+        vec![
+            Condition::new(ConditionType::Accepted, true, "Accepted", "", generation),
+            Condition::new(
+                ConditionType::ResolvedRefs,
+                false,
+                "BackendNotFound",
+                "spec.http[0].route[0].destination.host: no Service shop/ratings",
+                generation,
+            ),
+        ],
+    );
+    // Services carry no status: never in the desired set.
+    w.statuses.insert(
+        ObjectRef::new(Kind::Service, "shop", "web"),
+        vec![Condition::new(
+            ConditionType::Accepted,
+            true,
+            "Accepted",
+            "",
+            0,
+        )],
+    );
+    w
+}
+
+fn types(conditions: &[Condition]) -> Vec<(ConditionType, bool, &str)> {
+    conditions
+        .iter()
+        .map(|c| (c.type_, c.status, c.reason.as_str()))
+        .collect()
+}
+
+#[test]
+fn valid_objects_get_accepted_resolved_refs_and_programmed() {
+    let world = world_with_route_status(2);
+    let desired = desired(&world, &BTreeMap::new(), &BTreeMap::new());
+    assert_eq!(desired.len(), 1, "only Portolan's CRs carry status");
+    let c = &desired[&route_ref()];
+    assert_eq!(
+        types(c),
+        [
+            (ConditionType::Accepted, true, "Accepted"),
+            (ConditionType::ResolvedRefs, false, "BackendNotFound"),
+            (ConditionType::Programmed, true, "Programmed"),
+        ]
+    );
+    assert!(c.iter().all(|c| c.observed_generation == 2));
+}
+
+#[test]
+fn nacked_objects_are_programmed_false_with_the_proxies_and_envoys_text() {
+    let world = world_with_route_status(2);
+    let nack = Condition::new(
+        ConditionType::Programmed,
+        false,
+        "Nacked",
+        "rejected by 1 proxies (edge-1): bad route",
+        2,
+    );
+    let programmed = BTreeMap::from([(route_ref(), nack.clone())]);
+    let desired = desired(&world, &programmed, &BTreeMap::new());
+    assert_eq!(desired[&route_ref()][2], nack);
+}
+
+#[test]
+fn invalid_objects_are_accepted_false_at_the_invalid_generation() {
+    let mut world = world_with_route_status(2);
+    world.errors.push(ConfigError {
+        location: LOCATION.to_string(),
+        object: Some(route_ref()),
+        error: FieldError::new(
+            FieldPath::parse("spec.http[0].route[0].weight"),
+            "invalid type: string \"ten\", expected i32",
+        ),
+    });
+    let generations = BTreeMap::from([(route_ref(), 3)]);
+    let desired = desired(&world, &BTreeMap::new(), &generations);
+    let c = &desired[&route_ref()];
+    assert_eq!((c[0].type_, c[0].status), (ConditionType::Accepted, false));
+    assert_eq!(c[0].reason, "Invalid");
+    assert_eq!(c[0].observed_generation, 3);
+    assert!(
+        c[0].message.contains("spec.http[0].route[0].weight"),
+        "{}",
+        c[0].message
+    );
+    assert_eq!(c.len(), 3, "the last good version's other conditions stay");
+    assert_eq!(status(c, &[], Timestamp::now()).observed_generation, 3);
+}
+
+#[test]
+fn transition_times_move_only_when_a_condition_flips() {
+    let t0: Timestamp = "2026-01-01T00:00:00Z".parse().expect("a timestamp");
+    let t1: Timestamp = "2026-01-02T00:00:00Z".parse().expect("a timestamp");
+    let world = world_with_route_status(2);
+    let conditions = &desired(&world, &BTreeMap::new(), &BTreeMap::new())[&route_ref()];
+    let first = status(conditions, &[], t0);
+    assert!(
+        first
+            .conditions
+            .iter()
+            .all(|c| c.last_transition_time.0 == t0)
+    );
+    // Same conditions later: every time stays.
+    let again = status(conditions, &first.conditions, t1);
+    assert_eq!(again, first);
+    // ResolvedRefs flips to True: only its time moves.
+    let mut fixed = conditions.clone();
+    fixed[1] = Condition::new(ConditionType::ResolvedRefs, true, "ResolvedRefs", "", 2);
+    let later = status(&fixed, &first.conditions, t1);
+    assert_eq!(later.conditions[0].last_transition_time.0, t0);
+    assert_eq!(later.conditions[1].last_transition_time.0, t1);
+}
+
+#[test]
+fn a_status_already_on_the_object_is_current() {
+    let world = world_with_route_status(2);
+    let conditions = &desired(&world, &BTreeMap::new(), &BTreeMap::new())[&route_ref()];
+    let wanted = status(conditions, &[], Timestamp::now());
+    let mut seen = Seen {
+        generation: 2,
+        resource_version: Some("7".into()),
+        observed_generation: Some(2),
+        conditions: wanted.conditions.clone(),
+    };
+    assert!(is_current(&wanted, &seen));
+    seen.observed_generation = Some(1);
+    assert!(!is_current(&wanted, &seen), "observedGeneration differs");
+    seen.observed_generation = Some(2);
+    seen.conditions[2].message = "old".into();
+    assert!(!is_current(&wanted, &seen), "a message differs");
+    seen.conditions.clear();
+    assert!(!is_current(&wanted, &seen), "no status yet");
+}
+
+#[test]
+fn long_messages_are_cut_to_what_the_api_server_accepts() {
+    let long = "é".repeat(MAX_MESSAGE);
+    let cut = truncate(&long);
+    assert!(cut.len() <= MAX_MESSAGE && cut.ends_with("..."));
+}

@@ -1,0 +1,209 @@
+//! `portolan serve --kubernetes`: the Kubernetes source wired into the index, the pipeline's
+//! sync signal and `/debug/sources`, and the leader-elected status writer fed by the World's
+//! conditions and the NACKs of connected proxies (see docs/kubernetes.md).
+//!
+//! Nothing is served before every watcher has listed once: `synced` turns true only then, and
+//! the pipeline builds no snapshot (and `/readyz` stays 503) until it does. The status writer
+//! also waits for that, so it never writes conditions computed from a partial cluster.
+
+use crate::cli::KubernetesArgs;
+use anyhow::Context;
+use portolan_api::ObjectRef;
+use portolan_files::SourceHealth;
+use portolan_k8s::{
+    ClusterView, Inputs, LeaseConfig, LeaseLock, Sink, SourceState, StatusWriter, Watchers,
+};
+use portolan_model::{Condition, Index, World};
+use portolan_xds::Cache;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often the leader recomputes statuses (NACKs change without a new World).
+const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// The running Kubernetes source.
+pub struct KubernetesSource {
+    /// Up while every watcher's last request worked (`portolan_config_source_up`, `/readyz`).
+    pub health: watch::Receiver<SourceHealth>,
+    /// Every watcher's state (`/debug/sources`).
+    pub watchers: watch::Receiver<SourceState>,
+    election: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts the watchers, the election and the status writer.
+pub async fn start(
+    args: &KubernetesArgs,
+    index: Arc<Mutex<Index>>,
+    cache: Arc<Cache>,
+    changed: watch::Sender<u64>,
+    synced: watch::Sender<bool>,
+    shutdown: watch::Receiver<bool>,
+    registry: &mut Registry,
+) -> anyhow::Result<KubernetesSource> {
+    let client = portolan_k8s::client()
+        .await
+        .context("connecting to Kubernetes")?;
+    let view = ClusterView::new();
+    let sink = Sink {
+        index: index.clone(),
+        changed: changed.clone(),
+    };
+    let watchers = Watchers::spawn(client.clone(), &args.watch_namespaces, sink, view.clone());
+    let state = watchers.state.clone();
+    let (health_tx, health) = watch::channel(SourceHealth::up());
+    let errors = Counter::<u64>::default();
+    registry.register(
+        "kubernetes_watch_errors",
+        "Failed Kubernetes list/watch requests (each retried with backoff; the last known state stays)",
+        errors.clone(),
+    );
+    let mut tasks = vec![tokio::spawn(follow_watchers(
+        watchers, synced, health_tx, errors,
+    ))];
+
+    let (leading, election) = if args.leader_election {
+        let namespace = args
+            .pod_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let identity = args.pod_name.clone().unwrap_or_else(hostname);
+        tracing::info!(lease = %format!("{namespace}/{}", args.lease_name), %identity, "leader election for the status writer");
+        let lock = LeaseLock::new(
+            client.clone(),
+            LeaseConfig::new(&namespace, &args.lease_name, &identity),
+        );
+        let (tx, rx) = watch::channel(false);
+        (rx, Some(tokio::spawn(lock.run(tx, shutdown))))
+    } else {
+        tracing::info!("leader election off: this replica writes status");
+        let (tx, rx) = watch::channel(true);
+        // Kept open for the life of the process.
+        tasks.push(tokio::spawn(async move { tx.closed().await }));
+        (rx, None)
+    };
+
+    let writer = StatusWriter::new(client, view);
+    let mut synced_rx = state.clone();
+    let wake = changed.subscribe();
+    tasks.push(tokio::spawn(async move {
+        let _ = synced_rx.wait_for(SourceState::synced).await;
+        let inputs = move || status_inputs(&index, &cache);
+        writer.run(inputs, leading, wake, STATUS_EVERY).await;
+    }));
+    Ok(KubernetesSource {
+        health,
+        watchers: state,
+        election,
+        tasks,
+    })
+}
+
+// === impl KubernetesSource ===
+
+impl KubernetesSource {
+    /// Stops the status writer and the watchers; waits (briefly) for the election to hand
+    /// the Lease back, so another replica takes over at once.
+    pub async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(election) = self.election
+            && tokio::time::timeout(Duration::from_secs(5), election)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the Lease was not released in time; it expires by itself");
+        }
+    }
+}
+
+/// Turns the watchers' state into the sync signal, source health and the error counter.
+async fn follow_watchers(
+    watchers: Watchers,
+    synced: watch::Sender<bool>,
+    health: watch::Sender<SourceHealth>,
+    errors: Counter<u64>,
+) {
+    let mut state = watchers.state.clone();
+    let mut counted = 0;
+    loop {
+        {
+            let s = state.borrow_and_update();
+            if s.synced() && !*synced.borrow() {
+                tracing::info!(watchers = s.watchers.len(), "Kubernetes source synced");
+                synced.send_replace(true);
+            }
+            let now = if s.up() {
+                SourceHealth::up()
+            } else {
+                SourceHealth::down(s.errors().join("; "))
+            };
+            health.send_if_modified(|h| std::mem::replace(h, now.clone()) != now);
+            let total: u64 = s.watchers.values().map(|w| w.errors).sum();
+            errors.inc_by(total.saturating_sub(counted));
+            counted = total;
+        }
+        if state.changed().await.is_err() {
+            break;
+        }
+    }
+    drop(watchers);
+}
+
+/// The current World and the `Programmed=False` conditions of what proxies NACKed.
+fn status_inputs(index: &Mutex<Index>, cache: &Cache) -> Inputs {
+    let world = index.lock().unwrap_or_else(|p| p.into_inner()).world();
+    let nacks = portolan::programmed::nacks(&world, cache, &cache.proxies());
+    let by_name = portolan::programmed::conditions(&world, &nacks);
+    let programmed = objects_by_name(&world, by_name);
+    Inputs { world, programmed }
+}
+
+/// Maps `Kind ns/name` keys back to the routing objects of `world` they name.
+fn objects_by_name(
+    world: &World,
+    mut by_name: BTreeMap<String, Condition>,
+) -> BTreeMap<ObjectRef, Condition> {
+    world
+        .statuses
+        .keys()
+        .filter_map(|r| by_name.remove(&r.to_string()).map(|c| (r.clone(), c)))
+        .collect()
+}
+
+/// This host's name (a pod's name by default), for the Lease holder identity.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("portolan-{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portolan_api::Kind;
+    use portolan_model::ConditionType;
+
+    #[test]
+    fn programmed_conditions_find_their_objects() {
+        let mut world = World::default();
+        let r = ObjectRef::new(Kind::Gateway, "default", "edge");
+        world.statuses.insert(r.clone(), vec![]);
+        let nacked = Condition::new(ConditionType::Programmed, false, "Nacked", "bad", 1);
+        let by_name = BTreeMap::from([
+            ("Gateway default/edge".to_string(), nacked.clone()),
+            ("Secret default/cert".to_string(), nacked.clone()),
+        ]);
+        let found = objects_by_name(&world, by_name);
+        assert_eq!(found, BTreeMap::from([(r, nacked)]));
+    }
+}

@@ -1,0 +1,198 @@
+//! The inbound listener of a mesh workload: in front of its application on 127.0.0.1, it
+//! terminates mutual TLS as the workload's PeerAuthentication mode says and enforces its
+//! AccessPolicies (see [`crate::rbac`]).
+//!
+//! * STRICT: one filter chain, TLS with a required client certificate of the trust domain.
+//! * PERMISSIVE: a TLS inspector picks the TLS chain (as STRICT) for TLS connections and a
+//!   plaintext chain for the rest.
+//! * DISABLE: one plaintext chain.
+//!
+//! HTTP workloads get an HTTP connection manager (RBAC filters, router, inline route to the
+//! application); TCP workloads (`appProtocol: tcp`) a TCP proxy behind network RBAC filters.
+//! The listener is `inbound` (stats `listener.inbound.*`, e.g. `listener.inbound.ssl.handshake`)
+//! and the application's cluster `inbound|PORT`.
+
+use crate::ProxyGroup;
+use crate::address::socket_address;
+use crate::cluster::duration;
+use crate::context::Context;
+use crate::external::lb_endpoint;
+use crate::filters::{HTTP_CONNECTION_MANAGER, ROUTER, http_filter};
+use crate::mesh::{Workload, downstream_mtls};
+use crate::rbac::{self, Target};
+use crate::telemetry;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, RouteConfiguration, VirtualHost, route, route_action,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+    TcpProxy, tcp_proxy::ClusterSpecifier,
+};
+use envoy_types::util::pack_any;
+use portolan_model::security::{self, MtlsMode};
+
+/// Name of the inbound listener (and its stat prefix).
+pub const INBOUND_LISTENER: &str = "inbound";
+/// Well-known name of the TLS inspector listener filter.
+const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+/// Well-known name of the TCP proxy network filter.
+const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
+
+/// The inbound listener and the application's cluster.
+pub(crate) struct Inbound {
+    pub listener: Listener,
+    pub cluster: Cluster,
+}
+
+/// The inbound resources of a workload; `None` when it names no application port.
+pub(crate) fn inbound(
+    ctx: &Context<'_>,
+    group: &ProxyGroup,
+    workload: &Workload,
+) -> Option<Inbound> {
+    let app_port = workload.app_port?;
+    let options = ctx.options;
+    let mode = security::mtls_mode(ctx.world, &workload.namespace, &group.labels);
+    let policies = security::access_policies(ctx.world, &workload.namespace, &group.labels);
+    let target = Target {
+        trust_domain: &options.mesh.trust_domain,
+        app_port,
+        tcp: workload.tcp,
+    };
+    let cluster_name = format!("inbound|{app_port}");
+    let filters = if workload.tcp {
+        let mut filters = rbac::network_filters(&policies, target, INBOUND_LISTENER);
+        filters.push(tcp_proxy(&cluster_name));
+        filters
+    } else {
+        let http = rbac::http_filters(&policies, target);
+        vec![http_connection_manager(ctx, &cluster_name, http)]
+    };
+    let tls_chain = || FilterChain {
+        filters: filters.clone(),
+        transport_socket: Some(downstream_mtls(&options.mesh.trust_domain)),
+        ..Default::default()
+    };
+    let plain_chain = || FilterChain {
+        filters: filters.clone(),
+        ..Default::default()
+    };
+    let (filter_chains, listener_filters) = match mode {
+        MtlsMode::Strict => (vec![tls_chain()], vec![]),
+        MtlsMode::Disable => (vec![plain_chain()], vec![]),
+        MtlsMode::Permissive => (
+            vec![
+                with_transport(tls_chain(), "tls"),
+                with_transport(plain_chain(), "raw_buffer"),
+            ],
+            vec![ListenerFilter {
+                name: TLS_INSPECTOR.to_string(),
+                config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+                    TlsInspector::default(),
+                ))),
+                ..Default::default()
+            }],
+        ),
+    };
+    let port = workload.inbound_port.unwrap_or(options.mesh.inbound_port);
+    let listener = Listener {
+        name: INBOUND_LISTENER.to_string(),
+        stat_prefix: INBOUND_LISTENER.to_string(),
+        address: Some(socket_address(&options.mesh_listener_address, port)),
+        filter_chains,
+        listener_filters,
+        ..Default::default()
+    };
+    Some(Inbound {
+        listener,
+        cluster: app_cluster(&cluster_name, app_port, options.connect_timeout),
+    })
+}
+
+fn with_transport(mut chain: FilterChain, transport_protocol: &str) -> FilterChain {
+    chain.filter_chain_match = Some(FilterChainMatch {
+        transport_protocol: transport_protocol.to_string(),
+        ..Default::default()
+    });
+    chain
+}
+
+/// HTTP to the application: RBAC filters, then the router, over an inline route.
+fn http_connection_manager(
+    ctx: &Context<'_>,
+    cluster: &str,
+    mut http_filters: Vec<envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter>,
+) -> Filter {
+    http_filters.push(http_filter(ROUTER, pack_any(Router::default())));
+    let route = Route {
+        r#match: Some(crate::matches::match_all()),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let mut hcm = HttpConnectionManager {
+        stat_prefix: INBOUND_LISTENER.to_string(),
+        codec_type: http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
+            RouteConfiguration {
+                name: INBOUND_LISTENER.to_string(),
+                virtual_hosts: vec![VirtualHost {
+                    name: INBOUND_LISTENER.to_string(),
+                    domains: vec!["*".to_string()],
+                    routes: vec![route],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )),
+        http_filters,
+        ..Default::default()
+    };
+    telemetry::apply(&mut hcm, &ctx.options.telemetry);
+    Filter {
+        name: HTTP_CONNECTION_MANAGER.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+    }
+}
+
+fn tcp_proxy(cluster: &str) -> Filter {
+    let proxy = TcpProxy {
+        stat_prefix: INBOUND_LISTENER.to_string(),
+        cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.to_string())),
+        ..Default::default()
+    };
+    Filter {
+        name: TCP_PROXY.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(proxy))),
+    }
+}
+
+/// The application on 127.0.0.1.
+fn app_cluster(name: &str, port: u16, connect_timeout: std::time::Duration) -> Cluster {
+    Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        connect_timeout: Some(duration(connect_timeout)),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.to_string(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![lb_endpoint("127.0.0.1", port)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,254 @@
+//! AccessPolicies as Envoy RBAC filters: `envoy.filters.http.rbac` on HTTP inbound listeners,
+//! `envoy.filters.network.rbac` on TCP ones.
+//!
+//! Deny wins: a DENY filter (the DENY policies' rules) runs first, then an ALLOW filter (the
+//! ALLOW policies' rules) when any ALLOW policy applies; an ALLOW filter with no rule denies
+//! everything (default-deny). Each filter holds one RBAC policy named after its action whose
+//! principals are the rules, in policy-name order: Envoy's `policies` is a map, and one entry
+//! keeps the encoding (and so the resource version) deterministic.
+//!
+//! A rule becomes one principal: `and_ids` of "any of the `from` identities" (the SPIFFE ID of
+//! the verified client certificate, `authenticated.principal_name`), the `:method` header, the
+//! path, and the headers. The destination port is decided here: the inbound listener serves
+//! one application port, so a rule whose `ports` leave it out can never match and is dropped.
+//! On TCP, an ALLOW rule with HTTP-only fields (methods, paths, headers) is dropped (it cannot
+//! be checked, so it allows nothing) and a DENY rule keeps only its other fields (it denies
+//! more, never less).
+
+use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
+use envoy_types::pb::envoy::config::rbac::v3::{
+    Permission, Policy, Principal, Rbac, permission, principal, rbac::Action,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    HeaderMatcher, header_matcher::HeaderMatchSpecifier,
+};
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpFilter, http_filter,
+};
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    PathMatcher, StringMatcher, path_matcher, string_matcher::MatchPattern,
+};
+use envoy_types::util::pack_any;
+use portolan_model::security::{
+    AccessAction, AccessPolicy, AccessRule, HeaderValue, PathMatch, Peer,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Well-known names of the RBAC filters.
+pub(crate) const HTTP_RBAC: &str = "envoy.filters.http.rbac";
+pub(crate) const NETWORK_RBAC: &str = "envoy.filters.network.rbac";
+
+/// What the rules are translated for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Target<'a> {
+    pub trust_domain: &'a str,
+    pub app_port: u16,
+    pub tcp: bool,
+}
+
+/// The RBAC configurations for `policies`: DENY (if any DENY rule survives), then ALLOW (if
+/// any ALLOW policy applies).
+pub(crate) fn rbac_rules(policies: &[&Arc<AccessPolicy>], target: Target<'_>) -> Vec<Rbac> {
+    let mut out = Vec::new();
+    let of = |action| policies.iter().filter(move |p| p.action == action);
+    let deny: Vec<Principal> = of(AccessAction::Deny)
+        .flat_map(|p| &p.rules)
+        .filter_map(|r| rule_principal(r, AccessAction::Deny, target))
+        .collect();
+    if !deny.is_empty() {
+        out.push(rbac(Action::Deny, "deny", deny));
+    }
+    if of(AccessAction::Allow).next().is_some() {
+        let allow: Vec<Principal> = of(AccessAction::Allow)
+            .flat_map(|p| &p.rules)
+            .filter_map(|r| rule_principal(r, AccessAction::Allow, target))
+            .collect();
+        out.push(rbac(Action::Allow, "allow", allow));
+    }
+    out
+}
+
+/// The HTTP filters for `policies`, in order.
+pub(crate) fn http_filters(policies: &[&Arc<AccessPolicy>], target: Target<'_>) -> Vec<HttpFilter> {
+    rbac_rules(policies, target)
+        .into_iter()
+        .map(|rules| HttpFilter {
+            name: HTTP_RBAC.to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(HttpRbac {
+                rules: Some(rules),
+                ..Default::default()
+            }))),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The network filters for `policies`, in order.
+pub(crate) fn network_filters(
+    policies: &[&Arc<AccessPolicy>],
+    target: Target<'_>,
+    stat_prefix: &str,
+) -> Vec<Filter> {
+    rbac_rules(policies, target)
+        .into_iter()
+        .map(|rules| Filter {
+            name: NETWORK_RBAC.to_string(),
+            config_type: Some(filter::ConfigType::TypedConfig(pack_any(NetworkRbac {
+                rules: Some(rules),
+                stat_prefix: stat_prefix.to_string(),
+                ..Default::default()
+            }))),
+        })
+        .collect()
+}
+
+fn rbac(action: Action, name: &str, principals: Vec<Principal>) -> Rbac {
+    let policies = if principals.is_empty() {
+        HashMap::new()
+    } else {
+        HashMap::from([(
+            name.to_string(),
+            Policy {
+                permissions: vec![Permission {
+                    rule: Some(permission::Rule::Any(true)),
+                }],
+                principals,
+                ..Default::default()
+            },
+        )])
+    };
+    Rbac {
+        action: action as i32,
+        policies,
+        ..Default::default()
+    }
+}
+
+/// One rule as a principal; `None` when it cannot match (or, on TCP, cannot be checked and
+/// would allow).
+fn rule_principal(
+    rule: &AccessRule,
+    action: AccessAction,
+    target: Target<'_>,
+) -> Option<Principal> {
+    let mut ids = Vec::new();
+    if let Some(from) = &rule.from {
+        ids.push(or(from
+            .iter()
+            .map(|p| peer(p, target.trust_domain))
+            .collect()));
+    }
+    if let Some(to) = &rule.to {
+        if !to.ports.is_empty() && !to.ports.contains(&target.app_port) {
+            return None;
+        }
+        let http = to.has_http_fields();
+        if target.tcp && http && action == AccessAction::Allow {
+            return None;
+        }
+        if !target.tcp {
+            if !to.methods.is_empty() {
+                ids.push(or(to
+                    .methods
+                    .iter()
+                    .map(|m| header(":method", exact_header(m)))
+                    .collect()));
+            }
+            if !to.paths.is_empty() {
+                ids.push(or(to.paths.iter().map(path).collect()));
+            }
+            for h in &to.headers {
+                let spec = match &h.value {
+                    HeaderValue::Exact(v) => exact_header(v),
+                    HeaderValue::Prefix(v) => {
+                        HeaderMatchSpecifier::StringMatch(string(MatchPattern::Prefix(v.clone())))
+                    }
+                    HeaderValue::Present => HeaderMatchSpecifier::PresentMatch(true),
+                };
+                ids.push(header(&h.name, spec));
+            }
+        }
+    }
+    Some(match ids.len() {
+        0 => any(),
+        1 => ids.pop().unwrap_or_else(any),
+        _ => Principal {
+            identifier: Some(principal::Identifier::AndIds(principal::Set { ids })),
+        },
+    })
+}
+
+fn any() -> Principal {
+    Principal {
+        identifier: Some(principal::Identifier::Any(true)),
+    }
+}
+
+fn or(mut ids: Vec<Principal>) -> Principal {
+    if ids.len() == 1 {
+        return ids.pop().unwrap_or_else(any);
+    }
+    Principal {
+        identifier: Some(principal::Identifier::OrIds(principal::Set { ids })),
+    }
+}
+
+fn string(pattern: MatchPattern) -> StringMatcher {
+    StringMatcher {
+        match_pattern: Some(pattern),
+        ..Default::default()
+    }
+}
+
+fn authenticated(pattern: MatchPattern) -> Principal {
+    Principal {
+        identifier: Some(principal::Identifier::Authenticated(
+            principal::Authenticated {
+                principal_name: Some(string(pattern)),
+            },
+        )),
+    }
+}
+
+fn peer(p: &Peer, trust_domain: &str) -> Principal {
+    match p {
+        Peer::Principal(id) => authenticated(MatchPattern::Exact(id.clone())),
+        Peer::PrincipalPrefix(prefix) => authenticated(MatchPattern::Prefix(prefix.clone())),
+        Peer::Namespace(ns) => authenticated(MatchPattern::Prefix(format!(
+            "spiffe://{trust_domain}/ns/{ns}/sa/"
+        ))),
+        Peer::ServiceAccount { namespace, name } => authenticated(MatchPattern::Exact(
+            crate::mesh::spiffe_id(trust_domain, namespace, name),
+        )),
+    }
+}
+
+fn exact_header(v: &str) -> HeaderMatchSpecifier {
+    HeaderMatchSpecifier::StringMatch(string(MatchPattern::Exact(v.to_string())))
+}
+
+fn header(name: &str, spec: HeaderMatchSpecifier) -> Principal {
+    Principal {
+        identifier: Some(principal::Identifier::Header(HeaderMatcher {
+            name: name.to_string(),
+            header_match_specifier: Some(spec),
+            ..Default::default()
+        })),
+    }
+}
+
+fn path(p: &PathMatch) -> Principal {
+    let pattern = match p {
+        PathMatch::Any => return any(),
+        PathMatch::Exact(p) => MatchPattern::Exact(p.clone()),
+        PathMatch::Prefix(p) => MatchPattern::Prefix(p.clone()),
+    };
+    Principal {
+        identifier: Some(principal::Identifier::UrlPath(PathMatcher {
+            rule: Some(path_matcher::Rule::Path(string(pattern))),
+        })),
+    }
+}

@@ -1,0 +1,242 @@
+//! The translation dry run: would the serving pipeline accept the World with this object in it?
+//!
+//! The object is put into a copy of the current [`World`] (its entries are `Arc`s, so the copy
+//! is cheap and the index lock is held only to fetch the World), references are resolved
+//! again, and the World is translated for every proxy group the object can change: the default
+//! group, and for a Gateway (or a route attached to Gateways) a group its selector matches plus
+//! every connected group those Gateways select, one per distinct set of selecting Gateways.
+//! Each group's resources then go through the snapshot consistency check the xDS cache uses
+//! ([`portolan_xds::SnapshotBuilder`]) and the checks of [`crate::checks`] (what stock Envoy
+//! would NACK). Nothing is published: the cache and the index are only read.
+//!
+//! A failure that the current World already has is not blamed on the object: it is allowed
+//! with a warning, so an unrelated broken object does not block every change.
+
+use crate::checks;
+use portolan_api::{Kind, ObjectRef};
+use portolan_model::routing::Parent;
+use portolan_model::{Index, Object, World};
+use portolan_translate::{Options, ProxyGroup};
+use portolan_xds::Cache;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+/// Reads the serving pipeline's state and dry-runs objects against it.
+#[derive(Clone)]
+pub struct DryRun {
+    index: Arc<Mutex<Index>>,
+    /// The xDS cache, for the proxy groups that are connected (none in tests without one).
+    cache: Option<Arc<Cache>>,
+    options: Options,
+}
+
+/// What a dry run found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Why the object would break translation or the snapshot; `None`: it would not.
+    pub failure: Option<String>,
+    /// References that do not resolve, and failures the World already had.
+    pub warnings: Vec<String>,
+}
+
+// === impl DryRun ===
+
+impl DryRun {
+    pub fn new(index: Arc<Mutex<Index>>, cache: Option<Arc<Cache>>, options: Options) -> Self {
+        Self {
+            index,
+            cache,
+            options,
+        }
+    }
+
+    /// Dry-runs one valid object. CPU-bound: call it off the async workers.
+    pub fn run(&self, object: Object) -> Outcome {
+        let current = self.index.lock().unwrap_or_else(|p| p.into_inner()).world();
+        let object_ref = object.object_ref();
+        let gateways = related_gateways(&object);
+        let candidate = with_object(&current, object);
+        let mut outcome = Outcome {
+            failure: None,
+            warnings: unresolved(&candidate, &object_ref),
+        };
+        let groups = self.groups(&candidate, &gateways);
+        let Err(failure) = check_world(&candidate, &groups, &self.options) else {
+            return outcome;
+        };
+        match check_world(&current, &groups, &self.options) {
+            Err(already) if already == failure => outcome.warnings.push(format!(
+                "the current configuration already fails the dry run, not because of {object_ref}: {failure}"
+            )),
+            _ => outcome.failure = Some(failure),
+        }
+        outcome
+    }
+
+    /// The default group, plus for each related Gateway a group its selector matches and the
+    /// connected groups it selects (one per distinct set of selecting Gateways).
+    fn groups(&self, world: &World, gateways: &BTreeSet<ObjectRef>) -> Vec<ProxyGroup> {
+        let mut groups = vec![ProxyGroup::default()];
+        if gateways.is_empty() {
+            return groups;
+        }
+        let mut seen: BTreeSet<Vec<ObjectRef>> = BTreeSet::new();
+        seen.insert(portolan_translate::gateways_selecting(world, &groups[0]));
+        let selected = world
+            .gateways
+            .values()
+            .filter(|g| gateways.contains(&g.source))
+            .filter_map(|g| selector_group(&g.selector));
+        let connected = self
+            .cache
+            .iter()
+            .flat_map(|c| c.groups())
+            .map(|key| ProxyGroup::from_key(&key));
+        for group in selected.chain(connected) {
+            let selecting = portolan_translate::gateways_selecting(world, &group);
+            if selecting.iter().any(|g| gateways.contains(g)) && seen.insert(selecting) {
+                groups.push(group);
+            }
+        }
+        groups
+    }
+}
+
+/// The Gateways whose listeners the object can change: itself, or a route's Gateway parents.
+fn related_gateways(object: &Object) -> BTreeSet<ObjectRef> {
+    match object {
+        Object::Gateway(g) => [g.source.clone()].into(),
+        Object::Route(r) => r
+            .parents
+            .iter()
+            .filter_map(|p| match p {
+                Parent::Gateway { namespace, name } => {
+                    Some(ObjectRef::new(Kind::Gateway, namespace, name))
+                }
+                Parent::Mesh => None,
+            })
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// A proxy group a Gateway selector matches (none for a selector that selects nothing).
+fn selector_group(selector: &portolan_model::gateway::GatewaySelector) -> Option<ProxyGroup> {
+    if selector.cluster.is_none() && selector.metadata.is_empty() {
+        return None;
+    }
+    let mut group = ProxyGroup::new(selector.cluster.as_deref().unwrap_or_default());
+    group.labels = selector.metadata.clone();
+    group.name = format!("{} (dry run)", group.cluster);
+    Some(group)
+}
+
+/// A copy of `world` with `object` applied and references resolved again.
+pub fn with_object(world: &World, object: Object) -> World {
+    let mut world = world.clone();
+    match object {
+        Object::Route(r) => {
+            world.routes.insert(r.source.clone(), Arc::new(r));
+        }
+        Object::Policy(p) => {
+            world.policies.insert(p.source.clone(), Arc::new(p));
+        }
+        Object::Gateway(g) => {
+            world.gateways.insert(g.source.clone(), Arc::new(g));
+        }
+        Object::ExternalService(e) => {
+            world
+                .external_services
+                .insert(e.source.clone(), Arc::new(e));
+        }
+        Object::Secret(s) => {
+            world.secrets.insert(s.source.clone(), Arc::new(s));
+        }
+        Object::Service(s) => {
+            world.services.insert(s.key.clone(), Arc::new(s));
+        }
+        Object::PeerAuthentication(p) => {
+            world
+                .peer_authentications
+                .insert(p.source.clone(), Arc::new(p));
+        }
+        Object::AccessPolicy(p) => {
+            world.access_policies.insert(p.source.clone(), Arc::new(p));
+        }
+        // Endpoints are grouped per Service in the World; the webhook never sees them.
+        Object::Endpoints(_) => {}
+    }
+    world.version += 1;
+    world.statuses = portolan_model::resolve::statuses(&world);
+    world
+}
+
+/// The object's false conditions, worded as `portolan validate` words them.
+fn unresolved(world: &World, object: &ObjectRef) -> Vec<String> {
+    world
+        .statuses
+        .get(object)
+        .into_iter()
+        .flatten()
+        .filter(|c| !c.status)
+        .map(|c| {
+            format!(
+                "{object}: {}={} ({}): {}",
+                c.type_, c.status, c.reason, c.message
+            )
+        })
+        .collect()
+}
+
+/// Translates `world` for each group and checks the result; the first failure, naming the group.
+fn check_world(world: &World, groups: &[ProxyGroup], options: &Options) -> Result<(), String> {
+    for group in groups {
+        let resources = portolan_translate::translate(world, group, options);
+        checks::resources(&resources)
+            .map_err(|e| format!("translation for proxy group {:?}: {e}", group.cluster))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portolan_api::Resource;
+    use serde_json::json;
+
+    fn gateway(name: &str, cluster: &str) -> Object {
+        let r = Resource::decode(json!({
+            "apiVersion": "portolan.dev/v1alpha1", "kind": "Gateway",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"selector": {"cluster": cluster},
+                     "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}
+        }))
+        .expect("decodes")
+        .expect("a Gateway");
+        portolan_model::convert::to_object(&r)
+    }
+
+    #[test]
+    fn groups_are_the_default_and_one_per_distinct_set_of_related_gateways() {
+        let cache = Cache::new();
+        for group in ["ingress;zone=a", "ingress;zone=b", "web", "edge"] {
+            let _rx = cache.subscribe(group);
+        }
+        let mut index = Index::new();
+        index.apply(gateway("edge", "edge"));
+        let dry = DryRun::new(Arc::new(Mutex::new(index)), Some(cache), Options::default());
+        let object = gateway("ingress", "ingress");
+        let related = related_gateways(&object);
+        let world = with_object(&dry.index.lock().expect("lock").world(), object);
+        let groups: Vec<String> = dry
+            .groups(&world, &related)
+            .into_iter()
+            .map(|g| g.cluster)
+            .collect();
+        // `ingress` once (its selector's group; both zones select the same Gateways), not `web`
+        // (no Gateway) nor `edge` (an unrelated Gateway).
+        assert_eq!(groups, ["default", "ingress"]);
+        let unrelated = dry.groups(&world, &BTreeSet::new());
+        assert_eq!(unrelated.len(), 1);
+    }
+}

@@ -1,0 +1,481 @@
+//! Mesh security with stock Envoy on loopback: a client sidecar and a server sidecar (each
+//! proving its identity with an xDS client certificate), the server's inbound listener in
+//! front of a real upstream, workload certificates from Portolan's CA over SDS, mutual TLS on
+//! the wire (the server Envoy's SSL stats), plaintext refused in STRICT, AccessPolicies
+//! deciding 403 or 200 by identity, certificates rotated during a stream of requests, and the
+//! development-only identity from node metadata. Every wait polls with a deadline.
+
+use portolan_e2e::envoy::Protocol;
+use portolan_e2e::manifests::example;
+use portolan_e2e::portolan::{ConfigDir, Ports};
+use portolan_e2e::ports::free_port;
+use portolan_e2e::tls::TestCa;
+use portolan_e2e::xds_tls::TlsDir;
+use portolan_e2e::{Envoy, Portolan, Upstream, client, eventually};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+/// The host the client asks for (Service `server` in `shop`).
+const HOST: &str = "server.shop";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_portolan"))
+}
+
+fn spiffe(sa: &str) -> String {
+    format!("spiffe://cluster.local/ns/shop/sa/{sa}")
+}
+
+/// The EndpointSlice of Service `server`: the server sidecar's inbound listener.
+fn server_endpoints(inbound: u16) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: server-1\n  namespace: shop\n  labels:\n    kubernetes.io/service-name: server\naddressType: IPv4\nendpoints:\n- addresses: [\"127.0.0.1\"]\n  conditions: {{ready: true}}\nports:\n- name: http\n  port: {inbound}\n"
+    )
+}
+
+/// How the sidecars prove who they are.
+enum Identities {
+    /// xDS client certificates from the test's CA, SPIFFE URI SANs.
+    Certificates,
+    /// `--identity insecure-node-metadata`: claimed in the bootstrap.
+    NodeMetadata,
+}
+
+/// Portolan, the upstream behind the server sidecar, and what is needed to start sidecars.
+struct Mesh {
+    config: ConfigDir,
+    portolan: Portolan,
+    app: Upstream,
+    files: Option<(TestCa, TlsDir)>,
+    inbound: u16,
+}
+
+// === impl Mesh ===
+
+impl Mesh {
+    /// Service `server` in the mesh (service account `server`) behind the server sidecar's
+    /// inbound port, plus the given manifests; Portolan started with `serve_args`.
+    async fn start(
+        identities: Identities,
+        manifests: &[(&str, String)],
+        serve_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let app = Upstream::start("server-app").await?;
+        let inbound = free_port();
+        let config = ConfigDir::new()?;
+        config.write("shop/service.yaml", &example("security/mesh-service.yaml"))?;
+        config.write("shop/endpoints.yaml", &server_endpoints(inbound))?;
+        for (name, text) in manifests {
+            config.write(name, text)?;
+        }
+        let mut args: Vec<String> = serve_args.iter().map(|s| s.to_string()).collect();
+        let files = match identities {
+            Identities::Certificates => {
+                let ca = TestCa::new()?;
+                let files = TlsDir::new(&ca)?;
+                for sa in ["client", "server", "intruder"] {
+                    let cert = ca.issue_client(&[], &[&spiffe(sa)])?;
+                    files.write_pair(&format!("sa-{sa}"), &cert)?;
+                }
+                args.extend(files.serve_args(true));
+                Some((ca, files))
+            }
+            Identities::NodeMetadata => {
+                args.extend([
+                    "--identity".to_string(),
+                    "insecure-node-metadata".to_string(),
+                ]);
+                None
+            }
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let portolan = Portolan::start_with(bin(), &config, Ports::free(), &args).await?;
+        Ok(Self {
+            config,
+            portolan,
+            app,
+            files,
+            inbound,
+        })
+    }
+
+    /// The bootstrap flags proving (or, in the insecure mode, claiming) service account `sa`.
+    fn identity_args(&self, sa: &str) -> Vec<String> {
+        match &self.files {
+            Some((_, files)) => files.bootstrap_args(Some(&format!("sa-{sa}"))),
+            None => vec![
+                "--namespace".into(),
+                "shop".into(),
+                "--service-account".into(),
+                sa.into(),
+            ],
+        }
+    }
+
+    /// The server sidecar: group `server`, label app=server, inbound in front of the app.
+    async fn server(&self) -> anyhow::Result<Envoy> {
+        self.server_with(&[]).await
+    }
+
+    /// [`Mesh::server`] with extra bootstrap flags (`--app-protocol tcp`).
+    async fn server_with(&self, extra: &[&str]) -> anyhow::Result<Envoy> {
+        let mut args = self.identity_args("server");
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend([
+            "--label".into(),
+            "app=server".into(),
+            "--app-port".into(),
+            self.app.port().to_string(),
+            "--inbound-port".into(),
+            self.inbound.to_string(),
+        ]);
+        self.sidecar("server", free_port(), args).await
+    }
+
+    /// A calling sidecar with service account `sa`, its outbound listener on `port`.
+    async fn caller(&self, sa: &str, port: u16) -> anyhow::Result<Envoy> {
+        self.sidecar(sa, port, self.identity_args(sa)).await
+    }
+
+    async fn sidecar(
+        &self,
+        sa: &str,
+        mesh_port: u16,
+        mut args: Vec<String>,
+    ) -> anyhow::Result<Envoy> {
+        args.extend(["--outbound-port".into(), mesh_port.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ports = Ports {
+            mesh: mesh_port,
+            ..self.portolan.ports()
+        };
+        Envoy::start_with(bin(), ports, &format!("{sa}-1"), sa, Protocol::Sotw, &args).await
+    }
+}
+
+/// A counter of `envoy`, 0 when absent.
+async fn counter(envoy: &Envoy, name: &str) -> anyhow::Result<u64> {
+    Ok(envoy.stat(name).await?.unwrap_or_default())
+}
+
+/// Serial numbers of the workload certificates (`spiffe://...`) Envoy holds (admin `/certs`).
+async fn workload_serials(envoy: &Envoy) -> anyhow::Result<BTreeSet<String>> {
+    let text = envoy.admin("/certs").await?;
+    let certs: serde_json::Value = serde_json::from_str(&text)?;
+    let mut out = BTreeSet::new();
+    for entry in certs["certificates"].as_array().into_iter().flatten() {
+        for cert in entry["cert_chain"].as_array().into_iter().flatten() {
+            let spiffe = cert["subject_alt_names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|san| {
+                    san["uri"]
+                        .as_str()
+                        .is_some_and(|u| u.starts_with("spiffe://"))
+                });
+            if let (true, Some(serial)) = (spiffe, cert["serial_number"].as_str()) {
+                out.insert(serial.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A plain HTTP request straight to the server's inbound port (no TLS): the status, or the
+/// error that ended it.
+async fn plaintext(inbound: u16) -> Result<u16, String> {
+    client()
+        .get(format!("http://127.0.0.1:{inbound}/"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mtls_between_sidecars_and_access_policy_by_identity() -> anyhow::Result<()> {
+    let mesh = Mesh::start(
+        Identities::Certificates,
+        &[
+            ("shop/strict.yaml", example("security/strict-mtls.yaml")),
+            ("shop/allow.yaml", example("security/allow-client.yaml")),
+        ],
+        &[],
+    )
+    .await?;
+    let server = mesh.server().await?;
+    let client_envoy = mesh.caller("client", mesh.portolan.ports().mesh).await?;
+
+    // The allowed identity gets through, over mutual TLS.
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
+    let handshakes = counter(&server, "listener.inbound.ssl.handshake").await?;
+    assert!(
+        handshakes >= 1,
+        "the server sidecar terminated TLS: {:?}",
+        server.stats_containing("ssl").await?
+    );
+    // The client presented a certificate the server verified.
+    assert_eq!(
+        counter(&server, "listener.inbound.ssl.no_certificate").await?,
+        0
+    );
+    assert!(mesh.app.hits() >= 1);
+
+    // Plaintext straight to the inbound port is refused in STRICT.
+    let errors_before = counter(&server, "listener.inbound.ssl.connection_error").await?;
+    let refused = plaintext(mesh.inbound).await;
+    assert!(refused.is_err(), "plaintext answered {refused:?}");
+    eventually("a TLS connection error on the server", WAIT, || async {
+        match counter(&server, "listener.inbound.ssl.connection_error").await {
+            Ok(n) if n > errors_before => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+
+    // Another identity is denied by the AccessPolicy: 403 from the server sidecar's RBAC.
+    let hits = mesh.app.hits();
+    let intruder = mesh.caller("intruder", free_port()).await?;
+    intruder.wait_for_response(HOST, 403, "").await?;
+    assert_eq!(
+        mesh.app.hits(),
+        hits,
+        "a denied request never reaches the app"
+    );
+    assert!(counter(&server, "http.inbound.rbac.denied").await? >= 1);
+    // ...while the client is still allowed.
+    let (status, body) = client_envoy.get(HOST, "/").await?;
+    assert_eq!((status, body.as_str()), (200, "server-app"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissive_accepts_plaintext_and_disable_turns_mtls_off() -> anyhow::Result<()> {
+    let mesh = Mesh::start(
+        Identities::Certificates,
+        &[
+            ("shop/strict.yaml", example("security/strict-mtls.yaml")),
+            (
+                "shop/permissive.yaml",
+                example("security/permissive-workload.yaml"),
+            ),
+        ],
+        &[],
+    )
+    .await?;
+    let server = mesh.server().await?;
+    let client_envoy = mesh.caller("client", mesh.portolan.ports().mesh).await?;
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
+    let handshakes = counter(&server, "listener.inbound.ssl.handshake").await?;
+    assert!(
+        handshakes >= 1,
+        "the sidecars speak mutual TLS in PERMISSIVE"
+    );
+    // The workload's PERMISSIVE wins over the namespace's STRICT: plaintext is served too.
+    assert_eq!(plaintext(mesh.inbound).await, Ok(200));
+
+    // DISABLE for the namespace (and no workload policy): plaintext both ways, no handshakes.
+    mesh.config.remove("shop/permissive.yaml")?;
+    mesh.config.write(
+        "shop/strict.yaml",
+        &example("security/strict-mtls.yaml").replace("STRICT", "DISABLE"),
+    )?;
+    eventually("the client's cluster to drop TLS", WAIT, || async {
+        let cluster = client_envoy
+            .cluster_config("outbound|80||server.shop.svc.cluster.local")
+            .await
+            .map_err(|e| e.to_string())?;
+        match cluster {
+            Some(c) if c.get("transport_socket").is_none() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    eventually("the server to serve plaintext only", WAIT, || async {
+        match (
+            plaintext(mesh.inbound).await,
+            client_envoy.get(HOST, "/").await,
+        ) {
+            (Ok(200), Ok((200, _))) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    let after = counter(&server, "listener.inbound.ssl.handshake").await?;
+    for _ in 0..5 {
+        let (status, _) = client_envoy.get(HOST, "/").await?;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        counter(&server, "listener.inbound.ssl.handshake").await?,
+        after,
+        "no TLS in DISABLE"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_rbac_guards_a_tcp_workload() -> anyhow::Result<()> {
+    // The server's application is declared TCP: its inbound listener is a TCP proxy behind
+    // network RBAC; PERMISSIVE lets plaintext connections reach the RBAC filters too.
+    let mesh = Mesh::start(
+        Identities::Certificates,
+        &[
+            ("shop/strict.yaml", example("security/strict-mtls.yaml")),
+            (
+                "shop/permissive.yaml",
+                example("security/permissive-workload.yaml"),
+            ),
+        ],
+        &[],
+    )
+    .await?;
+    let server = mesh.server_with(&["--app-protocol", "tcp"]).await?;
+    let client_envoy = mesh.caller("client", mesh.portolan.ports().mesh).await?;
+    // No policy: mutual TLS and plaintext both reach the app through the TCP proxy.
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
+    assert!(counter(&server, "listener.inbound.ssl.handshake").await? >= 1);
+    assert_eq!(plaintext(mesh.inbound).await, Ok(200));
+
+    // ALLOW client only (the rule's HTTP fields do not apply to TCP, so a TCP rule is
+    // written without them): plaintext has no identity and is cut off; the intruder too.
+    let allow_tcp = "apiVersion: portolan.dev/v1alpha1\nkind: AccessPolicy\nmetadata:\n  name: server-tcp\n  namespace: shop\nspec:\n  selector:\n    matchLabels:\n      app: server\n  action: ALLOW\n  rules:\n  - from:\n      serviceAccounts: [client]\n";
+    mesh.config.write("shop/allow-tcp.yaml", allow_tcp)?;
+    eventually("plaintext to be cut off by network RBAC", WAIT, || async {
+        match plaintext(mesh.inbound).await {
+            Err(e) => Ok(e),
+            Ok(s) => Err(format!("answered {s}")),
+        }
+    })
+    .await?;
+    assert!(
+        counter(&server, "inbound.rbac.denied").await? >= 1,
+        "{:?}",
+        server.stats_containing("rbac").await?
+    );
+    let (status, body) = client_envoy.get(HOST, "/").await?;
+    assert_eq!((status, body.as_str()), (200, "server-app"));
+    let intruder = mesh.caller("intruder", free_port()).await?;
+    let hits = mesh.app.hits();
+    let (status, _) = intruder.get(HOST, "/").await?;
+    assert_eq!(
+        status, 503,
+        "the intruder's connection is closed by the server sidecar"
+    );
+    assert_eq!(mesh.app.hits(), hits);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_deny_refuses_everyone_until_an_allow_names_the_caller() -> anyhow::Result<()> {
+    let mesh = Mesh::start(
+        Identities::Certificates,
+        &[
+            ("shop/strict.yaml", example("security/strict-mtls.yaml")),
+            ("shop/deny.yaml", example("security/default-deny.yaml")),
+        ],
+        &[],
+    )
+    .await?;
+    let _server = mesh.server().await?;
+    let client_envoy = mesh.caller("client", mesh.portolan.ports().mesh).await?;
+    client_envoy.wait_for_response(HOST, 403, "").await?;
+    assert_eq!(mesh.app.hits(), 0);
+    mesh.config
+        .write("shop/allow.yaml", &example("security/allow-client.yaml"))?;
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
+    // A DENY wins over that ALLOW.
+    mesh.config.write(
+        "shop/deny-client.yaml",
+        &example("security/deny-admin.yaml")
+            .replace("namespaces: [batch]", "serviceAccounts: [client]")
+            .replace("\"/admin*\"", "\"/*\""),
+    )?;
+    client_envoy.wait_for_response(HOST, 403, "").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotate_during_a_stream_of_requests_without_a_failure() -> anyhow::Result<()> {
+    // Certificates live 4 s and are replaced after 2 s; mesh connections last at most 4 s,
+    // so the requests below keep opening new mutual TLS connections with rotated certificates.
+    let mesh = Mesh::start(
+        Identities::Certificates,
+        &[("shop/strict.yaml", example("security/strict-mtls.yaml"))],
+        &["--workload-cert-lifetime", "4s"],
+    )
+    .await?;
+    let server = mesh.server().await?;
+    let client_envoy = mesh.caller("client", mesh.portolan.ports().mesh).await?;
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
+    let handshakes = counter(&server, "listener.inbound.ssl.handshake").await?;
+
+    let mut server_serials = workload_serials(&server).await?;
+    let mut client_serials = workload_serials(&client_envoy).await?;
+    let (mut ok, mut failed) = (0u32, Vec::new());
+    let start = Instant::now();
+    // About three lifetimes, a bounded number of requests.
+    while start.elapsed() < Duration::from_secs(12) && ok + (failed.len() as u32) < 2000 {
+        match client_envoy.get(HOST, "/").await {
+            Ok((200, body)) if body == "server-app" => ok += 1,
+            other => failed.push(format!("{other:?}")),
+        }
+        server_serials.extend(workload_serials(&server).await?);
+        client_serials.extend(workload_serials(&client_envoy).await?);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok >= 50, "only {ok} requests");
+    assert!(
+        server_serials.len() >= 3 && client_serials.len() >= 3,
+        "certificates rotated: server {server_serials:?}, client {client_serials:?}"
+    );
+    let new_handshakes = counter(&server, "listener.inbound.ssl.handshake").await? - handshakes;
+    assert!(
+        new_handshakes >= 2,
+        "new mutual TLS connections were made with rotated certificates: {new_handshakes}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_node_metadata_mode_gives_claimed_identities() -> anyhow::Result<()> {
+    // Development only: no xDS TLS at all; the bootstrap claims namespace and service account.
+    let mesh = Mesh::start(
+        Identities::NodeMetadata,
+        &[
+            ("shop/strict.yaml", example("security/strict-mtls.yaml")),
+            ("shop/allow.yaml", example("security/allow-client.yaml")),
+        ],
+        &[],
+    )
+    .await?;
+    let server = mesh.server().await?;
+    let client_envoy = mesh.caller("client", mesh.portolan.ports().mesh).await?;
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
+    assert!(counter(&server, "listener.inbound.ssl.handshake").await? >= 1);
+    let intruder = mesh.caller("intruder", free_port()).await?;
+    intruder.wait_for_response(HOST, 403, "").await?;
+    Ok(())
+}

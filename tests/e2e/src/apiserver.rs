@@ -1,0 +1,249 @@
+//! A stand-in Kubernetes API server on loopback, for running the real `portolan serve
+//! --kubernetes` where no cluster can be had: it lists fixed objects, holds watches open,
+//! records status writes, and keeps Leases. A list can be held back (a slow API server) to
+//! show that nothing is served before every watcher has listed.
+//!
+//! It speaks only what Portolan sends (list, watch, server-side apply on `/status`, Lease
+//! get/create/replace); the real-cluster test in `cases/kubernetes.rs` covers the real thing.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// One request to `/status`, as received.
+#[derive(Clone, Debug)]
+pub struct StatusWrite {
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Items per collection path (`/api/v1/namespaces/shop/services`).
+    lists: BTreeMap<String, Vec<Value>>,
+    /// Collection paths whose list waits for [`FakeApiServer::release`].
+    held: Vec<String>,
+    status_writes: Vec<StatusWrite>,
+    leases: BTreeMap<String, Value>,
+    lease_version: u64,
+}
+
+#[derive(Clone)]
+struct Shared {
+    inner: Arc<Mutex<Inner>>,
+    released: watch::Receiver<bool>,
+}
+
+pub struct FakeApiServer {
+    shared: Shared,
+    release: watch::Sender<bool>,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+// === impl FakeApiServer ===
+
+impl FakeApiServer {
+    /// Starts on a free loopback port, with a kubeconfig pointing at it.
+    pub async fn start() -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (release, released) = watch::channel(false);
+        let shared = Shared {
+            inner: Arc::default(),
+            released,
+        };
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let dir = tempfile::tempdir()?;
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\nusers:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\n"
+            ),
+        )?;
+        Ok(Self {
+            shared,
+            release,
+            kubeconfig,
+            _dir: dir,
+            task,
+        })
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.shared.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an object to the list at `collection` (`/api/v1/services`: every namespace).
+    pub fn add(&self, collection: &str, object: Value) {
+        self.lock()
+            .lists
+            .entry(collection.to_string())
+            .or_default()
+            .push(object);
+    }
+
+    /// Holds back lists of `collection` until [`FakeApiServer::release`].
+    pub fn hold(&self, collection: &str) {
+        self.lock().held.push(collection.to_string());
+    }
+
+    pub fn release(&self) {
+        self.release.send_replace(true);
+    }
+
+    pub fn status_writes(&self) -> Vec<StatusWrite> {
+        self.lock().status_writes.clone()
+    }
+
+    /// The Lease at `namespace/name`, if any.
+    pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.lock()
+            .leases
+            .get(&format!("{namespace}/{name}"))
+            .cloned()
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response {
+    (
+        code,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn not_found(what: &str) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("{what} not found"), "reason": "NotFound", "code": 404});
+    json_response(StatusCode::NOT_FOUND, &body)
+}
+
+async fn handle(State(s): State<Shared>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or_default().to_string();
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if path.contains("/leases") {
+        return lease(&s, &parts.method, &path, body);
+    }
+    match parts.method {
+        Method::PATCH if path.ends_with("/status") => {
+            let mut answer = body.clone();
+            answer["metadata"]["resourceVersion"] = json!("2");
+            answer["metadata"]["generation"] = json!(1);
+            s.inner
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .status_writes
+                .push(StatusWrite {
+                    path,
+                    query,
+                    content_type,
+                    body,
+                });
+            json_response(StatusCode::OK, &answer)
+        }
+        Method::GET if query.contains("watch=true") => {
+            // Held open: nothing changes.
+            let never = tokio_stream::pending::<Result<Bytes, std::io::Error>>();
+            Response::new(Body::from_stream(never))
+        }
+        Method::GET => list(&s, &path).await,
+        _ => not_found(&path),
+    }
+}
+
+async fn list(s: &Shared, path: &str) -> Response {
+    let held = s
+        .inner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .held
+        .iter()
+        .any(|h| h == path);
+    if held {
+        let mut released = s.released.clone();
+        let _ = released.wait_for(|r| *r).await;
+    }
+    let items = s
+        .inner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .lists
+        .get(path)
+        .cloned()
+        .unwrap_or_default();
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}),
+    )
+}
+
+/// `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]`
+fn lease(s: &Shared, method: &Method, path: &str, body: Value) -> Response {
+    let mut inner = s.inner.lock().unwrap_or_else(|p| p.into_inner());
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let ns = parts.get(4).copied().unwrap_or_default();
+    match (method, parts.get(6)) {
+        (&Method::GET, Some(name)) => match inner.leases.get(&format!("{ns}/{name}")) {
+            Some(l) => json_response(StatusCode::OK, l),
+            None => not_found(path),
+        },
+        (&Method::POST, None) | (&Method::PUT, Some(_)) => {
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let mut stored = body;
+            inner.lease_version += 1;
+            stored["metadata"]["resourceVersion"] = json!(inner.lease_version.to_string());
+            inner.leases.insert(format!("{ns}/{name}"), stored.clone());
+            let code = if *method == Method::POST {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            json_response(code, &stored)
+        }
+        _ => not_found(path),
+    }
+}
