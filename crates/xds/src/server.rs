@@ -24,7 +24,6 @@ use crate::authz::Authz;
 use crate::cache::Cache;
 use crate::csds::Csds;
 use crate::grpc::{Ads, Cds, Eds, Lds, Rds, XdsService};
-use crate::delta::DeltaStream;
 use crate::identity::IdentityMode;
 use crate::incoming::{ConnInfo, incoming};
 use crate::limits::{Limits, TokenBucket, jitter};
