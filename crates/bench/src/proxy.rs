@@ -157,6 +157,8 @@ impl SotwProxy {
             ResourceType::Route => vec![MESH_ROUTE.to_string()],
             // The bench's proxies have no mesh identity: no secrets.
             ResourceType::Secret => Vec::new(),
+            // Full-push bench proxies ask for no virtual hosts.
+            ResourceType::VirtualHost => Vec::new(),
         };
         push += self.request(ty, names)?;
         Ok(push)

@@ -133,6 +133,8 @@ fn objects_of(world: &World, ty: ResourceType, name: &str) -> Vec<ObjectRef> {
             .unwrap_or_default(),
         // Workload certificates come from the CA, not from an object.
         ResourceType::Secret => Vec::new(),
+        // Virtual hosts are the route configuration's, asked for on demand.
+        ResourceType::VirtualHost => Vec::new(),
     }
 }
 

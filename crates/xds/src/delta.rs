@@ -9,6 +9,11 @@
 //!   reconnecting client gets only what changed, and removals for what is gone.
 //! * Subscribing to names that do not exist is answered with those names in `removed_resources`,
 //!   so Envoy does not wait for its initial fetch timeout; they are sent when they appear.
+//!   Virtual hosts (VHDS) that do not exist are answered with a resource that has the name as
+//!   alias and no body (the Delta "does not exist" answer Envoy resolves on-demand lookups
+//!   with); virtual hosts carry the name they were asked for as alias.
+//! * A wildcard subscription gets every resource but those the snapshot serves by name only
+//!   (on-demand CDS: clusters an on-demand proxy asks for by name on first use).
 //!   Unsubscribing forgets what the client holds for those names (outside a wildcard).
 //! * Every response has its own nonce and stays pending until ACKed or NACKed (a few are kept;
 //!   answers to unknown nonces are ignored). On NACK the client kept its old versions: those are
@@ -77,6 +82,9 @@ struct Pending {
 struct Plan {
     upserts: Vec<Arc<Resource>>,
     removed: Vec<String>,
+    /// Virtual hosts asked for that do not exist: answered as a resource with the name as
+    /// alias and no body, so Envoy answers 404 at once (VHDS).
+    absent: Vec<String>,
 }
 
 // === impl DeltaStream ===
@@ -137,7 +145,10 @@ impl DeltaStream {
             self.gate.settle(&request.response_nonce);
         }
         state.subscribe(&request.resource_names_subscribe);
-        state.unsubscribe(&request.resource_names_unsubscribe);
+        state.unsubscribe(
+            &request.resource_names_unsubscribe,
+            self.snapshot.as_deref(),
+        );
         out.responses = self.push();
         out
     }
@@ -182,7 +193,9 @@ impl DeltaStream {
             }
         }
         plans.extend(routing);
-        plans.extend(plan(ResourceType::Secret, &none).map(|p| (ResourceType::Secret, p)));
+        for ty in [ResourceType::Secret, ResourceType::VirtualHost] {
+            plans.extend(plan(ty, &none).map(|p| (ty, p)));
+        }
         let mut responses = Vec::new();
         for (ty, plan) in plans {
             let nonce = self.nonces.next();
@@ -232,7 +245,7 @@ impl TypeState {
         }
     }
 
-    fn unsubscribe(&mut self, names: &[String]) {
+    fn unsubscribe(&mut self, names: &[String], snapshot: Option<&Snapshot>) {
         for name in names {
             if name == "*" {
                 self.wildcard = false;
@@ -240,14 +253,16 @@ impl TypeState {
             }
             self.names.remove(name);
             self.unanswered.remove(name);
-            if !self.wildcard {
+            let in_wildcard = snapshot.is_none_or(|s| s.in_wildcard(self.ty, name));
+            if !self.wildcard || !in_wildcard {
                 self.client.remove(name);
             }
         }
     }
 
-    fn wants(&self, name: &str) -> bool {
-        self.wildcard || self.names.contains(name)
+    /// Subscribed by name, or by wildcard unless the snapshot serves it by name only.
+    fn wants(&self, snapshot: &Snapshot, name: &str) -> bool {
+        (self.wildcard && snapshot.in_wildcard(self.ty, name)) || self.names.contains(name)
     }
 
     fn take_pending(&mut self, nonce: &str) -> Option<Pending> {
@@ -292,7 +307,7 @@ impl TypeState {
         let current = snapshot.resources(self.ty);
         self.client
             .keys()
-            .filter(|n| !current.contains_key(*n) && self.wants(n))
+            .filter(|n| !current.contains_key(*n) && self.wants(snapshot, n))
             .cloned()
             .collect()
     }
@@ -302,7 +317,7 @@ impl TypeState {
         let current = snapshot.resources(self.ty);
         let upserts: Vec<Arc<Resource>> = current
             .iter()
-            .filter(|(name, r)| self.wants(name) && self.is_new(r))
+            .filter(|(name, r)| self.wants(snapshot, name) && self.is_new(r))
             .map(|(_, r)| r.clone())
             .collect();
         let mut removed: BTreeSet<String> = self
@@ -310,18 +325,24 @@ impl TypeState {
             .into_iter()
             .filter(|n| !held.contains(n))
             .collect();
-        removed.extend(
-            self.unanswered
-                .iter()
-                .filter(|n| !current.contains_key(*n) && !self.client.contains_key(*n))
-                .cloned(),
-        );
-        if upserts.is_empty() && removed.is_empty() && !self.needs_answer {
+        let unknown = self
+            .unanswered
+            .iter()
+            .filter(|n| !current.contains_key(*n) && !self.client.contains_key(*n))
+            .cloned();
+        let mut absent = Vec::new();
+        if self.ty == ResourceType::VirtualHost {
+            absent.extend(unknown);
+        } else {
+            removed.extend(unknown);
+        }
+        if upserts.is_empty() && removed.is_empty() && absent.is_empty() && !self.needs_answer {
             return None;
         }
         Some(Plan {
             upserts,
             removed: removed.into_iter().collect(),
+            absent,
         })
     }
 
@@ -359,9 +380,12 @@ impl TypeState {
         while self.pending.len() > MAX_PENDING {
             self.pending.pop_front();
         }
+        let mut resources: Vec<WireResource> =
+            plan.upserts.iter().map(|r| wire(self.ty, r)).collect();
+        resources.extend(plan.absent.into_iter().map(absent));
         DeltaDiscoveryResponse {
             system_version_info: version.to_string(),
-            resources: plan.upserts.iter().map(|r| wire(r)).collect(),
+            resources,
             type_url: self.ty.type_url().to_string(),
             removed_resources: plan.removed,
             nonce,
@@ -380,11 +404,28 @@ impl TypeState {
     }
 }
 
-fn wire(resource: &Resource) -> WireResource {
+fn wire(ty: ResourceType, resource: &Resource) -> WireResource {
+    let name = resource.name().to_string();
+    // VHDS: Envoy matches a virtual host to the name it asked for by the resource's aliases.
+    let aliases = match ty {
+        ResourceType::VirtualHost => vec![name.clone()],
+        _ => Vec::new(),
+    };
     WireResource {
-        name: resource.name().to_string(),
+        name,
+        aliases,
         version: resource.version().to_string(),
         resource: Some(resource.any().clone()),
+        ..Default::default()
+    }
+}
+
+/// The Delta answer for a virtual host that does not exist: the asked-for name as alias and
+/// no resource, which Envoy takes as "resolved, not found" (404 instead of a wait).
+fn absent(name: String) -> WireResource {
+    WireResource {
+        aliases: vec![name.clone()],
+        name,
         ..Default::default()
     }
 }

@@ -357,3 +357,79 @@ fn delta_serves_secrets_by_name_and_pushes_a_rotated_one() {
     assert_eq!(out.responses[0].resources[0].name, "cert");
     assert_ne!(out.responses[0].resources[0].version, version);
 }
+
+/// A snapshot of one cluster served in the wildcard, one by name only, and one virtual host.
+fn on_demand_snapshot(vhosts: &[&str]) -> Arc<Snapshot> {
+    use envoy_types::pb::envoy::config::route::v3::VirtualHost;
+    let mut b = Snapshot::builder();
+    b.add_cluster(&cluster("always"))
+        .add_load_assignment(&cla("always", 1))
+        .add_cluster(&cluster("lazy"))
+        .add_load_assignment(&cla("lazy", 2))
+        .named_only(Cluster, ["lazy".to_string()]);
+    for name in vhosts {
+        b.add_virtual_host(&VirtualHost {
+            name: name.to_string(),
+            domains: vec![name.rsplit('/').next().unwrap_or_default().to_string()],
+            ..Default::default()
+        });
+    }
+    Arc::new(b.build().expect("consistent"))
+}
+
+#[test]
+fn wildcard_leaves_out_named_only_clusters_until_asked_for_by_name() {
+    let mut stream = DeltaStream::new(Scope::Aggregated);
+    stream.on_snapshot(on_demand_snapshot(&[]));
+    let first = only(stream.on_request(subscribe(Cluster, &[])));
+    assert_eq!(names(&first), ["always"]);
+    stream.on_request(ack(&first));
+    // On-demand CDS adds a named subscription to the same type.
+    let lazy = only(stream.on_request(subscribe(Cluster, &["lazy"])));
+    assert_eq!(names(&lazy), ["lazy"]);
+    stream.on_request(ack(&lazy));
+    // Unknown names are reported removed (Envoy's on-demand CDS fails the request at once).
+    let missing = only(stream.on_request(subscribe(Cluster, &["nope"])));
+    assert!(missing.resources.is_empty());
+    assert_eq!(missing.removed_resources, ["nope"]);
+    stream.on_request(ack(&missing));
+    // Unsubscribed, then asked for again: sent again.
+    assert!(
+        stream
+            .on_request(unsubscribe(Cluster, &["lazy"]))
+            .responses
+            .is_empty()
+    );
+    let again = only(stream.on_request(subscribe(Cluster, &["lazy"])));
+    assert_eq!(names(&again), ["lazy"]);
+}
+
+#[test]
+fn virtual_hosts_carry_their_alias_and_unknown_ones_get_an_empty_aliased_answer() {
+    use ResourceType::VirtualHost;
+    let mut stream = DeltaStream::new(Scope::Aggregated);
+    stream.on_snapshot(on_demand_snapshot(&["mesh-outbound/a"]));
+    let known = only(stream.on_request(subscribe(VirtualHost, &["mesh-outbound/a"])));
+    assert_eq!(names(&known), ["mesh-outbound/a"]);
+    assert_eq!(known.resources[0].aliases, ["mesh-outbound/a"]);
+    assert!(known.resources[0].resource.is_some());
+    stream.on_request(ack(&known));
+
+    let unknown = only(stream.on_request(subscribe(VirtualHost, &["mesh-outbound/b"])));
+    assert!(unknown.removed_resources.is_empty());
+    assert_eq!(unknown.resources.len(), 1);
+    assert_eq!(unknown.resources[0].aliases, ["mesh-outbound/b"]);
+    assert!(unknown.resources[0].resource.is_none());
+    stream.on_request(ack(&unknown));
+
+    // The host appears later: the subscription still stands, so it is pushed.
+    let out = stream.on_snapshot(on_demand_snapshot(&["mesh-outbound/a", "mesh-outbound/b"]));
+    let later = only(out);
+    assert_eq!(names(&later), ["mesh-outbound/b"]);
+    assert!(later.resources[0].resource.is_some());
+    stream.on_request(ack(&later));
+
+    // And it is removed by name when it goes away.
+    let gone = only(stream.on_snapshot(on_demand_snapshot(&["mesh-outbound/a"])));
+    assert_eq!(gone.removed_resources, ["mesh-outbound/b"]);
+}

@@ -6,8 +6,12 @@
 //! a string so the cache stays oblivious of what it means:
 //!
 //! ```text
-//! cluster[;zone=ZONE][;l.KEY=VALUE]...      (labels sorted by key; ';' '=' '%' percent-encoded)
+//! cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand]   (labels sorted by key; ';' '=' '%'
+//!                                                           percent-encoded)
 //! ```
+//!
+//! `;mode=on-demand` marks a node whose metadata says `portolan.dev/discovery: on-demand`: it
+//! learns virtual hosts (VHDS) and clusters (on-demand CDS) on first use (Delta ADS only).
 //!
 //! Translation parses it back (`portolan_translate::ProxyGroup::from_key`).
 
@@ -17,6 +21,12 @@ use std::collections::BTreeMap;
 
 /// The group of proxies whose node names no cluster.
 pub const DEFAULT_GROUP: &str = "default";
+
+/// Node metadata key choosing how a proxy discovers configuration.
+pub const DISCOVERY_METADATA: &str = "portolan.dev/discovery";
+
+/// The group key part of on-demand proxies.
+pub const ON_DEMAND_PART: &str = ";mode=on-demand";
 
 /// The group key of a node.
 pub fn group_key(node: &Node) -> String {
@@ -30,7 +40,27 @@ pub fn group_key(node: &Node) -> String {
         .as_ref()
         .map(|l| l.zone.as_str())
         .filter(|z| !z.is_empty());
-    format_key(cluster, zone, &labels(node))
+    let mut key = format_key(cluster, zone, &labels(node));
+    if is_on_demand(node) {
+        key.push_str(ON_DEMAND_PART);
+    }
+    key
+}
+
+/// Whether the node asks for on-demand discovery (`portolan.dev/discovery: on-demand`).
+pub fn is_on_demand(node: &Node) -> bool {
+    matches!(
+        node.metadata
+            .as_ref()
+            .and_then(|m| m.fields.get(DISCOVERY_METADATA))
+            .and_then(|v| v.kind.as_ref()),
+        Some(Kind::StringValue(mode)) if mode == "on-demand"
+    )
+}
+
+/// Whether a group key is of on-demand proxies.
+pub fn key_is_on_demand(key: &str) -> bool {
+    key.split(';').any(|part| part == &ON_DEMAND_PART[1..])
 }
 
 /// Builds a key from its parts.
@@ -127,5 +157,27 @@ mod tests {
             group_key(&node),
             "web;zone=zone-a;l.app=a%3Bb%3Dc;l.version=v1"
         );
+    }
+
+    #[test]
+    fn discovery_metadata_marks_on_demand_groups() {
+        let node = |mode: &str| Node {
+            cluster: "web".into(),
+            metadata: Some(Struct {
+                fields: [(DISCOVERY_METADATA.to_string(), string(mode))]
+                    .into_iter()
+                    .collect(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(group_key(&node("on-demand")), "web;mode=on-demand");
+        assert!(key_is_on_demand(&group_key(&node("on-demand"))));
+        assert_eq!(group_key(&node("full")), "web");
+        // A cluster name cannot claim the mode: ';' is escaped.
+        let sneaky = Node {
+            cluster: "web;mode=on-demand".into(),
+            ..Default::default()
+        };
+        assert!(!key_is_on_demand(&group_key(&sneaky)));
     }
 }

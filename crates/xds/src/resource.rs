@@ -1,6 +1,6 @@
 //! xDS resource types and encoded resources.
 //!
-//! Owns the five type URLs Portolan serves, their push order, and [`Resource`]: one Envoy message
+//! Owns the six type URLs Portolan serves, their push order, and [`Resource`]: one Envoy message
 //! encoded once into an `Any`, named, and versioned by the hash of its bytes. Resources are shared
 //! (`Arc`) between snapshots and streams; nothing re-encodes them.
 
@@ -23,6 +23,9 @@ pub enum ResourceType {
     /// `envoy.extensions.transport_sockets.tls.v3.Secret` (SDS, by name like EDS/RDS): mesh
     /// workload certificates and the trust bundle.
     Secret,
+    /// `envoy.config.route.v3.VirtualHost` (VHDS, Delta only, by name): the virtual hosts of an
+    /// on-demand proxy's route configuration, asked for as `ROUTE_CONFIG/HOST` on first use.
+    VirtualHost,
 }
 
 // === impl ResourceType ===
@@ -38,13 +41,14 @@ impl ResourceType {
     ];
 
     /// Every type served: [`ResourceType::ALL`], then secrets (asked for by name once a
-    /// cluster or listener names them).
-    pub const SERVED: [ResourceType; 5] = [
+    /// cluster or listener names them), then virtual hosts (asked for by name on first use).
+    pub const SERVED: [ResourceType; 6] = [
         ResourceType::Cluster,
         ResourceType::Endpoint,
         ResourceType::Listener,
         ResourceType::Route,
         ResourceType::Secret,
+        ResourceType::VirtualHost,
     ];
 
     /// How many types are served.
@@ -62,6 +66,7 @@ impl ResourceType {
             ResourceType::Secret => {
                 "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
             }
+            ResourceType::VirtualHost => "type.googleapis.com/envoy.config.route.v3.VirtualHost",
         }
     }
 
@@ -76,7 +81,7 @@ impl ResourceType {
         matches!(self, ResourceType::Cluster | ResourceType::Listener)
     }
 
-    /// Short name for metric labels and logs: `cds`, `eds`, `lds`, `rds`, `sds`.
+    /// Short name for metric labels and logs: `cds`, `eds`, `lds`, `rds`, `sds`, `vhds`.
     pub fn short_name(self) -> &'static str {
         match self {
             ResourceType::Cluster => "cds",
@@ -84,6 +89,7 @@ impl ResourceType {
             ResourceType::Listener => "lds",
             ResourceType::Route => "rds",
             ResourceType::Secret => "sds",
+            ResourceType::VirtualHost => "vhds",
         }
     }
 
@@ -95,6 +101,7 @@ impl ResourceType {
             ResourceType::Listener => 2,
             ResourceType::Route => 3,
             ResourceType::Secret => 4,
+            ResourceType::VirtualHost => 5,
         }
     }
 }

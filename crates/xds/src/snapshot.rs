@@ -9,11 +9,14 @@
 //! (a cluster's EDS service name, a listener's RDS route configurations), read before encoding,
 //! so the check decodes nothing; a resource added already encoded is decoded for the check.
 //!
+//! Resources can be marked named-only ([`SnapshotBuilder::named_only`]): a wildcard
+//! subscription leaves them out and a subscription by name gets them (on-demand CDS).
+//!
 //! The builder collects resources in lists and sorts them once at the end (translation emits them
 //! in name order, so that sort is a pass); the name-ordered maps are then built in bulk rather
 //! than one insert at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +26,7 @@ use envoy_types::pb::envoy::config::cluster::v3::{
 };
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener, filter::ConfigType};
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::RouteSpecifier,
 };
@@ -67,6 +70,9 @@ pub enum SnapshotError {
 struct TypeResources {
     resources: BTreeMap<String, Arc<Resource>>,
     version: String,
+    /// Names served only to a client that asks for them by name, never in a wildcard answer
+    /// (on-demand CDS, see [`SnapshotBuilder::named_only`]).
+    named_only: BTreeSet<String>,
 }
 
 /// A consistent, immutable set of resources for one proxy group.
@@ -97,6 +103,11 @@ impl Snapshot {
         &self.types[ty.index()].version
     }
 
+    /// Whether a wildcard subscription gets the resource (it is not served only by name).
+    pub fn in_wildcard(&self, ty: ResourceType, name: &str) -> bool {
+        !self.types[ty.index()].named_only.contains(name)
+    }
+
     /// Tags the snapshot with the rollout it belongs to (see [`crate::convergence`]).
     pub fn with_rollout(mut self, rollout: u64) -> Self {
         self.rollout = rollout;
@@ -124,6 +135,7 @@ impl Default for Snapshot {
             types: std::array::from_fn(|_| TypeResources {
                 resources: BTreeMap::new(),
                 version: aggregate_version([]),
+                named_only: BTreeSet::new(),
             }),
             rollout: 0,
             published_at: None,
@@ -204,6 +216,7 @@ pub struct SnapshotBuilder {
     types: [Vec<Entry>; ResourceType::COUNT],
     errors: Vec<SnapshotError>,
     previous: Option<[BTreeMap<String, Arc<Resource>>; ResourceType::COUNT]>,
+    named_only: [BTreeSet<String>; ResourceType::COUNT],
 }
 
 // === impl SnapshotBuilder ===
@@ -279,6 +292,27 @@ impl SnapshotBuilder {
         ))
     }
 
+    /// Encodes a VHDS virtual host (named by its name: `ROUTE_CONFIG/HOST`) and adds it.
+    pub fn add_virtual_host(&mut self, vhost: &VirtualHost) -> &mut Self {
+        self.add_encoded(Encoded::new(
+            ResourceType::VirtualHost,
+            &vhost.name,
+            vhost,
+            Vec::new(),
+        ))
+    }
+
+    /// Marks resources of `ty` as served by name only: a wildcard subscription does not get
+    /// them, a subscription to their name does (on-demand CDS of on-demand proxies).
+    pub fn named_only(
+        &mut self,
+        ty: ResourceType,
+        names: impl IntoIterator<Item = String>,
+    ) -> &mut Self {
+        self.named_only[ty.index()].extend(names);
+        self
+    }
+
     /// Shares the previous snapshot's `Arc` for every resource whose bytes did not change.
     pub fn reuse(&mut self, previous: &Snapshot) -> &mut Self {
         self.previous = Some(std::array::from_fn(|i| previous.types[i].resources.clone()));
@@ -313,11 +347,16 @@ impl SnapshotBuilder {
         });
         check_clusters(&self.types, &maps)?;
         check_listeners(&self.types, &maps)?;
+        let mut named_only = self.named_only.into_iter();
         Ok(Snapshot {
             types: maps.map(|resources| {
                 let version =
                     aggregate_version(resources.iter().map(|(n, r)| (n.as_str(), r.version())));
-                TypeResources { resources, version }
+                TypeResources {
+                    resources,
+                    version,
+                    named_only: named_only.next().unwrap_or_default(),
+                }
             }),
             rollout: 0,
             published_at: None,
@@ -648,6 +687,22 @@ mod tests {
             builder.build(),
             Err(SnapshotError::Decode { ty: ResourceType::Listener, name, .. }) if name == "l"
         ));
+    }
+
+    #[test]
+    fn named_only_resources_are_left_out_of_the_wildcard() {
+        let mut builder = Snapshot::builder();
+        builder
+            .add_cluster(&cluster("a"))
+            .add_load_assignment(&cla("a", 1))
+            .add_cluster(&cluster("b"))
+            .add_load_assignment(&cla("b", 1))
+            .named_only(ResourceType::Cluster, ["b".to_string()]);
+        let snapshot = builder.build().expect("consistent");
+        assert!(snapshot.in_wildcard(ResourceType::Cluster, "a"));
+        assert!(!snapshot.in_wildcard(ResourceType::Cluster, "b"));
+        assert!(snapshot.in_wildcard(ResourceType::Endpoint, "b"));
+        assert_eq!(snapshot.resources(ResourceType::Cluster).len(), 2);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::resource::{Resource, ResourceType, aggregate_version};
 use crate::snapshot::Snapshot;
@@ -130,7 +130,11 @@ impl SotwStream {
     pub fn on_request(&mut self, request: DiscoveryRequest) -> Output<DiscoveryResponse> {
         let mut out = Output::default();
         if self.node.is_none() && request.node.is_some() {
-            self.node = Some(NodeInfo::from_node(request.node.as_ref()));
+            let node = NodeInfo::from_node(request.node.as_ref());
+            if crate::group::key_is_on_demand(&node.group) {
+                error!(node = %node.id, group = %node.group, "on-demand discovery (portolan.dev/discovery: on-demand) needs Delta ADS (api_type DELTA_GRPC); over State-of-the-World the proxy rejects the VHDS route configuration");
+            }
+            self.node = Some(node);
         }
         let Some(ty) =
             ResourceType::from_type_url(&request.type_url).filter(|ty| self.scope.allows(*ty))

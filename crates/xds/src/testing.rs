@@ -176,6 +176,11 @@ pub fn any_name(any: &Any) -> Option<String> {
                 .ok()
                 .map(|m| m.name)
         }
+        ResourceType::VirtualHost => {
+            envoy_types::pb::envoy::config::route::v3::VirtualHost::decode(bytes)
+                .ok()
+                .map(|m| m.name)
+        }
     }
 }
 
