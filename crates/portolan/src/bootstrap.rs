@@ -5,7 +5,8 @@
 //! the cluster speaks TLS (and presents a client certificate with `--xds-client-cert`); the
 //! files are referenced by path, so Envoy reloads them itself when they change. Mesh workloads
 //! name their application and inbound ports in the node metadata (`--app-port`,
-//! `--inbound-port`, `--app-protocol`).
+//! `--inbound-port`, `--app-protocol`). `--on-demand` asks for on-demand discovery in the node
+//! metadata and uses Delta ADS (see docs/on-demand.md).
 
 use crate::cli::{BootstrapArgs, OutputFormat};
 use anyhow::{Context, bail};
@@ -76,7 +77,12 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
     } else {
         "STRICT_DNS"
     };
-    let api_type = if args.delta { "DELTA_GRPC" } else { "GRPC" };
+    // VHDS (on-demand) is Delta only.
+    let api_type = if args.delta || args.on_demand {
+        "DELTA_GRPC"
+    } else {
+        "GRPC"
+    };
     let ads_source = json!({"ads": {}, "resource_api_version": "V3"});
     let mut node = json!({"id": args.node_id, "cluster": args.cluster});
     if let Some(zone) = &args.zone {
@@ -92,6 +98,12 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
         metadata.insert("labels".to_string(), Value::Object(labels));
     }
     workload_metadata(args, &mut metadata);
+    if args.on_demand {
+        metadata.insert(
+            portolan_xds::group::DISCOVERY_METADATA.to_string(),
+            Value::String("on-demand".to_string()),
+        );
+    }
     if !metadata.is_empty() {
         node["metadata"] = Value::Object(metadata);
     }
@@ -190,6 +202,7 @@ mod tests {
             xds_address: xds.into(),
             admin_address: "127.0.0.1:0".into(),
             delta: false,
+            on_demand: false,
             xds_ca: None,
             xds_client_cert: None,
             xds_client_key: None,
@@ -222,6 +235,18 @@ mod tests {
         assert_eq!(m["namespace"], "shop");
         assert_eq!(m["serviceAccount"], "web");
         assert!(m.get("labels").is_none());
+    }
+
+    #[test]
+    fn on_demand_asks_for_it_in_the_metadata_over_delta_ads() {
+        let mut a = args("127.0.0.1:18000");
+        a.on_demand = true;
+        let b = render(&a).expect("renders");
+        assert_eq!(b["node"]["metadata"]["portolan.dev/discovery"], "on-demand");
+        assert_eq!(
+            b["dynamic_resources"]["ads_config"]["api_type"],
+            "DELTA_GRPC"
+        );
     }
 
     #[test]

@@ -360,6 +360,10 @@ pub struct BootstrapArgs {
     /// Use the incremental (Delta) xDS protocol instead of State of the World.
     #[arg(long)]
     pub delta: bool,
+    /// On-demand discovery: the proxy learns virtual hosts (VHDS) and clusters (on-demand CDS)
+    /// on first use (`node.metadata["portolan.dev/discovery"]: on-demand`); implies --delta.
+    #[arg(long)]
+    pub on_demand: bool,
     /// Connect to Portolan over TLS, trusting this PEM CA bundle (Envoy reads the file itself,
     /// and re-reads it when it changes).
     #[arg(long, value_name = "FILE")]

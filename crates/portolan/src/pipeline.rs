@@ -460,7 +460,27 @@ pub fn snapshot(
     for r in &resources.routes {
         b.add_route(r);
     }
+    if let Some(on_demand) = &resources.on_demand {
+        let clusters = resources.clusters.iter().map(|c| c.name.as_str());
+        add_on_demand(&mut b, on_demand, clusters);
+    }
     b.build()
+}
+
+/// Adds an on-demand group's VHDS virtual hosts and marks its clusters (but those its
+/// listeners use directly) as served by name only (on-demand CDS).
+pub fn add_on_demand<'a>(
+    b: &mut portolan_xds::SnapshotBuilder,
+    on_demand: &portolan_translate::OnDemandResources,
+    clusters: impl Iterator<Item = &'a str>,
+) {
+    for v in &on_demand.virtual_hosts {
+        b.add_virtual_host(v);
+    }
+    let named = clusters
+        .filter(|c| !on_demand.wildcard_clusters.contains(*c))
+        .map(str::to_string);
+    b.named_only(ResourceType::Cluster, named);
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ mod lookup;
 mod matches;
 pub mod mesh;
 pub mod names;
+pub mod on_demand;
 mod policy;
 mod protocol;
 mod rbac;
@@ -62,6 +63,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use json::JsonError;
+pub use on_demand::{Discovery, OnDemandResources};
 pub use telemetry::{AccessLog, Collector, Telemetry};
 pub use translator::{MemoStats, SharedResources, Translator};
 
@@ -96,6 +98,8 @@ pub struct ProxyGroup {
     pub labels: BTreeMap<String, String>,
     /// The mesh workload these proxies are, when they proved an identity.
     pub workload: Option<mesh::Workload>,
+    /// Whether they learn hosts and clusters on first use (key part `mode=on-demand`).
+    pub discovery: Discovery,
 }
 
 /// Everything translation produces for one proxy group, each list sorted by name.
@@ -105,6 +109,8 @@ pub struct Resources {
     pub load_assignments: Vec<ClusterLoadAssignment>,
     pub listeners: Vec<Listener>,
     pub routes: Vec<RouteConfiguration>,
+    /// Virtual hosts and wildcard clusters of an on-demand group (see [`on_demand`]).
+    pub on_demand: Option<OnDemandResources>,
 }
 
 // === impl Options ===
@@ -141,11 +147,12 @@ impl ProxyGroup {
             zone: None,
             labels: BTreeMap::new(),
             workload: None,
+            discovery: Discovery::Full,
         }
     }
 
     /// Parses a group key as the xDS server builds it from a node:
-    /// `cluster[;zone=ZONE][;l.KEY=VALUE]...[;ns=NS;sa=SA[;app=PORT][;in=PORT][;proto=P]]`,
+    /// `cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand][;ns=NS;sa=SA[;app=PORT][;in=PORT][;proto=P]]`,
     /// parts percent-encoded (`%3B` `%3D` `%25`). The identity parts (`ns`, `sa`) come only
     /// from what the proxy proved (see `portolan_xds::identity`). Unknown parts are ignored, so
     /// any string is a valid key.
@@ -160,6 +167,8 @@ impl ProxyGroup {
             };
             if k == "zone" {
                 group.zone = Some(unescape(v));
+            } else if k == on_demand::KEY_PART.0 {
+                group.discovery = Discovery::from_part(v);
             } else if let Some(label) = k.strip_prefix("l.") {
                 group.labels.insert(unescape(label), unescape(v));
             } else {
@@ -201,6 +210,7 @@ pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resour
     resources.clusters.extend(rest.clusters);
     resources.listeners = rest.listeners;
     resources.routes = rest.routes;
+    resources.on_demand = rest.on_demand;
     resources.sort();
     resources
 }
@@ -229,20 +239,34 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
         resources.clusters.push(cluster);
     }
     let collector = telemetry::collector_cluster(&options.telemetry, options.connect_timeout);
+    let collector_name = collector.as_ref().map(|c| c.name.clone());
     resources.clusters.extend(collector);
     let gateways = gateway::selecting(world, group);
     if gateways.is_empty() {
         let out_port = group.workload.as_ref().and_then(|w| w.outbound_port);
-        resources
-            .listeners
-            .push(listener::mesh_outbound(options, out_port));
-        resources.routes.push(route::mesh_outbound(ctx, &externals));
+        let mut outbound = listener::mesh_outbound(options, out_port);
+        let mut routes = route::mesh_outbound(ctx, &externals);
+        if group.discovery == Discovery::OnDemand {
+            on_demand::add_filter(&mut outbound);
+            resources.on_demand = Some(OnDemandResources {
+                virtual_hosts: on_demand::split_route(&mut routes),
+                // The collector (and below, the inbound cluster) are used without a route.
+                wildcard_clusters: collector_name.into_iter().collect(),
+            });
+        }
+        resources.listeners.push(outbound);
+        resources.routes.push(routes);
         if let Some(inbound) = group
             .workload
             .as_ref()
             .and_then(|w| inbound::inbound(ctx, group, w))
         {
             resources.listeners.push(inbound.listener);
+            if let Some(on_demand) = &mut resources.on_demand {
+                on_demand
+                    .wildcard_clusters
+                    .insert(inbound.cluster.name.clone());
+            }
             resources.clusters.push(inbound.cluster);
         }
     } else {

@@ -27,6 +27,8 @@ pub struct SharedResources {
     pub load_assignments: Vec<Arc<ClusterLoadAssignment>>,
     pub listeners: Vec<Listener>,
     pub routes: Vec<RouteConfiguration>,
+    /// Virtual hosts and wildcard clusters of an on-demand group.
+    pub on_demand: Option<crate::OnDemandResources>,
 }
 
 /// How the last translation went: Services whose output was reused or translated anew.
@@ -78,6 +80,7 @@ impl SharedResources {
                 .collect(),
             listeners: self.listeners.clone(),
             routes: self.routes.clone(),
+            on_demand: self.on_demand.clone(),
         }
     }
 }
@@ -136,6 +139,7 @@ impl Translator {
         out.clusters.extend(rest.clusters.into_iter().map(Arc::new));
         out.listeners = rest.listeners;
         out.routes = rest.routes;
+        out.on_demand = rest.on_demand;
         out.sort();
         out
     }

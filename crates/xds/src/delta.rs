@@ -4,7 +4,8 @@
 //! version of every resource the client holds; a response carries exactly the resources whose
 //! version differs and `removed_resources` for names the client holds that no longer exist.
 //!
-//! * Wildcard: a first request that subscribes to nothing, or a subscription to `*`.
+//! * Wildcard: a first request that subscribes to nothing, or a subscription to `*`; never for
+//!   virtual hosts (VHDS is by name only).
 //! * `initial_resource_versions` of the first request seed what the client holds, so a
 //!   reconnecting client gets only what changed, and removals for what is gone.
 //! * Subscribing to names that do not exist is answered with those names in `removed_resources`,
@@ -218,7 +219,9 @@ impl TypeState {
         let initial: &HashMap<String, String> = &request.initial_resource_versions;
         Self {
             ty,
-            wildcard: request.resource_names_subscribe.is_empty(),
+            // VHDS starts with no names and is never a wildcard: virtual hosts are asked for
+            // one by one (a wildcard would send every host to an on-demand proxy).
+            wildcard: request.resource_names_subscribe.is_empty() && ty.allows_wildcard(),
             names: BTreeSet::new(),
             client: initial
                 .iter()
@@ -237,7 +240,7 @@ impl TypeState {
     fn subscribe(&mut self, names: &[String]) {
         for name in names {
             if name == "*" {
-                self.wildcard = true;
+                self.wildcard = self.ty.allows_wildcard();
             } else if self.names.insert(name.clone()) {
                 self.unanswered.insert(name.clone());
             }

@@ -409,6 +409,10 @@ fn virtual_hosts_carry_their_alias_and_unknown_ones_get_an_empty_aliased_answer(
     use ResourceType::VirtualHost;
     let mut stream = DeltaStream::new(Scope::Aggregated);
     stream.on_snapshot(on_demand_snapshot(&["mesh-outbound/a"]));
+    // Envoy's first VHDS request names nothing: that is not a wildcard.
+    let first = only(stream.on_request(subscribe(VirtualHost, &[])));
+    assert!(first.resources.is_empty(), "{first:?}");
+    stream.on_request(ack(&first));
     let known = only(stream.on_request(subscribe(VirtualHost, &["mesh-outbound/a"])));
     assert_eq!(names(&known), ["mesh-outbound/a"]);
     assert_eq!(known.resources[0].aliases, ["mesh-outbound/a"]);

@@ -81,6 +81,12 @@ impl ResourceType {
         matches!(self, ResourceType::Cluster | ResourceType::Listener)
     }
 
+    /// Whether a Delta client may subscribe to every resource of the type: all but virtual
+    /// hosts, which on-demand proxies ask for one by one.
+    pub fn allows_wildcard(self) -> bool {
+        self != ResourceType::VirtualHost
+    }
+
     /// Short name for metric labels and logs: `cds`, `eds`, `lds`, `rds`, `sds`, `vhds`.
     pub fn short_name(self) -> &'static str {
         match self {

@@ -100,6 +100,10 @@ impl IncrementalBuilder {
         for s in secrets {
             b.add_secret(s);
         }
+        if let Some(on_demand) = &resources.on_demand {
+            let clusters = resources.clusters.iter().map(|c| c.name.as_str());
+            super::add_on_demand(&mut b, on_demand, clusters);
+        }
         b.build()
     }
 }

@@ -7,6 +7,7 @@ mod golden_routing;
 mod golden_security;
 mod golden_telemetry;
 mod incremental;
+mod on_demand;
 mod roundtrip;
 mod routing_rules;
 mod rules;

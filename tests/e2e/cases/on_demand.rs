@@ -1,0 +1,143 @@
+//! End to end, on-demand discovery: stock Envoy started from `portolan bootstrap --on-demand`
+//! (Delta ADS, node metadata `portolan.dev/discovery: on-demand`) learns each virtual host over
+//! VHDS and each cluster over on-demand CDS on its first request. The proof: `/clusters` lists
+//! nothing for a Service until the first request, and that request succeeds; a Service added
+//! afterwards answers its first request; an unknown host gets 404 at once and resolves once
+//! it is added; Envoy's `/config_dump` stays the same size when 1,000 unused Services appear.
+
+use portolan_e2e::envoy::Protocol;
+use portolan_e2e::portolan::{ConfigDir, Ports};
+use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
+use std::path::Path;
+use std::time::Duration;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_portolan"))
+}
+
+fn cluster_name(service: &str) -> String {
+    format!("outbound|80||{service}.default.svc.cluster.local")
+}
+
+fn service_files(name: &str, upstream: &Upstream) -> String {
+    format!(
+        "{}---\n{}",
+        service_yaml("default", name, 80),
+        endpoints_yaml("default", name, &[upstream])
+    )
+}
+
+/// The proxy group of the test's Envoy (node cluster `mesh`, on-demand), URL-encoded.
+const GROUP: &str = "mesh%3Bmode%3Don-demand";
+
+/// Waits until Portolan's snapshot of the on-demand group holds `clusters` clusters: the
+/// config directory change was translated, without sending Envoy any request.
+async fn wait_for_clusters(portolan: &Portolan, clusters: usize) -> anyhow::Result<()> {
+    let path = format!("/debug/config_dump?group={GROUP}");
+    eventually(
+        &format!("{clusters} clusters in the on-demand group's snapshot"),
+        Duration::from_secs(30),
+        || {
+            let path = path.clone();
+            async move {
+                let dump = portolan.get_json(&path).await.map_err(|e| e.to_string())?;
+                let have = dump["types"]["cds"]["resources"]
+                    .as_array()
+                    .map_or(0, Vec::len);
+                if have == clusters {
+                    Ok(())
+                } else {
+                    Err(format!("{have} clusters"))
+                }
+            }
+        },
+    )
+    .await
+}
+
+async fn on_demand_envoy(portolan: &Portolan) -> anyhow::Result<Envoy> {
+    Envoy::start_with(
+        bin(),
+        portolan.ports(),
+        "sidecar-1",
+        "mesh",
+        Protocol::Delta,
+        &["--on-demand"],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_are_learned_on_first_request() -> anyhow::Result<()> {
+    let a = Upstream::start("a").await?;
+    let b = Upstream::start("b").await?;
+    let config = ConfigDir::new()?;
+    config.write("web.yaml", &service_files("web", &a))?;
+    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
+    let envoy = on_demand_envoy(&portolan).await?;
+
+    // Nothing about `web` before the first request.
+    assert!(envoy.cluster_lines(&cluster_name("web")).await?.is_empty());
+    assert_eq!(envoy.cluster_config(&cluster_name("web")).await?, None);
+
+    // The first request succeeds, and now Envoy has the cluster.
+    let first = envoy.get("web", "/").await?;
+    assert_eq!(first, (200, "a".to_string()), "{}", envoy.log_tail());
+    assert!(!envoy.cluster_lines(&cluster_name("web")).await?.is_empty());
+    // Other domains of the same Service are their own virtual hosts; the cluster is shared.
+    assert_eq!(envoy.get("web.default:80", "/").await?, (200, "a".into()));
+
+    // A Service added afterwards answers its first request.
+    config.write("api.yaml", &service_files("api", &b))?;
+    wait_for_clusters(&portolan, 2).await?;
+    assert!(envoy.cluster_lines(&cluster_name("api")).await?.is_empty());
+    let first = envoy.get("api.default.svc.cluster.local", "/").await?;
+    assert_eq!(first, (200, "b".to_string()), "{}", envoy.log_tail());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_host_is_404_at_once_and_resolves_once_added() -> anyhow::Result<()> {
+    let a = Upstream::start("a").await?;
+    let config = ConfigDir::new()?;
+    config.write("web.yaml", &service_files("web", &a))?;
+    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
+    let envoy = on_demand_envoy(&portolan).await?;
+
+    // Not a hang: the answer comes (the client's own timeout is 10 s) and it is 404.
+    let (status, _) = envoy.get("late", "/").await?;
+    assert_eq!(status, 404, "{}", envoy.log_tail());
+    let (status, _) = envoy.get("late", "/").await?;
+    assert_eq!(status, 404);
+
+    // Added later: the next request for it resolves.
+    config.write("late.yaml", &service_files("late", &a))?;
+    envoy.wait_for_response("late", 200, "a").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_dump_stays_flat_as_unused_services_are_added() -> anyhow::Result<()> {
+    let a = Upstream::start("a").await?;
+    let config = ConfigDir::new()?;
+    config.write("web.yaml", &service_files("web", &a))?;
+    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
+    let envoy = on_demand_envoy(&portolan).await?;
+    assert_eq!(envoy.get("web", "/").await?, (200, "a".to_string()));
+    let before = envoy.admin("/config_dump").await?.len();
+
+    let many: Vec<String> = (0..1000)
+        .map(|i| service_files(&format!("svc-{i}"), &a))
+        .collect();
+    config.write("many.yaml", &many.join("---\n"))?;
+    wait_for_clusters(&portolan, 1001).await?;
+    // One more round trip for `web`, so any push to Envoy has landed before measuring.
+    assert_eq!(envoy.get("web", "/").await?, (200, "a".to_string()));
+    let after = envoy.admin("/config_dump").await?.len();
+    // In full mode each Service adds a cluster and a virtual host (about 1.5 KB each).
+    assert!(
+        after.abs_diff(before) < 2048,
+        "config_dump grew from {before} to {after} bytes"
+    );
+    Ok(())
+}
