@@ -91,6 +91,8 @@ enum Scenario {
     Churn,
     /// S9: fan-out with 1 and 2 worker threads.
     Workers,
+    /// Issue #11: bytes per proxy in on-demand mode (VHDS + on-demand CDS) vs full push.
+    OnDemand,
 }
 
 fn main() -> std::process::ExitCode {
@@ -163,7 +165,14 @@ fn timed<T>(name: &str, f: impl FnOnce() -> Result<T, BenchError>) -> Result<T, 
 /// comparison.
 fn default_scenarios(quick: bool, envoy: bool) -> Vec<Scenario> {
     use Scenario::*;
-    let mut out = vec![Translate, EndpointChange, FanOut, DeltaBytes, Reconnect];
+    let mut out = vec![
+        Translate,
+        EndpointChange,
+        FanOut,
+        DeltaBytes,
+        Reconnect,
+        OnDemand,
+    ];
     if !quick {
         out.extend([Churn, Workers]);
         if envoy {
@@ -196,6 +205,11 @@ fn fleet_scenarios(cli: &Cli) -> Result<String, BenchError> {
         let big = WorldSpec::new(cli.services, cli.endpoints);
         let runs = timed("delta-bytes", || scenario::delta_bytes(&[small, big]))?;
         out.push_str(&scenario::delta_bytes_md(&runs));
+    }
+    if has(Scenario::OnDemand) {
+        let spec = WorldSpec::new(cli.services, cli.endpoints);
+        let run = timed("on-demand", || scenario::on_demand(spec))?;
+        out.push_str(&scenario::on_demand_md(&[run]));
     }
     if has(Scenario::Reconnect) {
         let r = timed("reconnect", || {
