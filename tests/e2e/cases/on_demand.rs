@@ -3,11 +3,14 @@
 //! VHDS and each cluster over on-demand CDS on its first request. The proof: `/clusters` lists
 //! nothing for a Service until the first request, and that request succeeds; a Service added
 //! afterwards answers its first request; an unknown host gets 404 at once and resolves once
-//! it is added; Envoy's `/config_dump` stays the same size when 1,000 unused Services appear.
+//! it is added; Envoy's `/config_dump` stays the same size when 1,000 unused Services appear;
+//! a weighted split fetches each of its clusters on first use.
 
 use portolan_e2e::envoy::Protocol;
+use portolan_e2e::manifests::{example, labeled_endpoints_yaml};
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -139,5 +142,41 @@ async fn config_dump_stays_flat_as_unused_services_are_added() -> anyhow::Result
         after.abs_diff(before) < 2048,
         "config_dump grew from {before} to {after} bytes"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_split_fetches_each_cluster_on_first_use() -> anyhow::Result<()> {
+    let v1 = Upstream::start("v1").await?;
+    let v2 = Upstream::start("v2").await?;
+    let config = ConfigDir::new()?;
+    let half = example("routing/canary.yaml")
+        .replace("weight: 90", "weight: 50")
+        .replace("weight: 10", "weight: 50");
+    config.write("reviews.yaml", &half)?;
+    let slices = [(&v1, "v1"), (&v2, "v2")]
+        .iter()
+        .map(|(u, version)| {
+            labeled_endpoints_yaml("default", "reviews", u, &[("version", version)])
+        })
+        .collect::<Vec<_>>()
+        .join("---\n");
+    config.write("reviews-endpoints.yaml", &slices)?;
+    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
+    let envoy = on_demand_envoy(&portolan).await?;
+    let subset = |v: &str| format!("outbound|9080|{v}|reviews.default.svc.cluster.local");
+    assert!(envoy.cluster_lines(&subset("v1")).await?.is_empty());
+    assert!(envoy.cluster_lines(&subset("v2")).await?.is_empty());
+
+    // Every request succeeds, including the first to each side of the split.
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..60 {
+        let (status, body) = envoy.get("reviews", "/").await?;
+        assert_eq!(status, 200, "request {i}: {body}\n{}", envoy.log_tail());
+        *counts.entry(body).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 2, "both subsets answered: {counts:?}");
+    assert!(!envoy.cluster_lines(&subset("v1")).await?.is_empty());
+    assert!(!envoy.cluster_lines(&subset("v2")).await?.is_empty());
     Ok(())
 }
