@@ -51,6 +51,8 @@ fn workload_metadata(args: &BootstrapArgs, metadata: &mut serde_json::Map<String
         ("appProtocol", args.app_protocol.clone()),
         ("namespace", args.namespace.clone()),
         ("serviceAccount", args.service_account.clone()),
+        ("portolan.dev/scope", args.scope.clone()),
+        ("portolan.dev/namespace", args.scope_namespace.clone()),
     ];
     for (key, value) in fields {
         if let Some(v) = value {
@@ -203,6 +205,8 @@ mod tests {
             app_protocol: None,
             namespace: None,
             service_account: None,
+            scope: None,
+            scope_namespace: None,
         }
     }
 
@@ -222,6 +226,16 @@ mod tests {
         assert_eq!(m["namespace"], "shop");
         assert_eq!(m["serviceAccount"], "web");
         assert!(m.get("labels").is_none());
+    }
+
+    #[test]
+    fn the_scope_goes_into_the_metadata() {
+        let mut a = args("127.0.0.1:18000");
+        a.scope = Some("./*,shared/*".into());
+        a.scope_namespace = Some("shop".into());
+        let b = render(&a).expect("renders");
+        assert_eq!(b["node"]["metadata"]["portolan.dev/scope"], "./*,shared/*");
+        assert_eq!(b["node"]["metadata"]["portolan.dev/namespace"], "shop");
     }
 
     #[test]

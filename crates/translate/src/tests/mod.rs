@@ -10,6 +10,7 @@ mod incremental;
 mod roundtrip;
 mod routing_rules;
 mod rules;
+mod scoping;
 
 use crate::{Options, ProxyGroup, Resources, translate};
 use portolan_api::{Kind, ObjectRef};
