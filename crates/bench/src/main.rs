@@ -66,6 +66,9 @@ struct Cli {
     /// Clients of the worker-thread comparison (S9).
     #[arg(long, default_value_t = 1_000)]
     workers_clients: usize,
+    /// Simulated proxies per mode in proxy-modes (for the memory per proxy).
+    #[arg(long, default_value_t = 20)]
+    mode_proxies: usize,
     /// Small sizes, one run, no Envoy: a smoke run that takes seconds.
     #[arg(long)]
     quick: bool,
@@ -91,6 +94,8 @@ enum Scenario {
     Churn,
     /// S9: fan-out with 1 and 2 worker threads.
     Workers,
+    /// Issue #11: one proxy's snapshot, sync bytes, memory and pushes, full vs scoped.
+    ProxyModes,
 }
 
 fn main() -> std::process::ExitCode {
@@ -163,7 +168,14 @@ fn timed<T>(name: &str, f: impl FnOnce() -> Result<T, BenchError>) -> Result<T, 
 /// comparison.
 fn default_scenarios(quick: bool, envoy: bool) -> Vec<Scenario> {
     use Scenario::*;
-    let mut out = vec![Translate, EndpointChange, FanOut, DeltaBytes, Reconnect];
+    let mut out = vec![
+        Translate,
+        EndpointChange,
+        FanOut,
+        DeltaBytes,
+        ProxyModes,
+        Reconnect,
+    ];
     if !quick {
         out.extend([Churn, Workers]);
         if envoy {
@@ -190,6 +202,13 @@ fn fleet_scenarios(cli: &Cli) -> Result<String, BenchError> {
             Ok(runs)
         })?;
         out.push_str(&scenario::fan_out_md(&runs));
+    }
+    if has(Scenario::ProxyModes) {
+        let spec = WorldSpec::new(cli.services, cli.endpoints);
+        let m = timed("proxy-modes", || {
+            scenario::proxy_modes(spec, cli.mode_proxies)
+        })?;
+        out.push_str(&m.markdown());
     }
     if has(Scenario::DeltaBytes) {
         let small = WorldSpec::new(cli.services / 10, cli.endpoints / 10);

@@ -1,6 +1,6 @@
 //! The scenarios: issue #3's (translate, endpoint-change, envoy-ack) and issue #8's (S3–S9:
 //! fan-out, memory per proxy, bytes per change, reconnect storm, Envoy ingest, churn, worker
-//! threads), each a function from a size to a report of measured figures.
+//! threads) and issue #11's proxy modes (full push vs scoped), each a function from a size to a report of measured figures.
 
 pub mod churn;
 pub mod delta_bytes;
@@ -9,6 +9,7 @@ pub mod endpoint_change;
 pub mod envoy_ack;
 pub mod envoy_ingest;
 pub mod fan_out;
+pub mod proxy_modes;
 pub mod reconnect;
 pub mod served;
 pub mod translate;
@@ -19,5 +20,6 @@ pub use endpoint_change::{EndpointChange, endpoint_change};
 pub use envoy_ack::{EnvoyAck, EnvoyAckConfig, envoy_ack};
 pub use envoy_ingest::{Ingest, envoy_ingest, envoy_ingest_md};
 pub use fan_out::{FanOut, FanOutConfig, fan_out, fan_out_md, workers_md};
+pub use proxy_modes::{ProxyModes, proxy_modes};
 pub use reconnect::{Reconnect, reconnect};
 pub use translate::{TranslateBench, translate};
