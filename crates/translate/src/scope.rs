@@ -3,8 +3,9 @@
 //! A scope is a list of `namespace/host` entries, written like Istio's `Sidecar`
 //! `egress.hosts` (node metadata `portolan.dev/scope`, comma-separated):
 //!
-//! * namespace: a name, `*` (every namespace) or `.` (the proxy's own namespace: the
-//!   `portolan.dev/namespace` node metadata, else its mesh identity's namespace);
+//! * namespace: a name, `*` (every namespace), `.` (the proxy's own namespace: the
+//!   `portolan.dev/namespace` node metadata, else its mesh identity's namespace) or `~`
+//!   (nothing: `~/*` alone scopes a proxy that makes no outbound calls);
 //! * host: `*`, `*.suffix` (any host ending in `.suffix`) or an exact host: a Service's
 //!   `name.namespace.svc.DOMAIN` or an ExternalService host.
 //!
@@ -48,6 +49,8 @@ pub enum NamespaceMatch {
     Own,
     /// `*`.
     Any,
+    /// `~`: no namespace.
+    Nothing,
     Named(String),
 }
 
@@ -133,8 +136,13 @@ impl ScopeHost {
         let namespace = match namespace {
             "." => NamespaceMatch::Own,
             "*" => NamespaceMatch::Any,
+            "~" => NamespaceMatch::Nothing,
             ns if is_dns_label(ns) => NamespaceMatch::Named(ns.to_string()),
-            ns => return Err(format!("namespace {ns:?} is not `.`, `*` or a DNS label")),
+            ns => {
+                return Err(format!(
+                    "namespace {ns:?} is not `.`, `*`, `~` or a DNS label"
+                ));
+            }
         };
         let host = match host {
             "*" => HostMatch::Any,
@@ -153,6 +161,7 @@ impl ScopeHost {
         let namespace_ok = match &self.namespace {
             NamespaceMatch::Own => own == Some(namespace),
             NamespaceMatch::Any => true,
+            NamespaceMatch::Nothing => false,
             NamespaceMatch::Named(ns) => ns == namespace,
         };
         namespace_ok
@@ -169,6 +178,7 @@ impl fmt::Display for ScopeHost {
         match &self.namespace {
             NamespaceMatch::Own => f.write_str(".")?,
             NamespaceMatch::Any => f.write_str("*")?,
+            NamespaceMatch::Nothing => f.write_str("~")?,
             NamespaceMatch::Named(ns) => f.write_str(ns)?,
         }
         f.write_str("/")?;
@@ -289,6 +299,10 @@ mod tests {
         assert!(!scope.admits(None, "payments", "db.payments.svc.cluster.local"));
         assert!(scope.admits(None, "ext", "www.example.com"));
         assert!(!scope.admits(None, "ext", "example.com"));
+        let nothing = Scope::parse("~/*");
+        assert_eq!(nothing.error, None);
+        assert_eq!(nothing.to_string(), "~/*");
+        assert!(!nothing.admits(Some("web"), "web", "a.web.svc.cluster.local"));
     }
 
     #[test]
