@@ -20,6 +20,6 @@ pub use endpoint_change::{EndpointChange, endpoint_change};
 pub use envoy_ack::{EnvoyAck, EnvoyAckConfig, envoy_ack};
 pub use envoy_ingest::{Ingest, envoy_ingest, envoy_ingest_md};
 pub use fan_out::{FanOut, FanOutConfig, fan_out, fan_out_md, workers_md};
-pub use proxy_modes::{ProxyModes, proxy_modes};
+pub use proxy_modes::{ProxyModes, ServedModes, proxy_modes, proxy_modes_served};
 pub use reconnect::{Reconnect, reconnect};
 pub use translate::{TranslateBench, translate};
