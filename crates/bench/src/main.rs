@@ -66,6 +66,15 @@ struct Cli {
     /// Clients of the worker-thread comparison (S9).
     #[arg(long, default_value_t = 1_000)]
     workers_clients: usize,
+    /// Simulated proxies per mode in proxy-modes (for the memory per proxy).
+    #[arg(long, default_value_t = 20)]
+    mode_proxies: usize,
+    /// Real ADS clients per mode in proxy-modes' served half.
+    #[arg(long, default_value_t = 200)]
+    mode_clients: usize,
+    /// Services (10 endpoints each) in proxy-modes' served half.
+    #[arg(long, default_value_t = 10_000)]
+    mode_served_services: usize,
     /// Small sizes, one run, no Envoy: a smoke run that takes seconds.
     #[arg(long)]
     quick: bool,
@@ -93,6 +102,8 @@ enum Scenario {
     Workers,
     /// Issue #11: bytes per proxy in on-demand mode (VHDS + on-demand CDS) vs full push.
     OnDemand,
+    /// Issue #11: one proxy's snapshot, sync bytes, memory and pushes, full vs scoped.
+    ProxyModes,
 }
 
 fn main() -> std::process::ExitCode {
@@ -117,6 +128,7 @@ fn run(mut cli: Cli) -> Result<(), BenchError> {
             cli.workers_clients,
         ) = (20, 20, 20);
         (cli.churn_seconds, cli.ingest_services) = (2, vec![100]);
+        (cli.mode_proxies, cli.mode_clients, cli.mode_served_services) = (2, 20, 200);
     }
     let envoy_present = envoy_available();
     if cli.scenarios.is_empty() {
@@ -172,6 +184,7 @@ fn default_scenarios(quick: bool, envoy: bool) -> Vec<Scenario> {
         DeltaBytes,
         Reconnect,
         OnDemand,
+        ProxyModes,
     ];
     if !quick {
         out.extend([Churn, Workers]);
@@ -199,6 +212,19 @@ fn fleet_scenarios(cli: &Cli) -> Result<String, BenchError> {
             Ok(runs)
         })?;
         out.push_str(&scenario::fan_out_md(&runs));
+    }
+    if has(Scenario::ProxyModes) {
+        let spec = WorldSpec::new(cli.services, cli.endpoints);
+        let m = timed("proxy-modes", || {
+            scenario::proxy_modes(spec, cli.mode_proxies)
+        })?;
+        out.push_str(&m.markdown());
+        let served = timed("proxy-modes (served)", || {
+            let bin = &cli.portolan_bin;
+            let spec = WorldSpec::new(cli.mode_served_services, cli.mode_served_services * 10);
+            Ok(runtime.block_on(scenario::proxy_modes_served(spec, cli.mode_clients, bin))?)
+        })?;
+        out.push_str(&served.markdown());
     }
     if has(Scenario::DeltaBytes) {
         let small = WorldSpec::new(cli.services / 10, cli.endpoints / 10);

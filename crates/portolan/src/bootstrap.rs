@@ -52,6 +52,8 @@ fn workload_metadata(args: &BootstrapArgs, metadata: &mut serde_json::Map<String
         ("appProtocol", args.app_protocol.clone()),
         ("namespace", args.namespace.clone()),
         ("serviceAccount", args.service_account.clone()),
+        ("portolan.dev/scope", args.scope.clone()),
+        ("portolan.dev/namespace", args.scope_namespace.clone()),
     ];
     for (key, value) in fields {
         if let Some(v) = value {
@@ -216,6 +218,8 @@ mod tests {
             app_protocol: None,
             namespace: None,
             service_account: None,
+            scope: None,
+            scope_namespace: None,
         }
     }
 
@@ -247,6 +251,16 @@ mod tests {
             b["dynamic_resources"]["ads_config"]["api_type"],
             "DELTA_GRPC"
         );
+    }
+
+    #[test]
+    fn the_scope_goes_into_the_metadata() {
+        let mut a = args("127.0.0.1:18000");
+        a.scope = Some("./*,shared/*".into());
+        a.scope_namespace = Some("shop".into());
+        let b = render(&a).expect("renders");
+        assert_eq!(b["node"]["metadata"]["portolan.dev/scope"], "./*,shared/*");
+        assert_eq!(b["node"]["metadata"]["portolan.dev/namespace"], "shop");
     }
 
     #[test]

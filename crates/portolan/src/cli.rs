@@ -351,6 +351,15 @@ pub struct BootstrapArgs {
     /// select proxies by these.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// What the proxy may reach (`node.metadata["portolan.dev/scope"]`): comma-separated
+    /// `namespace/host` entries, e.g. `./*,shared/*,*/api.payments.svc.cluster.local`; the
+    /// proxy gets only those Services and hosts (see docs/scoping.md).
+    #[arg(long, value_name = "HOSTS")]
+    pub scope: Option<String>,
+    /// The namespace `.` means in --scope (`node.metadata["portolan.dev/namespace"]`; default:
+    /// the proxy's mesh identity's namespace).
+    #[arg(long, value_name = "NS", requires = "scope")]
+    pub scope_namespace: Option<String>,
     /// Portolan's xDS address, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:18000")]
     pub xds_address: String,

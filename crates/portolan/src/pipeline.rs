@@ -160,9 +160,20 @@ pub struct Pipeline {
     build_lock: Mutex<Builders>,
 }
 
-/// One incremental builder per proxy zone and mesh membership (clusters and assignments
-/// depend on nothing else).
-type Builders = HashMap<(Option<String>, bool), IncrementalBuilder>;
+/// One incremental builder per proxy zone, mesh membership and scope (clusters and
+/// assignments depend on nothing else).
+type Builders = HashMap<BuilderKey, IncrementalBuilder>;
+
+/// Zone, mesh membership and scope (canonical text) of a group.
+type BuilderKey = (Option<String>, bool, Option<String>);
+
+fn builder_key(group: &ProxyGroup) -> BuilderKey {
+    (
+        group.zone.clone(),
+        group.workload.is_some(),
+        group.scope.as_ref().map(|s| s.to_string()),
+    )
+}
 
 // === impl Pipeline ===
 
@@ -274,11 +285,8 @@ impl Pipeline {
                 groups.push(DEFAULT_GROUP.to_string());
             }
             let groups: Vec<ProxyGroup> = groups.iter().map(|g| ProxyGroup::from_key(g)).collect();
-            builders.retain(|(zone, mesh), _| {
-                groups
-                    .iter()
-                    .any(|g| &g.zone == zone && g.workload.is_some() == *mesh)
-            });
+            let used: BTreeSet<BuilderKey> = groups.iter().map(builder_key).collect();
+            builders.retain(|key, _| used.contains(key));
             p.forget_unused_certs(&groups);
             for group in &groups {
                 p.build(&mut builders, &world, group, rollout);
@@ -352,9 +360,13 @@ impl Pipeline {
     }
 
     fn build(&self, builders: &mut Builders, world: &World, group: &ProxyGroup, rollout: u64) {
+        if let Some(error) = group.scope_error() {
+            self.metrics.build_failures.inc();
+            tracing::error!(group = %group.name, %error, "invalid proxy scope; the group is not served until its proxies send a valid one");
+            return;
+        }
         let start = Instant::now();
-        let key = (group.zone.clone(), group.workload.is_some());
-        let builder = builders.entry(key).or_default();
+        let builder = builders.entry(builder_key(group)).or_default();
         let previous = self.cache.get(&group.name);
         let group_name = group.name.as_str();
         let secrets = self.secrets(group);

@@ -1,10 +1,12 @@
 //! The translation context: the World, the options and the service plans, and how a route
 //! destination becomes a cluster name.
 
-use crate::Options;
+use crate::external::ExternalPlan;
 use crate::lookup::{self, TargetId};
 use crate::names;
+use crate::scope::{self, Visible};
 use crate::service::{self, ServicePlan};
+use crate::{Options, ProxyGroup};
 use portolan_model::policy::DestinationPolicy;
 use portolan_model::routing::Destination;
 use portolan_model::{ServiceKey, World};
@@ -17,6 +19,8 @@ pub(crate) struct Context<'w> {
     pub options: &'w Options,
     pub plans: Vec<ServicePlan<'w>>,
     by_key: BTreeMap<ServiceKey, usize>,
+    /// What a scoped group sees (`None`: everything).
+    visible: Option<Visible>,
 }
 
 /// The host a virtual host routes and the port it answers on; a destination naming the same
@@ -51,7 +55,43 @@ impl<'w> Context<'w> {
             options,
             plans,
             by_key,
+            visible: None,
         }
+    }
+
+    /// The context of one group's translation: [`Context::new`] with the group's scope.
+    pub(crate) fn for_group(world: &'w World, options: &'w Options, group: &ProxyGroup) -> Self {
+        let mut ctx = Self::new(world, options);
+        ctx.visible = Visible::of(&ctx, group);
+        ctx
+    }
+
+    /// Whether a Service gets its outbound virtual hosts.
+    pub(crate) fn admits_service(&self, plan: &ServicePlan<'_>) -> bool {
+        self.visible
+            .as_ref()
+            .is_none_or(|v| v.admits(&TargetId::Service(plan.service.key.clone())))
+    }
+
+    /// Whether a Service gets its clusters and assignments.
+    pub(crate) fn reaches_service(&self, plan: &ServicePlan<'_>) -> bool {
+        self.visible
+            .as_ref()
+            .is_none_or(|v| v.reaches(&TargetId::Service(plan.service.key.clone())))
+    }
+
+    /// Whether an ExternalService host gets its outbound virtual host.
+    pub(crate) fn admits_external(&self, plan: &ExternalPlan<'_>) -> bool {
+        self.visible
+            .as_ref()
+            .is_none_or(|v| v.admits(&scope::external_target(plan)))
+    }
+
+    /// Whether an ExternalService host gets its cluster.
+    pub(crate) fn reaches_external(&self, plan: &ExternalPlan<'_>) -> bool {
+        self.visible
+            .as_ref()
+            .is_none_or(|v| v.reaches(&scope::external_target(plan)))
     }
 
     pub(crate) fn plan(&self, key: &ServiceKey) -> Option<&ServicePlan<'w>> {

@@ -45,6 +45,7 @@ mod protocol;
 mod rbac;
 mod route;
 mod route_rules;
+pub mod scope;
 mod service;
 mod service_clusters;
 mod subsets;
@@ -100,6 +101,8 @@ pub struct ProxyGroup {
     pub workload: Option<mesh::Workload>,
     /// Whether they learn hosts and clusters on first use (key part `mode=on-demand`).
     pub discovery: Discovery,
+    /// What the proxies may reach (`;scope=...`, see [`scope`]); `None`: everything.
+    pub scope: Option<scope::Scope>,
 }
 
 /// Everything translation produces for one proxy group, each list sorted by name.
@@ -148,11 +151,12 @@ impl ProxyGroup {
             labels: BTreeMap::new(),
             workload: None,
             discovery: Discovery::Full,
+            scope: None,
         }
     }
 
     /// Parses a group key as the xDS server builds it from a node:
-    /// `cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand][;ns=NS;sa=SA[;app=PORT][;in=PORT][;proto=P]]`,
+    /// `cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand][;scope=HOSTS][;ns=NS;sa=SA[;app=PORT][;in=PORT][;proto=P]]`,
     /// parts percent-encoded (`%3B` `%3D` `%25`). The identity parts (`ns`, `sa`) come only
     /// from what the proxy proved (see `portolan_xds::identity`). Unknown parts are ignored, so
     /// any string is a valid key.
@@ -169,6 +173,8 @@ impl ProxyGroup {
                 group.zone = Some(unescape(v));
             } else if k == on_demand::KEY_PART.0 {
                 group.discovery = Discovery::from_part(v);
+            } else if k == "scope" {
+                group.scope = Some(scope::Scope::parse(&unescape(v)));
             } else if let Some(label) = k.strip_prefix("l.") {
                 group.labels.insert(unescape(label), unescape(v));
             } else {
@@ -177,6 +183,17 @@ impl ProxyGroup {
         }
         group.workload = workload.build();
         group
+    }
+
+    /// The namespace `.` means in the scope: the proxy's mesh identity's (a namespace the
+    /// node metadata names was put in the scope when the key was built).
+    pub fn own_namespace(&self) -> Option<&str> {
+        self.workload.as_ref().map(|w| w.namespace.as_str())
+    }
+
+    /// The first bad entry of the group's scope (such a group is not served).
+    pub fn scope_error(&self) -> Option<&scope::ScopeError> {
+        self.scope.as_ref().and_then(|s| s.error.as_ref())
     }
 }
 
@@ -194,12 +211,13 @@ fn unescape(s: &str) -> String {
 
 /// Translates a World for one proxy group. Pure and deterministic.
 ///
-/// Every group gets every cluster; listeners depend on whether Gateways select the group.
+/// Every group gets every cluster its scope reaches (unscoped: all); listeners depend on
+/// whether Gateways select the group.
 pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resources {
-    let ctx = Context::new(world, options);
+    let ctx = Context::for_group(world, options, group);
     let mut resources = Resources::default();
     let in_mesh = group.workload.is_some();
-    for plan in &ctx.plans {
+    for plan in ctx.plans.iter().filter(|p| ctx.reaches_service(p)) {
         let policies = service_clusters::policies(&ctx, plan);
         let tls = service_clusters::mesh_tls(&ctx, plan, in_mesh);
         let out = service_clusters::translate(&ctx, plan, &policies, &tls, group.zone.as_deref());
@@ -230,7 +248,7 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
     let (world, options) = (ctx.world, ctx.options);
     let externals = external::plan_all(world);
     let mut resources = Resources::default();
-    for plan in &externals {
+    for plan in externals.iter().filter(|p| ctx.reaches_external(p)) {
         let mut cluster = external::cluster(plan, options);
         let policy = lookup::policy_for(world, "", plan.host, plan.port.number);
         if let Some(policy) = policy {

@@ -33,13 +33,14 @@ pub(crate) fn mesh_outbound(
     let mut virtual_hosts: Vec<_> = ctx
         .plans
         .iter()
+        .filter(|plan| ctx.admits_service(plan))
         .flat_map(|plan| plan.ports.iter().map(move |port| (plan, port)))
         .map(|(plan, port)| virtual_host(ctx, &routed, plan, port))
         .collect();
     virtual_hosts.extend(
         externals
             .iter()
-            .filter(|e| e.is_http())
+            .filter(|e| e.is_http() && ctx.admits_external(e))
             .map(|e| external_virtual_host(ctx, &routed, e)),
     );
     drop_taken_domains(&mut virtual_hosts);

@@ -106,12 +106,12 @@ impl Translator {
             self.memo.clear();
             self.inputs = Some(inputs);
         }
-        let ctx = Context::new(world, options);
+        let ctx = Context::for_group(world, options, group);
         let zone = group.zone.as_deref();
         let mut previous = std::mem::take(&mut self.memo);
         let mut out = SharedResources::default();
         self.stats = MemoStats::default();
-        for plan in &ctx.plans {
+        for plan in ctx.plans.iter().filter(|p| ctx.reaches_service(p)) {
             let key = MemoKey {
                 service: plan.service.clone(),
                 groups: world.endpoints_of(&plan.service.key).to_vec(),

@@ -209,6 +209,16 @@ impl StreamRegistration {
             row.types = types;
         }
     }
+
+    /// Counts responses the stream sent.
+    pub fn add_responses(&self, sent: u64) {
+        if sent == 0 {
+            return;
+        }
+        if let Some(row) = lock(&self.cache.proxies).get_mut(&self.id) {
+            row.responses_sent += sent;
+        }
+    }
 }
 
 impl Drop for StreamRegistration {
@@ -312,8 +322,11 @@ mod tests {
             client: String::new(),
             connected_at: SystemTime::now(),
             types: vec![],
+            responses_sent: 0,
         };
         let handle = cache.register(row);
+        handle.add_responses(2);
+        assert_eq!(cache.proxies()[0].responses_sent, 2);
         handle.update(vec![TypeStatus {
             type_url: ResourceType::Cluster.type_url().into(),
             sent_version: Some("1".into()),

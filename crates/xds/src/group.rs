@@ -6,12 +6,17 @@
 //! a string so the cache stays oblivious of what it means:
 //!
 //! ```text
-//! cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand]   (labels sorted by key; ';' '=' '%'
-//!                                                           percent-encoded)
+//! cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand][;scope=HOSTS]
+//!     (labels sorted by key; ';' '=' '%' percent-encoded)
 //! ```
 //!
 //! `;mode=on-demand` marks a node whose metadata says `portolan.dev/discovery: on-demand`: it
 //! learns virtual hosts (VHDS) and clusters (on-demand CDS) on first use (Delta ADS only).
+//!
+//! `HOSTS` is the node's `portolan.dev/scope` metadata (comma-separated `namespace/host`
+//! entries, see `portolan_translate::scope`), trimmed, sorted and deduplicated so the same
+//! scope written two ways is one group; an entry's `.` namespace becomes the
+//! `portolan.dev/namespace` metadata when the node sends it.
 //!
 //! Translation parses it back (`portolan_translate::ProxyGroup::from_key`).
 
@@ -44,6 +49,10 @@ pub fn group_key(node: &Node) -> String {
     if is_on_demand(node) {
         key.push_str(ON_DEMAND_PART);
     }
+    if let Some(scope) = scope(node) {
+        key.push_str(";scope=");
+        key.push_str(&escape(&scope));
+    }
     key
 }
 
@@ -61,6 +70,37 @@ pub fn is_on_demand(node: &Node) -> bool {
 /// Whether a group key is of on-demand proxies.
 pub fn key_is_on_demand(key: &str) -> bool {
     key.split(';').any(|part| part == &ON_DEMAND_PART[1..])
+}
+
+/// Node metadata naming what the proxy may reach.
+pub const SCOPE_METADATA: &str = "portolan.dev/scope";
+/// Node metadata naming the proxy's own namespace (`.` in its scope).
+pub const NAMESPACE_METADATA: &str = "portolan.dev/namespace";
+
+/// The node's scope entries, canonical: trimmed, `.` resolved when the node names its
+/// namespace, sorted, deduplicated; `None` without any.
+fn scope(node: &Node) -> Option<String> {
+    let text = metadata_string(node, SCOPE_METADATA)?;
+    let namespace = metadata_string(node, NAMESPACE_METADATA);
+    let mut entries: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| match (e.strip_prefix("./"), &namespace) {
+            (Some(host), Some(ns)) => format!("{ns}/{host}"),
+            _ => e.to_string(),
+        })
+        .collect();
+    entries.sort();
+    entries.dedup();
+    (!entries.is_empty()).then(|| entries.join(","))
+}
+
+fn metadata_string<'n>(node: &'n Node, field: &str) -> Option<&'n str> {
+    match node.metadata.as_ref()?.fields.get(field)?.kind.as_ref()? {
+        Kind::StringValue(s) if !s.trim().is_empty() => Some(s.trim()),
+        _ => None,
+    }
 }
 
 /// Builds a key from its parts.
@@ -125,6 +165,31 @@ mod tests {
         };
         assert_eq!(group_key(&node), "web");
         assert_eq!(group_key(&Node::default()), "default");
+    }
+
+    fn with_metadata(fields: &[(&str, &str)]) -> Node {
+        Node {
+            cluster: "web".into(),
+            metadata: Some(Struct {
+                fields: fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), string(v)))
+                    .collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_scope_is_canonical_and_resolves_the_own_namespace() {
+        let a = with_metadata(&[(SCOPE_METADATA, " shared/*, ./* ,shared/*")]);
+        assert_eq!(group_key(&a), "web;scope=./*,shared/*");
+        let b = with_metadata(&[
+            (SCOPE_METADATA, "./*,shared/*"),
+            (NAMESPACE_METADATA, "shop"),
+        ]);
+        assert_eq!(group_key(&b), "web;scope=shared/*,shop/*");
+        assert_eq!(group_key(&with_metadata(&[(SCOPE_METADATA, " , ")])), "web");
     }
 
     #[test]

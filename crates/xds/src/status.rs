@@ -33,6 +33,9 @@ pub struct ProxyStatus {
     pub connected_at: SystemTime,
     /// Per type URL the stream subscribes to.
     pub types: Vec<TypeStatus>,
+    /// xDS responses sent on the stream (pushes and answers), so operators and tests can see
+    /// which proxies a change reached.
+    pub responses_sent: u64,
 }
 
 /// What one stream was sent and accepted for one type.

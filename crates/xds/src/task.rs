@@ -254,6 +254,7 @@ pub(crate) async fn run<M, S>(
         client: node.client.clone(),
         connected_at: SystemTime::now(),
         types: Vec::new(),
+        responses_sent: 0,
     });
     let user_agent = M::node_of(&first).map_or("", |n| n.user_agent_name.as_str());
     let mut connected = Connected::new(&ctx.metrics, M::DELTA, client_kind(user_agent));
@@ -271,7 +272,9 @@ pub(crate) async fn run<M, S>(
         let more = machine.on_snapshot(snapshot);
         out.responses.extend(more.responses);
     }
+    let mut sending = out.responses.len() as u64;
     while deliver::<M>(&mut ctx, &tx, out, published).await {
+        registration.add_responses(sending);
         let status = machine.status();
         if let Some(rollout) = owed
             && connected.settle(rollout, &status)
@@ -308,6 +311,7 @@ pub(crate) async fn run<M, S>(
             },
             _ = ctx.draining() => break,
         };
+        sending = out.responses.len() as u64;
     }
     info!(node = %node.id, group = %node.group, stream = scope.stream_name(), delta = M::DELTA, "xDS stream closed");
 }

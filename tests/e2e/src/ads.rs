@@ -77,6 +77,20 @@ pub fn node(id: &str, group: &str) -> Node {
     }
 }
 
+/// `node` with node metadata `portolan.dev/scope` (when `scope` is some).
+pub fn scoped(mut node: Node, scope: Option<&str>) -> Node {
+    use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+    if let Some(scope) = scope {
+        let value = Value {
+            kind: Some(Kind::StringValue(scope.to_string())),
+        };
+        node.metadata = Some(Struct {
+            fields: [("portolan.dev/scope".to_string(), value)].into(),
+        });
+    }
+    node
+}
+
 // === impl XdsType ===
 
 impl XdsType {
@@ -255,6 +269,8 @@ pub struct FleetSpec {
     pub group: String,
     /// Node ids are `{id_prefix}-{n}`.
     pub id_prefix: String,
+    /// Node metadata `portolan.dev/scope` of every client (none: unscoped).
+    pub scope: Option<String>,
     /// How long one client may wait for one response.
     pub timeout: Duration,
 }
@@ -283,7 +299,10 @@ impl Fleet {
             for n in first..(first + per_channel).min(spec.clients) {
                 let task = ClientTask {
                     n,
-                    node: node(&format!("{}-{n}", spec.id_prefix), &spec.group),
+                    node: scoped(
+                        node(&format!("{}-{n}", spec.id_prefix), &spec.group),
+                        spec.scope.as_deref(),
+                    ),
                     timeout: spec.timeout,
                     synced: synced_tx.clone(),
                     updates: updates_tx.clone(),

@@ -1,6 +1,7 @@
 //! The scenarios: issue #3's (translate, endpoint-change, envoy-ack) and issue #8's (S3–S9:
 //! fan-out, memory per proxy, bytes per change, reconnect storm, Envoy ingest, churn, worker
-//! threads) and issue #11's on-demand discovery, each a function from a size to a report of measured figures.
+//! threads) and issue #11's proxy modes (on-demand discovery; full push vs scoped), each a
+//! function from a size to a report of measured figures.
 
 pub mod churn;
 pub mod delta_bytes;
@@ -10,6 +11,7 @@ pub mod envoy_ack;
 pub mod envoy_ingest;
 pub mod fan_out;
 pub mod on_demand;
+pub mod proxy_modes;
 pub mod reconnect;
 pub mod served;
 pub mod translate;
@@ -21,5 +23,6 @@ pub use envoy_ack::{EnvoyAck, EnvoyAckConfig, envoy_ack};
 pub use envoy_ingest::{Ingest, envoy_ingest, envoy_ingest_md};
 pub use fan_out::{FanOut, FanOutConfig, fan_out, fan_out_md, workers_md};
 pub use on_demand::{OnDemandBench, on_demand, on_demand_md};
+pub use proxy_modes::{ProxyModes, ServedModes, proxy_modes, proxy_modes_served};
 pub use reconnect::{Reconnect, reconnect};
 pub use translate::{TranslateBench, translate};

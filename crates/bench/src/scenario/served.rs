@@ -68,6 +68,7 @@ impl Served {
             streams_per_channel: STREAMS_PER_CHANNEL,
             group: GROUP.to_string(),
             id_prefix: id_prefix.to_string(),
+            scope: None,
             timeout: CLIENT_TIMEOUT,
         }
     }

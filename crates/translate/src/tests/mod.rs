@@ -11,6 +11,7 @@ mod on_demand;
 mod roundtrip;
 mod routing_rules;
 mod rules;
+mod scoping;
 
 use crate::{Options, ProxyGroup, Resources, translate};
 use portolan_api::{Kind, ObjectRef};

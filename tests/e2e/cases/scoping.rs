@@ -1,0 +1,198 @@
+//! End to end, per-proxy scoping (`portolan bootstrap --scope`, node metadata
+//! `portolan.dev/scope`): a proxy scoped to namespace `shop` reaches shop's Services, has no
+//! cluster for namespace `other`'s, and gets no push when `other` changes, while an unscoped
+//! proxy of the same node cluster does. Pushes are counted twice: Portolan's per-stream
+//! `responses_sent` on `/debug/proxies` and Envoy's own `update_success` stats.
+
+use portolan_e2e::envoy::Protocol;
+use portolan_e2e::portolan::{ConfigDir, Ports};
+use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
+use std::path::Path;
+use std::time::Duration;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_portolan"))
+}
+
+const X_CLUSTER: &str = "outbound|80||x.other.svc.cluster.local";
+
+/// Responses Portolan sent to a node, summed over its streams (`/debug/proxies`).
+async fn responses_sent(portolan: &Portolan, node: &str) -> anyhow::Result<u64> {
+    let proxies = portolan.get_json("/debug/proxies").await?;
+    let rows = proxies.as_array().cloned().unwrap_or_default();
+    let sent = rows
+        .iter()
+        .filter(|row| row["node_id"] == node)
+        .filter_map(|row| row["responses_sent"].as_u64())
+        .sum();
+    Ok(sent)
+}
+
+/// A Prometheus counter of Portolan's `/metrics`.
+async fn metric(portolan: &Portolan, name: &str) -> anyhow::Result<u64> {
+    let text = portolan.get_text("/metrics").await?;
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_default();
+    Ok(value as u64)
+}
+
+/// Envoy's successful CDS, EDS (of `other`'s cluster) and LDS updates.
+async fn envoy_updates(envoy: &Envoy) -> anyhow::Result<(u64, u64, u64)> {
+    let cds = envoy.stat("cluster_manager.cds.update_success").await?;
+    let eds = envoy
+        .stat(&format!("cluster.{X_CLUSTER}.update_success"))
+        .await?;
+    let lds = envoy.stat("listener_manager.lds.update_success").await?;
+    Ok((
+        cds.unwrap_or_default(),
+        eds.unwrap_or_default(),
+        lds.unwrap_or_default(),
+    ))
+}
+
+/// Waits until every stream of the node has ACKed what it was sent and the count holds still.
+async fn settled(portolan: &Portolan, node: &str) -> anyhow::Result<u64> {
+    eventually(
+        &format!("{node} to ACK everything sent"),
+        Duration::from_secs(20),
+        || async {
+            let proxies = portolan
+                .get_json("/debug/proxies")
+                .await
+                .map_err(|e| e.to_string())?;
+            let rows: Vec<_> = proxies
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|row| row["node_id"] == node)
+                .collect();
+            let acked = !rows.is_empty()
+                && rows.iter().all(|row| {
+                    row["types"].as_array().is_some_and(|types| {
+                        types.len() >= 4
+                            && types
+                                .iter()
+                                .all(|t| t["sent_version"] == t["acked_version"])
+                    })
+                });
+            if acked {
+                Ok(())
+            } else {
+                Err(format!("{rows:?}"))
+            }
+        },
+    )
+    .await?;
+    responses_sent(portolan, node).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_proxy_sees_its_namespace_and_is_not_pushed_for_another() -> anyhow::Result<()> {
+    let cart = Upstream::start("cart").await?;
+    let x = Upstream::start("x").await?;
+    let x2 = Upstream::start("x2").await?;
+    let config = ConfigDir::new()?;
+    config.write("cart.yaml", &service_yaml("shop", "cart", 80))?;
+    config.write("cart-ep.yaml", &endpoints_yaml("shop", "cart", &[&cart]))?;
+    config.write("x.yaml", &service_yaml("other", "x", 80))?;
+    config.write("x-ep.yaml", &endpoints_yaml("other", "x", &[&x]))?;
+    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
+    let ports = portolan.ports();
+    let scoped = Envoy::start_with(
+        bin(),
+        ports,
+        "scoped-1",
+        "web",
+        Protocol::Sotw,
+        &["--scope", "./*", "--scope-namespace", "shop"],
+    )
+    .await?;
+    let plain = Envoy::start(bin(), ports, "plain-1", "web", Protocol::Sotw).await?;
+
+    // The scoped proxy reaches shop's Service, and has neither cluster nor route for other's.
+    scoped.wait_for_response("cart.shop", 200, "cart").await?;
+    plain.wait_for_response("x.other", 200, "x").await?;
+    assert_eq!(scoped.cluster_config(X_CLUSTER).await?, None);
+    assert!(plain.cluster_config(X_CLUSTER).await?.is_some());
+    let (status, _) = scoped.get("x.other", "/").await?;
+    assert_eq!(
+        status, 404,
+        "no virtual host for x.other on the scoped proxy"
+    );
+
+    let scoped_before = settled(&portolan, "scoped-1").await?;
+    let plain_before = settled(&portolan, "plain-1").await?;
+    let envoy_before = envoy_updates(&scoped).await?;
+    let builds_before = metric(&portolan, "portolan_snapshot_builds_total").await?;
+
+    // Namespace `other` changes: x gets a second endpoint.
+    config.write("x-ep.yaml", &endpoints_yaml("other", "x", &[&x, &x2]))?;
+    eventually(
+        "the unscoped proxy to get x's new endpoint",
+        Duration::from_secs(20),
+        || async {
+            let lines = plain
+                .cluster_lines(X_CLUSTER)
+                .await
+                .map_err(|e| e.to_string())?;
+            let hosts = lines.iter().filter(|l| l.contains("::cx_total::")).count();
+            if hosts >= 2 {
+                Ok(())
+            } else {
+                Err(format!("{lines:?}"))
+            }
+        },
+    )
+    .await?;
+    // Both groups were rebuilt for the change (one snapshot each) ...
+    eventually("both groups rebuilt", Duration::from_secs(20), || async {
+        let builds = metric(&portolan, "portolan_snapshot_builds_total")
+            .await
+            .map_err(|e| e.to_string())?;
+        if builds >= builds_before + 2 {
+            Ok(())
+        } else {
+            Err(format!("{builds} builds, {builds_before} before"))
+        }
+    })
+    .await?;
+    let plain_after = settled(&portolan, "plain-1").await?;
+    assert!(
+        plain_after > plain_before,
+        "the unscoped proxy was pushed: {plain_before} -> {plain_after}"
+    );
+    // ... but the scoped proxy's identical snapshot sent it nothing.
+    let scoped_after = settled(&portolan, "scoped-1").await?;
+    assert_eq!(
+        scoped_after, scoped_before,
+        "no response to the scoped proxy for a change in another namespace"
+    );
+    assert_eq!(envoy_updates(&scoped).await?, envoy_before);
+    scoped.wait_for_response("cart.shop", 200, "cart").await?;
+
+    // A change in its own namespace does reach it.
+    config.write(
+        "cart-ep.yaml",
+        &endpoints_yaml("shop", "cart", &[&cart, &x2]),
+    )?;
+    eventually(
+        "the scoped proxy to be pushed shop's change",
+        Duration::from_secs(20),
+        || async {
+            let sent = responses_sent(&portolan, "scoped-1")
+                .await
+                .map_err(|e| e.to_string())?;
+            if sent > scoped_after {
+                Ok(())
+            } else {
+                Err(format!("{sent} responses"))
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
