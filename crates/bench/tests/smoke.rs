@@ -126,6 +126,19 @@ fn quick_fleet_scenarios_reach_every_client() {
 }
 
 #[test]
+fn scoped_clients_of_a_real_portolan_get_nothing_for_another_namespace() {
+    let served = runtime()
+        .block_on(portolan_bench::scenario::proxy_modes_served(
+            FLEET,
+            10,
+            &portolan_bin(),
+        ))
+        .expect("proxy modes (served) run");
+    assert_eq!(served.responses_per_client, [1.0, 0.0], "{served:?}");
+    assert!(served.markdown().contains("| scoped |"));
+}
+
+#[test]
 fn delta_bytes_are_one_assignment_at_every_size() {
     let runs =
         portolan_bench::scenario::delta_bytes(&[WorldSpec::new(20, 200), QUICK]).expect("S5 runs");
