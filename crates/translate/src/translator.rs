@@ -136,6 +136,9 @@ impl Translator {
         out.clusters.extend(rest.clusters.into_iter().map(Arc::new));
         out.listeners = rest.listeners;
         out.routes = rest.routes;
+        if group.client == crate::grpc::Client::Grpc {
+            crate::grpc::fit_shared(&mut out);
+        }
         out.sort();
         out
     }

@@ -6,8 +6,12 @@
 //! a string so the cache stays oblivious of what it means:
 //!
 //! ```text
-//! cluster[;zone=ZONE][;l.KEY=VALUE]...      (labels sorted by key; ';' '=' '%' percent-encoded)
+//! cluster[;zone=ZONE][;l.KEY=VALUE]...[;client=grpc]   (labels sorted by key; ';' '=' '%' encoded)
 //! ```
+//!
+//! `;client=grpc` marks a proxyless gRPC client (see [`is_grpc_client`]): gRPC libraries set
+//! `node.user_agent_name` to `gRPC <language>` (`gRPC C-core`, `gRPC Go`, `gRPC Java`), and any
+//! node can say so with the metadata `portolan.dev/client: grpc`.
 //!
 //! Translation parses it back (`portolan_translate::ProxyGroup::from_key`).
 
@@ -30,7 +34,32 @@ pub fn group_key(node: &Node) -> String {
         .as_ref()
         .map(|l| l.zone.as_str())
         .filter(|z| !z.is_empty());
-    format_key(cluster, zone, &labels(node))
+    let mut key = format_key(cluster, zone, &labels(node));
+    if is_grpc_client(node) {
+        key.push_str(";client=grpc");
+    }
+    key
+}
+
+/// Node metadata that names the kind of client (`grpc` or `envoy`), over the user agent.
+pub const CLIENT_METADATA: &str = "portolan.dev/client";
+
+/// Whether a node is a proxyless gRPC client: its metadata says so, or (without that
+/// metadata) its user agent is a gRPC library's.
+pub fn is_grpc_client(node: &Node) -> bool {
+    let said = node
+        .metadata
+        .as_ref()
+        .and_then(|m| m.fields.get(CLIENT_METADATA))
+        .and_then(|v| match &v.kind {
+            Some(Kind::StringValue(s)) => Some(s.eq_ignore_ascii_case("grpc")),
+            _ => None,
+        });
+    said.unwrap_or_else(|| {
+        node.user_agent_name
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("grpc "))
+    })
 }
 
 /// Builds a key from its parts.
@@ -126,6 +155,36 @@ mod tests {
         assert_eq!(
             group_key(&node),
             "web;zone=zone-a;l.app=a%3Bb%3Dc;l.version=v1"
+        );
+    }
+
+    fn with_metadata(mut node: Node, key: &str, value: &str) -> Node {
+        node.metadata = Some(Struct {
+            fields: [(key.to_string(), string(value))].into_iter().collect(),
+        });
+        node
+    }
+
+    #[test]
+    fn grpc_clients_are_told_by_user_agent_or_metadata() {
+        let grpc = Node {
+            cluster: "web".into(),
+            user_agent_name: "gRPC C-core".into(),
+            ..Default::default()
+        };
+        assert_eq!(group_key(&grpc), "web;client=grpc");
+        let envoy = Node {
+            user_agent_name: "envoy".into(),
+            ..Default::default()
+        };
+        assert_eq!(group_key(&envoy), "default");
+        assert_eq!(
+            group_key(&with_metadata(envoy, CLIENT_METADATA, "grpc")),
+            "default;client=grpc"
+        );
+        assert_eq!(
+            group_key(&with_metadata(grpc, CLIENT_METADATA, "envoy")),
+            "web"
         );
     }
 }
