@@ -149,7 +149,17 @@ async fn grpc_client_balances_and_follows_a_weight_change() -> anyhow::Result<()
         .arg(format!("127.0.0.1:{}", portolan.ports().xds))
         .output()?;
     anyhow::ensure!(out.status.success(), "bootstrap: {out:?}");
-    std::fs::write(&bootstrap, &out.stdout)?;
+    // Without the metadata that marks the node, so the client is told by gRPC's own user
+    // agent (`gRPC C-core ...`), as a hand-written bootstrap would be.
+    let mut json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let metadata = json["node"]["metadata"]
+        .as_object_mut()
+        .ok_or_else(|| anyhow::anyhow!("bootstrap without node metadata"))?;
+    anyhow::ensure!(
+        metadata.remove("portolan.dev/client").is_some(),
+        "bootstrap without portolan.dev/client"
+    );
+    std::fs::write(&bootstrap, serde_json::to_vec(&json)?)?;
     let mut client = Probe::start(
         &["client", "xds:///echo.default:50051"],
         &[("GRPC_XDS_BOOTSTRAP", &bootstrap)],
