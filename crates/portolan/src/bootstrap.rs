@@ -7,6 +7,10 @@
 //! name their application and inbound ports in the node metadata (`--app-port`,
 //! `--inbound-port`, `--app-protocol`). `--on-demand` asks for on-demand discovery in the node
 //! metadata and uses Delta ADS (see docs/on-demand.md).
+//!
+//! With `--grpc` it prints a gRPC xDS bootstrap instead (the file `GRPC_XDS_BOOTSTRAP` names):
+//! the xDS server with insecure or TLS channel credentials, and the node, marked as a gRPC
+//! client (`portolan.dev/client: grpc`).
 
 use crate::cli::{BootstrapArgs, OutputFormat};
 use anyhow::{Context, bail};
@@ -18,6 +22,10 @@ use std::process::ExitCode;
 pub const XDS_CLUSTER: &str = "portolan-xds";
 
 pub fn run(args: &BootstrapArgs) -> anyhow::Result<ExitCode> {
+    if args.grpc {
+        println!("{}", serde_json::to_string_pretty(&render_grpc(args)?)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let bootstrap = render(args)?;
     let text = match args.output {
         OutputFormat::Json => serde_json::to_string_pretty(&bootstrap)?,
@@ -86,29 +94,7 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
         "GRPC"
     };
     let ads_source = json!({"ads": {}, "resource_api_version": "V3"});
-    let mut node = json!({"id": args.node_id, "cluster": args.cluster});
-    if let Some(zone) = &args.zone {
-        node["locality"] = json!({"zone": zone});
-    }
-    let mut metadata = serde_json::Map::new();
-    if !args.labels.is_empty() {
-        let labels: serde_json::Map<String, Value> = args
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        metadata.insert("labels".to_string(), Value::Object(labels));
-    }
-    workload_metadata(args, &mut metadata);
-    if args.on_demand {
-        metadata.insert(
-            portolan_xds::group::DISCOVERY_METADATA.to_string(),
-            Value::String("on-demand".to_string()),
-        );
-    }
-    if !metadata.is_empty() {
-        node["metadata"] = Value::Object(metadata);
-    }
+    let node = node(args);
     let mut bootstrap = json!({
         "node": node,
         "admin": {"address": socket_address(&admin_host, admin_port)},
@@ -144,6 +130,65 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
         bootstrap["static_resources"]["clusters"][0]["transport_socket"] = tls;
     }
     Ok(bootstrap)
+}
+
+/// The node of the bootstrap: id, cluster, zone and metadata (labels, workload ports).
+fn node(args: &BootstrapArgs) -> Value {
+    let mut node = json!({"id": args.node_id, "cluster": args.cluster});
+    if let Some(zone) = &args.zone {
+        node["locality"] = json!({"zone": zone});
+    }
+    let mut metadata = serde_json::Map::new();
+    if !args.labels.is_empty() {
+        let labels: serde_json::Map<String, Value> = args
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        metadata.insert("labels".to_string(), Value::Object(labels));
+    }
+    workload_metadata(args, &mut metadata);
+    if args.on_demand {
+        metadata.insert(
+            portolan_xds::group::DISCOVERY_METADATA.to_string(),
+            Value::String("on-demand".to_string()),
+        );
+    }
+    if args.grpc {
+        metadata.insert("portolan.dev/client".to_string(), json!("grpc"));
+    }
+    if !metadata.is_empty() {
+        node["metadata"] = Value::Object(metadata);
+    }
+    node
+}
+
+/// The gRPC xDS bootstrap (gRFC A27, A65): one xDS server (xDS v3), TLS channel credentials
+/// when `--xds-ca` is given (with the client certificate when one is), else insecure.
+pub fn render_grpc(args: &BootstrapArgs) -> anyhow::Result<Value> {
+    host_port("xds-address", &args.xds_address)?;
+    if args.node_id.is_empty() || args.cluster.is_empty() {
+        bail!("--node-id and --cluster must not be empty");
+    }
+    let creds = match &args.xds_ca {
+        None => json!({"type": "insecure"}),
+        Some(ca) => {
+            let mut config = json!({"ca_certificate_file": path_str("xds-ca", ca)?});
+            if let (Some(cert), Some(key)) = (&args.xds_client_cert, &args.xds_client_key) {
+                config["certificate_file"] = json!(path_str("xds-client-cert", cert)?);
+                config["private_key_file"] = json!(path_str("xds-client-key", key)?);
+            }
+            json!({"type": "tls", "config": config})
+        }
+    };
+    Ok(json!({
+        "xds_servers": [{
+            "server_uri": args.xds_address,
+            "channel_creds": [creds],
+            "server_features": ["xds_v3"]
+        }],
+        "node": node(args)
+    }))
 }
 
 fn path_str<'a>(flag: &str, path: &'a Path) -> anyhow::Result<&'a str> {
@@ -220,7 +265,27 @@ mod tests {
             service_account: None,
             scope: None,
             scope_namespace: None,
+            grpc: false,
         }
+    }
+
+    #[test]
+    fn grpc_bootstrap_names_the_server_and_marks_the_node() {
+        let mut a = args("127.0.0.1:18000");
+        a.grpc = true;
+        let b = render_grpc(&a).expect("renders");
+        assert_eq!(b["xds_servers"][0]["server_uri"], "127.0.0.1:18000");
+        assert_eq!(b["xds_servers"][0]["channel_creds"][0]["type"], "insecure");
+        assert_eq!(b["xds_servers"][0]["server_features"][0], "xds_v3");
+        assert_eq!(b["node"]["cluster"], "web");
+        assert_eq!(b["node"]["metadata"]["portolan.dev/client"], "grpc");
+        a.xds_ca = Some("/ca.pem".into());
+        let b = render_grpc(&a).expect("renders");
+        let creds = &b["xds_servers"][0]["channel_creds"][0];
+        assert_eq!(creds["type"], "tls");
+        assert_eq!(creds["config"]["ca_certificate_file"], "/ca.pem");
+        a.xds_address = "nowhere".into();
+        assert!(render_grpc(&a).is_err());
     }
 
     #[test]

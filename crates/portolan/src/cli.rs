@@ -409,6 +409,10 @@ pub struct BootstrapArgs {
     /// --identity insecure-node-metadata`.
     #[arg(long)]
     pub service_account: Option<String>,
+    /// Print a gRPC xDS bootstrap (for `GRPC_XDS_BOOTSTRAP`, always JSON) for proxyless gRPC
+    /// clients instead of an Envoy bootstrap.
+    #[arg(long)]
+    pub grpc: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
     pub output: OutputFormat,

@@ -17,6 +17,9 @@
 //! attached to the mesh replace those virtual hosts' default route. A group that Gateways
 //! select gets their listeners instead (see [`gateway`]).
 //!
+//! A group of proxyless gRPC clients (`;client=grpc`) gets API listeners named after its
+//! targets and only what gRPC can use (see [`grpc`]).
+//!
 //! A group with a workload identity ([`mesh`]) also gets the `inbound` listener in front of
 //! its application (mutual TLS per PeerAuthentication, RBAC per AccessPolicy, see
 //! [`inbound`] and [`rbac`]), and originates mutual TLS to Services in the mesh.
@@ -31,6 +34,7 @@ mod endpoint;
 mod external;
 mod filters;
 mod gateway;
+pub mod grpc;
 mod inbound;
 pub mod json;
 mod listener;
@@ -103,6 +107,8 @@ pub struct ProxyGroup {
     pub discovery: Discovery,
     /// What the proxies may reach (`;scope=...`, see [`scope`]); `None`: everything.
     pub scope: Option<scope::Scope>,
+    /// Envoy, or a proxyless gRPC client (`;client=grpc`, see [`grpc`]).
+    pub client: grpc::Client,
 }
 
 /// Everything translation produces for one proxy group, each list sorted by name.
@@ -152,11 +158,12 @@ impl ProxyGroup {
             workload: None,
             discovery: Discovery::Full,
             scope: None,
+            client: grpc::Client::Envoy,
         }
     }
 
     /// Parses a group key as the xDS server builds it from a node:
-    /// `cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand][;scope=HOSTS][;ns=NS;sa=SA[;app=PORT][;in=PORT][;proto=P]]`,
+    /// `cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand][;scope=HOSTS][;client=grpc][;ns=NS;sa=SA[;app=PORT][;in=PORT][;proto=P]]`,
     /// parts percent-encoded (`%3B` `%3D` `%25`). The identity parts (`ns`, `sa`) come only
     /// from what the proxy proved (see `portolan_xds::identity`). Unknown parts are ignored, so
     /// any string is a valid key.
@@ -175,6 +182,8 @@ impl ProxyGroup {
                 group.discovery = Discovery::from_part(v);
             } else if k == "scope" {
                 group.scope = Some(scope::Scope::parse(&unescape(v)));
+            } else if k == "client" {
+                group.client = grpc::Client::parse(v);
             } else if let Some(label) = k.strip_prefix("l.") {
                 group.labels.insert(unescape(label), unescape(v));
             } else {
@@ -229,6 +238,9 @@ pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resour
     resources.listeners = rest.listeners;
     resources.routes = rest.routes;
     resources.on_demand = rest.on_demand;
+    if group.client == grpc::Client::Grpc {
+        grpc::fit(&mut resources);
+    }
     resources.sort();
     resources
 }
@@ -259,6 +271,12 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
     let collector = telemetry::collector_cluster(&options.telemetry, options.connect_timeout);
     let collector_name = collector.as_ref().map(|c| c.name.clone());
     resources.clusters.extend(collector);
+    if group.client == grpc::Client::Grpc {
+        let routes = grpc::route_configuration(route::mesh_outbound(ctx, &externals));
+        resources.listeners = grpc::listeners(&routes);
+        resources.routes.push(routes);
+        return resources;
+    }
     let gateways = gateway::selecting(world, group);
     if gateways.is_empty() {
         let out_port = group.workload.as_ref().and_then(|w| w.outbound_port);

@@ -140,6 +140,9 @@ impl Translator {
         out.listeners = rest.listeners;
         out.routes = rest.routes;
         out.on_demand = rest.on_demand;
+        if group.client == crate::grpc::Client::Grpc {
+            crate::grpc::fit_shared(&mut out);
+        }
         out.sort();
         out
     }

@@ -6,7 +6,7 @@
 //! a string so the cache stays oblivious of what it means:
 //!
 //! ```text
-//! cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand][;scope=HOSTS]
+//! cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand][;scope=HOSTS][;client=grpc]
 //!     (labels sorted by key; ';' '=' '%' percent-encoded)
 //! ```
 //!
@@ -17,6 +17,10 @@
 //! entries, see `portolan_translate::scope`), trimmed, sorted and deduplicated so the same
 //! scope written two ways is one group; an entry's `.` namespace becomes the
 //! `portolan.dev/namespace` metadata when the node sends it.
+//!
+//! `;client=grpc` marks a proxyless gRPC client (see [`is_grpc_client`]): gRPC libraries set
+//! `node.user_agent_name` to `gRPC <language>` (`gRPC C-core`, `gRPC Go`, `gRPC Java`), and any
+//! node can say so with the metadata `portolan.dev/client: grpc`.
 //!
 //! Translation parses it back (`portolan_translate::ProxyGroup::from_key`).
 
@@ -52,6 +56,9 @@ pub fn group_key(node: &Node) -> String {
     if let Some(scope) = scope(node) {
         key.push_str(";scope=");
         key.push_str(&escape(&scope));
+    }
+    if is_grpc_client(node) {
+        key.push_str(";client=grpc");
     }
     key
 }
@@ -101,6 +108,27 @@ fn metadata_string<'n>(node: &'n Node, field: &str) -> Option<&'n str> {
         Kind::StringValue(s) if !s.trim().is_empty() => Some(s.trim()),
         _ => None,
     }
+}
+
+/// Node metadata that names the kind of client (`grpc` or `envoy`), over the user agent.
+pub const CLIENT_METADATA: &str = "portolan.dev/client";
+
+/// Whether a node is a proxyless gRPC client: its metadata says so, or (without that
+/// metadata) its user agent is a gRPC library's.
+pub fn is_grpc_client(node: &Node) -> bool {
+    let said = node
+        .metadata
+        .as_ref()
+        .and_then(|m| m.fields.get(CLIENT_METADATA))
+        .and_then(|v| match &v.kind {
+            Some(Kind::StringValue(s)) => Some(s.eq_ignore_ascii_case("grpc")),
+            _ => None,
+        });
+    said.unwrap_or_else(|| {
+        node.user_agent_name
+            .get(..5)
+            .is_some_and(|p| p.eq_ignore_ascii_case("grpc "))
+    })
 }
 
 /// Builds a key from its parts.
@@ -244,5 +272,34 @@ mod tests {
             ..Default::default()
         };
         assert!(!key_is_on_demand(&group_key(&sneaky)));
+    }
+
+    fn with_client_metadata(mut node: Node, value: &str) -> Node {
+        node.metadata = Some(Struct {
+            fields: [(CLIENT_METADATA.to_string(), string(value))]
+                .into_iter()
+                .collect(),
+        });
+        node
+    }
+
+    #[test]
+    fn grpc_clients_are_told_by_user_agent_or_metadata() {
+        let grpc = Node {
+            cluster: "web".into(),
+            user_agent_name: "gRPC C-core".into(),
+            ..Default::default()
+        };
+        assert_eq!(group_key(&grpc), "web;client=grpc");
+        let envoy = Node {
+            user_agent_name: "envoy".into(),
+            ..Default::default()
+        };
+        assert_eq!(group_key(&envoy), "default");
+        assert_eq!(
+            group_key(&with_client_metadata(envoy, "grpc")),
+            "default;client=grpc"
+        );
+        assert_eq!(group_key(&with_client_metadata(grpc, "envoy")), "web");
     }
 }

@@ -6,6 +6,7 @@ mod golden;
 mod golden_routing;
 mod golden_security;
 mod golden_telemetry;
+mod grpc;
 mod incremental;
 mod on_demand;
 mod roundtrip;

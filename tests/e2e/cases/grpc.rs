@@ -1,0 +1,186 @@
+//! End to end, proxyless gRPC: a real gRPC client (grpcio's xDS resolver, from PyPI) gets its
+//! listener, routes, clusters and endpoints from a real `portolan serve`, and balances across
+//! two real gRPC servers; when the TrafficRoute's weights change from 50/50 to 100/0 in the
+//! watched directory, the same client process follows.
+//!
+//! The client and the servers are `tests/e2e/grpc/xds_probe.py`, run with the Python of
+//! `.venv` (`scripts/install-tools.sh` installs grpcio there), or `PORTOLAN_GRPC_PYTHON`.
+
+use portolan_e2e::portolan::{ConfigDir, Portolan, Ports};
+use portolan_e2e::{eventually, workspace_root};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_portolan"))
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("PORTOLAN_GRPC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
+}
+
+fn probe() -> PathBuf {
+    workspace_root().join("tests/e2e/grpc/xds_probe.py")
+}
+
+/// A Python process of `xds_probe.py`, killed on drop.
+struct Probe {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Probe {
+    fn start(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(python());
+        cmd.arg(probe())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        Ok(Self {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    fn line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        anyhow::ensure!(self.stdout.read_line(&mut line)? > 0, "probe exited");
+        Ok(line.trim().to_string())
+    }
+
+    /// A gRPC server answering with `name`, and its port.
+    fn server(name: &str) -> anyhow::Result<(Self, u16)> {
+        let mut p = Self::start(&["serve", name], &[])?;
+        let port = p.line()?.parse()?;
+        Ok((p, port))
+    }
+
+    /// `n` RPCs from the client; replies counted by upstream name (or `error:CODE`).
+    fn call(&mut self, n: usize) -> anyhow::Result<BTreeMap<String, usize>> {
+        writeln!(self.stdin, "call {n}")?;
+        self.stdin.flush()?;
+        Ok(serde_json::from_str(&self.line()?)?)
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` RPCs, and their counts when `done` holds for them.
+fn tally(
+    client: &mut Probe,
+    n: usize,
+    done: impl Fn(&BTreeMap<String, usize>) -> bool,
+) -> Result<BTreeMap<String, usize>, String> {
+    let counts = client.call(n).map_err(|e| e.to_string())?;
+    if done(&counts) {
+        Ok(counts)
+    } else {
+        Err(format!("{counts:?}"))
+    }
+}
+
+fn slice(name: &str, version: &str, port: u16) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: echo-{name}\n  namespace: default\n  labels:\n    kubernetes.io/service-name: echo\n    version: {version}\naddressType: IPv4\nendpoints:\n- addresses: [\"127.0.0.1\"]\n  conditions: {{ready: true}}\nports:\n- name: grpc\n  port: {port}\n"
+    )
+}
+
+const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\n  namespace: default\nspec:\n  ports:\n  - name: grpc\n    port: 50051\n    appProtocol: grpc\n---\napiVersion: portolan.dev/v1alpha1\nkind: TrafficPolicy\nmetadata:\n  name: echo\n  namespace: default\nspec:\n  host: echo\n  subsets:\n  - name: v1\n    labels:\n      version: v1\n  - name: v2\n    labels:\n      version: v2\n";
+
+fn split(v1: u32, v2: u32) -> String {
+    format!(
+        "apiVersion: portolan.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: echo\n  namespace: default\nspec:\n  hosts: [echo]\n  http:\n  - name: split\n    timeout: 10s\n    retries:\n      attempts: 2\n      retryOn: unavailable\n    route:\n    - destination:\n        host: echo\n        subset: v1\n      weight: {v1}\n    - destination:\n        host: echo\n        subset: v2\n      weight: {v2}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_client_balances_and_follows_a_weight_change() -> anyhow::Result<()> {
+    let (_a, port_a) = Probe::server("echo-a")?;
+    let (_b, port_b) = Probe::server("echo-b")?;
+    let config = ConfigDir::new()?;
+    config.write("echo.yaml", SERVICE)?;
+    config.write(
+        "slices.yaml",
+        &format!(
+            "{}---\n{}",
+            slice("a", "v1", port_a),
+            slice("b", "v2", port_b)
+        ),
+    )?;
+    config.write("route.yaml", &split(50, 50))?;
+    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
+
+    let dir = tempfile::tempdir()?;
+    let bootstrap = dir.path().join("bootstrap.json");
+    let out = Command::new(bin())
+        .args([
+            "bootstrap",
+            "--grpc",
+            "--node-id",
+            "grpc-1",
+            "--cluster",
+            "grpc",
+        ])
+        .arg("--xds-address")
+        .arg(format!("127.0.0.1:{}", portolan.ports().xds))
+        .output()?;
+    anyhow::ensure!(out.status.success(), "bootstrap: {out:?}");
+    // Without the metadata that marks the node, so the client is told by gRPC's own user
+    // agent (`gRPC C-core ...`), as a hand-written bootstrap would be.
+    let mut json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let metadata = json["node"]["metadata"]
+        .as_object_mut()
+        .ok_or_else(|| anyhow::anyhow!("bootstrap without node metadata"))?;
+    anyhow::ensure!(
+        metadata.remove("portolan.dev/client").is_some(),
+        "bootstrap without portolan.dev/client"
+    );
+    std::fs::write(&bootstrap, serde_json::to_vec(&json)?)?;
+    let mut client = Probe::start(
+        &["client", "xds:///echo.default:50051"],
+        &[("GRPC_XDS_BOOTSTRAP", &bootstrap)],
+    )?;
+
+    let counts = eventually("both upstreams answer", Duration::from_secs(30), || {
+        std::future::ready(tally(&mut client, 100, |c| {
+            c.get("echo-a").unwrap_or(&0) + c.get("echo-b").unwrap_or(&0) == 100
+        }))
+    })
+    .await?;
+    for name in ["echo-a", "echo-b"] {
+        let n = counts.get(name).copied().unwrap_or(0);
+        assert!((25..=75).contains(&n), "50/50 split, got {counts:?}");
+    }
+
+    config.write("route.yaml", &split(100, 0))?;
+    let counts = eventually("the client follows 100/0", Duration::from_secs(30), || {
+        std::future::ready(tally(&mut client, 50, |c| c.get("echo-a") == Some(&50)))
+    })
+    .await?;
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    Ok(())
+}
