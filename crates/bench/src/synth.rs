@@ -1,21 +1,29 @@
 //! Synthetic worlds: N services spread over a few namespaces, E endpoints spread evenly over
-//! them, two zones, one `http` port each (every 100th service also has a `grpc` port).
+//! them, two zones, one `http` port each (every 100th service also has a `grpc` port), and a
+//! mesh TrafficRoute for every 10th service (a canary split plus a default rule).
 //!
 //! The same description becomes model objects (applied on an [`Index`]) or YAML manifests (for
 //! `portolan serve`), so the in-process and the Envoy scenarios see the same world.
 
 use portolan_api::{Kind, ObjectRef};
+use portolan_model::routing::{
+    Backend, Destination, HeaderMatch, HeaderOps, HttpAction, HttpMatch, HttpRoute, HttpRule,
+    PathMatch, RetryPolicy, StringMatch,
+};
 use portolan_model::{
     AddressType, Endpoint, EndpointGroup, EndpointPort, EndpointSubset, Index, Object, Protocol,
     Service, ServiceKey, ServicePort, TargetPort,
 };
 use portolan_translate::names;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 /// How many namespaces the services are spread over.
 const NAMESPACES: usize = 10;
 /// Every `TWO_PORT_EVERY`-th service has a second (`grpc`) port.
 const TWO_PORT_EVERY: usize = 100;
+/// One TrafficRoute per `ROUTE_EVERY` services by default (10k services: the target's 1k routes).
+const ROUTE_EVERY: usize = 10;
 /// Kubernetes puts at most 100 endpoints in one EndpointSlice.
 const SLICE_MAX: usize = 100;
 const ZONES: [&str; 2] = ["zone-a", "zone-b"];
@@ -26,6 +34,9 @@ pub struct WorldSpec {
     pub services: usize,
     /// Endpoints in total, spread evenly (the first services get one more when it does not divide).
     pub endpoints: usize,
+    /// Mesh TrafficRoutes (in-process worlds only: the YAML manifests have none), one for each of
+    /// the first services spaced evenly; at most one per service.
+    pub routes: usize,
     /// First octet of every endpoint address: 10 in process, 127 (loopback) for Envoy.
     pub first_octet: u8,
 }
@@ -75,6 +86,7 @@ impl WorldSpec {
         Self {
             services,
             endpoints,
+            routes: services / ROUTE_EVERY,
             first_octet: 10,
         }
     }
@@ -103,7 +115,7 @@ impl WorldSpec {
         (0..self.services).map(|i| ports_of(i).len()).sum()
     }
 
-    /// An Index holding the whole world.
+    /// An Index holding the whole world, routes included.
     pub fn index(&self) -> Index {
         let mut index = Index::new();
         for svc in self.services_list() {
@@ -111,7 +123,22 @@ impl WorldSpec {
                 index.apply(object);
             }
         }
+        for route in self.route_objects() {
+            index.apply(route);
+        }
         index
+    }
+
+    /// The mesh TrafficRoutes: route `r` is for service `r * services / routes` and sends 10 %
+    /// of its `/v2` requests with `x-canary: true` to the next service.
+    pub fn route_objects(&self) -> Vec<Object> {
+        let routes = self.routes.min(self.services);
+        (0..routes)
+            .map(|r| {
+                let i = r * self.services / routes;
+                Object::Route(route(i, (i + 1) % self.services))
+            })
+            .collect()
     }
 
     /// A single-port service in the middle of the world, with at least one endpoint.
@@ -285,6 +312,79 @@ impl SynthService {
     }
 }
 
+fn short_host(i: usize) -> String {
+    format!("svc-{i}.ns-{}", i % NAMESPACES)
+}
+
+fn destination(i: usize) -> Destination {
+    Destination {
+        host: short_host(i),
+        port: Some(HTTP.port),
+        subset: None,
+    }
+}
+
+fn rule(name: &str, matches: Vec<HttpMatch>, backends: Vec<Backend>) -> HttpRule {
+    HttpRule {
+        name: Some(name.to_string()),
+        matches,
+        action: HttpAction::Forward {
+            backends,
+            rewrite: None,
+        },
+        timeout: Some(Duration::from_secs(5)),
+        retry: Some(RetryPolicy {
+            attempts: 2,
+            per_try_timeout: None,
+            retry_on: Vec::new(),
+        }),
+        fault: None,
+        mirror: None,
+        request_headers: HeaderOps::default(),
+        response_headers: HeaderOps::default(),
+        cors: None,
+    }
+}
+
+/// The route of service `i`: a canary rule splitting 90/10 with service `canary`, then a default.
+fn route(i: usize, canary: usize) -> HttpRoute {
+    let namespace = format!("ns-{}", i % NAMESPACES);
+    let canary_match = HttpMatch {
+        path: Some(PathMatch::Prefix("/v2".to_string())),
+        headers: vec![HeaderMatch {
+            name: "x-canary".to_string(),
+            value: StringMatch::Exact("true".to_string()),
+            invert: false,
+        }],
+        ..HttpMatch::default()
+    };
+    let split = vec![
+        Backend {
+            destination: destination(i),
+            weight: 90,
+        },
+        Backend {
+            destination: destination(canary),
+            weight: 10,
+        },
+    ];
+    let only = vec![Backend {
+        destination: destination(i),
+        weight: 1,
+    }];
+    HttpRoute {
+        source: ObjectRef::new(Kind::TrafficRoute, namespace, format!("route-{i}")),
+        generation: 1,
+        hosts: vec![short_host(i)],
+        parents: Vec::new(),
+        http: vec![
+            rule("canary", vec![canary_match], split),
+            rule("default", Vec::new(), only),
+        ],
+        tcp: Vec::new(),
+    }
+}
+
 fn endpoint(ip: &str, zone: &str) -> Endpoint {
     Endpoint {
         address: ip.to_string(),
@@ -341,6 +441,24 @@ mod tests {
             target.cluster,
             "outbound|80||svc-100.ns-0.svc.cluster.local"
         );
+    }
+
+    #[test]
+    fn every_tenth_service_gets_a_route_to_a_real_service() {
+        let spec = WorldSpec::new(200, 400);
+        let routes = spec.route_objects();
+        assert_eq!(routes.len(), 20);
+        let hosts: BTreeSet<String> = routes
+            .iter()
+            .filter_map(|o| match o {
+                Object::Route(r) => Some(r.hosts.join(",")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(hosts.len(), 20, "one route per host");
+        assert!(hosts.contains("svc-10.ns-0"));
+        let world = spec.index().world();
+        assert_eq!(world.routes.len(), 20);
     }
 
     #[test]

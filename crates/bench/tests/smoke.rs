@@ -7,6 +7,7 @@ use portolan_bench::scenario::{endpoint_change, translate};
 const QUICK: WorldSpec = WorldSpec {
     services: 200,
     endpoints: 2_000,
+    routes: 20,
     first_octet: 10,
 };
 
@@ -84,6 +85,7 @@ fn runtime() -> tokio::runtime::Runtime {
 const FLEET: WorldSpec = WorldSpec {
     services: 20,
     endpoints: 200,
+    routes: 2,
     first_octet: 10,
 };
 
