@@ -224,3 +224,37 @@ fn the_group_key_carries_the_scope_and_its_error() {
     );
     assert_eq!(ProxyGroup::from_key("web").scope, None);
 }
+
+#[test]
+fn a_scoped_on_demand_group_learns_only_hosts_in_its_scope() {
+    let world = mesh();
+    let key = "web;mode=on-demand;scope=shop/*";
+    let group = ProxyGroup::from_key(key);
+    assert_eq!(group.discovery, crate::Discovery::OnDemand);
+    assert!(group.scope.is_some());
+    let r = run_group(&world, key);
+    let on_demand = r.on_demand.as_ref().expect("an on-demand group");
+    let hosts: Vec<&str> = on_demand
+        .virtual_hosts
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert!(
+        hosts.iter().any(|h| h.contains("cart.shop")),
+        "in scope: {hosts:?}"
+    );
+    assert!(
+        !hosts
+            .iter()
+            .any(|h| h.contains("x.other") || h.contains("payments")),
+        "out of scope: {hosts:?}"
+    );
+    let clusters = cluster_names(&r);
+    assert!(clusters.contains(&"outbound|80||cart.shop.svc.cluster.local"));
+    assert!(
+        !clusters.iter().any(|c| c.contains("other")),
+        "{clusters:?}"
+    );
+    // The route configuration itself carries no virtual host (VHDS serves them).
+    assert!(r.routes.iter().all(|rc| rc.virtual_hosts.is_empty()));
+}
