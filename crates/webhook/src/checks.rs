@@ -37,7 +37,9 @@ pub fn resources(resources: &Resources) -> Result<(), CheckError> {
     Ok(())
 }
 
-/// Builds the snapshot exactly as the pipeline does (and drops it).
+/// Builds the snapshot as the pipeline does for the groups the dry run translates (and drops
+/// it). Those are never on-demand groups, so VHDS virtual hosts (`pipeline::add_on_demand`)
+/// are not added here.
 fn snapshot(resources: &Resources) -> Result<Snapshot, SnapshotError> {
     let mut b = Snapshot::builder();
     for c in &resources.clusters {
