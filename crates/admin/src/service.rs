@@ -65,7 +65,7 @@ impl AdminService {
         };
         let group = first.group.clone();
         let snapshot = self.cache.get(&group);
-        let types = ResourceType::ALL
+        let types = ResourceType::SERVED
             .into_iter()
             .map(|ty| type_dump(ty, &rows, snapshot.as_deref()))
             .collect();

@@ -223,7 +223,7 @@ async fn config_dump_returns_the_group_and_what_the_proxy_acked() {
     let dump = client.config_dump("sidecar-1").await.expect("dump");
     assert_eq!(dump.group, "web");
     let types: Vec<&str> = dump.types.iter().map(|t| t.type_url.as_str()).collect();
-    assert_eq!(types, ResourceType::ALL.map(|t| t.type_url()).to_vec());
+    assert_eq!(types, ResourceType::SERVED.map(|t| t.type_url()).to_vec());
     let clusters = &dump.types[0];
     let names: Vec<&str> = clusters.resources.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, vec!["a", "b"]);

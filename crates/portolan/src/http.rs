@@ -153,7 +153,7 @@ async fn config_dump(State(s): State<AppState>, Query(q): Query<DumpQuery>) -> R
             .into_response();
     };
     let mut out = BTreeMap::new();
-    for ty in ResourceType::ALL {
+    for ty in ResourceType::SERVED {
         let mut items = Vec::new();
         for (name, r) in snap.resources(ty) {
             let mut body = portolan_translate::json::any_to_json(r.any())

@@ -89,6 +89,15 @@ async fn services_are_learned_on_first_request() -> anyhow::Result<()> {
     assert!(!envoy.cluster_lines(&cluster_name("web")).await?.is_empty());
     // Other domains of the same Service are their own virtual hosts; the cluster is shared.
     assert_eq!(envoy.get("web.default:80", "/").await?, (200, "a".into()));
+    // Portolan's dump of the group shows the virtual hosts it serves over VHDS.
+    let dump = portolan
+        .get_json(&format!("/debug/config_dump?group={GROUP}"))
+        .await?;
+    let vhosts: Vec<&str> = dump["types"]["vhds"]["resources"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|r| r["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(vhosts.contains(&"mesh-outbound/web"), "{vhosts:?}");
 
     // A Service added afterwards answers its first request.
     config.write("api.yaml", &service_files("api", &b))?;
