@@ -75,6 +75,22 @@ struct Cli {
     /// Services (10 endpoints each) in proxy-modes' served half.
     #[arg(long, default_value_t = 10_000)]
     mode_served_services: usize,
+    /// Services (10 endpoints each) in mode-memory.
+    #[arg(long, default_value_t = 10_000)]
+    memory_services: usize,
+    /// Simulated Delta clients per mode in mode-memory (Portolan's memory per client).
+    #[arg(long, default_value_t = 200)]
+    memory_clients: usize,
+    /// Hosts each on-demand client uses in mode-memory.
+    #[arg(long, default_value_t = 10)]
+    memory_hosts: usize,
+    /// Hosts the on-demand Envoy of mode-memory has used at each measurement (empty with
+    /// --memory-no-envoy).
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 100])]
+    memory_envoy_hosts: Vec<usize>,
+    /// Leave out mode-memory's Envoy side (it also is when no Envoy exists).
+    #[arg(long)]
+    memory_no_envoy: bool,
     /// Small sizes, one run, no Envoy: a smoke run that takes seconds.
     #[arg(long)]
     quick: bool,
@@ -104,6 +120,9 @@ enum Scenario {
     OnDemand,
     /// Issue #11: one proxy's snapshot, sync bytes, memory and pushes, full vs scoped.
     ProxyModes,
+    /// Issue #11: memory and bytes per proxy, full vs scoped vs on-demand: a real Portolan with
+    /// Delta clients, and one stock Envoy per mode.
+    ModeMemory,
 }
 
 fn main() -> std::process::ExitCode {
@@ -129,6 +148,8 @@ fn run(mut cli: Cli) -> Result<(), BenchError> {
         ) = (20, 20, 20);
         (cli.churn_seconds, cli.ingest_services) = (2, vec![100]);
         (cli.mode_proxies, cli.mode_clients, cli.mode_served_services) = (2, 20, 200);
+        (cli.memory_services, cli.memory_clients, cli.memory_hosts) = (200, 10, 3);
+        cli.memory_envoy_hosts = vec![2, 5];
     }
     let envoy_present = envoy_available();
     if cli.scenarios.is_empty() {
@@ -185,6 +206,7 @@ fn default_scenarios(quick: bool, envoy: bool) -> Vec<Scenario> {
         Reconnect,
         OnDemand,
         ProxyModes,
+        ModeMemory,
     ];
     if !quick {
         out.extend([Churn, Workers]);
@@ -225,6 +247,13 @@ fn fleet_scenarios(cli: &Cli) -> Result<String, BenchError> {
             Ok(runtime.block_on(scenario::proxy_modes_served(spec, cli.mode_clients, bin))?)
         })?;
         out.push_str(&served.markdown());
+    }
+    if has(Scenario::ModeMemory) {
+        let config = mode_memory_config(cli);
+        let m = timed("mode-memory", || {
+            Ok(runtime.block_on(scenario::mode_memory(config))?)
+        })?;
+        out.push_str(&m.markdown());
     }
     if has(Scenario::DeltaBytes) {
         let small = WorldSpec::new(cli.services / 10, cli.endpoints / 10);
@@ -281,6 +310,22 @@ fn fleet_scenarios(cli: &Cli) -> Result<String, BenchError> {
         out.push_str(&scenario::workers_md(&runs));
     }
     Ok(out)
+}
+
+/// mode-memory's sizes; its Envoy side only when Envoy exists and was not turned off.
+fn mode_memory_config(cli: &Cli) -> scenario::ModeMemoryConfig {
+    let envoy = envoy_available() && !cli.memory_no_envoy;
+    scenario::ModeMemoryConfig {
+        spec: WorldSpec::new(cli.memory_services, cli.memory_services * 10),
+        clients: cli.memory_clients,
+        hosts_per_client: cli.memory_hosts,
+        envoy_hosts: if envoy {
+            cli.memory_envoy_hosts.clone()
+        } else {
+            Vec::new()
+        },
+        portolan_bin: cli.portolan_bin.clone(),
+    }
 }
 
 /// The world of the client-fleet scenarios: `--fleet-services` services, 10 endpoints each.

@@ -148,3 +148,54 @@ fn delta_bytes_are_one_assignment_at_every_size() {
         assert_eq!((e.sotw_change.resources, e.delta_change.resources), (1, 1));
     }
 }
+
+#[test]
+fn the_three_modes_cost_what_their_proxies_hold() {
+    use portolan_bench::scenario::{ModeMemoryConfig, mode_memory};
+    // Envoy's side only where Envoy is installed (ENVOY_BIN or .venv/bin/envoy).
+    let envoy = portolan_e2e::envoy::envoy_bin().exists();
+    let config = ModeMemoryConfig {
+        spec: WorldSpec::new(200, 2_000),
+        clients: 5,
+        hosts_per_client: 3,
+        envoy_hosts: if envoy { vec![2] } else { Vec::new() },
+        portolan_bin: portolan_bin(),
+    };
+    let m = runtime()
+        .block_on(mode_memory(config))
+        .expect("mode-memory runs");
+    let [on_demand, scoped, full] = &m.served[..] else {
+        panic!("three served rows: {m:?}");
+    };
+    assert_eq!(
+        (on_demand.mode, scoped.mode, full.mode),
+        ("on-demand", "scoped", "full")
+    );
+    // 202 clusters in the world, 20 in ns-1; an on-demand client holds what it used.
+    assert_eq!(
+        (full.clusters, scoped.clusters, on_demand.clusters),
+        (202.0, 20.0, 3.0)
+    );
+    assert!(
+        on_demand.initial_bytes * 10.0 < scoped.initial_bytes,
+        "{m:?}"
+    );
+    assert!(scoped.initial_bytes * 5.0 < full.initial_bytes, "{m:?}");
+    assert!(on_demand.bytes_per_host.is_some_and(|b| b > 0.0), "{m:?}");
+    if envoy {
+        let modes: Vec<_> = m.envoy.iter().map(|r| (r.mode, r.hosts_used)).collect();
+        assert_eq!(
+            modes,
+            [
+                ("on-demand", 0),
+                ("on-demand", 2),
+                ("scoped", 0),
+                ("full", 0)
+            ]
+        );
+        // The used hosts answered through Envoy; it then held their clusters (plus the xDS one).
+        assert_eq!((m.envoy[1].ok, m.envoy[1].clusters_active), (2, 3), "{m:?}");
+        assert!(m.envoy[0].config_dump_bytes < m.envoy[3].config_dump_bytes);
+    }
+    assert!(m.markdown().contains("| on-demand |"));
+}

@@ -1,0 +1,397 @@
+//! Envoy-like clients on a real Delta ADS stream (gRPC to a running `portolan serve`), in the
+//! three discovery modes: full push, scoped (`portolan.dev/scope`) and on-demand
+//! (`portolan.dev/discovery: on-demand`: VHDS and on-demand CDS).
+//!
+//! A client subscribes like Envoy on Delta ADS: wildcard CDS; EDS for every cluster it
+//! receives; wildcard LDS after the first CDS response; the mesh route configuration after
+//! the first LDS response. An on-demand client then uses hosts: it subscribes the virtual host
+//! `mesh-outbound/HOST` (VHDS), then the cluster its first route names (on-demand CDS), whose
+//! arrival subscribes its endpoints. Every response is ACKed at once; the client counts the
+//! encoded bytes of what it received. Fleets of them share HTTP/2 connections.
+
+use anyhow::{Context, anyhow, bail};
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::route::v3::{
+    VirtualHost, route::Action, route_action::ClusterSpecifier,
+};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+};
+use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+use portolan_translate::names::MESH_ROUTE;
+use portolan_xds::ResourceType;
+use prost::Message;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tonic::transport::Channel;
+
+/// The discovery mode a client asks for in its node metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Full,
+    /// `portolan.dev/scope` with this value.
+    Scoped(String),
+    OnDemand,
+}
+
+/// What one client received.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Responses and their encoded bytes during the initial sync.
+    pub initial_responses: usize,
+    pub initial_bytes: usize,
+    /// Hosts used (on-demand) and what their lookups carried.
+    pub hosts_used: usize,
+    pub used_bytes: usize,
+    /// Clusters the client holds at the end.
+    pub clusters: usize,
+}
+
+/// One Envoy-like client on a Delta ADS stream.
+pub struct DeltaClient {
+    tx: mpsc::Sender<DeltaDiscoveryRequest>,
+    rx: Streaming<DeltaDiscoveryResponse>,
+    node: Node,
+    timeout: Duration,
+    clusters: BTreeSet<String>,
+    /// Endpoint assignments subscribed and not yet received.
+    pending_eds: BTreeSet<String>,
+    /// Types received at least once.
+    seen: BTreeSet<String>,
+    listeners_requested: bool,
+    routes_requested: bool,
+    bytes: usize,
+    responses: usize,
+}
+
+/// An Envoy node `id` in group `group` asking for `mode`.
+pub fn node(id: &str, group: &str, mode: &Mode) -> Node {
+    let string = |s: &str| Value {
+        kind: Some(Kind::StringValue(s.to_string())),
+    };
+    let fields = match mode {
+        Mode::Full => Vec::new(),
+        Mode::Scoped(scope) => vec![("portolan.dev/scope".to_string(), string(scope))],
+        Mode::OnDemand => vec![(
+            portolan_xds::group::DISCOVERY_METADATA.to_string(),
+            string("on-demand"),
+        )],
+    };
+    Node {
+        id: id.to_string(),
+        cluster: group.to_string(),
+        user_agent_name: "envoy".to_string(),
+        metadata: Some(Struct {
+            fields: fields.into_iter().collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+// === impl DeltaClient ===
+
+impl DeltaClient {
+    /// Opens a Delta ADS stream on `channel` and sends the wildcard CDS subscription.
+    pub async fn connect(channel: Channel, node: Node, timeout: Duration) -> anyhow::Result<Self> {
+        let (tx, requests) = mpsc::channel(16);
+        let rx = AggregatedDiscoveryServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .delta_aggregated_resources(ReceiverStream::new(requests))
+            .await?
+            .into_inner();
+        let mut client = Self {
+            tx,
+            rx,
+            node,
+            timeout,
+            clusters: BTreeSet::new(),
+            pending_eds: BTreeSet::new(),
+            seen: BTreeSet::new(),
+            listeners_requested: false,
+            routes_requested: false,
+            bytes: 0,
+            responses: 0,
+        };
+        client.subscribe(ResourceType::Cluster, Vec::new()).await?;
+        Ok(client)
+    }
+
+    /// Reads until clusters, listeners, the route configuration and every subscribed
+    /// endpoint assignment have arrived; returns the responses and bytes so far.
+    pub async fn sync(&mut self) -> anyhow::Result<(usize, usize)> {
+        let types = [
+            ResourceType::Cluster,
+            ResourceType::Listener,
+            ResourceType::Route,
+        ];
+        while !(types.iter().all(|t| self.seen.contains(t.type_url()))
+            && self.pending_eds.is_empty())
+        {
+            self.next().await?;
+        }
+        Ok((self.responses, self.bytes))
+    }
+
+    /// A first request for `host` (on-demand): its virtual host over VHDS, then its cluster
+    /// by name and the cluster's endpoints. Returns the bytes this took.
+    pub async fn use_host(&mut self, host: &str) -> anyhow::Result<usize> {
+        let start = self.bytes;
+        let name = format!("{MESH_ROUTE}/{host}");
+        self.subscribe(ResourceType::VirtualHost, vec![name.clone()])
+            .await?;
+        let cluster = loop {
+            let response = self.next().await?;
+            if response.type_url != ResourceType::VirtualHost.type_url() {
+                continue;
+            }
+            let Some(resource) = response.resources.iter().find(|r| r.name == name) else {
+                continue;
+            };
+            let any = resource
+                .resource
+                .as_ref()
+                .ok_or_else(|| anyhow!("{}: no virtual host for {host}", self.node.id))?;
+            break route_cluster(&VirtualHost::decode(any.value.as_slice())?)
+                .ok_or_else(|| anyhow!("virtual host {name} routes to no single cluster"))?;
+        };
+        if !self.clusters.contains(&cluster) {
+            self.subscribe(ResourceType::Cluster, vec![cluster.clone()])
+                .await?;
+            while !self.clusters.contains(&cluster) {
+                self.next().await?;
+            }
+        }
+        while !self.pending_eds.is_empty() {
+            self.next().await?;
+        }
+        Ok(self.bytes - start)
+    }
+
+    pub fn clusters(&self) -> usize {
+        self.clusters.len()
+    }
+
+    /// Reads one response, ACKs it, sends what it leads Envoy to subscribe, returns it.
+    async fn next(&mut self) -> anyhow::Result<DeltaDiscoveryResponse> {
+        let response = tokio::time::timeout(self.timeout, self.rx.message())
+            .await
+            .map_err(|_| anyhow!("{}: no response in {:?}", self.node.id, self.timeout))??
+            .ok_or_else(|| anyhow!("{}: stream ended", self.node.id))?;
+        self.responses += 1;
+        self.bytes += response.encoded_len();
+        self.seen.insert(response.type_url.clone());
+        self.ack(&response).await?;
+        self.follow(&response).await?;
+        Ok(response)
+    }
+
+    async fn ack(&mut self, response: &DeltaDiscoveryResponse) -> anyhow::Result<()> {
+        self.send(DeltaDiscoveryRequest {
+            type_url: response.type_url.clone(),
+            response_nonce: response.nonce.clone(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn follow(&mut self, response: &DeltaDiscoveryResponse) -> anyhow::Result<()> {
+        let url = response.type_url.as_str();
+        if url == ResourceType::Cluster.type_url() {
+            let new: Vec<String> = response
+                .resources
+                .iter()
+                .filter(|r| r.resource.is_some() && self.clusters.insert(r.name.clone()))
+                .map(|r| r.name.clone())
+                .collect();
+            if !new.is_empty() {
+                self.pending_eds.extend(new.iter().cloned());
+                self.subscribe(ResourceType::Endpoint, new).await?;
+            }
+            if !self.listeners_requested {
+                self.listeners_requested = true;
+                self.subscribe(ResourceType::Listener, Vec::new()).await?;
+            }
+        } else if url == ResourceType::Endpoint.type_url() {
+            for r in &response.resources {
+                self.pending_eds.remove(&r.name);
+            }
+            for name in &response.removed_resources {
+                self.pending_eds.remove(name);
+            }
+        } else if url == ResourceType::Listener.type_url() && !self.routes_requested {
+            self.routes_requested = true;
+            self.subscribe(ResourceType::Route, vec![MESH_ROUTE.to_string()])
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, ty: ResourceType, names: Vec<String>) -> anyhow::Result<()> {
+        self.send(DeltaDiscoveryRequest {
+            node: Some(self.node.clone()),
+            type_url: ty.type_url().to_string(),
+            resource_names_subscribe: names,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn send(&mut self, request: DeltaDiscoveryRequest) -> anyhow::Result<()> {
+        self.tx
+            .send(request)
+            .await
+            .map_err(|_| anyhow!("{}: stream closed", self.node.id))
+    }
+}
+
+/// The cluster the first route of a virtual host sends to.
+pub fn route_cluster(vhost: &VirtualHost) -> Option<String> {
+    match &vhost.routes.first()?.action {
+        Some(Action::Route(action)) => match &action.cluster_specifier {
+            Some(ClusterSpecifier::Cluster(c)) => Some(c.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A fleet of clients of one mode against one Portolan.
+#[derive(Clone, Debug)]
+pub struct DeltaFleetSpec {
+    /// Portolan's xDS port on 127.0.0.1.
+    pub port: u16,
+    pub clients: usize,
+    pub streams_per_channel: usize,
+    pub group: String,
+    pub id_prefix: String,
+    pub mode: Mode,
+    /// Per client: the hosts it uses after its sync (on-demand clients).
+    pub hosts: Vec<Vec<String>>,
+    pub timeout: Duration,
+}
+
+/// Connected, synced clients (held open until [`DeltaFleet::stop`]) and what each received.
+pub struct DeltaFleet {
+    stop: watch::Sender<bool>,
+    pub received: Vec<Received>,
+}
+
+// === impl DeltaFleet ===
+
+impl DeltaFleet {
+    /// Connects every client at once; each syncs, uses its hosts, reports and stays connected.
+    pub async fn start(spec: &DeltaFleetSpec) -> anyhow::Result<Self> {
+        let (stop, stop_rx) = watch::channel(false);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let per_channel = spec.streams_per_channel.max(1);
+        for first in (0..spec.clients).step_by(per_channel) {
+            let channel = portolan_e2e::ads::channel(spec.port, None).await?;
+            for n in first..(first + per_channel).min(spec.clients) {
+                let id = format!("{}-{n}", spec.id_prefix);
+                let task = ClientTask {
+                    n,
+                    node: node(&id, &spec.group, &spec.mode),
+                    hosts: spec.hosts.get(n).cloned().unwrap_or_default(),
+                    timeout: spec.timeout,
+                    done: done_tx.clone(),
+                    stop: stop_rx.clone(),
+                };
+                tokio::spawn(task.run(channel.clone()));
+            }
+        }
+        drop(done_tx);
+        let mut received = vec![Received::default(); spec.clients];
+        for finished in 0..spec.clients {
+            let (n, result) = done_rx
+                .recv()
+                .await
+                .ok_or_else(|| anyhow!("clients vanished after {finished} finished"))?;
+            received[n] = result.with_context(|| format!("client {n}"))?;
+        }
+        Ok(Self { stop, received })
+    }
+
+    /// Mean of `f` over the clients.
+    pub fn mean(&self, f: impl Fn(&Received) -> usize) -> f64 {
+        let sum: usize = self.received.iter().map(f).sum();
+        sum as f64 / self.received.len().max(1) as f64
+    }
+
+    /// Closes every stream.
+    pub fn stop(self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// How long a synced client waits for a push before it gives up (never, in practice).
+const IDLE: Duration = Duration::from_secs(24 * 3600);
+
+/// One client's task: connect, sync, use hosts, report, then hold the stream until stopped.
+struct ClientTask {
+    n: usize,
+    node: Node,
+    hosts: Vec<String>,
+    timeout: Duration,
+    done: mpsc::UnboundedSender<(usize, anyhow::Result<Received>)>,
+    stop: watch::Receiver<bool>,
+}
+
+// === impl ClientTask ===
+
+impl ClientTask {
+    async fn run(mut self, channel: Channel) {
+        let result = async {
+            let mut client = DeltaClient::connect(channel, self.node.clone(), self.timeout).await?;
+            let (initial_responses, initial_bytes) = client.sync().await?;
+            let mut used_bytes = 0;
+            for host in &self.hosts {
+                used_bytes += client.use_host(host).await?;
+            }
+            let received = Received {
+                initial_responses,
+                initial_bytes,
+                hosts_used: self.hosts.len(),
+                used_bytes,
+                clusters: client.clusters(),
+            };
+            anyhow::Ok((client, received))
+        }
+        .await;
+        let mut client = match result {
+            Ok((client, received)) => {
+                let _ = self.done.send((self.n, Ok(received)));
+                client
+            }
+            Err(e) => {
+                let _ = self.done.send((self.n, Err(e)));
+                return;
+            }
+        };
+        // Held open (ACKing any push) until stopped: the stream's state stays in Portolan.
+        client.timeout = IDLE;
+        loop {
+            tokio::select! {
+                _ = self.stop.wait_for(|s| *s) => return,
+                next = client.next() => if next.is_err() { return },
+            }
+        }
+    }
+}
+
+/// Fails unless every client of an on-demand fleet holds exactly the clusters it used.
+pub fn check_on_demand(fleet: &DeltaFleet) -> anyhow::Result<()> {
+    for (n, r) in fleet.received.iter().enumerate() {
+        if r.clusters > r.hosts_used {
+            bail!(
+                "on-demand client {n} holds {} clusters after using {} hosts",
+                r.clusters,
+                r.hosts_used
+            );
+        }
+    }
+    Ok(())
+}
