@@ -120,7 +120,7 @@ def expand(group, resources, verbs, names=(None,)):
 
 CRS = [
     "trafficroutes", "trafficpolicies", "gateways", "externalservices",
-    "peerauthentications", "accesspolicies",
+    "peerauthentications", "accesspolicies", "proxyscopes",
 ]
 WATCH_FACTS = (
     expand("", ["services", "secrets"], ["list", "watch"])

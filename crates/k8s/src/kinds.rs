@@ -17,6 +17,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::ExternalService,
     Kind::PeerAuthentication,
     Kind::AccessPolicy,
+    Kind::ProxyScope,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -42,6 +43,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::ExternalService => "externalservices",
         Kind::PeerAuthentication => "peerauthentications",
         Kind::AccessPolicy => "accesspolicies",
+        Kind::ProxyScope => "proxyscopes",
     }
 }
 
@@ -61,6 +63,7 @@ pub fn has_status(kind: Kind) -> bool {
             | Kind::ExternalService
             | Kind::PeerAuthentication
             | Kind::AccessPolicy
+            | Kind::ProxyScope
     )
 }
 

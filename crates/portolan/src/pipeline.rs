@@ -12,11 +12,15 @@
 //! mesh membership) keeps the translation and encoding of every Service's clusters and
 //! assignments, so a rebuild after a small change redoes only what it touched.
 //!
+//! Groups are formed from the xDS group keys with their `ProxyScope` resolved (see
+//! [`groups`]), so a ProxyScope change rebuilds the groups it applies to like any other change.
+//!
 //! Mesh workloads: the snapshot of a group with a workload identity also holds that
 //! identity's certificate and the trust bundle as SDS secrets, from [`WorkloadCerts`] (issued
 //! on first use, replaced at half-life); [`Pipeline::rotate_certificates`] rebuilds when one
 //! is due, so a rotation is a new Secret version pushed to that group's proxies.
 
+pub mod groups;
 pub mod incremental;
 
 pub use incremental::IncrementalBuilder;
@@ -284,7 +288,10 @@ impl Pipeline {
                 // Build the default group up front, so the first proxy needs no wait.
                 groups.push(DEFAULT_GROUP.to_string());
             }
-            let groups: Vec<ProxyGroup> = groups.iter().map(|g| ProxyGroup::from_key(g)).collect();
+            let groups: Vec<ProxyGroup> = groups
+                .iter()
+                .map(|g| groups::group_for_key(g, &world))
+                .collect();
             let used: BTreeSet<BuilderKey> = groups.iter().map(builder_key).collect();
             builders.retain(|key, _| used.contains(key));
             p.forget_unused_certs(&groups);
@@ -310,7 +317,12 @@ impl Pipeline {
             }
             let world = p.world();
             for group in missing {
-                p.build(&mut builders, &world, &ProxyGroup::from_key(&group), 0);
+                p.build(
+                    &mut builders,
+                    &world,
+                    &groups::group_for_key(&group, &world),
+                    0,
+                );
             }
             p.count_resources();
         })
