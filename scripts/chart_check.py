@@ -362,6 +362,8 @@ NEGATIVE = [
     ("Gateway", "spec.listeners.0.protocol", "QUIC", "an unknown enum value"),
     ("Gateway", "spec.listeners.0.port", 70000, "a port above 65535"),
     ("ExternalService", "spec.resolution", "Magic", "an unknown enum value"),
+    ("ProxyScope", "spec.discovery", "ondemand", "an unknown enum value"),
+    ("ProxyScope", "spec.hosts", "./*", "a string where a list belongs"),
 ]
 
 

@@ -10,6 +10,7 @@
 //! its scope admits.
 
 use portolan_e2e::envoy::Protocol;
+use portolan_e2e::manifests::example;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
 use std::path::Path;
@@ -247,10 +248,9 @@ async fn a_proxy_scope_scopes_a_proxy_that_sends_no_scope_and_follows_edits() ->
     config.write("cart-ep.yaml", &endpoints_yaml("shop", "cart", &[&cart]))?;
     config.write("x.yaml", &service_yaml("other", "x", 80))?;
     config.write("x-ep.yaml", &endpoints_yaml("other", "x", &[&x]))?;
-    config.write(
-        "scope.yaml",
-        &proxy_scope_yaml("default", None, &["./*"], ""),
-    )?;
+    // The example: shop's namespace default admits ./* and shared/* (its `web` ProxyScope
+    // selects app=web, which this proxy is not).
+    config.write("scope.yaml", &example("scoping/proxy-scope.yaml"))?;
     let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
     // No --scope: only the namespace (node.metadata["portolan.dev/namespace"]) is sent.
     let envoy = Envoy::start_with(
