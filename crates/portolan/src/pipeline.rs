@@ -560,4 +560,66 @@ mod tests {
             ("shop", "web")
         );
     }
+
+    fn apply_doc(index: &Mutex<Index>, doc: serde_json::Value) {
+        let resource = portolan_api::Resource::decode(doc)
+            .expect("decodes")
+            .expect("a kind Portolan reads");
+        assert!(portolan_api::validate::validate(&resource).is_empty());
+        let object = portolan_model::convert::to_object(&resource);
+        index.lock().expect("index lock").apply(object);
+    }
+
+    fn service(namespace: &str, name: &str) -> serde_json::Value {
+        serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"ports": [{"port": 80}]}})
+    }
+
+    /// A ProxyScope change re-translates the groups it selects into different snapshots,
+    /// and leaves the other groups' snapshots (so their proxies) untouched.
+    #[tokio::test]
+    async fn a_proxy_scope_change_rebuilds_only_the_groups_it_selects() {
+        let index = Arc::new(Mutex::new(Index::new()));
+        apply_doc(&index, service("shop", "cart"));
+        apply_doc(&index, service("other", "x"));
+        let cache = Cache::new();
+        let (shop, other) = ("web;node-ns=shop", "web;node-ns=other");
+        let _subscriptions = [cache.subscribe(shop), cache.subscribe(other)];
+        let metrics = PipelineMetrics::unregistered(&XdsMetrics::unregistered());
+        let pipeline = Pipeline::new(index.clone(), cache.clone(), Options::default(), metrics);
+        let clusters = |group: &str| {
+            let snap = cache.get(group).expect("built");
+            let names: Vec<String> = snap
+                .resources(ResourceType::Cluster)
+                .keys()
+                .cloned()
+                .collect();
+            (snap.version(ResourceType::Cluster).to_string(), names)
+        };
+        pipeline.clone().build_all(0).await;
+        let (shop_before, all) = clusters(shop);
+        let (other_before, _) = clusters(other);
+        assert!(all.iter().any(|c| c.contains("x.other")), "{all:?}");
+
+        apply_doc(
+            &index,
+            serde_json::json!({"apiVersion": "portolan.dev/v1alpha1",
+            "kind": "ProxyScope", "metadata": {"name": "default", "namespace": "shop"},
+            "spec": {"hosts": ["./*"]}}),
+        );
+        pipeline.clone().build_all(0).await;
+        let (shop_after, scoped) = clusters(shop);
+        assert_ne!(
+            shop_after, shop_before,
+            "the selected group got a new snapshot"
+        );
+        assert!(scoped.iter().any(|c| c.contains("cart.shop")), "{scoped:?}");
+        assert!(!scoped.iter().any(|c| c.contains("x.other")), "{scoped:?}");
+        assert_eq!(
+            clusters(other).0,
+            other_before,
+            "the other namespace's group is unchanged"
+        );
+    }
 }
