@@ -86,6 +86,12 @@ mod tests {
             (ap.group.as_str(), ap.plural.as_str()),
             ("portolan.dev", "accesspolicies")
         );
+        let ps = api_resource(Kind::ProxyScope);
+        assert_eq!(
+            (ps.group.as_str(), ps.plural.as_str()),
+            ("portolan.dev", "proxyscopes")
+        );
+        assert!(WATCHED.contains(&Kind::ProxyScope) && has_status(Kind::ProxyScope));
     }
 
     #[test]
