@@ -120,7 +120,7 @@ def expand(group, resources, verbs, names=(None,)):
 
 CRS = [
     "trafficroutes", "trafficpolicies", "gateways", "externalservices",
-    "peerauthentications", "accesspolicies",
+    "peerauthentications", "accesspolicies", "proxyscopes",
 ]
 WATCH_FACTS = (
     expand("", ["services", "secrets"], ["list", "watch"])
@@ -362,6 +362,8 @@ NEGATIVE = [
     ("Gateway", "spec.listeners.0.protocol", "QUIC", "an unknown enum value"),
     ("Gateway", "spec.listeners.0.port", 70000, "a port above 65535"),
     ("ExternalService", "spec.resolution", "Magic", "an unknown enum value"),
+    ("ProxyScope", "spec.discovery", "ondemand", "an unknown enum value"),
+    ("ProxyScope", "spec.hosts", "./*", "a string where a list belongs"),
 ]
 
 

@@ -100,6 +100,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - externalservices
     - peerauthentications
     - accesspolicies
+    - proxyscopes
   verbs: [list, watch]
 - apiGroups: [portolan.dev]
   resources:
@@ -109,5 +110,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - externalservices/status
     - peerauthentications/status
     - accesspolicies/status
+    - proxyscopes/status
   verbs: [patch]
 {{- end }}

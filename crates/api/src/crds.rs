@@ -2,7 +2,8 @@
 //! YAML rendering (`portolan crds`, the files under `crds/`).
 
 use crate::crd::{
-    AccessPolicy, ExternalService, Gateway, PeerAuthentication, TrafficPolicy, TrafficRoute,
+    AccessPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, TrafficPolicy,
+    TrafficRoute,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -24,6 +25,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         ExternalService::crd(),
         PeerAuthentication::crd(),
         AccessPolicy::crd(),
+        ProxyScope::crd(),
     ]
 }
 

@@ -15,6 +15,7 @@ pub enum Kind {
     ExternalService,
     PeerAuthentication,
     AccessPolicy,
+    ProxyScope,
 }
 
 // === impl Kind ===
@@ -30,7 +31,8 @@ impl Kind {
             | Kind::Gateway
             | Kind::ExternalService
             | Kind::PeerAuthentication
-            | Kind::AccessPolicy => "portolan.dev/v1alpha1",
+            | Kind::AccessPolicy
+            | Kind::ProxyScope => "portolan.dev/v1alpha1",
         }
     }
 
@@ -46,6 +48,7 @@ impl Kind {
             Kind::ExternalService => "ExternalService",
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AccessPolicy => "AccessPolicy",
+            Kind::ProxyScope => "ProxyScope",
         }
     }
 
@@ -62,6 +65,7 @@ impl Kind {
             Kind::ExternalService,
             Kind::PeerAuthentication,
             Kind::AccessPolicy,
+            Kind::ProxyScope,
         ]
     }
 }

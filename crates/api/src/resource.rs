@@ -4,7 +4,8 @@
 //! half of validation, [`crate::validate`] is the second.
 
 use crate::crd::{
-    AccessPolicy, ExternalService, Gateway, PeerAuthentication, TrafficPolicy, TrafficRoute,
+    AccessPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, TrafficPolicy,
+    TrafficRoute,
 };
 use crate::field::{FieldError, FieldPath};
 use crate::object::{Kind, ObjectRef};
@@ -25,6 +26,7 @@ pub enum Resource {
     ExternalService(Box<ExternalService>),
     PeerAuthentication(Box<PeerAuthentication>),
     AccessPolicy(Box<AccessPolicy>),
+    ProxyScope(Box<ProxyScope>),
     /// A Secret of type `kubernetes.io/tls` (other Secrets are not read).
     Secret(Box<Secret>),
 }
@@ -81,6 +83,7 @@ impl Resource {
                 Resource::PeerAuthentication(Box::new(typed(&object, value)?))
             }
             Kind::AccessPolicy => Resource::AccessPolicy(Box::new(typed(&object, value)?)),
+            Kind::ProxyScope => Resource::ProxyScope(Box::new(typed(&object, value)?)),
             Kind::Secret => Resource::Secret(Box::new(typed(&object, value)?)),
         };
         Ok(Some(resource))
@@ -97,6 +100,7 @@ impl Resource {
             Resource::ExternalService(_) => Kind::ExternalService,
             Resource::PeerAuthentication(_) => Kind::PeerAuthentication,
             Resource::AccessPolicy(_) => Kind::AccessPolicy,
+            Resource::ProxyScope(_) => Kind::ProxyScope,
             Resource::Secret(_) => Kind::Secret,
         }
     }
@@ -113,6 +117,7 @@ impl Resource {
             Resource::ExternalService(e) => &e.metadata,
             Resource::PeerAuthentication(p) => &p.metadata,
             Resource::AccessPolicy(p) => &p.metadata,
+            Resource::ProxyScope(p) => &p.metadata,
             Resource::Secret(s) => &s.metadata,
         }
     }

@@ -299,3 +299,27 @@ fn an_invalid_first_definition_keeps_its_last_good_version_over_a_duplicate() {
         "a's field error and b's duplicate: {c:?}"
     );
 }
+
+#[test]
+fn a_proxy_scope_is_read_and_a_bad_entry_is_rejected_by_field_path() {
+    let d = TestDir::new();
+    let scope = |hosts: &str| {
+        format!(
+            "apiVersion: portolan.dev/v1alpha1\nkind: ProxyScope\nmetadata:\n  name: cart\n  namespace: shop\nspec:\n  hosts: {hosts}\n  discovery: on-demand\n"
+        )
+    };
+    d.write("scope.yaml", &scope("[\"./*\", \"shared/*\"]"));
+    let mut src = d.source();
+    let c = rescan(&mut src);
+    assert_eq!(applied(&c), ["ProxyScope shop/cart"]);
+    assert!(errors(&c).is_empty(), "{:?}", errors(&c));
+    d.write("scope.yaml", &scope("[\"./*\", \"shared\"]"));
+    let c = rescan(&mut src);
+    let errors = errors(&c);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]
+            .contains("ProxyScope shop/cart: spec.hosts[1]: \"shared\" is not `namespace/host`"),
+        "{errors:?}"
+    );
+}

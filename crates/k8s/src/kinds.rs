@@ -17,6 +17,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::ExternalService,
     Kind::PeerAuthentication,
     Kind::AccessPolicy,
+    Kind::ProxyScope,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -42,6 +43,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::ExternalService => "externalservices",
         Kind::PeerAuthentication => "peerauthentications",
         Kind::AccessPolicy => "accesspolicies",
+        Kind::ProxyScope => "proxyscopes",
     }
 }
 
@@ -61,6 +63,7 @@ pub fn has_status(kind: Kind) -> bool {
             | Kind::ExternalService
             | Kind::PeerAuthentication
             | Kind::AccessPolicy
+            | Kind::ProxyScope
     )
 }
 
@@ -83,6 +86,12 @@ mod tests {
             (ap.group.as_str(), ap.plural.as_str()),
             ("portolan.dev", "accesspolicies")
         );
+        let ps = api_resource(Kind::ProxyScope);
+        assert_eq!(
+            (ps.group.as_str(), ps.plural.as_str()),
+            ("portolan.dev", "proxyscopes")
+        );
+        assert!(WATCHED.contains(&Kind::ProxyScope) && has_status(Kind::ProxyScope));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::error::ConfigError;
 use crate::external::ExternalService;
 use crate::gateway::{Gateway, TlsSecret};
 use crate::policy::DestinationPolicy;
+use crate::proxy_scope::ProxyScope;
 use crate::routing::HttpRoute;
 use crate::security::{AccessPolicy, PeerAuthentication};
 use crate::types::{EndpointGroup, Object, Service, ServiceKey};
@@ -27,6 +28,7 @@ pub struct Index {
     secrets: BTreeMap<ObjectRef, Arc<TlsSecret>>,
     peer_authentications: BTreeMap<ObjectRef, Arc<PeerAuthentication>>,
     access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
+    proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
     /// Errors per reporter (a file, a watcher), replaced whole on each report.
     errors: BTreeMap<String, Vec<ConfigError>>,
     version: u64,
@@ -60,6 +62,7 @@ impl Index {
                 replace(&mut self.peer_authentications, p.source.clone(), p)
             }
             Object::AccessPolicy(p) => replace(&mut self.access_policies, p.source.clone(), p),
+            Object::ProxyScope(p) => replace(&mut self.proxy_scopes, p.source.clone(), p),
         };
         self.touch(changed)
     }
@@ -79,6 +82,7 @@ impl Index {
             Kind::Secret => self.secrets.remove(object).is_some(),
             Kind::PeerAuthentication => self.peer_authentications.remove(object).is_some(),
             Kind::AccessPolicy => self.access_policies.remove(object).is_some(),
+            Kind::ProxyScope => self.proxy_scopes.remove(object).is_some(),
         };
         self.touch(changed)
     }
@@ -109,6 +113,7 @@ impl Index {
             Kind::Secret => self.secrets.contains_key(object),
             Kind::PeerAuthentication => self.peer_authentications.contains_key(object),
             Kind::AccessPolicy => self.access_policies.contains_key(object),
+            Kind::ProxyScope => self.proxy_scopes.contains_key(object),
         }
     }
 
@@ -157,6 +162,7 @@ impl Index {
             secrets: self.secrets.clone(),
             peer_authentications: self.peer_authentications.clone(),
             access_policies: self.access_policies.clone(),
+            proxy_scopes: self.proxy_scopes.clone(),
             statuses: BTreeMap::new(),
             errors: self.errors.values().flatten().cloned().collect(),
         };

@@ -13,6 +13,7 @@ pub mod external;
 pub mod gateway;
 pub mod index;
 pub mod policy;
+pub mod proxy_scope;
 pub mod resolve;
 pub mod routing;
 pub mod security;

@@ -142,6 +142,7 @@ pub enum Object {
     Secret(TlsSecret),
     PeerAuthentication(crate::security::PeerAuthentication),
     AccessPolicy(crate::security::AccessPolicy),
+    ProxyScope(crate::proxy_scope::ProxyScope),
 }
 
 impl Object {
@@ -158,6 +159,7 @@ impl Object {
             Object::Secret(s) => s.source.clone(),
             Object::PeerAuthentication(p) => p.source.clone(),
             Object::AccessPolicy(p) => p.source.clone(),
+            Object::ProxyScope(p) => p.source.clone(),
         }
     }
 }

@@ -4,6 +4,7 @@ use crate::error::ConfigError;
 use crate::external::ExternalService;
 use crate::gateway::{Gateway, TlsSecret};
 use crate::policy::DestinationPolicy;
+use crate::proxy_scope::ProxyScope;
 use crate::routing::HttpRoute;
 use crate::security::{AccessPolicy, PeerAuthentication};
 use crate::status::Condition;
@@ -33,6 +34,8 @@ pub struct World {
     pub secrets: BTreeMap<ObjectRef, Arc<TlsSecret>>,
     pub peer_authentications: BTreeMap<ObjectRef, Arc<PeerAuthentication>>,
     pub access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
+    /// Proxy scopes (what proxies reach, how they discover it), by source object.
+    pub proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
     /// Conditions of every routing object (`Accepted`, `ResolvedRefs`), computed from this World.
     pub statuses: BTreeMap<ObjectRef, Vec<Condition>>,
     /// Every rejected document or object, sorted by location.

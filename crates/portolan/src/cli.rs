@@ -356,9 +356,9 @@ pub struct BootstrapArgs {
     /// proxy gets only those Services and hosts (see docs/scoping.md).
     #[arg(long, value_name = "HOSTS")]
     pub scope: Option<String>,
-    /// The namespace `.` means in --scope (`node.metadata["portolan.dev/namespace"]`; default:
-    /// the proxy's mesh identity's namespace).
-    #[arg(long, value_name = "NS", requires = "scope")]
+    /// The proxy's namespace (`node.metadata["portolan.dev/namespace"]`; default: its mesh
+    /// identity's): what `.` means in --scope, and whose ProxyScopes apply to it.
+    #[arg(long, value_name = "NS")]
     pub scope_namespace: Option<String>,
     /// Portolan's xDS address, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:18000")]
@@ -429,7 +429,8 @@ pub struct RenderArgs {
     /// Directory of manifests, as for `serve`.
     #[arg(long)]
     pub config_dir: PathBuf,
-    /// The proxy group (Envoy node cluster) to render for.
+    /// The proxy group to render for: an Envoy node cluster, or a whole group key
+    /// (`web;l.app=web;node-ns=shop`: labels and namespace pick the ProxyScope that applies).
     #[arg(long, default_value = "default")]
     pub cluster: String,
     #[command(flatten)]

@@ -12,11 +12,15 @@
 //! mesh membership) keeps the translation and encoding of every Service's clusters and
 //! assignments, so a rebuild after a small change redoes only what it touched.
 //!
+//! Groups are formed from the xDS group keys with their `ProxyScope` resolved (see
+//! [`groups`]), so a ProxyScope change rebuilds the groups it applies to like any other change.
+//!
 //! Mesh workloads: the snapshot of a group with a workload identity also holds that
 //! identity's certificate and the trust bundle as SDS secrets, from [`WorkloadCerts`] (issued
 //! on first use, replaced at half-life); [`Pipeline::rotate_certificates`] rebuilds when one
 //! is due, so a rotation is a new Secret version pushed to that group's proxies.
 
+pub mod groups;
 pub mod incremental;
 
 pub use incremental::IncrementalBuilder;
@@ -284,7 +288,10 @@ impl Pipeline {
                 // Build the default group up front, so the first proxy needs no wait.
                 groups.push(DEFAULT_GROUP.to_string());
             }
-            let groups: Vec<ProxyGroup> = groups.iter().map(|g| ProxyGroup::from_key(g)).collect();
+            let groups: Vec<ProxyGroup> = groups
+                .iter()
+                .map(|g| groups::group_for_key(g, &world))
+                .collect();
             let used: BTreeSet<BuilderKey> = groups.iter().map(builder_key).collect();
             builders.retain(|key, _| used.contains(key));
             p.forget_unused_certs(&groups);
@@ -310,7 +317,12 @@ impl Pipeline {
             }
             let world = p.world();
             for group in missing {
-                p.build(&mut builders, &world, &ProxyGroup::from_key(&group), 0);
+                p.build(
+                    &mut builders,
+                    &world,
+                    &groups::group_for_key(&group, &world),
+                    0,
+                );
             }
             p.count_resources();
         })
@@ -546,6 +558,68 @@ mod tests {
                 workload.service_account.as_str()
             ),
             ("shop", "web")
+        );
+    }
+
+    fn apply_doc(index: &Mutex<Index>, doc: serde_json::Value) {
+        let resource = portolan_api::Resource::decode(doc)
+            .expect("decodes")
+            .expect("a kind Portolan reads");
+        assert!(portolan_api::validate::validate(&resource).is_empty());
+        let object = portolan_model::convert::to_object(&resource);
+        index.lock().expect("index lock").apply(object);
+    }
+
+    fn service(namespace: &str, name: &str) -> serde_json::Value {
+        serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"ports": [{"port": 80}]}})
+    }
+
+    /// A ProxyScope change re-translates the groups it selects into different snapshots,
+    /// and leaves the other groups' snapshots (so their proxies) untouched.
+    #[tokio::test]
+    async fn a_proxy_scope_change_rebuilds_only_the_groups_it_selects() {
+        let index = Arc::new(Mutex::new(Index::new()));
+        apply_doc(&index, service("shop", "cart"));
+        apply_doc(&index, service("other", "x"));
+        let cache = Cache::new();
+        let (shop, other) = ("web;node-ns=shop", "web;node-ns=other");
+        let _subscriptions = [cache.subscribe(shop), cache.subscribe(other)];
+        let metrics = PipelineMetrics::unregistered(&XdsMetrics::unregistered());
+        let pipeline = Pipeline::new(index.clone(), cache.clone(), Options::default(), metrics);
+        let clusters = |group: &str| {
+            let snap = cache.get(group).expect("built");
+            let names: Vec<String> = snap
+                .resources(ResourceType::Cluster)
+                .keys()
+                .cloned()
+                .collect();
+            (snap.version(ResourceType::Cluster).to_string(), names)
+        };
+        pipeline.clone().build_all(0).await;
+        let (shop_before, all) = clusters(shop);
+        let (other_before, _) = clusters(other);
+        assert!(all.iter().any(|c| c.contains("x.other")), "{all:?}");
+
+        apply_doc(
+            &index,
+            serde_json::json!({"apiVersion": "portolan.dev/v1alpha1",
+            "kind": "ProxyScope", "metadata": {"name": "default", "namespace": "shop"},
+            "spec": {"hosts": ["./*"]}}),
+        );
+        pipeline.clone().build_all(0).await;
+        let (shop_after, scoped) = clusters(shop);
+        assert_ne!(
+            shop_after, shop_before,
+            "the selected group got a new snapshot"
+        );
+        assert!(scoped.iter().any(|c| c.contains("cart.shop")), "{scoped:?}");
+        assert!(!scoped.iter().any(|c| c.contains("x.other")), "{scoped:?}");
+        assert_eq!(
+            clusters(other).0,
+            other_before,
+            "the other namespace's group is unchanged"
         );
     }
 }

@@ -4,7 +4,6 @@ use crate::cli::RenderArgs;
 use anyhow::Context;
 use portolan_files::FileSource;
 use portolan_model::Index;
-use portolan_translate::ProxyGroup;
 use std::process::ExitCode;
 
 pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
@@ -20,7 +19,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let world = index.world();
     let resources = portolan_translate::translate(
         &world,
-        &ProxyGroup::from_key(&args.cluster),
+        &portolan::pipeline::groups::group_for_key(&args.cluster, &world),
         &crate::serve::translate_options(&args.translate),
     );
     let json = portolan_translate::json::resources_to_json(&resources)?;

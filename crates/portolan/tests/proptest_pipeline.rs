@@ -44,7 +44,7 @@ proptest! {
             ("v1", "Service"), ("discovery.k8s.io/v1", "EndpointSlice"), ("v1", "Endpoints"),
             ("portolan.dev/v1alpha1", "TrafficRoute"), ("portolan.dev/v1alpha1", "TrafficPolicy"),
             ("portolan.dev/v1alpha1", "Gateway"), ("portolan.dev/v1alpha1", "ExternalService"),
-            ("v1", "Secret"),
+            ("portolan.dev/v1alpha1", "ProxyScope"), ("v1", "Secret"),
         ][..]),
         spec in any_json(),
     ) {

@@ -205,4 +205,23 @@ mod tests {
         let v = a.decide(&missing);
         assert_eq!(v.denial.as_ref().map(|d| d.code), Some(400), "{v:?}");
     }
+
+    #[test]
+    fn a_proxy_scope_is_validated_with_its_field_path() {
+        let a = admission();
+        let scope = |hosts: Value| {
+            json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "ProxyScope",
+                   "metadata": {}, "spec": {"hosts": hosts}})
+        };
+        let mut bad = request("CREATE", "shop", "cart", scope(json!(["./*", "payments"])));
+        bad.kind.kind = "ProxyScope".into();
+        let v = a.decide(&bad);
+        assert!(
+            message(&v).starts_with("ProxyScope shop/cart: spec.hosts[1]: \"payments\" is not"),
+            "{v:?}"
+        );
+        let mut good = request("CREATE", "shop", "cart", scope(json!(["./*", "shared/*"])));
+        good.kind.kind = "ProxyScope".into();
+        assert!(a.decide(&good).allowed, "{:?}", a.decide(&good));
+    }
 }

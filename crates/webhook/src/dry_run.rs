@@ -163,6 +163,9 @@ pub fn with_object(world: &World, object: Object) -> World {
         Object::AccessPolicy(p) => {
             world.access_policies.insert(p.source.clone(), Arc::new(p));
         }
+        Object::ProxyScope(p) => {
+            world.proxy_scopes.insert(p.source.clone(), Arc::new(p));
+        }
         // Endpoints are grouped per Service in the World; the webhook never sees them.
         Object::Endpoints(_) => {}
     }

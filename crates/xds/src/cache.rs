@@ -323,6 +323,7 @@ mod tests {
             connected_at: SystemTime::now(),
             types: vec![],
             responses_sent: 0,
+            warnings: vec![],
         };
         let handle = cache.register(row);
         handle.add_responses(2);

@@ -6,12 +6,18 @@
 //! a string so the cache stays oblivious of what it means:
 //!
 //! ```text
-//! cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand][;scope=HOSTS][;client=grpc]
+//! cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand|full][;scope=HOSTS][;client=grpc][;node-ns=NS]
 //!     (labels sorted by key; ';' '=' '%' percent-encoded)
 //! ```
 //!
 //! `;mode=on-demand` marks a node whose metadata says `portolan.dev/discovery: on-demand`: it
-//! learns virtual hosts (VHDS) and clusters (on-demand CDS) on first use (Delta ADS only).
+//! learns virtual hosts (VHDS) and clusters (on-demand CDS) on first use (Delta ADS only);
+//! `;mode=full` one that says `full`. Either way the node chose, and a `ProxyScope`'s
+//! `discovery` does not apply to it. Another value is no choice (see [`metadata_warnings`]).
+//!
+//! `;node-ns=NS` is the node's `portolan.dev/namespace` metadata: with the labels, it picks the
+//! `ProxyScope` that applies to the group (the pipeline resolves it, see
+//! `portolan::pipeline::groups`), so proxies of different namespaces are different groups.
 //!
 //! `HOSTS` is the node's `portolan.dev/scope` metadata (comma-separated `namespace/host`
 //! entries, see `portolan_translate::scope`), trimmed, sorted and deduplicated so the same
@@ -50,8 +56,10 @@ pub fn group_key(node: &Node) -> String {
         .map(|l| l.zone.as_str())
         .filter(|z| !z.is_empty());
     let mut key = format_key(cluster, zone, &labels(node));
-    if is_on_demand(node) {
-        key.push_str(ON_DEMAND_PART);
+    match discovery_said(node) {
+        Some(true) => key.push_str(ON_DEMAND_PART),
+        Some(false) => key.push_str(FULL_PART),
+        None => {}
     }
     if let Some(scope) = scope(node) {
         key.push_str(";scope=");
@@ -60,18 +68,70 @@ pub fn group_key(node: &Node) -> String {
     if is_grpc_client(node) {
         key.push_str(";client=grpc");
     }
+    if let Some(namespace) = metadata_string(node, NAMESPACE_METADATA) {
+        key.push_str(NODE_NAMESPACE_PART);
+        key.push_str(&escape(namespace));
+    }
     key
+}
+
+/// The group key part of proxies whose node metadata says `portolan.dev/discovery: full`.
+pub const FULL_PART: &str = ";mode=full";
+
+/// The group key part carrying the node's `portolan.dev/namespace` metadata.
+pub const NODE_NAMESPACE_PART: &str = ";node-ns=";
+
+/// Whether the node's metadata chooses on-demand (`Some(true)`) or full (`Some(false)`)
+/// discovery; `None` when it says nothing, or something that is neither.
+fn discovery_said(node: &Node) -> Option<bool> {
+    match metadata_string(node, DISCOVERY_METADATA)? {
+        "on-demand" => Some(true),
+        "full" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether a group key's node chose its discovery mode (`;mode=on-demand` or `;mode=full`).
+pub fn key_chooses_discovery(key: &str) -> bool {
+    key.split(';')
+        .skip(1)
+        .any(|part| part == &ON_DEMAND_PART[1..] || part == &FULL_PART[1..])
+}
+
+/// The `portolan.dev/namespace` a group key's node sent, unescaped.
+pub fn key_node_namespace(key: &str) -> Option<String> {
+    let prefix = &NODE_NAMESPACE_PART[1..];
+    key.split(';')
+        .skip(1)
+        .find_map(|part| part.strip_prefix(prefix))
+        .map(unescape)
+}
+
+/// Node metadata Portolan reads but whose value it does not know, as warnings naming the node
+/// field: `node.metadata["portolan.dev/discovery"]: "ondemand" is not full or on-demand (ignored)`.
+pub fn metadata_warnings(node: &Node) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(mode) = metadata_string(node, DISCOVERY_METADATA)
+        && !matches!(mode, "on-demand" | "full")
+    {
+        out.push(format!(
+            "node.metadata[\"{DISCOVERY_METADATA}\"]: {mode:?} is not full or on-demand (ignored)"
+        ));
+    }
+    if let Some(client) = metadata_string(node, CLIENT_METADATA)
+        && !client.eq_ignore_ascii_case("grpc")
+        && !client.eq_ignore_ascii_case("envoy")
+    {
+        out.push(format!(
+            "node.metadata[\"{CLIENT_METADATA}\"]: {client:?} is not grpc or envoy (treated as envoy)"
+        ));
+    }
+    out
 }
 
 /// Whether the node asks for on-demand discovery (`portolan.dev/discovery: on-demand`).
 pub fn is_on_demand(node: &Node) -> bool {
-    matches!(
-        node.metadata
-            .as_ref()
-            .and_then(|m| m.fields.get(DISCOVERY_METADATA))
-            .and_then(|v| v.kind.as_ref()),
-        Some(Kind::StringValue(mode)) if mode == "on-demand"
-    )
+    discovery_said(node) == Some(true)
 }
 
 /// Whether a group key is of on-demand proxies.
@@ -173,6 +233,12 @@ pub(crate) fn escape(s: &str) -> String {
         .replace('=', "%3D")
 }
 
+fn unescape(s: &str) -> String {
+    s.replace("%3B", ";")
+        .replace("%3D", "=")
+        .replace("%25", "%")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,7 +282,9 @@ mod tests {
             (SCOPE_METADATA, "./*,shared/*"),
             (NAMESPACE_METADATA, "shop"),
         ]);
-        assert_eq!(group_key(&b), "web;scope=shared/*,shop/*");
+        assert_eq!(group_key(&b), "web;scope=shared/*,shop/*;node-ns=shop");
+        assert_eq!(key_node_namespace(&group_key(&b)).as_deref(), Some("shop"));
+        assert_eq!(key_node_namespace(&group_key(&a)), None);
         assert_eq!(group_key(&with_metadata(&[(SCOPE_METADATA, " , ")])), "web");
     }
 
@@ -265,7 +333,19 @@ mod tests {
         };
         assert_eq!(group_key(&node("on-demand")), "web;mode=on-demand");
         assert!(key_is_on_demand(&group_key(&node("on-demand"))));
-        assert_eq!(group_key(&node("full")), "web");
+        assert_eq!(group_key(&node("full")), "web;mode=full");
+        assert!(key_chooses_discovery(&group_key(&node("full"))));
+        assert!(key_chooses_discovery(&group_key(&node("on-demand"))));
+        // An unknown value is no choice (a ProxyScope may decide), and is warned about.
+        assert_eq!(group_key(&node("ondemand")), "web");
+        assert!(!key_chooses_discovery("web"));
+        assert_eq!(
+            metadata_warnings(&node("ondemand")),
+            [
+                "node.metadata[\"portolan.dev/discovery\"]: \"ondemand\" is not full or on-demand (ignored)"
+            ]
+        );
+        assert!(metadata_warnings(&node("on-demand")).is_empty());
         // A cluster name cannot claim the mode: ';' is escaped.
         let sneaky = Node {
             cluster: "web;mode=on-demand".into(),
@@ -300,6 +380,16 @@ mod tests {
             group_key(&with_client_metadata(envoy, "grpc")),
             "default;client=grpc"
         );
-        assert_eq!(group_key(&with_client_metadata(grpc, "envoy")), "web");
+        assert_eq!(
+            group_key(&with_client_metadata(grpc.clone(), "envoy")),
+            "web"
+        );
+        let odd = with_client_metadata(grpc, "gprc");
+        assert_eq!(
+            metadata_warnings(&odd),
+            [
+                "node.metadata[\"portolan.dev/client\"]: \"gprc\" is not grpc or envoy (treated as envoy)"
+            ]
+        );
     }
 }

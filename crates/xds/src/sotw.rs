@@ -49,6 +49,8 @@ pub struct SotwStream {
     nonces: Nonces,
     types: BTreeMap<ResourceType, TypeState>,
     gate: RemovalGate,
+    /// Whether the "on-demand needs Delta" error was logged (once per stream).
+    warned_on_demand: bool,
 }
 
 /// A resource name shared with the snapshot (or made once per subscription when the snapshot
@@ -118,6 +120,7 @@ impl SotwStream {
             nonces: Nonces::default(),
             types: BTreeMap::new(),
             gate: RemovalGate::default(),
+            warned_on_demand: false,
         }
     }
 
@@ -126,15 +129,32 @@ impl SotwStream {
         self.node.as_ref()
     }
 
+    /// Logs once when the group's snapshot is on-demand (VHDS virtual hosts) though the node
+    /// did not ask for it: a `ProxyScope` made it so, and this stream is State-of-the-World.
+    fn warn_if_on_demand(&mut self, snapshot: &Snapshot) {
+        let Some(node) = &self.node else {
+            return;
+        };
+        if self.warned_on_demand || snapshot.resources(ResourceType::VirtualHost).is_empty() {
+            return;
+        }
+        self.warned_on_demand = true;
+        error!(node = %node.id, group = %node.group, "this group is on-demand (a ProxyScope's discovery: on-demand), which needs Delta ADS (api_type DELTA_GRPC); over State-of-the-World the proxy rejects the VHDS route configuration");
+    }
+
     /// Handles one request from the client.
     pub fn on_request(&mut self, request: DiscoveryRequest) -> Output<DiscoveryResponse> {
         let mut out = Output::default();
         if self.node.is_none() && request.node.is_some() {
             let node = NodeInfo::from_node(request.node.as_ref());
             if crate::group::key_is_on_demand(&node.group) {
+                self.warned_on_demand = true;
                 error!(node = %node.id, group = %node.group, "on-demand discovery (portolan.dev/discovery: on-demand) needs Delta ADS (api_type DELTA_GRPC); over State-of-the-World the proxy rejects the VHDS route configuration");
             }
             self.node = Some(node);
+            if let Some(snapshot) = self.snapshot.clone() {
+                self.warn_if_on_demand(&snapshot);
+            }
         }
         let Some(ty) =
             ResourceType::from_type_url(&request.type_url).filter(|ty| self.scope.allows(*ty))
@@ -167,6 +187,7 @@ impl SotwStream {
 
     /// Takes a new snapshot of the stream's group and pushes what changed.
     pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DiscoveryResponse> {
+        self.warn_if_on_demand(&snapshot);
         self.snapshot = Some(snapshot);
         Output {
             responses: self.push(),

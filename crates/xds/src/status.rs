@@ -36,6 +36,10 @@ pub struct ProxyStatus {
     /// xDS responses sent on the stream (pushes and answers), so operators and tests can see
     /// which proxies a change reached.
     pub responses_sent: u64,
+    /// Node metadata Portolan could not use (e.g. an unknown `portolan.dev/discovery` value),
+    /// naming the field; logged once when the stream opened.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// What one stream was sent and accepted for one type.

@@ -41,6 +41,8 @@ pub struct NodeInfo {
     pub id: String,
     pub group: String,
     pub client: String,
+    /// Node metadata that could not be used (see [`crate::group::metadata_warnings`]).
+    pub warnings: Vec<String>,
 }
 
 // === impl NodeInfo ===
@@ -58,6 +60,7 @@ impl NodeInfo {
             id: node.id.clone(),
             group: crate::group::group_key(node),
             client: client_of(node),
+            warnings: crate::group::metadata_warnings(node),
         }
     }
 }

@@ -224,6 +224,9 @@ pub(crate) async fn run<M, S>(
         None => return,
     };
     let mut node = NodeInfo::from_node(M::node_of(&first));
+    for warning in &node.warnings {
+        warn!(node = %node.id, group = %node.group, "{warning}");
+    }
     if let Some(n) = M::node_of(&first) {
         node.group = ctx
             .identity
@@ -255,6 +258,7 @@ pub(crate) async fn run<M, S>(
         connected_at: SystemTime::now(),
         types: Vec::new(),
         responses_sent: 0,
+        warnings: node.warnings.clone(),
     });
     let user_agent = M::node_of(&first).map_or("", |n| n.user_agent_name.as_str());
     let mut connected = Connected::new(&ctx.metrics, M::DELTA, client_kind(user_agent));

@@ -1,5 +1,5 @@
 //! The example manifests under `examples/` are valid (`portolan validate` finds every object
-//! and no error), and docs/crds.md shows each routing and security example exactly as it is on
+//! and no error), and docs/crds.md shows each routing, security and scoping example exactly as it is on
 //! disk.
 
 use portolan_e2e::manifests::examples_dir;
@@ -113,9 +113,20 @@ fn the_crd_reference_shows_every_routing_example_verbatim() {
 
 #[test]
 fn every_security_example_is_valid_and_shown_verbatim() {
-    let dir = examples_dir().join("security");
+    valid_and_shown_verbatim("security", 5);
+}
+
+#[test]
+fn every_scoping_example_is_valid_and_shown_verbatim() {
+    valid_and_shown_verbatim("scoping", 1);
+}
+
+/// `portolan validate` passes every file of `examples/{dir}` (at least `min` files), and
+/// docs/crds.md shows each verbatim.
+fn valid_and_shown_verbatim(dir: &str, min: usize) {
+    let dir = examples_dir().join(dir);
     let files = yaml_files(&dir);
-    assert!(files.len() >= 5, "security examples: {files:?}");
+    assert!(files.len() >= min, "{} examples: {files:?}", dir.display());
     let expected: usize = files
         .iter()
         .map(|f| documents(&std::fs::read_to_string(f).expect("example readable")))

@@ -3,8 +3,14 @@
 //! cluster for namespace `other`'s, and gets no push when `other` changes, while an unscoped
 //! proxy of the same node cluster does. Pushes are counted twice: Portolan's per-stream
 //! `responses_sent` on `/debug/proxies` and Envoy's own `update_success` stats.
+//!
+//! A `ProxyScope` in the config directory scopes a proxy that sends no scope at all (only its
+//! namespace and labels), and editing it changes what the running Envoy reaches; one with
+//! `discovery: on-demand` and hosts makes a Delta proxy learn, on first use, only the hosts
+//! its scope admits.
 
 use portolan_e2e::envoy::Protocol;
+use portolan_e2e::manifests::example;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
 use std::path::Path;
@@ -209,5 +215,141 @@ async fn a_scoped_proxy_sees_its_namespace_and_is_not_pushed_for_another() -> an
         },
     )
     .await?;
+    Ok(())
+}
+
+fn proxy_scope_yaml(name: &str, selector: Option<&str>, hosts: &[&str], discovery: &str) -> String {
+    let selector = selector.map_or(String::new(), |l| {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        format!("  selector:\n    matchLabels:\n      {k}: {v}\n")
+    });
+    let hosts = hosts
+        .iter()
+        .map(|h| format!("\"{h}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let discovery = if discovery.is_empty() {
+        String::new()
+    } else {
+        format!("  discovery: {discovery}\n")
+    };
+    format!(
+        "apiVersion: portolan.dev/v1alpha1\nkind: ProxyScope\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n{selector}  hosts: [{hosts}]\n{discovery}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_scope_scopes_a_proxy_that_sends_no_scope_and_follows_edits() -> anyhow::Result<()>
+{
+    let cart = Upstream::start("cart").await?;
+    let x = Upstream::start("x").await?;
+    let config = ConfigDir::new()?;
+    config.write("cart.yaml", &service_yaml("shop", "cart", 80))?;
+    config.write("cart-ep.yaml", &endpoints_yaml("shop", "cart", &[&cart]))?;
+    config.write("x.yaml", &service_yaml("other", "x", 80))?;
+    config.write("x-ep.yaml", &endpoints_yaml("other", "x", &[&x]))?;
+    // The example: shop's namespace default admits ./* and shared/* (its `web` ProxyScope
+    // selects app=web, which this proxy is not).
+    config.write("scope.yaml", &example("scoping/proxy-scope.yaml"))?;
+    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
+    // No --scope: only the namespace (node.metadata["portolan.dev/namespace"]) is sent.
+    let envoy = Envoy::start_with(
+        bin(),
+        portolan.ports(),
+        "cart-1",
+        "cart",
+        Protocol::Sotw,
+        &["--scope-namespace", "shop"],
+    )
+    .await?;
+    let pid = envoy.pid();
+    envoy.wait_for_response("cart.shop", 200, "cart").await?;
+    let (status, _) = envoy.get("x.other", "/").await?;
+    assert_eq!(
+        status, 404,
+        "x.other is outside the namespace default's scope"
+    );
+    assert_eq!(envoy.cluster_config(X_CLUSTER).await?, None);
+
+    // Widen the scope: the running Envoy reaches x.other.
+    config.write(
+        "scope.yaml",
+        &proxy_scope_yaml(
+            "default",
+            None,
+            &["./*", "other/x.other.svc.cluster.local"],
+            "",
+        ),
+    )?;
+    envoy.wait_for_response("x.other", 200, "x").await?;
+    // Narrow it to other's host alone: shop's own Service is gone.
+    config.write(
+        "scope.yaml",
+        &proxy_scope_yaml("default", None, &["*/x.other.svc.cluster.local"], ""),
+    )?;
+    envoy.wait_for_response("cart.shop", 404, "").await?;
+    envoy.wait_for_response("x.other", 200, "x").await?;
+    // A selector ProxyScope that does not match the proxy's labels changes nothing ...
+    config.write(
+        "web-scope.yaml",
+        &proxy_scope_yaml("web", Some("app=web"), &["./*"], ""),
+    )?;
+    // ... and deleting the namespace default gives the proxy everything again.
+    config.remove("scope.yaml")?;
+    envoy.wait_for_response("cart.shop", 200, "cart").await?;
+    envoy.wait_for_response("x.other", 200, "x").await?;
+    assert_eq!(envoy.pid(), pid, "the same Envoy process throughout");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_scope_with_on_demand_discovery_learns_only_admitted_hosts() -> anyhow::Result<()> {
+    let cart = Upstream::start("cart").await?;
+    let x = Upstream::start("x").await?;
+    let config = ConfigDir::new()?;
+    config.write("cart.yaml", &service_yaml("shop", "cart", 80))?;
+    config.write("cart-ep.yaml", &endpoints_yaml("shop", "cart", &[&cart]))?;
+    config.write("x.yaml", &service_yaml("other", "x", 80))?;
+    config.write("x-ep.yaml", &endpoints_yaml("other", "x", &[&x]))?;
+    // The namespace default would give everything in full; the selector one wins for app=od.
+    config.write(
+        "default.yaml",
+        &proxy_scope_yaml("default", None, &["*/*"], "full"),
+    )?;
+    config.write(
+        "od.yaml",
+        &proxy_scope_yaml("od", Some("app=od"), &["./*"], "on-demand"),
+    )?;
+    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
+    let envoy = Envoy::start_with(
+        bin(),
+        portolan.ports(),
+        "od-1",
+        "cart",
+        Protocol::Delta,
+        &["--scope-namespace", "shop", "--label", "app=od"],
+    )
+    .await?;
+    let cart_cluster = "outbound|80||cart.shop.svc.cluster.local";
+    // On-demand: nothing for cart until the first request, which succeeds.
+    eventually("the listener", Duration::from_secs(20), || async {
+        let listeners = envoy.admin("/listeners").await.map_err(|e| e.to_string())?;
+        if listeners.contains("mesh-outbound") {
+            Ok(())
+        } else {
+            Err(listeners)
+        }
+    })
+    .await?;
+    assert_eq!(envoy.cluster_config(cart_cluster).await?, None);
+    envoy.wait_for_response("cart.shop", 200, "cart").await?;
+    assert!(envoy.cluster_config(cart_cluster).await?.is_some());
+    // Scoped: other's host is not in the scope, so its lookup finds nothing: 404 at once.
+    let (status, _) = envoy.get("x.other", "/").await?;
+    assert_eq!(
+        status, 404,
+        "x.other is outside the on-demand proxy's scope"
+    );
+    assert_eq!(envoy.cluster_config(X_CLUSTER).await?, None);
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod common;
 pub mod external_service;
 pub mod gateway;
 pub mod peer_authentication;
+pub mod proxy_scope;
 pub mod traffic_policy;
 pub mod traffic_route;
 
@@ -13,5 +14,6 @@ pub use access_policy::AccessPolicy;
 pub use external_service::ExternalService;
 pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;
+pub use proxy_scope::ProxyScope;
 pub use traffic_policy::TrafficPolicy;
 pub use traffic_route::TrafficRoute;

@@ -11,11 +11,13 @@ mod external_service;
 mod gateway;
 mod peer_authentication;
 pub(crate) mod pem;
+mod proxy_scope;
 mod secret;
 mod traffic_policy;
 mod traffic_route;
 
 pub use self::core::{SERVICE_NAME_LABEL, is_dns_label, is_dns_name};
+pub use proxy_scope::scope_entry;
 pub use secret::{TLS_CERT_KEY, TLS_KEY_KEY, tls_data};
 
 use crate::crd::common::{Destination, StringMatch, parse_duration};
@@ -35,6 +37,7 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::ExternalService(e) => external_service::external_service(e, &mut errors),
         Resource::PeerAuthentication(p) => peer_authentication::peer_authentication(p, &mut errors),
         Resource::AccessPolicy(p) => access_policy::access_policy(p, &mut errors),
+        Resource::ProxyScope(p) => proxy_scope::proxy_scope(p, &mut errors),
         Resource::Secret(s) => secret::secret(s, &mut errors),
     }
     errors.0

@@ -35,6 +35,7 @@ pub fn to_object(resource: &Resource) -> Object {
             Object::PeerAuthentication(security::peer_authentication(resource, p))
         }
         Resource::AccessPolicy(p) => Object::AccessPolicy(security::access_policy(resource, p)),
+        Resource::ProxyScope(p) => Object::ProxyScope(security::proxy_scope(resource, p)),
     }
 }
 

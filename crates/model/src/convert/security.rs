@@ -1,11 +1,14 @@
-//! PeerAuthentication and AccessPolicy -> the security model ([`crate::security`]).
+//! PeerAuthentication and AccessPolicy -> the security model ([`crate::security`]);
+//! ProxyScope -> [`crate::proxy_scope`] (selected the same way).
 
 use super::port;
+use crate::proxy_scope::{Discovery, ProxyScope};
 use crate::security::*;
 use portolan_api::Resource;
 use portolan_api::crd::access_policy as ap;
 use portolan_api::crd::common::WorkloadSelector;
 use portolan_api::crd::peer_authentication as pa;
+use portolan_api::crd::proxy_scope as ps;
 use std::collections::BTreeMap;
 
 pub(super) fn peer_authentication(
@@ -21,6 +24,24 @@ pub(super) fn peer_authentication(
             pa::MtlsMode::Permissive => MtlsMode::Permissive,
             pa::MtlsMode::Disable => MtlsMode::Disable,
         },
+    }
+}
+
+pub(super) fn proxy_scope(resource: &Resource, p: &ps::ProxyScope) -> ProxyScope {
+    ProxyScope {
+        source: resource.object_ref(),
+        generation: resource.generation(),
+        created: resource
+            .metadata()
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second()),
+        selector: selector(p.spec.selector.as_ref()),
+        hosts: p.spec.hosts.clone(),
+        discovery: p.spec.discovery.map(|d| match d {
+            ps::DiscoveryMode::Full => Discovery::Full,
+            ps::DiscoveryMode::OnDemand => Discovery::OnDemand,
+        }),
     }
 }
 

@@ -10,6 +10,8 @@
 //!   or port does not exist.
 //! * Gateway: `ResolvedRefs` False `SecretNotFound` when a listener's Secret is missing.
 //! * ExternalService: `Accepted` False `Conflicted` when an earlier one claims the same host.
+//! * ProxyScope: `Accepted` False `Conflicted` when an older one (or, equally old, one first by
+//!   name) selects some of the same proxies (see [`crate::proxy_scope::conflicts`]).
 //!
 //! Messages name the field path and the missing object. `observedGeneration` is the object's.
 
@@ -59,6 +61,20 @@ pub(super) fn statuses(world: &World) -> BTreeMap<ObjectRef, Vec<Condition>> {
     }
     for p in world.access_policies.values() {
         out.insert(p.source.clone(), conditions(vec![], vec![], p.generation));
+    }
+    let lost = crate::proxy_scope::conflicts(world);
+    for p in world.proxy_scopes.values() {
+        let problems = lost.get(&p.source).map(|winner| Problem {
+            reason: "Conflicted",
+            message: format!(
+                "{}: proxies it selects are also selected by {winner}, which was created first (or is first by name) and scopes them",
+                if p.selector.is_some() { "spec.selector" } else { "metadata.namespace" }
+            ),
+        });
+        out.insert(
+            p.source.clone(),
+            conditions(problems.into_iter().collect(), vec![], p.generation),
+        );
     }
     out
 }

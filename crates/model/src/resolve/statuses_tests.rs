@@ -450,3 +450,35 @@ fn gateway_secrets() {
         ok("ResolvedRefs")
     );
 }
+
+#[test]
+fn the_loser_of_two_proxy_scopes_for_the_same_proxies_is_conflicted() {
+    use crate::proxy_scope::ProxyScope;
+    let mk = |name: &str, created: Option<i64>| {
+        Arc::new(ProxyScope {
+            source: ObjectRef::new(Kind::ProxyScope, "shop", name),
+            generation: 3,
+            created,
+            selector: None,
+            hosts: Some(vec!["./*".into()]),
+            discovery: None,
+        })
+    };
+    let (older, newer) = (mk("z-older", Some(100)), mk("a-newer", Some(200)));
+    let mut world = World::default();
+    for p in [&older, &newer] {
+        world.proxy_scopes.insert(p.source.clone(), p.clone());
+    }
+    assert_eq!(
+        cond(&world, &older.source, ConditionType::Accepted),
+        ok("Accepted")
+    );
+    assert_eq!(
+        cond(&world, &newer.source, ConditionType::Accepted),
+        bad(
+            "Conflicted",
+            "metadata.namespace: proxies it selects are also selected by ProxyScope shop/z-older, which was created first (or is first by name) and scopes them"
+        )
+    );
+    assert_eq!(statuses(&world)[&newer.source][0].observed_generation, 3);
+}

@@ -7,7 +7,7 @@
 
 use portolan_api::Resource;
 use portolan_model::{Index, World, convert};
-use portolan_translate::{Options, ProxyGroup, Resources};
+use portolan_translate::{Options, Resources};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -48,7 +48,8 @@ pub fn build(docs: &[Value]) -> Built {
 pub const GROUPS: &[&str] = &["default", "ingress"];
 
 pub fn translate(world: &World, group: &str) -> Resources {
-    portolan_translate::translate(world, &ProxyGroup::from_key(group), &Options::default())
+    let group = portolan::pipeline::groups::group_for_key(group, world);
+    portolan_translate::translate(world, &group, &Options::default())
 }
 
 // === generators ===
