@@ -13,12 +13,16 @@ pub struct TranslateBench {
     pub spec: WorldSpec,
     /// Building the model objects and applying them on an Index, then `world()` (once).
     pub world_build: Duration,
-    /// (a) `translate()` per run.
+    /// (a) `translate()` per run (a second thread on a multi-core machine).
     pub translate: Vec<Duration>,
+    /// (a1) `translate_on(.., 1)`: everything on one thread, per run.
+    pub translate_single: Vec<Duration>,
     /// (b) `encode_to_vec` of every output resource per run.
     pub encode: Vec<Duration>,
     /// (c) translate + snapshot build (encode, version, consistency check) per run.
     pub snapshot: Vec<Duration>,
+    /// (c1) (c) with translation on one thread, per run.
+    pub snapshot_single: Vec<Duration>,
     /// Resources and encoded bytes per type.
     pub bytes: TypeBytes,
     /// Before the world was built.
@@ -41,20 +45,31 @@ pub fn translate(spec: WorldSpec, runs: usize) -> Result<TranslateBench, BenchEr
     let (translate, resources) = time_runs(runs, || {
         portolan_translate::translate(&world, &group, &options)
     });
+    let (translate_single, single) = time_runs(runs, || {
+        portolan_translate::translate_on(&world, &group, &options, 1)
+    });
+    drop(single);
     let (encode, bytes) = time_runs(runs, || encode_all(&resources));
     let (snapshot_times, built) = time_runs(runs, || {
         let resources = portolan_translate::translate(&world, &group, &options);
         snapshot(&resources, None)
     });
     let snap = built?;
+    let (snapshot_single, built) = time_runs(runs, || {
+        let resources = portolan_translate::translate_on(&world, &group, &options, 1);
+        snapshot(&resources, None)
+    });
+    drop(built?);
     let memory_after = Memory::now();
     drop((snap, resources));
     Ok(TranslateBench {
         spec,
         world_build,
         translate,
+        translate_single,
         encode,
         snapshot: snapshot_times,
+        snapshot_single,
         bytes,
         memory_before,
         memory_world,
