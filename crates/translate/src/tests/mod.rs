@@ -436,5 +436,10 @@ fn two_threads_translate_like_one() {
         let two = crate::translate_on(&world, &group, &Options::default(), 2);
         assert_eq!(one.clusters.len(), n);
         assert_eq!(one, two, "{key}");
+        let mut memo = crate::Translator::new();
+        let shared = memo.translate(&world, &group, &Options::default());
+        assert_eq!(shared.to_resources(), one, "{key}: the Translator");
+        let again = memo.translate(&world, &group, &Options::default());
+        assert_eq!((again.to_resources(), memo.stats().reused), (one, n));
     }
 }
