@@ -225,16 +225,23 @@ fn unescape(s: &str) -> String {
 /// listeners and routes are translated on a second thread while this one translates the
 /// Services' clusters (see [`translate_on`]); the output is the same.
 pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resources {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    translate_on(world, group, options, threads)
+    translate_on(world, group, options, usize::MAX)
+}
+
+/// Whether a translation with at most `threads` threads uses a second one: a big enough World
+/// on a machine with more than one core (asked last: it reads cgroup files).
+fn worth_a_second_thread(ctx: &Context<'_>, threads: usize) -> bool {
+    threads >= 2
+        && ctx.plans.len() >= PARALLEL_MIN_SERVICES
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
 }
 
 /// Fewest Services for which [`translate`] uses a second thread (below, spawning one costs
 /// more than it saves).
 pub const PARALLEL_MIN_SERVICES: usize = 256;
 
-/// [`translate`] with at most `threads` threads: with 2 or more (and at least
-/// [`PARALLEL_MIN_SERVICES`] Services), the group's listeners, routes and other clusters are
+/// [`translate`] with at most `threads` threads: with 2 or more (at least
+/// [`PARALLEL_MIN_SERVICES`] Services, and more than one core), the group's listeners, routes and other clusters are
 /// translated on a scoped second thread while the calling thread translates the Services'
 /// clusters and assignments; with 1, everything runs on the calling thread. The output does
 /// not depend on `threads`.
@@ -245,7 +252,7 @@ pub fn translate_on(
     threads: usize,
 ) -> Resources {
     let ctx = Context::for_group(world, options, group);
-    let (mut resources, rest) = if threads >= 2 && ctx.plans.len() >= PARALLEL_MIN_SERVICES {
+    let (mut resources, rest) = if worth_a_second_thread(&ctx, threads) {
         std::thread::scope(|s| {
             let rest = s.spawn(|| group_resources(&ctx, group));
             let services = service_resources(&ctx, group);

@@ -107,8 +107,7 @@ impl Translator {
             self.inputs = Some(inputs);
         }
         let ctx = Context::for_group(world, options, group);
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let (mut out, rest) = if threads >= 2 && ctx.plans.len() >= crate::PARALLEL_MIN_SERVICES {
+        let (mut out, rest) = if crate::worth_a_second_thread(&ctx, usize::MAX) {
             // As in `crate::translate_on`: the group's listeners and routes on a second thread.
             std::thread::scope(|s| {
                 let rest = s.spawn(|| crate::group_resources(&ctx, group));
