@@ -117,8 +117,14 @@ fn translate_md(out: &mut String, t: &TranslateBench) {
         out,
         "| Step | Median | Max | vs encode floor |\n|---|---:|---:|---:|"
     );
+    let (a1, c1) = (median(&t.translate_single), median(&t.snapshot_single));
     for (name, times, vs) in [
         ("(a) translate()", &t.translate, Some(ratio(a, b))),
+        (
+            "(a1) translate() on one thread (`translate_on(.., 1)`)",
+            &t.translate_single,
+            Some(ratio(a1, b)),
+        ),
         (
             "(b) encode floor (encode_to_vec of every resource)",
             &t.encode,
@@ -128,6 +134,11 @@ fn translate_md(out: &mut String, t: &TranslateBench) {
             "(c) full snapshot build (translate + encode + check)",
             &t.snapshot,
             Some(ratio(c, b)),
+        ),
+        (
+            "(c1) full snapshot build, translation on one thread",
+            &t.snapshot_single,
+            Some(ratio(c1, b)),
         ),
     ] {
         let vs = vs.map_or("1.0× (floor)".to_string(), |r| format!("{r:.1}×"));

@@ -221,19 +221,48 @@ fn unescape(s: &str) -> String {
 /// Translates a World for one proxy group. Pure and deterministic.
 ///
 /// Every group gets every cluster its scope reaches (unscoped: all); listeners depend on
-/// whether Gateways select the group.
+/// whether Gateways select the group. On a machine with more than one core, a big World's
+/// listeners and routes are translated on a second thread while this one translates the
+/// Services' clusters (see [`translate_on`]); the output is the same.
 pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resources {
+    translate_on(world, group, options, usize::MAX)
+}
+
+/// Whether a translation with at most `threads` threads uses a second one: a big enough World
+/// on a machine with more than one core (asked last: it reads cgroup files).
+fn worth_a_second_thread(ctx: &Context<'_>, threads: usize) -> bool {
+    threads >= 2
+        && ctx.plans.len() >= PARALLEL_MIN_SERVICES
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+}
+
+/// Fewest Services for which [`translate`] uses a second thread (below, spawning one costs
+/// more than it saves).
+pub const PARALLEL_MIN_SERVICES: usize = 256;
+
+/// [`translate`] with at most `threads` threads: with 2 or more (at least
+/// [`PARALLEL_MIN_SERVICES`] Services, and more than one core), the group's listeners, routes and other clusters are
+/// translated on a scoped second thread while the calling thread translates the Services'
+/// clusters and assignments; with 1, everything runs on the calling thread. The output does
+/// not depend on `threads`.
+pub fn translate_on(
+    world: &World,
+    group: &ProxyGroup,
+    options: &Options,
+    threads: usize,
+) -> Resources {
     let ctx = Context::for_group(world, options, group);
-    let mut resources = Resources::default();
-    let in_mesh = group.workload.is_some();
-    for plan in ctx.plans.iter().filter(|p| ctx.reaches_service(p)) {
-        let policies = service_clusters::policies(&ctx, plan);
-        let tls = service_clusters::mesh_tls(&ctx, plan, in_mesh);
-        let out = service_clusters::translate(&ctx, plan, &policies, &tls, group.zone.as_deref());
-        resources.clusters.extend(out.clusters);
-        resources.load_assignments.extend(out.load_assignments);
-    }
-    let rest = group_resources(&ctx, group);
+    let (mut resources, rest) = if worth_a_second_thread(&ctx, threads) {
+        std::thread::scope(|s| {
+            let rest = s.spawn(|| group_resources(&ctx, group));
+            let services = service_resources(&ctx, group);
+            // A panic on the second thread is a bug of translation: pass it on.
+            let rest = rest.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            (services, rest)
+        })
+    } else {
+        (service_resources(&ctx, group), group_resources(&ctx, group))
+    };
     resources.clusters.extend(rest.clusters);
     resources.listeners = rest.listeners;
     resources.routes = rest.routes;
@@ -243,6 +272,27 @@ pub fn translate(world: &World, group: &ProxyGroup, options: &Options) -> Resour
     }
     resources.sort();
     resources
+}
+
+/// The clusters and assignments of every Service the group reaches, in plan order.
+fn service_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
+    let in_mesh = group.workload.is_some();
+    let ports: usize = ctx.plans.iter().map(|p| p.ports.len()).sum();
+    let mut out = service_clusters::ServiceClusters {
+        clusters: Vec::with_capacity(ports),
+        load_assignments: Vec::with_capacity(ports),
+    };
+    for plan in ctx.plans.iter().filter(|p| ctx.reaches_service(p)) {
+        let policies = service_clusters::policies(ctx, plan);
+        let tls = service_clusters::mesh_tls(ctx, plan, in_mesh);
+        let zone = group.zone.as_deref();
+        service_clusters::translate_into(ctx, plan, &policies, &tls, zone, &mut out);
+    }
+    Resources {
+        clusters: out.clusters,
+        load_assignments: out.load_assignments,
+        ..Default::default()
+    }
 }
 
 /// The Gateways that select a proxy group, by namespace and name (none: the group gets the
@@ -315,15 +365,35 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
 
 /// Sorts a list by resource name (stable); with `dedup`, drops repeated names (first one wins).
 ///
-/// Sorts positions, not the messages (a Cluster is large), then moves each message once.
+/// Sorts positions, not the messages (a Cluster is over 3 KB), then permutes the list in place
+/// by following each cycle of the order: no second buffer (for a big world, tens of MB of fresh
+/// pages) and no message moved more than a swap. A list already in order is left untouched.
 fn sort_by_name<T>(list: &mut Vec<T>, name: impl Fn(&T) -> &str, dedup: bool) {
-    let mut order: Vec<usize> = (0..list.len()).collect();
-    order.sort_by(|&a, &b| name(&list[a]).cmp(name(&list[b])));
-    if dedup {
-        order.dedup_by(|a, b| name(&list[*a]) == name(&list[*b]));
+    if !list.windows(2).all(|w| name(&w[0]) <= name(&w[1])) {
+        let mut order: Vec<usize> = (0..list.len()).collect();
+        order.sort_by(|&a, &b| name(&list[a]).cmp(name(&list[b])));
+        permute(list, &order);
     }
-    let mut slots: Vec<Option<T>> = list.drain(..).map(Some).collect();
-    list.extend(order.into_iter().filter_map(|i| slots[i].take()));
+    if dedup {
+        list.dedup_by(|a, b| name(a) == name(b));
+    }
+}
+
+/// Reorders `list` so that position `i` holds what was at `order[i]` (`order` a permutation).
+fn permute<T>(list: &mut [T], order: &[usize]) {
+    let mut placed = vec![false; list.len()];
+    for start in 0..list.len() {
+        let mut at = start;
+        while !placed[at] {
+            placed[at] = true;
+            let from = order[at];
+            if from == start {
+                break;
+            }
+            list.swap(at, from);
+            at = from;
+        }
+    }
 }
 
 // === impl Resources ===

@@ -77,6 +77,20 @@ pub(crate) fn translate(
     zone: Option<&str>,
 ) -> ServiceClusters {
     let mut out = ServiceClusters::default();
+    translate_into(ctx, plan, policies, mesh_tls, zone, &mut out);
+    out
+}
+
+/// [`translate`], appending to `out` (one move per message less than collecting and
+/// extending: a Cluster is over 3 KB).
+pub(crate) fn translate_into(
+    ctx: &Context<'_>,
+    plan: &ServicePlan<'_>,
+    policies: &[Option<Arc<DestinationPolicy>>],
+    mesh_tls: &Option<Vec<String>>,
+    zone: Option<&str>,
+    out: &mut ServiceClusters,
+) {
     let groups = ctx.world.endpoints_of(&plan.service.key);
     for (port, policy) in plan.ports.iter().zip(policies) {
         let mut cluster = cluster::eds_cluster(port, ctx.options);
@@ -104,5 +118,4 @@ pub(crate) fn translate(
         }
         out.clusters.push(cluster);
     }
-    out
 }

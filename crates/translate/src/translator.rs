@@ -107,6 +107,33 @@ impl Translator {
             self.inputs = Some(inputs);
         }
         let ctx = Context::for_group(world, options, group);
+        let (mut out, rest) = if crate::worth_a_second_thread(&ctx, usize::MAX) {
+            // As in `crate::translate_on`: the group's listeners and routes on a second thread.
+            std::thread::scope(|s| {
+                let rest = s.spawn(|| crate::group_resources(&ctx, group));
+                let out = self.service_resources(&ctx, group);
+                let rest = rest.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                (out, rest)
+            })
+        } else {
+            let out = self.service_resources(&ctx, group);
+            (out, crate::group_resources(&ctx, group))
+        };
+        out.clusters.extend(rest.clusters.into_iter().map(Arc::new));
+        out.listeners = rest.listeners;
+        out.routes = rest.routes;
+        out.on_demand = rest.on_demand;
+        if group.client == crate::grpc::Client::Grpc {
+            crate::grpc::fit_shared(&mut out);
+        }
+        out.sort();
+        out
+    }
+
+    /// The Services' clusters and assignments, reused from the memo where their inputs are
+    /// the same allocations; refills the memo.
+    fn service_resources(&mut self, ctx: &Context<'_>, group: &ProxyGroup) -> SharedResources {
+        let in_mesh = group.workload.is_some();
         let zone = group.zone.as_deref();
         let mut previous = std::mem::take(&mut self.memo);
         let mut out = SharedResources::default();
@@ -114,9 +141,9 @@ impl Translator {
         for plan in ctx.plans.iter().filter(|p| ctx.reaches_service(p)) {
             let key = MemoKey {
                 service: plan.service.clone(),
-                groups: world.endpoints_of(&plan.service.key).to_vec(),
-                policies: service_clusters::policies(&ctx, plan),
-                mesh_tls: service_clusters::mesh_tls(&ctx, plan, in_mesh),
+                groups: ctx.world.endpoints_of(&plan.service.key).to_vec(),
+                policies: service_clusters::policies(ctx, plan),
+                mesh_tls: service_clusters::mesh_tls(ctx, plan, in_mesh),
             };
             let memo = match previous.remove(&plan.service.key) {
                 Some(memo) if memo.key.same_as(&key) => {
@@ -126,7 +153,7 @@ impl Translator {
                 _ => {
                     self.stats.translated += 1;
                     let translated =
-                        service_clusters::translate(&ctx, plan, &key.policies, &key.mesh_tls, zone);
+                        service_clusters::translate(ctx, plan, &key.policies, &key.mesh_tls, zone);
                     Memo::new(key, translated)
                 }
             };
@@ -135,15 +162,6 @@ impl Translator {
                 .extend(memo.load_assignments.iter().cloned());
             self.memo.insert(plan.service.key.clone(), memo);
         }
-        let rest = crate::group_resources(&ctx, group);
-        out.clusters.extend(rest.clusters.into_iter().map(Arc::new));
-        out.listeners = rest.listeners;
-        out.routes = rest.routes;
-        out.on_demand = rest.on_demand;
-        if group.client == crate::grpc::Client::Grpc {
-            crate::grpc::fit_shared(&mut out);
-        }
-        out.sort();
         out
     }
 

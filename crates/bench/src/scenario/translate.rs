@@ -13,12 +13,16 @@ pub struct TranslateBench {
     pub spec: WorldSpec,
     /// Building the model objects and applying them on an Index, then `world()` (once).
     pub world_build: Duration,
-    /// (a) `translate()` per run.
+    /// (a) `translate()` per run (a second thread on a multi-core machine).
     pub translate: Vec<Duration>,
+    /// (a1) `translate_on(.., 1)`: everything on one thread, per run.
+    pub translate_single: Vec<Duration>,
     /// (b) `encode_to_vec` of every output resource per run.
     pub encode: Vec<Duration>,
     /// (c) translate + snapshot build (encode, version, consistency check) per run.
     pub snapshot: Vec<Duration>,
+    /// (c1) (c) with translation on one thread, per run.
+    pub snapshot_single: Vec<Duration>,
     /// Resources and encoded bytes per type.
     pub bytes: TypeBytes,
     /// Before the world was built.
@@ -38,6 +42,17 @@ pub fn translate(spec: WorldSpec, runs: usize) -> Result<TranslateBench, BenchEr
     let memory_world = Memory::now();
     let (group, options) = (ProxyGroup::default(), Options::default());
 
+    // The one-thread runs first, their output dropped: the peak RSS below is that of the
+    // runs that hold their resources and snapshot, as before they existed.
+    let (translate_single, single) = time_runs(runs, || {
+        portolan_translate::translate_on(&world, &group, &options, 1)
+    });
+    drop(single);
+    let (snapshot_single, built) = time_runs(runs, || {
+        let resources = portolan_translate::translate_on(&world, &group, &options, 1);
+        snapshot(&resources, None)
+    });
+    drop(built?);
     let (translate, resources) = time_runs(runs, || {
         portolan_translate::translate(&world, &group, &options)
     });
@@ -53,8 +68,10 @@ pub fn translate(spec: WorldSpec, runs: usize) -> Result<TranslateBench, BenchEr
         spec,
         world_build,
         translate,
+        translate_single,
         encode,
         snapshot: snapshot_times,
+        snapshot_single,
         bytes,
         memory_before,
         memory_world,

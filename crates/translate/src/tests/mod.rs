@@ -361,3 +361,85 @@ fn mk_reviews_world() -> World {
         ],
     )
 }
+
+/// The in-place sort: stable by name, the first of repeated names kept, any permutation.
+#[test]
+fn sort_by_name_is_stable_and_keeps_the_first_of_repeated_names() {
+    let names = ["d", "b", "a", "b", "c", "a", "e", "a"];
+    let mut list: Vec<(String, usize)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), i))
+        .collect();
+    crate::sort_by_name(&mut list, |x| x.0.as_str(), false);
+    let order: Vec<usize> = list.iter().map(|x| x.1).collect();
+    assert_eq!(order, [2, 5, 7, 1, 3, 4, 0, 6]);
+    crate::sort_by_name(&mut list, |x| x.0.as_str(), true);
+    let order: Vec<usize> = list.iter().map(|x| x.1).collect();
+    assert_eq!(order, [2, 1, 4, 0, 6]);
+    for n in 0..7usize {
+        // Reversed and rotated lists of every small length (every cycle shape the permutation
+        // walks).
+        let mut reversed: Vec<String> = (0..n).rev().map(|i| format!("{i}")).collect();
+        crate::sort_by_name(&mut reversed, String::as_str, false);
+        let mut rotated: Vec<String> = (0..n).map(|i| format!("{}", (i + 3) % n)).collect();
+        crate::sort_by_name(&mut rotated, String::as_str, false);
+        let want: Vec<String> = (0..n).map(|i| format!("{i}")).collect();
+        assert_eq!((reversed, rotated), (want.clone(), want));
+    }
+}
+
+/// A World big enough for the second thread gives the same output on one thread and on two
+/// (services in several namespaces sharing names, endpoints in two zones, a mesh route).
+#[test]
+fn two_threads_translate_like_one() {
+    let n = crate::PARALLEL_MIN_SERVICES + 20;
+    let services: Vec<Service> = (0..n)
+        .map(|i| {
+            mk_service(
+                &format!("ns-{}", i % 3),
+                &format!("s{}", i / 2),
+                vec![mk_port("http", 80)],
+            )
+        })
+        .collect();
+    let groups: Vec<EndpointGroup> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let zone = Some(if i % 2 == 0 { "a" } else { "b" });
+            let endpoints = vec![mk_ready(&format!("10.0.{}.{}", i / 200, i % 200 + 1), zone)];
+            let port = vec![mk_endpoint_port("http", 8080)];
+            mk_slice(
+                &s.key.namespace,
+                &s.key.name,
+                &format!("{}-x", s.key.name),
+                port,
+                endpoints,
+            )
+        })
+        .collect();
+    let mut world = mk_world(services, groups);
+    let route = mk_route(
+        "ns-0",
+        "r",
+        &["s0.ns-0"],
+        vec![mk_rule(
+            Vec::new(),
+            mk_forward(vec![mk_backend("s1.ns-1", None, None, 1)]),
+        )],
+    );
+    world.routes.insert(route.source.clone(), Arc::new(route));
+    for key in ["default", "edge;zone=a"] {
+        let group = ProxyGroup::from_key(key);
+        let one = crate::translate_on(&world, &group, &Options::default(), 1);
+        let two = crate::translate_on(&world, &group, &Options::default(), 2);
+        assert_eq!(one.clusters.len(), n);
+        assert_eq!(one, two, "{key}");
+        let mut memo = crate::Translator::new();
+        let shared = memo.translate(&world, &group, &Options::default());
+        assert_eq!(shared.to_resources(), one, "{key}: the Translator");
+        let again = memo.translate(&world, &group, &Options::default());
+        assert_eq!((again.to_resources(), memo.stats().reused), (one, n));
+    }
+}
