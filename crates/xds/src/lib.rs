@@ -22,6 +22,7 @@ pub mod incoming;
 pub mod limits;
 pub mod metrics;
 pub mod resource;
+mod response_body;
 pub mod server;
 pub mod snapshot;
 pub mod sotw;
