@@ -13,6 +13,12 @@
 //!   Virtual hosts (VHDS) that do not exist are answered with a resource that has the name as
 //!   alias and no body (the Delta "does not exist" answer Envoy resolves on-demand lookups
 //!   with); virtual hosts carry the name they were asked for as alias.
+//! * Envoy's first VHDS request names nothing (it is not a wildcard: no virtual host is sent),
+//!   but Envoy routes VHDS updates to its watch by namespace, the route configuration name
+//!   (`ROUTE_CONFIG/HOST`): a response naming nothing in that namespace never reaches the watch,
+//!   and the listener waits out its 15 s initial fetch timeout. So the first VHDS answer lists
+//!   `ROUTE_CONFIG/` (an empty host, never a real virtual host) in `removed_resources` for
+//!   each VHDS route configuration of the snapshot; Envoy drops removals of names it lacks.
 //! * A wildcard subscription gets every resource but those the snapshot serves by name only
 //!   (on-demand CDS: clusters an on-demand proxy asks for by name on first use).
 //!   Unsubscribing forgets what the client holds for those names (outside a wildcard).
@@ -61,6 +67,8 @@ struct TypeState {
     client: BTreeMap<String, String>,
     /// Newly subscribed names to report as absent if they do not exist.
     unanswered: BTreeSet<String>,
+    /// VHDS only: the first answer (naming the VHDS route configurations) is still owed.
+    first_answer: bool,
     needs_answer: bool,
     pending: VecDeque<Pending>,
     /// Name -> version the client rejected.
@@ -228,6 +236,7 @@ impl TypeState {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             unanswered: BTreeSet::new(),
+            first_answer: ty == ResourceType::VirtualHost,
             needs_answer: true,
             pending: VecDeque::new(),
             nacked: BTreeMap::new(),
@@ -336,6 +345,9 @@ impl TypeState {
         let mut absent = Vec::new();
         if self.ty == ResourceType::VirtualHost {
             absent.extend(unknown);
+            if self.first_answer {
+                removed.extend(self.vhds_namespaces(snapshot));
+            }
         } else {
             removed.extend(unknown);
         }
@@ -347,6 +359,18 @@ impl TypeState {
             removed: removed.into_iter().collect(),
             absent,
         })
+    }
+
+    /// For the first VHDS answer: `ROUTE_CONFIG/` (an empty host, so never a real virtual host)
+    /// per VHDS route configuration; Envoy delivers it to the watch of that route configuration.
+    fn vhds_namespaces(&self, snapshot: &Snapshot) -> Vec<String> {
+        let current = snapshot.resources(self.ty);
+        snapshot
+            .vhds_route_configs()
+            .iter()
+            .map(|route_config| format!("{route_config}/"))
+            .filter(|n| !current.contains_key(n) && !self.client.contains_key(n))
+            .collect()
     }
 
     fn is_new(&self, resource: &Resource) -> bool {
@@ -373,6 +397,7 @@ impl TypeState {
             self.client.retain(|name, _| names.contains(name));
         }
         self.unanswered.clear();
+        self.first_answer = false;
         self.needs_answer = false;
         self.sent_version = Some(version.to_string());
         self.pending.push_back(Pending {

@@ -358,15 +358,21 @@ fn delta_serves_secrets_by_name_and_pushes_a_rotated_one() {
     assert_ne!(out.responses[0].resources[0].version, version);
 }
 
-/// A snapshot of one cluster served in the wildcard, one by name only, and one virtual host.
+/// A snapshot of one cluster served in the wildcard, one by name only, the `mesh-outbound`
+/// route configuration taking its virtual hosts over VHDS, and those virtual hosts.
 fn on_demand_snapshot(vhosts: &[&str]) -> Arc<Snapshot> {
-    use envoy_types::pb::envoy::config::route::v3::VirtualHost;
+    use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, Vhds, VirtualHost};
     let mut b = Snapshot::builder();
-    b.add_cluster(&cluster("always"))
-        .add_load_assignment(&cla("always", 1))
-        .add_cluster(&cluster("lazy"))
-        .add_load_assignment(&cla("lazy", 2))
-        .named_only(Cluster, ["lazy".to_string()]);
+    b.add_route(&RouteConfiguration {
+        name: "mesh-outbound".into(),
+        vhds: Some(Vhds::default()),
+        ..Default::default()
+    })
+    .add_cluster(&cluster("always"))
+    .add_load_assignment(&cla("always", 1))
+    .add_cluster(&cluster("lazy"))
+    .add_load_assignment(&cla("lazy", 2))
+    .named_only(Cluster, ["lazy".to_string()]);
     for name in vhosts {
         b.add_virtual_host(&VirtualHost {
             name: name.to_string(),
@@ -436,4 +442,41 @@ fn virtual_hosts_carry_their_alias_and_unknown_ones_get_an_empty_aliased_answer(
     // And it is removed by name when it goes away.
     let gone = only(stream.on_snapshot(on_demand_snapshot(&["mesh-outbound/a"])));
     assert_eq!(gone.removed_resources, ["mesh-outbound/b"]);
+}
+
+#[test]
+fn first_vhds_request_is_answered_empty_in_the_route_configuration_namespace() {
+    use ResourceType::VirtualHost;
+    let mut stream = DeltaStream::new(Scope::Aggregated);
+    // Asked before there is a snapshot: answered once there is one.
+    assert!(
+        stream
+            .on_request(subscribe(VirtualHost, &[]))
+            .responses
+            .is_empty()
+    );
+    let snapshot = on_demand_snapshot(&["mesh-outbound/a"]);
+    let first = only(stream.on_snapshot(snapshot.clone()));
+    assert_eq!(first.type_url, VirtualHost.type_url());
+    assert!(!first.nonce.is_empty());
+    assert_eq!(first.system_version_info, snapshot.version(VirtualHost));
+    // Not a wildcard: no virtual host. Envoy routes VHDS updates by namespace (the route
+    // configuration name): only a name in it completes Envoy's VHDS init.
+    assert!(first.resources.is_empty(), "{first:?}");
+    assert_eq!(first.removed_resources, ["mesh-outbound/"]);
+    assert_eq!(stream.on_request(ack(&first)).acks, vec![VirtualHost]);
+    // Only the first answer names it.
+    let known = only(stream.on_request(subscribe(VirtualHost, &["mesh-outbound/a"])));
+    assert_eq!(names(&known), ["mesh-outbound/a"]);
+    assert!(known.removed_resources.is_empty());
+}
+
+#[test]
+fn first_vhds_answer_names_nothing_without_a_vhds_route_configuration() {
+    use ResourceType::VirtualHost;
+    let mut stream = DeltaStream::new(Scope::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let first = only(stream.on_request(subscribe(VirtualHost, &[])));
+    assert!(first.resources.is_empty());
+    assert!(first.removed_resources.is_empty());
 }

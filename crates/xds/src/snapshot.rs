@@ -12,6 +12,10 @@
 //! Resources can be marked named-only ([`SnapshotBuilder::named_only`]): a wildcard
 //! subscription leaves them out and a subscription by name gets them (on-demand CDS).
 //!
+//! A snapshot knows which route configurations take their virtual hosts over VHDS
+//! ([`Snapshot::vhds_route_configs`]): Envoy watches VHDS by route configuration name, and the
+//! Delta stream answers that watch's first, empty request with it (see [`crate::delta`]).
+//!
 //! The builder collects resources in lists and sorts them once at the end (translation emits them
 //! in name order, so that sort is a pass); the name-ordered maps are then built in bulk rather
 //! than one insert at a time.
@@ -83,6 +87,8 @@ pub struct Snapshot {
     rollout: u64,
     /// When [`crate::Cache::set`] published it.
     published_at: Option<Instant>,
+    /// Route configurations with `vhds` set, by name.
+    vhds_route_configs: Arc<BTreeSet<String>>,
 }
 
 // === impl Snapshot ===
@@ -106,6 +112,11 @@ impl Snapshot {
     /// Whether a wildcard subscription gets the resource (it is not served only by name).
     pub fn in_wildcard(&self, ty: ResourceType, name: &str) -> bool {
         !self.types[ty.index()].named_only.contains(name)
+    }
+
+    /// The route configurations that take their virtual hosts over VHDS (`vhds` set), by name.
+    pub fn vhds_route_configs(&self) -> &BTreeSet<String> {
+        &self.vhds_route_configs
     }
 
     /// Tags the snapshot with the rollout it belongs to (see [`crate::convergence`]).
@@ -139,6 +150,7 @@ impl Default for Snapshot {
             }),
             rollout: 0,
             published_at: None,
+            vhds_route_configs: Arc::default(),
         }
     }
 }
@@ -149,13 +161,17 @@ pub struct Encoded {
     ty: ResourceType,
     resource: Arc<Resource>,
     needs: Arc<[String]>,
+    /// A route configuration with `vhds` set.
+    vhds: bool,
 }
 
-/// A resource in a builder; `needs` is `None` when it came encoded (the check decodes it).
+/// A resource in a builder; `needs` is `None` when it came encoded (the check decodes it, and
+/// so does [`vhds_route_configs`]).
 #[derive(Clone, Debug)]
 struct Entry {
     resource: Arc<Resource>,
     needs: Option<Arc<[String]>>,
+    vhds: bool,
 }
 
 // === impl Encoded ===
@@ -188,7 +204,10 @@ impl Encoded {
 
     /// A route configuration, named by its name.
     pub fn route(route: &RouteConfiguration) -> Self {
-        Self::new(ResourceType::Route, &route.name, route, Vec::new())
+        Self {
+            vhds: route.vhds.is_some(),
+            ..Self::new(ResourceType::Route, &route.name, route, Vec::new())
+        }
     }
 
     fn new<M: Message + Name>(ty: ResourceType, name: &str, msg: &M, needs: Vec<String>) -> Self {
@@ -196,6 +215,7 @@ impl Encoded {
             ty,
             resource: Arc::new(Resource::encode_named(name, msg)),
             needs: needs.into(),
+            vhds: false,
         }
     }
 
@@ -252,6 +272,7 @@ impl SnapshotBuilder {
         let entry = Entry {
             resource: encoded.resource,
             needs: Some(encoded.needs),
+            vhds: encoded.vhds,
         };
         self.insert_entry(encoded.ty, entry)
     }
@@ -347,6 +368,7 @@ impl SnapshotBuilder {
         });
         check_clusters(&self.types, &maps)?;
         check_listeners(&self.types, &maps)?;
+        let vhds_route_configs = Arc::new(vhds_route_configs(&self.types)?);
         let mut named_only = self.named_only.into_iter();
         Ok(Snapshot {
             types: maps.map(|resources| {
@@ -360,6 +382,7 @@ impl SnapshotBuilder {
             }),
             rollout: 0,
             published_at: None,
+            vhds_route_configs,
         })
     }
 
@@ -367,6 +390,7 @@ impl SnapshotBuilder {
         let entry = Entry {
             resource: Arc::new(resource),
             needs: None,
+            vhds: false,
         };
         self.insert_entry(ty, entry)
     }
@@ -467,6 +491,24 @@ fn check_listeners(types: &Types, maps: &Maps) -> Result<(), SnapshotError> {
         }
     }
     Ok(())
+}
+
+/// The route configurations with `vhds` set (those added encoded are decoded to tell).
+fn vhds_route_configs(types: &Types) -> Result<BTreeSet<String>, SnapshotError> {
+    let mut names = BTreeSet::new();
+    for entry in &types[ResourceType::Route.index()] {
+        let vhds = match entry.needs {
+            Some(_) => entry.vhds,
+            None => {
+                let route: RouteConfiguration = decode(ResourceType::Route, &entry.resource)?;
+                route.vhds.is_some()
+            }
+        };
+        if vhds {
+            names.insert(entry.resource.name().to_string());
+        }
+    }
+    Ok(names)
 }
 
 /// The RDS route configuration names used by a listener's HTTP connection managers.
@@ -703,6 +745,29 @@ mod tests {
         assert!(!snapshot.in_wildcard(ResourceType::Cluster, "b"));
         assert!(snapshot.in_wildcard(ResourceType::Endpoint, "b"));
         assert_eq!(snapshot.resources(ResourceType::Cluster).len(), 2);
+    }
+
+    #[test]
+    fn route_configurations_taking_vhds_are_known_typed_or_encoded() {
+        use envoy_types::pb::envoy::config::route::v3::Vhds;
+        let on_demand = |name: &str| RouteConfiguration {
+            name: name.to_string(),
+            vhds: Some(Vhds::default()),
+            ..Default::default()
+        };
+        let mut builder = Snapshot::builder();
+        builder
+            .add_route(&on_demand("typed"))
+            .add(ResourceType::Route, "encoded", &on_demand("encoded"))
+            .add_route(&route_config("full", "a"));
+        let snapshot = builder.build().expect("consistent");
+        let names: Vec<&str> = snapshot
+            .vhds_route_configs()
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, ["encoded", "typed"]);
+        assert!(snapshot_of(&["a"], &["l"]).vhds_route_configs().is_empty());
     }
 
     #[test]

@@ -70,6 +70,39 @@ async fn on_demand_envoy(portolan: &Portolan) -> anyhow::Result<Envoy> {
     .await
 }
 
+/// Envoy's VHDS init fetch timeouts (`http.mesh_outbound.rds.vhds.mesh-outbound.init_fetch_timeout`).
+async fn vhds_init_fetch_timeouts(envoy: &Envoy) -> anyhow::Result<Vec<(String, u64)>> {
+    Ok(envoy
+        .stats_containing(".vhds.")
+        .await?
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".init_fetch_timeout"))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_without_waiting_out_the_vhds_initial_fetch() -> anyhow::Result<()> {
+    let a = Upstream::start("a").await?;
+    let config = ConfigDir::new()?;
+    config.write("web.yaml", &service_files("web", &a))?;
+    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
+    let envoy = on_demand_envoy(&portolan).await?;
+    // Ready, and not because the VHDS initial fetch timed out: Portolan answered Envoy's
+    // first VHDS request, which names no virtual host, with an empty response.
+    let timeouts = vhds_init_fetch_timeouts(&envoy).await?;
+    assert!(!timeouts.is_empty(), "no VHDS init_fetch_timeout stat");
+    assert!(
+        timeouts.iter().all(|(_, n)| *n == 0),
+        "{timeouts:?}\n{}",
+        envoy.log_tail()
+    );
+    // Still so once virtual hosts are fetched on demand.
+    assert_eq!(envoy.get("web", "/").await?, (200, "a".to_string()));
+    let timeouts = vhds_init_fetch_timeouts(&envoy).await?;
+    assert!(timeouts.iter().all(|(_, n)| *n == 0), "{timeouts:?}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_are_learned_on_first_request() -> anyhow::Result<()> {
     let a = Upstream::start("a").await?;
