@@ -63,8 +63,9 @@ struct TypeState {
     ty: ResourceType,
     wildcard: bool,
     names: BTreeSet<String>,
-    /// Name -> version the client holds.
-    client: BTreeMap<String, String>,
+    /// Name -> version the client holds, sharing the snapshot's strings (a full proxy of a
+    /// 10,000-Service mesh holds 20,000 of them).
+    client: BTreeMap<Arc<str>, Arc<str>>,
     /// Newly subscribed names to report as absent if they do not exist.
     unanswered: BTreeSet<String>,
     /// VHDS only: the first answer (naming the VHDS route configurations) is still owed.
@@ -72,7 +73,7 @@ struct TypeState {
     needs_answer: bool,
     pending: VecDeque<Pending>,
     /// Name -> version the client rejected.
-    nacked: BTreeMap<String, String>,
+    nacked: BTreeMap<Arc<str>, Arc<str>>,
     sent_version: Option<String>,
     acked_version: Option<String>,
     last_nack: Option<Nack>,
@@ -84,8 +85,11 @@ struct Pending {
     nonce: String,
     version: String,
     /// (name, version held before, version sent; `None` for a removal).
-    changes: Vec<(String, Option<String>, Option<String>)>,
+    changes: Vec<Change>,
 }
+
+/// (name, version held before, version sent; `None` for a removal).
+type Change = (Arc<str>, Option<Arc<str>>, Option<Arc<str>>);
 
 #[derive(Debug)]
 struct Plan {
@@ -233,7 +237,7 @@ impl TypeState {
             names: BTreeSet::new(),
             client: initial
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
                 .collect(),
             unanswered: BTreeSet::new(),
             first_answer: ty == ResourceType::VirtualHost,
@@ -267,7 +271,7 @@ impl TypeState {
             self.unanswered.remove(name);
             let in_wildcard = snapshot.is_none_or(|s| s.in_wildcard(self.ty, name));
             if !self.wildcard || !in_wildcard {
-                self.client.remove(name);
+                self.client.remove(name.as_str());
             }
         }
     }
@@ -285,7 +289,7 @@ impl TypeState {
     fn ack(&mut self, pending: Pending) {
         for (name, _, sent) in &pending.changes {
             if sent.is_some() {
-                self.nacked.remove(name);
+                self.nacked.remove(&**name);
             }
         }
         self.acked_version = Some(pending.version);
@@ -319,8 +323,8 @@ impl TypeState {
         let current = snapshot.resources(self.ty);
         self.client
             .keys()
-            .filter(|n| !current.contains_key(*n) && self.wants(snapshot, n))
-            .cloned()
+            .filter(|n| !current.contains_key(&***n) && self.wants(snapshot, n))
+            .map(|n| n.to_string())
             .collect()
     }
 
@@ -340,7 +344,7 @@ impl TypeState {
         let unknown = self
             .unanswered
             .iter()
-            .filter(|n| !current.contains_key(*n) && !self.client.contains_key(*n))
+            .filter(|n| !current.contains_key(*n) && !self.client.contains_key(n.as_str()))
             .cloned();
         let mut absent = Vec::new();
         if self.ty == ResourceType::VirtualHost {
@@ -369,32 +373,30 @@ impl TypeState {
             .vhds_route_configs()
             .iter()
             .map(|route_config| format!("{route_config}/"))
-            .filter(|n| !current.contains_key(n) && !self.client.contains_key(n))
+            .filter(|n| !current.contains_key(n) && !self.client.contains_key(n.as_str()))
             .collect()
     }
 
     fn is_new(&self, resource: &Resource) -> bool {
-        let held = self.client.get(resource.name()).map(String::as_str);
-        let rejected = self.nacked.get(resource.name()).map(String::as_str);
+        let held = self.client.get(resource.name()).map(|v| &**v);
+        let rejected = self.nacked.get(resource.name()).map(|v| &**v);
         held != Some(resource.version()) && rejected != Some(resource.version())
     }
 
     fn commit(&mut self, plan: Plan, nonce: String, version: &str) -> DeltaDiscoveryResponse {
         let mut changes = Vec::new();
         for resource in &plan.upserts {
-            let name = resource.name().to_string();
-            let before = self
-                .client
-                .insert(name.clone(), resource.version().to_string());
-            changes.push((name, before, Some(resource.version().to_string())));
+            let (name, version) = (resource.shared_name(), resource.shared_version());
+            let before = self.client.insert(name.clone(), version.clone());
+            changes.push((name.clone(), before, Some(version.clone())));
         }
         for name in &plan.removed {
-            let before = self.client.remove(name);
-            changes.push((name.clone(), before, None));
+            let before = self.client.remove(name.as_str());
+            changes.push((Arc::from(name.as_str()), before, None));
         }
         if !self.wildcard {
             let names = &self.names;
-            self.client.retain(|name, _| names.contains(name));
+            self.client.retain(|name, _| names.contains(&**name));
         }
         self.unanswered.clear();
         self.first_answer = false;

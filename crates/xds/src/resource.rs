@@ -123,7 +123,8 @@ impl std::fmt::Display for ResourceType {
 pub struct Resource {
     /// Shared with every stream that tracks the resource by name (no per-stream copy).
     name: Arc<str>,
-    version: String,
+    /// Shared with every Delta stream that records the version a client holds.
+    version: Arc<str>,
     any: Any,
 }
 
@@ -158,7 +159,8 @@ impl Resource {
     }
 
     fn with_name(name: Arc<str>, any: Any) -> Self {
-        let version = hex16(xxh3_64(&any.value));
+        let mut digits = [0u8; 16];
+        let version = Arc::from(hex16_into(xxh3_64(&any.value), &mut digits));
         Self { name, version, any }
     }
 
@@ -174,6 +176,11 @@ impl Resource {
 
     /// Content version: equal bytes give equal versions.
     pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The version as a shared string: Delta streams record what a client holds with it.
+    pub(crate) fn shared_version(&self) -> &Arc<str> {
         &self.version
     }
 
@@ -199,12 +206,19 @@ pub(crate) fn aggregate_version<'a>(items: impl IntoIterator<Item = (&'a str, &'
 /// `value` as 16 lower-case hex digits (what `format!("{value:016x}")` gives, without the
 /// formatting machinery: one version is made per resource per build).
 fn hex16(value: u64) -> String {
+    let mut digits = [0u8; 16];
+    hex16_into(value, &mut digits).to_string()
+}
+
+/// [`hex16`] written into `digits`, for a caller that makes its own string of it.
+fn hex16_into(value: u64, digits: &mut [u8; 16]) -> &str {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(16);
-    for shift in (0..16).rev() {
-        out.push(char::from(DIGITS[((value >> (shift * 4)) & 0xf) as usize]));
+    for (i, digit) in digits.iter_mut().enumerate() {
+        let shift = (15 - i) * 4;
+        *digit = DIGITS[((value >> shift) & 0xf) as usize];
     }
-    out
+    // Every byte is an ASCII hex digit.
+    std::str::from_utf8(digits).unwrap_or_default()
 }
 
 #[cfg(test)]
