@@ -140,6 +140,11 @@ fn translate_md(out: &mut String, t: &TranslateBench) {
             &t.snapshot_single,
             Some(ratio(c1, b)),
         ),
+        (
+            "(d) cold build as `portolan serve` does (encoding each Service as translated)",
+            &t.cold_build,
+            Some(ratio(median(&t.cold_build), b)),
+        ),
     ] {
         let vs = vs.map_or("1.0× (floor)".to_string(), |r| format!("{r:.1}×"));
         let _ = writeln!(

@@ -7,6 +7,12 @@
 
 #![forbid(unsafe_code)]
 
+/// mimalloc instead of glibc's malloc: a snapshot build allocates and frees hundreds of
+/// thousands of small messages, which glibc's allocator pays for in consolidation and page
+/// faults (BENCHMARKS.md, "mimalloc"). Allocator choice only; no unsafe code here.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin;
 mod bootstrap;
 mod cli;

@@ -28,6 +28,7 @@ pub use incremental::IncrementalBuilder;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use portolan_ca::{SpiffeId, WorkloadCerts};
 use portolan_model::{Index, World};
+use portolan_translate::grpc::Client;
 use portolan_translate::{Options, ProxyGroup, Resources};
 use portolan_xds::{Cache, ResourceType, Snapshot, SnapshotError, XdsMetrics};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -164,18 +165,19 @@ pub struct Pipeline {
     build_lock: Mutex<Builders>,
 }
 
-/// One incremental builder per proxy zone, mesh membership and scope (clusters and
-/// assignments depend on nothing else).
+/// One incremental builder per proxy zone, mesh membership, scope and client (clusters and
+/// assignments depend on nothing else; a gRPC client's are fitted for it before encoding).
 type Builders = HashMap<BuilderKey, IncrementalBuilder>;
 
-/// Zone, mesh membership and scope (canonical text) of a group.
-type BuilderKey = (Option<String>, bool, Option<String>);
+/// Zone, mesh membership, scope (canonical text) and client of a group.
+type BuilderKey = (Option<String>, bool, Option<String>, Client);
 
 fn builder_key(group: &ProxyGroup) -> BuilderKey {
     (
         group.zone.clone(),
         group.workload.is_some(),
         group.scope.as_ref().map(|s| s.to_string()),
+        group.client,
     )
 }
 

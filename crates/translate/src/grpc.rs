@@ -16,9 +16,10 @@
 //!   robin). Outlier detection and circuit breakers stay (gRFC A50, A32).
 //! * Endpoints: every locality gets a weight (gRPC ignores localities without one).
 
+use crate::Resources;
 use crate::cluster::ads_config_source;
 use crate::filters::{self, ROUTER};
-use crate::{Resources, SharedResources};
+use crate::service_clusters::ServiceClusters;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, LbPolicy,
@@ -39,7 +40,6 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 use envoy_types::util::pack_any;
-use std::sync::Arc;
 
 /// Name of the route configuration every gRPC API listener asks for.
 pub const GRPC_ROUTE: &str = "grpc-outbound";
@@ -268,34 +268,19 @@ fn fit_list<T: Clone>(list: &mut Vec<T>, fit: impl Fn(&T) -> Fit<T>) {
 
 /// Fits a gRPC group's clusters and assignments (listeners and routes are made for it).
 pub(crate) fn fit(resources: &mut Resources) {
-    fit_list(&mut resources.clusters, fit_cluster);
-    let names: std::collections::HashSet<&str> =
-        resources.clusters.iter().map(|c| c.name.as_str()).collect();
-    resources
-        .load_assignments
-        .retain(|a| names.contains(a.cluster_name.as_str()));
-    fit_list(&mut resources.load_assignments, fit_load_assignment);
+    fit_lists(&mut resources.clusters, &mut resources.load_assignments);
 }
 
-/// [`fit`] for shared resources: unchanged messages stay shared.
-pub(crate) fn fit_shared(resources: &mut SharedResources) {
-    fit_list(&mut resources.clusters, |c: &Arc<Cluster>| {
-        map_fit(fit_cluster(c))
-    });
-    let names: std::collections::HashSet<&str> =
-        resources.clusters.iter().map(|c| c.name.as_str()).collect();
-    resources
-        .load_assignments
-        .retain(|a| names.contains(a.cluster_name.as_str()));
-    fit_list(&mut resources.load_assignments, |a| {
-        map_fit(fit_load_assignment(a))
-    });
+/// [`fit`] for one Service's clusters and assignments (an assignment belongs to a cluster of
+/// the same Service, so fitting Service by Service gives the same as fitting all at once).
+pub(crate) fn fit_service(service: &mut ServiceClusters) {
+    fit_lists(&mut service.clusters, &mut service.load_assignments);
 }
 
-fn map_fit<T>(fit: Fit<T>) -> Fit<Arc<T>> {
-    match fit {
-        Fit::Keep => Fit::Keep,
-        Fit::Replace(t) => Fit::Replace(Arc::new(t)),
-        Fit::Drop => Fit::Drop,
-    }
+/// Drops the clusters gRPC cannot use and the assignments of clusters dropped; fits the rest.
+fn fit_lists(clusters: &mut Vec<Cluster>, load_assignments: &mut Vec<ClusterLoadAssignment>) {
+    fit_list(clusters, fit_cluster);
+    let names: std::collections::HashSet<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+    load_assignments.retain(|a| names.contains(a.cluster_name.as_str()));
+    fit_list(load_assignments, fit_load_assignment);
 }

@@ -70,7 +70,7 @@ use std::time::Duration;
 pub use json::JsonError;
 pub use on_demand::{Discovery, OnDemandResources};
 pub use telemetry::{AccessLog, Collector, Telemetry};
-pub use translator::{MemoStats, SharedResources, Translator};
+pub use translator::{Keep, MemoStats, Messages, SharedResources, Translator};
 
 /// Knobs of the translation that are not part of the World.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,13 +30,17 @@ pub(crate) fn mesh_outbound(
     externals: &[ExternalPlan<'_>],
 ) -> RouteConfiguration {
     let routed = mesh_routes(ctx.world);
-    let mut virtual_hosts: Vec<_> = ctx
-        .plans
-        .iter()
-        .filter(|plan| ctx.admits_service(plan))
-        .flat_map(|plan| plan.ports.iter().map(move |port| (plan, port)))
-        .map(|(plan, port)| virtual_host(ctx, &routed, plan, port))
-        .collect();
+    // Sized up front (for every Service, admitted or not): a Vec grown by doubling copies
+    // every virtual host again, megabytes of them.
+    let ports = ctx.plans.iter().map(|p| p.ports.len()).sum::<usize>() + externals.len();
+    let mut virtual_hosts = Vec::with_capacity(ports);
+    virtual_hosts.extend(
+        ctx.plans
+            .iter()
+            .filter(|plan| ctx.admits_service(plan))
+            .flat_map(|plan| plan.ports.iter().map(move |port| (plan, port)))
+            .map(|(plan, port)| virtual_host(ctx, &routed, plan, port)),
+    );
     virtual_hosts.extend(
         externals
             .iter()

@@ -4,6 +4,7 @@
 use crate::build::{TypeBytes, encode_all, snapshot};
 use crate::measure::{Memory, time_runs};
 use crate::{BenchError, WorldSpec};
+use portolan::pipeline::IncrementalBuilder;
 use portolan_translate::{Options, ProxyGroup};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,9 @@ pub struct TranslateBench {
     pub snapshot: Vec<Duration>,
     /// (c1) (c) with translation on one thread, per run.
     pub snapshot_single: Vec<Duration>,
+    /// (d) the cold build `portolan serve` does: a new [`IncrementalBuilder`]'s first build
+    /// (each message encoded as its Service is translated), per run.
+    pub cold_build: Vec<Duration>,
     /// Resources and encoded bytes per type.
     pub bytes: TypeBytes,
     /// Before the world was built.
@@ -64,6 +68,10 @@ pub fn translate(spec: WorldSpec, runs: usize) -> Result<TranslateBench, BenchEr
     let snap = built?;
     let memory_after = Memory::now();
     drop((snap, resources));
+    let (cold_build, built) = time_runs(runs, || {
+        IncrementalBuilder::new().build(&world, &group, &options, None)
+    });
+    drop(built?);
     Ok(TranslateBench {
         spec,
         world_build,
@@ -72,6 +80,7 @@ pub fn translate(spec: WorldSpec, runs: usize) -> Result<TranslateBench, BenchEr
         encode,
         snapshot: snapshot_times,
         snapshot_single,
+        cold_build,
         bytes,
         memory_before,
         memory_world,

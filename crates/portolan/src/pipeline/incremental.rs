@@ -1,42 +1,77 @@
 //! Incremental snapshot builds: translation memoized per Service (a
-//! [`portolan_translate::Translator`]) and encoding memoized per translated message, so a
-//! rebuild after a small change translates and encodes only what that change touched.
+//! [`portolan_translate::Translator`] that keeps each cluster and ClusterLoadAssignment
+//! encoded), so a rebuild after a small change translates and encodes only what that change
+//! touched.
 //!
-//! Clusters and ClusterLoadAssignments depend on the proxy group only through its zone, so one
-//! [`IncrementalBuilder`] serves every group of a zone; listeners and routes are translated and
-//! encoded for each group every time.
+//! Each message is encoded as soon as its Service is translated and freed right after: the
+//! memo holds bytes, never a tree of every message (on a cold build of 10,000 Services that
+//! tree was over 100 MB to allocate, walk and free).
+//!
+//! Clusters and ClusterLoadAssignments depend on the proxy group only through its zone (and
+//! client), so one [`IncrementalBuilder`] serves every group of a zone; listeners and routes
+//! are translated and encoded for each group every time.
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use portolan_model::World;
-use portolan_translate::{Options, ProxyGroup, SharedResources, Translator};
+use portolan_translate::{Keep, Options, ProxyGroup, SharedResources, Translator};
 use portolan_xds::snapshot::Encoded;
 use portolan_xds::{Snapshot, SnapshotError};
-use std::collections::HashMap;
-use std::sync::Arc;
 
-/// Translator and encodings kept from one build to the next (for the groups of one zone).
+/// The translator, keeping encodings, from one build to the next (for the groups of one zone).
 #[derive(Debug, Default)]
 pub struct IncrementalBuilder {
-    translator: Translator,
-    clusters: EncodeMemo<Cluster>,
-    load_assignments: EncodeMemo<ClusterLoadAssignment>,
+    translator: Translator<Encode>,
 }
 
-/// The encoding of each translated message, by the message's allocation. Holding the `Arc`
-/// keeps the address from being reused by another message.
-#[derive(Debug)]
-struct EncodeMemo<M> {
-    entries: HashMap<usize, (Arc<M>, Encoded)>,
-    reused: usize,
+/// Keeps each translated cluster and assignment as its [`Encoded`] resource.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Encode;
+
+/// What an [`IncrementalBuilder`]'s translation gives: encoded clusters and assignments.
+type EncodedResources = SharedResources<Encoded, Encoded, Encoded>;
+
+// === impl Encode ===
+
+impl Keep for Encode {
+    type Cluster = Encoded;
+    type Assignment = Encoded;
+    type Route = Encoded;
+
+    fn cluster(&self, cluster: Cluster) -> Encoded {
+        Encoded::cluster(&cluster)
+    }
+
+    fn assignment(&self, assignment: ClusterLoadAssignment) -> Encoded {
+        Encoded::load_assignment(&assignment)
+    }
+
+    fn route(&self, route: RouteConfiguration) -> Encoded {
+        Encoded::route(&route)
+    }
+
+    fn route_name(route: &Encoded) -> &str {
+        route.resource().name()
+    }
+
+    fn cluster_name(cluster: &Encoded) -> &str {
+        cluster.resource().name()
+    }
+
+    fn assignment_name(assignment: &Encoded) -> &str {
+        assignment.resource().name()
+    }
 }
 
 // === impl IncrementalBuilder ===
 
 impl IncrementalBuilder {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            translator: Translator::with_keep(Encode),
+        }
     }
 
     /// Translates `world` for `group` and builds its snapshot, sharing unchanged entries with
@@ -61,86 +96,49 @@ impl IncrementalBuilder {
         secrets: &[Secret],
     ) -> Result<Snapshot, SnapshotError> {
         let resources = self.translator.translate(world, group, options);
-        self.snapshot(&resources, previous, secrets)
+        snapshot(resources, previous, secrets)
     }
 
     /// The translator (for its memo statistics).
-    pub fn translator(&self) -> &Translator {
+    pub fn translator(&self) -> &Translator<Encode> {
         &self.translator
     }
 
     /// Clusters and assignments whose encoding was reused by the last build.
     pub fn encodings_reused(&self) -> usize {
-        self.clusters.reused + self.load_assignments.reused
-    }
-
-    fn snapshot(
-        &mut self,
-        resources: &SharedResources,
-        previous: Option<&Snapshot>,
-        secrets: &[Secret],
-    ) -> Result<Snapshot, SnapshotError> {
-        let mut b = Snapshot::builder();
-        if let Some(prev) = previous {
-            b.reuse(prev);
-        }
-        for e in self.clusters.encode(&resources.clusters, Encoded::cluster) {
-            b.add_encoded(e);
-        }
-        let clas = &resources.load_assignments;
-        for e in self.load_assignments.encode(clas, Encoded::load_assignment) {
-            b.add_encoded(e);
-        }
-        for l in &resources.listeners {
-            b.add_encoded(Encoded::listener(l)?);
-        }
-        for r in &resources.routes {
-            b.add_route(r);
-        }
-        for s in secrets {
-            b.add_secret(s);
-        }
-        if let Some(on_demand) = &resources.on_demand {
-            let clusters = resources.clusters.iter().map(|c| c.name.as_str());
-            super::add_on_demand(&mut b, on_demand, clusters);
-        }
-        b.build()
+        self.translator.stats().reused_resources
     }
 }
 
-// === impl EncodeMemo ===
-
-impl<M> Default for EncodeMemo<M> {
-    fn default() -> Self {
-        Self {
-            entries: HashMap::new(),
-            reused: 0,
-        }
+/// The snapshot of encoded clusters and assignments and of the group's listeners and routes.
+fn snapshot(
+    resources: EncodedResources,
+    previous: Option<&Snapshot>,
+    secrets: &[Secret],
+) -> Result<Snapshot, SnapshotError> {
+    let mut b = Snapshot::builder();
+    if let Some(prev) = previous {
+        b.reuse(prev);
     }
-}
-
-impl<M> EncodeMemo<M> {
-    /// Encodes each message, reusing the encoding of the same allocation from the last call;
-    /// forgets the messages not seen this time.
-    fn encode(&mut self, messages: &[Arc<M>], encode: impl Fn(&M) -> Encoded) -> Vec<Encoded> {
-        let mut last = std::mem::take(&mut self.entries);
-        self.entries.reserve(messages.len());
-        self.reused = 0;
-        let mut out = Vec::with_capacity(messages.len());
-        for message in messages {
-            let key = Arc::as_ptr(message) as usize;
-            let encoded = match last.remove(&key) {
-                Some((kept, encoded)) if Arc::ptr_eq(&kept, message) => {
-                    self.reused += 1;
-                    encoded
-                }
-                _ => encode(message),
-            };
-            self.entries.insert(key, (message.clone(), encoded.clone()));
-            out.push(encoded);
-        }
-        out
+    if let Some(on_demand) = &resources.on_demand {
+        let clusters = resources.clusters.iter().map(Encode::cluster_name);
+        super::add_on_demand(&mut b, on_demand, clusters);
     }
+    let (clusters, assignments) = (resources.clusters, resources.load_assignments);
+    for e in clusters
+        .into_iter()
+        .chain(assignments)
+        .chain(resources.routes)
+    {
+        b.add_encoded(e);
+    }
+    for l in &resources.listeners {
+        b.add_encoded(Encoded::listener(l)?);
+    }
+    for s in secrets {
+        b.add_secret(s);
+    }
+    b.build()
 }
 
 #[cfg(test)]
@@ -153,6 +151,7 @@ mod tests {
         ServiceKey, ServicePort,
     };
     use portolan_xds::ResourceType;
+    use std::sync::Arc;
 
     fn add_service(world: &mut World, name: &str, ip: &str) {
         let key = ServiceKey::new("default", name);
@@ -254,5 +253,61 @@ mod tests {
                 .count()
         });
         assert_eq!(changed, [0, 1, 0, 0]);
+    }
+
+    /// Encoding as it translates gives the snapshot of the messages for every kind of group:
+    /// gRPC clients (fitted before encoding), on-demand (VHDS, named-only clusters), scoped.
+    #[test]
+    fn encoded_builds_equal_snapshots_of_the_messages_for_every_kind_of_group() {
+        let mut world = World::default();
+        for (name, ip) in [("a", "10.0.0.1"), ("b", "10.0.0.2")] {
+            add_service(&mut world, name, ip);
+        }
+        let options = Options::default();
+        let mut clusters = Vec::new();
+        for key in [
+            "default",
+            "default;client=grpc",
+            "default;mode=on-demand",
+            "default;scope=default/a.default.svc.cluster.local",
+        ] {
+            let group = ProxyGroup::from_key(key);
+            let resources = portolan_translate::translate(&world, &group, &options);
+            let pure = snapshot(&resources, None).expect("consistent");
+            let mut builder = IncrementalBuilder::new();
+            let built = builder
+                .build(&world, &group, &options, None)
+                .expect("consistent");
+            for ty in ResourceType::SERVED {
+                assert_eq!(built.resources(ty), pure.resources(ty), "{key}: {ty}");
+                assert_eq!(built.version(ty), pure.version(ty), "{key}: {ty}");
+                let names = |s: &Snapshot| {
+                    s.resources(ty)
+                        .keys()
+                        .filter(|n| s.in_wildcard(ty, n))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(names(&built), names(&pure), "{key}: {ty} wildcard");
+            }
+            assert_eq!(
+                built.vhds_route_configs(),
+                pure.vhds_route_configs(),
+                "{key}"
+            );
+            clusters.push(built.resources(ResourceType::Cluster).len());
+        }
+        // The groups differ: the scoped one reaches only Service a.
+        assert_eq!((clusters[0], clusters[3]), (2, 1));
+        assert!(!pure_vhds_is_empty(&world, &options));
+    }
+
+    fn pure_vhds_is_empty(world: &World, options: &Options) -> bool {
+        let group = ProxyGroup::from_key("default;mode=on-demand");
+        let mut builder = IncrementalBuilder::new();
+        let built = builder
+            .build(world, &group, options, None)
+            .expect("consistent");
+        built.resources(ResourceType::VirtualHost).is_empty()
     }
 }
