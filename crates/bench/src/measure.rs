@@ -68,6 +68,13 @@ impl Memory {
             peak_kib: status_kib(&status, "VmHWM:"),
         }
     }
+
+    /// Resets the peak (`VmHWM`) to the current RSS (Linux: `5` into `/proc/self/clear_refs`),
+    /// so that the next [`Memory::now`] reports the peak of what ran in between. Whether it
+    /// could.
+    pub fn reset_peak() -> bool {
+        std::fs::write("/proc/self/clear_refs", "5").is_ok()
+    }
 }
 
 /// The `kB` value of one `/proc/self/status` line.

@@ -188,6 +188,10 @@ fn translate_md(out: &mut String, t: &TranslateBench) {
     ] {
         memory_row(out, name, m);
     }
+    if let Some(m) = t.memory_cold_build {
+        let name = "after the (d) runs, which come first (snapshot held)";
+        memory_row(out, name, m);
+    }
     out.push('\n');
 }
 

@@ -21,6 +21,10 @@ fn translate_produces_one_cluster_per_port() {
     assert_eq!(t.translate.len(), 1);
     assert_eq!(t.snapshot.len(), 1);
     assert!(t.memory_after.peak_kib >= t.memory_after.rss_kib);
+    assert_eq!(t.cold_build.len(), 1);
+    // The cold build's peak is read after resetting it (Linux): at least the RSS then.
+    let cold = t.memory_cold_build.expect("the peak can be reset on Linux");
+    assert!(cold.peak_kib >= cold.rss_kib && cold.rss_kib > 0);
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub struct TranslateBench {
     pub memory_world: Memory,
     /// After every run, with the last resources and snapshot still held.
     pub memory_after: Memory,
+    /// After the (d) runs (the first of the scenario), the peak since the world was built
+    /// (`None`: the peak could not be reset), with their last snapshot held.
+    pub memory_cold_build: Option<Memory>,
 }
 
 /// Runs scenario 1: `runs` times each of translate, encode floor, and full snapshot build.
@@ -46,7 +49,16 @@ pub fn translate(spec: WorldSpec, runs: usize) -> Result<TranslateBench, BenchEr
     let memory_world = Memory::now();
     let (group, options) = (ProxyGroup::default(), Options::default());
 
-    // The one-thread runs first, their output dropped: the peak RSS below is that of the
+    // The cold builds first, so that their peak is measured from the world alone (nothing
+    // freed by other runs is still held by the allocator).
+    let reset = Memory::reset_peak();
+    let (cold_build, built) = time_runs(runs, || {
+        IncrementalBuilder::new().build(&world, &group, &options, None)
+    });
+    let memory_cold_build = reset.then(Memory::now);
+    drop(built?);
+
+    // The one-thread runs next, their output dropped: the peak RSS below is that of the
     // runs that hold their resources and snapshot, as before they existed.
     let (translate_single, single) = time_runs(runs, || {
         portolan_translate::translate_on(&world, &group, &options, 1)
@@ -68,10 +80,6 @@ pub fn translate(spec: WorldSpec, runs: usize) -> Result<TranslateBench, BenchEr
     let snap = built?;
     let memory_after = Memory::now();
     drop((snap, resources));
-    let (cold_build, built) = time_runs(runs, || {
-        IncrementalBuilder::new().build(&world, &group, &options, None)
-    });
-    drop(built?);
     Ok(TranslateBench {
         spec,
         world_build,
@@ -85,5 +93,6 @@ pub fn translate(spec: WorldSpec, runs: usize) -> Result<TranslateBench, BenchEr
         memory_before,
         memory_world,
         memory_after,
+        memory_cold_build,
     })
 }
