@@ -30,7 +30,8 @@ pub struct IncrementalBuilder {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Encode;
 
-/// What an [`IncrementalBuilder`]'s translation gives: encoded clusters and assignments.
+/// What an [`IncrementalBuilder`]'s translation gives: encoded clusters, assignments and
+/// route configurations (listeners stay messages).
 type EncodedResources = SharedResources<Encoded, Encoded, Encoded>;
 
 // === impl Encode ===
