@@ -334,10 +334,14 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
         let mut routes = route::mesh_outbound(ctx, &externals);
         if group.discovery == Discovery::OnDemand {
             on_demand::add_filter(&mut outbound);
+            let virtual_hosts = on_demand::split_route(&mut routes);
+            // The collector (and below, the inbound cluster) are used without a route; a
+            // route's mirrors without a request routed to them, so on-demand CDS never asks.
+            let mut wildcard_clusters = on_demand::unrouted_clusters(&virtual_hosts);
+            wildcard_clusters.extend(collector_name);
             resources.on_demand = Some(OnDemandResources {
-                virtual_hosts: on_demand::split_route(&mut routes),
-                // The collector (and below, the inbound cluster) are used without a route.
-                wildcard_clusters: collector_name.into_iter().collect(),
+                virtual_hosts,
+                wildcard_clusters,
             });
         }
         resources.listeners.push(outbound);

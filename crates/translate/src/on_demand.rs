@@ -13,7 +13,10 @@
 //!   `mesh-outbound/DOMAIN` (the name Envoy asks for) with that domain alone, and otherwise the
 //!   same routes (retries, timeouts, splits, mirrors...) as in full mode;
 //! * its Services' and external hosts' clusters served by name only: the wildcard CDS answer
-//!   has only the clusters its listeners use directly (the inbound cluster, the collector).
+//!   has only the clusters its listeners use directly (the inbound cluster, the collector)
+//!   and those its routes name without routing to them (mirrors: Envoy's on-demand filter
+//!   asks only for the cluster a request is routed to, so a mirror cluster it lacks would
+//!   never get a copy).
 //!
 //! VHDS needs Delta xDS: the bootstrap must use `DELTA_GRPC` ADS (`portolan bootstrap
 //! --on-demand` writes one).
@@ -21,7 +24,7 @@
 use crate::filters::{ROUTER, http_filter};
 use crate::names;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, Listener, filter::ConfigType};
-use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, Vhds, VirtualHost};
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, Vhds, VirtualHost, route};
 use envoy_types::pb::envoy::extensions::filters::http::on_demand::v3::{OnDemand, OnDemandCds};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::util::pack_any;
@@ -91,6 +94,24 @@ fn per_domain(vhost: &VirtualHost) -> impl Iterator<Item = VirtualHost> + '_ {
     })
 }
 
+/// The clusters the virtual hosts' routes name without routing requests to them: their
+/// mirrors (per virtual host and per route). On-demand CDS fetches only the cluster a request
+/// is routed to, so these must be in the wildcard CDS answer.
+pub(crate) fn unrouted_clusters(virtual_hosts: &[VirtualHost]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for vhost in virtual_hosts {
+        let actions = vhost.routes.iter().filter_map(|r| match &r.action {
+            Some(route::Action::Route(action)) => Some(action),
+            _ => None,
+        });
+        let mirrors = actions
+            .flat_map(|a| &a.request_mirror_policies)
+            .chain(&vhost.request_mirror_policies);
+        out.extend(mirrors.map(|m| m.cluster.clone()));
+    }
+    out
+}
+
 /// Puts the on-demand filter (on-demand CDS over ADS) first in the listener's HTTP connection
 /// managers, so it runs before anything asks for the route.
 pub(crate) fn add_filter(listener: &mut Listener) {
@@ -135,6 +156,39 @@ mod tests {
         assert_eq!(Discovery::from_part("on-demand"), Discovery::OnDemand);
         assert_eq!(Discovery::from_part("full"), Discovery::Full);
         assert_eq!(Discovery::default(), Discovery::Full);
+    }
+
+    #[test]
+    fn mirrors_of_routes_and_virtual_hosts_are_unrouted_clusters() {
+        use envoy_types::pb::envoy::config::route::v3::RouteAction;
+        use envoy_types::pb::envoy::config::route::v3::route_action::{
+            ClusterSpecifier, RequestMirrorPolicy,
+        };
+        let mirror = |cluster: &str| RequestMirrorPolicy {
+            cluster: cluster.into(),
+            ..Default::default()
+        };
+        let routed = |to: &str, mirrors: Vec<RequestMirrorPolicy>| Route {
+            action: Some(route::Action::Route(RouteAction {
+                cluster_specifier: Some(ClusterSpecifier::Cluster(to.into())),
+                request_mirror_policies: mirrors,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let vhosts = [
+            VirtualHost {
+                routes: vec![routed("a", vec![mirror("shadow"), mirror("audit")])],
+                ..Default::default()
+            },
+            VirtualHost {
+                routes: vec![routed("b", vec![mirror("shadow")]), routed("c", vec![])],
+                request_mirror_policies: vec![mirror("vhost-shadow")],
+                ..Default::default()
+            },
+        ];
+        let got: Vec<String> = unrouted_clusters(&vhosts).into_iter().collect();
+        assert_eq!(got, ["audit", "shadow", "vhost-shadow"]);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! nothing for a Service until the first request, and that request succeeds; a Service added
 //! afterwards answers its first request; an unknown host gets 404 at once and resolves once
 //! it is added; Envoy's `/config_dump` stays the same size when 1,000 unused Services appear;
-//! a weighted split fetches each of its clusters on first use.
+//! a weighted split fetches each of its clusters on first use; a route's mirror gets its copies
+//! from the first request on, though no request is ever routed to the shadow.
 
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::manifests::{example, labeled_endpoints_yaml};
@@ -220,5 +221,52 @@ async fn a_weighted_split_fetches_each_cluster_on_first_use() -> anyhow::Result<
     assert_eq!(counts.len(), 2, "both subsets answered: {counts:?}");
     assert!(!envoy.cluster_lines(&subset("v1")).await?.is_empty());
     assert!(!envoy.cluster_lines(&subset("v2")).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_gets_every_copy_without_a_request_of_its_own() -> anyhow::Result<()> {
+    let primary = Upstream::start("checkout").await?;
+    let shadow = Upstream::start("checkout-next").await?;
+    let config = ConfigDir::new()?;
+    config.write("checkout.yaml", &example("routing/mirroring.yaml"))?;
+    let endpoints = format!(
+        "{}---\n{}",
+        endpoints_yaml("default", "checkout", &[&primary]),
+        endpoints_yaml("default", "checkout-next", &[&shadow])
+    );
+    config.write("checkout-endpoints.yaml", &endpoints)?;
+    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
+    let envoy = on_demand_envoy(&portolan).await?;
+
+    // Nothing routes to `checkout-next`: Envoy's on-demand CDS never asks for it. The copies
+    // arrive only if Portolan pushed the mirror's cluster with the route.
+    for i in 0..40 {
+        let (status, body) = envoy.get("checkout", &format!("/order/{i}")).await?;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "checkout"),
+            "request {i}\n{}",
+            envoy.log_tail()
+        );
+    }
+    // Mirrored requests are fire and forget: they arrive, maybe a moment later.
+    eventually(
+        "the shadow to see 40 copies",
+        Duration::from_secs(10),
+        || async {
+            match shadow.hits() {
+                40 => Ok(()),
+                n => Err(format!("the shadow saw {n} of 40 copies")),
+            }
+        },
+    )
+    .await?;
+    assert_eq!(
+        shadow.path_hits("/order/0"),
+        1,
+        "the first request is mirrored"
+    );
+    assert_eq!(primary.hits(), 40);
     Ok(())
 }

@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::extensions::filters::http::on_demand::v3::OnDemand;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_filter,
 };
-use portolan_model::routing::RetryPolicy;
+use portolan_model::routing::{Mirror, RetryPolicy};
 use prost::Message;
 use std::time::Duration;
 
@@ -147,4 +147,45 @@ fn clusters_are_named_only_but_the_inbound_cluster_stays_in_the_wildcard() {
     let inbound = wildcard.iter().next().expect("one");
     assert!(mesh.clusters.iter().any(|c| &c.name == inbound));
     assert!(inbound.starts_with("inbound"), "{inbound}");
+}
+
+/// Envoy's on-demand filter asks only for the cluster a request is routed to: a mirror's
+/// cluster is in the wildcard answer (so the proxy has it before the route arrives), the
+/// routed clusters stay named-only.
+#[test]
+fn mirror_clusters_are_in_the_wildcard_answer() {
+    let mut world = mk_reviews_world();
+    world.services.insert(
+        ServiceKey::new("default", "shadow"),
+        Arc::new(mk_service("default", "shadow", vec![mk_port("http", 80)])),
+    );
+    let mut rule = mk_rule(
+        vec![],
+        mk_forward(vec![mk_backend("reviews", None, None, 1)]),
+    );
+    rule.mirror = Some(Mirror {
+        destination: mk_dest("shadow", None, None),
+        percent: 100.0,
+    });
+    let world = with(
+        world,
+        Extra {
+            routes: vec![mk_route("default", "reviews", &["reviews"], vec![rule])],
+            ..Default::default()
+        },
+    );
+    let r = run_group(&world, ON_DEMAND_GROUP);
+    let wildcard = &r.on_demand.as_ref().expect("on-demand").wildcard_clusters;
+    let shadow = "outbound|80||shadow.default.svc.cluster.local";
+    assert_eq!(wildcard.iter().collect::<Vec<_>>(), [shadow]);
+    assert!(r.clusters.iter().any(|c| c.name == shadow));
+    // Without the route, nothing is mirrored and every cluster is named-only again.
+    let plain = run_group(&mk_reviews_world(), ON_DEMAND_GROUP);
+    assert!(
+        plain
+            .on_demand
+            .expect("on-demand")
+            .wildcard_clusters
+            .is_empty()
+    );
 }
