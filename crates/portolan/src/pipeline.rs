@@ -28,7 +28,7 @@ pub use incremental::IncrementalBuilder;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use portolan_ca::{SpiffeId, WorkloadCerts};
 use portolan_model::{Index, World};
-use portolan_translate::grpc::Client;
+use portolan_translate::proxyless::Client;
 use portolan_translate::{Options, ProxyGroup, Resources};
 use portolan_xds::{Cache, ResourceType, Snapshot, SnapshotError, XdsMetrics};
 use prometheus_client::encoding::EncodeLabelSet;

@@ -1,7 +1,7 @@
 //! Route actions: weighted forwarding (with rewrites, timeout, retries, mirroring and the
 //! destination's hash policy), redirects and direct responses.
 
-use crate::context::{Context, Scope};
+use crate::context::{Context, VirtualHostTarget};
 use crate::matches::regex;
 use crate::policy::u32_value;
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
@@ -37,16 +37,16 @@ const DEFAULT_RETRY_ON: &str = "5xx,connect-failure,reset";
 const PER_MILLION_PER_PERCENT: f64 = 10_000.0;
 
 /// Where a rule is translated: the route's namespace (destinations resolve against it) and
-/// the virtual host's scope (the host it routes, for destinations without a port).
-pub(crate) struct RuleScope<'a> {
+/// the virtual host's target (the host it routes, for destinations without a port).
+pub(crate) struct RuleSite<'a> {
     pub namespace: &'a str,
-    pub scope: Option<&'a Scope>,
+    pub vhost: Option<&'a VirtualHostTarget>,
 }
 
 /// The action of a rule, for one of its matches (`path` decides how a URI rewrite is done).
 pub(crate) fn action(
     ctx: &Context<'_>,
-    at: &RuleScope<'_>,
+    at: &RuleSite<'_>,
     rule: &HttpRule,
     path: Option<&PathMatch>,
 ) -> route::Action {
@@ -67,7 +67,7 @@ pub(crate) fn action(
 
 fn forward(
     ctx: &Context<'_>,
-    at: &RuleScope<'_>,
+    at: &RuleSite<'_>,
     rule: &HttpRule,
     backends: &[Backend],
     rewrite: Option<&Rewrite>,
@@ -77,7 +77,7 @@ fn forward(
         .iter()
         .map(|b| {
             (
-                ctx.resolve(at.namespace, &b.destination, at.scope),
+                ctx.resolve(at.namespace, &b.destination, at.vhost),
                 b.weight,
             )
         })
@@ -147,9 +147,9 @@ fn retry_policy(retry: &RetryPolicy) -> EnvoyRetryPolicy {
     }
 }
 
-fn mirror(ctx: &Context<'_>, at: &RuleScope<'_>, m: &Mirror) -> RequestMirrorPolicy {
+fn mirror(ctx: &Context<'_>, at: &RuleSite<'_>, m: &Mirror) -> RequestMirrorPolicy {
     RequestMirrorPolicy {
-        cluster: ctx.resolve(at.namespace, &m.destination, at.scope).cluster,
+        cluster: ctx.resolve(at.namespace, &m.destination, at.vhost).cluster,
         runtime_fraction: Some(RuntimeFractionalPercent {
             default_value: Some(fraction(m.percent)),
             ..Default::default()

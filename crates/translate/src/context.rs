@@ -26,7 +26,7 @@ pub(crate) struct Context<'w> {
 /// The host a virtual host routes and the port it answers on; a destination naming the same
 /// host may leave its port out.
 #[derive(Clone, Debug)]
-pub(crate) struct Scope {
+pub(crate) struct VirtualHostTarget {
     pub target: TargetId,
     pub port: u16,
 }
@@ -117,9 +117,9 @@ impl<'w> Context<'w> {
         &self,
         namespace: &str,
         dest: &Destination,
-        scope: Option<&Scope>,
+        vhost: Option<&VirtualHostTarget>,
     ) -> Resolved {
-        self.try_resolve(namespace, dest, scope)
+        self.try_resolve(namespace, dest, vhost)
             .unwrap_or_else(|| Resolved {
                 cluster: names::unresolved_cluster_name(
                     &dest.host,
@@ -134,16 +134,16 @@ impl<'w> Context<'w> {
         &self,
         namespace: &str,
         dest: &Destination,
-        scope: Option<&Scope>,
+        vhost: Option<&VirtualHostTarget>,
     ) -> Option<Resolved> {
         let target = lookup::target_id(self.world, namespace, &dest.host)?;
-        let scope_port = scope.filter(|s| s.target == target).map(|s| s.port);
+        let vhost_port = vhost.filter(|v| v.target == target).map(|v| v.port);
         match &target {
-            TargetId::Service(key) => self.resolve_service(key, dest, scope_port),
+            TargetId::Service(key) => self.resolve_service(key, dest, vhost_port),
             TargetId::External(source, host) => {
                 let ext = self.world.external_services.get(source)?;
                 let ports: Vec<u16> = ext.ports.iter().map(|p| p.number).collect();
-                let port = pick_port(dest.port, scope_port, &ports)?;
+                let port = pick_port(dest.port, vhost_port, &ports)?;
                 if dest.subset.is_some() {
                     return None;
                 }
@@ -159,11 +159,11 @@ impl<'w> Context<'w> {
         &self,
         key: &ServiceKey,
         dest: &Destination,
-        scope_port: Option<u16>,
+        vhost_port: Option<u16>,
     ) -> Option<Resolved> {
         let plan = self.plan(key)?;
         let ports: Vec<u16> = plan.ports.iter().map(|p| p.port.port).collect();
-        let port = pick_port(dest.port, scope_port, &ports)?;
+        let port = pick_port(dest.port, vhost_port, &ports)?;
         let port_plan = plan.ports.iter().find(|p| p.port.port == port)?;
         let policy = self.service_policy(key, port);
         let cluster = match dest.subset.as_deref() {
@@ -184,8 +184,8 @@ impl<'w> Context<'w> {
 
 /// The written port if the destination has it; else the virtual host's port (same host);
 /// else the destination's only port.
-fn pick_port(written: Option<u16>, scope_port: Option<u16>, ports: &[u16]) -> Option<u16> {
-    let port = match (written, scope_port, ports) {
+fn pick_port(written: Option<u16>, vhost_port: Option<u16>, ports: &[u16]) -> Option<u16> {
+    let port = match (written, vhost_port, ports) {
         (Some(p), _, _) => p,
         (None, Some(p), _) => p,
         (None, None, [only]) => *only,

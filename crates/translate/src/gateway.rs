@@ -50,6 +50,15 @@ struct Entry<'w> {
     listener: &'w GatewayListener,
 }
 
+/// The Gateways that select a proxy group, by namespace and name (none: the group gets the
+/// mesh outbound listener). Groups with the same Gateways get the same listeners and routes.
+pub fn gateways_selecting(world: &World, group: &ProxyGroup) -> Vec<ObjectRef> {
+    selecting(world, group)
+        .into_iter()
+        .map(|g| g.source.clone())
+        .collect()
+}
+
 /// The Gateways that select a proxy group, by namespace and name: the selector's cluster (if
 /// set) is the group's `node.cluster`, and its metadata (if any) is among the group's labels.
 /// A selector with neither selects nothing.

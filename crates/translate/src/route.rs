@@ -10,13 +10,13 @@
 //! routes its host: then the route's rules replace that default route (on every port of the
 //! Service).
 
-use crate::context::{Context, Scope};
+use crate::context::{Context, VirtualHostTarget};
 use crate::external::ExternalPlan;
 use crate::lookup::{self, TargetId};
 use crate::names;
+use crate::resources::sort_by_name;
 use crate::route_rules;
 use crate::service::{PortPlan, ServicePlan};
-use crate::sort_by_name;
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::pb::google::protobuf::BoolValue;
 use portolan_model::World;
@@ -116,11 +116,11 @@ fn virtual_host(
 ) -> VirtualHost {
     let domains = domains(plan, port.port.port);
     let key = &plan.service.key;
-    let scope = Scope {
+    let vhost = VirtualHostTarget {
         target: TargetId::Service(key.clone()),
         port: port.port.port,
     };
-    let routes = routes_for(ctx, routed, &scope, || {
+    let routes = routes_for(ctx, routed, &vhost, || {
         let policy = ctx.service_policy(key, port.port.port);
         route_rules::default_route(&port.cluster, policy.as_deref())
     });
@@ -137,11 +137,11 @@ fn external_virtual_host(
     routed: &BTreeMap<TargetId, Arc<HttpRoute>>,
     plan: &ExternalPlan<'_>,
 ) -> VirtualHost {
-    let scope = Scope {
+    let vhost = VirtualHostTarget {
         target: TargetId::External(plan.service.source.clone(), plan.host.to_string()),
         port: plan.port.number,
     };
-    let routes = routes_for(ctx, routed, &scope, || {
+    let routes = routes_for(ctx, routed, &vhost, || {
         let policy = lookup::policy_for(ctx.world, "", plan.host, plan.port.number);
         route_rules::default_route(&plan.cluster, policy.as_deref())
     });
@@ -157,11 +157,11 @@ fn external_virtual_host(
 fn routes_for(
     ctx: &Context<'_>,
     routed: &BTreeMap<TargetId, Arc<HttpRoute>>,
-    scope: &Scope,
+    vhost: &VirtualHostTarget,
     default: impl FnOnce() -> Route,
 ) -> Vec<Route> {
-    match routed.get(&scope.target) {
-        Some(route) => route_rules::routes(ctx, route, Some(scope)),
+    match routed.get(&vhost.target) {
+        Some(route) => route_rules::routes(ctx, route, Some(vhost)),
         None => vec![default()],
     }
 }

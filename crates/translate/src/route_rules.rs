@@ -2,8 +2,8 @@
 //! no match entry matches everything), each with the rule's action, header edits, and fault
 //! and CORS settings as per-route filter config.
 
-use crate::actions::{self, RuleScope, fraction, seconds};
-use crate::context::{Context, Scope};
+use crate::actions::{self, RuleSite, fraction, seconds};
+use crate::context::{Context, VirtualHostTarget};
 use crate::filters;
 use crate::matches::{match_all, route_match, string_matcher};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -27,10 +27,14 @@ use std::collections::HashMap;
 use crate::cluster::duration;
 
 /// The Envoy routes of a TrafficRoute on one virtual host, in rule order.
-pub(crate) fn routes(ctx: &Context<'_>, route: &HttpRoute, scope: Option<&Scope>) -> Vec<Route> {
-    let at = RuleScope {
+pub(crate) fn routes(
+    ctx: &Context<'_>,
+    route: &HttpRoute,
+    vhost: Option<&VirtualHostTarget>,
+) -> Vec<Route> {
+    let at = RuleSite {
         namespace: &route.source.namespace,
-        scope,
+        vhost,
     };
     route
         .http
@@ -42,7 +46,7 @@ pub(crate) fn routes(ctx: &Context<'_>, route: &HttpRoute, scope: Option<&Scope>
 
 fn rule_routes(
     ctx: &Context<'_>,
-    at: &RuleScope<'_>,
+    at: &RuleSite<'_>,
     route: &HttpRoute,
     index: usize,
     rule: &HttpRule,

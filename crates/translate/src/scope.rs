@@ -27,9 +27,10 @@ pub const SCOPE_METADATA: &str = "portolan.dev/scope";
 /// The node metadata field naming the proxy's own namespace (what `.` means).
 pub const NAMESPACE_METADATA: &str = "portolan.dev/namespace";
 
-/// A parsed scope: the entries that parsed, and the first entry that did not.
+/// A parsed scope (the hosts a proxy group may reach, like a Sidecar's `egress.hosts`): the
+/// entries that parsed, and the first entry that did not.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Scope {
+pub struct EgressScope {
     pub hosts: Vec<ScopeHost>,
     /// The first bad entry; a group with one is not served (see [`ProxyGroup::scope_error`]).
     pub error: Option<ScopeError>,
@@ -82,12 +83,12 @@ pub(crate) struct Visible {
     dependencies: BTreeSet<TargetId>,
 }
 
-// === impl Scope ===
+// === impl EgressScope ===
 
-impl Scope {
+impl EgressScope {
     /// Parses comma-separated entries; blanks between commas are skipped.
     pub fn parse(text: &str) -> Self {
-        let mut scope = Scope {
+        let mut scope = EgressScope {
             hosts: Vec::new(),
             error: None,
         };
@@ -112,7 +113,7 @@ impl Scope {
     }
 }
 
-impl fmt::Display for Scope {
+impl fmt::Display for EgressScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, host) in self.hosts.iter().enumerate() {
             if i > 0 {
@@ -285,8 +286,9 @@ mod tests {
 
     #[test]
     fn entries_parse_like_sidecar_egress_hosts() {
-        let scope =
-            Scope::parse(" ./* , shared/*,*/api.payments.svc.cluster.local,*/*.example.com,,");
+        let scope = EgressScope::parse(
+            " ./* , shared/*,*/api.payments.svc.cluster.local,*/*.example.com,,",
+        );
         assert_eq!(scope.error, None);
         assert_eq!(
             scope.to_string(),
@@ -299,7 +301,7 @@ mod tests {
         assert!(!scope.admits(None, "payments", "db.payments.svc.cluster.local"));
         assert!(scope.admits(None, "ext", "www.example.com"));
         assert!(!scope.admits(None, "ext", "example.com"));
-        let nothing = Scope::parse("~/*");
+        let nothing = EgressScope::parse("~/*");
         assert_eq!(nothing.error, None);
         assert_eq!(nothing.to_string(), "~/*");
         assert!(!nothing.admits(Some("web"), "web", "a.web.svc.cluster.local"));
@@ -307,18 +309,21 @@ mod tests {
 
     #[test]
     fn a_bad_entry_names_its_index_and_the_others_still_parse() {
-        let scope = Scope::parse("./*,payments,Web/*,*/a:80");
+        let scope = EgressScope::parse("./*,payments,Web/*,*/a:80");
         assert_eq!(scope.hosts.len(), 1);
         let error = scope.error.expect("bad entries");
         assert_eq!(error.field, "node.metadata[\"portolan.dev/scope\"][1]");
         assert!(error.reason.contains("namespace/host"), "{error}");
-        let scope = Scope::parse("Web/*");
+        let scope = EgressScope::parse("Web/*");
         let error = scope.error.expect("bad namespace").to_string();
         assert!(
             error.starts_with("node.metadata[\"portolan.dev/scope\"][0]: namespace \"Web\""),
             "{error}"
         );
-        let error = Scope::parse("*/a:80").error.expect("bad host").to_string();
+        let error = EgressScope::parse("*/a:80")
+            .error
+            .expect("bad host")
+            .to_string();
         assert!(error.contains("host \"a:80\""), "{error}");
     }
 }

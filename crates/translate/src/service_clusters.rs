@@ -8,12 +8,14 @@
 //! DISABLE, and checks that the server is `spiffe://TD/ns/NS/sa/SA` for the service accounts
 //! the label lists (comma-separated). A TrafficPolicy's own `tls` replaces it.
 
+use crate::ProxyGroup;
 use crate::cluster;
 use crate::context::Context;
 use crate::endpoint;
 use crate::locality;
 use crate::mesh;
 use crate::policy;
+use crate::proxyless::{self, Client};
 use crate::service::ServicePlan;
 use crate::subsets;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -66,24 +68,29 @@ pub(crate) fn mesh_tls(
     (!ids.is_empty()).then_some(ids)
 }
 
-/// The clusters and assignments of a Service's ports (with `policies`, one per port) and of
-/// their subsets. With a locality-aware policy and a proxy zone, endpoints in the proxy's zone
-/// come first.
-pub(crate) fn translate(
+/// Appends to `out` the clusters and assignments of a Service's ports (with `policies`, one
+/// per port) and of their subsets, as `group` gets them: with a locality-aware policy and a
+/// proxy zone, endpoints in the proxy's zone come first; a gRPC group's are fitted for gRPC.
+/// Both translation paths (cold, and a [`crate::Translator`]'s memo) translate a Service
+/// with it.
+pub(crate) fn translate_for_group(
     ctx: &Context<'_>,
     plan: &ServicePlan<'_>,
+    group: &ProxyGroup,
     policies: &[Option<Arc<DestinationPolicy>>],
     mesh_tls: &Option<Vec<String>>,
-    zone: Option<&str>,
-) -> ServiceClusters {
-    let mut out = ServiceClusters::default();
-    translate_into(ctx, plan, policies, mesh_tls, zone, &mut out);
-    out
+    out: &mut ServiceClusters,
+) {
+    let mark = (out.clusters.len(), out.load_assignments.len());
+    translate_into(ctx, plan, policies, mesh_tls, group.zone.as_deref(), out);
+    if group.client == Client::Grpc {
+        proxyless::fit_service(out, mark);
+    }
 }
 
-/// [`translate`], appending to `out` (one move per message less than collecting and
-/// extending: a Cluster is over 3 KB).
-pub(crate) fn translate_into(
+/// Appends a Service's clusters and assignments to `out` (appending where they are made is
+/// one move per message less than collecting and extending: a Cluster is over 3 KB).
+fn translate_into(
     ctx: &Context<'_>,
     plan: &ServicePlan<'_>,
     policies: &[Option<Arc<DestinationPolicy>>],

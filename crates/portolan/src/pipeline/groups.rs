@@ -14,7 +14,7 @@
 
 use portolan_model::World;
 use portolan_model::proxy_scope::{self, ProxyScope};
-use portolan_translate::scope::Scope;
+use portolan_translate::scope::EgressScope;
 use portolan_translate::{Discovery, ProxyGroup};
 use portolan_xds::group;
 
@@ -41,7 +41,10 @@ fn apply(group: &mut ProxyGroup, applied: &ProxyScope, key: &str) {
     if group.scope.is_none()
         && let Some(hosts) = &applied.hosts
     {
-        group.scope = Some(Scope::parse(&canonical(hosts, &applied.source.namespace)));
+        group.scope = Some(EgressScope::parse(&canonical(
+            hosts,
+            &applied.source.namespace,
+        )));
     }
     if !group::key_chooses_discovery(key)
         && let Some(discovery) = applied.discovery
@@ -193,7 +196,7 @@ mod tests {
         ];
         for entry in entries {
             let api_ok = portolan_api::validate::scope_entry(entry).is_ok();
-            let parsed = Scope::parse(&canonical(&[entry.to_string()], "shop"));
+            let parsed = EgressScope::parse(&canonical(&[entry.to_string()], "shop"));
             if api_ok {
                 assert_eq!(parsed.error, None, "{entry}");
             }

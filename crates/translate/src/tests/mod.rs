@@ -6,9 +6,9 @@ mod golden;
 mod golden_routing;
 mod golden_security;
 mod golden_telemetry;
-mod grpc;
 mod incremental;
 mod on_demand;
+mod proxyless;
 mod roundtrip;
 mod routing_rules;
 mod rules;
@@ -371,19 +371,19 @@ fn sort_by_name_is_stable_and_keeps_the_first_of_repeated_names() {
         .enumerate()
         .map(|(i, n)| (n.to_string(), i))
         .collect();
-    crate::sort_by_name(&mut list, |x| x.0.as_str(), false);
+    crate::resources::sort_by_name(&mut list, |x| x.0.as_str(), false);
     let order: Vec<usize> = list.iter().map(|x| x.1).collect();
     assert_eq!(order, [2, 5, 7, 1, 3, 4, 0, 6]);
-    crate::sort_by_name(&mut list, |x| x.0.as_str(), true);
+    crate::resources::sort_by_name(&mut list, |x| x.0.as_str(), true);
     let order: Vec<usize> = list.iter().map(|x| x.1).collect();
     assert_eq!(order, [2, 1, 4, 0, 6]);
     for n in 0..7usize {
         // Reversed and rotated lists of every small length (every cycle shape the permutation
         // walks).
         let mut reversed: Vec<String> = (0..n).rev().map(|i| format!("{i}")).collect();
-        crate::sort_by_name(&mut reversed, String::as_str, false);
+        crate::resources::sort_by_name(&mut reversed, String::as_str, false);
         let mut rotated: Vec<String> = (0..n).map(|i| format!("{}", (i + 3) % n)).collect();
-        crate::sort_by_name(&mut rotated, String::as_str, false);
+        crate::resources::sort_by_name(&mut rotated, String::as_str, false);
         let want: Vec<String> = (0..n).map(|i| format!("{i}")).collect();
         assert_eq!((reversed, rotated), (want.clone(), want));
     }

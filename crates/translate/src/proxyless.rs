@@ -40,6 +40,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 use envoy_types::util::pack_any;
+use std::collections::HashSet;
 
 /// Name of the route configuration every gRPC API listener asks for.
 pub const GRPC_ROUTE: &str = "grpc-outbound";
@@ -253,34 +254,51 @@ fn fit_load_assignment(cla: &ClusterLoadAssignment) -> Fit<ClusterLoadAssignment
     Fit::Replace(fitted)
 }
 
-/// Applies a fit to each element of a list, keeping order.
-fn fit_list<T: Clone>(list: &mut Vec<T>, fit: impl Fn(&T) -> Fit<T>) {
-    let mut out = Vec::with_capacity(list.len());
-    for item in list.drain(..) {
+/// Applies a fit to each element of a list from `first` on, keeping order.
+fn fit_list<T>(list: &mut Vec<T>, first: usize, fit: impl Fn(&T) -> Fit<T>) {
+    for item in list.split_off(first) {
         match fit(&item) {
-            Fit::Keep => out.push(item),
-            Fit::Replace(new) => out.push(new),
+            Fit::Keep => list.push(item),
+            Fit::Replace(new) => list.push(new),
             Fit::Drop => {}
         }
     }
-    *list = out;
 }
 
-/// Fits a gRPC group's clusters and assignments (listeners and routes are made for it).
+/// Fits a gRPC group's clusters and assignments but the Services' (listeners and routes are
+/// made for it).
 pub(crate) fn fit(resources: &mut Resources) {
-    fit_lists(&mut resources.clusters, &mut resources.load_assignments);
+    fit_lists(
+        &mut resources.clusters,
+        &mut resources.load_assignments,
+        (0, 0),
+    );
 }
 
-/// [`fit`] for one Service's clusters and assignments (an assignment belongs to a cluster of
-/// the same Service, so fitting Service by Service gives the same as fitting all at once).
-pub(crate) fn fit_service(service: &mut ServiceClusters) {
-    fit_lists(&mut service.clusters, &mut service.load_assignments);
+/// [`fit`] for the clusters and assignments of one Service, those `out` got since `mark` (how
+/// many clusters and assignments it had before). An assignment belongs to a cluster of the
+/// same Service, so fitting Service by Service gives the same as fitting all at once.
+pub(crate) fn fit_service(out: &mut ServiceClusters, mark: (usize, usize)) {
+    fit_lists(&mut out.clusters, &mut out.load_assignments, mark);
 }
 
-/// Drops the clusters gRPC cannot use and the assignments of clusters dropped; fits the rest.
-fn fit_lists(clusters: &mut Vec<Cluster>, load_assignments: &mut Vec<ClusterLoadAssignment>) {
-    fit_list(clusters, fit_cluster);
-    let names: std::collections::HashSet<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-    load_assignments.retain(|a| names.contains(a.cluster_name.as_str()));
-    fit_list(load_assignments, fit_load_assignment);
+/// Drops the clusters gRPC cannot use and the assignments of clusters dropped; fits the rest
+/// (of each list, what comes from `mark` on).
+fn fit_lists(
+    clusters: &mut Vec<Cluster>,
+    load_assignments: &mut Vec<ClusterLoadAssignment>,
+    (first_cluster, first_assignment): (usize, usize),
+) {
+    fit_list(clusters, first_cluster, fit_cluster);
+    let names: HashSet<&str> = clusters[first_cluster..]
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    fit_list(load_assignments, first_assignment, |a| {
+        if names.contains(a.cluster_name.as_str()) {
+            fit_load_assignment(a)
+        } else {
+            Fit::Drop
+        }
+    });
 }
