@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use portolan_translate::names::MESH_ROUTE;
-use portolan_xds::{DeltaStream, ResourceType, Scope, Snapshot, SotwStream};
+use portolan_xds::{DeltaStream, ResourceType, Snapshot, SotwStream, StreamTypes};
 use prost::Message;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -73,7 +73,7 @@ impl SotwProxy {
     /// Returns the proxy and what the initial sync carried.
     pub fn connect(snapshot: Arc<Snapshot>) -> Result<(Self, Push), BenchError> {
         let mut proxy = Self {
-            stream: SotwStream::new(Scope::Aggregated),
+            stream: SotwStream::new(StreamTypes::Aggregated),
             last: Default::default(),
             eds_names: Vec::new(),
         };
@@ -180,7 +180,7 @@ impl DeltaProxy {
     /// received, wildcard LDS, RDS for the mesh route configuration; each response ACKed.
     pub fn connect(snapshot: Arc<Snapshot>) -> Result<(Self, Push), BenchError> {
         let mut proxy = Self {
-            stream: DeltaStream::new(Scope::Aggregated),
+            stream: DeltaStream::new(StreamTypes::Aggregated),
             clusters: BTreeSet::new(),
             eds: false,
         };

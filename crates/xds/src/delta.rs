@@ -42,7 +42,7 @@ use tracing::{debug, warn};
 use crate::resource::{Resource, ResourceType};
 use crate::snapshot::Snapshot;
 use crate::status::{Nack, TypeStatus};
-use crate::stream::{NodeInfo, Nonces, Output, RemovalGate, Scope};
+use crate::stream::{NodeInfo, Nonces, Output, RemovalGate, StreamTypes};
 
 /// How many unanswered responses per type are remembered.
 const MAX_PENDING: usize = 16;
@@ -50,7 +50,7 @@ const MAX_PENDING: usize = 16;
 /// The Delta state of one stream.
 #[derive(Debug)]
 pub struct DeltaStream {
-    scope: Scope,
+    served: StreamTypes,
     node: Option<NodeInfo>,
     snapshot: Option<Arc<Snapshot>>,
     nonces: Nonces,
@@ -103,9 +103,9 @@ struct Plan {
 // === impl DeltaStream ===
 
 impl DeltaStream {
-    pub fn new(scope: Scope) -> Self {
+    pub fn new(served: StreamTypes) -> Self {
         Self {
-            scope,
+            served,
             node: None,
             snapshot: None,
             nonces: Nonces::default(),
@@ -126,7 +126,7 @@ impl DeltaStream {
             self.node = Some(NodeInfo::from_node(request.node.as_ref()));
         }
         let Some(ty) =
-            ResourceType::from_type_url(&request.type_url).filter(|ty| self.scope.allows(*ty))
+            ResourceType::from_type_url(&request.type_url).filter(|ty| self.served.allows(*ty))
         else {
             debug!(type_url = %request.type_url, "ignoring request for a type this stream does not serve");
             return out;
@@ -193,8 +193,8 @@ impl DeltaStream {
             .filter_map(|ty| plan(ty, &none).map(|p| (ty, p)))
             .collect();
         // Clusters (and their endpoints) removed together with routing changes wait.
-        let hold_back =
-            self.scope == Scope::Aggregated && (!routing.is_empty() || self.gate.is_waiting());
+        let hold_back = self.served == StreamTypes::Aggregated
+            && (!routing.is_empty() || self.gate.is_waiting());
         let held = match self.types.get(&ResourceType::Cluster) {
             Some(clusters) if hold_back => clusters.removals(&snapshot),
             _ => BTreeSet::new(),

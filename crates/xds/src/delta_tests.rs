@@ -77,7 +77,7 @@ fn two_clusters() -> Arc<Snapshot> {
 
 /// An ADS stream subscribed to every type, every response ACKed.
 fn synced(snapshot: Arc<Snapshot>) -> DeltaStream {
-    let mut stream = DeltaStream::new(Scope::Aggregated);
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(snapshot);
     for (ty, names) in [
         (Cluster, vec![]),
@@ -93,7 +93,7 @@ fn synced(snapshot: Arc<Snapshot>) -> DeltaStream {
 
 #[test]
 fn wildcard_first_request_gets_everything_once_a_snapshot_exists() {
-    let mut stream = DeltaStream::new(Scope::Aggregated);
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
     assert!(
         stream
             .on_request(subscribe(Cluster, &[]))
@@ -115,7 +115,7 @@ fn wildcard_first_request_gets_everything_once_a_snapshot_exists() {
 
 #[test]
 fn star_subscribes_to_everything() {
-    let mut stream = DeltaStream::new(Scope::Aggregated);
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(two_clusters());
     let response = only(stream.on_request(subscribe(Endpoint, &["*"])));
     assert_eq!(names(&response), vec!["a", "b"]);
@@ -123,7 +123,7 @@ fn star_subscribes_to_everything() {
 
 #[test]
 fn by_name_subscribe_and_unsubscribe() {
-    let mut stream = DeltaStream::new(Scope::Aggregated);
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(two_clusters());
     let first = only(stream.on_request(subscribe(Endpoint, &["a"])));
     assert_eq!(names(&first), vec!["a"]);
@@ -152,7 +152,7 @@ fn by_name_subscribe_and_unsubscribe() {
 
 #[test]
 fn missing_names_are_reported_removed_then_sent_when_they_appear() {
-    let mut stream = DeltaStream::new(Scope::Aggregated);
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(two_clusters());
     let response = only(stream.on_request(subscribe(Route, &["nope"])));
     assert!(response.resources.is_empty());
@@ -177,7 +177,7 @@ fn one_cla_change_is_one_resource() {
 #[test]
 fn reconnect_with_initial_versions_gets_only_the_diff() {
     let before = two_clusters();
-    let mut first = DeltaStream::new(Scope::Aggregated);
+    let mut first = DeltaStream::new(StreamTypes::Aggregated);
     first.on_snapshot(before.clone());
     let held = versions(&only(first.on_request(subscribe(Cluster, &[]))));
     let held_cla = versions(&only(first.on_request(subscribe(Endpoint, &["a", "b"]))));
@@ -191,7 +191,7 @@ fn reconnect_with_initial_versions_gets_only_the_diff() {
         .add(Endpoint, "c", &cla("c", 3));
     let after = Arc::new(builder.build().expect("consistent"));
 
-    let mut second = DeltaStream::new(Scope::Aggregated);
+    let mut second = DeltaStream::new(StreamTypes::Aggregated);
     second.on_snapshot(after);
     let mut request = subscribe(Cluster, &[]);
     request.initial_resource_versions = held;
@@ -221,7 +221,7 @@ fn tagged(a_tag: &str, c_tag: &str) -> Arc<Snapshot> {
 
 #[test]
 fn nack_restores_and_is_not_resent_until_the_resource_changes() {
-    let mut stream = DeltaStream::new(Scope::Single(Cluster));
+    let mut stream = DeltaStream::new(StreamTypes::Single(Cluster));
     stream.on_snapshot(tagged("good", "one"));
     let first = only(stream.on_request(subscribe(Cluster, &[])));
     assert_eq!(stream.on_request(ack(&first)).acks, vec![Cluster]);
@@ -269,7 +269,7 @@ fn nack_restores_and_is_not_resent_until_the_resource_changes() {
 
 #[test]
 fn unknown_nonce_is_ignored() {
-    let mut stream = DeltaStream::new(Scope::Aggregated);
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(two_clusters());
     let response = only(stream.on_request(subscribe(Cluster, &[])));
     let mut stale = nack(&response);
@@ -334,7 +334,7 @@ fn delta_serves_secrets_by_name_and_pushes_a_rotated_one() {
         });
         Arc::new(b.build().expect("consistent"))
     };
-    let mut stream = DeltaStream::new(Scope::Aggregated);
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(snapshot("k1"));
     let out = stream.on_request(DeltaDiscoveryRequest {
         type_url: ResourceType::Secret.type_url().into(),
@@ -385,7 +385,7 @@ fn on_demand_snapshot(vhosts: &[&str]) -> Arc<Snapshot> {
 
 #[test]
 fn wildcard_leaves_out_named_only_clusters_until_asked_for_by_name() {
-    let mut stream = DeltaStream::new(Scope::Aggregated);
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(on_demand_snapshot(&[]));
     let first = only(stream.on_request(subscribe(Cluster, &[])));
     assert_eq!(names(&first), ["always"]);
@@ -413,7 +413,7 @@ fn wildcard_leaves_out_named_only_clusters_until_asked_for_by_name() {
 #[test]
 fn virtual_hosts_carry_their_alias_and_unknown_ones_get_an_empty_aliased_answer() {
     use ResourceType::VirtualHost;
-    let mut stream = DeltaStream::new(Scope::Aggregated);
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(on_demand_snapshot(&["mesh-outbound/a"]));
     // Envoy's first VHDS request names nothing: that is not a wildcard.
     let first = only(stream.on_request(subscribe(VirtualHost, &[])));
@@ -447,7 +447,7 @@ fn virtual_hosts_carry_their_alias_and_unknown_ones_get_an_empty_aliased_answer(
 #[test]
 fn first_vhds_request_is_answered_empty_in_the_route_configuration_namespace() {
     use ResourceType::VirtualHost;
-    let mut stream = DeltaStream::new(Scope::Aggregated);
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
     // Asked before there is a snapshot: answered once there is one.
     assert!(
         stream
@@ -474,7 +474,7 @@ fn first_vhds_request_is_answered_empty_in_the_route_configuration_namespace() {
 #[test]
 fn first_vhds_answer_names_nothing_without_a_vhds_route_configuration() {
     use ResourceType::VirtualHost;
-    let mut stream = DeltaStream::new(Scope::Aggregated);
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(two_clusters());
     let first = only(stream.on_request(subscribe(VirtualHost, &[])));
     assert!(first.resources.is_empty());

@@ -30,7 +30,7 @@ use crate::resource::ResourceType;
 use crate::response_body::streaming_response;
 use crate::server::{MAX_MESSAGE_SIZE, XdsServer};
 use crate::sotw::SotwStream;
-use crate::stream::Scope;
+use crate::stream::StreamTypes;
 use crate::task::Machine;
 
 /// Initial size of a stream's encode buffer (it grows to the largest response).
@@ -42,11 +42,11 @@ const DECODE_YIELD: usize = 32 * 1024;
 /// Yield each encoded response on its own, so the buffer never holds several at once.
 const YIELD_EACH_MESSAGE: usize = 1;
 
-/// One xDS gRPC service: its name, the scope of its streams and its method names.
+/// One xDS gRPC service: its name, the types its streams serve and its method names.
 pub trait Api: Send + Sync + 'static {
     /// The gRPC service name (`package.Service`).
     const NAME: &'static str;
-    const SCOPE: Scope;
+    const SERVES: StreamTypes;
     /// The SotW streaming method.
     const SOTW: &'static str;
     /// The Delta streaming method.
@@ -73,7 +73,7 @@ pub enum Rds {}
 
 impl Api for Ads {
     const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
-    const SCOPE: Scope = Scope::Aggregated;
+    const SERVES: StreamTypes = StreamTypes::Aggregated;
     const SOTW: &'static str = "StreamAggregatedResources";
     const DELTA: &'static str = "DeltaAggregatedResources";
     const FETCH: Option<&'static str> = None;
@@ -81,7 +81,7 @@ impl Api for Ads {
 
 impl Api for Cds {
     const NAME: &'static str = "envoy.service.cluster.v3.ClusterDiscoveryService";
-    const SCOPE: Scope = Scope::Single(ResourceType::Cluster);
+    const SERVES: StreamTypes = StreamTypes::Single(ResourceType::Cluster);
     const SOTW: &'static str = "StreamClusters";
     const DELTA: &'static str = "DeltaClusters";
     const FETCH: Option<&'static str> = Some("FetchClusters");
@@ -89,7 +89,7 @@ impl Api for Cds {
 
 impl Api for Eds {
     const NAME: &'static str = "envoy.service.endpoint.v3.EndpointDiscoveryService";
-    const SCOPE: Scope = Scope::Single(ResourceType::Endpoint);
+    const SERVES: StreamTypes = StreamTypes::Single(ResourceType::Endpoint);
     const SOTW: &'static str = "StreamEndpoints";
     const DELTA: &'static str = "DeltaEndpoints";
     const FETCH: Option<&'static str> = Some("FetchEndpoints");
@@ -97,7 +97,7 @@ impl Api for Eds {
 
 impl Api for Lds {
     const NAME: &'static str = "envoy.service.listener.v3.ListenerDiscoveryService";
-    const SCOPE: Scope = Scope::Single(ResourceType::Listener);
+    const SERVES: StreamTypes = StreamTypes::Single(ResourceType::Listener);
     const SOTW: &'static str = "StreamListeners";
     const DELTA: &'static str = "DeltaListeners";
     const FETCH: Option<&'static str> = Some("FetchListeners");
@@ -105,7 +105,7 @@ impl Api for Lds {
 
 impl Api for Rds {
     const NAME: &'static str = "envoy.service.route.v3.RouteDiscoveryService";
-    const SCOPE: Scope = Scope::Single(ResourceType::Route);
+    const SERVES: StreamTypes = StreamTypes::Single(ResourceType::Route);
     const SOTW: &'static str = "StreamRoutes";
     const DELTA: &'static str = "DeltaRoutes";
     const FETCH: Option<&'static str> = Some("FetchRoutes");
@@ -204,7 +204,7 @@ impl<A: Api> XdsService<A> {
             Some(self.max_request),
         );
         let request = Request::from_http(http::Request::from_parts(parts, requests));
-        match self.server.start::<M>(A::SCOPE, request) {
+        match self.server.start::<M>(A::SERVES, request) {
             Ok(responses) => streaming_response(responses, MAX_MESSAGE_SIZE),
             Err(status) => status.into_http(),
         }

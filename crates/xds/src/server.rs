@@ -28,7 +28,7 @@ use crate::identity::IdentityMode;
 use crate::incoming::{ConnInfo, incoming};
 use crate::limits::{Limits, TokenBucket, jitter};
 use crate::metrics::XdsMetrics;
-use crate::stream::Scope;
+use crate::stream::StreamTypes;
 use crate::task::{self, Admission, Context, Machine, ResponseStream};
 use crate::tls::TlsReloader;
 
@@ -178,14 +178,14 @@ impl XdsServer {
     /// Admits a stream and starts its task; returns its responses.
     pub(crate) fn start<M: Machine>(
         &self,
-        scope: Scope,
+        served: StreamTypes,
         request: Request<Streaming<M::Request>>,
     ) -> Result<ResponseStream<M::Response>, Status> {
         let admission = self.admit(&request)?;
         let (tx, rx) = task::response_channel(RESPONSE_BUFFER);
         tokio::spawn(task::run::<M, _>(
             self.context(),
-            scope,
+            served,
             admission,
             request.into_inner(),
             tx,

@@ -38,12 +38,12 @@ use tracing::{debug, error, warn};
 use crate::resource::{Resource, ResourceType, aggregate_version};
 use crate::snapshot::Snapshot;
 use crate::status::{Nack, SubscribedNames, TypeStatus};
-use crate::stream::{NodeInfo, Nonces, Output, RemovalGate, Scope};
+use crate::stream::{NodeInfo, Nonces, Output, RemovalGate, StreamTypes};
 
 /// The SotW state of one stream.
 #[derive(Debug)]
 pub struct SotwStream {
-    scope: Scope,
+    served: StreamTypes,
     node: Option<NodeInfo>,
     snapshot: Option<Arc<Snapshot>>,
     nonces: Nonces,
@@ -112,9 +112,9 @@ enum Answer {
 // === impl SotwStream ===
 
 impl SotwStream {
-    pub fn new(scope: Scope) -> Self {
+    pub fn new(served: StreamTypes) -> Self {
         Self {
-            scope,
+            served,
             node: None,
             snapshot: None,
             nonces: Nonces::default(),
@@ -157,7 +157,7 @@ impl SotwStream {
             }
         }
         let Some(ty) =
-            ResourceType::from_type_url(&request.type_url).filter(|ty| self.scope.allows(*ty))
+            ResourceType::from_type_url(&request.type_url).filter(|ty| self.served.allows(*ty))
         else {
             debug!(type_url = %request.type_url, "ignoring request for a type this stream does not serve");
             return out;
@@ -221,7 +221,8 @@ impl SotwStream {
             .any(|(ty, _)| matches!(ty, ResourceType::Listener | ResourceType::Route));
         let mut retained = Vec::new();
         if let Some(clusters) = self.types.get_mut(&ResourceType::Cluster) {
-            if self.scope == Scope::Aggregated && (routing_changes || self.gate.is_waiting()) {
+            if self.served == StreamTypes::Aggregated && (routing_changes || self.gate.is_waiting())
+            {
                 retained = clusters.removed_by(&snapshot);
             }
             if let Some(plan) = clusters.plan(&snapshot, &retained) {

@@ -55,7 +55,7 @@ fn two_clusters() -> Arc<Snapshot> {
 
 /// An ADS stream subscribed to all four types, every response ACKed.
 fn synced(snapshot: Arc<Snapshot>) -> (SotwStream, BTreeMap<ResourceType, DiscoveryResponse>) {
-    let mut stream = SotwStream::new(Scope::Aggregated);
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(snapshot);
     let mut last = BTreeMap::new();
     for (ty, names) in [
@@ -75,7 +75,7 @@ fn synced(snapshot: Arc<Snapshot>) -> (SotwStream, BTreeMap<ResourceType, Discov
 
 #[test]
 fn nothing_is_served_before_the_first_snapshot() {
-    let mut stream = SotwStream::new(Scope::Aggregated);
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
     let out = stream.on_request(request(Cluster, &[], "", ""));
     assert!(out.responses.is_empty());
     assert_eq!(stream.node().map(|n| n.group.as_str()), Some("web"));
@@ -90,7 +90,7 @@ fn nothing_is_served_before_the_first_snapshot() {
 
 #[test]
 fn first_request_is_answered_from_the_snapshot() {
-    let mut stream = SotwStream::new(Scope::Aggregated);
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
     assert!(stream.on_snapshot(two_clusters()).responses.is_empty());
     let response = only(stream.on_request(request(Listener, &[], "", "")));
     assert_eq!(response_names(&response), vec!["l"]);
@@ -98,7 +98,7 @@ fn first_request_is_answered_from_the_snapshot() {
 
 #[test]
 fn ack_records_the_version_and_sends_nothing() {
-    let mut stream = SotwStream::new(Scope::Aggregated);
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(two_clusters());
     let response = only(stream.on_request(request(Cluster, &[], "", "")));
     let out = stream.on_request(ack(Cluster, &[], &response));
@@ -114,7 +114,7 @@ fn ack_records_the_version_and_sends_nothing() {
 
 #[test]
 fn nack_is_recorded_and_not_resent_until_a_new_version() {
-    let mut stream = SotwStream::new(Scope::Aggregated);
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(two_clusters());
     let first = only(stream.on_request(request(Cluster, &[], "", "")));
     stream.on_request(ack(Cluster, &[], &first));
@@ -158,7 +158,7 @@ fn nack_is_recorded_and_not_resent_until_a_new_version() {
 
 #[test]
 fn stale_nonce_is_ignored() {
-    let mut stream = SotwStream::new(Scope::Aggregated);
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(two_clusters());
     let first = only(stream.on_request(request(Cluster, &[], "", "")));
     let second = only(stream.on_snapshot(Arc::new(snapshot_of(&["a"], &[]))));
@@ -197,12 +197,12 @@ fn wildcard_cds_and_lds_carry_everything() {
 
 #[test]
 fn eds_is_by_name_and_missing_names_are_answered() {
-    let mut stream = SotwStream::new(Scope::Aggregated);
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(two_clusters());
     let response = only(stream.on_request(request(Endpoint, &["b"], "", "")));
     assert_eq!(response_names(&response), vec!["b"]);
 
-    let mut other = SotwStream::new(Scope::Aggregated);
+    let mut other = SotwStream::new(StreamTypes::Aggregated);
     other.on_snapshot(two_clusters());
     let response = only(other.on_request(request(Endpoint, &["nope"], "", "")));
     assert!(response.resources.is_empty(), "answered, with nothing");
@@ -215,7 +215,7 @@ fn eds_is_by_name_and_missing_names_are_answered() {
 
 #[test]
 fn subscribe_and_unsubscribe_are_answered() {
-    let mut stream = SotwStream::new(Scope::Aggregated);
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(two_clusters());
     let first = only(stream.on_request(request(Endpoint, &["a"], "", "")));
     assert!(
@@ -251,7 +251,7 @@ fn subscribe_and_unsubscribe_are_answered() {
 #[test]
 fn one_cla_change_pushes_only_that_cla() {
     let (mut stream, _) = synced(two_clusters());
-    let mut only_b = SotwStream::new(Scope::Aggregated);
+    let mut only_b = SotwStream::new(StreamTypes::Aggregated);
     only_b.on_snapshot(two_clusters());
     let response = only(only_b.on_request(request(Endpoint, &["b"], "", "")));
     only_b.on_request(ack(Endpoint, &["b"], &response));
@@ -339,7 +339,7 @@ fn cluster_removal_without_routing_change_is_immediate() {
 
 #[test]
 fn per_type_stream_serves_only_its_type() {
-    let mut stream = SotwStream::new(Scope::Single(Cluster));
+    let mut stream = SotwStream::new(StreamTypes::Single(Cluster));
     stream.on_snapshot(two_clusters());
     assert!(
         stream
@@ -358,7 +358,7 @@ fn per_type_stream_serves_only_its_type() {
 #[test]
 fn a_new_stream_gets_the_full_state() {
     let (_, _) = synced(two_clusters());
-    let mut again = SotwStream::new(Scope::Aggregated);
+    let mut again = SotwStream::new(StreamTypes::Aggregated);
     again.on_snapshot(two_clusters());
     // Envoy reconnecting sends its last accepted version with an empty nonce.
     let cds = only(again.on_request(request(Cluster, &[], "old", "")));
@@ -435,7 +435,7 @@ fn with_secrets(key: &str) -> Arc<Snapshot> {
 #[test]
 fn secrets_are_served_by_name_and_a_rotation_pushes_only_the_changed_secret() {
     let secret = ResourceType::Secret;
-    let mut stream = SotwStream::new(Scope::Aggregated);
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
     stream.on_snapshot(with_secrets("k1"));
     let first = only(stream.on_request(request(secret, &["cert"], "", "")));
     assert_eq!(first.type_url, secret.type_url());

@@ -10,27 +10,27 @@ use crate::resource::ResourceType;
 
 /// Which types a stream serves: all four multiplexed (ADS) or one (per-type service).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
+pub enum StreamTypes {
     Aggregated,
     Single(ResourceType),
 }
 
-// === impl Scope ===
+// === impl StreamTypes ===
 
-impl Scope {
+impl StreamTypes {
     /// Whether requests for `ty` are served on this stream.
     pub fn allows(self, ty: ResourceType) -> bool {
         match self {
-            Scope::Aggregated => true,
-            Scope::Single(only) => only == ty,
+            StreamTypes::Aggregated => true,
+            StreamTypes::Single(only) => only == ty,
         }
     }
 
     /// `ads` or the type's short name.
     pub fn stream_name(self) -> &'static str {
         match self {
-            Scope::Aggregated => "ads",
-            Scope::Single(ty) => ty.short_name(),
+            StreamTypes::Aggregated => "ads",
+            StreamTypes::Single(ty) => ty.short_name(),
         }
     }
 }

@@ -36,7 +36,7 @@ use crate::resource::ResourceType;
 use crate::snapshot::Snapshot;
 use crate::sotw::SotwStream;
 use crate::status::{ProxyStatus, TypeStatus};
-use crate::stream::{NodeInfo, Output, Scope};
+use crate::stream::{NodeInfo, Output, StreamTypes};
 
 /// A per-stream state machine, SotW or Delta.
 pub(crate) trait Machine: Send + 'static {
@@ -44,7 +44,7 @@ pub(crate) trait Machine: Send + 'static {
     type Response: prost::Message + Send + 'static;
     const DELTA: bool;
 
-    fn create(scope: Scope) -> Self;
+    fn create(served: StreamTypes) -> Self;
     fn on_request(&mut self, request: Self::Request) -> Output<Self::Response>;
     fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<Self::Response>;
     fn status(&self) -> Vec<TypeStatus>;
@@ -57,8 +57,8 @@ impl Machine for SotwStream {
     type Response = DiscoveryResponse;
     const DELTA: bool = false;
 
-    fn create(scope: Scope) -> Self {
-        SotwStream::new(scope)
+    fn create(served: StreamTypes) -> Self {
+        SotwStream::new(served)
     }
     fn on_request(&mut self, request: DiscoveryRequest) -> Output<DiscoveryResponse> {
         SotwStream::on_request(self, request)
@@ -82,8 +82,8 @@ impl Machine for DeltaStream {
     type Response = DeltaDiscoveryResponse;
     const DELTA: bool = true;
 
-    fn create(scope: Scope) -> Self {
-        DeltaStream::new(scope)
+    fn create(served: StreamTypes) -> Self {
+        DeltaStream::new(served)
     }
     fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Output<DeltaDiscoveryResponse> {
         DeltaStream::on_request(self, request)
@@ -203,7 +203,7 @@ impl Drop for Connected {
 /// Runs one stream until the client leaves, the response receiver is dropped, or the server stops.
 pub(crate) async fn run<M, S>(
     mut ctx: Context,
-    scope: Scope,
+    served: StreamTypes,
     mut admission: Admission,
     mut requests: S,
     tx: Responses<M::Response>,
@@ -252,7 +252,7 @@ pub(crate) async fn run<M, S>(
     let registration = ctx.cache.register(ProxyStatus {
         node_id: node.id.clone(),
         group: node.group.clone(),
-        stream: scope.stream_name().to_string(),
+        stream: served.stream_name().to_string(),
         delta: M::DELTA,
         client: node.client.clone(),
         connected_at: SystemTime::now(),
@@ -262,9 +262,9 @@ pub(crate) async fn run<M, S>(
     });
     let user_agent = M::node_of(&first).map_or("", |n| n.user_agent_name.as_str());
     let mut connected = Connected::new(&ctx.metrics, M::DELTA, client_kind(user_agent));
-    info!(node = %node.id, group = %node.group, stream = scope.stream_name(), delta = M::DELTA, "xDS stream opened");
+    info!(node = %node.id, group = %node.group, stream = served.stream_name(), delta = M::DELTA, "xDS stream opened");
 
-    let mut machine = M::create(scope);
+    let mut machine = M::create(served);
     let mut out = machine.on_request(first);
     // The rollout of the last snapshot handled, until this stream has ACKed everything sent.
     let mut owed = None;
@@ -317,7 +317,7 @@ pub(crate) async fn run<M, S>(
         };
         sending = out.responses.len() as u64;
     }
-    info!(node = %node.id, group = %node.group, stream = scope.stream_name(), delta = M::DELTA, "xDS stream closed");
+    info!(node = %node.id, group = %node.group, stream = served.stream_name(), delta = M::DELTA, "xDS stream closed");
 }
 
 /// Takes a token for one request; `RESOURCE_EXHAUSTED` when the stream is over its rate.

@@ -22,7 +22,7 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use portolan::pipeline::IncrementalBuilder;
 use portolan_translate::names::MESH_ROUTE;
 use portolan_translate::{Options, ProxyGroup};
-use portolan_xds::{DeltaStream, ResourceType, Scope, Snapshot};
+use portolan_xds::{DeltaStream, ResourceType, Snapshot, StreamTypes};
 use prost::Message;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -142,7 +142,7 @@ fn on_demand_node() -> Option<Node> {
 impl OnDemandProxy {
     fn new(snapshot: Arc<Snapshot>) -> Self {
         Self {
-            stream: DeltaStream::new(Scope::Aggregated),
+            stream: DeltaStream::new(StreamTypes::Aggregated),
             snapshot,
         }
     }
