@@ -1,4 +1,5 @@
-//! Portolan's translation: a [`World`](portolan_model::World) snapshot and a proxy group in, Envoy xDS resources out.
+//! Portolan's translation: a [`World`](portolan_model::World) snapshot and a proxy group in,
+//! Envoy xDS resources out.
 //!
 //! Translation is a pure function: no I/O, no clock, no randomness. The same World always
 //! gives the same [`Resources`], each list sorted by resource name, so the cache can compare
@@ -17,14 +18,14 @@
 //! A proxy group that no Gateway selects gets the `mesh-outbound` listener, whose route
 //! configuration has a virtual host per Service port (and external HTTP port); TrafficRoutes
 //! attached to the mesh replace those virtual hosts' default route. A group that Gateways
-//! select gets their listeners instead (see [`gateway`]).
+//! select gets their listeners instead (see `gateway.rs`).
 //!
 //! A group of proxyless gRPC clients (`;client=grpc`) gets API listeners named after its
 //! targets and only what gRPC can use (see [`proxyless`]).
 //!
 //! A group with a workload identity ([`mesh`]) also gets the `inbound` listener in front of
 //! its application (mutual TLS per PeerAuthentication, RBAC per AccessPolicy, see
-//! [`inbound`] and [`rbac`]), and originates mutual TLS to Services in the mesh.
+//! `inbound.rs` and `rbac.rs`), and originates mutual TLS to Services in the mesh.
 
 #![forbid(unsafe_code)]
 
