@@ -23,6 +23,6 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         &args.translate.options(),
     );
     let json = portolan_translate::json::resources_to_json(&resources)?;
-    println!("{}", serde_json::to_string_pretty(&json)?);
+    crate::output::println(&serde_json::to_string_pretty(&json)?)?;
     Ok(ExitCode::SUCCESS)
 }
