@@ -13,11 +13,12 @@
 //! assignments, so a rebuild after a small change redoes only what it touched.
 //!
 //! Groups are formed from the xDS group keys with their `ProxyScope` resolved (see
-//! [`crate::groups`]), so a ProxyScope change rebuilds the groups it applies to like any other change.
+//! [`crate::groups`]), so a ProxyScope change rebuilds the groups it applies to like any other
+//! change.
 //!
 //! Mesh workloads: the snapshot of a group with a workload identity also holds that
-//! identity's certificate and the trust bundle as SDS secrets (see [`crate::certs`]: issued
-//! on first use, replaced at half-life); [`Pipeline::rotate_certificates`] rebuilds when one
+//! identity's certificate and the trust bundle as SDS secrets (`certs.rs`: issued on first
+//! use, replaced at half-life); [`Pipeline::rotate_certificates`] rebuilds when one
 //! is due, so a rotation is a new Secret version pushed to that group's proxies.
 
 use crate::certs::MeshCerts;
