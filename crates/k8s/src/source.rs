@@ -7,7 +7,6 @@
 //! (`/debug/sources`). [`KubernetesSource`] tells the sink it is synced once every watcher has
 //! completed its first list, and down while any watcher's last request failed.
 
-use crate::K8sError;
 use crate::feed::KindFeed;
 use crate::kinds;
 use crate::view::ClusterView;
@@ -99,10 +98,11 @@ impl KubernetesSource {
 }
 
 impl Source for KubernetesSource {
-    type Error = K8sError;
+    /// The watchers retry every failure with backoff: running never fails.
+    type Error = std::convert::Infallible;
 
     /// Starts the watchers and reports their sync and health until dropped.
-    async fn run(self, sink: Arc<dyn SourceSink>) -> Result<(), K8sError> {
+    async fn run(self, sink: Arc<dyn SourceSink>) -> Result<(), Self::Error> {
         let watchers = Watchers::spawn(self.client, &self.namespaces, sink.clone(), self.view);
         let mut state = watchers.state.clone();
         let mut synced = false;

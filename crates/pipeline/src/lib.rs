@@ -8,7 +8,7 @@
 //!   new groups built as their first proxy connects, rollouts; [`PipelineMetrics`].
 //! * [`groups`]: proxy groups from xDS group keys, with their `ProxyScope` resolved.
 //! * [`incremental`]: [`IncrementalBuilder`], translation memoized per Service, kept encoded.
-//! * [`snapshot`]: the one assembly of translated resources into a consistent [`Snapshot`]
+//! * [`mod@snapshot`]: the one assembly of translated resources into a consistent snapshot
 //!   (`portolan_xds::Snapshot`).
 //! * `certs`: mesh groups' workload certificates and their rotation.
 //! * [`programmed`]: NACKs in force attributed to the objects behind them (`Programmed=False`).

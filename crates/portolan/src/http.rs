@@ -117,19 +117,14 @@ async fn config_errors(State(s): State<AppState>) -> Json<Value> {
 /// it has listed, its errors so far).
 async fn sources(State(s): State<AppState>) -> Json<Value> {
     let health = s.source.health.borrow().clone();
-    let source = match &s.watchers {
-        None => json!({
-            "name": s.source.name,
-            "up": health.up,
-            "error": health.error,
-        }),
-        Some(watchers) => json!({
-            "name": s.source.name,
-            "up": health.up,
-            "error": health.error,
-            "watchers": watchers.borrow().watchers,
-        }),
-    };
+    let mut source = json!({
+        "name": s.source.name,
+        "up": health.up,
+        "error": health.error,
+    });
+    if let Some(watchers) = &s.watchers {
+        source["watchers"] = json!(watchers.borrow().watchers);
+    }
     Json(json!({"sources": [source]}))
 }
 
