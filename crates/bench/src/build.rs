@@ -7,7 +7,7 @@ use prost::Message;
 
 /// Encodes translated resources into a snapshot, exactly as `portolan serve` does per proxy
 /// group: every resource encoded once, versioned by its bytes, the set checked for consistency.
-pub use portolan::pipeline::snapshot;
+pub use portolan_pipeline::snapshot;
 
 /// Count and encoded bytes per resource type, in push order (CDS, EDS, LDS, RDS).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

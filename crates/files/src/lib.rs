@@ -1,8 +1,10 @@
 //! Portolan's files source: a directory of Kubernetes manifests (YAML or JSON) read into the
 //! model and watched for changes.
 //!
-//! [`FileSource::rescan`] reads the tree and returns [`Changes`] (objects to apply, objects to
-//! delete, the complete list of errors); [`watch`] does that on every change on disk;
+//! [`FileSource::rescan`] reads the tree and returns its
+//! [`Changes`](portolan_model::source::Changes) (objects to apply, objects to delete, the
+//! complete list of errors); as a [`Source`](portolan_model::source::Source), a
+//! [`FileSource`] does that on every change on disk and writes them to its sink;
 //! [`validate_paths`] serves `portolan validate`. Invalid documents never remove objects: the
 //! last good version of an object stays until its document is fixed or deleted.
 
@@ -20,6 +22,5 @@ mod watch;
 mod fixtures;
 
 pub use error::FilesError;
-pub use source::{Changes, FileSource, REPORTER};
+pub use source::{FileSource, REPORTER};
 pub use validate::{ValidationReport, validate_paths};
-pub use watch::{SourceHealth, watch, watch_reporting};

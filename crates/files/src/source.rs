@@ -1,5 +1,5 @@
 //! [`FileSource`]: the state of one watched directory between scans, and the [`Changes`]
-//! each scan produces for the index.
+//! each scan produces for the index (under the reporter name [`REPORTER`]).
 //!
 //! Each scan computes the complete desired set of objects and diffs it against what was
 //! applied before, so renaming a file or moving a document between files changes nothing,
@@ -10,7 +10,8 @@ use crate::error::FilesError;
 use crate::resolve::{FileState, Resolved, resolve};
 use crate::walk;
 use portolan_api::{FieldError, FieldPath, ObjectRef};
-use portolan_model::{ConfigError, Index, Object};
+use portolan_model::source::Changes;
+use portolan_model::{ConfigError, Object};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -24,17 +25,6 @@ pub struct FileSource {
     files: BTreeMap<String, FileState>,
     /// What this source has handed out: the index holds exactly these objects from us.
     applied: BTreeMap<ObjectRef, Object>,
-}
-
-/// What changed since the previous scan.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Changes {
-    /// New or changed objects.
-    pub apply: Vec<Object>,
-    /// Objects no longer defined anywhere.
-    pub delete: Vec<ObjectRef>,
-    /// The complete current list of errors of this source (not a delta), sorted.
-    pub errors: Vec<ConfigError>,
 }
 
 // === impl FileSource ===
@@ -137,31 +127,6 @@ pub(crate) fn read_file(rel: &str, path: &Path, previous: Option<FileState>) -> 
             let parsed = ParsedFile::unreadable(rel, format!("cannot read file: {e}"));
             Some(FileState::new(previous, None, parsed))
         }
-    }
-}
-
-// === impl Changes ===
-
-impl Changes {
-    /// Whether there is nothing to apply or delete. `errors` is a complete list, not a
-    /// delta, so it is not considered: compare it with the previous list to see whether the
-    /// errors changed ([`Changes::apply_to`] does).
-    pub fn is_empty(&self) -> bool {
-        self.apply.is_empty() && self.delete.is_empty()
-    }
-
-    /// Applies to the index (under the caller's lock): objects first, then deletes, then the
-    /// errors under the reporter name [`REPORTER`]. Returns whether the index changed.
-    pub fn apply_to(self, index: &mut Index) -> bool {
-        let mut changed = false;
-        for object in self.apply {
-            changed |= index.apply(object);
-        }
-        for object in &self.delete {
-            changed |= index.delete(object);
-        }
-        changed |= index.set_errors(REPORTER, self.errors);
-        changed
     }
 }
 

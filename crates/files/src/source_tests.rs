@@ -3,6 +3,7 @@
 use super::*;
 use crate::fixtures::*;
 use portolan_api::Kind;
+use portolan_model::Index;
 
 fn svc_ref(name: &str) -> ObjectRef {
     ObjectRef::new(Kind::Service, "default", name)
@@ -269,15 +270,18 @@ fn changes_apply_to_the_index_with_errors_under_files() {
     let mut src = d.source();
     d.write("a.yaml", &stream(&[service("a", 80), service("b", 0)]));
     let mut index = Index::new();
-    assert!(rescan(&mut src).apply_to(&mut index));
+    assert!(rescan(&mut src).apply_to(REPORTER, &mut index));
     let world = index.world();
     assert!(index.contains(&svc_ref("a")));
     assert_eq!(world.errors.len(), 1);
 
-    assert!(!rescan(&mut src).apply_to(&mut index), "nothing changed");
+    assert!(
+        !rescan(&mut src).apply_to(REPORTER, &mut index),
+        "nothing changed"
+    );
 
     d.remove("a.yaml");
-    assert!(rescan(&mut src).apply_to(&mut index));
+    assert!(rescan(&mut src).apply_to(REPORTER, &mut index));
     assert!(!index.contains(&svc_ref("a")));
     assert!(index.world().errors.is_empty());
 }

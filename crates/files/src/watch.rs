@@ -1,125 +1,84 @@
-//! [`watch`]: keeps a [`FileSource`] in step with its directory. Sends the initial full scan
-//! first, then one [`Changes`] per burst of file-system events (coalesced: a rescan happens
-//! once events have been quiet for [`SETTLE`]). If the watcher fails or the directory goes
-//! away, the last good state stays and the directory is polled every [`RETRY`] until the
-//! watcher can be set up again. [`watch_reporting`] also publishes the source's
-//! [`SourceHealth`]: down while the directory cannot be read, up again once it can.
+//! [`FileSource`] as a [`Source`]: keeps the index in step with the directory. Writes the
+//! initial full scan first (then the source is synced), then one [`Changes`] per burst of
+//! file-system events (coalesced: a rescan happens once events have been quiet for
+//! [`SETTLE`]). If the watcher fails or the directory goes away, the last good state stays,
+//! the source reports itself down ([`SourceHealth`]) and the directory is polled every
+//! [`RETRY`] until the watcher can be set up again; once it can be read, the source is up.
 
 use crate::error::FilesError;
-use crate::source::{Changes, FileSource};
+use crate::source::{FileSource, REPORTER};
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use portolan_model::source::{Source, SourceHealth, SourceSink};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Quiet time after the last event before rescanning.
-pub const SETTLE: Duration = Duration::from_millis(50);
+const SETTLE: Duration = Duration::from_millis(50);
 /// Longest a steady stream of events can delay a rescan.
 const MAX_SETTLE: Duration = Duration::from_secs(1);
 /// Poll interval while the watcher is down (directory missing, watcher error).
-pub const RETRY: Duration = Duration::from_secs(1);
+const RETRY: Duration = Duration::from_secs(1);
 
-/// Whether the source could read its directory at the last attempt.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SourceHealth {
-    /// The directory was read at the last attempt.
-    pub up: bool,
-    /// Why it could not be read (when down).
-    pub error: Option<String>,
-}
+// === impl FileSource (Source) ===
 
-// === impl SourceHealth ===
+impl Source for FileSource {
+    type Error = FilesError;
 
-impl SourceHealth {
-    pub fn up() -> Self {
-        Self {
-            up: true,
-            error: None,
-        }
-    }
-
-    pub fn down(error: impl ToString) -> Self {
-        Self {
-            up: false,
-            error: Some(error.to_string()),
-        }
-    }
-}
-
-/// Watches the source's directory and sends changes on `tx` until `tx` is closed.
-///
-/// The first message is the initial full scan (the moment the source is synced). Fails only
-/// when that initial scan cannot read the directory.
-pub async fn watch(source: FileSource, tx: mpsc::Sender<Changes>) -> Result<(), FilesError> {
-    let (health, _) = tokio::sync::watch::channel(SourceHealth::up());
-    watch_reporting(source, tx, health).await
-}
-
-/// [`watch`], publishing on `health` whether the directory can be read.
-pub async fn watch_reporting(
-    mut source: FileSource,
-    tx: mpsc::Sender<Changes>,
-    health: tokio::sync::watch::Sender<SourceHealth>,
-) -> Result<(), FilesError> {
-    let signal = Arc::new(Signal::default());
-    // Watch before the first scan, so nothing written in between is missed.
-    let mut watcher = match start(source.dir(), &signal) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "file watcher failed to start; polling every second");
-            None
-        }
-    };
-    let initial = source.rescan()?;
-    let mut sent_errors = initial.errors.clone();
-    if tx.send(initial).await.is_err() {
-        return Ok(());
-    }
-    let mut healthy = true;
-    loop {
-        tokio::select! {
-            _ = tx.closed() => return Ok(()),
-            _ = signal.notify.notified() => {
-                if !settle(&signal, &tx).await {
-                    return Ok(());
-                }
-            }
-            _ = tokio::time::sleep(RETRY), if watcher.is_none() => {}
-        }
-        if signal.broken.swap(false, Ordering::SeqCst) {
-            tracing::warn!(dir = %source.dir().display(), "file watcher lost the directory");
-            watcher = None;
-        }
-        if watcher.is_none() {
-            watcher = start(source.dir(), &signal).ok();
-        }
-        let changes = match source.rescan() {
-            Ok(changes) => changes,
+    /// Fails only when the initial scan cannot read the directory.
+    async fn run(mut self, sink: Arc<dyn SourceSink>) -> Result<(), FilesError> {
+        let signal = Arc::new(Signal::default());
+        // Watch before the first scan, so nothing written in between is missed.
+        let mut watcher = match start(self.dir(), &signal) {
+            Ok(w) => Some(w),
             Err(e) => {
-                if healthy {
-                    tracing::warn!(error = %e, "config source down: keeping the last good configuration; retrying every second");
-                }
-                healthy = false;
-                health.send_replace(SourceHealth::down(&e));
-                watcher = None;
-                continue;
+                tracing::warn!(error = %e, "file watcher failed to start; polling every second");
+                None
             }
         };
-        if !healthy {
-            tracing::info!(dir = %source.dir().display(), "config source up: directory is readable again");
-            healthy = true;
-            health.send_replace(SourceHealth::up());
-        }
-        if changes.is_empty() && changes.errors == sent_errors {
-            continue;
-        }
-        sent_errors = changes.errors.clone();
-        if tx.send(changes).await.is_err() {
-            return Ok(());
+        let initial = self.rescan()?;
+        let mut sent_errors = initial.errors.clone();
+        sink.write(REPORTER, initial);
+        sink.synced();
+        let mut healthy = true;
+        loop {
+            tokio::select! {
+                _ = signal.notify.notified() => settle(&signal).await,
+                _ = tokio::time::sleep(RETRY), if watcher.is_none() => {}
+            }
+            if signal.broken.swap(false, Ordering::SeqCst) {
+                tracing::warn!(dir = %self.dir().display(), "file watcher lost the directory");
+                watcher = None;
+            }
+            if watcher.is_none() {
+                watcher = start(self.dir(), &signal).ok();
+            }
+            let changes = match self.rescan() {
+                Ok(changes) => changes,
+                Err(e) => {
+                    if healthy {
+                        tracing::warn!(error = %e, "config source down: keeping the last good configuration; retrying every second");
+                    }
+                    healthy = false;
+                    sink.health(SourceHealth::down(&e));
+                    watcher = None;
+                    continue;
+                }
+            };
+            if !healthy {
+                tracing::info!(dir = %self.dir().display(), "config source up: directory is readable again");
+                healthy = true;
+                sink.health(SourceHealth::up());
+            }
+            if changes.is_empty() && changes.errors == sent_errors {
+                continue;
+            }
+            sent_errors = changes.errors.clone();
+            sink.write(REPORTER, changes);
         }
     }
 }
@@ -179,19 +138,17 @@ fn start(dir: &Path, signal: &Arc<Signal>) -> Result<RecommendedWatcher, FilesEr
     Ok(watcher)
 }
 
-/// Waits until events have been quiet for [`SETTLE`] (at most [`MAX_SETTLE`]). Returns false
-/// when `tx` closed meanwhile.
-async fn settle(signal: &Signal, tx: &mpsc::Sender<Changes>) -> bool {
+/// Waits until events have been quiet for [`SETTLE`] (at most [`MAX_SETTLE`]).
+async fn settle(signal: &Signal) {
     let deadline = Instant::now() + MAX_SETTLE;
     loop {
         tokio::select! {
-            _ = tx.closed() => return false,
             _ = signal.notify.notified() => {
                 if Instant::now() >= deadline {
-                    return true;
+                    return;
                 }
             }
-            _ = tokio::time::sleep(SETTLE) => return true,
+            _ = tokio::time::sleep(SETTLE) => return,
         }
     }
 }

@@ -2,9 +2,13 @@
 //! deleted), the source reports itself down with the reason, and once the directory is back
 //! the source is up again and edits flow. Waits are bounded polls, never fixed sleeps.
 
-use portolan_files::{Changes, FileSource, SourceHealth, watch_reporting};
+mod support;
+
+use portolan_files::FileSource;
+use portolan_model::source::{Source, SourceHealth};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use support::ChannelSink;
+use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -30,18 +34,22 @@ async fn a_vanished_directory_is_reported_down_keeps_objects_and_recovers() {
     std::fs::create_dir(&dir).expect("mkdir");
     std::fs::write(dir.join("a.yaml"), service("a", 80)).expect("write");
 
-    let (tx, mut rx) = mpsc::channel::<Changes>(16);
-    let (health_tx, mut health) = watch::channel(SourceHealth::up());
-    let task = tokio::spawn(watch_reporting(FileSource::new(&dir), tx, health_tx));
+    let (sink, mut reported) = ChannelSink::new();
+    let (rx, health) = (&mut reported.changes, &mut reported.health);
+    let task = tokio::spawn(FileSource::new(&dir).run(sink));
     let initial = tokio::time::timeout(WAIT, rx.recv())
         .await
         .expect("initial scan in time")
         .expect("initial scan");
     assert_eq!(initial.apply.len(), 1);
     assert!(health.borrow().up);
+    assert!(
+        *reported.synced.borrow(),
+        "synced once the initial scan is written"
+    );
 
     std::fs::rename(&dir, &away).expect("rename away");
-    let down = health_becomes(&mut health, false).await;
+    let down = health_becomes(health, false).await;
     let why = down.error.expect("a reason");
     assert!(why.contains("config"), "{why}");
     // Nothing was sent while the directory is gone: no deletes of the last good objects.
@@ -52,7 +60,7 @@ async fn a_vanished_directory_is_reported_down_keeps_objects_and_recovers() {
     // Back, with an edit made meanwhile: the source is up again and the edit flows.
     std::fs::write(away.join("b.yaml"), service("b", 81)).expect("write");
     std::fs::rename(&away, &dir).expect("rename back");
-    assert!(health_becomes(&mut health, true).await.error.is_none());
+    assert!(health_becomes(health, true).await.error.is_none());
     let changes = tokio::time::timeout(WAIT, async {
         loop {
             let c = rx.recv().await.expect("watch running");
@@ -75,6 +83,5 @@ async fn a_vanished_directory_is_reported_down_keeps_objects_and_recovers() {
         .expect("watch running");
     let names: Vec<String> = later.apply.iter().map(|o| o.object_ref().name).collect();
     assert_eq!(names, ["c"]);
-    drop(rx);
-    task.await.expect("joined").expect("clean end");
+    task.abort();
 }

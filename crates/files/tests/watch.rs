@@ -1,9 +1,14 @@
-//! `watch()` with the real file-system watcher: the initial scan arrives first, then changes
-//! on disk arrive as they happen. Waits are bounded polls of the channel, never fixed sleeps.
+//! The files source running with the real file-system watcher: the initial scan arrives
+//! first (then the source is synced), then changes on disk arrive as they happen. Waits are
+//! bounded polls of the channel, never fixed sleeps.
 
-use portolan_files::{Changes, FileSource, watch};
+mod support;
+
+use portolan_files::FileSource;
+use portolan_model::source::{Changes, Source};
 use std::path::Path;
 use std::time::Duration;
+use support::ChannelSink;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -19,7 +24,10 @@ fn names(objects: &Changes) -> Vec<String> {
 }
 
 /// Receives until a Changes satisfies `want`, failing after [`WAIT`].
-async fn recv_until(rx: &mut mpsc::Receiver<Changes>, want: impl Fn(&Changes) -> bool) -> Changes {
+async fn recv_until(
+    rx: &mut mpsc::UnboundedReceiver<Changes>,
+    want: impl Fn(&Changes) -> bool,
+) -> Changes {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let next = tokio::time::timeout_at(deadline, rx.recv()).await;
@@ -43,39 +51,41 @@ fn write_atomic(dir: &Path, name: &str, content: &str) {
 async fn sends_the_initial_scan_then_every_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("a.yaml"), service("a", 80)).expect("write");
-    let (tx, mut rx) = mpsc::channel(4);
-    let task = tokio::spawn(watch(FileSource::new(dir.path()), tx));
+    let (sink, mut reported) = ChannelSink::new();
+    let rx = &mut reported.changes;
+    let task = tokio::spawn(FileSource::new(dir.path()).run(sink));
 
     let initial = tokio::time::timeout(WAIT, rx.recv())
         .await
         .expect("initial scan")
         .expect("sent");
     assert_eq!(names(&initial), ["a"]);
+    assert!(
+        *reported.synced.borrow(),
+        "synced once the initial scan is written"
+    );
+    assert!(reported.health.borrow().up);
 
     std::fs::write(dir.path().join("b.yaml"), service("b", 80)).expect("write");
-    let c = recv_until(&mut rx, |c| !c.apply.is_empty()).await;
+    let c = recv_until(rx, |c| !c.apply.is_empty()).await;
     assert_eq!(names(&c), ["b"]);
     assert!(c.delete.is_empty());
 
     write_atomic(dir.path(), "a.yaml", &service("a", 0));
-    let c = recv_until(&mut rx, |c| !c.errors.is_empty()).await;
+    let c = recv_until(rx, |c| !c.errors.is_empty()).await;
     assert!(
         c.is_empty(),
         "an invalid edit keeps the last good object: {c:?}"
     );
 
     std::fs::remove_file(dir.path().join("b.yaml")).expect("remove");
-    let c = recv_until(&mut rx, |c| !c.delete.is_empty()).await;
+    let c = recv_until(rx, |c| !c.delete.is_empty()).await;
     assert_eq!(
         c.delete.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
         ["b"]
     );
 
-    drop(rx);
-    let ended = tokio::time::timeout(WAIT, task)
-        .await
-        .expect("watch ends when rx is dropped");
-    assert!(ended.expect("no panic").is_ok());
+    task.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,8 +95,9 @@ async fn keeps_the_last_good_state_while_the_directory_is_gone() {
     let away = parent.path().join("away");
     std::fs::create_dir(&dir).expect("mkdir");
     std::fs::write(dir.join("a.yaml"), service("a", 80)).expect("write");
-    let (tx, mut rx) = mpsc::channel(4);
-    let _task = tokio::spawn(watch(FileSource::new(&dir), tx));
+    let (sink, mut reported) = ChannelSink::new();
+    let rx = &mut reported.changes;
+    let task = tokio::spawn(FileSource::new(&dir).run(sink));
     let initial = tokio::time::timeout(WAIT, rx.recv())
         .await
         .expect("initial scan")
@@ -103,7 +114,7 @@ async fn keeps_the_last_good_state_while_the_directory_is_gone() {
     std::fs::write(away.join("ignored.yaml"), service("ignored", 80)).expect("write");
     std::fs::rename(&next, &dir).expect("move the new one in");
 
-    let c = recv_until(&mut rx, |c| !c.is_empty()).await;
+    let c = recv_until(rx, |c| !c.is_empty()).await;
     assert_eq!(names(&c), ["b"]);
     assert!(
         c.delete.is_empty(),
@@ -112,14 +123,18 @@ async fn keeps_the_last_good_state_while_the_directory_is_gone() {
 
     // and changes in the new directory are seen
     std::fs::write(dir.join("c.yaml"), service("c", 80)).expect("write");
-    let c = recv_until(&mut rx, |c| !c.is_empty()).await;
+    let c = recv_until(rx, |c| !c.is_empty()).await;
     assert_eq!(names(&c), ["c"]);
+    task.abort();
 }
 
 #[tokio::test]
 async fn a_missing_directory_fails_the_initial_scan() {
     let parent = tempfile::tempdir().expect("tempdir");
-    let (tx, _rx) = mpsc::channel(1);
-    let result = watch(FileSource::new(parent.path().join("missing")), tx).await;
+    let (sink, reported) = ChannelSink::new();
+    let result = FileSource::new(parent.path().join("missing"))
+        .run(sink)
+        .await;
     assert!(result.is_err());
+    assert!(!*reported.synced.borrow(), "never synced");
 }

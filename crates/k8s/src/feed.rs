@@ -1,5 +1,5 @@
-//! [`KindFeed`]: turns one watcher's events into index changes. Pure and sync: tests feed it
-//! events without an API server.
+//! [`KindFeed`]: turns one watcher's events into [`Changes`] for the index (the contract of
+//! [`portolan_model::source`]). Pure and sync: tests feed it events without an API server.
 //!
 //! * `Apply` of a valid object applies it; of an invalid one keeps the last good version and
 //!   reports the field-path errors (`/debug/config-errors`).
@@ -9,7 +9,8 @@
 //!   longer contains are deleted (they went away while the watch was down).
 //!
 //! Errors are reported under one reporter per feed (`kubernetes/<Kind>[/<namespace>]`), each a
-//! complete list, so a fixed object clears its error.
+//! complete list, so a fixed object clears its error. The sink applies the changes; the feed
+//! only remembers what it handed over.
 
 use crate::decode::{self, Decoded, Outcome};
 use crate::kinds;
@@ -17,7 +18,8 @@ use crate::view::ClusterView;
 use kube::core::DynamicObject;
 use kube::runtime::watcher::Event;
 use portolan_api::{FieldError, Kind, ObjectRef};
-use portolan_model::{ConfigError, Index};
+use portolan_model::ConfigError;
+use portolan_model::source::Changes;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Where errors of cluster objects say they come from.
@@ -38,11 +40,11 @@ pub struct KindFeed {
     view: ClusterView,
 }
 
-/// What one event did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What one event amounts to.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Handled {
-    /// The index changed (objects or errors): a new World.
-    pub changed: bool,
+    /// What to apply to the index, with this feed's complete list of errors.
+    pub changes: Changes,
     /// This event completed the feed's first list.
     pub first_sync: bool,
 }
@@ -81,14 +83,13 @@ impl KindFeed {
         self.synced
     }
 
-    /// Applies one watcher event to the index (under the caller's lock).
-    pub fn handle(&mut self, event: Event<DynamicObject>, index: &mut Index) -> Handled {
+    /// The changes one watcher event makes (for the sink to apply under its lock).
+    pub fn handle(&mut self, event: Event<DynamicObject>) -> Handled {
         let mut out = Handled::default();
+        let changes = &mut out.changes;
         match event {
-            Event::Apply(obj) => out.changed = self.upsert(decode::decode(self.kind, &obj), index),
-            Event::Delete(obj) => {
-                out.changed = self.remove(&decode::object_ref(self.kind, &obj), index)
-            }
+            Event::Apply(obj) => self.upsert(decode::decode(self.kind, &obj), changes),
+            Event::Delete(obj) => self.remove(&decode::object_ref(self.kind, &obj), changes),
             Event::Init => self.relist = Some(BTreeMap::new()),
             Event::InitApply(obj) => {
                 let d = decode::decode(self.kind, &obj);
@@ -96,21 +97,21 @@ impl KindFeed {
                     Some(buffer) => {
                         buffer.insert(d.object.clone(), d);
                     }
-                    None => out.changed = self.upsert(d, index),
+                    None => self.upsert(d, changes),
                 }
             }
             Event::InitDone => {
-                out.changed = self.finish_list(index);
+                self.finish_list(changes);
                 out.first_sync = !self.synced;
                 self.synced = true;
             }
         }
-        out.changed |= self.report(index);
+        changes.errors = self.errors();
         out
     }
 
-    /// Applies a completed list: every listed object, and deletes of the ones it lacks.
-    fn finish_list(&mut self, index: &mut Index) -> bool {
+    /// A completed list: deletes of the objects it lacks, and every listed object.
+    fn finish_list(&mut self, changes: &mut Changes) {
         let listed = self.relist.take().unwrap_or_default();
         let held: BTreeSet<ObjectRef> = self
             .applied
@@ -119,17 +120,15 @@ impl KindFeed {
             .filter(|r| !listed.contains_key(*r))
             .cloned()
             .collect();
-        let mut changed = false;
         for gone in &held {
-            changed |= self.remove(gone, index);
+            self.remove(gone, changes);
         }
         for (_, d) in listed {
-            changed |= self.upsert(d, index);
+            self.upsert(d, changes);
         }
-        changed
     }
 
-    fn upsert(&mut self, d: Decoded, index: &mut Index) -> bool {
+    fn upsert(&mut self, d: Decoded, changes: &mut Changes) {
         if kinds::has_status(self.kind) {
             self.view.record(d.object.clone(), d.seen);
         }
@@ -137,27 +136,27 @@ impl KindFeed {
             Outcome::Valid(object) => {
                 self.errors.remove(&d.object);
                 self.applied.insert(d.object);
-                index.apply(object)
+                changes.apply.push(object);
             }
             Outcome::Invalid(errors) => {
                 tracing::debug!(object = %d.object, "invalid; the last good version stays");
                 self.errors.insert(d.object, errors);
-                false
             }
-            Outcome::Skipped => self.remove(&d.object, index),
+            Outcome::Skipped => self.remove(&d.object, changes),
         }
     }
 
-    fn remove(&mut self, object: &ObjectRef, index: &mut Index) -> bool {
+    fn remove(&mut self, object: &ObjectRef, changes: &mut Changes) {
         self.view.forget(object);
         self.errors.remove(object);
-        self.applied.remove(object) && index.delete(object)
+        if self.applied.remove(object) {
+            changes.delete.push(object.clone());
+        }
     }
 
-    /// Hands the index this feed's complete list of errors.
-    fn report(&self, index: &mut Index) -> bool {
-        let errors = self
-            .errors
+    /// This feed's complete list of errors.
+    fn errors(&self) -> Vec<ConfigError> {
+        self.errors
             .iter()
             .flat_map(|(object, errors)| {
                 errors.iter().map(|e| ConfigError {
@@ -166,8 +165,7 @@ impl KindFeed {
                     error: e.clone(),
                 })
             })
-            .collect();
-        index.set_errors(&self.reporter, errors)
+            .collect()
     }
 }
 

@@ -8,7 +8,7 @@ use crate::view::ClusterView;
 use envoy_types::pb::envoy::config::core::v3::address::Address;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
-use portolan_model::ServiceKey;
+use portolan_model::{Index, ServiceKey};
 use portolan_translate::{Options, ProxyGroup, translate};
 use serde_json::{Value, json};
 
@@ -44,6 +44,22 @@ fn mk_route(ns: &str, name: &str, generation: i64, weight: Value, status: Value)
         "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews", "port": 9080}, "weight": weight}]}]},
         "status": status
     }))
+}
+
+/// What one event did to the index.
+struct Fed {
+    changed: bool,
+    first_sync: bool,
+}
+
+/// Applies what one event amounts to, as the sink does.
+fn handle(feed: &mut KindFeed, event: Event<DynamicObject>, index: &mut Index) -> Fed {
+    let reporter = feed.reporter().to_string();
+    let handled = feed.handle(event);
+    Fed {
+        changed: handled.changes.apply_to(&reporter, index),
+        first_sync: handled.first_sync,
+    }
 }
 
 fn feed(kind: Kind) -> (KindFeed, Index) {
@@ -87,12 +103,14 @@ const REVIEWS: &str = "outbound|9080||reviews.shop.svc.cluster.local";
 fn applied_objects_reach_the_world_and_translation() {
     let (mut services, mut index) = feed(Kind::Service);
     let (mut slices, _) = feed(Kind::EndpointSlice);
-    let h = services.handle(
+    let h = handle(
+        &mut services,
         Event::Apply(mk_service("shop", "reviews", 9080)),
         &mut index,
     );
     assert!(h.changed);
-    slices.handle(
+    handle(
+        &mut slices,
         Event::Apply(mk_slice(
             "shop",
             "reviews-1",
@@ -117,14 +135,15 @@ fn applied_objects_reach_the_world_and_translation() {
 fn deleted_objects_leave_the_world() {
     let (mut slices, mut index) = feed(Kind::EndpointSlice);
     let (mut services, _) = feed(Kind::Service);
-    services.handle(
+    handle(
+        &mut services,
         Event::Apply(mk_service("shop", "reviews", 9080)),
         &mut index,
     );
     let slice = mk_slice("shop", "reviews-1", "reviews", &["10.0.0.1"]);
-    slices.handle(Event::Apply(slice.clone()), &mut index);
+    handle(&mut slices, Event::Apply(slice.clone()), &mut index);
     assert_eq!(endpoints(&mut index, REVIEWS), ["10.0.0.1:9080"]);
-    let h = slices.handle(Event::Delete(slice), &mut index);
+    let h = handle(&mut slices, Event::Delete(slice), &mut index);
     assert!(h.changed);
     assert!(endpoints(&mut index, REVIEWS).is_empty());
     assert!(index.world().endpoints.is_empty());
@@ -133,12 +152,16 @@ fn deleted_objects_leave_the_world() {
 #[test]
 fn first_list_is_applied_at_init_done_and_marks_the_feed_synced() {
     let (mut services, mut index) = feed(Kind::Service);
-    services.handle(Event::Init, &mut index);
-    let h = services.handle(Event::InitApply(mk_service("shop", "a", 80)), &mut index);
+    handle(&mut services, Event::Init, &mut index);
+    let h = handle(
+        &mut services,
+        Event::InitApply(mk_service("shop", "a", 80)),
+        &mut index,
+    );
     assert!(!h.changed, "buffered until the list is complete");
     assert!(index.world().services.is_empty());
     assert!(!services.synced());
-    let h = services.handle(Event::InitDone, &mut index);
+    let h = handle(&mut services, Event::InitDone, &mut index);
     assert!(h.changed && h.first_sync && services.synced());
     assert_eq!(index.world().services.len(), 1);
 }
@@ -147,7 +170,8 @@ fn first_list_is_applied_at_init_done_and_marks_the_feed_synced() {
 fn a_relist_deletes_what_went_away_while_the_watch_was_down() {
     let (mut slices, mut index) = feed(Kind::EndpointSlice);
     let (mut services, _) = feed(Kind::Service);
-    services.handle(
+    handle(
+        &mut services,
         Event::Apply(mk_service("shop", "reviews", 9080)),
         &mut index,
     );
@@ -157,7 +181,7 @@ fn a_relist_deletes_what_went_away_while_the_watch_was_down() {
         Event::InitApply(mk_slice("shop", "reviews-2", "reviews", &["10.0.0.2"])),
         Event::InitDone,
     ] {
-        slices.handle(e, &mut index);
+        handle(&mut slices, e, &mut index);
     }
     assert_eq!(
         endpoints(&mut index, REVIEWS),
@@ -168,14 +192,14 @@ fn a_relist_deletes_what_went_away_while_the_watch_was_down() {
         Event::Init,
         Event::InitApply(mk_slice("shop", "reviews-2", "reviews", &["10.0.0.3"])),
     ] {
-        slices.handle(e, &mut index);
+        handle(&mut slices, e, &mut index);
     }
     assert_eq!(
         endpoints(&mut index, REVIEWS),
         ["10.0.0.1:9080", "10.0.0.2:9080"],
         "the last known state stays until the list is complete"
     );
-    let h = slices.handle(Event::InitDone, &mut index);
+    let h = handle(&mut slices, Event::InitDone, &mut index);
     assert!(h.changed && !h.first_sync);
     assert_eq!(endpoints(&mut index, REVIEWS), ["10.0.0.3:9080"]);
 }
@@ -183,14 +207,18 @@ fn a_relist_deletes_what_went_away_while_the_watch_was_down() {
 #[test]
 fn an_unchanged_relist_makes_no_new_world() {
     let (mut services, mut index) = feed(Kind::Service);
-    services.handle(Event::Apply(mk_service("shop", "a", 80)), &mut index);
+    handle(
+        &mut services,
+        Event::Apply(mk_service("shop", "a", 80)),
+        &mut index,
+    );
     let before = index.world().version;
     for e in [
         Event::Init,
         Event::InitApply(mk_service("shop", "a", 80)),
         Event::InitDone,
     ] {
-        assert!(!services.handle(e, &mut index).changed);
+        assert!(!handle(&mut services, e, &mut index).changed);
     }
     assert_eq!(index.world().version, before);
 }
@@ -199,7 +227,7 @@ fn an_unchanged_relist_makes_no_new_world() {
 fn a_status_only_update_changes_nothing() {
     let (mut routes, mut index) = feed(Kind::TrafficRoute);
     let first = mk_route("shop", "reviews", 3, json!(100), json!({}));
-    assert!(routes.handle(Event::Apply(first), &mut index).changed);
+    assert!(handle(&mut routes, Event::Apply(first), &mut index).changed);
     let world = index.world();
     // What the status writer's own write looks like when the watch delivers it.
     let mut written = mk_route(
@@ -213,7 +241,7 @@ fn a_status_only_update_changes_nothing() {
         }]}),
     );
     written.metadata.resource_version = Some("99".into());
-    let h = routes.handle(Event::Apply(written), &mut index);
+    let h = handle(&mut routes, Event::Apply(written), &mut index);
     assert!(!h.changed, "a status write must not make a new World");
     assert!(std::sync::Arc::ptr_eq(&world, &index.world()));
 }
@@ -221,11 +249,13 @@ fn a_status_only_update_changes_nothing() {
 #[test]
 fn an_invalid_update_keeps_the_last_good_version_and_reports_the_field_path() {
     let (mut routes, mut index) = feed(Kind::TrafficRoute);
-    routes.handle(
+    handle(
+        &mut routes,
         Event::Apply(mk_route("shop", "reviews", 1, json!(100), json!({}))),
         &mut index,
     );
-    let h = routes.handle(
+    let h = handle(
+        &mut routes,
         Event::Apply(mk_route("shop", "reviews", 2, json!("ten"), json!({}))),
         &mut index,
     );
@@ -244,7 +274,8 @@ fn an_invalid_update_keeps_the_last_good_version_and_reports_the_field_path() {
         "{errors:?}"
     );
     // Fixed: the error goes, the new version is in force.
-    routes.handle(
+    handle(
+        &mut routes,
         Event::Apply(mk_route("shop", "reviews", 3, json!(50), json!({}))),
         &mut index,
     );
@@ -261,7 +292,7 @@ fn cluster_objects_get_the_same_field_path_errors_as_files() {
         "spec": {"ports": [{"name": "http", "port": 80}, {"name": "bad", "port": 70000}]}
     }));
     let (mut services, mut index) = feed(Kind::Service);
-    services.handle(Event::Apply(bad.clone()), &mut index);
+    handle(&mut services, Event::Apply(bad.clone()), &mut index);
     let from_cluster = index.world().errors.clone();
     let mut doc = serde_json::to_value(&bad).expect("encodes");
     doc["apiVersion"] = json!("v1");
@@ -278,13 +309,14 @@ fn cluster_objects_get_the_same_field_path_errors_as_files() {
 #[test]
 fn a_relist_without_an_invalid_object_clears_its_error() {
     let (mut routes, mut index) = feed(Kind::TrafficRoute);
-    routes.handle(
+    handle(
+        &mut routes,
         Event::Apply(mk_route("shop", "reviews", 1, json!("ten"), json!({}))),
         &mut index,
     );
     assert_eq!(index.world().errors.len(), 1);
     for e in [Event::Init, Event::InitDone] {
-        routes.handle(e, &mut index);
+        handle(&mut routes, e, &mut index);
     }
     assert!(index.world().errors.is_empty());
 }
@@ -295,13 +327,17 @@ fn feeds_of_other_namespaces_do_not_delete_each_others_objects() {
     let mut shop = KindFeed::new(Kind::Service, Some("shop"), view.clone());
     let mut web = KindFeed::new(Kind::Service, Some("web"), view);
     let mut index = Index::new();
-    shop.handle(Event::Apply(mk_service("shop", "a", 80)), &mut index);
+    handle(
+        &mut shop,
+        Event::Apply(mk_service("shop", "a", 80)),
+        &mut index,
+    );
     for e in [
         Event::Init,
         Event::InitApply(mk_service("web", "b", 80)),
         Event::InitDone,
     ] {
-        web.handle(e, &mut index);
+        handle(&mut web, e, &mut index);
     }
     assert_eq!(index.world().services.len(), 2);
 }
@@ -316,12 +352,12 @@ fn the_cluster_view_tracks_generation_and_written_status() {
         "observedGeneration": 4, "lastTransitionTime": "2026-01-01T00:00:00Z"
     }]});
     let route = mk_route("shop", "reviews", 5, json!(100), status);
-    routes.handle(Event::Apply(route.clone()), &mut index);
+    handle(&mut routes, Event::Apply(route.clone()), &mut index);
     let r = ObjectRef::new(Kind::TrafficRoute, "shop", "reviews");
     let seen = view.get(&r).expect("seen");
     assert_eq!(seen.generation, 5);
     assert_eq!(seen.observed_generation, Some(4));
     assert_eq!(seen.conditions.len(), 1);
-    routes.handle(Event::Delete(route), &mut index);
+    handle(&mut routes, Event::Delete(route), &mut index);
     assert!(view.get(&r).is_none());
 }

@@ -5,7 +5,8 @@
 //!
 //! * [`decode`]: a cluster object to a model object, through the one validation module.
 //! * [`feed`]: watcher events to index changes (pure; tested without an API server).
-//! * [`source`]: the watchers themselves (kube-runtime, backoff), sync and health.
+//! * [`source`]: the watchers themselves (kube-runtime, backoff), and [`KubernetesSource`],
+//!   the [`portolan_model::source::Source`] that runs them and reports sync and health.
 //! * [`status`] / [`writer`]: which status each object should carry, and writing it.
 //! * [`lease`]: leader election.
 
@@ -24,7 +25,7 @@ pub mod writer;
 pub use error::K8sError;
 pub use feed::KindFeed;
 pub use lease::{LeaseConfig, LeaseLock};
-pub use source::{Sink, SourceState, Watchers};
+pub use source::{KubernetesSource, SourceState, Watchers};
 pub use view::ClusterView;
 pub use writer::{Inputs, StatusWriter};
 

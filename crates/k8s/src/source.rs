@@ -1,9 +1,11 @@
 //! The Kubernetes source: one kube-runtime watcher (list + watch, retried with backoff) per
-//! watched kind and namespace, each driving a [`KindFeed`] into the shared index.
+//! watched kind and namespace, each driving a [`KindFeed`] into the sink
+//! ([`portolan_model::source::SourceSink`]: in `portolan serve`, the pipeline's index writer).
 //!
 //! While the API server is away the watchers retry with client-go's backoff and the index
 //! keeps the last known state; errors are logged, counted, and published in [`SourceState`]
-//! (`/debug/sources`). The source is synced once every watcher has completed its first list.
+//! (`/debug/sources`). [`KubernetesSource`] tells the sink it is synced once every watcher has
+//! completed its first list, and down while any watcher's last request failed.
 
 use crate::feed::KindFeed;
 use crate::kinds;
@@ -14,19 +16,21 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use portolan_api::Kind;
-use portolan_model::Index;
+use portolan_model::source::{Source, SourceHealth, SourceSink};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Where the watchers put what they read.
-#[derive(Clone, Debug)]
-pub struct Sink {
-    pub index: Arc<Mutex<Index>>,
-    /// Bumped after every event that changed the index (the pipeline's debounce input).
-    pub changed: watch::Sender<u64>,
+/// The source of `portolan serve --kubernetes`: watchers of the watched kinds in the watched
+/// namespaces, started by [`Source::run`].
+pub struct KubernetesSource {
+    client: Client,
+    namespaces: Vec<String>,
+    view: ClusterView,
+    /// Every watcher's state, published while running.
+    state: watch::Sender<SourceState>,
 }
 
 /// The state of every watcher, by reporter name (`kubernetes/Service`).
@@ -74,11 +78,64 @@ impl SourceState {
     }
 }
 
+// === impl KubernetesSource ===
+
+impl KubernetesSource {
+    /// Watches `namespaces` (empty: all), recording custom resources in `view`.
+    pub fn new(client: Client, namespaces: &[String], view: ClusterView) -> Self {
+        Self {
+            client,
+            namespaces: namespaces.to_vec(),
+            view,
+            state: watch::Sender::new(SourceState::default()),
+        }
+    }
+
+    /// Every watcher's state (`/debug/sources`, the status writer's wait for the first lists).
+    pub fn state(&self) -> watch::Receiver<SourceState> {
+        self.state.subscribe()
+    }
+}
+
+impl Source for KubernetesSource {
+    /// The watchers retry every failure with backoff: running never fails.
+    type Error = std::convert::Infallible;
+
+    /// Starts the watchers and reports their sync and health until dropped.
+    async fn run(self, sink: Arc<dyn SourceSink>) -> Result<(), Self::Error> {
+        let watchers = Watchers::spawn(self.client, &self.namespaces, sink.clone(), self.view);
+        let mut state = watchers.state.clone();
+        let mut synced = false;
+        loop {
+            let s = state.borrow_and_update().clone();
+            if s.synced() && !synced {
+                tracing::info!(watchers = s.watchers.len(), "Kubernetes source synced");
+                synced = true;
+                sink.synced();
+            }
+            sink.health(if s.up() {
+                SourceHealth::up()
+            } else {
+                SourceHealth::down(s.errors().join("; "))
+            });
+            self.state.send_replace(s);
+            if state.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
 // === impl Watchers ===
 
 impl Watchers {
     /// Starts one watcher per watched kind and namespace (`namespaces` empty: all).
-    pub fn spawn(client: Client, namespaces: &[String], sink: Sink, view: ClusterView) -> Self {
+    pub fn spawn(
+        client: Client,
+        namespaces: &[String],
+        sink: Arc<dyn SourceSink>,
+        view: ClusterView,
+    ) -> Self {
         let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
             vec![None]
         } else {
@@ -146,11 +203,12 @@ pub fn watch_stream(
     watcher::watcher(api, config).default_backoff()
 }
 
-/// Drives one feed until its stream ends; the index keeps what it has through errors.
+/// Drives one feed into the sink until its stream ends; the index keeps what it has through
+/// errors.
 pub async fn run_feed<S>(
     stream: S,
     mut feed: KindFeed,
-    sink: Sink,
+    sink: Arc<dyn SourceSink>,
     state: watch::Sender<SourceState>,
 ) where
     S: Stream<Item = Result<Event<DynamicObject>, watcher::Error>>,
@@ -160,13 +218,8 @@ pub async fn run_feed<S>(
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
-                let handled = {
-                    let mut index = sink.index.lock().unwrap_or_else(|p| p.into_inner());
-                    feed.handle(event, &mut index)
-                };
-                if handled.changed {
-                    sink.changed.send_modify(|v| *v += 1);
-                }
+                let handled = feed.handle(event);
+                sink.write(&reporter, handled.changes);
                 if handled.first_sync {
                     tracing::info!(watcher = %reporter, "listed");
                 }

@@ -4,9 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::testing::{Responder, Seen, failure, mock_client, next, respond, respond_events};
+use crate::testing::{
+    Responder, Seen, TestSink, failure, mock_client, next, respond, respond_events,
+};
+use portolan_model::Index;
 use portolan_model::ServiceKey;
 use serde_json::{Value, json};
+use std::sync::Mutex;
 
 fn list(kind: &str, items: Vec<Value>) -> Value {
     json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": {"resourceVersion": "100"}, "items": items})
@@ -67,31 +71,36 @@ fn has_service(index: &Arc<Mutex<Index>>, name: &str) -> bool {
 }
 
 #[tokio::test]
-async fn watchers_list_sync_survive_a_watch_error_and_apply_watch_events() {
+async fn the_source_lists_syncs_survives_a_watch_error_and_applies_watch_events() {
     let (client, mut api) = mock_client();
-    let index = Arc::new(Mutex::new(Index::new()));
-    let (changed, mut changes) = watch::channel(0);
-    let sink = Sink {
-        index: index.clone(),
-        changed,
-    };
-    let mut watchers = Watchers::spawn(client, &[], sink, ClusterView::new());
-    assert!(!watchers.state.borrow().synced());
+    let sink = Arc::new(TestSink::new());
+    let index = sink.index.clone();
+    let (mut changes, mut synced, mut health) = (
+        sink.changed.subscribe(),
+        sink.synced.subscribe(),
+        sink.health.subscribe(),
+    );
+    let source = KubernetesSource::new(client, &[], ClusterView::new());
+    let mut state = source.state();
+    let task = tokio::spawn(source.run(sink));
     let (service_watch, mut open) = answer_first_lists(&mut api).await;
-    watchers.synced().await;
+    synced.wait_for(|s| *s).await.unwrap();
+    assert!(state.borrow().synced());
     assert!(has_service(&index, "reviews"));
     assert!(changes.has_changed().unwrap());
     changes.mark_unchanged();
 
-    // The API server fails the watch: the watcher is down, the index keeps what it had.
+    // The API server fails the watch: the source is down, the index keeps what it had.
     respond(service_watch, 500, &failure(500, "InternalError"));
-    let mut state = watchers.state.clone();
     state
         .wait_for(|s| !s.up() && s.watchers["kubernetes/Service"].errors == 1)
         .await
         .unwrap();
+    let down = health.wait_for(|h| !h.up).await.unwrap().clone();
     assert!(has_service(&index, "reviews"), "the last known state stays");
     assert!(state.borrow().errors()[0].starts_with("kubernetes/Service: "));
+    let why = down.error.unwrap_or_default();
+    assert!(why.starts_with("kubernetes/Service: "), "{why}");
 
     // After the backoff it watches again and gets events: one added, one deleted.
     let (req, r) = loop {
@@ -113,6 +122,7 @@ async fn watchers_list_sync_survive_a_watch_error_and_apply_watch_events() {
         respond(r, 200, &list("Service", vec![service("ratings")]));
     }
     state.wait_for(SourceState::up).await.unwrap();
+    health.wait_for(|h| h.up).await.unwrap();
     changes.changed().await.unwrap();
     let deadline = async {
         while has_service(&index, "reviews") || !has_service(&index, "ratings") {
@@ -120,5 +130,5 @@ async fn watchers_list_sync_survive_a_watch_error_and_apply_watch_events() {
         }
     };
     deadline.await;
-    watchers.abort();
+    task.abort();
 }

@@ -81,3 +81,41 @@ pub(crate) fn respond_events(responder: Responder, events: &[Value]) {
         .unwrap();
     responder.send_response(response);
 }
+
+/// A sink like the pipeline's index writer, without its logging: applies changes to an index
+/// and counts those that changed it; publishes health and sync.
+pub(crate) struct TestSink {
+    pub index: std::sync::Arc<std::sync::Mutex<portolan_model::Index>>,
+    pub changed: tokio::sync::watch::Sender<u64>,
+    pub health: tokio::sync::watch::Sender<portolan_model::source::SourceHealth>,
+    pub synced: tokio::sync::watch::Sender<bool>,
+}
+
+impl TestSink {
+    pub(crate) fn new() -> Self {
+        Self {
+            index: std::sync::Arc::new(std::sync::Mutex::new(portolan_model::Index::new())),
+            changed: tokio::sync::watch::Sender::new(0),
+            health: tokio::sync::watch::Sender::new(portolan_model::source::SourceHealth::up()),
+            synced: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+impl portolan_model::source::SourceSink for TestSink {
+    fn write(&self, reporter: &str, changes: portolan_model::source::Changes) -> bool {
+        let changed = changes.apply_to(reporter, &mut self.index.lock().unwrap());
+        if changed {
+            self.changed.send_modify(|v| *v += 1);
+        }
+        changed
+    }
+
+    fn health(&self, health: portolan_model::source::SourceHealth) {
+        self.health.send_replace(health);
+    }
+
+    fn synced(&self) {
+        self.synced.send_replace(true);
+    }
+}

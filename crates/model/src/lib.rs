@@ -1,9 +1,10 @@
 //! Portolan's model: the source-independent picture of the mesh.
 //!
-//! Sources (the files source, later Kubernetes watchers) convert what they read into
+//! Sources (the files source, the Kubernetes watchers) convert what they read into
 //! [`Object`]s and apply or delete them on the [`Index`]; the index hands out immutable,
 //! versioned [`World`] snapshots that translation reads. Invalid input never reaches the
 //! index: sources report it as a [`ConfigError`] and the last good object stays in force.
+//! [`source`] is the contract every source implements (changes, health, synced).
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ pub mod proxy_scope;
 pub mod resolve;
 pub mod routing;
 pub mod security;
+pub mod source;
 pub mod status;
 pub mod types;
 pub mod world;

@@ -23,7 +23,7 @@ pub fn proxy_status(args: &ProxyStatusArgs) -> anyhow::Result<ExitCode> {
     if response.streams.is_empty() {
         eprintln!("no proxies connected to {}", args.admin.server);
     }
-    print!("{}", portolan_admin::table::render(&response));
+    crate::output::print(&portolan_admin::table::render(&response))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -34,6 +34,6 @@ pub fn config_dump(args: &ConfigDumpArgs) -> anyhow::Result<ExitCode> {
         Ok(client.config_dump(&args.node).await?)
     })?;
     let json = portolan_admin::dump::to_json(&response);
-    println!("{}", serde_json::to_string_pretty(&json)?);
+    crate::output::println(&serde_json::to_string_pretty(&json)?)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -23,7 +23,7 @@ pub const XDS_CLUSTER: &str = "portolan-xds";
 
 pub fn run(args: &BootstrapArgs) -> anyhow::Result<ExitCode> {
     if args.grpc {
-        println!("{}", serde_json::to_string_pretty(&render_grpc(args)?)?);
+        crate::output::println(&serde_json::to_string_pretty(&render_grpc(args)?)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let bootstrap = render(args)?;
@@ -31,7 +31,7 @@ pub fn run(args: &BootstrapArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => serde_json::to_string_pretty(&bootstrap)?,
         OutputFormat::Yaml => serde_saphyr::to_string(&bootstrap)?,
     };
-    println!("{text}");
+    crate::output::println(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 

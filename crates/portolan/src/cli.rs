@@ -78,6 +78,32 @@ pub struct TranslateArgs {
     pub inbound_port: u16,
 }
 
+// === impl TranslateArgs ===
+
+impl TranslateArgs {
+    /// The translation options these flags ask for.
+    pub fn options(&self) -> portolan_translate::Options {
+        portolan_translate::Options {
+            mesh_listener_address: self.mesh_address.clone(),
+            mesh_listener_port: self.mesh_port,
+            cluster_domain: self.cluster_domain.clone(),
+            telemetry: portolan_translate::Telemetry {
+                access_log: match self.access_log {
+                    AccessLogArg::Off => portolan_translate::AccessLog::Off,
+                    AccessLogArg::Json => portolan_translate::AccessLog::Json,
+                },
+                collector: self.tracing_collector.clone(),
+            },
+            mesh: portolan_translate::mesh::MeshOptions {
+                trust_domain: self.trust_domain.clone(),
+                inbound_port: self.inbound_port,
+                max_connection_duration: None,
+            },
+            ..portolan_translate::Options::default()
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AccessLogArg {
     Off,

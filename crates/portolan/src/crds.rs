@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 pub fn run(args: &CrdsArgs) -> anyhow::Result<ExitCode> {
     match &args.out {
-        None => print!("{}", portolan_api::crds::all_yaml()?),
+        None => crate::output::print(&portolan_api::crds::all_yaml()?)?,
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             for (name, yaml) in portolan_api::crds::files()? {

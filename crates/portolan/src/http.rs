@@ -7,8 +7,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use portolan_admin::redact_secrets;
-use portolan_files::SourceHealth;
 use portolan_model::Index;
+use portolan_pipeline::SourceStatus;
 use portolan_xds::{Cache, ResourceType};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -21,8 +21,9 @@ use tokio::sync::watch;
 pub struct AppState {
     /// True once every source has synced and the first snapshot is built.
     pub ready: watch::Receiver<bool>,
-    /// Whether the config source can be read (down: the last good config is served).
-    pub source: watch::Receiver<SourceHealth>,
+    /// The config source: its name, whether it can be read (down: the last good config is
+    /// served).
+    pub source: SourceStatus,
     /// The Kubernetes watchers, when the source is a cluster.
     pub watchers: Option<watch::Receiver<portolan_k8s::SourceState>>,
     pub index: Arc<Mutex<Index>>,
@@ -57,7 +58,7 @@ pub fn router(state: AppState) -> Router {
 /// proxies too). The body says when the source is down; `/debug/sources` tells why.
 async fn readyz(State(s): State<AppState>) -> Response {
     if *s.ready.borrow() {
-        let health = s.source.borrow().clone();
+        let health = s.source.health.borrow().clone();
         match health.error {
             Some(e) if !health.up => (
                 StatusCode::OK,
@@ -91,16 +92,17 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 /// Rejected documents, and the conditions of every routing object (the file source's status).
-/// NACKs in force are attributed to objects as `Programmed=False` (see `portolan::programmed`).
+/// NACKs in force are attributed to objects as `Programmed=False` (see
+/// `portolan_pipeline::programmed`).
 async fn config_errors(State(s): State<AppState>) -> Json<Value> {
     let world = s.index.lock().unwrap_or_else(|p| p.into_inner()).world();
-    let nacks = portolan::programmed::nacks(&world, &s.cache, &s.cache.proxies());
+    let nacks = portolan_pipeline::programmed::nacks(&world, &s.cache, &s.cache.proxies());
     let mut statuses: BTreeMap<String, Vec<portolan_model::Condition>> = world
         .statuses
         .iter()
         .map(|(object, conditions)| (object.to_string(), conditions.clone()))
         .collect();
-    for (object, condition) in portolan::programmed::conditions(&world, &nacks) {
+    for (object, condition) in portolan_pipeline::programmed::conditions(&world, &nacks) {
         statuses.entry(object).or_default().push(condition);
     }
     Json(json!({
@@ -114,20 +116,15 @@ async fn config_errors(State(s): State<AppState>) -> Json<Value> {
 /// The config sources and whether each can be read (for a cluster: every watcher, whether
 /// it has listed, its errors so far).
 async fn sources(State(s): State<AppState>) -> Json<Value> {
-    let health = s.source.borrow().clone();
-    let source = match &s.watchers {
-        None => json!({
-            "name": portolan_files::REPORTER,
-            "up": health.up,
-            "error": health.error,
-        }),
-        Some(watchers) => json!({
-            "name": "kubernetes",
-            "up": health.up,
-            "error": health.error,
-            "watchers": watchers.borrow().watchers,
-        }),
-    };
+    let health = s.source.health.borrow().clone();
+    let mut source = json!({
+        "name": s.source.name,
+        "up": health.up,
+        "error": health.error,
+    });
+    if let Some(watchers) = &s.watchers {
+        source["watchers"] = json!(watchers.borrow().watchers);
+    }
     Json(json!({"sources": [source]}))
 }
 
@@ -144,7 +141,7 @@ struct DumpQuery {
 async fn config_dump(State(s): State<AppState>, Query(q): Query<DumpQuery>) -> Response {
     let group = q
         .group
-        .unwrap_or_else(|| portolan::pipeline::DEFAULT_GROUP.to_string());
+        .unwrap_or_else(|| portolan_pipeline::DEFAULT_GROUP.to_string());
     let Some(snap) = s.cache.get(&group) else {
         return (
             StatusCode::NOT_FOUND,

@@ -1,19 +1,19 @@
-//! `portolan serve --kubernetes`: the Kubernetes source wired into the index, the pipeline's
-//! sync signal and `/debug/sources`, and the leader-elected status writer fed by the World's
-//! conditions and the NACKs of connected proxies (see docs/kubernetes.md).
+//! `portolan serve --kubernetes`: the Kubernetes source run by the pipeline's index writer
+//! (its sync and health are the source's status, its watchers `/debug/sources`), and the
+//! leader-elected status writer fed by the World's conditions and the NACKs of connected
+//! proxies (see docs/kubernetes.md).
 //!
-//! Nothing is served before every watcher has listed once: `synced` turns true only then, and
-//! the pipeline builds no snapshot (and `/readyz` stays 503) until it does. The status writer
-//! also waits for that, so it never writes conditions computed from a partial cluster.
+//! Nothing is served before every watcher has listed once: the source reports itself synced
+//! only then, and the pipeline builds no snapshot (and `/readyz` stays 503) until it is. The
+//! status writer also waits for that, so it never writes conditions computed from a partial
+//! cluster.
 
 use crate::cli::KubernetesArgs;
 use anyhow::Context;
 use portolan_api::ObjectRef;
-use portolan_files::SourceHealth;
-use portolan_k8s::{
-    ClusterView, Inputs, LeaseConfig, LeaseLock, Sink, SourceState, StatusWriter, Watchers,
-};
+use portolan_k8s::{ClusterView, Inputs, LeaseConfig, LeaseLock, SourceState, StatusWriter};
 use portolan_model::{Condition, Index, World};
+use portolan_pipeline::{IndexWriter, SourceStatus};
 use portolan_xds::Cache;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -27,9 +27,10 @@ use tokio::task::JoinHandle;
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 /// The running Kubernetes source.
-pub struct KubernetesSource {
-    /// Up while every watcher's last request worked (`portolan_config_source_up`, `/readyz`).
-    pub health: watch::Receiver<SourceHealth>,
+pub struct Running {
+    /// Synced once every watcher has listed; up while every watcher's last request worked
+    /// (`portolan_config_source_up`, `/readyz`).
+    pub status: SourceStatus,
     /// Every watcher's state (`/debug/sources`).
     pub watchers: watch::Receiver<SourceState>,
     election: Option<JoinHandle<()>>,
@@ -39,33 +40,27 @@ pub struct KubernetesSource {
 /// Starts the watchers, the election and the status writer.
 pub async fn start(
     args: &KubernetesArgs,
+    writer: &IndexWriter,
     index: Arc<Mutex<Index>>,
     cache: Arc<Cache>,
-    changed: watch::Sender<u64>,
-    synced: watch::Sender<bool>,
     shutdown: watch::Receiver<bool>,
     registry: &mut Registry,
-) -> anyhow::Result<KubernetesSource> {
+) -> anyhow::Result<Running> {
     let client = portolan_k8s::client()
         .await
         .context("connecting to Kubernetes")?;
     let view = ClusterView::new();
-    let sink = Sink {
-        index: index.clone(),
-        changed: changed.clone(),
-    };
-    let watchers = Watchers::spawn(client.clone(), &args.watch_namespaces, sink, view.clone());
-    let state = watchers.state.clone();
-    let (health_tx, health) = watch::channel(SourceHealth::up());
+    let source =
+        portolan_k8s::KubernetesSource::new(client.clone(), &args.watch_namespaces, view.clone());
+    let state = source.state();
+    let (status, watchers) = writer.spawn("kubernetes", source);
     let errors = Counter::<u64>::default();
     registry.register(
         "kubernetes_watch_errors",
         "Failed Kubernetes list/watch requests (each retried with backoff; the last known state stays)",
         errors.clone(),
     );
-    let mut tasks = vec![tokio::spawn(follow_watchers(
-        watchers, synced, health_tx, errors,
-    ))];
+    let mut tasks = vec![watchers, tokio::spawn(count_errors(state.clone(), errors))];
 
     let (leading, election) = if args.leader_election {
         let namespace = args
@@ -88,25 +83,25 @@ pub async fn start(
         (rx, None)
     };
 
-    let writer = StatusWriter::new(client, view);
-    let mut synced_rx = state.clone();
-    let wake = changed.subscribe();
+    let status_writer = StatusWriter::new(client, view);
+    let mut synced_rx = status.synced.clone();
+    let wake = writer.changes();
     tasks.push(tokio::spawn(async move {
-        let _ = synced_rx.wait_for(SourceState::synced).await;
+        let _ = synced_rx.wait_for(|s| *s).await;
         let inputs = move || status_inputs(&index, &cache);
-        writer.run(inputs, leading, wake, STATUS_EVERY).await;
+        status_writer.run(inputs, leading, wake, STATUS_EVERY).await;
     }));
-    Ok(KubernetesSource {
-        health,
+    Ok(Running {
+        status,
         watchers: state,
         election,
         tasks,
     })
 }
 
-// === impl KubernetesSource ===
+// === impl Running ===
 
-impl KubernetesSource {
+impl Running {
     /// Stops the status writer and the watchers; waits (briefly) for the election to hand
     /// the Lease back, so another replica takes over at once.
     pub async fn stop(self) {
@@ -123,44 +118,29 @@ impl KubernetesSource {
     }
 }
 
-/// Turns the watchers' state into the sync signal, source health and the error counter.
-async fn follow_watchers(
-    watchers: Watchers,
-    synced: watch::Sender<bool>,
-    health: watch::Sender<SourceHealth>,
-    errors: Counter<u64>,
-) {
-    let mut state = watchers.state.clone();
+/// Counts the watchers' failed requests into `errors`.
+async fn count_errors(mut state: watch::Receiver<SourceState>, errors: Counter<u64>) {
     let mut counted = 0;
     loop {
-        {
-            let s = state.borrow_and_update();
-            if s.synced() && !*synced.borrow() {
-                tracing::info!(watchers = s.watchers.len(), "Kubernetes source synced");
-                synced.send_replace(true);
-            }
-            let now = if s.up() {
-                SourceHealth::up()
-            } else {
-                SourceHealth::down(s.errors().join("; "))
-            };
-            health.send_if_modified(|h| std::mem::replace(h, now.clone()) != now);
-            let total: u64 = s.watchers.values().map(|w| w.errors).sum();
-            errors.inc_by(total.saturating_sub(counted));
-            counted = total;
-        }
+        let total: u64 = state
+            .borrow_and_update()
+            .watchers
+            .values()
+            .map(|w| w.errors)
+            .sum();
+        errors.inc_by(total.saturating_sub(counted));
+        counted = total;
         if state.changed().await.is_err() {
-            break;
+            return;
         }
     }
-    drop(watchers);
 }
 
 /// The current World and the `Programmed=False` conditions of what proxies NACKed.
 fn status_inputs(index: &Mutex<Index>, cache: &Cache) -> Inputs {
     let world = index.lock().unwrap_or_else(|p| p.into_inner()).world();
-    let nacks = portolan::programmed::nacks(&world, cache, &cache.proxies());
-    let by_name = portolan::programmed::conditions(&world, &nacks);
+    let nacks = portolan_pipeline::programmed::nacks(&world, cache, &cache.proxies());
+    let by_name = portolan_pipeline::programmed::conditions(&world, &nacks);
     let programmed = objects_by_name(&world, by_name);
     Inputs { world, programmed }
 }

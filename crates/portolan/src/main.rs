@@ -21,6 +21,7 @@ mod http;
 mod kubernetes;
 mod logging;
 mod mesh;
+mod output;
 mod render;
 mod serve;
 mod validate;

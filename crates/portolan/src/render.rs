@@ -15,14 +15,14 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         eprintln!("rejected: {e}");
     }
     let mut index = Index::new();
-    changes.apply_to(&mut index);
+    changes.apply_to(portolan_files::REPORTER, &mut index);
     let world = index.world();
     let resources = portolan_translate::translate(
         &world,
-        &portolan::pipeline::groups::group_for_key(&args.cluster, &world),
-        &crate::serve::translate_options(&args.translate),
+        &portolan_pipeline::groups::group_for_key(&args.cluster, &world),
+        &args.translate.options(),
     );
     let json = portolan_translate::json::resources_to_json(&resources)?;
-    println!("{}", serde_json::to_string_pretty(&json)?);
+    crate::output::println(&serde_json::to_string_pretty(&json)?)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! `portolan serve`: wires the config source (a directory, or a cluster: see
-//! [`crate::kubernetes`]), the index, the build pipeline, the xDS server and
-//! the HTTP server together, and shuts them down gracefully on SIGTERM or Ctrl-C (streams
+//! [`crate::kubernetes`]) through the pipeline's index writer into the index, the build
+//! pipeline, the xDS server and the HTTP server together, and shuts them down gracefully on SIGTERM or Ctrl-C (streams
 //! close spread over `--drain-spread`). The xDS port's TLS, authorization and limits come from
 //! [`crate::cli::SecurityArgs`] (docs/security.md), mesh identities and the CA from
 //! [`crate::cli::MeshArgs`] ([`crate::mesh`]).
@@ -8,18 +8,17 @@
 use crate::cli::{AuthzArg, SecurityArgs, ServeArgs};
 use crate::http::{self, AppState};
 use anyhow::Context;
-use portolan::pipeline::{Pipeline, PipelineMetrics};
 use portolan_admin::AdminService;
-use portolan_files::{Changes, FileSource, SourceHealth};
-use portolan_model::{ConfigError, Index};
-use portolan_translate::Options;
+use portolan_files::FileSource;
+use portolan_model::Index;
+use portolan_model::source::SourceHealth;
+use portolan_pipeline::{IndexWriter, Pipeline, PipelineMetrics, SourceStatus};
 use portolan_xds::{Authz, Cache, Limits, TlsFiles, TlsReloader, XdsMetrics, XdsServer};
 use prometheus_client::registry::Registry;
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -28,27 +27,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(serve(args))?;
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn translate_options(args: &crate::cli::TranslateArgs) -> Options {
-    Options {
-        mesh_listener_address: args.mesh_address.clone(),
-        mesh_listener_port: args.mesh_port,
-        cluster_domain: args.cluster_domain.clone(),
-        telemetry: portolan_translate::Telemetry {
-            access_log: match args.access_log {
-                crate::cli::AccessLogArg::Off => portolan_translate::AccessLog::Off,
-                crate::cli::AccessLogArg::Json => portolan_translate::AccessLog::Json,
-            },
-            collector: args.tracing_collector.clone(),
-        },
-        mesh: portolan_translate::mesh::MeshOptions {
-            trust_domain: args.trust_domain.clone(),
-            inbound_port: args.inbound_port,
-            max_connection_duration: None,
-        },
-        ..Options::default()
-    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -62,30 +40,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     cache.set_max_groups(security.max_groups);
     tokio::spawn(evict_idle_groups(cache.clone(), security.group_idle));
     let tls = load_tls(security)?;
-    let (changed_tx, changed_rx) = watch::channel(0u64);
-    let (synced_tx, synced_rx) = watch::channel(false);
+    let (writer, changed_rx) = IndexWriter::new(index.clone());
     let (ready_tx, ready_rx) = watch::channel(false);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let source = match &args.config_dir {
-        Some(dir) => start_files(dir, index.clone(), changed_tx, synced_tx)?,
+        Some(dir) => start_files(dir, &writer)?,
         None => Source::Kubernetes(
             crate::kubernetes::start(
                 &args.kubernetes,
+                &writer,
                 index.clone(),
                 cache.clone(),
-                changed_tx,
-                synced_tx,
                 shutdown_rx.clone(),
                 &mut registry,
             )
             .await?,
         ),
     };
-    report_source_health(&mut registry, source.health());
+    let status = source.status().clone();
+    report_source_health(&mut registry, status.health.clone());
+    let synced_rx = SourceStatus::all_synced(std::slice::from_ref(&status));
 
     let mesh = crate::mesh::setup(&args.mesh, &args.translate.trust_domain)?;
-    let mut options = translate_options(&args.translate);
+    let mut options = args.translate.options();
     if mesh.certs.is_some() {
         options.mesh.max_connection_duration = Some(args.mesh.workload_cert_lifetime);
     }
@@ -141,7 +119,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     crate::webhook::start(&args, &index, &cache, shutdown_signal(shutdown_rx.clone())).await?;
     let state = AppState {
-        source: source.health(),
+        source: status,
         watchers: source.watchers(),
         ready: ready_rx,
         index,
@@ -213,19 +191,19 @@ async fn evict_idle_groups(cache: Arc<Cache>, idle: Duration) {
 enum Source {
     Files {
         dir: std::path::PathBuf,
-        health: watch::Receiver<SourceHealth>,
-        watcher: tokio::task::JoinHandle<Result<(), portolan_files::FilesError>>,
+        status: SourceStatus,
+        task: tokio::task::JoinHandle<()>,
     },
-    Kubernetes(crate::kubernetes::KubernetesSource),
+    Kubernetes(crate::kubernetes::Running),
 }
 
 // === impl Source ===
 
 impl Source {
-    fn health(&self) -> watch::Receiver<SourceHealth> {
+    fn status(&self) -> &SourceStatus {
         match self {
-            Source::Files { health, .. } => health.clone(),
-            Source::Kubernetes(k) => k.health.clone(),
+            Source::Files { status, .. } => status,
+            Source::Kubernetes(k) => &k.status,
         }
     }
 
@@ -238,7 +216,7 @@ impl Source {
 
     async fn stop(self) {
         match self {
-            Source::Files { watcher, .. } => watcher.abort(),
+            Source::Files { task, .. } => task.abort(),
             Source::Kubernetes(k) => k.stop().await,
         }
     }
@@ -253,68 +231,23 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// Starts watching a directory of manifests and feeding the index from it.
-fn start_files(
-    dir: &std::path::Path,
-    index: Arc<Mutex<Index>>,
-    changed: watch::Sender<u64>,
-    synced: watch::Sender<bool>,
-) -> anyhow::Result<Source> {
+/// Starts reading a directory of manifests into the index.
+fn start_files(dir: &std::path::Path, writer: &IndexWriter) -> anyhow::Result<Source> {
     anyhow::ensure!(
         dir.is_dir(),
         "--config-dir {}: not a readable directory",
         dir.display()
     );
-    let (files_tx, files_rx) = mpsc::channel(16);
-    let (health_tx, health) = watch::channel(SourceHealth::up());
-    let watcher = tokio::spawn(portolan_files::watch_reporting(
-        FileSource::new(dir),
-        files_tx,
-        health_tx,
-    ));
-    tokio::spawn(feed_index(files_rx, index, changed, synced));
+    let (status, task) = writer.spawn(portolan_files::REPORTER, FileSource::new(dir));
     Ok(Source::Files {
         dir: dir.to_path_buf(),
-        health,
-        watcher,
+        status,
+        task,
     })
 }
 
-/// Applies the file source's changes to the index and logs what got rejected.
-async fn feed_index(
-    mut rx: mpsc::Receiver<Changes>,
-    index: Arc<Mutex<Index>>,
-    changed: watch::Sender<u64>,
-    synced: watch::Sender<bool>,
-) {
-    let mut reported: BTreeSet<ConfigError> = BTreeSet::new();
-    while let Some(changes) = rx.recv().await {
-        let current: BTreeSet<ConfigError> = changes.errors.iter().cloned().collect();
-        for e in current.difference(&reported) {
-            tracing::warn!(error = %e, "rejected; the last good version of the object stays in force");
-        }
-        for e in reported.difference(&current) {
-            tracing::info!(error = %e, "resolved");
-        }
-        reported = current;
-        let (applied, deleted) = (changes.apply.len(), changes.delete.len());
-        let did_change = {
-            let mut idx = index.lock().unwrap_or_else(|p| p.into_inner());
-            changes.apply_to(&mut idx)
-        };
-        if did_change {
-            tracing::info!(applied, deleted, "config changed");
-            changed.send_modify(|v| *v += 1);
-        }
-        if !*synced.borrow() {
-            tracing::info!("config source synced");
-            synced.send_replace(true);
-        }
-    }
-}
-
-/// Exports the files source's health as `portolan_config_source_up` (1 up, 0 down: the
-/// directory cannot be read and the last good config is served).
+/// Exports the config source's health as `portolan_config_source_up` (1 up, 0 down: it
+/// cannot be read and the last good config is served).
 fn report_source_health(registry: &mut Registry, mut health: watch::Receiver<SourceHealth>) {
     let up = prometheus_client::metrics::gauge::Gauge::<i64>::default();
     registry.register(

@@ -5,13 +5,14 @@
 //! printed, but do not fail the run, since the missing objects may live elsewhere.
 
 use crate::cli::ValidateArgs;
+use crate::output::println;
 use portolan_model::Index;
 use std::process::ExitCode;
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let report = portolan_files::validate_paths(&args.paths)?;
     for e in &report.errors {
-        println!("{e}");
+        println(&e.to_string())?;
     }
     let mut index = Index::new();
     for object in report.valid {
@@ -22,10 +23,10 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     for (object, conditions) in &world.statuses {
         for c in conditions.iter().filter(|c| !c.status) {
             warnings += 1;
-            println!(
+            println(&format!(
                 "warning: {object}: {}={} ({}): {}",
                 c.type_, c.status, c.reason, c.message
-            );
+            ))?;
         }
     }
     let summary = format!(
@@ -33,7 +34,7 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         report.objects,
         report.errors.len()
     );
-    println!("{summary}");
+    println(&summary)?;
     Ok(if report.errors.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -33,11 +33,7 @@ pub async fn start(
         .await
         .with_context(|| format!("binding the webhook address {}", webhook.webhook_address))?;
     tracing::info!(webhook = %listener.local_addr()?, "admission webhook serving on /validate");
-    let dry_run = DryRun::new(
-        index.clone(),
-        Some(cache.clone()),
-        crate::serve::translate_options(&args.translate),
-    );
+    let dry_run = DryRun::new(index.clone(), Some(cache.clone()), args.translate.options());
     tokio::spawn(async move {
         let admission = Admission::new(dry_run);
         if let Err(e) = portolan_webhook::serve(listener, certificates, admission, shutdown).await {

@@ -19,7 +19,7 @@ fn validate_dir(dir: &Path, what: &str) {
     let changes = FileSource::new(dir).rescan().expect("directory readable");
     assert!(changes.errors.is_empty(), "{what}: {:?}", changes.errors);
     let mut index = Index::new();
-    changes.apply_to(&mut index);
+    changes.apply_to(portolan_files::REPORTER, &mut index);
     let world = index.world();
     for group in GROUPS {
         let resources = translate(&world, group);

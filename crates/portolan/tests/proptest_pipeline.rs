@@ -6,7 +6,7 @@
 
 mod support;
 
-use portolan::pipeline::snapshot;
+use portolan_pipeline::snapshot;
 use proptest::prelude::*;
 use serde_json::Value;
 use support::{GROUPS, any_json, build, mutation, translate, valid_world};

@@ -1,14 +1,16 @@
-//! Checks on translated resources: the snapshot consistency check the xDS cache applies before
-//! serving anything (no duplicate names, every EDS cluster has its assignment, every RDS name
-//! exists), and what stock Envoy would NACK although every object is valid on its own: a
-//! downstream TLS certificate whose private key is another certificate's.
+//! Checks on one group's translation: the pipeline's own snapshot assembly and consistency
+//! check ([`portolan_pipeline::translate_checked`]: no duplicate names, every EDS cluster has
+//! its assignment, every RDS name exists, the group's scope parses), and what stock Envoy
+//! would NACK although every object is valid on its own: a downstream TLS certificate whose
+//! private key is another certificate's.
 
 use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
-use portolan_translate::Resources;
-use portolan_xds::{Snapshot, SnapshotError};
+use portolan_model::World;
+use portolan_pipeline::BuildError;
+use portolan_translate::{Options, ProxyGroup};
 use prost::Message;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -18,8 +20,8 @@ use tokio_rustls::rustls::sign::CertifiedKey;
 /// Why translated resources would not be served, or not be accepted by Envoy.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CheckError {
-    #[error("inconsistent snapshot: {0}")]
-    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
     #[error("listener {listener:?} filter chain {chain}: {reason}")]
     Tls {
         listener: String,
@@ -28,33 +30,13 @@ pub enum CheckError {
     },
 }
 
-/// Runs every check on one group's resources.
-pub fn resources(resources: &Resources) -> Result<(), CheckError> {
-    snapshot(resources)?;
+/// Translates `world` for `group` and runs every check on the result.
+pub fn group(world: &World, group: &ProxyGroup, options: &Options) -> Result<(), CheckError> {
+    let (resources, _snapshot) = portolan_pipeline::translate_checked(world, group, options)?;
     for listener in &resources.listeners {
         tls_pairs(listener)?;
     }
     Ok(())
-}
-
-/// Builds the snapshot as the pipeline does for the groups the dry run translates (and drops
-/// it). Those are never on-demand groups, so VHDS virtual hosts (`pipeline::add_on_demand`)
-/// are not added here.
-fn snapshot(resources: &Resources) -> Result<Snapshot, SnapshotError> {
-    let mut b = Snapshot::builder();
-    for c in &resources.clusters {
-        b.add_cluster(c);
-    }
-    for e in &resources.load_assignments {
-        b.add_load_assignment(e);
-    }
-    for l in &resources.listeners {
-        b.add_listener(l);
-    }
-    for r in &resources.routes {
-        b.add_route(r);
-    }
-    b.build()
 }
 
 /// Every inline certificate of the listener's TLS contexts pairs with its private key.
@@ -137,6 +119,7 @@ mod tests {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// The snapshot check the pipeline applies, as the dry run sees it.
     #[test]
     fn a_listener_naming_a_missing_route_configuration_fails_the_snapshot_check() {
         let hcm = HttpConnectionManager {
@@ -158,12 +141,18 @@ mod tests {
             }],
             ..Default::default()
         };
-        let r = Resources {
+        let r = portolan_translate::Resources {
             listeners: vec![listener],
             ..Default::default()
         };
-        let err = resources(&r).expect_err("inconsistent");
+        let err = CheckError::from(BuildError::from(
+            portolan_pipeline::snapshot(&r, None).expect_err("inconsistent"),
+        ));
         assert!(err.to_string().contains("\"missing\""), "{err}");
+        assert!(
+            err.to_string().starts_with("inconsistent snapshot: "),
+            "{err}"
+        );
     }
 
     #[test]

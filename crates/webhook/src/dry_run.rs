@@ -2,12 +2,15 @@
 //!
 //! The object is put into a copy of the current [`World`] (its entries are `Arc`s, so the copy
 //! is cheap and the index lock is held only to fetch the World), references are resolved
-//! again, and the World is translated for every proxy group the object can change: the default
-//! group, and for a Gateway (or a route attached to Gateways) a group its selector matches plus
-//! every connected group those Gateways select, one per distinct set of selecting Gateways.
-//! Each group's resources then go through the snapshot consistency check the xDS cache uses
-//! ([`portolan_xds::SnapshotBuilder`]) and the checks of [`crate::checks`] (what stock Envoy
-//! would NACK). Nothing is published: the cache and the index are only read.
+//! again, and the World is translated for every proxy group the object can change, each formed
+//! as the pipeline forms it ([`portolan_pipeline::groups`]: its `ProxyScope` resolved): the
+//! default group; every connected mesh group that translates differently from it (another
+//! scope, discovery mode or client); and for a Gateway (or a route attached to Gateways) a
+//! group its selector matches plus every connected group those Gateways select. Groups that
+//! would translate alike are checked once. Each group's resources are assembled into its
+//! snapshot by the pipeline's own assembly and consistency check
+//! ([`portolan_pipeline::translate_checked`]), then go through the checks of [`crate::checks`]
+//! (what stock Envoy would NACK). Nothing is published: the cache and the index are only read.
 //!
 //! A failure that the current World already has is not blamed on the object: it is allowed
 //! with a warning, so an unrelated broken object does not block every change.
@@ -16,7 +19,9 @@ use crate::checks;
 use portolan_api::{Kind, ObjectRef};
 use portolan_model::routing::Parent;
 use portolan_model::{Index, Object, World};
-use portolan_translate::{Options, ProxyGroup};
+use portolan_pipeline::groups::group_for_key;
+use portolan_translate::proxyless::Client;
+use portolan_translate::{Discovery, Options, ProxyGroup};
 use portolan_xds::Cache;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -60,11 +65,14 @@ impl DryRun {
             failure: None,
             warnings: unresolved(&candidate, &object_ref),
         };
-        let groups = self.groups(&candidate, &gateways);
-        let Err(failure) = check_world(&candidate, &groups, &self.options) else {
+        let check = |world: &World| {
+            let groups = self.groups(world, &gateways);
+            check_world(world, &groups, &self.options)
+        };
+        let Err(failure) = check(&candidate) else {
             return outcome;
         };
-        match check_world(&current, &groups, &self.options) {
+        match check(&current) {
             Err(already) if already == failure => outcome.warnings.push(format!(
                 "the current configuration already fails the dry run, not because of {object_ref}: {failure}"
             )),
@@ -73,15 +81,13 @@ impl DryRun {
         outcome
     }
 
-    /// The default group, plus for each related Gateway a group its selector matches and the
-    /// connected groups it selects (one per distinct set of selecting Gateways).
+    /// The groups to check in `world`, formed as served: the default group, each connected
+    /// mesh group that translates differently, and for each related Gateway a group its
+    /// selector matches and the connected groups it selects. One group per [`Shape`].
     fn groups(&self, world: &World, gateways: &BTreeSet<ObjectRef>) -> Vec<ProxyGroup> {
-        let mut groups = vec![ProxyGroup::default()];
-        if gateways.is_empty() {
-            return groups;
-        }
-        let mut seen: BTreeSet<Vec<ObjectRef>> = BTreeSet::new();
-        seen.insert(portolan_translate::gateways_selecting(world, &groups[0]));
+        let default = group_for_key(portolan_pipeline::DEFAULT_GROUP, world);
+        let mut seen: BTreeSet<Shape> = [Shape::of(world, &default)].into();
+        let mut groups = vec![default];
         let selected = world
             .gateways
             .values()
@@ -91,14 +97,42 @@ impl DryRun {
             .cache
             .iter()
             .flat_map(|c| c.groups())
-            .map(|key| ProxyGroup::from_key(&key));
+            .map(|key| group_for_key(&key, world));
         for group in selected.chain(connected) {
-            let selecting = portolan_translate::gateways_selecting(world, &group);
-            if selecting.iter().any(|g| gateways.contains(g)) && seen.insert(selecting) {
+            let shape = Shape::of(world, &group);
+            let related = match shape.gateways.as_slice() {
+                [] => true,
+                selecting => selecting.iter().any(|g| gateways.contains(g)),
+            };
+            if related && seen.insert(shape) {
                 groups.push(group);
             }
         }
         groups
+    }
+}
+
+/// What makes two groups translate differently, as far as the dry run's checks can tell: the
+/// Gateways that select them (their listeners and routes), and a mesh group's scope,
+/// discovery mode and client.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Shape {
+    gateways: Vec<ObjectRef>,
+    scope: Option<String>,
+    on_demand: bool,
+    grpc: bool,
+}
+
+// === impl Shape ===
+
+impl Shape {
+    fn of(world: &World, group: &ProxyGroup) -> Self {
+        Self {
+            gateways: portolan_translate::gateways_selecting(world, group),
+            scope: group.scope.as_ref().map(ToString::to_string),
+            on_demand: group.discovery == Discovery::OnDemand,
+            grpc: group.client == Client::Grpc,
+        }
     }
 }
 
@@ -194,8 +228,7 @@ fn unresolved(world: &World, object: &ObjectRef) -> Vec<String> {
 /// Translates `world` for each group and checks the result; the first failure, naming the group.
 fn check_world(world: &World, groups: &[ProxyGroup], options: &Options) -> Result<(), String> {
     for group in groups {
-        let resources = portolan_translate::translate(world, group, options);
-        checks::resources(&resources)
+        checks::group(world, group, options)
             .map_err(|e| format!("translation for proxy group {:?}: {e}", group.cluster))?;
     }
     Ok(())
@@ -241,5 +274,41 @@ mod tests {
         assert_eq!(groups, ["default", "ingress"]);
         let unrelated = dry.groups(&world, &BTreeSet::new());
         assert_eq!(unrelated.len(), 1);
+    }
+
+    fn object(doc: serde_json::Value) -> Object {
+        let r = Resource::decode(doc)
+            .expect("decodes")
+            .expect("a kind Portolan reads");
+        assert!(portolan_api::validate::validate(&r).is_empty());
+        portolan_model::convert::to_object(&r)
+    }
+
+    /// A connected group in a namespace with a ProxyScope is checked as it is served: scoped
+    /// to what the ProxyScope admits, in its discovery mode, whatever kind the object is.
+    #[test]
+    fn connected_groups_are_checked_with_their_proxy_scope() {
+        let cache = Cache::new();
+        let _subscriptions = [cache.subscribe("web;node-ns=shop"), cache.subscribe("web")];
+        let mut index = Index::new();
+        index.apply(object(json!({
+            "apiVersion": "portolan.dev/v1alpha1", "kind": "ProxyScope",
+            "metadata": {"name": "default", "namespace": "shop"},
+            "spec": {"hosts": ["./*"], "discovery": "on-demand"}
+        })));
+        let dry = DryRun::new(Arc::new(Mutex::new(index)), Some(cache), Options::default());
+        let service = object(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "cart", "namespace": "shop"},
+            "spec": {"ports": [{"port": 80}]}}));
+        let related = related_gateways(&service);
+        let world = with_object(&dry.index.lock().expect("lock").world(), service);
+        let groups = dry.groups(&world, &related);
+        let scoped = groups
+            .iter()
+            .find(|g| g.name == "web;node-ns=shop")
+            .unwrap_or_else(|| panic!("the scoped group is checked: {groups:?}"));
+        let scope = scoped.scope.as_ref().map(ToString::to_string);
+        assert_eq!(scope.as_deref(), Some("shop/*"));
+        assert_eq!(scoped.discovery, portolan_translate::Discovery::OnDemand);
     }
 }

@@ -17,7 +17,7 @@
 //!
 //! `;node-ns=NS` is the node's `portolan.dev/namespace` metadata: with the labels, it picks the
 //! `ProxyScope` that applies to the group (the pipeline resolves it, see
-//! `portolan::pipeline::groups`), so proxies of different namespaces are different groups.
+//! `portolan_pipeline::groups`), so proxies of different namespaces are different groups.
 //!
 //! `HOSTS` is the node's `portolan.dev/scope` metadata (comma-separated `namespace/host`
 //! entries, see `portolan_translate::scope`), trimmed, sorted and deduplicated so the same

@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
-use portolan::pipeline::IncrementalBuilder;
+use portolan_pipeline::IncrementalBuilder;
 use portolan_translate::names::MESH_ROUTE;
 use portolan_translate::{Options, ProxyGroup};
 use portolan_xds::{DeltaStream, ResourceType, Snapshot, StreamTypes};

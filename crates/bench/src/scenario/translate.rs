@@ -4,7 +4,7 @@
 use crate::build::{TypeBytes, encode_all, snapshot};
 use crate::measure::{Memory, time_runs};
 use crate::{BenchError, WorldSpec};
-use portolan::pipeline::IncrementalBuilder;
+use portolan_pipeline::IncrementalBuilder;
 use portolan_translate::{Options, ProxyGroup};
 use std::time::{Duration, Instant};
 

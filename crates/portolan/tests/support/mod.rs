@@ -48,7 +48,7 @@ pub fn build(docs: &[Value]) -> Built {
 pub const GROUPS: &[&str] = &["default", "ingress"];
 
 pub fn translate(world: &World, group: &str) -> Resources {
-    let group = portolan::pipeline::groups::group_for_key(group, world);
+    let group = portolan_pipeline::groups::group_for_key(group, world);
     portolan_translate::translate(world, &group, &Options::default())
 }
 

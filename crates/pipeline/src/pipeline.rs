@@ -8,150 +8,30 @@
 //! of the batch's first change, and the snapshots it sets carry its id, so the stream tasks can
 //! report when every connected proxy has ACKed it.
 //!
-//! Builds are incremental (see [`incremental`]): one [`IncrementalBuilder`] per zone (and
+//! Builds are incremental (see [`crate::incremental`]): one [`IncrementalBuilder`] per zone (and
 //! mesh membership) keeps the translation and encoding of every Service's clusters and
 //! assignments, so a rebuild after a small change redoes only what it touched.
 //!
 //! Groups are formed from the xDS group keys with their `ProxyScope` resolved (see
-//! [`groups`]), so a ProxyScope change rebuilds the groups it applies to like any other change.
+//! [`crate::groups`]), so a ProxyScope change rebuilds the groups it applies to like any other
+//! change.
 //!
 //! Mesh workloads: the snapshot of a group with a workload identity also holds that
-//! identity's certificate and the trust bundle as SDS secrets, from [`WorkloadCerts`] (issued
-//! on first use, replaced at half-life); [`Pipeline::rotate_certificates`] rebuilds when one
+//! identity's certificate and the trust bundle as SDS secrets (`certs.rs`: issued on first
+//! use, replaced at half-life); [`Pipeline::rotate_certificates`] rebuilds when one
 //! is due, so a rotation is a new Secret version pushed to that group's proxies.
 
-pub mod groups;
-pub mod incremental;
-
-pub use incremental::IncrementalBuilder;
-
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
-use portolan_ca::{SpiffeId, WorkloadCerts};
+use crate::certs::MeshCerts;
+use crate::{IncrementalBuilder, PipelineMetrics, groups};
+use portolan_ca::WorkloadCerts;
 use portolan_model::{Index, World};
 use portolan_translate::proxyless::Client;
-use portolan_translate::{Options, ProxyGroup, Resources};
-use portolan_xds::{Cache, ResourceType, Snapshot, SnapshotError, XdsMetrics};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::{Registry, Unit};
+use portolan_translate::{Options, ProxyGroup};
+use portolan_xds::{Cache, ResourceType};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TypeLabels {
-    r#type: &'static str,
-}
-
-/// Metrics of the build path.
-#[derive(Clone, Debug)]
-pub struct PipelineMetrics {
-    world_version: Gauge,
-    config_errors: Gauge,
-    builds: Counter,
-    build_failures: Counter,
-    build_seconds: Histogram,
-    world_seconds: Histogram,
-    batches: Counter,
-    batch_changes: Histogram,
-    resources: Family<TypeLabels, Gauge>,
-    xds: XdsMetrics,
-}
-
-// === impl PipelineMetrics ===
-
-impl PipelineMetrics {
-    /// Registers the build metrics; `xds` is where rollouts are begun (convergence).
-    pub fn new(registry: &mut Registry, xds: &XdsMetrics) -> Self {
-        let m = Self::unregistered(xds);
-        m.register(registry);
-        m
-    }
-
-    /// Metrics counted but exported nowhere (tests).
-    pub fn unregistered(xds: &XdsMetrics) -> Self {
-        Self {
-            world_version: Gauge::default(),
-            config_errors: Gauge::default(),
-            builds: Counter::default(),
-            build_failures: Counter::default(),
-            build_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
-            world_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
-            batches: Counter::default(),
-            batch_changes: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
-            resources: Family::default(),
-            xds: xds.clone(),
-        }
-    }
-
-    fn register(&self, registry: &mut Registry) {
-        let m = self;
-        registry.register(
-            "world_version",
-            "Version of the World last translated",
-            m.world_version.clone(),
-        );
-        registry.register(
-            "config_errors",
-            "Rejected documents and objects in the config sources",
-            m.config_errors.clone(),
-        );
-        registry.register(
-            "snapshot_builds",
-            "Snapshots built (one per proxy group per debounced batch of changes)",
-            m.builds.clone(),
-        );
-        registry.register(
-            "snapshot_build_failures",
-            "Snapshots that failed the consistency check (the previous one stays)",
-            m.build_failures.clone(),
-        );
-        registry.register(
-            "snapshot_build_seconds",
-            "Time to translate a World for one proxy group and encode the snapshot",
-            m.build_seconds.clone(),
-        );
-        registry.register_with_unit(
-            "world_build",
-            "Time to build a World from the index (once per debounced batch)",
-            Unit::Seconds,
-            m.world_seconds.clone(),
-        );
-        registry.register(
-            "debounce_batches",
-            "Debounced batches of config changes, each a rebuild of every proxy group",
-            m.batches.clone(),
-        );
-        registry.register(
-            "debounce_batch_changes",
-            "Config source updates folded into one debounced batch",
-            m.batch_changes.clone(),
-        );
-        registry.register(
-            "resources",
-            "Resources in the cache by xDS type, summed over proxy groups",
-            m.resources.clone(),
-        );
-    }
-
-    /// Batches rebuilt so far.
-    pub fn batches(&self) -> u64 {
-        self.batches.get()
-    }
-
-    /// Resources of a type in the cache, summed over groups.
-    pub fn resources(&self, ty: ResourceType) -> i64 {
-        self.resources
-            .get_or_create(&TypeLabels {
-                r#type: ty.short_name(),
-            })
-            .get()
-    }
-}
 
 /// Translates Worlds into the cache.
 pub struct Pipeline {
@@ -160,7 +40,7 @@ pub struct Pipeline {
     options: Options,
     metrics: PipelineMetrics,
     /// Workload certificates of mesh groups (none: no SDS secrets are served).
-    certs: Option<Arc<WorkloadCerts>>,
+    certs: Option<MeshCerts>,
     /// Held while building; the incremental builders by proxy zone and mesh membership.
     build_lock: Mutex<Builders>,
 }
@@ -180,6 +60,9 @@ fn builder_key(group: &ProxyGroup) -> BuilderKey {
         group.client,
     )
 }
+
+/// The group of proxies whose node names no cluster.
+pub const DEFAULT_GROUP: &str = "default";
 
 // === impl Pipeline ===
 
@@ -201,6 +84,7 @@ impl Pipeline {
         metrics: PipelineMetrics,
         certs: Option<Arc<WorkloadCerts>>,
     ) -> Arc<Self> {
+        let certs = certs.map(|c| MeshCerts::new(c, &options.mesh.trust_domain));
         Arc::new(Self {
             index,
             cache,
@@ -218,16 +102,8 @@ impl Pipeline {
             return;
         };
         loop {
-            // Nothing issued yet: look again shortly (certificates are issued on first build).
-            let wait = certs.next_rotation().map_or(Duration::from_secs(1), |at| {
-                at.duration_since(SystemTime::now())
-                    .unwrap_or(Duration::ZERO)
-            });
-            tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
-            let due = certs
-                .next_rotation()
-                .is_some_and(|at| at <= SystemTime::now());
-            if due {
+            tokio::time::sleep(certs.until_next_rotation()).await;
+            if certs.rotation_due() {
                 self.clone().build_all(0).await;
             }
         }
@@ -296,7 +172,9 @@ impl Pipeline {
                 .collect();
             let used: BTreeSet<BuilderKey> = groups.iter().map(builder_key).collect();
             builders.retain(|key, _| used.contains(key));
-            p.forget_unused_certs(&groups);
+            if let Some(certs) = &p.certs {
+                certs.retain(&groups);
+            }
             for group in &groups {
                 p.build(&mut builders, &world, group, rollout);
             }
@@ -364,12 +242,7 @@ impl Pipeline {
             .collect();
         for ty in ResourceType::ALL {
             let total: usize = snapshots.iter().map(|s| s.resources(ty).len()).sum();
-            self.metrics
-                .resources
-                .get_or_create(&TypeLabels {
-                    r#type: ty.short_name(),
-                })
-                .set(i64::try_from(total).unwrap_or(i64::MAX));
+            self.metrics.set_resources(ty, total);
         }
     }
 
@@ -383,7 +256,10 @@ impl Pipeline {
         let builder = builders.entry(builder_key(group)).or_default();
         let previous = self.cache.get(&group.name);
         let group_name = group.name.as_str();
-        let secrets = self.secrets(group);
+        let secrets = match &self.certs {
+            Some(certs) => certs.secrets(group),
+            None => Vec::new(),
+        };
         match builder.build_with_secrets(world, group, &self.options, previous.as_deref(), &secrets)
         {
             Ok(snap) => {
@@ -399,50 +275,6 @@ impl Pipeline {
         self.metrics
             .build_seconds
             .observe(start.elapsed().as_secs_f64());
-    }
-}
-
-// === impl Pipeline (mesh) ===
-
-impl Pipeline {
-    /// The SDS secrets of a mesh group: its identity's current certificate and the root.
-    fn secrets(&self, group: &ProxyGroup) -> Vec<Secret> {
-        let (Some(certs), Some(workload)) = (&self.certs, &group.workload) else {
-            return Vec::new();
-        };
-        let id = self.spiffe_id(workload);
-        match certs.current(&id, SystemTime::now()) {
-            Ok(cert) => portolan_translate::mesh::workload_secrets(
-                &cert.cert_pem,
-                &cert.key_pem,
-                certs.authority().root_pem(),
-            )
-            .to_vec(),
-            Err(e) => {
-                tracing::error!(group = %group.name, identity = %id, error = %e, "no workload certificate; the group's mesh TLS cannot start");
-                Vec::new()
-            }
-        }
-    }
-
-    fn spiffe_id(&self, workload: &portolan_translate::mesh::Workload) -> SpiffeId {
-        SpiffeId::new(
-            self.options.mesh.trust_domain.clone(),
-            workload.namespace.clone(),
-            workload.service_account.clone(),
-        )
-    }
-
-    /// Drops the certificates of identities no group has any more.
-    fn forget_unused_certs(&self, groups: &[ProxyGroup]) {
-        if let Some(certs) = &self.certs {
-            let used: BTreeSet<SpiffeId> = groups
-                .iter()
-                .filter_map(|g| g.workload.as_ref())
-                .map(|w| self.spiffe_id(w))
-                .collect();
-            certs.retain(&used);
-        }
     }
 }
 
@@ -462,144 +294,11 @@ async fn next_batch(
         .then_some(first)
 }
 
-/// The group of proxies whose node names no cluster.
-pub const DEFAULT_GROUP: &str = "default";
-
-/// Fewest ClusterLoadAssignments for which [`snapshot`] encodes them on a second thread.
-const PARALLEL_ENCODE_MIN: usize = 512;
-
-/// Encodes translated resources into a snapshot, sharing unchanged entries with `previous`.
-///
-/// On a machine with more than one core, a big group's ClusterLoadAssignments are encoded on a
-/// scoped second thread while this one encodes the clusters; they are added in the same order,
-/// so the snapshot is the same.
-pub fn snapshot(
-    resources: &Resources,
-    previous: Option<&Snapshot>,
-) -> Result<Snapshot, SnapshotError> {
-    let parallel = resources.load_assignments.len() >= PARALLEL_ENCODE_MIN
-        && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    snapshot_on(resources, previous, parallel)
-}
-
-/// [`snapshot`], encoding the assignments on a second thread when `parallel`.
-fn snapshot_on(
-    resources: &Resources,
-    previous: Option<&Snapshot>,
-    parallel: bool,
-) -> Result<Snapshot, SnapshotError> {
-    let mut b = Snapshot::builder();
-    if let Some(prev) = previous {
-        b.reuse(prev);
-    }
-    if parallel {
-        let (clusters, assignments) = std::thread::scope(|s| {
-            let encode_all = || {
-                resources
-                    .load_assignments
-                    .iter()
-                    .map(portolan_xds::snapshot::Encoded::load_assignment)
-                    .collect::<Vec<_>>()
-            };
-            let assignments = s.spawn(encode_all);
-            let clusters: Vec<_> = resources
-                .clusters
-                .iter()
-                .map(portolan_xds::snapshot::Encoded::cluster)
-                .collect();
-            // A panic while encoding is a bug: pass it on.
-            let assignments = assignments
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e));
-            (clusters, assignments)
-        });
-        for encoded in clusters.into_iter().chain(assignments) {
-            b.add_encoded(encoded);
-        }
-    } else {
-        for c in &resources.clusters {
-            b.add_cluster(c);
-        }
-        for e in &resources.load_assignments {
-            b.add_load_assignment(e);
-        }
-    }
-    for l in &resources.listeners {
-        b.add_listener(l);
-    }
-    for r in &resources.routes {
-        b.add_route(r);
-    }
-    if let Some(on_demand) = &resources.on_demand {
-        let clusters = resources.clusters.iter().map(|c| c.name.as_str());
-        add_on_demand(&mut b, on_demand, clusters);
-    }
-    b.build()
-}
-
-/// Adds an on-demand group's VHDS virtual hosts and marks its clusters (but those its
-/// listeners use directly) as served by name only (on-demand CDS).
-pub fn add_on_demand<'a>(
-    b: &mut portolan_xds::SnapshotBuilder,
-    on_demand: &portolan_translate::OnDemandResources,
-    clusters: impl Iterator<Item = &'a str>,
-) {
-    for v in &on_demand.virtual_hosts {
-        b.add_virtual_host(v);
-    }
-    let named = clusters
-        .filter(|c| !on_demand.wildcard_clusters.contains(*c))
-        .map(str::to_string);
-    b.named_only(ResourceType::Cluster, named);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portolan_xds::XdsMetrics;
     use std::collections::BTreeMap;
-
-    /// Encoding the assignments on a second thread gives the same snapshot, duplicates and
-    /// dangling names included.
-    #[test]
-    fn parallel_encode_gives_the_same_snapshot() {
-        use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
-        use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-        let eds = |name: String| Cluster {
-            name,
-            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-                cluster::DiscoveryType::Eds as i32,
-            )),
-            eds_cluster_config: Some(cluster::EdsClusterConfig::default()),
-            ..Default::default()
-        };
-        let cla = |name: String| ClusterLoadAssignment {
-            cluster_name: name,
-            ..Default::default()
-        };
-        let n = PARALLEL_ENCODE_MIN + 10;
-        let mut resources = Resources {
-            clusters: (0..n).map(|i| eds(format!("c{i}"))).collect(),
-            load_assignments: (0..n).map(|i| cla(format!("c{i}"))).collect(),
-            ..Default::default()
-        };
-        let seq = snapshot_on(&resources, None, false).expect("consistent");
-        let par = snapshot_on(&resources, None, true).expect("consistent");
-        for ty in ResourceType::ALL {
-            assert_eq!(seq.version(ty), par.version(ty), "{ty:?}");
-            assert_eq!(seq.resources(ty), par.resources(ty), "{ty:?}");
-        }
-        assert_eq!(seq.resources(ResourceType::Endpoint).len(), n);
-        // A cluster whose assignment is missing fails the same way.
-        resources.load_assignments.pop();
-        let seq = snapshot_on(&resources, None, false)
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        let par = snapshot_on(&resources, None, true)
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        assert!(seq.is_err());
-        assert_eq!(seq, par);
-    }
 
     /// The xDS server builds group keys and translation parses them: they must agree.
     #[test]

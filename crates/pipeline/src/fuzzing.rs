@@ -1,12 +1,12 @@
 //! One entry point for fuzzers (`fuzz/`, cargo-fuzz) and for tests: the bytes of a manifest
 //! file through everything `portolan serve` does with them — YAML documents, decode, validate,
-//! convert, index, translate for a mesh group and a gateway group, snapshot consistency, JSON
+//! convert, index, translate for a mesh group and a gateway group (formed as `serve` forms them), snapshot consistency, JSON
 //! rendering. Whatever the input, it must not panic.
 
-use crate::pipeline::snapshot;
+use crate::{groups, snapshot};
 use portolan_api::Resource;
 use portolan_model::{Index, convert};
-use portolan_translate::{Options, ProxyGroup};
+use portolan_translate::Options;
 
 /// The proxy groups translated for: the mesh, and a group gateways may select.
 const GROUPS: &[&str] = &["default", "ingress;zone=zone-a;l.tier=edge"];
@@ -34,8 +34,8 @@ pub fn manifest_bytes(data: &[u8]) -> usize {
     let world = index.world();
     let options = Options::default();
     for group in GROUPS {
-        let resources =
-            portolan_translate::translate(&world, &ProxyGroup::from_key(group), &options);
+        let group = groups::group_for_key(group, &world);
+        let resources = portolan_translate::translate(&world, &group, &options);
         let _ = snapshot(&resources, None);
         let _ = portolan_translate::json::resources_to_json(&resources);
     }

@@ -11,6 +11,7 @@
 //! client), so one [`IncrementalBuilder`] serves every group of a zone; listeners and routes
 //! are translated and encoded for each group every time.
 
+use crate::snapshot::{Parts, assemble};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
@@ -76,7 +77,7 @@ impl IncrementalBuilder {
     }
 
     /// Translates `world` for `group` and builds its snapshot, sharing unchanged entries with
-    /// `previous`. The same snapshot as [`super::snapshot`] of [`portolan_translate::translate`].
+    /// `previous`. The same snapshot as [`crate::snapshot()`] of [`portolan_translate::translate`].
     pub fn build(
         &mut self,
         world: &World,
@@ -111,41 +112,28 @@ impl IncrementalBuilder {
     }
 }
 
-/// The snapshot of encoded clusters and assignments and of the group's listeners and routes.
+/// The snapshot of encoded clusters, assignments and route configurations, the group's
+/// listeners and its secrets.
 fn snapshot(
     resources: EncodedResources,
     previous: Option<&Snapshot>,
     secrets: &[Secret],
 ) -> Result<Snapshot, SnapshotError> {
-    let mut b = Snapshot::builder();
-    if let Some(prev) = previous {
-        b.reuse(prev);
-    }
-    if let Some(on_demand) = &resources.on_demand {
-        let clusters = resources.clusters.iter().map(Encode::cluster_name);
-        super::add_on_demand(&mut b, on_demand, clusters);
-    }
-    let (clusters, assignments) = (resources.clusters, resources.load_assignments);
-    for e in clusters
-        .into_iter()
-        .chain(assignments)
-        .chain(resources.routes)
-    {
-        b.add_encoded(e);
-    }
-    for l in &resources.listeners {
-        b.add_encoded(Encoded::listener(l)?);
-    }
-    for s in secrets {
-        b.add_secret(s);
-    }
-    b.build()
+    let parts = Parts {
+        clusters: resources.clusters,
+        load_assignments: resources.load_assignments,
+        listeners: &resources.listeners,
+        routes: resources.routes,
+        on_demand: resources.on_demand.as_ref(),
+        secrets,
+    };
+    assemble(parts, previous)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::snapshot;
+    use crate::snapshot;
     use portolan_api::{Kind, ObjectRef};
     use portolan_model::{
         AddressType, Endpoint, EndpointGroup, EndpointPort, EndpointSubset, Protocol, Service,

@@ -1,0 +1,35 @@
+//! Portolan's build pipeline: everything between the config sources and the xDS cache. The
+//! binary (`portolan serve`, `render`), the admission webhook's dry run, the bench and the fuzz
+//! target all use it, so what is checked, measured and fuzzed is what is served.
+//!
+//! * [`sources`]: the index writer, the sink every config source writes its changes, health
+//!   and first full read to (the contract is [`portolan_model::source`]).
+//! * [`pipeline`]: [`Pipeline`], from World to cache: debounced rebuilds of every proxy group,
+//!   new groups built as their first proxy connects, rollouts; [`PipelineMetrics`].
+//! * [`groups`]: proxy groups from xDS group keys, with their `ProxyScope` resolved.
+//! * [`incremental`]: [`IncrementalBuilder`], translation memoized per Service, kept encoded.
+//! * [`mod@snapshot`]: the one assembly of translated resources into a consistent snapshot
+//!   (`portolan_xds::Snapshot`).
+//! * `certs`: mesh groups' workload certificates and their rotation.
+//! * [`programmed`]: NACKs in force attributed to the objects behind them (`Programmed=False`).
+//! * [`fuzzing`]: a manifest file's bytes through the whole build path, for fuzzers and tests.
+
+#![forbid(unsafe_code)]
+
+mod certs;
+pub mod error;
+pub mod fuzzing;
+pub mod groups;
+pub mod incremental;
+pub mod metrics;
+pub mod pipeline;
+pub mod programmed;
+pub mod snapshot;
+pub mod sources;
+
+pub use error::BuildError;
+pub use incremental::IncrementalBuilder;
+pub use metrics::PipelineMetrics;
+pub use pipeline::{DEFAULT_GROUP, Pipeline};
+pub use snapshot::{snapshot, translate_checked};
+pub use sources::{IndexWriter, SourceStatus, SourceWriter};
