@@ -3,6 +3,7 @@
 //! once, and a stream that never reads. Each test has its own Portolan and ports, stops
 //! everything it started, and waits by polling with a deadline (no timing assertions).
 
+use crate::bin;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -12,7 +13,6 @@ use portolan_e2e::mesh::CONFIG_DEADLINE;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::procfs::rss_kib;
 use portolan_e2e::{Envoy, Mesh, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -25,21 +25,8 @@ const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 /// Generous bound on a Portolan process's resident memory under the load tests.
 const RSS_LIMIT_KIB: u64 = 500 * 1024;
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
-
 fn portolan_rss(p: &Portolan) -> anyhow::Result<u64> {
     rss_kib(p.pid().ok_or_else(|| anyhow::anyhow!("portolan exited"))?)
-}
-
-/// A metric's value from Portolan's `/metrics` text, by its full name (no labels).
-async fn metric(p: &Portolan, name: &str) -> anyhow::Result<Option<f64>> {
-    let text = p.get_text("/metrics").await?;
-    Ok(text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == name).then(|| v.trim().parse().ok()).flatten()
-    }))
 }
 
 // === the config source goes away ===
@@ -62,7 +49,7 @@ async fn a_vanished_config_directory_keeps_traffic_and_is_reported() -> anyhow::
     .await?;
     m.envoy.wait_for_response("web", 200, "a").await?;
     assert_eq!(
-        metric(&m.portolan, "portolan_config_source_up").await?,
+        m.portolan.metric("portolan_config_source_up").await?,
         Some(1.0)
     );
 
@@ -88,7 +75,7 @@ async fn a_vanished_config_directory_keeps_traffic_and_is_reported() -> anyhow::
         "{sources}"
     );
     assert_eq!(
-        metric(&m.portolan, "portolan_config_source_up").await?,
+        m.portolan.metric("portolan_config_source_up").await?,
         Some(0.0)
     );
     let ready = m.portolan.get_text("/readyz").await?;
@@ -116,7 +103,7 @@ async fn a_vanished_config_directory_keeps_traffic_and_is_reported() -> anyhow::
     m.envoy.wait_for_response("web", 200, "b").await?;
     wait_endpoint(&late, &b).await?;
     assert_eq!(
-        metric(&m.portolan, "portolan_config_source_up").await?,
+        m.portolan.metric("portolan_config_source_up").await?,
         Some(1.0)
     );
     assert_eq!(m.portolan.get_text("/readyz").await?, "ready\n");
@@ -493,7 +480,7 @@ async fn fleet(port: u16, svc_port: u16) -> anyhow::Result<watch::Sender<bool>> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_clients_reconnecting_at_once_all_sync() -> anyhow::Result<()> {
-    let _alone = MEMORY_HEAVY.lock().await;
+    let _alone = portolan_e2e::serial::alone().await;
     let config = ConfigDir::new()?;
     config.write("services.yaml", &services(FLEET_SERVICES, 80))?;
     let ports = Ports::free();
@@ -534,13 +521,9 @@ const EDITS: usize = 200;
 /// by a response (~110 KB) per edit for ever.
 const WARM_UP_EDITS: usize = 60;
 
-/// Held by the tests that measure Portolan's memory or load the machine with thousands of
-/// streams, so that one's load does not show up in the other's RSS.
-static MEMORY_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_never_reads_leaves_others_updated_and_memory_flat() -> anyhow::Result<()> {
-    let _alone = MEMORY_HEAVY.lock().await;
+    let _alone = portolan_e2e::serial::alone().await;
     let config = ConfigDir::new()?;
     config.write("services.yaml", &services(BIG_SERVICES, 80))?;
     let portolan = Portolan::start(bin(), &config, Ports::free()).await?;

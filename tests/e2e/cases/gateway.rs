@@ -3,16 +3,12 @@
 //! certificate of a `kubernetes.io/tls` Secret made by the test's own CA, and routes
 //! `www.example.com` to a real upstream.
 
+use crate::bin;
 use portolan_e2e::mesh::https_gateway;
 use portolan_e2e::ports::free_port;
 use portolan_e2e::tls::{TestCa, https_get};
 use portolan_e2e::{Mesh, eventually, example};
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_http_and_tcp_gateway_listeners_reach_the_upstream() -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 //! The canary splits 90/10 on the mesh and on the gateway, and after the example's merge
 //! patch (`canary-50-50.patch`) 50/50 on both, without a restart.
 
+use crate::bin;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::ports::free_port;
 use portolan_e2e::{Envoy, Mesh, Upstream, endpoints_yaml, eventually, http};
@@ -12,10 +13,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 fn read_example(name: &str) -> String {
     // This test's own package path, not the harness's `examples_dir()`: a harness build

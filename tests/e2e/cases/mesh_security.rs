@@ -5,6 +5,7 @@
 //! deciding 403 or 200 by identity, certificates rotated during a stream of requests, and the
 //! development-only identity from node metadata. Every wait polls with a deadline.
 
+use crate::bin;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::manifests::example;
 use portolan_e2e::portolan::{ConfigDir, Ports};
@@ -13,16 +14,11 @@ use portolan_e2e::tls::TestCa;
 use portolan_e2e::xds_tls::TlsDir;
 use portolan_e2e::{Envoy, Portolan, Upstream, client, eventually};
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// The host the client asks for (Service `server` in `shop`).
 const HOST: &str = "server.shop";
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 fn spiffe(sa: &str) -> String {
     format!("spiffe://cluster.local/ns/shop/sa/{sa}")
@@ -408,6 +404,8 @@ async fn default_deny_refuses_everyone_until_an_allow_names_the_caller() -> anyh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_rotate_during_a_stream_of_requests_without_a_failure() -> anyhow::Result<()> {
+    // Certificates expire on a schedule: not beside a test that loads the machine.
+    let _alone = portolan_e2e::serial::alone().await;
     // Certificates live 4 s and are replaced after 2 s; mesh connections last at most 4 s,
     // so the requests below keep opening new mutual TLS connections with rotated certificates.
     let mesh = Mesh::start(

@@ -6,17 +6,13 @@
 //! it is added; Envoy's `/config_dump` stays the same size when 1,000 unused Services appear;
 //! a weighted split fetches each of its clusters on first use.
 
+use crate::bin;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::manifests::{example, labeled_endpoints_yaml};
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 fn cluster_name(service: &str) -> String {
     format!("outbound|80||{service}.default.svc.cluster.local")

@@ -5,6 +5,7 @@
 //! file from `examples/routing/` (the files docs/crds.md shows), with its own Portolan, Envoy
 //! and ports, and asserts on real traffic through stock Envoy.
 
+use crate::bin;
 use portolan_e2e::http::{self, send};
 use portolan_e2e::tls::TestCa;
 use portolan_e2e::{
@@ -12,12 +13,7 @@ use portolan_e2e::{
 };
 use reqwest::Method;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 /// How long configuration may take to reach Envoy.
 const DEADLINE: Duration = Duration::from_secs(20);

@@ -3,18 +3,14 @@
 //! directory, with real traffic through stock Envoy to real upstreams.
 //! Each test has its own Portolan, Envoy and ports, so they run in parallel.
 
+use crate::bin;
 use portolan_e2e::http::send;
 use portolan_e2e::{
     Envoy, Mesh, Reply, Upstream, endpoints_yaml, eventually, example, labeled_endpoints_yaml,
 };
 use reqwest::Method;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 /// The Envoy cluster of a Service port (or subset), as translate names it.
 fn cluster(service: &str, port: u16, subset: &str) -> String {
@@ -290,6 +286,8 @@ async fn retries_turn_a_failed_try_into_success() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_timeout_answers_504() -> anyhow::Result<()> {
+    // Asserts on an elapsed time: not beside a test that loads the machine.
+    let _alone = portolan_e2e::serial::alone().await;
     let up = Upstream::start("orders").await?;
     let m = orders_mesh(&up).await?;
 

@@ -3,6 +3,7 @@
 //! restart, client identities restricted to their proxy group, and the stream and request-rate
 //! limits. Every wait polls with a deadline.
 
+use crate::bin;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -12,7 +13,6 @@ use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::tls::TestCa;
 use portolan_e2e::xds_tls::{self, TlsDir};
 use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
-use std::path::Path;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,10 +21,6 @@ use tonic::{Code, Streaming};
 
 const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const WAIT: Duration = Duration::from_secs(20);
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()

@@ -2,15 +2,11 @@
 //! node metadata (`portolan bootstrap --label`), and locality-aware balancing by the proxy's zone
 //! (`portolan bootstrap --zone`).
 
+use crate::bin;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::{Envoy, Portolan, Upstream, eventually, service_yaml};
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_selects_proxies_by_their_node_labels() -> anyhow::Result<()> {

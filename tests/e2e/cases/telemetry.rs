@@ -2,15 +2,11 @@
 //! line to Envoy's stdout; request ids and W3C `traceparent` reach the upstream, without a
 //! tracer (passed through) and with the OpenTelemetry tracer (same trace, Envoy's own span).
 
+use crate::bin;
 use portolan_e2e::ports::free_port;
 use portolan_e2e::{Mesh, Upstream, endpoints_yaml, eventually, service_yaml};
 use serde_json::Value;
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

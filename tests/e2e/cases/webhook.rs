@@ -4,17 +4,13 @@
 //! has it), a bad weight denied with the
 //! object and field path, a DELETE allowed, a malformed body refused with 400.
 
+use crate::bin;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::ports::free_port;
 use portolan_e2e::tls::{TestCa, https_request};
 use portolan_e2e::{Portolan, eventually, service_yaml};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 fn route(second_host: &str, weight: i64) -> Value {
     json!({

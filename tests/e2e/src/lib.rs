@@ -16,6 +16,7 @@ pub mod mesh;
 pub mod portolan;
 pub mod ports;
 pub mod procfs;
+pub mod serial;
 pub mod tls;
 pub mod upstream;
 pub mod xds_tls;
