@@ -7,7 +7,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod ads;
 pub mod apiserver;
 pub mod envoy;
 pub mod http;
