@@ -1,48 +1,41 @@
-//! The names of the resources in a response, read without decoding the whole resource.
-//!
-//! Every resource type xDS v3 serves (Cluster, ClusterLoadAssignment, Listener,
-//! RouteConfiguration, VirtualHost, Secret) holds its name in field 1, a string; decoding only
-//! that field skips the rest of the message, which keeps a fleet of thousands of clients
-//! cheap.
+//! What a client reads out of the resources it receives: cluster names (to subscribe their
+//! endpoints), endpoint addresses (to see a change arrive).
 
 use crate::ClientError;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::address;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
-/// Field 1 of any xDS resource.
-#[derive(Clone, PartialEq, Message)]
-struct Named {
-    #[prost(string, tag = "1")]
-    name: String,
-}
-
-/// The name of the resource in `any`.
-pub fn name(any: &Any) -> Result<String, ClientError> {
-    Named::decode(any.value.as_slice())
-        .map(|n| n.name)
-        .map_err(|source| ClientError::Decode {
-            type_url: any.type_url.clone(),
-            source,
+/// The names of the clusters in a CDS response, in order. Each Cluster is decoded whole, as
+/// Envoy decodes what it receives: the fan-out benchmark's figures depend on what its clients
+/// cost (clients that read only the name field measured Portolan's RSS per client about
+/// 4 KiB higher, medians of 10 and 16 runs).
+pub fn cluster_names(resources: &[Any]) -> Result<Vec<String>, ClientError> {
+    resources
+        .iter()
+        .map(|any| {
+            Cluster::decode(any.value.as_slice())
+                .map(|c| c.name)
+                .map_err(|source| decode_error(any, source))
         })
+        .collect()
 }
 
-/// The names of `resources`, in order.
-pub fn names(resources: &[Any]) -> Result<Vec<String>, ClientError> {
-    resources.iter().map(name).collect()
+fn decode_error(any: &Any, source: prost::DecodeError) -> ClientError {
+    ClientError::Decode {
+        type_url: any.type_url.clone(),
+        source,
+    }
 }
 
 /// The endpoint addresses of the ClusterLoadAssignments in `resources`.
 pub fn endpoint_addresses(resources: &[Any]) -> Result<Vec<String>, ClientError> {
     let mut out = Vec::new();
     for any in resources {
-        let cla = ClusterLoadAssignment::decode(any.value.as_slice()).map_err(|source| {
-            ClientError::Decode {
-                type_url: any.type_url.clone(),
-                source,
-            }
-        })?;
+        let cla = ClusterLoadAssignment::decode(any.value.as_slice())
+            .map_err(|source| decode_error(any, source))?;
         let sockets = cla
             .endpoints
             .iter()
@@ -63,10 +56,8 @@ pub fn endpoint_addresses(resources: &[Any]) -> Result<Vec<String>, ClientError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-    use envoy_types::pb::envoy::config::listener::v3::Listener;
-    use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
-    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
+    use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints};
     use prost::Name;
 
     fn any<M: Message + Name>(m: &M) -> Any {
@@ -77,39 +68,48 @@ mod tests {
     }
 
     #[test]
-    fn field_one_is_the_name_of_every_resource_type() {
-        let resources = [
-            any(&Cluster {
-                name: "c".into(),
-                connect_timeout: Some(Default::default()),
+    fn cluster_names_and_endpoint_addresses() {
+        let clusters: Vec<Any> = ["a", "b"]
+            .iter()
+            .map(|n| {
+                any(&Cluster {
+                    name: n.to_string(),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        assert_eq!(cluster_names(&clusters).expect("decodes"), ["a", "b"]);
+
+        let endpoint = |ip: &str| LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(Address {
+                    address: Some(address::Address::SocketAddress(SocketAddress {
+                        address: ip.to_string(),
+                        ..Default::default()
+                    })),
+                }),
                 ..Default::default()
-            }),
-            any(&ClusterLoadAssignment {
-                cluster_name: "e".into(),
+            })),
+            ..Default::default()
+        };
+        let cla = ClusterLoadAssignment {
+            cluster_name: "a".into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![endpoint("10.0.0.1"), endpoint("10.0.0.2")],
                 ..Default::default()
-            }),
-            any(&Listener {
-                name: "l".into(),
-                stat_prefix: "s".into(),
-                ..Default::default()
-            }),
-            any(&RouteConfiguration {
-                name: "r".into(),
-                ..Default::default()
-            }),
-            any(&VirtualHost {
-                name: "v".into(),
-                domains: vec!["*".into()],
-                ..Default::default()
-            }),
-            any(&Secret {
-                name: "s".into(),
-                ..Default::default()
-            }),
-        ];
+            }],
+            ..Default::default()
+        };
         assert_eq!(
-            names(&resources).expect("decodes"),
-            ["c", "e", "l", "r", "v", "s"]
+            endpoint_addresses(&[any(&cla)]).expect("decodes"),
+            ["10.0.0.1", "10.0.0.2"]
+        );
+        assert!(
+            cluster_names(&[Any {
+                type_url: "x".into(),
+                value: vec![0xff]
+            }])
+            .is_err()
         );
     }
 }

@@ -100,7 +100,7 @@ impl SotwSubscriber {
     ) -> Result<Vec<DiscoveryRequest>, ClientError> {
         let kind = self.subscribed(&response.type_url)?;
         let clusters = match kind {
-            Kind::Cluster => Some(names::names(&response.resources)?),
+            Kind::Cluster => Some(names::cluster_names(&response.resources)?),
             _ => None,
         };
         let state = &mut self.types[kind as usize];
@@ -321,7 +321,10 @@ mod tests {
         let nack = s
             .reject(&response(CLUSTER, "2", clusters(&["a", "bad"])), "bad")
             .expect("a NACK");
-        assert_eq!(shape(&[nack.clone()]), [("Cluster", vec![], "1", "n-2")]);
+        assert_eq!(
+            shape(std::slice::from_ref(&nack)),
+            [("Cluster", vec![], "1", "n-2")]
+        );
         assert_eq!(nack.error_detail.map(|e| e.message).as_deref(), Some("bad"));
         assert_eq!(s.clusters(), ["a"], "the rejected clusters are not taken");
     }

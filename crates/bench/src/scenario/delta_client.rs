@@ -141,7 +141,7 @@ impl CountingClient {
             .client
             .next(self.timeout)
             .await
-            .with_context(|| format!("{}", self.id()))?;
+            .with_context(|| self.id().to_string())?;
         self.responses += 1;
         self.bytes += response.encoded_len();
         Ok(response)
