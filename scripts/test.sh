@@ -15,9 +15,8 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test" >&2
 # Four tests at a time per test binary: the end-to-end tests (one binary, `--test e2e`) mostly
-# wait on Envoy, so four keep two cores busy without starving the Envoys (2 threads: ~107 s,
-# 4: ~81 s, 6: ~75 s on a loaded 2-core machine); the few that load the machine or measure
-# memory or elapsed time hold `portolan_e2e::serial::alone` and never overlap.
+# wait on Envoy, so four keep two cores busy without starving the Envoys; the two that load
+# the machine or measure Portolan's memory run alone (`portolan_e2e::serial`).
 cargo test --workspace --locked -- --test-threads=4
 echo "== chart, examples, Dockerfile" >&2
 # target/debug/portolan: the binary the tests above were built with.

@@ -28,6 +28,7 @@ fn portolan_rss(p: &Portolan) -> anyhow::Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_config_directory_keeps_traffic_and_is_reported() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let m = Mesh::start(
@@ -183,6 +184,7 @@ fn good_docs(i: usize, upstream: &Upstream) -> [String; 2] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_bad_objects_among_good_ones() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let mut upstreams = Vec::new();
     for u in 0..8 {
         upstreams.push(Upstream::start(&format!("u{u}")).await?);
@@ -264,6 +266,7 @@ const STEADY_REQUESTS: usize = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portolan_killed_and_restarted_under_traffic_fails_no_request() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let Mesh {

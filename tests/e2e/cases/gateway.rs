@@ -12,6 +12,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_http_and_tcp_gateway_listeners_reach_the_upstream() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let www = portolan_e2e::Upstream::start("www").await?;
     let ca = TestCa::new()?;
     let cert = ca.issue(&["www.example.com", "*.example.com"])?;
@@ -83,6 +84,7 @@ async fn https_http_and_tcp_gateway_listeners_reach_the_upstream() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_private_key_is_not_shown_on_debug_pages() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let ca = TestCa::new()?;
     let cert = ca.issue(&["www.example.com"])?;
     let https = free_port();

@@ -116,6 +116,7 @@ fn split(v1: u32, v2: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_client_balances_and_follows_a_weight_change() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let (_a, port_a) = Probe::server("echo-a")?;
     let (_b, port_b) = Probe::server("echo-b")?;
     let config = ConfigDir::new()?;

@@ -127,6 +127,7 @@ async fn route_status(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs KUBECONFIG"]
 async fn cluster_objects_route_traffic_and_get_status_conditions() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let client = cluster().await?;
     install_crds(&client).await?;
     let ns = format!("portolan-e2e-{}", std::process::id());
@@ -296,6 +297,7 @@ async fn fake_cluster(upstream: &Upstream) -> anyhow::Result<FakeApiServer> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_kubernetes_waits_for_every_list_then_routes_and_writes_status() -> anyhow::Result<()>
 {
+    let _shared = portolan_e2e::serial::shared().await;
     let web = Upstream::start("web-1").await?;
     let api = fake_cluster(&web).await?;
     let kubeconfig = api.kubeconfig().display().to_string();

@@ -115,6 +115,7 @@ fn assert_share(counts: &BTreeMap<String, usize>, name: &str, percent: f64, tole
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_canary_example_splits_mesh_and_gateway_traffic_and_follows_the_patch()
 -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let v1 = Upstream::start("echo-v1").await?;
     let v2 = Upstream::start("echo-v2").await?;
     let gateway_port = free_port();

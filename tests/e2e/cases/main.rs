@@ -3,8 +3,8 @@
 //!
 //! One test binary, one module per area, so the whole stack is linked once. Each test starts
 //! its own processes on its own ports, so tests run side by side (`--test-threads`, see
-//! `scripts/test.sh`); the few that load the machine or measure memory or elapsed time hold
-//! [`portolan_e2e::serial::alone`] and never overlap one another.
+//! `scripts/test.sh`) holding [`portolan_e2e::serial::shared`]; the two that load the machine
+//! or measure Portolan's memory hold [`portolan_e2e::serial::alone`] and run with no other.
 
 #![forbid(unsafe_code)]
 

@@ -54,16 +54,19 @@ async fn routes_follow_edits(protocol: Protocol) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sotw_traffic_follows_endpoint_edits_and_service_deletion() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     routes_follow_edits(Protocol::Sotw).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delta_traffic_follows_endpoint_edits_and_service_deletion() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     routes_follow_edits(Protocol::Delta).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_host_form_reaches_the_service() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let m = mesh(
         Protocol::Sotw,
@@ -101,6 +104,7 @@ async fn every_host_form_reaches_the_service() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portolan_restart_does_not_interrupt_traffic() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let m = mesh(
@@ -160,6 +164,7 @@ async fn portolan_restart_does_not_interrupt_traffic() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_manifest_keeps_the_last_good_config() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let m = mesh(

@@ -47,6 +47,7 @@ async fn serves(ca: &TestCa, port: u16, cert: &ServerCert) -> Result<(), String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_nacks_a_bad_certificate_and_keeps_serving_the_last_good_one() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let www = portolan_e2e::Upstream::start("www").await?;
     let ca = TestCa::new()?;
     let good = ca.issue(&["www.example.com"])?;

@@ -112,16 +112,19 @@ async fn proxy_status_shows_envoy_synced(protocol: Protocol) -> anyhow::Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sotw_proxy_shows_synced_in_proxy_status() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     proxy_status_shows_envoy_synced(Protocol::Sotw).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delta_proxy_shows_synced_in_proxy_status() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     proxy_status_shows_envoy_synced(Protocol::Delta).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_dump_and_csds_show_what_envoy_runs() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let m = running(Protocol::Sotw).await?;
     let server = format!("127.0.0.1:{}", m.portolan.ports().xds);
     synced_row(&server).await?;

@@ -78,6 +78,7 @@ async fn vhds_init_fetch_timeouts(envoy: &Envoy) -> anyhow::Result<Vec<(String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_without_waiting_out_the_vhds_initial_fetch() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = ConfigDir::new()?;
     config.write("web.yaml", &service_files("web", &a))?;
@@ -101,6 +102,7 @@ async fn ready_without_waiting_out_the_vhds_initial_fetch() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_are_learned_on_first_request() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let config = ConfigDir::new()?;
@@ -139,6 +141,7 @@ async fn services_are_learned_on_first_request() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_host_is_404_at_once_and_resolves_once_added() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = ConfigDir::new()?;
     config.write("web.yaml", &service_files("web", &a))?;
@@ -159,6 +162,7 @@ async fn unknown_host_is_404_at_once_and_resolves_once_added() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_dump_stays_flat_as_unused_services_are_added() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = ConfigDir::new()?;
     config.write("web.yaml", &service_files("web", &a))?;
@@ -185,6 +189,7 @@ async fn config_dump_stays_flat_as_unused_services_are_added() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weighted_split_fetches_each_cluster_on_first_use() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let v1 = Upstream::start("v1").await?;
     let v2 = Upstream::start("v2").await?;
     let config = ConfigDir::new()?;

@@ -88,6 +88,7 @@ async fn settled(portolan: &Portolan, node: &str) -> anyhow::Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scoped_proxy_sees_its_namespace_and_is_not_pushed_for_another() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let cart = Upstream::start("cart").await?;
     let x = Upstream::start("x").await?;
     let x2 = Upstream::start("x2").await?;
@@ -231,6 +232,7 @@ fn proxy_scope_yaml(name: &str, selector: Option<&str>, hosts: &[&str], discover
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_scope_scopes_a_proxy_that_sends_no_scope_and_follows_edits() -> anyhow::Result<()>
 {
+    let _shared = portolan_e2e::serial::shared().await;
     let cart = Upstream::start("cart").await?;
     let x = Upstream::start("x").await?;
     let config = ConfigDir::new()?;
@@ -294,6 +296,7 @@ async fn a_proxy_scope_scopes_a_proxy_that_sends_no_scope_and_follows_edits() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_scope_with_on_demand_discovery_learns_only_admitted_hosts() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let cart = Upstream::start("cart").await?;
     let x = Upstream::start("x").await?;
     let config = ConfigDir::new()?;

@@ -59,6 +59,7 @@ async fn plain_channel(port: u16) -> anyhow::Result<Channel> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_over_tls_routes_and_a_rotated_certificate_serves_new_connections()
 -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let ca = TestCa::new()?;
@@ -118,6 +119,7 @@ async fn envoy_over_tls_routes_and_a_rotated_certificate_serves_new_connections(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_admits_named_clients_only_for_their_group() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let ca = TestCa::new()?;
     let files = TlsDir::new(&ca)?;
@@ -180,6 +182,7 @@ async fn mutual_tls_admits_named_clients_only_for_their_group() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_stream_is_closed_and_others_keep_getting_updates() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = web_config(&a)?;
     let args = ["--request-rate", "5", "--request-burst", "10"];
@@ -225,6 +228,7 @@ async fn a_flooding_stream_is_closed_and_others_keep_getting_updates() -> anyhow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_limit_are_refused_with_resource_exhausted() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = web_config(&a)?;
     let portolan =
@@ -261,6 +265,7 @@ async fn streams_beyond_the_limit_are_refused_with_resource_exhausted() -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_groups_beyond_the_limit_are_refused() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = web_config(&a)?;
     let portolan =

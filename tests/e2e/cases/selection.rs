@@ -10,6 +10,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_selects_proxies_by_their_node_labels() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let gw_port = portolan_e2e::ports::free_port();
     let config = ConfigDir::new()?;
     config.write(
@@ -67,6 +68,7 @@ fn zoned_slice(name: &str, upstream: &Upstream, zone: &str, ready: bool) -> Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locality_aware_balancing_prefers_the_proxys_zone() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let config = ConfigDir::new()?;

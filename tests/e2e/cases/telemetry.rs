@@ -50,6 +50,7 @@ fn first(headers: &Value, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_access_logs_and_trace_headers_without_a_collector() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let (m, _web) = mesh(&["--access-log", "json"]).await?;
     let seen = traced_request(&m, "e2e-request-1").await?;
     assert_eq!(first(&seen, "traceparent"), TRACEPARENT, "{seen}");
@@ -95,6 +96,7 @@ async fn json_access_logs_and_trace_headers_without_a_collector() -> anyhow::Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_opentelemetry_tracer_is_accepted_and_continues_the_trace() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     // Nothing listens on the collector port: spans are dropped, requests must not suffer.
     let collector = format!("127.0.0.1:{}", free_port());
     let (m, _web) = mesh(&["--access-log", "json", "--tracing-collector", &collector]).await?;

@@ -45,6 +45,7 @@ fn review(uid: &str, operation: &str, object: &Value) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_style_admission_reviews_over_https() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let config = ConfigDir::new()?;
     config.write("reviews.yaml", &service_yaml("default", "reviews", 9080))?;
     config.write("ratings.yaml", &service_yaml("default", "ratings", 9080))?;
