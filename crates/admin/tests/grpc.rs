@@ -1,29 +1,26 @@
-//! The admin API and CSDS over real gRPC on loopback, against a real `XdsServer` that an ADS
-//! client (tonic, from envoy-types) ACKs clusters and endpoints on, and NACKs listeners on.
+//! The admin API and CSDS over real gRPC on loopback, against a real `XdsServer` that an
+//! Envoy-like ADS client (`portolan-xds-client`) ACKs clusters and endpoints on, and NACKs
+//! listeners on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::admin::v3::ClientResourceStatus;
-use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::status::v3::{ClientStatusRequest, ConfigStatus};
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::envoy::r#type::matcher::v3::{NodeMatcher, StringMatcher};
-use envoy_types::pb::google::rpc::Status as RpcStatus;
 use portolan_admin::client::{Client, ClientError};
 use portolan_admin::proto::ProxyStatusResponse;
 use portolan_admin::{AdminService, table};
 use portolan_xds::testing::snapshot_with;
 use portolan_xds::{Cache, ResourceType, SyncState, XdsMetrics, XdsServer, serve_with};
+use portolan_xds_client::{self as xds_client, Follow, SotwClient, SotwSubscriber};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 
 use ResourceType::{Cluster, Endpoint, Listener, Route};
 
@@ -55,81 +52,34 @@ async fn start() -> Harness {
     }
 }
 
-/// An ADS client that answers each response as told.
-struct Ads {
-    tx: mpsc::Sender<DiscoveryRequest>,
-    rx: Streaming<DiscoveryResponse>,
-}
-
-impl Ads {
-    async fn connect(addr: SocketAddr) -> Self {
-        let (tx, requests) = mpsc::channel(16);
-        let rx = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
-            .await
-            .expect("connect")
-            .stream_aggregated_resources(ReceiverStream::new(requests))
-            .await
-            .expect("stream")
-            .into_inner();
-        Self { tx, rx }
-    }
-
-    async fn send(&self, request: DiscoveryRequest) {
-        self.tx.send(request).await.expect("send");
-    }
-
-    /// Subscribes to `ty`, waits for the response and ACKs it (or NACKs it with `nack`).
-    async fn answer(&mut self, ty: ResourceType, names: &[&str], nack: Option<&str>) {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        self.send(DiscoveryRequest {
-            node: Some(Node {
-                id: "sidecar-1".into(),
-                cluster: "web".into(),
-                user_agent_name: "envoy".into(),
-                ..Default::default()
-            }),
-            type_url: ty.type_url().into(),
-            resource_names: names.clone(),
-            ..Default::default()
-        })
-        .await;
-        let response = tokio::time::timeout(WAIT, self.rx.message())
-            .await
-            .expect("response in time")
-            .expect("stream ok")
-            .expect("stream open");
-        assert_eq!(response.type_url, ty.type_url());
-        self.send(DiscoveryRequest {
-            type_url: ty.type_url().into(),
-            resource_names: names,
-            version_info: if nack.is_some() {
-                String::new()
-            } else {
-                response.version_info.clone()
-            },
-            response_nonce: response.nonce.clone(),
-            error_detail: nack.map(|message| RpcStatus {
-                code: 3,
-                message: message.into(),
-                details: vec![],
-            }),
-            ..Default::default()
-        })
-        .await;
-    }
-}
-
-/// A proxy in group `web` that ACKed clusters and endpoints, NACKed listeners, and never asked
-/// for routes.
-async fn half_synced(harness: &Harness) -> Ads {
+/// A proxy in group `web` that ACKed clusters and endpoints, NACKed listeners, and so never
+/// asked for routes.
+async fn half_synced(harness: &Harness) -> SotwClient {
     harness
         .cache
         .set("web", snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]));
-    let mut ads = Ads::connect(harness.addr).await;
-    ads.answer(Cluster, &[], None).await;
-    ads.answer(Endpoint, &["a", "b"], None).await;
-    ads.answer(Listener, &[], Some("bad listener: port in use"))
-        .await;
+    let channel = xds_client::channel(harness.addr, None)
+        .await
+        .expect("connect");
+    let node = xds_client::node::envoy("sidecar-1", "web");
+    let routes = vec!["l".to_string()];
+    let subscriber = SotwSubscriber::new(node, Follow::Envoy { routes });
+    let mut ads = SotwClient::connect(channel, subscriber)
+        .await
+        .expect("stream");
+    let cds = ads.next(WAIT).await.expect("clusters");
+    assert_eq!(cds.type_url, Cluster.type_url());
+    // The clusters lead to the endpoint and listener subscriptions.
+    for _ in 0..2 {
+        let response = ads.recv(WAIT).await.expect("a response");
+        if response.type_url == Listener.type_url() {
+            ads.reject(&response, "bad listener: port in use").await
+        } else {
+            assert_eq!(response.type_url, Endpoint.type_url());
+            ads.accept(&response).await
+        }
+        .expect("answered");
+    }
     ads
 }
 

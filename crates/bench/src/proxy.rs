@@ -1,6 +1,6 @@
-//! Simulated proxies: the pure SotW and Delta stream state machines driven through the initial
-//! subscription the way Envoy does it over ADS, every response ACKed, counting the bytes each
-//! response takes on the wire.
+//! Simulated proxies in process: Portolan's own SotW and Delta stream state machines driven by
+//! the shared Envoy-like subscribers (`portolan-xds-client`), every response answered as
+//! Envoy answers it, counting the bytes each response takes on the wire.
 
 use crate::BenchError;
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -8,9 +8,10 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use portolan_translate::names::MESH_ROUTE;
-use portolan_xds::{DeltaStream, ResourceType, Snapshot, SotwStream, StreamTypes};
+use portolan_xds::{DeltaStream, Snapshot, SotwStream, StreamTypes};
+use portolan_xds_client::{DeltaSubscriber, Follow, SotwSubscriber, node};
 use prost::Message;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// What one push carried to one proxy.
@@ -27,26 +28,21 @@ pub struct Push {
 /// One Envoy on a State-of-the-World ADS stream.
 pub struct SotwProxy {
     stream: SotwStream,
-    /// Last response per type (to ACK with), in push order.
-    last: [Option<DiscoveryResponse>; 4],
-    eds_names: Vec<String>,
+    subscriber: SotwSubscriber,
+    /// The last response of each type, kept as Envoy keeps its config: the memory figures of
+    /// the in-process scenarios hold both ends.
+    held: BTreeMap<String, DiscoveryResponse>,
 }
 
 /// One Envoy on a Delta ADS stream.
 pub struct DeltaProxy {
     stream: DeltaStream,
-    /// Cluster names received so far (what EDS subscribes to).
-    clusters: BTreeSet<String>,
-    /// Whether EDS is subscribed (new clusters then subscribe their assignments).
-    eds: bool,
+    subscriber: DeltaSubscriber,
 }
 
-fn node() -> Option<Node> {
-    Some(Node {
-        id: "bench-sidecar".to_string(),
-        cluster: "default".to_string(),
-        ..Default::default()
-    })
+/// The node of the bench's full-push proxies.
+fn sidecar() -> Node {
+    node::envoy("bench-sidecar", "default")
 }
 
 // === impl Push ===
@@ -59,30 +55,35 @@ impl std::ops::AddAssign for Push {
     }
 }
 
-fn slot(type_url: &str) -> Option<usize> {
-    ResourceType::ALL
-        .iter()
-        .position(|ty| ty.type_url() == type_url)
+impl Push {
+    fn count(&mut self, resources: usize, bytes: usize) {
+        self.responses += 1;
+        self.resources += resources;
+        self.bytes += bytes;
+    }
+}
+
+fn proxy_error(error: portolan_xds_client::ClientError) -> BenchError {
+    BenchError::Proxy(error.to_string())
 }
 
 // === impl SotwProxy ===
 
 impl SotwProxy {
     /// Connects and subscribes like Envoy: wildcard CDS, then EDS for every cluster received,
-    /// then wildcard LDS, then RDS for the mesh route configuration; each response ACKed.
+    /// wildcard LDS, then RDS for the mesh route configuration; each response ACKed.
     /// Returns the proxy and what the initial sync carried.
     pub fn connect(snapshot: Arc<Snapshot>) -> Result<(Self, Push), BenchError> {
+        let routes = vec![MESH_ROUTE.to_string()];
         let mut proxy = Self {
             stream: SotwStream::new(StreamTypes::Aggregated),
-            last: Default::default(),
-            eds_names: Vec::new(),
+            subscriber: SotwSubscriber::new(sidecar(), Follow::Envoy { routes }),
+            held: BTreeMap::new(),
         };
         let mut total = proxy.update(snapshot)?;
-        total += proxy.request(ResourceType::Cluster, Vec::new())?;
-        total += proxy.request(ResourceType::Endpoint, proxy.eds_names.clone())?;
-        total += proxy.request(ResourceType::Listener, Vec::new())?;
-        total += proxy.request(ResourceType::Route, vec![MESH_ROUTE.to_string()])?;
-        if proxy.last.iter().any(Option::is_none) {
+        let first = proxy.subscriber.start();
+        total += proxy.send(first)?;
+        if !proxy.subscriber.synced() {
             return Err(BenchError::Proxy(
                 "SotW initial sync left a type unanswered".into(),
             ));
@@ -90,87 +91,31 @@ impl SotwProxy {
         Ok((proxy, total))
     }
 
-    /// Feeds a new snapshot; ACKs what it pushes; returns what it pushed.
+    /// Feeds a new snapshot; answers what it pushes; returns what it pushed.
     pub fn update(&mut self, snapshot: Arc<Snapshot>) -> Result<Push, BenchError> {
-        let responses = proxy_out(self.stream.on_snapshot(snapshot));
-        self.absorb(responses)
+        let responses = self.stream.on_snapshot(snapshot).responses;
+        self.exchange(responses.into())
     }
 
-    /// Sends one request for `ty` (ACKing the last response of that type, if any).
-    fn request(&mut self, ty: ResourceType, names: Vec<String>) -> Result<Push, BenchError> {
-        let index = ty_index(ty);
-        let (version, nonce) = self.last[index]
-            .as_ref()
-            .map(|r| (r.version_info.clone(), r.nonce.clone()))
-            .unwrap_or_default();
-        let request = DiscoveryRequest {
-            version_info: version,
-            node: node(),
-            resource_names: names,
-            type_url: ty.type_url().to_string(),
-            response_nonce: nonce,
-            ..Default::default()
-        };
-        let responses = proxy_out(self.stream.on_request(request));
-        self.absorb(responses)
+    /// Sends one request and everything the answers lead to.
+    fn send(&mut self, request: DiscoveryRequest) -> Result<Push, BenchError> {
+        let responses = self.stream.on_request(request).responses;
+        self.exchange(responses.into())
     }
 
-    /// Counts responses, remembers them, learns the cluster names, and ACKs each.
-    fn absorb(&mut self, responses: Vec<DiscoveryResponse>) -> Result<Push, BenchError> {
+    /// Reads responses in order, each answered before the next is read, until none is left.
+    fn exchange(&mut self, mut queue: VecDeque<DiscoveryResponse>) -> Result<Push, BenchError> {
         let mut push = Push::default();
-        let mut acks = Vec::new();
-        for response in responses {
-            push.responses += 1;
-            push.resources += response.resources.len();
-            push.bytes += response.encoded_len();
-            let Some(index) = slot(&response.type_url) else {
-                return Err(BenchError::Proxy(format!(
-                    "unknown type {}",
-                    response.type_url
-                )));
-            };
-            if index == ty_index(ResourceType::Cluster) {
-                self.eds_names = portolan_xds::testing::response_names(&response);
+        while let Some(response) = queue.pop_front() {
+            push.count(response.resources.len(), response.encoded_len());
+            let requests = self.subscriber.accept(&response).map_err(proxy_error)?;
+            self.held.insert(response.type_url.clone(), response);
+            for request in requests {
+                queue.extend(self.stream.on_request(request).responses);
             }
-            acks.push(index);
-            self.last[index] = Some(response);
-        }
-        for index in acks {
-            push += self.ack(index)?;
         }
         Ok(push)
     }
-
-    /// ACKs the last response of a type. After clusters, Envoy also asks EDS for the new set
-    /// of cluster names (once it subscribes to EDS at all); that request ACKs the last EDS
-    /// response too.
-    fn ack(&mut self, index: usize) -> Result<Push, BenchError> {
-        let ty = ResourceType::ALL[index];
-        let eds = ty_index(ResourceType::Endpoint);
-        let mut push = Push::default();
-        if ty == ResourceType::Cluster && self.last[eds].is_some() {
-            push += self.request(ResourceType::Endpoint, self.eds_names.clone())?;
-        }
-        let names = match ty {
-            ResourceType::Cluster | ResourceType::Listener => Vec::new(),
-            ResourceType::Endpoint => self.eds_names.clone(),
-            ResourceType::Route => vec![MESH_ROUTE.to_string()],
-            // The bench's proxies have no mesh identity: no secrets.
-            ResourceType::Secret => Vec::new(),
-            // Full-push bench proxies ask for no virtual hosts.
-            ResourceType::VirtualHost => Vec::new(),
-        };
-        push += self.request(ty, names)?;
-        Ok(push)
-    }
-}
-
-fn ty_index(ty: ResourceType) -> usize {
-    ResourceType::ALL.iter().position(|t| *t == ty).unwrap_or(0)
-}
-
-fn proxy_out<R>(out: portolan_xds::Output<R>) -> Vec<R> {
-    out.responses
 }
 
 // === impl DeltaProxy ===
@@ -179,82 +124,56 @@ impl DeltaProxy {
     /// Connects and subscribes like Envoy on Delta ADS: wildcard CDS, EDS for every cluster
     /// received, wildcard LDS, RDS for the mesh route configuration; each response ACKed.
     pub fn connect(snapshot: Arc<Snapshot>) -> Result<(Self, Push), BenchError> {
+        let (proxy, push) = Self::connect_as(sidecar(), snapshot)?;
+        if !proxy.subscriber.synced() {
+            return Err(BenchError::Proxy(
+                "Delta initial sync left a type unanswered".into(),
+            ));
+        }
+        Ok((proxy, push))
+    }
+
+    /// [`DeltaProxy::connect`] as `node`, without requiring a full sync (an on-demand proxy
+    /// holds no endpoints to begin with).
+    pub fn connect_as(node: Node, snapshot: Arc<Snapshot>) -> Result<(Self, Push), BenchError> {
         let mut proxy = Self {
             stream: DeltaStream::new(StreamTypes::Aggregated),
-            clusters: BTreeSet::new(),
-            eds: false,
+            subscriber: DeltaSubscriber::new(node, vec![MESH_ROUTE.to_string()]),
         };
         let mut total = proxy.update(snapshot)?;
-        total += proxy.subscribe(ResourceType::Cluster, Vec::new())?;
-        total += proxy.subscribe(
-            ResourceType::Endpoint,
-            proxy.clusters.iter().cloned().collect(),
-        )?;
-        proxy.eds = true;
-        total += proxy.subscribe(ResourceType::Listener, Vec::new())?;
-        total += proxy.subscribe(ResourceType::Route, vec![MESH_ROUTE.to_string()])?;
+        let first = proxy.subscriber.start();
+        total += proxy.send(first)?;
         Ok((proxy, total))
     }
 
-    /// Feeds a new snapshot; ACKs what it pushes; returns what it pushed.
+    /// Feeds a new snapshot; answers what it pushes; returns what it pushed.
     pub fn update(&mut self, snapshot: Arc<Snapshot>) -> Result<Push, BenchError> {
-        let responses = proxy_out(self.stream.on_snapshot(snapshot));
-        self.absorb(responses)
+        let responses = self.stream.on_snapshot(snapshot).responses;
+        self.exchange(responses.into())
     }
 
-    /// The first request of a type: subscribe to `names` (none: wildcard).
-    fn subscribe(&mut self, ty: ResourceType, names: Vec<String>) -> Result<Push, BenchError> {
-        let request = DeltaDiscoveryRequest {
-            node: node(),
-            type_url: ty.type_url().to_string(),
-            resource_names_subscribe: names,
-            ..Default::default()
-        };
-        let responses = proxy_out(self.stream.on_request(request));
-        if responses.is_empty() {
-            return Err(BenchError::Proxy(format!(
-                "Delta {ty} subscription unanswered"
-            )));
-        }
-        self.absorb(responses)
+    /// Subscribes to `names` of `type_url` (VHDS, on-demand CDS); returns what followed.
+    pub fn subscribe(&mut self, type_url: &str, names: Vec<String>) -> Result<Push, BenchError> {
+        let request = self.subscriber.subscribe(type_url, names);
+        self.send(request)
     }
 
-    /// Counts responses, learns cluster names, and ACKs each.
-    fn absorb(&mut self, responses: Vec<DeltaDiscoveryResponse>) -> Result<Push, BenchError> {
+    fn send(&mut self, request: DeltaDiscoveryRequest) -> Result<Push, BenchError> {
+        let responses = self.stream.on_request(request).responses;
+        self.exchange(responses.into())
+    }
+
+    /// Reads responses in order, each answered before the next is read, until none is left.
+    fn exchange(
+        &mut self,
+        mut queue: VecDeque<DeltaDiscoveryResponse>,
+    ) -> Result<Push, BenchError> {
         let mut push = Push::default();
-        let mut acks = Vec::new();
-        for response in responses {
-            push.responses += 1;
-            push.resources += response.resources.len();
-            push.bytes += response.encoded_len();
-            let mut new_clusters = Vec::new();
-            if response.type_url == ResourceType::Cluster.type_url() {
-                new_clusters = response
-                    .resources
-                    .iter()
-                    .map(|r| r.name.clone())
-                    .filter(|n| !self.clusters.contains(n))
-                    .collect();
-                self.clusters.extend(new_clusters.iter().cloned());
+        while let Some(response) = queue.pop_front() {
+            push.count(response.resources.len(), response.encoded_len());
+            for request in self.subscriber.accept(&response) {
+                queue.extend(self.stream.on_request(request).responses);
             }
-            acks.push(DeltaDiscoveryRequest {
-                node: node(),
-                type_url: response.type_url,
-                response_nonce: response.nonce,
-                ..Default::default()
-            });
-            if self.eds && !new_clusters.is_empty() {
-                acks.push(DeltaDiscoveryRequest {
-                    node: node(),
-                    type_url: ResourceType::Endpoint.type_url().to_string(),
-                    resource_names_subscribe: new_clusters,
-                    ..Default::default()
-                });
-            }
-        }
-        for ack in acks {
-            let responses = proxy_out(self.stream.on_request(ack));
-            push += self.absorb(responses)?;
         }
         Ok(push)
     }

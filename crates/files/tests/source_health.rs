@@ -43,10 +43,11 @@ async fn a_vanished_directory_is_reported_down_keeps_objects_and_recovers() {
         .expect("initial scan");
     assert_eq!(initial.apply.len(), 1);
     assert!(health.borrow().up);
-    assert!(
-        *reported.synced.borrow(),
-        "synced once the initial scan is written"
-    );
+    // The source says it synced right after it wrote the initial scan.
+    tokio::time::timeout(WAIT, reported.synced.wait_for(|s| *s))
+        .await
+        .expect("synced once the initial scan is written")
+        .expect("sink alive");
 
     std::fs::rename(&dir, &away).expect("rename away");
     let down = health_becomes(health, false).await;

@@ -60,10 +60,11 @@ async fn sends_the_initial_scan_then_every_change() {
         .expect("initial scan")
         .expect("sent");
     assert_eq!(names(&initial), ["a"]);
-    assert!(
-        *reported.synced.borrow(),
-        "synced once the initial scan is written"
-    );
+    // The source says it synced right after it wrote the initial scan.
+    tokio::time::timeout(WAIT, reported.synced.wait_for(|s| *s))
+        .await
+        .expect("synced once the initial scan is written")
+        .expect("sink alive");
     assert!(reported.health.borrow().up);
 
     std::fs::write(dir.path().join("b.yaml"), service("b", 80)).expect("write");

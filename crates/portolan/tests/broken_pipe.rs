@@ -3,9 +3,9 @@
 //! would have had. Each runs with its stdout on a pipe whose reading end is already closed, so
 //! its first write fails (EPIPE) whatever the size of its output.
 
-use portolan_e2e::ads::{AdsClient, channel, node};
 use portolan_e2e::manifests::example;
 use portolan_e2e::portolan::{ConfigDir, Portolan, Ports};
+use portolan_xds_client::{Follow, SotwClient, SotwSubscriber, channel, node};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -87,7 +87,9 @@ async fn admin_clients_exit_quietly_when_the_reader_goes_away() -> anyhow::Resul
     config.write("bookinfo.yaml", &example("bookinfo/bookinfo.yaml"))?;
     let ports = Ports::free();
     let portolan = Portolan::start(&bin(), &config, ports).await?;
-    let mut proxy = AdsClient::connect(channel(ports.xds, None).await?, node("n1", "web")).await?;
+    let subscriber = SotwSubscriber::new(node::envoy("n1", "web"), Follow::Clusters);
+    let channel = channel(([127, 0, 0, 1], ports.xds), None).await?;
+    let mut proxy = SotwClient::connect(channel, subscriber).await?;
     proxy.sync(Duration::from_secs(30)).await?;
     let server = format!("127.0.0.1:{}", ports.xds);
     let checks = tokio::task::spawn_blocking(move || {

@@ -1,4 +1,5 @@
-//! The xDS server over real gRPC on loopback, driven by the tonic clients from envoy-types.
+//! The xDS server over real gRPC on loopback, driven by the shared simulated client
+//! (`portolan-xds-client`): raw streams and the requests an Envoy sends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -7,21 +8,16 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_client::EndpointDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::listener::v3::listener_discovery_service_client::ListenerDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::route::v3::route_discovery_service_client::RouteDiscoveryServiceClient;
-use envoy_types::pb::google::rpc::Status as RpcStatus;
 use portolan_xds::testing::{response_names, snapshot_with};
 use portolan_xds::{Cache, ResourceType, XdsMetrics, XdsServer, serve};
+use portolan_xds_client::{ClientError, DeltaStream, SotwStream, node, request};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
-use tonic::transport::{Channel, Endpoint};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
 
 use ResourceType::{Cluster, Endpoint as Cla, Listener, Route};
 
@@ -53,22 +49,13 @@ async fn start() -> Harness {
 }
 
 async fn channel(addr: SocketAddr, window: Option<u32>) -> Channel {
-    let mut endpoint = Endpoint::from_shared(format!("http://{addr}")).expect("uri");
-    if let Some(window) = window {
-        endpoint = endpoint
-            .initial_stream_window_size(window)
-            .initial_connection_window_size(window);
-    }
-    endpoint.connect().await.expect("connect")
+    portolan_xds_client::channel(addr, window)
+        .await
+        .expect("connect")
 }
 
 fn node(id: &str) -> Option<Node> {
-    Some(Node {
-        id: id.to_string(),
-        cluster: "web".to_string(),
-        user_agent_name: "envoy".to_string(),
-        ..Default::default()
-    })
+    Some(node::envoy(id, "web"))
 }
 
 fn two_clusters() -> portolan_xds::Snapshot {
@@ -77,67 +64,65 @@ fn two_clusters() -> portolan_xds::Snapshot {
 
 // === SotW client ===
 
-struct Sotw {
-    tx: mpsc::Sender<DiscoveryRequest>,
-    rx: Streaming<DiscoveryResponse>,
+/// A SotW request of node `sidecar-1` for `ty` and `names`, ACKing `last` when given.
+fn sotw_request(
+    ty: ResourceType,
+    names: &[&str],
+    last: Option<&DiscoveryResponse>,
+) -> DiscoveryRequest {
+    let names = names.iter().map(|n| n.to_string()).collect();
+    let request = match last {
+        Some(last) => request::sotw_ack(last, names),
+        None => request::sotw(ty.type_url(), names),
+    };
+    DiscoveryRequest {
+        node: node("sidecar-1"),
+        ..request
+    }
 }
 
+/// One SotW stream driven by hand.
+struct Sotw(SotwStream);
+
 impl Sotw {
-    async fn ads(channel: Channel) -> Self {
-        let (tx, requests) = mpsc::channel(16);
-        let rx = AggregatedDiscoveryServiceClient::new(channel)
-            .stream_aggregated_resources(ReceiverStream::new(requests))
-            .await
-            .expect("stream")
-            .into_inner();
-        Self { tx, rx }
+    /// An ADS stream whose first request is for `ty` and `names`.
+    async fn ads(channel: Channel, ty: ResourceType, names: &[&str]) -> Self {
+        let first = sotw_request(ty, names, None);
+        Self(SotwStream::ads(channel, first).await.expect("stream"))
     }
 
-    async fn cds(channel: Channel) -> Self {
-        let (tx, requests) = mpsc::channel(16);
-        let rx = ClusterDiscoveryServiceClient::new(channel)
-            .stream_clusters(ReceiverStream::new(requests))
-            .await
-            .expect("stream")
-            .into_inner();
-        Self { tx, rx }
+    /// A stream on the per-type service of `service`, whose first request is for `ty` and
+    /// `names`.
+    async fn per_type(
+        channel: Channel,
+        service: ResourceType,
+        ty: ResourceType,
+        names: &[&str],
+    ) -> Self {
+        let first = sotw_request(ty, names, None);
+        let stream = SotwStream::per_type(channel, service.type_url(), first).await;
+        Self(stream.expect("stream"))
     }
 
     async fn request(&self, ty: ResourceType, names: &[&str], last: Option<&DiscoveryResponse>) {
-        let request = DiscoveryRequest {
-            node: node("sidecar-1"),
-            type_url: ty.type_url().to_string(),
-            resource_names: names.iter().map(|n| n.to_string()).collect(),
-            version_info: last.map(|r| r.version_info.clone()).unwrap_or_default(),
-            response_nonce: last.map(|r| r.nonce.clone()).unwrap_or_default(),
-            ..Default::default()
-        };
-        self.tx.send(request).await.expect("send");
+        self.0
+            .send(sotw_request(ty, names, last))
+            .await
+            .expect("send");
     }
 
-    async fn nack(&self, ty: ResourceType, last: &DiscoveryResponse, message: &str) {
-        let request = DiscoveryRequest {
-            type_url: ty.type_url().to_string(),
-            response_nonce: last.nonce.clone(),
-            error_detail: Some(RpcStatus {
-                code: 3,
-                message: message.to_string(),
-                details: vec![],
-            }),
-            ..Default::default()
-        };
-        self.tx.send(request).await.expect("send");
+    /// NACKs `last`, still running version `accepted`.
+    async fn nack(&self, last: &DiscoveryResponse, accepted: &str, message: &str) {
+        let nack = request::sotw_nack(last, accepted, Vec::new(), message);
+        self.0.send(nack).await.expect("send");
     }
 
     async fn recv(&mut self) -> DiscoveryResponse {
-        tokio::time::timeout(WAIT, self.rx.message())
-            .await
-            .expect("response in time")
-            .expect("stream ok")
-            .expect("stream open")
+        self.0.recv(WAIT).await.expect("a response in time")
     }
 
-    /// Subscribes and ACKs all four types; returns the last response per type.
+    /// Subscribes and ACKs all four types (the first CDS request was sent when the stream
+    /// opened); returns the last response per type.
     async fn sync_all(&mut self) -> HashMap<ResourceType, DiscoveryResponse> {
         let mut last = HashMap::new();
         for (ty, names) in [
@@ -146,7 +131,9 @@ impl Sotw {
             (Listener, vec![]),
             (Route, vec!["l"]),
         ] {
-            self.request(ty, &names, None).await;
+            if ty != Cluster {
+                self.request(ty, &names, None).await;
+            }
             let response = self.recv().await;
             assert_eq!(response.type_url, ty.type_url());
             self.request(ty, &names, Some(&response)).await;
@@ -177,9 +164,8 @@ async fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
 #[tokio::test]
 async fn ads_sotw_serves_acks_and_pushes_only_what_changed() {
     let harness = start().await;
-    let mut client = Sotw::ads(channel(harness.addr, None).await).await;
     // Nothing is served before the first snapshot: subscribe first, then set.
-    client.request(Cluster, &[], None).await;
+    let mut client = Sotw::ads(channel(harness.addr, None).await, Cluster, &[]).await;
     eventually(|| {
         harness
             .cache
@@ -239,7 +225,7 @@ async fn ads_sotw_serves_acks_and_pushes_only_what_changed() {
 async fn nack_is_recorded_and_not_resent_until_a_new_version() {
     let harness = start().await;
     harness.cache.set("web", two_clusters());
-    let mut client = Sotw::ads(channel(harness.addr, None).await).await;
+    let mut client = Sotw::ads(channel(harness.addr, None).await, Cluster, &[]).await;
     let last = client.sync_all().await;
 
     harness.cache.set(
@@ -248,7 +234,9 @@ async fn nack_is_recorded_and_not_resent_until_a_new_version() {
     );
     let cds = client.recv().await;
     assert_eq!(response_names(&cds), vec!["a", "b", "c"]);
-    client.nack(Cluster, &cds, "cluster c is bad").await;
+    client
+        .nack(&cds, &last[&Cluster].version_info, "cluster c is bad")
+        .await;
 
     let nack = eventually(|| {
         let proxies = harness.cache.proxies();
@@ -296,8 +284,7 @@ async fn nack_is_recorded_and_not_resent_until_a_new_version() {
 async fn per_type_cds_service_works() {
     let harness = start().await;
     harness.cache.set("web", two_clusters());
-    let mut client = Sotw::cds(channel(harness.addr, None).await).await;
-    client.request(Cluster, &[], None).await;
+    let mut client = Sotw::per_type(channel(harness.addr, None).await, Cluster, Cluster, &[]).await;
     let cds = client.recv().await;
     assert_eq!(response_names(&cds), vec!["a", "b"]);
     client.request(Cluster, &[], Some(&cds)).await;
@@ -315,39 +302,18 @@ async fn per_type_services_stream_their_type_and_fetch_is_unimplemented() {
     let harness = start().await;
     harness.cache.set("web", two_clusters());
     let channel = channel(harness.addr, None).await;
-    let (tx, requests) = mpsc::channel(4);
-    let rx = EndpointDiscoveryServiceClient::new(channel.clone())
-        .stream_endpoints(ReceiverStream::new(requests))
-        .await
-        .expect("eds stream")
-        .into_inner();
-    let mut client = Sotw { tx, rx };
-    client.request(Cla, &["b"], None).await;
+    let mut client = Sotw::per_type(channel.clone(), Cla, Cla, &["b"]).await;
     assert_eq!(response_names(&client.recv().await), vec!["b"]);
     drop(client);
 
-    let (tx, requests) = mpsc::channel(4);
-    let rx = ListenerDiscoveryServiceClient::new(channel.clone())
-        .stream_listeners(ReceiverStream::new(requests))
-        .await
-        .expect("lds stream")
-        .into_inner();
-    let mut client = Sotw { tx, rx };
     // A type the per-type service does not serve is ignored: only the listener is answered.
-    client.request(Cluster, &[], None).await;
+    let mut client = Sotw::per_type(channel.clone(), Listener, Cluster, &[]).await;
     client.request(Listener, &[], None).await;
     let lds = client.recv().await;
     assert_eq!(type_of(&lds), Some(Listener));
     assert_eq!(response_names(&lds), vec!["l"]);
 
-    let (tx, requests) = mpsc::channel(4);
-    let rx = RouteDiscoveryServiceClient::new(channel.clone())
-        .stream_routes(ReceiverStream::new(requests))
-        .await
-        .expect("rds stream")
-        .into_inner();
-    let mut client = Sotw { tx, rx };
-    client.request(Route, &["l"], None).await;
+    let mut client = Sotw::per_type(channel.clone(), Route, Route, &["l"]).await;
     assert_eq!(response_names(&client.recv().await), vec!["l"]);
     let streams = eventually(|| {
         let mut streams: Vec<String> = harness
@@ -382,13 +348,13 @@ async fn per_type_services_stream_their_type_and_fetch_is_unimplemented() {
 async fn sotw_reconnect_gets_the_full_state() {
     let harness = start().await;
     harness.cache.set("web", two_clusters());
-    let mut first = Sotw::ads(channel(harness.addr, None).await).await;
+    let mut first = Sotw::ads(channel(harness.addr, None).await, Cluster, &[]).await;
     first.sync_all().await;
     drop(first);
     eventually(|| harness.cache.proxies().is_empty().then_some(())).await;
     assert_eq!(harness.metrics.connected_streams(false), 0);
 
-    let mut second = Sotw::ads(channel(harness.addr, None).await).await;
+    let mut second = Sotw::ads(channel(harness.addr, None).await, Cluster, &[]).await;
     let last = second.sync_all().await;
     assert_eq!(response_names(&last[&Cluster]), vec!["a", "b"]);
     assert_eq!(response_names(&last[&Cla]), vec!["a", "b"]);
@@ -396,48 +362,48 @@ async fn sotw_reconnect_gets_the_full_state() {
 
 // === Delta ===
 
-struct Delta {
-    tx: mpsc::Sender<DeltaDiscoveryRequest>,
-    rx: Streaming<DeltaDiscoveryResponse>,
+/// One Delta ADS stream driven by hand, as node `sidecar-2`.
+struct Delta(DeltaStream);
+
+/// A Delta request of node `sidecar-2` subscribing to `names`, holding `initial`.
+fn delta_request(
+    ty: ResourceType,
+    names: &[&str],
+    initial: HashMap<String, String>,
+) -> DeltaDiscoveryRequest {
+    let names = names.iter().map(|n| n.to_string()).collect();
+    DeltaDiscoveryRequest {
+        node: node("sidecar-2"),
+        ..request::delta_resume(ty.type_url(), names, initial)
+    }
 }
 
 impl Delta {
-    async fn ads(channel: Channel) -> Self {
-        let (tx, requests) = mpsc::channel(16);
-        let rx = AggregatedDiscoveryServiceClient::new(channel)
-            .delta_aggregated_resources(ReceiverStream::new(requests))
-            .await
-            .expect("stream")
-            .into_inner();
-        Self { tx, rx }
+    /// An ADS stream whose first request subscribes to `names` of `ty`, holding `initial`.
+    async fn ads(
+        channel: Channel,
+        ty: ResourceType,
+        names: &[&str],
+        initial: HashMap<String, String>,
+    ) -> Self {
+        let first = delta_request(ty, names, initial);
+        Self(DeltaStream::ads(channel, first).await.expect("stream"))
     }
 
     async fn subscribe(&self, ty: ResourceType, names: &[&str], initial: HashMap<String, String>) {
-        let request = DeltaDiscoveryRequest {
-            node: node("sidecar-2"),
-            type_url: ty.type_url().to_string(),
-            resource_names_subscribe: names.iter().map(|n| n.to_string()).collect(),
-            initial_resource_versions: initial,
-            ..Default::default()
-        };
-        self.tx.send(request).await.expect("send");
+        let request = delta_request(ty, names, initial);
+        self.0.send(request).await.expect("send");
     }
 
     async fn ack(&self, response: &DeltaDiscoveryResponse) {
-        let request = DeltaDiscoveryRequest {
-            type_url: response.type_url.clone(),
-            response_nonce: response.nonce.clone(),
-            ..Default::default()
-        };
-        self.tx.send(request).await.expect("send");
+        self.0
+            .send(request::delta_ack(response))
+            .await
+            .expect("send");
     }
 
     async fn recv(&mut self) -> DeltaDiscoveryResponse {
-        tokio::time::timeout(WAIT, self.rx.message())
-            .await
-            .expect("response in time")
-            .expect("stream ok")
-            .expect("stream open")
+        self.0.recv(WAIT).await.expect("a response in time")
     }
 }
 
@@ -457,8 +423,13 @@ fn delta_versions(response: &DeltaDiscoveryResponse) -> HashMap<String, String> 
 async fn delta_ads_subscribe_then_reconnect_gets_only_the_diff() {
     let harness = start().await;
     harness.cache.set("web", two_clusters());
-    let mut client = Delta::ads(channel(harness.addr, None).await).await;
-    client.subscribe(Cluster, &[], HashMap::new()).await;
+    let mut client = Delta::ads(
+        channel(harness.addr, None).await,
+        Cluster,
+        &[],
+        HashMap::new(),
+    )
+    .await;
     let cds = client.recv().await;
     assert_eq!(delta_names(&cds), vec!["a", "b"]);
     client.ack(&cds).await;
@@ -484,8 +455,13 @@ async fn delta_ads_subscribe_then_reconnect_gets_only_the_diff() {
     harness
         .cache
         .set("web", snapshot_with(&[("a", 7), ("c", 3)], &[("l", "a")]));
-    let mut client = Delta::ads(channel(harness.addr, None).await).await;
-    client.subscribe(Cluster, &[], held_clusters).await;
+    let mut client = Delta::ads(
+        channel(harness.addr, None).await,
+        Cluster,
+        &[],
+        held_clusters,
+    )
+    .await;
     let cds = client.recv().await;
     assert_eq!(delta_names(&cds), vec!["c"], "a is unchanged");
     assert_eq!(cds.removed_resources, vec!["b"]);
@@ -512,10 +488,8 @@ async fn a_stream_that_never_reads_does_not_block_others() {
     harness.cache.set("web", big(0));
 
     // A small receive window so that the stalled stream's responses back up quickly.
-    let mut stalled = Sotw::ads(channel(harness.addr, Some(65_535)).await).await;
-    stalled.request(Cluster, &[], None).await;
-    let mut reader = Sotw::ads(channel(harness.addr, None).await).await;
-    reader.request(Cluster, &[], None).await;
+    let mut stalled = Sotw::ads(channel(harness.addr, Some(65_535)).await, Cluster, &[]).await;
+    let mut reader = Sotw::ads(channel(harness.addr, None).await, Cluster, &[]).await;
     let first = reader.recv().await;
     reader.request(Cluster, &[], Some(&first)).await;
 
@@ -562,17 +536,14 @@ async fn shutdown_ends_open_streams_and_returns() {
     let serving = tokio::spawn(serve(listener, server, async move {
         let _ = stopped.await;
     }));
-    let mut client = Sotw::ads(channel(addr, None).await).await;
-    client.request(Cluster, &[], None).await;
+    let mut client = Sotw::ads(channel(addr, None).await, Cluster, &[]).await;
     client.recv().await;
 
     stop.send(()).expect("server running");
-    let ended = tokio::time::timeout(WAIT, client.rx.message())
-        .await
-        .expect("stream ends in time");
+    let ended = client.0.recv(WAIT).await;
     assert!(
-        !matches!(ended, Ok(Some(_))),
-        "no more responses: {ended:?}"
+        matches!(ended, Err(ClientError::Ended | ClientError::Status(_))),
+        "the stream ends, with no more responses: {ended:?}"
     );
     tokio::time::timeout(WAIT, serving)
         .await

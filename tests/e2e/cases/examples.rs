@@ -2,14 +2,11 @@
 //! and no error), and docs/crds.md shows each routing, security and scoping example exactly as it is on
 //! disk.
 
+use crate::bin;
 use portolan_e2e::manifests::examples_dir;
 use portolan_e2e::workspace_root;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 /// Every `.yaml` file under `dir`, sorted.
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {

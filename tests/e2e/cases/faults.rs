@@ -3,49 +3,32 @@
 //! once, and a stream that never reads. Each test has its own Portolan and ports, stops
 //! everything it started, and waits by polling with a deadline (no timing assertions).
 
-use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use portolan_e2e::ads::channel;
+use crate::bin;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::mesh::CONFIG_DEADLINE;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::procfs::rss_kib;
 use portolan_e2e::{Envoy, Mesh, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
-use std::path::Path;
+use portolan_xds_client::{Follow, SotwClient, SotwSubscriber, channel, node};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 use tonic::transport::Channel;
 
-const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 /// Generous bound on a Portolan process's resident memory under the load tests.
 const RSS_LIMIT_KIB: u64 = 500 * 1024;
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
-
 fn portolan_rss(p: &Portolan) -> anyhow::Result<u64> {
     rss_kib(p.pid().ok_or_else(|| anyhow::anyhow!("portolan exited"))?)
-}
-
-/// A metric's value from Portolan's `/metrics` text, by its full name (no labels).
-async fn metric(p: &Portolan, name: &str) -> anyhow::Result<Option<f64>> {
-    let text = p.get_text("/metrics").await?;
-    Ok(text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == name).then(|| v.trim().parse().ok()).flatten()
-    }))
 }
 
 // === the config source goes away ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_config_directory_keeps_traffic_and_is_reported() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let m = Mesh::start(
@@ -62,7 +45,7 @@ async fn a_vanished_config_directory_keeps_traffic_and_is_reported() -> anyhow::
     .await?;
     m.envoy.wait_for_response("web", 200, "a").await?;
     assert_eq!(
-        metric(&m.portolan, "portolan_config_source_up").await?,
+        m.portolan.metric("portolan_config_source_up").await?,
         Some(1.0)
     );
 
@@ -88,7 +71,7 @@ async fn a_vanished_config_directory_keeps_traffic_and_is_reported() -> anyhow::
         "{sources}"
     );
     assert_eq!(
-        metric(&m.portolan, "portolan_config_source_up").await?,
+        m.portolan.metric("portolan_config_source_up").await?,
         Some(0.0)
     );
     let ready = m.portolan.get_text("/readyz").await?;
@@ -116,7 +99,7 @@ async fn a_vanished_config_directory_keeps_traffic_and_is_reported() -> anyhow::
     m.envoy.wait_for_response("web", 200, "b").await?;
     wait_endpoint(&late, &b).await?;
     assert_eq!(
-        metric(&m.portolan, "portolan_config_source_up").await?,
+        m.portolan.metric("portolan_config_source_up").await?,
         Some(1.0)
     );
     assert_eq!(m.portolan.get_text("/readyz").await?, "ready\n");
@@ -201,6 +184,7 @@ fn good_docs(i: usize, upstream: &Upstream) -> [String; 2] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_bad_objects_among_good_ones() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let mut upstreams = Vec::new();
     for u in 0..8 {
         upstreams.push(Upstream::start(&format!("u{u}")).await?);
@@ -282,6 +266,7 @@ const STEADY_REQUESTS: usize = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portolan_killed_and_restarted_under_traffic_fails_no_request() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let Mesh {
@@ -360,70 +345,13 @@ async fn portolan_killed_and_restarted_under_traffic_fails_no_request() -> anyho
 
 // === ADS clients in-process ===
 
-fn node(id: &str) -> Option<Node> {
-    Some(Node {
-        id: id.to_string(),
-        cluster: "mesh".to_string(),
-        user_agent_name: "envoy".to_string(),
-        ..Default::default()
-    })
-}
+/// How long an in-process client waits for one response.
+const CLIENT_WAIT: Duration = Duration::from_secs(120);
 
-/// One SotW ADS stream subscribed to clusters.
-struct AdsClient {
-    tx: mpsc::Sender<DiscoveryRequest>,
-    rx: Streaming<DiscoveryResponse>,
-    id: String,
-}
-
-// === impl AdsClient ===
-
-impl AdsClient {
-    async fn subscribe(channel: Channel, id: String) -> anyhow::Result<Self> {
-        let (tx, requests) = mpsc::channel(4);
-        let client = Self {
-            tx,
-            rx: AggregatedDiscoveryServiceClient::new(channel)
-                .stream_aggregated_resources(ReceiverStream::new(requests))
-                .await?
-                .into_inner(),
-            id,
-        };
-        client.send(None).await?;
-        Ok(client)
-    }
-
-    /// A CDS request: the first one (`last` none) or the ACK of `last`.
-    async fn send(&self, last: Option<&DiscoveryResponse>) -> anyhow::Result<()> {
-        let request = DiscoveryRequest {
-            node: node(&self.id),
-            type_url: CLUSTER_TYPE.to_string(),
-            version_info: last.map(|r| r.version_info.clone()).unwrap_or_default(),
-            response_nonce: last.map(|r| r.nonce.clone()).unwrap_or_default(),
-            ..Default::default()
-        };
-        self.tx
-            .send(request)
-            .await
-            .map_err(|_| anyhow::anyhow!("stream closed"))
-    }
-
-    /// Reads responses, ACKing each, until one satisfies `done`.
-    async fn until(
-        &mut self,
-        done: impl Fn(&DiscoveryResponse) -> bool,
-    ) -> anyhow::Result<DiscoveryResponse> {
-        loop {
-            let response = tokio::time::timeout(Duration::from_secs(120), self.rx.message())
-                .await
-                .map_err(|_| anyhow::anyhow!("{}: no response in 120 s", self.id))??
-                .ok_or_else(|| anyhow::anyhow!("{}: stream ended", self.id))?;
-            self.send(Some(&response)).await?;
-            if done(&response) {
-                return Ok(response);
-            }
-        }
-    }
+/// An ADS client `id` in group `mesh`, subscribed to clusters only; it ACKs what it reads.
+async fn cds_client(channel: Channel, id: &str) -> anyhow::Result<SotwClient> {
+    let subscriber = SotwSubscriber::new(node::envoy(id, "mesh"), Follow::Clusters);
+    Ok(SotwClient::connect(channel, subscriber).await?)
 }
 
 fn services(n: usize, port: u16) -> String {
@@ -455,14 +383,14 @@ async fn fleet(port: u16, svc_port: u16) -> anyhow::Result<watch::Sender<bool>> 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<anyhow::Result<()>>(CLIENTS);
     for c in 0..CLIENTS / STREAMS_PER_CHANNEL {
-        let ch = channel(port, None).await?;
+        let ch = channel(([127, 0, 0, 1], port), None).await?;
         for s in 0..STREAMS_PER_CHANNEL {
             let (ch, done, mut stop) = (ch.clone(), done_tx.clone(), stop_rx.clone());
             tokio::spawn(async move {
                 let synced = async {
-                    let mut client = AdsClient::subscribe(ch, format!("sim-{c}-{s}")).await?;
+                    let mut client = cds_client(ch, &format!("sim-{c}-{s}")).await?;
                     client
-                        .until(|r| has_clusters(r, FLEET_SERVICES, svc_port))
+                        .until(CLIENT_WAIT, |r| has_clusters(r, FLEET_SERVICES, svc_port))
                         .await?;
                     anyhow::Ok(client)
                 }
@@ -493,7 +421,7 @@ async fn fleet(port: u16, svc_port: u16) -> anyhow::Result<watch::Sender<bool>> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_clients_reconnecting_at_once_all_sync() -> anyhow::Result<()> {
-    let _alone = MEMORY_HEAVY.lock().await;
+    let _alone = portolan_e2e::serial::alone().await;
     let config = ConfigDir::new()?;
     config.write("services.yaml", &services(FLEET_SERVICES, 80))?;
     let ports = Ports::free();
@@ -534,23 +462,21 @@ const EDITS: usize = 200;
 /// by a response (~110 KB) per edit for ever.
 const WARM_UP_EDITS: usize = 60;
 
-/// Held by the tests that measure Portolan's memory or load the machine with thousands of
-/// streams, so that one's load does not show up in the other's RSS.
-static MEMORY_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_never_reads_leaves_others_updated_and_memory_flat() -> anyhow::Result<()> {
-    let _alone = MEMORY_HEAVY.lock().await;
+    let _alone = portolan_e2e::serial::alone().await;
     let config = ConfigDir::new()?;
     config.write("services.yaml", &services(BIG_SERVICES, 80))?;
     let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
     let port = portolan.ports().xds;
 
     // A small receive window: the stalled stream's responses back up after the first one.
-    let stalled =
-        AdsClient::subscribe(channel(port, Some(65_535)).await?, "stalled".into()).await?;
-    let mut reader = AdsClient::subscribe(channel(port, None).await?, "reader".into()).await?;
-    reader.until(|r| r.resources.len() == BIG_SERVICES).await?;
+    let loopback = ([127, 0, 0, 1], port);
+    let stalled = cds_client(channel(loopback, Some(65_535)).await?, "stalled").await?;
+    let mut reader = cds_client(channel(loopback, None).await?, "reader").await?;
+    reader
+        .until(CLIENT_WAIT, |r| r.resources.len() == BIG_SERVICES)
+        .await?;
 
     let (mut baseline, mut response_bytes) = (0, 0);
     for i in 0..EDITS {
@@ -560,7 +486,7 @@ async fn a_stream_that_never_reads_leaves_others_updated_and_memory_flat() -> an
         )?;
         let name = format!("outbound|80||extra-{i}.default");
         let last = reader
-            .until(|r| {
+            .until(CLIENT_WAIT, |r| {
                 r.resources.len() == BIG_SERVICES + 1
                     && r.resources
                         .iter()

@@ -3,19 +3,16 @@
 //! certificate of a `kubernetes.io/tls` Secret made by the test's own CA, and routes
 //! `www.example.com` to a real upstream.
 
+use crate::bin;
 use portolan_e2e::mesh::https_gateway;
 use portolan_e2e::ports::free_port;
 use portolan_e2e::tls::{TestCa, https_get};
 use portolan_e2e::{Mesh, eventually, example};
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_http_and_tcp_gateway_listeners_reach_the_upstream() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let www = portolan_e2e::Upstream::start("www").await?;
     let ca = TestCa::new()?;
     let cert = ca.issue(&["www.example.com", "*.example.com"])?;
@@ -87,6 +84,7 @@ async fn https_http_and_tcp_gateway_listeners_reach_the_upstream() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_private_key_is_not_shown_on_debug_pages() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let ca = TestCa::new()?;
     let cert = ca.issue(&["www.example.com"])?;
     let https = free_port();

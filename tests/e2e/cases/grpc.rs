@@ -6,6 +6,7 @@
 //! The client and the servers are `tests/e2e/grpc/xds_probe.py`, run with the Python of
 //! `.venv` (`scripts/install-tools.sh` installs grpcio there), or `PORTOLAN_GRPC_PYTHON`.
 
+use crate::bin;
 use portolan_e2e::portolan::{ConfigDir, Portolan, Ports};
 use portolan_e2e::{eventually, workspace_root};
 use std::collections::BTreeMap;
@@ -13,10 +14,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 fn python() -> PathBuf {
     std::env::var_os("PORTOLAN_GRPC_PYTHON")
@@ -119,6 +116,7 @@ fn split(v1: u32, v2: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_client_balances_and_follows_a_weight_change() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let (_a, port_a) = Probe::server("echo-a")?;
     let (_b, port_b) = Probe::server("echo-b")?;
     let config = ConfigDir::new()?;

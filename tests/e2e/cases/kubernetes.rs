@@ -4,13 +4,16 @@
 //! with the API server, `portolan serve --kubernetes` watching them, stock Envoy routing real
 //! traffic by what the cluster says, and the status conditions Portolan writes back.
 //!
-//! Runs only when KUBECONFIG names a reachable cluster (kind, k3d, minikube...); otherwise it
-//! prints why it was skipped and passes. Portolan, Envoy and the upstream run on this machine.
+//! The real-cluster test is ignored unless asked for: with KUBECONFIG naming a reachable cluster
+//! (kind, k3d, minikube...), run it with `cargo test -p portolan --test e2e -- --ignored
+//! kubernetes::`; asked for without a reachable cluster, it fails and says why. Portolan, Envoy
+//! and the upstream run on this machine.
 //! The API server refuses loopback addresses in EndpointSlices, so the Service's endpoint is a
 //! never-contacted TEST-NET-1 address checked in Envoy's cluster table, and traffic goes to an
 //! ExternalService on 127.0.0.1. Everything is created in a fresh namespace that is deleted
 //! afterwards; the CRDs stay installed.
 
+use crate::bin;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -21,25 +24,18 @@ use portolan_e2e::envoy::Protocol;
 use portolan_e2e::portolan::Ports;
 use portolan_e2e::{Envoy, Portolan, Upstream, client, eventually, workspace_root};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
-
 /// A client for the cluster KUBECONFIG names, or why there is none.
-async fn cluster() -> Result<kube::Client, String> {
+async fn cluster() -> anyhow::Result<kube::Client> {
     if std::env::var_os("KUBECONFIG").is_none() {
-        return Err("KUBECONFIG is not set".into());
+        anyhow::bail!("KUBECONFIG is not set: this test needs a Kubernetes cluster");
     }
-    let client = portolan_k8s::client()
-        .await
-        .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
+    let client = portolan_k8s::client().await?;
     client
         .apiserver_version()
         .await
-        .map_err(|e| format!("the API server does not answer: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("the API server KUBECONFIG names does not answer: {e}"))?;
     Ok(client)
 }
 
@@ -129,16 +125,10 @@ async fn route_status(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs KUBECONFIG"]
 async fn cluster_objects_route_traffic_and_get_status_conditions() -> anyhow::Result<()> {
-    let client = match cluster().await {
-        Ok(c) => c,
-        Err(why) => {
-            println!(
-                "skipped: no Kubernetes cluster to test against ({why}); set KUBECONFIG to run it"
-            );
-            return Ok(());
-        }
-    };
+    let _shared = portolan_e2e::serial::shared().await;
+    let client = cluster().await?;
     install_crds(&client).await?;
     let ns = format!("portolan-e2e-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -307,6 +297,7 @@ async fn fake_cluster(upstream: &Upstream) -> anyhow::Result<FakeApiServer> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_kubernetes_waits_for_every_list_then_routes_and_writes_status() -> anyhow::Result<()>
 {
+    let _shared = portolan_e2e::serial::shared().await;
     let web = Upstream::start("web-1").await?;
     let api = fake_cluster(&web).await?;
     let kubeconfig = api.kubeconfig().display().to_string();

@@ -5,6 +5,7 @@
 //! The canary splits 90/10 on the mesh and on the gateway, and after the example's merge
 //! patch (`canary-50-50.patch`) 50/50 on both, without a restart.
 
+use crate::bin;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::ports::free_port;
 use portolan_e2e::{Envoy, Mesh, Upstream, endpoints_yaml, eventually, http};
@@ -12,10 +13,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 fn read_example(name: &str) -> String {
     // This test's own package path, not the harness's `examples_dir()`: a harness build
@@ -118,6 +115,7 @@ fn assert_share(counts: &BTreeMap<String, usize>, name: &str, percent: f64, tole
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_canary_example_splits_mesh_and_gateway_traffic_and_follows_the_patch()
 -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let v1 = Upstream::start("echo-v1").await?;
     let v2 = Upstream::start("echo-v2").await?;
     let gateway_port = free_port();

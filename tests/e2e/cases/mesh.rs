@@ -2,35 +2,14 @@
 //! `portolan bootstrap`, real upstream servers, real requests through Envoy's mesh listener.
 //! Each test has its own Portolan, Envoy and ports, so they run in parallel.
 
+use crate::bin;
 use portolan_e2e::envoy::Protocol;
-use portolan_e2e::portolan::{ConfigDir, Ports};
-use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
-use std::path::Path;
+use portolan_e2e::{Mesh, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
 use std::time::Duration;
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
-
-/// A running mesh: config dir, Portolan and one Envoy in group `mesh`.
-struct Mesh {
-    config: ConfigDir,
-    portolan: Portolan,
-    envoy: Envoy,
-}
-
+/// A running mesh: config dir, Portolan and one Envoy in group `mesh` speaking `protocol`.
 async fn mesh(protocol: Protocol, files: &[(&str, String)]) -> anyhow::Result<Mesh> {
-    let config = ConfigDir::new()?;
-    for (name, contents) in files {
-        config.write(name, contents)?;
-    }
-    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
-    let envoy = Envoy::start(bin(), portolan.ports(), "sidecar-1", "mesh", protocol).await?;
-    Ok(Mesh {
-        config,
-        portolan,
-        envoy,
-    })
+    Mesh::start_speaking(bin(), "mesh", protocol, files, &[]).await
 }
 
 async fn routes_follow_edits(protocol: Protocol) -> anyhow::Result<()> {
@@ -75,16 +54,19 @@ async fn routes_follow_edits(protocol: Protocol) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sotw_traffic_follows_endpoint_edits_and_service_deletion() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     routes_follow_edits(Protocol::Sotw).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delta_traffic_follows_endpoint_edits_and_service_deletion() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     routes_follow_edits(Protocol::Delta).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_host_form_reaches_the_service() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let m = mesh(
         Protocol::Sotw,
@@ -122,6 +104,7 @@ async fn every_host_form_reaches_the_service() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portolan_restart_does_not_interrupt_traffic() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let m = mesh(
@@ -181,6 +164,7 @@ async fn portolan_restart_does_not_interrupt_traffic() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_manifest_keeps_the_last_good_config() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let m = mesh(

@@ -5,6 +5,7 @@
 //! deciding 403 or 200 by identity, certificates rotated during a stream of requests, and the
 //! development-only identity from node metadata. Every wait polls with a deadline.
 
+use crate::bin;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::manifests::example;
 use portolan_e2e::portolan::{ConfigDir, Ports};
@@ -13,16 +14,11 @@ use portolan_e2e::tls::TestCa;
 use portolan_e2e::xds_tls::TlsDir;
 use portolan_e2e::{Envoy, Portolan, Upstream, client, eventually};
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// The host the client asks for (Service `server` in `shop`).
 const HOST: &str = "server.shop";
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 fn spiffe(sa: &str) -> String {
     format!("spiffe://cluster.local/ns/shop/sa/{sa}")
@@ -197,6 +193,7 @@ async fn plaintext(inbound: u16) -> Result<u16, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mtls_between_sidecars_and_access_policy_by_identity() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let mesh = Mesh::start(
         Identities::Certificates,
         &[
@@ -256,6 +253,7 @@ async fn strict_mtls_between_sidecars_and_access_policy_by_identity() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissive_accepts_plaintext_and_disable_turns_mtls_off() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let mesh = Mesh::start(
         Identities::Certificates,
         &[
@@ -323,6 +321,7 @@ async fn permissive_accepts_plaintext_and_disable_turns_mtls_off() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_rbac_guards_a_tcp_workload() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     // The server's application is declared TCP: its inbound listener is a TCP proxy behind
     // network RBAC; PERMISSIVE lets plaintext connections reach the RBAC filters too.
     let mesh = Mesh::start(
@@ -377,6 +376,7 @@ async fn network_rbac_guards_a_tcp_workload() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_deny_refuses_everyone_until_an_allow_names_the_caller() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let mesh = Mesh::start(
         Identities::Certificates,
         &[
@@ -408,6 +408,9 @@ async fn default_deny_refuses_everyone_until_an_allow_names_the_caller() -> anyh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_rotate_during_a_stream_of_requests_without_a_failure() -> anyhow::Result<()> {
+    // Certificates expire on a schedule: never beside a test that loads the machine (they
+    // run alone).
+    let _shared = portolan_e2e::serial::shared().await;
     // Certificates live 4 s and are replaced after 2 s; mesh connections last at most 4 s,
     // so the requests below keep opening new mutual TLS connections with rotated certificates.
     let mesh = Mesh::start(
@@ -459,6 +462,7 @@ async fn certificates_rotate_during_a_stream_of_requests_without_a_failure() -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_node_metadata_mode_gives_claimed_identities() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     // Development only: no xDS TLS at all; the bootstrap claims namespace and service account.
     let mesh = Mesh::start(
         Identities::NodeMetadata,

@@ -4,16 +4,12 @@
 //! config, `/debug/proxies` shows Envoy's error text, `portolan_xds_nacks_total{type="lds"}`
 //! counts it, the rejected version is not resent in a loop, and a fixed Secret is ACKed.
 
+use crate::bin;
 use portolan_e2e::mesh::https_gateway;
 use portolan_e2e::tls::{ServerCert, TestCa, https_get};
 use portolan_e2e::{Mesh, eventually};
 use serde_json::Value;
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 
@@ -32,16 +28,9 @@ async fn lds_status(m: &Mesh) -> anyhow::Result<Value> {
         .unwrap_or(Value::Null))
 }
 
-/// A sample of Portolan's `/metrics` by its exact series name (with labels).
+/// A sample of Portolan's `/metrics` by its exact series name (with labels); 0 when absent.
 async fn metric(m: &Mesh, series: &str) -> anyhow::Result<f64> {
-    let text = m.portolan.get_text("/metrics").await?;
-    Ok(text
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok()).flatten()
-        })
-        .unwrap_or(0.0))
+    Ok(m.portolan.metric(series).await?.unwrap_or(0.0))
 }
 
 async fn serves(ca: &TestCa, port: u16, cert: &ServerCert) -> Result<(), String> {
@@ -58,6 +47,7 @@ async fn serves(ca: &TestCa, port: u16, cert: &ServerCert) -> Result<(), String>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_nacks_a_bad_certificate_and_keeps_serving_the_last_good_one() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let www = portolan_e2e::Upstream::start("www").await?;
     let ca = TestCa::new()?;
     let good = ca.issue(&["www.example.com"])?;

@@ -1,22 +1,18 @@
 //! End to end, observability: a stock Envoy connected to Portolan shows up SYNCED in
 //! `portolan proxy-status`, its config in `portolan config-dump`, and its clusters in CSDS.
 
+use crate::bin;
 use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::status::v3::{ClientStatusRequest, ConfigStatus};
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
-use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 const CLUSTER: &str = "outbound|80||web.default.svc.cluster.local";
 const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 /// Runs `portolan ARGS...` and returns its output.
 async fn portolan(args: &[&str]) -> anyhow::Result<Output> {
@@ -116,16 +112,19 @@ async fn proxy_status_shows_envoy_synced(protocol: Protocol) -> anyhow::Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sotw_proxy_shows_synced_in_proxy_status() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     proxy_status_shows_envoy_synced(Protocol::Sotw).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delta_proxy_shows_synced_in_proxy_status() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     proxy_status_shows_envoy_synced(Protocol::Delta).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_dump_and_csds_show_what_envoy_runs() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let m = running(Protocol::Sotw).await?;
     let server = format!("127.0.0.1:{}", m.portolan.ports().xds);
     synced_row(&server).await?;

@@ -7,17 +7,13 @@
 //! a weighted split fetches each of its clusters on first use; a route's mirror gets its copies
 //! from the first request on, though no request is ever routed to the shadow.
 
+use crate::bin;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::manifests::{example, labeled_endpoints_yaml};
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 fn cluster_name(service: &str) -> String {
     format!("outbound|80||{service}.default.svc.cluster.local")
@@ -83,6 +79,7 @@ async fn vhds_init_fetch_timeouts(envoy: &Envoy) -> anyhow::Result<Vec<(String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_without_waiting_out_the_vhds_initial_fetch() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = ConfigDir::new()?;
     config.write("web.yaml", &service_files("web", &a))?;
@@ -106,6 +103,7 @@ async fn ready_without_waiting_out_the_vhds_initial_fetch() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_are_learned_on_first_request() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let config = ConfigDir::new()?;
@@ -144,6 +142,7 @@ async fn services_are_learned_on_first_request() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_host_is_404_at_once_and_resolves_once_added() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = ConfigDir::new()?;
     config.write("web.yaml", &service_files("web", &a))?;
@@ -164,6 +163,7 @@ async fn unknown_host_is_404_at_once_and_resolves_once_added() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_dump_stays_flat_as_unused_services_are_added() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = ConfigDir::new()?;
     config.write("web.yaml", &service_files("web", &a))?;
@@ -190,6 +190,7 @@ async fn config_dump_stays_flat_as_unused_services_are_added() -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weighted_split_fetches_each_cluster_on_first_use() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let v1 = Upstream::start("v1").await?;
     let v2 = Upstream::start("v2").await?;
     let config = ConfigDir::new()?;

@@ -5,6 +5,7 @@
 //! file from `examples/routing/` (the files docs/crds.md shows), with its own Portolan, Envoy
 //! and ports, and asserts on real traffic through stock Envoy.
 
+use crate::bin;
 use portolan_e2e::http::{self, send};
 use portolan_e2e::tls::TestCa;
 use portolan_e2e::{
@@ -12,12 +13,7 @@ use portolan_e2e::{
 };
 use reqwest::Method;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 /// How long configuration may take to reach Envoy.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -171,11 +167,13 @@ async fn each_user_sticks_to_one_upstream(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ring_hash_keeps_each_user_on_one_upstream() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     each_user_sticks_to_one_upstream("routing/ring-hash.yaml", "sessions", "RING_HASH").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maglev_keeps_each_user_on_one_upstream() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     each_user_sticks_to_one_upstream("routing/maglev.yaml", "carts", "MAGLEV").await
 }
 
@@ -183,6 +181,7 @@ async fn maglev_keeps_each_user_on_one_upstream() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_request_and_random_reach_every_upstream() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let r1 = Upstream::start("recommendations-1").await?;
     let r2 = Upstream::start("recommendations-2").await?;
     let t1 = Upstream::start("thumbnails-1").await?;
@@ -253,6 +252,7 @@ async fn billing_stat(envoy: &Envoy, stat: &str) -> anyhow::Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_origination_reaches_an_https_upstream_over_plain_http() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let ca = TestCa::new()?;
     let billing = Upstream::start_tls("billing", &ca.issue(&[BILLING])?).await?;
     let m = Mesh::start(
@@ -287,6 +287,7 @@ async fn tls_origination_reaches_an_https_upstream_over_plain_http() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_origination_with_the_wrong_ca_answers_503() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let ca = TestCa::new()?;
     let other_ca = TestCa::new()?;
     let billing = Upstream::start_tls("billing", &ca.issue(&[BILLING])?).await?;
@@ -344,6 +345,7 @@ async fn tls_origination_with_the_wrong_ca_answers_503() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_external_service_resolved_by_dns_is_reachable() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let ext = Upstream::start("ext").await?;
     let manifest = example("routing/dns-external.yaml")
         .replace("http: 8080", &format!("http: {}", ext.port()));
@@ -385,6 +387,7 @@ async fn an_external_service_resolved_by_dns_is_reachable() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_parameters_and_methods_pick_the_destination() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let v1 = Upstream::start("feed-v1").await?;
     let v2 = Upstream::start("feed-v2").await?;
     let writer = Upstream::start("feed-writer").await?;
@@ -449,6 +452,7 @@ fn tcp_endpoints(service: &str, upstream: &Upstream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_route_weights_split_connections_between_backends() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let blue = Upstream::start("ledger-blue").await?;
     let green = Upstream::start("ledger-green").await?;
     let port = portolan_e2e::ports::free_port();

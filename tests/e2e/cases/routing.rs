@@ -3,18 +3,14 @@
 //! directory, with real traffic through stock Envoy to real upstreams.
 //! Each test has its own Portolan, Envoy and ports, so they run in parallel.
 
+use crate::bin;
 use portolan_e2e::http::send;
 use portolan_e2e::{
     Envoy, Mesh, Reply, Upstream, endpoints_yaml, eventually, example, labeled_endpoints_yaml,
 };
 use reqwest::Method;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 /// The Envoy cluster of a Service port (or subset), as translate names it.
 fn cluster(service: &str, port: u16, subset: &str) -> String {
@@ -118,6 +114,7 @@ async fn one_service(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_weights_split_traffic_and_follow_edits() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let v1 = Upstream::start("reviews-v1").await?;
     let v2 = Upstream::start("reviews-v2").await?;
     let m = canary_mesh(&v1, &v2).await?;
@@ -179,6 +176,7 @@ async fn canary_weights_split_traffic_and_follow_edits() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_match_sends_jason_to_v2_and_others_to_v1() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let v1 = Upstream::start("ratings-v1").await?;
     let v2 = Upstream::start("ratings-v2").await?;
     let m = Mesh::start(
@@ -259,6 +257,7 @@ async fn orders_mesh(up: &Upstream) -> anyhow::Result<Mesh> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_turn_a_failed_try_into_success() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let up = Upstream::start("orders").await?;
     let m = orders_mesh(&up).await?;
 
@@ -290,6 +289,8 @@ async fn retries_turn_a_failed_try_into_success() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_timeout_answers_504() -> anyhow::Result<()> {
+    // Asserts on an elapsed time: never beside a test that loads the machine (they run alone).
+    let _shared = portolan_e2e::serial::shared().await;
     let up = Upstream::start("orders").await?;
     let m = orders_mesh(&up).await?;
 
@@ -309,6 +310,7 @@ async fn a_route_timeout_answers_504() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_breaker_overflows_with_503() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let up = Upstream::start("inventory").await?;
     let m = one_service("routing/circuit-breaking.yaml", "inventory", &up).await?;
     m.wait_config("\"max_pending_requests\"").await?;
@@ -361,6 +363,7 @@ async fn circuit_breaker_overflows_with_503() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outlier_detection_ejects_the_failing_endpoint() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let good = Upstream::start("payments-good").await?;
     let bad = Upstream::start("payments-bad").await?;
     bad.set_failing(true);
@@ -420,6 +423,7 @@ async fn outlier_detection_ejects_the_failing_endpoint() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_health_checks_take_a_dead_endpoint_out() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("catalog-a").await?;
     let b = Upstream::start("catalog-b").await?;
     let m = Mesh::start(
@@ -492,6 +496,7 @@ async fn active_health_checks_take_a_dead_endpoint_out() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_rewrites_and_direct_responses() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let up = Upstream::start("frontend").await?;
     let m = one_service("routing/redirects-rewrites.yaml", "frontend", &up).await?;
     m.wait_mesh("frontend", "/ping", "the direct response", |r| {
@@ -536,6 +541,7 @@ async fn redirects_rewrites_and_direct_responses() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_injection_aborts_and_delays() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let up = Upstream::start("details").await?;
     let m = one_service("routing/fault-injection.yaml", "details", &up).await?;
     let with_fault = |kind: &'static str| {
@@ -573,6 +579,7 @@ async fn fault_injection_aborts_and_delays() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirroring_copies_requests_to_the_shadow() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let primary = Upstream::start("checkout").await?;
     let shadow = Upstream::start("checkout-next").await?;
     let m = Mesh::start(
@@ -620,6 +627,7 @@ async fn mirroring_copies_requests_to_the_shadow() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_operations_on_requests_and_responses() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let up = Upstream::start("profile").await?;
     let m = one_service("routing/header-manipulation.yaml", "profile", &up).await?;
     m.wait_mesh("profile", "/headers", "the header edits", |r| {
@@ -657,6 +665,7 @@ async fn header_operations_on_requests_and_responses() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_preflight_is_answered_for_allowed_origins() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let up = Upstream::start("search").await?;
     let m = one_service("routing/cors.yaml", "search", &up).await?;
     let preflight = |origin: &'static str| {
@@ -719,6 +728,7 @@ async fn cors_preflight_is_answered_for_allowed_origins() -> anyhow::Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_service_is_reachable_through_the_mesh() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let api = Upstream::start("api").await?;
     let manifest = example("routing/external-service.yaml")
         .replace("http: 8080", &format!("http: {}", api.port()));
@@ -759,6 +769,7 @@ async fn external_service_is_reachable_through_the_mesh() -> anyhow::Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_route_edit_keeps_the_previous_route() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let v1 = Upstream::start("reviews-v1").await?;
     let v2 = Upstream::start("reviews-v2").await?;
     let m = canary_mesh(&v1, &v2).await?;
@@ -841,6 +852,7 @@ async fn an_invalid_route_edit_keeps_the_previous_route() -> anyhow::Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unresolved_subset_gets_503_for_its_share() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let v1 = Upstream::start("reviews-v1").await?;
     let v2 = Upstream::start("reviews-v2").await?;
     let m = canary_mesh(&v1, &v2).await?;
@@ -870,6 +882,7 @@ async fn an_unresolved_subset_gets_503_for_its_share() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_subset_is_reported_in_status() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let v1 = Upstream::start("reviews-v1").await?;
     let v2 = Upstream::start("reviews-v2").await?;
     let m = canary_mesh(&v1, &v2).await?;

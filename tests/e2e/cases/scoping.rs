@@ -9,16 +9,12 @@
 //! `discovery: on-demand` and hosts makes a Delta proxy learn, on first use, only the hosts
 //! its scope admits.
 
+use crate::bin;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::manifests::example;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 const X_CLUSTER: &str = "outbound|80||x.other.svc.cluster.local";
 
@@ -34,15 +30,9 @@ async fn responses_sent(portolan: &Portolan, node: &str) -> anyhow::Result<u64> 
     Ok(sent)
 }
 
-/// A Prometheus counter of Portolan's `/metrics`.
+/// A Prometheus counter of Portolan's `/metrics` (0 when absent).
 async fn metric(portolan: &Portolan, name: &str) -> anyhow::Result<u64> {
-    let text = portolan.get_text("/metrics").await?;
-    let value = text
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or_default();
-    Ok(value as u64)
+    Ok(portolan.metric(name).await?.unwrap_or_default() as u64)
 }
 
 /// Envoy's successful CDS, EDS (of `other`'s cluster) and LDS updates.
@@ -98,6 +88,7 @@ async fn settled(portolan: &Portolan, node: &str) -> anyhow::Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scoped_proxy_sees_its_namespace_and_is_not_pushed_for_another() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let cart = Upstream::start("cart").await?;
     let x = Upstream::start("x").await?;
     let x2 = Upstream::start("x2").await?;
@@ -241,6 +232,7 @@ fn proxy_scope_yaml(name: &str, selector: Option<&str>, hosts: &[&str], discover
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_scope_scopes_a_proxy_that_sends_no_scope_and_follows_edits() -> anyhow::Result<()>
 {
+    let _shared = portolan_e2e::serial::shared().await;
     let cart = Upstream::start("cart").await?;
     let x = Upstream::start("x").await?;
     let config = ConfigDir::new()?;
@@ -304,6 +296,7 @@ async fn a_proxy_scope_scopes_a_proxy_that_sends_no_scope_and_follows_edits() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_scope_with_on_demand_discovery_learns_only_admitted_hosts() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let cart = Upstream::start("cart").await?;
     let x = Upstream::start("x").await?;
     let config = ConfigDir::new()?;

@@ -3,28 +3,20 @@
 //! restart, client identities restricted to their proxy group, and the stream and request-rate
 //! limits. Every wait polls with a deadline.
 
-use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use crate::bin;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::mesh::CONFIG_DEADLINE;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::tls::TestCa;
 use portolan_e2e::xds_tls::{self, TlsDir};
 use portolan_e2e::{Envoy, Portolan, Upstream, endpoints_yaml, eventually, service_yaml};
-use std::path::Path;
+use portolan_xds_client::{ClientError, SotwStream, channel, node, request, type_url};
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Streaming};
+use tonic::Code;
+use tonic::transport::Channel;
 
-const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const WAIT: Duration = Duration::from_secs(20);
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
@@ -41,65 +33,25 @@ fn web_config(upstream: &Upstream) -> anyhow::Result<ConfigDir> {
     Ok(config)
 }
 
-/// One ADS stream driven by hand: requests go through `tx`, responses come from `rx`.
-struct Stream {
-    tx: mpsc::Sender<DiscoveryRequest>,
-    rx: Streaming<DiscoveryResponse>,
+/// Opens an ADS stream subscribed to clusters as node `id` of `cluster`.
+async fn open(channel: Channel, id: &str, cluster: &str) -> Result<SotwStream, ClientError> {
+    let first = DiscoveryRequest {
+        node: Some(node::envoy(id, cluster)),
+        ..request::sotw(type_url::CLUSTER, Vec::new())
+    };
+    SotwStream::ads(channel, first).await
 }
 
-fn cds_request(id: &str, cluster: &str) -> DiscoveryRequest {
-    DiscoveryRequest {
-        node: Some(Node {
-            id: id.to_string(),
-            cluster: cluster.to_string(),
-            ..Default::default()
-        }),
-        type_url: CLUSTER_TYPE.to_string(),
-        ..Default::default()
-    }
-}
-
-impl Stream {
-    /// Opens an ADS stream and subscribes to clusters as node `id` of `cluster`.
-    async fn open(channel: Channel, id: &str, cluster: &str) -> Result<Self, tonic::Status> {
-        let (tx, requests) = mpsc::channel(1024);
-        tx.send(cds_request(id, cluster))
-            .await
-            .map_err(|_| tonic::Status::internal("request channel closed"))?;
-        let rx = AggregatedDiscoveryServiceClient::new(channel)
-            .stream_aggregated_resources(ReceiverStream::new(requests))
-            .await?
-            .into_inner();
-        Ok(Self { tx, rx })
-    }
-
-    /// The next response, or the status that ended the stream.
-    async fn next(&mut self) -> Result<DiscoveryResponse, tonic::Status> {
-        match tokio::time::timeout(WAIT, self.rx.message()).await {
-            Ok(Ok(Some(r))) => Ok(r),
-            Ok(Ok(None)) => Err(tonic::Status::unknown("stream ended without a status")),
-            Ok(Err(status)) => Err(status),
-            Err(_) => Err(tonic::Status::deadline_exceeded(
-                "no response within the wait",
-            )),
-        }
-    }
-
-    /// ACKs a response.
-    async fn ack(&self, r: &DiscoveryResponse) -> anyhow::Result<()> {
-        let mut ack = cds_request("", "");
-        ack.node = None;
-        ack.version_info = r.version_info.clone();
-        ack.response_nonce = r.nonce.clone();
-        self.tx.send(ack).await?;
-        Ok(())
+/// The gRPC status a stream was refused or ended with.
+fn status(error: ClientError) -> tonic::Status {
+    match error {
+        ClientError::Status(status) => status,
+        other => panic!("expected a gRPC status, got: {other}"),
     }
 }
 
 async fn plain_channel(port: u16) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
-        .connect()
-        .await?)
+    Ok(channel(([127, 0, 0, 1], port), None).await?)
 }
 
 // === TLS ===
@@ -107,6 +59,7 @@ async fn plain_channel(port: u16) -> anyhow::Result<Channel> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_over_tls_routes_and_a_rotated_certificate_serves_new_connections()
 -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let ca = TestCa::new()?;
@@ -166,6 +119,7 @@ async fn envoy_over_tls_routes_and_a_rotated_certificate_serves_new_connections(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_admits_named_clients_only_for_their_group() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let ca = TestCa::new()?;
     let files = TlsDir::new(&ca)?;
@@ -198,9 +152,9 @@ async fn mutual_tls_admits_named_clients_only_for_their_group() -> anyhow::Resul
     // first read, so the stream fails instead of the connect).
     let refused = match xds_tls::channel(&ca, port, None).await {
         Err(_) => true,
-        Ok(channel) => match Stream::open(channel, "anon", "web").await {
+        Ok(channel) => match open(channel, "anon", "web").await {
             Err(_) => true,
-            Ok(mut s) => s.next().await.is_err(),
+            Ok(mut s) => s.recv(WAIT).await.is_err(),
         },
     };
     assert!(refused, "a client without a certificate is refused");
@@ -208,8 +162,8 @@ async fn mutual_tls_admits_named_clients_only_for_their_group() -> anyhow::Resul
     // A certificate for group "web" asking for "batch": PERMISSION_DENIED.
     let web = ca.issue_client(&["web"], &[])?;
     let channel = xds_tls::channel(&ca, port, Some(&web)).await?;
-    let mut wrong = Stream::open(channel.clone(), "web-2", "batch").await?;
-    let status = wrong.next().await.expect_err("denied");
+    let mut wrong = open(channel.clone(), "web-2", "batch").await?;
+    let status = status(wrong.recv(WAIT).await.expect_err("denied"));
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert!(
         status.message().contains("\"batch\""),
@@ -218,9 +172,9 @@ async fn mutual_tls_admits_named_clients_only_for_their_group() -> anyhow::Resul
     );
 
     // The same certificate asking for its own group is served.
-    let mut right = Stream::open(channel, "web-3", "web").await?;
-    let response = right.next().await?;
-    assert_eq!(response.type_url, CLUSTER_TYPE);
+    let mut right = open(channel, "web-3", "web").await?;
+    let response = right.recv(WAIT).await?;
+    assert_eq!(response.type_url, type_url::CLUSTER);
     Ok(())
 }
 
@@ -228,27 +182,32 @@ async fn mutual_tls_admits_named_clients_only_for_their_group() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_stream_is_closed_and_others_keep_getting_updates() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = web_config(&a)?;
     let args = ["--request-rate", "5", "--request-burst", "10"];
     let portolan = Portolan::start_with(bin(), &config, Ports::free(), &args).await?;
     let port = portolan.ports().xds;
 
-    let mut calm = Stream::open(plain_channel(port).await?, "calm", "web").await?;
-    let first = calm.next().await?;
-    calm.ack(&first).await?;
+    let mut calm = open(plain_channel(port).await?, "calm", "web").await?;
+    let first = calm.recv(WAIT).await?;
+    calm.send(request::sotw_ack(&first, Vec::new())).await?;
 
-    let mut flood = Stream::open(plain_channel(port).await?, "flood", "web").await?;
-    let response = flood.next().await?;
+    let mut flood = open(plain_channel(port).await?, "flood", "web").await?;
+    let response = flood.recv(WAIT).await?;
     for _ in 0..100 {
-        if flood.ack(&response).await.is_err() {
+        if flood
+            .send(request::sotw_ack(&response, Vec::new()))
+            .await
+            .is_err()
+        {
             break;
         }
     }
     let status = loop {
-        match flood.next().await {
+        match flood.recv(WAIT).await {
             Ok(_) => continue,
-            Err(status) => break status,
+            Err(e) => break status(e),
         }
     };
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -260,10 +219,8 @@ async fn a_flooding_stream_is_closed_and_others_keep_getting_updates() -> anyhow
 
     // The calm stream still gets the next change.
     config.write("batch/service.yaml", &service_yaml("default", "batch", 80))?;
-    // (Each wait in `next` is bounded; the stream answers only when its clusters change.)
-    let next = tokio::time::timeout(CONFIG_DEADLINE, calm.next())
-        .await
-        .map_err(|_| anyhow::anyhow!("no update for the calm stream"))??;
+    // The stream answers only when its clusters change.
+    let next = calm.recv(CONFIG_DEADLINE).await?;
     assert_ne!(next.version_info, first.version_info);
     assert!(next.resources.len() > first.resources.len());
     Ok(())
@@ -271,20 +228,20 @@ async fn a_flooding_stream_is_closed_and_others_keep_getting_updates() -> anyhow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_limit_are_refused_with_resource_exhausted() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = web_config(&a)?;
     let portolan =
         Portolan::start_with(bin(), &config, Ports::free(), &["--max-streams", "2"]).await?;
     let channel = plain_channel(portolan.ports().xds).await?;
-    let mut one = Stream::open(channel.clone(), "one", "web").await?;
-    let mut two = Stream::open(channel.clone(), "two", "web").await?;
-    one.next().await?;
-    two.next().await?;
-    let third = Stream::open(channel.clone(), "three", "web").await;
-    let status = match third {
-        Err(status) => status,
-        Ok(mut s) => s.next().await.expect_err("refused"),
-    };
+    let mut one = open(channel.clone(), "one", "web").await?;
+    let mut two = open(channel.clone(), "two", "web").await?;
+    one.recv(WAIT).await?;
+    two.recv(WAIT).await?;
+    let status = status(match open(channel.clone(), "three", "web").await {
+        Err(e) => e,
+        Ok(mut s) => s.recv(WAIT).await.expect_err("refused"),
+    });
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(
         status.message().contains("too many xDS streams (limit 2)"),
@@ -296,10 +253,10 @@ async fn streams_beyond_the_limit_are_refused_with_resource_exhausted() -> anyho
     eventually("a new stream once one closed", WAIT, || {
         let channel = channel.clone();
         async move {
-            let mut s = Stream::open(channel, "four", "web")
+            let mut s = open(channel, "four", "web")
                 .await
                 .map_err(|e| e.to_string())?;
-            s.next().await.map(|_| ()).map_err(|e| e.to_string())
+            s.recv(WAIT).await.map(|_| ()).map_err(|e| e.to_string())
         }
     })
     .await?;
@@ -308,23 +265,24 @@ async fn streams_beyond_the_limit_are_refused_with_resource_exhausted() -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_groups_beyond_the_limit_are_refused() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let config = web_config(&a)?;
     let portolan =
         Portolan::start_with(bin(), &config, Ports::free(), &["--max-groups", "3"]).await?;
     let channel = plain_channel(portolan.ports().xds).await?;
-    let mut web = Stream::open(channel.clone(), "web-1", "web").await?;
-    web.next().await?;
+    let mut web = open(channel.clone(), "web-1", "web").await?;
+    web.recv(WAIT).await?;
     // Groups the server may already hold (the pipeline's own) count too: within four new
     // groups one must be refused, and the streams before it served.
-    let mut open = Vec::new();
+    let mut served = Vec::new();
     let mut refused = None;
     for i in 0..4 {
-        let mut s = Stream::open(channel.clone(), &format!("g{i}-1"), &format!("g{i}")).await?;
-        match s.next().await {
-            Ok(_) => open.push(s),
-            Err(status) => {
-                refused = Some(status);
+        let mut s = open(channel.clone(), &format!("g{i}-1"), &format!("g{i}")).await?;
+        match s.recv(WAIT).await {
+            Ok(_) => served.push(s),
+            Err(e) => {
+                refused = Some(status(e));
                 break;
             }
         }
@@ -337,7 +295,7 @@ async fn new_groups_beyond_the_limit_are_refused() -> anyhow::Result<()> {
         status.message()
     );
     // A known group is still served.
-    let mut again = Stream::open(channel, "web-2", "web").await?;
-    again.next().await?;
+    let mut again = open(channel, "web-2", "web").await?;
+    again.recv(WAIT).await?;
     Ok(())
 }

@@ -2,18 +2,15 @@
 //! node metadata (`portolan bootstrap --label`), and locality-aware balancing by the proxy's zone
 //! (`portolan bootstrap --zone`).
 
+use crate::bin;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::{Envoy, Portolan, Upstream, eventually, service_yaml};
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_selects_proxies_by_their_node_labels() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let gw_port = portolan_e2e::ports::free_port();
     let config = ConfigDir::new()?;
     config.write(
@@ -71,6 +68,7 @@ fn zoned_slice(name: &str, upstream: &Upstream, zone: &str, ready: bool) -> Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locality_aware_balancing_prefers_the_proxys_zone() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let a = Upstream::start("a").await?;
     let b = Upstream::start("b").await?;
     let config = ConfigDir::new()?;

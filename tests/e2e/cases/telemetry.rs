@@ -2,15 +2,11 @@
 //! line to Envoy's stdout; request ids and W3C `traceparent` reach the upstream, without a
 //! tracer (passed through) and with the OpenTelemetry tracer (same trace, Envoy's own span).
 
+use crate::bin;
 use portolan_e2e::ports::free_port;
 use portolan_e2e::{Mesh, Upstream, endpoints_yaml, eventually, service_yaml};
 use serde_json::Value;
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -54,6 +50,7 @@ fn first(headers: &Value, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_access_logs_and_trace_headers_without_a_collector() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let (m, _web) = mesh(&["--access-log", "json"]).await?;
     let seen = traced_request(&m, "e2e-request-1").await?;
     assert_eq!(first(&seen, "traceparent"), TRACEPARENT, "{seen}");
@@ -99,6 +96,7 @@ async fn json_access_logs_and_trace_headers_without_a_collector() -> anyhow::Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_opentelemetry_tracer_is_accepted_and_continues_the_trace() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     // Nothing listens on the collector port: spans are dropped, requests must not suffer.
     let collector = format!("127.0.0.1:{}", free_port());
     let (m, _web) = mesh(&["--access-log", "json", "--tracing-collector", &collector]).await?;

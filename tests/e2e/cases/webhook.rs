@@ -4,17 +4,13 @@
 //! has it), a bad weight denied with the
 //! object and field path, a DELETE allowed, a malformed body refused with 400.
 
+use crate::bin;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::ports::free_port;
 use portolan_e2e::tls::{TestCa, https_request};
 use portolan_e2e::{Portolan, eventually, service_yaml};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_portolan"))
-}
 
 fn route(second_host: &str, weight: i64) -> Value {
     json!({
@@ -49,6 +45,7 @@ fn review(uid: &str, operation: &str, object: &Value) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_style_admission_reviews_over_https() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
     let config = ConfigDir::new()?;
     config.write("reviews.yaml", &service_yaml("default", "reviews", 9080))?;
     config.write("ratings.yaml", &service_yaml("default", "ratings", 9080))?;

@@ -7,7 +7,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod ads;
 pub mod apiserver;
 pub mod envoy;
 pub mod http;
@@ -16,6 +15,7 @@ pub mod mesh;
 pub mod portolan;
 pub mod ports;
 pub mod procfs;
+pub mod serial;
 pub mod tls;
 pub mod upstream;
 pub mod xds_tls;

@@ -32,19 +32,24 @@ impl Mesh {
         files: &[(&str, String)],
         serve_args: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_speaking(bin, group, Protocol::Sotw, files, serve_args).await
+    }
+
+    /// Like [`Mesh::start_with`], with Envoy speaking `protocol` (SotW or Delta).
+    pub async fn start_speaking(
+        bin: &Path,
+        group: &str,
+        protocol: Protocol,
+        files: &[(&str, String)],
+        serve_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let config = ConfigDir::new()?;
         for (name, contents) in files {
             config.write(name, contents)?;
         }
         let portolan = Portolan::start_with(bin, &config, Ports::free(), serve_args).await?;
-        let envoy = Envoy::start(
-            bin,
-            portolan.ports(),
-            &format!("{group}-1"),
-            group,
-            Protocol::Sotw,
-        )
-        .await?;
+        let node_id = format!("{group}-1");
+        let envoy = Envoy::start(bin, portolan.ports(), &node_id, group, protocol).await?;
         Ok(Self {
             config,
             portolan,

@@ -206,6 +206,19 @@ impl Portolan {
         Ok(tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await??)
     }
 
+    /// The value of one series of `/metrics`, by its exact name and labels as Prometheus
+    /// writes them (`portolan_config_source_up`, `portolan_xds_nacks_total{type="lds"}`);
+    /// none when Portolan does not export it.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<Option<f64>> {
+        let text = self.get_text("/metrics").await?;
+        Ok(text.lines().find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series)
+                .then(|| value.trim().parse().ok())
+                .flatten()
+        }))
+    }
+
     pub fn log_tail(&self) -> String {
         tail(&self.log, 60)
     }

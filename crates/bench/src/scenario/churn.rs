@@ -9,8 +9,9 @@ use crate::WorldSpec;
 use crate::scenario::dist::{Dist, ms};
 use crate::scenario::served::{Served, change_number};
 use anyhow::bail;
-use portolan_e2e::ads::{Fleet, XdsType, endpoint_addresses};
 use portolan_e2e::procfs::{TICKS_PER_SECOND, cpu_ticks};
+use portolan_xds_client::names::endpoint_addresses;
+use portolan_xds_client::{Fleet, type_url};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -108,7 +109,7 @@ async fn drive(
             }
             update = fleet.next_update(SETTLE_TIMEOUT) => {
                 let (n, received) = update?;
-                if received.ty != XdsType::Endpoint {
+                if received.type_url != type_url::ENDPOINT {
                     continue;
                 }
                 let Some(k) = endpoint_addresses(&received.resources)?

@@ -14,19 +14,13 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::route::v3::{
     VirtualHost, route::Action, route_action::ClusterSpecifier,
 };
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
-};
-use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
 use portolan_translate::names::MESH_ROUTE;
-use portolan_xds::ResourceType;
+use portolan_xds::group::{DISCOVERY_METADATA, SCOPE_METADATA};
+use portolan_xds_client::{DeltaClient, DeltaSubscriber, channel, type_url};
 use prost::Message;
-use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 use tonic::transport::Channel;
 
 /// The discovery mode a client asks for in its node metadata.
@@ -51,86 +45,42 @@ pub struct Received {
     pub clusters: usize,
 }
 
-/// One Envoy-like client on a Delta ADS stream.
-pub struct DeltaClient {
-    tx: mpsc::Sender<DeltaDiscoveryRequest>,
-    rx: Streaming<DeltaDiscoveryResponse>,
-    node: Node,
+/// An Envoy-like Delta client that counts the responses it reads and their encoded bytes.
+pub struct CountingClient {
+    client: DeltaClient,
     timeout: Duration,
-    clusters: BTreeSet<String>,
-    /// Endpoint assignments subscribed and not yet received.
-    pending_eds: BTreeSet<String>,
-    /// Types received at least once.
-    seen: BTreeSet<String>,
-    listeners_requested: bool,
-    routes_requested: bool,
     bytes: usize,
     responses: usize,
 }
 
 /// An Envoy node `id` in group `group` asking for `mode`.
 pub fn node(id: &str, group: &str, mode: &Mode) -> Node {
-    let string = |s: &str| Value {
-        kind: Some(Kind::StringValue(s.to_string())),
-    };
-    let fields = match mode {
-        Mode::Full => Vec::new(),
-        Mode::Scoped(scope) => vec![("portolan.dev/scope".to_string(), string(scope))],
-        Mode::OnDemand => vec![(
-            portolan_xds::group::DISCOVERY_METADATA.to_string(),
-            string("on-demand"),
-        )],
-    };
-    Node {
-        id: id.to_string(),
-        cluster: group.to_string(),
-        user_agent_name: "envoy".to_string(),
-        metadata: Some(Struct {
-            fields: fields.into_iter().collect(),
-        }),
-        ..Default::default()
+    use portolan_xds_client::node::{envoy, with_metadata};
+    match mode {
+        Mode::Full => envoy(id, group),
+        Mode::Scoped(scope) => with_metadata(envoy(id, group), SCOPE_METADATA, scope),
+        Mode::OnDemand => with_metadata(envoy(id, group), DISCOVERY_METADATA, "on-demand"),
     }
 }
 
-// === impl DeltaClient ===
+// === impl CountingClient ===
 
-impl DeltaClient {
-    /// Opens a Delta ADS stream on `channel` and sends the wildcard CDS subscription.
+impl CountingClient {
+    /// Opens a Delta ADS stream on `channel` and subscribes like Envoy.
     pub async fn connect(channel: Channel, node: Node, timeout: Duration) -> anyhow::Result<Self> {
-        let (tx, requests) = mpsc::channel(16);
-        let rx = AggregatedDiscoveryServiceClient::new(channel)
-            .max_decoding_message_size(usize::MAX)
-            .delta_aggregated_resources(ReceiverStream::new(requests))
-            .await?
-            .into_inner();
-        let mut client = Self {
-            tx,
-            rx,
-            node,
+        let subscriber = DeltaSubscriber::new(node, vec![MESH_ROUTE.to_string()]);
+        Ok(Self {
+            client: DeltaClient::connect(channel, subscriber).await?,
             timeout,
-            clusters: BTreeSet::new(),
-            pending_eds: BTreeSet::new(),
-            seen: BTreeSet::new(),
-            listeners_requested: false,
-            routes_requested: false,
             bytes: 0,
             responses: 0,
-        };
-        client.subscribe(ResourceType::Cluster, Vec::new()).await?;
-        Ok(client)
+        })
     }
 
     /// Reads until clusters, listeners, the route configuration and every subscribed
     /// endpoint assignment have arrived; returns the responses and bytes so far.
     pub async fn sync(&mut self) -> anyhow::Result<(usize, usize)> {
-        let types = [
-            ResourceType::Cluster,
-            ResourceType::Listener,
-            ResourceType::Route,
-        ];
-        while !(types.iter().all(|t| self.seen.contains(t.type_url()))
-            && self.pending_eds.is_empty())
-        {
+        while !self.client.subscriber().synced() {
             self.next().await?;
         }
         Ok((self.responses, self.bytes))
@@ -141,11 +91,12 @@ impl DeltaClient {
     pub async fn use_host(&mut self, host: &str) -> anyhow::Result<usize> {
         let start = self.bytes;
         let name = format!("{MESH_ROUTE}/{host}");
-        self.subscribe(ResourceType::VirtualHost, vec![name.clone()])
+        self.client
+            .subscribe(type_url::VIRTUAL_HOST, vec![name.clone()])
             .await?;
         let cluster = loop {
             let response = self.next().await?;
-            if response.type_url != ResourceType::VirtualHost.type_url() {
+            if response.type_url != type_url::VIRTUAL_HOST {
                 continue;
             }
             let Some(resource) = response.resources.iter().find(|r| r.name == name) else {
@@ -154,97 +105,46 @@ impl DeltaClient {
             let any = resource
                 .resource
                 .as_ref()
-                .ok_or_else(|| anyhow!("{}: no virtual host for {host}", self.node.id))?;
+                .ok_or_else(|| anyhow!("{}: no virtual host for {host}", self.id()))?;
             break route_cluster(&VirtualHost::decode(any.value.as_slice())?)
                 .ok_or_else(|| anyhow!("virtual host {name} routes to no single cluster"))?;
         };
-        if !self.clusters.contains(&cluster) {
-            self.subscribe(ResourceType::Cluster, vec![cluster.clone()])
+        if !self.holds(&cluster) {
+            self.client
+                .subscribe(type_url::CLUSTER, vec![cluster.clone()])
                 .await?;
-            while !self.clusters.contains(&cluster) {
+            while !self.holds(&cluster) {
                 self.next().await?;
             }
         }
-        while !self.pending_eds.is_empty() {
+        while self.client.subscriber().awaits_endpoints() {
             self.next().await?;
         }
         Ok(self.bytes - start)
     }
 
     pub fn clusters(&self) -> usize {
-        self.clusters.len()
+        self.client.subscriber().clusters().len()
     }
 
-    /// Reads one response, ACKs it, sends what it leads Envoy to subscribe, returns it.
+    fn holds(&self, cluster: &str) -> bool {
+        self.client.subscriber().clusters().contains(cluster)
+    }
+
+    fn id(&self) -> &str {
+        &self.client.subscriber().node().id
+    }
+
+    /// Reads one response (the client ACKs it and subscribes what it leads Envoy to), counts it.
     async fn next(&mut self) -> anyhow::Result<DeltaDiscoveryResponse> {
-        let response = tokio::time::timeout(self.timeout, self.rx.message())
+        let response = self
+            .client
+            .next(self.timeout)
             .await
-            .map_err(|_| anyhow!("{}: no response in {:?}", self.node.id, self.timeout))??
-            .ok_or_else(|| anyhow!("{}: stream ended", self.node.id))?;
+            .with_context(|| self.id().to_string())?;
         self.responses += 1;
         self.bytes += response.encoded_len();
-        self.seen.insert(response.type_url.clone());
-        self.ack(&response).await?;
-        self.follow(&response).await?;
         Ok(response)
-    }
-
-    async fn ack(&mut self, response: &DeltaDiscoveryResponse) -> anyhow::Result<()> {
-        self.send(DeltaDiscoveryRequest {
-            type_url: response.type_url.clone(),
-            response_nonce: response.nonce.clone(),
-            ..Default::default()
-        })
-        .await
-    }
-
-    async fn follow(&mut self, response: &DeltaDiscoveryResponse) -> anyhow::Result<()> {
-        let url = response.type_url.as_str();
-        if url == ResourceType::Cluster.type_url() {
-            let new: Vec<String> = response
-                .resources
-                .iter()
-                .filter(|r| r.resource.is_some() && self.clusters.insert(r.name.clone()))
-                .map(|r| r.name.clone())
-                .collect();
-            if !new.is_empty() {
-                self.pending_eds.extend(new.iter().cloned());
-                self.subscribe(ResourceType::Endpoint, new).await?;
-            }
-            if !self.listeners_requested {
-                self.listeners_requested = true;
-                self.subscribe(ResourceType::Listener, Vec::new()).await?;
-            }
-        } else if url == ResourceType::Endpoint.type_url() {
-            for r in &response.resources {
-                self.pending_eds.remove(&r.name);
-            }
-            for name in &response.removed_resources {
-                self.pending_eds.remove(name);
-            }
-        } else if url == ResourceType::Listener.type_url() && !self.routes_requested {
-            self.routes_requested = true;
-            self.subscribe(ResourceType::Route, vec![MESH_ROUTE.to_string()])
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn subscribe(&mut self, ty: ResourceType, names: Vec<String>) -> anyhow::Result<()> {
-        self.send(DeltaDiscoveryRequest {
-            node: Some(self.node.clone()),
-            type_url: ty.type_url().to_string(),
-            resource_names_subscribe: names,
-            ..Default::default()
-        })
-        .await
-    }
-
-    async fn send(&mut self, request: DeltaDiscoveryRequest) -> anyhow::Result<()> {
-        self.tx
-            .send(request)
-            .await
-            .map_err(|_| anyhow!("{}: stream closed", self.node.id))
     }
 }
 
@@ -289,7 +189,7 @@ impl DeltaFleet {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
         let per_channel = spec.streams_per_channel.max(1);
         for first in (0..spec.clients).step_by(per_channel) {
-            let channel = portolan_e2e::ads::channel(spec.port, None).await?;
+            let channel = channel(([127, 0, 0, 1], spec.port), None).await?;
             for n in first..(first + per_channel).min(spec.clients) {
                 let id = format!("{}-{n}", spec.id_prefix);
                 let task = ClientTask {
@@ -345,7 +245,8 @@ struct ClientTask {
 impl ClientTask {
     async fn run(mut self, channel: Channel) {
         let result = async {
-            let mut client = DeltaClient::connect(channel, self.node.clone(), self.timeout).await?;
+            let mut client =
+                CountingClient::connect(channel, self.node.clone(), self.timeout).await?;
             let (initial_responses, initial_bytes) = client.sync().await?;
             let mut used_bytes = 0;
             for host in &self.hosts {

@@ -9,8 +9,9 @@ use crate::WorldSpec;
 use crate::scenario::dist::{Dist, mib, ms};
 use crate::scenario::served::{Served, change_number};
 use anyhow::bail;
-use portolan_e2e::ads::{Fleet, XdsType, endpoint_addresses};
 use portolan_e2e::procfs::rss_kib;
+use portolan_xds_client::names::endpoint_addresses;
+use portolan_xds_client::{Fleet, type_url};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -97,7 +98,7 @@ async fn one_change(
             bail!("{missing} of {clients} clients did not get change {k} in {CHANGE_TIMEOUT:?}");
         }
         let (n, received) = fleet.next_update(CHANGE_TIMEOUT).await?;
-        if received.ty != XdsType::Endpoint || arrived[n].is_some() {
+        if received.type_url != type_url::ENDPOINT || arrived[n].is_some() {
             continue;
         }
         let addresses = endpoint_addresses(&received.resources)?;

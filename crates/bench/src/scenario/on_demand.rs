@@ -2,9 +2,10 @@
 //! on-demand CDS) against a full-push proxy of the same world, both on Delta ADS.
 //!
 //! Both proxies are Portolan's own Delta stream state machine driven the way Envoy drives it:
-//! the full one as [`DeltaProxy`]; the on-demand one subscribes to wildcard CDS and LDS, the
-//! mesh route configuration and VHDS with no names, then, per service first used, asks for its
-//! virtual host (`mesh-outbound/HOST`), its cluster by name and the cluster's endpoints. Every
+//! the full one as [`DeltaProxy`]; the on-demand one (a [`DeltaProxy`] too, with on-demand node
+//! metadata) subscribes to wildcard CDS and LDS, the mesh route configuration and VHDS with no
+//! names, then, per service first used, asks for its virtual host (`mesh-outbound/HOST`) and its
+//! cluster by name, whose arrival subscribes the cluster's endpoints. Every
 //! response is ACKed; bytes are the responses' encoded length. Also measured: the snapshot
 //! build of each group (on-demand holds one virtual host per domain) and its encoded size.
 
@@ -15,14 +16,12 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::route::v3::{
     VirtualHost, route::Action, route_action::ClusterSpecifier,
 };
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
-};
-use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use portolan_pipeline::IncrementalBuilder;
 use portolan_translate::names::MESH_ROUTE;
 use portolan_translate::{Options, ProxyGroup};
-use portolan_xds::{DeltaStream, ResourceType, Snapshot, StreamTypes};
+use portolan_xds::group::DISCOVERY_METADATA;
+use portolan_xds::{ResourceType, Snapshot};
+use portolan_xds_client::{node, type_url};
 use prost::Message;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -117,24 +116,13 @@ fn first_hosts(snapshot: &Snapshot, n: usize) -> Vec<(String, String)> {
 
 /// An on-demand Envoy on a Delta ADS stream.
 struct OnDemandProxy {
-    stream: DeltaStream,
+    proxy: Option<DeltaProxy>,
     snapshot: Arc<Snapshot>,
 }
 
-fn on_demand_node() -> Option<Node> {
-    let mode = Value {
-        kind: Some(Kind::StringValue("on-demand".to_string())),
-    };
-    Some(Node {
-        id: "bench-on-demand".to_string(),
-        cluster: "default".to_string(),
-        metadata: Some(Struct {
-            fields: [(portolan_xds::group::DISCOVERY_METADATA.to_string(), mode)]
-                .into_iter()
-                .collect(),
-        }),
-        ..Default::default()
-    })
+fn on_demand_node() -> Node {
+    let node = node::envoy("bench-on-demand", "default");
+    node::with_metadata(node, DISCOVERY_METADATA, "on-demand")
 }
 
 // === impl OnDemandProxy ===
@@ -142,62 +130,36 @@ fn on_demand_node() -> Option<Node> {
 impl OnDemandProxy {
     fn new(snapshot: Arc<Snapshot>) -> Self {
         Self {
-            stream: DeltaStream::new(StreamTypes::Aggregated),
+            proxy: None,
             snapshot,
         }
     }
 
-    /// Wildcard CDS and LDS, the mesh route configuration, VHDS with no names.
+    /// Like Envoy: wildcard CDS, then LDS and the mesh route configuration; then VHDS with no
+    /// names.
     fn connect(&mut self) -> Result<Push, BenchError> {
-        let responses = self.stream.on_snapshot(self.snapshot.clone()).responses;
-        let mut total = self.absorb(responses)?;
-        total += self.subscribe(ResourceType::Cluster, Vec::new())?;
-        total += self.subscribe(ResourceType::Listener, Vec::new())?;
-        total += self.subscribe(ResourceType::Route, vec![MESH_ROUTE.to_string()])?;
-        total += self.subscribe(ResourceType::VirtualHost, Vec::new())?;
+        let (mut proxy, mut total) =
+            DeltaProxy::connect_as(on_demand_node(), self.snapshot.clone())?;
+        total += proxy.subscribe(type_url::VIRTUAL_HOST, Vec::new())?;
+        self.proxy = Some(proxy);
         Ok(total)
     }
 
-    /// A first request for `host`: its virtual host, its cluster, the cluster's endpoints.
+    /// A first request for `host`: its virtual host, its cluster (whose arrival subscribes the
+    /// cluster's endpoints).
     fn first_use(&mut self, host: &str, cluster: &str) -> Result<Push, BenchError> {
+        let proxy = self
+            .proxy
+            .as_mut()
+            .ok_or_else(|| BenchError::Proxy("the on-demand proxy is not connected".into()))?;
         let vhost = format!("{MESH_ROUTE}/{host}");
-        let mut push = self.subscribe(ResourceType::VirtualHost, vec![vhost])?;
-        push += self.subscribe(ResourceType::Cluster, vec![cluster.to_string()])?;
-        push += self.subscribe(ResourceType::Endpoint, vec![cluster.to_string()])?;
+        let mut push = proxy.subscribe(type_url::VIRTUAL_HOST, vec![vhost])?;
+        push += proxy.subscribe(type_url::CLUSTER, vec![cluster.to_string()])?;
         if push.resources < 3 {
             return Err(BenchError::Proxy(format!(
                 "first use of {host} carried {} resources, expected 3",
                 push.resources
             )));
-        }
-        Ok(push)
-    }
-
-    fn subscribe(&mut self, ty: ResourceType, names: Vec<String>) -> Result<Push, BenchError> {
-        let request = DeltaDiscoveryRequest {
-            node: on_demand_node(),
-            type_url: ty.type_url().to_string(),
-            resource_names_subscribe: names,
-            ..Default::default()
-        };
-        let responses = self.stream.on_request(request).responses;
-        self.absorb(responses)
-    }
-
-    /// Counts and ACKs each response.
-    fn absorb(&mut self, responses: Vec<DeltaDiscoveryResponse>) -> Result<Push, BenchError> {
-        let mut push = Push::default();
-        for response in responses {
-            push.responses += 1;
-            push.resources += response.resources.len();
-            push.bytes += response.encoded_len();
-            let ack = DeltaDiscoveryRequest {
-                type_url: response.type_url,
-                response_nonce: response.nonce,
-                ..Default::default()
-            };
-            let more = self.stream.on_request(ack).responses;
-            push += self.absorb(more)?;
         }
         Ok(push)
     }

@@ -13,11 +13,12 @@ use crate::scenario::endpoint_change::with_endpoint;
 use crate::scenario::served::Served;
 use crate::{BenchError, WorldSpec};
 use anyhow::bail;
-use portolan_e2e::ads::{Fleet, XdsType};
 use portolan_e2e::procfs::rss_kib;
 use portolan_pipeline::IncrementalBuilder;
 use portolan_translate::{Options, ProxyGroup};
+use portolan_xds::group::SCOPE_METADATA;
 use portolan_xds::{ResourceType, Snapshot};
+use portolan_xds_client::{Fleet, type_url};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -140,7 +141,9 @@ pub async fn proxy_modes_served(
     let scope = format!("{}/*", other_namespace(&served.target.key.namespace));
     let fleet = |n: usize, prefix: &str, scoped: bool| {
         let mut f = served.fleet(n, prefix);
-        f.scope = scoped.then(|| scope.clone());
+        if scoped {
+            f.metadata = vec![(SCOPE_METADATA.to_string(), scope.clone())];
+        }
         f
     };
     let warm_full = Fleet::start(&fleet(1, "warm-full", false)).await?;
@@ -159,7 +162,7 @@ pub async fn proxy_modes_served(
             bail!("{seen} of {clients} unscoped clients got the change in 60 s");
         }
         let (_, received) = full.next_update(Duration::from_secs(60)).await?;
-        if received.ty == XdsType::Endpoint {
+        if received.type_url == type_url::ENDPOINT {
             seen += 1;
         }
     }

@@ -6,8 +6,8 @@
 use crate::WorldSpec;
 use crate::scenario::dist::{Dist, mib, ms};
 use crate::scenario::served::Served;
-use portolan_e2e::ads::Fleet;
 use portolan_e2e::procfs::{peak_rss_kib, rss_kib};
+use portolan_xds_client::Fleet;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -7,8 +7,9 @@ use crate::scenario::endpoint_change::with_endpoint;
 use crate::synth::{SynthService, Target};
 use anyhow::{Context, anyhow};
 use portolan_e2e::Portolan;
-use portolan_e2e::ads::FleetSpec;
 use portolan_e2e::portolan::{ConfigDir, Ports};
+use portolan_translate::names::MESH_ROUTE;
+use portolan_xds_client::FleetSpec;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -68,7 +69,8 @@ impl Served {
             streams_per_channel: STREAMS_PER_CHANNEL,
             group: GROUP.to_string(),
             id_prefix: id_prefix.to_string(),
-            scope: None,
+            metadata: Vec::new(),
+            routes: vec![MESH_ROUTE.to_string()],
             timeout: CLIENT_TIMEOUT,
         }
     }

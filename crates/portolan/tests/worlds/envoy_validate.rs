@@ -3,8 +3,7 @@
 //! worlds are put into a static bootstrap (EDS and RDS inlined) and `envoy --mode validate`
 //! must accept it. This catches any field Envoy rejects that our own checks let through.
 
-mod support;
-
+use crate::support::{GROUPS, build, envoy_validate, static_bootstrap, translate, valid_world};
 use portolan_e2e::manifests::examples_dir;
 use portolan_e2e::tls::TestCa;
 use portolan_files::FileSource;
@@ -12,7 +11,6 @@ use portolan_model::Index;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use std::path::Path;
-use support::{GROUPS, build, envoy_validate, static_bootstrap, translate, valid_world};
 
 /// Reads a directory as `portolan serve` does and validates what each group would get.
 fn validate_dir(dir: &Path, what: &str) {

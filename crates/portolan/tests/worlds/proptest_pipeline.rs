@@ -4,12 +4,10 @@
 //! generated world translates into a snapshot that passes the consistency check, and every
 //! resource renders to Envoy JSON.
 
-mod support;
-
+use crate::support::{GROUPS, any_json, build, mutation, translate, valid_world};
 use portolan_pipeline::snapshot;
 use proptest::prelude::*;
 use serde_json::Value;
-use support::{GROUPS, any_json, build, mutation, translate, valid_world};
 
 /// Runs every step; panics are what this test looks for.
 fn translate_everything(docs: &[Value]) {

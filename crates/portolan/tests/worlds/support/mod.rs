@@ -3,8 +3,6 @@
 //! serve` (decode, validate, convert, index, translate, snapshot), and a converter of translated
 //! resources into a static Envoy bootstrap for `envoy --mode validate`.
 
-#![allow(dead_code)] // each test file uses part of it
-
 use portolan_api::Resource;
 use portolan_model::{Index, World, convert};
 use portolan_translate::{Options, Resources};

@@ -1,0 +1,35 @@
+//! End-to-end tests: a real `portolan serve`, stock Envoy, real upstreams and real traffic
+//! (the harness is the `portolan-e2e` crate in `tests/e2e/src`).
+//!
+//! One test binary, one module per area, so the whole stack is linked once. Each test starts
+//! its own processes on its own ports, so tests run side by side (`--test-threads`, see
+//! `scripts/test.sh`) holding [`portolan_e2e::serial::shared`]; the two that load the machine
+//! or measure Portolan's memory hold [`portolan_e2e::serial::alone`] and run with no other.
+
+#![forbid(unsafe_code)]
+
+mod examples;
+mod faults;
+mod gateway;
+mod grpc;
+mod kubernetes;
+mod kubernetes_examples;
+mod mesh;
+mod mesh_security;
+mod nack;
+mod observability;
+mod on_demand;
+mod policies;
+mod routing;
+mod scoping;
+mod security;
+mod selection;
+mod telemetry;
+mod webhook;
+
+use std::path::Path;
+
+/// The `portolan` binary Cargo built for these tests.
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_portolan"))
+}
