@@ -169,8 +169,9 @@ fn ty_index(ty: ResourceType) -> usize {
     ResourceType::ALL.iter().position(|t| *t == ty).unwrap_or(0)
 }
 
-fn proxy_out<R>(out: portolan_xds::Output<R>) -> Vec<R> {
-    out.responses
+/// A step's responses as the prost messages they encode (what a client decodes).
+pub(crate) fn proxy_out<R, P: From<R>>(out: portolan_xds::Output<R>) -> Vec<P> {
+    out.responses.into_iter().map(P::from).collect()
 }
 
 // === impl DeltaProxy ===

@@ -14,9 +14,10 @@ use std::task::{Context, Poll, ready};
 use bytes::{BufMut, Bytes};
 use futures::Stream;
 use http_body::{Body, Frame};
-use prost::Message;
 use tonic::Status;
 use tonic::codegen::http::{self, HeaderMap};
+
+use crate::response::Encode;
 
 /// Length of the gRPC message prefix: a compression flag and a big-endian u32 length.
 const PREFIX: usize = 5;
@@ -47,7 +48,7 @@ pub(crate) fn streaming_response<S, M>(
 ) -> http::Response<tonic::body::Body>
 where
     S: Stream<Item = Result<M, Status>> + Unpin + Send + 'static,
-    M: Message + 'static,
+    M: Encode + 'static,
 {
     let mut response = http::Response::new(tonic::body::Body::new(ResponseBody::new(
         messages,
@@ -61,7 +62,7 @@ where
 }
 
 /// `message` with its gRPC prefix, in a buffer of exactly that size.
-pub(crate) fn frame(message: &impl Message, max_message: usize) -> Result<Bytes, Status> {
+pub(crate) fn frame(message: &impl Encode, max_message: usize) -> Result<Bytes, Status> {
     let len = message.encoded_len();
     if len > max_message {
         return Err(Status::out_of_range(format!(
@@ -73,7 +74,16 @@ pub(crate) fn frame(message: &impl Message, max_message: usize) -> Result<Bytes,
     let mut buf = Vec::with_capacity(PREFIX + len);
     buf.put_u8(0);
     buf.put_u32(prefix_len);
-    message.encode_raw(&mut buf);
+    message
+        .encode_raw(&mut buf)
+        .map_err(|e| Status::internal(format!("encoding a response: {e}")))?;
+    if buf.len() != PREFIX + len {
+        // The prefix would lie about the message: a bug, never sent.
+        return Err(Status::internal(format!(
+            "a response of {len} bytes encoded to {}",
+            buf.len() - PREFIX
+        )));
+    }
     Ok(Bytes::from(buf))
 }
 
@@ -90,7 +100,7 @@ fn trailers(status: &Status) -> HeaderMap {
 impl<S, M> Body for ResponseBody<S>
 where
     S: Stream<Item = Result<M, Status>> + Unpin,
-    M: Message,
+    M: Encode,
 {
     type Data = Bytes;
     type Error = Status;
@@ -125,13 +135,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resource::{Resource, ResourceType};
+    use crate::response::SotwResponse;
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
     use http_body_util::BodyExt;
+    use prost::Message;
+    use std::sync::Arc;
 
-    fn response(version: &str) -> DiscoveryResponse {
-        DiscoveryResponse {
+    fn response(version: &str) -> SotwResponse {
+        SotwResponse {
             version_info: version.to_string(),
-            ..Default::default()
+            resources: vec![Arc::new(Resource::new(
+                ResourceType::Endpoint,
+                "a",
+                vec![7; 200],
+            ))],
+            ty: ResourceType::Endpoint,
+            nonce: "1".to_string(),
         }
     }
 
@@ -139,7 +159,7 @@ mod tests {
     fn a_frame_is_the_grpc_prefix_and_the_prost_bytes_in_an_exact_buffer() {
         let message = response("v1");
         let framed = frame(&message, 1024).expect("framed");
-        let body = message.encode_to_vec();
+        let body = DiscoveryResponse::from(message).encode_to_vec();
         assert_eq!(framed.len(), PREFIX + body.len());
         assert_eq!(framed[0], 0, "not compressed");
         assert_eq!(&framed[1..5], &(body.len() as u32).to_be_bytes());
@@ -148,13 +168,13 @@ mod tests {
 
     #[test]
     fn a_message_over_the_limit_is_out_of_range() {
-        let err = frame(&response(&"x".repeat(100)), 10).expect_err("too large");
+        let err = frame(&response("v1"), 100).expect_err("too large");
         assert_eq!(err.code(), tonic::Code::OutOfRange);
     }
 
     #[tokio::test]
     async fn the_body_sends_each_message_then_the_status_trailers() {
-        let items: Vec<Result<DiscoveryResponse, Status>> = vec![
+        let items: Vec<Result<SotwResponse, Status>> = vec![
             Ok(response("v1")),
             Ok(response("v2")),
             Err(Status::resource_exhausted("too many streams")),
@@ -180,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_that_ends_sends_grpc_status_ok() {
-        let items: Vec<Result<DiscoveryResponse, Status>> = vec![Ok(response("v1"))];
+        let items: Vec<Result<SotwResponse, Status>> = vec![Ok(response("v1"))];
         let mut body = ResponseBody::new(futures::stream::iter(items), 1024);
         let mut last = None;
         while let Some(frame) = body.frame().await {

@@ -1,7 +1,8 @@
 //! The State-of-the-World xDS state machine for one stream: requests in, responses out.
 //!
-//! Pure: no tokio, no I/O. The stream task feeds it each [`DiscoveryRequest`] and each new
-//! [`Snapshot`] of the stream's group and sends whatever it returns, in order.
+//! Pure: no tokio, no I/O, no knowledge of the node. The stream task feeds it each
+//! [`DiscoveryRequest`] and each new [`Snapshot`] of the stream's group and sends whatever it
+//! returns, in order: [`SotwResponse`]s holding the snapshot's resources, not copies of them.
 //!
 //! Per type the stream subscribes to, it tracks the last nonce sent (requests answering an older
 //! nonce are stale and ignored), what the client holds, and the ACKed version and last NACK.
@@ -32,25 +33,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use tracing::{debug, error, warn};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use tracing::debug;
 
 use crate::resource::{Resource, ResourceType, aggregate_version};
+use crate::response::SotwResponse;
 use crate::snapshot::Snapshot;
 use crate::status::{Nack, SubscribedNames, TypeStatus};
-use crate::stream::{NodeInfo, Nonces, Output, RemovalGate, Scope};
+use crate::stream::{Nonces, Output, RemovalGate, Scope};
 
 /// The SotW state of one stream.
 #[derive(Debug)]
 pub struct SotwStream {
     scope: Scope,
-    node: Option<NodeInfo>,
     snapshot: Option<Arc<Snapshot>>,
     nonces: Nonces,
     types: BTreeMap<ResourceType, TypeState>,
     gate: RemovalGate,
-    /// Whether the "on-demand needs Delta" error was logged (once per stream).
-    warned_on_demand: bool,
 }
 
 /// A resource name shared with the snapshot (or made once per subscription when the snapshot
@@ -115,58 +114,26 @@ impl SotwStream {
     pub fn new(scope: Scope) -> Self {
         Self {
             scope,
-            node: None,
             snapshot: None,
             nonces: Nonces::default(),
             types: BTreeMap::new(),
             gate: RemovalGate::default(),
-            warned_on_demand: false,
         }
-    }
-
-    /// The node from the first request that carried one.
-    pub fn node(&self) -> Option<&NodeInfo> {
-        self.node.as_ref()
-    }
-
-    /// Logs once when the group's snapshot is on-demand (VHDS virtual hosts) though the node
-    /// did not ask for it: a `ProxyScope` made it so, and this stream is State-of-the-World.
-    fn warn_if_on_demand(&mut self, snapshot: &Snapshot) {
-        let Some(node) = &self.node else {
-            return;
-        };
-        if self.warned_on_demand || snapshot.resources(ResourceType::VirtualHost).is_empty() {
-            return;
-        }
-        self.warned_on_demand = true;
-        error!(node = %node.id, group = %node.group, "this group is on-demand (a ProxyScope's discovery: on-demand), which needs Delta ADS (api_type DELTA_GRPC); over State-of-the-World the proxy rejects the VHDS route configuration");
     }
 
     /// Handles one request from the client.
-    pub fn on_request(&mut self, request: DiscoveryRequest) -> Output<DiscoveryResponse> {
+    pub fn on_request(&mut self, request: DiscoveryRequest) -> Output<SotwResponse> {
         let mut out = Output::default();
-        if self.node.is_none() && request.node.is_some() {
-            let node = NodeInfo::from_node(request.node.as_ref());
-            if crate::group::key_is_on_demand(&node.group) {
-                self.warned_on_demand = true;
-                error!(node = %node.id, group = %node.group, "on-demand discovery (portolan.dev/discovery: on-demand) needs Delta ADS (api_type DELTA_GRPC); over State-of-the-World the proxy rejects the VHDS route configuration");
-            }
-            self.node = Some(node);
-            if let Some(snapshot) = self.snapshot.clone() {
-                self.warn_if_on_demand(&snapshot);
-            }
-        }
         let Some(ty) =
             ResourceType::from_type_url(&request.type_url).filter(|ty| self.scope.allows(*ty))
         else {
             debug!(type_url = %request.type_url, "ignoring request for a type this stream does not serve");
             return out;
         };
-        let node_id = self.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
         let state = self.types.entry(ty).or_insert_with(|| TypeState::new(ty));
         match state.answer(&request) {
             Answer::Stale => {
-                debug!(node = %node_id, kind = %ty, nonce = %request.response_nonce, "ignoring stale request");
+                debug!(kind = %ty, nonce = %request.response_nonce, "ignoring stale request");
                 return out;
             }
             Answer::Ack(nonce) => {
@@ -174,8 +141,7 @@ impl SotwStream {
                 self.gate.settle(&nonce);
             }
             Answer::Nack { nonce, nack } => {
-                warn!(node = %node_id, kind = %ty, version = %nack.version, message = %nack.message, "xDS NACK");
-                out.nacks.push(ty);
+                out.nacks.push((ty, nack));
                 self.gate.settle(&nonce);
             }
             Answer::None => {}
@@ -186,8 +152,7 @@ impl SotwStream {
     }
 
     /// Takes a new snapshot of the stream's group and pushes what changed.
-    pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DiscoveryResponse> {
-        self.warn_if_on_demand(&snapshot);
+    pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<SotwResponse> {
         self.snapshot = Some(snapshot);
         Output {
             responses: self.push(),
@@ -201,7 +166,7 @@ impl SotwStream {
     }
 
     /// Plans every subscribed type, then commits in push order.
-    fn push(&mut self) -> Vec<DiscoveryResponse> {
+    fn push(&mut self) -> Vec<SotwResponse> {
         let Some(snapshot) = self.snapshot.clone() else {
             return Vec::new();
         };
@@ -394,6 +359,7 @@ impl TypeState {
     fn plan(&mut self, snapshot: &Snapshot, extra: &[Arc<Resource>]) -> Option<Plan> {
         let current = snapshot.version(self.ty);
         if extra.is_empty() && self.quiet_at.as_deref() == Some(current) {
+            debug_assert!(self.plan_for(snapshot, extra).is_none(), "memo hid a push");
             return None;
         }
         let plan = self.plan_for(snapshot, extra);
@@ -486,8 +452,8 @@ impl TypeState {
         held != Some(resource.version()) && rejected != Some(resource.version())
     }
 
-    /// Records the plan as sent and builds the response.
-    fn commit(&mut self, plan: Plan, nonce: String) -> DiscoveryResponse {
+    /// Records the plan as sent and builds the response (sharing the plan's resources).
+    fn commit(&mut self, plan: Plan, nonce: String) -> SotwResponse {
         let mut previous = Vec::new();
         if self.ty.is_wildcard() {
             let old = std::mem::replace(&mut self.known, plan.target);
@@ -520,12 +486,11 @@ impl TypeState {
             previous,
             answered: false,
         });
-        DiscoveryResponse {
+        SotwResponse {
             version_info: plan.version,
-            resources: plan.resources.iter().map(|r| r.any().clone()).collect(),
-            type_url: self.ty.type_url().to_string(),
+            resources: plan.resources,
+            ty: self.ty,
             nonce,
-            ..Default::default()
         }
     }
 

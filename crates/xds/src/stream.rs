@@ -1,12 +1,14 @@
-//! Pieces shared by the SotW and Delta state machines: which types a stream serves, who the node
-//! is, what one step produced, and the gate that defers cluster removal until the listeners and
-//! routes pushed with it are answered.
+//! Pieces shared by the SotW and Delta state machines: which types a stream serves, what one
+//! step produced, and the gate that defers cluster removal until the listeners and routes
+//! pushed with it are answered; and who the node is, which only the stream task reads (the
+//! state machines never see the node).
 
 use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::core::v3::{Node, node::UserAgentVersionType};
 
 use crate::resource::ResourceType;
+use crate::status::Nack;
 
 /// Which types a stream serves: all four multiplexed (ADS) or one (per-type service).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +37,7 @@ impl Scope {
     }
 }
 
-/// Who is on the other end, from the first request that carried a node.
+/// Who is on the other end, from the stream's first request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeInfo {
     pub id: String,
@@ -89,8 +91,8 @@ pub struct Output<R> {
     pub responses: Vec<R>,
     /// Types ACKed by the request.
     pub acks: Vec<ResourceType>,
-    /// Types NACKed by the request.
-    pub nacks: Vec<ResourceType>,
+    /// Types NACKed by the request, with what was rejected (the stream task logs it).
+    pub nacks: Vec<(ResourceType, Nack)>,
 }
 
 impl<R> Default for Output<R> {

@@ -9,7 +9,7 @@
 //! build of each group (on-demand holds one virtual host per domain) and its encoded size.
 
 use crate::measure::{median, time_runs};
-use crate::proxy::{DeltaProxy, Push};
+use crate::proxy::{DeltaProxy, Push, proxy_out};
 use crate::{BenchError, WorldSpec};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::route::v3::{
@@ -89,7 +89,7 @@ fn snapshot_bytes(snapshot: &Snapshot) -> usize {
     ResourceType::SERVED
         .iter()
         .flat_map(|&ty| snapshot.resources(ty).values())
-        .map(|r| r.any().value.len())
+        .map(|r| r.value().len())
         .sum()
 }
 
@@ -101,7 +101,7 @@ fn first_hosts(snapshot: &Snapshot, n: usize) -> Vec<(String, String)> {
         .iter()
         .filter(|(name, _)| name.contains(".svc.cluster.local:"))
         .filter_map(|(name, r)| {
-            let vhost = VirtualHost::decode(r.any().value.as_slice()).ok()?;
+            let vhost = VirtualHost::decode(r.value().clone()).ok()?;
             let cluster = vhost.routes.first().and_then(|route| match &route.action {
                 Some(Action::Route(action)) => match &action.cluster_specifier {
                     Some(ClusterSpecifier::Cluster(c)) => Some(c.clone()),
@@ -149,7 +149,7 @@ impl OnDemandProxy {
 
     /// Wildcard CDS and LDS, the mesh route configuration, VHDS with no names.
     fn connect(&mut self) -> Result<Push, BenchError> {
-        let responses = self.stream.on_snapshot(self.snapshot.clone()).responses;
+        let responses = proxy_out(self.stream.on_snapshot(self.snapshot.clone()));
         let mut total = self.absorb(responses)?;
         total += self.subscribe(ResourceType::Cluster, Vec::new())?;
         total += self.subscribe(ResourceType::Listener, Vec::new())?;
@@ -180,7 +180,7 @@ impl OnDemandProxy {
             resource_names_subscribe: names,
             ..Default::default()
         };
-        let responses = self.stream.on_request(request).responses;
+        let responses = proxy_out(self.stream.on_request(request));
         self.absorb(responses)
     }
 
@@ -196,7 +196,7 @@ impl OnDemandProxy {
                 response_nonce: response.nonce,
                 ..Default::default()
             };
-            let more = self.stream.on_request(ack).responses;
+            let more = proxy_out(self.stream.on_request(ack));
             push += self.absorb(more)?;
         }
         Ok(push)
