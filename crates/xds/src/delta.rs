@@ -33,7 +33,7 @@
 //!   sent as `removed_resources` (make-before-break, as in [`crate::sotw`]).
 //! * A type whose snapshot content (its aggregate version) did not change since it last had
 //!   nothing to send is not planned again, as in [`crate::sotw`]: anything else the plan reads
-//!   (subscription, what the client holds, what it rejected) clears that memo (`quiet_at`).
+//!   (subscription, what the client holds, what it rejected) clears that memo (`stream::Quiet`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -46,7 +46,7 @@ use crate::resource::{Resource, ResourceType};
 use crate::response::DeltaResponse;
 use crate::snapshot::Snapshot;
 use crate::status::{Nack, TypeStatus};
-use crate::stream::{Nonces, Output, RemovalGate, Scope};
+use crate::stream::{Nonces, Output, Quiet, RemovalGate, Scope};
 
 /// How many unanswered responses per type are remembered.
 const MAX_PENDING: usize = 16;
@@ -80,9 +80,8 @@ struct TypeState {
     sent_version: Option<String>,
     acked_version: Option<String>,
     last_nack: Option<Nack>,
-    /// The snapshot version of the type for which `plan` last found nothing to send, while
-    /// nothing else `plan` reads has changed since: the same content plans to nothing again.
-    quiet_at: Option<String>,
+    /// The "nothing changed" memo of `plan`.
+    quiet: Quiet,
 }
 
 /// A sent, unanswered response.
@@ -249,13 +248,13 @@ impl TypeState {
             sent_version: None,
             acked_version: None,
             last_nack: None,
-            quiet_at: None,
+            quiet: Quiet::default(),
         }
     }
 
     fn subscribe(&mut self, names: &[String]) {
         if !names.is_empty() {
-            self.quiet_at = None;
+            self.quiet.forget();
         }
         for name in names {
             if name == "*" {
@@ -270,7 +269,7 @@ impl TypeState {
     fn unsubscribe(&mut self, names: &[String], snapshot: Option<&Snapshot>) {
         // An unsubscription only shrinks a plan; forgetting the memo is merely cautious.
         if !names.is_empty() {
-            self.quiet_at = None;
+            self.quiet.forget();
         }
         for name in names {
             if name == "*" {
@@ -300,7 +299,7 @@ impl TypeState {
         for (name, _, sent) in &pending.changes {
             if sent.is_some() && self.nacked.remove(&**name).is_some() {
                 // What the client rejected before is new to it again.
-                self.quiet_at = None;
+                self.quiet.forget();
             }
         }
         self.acked_version = Some(pending.version);
@@ -308,7 +307,7 @@ impl TypeState {
 
     /// The client kept what it had: restore it and remember the rejected versions.
     fn nack(&mut self, pending: Pending, message: &str) -> Nack {
-        self.quiet_at = None;
+        self.quiet.forget();
         for (name, before, sent) in pending.changes {
             let Some(sent) = sent else {
                 continue; // removals are taken as done
@@ -345,13 +344,13 @@ impl TypeState {
         let current = snapshot.version(self.ty);
         // Holding names back only takes removals out of a plan: what planned to nothing
         // without them plans to nothing with them.
-        if self.quiet_at.as_deref() == Some(current) {
+        if self.quiet.at(current) {
             debug_assert!(self.plan_for(snapshot, held).is_none(), "memo hid a push");
             return None;
         }
         let plan = self.plan_for(snapshot, held);
         if plan.is_none() && held.is_empty() {
-            self.quiet_at = Some(current.to_string());
+            self.quiet.note(current);
         }
         plan
     }
@@ -430,7 +429,7 @@ impl TypeState {
         self.unanswered.clear();
         self.first_answer = false;
         self.needs_answer = false;
-        self.quiet_at = None;
+        self.quiet.forget();
         self.sent_version = Some(version.to_string());
         self.pending.push_back(Pending {
             nonce: nonce.clone(),

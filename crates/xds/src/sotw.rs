@@ -21,7 +21,7 @@
 //!   the type's version changes).
 //! * Names are shared, not copied: the subscribed names and what the client holds are keyed by
 //!   the snapshot's own `Arc<str>` names, and a type whose snapshot content did not change since
-//!   it last had nothing to send is not planned again (see `TypeState::quiet_at`).
+//!   it last had nothing to send is not planned again (see `stream::Quiet`).
 //! * Pushes go in the order clusters, endpoints, listeners, routes (make-before-break).
 //! * Deferred cluster removal (ADS only): when a push removes clusters and also changes listeners or
 //!   routes, the cluster response of that push still carries the removed clusters (it only adds).
@@ -40,7 +40,7 @@ use crate::resource::{Resource, ResourceType, aggregate_version};
 use crate::response::SotwResponse;
 use crate::snapshot::Snapshot;
 use crate::status::{Nack, SubscribedNames, TypeStatus};
-use crate::stream::{Nonces, Output, RemovalGate, Scope};
+use crate::stream::{Nonces, Output, Quiet, RemovalGate, Scope};
 
 /// The SotW state of one stream.
 #[derive(Debug)]
@@ -73,9 +73,8 @@ struct TypeState {
     nacked: BTreeMap<Name, String>,
     /// Full-state types: the aggregate version the client rejected.
     nacked_version: Option<String>,
-    /// The snapshot version of the type for which `plan` last found nothing to send, while
-    /// nothing `plan` reads has changed since: the same content plans to nothing again.
-    quiet_at: Option<String>,
+    /// The "nothing changed" memo of `plan`.
+    quiet: Quiet,
 }
 
 /// The last response sent for a type.
@@ -226,7 +225,7 @@ impl TypeState {
             last_nack: None,
             nacked: BTreeMap::new(),
             nacked_version: None,
-            quiet_at: None,
+            quiet: Quiet::default(),
         }
     }
 
@@ -272,7 +271,7 @@ impl TypeState {
         let Some(last) = self.last.as_mut() else {
             return;
         };
-        self.quiet_at = None;
+        self.quiet.forget();
         if self.ty.is_wildcard() {
             self.nacked_version = Some(last.version.clone());
         }
@@ -317,7 +316,7 @@ impl TypeState {
             .flatten();
         if wildcard != self.wildcard || changed.is_some() {
             self.needs_answer = true;
-            self.quiet_at = None;
+            self.quiet.forget();
         }
         self.wildcard = wildcard;
         if let Some(wanted) = changed {
@@ -335,7 +334,7 @@ impl TypeState {
             let (names, held) = (&self.names, self.known.len());
             self.known.retain(|name, _| names.contains(name));
             if self.known.len() != held {
-                self.quiet_at = None;
+                self.quiet.forget();
             }
         }
     }
@@ -358,13 +357,13 @@ impl TypeState {
     /// (deferred removal).
     fn plan(&mut self, snapshot: &Snapshot, extra: &[Arc<Resource>]) -> Option<Plan> {
         let current = snapshot.version(self.ty);
-        if extra.is_empty() && self.quiet_at.as_deref() == Some(current) {
+        if extra.is_empty() && self.quiet.at(current) {
             debug_assert!(self.plan_for(snapshot, extra).is_none(), "memo hid a push");
             return None;
         }
         let plan = self.plan_for(snapshot, extra);
         if plan.is_none() && extra.is_empty() {
-            self.quiet_at = Some(current.to_string());
+            self.quiet.note(current);
         }
         plan
     }
@@ -479,7 +478,7 @@ impl TypeState {
             }
         }
         self.needs_answer = false;
-        self.quiet_at = None;
+        self.quiet.forget();
         self.last = Some(Sent {
             nonce: nonce.clone(),
             version: plan.version.clone(),

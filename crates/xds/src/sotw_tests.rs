@@ -396,8 +396,7 @@ fn names_are_shared_and_unchanged_content_is_not_replanned() {
     // The same content in a new snapshot: nothing to send, and the memo records it.
     let same = Arc::new(snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]));
     assert!(stream.on_snapshot(same.clone()).responses.is_empty());
-    let quiet = stream.types[&Endpoint].quiet_at.clone();
-    assert_eq!(quiet.as_deref(), Some(same.version(Endpoint)));
+    assert!(stream.types[&Endpoint].quiet.at(same.version(Endpoint)));
     // An ACK repeating the names keeps the memo and answers nothing.
     let again = ack(Endpoint, &["a", "b"], &last[&Endpoint]);
     assert!(stream.on_request(again).responses.is_empty());
@@ -406,7 +405,7 @@ fn names_are_shared_and_unchanged_content_is_not_replanned() {
     let out = stream.on_snapshot(changed);
     assert_eq!(types_of(&out), vec![Endpoint]);
     assert_eq!(response_names(&only(out)), vec!["b"]);
-    assert_eq!(stream.types[&Endpoint].quiet_at, None);
+    assert_eq!(stream.types[&Endpoint].quiet, Quiet::default());
 }
 
 /// A snapshot with `two_clusters`' resources plus SDS secrets `cert` (holding `key`) and

@@ -105,6 +105,31 @@ impl<R> Default for Output<R> {
     }
 }
 
+/// The snapshot version of one type for which planning last found nothing to send, while
+/// nothing else the plan reads has changed since: the same content plans to nothing again, so
+/// it is not planned (most pushes change one type; the stream's other types sit them out).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Quiet(Option<String>);
+
+// === impl Quiet ===
+
+impl Quiet {
+    /// Whether planning the type at this snapshot version found nothing, and nothing changed.
+    pub(crate) fn at(&self, version: &str) -> bool {
+        self.0.as_deref() == Some(version)
+    }
+
+    /// Planning the type at `version` found nothing to send.
+    pub(crate) fn note(&mut self, version: &str) {
+        self.0 = Some(version.to_string());
+    }
+
+    /// Something the plan reads besides the snapshot changed.
+    pub(crate) fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// Nonce counter, one per stream.
 #[derive(Debug, Default)]
 pub(crate) struct Nonces(u64);

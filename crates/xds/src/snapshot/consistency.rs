@@ -101,23 +101,48 @@ fn decode<M: Message + Default>(ty: ResourceType, resource: &Resource) -> Result
 
 /// Every EDS cluster's ClusterLoadAssignment exists.
 fn check_clusters(entries: &Entries, maps: &Maps) -> Result<(), SnapshotError> {
-    let endpoints = &maps[ResourceType::Endpoint.index()];
-    for entry in &entries[ResourceType::Cluster.index()] {
-        let name = entry.resource.name();
+    let read = |entry: &Entry| {
+        let cluster: Cluster = decode(ResourceType::Cluster, &entry.resource)?;
+        Ok(eds_service_name(entry.resource.name(), &cluster)
+            .into_iter()
+            .collect())
+    };
+    let missing = |cluster: &str, service_name: &str| SnapshotError::MissingEndpoints {
+        cluster: cluster.to_string(),
+        service_name: service_name.to_string(),
+    };
+    check_needs(
+        entries,
+        maps,
+        ResourceType::Cluster,
+        ResourceType::Endpoint,
+        read,
+        missing,
+    )
+}
+
+/// Every entry of type `ty` finds each name it needs among the resources of type `target`.
+/// `read` decodes the names an entry added encoded needs; `missing` names the one not found.
+fn check_needs(
+    entries: &Entries,
+    maps: &Maps,
+    ty: ResourceType,
+    target: ResourceType,
+    read: impl Fn(&Entry) -> Result<Vec<String>, SnapshotError>,
+    missing: impl Fn(&str, &str) -> SnapshotError,
+) -> Result<(), SnapshotError> {
+    let targets = &maps[target.index()];
+    for entry in &entries[ty.index()] {
         let decoded: Vec<String>;
         let needs: &[String] = match &entry.needs {
             Some(needs) => needs,
             None => {
-                let cluster: Cluster = decode(ResourceType::Cluster, &entry.resource)?;
-                decoded = eds_service_name(name, &cluster).into_iter().collect();
+                decoded = read(entry)?;
                 &decoded
             }
         };
-        if let Some(missing) = needs.iter().find(|n| !endpoints.contains_key(*n)) {
-            return Err(SnapshotError::MissingEndpoints {
-                cluster: name.to_string(),
-                service_name: missing.clone(),
-            });
+        if let Some(name) = needs.iter().find(|n| !targets.contains_key(*n)) {
+            return Err(missing(entry.resource.name(), name));
         }
     }
     Ok(())
@@ -142,26 +167,22 @@ pub(super) fn eds_service_name(name: &str, cluster: &Cluster) -> Option<String> 
 
 /// Every RDS route configuration named by a listener's HTTP connection manager exists.
 fn check_listeners(entries: &Entries, maps: &Maps) -> Result<(), SnapshotError> {
-    let routes = &maps[ResourceType::Route.index()];
-    for entry in &entries[ResourceType::Listener.index()] {
-        let name = entry.resource.name();
-        let decoded: Vec<String>;
-        let needs: &[String] = match &entry.needs {
-            Some(needs) => needs,
-            None => {
-                let listener: Listener = decode(ResourceType::Listener, &entry.resource)?;
-                decoded = rds_names(name, &listener)?;
-                &decoded
-            }
-        };
-        if let Some(route_config) = needs.iter().find(|n| !routes.contains_key(*n)) {
-            return Err(SnapshotError::MissingRouteConfig {
-                listener: name.to_string(),
-                route_config: route_config.clone(),
-            });
-        }
-    }
-    Ok(())
+    let read = |entry: &Entry| {
+        let listener: Listener = decode(ResourceType::Listener, &entry.resource)?;
+        rds_names(entry.resource.name(), &listener)
+    };
+    let missing = |listener: &str, route_config: &str| SnapshotError::MissingRouteConfig {
+        listener: listener.to_string(),
+        route_config: route_config.to_string(),
+    };
+    check_needs(
+        entries,
+        maps,
+        ResourceType::Listener,
+        ResourceType::Route,
+        read,
+        missing,
+    )
 }
 
 /// The route configurations with `vhds` set (those added encoded are decoded to tell).
