@@ -1,19 +1,20 @@
 //! The responses the state machines produce, and their protobuf encoding written by hand.
 //!
 //! A [`SotwResponse`] or [`DeltaResponse`] holds the snapshot's own resources (`Arc`s of their
-//! encoded bytes), never copies: a response waiting in a stream's channel costs a few pointers
-//! per resource, and its bytes are copied once, into the gRPC frame ([`crate::response_body`]),
-//! when HTTP/2 asks for it. [`Encode`] writes exactly what prost writes for the equivalent
-//! `DiscoveryResponse` / `DeltaDiscoveryResponse` (fields in tag order, empty strings and
-//! bytes left out, every repeated message written even when empty); the `From` conversions
-//! build those prost messages, for tests and simulated clients, and the tests below check that
-//! both encodings agree byte for byte. Portolan sets none of the other fields (`canary`,
+//! encoded bytes), never copies: a response waiting in a stream's channel costs a pointer per
+//! resource, and its bytes are copied once, into the gRPC frame's chunks
+//! ([`crate::response_body`]), as HTTP/2 asks for them. [`Encode`] writes, part by part,
+//! exactly what prost writes for the equivalent `DiscoveryResponse` /
+//! `DeltaDiscoveryResponse` (fields in tag order, empty strings and bytes left out, every
+//! repeated message written even when empty); the `From` conversions build those prost
+//! messages, for tests and simulated clients, and the tests check that both encodings agree
+//! byte for byte. Portolan sets none of the other fields (`canary`,
 //! `control_plane`, `resource_errors`, `removed_resource_names`, a resource's `ttl`,
 //! `cache_control`, `metadata`, `resource_name`), so neither encoding has them.
 
 use std::sync::Arc;
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryResponse, DiscoveryResponse, Resource as WireResource,
 };
@@ -21,14 +22,39 @@ use prost::{EncodeError, encode_length_delimiter, length_delimiter_len};
 
 use crate::resource::{Resource, ResourceType};
 
-/// A message written straight into a gRPC frame.
+/// A message written straight into gRPC frames, part by part.
+///
+/// Its encoding is a sequence of [`Encode::parts`]: each some small bytes (field keys,
+/// lengths, names, versions), a shared body (a resource's encoded bytes, or nothing), and some
+/// small bytes after it. [`crate::response_body`] copies them into bounded chunks as HTTP/2
+/// asks for them, so no buffer ever holds the whole message.
 pub trait Encode {
     /// The resource type it carries.
     fn ty(&self) -> ResourceType;
+
     /// The length of its protobuf encoding.
     fn encoded_len(&self) -> usize;
-    /// Writes its protobuf encoding (no length prefix), `encoded_len` bytes.
-    fn encode_raw(&self, buf: &mut impl BufMut) -> Result<(), EncodeError>;
+
+    /// How many parts its encoding is written in.
+    fn parts(&self) -> usize;
+
+    /// Part `i` (below [`Encode::parts`]): writes the bytes before its body into `head` and
+    /// those after it into `tail`, and returns the body (shared, not copied).
+    fn part(&self, i: usize, head: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Bytes, EncodeError>;
+
+    /// Writes the whole protobuf encoding (no length prefix), `encoded_len` bytes.
+    fn encode_raw(&self, buf: &mut impl BufMut) -> Result<(), EncodeError> {
+        let (mut head, mut tail) = (Vec::new(), Vec::new());
+        for i in 0..self.parts() {
+            head.clear();
+            tail.clear();
+            let body = self.part(i, &mut head, &mut tail)?;
+            buf.put_slice(&head);
+            buf.put_slice(&body);
+            buf.put_slice(&tail);
+        }
+        Ok(())
+    }
 }
 
 /// A State-of-the-World `DiscoveryResponse`.
@@ -101,13 +127,23 @@ impl Encode for SotwResponse {
             + string_len(&self.nonce)
     }
 
-    fn encode_raw(&self, buf: &mut impl BufMut) -> Result<(), EncodeError> {
-        put_string(buf, sotw_tag::VERSION_INFO, &self.version_info)?;
-        for resource in &self.resources {
-            put_any(buf, sotw_tag::RESOURCES, resource)?;
+    /// The version, one part per resource, then the type URL and the nonce.
+    fn parts(&self) -> usize {
+        self.resources.len() + 2
+    }
+
+    fn part(&self, i: usize, head: &mut Vec<u8>, _: &mut Vec<u8>) -> Result<Bytes, EncodeError> {
+        if i == 0 {
+            put_string(head, sotw_tag::VERSION_INFO, &self.version_info)?;
+            return Ok(Bytes::new());
         }
-        put_string(buf, sotw_tag::TYPE_URL, self.ty.type_url())?;
-        put_string(buf, sotw_tag::NONCE, &self.nonce)
+        if let Some(resource) = self.resources.get(i - 1) {
+            put_any_head(head, sotw_tag::RESOURCES, resource)?;
+            return Ok(resource.value().clone());
+        }
+        put_string(head, sotw_tag::TYPE_URL, self.ty.type_url())?;
+        put_string(head, sotw_tag::NONCE, &self.nonce)?;
+        Ok(Bytes::new())
     }
 }
 
@@ -170,32 +206,47 @@ impl Encode for DeltaResponse {
             + removed
     }
 
-    fn encode_raw(&self, buf: &mut impl BufMut) -> Result<(), EncodeError> {
-        put_string(
-            buf,
-            delta_tag::SYSTEM_VERSION_INFO,
-            &self.system_version_info,
-        )?;
-        for resource in &self.resources {
-            put_header(buf, delta_tag::RESOURCES, self.upsert_len(resource))?;
-            put_string(buf, resource_tag::VERSION, resource.version())?;
-            put_any(buf, resource_tag::RESOURCE, resource)?;
-            put_string(buf, resource_tag::NAME, resource.name())?;
+    /// The version, one part per upsert and per absent name, the type URL and the nonce, then
+    /// one part per removed name.
+    fn parts(&self) -> usize {
+        self.resources.len() + self.absent.len() + 2 + self.removed_resources.len()
+    }
+
+    fn part(&self, i: usize, head: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Bytes, EncodeError> {
+        if i == 0 {
+            put_string(
+                head,
+                delta_tag::SYSTEM_VERSION_INFO,
+                &self.system_version_info,
+            )?;
+            return Ok(Bytes::new());
+        }
+        let i = i - 1;
+        if let Some(resource) = self.resources.get(i) {
+            put_header(head, delta_tag::RESOURCES, self.upsert_len(resource))?;
+            put_string(head, resource_tag::VERSION, resource.version())?;
+            put_any_head(head, resource_tag::RESOURCE, resource)?;
+            put_string(tail, resource_tag::NAME, resource.name())?;
             if self.aliased() {
-                put_string_field(buf, resource_tag::ALIASES, resource.name())?;
+                put_string_field(tail, resource_tag::ALIASES, resource.name())?;
             }
+            return Ok(resource.value().clone());
         }
-        for name in &self.absent {
-            put_header(buf, delta_tag::RESOURCES, absent_len(name))?;
-            put_string(buf, resource_tag::NAME, name)?;
-            put_string_field(buf, resource_tag::ALIASES, name)?;
+        let i = i - self.resources.len();
+        if let Some(name) = self.absent.get(i) {
+            put_header(head, delta_tag::RESOURCES, absent_len(name))?;
+            put_string(head, resource_tag::NAME, name)?;
+            put_string_field(head, resource_tag::ALIASES, name)?;
+            return Ok(Bytes::new());
         }
-        put_string(buf, delta_tag::TYPE_URL, self.ty.type_url())?;
-        put_string(buf, delta_tag::NONCE, &self.nonce)?;
-        for name in &self.removed_resources {
-            put_string_field(buf, delta_tag::REMOVED_RESOURCES, name)?;
+        let i = i - self.absent.len();
+        if i == 0 {
+            put_string(head, delta_tag::TYPE_URL, self.ty.type_url())?;
+            put_string(head, delta_tag::NONCE, &self.nonce)?;
+        } else if let Some(name) = self.removed_resources.get(i - 1) {
+            put_string_field(head, delta_tag::REMOVED_RESOURCES, name)?;
         }
-        Ok(())
+        Ok(Bytes::new())
     }
 }
 
@@ -265,18 +316,12 @@ fn put_header(buf: &mut impl BufMut, tag: u8, len: usize) -> Result<(), EncodeEr
     encode_length_delimiter(len, buf)
 }
 
-/// A proto3 string or bytes field, left out when empty.
-fn put_bytes(buf: &mut impl BufMut, tag: u8, value: &[u8]) -> Result<(), EncodeError> {
+/// A proto3 string field, left out when empty.
+fn put_string(buf: &mut impl BufMut, tag: u8, value: &str) -> Result<(), EncodeError> {
     if value.is_empty() {
         return Ok(());
     }
-    put_header(buf, tag, value.len())?;
-    buf.put_slice(value);
-    Ok(())
-}
-
-fn put_string(buf: &mut impl BufMut, tag: u8, value: &str) -> Result<(), EncodeError> {
-    put_bytes(buf, tag, value.as_bytes())
+    put_string_field(buf, tag, value)
 }
 
 /// One element of a repeated string field.
@@ -286,11 +331,16 @@ fn put_string_field(buf: &mut impl BufMut, tag: u8, value: &str) -> Result<(), E
     Ok(())
 }
 
-/// A resource as an `Any` message field: its bytes are copied here, and only here.
-fn put_any(buf: &mut impl BufMut, tag: u8, resource: &Resource) -> Result<(), EncodeError> {
+/// A resource as an `Any` message field, up to its bytes (the part's body): the field's key
+/// and length, the type URL, and the key and length of the value (none when it is empty).
+fn put_any_head(buf: &mut impl BufMut, tag: u8, resource: &Resource) -> Result<(), EncodeError> {
     put_header(buf, tag, any_len(resource))?;
     put_string(buf, any_tag::TYPE_URL, resource.type_url())?;
-    put_bytes(buf, any_tag::VALUE, resource.value())
+    let len = resource.value().len();
+    if len == 0 {
+        return Ok(());
+    }
+    put_header(buf, any_tag::VALUE, len)
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ use crate::stream::{NodeInfo, Output, Scope};
 /// A per-stream state machine, SotW or Delta.
 pub(crate) trait Machine: Send + 'static {
     type Request: prost::Message + Default + Send + 'static;
-    type Response: Encode + Send + 'static;
+    type Response: Encode + Unpin + Send + 'static;
     const DELTA: bool;
 
     fn create(scope: Scope) -> Self;
