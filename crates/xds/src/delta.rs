@@ -1,6 +1,6 @@
 //! The Delta (incremental) xDS state machine for one stream: requests in, responses out.
 //!
-//! Pure: no tokio, no I/O, no knowledge of the node. Per type it tracks the subscription
+//! Pure: no tokio, no I/O, no logging, no knowledge of the node. Per type it tracks the subscription
 //! (wildcard and/or names) and the version of every resource the client holds; a response
 //! ([`DeltaResponse`], holding the snapshot's resources, not copies) carries exactly the
 //! resources whose version differs and `removed_resources` for names the client holds that no
@@ -40,13 +40,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
-use tracing::debug;
 
 use crate::resource::{Resource, ResourceType};
 use crate::response::DeltaResponse;
 use crate::snapshot::Snapshot;
 use crate::status::{Nack, TypeStatus};
-use crate::stream::{Nonces, Output, Quiet, RemovalGate, Scope};
+use crate::stream::{Ignored, Nonces, Output, Quiet, RemovalGate, Scope};
 
 /// How many unanswered responses per type are remembered.
 const MAX_PENDING: usize = 16;
@@ -124,7 +123,7 @@ impl DeltaStream {
         let Some(ty) =
             ResourceType::from_type_url(&request.type_url).filter(|ty| self.scope.allows(*ty))
         else {
-            debug!(type_url = %request.type_url, "ignoring request for a type this stream does not serve");
+            out.ignored = Some(Ignored::Type(request.type_url));
             return out;
         };
         let state = match self.types.entry(ty) {
@@ -136,7 +135,10 @@ impl DeltaStream {
         if !request.response_nonce.is_empty() {
             match state.take_pending(&request.response_nonce) {
                 None => {
-                    debug!(kind = %ty, nonce = %request.response_nonce, "ignoring answer to an unknown nonce");
+                    out.ignored = Some(Ignored::Nonce {
+                        ty,
+                        nonce: request.response_nonce.clone(),
+                    });
                 }
                 Some(pending) => match &request.error_detail {
                     None => {

@@ -287,6 +287,11 @@ fn unknown_nonce_is_ignored() {
     stale.response_nonce = "999".into();
     let out = stream.on_request(stale);
     assert!(out.nacks.is_empty() && out.responses.is_empty());
+    let unknown = Ignored::Nonce {
+        ty: Cluster,
+        nonce: "999".into(),
+    };
+    assert_eq!(out.ignored, Some(unknown));
     assert_eq!(stream.status()[0].last_nack, None);
     assert_eq!(stream.on_request(ack(&response)).acks, vec![Cluster]);
     // A second answer to the same nonce is unknown now.

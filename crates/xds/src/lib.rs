@@ -49,5 +49,5 @@ pub use server::{XdsError, XdsServer, serve, serve_tls, serve_with};
 pub use snapshot::{Snapshot, SnapshotBuilder, SnapshotError};
 pub use sotw::SotwStream;
 pub use status::{Nack, ProxyStatus, SubscribedNames, SyncState, TypeStatus};
-pub use stream::{NodeInfo, Output, Scope};
+pub use stream::{Ignored, NodeInfo, Output, Scope};
 pub use tls::{TlsError, TlsFiles, TlsReloader};

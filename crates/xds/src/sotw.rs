@@ -1,6 +1,6 @@
 //! The State-of-the-World xDS state machine for one stream: requests in, responses out.
 //!
-//! Pure: no tokio, no I/O, no knowledge of the node. The stream task feeds it each
+//! Pure: no tokio, no I/O, no logging, no knowledge of the node. The stream task feeds it each
 //! [`DiscoveryRequest`] and each new [`Snapshot`] of the stream's group and sends whatever it
 //! returns, in order: [`SotwResponse`]s holding the snapshot's resources, not copies of them.
 //!
@@ -34,13 +34,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use tracing::debug;
 
 use crate::resource::{Resource, ResourceType, aggregate_version};
 use crate::response::SotwResponse;
 use crate::snapshot::Snapshot;
 use crate::status::{Nack, SubscribedNames, TypeStatus};
-use crate::stream::{Nonces, Output, Quiet, RemovalGate, Scope};
+use crate::stream::{Ignored, Nonces, Output, Quiet, RemovalGate, Scope};
 
 /// The SotW state of one stream.
 #[derive(Debug)]
@@ -126,13 +125,16 @@ impl SotwStream {
         let Some(ty) =
             ResourceType::from_type_url(&request.type_url).filter(|ty| self.scope.allows(*ty))
         else {
-            debug!(type_url = %request.type_url, "ignoring request for a type this stream does not serve");
+            out.ignored = Some(Ignored::Type(request.type_url));
             return out;
         };
         let state = self.types.entry(ty).or_insert_with(|| TypeState::new(ty));
         match state.answer(&request) {
             Answer::Stale => {
-                debug!(kind = %ty, nonce = %request.response_nonce, "ignoring stale request");
+                out.ignored = Some(Ignored::Nonce {
+                    ty,
+                    nonce: request.response_nonce,
+                });
                 return out;
             }
             Answer::Ack(nonce) => {

@@ -176,6 +176,11 @@ fn stale_nonce_is_ignored() {
 
     let out = stream.on_request(ack(Cluster, &[], &first));
     assert!(out.acks.is_empty() && out.responses.is_empty());
+    let stale = Ignored::Nonce {
+        ty: Cluster,
+        nonce: first.nonce.clone(),
+    };
+    assert_eq!(out.ignored, Some(stale));
     let out = stream.on_request(nack(Cluster, &[], &first));
     assert!(out.nacks.is_empty() && out.responses.is_empty());
     assert_eq!(stream.status()[0].acked_version, None);
@@ -346,12 +351,10 @@ fn cluster_removal_without_routing_change_is_immediate() {
 fn per_type_stream_serves_only_its_type() {
     let mut stream = SotwStream::new(Scope::Single(Cluster));
     stream.on_snapshot(two_clusters());
-    assert!(
-        stream
-            .on_request(request(Listener, &[], "", ""))
-            .responses
-            .is_empty()
-    );
+    let out = stream.on_request(request(Listener, &[], "", ""));
+    assert!(out.responses.is_empty());
+    let not_served = Ignored::Type(Listener.type_url().to_string());
+    assert_eq!(out.ignored, Some(not_served));
     let response = only(stream.on_request(request(Cluster, &[], "", "")));
     assert_eq!(response_names(&response), vec!["a", "b"]);
     // No deferred removal outside ADS.

@@ -93,6 +93,18 @@ pub struct Output<R> {
     pub acks: Vec<ResourceType>,
     /// Types NACKed by the request, with what was rejected (the stream task logs it).
     pub nacks: Vec<(ResourceType, Nack)>,
+    /// What of the request was ignored, and why (the stream task logs it).
+    pub ignored: Option<Ignored>,
+}
+
+/// Why (part of) a request was ignored.
+#[derive(Debug, PartialEq)]
+pub enum Ignored {
+    /// It is for a type this stream does not serve (this type URL).
+    Type(String),
+    /// It answers a nonce that is not the last sent for its type (SotW: a stale request,
+    /// dropped whole) or not pending (Delta: its subscription changes still apply).
+    Nonce { ty: ResourceType, nonce: String },
 }
 
 impl<R> Default for Output<R> {
@@ -101,6 +113,7 @@ impl<R> Default for Output<R> {
             responses: Vec::new(),
             acks: Vec::new(),
             nacks: Vec::new(),
+            ignored: None,
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The task behind one xDS stream: reads requests, watches the group's snapshots, feeds the state
 //! machine, and sends its responses.
 //!
-//! The task, not the state machine, knows the node: it reads it from the first request, logs
-//! what the node's metadata could not say (`NodeInfo::warnings`), each NACK with the node's id,
-//! and, on a State-of-the-World stream, that an on-demand group needs Delta ([`OnDemandCheck`]).
-//! The state machine's own debug logs run inside a span naming the node.
+//! The task, not the state machine, knows the node: it reads it from the first request and logs,
+//! with the node's id, what the node's metadata could not say (`NodeInfo::warnings`), each NACK
+//! and ignored request the state machine reports, and, on a State-of-the-World stream, that an
+//! on-demand group needs Delta ([`OnDemandCheck`]).
 //!
 //! Responses go through a small bounded channel: awaiting a send is the backpressure, and while a
 //! slow client holds the task up the group's `watch` keeps only the newest snapshot, so the client
@@ -25,7 +25,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, Disc
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
-use tracing::{debug, debug_span, error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::authz::{Authz, PeerIdentity};
 use crate::cache::Cache;
@@ -40,7 +40,7 @@ use crate::response::{DeltaResponse, Encode, SotwResponse};
 use crate::snapshot::Snapshot;
 use crate::sotw::SotwStream;
 use crate::status::{ProxyStatus, TypeStatus};
-use crate::stream::{NodeInfo, Output, Scope};
+use crate::stream::{Ignored, NodeInfo, Output, Scope};
 
 /// A per-stream state machine, SotW or Delta.
 pub(crate) trait Machine: Send + 'static {
@@ -300,11 +300,9 @@ pub(crate) async fn run<M, S>(
     info!(node = %node.id, group = %node.group, stream = scope.stream_name(), delta = M::DELTA, "xDS stream opened");
     let mut on_demand = OnDemandCheck::new(M::DELTA);
     on_demand.on_node(&node);
-    // The state machine's own logs (stale requests, unknown nonces) name the node through it.
-    let span = debug_span!("xds_stream", node = %node.id);
 
     let mut machine = M::create(scope);
-    let mut out = span.in_scope(|| machine.on_request(first));
+    let mut out = machine.on_request(first);
     // The rollout of the last snapshot handled, until this stream has ACKed everything sent.
     let mut owed = None;
     // When the snapshot behind `out` was published (snapshot pushes only).
@@ -313,7 +311,7 @@ pub(crate) async fn run<M, S>(
     if let Some(snapshot) = initial {
         owed = Some(snapshot.rollout());
         on_demand.on_snapshot(&node, &snapshot);
-        let more = span.in_scope(|| machine.on_snapshot(snapshot));
+        let more = machine.on_snapshot(snapshot);
         out.responses.extend(more.responses);
     }
     let mut sending = out.responses.len() as u64;
@@ -330,7 +328,7 @@ pub(crate) async fn run<M, S>(
         out = tokio::select! {
             request = requests.next() => match request {
                 Some(Ok(request)) => match over_rate(&mut admission.bucket) {
-                    Ok(()) => span.in_scope(|| machine.on_request(request)),
+                    Ok(()) => machine.on_request(request),
                     Err(status) => return refuse(&tx, &node, status).await,
                 },
                 Some(Err(status)) => {
@@ -349,7 +347,7 @@ pub(crate) async fn run<M, S>(
                         owed = Some(snapshot.rollout());
                         published = snapshot.published_at();
                         on_demand.on_snapshot(&node, &snapshot);
-                        span.in_scope(|| machine.on_snapshot(snapshot))
+                        machine.on_snapshot(snapshot)
                     }
                     None => Output::default(),
                 }
@@ -393,6 +391,15 @@ async fn deliver<M: Machine>(
     for (ty, nack) in out.nacks {
         warn!(node = %node.id, kind = %ty, version = %nack.version, message = %nack.message, "xDS NACK");
         ctx.metrics.nacked(ty);
+    }
+    match out.ignored {
+        Some(Ignored::Type(type_url)) => {
+            debug!(node = %node.id, %type_url, "ignoring request for a type this stream does not serve");
+        }
+        Some(Ignored::Nonce { ty, nonce }) => {
+            debug!(node = %node.id, kind = %ty, %nonce, "ignoring an answer to a nonce that is not the last sent");
+        }
+        None => {}
     }
     for response in out.responses {
         let ty = response.ty();
