@@ -97,7 +97,7 @@ fn type_dump(ty: ResourceType, rows: &[ProxyStatus], snapshot: Option<&Snapshot>
 }
 
 fn resource_dump(resource: &portolan_xds::Resource) -> ResourceDump {
-    let mut body = portolan_envoy_json::any_to_json(resource.any())
+    let mut body = portolan_envoy_json::any_to_json(&resource.to_any())
         .unwrap_or_else(|e| json!({"error": e.to_string()}));
     redact_secrets(&mut body);
     ResourceDump {

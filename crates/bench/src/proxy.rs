@@ -63,6 +63,11 @@ impl Push {
     }
 }
 
+/// The wire messages of what a stream state machine sent (the bench counts their encoded size).
+fn wire<R, P: From<R>>(out: portolan_xds::Output<R>) -> VecDeque<P> {
+    out.responses.into_iter().map(P::from).collect()
+}
+
 fn proxy_error(error: portolan_xds_client::ClientError) -> BenchError {
     BenchError::Proxy(error.to_string())
 }
@@ -93,14 +98,14 @@ impl SotwProxy {
 
     /// Feeds a new snapshot; answers what it pushes; returns what it pushed.
     pub fn update(&mut self, snapshot: Arc<Snapshot>) -> Result<Push, BenchError> {
-        let responses = self.stream.on_snapshot(snapshot).responses;
-        self.exchange(responses.into())
+        let responses = wire(self.stream.on_snapshot(snapshot));
+        self.exchange(responses)
     }
 
     /// Sends one request and everything the answers lead to.
     fn send(&mut self, request: DiscoveryRequest) -> Result<Push, BenchError> {
-        let responses = self.stream.on_request(request).responses;
-        self.exchange(responses.into())
+        let responses = wire(self.stream.on_request(request));
+        self.exchange(responses)
     }
 
     /// Reads responses in order, each answered before the next is read, until none is left.
@@ -111,7 +116,7 @@ impl SotwProxy {
             let requests = self.subscriber.accept(&response).map_err(proxy_error)?;
             self.held.insert(response.type_url.clone(), response);
             for request in requests {
-                queue.extend(self.stream.on_request(request).responses);
+                queue.extend(wire(self.stream.on_request(request)));
             }
         }
         Ok(push)
@@ -148,8 +153,8 @@ impl DeltaProxy {
 
     /// Feeds a new snapshot; answers what it pushes; returns what it pushed.
     pub fn update(&mut self, snapshot: Arc<Snapshot>) -> Result<Push, BenchError> {
-        let responses = self.stream.on_snapshot(snapshot).responses;
-        self.exchange(responses.into())
+        let responses = wire(self.stream.on_snapshot(snapshot));
+        self.exchange(responses)
     }
 
     /// Subscribes to `names` of `type_url` (VHDS, on-demand CDS); returns what followed.
@@ -159,8 +164,8 @@ impl DeltaProxy {
     }
 
     fn send(&mut self, request: DeltaDiscoveryRequest) -> Result<Push, BenchError> {
-        let responses = self.stream.on_request(request).responses;
-        self.exchange(responses.into())
+        let responses = wire(self.stream.on_request(request));
+        self.exchange(responses)
     }
 
     /// Reads responses in order, each answered before the next is read, until none is left.
@@ -172,7 +177,7 @@ impl DeltaProxy {
         while let Some(response) = queue.pop_front() {
             push.count(response.resources.len(), response.encoded_len());
             for request in self.subscriber.accept(&response) {
-                queue.extend(self.stream.on_request(request).responses);
+                queue.extend(wire(self.stream.on_request(request)));
             }
         }
         Ok(push)

@@ -153,7 +153,7 @@ async fn config_dump(State(s): State<AppState>, Query(q): Query<DumpQuery>) -> R
     for ty in ResourceType::SERVED {
         let mut items = Vec::new();
         for (name, r) in snap.resources(ty) {
-            let mut body = portolan_envoy_json::any_to_json(r.any())
+            let mut body = portolan_envoy_json::any_to_json(&r.to_any())
                 .unwrap_or_else(|e| json!({"error": e.to_string()}));
             redact_secrets(&mut body);
             items.push(json!({"name": name, "version": r.version(), "resource": body}));

@@ -140,7 +140,7 @@ fn generic_configs(
             version_info: status.acked_version.clone().unwrap_or_default(),
             // Secrets hold private keys: their names and versions only, never their contents.
             xds_config: (!exclude_contents && status.type_url != ResourceType::Secret.type_url())
-                .then(|| resource.any().clone()),
+                .then(|| resource.to_any()),
             config_status: config_status as i32,
             client_status: client_status as i32,
             error_state: error_state.clone(),

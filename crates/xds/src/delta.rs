@@ -1,8 +1,10 @@
 //! The Delta (incremental) xDS state machine for one stream: requests in, responses out.
 //!
-//! Pure: no tokio, no I/O. Per type it tracks the subscription (wildcard and/or names) and the
-//! version of every resource the client holds; a response carries exactly the resources whose
-//! version differs and `removed_resources` for names the client holds that no longer exist.
+//! Pure: no tokio, no I/O, no logging, no knowledge of the node. Per type it tracks the subscription
+//! (wildcard and/or names) and the version of every resource the client holds; a response
+//! ([`DeltaResponse`], holding the snapshot's resources, not copies) carries exactly the
+//! resources whose version differs and `removed_resources` for names the client holds that no
+//! longer exist.
 //!
 //! * Wildcard: a first request that subscribes to nothing, or a subscription to `*`; never for
 //!   virtual hosts (VHDS is by name only).
@@ -29,20 +31,21 @@
 //! * Pushes go in the order clusters, endpoints, listeners, routes. On ADS, cluster removals that
 //!   come with listener or route changes are held back until those responses are answered, then
 //!   sent as `removed_resources` (make-before-break, as in [`crate::sotw`]).
+//! * A type whose snapshot content (its aggregate version) did not change since it last had
+//!   nothing to send is not planned again, as in [`crate::sotw`]: anything else the plan reads
+//!   (subscription, what the client holds, what it rejected) clears that memo (`stream::Quiet`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as WireResource,
-};
-use tracing::{debug, warn};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use crate::resource::{Resource, ResourceType};
+use crate::response::DeltaResponse;
 use crate::snapshot::Snapshot;
 use crate::status::{Nack, TypeStatus};
-use crate::stream::{NodeInfo, Nonces, Output, RemovalGate, StreamTypes};
+use crate::stream::{Ignored, Nonces, Output, Quiet, RemovalGate, StreamTypes};
 
 /// How many unanswered responses per type are remembered.
 const MAX_PENDING: usize = 16;
@@ -51,7 +54,6 @@ const MAX_PENDING: usize = 16;
 #[derive(Debug)]
 pub struct DeltaStream {
     served: StreamTypes,
-    node: Option<NodeInfo>,
     snapshot: Option<Arc<Snapshot>>,
     nonces: Nonces,
     types: BTreeMap<ResourceType, TypeState>,
@@ -77,6 +79,8 @@ struct TypeState {
     sent_version: Option<String>,
     acked_version: Option<String>,
     last_nack: Option<Nack>,
+    /// The "nothing changed" memo of `plan`.
+    quiet: Quiet,
 }
 
 /// A sent, unanswered response.
@@ -106,7 +110,6 @@ impl DeltaStream {
     pub fn new(served: StreamTypes) -> Self {
         Self {
             served,
-            node: None,
             snapshot: None,
             nonces: Nonces::default(),
             types: BTreeMap::new(),
@@ -114,24 +117,15 @@ impl DeltaStream {
         }
     }
 
-    /// The node from the first request that carried one.
-    pub fn node(&self) -> Option<&NodeInfo> {
-        self.node.as_ref()
-    }
-
     /// Handles one request from the client.
-    pub fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Output<DeltaDiscoveryResponse> {
+    pub fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Output<DeltaResponse> {
         let mut out = Output::default();
-        if self.node.is_none() && request.node.is_some() {
-            self.node = Some(NodeInfo::from_node(request.node.as_ref()));
-        }
         let Some(ty) =
             ResourceType::from_type_url(&request.type_url).filter(|ty| self.served.allows(*ty))
         else {
-            debug!(type_url = %request.type_url, "ignoring request for a type this stream does not serve");
+            out.ignored = Some(Ignored::Type(request.type_url));
             return out;
         };
-        let node_id = self.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
         let state = match self.types.entry(ty) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
@@ -141,7 +135,10 @@ impl DeltaStream {
         if !request.response_nonce.is_empty() {
             match state.take_pending(&request.response_nonce) {
                 None => {
-                    debug!(node = %node_id, kind = %ty, nonce = %request.response_nonce, "ignoring answer to an unknown nonce");
+                    out.ignored = Some(Ignored::Nonce {
+                        ty,
+                        nonce: request.response_nonce.clone(),
+                    });
                 }
                 Some(pending) => match &request.error_detail {
                     None => {
@@ -150,8 +147,7 @@ impl DeltaStream {
                     }
                     Some(error) => {
                         let nack = state.nack(pending, &error.message);
-                        warn!(node = %node_id, kind = %ty, version = %nack.version, message = %nack.message, "xDS NACK");
-                        out.nacks.push(ty);
+                        out.nacks.push((ty, nack));
                     }
                 },
             }
@@ -167,7 +163,7 @@ impl DeltaStream {
     }
 
     /// Takes a new snapshot of the stream's group and pushes what changed.
-    pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaDiscoveryResponse> {
+    pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaResponse> {
         self.snapshot = Some(snapshot);
         Output {
             responses: self.push(),
@@ -180,17 +176,14 @@ impl DeltaStream {
         self.types.values().map(TypeState::status).collect()
     }
 
-    fn push(&mut self) -> Vec<DeltaDiscoveryResponse> {
+    fn push(&mut self) -> Vec<DeltaResponse> {
         let Some(snapshot) = self.snapshot.clone() else {
             return Vec::new();
-        };
-        let plan = |ty: ResourceType, held: &BTreeSet<String>| {
-            self.types.get(&ty).and_then(|s| s.plan(&snapshot, held))
         };
         let none = BTreeSet::new();
         let routing: Vec<_> = [ResourceType::Listener, ResourceType::Route]
             .into_iter()
-            .filter_map(|ty| plan(ty, &none).map(|p| (ty, p)))
+            .filter_map(|ty| self.plan(ty, &snapshot, &none).map(|p| (ty, p)))
             .collect();
         // Clusters (and their endpoints) removed together with routing changes wait.
         let hold_back = self.served == StreamTypes::Aggregated
@@ -201,13 +194,13 @@ impl DeltaStream {
         };
         let mut plans = Vec::new();
         for ty in [ResourceType::Cluster, ResourceType::Endpoint] {
-            if let Some(p) = plan(ty, &held) {
+            if let Some(p) = self.plan(ty, &snapshot, &held) {
                 plans.push((ty, p));
             }
         }
         plans.extend(routing);
         for ty in [ResourceType::Secret, ResourceType::VirtualHost] {
-            plans.extend(plan(ty, &none).map(|p| (ty, p)));
+            plans.extend(self.plan(ty, &snapshot, &none).map(|p| (ty, p)));
         }
         let mut responses = Vec::new();
         for (ty, plan) in plans {
@@ -220,6 +213,16 @@ impl DeltaStream {
             }
         }
         responses
+    }
+
+    /// What to send for `ty` if the stream subscribes to it; `held` names are not removed yet.
+    fn plan(
+        &mut self,
+        ty: ResourceType,
+        snapshot: &Snapshot,
+        held: &BTreeSet<String>,
+    ) -> Option<Plan> {
+        self.types.get_mut(&ty)?.plan(snapshot, held)
     }
 }
 
@@ -247,10 +250,14 @@ impl TypeState {
             sent_version: None,
             acked_version: None,
             last_nack: None,
+            quiet: Quiet::default(),
         }
     }
 
     fn subscribe(&mut self, names: &[String]) {
+        if !names.is_empty() {
+            self.quiet.forget();
+        }
         for name in names {
             if name == "*" {
                 self.wildcard = self.ty.allows_wildcard();
@@ -262,6 +269,10 @@ impl TypeState {
     }
 
     fn unsubscribe(&mut self, names: &[String], snapshot: Option<&Snapshot>) {
+        // An unsubscription only shrinks a plan; forgetting the memo is merely cautious.
+        if !names.is_empty() {
+            self.quiet.forget();
+        }
         for name in names {
             if name == "*" {
                 self.wildcard = false;
@@ -288,8 +299,9 @@ impl TypeState {
 
     fn ack(&mut self, pending: Pending) {
         for (name, _, sent) in &pending.changes {
-            if sent.is_some() {
-                self.nacked.remove(&**name);
+            if sent.is_some() && self.nacked.remove(&**name).is_some() {
+                // What the client rejected before is new to it again.
+                self.quiet.forget();
             }
         }
         self.acked_version = Some(pending.version);
@@ -297,6 +309,7 @@ impl TypeState {
 
     /// The client kept what it had: restore it and remember the rejected versions.
     fn nack(&mut self, pending: Pending, message: &str) -> Nack {
+        self.quiet.forget();
         for (name, before, sent) in pending.changes {
             let Some(sent) = sent else {
                 continue; // removals are taken as done
@@ -329,7 +342,23 @@ impl TypeState {
     }
 
     /// What to send for the snapshot; `held` names are not removed yet.
-    fn plan(&self, snapshot: &Snapshot, held: &BTreeSet<String>) -> Option<Plan> {
+    fn plan(&mut self, snapshot: &Snapshot, held: &BTreeSet<String>) -> Option<Plan> {
+        let current = snapshot.version(self.ty);
+        // Holding names back only takes removals out of a plan: what planned to nothing
+        // without them plans to nothing with them.
+        if self.quiet.at(current) {
+            debug_assert!(self.plan_for(snapshot, held).is_none(), "memo hid a push");
+            return None;
+        }
+        let plan = self.plan_for(snapshot, held);
+        if plan.is_none() && held.is_empty() {
+            self.quiet.note(current);
+        }
+        plan
+    }
+
+    /// [`TypeState::plan`] without the memo.
+    fn plan_for(&self, snapshot: &Snapshot, held: &BTreeSet<String>) -> Option<Plan> {
         let current = snapshot.resources(self.ty);
         let upserts: Vec<Arc<Resource>> = current
             .iter()
@@ -383,7 +412,8 @@ impl TypeState {
         held != Some(resource.version()) && rejected != Some(resource.version())
     }
 
-    fn commit(&mut self, plan: Plan, nonce: String, version: &str) -> DeltaDiscoveryResponse {
+    /// Records the plan as sent and builds the response (sharing the plan's resources).
+    fn commit(&mut self, plan: Plan, nonce: String, version: &str) -> DeltaResponse {
         let mut changes = Vec::new();
         for resource in &plan.upserts {
             let (name, version) = (resource.shared_name(), resource.shared_version());
@@ -401,6 +431,7 @@ impl TypeState {
         self.unanswered.clear();
         self.first_answer = false;
         self.needs_answer = false;
+        self.quiet.forget();
         self.sent_version = Some(version.to_string());
         self.pending.push_back(Pending {
             nonce: nonce.clone(),
@@ -410,16 +441,13 @@ impl TypeState {
         while self.pending.len() > MAX_PENDING {
             self.pending.pop_front();
         }
-        let mut resources: Vec<WireResource> =
-            plan.upserts.iter().map(|r| wire(self.ty, r)).collect();
-        resources.extend(plan.absent.into_iter().map(absent));
-        DeltaDiscoveryResponse {
+        DeltaResponse {
             system_version_info: version.to_string(),
-            resources,
-            type_url: self.ty.type_url().to_string(),
+            resources: plan.upserts,
+            absent: plan.absent,
+            ty: self.ty,
             removed_resources: plan.removed,
             nonce,
-            ..Default::default()
         }
     }
 
@@ -431,32 +459,6 @@ impl TypeState {
             last_nack: self.last_nack.clone(),
             names: None,
         }
-    }
-}
-
-fn wire(ty: ResourceType, resource: &Resource) -> WireResource {
-    let name = resource.name().to_string();
-    // VHDS: Envoy matches a virtual host to the name it asked for by the resource's aliases.
-    let aliases = match ty {
-        ResourceType::VirtualHost => vec![name.clone()],
-        _ => Vec::new(),
-    };
-    WireResource {
-        name,
-        aliases,
-        version: resource.version().to_string(),
-        resource: Some(resource.any().clone()),
-        ..Default::default()
-    }
-}
-
-/// The Delta answer for a virtual host that does not exist: the asked-for name as alias and
-/// no resource, which Envoy takes as "resolved, not found" (404 instead of a wait).
-fn absent(name: String) -> WireResource {
-    WireResource {
-        aliases: vec![name.clone()],
-        name,
-        ..Default::default()
     }
 }
 

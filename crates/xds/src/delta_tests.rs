@@ -3,6 +3,7 @@
 use super::*;
 use crate::testing::*;
 use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
 use envoy_types::pb::google::rpc::Status;
 
 use ResourceType::{Cluster, Endpoint, Listener, Route};
@@ -47,9 +48,19 @@ fn nack(response: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
     }
 }
 
-fn only(out: Output<DeltaDiscoveryResponse>) -> DeltaDiscoveryResponse {
+/// The one response of a step, as the prost message it encodes (see `crate::response`).
+fn only(out: Output<DeltaResponse>) -> DeltaDiscoveryResponse {
     assert_eq!(out.responses.len(), 1, "expected one response: {out:?}");
-    out.responses.into_iter().next().expect("one response")
+    out.responses
+        .into_iter()
+        .next()
+        .expect("one response")
+        .into()
+}
+
+/// Every response of a step, as prost messages.
+fn all(out: Output<DeltaResponse>) -> Vec<DeltaDiscoveryResponse> {
+    out.responses.into_iter().map(Into::into).collect()
 }
 
 fn names(response: &DeltaDiscoveryResponse) -> Vec<&str> {
@@ -64,11 +75,8 @@ fn versions(response: &DeltaDiscoveryResponse) -> HashMap<String, String> {
         .collect()
 }
 
-fn types_of(out: &Output<DeltaDiscoveryResponse>) -> Vec<ResourceType> {
-    out.responses
-        .iter()
-        .filter_map(|r| ResourceType::from_type_url(&r.type_url))
-        .collect()
+fn types_of(out: &Output<DeltaResponse>) -> Vec<ResourceType> {
+    out.responses.iter().map(|r| r.ty).collect()
 }
 
 fn two_clusters() -> Arc<Snapshot> {
@@ -171,7 +179,7 @@ fn one_cla_change_is_one_resource() {
     let changed = Arc::new(snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]));
     let out = stream.on_snapshot(changed);
     assert_eq!(types_of(&out), vec![Endpoint]);
-    assert_eq!(names(&out.responses[0]), vec!["a"]);
+    assert_eq!(names(&only(out)), vec!["a"]);
 }
 
 #[test]
@@ -229,7 +237,10 @@ fn nack_restores_and_is_not_resent_until_the_resource_changes() {
     let second = only(stream.on_snapshot(tagged("bad", "two")));
     assert_eq!(names(&second), vec!["a", "c"]);
     let out = stream.on_request(nack(&second));
-    assert_eq!(out.nacks, vec![Cluster]);
+    assert_eq!(out.nacks.len(), 1);
+    assert_eq!(out.nacks[0].0, Cluster);
+    assert_eq!(out.nacks[0].1.message, "rejected");
+    assert_eq!(out.nacks[0].1.version, second.system_version_info);
     assert!(out.responses.is_empty());
     let status = &stream.status()[0];
     assert_eq!(
@@ -276,6 +287,11 @@ fn unknown_nonce_is_ignored() {
     stale.response_nonce = "999".into();
     let out = stream.on_request(stale);
     assert!(out.nacks.is_empty() && out.responses.is_empty());
+    let unknown = Ignored::Nonce {
+        ty: Cluster,
+        nonce: "999".into(),
+    };
+    assert_eq!(out.ignored, Some(unknown));
     assert_eq!(stream.status()[0].last_nack, None);
     assert_eq!(stream.on_request(ack(&response)).acks, vec![Cluster]);
     // A second answer to the same nonce is unknown now.
@@ -293,15 +309,10 @@ fn ads_pushes_in_order_and_defers_cluster_removal() {
     ));
     let out = stream.on_snapshot(after);
     assert_eq!(types_of(&out), vec![Cluster, Endpoint, Listener, Route]);
-    let cds = &out.responses[0];
-    assert_eq!(names(cds), vec!["c"]);
+    let [cds, eds, lds, rds] = <[_; 4]>::try_from(all(out)).expect("four responses");
+    assert_eq!(names(&cds), vec!["c"]);
     assert!(cds.removed_resources.is_empty(), "b held back");
-    assert!(
-        out.responses[1].removed_resources.is_empty(),
-        "b's endpoints held back"
-    );
-    let (lds, rds) = (out.responses[2].clone(), out.responses[3].clone());
-    let cds = cds.clone();
+    assert!(eds.removed_resources.is_empty(), "b's endpoints held back");
 
     assert!(stream.on_request(ack(&cds)).responses.is_empty());
     assert!(stream.on_request(ack(&lds)).responses.is_empty());
@@ -341,8 +352,7 @@ fn delta_serves_secrets_by_name_and_pushes_a_rotated_one() {
         resource_names_subscribe: vec!["cert".into()],
         ..Default::default()
     });
-    assert_eq!(out.responses.len(), 1, "{out:?}");
-    let first = &out.responses[0];
+    let first = only(out);
     assert_eq!(first.resources.len(), 1);
     assert_eq!(first.resources[0].name, "cert");
     let version = first.resources[0].version.clone();
@@ -352,10 +362,9 @@ fn delta_serves_secrets_by_name_and_pushes_a_rotated_one() {
         response_nonce: nonce,
         ..Default::default()
     });
-    let out = stream.on_snapshot(snapshot("k2"));
-    assert_eq!(out.responses.len(), 1, "{out:?}");
-    assert_eq!(out.responses[0].resources[0].name, "cert");
-    assert_ne!(out.responses[0].resources[0].version, version);
+    let rotated = only(stream.on_snapshot(snapshot("k2")));
+    assert_eq!(rotated.resources[0].name, "cert");
+    assert_ne!(rotated.resources[0].version, version);
 }
 
 /// A snapshot of one cluster served in the wildcard, one by name only, the `mesh-outbound`
@@ -479,4 +488,55 @@ fn first_vhds_answer_names_nothing_without_a_vhds_route_configuration() {
     let first = only(stream.on_request(subscribe(VirtualHost, &[])));
     assert!(first.resources.is_empty());
     assert!(first.removed_resources.is_empty());
+}
+
+#[test]
+fn a_type_whose_content_did_not_change_is_not_planned_again() {
+    let mut stream = synced(two_clusters());
+    let changed = Arc::new(snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]));
+    let out = stream.on_snapshot(changed.clone());
+    assert_eq!(types_of(&out), vec![Endpoint]);
+    for ty in [Cluster, Listener, Route] {
+        assert!(stream.types[&ty].quiet.at(changed.version(ty)), "{ty}");
+    }
+    // A subscription change is planned again: the new name does not exist.
+    let answer = only(stream.on_request(subscribe(Endpoint, &["c"])));
+    assert_eq!(answer.removed_resources, ["c"]);
+}
+
+/// Random snapshots, subscriptions, ACKs and NACKs (also of old and unknown nonces): the
+/// "nothing changed" memo never hides a push (`TypeState::plan` checks it in debug builds), and
+/// every step leaves the stream answering consistently.
+#[test]
+fn the_quiet_memo_never_hides_a_push() {
+    let pool = snapshot_pool();
+    let names = ["a", "b", "c", "l", "m", "*"];
+    for seed in 1..=20u64 {
+        let mut steps = Steps::new(seed);
+        let mut stream = DeltaStream::new(StreamTypes::Aggregated);
+        let mut sent: Vec<DeltaDiscoveryResponse> = Vec::new();
+        for _ in 0..300 {
+            let ty = [Cluster, Endpoint, Listener, Route][steps.below(4)];
+            let name = names[steps.below(names.len())];
+            let out = match steps.below(6) {
+                0 => stream.on_snapshot(pool[steps.below(pool.len())].clone()),
+                1 => stream.on_request(subscribe(ty, &[name])),
+                2 => stream.on_request(unsubscribe(ty, &[name])),
+                3 | 4 if !sent.is_empty() => {
+                    let response = sent.remove(steps.below(sent.len()));
+                    if steps.below(3) == 0 {
+                        stream.on_request(nack(&response))
+                    } else {
+                        stream.on_request(ack(&response))
+                    }
+                }
+                _ => stream.on_request(DeltaDiscoveryRequest {
+                    type_url: ty.type_url().into(),
+                    response_nonce: "999999".into(),
+                    ..Default::default()
+                }),
+            };
+            sent.extend(all(out));
+        }
+    }
 }

@@ -6,8 +6,9 @@
 //! the stream's life, as large as the largest response it ever sent (8 KiB at least; 3.4 MB
 //! per proxy for the EDS response of a 10,000-Service mesh). Here requests are decoded by
 //! tonic with a smaller decode buffer ([`XdsCodec`]), and streaming responses are framed by
-//! [`crate::response_body`]: each into a buffer of its own exact size, freed once HTTP/2 has
-//! written it, so an idle stream holds no encode buffer. The bytes on the wire are the same.
+//! [`crate::response_body`]: written from the snapshot's shared bytes in exact-size chunks of
+//! at most 64 KiB as HTTP/2 asks for them, each freed once written, so an idle stream holds no
+//! encode buffer and a busy one a chunk or two. The gRPC messages on the wire are the same.
 //!
 //! Paths, methods and answers are those of the generated servers: `Stream*` is SotW, `Delta*` is
 //! Delta, `Fetch*` answers `UNIMPLEMENTED` with a message, any other method `UNIMPLEMENTED`.
@@ -186,7 +187,7 @@ where
 
 impl<A: Api> XdsService<A> {
     /// Starts a stream run by machine `M`: requests are decoded by tonic, responses framed by
-    /// [`streaming_response`] (one exact buffer per response, none kept while idle).
+    /// [`streaming_response`] (bounded chunks, none kept while idle).
     fn stream<M, B>(&self, request: http::Request<B>) -> http::Response<tonic::body::Body>
     where
         M: Machine,

@@ -4,8 +4,9 @@
 //!
 //! Data flows one way: the wiring builds a [`Snapshot`] per proxy group and [`Cache::set`]s it;
 //! each stream task watches its group and feeds its state machine; the state machines decide what
-//! to send. Streams read shared state, never write it (apart from their row in the proxy status
-//! table).
+//! to send, as responses that share the snapshot's encoded resources, and the gRPC layer frames
+//! each straight from those bytes. Streams read shared state, never write it (apart from their
+//! row in the proxy status table).
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod incoming;
 pub mod limits;
 pub mod metrics;
 pub mod resource;
+pub mod response;
 mod response_body;
 pub mod server;
 pub mod snapshot;
@@ -42,9 +44,10 @@ pub use incoming::ConnInfo;
 pub use limits::{Limits, TokenBucket};
 pub use metrics::XdsMetrics;
 pub use resource::{Resource, ResourceType};
+pub use response::{DeltaResponse, SotwResponse};
 pub use server::{XdsError, XdsServer, serve, serve_tls, serve_with};
 pub use snapshot::{Snapshot, SnapshotBuilder, SnapshotError};
 pub use sotw::SotwStream;
 pub use status::{Nack, ProxyStatus, SubscribedNames, SyncState, TypeStatus};
-pub use stream::{NodeInfo, Output, StreamTypes};
+pub use stream::{Ignored, NodeInfo, Output, StreamTypes};
 pub use tls::{TlsError, TlsFiles, TlsReloader};

@@ -1,11 +1,13 @@
 //! xDS resource types and encoded resources.
 //!
 //! Owns the six type URLs Portolan serves, their push order, and [`Resource`]: one Envoy message
-//! encoded once into an `Any`, named, and versioned by the hash of its bytes. Resources are shared
-//! (`Arc`) between snapshots and streams; nothing re-encodes them.
+//! encoded once, typed, named, and versioned by the hash of its bytes. Resources are shared
+//! (`Arc`) between snapshots and streams, and their bytes ([`Bytes`]) are framed into responses
+//! as they are; nothing re-encodes or copies them until the frame.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use envoy_types::pb::google::protobuf::Any;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
@@ -118,50 +120,48 @@ impl std::fmt::Display for ResourceType {
     }
 }
 
-/// One encoded Envoy resource: its name, its content version and the `Any` sent to clients.
+/// One encoded Envoy resource: its type, name, content version and encoded message.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resource {
+    ty: ResourceType,
     /// Shared with every stream that tracks the resource by name (no per-stream copy).
     name: Arc<str>,
     /// Shared with every Delta stream that records the version a client holds.
     version: Arc<str>,
-    any: Any,
+    /// The encoded message (the `value` of its `Any`), framed into responses as it is.
+    value: Bytes,
 }
 
 // === impl Resource ===
 
 impl Resource {
-    /// Encodes `msg` once; the version is the hex xxh3 of the encoded bytes.
-    pub fn encode<M: prost::Message + prost::Name>(name: impl Into<String>, msg: &M) -> Self {
-        Self::from_any(
-            name,
-            Any {
-                type_url: M::type_url(),
-                value: msg.encode_to_vec(),
-            },
-        )
+    /// Encodes `msg`, a message of type `ty`, once; the version is the hex xxh3 of the encoded
+    /// bytes. The caller vouches for the type ([`crate::SnapshotBuilder::add`] checks it).
+    pub fn encode(ty: ResourceType, name: impl Into<Arc<str>>, msg: &impl prost::Message) -> Self {
+        Self::new(ty, name, msg.encode_to_vec())
     }
 
-    /// [`Resource::encode`] for a borrowed name (one copy of it, into the shared name).
-    pub fn encode_named<M: prost::Message + prost::Name>(name: &str, msg: &M) -> Self {
-        Self::with_name(
-            Arc::from(name),
-            Any {
-                type_url: M::type_url(),
-                value: msg.encode_to_vec(),
-            },
-        )
-    }
-
-    /// Wraps an already encoded resource.
-    pub fn from_any(name: impl Into<String>, any: Any) -> Self {
-        Self::with_name(Arc::from(name.into()), any)
-    }
-
-    fn with_name(name: Arc<str>, any: Any) -> Self {
+    /// Wraps an already encoded message of type `ty`.
+    pub fn new(ty: ResourceType, name: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Self {
+        let value = value.into();
         let mut digits = [0u8; 16];
-        let version = Arc::from(hex16_into(xxh3_64(&any.value), &mut digits));
-        Self { name, version, any }
+        let version = Arc::from(hex16_into(xxh3_64(&value), &mut digits));
+        Self {
+            ty,
+            name: name.into(),
+            version,
+            value,
+        }
+    }
+
+    /// The resource type.
+    pub fn ty(&self) -> ResourceType {
+        self.ty
+    }
+
+    /// The type URL of its `Any`.
+    pub fn type_url(&self) -> &'static str {
+        self.ty.type_url()
     }
 
     /// The resource name (cluster name, CLA cluster name, listener name, route config name).
@@ -184,9 +184,18 @@ impl Resource {
         &self.version
     }
 
-    /// The encoded resource.
-    pub fn any(&self) -> &Any {
-        &self.any
+    /// The encoded message, shared: responses are framed from these bytes, never from copies.
+    pub fn value(&self) -> &Bytes {
+        &self.value
+    }
+
+    /// A copy as an `Any`, for what renders or dumps resources (JSON, CSDS); streams never
+    /// make one.
+    pub fn to_any(&self) -> Any {
+        Any {
+            type_url: self.type_url().to_string(),
+            value: self.value.to_vec(),
+        }
     }
 }
 
@@ -236,29 +245,21 @@ mod tests {
 
     #[test]
     fn version_follows_content() {
-        let a = Resource::from_any(
-            "a",
-            Any {
-                type_url: "t".into(),
-                value: vec![1, 2],
-            },
-        );
-        let b = Resource::from_any(
-            "b",
-            Any {
-                type_url: "t".into(),
-                value: vec![1, 2],
-            },
-        );
-        let c = Resource::from_any(
-            "a",
-            Any {
-                type_url: "t".into(),
-                value: vec![1, 3],
-            },
-        );
+        let a = Resource::new(ResourceType::Cluster, "a", vec![1, 2]);
+        let b = Resource::new(ResourceType::Cluster, "b", vec![1, 2]);
+        let c = Resource::new(ResourceType::Cluster, "a", vec![1, 3]);
         assert_eq!(a.version(), b.version());
         assert_ne!(a.version(), c.version());
+    }
+
+    #[test]
+    fn any_carries_the_type_url_and_the_bytes() {
+        let cluster = crate::testing::cluster("a");
+        let resource = Resource::encode(ResourceType::Cluster, "a", &cluster);
+        let any = resource.to_any();
+        assert_eq!(any.type_url, ResourceType::Cluster.type_url());
+        assert_eq!(any.value, prost::Message::encode_to_vec(&cluster));
+        assert_eq!(resource.value().as_ref(), any.value.as_slice());
     }
 
     #[test]

@@ -1,40 +1,53 @@
-//! The HTTP/2 body of a streaming xDS response: each message gRPC-framed into its own buffer.
+//! The HTTP/2 body of a streaming xDS response: each message gRPC-framed in bounded chunks.
 //!
 //! tonic's encoder writes every response of a stream into one buffer that it splits and hands
 //! to HTTP/2; the buffer's allocation stays referenced by the stream for its whole life, so an
 //! idle stream pins memory the size of its largest response (3.4 MB for the EDS response of a
-//! 10,000-Service mesh, per connected proxy). Here each response is encoded into a buffer of
-//! exactly its framed size, which HTTP/2 frees once it is written: an idle stream holds no
-//! encode buffer at all. The bytes on the wire are the same gRPC frames (uncompressed, 5-byte
-//! prefix, prost encoding), and the stream ends with the same `grpc-status` trailers.
+//! 10,000-Service mesh, per connected proxy). Here a message is written only when HTTP/2 asks
+//! for more of the body, in chunks of at most [`CHUNK`] bytes, each in a buffer of exactly its
+//! size that HTTP/2 frees once it is written. HTTP/2 holds about one chunk per stream while
+//! the client reads (hyper polls the body again once the previous chunk is handed over), so a
+//! stream in the middle of a 9 MiB initial push holds a chunk or two, not the push; an idle
+//! stream holds no buffer at all. The chunks are written straight from the snapshot's shared
+//! resource bytes ([`crate::response`]): they are the only copy of those bytes a push makes.
+//! The bytes on the wire are the same gRPC messages (uncompressed, 5-byte prefix, prost's
+//! encoding; only where HTTP/2 DATA frames begin and end may differ), and the stream ends with
+//! the same `grpc-status` trailers.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{BufMut, Bytes};
+use bytes::{Buf, BufMut, Bytes};
 use futures::Stream;
 use http_body::{Body, Frame};
-use prost::Message;
 use tonic::Status;
 use tonic::codegen::http::{self, HeaderMap};
+
+use crate::response::Encode;
 
 /// Length of the gRPC message prefix: a compression flag and a big-endian u32 length.
 const PREFIX: usize = 5;
 
+/// The most bytes of a message written at once: HTTP/2's default stream window (64 KiB).
+pub(crate) const CHUNK: usize = 64 * 1024;
+
 /// A gRPC streaming response body over `S`'s messages, ended by a status trailer.
-pub(crate) struct ResponseBody<S> {
+pub(crate) struct ResponseBody<S, M> {
     messages: S,
     max_message: usize,
+    /// The message being written, while it has bytes left.
+    writing: Option<Writing<M>>,
     ended: bool,
 }
 
-impl<S> ResponseBody<S> {
+impl<S, M> ResponseBody<S, M> {
     /// Frames each message of `messages`; a message over `max_message` bytes ends the stream
     /// with `OUT_OF_RANGE`, as tonic's encoder does.
     pub(crate) fn new(messages: S, max_message: usize) -> Self {
         Self {
             messages,
             max_message,
+            writing: None,
             ended: false,
         }
     }
@@ -47,7 +60,7 @@ pub(crate) fn streaming_response<S, M>(
 ) -> http::Response<tonic::body::Body>
 where
     S: Stream<Item = Result<M, Status>> + Unpin + Send + 'static,
-    M: Message + 'static,
+    M: Encode + Unpin + Send + 'static,
 {
     let mut response = http::Response::new(tonic::body::Body::new(ResponseBody::new(
         messages,
@@ -60,21 +73,136 @@ where
     response
 }
 
-/// `message` with its gRPC prefix, in a buffer of exactly that size.
-pub(crate) fn frame(message: &impl Message, max_message: usize) -> Result<Bytes, Status> {
-    let len = message.encoded_len();
-    if len > max_message {
-        return Err(Status::out_of_range(format!(
-            "Error, encoded message length too large: found {len} bytes, the limit is: {max_message} bytes"
-        )));
+/// A message being written: its gRPC prefix, then its parts, chunk by chunk.
+struct Writing<M> {
+    message: M,
+    /// Bytes of the prefix and the message not written yet.
+    left: usize,
+    /// The next part to open.
+    next: usize,
+    /// The open part: the bytes before its body (the prefix, at first), its body, the bytes
+    /// after it; each consumed as it is written. `head` and `tail` are reused for every part.
+    head: Scratch,
+    body: Bytes,
+    tail: Scratch,
+}
+
+/// Small bytes written by a part, and how many of them are written out already.
+#[derive(Default)]
+struct Scratch {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+// === impl Scratch ===
+
+impl Scratch {
+    fn rest(&self) -> &[u8] {
+        &self.bytes[self.at..]
     }
-    let prefix_len =
-        u32::try_from(len).map_err(|_| Status::out_of_range(format!("message of {len} bytes")))?;
-    let mut buf = Vec::with_capacity(PREFIX + len);
-    buf.put_u8(0);
-    buf.put_u32(prefix_len);
-    message.encode_raw(&mut buf);
-    Ok(Bytes::from(buf))
+
+    /// Empties it for the next part to write into.
+    fn reset(&mut self) -> &mut Vec<u8> {
+        self.bytes.clear();
+        self.at = 0;
+        &mut self.bytes
+    }
+}
+
+// === impl Writing ===
+
+impl<M: Encode> Writing<M> {
+    /// Starts writing `message`; over `max_message` bytes it is `OUT_OF_RANGE`, as with tonic.
+    fn start(message: M, max_message: usize) -> Result<Self, Status> {
+        let len = message.encoded_len();
+        if len > max_message {
+            return Err(Status::out_of_range(format!(
+                "Error, encoded message length too large: found {len} bytes, the limit is: {max_message} bytes"
+            )));
+        }
+        let prefix_len = u32::try_from(len)
+            .map_err(|_| Status::out_of_range(format!("message of {len} bytes")))?;
+        let mut head = Scratch::default();
+        head.bytes.put_u8(0);
+        head.bytes.put_u32(prefix_len);
+        Ok(Self {
+            message,
+            left: PREFIX + len,
+            next: 0,
+            head,
+            body: Bytes::new(),
+            tail: Scratch::default(),
+        })
+    }
+
+    fn is_done(&self) -> bool {
+        self.left == 0
+    }
+
+    /// The next `min(left, chunk)` bytes, in a buffer of exactly that size.
+    fn chunk(&mut self, chunk: usize) -> Result<Bytes, Status> {
+        let size = self.left.min(chunk);
+        let mut buf = Vec::with_capacity(size);
+        while buf.len() < size {
+            let room = size - buf.len();
+            if !self.head.rest().is_empty() {
+                let n = room.min(self.head.rest().len());
+                buf.put_slice(&self.head.rest()[..n]);
+                self.head.at += n;
+            } else if !self.body.is_empty() {
+                let n = room.min(self.body.len());
+                buf.put_slice(&self.body[..n]);
+                self.body.advance(n);
+            } else if !self.tail.rest().is_empty() {
+                let n = room.min(self.tail.rest().len());
+                buf.put_slice(&self.tail.rest()[..n]);
+                self.tail.at += n;
+            } else if !self.open_next()? {
+                return Err(mislength(&self.message));
+            }
+        }
+        self.left -= size;
+        if self.is_done() && self.has_more()? {
+            return Err(mislength(&self.message));
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    /// Opens the next part; false when there is none.
+    fn open_next(&mut self) -> Result<bool, Status> {
+        if self.next == self.message.parts() {
+            return Ok(false);
+        }
+        self.body = self
+            .message
+            .part(self.next, self.head.reset(), self.tail.reset())
+            .map_err(|e| Status::internal(format!("encoding a response: {e}")))?;
+        self.next += 1;
+        Ok(true)
+    }
+
+    /// Whether bytes are left once `left` says the message is written (a bug).
+    fn has_more(&mut self) -> Result<bool, Status> {
+        loop {
+            let written =
+                self.head.rest().is_empty() && self.body.is_empty() && self.tail.rest().is_empty();
+            if !written {
+                return Ok(true);
+            }
+            if !self.open_next()? {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+/// The error for a message whose parts do not add up to its encoded length: a bug, and the
+/// stream ends rather than send a prefix that lies.
+fn mislength(message: &impl Encode) -> Status {
+    Status::internal(format!(
+        "a {} response's parts do not add up to its length",
+        message.ty()
+    ))
 }
 
 /// The trailers that end a stream with `status` (`grpc-status: 0` for success).
@@ -87,10 +215,39 @@ fn trailers(status: &Status) -> HeaderMap {
     headers
 }
 
-impl<S, M> Body for ResponseBody<S>
+impl<S, M> ResponseBody<S, M>
 where
     S: Stream<Item = Result<M, Status>> + Unpin,
-    M: Message,
+    M: Encode,
+{
+    /// The next chunk of the message being written, or of the next message; a status ends the
+    /// stream.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Status>> {
+        let writing = match self.writing.as_mut() {
+            Some(writing) => writing,
+            None => {
+                let next = ready!(Pin::new(&mut self.messages).poll_next(cx));
+                let message = match next {
+                    Some(Ok(message)) => message,
+                    Some(Err(status)) => return Poll::Ready(Err(status)),
+                    None => return Poll::Ready(Err(Status::ok(""))),
+                };
+                self.writing
+                    .insert(Writing::start(message, self.max_message)?)
+            }
+        };
+        let chunk = writing.chunk(CHUNK)?;
+        if writing.is_done() {
+            self.writing = None;
+        }
+        Poll::Ready(Ok(chunk))
+    }
+}
+
+impl<S, M> Body for ResponseBody<S, M>
+where
+    S: Stream<Item = Result<M, Status>> + Unpin,
+    M: Encode + Unpin,
 {
     type Data = Bytes;
     type Error = Status;
@@ -102,16 +259,12 @@ where
         if self.ended {
             return Poll::Ready(None);
         }
-        let next = ready!(Pin::new(&mut self.messages).poll_next(cx));
-        let framed = match next {
-            Some(Ok(message)) => frame(&message, self.max_message),
-            Some(Err(status)) => Err(status),
-            None => Err(Status::ok("")),
-        };
-        Poll::Ready(Some(Ok(match framed {
+        let chunk = ready!(self.poll_chunk(cx));
+        Poll::Ready(Some(Ok(match chunk {
             Ok(bytes) => Frame::data(bytes),
             Err(status) => {
                 self.ended = true;
+                self.writing = None;
                 Frame::trailers(trailers(&status))
             }
         })))
@@ -123,71 +276,5 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
-    use http_body_util::BodyExt;
-
-    fn response(version: &str) -> DiscoveryResponse {
-        DiscoveryResponse {
-            version_info: version.to_string(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_frame_is_the_grpc_prefix_and_the_prost_bytes_in_an_exact_buffer() {
-        let message = response("v1");
-        let framed = frame(&message, 1024).expect("framed");
-        let body = message.encode_to_vec();
-        assert_eq!(framed.len(), PREFIX + body.len());
-        assert_eq!(framed[0], 0, "not compressed");
-        assert_eq!(&framed[1..5], &(body.len() as u32).to_be_bytes());
-        assert_eq!(&framed[5..], &body[..]);
-    }
-
-    #[test]
-    fn a_message_over_the_limit_is_out_of_range() {
-        let err = frame(&response(&"x".repeat(100)), 10).expect_err("too large");
-        assert_eq!(err.code(), tonic::Code::OutOfRange);
-    }
-
-    #[tokio::test]
-    async fn the_body_sends_each_message_then_the_status_trailers() {
-        let items: Vec<Result<DiscoveryResponse, Status>> = vec![
-            Ok(response("v1")),
-            Ok(response("v2")),
-            Err(Status::resource_exhausted("too many streams")),
-            Ok(response("never sent")),
-        ];
-        let mut body = ResponseBody::new(futures::stream::iter(items), 1024);
-        let mut data = Vec::new();
-        let mut trailers = None;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.expect("frame");
-            match frame.into_data() {
-                Ok(bytes) => data.push(bytes),
-                Err(frame) => trailers = frame.into_trailers().ok(),
-            }
-        }
-        assert_eq!(data.len(), 2);
-        assert_eq!(data[1], frame(&response("v2"), 1024).expect("framed"));
-        let trailers = trailers.expect("trailers");
-        assert_eq!(trailers["grpc-status"], "8");
-        assert_eq!(trailers["grpc-message"], "too%20many%20streams");
-        assert!(body.is_end_stream());
-    }
-
-    #[tokio::test]
-    async fn a_stream_that_ends_sends_grpc_status_ok() {
-        let items: Vec<Result<DiscoveryResponse, Status>> = vec![Ok(response("v1"))];
-        let mut body = ResponseBody::new(futures::stream::iter(items), 1024);
-        let mut last = None;
-        while let Some(frame) = body.frame().await {
-            last = Some(frame.expect("frame"));
-        }
-        let trailers = last.and_then(|f| f.into_trailers().ok()).expect("trailers");
-        assert_eq!(trailers["grpc-status"], "0");
-        assert!(trailers.get("grpc-message").is_none());
-    }
-}
+#[path = "response_body_tests.rs"]
+mod tests;

@@ -1,7 +1,8 @@
 //! The State-of-the-World xDS state machine for one stream: requests in, responses out.
 //!
-//! Pure: no tokio, no I/O. The stream task feeds it each [`DiscoveryRequest`] and each new
-//! [`Snapshot`] of the stream's group and sends whatever it returns, in order.
+//! Pure: no tokio, no I/O, no logging, no knowledge of the node. The stream task feeds it each
+//! [`DiscoveryRequest`] and each new [`Snapshot`] of the stream's group and sends whatever it
+//! returns, in order: [`SotwResponse`]s holding the snapshot's resources, not copies of them.
 //!
 //! Per type the stream subscribes to, it tracks the last nonce sent (requests answering an older
 //! nonce are stale and ignored), what the client holds, and the ACKed version and last NACK.
@@ -20,7 +21,7 @@
 //!   the type's version changes).
 //! * Names are shared, not copied: the subscribed names and what the client holds are keyed by
 //!   the snapshot's own `Arc<str>` names, and a type whose snapshot content did not change since
-//!   it last had nothing to send is not planned again (see `TypeState::quiet_at`).
+//!   it last had nothing to send is not planned again (see `stream::Quiet`).
 //! * Pushes go in the order clusters, endpoints, listeners, routes (make-before-break).
 //! * Deferred cluster removal (ADS only): when a push removes clusters and also changes listeners or
 //!   routes, the cluster response of that push still carries the removed clusters (it only adds).
@@ -32,25 +33,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use tracing::{debug, error, warn};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use crate::resource::{Resource, ResourceType, aggregate_version};
+use crate::response::SotwResponse;
 use crate::snapshot::Snapshot;
 use crate::status::{Nack, SubscribedNames, TypeStatus};
-use crate::stream::{NodeInfo, Nonces, Output, RemovalGate, StreamTypes};
+use crate::stream::{Ignored, Nonces, Output, Quiet, RemovalGate, StreamTypes};
 
 /// The SotW state of one stream.
 #[derive(Debug)]
 pub struct SotwStream {
     served: StreamTypes,
-    node: Option<NodeInfo>,
     snapshot: Option<Arc<Snapshot>>,
     nonces: Nonces,
     types: BTreeMap<ResourceType, TypeState>,
     gate: RemovalGate,
-    /// Whether the "on-demand needs Delta" error was logged (once per stream).
-    warned_on_demand: bool,
 }
 
 /// A resource name shared with the snapshot (or made once per subscription when the snapshot
@@ -74,9 +72,8 @@ struct TypeState {
     nacked: BTreeMap<Name, String>,
     /// Full-state types: the aggregate version the client rejected.
     nacked_version: Option<String>,
-    /// The snapshot version of the type for which `plan` last found nothing to send, while
-    /// nothing `plan` reads has changed since: the same content plans to nothing again.
-    quiet_at: Option<String>,
+    /// The "nothing changed" memo of `plan`.
+    quiet: Quiet,
 }
 
 /// The last response sent for a type.
@@ -115,58 +112,29 @@ impl SotwStream {
     pub fn new(served: StreamTypes) -> Self {
         Self {
             served,
-            node: None,
             snapshot: None,
             nonces: Nonces::default(),
             types: BTreeMap::new(),
             gate: RemovalGate::default(),
-            warned_on_demand: false,
         }
-    }
-
-    /// The node from the first request that carried one.
-    pub fn node(&self) -> Option<&NodeInfo> {
-        self.node.as_ref()
-    }
-
-    /// Logs once when the group's snapshot is on-demand (VHDS virtual hosts) though the node
-    /// did not ask for it: a `ProxyScope` made it so, and this stream is State-of-the-World.
-    fn warn_if_on_demand(&mut self, snapshot: &Snapshot) {
-        let Some(node) = &self.node else {
-            return;
-        };
-        if self.warned_on_demand || snapshot.resources(ResourceType::VirtualHost).is_empty() {
-            return;
-        }
-        self.warned_on_demand = true;
-        error!(node = %node.id, group = %node.group, "this group is on-demand (a ProxyScope's discovery: on-demand), which needs Delta ADS (api_type DELTA_GRPC); over State-of-the-World the proxy rejects the VHDS route configuration");
     }
 
     /// Handles one request from the client.
-    pub fn on_request(&mut self, request: DiscoveryRequest) -> Output<DiscoveryResponse> {
+    pub fn on_request(&mut self, request: DiscoveryRequest) -> Output<SotwResponse> {
         let mut out = Output::default();
-        if self.node.is_none() && request.node.is_some() {
-            let node = NodeInfo::from_node(request.node.as_ref());
-            if crate::group::key_is_on_demand(&node.group) {
-                self.warned_on_demand = true;
-                error!(node = %node.id, group = %node.group, "on-demand discovery (portolan.dev/discovery: on-demand) needs Delta ADS (api_type DELTA_GRPC); over State-of-the-World the proxy rejects the VHDS route configuration");
-            }
-            self.node = Some(node);
-            if let Some(snapshot) = self.snapshot.clone() {
-                self.warn_if_on_demand(&snapshot);
-            }
-        }
         let Some(ty) =
             ResourceType::from_type_url(&request.type_url).filter(|ty| self.served.allows(*ty))
         else {
-            debug!(type_url = %request.type_url, "ignoring request for a type this stream does not serve");
+            out.ignored = Some(Ignored::Type(request.type_url));
             return out;
         };
-        let node_id = self.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
         let state = self.types.entry(ty).or_insert_with(|| TypeState::new(ty));
         match state.answer(&request) {
             Answer::Stale => {
-                debug!(node = %node_id, kind = %ty, nonce = %request.response_nonce, "ignoring stale request");
+                out.ignored = Some(Ignored::Nonce {
+                    ty,
+                    nonce: request.response_nonce,
+                });
                 return out;
             }
             Answer::Ack(nonce) => {
@@ -174,8 +142,7 @@ impl SotwStream {
                 self.gate.settle(&nonce);
             }
             Answer::Nack { nonce, nack } => {
-                warn!(node = %node_id, kind = %ty, version = %nack.version, message = %nack.message, "xDS NACK");
-                out.nacks.push(ty);
+                out.nacks.push((ty, nack));
                 self.gate.settle(&nonce);
             }
             Answer::None => {}
@@ -186,8 +153,7 @@ impl SotwStream {
     }
 
     /// Takes a new snapshot of the stream's group and pushes what changed.
-    pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DiscoveryResponse> {
-        self.warn_if_on_demand(&snapshot);
+    pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<SotwResponse> {
         self.snapshot = Some(snapshot);
         Output {
             responses: self.push(),
@@ -201,7 +167,7 @@ impl SotwStream {
     }
 
     /// Plans every subscribed type, then commits in push order.
-    fn push(&mut self) -> Vec<DiscoveryResponse> {
+    fn push(&mut self) -> Vec<SotwResponse> {
         let Some(snapshot) = self.snapshot.clone() else {
             return Vec::new();
         };
@@ -262,7 +228,7 @@ impl TypeState {
             last_nack: None,
             nacked: BTreeMap::new(),
             nacked_version: None,
-            quiet_at: None,
+            quiet: Quiet::default(),
         }
     }
 
@@ -308,7 +274,7 @@ impl TypeState {
         let Some(last) = self.last.as_mut() else {
             return;
         };
-        self.quiet_at = None;
+        self.quiet.forget();
         if self.ty.is_wildcard() {
             self.nacked_version = Some(last.version.clone());
         }
@@ -353,7 +319,7 @@ impl TypeState {
             .flatten();
         if wildcard != self.wildcard || changed.is_some() {
             self.needs_answer = true;
-            self.quiet_at = None;
+            self.quiet.forget();
         }
         self.wildcard = wildcard;
         if let Some(wanted) = changed {
@@ -371,7 +337,7 @@ impl TypeState {
             let (names, held) = (&self.names, self.known.len());
             self.known.retain(|name, _| names.contains(name));
             if self.known.len() != held {
-                self.quiet_at = None;
+                self.quiet.forget();
             }
         }
     }
@@ -394,12 +360,13 @@ impl TypeState {
     /// (deferred removal).
     fn plan(&mut self, snapshot: &Snapshot, extra: &[Arc<Resource>]) -> Option<Plan> {
         let current = snapshot.version(self.ty);
-        if extra.is_empty() && self.quiet_at.as_deref() == Some(current) {
+        if extra.is_empty() && self.quiet.at(current) {
+            debug_assert!(self.plan_for(snapshot, extra).is_none(), "memo hid a push");
             return None;
         }
         let plan = self.plan_for(snapshot, extra);
         if plan.is_none() && extra.is_empty() {
-            self.quiet_at = Some(current.to_string());
+            self.quiet.note(current);
         }
         plan
     }
@@ -487,8 +454,8 @@ impl TypeState {
         held != Some(resource.version()) && rejected != Some(resource.version())
     }
 
-    /// Records the plan as sent and builds the response.
-    fn commit(&mut self, plan: Plan, nonce: String) -> DiscoveryResponse {
+    /// Records the plan as sent and builds the response (sharing the plan's resources).
+    fn commit(&mut self, plan: Plan, nonce: String) -> SotwResponse {
         let mut previous = Vec::new();
         if self.ty.is_wildcard() {
             let old = std::mem::replace(&mut self.known, plan.target);
@@ -514,19 +481,18 @@ impl TypeState {
             }
         }
         self.needs_answer = false;
-        self.quiet_at = None;
+        self.quiet.forget();
         self.last = Some(Sent {
             nonce: nonce.clone(),
             version: plan.version.clone(),
             previous,
             answered: false,
         });
-        DiscoveryResponse {
+        SotwResponse {
             version_info: plan.version,
-            resources: plan.resources.iter().map(|r| r.any().clone()).collect(),
-            type_url: self.ty.type_url().to_string(),
+            resources: plan.resources,
+            ty: self.ty,
             nonce,
-            ..Default::default()
         }
     }
 

@@ -3,6 +3,7 @@
 use super::*;
 use crate::testing::*;
 use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use envoy_types::pb::google::rpc::Status;
 
 use ResourceType::{Cluster, Endpoint, Listener, Route};
@@ -37,16 +38,23 @@ fn nack(ty: ResourceType, names: &[&str], response: &DiscoveryResponse) -> Disco
     }
 }
 
-fn only(out: Output<DiscoveryResponse>) -> DiscoveryResponse {
+/// The one response of a step, as the prost message it encodes (see `crate::response`).
+fn only(out: Output<SotwResponse>) -> DiscoveryResponse {
     assert_eq!(out.responses.len(), 1, "expected one response: {out:?}");
-    out.responses.into_iter().next().expect("one response")
+    out.responses
+        .into_iter()
+        .next()
+        .expect("one response")
+        .into()
 }
 
-fn types_of(out: &Output<DiscoveryResponse>) -> Vec<ResourceType> {
-    out.responses
-        .iter()
-        .filter_map(|r| ResourceType::from_type_url(&r.type_url))
-        .collect()
+/// Every response of a step, as prost messages.
+fn all(out: Output<SotwResponse>) -> Vec<DiscoveryResponse> {
+    out.responses.into_iter().map(Into::into).collect()
+}
+
+fn types_of(out: &Output<SotwResponse>) -> Vec<ResourceType> {
+    out.responses.iter().map(|r| r.ty).collect()
 }
 
 fn two_clusters() -> Arc<Snapshot> {
@@ -78,7 +86,6 @@ fn nothing_is_served_before_the_first_snapshot() {
     let mut stream = SotwStream::new(StreamTypes::Aggregated);
     let out = stream.on_request(request(Cluster, &[], "", ""));
     assert!(out.responses.is_empty());
-    assert_eq!(stream.node().map(|n| n.group.as_str()), Some("web"));
 
     let snapshot = two_clusters();
     let response = only(stream.on_snapshot(snapshot.clone()));
@@ -125,7 +132,10 @@ fn nack_is_recorded_and_not_resent_until_a_new_version() {
     ));
     let second = only(stream.on_snapshot(bad));
     let out = stream.on_request(nack(Cluster, &[], &second));
-    assert_eq!(out.nacks, vec![Cluster]);
+    assert_eq!(out.nacks.len(), 1);
+    assert_eq!(out.nacks[0].0, Cluster);
+    assert_eq!(out.nacks[0].1.message, "bad cluster");
+    assert_eq!(out.nacks[0].1.version, second.version_info);
     assert!(
         out.responses.is_empty(),
         "a NACK is not answered with the same version"
@@ -166,6 +176,11 @@ fn stale_nonce_is_ignored() {
 
     let out = stream.on_request(ack(Cluster, &[], &first));
     assert!(out.acks.is_empty() && out.responses.is_empty());
+    let stale = Ignored::Nonce {
+        ty: Cluster,
+        nonce: first.nonce.clone(),
+    };
+    assert_eq!(out.ignored, Some(stale));
     let out = stream.on_request(nack(Cluster, &[], &first));
     assert!(out.nacks.is_empty() && out.responses.is_empty());
     assert_eq!(stream.status()[0].acked_version, None);
@@ -183,8 +198,7 @@ fn wildcard_cds_and_lds_carry_everything() {
         &[("l", "a"), ("m", "a")],
     ));
     let out = stream.on_snapshot(next);
-    let by_type: BTreeMap<_, _> = out
-        .responses
+    let by_type: BTreeMap<_, _> = all(out)
         .iter()
         .map(|r| (ResourceType::from_type_url(&r.type_url), response_names(r)))
         .collect();
@@ -259,7 +273,7 @@ fn one_cla_change_pushes_only_that_cla() {
     let changed = Arc::new(snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]));
     let out = stream.on_snapshot(changed.clone());
     assert_eq!(types_of(&out), vec![Endpoint]);
-    assert_eq!(response_names(&out.responses[0]), vec!["a"]);
+    assert_eq!(response_names(&only(out)), vec!["a"]);
     assert!(only_b.on_snapshot(changed).responses.is_empty());
 }
 
@@ -291,7 +305,7 @@ fn cluster_removal_waits_for_routes_to_be_answered() {
     let out = stream.on_snapshot(after.clone());
     // The clusters the client holds (a, b) are kept: nothing to send for CDS yet.
     assert_eq!(types_of(&out), vec![Route]);
-    let rds = out.responses[0].clone();
+    let rds = only(out);
     assert!(
         stream.on_snapshot(after.clone()).responses.is_empty(),
         "still waiting"
@@ -311,12 +325,8 @@ fn cluster_removal_with_additions_keeps_removed_clusters_until_routes_are_answer
     let after = Arc::new(snapshot_with(&[("a", 1), ("c", 3)], &[("l", "c")]));
     let out = stream.on_snapshot(after.clone());
     assert_eq!(types_of(&out), vec![Cluster, Route]);
-    assert_eq!(
-        response_names(&out.responses[0]),
-        vec!["a", "b", "c"],
-        "b kept, c added"
-    );
-    let (cds, rds) = (out.responses[0].clone(), out.responses[1].clone());
+    let [cds, rds] = <[_; 2]>::try_from(all(out)).expect("two responses");
+    assert_eq!(response_names(&cds), vec!["a", "b", "c"], "b kept, c added");
     assert!(
         stream
             .on_request(ack(Cluster, &[], &cds))
@@ -341,12 +351,10 @@ fn cluster_removal_without_routing_change_is_immediate() {
 fn per_type_stream_serves_only_its_type() {
     let mut stream = SotwStream::new(StreamTypes::Single(Cluster));
     stream.on_snapshot(two_clusters());
-    assert!(
-        stream
-            .on_request(request(Listener, &[], "", ""))
-            .responses
-            .is_empty()
-    );
+    let out = stream.on_request(request(Listener, &[], "", ""));
+    assert!(out.responses.is_empty());
+    let not_served = Ignored::Type(Listener.type_url().to_string());
+    assert_eq!(out.ignored, Some(not_served));
     let response = only(stream.on_request(request(Cluster, &[], "", "")));
     assert_eq!(response_names(&response), vec!["a", "b"]);
     // No deferred removal outside ADS.
@@ -391,8 +399,7 @@ fn names_are_shared_and_unchanged_content_is_not_replanned() {
     // The same content in a new snapshot: nothing to send, and the memo records it.
     let same = Arc::new(snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]));
     assert!(stream.on_snapshot(same.clone()).responses.is_empty());
-    let quiet = stream.types[&Endpoint].quiet_at.clone();
-    assert_eq!(quiet.as_deref(), Some(same.version(Endpoint)));
+    assert!(stream.types[&Endpoint].quiet.at(same.version(Endpoint)));
     // An ACK repeating the names keeps the memo and answers nothing.
     let again = ack(Endpoint, &["a", "b"], &last[&Endpoint]);
     assert!(stream.on_request(again).responses.is_empty());
@@ -401,7 +408,7 @@ fn names_are_shared_and_unchanged_content_is_not_replanned() {
     let out = stream.on_snapshot(changed);
     assert_eq!(types_of(&out), vec![Endpoint]);
     assert_eq!(response_names(&only(out)), vec!["b"]);
-    assert_eq!(stream.types[&Endpoint].quiet_at, None);
+    assert_eq!(stream.types[&Endpoint].quiet, Quiet::default());
 }
 
 /// A snapshot with `two_clusters`' resources plus SDS secrets `cert` (holding `key`) and
@@ -458,4 +465,41 @@ fn secrets_are_served_by_name_and_a_rotation_pushes_only_the_changed_secret() {
     assert_ne!(rotated.version_info, first.version_info);
     // Unchanged: nothing.
     assert!(stream.on_snapshot(with_secrets("k2")).responses.is_empty());
+}
+
+/// Random snapshots, subscriptions, ACKs, NACKs and stale answers: the "nothing changed" memo
+/// never hides a push (`TypeState::plan` checks it in debug builds).
+#[test]
+fn the_quiet_memo_never_hides_a_push() {
+    let pool = snapshot_pool();
+    let name_sets: [&[&str]; 5] = [&[], &["a"], &["a", "b"], &["b", "c", "l"], &["m"]];
+    for seed in 1..=20u64 {
+        let mut steps = Steps::new(seed);
+        let mut stream = SotwStream::new(StreamTypes::Aggregated);
+        let mut sent: Vec<DiscoveryResponse> = Vec::new();
+        let mut subscribed: BTreeMap<ResourceType, &[&str]> = BTreeMap::new();
+        for _ in 0..300 {
+            let ty = [Cluster, Endpoint, Listener, Route][steps.below(4)];
+            let out = match steps.below(5) {
+                0 => stream.on_snapshot(pool[steps.below(pool.len())].clone()),
+                1 => {
+                    let names = name_sets[steps.below(name_sets.len())];
+                    subscribed.insert(ty, names);
+                    stream.on_request(request(ty, names, "", ""))
+                }
+                2 | 3 if !sent.is_empty() => {
+                    let response = sent.remove(steps.below(sent.len()));
+                    let ty = ResourceType::from_type_url(&response.type_url).expect("served");
+                    let names = subscribed.get(&ty).copied().unwrap_or_default();
+                    if steps.below(3) == 0 {
+                        stream.on_request(nack(ty, names, &response))
+                    } else {
+                        stream.on_request(ack(ty, names, &response))
+                    }
+                }
+                _ => stream.on_request(request(ty, &[], "", "999999")),
+            };
+            sent.extend(all(out));
+        }
+    }
 }

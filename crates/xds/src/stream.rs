@@ -1,12 +1,14 @@
-//! Pieces shared by the SotW and Delta state machines: which types a stream serves, who the node
-//! is, what one step produced, and the gate that defers cluster removal until the listeners and
-//! routes pushed with it are answered.
+//! Pieces shared by the SotW and Delta state machines: which types a stream serves, what one
+//! step produced, and the gate that defers cluster removal until the listeners and routes
+//! pushed with it are answered; and who the node is, which only the stream task reads (the
+//! state machines never see the node).
 
 use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::core::v3::{Node, node::UserAgentVersionType};
 
 use crate::resource::ResourceType;
+use crate::status::Nack;
 
 /// Which types a stream serves: all four multiplexed (ADS) or one (per-type service).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +37,7 @@ impl StreamTypes {
     }
 }
 
-/// Who is on the other end, from the first request that carried a node.
+/// Who is on the other end, from the stream's first request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeInfo {
     pub id: String,
@@ -89,8 +91,20 @@ pub struct Output<R> {
     pub responses: Vec<R>,
     /// Types ACKed by the request.
     pub acks: Vec<ResourceType>,
-    /// Types NACKed by the request.
-    pub nacks: Vec<ResourceType>,
+    /// Types NACKed by the request, with what was rejected (the stream task logs it).
+    pub nacks: Vec<(ResourceType, Nack)>,
+    /// What of the request was ignored, and why (the stream task logs it).
+    pub ignored: Option<Ignored>,
+}
+
+/// Why (part of) a request was ignored.
+#[derive(Debug, PartialEq)]
+pub enum Ignored {
+    /// It is for a type this stream does not serve (this type URL).
+    Type(String),
+    /// It answers a nonce that is not the last sent for its type (SotW: a stale request,
+    /// dropped whole) or not pending (Delta: its subscription changes still apply).
+    Nonce { ty: ResourceType, nonce: String },
 }
 
 impl<R> Default for Output<R> {
@@ -99,7 +113,33 @@ impl<R> Default for Output<R> {
             responses: Vec::new(),
             acks: Vec::new(),
             nacks: Vec::new(),
+            ignored: None,
         }
+    }
+}
+
+/// The snapshot version of one type for which planning last found nothing to send, while
+/// nothing else the plan reads has changed since: the same content plans to nothing again, so
+/// it is not planned (most pushes change one type; the stream's other types sit them out).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Quiet(Option<String>);
+
+// === impl Quiet ===
+
+impl Quiet {
+    /// Whether planning the type at this snapshot version found nothing, and nothing changed.
+    pub(crate) fn at(&self, version: &str) -> bool {
+        self.0.as_deref() == Some(version)
+    }
+
+    /// Planning the type at `version` found nothing to send.
+    pub(crate) fn note(&mut self, version: &str) {
+        self.0 = Some(version.to_string());
+    }
+
+    /// Something the plan reads besides the snapshot changed.
+    pub(crate) fn forget(&mut self) {
+        self.0 = None;
     }
 }
 

@@ -1,6 +1,11 @@
 //! The task behind one xDS stream: reads requests, watches the group's snapshots, feeds the state
 //! machine, and sends its responses.
 //!
+//! The task, not the state machine, knows the node: it reads it from the first request and logs,
+//! with the node's id, what the node's metadata could not say (`NodeInfo::warnings`), each NACK
+//! and ignored request the state machine reports, and, on a State-of-the-World stream, that an
+//! on-demand group needs Delta ([`OnDemandCheck`]).
+//!
 //! Responses go through a small bounded channel: awaiting a send is the backpressure, and while a
 //! slow client holds the task up the group's `watch` keeps only the newest snapshot, so the client
 //! gets the latest state when it catches up, never a backlog.
@@ -16,32 +21,31 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::authz::{Authz, PeerIdentity};
 use crate::cache::Cache;
 use crate::convergence::Member;
 use crate::delta::DeltaStream;
-use crate::group::DEFAULT_GROUP;
+use crate::group::{DEFAULT_GROUP, key_is_on_demand};
 use crate::identity::IdentityMode;
 use crate::limits::TokenBucket;
 use crate::metrics::{XdsMetrics, client_kind};
 use crate::resource::ResourceType;
+use crate::response::{DeltaResponse, Encode, SotwResponse};
 use crate::snapshot::Snapshot;
 use crate::sotw::SotwStream;
 use crate::status::{ProxyStatus, TypeStatus};
-use crate::stream::{NodeInfo, Output, StreamTypes};
+use crate::stream::{Ignored, NodeInfo, Output, StreamTypes};
 
 /// A per-stream state machine, SotW or Delta.
 pub(crate) trait Machine: Send + 'static {
     type Request: prost::Message + Default + Send + 'static;
-    type Response: prost::Message + Send + 'static;
+    type Response: Encode + Unpin + Send + 'static;
     const DELTA: bool;
 
     fn create(served: StreamTypes) -> Self;
@@ -49,21 +53,20 @@ pub(crate) trait Machine: Send + 'static {
     fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<Self::Response>;
     fn status(&self) -> Vec<TypeStatus>;
     fn node_of(request: &Self::Request) -> Option<&Node>;
-    fn type_of(response: &Self::Response) -> Option<ResourceType>;
 }
 
 impl Machine for SotwStream {
     type Request = DiscoveryRequest;
-    type Response = DiscoveryResponse;
+    type Response = SotwResponse;
     const DELTA: bool = false;
 
     fn create(served: StreamTypes) -> Self {
         SotwStream::new(served)
     }
-    fn on_request(&mut self, request: DiscoveryRequest) -> Output<DiscoveryResponse> {
+    fn on_request(&mut self, request: DiscoveryRequest) -> Output<SotwResponse> {
         SotwStream::on_request(self, request)
     }
-    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DiscoveryResponse> {
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<SotwResponse> {
         SotwStream::on_snapshot(self, snapshot)
     }
     fn status(&self) -> Vec<TypeStatus> {
@@ -72,23 +75,20 @@ impl Machine for SotwStream {
     fn node_of(request: &DiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
     }
-    fn type_of(response: &DiscoveryResponse) -> Option<ResourceType> {
-        ResourceType::from_type_url(&response.type_url)
-    }
 }
 
 impl Machine for DeltaStream {
     type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
+    type Response = DeltaResponse;
     const DELTA: bool = true;
 
     fn create(served: StreamTypes) -> Self {
         DeltaStream::new(served)
     }
-    fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Output<DeltaDiscoveryResponse> {
+    fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Output<DeltaResponse> {
         DeltaStream::on_request(self, request)
     }
-    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaDiscoveryResponse> {
+    fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaResponse> {
         DeltaStream::on_snapshot(self, snapshot)
     }
     fn status(&self) -> Vec<TypeStatus> {
@@ -96,9 +96,6 @@ impl Machine for DeltaStream {
     }
     fn node_of(request: &DeltaDiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
-    }
-    fn type_of(response: &DeltaDiscoveryResponse) -> Option<ResourceType> {
-        ResourceType::from_type_url(&response.type_url)
     }
 }
 
@@ -200,6 +197,44 @@ impl Drop for Connected {
     }
 }
 
+/// Logs, once per State-of-the-World stream, that its group is on-demand: VHDS needs Delta
+/// ADS, and over SotW the proxy rejects the VHDS route configuration.
+#[derive(Debug)]
+struct OnDemandCheck {
+    /// Logged already, or nothing to log (a Delta stream).
+    done: bool,
+}
+
+// === impl OnDemandCheck ===
+
+impl OnDemandCheck {
+    /// A State-of-the-World stream has something to log; a Delta stream never.
+    fn new(delta: bool) -> Self {
+        Self { done: delta }
+    }
+
+    /// Logs when the node asked for on-demand discovery itself. True if it logged.
+    fn on_node(&mut self, node: &NodeInfo) -> bool {
+        if self.done || !key_is_on_demand(&node.group) {
+            return false;
+        }
+        self.done = true;
+        error!(node = %node.id, group = %node.group, "on-demand discovery (portolan.dev/discovery: on-demand) needs Delta ADS (api_type DELTA_GRPC); over State-of-the-World the proxy rejects the VHDS route configuration");
+        true
+    }
+
+    /// Logs when the group's snapshot is on-demand (VHDS virtual hosts) though the node did not
+    /// ask for it: a `ProxyScope` made it so. True if it logged.
+    fn on_snapshot(&mut self, node: &NodeInfo, snapshot: &Snapshot) -> bool {
+        if self.done || snapshot.resources(ResourceType::VirtualHost).is_empty() {
+            return false;
+        }
+        self.done = true;
+        error!(node = %node.id, group = %node.group, "this group is on-demand (a ProxyScope's discovery: on-demand), which needs Delta ADS (api_type DELTA_GRPC); over State-of-the-World the proxy rejects the VHDS route configuration");
+        true
+    }
+}
+
 /// Runs one stream until the client leaves, the response receiver is dropped, or the server stops.
 pub(crate) async fn run<M, S>(
     mut ctx: Context,
@@ -263,6 +298,8 @@ pub(crate) async fn run<M, S>(
     let user_agent = M::node_of(&first).map_or("", |n| n.user_agent_name.as_str());
     let mut connected = Connected::new(&ctx.metrics, M::DELTA, client_kind(user_agent));
     info!(node = %node.id, group = %node.group, stream = served.stream_name(), delta = M::DELTA, "xDS stream opened");
+    let mut on_demand = OnDemandCheck::new(M::DELTA);
+    on_demand.on_node(&node);
 
     let mut machine = M::create(served);
     let mut out = machine.on_request(first);
@@ -273,11 +310,12 @@ pub(crate) async fn run<M, S>(
     let initial = snapshots.borrow_and_update().clone();
     if let Some(snapshot) = initial {
         owed = Some(snapshot.rollout());
+        on_demand.on_snapshot(&node, &snapshot);
         let more = machine.on_snapshot(snapshot);
         out.responses.extend(more.responses);
     }
     let mut sending = out.responses.len() as u64;
-    while deliver::<M>(&mut ctx, &tx, out, published).await {
+    while deliver::<M>(&mut ctx, &tx, &node, out, published).await {
         registration.add_responses(sending);
         let status = machine.status();
         if let Some(rollout) = owed
@@ -308,6 +346,7 @@ pub(crate) async fn run<M, S>(
                     Some(snapshot) => {
                         owed = Some(snapshot.rollout());
                         published = snapshot.published_at();
+                        on_demand.on_snapshot(&node, &snapshot);
                         machine.on_snapshot(snapshot)
                     }
                     None => Output::default(),
@@ -336,26 +375,35 @@ async fn refuse<R>(tx: &Responses<R>, node: &NodeInfo, status: Status) {
     let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Box::new(Err(status)))).await;
 }
 
-/// Counts and sends one step's output; false when the stream is gone or the server stops.
-/// `published` is when the snapshot these responses push was set (none for answers to requests).
+/// Counts and sends one step's output, and logs its NACKs; false when the stream is gone or the
+/// server stops. `published` is when the snapshot these responses push was set (none for
+/// answers to requests).
 async fn deliver<M: Machine>(
     ctx: &mut Context,
     tx: &Responses<M::Response>,
+    node: &NodeInfo,
     out: Output<M::Response>,
     published: Option<Instant>,
 ) -> bool {
     for ty in out.acks {
         ctx.metrics.acked(ty);
     }
-    for ty in out.nacks {
+    for (ty, nack) in out.nacks {
+        warn!(node = %node.id, kind = %ty, version = %nack.version, message = %nack.message, "xDS NACK");
         ctx.metrics.nacked(ty);
     }
-    for response in out.responses {
-        let ty = M::type_of(&response);
-        if let Some(ty) = ty {
-            ctx.metrics
-                .pushed(ty, prost::Message::encoded_len(&response));
+    match out.ignored {
+        Some(Ignored::Type(type_url)) => {
+            debug!(node = %node.id, %type_url, "ignoring request for a type this stream does not serve");
         }
+        Some(Ignored::Nonce { ty, nonce }) => {
+            debug!(node = %node.id, kind = %ty, %nonce, "ignoring an answer to a nonce that is not the last sent");
+        }
+        None => {}
+    }
+    for response in out.responses {
+        let ty = response.ty();
+        ctx.metrics.pushed(ty, response.encoded_len());
         let sent = tokio::select! {
             sent = tx.send(Box::new(Ok(response))) => sent.is_ok(),
             _ = ctx.draining() => false,
@@ -363,9 +411,59 @@ async fn deliver<M: Machine>(
         if !sent {
             return false;
         }
-        if let (Some(ty), Some(at)) = (ty, published) {
+        if let Some(at) = published {
             ctx.metrics.push_latency(ty, at);
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::snapshot_of;
+
+    fn node(group: &str) -> NodeInfo {
+        NodeInfo {
+            id: "sidecar-1".into(),
+            group: group.into(),
+            ..NodeInfo::default()
+        }
+    }
+
+    fn on_demand_snapshot() -> Snapshot {
+        use envoy_types::pb::envoy::config::route::v3::VirtualHost;
+        let mut builder = Snapshot::builder();
+        builder.add_virtual_host(&VirtualHost {
+            name: "mesh-outbound/a".into(),
+            ..Default::default()
+        });
+        builder.build().expect("consistent")
+    }
+
+    #[test]
+    fn a_sotw_node_asking_for_on_demand_is_told_once() {
+        let node = node("web;mode=on-demand");
+        let mut check = OnDemandCheck::new(false);
+        assert!(check.on_node(&node));
+        assert!(!check.on_snapshot(&node, &on_demand_snapshot()));
+    }
+
+    #[test]
+    fn a_sotw_stream_of_an_on_demand_group_is_told_once() {
+        let node = node("web");
+        let mut check = OnDemandCheck::new(false);
+        assert!(!check.on_node(&node));
+        assert!(!check.on_snapshot(&node, &snapshot_of(&["a"], &[])));
+        assert!(check.on_snapshot(&node, &on_demand_snapshot()));
+        assert!(!check.on_snapshot(&node, &on_demand_snapshot()));
+    }
+
+    #[test]
+    fn delta_streams_need_no_warning() {
+        let node = node("web;mode=on-demand");
+        let mut check = OnDemandCheck::new(true);
+        assert!(!check.on_node(&node));
+        assert!(!check.on_snapshot(&node, &on_demand_snapshot()));
+    }
 }

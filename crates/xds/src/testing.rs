@@ -161,6 +161,40 @@ pub fn snapshot_of(clusters: &[&str], listeners: &[&str]) -> Snapshot {
     snapshot_with(&clusters, &listeners)
 }
 
+/// Snapshots that differ in some types and not others (so a stream's types go quiet and wake
+/// up), for randomized state-machine sequences.
+pub fn snapshot_pool() -> Vec<std::sync::Arc<Snapshot>> {
+    [
+        (vec![("a", 1), ("b", 2)], vec![("l", "a")]),
+        (vec![("a", 1), ("b", 3)], vec![("l", "a")]),
+        (vec![("a", 1)], vec![("l", "a")]),
+        (vec![("a", 1), ("c", 4)], vec![("l", "c"), ("m", "a")]),
+        (vec![("a", 5), ("b", 2), ("c", 4)], vec![("l", "b")]),
+    ]
+    .into_iter()
+    .map(|(clusters, listeners)| std::sync::Arc::new(snapshot_with(&clusters, &listeners)))
+    .collect()
+}
+
+/// A small deterministic generator (xorshift64) for randomized test sequences.
+#[derive(Debug)]
+pub struct Steps(u64);
+
+impl Steps {
+    /// A sequence for `seed` (any value; 0 is moved off the generator's fixed point).
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    /// The next number below `n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
 /// The name inside an encoded Cluster, ClusterLoadAssignment, Listener, RouteConfiguration or
 /// Secret.
 pub fn any_name(any: &Any) -> Option<String> {

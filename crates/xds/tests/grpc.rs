@@ -360,6 +360,56 @@ async fn sotw_reconnect_gets_the_full_state() {
     assert_eq!(response_names(&last[&Cla]), vec!["a", "b"]);
 }
 
+/// A snapshot's encoded resources by name, as a client should receive them.
+fn encoded(snapshot: &portolan_xds::Snapshot, ty: ResourceType) -> Vec<(String, Vec<u8>)> {
+    snapshot
+        .resources(ty)
+        .iter()
+        .map(|(name, r)| (name.clone(), r.value().to_vec()))
+        .collect()
+}
+
+/// A snapshot whose CDS and EDS responses are many times one write chunk.
+fn many_clusters() -> portolan_xds::Snapshot {
+    let names: Vec<String> = (0..5000).map(|i| format!("cluster-{i:04}")).collect();
+    let clusters: Vec<(&str, u32)> = names.iter().map(|n| (n.as_str(), 8080)).collect();
+    snapshot_with(&clusters, &[("l", "cluster-0000")])
+}
+
+#[tokio::test]
+async fn big_responses_arrive_whole_through_a_small_window() {
+    let harness = start().await;
+    let snapshot = many_clusters();
+    harness.cache.set("web", snapshot.clone());
+    let mut client = Sotw::ads(channel(harness.addr, Some(16 * 1024)).await, Cluster, &[]).await;
+    let cds = client.recv().await;
+    assert!(
+        prost::Message::encoded_len(&cds) > 4 * 64 * 1024,
+        "several chunks"
+    );
+    let received: Vec<(String, Vec<u8>)> = response_names(&cds)
+        .into_iter()
+        .zip(cds.resources.iter().map(|any| any.value.clone()))
+        .collect();
+    assert_eq!(received, encoded(&snapshot, Cluster));
+    assert_eq!(cds.version_info, snapshot.version(Cluster));
+
+    let names: Vec<&str> = snapshot.resources(Cla).keys().map(String::as_str).collect();
+    let channel = channel(harness.addr, Some(16 * 1024)).await;
+    let mut delta = Delta::ads(channel, Cla, &names, HashMap::new()).await;
+    let eds = delta.recv().await;
+    let received: Vec<(String, Vec<u8>)> = eds
+        .resources
+        .iter()
+        .map(|r| {
+            let any = r.resource.as_ref().expect("a body");
+            assert_eq!(r.version, snapshot.resources(Cla)[&r.name].version());
+            (r.name.clone(), any.value.clone())
+        })
+        .collect();
+    assert_eq!(received, encoded(&snapshot, Cla));
+}
+
 // === Delta ===
 
 /// One Delta ADS stream driven by hand, as node `sidecar-2`.

@@ -71,7 +71,7 @@ pub fn endpoint_change(spec: WorldSpec, runs: usize) -> Result<EndpointChange, B
     let all_cla_bytes = current
         .resources(ResourceType::Endpoint)
         .values()
-        .map(|r| r.any().value.len())
+        .map(|r| r.value().len())
         .sum();
 
     let mut apply = Vec::new();

@@ -88,7 +88,7 @@ fn snapshot_bytes(snapshot: &Snapshot) -> usize {
     ResourceType::SERVED
         .iter()
         .flat_map(|&ty| snapshot.resources(ty).values())
-        .map(|r| r.any().value.len())
+        .map(|r| r.value().len())
         .sum()
 }
 
@@ -100,7 +100,7 @@ fn first_hosts(snapshot: &Snapshot, n: usize) -> Vec<(String, String)> {
         .iter()
         .filter(|(name, _)| name.contains(".svc.cluster.local:"))
         .filter_map(|(name, r)| {
-            let vhost = VirtualHost::decode(r.any().value.as_slice()).ok()?;
+            let vhost = VirtualHost::decode(r.value().clone()).ok()?;
             let cluster = vhost.routes.first().and_then(|route| match &route.action {
                 Some(Action::Route(action)) => match &action.cluster_specifier {
                     Some(ClusterSpecifier::Cluster(c)) => Some(c.clone()),

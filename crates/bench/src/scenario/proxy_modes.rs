@@ -207,7 +207,7 @@ fn snapshot_bytes(snapshot: &Snapshot) -> usize {
     ResourceType::ALL
         .iter()
         .flat_map(|&ty| snapshot.resources(ty).values())
-        .map(|r| r.any().value.len())
+        .map(|r| r.value().len())
         .sum()
 }
 
