@@ -1,3 +1,5 @@
+use super::*;
+use crate::identity::IdentityMode;
 use envoy_types::pb::envoy::config::core::v3::Locality;
 use envoy_types::pb::google::protobuf::{Struct, Value};
 
