@@ -134,11 +134,6 @@ pub fn metadata_warnings(node: &Node) -> Vec<String> {
     out
 }
 
-/// Whether the node asks for on-demand discovery (`portolan.dev/discovery: on-demand`).
-pub fn is_on_demand(node: &Node) -> bool {
-    discovery_said(node) == DiscoveryMode::OnDemand
-}
-
 fn metadata_string<'n>(node: &'n Node, field: &str) -> Option<&'n str> {
     match node.metadata.as_ref()?.fields.get(field)?.kind.as_ref()? {
         Kind::StringValue(s) if !s.trim().is_empty() => Some(s.trim()),
