@@ -12,6 +12,7 @@ pub mod convert;
 pub mod error;
 pub mod external;
 pub mod gateway;
+pub mod group;
 pub mod index;
 pub mod policy;
 pub mod proxy_scope;
@@ -24,6 +25,7 @@ pub mod types;
 pub mod world;
 
 pub use error::ConfigError;
+pub use group::GroupKey;
 pub use index::Index;
 pub use status::{Condition, ConditionType};
 pub use types::*;

@@ -33,8 +33,10 @@ pub fn manifest_bytes(data: &[u8]) -> usize {
     }
     let world = index.world();
     let options = Options::default();
-    for group in GROUPS {
-        let group = groups::group_for_key(group, &world);
+    for group in GROUPS
+        .iter()
+        .filter_map(|g| groups::group_for_name(g, &world).ok())
+    {
         let resources = portolan_translate::translate(&world, &group, &options);
         let _ = snapshot(&resources, None);
         let _ = portolan_translate::json::resources_to_json(&resources);

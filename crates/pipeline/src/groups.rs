@@ -1,9 +1,9 @@
 //! Proxy groups from group keys, with their `ProxyScope` resolved: what a group may reach and
 //! how it discovers it, decided before translation.
 //!
-//! The xDS server's key (see [`portolan_xds::group`]) carries everything that picks a
-//! ProxyScope: the node's labels and its namespace (`;node-ns=`, the `portolan.dev/namespace`
-//! metadata, else the proven identity's `;ns=`). So every proxy of one group gets the same
+//! The group key (see [`crate::grouping`]) carries everything that picks a ProxyScope: the
+//! node's labels and its namespace ([`GroupKey::node_namespace`], the `portolan.dev/namespace`
+//! metadata, else the proven identity's). So every proxy of one group gets the same
 //! ProxyScope, and a ProxyScope change changes the [`ProxyGroup`] its groups translate for:
 //! they are rebuilt with the other groups on the next batch, and only those whose output
 //! changed are pushed (versions are content hashes).
@@ -13,31 +13,39 @@
 //! ProxyScopes, see [`portolan_model::proxy_scope::proxy_scope_for`].
 
 use portolan_model::World;
+use portolan_model::group::{DiscoveryMode, GroupKey, GroupKeyError, ScopeHosts};
 use portolan_model::proxy_scope::{self, ProxyScope};
 use portolan_translate::scope::EgressScope;
 use portolan_translate::{Discovery, ProxyGroup};
-use portolan_xds::group;
 
 /// The group a key names, its scope and discovery completed from the ProxyScope that applies.
-pub fn group_for_key(key: &str, world: &World) -> ProxyGroup {
-    let mut group = ProxyGroup::from_key(key);
-    let Some(namespace) = proxy_namespace(key, &group) else {
+pub fn group_for_key(key: &GroupKey, world: &World) -> ProxyGroup {
+    let mut group = ProxyGroup::from(key);
+    let Some(namespace) = proxy_namespace(key) else {
         return group;
     };
-    let Some(applied) = proxy_scope::proxy_scope_for(world, &namespace, &group.labels) else {
+    let Some(applied) = proxy_scope::proxy_scope_for(world, namespace, &key.labels) else {
         return group;
     };
     apply(&mut group, applied, key);
     group
 }
 
+/// The group a cache entry's name (a group key's string form, see [`crate::grouping`]) names;
+/// an error for a name no grouping hook writes.
+pub fn group_for_name(name: &str, world: &World) -> Result<ProxyGroup, GroupKeyError> {
+    Ok(group_for_key(&name.parse()?, world))
+}
+
 /// The proxy's namespace: what its node metadata says, else its proven identity's.
-fn proxy_namespace(key: &str, group: &ProxyGroup) -> Option<String> {
-    group::key_node_namespace(key).or_else(|| group.workload.as_ref().map(|w| w.namespace.clone()))
+fn proxy_namespace(key: &GroupKey) -> Option<&str> {
+    key.node_namespace
+        .as_deref()
+        .or_else(|| key.workload.as_ref().map(|w| w.namespace.as_str()))
 }
 
 /// Fills in what the node's metadata left open.
-fn apply(group: &mut ProxyGroup, applied: &ProxyScope, key: &str) {
+fn apply(group: &mut ProxyGroup, applied: &ProxyScope, key: &GroupKey) {
     if group.scope.is_none()
         && let Some(hosts) = &applied.hosts
     {
@@ -46,7 +54,7 @@ fn apply(group: &mut ProxyGroup, applied: &ProxyScope, key: &str) {
             &applied.source.namespace,
         )));
     }
-    if !group::key_chooses_discovery(key)
+    if key.discovery == DiscoveryMode::Unset
         && let Some(discovery) = applied.discovery
     {
         group.discovery = match discovery {
@@ -56,21 +64,10 @@ fn apply(group: &mut ProxyGroup, applied: &ProxyScope, key: &str) {
     }
 }
 
-/// Entries trimmed, `.` as the ProxyScope's namespace (the proxy's), sorted, deduplicated,
-/// comma-joined: the form node metadata scopes take in group keys.
+/// Entries in the canonical form node metadata scopes take in group keys, `.` as the
+/// ProxyScope's namespace (the proxy's), comma-joined.
 fn canonical(hosts: &[String], namespace: &str) -> String {
-    let mut entries: Vec<String> = hosts
-        .iter()
-        .map(|e| e.trim())
-        .filter(|e| !e.is_empty())
-        .map(|e| match e.strip_prefix("./") {
-            Some(host) => format!("{namespace}/{host}"),
-            None => e.to_string(),
-        })
-        .collect();
-    entries.sort();
-    entries.dedup();
-    entries.join(",")
+    ScopeHosts::canonical(hosts.iter().map(String::as_str), Some(namespace)).to_string()
 }
 
 #[cfg(test)]
@@ -102,6 +99,10 @@ mod tests {
             world.proxy_scopes.insert(s.source.clone(), s.clone());
         }
         world
+    }
+
+    fn group_for_key(key: &str, world: &World) -> ProxyGroup {
+        group_for_name(key, world).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn scope_of(group: &ProxyGroup) -> Option<String> {

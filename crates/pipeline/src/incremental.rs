@@ -133,6 +133,12 @@ fn snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The group a group key's string form names.
+    fn test_group(key: &str) -> ProxyGroup {
+        let key: portolan_model::GroupKey = key.parse().unwrap_or_else(|e| panic!("{e}"));
+        ProxyGroup::from(&key)
+    }
     use crate::snapshot;
     use portolan_api::{Kind, ObjectRef};
     use portolan_model::{
@@ -200,10 +206,7 @@ mod tests {
         for (name, ip) in [("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.0.0.3")] {
             add_service(&mut world, name, ip);
         }
-        let (group, options) = (
-            ProxyGroup::from_key("default;zone=zone-a"),
-            Options::default(),
-        );
+        let (group, options) = (test_group("default;zone=zone-a"), Options::default());
         let pure = |w: &World, previous| {
             let resources = portolan_translate::translate(w, &group, &options);
             snapshot(&resources, previous).expect("consistent")
@@ -260,7 +263,7 @@ mod tests {
             "default;mode=on-demand",
             "default;scope=default/a.default.svc.cluster.local",
         ] {
-            let group = ProxyGroup::from_key(key);
+            let group = test_group(key);
             let resources = portolan_translate::translate(&world, &group, &options);
             let pure = snapshot(&resources, None).expect("consistent");
             let mut builder = IncrementalBuilder::new();
@@ -292,7 +295,7 @@ mod tests {
     }
 
     fn pure_vhds_is_empty(world: &World, options: &Options) -> bool {
-        let group = ProxyGroup::from_key("default;mode=on-demand");
+        let group = test_group("default;mode=on-demand");
         let mut builder = IncrementalBuilder::new();
         let built = builder
             .build(world, &group, options, None)

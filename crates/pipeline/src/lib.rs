@@ -6,7 +6,9 @@
 //!   and first full read to (the contract is [`portolan_model::source`]).
 //! * [`pipeline`]: [`Pipeline`], from World to cache: debounced rebuilds of every proxy group,
 //!   new groups built as their first proxy connects, rollouts; [`PipelineMetrics`].
-//! * [`groups`]: proxy groups from xDS group keys, with their `ProxyScope` resolved.
+//! * [`grouping`]: the node-to-group rules ([`ProxyGrouping`], the xDS server's hook) and
+//!   [`identity`]: which workload identity a proxy proved.
+//! * [`groups`]: proxy groups from group keys, with their `ProxyScope` resolved.
 //! * [`incremental`]: [`IncrementalBuilder`], translation memoized per Service, kept encoded.
 //! * [`mod@snapshot`]: the one assembly of translated resources into a consistent snapshot
 //!   (`portolan_xds::Snapshot`).
@@ -19,7 +21,9 @@
 mod certs;
 pub mod error;
 pub mod fuzzing;
+pub mod grouping;
 pub mod groups;
+pub mod identity;
 pub mod incremental;
 pub mod metrics;
 pub mod pipeline;
@@ -28,6 +32,8 @@ pub mod snapshot;
 pub mod sources;
 
 pub use error::BuildError;
+pub use grouping::ProxyGrouping;
+pub use identity::{IdentityMode, WorkloadIdentity};
 pub use incremental::IncrementalBuilder;
 pub use metrics::PipelineMetrics;
 pub use pipeline::{DEFAULT_GROUP, Pipeline};

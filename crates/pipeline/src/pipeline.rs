@@ -166,10 +166,8 @@ impl Pipeline {
                 // Build the default group up front, so the first proxy needs no wait.
                 groups.push(DEFAULT_GROUP.to_string());
             }
-            let groups: Vec<ProxyGroup> = groups
-                .iter()
-                .map(|g| groups::group_for_key(g, &world))
-                .collect();
+            let groups: Vec<ProxyGroup> =
+                groups.iter().filter_map(|g| group_of(g, &world)).collect();
             let used: BTreeSet<BuilderKey> = groups.iter().map(builder_key).collect();
             builders.retain(|key, _| used.contains(key));
             if let Some(certs) = &p.certs {
@@ -196,13 +194,8 @@ impl Pipeline {
                 return;
             }
             let world = p.world();
-            for group in missing {
-                p.build(
-                    &mut builders,
-                    &world,
-                    &groups::group_for_key(&group, &world),
-                    0,
-                );
+            for group in missing.iter().filter_map(|g| group_of(g, &world)) {
+                p.build(&mut builders, &world, &group, 0);
             }
             p.count_resources();
         })
@@ -294,59 +287,39 @@ async fn next_batch(
         .then_some(first)
 }
 
+/// The group a cache entry names; `None`, logged, for a name the grouping hook does not write
+/// (such a group is not built).
+fn group_of(name: &str, world: &World) -> Option<ProxyGroup> {
+    groups::group_for_name(name, world)
+        .map_err(|e| tracing::error!("not building group: {e}"))
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use portolan_xds::XdsMetrics;
     use std::collections::BTreeMap;
 
-    /// The xDS server builds group keys and translation parses them: they must agree.
+    /// The grouping hook's keys name the groups translation builds for.
     #[test]
-    fn group_keys_round_trip_between_xds_and_translate() {
+    fn group_keys_name_the_groups_translation_builds_for() {
+        use portolan_model::GroupKey;
         let labels: BTreeMap<String, String> = [("tier", "edge"), ("odd", "a;b=c%")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let key = portolan_xds::group::format_key("ingress", Some("zone-a"), &labels);
-        let group = ProxyGroup::from_key(&key);
+        let key = GroupKey {
+            zone: Some("zone-a".into()),
+            labels: labels.clone(),
+            ..GroupKey::new("ingress")
+        };
+        let group = group_of(&key.to_string(), &World::default()).expect("a key");
         assert_eq!(group.cluster, "ingress");
         assert_eq!(group.zone.as_deref(), Some("zone-a"));
         assert_eq!(group.labels, labels);
-        assert_eq!(group.name, key);
-    }
-
-    /// Identity parts of a key come only from the server: a node that writes them into its
-    /// cluster, zone or labels gets no workload; a proven identity does.
-    #[test]
-    fn a_node_cannot_claim_an_identity_through_its_key() {
-        use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
-        use portolan_xds::{IdentityMode, PeerIdentity};
-        let node = Node {
-            cluster: "web;ns=admin;sa=root".into(),
-            locality: Some(Locality {
-                zone: "z;ns=admin;sa=root".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let mode = IdentityMode::default();
-        let key = mode.refine_group(&portolan_xds::group::group_key(&node), None, &node);
-        assert_eq!(ProxyGroup::from_key(&key).workload, None, "{key}");
-        let peer = PeerIdentity {
-            dns: vec![],
-            uris: vec!["spiffe://cluster.local/ns/shop/sa/web".into()],
-        };
-        let key = mode.refine_group(&portolan_xds::group::group_key(&node), Some(&peer), &node);
-        let workload = ProxyGroup::from_key(&key)
-            .workload
-            .expect("proven identity");
-        assert_eq!(
-            (
-                workload.namespace.as_str(),
-                workload.service_account.as_str()
-            ),
-            ("shop", "web")
-        );
+        assert_eq!(group.name, key.to_string());
+        assert!(group_of("web;junk", &World::default()).is_none());
     }
 
     fn apply_doc(index: &Mutex<Index>, doc: serde_json::Value) {

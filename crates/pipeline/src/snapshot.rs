@@ -238,6 +238,12 @@ fn add_on_demand<'a>(
 mod tests {
     use super::*;
 
+    /// The group a group key's string form names.
+    fn test_group(key: &str) -> ProxyGroup {
+        let key: portolan_model::GroupKey = key.parse().unwrap_or_else(|e| panic!("{e}"));
+        ProxyGroup::from(&key)
+    }
+
     /// Encoding the assignments on a second thread gives the same snapshot, duplicates and
     /// dangling names included.
     #[test]
@@ -283,7 +289,7 @@ mod tests {
     /// The webhook's dry run refuses what the pipeline would not serve.
     #[test]
     fn a_group_whose_scope_does_not_parse_is_refused() {
-        let group = ProxyGroup::from_key("web;scope=payments");
+        let group = test_group("web;scope=payments");
         let error = translate_checked(&World::default(), &group, &Options::default())
             .map(|_| ())
             .expect_err("not served");

@@ -150,7 +150,7 @@ fn node(args: &BootstrapArgs) -> Value {
     workload_metadata(args, &mut metadata);
     if args.on_demand {
         metadata.insert(
-            portolan_xds::group::DISCOVERY_METADATA.to_string(),
+            portolan_pipeline::grouping::DISCOVERY_METADATA.to_string(),
             Value::String("on-demand".to_string()),
         );
     }

@@ -5,7 +5,7 @@
 use crate::cli::{IdentityArg, MeshArgs};
 use anyhow::Context;
 use portolan_ca::{Authority, WorkloadCerts};
-use portolan_xds::IdentityMode;
+use portolan_pipeline::IdentityMode;
 use std::sync::Arc;
 use std::time::SystemTime;
 

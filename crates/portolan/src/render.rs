@@ -17,11 +17,9 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let mut index = Index::new();
     changes.apply_to(portolan_files::REPORTER, &mut index);
     let world = index.world();
-    let resources = portolan_translate::translate(
-        &world,
-        &portolan_pipeline::groups::group_for_key(&args.cluster, &world),
-        &args.translate.options(),
-    );
+    let group =
+        portolan_pipeline::groups::group_for_name(&args.cluster, &world).context("--cluster")?;
+    let resources = portolan_translate::translate(&world, &group, &args.translate.options());
     let json = portolan_translate::json::resources_to_json(&resources)?;
     crate::output::println(&serde_json::to_string_pretty(&json)?)?;
     Ok(ExitCode::SUCCESS)

@@ -105,7 +105,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         AuthzArg::Off => Authz::Off,
     };
     let xds_server = XdsServer::with_limits(cache.clone(), xds_metrics, limits, authz)
-        .with_identity(mesh.identity);
+        .with_grouping(std::sync::Arc::new(portolan_pipeline::ProxyGrouping::new(
+            mesh.identity,
+        )));
     // The admin API (proxy-status, config-dump) shares the xDS port.
     let router = xds_server
         .router()

@@ -20,7 +20,7 @@
 //! attached to the mesh replace those virtual hosts' default route. A group that Gateways
 //! select gets their listeners instead (see `gateway.rs`).
 //!
-//! A group of proxyless gRPC clients (`;client=grpc`) gets API listeners named after its
+//! A group of proxyless gRPC clients (`ClientKind::Grpc` in its group key) gets API listeners named after its
 //! targets and only what gRPC can use (see [`proxyless`]).
 //!
 //! A group with a workload identity ([`mesh`]) also gets the `inbound` listener in front of

@@ -21,6 +21,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::pb::google::protobuf::BoolValue;
 use envoy_types::util::pack_any;
+use portolan_model::group::WorkloadKey;
 
 /// SDS name of a group's workload certificate and key.
 pub const WORKLOAD_CERT_SECRET: &str = "portolan-workload-cert";
@@ -72,46 +73,24 @@ pub struct Workload {
     pub tcp: bool,
 }
 
-/// The workload parts of a group key, collected while parsing it.
-#[derive(Debug, Default)]
-pub(crate) struct WorkloadParts {
-    namespace: Option<String>,
-    service_account: Option<String>,
-    app_port: Option<u16>,
-    inbound_port: Option<u16>,
-    outbound_port: Option<u16>,
-    tcp: bool,
-}
+// === impl Workload ===
 
-// === impl WorkloadParts ===
-
-impl WorkloadParts {
-    pub(crate) fn set(&mut self, key: &str, value: String) {
-        match key {
-            "ns" => self.namespace = Some(value),
-            "sa" => self.service_account = Some(value),
-            "app" => self.app_port = value.parse().ok(),
-            "in" => self.inbound_port = value.parse().ok(),
-            "out" => self.outbound_port = value.parse().ok(),
-            "proto" => self.tcp = value.eq_ignore_ascii_case("tcp"),
-            _ => {}
+impl From<&WorkloadKey> for Workload {
+    /// The workload a group key names (`tcp`: its protocol is `tcp`, in any case).
+    fn from(key: &WorkloadKey) -> Self {
+        Self {
+            namespace: key.namespace.clone(),
+            service_account: key.service_account.clone(),
+            app_port: key.app_port,
+            inbound_port: key.inbound_port,
+            outbound_port: key.outbound_port,
+            tcp: key
+                .protocol
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case("tcp")),
         }
     }
-
-    /// A workload when both the namespace and the service account were given.
-    pub(crate) fn build(self) -> Option<Workload> {
-        Some(Workload {
-            namespace: self.namespace?,
-            service_account: self.service_account?,
-            app_port: self.app_port,
-            inbound_port: self.inbound_port,
-            outbound_port: self.outbound_port,
-            tcp: self.tcp,
-        })
-    }
 }
-
-// === impl Workload ===
 
 impl Workload {
     /// The workload's SPIFFE ID.
@@ -264,25 +243,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn workload_parts_need_namespace_and_service_account() {
-        let mut parts = WorkloadParts::default();
-        parts.set("ns", "shop".into());
-        parts.set("app", "8080".into());
-        assert_eq!(parts.build(), None);
-        let mut parts = WorkloadParts::default();
-        for (k, v) in [
-            ("ns", "shop"),
-            ("sa", "web"),
-            ("app", "8080"),
-            ("in", "x"),
-            ("proto", "TCP"),
-        ] {
-            parts.set(k, v.into());
-        }
-        let w = parts.build().expect("complete");
+    fn a_group_keys_workload_is_the_translated_workload() {
+        let key = WorkloadKey {
+            app_port: Some(8080),
+            protocol: Some("TCP".into()),
+            ..WorkloadKey::new("shop", "web")
+        };
+        let w = Workload::from(&key);
         assert_eq!(w.app_port, Some(8080));
         assert_eq!(w.inbound_port, None);
         assert!(w.tcp);
         assert_eq!(w.spiffe_id("td"), "spiffe://td/ns/shop/sa/web");
+        assert!(!Workload::from(&WorkloadKey::new("shop", "web")).tcp);
     }
 }

@@ -1,7 +1,7 @@
 //! On-demand discovery for mesh proxies: a proxy starts with almost nothing and learns each
 //! host (VHDS) and cluster (on-demand CDS) on its first request.
 //!
-//! A group whose key has `mode=on-demand` (node metadata `portolan.dev/discovery: on-demand`)
+//! A group whose key is on-demand (`DiscoveryMode::OnDemand`, node metadata `portolan.dev/discovery: on-demand`)
 //! and that no Gateway selects gets:
 //!
 //! * the `mesh-outbound` listener with the `envoy.filters.http.on_demand` filter first in its
@@ -34,9 +34,6 @@ use std::collections::BTreeSet;
 /// Well-known name of the on-demand HTTP filter.
 pub(crate) const ON_DEMAND: &str = "envoy.filters.http.on_demand";
 
-/// The group key part of on-demand groups.
-pub(crate) const KEY_PART: (&str, &str) = ("mode", "on-demand");
-
 /// How a proxy group discovers its configuration.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Discovery {
@@ -54,19 +51,6 @@ pub struct OnDemandResources {
     pub virtual_hosts: Vec<VirtualHost>,
     /// Clusters the wildcard CDS answer carries; every other cluster is served by name only.
     pub wildcard_clusters: BTreeSet<String>,
-}
-
-// === impl Discovery ===
-
-impl Discovery {
-    /// The mode named by a group key part `mode=VALUE`.
-    pub(crate) fn from_part(value: &str) -> Self {
-        if value == KEY_PART.1 {
-            Discovery::OnDemand
-        } else {
-            Discovery::Full
-        }
-    }
 }
 
 /// The VHDS name of a domain of the mesh route configuration.
@@ -153,8 +137,6 @@ mod tests {
 
     #[test]
     fn discovery_parses_only_on_demand() {
-        assert_eq!(Discovery::from_part("on-demand"), Discovery::OnDemand);
-        assert_eq!(Discovery::from_part("full"), Discovery::Full);
         assert_eq!(Discovery::default(), Discovery::Full);
     }
 

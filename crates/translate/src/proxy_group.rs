@@ -1,17 +1,18 @@
 //! [`ProxyGroup`]: the set of proxies that get identical configuration, as translation sees
-//! it, read back from the group key the xDS server builds from a node.
+//! it, built from the typed group key ([`GroupKey`]) the xDS wiring forms from a node.
 
-use crate::mesh::{Workload, WorkloadParts};
-use crate::on_demand::{self, Discovery};
+use crate::mesh::Workload;
+use crate::on_demand::Discovery;
 use crate::proxyless::Client;
 use crate::scope::{EgressScope, ScopeError};
+use portolan_model::group::{DiscoveryMode, GroupKey};
 use std::collections::BTreeMap;
 
 /// A set of proxies that get identical configuration: Envoy's `node.cluster`, refined by the
-/// node's zone and `labels` metadata (see [`ProxyGroup::from_key`]).
+/// node's zone and `labels` metadata and the rest of its [`GroupKey`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProxyGroup {
-    /// The group key, as the xDS cache names the group.
+    /// The group key's string form, as the xDS cache names the group.
     pub name: String,
     /// Envoy `node.cluster` (empty: `default`).
     pub cluster: String,
@@ -21,11 +22,12 @@ pub struct ProxyGroup {
     pub labels: BTreeMap<String, String>,
     /// The mesh workload these proxies are, when they proved an identity.
     pub workload: Option<Workload>,
-    /// Whether they learn hosts and clusters on first use (key part `mode=on-demand`).
+    /// Whether they learn hosts and clusters on first use ([`DiscoveryMode::OnDemand`]).
     pub discovery: Discovery,
-    /// What the proxies may reach (`;scope=...`, see [`crate::scope`]); `None`: everything.
+    /// What the proxies may reach ([`GroupKey::scope`], see [`crate::scope`]); `None`:
+    /// everything.
     pub scope: Option<EgressScope>,
-    /// Envoy, or a proxyless gRPC client (`;client=grpc`, see [`crate::proxyless`]).
+    /// Envoy, or a proxyless gRPC client (see [`crate::proxyless`]).
     pub client: Client,
 }
 
@@ -54,38 +56,6 @@ impl ProxyGroup {
         }
     }
 
-    /// Parses a group key as the xDS server builds it from a node:
-    /// `cluster[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand][;scope=HOSTS][;client=grpc][;ns=NS;sa=SA[;app=PORT][;in=PORT][;proto=P]]`,
-    /// parts percent-encoded (`%3B` `%3D` `%25`). The identity parts (`ns`, `sa`) come only
-    /// from what the proxy proved (see `portolan_xds::identity`). Unknown parts are ignored, so
-    /// any string is a valid key.
-    pub fn from_key(key: &str) -> Self {
-        let mut parts = key.split(';');
-        let mut group = Self::new(&unescape(parts.next().unwrap_or_default()));
-        group.name = key.to_string();
-        let mut workload = WorkloadParts::default();
-        for part in parts {
-            let Some((k, v)) = part.split_once('=') else {
-                continue;
-            };
-            if k == "zone" {
-                group.zone = Some(unescape(v));
-            } else if k == on_demand::KEY_PART.0 {
-                group.discovery = Discovery::from_part(v);
-            } else if k == "scope" {
-                group.scope = Some(EgressScope::parse(&unescape(v)));
-            } else if k == "client" {
-                group.client = Client::parse(v);
-            } else if let Some(label) = k.strip_prefix("l.") {
-                group.labels.insert(unescape(label), unescape(v));
-            } else {
-                workload.set(k, unescape(v));
-            }
-        }
-        group.workload = workload.build();
-        group
-    }
-
     /// The namespace `.` means in the scope: the proxy's mesh identity's (a namespace the
     /// node metadata names was put in the scope when the key was built).
     pub fn own_namespace(&self) -> Option<&str> {
@@ -104,8 +74,31 @@ impl Default for ProxyGroup {
     }
 }
 
-fn unescape(s: &str) -> String {
-    s.replace("%3B", ";")
-        .replace("%3D", "=")
-        .replace("%25", "%")
+impl From<&GroupKey> for ProxyGroup {
+    /// The group `key` names: its cluster, zone, labels, workload, discovery (unset: full),
+    /// scope and client; named by the key's string form.
+    fn from(key: &GroupKey) -> Self {
+        Self {
+            name: key.to_string(),
+            cluster: key.cluster.clone(),
+            zone: key.zone.clone(),
+            labels: key.labels.clone(),
+            workload: key.workload.as_ref().map(Workload::from),
+            discovery: match key.discovery {
+                DiscoveryMode::OnDemand => Discovery::OnDemand,
+                DiscoveryMode::Unset | DiscoveryMode::Full => Discovery::Full,
+            },
+            scope: key
+                .scope
+                .as_ref()
+                .map(|hosts| EgressScope::parse(&hosts.to_string())),
+            client: key.client,
+        }
+    }
+}
+
+impl From<GroupKey> for ProxyGroup {
+    fn from(key: GroupKey) -> Self {
+        Self::from(&key)
+    }
 }

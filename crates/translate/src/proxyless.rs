@@ -54,15 +54,9 @@ const GRPC_RETRY_ON: [&str; 5] = [
     "unavailable",
 ];
 
-/// What a proxyless gRPC client is: the `client` part of a group key (`;client=grpc`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Client {
-    /// Envoy (or anything that is not a proxyless gRPC client).
-    #[default]
-    Envoy,
-    /// A gRPC library with the xDS resolver.
-    Grpc,
-}
+/// What kind of client a group is of: Envoy, or a proxyless gRPC client (the group key's
+/// [`ClientKind`](portolan_model::group::ClientKind)).
+pub use portolan_model::group::ClientKind as Client;
 
 /// How a shared resource fits a gRPC client.
 enum Fit<T> {
@@ -72,19 +66,6 @@ enum Fit<T> {
     Replace(T),
     /// Not at all.
     Drop,
-}
-
-// === impl Client ===
-
-impl Client {
-    /// The value of the group key's `client` part (anything else is Envoy).
-    pub fn parse(value: &str) -> Self {
-        if value.eq_ignore_ascii_case("grpc") {
-            Self::Grpc
-        } else {
-            Self::Envoy
-        }
-    }
 }
 
 /// The API listeners of a gRPC group, one per host name of `routes` (sorted, distinct).

@@ -17,9 +17,10 @@
 
 use crate::checks;
 use portolan_api::{Kind, ObjectRef};
+use portolan_model::GroupKey;
 use portolan_model::routing::Parent;
 use portolan_model::{Index, Object, World};
-use portolan_pipeline::groups::group_for_key;
+use portolan_pipeline::groups::{group_for_key, group_for_name};
 use portolan_translate::proxyless::Client;
 use portolan_translate::{Discovery, Options, ProxyGroup};
 use portolan_xds::Cache;
@@ -85,7 +86,7 @@ impl DryRun {
     /// mesh group that translates differently, and for each related Gateway a group its
     /// selector matches and the connected groups it selects. One group per [`Shape`].
     fn groups(&self, world: &World, gateways: &BTreeSet<ObjectRef>) -> Vec<ProxyGroup> {
-        let default = group_for_key(portolan_pipeline::DEFAULT_GROUP, world);
+        let default = group_for_key(&GroupKey::default(), world);
         let mut seen: BTreeSet<Shape> = [Shape::of(world, &default)].into();
         let mut groups = vec![default];
         let selected = world
@@ -97,7 +98,7 @@ impl DryRun {
             .cache
             .iter()
             .flat_map(|c| c.groups())
-            .map(|key| group_for_key(&key, world));
+            .filter_map(|key| group_for_name(&key, world).ok());
         for group in selected.chain(connected) {
             let shape = Shape::of(world, &group);
             let related = match shape.gateways.as_slice() {

@@ -23,8 +23,8 @@ use tracing::warn;
 use crate::authz::Authz;
 use crate::cache::Cache;
 use crate::csds::Csds;
+use crate::grouping::{ByCluster, NodeGrouping};
 use crate::grpc::{Ads, Cds, Eds, Lds, Rds, XdsService};
-use crate::identity::IdentityMode;
 use crate::incoming::{ConnInfo, incoming};
 use crate::limits::{Limits, TokenBucket, jitter};
 use crate::metrics::XdsMetrics;
@@ -58,7 +58,7 @@ struct Inner {
     stop: watch::Sender<bool>,
     limits: Limits,
     authz: Authz,
-    identity: Arc<IdentityMode>,
+    grouping: Arc<dyn NodeGrouping>,
     streams: Arc<Semaphore>,
 }
 
@@ -85,16 +85,16 @@ impl XdsServer {
                 streams: Arc::new(Semaphore::new(limits.max_streams)),
                 limits,
                 authz,
-                identity: Arc::new(IdentityMode::default()),
+                grouping: Arc::new(ByCluster),
             }),
         }
     }
 
-    /// Where workload identities come from (default: xDS client certificates in
-    /// `cluster.local`). Call before serving.
-    pub fn with_identity(mut self, identity: IdentityMode) -> Self {
+    /// Which group each node is in (default: [`ByCluster`], its `node.cluster`). Call before
+    /// serving.
+    pub fn with_grouping(mut self, grouping: Arc<dyn NodeGrouping>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.identity = Arc::new(identity);
+            inner.grouping = grouping;
         }
         self
     }
@@ -143,7 +143,7 @@ impl XdsServer {
             metrics: self.inner.metrics.clone(),
             stop: self.inner.stop.subscribe(),
             authz: self.inner.authz,
-            identity: self.inner.identity.clone(),
+            grouping: self.inner.grouping.clone(),
             drain_delay: jitter(self.inner.limits.drain_spread),
         }
     }

@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::core::v3::{Node, node::UserAgentVersionType};
 
+use crate::authz::PeerIdentity;
+use crate::grouping::{DEFAULT_GROUP, NodeGrouping};
 use crate::resource::ResourceType;
 use crate::status::Nack;
 
@@ -41,28 +43,38 @@ impl StreamTypes {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeInfo {
     pub id: String,
+    /// The group key the [`NodeGrouping`] hook gave.
     pub group: String,
     pub client: String,
-    /// Node metadata that could not be used (see [`crate::group::metadata_warnings`]).
+    /// Why the group needs Delta ADS, if it does (see [`Grouped::needs_delta`]).
+    pub needs_delta: Option<String>,
+    /// Node metadata that could not be used (see [`Grouped::warnings`]).
     pub warnings: Vec<String>,
 }
 
 // === impl NodeInfo ===
 
 impl NodeInfo {
-    /// Reads id, group (see [`crate::group`]) and client (user agent and version).
-    pub fn from_node(node: Option<&Node>) -> Self {
+    /// Reads id and client (user agent and version), and asks `grouping` for the group of the
+    /// node (and `peer`); without a node, the group is [`DEFAULT_GROUP`].
+    pub fn from_node(
+        node: Option<&Node>,
+        peer: Option<&PeerIdentity>,
+        grouping: &dyn NodeGrouping,
+    ) -> Self {
         let Some(node) = node else {
             return Self {
-                group: crate::group::DEFAULT_GROUP.to_string(),
+                group: DEFAULT_GROUP.to_string(),
                 ..Self::default()
             };
         };
+        let grouped = grouping.group(node, peer);
         Self {
             id: node.id.clone(),
-            group: crate::group::group_key(node),
+            group: grouped.key,
             client: client_of(node),
-            warnings: crate::group::metadata_warnings(node),
+            needs_delta: grouped.needs_delta,
+            warnings: grouped.warnings,
         }
     }
 }
@@ -209,11 +221,15 @@ mod tests {
             )),
             ..Default::default()
         };
-        let info = NodeInfo::from_node(Some(&node));
+        let by_cluster = crate::grouping::ByCluster;
+        let info = NodeInfo::from_node(Some(&node), None, &by_cluster);
         assert_eq!(info.id, "sidecar-1");
         assert_eq!(info.group, "default");
         assert_eq!(info.client, "envoy 1.40.0");
-        assert_eq!(NodeInfo::from_node(None).group, "default");
+        assert_eq!(
+            NodeInfo::from_node(None, None, &by_cluster).group,
+            "default"
+        );
     }
 
     #[test]

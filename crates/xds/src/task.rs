@@ -31,8 +31,7 @@ use crate::authz::{Authz, PeerIdentity};
 use crate::cache::Cache;
 use crate::convergence::Member;
 use crate::delta::DeltaStream;
-use crate::group::{DEFAULT_GROUP, key_is_on_demand};
-use crate::identity::IdentityMode;
+use crate::grouping::{DEFAULT_GROUP, NodeGrouping};
 use crate::limits::TokenBucket;
 use crate::metrics::{XdsMetrics, client_kind};
 use crate::resource::ResourceType;
@@ -106,8 +105,8 @@ pub(crate) struct Context {
     pub(crate) metrics: XdsMetrics,
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) authz: Authz,
-    /// Where workload identities come from (they refine the group key).
-    pub(crate) identity: Arc<IdentityMode>,
+    /// Which group a node is in (the wiring's hook).
+    pub(crate) grouping: Arc<dyn NodeGrouping>,
     /// How long after the server stops this stream closes (random within the drain spread).
     pub(crate) drain_delay: Duration,
 }
@@ -215,11 +214,11 @@ impl OnDemandCheck {
 
     /// Logs when the node asked for on-demand discovery itself. True if it logged.
     fn on_node(&mut self, node: &NodeInfo) -> bool {
-        if self.done || !key_is_on_demand(&node.group) {
+        let Some(reason) = node.needs_delta.as_deref().filter(|_| !self.done) else {
             return false;
-        }
+        };
         self.done = true;
-        error!(node = %node.id, group = %node.group, "on-demand discovery (portolan.dev/discovery: on-demand) needs Delta ADS (api_type DELTA_GRPC); over State-of-the-World the proxy rejects the VHDS route configuration");
+        error!(node = %node.id, group = %node.group, "{reason} needs Delta ADS (api_type DELTA_GRPC); over State-of-the-World the proxy rejects the VHDS route configuration");
         true
     }
 
@@ -258,14 +257,13 @@ pub(crate) async fn run<M, S>(
         }
         None => return,
     };
-    let mut node = NodeInfo::from_node(M::node_of(&first));
+    let node = NodeInfo::from_node(
+        M::node_of(&first),
+        admission.peer.as_deref(),
+        ctx.grouping.as_ref(),
+    );
     for warning in &node.warnings {
         warn!(node = %node.id, group = %node.group, "{warning}");
-    }
-    if let Some(n) = M::node_of(&first) {
-        node.group = ctx
-            .identity
-            .refine_group(&node.group, admission.peer.as_deref(), n);
     }
     let cluster = M::node_of(&first)
         .map(|n| n.cluster.as_str())
@@ -423,10 +421,11 @@ mod tests {
     use super::*;
     use crate::testing::snapshot_of;
 
-    fn node(group: &str) -> NodeInfo {
+    fn node(needs_delta: bool) -> NodeInfo {
         NodeInfo {
             id: "sidecar-1".into(),
-            group: group.into(),
+            group: "web".into(),
+            needs_delta: needs_delta.then(|| "on-demand discovery".to_string()),
             ..NodeInfo::default()
         }
     }
@@ -443,7 +442,7 @@ mod tests {
 
     #[test]
     fn a_sotw_node_asking_for_on_demand_is_told_once() {
-        let node = node("web;mode=on-demand");
+        let node = node(true);
         let mut check = OnDemandCheck::new(false);
         assert!(check.on_node(&node));
         assert!(!check.on_snapshot(&node, &on_demand_snapshot()));
@@ -451,7 +450,7 @@ mod tests {
 
     #[test]
     fn a_sotw_stream_of_an_on_demand_group_is_told_once() {
-        let node = node("web");
+        let node = node(false);
         let mut check = OnDemandCheck::new(false);
         assert!(!check.on_node(&node));
         assert!(!check.on_snapshot(&node, &snapshot_of(&["a"], &[])));
@@ -461,7 +460,7 @@ mod tests {
 
     #[test]
     fn delta_streams_need_no_warning() {
-        let node = node("web;mode=on-demand");
+        let node = node(true);
         let mut check = OnDemandCheck::new(true);
         assert!(!check.on_node(&node));
         assert!(!check.on_snapshot(&node, &on_demand_snapshot()));

@@ -13,7 +13,9 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::envoy::service::route::v3::route_discovery_service_client::RouteDiscoveryServiceClient;
 use portolan_xds::testing::{response_names, snapshot_with};
-use portolan_xds::{Cache, ResourceType, XdsMetrics, XdsServer, serve};
+use portolan_xds::{
+    Cache, Grouped, NodeGrouping, PeerIdentity, ResourceType, XdsMetrics, XdsServer, serve,
+};
 use portolan_xds_client::{ClientError, DeltaStream, SotwStream, node, request};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -31,11 +33,16 @@ struct Harness {
 }
 
 async fn start() -> Harness {
+    start_with(Arc::new(portolan_xds::ByCluster)).await
+}
+
+/// A server whose node-to-group hook is `grouping`.
+async fn start_with(grouping: Arc<dyn NodeGrouping>) -> Harness {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let cache = Cache::new();
     let metrics = XdsMetrics::unregistered();
-    let server = XdsServer::new(cache.clone(), metrics.clone());
+    let server = XdsServer::new(cache.clone(), metrics.clone()).with_grouping(grouping);
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(serve(listener, server, async move {
         let _ = stopped.await;
@@ -219,6 +226,45 @@ async fn ads_sotw_serves_acks_and_pushes_only_what_changed() {
     let rds = client.recv().await;
     assert_eq!(type_of(&rds), Some(Route));
     assert!(harness.metrics.pushes(Cla) >= 2);
+}
+
+/// A hook that groups by node id, whatever the node's cluster, and has a warning to give.
+#[derive(Debug)]
+struct ByNodeId;
+
+impl NodeGrouping for ByNodeId {
+    fn group(&self, node: &Node, _peer: Option<&PeerIdentity>) -> Grouped {
+        Grouped {
+            key: format!("by-id/{}", node.id),
+            needs_delta: None,
+            warnings: vec![format!("node.cluster: {:?} is not used", node.cluster)],
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_wirings_hook_puts_each_node_in_its_group() {
+    let harness = start_with(Arc::new(ByNodeId)).await;
+    let mut client = Sotw::ads(channel(harness.addr, None).await, Cluster, &[]).await;
+    eventually(|| {
+        let groups = harness.cache.groups();
+        (groups == ["by-id/sidecar-1"]).then_some(())
+    })
+    .await;
+    // The node's cluster (`web`) is not its group: nothing set there reaches it.
+    harness
+        .cache
+        .set("web", snapshot_with(&[("wrong", 1)], &[]));
+    harness.cache.set("by-id/sidecar-1", two_clusters());
+    let cds = client.recv().await;
+    assert_eq!(response_names(&cds), vec!["a", "b"]);
+    let proxies = eventually(|| {
+        let proxies = harness.cache.proxies();
+        (proxies.len() == 1).then_some(proxies)
+    })
+    .await;
+    assert_eq!(proxies[0].group, "by-id/sidecar-1");
+    assert_eq!(proxies[0].warnings, ["node.cluster: \"web\" is not used"]);
 }
 
 #[tokio::test]

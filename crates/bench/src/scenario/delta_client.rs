@@ -15,8 +15,8 @@ use envoy_types::pb::envoy::config::route::v3::{
     VirtualHost, route::Action, route_action::ClusterSpecifier,
 };
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
+use portolan_pipeline::grouping::{DISCOVERY_METADATA, SCOPE_METADATA};
 use portolan_translate::names::MESH_ROUTE;
-use portolan_xds::group::{DISCOVERY_METADATA, SCOPE_METADATA};
 use portolan_xds_client::{DeltaClient, DeltaSubscriber, channel, type_url};
 use prost::Message;
 use std::time::Duration;

@@ -16,10 +16,11 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::route::v3::{
     VirtualHost, route::Action, route_action::ClusterSpecifier,
 };
+use portolan_model::group::{DiscoveryMode, GroupKey};
 use portolan_pipeline::IncrementalBuilder;
+use portolan_pipeline::grouping::DISCOVERY_METADATA;
 use portolan_translate::names::MESH_ROUTE;
 use portolan_translate::{Options, ProxyGroup};
-use portolan_xds::group::DISCOVERY_METADATA;
 use portolan_xds::{ResourceType, Snapshot};
 use portolan_xds_client::{node, type_url};
 use prost::Message;
@@ -54,15 +55,18 @@ pub fn on_demand(spec: WorldSpec) -> Result<OnDemandBench, BenchError> {
     let mut index = spec.index();
     let world = index.world();
     let options = Options::default();
-    let build = |key: &str| {
-        let group = ProxyGroup::from_key(key);
+    let build = |key: GroupKey| {
+        let group = ProxyGroup::from(&key);
         let (times, snapshot) = time_runs(1, || {
             IncrementalBuilder::new().build(&world, &group, &options, None)
         });
         Ok::<_, BenchError>((median(&times), Arc::new(snapshot?)))
     };
-    let (full_build, full) = build("default")?;
-    let (on_demand_build, lazy) = build("default;mode=on-demand")?;
+    let (full_build, full) = build(GroupKey::default())?;
+    let (on_demand_build, lazy) = build(GroupKey {
+        discovery: DiscoveryMode::OnDemand,
+        ..GroupKey::default()
+    })?;
     let (_, full_initial) = DeltaProxy::connect(full.clone())?;
     let mut proxy = OnDemandProxy::new(lazy.clone());
     let on_demand_initial = proxy.connect()?;

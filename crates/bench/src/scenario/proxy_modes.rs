@@ -14,9 +14,10 @@ use crate::scenario::served::Served;
 use crate::{BenchError, WorldSpec};
 use anyhow::bail;
 use portolan_e2e::procfs::rss_kib;
+use portolan_model::group::{GroupKey, ScopeHosts};
 use portolan_pipeline::IncrementalBuilder;
+use portolan_pipeline::grouping::SCOPE_METADATA;
 use portolan_translate::{Options, ProxyGroup};
-use portolan_xds::group::SCOPE_METADATA;
 use portolan_xds::{ResourceType, Snapshot};
 use portolan_xds_client::{Fleet, type_url};
 use std::fmt::Write as _;
@@ -66,14 +67,23 @@ pub fn proxy_modes(spec: WorldSpec, proxies: usize) -> Result<ProxyModes, BenchE
     let scoped_namespace = other_namespace(&changed_namespace).to_string();
     // Scoped first, for the same reason as in the served half.
     let modes = [
-        ("scoped", format!("bench;scope={scoped_namespace}/*")),
-        ("full", "bench".to_string()),
+        (
+            "scoped",
+            GroupKey {
+                scope: Some(ScopeHosts::canonical(
+                    [format!("{scoped_namespace}/*").as_str()],
+                    None,
+                )),
+                ..GroupKey::new("bench")
+            },
+        ),
+        ("full", GroupKey::new("bench")),
     ];
     let services = spec.services_list();
     let mut rows = Vec::new();
     for (mode, key) in modes {
         let mut index = spec.index();
-        let group = ProxyGroup::from_key(&key);
+        let group = ProxyGroup::from(&key);
         let options = Options::default();
         let mut builder = IncrementalBuilder::new();
         let world = index.world();
@@ -100,7 +110,7 @@ pub fn proxy_modes(spec: WorldSpec, proxies: usize) -> Result<ProxyModes, BenchE
         }
         rows.push(ModeRow {
             mode,
-            group: key,
+            group: key.to_string(),
             clusters: first.resources(ResourceType::Cluster).len(),
             snapshot_bytes: snapshot_bytes(&first),
             build: times.first().copied().unwrap_or_default(),

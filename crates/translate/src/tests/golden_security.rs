@@ -213,8 +213,14 @@ fn disable_means_plaintext_both_ways() {
 fn a_group_without_identity_gets_no_inbound_listener_and_no_mesh_tls() {
     let mut world = mk_mesh_world();
     add_peer_auth(&mut world, "ns", None, MtlsMode::Strict);
-    // Claiming ports without an identity changes nothing.
-    let resources = run_group(&world, "web;l.app=web;app=8080;in=15006");
+    // Ports without an identity are not a group key (the grouping hook writes them only with
+    // a proven identity).
+    assert!(
+        "web;l.app=web;app=8080;in=15006"
+            .parse::<portolan_model::GroupKey>()
+            .is_err()
+    );
+    let resources = run_group(&world, "web;l.app=web");
     assert!(resources.listeners.iter().all(|l| l.name != "inbound"));
     assert!(
         resources
@@ -301,7 +307,7 @@ fn mesh_connections_last_at_most_the_certificate_lifetime_keeping_http2() {
     world.services.insert(grpc.key.clone(), Arc::new(grpc));
     let mut options = Options::default();
     options.mesh.max_connection_duration = Some(std::time::Duration::from_secs(3600));
-    let resources = translate(&world, &ProxyGroup::from_key(&web_group(false)), &options);
+    let resources = translate(&world, &group_of(&web_group(false)), &options);
     let options_of = |name: &str| {
         cluster_json(&resources, name)["typed_extension_protocol_options"]
             ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]

@@ -142,7 +142,7 @@ fn owned(shared: &SharedResources) -> Resources {
 fn a_warm_translator_equals_a_cold_translation_across_changes() {
     let options = Options::default();
     for key in GROUPS {
-        let group = ProxyGroup::from_key(key);
+        let group = group_of(key);
         let mut translator = Translator::new();
         for (step, world) in steps() {
             let warm = owned(&translator.translate(&world, &group, &options));
@@ -158,7 +158,7 @@ fn one_translator_serves_groups_of_a_zone() {
     let mut translator = Translator::new();
     for (step, world) in steps() {
         for key in ["default;zone=zone-a", "ingress;zone=zone-a"] {
-            let group = ProxyGroup::from_key(key);
+            let group = group_of(key);
             let incremental = owned(&translator.translate(&world, &group, &options));
             assert_eq!(
                 incremental,

@@ -143,7 +143,13 @@ fn run(world: &World) -> Resources {
 }
 
 fn run_group(world: &World, group: &str) -> Resources {
-    translate(world, &ProxyGroup::from_key(group), &Options::default())
+    translate(world, &group_of(group), &Options::default())
+}
+
+/// The group a group key's string form names.
+fn group_of(key: &str) -> ProxyGroup {
+    let key: portolan_model::GroupKey = key.parse().unwrap_or_else(|e| panic!("{e}"));
+    ProxyGroup::from(&key)
 }
 
 // === routing fixtures ===
@@ -431,7 +437,7 @@ fn two_threads_translate_like_one() {
     );
     world.routes.insert(route.source.clone(), Arc::new(route));
     for key in ["default", "edge;zone=a"] {
-        let group = ProxyGroup::from_key(key);
+        let group = group_of(key);
         let one = crate::translate_on(&world, &group, &Options::default(), 1);
         let two = crate::translate_on(&world, &group, &Options::default(), 2);
         assert_eq!(one.clusters.len(), n);

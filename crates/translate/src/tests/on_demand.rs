@@ -52,13 +52,10 @@ fn reviews_with_retries() -> World {
 #[test]
 fn the_key_part_selects_on_demand() {
     assert_eq!(
-        ProxyGroup::from_key(ON_DEMAND_GROUP).discovery,
+        group_of(ON_DEMAND_GROUP).discovery,
         crate::Discovery::OnDemand
     );
-    assert_eq!(
-        ProxyGroup::from_key("default").discovery,
-        crate::Discovery::Full
-    );
+    assert_eq!(group_of("default").discovery, crate::Discovery::Full);
     assert_eq!(run(&mk_reviews_world()).on_demand, None);
 }
 

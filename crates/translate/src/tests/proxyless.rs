@@ -71,12 +71,9 @@ fn mk_grpc_world() -> World {
 
 #[test]
 fn the_group_key_names_a_grpc_client() {
-    assert_eq!(ProxyGroup::from_key(GRPC_GROUP).client, Client::Grpc);
-    assert_eq!(ProxyGroup::from_key("default").client, Client::Envoy);
-    assert_eq!(
-        ProxyGroup::from_key("web;client=grpc;ns=a;sa=b").client,
-        Client::Grpc
-    );
+    assert_eq!(group_of(GRPC_GROUP).client, Client::Grpc);
+    assert_eq!(group_of("default").client, Client::Envoy);
+    assert_eq!(group_of("web;client=grpc;ns=a;sa=b").client, Client::Grpc);
 }
 
 #[test]
@@ -200,7 +197,7 @@ fn clusters_and_endpoints_are_what_grpc_accepts() {
 #[test]
 fn a_warm_translator_gives_the_same() {
     let world = mk_grpc_world();
-    let group = ProxyGroup::from_key(GRPC_GROUP);
+    let group = group_of(GRPC_GROUP);
     let mut translator = crate::Translator::new();
     for _ in 0..2 {
         let shared = translator.translate(&world, &group, &Options::default());

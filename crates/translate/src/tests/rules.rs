@@ -515,11 +515,11 @@ fn large_mesh() {
 
 #[test]
 fn group_keys_carry_cluster_zone_and_labels() {
-    let g = ProxyGroup::from_key("web;zone=zone-a;l.app=a%3Bb%3Dc;l.version=v1;junk");
-    assert_eq!(g.name, "web;zone=zone-a;l.app=a%3Bb%3Dc;l.version=v1;junk");
+    let g = group_of("web;zone=zone-a;l.app=a%3Bb%3Dc;l.version=v1");
+    assert_eq!(g.name, "web;zone=zone-a;l.app=a%3Bb%3Dc;l.version=v1");
     assert_eq!(g.cluster, "web");
     assert_eq!(g.zone.as_deref(), Some("zone-a"));
     assert_eq!(g.labels.get("app").map(String::as_str), Some("a;b=c"));
     assert_eq!(g.labels.get("version").map(String::as_str), Some("v1"));
-    assert_eq!(ProxyGroup::from_key("edge"), ProxyGroup::new("edge"));
+    assert_eq!(group_of("edge"), ProxyGroup::new("edge"));
 }

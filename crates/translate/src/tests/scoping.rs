@@ -173,9 +173,9 @@ fn a_change_in_a_namespace_out_of_scope_changes_nothing() {
 #[test]
 fn the_translator_gives_the_same_scoped_output() {
     let world = mesh();
-    let group = ProxyGroup::from_key(SCOPED);
+    let group = group_of(SCOPED);
     let mut translator = Translator::new();
-    let unscoped = translator.translate(&world, &ProxyGroup::from_key("web"), &Options::default());
+    let unscoped = translator.translate(&world, &group_of("web"), &Options::default());
     assert_eq!(unscoped.clusters.len(), 7);
     let shared = translator.translate(&world, &group, &Options::default());
     assert_eq!(
@@ -214,7 +214,8 @@ fn a_gateway_group_ignores_its_scope() {
 
 #[test]
 fn the_group_key_carries_the_scope_and_its_error() {
-    let group = ProxyGroup::from_key("web;scope=shop/*,bad");
+    // Entries are canonical (sorted): the error names the entry by its place among them.
+    let group = group_of("web;scope=shop/*,zz");
     let scope = group.scope.as_ref().expect("scoped");
     assert_eq!(scope.to_string(), "shop/*");
     let error = group.scope_error().expect("bad entry").to_string();
@@ -222,14 +223,14 @@ fn the_group_key_carries_the_scope_and_its_error() {
         error.starts_with("node.metadata[\"portolan.dev/scope\"][1]:"),
         "{error}"
     );
-    assert_eq!(ProxyGroup::from_key("web").scope, None);
+    assert_eq!(group_of("web").scope, None);
 }
 
 #[test]
 fn a_scoped_on_demand_group_learns_only_hosts_in_its_scope() {
     let world = mesh();
     let key = "web;mode=on-demand;scope=shop/*";
-    let group = ProxyGroup::from_key(key);
+    let group = group_of(key);
     assert_eq!(group.discovery, crate::Discovery::OnDemand);
     assert!(group.scope.is_some());
     let r = run_group(&world, key);

@@ -46,7 +46,8 @@ pub fn build(docs: &[Value]) -> Built {
 pub const GROUPS: &[&str] = &["default", "ingress"];
 
 pub fn translate(world: &World, group: &str) -> Resources {
-    let group = portolan_pipeline::groups::group_for_key(group, world);
+    let group =
+        portolan_pipeline::groups::group_for_name(group, world).unwrap_or_else(|e| panic!("{e}"));
     portolan_translate::translate(world, &group, &Options::default())
 }
 

@@ -9,13 +9,16 @@
 //! any identity (and receive its private key), so it is for development only.
 //!
 //! The identity and the workload's settings (`node.metadata.appPort`, `inboundPort`,
-//! `outboundPort`, `appProtocol`) refine the proxy group key
-//! (`;ns=NS;sa=SA;app=PORT;in=PORT;out=PORT;proto=P`), so a
-//! workload certificate is only ever in the snapshot of the group of its own identity.
+//! `outboundPort`, `appProtocol`) refine the proxy group key ([`GroupKey::workload`], see
+//! [`crate::grouping`]), so a workload certificate is only ever in the snapshot of the group of
+//! its own identity.
 
-use crate::authz::PeerIdentity;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
+#[cfg(doc)]
+use portolan_model::GroupKey;
+use portolan_model::group::WorkloadKey;
+use portolan_xds::PeerIdentity;
 
 /// Where a proxy's workload identity comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,28 +62,18 @@ impl IdentityMode {
         }
     }
 
-    /// `group` refined by the identity and workload settings (unchanged without an identity).
-    pub fn refine_group(&self, group: &str, peer: Option<&PeerIdentity>, node: &Node) -> String {
-        let Some(id) = self.identify(peer, node) else {
-            return group.to_string();
-        };
-        let mut key = group.to_string();
-        for (k, v) in [
-            ("ns", Some(id.namespace)),
-            ("sa", Some(id.service_account)),
-            ("app", metadata_port(node, "appPort")),
-            ("in", metadata_port(node, "inboundPort")),
-            ("out", metadata_port(node, "outboundPort")),
-            ("proto", metadata_string(node, "appProtocol")),
-        ] {
-            if let Some(v) = v {
-                key.push(';');
-                key.push_str(k);
-                key.push('=');
-                key.push_str(&crate::group::escape(&v));
-            }
-        }
-        key
+    /// The workload a proxy that presented `peer` (if any) and sent `node` is in: its
+    /// identity and workload settings; `None` without an identity.
+    pub fn workload(&self, peer: Option<&PeerIdentity>, node: &Node) -> Option<WorkloadKey> {
+        let id = self.identify(peer, node)?;
+        Some(WorkloadKey {
+            namespace: id.namespace,
+            service_account: id.service_account,
+            app_port: metadata_port(node, "appPort"),
+            inbound_port: metadata_port(node, "inboundPort"),
+            outbound_port: metadata_port(node, "outboundPort"),
+            protocol: metadata_string(node, "appProtocol"),
+        })
     }
 }
 
@@ -115,19 +108,25 @@ fn metadata_string(node: &Node, field: &str) -> Option<String> {
 }
 
 /// A port in the metadata, as a number or a string of digits.
-fn metadata_port(node: &Node, field: &str) -> Option<String> {
+fn metadata_port(node: &Node, field: &str) -> Option<u16> {
     let port = match node.metadata.as_ref()?.fields.get(field)?.kind.as_ref()? {
         Kind::StringValue(s) => s.parse::<u16>().ok()?,
         Kind::NumberValue(n) if n.fract() == 0.0 && (1.0..=65535.0).contains(n) => *n as u16,
         _ => return None,
     };
-    (port > 0).then(|| port.to_string())
+    (port > 0).then_some(port)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grouping::ProxyGrouping;
     use envoy_types::pb::google::protobuf::{Struct, Value};
+
+    /// The group key of `node` (whose cluster is `web`) as the hook makes it with `mode`.
+    fn key(mode: &IdentityMode, peer: Option<&PeerIdentity>, node: &Node) -> String {
+        ProxyGrouping::new(mode.clone()).key(node, peer).to_string()
+    }
 
     fn node(fields: &[(&str, Kind)]) -> Node {
         Node {
@@ -176,11 +175,11 @@ mod tests {
         ]);
         let p = peer(&["spiffe://cluster.local/ns/shop/sa/web"]);
         assert_eq!(
-            cert_mode().refine_group("web", Some(&p), &n),
+            key(&cert_mode(), Some(&p), &n),
             "web;ns=shop;sa=web;app=8080;in=15006"
         );
         // No certificate: no identity, whatever the metadata says.
-        assert_eq!(cert_mode().refine_group("web", None, &n), "web");
+        assert_eq!(key(&cert_mode(), None, &n), "web");
     }
 
     #[test]
@@ -210,9 +209,6 @@ mod tests {
             ("serviceAccount", s("a;b")),
             ("appProtocol", s("tcp")),
         ]);
-        assert_eq!(
-            mode.refine_group("web", None, &n),
-            "web;ns=shop;sa=a%3Bb;proto=tcp"
-        );
+        assert_eq!(key(&mode, None, &n), "web;ns=shop;sa=a%3Bb;proto=tcp");
     }
 }

@@ -1,0 +1,194 @@
+use super::*;
+use crate::identity::IdentityMode;
+use envoy_types::pb::envoy::config::core::v3::Locality;
+use envoy_types::pb::google::protobuf::{Struct, Value};
+
+/// The string form of a node's key, without an identity.
+fn key_of(node: &Node) -> String {
+    group_key(node).to_string()
+}
+
+fn string(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.to_string())),
+    }
+}
+
+#[test]
+fn cluster_alone_is_the_key() {
+    let node = Node {
+        cluster: "web".into(),
+        ..Default::default()
+    };
+    assert_eq!(key_of(&node), "web");
+    assert_eq!(key_of(&Node::default()), "default");
+}
+
+fn with_metadata(fields: &[(&str, &str)]) -> Node {
+    Node {
+        cluster: "web".into(),
+        metadata: Some(Struct {
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), string(v)))
+                .collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_scope_is_canonical_and_resolves_the_own_namespace() {
+    let a = with_metadata(&[(SCOPE_METADATA, " shared/*, ./* ,shared/*")]);
+    assert_eq!(key_of(&a), "web;scope=./*,shared/*");
+    let b = with_metadata(&[
+        (SCOPE_METADATA, "./*,shared/*"),
+        (NAMESPACE_METADATA, "shop"),
+    ]);
+    assert_eq!(key_of(&b), "web;scope=shared/*,shop/*;node-ns=shop");
+    assert_eq!(group_key(&b).node_namespace.as_deref(), Some("shop"));
+    assert_eq!(group_key(&a).node_namespace, None);
+    assert_eq!(key_of(&with_metadata(&[(SCOPE_METADATA, " , ")])), "web");
+}
+
+#[test]
+fn zone_and_labels_refine_the_group() {
+    let labels = Struct {
+        fields: [("version", string("v1")), ("app", string("a;b=c"))]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    };
+    let node = Node {
+        cluster: "web".into(),
+        locality: Some(Locality {
+            zone: "zone-a".into(),
+            ..Default::default()
+        }),
+        metadata: Some(Struct {
+            fields: [(
+                "labels".to_string(),
+                Value {
+                    kind: Some(Kind::StructValue(labels)),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        key_of(&node),
+        "web;zone=zone-a;l.app=a%3Bb%3Dc;l.version=v1"
+    );
+}
+
+#[test]
+fn discovery_metadata_marks_on_demand_groups() {
+    let node = |mode: &str| Node {
+        cluster: "web".into(),
+        metadata: Some(Struct {
+            fields: [(DISCOVERY_METADATA.to_string(), string(mode))]
+                .into_iter()
+                .collect(),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(key_of(&node("on-demand")), "web;mode=on-demand");
+    assert!(group_key(&node("on-demand")).is_on_demand());
+    assert_eq!(key_of(&node("full")), "web;mode=full");
+    assert_eq!(group_key(&node("full")).discovery, DiscoveryMode::Full);
+    // An unknown value is no choice (a ProxyScope may decide), and is warned about.
+    assert_eq!(key_of(&node("ondemand")), "web");
+    assert_eq!(group_key(&node("ondemand")).discovery, DiscoveryMode::Unset);
+    assert_eq!(
+        metadata_warnings(&node("ondemand")),
+        [
+            "node.metadata[\"portolan.dev/discovery\"]: \"ondemand\" is not full or on-demand (ignored)"
+        ]
+    );
+    assert!(metadata_warnings(&node("on-demand")).is_empty());
+    // A cluster name cannot claim the mode: ';' is escaped.
+    let sneaky = Node {
+        cluster: "web;mode=on-demand".into(),
+        ..Default::default()
+    };
+    assert!(!group_key(&sneaky).is_on_demand());
+}
+
+fn with_client_metadata(mut node: Node, value: &str) -> Node {
+    node.metadata = Some(Struct {
+        fields: [(CLIENT_METADATA.to_string(), string(value))]
+            .into_iter()
+            .collect(),
+    });
+    node
+}
+
+#[test]
+fn grpc_clients_are_told_by_user_agent_or_metadata() {
+    let grpc = Node {
+        cluster: "web".into(),
+        user_agent_name: "gRPC C-core".into(),
+        ..Default::default()
+    };
+    assert_eq!(key_of(&grpc), "web;client=grpc");
+    let envoy = Node {
+        user_agent_name: "envoy".into(),
+        ..Default::default()
+    };
+    assert_eq!(key_of(&envoy), "default");
+    assert_eq!(
+        key_of(&with_client_metadata(envoy, "grpc")),
+        "default;client=grpc"
+    );
+    assert_eq!(key_of(&with_client_metadata(grpc.clone(), "envoy")), "web");
+    let odd = with_client_metadata(grpc, "gprc");
+    assert_eq!(
+        metadata_warnings(&odd),
+        [
+            "node.metadata[\"portolan.dev/client\"]: \"gprc\" is not grpc or envoy (treated as envoy)"
+        ]
+    );
+}
+
+/// The hook's answer: the key's string form, whether the group needs Delta, the warnings.
+#[test]
+fn the_hook_answers_with_the_key_and_what_the_server_should_know() {
+    let mut node = with_metadata(&[(DISCOVERY_METADATA, "on-demand"), (CLIENT_METADATA, "gprc")]);
+    let grouping = ProxyGrouping::new(IdentityMode::default());
+    let peer = PeerIdentity {
+        dns: vec![],
+        uris: vec!["spiffe://cluster.local/ns/shop/sa/web".into()],
+    };
+    let grouped = grouping.group(&node, Some(&peer));
+    assert_eq!(grouped.key, "web;mode=on-demand;ns=shop;sa=web");
+    assert_eq!(
+        grouped.needs_delta.as_deref(),
+        Some("on-demand discovery (portolan.dev/discovery: on-demand)")
+    );
+    assert_eq!(grouped.warnings, metadata_warnings(&node));
+    assert_eq!(grouped.warnings.len(), 1);
+    node.metadata = None;
+    assert_eq!(grouping.group(&node, None), Grouped::new("web"));
+}
+
+/// Identity parts of a key come only from the proven identity: a node that writes them into
+/// its cluster, zone or labels gets no workload.
+#[test]
+fn a_node_cannot_claim_an_identity_through_its_key() {
+    use envoy_types::pb::envoy::config::core::v3::Locality;
+    let node = Node {
+        cluster: "web;ns=admin;sa=root".into(),
+        locality: Some(Locality {
+            zone: "z;ns=admin;sa=root".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let grouping = ProxyGrouping::new(IdentityMode::default());
+    let key = grouping.group(&node, None).key;
+    let read: GroupKey = key.parse().expect("the hook's keys parse");
+    assert_eq!(read.workload, None, "{key}");
+    assert_eq!(read, grouping.key(&node, None));
+}
