@@ -2,7 +2,8 @@
 //! proxies of its group (`node.cluster` = `gateway:NAMESPACE/NAME`).
 //!
 //! One Envoy listener `gateway-{port}` per listener port, bound to the Gateway's own address,
-//! with an HTTP connection manager over RDS; its route configuration `gateway-{port}` has one
+//! with an HTTP connection manager over RDS (that ignores the Host header's port, as the
+//! spec's hostname matching does); its route configuration `gateway-{port}` has one
 //! virtual host per hostname (`*` catches the rest; Envoy prefers exact domains, then the
 //! longest wildcard suffix, as the spec's hostname precedence asks). The rules are already
 //! in the spec's precedence order; a route to a backend that did not resolve names a cluster
@@ -42,7 +43,7 @@ pub(crate) fn resources(
         .map(|port| {
             let name = names::gateway_listener_name(port.port);
             let chain = FilterChain {
-                filters: vec![filters::http_connection_manager(
+                filters: vec![filters::gateway_api_connection_manager(
                     &names::gateway_stat_prefix(port.port),
                     &name,
                     &ctx.options.telemetry,
@@ -64,17 +65,14 @@ fn route_config(ctx: &Context<'_>, name: &str, port: &ApiPort) -> RouteConfigura
     let virtual_hosts = port
         .virtual_hosts
         .iter()
-        .map(|vh| virtual_host(ctx, port.port, vh))
+        .map(|vh| virtual_host(ctx, vh))
         .collect();
     route_configuration(name, virtual_hosts)
 }
 
-fn virtual_host(ctx: &Context<'_>, port: u16, vh: &ApiVirtualHost) -> VirtualHost {
-    let domains = if vh.hostname == "*" {
-        vec!["*".to_string()]
-    } else {
-        vec![vh.hostname.clone(), format!("{}:{port}", vh.hostname)]
-    };
+fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost) -> VirtualHost {
+    // The connection manager strips the Host header's port before matching.
+    let domains = vec![vh.hostname.clone()];
     let routes = vh
         .rules
         .iter()

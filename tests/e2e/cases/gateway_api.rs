@@ -320,7 +320,7 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     let all = c.portolan.get_json("/debug/status").await?;
     assert!(all.get("GatewayClass someone-else").is_none(), "{all}");
     assert!(
-        all.get(&format!("Gateway {INFRA}/not-ours")).is_none(),
+        all.get(format!("Gateway {INFRA}/not-ours")).is_none(),
         "{all}"
     );
     let gw = c.status(&format!("Gateway {INFRA}/same-namespace")).await?;
