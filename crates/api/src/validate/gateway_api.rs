@@ -169,3 +169,77 @@ pub(super) fn reference_grant(grant: &ReferenceGrant, errors: &mut Errors) {
         errors.push(spec_path().field("to"), "at least one entry is required");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Resource;
+    use serde_json::json;
+
+    fn errors(doc: serde_json::Value) -> Vec<String> {
+        let r = Resource::decode(doc).expect("decodes").expect("is read");
+        crate::validate::validate(&r)
+            .into_iter()
+            .map(|e| format!("{}: {}", e.path.as_str(), e.message))
+            .collect()
+    }
+
+    #[test]
+    fn http_route_errors_name_the_field() {
+        let e = errors(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r"},
+            "spec": {"rules": [{
+                "matches": [{"path": {"type": "RegularExpression", "value": "("}},
+                            {"headers": [{"name": "bad header", "value": "x"}]}],
+                "filters": [{"type": "RequestRedirect", "requestRedirect": {"statusCode": 418}}],
+                "backendRefs": [{"name": "a", "port": 70000}],
+                "timeouts": {"request": "10 seconds"}
+            }]}
+        }));
+        let paths: Vec<&str> = e
+            .iter()
+            .map(|s| s.split(':').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].matches[0].path.value",
+                "spec.rules[0].matches[1].headers[0].name",
+                "spec.rules[0].filters[0].requestRedirect.statusCode",
+                "spec.rules[0].backendRefs[0].port",
+                "spec.rules[0].timeouts.request",
+            ],
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn gateway_listener_names_are_unique() {
+        let e = errors(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "g", "namespace": "ns"},
+            "spec": {"gatewayClassName": "portolan", "listeners": [
+                {"name": "http", "port": 80, "protocol": "HTTP"},
+                {"name": "http", "port": 81, "protocol": "HTTP", "hostname": "Bad_Host"}]}
+        }));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("spec.listeners[1].name"), "{e:?}");
+        assert!(e[1].starts_with("spec.listeners[1].hostname"), "{e:?}");
+    }
+
+    #[test]
+    fn gateway_api_versions_and_scope() {
+        let r = Resource::decode(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "GatewayClass",
+            "metadata": {"name": "c", "namespace": "ignored"},
+            "spec": {"controllerName": "portolan.dev/gateway-controller"}
+        }))
+        .expect("decodes")
+        .expect("is read");
+        assert_eq!(r.object_ref().to_string(), "GatewayClass /c");
+        let other = Resource::decode(json!({
+            "apiVersion": "gateway.networking.k8s.io/v9", "kind": "Gateway", "metadata": {"name": "x"}
+        }));
+        assert!(matches!(other, Ok(None)), "unknown versions are skipped");
+    }
+}

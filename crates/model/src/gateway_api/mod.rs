@@ -81,3 +81,6 @@ pub fn group_of(namespace: &str, name: &str) -> String {
 pub fn compile(world: &World, pool: &AddressPool) -> Compiled {
     attach::compile(world, pool)
 }
+
+#[cfg(test)]
+mod tests;
