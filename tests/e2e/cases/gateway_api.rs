@@ -364,6 +364,21 @@ async fn simple_same_namespace(c: &mut Conformance) -> anyhow::Result<()> {
         .await?;
     let gw = c.status(&format!("Gateway {INFRA}/same-namespace")).await?;
     assert_eq!(gw["listeners"][0]["attachedRoutes"], 1, "{gw}");
+    // `portolan status KIND/NS/NAME` prints the same status from the running server.
+    let out = std::process::Command::new(bin())
+        .args(["status", "--server", &c.portolan.url("")])
+        .arg(format!("HTTPRoute/{INFRA}/{route}"))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(
+        printed,
+        c.status(&format!("HTTPRoute {INFRA}/{route}")).await?
+    );
     c.unload(file, "same-namespace", &[route]).await
 }
 
