@@ -349,6 +349,10 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     listener_hostname_matching(&mut c).await?;
     invalid_route_kind(&mut c).await?;
     observed_generation_bump(&mut c).await?;
+    invalid_parent_refs(&mut c).await?;
+    invalid_reference_grant(&mut c).await?;
+    route_observed_generation_bump(&mut c).await?;
+    gateway_with_attached_routes(&mut c).await?;
     Ok(())
 }
 
@@ -922,6 +926,108 @@ async fn observed_generation_bump(c: &mut Conformance) -> anyhow::Result<()> {
                 .is_some_and(|cs| cs.iter().all(|c| c["observedGeneration"] == 2)),
             "{l}"
         );
+    }
+    c.config.remove(file)?;
+    Ok(())
+}
+
+/// HTTPRouteInvalidParentRefNotMatchingSectionName, ...NotMatchingListenerPort and
+/// HTTPRouteInvalidCrossNamespaceParentRef.
+async fn invalid_parent_refs(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "invalid-parent-refs.yaml";
+    c.config.write(file, &manifest(file, c.port)?)?;
+    for route in [
+        "httproute-listener-not-matching-section-name",
+        "httproute-listener-not-matching-route-port",
+    ] {
+        route_condition(
+            c,
+            route,
+            "same-namespace",
+            "Accepted",
+            "False",
+            "NoMatchingParent",
+        )
+        .await?;
+    }
+    let key = "HTTPRoute gateway-conformance-web-backend/invalid-cross-namespace-parent-ref";
+    let s = c.status(key).await?;
+    assert_condition(
+        &parent(&s, "same-namespace")["conditions"],
+        "Accepted",
+        "False",
+        "NotAllowedByListeners",
+    );
+    // None of them attached: the listener still counts no route.
+    let gw = c.status(&format!("Gateway {INFRA}/same-namespace")).await?;
+    assert_eq!(gw["listeners"][0]["attachedRoutes"], 0, "{gw}");
+    c.config.remove(file)?;
+    Ok(())
+}
+
+/// HTTPRouteInvalidReferenceGrant.
+async fn invalid_reference_grant(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route) = ("invalid-reference-grant.yaml", "invalid-reference-grant");
+    let addr = c.load(file, "same-namespace", &[route]).await?;
+    route_condition(c, route, "same-namespace", "Accepted", "True", "Accepted").await?;
+    route_condition(
+        c,
+        route,
+        "same-namespace",
+        "ResolvedRefs",
+        "False",
+        "RefNotPermitted",
+    )
+    .await?;
+    c.expect_status(&addr, get("example.com", "/"), 500).await?;
+    c.unload(file, "same-namespace", &[route]).await
+}
+
+/// HTTPRouteObservedGenerationBump.
+async fn route_observed_generation_bump(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "route-observed-generation-bump.yaml";
+    let key = format!("HTTPRoute {INFRA}/observed-generation-bump");
+    let generation_is = |g: i64| {
+        move |s: &Value| {
+            s["parents"].as_array().is_some_and(|ps| {
+                ps.iter().all(|p| {
+                    p["conditions"]
+                        .as_array()
+                        .is_some_and(|cs| cs.iter().all(|c| c["observedGeneration"] == g))
+                })
+            })
+        }
+    };
+    c.config.write(file, &manifest(file, c.port)?)?;
+    c.status_where(&key, generation_is(1)).await?;
+    let bumped = manifest(file, c.port)?
+        .replace("generation: 1", "generation: 2")
+        .replace("infra-backend-v1", "infra-backend-v2");
+    c.config.write(file, &bumped)?;
+    let s = c.status_where(&key, generation_is(2)).await?;
+    assert_condition(
+        &parent(&s, "same-namespace")["conditions"],
+        "Accepted",
+        "True",
+        "Accepted",
+    );
+    c.config.remove(file)?;
+    Ok(())
+}
+
+/// GatewayWithAttachedRoutes.
+async fn gateway_with_attached_routes(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "gateway-with-attached-routes.yaml";
+    let key = format!("Gateway {INFRA}/gateway-with-one-attached-route");
+    c.config.write(file, &manifest(file, c.port)?)?;
+    let s = c
+        .status_where(&key, |s| s["listeners"][0]["attachedRoutes"] == 1)
+        .await?;
+    assert_eq!(s["listeners"][1]["attachedRoutes"], 0, "{s}");
+    for l in s["listeners"].as_array().into_iter().flatten() {
+        assert_condition(&l["conditions"], "Accepted", "True", "Accepted");
+        assert_condition(&l["conditions"], "Programmed", "True", "Programmed");
+        assert_condition(&l["conditions"], "Conflicted", "False", "NoConflicts");
     }
     c.config.remove(file)?;
     Ok(())
