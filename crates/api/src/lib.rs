@@ -11,6 +11,7 @@
 pub mod crd;
 pub mod crds;
 pub mod field;
+pub mod gwapi;
 pub mod object;
 pub mod resource;
 pub mod validate;

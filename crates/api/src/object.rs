@@ -16,6 +16,16 @@ pub enum Kind {
     PeerAuthentication,
     AccessPolicy,
     ProxyScope,
+    /// core/v1 Namespace (its labels, for Gateway API `allowedRoutes` selectors).
+    Namespace,
+    /// `gateway.networking.k8s.io` GatewayClass.
+    GatewayClass,
+    /// `gateway.networking.k8s.io` Gateway (Portolan's own Gateway CRD is [`Kind::Gateway`]).
+    ApiGateway,
+    /// `gateway.networking.k8s.io` HTTPRoute.
+    HttpRoute,
+    /// `gateway.networking.k8s.io` ReferenceGrant.
+    ReferenceGrant,
 }
 
 // === impl Kind ===
@@ -24,7 +34,11 @@ impl Kind {
     /// `apiVersion` and `kind` as written in manifests.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Service | Kind::Endpoints | Kind::Secret => "v1",
+            Kind::Service | Kind::Endpoints | Kind::Secret | Kind::Namespace => "v1",
+            Kind::GatewayClass | Kind::ApiGateway | Kind::HttpRoute => {
+                "gateway.networking.k8s.io/v1"
+            }
+            Kind::ReferenceGrant => "gateway.networking.k8s.io/v1beta1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::TrafficRoute
             | Kind::TrafficPolicy
@@ -49,7 +63,36 @@ impl Kind {
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AccessPolicy => "AccessPolicy",
             Kind::ProxyScope => "ProxyScope",
+            Kind::Namespace => "Namespace",
+            Kind::GatewayClass => "GatewayClass",
+            Kind::ApiGateway => "Gateway",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::ReferenceGrant => "ReferenceGrant",
         }
+    }
+
+    /// Whether a manifest's `apiVersion` is one this kind is read at: Gateway API kinds at
+    /// any served version of their group (`v1`, `v1beta1`, `v1alpha2`), the others at exactly theirs.
+    pub fn accepts(self, api_version: &str) -> bool {
+        if self.is_gateway_api() {
+            return api_version
+                .strip_prefix(crate::gwapi::GROUP)
+                .is_some_and(|v| matches!(v, "/v1" | "/v1beta1" | "/v1alpha2"));
+        }
+        self.api_version() == api_version
+    }
+
+    /// Cluster-scoped kinds have no namespace (their [`ObjectRef`] namespace is empty).
+    pub fn cluster_scoped(self) -> bool {
+        matches!(self, Kind::Namespace | Kind::GatewayClass)
+    }
+
+    /// A kind of the Kubernetes Gateway API (`gateway.networking.k8s.io`).
+    pub fn is_gateway_api(self) -> bool {
+        matches!(
+            self,
+            Kind::GatewayClass | Kind::ApiGateway | Kind::HttpRoute | Kind::ReferenceGrant
+        )
     }
 
     /// Every kind Portolan reads. Secrets are read only when of type `kubernetes.io/tls`.
@@ -66,6 +109,11 @@ impl Kind {
             Kind::PeerAuthentication,
             Kind::AccessPolicy,
             Kind::ProxyScope,
+            Kind::Namespace,
+            Kind::GatewayClass,
+            Kind::ApiGateway,
+            Kind::HttpRoute,
+            Kind::ReferenceGrant,
         ]
     }
 }

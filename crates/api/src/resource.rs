@@ -8,8 +8,9 @@ use crate::crd::{
     TrafficRoute,
 };
 use crate::field::{FieldError, FieldPath};
+use crate::gwapi;
 use crate::object::{Kind, ObjectRef};
-use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -29,6 +30,11 @@ pub enum Resource {
     ProxyScope(Box<ProxyScope>),
     /// A Secret of type `kubernetes.io/tls` (other Secrets are not read).
     Secret(Box<Secret>),
+    Namespace(Box<Namespace>),
+    GatewayClass(Box<gwapi::GatewayClass>),
+    ApiGateway(Box<gwapi::Gateway>),
+    HttpRoute(Box<gwapi::HttpRoute>),
+    ReferenceGrant(Box<gwapi::ReferenceGrant>),
 }
 
 /// The only Secret type Portolan reads.
@@ -62,7 +68,7 @@ impl Resource {
         let Some(kind) = Kind::all()
             .iter()
             .copied()
-            .find(|k| k.as_str() == kind_name && k.api_version() == api_version)
+            .find(|k| k.as_str() == kind_name && k.accepts(api_version))
         else {
             return Ok(None);
         };
@@ -85,6 +91,11 @@ impl Resource {
             Kind::AccessPolicy => Resource::AccessPolicy(Box::new(typed(&object, value)?)),
             Kind::ProxyScope => Resource::ProxyScope(Box::new(typed(&object, value)?)),
             Kind::Secret => Resource::Secret(Box::new(typed(&object, value)?)),
+            Kind::Namespace => Resource::Namespace(Box::new(typed(&object, value)?)),
+            Kind::GatewayClass => Resource::GatewayClass(Box::new(typed(&object, value)?)),
+            Kind::ApiGateway => Resource::ApiGateway(Box::new(typed(&object, value)?)),
+            Kind::HttpRoute => Resource::HttpRoute(Box::new(typed(&object, value)?)),
+            Kind::ReferenceGrant => Resource::ReferenceGrant(Box::new(typed(&object, value)?)),
         };
         Ok(Some(resource))
     }
@@ -102,6 +113,11 @@ impl Resource {
             Resource::AccessPolicy(_) => Kind::AccessPolicy,
             Resource::ProxyScope(_) => Kind::ProxyScope,
             Resource::Secret(_) => Kind::Secret,
+            Resource::Namespace(_) => Kind::Namespace,
+            Resource::GatewayClass(_) => Kind::GatewayClass,
+            Resource::ApiGateway(_) => Kind::ApiGateway,
+            Resource::HttpRoute(_) => Kind::HttpRoute,
+            Resource::ReferenceGrant(_) => Kind::ReferenceGrant,
         }
     }
 
@@ -119,6 +135,11 @@ impl Resource {
             Resource::AccessPolicy(p) => &p.metadata,
             Resource::ProxyScope(p) => &p.metadata,
             Resource::Secret(s) => &s.metadata,
+            Resource::Namespace(n) => &n.metadata,
+            Resource::GatewayClass(c) => &c.metadata,
+            Resource::ApiGateway(g) => &g.metadata,
+            Resource::HttpRoute(r) => &r.metadata,
+            Resource::ReferenceGrant(g) => &g.metadata,
         }
     }
 
@@ -130,9 +151,13 @@ impl Resource {
     /// The object's identity; the namespace defaults to `default` as with `kubectl apply`.
     pub fn object_ref(&self) -> ObjectRef {
         let meta = self.metadata();
+        let namespace = match self.kind().cluster_scoped() {
+            true => "",
+            false => meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+        };
         ObjectRef::new(
             self.kind(),
-            meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+            namespace,
             meta.name.as_deref().unwrap_or_default(),
         )
     }
@@ -164,6 +189,7 @@ fn object_ref(kind: Kind, value: &Value) -> Result<ObjectRef, DecodeError> {
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .unwrap_or(DEFAULT_NAMESPACE);
+    let namespace = if kind.cluster_scoped() { "" } else { namespace };
     Ok(ObjectRef::new(kind, namespace, name))
 }
 

@@ -44,6 +44,11 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::PeerAuthentication => "peerauthentications",
         Kind::AccessPolicy => "accesspolicies",
         Kind::ProxyScope => "proxyscopes",
+        Kind::Namespace => "namespaces",
+        Kind::GatewayClass => "gatewayclasses",
+        Kind::ApiGateway => "gateways",
+        Kind::HttpRoute => "httproutes",
+        Kind::ReferenceGrant => "referencegrants",
     }
 }
 

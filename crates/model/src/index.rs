@@ -29,6 +29,9 @@ pub struct Index {
     peer_authentications: BTreeMap<ObjectRef, Arc<PeerAuthentication>>,
     access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
     proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
+    gateway_api: BTreeMap<ObjectRef, Arc<portolan_api::Resource>>,
+    /// Where Gateway API Gateways without `spec.addresses` get their address.
+    gateway_pool: crate::gateway_api::AddressPool,
     /// Errors per reporter (a file, a watcher), replaced whole on each report.
     errors: BTreeMap<String, Vec<ConfigError>>,
     version: u64,
@@ -40,6 +43,14 @@ pub struct Index {
 impl Index {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An index whose Gateway API Gateways take their addresses from `pool`.
+    pub fn with_gateway_pool(pool: crate::gateway_api::AddressPool) -> Self {
+        Self {
+            gateway_pool: pool,
+            ..Self::default()
+        }
     }
 
     /// Adds or replaces an object. Returns whether anything changed.
@@ -63,6 +74,7 @@ impl Index {
             }
             Object::AccessPolicy(p) => replace(&mut self.access_policies, p.source.clone(), p),
             Object::ProxyScope(p) => replace(&mut self.proxy_scopes, p.source.clone(), p),
+            Object::GatewayApi(r) => replace(&mut self.gateway_api, r.object_ref(), *r),
         };
         self.touch(changed)
     }
@@ -83,6 +95,11 @@ impl Index {
             Kind::PeerAuthentication => self.peer_authentications.remove(object).is_some(),
             Kind::AccessPolicy => self.access_policies.remove(object).is_some(),
             Kind::ProxyScope => self.proxy_scopes.remove(object).is_some(),
+            Kind::Namespace
+            | Kind::GatewayClass
+            | Kind::ApiGateway
+            | Kind::HttpRoute
+            | Kind::ReferenceGrant => self.gateway_api.remove(object).is_some(),
         };
         self.touch(changed)
     }
@@ -114,6 +131,11 @@ impl Index {
             Kind::PeerAuthentication => self.peer_authentications.contains_key(object),
             Kind::AccessPolicy => self.access_policies.contains_key(object),
             Kind::ProxyScope => self.proxy_scopes.contains_key(object),
+            Kind::Namespace
+            | Kind::GatewayClass
+            | Kind::ApiGateway
+            | Kind::HttpRoute
+            | Kind::ReferenceGrant => self.gateway_api.contains_key(object),
         }
     }
 
@@ -165,8 +187,14 @@ impl Index {
             proxy_scopes: self.proxy_scopes.clone(),
             statuses: BTreeMap::new(),
             errors: self.errors.values().flatten().cloned().collect(),
+            gateway_api: self.gateway_api.clone(),
+            api_gateways: BTreeMap::new(),
+            api_statuses: BTreeMap::new(),
         };
         world.statuses = crate::resolve::statuses(&world);
+        let compiled = crate::gateway_api::compile(&world, &self.gateway_pool);
+        world.api_gateways = compiled.gateways;
+        world.api_statuses = compiled.statuses;
         world
     }
 }

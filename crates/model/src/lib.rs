@@ -12,6 +12,7 @@ pub mod convert;
 pub mod error;
 pub mod external;
 pub mod gateway;
+pub mod gateway_api;
 pub mod group;
 pub mod index;
 pub mod policy;

@@ -67,6 +67,9 @@ pub enum PathMatch {
     Prefix(String),
     /// RE2 syntax, matched against the whole path.
     Regex(String),
+    /// A prefix of whole `/`-separated path elements (Gateway API `PathPrefix`): `/foo`
+    /// matches `/foo` and `/foo/bar`, not `/foobar`. Written without a trailing `/`.
+    SegmentPrefix(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,6 +135,8 @@ pub struct Rewrite {
     pub uri: Option<String>,
     /// Replaces the Host/authority header.
     pub authority: Option<String>,
+    /// `uri` replaces the whole path even for a prefix match (Gateway API ReplaceFullPath).
+    pub full_path: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -40,6 +40,12 @@ pub struct World {
     pub statuses: BTreeMap<ObjectRef, Vec<Condition>>,
     /// Every rejected document or object, sorted by location.
     pub errors: Vec<ConfigError>,
+    /// Gateway API objects (and Namespaces) as the sources read them.
+    pub gateway_api: BTreeMap<ObjectRef, Arc<portolan_api::Resource>>,
+    /// Portolan's Gateway API Gateways, compiled from `gateway_api`.
+    pub api_gateways: BTreeMap<ObjectRef, Arc<crate::gateway_api::ApiGateway>>,
+    /// The status of every Gateway API object Portolan owns status for.
+    pub api_statuses: BTreeMap<ObjectRef, crate::gateway_api::ApiStatus>,
 }
 
 impl World {

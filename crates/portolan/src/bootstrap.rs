@@ -78,7 +78,8 @@ fn socket_address(host: &str, port: u16) -> Value {
 pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
     let (xds_host, xds_port) = host_port("xds-address", &args.xds_address)?;
     let (admin_host, admin_port) = host_port("admin-address", &args.admin_address)?;
-    if args.node_id.is_empty() || args.cluster.is_empty() {
+    let cluster = node_cluster(args)?;
+    if args.node_id.is_empty() || cluster.is_empty() {
         bail!("--node-id and --cluster must not be empty");
     }
     // An IP literal needs no DNS; a name is resolved (and re-resolved) by Envoy.
@@ -132,9 +133,23 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
     Ok(bootstrap)
 }
 
+/// The node's cluster: `--cluster`, or for `--gateway NS/NAME` that Gateway's proxy group.
+fn node_cluster(args: &BootstrapArgs) -> anyhow::Result<String> {
+    let Some(gateway) = &args.gateway else {
+        return Ok(args.cluster.clone());
+    };
+    match gateway.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(portolan_model::gateway_api::group_of(ns, name))
+        }
+        _ => bail!("--gateway {gateway:?}: expected NAMESPACE/NAME"),
+    }
+}
+
 /// The node of the bootstrap: id, cluster, zone and metadata (labels, workload ports).
 fn node(args: &BootstrapArgs) -> Value {
-    let mut node = json!({"id": args.node_id, "cluster": args.cluster});
+    let cluster = node_cluster(args).unwrap_or_default();
+    let mut node = json!({"id": args.node_id, "cluster": cluster});
     if let Some(zone) = &args.zone {
         node["locality"] = json!({"zone": zone});
     }
@@ -167,7 +182,8 @@ fn node(args: &BootstrapArgs) -> Value {
 /// when `--xds-ca` is given (with the client certificate when one is), else insecure.
 pub fn render_grpc(args: &BootstrapArgs) -> anyhow::Result<Value> {
     host_port("xds-address", &args.xds_address)?;
-    if args.node_id.is_empty() || args.cluster.is_empty() {
+    let cluster = node_cluster(args)?;
+    if args.node_id.is_empty() || cluster.is_empty() {
         bail!("--node-id and --cluster must not be empty");
     }
     let creds = match &args.xds_ca {
@@ -246,6 +262,7 @@ mod tests {
         BootstrapArgs {
             node_id: "sidecar-1".into(),
             cluster: "web".into(),
+            gateway: None,
             xds_address: xds.into(),
             admin_address: "127.0.0.1:0".into(),
             delta: false,
@@ -341,6 +358,17 @@ mod tests {
                 .get("metadata")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_gateway_proxy_joins_its_gateways_group() {
+        let mut a = args("127.0.0.1:18000");
+        a.gateway = Some("shop/edge".into());
+        let b = render(&a).expect("renders");
+        assert_eq!(b["node"]["cluster"], "gateway:shop/edge");
+        a.gateway = Some("edge".into());
+        let e = render(&a).expect_err("needs a namespace");
+        assert!(e.to_string().contains("NAMESPACE/NAME"), "{e}");
     }
 
     #[test]

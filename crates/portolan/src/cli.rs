@@ -31,6 +31,26 @@ pub enum Command {
     ProxyStatus(ProxyStatusArgs),
     /// Print, as JSON, the configuration a connected proxy's group holds and what it ACKed.
     ConfigDump(ConfigDumpArgs),
+    /// Print, as JSON, the status of Gateway API objects a running server owns (all, or one
+    /// as KIND/NAMESPACE/NAME, e.g. `HTTPRoute/default/web`).
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// KIND/NAMESPACE/NAME (cluster-scoped kinds: KIND//NAME or KIND/NAME).
+    pub object: Option<String>,
+    /// Portolan's HTTP address.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:18080",
+        env = "PORTOLAN_HTTP_URL"
+    )]
+    pub server: String,
+}
+
+fn parse_pool(s: &str) -> Result<portolan_model::gateway_api::AddressPool, String> {
+    portolan_model::gateway_api::AddressPool::parse(s)
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +153,10 @@ pub struct ServeArgs {
     /// Longest a burst of changes may delay a push.
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PORTOLAN_DEBOUNCE_MAX")]
     pub debounce_max: Duration,
+    /// IPv4 CIDR from which Gateway API Gateways without `spec.addresses` get an address of
+    /// their own (stable for the same Gateway), bound by their listeners.
+    #[arg(long, default_value = portolan_model::gateway_api::DEFAULT_POOL, value_parser = parse_pool, env = "PORTOLAN_GATEWAY_ADDRESS_POOL")]
+    pub gateway_address_pool: portolan_model::gateway_api::AddressPool,
     #[command(flatten)]
     pub translate: TranslateArgs,
     #[command(flatten)]
@@ -368,8 +392,12 @@ pub struct BootstrapArgs {
     #[arg(long)]
     pub node_id: String,
     /// Envoy node cluster: the proxy group whose configuration this proxy gets.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "gateway", default_value = "")]
     pub cluster: String,
+    /// A proxy of this Gateway API Gateway (NAMESPACE/NAME): its node cluster becomes
+    /// `gateway:NAMESPACE/NAME` (whatever --cluster says) and it gets that Gateway's listeners.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub gateway: Option<String>,
     /// Envoy node locality zone (locality-aware balancing prefers endpoints in it).
     #[arg(long)]
     pub zone: Option<String>,

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/debug/sources", get(sources))
         .route("/debug/proxies", get(proxies))
         .route("/debug/config_dump", get(config_dump))
+        .route("/debug/status", get(status))
         .with_state(state)
 }
 
@@ -111,6 +112,30 @@ async fn config_errors(State(s): State<AppState>) -> Json<Value> {
         "statuses": statuses,
         "nacks": nacks,
     }))
+}
+
+/// `{"KIND NAMESPACE/NAME": status}` of every Gateway API object Portolan owns status for,
+/// shaped as it would be written to Kubernetes (cluster-scoped kinds: `KIND NAME`).
+async fn status(State(s): State<AppState>) -> Json<Value> {
+    let world = s.index.lock().unwrap_or_else(|p| p.into_inner()).world();
+    let map: serde_json::Map<String, Value> = world
+        .api_statuses
+        .iter()
+        .map(|(object, status)| {
+            let value = serde_json::to_value(status).unwrap_or(Value::Null);
+            (status_key(object), value)
+        })
+        .collect();
+    Json(Value::Object(map))
+}
+
+/// `KIND NAMESPACE/NAME`, or `KIND NAME` for a cluster-scoped kind.
+pub fn status_key(object: &portolan_api::ObjectRef) -> String {
+    if object.namespace.is_empty() {
+        format!("{} {}", object.kind, object.name)
+    } else {
+        object.to_string()
+    }
 }
 
 /// The config sources and whether each can be read (for a cluster: every watcher, whether

@@ -24,6 +24,7 @@ mod mesh;
 mod output;
 mod render;
 mod serve;
+mod status;
 mod validate;
 mod webhook;
 
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         cli::Command::Crds(args) => crds::run(&args),
         cli::Command::ProxyStatus(args) => admin::proxy_status(&args),
         cli::Command::ConfigDump(args) => admin::config_dump(&args),
+        cli::Command::Status(args) => status::run(&args),
     };
     match result {
         Ok(code) => code,

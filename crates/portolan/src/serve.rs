@@ -34,7 +34,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let xds_metrics = XdsMetrics::new(&mut registry);
     let pipeline_metrics = PipelineMetrics::new(&mut registry, &xds_metrics);
 
-    let index = Arc::new(Mutex::new(Index::new()));
+    let index = Arc::new(Mutex::new(Index::with_gateway_pool(
+        args.gateway_address_pool,
+    )));
     let cache = Cache::new();
     let security = &args.security;
     cache.set_max_groups(security.max_groups);

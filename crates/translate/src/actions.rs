@@ -170,11 +170,36 @@ pub(crate) fn fraction(percent: f64) -> FractionalPercent {
     }
 }
 
+/// `s` with RE2 metacharacters escaped.
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let meta = "\\.+*?()|[]{}^$".contains(c);
+            meta.then_some('\\').into_iter().chain(std::iter::once(c))
+        })
+        .collect()
+}
+
 /// The path rewrite replaces the matched prefix for a prefix match, else the whole path.
 fn apply_rewrite(action: &mut RouteAction, rewrite: &Rewrite, path: Option<&PathMatch>) {
     if let Some(uri) = &rewrite.uri {
+        let path = if rewrite.full_path { None } else { path };
         match path {
             Some(PathMatch::Prefix(_)) => action.prefix_rewrite.clone_from(uri),
+            // Gateway API ReplacePrefixMatch: the matched path elements are replaced, and
+            // a `/` in between is kept exactly once (`/foo/x` with `/` becomes `/x`).
+            Some(PathMatch::SegmentPrefix(prefix)) => {
+                let prefix = prefix.trim_end_matches('/');
+                let replacement = uri.trim_end_matches('/');
+                action.regex_rewrite = Some(RegexMatchAndSubstitute {
+                    pattern: Some(regex(&format!("^{}(/?)(.*)", regex_escape(prefix)))),
+                    substitution: if replacement.is_empty() {
+                        "/\\2".to_string()
+                    } else {
+                        format!("{replacement}\\1\\2")
+                    },
+                })
+            }
             _ => {
                 action.regex_rewrite = Some(RegexMatchAndSubstitute {
                     pattern: Some(regex("^.*$")),

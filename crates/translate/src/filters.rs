@@ -33,6 +33,35 @@ pub(crate) fn http_connection_manager(
     route_name: &str,
     telemetry: &Telemetry,
 ) -> Filter {
+    Filter {
+        name: HTTP_CONNECTION_MANAGER.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm(
+            stat_prefix,
+            route_name,
+            telemetry,
+        )))),
+    }
+}
+
+/// The HTTP connection manager of a Gateway API listener: as [`http_connection_manager`],
+/// and the Host header's port is ignored when virtual hosts are chosen (the spec's hostname
+/// matching does not consider it).
+pub(crate) fn gateway_api_connection_manager(
+    stat_prefix: &str,
+    route_name: &str,
+    telemetry: &Telemetry,
+) -> Filter {
+    let mut hcm = hcm(stat_prefix, route_name, telemetry);
+    hcm.strip_port_mode = Some(http_connection_manager::StripPortMode::StripAnyHostPort(
+        true,
+    ));
+    Filter {
+        name: HTTP_CONNECTION_MANAGER.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+    }
+}
+
+fn hcm(stat_prefix: &str, route_name: &str, telemetry: &Telemetry) -> HttpConnectionManager {
     let mut hcm = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
@@ -48,10 +77,7 @@ pub(crate) fn http_connection_manager(
         ..Default::default()
     };
     telemetry::apply(&mut hcm, telemetry);
-    Filter {
-        name: HTTP_CONNECTION_MANAGER.to_string(),
-        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
-    }
+    hcm
 }
 
 pub(crate) fn http_filter(name: &str, config: Any) -> HttpFilter {

@@ -37,6 +37,7 @@ mod endpoint;
 mod external;
 mod filters;
 mod gateway;
+mod gateway_api;
 mod inbound;
 pub mod json;
 mod keep;

@@ -44,6 +44,10 @@ fn path_specifier(path: Option<&PathMatch>) -> PathSpecifier {
         Some(PathMatch::Exact(p)) => PathSpecifier::Path(p.clone()),
         Some(PathMatch::Prefix(p)) => PathSpecifier::Prefix(p.clone()),
         Some(PathMatch::Regex(re)) => PathSpecifier::SafeRegex(regex(re)),
+        Some(PathMatch::SegmentPrefix(p)) if p.is_empty() || p == "/" => {
+            PathSpecifier::Prefix("/".to_string())
+        }
+        Some(PathMatch::SegmentPrefix(p)) => PathSpecifier::PathSeparatedPrefix(p.clone()),
     }
 }
 

@@ -15,8 +15,8 @@ use crate::proxyless::{self, Client};
 use crate::resources::{Output, SharedResources};
 use crate::service_clusters::{self, ServiceClusters};
 use crate::{
-    Options, ProxyGroup, Resources, external, gateway, inbound, listener, lookup, policy, route,
-    telemetry,
+    Options, ProxyGroup, Resources, external, gateway, gateway_api, inbound, listener, lookup,
+    policy, route, telemetry,
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use external::ExternalPlan;
@@ -148,6 +148,10 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
         let routes = proxyless::route_configuration(route::mesh_outbound(ctx, &externals));
         resources.listeners = proxyless::listeners(&routes);
         resources.routes.push(routes);
+        return resources;
+    }
+    if let Some(gateway) = gateway_api::selecting(ctx.world, group) {
+        (resources.listeners, resources.routes) = gateway_api::resources(ctx, gateway);
         return resources;
     }
     let gateways = gateway::selecting(ctx.world, group);

@@ -201,11 +201,18 @@ pub fn with_object(world: &World, object: Object) -> World {
         Object::ProxyScope(p) => {
             world.proxy_scopes.insert(p.source.clone(), Arc::new(p));
         }
+        Object::GatewayApi(r) => {
+            world.gateway_api.insert(r.object_ref(), Arc::new(*r));
+        }
         // Endpoints are grouped per Service in the World; the webhook never sees them.
         Object::Endpoints(_) => {}
     }
     world.version += 1;
     world.statuses = portolan_model::resolve::statuses(&world);
+    let pool = portolan_model::gateway_api::AddressPool::default();
+    let compiled = portolan_model::gateway_api::compile(&world, &pool);
+    world.api_gateways = compiled.gateways;
+    world.api_statuses = compiled.statuses;
     world
 }
 

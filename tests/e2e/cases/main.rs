@@ -11,6 +11,7 @@
 mod examples;
 mod faults;
 mod gateway;
+mod gateway_api;
 mod grpc;
 mod kubernetes;
 mod kubernetes_examples;

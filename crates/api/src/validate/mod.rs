@@ -9,6 +9,7 @@ mod access_policy;
 mod core;
 mod external_service;
 mod gateway;
+mod gateway_api;
 mod peer_authentication;
 pub(crate) mod pem;
 mod proxy_scope;
@@ -39,6 +40,11 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::AccessPolicy(p) => access_policy::access_policy(p, &mut errors),
         Resource::ProxyScope(p) => proxy_scope::proxy_scope(p, &mut errors),
         Resource::Secret(s) => secret::secret(s, &mut errors),
+        Resource::Namespace(_) => {}
+        Resource::GatewayClass(c) => gateway_api::gateway_class(c, &mut errors),
+        Resource::ApiGateway(g) => gateway_api::gateway(g, &mut errors),
+        Resource::HttpRoute(r) => gateway_api::http_route(r, &mut errors),
+        Resource::ReferenceGrant(g) => gateway_api::reference_grant(g, &mut errors),
     }
     errors.0
 }

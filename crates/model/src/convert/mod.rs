@@ -36,6 +36,11 @@ pub fn to_object(resource: &Resource) -> Object {
         }
         Resource::AccessPolicy(p) => Object::AccessPolicy(security::access_policy(resource, p)),
         Resource::ProxyScope(p) => Object::ProxyScope(security::proxy_scope(resource, p)),
+        Resource::Namespace(_)
+        | Resource::GatewayClass(_)
+        | Resource::ApiGateway(_)
+        | Resource::HttpRoute(_)
+        | Resource::ReferenceGrant(_) => Object::GatewayApi(Box::new(resource.clone())),
     }
 }
 

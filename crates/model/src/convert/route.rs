@@ -97,6 +97,7 @@ fn action(rule: &api::HttpRule) -> HttpAction {
         rewrite: rule.rewrite.as_ref().map(|r| Rewrite {
             uri: r.uri.clone(),
             authority: r.authority.clone(),
+            full_path: false,
         }),
     }
 }

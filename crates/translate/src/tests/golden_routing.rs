@@ -190,6 +190,7 @@ fn rule_features() {
             rewrite: Some(Rewrite {
                 uri: Some("/v2/".to_string()),
                 authority: Some("reviews.internal".to_string()),
+                full_path: false,
             }),
         },
     );
@@ -253,6 +254,7 @@ fn rule_features() {
             rewrite: Some(Rewrite {
                 uri: Some("/item".to_string()),
                 authority: None,
+                full_path: false,
             }),
         },
     );

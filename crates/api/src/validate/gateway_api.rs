@@ -1,0 +1,245 @@
+//! Semantic checks of the Gateway API kinds (GatewayClass, Gateway, HTTPRoute,
+//! ReferenceGrant) with field paths. What the upstream CRD schemas and CEL rules already
+//! enforce in a cluster is checked here only where file mode would otherwise take it silently
+//! (ports, regexes, durations, header names, host names, weights, redirect codes).
+
+use super::{Errors, header_name, host_name, object_name, port, regex, spec_path};
+use crate::field::FieldPath;
+use crate::gwapi::{
+    Gateway, GatewayClass, HttpRoute, HttpRouteFilter, HttpRouteMatch, HttpRouteRule,
+    ReferenceGrant, parse_duration,
+};
+
+pub(super) fn gateway_class(class: &GatewayClass, errors: &mut Errors) {
+    object_name(class.metadata.name.as_deref(), errors);
+    if class.spec.controller_name.is_empty() {
+        errors.push(spec_path().field("controllerName"), "required");
+    }
+}
+
+pub(super) fn gateway(gw: &Gateway, errors: &mut Errors) {
+    object_name(gw.metadata.name.as_deref(), errors);
+    let spec = spec_path();
+    if gw.spec.gateway_class_name.is_empty() {
+        errors.push(spec.field("gatewayClassName"), "required");
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, l) in gw.spec.listeners.iter().enumerate() {
+        let path = spec.field("listeners").index(i);
+        if !names.insert(l.name.as_str()) {
+            errors.push(
+                path.field("name"),
+                format!(
+                    "{:?} is used by an earlier listener: listener names must be unique",
+                    l.name
+                ),
+            );
+        }
+        port(l.port, path.field("port"), errors);
+        if let Some(h) = &l.hostname {
+            host_name(h, true, path.field("hostname"), errors);
+        }
+    }
+}
+
+pub(super) fn http_route(route: &HttpRoute, errors: &mut Errors) {
+    object_name(route.metadata.name.as_deref(), errors);
+    let spec = spec_path();
+    for (i, h) in route.spec.hostnames.iter().enumerate() {
+        host_name(h, true, spec.field("hostnames").index(i), errors);
+    }
+    for (i, p) in route.spec.parent_refs.iter().enumerate() {
+        if let Some(n) = p.port {
+            port(n, spec.field("parentRefs").index(i).field("port"), errors);
+        }
+    }
+    for (i, rule) in route.spec.rules.iter().enumerate() {
+        http_rule(rule, spec.field("rules").index(i), errors);
+    }
+}
+
+fn http_rule(rule: &HttpRouteRule, path: FieldPath, errors: &mut Errors) {
+    for (i, m) in rule.matches.iter().enumerate() {
+        http_match(m, path.field("matches").index(i), errors);
+    }
+    for (i, f) in rule.filters.iter().enumerate() {
+        filter(f, path.field("filters").index(i), errors);
+    }
+    for (i, b) in rule.backend_refs.iter().enumerate() {
+        let at = path.field("backendRefs").index(i);
+        if let Some(w) = b.weight
+            && !(0..=1_000_000).contains(&w)
+        {
+            errors.push(
+                at.field("weight"),
+                format!("{w} is out of range: must be 0-1000000"),
+            );
+        }
+        if let Some(p) = b.port {
+            port(p, at.field("port"), errors);
+        }
+        for (j, f) in b.filters.iter().enumerate() {
+            filter(f, at.field("filters").index(j), errors);
+        }
+    }
+    if let Some(t) = &rule.timeouts {
+        let at = path.field("timeouts");
+        for (name, value) in [
+            ("request", &t.request),
+            ("backendRequest", &t.backend_request),
+        ] {
+            if let Some(v) = value
+                && parse_duration(v).is_none()
+            {
+                errors.push(
+                    at.field(name),
+                    format!(
+                        "{v:?} is not a duration: digits and units h, m, s, ms (e.g. 10s, 1m30s)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn http_match(m: &HttpRouteMatch, path: FieldPath, errors: &mut Errors) {
+    if let Some(p) = &m.path {
+        let value = p.value.as_deref().unwrap_or("/");
+        let at = path.field("path").field("value");
+        match p.type_.as_deref().unwrap_or("PathPrefix") {
+            "RegularExpression" => regex(value, at, errors),
+            "Exact" | "PathPrefix" if !value.starts_with('/') => {
+                errors.push(at, format!("{value:?} must start with '/'"))
+            }
+            "Exact" | "PathPrefix" => {}
+            other => errors.push(
+                path.field("path").field("type"),
+                format!(
+                    "{other:?} is not a path match type: Exact, PathPrefix or RegularExpression"
+                ),
+            ),
+        }
+    }
+    for (field, list) in [("headers", &m.headers), ("queryParams", &m.query_params)] {
+        for (i, h) in list.iter().enumerate() {
+            let at = path.field(field).index(i);
+            if field == "headers" {
+                header_name(&h.name, at.field("name"), errors);
+            }
+            if h.type_.as_deref() == Some("RegularExpression") {
+                regex(&h.value, at.field("value"), errors);
+            }
+        }
+    }
+}
+
+fn filter(f: &HttpRouteFilter, path: FieldPath, errors: &mut Errors) {
+    for (field, m) in [
+        ("requestHeaderModifier", &f.request_header_modifier),
+        ("responseHeaderModifier", &f.response_header_modifier),
+    ] {
+        let Some(m) = m else { continue };
+        let at = path.field(field);
+        for (list, headers) in [("set", &m.set), ("add", &m.add)] {
+            for (i, h) in headers.iter().enumerate() {
+                header_name(&h.name, at.field(list).index(i).field("name"), errors);
+            }
+        }
+        for (i, h) in m.remove.iter().enumerate() {
+            header_name(h, at.field("remove").index(i), errors);
+        }
+    }
+    if let Some(r) = &f.request_redirect
+        && let Some(code) = r.status_code
+        && !matches!(code, 301 | 302 | 303 | 307 | 308)
+    {
+        errors.push(
+            path.field("requestRedirect").field("statusCode"),
+            format!("{code} is not a redirect status: 301, 302, 303, 307 or 308"),
+        );
+    }
+}
+
+pub(super) fn reference_grant(grant: &ReferenceGrant, errors: &mut Errors) {
+    object_name(grant.metadata.name.as_deref(), errors);
+    if grant.spec.from.is_empty() {
+        errors.push(spec_path().field("from"), "at least one entry is required");
+    }
+    if grant.spec.to.is_empty() {
+        errors.push(spec_path().field("to"), "at least one entry is required");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Resource;
+    use serde_json::json;
+
+    fn errors(doc: serde_json::Value) -> Vec<String> {
+        let r = Resource::decode(doc).expect("decodes").expect("is read");
+        crate::validate::validate(&r)
+            .into_iter()
+            .map(|e| format!("{}: {}", e.path.as_str(), e.message))
+            .collect()
+    }
+
+    #[test]
+    fn http_route_errors_name_the_field() {
+        let e = errors(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r"},
+            "spec": {"rules": [{
+                "matches": [{"path": {"type": "RegularExpression", "value": "("}},
+                            {"headers": [{"name": "bad header", "value": "x"}]}],
+                "filters": [{"type": "RequestRedirect", "requestRedirect": {"statusCode": 418}}],
+                "backendRefs": [{"name": "a", "port": 70000}],
+                "timeouts": {"request": "10 seconds"}
+            }]}
+        }));
+        let paths: Vec<&str> = e
+            .iter()
+            .map(|s| s.split(':').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.rules[0].matches[0].path.value",
+                "spec.rules[0].matches[1].headers[0].name",
+                "spec.rules[0].filters[0].requestRedirect.statusCode",
+                "spec.rules[0].backendRefs[0].port",
+                "spec.rules[0].timeouts.request",
+            ],
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn gateway_listener_names_are_unique() {
+        let e = errors(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "g", "namespace": "ns"},
+            "spec": {"gatewayClassName": "portolan", "listeners": [
+                {"name": "http", "port": 80, "protocol": "HTTP"},
+                {"name": "http", "port": 81, "protocol": "HTTP", "hostname": "Bad_Host"}]}
+        }));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].starts_with("spec.listeners[1].name"), "{e:?}");
+        assert!(e[1].starts_with("spec.listeners[1].hostname"), "{e:?}");
+    }
+
+    #[test]
+    fn gateway_api_versions_and_scope() {
+        let r = Resource::decode(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "GatewayClass",
+            "metadata": {"name": "c", "namespace": "ignored"},
+            "spec": {"controllerName": "portolan.dev/gateway-controller"}
+        }))
+        .expect("decodes")
+        .expect("is read");
+        assert_eq!(r.object_ref().to_string(), "GatewayClass /c");
+        let other = Resource::decode(json!({
+            "apiVersion": "gateway.networking.k8s.io/v9", "kind": "Gateway", "metadata": {"name": "x"}
+        }));
+        assert!(matches!(other, Ok(None)), "unknown versions are skipped");
+    }
+}

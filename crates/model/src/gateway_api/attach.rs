@@ -1,0 +1,619 @@
+//! Which Gateways, listeners and routes are Portolan's, how routes attach to listeners
+//! (parentRefs with sectionName and port, allowedRoutes namespaces and kinds, hostname
+//! intersection), and the status every object gets from that.
+
+use super::address::AddressPool;
+use super::rules::{self, RouteRefs};
+use super::status::{
+    ApiCondition, ApiStatus, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteKind,
+    RouteParentStatus, RouteStatus, StatusAddress, SupportedFeature,
+};
+use super::{ApiGateway, ApiPort, ApiRule, ApiVirtualHost, Compiled, group_of};
+use crate::gateway::ListenerProtocol;
+use crate::world::World;
+use portolan_api::gwapi::{self, CONTROLLER_NAME, GROUP, Gateway, HttpRoute, Listener};
+use portolan_api::{Kind, ObjectRef, Resource};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The features Portolan claims in GatewayClass status: only those the conformance runner
+/// (tests/e2e/cases/gateway_api.rs) reproduces.
+const SUPPORTED_FEATURES: &[&str] = &["Gateway", "HTTPRoute", "ReferenceGrant"];
+
+/// One listener of one of Portolan's Gateways, as compiled.
+struct ListenerState<'a> {
+    spec: &'a Listener,
+    port: u16,
+    protocol: Option<ListenerProtocol>,
+    kinds: Vec<RouteKind>,
+    invalid_kinds: bool,
+    conflict: Option<&'static str>,
+    attached: i32,
+}
+
+type HostRules = BTreeMap<String, Vec<(usize, rules::Precedence, ApiRule)>>;
+
+struct GatewayState<'a> {
+    source: ObjectRef,
+    spec: &'a Gateway,
+    address: String,
+    listeners: Vec<ListenerState<'a>>,
+    /// Per listener port: hostname -> (listener index, rule).
+    hosts: BTreeMap<u16, HostRules>,
+}
+
+pub(super) fn compile(world: &World, pool: &AddressPool) -> Compiled {
+    let mut out = Compiled::default();
+    let classes = our_classes(world, &mut out);
+    let mut gateways = our_gateways(world, &classes, pool);
+    let refs = RouteRefs::new(world);
+    for (source, resource) in &world.gateway_api {
+        if let Resource::HttpRoute(route) = &**resource {
+            attach_route(source, route, &mut gateways, &refs, &mut out);
+        }
+    }
+    for gw in gateways.into_values() {
+        let (status, compiled) = finish_gateway(gw);
+        out.statuses
+            .insert(compiled.source.clone(), ApiStatus::Gateway(status));
+        out.gateways
+            .insert(compiled.source.clone(), Arc::new(compiled));
+    }
+    out
+}
+
+/// The names of Portolan's GatewayClasses (each gets `Accepted`).
+fn our_classes(world: &World, out: &mut Compiled) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for (source, resource) in &world.gateway_api {
+        let Resource::GatewayClass(class) = &**resource else {
+            continue;
+        };
+        if class.spec.controller_name != CONTROLLER_NAME {
+            continue;
+        }
+        names.insert(source.name.clone());
+        let generation = class.metadata.generation.unwrap_or_default();
+        let status = GatewayClassStatus {
+            conditions: vec![ApiCondition::new(
+                "Accepted",
+                true,
+                "Accepted",
+                "Portolan serves this class",
+                generation,
+            )],
+            supported_features: SUPPORTED_FEATURES
+                .iter()
+                .map(|n| SupportedFeature {
+                    name: n.to_string(),
+                })
+                .collect(),
+        };
+        out.statuses
+            .insert(source.clone(), ApiStatus::GatewayClass(status));
+    }
+    names
+}
+
+/// Portolan's Gateways, with their addresses: `spec.addresses` first, then the pool's (in
+/// namespace/name order, so an address does not move while the set of Gateways stays).
+fn our_gateways<'w>(
+    world: &'w World,
+    classes: &BTreeSet<String>,
+    pool: &AddressPool,
+) -> BTreeMap<ObjectRef, GatewayState<'w>> {
+    let ours: Vec<(&ObjectRef, &Gateway)> = world
+        .gateway_api
+        .iter()
+        .filter_map(|(source, r)| match &**r {
+            Resource::ApiGateway(g) if classes.contains(&g.spec.gateway_class_name) => {
+                Some((source, &**g))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut taken: BTreeSet<String> = ours.iter().filter_map(|(_, g)| given_address(g)).collect();
+    let mut states = BTreeMap::new();
+    for (source, gw) in ours {
+        let address = given_address(gw).or_else(|| {
+            let key = format!("{}/{}", source.namespace, source.name);
+            let a = pool.assign(&key, &taken)?;
+            taken.insert(a.clone());
+            Some(a)
+        });
+        let Some(address) = address else {
+            continue;
+        };
+        let state = GatewayState {
+            source: source.clone(),
+            spec: gw,
+            address,
+            listeners: listeners(gw),
+            hosts: BTreeMap::new(),
+        };
+        states.insert(source.clone(), state);
+    }
+    states
+}
+
+fn given_address(gw: &Gateway) -> Option<String> {
+    gw.spec
+        .addresses
+        .iter()
+        .find(|a| a.type_.as_deref().unwrap_or("IPAddress") == "IPAddress")
+        .map(|a| a.value.clone())
+}
+
+fn listeners(gw: &Gateway) -> Vec<ListenerState<'_>> {
+    let mut states: Vec<ListenerState<'_>> = gw
+        .spec
+        .listeners
+        .iter()
+        .map(|l| {
+            let (kinds, invalid_kinds) = route_kinds(l);
+            ListenerState {
+                spec: l,
+                port: u16::try_from(l.port).unwrap_or_default(),
+                protocol: match l.protocol.as_str() {
+                    "HTTP" => Some(ListenerProtocol::Http),
+                    _ => None,
+                },
+                kinds,
+                invalid_kinds,
+                conflict: None,
+                attached: 0,
+            }
+        })
+        .collect();
+    // Conflicts: another protocol on the same port, or the same hostname on the same port.
+    for i in 0..states.len() {
+        let conflict = states.iter().enumerate().find_map(|(j, other)| {
+            let me = &states[i];
+            if i == j || other.port != me.port {
+                return None;
+            }
+            if other.spec.protocol != me.spec.protocol {
+                Some("ProtocolConflict")
+            } else if other.spec.hostname == me.spec.hostname {
+                Some("HostnameConflict")
+            } else {
+                None
+            }
+        });
+        states[i].conflict = conflict;
+    }
+    states
+}
+
+/// The route kinds a listener allows (default: HTTPRoute), and whether it named any other.
+fn route_kinds(l: &Listener) -> (Vec<RouteKind>, bool) {
+    let http_route = || RouteKind {
+        group: GROUP.to_string(),
+        kind: "HTTPRoute".to_string(),
+    };
+    let Some(kinds) = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) else {
+        return (vec![http_route()], false);
+    };
+    let mut ok = Vec::new();
+    let mut invalid = false;
+    for k in kinds {
+        let group = k.group.as_deref().unwrap_or(GROUP);
+        if group == GROUP && k.kind == "HTTPRoute" {
+            if ok.is_empty() {
+                ok.push(http_route());
+            }
+        } else {
+            invalid = true;
+        }
+    }
+    (ok, invalid)
+}
+
+impl ListenerState<'_> {
+    fn valid(&self) -> bool {
+        self.protocol.is_some() && self.conflict.is_none() && !self.kinds.is_empty()
+    }
+
+    /// Whether a route in `namespace` may attach (namespaces From and the selector).
+    fn admits(&self, gw_namespace: &str, namespace: &str, world: &World) -> bool {
+        let from = self
+            .spec
+            .allowed_routes
+            .as_ref()
+            .and_then(|a| a.namespaces.as_ref());
+        match from.and_then(|f| f.from.as_deref()).unwrap_or("Same") {
+            "All" => true,
+            "Selector" => {
+                let selector = from.and_then(|f| f.selector.as_ref());
+                selector.is_some_and(|s| selects(s, &namespace_labels(world, namespace)))
+            }
+            _ => namespace == gw_namespace,
+        }
+    }
+}
+
+fn namespace_labels(world: &World, namespace: &str) -> BTreeMap<String, String> {
+    let key = ObjectRef::new(Kind::Namespace, "", namespace);
+    match world.gateway_api.get(&key).map(|r| &**r) {
+        Some(Resource::Namespace(ns)) => ns.metadata.labels.clone().unwrap_or_default(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// A Kubernetes label selector (matchLabels and matchExpressions).
+fn selects(
+    selector: &portolan_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.clone().unwrap_or_default();
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+/// Attaches one HTTPRoute to the listeners its parentRefs name, recording its status.
+fn attach_route(
+    source: &ObjectRef,
+    route: &HttpRoute,
+    gateways: &mut BTreeMap<ObjectRef, GatewayState<'_>>,
+    refs: &RouteRefs<'_>,
+    out: &mut Compiled,
+) {
+    let generation = route.metadata.generation.unwrap_or_default();
+    let converted = rules::convert(source, route, refs);
+    let mut parents = Vec::new();
+    for parent in &route.spec.parent_refs {
+        let group = parent.group.as_deref().unwrap_or(GROUP);
+        let kind = parent.kind.as_deref().unwrap_or("Gateway");
+        if group != GROUP || kind != "Gateway" {
+            continue;
+        }
+        let namespace = parent.namespace.as_deref().unwrap_or(&source.namespace);
+        let key = ObjectRef::new(Kind::ApiGateway, namespace, &parent.name);
+        let Some(gw) = gateways.get_mut(&key) else {
+            continue;
+        };
+        let accepted = attach_to_gateway(source, route, parent, gw, &converted, refs.world);
+        let accepted = match accepted {
+            Ok(()) => ApiCondition::new("Accepted", true, "Accepted", "attached", generation),
+            Err((reason, message)) => {
+                ApiCondition::new("Accepted", false, reason, message, generation)
+            }
+        };
+        let resolved = match &converted.unresolved {
+            None => ApiCondition::new(
+                "ResolvedRefs",
+                true,
+                "ResolvedRefs",
+                "every backendRef resolved",
+                generation,
+            ),
+            Some((reason, message)) => {
+                ApiCondition::new("ResolvedRefs", false, reason, message.clone(), generation)
+            }
+        };
+        parents.push(RouteParentStatus::new(
+            parent.clone(),
+            vec![accepted, resolved],
+        ));
+    }
+    if !parents.is_empty() {
+        out.statuses
+            .insert(source.clone(), ApiStatus::Route(RouteStatus { parents }));
+    }
+}
+
+/// Attaches a route to the listeners of one Gateway a parentRef selects; `Err` is the
+/// `Accepted=False` reason and message.
+fn attach_to_gateway(
+    source: &ObjectRef,
+    route: &HttpRoute,
+    parent: &gwapi::ParentReference,
+    gw: &mut GatewayState<'_>,
+    converted: &rules::Converted,
+    world: &World,
+) -> Result<(), (&'static str, String)> {
+    let gw_namespace = gw.source.namespace.clone();
+    let candidates: Vec<usize> = (0..gw.listeners.len())
+        .filter(|&i| {
+            let l = &gw.listeners[i];
+            parent
+                .section_name
+                .as_ref()
+                .is_none_or(|s| *s == l.spec.name)
+                && parent.port.is_none_or(|p| p == l.spec.port)
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Err((
+            "NoMatchingParent",
+            "no listener of the Gateway matches sectionName/port".to_string(),
+        ));
+    }
+    let allowed: Vec<usize> = candidates
+        .into_iter()
+        .filter(|&i| {
+            let l = &gw.listeners[i];
+            l.valid() && l.admits(&gw_namespace, &source.namespace, world)
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err((
+            "NotAllowedByListeners",
+            "the listeners' allowedRoutes do not admit this route".to_string(),
+        ));
+    }
+    let mut any_host = false;
+    for &i in &allowed {
+        let l = &mut gw.listeners[i];
+        let hosts = intersect(l.spec.hostname.as_deref(), &route.spec.hostnames);
+        if hosts.is_empty() {
+            continue;
+        }
+        // Counted only where the route is accepted, that is where hostnames intersect.
+        l.attached += 1;
+        any_host = true;
+        let port = gw.hosts.entry(l.port).or_default();
+        for host in hosts {
+            let rules = converted
+                .rules
+                .iter()
+                .map(|(p, r)| (i, p.clone(), r.clone()));
+            port.entry(host).or_default().extend(rules);
+        }
+    }
+    if !any_host {
+        return Err((
+            "NoMatchingListenerHostname",
+            "no hostname of the route intersects a listener's hostname".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The hostnames a route serves on a listener (`*` for any): the spec's intersection.
+pub(super) fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String> {
+    let Some(l) = listener else {
+        return if route.is_empty() {
+            vec!["*".to_string()]
+        } else {
+            route.to_vec()
+        };
+    };
+    if route.is_empty() {
+        return vec![l.to_string()];
+    }
+    let mut out: Vec<String> = route
+        .iter()
+        .filter_map(|r| {
+            if r == l || wildcard_covers(l, r) {
+                Some(r.clone())
+            } else if wildcard_covers(r, l) {
+                Some(l.to_string())
+            } else {
+                None
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether wildcard `pattern` (`*.example.com`) covers `host` (one or more labels more;
+/// a narrower wildcard counts).
+fn wildcard_covers(pattern: &str, host: &str) -> bool {
+    let Some(suffix) = pattern.strip_prefix('*') else {
+        return false;
+    };
+    host.len() > suffix.len() && host.ends_with(suffix)
+}
+
+/// The Gateway's status and its compiled form.
+fn finish_gateway(gw: GatewayState<'_>) -> (GatewayStatus, ApiGateway) {
+    let generation = gw.spec.metadata.generation.unwrap_or_default();
+    let mut hosts = gw.hosts;
+    let mut ports: BTreeMap<u16, ApiPort> = BTreeMap::new();
+    for l in gw.listeners.iter().filter(|l| l.valid()) {
+        let Some(protocol) = l.protocol else { continue };
+        ports.entry(l.port).or_insert_with(|| ApiPort {
+            port: l.port,
+            protocol,
+            virtual_hosts: virtual_hosts(
+                &gw.listeners,
+                l.port,
+                hosts.remove(&l.port).unwrap_or_default(),
+            ),
+        });
+    }
+    let listeners: Vec<ListenerStatus> = gw
+        .listeners
+        .iter()
+        .map(|l| listener_status(l, generation))
+        .collect();
+    let all_invalid = !gw.listeners.is_empty() && gw.listeners.iter().all(|l| !l.valid());
+    let some_invalid = gw.listeners.iter().any(|l| !l.valid());
+    let accepted = match (all_invalid, some_invalid) {
+        (true, _) => ApiCondition::new(
+            "Accepted",
+            false,
+            "ListenersNotValid",
+            "no listener is valid",
+            generation,
+        ),
+        (false, true) => ApiCondition::new(
+            "Accepted",
+            true,
+            "ListenersNotValid",
+            "some listeners are not valid (see their conditions)",
+            generation,
+        ),
+        _ => ApiCondition::new("Accepted", true, "Accepted", "accepted", generation),
+    };
+    let programmed = ApiCondition::new(
+        "Programmed",
+        !all_invalid,
+        if all_invalid { "Invalid" } else { "Programmed" },
+        "configuration built and served to the Gateway's proxies",
+        generation,
+    );
+    let status = GatewayStatus {
+        addresses: vec![StatusAddress {
+            type_: "IPAddress".to_string(),
+            value: gw.address.clone(),
+        }],
+        conditions: vec![accepted, programmed],
+        listeners,
+    };
+    let compiled = ApiGateway {
+        group: group_of(&gw.source.namespace, &gw.source.name),
+        source: gw.source,
+        generation,
+        address: gw.address,
+        ports: ports.into_values().collect(),
+    };
+    (status, compiled)
+}
+
+/// One virtual host per hostname. A request belongs to the most specific listener whose
+/// hostname matches its host (listener isolation); it is matched against the rules of that
+/// listener's routes whose hostnames cover it (`a.example.com`, `*.example.com`, any host)
+/// in precedence order. Envoy picks one virtual host per request (exact domains first, then
+/// the longest wildcard), so each virtual host gets every rule that applies to its name.
+fn virtual_hosts(
+    listeners: &[ListenerState<'_>],
+    port: u16,
+    by_host: HostRules,
+) -> Vec<ApiVirtualHost> {
+    by_host
+        .keys()
+        .map(|host| {
+            let owner = owning_listener(listeners, port, host);
+            let applicable = by_host
+                .iter()
+                .filter(|(w, _)| *w == host || *w == "*" || wildcard_covers(w, host))
+                .flat_map(|(_, r)| r.iter())
+                .filter(|(listener, _, _)| Some(*listener) == owner)
+                .map(|(_, p, r)| (p.clone(), r.clone()))
+                .collect();
+            ApiVirtualHost {
+                hostname: host.clone(),
+                rules: rules::sorted(applicable),
+            }
+        })
+        .collect()
+}
+
+/// The valid listener on `port` with the most specific hostname that matches `host` (an exact
+/// name, then the longest wildcard, then a listener without hostname).
+fn owning_listener(listeners: &[ListenerState<'_>], port: u16, host: &str) -> Option<usize> {
+    listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.port == port && l.valid())
+        .filter_map(|(i, l)| {
+            let rank = match l.spec.hostname.as_deref() {
+                None => 0,
+                Some(h) if h == host => usize::MAX,
+                Some(h) if wildcard_covers(h, host) => h.len(),
+                Some(_) => return None,
+            };
+            Some((rank, std::cmp::Reverse(i)))
+        })
+        .max()
+        .map(|(_, std::cmp::Reverse(i))| i)
+}
+
+fn listener_status(l: &ListenerState<'_>, generation: i64) -> ListenerStatus {
+    let c = |t: &str, ok: bool, reason: &str, message: &str| {
+        ApiCondition::new(t, ok, reason, message, generation)
+    };
+    let accepted = match (l.protocol, l.conflict) {
+        (None, _) => c(
+            "Accepted",
+            false,
+            "UnsupportedProtocol",
+            "Portolan serves HTTP listeners only so far",
+        ),
+        (_, Some(_)) => c(
+            "Accepted",
+            false,
+            "Accepted",
+            "conflicts with another listener",
+        ),
+        _ => c("Accepted", true, "Accepted", "accepted"),
+    };
+    let resolved = if l.invalid_kinds {
+        c(
+            "ResolvedRefs",
+            false,
+            "InvalidRouteKinds",
+            "allowedRoutes.kinds names a kind Portolan does not support",
+        )
+    } else {
+        c("ResolvedRefs", true, "ResolvedRefs", "resolved")
+    };
+    let conflicted = match l.conflict {
+        Some(reason) => c(
+            "Conflicted",
+            true,
+            reason,
+            "another listener on this port conflicts",
+        ),
+        None => c("Conflicted", false, "NoConflicts", "no conflicts"),
+    };
+    let programmed = if l.valid() {
+        c("Programmed", true, "Programmed", "programmed")
+    } else {
+        c("Programmed", false, "Invalid", "the listener is not valid")
+    };
+    ListenerStatus {
+        name: l.spec.name.clone(),
+        supported_kinds: l.kinds.clone(),
+        attached_routes: l.attached,
+        conditions: vec![accepted, programmed, resolved, conflicted],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn hostname_intersection_as_the_spec_says() {
+        assert_eq!(intersect(None, &[]), v(&["*"]));
+        assert_eq!(intersect(Some("a.com"), &[]), v(&["a.com"]));
+        assert_eq!(intersect(None, &v(&["a.com"])), v(&["a.com"]));
+        assert_eq!(
+            intersect(Some("*.example.com"), &v(&["a.example.com", "b.other.org"])),
+            v(&["a.example.com"])
+        );
+        assert_eq!(
+            intersect(Some("very.specific.com"), &v(&["*.specific.com"])),
+            v(&["very.specific.com"])
+        );
+        assert_eq!(
+            intersect(Some("*.example.com"), &v(&["*.a.example.com"])),
+            v(&["*.a.example.com"])
+        );
+        assert!(intersect(Some("*.example.com"), &v(&["example.com"])).is_empty());
+        assert!(intersect(Some("a.com"), &v(&["b.com"])).is_empty());
+    }
+}

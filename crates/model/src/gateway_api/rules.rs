@@ -1,0 +1,406 @@
+//! HTTPRoute rules onto the routing model, and their precedence across every route on a
+//! listener.
+//!
+//! Each match of each rule becomes one [`ApiRule`] (a rule without matches has the default
+//! match, `PathPrefix /`). Precedence, as the spec orders it: an exact path, then the
+//! longest prefix (regular expressions after both), then a method match, then the most
+//! header matches, then the most query parameter matches, then the oldest route
+//! (`creationTimestamp`), then the route's namespace/name, then rule and match order.
+//!
+//! Backends: a Service (group `""`, kind `Service`) with a port; in another namespace only
+//! with a ReferenceGrant there. An invalid or missing backend keeps its weight but points
+//! at a cluster that does not exist, which the gateway's routes answer with 500, so it gets
+//! exactly its share of 500s; no valid backend at all is a 500 for every request.
+
+use super::ApiRule;
+use crate::routing::{
+    Backend, Destination, HeaderMatch, HeaderOps, HttpAction, HttpMatch, HttpRule, Mirror,
+    PathMatch, QueryParamMatch, Redirect, Rewrite, StringMatch,
+};
+use crate::types::ServiceKey;
+use crate::world::World;
+use portolan_api::gwapi::{
+    self, GROUP, HeaderModifier, HttpRoute, HttpRouteFilter, HttpRouteMatch, HttpRouteRule,
+    ObjectReference, ReferenceGrant, ValueMatch,
+};
+use portolan_api::{ObjectRef, Resource};
+use std::cmp::Reverse;
+
+/// A host no Service or ExternalService has: the cluster it names never exists.
+pub(crate) const INVALID_BACKEND_HOST: &str = "invalid-backend.portolan.invalid";
+
+/// Sort key of one match: smaller sorts first.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Precedence {
+    path_kind: u8,
+    path_len: Reverse<usize>,
+    method: Reverse<bool>,
+    headers: Reverse<usize>,
+    query: Reverse<usize>,
+    /// RFC 3339 sorts as text; a route without one (files) sorts as the newest.
+    created: Reverse<Option<Reverse<String>>>,
+    route: (String, String),
+    rule: usize,
+    index: usize,
+}
+
+/// What routes may reference: Services, and ReferenceGrants for other namespaces.
+pub(super) struct RouteRefs<'w> {
+    pub world: &'w World,
+    grants: Vec<(&'w str, &'w ReferenceGrant)>,
+}
+
+impl<'w> RouteRefs<'w> {
+    pub fn new(world: &'w World) -> Self {
+        let grants = world
+            .gateway_api
+            .iter()
+            .filter_map(|(source, r)| match &**r {
+                Resource::ReferenceGrant(g) => Some((source.namespace.as_str(), &**g)),
+                _ => None,
+            })
+            .collect();
+        Self { world, grants }
+    }
+
+    /// Whether an HTTPRoute in `from_ns` may reference Service `name` in `to_ns`.
+    fn permitted(&self, from_ns: &str, to_ns: &str, name: &str) -> bool {
+        from_ns == to_ns
+            || self.grants.iter().any(|(ns, g)| {
+                *ns == to_ns
+                    && g.spec.from.iter().any(|f| {
+                        f.group == GROUP && f.kind == "HTTPRoute" && f.namespace == from_ns
+                    })
+                    && g.spec.to.iter().any(|t| {
+                        t.group.is_empty()
+                            && t.kind == "Service"
+                            && t.name.as_deref().is_none_or(|n| n == name)
+                    })
+            })
+    }
+}
+
+/// A route's rules, converted, and why a backendRef did not resolve (the first reason).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Converted {
+    pub rules: Vec<(Precedence, ApiRule)>,
+    pub unresolved: Option<(&'static str, String)>,
+}
+
+pub(super) fn convert(source: &ObjectRef, route: &HttpRoute, refs: &RouteRefs<'_>) -> Converted {
+    let mut out = Converted::default();
+    let created = route
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string());
+    for (rule_index, rule) in route.spec.rules.iter().enumerate() {
+        let base = rule_base(source, rule_index, rule, refs, &mut out.unresolved);
+        let default_match = [HttpRouteMatch::default()];
+        let matches = if rule.matches.is_empty() {
+            &default_match[..]
+        } else {
+            &rule.matches[..]
+        };
+        for (index, m) in matches.iter().enumerate() {
+            let model_match = http_match(m);
+            let key = precedence(&model_match, created.clone(), source, rule_index, index);
+            let mut rule = base.clone();
+            rule.matches = vec![model_match];
+            out.rules.push((
+                key,
+                ApiRule {
+                    route: source.clone(),
+                    index: rule_index,
+                    rule,
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// The rules in precedence order, each once (a route may reach a host through two names).
+pub(super) fn sorted(mut rules: Vec<(Precedence, ApiRule)>) -> Vec<ApiRule> {
+    rules.sort_by(|a, b| a.0.cmp(&b.0));
+    rules.dedup_by(|a, b| a.0 == b.0);
+    rules.into_iter().map(|(_, r)| r).collect()
+}
+
+fn precedence(
+    m: &HttpMatch,
+    created: Option<String>,
+    source: &ObjectRef,
+    rule: usize,
+    index: usize,
+) -> Precedence {
+    let (path_kind, path_len) = match &m.path {
+        Some(PathMatch::Exact(p)) => (0, p.len()),
+        Some(PathMatch::SegmentPrefix(p) | PathMatch::Prefix(p)) => (1, p.len().max(1)),
+        Some(PathMatch::Regex(p)) => (2, p.len()),
+        None => (1, 1),
+    };
+    Precedence {
+        path_kind,
+        path_len: Reverse(path_len),
+        method: Reverse(m.method.is_some()),
+        headers: Reverse(m.headers.len()),
+        query: Reverse(m.query_params.len()),
+        created: Reverse(created.map(Reverse)),
+        route: (source.namespace.clone(), source.name.clone()),
+        rule,
+        index,
+    }
+}
+
+fn http_match(m: &HttpRouteMatch) -> HttpMatch {
+    let path = m.path.as_ref().map(|p| {
+        let value = p.value.clone().unwrap_or_else(|| "/".to_string());
+        match p.type_.as_deref().unwrap_or("PathPrefix") {
+            "Exact" => PathMatch::Exact(value),
+            "RegularExpression" => PathMatch::Regex(value),
+            _ => {
+                let trimmed = value.trim_end_matches('/');
+                PathMatch::SegmentPrefix(if trimmed.is_empty() {
+                    "/".to_string()
+                } else {
+                    trimmed.to_string()
+                })
+            }
+        }
+    });
+    HttpMatch {
+        path: path.or(Some(PathMatch::SegmentPrefix("/".to_string()))),
+        headers: m
+            .headers
+            .iter()
+            .map(|h| HeaderMatch {
+                name: h.name.to_ascii_lowercase(),
+                value: string_match(h),
+                invert: false,
+            })
+            .collect(),
+        query_params: m
+            .query_params
+            .iter()
+            .map(|q| QueryParamMatch {
+                name: q.name.clone(),
+                value: string_match(q),
+            })
+            .collect(),
+        method: m.method.as_ref().map(|s| s.to_ascii_uppercase()),
+    }
+}
+
+fn string_match(v: &ValueMatch) -> StringMatch {
+    match v.type_.as_deref() {
+        Some("RegularExpression") => StringMatch::Regex(v.value.clone()),
+        _ => StringMatch::Exact(v.value.clone()),
+    }
+}
+
+/// A rule's action, filters and timeout (matches are set per match).
+fn rule_base(
+    source: &ObjectRef,
+    index: usize,
+    rule: &HttpRouteRule,
+    refs: &RouteRefs<'_>,
+    unresolved: &mut Option<(&'static str, String)>,
+) -> HttpRule {
+    let at = |i: usize| format!("spec.rules[{index}].backendRefs[{i}]");
+    let mut backends = Vec::new();
+    for (i, b) in rule.backend_refs.iter().enumerate() {
+        let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or_default();
+        let reference = ObjectReference {
+            group: b.group.clone(),
+            kind: b.kind.clone(),
+            name: b.name.clone(),
+            namespace: b.namespace.clone(),
+            port: b.port,
+        };
+        let destination = match backend(source, &reference, refs) {
+            Ok(d) => d,
+            Err((reason, message)) => {
+                unresolved.get_or_insert((reason, format!("{}: {message}", at(i))));
+                invalid_destination()
+            }
+        };
+        if weight > 0 {
+            backends.push(Backend {
+                destination,
+                weight,
+            });
+        }
+    }
+    let all_invalid = backends
+        .iter()
+        .all(|b| b.destination.host == INVALID_BACKEND_HOST);
+    let mut out = HttpRule {
+        name: Some(index.to_string()),
+        matches: Vec::new(),
+        action: if all_invalid {
+            internal_error()
+        } else {
+            HttpAction::Forward {
+                backends,
+                rewrite: None,
+            }
+        },
+        timeout: rule
+            .timeouts
+            .as_ref()
+            .and_then(|t| t.request.as_ref().or(t.backend_request.as_ref()))
+            .and_then(|t| gwapi::parse_duration(t))
+            .filter(|d| !d.is_zero()),
+        retry: None,
+        fault: None,
+        mirror: None,
+        request_headers: HeaderOps::default(),
+        response_headers: HeaderOps::default(),
+        cors: None,
+    };
+    for f in &rule.filters {
+        if !apply_filter(source, f, refs, &mut out) {
+            out.action = internal_error();
+        }
+    }
+    out
+}
+
+fn internal_error() -> HttpAction {
+    HttpAction::DirectResponse {
+        status: 500,
+        body: None,
+    }
+}
+
+fn invalid_destination() -> Destination {
+    Destination {
+        host: INVALID_BACKEND_HOST.to_string(),
+        port: None,
+        subset: None,
+    }
+}
+
+/// A backendRef as a destination, or the ResolvedRefs reason and message.
+fn backend(
+    source: &ObjectRef,
+    b: &ObjectReference,
+    refs: &RouteRefs<'_>,
+) -> Result<Destination, (&'static str, String)> {
+    let group = b.group.as_deref().unwrap_or("");
+    let kind = b.kind.as_deref().unwrap_or("Service");
+    if !group.is_empty() || kind != "Service" {
+        return Err((
+            "InvalidKind",
+            format!("{group}/{kind} is not a supported backend kind (core Service)"),
+        ));
+    }
+    let namespace = b.namespace.as_deref().unwrap_or(&source.namespace);
+    if !refs.permitted(&source.namespace, namespace, &b.name) {
+        return Err((
+            "RefNotPermitted",
+            format!(
+                "Service {namespace}/{} is in another namespace and no ReferenceGrant there allows it",
+                b.name
+            ),
+        ));
+    }
+    let key = ServiceKey::new(namespace, &b.name);
+    if !refs.world.services.contains_key(&key) {
+        return Err(("BackendNotFound", format!("Service {key} does not exist")));
+    }
+    let port = b.port.and_then(|p| u16::try_from(p).ok());
+    Ok(Destination {
+        host: format!("{}.{namespace}", b.name),
+        port,
+        subset: None,
+    })
+}
+
+/// Applies one filter; `false` for a filter Portolan cannot apply (the rule answers 500, as
+/// the spec requires instead of skipping it).
+fn apply_filter(
+    source: &ObjectRef,
+    f: &HttpRouteFilter,
+    refs: &RouteRefs<'_>,
+    rule: &mut HttpRule,
+) -> bool {
+    match f.type_.as_str() {
+        "RequestHeaderModifier" => f
+            .request_header_modifier
+            .as_ref()
+            .map(|m| header_ops(m, &mut rule.request_headers))
+            .is_some(),
+        "ResponseHeaderModifier" => f
+            .response_header_modifier
+            .as_ref()
+            .map(|m| header_ops(m, &mut rule.response_headers))
+            .is_some(),
+        "RequestRedirect" => {
+            let Some(r) = &f.request_redirect else {
+                return false;
+            };
+            let uri = match &r.path {
+                None => None,
+                Some(p) if p.type_ == "ReplaceFullPath" => p.replace_full_path.clone(),
+                Some(_) => return false,
+            };
+            rule.action = HttpAction::Redirect(Redirect {
+                uri,
+                authority: r.hostname.clone(),
+                scheme: r.scheme.clone(),
+                port: r.port.and_then(|p| u16::try_from(p).ok()),
+                code: r
+                    .status_code
+                    .and_then(|c| u16::try_from(c).ok())
+                    .unwrap_or(302),
+            });
+            true
+        }
+        "URLRewrite" => {
+            let Some(u) = &f.url_rewrite else {
+                return false;
+            };
+            let HttpAction::Forward { rewrite, .. } = &mut rule.action else {
+                return true;
+            };
+            let (uri, full_path) = match &u.path {
+                None => (None, false),
+                Some(p) if p.type_ == "ReplaceFullPath" => (p.replace_full_path.clone(), true),
+                Some(p) => (p.replace_prefix_match.clone(), false),
+            };
+            *rewrite = Some(Rewrite {
+                uri,
+                authority: u.hostname.clone(),
+                full_path,
+            });
+            true
+        }
+        "RequestMirror" => {
+            let Some(m) = &f.request_mirror else {
+                return false;
+            };
+            let Ok(destination) = backend(source, &m.backend_ref, refs) else {
+                return true;
+            };
+            rule.mirror = Some(Mirror {
+                destination,
+                percent: f64::from(m.percent.unwrap_or(100).clamp(0, 100)),
+            });
+            true
+        }
+        _ => false,
+    }
+}
+
+fn header_ops(m: &HeaderModifier, ops: &mut HeaderOps) {
+    for h in &m.set {
+        ops.set.insert(h.name.to_ascii_lowercase(), h.value.clone());
+    }
+    for h in &m.add {
+        ops.add.insert(h.name.to_ascii_lowercase(), h.value.clone());
+    }
+    ops.remove
+        .extend(m.remove.iter().map(|h| h.to_ascii_lowercase()));
+}

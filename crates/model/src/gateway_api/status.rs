@@ -1,0 +1,111 @@
+//! Gateway API status objects, shaped exactly as they are written to Kubernetes
+//! (`status.conditions`, `status.addresses`, `status.listeners`, `status.parents`).
+
+use portolan_api::gwapi::{CONTROLLER_NAME, ParentReference};
+use serde::Serialize;
+
+/// One `metav1.Condition` (without `lastTransitionTime`, which the writer stamps).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True` or `False`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub observed_generation: i64,
+}
+
+impl ApiCondition {
+    pub fn new(
+        type_: &str,
+        ok: bool,
+        reason: &str,
+        message: impl Into<String>,
+        generation: i64,
+    ) -> Self {
+        Self {
+            type_: type_.to_string(),
+            status: if ok { "True" } else { "False" }.to_string(),
+            reason: reason.to_string(),
+            message: message.into(),
+            observed_generation: generation,
+        }
+    }
+}
+
+/// The status of one Gateway API object Portolan owns status for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ApiStatus {
+    GatewayClass(GatewayClassStatus),
+    Gateway(GatewayStatus),
+    Route(RouteStatus),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayClassStatus {
+    pub conditions: Vec<ApiCondition>,
+    /// Features Portolan claims and tests (see docs/gateway-api.md).
+    pub supported_features: Vec<SupportedFeature>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SupportedFeature {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    pub addresses: Vec<StatusAddress>,
+    pub conditions: Vec<ApiCondition>,
+    pub listeners: Vec<ListenerStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusAddress {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    pub name: String,
+    pub supported_kinds: Vec<RouteKind>,
+    pub attached_routes: i32,
+    pub conditions: Vec<ApiCondition>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteKind {
+    pub group: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteStatus {
+    pub parents: Vec<RouteParentStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteParentStatus {
+    pub parent_ref: ParentReference,
+    pub controller_name: String,
+    pub conditions: Vec<ApiCondition>,
+}
+
+impl RouteParentStatus {
+    pub fn new(parent_ref: ParentReference, conditions: Vec<ApiCondition>) -> Self {
+        Self {
+            parent_ref,
+            controller_name: CONTROLLER_NAME.to_string(),
+            conditions,
+        }
+    }
+}
