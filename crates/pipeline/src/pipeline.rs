@@ -27,7 +27,7 @@ use portolan_ca::WorkloadCerts;
 use portolan_model::{Index, World};
 use portolan_translate::proxyless::Client;
 use portolan_translate::{Options, ProxyGroup};
-use portolan_xds::{Cache, ResourceType};
+use portolan_xds::{Cache, Debouncer, ResourceType};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -110,7 +110,9 @@ impl Pipeline {
     }
 
     /// Runs until `changes` closes: waits for `synced`, builds every group, then rebuilds on
-    /// each debounced batch of changes and builds new groups as their first proxy connects.
+    /// each debounced batch of changes (the first change after `quiet` at once, what follows
+    /// coalesced until `quiet` passes with no change, at most `max`) and builds new groups as
+    /// their first proxy connects.
     pub async fn run(
         self: Arc<Self>,
         mut changes: watch::Receiver<u64>,
@@ -127,7 +129,8 @@ impl Pipeline {
         self.clone().build_all(0).await;
         ready.send_replace(true);
         let groups = tokio::spawn(self.clone().watch_groups());
-        while let Some(first) = next_batch(&mut changes, quiet, max).await {
+        let mut debouncer = Debouncer::new(quiet, max);
+        while let Some(first) = next_batch(&mut changes, &mut debouncer).await {
             let now = *changes.borrow();
             self.metrics.batches.inc();
             self.metrics
@@ -278,20 +281,18 @@ impl Pipeline {
     }
 }
 
-/// Waits for the next debounced batch of changes; returns when its first change was seen, or
-/// `None` once the change sender is gone.
+/// Waits for the next debounced batch of changes (the first change after a quiet period at
+/// once, what follows it coalesced: [`Debouncer`]); returns when its first change was seen,
+/// or `None` once the change sender is gone.
 async fn next_batch(
     changes: &mut watch::Receiver<u64>,
-    quiet: Duration,
-    max: Duration,
+    debouncer: &mut Debouncer,
 ) -> Option<Instant> {
     changes.changed().await.ok()?;
     let first = Instant::now();
     // Hand the change just seen on to the debouncer, which starts its wait with it.
     changes.mark_changed();
-    portolan_xds::debounce::debounce(changes, quiet, max)
-        .await
-        .then_some(first)
+    debouncer.next(changes).await.then_some(first)
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub mod tls;
 pub use authz::{Authz, PeerIdentity};
 pub use cache::{Cache, GroupLimit};
 pub use csds::Csds;
-pub use debounce::debounce;
+pub use debounce::{Debouncer, debounce};
 pub use delta::DeltaStream;
 pub use identity::{IdentityMode, WorkloadIdentity};
 pub use incoming::ConnInfo;
