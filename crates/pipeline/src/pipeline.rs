@@ -1,8 +1,9 @@
 //! From World to cache: translate for every proxy group and swap each group's snapshot.
 //!
 //! Two triggers share one build lock, so a group never receives an older World after a newer
-//! one: a debounced change of the index rebuilds every group, and a proxy of a group not seen
-//! before gets that group built at once. Nothing is built before the sources have synced.
+//! one: a debounced change of the index rebuilds every group a proxy is connected to, and a
+//! proxy of a group not built (new, or left unbuilt while nobody was connected) gets that group
+//! built at once. Nothing is built before the sources have synced.
 //!
 //! Each debounced batch is a rollout (see [`portolan_xds::convergence`]): it begins with the time
 //! of the batch's first change, and the snapshots it sets carry its id, so the stream tasks can
@@ -159,13 +160,16 @@ impl Pipeline {
         }
     }
 
-    /// Rebuilds every group; the snapshots belong to `rollout` (0: none).
+    /// Rebuilds every group a proxy is connected to (and, before any group is known, the
+    /// default group); the snapshots belong to `rollout` (0: none).
     async fn build_all(self: Arc<Self>, rollout: u64) {
         self.blocking(move |p| {
             let mut builders = p.lock_builds();
             let world = p.world();
-            let mut groups = p.cache.groups();
-            if groups.is_empty() {
+            // Only groups with a connected proxy; the others are built again when a proxy
+            // of theirs connects (`build_missing`).
+            let mut groups = p.cache.watched_retiring_others();
+            if groups.is_empty() && p.cache.groups().is_empty() {
                 // Build the default group up front, so the first proxy needs no wait.
                 groups.push(DEFAULT_GROUP.to_string());
             }
@@ -189,12 +193,7 @@ impl Pipeline {
     async fn build_missing(self: Arc<Self>) {
         self.blocking(|p| {
             let mut builders = p.lock_builds();
-            let missing: Vec<String> = p
-                .cache
-                .groups()
-                .into_iter()
-                .filter(|g| p.cache.get(g).is_none())
-                .collect();
+            let missing = p.cache.unbuilt_watched();
             if missing.is_empty() {
                 return;
             }
@@ -363,6 +362,37 @@ mod tests {
         serde_json::json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"ports": [{"port": 80}]}})
+    }
+
+    /// A change rebuilds only groups with a connected proxy; a group nobody watches is
+    /// retired, and built from the current World when a proxy of it connects again.
+    #[tokio::test]
+    async fn only_watched_groups_are_rebuilt_and_a_returning_proxy_gets_its_group_built() {
+        let index = Arc::new(Mutex::new(Index::new()));
+        apply_doc(&index, service("shop", "cart"));
+        let cache = Cache::new();
+        let metrics = PipelineMetrics::unregistered(&XdsMetrics::unregistered());
+        let pipeline = Pipeline::new(index.clone(), cache.clone(), Options::default(), metrics);
+        let _web = cache.subscribe("web");
+        let idle = cache.subscribe("idle");
+        pipeline.clone().build_all(0).await;
+        assert!(cache.get("web").is_some() && cache.get("idle").is_some());
+        drop(idle);
+        apply_doc(&index, service("shop", "pay"));
+        pipeline.clone().build_all(0).await;
+        let has_pay = |group: &str| {
+            cache.get(group).is_some_and(|snap| {
+                snap.resources(ResourceType::Cluster)
+                    .keys()
+                    .any(|c| c.contains("pay.shop"))
+            })
+        };
+        assert!(has_pay("web"), "the watched group is rebuilt");
+        assert!(cache.get("idle").is_none(), "the unwatched group is not");
+        let _back = cache.subscribe("idle");
+        assert_eq!(cache.unbuilt_watched(), vec!["idle".to_string()]);
+        pipeline.clone().build_missing().await;
+        assert!(has_pay("idle"), "built from the current World on return");
     }
 
     /// A ProxyScope change re-translates the groups it selects into different snapshots,
