@@ -97,6 +97,15 @@ struct Cli {
     /// Leave out mode-memory's Envoy side (it also is when no Envoy exists).
     #[arg(long)]
     memory_no_envoy: bool,
+    /// Proxies connecting at once in the connect storm (S10), each on its own connection.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 5_000])]
+    storm_clients: Vec<usize>,
+    /// Services (10 endpoints each) in the connect storm's world.
+    #[arg(long, default_value_t = 1_000)]
+    storm_services: usize,
+    /// Storms per proxy count.
+    #[arg(long, default_value_t = 3)]
+    storm_runs: usize,
     /// Small sizes, one run, no Envoy: a smoke run that takes seconds.
     #[arg(long)]
     quick: bool,
@@ -129,6 +138,8 @@ enum Scenario {
     /// Issue #11: memory and bytes per proxy, full vs scoped vs on-demand: a real Portolan with
     /// Delta clients, and one stock Envoy per mode.
     ModeMemory,
+    /// S10 (issue #24): thousands of proxies, each on its own connection, connecting at once.
+    Storm,
 }
 
 fn main() -> std::process::ExitCode {
@@ -143,6 +154,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(mut cli: Cli) -> Result<(), BenchError> {
+    raise_fd_limit();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     if cli.quick {
         (cli.services, cli.endpoints, cli.runs) = (200, 2_000, 1);
@@ -156,6 +168,7 @@ fn run(mut cli: Cli) -> Result<(), BenchError> {
         (cli.mode_proxies, cli.mode_clients, cli.mode_served_services) = (2, 20, 200);
         (cli.memory_services, cli.memory_clients, cli.memory_hosts) = (200, 10, 3);
         cli.memory_envoy_hosts = vec![2, 5];
+        (cli.storm_clients, cli.storm_services, cli.storm_runs) = (vec![20], 20, 1);
     }
     let envoy_present = envoy_available();
     if cli.scenarios.is_empty() {
@@ -213,6 +226,7 @@ fn default_scenarios(quick: bool, envoy: bool) -> Vec<Scenario> {
         OnDemand,
         ProxyModes,
         ModeMemory,
+        Storm,
     ];
     if !quick {
         out.extend([Churn, Workers]);
@@ -304,6 +318,23 @@ fn fleet_scenarios(cli: &Cli) -> Result<String, BenchError> {
         let c = timed("churn", || Ok(runtime.block_on(scenario::churn(config))?))?;
         out.push_str(&c.markdown());
     }
+    if has(Scenario::Storm) {
+        let runs = timed("storm", || {
+            let mut runs = Vec::new();
+            for &clients in &cli.storm_clients {
+                for _ in 0..cli.storm_runs.max(1) {
+                    let config = scenario::StormConfig {
+                        spec: WorldSpec::new(cli.storm_services, cli.storm_services * 10),
+                        clients,
+                        portolan_bin: cli.portolan_bin.clone(),
+                    };
+                    runs.push(runtime.block_on(scenario::storm(config))?);
+                }
+            }
+            Ok(runs)
+        })?;
+        out.push_str(&scenario::storm_md(&runs));
+    }
     if has(Scenario::Workers) {
         let runs = timed("workers", || {
             let mut runs = Vec::new();
@@ -346,6 +377,15 @@ fn fan_out_config(cli: &Cli, clients: usize, worker_threads: Option<usize>) -> F
         changes: cli.changes,
         portolan_bin: cli.portolan_bin.clone(),
         worker_threads,
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: a connect storm holds one socket per
+/// simulated proxy.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => eprintln!("open-file limit: {limit}"),
+        Err(e) => eprintln!("could not raise the open-file limit: {e}"),
     }
 }
 

@@ -22,5 +22,5 @@ mod watch;
 mod fixtures;
 
 pub use error::FilesError;
-pub use source::{FileSource, REPORTER};
+pub use source::{DEFAULT_SETTLE, FileSource, REPORTER};
 pub use validate::{ValidationReport, validate_paths};

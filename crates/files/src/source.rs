@@ -14,6 +14,10 @@ use portolan_model::source::Changes;
 use portolan_model::{ConfigError, Object};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Quiet time after the last file-system event before a rescan, unless set otherwise.
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis(50);
 
 /// The name under which the files source reports its errors to the index.
 pub const REPORTER: &str = "files";
@@ -25,6 +29,8 @@ pub struct FileSource {
     files: BTreeMap<String, FileState>,
     /// What this source has handed out: the index holds exactly these objects from us.
     applied: BTreeMap<ObjectRef, Object>,
+    /// Quiet time after the last file-system event before a rescan (see `watch.rs`).
+    settle: Duration,
 }
 
 // === impl FileSource ===
@@ -35,7 +41,21 @@ impl FileSource {
             dir: dir.into(),
             files: BTreeMap::new(),
             applied: BTreeMap::new(),
+            settle: DEFAULT_SETTLE,
         }
+    }
+
+    /// Rescans once file-system events have been quiet for `settle` (default
+    /// [`DEFAULT_SETTLE`]): an editor's or `kubectl cp`'s several writes of one file become one
+    /// rescan of the finished file.
+    pub fn with_settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
+    /// The quiet time before a rescan.
+    pub fn settle(&self) -> Duration {
+        self.settle
     }
 
     /// The directory this source reads.

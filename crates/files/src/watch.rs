@@ -1,7 +1,7 @@
 //! [`FileSource`] as a [`Source`]: keeps the index in step with the directory. Writes the
 //! initial full scan first (then the source is synced), then one [`Changes`] per burst of
-//! file-system events (coalesced: a rescan happens once events have been quiet for
-//! [`SETTLE`]). If the watcher fails or the directory goes away, the last good state stays,
+//! file-system events (coalesced: a rescan happens once events have been quiet for the
+//! source's settle time, [`FileSource::with_settle`]). If the watcher fails or the directory goes away, the last good state stays,
 //! the source reports itself down ([`SourceHealth`]) and the directory is polled every
 //! [`RETRY`] until the watcher can be set up again; once it can be read, the source is up.
 
@@ -17,8 +17,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Quiet time after the last event before rescanning.
-const SETTLE: Duration = Duration::from_millis(50);
 /// Longest a steady stream of events can delay a rescan.
 const MAX_SETTLE: Duration = Duration::from_secs(1);
 /// Poll interval while the watcher is down (directory missing, watcher error).
@@ -47,7 +45,7 @@ impl Source for FileSource {
         let mut healthy = true;
         loop {
             tokio::select! {
-                _ = signal.notify.notified() => settle(&signal).await,
+                _ = signal.notify.notified() => settle(&signal, self.settle()).await,
                 _ = tokio::time::sleep(RETRY), if watcher.is_none() => {}
             }
             if signal.broken.swap(false, Ordering::SeqCst) {
@@ -138,8 +136,8 @@ fn start(dir: &Path, signal: &Arc<Signal>) -> Result<RecommendedWatcher, FilesEr
     Ok(watcher)
 }
 
-/// Waits until events have been quiet for [`SETTLE`] (at most [`MAX_SETTLE`]).
-async fn settle(signal: &Signal) {
+/// Waits until events have been quiet for `quiet` (at most [`MAX_SETTLE`]).
+async fn settle(signal: &Signal, quiet: Duration) {
     let deadline = Instant::now() + MAX_SETTLE;
     loop {
         tokio::select! {
@@ -148,7 +146,7 @@ async fn settle(signal: &Signal) {
                     return;
                 }
             }
-            _ = tokio::time::sleep(SETTLE) => return,
+            _ = tokio::time::sleep(quiet) => return,
         }
     }
 }

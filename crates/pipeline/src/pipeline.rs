@@ -1,8 +1,9 @@
 //! From World to cache: translate for every proxy group and swap each group's snapshot.
 //!
 //! Two triggers share one build lock, so a group never receives an older World after a newer
-//! one: a debounced change of the index rebuilds every group, and a proxy of a group not seen
-//! before gets that group built at once. Nothing is built before the sources have synced.
+//! one: a debounced change of the index rebuilds every group a proxy is connected to, and a
+//! proxy of a group not built (new, or left unbuilt while nobody was connected) gets that group
+//! built at once. Nothing is built before the sources have synced.
 //!
 //! Each debounced batch is a rollout (see [`portolan_xds::convergence`]): it begins with the time
 //! of the batch's first change, and the snapshots it sets carry its id, so the stream tasks can
@@ -27,7 +28,7 @@ use portolan_ca::WorkloadCerts;
 use portolan_model::{Index, World};
 use portolan_translate::proxyless::Client;
 use portolan_translate::{Options, ProxyGroup};
-use portolan_xds::{Cache, ResourceType};
+use portolan_xds::{Cache, Debouncer, ResourceType};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -110,7 +111,9 @@ impl Pipeline {
     }
 
     /// Runs until `changes` closes: waits for `synced`, builds every group, then rebuilds on
-    /// each debounced batch of changes and builds new groups as their first proxy connects.
+    /// each debounced batch of changes (the first change after `quiet` at once, what follows
+    /// coalesced until `quiet` passes with no change, at most `max`) and builds new groups as
+    /// their first proxy connects.
     pub async fn run(
         self: Arc<Self>,
         mut changes: watch::Receiver<u64>,
@@ -127,7 +130,8 @@ impl Pipeline {
         self.clone().build_all(0).await;
         ready.send_replace(true);
         let groups = tokio::spawn(self.clone().watch_groups());
-        while let Some(first) = next_batch(&mut changes, quiet, max).await {
+        let mut debouncer = Debouncer::new(quiet, max);
+        while let Some(first) = next_batch(&mut changes, &mut debouncer).await {
             let now = *changes.borrow();
             self.metrics.batches.inc();
             self.metrics
@@ -156,13 +160,16 @@ impl Pipeline {
         }
     }
 
-    /// Rebuilds every group; the snapshots belong to `rollout` (0: none).
+    /// Rebuilds every group a proxy is connected to (and, before any group is known, the
+    /// default group); the snapshots belong to `rollout` (0: none).
     async fn build_all(self: Arc<Self>, rollout: u64) {
         self.blocking(move |p| {
             let mut builders = p.lock_builds();
             let world = p.world();
-            let mut groups = p.cache.groups();
-            if groups.is_empty() {
+            // Only groups with a connected proxy; the others are built again when a proxy
+            // of theirs connects (`build_missing`).
+            let mut groups = p.cache.watched_retiring_others();
+            if groups.is_empty() && p.cache.groups().is_empty() {
                 // Build the default group up front, so the first proxy needs no wait.
                 groups.push(DEFAULT_GROUP.to_string());
             }
@@ -184,12 +191,7 @@ impl Pipeline {
     async fn build_missing(self: Arc<Self>) {
         self.blocking(|p| {
             let mut builders = p.lock_builds();
-            let missing: Vec<String> = p
-                .cache
-                .groups()
-                .into_iter()
-                .filter(|g| p.cache.get(g).is_none())
-                .collect();
+            let missing = p.cache.unbuilt_watched();
             if missing.is_empty() {
                 return;
             }
@@ -271,20 +273,18 @@ impl Pipeline {
     }
 }
 
-/// Waits for the next debounced batch of changes; returns when its first change was seen, or
-/// `None` once the change sender is gone.
+/// Waits for the next debounced batch of changes (the first change after a quiet period at
+/// once, what follows it coalesced: [`Debouncer`]); returns when its first change was seen,
+/// or `None` once the change sender is gone.
 async fn next_batch(
     changes: &mut watch::Receiver<u64>,
-    quiet: Duration,
-    max: Duration,
+    debouncer: &mut Debouncer,
 ) -> Option<Instant> {
     changes.changed().await.ok()?;
     let first = Instant::now();
     // Hand the change just seen on to the debouncer, which starts its wait with it.
     changes.mark_changed();
-    portolan_xds::debounce::debounce(changes, quiet, max)
-        .await
-        .then_some(first)
+    debouncer.next(changes).await.then_some(first)
 }
 
 /// The group a cache entry names; `None`, logged, for a name the grouping hook does not write
@@ -335,6 +335,37 @@ mod tests {
         serde_json::json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"ports": [{"port": 80}]}})
+    }
+
+    /// A change rebuilds only groups with a connected proxy; a group nobody watches is
+    /// retired, and built from the current World when a proxy of it connects again.
+    #[tokio::test]
+    async fn only_watched_groups_are_rebuilt_and_a_returning_proxy_gets_its_group_built() {
+        let index = Arc::new(Mutex::new(Index::new()));
+        apply_doc(&index, service("shop", "cart"));
+        let cache = Cache::new();
+        let metrics = PipelineMetrics::unregistered(&XdsMetrics::unregistered());
+        let pipeline = Pipeline::new(index.clone(), cache.clone(), Options::default(), metrics);
+        let _web = cache.subscribe("web");
+        let idle = cache.subscribe("idle");
+        pipeline.clone().build_all(0).await;
+        assert!(cache.get("web").is_some() && cache.get("idle").is_some());
+        drop(idle);
+        apply_doc(&index, service("shop", "pay"));
+        pipeline.clone().build_all(0).await;
+        let has_pay = |group: &str| {
+            cache.get(group).is_some_and(|snap| {
+                snap.resources(ResourceType::Cluster)
+                    .keys()
+                    .any(|c| c.contains("pay.shop"))
+            })
+        };
+        assert!(has_pay("web"), "the watched group is rebuilt");
+        assert!(cache.get("idle").is_none(), "the unwatched group is not");
+        let _back = cache.subscribe("idle");
+        assert_eq!(cache.unbuilt_watched(), vec!["idle".to_string()]);
+        pipeline.clone().build_missing().await;
+        assert!(has_pay("idle"), "built from the current World on return");
     }
 
     /// A ProxyScope change re-translates the groups it selects into different snapshots,

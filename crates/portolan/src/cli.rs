@@ -147,7 +147,16 @@ pub struct ServeArgs {
     /// Address of the HTTP server (/healthz, /readyz, /metrics, /debug/...).
     #[arg(long, default_value = "0.0.0.0:18080", env = "PORTOLAN_HTTP_ADDRESS")]
     pub http_address: SocketAddr,
-    /// Quiet time that ends a burst of changes before a push.
+    /// Listen backlog of the xDS port: connections the kernel queues before Portolan accepts
+    /// them (capped by `net.core.somaxconn`). A connection storm beyond it is reset.
+    #[arg(long, default_value_t = 4096, env = "PORTOLAN_XDS_BACKLOG")]
+    pub xds_backlog: u32,
+    /// With --config-dir: quiet time after the last file-system event before the directory is
+    /// read again (so that a file written in several steps is read once, complete).
+    #[arg(long, default_value = "50ms", value_parser = parse_duration, env = "PORTOLAN_SETTLE")]
+    pub settle: Duration,
+    /// Quiet time that ends a burst of changes before a push. The first change after a quiet
+    /// period is pushed at once; only the changes that follow it wait.
     #[arg(long, default_value = "100ms", value_parser = parse_duration, env = "PORTOLAN_DEBOUNCE")]
     pub debounce: Duration,
     /// Longest a burst of changes may delay a push.

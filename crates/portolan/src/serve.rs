@@ -47,7 +47,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let source = match &args.config_dir {
-        Some(dir) => start_files(dir, &writer)?,
+        Some(dir) => start_files(dir, args.settle, &writer)?,
         None => Source::Kubernetes(
             crate::kubernetes::start(
                 &args.kubernetes,
@@ -85,8 +85,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.debounce_max,
     ));
 
-    let xds_listener = tokio::net::TcpListener::bind(args.xds_address)
-        .await
+    let xds_listener = bind_with_backlog(args.xds_address, args.xds_backlog)
         .with_context(|| format!("binding the xDS address {}", args.xds_address))?;
     let http_listener = tokio::net::TcpListener::bind(args.http_address)
         .await
@@ -152,6 +151,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(?drain_window, "streams still open; closing them");
     }
     Ok(())
+}
+
+/// Binds a listener with this listen backlog (tokio's `bind` uses 128, which a connection
+/// storm of a few thousand proxies overflows; the kernel caps it at `net.core.somaxconn`).
+fn bind_with_backlog(
+    address: std::net::SocketAddr,
+    backlog: u32,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
 }
 
 fn limits(security: &SecurityArgs) -> Limits {
@@ -236,13 +250,20 @@ impl std::fmt::Display for Source {
 }
 
 /// Starts reading a directory of manifests into the index.
-fn start_files(dir: &std::path::Path, writer: &IndexWriter) -> anyhow::Result<Source> {
+fn start_files(
+    dir: &std::path::Path,
+    settle: Duration,
+    writer: &IndexWriter,
+) -> anyhow::Result<Source> {
     anyhow::ensure!(
         dir.is_dir(),
         "--config-dir {}: not a readable directory",
         dir.display()
     );
-    let (status, task) = writer.spawn(portolan_files::REPORTER, FileSource::new(dir));
+    let (status, task) = writer.spawn(
+        portolan_files::REPORTER,
+        FileSource::new(dir).with_settle(settle),
+    );
     Ok(Source::Files {
         dir: dir.to_path_buf(),
         status,

@@ -108,7 +108,14 @@ impl Cache {
         let mut groups = lock(&self.groups);
         if let Some(g) = groups.get_mut(group) {
             g.idle_since = None;
-            return g.tx.subscribe();
+            let first = g.tx.receiver_count() == 0;
+            let rx = g.tx.subscribe();
+            if first && rx.borrow().is_none() {
+                // Retired while nobody watched (or never built): build it now.
+                drop(groups);
+                self.groups_changed.send_modify(|n| *n += 1);
+            }
+            return rx;
         }
         drop(groups);
         self.insert(group)
@@ -165,6 +172,32 @@ impl Cache {
             keep
         });
         evicted
+    }
+
+    /// The groups some stream watches now. Every other group's snapshot is retired (the
+    /// group stays known, its value becomes `None`), in the same step: a stream that
+    /// subscribes to it later finds no snapshot and has the group built for it then
+    /// ([`Cache::subscribe`] bumps `groups_changed`), so a rebuild need not build groups
+    /// nobody is connected to.
+    pub fn watched_retiring_others(&self) -> Vec<String> {
+        let mut watched = Vec::new();
+        for (name, g) in lock(&self.groups).iter() {
+            if g.tx.receiver_count() > 0 {
+                watched.push(name.clone());
+            } else if g.tx.borrow().is_some() {
+                g.tx.send_replace(None);
+            }
+        }
+        watched
+    }
+
+    /// The groups some stream watches that have no snapshot (new, or retired).
+    pub fn unbuilt_watched(&self) -> Vec<String> {
+        lock(&self.groups)
+            .iter()
+            .filter(|(_, g)| g.tx.receiver_count() > 0 && g.tx.borrow().is_none())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Every known group (set or subscribed).
@@ -309,6 +342,27 @@ mod tests {
         let _again = cache.subscribe("web");
         assert!(cache.evict_idle(Duration::ZERO).is_empty());
         assert_eq!(cache.groups(), vec!["web".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn unwatched_groups_are_retired_and_rebuilt_on_their_next_subscriber() {
+        let cache = Cache::new();
+        let _watched = cache.subscribe("watched");
+        cache.set("watched", snapshot_of(&["a"], &[]));
+        cache.set("idle", snapshot_of(&["a"], &[]));
+        let mut changed = cache.groups_changed();
+        changed.mark_unchanged();
+        assert_eq!(cache.watched_retiring_others(), vec!["watched".to_string()]);
+        assert!(cache.get("watched").is_some());
+        assert!(cache.get("idle").is_none(), "retired");
+        assert_eq!(cache.groups().len(), 2, "still known");
+        let rx = cache.subscribe("idle");
+        assert!(rx.borrow().is_none());
+        assert!(
+            changed.has_changed().expect("alive"),
+            "a subscriber of a retired group asks for a build"
+        );
+        assert_eq!(cache.unbuilt_watched(), vec!["idle".to_string()]);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub mod tls;
 pub use authz::{Authz, PeerIdentity};
 pub use cache::{Cache, GroupLimit};
 pub use csds::Csds;
-pub use debounce::debounce;
+pub use debounce::{Debouncer, debounce};
 pub use delta::DeltaStream;
 pub use grouping::{ByCluster, Grouped, NodeGrouping};
 pub use incoming::ConnInfo;

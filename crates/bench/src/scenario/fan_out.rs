@@ -159,7 +159,7 @@ pub fn fan_out_md(runs: &[FanOut]) -> String {
     }
     let _ = writeln!(
         out,
-        "\nTimes include Portolan's 100 ms debounce and the file watcher. \"Before\" is Portolan with one warm-up client connected (the group's snapshot built).\n"
+        "\nTimes include Portolan's debounce (the first change after quiet goes out at once since #24) and the file watcher's settle. \"Before\" is Portolan with one warm-up client connected (the group's snapshot built).\n"
     );
     out
 }

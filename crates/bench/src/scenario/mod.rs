@@ -1,6 +1,6 @@
 //! The scenarios: issue #3's (translate, endpoint-change, envoy-ack) and issue #8's (S3–S9:
 //! fan-out, memory per proxy, bytes per change, reconnect storm, Envoy ingest, churn, worker
-//! threads) and issue #11's proxy modes (on-demand discovery; full push vs scoped; memory and
+//! threads), issue #24's S10 connect storm, and issue #11's proxy modes (on-demand discovery; full push vs scoped; memory and
 //! bytes per proxy in all three with real Envoys and Delta clients), each a
 //! function from a size to a report of measured figures.
 
@@ -17,6 +17,7 @@ pub mod on_demand;
 pub mod proxy_modes;
 pub mod reconnect;
 pub mod served;
+pub mod storm;
 pub mod translate;
 
 pub use churn::{Churn, ChurnConfig, churn};
@@ -29,4 +30,5 @@ pub use mode_memory::{ModeMemory, ModeMemoryConfig, mode_memory};
 pub use on_demand::{OnDemandBench, on_demand, on_demand_md};
 pub use proxy_modes::{ProxyModes, ServedModes, proxy_modes, proxy_modes_served};
 pub use reconnect::{Reconnect, reconnect};
+pub use storm::{Storm, StormConfig, storm, storm_md};
 pub use translate::{TranslateBench, translate};

@@ -1,0 +1,194 @@
+//! S10 connect storm (issue #24): N simulated SotW proxies, each on its own TCP connection
+//! (as Envoys are), connect to a running `portolan serve` at the same instant. Measured: how
+//! many were lost (connection refused or reset, stream failed before its initial sync), the
+//! time from the start until every surviving proxy was in sync (all four types received and
+//! ACKed), and per-proxy sync p50/p99. A proxy is not retried: a lost one counts as lost.
+
+use crate::WorldSpec;
+use crate::scenario::dist::{Dist, ms};
+use crate::scenario::served::{CLIENT_TIMEOUT, GROUP, Served};
+use portolan_translate::names::MESH_ROUTE;
+use portolan_xds_client::{ClientError, Follow, SotwClient, SotwSubscriber, channel, node};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Barrier, mpsc, watch};
+
+/// What to start and how many proxies storm it.
+#[derive(Clone, Debug)]
+pub struct StormConfig {
+    pub spec: WorldSpec,
+    pub clients: usize,
+    pub portolan_bin: PathBuf,
+}
+
+/// The figures of one storm.
+#[derive(Clone, Debug)]
+pub struct Storm {
+    pub spec: WorldSpec,
+    pub clients: usize,
+    /// Proxies that failed to connect or to sync (no retry).
+    pub lost: usize,
+    /// The most common failure texts, with their counts.
+    pub failures: BTreeMap<String, usize>,
+    /// From the start until the last surviving proxy was in sync.
+    pub all_synced: Duration,
+    /// Per surviving proxy: start until in sync.
+    pub sync: Vec<Duration>,
+}
+
+/// Runs one storm of `config.clients` proxies.
+pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
+    let served = Served::start(&config.portolan_bin, config.spec, &[]).await?;
+    // One proxy first, so the group is built before the storm (what the storm measures is
+    // connections, not the first build).
+    let warm = portolan_xds_client::Fleet::start(&served.fleet(1, "warm")).await?;
+    let port = served.portolan.ports().xds;
+    let (stop, stop_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    // Every task waits at the barrier, so the connects start together.
+    let barrier = Arc::new(Barrier::new(config.clients + 1));
+    for n in 0..config.clients {
+        let proxy = StormProxy {
+            port,
+            subscriber: subscriber(n),
+            barrier: barrier.clone(),
+            done: done_tx.clone(),
+            stop: stop_rx.clone(),
+        };
+        tokio::spawn(proxy.run());
+    }
+    drop(done_tx);
+    barrier.wait().await;
+    let start = Instant::now();
+    let (mut sync, mut failures, mut lost) = (Vec::new(), BTreeMap::new(), 0);
+    let mut last = Duration::ZERO;
+    while let Some(result) = done_rx.recv().await {
+        match result {
+            Ok(at) => {
+                let took = at.duration_since(start);
+                last = last.max(took);
+                sync.push(took);
+            }
+            Err(e) => {
+                lost += 1;
+                *failures.entry(failure_kind(&e)).or_insert(0) += 1;
+            }
+        }
+        if sync.len() + lost == config.clients {
+            break;
+        }
+    }
+    let _ = stop.send(true);
+    warm.stop();
+    served.portolan.terminate().await?;
+    Ok(Storm {
+        spec: config.spec,
+        clients: config.clients,
+        lost,
+        failures,
+        all_synced: last,
+        sync,
+    })
+}
+
+fn subscriber(n: usize) -> SotwSubscriber {
+    let node = node::envoy(&format!("storm-{n}"), GROUP);
+    let routes = vec![MESH_ROUTE.to_string()];
+    SotwSubscriber::new(node, Follow::Envoy { routes })
+}
+
+/// The first line of an error, without addresses and numbers, to group failures by kind.
+fn failure_kind(e: &ClientError) -> String {
+    let text = format!("{e}");
+    let mut chain: Vec<String> = vec![text];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push(s.to_string());
+        source = s.source();
+    }
+    let kind = chain.join(": ");
+    kind.chars()
+        .filter(|c| !c.is_ascii_digit())
+        .take(160)
+        .collect()
+}
+
+/// One proxy of the storm: its own connection and ADS stream.
+struct StormProxy {
+    port: u16,
+    subscriber: SotwSubscriber,
+    barrier: Arc<Barrier>,
+    done: mpsc::UnboundedSender<Result<Instant, ClientError>>,
+    stop: watch::Receiver<bool>,
+}
+
+// === impl StormProxy ===
+
+impl StormProxy {
+    async fn run(mut self) {
+        self.barrier.wait().await;
+        let synced = async {
+            let shared = channel(([127, 0, 0, 1], self.port), None).await?;
+            let mut client = SotwClient::connect(shared, self.subscriber).await?;
+            client.sync(CLIENT_TIMEOUT).await?;
+            Ok(client)
+        }
+        .await;
+        match synced {
+            Ok(client) => {
+                let _ = self.done.send(Ok(Instant::now()));
+                // Stay connected until every proxy is done, so the storm is all at once.
+                let _ = self.stop.wait_for(|s| *s).await;
+                drop(client);
+            }
+            Err(e) => {
+                let _ = self.done.send(Err(e));
+            }
+        }
+    }
+}
+
+// === impl Storm ===
+
+/// S10 as markdown: one row per storm.
+pub fn storm_md(runs: &[Storm]) -> String {
+    let mut out = String::new();
+    let Some(first) = runs.first() else {
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "### S10 connect storm ({} services, {} endpoints; every proxy its own TCP connection, all connecting at once, SotW ADS, no retry)\n",
+        first.spec.services, first.spec.endpoints
+    );
+    let _ = writeln!(
+        out,
+        "| Proxies | Lost | Every surviving proxy in sync | Per proxy sync p50 | p99 | max |\n|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in runs {
+        let d = Dist::of(&r.sync);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.clients,
+            r.lost,
+            ms(r.all_synced),
+            ms(d.p50),
+            ms(d.p99),
+            ms(d.max)
+        );
+    }
+    out.push('\n');
+    for r in runs {
+        for (kind, count) in &r.failures {
+            let _ = writeln!(out, "* {} proxies: {count} × `{kind}`", r.clients);
+        }
+    }
+    if runs.iter().any(|r| !r.failures.is_empty()) {
+        out.push('\n');
+    }
+    out
+}
