@@ -124,6 +124,16 @@ pub fn selects(
 /// The mode of a workload: its own (selector) PeerAuthentication, else its namespace's, else
 /// PERMISSIVE. Among several of one kind the first by name wins.
 pub fn mtls_mode(world: &World, namespace: &str, labels: &BTreeMap<String, String>) -> MtlsMode {
+    peer_authentication(world, namespace, labels).map_or(MtlsMode::default(), |p| p.mode)
+}
+
+/// The PeerAuthentication whose mode applies to a workload: the first in its namespace whose
+/// selector selects it, else the namespace-wide one.
+pub fn peer_authentication<'w>(
+    world: &'w World,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<&'w Arc<PeerAuthentication>> {
     let in_ns = || {
         world
             .peer_authentications
@@ -133,7 +143,6 @@ pub fn mtls_mode(world: &World, namespace: &str, labels: &BTreeMap<String, Strin
     in_ns()
         .find(|p| p.selector.is_some() && selects(p.selector.as_ref(), labels))
         .or_else(|| in_ns().find(|p| p.selector.is_none()))
-        .map_or(MtlsMode::default(), |p| p.mode)
 }
 
 /// The namespace-wide mode of `namespace` (what callers assume for its Services).

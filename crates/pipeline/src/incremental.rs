@@ -17,7 +17,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use portolan_model::World;
-use portolan_translate::{Keep, Options, ProxyGroup, SharedResources, Translator};
+use portolan_translate::{Keep, Options, Provenance, ProxyGroup, SharedResources, Translator};
 use portolan_xds::snapshot::Encoded;
 use portolan_xds::{Snapshot, SnapshotError};
 
@@ -86,9 +86,12 @@ impl IncrementalBuilder {
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, SnapshotError> {
         self.build_with_secrets(world, group, options, previous, &[])
+            .map(|(snapshot, _)| snapshot)
     }
 
-    /// [`IncrementalBuilder::build`] with SDS secrets (a mesh group's certificates) added.
+    /// [`IncrementalBuilder::build`] with SDS secrets (a mesh group's certificates) added;
+    /// also gives the translation's [`Provenance`] (entries of Services whose translation was
+    /// reused are the memo's, shared).
     pub fn build_with_secrets(
         &mut self,
         world: &World,
@@ -96,9 +99,10 @@ impl IncrementalBuilder {
         options: &Options,
         previous: Option<&Snapshot>,
         secrets: &[Secret],
-    ) -> Result<Snapshot, SnapshotError> {
-        let resources = self.translator.translate(world, group, options);
-        snapshot(resources, previous, secrets)
+    ) -> Result<(Snapshot, Provenance), SnapshotError> {
+        let mut resources = self.translator.translate(world, group, options);
+        let provenance = std::mem::take(&mut resources.provenance);
+        Ok((snapshot(resources, previous, secrets)?, provenance))
     }
 
     /// The translator (for its memo statistics).

@@ -23,6 +23,7 @@
 //! is due, so a rotation is a new Secret version pushed to that group's proxies.
 
 use crate::certs::MeshCerts;
+use crate::programmed::Provenances;
 use crate::{IncrementalBuilder, PipelineMetrics, groups};
 use portolan_ca::WorkloadCerts;
 use portolan_model::{Index, World};
@@ -44,6 +45,8 @@ pub struct Pipeline {
     certs: Option<MeshCerts>,
     /// Held while building; the incremental builders by proxy zone and mesh membership.
     build_lock: Mutex<Builders>,
+    /// The provenance of each group's snapshot, set with it (for NACK attribution).
+    provenances: Arc<Provenances>,
 }
 
 /// One incremental builder per proxy zone, mesh membership, scope and client (clusters and
@@ -74,16 +77,18 @@ impl Pipeline {
         options: Options,
         metrics: PipelineMetrics,
     ) -> Arc<Self> {
-        Self::with_certs(index, cache, options, metrics, None)
+        Self::with_certs(index, cache, options, metrics, None, Provenances::new())
     }
 
-    /// A pipeline that serves mesh groups their workload certificates from `certs`.
+    /// A pipeline that serves mesh groups their workload certificates from `certs`, and sets
+    /// the provenance of each group's snapshot in `provenances`.
     pub fn with_certs(
         index: Arc<Mutex<Index>>,
         cache: Arc<Cache>,
         options: Options,
         metrics: PipelineMetrics,
         certs: Option<Arc<WorkloadCerts>>,
+        provenances: Arc<Provenances>,
     ) -> Arc<Self> {
         let certs = certs.map(|c| MeshCerts::new(c, &options.mesh.trust_domain));
         Arc::new(Self {
@@ -93,7 +98,13 @@ impl Pipeline {
             metrics,
             certs,
             build_lock: Mutex::new(HashMap::new()),
+            provenances,
         })
+    }
+
+    /// The provenance of each group's snapshot.
+    pub fn provenances(&self) -> &Arc<Provenances> {
+        &self.provenances
     }
 
     /// Rebuilds every group whenever a workload certificate is due (at half its lifetime),
@@ -180,6 +191,8 @@ impl Pipeline {
             if let Some(certs) = &p.certs {
                 certs.retain(&groups);
             }
+            let names: BTreeSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+            p.provenances.retain(|g| names.contains(g));
             for group in &groups {
                 p.build(&mut builders, &world, group, rollout);
             }
@@ -257,8 +270,10 @@ impl Pipeline {
         };
         match builder.build_with_secrets(world, group, &self.options, previous.as_deref(), &secrets)
         {
-            Ok(snap) => {
+            Ok((snap, provenance)) => {
                 tracing::debug!(group = group_name, world = world.version, "snapshot built");
+                // Before the snapshot: a NACK of the new snapshot finds its provenance.
+                self.provenances.set(group_name, provenance);
                 self.cache.set(group_name, snap.with_rollout(rollout));
                 self.metrics.builds.inc();
             }

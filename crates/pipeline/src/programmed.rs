@@ -1,21 +1,33 @@
 //! `Programmed`: whether connected proxies took the configuration, per object.
 //!
-//! A NACK in force (the last version sent of a type was rejected) is attributed to the objects
-//! behind the resources Envoy's error text names: a cluster or its endpoints to its Service or
-//! ExternalService and the TrafficPolicies for that host; a gateway listener to the Gateways
-//! with a listener on that port and their Secrets; a gateway route configuration to the
-//! TrafficRoutes attached to those Gateways. Those objects get `Programmed=False` with the
-//! proxies' ids and Envoy's text. A NACK whose text names no resource Portolan knows stays
-//! listed (with the proxy and the text) without an object.
+//! A NACK in force (the last version sent of a type was rejected) is attributed to objects
+//! from the provenance translation recorded for the group's snapshot ([`Provenances`], set
+//! by the pipeline with each snapshot; see [`portolan_translate::provenance`]), never from
+//! resource names:
+//!
+//! * a route configuration whose virtual hosts or rules Envoy's text names (a virtual host's
+//!   name, a rule's route name `ns/route/rule`, or a regex of the rule, which Envoy quotes
+//!   when it refuses one) is attributed to the objects behind those parts only;
+//! * otherwise, each resource whose name the text contains is attributed to every object
+//!   behind it (a cluster or its endpoints to its Service or ExternalService and the
+//!   TrafficPolicy of the port, the endpoints also to the EndpointSlices; a gateway listener
+//!   to the Gateways with a listener on that port and the Secrets it serves; a route
+//!   configuration to the objects behind all its virtual hosts; the inbound listener to the
+//!   PeerAuthentication and AccessPolicies it enforces).
+//!
+//! Those objects get `Programmed=False` with the proxies' ids and Envoy's text. A NACK whose
+//! text points at nothing Portolan made from an object stays listed (with the proxy and the
+//! text) without an object.
 
-use portolan_api::{Kind, ObjectRef};
-use portolan_model::resolve::{parents_of, service_key};
-use portolan_model::routing::Parent;
+use portolan_api::ObjectRef;
 use portolan_model::{Condition, ConditionType, World};
+use portolan_translate::Provenance;
+use portolan_translate::provenance::ResourceKind;
 use portolan_xds::status::SyncState;
 use portolan_xds::{Cache, ProxyStatus, ResourceType};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 
 /// One NACK in force on one proxy.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -26,17 +38,59 @@ pub struct NackReport {
     pub type_: String,
     pub version: String,
     pub message: String,
-    /// The resources of that type the message names.
+    /// The resources of that type the message points at.
     pub resources: Vec<String>,
-    /// The objects those resources come from (`Kind ns/name`).
+    /// The objects behind what the message points at (`Kind ns/name`).
     pub objects: Vec<String>,
 }
 
-/// Every NACK in force across connected proxies, attributed to objects of `world`.
-pub fn nacks(world: &World, cache: &Cache, proxies: &[ProxyStatus]) -> Vec<NackReport> {
+/// The provenance of each group's snapshot in the cache (set with the snapshot by the
+/// pipeline), shared with whoever attributes NACKs.
+#[derive(Debug, Default)]
+pub struct Provenances {
+    by_group: RwLock<HashMap<String, Arc<Provenance>>>,
+}
+
+/// What a NACK's text points at among the resources of one type: their names and the objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attribution {
+    pub resources: Vec<String>,
+    pub objects: BTreeSet<ObjectRef>,
+}
+
+// === impl Provenances ===
+
+impl Provenances {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Sets the provenance of `group`'s snapshot.
+    pub fn set(&self, group: &str, provenance: Provenance) {
+        let mut by_group = self.by_group.write().unwrap_or_else(|p| p.into_inner());
+        by_group.insert(group.to_string(), Arc::new(provenance));
+    }
+
+    /// The provenance of `group`'s snapshot, if it was built.
+    pub fn get(&self, group: &str) -> Option<Arc<Provenance>> {
+        let by_group = self.by_group.read().unwrap_or_else(|p| p.into_inner());
+        by_group.get(group).cloned()
+    }
+
+    /// Forgets the groups `keep` refuses (no longer in the cache).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let mut by_group = self.by_group.write().unwrap_or_else(|p| p.into_inner());
+        by_group.retain(|g, _| keep(g));
+    }
+}
+
+/// Every NACK in force across connected proxies, attributed to objects by the provenance of
+/// each proxy's group.
+pub fn nacks(cache: &Cache, provenances: &Provenances, proxies: &[ProxyStatus]) -> Vec<NackReport> {
     let mut out = Vec::new();
     for proxy in proxies {
         let snapshot = cache.get(&proxy.group);
+        let provenance = provenances.get(&proxy.group).unwrap_or_default();
         for t in &proxy.types {
             let (Some(nack), Some(ty)) = (&t.last_nack, t.resource_type()) else {
                 continue;
@@ -44,32 +98,82 @@ pub fn nacks(world: &World, cache: &Cache, proxies: &[ProxyStatus]) -> Vec<NackR
             if t.sync_state(snapshot.as_deref()) != SyncState::Nacked {
                 continue;
             }
-            let resources: Vec<String> = snapshot
+            let covered: Vec<String> = snapshot
                 .as_deref()
                 .map(|s| {
                     t.covered(s)
                         .into_iter()
                         .map(|r| r.name().to_string())
-                        .filter(|name| nack.message.contains(name.as_str()))
                         .collect()
                 })
                 .unwrap_or_default();
-            let objects: BTreeSet<ObjectRef> = resources
-                .iter()
-                .flat_map(|name| objects_of(world, ty, name))
-                .collect();
+            let found = match kind_of(ty) {
+                Some(kind) => attribute(&provenance, kind, &covered, &nack.message),
+                None => Attribution::default(),
+            };
             out.push(NackReport {
                 node: proxy.node_id.clone(),
                 group: proxy.group.clone(),
                 type_: ty.short_name().to_string(),
                 version: nack.version.clone(),
                 message: nack.message.clone(),
-                resources,
-                objects: objects.iter().map(ToString::to_string).collect(),
+                resources: found.resources,
+                objects: found.objects.iter().map(ToString::to_string).collect(),
             });
         }
     }
     out
+}
+
+/// What Envoy's `text` about resources of `kind` (those of the NACK, `covered`) points at:
+/// the parts of a route configuration the text names or quotes, else the resources it names,
+/// whole. Resources without provenance are still listed when named, without objects.
+pub fn attribute(
+    provenance: &Provenance,
+    kind: ResourceKind,
+    covered: &[String],
+    text: &str,
+) -> Attribution {
+    let covered: HashSet<&str> = covered.iter().map(String::as_str).collect();
+    let mut finer: BTreeSet<&str> = BTreeSet::new();
+    let mut found = Attribution::default();
+    let of_kind = provenance.entries().iter().filter(|e| e.kind == kind);
+    for entry in of_kind.clone().filter(|e| !e.parts.is_empty()) {
+        let Some(name) = entry.names.iter().find(|n| covered.contains(n.as_str())) else {
+            continue;
+        };
+        let mut hit = false;
+        for part in entry.parts_in(text) {
+            hit = true;
+            found.objects.extend(part.origins.iter().cloned());
+        }
+        if hit {
+            finer.insert(name);
+        }
+    }
+    let named: BTreeSet<&str> = covered
+        .iter()
+        .copied()
+        .filter(|n| !finer.contains(n) && text.contains(n))
+        .collect();
+    for entry in of_kind.filter(|e| e.names.iter().any(|n| named.contains(n.as_str()))) {
+        found.objects.extend(entry.objects().iter().cloned());
+    }
+    found.resources = finer.union(&named).map(|n| n.to_string()).collect();
+    found
+}
+
+/// The kind of resource translation records for an xDS type (workload certificates come from
+/// the CA, not from an object).
+fn kind_of(ty: ResourceType) -> Option<ResourceKind> {
+    match ty {
+        ResourceType::Cluster => Some(ResourceKind::Cluster),
+        ResourceType::Endpoint => Some(ResourceKind::Endpoint),
+        ResourceType::Listener => Some(ResourceKind::Listener),
+        ResourceType::Route => Some(ResourceKind::Route),
+        ResourceType::VirtualHost => Some(ResourceKind::VirtualHost),
+        ResourceType::Secret => None,
+    }
 }
 
 /// `Programmed=False` conditions for the objects NACKs are attributed to.
@@ -121,118 +225,156 @@ fn generation_of(world: &World, object: &str) -> i64 {
         .unwrap_or_default()
 }
 
-/// The objects behind one resource name.
-fn objects_of(world: &World, ty: ResourceType, name: &str) -> Vec<ObjectRef> {
-    match ty {
-        ResourceType::Cluster | ResourceType::Endpoint => cluster_objects(world, name),
-        ResourceType::Listener => gateway_port(name)
-            .map(|port| gateway_objects(world, port, true))
-            .unwrap_or_default(),
-        ResourceType::Route => gateway_port(name)
-            .map(|port| route_objects(world, port))
-            .unwrap_or_default(),
-        // Workload certificates come from the CA, not from an object.
-        ResourceType::Secret => Vec::new(),
-        // Virtual hosts are the route configuration's, asked for on demand.
-        ResourceType::VirtualHost => Vec::new(),
-    }
-}
-
-/// `outbound|{port}|{subset}|{host}`: the Service or ExternalService, and policies for it.
-fn cluster_objects(world: &World, name: &str) -> Vec<ObjectRef> {
-    let Some(host) = name
-        .strip_prefix("outbound|")
-        .and_then(|r| r.rsplit('|').next())
-    else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let service = host
-        .split_once(".svc.")
-        .and_then(|(short, _)| service_key("", short))
-        .filter(|k| world.services.contains_key(k));
-    if let Some(key) = &service {
-        out.push(ObjectRef::new(Kind::Service, &key.namespace, &key.name));
-    }
-    for (r, e) in &world.external_services {
-        if e.hosts.iter().any(|h| h == host) {
-            out.push(r.clone());
-        }
-    }
-    for (r, p) in &world.policies {
-        let same_service = service.is_some() && service_key(&r.namespace, &p.host) == service;
-        if same_service || p.host == host {
-            out.push(r.clone());
-        }
-    }
-    out
-}
-
-/// `gateway-{port}` (listener and route configuration names).
-fn gateway_port(name: &str) -> Option<u16> {
-    name.strip_prefix("gateway-")?.parse().ok()
-}
-
-/// Gateways with a listener on `port` (and, for listeners, the Secrets they serve).
-fn gateway_objects(world: &World, port: u16, with_secrets: bool) -> Vec<ObjectRef> {
-    let mut out = Vec::new();
-    for (r, g) in &world.gateways {
-        let on_port: Vec<_> = g.listeners.iter().filter(|l| l.port == port).collect();
-        if on_port.is_empty() {
-            continue;
-        }
-        out.push(r.clone());
-        if with_secrets {
-            out.extend(
-                on_port
-                    .iter()
-                    .filter_map(|l| l.tls.as_ref())
-                    .map(|s| ObjectRef::new(Kind::Secret, &s.namespace, &s.name)),
-            );
-        }
-    }
-    out
-}
-
-/// TrafficRoutes attached to the Gateways with a listener on `port`.
-fn route_objects(world: &World, port: u16) -> Vec<ObjectRef> {
-    let gateways: BTreeSet<Parent> = gateway_objects(world, port, false)
-        .into_iter()
-        .map(|r| Parent::Gateway {
-            namespace: r.namespace,
-            name: r.name,
-        })
-        .collect();
-    world
-        .routes
-        .iter()
-        .filter(|(_, route)| parents_of(route).iter().any(|p| gateways.contains(p)))
-        .map(|(r, _)| r.clone())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use portolan_model::gateway::{
-        Gateway, GatewayListener, GatewaySelector, ListenerProtocol, SecretRef,
-    };
-    use portolan_model::{Service, ServiceKey};
-    use std::sync::Arc;
+    use portolan_api::Kind;
+    use portolan_model::gateway::{Gateway, GatewaySelector};
+    use portolan_translate::provenance::{Entry, Part, PartKind, origins};
 
-    fn world() -> World {
-        let mut w = World::default();
-        let key = ServiceKey::new("shop", "web");
-        w.services.insert(
-            key.clone(),
-            Arc::new(Service {
-                key,
-                ports: vec![],
-                cluster_ip: None,
-                external_name: None,
-                labels: Default::default(),
-            }),
+    const WEB: &str = "outbound|80||web.shop.svc.cluster.local";
+    const API_VHOST: &str = "api.shop.svc.cluster.local:80";
+    const REGEX: &str = "/(a|b|c|d|e|f|g|h){40}";
+
+    fn service(name: &str) -> ObjectRef {
+        ObjectRef::new(Kind::Service, "shop", name)
+    }
+
+    fn traffic_route() -> ObjectRef {
+        ObjectRef::new(Kind::TrafficRoute, "shop", "api-canary")
+    }
+
+    /// What translation records for a mesh group with Services `web` (a TrafficPolicy on it)
+    /// and `api` (routed by a TrafficRoute whose rule has a regex).
+    fn provenance() -> Provenance {
+        let policy = ObjectRef::new(Kind::TrafficPolicy, "shop", "web-lb");
+        let slice = ObjectRef::new(Kind::EndpointSlice, "shop", "web-abc");
+        let mut p = Provenance::new();
+        let web_cluster = origins([service("web"), policy.clone()]);
+        p.push(Entry::new(ResourceKind::Cluster, WEB, web_cluster));
+        let web_cla = origins([service("web"), policy, slice]);
+        p.push(Entry::new(ResourceKind::Endpoint, WEB, web_cla));
+        let by_route = origins([traffic_route()]);
+        let parts = vec![
+            Part::virtual_host("web.shop.svc.cluster.local:80", origins([service("web")])),
+            Part::virtual_host(API_VHOST, origins([service("api"), traffic_route()])),
+            Part {
+                kind: PartKind::Route,
+                name: "shop/api-canary/0".into(),
+                quotes: vec![REGEX.into()],
+                origins: by_route,
+            },
+        ];
+        p.push(Entry::route("mesh-outbound", origins([]), parts));
+        p
+    }
+
+    fn covered(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn objects(a: &Attribution) -> Vec<String> {
+        a.objects.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_named_cluster_is_attributed_to_the_objects_that_made_it() {
+        let text = format!("cluster {WEB}: unknown field");
+        let found = attribute(
+            &provenance(),
+            ResourceKind::Cluster,
+            &covered(&[WEB]),
+            &text,
         );
+        assert_eq!(found.resources, [WEB]);
+        assert_eq!(
+            objects(&found),
+            ["Service shop/web", "TrafficPolicy shop/web-lb"]
+        );
+        let found = attribute(
+            &provenance(),
+            ResourceKind::Endpoint,
+            &covered(&[WEB]),
+            &text,
+        );
+        assert_eq!(
+            objects(&found),
+            [
+                "Service shop/web",
+                "EndpointSlice shop/web-abc",
+                "TrafficPolicy shop/web-lb"
+            ]
+        );
+    }
+
+    /// Envoy's text for a regex it refuses names neither the route configuration nor the
+    /// virtual host; it quotes the regex, which points at the TrafficRoute's rule.
+    #[test]
+    fn a_mesh_route_nack_quoting_a_rules_regex_is_attributed_to_its_traffic_route() {
+        let text = format!(
+            "regex '{REGEX}' RE2 program size of 125 > max program size of 100 set for the error level threshold."
+        );
+        let mesh = covered(&["mesh-outbound"]);
+        let found = attribute(&provenance(), ResourceKind::Route, &mesh, &text);
+        assert_eq!(found.resources, ["mesh-outbound"]);
+        assert_eq!(objects(&found), ["TrafficRoute shop/api-canary"]);
+    }
+
+    #[test]
+    fn a_named_virtual_host_is_attributed_to_the_objects_that_made_it() {
+        let text = format!("route configuration mesh-outbound: in virtual host '{API_VHOST}'");
+        let mesh = covered(&["mesh-outbound"]);
+        let found = attribute(&provenance(), ResourceKind::Route, &mesh, &text);
+        assert_eq!(found.resources, ["mesh-outbound"]);
+        assert_eq!(
+            objects(&found),
+            ["Service shop/api", "TrafficRoute shop/api-canary"]
+        );
+    }
+
+    #[test]
+    fn without_a_finer_match_a_named_route_configuration_is_attributed_whole() {
+        let text = "route configuration mesh-outbound rejected";
+        let mesh = covered(&["mesh-outbound"]);
+        let found = attribute(&provenance(), ResourceKind::Route, &mesh, text);
+        assert_eq!(found.resources, ["mesh-outbound"]);
+        assert_eq!(
+            objects(&found),
+            [
+                "Service shop/api",
+                "Service shop/web",
+                "TrafficRoute shop/api-canary"
+            ]
+        );
+    }
+
+    /// Only the resources of the NACK count, and a text that points at nothing recorded
+    /// gives no object (a resource named without provenance is still listed).
+    #[test]
+    fn what_the_text_does_not_point_at_gets_nothing() {
+        let p = provenance();
+        let text = format!("regex '{REGEX}' is too big; also {WEB}");
+        let found = attribute(&p, ResourceKind::Route, &covered(&["gateway-80"]), &text);
+        assert_eq!(found, Attribution::default());
+        let found = attribute(&p, ResourceKind::Cluster, &covered(&["otel"]), "otel: bad");
+        assert_eq!(found.resources, ["otel"]);
+        assert!(found.objects.is_empty());
+    }
+
+    #[test]
+    fn provenances_are_kept_per_group_and_forgotten_with_it() {
+        let store = Provenances::new();
+        store.set("a", provenance());
+        store.set("b", Provenance::new());
+        assert_eq!(store.get("a").map(|p| p.len()), Some(3));
+        store.retain(|g| g == "a");
+        assert!(store.get("b").is_none());
+        assert!(store.get("a").is_some());
+    }
+
+    #[test]
+    fn conditions_name_the_proxies_and_envoys_text() {
+        let mut w = World::default();
         let gw = ObjectRef::new(Kind::Gateway, "default", "edge");
         w.gateways.insert(
             gw.clone(),
@@ -240,48 +382,9 @@ mod tests {
                 source: gw,
                 generation: 3,
                 selector: GatewaySelector::default(),
-                listeners: vec![GatewayListener {
-                    name: "https".into(),
-                    port: 8443,
-                    protocol: ListenerProtocol::Https,
-                    hostnames: vec![],
-                    tls: Some(SecretRef {
-                        namespace: "default".into(),
-                        name: "cert".into(),
-                    }),
-                }],
+                listeners: vec![],
             }),
         );
-        w
-    }
-
-    #[test]
-    fn cluster_names_map_to_their_service() {
-        let objects = objects_of(
-            &world(),
-            ResourceType::Cluster,
-            "outbound|80||web.shop.svc.cluster.local",
-        );
-        assert_eq!(objects, [ObjectRef::new(Kind::Service, "shop", "web")]);
-        assert!(objects_of(&world(), ResourceType::Cluster, "portolan-otel-collector").is_empty());
-    }
-
-    #[test]
-    fn gateway_listeners_map_to_the_gateway_and_its_secret() {
-        let objects = objects_of(&world(), ResourceType::Listener, "gateway-8443");
-        assert_eq!(
-            objects,
-            [
-                ObjectRef::new(Kind::Gateway, "default", "edge"),
-                ObjectRef::new(Kind::Secret, "default", "cert"),
-            ]
-        );
-        assert!(objects_of(&world(), ResourceType::Listener, "gateway-9999").is_empty());
-    }
-
-    #[test]
-    fn conditions_name_the_proxies_and_envoys_text() {
-        let w = world();
         let report = NackReport {
             node: "edge-1".into(),
             group: "edge".into(),

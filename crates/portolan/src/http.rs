@@ -9,6 +9,7 @@ use axum::routing::get;
 use portolan_admin::redact_secrets;
 use portolan_model::Index;
 use portolan_pipeline::SourceStatus;
+use portolan_pipeline::programmed::Provenances;
 use portolan_xds::{Cache, ResourceType};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -28,6 +29,8 @@ pub struct AppState {
     pub watchers: Option<watch::Receiver<portolan_k8s::SourceState>>,
     pub index: Arc<Mutex<Index>>,
     pub cache: Arc<Cache>,
+    /// The provenance of each group's snapshot (NACK attribution).
+    pub provenances: Arc<Provenances>,
     pub registry: Arc<Registry>,
 }
 
@@ -97,7 +100,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 /// `portolan_pipeline::programmed`).
 async fn config_errors(State(s): State<AppState>) -> Json<Value> {
     let world = s.index.lock().unwrap_or_else(|p| p.into_inner()).world();
-    let nacks = portolan_pipeline::programmed::nacks(&world, &s.cache, &s.cache.proxies());
+    let nacks = portolan_pipeline::programmed::nacks(&s.cache, &s.provenances, &s.cache.proxies());
     let mut statuses: BTreeMap<String, Vec<portolan_model::Condition>> = world
         .statuses
         .iter()

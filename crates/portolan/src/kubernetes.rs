@@ -13,6 +13,7 @@ use anyhow::Context;
 use portolan_api::ObjectRef;
 use portolan_k8s::{ClusterView, Inputs, LeaseConfig, LeaseLock, SourceState, StatusWriter};
 use portolan_model::{Condition, Index, World};
+use portolan_pipeline::programmed::Provenances;
 use portolan_pipeline::{IndexWriter, SourceStatus};
 use portolan_xds::Cache;
 use prometheus_client::metrics::counter::Counter;
@@ -43,6 +44,7 @@ pub async fn start(
     writer: &IndexWriter,
     index: Arc<Mutex<Index>>,
     cache: Arc<Cache>,
+    provenances: Arc<Provenances>,
     shutdown: watch::Receiver<bool>,
     registry: &mut Registry,
 ) -> anyhow::Result<Running> {
@@ -88,7 +90,7 @@ pub async fn start(
     let wake = writer.changes();
     tasks.push(tokio::spawn(async move {
         let _ = synced_rx.wait_for(|s| *s).await;
-        let inputs = move || status_inputs(&index, &cache);
+        let inputs = move || status_inputs(&index, &cache, &provenances);
         status_writer.run(inputs, leading, wake, STATUS_EVERY).await;
     }));
     Ok(Running {
@@ -137,9 +139,9 @@ async fn count_errors(mut state: watch::Receiver<SourceState>, errors: Counter<u
 }
 
 /// The current World and the `Programmed=False` conditions of what proxies NACKed.
-fn status_inputs(index: &Mutex<Index>, cache: &Cache) -> Inputs {
+fn status_inputs(index: &Mutex<Index>, cache: &Cache, provenances: &Provenances) -> Inputs {
     let world = index.lock().unwrap_or_else(|p| p.into_inner()).world();
-    let nacks = portolan_pipeline::programmed::nacks(&world, cache, &cache.proxies());
+    let nacks = portolan_pipeline::programmed::nacks(cache, provenances, &cache.proxies());
     let by_name = portolan_pipeline::programmed::conditions(&world, &nacks);
     let programmed = objects_by_name(&world, by_name);
     Inputs { world, programmed }

@@ -12,6 +12,7 @@ use portolan_admin::AdminService;
 use portolan_files::FileSource;
 use portolan_model::Index;
 use portolan_model::source::SourceHealth;
+use portolan_pipeline::programmed::Provenances;
 use portolan_pipeline::{IndexWriter, Pipeline, PipelineMetrics, SourceStatus};
 use portolan_xds::{Authz, Cache, Limits, TlsFiles, TlsReloader, XdsMetrics, XdsServer};
 use prometheus_client::registry::Registry;
@@ -46,6 +47,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = watch::channel(false);
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let provenances = Provenances::new();
     let source = match &args.config_dir {
         Some(dir) => start_files(dir, args.settle, &writer)?,
         None => Source::Kubernetes(
@@ -54,6 +56,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 &writer,
                 index.clone(),
                 cache.clone(),
+                provenances.clone(),
                 shutdown_rx.clone(),
                 &mut registry,
             )
@@ -75,6 +78,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         options,
         pipeline_metrics,
         mesh.certs.clone(),
+        provenances.clone(),
     );
     tokio::spawn(pipeline.clone().rotate_certificates());
     tokio::spawn(pipeline.run(
@@ -127,6 +131,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ready: ready_rx,
         index,
         cache,
+        provenances,
         registry: Arc::new(registry),
     };
     let http = tokio::spawn(http::serve(

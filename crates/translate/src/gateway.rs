@@ -21,7 +21,8 @@ use crate::context::Context;
 use crate::filters;
 use crate::lookup;
 use crate::names;
-use crate::route::route_configuration;
+use crate::provenance::{Entry as ProvenanceEntry, Origins, Provenance, ResourceKind, origins};
+use crate::route::{Parts, route_configuration};
 use crate::route_rules;
 use crate::tcp;
 use crate::tls;
@@ -39,6 +40,9 @@ use portolan_model::gateway::{
 use portolan_model::routing::Parent;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
+
+/// A port's route configuration and its provenance entry.
+type RouteAndEntry = (RouteConfiguration, ProvenanceEntry);
 
 /// Well-known name of the TLS inspector listener filter (reads SNI for filter chain matches).
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
@@ -85,26 +89,52 @@ fn selects(selector: &GatewaySelector, group: &ProxyGroup) -> bool {
     cluster_ok && labels_ok
 }
 
-/// The listeners and route configurations of the selected Gateways.
+/// The listeners and route configurations of the selected Gateways; records their provenance
+/// (a listener: the Gateways with a listener on its port, and the Secrets it serves; a route
+/// configuration: each virtual host and rule from the TrafficRoute of its host).
 pub(crate) fn resources(
     ctx: &Context<'_>,
     gateways: &[&Arc<Gateway>],
+    provenance: &mut Provenance,
 ) -> (Vec<Listener>, Vec<RouteConfiguration>) {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
     for (port, entries) in by_port(gateways) {
-        let (listener, route) = match entries[0].listener.protocol {
-            ListenerProtocol::Http => http_port(ctx, port, &entries),
+        let (listener, route, from) = match entries[0].listener.protocol {
+            ListenerProtocol::Http => {
+                let (listener, route) = http_port(ctx, port, &entries);
+                (listener, route, listener_origins(&entries, &[]))
+            }
             ListenerProtocol::Https => match https_port(ctx, port, &entries) {
-                Some(pair) => pair,
+                Some((listener, route, secrets)) => {
+                    let from = listener_origins(&entries, &secrets);
+                    (listener, route, from)
+                }
                 None => continue,
             },
-            ListenerProtocol::Tcp => (tcp_port(ctx, port, &entries), None),
+            ListenerProtocol::Tcp => {
+                let from = listener_origins(&entries, &[]);
+                (tcp_port(ctx, port, &entries), None, from)
+            }
         };
+        provenance.push(ProvenanceEntry::new(
+            ResourceKind::Listener,
+            &listener.name,
+            from,
+        ));
         listeners.push(listener);
-        routes.extend(route);
+        if let Some((route, entry)) = route {
+            provenance.push(entry);
+            routes.push(route);
+        }
     }
     (listeners, routes)
+}
+
+/// The Gateways of a port's listeners and the Secrets it serves.
+fn listener_origins(entries: &[Entry<'_>], secrets: &[ObjectRef]) -> Origins {
+    let gateways = entries.iter().map(|e| e.gateway.source.clone());
+    origins(gateways.chain(secrets.iter().cloned()))
 }
 
 /// Listeners per port, each port's list holding only the first listener's protocol.
@@ -128,7 +158,7 @@ fn http_port(
     ctx: &Context<'_>,
     port: u16,
     entries: &[Entry<'_>],
-) -> (Listener, Option<RouteConfiguration>) {
+) -> (Listener, Option<RouteAndEntry>) {
     let name = names::gateway_listener_name(port);
     let chain = FilterChain {
         filters: vec![filters::http_connection_manager(
@@ -142,11 +172,12 @@ fn http_port(
     (listener, Some(route_config(ctx, port, entries)))
 }
 
+/// An HTTPS port's listener, its route configuration and the Secrets it serves.
 fn https_port(
     ctx: &Context<'_>,
     port: u16,
     entries: &[Entry<'_>],
-) -> Option<(Listener, Option<RouteConfiguration>)> {
+) -> Option<(Listener, Option<RouteAndEntry>, Vec<ObjectRef>)> {
     let with_secrets: Vec<_> = entries
         .iter()
         .filter_map(|e| secret(ctx.world, e).map(|s| (*e, s)))
@@ -193,7 +224,8 @@ fn https_port(
         ..Default::default()
     }];
     let kept: Vec<Entry<'_>> = with_secrets.iter().map(|(e, _)| *e).collect();
-    Some((listener, Some(route_config(ctx, port, &kept))))
+    let secrets = with_secrets.iter().map(|(_, s)| s.source.clone()).collect();
+    Some((listener, Some(route_config(ctx, port, &kept)), secrets))
 }
 
 fn tcp_port(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> Listener {
@@ -223,8 +255,12 @@ fn secret<'w>(world: &'w World, entry: &Entry<'_>) -> Option<&'w Arc<TlsSecret>>
 }
 
 /// One virtual host per allowed host of the routes attached to each entry's Gateway; a host
-/// already given a virtual host on this port keeps the first.
-fn route_config(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> RouteConfiguration {
+/// already given a virtual host on this port keeps the first. With its provenance entry.
+fn route_config(
+    ctx: &Context<'_>,
+    port: u16,
+    entries: &[Entry<'_>],
+) -> (RouteConfiguration, ProvenanceEntry) {
     let mut hosts = BTreeMap::new();
     for entry in entries {
         let owners = lookup::route_owners(ctx.world, &parent(entry.gateway));
@@ -235,16 +271,22 @@ fn route_config(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> RouteCon
             hosts.entry(host).or_insert(route);
         }
     }
+    let mut parts = Parts::with_capacity(hosts.len());
     let virtual_hosts = hosts
         .into_iter()
-        .map(|(host, route)| VirtualHost {
-            domains: vec![host.clone(), format!("{host}:{port}")],
-            routes: route_rules::routes(ctx, &route, None),
-            name: host,
-            ..Default::default()
+        .map(|(host, route)| {
+            parts.virtual_host(&host, origins([]), Some(&route));
+            VirtualHost {
+                domains: vec![host.clone(), format!("{host}:{port}")],
+                routes: route_rules::routes(ctx, &route, None),
+                name: host,
+                ..Default::default()
+            }
         })
         .collect();
-    route_configuration(&names::gateway_listener_name(port), virtual_hosts)
+    let name = names::gateway_listener_name(port);
+    let entry = ProvenanceEntry::route(&name, origins([]), parts.list);
+    (route_configuration(&name, virtual_hosts), entry)
 }
 
 fn parent(gateway: &Gateway) -> Parent {

@@ -19,6 +19,7 @@ use crate::context::Context;
 use crate::external::lb_endpoint;
 use crate::filters::{HTTP_CONNECTION_MANAGER, ROUTER, http_filter};
 use crate::mesh::{Workload, downstream_mtls};
+use crate::provenance::{Origins, origins};
 use crate::rbac::{self, Target};
 use crate::telemetry;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -48,10 +49,12 @@ const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 /// Well-known name of the TCP proxy network filter.
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 
-/// The inbound listener and the application's cluster.
+/// The inbound listener and the application's cluster, and the objects behind the listener
+/// (the PeerAuthentication of its mode, the AccessPolicies it enforces).
 pub(crate) struct Inbound {
     pub listener: Listener,
     pub cluster: Cluster,
+    pub origins: Origins,
 }
 
 /// The inbound resources of a workload; `None` when it names no application port.
@@ -62,8 +65,15 @@ pub(crate) fn inbound(
 ) -> Option<Inbound> {
     let app_port = workload.app_port?;
     let options = ctx.options;
-    let mode = security::mtls_mode(ctx.world, &workload.namespace, &group.labels);
+    let peer_auth = security::peer_authentication(ctx.world, &workload.namespace, &group.labels);
+    let mode = peer_auth.map_or(MtlsMode::default(), |p| p.mode);
     let policies = security::access_policies(ctx.world, &workload.namespace, &group.labels);
+    let from = origins(
+        peer_auth
+            .map(|p| p.source.clone())
+            .into_iter()
+            .chain(policies.iter().map(|p| p.source.clone())),
+    );
     let target = Target {
         trust_domain: &options.mesh.trust_domain,
         app_port,
@@ -116,6 +126,7 @@ pub(crate) fn inbound(
     Some(Inbound {
         listener,
         cluster: app_cluster(&cluster_name, app_port, options.connect_timeout),
+        origins: from,
     })
 }
 

@@ -23,6 +23,10 @@
 //! A group of proxyless gRPC clients (`ClientKind::Grpc` in its group key) gets API listeners named after its
 //! targets and only what gRPC can use (see [`proxyless`]).
 //!
+//! With its resources, a translation returns their [`Provenance`]: which objects produced
+//! each resource, and each virtual host and rule of a route configuration (see
+//! [`provenance`]), for attributing a proxy's NACK to objects without reading names.
+//!
 //! A group with a workload identity ([`mesh`]) also gets the `inbound` listener in front of
 //! its application (mutual TLS per PeerAuthentication, RBAC per AccessPolicy, see
 //! `inbound.rs` and `rbac.rs`), and originates mutual TLS to Services in the mesh.
@@ -51,6 +55,7 @@ pub mod on_demand;
 mod options;
 mod policy;
 mod protocol;
+pub mod provenance;
 mod proxy_group;
 pub mod proxyless;
 mod rbac;
@@ -72,6 +77,7 @@ pub use json::JsonError;
 pub use keep::{Keep, Messages};
 pub use on_demand::{Discovery, OnDemandResources};
 pub use options::Options;
+pub use provenance::Provenance;
 pub use proxy_group::ProxyGroup;
 pub use resources::{Resources, SharedResources};
 pub use telemetry::{AccessLog, Collector, Telemetry};

@@ -23,13 +23,14 @@
 
 use crate::filters::{ROUTER, http_filter};
 use crate::names;
+use crate::provenance::{Entry, Part, PartKind, Provenance, ResourceKind};
 use envoy_types::pb::envoy::config::listener::v3::{Filter, Listener, filter::ConfigType};
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, Vhds, VirtualHost, route};
 use envoy_types::pb::envoy::extensions::filters::http::on_demand::v3::{OnDemand, OnDemandCds};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::util::pack_any;
 use prost::{Message, Name};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// Well-known name of the on-demand HTTP filter.
 pub(crate) const ON_DEMAND: &str = "envoy.filters.http.on_demand";
@@ -56,6 +57,29 @@ pub struct OnDemandResources {
 /// The VHDS name of a domain of the mesh route configuration.
 pub fn virtual_host_resource_name(domain: &str) -> String {
     format!("{}/{domain}", names::MESH_ROUTE)
+}
+
+/// Records each VHDS virtual host the mesh route configuration `route` splits into (see
+/// [`split_route`]) as made from the objects of the virtual host it comes from (`entry`'s part).
+pub(crate) fn record(route: &RouteConfiguration, entry: &Entry, provenance: &mut Provenance) {
+    let parts: HashMap<&str, &Part> = entry
+        .parts
+        .iter()
+        .filter(|p| p.kind == PartKind::VirtualHost)
+        .map(|p| (p.name.as_str(), p))
+        .collect();
+    for vhost in &route.virtual_hosts {
+        let Some(part) = parts.get(vhost.name.as_str()) else {
+            continue;
+        };
+        let names = vhost
+            .domains
+            .iter()
+            .map(|d| virtual_host_resource_name(d))
+            .collect();
+        let from = part.origins.clone();
+        provenance.push(Entry::of_many(ResourceKind::VirtualHost, names, from));
+    }
 }
 
 /// Splits the full mode's `mesh-outbound` route configuration: the configuration keeps no

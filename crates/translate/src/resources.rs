@@ -5,6 +5,7 @@
 
 use crate::keep::Keep;
 use crate::on_demand::OnDemandResources;
+use crate::provenance::Provenance;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
@@ -20,6 +21,8 @@ pub struct Resources {
     pub routes: Vec<RouteConfiguration>,
     /// Virtual hosts and wildcard clusters of an on-demand group (see [`crate::on_demand`]).
     pub on_demand: Option<OnDemandResources>,
+    /// Which objects produced each resource (see [`crate::provenance`]).
+    pub provenance: Provenance,
 }
 
 /// [`Resources`] whose clusters, assignments and route configurations are what a [`Keep`]
@@ -34,6 +37,8 @@ pub struct SharedResources<C = Arc<Cluster>, A = Arc<ClusterLoadAssignment>, R =
     pub routes: Vec<R>,
     /// Virtual hosts and wildcard clusters of an on-demand group.
     pub on_demand: Option<OnDemandResources>,
+    /// Which objects produced each resource (see [`crate::provenance`]).
+    pub provenance: Provenance,
 }
 
 /// What a translation with [`Keep`] `K` gives.
@@ -55,6 +60,7 @@ impl SharedResources {
             listeners: self.listeners.clone(),
             routes: self.routes.clone(),
             on_demand: self.on_demand.clone(),
+            provenance: self.provenance.clone(),
         }
     }
 }
@@ -68,6 +74,7 @@ impl<C, A, R> SharedResources<C, A, R> {
             listeners: Vec::new(),
             routes: Vec::new(),
             on_demand: None,
+            provenance: Provenance::default(),
         }
     }
 
@@ -90,6 +97,7 @@ impl From<SharedResources<Cluster, ClusterLoadAssignment, RouteConfiguration>> f
             listeners: r.listeners,
             routes: r.routes,
             on_demand: r.on_demand,
+            provenance: r.provenance,
         }
     }
 }

@@ -14,42 +14,82 @@ use crate::context::{Context, VirtualHostTarget};
 use crate::external::ExternalPlan;
 use crate::lookup::{self, TargetId};
 use crate::names;
+use crate::provenance::{Entry, Origins, Part, origins, union};
 use crate::resources::sort_by_name;
 use crate::route_rules;
 use crate::service::{PortPlan, ServicePlan};
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost};
 use envoy_types::pb::google::protobuf::BoolValue;
+use portolan_api::{Kind, ObjectRef};
 use portolan_model::World;
 use portolan_model::routing::{HttpRoute, Parent};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-/// The route configuration the mesh outbound listener asks for, emitted even when empty.
+/// The route configuration the mesh outbound listener asks for, emitted even when empty, and
+/// its entry of provenance: each virtual host from its Service or external host (and the
+/// policy of its default route, or the TrafficRoute that replaces it), each TrafficRoute rule
+/// from that TrafficRoute.
 pub(crate) fn mesh_outbound(
     ctx: &Context<'_>,
     externals: &[ExternalPlan<'_>],
-) -> RouteConfiguration {
+) -> (RouteConfiguration, Entry) {
     let routed = mesh_routes(ctx.world);
     // Sized up front (for every Service, admitted or not): a Vec grown by doubling copies
     // every virtual host again, megabytes of them.
     let ports = ctx.plans.iter().map(|p| p.ports.len()).sum::<usize>() + externals.len();
     let mut virtual_hosts = Vec::with_capacity(ports);
-    virtual_hosts.extend(
-        ctx.plans
-            .iter()
-            .filter(|plan| ctx.admits_service(plan))
-            .flat_map(|plan| plan.ports.iter().map(move |port| (plan, port)))
-            .map(|(plan, port)| virtual_host(ctx, &routed, plan, port)),
-    );
-    virtual_hosts.extend(
-        externals
-            .iter()
-            .filter(|e| e.is_http() && ctx.admits_external(e))
-            .map(|e| external_virtual_host(ctx, &routed, e)),
-    );
+    let mut parts = Parts::with_capacity(ports);
+    for plan in ctx.plans.iter().filter(|plan| ctx.admits_service(plan)) {
+        let service = &plan.service.key;
+        let from = origins([ObjectRef::new(
+            Kind::Service,
+            &service.namespace,
+            &service.name,
+        )]);
+        for port in &plan.ports {
+            virtual_hosts.push(virtual_host(ctx, &routed, plan, port, &from, &mut parts));
+        }
+    }
+    for e in externals
+        .iter()
+        .filter(|e| e.is_http() && ctx.admits_external(e))
+    {
+        virtual_hosts.push(external_virtual_host(ctx, &routed, e, &mut parts));
+    }
     drop_taken_domains(&mut virtual_hosts);
     sort_by_name(&mut virtual_hosts, |v| v.name.as_str(), false);
-    route_configuration(names::MESH_ROUTE, virtual_hosts)
+    let entry = Entry::route(names::MESH_ROUTE, origins([]), parts.list);
+    (route_configuration(names::MESH_ROUTE, virtual_hosts), entry)
+}
+
+/// The parts of a route configuration being made: a TrafficRoute's rules are recorded once.
+pub(crate) struct Parts {
+    pub list: Vec<Part>,
+    routes: HashSet<ObjectRef>,
+}
+
+impl Parts {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            list: Vec::with_capacity(n),
+            routes: HashSet::new(),
+        }
+    }
+
+    /// Records a virtual host made from `from` (and `route`, whose rules it holds).
+    pub(crate) fn virtual_host(&mut self, name: &str, from: Origins, route: Option<&HttpRoute>) {
+        let Some(route) = route else {
+            self.list.push(Part::virtual_host(name, from));
+            return;
+        };
+        let by_route = origins([route.source.clone()]);
+        self.list
+            .push(Part::virtual_host(name, union([&from, &by_route])));
+        if self.routes.insert(route.source.clone()) {
+            self.list.extend(route_rules::parts(route, &by_route));
+        }
+    }
 }
 
 /// Drops every domain an earlier virtual host (in translation order) already has.
@@ -113,6 +153,8 @@ fn virtual_host(
     routed: &BTreeMap<TargetId, Arc<HttpRoute>>,
     plan: &ServicePlan<'_>,
     port: &PortPlan<'_>,
+    from: &Origins,
+    parts: &mut Parts,
 ) -> VirtualHost {
     let domains = domains(plan, port.port.port);
     let key = &plan.service.key;
@@ -120,12 +162,17 @@ fn virtual_host(
         target: TargetId::Service(key.clone()),
         port: port.port.port,
     };
+    let mut policy_source = None;
     let routes = routes_for(ctx, routed, &vhost, || {
         let policy = ctx.service_policy(key, port.port.port);
+        policy_source = policy.as_ref().map(|p| p.source.clone());
         route_rules::default_route(&port.cluster, policy.as_deref())
     });
+    let name = names::virtual_host_name(key, port.port.port);
+    let from = with_policy(from, policy_source);
+    parts.virtual_host(&name, from, routed.get(&vhost.target).map(Arc::as_ref));
     VirtualHost {
-        name: names::virtual_host_name(key, port.port.port),
+        name,
         domains,
         routes,
         ..Default::default()
@@ -136,20 +183,34 @@ fn external_virtual_host(
     ctx: &Context<'_>,
     routed: &BTreeMap<TargetId, Arc<HttpRoute>>,
     plan: &ExternalPlan<'_>,
+    parts: &mut Parts,
 ) -> VirtualHost {
     let vhost = VirtualHostTarget {
         target: TargetId::External(plan.service.source.clone(), plan.host.to_string()),
         port: plan.port.number,
     };
+    let mut policy_source = None;
     let routes = routes_for(ctx, routed, &vhost, || {
         let policy = lookup::policy_for(ctx.world, "", plan.host, plan.port.number);
+        policy_source = policy.as_ref().map(|p| p.source.clone());
         route_rules::default_route(&plan.cluster, policy.as_deref())
     });
+    let name = names::host_port(plan.host, plan.port.number);
+    let from = with_policy(&origins([plan.service.source.clone()]), policy_source);
+    parts.virtual_host(&name, from, routed.get(&vhost.target).map(Arc::as_ref));
     VirtualHost {
-        name: names::host_port(plan.host, plan.port.number),
+        name,
         domains: plan.domains(),
         routes,
         ..Default::default()
+    }
+}
+
+/// `from`, and the policy of a default route if it has one.
+fn with_policy(from: &Origins, policy: Option<ObjectRef>) -> Origins {
+    match policy {
+        None => from.clone(),
+        Some(p) => origins(from.iter().cloned().chain([p])),
     }
 }
 

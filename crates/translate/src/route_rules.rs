@@ -6,6 +6,7 @@ use crate::actions::{self, RuleSite, fraction, seconds};
 use crate::context::{Context, VirtualHostTarget};
 use crate::filters;
 use crate::matches::{match_all, route_match, string_matcher};
+use crate::provenance::{Origins, Part, PartKind};
 use envoy_types::pb::envoy::config::core::v3::{
     HeaderValue, HeaderValueOption, header_value_option::HeaderAppendAction,
 };
@@ -21,7 +22,9 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher:
 use envoy_types::pb::google::protobuf::{Any, BoolValue};
 use envoy_types::util::pack_any;
 use portolan_model::policy::DestinationPolicy;
-use portolan_model::routing::{Cors, Fault, HeaderOps, HttpRoute, HttpRule, StringMatch};
+use portolan_model::routing::{
+    Cors, Fault, HeaderOps, HttpRoute, HttpRule, PathMatch, StringMatch,
+};
 use std::collections::HashMap;
 
 use crate::cluster::duration;
@@ -79,6 +82,39 @@ fn rule_routes(
 }
 
 /// `{namespace}/{route}/{rule name or index}`, for stats and config dumps.
+/// The parts a TrafficRoute's rules make of a route configuration: one per rule, named as its
+/// Envoy routes are, quoting the rule's regexes (Envoy quotes a regex it refuses).
+pub(crate) fn parts<'a>(
+    route: &'a HttpRoute,
+    origins: &'a Origins,
+) -> impl Iterator<Item = Part> + 'a {
+    route.http.iter().enumerate().map(move |(i, rule)| Part {
+        kind: PartKind::Route,
+        name: rule_name(route, i, rule),
+        quotes: regexes(rule).map(str::to_string).collect(),
+        origins: origins.clone(),
+    })
+}
+
+/// Every regex of a rule's matches.
+fn regexes(rule: &HttpRule) -> impl Iterator<Item = &str> {
+    fn value(v: &StringMatch) -> Option<&str> {
+        match v {
+            StringMatch::Regex(r) => Some(r.as_str()),
+            _ => None,
+        }
+    }
+    rule.matches.iter().flat_map(|m| {
+        let path = match &m.path {
+            Some(PathMatch::Regex(r)) => Some(r.as_str()),
+            _ => None,
+        };
+        let headers = m.headers.iter().filter_map(|h| value(&h.value));
+        let params = m.query_params.iter().filter_map(|q| value(&q.value));
+        path.into_iter().chain(headers).chain(params)
+    })
+}
+
 fn rule_name(route: &HttpRoute, index: usize, rule: &HttpRule) -> String {
     let rule_name = rule.name.clone().unwrap_or_else(|| index.to_string());
     format!(

@@ -15,20 +15,24 @@ use crate::endpoint;
 use crate::locality;
 use crate::mesh;
 use crate::policy;
+use crate::provenance::{Entry, Origins, ResourceKind, origins};
 use crate::proxyless::{self, Client};
 use crate::service::ServicePlan;
 use crate::subsets;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use portolan_api::{Kind, ObjectRef};
 use portolan_model::policy::DestinationPolicy;
 use portolan_model::security::{self, MtlsMode, SERVICE_ACCOUNT_LABEL};
 use std::sync::Arc;
 
-/// One Service's clusters and assignments, in translation order (not sorted).
+/// One Service's clusters and assignments, in translation order (not sorted), and the objects
+/// behind them.
 #[derive(Debug, Default)]
 pub(crate) struct ServiceClusters {
     pub clusters: Vec<Cluster>,
     pub load_assignments: Vec<ClusterLoadAssignment>,
+    pub provenance: Vec<Entry>,
 }
 
 /// The policy of each of the plan's ports, in the plan's order.
@@ -99,7 +103,9 @@ fn translate_into(
     out: &mut ServiceClusters,
 ) {
     let groups = ctx.world.endpoints_of(&plan.service.key);
+    let from = ServiceOrigins::new(plan, groups);
     for (port, policy) in plan.ports.iter().zip(policies) {
+        let names_from = out.clusters.len();
         let mut cluster = cluster::eds_cluster(port, ctx.options);
         if let Some(ids) = mesh_tls {
             cluster.transport_socket = Some(mesh::upstream_mtls(ids));
@@ -124,5 +130,63 @@ fn translate_into(
             out.load_assignments.push(cla);
         }
         out.clusters.push(cluster);
+        let names: Vec<String> = out.clusters[names_from..]
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        from.record(names, policy.as_deref(), &mut out.provenance);
+    }
+}
+
+/// The objects behind a Service's clusters (the Service) and assignments (and its
+/// EndpointSlices), shared by its ports without a policy.
+struct ServiceOrigins {
+    service: ObjectRef,
+    slices: Vec<ObjectRef>,
+    clusters: Origins,
+    assignments: Origins,
+}
+
+impl ServiceOrigins {
+    fn new(plan: &ServicePlan<'_>, groups: &[Arc<portolan_model::EndpointGroup>]) -> Self {
+        let key = &plan.service.key;
+        let service = ObjectRef::new(Kind::Service, &key.namespace, &key.name);
+        let slices: Vec<ObjectRef> = groups.iter().map(|g| g.source.clone()).collect();
+        let clusters = origins([service.clone()]);
+        let assignments = origins(std::iter::once(service.clone()).chain(slices.iter().cloned()));
+        Self {
+            service,
+            slices,
+            clusters,
+            assignments,
+        }
+    }
+
+    /// Records a port's clusters and assignments (`names`), made with `policy`.
+    fn record(&self, names: Vec<String>, policy: Option<&DestinationPolicy>, out: &mut Vec<Entry>) {
+        let (clusters, assignments) = match policy {
+            None => (self.clusters.clone(), self.assignments.clone()),
+            Some(p) => {
+                let with = |objects: &[ObjectRef]| {
+                    origins(objects.iter().cloned().chain([p.source.clone()]))
+                };
+                let mut all = self.slices.clone();
+                all.push(self.service.clone());
+                (with(std::slice::from_ref(&self.service)), with(&all))
+            }
+        };
+        let names: Arc<[String]> = names.into();
+        out.push(Entry {
+            kind: ResourceKind::Cluster,
+            names: names.clone(),
+            origins: clusters,
+            parts: Arc::from([]),
+        });
+        out.push(Entry {
+            kind: ResourceKind::Endpoint,
+            names,
+            origins: assignments,
+            parts: Arc::from([]),
+        });
     }
 }

@@ -11,6 +11,7 @@
 use crate::context::Context;
 use crate::keep::{Keep, Owned};
 use crate::on_demand::{self, Discovery, OnDemandResources};
+use crate::provenance::{Entry, Provenance, ResourceKind, origins};
 use crate::proxyless::{self, Client};
 use crate::resources::{Output, SharedResources};
 use crate::service_clusters::{self, ServiceClusters};
@@ -21,6 +22,7 @@ use crate::{
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use external::ExternalPlan;
 use portolan_model::World;
+use std::sync::Arc;
 
 /// Fewest Services for which a translation uses a second thread (below, spawning one costs
 /// more than it saves).
@@ -82,6 +84,7 @@ pub(crate) fn run<K: Keep>(
     out.listeners = rest.listeners;
     out.routes = rest.routes;
     out.on_demand = rest.on_demand;
+    out.provenance.extend(rest.provenance);
     out.sort::<K>();
     out
 }
@@ -102,18 +105,22 @@ fn every_service(ctx: &Context<'_>, group: &ProxyGroup) -> Output<Owned> {
     let mut out = ServiceClusters {
         clusters: Vec::with_capacity(ports),
         load_assignments: Vec::with_capacity(ports),
+        provenance: Vec::with_capacity(2 * ports),
     };
     for plan in ctx.plans.iter().filter(|p| ctx.reaches_service(p)) {
         let policies = service_clusters::policies(ctx, plan);
         let tls = service_clusters::mesh_tls(ctx, plan, in_mesh);
         service_clusters::translate_for_group(ctx, plan, group, &policies, &tls, &mut out);
     }
+    let mut provenance = Provenance::new();
+    provenance.extend(out.provenance);
     SharedResources {
         clusters: out.clusters,
         load_assignments: out.load_assignments,
         listeners: Vec::new(),
         routes: Vec::new(),
         on_demand: None,
+        provenance,
     }
 }
 
@@ -129,23 +136,26 @@ fn rest<K: Keep>(keep: &K, ctx: &Context<'_>, group: &ProxyGroup) -> Output<K> {
         listeners: rest.listeners,
         routes: rest.routes.into_iter().map(|r| keep.route(r)).collect(),
         on_demand: rest.on_demand,
+        provenance: rest.provenance,
     }
 }
 
 /// Everything but the Services' clusters and assignments: external clusters (with their
-/// policies), the telemetry collector, and the group's listeners and routes. Not sorted.
+/// policies), the telemetry collector, and the group's listeners and routes, with their
+/// provenance. Not sorted.
 fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
     let externals = external::plan_all(ctx.world);
-    let mut resources = Resources {
-        clusters: external_clusters(ctx, &externals),
-        ..Resources::default()
-    };
+    let mut resources = Resources::default();
+    resources.clusters = external_clusters(ctx, &externals, &mut resources.provenance);
     let options = ctx.options;
     let collector = telemetry::collector_cluster(&options.telemetry, options.connect_timeout);
     let collector_name = collector.as_ref().map(|c| c.name.clone());
     resources.clusters.extend(collector);
     if group.client == Client::Grpc {
-        let routes = proxyless::route_configuration(route::mesh_outbound(ctx, &externals));
+        let (routes, mut entry) = route::mesh_outbound(ctx, &externals);
+        let routes = proxyless::route_configuration(routes);
+        entry.names = Arc::from([routes.name.clone()]);
+        resources.provenance.push(entry);
         resources.listeners = proxyless::listeners(&routes);
         resources.routes.push(routes);
         return resources;
@@ -156,14 +166,16 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
     }
     let gateways = gateway::selecting(ctx.world, group);
     if !gateways.is_empty() {
-        (resources.listeners, resources.routes) = gateway::resources(ctx, &gateways);
+        (resources.listeners, resources.routes) =
+            gateway::resources(ctx, &gateways, &mut resources.provenance);
         return resources;
     }
     let out_port = group.workload.as_ref().and_then(|w| w.outbound_port);
     let mut outbound = listener::mesh_outbound(options, out_port);
-    let mut routes = route::mesh_outbound(ctx, &externals);
+    let (mut routes, entry) = route::mesh_outbound(ctx, &externals);
     if group.discovery == Discovery::OnDemand {
         on_demand::add_filter(&mut outbound);
+        on_demand::record(&routes, &entry, &mut resources.provenance);
         let virtual_hosts = on_demand::split_route(&mut routes);
         // The collector (and below, the inbound cluster) are used without a route; a route's
         // mirrors without a request routed to them, so on-demand CDS never asks for them.
@@ -174,10 +186,14 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
             wildcard_clusters,
         });
     }
+    resources.provenance.push(entry);
     resources.listeners.push(outbound);
     resources.routes.push(routes);
     let inbound = group.workload.as_ref();
     if let Some(inbound) = inbound.and_then(|w| inbound::inbound(ctx, group, w)) {
+        let name = &inbound.listener.name;
+        let entry = Entry::new(ResourceKind::Listener, name, inbound.origins);
+        resources.provenance.push(entry);
         resources.listeners.push(inbound.listener);
         if let Some(on_demand) = &mut resources.on_demand {
             let name = inbound.cluster.name.clone();
@@ -188,16 +204,26 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
     resources
 }
 
-/// The clusters of the ExternalService hosts the group reaches, with their policies.
-fn external_clusters(ctx: &Context<'_>, externals: &[ExternalPlan<'_>]) -> Vec<Cluster> {
+/// The clusters of the ExternalService hosts the group reaches, with their policies; each
+/// recorded as made from its ExternalService and policy.
+fn external_clusters(
+    ctx: &Context<'_>,
+    externals: &[ExternalPlan<'_>],
+    provenance: &mut Provenance,
+) -> Vec<Cluster> {
     let reached = externals.iter().filter(|p| ctx.reaches_external(p));
     reached
         .map(|plan| {
             let mut cluster = external::cluster(plan, ctx.options);
             let policy = lookup::policy_for(ctx.world, "", plan.host, plan.port.number);
-            if let Some(policy) = policy {
-                policy::apply(&mut cluster, &policy);
+            if let Some(policy) = &policy {
+                policy::apply(&mut cluster, policy);
             }
+            let from = origins(
+                std::iter::once(plan.service.source.clone())
+                    .chain(policy.map(|p| p.source.clone())),
+            );
+            provenance.push(Entry::new(ResourceKind::Cluster, &cluster.name, from));
             cluster
         })
         .collect()

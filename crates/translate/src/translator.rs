@@ -14,6 +14,7 @@
 
 use crate::context::Context;
 use crate::keep::{Keep, Messages};
+use crate::provenance::Entry;
 use crate::proxyless::Client;
 use crate::resources::{Output, SharedResources};
 use crate::service_clusters::{self, ServiceClusters};
@@ -70,6 +71,8 @@ struct Memo<K: Keep> {
     key: MemoKey,
     clusters: Vec<K::Cluster>,
     load_assignments: Vec<K::Assignment>,
+    /// The objects behind them (reused with them).
+    provenance: Vec<Entry>,
 }
 
 // === impl Translator ===
@@ -180,6 +183,7 @@ impl<K: Keep> ServiceMemo<K> {
             out.clusters.extend(kept.clusters.iter().cloned());
             out.load_assignments
                 .extend(kept.load_assignments.iter().cloned());
+            out.provenance.extend(kept.provenance.iter().cloned());
             self.entries.insert(plan.service.key.clone(), kept);
         }
         out
@@ -229,6 +233,7 @@ impl<K: Keep> Memo<K> {
                 .drain(..)
                 .map(|a| keep.assignment(a))
                 .collect(),
+            provenance: std::mem::take(&mut translated.provenance),
         }
     }
 }

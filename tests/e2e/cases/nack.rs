@@ -211,3 +211,123 @@ async fn envoy_nacks_a_bad_certificate_and_keeps_serving_the_last_good_one() -> 
     assert!(metric(&m, "portolan_resources{type=\"lds\"}").await? >= 1.0);
     Ok(())
 }
+
+/// A TrafficRoute for `api` whose one rule matches `path` (a `regex`, or a `prefix`).
+fn api_route(kind: &str, path: &str) -> String {
+    format!(
+        r#"apiVersion: portolan.dev/v1alpha1
+kind: TrafficRoute
+metadata:
+  name: api-route
+  namespace: default
+spec:
+  hosts: [api]
+  http:
+  - name: only
+    match:
+    - path:
+        {kind}: '{path}'
+    route:
+    - destination:
+        host: api
+"#
+    )
+}
+
+/// The mesh route configuration NACKed: a TrafficRoute's regex that Portolan's validation
+/// accepts (valid RE2 syntax) but Envoy refuses (its RE2 program is bigger than Envoy's limit
+/// of 100). Envoy's text quotes the regex, naming neither the route configuration nor the
+/// virtual host; the provenance of the group's snapshot points the NACK at the one TrafficRoute
+/// whose rule has that regex (`Programmed=False` on it), not at every Service of the mesh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_route_nack_is_attributed_to_the_traffic_route_behind_it() -> anyhow::Result<()> {
+    use portolan_e2e::{endpoints_yaml, service_yaml};
+    let _shared = portolan_e2e::serial::shared().await;
+    let a = portolan_e2e::Upstream::start("a").await?;
+    let m = Mesh::start(
+        bin(),
+        "mesh",
+        &[
+            ("web/service.yaml", service_yaml("default", "web", 80)),
+            (
+                "web/endpoints.yaml",
+                endpoints_yaml("default", "web", &[&a]),
+            ),
+            ("api/service.yaml", service_yaml("default", "api", 80)),
+            (
+                "api/endpoints.yaml",
+                endpoints_yaml("default", "api", &[&a]),
+            ),
+            ("api/route.yaml", api_route("prefix", "/")),
+        ],
+    )
+    .await?;
+    m.envoy.wait_for_response("web", 200, "a").await?;
+    m.envoy.wait_for_response("api", 200, "a").await?;
+
+    let regex = "/(a|b|c|d|e|f|g|h){40}";
+    m.config
+        .write("api/route.yaml", &api_route("regex", regex))?;
+    let page = eventually(
+        "an RDS NACK on /debug/config-errors",
+        Duration::from_secs(20),
+        || async {
+            let page = m
+                .portolan
+                .get_json("/debug/config-errors")
+                .await
+                .map_err(|e| e.to_string())?;
+            let rds = page["nacks"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|n| n["type"] == "rds"));
+            if rds { Ok(page) } else { Err(page.to_string()) }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", m.diagnostics()))?;
+    assert!(m.config_errors().await?.is_empty(), "Portolan accepted it");
+    let nack = page["nacks"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["type"] == "rds"))
+        .cloned()
+        .unwrap_or_default();
+    println!("Envoy's NACK: {}", nack["message"]);
+    assert!(
+        nack["message"].as_str().unwrap_or_default().contains(regex),
+        "{nack}"
+    );
+    assert_eq!(nack["node"], "mesh-1", "{nack}");
+    assert_eq!(
+        nack["resources"],
+        serde_json::json!(["mesh-outbound"]),
+        "{nack}"
+    );
+    assert_eq!(
+        nack["objects"],
+        serde_json::json!(["TrafficRoute default/api-route"]),
+        "{nack}"
+    );
+    let programmed = |object: &str| {
+        page["statuses"][object]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Programmed"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let route = programmed("TrafficRoute default/api-route");
+    assert_eq!(route["status"], false, "{page}");
+    assert_eq!(route["reason"], "Nacked", "{page}");
+    assert!(
+        route["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("mesh-1"),
+        "{route}"
+    );
+    for other in ["Service default/web", "Service default/api"] {
+        assert!(programmed(other).is_null(), "{other}: {page}");
+    }
+    // The last good route configuration stays in force.
+    m.envoy.wait_for_response("api", 200, "a").await?;
+    Ok(())
+}

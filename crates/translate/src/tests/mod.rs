@@ -8,6 +8,7 @@ mod golden_security;
 mod golden_telemetry;
 mod incremental;
 mod on_demand;
+mod provenance;
 mod proxyless;
 mod roundtrip;
 mod routing_rules;
