@@ -13,13 +13,26 @@ use portolan_e2e::envoy::Protocol;
 use portolan_e2e::http::{Reply, send};
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::ports::free_port;
-use portolan_e2e::{Envoy, Portolan, Upstream, client, endpoints_yaml, eventually, workspace_root};
+use portolan_e2e::tls::{HttpsReply, HttpsTarget, ServerCert, TestCa, https_get_at};
+use portolan_e2e::{
+    Envoy, Portolan, Upstream, client, endpoints_yaml, eventually, service_yaml, workspace_root,
+};
+use futures::FutureExt;
 use reqwest::Method;
+use std::panic::AssertUnwindSafe;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 const INFRA: &str = "gateway-conformance-infra";
+
+/// The names the HTTPS Gateways' certificate is for.
+const GATEWAY_CERT_NAMES: &[&str] = &[
+    "example.org",
+    "second-example.org",
+    "unknown-example.org",
+    "*.example.com",
+];
 const DEADLINE: Duration = Duration::from_secs(20);
 
 /// The Services of the base world and their namespaces.
@@ -38,8 +51,15 @@ struct Conformance {
     config: ConfigDir,
     portolan: Portolan,
     port: u16,
+    tls_port: u16,
     envoys: BTreeMap<String, (Envoy, String)>,
     upstreams: BTreeMap<String, Upstream>,
+    /// The CA of every certificate in the run (Secrets and the TLS backend).
+    ca: TestCa,
+    /// The certificate of the `tls-validity-checks-certificate` and `certificate` Secrets.
+    gateway_cert: ServerCert,
+    /// The certificate the TLS passthrough backend presents.
+    backend_cert: ServerCert,
 }
 
 /// A request to a Gateway.
@@ -66,11 +86,15 @@ fn with_headers<'a>(host: &'a str, path: &'a str, headers: &'a [(&'a str, &'a st
     }
 }
 
-fn manifest(name: &str, port: u16) -> anyhow::Result<String> {
+/// A manifest of tests/e2e/gateway-api with `{PORT}` (HTTP listeners) and `{TLS_PORT}`
+/// (HTTPS and TLS listeners) filled in.
+fn manifest(name: &str, port: u16, tls_port: u16) -> anyhow::Result<String> {
     let path = workspace_root().join("tests/e2e/gateway-api").join(name);
     let text =
         std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(text.replace("{PORT}", &port.to_string()))
+    Ok(text
+        .replace("{PORT}", &port.to_string())
+        .replace("{TLS_PORT}", &tls_port.to_string()))
 }
 
 // === impl Conformance ===
@@ -78,8 +102,18 @@ fn manifest(name: &str, port: u16) -> anyhow::Result<String> {
 impl Conformance {
     async fn start() -> anyhow::Result<Self> {
         let config = ConfigDir::new()?;
-        let port = free_port();
-        config.write("base.yaml", &manifest("base.yaml", port)?)?;
+        let (port, tls_port) = (free_port(), free_port());
+        config.write("base.yaml", &manifest("base.yaml", port, tls_port)?)?;
+        let ca = TestCa::new()?;
+        let gateway_cert = ca.issue(GATEWAY_CERT_NAMES)?;
+        config.write(
+            "secrets.yaml",
+            &[
+                gateway_cert.secret_yaml(INFRA, "tls-validity-checks-certificate"),
+                gateway_cert.secret_yaml("gateway-conformance-web-backend", "certificate"),
+            ]
+            .join("---\n"),
+        )?;
         let mut upstreams = BTreeMap::new();
         for (ns, name) in BACKENDS {
             let upstream = Upstream::start(name).await?;
@@ -89,14 +123,34 @@ impl Conformance {
             )?;
             upstreams.insert(name.to_string(), upstream);
         }
+        // TLSRouteSimpleSameNamespace's backend: HTTPS with its own certificate.
+        let backend_cert = ca.issue(&["abc.example.com"])?;
+        let tls_backend = Upstream::start_tls("tls-backend", &backend_cert).await?;
+        config.write(
+            "tls-backend.yaml",
+            &format!(
+                "{}---\n{}",
+                service_yaml(INFRA, "tls-backend", 443),
+                endpoints_yaml(INFRA, "tls-backend", &[&tls_backend])
+            ),
+        )?;
+        upstreams.insert("tls-backend".to_string(), tls_backend);
         let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
         Ok(Self {
             config,
             portolan,
             port,
+            tls_port,
             envoys: BTreeMap::new(),
             upstreams,
+            ca,
+            gateway_cert,
+            backend_cert,
         })
+    }
+
+    fn manifest(&self, name: &str) -> anyhow::Result<String> {
+        manifest(name, self.port, self.tls_port)
     }
 
     /// `/debug/status` entry `key` (`HTTPRoute ns/name`), once it is there.
@@ -150,7 +204,7 @@ impl Conformance {
 
     /// Writes a case's manifests and waits until the routes named reach Envoy of `gateway`.
     async fn load(&mut self, file: &str, gateway: &str, routes: &[&str]) -> anyhow::Result<String> {
-        self.config.write(file, &manifest(file, self.port)?)?;
+        self.config.write(file, &self.manifest(file)?)?;
         let addr = self.gateway(gateway).await?;
         for route in routes {
             self.wait_envoy(gateway, &format!("\"{INFRA}/{route}/"), true)
@@ -245,6 +299,68 @@ impl Conformance {
         .await
     }
 
+    /// Sends `GET path` over TLS to the Gateway at `addr` (SNI `sni`, Host `host`), trusting
+    /// only the run's CA, until `check` accepts the reply.
+    async fn expect_https(
+        &self,
+        addr: &str,
+        (sni, host): (&str, &str),
+        path: &str,
+        check: impl Fn(&HttpsReply) -> Result<(), String>,
+    ) -> anyhow::Result<HttpsReply> {
+        let to = HttpsTarget {
+            addr,
+            port: self.tls_port,
+            sni,
+            host,
+        };
+        let what = format!("GET https://{sni}{path} (Host {host}) at {addr}");
+        eventually(&what, DEADLINE, || async {
+            match https_get_at(&self.ca, &to, path).await {
+                Ok(r) => match check(&r) {
+                    Ok(()) => Ok(r),
+                    Err(e) => Err(format!("{e}: {} {:?} {:?}", r.status, r.headers, r.body)),
+                },
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+    }
+
+    /// Listener `listener` of Gateway `gw` once `ok` holds for it.
+    async fn listener_where(
+        &self,
+        gw: &str,
+        listener: &str,
+        ok: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let find = |s: &Value| -> Option<Value> {
+            s["listeners"]
+                .as_array()?
+                .iter()
+                .find(|l| l["name"] == listener)
+                .cloned()
+        };
+        let s = self
+            .status_where(&format!("Gateway {INFRA}/{gw}"), |s| {
+                find(s).is_some_and(|l| ok(&l))
+            })
+            .await?;
+        find(&s).ok_or_else(|| anyhow::anyhow!("no listener {listener} in {s}"))
+    }
+
+    /// Waits until `/debug/status` has no entry `key` (an object's removal reached it).
+    async fn gone(&self, key: &str) -> anyhow::Result<()> {
+        eventually(&format!("{key} gone"), DEADLINE, || async {
+            match self.portolan.get_json("/debug/status").await {
+                Ok(all) if all.get(key).is_none() => Ok(()),
+                Ok(_) => Err("still there".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+    }
+
     fn upstream(&self, name: &str) -> anyhow::Result<&Upstream> {
         self.upstreams
             .get(name)
@@ -309,6 +425,69 @@ async fn route_condition(
     Ok(())
 }
 
+/// Runs one scenario, catching its failure (an error or a failed assertion) so that the run
+/// goes on and the board counts it.
+macro_rules! scenario {
+    ($board:expr, $c:expr, $profile:expr, $name:expr, $f:ident) => {{
+        let outcome = AssertUnwindSafe($f(&mut $c)).catch_unwind().await;
+        $board.record($profile, $name, outcome);
+    }};
+}
+
+/// Passed and failed scenarios per profile.
+#[derive(Default)]
+struct Board {
+    results: Vec<(&'static str, &'static str, Result<(), String>)>,
+}
+
+// === impl Board ===
+
+impl Board {
+    fn record(
+        &mut self,
+        profile: &'static str,
+        name: &'static str,
+        outcome: std::thread::Result<anyhow::Result<()>>,
+    ) {
+        let result = match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(panic) => Err(panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".to_string())),
+        };
+        eprintln!(
+            "[{profile}] {name}: {}",
+            if result.is_ok() { "pass" } else { "FAIL" }
+        );
+        self.results.push((profile, name, result));
+    }
+
+    /// `PROFILE: passed/total` lines, and every failure with its reason.
+    fn report(&self) -> String {
+        let mut out = String::new();
+        let mut profiles: Vec<&str> = self.results.iter().map(|r| r.0).collect();
+        profiles.dedup();
+        for profile in profiles {
+            let of: Vec<_> = self.results.iter().filter(|r| r.0 == profile).collect();
+            let passed = of.iter().filter(|r| r.2.is_ok()).count();
+            out.push_str(&format!("{profile}: {passed}/{} passed\n", of.len()));
+        }
+        for (profile, name, r) in &self.results {
+            if let Err(e) = r {
+                out.push_str(&format!("FAILED [{profile}] {name}: {e}\n"));
+            }
+        }
+        out
+    }
+
+    fn all_passed(&self) -> bool {
+        self.results.iter().all(|r| r.2.is_ok())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     let _shared = portolan_e2e::serial::shared().await;
@@ -328,31 +507,46 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     assert_condition(&gw["conditions"], "Programmed", "True", "Programmed");
     assert_eq!(gw["addresses"][0]["type"], "IPAddress");
 
-    simple_same_namespace(&mut c).await?;
-    matching(&mut c).await?;
-    matching_across_routes(&mut c).await?;
-    exact_path_matching(&mut c).await?;
-    path_match_order(&mut c).await?;
-    header_matching(&mut c).await?;
-    query_param_matching(&mut c).await?;
-    method_matching(&mut c).await?;
-    weight(&mut c).await?;
-    cross_namespace(&mut c).await?;
-    reference_grant(&mut c).await?;
-    invalid_backends(&mut c).await?;
-    request_header_modifier(&mut c).await?;
-    response_header_modifier(&mut c).await?;
-    redirect(&mut c).await?;
-    rewrite(&mut c).await?;
-    request_mirror(&mut c).await?;
-    hostname_intersection(&mut c).await?;
-    listener_hostname_matching(&mut c).await?;
-    invalid_route_kind(&mut c).await?;
-    observed_generation_bump(&mut c).await?;
-    invalid_parent_refs(&mut c).await?;
-    invalid_reference_grant(&mut c).await?;
-    route_observed_generation_bump(&mut c).await?;
-    gateway_with_attached_routes(&mut c).await?;
+    let mut b = Board::default();
+    const HTTP: &str = "GATEWAY-HTTP";
+    const EXT: &str = "GATEWAY-HTTP extended (not claimed)";
+    const TLS: &str = "GATEWAY-TLS";
+    scenario!(b, c, HTTP, "HTTPRouteSimpleSameNamespace", simple_same_namespace);
+    scenario!(b, c, HTTP, "HTTPRouteMatching", matching);
+    scenario!(b, c, HTTP, "HTTPRouteMatchingAcrossRoutes", matching_across_routes);
+    scenario!(b, c, HTTP, "HTTPRouteExactPathMatching", exact_path_matching);
+    scenario!(b, c, HTTP, "HTTPRoutePathMatchOrder", path_match_order);
+    scenario!(b, c, HTTP, "HTTPRouteHeaderMatching", header_matching);
+    scenario!(b, c, EXT, "HTTPRouteQueryParamMatching", query_param_matching);
+    scenario!(b, c, EXT, "HTTPRouteMethodMatching", method_matching);
+    scenario!(b, c, HTTP, "HTTPRouteWeight", weight);
+    scenario!(b, c, HTTP, "HTTPRouteCrossNamespace", cross_namespace);
+    scenario!(b, c, HTTP, "HTTPRouteReferenceGrant", reference_grant);
+    scenario!(b, c, HTTP, "HTTPRouteInvalid*BackendRef*", invalid_backends);
+    scenario!(b, c, HTTP, "HTTPRouteRequestHeaderModifier", request_header_modifier);
+    scenario!(b, c, EXT, "HTTPRouteResponseHeaderModifier", response_header_modifier);
+    scenario!(b, c, EXT, "HTTPRouteRedirect*", redirect);
+    scenario!(b, c, EXT, "HTTPRouteRewrite*", rewrite);
+    scenario!(b, c, EXT, "HTTPRouteRequestMirror", request_mirror);
+    scenario!(b, c, HTTP, "HTTPRouteHostnameIntersection", hostname_intersection);
+    scenario!(b, c, HTTP, "HTTPRouteListenerHostnameMatching", listener_hostname_matching);
+    scenario!(b, c, HTTP, "GatewayInvalidRouteKind", invalid_route_kind);
+    scenario!(b, c, HTTP, "GatewayObservedGenerationBump", observed_generation_bump);
+    scenario!(b, c, HTTP, "HTTPRouteInvalidParentRef*", invalid_parent_refs);
+    scenario!(b, c, HTTP, "HTTPRouteInvalidReferenceGrant", invalid_reference_grant);
+    scenario!(b, c, HTTP, "HTTPRouteObservedGenerationBump", route_observed_generation_bump);
+    scenario!(b, c, HTTP, "GatewayWithAttachedRoutes", gateway_with_attached_routes);
+    scenario!(b, c, HTTP, "HTTPRouteHTTPSListener", https_listener);
+    scenario!(b, c, HTTP, "GatewayInvalidTLSConfiguration", invalid_tls_configuration);
+    scenario!(b, c, HTTP, "GatewaySecretReferenceGrantSpecific", secret_grant_specific);
+    scenario!(b, c, HTTP, "GatewaySecretReferenceGrantAllInNamespace", secret_grant_all);
+    scenario!(b, c, HTTP, "GatewaySecretMissingReferenceGrant", secret_grant_missing);
+    scenario!(b, c, HTTP, "GatewaySecretInvalidReferenceGrant", secret_grant_invalid);
+    scenario!(b, c, TLS, "TLSRouteSimpleSameNamespace", tls_route_simple_same_namespace);
+    scenario!(b, c, HTTP, "(private keys stay out of /debug and logs)", keys_stay_private);
+    let report = b.report();
+    eprintln!("{report}");
+    anyhow::ensure!(b.all_passed(), "{report}");
     Ok(())
 }
 
@@ -568,7 +762,7 @@ async fn weight(c: &mut Conformance) -> anyhow::Result<()> {
 /// HTTPRouteCrossNamespace (and a route the Gateway's listeners do not allow).
 async fn cross_namespace(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "cross-namespace.yaml";
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     let addr = c.gateway("backend-namespaces").await?;
     route_accepted(
         c,
@@ -864,7 +1058,7 @@ async fn listener_hostname_matching(c: &mut Conformance) -> anyhow::Result<()> {
 /// GatewayInvalidRouteKind.
 async fn invalid_route_kind(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "invalid-route-kind.yaml";
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     let only = c
         .status(&format!("Gateway {INFRA}/gateway-only-invalid-route-kind"))
         .await?;
@@ -901,7 +1095,7 @@ async fn invalid_route_kind(c: &mut Conformance) -> anyhow::Result<()> {
 async fn observed_generation_bump(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "observed-generation-bump.yaml";
     let key = format!("Gateway {INFRA}/gateway-observed-generation-bump");
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     let generation_is = |g: i64| {
         move |s: &Value| {
             s["conditions"]
@@ -910,7 +1104,7 @@ async fn observed_generation_bump(c: &mut Conformance) -> anyhow::Result<()> {
         }
     };
     c.status_where(&key, generation_is(1)).await?;
-    let bumped = manifest(file, c.port)?
+    let bumped = c.manifest(file)?
         .replace("generation: 1", "generation: 2")
         .replace(
             "  - {name: http,",
@@ -935,7 +1129,7 @@ async fn observed_generation_bump(c: &mut Conformance) -> anyhow::Result<()> {
 /// HTTPRouteInvalidCrossNamespaceParentRef.
 async fn invalid_parent_refs(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "invalid-parent-refs.yaml";
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     for route in [
         "httproute-listener-not-matching-section-name",
         "httproute-listener-not-matching-route-port",
@@ -998,9 +1192,9 @@ async fn route_observed_generation_bump(c: &mut Conformance) -> anyhow::Result<(
             })
         }
     };
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     c.status_where(&key, generation_is(1)).await?;
-    let bumped = manifest(file, c.port)?
+    let bumped = c.manifest(file)?
         .replace("generation: 1", "generation: 2")
         .replace("infra-backend-v1", "infra-backend-v2");
     c.config.write(file, &bumped)?;
@@ -1019,7 +1213,7 @@ async fn route_observed_generation_bump(c: &mut Conformance) -> anyhow::Result<(
 async fn gateway_with_attached_routes(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "gateway-with-attached-routes.yaml";
     let key = format!("Gateway {INFRA}/gateway-with-one-attached-route");
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     let s = c
         .status_where(&key, |s| s["listeners"][0]["attachedRoutes"] == 1)
         .await?;
@@ -1031,4 +1225,227 @@ async fn gateway_with_attached_routes(c: &mut Conformance) -> anyhow::Result<()>
     }
     c.config.remove(file)?;
     Ok(())
+}
+
+/// A listener condition check for [`Conformance::listener_where`].
+fn has(type_: &'static str, status: &'static str) -> impl Fn(&Value) -> bool {
+    move |l: &Value| condition(&l["conditions"], type_).is_some_and(|c| c["status"] == status)
+}
+
+fn backend_v1(r: &HttpsReply) -> Result<(), String> {
+    match (r.status, r.header("x-upstream")) {
+        (200, Some("infra-backend-v1")) => Ok(()),
+        _ => Err("want 200 from infra-backend-v1".to_string()),
+    }
+}
+
+fn not_found(r: &HttpsReply) -> Result<(), String> {
+    match r.status {
+        404 => Ok(()),
+        _ => Err("want 404".to_string()),
+    }
+}
+
+/// HTTPRouteHTTPSListener: routes on HTTPS listeners, the listener chosen by SNI.
+async fn https_listener(c: &mut Conformance) -> anyhow::Result<()> {
+    let gw = "same-namespace-with-https-listener";
+    let routes = ["httproute-https-test", "httproute-https-test-no-hostname"];
+    let file = "https-listener.yaml";
+    let addr = c.load(file, gw, &routes).await?;
+    for r in routes {
+        route_accepted(c, INFRA, r, gw).await?;
+    }
+    let r = c
+        .expect_https(&addr, ("example.org", "example.org"), "/", backend_v1)
+        .await?;
+    assert_eq!(
+        r.peer_certificate, c.gateway_cert.cert_der,
+        "the listener presents its certificateRefs Secret"
+    );
+    // The SNI picks the listener without hostname: second-example.org has no route there.
+    let sni_other = ("unknown-example.org", "second-example.org");
+    c.expect_https(&addr, sni_other, "/", not_found).await?;
+    c.expect_https(&addr, ("second-example.org", "second-example.org"), "/", backend_v1)
+        .await?;
+    let unknown = ("unknown-example.org", "unknown-example.org");
+    c.expect_https(&addr, unknown, "/", not_found).await?;
+    let gw_status = c.status(&format!("Gateway {INFRA}/{gw}")).await?;
+    let attached: Vec<i64> = gw_status["listeners"]
+        .as_array()
+        .map(|ls| ls.iter().filter_map(|l| l["attachedRoutes"].as_i64()).collect())
+        .unwrap_or_default();
+    assert_eq!(attached, [1, 1], "{gw_status}");
+    c.unload(file, gw, &routes).await
+}
+
+/// GatewayInvalidTLSConfiguration: a missing Secret, a ref of another group or kind, and a
+/// malformed Secret each give the HTTPS listener `ResolvedRefs=False InvalidCertificateRef`.
+async fn invalid_tls_configuration(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "invalid-tls-configuration.yaml";
+    c.config.write(file, &c.manifest(file)?)?;
+    for gw in [
+        "gateway-certificate-nonexistent-secret",
+        "gateway-certificate-unsupported-group",
+        "gateway-certificate-unsupported-kind",
+        "gateway-certificate-malformed-secret",
+    ] {
+        let l = c
+            .listener_where(gw, "https", has("ResolvedRefs", "False"))
+            .await?;
+        assert_condition(
+            &l["conditions"],
+            "ResolvedRefs",
+            "False",
+            "InvalidCertificateRef",
+        );
+        assert_condition(&l["conditions"], "Programmed", "False", "Invalid");
+        assert_eq!(l["attachedRoutes"], 0, "{l}");
+        assert_eq!(l["supportedKinds"][0]["kind"], "HTTPRoute", "{l}");
+        route_accepted(c, INFRA, &format!("{gw}-control"), gw).await?;
+    }
+    // The malformed Secret itself is refused with its field path.
+    let errors = c.portolan.get_text("/debug/config-errors").await?;
+    assert!(
+        errors.contains("malformed-certificate") && errors.contains("tls.crt"),
+        "{errors}"
+    );
+    c.config.remove(file)?;
+    Ok(())
+}
+
+/// A ReferenceGrant lets a Gateway use a Secret of another namespace: the listener is
+/// programmed, and its Envoy presents that Secret's certificate.
+async fn secret_grant_programmed(c: &mut Conformance, file: &str) -> anyhow::Result<()> {
+    let gw = "gateway-secret-reference-grant";
+    c.config.write(file, &c.manifest(file)?)?;
+    let l = c
+        .listener_where(gw, "https", has("ResolvedRefs", "True"))
+        .await?;
+    assert_condition(&l["conditions"], "Programmed", "True", "Programmed");
+    assert_eq!(l["supportedKinds"][0]["kind"], "HTTPRoute", "{l}");
+    let addr = c.gateway(gw).await?;
+    let r = c
+        .expect_https(&addr, ("example.org", "example.org"), "/", not_found)
+        .await?;
+    assert_eq!(r.peer_certificate, c.gateway_cert.cert_der);
+    c.config.remove(file)?;
+    c.gone(&format!("Gateway {INFRA}/{gw}")).await
+}
+
+/// GatewaySecretReferenceGrantSpecific.
+async fn secret_grant_specific(c: &mut Conformance) -> anyhow::Result<()> {
+    secret_grant_programmed(c, "secret-reference-grant-specific.yaml").await
+}
+
+/// GatewaySecretReferenceGrantAllInNamespace.
+async fn secret_grant_all(c: &mut Conformance) -> anyhow::Result<()> {
+    secret_grant_programmed(c, "secret-reference-grant-all-in-namespace.yaml").await
+}
+
+/// Every listener of `gw` named in `listeners` has `ResolvedRefs=False RefNotPermitted`.
+async fn refs_not_permitted(
+    c: &mut Conformance,
+    file: &str,
+    gw: &str,
+    listeners: &[&str],
+) -> anyhow::Result<()> {
+    c.config.write(file, &c.manifest(file)?)?;
+    for name in listeners {
+        let l = c
+            .listener_where(gw, name, has("ResolvedRefs", "False"))
+            .await?;
+        assert_condition(&l["conditions"], "ResolvedRefs", "False", "RefNotPermitted");
+        assert_condition(&l["conditions"], "Programmed", "False", "Invalid");
+        assert_eq!(l["attachedRoutes"], 0, "{l}");
+        assert_eq!(l["supportedKinds"][0]["kind"], "HTTPRoute", "{l}");
+    }
+    c.config.remove(file)?;
+    Ok(())
+}
+
+/// GatewaySecretMissingReferenceGrant: no grant, whether or not the Secret exists.
+async fn secret_grant_missing(c: &mut Conformance) -> anyhow::Result<()> {
+    let gw = "gateway-secret-missing-reference-grant";
+    let listeners = ["https", "https-nonexistent-secret"];
+    refs_not_permitted(c, "secret-missing-reference-grant.yaml", gw, &listeners).await
+}
+
+/// GatewaySecretInvalidReferenceGrant: grants that each miss in one field permit nothing.
+async fn secret_grant_invalid(c: &mut Conformance) -> anyhow::Result<()> {
+    let gw = "gateway-secret-invalid-reference-grant";
+    refs_not_permitted(c, "secret-invalid-reference-grant.yaml", gw, &["https"]).await
+}
+
+/// TLSRouteSimpleSameNamespace: TLS passthrough by SNI to a backend that terminates TLS
+/// itself with its own certificate.
+async fn tls_route_simple_same_namespace(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, gw, route) = (
+        "tlsroute-simple-same-namespace.yaml",
+        "gateway-tlsroute",
+        "gateway-conformance-infra-test",
+    );
+    c.config.write(file, &c.manifest(file)?)?;
+    let addr = c.gateway(gw).await?;
+    c.wait_envoy(gw, "\"abc.example.com\"", true).await?;
+    let s = c.status(&format!("TLSRoute {INFRA}/{route}")).await?;
+    let p = parent(&s, gw);
+    assert_eq!(p["controllerName"], "portolan.dev/gateway-controller");
+    assert_condition(&p["conditions"], "Accepted", "True", "Accepted");
+    assert_condition(&p["conditions"], "ResolvedRefs", "True", "ResolvedRefs");
+    let l = c.listener_where(gw, "https", has("Programmed", "True")).await?;
+    assert_eq!(l["attachedRoutes"], 1, "{l}");
+    assert_eq!(
+        l["supportedKinds"],
+        serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "TLSRoute"}]),
+        "{l}"
+    );
+    let sni = ("abc.example.com", "abc.example.com");
+    let r = c
+        .expect_https(&addr, sni, "/", |r| match r.header("x-upstream") {
+            Some("tls-backend") => Ok(()),
+            _ => Err("want tls-backend".to_string()),
+        })
+        .await?;
+    assert_eq!(
+        r.peer_certificate, c.backend_cert.cert_der,
+        "the backend's own certificate: passed through, not terminated"
+    );
+    // No TLSRoute for this name under the listener's wildcard: no chain, no handshake.
+    let other = HttpsTarget {
+        addr: &addr,
+        port: c.tls_port,
+        sni: "xyz.example.com",
+        host: "xyz.example.com",
+    };
+    let refused = https_get_at(&c.ca, &other, "/").await;
+    assert!(refused.is_err(), "{refused:?}");
+    c.config.remove(file)?;
+    c.wait_envoy(gw, "\"abc.example.com\"", false).await
+}
+
+/// Private keys of TLS Secrets appear nowhere Portolan shows: not in `/debug` (the xDS
+/// resources of an HTTPS Gateway are redacted), not in its log.
+async fn keys_stay_private(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "https-listener.yaml";
+    let gw = "same-namespace-with-https-listener";
+    c.load(file, gw, &["httproute-https-test"]).await?;
+    let group = format!("gateway:{INFRA}/{gw}");
+    let dump = c
+        .portolan
+        .get_text(&format!("/debug/config_dump?group={group}"))
+        .await?;
+    assert!(dump.contains("BEGIN CERTIFICATE"), "the listener's chain is there");
+    assert!(dump.contains("[redacted]"), "its key is redacted");
+    for path in [
+        "/debug/status",
+        "/debug/config-errors",
+        "/debug/sources",
+        "/debug/proxies",
+    ] {
+        let text = c.portolan.get_text(path).await?;
+        assert!(!text.contains("PRIVATE KEY"), "{path}");
+    }
+    assert!(!dump.contains("PRIVATE KEY"));
+    assert!(!c.portolan.log_text().contains("PRIVATE KEY"));
+    c.unload(file, gw, &["httproute-https-test"]).await
 }
