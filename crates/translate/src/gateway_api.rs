@@ -26,13 +26,13 @@ use crate::{tcp, tls};
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
 };
+use envoy_types::pb::envoy::config::route::v3::route_action::ClusterNotFoundResponseCode;
+use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost, route};
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::util::pack_any;
-use portolan_model::gateway::TlsSecret;
-use envoy_types::pb::envoy::config::route::v3::route_action::ClusterNotFoundResponseCode;
-use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost, route};
 use portolan_model::World;
+use portolan_model::gateway::TlsSecret;
 use portolan_model::gateway_api::{
     ApiChain, ApiGateway, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
 };

@@ -99,7 +99,10 @@ fn grpc_method(m: &crate::gwapi::GrpcMethodMatch, path: FieldPath, errors: &mut 
                 if let Some(v) = v
                     && (v.is_empty() || v.contains('/'))
                 {
-                    errors.push(path.field(field), format!("{v:?} must be a name without '/'"));
+                    errors.push(
+                        path.field(field),
+                        format!("{v:?} must be a name without '/'"),
+                    );
                 }
             }
         }
@@ -121,7 +124,11 @@ pub(super) fn tls_route(route: &TlsRoute, errors: &mut Errors) {
     object_name(route.metadata.name.as_deref(), errors);
     route_common(&route.spec.hostnames, &route.spec.parent_refs, errors);
     for (i, rule) in route.spec.rules.iter().enumerate() {
-        backend_refs(&rule.backend_refs, &spec_path().field("rules").index(i), errors);
+        backend_refs(
+            &rule.backend_refs,
+            &spec_path().field("rules").index(i),
+            errors,
+        );
     }
 }
 

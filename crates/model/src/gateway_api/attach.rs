@@ -4,12 +4,14 @@
 
 use super::address::AddressPool;
 use super::rules::{self, RouteRefs};
-use super::tls::{self, PassthroughKey, RefError};
 use super::status::{
     ApiCondition, ApiStatus, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteKind,
     RouteParentStatus, RouteStatus, StatusAddress, SupportedFeature,
 };
-use super::{ApiChain, ApiGateway, ApiPort, ApiRule, ApiVirtualHost, ChainKind, Compiled, group_of};
+use super::tls::{self, PassthroughKey, RefError};
+use super::{
+    ApiChain, ApiGateway, ApiPort, ApiRule, ApiVirtualHost, ChainKind, Compiled, group_of,
+};
 use crate::gateway::TlsSecret;
 use crate::routing::Backend;
 use crate::world::World;
@@ -420,7 +422,10 @@ fn attach_route(
         if group != GROUP || kind != "Gateway" {
             continue;
         }
-        let namespace = parent.namespace.as_deref().unwrap_or(&route.source.namespace);
+        let namespace = parent
+            .namespace
+            .as_deref()
+            .unwrap_or(&route.source.namespace);
         let key = ObjectRef::new(Kind::ApiGateway, namespace, &parent.name);
         let Some(gw) = gateways.get_mut(&key) else {
             continue;
@@ -655,7 +660,8 @@ fn ports(gw: &GatewayState<'_>) -> BTreeMap<u16, ApiPort> {
             Proto::Passthrough => {
                 let empty = HostBackends::new();
                 let by_host = gw.tls_hosts.get(&l.port).unwrap_or(&empty);
-                port.chains.extend(passthrough_chains(&l.spec.name, i, by_host));
+                port.chains
+                    .extend(passthrough_chains(&l.spec.name, i, by_host));
             }
         }
     }
@@ -667,7 +673,11 @@ fn only_listener(by_host: &HostRules, listener: usize) -> HostRules {
     by_host
         .iter()
         .filter_map(|(host, rules)| {
-            let mine: Vec<_> = rules.iter().filter(|(l, _, _)| *l == listener).cloned().collect();
+            let mine: Vec<_> = rules
+                .iter()
+                .filter(|(l, _, _)| *l == listener)
+                .cloned()
+                .collect();
             (!mine.is_empty()).then(|| (host.clone(), mine))
         })
         .collect()

@@ -8,8 +8,8 @@
 //! * `RegularExpression`: `/(SERVICE)/(METHOD)` with `[^/]+` for the part not given.
 //! * No match: every call (prefix `/`).
 
-use super::rules::{self, Converted, RouteRefs};
 use super::ApiRule;
+use super::rules::{self, Converted, RouteRefs};
 use crate::routing::{HttpMatch, PathMatch};
 use portolan_api::ObjectRef;
 use portolan_api::gwapi::{GrpcMethodMatch, GrpcRoute, GrpcRouteMatch, HttpRouteRule};

@@ -88,7 +88,11 @@ pub(super) struct Converted {
 }
 
 /// Sort key of a passthrough route: smaller wins a hostname.
-pub(super) type PassthroughKey = (std::cmp::Reverse<Option<std::cmp::Reverse<String>>>, String, String);
+pub(super) type PassthroughKey = (
+    std::cmp::Reverse<Option<std::cmp::Reverse<String>>>,
+    String,
+    String,
+);
 
 pub(super) fn convert(source: &ObjectRef, route: &TlsRoute, refs: &RouteRefs<'_>) -> Converted {
     let mut unresolved = None;
