@@ -10,6 +10,10 @@
 
 use crate::bin;
 use futures::FutureExt;
+use grpc::{
+    exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
+    listener_hostname_matching as grpc_listener_hostname_matching, weight as grpc_weight,
+};
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::http::{Reply, send};
 use portolan_e2e::portolan::{ConfigDir, Ports};
@@ -23,6 +27,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+
+#[path = "gateway_api_grpc.rs"]
+mod grpc;
 
 const INFRA: &str = "gateway-conformance-infra";
 
@@ -60,6 +67,7 @@ struct Conformance {
     gateway_cert: ServerCert,
     /// The certificate the TLS passthrough backend presents.
     backend_cert: ServerCert,
+    grpc: grpc::GrpcProcesses,
 }
 
 /// A request to a Gateway.
@@ -146,6 +154,7 @@ impl Conformance {
             ca,
             gateway_cert,
             backend_cert,
+            grpc: grpc::GrpcProcesses::default(),
         })
     }
 
@@ -661,6 +670,23 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         "TLSRouteSimpleSameNamespace",
         tls_route_simple_same_namespace
     );
+    const GRPC: &str = "GATEWAY-GRPC";
+    scenario!(
+        b,
+        c,
+        GRPC,
+        "GRPCExactMethodMatching",
+        grpc_exact_method_matching
+    );
+    scenario!(b, c, GRPC, "GRPCRouteHeaderMatching", grpc_header_matching);
+    scenario!(
+        b,
+        c,
+        GRPC,
+        "GRPCRouteListenerHostnameMatching",
+        grpc_listener_hostname_matching
+    );
+    scenario!(b, c, GRPC, "GRPCRouteWeight", grpc_weight);
     scenario!(
         b,
         c,

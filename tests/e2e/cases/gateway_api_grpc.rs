@@ -1,0 +1,293 @@
+//! GATEWAY-GRPC of the Gateway API conformance runner: the suite's GRPCRoute scenarios with
+//! real gRPC over HTTP/2 through the Gateway's stock Envoy. Servers and client are
+//! `tests/e2e/grpc/gateway_echo.py` (grpcio from `.venv`, or `PORTOLAN_GRPC_PYTHON`): echo
+//! servers shaped like the suite's (`GrpcEcho` with `Echo`, `EchoTwo`, `EchoThree`) that
+//! answer with their Service's name, and a client that calls a method with an `:authority`
+//! and metadata and counts the answers (or the gRPC error codes).
+
+use super::{Conformance, DEADLINE, INFRA, assert_condition, parent};
+use portolan_e2e::{eventually, workspace_root};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+/// The gRPC backends of the base world.
+const BACKENDS: &[&str] = &[
+    "grpc-infra-backend-v1",
+    "grpc-infra-backend-v2",
+    "grpc-infra-backend-v3",
+];
+
+/// The gRPC processes of a run: the servers (started on first use) and a client per Gateway
+/// address.
+#[derive(Default)]
+pub(super) struct GrpcProcesses {
+    servers: Vec<Echo>,
+    clients: BTreeMap<String, Echo>,
+}
+
+/// One `gateway_echo.py` process, killed on drop.
+struct Echo {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("PORTOLAN_GRPC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
+}
+
+// === impl Echo ===
+
+impl Echo {
+    fn start(args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(python())
+            .arg(workspace_root().join("tests/e2e/grpc/gateway_echo.py"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        Ok(Self {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    fn line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        anyhow::ensure!(
+            self.stdout.read_line(&mut line)? > 0,
+            "gateway_echo.py exited"
+        );
+        Ok(line.trim().to_string())
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One gRPC call's shape: method, `:authority` and metadata.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    method: &'a str,
+    authority: &'a str,
+    metadata: &'a [(&'a str, &'a str)],
+}
+
+fn echo(metadata: &'static [(&'static str, &'static str)]) -> Call<'static> {
+    Call {
+        method: "Echo",
+        authority: "example.com",
+        metadata,
+    }
+}
+
+fn slice(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-echo\n  namespace: {INFRA}\n  labels:\n    kubernetes.io/service-name: {name}\naddressType: IPv4\nendpoints:\n- addresses: [\"127.0.0.1\"]\n  conditions: {{ready: true}}\nports:\n- name: grpc\n  port: {port}\n"
+    )
+}
+
+// === impl Conformance ===
+
+impl Conformance {
+    /// Starts the gRPC servers behind the base world's gRPC Services (once).
+    fn grpc_servers(&mut self) -> anyhow::Result<()> {
+        if !self.grpc.servers.is_empty() {
+            return Ok(());
+        }
+        let mut slices = Vec::new();
+        for name in BACKENDS {
+            let mut server = Echo::start(&["serve", name])?;
+            let port: u16 = server.line()?.parse()?;
+            slices.push(slice(name, port));
+            self.grpc.servers.push(server);
+        }
+        self.config
+            .write("grpc-endpoints.yaml", &slices.join("---\n"))
+    }
+
+    /// `n` calls through the Gateway at `addr`, counted by answer (`error:CODE` for errors).
+    fn grpc_calls(
+        &mut self,
+        addr: &str,
+        call: Call<'_>,
+        n: usize,
+    ) -> anyhow::Result<BTreeMap<String, usize>> {
+        let target = format!("{addr}:{}", self.port);
+        if !self.grpc.clients.contains_key(&target) {
+            let client = Echo::start(&["client", &target])?;
+            self.grpc.clients.insert(target.clone(), client);
+        }
+        let client = self
+            .grpc
+            .clients
+            .get_mut(&target)
+            .ok_or_else(|| anyhow::anyhow!("no client"))?;
+        let metadata: Vec<String> = call
+            .metadata
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.to_ascii_lowercase()))
+            .collect();
+        writeln!(
+            client.stdin,
+            "call {} {} {n} {}",
+            call.method,
+            call.authority,
+            metadata.join(" ")
+        )?;
+        client.stdin.flush()?;
+        Ok(serde_json::from_str(&client.line()?)?)
+    }
+
+    /// Calls until one call gets `want` (a backend name or `error:CODE`).
+    async fn expect_grpc(&mut self, addr: &str, call: Call<'_>, want: &str) -> anyhow::Result<()> {
+        let what = format!(
+            "{} (authority {}, {:?}) answered by {want}",
+            call.method, call.authority, call.metadata
+        );
+        let this = std::sync::Mutex::new(self);
+        eventually(&what, DEADLINE, || async {
+            let mut c = this.lock().map_err(|e| e.to_string())?;
+            match c.grpc_calls(addr, call, 1) {
+                Ok(counts) if counts.contains_key(want) => Ok(()),
+                Ok(counts) => Err(format!("{counts:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+    }
+
+    /// Writes a case's manifests, starts the gRPC servers and waits until the routes reach
+    /// the Envoy of `gateway`, whose address it returns.
+    async fn load_grpc(
+        &mut self,
+        file: &str,
+        gateway: &str,
+        routes: &[&str],
+    ) -> anyhow::Result<String> {
+        self.grpc_servers()?;
+        self.load(file, gateway, routes).await
+    }
+}
+
+/// A GRPCRoute accepted by `gw` with its refs resolved.
+async fn grpc_route_accepted(c: &Conformance, route: &str, gw: &str) -> anyhow::Result<()> {
+    let status = c.status(&format!("GRPCRoute {INFRA}/{route}")).await?;
+    let p = parent(&status, gw);
+    assert_eq!(p["controllerName"], "portolan.dev/gateway-controller");
+    assert_condition(&p["conditions"], "Accepted", "True", "Accepted");
+    assert_condition(&p["conditions"], "ResolvedRefs", "True", "ResolvedRefs");
+    Ok(())
+}
+
+const V1: &str = "grpc-infra-backend-v1";
+const V2: &str = "grpc-infra-backend-v2";
+const V3: &str = "grpc-infra-backend-v3";
+const UNIMPLEMENTED: &str = "error:UNIMPLEMENTED";
+
+/// GRPCExactMethodMatching.
+pub(super) async fn exact_method_matching(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route) = ("grpc-exact-method-matching.yaml", "exact-matching");
+    let addr = c.load_grpc(file, "same-namespace", &[route]).await?;
+    grpc_route_accepted(c, route, "same-namespace").await?;
+    let method = |method| Call {
+        method,
+        ..echo(&[])
+    };
+    c.expect_grpc(&addr, method("Echo"), V1).await?;
+    c.expect_grpc(&addr, method("EchoTwo"), V2).await?;
+    c.expect_grpc(&addr, method("EchoThree"), UNIMPLEMENTED)
+        .await?;
+    c.unload(file, "same-namespace", &[route]).await
+}
+
+/// GRPCRouteHeaderMatching.
+pub(super) async fn header_matching(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route) = ("grpc-header-matching.yaml", "grpc-header-matching");
+    let addr = c.load_grpc(file, "same-namespace", &[route]).await?;
+    grpc_route_accepted(c, route, "same-namespace").await?;
+    for (call, want) in [
+        (echo(&[("Version", "one")]), V1),
+        (echo(&[("Version", "two")]), V2),
+        (echo(&[("Version", "two"), ("Color", "orange")]), V1),
+        (echo(&[("Version", "two"), ("Color", "blue")]), V2),
+        (echo(&[("Color", "orange")]), UNIMPLEMENTED),
+        (echo(&[("Some-Other-Header", "one")]), UNIMPLEMENTED),
+        (echo(&[("Color", "blue")]), V1),
+        (echo(&[("Color", "green")]), V1),
+        (echo(&[("Color", "red")]), V2),
+        (echo(&[("Color", "yellow")]), V2),
+        (echo(&[("Color", "purple")]), UNIMPLEMENTED),
+    ] {
+        c.expect_grpc(&addr, call, want).await?;
+    }
+    c.unload(file, "same-namespace", &[route]).await
+}
+
+/// GRPCRouteListenerHostnameMatching.
+pub(super) async fn listener_hostname_matching(c: &mut Conformance) -> anyhow::Result<()> {
+    let gw = "grpcroute-listener-hostname-matching";
+    let routes = ["backend-v1", "backend-v2", "backend-v3"];
+    let file = "grpc-listener-hostname-matching.yaml";
+    let addr = c.load_grpc(file, gw, &routes).await?;
+    for r in routes {
+        grpc_route_accepted(c, r, gw).await?;
+    }
+    for (authority, want) in [
+        ("bar.com", V1),
+        ("foo.bar.com", V2),
+        ("baz.bar.com", V3),
+        ("boo.bar.com", V3),
+        ("multiple.prefixes.bar.com", V3),
+        ("multiple.prefixes.foo.com", V3),
+        ("foo.com", UNIMPLEMENTED),
+        ("no.matching.host", UNIMPLEMENTED),
+    ] {
+        let call = Call {
+            authority,
+            ..echo(&[])
+        };
+        c.expect_grpc(&addr, call, want).await?;
+    }
+    c.unload(file, gw, &routes).await
+}
+
+/// GRPCRouteWeight: 500 calls split 70/30 within 5 points (the suite's tolerance; like the
+/// suite, a distribution outside it is sampled again, up to 10 times), weight 0 gets none.
+pub(super) async fn weight(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route) = ("grpc-weight.yaml", "weighted-backends");
+    let addr = c.load_grpc(file, "same-namespace", &[route]).await?;
+    grpc_route_accepted(c, route, "same-namespace").await?;
+    c.expect_grpc(&addr, echo(&[]), V1).await?;
+    const N: usize = 500;
+    let mut last = BTreeMap::new();
+    for _ in 0..10 {
+        let seen = c.grpc_calls(&addr, echo(&[]), N)?;
+        let share = |n: &str| seen.get(n).copied().unwrap_or(0) as f64 / N as f64;
+        let ok = (share(V1) - 0.7).abs() <= 0.05
+            && (share(V2) - 0.3).abs() <= 0.05
+            && seen.keys().all(|k| k == V1 || k == V2);
+        if ok {
+            return c.unload(file, "same-namespace", &[route]).await;
+        }
+        last = seen;
+    }
+    anyhow::bail!("10 samples of {N} calls, none 70/30 within 5 points; the last: {last:?}")
+}

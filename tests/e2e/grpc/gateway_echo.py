@@ -1,0 +1,60 @@
+"""gRPC for the Gateway API conformance runner (GATEWAY-GRPC): echo servers in the shape of
+the conformance suite's (service gateway_api_conformance.grpc_echo.grpcecho.GrpcEcho, methods
+Echo, EchoTwo and EchoThree), and a client that calls them through a Gateway.
+
+  gateway_echo.py serve NAME     serves on 127.0.0.1:0; prints the port; every reply is NAME
+  gateway_echo.py client ADDR    reads lines "call METHOD AUTHORITY N [KEY=VALUE ...]"; makes N
+                                 calls of METHOD to ADDR (plaintext HTTP/2) with that
+                                 :authority and metadata, and prints one JSON line of
+                                 {reply or "error:CODE": count}
+
+No generated stubs: requests and replies are raw bytes (an empty EchoRequest is zero bytes).
+"""
+
+import json
+import sys
+from concurrent import futures
+
+import grpc
+
+SERVICE = "gateway_api_conformance.grpc_echo.grpcecho.GrpcEcho"
+METHODS = ("Echo", "EchoTwo", "EchoThree")
+
+
+def serve(name):
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    reply = grpc.unary_unary_rpc_method_handler(lambda req, ctx: name.encode())
+    handler = grpc.method_handlers_generic_handler(SERVICE, {m: reply for m in METHODS})
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(port, flush=True)
+    # Runs until stdin closes (the test drops its handle) or the process is killed.
+    sys.stdin.read()
+    server.stop(0)
+
+
+def client(addr):
+    channels = {}
+    for line in sys.stdin:
+        words = line.split()
+        if len(words) < 4 or words[0] != "call":
+            continue
+        method, authority, n = words[1], words[2], int(words[3])
+        metadata = tuple(tuple(w.split("=", 1)) for w in words[4:])
+        if authority not in channels:
+            options = [("grpc.default_authority", authority)]
+            channels[authority] = grpc.insecure_channel(addr, options=options)
+        call = channels[authority].unary_unary(f"/{SERVICE}/{method}")
+        counts = {}
+        for _ in range(n):
+            try:
+                reply = call(b"", timeout=5, metadata=metadata).decode()
+            except grpc.RpcError as e:
+                reply = "error:" + e.code().name
+            counts[reply] = counts.get(reply, 0) + 1
+        print(json.dumps(counts), flush=True)
+
+
+if __name__ == "__main__":
+    {"serve": serve, "client": client}[sys.argv[1]](sys.argv[2])
