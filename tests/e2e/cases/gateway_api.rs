@@ -670,6 +670,20 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         "TLSRouteSimpleSameNamespace",
         tls_route_simple_same_namespace
     );
+    scenario!(
+        b,
+        c,
+        TLS,
+        "TLSRouteInvalidReferenceGrant",
+        tls_route_invalid_reference_grant
+    );
+    scenario!(
+        b,
+        c,
+        TLS,
+        "TLSRouteInvalidNoMatchingListener",
+        tls_route_no_matching_listener
+    );
     const GRPC: &str = "GATEWAY-GRPC";
     scenario!(
         b,
@@ -1623,4 +1637,76 @@ async fn keys_stay_private(c: &mut Conformance) -> anyhow::Result<()> {
     assert!(!shows_key(&dump), "the config dump shows the key");
     assert!(!shows_key(&c.portolan.log_text()), "the log shows the key");
     c.unload(file, gw, &["httproute-https-test"]).await
+}
+
+/// A route's `parents[]` entry for `gw` once it has condition `type_`.
+async fn route_parent(c: &Conformance, key: &str, gw: &str, type_: &str) -> anyhow::Result<Value> {
+    let s = c
+        .status_where(key, |s| {
+            s["parents"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["parentRef"]["name"] == gw))
+                .and_then(|p| condition(&p["conditions"], type_))
+                .is_some()
+        })
+        .await?;
+    Ok(parent(&s, gw).clone())
+}
+
+/// TLSRouteInvalidReferenceGrant: accepted, but its backend in another namespace is not
+/// permitted by any of the grants.
+async fn tls_route_invalid_reference_grant(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "tlsroute-invalid-reference-grant.yaml";
+    c.config.write(file, &c.manifest(file)?)?;
+    let key = format!("TLSRoute {INFRA}/tlsroute-invalid-reference-grant");
+    let p = route_parent(c, &key, "gateway-tlsroute-referencegrant", "ResolvedRefs").await?;
+    assert_condition(&p["conditions"], "Accepted", "True", "Accepted");
+    assert_condition(&p["conditions"], "ResolvedRefs", "False", "RefNotPermitted");
+    c.config.remove(file)?;
+    Ok(())
+}
+
+/// TLSRouteInvalidNoMatchingListener: no listener serves the TLSRoute (HTTP, HTTP for
+/// HTTPRoute only, HTTPS), or its sectionName names none; no parent accepts it and no
+/// Gateway counts it.
+async fn tls_route_no_matching_listener(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "tlsroute-invalid-no-matching-listener.yaml";
+    c.config.write(file, &c.manifest(file)?)?;
+    for (route, gw, reason) in [
+        (
+            "tlsroute-no-matching-listener",
+            "gateway-http-only",
+            "NotAllowedByListeners",
+        ),
+        (
+            "tlsroute-not-allowed-kind",
+            "gateway-tls-httproute-only",
+            "NotAllowedByListeners",
+        ),
+        (
+            "tlsroute-wrong-protocol",
+            "gateway-https-only",
+            "NotAllowedByListeners",
+        ),
+        (
+            "tlsroute-no-matching-section-name",
+            "gateway-tlsroute-tls-passthrough-only",
+            "NoMatchingParent",
+        ),
+    ] {
+        let key = format!("TLSRoute {INFRA}/{route}");
+        let p = route_parent(c, &key, gw, "Accepted").await?;
+        assert_condition(&p["conditions"], "Accepted", "False", reason);
+        let s = c.status(&key).await?;
+        let accepted = s["parents"].as_array().into_iter().flatten().any(|p| {
+            condition(&p["conditions"], "Accepted").is_some_and(|c| c["status"] == "True")
+        });
+        assert!(!accepted, "{route}: no parent may accept it: {s}");
+        let g = c.status(&format!("Gateway {INFRA}/{gw}")).await?;
+        for l in g["listeners"].as_array().into_iter().flatten() {
+            assert_eq!(l["attachedRoutes"], 0, "{gw}: {l}");
+        }
+    }
+    c.config.remove(file)?;
+    Ok(())
 }
