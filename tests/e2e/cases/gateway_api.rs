@@ -684,6 +684,14 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         "TLSRouteInvalidNoMatchingListener",
         tls_route_no_matching_listener
     );
+    const TLS_EXT: &str = "GATEWAY-TLS extended (not claimed)";
+    scenario!(
+        b,
+        c,
+        TLS_EXT,
+        "GatewayHTTPSAndTLSPassthroughSamePort",
+        https_and_passthrough
+    );
     const GRPC: &str = "GATEWAY-GRPC";
     scenario!(
         b,
@@ -1709,4 +1717,52 @@ async fn tls_route_no_matching_listener(c: &mut Conformance) -> anyhow::Result<(
     }
     c.config.remove(file)?;
     Ok(())
+}
+
+/// GatewayHTTPSAndTLSPassthroughSamePort: on one port, the SNI abc.example.com is passed
+/// through to the TLS backend, any other name under *.example.com is terminated.
+async fn https_and_passthrough(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "https-and-tls-passthrough-same-port.yaml";
+    let gw = "gateway-https-tls-passthrough-same-port";
+    let addr = c
+        .load(file, gw, &["gateway-conformance-https-terminate"])
+        .await?;
+    c.wait_envoy(gw, "\"abc.example.com\"", true).await?;
+    for (listener, kind) in [
+        ("https-terminate", "HTTPRoute"),
+        ("tls-passthrough", "TLSRoute"),
+    ] {
+        let l = c
+            .listener_where(gw, listener, has("Accepted", "True"))
+            .await?;
+        assert_condition(&l["conditions"], "Accepted", "True", "Accepted");
+        assert_eq!(l["attachedRoutes"], 1, "{l}");
+        assert_eq!(l["supportedKinds"][0]["kind"], kind, "{l}");
+    }
+    let r = c
+        .expect_https(
+            &addr,
+            ("other.example.com", "other.example.com"),
+            "/",
+            backend_v1,
+        )
+        .await?;
+    assert_eq!(r.peer_certificate, c.gateway_cert.cert_der, "terminated");
+    let r = c
+        .expect_https(
+            &addr,
+            ("abc.example.com", "abc.example.com"),
+            "/",
+            |r| match r.header("x-upstream") {
+                Some("tls-backend") => Ok(()),
+                _ => Err("want tls-backend".to_string()),
+            },
+        )
+        .await?;
+    assert_eq!(
+        r.peer_certificate, c.backend_cert.cert_der,
+        "passed through"
+    );
+    c.unload(file, gw, &["gateway-conformance-https-terminate"])
+        .await
 }
