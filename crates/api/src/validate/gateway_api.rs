@@ -295,6 +295,50 @@ mod tests {
     }
 
     #[test]
+    fn grpc_and_tls_route_errors_name_the_field() {
+        let paths = |doc| {
+            errors(doc)
+                .iter()
+                .map(|s| s.split(':').next().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+        };
+        let grpc = paths(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+            "metadata": {"name": "g"},
+            "spec": {"hostnames": ["bad host"], "rules": [{
+                "matches": [{"method": {}},
+                            {"method": {"type": "RegularExpression", "service": "("}},
+                            {"method": {"service": "a/b"}, "headers": [{"name": "bad name", "value": "x"}]}],
+                "backendRefs": [{"name": "a", "port": 8080, "weight": -1}]
+            }]}
+        }));
+        assert_eq!(
+            grpc,
+            [
+                "spec.hostnames[0]",
+                "spec.rules[0].matches[0].method",
+                "spec.rules[0].matches[1].method.service",
+                "spec.rules[0].matches[2].method.service",
+                "spec.rules[0].matches[2].headers[0].name",
+                "spec.rules[0].backendRefs[0].weight",
+            ]
+        );
+        let tls = paths(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TLSRoute",
+            "metadata": {"name": "t"},
+            "spec": {"parentRefs": [{"name": "gw", "port": 0}],
+                     "rules": [{"backendRefs": [{"name": "a", "port": 70000}]}]}
+        }));
+        assert_eq!(
+            tls,
+            [
+                "spec.parentRefs[0].port",
+                "spec.rules[0].backendRefs[0].port"
+            ]
+        );
+    }
+
+    #[test]
     fn gateway_listener_names_are_unique() {
         let e = errors(json!({
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
