@@ -1,12 +1,16 @@
-//! Gateway API conformance (GATEWAY-HTTP core), reproduced in file mode: the scenarios of
-//! kubernetes-sigs/gateway-api v1.6.1 `conformance/tests` with our own manifests
-//! (`tests/e2e/gateway-api/*.yaml`, data), run through the file source, `portolan bootstrap
-//! --gateway`, stock Envoy and upstreams that answer with their Service's name, checking the
-//! same status conditions (read from `GET /debug/status`) and request/response expectations.
+//! Gateway API conformance (GATEWAY-HTTP, GATEWAY-TLS and GATEWAY-GRPC), reproduced in file
+//! mode: the scenarios of kubernetes-sigs/gateway-api v1.6.1 `conformance/tests` with our own
+//! manifests (`tests/e2e/gateway-api/*.yaml`, data), run through the file source, `portolan
+//! bootstrap --gateway`, stock Envoy and upstreams that answer with their Service's name
+//! (HTTP, HTTPS for TLS passthrough, gRPC: see [`grpc`]), checking the same status conditions
+//! (read from `GET /debug/status`) and request/response expectations. HTTPS goes through a
+//! client that trusts only the run's CA and sends the SNI and Host each case asks for.
 //!
 //! One Portolan serves the whole run; each case's manifests are written, checked and removed
 //! in turn (polling until its routes reach or leave Envoy). Each Gateway gets one Envoy, on
-//! the address Portolan publishes in its `status.addresses`.
+//! the address Portolan publishes in its `status.addresses`. Every scenario runs even when
+//! one before it failed; the run prints `PROFILE: passed/total` per profile and fails if any
+//! scenario did.
 
 use crate::bin;
 use futures::FutureExt;
@@ -712,8 +716,8 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     scenario!(
         b,
         c,
-        HTTP,
-        "(private keys stay out of /debug and logs)",
+        "Portolan's own (not upstream)",
+        "private keys stay out of /debug and logs",
         keys_stay_private
     );
     let report = b.report();
