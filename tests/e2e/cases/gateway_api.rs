@@ -43,6 +43,19 @@ const GATEWAY_CERT_NAMES: &[&str] = &[
     "second-example.org",
     "unknown-example.org",
     "*.example.com",
+    // HTTPRouteHostnameIntersection over HTTPS: every name it sends, so that a refused
+    // handshake can only be the Gateway's (no listener for the SNI), never the client's.
+    "very.specific.com",
+    "foo.specific.com",
+    "wildcard.io",
+    "*.wildcard.io",
+    "*.bar.wildcard.io",
+    "anotherwildcard.io",
+    "*.anotherwildcard.io",
+    "*.bar.anotherwildcard.io",
+    "non.matching.com",
+    "*.nonmatchingwildcard.io",
+    "specific.but.wrong.com",
 ];
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -632,6 +645,13 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         gateway_with_attached_routes
     );
     scenario!(b, c, HTTP, "HTTPRouteHTTPSListener", https_listener);
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "HTTPRouteHostnameIntersection (HTTPS)",
+        hostname_intersection_https
+    );
     scenario!(
         b,
         c,
@@ -1769,4 +1789,110 @@ async fn https_and_passthrough(c: &mut Conformance) -> anyhow::Result<()> {
     );
     c.unload(file, gw, &["gateway-conformance-https-terminate"])
         .await
+}
+
+/// HTTPRouteHostnameIntersection with HTTPS listeners (the same routes and hostnames): the
+/// SNI picks the listener, so a name no listener has gets no handshake, and one a listener
+/// has but no route there answers 404.
+async fn hostname_intersection_https(c: &mut Conformance) -> anyhow::Result<()> {
+    let gw = "httproute-hostname-intersection-https";
+    let accepted = [
+        "specific-host-matches-listener-specific-host",
+        "specific-host-matches-listener-wildcard-host",
+        "wildcard-host-matches-listener-specific-host",
+        "wildcard-host-matches-listener-wildcard-host",
+    ];
+    let file = "hostname-intersection-https.yaml";
+    let https = c
+        .manifest("hostname-intersection.yaml")?
+        .replace("httproute-hostname-intersection", gw)
+        .replace(
+            &format!("port: {}, protocol: HTTP,", c.port),
+            &format!(
+                "port: {}, protocol: HTTPS, tls: {{certificateRefs: [{{name: tls-validity-checks-certificate}}]}},",
+                c.tls_port
+            ),
+        );
+    c.config.write(file, &https)?;
+    let addr = c.gateway(gw).await?;
+    for r in accepted {
+        c.wait_envoy(gw, &format!("\"{INFRA}/{r}/"), true).await?;
+        route_accepted(c, INFRA, r, gw).await?;
+    }
+    let (v1, v2, v3) = ("infra-backend-v1", "infra-backend-v2", "infra-backend-v3");
+    for (sni, host, path, want) in [
+        ("very.specific.com", "very.specific.com", "/s1", v1),
+        ("very.specific.com", "very.specific.com:1234", "/s1", v1),
+        ("foo.wildcard.io", "foo.wildcard.io", "/s2", v2),
+        ("bar.wildcard.io", "bar.wildcard.io", "/s2", v2),
+        ("foo.bar.wildcard.io", "foo.bar.wildcard.io", "/s2", v2),
+        ("very.specific.com", "very.specific.com", "/s3", v3),
+        (
+            "foo.anotherwildcard.io",
+            "foo.anotherwildcard.io",
+            "/s4",
+            v1,
+        ),
+        (
+            "bar.anotherwildcard.io",
+            "bar.anotherwildcard.io",
+            "/s4",
+            v1,
+        ),
+        (
+            "foo.bar.anotherwildcard.io",
+            "foo.bar.anotherwildcard.io",
+            "/s4",
+            v1,
+        ),
+    ] {
+        c.expect_https(&addr, (sni, host), path, |r| {
+            match (r.status, r.header("x-upstream")) {
+                (200, Some(u)) if u == want => Ok(()),
+                _ => Err(format!("want {want}")),
+            }
+        })
+        .await?;
+    }
+    for (host, path) in [
+        ("foo.wildcard.io", "/s1"),
+        ("very.specific.com", "/non-matching-prefix"),
+        ("very.specific.com", "/s2"),
+        ("foo.wildcard.io", "/s3"),
+        ("foo.wildcard.io", "/s4"),
+    ] {
+        c.expect_https(&addr, (host, host), path, not_found).await?;
+    }
+    for host in [
+        "non.matching.com",
+        "foo.nonmatchingwildcard.io",
+        "wildcard.io",
+        "foo.specific.com",
+        "anotherwildcard.io",
+        "specific.but.wrong.com",
+    ] {
+        let to = HttpsTarget {
+            addr: &addr,
+            port: c.tls_port,
+            sni: host,
+            host,
+        };
+        let refused = https_get_at(&c.ca, &to, "/s1").await;
+        assert!(refused.is_err(), "{host}: {refused:?}");
+    }
+    let status = c.status(&format!("Gateway {INFRA}/{gw}")).await?;
+    let attached: Vec<i64> = status["listeners"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| l["attachedRoutes"].as_i64())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(attached, [2, 1, 1], "{status}");
+    c.config.remove(file)?;
+    for r in accepted {
+        c.wait_envoy(gw, &format!("\"{INFRA}/{r}/"), false).await?;
+    }
+    Ok(())
 }
