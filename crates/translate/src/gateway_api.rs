@@ -74,7 +74,8 @@ pub(crate) fn resources(
                 if !seen.insert(sorted(&chain.server_names)) {
                     continue;
                 }
-                let (filter_chain, route) = tls_chain(ctx, port.port, chain);
+                let (filter_chain, route) =
+                    tls_chain(ctx, &gateway.source.namespace, port.port, chain);
                 listener.filter_chains.push(filter_chain);
                 routes.extend(route);
             }
@@ -114,6 +115,7 @@ fn sorted(names: &[String]) -> Vec<String> {
 /// `gateway-{port}/{listener}`).
 fn tls_chain(
     ctx: &Context<'_>,
+    namespace: &str,
     port: u16,
     chain: &ApiChain,
 ) -> (FilterChain, Option<RouteConfiguration>) {
@@ -146,10 +148,10 @@ fn tls_chain(
             let clusters: Vec<(String, u32)> = backends
                 .iter()
                 .map(|b| {
+                    // Backend hosts are `name.namespace`: the namespace only breaks no tie.
                     let cluster = if b.destination.host == INVALID_BACKEND_HOST {
                         names::unrouted_cluster_name(port)
                     } else {
-                        let namespace = b.destination.host.rsplit('.').next().unwrap_or_default();
                         ctx.resolve(namespace, &b.destination, None).cluster
                     };
                     (cluster, b.weight)
