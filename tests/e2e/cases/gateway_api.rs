@@ -16,7 +16,8 @@ use crate::bin;
 use futures::FutureExt;
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
-    listener_hostname_matching as grpc_listener_hostname_matching, weight as grpc_weight,
+    listener_hostname_matching as grpc_listener_hostname_matching,
+    request_header_modifier as grpc_request_header_modifier, weight as grpc_weight,
 };
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::http::{Reply, send};
@@ -733,6 +734,13 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         grpc_listener_hostname_matching
     );
     scenario!(b, c, GRPC, "GRPCRouteWeight", grpc_weight);
+    scenario!(
+        b,
+        c,
+        "GATEWAY-GRPC extended (not claimed)",
+        "GRPCRouteRequestHeaderModifier",
+        grpc_request_header_modifier
+    );
     scenario!(
         b,
         c,

@@ -82,6 +82,13 @@ impl Drop for Echo {
     }
 }
 
+/// What a client line of `gateway_echo.py` reports.
+#[derive(Debug, serde::Deserialize)]
+struct Answers {
+    counts: BTreeMap<String, usize>,
+    metadata: BTreeMap<String, Vec<String>>,
+}
+
 /// One gRPC call's shape: method, `:authority` and metadata.
 #[derive(Clone, Copy)]
 struct Call<'a> {
@@ -130,6 +137,12 @@ impl Conformance {
         call: Call<'_>,
         n: usize,
     ) -> anyhow::Result<BTreeMap<String, usize>> {
+        Ok(self.grpc_exchange(addr, call, n)?.counts)
+    }
+
+    /// `n` calls through the Gateway at `addr`: the answers counted, and the metadata the
+    /// last answering server saw.
+    fn grpc_exchange(&mut self, addr: &str, call: Call<'_>, n: usize) -> anyhow::Result<Answers> {
         let target = format!("{addr}:{}", self.port);
         if !self.grpc.clients.contains_key(&target) {
             let client = Echo::start(&["client", &target])?;
@@ -290,4 +303,93 @@ pub(super) async fn weight(c: &mut Conformance) -> anyhow::Result<()> {
         last = seen;
     }
     anyhow::bail!("10 samples of {N} calls, none 70/30 within 5 points; the last: {last:?}")
+}
+
+/// GRPCRouteRequestHeaderModifier: what the backend sees of the request metadata (several
+/// values of one name joined with `,`, as HTTP/2 allows either form).
+pub(super) async fn request_header_modifier(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route) = (
+        "grpc-request-header-modifier.yaml",
+        "grpc-request-header-modifier",
+    );
+    let addr = c.load_grpc(file, "same-namespace", &[route]).await?;
+    grpc_route_accepted(c, route, "same-namespace").await?;
+    const OTHER: (&str, &str) = ("Some-Other-Header", "this-header-should-be-set");
+    let two = |metadata| Call {
+        method: "EchoTwo",
+        ..echo(metadata)
+    };
+    let cases: [(Call<'_>, &str, &[(&str, Option<&str>)]); 6] = [
+        (
+            echo(&[OTHER]),
+            V1,
+            &[
+                ("some-other-header", Some("this-header-should-be-set")),
+                ("x-header-set", Some("set-overwrites-values")),
+                ("x-header-add", Some("add-appends-values")),
+            ],
+        ),
+        (
+            echo(&[OTHER, ("X-Header-Set", "this-value-should-be-overwritten")]),
+            V1,
+            &[("x-header-set", Some("set-overwrites-values"))],
+        ),
+        (
+            echo(&[OTHER, ("X-Header-Add", "this-value-should-be-appended")]),
+            V1,
+            &[(
+                "x-header-add",
+                Some("this-value-should-be-appended,add-appends-values"),
+            )],
+        ),
+        (
+            echo(&[("X-Header-Remove", "this-should-be-removed")]),
+            V1,
+            &[("x-header-remove", None)],
+        ),
+        (
+            two(&[
+                ("X-Header-Set-2", "set-header-2"),
+                ("X-Header-Add-2", "add-header-2"),
+                ("X-Header-Remove-2", "should-be-removed-2"),
+                ("Some-Other-Header", "another-header-val"),
+            ]),
+            V2,
+            &[
+                ("x-header-set-1", Some("header-set-1")),
+                ("x-header-set-2", Some("header-set-2")),
+                ("x-header-add-1", Some("header-add-1")),
+                ("x-header-add-2", Some("add-header-2,header-add-2")),
+                ("x-header-remove-2", None),
+                ("some-other-header", Some("another-header-val")),
+            ],
+        ),
+        (
+            two(&[
+                ("x-header-set-1", "original-set-1"),
+                ("x-header-add-1", "existing-add-1"),
+                ("x-header-remove-1", "should-be-removed-1"),
+            ]),
+            V2,
+            &[
+                ("x-header-set-1", Some("header-set-1")),
+                ("x-header-add-1", Some("existing-add-1,header-add-1")),
+                ("x-header-remove-1", None),
+            ],
+        ),
+    ];
+    for (call, backend, want) in cases {
+        c.expect_grpc(&addr, call, backend).await?;
+        let answers = c.grpc_exchange(&addr, call, 1)?;
+        anyhow::ensure!(answers.counts.contains_key(backend), "{answers:?}");
+        for (name, value) in want {
+            let seen = answers.metadata.get(*name).map(|v| v.join(","));
+            anyhow::ensure!(
+                seen.as_deref() == *value,
+                "{:?}: {name} is {seen:?}, want {value:?}",
+                call.metadata
+            );
+        }
+    }
+    c.unload(file, "same-namespace", &[route]).await
 }

@@ -2,11 +2,14 @@
 the conformance suite's (service gateway_api_conformance.grpc_echo.grpcecho.GrpcEcho, methods
 Echo, EchoTwo and EchoThree), and a client that calls them through a Gateway.
 
-  gateway_echo.py serve NAME     serves on 127.0.0.1:0; prints the port; every reply is NAME
+  gateway_echo.py serve NAME     serves on 127.0.0.1:0; prints the port; every reply is the
+                                 JSON {"name": NAME, "metadata": {KEY: [VALUE, ...]}} of the
+                                 request metadata the server saw
   gateway_echo.py client ADDR    reads lines "call METHOD AUTHORITY N [KEY=VALUE ...]"; makes N
                                  calls of METHOD to ADDR (plaintext HTTP/2) with that
-                                 :authority and metadata, and prints one JSON line of
-                                 {reply or "error:CODE": count}
+                                 :authority and metadata, and prints one JSON line
+                                 {"counts": {NAME or "error:CODE": count}, "metadata": the
+                                 metadata the last answering server saw}
 
 No generated stubs: requests and replies are raw bytes (an empty EchoRequest is zero bytes).
 """
@@ -23,7 +26,13 @@ METHODS = ("Echo", "EchoTwo", "EchoThree")
 
 def serve(name):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    reply = grpc.unary_unary_rpc_method_handler(lambda req, ctx: name.encode())
+    def answer(request, context):
+        seen = {}
+        for key, value in context.invocation_metadata():
+            seen.setdefault(key, []).append(value)
+        return json.dumps({"name": name, "metadata": seen}).encode()
+
+    reply = grpc.unary_unary_rpc_method_handler(answer)
     handler = grpc.method_handlers_generic_handler(SERVICE, {m: reply for m in METHODS})
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -46,14 +55,15 @@ def client(addr):
             options = [("grpc.default_authority", authority)]
             channels[authority] = grpc.insecure_channel(addr, options=options)
         call = channels[authority].unary_unary(f"/{SERVICE}/{method}")
-        counts = {}
+        counts, seen = {}, {}
         for _ in range(n):
             try:
-                reply = call(b"", timeout=5, metadata=metadata).decode()
+                answer = json.loads(call(b"", timeout=5, metadata=metadata))
+                reply, seen = answer["name"], answer["metadata"]
             except grpc.RpcError as e:
                 reply = "error:" + e.code().name
             counts[reply] = counts.get(reply, 0) + 1
-        print(json.dumps(counts), flush=True)
+        print(json.dumps({"counts": counts, "metadata": seen}), flush=True)
 
 
 if __name__ == "__main__":
