@@ -305,6 +305,9 @@ pub(super) async fn weight(c: &mut Conformance) -> anyhow::Result<()> {
     anyhow::bail!("10 samples of {N} calls, none 70/30 within 5 points; the last: {last:?}")
 }
 
+/// Metadata names and the value the backend must see (`None`: absent).
+type Seen = &'static [(&'static str, Option<&'static str>)];
+
 /// GRPCRouteRequestHeaderModifier: what the backend sees of the request metadata (several
 /// values of one name joined with `,`, as HTTP/2 allows either form).
 pub(super) async fn request_header_modifier(c: &mut Conformance) -> anyhow::Result<()> {
@@ -319,7 +322,7 @@ pub(super) async fn request_header_modifier(c: &mut Conformance) -> anyhow::Resu
         method: "EchoTwo",
         ..echo(metadata)
     };
-    let cases: [(Call<'_>, &str, &[(&str, Option<&str>)]); 6] = [
+    let cases: [(Call<'_>, &str, Seen); 6] = [
         (
             echo(&[OTHER]),
             V1,
