@@ -527,6 +527,23 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     // GatewayClass Accepted; a Gateway of another class is never touched.
     let class = c.status("GatewayClass portolan").await?;
     assert_condition(&class["conditions"], "Accepted", "True", "Accepted");
+    // What the class claims is exactly what the board below reproduces as core.
+    let features: Vec<&str> = class["supportedFeatures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(
+        features,
+        [
+            "Gateway",
+            "GRPCRoute",
+            "HTTPRoute",
+            "ReferenceGrant",
+            "TLSRoute"
+        ]
+    );
     let all = c.portolan.get_json("/debug/status").await?;
     assert!(all.get("GatewayClass someone-else").is_none(), "{all}");
     assert!(
