@@ -17,6 +17,7 @@ use futures::FutureExt;
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
     listener_hostname_matching as grpc_listener_hostname_matching,
+    regex_method_matching as grpc_regex_method_matching,
     request_header_modifier as grpc_request_header_modifier, weight as grpc_weight,
 };
 use portolan_e2e::envoy::Protocol;
@@ -757,6 +758,13 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         "GATEWAY-GRPC extended (not claimed)",
         "GRPCRouteRequestHeaderModifier",
         grpc_request_header_modifier
+    );
+    scenario!(
+        b,
+        c,
+        "Portolan's own (not upstream)",
+        "GRPCRoute RegularExpression method matches",
+        grpc_regex_method_matching
     );
     scenario!(
         b,

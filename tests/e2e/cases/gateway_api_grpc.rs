@@ -396,3 +396,18 @@ pub(super) async fn request_header_modifier(c: &mut Conformance) -> anyhow::Resu
     }
     c.unload(file, "same-namespace", &[route]).await
 }
+
+/// GRPCRoute method matches of type RegularExpression (service and method, method only).
+pub(super) async fn regex_method_matching(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route) = ("grpc-regex-method-matching.yaml", "regex-matching");
+    let addr = c.load_grpc(file, "same-namespace", &[route]).await?;
+    grpc_route_accepted(c, route, "same-namespace").await?;
+    let method = |method| Call {
+        method,
+        ..echo(&[])
+    };
+    c.expect_grpc(&addr, method("Echo"), V3).await?;
+    c.expect_grpc(&addr, method("EchoTwo"), V3).await?;
+    c.expect_grpc(&addr, method("EchoThree"), V2).await?;
+    c.unload(file, "same-namespace", &[route]).await
+}
