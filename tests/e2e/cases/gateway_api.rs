@@ -16,7 +16,7 @@ use crate::bin;
 use futures::FutureExt;
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
-    listener_hostname_matching as grpc_listener_hostname_matching,
+    listener_hostname_matching as grpc_listener_hostname_matching, over_https as grpc_over_https,
     regex_method_matching as grpc_regex_method_matching,
     request_header_modifier as grpc_request_header_modifier, weight as grpc_weight,
 };
@@ -765,6 +765,13 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         "Portolan's own (not upstream)",
         "GRPCRoute RegularExpression method matches",
         grpc_regex_method_matching
+    );
+    scenario!(
+        b,
+        c,
+        "Portolan's own (not upstream)",
+        "GRPCRoute over an HTTPS listener",
+        grpc_over_https
     );
     scenario!(
         b,

@@ -25,6 +25,8 @@ const BACKENDS: &[&str] = &[
 pub(super) struct GrpcProcesses {
     servers: Vec<Echo>,
     clients: BTreeMap<String, Echo>,
+    /// The run's CA certificate, for clients over TLS.
+    ca_file: Option<tempfile::NamedTempFile>,
 }
 
 /// One `gateway_echo.py` process, killed on drop.
@@ -95,6 +97,8 @@ struct Call<'a> {
     method: &'a str,
     authority: &'a str,
     metadata: &'a [(&'a str, &'a str)],
+    /// Over TLS to the Gateway's HTTPS port (SNI = authority), else plaintext HTTP/2.
+    tls: bool,
 }
 
 fn echo(metadata: &'static [(&'static str, &'static str)]) -> Call<'static> {
@@ -102,6 +106,7 @@ fn echo(metadata: &'static [(&'static str, &'static str)]) -> Call<'static> {
         method: "Echo",
         authority: "example.com",
         metadata,
+        tls: false,
     }
 }
 
@@ -143,9 +148,15 @@ impl Conformance {
     /// `n` calls through the Gateway at `addr`: the answers counted, and the metadata the
     /// last answering server saw.
     fn grpc_exchange(&mut self, addr: &str, call: Call<'_>, n: usize) -> anyhow::Result<Answers> {
-        let target = format!("{addr}:{}", self.port);
+        let port = if call.tls { self.tls_port } else { self.port };
+        let target = format!("{addr}:{port}");
         if !self.grpc.clients.contains_key(&target) {
-            let client = Echo::start(&["client", &target])?;
+            let client = if call.tls {
+                let ca = self.ca_file()?;
+                Echo::start(&["client", &target, &ca])?
+            } else {
+                Echo::start(&["client", &target])?
+            };
             self.grpc.clients.insert(target.clone(), client);
         }
         let client = self
@@ -167,6 +178,21 @@ impl Conformance {
         )?;
         client.stdin.flush()?;
         Ok(serde_json::from_str(&client.line()?)?)
+    }
+
+    /// The path of a file holding the run's CA certificate (written once).
+    fn ca_file(&mut self) -> anyhow::Result<String> {
+        if self.grpc.ca_file.is_none() {
+            let mut file = tempfile::NamedTempFile::new()?;
+            file.write_all(self.ca.cert_pem().as_bytes())?;
+            self.grpc.ca_file = Some(file);
+        }
+        let file = self
+            .grpc
+            .ca_file
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no CA"))?;
+        Ok(file.path().display().to_string())
     }
 
     /// Calls until one call gets `want` (a backend name or `error:CODE`).
@@ -410,4 +436,25 @@ pub(super) async fn regex_method_matching(c: &mut Conformance) -> anyhow::Result
     c.expect_grpc(&addr, method("EchoTwo"), V3).await?;
     c.expect_grpc(&addr, method("EchoThree"), V2).await?;
     c.unload(file, "same-namespace", &[route]).await
+}
+
+/// gRPC over an HTTPS listener: TLS with ALPN h2, terminated by the Gateway, the GRPCRoute
+/// chosen by the SNI's listener.
+pub(super) async fn over_https(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route) = ("grpc-https.yaml", "grpc-over-https");
+    let gw = "same-namespace-with-https-listener";
+    let addr = c.load_grpc(file, gw, &[route]).await?;
+    grpc_route_accepted(c, route, gw).await?;
+    let call = Call {
+        authority: "example.org",
+        tls: true,
+        ..echo(&[])
+    };
+    c.expect_grpc(&addr, call, V1).await?;
+    let elsewhere = Call {
+        authority: "second-example.org",
+        ..call
+    };
+    c.expect_grpc(&addr, elsewhere, UNIMPLEMENTED).await?;
+    c.unload(file, gw, &[route]).await
 }

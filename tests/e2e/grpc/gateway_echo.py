@@ -5,7 +5,9 @@ Echo, EchoTwo and EchoThree), and a client that calls them through a Gateway.
   gateway_echo.py serve NAME     serves on 127.0.0.1:0; prints the port; every reply is the
                                  JSON {"name": NAME, "metadata": {KEY: [VALUE, ...]}} of the
                                  request metadata the server saw
-  gateway_echo.py client ADDR    reads lines "call METHOD AUTHORITY N [KEY=VALUE ...]"; makes N
+  gateway_echo.py client ADDR [CA]
+                                 (with CA, a PEM file: TLS trusting only it, the SNI being
+                                 the call's authority) reads lines "call METHOD AUTHORITY N [KEY=VALUE ...]"; makes N
                                  calls of METHOD to ADDR (plaintext HTTP/2) with that
                                  :authority and metadata, and prints one JSON line
                                  {"counts": {NAME or "error:CODE": count}, "metadata": the
@@ -43,7 +45,17 @@ def serve(name):
     server.stop(0)
 
 
-def client(addr):
+def channel(addr, authority, ca):
+    options = [("grpc.default_authority", authority)]
+    if ca is None:
+        return grpc.insecure_channel(addr, options=options)
+    with open(ca, "rb") as f:
+        credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+    options.append(("grpc.ssl_target_name_override", authority))
+    return grpc.secure_channel(addr, credentials, options=options)
+
+
+def client(addr, ca=None):
     channels = {}
     for line in sys.stdin:
         words = line.split()
@@ -52,8 +64,7 @@ def client(addr):
         method, authority, n = words[1], words[2], int(words[3])
         metadata = tuple(tuple(w.split("=", 1)) for w in words[4:])
         if authority not in channels:
-            options = [("grpc.default_authority", authority)]
-            channels[authority] = grpc.insecure_channel(addr, options=options)
+            channels[authority] = channel(addr, authority, ca)
         call = channels[authority].unary_unary(f"/{SERVICE}/{method}")
         counts, seen = {}, {}
         for _ in range(n):
@@ -67,4 +78,4 @@ def client(addr):
 
 
 if __name__ == "__main__":
-    {"serve": serve, "client": client}[sys.argv[1]](sys.argv[2])
+    {"serve": serve, "client": client}[sys.argv[1]](*sys.argv[2:])
