@@ -15,6 +15,7 @@
 mod address;
 mod attach;
 mod grpc;
+mod listener;
 mod rules;
 pub mod status;
 mod tls;
