@@ -1,6 +1,7 @@
 //! TLS for gateway tests: a throwaway CA made in the test, server certificates it signs,
 //! `kubernetes.io/tls` Secret manifests holding them, and an HTTPS client that trusts only that
-//! CA and sends SNI for a hostname while connecting to 127.0.0.1.
+//! CA and sends SNI for a hostname while connecting to 127.0.0.1 (or, with [`https_get_at`],
+//! to any address, with a Host header that may differ from the SNI).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
