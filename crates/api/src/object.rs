@@ -26,6 +26,10 @@ pub enum Kind {
     HttpRoute,
     /// `gateway.networking.k8s.io` ReferenceGrant.
     ReferenceGrant,
+    /// `gateway.networking.k8s.io` GRPCRoute.
+    GrpcRoute,
+    /// `gateway.networking.k8s.io` TLSRoute.
+    TlsRoute,
 }
 
 // === impl Kind ===
@@ -35,9 +39,11 @@ impl Kind {
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Service | Kind::Endpoints | Kind::Secret | Kind::Namespace => "v1",
-            Kind::GatewayClass | Kind::ApiGateway | Kind::HttpRoute => {
-                "gateway.networking.k8s.io/v1"
-            }
+            Kind::GatewayClass
+            | Kind::ApiGateway
+            | Kind::HttpRoute
+            | Kind::GrpcRoute
+            | Kind::TlsRoute => "gateway.networking.k8s.io/v1",
             Kind::ReferenceGrant => "gateway.networking.k8s.io/v1beta1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::TrafficRoute
@@ -68,6 +74,8 @@ impl Kind {
             Kind::ApiGateway => "Gateway",
             Kind::HttpRoute => "HTTPRoute",
             Kind::ReferenceGrant => "ReferenceGrant",
+            Kind::GrpcRoute => "GRPCRoute",
+            Kind::TlsRoute => "TLSRoute",
         }
     }
 
@@ -77,7 +85,7 @@ impl Kind {
         if self.is_gateway_api() {
             return api_version
                 .strip_prefix(crate::gwapi::GROUP)
-                .is_some_and(|v| matches!(v, "/v1" | "/v1beta1" | "/v1alpha2"));
+                .is_some_and(|v| matches!(v, "/v1" | "/v1beta1" | "/v1alpha2" | "/v1alpha3"));
         }
         self.api_version() == api_version
     }
@@ -91,7 +99,12 @@ impl Kind {
     pub fn is_gateway_api(self) -> bool {
         matches!(
             self,
-            Kind::GatewayClass | Kind::ApiGateway | Kind::HttpRoute | Kind::ReferenceGrant
+            Kind::GatewayClass
+                | Kind::ApiGateway
+                | Kind::HttpRoute
+                | Kind::ReferenceGrant
+                | Kind::GrpcRoute
+                | Kind::TlsRoute
         )
     }
 
@@ -114,6 +127,8 @@ impl Kind {
             Kind::ApiGateway,
             Kind::HttpRoute,
             Kind::ReferenceGrant,
+            Kind::GrpcRoute,
+            Kind::TlsRoute,
         ]
     }
 }

@@ -35,6 +35,8 @@ pub enum Resource {
     ApiGateway(Box<gwapi::Gateway>),
     HttpRoute(Box<gwapi::HttpRoute>),
     ReferenceGrant(Box<gwapi::ReferenceGrant>),
+    GrpcRoute(Box<gwapi::GrpcRoute>),
+    TlsRoute(Box<gwapi::TlsRoute>),
 }
 
 /// The only Secret type Portolan reads.
@@ -96,6 +98,8 @@ impl Resource {
             Kind::ApiGateway => Resource::ApiGateway(Box::new(typed(&object, value)?)),
             Kind::HttpRoute => Resource::HttpRoute(Box::new(typed(&object, value)?)),
             Kind::ReferenceGrant => Resource::ReferenceGrant(Box::new(typed(&object, value)?)),
+            Kind::GrpcRoute => Resource::GrpcRoute(Box::new(typed(&object, value)?)),
+            Kind::TlsRoute => Resource::TlsRoute(Box::new(typed(&object, value)?)),
         };
         Ok(Some(resource))
     }
@@ -118,6 +122,8 @@ impl Resource {
             Resource::ApiGateway(_) => Kind::ApiGateway,
             Resource::HttpRoute(_) => Kind::HttpRoute,
             Resource::ReferenceGrant(_) => Kind::ReferenceGrant,
+            Resource::GrpcRoute(_) => Kind::GrpcRoute,
+            Resource::TlsRoute(_) => Kind::TlsRoute,
         }
     }
 
@@ -140,6 +146,8 @@ impl Resource {
             Resource::ApiGateway(g) => &g.metadata,
             Resource::HttpRoute(r) => &r.metadata,
             Resource::ReferenceGrant(g) => &g.metadata,
+            Resource::GrpcRoute(r) => &r.metadata,
+            Resource::TlsRoute(r) => &r.metadata,
         }
     }
 

@@ -49,6 +49,8 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::ApiGateway => "gateways",
         Kind::HttpRoute => "httproutes",
         Kind::ReferenceGrant => "referencegrants",
+        Kind::GrpcRoute => "grpcroutes",
+        Kind::TlsRoute => "tlsroutes",
     }
 }
 

@@ -99,7 +99,9 @@ impl Index {
             | Kind::GatewayClass
             | Kind::ApiGateway
             | Kind::HttpRoute
-            | Kind::ReferenceGrant => self.gateway_api.remove(object).is_some(),
+            | Kind::ReferenceGrant
+            | Kind::GrpcRoute
+            | Kind::TlsRoute => self.gateway_api.remove(object).is_some(),
         };
         self.touch(changed)
     }
@@ -135,7 +137,9 @@ impl Index {
             | Kind::GatewayClass
             | Kind::ApiGateway
             | Kind::HttpRoute
-            | Kind::ReferenceGrant => self.gateway_api.contains_key(object),
+            | Kind::ReferenceGrant
+            | Kind::GrpcRoute
+            | Kind::TlsRoute => self.gateway_api.contains_key(object),
         }
     }
 

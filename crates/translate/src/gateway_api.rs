@@ -8,6 +8,12 @@
 //! longest wildcard suffix, as the spec's hostname precedence asks). The rules are already
 //! in the spec's precedence order; a route to a backend that did not resolve names a cluster
 //! that does not exist, and Envoy answers it with 500 (`cluster_not_found_response_code`).
+//!
+//! A TLS port (HTTPS and TLS listeners) has a TLS inspector and one filter chain per
+//! [`ApiChain`], matched on SNI (`server_names`; a chain without names takes the rest): an
+//! HTTPS listener's chain terminates TLS with its certificates and routes by its own route
+//! configuration `gateway-{port}/{listener}`; a passthrough chain is a TCP proxy to its
+//! TLSRoute's weighted backends.
 
 use crate::ProxyGroup;
 use crate::address::socket_address;
@@ -16,13 +22,26 @@ use crate::filters;
 use crate::names;
 use crate::route::route_configuration;
 use crate::route_rules;
-use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
+use crate::{tcp, tls};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+};
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterNotFoundResponseCode;
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost, route};
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use envoy_types::util::pack_any;
 use portolan_model::World;
-use portolan_model::gateway_api::{ApiGateway, ApiPort, ApiVirtualHost};
+use portolan_model::gateway::TlsSecret;
+use portolan_model::gateway_api::{
+    ApiChain, ApiGateway, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
+};
 use portolan_model::routing::HttpRoute;
+use std::collections::HashSet;
 use std::sync::Arc;
+
+/// Well-known name of the TLS inspector listener filter (reads SNI for filter chain matches).
+const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 
 /// The Gateway API Gateway whose proxies make up `group`, if any.
 pub(crate) fn selecting<'w>(world: &'w World, group: &ProxyGroup) -> Option<&'w Arc<ApiGateway>> {
@@ -32,38 +51,142 @@ pub(crate) fn selecting<'w>(world: &'w World, group: &ProxyGroup) -> Option<&'w 
         .find(|g| g.group == group.cluster)
 }
 
-/// The Gateway's listeners and route configurations, one of each per listener port.
+/// The Gateway's listeners and route configurations: one listener per listener port; a plain
+/// HTTP port has one route configuration, a TLS port one per HTTPS listener.
 pub(crate) fn resources(
     ctx: &Context<'_>,
     gateway: &ApiGateway,
 ) -> (Vec<Listener>, Vec<RouteConfiguration>) {
-    gateway
-        .ports
-        .iter()
-        .map(|port| {
-            let name = names::gateway_listener_name(port.port);
-            let chain = FilterChain {
+    let mut listeners = Vec::new();
+    let mut routes = Vec::new();
+    for port in &gateway.ports {
+        let name = names::gateway_listener_name(port.port);
+        let mut listener = Listener {
+            name: name.clone(),
+            address: Some(socket_address(&gateway.address, port.port)),
+            ..Default::default()
+        };
+        if port.tls {
+            listener.listener_filters = vec![tls_inspector()];
+            let mut seen = HashSet::new();
+            for chain in &port.chains {
+                // Envoy rejects two chains with the same match: the first keeps it.
+                if !seen.insert(sorted(&chain.server_names)) {
+                    continue;
+                }
+                let (filter_chain, route) =
+                    tls_chain(ctx, &gateway.source.namespace, port.port, chain);
+                listener.filter_chains.push(filter_chain);
+                routes.extend(route);
+            }
+        } else {
+            listener.filter_chains = vec![FilterChain {
                 filters: vec![filters::gateway_api_connection_manager(
                     &names::gateway_stat_prefix(port.port),
                     &name,
                     &ctx.options.telemetry,
                 )],
                 ..Default::default()
-            };
-            let listener = Listener {
-                name: name.clone(),
-                address: Some(socket_address(&gateway.address, port.port)),
-                filter_chains: vec![chain],
-                ..Default::default()
-            };
-            (listener, route_config(ctx, &name, port))
-        })
-        .unzip()
+            }];
+            routes.push(route_config(ctx, &name, &port.virtual_hosts));
+        }
+        listeners.push(listener);
+    }
+    (listeners, routes)
 }
 
-fn route_config(ctx: &Context<'_>, name: &str, port: &ApiPort) -> RouteConfiguration {
-    let virtual_hosts = port
-        .virtual_hosts
+fn tls_inspector() -> ListenerFilter {
+    ListenerFilter {
+        name: TLS_INSPECTOR.to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+fn sorted(names: &[String]) -> Vec<String> {
+    let mut names = names.to_vec();
+    names.sort();
+    names
+}
+
+/// One filter chain of a TLS port (and, for HTTPS, its route configuration
+/// `gateway-{port}/{listener}`).
+fn tls_chain(
+    ctx: &Context<'_>,
+    namespace: &str,
+    port: u16,
+    chain: &ApiChain,
+) -> (FilterChain, Option<RouteConfiguration>) {
+    let filter_chain_match = (!chain.server_names.is_empty()).then(|| FilterChainMatch {
+        server_names: sorted(&chain.server_names),
+        ..Default::default()
+    });
+    let stat_prefix = names::gateway_stat_prefix(port);
+    match &chain.kind {
+        ChainKind::Terminate {
+            certificates,
+            virtual_hosts,
+        } => {
+            let name = format!("{}/{}", names::gateway_listener_name(port), chain.name);
+            let certificates: Vec<&TlsSecret> = certificates.iter().map(|c| &**c).collect();
+            let filter_chain = FilterChain {
+                name: chain.name.clone(),
+                filter_chain_match,
+                filters: vec![filters::gateway_api_connection_manager(
+                    &stat_prefix,
+                    &name,
+                    &ctx.options.telemetry,
+                )],
+                transport_socket: Some(tls::terminating_transport_socket(&certificates)),
+                ..Default::default()
+            };
+            (filter_chain, Some(route_config(ctx, &name, virtual_hosts)))
+        }
+        ChainKind::Passthrough { backends } => {
+            let clusters: Vec<(String, u32)> = backends
+                .iter()
+                .map(|b| {
+                    // Backend hosts are `name.namespace`: the namespace only breaks no tie.
+                    let cluster = if b.destination.host == INVALID_BACKEND_HOST {
+                        names::unrouted_cluster_name(port)
+                    } else {
+                        ctx.resolve(namespace, &b.destination, None).cluster
+                    };
+                    (cluster, b.weight)
+                })
+                .collect();
+            let clusters = if clusters.is_empty() {
+                vec![(names::unrouted_cluster_name(port), 1)]
+            } else {
+                clusters
+            };
+            let proxy = TcpProxy {
+                stat_prefix,
+                cluster_specifier: Some(tcp::cluster_specifier(clusters)),
+                ..Default::default()
+            };
+            let filter_chain = FilterChain {
+                name: chain.name.clone(),
+                filter_chain_match,
+                filters: vec![Filter {
+                    name: tcp::TCP_PROXY.to_string(),
+                    config_type: Some(filter::ConfigType::TypedConfig(pack_any(proxy))),
+                }],
+                ..Default::default()
+            };
+            (filter_chain, None)
+        }
+    }
+}
+
+fn route_config(
+    ctx: &Context<'_>,
+    name: &str,
+    virtual_hosts: &[ApiVirtualHost],
+) -> RouteConfiguration {
+    let virtual_hosts = virtual_hosts
         .iter()
         .map(|vh| virtual_host(ctx, vh))
         .collect();

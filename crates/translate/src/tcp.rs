@@ -15,7 +15,7 @@ use envoy_types::util::pack_any;
 use portolan_model::routing::{HttpRoute, Parent};
 
 /// Well-known name of the TCP proxy network filter.
-const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
+pub(crate) const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 
 /// The TCP proxy filter of a gateway port whose listeners belong to `parents`.
 pub(crate) fn tcp_proxy(ctx: &Context<'_>, parents: &[Parent], port: u16) -> Filter {
@@ -57,7 +57,7 @@ fn backends(ctx: &Context<'_>, route: &HttpRoute, port: u16) -> Option<Vec<(Stri
     )
 }
 
-fn cluster_specifier(backends: Vec<(String, u32)>) -> ClusterSpecifier {
+pub(crate) fn cluster_specifier(backends: Vec<(String, u32)>) -> ClusterSpecifier {
     let merged = merge_weights(backends);
     if let [(only, _)] = merged.as_slice() {
         return ClusterSpecifier::Cluster(only.clone());

@@ -67,6 +67,30 @@ pub(crate) fn downstream_transport_socket(secret: &TlsSecret) -> TransportSocket
     }
 }
 
+/// TLS termination for a Gateway API HTTPS listener: every certificate of its
+/// certificateRefs (Envoy picks by SNI and key type), ALPN `h2` and `http/1.1` (gRPC needs h2).
+pub(crate) fn terminating_transport_socket(certificates: &[&TlsSecret]) -> TransportSocket {
+    let context = DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificates: certificates
+                .iter()
+                .map(|s| TlsCertificate {
+                    certificate_chain: Some(inline(&s.cert_chain)),
+                    private_key: Some(inline(&s.private_key)),
+                    ..Default::default()
+                })
+                .collect(),
+            alpn_protocols: vec!["h2".to_string(), "http/1.1".to_string()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: TLS_SOCKET.to_string(),
+        config_type: Some(ConfigType::TypedConfig(pack_any(context))),
+    }
+}
+
 fn dns_san(name: &str) -> SubjectAltNameMatcher {
     SubjectAltNameMatcher {
         san_type: SanType::Dns as i32,

@@ -1,25 +1,72 @@
-//! Gateway API conformance (GATEWAY-HTTP core), reproduced in file mode: the scenarios of
-//! kubernetes-sigs/gateway-api v1.6.1 `conformance/tests` with our own manifests
-//! (`tests/e2e/gateway-api/*.yaml`, data), run through the file source, `portolan bootstrap
-//! --gateway`, stock Envoy and upstreams that answer with their Service's name, checking the
-//! same status conditions (read from `GET /debug/status`) and request/response expectations.
+//! Gateway API conformance (GATEWAY-HTTP, GATEWAY-TLS and GATEWAY-GRPC), reproduced in file
+//! mode: the scenarios of kubernetes-sigs/gateway-api v1.6.1 `conformance/tests` with our own
+//! manifests (`tests/e2e/gateway-api/*.yaml`, data), run through the file source, `portolan
+//! bootstrap --gateway`, stock Envoy and upstreams that answer with their Service's name
+//! (HTTP, HTTPS for TLS passthrough, gRPC: see [`grpc`]), checking the same status conditions
+//! (read from `GET /debug/status`) and request/response expectations. HTTPS goes through a
+//! client that trusts only the run's CA and sends the SNI and Host each case asks for.
 //!
 //! One Portolan serves the whole run; each case's manifests are written, checked and removed
 //! in turn (polling until its routes reach or leave Envoy). Each Gateway gets one Envoy, on
-//! the address Portolan publishes in its `status.addresses`.
+//! the address Portolan publishes in its `status.addresses`. Every scenario runs even when
+//! one before it failed; the run prints `PROFILE: passed/total` per profile and fails if any
+//! scenario did.
 
 use crate::bin;
+use futures::FutureExt;
+use grpc::{
+    exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
+    listener_hostname_matching as grpc_listener_hostname_matching, over_https as grpc_over_https,
+    regex_method_matching as grpc_regex_method_matching,
+    request_header_modifier as grpc_request_header_modifier, weight as grpc_weight,
+};
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::http::{Reply, send};
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::ports::free_port;
-use portolan_e2e::{Envoy, Portolan, Upstream, client, endpoints_yaml, eventually, workspace_root};
+use portolan_e2e::tls::{HttpsReply, HttpsTarget, ServerCert, TestCa, https_get_at};
+use portolan_e2e::{
+    Envoy, Portolan, Upstream, client, endpoints_yaml, eventually, service_yaml, workspace_root,
+};
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+use tls::{
+    hostname_intersection_https, https_and_passthrough, https_listener, invalid_tls_configuration,
+    keys_stay_private, secret_grant_all, secret_grant_invalid, secret_grant_missing,
+    secret_grant_specific, tls_route_invalid_reference_grant, tls_route_no_matching_listener,
+    tls_route_simple_same_namespace,
+};
+
+#[path = "gateway_api_grpc.rs"]
+mod grpc;
+#[path = "gateway_api_tls.rs"]
+mod tls;
 
 const INFRA: &str = "gateway-conformance-infra";
+
+/// The names the HTTPS Gateways' certificate is for.
+const GATEWAY_CERT_NAMES: &[&str] = &[
+    "example.org",
+    "second-example.org",
+    "unknown-example.org",
+    "*.example.com",
+    // HTTPRouteHostnameIntersection over HTTPS: every name it sends, so that a refused
+    // handshake can only be the Gateway's (no listener for the SNI), never the client's.
+    "very.specific.com",
+    "foo.specific.com",
+    "wildcard.io",
+    "*.wildcard.io",
+    "*.bar.wildcard.io",
+    "anotherwildcard.io",
+    "*.anotherwildcard.io",
+    "*.bar.anotherwildcard.io",
+    "non.matching.com",
+    "*.nonmatchingwildcard.io",
+    "specific.but.wrong.com",
+];
 const DEADLINE: Duration = Duration::from_secs(20);
 
 /// The Services of the base world and their namespaces.
@@ -38,8 +85,16 @@ struct Conformance {
     config: ConfigDir,
     portolan: Portolan,
     port: u16,
+    tls_port: u16,
     envoys: BTreeMap<String, (Envoy, String)>,
     upstreams: BTreeMap<String, Upstream>,
+    /// The CA of every certificate in the run (Secrets and the TLS backend).
+    ca: TestCa,
+    /// The certificate of the `tls-validity-checks-certificate` and `certificate` Secrets.
+    gateway_cert: ServerCert,
+    /// The certificate the TLS passthrough backend presents.
+    backend_cert: ServerCert,
+    grpc: grpc::GrpcProcesses,
 }
 
 /// A request to a Gateway.
@@ -66,11 +121,15 @@ fn with_headers<'a>(host: &'a str, path: &'a str, headers: &'a [(&'a str, &'a st
     }
 }
 
-fn manifest(name: &str, port: u16) -> anyhow::Result<String> {
+/// A manifest of tests/e2e/gateway-api with `{PORT}` (HTTP listeners) and `{TLS_PORT}`
+/// (HTTPS and TLS listeners) filled in.
+fn manifest(name: &str, port: u16, tls_port: u16) -> anyhow::Result<String> {
     let path = workspace_root().join("tests/e2e/gateway-api").join(name);
     let text =
         std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(text.replace("{PORT}", &port.to_string()))
+    Ok(text
+        .replace("{PORT}", &port.to_string())
+        .replace("{TLS_PORT}", &tls_port.to_string()))
 }
 
 // === impl Conformance ===
@@ -78,8 +137,18 @@ fn manifest(name: &str, port: u16) -> anyhow::Result<String> {
 impl Conformance {
     async fn start() -> anyhow::Result<Self> {
         let config = ConfigDir::new()?;
-        let port = free_port();
-        config.write("base.yaml", &manifest("base.yaml", port)?)?;
+        let (port, tls_port) = (free_port(), free_port());
+        config.write("base.yaml", &manifest("base.yaml", port, tls_port)?)?;
+        let ca = TestCa::new()?;
+        let gateway_cert = ca.issue(GATEWAY_CERT_NAMES)?;
+        config.write(
+            "secrets.yaml",
+            &[
+                gateway_cert.secret_yaml(INFRA, "tls-validity-checks-certificate"),
+                gateway_cert.secret_yaml("gateway-conformance-web-backend", "certificate"),
+            ]
+            .join("---\n"),
+        )?;
         let mut upstreams = BTreeMap::new();
         for (ns, name) in BACKENDS {
             let upstream = Upstream::start(name).await?;
@@ -89,14 +158,35 @@ impl Conformance {
             )?;
             upstreams.insert(name.to_string(), upstream);
         }
+        // TLSRouteSimpleSameNamespace's backend: HTTPS with its own certificate.
+        let backend_cert = ca.issue(&["abc.example.com"])?;
+        let tls_backend = Upstream::start_tls("tls-backend", &backend_cert).await?;
+        config.write(
+            "tls-backend.yaml",
+            &format!(
+                "{}---\n{}",
+                service_yaml(INFRA, "tls-backend", 443),
+                endpoints_yaml(INFRA, "tls-backend", &[&tls_backend])
+            ),
+        )?;
+        upstreams.insert("tls-backend".to_string(), tls_backend);
         let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
         Ok(Self {
             config,
             portolan,
             port,
+            tls_port,
             envoys: BTreeMap::new(),
             upstreams,
+            ca,
+            gateway_cert,
+            backend_cert,
+            grpc: grpc::GrpcProcesses::default(),
         })
+    }
+
+    fn manifest(&self, name: &str) -> anyhow::Result<String> {
+        manifest(name, self.port, self.tls_port)
     }
 
     /// `/debug/status` entry `key` (`HTTPRoute ns/name`), once it is there.
@@ -150,7 +240,7 @@ impl Conformance {
 
     /// Writes a case's manifests and waits until the routes named reach Envoy of `gateway`.
     async fn load(&mut self, file: &str, gateway: &str, routes: &[&str]) -> anyhow::Result<String> {
-        self.config.write(file, &manifest(file, self.port)?)?;
+        self.config.write(file, &self.manifest(file)?)?;
         let addr = self.gateway(gateway).await?;
         for route in routes {
             self.wait_envoy(gateway, &format!("\"{INFRA}/{route}/"), true)
@@ -245,6 +335,68 @@ impl Conformance {
         .await
     }
 
+    /// Sends `GET path` over TLS to the Gateway at `addr` (SNI `sni`, Host `host`), trusting
+    /// only the run's CA, until `check` accepts the reply.
+    async fn expect_https(
+        &self,
+        addr: &str,
+        (sni, host): (&str, &str),
+        path: &str,
+        check: impl Fn(&HttpsReply) -> Result<(), String>,
+    ) -> anyhow::Result<HttpsReply> {
+        let to = HttpsTarget {
+            addr,
+            port: self.tls_port,
+            sni,
+            host,
+        };
+        let what = format!("GET https://{sni}{path} (Host {host}) at {addr}");
+        eventually(&what, DEADLINE, || async {
+            match https_get_at(&self.ca, &to, path).await {
+                Ok(r) => match check(&r) {
+                    Ok(()) => Ok(r),
+                    Err(e) => Err(format!("{e}: {} {:?} {:?}", r.status, r.headers, r.body)),
+                },
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+    }
+
+    /// Listener `listener` of Gateway `gw` once `ok` holds for it.
+    async fn listener_where(
+        &self,
+        gw: &str,
+        listener: &str,
+        ok: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let find = |s: &Value| -> Option<Value> {
+            s["listeners"]
+                .as_array()?
+                .iter()
+                .find(|l| l["name"] == listener)
+                .cloned()
+        };
+        let s = self
+            .status_where(&format!("Gateway {INFRA}/{gw}"), |s| {
+                find(s).is_some_and(|l| ok(&l))
+            })
+            .await?;
+        find(&s).ok_or_else(|| anyhow::anyhow!("no listener {listener} in {s}"))
+    }
+
+    /// Waits until `/debug/status` has no entry `key` (an object's removal reached it).
+    async fn gone(&self, key: &str) -> anyhow::Result<()> {
+        eventually(&format!("{key} gone"), DEADLINE, || async {
+            match self.portolan.get_json("/debug/status").await {
+                Ok(all) if all.get(key).is_none() => Ok(()),
+                Ok(_) => Err("still there".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+    }
+
     fn upstream(&self, name: &str) -> anyhow::Result<&Upstream> {
         self.upstreams
             .get(name)
@@ -309,6 +461,73 @@ async fn route_condition(
     Ok(())
 }
 
+/// Runs one scenario, catching its failure (an error or a failed assertion) so that the run
+/// goes on and the board counts it.
+macro_rules! scenario {
+    ($board:expr, $c:expr, $profile:expr, $name:expr, $f:ident) => {{
+        let outcome = AssertUnwindSafe($f(&mut $c)).catch_unwind().await;
+        $board.record($profile, $name, outcome);
+    }};
+}
+
+/// Passed and failed scenarios per profile.
+#[derive(Default)]
+struct Board {
+    results: Vec<(&'static str, &'static str, Result<(), String>)>,
+}
+
+// === impl Board ===
+
+impl Board {
+    fn record(
+        &mut self,
+        profile: &'static str,
+        name: &'static str,
+        outcome: std::thread::Result<anyhow::Result<()>>,
+    ) {
+        let result = match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(panic) => Err(panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".to_string())),
+        };
+        eprintln!(
+            "[{profile}] {name}: {}",
+            if result.is_ok() { "pass" } else { "FAIL" }
+        );
+        self.results.push((profile, name, result));
+    }
+
+    /// `PROFILE: passed/total` lines, and every failure with its reason.
+    fn report(&self) -> String {
+        let mut out = String::new();
+        let mut profiles: Vec<&str> = Vec::new();
+        for (profile, _, _) in &self.results {
+            if !profiles.contains(profile) {
+                profiles.push(profile);
+            }
+        }
+        for profile in profiles {
+            let of: Vec<_> = self.results.iter().filter(|r| r.0 == profile).collect();
+            let passed = of.iter().filter(|r| r.2.is_ok()).count();
+            out.push_str(&format!("{profile}: {passed}/{} passed\n", of.len()));
+        }
+        for (profile, name, r) in &self.results {
+            if let Err(e) = r {
+                out.push_str(&format!("FAILED [{profile}] {name}: {e}\n"));
+            }
+        }
+        out
+    }
+
+    fn all_passed(&self) -> bool {
+        self.results.iter().all(|r| r.2.is_ok())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     let _shared = portolan_e2e::serial::shared().await;
@@ -317,6 +536,23 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     // GatewayClass Accepted; a Gateway of another class is never touched.
     let class = c.status("GatewayClass portolan").await?;
     assert_condition(&class["conditions"], "Accepted", "True", "Accepted");
+    // What the class claims is exactly what the board below reproduces as core.
+    let features: Vec<&str> = class["supportedFeatures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(
+        features,
+        [
+            "Gateway",
+            "GRPCRoute",
+            "HTTPRoute",
+            "ReferenceGrant",
+            "TLSRoute"
+        ]
+    );
     let all = c.portolan.get_json("/debug/status").await?;
     assert!(all.get("GatewayClass someone-else").is_none(), "{all}");
     assert!(
@@ -328,31 +564,233 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     assert_condition(&gw["conditions"], "Programmed", "True", "Programmed");
     assert_eq!(gw["addresses"][0]["type"], "IPAddress");
 
-    simple_same_namespace(&mut c).await?;
-    matching(&mut c).await?;
-    matching_across_routes(&mut c).await?;
-    exact_path_matching(&mut c).await?;
-    path_match_order(&mut c).await?;
-    header_matching(&mut c).await?;
-    query_param_matching(&mut c).await?;
-    method_matching(&mut c).await?;
-    weight(&mut c).await?;
-    cross_namespace(&mut c).await?;
-    reference_grant(&mut c).await?;
-    invalid_backends(&mut c).await?;
-    request_header_modifier(&mut c).await?;
-    response_header_modifier(&mut c).await?;
-    redirect(&mut c).await?;
-    rewrite(&mut c).await?;
-    request_mirror(&mut c).await?;
-    hostname_intersection(&mut c).await?;
-    listener_hostname_matching(&mut c).await?;
-    invalid_route_kind(&mut c).await?;
-    observed_generation_bump(&mut c).await?;
-    invalid_parent_refs(&mut c).await?;
-    invalid_reference_grant(&mut c).await?;
-    route_observed_generation_bump(&mut c).await?;
-    gateway_with_attached_routes(&mut c).await?;
+    let mut b = Board::default();
+    const HTTP: &str = "GATEWAY-HTTP";
+    const EXT: &str = "GATEWAY-HTTP extended (not claimed)";
+    const TLS: &str = "GATEWAY-TLS";
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "HTTPRouteSimpleSameNamespace",
+        simple_same_namespace
+    );
+    scenario!(b, c, HTTP, "HTTPRouteMatching", matching);
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "HTTPRouteMatchingAcrossRoutes",
+        matching_across_routes
+    );
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "HTTPRouteExactPathMatching",
+        exact_path_matching
+    );
+    scenario!(b, c, HTTP, "HTTPRoutePathMatchOrder", path_match_order);
+    scenario!(b, c, HTTP, "HTTPRouteHeaderMatching", header_matching);
+    scenario!(
+        b,
+        c,
+        EXT,
+        "HTTPRouteQueryParamMatching",
+        query_param_matching
+    );
+    scenario!(b, c, EXT, "HTTPRouteMethodMatching", method_matching);
+    scenario!(b, c, HTTP, "HTTPRouteWeight", weight);
+    scenario!(b, c, HTTP, "HTTPRouteCrossNamespace", cross_namespace);
+    scenario!(b, c, HTTP, "HTTPRouteReferenceGrant", reference_grant);
+    scenario!(b, c, HTTP, "HTTPRouteInvalid*BackendRef*", invalid_backends);
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "HTTPRouteRequestHeaderModifier",
+        request_header_modifier
+    );
+    scenario!(
+        b,
+        c,
+        EXT,
+        "HTTPRouteResponseHeaderModifier",
+        response_header_modifier
+    );
+    scenario!(b, c, EXT, "HTTPRouteRedirect*", redirect);
+    scenario!(b, c, EXT, "HTTPRouteRewrite*", rewrite);
+    scenario!(b, c, EXT, "HTTPRouteRequestMirror", request_mirror);
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "HTTPRouteHostnameIntersection",
+        hostname_intersection
+    );
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "HTTPRouteListenerHostnameMatching",
+        listener_hostname_matching
+    );
+    scenario!(b, c, HTTP, "GatewayInvalidRouteKind", invalid_route_kind);
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "GatewayObservedGenerationBump",
+        observed_generation_bump
+    );
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "HTTPRouteInvalidParentRef*",
+        invalid_parent_refs
+    );
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "HTTPRouteInvalidReferenceGrant",
+        invalid_reference_grant
+    );
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "HTTPRouteObservedGenerationBump",
+        route_observed_generation_bump
+    );
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "GatewayWithAttachedRoutes",
+        gateway_with_attached_routes
+    );
+    scenario!(b, c, HTTP, "HTTPRouteHTTPSListener", https_listener);
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "HTTPRouteHostnameIntersection (HTTPS)",
+        hostname_intersection_https
+    );
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "GatewayInvalidTLSConfiguration",
+        invalid_tls_configuration
+    );
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "GatewaySecretReferenceGrantSpecific",
+        secret_grant_specific
+    );
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "GatewaySecretReferenceGrantAllInNamespace",
+        secret_grant_all
+    );
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "GatewaySecretMissingReferenceGrant",
+        secret_grant_missing
+    );
+    scenario!(
+        b,
+        c,
+        HTTP,
+        "GatewaySecretInvalidReferenceGrant",
+        secret_grant_invalid
+    );
+    scenario!(
+        b,
+        c,
+        TLS,
+        "TLSRouteSimpleSameNamespace",
+        tls_route_simple_same_namespace
+    );
+    scenario!(
+        b,
+        c,
+        TLS,
+        "TLSRouteInvalidReferenceGrant",
+        tls_route_invalid_reference_grant
+    );
+    scenario!(
+        b,
+        c,
+        TLS,
+        "TLSRouteInvalidNoMatchingListener",
+        tls_route_no_matching_listener
+    );
+    const TLS_EXT: &str = "GATEWAY-TLS extended (not claimed)";
+    scenario!(
+        b,
+        c,
+        TLS_EXT,
+        "GatewayHTTPSAndTLSPassthroughSamePort",
+        https_and_passthrough
+    );
+    const GRPC: &str = "GATEWAY-GRPC";
+    scenario!(
+        b,
+        c,
+        GRPC,
+        "GRPCExactMethodMatching",
+        grpc_exact_method_matching
+    );
+    scenario!(b, c, GRPC, "GRPCRouteHeaderMatching", grpc_header_matching);
+    scenario!(
+        b,
+        c,
+        GRPC,
+        "GRPCRouteListenerHostnameMatching",
+        grpc_listener_hostname_matching
+    );
+    scenario!(b, c, GRPC, "GRPCRouteWeight", grpc_weight);
+    scenario!(
+        b,
+        c,
+        "GATEWAY-GRPC extended (not claimed)",
+        "GRPCRouteRequestHeaderModifier",
+        grpc_request_header_modifier
+    );
+    scenario!(
+        b,
+        c,
+        "Portolan's own (not upstream)",
+        "GRPCRoute RegularExpression method matches",
+        grpc_regex_method_matching
+    );
+    scenario!(
+        b,
+        c,
+        "Portolan's own (not upstream)",
+        "GRPCRoute over an HTTPS listener",
+        grpc_over_https
+    );
+    scenario!(
+        b,
+        c,
+        "Portolan's own (not upstream)",
+        "private keys stay out of /debug and logs",
+        keys_stay_private
+    );
+    let report = b.report();
+    eprintln!("{report}");
+    anyhow::ensure!(b.all_passed(), "{report}");
     Ok(())
 }
 
@@ -568,7 +1006,7 @@ async fn weight(c: &mut Conformance) -> anyhow::Result<()> {
 /// HTTPRouteCrossNamespace (and a route the Gateway's listeners do not allow).
 async fn cross_namespace(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "cross-namespace.yaml";
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     let addr = c.gateway("backend-namespaces").await?;
     route_accepted(
         c,
@@ -864,7 +1302,7 @@ async fn listener_hostname_matching(c: &mut Conformance) -> anyhow::Result<()> {
 /// GatewayInvalidRouteKind.
 async fn invalid_route_kind(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "invalid-route-kind.yaml";
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     let only = c
         .status(&format!("Gateway {INFRA}/gateway-only-invalid-route-kind"))
         .await?;
@@ -901,7 +1339,7 @@ async fn invalid_route_kind(c: &mut Conformance) -> anyhow::Result<()> {
 async fn observed_generation_bump(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "observed-generation-bump.yaml";
     let key = format!("Gateway {INFRA}/gateway-observed-generation-bump");
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     let generation_is = |g: i64| {
         move |s: &Value| {
             s["conditions"]
@@ -910,7 +1348,8 @@ async fn observed_generation_bump(c: &mut Conformance) -> anyhow::Result<()> {
         }
     };
     c.status_where(&key, generation_is(1)).await?;
-    let bumped = manifest(file, c.port)?
+    let bumped = c
+        .manifest(file)?
         .replace("generation: 1", "generation: 2")
         .replace(
             "  - {name: http,",
@@ -935,7 +1374,7 @@ async fn observed_generation_bump(c: &mut Conformance) -> anyhow::Result<()> {
 /// HTTPRouteInvalidCrossNamespaceParentRef.
 async fn invalid_parent_refs(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "invalid-parent-refs.yaml";
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     for route in [
         "httproute-listener-not-matching-section-name",
         "httproute-listener-not-matching-route-port",
@@ -998,9 +1437,10 @@ async fn route_observed_generation_bump(c: &mut Conformance) -> anyhow::Result<(
             })
         }
     };
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     c.status_where(&key, generation_is(1)).await?;
-    let bumped = manifest(file, c.port)?
+    let bumped = c
+        .manifest(file)?
         .replace("generation: 1", "generation: 2")
         .replace("infra-backend-v1", "infra-backend-v2");
     c.config.write(file, &bumped)?;
@@ -1019,7 +1459,7 @@ async fn route_observed_generation_bump(c: &mut Conformance) -> anyhow::Result<(
 async fn gateway_with_attached_routes(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "gateway-with-attached-routes.yaml";
     let key = format!("Gateway {INFRA}/gateway-with-one-attached-route");
-    c.config.write(file, &manifest(file, c.port)?)?;
+    c.config.write(file, &c.manifest(file)?)?;
     let s = c
         .status_where(&key, |s| s["listeners"][0]["attachedRoutes"] == 1)
         .await?;

@@ -222,6 +222,11 @@ impl Portolan {
     pub fn log_tail(&self) -> String {
         tail(&self.log, 60)
     }
+
+    /// The whole log so far (empty if it cannot be read).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 /// The last `n` lines of a file (or why it could not be read).

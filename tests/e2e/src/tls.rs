@@ -1,6 +1,7 @@
 //! TLS for gateway tests: a throwaway CA made in the test, server certificates it signs,
 //! `kubernetes.io/tls` Secret manifests holding them, and an HTTPS client that trusts only that
-//! CA and sends SNI for a hostname while connecting to 127.0.0.1.
+//! CA and sends SNI for a hostname while connecting to 127.0.0.1 (or, with [`https_get_at`],
+//! to any address, with a Host header that may differ from the SNI).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -150,6 +151,41 @@ pub async fn https_request(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<HttpsReply> {
+    let to = HttpsTarget {
+        addr: "127.0.0.1",
+        port,
+        sni,
+        host: sni,
+    };
+    https_exchange(ca, &to, method, path, body).await
+}
+
+/// Where an HTTPS request goes: the address and port connected to, the SNI name (the server
+/// must present a certificate for it) and the Host header, which may differ from it.
+pub struct HttpsTarget<'a> {
+    pub addr: &'a str,
+    pub port: u16,
+    pub sni: &'a str,
+    pub host: &'a str,
+}
+
+/// `GET {path}` to `to`, trusting only `ca`.
+pub async fn https_get_at(
+    ca: &TestCa,
+    to: &HttpsTarget<'_>,
+    path: &str,
+) -> anyhow::Result<HttpsReply> {
+    https_exchange(ca, to, "GET", path, &[]).await
+}
+
+async fn https_exchange(
+    ca: &TestCa,
+    to: &HttpsTarget<'_>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<HttpsReply> {
+    let (port, sni, host) = (to.port, to.sni, to.host);
     let mut roots = RootCertStore::empty();
     roots.add(ca.cert_der())?;
     let provider = Arc::new(crypto::ring::default_provider());
@@ -158,7 +194,7 @@ pub async fn https_request(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await?;
+    let tcp = TcpStream::connect((to.addr, port)).await?;
     let name = ServerName::try_from(sni.to_string())?;
     let mut tls = TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
@@ -179,7 +215,7 @@ pub async fn https_request(
         )
     };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {sni}\r\nconnection: close\r\nuser-agent: portolan-e2e\r\n{content}\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\nuser-agent: portolan-e2e\r\n{content}\r\n"
     );
     tls.write_all(request.as_bytes()).await?;
     tls.write_all(body).await?;

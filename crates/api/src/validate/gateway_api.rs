@@ -1,13 +1,13 @@
-//! Semantic checks of the Gateway API kinds (GatewayClass, Gateway, HTTPRoute,
-//! ReferenceGrant) with field paths. What the upstream CRD schemas and CEL rules already
+//! Semantic checks of the Gateway API kinds (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
+//! TLSRoute, ReferenceGrant) with field paths. What the upstream CRD schemas and CEL rules already
 //! enforce in a cluster is checked here only where file mode would otherwise take it silently
 //! (ports, regexes, durations, header names, host names, weights, redirect codes).
 
 use super::{Errors, header_name, host_name, object_name, port, regex, spec_path};
 use crate::field::FieldPath;
 use crate::gwapi::{
-    Gateway, GatewayClass, HttpRoute, HttpRouteFilter, HttpRouteMatch, HttpRouteRule,
-    ReferenceGrant, parse_duration,
+    Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute, HttpRouteFilter, HttpRouteMatch,
+    HttpRouteRule, ParentReference, ReferenceGrant, TlsRoute, parse_duration,
 };
 
 pub(super) fn gateway_class(class: &GatewayClass, errors: &mut Errors) {
@@ -44,28 +44,96 @@ pub(super) fn gateway(gw: &Gateway, errors: &mut Errors) {
 
 pub(super) fn http_route(route: &HttpRoute, errors: &mut Errors) {
     object_name(route.metadata.name.as_deref(), errors);
+    route_common(&route.spec.hostnames, &route.spec.parent_refs, errors);
+    for (i, rule) in route.spec.rules.iter().enumerate() {
+        http_rule(rule, spec_path().field("rules").index(i), errors);
+    }
+}
+
+/// Hostnames and parentRefs, the same in every route kind.
+fn route_common(hostnames: &[String], parents: &[ParentReference], errors: &mut Errors) {
     let spec = spec_path();
-    for (i, h) in route.spec.hostnames.iter().enumerate() {
+    for (i, h) in hostnames.iter().enumerate() {
         host_name(h, true, spec.field("hostnames").index(i), errors);
     }
-    for (i, p) in route.spec.parent_refs.iter().enumerate() {
+    for (i, p) in parents.iter().enumerate() {
         if let Some(n) = p.port {
             port(n, spec.field("parentRefs").index(i).field("port"), errors);
         }
     }
+}
+
+pub(super) fn grpc_route(route: &GrpcRoute, errors: &mut Errors) {
+    object_name(route.metadata.name.as_deref(), errors);
+    route_common(&route.spec.hostnames, &route.spec.parent_refs, errors);
     for (i, rule) in route.spec.rules.iter().enumerate() {
-        http_rule(rule, spec.field("rules").index(i), errors);
+        let path = spec_path().field("rules").index(i);
+        for (j, m) in rule.matches.iter().enumerate() {
+            let at = path.field("matches").index(j);
+            if let Some(method) = &m.method {
+                grpc_method(method, at.field("method"), errors);
+            }
+            for (k, h) in m.headers.iter().enumerate() {
+                let at = at.field("headers").index(k);
+                header_name(&h.name, at.field("name"), errors);
+                if h.type_.as_deref() == Some("RegularExpression") {
+                    regex(&h.value, at.field("value"), errors);
+                }
+            }
+        }
+        for (j, f) in rule.filters.iter().enumerate() {
+            filter(f, path.field("filters").index(j), errors);
+        }
+        backend_refs(&rule.backend_refs, &path, errors);
     }
 }
 
-fn http_rule(rule: &HttpRouteRule, path: FieldPath, errors: &mut Errors) {
-    for (i, m) in rule.matches.iter().enumerate() {
-        http_match(m, path.field("matches").index(i), errors);
+fn grpc_method(m: &crate::gwapi::GrpcMethodMatch, path: FieldPath, errors: &mut Errors) {
+    if m.service.is_none() && m.method.is_none() {
+        errors.push(path, "one of service and method is required");
+        return;
     }
-    for (i, f) in rule.filters.iter().enumerate() {
-        filter(f, path.field("filters").index(i), errors);
+    match m.type_.as_deref().unwrap_or("Exact") {
+        "Exact" => {
+            for (field, v) in [("service", &m.service), ("method", &m.method)] {
+                if let Some(v) = v
+                    && (v.is_empty() || v.contains('/'))
+                {
+                    errors.push(
+                        path.field(field),
+                        format!("{v:?} must be a name without '/'"),
+                    );
+                }
+            }
+        }
+        "RegularExpression" => {
+            for (field, v) in [("service", &m.service), ("method", &m.method)] {
+                if let Some(v) = v {
+                    regex(v, path.field(field), errors);
+                }
+            }
+        }
+        other => errors.push(
+            path.field("type"),
+            format!("{other:?} is not a method match type: Exact or RegularExpression"),
+        ),
     }
-    for (i, b) in rule.backend_refs.iter().enumerate() {
+}
+
+pub(super) fn tls_route(route: &TlsRoute, errors: &mut Errors) {
+    object_name(route.metadata.name.as_deref(), errors);
+    route_common(&route.spec.hostnames, &route.spec.parent_refs, errors);
+    for (i, rule) in route.spec.rules.iter().enumerate() {
+        backend_refs(
+            &rule.backend_refs,
+            &spec_path().field("rules").index(i),
+            errors,
+        );
+    }
+}
+
+fn backend_refs(refs: &[HttpBackendRef], path: &FieldPath, errors: &mut Errors) {
+    for (i, b) in refs.iter().enumerate() {
         let at = path.field("backendRefs").index(i);
         if let Some(w) = b.weight
             && !(0..=1_000_000).contains(&w)
@@ -78,6 +146,19 @@ fn http_rule(rule: &HttpRouteRule, path: FieldPath, errors: &mut Errors) {
         if let Some(p) = b.port {
             port(p, at.field("port"), errors);
         }
+    }
+}
+
+fn http_rule(rule: &HttpRouteRule, path: FieldPath, errors: &mut Errors) {
+    for (i, m) in rule.matches.iter().enumerate() {
+        http_match(m, path.field("matches").index(i), errors);
+    }
+    for (i, f) in rule.filters.iter().enumerate() {
+        filter(f, path.field("filters").index(i), errors);
+    }
+    backend_refs(&rule.backend_refs, &path, errors);
+    for (i, b) in rule.backend_refs.iter().enumerate() {
+        let at = path.field("backendRefs").index(i);
         for (j, f) in b.filters.iter().enumerate() {
             filter(f, at.field("filters").index(j), errors);
         }
@@ -210,6 +291,50 @@ mod tests {
                 "spec.rules[0].timeouts.request",
             ],
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn grpc_and_tls_route_errors_name_the_field() {
+        let paths = |doc| {
+            errors(doc)
+                .iter()
+                .map(|s| s.split(':').next().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+        };
+        let grpc = paths(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+            "metadata": {"name": "g"},
+            "spec": {"hostnames": ["bad host"], "rules": [{
+                "matches": [{"method": {}},
+                            {"method": {"type": "RegularExpression", "service": "("}},
+                            {"method": {"service": "a/b"}, "headers": [{"name": "bad name", "value": "x"}]}],
+                "backendRefs": [{"name": "a", "port": 8080, "weight": -1}]
+            }]}
+        }));
+        assert_eq!(
+            grpc,
+            [
+                "spec.hostnames[0]",
+                "spec.rules[0].matches[0].method",
+                "spec.rules[0].matches[1].method.service",
+                "spec.rules[0].matches[2].method.service",
+                "spec.rules[0].matches[2].headers[0].name",
+                "spec.rules[0].backendRefs[0].weight",
+            ]
+        );
+        let tls = paths(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TLSRoute",
+            "metadata": {"name": "t"},
+            "spec": {"parentRefs": [{"name": "gw", "port": 0}],
+                     "rules": [{"backendRefs": [{"name": "a", "port": 70000}]}]}
+        }));
+        assert_eq!(
+            tls,
+            [
+                "spec.parentRefs[0].port",
+                "spec.rules[0].backendRefs[0].port"
+            ]
         );
     }
 

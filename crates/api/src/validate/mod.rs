@@ -45,6 +45,8 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::ApiGateway(g) => gateway_api::gateway(g, &mut errors),
         Resource::HttpRoute(r) => gateway_api::http_route(r, &mut errors),
         Resource::ReferenceGrant(g) => gateway_api::reference_grant(g, &mut errors),
+        Resource::GrpcRoute(r) => gateway_api::grpc_route(r, &mut errors),
+        Resource::TlsRoute(r) => gateway_api::tls_route(r, &mut errors),
     }
     errors.0
 }

@@ -40,7 +40,9 @@ pub fn to_object(resource: &Resource) -> Object {
         | Resource::GatewayClass(_)
         | Resource::ApiGateway(_)
         | Resource::HttpRoute(_)
-        | Resource::ReferenceGrant(_) => Object::GatewayApi(Box::new(resource.clone())),
+        | Resource::ReferenceGrant(_)
+        | Resource::GrpcRoute(_)
+        | Resource::TlsRoute(_) => Object::GatewayApi(Box::new(resource.clone())),
     }
 }
 

@@ -1,37 +1,39 @@
-//! Which Gateways, listeners and routes are Portolan's, how routes attach to listeners
-//! (parentRefs with sectionName and port, allowedRoutes namespaces and kinds, hostname
-//! intersection), and the status every object gets from that.
+//! Which Gateways and routes are Portolan's, how routes (HTTPRoute, GRPCRoute, TLSRoute)
+//! attach to listeners (parentRefs with sectionName and port, allowedRoutes namespaces and
+//! kinds, hostname intersection), the ports and filter chains that result, and the status
+//! every object gets from that. The listeners themselves are compiled in [`super::listener`].
 
 use super::address::AddressPool;
+use super::listener::{ListenerState, Proto, listener_status, listeners, owning_listener};
 use super::rules::{self, RouteRefs};
 use super::status::{
-    ApiCondition, ApiStatus, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteKind,
-    RouteParentStatus, RouteStatus, StatusAddress, SupportedFeature,
+    ApiCondition, ApiStatus, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteParentStatus,
+    RouteStatus, StatusAddress, SupportedFeature,
 };
-use super::{ApiGateway, ApiPort, ApiRule, ApiVirtualHost, Compiled, group_of};
-use crate::gateway::ListenerProtocol;
+use super::tls::{self, PassthroughKey, RefError};
+use super::{
+    ApiChain, ApiGateway, ApiPort, ApiRule, ApiVirtualHost, ChainKind, Compiled, group_of,
+};
+use crate::routing::Backend;
 use crate::world::World;
-use portolan_api::gwapi::{self, CONTROLLER_NAME, GROUP, Gateway, HttpRoute, Listener};
+use portolan_api::gwapi::{self, CONTROLLER_NAME, GROUP, Gateway, ParentReference};
 use portolan_api::{Kind, ObjectRef, Resource};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The features Portolan claims in GatewayClass status: only those the conformance runner
 /// (tests/e2e/cases/gateway_api.rs) reproduces.
-const SUPPORTED_FEATURES: &[&str] = &["Gateway", "HTTPRoute", "ReferenceGrant"];
-
-/// One listener of one of Portolan's Gateways, as compiled.
-struct ListenerState<'a> {
-    spec: &'a Listener,
-    port: u16,
-    protocol: Option<ListenerProtocol>,
-    kinds: Vec<RouteKind>,
-    invalid_kinds: bool,
-    conflict: Option<&'static str>,
-    attached: i32,
-}
+const SUPPORTED_FEATURES: &[&str] = &[
+    "Gateway",
+    "GRPCRoute",
+    "HTTPRoute",
+    "ReferenceGrant",
+    "TLSRoute",
+];
 
 type HostRules = BTreeMap<String, Vec<(usize, rules::Precedence, ApiRule)>>;
+/// Per hostname: (listener index, precedence, backends) of each TLSRoute.
+type HostBackends = BTreeMap<String, Vec<(usize, PassthroughKey, Vec<Backend>)>>;
 
 struct GatewayState<'a> {
     source: ObjectRef,
@@ -40,16 +42,34 @@ struct GatewayState<'a> {
     listeners: Vec<ListenerState<'a>>,
     /// Per listener port: hostname -> (listener index, rule).
     hosts: BTreeMap<u16, HostRules>,
+    /// Per passthrough port: hostname -> TLSRoute backends.
+    tls_hosts: BTreeMap<u16, HostBackends>,
+}
+
+/// What one route brings to the listeners it attaches to.
+enum Contribution {
+    Http(Vec<(rules::Precedence, ApiRule)>),
+    Passthrough(PassthroughKey, Vec<Backend>),
+}
+
+/// A route of any kind, as attachment sees it.
+struct RouteInput<'r> {
+    source: &'r ObjectRef,
+    generation: i64,
+    parent_refs: &'r [ParentReference],
+    hostnames: &'r [String],
+    contribution: Contribution,
+    unresolved: Option<RefError>,
 }
 
 pub(super) fn compile(world: &World, pool: &AddressPool) -> Compiled {
     let mut out = Compiled::default();
     let classes = our_classes(world, &mut out);
-    let mut gateways = our_gateways(world, &classes, pool);
     let refs = RouteRefs::new(world);
+    let mut gateways = our_gateways(world, &classes, pool, &refs);
     for (source, resource) in &world.gateway_api {
-        if let Resource::HttpRoute(route) = &**resource {
-            attach_route(source, route, &mut gateways, &refs, &mut out);
+        if let Some(route) = route_input(source, resource, &refs) {
+            attach_route(&route, &mut gateways, world, &mut out);
         }
     }
     for gw in gateways.into_values() {
@@ -95,12 +115,54 @@ fn our_classes(world: &World, out: &mut Compiled) -> BTreeSet<String> {
     names
 }
 
+/// A route object as attachment sees it (`None`: not a route).
+fn route_input<'r>(
+    source: &'r ObjectRef,
+    resource: &'r Resource,
+    refs: &RouteRefs<'_>,
+) -> Option<RouteInput<'r>> {
+    let generation = resource.generation();
+    let (parent_refs, hostnames, converted): (_, _, rules::Converted) = match resource {
+        Resource::HttpRoute(r) => (
+            &r.spec.parent_refs[..],
+            &r.spec.hostnames[..],
+            rules::convert(source, r, refs),
+        ),
+        Resource::GrpcRoute(r) => (
+            &r.spec.parent_refs[..],
+            &r.spec.hostnames[..],
+            super::grpc::convert(source, r, refs),
+        ),
+        Resource::TlsRoute(r) => {
+            let c = tls::convert(source, r, refs);
+            return Some(RouteInput {
+                source,
+                generation,
+                parent_refs: &r.spec.parent_refs,
+                hostnames: &r.spec.hostnames,
+                contribution: Contribution::Passthrough(c.key, c.backends),
+                unresolved: c.unresolved,
+            });
+        }
+        _ => return None,
+    };
+    Some(RouteInput {
+        source,
+        generation,
+        parent_refs,
+        hostnames,
+        contribution: Contribution::Http(converted.rules),
+        unresolved: converted.unresolved,
+    })
+}
+
 /// Portolan's Gateways, with their addresses: `spec.addresses` first, then the pool's (in
 /// namespace/name order, so an address does not move while the set of Gateways stays).
 fn our_gateways<'w>(
     world: &'w World,
     classes: &BTreeSet<String>,
     pool: &AddressPool,
+    refs: &RouteRefs<'_>,
 ) -> BTreeMap<ObjectRef, GatewayState<'w>> {
     let ours: Vec<(&ObjectRef, &Gateway)> = world
         .gateway_api
@@ -128,8 +190,9 @@ fn our_gateways<'w>(
             source: source.clone(),
             spec: gw,
             address,
-            listeners: listeners(gw),
+            listeners: listeners(gw, &source.namespace, refs),
             hosts: BTreeMap::new(),
+            tls_hosts: BTreeMap::new(),
         };
         states.insert(source.clone(), state);
     }
@@ -144,156 +207,36 @@ fn given_address(gw: &Gateway) -> Option<String> {
         .map(|a| a.value.clone())
 }
 
-fn listeners(gw: &Gateway) -> Vec<ListenerState<'_>> {
-    let mut states: Vec<ListenerState<'_>> = gw
-        .spec
-        .listeners
-        .iter()
-        .map(|l| {
-            let (kinds, invalid_kinds) = route_kinds(l);
-            ListenerState {
-                spec: l,
-                port: u16::try_from(l.port).unwrap_or_default(),
-                protocol: match l.protocol.as_str() {
-                    "HTTP" => Some(ListenerProtocol::Http),
-                    _ => None,
-                },
-                kinds,
-                invalid_kinds,
-                conflict: None,
-                attached: 0,
-            }
-        })
-        .collect();
-    // Conflicts: another protocol on the same port, or the same hostname on the same port.
-    for i in 0..states.len() {
-        let conflict = states.iter().enumerate().find_map(|(j, other)| {
-            let me = &states[i];
-            if i == j || other.port != me.port {
-                return None;
-            }
-            if other.spec.protocol != me.spec.protocol {
-                Some("ProtocolConflict")
-            } else if other.spec.hostname == me.spec.hostname {
-                Some("HostnameConflict")
-            } else {
-                None
-            }
-        });
-        states[i].conflict = conflict;
-    }
-    states
-}
-
-/// The route kinds a listener allows (default: HTTPRoute), and whether it named any other.
-fn route_kinds(l: &Listener) -> (Vec<RouteKind>, bool) {
-    let http_route = || RouteKind {
-        group: GROUP.to_string(),
-        kind: "HTTPRoute".to_string(),
-    };
-    let Some(kinds) = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) else {
-        return (vec![http_route()], false);
-    };
-    let mut ok = Vec::new();
-    let mut invalid = false;
-    for k in kinds {
-        let group = k.group.as_deref().unwrap_or(GROUP);
-        if group == GROUP && k.kind == "HTTPRoute" {
-            if ok.is_empty() {
-                ok.push(http_route());
-            }
-        } else {
-            invalid = true;
-        }
-    }
-    (ok, invalid)
-}
-
-impl ListenerState<'_> {
-    fn valid(&self) -> bool {
-        self.protocol.is_some() && self.conflict.is_none() && !self.kinds.is_empty()
-    }
-
-    /// Whether a route in `namespace` may attach (namespaces From and the selector).
-    fn admits(&self, gw_namespace: &str, namespace: &str, world: &World) -> bool {
-        let from = self
-            .spec
-            .allowed_routes
-            .as_ref()
-            .and_then(|a| a.namespaces.as_ref());
-        match from.and_then(|f| f.from.as_deref()).unwrap_or("Same") {
-            "All" => true,
-            "Selector" => {
-                let selector = from.and_then(|f| f.selector.as_ref());
-                selector.is_some_and(|s| selects(s, &namespace_labels(world, namespace)))
-            }
-            _ => namespace == gw_namespace,
-        }
-    }
-}
-
-fn namespace_labels(world: &World, namespace: &str) -> BTreeMap<String, String> {
-    let key = ObjectRef::new(Kind::Namespace, "", namespace);
-    match world.gateway_api.get(&key).map(|r| &**r) {
-        Some(Resource::Namespace(ns)) => ns.metadata.labels.clone().unwrap_or_default(),
-        _ => BTreeMap::new(),
-    }
-}
-
-/// A Kubernetes label selector (matchLabels and matchExpressions).
-fn selects(
-    selector: &portolan_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    let labels_ok = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.clone().unwrap_or_default();
-        let value = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
-}
-
-/// Attaches one HTTPRoute to the listeners its parentRefs name, recording its status.
+/// Attaches one route to the listeners its parentRefs name, recording its status.
 fn attach_route(
-    source: &ObjectRef,
-    route: &HttpRoute,
+    route: &RouteInput<'_>,
     gateways: &mut BTreeMap<ObjectRef, GatewayState<'_>>,
-    refs: &RouteRefs<'_>,
+    world: &World,
     out: &mut Compiled,
 ) {
-    let generation = route.metadata.generation.unwrap_or_default();
-    let converted = rules::convert(source, route, refs);
+    let generation = route.generation;
     let mut parents = Vec::new();
-    for parent in &route.spec.parent_refs {
+    for parent in route.parent_refs {
         let group = parent.group.as_deref().unwrap_or(GROUP);
         let kind = parent.kind.as_deref().unwrap_or("Gateway");
         if group != GROUP || kind != "Gateway" {
             continue;
         }
-        let namespace = parent.namespace.as_deref().unwrap_or(&source.namespace);
+        let namespace = parent
+            .namespace
+            .as_deref()
+            .unwrap_or(&route.source.namespace);
         let key = ObjectRef::new(Kind::ApiGateway, namespace, &parent.name);
         let Some(gw) = gateways.get_mut(&key) else {
             continue;
         };
-        let accepted = attach_to_gateway(source, route, parent, gw, &converted, refs.world);
-        let accepted = match accepted {
+        let accepted = match attach_to_gateway(route, parent, gw, world) {
             Ok(()) => ApiCondition::new("Accepted", true, "Accepted", "attached", generation),
             Err((reason, message)) => {
                 ApiCondition::new("Accepted", false, reason, message, generation)
             }
         };
-        let resolved = match &converted.unresolved {
+        let resolved = match &route.unresolved {
             None => ApiCondition::new(
                 "ResolvedRefs",
                 true,
@@ -311,22 +254,23 @@ fn attach_route(
         ));
     }
     if !parents.is_empty() {
-        out.statuses
-            .insert(source.clone(), ApiStatus::Route(RouteStatus { parents }));
+        out.statuses.insert(
+            route.source.clone(),
+            ApiStatus::Route(RouteStatus { parents }),
+        );
     }
 }
 
 /// Attaches a route to the listeners of one Gateway a parentRef selects; `Err` is the
 /// `Accepted=False` reason and message.
 fn attach_to_gateway(
-    source: &ObjectRef,
-    route: &HttpRoute,
+    route: &RouteInput<'_>,
     parent: &gwapi::ParentReference,
     gw: &mut GatewayState<'_>,
-    converted: &rules::Converted,
     world: &World,
 ) -> Result<(), (&'static str, String)> {
     let gw_namespace = gw.source.namespace.clone();
+    let kind = route.source.kind.as_str();
     let candidates: Vec<usize> = (0..gw.listeners.len())
         .filter(|&i| {
             let l = &gw.listeners[i];
@@ -347,32 +291,41 @@ fn attach_to_gateway(
         .into_iter()
         .filter(|&i| {
             let l = &gw.listeners[i];
-            l.valid() && l.admits(&gw_namespace, &source.namespace, world)
+            l.valid() && l.serves(kind) && l.admits(&gw_namespace, &route.source.namespace, world)
         })
         .collect();
     if allowed.is_empty() {
         return Err((
             "NotAllowedByListeners",
-            "the listeners' allowedRoutes do not admit this route".to_string(),
+            format!("no listener's allowedRoutes (namespaces, kinds) admits this {kind}"),
         ));
     }
     let mut any_host = false;
     for &i in &allowed {
         let l = &mut gw.listeners[i];
-        let hosts = intersect(l.spec.hostname.as_deref(), &route.spec.hostnames);
+        let hosts = intersect(l.spec.hostname.as_deref(), route.hostnames);
         if hosts.is_empty() {
             continue;
         }
         // Counted only where the route is accepted, that is where hostnames intersect.
         l.attached += 1;
         any_host = true;
-        let port = gw.hosts.entry(l.port).or_default();
-        for host in hosts {
-            let rules = converted
-                .rules
-                .iter()
-                .map(|(p, r)| (i, p.clone(), r.clone()));
-            port.entry(host).or_default().extend(rules);
+        match &route.contribution {
+            Contribution::Http(rules) => {
+                let port = gw.hosts.entry(l.port).or_default();
+                for host in hosts {
+                    let rules = rules.iter().map(|(p, r)| (i, p.clone(), r.clone()));
+                    port.entry(host).or_default().extend(rules);
+                }
+            }
+            Contribution::Passthrough(key, backends) => {
+                let port = gw.tls_hosts.entry(l.port).or_default();
+                for host in hosts {
+                    port.entry(host)
+                        .or_default()
+                        .push((i, key.clone(), backends.clone()));
+                }
+            }
         }
     }
     if !any_host {
@@ -415,7 +368,7 @@ pub(super) fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String>
 
 /// Whether wildcard `pattern` (`*.example.com`) covers `host` (one or more labels more;
 /// a narrower wildcard counts).
-fn wildcard_covers(pattern: &str, host: &str) -> bool {
+pub(super) fn wildcard_covers(pattern: &str, host: &str) -> bool {
     let Some(suffix) = pattern.strip_prefix('*') else {
         return false;
     };
@@ -425,20 +378,7 @@ fn wildcard_covers(pattern: &str, host: &str) -> bool {
 /// The Gateway's status and its compiled form.
 fn finish_gateway(gw: GatewayState<'_>) -> (GatewayStatus, ApiGateway) {
     let generation = gw.spec.metadata.generation.unwrap_or_default();
-    let mut hosts = gw.hosts;
-    let mut ports: BTreeMap<u16, ApiPort> = BTreeMap::new();
-    for l in gw.listeners.iter().filter(|l| l.valid()) {
-        let Some(protocol) = l.protocol else { continue };
-        ports.entry(l.port).or_insert_with(|| ApiPort {
-            port: l.port,
-            protocol,
-            virtual_hosts: virtual_hosts(
-                &gw.listeners,
-                l.port,
-                hosts.remove(&l.port).unwrap_or_default(),
-            ),
-        });
-    }
+    let ports = ports(&gw);
     let listeners: Vec<ListenerStatus> = gw
         .listeners
         .iter()
@@ -488,20 +428,99 @@ fn finish_gateway(gw: GatewayState<'_>) -> (GatewayStatus, ApiGateway) {
     (status, compiled)
 }
 
+/// The ports of a Gateway's valid listeners: plain HTTP ports with their virtual hosts, TLS
+/// ports with one filter chain per HTTPS listener and per TLSRoute hostname.
+fn ports(gw: &GatewayState<'_>) -> BTreeMap<u16, ApiPort> {
+    let mut ports: BTreeMap<u16, ApiPort> = BTreeMap::new();
+    for (i, l) in gw.listeners.iter().enumerate().filter(|(_, l)| l.valid()) {
+        let Ok(protocol) = l.protocol else { continue };
+        let port = ports.entry(l.port).or_insert_with(|| ApiPort {
+            port: l.port,
+            tls: protocol != Proto::Http,
+            virtual_hosts: Vec::new(),
+            chains: Vec::new(),
+        });
+        let empty = HostRules::new();
+        let by_host = gw.hosts.get(&l.port).unwrap_or(&empty);
+        match protocol {
+            Proto::Http if port.virtual_hosts.is_empty() => {
+                let owner = |host: &str| owning_listener(&gw.listeners, l.port, host);
+                port.virtual_hosts = virtual_hosts(by_host, owner);
+            }
+            Proto::Http => {}
+            Proto::Https => port.chains.push(ApiChain {
+                name: l.spec.name.clone(),
+                server_names: l.spec.hostname.iter().cloned().collect(),
+                kind: ChainKind::Terminate {
+                    certificates: l.certificates.clone().unwrap_or_default(),
+                    // The SNI chose the listener: its own routes only.
+                    virtual_hosts: virtual_hosts(&only_listener(by_host, i), |_| Some(i)),
+                },
+            }),
+            Proto::Passthrough => {
+                let empty = HostBackends::new();
+                let by_host = gw.tls_hosts.get(&l.port).unwrap_or(&empty);
+                port.chains
+                    .extend(passthrough_chains(&l.spec.name, i, by_host));
+            }
+        }
+    }
+    ports
+}
+
+/// The rules of one listener.
+fn only_listener(by_host: &HostRules, listener: usize) -> HostRules {
+    by_host
+        .iter()
+        .filter_map(|(host, rules)| {
+            let mine: Vec<_> = rules
+                .iter()
+                .filter(|(l, _, _)| *l == listener)
+                .cloned()
+                .collect();
+            (!mine.is_empty()).then(|| (host.clone(), mine))
+        })
+        .collect()
+}
+
+/// One chain per hostname of the TLSRoutes on listener `listener` (the oldest route wins a
+/// hostname); `*` (no hostname anywhere) takes any SNI.
+fn passthrough_chains(name: &str, listener: usize, by_host: &HostBackends) -> Vec<ApiChain> {
+    by_host
+        .iter()
+        .filter_map(|(host, routes)| {
+            let (_, _, backends) = routes
+                .iter()
+                .filter(|(l, _, _)| *l == listener)
+                .min_by(|a, b| a.1.cmp(&b.1))?;
+            Some(ApiChain {
+                name: format!("{name}/{host}"),
+                server_names: if host == "*" {
+                    Vec::new()
+                } else {
+                    vec![host.clone()]
+                },
+                kind: ChainKind::Passthrough {
+                    backends: backends.clone(),
+                },
+            })
+        })
+        .collect()
+}
+
 /// One virtual host per hostname. A request belongs to the most specific listener whose
 /// hostname matches its host (listener isolation); it is matched against the rules of that
 /// listener's routes whose hostnames cover it (`a.example.com`, `*.example.com`, any host)
 /// in precedence order. Envoy picks one virtual host per request (exact domains first, then
 /// the longest wildcard), so each virtual host gets every rule that applies to its name.
 fn virtual_hosts(
-    listeners: &[ListenerState<'_>],
-    port: u16,
-    by_host: HostRules,
+    by_host: &HostRules,
+    owner_of: impl Fn(&str) -> Option<usize>,
 ) -> Vec<ApiVirtualHost> {
     by_host
         .keys()
         .map(|host| {
-            let owner = owning_listener(listeners, port, host);
+            let owner = owner_of(host);
             let applicable = by_host
                 .iter()
                 .filter(|(w, _)| *w == host || *w == "*" || wildcard_covers(w, host))
@@ -515,77 +534,6 @@ fn virtual_hosts(
             }
         })
         .collect()
-}
-
-/// The valid listener on `port` with the most specific hostname that matches `host` (an exact
-/// name, then the longest wildcard, then a listener without hostname).
-fn owning_listener(listeners: &[ListenerState<'_>], port: u16, host: &str) -> Option<usize> {
-    listeners
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.port == port && l.valid())
-        .filter_map(|(i, l)| {
-            let rank = match l.spec.hostname.as_deref() {
-                None => 0,
-                Some(h) if h == host => usize::MAX,
-                Some(h) if wildcard_covers(h, host) => h.len(),
-                Some(_) => return None,
-            };
-            Some((rank, std::cmp::Reverse(i)))
-        })
-        .max()
-        .map(|(_, std::cmp::Reverse(i))| i)
-}
-
-fn listener_status(l: &ListenerState<'_>, generation: i64) -> ListenerStatus {
-    let c = |t: &str, ok: bool, reason: &str, message: &str| {
-        ApiCondition::new(t, ok, reason, message, generation)
-    };
-    let accepted = match (l.protocol, l.conflict) {
-        (None, _) => c(
-            "Accepted",
-            false,
-            "UnsupportedProtocol",
-            "Portolan serves HTTP listeners only so far",
-        ),
-        (_, Some(_)) => c(
-            "Accepted",
-            false,
-            "Accepted",
-            "conflicts with another listener",
-        ),
-        _ => c("Accepted", true, "Accepted", "accepted"),
-    };
-    let resolved = if l.invalid_kinds {
-        c(
-            "ResolvedRefs",
-            false,
-            "InvalidRouteKinds",
-            "allowedRoutes.kinds names a kind Portolan does not support",
-        )
-    } else {
-        c("ResolvedRefs", true, "ResolvedRefs", "resolved")
-    };
-    let conflicted = match l.conflict {
-        Some(reason) => c(
-            "Conflicted",
-            true,
-            reason,
-            "another listener on this port conflicts",
-        ),
-        None => c("Conflicted", false, "NoConflicts", "no conflicts"),
-    };
-    let programmed = if l.valid() {
-        c("Programmed", true, "Programmed", "programmed")
-    } else {
-        c("Programmed", false, "Invalid", "the listener is not valid")
-    };
-    ListenerStatus {
-        name: l.spec.name.clone(),
-        supported_kinds: l.kinds.clone(),
-        attached_routes: l.attached,
-        conditions: vec![accepted, programmed, resolved, conflicted],
-    }
 }
 
 #[cfg(test)]

@@ -6,19 +6,26 @@
 //! of every object Portolan owns status for. Objects of other classes are ignored.
 //!
 //! An [`ApiGateway`] holds, per listener port, virtual hosts whose rules are the model's
-//! [`HttpRule`]s of every HTTPRoute attached there, one rule per match, already sorted in
-//! the spec's precedence (see [`rules`]); translation only turns them into Envoy resources.
+//! [`HttpRule`]s of every HTTPRoute and GRPCRoute attached there, one rule per match, already
+//! sorted in the spec's precedence (see [`rules`] and [`grpc`]); HTTPS and TLS ports hold
+//! filter chains chosen by SNI instead ([`ApiChain`]: one per HTTPS listener, terminating TLS
+//! with its certificates, and one per TLSRoute hostname for passthrough, see [`tls`]).
+//! Translation only turns them into Envoy resources.
 
 mod address;
 mod attach;
+mod grpc;
+mod listener;
 mod rules;
 pub mod status;
+mod tls;
 
 pub use address::{AddressPool, DEFAULT_POOL};
+pub use rules::INVALID_BACKEND_HOST;
 pub use status::ApiStatus;
 
-use crate::gateway::ListenerProtocol;
-use crate::routing::HttpRule;
+use crate::gateway::TlsSecret;
+use crate::routing::{Backend, HttpRule};
 use crate::world::World;
 use portolan_api::ObjectRef;
 use std::collections::BTreeMap;
@@ -40,9 +47,36 @@ pub struct ApiGateway {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiPort {
     pub port: u16,
-    pub protocol: ListenerProtocol,
-    /// Sorted by hostname; `*` is the catch-all.
+    /// Whether the port speaks TLS (HTTPS and TLS listeners): then `chains` hold its
+    /// configuration, else `virtual_hosts` do.
+    pub tls: bool,
+    /// Plain HTTP: sorted by hostname; `*` is the catch-all.
     pub virtual_hosts: Vec<ApiVirtualHost>,
+    /// TLS: the filter chains, chosen by SNI.
+    pub chains: Vec<ApiChain>,
+}
+
+/// One filter chain of a TLS port: an HTTPS listener (terminates TLS, then routes HTTP by its
+/// own virtual hosts) or one hostname of a TLS passthrough listener (proxies the TLS bytes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiChain {
+    /// Unique on the port: the listener name (HTTPS), `listener/hostname` (passthrough).
+    pub name: String,
+    /// The SNI names that select this chain; empty: any name, and none.
+    pub server_names: Vec<String>,
+    pub kind: ChainKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChainKind {
+    /// HTTPS: TLS with these certificates (from `kubernetes.io/tls` Secrets), then HTTP.
+    Terminate {
+        certificates: Vec<Arc<TlsSecret>>,
+        virtual_hosts: Vec<ApiVirtualHost>,
+    },
+    /// TLS passthrough: the connection goes, still encrypted, to these weighted backends
+    /// (an invalid backend keeps its weight and names a cluster that does not exist).
+    Passthrough { backends: Vec<Backend> },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -53,10 +87,10 @@ pub struct ApiVirtualHost {
     pub rules: Vec<ApiRule>,
 }
 
-/// One match of one HTTPRoute rule.
+/// One match of one HTTPRoute or GRPCRoute rule.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApiRule {
-    /// The HTTPRoute it came from.
+    /// The HTTPRoute or GRPCRoute it came from.
     pub route: ObjectRef,
     /// The rule's index in `spec.rules`.
     pub index: usize,

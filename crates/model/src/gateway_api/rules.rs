@@ -27,7 +27,7 @@ use portolan_api::{ObjectRef, Resource};
 use std::cmp::Reverse;
 
 /// A host no Service or ExternalService has: the cluster it names never exists.
-pub(crate) const INVALID_BACKEND_HOST: &str = "invalid-backend.portolan.invalid";
+pub const INVALID_BACKEND_HOST: &str = "invalid-backend.portolan.invalid";
 
 /// Sort key of one match: smaller sorts first.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,17 +63,20 @@ impl<'w> RouteRefs<'w> {
         Self { world, grants }
     }
 
-    /// Whether an HTTPRoute in `from_ns` may reference Service `name` in `to_ns`.
-    fn permitted(&self, from_ns: &str, to_ns: &str, name: &str) -> bool {
+    /// Whether an object of kind `from` (`HTTPRoute`, `Gateway`, ...) in `from_ns` may
+    /// reference the core object `to` (`Service`, `Secret`) named `name` in `to_ns`: always in
+    /// its own namespace, elsewhere only with a ReferenceGrant there.
+    pub fn permits(&self, from: &str, from_ns: &str, to: &str, to_ns: &str, name: &str) -> bool {
         from_ns == to_ns
             || self.grants.iter().any(|(ns, g)| {
                 *ns == to_ns
-                    && g.spec.from.iter().any(|f| {
-                        f.group == GROUP && f.kind == "HTTPRoute" && f.namespace == from_ns
-                    })
+                    && g.spec
+                        .from
+                        .iter()
+                        .any(|f| f.group == GROUP && f.kind == from && f.namespace == from_ns)
                     && g.spec.to.iter().any(|t| {
                         t.group.is_empty()
-                            && t.kind == "Service"
+                            && t.kind == to
                             && t.name.as_deref().is_none_or(|n| n == name)
                     })
             })
@@ -127,7 +130,7 @@ pub(super) fn sorted(mut rules: Vec<(Precedence, ApiRule)>) -> Vec<ApiRule> {
     rules.into_iter().map(|(_, r)| r).collect()
 }
 
-fn precedence(
+pub(super) fn precedence(
     m: &HttpMatch,
     created: Option<String>,
     source: &ObjectRef,
@@ -171,15 +174,7 @@ fn http_match(m: &HttpRouteMatch) -> HttpMatch {
     });
     HttpMatch {
         path: path.or(Some(PathMatch::SegmentPrefix("/".to_string()))),
-        headers: m
-            .headers
-            .iter()
-            .map(|h| HeaderMatch {
-                name: h.name.to_ascii_lowercase(),
-                value: string_match(h),
-                invert: false,
-            })
-            .collect(),
+        headers: m.headers.iter().map(header_match).collect(),
         query_params: m
             .query_params
             .iter()
@@ -192,6 +187,15 @@ fn http_match(m: &HttpRouteMatch) -> HttpMatch {
     }
 }
 
+/// A header match (names compared case-insensitively, as HTTP does).
+pub(super) fn header_match(h: &ValueMatch) -> HeaderMatch {
+    HeaderMatch {
+        name: h.name.to_ascii_lowercase(),
+        value: string_match(h),
+        invert: false,
+    }
+}
+
 fn string_match(v: &ValueMatch) -> StringMatch {
     match v.type_.as_deref() {
         Some("RegularExpression") => StringMatch::Regex(v.value.clone()),
@@ -200,7 +204,7 @@ fn string_match(v: &ValueMatch) -> StringMatch {
 }
 
 /// A rule's action, filters and timeout (matches are set per match).
-fn rule_base(
+pub(super) fn rule_base(
     source: &ObjectRef,
     index: usize,
     rule: &HttpRouteRule,
@@ -274,7 +278,7 @@ fn internal_error() -> HttpAction {
     }
 }
 
-fn invalid_destination() -> Destination {
+pub(super) fn invalid_destination() -> Destination {
     Destination {
         host: INVALID_BACKEND_HOST.to_string(),
         port: None,
@@ -283,7 +287,7 @@ fn invalid_destination() -> Destination {
 }
 
 /// A backendRef as a destination, or the ResolvedRefs reason and message.
-fn backend(
+pub(super) fn backend(
     source: &ObjectRef,
     b: &ObjectReference,
     refs: &RouteRefs<'_>,
@@ -297,7 +301,8 @@ fn backend(
         ));
     }
     let namespace = b.namespace.as_deref().unwrap_or(&source.namespace);
-    if !refs.permitted(&source.namespace, namespace, &b.name) {
+    let from = source.kind.as_str();
+    if !refs.permits(from, &source.namespace, "Service", namespace, &b.name) {
         return Err((
             "RefNotPermitted",
             format!(

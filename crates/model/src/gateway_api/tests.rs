@@ -283,3 +283,165 @@ fn given_addresses_win_and_pool_addresses_avoid_them() {
     assert_eq!(addr("a"), "10.9.0.1");
     assert_eq!(addr("b"), "10.9.0.2", "the /30 has two hosts; .1 is taken");
 }
+
+fn secret(idx: &mut Index, ns: &str, name: &str) {
+    idx.apply(Object::Secret(crate::gateway::TlsSecret {
+        source: ObjectRef::new(Kind::Secret, ns, name),
+        cert_chain: "-----BEGIN CERTIFICATE-----\n...".to_string(),
+        private_key: "-----BEGIN PRIVATE KEY-----\n...".to_string(),
+    }));
+}
+
+fn listener_condition(world: &World, gw: &str, listener: &str, type_: &str) -> (String, String) {
+    let key = ObjectRef::new(Kind::ApiGateway, "infra", gw);
+    let Some(ApiStatus::Gateway(s)) = world.api_statuses.get(&key) else {
+        panic!("no Gateway status for {key}");
+    };
+    let l = s
+        .listeners
+        .iter()
+        .find(|l| l.name == listener)
+        .expect("listener");
+    let c = l
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition");
+    (c.status.clone(), c.reason.clone())
+}
+
+#[test]
+fn https_listeners_resolve_certificates_or_say_why() {
+    let mut idx = base();
+    secret(&mut idx, "infra", "cert");
+    secret(&mut idx, "web", "cert");
+    let https = |name: &str, host: Option<&str>, r: serde_json::Value| {
+        json!({"name": name, "port": 443, "protocol": "HTTPS", "hostname": host,
+               "tls": {"certificateRefs": [r]}})
+    };
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "tls", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "listeners": [
+            https("own", None, json!({"name": "cert"})),
+            https("other-ns", Some("b.example.com"), json!({"name": "cert", "namespace": "web"})),
+            https("kind", Some("c.example.com"), json!({"kind": "ConfigMap", "name": "cert"})),
+            https("missing", Some("d.example.com"), json!({"name": "nope"})),
+            {"name": "no-refs", "port": 443, "protocol": "HTTPS", "hostname": "e.example.com"}]}}),
+    );
+    let world = idx.world();
+    let resolved = |l| listener_condition(&world, "tls", l, "ResolvedRefs");
+    assert_eq!(resolved("own"), ("True".into(), "ResolvedRefs".into()));
+    assert_eq!(
+        resolved("other-ns"),
+        ("False".into(), "RefNotPermitted".into())
+    );
+    for l in ["kind", "missing", "no-refs"] {
+        assert_eq!(
+            resolved(l),
+            ("False".into(), "InvalidCertificateRef".into()),
+            "{l}"
+        );
+    }
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "tls")];
+    let port = &gw.ports[0];
+    assert!(port.tls);
+    assert_eq!(port.chains.len(), 1, "only the resolved listener is served");
+    assert!(port.chains[0].server_names.is_empty());
+    let ChainKind::Terminate { certificates, .. } = &port.chains[0].kind else {
+        panic!("not terminating");
+    };
+    assert_eq!(certificates[0].source.name, "cert");
+
+    // A grant in the Secret's namespace, from Gateways of infra, lets the listener use it.
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+        "metadata": {"name": "g", "namespace": "web"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "infra"}],
+                 "to": [{"group": "", "kind": "Secret"}]}}),
+    );
+    let world = idx.world();
+    let (status, _) = listener_condition(&world, "tls", "other-ns", "ResolvedRefs");
+    assert_eq!(status, "True");
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "tls")];
+    let names: Vec<_> = gw.ports[0]
+        .chains
+        .iter()
+        .map(|c| c.server_names.clone())
+        .collect();
+    assert_eq!(names, [vec![], vec!["b.example.com".to_string()]]);
+}
+
+#[test]
+fn tls_routes_pass_through_by_sni_and_grpc_routes_become_paths() {
+    let mut idx = base();
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "pass", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "listeners": [
+            {"name": "tls", "port": 443, "protocol": "TLS", "hostname": "*.example.com",
+             "tls": {"mode": "Passthrough"}},
+            {"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    );
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TLSRoute",
+        "metadata": {"name": "t", "namespace": "infra"},
+        "spec": {"parentRefs": [{"name": "pass"}], "hostnames": ["abc.example.com"],
+                 "rules": [{"backendRefs": [{"name": "a", "port": 443}]}]}}),
+    );
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TLSRoute",
+        "metadata": {"name": "on-http", "namespace": "infra"},
+        "spec": {"parentRefs": [{"name": "pass", "sectionName": "http"}],
+                 "rules": [{"backendRefs": [{"name": "a", "port": 443}]}]}}),
+    );
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+        "metadata": {"name": "g", "namespace": "infra"},
+        "spec": {"parentRefs": [{"name": "pass", "sectionName": "http"}],
+                 "rules": [{"matches": [{"method": {"service": "pkg.Svc", "method": "Get"}}],
+                            "backendRefs": [{"name": "b", "port": 80}]}]}}),
+    );
+    let world = idx.world();
+    let status = |kind, name: &str| {
+        let Some(ApiStatus::Route(s)) =
+            world.api_statuses.get(&ObjectRef::new(kind, "infra", name))
+        else {
+            panic!("no status for {name}");
+        };
+        let c = &s.parents[0].conditions[0];
+        (c.status.clone(), c.reason.clone())
+    };
+    assert_eq!(
+        status(Kind::TlsRoute, "t"),
+        ("True".into(), "Accepted".into())
+    );
+    assert_eq!(
+        status(Kind::TlsRoute, "on-http"),
+        ("False".into(), "NotAllowedByListeners".into())
+    );
+    assert_eq!(
+        status(Kind::GrpcRoute, "g"),
+        ("True".into(), "Accepted".into())
+    );
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "pass")];
+    let tls = gw.ports.iter().find(|p| p.port == 443).expect("443");
+    assert_eq!(tls.chains.len(), 1);
+    assert_eq!(tls.chains[0].server_names, ["abc.example.com"]);
+    let ChainKind::Passthrough { backends } = &tls.chains[0].kind else {
+        panic!("not passthrough");
+    };
+    assert_eq!(backends[0].destination.host, "a.infra");
+    let http = gw.ports.iter().find(|p| p.port == 80).expect("80");
+    let rule = &http.virtual_hosts[0].rules[0].rule;
+    assert_eq!(
+        rule.matches[0].path,
+        Some(PathMatch::Exact("/pkg.Svc/Get".to_string()))
+    );
+}

@@ -1,0 +1,285 @@
+//! Listeners of Portolan's Gateways, as compiled: what each serves (protocol, TLS mode,
+//! route kinds, certificates), conflicts on a port, which routes' namespaces it admits, the
+//! listener that owns a hostname on a port, and each listener's status.
+
+use super::attach::wildcard_covers;
+use super::rules::RouteRefs;
+use super::status::{ApiCondition, ListenerStatus, RouteKind};
+use super::tls::{self, RefError};
+use crate::gateway::TlsSecret;
+use crate::world::World;
+use portolan_api::gwapi::{GROUP, Gateway, Listener};
+use portolan_api::{Kind, ObjectRef, Resource};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Proto {
+    Http,
+    /// HTTPS, TLS terminated with the listener's certificates.
+    Https,
+    /// TLS, mode Passthrough: TLSRoutes by SNI.
+    Passthrough,
+}
+
+impl Proto {
+    /// The route kinds a listener of this protocol can serve.
+    pub(super) fn route_kinds(self) -> &'static [&'static str] {
+        match self {
+            Proto::Http | Proto::Https => &["HTTPRoute", "GRPCRoute"],
+            Proto::Passthrough => &["TLSRoute"],
+        }
+    }
+}
+
+/// One listener of one of Portolan's Gateways, as compiled.
+pub(super) struct ListenerState<'a> {
+    pub(super) spec: &'a Listener,
+    pub(super) port: u16,
+    pub(super) protocol: Result<Proto, String>,
+    pub(super) kinds: Vec<RouteKind>,
+    pub(super) invalid_kinds: bool,
+    pub(super) conflict: Option<&'static str>,
+    /// HTTPS: the certificates, or why they do not resolve.
+    pub(super) certificates: Result<Vec<Arc<TlsSecret>>, RefError>,
+    pub(super) attached: i32,
+}
+
+pub(super) fn listeners<'g>(
+    gw: &'g Gateway,
+    gw_namespace: &str,
+    refs: &RouteRefs<'_>,
+) -> Vec<ListenerState<'g>> {
+    let mut states: Vec<ListenerState<'_>> = gw
+        .spec
+        .listeners
+        .iter()
+        .map(|l| {
+            let protocol = protocol(l);
+            let (kinds, invalid_kinds) = route_kinds(l, protocol.as_ref().ok().copied());
+            let certificates = match protocol {
+                Ok(Proto::Https) => tls::certificates(l, gw_namespace, refs),
+                _ => Ok(Vec::new()),
+            };
+            ListenerState {
+                spec: l,
+                port: u16::try_from(l.port).unwrap_or_default(),
+                protocol,
+                kinds,
+                invalid_kinds,
+                conflict: None,
+                certificates,
+                attached: 0,
+            }
+        })
+        .collect();
+    // Conflicts: an incompatible protocol on the same port (HTTPS and TLS share one), or the
+    // same hostname on the same port.
+    for i in 0..states.len() {
+        let conflict = states.iter().enumerate().find_map(|(j, other)| {
+            let me = &states[i];
+            if i == j || other.port != me.port {
+                return None;
+            }
+            if family(&other.spec.protocol) != family(&me.spec.protocol) {
+                Some("ProtocolConflict")
+            } else if other.spec.hostname == me.spec.hostname {
+                Some("HostnameConflict")
+            } else {
+                None
+            }
+        });
+        states[i].conflict = conflict;
+    }
+    states
+}
+
+/// Listeners of one family can share a port: HTTPS and TLS both start with a TLS handshake.
+fn family(protocol: &str) -> &str {
+    match protocol {
+        "HTTPS" | "TLS" => "TLS",
+        other => other,
+    }
+}
+
+/// What a listener serves, or why Portolan cannot serve it (`UnsupportedProtocol`).
+fn protocol(l: &Listener) -> Result<Proto, String> {
+    let mode = l
+        .tls
+        .as_ref()
+        .and_then(|t| t.mode.as_deref())
+        .unwrap_or("Terminate");
+    match (l.protocol.as_str(), mode) {
+        ("HTTP", _) => Ok(Proto::Http),
+        ("HTTPS", "Terminate") => Ok(Proto::Https),
+        ("TLS", "Passthrough") => Ok(Proto::Passthrough),
+        ("HTTPS", m) => Err(format!(
+            "an HTTPS listener terminates TLS: tls.mode {m} is not supported"
+        )),
+        ("TLS", m) => Err(format!(
+            "TLS listeners are served in mode Passthrough only, not {m}"
+        )),
+        (p, _) => Err(format!(
+            "protocol {p} is not supported: HTTP, HTTPS and TLS (Passthrough)"
+        )),
+    }
+}
+
+/// The route kinds a listener allows (default: every kind its protocol serves), and whether
+/// it named any other.
+fn route_kinds(l: &Listener, protocol: Option<Proto>) -> (Vec<RouteKind>, bool) {
+    let supported = protocol.map(Proto::route_kinds).unwrap_or_default();
+    let kind = |k: &str| RouteKind {
+        group: GROUP.to_string(),
+        kind: k.to_string(),
+    };
+    let Some(kinds) = l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) else {
+        return (supported.iter().map(|k| kind(k)).collect(), false);
+    };
+    let mut ok: Vec<RouteKind> = Vec::new();
+    let mut invalid = false;
+    for k in kinds {
+        let group = k.group.as_deref().unwrap_or(GROUP);
+        if group == GROUP && supported.contains(&k.kind.as_str()) {
+            if !ok.iter().any(|o| o.kind == k.kind) {
+                ok.push(kind(&k.kind));
+            }
+        } else {
+            invalid = true;
+        }
+    }
+    (ok, invalid)
+}
+
+impl ListenerState<'_> {
+    pub(super) fn valid(&self) -> bool {
+        self.protocol.is_ok()
+            && self.conflict.is_none()
+            && !self.kinds.is_empty()
+            && self.certificates.is_ok()
+    }
+
+    pub(super) fn serves(&self, kind: &str) -> bool {
+        self.kinds.iter().any(|k| k.kind == kind)
+    }
+
+    /// Whether a route in `namespace` may attach (namespaces From and the selector).
+    pub(super) fn admits(&self, gw_namespace: &str, namespace: &str, world: &World) -> bool {
+        let from = self
+            .spec
+            .allowed_routes
+            .as_ref()
+            .and_then(|a| a.namespaces.as_ref());
+        match from.and_then(|f| f.from.as_deref()).unwrap_or("Same") {
+            "All" => true,
+            "Selector" => {
+                let selector = from.and_then(|f| f.selector.as_ref());
+                selector.is_some_and(|s| selects(s, &namespace_labels(world, namespace)))
+            }
+            _ => namespace == gw_namespace,
+        }
+    }
+}
+
+fn namespace_labels(world: &World, namespace: &str) -> BTreeMap<String, String> {
+    let key = ObjectRef::new(Kind::Namespace, "", namespace);
+    match world.gateway_api.get(&key).map(|r| &**r) {
+        Some(Resource::Namespace(ns)) => ns.metadata.labels.clone().unwrap_or_default(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// A Kubernetes label selector (matchLabels and matchExpressions).
+fn selects(
+    selector: &portolan_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.clone().unwrap_or_default();
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+/// The valid listener on `port` with the most specific hostname that matches `host` (an exact
+/// name, then the longest wildcard, then a listener without hostname).
+pub(super) fn owning_listener(
+    listeners: &[ListenerState<'_>],
+    port: u16,
+    host: &str,
+) -> Option<usize> {
+    listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.port == port && l.valid())
+        .filter_map(|(i, l)| {
+            let rank = match l.spec.hostname.as_deref() {
+                None => 0,
+                Some(h) if h == host => usize::MAX,
+                Some(h) if wildcard_covers(h, host) => h.len(),
+                Some(_) => return None,
+            };
+            Some((rank, std::cmp::Reverse(i)))
+        })
+        .max()
+        .map(|(_, std::cmp::Reverse(i))| i)
+}
+
+pub(super) fn listener_status(l: &ListenerState<'_>, generation: i64) -> ListenerStatus {
+    let c = |t: &str, ok: bool, reason: &str, message: &str| {
+        ApiCondition::new(t, ok, reason, message, generation)
+    };
+    let accepted = match (&l.protocol, l.conflict) {
+        (Err(why), _) => c("Accepted", false, "UnsupportedProtocol", why),
+        (_, Some(_)) => c(
+            "Accepted",
+            false,
+            "Accepted",
+            "conflicts with another listener",
+        ),
+        _ => c("Accepted", true, "Accepted", "accepted"),
+    };
+    let resolved = match &l.certificates {
+        _ if l.invalid_kinds => c(
+            "ResolvedRefs",
+            false,
+            "InvalidRouteKinds",
+            "allowedRoutes.kinds names a kind this listener does not serve",
+        ),
+        Err((reason, message)) => c("ResolvedRefs", false, reason, message),
+        Ok(_) => c("ResolvedRefs", true, "ResolvedRefs", "resolved"),
+    };
+    let conflicted = match l.conflict {
+        Some(reason) => c(
+            "Conflicted",
+            true,
+            reason,
+            "another listener on this port conflicts",
+        ),
+        None => c("Conflicted", false, "NoConflicts", "no conflicts"),
+    };
+    let programmed = if l.valid() {
+        c("Programmed", true, "Programmed", "programmed")
+    } else {
+        c("Programmed", false, "Invalid", "the listener is not valid")
+    };
+    ListenerStatus {
+        name: l.spec.name.clone(),
+        supported_kinds: l.kinds.clone(),
+        attached_routes: l.attached,
+        conditions: vec![accepted, programmed, resolved, conflicted],
+    }
+}

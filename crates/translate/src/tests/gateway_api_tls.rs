@@ -1,0 +1,130 @@
+//! Gateway API TLS ports: an HTTPS listener's filter chain terminates TLS by SNI with its own
+//! route configuration, a passthrough chain is a TCP proxy by SNI, and chains with the same
+//! SNI match are never sent twice.
+
+use super::*;
+use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+use portolan_model::gateway_api::{ApiChain, ApiGateway, ApiPort, ApiVirtualHost, ChainKind};
+use prost::Message;
+
+fn mk_secret(name: &str) -> Arc<TlsSecret> {
+    Arc::new(TlsSecret {
+        source: ObjectRef::new(Kind::Secret, "infra", name),
+        cert_chain: format!("-----BEGIN CERTIFICATE-----\n{name}\n"),
+        private_key: "-----BEGIN PRIVATE KEY-----\nk\n".to_string(),
+    })
+}
+
+fn terminate(name: &str, server_names: &[&str], secret: &str) -> ApiChain {
+    ApiChain {
+        name: name.to_string(),
+        server_names: server_names.iter().map(|s| s.to_string()).collect(),
+        kind: ChainKind::Terminate {
+            certificates: vec![mk_secret(secret)],
+            virtual_hosts: vec![ApiVirtualHost {
+                hostname: "*".to_string(),
+                rules: Vec::new(),
+            }],
+        },
+    }
+}
+
+fn world() -> World {
+    let mut world = World::default();
+    world.services.insert(
+        ServiceKey::new("infra", "tls-backend"),
+        Arc::new(mk_service(
+            "infra",
+            "tls-backend",
+            vec![mk_port("https", 443)],
+        )),
+    );
+    let passthrough = ApiChain {
+        name: "tls/abc.example.com".to_string(),
+        server_names: vec!["abc.example.com".to_string()],
+        kind: ChainKind::Passthrough {
+            backends: vec![mk_backend("tls-backend.infra", Some(443), None, 1)],
+        },
+    };
+    let gateway = ApiGateway {
+        source: ObjectRef::new(Kind::ApiGateway, "infra", "edge"),
+        generation: 1,
+        group: "gateway:infra/edge".to_string(),
+        address: "127.0.1.7".to_string(),
+        ports: vec![ApiPort {
+            port: 8443,
+            tls: true,
+            virtual_hosts: Vec::new(),
+            chains: vec![
+                terminate("https", &[], "any-cert"),
+                terminate("https-shop", &["*.example.com"], "shop-cert"),
+                passthrough,
+                // The same match as the first: dropped, Envoy would refuse the listener.
+                terminate("again", &[], "other-cert"),
+            ],
+        }],
+    };
+    world
+        .api_gateways
+        .insert(gateway.source.clone(), Arc::new(gateway));
+    world
+}
+
+fn chain<'l>(listener: &'l Listener, name: &str) -> &'l FilterChain {
+    listener
+        .filter_chains
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no chain {name}"))
+}
+
+fn certificate_of(chain: &FilterChain) -> String {
+    let socket = chain.transport_socket.as_ref().expect("TLS");
+    let Some(envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
+        any,
+    )) = &socket.config_type
+    else {
+        panic!("no typed config");
+    };
+    let tls = DownstreamTlsContext::decode(any.value.as_slice()).expect("decodes");
+    let common = tls.common_tls_context.expect("common");
+    assert_eq!(common.alpn_protocols, ["h2", "http/1.1"]);
+    match &common.tls_certificates[0].certificate_chain {
+        Some(ds) => format!("{:?}", ds.specifier),
+        None => String::new(),
+    }
+}
+
+#[test]
+fn tls_ports_get_one_chain_per_sni_match() {
+    let r = run_group(&world(), "gateway:infra/edge");
+    assert_eq!(r.listeners.len(), 1);
+    let l = &r.listeners[0];
+    assert_eq!(l.name, "gateway-8443");
+    assert_eq!(
+        l.listener_filters[0].name,
+        "envoy.filters.listener.tls_inspector"
+    );
+    let names: Vec<&str> = l.filter_chains.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["https", "https-shop", "tls/abc.example.com"]);
+
+    // HTTPS: TLS with the listener's own certificate, then its own route configuration.
+    let any = chain(l, "https");
+    assert!(any.filter_chain_match.is_none(), "takes every other SNI");
+    assert!(certificate_of(any).contains("any-cert"));
+    let shop = chain(l, "https-shop");
+    let m = shop.filter_chain_match.as_ref().expect("match");
+    assert_eq!(m.server_names, ["*.example.com"]);
+    assert!(certificate_of(shop).contains("shop-cert"));
+    let mut routes: Vec<&str> = r.routes.iter().map(|c| c.name.as_str()).collect();
+    routes.sort();
+    assert_eq!(routes, ["gateway-8443/https", "gateway-8443/https-shop"]);
+
+    // Passthrough: no TLS context, a TCP proxy to the backend's cluster.
+    let pass = chain(l, "tls/abc.example.com");
+    assert!(pass.transport_socket.is_none());
+    assert_eq!(pass.filters[0].name, "envoy.filters.network.tcp_proxy");
+    let m = pass.filter_chain_match.as_ref().expect("match");
+    assert_eq!(m.server_names, ["abc.example.com"]);
+}
