@@ -40,6 +40,7 @@ use crate::snapshot::Snapshot;
 use crate::sotw::SotwStream;
 use crate::status::{ProxyStatus, TypeStatus};
 use crate::stream::{Ignored, NodeInfo, Output, StreamTypes};
+use crate::token::TokenAuth;
 
 /// A per-stream state machine, SotW or Delta.
 pub(crate) trait Machine: Send + 'static {
@@ -107,6 +108,8 @@ pub(crate) struct Context {
     pub(crate) authz: Authz,
     /// Which group a node is in (the wiring's hook).
     pub(crate) grouping: Arc<dyn NodeGrouping>,
+    /// Bearer-token identities, when the server takes them.
+    pub(crate) tokens: Option<TokenAuth>,
     /// How long after the server stops this stream closes (random within the drain spread).
     pub(crate) drain_delay: Duration,
 }
@@ -116,6 +119,8 @@ pub(crate) struct Context {
 pub(crate) struct Admission {
     pub(crate) _permit: OwnedSemaphorePermit,
     pub(crate) peer: Option<Arc<PeerIdentity>>,
+    /// The request's bearer token, if any.
+    pub(crate) token: Option<String>,
     pub(crate) bucket: TokenBucket,
 }
 
@@ -257,6 +262,10 @@ pub(crate) async fn run<M, S>(
         }
         None => return,
     };
+    if let Err(status) = authenticate::<M>(&ctx, &mut admission, &first).await {
+        let node = NodeInfo::from_node(M::node_of(&first), None, ctx.grouping.as_ref());
+        return refuse(&tx, &node, status).await;
+    }
     let node = NodeInfo::from_node(
         M::node_of(&first),
         admission.peer.as_deref(),
@@ -355,6 +364,38 @@ pub(crate) async fn run<M, S>(
         sending = out.responses.len() as u64;
     }
     info!(node = %node.id, group = %node.group, stream = served.stream_name(), delta = M::DELTA, "xDS stream closed");
+}
+
+/// With token identities, a client without a certificate identity proves one with its bearer
+/// token; the verified identity becomes the stream's peer. Refusals are counted.
+async fn authenticate<M: Machine>(
+    ctx: &Context,
+    admission: &mut Admission,
+    first: &M::Request,
+) -> Result<(), Status> {
+    let Some(tokens) = &ctx.tokens else {
+        return Ok(());
+    };
+    if admission.peer.is_some() {
+        return Ok(());
+    }
+    let verified = tokens
+        .authenticate(
+            admission.token.as_deref(),
+            M::node_of(first),
+            ctx.grouping.as_ref(),
+        )
+        .await;
+    match verified {
+        Ok(peer) => {
+            admission.peer = Some(Arc::new(peer));
+            Ok(())
+        }
+        Err(refusal) => {
+            ctx.metrics.auth_refused(refusal.reason.label());
+            Err(refusal.status())
+        }
+    }
 }
 
 /// Takes a token for one request; `RESOURCE_EXHAUSTED` when the stream is over its rate.
