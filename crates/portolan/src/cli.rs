@@ -387,6 +387,28 @@ pub struct SecurityArgs {
     /// to other replicas spread out, not all at once.
     #[arg(long, default_value = "5s", value_parser = parse_duration, env = "PORTOLAN_DRAIN_SPREAD")]
     pub drain_spread: Duration,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+}
+
+/// Workload identity from service account tokens (docs/security.md, "Service account tokens").
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Identify proxies without a client certificate by their projected service account token
+    /// (`authorization: Bearer`, see `bootstrap --xds-token-file`), verified with the Kubernetes
+    /// TokenReview API (in-cluster config, else KUBECONFIG); a stream without a valid token is
+    /// refused. Needs --xds-tls-cert (Envoy sends tokens only over TLS).
+    #[arg(long, requires = "xds_tls_cert", env = "PORTOLAN_XDS_TOKEN_REVIEW")]
+    pub xds_token_review: bool,
+    /// The audience tokens must be bound to.
+    #[arg(long, default_value = "portolan", env = "PORTOLAN_XDS_TOKEN_AUDIENCE")]
+    pub xds_token_audience: String,
+    /// How long a TokenReview answer is reused (never past the token's expiry).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "PORTOLAN_XDS_TOKEN_CACHE")]
+    pub xds_token_cache: Duration,
+    /// Most TokenReview answers kept at once.
+    #[arg(long, default_value_t = 10_000, env = "PORTOLAN_XDS_TOKEN_CACHE_SIZE")]
+    pub xds_token_cache_size: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -446,6 +468,17 @@ pub struct BootstrapArgs {
     /// PEM private key of --xds-client-cert.
     #[arg(long, value_name = "FILE", requires = "xds_client_cert")]
     pub xds_client_key: Option<PathBuf>,
+    /// Prove the proxy's identity with this service account token file (a projected token
+    /// with audience `portolan`, rotated by the kubelet): Envoy's Google gRPC client reads it
+    /// at every (re)connection, exchanges it at --xds-token-exchange, and sends it as a bearer
+    /// token over TLS (needs --xds-ca).
+    #[arg(long, value_name = "FILE", requires = "xds_ca", conflicts_with = "xds_client_cert")]
+    pub xds_token_file: Option<PathBuf>,
+    /// The token exchange endpoint Envoy posts the token to (Portolan's HTTP port,
+    /// `/sts/v1/token`); default: `http://HOST:18080/sts/v1/token` with the host of
+    /// --xds-address.
+    #[arg(long, value_name = "URL", requires = "xds_token_file")]
+    pub xds_token_exchange: Option<String>,
     /// Server name Envoy sends (SNI) and expects in Portolan's certificate; default: the host
     /// of --xds-address.
     #[arg(long, value_name = "NAME", requires = "xds_ca")]
