@@ -472,7 +472,12 @@ pub struct BootstrapArgs {
     /// with audience `portolan`, rotated by the kubelet): Envoy's Google gRPC client reads it
     /// at every (re)connection, exchanges it at --xds-token-exchange, and sends it as a bearer
     /// token over TLS (needs --xds-ca).
-    #[arg(long, value_name = "FILE", requires = "xds_ca", conflicts_with = "xds_client_cert")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "xds_ca",
+        conflicts_with = "xds_client_cert"
+    )]
     pub xds_token_file: Option<PathBuf>,
     /// The token exchange endpoint Envoy posts the token to (Portolan's HTTP port,
     /// `/sts/v1/token`); default: `http://HOST:18080/sts/v1/token` with the host of

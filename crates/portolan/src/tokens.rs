@@ -5,7 +5,7 @@
 //! token file to.
 //!
 //! The exchange hands the token back unchanged as the access token (RFC 8693 response, valid
-//! 60 s, so Envoy's gRPC client exchanges again, re-reading the file, at every connection):
+//! 30 s, so Envoy's gRPC client exchanges again, re-reading the file, at every connection):
 //! it proves nothing by itself, and verification happens once, on the xDS stream.
 
 use crate::cli::TokenArgs;
@@ -25,9 +25,10 @@ use std::time::Duration;
 const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
 /// The RFC 8693 grant type of a token exchange.
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-/// Seconds the exchanged token is said to be valid: at most gRPC's refresh threshold (60 s),
-/// so every new stream exchanges (and reads the token file) again.
-const EXCHANGED_LIFETIME: u64 = 60;
+/// Seconds the exchanged token is said to be valid: below gRPC's refresh threshold (60 s), so
+/// every new stream exchanges (and reads the token file) again; with 60 gRPC reuses the last
+/// exchanged token once (seen with Envoy 1.40: a revoked token presented on reconnect).
+const EXCHANGED_LIFETIME: u64 = 30;
 
 /// The xDS server's hook over a [`TokenReviewer`].
 #[derive(Debug)]
@@ -134,7 +135,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["access_token"], "a.b.c");
         assert_eq!(body["token_type"], "Bearer");
-        assert_eq!(body["expires_in"], 60);
+        assert_eq!(body["expires_in"], 30);
         let (status, body) = post(&[("grant_type", TOKEN_EXCHANGE)]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"], "invalid_request");

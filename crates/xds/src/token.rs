@@ -193,9 +193,10 @@ mod tests {
             &'a self,
             token: &'a str,
         ) -> BoxFuture<'a, Result<TokenIdentity, TokenRefusal>> {
-            let answer = self.0.get(token).cloned().unwrap_or_else(|| {
-                Err(TokenRefusal::new(RefusalReason::Invalid, "unknown token"))
-            });
+            let answer =
+                self.0.get(token).cloned().unwrap_or_else(|| {
+                    Err(TokenRefusal::new(RefusalReason::Invalid, "unknown token"))
+                });
             Box::pin(async move { answer })
         }
     }

@@ -32,18 +32,22 @@ fn token_in(tokens: &Tokens, name: &str) -> anyhow::Result<String> {
 
 /// Waits until `/debug/proxies` lists a proxy whose group contains `fragment`.
 async fn wait_group(mesh: &Mesh, fragment: &str) -> anyhow::Result<()> {
-    eventually(&format!("a proxy in a group with {fragment:?}"), WAIT, || async {
-        let text = mesh
-            .portolan
-            .get_text("/debug/proxies")
-            .await
-            .map_err(|e| e.to_string())?;
-        if text.contains(fragment) {
-            Ok(())
-        } else {
-            Err(text)
-        }
-    })
+    eventually(
+        &format!("a proxy in a group with {fragment:?}"),
+        WAIT,
+        || async {
+            let text = mesh
+                .portolan
+                .get_text("/debug/proxies")
+                .await
+                .map_err(|e| e.to_string())?;
+            if text.contains(fragment) {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        },
+    )
     .await
     .map(|_| ())
 }
@@ -91,7 +95,11 @@ async fn service_account_tokens_bind_identities_and_rotated_tokens_are_used() ->
     let hits = mesh.app.hits();
     let intruder = mesh.caller("intruder", free_port()).await?;
     intruder.wait_for_response(HOST, 403, "").await?;
-    assert_eq!(mesh.app.hits(), hits, "a denied request never reaches the app");
+    assert_eq!(
+        mesh.app.hits(),
+        hits,
+        "a denied request never reaches the app"
+    );
     client_envoy
         .wait_for_response(HOST, 200, "server-app")
         .await?;
@@ -119,7 +127,12 @@ async fn service_account_tokens_bind_identities_and_rotated_tokens_are_used() ->
         .portolan
         .metric("portolan_xds_auth_refusals_total{reason=\"invalid\"}")
         .await?;
-    assert_eq!(invalid, None, "the revoked token was never presented again");
+    assert_eq!(
+        invalid,
+        None,
+        "the revoked token was never presented again\n{}",
+        mesh.portolan.log_tail()
+    );
     Ok(())
 }
 
@@ -220,23 +233,39 @@ async fn every_refused_token_is_named_to_envoy_and_counted() -> anyhow::Result<(
             mesh: free_port(),
             ..mesh.portolan.ports()
         };
-        let envoy =
-            Envoy::start_refused(bin(), ports, &format!("{}-1", case.name), case.cluster, &args)
-                .await?;
+        let envoy = Envoy::start_refused(
+            bin(),
+            ports,
+            &format!("{}-1", case.name),
+            case.cluster,
+            &args,
+        )
+        .await?;
         envoys.push(envoy);
     }
     for (case, envoy) in cases.iter().zip(&envoys) {
-        let said = format!("closed: {}, {}: ", case.code, case.reason);
-        eventually(&format!("{}: Envoy told {said:?}", case.name), WAIT, || async {
-            let log = envoy.log_tail();
-            if log.contains(&said) {
-                Ok(())
-            } else {
-                Err(log)
-            }
-        })
-        .await?;
-        let series = format!("portolan_xds_auth_refusals_total{{reason=\"{}\"}}", case.reason);
+        // Envoy's own gRPC client shows the message percent-encoded, Google gRPC decoded.
+        let said = format!("closed: {}, {}:", case.code, case.reason);
+        let told = eventually(
+            &format!("{}: Envoy told {said:?}", case.name),
+            WAIT,
+            || async {
+                let closed = envoy.log_lines("gRPC config stream");
+                if closed.iter().any(|l| l.contains(&said)) {
+                    Ok(())
+                } else {
+                    Err(closed.join("\n"))
+                }
+            },
+        )
+        .await;
+        if let Err(e) = told {
+            anyhow::bail!("{e}\n--- portolan log:\n{}", mesh.portolan.log_tail());
+        }
+        let series = format!(
+            "portolan_xds_auth_refusals_total{{reason=\"{}\"}}",
+            case.reason
+        );
         let counted = mesh.portolan.metric(&series).await?.unwrap_or_default();
         assert!(counted >= 1.0, "{series} = {counted}");
     }

@@ -76,7 +76,10 @@ impl Mesh {
         let mut args: Vec<String> = serve_args.iter().map(|s| s.to_string()).collect();
         // The mesh CA survives a restart of Portolan.
         let ca_dir = tempfile::tempdir()?;
-        args.extend(["--ca-dir".to_string(), ca_dir.path().to_string_lossy().into_owned()]);
+        args.extend([
+            "--ca-dir".to_string(),
+            ca_dir.path().to_string_lossy().into_owned(),
+        ]);
         let mut tokens = None;
         let files = match identities {
             Identities::Certificates => {

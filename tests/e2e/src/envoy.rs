@@ -353,6 +353,16 @@ impl Envoy {
         tail(&self.log, 80)
     }
 
+    /// The lines of Envoy's log that contain `fragment`.
+    pub fn log_lines(&self, fragment: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(fragment))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Everything Envoy wrote to stdout so far (access logs of the stdout logger).
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
