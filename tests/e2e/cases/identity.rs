@@ -269,6 +269,32 @@ async fn every_refused_token_is_named_to_envoy_and_counted() -> anyhow::Result<(
         let counted = mesh.portolan.metric(&series).await?.unwrap_or_default();
         assert!(counted >= 1.0, "{series} = {counted}");
     }
+    // Envoy keeps reconnecting with the forged token; the refusal is cached, so the API server
+    // reviewed it once.
+    let forged_at = cases
+        .iter()
+        .position(|c| c.name == "forged")
+        .ok_or_else(|| anyhow::anyhow!("no forged case"))?;
+    eventually(
+        "the forged proxy to be refused three times",
+        WAIT,
+        || async {
+            let n = envoys[forged_at].log_lines("gRPC config stream").len();
+            if n >= 3 { Ok(()) } else { Err(format!("{n}")) }
+        },
+    )
+    .await?;
+    let forged = cases[forged_at].token.clone().unwrap_or_default();
+    let reviews = issued
+        .api
+        .reviews()
+        .iter()
+        .filter(|t| **t == forged)
+        .count();
+    assert_eq!(
+        reviews, 1,
+        "a refused token is reviewed once, not at every reconnect"
+    );
     // None of them got a configuration or a certificate.
     let proxies = mesh.portolan.get_text("/debug/proxies").await?;
     assert!(!proxies.contains("sa=client"), "{proxies}");
