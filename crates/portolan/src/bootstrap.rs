@@ -259,7 +259,7 @@ fn path_str<'a>(flag: &str, path: &'a Path) -> anyhow::Result<&'a str> {
 }
 
 /// The `UpstreamTlsContext` of the xDS cluster, when `--xds-ca` is given: verify Portolan's
-/// certificate against the CA for the SNI name, offer ALPN h2, and present the client
+/// certificate against the CA for the SNI name (not sent when it is an IP address), offer ALPN h2, and present the client
 /// certificate if one is given. Files are referenced by `filename`.
 fn transport_socket(args: &BootstrapArgs, xds_host: &str) -> anyhow::Result<Option<Value>> {
     let Some(ca) = &args.xds_ca else {
@@ -281,13 +281,18 @@ fn transport_socket(args: &BootstrapArgs, xds_host: &str) -> anyhow::Result<Opti
             "private_key": {"filename": path_str("xds-client-key", key)?}
         }]);
     }
+    let mut context = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": common
+    });
+    // SNI carries host names only (RFC 6066): an IP address is verified against IP SANs but
+    // not sent.
+    if san_type(sni) == "DNS" {
+        context["sni"] = json!(sni);
+    }
     Ok(Some(json!({
         "name": "envoy.transport_sockets.tls",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            "sni": sni,
-            "common_tls_context": common
-        }
+        "typed_config": context
     })))
 }
 
@@ -479,6 +484,9 @@ mod tests {
         let san = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]["common_tls_context"]
             ["validation_context"]["match_typed_subject_alt_names"][0];
         assert_eq!(san["san_type"], "IP_ADDRESS");
+        // ...and not sent as SNI (SNI is for host names).
+        let ctx = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"];
+        assert!(ctx.get("sni").is_none(), "{ctx}");
     }
 
     #[test]

@@ -559,6 +559,47 @@ pub struct AdminServerArgs {
     /// Portolan's xDS gRPC address, HOST:PORT (the admin API is served there).
     #[arg(long, default_value = "127.0.0.1:18000", env = "PORTOLAN_SERVER")]
     pub server: String,
+    /// Connect over TLS, verifying Portolan's certificate against this PEM CA bundle (as
+    /// `bootstrap --xds-ca`).
+    #[arg(long, value_name = "FILE", env = "PORTOLAN_XDS_CA")]
+    pub xds_ca: Option<PathBuf>,
+    /// PEM client certificate to present (mutual TLS, `serve --xds-client-ca`).
+    #[arg(long, value_name = "FILE", requires_all = ["xds_ca", "xds_client_key"], env = "PORTOLAN_XDS_CLIENT_CERT")]
+    pub xds_client_cert: Option<PathBuf>,
+    /// PEM private key of --xds-client-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "xds_client_cert",
+        env = "PORTOLAN_XDS_CLIENT_KEY"
+    )]
+    pub xds_client_key: Option<PathBuf>,
+    /// The name Portolan's certificate must be valid for (sent as SNI unless an IP address);
+    /// default: the host of --server.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "xds_ca",
+        env = "PORTOLAN_XDS_SNI"
+    )]
+    pub xds_sni: Option<String>,
+}
+
+// === impl AdminServerArgs ===
+
+impl AdminServerArgs {
+    /// The client's TLS settings, when --xds-ca is given.
+    pub fn tls(&self) -> Option<portolan_admin::tls::ClientTls> {
+        let ca = self.xds_ca.clone()?;
+        Some(portolan_admin::tls::ClientTls {
+            ca,
+            client: self
+                .xds_client_cert
+                .clone()
+                .zip(self.xds_client_key.clone()),
+            sni: self.xds_sni.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Args)]
