@@ -28,7 +28,7 @@ pub use error::K8sError;
 pub use feed::KindFeed;
 pub use lease::{LeaseConfig, LeaseLock};
 pub use source::{KubernetesSource, SourceState, Watchers};
-pub use tokenreview::{ReviewError, ServiceAccountRef, TokenReviewer};
+pub use tokenreview::{ReviewError, ServiceAccountRef, TokenReviewer, expiry as token_expiry};
 pub use view::ClusterView;
 pub use writer::{Inputs, StatusWriter};
 

@@ -212,6 +212,12 @@ impl TokenReviewer {
     }
 }
 
+/// The `exp` claim of a JWT (unix seconds). Trustworthy only for a token the API server
+/// authenticated (it checked the signature over the claims).
+pub fn expiry(token: &str) -> Option<i64> {
+    claims(token).exp
+}
+
 /// `system:serviceaccount:NS:SA` as its namespace and name.
 fn service_account(user: &str) -> Option<ServiceAccountRef> {
     let (namespace, name) = user.strip_prefix(SA_PREFIX)?.split_once(':')?;

@@ -19,7 +19,7 @@ use portolan_xds::{RefusalReason, TokenAuth, TokenIdentity, TokenRefusal, TokenV
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Longest a TokenReview may take before the stream is refused as unverifiable.
 const REVIEW_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,10 +40,15 @@ impl TokenVerifier for Reviewer {
             let reviewed = tokio::time::timeout(REVIEW_TIMEOUT, self.0.review(token))
                 .await
                 .unwrap_or_else(|_| Err(ReviewError::Api("timed out".to_string())));
+            // The API server checked the signature over the claims: `exp` is the token's.
+            let expires_at = portolan_k8s::token_expiry(token)
+                .and_then(|exp| u64::try_from(exp).ok())
+                .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
             reviewed
                 .map(|sa| TokenIdentity {
                     namespace: sa.namespace,
                     service_account: sa.name,
+                    expires_at,
                 })
                 .map_err(refusal)
         })

@@ -51,4 +51,6 @@ pub use sotw::SotwStream;
 pub use status::{Nack, ProxyStatus, SubscribedNames, SyncState, TypeStatus};
 pub use stream::{Ignored, NodeInfo, Output, StreamTypes};
 pub use tls::{TlsError, TlsFiles, TlsReloader};
-pub use token::{RefusalReason, TokenAuth, TokenIdentity, TokenRefusal, TokenVerifier};
+pub use token::{
+    Authenticated, RefusalReason, TokenAuth, TokenIdentity, TokenRefusal, TokenVerifier,
+};

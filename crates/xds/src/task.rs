@@ -10,10 +10,12 @@
 //! slow client holds the task up the group's `watch` keeps only the newest snapshot, so the client
 //! gets the latest state when it catches up, never a backlog.
 //!
-//! Before serving, the task checks the client's identity against the group it asks for
-//! ([`crate::authz`]) and that the group may be created; every request takes a token from the
-//! stream's [`TokenBucket`] (a flooding client gets `RESOURCE_EXHAUSTED` and the stream ends). On
-//! shutdown each stream closes after its own random delay within the drain spread.
+//! Before serving, the task verifies the client's bearer token when the server takes tokens
+//! ([`crate::token`]; the stream then ends when the token expires), checks the client's
+//! identity against the group it asks for ([`crate::authz`]) and that the group may be
+//! created; every request takes a token from the stream's [`TokenBucket`] (a flooding client
+//! gets `RESOURCE_EXHAUSTED` and the stream ends). On shutdown each stream closes after its own
+//! random delay within the drain spread.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -262,10 +264,13 @@ pub(crate) async fn run<M, S>(
         }
         None => return,
     };
-    if let Err(status) = authenticate::<M>(&ctx, &mut admission, &first).await {
-        let node = NodeInfo::from_node(M::node_of(&first), None, ctx.grouping.as_ref());
-        return refuse(&tx, &node, status).await;
-    }
+    let token_expiry = match authenticate::<M>(&ctx, &mut admission, &first).await {
+        Ok(expiry) => expiry,
+        Err(status) => {
+            let node = NodeInfo::from_node(M::node_of(&first), None, ctx.grouping.as_ref());
+            return refuse(&tx, &node, status).await;
+        }
+    };
     let node = NodeInfo::from_node(
         M::node_of(&first),
         admission.peer.as_deref(),
@@ -359,6 +364,14 @@ pub(crate) async fn run<M, S>(
                     None => Output::default(),
                 }
             },
+            _ = until(token_expiry) => {
+                info!(node = %node.id, group = %node.group, "the stream's service account token expired; closing it (the proxy reconnects with its current token)");
+                let status = Status::unauthenticated(
+                    "expired: the service account token this stream was opened with has expired; reconnect with a fresh one",
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Box::new(Err(status)))).await;
+                break;
+            }
             _ = ctx.draining() => break,
         };
         sending = out.responses.len() as u64;
@@ -367,17 +380,18 @@ pub(crate) async fn run<M, S>(
 }
 
 /// With token identities, a client without a certificate identity proves one with its bearer
-/// token; the verified identity becomes the stream's peer. Refusals are counted.
+/// token; the verified identity becomes the stream's peer, and the token's expiry is returned.
+/// Refusals are counted.
 async fn authenticate<M: Machine>(
     ctx: &Context,
     admission: &mut Admission,
     first: &M::Request,
-) -> Result<(), Status> {
+) -> Result<Option<SystemTime>, Status> {
     let Some(tokens) = &ctx.tokens else {
-        return Ok(());
+        return Ok(None);
     };
     if admission.peer.is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let verified = tokens
         .authenticate(
@@ -387,14 +401,25 @@ async fn authenticate<M: Machine>(
         )
         .await;
     match verified {
-        Ok(peer) => {
-            admission.peer = Some(Arc::new(peer));
-            Ok(())
+        Ok(id) => {
+            admission.peer = Some(Arc::new(id.peer));
+            Ok(id.expires_at)
         }
         Err(refusal) => {
             ctx.metrics.auth_refused(refusal.reason.label());
             Err(refusal.status())
         }
+    }
+}
+
+/// Completes at `at` (never without it).
+async fn until(at: Option<SystemTime>) {
+    match at {
+        Some(at) => {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::time::sleep(left).await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -460,6 +485,20 @@ async fn deliver<M: Machine>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_expiry_ends_the_wait_and_none_never_does() {
+        let at = SystemTime::now() + Duration::from_secs(600);
+        tokio::time::timeout(Duration::from_secs(601), until(Some(at)))
+            .await
+            .expect("the expiry came");
+        let past = SystemTime::now() - Duration::from_secs(1);
+        tokio::time::timeout(Duration::from_millis(1), until(Some(past)))
+            .await
+            .expect("an expiry in the past is now");
+        let never = tokio::time::timeout(Duration::from_secs(3600), until(None)).await;
+        assert!(never.is_err());
+    }
     use crate::testing::snapshot_of;
 
     fn node(needs_delta: bool) -> NodeInfo {

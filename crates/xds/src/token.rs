@@ -6,7 +6,10 @@
 //! the verified namespace and service account become the stream's peer identity, the SPIFFE ID
 //! `spiffe://TRUST_DOMAIN/ns/NS/sa/SA`, exactly as if a client certificate had named it, so the
 //! proxy group, the workload certificate over SDS and the authorization rule follow from it.
-//! A client that proved an identity with a certificate (mutual TLS) needs no token.
+//! A client that proved an identity with a certificate (mutual TLS) needs no token. A stream
+//! lives no longer than its token: when the token expires the stream ends with
+//! `UNAUTHENTICATED` (`expired`), and the proxy reconnects with the token it holds by then (the
+//! kubelet rewrites the file well before expiry).
 //!
 //! Refused, each counted in `xds_auth_refusals_total{reason}` and logged:
 //!
@@ -18,6 +21,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use futures::future::BoxFuture;
@@ -32,6 +36,16 @@ use crate::grouping::{DEFAULT_GROUP, NodeGrouping};
 pub struct TokenIdentity {
     pub namespace: String,
     pub service_account: String,
+    /// When the token expires: the stream it opened is closed then (the proxy reconnects with
+    /// the token it holds by then).
+    pub expires_at: Option<SystemTime>,
+}
+
+/// A stream's verified identity and how long it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    pub peer: PeerIdentity,
+    pub expires_at: Option<SystemTime>,
 }
 
 /// Why a token (or the stream presenting it) was refused.
@@ -117,7 +131,7 @@ impl TokenAuth {
         token: Option<&str>,
         node: Option<&Node>,
         grouping: &dyn NodeGrouping,
-    ) -> Result<PeerIdentity, TokenRefusal> {
+    ) -> Result<Authenticated, TokenRefusal> {
         let token = token.ok_or_else(|| {
             TokenRefusal::new(
                 RefusalReason::Missing,
@@ -126,12 +140,16 @@ impl TokenAuth {
         })?;
         let id = self.verifier.verify(token).await?;
         check_node(&id, node, grouping)?;
-        Ok(PeerIdentity {
+        let peer = PeerIdentity {
             dns: Vec::new(),
             uris: vec![format!(
                 "spiffe://{}/ns/{}/sa/{}",
                 self.trust_domain, id.namespace, id.service_account
             )],
+        };
+        Ok(Authenticated {
+            peer,
+            expires_at: id.expires_at,
         })
     }
 }
@@ -218,6 +236,7 @@ mod tests {
         let web = TokenIdentity {
             namespace: "shop".into(),
             service_account: "web".into(),
+            expires_at: Some(SystemTime::UNIX_EPOCH),
         };
         let table = Table(BTreeMap::from([
             ("good", Ok(web)),
@@ -250,12 +269,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_verified_token_becomes_a_spiffe_identity() {
-        let peer = auth()
+        let id = auth()
             .authenticate(Some("good"), Some(&node("w-1.shop", "web")), &ClaimsInId)
             .await
             .expect("verified");
-        assert_eq!(peer.uris, ["spiffe://cluster.local/ns/shop/sa/web"]);
-        assert!(peer.dns.is_empty());
+        assert_eq!(id.peer.uris, ["spiffe://cluster.local/ns/shop/sa/web"]);
+        assert!(id.peer.dns.is_empty());
+        assert_eq!(id.expires_at, Some(SystemTime::UNIX_EPOCH));
     }
 
     #[tokio::test]

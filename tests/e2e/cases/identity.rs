@@ -4,7 +4,8 @@
 //! (`--xds-token-review`) verifies it with TokenReview against the stand-in API server, whose
 //! answers the test controls. Proven: the verified service account becomes the proxy's group
 //! and workload certificate, mutual TLS and an AccessPolicy by service account work between two
-//! sidecars, a token the test rotates is the one presented on reconnect, and every refused
+//! sidecars, a stream ends when its token expires and the token the test rotated into the file
+//! is the one presented on reconnect, and every refused
 //! case (missing, expired, wrong audience, unknown, unverifiable, another group, another
 //! namespace) is refused with its reason in Envoy's log and counted in Portolan's metrics.
 
@@ -56,7 +57,7 @@ async fn wait_group(mesh: &Mesh, fragment: &str) -> anyhow::Result<()> {
 async fn service_account_tokens_bind_identities_and_rotated_tokens_are_used() -> anyhow::Result<()>
 {
     let _shared = portolan_e2e::serial::shared().await;
-    let mut mesh = Mesh::start(
+    let mesh = Mesh::start(
         Identities::Tokens,
         &[
             ("shop/strict.yaml", example("security/strict-mtls.yaml")),
@@ -66,6 +67,8 @@ async fn service_account_tokens_bind_identities_and_rotated_tokens_are_used() ->
     )
     .await?;
     let server = mesh.server().await?;
+    // The client's token expires in a few seconds (the kubelet's would in minutes).
+    tokens(&mesh)?.issue_for("client", "shop", "client", 6)?;
     let client_envoy = mesh.caller("client", mesh.portolan.ports().mesh).await?;
 
     // The verified service accounts are the proxies' identities: groups, certificates, mTLS.
@@ -104,18 +107,17 @@ async fn service_account_tokens_bind_identities_and_rotated_tokens_are_used() ->
         .wait_for_response(HOST, 200, "server-app")
         .await?;
 
-    // The kubelet rotates the client's token; the old one is revoked. On reconnect Envoy reads
-    // the file again and presents the new token.
+    // The client's token is about to expire. The kubelet rotates the file and the old token is
+    // revoked; when the old token expires Portolan closes the stream it opened, and Envoy
+    // reconnects, reading the file again: the new token is the one reviewed.
     let old = token_in(issued, "client")?;
     let new = issued.issue("client", "shop", "client")?;
     issued.api.revoke(&old);
-    mesh.restart_portolan().await?;
-    let issued = tokens(&mesh)?;
     eventually("the rotated token to be reviewed", WAIT, || async {
         if issued.api.reviews().contains(&new) {
             Ok(())
         } else {
-            Err("not yet".to_string())
+            Err(mesh.portolan.log_tail())
         }
     })
     .await?;
@@ -123,6 +125,11 @@ async fn service_account_tokens_bind_identities_and_rotated_tokens_are_used() ->
     client_envoy
         .wait_for_response(HOST, 200, "server-app")
         .await?;
+    let expired_streams = client_envoy.log_lines("closed: 16, expired:");
+    assert!(
+        !expired_streams.is_empty(),
+        "Envoy saw its stream end with the token"
+    );
     let invalid = mesh
         .portolan
         .metric("portolan_xds_auth_refusals_total{reason=\"invalid\"}")

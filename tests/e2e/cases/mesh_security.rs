@@ -51,8 +51,6 @@ pub(crate) struct Mesh {
     files: Option<(TestCa, TlsDir)>,
     pub(crate) tokens: Option<Tokens>,
     inbound: u16,
-    serve_args: Vec<String>,
-    _ca_dir: tempfile::TempDir,
 }
 
 // === impl Mesh ===
@@ -120,30 +118,7 @@ impl Mesh {
             files,
             tokens,
             inbound,
-            serve_args: args,
-            _ca_dir: ca_dir,
         })
-    }
-
-    /// Stops Portolan (SIGKILL) and starts it again on the same ports and flags: every proxy
-    /// reconnects.
-    pub(crate) async fn restart_portolan(&mut self) -> anyhow::Result<()> {
-        let ports = self.portolan.ports();
-        if let Some(pid) = self.portolan.pid() {
-            std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status()?;
-        }
-        eventually("the old Portolan to let go of its ports", WAIT, || async {
-            match tokio::net::TcpListener::bind(("127.0.0.1", ports.xds)).await {
-                Ok(_) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await?;
-        self.portolan =
-            start_portolan(&self.config, ports, &self.serve_args, self.tokens.as_ref()).await?;
-        Ok(())
     }
 
     /// The bootstrap flags of TLS to this Portolan, without any identity.

@@ -67,7 +67,18 @@ impl Tokens {
     /// A new valid token of `namespace/sa` (for [`AUDIENCE`], an hour left), known to the API
     /// server and written to the file `name` (replacing the one there, atomically); returns it.
     pub fn issue(&self, name: &str, namespace: &str, sa: &str) -> anyhow::Result<String> {
-        let token = jwt(&self.claims(namespace, sa, AUDIENCE, unix_now() + 3600));
+        self.issue_for(name, namespace, sa, 3600)
+    }
+
+    /// [`Tokens::issue`] with `seconds` left before the token expires.
+    pub fn issue_for(
+        &self,
+        name: &str,
+        namespace: &str,
+        sa: &str,
+        seconds: i64,
+    ) -> anyhow::Result<String> {
+        let token = jwt(&self.claims(namespace, sa, AUDIENCE, unix_now() + seconds));
         self.api.token(
             &token,
             TokenAnswer::Valid {
