@@ -9,7 +9,8 @@
 //!
 //! Answers are cached per token, briefly and bounded, so that a reconnect storm of proxies does
 //! not become a storm of TokenReviews: a verified token for at most the cache time and never
-//! past its `exp`; a refused one for the cache time; an API error not at all.
+//! past its `exp`; a refused one for the cache time; an API error not at all. At most 16
+//! TokenReviews are in flight at once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +22,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
 use kube::Api;
 use kube::api::PostParams;
+
+/// TokenReviews in flight at once; more wait their turn (a reconnect storm after a restart,
+/// when every proxy's token is new to the cache, reaches the API server at this pace).
+const MAX_IN_FLIGHT: usize = 16;
 
 /// Prefix of a service account's user name.
 const SA_PREFIX: &str = "system:serviceaccount:";
@@ -58,6 +63,7 @@ pub struct TokenReviewer {
     capacity: usize,
     cache: Mutex<HashMap<String, Cached>>,
     reviews: AtomicU64,
+    in_flight: tokio::sync::Semaphore,
 }
 
 #[derive(Clone, Debug)]
@@ -96,6 +102,7 @@ impl TokenReviewer {
             capacity: capacity.max(1),
             cache: Mutex::new(HashMap::new()),
             reviews: AtomicU64::new(0),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         }
     }
 
@@ -119,6 +126,15 @@ impl TokenReviewer {
         if !claims.aud.is_empty() && !claims.aud.contains(&self.audience) {
             return Err(self.wrong_audience(claims.aud));
         }
+        if let Some(answer) = self.cached(token) {
+            return answer;
+        }
+        let _turn = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|e| ReviewError::Api(e.to_string()))?;
+        // Another stream with the same token may have asked while this one waited.
         if let Some(answer) = self.cached(token) {
             return answer;
         }
