@@ -228,6 +228,11 @@ fn node(args: &BootstrapArgs) -> Value {
 /// when `--xds-ca` is given (with the client certificate when one is), else insecure.
 pub fn render_grpc(args: &BootstrapArgs) -> anyhow::Result<Value> {
     host_port("xds-address", &args.xds_address)?;
+    if args.xds_token_file.is_some() {
+        bail!(
+            "--xds-token-file is for Envoy bootstraps (Google gRPC call credentials); a proxyless gRPC client proves its identity with --xds-client-cert"
+        );
+    }
     let cluster = node_cluster(args)?;
     if args.node_id.is_empty() || cluster.is_empty() {
         bail!("--node-id and --cluster must not be empty");
@@ -525,6 +530,8 @@ mod tests {
         a.xds_token_exchange = Some("https://x/".into());
         let err = render(&a).expect_err("https refused").to_string();
         assert!(err.contains("--xds-token-exchange"), "{err}");
+        let err = render_grpc(&a).expect_err("not for gRPC").to_string();
+        assert!(err.contains("--xds-token-file"), "{err}");
     }
 
     #[test]
