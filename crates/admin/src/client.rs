@@ -134,11 +134,18 @@ impl Client {
             Code::NotFound => ClientError::NotFound {
                 message: status.message().to_string(),
             },
-            // A plaintext client on a TLS port gets no gRPC answer at all.
-            Code::Unknown if status.message().contains("transport error") => ClientError::Connect {
-                server,
-                message: status.message().to_string(),
-            },
+            // A plaintext client on a TLS port gets no gRPC answer at all: the connection breaks
+            // (`transport error`) or what comes back is not HTTP/2 (`h2 protocol error`).
+            Code::Unknown | Code::Internal
+                if ["transport error", "protocol error"]
+                    .iter()
+                    .any(|m| status.message().contains(m)) =>
+            {
+                ClientError::Connect {
+                    server,
+                    message: status.message().to_string(),
+                }
+            }
             Code::Unavailable => ClientError::Connect {
                 server,
                 message: status.message().to_string(),
