@@ -86,6 +86,7 @@ render() { # CASE RELEASE NAMESPACE [helm args...]
 render default portolan portolan-system
 render certmanager mesh platform -f "$chart/ci/cert-manager-values.yaml"
 render disabled portolan portolan-system -f "$chart/ci/webhook-disabled-values.yaml"
+render token-review portolan portolan-system -f "$chart/ci/token-review-values.yaml"
 render watch-selfsigned portolan portolan-system --set 'watchNamespaces={demo,shop}' --set metrics.serviceMonitor.enabled=true
 
 # NOTES.txt (helm template does not render it; a client-side dry run does, offline).

@@ -278,6 +278,15 @@ def assert_render(case, path):
         ep = sm["spec"]["endpoints"][0]
         if ep["port"] != "http-monitoring" or ep["path"] != "/metrics":
             fail(f"the ServiceMonitor scrapes {ep}, not http-monitoring /metrics")
+    review = expand("authentication.k8s.io", ["tokenreviews"], ["create"])
+    granted = [c for c in by_kind(docs, "ClusterRole") if rule_set(c["rules"]) & review]
+    if "--xds-token-review" in args:
+        if len(granted) != 1 or rule_set(granted[0]["rules"]) != review or granted[0]["metadata"]["name"] not in binding_roles:
+            fail("--xds-token-review needs one bound ClusterRole granting exactly tokenreviews create")
+        if not flag(args, "--xds-tls-cert"):
+            fail("--xds-token-review without --xds-tls-cert")
+    elif granted:
+        fail("tokenreviews granted without --xds-token-review")
     replicas = deploy["spec"]["replicas"]
     pdbs = by_kind(docs, "PodDisruptionBudget")
     if replicas > 1 and not pdbs:

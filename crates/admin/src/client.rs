@@ -4,8 +4,12 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status};
+
+use crate::tls::ClientTls;
 
 use crate::proto::admin_client::AdminClient;
 use crate::proto::{
@@ -21,9 +25,14 @@ pub enum ClientError {
     #[error("{server:?} is not a server address (HOST:PORT): {message}")]
     Address { server: String, message: String },
     #[error(
-        "cannot connect to Portolan at {server}: {message} (is `portolan serve` running with its xDS port there?)"
+        "cannot connect to Portolan at {server}: {message} (is `portolan serve` running with its xDS port there? If that port speaks TLS, give --xds-ca, and for mutual TLS --xds-client-cert/--xds-client-key)"
     )]
     Connect { server: String, message: String },
+    #[error("TLS to {server}: {source}")]
+    Tls {
+        server: String,
+        source: crate::tls::TlsError,
+    },
     #[error("{server} does not serve Portolan's admin API (is it Portolan's xDS port?)")]
     Unimplemented { server: String },
     #[error("{message}")]
@@ -46,26 +55,52 @@ pub struct Client {
 // === impl Client ===
 
 impl Client {
-    /// Connects to `server` (`HOST:PORT`, or a `http://` URI).
+    /// Connects to `server` (`HOST:PORT`, or a `http://` URI) in plaintext.
     pub async fn connect(server: &str) -> Result<Self, ClientError> {
+        Self::connect_with(server, None).await
+    }
+
+    /// Connects to `server`, over TLS when `tls` is given.
+    pub async fn connect_with(server: &str, tls: Option<&ClientTls>) -> Result<Self, ClientError> {
         let uri = if server.contains("://") {
             server.to_string()
         } else {
             format!("http://{server}")
         };
-        let endpoint = Endpoint::from_shared(uri).map_err(|e| ClientError::Address {
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| ClientError::Address {
+                server: server.to_string(),
+                message: chain(&e),
+            })?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
+        let connected = match tls {
+            None => endpoint.connect().await,
+            Some(tls) => {
+                let host = endpoint.uri().host().unwrap_or_default();
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let (connector, name) = tls.connector(host).map_err(|source| ClientError::Tls {
+                    server: server.to_string(),
+                    source,
+                })?;
+                let connect = tower::service_fn(move |uri: Uri| {
+                    let (connector, name) = (connector.clone(), name.clone());
+                    async move {
+                        let host = uri.host().unwrap_or_default();
+                        let host = host.trim_start_matches('[').trim_end_matches(']');
+                        let port = uri.port_u16().unwrap_or(18000);
+                        let tcp = TcpStream::connect((host, port)).await?;
+                        let tls = connector.connect(name, tcp).await?;
+                        Ok::<_, std::io::Error>(TokioIo::new(tls))
+                    }
+                });
+                endpoint.connect_with_connector(connect).await
+            }
+        };
+        let channel = connected.map_err(|e| ClientError::Connect {
             server: server.to_string(),
             message: chain(&e),
         })?;
-        let channel = endpoint
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .connect()
-            .await
-            .map_err(|e| ClientError::Connect {
-                server: server.to_string(),
-                message: chain(&e),
-            })?;
         Ok(Self {
             server: server.to_string(),
             inner: AdminClient::new(channel),
@@ -99,6 +134,18 @@ impl Client {
             Code::NotFound => ClientError::NotFound {
                 message: status.message().to_string(),
             },
+            // A plaintext client on a TLS port gets no gRPC answer at all: the connection breaks
+            // (`transport error`) or what comes back is not HTTP/2 (`h2 protocol error`).
+            Code::Unknown | Code::Internal
+                if ["transport error", "protocol error"]
+                    .iter()
+                    .any(|m| status.message().contains(m)) =>
+            {
+                ClientError::Connect {
+                    server,
+                    message: status.message().to_string(),
+                }
+            }
             Code::Unavailable => ClientError::Connect {
                 server,
                 message: status.message().to_string(),

@@ -2,7 +2,8 @@
 //! connected proxy was sent and accepted) and ConfigDump (what a proxy's group holds).
 //!
 //! [`AdminService`] serves it read-only over the xDS [`portolan_xds::Cache`]; [`client`] and
-//! [`table`] are the CLI's side (`portolan proxy-status`, `portolan config-dump`).
+//! [`table`] are the CLI's side (`portolan proxy-status`, `portolan config-dump`; over TLS with
+//! [`tls`]).
 
 #![forbid(unsafe_code)]
 
@@ -12,6 +13,7 @@ pub mod dump;
 pub mod redact;
 pub mod service;
 pub mod table;
+pub mod tls;
 
 /// The generated messages, client and server of `portolan.admin.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]

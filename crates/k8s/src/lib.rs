@@ -9,6 +9,7 @@
 //!   the [`portolan_model::source::Source`] that runs them and reports sync and health.
 //! * [`status`] / [`writer`]: which status each object should carry, and writing it.
 //! * [`lease`]: leader election.
+//! * [`tokenreview`]: service account tokens verified with the TokenReview API.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod kinds;
 pub mod lease;
 pub mod source;
 pub mod status;
+pub mod tokenreview;
 pub mod view;
 pub mod writer;
 
@@ -26,6 +28,7 @@ pub use error::K8sError;
 pub use feed::KindFeed;
 pub use lease::{LeaseConfig, LeaseLock};
 pub use source::{KubernetesSource, SourceState, Watchers};
+pub use tokenreview::{ReviewError, ServiceAccountRef, TokenReviewer, expiry as token_expiry};
 pub use view::ClusterView;
 pub use writer::{Inputs, StatusWriter};
 

@@ -75,6 +75,14 @@ impl NodeGrouping for ProxyGrouping {
             warnings: metadata_warnings(node),
         }
     }
+
+    /// The namespace in `portolan.dev/namespace`, else in `namespace` (the development-only
+    /// claimed identity's).
+    fn claimed_namespace(&self, node: &Node) -> Option<String> {
+        metadata_string(node, NAMESPACE_METADATA)
+            .or_else(|| metadata_string(node, "namespace"))
+            .map(str::to_string)
+    }
 }
 
 /// The group key of a node, before its workload identity.

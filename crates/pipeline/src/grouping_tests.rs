@@ -192,3 +192,36 @@ fn a_node_cannot_claim_an_identity_through_its_key() {
     assert_eq!(read.workload, None, "{key}");
     assert_eq!(read, grouping.key(&node, None));
 }
+
+#[test]
+fn the_claimed_namespace_is_portolan_namespace_then_namespace() {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let node = |fields: &[(&str, &str)]| Node {
+        cluster: "web".into(),
+        metadata: Some(Struct {
+            fields: fields
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        Value {
+                            kind: Some(Kind::StringValue(v.to_string())),
+                        },
+                    )
+                })
+                .collect(),
+        }),
+        ..Default::default()
+    };
+    let g = ProxyGrouping::default();
+    assert_eq!(g.claimed_namespace(&node(&[])), None);
+    assert_eq!(
+        g.claimed_namespace(&node(&[("namespace", "a")])).as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        g.claimed_namespace(&node(&[("namespace", "a"), (NAMESPACE_METADATA, "b")]))
+            .as_deref(),
+        Some("b")
+    );
+}

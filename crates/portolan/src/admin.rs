@@ -1,5 +1,6 @@
 //! `portolan proxy-status` and `portolan config-dump`: clients of the admin gRPC API of a running
-//! `portolan serve` (see `portolan_admin`).
+//! `portolan serve` (see `portolan_admin`), in plaintext or, with `--xds-ca` (and
+//! `--xds-client-cert/--xds-client-key`, `--xds-sni`), over TLS like `bootstrap`.
 
 use crate::cli::{ConfigDumpArgs, ProxyStatusArgs};
 use anyhow::Context;
@@ -17,7 +18,8 @@ fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> 
 /// Prints the proxy status table.
 pub fn proxy_status(args: &ProxyStatusArgs) -> anyhow::Result<ExitCode> {
     let response = block_on(async {
-        let mut client = Client::connect(&args.admin.server).await?;
+        let mut client =
+            Client::connect_with(&args.admin.server, args.admin.tls().as_ref()).await?;
         Ok(client.proxy_status().await?)
     })?;
     if response.streams.is_empty() {
@@ -30,7 +32,8 @@ pub fn proxy_status(args: &ProxyStatusArgs) -> anyhow::Result<ExitCode> {
 /// Prints one proxy's config dump as JSON.
 pub fn config_dump(args: &ConfigDumpArgs) -> anyhow::Result<ExitCode> {
     let response = block_on(async {
-        let mut client = Client::connect(&args.admin.server).await?;
+        let mut client =
+            Client::connect_with(&args.admin.server, args.admin.tls().as_ref()).await?;
         Ok(client.config_dump(&args.node).await?)
     })?;
     let json = portolan_admin::dump::to_json(&response);

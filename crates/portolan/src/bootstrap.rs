@@ -8,6 +8,10 @@
 //! `--inbound-port`, `--app-protocol`). `--on-demand` asks for on-demand discovery in the node
 //! metadata and uses Delta ADS (see docs/on-demand.md).
 //!
+//! With `--xds-token-file` the proxy proves its identity with a service account token instead
+//! of a client certificate: ADS goes over Envoy's Google gRPC client with `sts_service` call
+//! credentials (see [`token_grpc_service`] and docs/security.md).
+//!
 //! With `--grpc` it prints a gRPC xDS bootstrap instead (the file `GRPC_XDS_BOOTSTRAP` names):
 //! the xDS server with insecure or TLS channel credentials, and the node, marked as a gRPC
 //! client (`portolan.dev/client: grpc`).
@@ -130,7 +134,49 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
     if let Some(tls) = transport_socket(args, &xds_host)? {
         bootstrap["static_resources"]["clusters"][0]["transport_socket"] = tls;
     }
+    if let Some(google) = token_grpc_service(args, &xds_host)? {
+        bootstrap["dynamic_resources"]["ads_config"]["grpc_services"] = json!([google]);
+    }
     Ok(bootstrap)
+}
+
+/// The OAuth token type of a Kubernetes service account token (a JWT).
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// With `--xds-token-file`, ADS over Envoy's Google gRPC client: TLS channel credentials
+/// (trusting `--xds-ca`) and `sts_service` call credentials that read the token file at every
+/// (re)connection, exchange it at Portolan's token endpoint, and send the result as
+/// `authorization: Bearer` (gRPC sends call credentials only over a secure channel).
+fn token_grpc_service(args: &BootstrapArgs, xds_host: &str) -> anyhow::Result<Option<Value>> {
+    let (Some(token), Some(ca)) = (&args.xds_token_file, &args.xds_ca) else {
+        return Ok(None);
+    };
+    let exchange = match &args.xds_token_exchange {
+        Some(url) => url.clone(),
+        None if xds_host.contains(':') => format!("http://[{xds_host}]:18080/sts/v1/token"),
+        None => format!("http://{xds_host}:18080/sts/v1/token"),
+    };
+    if !exchange.starts_with("http://") {
+        bail!(
+            "--xds-token-exchange {exchange:?}: must be an http:// URL (Envoy's gRPC token exchange client cannot verify https)"
+        );
+    }
+    let mut google = json!({
+        "target_uri": args.xds_address,
+        "stat_prefix": "portolan_xds",
+        "channel_credentials": {"ssl_credentials": {"root_certs": {"filename": path_str("xds-ca", ca)?}}},
+        "call_credentials": [{"sts_service": {
+            "token_exchange_service_uri": exchange,
+            "subject_token_path": path_str("xds-token-file", token)?,
+            "subject_token_type": JWT_TOKEN_TYPE,
+            "audience": "portolan"
+        }}]
+    });
+    if let Some(sni) = &args.xds_sni {
+        google["channel_args"] =
+            json!({"args": {"grpc.ssl_target_name_override": {"string_value": sni}}});
+    }
+    Ok(Some(json!({"google_grpc": google})))
 }
 
 /// The node's cluster: `--cluster`, or for `--gateway NS/NAME` that Gateway's proxy group.
@@ -182,6 +228,11 @@ fn node(args: &BootstrapArgs) -> Value {
 /// when `--xds-ca` is given (with the client certificate when one is), else insecure.
 pub fn render_grpc(args: &BootstrapArgs) -> anyhow::Result<Value> {
     host_port("xds-address", &args.xds_address)?;
+    if args.xds_token_file.is_some() {
+        bail!(
+            "--xds-token-file is for Envoy bootstraps (Google gRPC call credentials); a proxyless gRPC client proves its identity with --xds-client-cert"
+        );
+    }
     let cluster = node_cluster(args)?;
     if args.node_id.is_empty() || cluster.is_empty() {
         bail!("--node-id and --cluster must not be empty");
@@ -213,7 +264,7 @@ fn path_str<'a>(flag: &str, path: &'a Path) -> anyhow::Result<&'a str> {
 }
 
 /// The `UpstreamTlsContext` of the xDS cluster, when `--xds-ca` is given: verify Portolan's
-/// certificate against the CA for the SNI name, offer ALPN h2, and present the client
+/// certificate against the CA for the SNI name (not sent when it is an IP address), offer ALPN h2, and present the client
 /// certificate if one is given. Files are referenced by `filename`.
 fn transport_socket(args: &BootstrapArgs, xds_host: &str) -> anyhow::Result<Option<Value>> {
     let Some(ca) = &args.xds_ca else {
@@ -235,13 +286,18 @@ fn transport_socket(args: &BootstrapArgs, xds_host: &str) -> anyhow::Result<Opti
             "private_key": {"filename": path_str("xds-client-key", key)?}
         }]);
     }
+    let mut context = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": common
+    });
+    // SNI carries host names only (RFC 6066): an IP address is verified against IP SANs but
+    // not sent.
+    if san_type(sni) == "DNS" {
+        context["sni"] = json!(sni);
+    }
     Ok(Some(json!({
         "name": "envoy.transport_sockets.tls",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-            "sni": sni,
-            "common_tls_context": common
-        }
+        "typed_config": context
     })))
 }
 
@@ -271,6 +327,8 @@ mod tests {
             xds_client_cert: None,
             xds_client_key: None,
             xds_sni: None,
+            xds_token_file: None,
+            xds_token_exchange: None,
             output: OutputFormat::Yaml,
             zone: None,
             labels: vec![],
@@ -431,6 +489,49 @@ mod tests {
         let san = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]["common_tls_context"]
             ["validation_context"]["match_typed_subject_alt_names"][0];
         assert_eq!(san["san_type"], "IP_ADDRESS");
+        // ...and not sent as SNI (SNI is for host names).
+        let ctx = &b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"];
+        assert!(ctx.get("sni").is_none(), "{ctx}");
+    }
+
+    #[test]
+    fn a_token_file_uses_google_grpc_with_token_exchange_over_tls() {
+        let mut a = args("portolan.mesh:18000");
+        a.xds_ca = Some("/ca.crt".into());
+        a.xds_token_file = Some("/var/run/secrets/portolan/token".into());
+        let b = render(&a).expect("renders");
+        let google = &b["dynamic_resources"]["ads_config"]["grpc_services"][0]["google_grpc"];
+        assert_eq!(google["target_uri"], "portolan.mesh:18000");
+        assert_eq!(
+            google["channel_credentials"]["ssl_credentials"]["root_certs"]["filename"],
+            "/ca.crt"
+        );
+        let sts = &google["call_credentials"][0]["sts_service"];
+        assert_eq!(
+            sts["token_exchange_service_uri"],
+            "http://portolan.mesh:18080/sts/v1/token"
+        );
+        assert_eq!(sts["subject_token_path"], "/var/run/secrets/portolan/token");
+        assert_eq!(sts["subject_token_type"], JWT_TOKEN_TYPE);
+        assert!(google.get("channel_args").is_none());
+
+        a.xds_sni = Some("portolan.test".into());
+        a.xds_token_exchange = Some("http://10.0.0.1:9999/sts/v1/token".into());
+        let b = render(&a).expect("renders");
+        let google = &b["dynamic_resources"]["ads_config"]["grpc_services"][0]["google_grpc"];
+        assert_eq!(
+            google["channel_args"]["args"]["grpc.ssl_target_name_override"]["string_value"],
+            "portolan.test"
+        );
+        assert_eq!(
+            google["call_credentials"][0]["sts_service"]["token_exchange_service_uri"],
+            "http://10.0.0.1:9999/sts/v1/token"
+        );
+        a.xds_token_exchange = Some("https://x/".into());
+        let err = render(&a).expect_err("https refused").to_string();
+        assert!(err.contains("--xds-token-exchange"), "{err}");
+        let err = render_grpc(&a).expect_err("not for gRPC").to_string();
+        assert!(err.contains("--xds-token-file"), "{err}");
     }
 
     #[test]

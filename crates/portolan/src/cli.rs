@@ -387,6 +387,28 @@ pub struct SecurityArgs {
     /// to other replicas spread out, not all at once.
     #[arg(long, default_value = "5s", value_parser = parse_duration, env = "PORTOLAN_DRAIN_SPREAD")]
     pub drain_spread: Duration,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+}
+
+/// Workload identity from service account tokens (docs/security.md, "Service account tokens").
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Identify proxies without a client certificate by their projected service account token
+    /// (`authorization: Bearer`, see `bootstrap --xds-token-file`), verified with the Kubernetes
+    /// TokenReview API (in-cluster config, else KUBECONFIG); a stream without a valid token is
+    /// refused. Needs --xds-tls-cert (Envoy sends tokens only over TLS).
+    #[arg(long, requires = "xds_tls_cert", env = "PORTOLAN_XDS_TOKEN_REVIEW")]
+    pub xds_token_review: bool,
+    /// The audience tokens must be bound to.
+    #[arg(long, default_value = "portolan", env = "PORTOLAN_XDS_TOKEN_AUDIENCE")]
+    pub xds_token_audience: String,
+    /// How long a TokenReview answer is reused (never past the token's expiry).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "PORTOLAN_XDS_TOKEN_CACHE")]
+    pub xds_token_cache: Duration,
+    /// Most TokenReview answers kept at once.
+    #[arg(long, default_value_t = 10_000, env = "PORTOLAN_XDS_TOKEN_CACHE_SIZE")]
+    pub xds_token_cache_size: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -446,6 +468,22 @@ pub struct BootstrapArgs {
     /// PEM private key of --xds-client-cert.
     #[arg(long, value_name = "FILE", requires = "xds_client_cert")]
     pub xds_client_key: Option<PathBuf>,
+    /// Prove the proxy's identity with this service account token file (a projected token
+    /// with audience `portolan`, rotated by the kubelet): Envoy's Google gRPC client reads it
+    /// at every (re)connection, exchanges it at --xds-token-exchange, and sends it as a bearer
+    /// token over TLS (needs --xds-ca).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "xds_ca",
+        conflicts_with = "xds_client_cert"
+    )]
+    pub xds_token_file: Option<PathBuf>,
+    /// The token exchange endpoint Envoy posts the token to (Portolan's HTTP port,
+    /// `/sts/v1/token`); default: `http://HOST:18080/sts/v1/token` with the host of
+    /// --xds-address.
+    #[arg(long, value_name = "URL", requires = "xds_token_file")]
+    pub xds_token_exchange: Option<String>,
     /// Server name Envoy sends (SNI) and expects in Portolan's certificate; default: the host
     /// of --xds-address.
     #[arg(long, value_name = "NAME", requires = "xds_ca")]
@@ -521,6 +559,47 @@ pub struct AdminServerArgs {
     /// Portolan's xDS gRPC address, HOST:PORT (the admin API is served there).
     #[arg(long, default_value = "127.0.0.1:18000", env = "PORTOLAN_SERVER")]
     pub server: String,
+    /// Connect over TLS, verifying Portolan's certificate against this PEM CA bundle (as
+    /// `bootstrap --xds-ca`).
+    #[arg(long, value_name = "FILE", env = "PORTOLAN_XDS_CA")]
+    pub xds_ca: Option<PathBuf>,
+    /// PEM client certificate to present (mutual TLS, `serve --xds-client-ca`).
+    #[arg(long, value_name = "FILE", requires_all = ["xds_ca", "xds_client_key"], env = "PORTOLAN_XDS_CLIENT_CERT")]
+    pub xds_client_cert: Option<PathBuf>,
+    /// PEM private key of --xds-client-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "xds_client_cert",
+        env = "PORTOLAN_XDS_CLIENT_KEY"
+    )]
+    pub xds_client_key: Option<PathBuf>,
+    /// The name Portolan's certificate must be valid for (sent as SNI unless an IP address);
+    /// default: the host of --server.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "xds_ca",
+        env = "PORTOLAN_XDS_SNI"
+    )]
+    pub xds_sni: Option<String>,
+}
+
+// === impl AdminServerArgs ===
+
+impl AdminServerArgs {
+    /// The client's TLS settings, when --xds-ca is given.
+    pub fn tls(&self) -> Option<portolan_admin::tls::ClientTls> {
+        let ca = self.xds_ca.clone()?;
+        Some(portolan_admin::tls::ClientTls {
+            ca,
+            client: self
+                .xds_client_cert
+                .clone()
+                .zip(self.xds_client_key.clone()),
+            sni: self.xds_sni.clone(),
+        })
+    }
 }
 
 #[derive(Debug, Args)]

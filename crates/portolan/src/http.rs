@@ -1,11 +1,12 @@
 //! The HTTP server: `/healthz`, `/readyz`, `/metrics` (Prometheus/OpenMetrics text) and
-//! `/debug/...` pages for operators.
+//! `/debug/...` pages for operators; with `serve --xds-token-review`, the token exchange
+//! (`POST /sts/v1/token`, see [`crate::tokens`]).
 
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use portolan_admin::redact_secrets;
 use portolan_model::Index;
 use portolan_pipeline::SourceStatus;
@@ -32,6 +33,8 @@ pub struct AppState {
     /// The provenance of each group's snapshot (NACK attribution).
     pub provenances: Arc<Provenances>,
     pub registry: Arc<Registry>,
+    /// Serve the token exchange (`serve --xds-token-review`).
+    pub token_exchange: bool,
 }
 
 pub async fn serve(
@@ -45,7 +48,12 @@ pub async fn serve(
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = if state.token_exchange {
+        Router::new().route("/sts/v1/token", post(crate::tokens::exchange))
+    } else {
+        Router::new()
+    };
+    router
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

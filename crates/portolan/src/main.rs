@@ -25,6 +25,7 @@ mod output;
 mod render;
 mod serve;
 mod status;
+mod tokens;
 mod validate;
 mod webhook;
 

@@ -109,10 +109,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         AuthzArg::ClusterInSan => Authz::ClusterInSan,
         AuthzArg::Off => Authz::Off,
     };
-    let xds_server = XdsServer::with_limits(cache.clone(), xds_metrics, limits, authz)
+    let tokens = crate::tokens::setup(&security.tokens, &args.translate.trust_domain).await?;
+    let token_exchange = tokens.is_some();
+    let mut xds_server = XdsServer::with_limits(cache.clone(), xds_metrics, limits, authz)
         .with_grouping(std::sync::Arc::new(portolan_pipeline::ProxyGrouping::new(
             mesh.identity,
         )));
+    if let Some(tokens) = tokens {
+        xds_server = xds_server.with_tokens(tokens);
+    }
     // The admin API (proxy-status, config-dump) shares the xDS port.
     let router = xds_server
         .router()
@@ -133,6 +138,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cache,
         provenances,
         registry: Arc::new(registry),
+        token_exchange,
     };
     let http = tokio::spawn(http::serve(
         http_listener,

@@ -21,6 +21,12 @@ pub const DEFAULT_GROUP: &str = "default";
 pub trait NodeGrouping: Send + Sync + Debug {
     /// The group of the proxy that sent `node` and proved `peer` (its client certificate).
     fn group(&self, node: &Node, peer: Option<&PeerIdentity>) -> Grouped;
+
+    /// The namespace the node claims for itself (its metadata), checked against the namespace
+    /// of a verified service account token (see [`crate::token`]); none by default.
+    fn claimed_namespace(&self, _node: &Node) -> Option<String> {
+        None
+    }
 }
 
 /// A node's group, and what the server should know about it.

@@ -32,6 +32,7 @@ pub mod stream;
 mod task;
 pub mod testing;
 pub mod tls;
+pub mod token;
 
 pub use authz::{Authz, PeerIdentity};
 pub use cache::{Cache, GroupLimit};
@@ -50,3 +51,6 @@ pub use sotw::SotwStream;
 pub use status::{Nack, ProxyStatus, SubscribedNames, SyncState, TypeStatus};
 pub use stream::{Ignored, NodeInfo, Output, StreamTypes};
 pub use tls::{TlsError, TlsFiles, TlsReloader};
+pub use token::{
+    Authenticated, RefusalReason, TokenAuth, TokenIdentity, TokenRefusal, TokenVerifier,
+};

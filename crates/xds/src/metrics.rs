@@ -27,6 +27,11 @@ struct DeltaLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClientLabels {
     client: &'static str,
 }
@@ -42,6 +47,7 @@ struct Inner {
     push_seconds: HistogramFamily<TypeLabels>,
     nacks: Family<TypeLabels, Counter>,
     acks: Family<TypeLabels, Counter>,
+    auth_refusals: Family<ReasonLabels, Counter>,
     convergence_seconds: Histogram,
     convergence_timeouts: Counter,
     rollouts: Rollouts,
@@ -70,7 +76,8 @@ impl XdsMetrics {
     /// Registers `xds_connected_streams{delta}`, `xds_connected_proxies{client}`,
     /// `xds_pushes_total{type}`, `xds_push_bytes_total{type}`,
     /// `xds_push_latency_seconds{type}`, `xds_nacks_total{type}`, `xds_acks_total{type}`,
-    /// `xds_convergence_seconds` and `xds_convergence_timeouts_total`.
+    /// `xds_auth_refusals_total{reason}`, `xds_convergence_seconds` and
+    /// `xds_convergence_timeouts_total`.
     pub fn new(registry: &mut Registry) -> Self {
         let metrics = Self::unregistered();
         let inner = &metrics.inner;
@@ -99,6 +106,12 @@ impl XdsMetrics {
         );
         registry.register("xds_nacks", "xDS NACKs received", inner.nacks.clone());
         registry.register("xds_acks", "xDS ACKs received", inner.acks.clone());
+        registry.register(
+            "xds_auth_refusals",
+            "xDS streams refused for their service account token, by reason (missing, expired, \
+             wrong_audience, invalid, unverifiable, group_mismatch, namespace_mismatch)",
+            inner.auth_refusals.clone(),
+        );
         registry.register_with_unit(
             "xds_convergence",
             "Time from the first change of a debounced batch to every connected proxy ACKing it",
@@ -136,6 +149,7 @@ impl XdsMetrics {
                 push_seconds: Family::new_with_constructor(push_buckets),
                 nacks: Family::default(),
                 acks: Family::default(),
+                auth_refusals: Family::default(),
                 convergence_seconds,
                 convergence_timeouts,
                 rollouts,
@@ -190,6 +204,14 @@ impl XdsMetrics {
             .push_bytes
             .get_or_create(&labels)
             .inc_by(u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// A stream refused for its token (the reason's label).
+    pub fn auth_refused(&self, reason: &'static str) {
+        self.inner
+            .auth_refusals
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     pub(crate) fn acked(&self, ty: ResourceType) {

@@ -31,6 +31,7 @@ use crate::metrics::XdsMetrics;
 use crate::stream::StreamTypes;
 use crate::task::{self, Admission, Context, Machine, ResponseStream};
 use crate::tls::TlsReloader;
+use crate::token::{TokenAuth, bearer_token};
 
 /// Largest response sent (large meshes make large CDS responses); requests are bounded by
 /// [`Limits::max_request_bytes`].
@@ -59,6 +60,7 @@ struct Inner {
     limits: Limits,
     authz: Authz,
     grouping: Arc<dyn NodeGrouping>,
+    tokens: Option<TokenAuth>,
     streams: Arc<Semaphore>,
 }
 
@@ -86,6 +88,7 @@ impl XdsServer {
                 limits,
                 authz,
                 grouping: Arc::new(ByCluster),
+                tokens: None,
             }),
         }
     }
@@ -95,6 +98,15 @@ impl XdsServer {
     pub fn with_grouping(mut self, grouping: Arc<dyn NodeGrouping>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.grouping = grouping;
+        }
+        self
+    }
+
+    /// Identify clients without a client certificate by their bearer token (see
+    /// [`crate::token`]): a stream without a verified token is refused. Call before serving.
+    pub fn with_tokens(mut self, tokens: TokenAuth) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.tokens = Some(tokens);
         }
         self
     }
@@ -144,6 +156,7 @@ impl XdsServer {
             stop: self.inner.stop.subscribe(),
             authz: self.inner.authz,
             grouping: self.inner.grouping.clone(),
+            tokens: self.inner.tokens.clone(),
             drain_delay: jitter(self.inner.limits.drain_spread),
         }
     }
@@ -167,6 +180,7 @@ impl XdsServer {
         Ok(Admission {
             _permit: permit,
             peer: remote.and_then(|c| c.peer.clone()),
+            token: bearer_token(request.metadata()),
             bucket: TokenBucket::new(
                 limits.request_rate,
                 limits.request_burst,

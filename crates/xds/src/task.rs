@@ -10,10 +10,12 @@
 //! slow client holds the task up the group's `watch` keeps only the newest snapshot, so the client
 //! gets the latest state when it catches up, never a backlog.
 //!
-//! Before serving, the task checks the client's identity against the group it asks for
-//! ([`crate::authz`]) and that the group may be created; every request takes a token from the
-//! stream's [`TokenBucket`] (a flooding client gets `RESOURCE_EXHAUSTED` and the stream ends). On
-//! shutdown each stream closes after its own random delay within the drain spread.
+//! Before serving, the task verifies the client's bearer token when the server takes tokens
+//! ([`crate::token`]; the stream then ends when the token expires), checks the client's
+//! identity against the group it asks for ([`crate::authz`]) and that the group may be
+//! created; every request takes a token from the stream's [`TokenBucket`] (a flooding client
+//! gets `RESOURCE_EXHAUSTED` and the stream ends). On shutdown each stream closes after its own
+//! random delay within the drain spread.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use crate::snapshot::Snapshot;
 use crate::sotw::SotwStream;
 use crate::status::{ProxyStatus, TypeStatus};
 use crate::stream::{Ignored, NodeInfo, Output, StreamTypes};
+use crate::token::TokenAuth;
 
 /// A per-stream state machine, SotW or Delta.
 pub(crate) trait Machine: Send + 'static {
@@ -107,6 +110,8 @@ pub(crate) struct Context {
     pub(crate) authz: Authz,
     /// Which group a node is in (the wiring's hook).
     pub(crate) grouping: Arc<dyn NodeGrouping>,
+    /// Bearer-token identities, when the server takes them.
+    pub(crate) tokens: Option<TokenAuth>,
     /// How long after the server stops this stream closes (random within the drain spread).
     pub(crate) drain_delay: Duration,
 }
@@ -116,6 +121,8 @@ pub(crate) struct Context {
 pub(crate) struct Admission {
     pub(crate) _permit: OwnedSemaphorePermit,
     pub(crate) peer: Option<Arc<PeerIdentity>>,
+    /// The request's bearer token, if any.
+    pub(crate) token: Option<String>,
     pub(crate) bucket: TokenBucket,
 }
 
@@ -257,6 +264,13 @@ pub(crate) async fn run<M, S>(
         }
         None => return,
     };
+    let token_expiry = match authenticate::<M>(&ctx, &mut admission, &first).await {
+        Ok(expiry) => expiry,
+        Err(status) => {
+            let node = NodeInfo::from_node(M::node_of(&first), None, ctx.grouping.as_ref());
+            return refuse(&tx, &node, status).await;
+        }
+    };
     let node = NodeInfo::from_node(
         M::node_of(&first),
         admission.peer.as_deref(),
@@ -350,11 +364,63 @@ pub(crate) async fn run<M, S>(
                     None => Output::default(),
                 }
             },
+            _ = until(token_expiry) => {
+                info!(node = %node.id, group = %node.group, "the stream's service account token expired; closing it (the proxy reconnects with its current token)");
+                let status = Status::unauthenticated(
+                    "expired: the service account token this stream was opened with has expired; reconnect with a fresh one",
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Box::new(Err(status)))).await;
+                break;
+            }
             _ = ctx.draining() => break,
         };
         sending = out.responses.len() as u64;
     }
     info!(node = %node.id, group = %node.group, stream = served.stream_name(), delta = M::DELTA, "xDS stream closed");
+}
+
+/// With token identities, a client without a certificate identity proves one with its bearer
+/// token; the verified identity becomes the stream's peer, and the token's expiry is returned.
+/// Refusals are counted.
+async fn authenticate<M: Machine>(
+    ctx: &Context,
+    admission: &mut Admission,
+    first: &M::Request,
+) -> Result<Option<SystemTime>, Status> {
+    let Some(tokens) = &ctx.tokens else {
+        return Ok(None);
+    };
+    if admission.peer.is_some() {
+        return Ok(None);
+    }
+    let verified = tokens
+        .authenticate(
+            admission.token.as_deref(),
+            M::node_of(first),
+            ctx.grouping.as_ref(),
+        )
+        .await;
+    match verified {
+        Ok(id) => {
+            admission.peer = Some(Arc::new(id.peer));
+            Ok(id.expires_at)
+        }
+        Err(refusal) => {
+            ctx.metrics.auth_refused(refusal.reason.label());
+            Err(refusal.status())
+        }
+    }
+}
+
+/// Completes at `at` (never without it).
+async fn until(at: Option<SystemTime>) {
+    match at {
+        Some(at) => {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::time::sleep(left).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Takes a token for one request; `RESOURCE_EXHAUSTED` when the stream is over its rate.
@@ -419,6 +485,20 @@ async fn deliver<M: Machine>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_expiry_ends_the_wait_and_none_never_does() {
+        let at = SystemTime::now() + Duration::from_secs(600);
+        tokio::time::timeout(Duration::from_secs(601), until(Some(at)))
+            .await
+            .expect("the expiry came");
+        let past = SystemTime::now() - Duration::from_secs(1);
+        tokio::time::timeout(Duration::from_millis(1), until(Some(past)))
+            .await
+            .expect("an expiry in the past is now");
+        let never = tokio::time::timeout(Duration::from_secs(3600), until(None)).await;
+        assert!(never.is_err());
+    }
     use crate::testing::snapshot_of;
 
     fn node(needs_delta: bool) -> NodeInfo {

@@ -647,3 +647,118 @@ async fn shutdown_ends_open_streams_and_returns() {
         .expect("joined")
         .expect("clean shutdown");
 }
+
+// === service account tokens ===
+
+/// `good` proves `shop/web`; anything else is invalid.
+#[derive(Debug)]
+struct OneToken;
+
+impl portolan_xds::TokenVerifier for OneToken {
+    fn verify<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<portolan_xds::TokenIdentity, portolan_xds::TokenRefusal>,
+    > {
+        let answer = if token == "good" {
+            Ok(portolan_xds::TokenIdentity {
+                namespace: "shop".into(),
+                service_account: "web".into(),
+                expires_at: None,
+            })
+        } else {
+            Err(portolan_xds::TokenRefusal::new(
+                portolan_xds::RefusalReason::Invalid,
+                "unknown token",
+            ))
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+/// Groups by cluster, with the proven URI SAN (what the pipeline's hook does with identities).
+#[derive(Debug)]
+struct ByClusterAndPeer;
+
+impl NodeGrouping for ByClusterAndPeer {
+    fn group(&self, node: &Node, peer: Option<&PeerIdentity>) -> Grouped {
+        let uri = peer
+            .and_then(|p| p.uris.first())
+            .cloned()
+            .unwrap_or_default();
+        Grouped::new(format!("{};{uri}", node.cluster))
+    }
+}
+
+/// Opens an ADS stream for node `web-1` (cluster `web`) with `authorization: Bearer TOKEN` if
+/// given; the first answer.
+async fn ads_with_token(
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> Result<DiscoveryResponse, tonic::Status> {
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    let mut client = AggregatedDiscoveryServiceClient::new(channel(addr, None).await);
+    let first = DiscoveryRequest {
+        node: node("web-1"),
+        type_url: Cluster.type_url().to_string(),
+        ..Default::default()
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(first).await.expect("queued");
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().expect("ascii");
+        request.metadata_mut().insert("authorization", value);
+    }
+    let mut responses = client
+        .stream_aggregated_resources(request)
+        .await?
+        .into_inner();
+    let answer = tokio::time::timeout(WAIT, responses.message())
+        .await
+        .expect("an answer in time")?;
+    drop(tx);
+    answer.ok_or_else(|| tonic::Status::aborted("the stream ended"))
+}
+
+#[tokio::test]
+async fn bearer_tokens_prove_identities_over_grpc_and_refusals_are_counted() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cache = Cache::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = XdsMetrics::new(&mut registry);
+    let server = XdsServer::new(cache.clone(), metrics)
+        .with_grouping(Arc::new(ByClusterAndPeer))
+        .with_tokens(portolan_xds::TokenAuth {
+            verifier: Arc::new(OneToken),
+            trust_domain: "cluster.local".into(),
+        });
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, server, async move {
+        let _ = stopped.await;
+    }));
+    let group = "web;spiffe://cluster.local/ns/shop/sa/web";
+    cache.set(group, two_clusters());
+
+    // The verified token's identity picks the group: its snapshot is served.
+    let served = ads_with_token(addr, Some("good")).await.expect("served");
+    assert_eq!(response_names(&served), ["a", "b"]);
+
+    for (token, reason) in [(None, "missing"), (Some("forged"), "invalid")] {
+        let status = ads_with_token(addr, token).await.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        assert!(
+            status.message().starts_with(&format!("{reason}: ")),
+            "{status:?}"
+        );
+    }
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    for reason in ["missing", "invalid"] {
+        let series = format!("xds_auth_refusals_total{{reason=\"{reason}\"}} 1");
+        assert!(text.contains(&series), "{series} in\n{text}");
+    }
+}

@@ -13,6 +13,7 @@ mod faults;
 mod gateway;
 mod gateway_api;
 mod grpc;
+mod identity;
 mod kubernetes;
 mod kubernetes_examples;
 mod mesh;

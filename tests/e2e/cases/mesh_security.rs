@@ -11,14 +11,15 @@ use portolan_e2e::manifests::example;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::ports::free_port;
 use portolan_e2e::tls::TestCa;
+use portolan_e2e::tokens::Tokens;
 use portolan_e2e::xds_tls::TlsDir;
 use portolan_e2e::{Envoy, Portolan, Upstream, client, eventually};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 /// The host the client asks for (Service `server` in `shop`).
-const HOST: &str = "server.shop";
+pub(crate) const HOST: &str = "server.shop";
 
 fn spiffe(sa: &str) -> String {
     format!("spiffe://cluster.local/ns/shop/sa/{sa}")
@@ -32,19 +33,23 @@ fn server_endpoints(inbound: u16) -> String {
 }
 
 /// How the sidecars prove who they are.
-enum Identities {
+pub(crate) enum Identities {
     /// xDS client certificates from the test's CA, SPIFFE URI SANs.
     Certificates,
     /// `--identity insecure-node-metadata`: claimed in the bootstrap.
     NodeMetadata,
+    /// Service account token files (`--xds-token-review` against the stand-in API server),
+    /// over server-only TLS.
+    Tokens,
 }
 
 /// Portolan, the upstream behind the server sidecar, and what is needed to start sidecars.
-struct Mesh {
-    config: ConfigDir,
-    portolan: Portolan,
-    app: Upstream,
+pub(crate) struct Mesh {
+    pub(crate) config: ConfigDir,
+    pub(crate) portolan: Portolan,
+    pub(crate) app: Upstream,
     files: Option<(TestCa, TlsDir)>,
+    pub(crate) tokens: Option<Tokens>,
     inbound: u16,
 }
 
@@ -53,7 +58,7 @@ struct Mesh {
 impl Mesh {
     /// Service `server` in the mesh (service account `server`) behind the server sidecar's
     /// inbound port, plus the given manifests; Portolan started with `serve_args`.
-    async fn start(
+    pub(crate) async fn start(
         identities: Identities,
         manifests: &[(&str, String)],
         serve_args: &[&str],
@@ -67,6 +72,13 @@ impl Mesh {
             config.write(name, text)?;
         }
         let mut args: Vec<String> = serve_args.iter().map(|s| s.to_string()).collect();
+        // The mesh CA survives a restart of Portolan.
+        let ca_dir = tempfile::tempdir()?;
+        args.extend([
+            "--ca-dir".to_string(),
+            ca_dir.path().to_string_lossy().into_owned(),
+        ]);
+        let mut tokens = None;
         let files = match identities {
             Identities::Certificates => {
                 let ca = TestCa::new()?;
@@ -85,20 +97,61 @@ impl Mesh {
                 ]);
                 None
             }
+            Identities::Tokens => {
+                let ca = TestCa::new()?;
+                let files = TlsDir::new(&ca)?;
+                let issued = Tokens::start().await?;
+                for sa in ["client", "server", "intruder"] {
+                    issued.issue(sa, "shop", sa)?;
+                }
+                args.extend(files.serve_args(false));
+                args.push("--xds-token-review".to_string());
+                tokens = Some(issued);
+                Some((ca, files))
+            }
         };
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let portolan = Portolan::start_with(bin(), &config, Ports::free(), &args).await?;
+        let portolan = start_portolan(&config, Ports::free(), &args, tokens.as_ref()).await?;
         Ok(Self {
             config,
             portolan,
             app,
             files,
+            tokens,
             inbound,
         })
     }
 
+    /// The bootstrap flags of TLS to this Portolan, without any identity.
+    pub(crate) fn tls_args(&self) -> Vec<String> {
+        self.files
+            .as_ref()
+            .map(|(_, files)| files.bootstrap_args(None))
+            .unwrap_or_default()
+    }
+
+    /// The bootstrap flags of the token file `file`, over TLS to this Portolan.
+    pub(crate) fn token_args(&self, file: &str) -> Vec<String> {
+        let (Some((_, files)), Some(tokens)) = (&self.files, &self.tokens) else {
+            return Vec::new();
+        };
+        let mut args = files.bootstrap_args(None);
+        args.extend([
+            "--xds-token-file".to_string(),
+            tokens.file(file).to_string_lossy().into_owned(),
+            "--xds-token-exchange".to_string(),
+            format!(
+                "http://127.0.0.1:{}/sts/v1/token",
+                self.portolan.ports().http
+            ),
+        ]);
+        args
+    }
+
     /// The bootstrap flags proving (or, in the insecure mode, claiming) service account `sa`.
     fn identity_args(&self, sa: &str) -> Vec<String> {
+        if self.tokens.is_some() {
+            return self.token_args(sa);
+        }
         match &self.files {
             Some((_, files)) => files.bootstrap_args(Some(&format!("sa-{sa}"))),
             None => vec![
@@ -111,7 +164,7 @@ impl Mesh {
     }
 
     /// The server sidecar: group `server`, label app=server, inbound in front of the app.
-    async fn server(&self) -> anyhow::Result<Envoy> {
+    pub(crate) async fn server(&self) -> anyhow::Result<Envoy> {
         self.server_with(&[]).await
     }
 
@@ -131,7 +184,7 @@ impl Mesh {
     }
 
     /// A calling sidecar with service account `sa`, its outbound listener on `port`.
-    async fn caller(&self, sa: &str, port: u16) -> anyhow::Result<Envoy> {
+    pub(crate) async fn caller(&self, sa: &str, port: u16) -> anyhow::Result<Envoy> {
         self.sidecar(sa, port, self.identity_args(sa)).await
     }
 
@@ -151,8 +204,25 @@ impl Mesh {
     }
 }
 
+/// `portolan serve` on `config` with `args`; with tokens, KUBECONFIG names their API server.
+async fn start_portolan(
+    config: &ConfigDir,
+    ports: Ports,
+    args: &[String],
+    tokens: Option<&Tokens>,
+) -> anyhow::Result<Portolan> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let kubeconfig = tokens.map(Tokens::kubeconfig);
+    let env: Vec<(&str, &str)> = kubeconfig
+        .as_deref()
+        .map(|k| ("KUBECONFIG", k))
+        .into_iter()
+        .collect();
+    Portolan::start_with_env(bin(), config, ports, &args, &env).await
+}
+
 /// A counter of `envoy`, 0 when absent.
-async fn counter(envoy: &Envoy, name: &str) -> anyhow::Result<u64> {
+pub(crate) async fn counter(envoy: &Envoy, name: &str) -> anyhow::Result<u64> {
     Ok(envoy.stat(name).await?.unwrap_or_default())
 }
 

@@ -175,6 +175,38 @@ async fn mutual_tls_admits_named_clients_only_for_their_group() -> anyhow::Resul
     let mut right = open(channel, "web-3", "web").await?;
     let response = right.recv(WAIT).await?;
     assert_eq!(response.type_url, type_url::CLUSTER);
+
+    // The operator tools speak the same mutual TLS (`bootstrap`'s flags); in plaintext they
+    // fail and say which flags are missing.
+    let server = format!("127.0.0.1:{port}");
+    let mut tls = vec![
+        "proxy-status".to_string(),
+        "--server".to_string(),
+        server.clone(),
+    ];
+    tls.extend(files.bootstrap_args(Some("envoy")));
+    let out = std::process::Command::new(bin()).args(&tls).output()?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && table.contains("web-1"),
+        "proxy-status over mutual TLS: {table} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(bin())
+        .args(["config-dump", "--node", "web-1", "--server", &server])
+        .args(files.bootstrap_args(Some("envoy")))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"web\""));
+    let out = std::process::Command::new(bin())
+        .args(["proxy-status", "--server", &server])
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--xds-ca"), "{err}");
     Ok(())
 }
 

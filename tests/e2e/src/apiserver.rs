@@ -4,7 +4,13 @@
 //! show that nothing is served before every watcher has listed.
 //!
 //! It speaks only what Portolan sends (list, watch, server-side apply on `/status`, Lease
-//! get/create/replace); the real-cluster test in `cases/kubernetes.rs` covers the real thing.
+//! get/create/replace, TokenReview create); the real-cluster test in `cases/kubernetes.rs`
+//! covers the real thing.
+//!
+//! TokenReviews are answered from a table the test controls ([`FakeApiServer::token`]): a
+//! token is valid for a service account and a set of audiences (authenticated only when the
+//! review asks for one of them, as the real API server does), expired, or unknown (anything
+//! not in the table). Every review is recorded.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -37,6 +43,23 @@ struct Inner {
     status_writes: Vec<StatusWrite>,
     leases: BTreeMap<String, Value>,
     lease_version: u64,
+    tokens: BTreeMap<String, TokenAnswer>,
+    reviews: Vec<String>,
+}
+
+/// How the stand-in API server answers a TokenReview of one token.
+#[derive(Clone, Debug)]
+pub enum TokenAnswer {
+    /// A token of service account `namespace/name`, for these audiences.
+    Valid {
+        namespace: String,
+        name: String,
+        audiences: Vec<String>,
+    },
+    /// Known, but expired.
+    Expired,
+    /// The review fails (HTTP 500): the token cannot be verified.
+    ServerError,
 }
 
 #[derive(Clone)]
@@ -116,6 +139,21 @@ impl FakeApiServer {
         self.lock().status_writes.clone()
     }
 
+    /// Answers TokenReviews of `token` with `answer` from now on.
+    pub fn token(&self, token: &str, answer: TokenAnswer) {
+        self.lock().tokens.insert(token.to_string(), answer);
+    }
+
+    /// Forgets `token`: reviews of it answer "unknown" from now on (a revoked token).
+    pub fn revoke(&self, token: &str) {
+        self.lock().tokens.remove(token);
+    }
+
+    /// The tokens reviewed so far, in order.
+    pub fn reviews(&self) -> Vec<String> {
+        self.lock().reviews.clone()
+    }
+
     /// The Lease at `namespace/name`, if any.
     pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
         self.lock()
@@ -164,6 +202,9 @@ async fn handle(State(s): State<Shared>, req: Request) -> Response {
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if path.contains("/leases") {
         return lease(&s, &parts.method, &path, body);
+    }
+    if path == "/apis/authentication.k8s.io/v1/tokenreviews" && parts.method == Method::POST {
+        return token_review(&s, body);
     }
     match parts.method {
         Method::PATCH if path.ends_with("/status") => {
@@ -246,4 +287,48 @@ fn lease(s: &Shared, method: &Method, path: &str, body: Value) -> Response {
         }
         _ => not_found(path),
     }
+}
+
+/// `POST /apis/authentication.k8s.io/v1/tokenreviews`: the review with its `status` filled in
+/// from the token table.
+fn token_review(s: &Shared, mut review: Value) -> Response {
+    let token = review["spec"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let wanted: Vec<String> = review["spec"]["audiences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    let mut inner = s.inner.lock().unwrap_or_else(|p| p.into_inner());
+    inner.reviews.push(token.clone());
+    review["status"] = match inner.tokens.get(&token) {
+        Some(TokenAnswer::Valid {
+            namespace,
+            name,
+            audiences,
+        }) => {
+            let both: Vec<&String> = wanted.iter().filter(|a| audiences.contains(a)).collect();
+            if both.is_empty() && !wanted.is_empty() {
+                json!({"authenticated": false,
+                    "error": format!("[invalid bearer token, token audiences {audiences:?} is invalid for the target audiences {wanted:?}]")})
+            } else {
+                json!({"authenticated": true, "audiences": both,
+                    "user": {"username": format!("system:serviceaccount:{namespace}:{name}"),
+                             "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{namespace}")]}})
+            }
+        }
+        Some(TokenAnswer::ServerError) => {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "etcdserver: request timed out", "code": 500});
+            return json_response(StatusCode::INTERNAL_SERVER_ERROR, &status);
+        }
+        Some(TokenAnswer::Expired) => {
+            json!({"authenticated": false, "error": "[invalid bearer token, service account token has expired]"})
+        }
+        None => json!({"authenticated": false, "error": "[invalid bearer token]"}),
+    };
+    json_response(StatusCode::CREATED, &review)
 }

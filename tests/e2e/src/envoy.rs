@@ -65,7 +65,7 @@ impl Envoy {
             "--component-log-level",
             "upstream:debug,config:debug",
         ];
-        let wait = Duration::from_secs(30);
+        let wait = Some(Duration::from_secs(30));
         Self::spawn(
             portolan_bin,
             ports,
@@ -91,7 +91,7 @@ impl Envoy {
         ready_timeout: Duration,
     ) -> anyhow::Result<Self> {
         let quiet = ["--log-level", "warn"];
-        let (args, wait) = (bootstrap_args, ready_timeout);
+        let (args, wait) = (bootstrap_args, Some(ready_timeout));
         Self::spawn(
             portolan_bin,
             ports,
@@ -105,6 +105,30 @@ impl Envoy {
         .await
     }
 
+    /// Like [`Envoy::start_with`], without waiting for `/ready`: for a proxy that Portolan
+    /// refuses (its log says why).
+    pub async fn start_refused(
+        portolan_bin: &Path,
+        ports: Ports,
+        node_id: &str,
+        cluster: &str,
+        bootstrap_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let debug = ["--log-level", "info"];
+        let (protocol, args) = (Protocol::Sotw, bootstrap_args);
+        Self::spawn(
+            portolan_bin,
+            ports,
+            node_id,
+            cluster,
+            protocol,
+            args,
+            &debug,
+            None,
+        )
+        .await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn spawn(
         portolan_bin: &Path,
@@ -114,7 +138,7 @@ impl Envoy {
         protocol: Protocol,
         bootstrap_args: &[&str],
         log_args: &[&str],
-        ready_timeout: Duration,
+        ready_timeout: Option<Duration>,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut bootstrap = std::process::Command::new(portolan_bin);
@@ -180,7 +204,9 @@ impl Envoy {
             Ok(a) => a,
             Err(e) => anyhow::bail!("{e}\n{}", envoy.log_tail()),
         };
-        if let Err(e) = envoy.wait_ready(ready_timeout).await {
+        if let Some(timeout) = ready_timeout
+            && let Err(e) = envoy.wait_ready(timeout).await
+        {
             anyhow::bail!("{e}\nenvoy log:\n{}", envoy.log_tail());
         }
         Ok(envoy)
@@ -325,6 +351,16 @@ impl Envoy {
 
     pub fn log_tail(&self) -> String {
         tail(&self.log, 80)
+    }
+
+    /// The lines of Envoy's log that contain `fragment`.
+    pub fn log_lines(&self, fragment: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(fragment))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Everything Envoy wrote to stdout so far (access logs of the stdout logger).

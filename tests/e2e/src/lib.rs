@@ -17,6 +17,7 @@ pub mod ports;
 pub mod procfs;
 pub mod serial;
 pub mod tls;
+pub mod tokens;
 pub mod upstream;
 pub mod xds_tls;
 
