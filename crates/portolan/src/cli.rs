@@ -147,6 +147,16 @@ pub struct TranslateArgs {
     /// (`inboundPort`).
     #[arg(long, default_value_t = 15006, env = "PORTOLAN_INBOUND_PORT")]
     pub inbound_port: u16,
+    /// What a mesh workload's sidecar does with a captured connection to a destination
+    /// Portolan does not know: pass it through (`allow-any`) or close it (`registry-only`).
+    #[arg(long, value_enum, default_value_t = OutboundPolicyArg::AllowAny, env = "PORTOLAN_OUTBOUND_TRAFFIC_POLICY")]
+    pub outbound_traffic_policy: OutboundPolicyArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutboundPolicyArg {
+    AllowAny,
+    RegistryOnly,
 }
 
 // === impl TranslateArgs ===
@@ -169,6 +179,12 @@ impl TranslateArgs {
                 trust_domain: self.trust_domain.clone(),
                 inbound_port: self.inbound_port,
                 max_connection_duration: None,
+                outbound_policy: match self.outbound_traffic_policy {
+                    OutboundPolicyArg::AllowAny => portolan_translate::OutboundPolicy::AllowAny,
+                    OutboundPolicyArg::RegistryOnly => {
+                        portolan_translate::OutboundPolicy::RegistryOnly
+                    }
+                },
             },
             ..portolan_translate::Options::default()
         }
@@ -474,7 +490,7 @@ pub struct BootstrapArgs {
     /// identity's): what `.` means in --scope, and whose ProxyScopes apply to it.
     #[arg(long, value_name = "NS")]
     pub scope_namespace: Option<String>,
-    /// Portolan's xDS address, HOST:PORT.
+    /// Portolan's xDS address, HOST:PORT, or unix:PATH for a Unix socket.
     #[arg(long, default_value = "127.0.0.1:18000")]
     pub xds_address: String,
     /// Envoy admin address, HOST:PORT (port 0 lets Envoy choose).

@@ -3,6 +3,7 @@
 mod consistency;
 mod gateway_rules;
 mod golden;
+mod golden_capture;
 mod golden_routing;
 mod golden_security;
 mod golden_telemetry;
