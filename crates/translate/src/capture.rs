@@ -14,8 +14,9 @@
 //!   weighted backends of the first TCP rule for the port of the mesh TrafficRoute of the
 //!   Service;
 //! * in registry-only mode, the HTTP ports of ExternalServices (by port: their addresses are
-//!   DNS's) and the endpoint addresses of Services (a pod IP is in the registry): HTTP by Host,
-//!   and passed through, respectively;
+//!   DNS's) and the endpoint addresses of Services (a pod IP is in the registry; on every port
+//!   another chain names, and on the rest, since Envoy matches the port first): HTTP by
+//!   Host, and passed through, respectively;
 //! * anything else (the default chain): passed through to where it was going
 //!   ([`PASSTHROUGH_CLUSTER`], an ORIGINAL_DST cluster) with [`OutboundPolicy::AllowAny`],
 //!   or closed ([`BLACKHOLE_CLUSTER`], no endpoints) with [`OutboundPolicy::RegistryOnly`].
@@ -186,6 +187,7 @@ fn registry_chains(
             chains.push(chain(&format!("external:{port}"), matching, hcm()));
         }
     }
+    let cluster_ips: HashSet<IpAddr> = taken.iter().filter_map(|(ip, _)| *ip).collect();
     let mut pods = BTreeSet::new();
     for plan in ctx.plans.iter().filter(|p| ctx.admits_service(p)) {
         for group in ctx.world.endpoints_of(&plan.service.key) {
@@ -193,13 +195,27 @@ fn registry_chains(
             pods.extend(addresses.filter_map(|e| e.address.parse::<IpAddr>().ok()));
         }
     }
-    if !pods.is_empty() {
+    pods.retain(|ip| !cluster_ips.contains(ip));
+    if pods.is_empty() {
+        return;
+    }
+    // Envoy picks the chains of a connection's port first and never falls back to port-less
+    // chains from there: the endpoints are matched on every port another chain names, and
+    // on the rest.
+    let ports: BTreeSet<u16> = taken.iter().map(|(_, port)| *port).collect();
+    let ranges: Vec<CidrRange> = pods.into_iter().map(cidr).collect();
+    let pass = || tcp::proxy(PASSTHROUGH_CLUSTER, vec![(PASSTHROUGH_CLUSTER.into(), 1)]);
+    for port in ports.into_iter().map(Some).chain([None]) {
         let matching = FilterChainMatch {
-            prefix_ranges: pods.into_iter().map(cidr).collect(),
+            destination_port: port.map(u32_value),
+            prefix_ranges: ranges.clone(),
             ..Default::default()
         };
-        let pass = tcp::proxy(PASSTHROUGH_CLUSTER, vec![(PASSTHROUGH_CLUSTER.into(), 1)]);
-        chains.push(chain("endpoints", matching, pass));
+        let name = match port {
+            Some(port) => format!("endpoints:{port}"),
+            None => "endpoints".to_string(),
+        };
+        chains.push(chain(&name, matching, pass()));
     }
 }
 

@@ -181,6 +181,18 @@ fn registry_only_refuses_unknown_but_keeps_pods_and_external_ports() {
     let listener = outbound(&r);
     let names = chain_names(listener);
     assert!(names.contains(&"external:80"), "{names:?}");
+    // The endpoints on every port another chain names (Envoy matches the port first), and
+    // on any other port.
+    for name in [
+        "endpoints:80",
+        "endpoints:5432",
+        "endpoints:9080",
+        "endpoints:15001",
+    ] {
+        assert!(names.contains(&name), "{name}: {names:?}");
+    }
+    let on_9080 = message_to_json(chain(listener, "endpoints:9080")).expect("renders");
+    assert_eq!(on_9080["filter_chain_match"]["destination_port"], 9080);
     let pods = message_to_json(chain(listener, "endpoints")).expect("renders");
     let ranges: Vec<&str> = pods["filter_chain_match"]["prefix_ranges"]
         .as_array()
