@@ -178,31 +178,36 @@ mod tests {
 
     #[test]
     fn annotation_values_are_comma_separated() {
-        let ports = list(&strings(&["80, 443", "8080"]), "x", port).unwrap();
+        let ports = list(&strings(&["80, 443", "8080"]), "x", port).expect("valid");
         assert_eq!(ports, [80, 443, 8080]);
-        assert_eq!(include(&strings(&["*"]), "x", port).unwrap(), Include::All);
         assert_eq!(
-            include(&strings(&[""]), "x", port).unwrap(),
+            include(&strings(&["*"]), "x", port).expect("valid"),
+            Include::All
+        );
+        assert_eq!(
+            include(&strings(&[""]), "x", port).expect("valid"),
             Include::Only(vec![])
         );
-        let nets = list(&strings(&["10.0.0.1", "10.1.2.3/16"]), "x", cidr).unwrap();
+        let nets = list(&strings(&["10.0.0.1", "10.1.2.3/16"]), "x", cidr).expect("valid");
         assert_eq!(
             nets,
             [
-                "10.0.0.1/32".parse::<IpNet>().unwrap(),
-                "10.1.0.0/16".parse().unwrap()
+                "10.0.0.1/32".parse::<IpNet>().expect("valid"),
+                "10.1.0.0/16".parse().expect("valid")
             ]
         );
     }
 
     #[test]
     fn bad_values_name_the_flag() {
-        let err = list(&strings(&["80,http"]), "exclude-outbound-ports", port).unwrap_err();
+        let err =
+            list(&strings(&["80,http"]), "exclude-outbound-ports", port).expect_err("an error");
         assert_eq!(
             err.to_string(),
             "--exclude-outbound-ports: \"http\" is not a port number (1-65535)"
         );
-        let err = list(&strings(&["fd00::/8"]), "exclude-outbound-cidrs", cidr).unwrap_err();
+        let err =
+            list(&strings(&["fd00::/8"]), "exclude-outbound-cidrs", cidr).expect_err("an error");
         assert!(
             err.to_string()
                 .starts_with("--exclude-outbound-cidrs: \"fd00::/8\""),
@@ -213,7 +218,7 @@ mod tests {
 
     #[test]
     fn a_missing_binary_says_what_to_install() {
-        let err = netfilter::save(Path::new("/nonexistent/iptables-save")).unwrap_err();
+        let err = netfilter::save(Path::new("/nonexistent/iptables-save")).expect_err("an error");
         assert!(matches!(err, CaptureError::MissingBinary { .. }), "{err:?}");
         assert!(
             err.to_string().contains("apt-get install iptables"),

@@ -219,8 +219,8 @@ COMMIT
             inbound_ports: Include::Only(vec![8080, 9090]),
             exclude_inbound_ports: vec![22],
             exclude_outbound_ports: vec![5432],
-            include_outbound_cidrs: Include::Only(vec!["10.0.0.0/8".parse().unwrap()]),
-            exclude_outbound_cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+            include_outbound_cidrs: Include::Only(vec!["10.0.0.0/8".parse().expect("valid")]),
+            exclude_outbound_cidrs: vec!["10.1.0.0/16".parse().expect("valid")],
             ..mk_rules()
         };
         let rules = rules.chain_rules();
