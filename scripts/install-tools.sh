@@ -22,15 +22,20 @@ CHECK_PACKAGES=(
 )
 
 if ! command -v iptables-restore >/dev/null 2>&1 || ! command -v iptables-save >/dev/null 2>&1; then
-  echo "installing iptables (Debian package)" >&2
   as_root=()
   [ "$(id -u)" = 0 ] || as_root=(sudo)
-  # A fresh machine has no package lists yet.
-  "${as_root[@]}" apt-get update -qq
-  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends iptables >/dev/null
+  if [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; then
+    echo "installing iptables (Debian package)" >&2
+    # A fresh machine has no package lists yet.
+    "${as_root[@]}" apt-get update -qq
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends iptables >/dev/null
+  else
+    # The capture e2e test needs root anyway; it says it is skipped.
+    echo "iptables missing and neither root nor sudo: the capture e2e test will be skipped" >&2
+  fi
 fi
-iptables-restore --version >&2
+if command -v iptables-restore >/dev/null 2>&1; then iptables-restore --version >&2; fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip() { .venv/bin/pip --disable-pip-version-check "$@"; }
