@@ -9,7 +9,9 @@
 //!   header, as before capture): the HTTP connection manager over the `mesh-outbound` routes;
 //! * `ClusterIP:port` of an HTTP Service port (see `protocol::is_http`): the same HTTP
 //!   connection manager, so requests are routed by Host (`reviews`, `reviews.default`, the
-//!   FQDN, the ClusterIP, each with `:port`) with every route and policy;
+//!   FQDN, the ClusterIP, each with `:port`) with every route and policy; one chain per port
+//!   number (`http:9080`) holds the ClusterIPs of every Service with an HTTP port of that
+//!   number;
 //! * `ClusterIP:port` of a TCP Service port: a TCP proxy to the port's cluster, or to the
 //!   weighted backends of the first TCP rule for the port of the mesh TrafficRoute of the
 //!   Service;
@@ -98,6 +100,11 @@ pub(crate) fn outbound(
     let tcp_routes = mesh_tcp_routes(ctx.world);
     let mut used_routes = BTreeSet::new();
     let mut taken = HashSet::from([(None, port)]);
+    // Every HTTP chain has the same filter: one chain per port, holding every ClusterIP
+    // with an HTTP Service port of that number (a chain per Service would repeat the HTTP
+    // connection manager thousands of times).
+    let mut http: BTreeMap<u16, Vec<IpAddr>> = BTreeMap::new();
+    let mut tcp_chains = Vec::new();
     for plan in ctx.plans.iter().filter(|p| ctx.admits_service(p)) {
         let Some(ip) = cluster_ip(plan) else {
             continue;
@@ -107,25 +114,32 @@ pub(crate) fn outbound(
             if !taken.insert((Some(ip), number)) {
                 continue;
             }
-            let filter = if protocol::is_http(port_plan.port) {
-                hcm()
-            } else {
-                let route = tcp_routes.get(&TargetId::Service(plan.service.key.clone()));
-                used_routes.extend(route.map(|r| r.source.clone()));
-                tcp_filter(ctx, plan, port_plan, route.map(Arc::as_ref))
-            };
+            if protocol::is_http(port_plan.port) {
+                http.entry(number).or_default().push(ip);
+                continue;
+            }
+            let route = tcp_routes.get(&TargetId::Service(plan.service.key.clone()));
+            used_routes.extend(route.map(|r| r.source.clone()));
+            let filter = tcp_filter(ctx, plan, port_plan, route.map(Arc::as_ref));
             let matching = FilterChainMatch {
                 destination_port: Some(u32_value(number)),
                 prefix_ranges: vec![cidr(ip)],
                 ..Default::default()
             };
-            chains.push(chain(
-                &names::host_port(&ip.to_string(), number),
-                matching,
-                filter,
-            ));
+            let name = names::host_port(&ip.to_string(), number);
+            tcp_chains.push(chain(&name, matching, filter));
         }
     }
+    for (number, mut ips) in http {
+        ips.sort_unstable();
+        let matching = FilterChainMatch {
+            destination_port: Some(u32_value(number)),
+            prefix_ranges: ips.into_iter().map(cidr).collect(),
+            ..Default::default()
+        };
+        chains.push(chain(&format!("http:{number}"), matching, hcm()));
+    }
+    chains.extend(tcp_chains);
     if policy == OutboundPolicy::RegistryOnly {
         registry_chains(ctx, externals, &mut taken, &mut chains, hcm);
     }

@@ -127,18 +127,13 @@ fn chains_by_original_destination() {
     // The headless `cache` has no ClusterIP: its pods are called by address (passed through).
     assert_eq!(
         chain_names(listener),
-        [
-            "direct",
-            "10.96.0.30:5432",
-            "10.96.0.31:5432",
-            "10.96.0.20:9080"
-        ]
+        ["direct", "http:9080", "10.96.0.30:5432", "10.96.0.31:5432"]
     );
     assert_eq!(
         listener.listener_filters[0].name,
         "envoy.filters.listener.original_dst"
     );
-    let http = filter_json(chain(listener, "10.96.0.20:9080"));
+    let http = filter_json(chain(listener, "http:9080"));
     assert_eq!(http["rds"]["route_config_name"], "mesh-outbound");
     let db = filter_json(chain(listener, "10.96.0.30:5432"));
     let weights = &db["weighted_clusters"]["clusters"];
@@ -244,15 +239,29 @@ fn clusterip_is_a_host_of_the_virtual_host() {
 #[test]
 fn one_chain_per_address_and_port_and_none_for_the_listener_port() {
     let mut world = mk_capture_world();
-    // A second Service on reviews's ClusterIP and port: the first by namespace/name keeps it.
+    // A second Service on reviews's ClusterIP and port: the first by namespace/name keeps
+    // it, and the address is in the port's chain once.
     let twin = Service {
         cluster_ip: Some("10.96.0.20".into()),
         ..mk_service("default", "reviews-twin", vec![mk_port("http", 9080)])
     };
     world.services.insert(twin.key.clone(), Arc::new(twin));
+    // Another HTTP Service on 9080 joins the port's chain.
+    let other = Service {
+        cluster_ip: Some("10.96.0.21".into()),
+        ..mk_service("default", "ratings", vec![mk_port("http", 9080)])
+    };
+    world.services.insert(other.key.clone(), Arc::new(other));
     let r = run_capture(&world, OutboundPolicy::AllowAny);
-    let names = chain_names(outbound(&r));
-    assert_eq!(names.iter().filter(|n| **n == "10.96.0.20:9080").count(), 1);
+    let listener = outbound(&r);
+    let json = message_to_json(chain(listener, "http:9080")).expect("renders");
+    let ranges: Vec<&str> = json["filter_chain_match"]["prefix_ranges"]
+        .as_array()
+        .expect("ranges")
+        .iter()
+        .filter_map(|r| r["address_prefix"].as_str())
+        .collect();
+    assert_eq!(ranges, ["10.96.0.20", "10.96.0.21"]);
 }
 
 #[test]
