@@ -62,6 +62,10 @@ fn workload_metadata(args: &BootstrapArgs, metadata: &mut serde_json::Map<String
         ("serviceAccount", args.service_account.clone()),
         ("portolan.dev/scope", args.scope.clone()),
         ("portolan.dev/namespace", args.scope_namespace.clone()),
+        (
+            portolan_pipeline::grouping::EGRESS_METADATA,
+            args.outbound_traffic_policy.map(|p| p.as_str().to_string()),
+        ),
     ];
     for (key, value) in fields {
         if let Some(v) = value {
@@ -294,6 +298,7 @@ mod tests {
             inbound_port: None,
             outbound_port: None,
             app_protocol: None,
+            outbound_traffic_policy: None,
             namespace: None,
             service_account: None,
             scope: None,
@@ -332,6 +337,17 @@ mod tests {
             "/run/portolan/xds.sock"
         );
         assert!(render(&args("unix:")).is_err());
+    }
+
+    #[test]
+    fn the_outbound_traffic_policy_goes_into_the_metadata() {
+        let mut a = args("127.0.0.1:18000");
+        a.outbound_traffic_policy = Some(crate::cli::OutboundPolicyArg::RegistryOnly);
+        let b = render(&a).expect("renders");
+        assert_eq!(
+            b["node"]["metadata"]["portolan.dev/outbound-traffic-policy"],
+            "registry-only"
+        );
     }
 
     #[test]

@@ -159,6 +159,18 @@ pub enum OutboundPolicyArg {
     RegistryOnly,
 }
 
+// === impl OutboundPolicyArg ===
+
+impl OutboundPolicyArg {
+    /// The flag's value as written (`allow-any`, `registry-only`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AllowAny => "allow-any",
+            Self::RegistryOnly => "registry-only",
+        }
+    }
+}
+
 // === impl TranslateArgs ===
 
 impl TranslateArgs {
@@ -531,6 +543,11 @@ pub struct BootstrapArgs {
     /// Mesh workload: `tcp` for a TCP application (`node.metadata.appProtocol`; default HTTP).
     #[arg(long)]
     pub app_protocol: Option<String>,
+    /// Mesh workload: what its sidecar does with captured connections to unknown destinations,
+    /// over `serve --outbound-traffic-policy`
+    /// (`node.metadata["portolan.dev/outbound-traffic-policy"]`).
+    #[arg(long, value_enum)]
+    pub outbound_traffic_policy: Option<OutboundPolicyArg>,
     /// Claimed namespace (`node.metadata.namespace`), read only by `serve --identity
     /// insecure-node-metadata`.
     #[arg(long)]

@@ -21,7 +21,9 @@
 //!   Host, and passed through, respectively;
 //! * anything else (the default chain): passed through to where it was going
 //!   ([`PASSTHROUGH_CLUSTER`], an ORIGINAL_DST cluster) with [`OutboundPolicy::AllowAny`],
-//!   or closed ([`BLACKHOLE_CLUSTER`], no endpoints) with [`OutboundPolicy::RegistryOnly`].
+//!   or closed ([`BLACKHOLE_CLUSTER`], no endpoints) with [`OutboundPolicy::RegistryOnly`]:
+//!   the group's choice (node metadata `portolan.dev/outbound-traffic-policy`), else the
+//!   server's.
 //!
 //! A call to a pod IP is not a ClusterIP: it reaches that pod (passed through), not the
 //! Service's routes. Chains are unique by (address, port): the first Service (by namespace
@@ -64,7 +66,7 @@ pub const BLACKHOLE_CLUSTER: &str = "BlackHoleCluster";
 const ORIGINAL_DST: &str = "envoy.filters.listener.original_dst";
 
 /// What a sidecar does with a captured connection to a destination Portolan does not know.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OutboundPolicy {
     /// Pass it through to where it was going (Istio's `ALLOW_ANY`).
     #[default]
@@ -73,15 +75,17 @@ pub enum OutboundPolicy {
     RegistryOnly,
 }
 
-/// The capture-aware outbound listener of a workload group on `port`, the clusters its
-/// default chain uses, and its provenance (the TrafficRoutes whose TCP rules it holds).
+/// The capture-aware outbound listener of a workload group on `port` (with the group's
+/// outbound traffic policy, else the server's), the clusters its default chain uses, and its
+/// provenance (the TrafficRoutes whose TCP rules it holds).
 pub(crate) fn outbound(
     ctx: &Context<'_>,
     externals: &[ExternalPlan<'_>],
     port: u16,
+    group_policy: Option<OutboundPolicy>,
 ) -> (Listener, Vec<Cluster>, Entry) {
     let options = ctx.options;
-    let policy = options.mesh.outbound_policy;
+    let policy = group_policy.unwrap_or(options.mesh.outbound_policy);
     let hcm = || {
         filters::http_connection_manager(
             names::MESH_STAT_PREFIX,

@@ -173,7 +173,8 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
     let out_port = group.workload.as_ref().and_then(|w| w.outbound_port);
     let mut outbound = if group.workload.is_some() {
         let port = out_port.unwrap_or(options.mesh_listener_port);
-        let (listener, clusters, entry) = capture::outbound(ctx, &externals, port);
+        let (listener, clusters, entry) =
+            capture::outbound(ctx, &externals, port, group.outbound_policy);
         resources.clusters.extend(clusters);
         resources.provenance.push(entry);
         listener

@@ -82,8 +82,8 @@ struct Cluster {
     v1: Pod,
     v2: Pod,
     db: Pod,
-    _relays: [Relay; 2],
-    _portolans: [Portolan; 2],
+    _relay: Relay,
+    _portolan: Portolan,
     _config: ConfigDir,
     node: Node,
 }
@@ -115,21 +115,10 @@ async fn start() -> anyhow::Result<Cluster> {
         "--mesh-port",
         "15001",
     ];
+    let portolan = Portolan::start_with(bin(), &config, Ports::free(), &identity).await?;
     let node = Node::new()?;
-    // One mesh CA for both servers (the first writes it, the second reads it), so workload
-    // certificates from either are trusted by both.
-    let ca_dir = node.dir().join("ca");
-    let ca_dir = ca_dir.to_string_lossy();
-    let mut args = identity.to_vec();
-    args.extend(["--ca-dir", &ca_dir]);
-    let allow_any = Portolan::start_with(bin(), &config, Ports::free(), &args).await?;
-    args.extend(["--outbound-traffic-policy", "registry-only"]);
-    let registry_only = Portolan::start_with(bin(), &config, Ports::free(), &args).await?;
-    let relays = [
-        Relay::start(node.dir().join("xds-a.sock"), allow_any.ports().xds)?,
-        Relay::start(node.dir().join("xds-b.sock"), registry_only.ports().xds)?,
-    ];
-    let (xds_a, xds_b) = (relays[0].path(), relays[1].path());
+    let relay = Relay::start(node.dir().join("xds.sock"), portolan.ports().xds)?;
+    let xds = relay.path();
     let workload = |sa: &'static str| vec!["--namespace", "default", "--service-account", sa];
 
     let mut outside = node.pod("outside", OUTSIDE_IP)?;
@@ -149,7 +138,7 @@ async fn start() -> anyhow::Result<Cluster> {
             "--label",
             &label,
         ]);
-        pod.sidecar(bin(), xds_a, &args).await?;
+        pod.sidecar(bin(), xds, &args).await?;
     }
     let mut db = node.pod("db", DB_POD_IP)?;
     db.tcp_app("db", 5432)?;
@@ -163,17 +152,19 @@ async fn start() -> anyhow::Result<Cluster> {
         "--label",
         "app=db",
     ]);
-    db.sidecar(bin(), xds_a, &args).await?;
+    db.sidecar(bin(), xds, &args).await?;
     let mut client = node.pod("client", "10.244.0.10")?;
     client.hosts(HOSTS)?;
     captured(&client).await?;
-    client.sidecar(bin(), xds_a, &workload("client")).await?;
+    client.sidecar(bin(), xds, &workload("client")).await?;
     let mut registry_only_pod = node.pod("client-ro", "10.244.0.13")?;
     registry_only_pod.hosts(HOSTS)?;
     captured(&registry_only_pod).await?;
-    registry_only_pod
-        .sidecar(bin(), xds_b, &workload("client-ro"))
-        .await?;
+    // This pod's sidecar chooses registry-only (what a pod annotation would set), over the
+    // server's allow-any.
+    let mut args = workload("client-ro");
+    args.extend(["--outbound-traffic-policy", "registry-only"]);
+    registry_only_pod.sidecar(bin(), xds, &args).await?;
     Ok(Cluster {
         client,
         registry_only: registry_only_pod,
@@ -181,8 +172,8 @@ async fn start() -> anyhow::Result<Cluster> {
         v1,
         v2,
         db,
-        _relays: relays,
-        _portolans: [allow_any, registry_only],
+        _relay: relay,
+        _portolan: portolan,
         _config: config,
         node,
     })

@@ -273,3 +273,31 @@ fn groups_without_a_workload_keep_the_host_header_listener() {
     assert_eq!(listener.filter_chains.len(), 1);
     assert!(!r.clusters.iter().any(|c| c.name == PASSTHROUGH_CLUSTER));
 }
+
+#[test]
+fn a_groups_own_policy_wins_over_the_servers() {
+    let world = mk_capture_world();
+    let options = Options::default();
+    let strict = translate(
+        &world,
+        &group_of("web;egress=registry-only;ns=default;sa=web"),
+        &options,
+    );
+    let default = outbound(&strict)
+        .default_filter_chain
+        .as_ref()
+        .expect("default");
+    assert_eq!(default.name, "blackhole");
+    let mut registry_only = Options::default();
+    registry_only.mesh.outbound_policy = OutboundPolicy::RegistryOnly;
+    let open = translate(
+        &world,
+        &group_of("web;egress=allow-any;ns=default;sa=web"),
+        &registry_only,
+    );
+    let default = outbound(&open)
+        .default_filter_chain
+        .as_ref()
+        .expect("default");
+    assert_eq!(default.name, "passthrough");
+}
