@@ -6,7 +6,7 @@
 //! inbound listener; the proxy's own connections (by UID) are not. The rules (`rules.rs`) are
 //! applied with `iptables-restore --noflush` in one atomic commit (`netfilter.rs`), into
 //! chains of Portolan's own, so running it again changes nothing. `--dry-run` prints them and
-//! touches nothing. See docs/mesh.md.
+//! touches nothing; `--remove` takes them out again. See docs/mesh.md.
 
 mod netfilter;
 mod rules;
@@ -73,6 +73,9 @@ impl CaptureError {
 }
 
 pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
+    if args.remove {
+        return remove(args);
+    }
     let rules = rules_of(args)?;
     if args.dry_run {
         crate::output::print(&rules.restore_input(""))?;
@@ -88,6 +91,23 @@ pub fn run(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
         proxy_uid = rules.proxy_uid,
         "capture rules applied"
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--remove`: takes Portolan's rules out (what is there of them), or prints how with
+/// `--dry-run`.
+fn remove(args: &CaptureArgs) -> anyhow::Result<ExitCode> {
+    if !args.dry_run {
+        netfilter::check_capability()?;
+    }
+    let present = netfilter::save(&args.iptables_save)?;
+    let input = rules::removal_input(&present);
+    if args.dry_run {
+        crate::output::print(&input)?;
+    } else {
+        netfilter::restore(&args.iptables_restore, &input)?;
+        tracing::info!("capture rules removed");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -75,6 +75,9 @@ pub struct CaptureArgs {
     /// Print the `iptables-restore` input and change nothing (needs no capability).
     #[arg(long)]
     pub dry_run: bool,
+    /// Remove Portolan's rules and chains instead (with --dry-run: print how).
+    #[arg(long)]
+    pub remove: bool,
     /// The `iptables-restore` binary (`iptables-legacy-restore` for the legacy backend).
     #[arg(
         long,

@@ -3,7 +3,7 @@
 //! line-based TCP client), each pod with a sidecar Envoy bootstrapped by `portolan bootstrap`
 //! and netfilter rules from `portolan capture`, Service ClusterIPs that no interface holds.
 //!
-//! Shown: the rules are idempotent and need CAP_NET_ADMIN; HTTP by name, by namespaced name
+//! Shown: the rules are idempotent, removable and need CAP_NET_ADMIN; HTTP by name, by namespaced name
 //! and by ClusterIP, routed with an 80/20 canary, over mutual TLS between captured pods; a TCP
 //! Service proxied (and an AccessPolicy refusing a caller of it); an unknown destination
 //! passed through with ALLOW_ANY and refused in registry-only mode; a pod-IP call reaching
@@ -237,6 +237,17 @@ async fn rules_are_idempotent_and_need_the_capability(c: &Cluster) -> anyhow::Re
     ] {
         assert!(dry.contains(rule), "dry run lacks {rule}:\n{dry}");
         assert!(after.contains(rule), "applied rules lack {rule}:\n{after}");
+    }
+    // --remove takes it all out again (and twice is no error).
+    let pristine = c.outside.nat_rules().await.map_err(anyhow::Error::msg)?;
+    captured(&c.outside).await?;
+    assert_ne!(c.outside.nat_rules().await.as_ref(), Ok(&pristine));
+    for _ in 0..2 {
+        c.outside
+            .capture(bin(), &["--remove"])
+            .await
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(c.outside.nat_rules().await.as_ref(), Ok(&pristine));
     }
     // Without CAP_NET_ADMIN: a clear error, nothing changed.
     let mut cmd = pod.netns().command("setpriv");

@@ -168,6 +168,37 @@ impl Rules {
     }
 }
 
+/// `iptables-restore --noflush` input that removes Portolan's rules from the `nat` table
+/// `present` (`iptables-save -t nat` output): the jumps it holds, then every Portolan chain it
+/// holds, emptied and deleted. Nothing of Portolan's in `present`: an empty commit.
+pub fn removal_input(present: &str) -> String {
+    let mut out = String::from("*nat\n");
+    let lines: Vec<&str> = present.lines().map(str::trim_end).collect();
+    for jump in Rules::jumps() {
+        if lines.contains(&jump.as_str()) {
+            let _ = writeln!(out, "-D{}", &jump["-A".len()..]);
+        }
+    }
+    let chains: Vec<&str> = [
+        INBOUND_CHAIN,
+        IN_REDIRECT_CHAIN,
+        OUTPUT_CHAIN,
+        REDIRECT_CHAIN,
+    ]
+    .into_iter()
+    .filter(|c| lines.iter().any(|l| l.starts_with(&format!(":{c} "))))
+    .collect();
+    // Emptied first: a chain still jumped to by another cannot be deleted.
+    for chain in &chains {
+        let _ = writeln!(out, "-F {chain}");
+    }
+    for chain in &chains {
+        let _ = writeln!(out, "-X {chain}");
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +286,22 @@ COMMIT
         assert!(
             text.contains("-A PREROUTING -p tcp -j PORTOLAN_INBOUND"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn removal_deletes_what_is_there_and_nothing_else() {
+        let saved = "*nat\n:OUTPUT ACCEPT [0:0]\n:PORTOLAN_OUTPUT - [0:0]\n\
+                     :PORTOLAN_REDIRECT - [0:0]\n-A OUTPUT -p tcp -j PORTOLAN_OUTPUT\n\
+                     -A PORTOLAN_OUTPUT -j PORTOLAN_REDIRECT\nCOMMIT\n";
+        assert_eq!(
+            removal_input(saved),
+            "*nat\n-D OUTPUT -p tcp -j PORTOLAN_OUTPUT\n-F PORTOLAN_OUTPUT\n\
+             -F PORTOLAN_REDIRECT\n-X PORTOLAN_OUTPUT\n-X PORTOLAN_REDIRECT\nCOMMIT\n"
+        );
+        assert_eq!(
+            removal_input("*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"),
+            "*nat\nCOMMIT\n"
         );
     }
 
