@@ -5,7 +5,8 @@
 //!
 //! Shown: the rules are idempotent, removable and need CAP_NET_ADMIN; HTTP by name, by namespaced name
 //! and by ClusterIP, routed with an 80/20 canary, over mutual TLS between captured pods; a TCP
-//! Service proxied (and an AccessPolicy refusing a caller of it); an unknown destination
+//! Service proxied, half of its connections to a canary by a mesh TrafficRoute's TCP rule
+//! (and an AccessPolicy refusing a caller of it); an unknown destination
 //! passed through with ALLOW_ANY and refused in registry-only mode; a pod-IP call reaching
 //! that pod and not the canary route; a server's own port reachable only through its
 //! sidecar's inbound listener. Bounded in time; every namespace goes when the test ends.
@@ -22,10 +23,13 @@ const DB_IP: &str = "10.96.0.30";
 const V1_IP: &str = "10.244.0.11";
 const V2_IP: &str = "10.244.0.12";
 const DB_POD_IP: &str = "10.244.0.21";
+const DB_CANARY_IP: &str = "10.96.0.31";
+const DB_CANARY_POD_IP: &str = "10.244.0.22";
 const OUTSIDE_IP: &str = "10.244.0.50";
 
-/// `reviews` (HTTP 9080, pods v1 and v2, 80/20 canary) and `db` (TCP 5432, STRICT mutual
-/// TLS, callable by service account `client` only) in the mesh, namespace `default`.
+/// `reviews` (HTTP 9080, pods v1 and v2, 80/20 canary) and `db` (TCP 5432, half of it to
+/// `db-canary` by a TCP rule; STRICT mutual TLS, callable by service account `client` only)
+/// in the mesh, namespace `default`.
 fn manifests() -> String {
     let slice = |name: &str, service: &str, version: Option<&str>, ip: &str, port: &str| {
         let version = version
@@ -33,12 +37,18 @@ fn manifests() -> String {
             .unwrap_or_default();
         format!(
             "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    kubernetes.io/service-name: {service}{version}\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: {port}\n  port: {}\n",
-            if service == "db" { 5432 } else { 9080 }
+            if service.starts_with("db") {
+                5432
+            } else {
+                9080
+            }
         )
     };
+    // Servers run as the service account that starts the Service's name (db-canary: db).
     let service = |name: &str, ip: &str, port_name: &str, port: u16| {
+        let sa = name.split('-').next().unwrap_or(name);
         format!(
-            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    portolan.dev/service-account: {name}\nspec:\n  clusterIP: {ip}\n  ports:\n  - name: {port_name}\n    port: {port}\n"
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    portolan.dev/service-account: {sa}\nspec:\n  clusterIP: {ip}\n  ports:\n  - name: {port_name}\n    port: {port}\n"
         )
     };
     [
@@ -47,6 +57,9 @@ fn manifests() -> String {
         slice("reviews-v2", "reviews", Some("v2"), V2_IP, "http"),
         service("db", DB_IP, "tcp-db", 5432),
         slice("db", "db", None, DB_POD_IP, "tcp-db"),
+        service("db-canary", DB_CANARY_IP, "tcp-db", 5432),
+        slice("db-canary", "db-canary", None, DB_CANARY_POD_IP, "tcp-db"),
+        "apiVersion: portolan.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: db-split\n  namespace: default\nspec:\n  hosts: [db]\n  tcp:\n  - route:\n    - destination: {host: db}\n      weight: 50\n    - destination: {host: db-canary, port: 5432}\n      weight: 50\n".into(),
         "apiVersion: portolan.dev/v1alpha1\nkind: TrafficPolicy\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n  host: reviews\n  subsets:\n  - name: v1\n    labels: {version: v1}\n  - name: v2\n    labels: {version: v2}\n".into(),
         "apiVersion: portolan.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: reviews-canary\n  namespace: default\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n      weight: 80\n    - destination: {host: reviews, subset: v2}\n      weight: 20\n".into(),
         "apiVersion: portolan.dev/v1alpha1\nkind: PeerAuthentication\nmetadata:\n  name: db\n  namespace: default\nspec:\n  selector:\n    matchLabels: {app: db}\n  mtls:\n    mode: STRICT\n".into(),
@@ -82,6 +95,7 @@ struct Cluster {
     v1: Pod,
     v2: Pod,
     db: Pod,
+    _db_canary: Pod,
     _relay: Relay,
     _portolan: Portolan,
     _config: ConfigDir,
@@ -141,18 +155,15 @@ async fn start() -> anyhow::Result<Cluster> {
         pod.sidecar(bin(), xds, &args).await?;
     }
     let mut db = node.pod("db", DB_POD_IP)?;
-    db.tcp_app("db", 5432)?;
-    captured(&db).await?;
-    let mut args = workload("db");
-    args.extend([
-        "--app-port",
-        "5432",
-        "--app-protocol",
-        "tcp",
-        "--label",
-        "app=db",
-    ]);
-    db.sidecar(bin(), xds, &args).await?;
+    let mut db_canary = node.pod("db-canary", DB_CANARY_POD_IP)?;
+    for (pod, name) in [(&mut db, "db"), (&mut db_canary, "db-canary")] {
+        pod.tcp_app(name, 5432)?;
+        captured(pod).await?;
+        let mut args = workload("db");
+        let tcp = ["--app-port", "5432", "--app-protocol", "tcp"];
+        args.extend(tcp.into_iter().chain(["--label", "app=db"]));
+        pod.sidecar(bin(), xds, &args).await?;
+    }
     let mut client = node.pod("client", "10.244.0.10")?;
     client.hosts(HOSTS)?;
     captured(&client).await?;
@@ -172,6 +183,7 @@ async fn start() -> anyhow::Result<Cluster> {
         v1,
         v2,
         db,
+        _db_canary: db_canary,
         _relay: relay,
         _portolan: portolan,
         _config: config,
@@ -309,21 +321,35 @@ async fn http_by_name_and_cluster_ip_with_a_canary(c: &Cluster) -> anyhow::Resul
 }
 
 async fn tcp_service_and_access_policy(c: &Cluster) -> anyhow::Result<()> {
+    let is_db = |b: &str| b == "db" || b == "db-canary";
     until("db over TCP by name", || async {
         c.client
             .tcp("db", 5432)
             .await
-            .and_then(|b| if b == "db" { Ok(b) } else { Err(b) })
+            .and_then(|b| if is_db(&b) { Ok(b) } else { Err(b) })
     })
     .await?;
-    assert_eq!(c.client.tcp(DB_IP, 5432).await.as_deref(), Ok("db"));
+    // The mesh TrafficRoute's TCP rule: half of db's connections to db-canary.
+    let mut counts = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..40 {
+        let answer = c.client.tcp("db", 5432).await.map_err(anyhow::Error::msg)?;
+        assert!(is_db(&answer), "{answer:?}");
+        *counts.entry(answer).or_default() += 1;
+    }
+    // 50/50 over 40 connections: each expected 20 (sd 3.2); at least 5 is beyond 4 sd.
+    for name in ["db", "db-canary"] {
+        let n = counts.get(name).copied().unwrap_or_default();
+        assert!(n >= 5, "TCP split off: {counts:?}");
+    }
+    let answer = c.client.tcp(DB_IP, 5432).await;
+    assert!(answer.as_deref().is_ok_and(is_db), "{answer:?}");
     let cx = c
         .client
-        .counter("cluster.outbound|5432||db.default.svc.cluster.local.upstream_cx_total")
+        .counter("cluster.outbound|5432||db-canary.default.svc.cluster.local.upstream_cx_total")
         .await?;
     assert!(
-        cx >= 2,
-        "db connections did not go through the client's sidecar ({cx})"
+        cx >= 5,
+        "db-canary connections did not go through the client's sidecar ({cx})"
     );
     // The registry-only client is service account client-ro: the AccessPolicy refuses it.
     until("db known to the registry-only client", || async {
