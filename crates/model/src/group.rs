@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! CLUSTER[;zone=ZONE][;l.KEY=VALUE]...[;mode=on-demand|full][;scope=HOSTS][;client=grpc]
-//!     [;node-ns=NS][;ns=NS;sa=SA[;app=PORT][;in=PORT][;out=PORT][;proto=P]]
+//!     [;egress=allow-any|registry-only][;node-ns=NS][;ns=NS;sa=SA[;app=PORT][;in=PORT]
+//!     [;out=PORT][;proto=P]]
 //! ```
 //!
 //! Labels are sorted by key; `HOSTS` is the comma-joined [`ScopeHosts`]; every text is
@@ -39,6 +40,9 @@ pub struct GroupKey {
     pub scope: Option<ScopeHosts>,
     /// Envoy or a proxyless gRPC client.
     pub client: ClientKind,
+    /// What the node's sidecar does with captured connections to unknown destinations, when
+    /// its metadata chooses (else the server's setting).
+    pub egress: EgressPolicy,
     /// The namespace the node's metadata names (with the labels, it picks the `ProxyScope`).
     pub node_namespace: Option<String>,
     /// The proven workload identity and the workload's settings.
@@ -55,6 +59,19 @@ pub enum DiscoveryMode {
     OnDemand,
     /// Everything up front.
     Full,
+}
+
+/// What a sidecar does with captured connections to destinations Portolan does not know, as
+/// its node chose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EgressPolicy {
+    /// The node did not choose: the server's `--outbound-traffic-policy`.
+    #[default]
+    Unset,
+    /// Pass them through.
+    AllowAny,
+    /// Refuse them.
+    RegistryOnly,
 }
 
 /// The kind of xDS client.
@@ -144,6 +161,7 @@ impl GroupKey {
             discovery: DiscoveryMode::Unset,
             scope: None,
             client: ClientKind::Envoy,
+            egress: EgressPolicy::Unset,
             node_namespace: None,
             workload: None,
         }
@@ -211,6 +229,17 @@ impl GroupKey {
                 self.client = ClientKind::Grpc;
                 Ok(())
             }
+            "egress" => {
+                if self.egress != EgressPolicy::Unset {
+                    return Err(repeated());
+                }
+                self.egress = match value_text.as_str() {
+                    "allow-any" => EgressPolicy::AllowAny,
+                    "registry-only" => EgressPolicy::RegistryOnly,
+                    _ => return Err(bad_value(name, value_text, "allow-any or registry-only")),
+                };
+                Ok(())
+            }
             "node-ns" => set_once(&mut self.node_namespace, value_text).ok_or_else(repeated),
             _ => match name.strip_prefix("l.") {
                 Some(label) => {
@@ -265,6 +294,11 @@ impl Display for GroupKey {
         }
         if self.client == ClientKind::Grpc {
             f.write_str(";client=grpc")?;
+        }
+        match self.egress {
+            EgressPolicy::Unset => {}
+            EgressPolicy::AllowAny => f.write_str(";egress=allow-any")?,
+            EgressPolicy::RegistryOnly => f.write_str(";egress=registry-only")?,
         }
         if let Some(namespace) = &self.node_namespace {
             write!(f, ";node-ns={}", escape(namespace))?;

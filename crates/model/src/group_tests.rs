@@ -23,6 +23,7 @@ fn every_dimension_prints_in_the_canonical_order() {
             Some("shop"),
         )),
         client: ClientKind::Grpc,
+        egress: EgressPolicy::RegistryOnly,
         node_namespace: Some("shop".into()),
         workload: Some(WorkloadKey {
             app_port: Some(8080),
@@ -33,10 +34,22 @@ fn every_dimension_prints_in_the_canonical_order() {
         ..GroupKey::new("web")
     };
     let text = "web;zone=zone-a;l.app=a%3Bb%3Dc;l.version=v1;mode=on-demand;\
-                scope=shared/*,shop/*;client=grpc;node-ns=shop;ns=shop;sa=a%3Bb;app=8080;\
+                scope=shared/*,shop/*;client=grpc;egress=registry-only;node-ns=shop;ns=shop;\
+                sa=a%3Bb;app=8080;\
                 in=15006;proto=tcp";
     assert_eq!(key.to_string(), text);
     assert_eq!(GroupKey::from_str(text), Ok(key));
+}
+
+#[test]
+fn egress_is_allow_any_or_registry_only_once() {
+    assert_eq!(key("web;egress=allow-any").egress, EgressPolicy::AllowAny);
+    assert_eq!(
+        key("web;egress=registry-only").to_string(),
+        "web;egress=registry-only"
+    );
+    assert!(GroupKey::from_str("web;egress=deny").is_err());
+    assert!(GroupKey::from_str("web;egress=allow-any;egress=allow-any").is_err());
 }
 
 #[test]
@@ -168,11 +181,26 @@ fn group_key() -> impl Strategy<Value = GroupKey> {
         ],
         prop::option::of(scope_hosts()),
         prop_oneof![Just(ClientKind::Envoy), Just(ClientKind::Grpc)],
+        prop_oneof![
+            Just(EgressPolicy::Unset),
+            Just(EgressPolicy::AllowAny),
+            Just(EgressPolicy::RegistryOnly)
+        ],
         prop::option::of(text()),
         prop::option::of(workload()),
     )
         .prop_map(
-            |(cluster, zone, labels, discovery, scope, client, node_namespace, workload)| {
+            |(
+                cluster,
+                zone,
+                labels,
+                discovery,
+                scope,
+                client,
+                egress,
+                node_namespace,
+                workload,
+            )| {
                 GroupKey {
                     cluster,
                     zone,
@@ -180,6 +208,7 @@ fn group_key() -> impl Strategy<Value = GroupKey> {
                     discovery,
                     scope,
                     client,
+                    egress,
                     node_namespace,
                     workload,
                 }

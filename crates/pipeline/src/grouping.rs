@@ -21,6 +21,9 @@
 //! * `portolan.dev/client: grpc` ([`ClientKind::Grpc`], see [`is_grpc_client`]): a proxyless
 //!   gRPC client. gRPC libraries also say so in `node.user_agent_name` (`gRPC C-core`,
 //!   `gRPC Go`, `gRPC Java`).
+//! * `portolan.dev/outbound-traffic-policy: allow-any | registry-only`
+//!   ([`GroupKey::egress`]): what the sidecar does with captured connections to unknown
+//!   destinations, over the server's `--outbound-traffic-policy`. Another value is no choice.
 //!
 //! Last, the workload identity the proxy proved, and its workload settings
 //! ([`GroupKey::workload`], see [`crate::identity`]).
@@ -28,7 +31,7 @@
 use crate::identity::IdentityMode;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
-use portolan_model::group::{ClientKind, DiscoveryMode, GroupKey, ScopeHosts};
+use portolan_model::group::{ClientKind, DiscoveryMode, EgressPolicy, GroupKey, ScopeHosts};
 use portolan_xds::{Grouped, NodeGrouping, PeerIdentity};
 use std::collections::BTreeMap;
 
@@ -40,6 +43,8 @@ pub const SCOPE_METADATA: &str = "portolan.dev/scope";
 pub const NAMESPACE_METADATA: &str = "portolan.dev/namespace";
 /// Node metadata that names the kind of client (`grpc` or `envoy`), over the user agent.
 pub const CLIENT_METADATA: &str = "portolan.dev/client";
+/// Node metadata choosing what a captured sidecar does with unknown destinations.
+pub const EGRESS_METADATA: &str = "portolan.dev/outbound-traffic-policy";
 
 /// The xDS server's node-to-group hook: [`group_key`] refined by the workload identity.
 #[derive(Clone, Debug, Default)]
@@ -105,8 +110,21 @@ pub fn group_key(node: &Node) -> GroupKey {
         } else {
             ClientKind::Envoy
         },
+        egress: egress_said(node),
         node_namespace: namespace.map(str::to_string),
         ..GroupKey::new(&node.cluster)
+    }
+}
+
+/// The outbound traffic policy the node's metadata chooses (`allow-any`, `registry-only`, in
+/// any case, `_` for `-`); none when it says nothing or something else.
+fn egress_said(node: &Node) -> EgressPolicy {
+    let said =
+        metadata_string(node, EGRESS_METADATA).map(|s| s.to_ascii_lowercase().replace('_', "-"));
+    match said.as_deref() {
+        Some("allow-any") => EgressPolicy::AllowAny,
+        Some("registry-only") => EgressPolicy::RegistryOnly,
+        _ => EgressPolicy::Unset,
     }
 }
 
@@ -129,6 +147,13 @@ pub fn metadata_warnings(node: &Node) -> Vec<String> {
     {
         out.push(format!(
             "node.metadata[\"{DISCOVERY_METADATA}\"]: {mode:?} is not full or on-demand (ignored)"
+        ));
+    }
+    if let Some(egress) = metadata_string(node, EGRESS_METADATA)
+        && egress_said(node) == EgressPolicy::Unset
+    {
+        out.push(format!(
+            "node.metadata[\"{EGRESS_METADATA}\"]: {egress:?} is not allow-any or registry-only (ignored)"
         ));
     }
     if let Some(client) = metadata_string(node, CLIENT_METADATA)

@@ -152,6 +152,21 @@ fn grpc_clients_are_told_by_user_agent_or_metadata() {
     );
 }
 
+#[test]
+fn the_outbound_traffic_policy_is_the_nodes_choice() {
+    let key = |v: &str| key_of(&with_metadata(&[(EGRESS_METADATA, v)]));
+    assert_eq!(key("registry-only"), "web;egress=registry-only");
+    assert_eq!(key("REGISTRY_ONLY"), "web;egress=registry-only");
+    assert_eq!(key("allow-any"), "web;egress=allow-any");
+    assert_eq!(key("deny"), "web");
+    assert_eq!(
+        metadata_warnings(&with_metadata(&[(EGRESS_METADATA, "deny")])),
+        [
+            "node.metadata[\"portolan.dev/outbound-traffic-policy\"]: \"deny\" is not allow-any or registry-only (ignored)"
+        ]
+    );
+}
+
 /// The hook's answer: the key's string form, whether the group needs Delta, the warnings.
 #[test]
 fn the_hook_answers_with_the_key_and_what_the_server_should_know() {

@@ -66,6 +66,10 @@ fn workload_metadata(args: &BootstrapArgs, metadata: &mut serde_json::Map<String
         ("serviceAccount", args.service_account.clone()),
         ("portolan.dev/scope", args.scope.clone()),
         ("portolan.dev/namespace", args.scope_namespace.clone()),
+        (
+            portolan_pipeline::grouping::EGRESS_METADATA,
+            args.outbound_traffic_policy.map(|p| p.as_str().to_string()),
+        ),
     ];
     for (key, value) in fields {
         if let Some(v) = value {
@@ -74,20 +78,36 @@ fn workload_metadata(args: &BootstrapArgs, metadata: &mut serde_json::Map<String
     }
 }
 
+/// Portolan's xDS address: `HOST:PORT`, or `unix:PATH` for a Unix socket (a node-local
+/// relay, or a pod's network namespace that reaches the control plane through one). The host
+/// (empty for a socket) and Envoy's address.
+fn xds_endpoint(address: &str) -> anyhow::Result<(String, Value)> {
+    if let Some(path) = address.strip_prefix("unix:") {
+        if path.is_empty() {
+            bail!("--xds-address {address:?}: the socket path is empty");
+        }
+        return Ok((String::new(), json!({"pipe": {"path": path}})));
+    }
+    let (host, port) = host_port("xds-address", address)?;
+    let endpoint = socket_address(&host, port);
+    Ok((host, endpoint))
+}
+
 fn socket_address(host: &str, port: u16) -> Value {
     json!({"socket_address": {"address": host, "port_value": port}})
 }
 
 /// The bootstrap as a JSON value (Envoy reads YAML or JSON with the same field names).
 pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
-    let (xds_host, xds_port) = host_port("xds-address", &args.xds_address)?;
+    let (xds_host, xds_endpoint) = xds_endpoint(&args.xds_address)?;
     let (admin_host, admin_port) = host_port("admin-address", &args.admin_address)?;
     let cluster = node_cluster(args)?;
     if args.node_id.is_empty() || cluster.is_empty() {
         bail!("--node-id and --cluster must not be empty");
     }
-    // An IP literal needs no DNS; a name is resolved (and re-resolved) by Envoy.
-    let discovery = if xds_host.parse::<std::net::IpAddr>().is_ok() {
+    // An IP literal or a socket path needs no DNS; a name is resolved (and re-resolved) by
+    // Envoy.
+    let discovery = if xds_host.is_empty() || xds_host.parse::<std::net::IpAddr>().is_ok() {
         "STATIC"
     } else {
         "STRICT_DNS"
@@ -126,7 +146,7 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
                 },
                 "load_assignment": {
                     "cluster_name": XDS_CLUSTER,
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(&xds_host, xds_port)}}]}]
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": xds_endpoint}}]}]
                 }
             }]
         }
@@ -336,6 +356,7 @@ mod tests {
             inbound_port: None,
             outbound_port: None,
             app_protocol: None,
+            outbound_traffic_policy: None,
             namespace: None,
             service_account: None,
             scope: None,
@@ -361,6 +382,30 @@ mod tests {
         assert_eq!(creds["config"]["ca_certificate_file"], "/ca.pem");
         a.xds_address = "nowhere".into();
         assert!(render_grpc(&a).is_err());
+    }
+
+    #[test]
+    fn a_unix_socket_xds_address_is_a_pipe() {
+        let b = render(&args("unix:/run/portolan/xds.sock")).expect("renders");
+        let cluster = &b["static_resources"]["clusters"][0];
+        assert_eq!(cluster["type"], "STATIC");
+        let endpoint = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"];
+        assert_eq!(
+            endpoint["address"]["pipe"]["path"],
+            "/run/portolan/xds.sock"
+        );
+        assert!(render(&args("unix:")).is_err());
+    }
+
+    #[test]
+    fn the_outbound_traffic_policy_goes_into_the_metadata() {
+        let mut a = args("127.0.0.1:18000");
+        a.outbound_traffic_policy = Some(crate::cli::OutboundPolicyArg::RegistryOnly);
+        let b = render(&a).expect("renders");
+        assert_eq!(
+            b["node"]["metadata"]["portolan.dev/outbound-traffic-policy"],
+            "registry-only"
+        );
     }
 
     #[test]

@@ -34,6 +34,60 @@ pub enum Command {
     /// Print, as JSON, the status of Gateway API objects a running server owns (all, or one
     /// as KIND/NAMESPACE/NAME, e.g. `HTTPRoute/default/web`).
     Status(StatusArgs),
+    /// Program this network namespace's netfilter rules so that its TCP connections go through
+    /// the sidecar (transparent capture; an injected pod's init container runs it).
+    Capture(CaptureArgs),
+}
+
+/// `portolan capture`. The list flags take comma-separated values, as the pod annotations
+/// they mirror (`portolan.dev/exclude-outbound-ports`, ...) hold them.
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// The sidecar's outbound listener port (`serve --mesh-port`).
+    #[arg(long, default_value_t = 15001, env = "PORTOLAN_CAPTURE_OUTBOUND_PORT")]
+    pub outbound_port: u16,
+    /// The sidecar's inbound listener port (`serve --inbound-port`, `bootstrap --inbound-port`).
+    #[arg(long, default_value_t = 15006, env = "PORTOLAN_CAPTURE_INBOUND_PORT")]
+    pub inbound_port: u16,
+    /// The UID the proxy runs as: its own connections are not captured.
+    #[arg(long, default_value_t = 1337, env = "PORTOLAN_CAPTURE_PROXY_UID")]
+    pub proxy_uid: u32,
+    /// The GID the proxy runs as, to also exclude its connections by group.
+    #[arg(long, env = "PORTOLAN_CAPTURE_PROXY_GID")]
+    pub proxy_gid: Option<u32>,
+    /// Inbound ports captured, `*` for all (`portolan.dev/include-inbound-ports`); an empty
+    /// value captures no inbound connection.
+    #[arg(long, default_value = "*", value_name = "PORTS")]
+    pub inbound_ports: Vec<String>,
+    /// Inbound ports never captured (`portolan.dev/exclude-inbound-ports`).
+    #[arg(long, value_name = "PORTS")]
+    pub exclude_inbound_ports: Vec<String>,
+    /// Outbound destination ports never captured (`portolan.dev/exclude-outbound-ports`).
+    #[arg(long, value_name = "PORTS")]
+    pub exclude_outbound_ports: Vec<String>,
+    /// Outbound destination ranges captured, `*` for all
+    /// (`portolan.dev/include-outbound-ip-ranges`).
+    #[arg(long, default_value = "*", value_name = "CIDRS")]
+    pub include_outbound_cidrs: Vec<String>,
+    /// Outbound destination ranges never captured (`portolan.dev/exclude-outbound-ip-ranges`).
+    #[arg(long, value_name = "CIDRS")]
+    pub exclude_outbound_cidrs: Vec<String>,
+    /// Print the `iptables-restore` input and change nothing (needs no capability).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove Portolan's rules and chains instead (with --dry-run: print how).
+    #[arg(long)]
+    pub remove: bool,
+    /// The `iptables-restore` binary (`iptables-legacy-restore` for the legacy backend).
+    #[arg(
+        long,
+        default_value = "iptables-restore",
+        env = "PORTOLAN_IPTABLES_RESTORE"
+    )]
+    pub iptables_restore: PathBuf,
+    /// The `iptables-save` binary, read to keep the jumps into Portolan's chains single.
+    #[arg(long, default_value = "iptables-save", env = "PORTOLAN_IPTABLES_SAVE")]
+    pub iptables_save: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +150,28 @@ pub struct TranslateArgs {
     /// (`inboundPort`).
     #[arg(long, default_value_t = 15006, env = "PORTOLAN_INBOUND_PORT")]
     pub inbound_port: u16,
+    /// What a mesh workload's sidecar does with a captured connection to a destination
+    /// Portolan does not know: pass it through (`allow-any`) or close it (`registry-only`).
+    #[arg(long, value_enum, default_value_t = OutboundPolicyArg::AllowAny, env = "PORTOLAN_OUTBOUND_TRAFFIC_POLICY")]
+    pub outbound_traffic_policy: OutboundPolicyArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutboundPolicyArg {
+    AllowAny,
+    RegistryOnly,
+}
+
+// === impl OutboundPolicyArg ===
+
+impl OutboundPolicyArg {
+    /// The flag's value as written (`allow-any`, `registry-only`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AllowAny => "allow-any",
+            Self::RegistryOnly => "registry-only",
+        }
+    }
 }
 
 // === impl TranslateArgs ===
@@ -118,6 +194,12 @@ impl TranslateArgs {
                 trust_domain: self.trust_domain.clone(),
                 inbound_port: self.inbound_port,
                 max_connection_duration: None,
+                outbound_policy: match self.outbound_traffic_policy {
+                    OutboundPolicyArg::AllowAny => portolan_translate::OutboundPolicy::AllowAny,
+                    OutboundPolicyArg::RegistryOnly => {
+                        portolan_translate::OutboundPolicy::RegistryOnly
+                    }
+                },
             },
             ..portolan_translate::Options::default()
         }
@@ -445,7 +527,7 @@ pub struct BootstrapArgs {
     /// identity's): what `.` means in --scope, and whose ProxyScopes apply to it.
     #[arg(long, value_name = "NS")]
     pub scope_namespace: Option<String>,
-    /// Portolan's xDS address, HOST:PORT.
+    /// Portolan's xDS address, HOST:PORT, or unix:PATH for a Unix socket.
     #[arg(long, default_value = "127.0.0.1:18000")]
     pub xds_address: String,
     /// Envoy admin address, HOST:PORT (port 0 lets Envoy choose).
@@ -502,6 +584,11 @@ pub struct BootstrapArgs {
     /// Mesh workload: `tcp` for a TCP application (`node.metadata.appProtocol`; default HTTP).
     #[arg(long)]
     pub app_protocol: Option<String>,
+    /// Mesh workload: what its sidecar does with captured connections to unknown destinations,
+    /// over `serve --outbound-traffic-policy`
+    /// (`node.metadata["portolan.dev/outbound-traffic-policy"]`).
+    #[arg(long, value_enum)]
+    pub outbound_traffic_policy: Option<OutboundPolicyArg>,
     /// Claimed namespace (`node.metadata.namespace`), read only by `serve --identity
     /// insecure-node-metadata`.
     #[arg(long)]

@@ -3,7 +3,8 @@
 //! Subcommands: `serve` (the control plane), `bootstrap` (a stock Envoy bootstrap pointing at
 //! it), `render` (the Envoy resources a proxy group gets, as JSON) and `validate` (check
 //! manifests, exit 1 with field-path errors) and `crds` (the CustomResourceDefinitions);
-//! `proxy-status` and `config-dump` ask a running server what its proxies got.
+//! `proxy-status` and `config-dump` ask a running server what its proxies got; `capture`
+//! programs a pod's netfilter rules for transparent capture.
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
 mod bootstrap;
+mod capture;
 mod cli;
 mod crds;
 mod http;
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         cli::Command::ProxyStatus(args) => admin::proxy_status(&args),
         cli::Command::ConfigDump(args) => admin::config_dump(&args),
         cli::Command::Status(args) => status::run(&args),
+        cli::Command::Capture(args) => capture::run(&args),
     };
     match result {
         Ok(code) => code,

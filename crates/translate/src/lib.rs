@@ -29,12 +29,16 @@
 //!
 //! A group with a workload identity ([`mesh`]) also gets the `inbound` listener in front of
 //! its application (mutual TLS per PeerAuthentication, RBAC per AccessPolicy, see
-//! `inbound.rs` and `rbac.rs`), and originates mutual TLS to Services in the mesh.
+//! `inbound.rs` and `rbac.rs`), and originates mutual TLS to Services in the mesh. Its
+//! `mesh-outbound` listener takes captured connections too ([`capture`]): by original
+//! destination, HTTP Service ports are routed, TCP ports proxied, and unknown destinations
+//! passed through or refused ([`OutboundPolicy`]).
 
 #![forbid(unsafe_code)]
 
 mod actions;
 mod address;
+pub mod capture;
 mod cluster;
 mod context;
 mod endpoint;
@@ -72,6 +76,7 @@ mod tls;
 mod translation;
 mod translator;
 
+pub use capture::OutboundPolicy;
 pub use gateway::gateways_selecting;
 pub use json::JsonError;
 pub use keep::{Keep, Messages};

@@ -42,6 +42,9 @@ pub struct MeshOptions {
     /// lifetime): Envoy closes it gracefully after that, so no connection outlives the
     /// certificate that authenticated it, and rotated certificates are used by the next one.
     pub max_connection_duration: Option<std::time::Duration>,
+    /// What a workload's sidecar does with captured connections to destinations Portolan does
+    /// not know (see [`crate::capture`]).
+    pub outbound_policy: crate::capture::OutboundPolicy,
 }
 
 impl Default for MeshOptions {
@@ -50,6 +53,7 @@ impl Default for MeshOptions {
             trust_domain: "cluster.local".to_string(),
             inbound_port: 15006,
             max_connection_duration: None,
+            outbound_policy: crate::capture::OutboundPolicy::AllowAny,
         }
     }
 }

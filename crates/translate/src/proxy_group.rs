@@ -1,11 +1,12 @@
 //! [`ProxyGroup`]: the set of proxies that get identical configuration, as translation sees
 //! it, built from the typed group key ([`GroupKey`]) the xDS wiring forms from a node.
 
+use crate::capture::OutboundPolicy;
 use crate::mesh::Workload;
 use crate::on_demand::Discovery;
 use crate::proxyless::Client;
 use crate::scope::{EgressScope, ScopeError};
-use portolan_model::group::{DiscoveryMode, GroupKey};
+use portolan_model::group::{DiscoveryMode, EgressPolicy, GroupKey};
 use std::collections::BTreeMap;
 
 /// A set of proxies that get identical configuration: Envoy's `node.cluster`, refined by the
@@ -29,6 +30,9 @@ pub struct ProxyGroup {
     pub scope: Option<EgressScope>,
     /// Envoy, or a proxyless gRPC client (see [`crate::proxyless`]).
     pub client: Client,
+    /// The outbound traffic policy its proxies chose (`None`: the server's, in
+    /// [`crate::mesh::MeshOptions::outbound_policy`]).
+    pub outbound_policy: Option<OutboundPolicy>,
 }
 
 // === impl ProxyGroup ===
@@ -53,6 +57,7 @@ impl ProxyGroup {
             discovery: Discovery::Full,
             scope: None,
             client: Client::Envoy,
+            outbound_policy: None,
         }
     }
 
@@ -93,6 +98,11 @@ impl From<&GroupKey> for ProxyGroup {
                 .as_ref()
                 .map(|hosts| EgressScope::parse(&hosts.to_string())),
             client: key.client,
+            outbound_policy: match key.egress {
+                EgressPolicy::Unset => None,
+                EgressPolicy::AllowAny => Some(OutboundPolicy::AllowAny),
+                EgressPolicy::RegistryOnly => Some(OutboundPolicy::RegistryOnly),
+            },
         }
     }
 }

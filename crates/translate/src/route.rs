@@ -1,9 +1,9 @@
 //! The `mesh-outbound` RouteConfiguration: one virtual host per TCP Service port and per HTTP
 //! port of an ExternalService host.
 //!
-//! Domains: `name.ns`, `name.ns.svc` and `name.ns.svc.{domain}`, each with `:port`, and without
-//! it for the default port; plus `name[:port]` for the one namespace that owns the short name
-//! (see [`crate::service`]). Envoy rejects a route configuration that repeats a domain, so a
+//! Domains: `name.ns`, `name.ns.svc`, `name.ns.svc.{domain}` and the ClusterIP, each with
+//! `:port`, and without it for the default port; plus `name[:port]` for the one namespace that
+//! owns the short name (see [`crate::service`]). Envoy rejects a route configuration that repeats a domain, so a
 //! domain already taken is never repeated.
 //!
 //! A virtual host sends everything to its cluster, unless a TrafficRoute attached to the mesh
@@ -227,6 +227,16 @@ fn routes_for(
     }
 }
 
+/// The Service's ClusterIP as a Host header names it (`10.96.0.10`, `[fd00::a]`), when it has
+/// one: a captured request sent to the ClusterIP by address carries it.
+fn cluster_ip_host(plan: &ServicePlan<'_>) -> Option<String> {
+    let ip: std::net::IpAddr = plan.service.cluster_ip.as_deref()?.parse().ok()?;
+    Some(match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    })
+}
+
 /// The host names of one Service port, most specific last.
 fn domains(plan: &ServicePlan<'_>, port: u16) -> Vec<String> {
     let key = &plan.service.key;
@@ -241,9 +251,11 @@ fn domains(plan: &ServicePlan<'_>, port: u16) -> Vec<String> {
         .get(..with_ns.len() + ".svc".len())
         .unwrap_or_default();
     let short = Some(key.name.as_str()).filter(|_| plan.owns_short_names);
+    let cluster_ip = cluster_ip_host(plan);
     let hosts = short
         .into_iter()
-        .chain([with_svc, with_ns, plan.fqdn.as_str()]);
+        .chain([with_svc, with_ns, plan.fqdn.as_str()])
+        .chain(cluster_ip.as_deref());
     let mut domains = Vec::with_capacity(8);
     domains.extend(hosts.clone().map(|h| names::host_port(h, port)));
     if port == plan.default_port {

@@ -1,9 +1,11 @@
-//! Gateway TCP listeners: a TCP proxy to the backends of the first TrafficRoute (by namespace
-//! and name) attached to a gateway on this port with a TCP rule for the port (or for every
-//! port). Without one, connections go to a cluster that does not exist and are closed.
+//! TCP proxying. Gateway TCP listeners: a TCP proxy to the backends of the first TrafficRoute
+//! (by namespace and name) attached to a gateway on this port with a TCP rule for the port (or
+//! for every port). Without one, connections go to a cluster that does not exist and are
+//! closed. Captured connections to a TCP Service port use the same weighted backends
+//! ([`backends`], [`proxy`]) from the mesh route of their Service (see `capture.rs`).
 
 use crate::actions::merge_weights;
-use crate::context::Context;
+use crate::context::{Context, VirtualHostTarget};
 use crate::lookup::attaches_to;
 use crate::names;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
@@ -24,10 +26,15 @@ pub(crate) fn tcp_proxy(ctx: &Context<'_>, parents: &[Parent], port: u16) -> Fil
         .routes
         .values()
         .filter(|r| parents.iter().any(|p| attaches_to(r, p)))
-        .find_map(|r| backends(ctx, r, port).filter(|b| !b.is_empty()))
+        .find_map(|r| backends(ctx, r, port, None).filter(|b| !b.is_empty()))
         .unwrap_or_else(|| vec![(names::unrouted_cluster_name(port), 1)]);
+    proxy(&names::gateway_stat_prefix(port), backends)
+}
+
+/// A TCP proxy filter to weighted `backends` (cluster, weight).
+pub(crate) fn proxy(stat_prefix: &str, backends: Vec<(String, u32)>) -> Filter {
     let proxy = TcpProxy {
-        stat_prefix: names::gateway_stat_prefix(port),
+        stat_prefix: stat_prefix.to_string(),
         cluster_specifier: Some(cluster_specifier(backends)),
         ..Default::default()
     };
@@ -37,8 +44,14 @@ pub(crate) fn tcp_proxy(ctx: &Context<'_>, parents: &[Parent], port: u16) -> Fil
     }
 }
 
-/// The weighted clusters of the route's first TCP rule for `port`.
-fn backends(ctx: &Context<'_>, route: &HttpRoute, port: u16) -> Option<Vec<(String, u32)>> {
+/// The weighted clusters of the route's first TCP rule for `port` (a backend naming the
+/// host of `vhost` without a port gets its port).
+pub(crate) fn backends(
+    ctx: &Context<'_>,
+    route: &HttpRoute,
+    port: u16,
+    vhost: Option<&VirtualHostTarget>,
+) -> Option<Vec<(String, u32)>> {
     let rule = route
         .tcp
         .iter()
@@ -49,7 +62,7 @@ fn backends(ctx: &Context<'_>, route: &HttpRoute, port: u16) -> Option<Vec<(Stri
             .iter()
             .map(|b| {
                 (
-                    ctx.resolve(namespace, &b.destination, None).cluster,
+                    ctx.resolve(namespace, &b.destination, vhost).cluster,
                     b.weight,
                 )
             })

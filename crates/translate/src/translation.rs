@@ -16,8 +16,8 @@ use crate::proxyless::{self, Client};
 use crate::resources::{Output, SharedResources};
 use crate::service_clusters::{self, ServiceClusters};
 use crate::{
-    Options, ProxyGroup, Resources, external, gateway, gateway_api, inbound, listener, lookup,
-    policy, route, telemetry,
+    Options, ProxyGroup, Resources, capture, external, gateway, gateway_api, inbound, listener,
+    lookup, policy, route, telemetry,
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use external::ExternalPlan;
@@ -171,7 +171,16 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
         return resources;
     }
     let out_port = group.workload.as_ref().and_then(|w| w.outbound_port);
-    let mut outbound = listener::mesh_outbound(options, out_port);
+    let mut outbound = if group.workload.is_some() {
+        let port = out_port.unwrap_or(options.mesh_listener_port);
+        let (listener, clusters, entry) =
+            capture::outbound(ctx, &externals, port, group.outbound_policy);
+        resources.clusters.extend(clusters);
+        resources.provenance.push(entry);
+        listener
+    } else {
+        listener::mesh_outbound(options, out_port)
+    };
     let (mut routes, entry) = route::mesh_outbound(ctx, &externals);
     if group.discovery == Discovery::OnDemand {
         on_demand::add_filter(&mut outbound);
@@ -181,6 +190,13 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
         // mirrors without a request routed to them, so on-demand CDS never asks for them.
         let mut wildcard_clusters = on_demand::unrouted_clusters(&virtual_hosts);
         wildcard_clusters.extend(collector_name);
+        // The capture listener's passthrough and blackhole clusters: used without a route.
+        wildcard_clusters.extend(
+            [capture::PASSTHROUGH_CLUSTER, capture::BLACKHOLE_CLUSTER]
+                .into_iter()
+                .filter(|c| resources.clusters.iter().any(|x| x.name == *c))
+                .map(str::to_string),
+        );
         resources.on_demand = Some(OnDemandResources {
             virtual_hosts,
             wildcard_clusters,

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod capture;
 mod examples;
 mod faults;
 mod gateway;

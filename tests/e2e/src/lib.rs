@@ -12,6 +12,7 @@ pub mod envoy;
 pub mod http;
 pub mod manifests;
 pub mod mesh;
+pub mod netns;
 pub mod portolan;
 pub mod ports;
 pub mod procfs;

@@ -120,13 +120,20 @@ impl Portolan {
         let logdir = tempfile::tempdir()?;
         let log = logdir.path().join("portolan.log");
         let logfile = std::fs::File::create(&log)?;
+        // The mesh listener's address and port, unless `serve_args` set them (sidecars in
+        // network namespaces listen on 0.0.0.0:15001).
+        let mesh_port = ports.mesh.to_string();
+        let mesh = [("--mesh-address", "127.0.0.1"), ("--mesh-port", &mesh_port)];
+        let mesh = mesh
+            .into_iter()
+            .filter(|(flag, _)| !serve_args.contains(flag))
+            .flat_map(|(flag, value)| [flag, value]);
         let child = Command::new(bin)
             .arg("serve")
             .args(source)
             .args(["--xds-address", &format!("127.0.0.1:{}", ports.xds)])
             .args(["--http-address", &format!("127.0.0.1:{}", ports.http)])
-            .args(["--mesh-address", "127.0.0.1"])
-            .args(["--mesh-port", &ports.mesh.to_string()])
+            .args(mesh)
             .args(["--log-level", "info,portolan_xds=debug"])
             .args(serve_args)
             .envs(env.iter().copied())

@@ -4,6 +4,7 @@ mod consistency;
 mod gateway_api_tls;
 mod gateway_rules;
 mod golden;
+mod golden_capture;
 mod golden_routing;
 mod golden_security;
 mod golden_telemetry;

@@ -140,10 +140,15 @@ fn clusters_are_named_only_but_the_inbound_cluster_stays_in_the_wildcard() {
         .as_ref()
         .expect("on-demand")
         .wildcard_clusters;
-    assert_eq!(wildcard.len(), 1);
-    let inbound = wildcard.iter().next().expect("one");
-    assert!(mesh.clusters.iter().any(|c| &c.name == inbound));
-    assert!(inbound.starts_with("inbound"), "{inbound}");
+    // The inbound cluster and the capture listener's passthrough: used without a route.
+    let expected = ["PassthroughCluster", "inbound|8080"];
+    assert_eq!(
+        wildcard.iter().map(String::as_str).collect::<Vec<_>>(),
+        expected
+    );
+    for name in wildcard {
+        assert!(mesh.clusters.iter().any(|c| &c.name == name), "{name}");
+    }
 }
 
 /// Envoy's on-demand filter asks only for the cluster a request is routed to: a mirror's
