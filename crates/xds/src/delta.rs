@@ -395,6 +395,12 @@ impl TypeState {
             .collect()
     }
 
+    /// Whether every name the client holds is subscribed (what a commit makes so when the
+    /// subscription is not a wildcard).
+    fn holds_only_wanted(&self) -> bool {
+        self.wildcard || self.client.keys().all(|name| self.names.contains(&**name))
+    }
+
     /// Whether the client holds `name` and wants it.
     fn holds_wanted(&self, snapshot: &Snapshot, name: &str) -> bool {
         self.client.contains_key(name) && self.wants(snapshot, name)
@@ -432,8 +438,11 @@ impl TypeState {
             }
         };
         // After this plan (and its commit) the client holds what the snapshot has for it,
-        // unless names were held back or newly subscribed names are still owed an answer.
-        let owes = plan.is_none() && (!self.unanswered.is_empty() || self.first_answer);
+        // unless names were held back, or with nothing to send (so no commit): newly subscribed
+        // names are still owed an answer, or the client holds names it no longer subscribes to
+        // (the next commit drops them).
+        let owes = plan.is_none()
+            && (!self.unanswered.is_empty() || self.first_answer || !self.holds_only_wanted());
         if held.is_empty() && !owes {
             self.synced.mark(snapshot);
         } else {
@@ -543,7 +552,7 @@ impl TypeState {
         if !self.wildcard {
             let names = &self.names;
             if plan.from_changes {
-                debug_assert!(self.client.keys().all(|name| names.contains(&**name)));
+                debug_assert!(self.holds_only_wanted());
             } else {
                 self.client.retain(|name, _| names.contains(&**name));
             }

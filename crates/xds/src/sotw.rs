@@ -473,6 +473,7 @@ impl TypeState {
                     summary(&self.plan_for(snapshot, extra).plan),
                     "change set planned differently"
                 );
+                self.synced.mark(snapshot);
                 plan
             }
             None => self.plan_in_full(snapshot),

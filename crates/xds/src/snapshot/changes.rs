@@ -100,3 +100,89 @@ fn walk(
     }
     changes
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ResourceType::{Cluster, Endpoint, Listener, Route};
+    use crate::testing::*;
+
+    fn names(changes: &[super::Change]) -> Vec<(&str, bool, bool)> {
+        changes
+            .iter()
+            .map(|c| (c.name(), c.old().is_some(), c.new().is_some()))
+            .collect()
+    }
+
+    #[test]
+    fn added_changed_and_removed_resources_in_name_order() {
+        let chain = published([
+            snapshot_with(&[("a", 1), ("b", 2), ("c", 3)], &[("l", "a")]),
+            snapshot_with(&[("a", 1), ("b", 9), ("d", 4)], &[("l", "a")]),
+        ]);
+        let (first, second) = (&chain[0], &chain[1]);
+        let changes = second.changes_since(first.id(), Endpoint).expect("changes");
+        assert_eq!(
+            names(changes),
+            vec![("b", true, true), ("c", true, false), ("d", false, true)]
+        );
+        let b = &changes[0];
+        assert_eq!(
+            b.old().map(|r| r.version()),
+            first.resources(Endpoint).get("b").map(|r| r.version())
+        );
+        assert!(std::sync::Arc::ptr_eq(
+            b.new().expect("changed"),
+            &second.resources(Endpoint)["b"]
+        ));
+        let clusters = second.changes_since(first.id(), Cluster).expect("changes");
+        assert_eq!(
+            names(clusters),
+            vec![("c", true, false), ("d", false, true)]
+        );
+        for ty in [Listener, Route] {
+            assert_eq!(
+                second.changes_since(first.id(), ty).map(<[_]>::len),
+                Some(0),
+                "{ty}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_snapshot_published_just_before_is_a_base() {
+        let chain = published([
+            snapshot_of(&["a"], &[]),
+            snapshot_of(&["a", "b"], &[]),
+            snapshot_of(&["b"], &[]),
+        ]);
+        assert!(chain[0].id() != 0 && chain[0].id() < chain[1].id());
+        assert!(
+            chain[0].changes_since(0, Cluster).is_none(),
+            "the first has no base"
+        );
+        assert!(chain[2].changes_since(chain[1].id(), Cluster).is_some());
+        assert!(chain[2].changes_since(chain[0].id(), Cluster).is_none());
+        assert!(chain[2].changes_since(chain[2].id(), Cluster).is_none());
+        let unpublished = snapshot_of(&["a"], &[]);
+        assert_eq!(unpublished.id(), 0);
+        assert!(unpublished.changes_since(0, Cluster).is_none());
+    }
+
+    #[test]
+    fn a_change_of_the_names_served_by_name_only_has_no_change_set() {
+        let build = |named_only: &[&str]| {
+            let mut builder = crate::Snapshot::builder();
+            for name in ["a", "b"] {
+                builder
+                    .add_cluster(&cluster(name))
+                    .add_load_assignment(&cla(name, 1));
+            }
+            builder.named_only(Cluster, named_only.iter().map(|n| n.to_string()));
+            builder.build().expect("consistent")
+        };
+        let chain = published([build(&[]), build(&["b"]), build(&["b"])]);
+        assert!(chain[1].changes_since(chain[0].id(), Cluster).is_none());
+        assert!(chain[1].changes_since(chain[0].id(), Endpoint).is_some());
+        assert!(chain[2].changes_since(chain[1].id(), Cluster).is_some());
+    }
+}
