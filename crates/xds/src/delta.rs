@@ -369,7 +369,7 @@ impl TypeState {
             self.synced.changes(snapshot, self.ty).map(|changes| {
                 changes
                     .iter()
-                    .filter(|c| c.new().is_none() && self.holds_wanted(snapshot, c.name()))
+                    .filter(|c| c.after().is_none() && self.holds_wanted(snapshot, c.name()))
                     .map(|c| c.name().to_string())
                     .collect()
             })
@@ -459,7 +459,7 @@ impl TypeState {
         let mut upserts = Vec::new();
         let mut removed = Vec::new();
         for change in changes {
-            match change.new() {
+            match change.after() {
                 Some(new) if self.wants(snapshot, change.name()) && self.is_new(new) => {
                     upserts.push(new.clone());
                 }

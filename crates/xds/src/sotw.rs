@@ -410,7 +410,7 @@ impl TypeState {
             self.synced.changes(snapshot, self.ty).map(|changes| {
                 changes
                     .iter()
-                    .filter(|c| c.new().is_none() && self.wants(c.name()))
+                    .filter(|c| c.after().is_none() && self.wants(c.name()))
                     .filter_map(|c| self.known.get(c.name()).cloned())
                     .collect()
             })
@@ -524,10 +524,10 @@ impl TypeState {
             if !self.wants(change.name()) {
                 continue;
             }
-            if let Some(old) = change.old() {
+            if let Some(old) = change.before() {
                 self.sum.remove_resource(old);
             }
-            match change.new() {
+            match change.after() {
                 Some(new) => {
                     self.sum.add_resource(new);
                     self.stale.remove(change.name());

@@ -36,12 +36,12 @@ impl Change {
     }
 
     /// The resource in the previous snapshot; `None` when it was added.
-    pub fn old(&self) -> Option<&Arc<Resource>> {
+    pub fn before(&self) -> Option<&Arc<Resource>> {
         self.old.as_ref()
     }
 
     /// The resource in this snapshot; `None` when it was removed.
-    pub fn new(&self) -> Option<&Arc<Resource>> {
+    pub fn after(&self) -> Option<&Arc<Resource>> {
         self.new.as_ref()
     }
 
@@ -109,7 +109,7 @@ mod tests {
     fn names(changes: &[super::Change]) -> Vec<(&str, bool, bool)> {
         changes
             .iter()
-            .map(|c| (c.name(), c.old().is_some(), c.new().is_some()))
+            .map(|c| (c.name(), c.before().is_some(), c.after().is_some()))
             .collect()
     }
 
@@ -127,11 +127,11 @@ mod tests {
         );
         let b = &changes[0];
         assert_eq!(
-            b.old().map(|r| r.version()),
+            b.before().map(|r| r.version()),
             first.resources(Endpoint).get("b").map(|r| r.version())
         );
         assert!(std::sync::Arc::ptr_eq(
-            b.new().expect("changed"),
+            b.after().expect("changed"),
             &second.resources(Endpoint)["b"]
         ));
         let clusters = second.changes_since(first.id(), Cluster).expect("changes");
