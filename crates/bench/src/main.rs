@@ -54,6 +54,9 @@ struct Cli {
     /// Endpoint changes per fan-out run.
     #[arg(long, default_value_t = 3)]
     changes: usize,
+    /// Fan-out (S3) with Delta ADS clients instead of SotW ones.
+    #[arg(long)]
+    fan_out_delta: bool,
     /// Clients reconnecting at once in the reconnect storm (S6).
     #[arg(long, default_value_t = 2_000)]
     reconnect_clients: usize,
@@ -377,6 +380,7 @@ fn fan_out_config(cli: &Cli, clients: usize, worker_threads: Option<usize>) -> F
         changes: cli.changes,
         portolan_bin: cli.portolan_bin.clone(),
         worker_threads,
+        delta: cli.fan_out_delta,
     }
 }
 
