@@ -105,6 +105,7 @@ fn quick_fleet_scenarios_reach_every_client() {
             portolan_bin: portolan_bin(),
             worker_threads: Some(1),
             delta: false,
+            pause: std::time::Duration::ZERO,
         }))
         .expect("S3 runs");
     assert_eq!(f.arrivals.len(), 40, "every client got both changes");
@@ -121,6 +122,7 @@ fn quick_fleet_scenarios_reach_every_client() {
             portolan_bin: portolan_bin(),
             worker_threads: Some(1),
             delta: true,
+            pause: std::time::Duration::from_millis(150),
         }))
         .expect("S3 over Delta runs");
     assert_eq!(d.arrivals.len(), 20, "every Delta client got both changes");

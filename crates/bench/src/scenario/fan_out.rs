@@ -31,6 +31,10 @@ pub struct FanOutConfig {
     pub worker_threads: Option<usize>,
     /// Delta ADS clients instead of SotW ones.
     pub delta: bool,
+    /// Wait between one change being ACKed everywhere and the next write: longer than
+    /// Portolan's debounce, each change is the first after a quiet period and goes out at once
+    /// (zero: back to back, so a change may wait out the debounce).
+    pub pause: Duration,
 }
 
 /// The figures of one fan-out run.
@@ -40,6 +44,7 @@ pub struct FanOut {
     pub clients: usize,
     pub worker_threads: Option<usize>,
     pub delta: bool,
+    pub pause: Duration,
     /// From the first connect until every client had all four types.
     pub connect_all: Duration,
     /// Portolan's RSS with one warm-up client (group built), and with every client synced.
@@ -120,6 +125,9 @@ pub async fn fan_out(config: FanOutConfig) -> anyhow::Result<FanOut> {
     let rss_after_kib = rss_kib(served.pid()?)?;
     let (mut all_acked, mut arrivals, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
     for k in 1..=config.changes.max(1) {
+        if k > 1 {
+            tokio::time::sleep(config.pause).await;
+        }
         let cpu_before = cpu_ns(served.pid()?)?;
         let times = one_change(&served, &mut fleet, config.clients, k).await?;
         let cpu_after = cpu_ns(served.pid()?)?;
@@ -135,6 +143,7 @@ pub async fn fan_out(config: FanOutConfig) -> anyhow::Result<FanOut> {
         clients: config.clients,
         worker_threads: config.worker_threads,
         delta: config.delta,
+        pause: config.pause,
         connect_all,
         rss_before_kib,
         rss_after_kib,
@@ -232,7 +241,12 @@ pub fn fan_out_md(runs: &[FanOut]) -> String {
     }
     let _ = writeln!(
         out,
-        "\nTimes include Portolan's debounce (the first change after quiet goes out at once since #24) and the file watcher's settle. \"Before\" is Portolan with one warm-up client connected (the group's snapshot built).\n"
+        "\nTimes include Portolan's debounce (the first change after quiet goes out at once since #24; changes {} apart) and the file watcher's settle. CPU is all of Portolan's threads from the write until the last ACK (the rebuild included). \"Before\" is Portolan with one warm-up client connected (the group's snapshot built).\n",
+        if first.pause.is_zero() {
+            "back to back".to_string()
+        } else {
+            format!("{} ms", first.pause.as_millis())
+        }
     );
     out
 }
