@@ -421,6 +421,7 @@ impl TypeState {
             return None;
         }
         let changes = self.synced.changes(snapshot, self.ty);
+        let from_changes = changes.is_some() && held.is_empty();
         let plan = match changes.filter(|_| held.is_empty()) {
             Some(changes) => {
                 self.counts.from_changes += 1;
@@ -440,9 +441,11 @@ impl TypeState {
         // After this plan (and its commit) the client holds what the snapshot has for it,
         // unless names were held back, or with nothing to send (so no commit): newly subscribed
         // names are still owed an answer, or the client holds names it no longer subscribes to
-        // (the next commit drops them).
+        // (the next commit drops them; a change-set plan starts from a state without any).
         let owes = plan.is_none()
-            && (!self.unanswered.is_empty() || self.first_answer || !self.holds_only_wanted());
+            && (!self.unanswered.is_empty()
+                || self.first_answer
+                || (!from_changes && !self.holds_only_wanted()));
         if held.is_empty() && !owes {
             self.synced.mark(snapshot);
         } else {

@@ -367,7 +367,8 @@ impl TypeState {
                 (!same).then_some(wanted)
             })
             .flatten();
-        if wildcard != self.wildcard || changed.is_some() {
+        let resubscribed = wildcard != self.wildcard || changed.is_some();
+        if resubscribed {
             self.needs_answer = true;
             self.quiet.forget();
             self.synced.forget();
@@ -384,13 +385,20 @@ impl TypeState {
                 .collect();
             self.names = Arc::new(names);
         }
-        if !self.wildcard {
-            let (names, held) = (&self.names, self.known.len());
-            self.known.retain(|name, _| names.contains(name));
-            if self.known.len() != held {
-                self.quiet.forget();
-                self.synced.forget();
-            }
+        if self.wildcard {
+            return;
+        }
+        let names = &self.names;
+        if !resubscribed {
+            // Only a new subscription leaves the client holding names outside it: the common
+            // request (an ACK repeating the names) walks nothing it holds.
+            debug_assert!(self.known.keys().all(|name| names.contains(name)));
+            return;
+        }
+        let held = self.known.len();
+        self.known.retain(|name, _| names.contains(name));
+        if self.known.len() != held {
+            self.quiet.forget();
         }
     }
 
