@@ -54,6 +54,13 @@ struct Cli {
     /// Endpoint changes per fan-out run.
     #[arg(long, default_value_t = 3)]
     changes: usize,
+    /// Fan-out (S3) with Delta ADS clients instead of SotW ones.
+    #[arg(long)]
+    fan_out_delta: bool,
+    /// Milliseconds between one fan-out change being ACKed everywhere and the next: above
+    /// Portolan's debounce (100 ms) every change goes out at once; 0 writes them back to back.
+    #[arg(long, default_value_t = 0)]
+    change_pause_ms: u64,
     /// Clients reconnecting at once in the reconnect storm (S6).
     #[arg(long, default_value_t = 2_000)]
     reconnect_clients: usize,
@@ -377,6 +384,8 @@ fn fan_out_config(cli: &Cli, clients: usize, worker_threads: Option<usize>) -> F
         changes: cli.changes,
         portolan_bin: cli.portolan_bin.clone(),
         worker_threads,
+        delta: cli.fan_out_delta,
+        pause: std::time::Duration::from_millis(cli.change_pause_ms),
     }
 }
 

@@ -104,12 +104,29 @@ fn quick_fleet_scenarios_reach_every_client() {
             changes: 2,
             portolan_bin: portolan_bin(),
             worker_threads: Some(1),
+            delta: false,
+            pause: std::time::Duration::ZERO,
         }))
         .expect("S3 runs");
     assert_eq!(f.arrivals.len(), 40, "every client got both changes");
     assert_eq!(f.all_acked.len(), 2);
+    assert_eq!(f.cpu.len(), 2);
     assert!(f.rss_after_kib > 0 && f.rss_before_kib > 0);
     assert!(scenario::fan_out_md(&[f]).contains("| 20 |"));
+
+    let d = rt
+        .block_on(scenario::fan_out(FanOutConfig {
+            spec: FLEET,
+            clients: 10,
+            changes: 2,
+            portolan_bin: portolan_bin(),
+            worker_threads: Some(1),
+            delta: true,
+            pause: std::time::Duration::from_millis(150),
+        }))
+        .expect("S3 over Delta runs");
+    assert_eq!(d.arrivals.len(), 20, "every Delta client got both changes");
+    assert!(scenario::fan_out_md(&[d]).contains("Delta ADS"));
 
     let r = rt
         .block_on(scenario::reconnect(FLEET, 20, portolan_bin()))

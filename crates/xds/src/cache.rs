@@ -79,17 +79,26 @@ impl Cache {
 
     /// Replaces the group's snapshot; its streams wake and see only the latest one.
     /// Setting a group nobody subscribed to yet creates it (without bumping `groups_changed`:
-    /// the caller already knows the group).
+    /// the caller already knows the group). The snapshot gets its id and, per type, what changed
+    /// since the group's previous snapshot (see [`Snapshot::changes_since`]), computed here once
+    /// for every stream of the group.
     pub fn set(&self, group: &str, mut snapshot: Snapshot) {
-        snapshot.mark_published();
-        let snapshot = Some(Arc::new(snapshot));
+        let previous = self.get(group);
+        snapshot.publish_after(previous.as_deref());
         let mut groups = lock(&self.groups);
         match groups.get(group) {
             Some(g) => {
-                g.tx.send_replace(snapshot);
+                let latest = g.tx.borrow().as_ref().map(|s| s.id());
+                if latest != previous.as_ref().map(|s| s.id()) {
+                    // Another snapshot was set meanwhile: the change sets are against an old one.
+                    snapshot.forget_changes();
+                }
+                g.tx.send_replace(Some(Arc::new(snapshot)));
             }
             None => {
-                groups.insert(group.to_string(), Group::new(watch::Sender::new(snapshot)));
+                snapshot.forget_changes();
+                let tx = watch::Sender::new(Some(Arc::new(snapshot)));
+                groups.insert(group.to_string(), Group::new(tx));
             }
         }
     }

@@ -540,3 +540,174 @@ fn the_quiet_memo_never_hides_a_push() {
         }
     }
 }
+
+/// `snapshots` published one after the other, and a stream synced on the first.
+fn synced_on_first(snapshots: Vec<Snapshot>) -> (DeltaStream, Vec<Arc<Snapshot>>) {
+    let chain = published(snapshots);
+    (synced(chain[0].clone()), chain)
+}
+
+#[test]
+fn a_stream_one_snapshot_behind_plans_from_the_change_set() {
+    let (mut stream, chain) = synced_on_first(vec![
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]),
+    ]);
+    let before = stream.plan_counts();
+    let response = only(stream.on_snapshot(chain[1].clone()));
+    assert_eq!(response.type_url, Endpoint.type_url());
+    assert_eq!(names(&response), vec!["a"]);
+    assert_eq!(response.system_version_info, chain[1].version(Endpoint));
+    let after = stream.plan_counts();
+    assert_eq!(after.full, before.full, "no full diff");
+    assert!(after.from_changes > before.from_changes);
+    assert!(stream.on_request(ack(&response)).responses.is_empty());
+    assert_eq!(stream.plan_counts(), after, "the ACK plans nothing");
+}
+
+#[test]
+fn a_stream_two_snapshots_behind_diffs_in_full() {
+    let (mut stream, chain) = synced_on_first(vec![
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 7)], &[("l", "a")]),
+    ]);
+    let before = stream.plan_counts();
+    let response = only(stream.on_snapshot(chain[2].clone()));
+    assert_eq!(names(&response), vec!["a", "b"]);
+    let after = stream.plan_counts();
+    assert_eq!(after.from_changes, before.from_changes);
+    assert!(after.full > before.full);
+}
+
+#[test]
+fn a_subscription_change_is_planned_in_full_and_the_next_snapshot_from_its_changes() {
+    let (mut stream, chain) = synced_on_first(vec![
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 8)], &[("l", "a")]),
+    ]);
+    let before = stream.plan_counts();
+    // An unsubscription is not answered, but planned in full.
+    assert!(
+        stream
+            .on_request(unsubscribe(Endpoint, &["b"]))
+            .responses
+            .is_empty()
+    );
+    assert_eq!(stream.plan_counts().full, before.full + 1);
+    let counts = stream.plan_counts();
+    let response = only(stream.on_snapshot(chain[1].clone()));
+    assert_eq!(names(&response), vec!["a"], "b is no longer subscribed");
+    assert_eq!(stream.plan_counts().full, counts.full);
+}
+
+#[test]
+fn removals_come_from_the_change_set() {
+    let (mut stream, chain) = synced_on_first(vec![
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 1)], &[("l", "a")]),
+    ]);
+    let before = stream.plan_counts();
+    let out = all(stream.on_snapshot(chain[1].clone()));
+    let removed: Vec<_> = out
+        .iter()
+        .map(|r| (r.type_url.as_str(), r.removed_resources.clone()))
+        .collect();
+    assert_eq!(
+        removed,
+        vec![
+            (Cluster.type_url(), vec!["b".to_string()]),
+            (Endpoint.type_url(), vec!["b".to_string()]),
+        ]
+    );
+    assert!(out.iter().all(|r| r.resources.is_empty()));
+    assert_eq!(stream.plan_counts().full, before.full);
+}
+
+#[test]
+fn a_nack_is_followed_by_a_full_diff() {
+    let (mut stream, chain) = synced_on_first(vec![
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 4)], &[("l", "a")]),
+    ]);
+    let rejected = only(stream.on_snapshot(chain[1].clone()));
+    let before = stream.plan_counts();
+    assert_eq!(stream.on_request(nack(&rejected)).nacks.len(), 1);
+    assert_eq!(stream.plan_counts().full, before.full + 1);
+    let response = only(stream.on_snapshot(chain[2].clone()));
+    assert_eq!(
+        names(&response),
+        vec!["b"],
+        "a's rejected version is not resent"
+    );
+    assert_eq!(stream.plan_counts().full, before.full + 1);
+}
+
+/// Random published and unpublished snapshots (sometimes skipping one), subscriptions,
+/// unsubscriptions, ACKs and NACKs, fed to two streams: one gets the published snapshots
+/// (with change sets), its twin the same snapshots unpublished (always a full diff). They
+/// answer the same.
+#[test]
+fn change_set_plans_answer_as_full_diffs_do() {
+    let pool = snapshot_pool();
+    let names = ["a", "b", "c", "l", "m", "*"];
+    let mut from_changes = 0;
+    for seed in 1..=20u64 {
+        let mut steps = Steps::new(seed);
+        let cache = crate::Cache::new();
+        let mut stream = DeltaStream::new(StreamTypes::Aggregated);
+        let mut twin = DeltaStream::new(StreamTypes::Aggregated);
+        let mut sent: Vec<DeltaDiscoveryResponse> = Vec::new();
+        for _ in 0..300 {
+            let ty = [Cluster, Endpoint, Listener, Route][steps.below(4)];
+            let name = names[steps.below(names.len())];
+            let (out, twin_out) = match steps.below(6) {
+                0 => {
+                    if steps.below(4) == 0 {
+                        let skipped = pool[steps.below(pool.len())].as_ref().clone();
+                        cache.set("g", skipped);
+                    }
+                    let snapshot = pool[steps.below(pool.len())].clone();
+                    cache.set("g", snapshot.as_ref().clone());
+                    let published = cache.get("g").expect("set");
+                    (stream.on_snapshot(published), twin.on_snapshot(snapshot))
+                }
+                1 => {
+                    let request = subscribe(ty, &[name]);
+                    (stream.on_request(request.clone()), twin.on_request(request))
+                }
+                2 => {
+                    let request = unsubscribe(ty, &[name]);
+                    (stream.on_request(request.clone()), twin.on_request(request))
+                }
+                3 | 4 if !sent.is_empty() => {
+                    let response = sent.remove(steps.below(sent.len()));
+                    let request = if steps.below(3) == 0 {
+                        nack(&response)
+                    } else {
+                        ack(&response)
+                    };
+                    (stream.on_request(request.clone()), twin.on_request(request))
+                }
+                _ => {
+                    let request = DeltaDiscoveryRequest {
+                        type_url: ty.type_url().into(),
+                        response_nonce: "999999".into(),
+                        ..Default::default()
+                    };
+                    (stream.on_request(request.clone()), twin.on_request(request))
+                }
+            };
+            let out = all(out);
+            assert_eq!(out, all(twin_out), "seed {seed}");
+            sent.extend(out);
+        }
+        assert_eq!(twin.plan_counts().from_changes, 0);
+        from_changes += stream.plan_counts().from_changes;
+    }
+    assert!(
+        from_changes > 100,
+        "the change sets were used {from_changes} times"
+    );
+}

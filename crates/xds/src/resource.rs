@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use envoy_types::pb::google::protobuf::Any;
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_128_with_seed};
 
 /// The xDS resource types Portolan serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -199,17 +199,54 @@ impl Resource {
     }
 }
 
-/// A version for a set of resources: the hash of their names and versions, in name order.
-/// The same set always gives the same version; the empty set gives a fixed one.
+/// A version for a set of resources: derived from their (name, version) pairs, in any order.
+/// The same set always gives the same version; the empty set gives a fixed one. (Sets are keyed
+/// by name, so no pair repeats.)
 pub(crate) fn aggregate_version<'a>(items: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut hasher = Xxh3::new();
+    let mut sum = VersionSum::default();
     for (name, version) in items {
-        hasher.update(name.as_bytes());
-        hasher.update(&[0]);
-        hasher.update(version.as_bytes());
-        hasher.update(&[0]);
+        sum.add(name, version);
     }
-    hex16(hasher.digest())
+    sum.version()
+}
+
+/// The running form of [`aggregate_version`]: a sum of one 128-bit hash per (name, version)
+/// pair, so a set's version follows a change of one pair in O(1) (take the old pair out, put
+/// the new one in) instead of rehashing the whole set. Streams keep one per by-name type and
+/// update it from a snapshot's change set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct VersionSum(u128);
+
+// === impl VersionSum ===
+
+impl VersionSum {
+    /// The hash of one pair: the version's bytes, seeded with the hash of the name.
+    fn term(name: &str, version: &str) -> u128 {
+        xxh3_128_with_seed(version.as_bytes(), xxh3_64(name.as_bytes()))
+    }
+
+    pub(crate) fn add(&mut self, name: &str, version: &str) {
+        self.0 = self.0.wrapping_add(Self::term(name, version));
+    }
+
+    pub(crate) fn remove(&mut self, name: &str, version: &str) {
+        self.0 = self.0.wrapping_sub(Self::term(name, version));
+    }
+
+    /// Adds a resource's pair.
+    pub(crate) fn add_resource(&mut self, resource: &Resource) {
+        self.add(resource.name(), resource.version());
+    }
+
+    /// Takes a resource's pair out.
+    pub(crate) fn remove_resource(&mut self, resource: &Resource) {
+        self.remove(resource.name(), resource.version());
+    }
+
+    /// The set's version: 16 hex digits.
+    pub(crate) fn version(&self) -> String {
+        hex16(xxh3_64(&self.0.to_le_bytes()))
+    }
 }
 
 /// `value` as 16 lower-case hex digits (what `format!("{value:016x}")` gives, without the
@@ -279,5 +316,28 @@ mod tests {
             aggregate_version([("ab", "")]),
             aggregate_version([("a", "b")])
         );
+        assert_ne!(
+            aggregate_version([("a", "1"), ("b", "2")]),
+            aggregate_version([("a", "2"), ("b", "1")])
+        );
+    }
+
+    #[test]
+    fn aggregate_version_ignores_order_and_follows_a_running_sum() {
+        let whole = aggregate_version([("a", "1"), ("b", "2"), ("c", "3")]);
+        assert_eq!(
+            whole,
+            aggregate_version([("c", "3"), ("a", "1"), ("b", "2")])
+        );
+        let mut sum = VersionSum::default();
+        assert_eq!(sum.version(), aggregate_version([]));
+        sum.add("a", "1");
+        sum.add("b", "9");
+        sum.add("c", "3");
+        sum.remove("b", "9");
+        sum.add("b", "2");
+        assert_eq!(sum.version(), whole);
+        sum.remove("c", "3");
+        assert_eq!(sum.version(), aggregate_version([("a", "1"), ("b", "2")]));
     }
 }

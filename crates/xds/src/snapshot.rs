@@ -15,24 +15,37 @@
 //!   change with the previous snapshot).
 //! * `snapshot/consistency.rs`: what each resource needs from the rest of its snapshot, and the
 //!   check that it is there.
+//! * `snapshot/changes.rs`: per type, what changed since the snapshot the group published before
+//!   ([`Snapshot::changes_since`]), computed once when [`crate::Cache::set`] publishes it.
+//!
+//! A published snapshot has an id (unique in the process, never 0) and knows the id of the
+//! snapshot its group published just before it, the base of its change sets.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::resource::{Resource, ResourceType, aggregate_version};
+use crate::resource::{Resource, ResourceType, VersionSum};
 
 mod builder;
+mod changes;
 mod consistency;
 
 pub use builder::{Encoded, SnapshotBuilder};
+pub use changes::{Change, Changes};
 pub use consistency::SnapshotError;
+
+/// The id of the next snapshot published in this process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The resources of one type and their aggregate version.
 #[derive(Clone, Debug, Default)]
 struct TypeResources {
     resources: BTreeMap<String, Arc<Resource>>,
     version: String,
+    /// The running form of `version` (streams update theirs from change sets).
+    sum: VersionSum,
     /// Names served only to a client that asks for them by name, never in a wildcard answer
     /// (on-demand CDS, see [`SnapshotBuilder::named_only`]).
     named_only: BTreeSet<String>,
@@ -48,6 +61,11 @@ pub struct Snapshot {
     published_at: Option<Instant>,
     /// Route configurations with `vhds` set, by name.
     vhds_route_configs: Arc<BTreeSet<String>>,
+    /// Set by [`crate::Cache::set`]: this snapshot's id, the id of the snapshot its group
+    /// published before (0 for none) and, per type, what changed since that one.
+    id: u64,
+    base: u64,
+    changes: [Option<Changes>; ResourceType::COUNT],
 }
 
 // === impl TypeResources ===
@@ -55,10 +73,14 @@ pub struct Snapshot {
 impl TypeResources {
     /// The resources of a type (in name order), their version and the names served by name only.
     fn new(resources: BTreeMap<String, Arc<Resource>>, named_only: BTreeSet<String>) -> Self {
-        let version = aggregate_version(resources.iter().map(|(n, r)| (n.as_str(), r.version())));
+        let mut sum = VersionSum::default();
+        for resource in resources.values() {
+            sum.add_resource(resource);
+        }
         Self {
             resources,
-            version,
+            version: sum.version(),
+            sum,
             named_only,
         }
     }
@@ -82,6 +104,9 @@ impl Snapshot {
             rollout: 0,
             published_at: None,
             vhds_route_configs: Arc::new(vhds_route_configs),
+            id: 0,
+            base: 0,
+            changes: Default::default(),
         }
     }
 
@@ -93,6 +118,11 @@ impl Snapshot {
     /// The aggregate version of one type, derived from its contents.
     pub fn version(&self, ty: ResourceType) -> &str {
         &self.types[ty.index()].version
+    }
+
+    /// The running form of [`Snapshot::version`].
+    pub(crate) fn version_sum(&self, ty: ResourceType) -> VersionSum {
+        self.types[ty.index()].sum
     }
 
     /// Whether a wildcard subscription gets the resource (it is not served only by name).
@@ -121,8 +151,39 @@ impl Snapshot {
         self.published_at
     }
 
-    pub(crate) fn mark_published(&mut self) {
+    /// The id [`crate::Cache::set`] gave it; 0 before.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// What changed in `ty` since the snapshot with id `base`, if that is the snapshot its group
+    /// published just before this one and the change can be described (see `snapshot/changes.rs`).
+    pub fn changes_since(&self, base: u64, ty: ResourceType) -> Option<&[Change]> {
+        if base == 0 || base != self.base {
+            return None;
+        }
+        self.changes[ty.index()].as_deref()
+    }
+
+    /// Publishes it after `previous` (the group's snapshot before it, if any): gives it an id,
+    /// the time, and its change sets against `previous`.
+    pub(crate) fn publish_after(&mut self, previous: Option<&Snapshot>) {
         self.published_at = Some(Instant::now());
+        self.id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        self.forget_changes();
+        let Some(previous) = previous.filter(|p| p.id != 0) else {
+            return;
+        };
+        self.base = previous.id;
+        for (i, changes) in self.changes.iter_mut().enumerate() {
+            *changes = changes::diff(&previous.types[i], &self.types[i]);
+        }
+    }
+
+    /// Drops the change sets (their base was not the group's latest after all).
+    pub(crate) fn forget_changes(&mut self) {
+        self.base = 0;
+        self.changes = Default::default();
     }
 }
 

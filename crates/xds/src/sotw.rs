@@ -22,6 +22,15 @@
 //! * Names are shared, not copied: the subscribed names and what the client holds are keyed by
 //!   the snapshot's own `Arc<str>` names, and a type whose snapshot content did not change since
 //!   it last had nothing to send is not planned again (see `stream::Quiet`).
+//! * A type whose state matches the group's previous snapshot exactly (`stream::Synced`: nothing
+//!   subscribed or rejected since, nothing held back) plans the push of the next snapshot from
+//!   that snapshot's change set ([`Snapshot::changes_since`]) in O(changed resources): the
+//!   changed resources it subscribes to that the client does not hold, and the new version kept
+//!   as a running sum (`VersionSum`). A full-state type whose subscribed resources changed is
+//!   built in full (its response carries them all). Anything else (a stream more than one
+//!   snapshot behind, a subscription change, a NACK, a held-back removal) diffs in full, as
+//!   before; both ways give the same responses (debug builds check each change-set plan
+//!   against the full diff).
 //! * Pushes go in the order clusters, endpoints, listeners, routes (make-before-break).
 //! * Deferred cluster removal (ADS only): when a push removes clusters and also changes listeners or
 //!   routes, the cluster response of that push still carries the removed clusters (it only adds).
@@ -35,11 +44,11 @@ use std::time::SystemTime;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
-use crate::resource::{Resource, ResourceType, aggregate_version};
+use crate::resource::{Resource, ResourceType, VersionSum};
 use crate::response::SotwResponse;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Change, Snapshot};
 use crate::status::{Nack, SubscribedNames, TypeStatus};
-use crate::stream::{Ignored, Nonces, Output, Quiet, RemovalGate, StreamTypes};
+use crate::stream::{Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced};
 
 /// The SotW state of one stream.
 #[derive(Debug)]
@@ -74,6 +83,15 @@ struct TypeState {
     nacked_version: Option<String>,
     /// The "nothing changed" memo of `plan`.
     quiet: Quiet,
+    /// The snapshot the state matches, for planning from the next one's change set.
+    synced: Synced,
+    /// By-name types: the running version of what the subscription gets from the matched
+    /// snapshot.
+    sum: VersionSum,
+    /// By-name types: names the client holds that the matched snapshot no longer serves it
+    /// (dropped from `known` with the next response, as a full diff would).
+    stale: BTreeSet<Name>,
+    counts: PlanCounts,
 }
 
 /// The last response sent for a type.
@@ -91,7 +109,24 @@ struct Sent {
 struct Plan {
     version: String,
     resources: Vec<Arc<Resource>>,
-    target: BTreeMap<Name, Arc<Resource>>,
+    target: Target,
+}
+
+/// What the client holds once a plan is sent.
+#[derive(Debug)]
+enum Target {
+    /// Exactly these (a full diff).
+    All(BTreeMap<Name, Arc<Resource>>),
+    /// What it held, with the plan's resources, without the stale names (a change-set plan of
+    /// a by-name type).
+    Changes,
+}
+
+/// A full diff: the plan, and the running version of what the subscription gets (by-name
+/// types).
+struct Diffed {
+    plan: Option<Plan>,
+    sum: VersionSum,
 }
 
 /// How a request relates to the last response of its type.
@@ -166,6 +201,16 @@ impl SotwStream {
         self.types.values().map(TypeState::status).collect()
     }
 
+    /// How the stream's pushes were planned, over all its types.
+    pub fn plan_counts(&self) -> PlanCounts {
+        self.types
+            .values()
+            .fold(PlanCounts::default(), |total, state| PlanCounts {
+                from_changes: total.from_changes + state.counts.from_changes,
+                full: total.full + state.counts.full,
+            })
+    }
+
     /// Plans every subscribed type, then commits in push order.
     fn push(&mut self) -> Vec<SotwResponse> {
         let Some(snapshot) = self.snapshot.clone() else {
@@ -229,6 +274,10 @@ impl TypeState {
             nacked: BTreeMap::new(),
             nacked_version: None,
             quiet: Quiet::default(),
+            synced: Synced::default(),
+            sum: VersionSum::default(),
+            stale: BTreeSet::new(),
+            counts: PlanCounts::default(),
         }
     }
 
@@ -275,6 +324,7 @@ impl TypeState {
             return;
         };
         self.quiet.forget();
+        self.synced.forget();
         if self.ty.is_wildcard() {
             self.nacked_version = Some(last.version.clone());
         }
@@ -317,9 +367,11 @@ impl TypeState {
                 (!same).then_some(wanted)
             })
             .flatten();
-        if wildcard != self.wildcard || changed.is_some() {
+        let resubscribed = wildcard != self.wildcard || changed.is_some();
+        if resubscribed {
             self.needs_answer = true;
             self.quiet.forget();
+            self.synced.forget();
         }
         self.wildcard = wildcard;
         if let Some(wanted) = changed {
@@ -333,12 +385,20 @@ impl TypeState {
                 .collect();
             self.names = Arc::new(names);
         }
-        if !self.wildcard {
-            let (names, held) = (&self.names, self.known.len());
-            self.known.retain(|name, _| names.contains(name));
-            if self.known.len() != held {
-                self.quiet.forget();
-            }
+        if self.wildcard {
+            return;
+        }
+        let names = &self.names;
+        if !resubscribed {
+            // Only a new subscription leaves the client holding names outside it: the common
+            // request (an ACK repeating the names) walks nothing it holds.
+            debug_assert!(self.known.keys().all(|name| names.contains(name)));
+            return;
+        }
+        let held = self.known.len();
+        self.known.retain(|name, _| names.contains(name));
+        if self.known.len() != held {
+            self.quiet.forget();
         }
     }
 
@@ -348,6 +408,34 @@ impl TypeState {
 
     /// Resources the client holds that the snapshot no longer has.
     fn removed_by(&self, snapshot: &Snapshot) -> Vec<Arc<Resource>> {
+        let removed = if !self.ty.is_wildcard() {
+            None
+        } else if self.synced.is(snapshot) {
+            // The client holds what the snapshot serves it.
+            Some(Vec::new())
+        } else {
+            // It holds what the previous snapshot served it: only what this one removed is gone.
+            self.synced.changes(snapshot, self.ty).map(|changes| {
+                changes
+                    .iter()
+                    .filter(|c| c.after().is_none() && self.wants(c.name()))
+                    .filter_map(|c| self.known.get(c.name()).cloned())
+                    .collect()
+            })
+        };
+        let Some(removed) = removed else {
+            return self.removed_in_full(snapshot);
+        };
+        debug_assert_eq!(
+            names_of(&removed),
+            names_of(&self.removed_in_full(snapshot)),
+            "change set removed differently"
+        );
+        removed
+    }
+
+    /// [`TypeState::removed_by`], walking everything the client holds.
+    fn removed_in_full(&self, snapshot: &Snapshot) -> Vec<Arc<Resource>> {
         let current = snapshot.resources(self.ty);
         self.known
             .values()
@@ -359,30 +447,129 @@ impl TypeState {
     /// What to send for the snapshot, if anything. `extra` resources are kept in the response
     /// (deferred removal).
     fn plan(&mut self, snapshot: &Snapshot, extra: &[Arc<Resource>]) -> Option<Plan> {
-        let current = snapshot.version(self.ty);
-        if extra.is_empty() && self.quiet.at(current) {
-            debug_assert!(self.plan_for(snapshot, extra).is_none(), "memo hid a push");
+        if !extra.is_empty() {
+            // The client will hold more than the snapshot serves it.
+            self.synced.forget();
+            self.counts.full += 1;
+            return self.plan_for(snapshot, extra).plan;
+        }
+        if self.synced.is(snapshot) {
+            debug_assert!(
+                self.plan_for(snapshot, extra).plan.is_none(),
+                "synced hid a push"
+            );
             return None;
         }
-        let plan = self.plan_for(snapshot, extra);
-        if plan.is_none() && extra.is_empty() {
+        let current = snapshot.version(self.ty);
+        if self.quiet.at(current) {
+            debug_assert!(
+                self.plan_for(snapshot, extra).plan.is_none(),
+                "memo hid a push"
+            );
+            self.synced.advance(snapshot);
+            return None;
+        }
+        let planned = self
+            .synced
+            .changes(snapshot, self.ty)
+            .and_then(|changes| self.plan_changes(changes));
+        let plan = match planned {
+            Some(plan) => {
+                self.counts.from_changes += 1;
+                debug_assert_eq!(
+                    summary(&plan),
+                    summary(&self.plan_for(snapshot, extra).plan),
+                    "change set planned differently"
+                );
+                self.synced.mark(snapshot);
+                plan
+            }
+            None => self.plan_in_full(snapshot),
+        };
+        if plan.is_none() {
             self.quiet.note(current);
         }
         plan
     }
 
-    /// [`TypeState::plan`] without the memo.
-    fn plan_for(&self, snapshot: &Snapshot, extra: &[Arc<Resource>]) -> Option<Plan> {
+    /// [`TypeState::plan`] by a full diff (no extra resources), noting what the next snapshot's
+    /// change set will start from.
+    fn plan_in_full(&mut self, snapshot: &Snapshot) -> Option<Plan> {
+        self.counts.full += 1;
+        let Diffed { plan, sum } = self.plan_for(snapshot, &[]);
+        self.sum = sum;
+        self.stale.clear();
+        if plan.is_none() && !self.ty.is_wildcard() {
+            let all = snapshot.resources(self.ty);
+            self.stale = self
+                .known
+                .keys()
+                .filter(|n| !(self.wants(n) && all.contains_key(&***n)))
+                .cloned()
+                .collect();
+        }
+        // A full-state type the client rejected holds what it had before, not what was planned.
+        if self.ty.is_wildcard() && self.nacked_version.is_some() {
+            self.synced.forget();
+        } else {
+            self.synced.mark(snapshot);
+        }
+        plan
+    }
+
+    /// [`TypeState::plan`] from the change set of the snapshot after the matched one; `None`
+    /// when the change set cannot say (a full-state type whose subscribed resources changed:
+    /// its response carries them all, so it is built in full).
+    fn plan_changes(&mut self, changes: &[Change]) -> Option<Option<Plan>> {
+        if self.ty.is_wildcard() {
+            return match changes.iter().any(|c| self.wants(c.name())) {
+                true => None,
+                false => Some(None),
+            };
+        }
+        let mut resources = Vec::new();
+        for change in changes {
+            if !self.wants(change.name()) {
+                continue;
+            }
+            if let Some(old) = change.before() {
+                self.sum.remove_resource(old);
+            }
+            match change.after() {
+                Some(new) => {
+                    self.sum.add_resource(new);
+                    self.stale.remove(change.name());
+                    if self.is_new(new) {
+                        resources.push(new.clone());
+                    }
+                }
+                None if self.known.contains_key(change.name()) => {
+                    self.stale.insert(change.shared_name().clone());
+                }
+                None => {}
+            }
+        }
+        Some((!resources.is_empty()).then(|| Plan {
+            version: self.sum.version(),
+            resources,
+            target: Target::Changes,
+        }))
+    }
+
+    /// [`TypeState::plan`] by a full diff, without the memos.
+    fn plan_for(&self, snapshot: &Snapshot, extra: &[Arc<Resource>]) -> Diffed {
         let all = snapshot.resources(self.ty);
         // Nothing to send is the common case: find it out before building anything.
         let every = self.wildcard && extra.is_empty();
-        let quiet = if self.ty.is_wildcard() {
-            every && self.holds(snapshot.version(self.ty))
+        let (quiet, sum) = if self.ty.is_wildcard() {
+            let quiet = every && self.holds(snapshot.version(self.ty));
+            (quiet, VersionSum::default())
         } else {
-            extra.is_empty() && !self.any_new(all)
+            let (any_new, sum) = self.scan(snapshot);
+            (extra.is_empty() && !any_new, sum)
         };
         if quiet && !self.needs_answer {
-            return None;
+            return Diffed { plan: None, sum };
         }
         let mut target: BTreeMap<Name, Arc<Resource>> = if self.wildcard {
             all.values()
@@ -404,11 +591,15 @@ impl TypeState {
             // Every resource of the type: the snapshot's own aggregate of the same pairs.
             snapshot.version(self.ty).to_string()
         } else {
-            aggregate_version(target.iter().map(|(n, r)| (&**n, r.version())))
+            let mut sum = VersionSum::default();
+            for resource in target.values() {
+                sum.add_resource(resource);
+            }
+            sum.version()
         };
         let resources = if self.ty.is_wildcard() {
             if self.holds(&version) && !self.needs_answer {
-                return None;
+                return Diffed { plan: None, sum };
             }
             target.values().cloned().collect()
         } else {
@@ -418,27 +609,44 @@ impl TypeState {
                 .cloned()
                 .collect();
             if changed.is_empty() && !self.needs_answer {
-                return None;
+                return Diffed { plan: None, sum };
             }
             changed
         };
-        Some(Plan {
+        let plan = Plan {
             version,
             resources,
-            target,
-        })
+            target: Target::All(target),
+        };
+        Diffed {
+            plan: Some(plan),
+            sum,
+        }
     }
 
-    /// By-name types: whether any wanted resource of `all` is new to the client.
-    fn any_new(&self, all: &BTreeMap<String, Arc<Resource>>) -> bool {
+    /// By-name types: whether any wanted resource of the snapshot is new to the client, and the
+    /// running version of the wanted resources.
+    fn scan(&self, snapshot: &Snapshot) -> (bool, VersionSum) {
         if self.wildcard {
-            all.values().any(|r| self.is_new(r))
-        } else {
-            self.names
-                .iter()
-                .filter_map(|name| all.get(&**name))
-                .any(|r| self.is_new(r))
+            let all = snapshot.resources(self.ty);
+            return (
+                all.values().any(|r| self.is_new(r)),
+                snapshot.version_sum(self.ty),
+            );
         }
+        let mut sum = VersionSum::default();
+        let mut any_new = false;
+        for resource in self.wanted(snapshot) {
+            sum.add_resource(resource);
+            any_new = any_new || self.is_new(resource);
+        }
+        (any_new, sum)
+    }
+
+    /// The snapshot's resources of the subscribed names.
+    fn wanted<'s>(&'s self, snapshot: &'s Snapshot) -> impl Iterator<Item = &'s Arc<Resource>> {
+        let all = snapshot.resources(self.ty);
+        self.names.iter().filter_map(|name| all.get(&**name))
     }
 
     /// Full-state types: `version` is what was sent last, or what the client rejected.
@@ -456,44 +664,71 @@ impl TypeState {
 
     /// Records the plan as sent and builds the response (sharing the plan's resources).
     fn commit(&mut self, plan: Plan, nonce: String) -> SotwResponse {
-        let mut previous = Vec::new();
-        if self.ty.is_wildcard() {
-            let old = std::mem::replace(&mut self.known, plan.target);
-            for name in self.known.keys().filter(|n| !old.contains_key(*n)) {
-                previous.push((name.clone(), None));
+        let Plan {
+            version,
+            resources,
+            target,
+        } = plan;
+        let stale = std::mem::take(&mut self.stale);
+        let previous = match target {
+            Target::All(target) if self.ty.is_wildcard() => self.hold_exactly(target),
+            Target::All(target) => {
+                let gone = self.known.keys().filter(|n| !target.contains_key(*n));
+                let gone: Vec<Name> = gone.cloned().collect();
+                self.hold_also(gone, &resources)
             }
-            previous.extend(old.into_iter().map(|(name, r)| (name, Some(r))));
-        } else {
-            let gone: Vec<Name> = self
-                .known
-                .keys()
-                .filter(|n| !plan.target.contains_key(*n))
-                .cloned()
-                .collect();
-            for name in gone {
-                let old = self.known.remove(&name);
-                previous.push((name, old));
-            }
-            for resource in &plan.resources {
-                let name = resource.shared_name().clone();
-                let old = self.known.insert(name.clone(), resource.clone());
-                previous.push((name, old));
-            }
-        }
+            Target::Changes => self.hold_also(stale.into_iter().collect(), &resources),
+        };
         self.needs_answer = false;
         self.quiet.forget();
         self.last = Some(Sent {
             nonce: nonce.clone(),
-            version: plan.version.clone(),
+            version: version.clone(),
             previous,
             answered: false,
         });
         SotwResponse {
-            version_info: plan.version,
-            resources: plan.resources,
+            version_info: version,
+            resources,
             ty: self.ty,
             nonce,
         }
+    }
+
+    /// Full-state types: the client now holds `target`. Returns what it held before.
+    fn hold_exactly(
+        &mut self,
+        target: BTreeMap<Name, Arc<Resource>>,
+    ) -> Vec<(Name, Option<Arc<Resource>>)> {
+        let old = std::mem::replace(&mut self.known, target);
+        let mut previous: Vec<_> = self
+            .known
+            .keys()
+            .filter(|n| !old.contains_key(*n))
+            .map(|name| (name.clone(), None))
+            .collect();
+        previous.extend(old.into_iter().map(|(name, r)| (name, Some(r))));
+        previous
+    }
+
+    /// By-name types: the client no longer holds `gone` and now holds `sent`. Returns what it
+    /// held before of each.
+    fn hold_also(
+        &mut self,
+        gone: Vec<Name>,
+        sent: &[Arc<Resource>],
+    ) -> Vec<(Name, Option<Arc<Resource>>)> {
+        let mut previous = Vec::new();
+        for name in gone {
+            let old = self.known.remove(&name);
+            previous.push((name, old));
+        }
+        for resource in sent {
+            let name = resource.shared_name().clone();
+            let old = self.known.insert(name.clone(), resource.clone());
+            previous.push((name, old));
+        }
+        previous
     }
 
     fn status(&self) -> TypeStatus {
@@ -505,6 +740,17 @@ impl TypeState {
             names: (!self.wildcard).then(|| self.names.clone()),
         }
     }
+}
+
+/// Names of resources, for comparing plans in debug builds.
+fn names_of(resources: &[Arc<Resource>]) -> Vec<&str> {
+    resources.iter().map(|r| r.name()).collect()
+}
+
+/// What a plan sends, for comparing plans in debug builds.
+fn summary(plan: &Option<Plan>) -> Option<(&str, Vec<&str>)> {
+    plan.as_ref()
+        .map(|p| (p.version.as_str(), names_of(&p.resources)))
 }
 
 #[cfg(test)]

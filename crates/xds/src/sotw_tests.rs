@@ -503,3 +503,210 @@ fn the_quiet_memo_never_hides_a_push() {
         }
     }
 }
+
+/// The change-set path (see `stream::Synced`): `before` then `after`, each published after the
+/// one before it, and a stream synced on the first.
+fn published_pair(
+    before: Snapshot,
+    after: Snapshot,
+) -> (
+    SotwStream,
+    BTreeMap<ResourceType, DiscoveryResponse>,
+    Arc<Snapshot>,
+) {
+    let chain = published([before, after]);
+    let (stream, last) = synced(chain[0].clone());
+    (stream, last, chain[1].clone())
+}
+
+#[test]
+fn a_stream_one_snapshot_behind_plans_from_the_change_set() {
+    let (mut stream, last, next) = published_pair(
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]),
+    );
+    let before = stream.plan_counts();
+    let response = only(stream.on_snapshot(next.clone()));
+    assert_eq!(response.type_url, Endpoint.type_url());
+    assert_eq!(response_names(&response), vec!["a"]);
+    // The version is what a full diff gives: the aggregate of what the subscription gets.
+    let mut full = SotwStream::new(StreamTypes::Aggregated);
+    full.on_snapshot(Arc::new(snapshot_with(
+        &[("a", 9), ("b", 2)],
+        &[("l", "a")],
+    )));
+    let fresh = only(full.on_request(request(Endpoint, &["a", "b"], "", "")));
+    assert_eq!(response.version_info, fresh.version_info);
+    assert_ne!(response.version_info, last[&Endpoint].version_info);
+    let after = stream.plan_counts();
+    assert_eq!(after.full, before.full, "no full diff");
+    assert!(after.from_changes > before.from_changes);
+    // The ACK plans nothing at all.
+    let out = stream.on_request(ack(Endpoint, &["a", "b"], &response));
+    assert!(out.responses.is_empty());
+    assert_eq!(stream.plan_counts(), after);
+}
+
+#[test]
+fn a_stream_two_snapshots_behind_diffs_in_full() {
+    let chain = published([
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 7)], &[("l", "a")]),
+    ]);
+    let (mut stream, _) = synced(chain[0].clone());
+    let before = stream.plan_counts();
+    let response = only(stream.on_snapshot(chain[2].clone()));
+    assert_eq!(response_names(&response), vec!["a", "b"]);
+    let after = stream.plan_counts();
+    assert_eq!(after.from_changes, before.from_changes);
+    assert!(after.full > before.full);
+}
+
+#[test]
+fn a_subscription_change_is_planned_in_full_and_the_next_snapshot_from_its_changes() {
+    let (mut stream, _, next) = published_pair(
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 8)], &[("l", "a")]),
+    );
+    let before = stream.plan_counts();
+    // EDS drops b: answered (a full diff, the subscription changed), nothing new to send.
+    let answer = only(stream.on_request(request(Endpoint, &["a"], "", "")));
+    assert!(answer.resources.is_empty());
+    assert_eq!(stream.plan_counts().full, before.full + 1);
+    let out = stream.on_request(ack(Endpoint, &["a"], &answer));
+    assert!(out.responses.is_empty());
+    let synced_counts = stream.plan_counts();
+    // The state matches the snapshot again: b's change is not sent, a's is, from the change set.
+    let response = only(stream.on_snapshot(next));
+    assert_eq!(response_names(&response), vec!["a"]);
+    assert_eq!(stream.plan_counts().full, synced_counts.full);
+}
+
+#[test]
+fn removals_follow_the_change_sets_as_a_full_diff_would() {
+    let chain = published([
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        // b is gone: CDS (full state) drops it, EDS (by name) sends nothing.
+        snapshot_with(&[("a", 1)], &[("l", "a")]),
+        // a changes: EDS sends it, and the client no longer counts as holding b.
+        snapshot_with(&[("a", 3)], &[("l", "a")]),
+        // b is back with the content the client had: it is new again.
+        snapshot_with(&[("a", 3), ("b", 2)], &[("l", "a")]),
+    ]);
+    let (mut stream, _) = synced(chain[0].clone());
+    let out = all(stream.on_snapshot(chain[1].clone()));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].type_url, Cluster.type_url());
+    assert_eq!(response_names(&out[0]), vec!["a"]);
+    stream.on_request(ack(Cluster, &[], &out[0]));
+    let response = only(stream.on_snapshot(chain[2].clone()));
+    assert_eq!(response_names(&response), vec!["a"]);
+    stream.on_request(ack(Endpoint, &["a", "b"], &response));
+    let out = all(stream.on_snapshot(chain[3].clone()));
+    let names: Vec<_> = out
+        .iter()
+        .map(|r| (r.type_url.as_str(), response_names(r)))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (Cluster.type_url(), vec!["a".to_string(), "b".to_string()]),
+            (Endpoint.type_url(), vec!["b".to_string()]),
+        ]
+    );
+    assert!(stream.plan_counts().from_changes >= 3);
+}
+
+#[test]
+fn a_nack_is_followed_by_a_full_diff() {
+    let chain = published([
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 4)], &[("l", "a")]),
+    ]);
+    let (mut stream, _) = synced(chain[0].clone());
+    let rejected = only(stream.on_snapshot(chain[1].clone()));
+    let before = stream.plan_counts();
+    // The NACK's own push diffs in full (the client holds what it had before)...
+    assert_eq!(
+        stream
+            .on_request(nack(Endpoint, &["a", "b"], &rejected))
+            .nacks
+            .len(),
+        1
+    );
+    assert_eq!(stream.plan_counts().full, before.full + 1);
+    // ...after which the state matches the snapshot again.
+    let response = only(stream.on_snapshot(chain[2].clone()));
+    assert_eq!(
+        response_names(&response),
+        vec!["b"],
+        "a's rejected version is not resent"
+    );
+    assert_eq!(stream.plan_counts().full, before.full + 1);
+}
+
+/// Random published and unpublished snapshots (sometimes skipping one), subscriptions, ACKs,
+/// NACKs and stale answers, fed to two streams: one gets the published snapshots (with change
+/// sets), its twin the same snapshots unpublished (always a full diff). They answer the same.
+#[test]
+fn change_set_plans_answer_as_full_diffs_do() {
+    let pool = snapshot_pool();
+    let name_sets: [&[&str]; 5] = [&[], &["a"], &["a", "b"], &["b", "c", "l"], &["m"]];
+    let mut from_changes = 0;
+    for seed in 1..=20u64 {
+        let mut steps = Steps::new(seed);
+        let cache = crate::Cache::new();
+        let mut stream = SotwStream::new(StreamTypes::Aggregated);
+        let mut twin = SotwStream::new(StreamTypes::Aggregated);
+        let mut sent: Vec<DiscoveryResponse> = Vec::new();
+        let mut subscribed: BTreeMap<ResourceType, &[&str]> = BTreeMap::new();
+        for _ in 0..300 {
+            let ty = [Cluster, Endpoint, Listener, Route][steps.below(4)];
+            let (out, twin_out) = match steps.below(5) {
+                0 => {
+                    if steps.below(4) == 0 {
+                        // Published but never seen: the next one is two snapshots ahead.
+                        let skipped = pool[steps.below(pool.len())].as_ref().clone();
+                        cache.set("g", skipped);
+                    }
+                    let snapshot = pool[steps.below(pool.len())].clone();
+                    cache.set("g", snapshot.as_ref().clone());
+                    let published = cache.get("g").expect("set");
+                    (stream.on_snapshot(published), twin.on_snapshot(snapshot))
+                }
+                1 => {
+                    let names = name_sets[steps.below(name_sets.len())];
+                    subscribed.insert(ty, names);
+                    let request = request(ty, names, "", "");
+                    (stream.on_request(request.clone()), twin.on_request(request))
+                }
+                2 | 3 if !sent.is_empty() => {
+                    let response = sent.remove(steps.below(sent.len()));
+                    let ty = ResourceType::from_type_url(&response.type_url).expect("served");
+                    let names = subscribed.get(&ty).copied().unwrap_or_default();
+                    let request = if steps.below(3) == 0 {
+                        nack(ty, names, &response)
+                    } else {
+                        ack(ty, names, &response)
+                    };
+                    (stream.on_request(request.clone()), twin.on_request(request))
+                }
+                _ => {
+                    let request = request(ty, &[], "", "999999");
+                    (stream.on_request(request.clone()), twin.on_request(request))
+                }
+            };
+            let out = all(out);
+            assert_eq!(out, all(twin_out), "seed {seed}");
+            sent.extend(out);
+        }
+        assert_eq!(twin.plan_counts().from_changes, 0);
+        from_changes += stream.plan_counts().from_changes;
+    }
+    assert!(
+        from_changes > 100,
+        "the change sets were used {from_changes} times"
+    );
+}

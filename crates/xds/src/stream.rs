@@ -1,6 +1,7 @@
 //! Pieces shared by the SotW and Delta state machines: which types a stream serves, what one
-//! step produced, and the gate that defers cluster removal until the listeners and routes
-//! pushed with it are answered; and who the node is, which only the stream task reads (the
+//! step produced, the gate that defers cluster removal until the listeners and routes
+//! pushed with it are answered, the memos that let a push skip or shorten planning (`Quiet`,
+//! `Synced`) and how often each way of planning ran ([`PlanCounts`]); and who the node is, which only the stream task reads (the
 //! state machines never see the node).
 
 use std::collections::BTreeSet;
@@ -10,6 +11,7 @@ use envoy_types::pb::envoy::config::core::v3::{Node, node::UserAgentVersionType}
 use crate::authz::PeerIdentity;
 use crate::grouping::{DEFAULT_GROUP, NodeGrouping};
 use crate::resource::ResourceType;
+use crate::snapshot::{Change, Snapshot};
 use crate::status::Nack;
 
 /// Which types a stream serves: all four multiplexed (ADS) or one (per-type service).
@@ -153,6 +155,57 @@ impl Quiet {
     pub(crate) fn forget(&mut self) {
         self.0 = None;
     }
+}
+
+/// The published snapshot whose content of one type the client's state matches exactly (per
+/// its subscription, nothing held back, nothing owed), so that a push of the snapshot published
+/// right after it can be planned from that snapshot's change set alone, in O(changed).
+/// Anything that changes the state other than planning a snapshot (a subscription change, a
+/// NACK, a held-back removal) forgets it, and the next push diffs in full.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Synced(Option<u64>);
+
+// === impl Synced ===
+
+impl Synced {
+    /// Whether the state matches `snapshot` itself (nothing to plan).
+    pub(crate) fn is(&self, snapshot: &Snapshot) -> bool {
+        snapshot.id() != 0 && self.0 == Some(snapshot.id())
+    }
+
+    /// What changed in `ty` from the matched snapshot to `snapshot`, when `snapshot` was
+    /// published right after it.
+    pub(crate) fn changes<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        ty: ResourceType,
+    ) -> Option<&'s [Change]> {
+        snapshot.changes_since(self.0?, ty)
+    }
+
+    /// The state now matches `snapshot` (if it was published).
+    pub(crate) fn mark(&mut self, snapshot: &Snapshot) {
+        self.0 = Some(snapshot.id()).filter(|id| *id != 0);
+    }
+
+    /// `snapshot` has the matched snapshot's content of the type: the state matches it too.
+    pub(crate) fn advance(&mut self, snapshot: &Snapshot) {
+        if self.0.is_some() {
+            self.mark(snapshot);
+        }
+    }
+
+    pub(crate) fn forget(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// How a stream planned its pushes: from a snapshot's change set (O(changed)), or by diffing
+/// everything it subscribes to. Pushes the memos skipped count as neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanCounts {
+    pub from_changes: u64,
+    pub full: u64,
 }
 
 /// Nonce counter, one per stream.

@@ -161,6 +161,20 @@ pub fn snapshot_of(clusters: &[&str], listeners: &[&str]) -> Snapshot {
     snapshot_with(&clusters, &listeners)
 }
 
+/// Publishes `snapshots` one after the other in one group of a new [`crate::Cache`], as the
+/// wiring does: each gets its id and, from the second on, its change sets against the one
+/// before it.
+pub fn published(snapshots: impl IntoIterator<Item = Snapshot>) -> Vec<std::sync::Arc<Snapshot>> {
+    let cache = crate::Cache::new();
+    snapshots
+        .into_iter()
+        .filter_map(|snapshot| {
+            cache.set("test", snapshot);
+            cache.get("test")
+        })
+        .collect()
+}
+
 /// Snapshots that differ in some types and not others (so a stream's types go quiet and wake
 /// up), for randomized state-machine sequences.
 pub fn snapshot_pool() -> Vec<std::sync::Arc<Snapshot>> {

@@ -17,9 +17,9 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
 use portolan_pipeline::grouping::{DISCOVERY_METADATA, SCOPE_METADATA};
 use portolan_translate::names::MESH_ROUTE;
-use portolan_xds_client::{DeltaClient, DeltaSubscriber, channel, type_url};
+use portolan_xds_client::{DeltaClient, DeltaSubscriber, Received as Update, channel, type_url};
 use prost::Message;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
 
@@ -175,9 +175,12 @@ pub struct DeltaFleetSpec {
 }
 
 /// Connected, synced clients (held open until [`DeltaFleet::stop`]) and what each received.
+/// After its sync each client hands every response it receives (and has ACKed) to the fleet's
+/// owner ([`DeltaFleet::next_update`]).
 pub struct DeltaFleet {
     stop: watch::Sender<bool>,
     pub received: Vec<Received>,
+    updates: mpsc::UnboundedReceiver<(usize, Update)>,
 }
 
 // === impl DeltaFleet ===
@@ -187,6 +190,7 @@ impl DeltaFleet {
     pub async fn start(spec: &DeltaFleetSpec) -> anyhow::Result<Self> {
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let (updates_tx, updates) = mpsc::unbounded_channel();
         let per_channel = spec.streams_per_channel.max(1);
         for first in (0..spec.clients).step_by(per_channel) {
             let channel = channel(([127, 0, 0, 1], spec.port), None).await?;
@@ -198,6 +202,7 @@ impl DeltaFleet {
                     hosts: spec.hosts.get(n).cloned().unwrap_or_default(),
                     timeout: spec.timeout,
                     done: done_tx.clone(),
+                    updates: updates_tx.clone(),
                     stop: stop_rx.clone(),
                 };
                 tokio::spawn(task.run(channel.clone()));
@@ -212,7 +217,20 @@ impl DeltaFleet {
                 .ok_or_else(|| anyhow!("clients vanished after {finished} finished"))?;
             received[n] = result.with_context(|| format!("client {n}"))?;
         }
-        Ok(Self { stop, received })
+        Ok(Self {
+            stop,
+            received,
+            updates,
+        })
+    }
+
+    /// The next response any client received (and ACKed) after its sync, and which client;
+    /// resources as `Any`s (those removed are not listed).
+    pub async fn next_update(&mut self, timeout: Duration) -> anyhow::Result<(usize, Update)> {
+        tokio::time::timeout(timeout, self.updates.recv())
+            .await
+            .map_err(|_| anyhow!("no update from any client in {timeout:?}"))?
+            .ok_or_else(|| anyhow!("every client is gone"))
     }
 
     /// Mean of `f` over the clients.
@@ -237,6 +255,7 @@ struct ClientTask {
     hosts: Vec<String>,
     timeout: Duration,
     done: mpsc::UnboundedSender<(usize, anyhow::Result<Received>)>,
+    updates: mpsc::UnboundedSender<(usize, Update)>,
     stop: watch::Receiver<bool>,
 }
 
@@ -277,9 +296,28 @@ impl ClientTask {
         loop {
             tokio::select! {
                 _ = self.stop.wait_for(|s| *s) => return,
-                next = client.next() => if next.is_err() { return },
+                next = client.next() => match next {
+                    Ok(response) => {
+                        let _ = self.updates.send((self.n, update(response)));
+                    }
+                    Err(_) => return,
+                },
             }
         }
+    }
+}
+
+/// What the owner gets of an ACKed response.
+fn update(response: DeltaDiscoveryResponse) -> Update {
+    Update {
+        type_url: response.type_url,
+        version: response.system_version_info,
+        resources: response
+            .resources
+            .into_iter()
+            .filter_map(|r| r.resource)
+            .collect(),
+        at: Instant::now(),
     }
 }
 
