@@ -21,6 +21,11 @@ use grpc::{
     regex_method_matching as grpc_regex_method_matching,
     request_header_modifier as grpc_request_header_modifier, weight as grpc_weight,
 };
+use more::{
+    gatewayclass_observed_generation_bump, invalid_parameters_ref, listener_unsupported_protocol,
+    modify_listeners, multiple_gateways, no_backend_refs, partially_invalid_reference_grant,
+    service_types,
+};
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::http::{Reply, send};
 use portolan_e2e::portolan::{ConfigDir, Ports};
@@ -45,6 +50,8 @@ use tls::{
 mod board;
 #[path = "gateway_api_grpc.rs"]
 mod grpc;
+#[path = "gateway_api_core.rs"]
+mod more;
 #[path = "gateway_api_tls.rs"]
 mod tls;
 
@@ -619,6 +626,34 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         gateway_with_attached_routes
     );
     scenario!(b, c, &["HTTPRouteHTTPSListener"], https_listener);
+    scenario!(
+        b,
+        c,
+        &["GatewayClassObservedGenerationBump"],
+        gatewayclass_observed_generation_bump
+    );
+    scenario!(b, c, &["GatewayModifyListeners"], modify_listeners);
+    scenario!(
+        b,
+        c,
+        &["GatewayListenerUnsupportedProtocol"],
+        listener_unsupported_protocol
+    );
+    scenario!(
+        b,
+        c,
+        &["GatewayInvalidParametersRef"],
+        invalid_parameters_ref
+    );
+    scenario!(b, c, &["HTTPRouteNoBackendRefs"], no_backend_refs);
+    scenario!(b, c, &["HTTPRouteServiceTypes"], service_types);
+    scenario!(b, c, &["HTTPRouteMultipleGateways"], multiple_gateways);
+    scenario!(
+        b,
+        c,
+        &["HTTPRoutePartiallyInvalidViaInvalidReferenceGrant"],
+        partially_invalid_reference_grant
+    );
     scenario!(
         b,
         c,
