@@ -42,8 +42,10 @@ use std::time::Duration;
 use tls::{
     hostname_intersection_https, https_and_passthrough, https_listener, invalid_tls_configuration,
     keys_stay_private, secret_grant_all, secret_grant_invalid, secret_grant_missing,
-    secret_grant_specific, tls_route_invalid_reference_grant, tls_route_no_matching_listener,
-    tls_route_simple_same_namespace,
+    secret_grant_specific, tls_route_hostname_intersection, tls_route_invalid_backend_refs,
+    tls_route_invalid_reference_grant, tls_route_no_matching_listener,
+    tls_route_no_matching_listener_hostname, tls_route_simple_same_namespace,
+    tls_route_terminate_not_supported,
 };
 
 #[path = "gateway_api_board.rs"]
@@ -168,18 +170,24 @@ impl Conformance {
             )?;
             upstreams.insert(name.to_string(), upstream);
         }
-        // TLSRouteSimpleSameNamespace's backend: HTTPS with its own certificate.
+        // The TLS passthrough backends: HTTPS, each with its own certificate.
         let backend_cert = ca.issue(&["abc.example.com"])?;
-        let tls_backend = Upstream::start_tls("tls-backend", &backend_cert).await?;
-        config.write(
-            "tls-backend.yaml",
-            &format!(
-                "{}---\n{}",
-                service_yaml(INFRA, "tls-backend", 443),
-                endpoints_yaml(INFRA, "tls-backend", &[&tls_backend])
-            ),
-        )?;
-        upstreams.insert("tls-backend".to_string(), tls_backend);
+        let backend_cert_2 = ca.issue(&["other.example.com"])?;
+        for (name, cert) in [
+            ("tls-backend", &backend_cert),
+            ("tls-backend-2", &backend_cert_2),
+        ] {
+            let upstream = Upstream::start_tls(name, cert).await?;
+            config.write(
+                &format!("{name}.yaml"),
+                &format!(
+                    "{}---\n{}",
+                    service_yaml(INFRA, name, 443),
+                    endpoints_yaml(INFRA, name, &[&upstream])
+                ),
+            )?;
+            upstreams.insert(name.to_string(), upstream);
+        }
         let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
         Ok(Self {
             config,
@@ -710,6 +718,33 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["TLSRouteInvalidNoMatchingListener"],
         tls_route_no_matching_listener
+    );
+    scenario!(
+        b,
+        c,
+        &[
+            "TLSRouteInvalidBackendRefNonexistent",
+            "TLSRouteInvalidBackendRefUnknownKind"
+        ],
+        tls_route_invalid_backend_refs
+    );
+    scenario!(
+        b,
+        c,
+        &["TLSRouteInvalidNoMatchingListenerHostname"],
+        tls_route_no_matching_listener_hostname
+    );
+    scenario!(
+        b,
+        c,
+        &["TLSRouteHostnameIntersection"],
+        tls_route_hostname_intersection
+    );
+    scenario!(
+        b,
+        c,
+        &["TLSRouteListenerTerminateNotSupported"],
+        tls_route_terminate_not_supported
     );
     scenario!(
         b,
