@@ -577,6 +577,15 @@ async fn passes_through_to(
     .map(|_| ())
 }
 
+/// One Gateway of TLSRouteHostnameIntersection: its routes, the names that reach a backend
+/// (SNI, backend) and a name that gets no handshake.
+type IntersectionCase = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 /// TLSRouteHostnameIntersection: per listener hostname (exact, a more specific wildcard, a
 /// less specific wildcard, none), each route is accepted with its refs resolved, a name in
 /// the intersection of listener and route hostnames reaches that route's backend, and a name
@@ -584,7 +593,7 @@ async fn passes_through_to(
 pub(super) async fn tls_route_hostname_intersection(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "tlsroute-hostname-intersection.yaml";
     c.config.write(file, &c.manifest(file)?)?;
-    let cases: [(&str, &[&str], &[(&str, &'static str)], &str); 4] = [
+    let cases: [IntersectionCase; 4] = [
         (
             "gw-tlsroute-exact-hostname-x-1",
             &["tlsroute-more-specific-wc-hostname-x-1"],
