@@ -1272,7 +1272,21 @@ async fn hostname_intersection(c: &mut Conformance) -> anyhow::Result<()> {
         assert_condition(&l["conditions"], "ResolvedRefs", "True", "ResolvedRefs");
         assert_eq!(l["supportedKinds"][0]["kind"], "HTTPRoute", "{l}");
     }
-    c.unload(file, gw, &accepted).await
+    c.unload(file, gw, &accepted).await?;
+    // A listener without hostname: the route's hostnames, and only those.
+    let (file, gw) = (
+        "hostname-intersection-all.yaml",
+        "httproute-hostname-intersection-all",
+    );
+    let addr = c.load(file, gw, &[gw]).await?;
+    route_accepted(c, INFRA, gw, gw).await?;
+    for host in ["first.com", "sub.first.com", "second.com", "sub.second.com"] {
+        c.expect_backend(&addr, get(host, "/"), v2).await?;
+    }
+    for host in ["third.com", "sub.third.com"] {
+        c.expect_status(&addr, get(host, "/"), 404).await?;
+    }
+    c.unload(file, gw, &[gw]).await
 }
 
 /// HTTPRouteListenerHostnameMatching.
