@@ -49,6 +49,24 @@ pub struct GatewaySpec {
     pub listeners: Vec<Listener>,
     #[serde(default)]
     pub addresses: Vec<GatewayAddress>,
+    #[serde(default)]
+    pub infrastructure: Option<GatewayInfrastructure>,
+}
+
+/// `spec.infrastructure`: only `parametersRef` is read (Portolan knows no parameters kind).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayInfrastructure {
+    #[serde(default)]
+    pub parameters_ref: Option<LocalParametersReference>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalParametersReference {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]

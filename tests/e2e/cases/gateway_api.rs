@@ -9,16 +9,22 @@
 //! One Portolan serves the whole run; each case's manifests are written, checked and removed
 //! in turn (polling until its routes reach or leave Envoy). Each Gateway gets one Envoy, on
 //! the address Portolan publishes in its `status.addresses`. Every scenario runs even when
-//! one before it failed; the run prints `PROFILE: passed/total` per profile and fails if any
-//! scenario did.
+//! one before it failed; the run prints, per profile, how many of its v1.6.1 core tests are
+//! reproduced and passed (see [`board`]) and fails if any scenario did.
 
 use crate::bin;
+use board::Board;
 use futures::FutureExt;
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
     listener_hostname_matching as grpc_listener_hostname_matching, over_https as grpc_over_https,
     regex_method_matching as grpc_regex_method_matching,
     request_header_modifier as grpc_request_header_modifier, weight as grpc_weight,
+};
+use more::{
+    gatewayclass_observed_generation_bump, invalid_parameters_ref, listener_unsupported_protocol,
+    modify_listeners, multiple_gateways, no_backend_refs, partially_invalid_reference_grant,
+    service_types,
 };
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::http::{Reply, send};
@@ -36,12 +42,18 @@ use std::time::Duration;
 use tls::{
     hostname_intersection_https, https_and_passthrough, https_listener, invalid_tls_configuration,
     keys_stay_private, secret_grant_all, secret_grant_invalid, secret_grant_missing,
-    secret_grant_specific, tls_route_invalid_reference_grant, tls_route_no_matching_listener,
-    tls_route_simple_same_namespace,
+    secret_grant_specific, tls_route_hostname_intersection, tls_route_invalid_backend_refs,
+    tls_route_invalid_reference_grant, tls_route_no_matching_listener,
+    tls_route_no_matching_listener_hostname, tls_route_simple_same_namespace,
+    tls_route_terminate_not_supported,
 };
 
+#[path = "gateway_api_board.rs"]
+mod board;
 #[path = "gateway_api_grpc.rs"]
 mod grpc;
+#[path = "gateway_api_core.rs"]
+mod more;
 #[path = "gateway_api_tls.rs"]
 mod tls;
 
@@ -158,18 +170,24 @@ impl Conformance {
             )?;
             upstreams.insert(name.to_string(), upstream);
         }
-        // TLSRouteSimpleSameNamespace's backend: HTTPS with its own certificate.
+        // The TLS passthrough backends: HTTPS, each with its own certificate.
         let backend_cert = ca.issue(&["abc.example.com"])?;
-        let tls_backend = Upstream::start_tls("tls-backend", &backend_cert).await?;
-        config.write(
-            "tls-backend.yaml",
-            &format!(
-                "{}---\n{}",
-                service_yaml(INFRA, "tls-backend", 443),
-                endpoints_yaml(INFRA, "tls-backend", &[&tls_backend])
-            ),
-        )?;
-        upstreams.insert("tls-backend".to_string(), tls_backend);
+        let backend_cert_2 = ca.issue(&["other.example.com"])?;
+        for (name, cert) in [
+            ("tls-backend", &backend_cert),
+            ("tls-backend-2", &backend_cert_2),
+        ] {
+            let upstream = Upstream::start_tls(name, cert).await?;
+            config.write(
+                &format!("{name}.yaml"),
+                &format!(
+                    "{}---\n{}",
+                    service_yaml(INFRA, name, 443),
+                    endpoints_yaml(INFRA, name, &[&upstream])
+                ),
+            )?;
+            upstreams.insert(name.to_string(), upstream);
+        }
         let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
         Ok(Self {
             config,
@@ -462,70 +480,12 @@ async fn route_condition(
 }
 
 /// Runs one scenario, catching its failure (an error or a failed assertion) so that the run
-/// goes on and the board counts it.
+/// goes on and the board counts it for every upstream test the scenario reproduces.
 macro_rules! scenario {
-    ($board:expr, $c:expr, $profile:expr, $name:expr, $f:ident) => {{
+    ($board:expr, $c:expr, $tests:expr, $f:ident) => {{
         let outcome = AssertUnwindSafe($f(&mut $c)).catch_unwind().await;
-        $board.record($profile, $name, outcome);
+        $board.record(stringify!($f), $tests, outcome);
     }};
-}
-
-/// Passed and failed scenarios per profile.
-#[derive(Default)]
-struct Board {
-    results: Vec<(&'static str, &'static str, Result<(), String>)>,
-}
-
-// === impl Board ===
-
-impl Board {
-    fn record(
-        &mut self,
-        profile: &'static str,
-        name: &'static str,
-        outcome: std::thread::Result<anyhow::Result<()>>,
-    ) {
-        let result = match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("{e:#}")),
-            Err(panic) => Err(panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panicked".to_string())),
-        };
-        eprintln!(
-            "[{profile}] {name}: {}",
-            if result.is_ok() { "pass" } else { "FAIL" }
-        );
-        self.results.push((profile, name, result));
-    }
-
-    /// `PROFILE: passed/total` lines, and every failure with its reason.
-    fn report(&self) -> String {
-        let mut out = String::new();
-        let mut profiles: Vec<&str> = Vec::new();
-        for (profile, _, _) in &self.results {
-            if !profiles.contains(profile) {
-                profiles.push(profile);
-            }
-        }
-        for profile in profiles {
-            let of: Vec<_> = self.results.iter().filter(|r| r.0 == profile).collect();
-            let passed = of.iter().filter(|r| r.2.is_ok()).count();
-            out.push_str(&format!("{profile}: {passed}/{} passed\n", of.len()));
-        }
-        for (profile, name, r) in &self.results {
-            if let Err(e) = r {
-                out.push_str(&format!("FAILED [{profile}] {name}: {e}\n"));
-            }
-        }
-        out
-    }
-
-    fn all_passed(&self) -> bool {
-        self.results.iter().all(|r| r.2.is_ok())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -565,227 +525,269 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     assert_eq!(gw["addresses"][0]["type"], "IPAddress");
 
     let mut b = Board::default();
-    const HTTP: &str = "GATEWAY-HTTP";
-    const EXT: &str = "GATEWAY-HTTP extended (not claimed)";
-    const TLS: &str = "GATEWAY-TLS";
     scenario!(
         b,
         c,
-        HTTP,
-        "HTTPRouteSimpleSameNamespace",
+        &["HTTPRouteSimpleSameNamespace"],
         simple_same_namespace
     );
-    scenario!(b, c, HTTP, "HTTPRouteMatching", matching);
+    scenario!(b, c, &["HTTPRouteMatching"], matching);
     scenario!(
         b,
         c,
-        HTTP,
-        "HTTPRouteMatchingAcrossRoutes",
+        &["HTTPRouteMatchingAcrossRoutes"],
         matching_across_routes
     );
+    scenario!(b, c, &["HTTPRouteExactPathMatching"], exact_path_matching);
+    scenario!(b, c, &["HTTPRoutePathMatchOrder"], path_match_order);
+    scenario!(b, c, &["HTTPRouteHeaderMatching"], header_matching);
+    scenario!(b, c, &["HTTPRouteQueryParamMatching"], query_param_matching);
+    scenario!(b, c, &["HTTPRouteMethodMatching"], method_matching);
+    scenario!(b, c, &["HTTPRouteWeight"], weight);
+    scenario!(b, c, &["HTTPRouteCrossNamespace"], cross_namespace);
+    scenario!(b, c, &["HTTPRouteReferenceGrant"], reference_grant);
     scenario!(
         b,
         c,
-        HTTP,
-        "HTTPRouteExactPathMatching",
-        exact_path_matching
+        &[
+            "HTTPRouteInvalidCrossNamespaceBackendRef",
+            "HTTPRouteInvalidBackendRefUnknownKind",
+            "HTTPRouteInvalidNonExistentBackendRef"
+        ],
+        invalid_backends
     );
-    scenario!(b, c, HTTP, "HTTPRoutePathMatchOrder", path_match_order);
-    scenario!(b, c, HTTP, "HTTPRouteHeaderMatching", header_matching);
     scenario!(
         b,
         c,
-        EXT,
-        "HTTPRouteQueryParamMatching",
-        query_param_matching
-    );
-    scenario!(b, c, EXT, "HTTPRouteMethodMatching", method_matching);
-    scenario!(b, c, HTTP, "HTTPRouteWeight", weight);
-    scenario!(b, c, HTTP, "HTTPRouteCrossNamespace", cross_namespace);
-    scenario!(b, c, HTTP, "HTTPRouteReferenceGrant", reference_grant);
-    scenario!(b, c, HTTP, "HTTPRouteInvalid*BackendRef*", invalid_backends);
-    scenario!(
-        b,
-        c,
-        HTTP,
-        "HTTPRouteRequestHeaderModifier",
+        &["HTTPRouteRequestHeaderModifier"],
         request_header_modifier
     );
     scenario!(
         b,
         c,
-        EXT,
-        "HTTPRouteResponseHeaderModifier",
+        &["HTTPRouteResponseHeaderModifier"],
         response_header_modifier
     );
-    scenario!(b, c, EXT, "HTTPRouteRedirect*", redirect);
-    scenario!(b, c, EXT, "HTTPRouteRewrite*", rewrite);
-    scenario!(b, c, EXT, "HTTPRouteRequestMirror", request_mirror);
     scenario!(
         b,
         c,
-        HTTP,
-        "HTTPRouteHostnameIntersection",
+        &[
+            "HTTPRouteRedirectHostAndStatus",
+            "HTTPRouteRedirectScheme",
+            "HTTPRouteRedirectPath",
+            "HTTPRouteRedirectPort"
+        ],
+        redirect
+    );
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteRewritePath", "HTTPRouteRewriteHost"],
+        rewrite
+    );
+    scenario!(b, c, &["HTTPRouteRequestMirror"], request_mirror);
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteHostnameIntersection"],
         hostname_intersection
     );
     scenario!(
         b,
         c,
-        HTTP,
-        "HTTPRouteListenerHostnameMatching",
+        &["HTTPRouteListenerHostnameMatching"],
         listener_hostname_matching
     );
-    scenario!(b, c, HTTP, "GatewayInvalidRouteKind", invalid_route_kind);
+    scenario!(b, c, &["GatewayInvalidRouteKind"], invalid_route_kind);
     scenario!(
         b,
         c,
-        HTTP,
-        "GatewayObservedGenerationBump",
+        &["GatewayObservedGenerationBump"],
         observed_generation_bump
     );
     scenario!(
         b,
         c,
-        HTTP,
-        "HTTPRouteInvalidParentRef*",
+        &[
+            "HTTPRouteInvalidCrossNamespaceParentRef",
+            "HTTPRouteInvalidParentRefNotMatchingSectionName",
+            "HTTPRouteInvalidParentRefNotMatchingListenerPort"
+        ],
         invalid_parent_refs
     );
     scenario!(
         b,
         c,
-        HTTP,
-        "HTTPRouteInvalidReferenceGrant",
+        &["HTTPRouteInvalidReferenceGrant"],
         invalid_reference_grant
     );
     scenario!(
         b,
         c,
-        HTTP,
-        "HTTPRouteObservedGenerationBump",
+        &["HTTPRouteObservedGenerationBump"],
         route_observed_generation_bump
     );
     scenario!(
         b,
         c,
-        HTTP,
-        "GatewayWithAttachedRoutes",
+        &["GatewayWithAttachedRoutes"],
         gateway_with_attached_routes
     );
-    scenario!(b, c, HTTP, "HTTPRouteHTTPSListener", https_listener);
+    scenario!(b, c, &["HTTPRouteHTTPSListener"], https_listener);
     scenario!(
         b,
         c,
-        HTTP,
-        "HTTPRouteHostnameIntersection (HTTPS)",
+        &["GatewayClassObservedGenerationBump"],
+        gatewayclass_observed_generation_bump
+    );
+    scenario!(b, c, &["GatewayModifyListeners"], modify_listeners);
+    scenario!(
+        b,
+        c,
+        &["GatewayListenerUnsupportedProtocol"],
+        listener_unsupported_protocol
+    );
+    scenario!(
+        b,
+        c,
+        &["GatewayInvalidParametersRef"],
+        invalid_parameters_ref
+    );
+    scenario!(b, c, &["HTTPRouteNoBackendRefs"], no_backend_refs);
+    scenario!(b, c, &["HTTPRouteServiceTypes"], service_types);
+    scenario!(b, c, &["HTTPRouteMultipleGateways"], multiple_gateways);
+    scenario!(
+        b,
+        c,
+        &["HTTPRoutePartiallyInvalidViaInvalidReferenceGrant"],
+        partially_invalid_reference_grant
+    );
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteHostnameIntersection"],
         hostname_intersection_https
     );
     scenario!(
         b,
         c,
-        HTTP,
-        "GatewayInvalidTLSConfiguration",
+        &["GatewayInvalidTLSConfiguration"],
         invalid_tls_configuration
     );
     scenario!(
         b,
         c,
-        HTTP,
-        "GatewaySecretReferenceGrantSpecific",
+        &["GatewaySecretReferenceGrantSpecific"],
         secret_grant_specific
     );
     scenario!(
         b,
         c,
-        HTTP,
-        "GatewaySecretReferenceGrantAllInNamespace",
+        &["GatewaySecretReferenceGrantAllInNamespace"],
         secret_grant_all
     );
     scenario!(
         b,
         c,
-        HTTP,
-        "GatewaySecretMissingReferenceGrant",
+        &["GatewaySecretMissingReferenceGrant"],
         secret_grant_missing
     );
     scenario!(
         b,
         c,
-        HTTP,
-        "GatewaySecretInvalidReferenceGrant",
+        &["GatewaySecretInvalidReferenceGrant"],
         secret_grant_invalid
     );
     scenario!(
         b,
         c,
-        TLS,
-        "TLSRouteSimpleSameNamespace",
+        &[
+            "TLSRouteSimpleSameNamespace",
+            "TLSRouteListenerPassthroughSupportedKinds"
+        ],
         tls_route_simple_same_namespace
     );
     scenario!(
         b,
         c,
-        TLS,
-        "TLSRouteInvalidReferenceGrant",
+        &["TLSRouteInvalidReferenceGrant"],
         tls_route_invalid_reference_grant
     );
     scenario!(
         b,
         c,
-        TLS,
-        "TLSRouteInvalidNoMatchingListener",
+        &["TLSRouteInvalidNoMatchingListener"],
         tls_route_no_matching_listener
     );
-    const TLS_EXT: &str = "GATEWAY-TLS extended (not claimed)";
     scenario!(
         b,
         c,
-        TLS_EXT,
-        "GatewayHTTPSAndTLSPassthroughSamePort",
+        &[
+            "TLSRouteInvalidBackendRefNonexistent",
+            "TLSRouteInvalidBackendRefUnknownKind"
+        ],
+        tls_route_invalid_backend_refs
+    );
+    scenario!(
+        b,
+        c,
+        &["TLSRouteInvalidNoMatchingListenerHostname"],
+        tls_route_no_matching_listener_hostname
+    );
+    scenario!(
+        b,
+        c,
+        &["TLSRouteHostnameIntersection"],
+        tls_route_hostname_intersection
+    );
+    scenario!(
+        b,
+        c,
+        &["TLSRouteListenerTerminateNotSupported"],
+        tls_route_terminate_not_supported
+    );
+    scenario!(
+        b,
+        c,
+        &["GatewayHTTPSAndTLSPassthroughSamePort"],
         https_and_passthrough
     );
-    const GRPC: &str = "GATEWAY-GRPC";
     scenario!(
         b,
         c,
-        GRPC,
-        "GRPCExactMethodMatching",
+        &["GRPCExactMethodMatching"],
         grpc_exact_method_matching
     );
-    scenario!(b, c, GRPC, "GRPCRouteHeaderMatching", grpc_header_matching);
+    scenario!(b, c, &["GRPCRouteHeaderMatching"], grpc_header_matching);
     scenario!(
         b,
         c,
-        GRPC,
-        "GRPCRouteListenerHostnameMatching",
+        &["GRPCRouteListenerHostnameMatching"],
         grpc_listener_hostname_matching
     );
-    scenario!(b, c, GRPC, "GRPCRouteWeight", grpc_weight);
+    scenario!(b, c, &["GRPCRouteWeight"], grpc_weight);
     scenario!(
         b,
         c,
-        "GATEWAY-GRPC extended (not claimed)",
-        "GRPCRouteRequestHeaderModifier",
+        &["GRPCRouteRequestHeaderModifier"],
         grpc_request_header_modifier
     );
     scenario!(
         b,
         c,
-        "Portolan's own (not upstream)",
-        "GRPCRoute RegularExpression method matches",
+        &["Portolan: GRPCRoute RegularExpression method matches"],
         grpc_regex_method_matching
     );
     scenario!(
         b,
         c,
-        "Portolan's own (not upstream)",
-        "GRPCRoute over an HTTPS listener",
+        &["Portolan: GRPCRoute over an HTTPS listener"],
         grpc_over_https
     );
     scenario!(
         b,
         c,
-        "Portolan's own (not upstream)",
-        "private keys stay out of /debug and logs",
+        &["Portolan: private keys stay out of /debug and logs"],
         keys_stay_private
     );
     let report = b.report();
@@ -1270,7 +1272,21 @@ async fn hostname_intersection(c: &mut Conformance) -> anyhow::Result<()> {
         assert_condition(&l["conditions"], "ResolvedRefs", "True", "ResolvedRefs");
         assert_eq!(l["supportedKinds"][0]["kind"], "HTTPRoute", "{l}");
     }
-    c.unload(file, gw, &accepted).await
+    c.unload(file, gw, &accepted).await?;
+    // A listener without hostname: the route's hostnames, and only those.
+    let (file, gw) = (
+        "hostname-intersection-all.yaml",
+        "httproute-hostname-intersection-all",
+    );
+    let addr = c.load(file, gw, &[gw]).await?;
+    route_accepted(c, INFRA, gw, gw).await?;
+    for host in ["first.com", "sub.first.com", "second.com", "sub.second.com"] {
+        c.expect_backend(&addr, get(host, "/"), v2).await?;
+    }
+    for host in ["third.com", "sub.third.com"] {
+        c.expect_status(&addr, get(host, "/"), 404).await?;
+    }
+    c.unload(file, gw, &[gw]).await
 }
 
 /// HTTPRouteListenerHostnameMatching.

@@ -477,3 +477,210 @@ pub(super) async fn hostname_intersection_https(c: &mut Conformance) -> anyhow::
     }
     Ok(())
 }
+
+/// TLSRouteInvalidBackendRefNonexistent and TLSRouteInvalidBackendRefUnknownKind: the
+/// Gateway and the route are accepted; ResolvedRefs is False with the reason, and the name
+/// reaches no backend.
+pub(super) async fn tls_route_invalid_backend_refs(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "tlsroute-invalid-backend-refs.yaml";
+    c.config.write(file, &c.manifest(file)?)?;
+    for (route, gw, reason) in [
+        (
+            "invalid-backend-ref-nonexistent",
+            "gateway-tlsroute-invalid-backend-ref-nonexistent",
+            "BackendNotFound",
+        ),
+        (
+            "invalid-backend-ref-unknown-kind",
+            "gateway-tlsroute-invalid-backend-ref-unknown-kind",
+            "InvalidKind",
+        ),
+    ] {
+        let g = c.status(&format!("Gateway {INFRA}/{gw}")).await?;
+        assert_condition(&g["conditions"], "Accepted", "True", "Accepted");
+        let key = format!("TLSRoute {INFRA}/{route}");
+        let p = route_parent(c, &key, gw, "ResolvedRefs").await?;
+        assert_eq!(p["controllerName"], "portolan.dev/gateway-controller");
+        assert_condition(&p["conditions"], "Accepted", "True", "Accepted");
+        assert_condition(&p["conditions"], "ResolvedRefs", "False", reason);
+        let l = c
+            .listener_where(gw, "tls", has("Programmed", "True"))
+            .await?;
+        assert_eq!(l["attachedRoutes"], 1, "{l}");
+        let addr = c.gateway(gw).await?;
+        c.wait_envoy(gw, "\"example.com\"", true).await?;
+        let target = HttpsTarget {
+            addr: &addr,
+            port: c.tls_port,
+            sni: "example.com",
+            host: "example.com",
+        };
+        let r = https_get_at(&c.ca, &target, "/").await;
+        assert!(r.is_err(), "{route}: no backend may answer: {r:?}");
+    }
+    c.config.remove(file)?;
+    Ok(())
+}
+
+/// TLSRouteInvalidNoMatchingListenerHostname: hostnames that intersect neither an exact nor
+/// a wildcard listener hostname: `Accepted=False NoMatchingListenerHostname`, no accepted
+/// parent, no attached route.
+pub(super) async fn tls_route_no_matching_listener_hostname(
+    c: &mut Conformance,
+) -> anyhow::Result<()> {
+    let file = "tlsroute-invalid-no-matching-listener-hostname.yaml";
+    c.config.write(file, &c.manifest(file)?)?;
+    for (route, gw) in [
+        ("tlsroute-hostname-mismatch-1", "gateway-tls-exact-hostname"),
+        (
+            "tlsroute-hostname-mismatch-2",
+            "gateway-tls-wildcard-hostname",
+        ),
+    ] {
+        let key = format!("TLSRoute {INFRA}/{route}");
+        let p = route_parent(c, &key, gw, "Accepted").await?;
+        assert_condition(
+            &p["conditions"],
+            "Accepted",
+            "False",
+            "NoMatchingListenerHostname",
+        );
+        let s = c.status(&key).await?;
+        let accepted = s["parents"].as_array().into_iter().flatten().any(|p| {
+            condition(&p["conditions"], "Accepted").is_some_and(|c| c["status"] == "True")
+        });
+        assert!(!accepted, "{route}: no parent may accept it: {s}");
+        let g = c.status(&format!("Gateway {INFRA}/{gw}")).await?;
+        for l in g["listeners"].as_array().into_iter().flatten() {
+            assert_eq!(l["attachedRoutes"], 0, "{gw}: {l}");
+        }
+    }
+    c.config.remove(file)?;
+    Ok(())
+}
+
+/// The backend a passthrough connection with SNI `sni` reaches, checked by the certificate
+/// (the run's CA, for `sni`) and the name the backend answers with.
+async fn passes_through_to(
+    c: &Conformance,
+    addr: &str,
+    sni: &str,
+    backend: &'static str,
+) -> anyhow::Result<()> {
+    c.expect_https(addr, (sni, sni), "/", move |r| {
+        match r.header("x-upstream") {
+            Some(b) if b == backend => Ok(()),
+            _ => Err(format!("want {backend}")),
+        }
+    })
+    .await
+    .map(|_| ())
+}
+
+/// One Gateway of TLSRouteHostnameIntersection: its routes, the names that reach a backend
+/// (SNI, backend) and a name that gets no handshake.
+type IntersectionCase = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+/// TLSRouteHostnameIntersection: per listener hostname (exact, a more specific wildcard, a
+/// less specific wildcard, none), each route is accepted with its refs resolved, a name in
+/// the intersection of listener and route hostnames reaches that route's backend, and a name
+/// outside it gets no handshake.
+pub(super) async fn tls_route_hostname_intersection(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "tlsroute-hostname-intersection.yaml";
+    c.config.write(file, &c.manifest(file)?)?;
+    let cases: [IntersectionCase; 4] = [
+        (
+            "gw-tlsroute-exact-hostname-x-1",
+            &["tlsroute-more-specific-wc-hostname-x-1"],
+            &[("abc.example.com", "tls-backend")],
+            "non.matching.com",
+        ),
+        (
+            "gw-tlsroute-more-specific-wc-hostname-x-2",
+            &[
+                "tlsroute-exact-hostname-x-2",
+                "tlsroute-less-specific-wc-hostname-x-2",
+            ],
+            &[
+                ("abc.example.com", "tls-backend"),
+                ("other.example.com", "tls-backend-2"),
+            ],
+            "non.matching.com",
+        ),
+        (
+            "gw-tlsroute-less-specific-wc-hostname-x-3",
+            &[
+                "tlsroute-exact-hostname-x-3",
+                "tlsroute-more-specific-wc-hostname-x-3",
+            ],
+            &[
+                ("abc.example.com", "tls-backend"),
+                ("other.example.com", "tls-backend-2"),
+            ],
+            "non.matching.com",
+        ),
+        (
+            "gw-tlsroute-empty-hostname-x-4",
+            &[
+                "tlsroute-exact-hostname-x-4",
+                "tlsroute-less-specific-wc-hostname-x-4",
+            ],
+            &[
+                ("abc.example.com", "tls-backend"),
+                ("other.example.com", "tls-backend-2"),
+            ],
+            "non.matching.org",
+        ),
+    ];
+    for (gw, routes, reach, refused) in cases {
+        for route in routes {
+            let key = format!("TLSRoute {INFRA}/{route}");
+            let p = route_parent(c, &key, gw, "Accepted").await?;
+            assert_condition(&p["conditions"], "Accepted", "True", "Accepted");
+            assert_condition(&p["conditions"], "ResolvedRefs", "True", "ResolvedRefs");
+        }
+        let addr = c.gateway(gw).await?;
+        for (sni, backend) in reach {
+            passes_through_to(c, &addr, sni, backend).await?;
+        }
+        let other = HttpsTarget {
+            addr: &addr,
+            port: c.tls_port,
+            sni: refused,
+            host: refused,
+        };
+        let r = https_get_at(&c.ca, &other, "/").await;
+        assert!(r.is_err(), "{gw}: {refused} must get no handshake: {r:?}");
+    }
+    c.config.remove(file)?;
+    Ok(())
+}
+
+/// TLSRouteListenerTerminateNotSupported: without TLSRouteModeTerminate claimed, a TLS
+/// listener in mode Terminate is `Accepted=False UnsupportedValue`, with no route attached.
+pub(super) async fn tls_route_terminate_not_supported(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "tlsroute-listener-terminate-not-supported.yaml";
+    let gw = "gateway-tlsroute-terminate-unsupported";
+    c.config.write(file, &c.manifest(file)?)?;
+    let l = c
+        .listener_where(gw, "tls-terminate", has("Accepted", "False"))
+        .await?;
+    assert_condition(&l["conditions"], "Accepted", "False", "UnsupportedValue");
+    assert_eq!(l["attachedRoutes"], 0, "{l}");
+    assert_eq!(l["supportedKinds"], serde_json::json!([]), "{l}");
+    let key = format!("TLSRoute {INFRA}/tlsroute-terminate-unsupported");
+    let p = route_parent(c, &key, gw, "Accepted").await?;
+    assert_condition(
+        &p["conditions"],
+        "Accepted",
+        "False",
+        "NotAllowedByListeners",
+    );
+    c.config.remove(file)?;
+    c.gone(&format!("Gateway {INFRA}/{gw}")).await
+}

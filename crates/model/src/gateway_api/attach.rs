@@ -384,17 +384,22 @@ fn finish_gateway(gw: GatewayState<'_>) -> (GatewayStatus, ApiGateway) {
         .iter()
         .map(|l| listener_status(l, generation))
         .collect();
-    let all_invalid = !gw.listeners.is_empty() && gw.listeners.iter().all(|l| !l.valid());
+    let parameters = invalid_parameters(gw.spec);
+    let all_invalid = parameters.is_some()
+        || (!gw.listeners.is_empty() && gw.listeners.iter().all(|l| !l.valid()));
     let some_invalid = gw.listeners.iter().any(|l| !l.valid());
-    let accepted = match (all_invalid, some_invalid) {
-        (true, _) => ApiCondition::new(
+    let accepted = match (&parameters, all_invalid, some_invalid) {
+        (Some(why), _, _) => {
+            ApiCondition::new("Accepted", false, "InvalidParameters", why, generation)
+        }
+        (None, true, _) => ApiCondition::new(
             "Accepted",
             false,
             "ListenersNotValid",
             "no listener is valid",
             generation,
         ),
-        (false, true) => ApiCondition::new(
+        (None, false, true) => ApiCondition::new(
             "Accepted",
             true,
             "ListenersNotValid",
@@ -423,9 +428,24 @@ fn finish_gateway(gw: GatewayState<'_>) -> (GatewayStatus, ApiGateway) {
         source: gw.source,
         generation,
         address: gw.address,
-        ports: ports.into_values().collect(),
+        // A Gateway that is not accepted serves nothing.
+        ports: if parameters.is_some() {
+            Vec::new()
+        } else {
+            ports.into_values().collect()
+        },
     };
     (status, compiled)
+}
+
+/// Why `spec.infrastructure.parametersRef` cannot be used: Portolan knows no parameters
+/// kind, so any reference is one it cannot resolve (`None`: there is none).
+fn invalid_parameters(gw: &Gateway) -> Option<String> {
+    let r = gw.spec.infrastructure.as_ref()?.parameters_ref.as_ref()?;
+    Some(format!(
+        "spec.infrastructure.parametersRef: {}/{} {} is not a parameters kind Portolan supports",
+        r.group, r.kind, r.name
+    ))
 }
 
 /// The ports of a Gateway's valid listeners: plain HTTP ports with their virtual hosts, TLS

@@ -37,7 +37,8 @@ impl Proto {
 pub(super) struct ListenerState<'a> {
     pub(super) spec: &'a Listener,
     pub(super) port: u16,
-    pub(super) protocol: Result<Proto, String>,
+    /// What it serves, or the `Accepted=False` reason and message.
+    pub(super) protocol: Result<Proto, (&'static str, String)>,
     pub(super) kinds: Vec<RouteKind>,
     pub(super) invalid_kinds: bool,
     pub(super) conflict: Option<&'static str>,
@@ -103,8 +104,9 @@ fn family(protocol: &str) -> &str {
     }
 }
 
-/// What a listener serves, or why Portolan cannot serve it (`UnsupportedProtocol`).
-fn protocol(l: &Listener) -> Result<Proto, String> {
+/// What a listener serves, or why Portolan cannot serve it: `UnsupportedProtocol` for a
+/// protocol it does not serve, `UnsupportedValue` for a TLS mode it does not serve.
+fn protocol(l: &Listener) -> Result<Proto, (&'static str, String)> {
     let mode = l
         .tls
         .as_ref()
@@ -114,14 +116,17 @@ fn protocol(l: &Listener) -> Result<Proto, String> {
         ("HTTP", _) => Ok(Proto::Http),
         ("HTTPS", "Terminate") => Ok(Proto::Https),
         ("TLS", "Passthrough") => Ok(Proto::Passthrough),
-        ("HTTPS", m) => Err(format!(
-            "an HTTPS listener terminates TLS: tls.mode {m} is not supported"
+        ("HTTPS", m) => Err((
+            "UnsupportedValue",
+            format!("tls.mode {m}: an HTTPS listener terminates TLS"),
         )),
-        ("TLS", m) => Err(format!(
-            "TLS listeners are served in mode Passthrough only, not {m}"
+        ("TLS", m) => Err((
+            "UnsupportedValue",
+            format!("tls.mode {m}: TLS listeners are served in mode Passthrough only"),
         )),
-        (p, _) => Err(format!(
-            "protocol {p} is not supported: HTTP, HTTPS and TLS (Passthrough)"
+        (p, _) => Err((
+            "UnsupportedProtocol",
+            format!("protocol {p} is not supported: HTTP, HTTPS and TLS (Passthrough)"),
         )),
     }
 }
@@ -243,7 +248,7 @@ pub(super) fn listener_status(l: &ListenerState<'_>, generation: i64) -> Listene
         ApiCondition::new(t, ok, reason, message, generation)
     };
     let accepted = match (&l.protocol, l.conflict) {
-        (Err(why), _) => c("Accepted", false, "UnsupportedProtocol", why),
+        (Err((reason, why)), _) => c("Accepted", false, reason, why),
         (_, Some(_)) => c(
             "Accepted",
             false,

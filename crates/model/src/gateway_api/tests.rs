@@ -445,3 +445,47 @@ fn tls_routes_pass_through_by_sni_and_grpc_routes_become_paths() {
         Some(PathMatch::Exact("/pkg.Svc/Get".to_string()))
     );
 }
+
+#[test]
+fn tls_terminate_is_an_unsupported_value_and_parameters_refs_are_refused() {
+    let mut idx = base();
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "terminate", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "listeners": [
+            {"name": "tls-terminate", "port": 443, "protocol": "TLS",
+             "tls": {"mode": "Terminate", "certificateRefs": [{"name": "cert"}]}}]}}),
+    );
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "params", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan",
+            "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}],
+            "infrastructure": {"parametersRef":
+                {"group": "invalid.io", "kind": "InvalidParameters", "name": "invalid"}}}}),
+    );
+    let world = idx.world();
+    assert_eq!(
+        listener_condition(&world, "terminate", "tls-terminate", "Accepted"),
+        ("False".to_string(), "UnsupportedValue".to_string())
+    );
+    let key = ObjectRef::new(Kind::ApiGateway, "infra", "params");
+    let Some(ApiStatus::Gateway(s)) = world.api_statuses.get(&key) else {
+        panic!("no Gateway status");
+    };
+    let accepted = (
+        s.conditions[0].status.as_str(),
+        s.conditions[0].reason.as_str(),
+    );
+    assert_eq!(accepted, ("False", "InvalidParameters"));
+    assert!(
+        s.conditions[0]
+            .message
+            .contains("invalid.io/InvalidParameters"),
+        "{}",
+        s.conditions[0].message
+    );
+    assert!(world.api_gateways[&key].ports.is_empty(), "serves nothing");
+}
