@@ -3,7 +3,8 @@
 //!
 //! Prints, per round: the time from the write of the file to the source's `Changes` reaching
 //! its sink (the real notify watcher, the settle time given), and the time of a full
-//! `FileSource::rescan` after the same kind of change. Run in release:
+//! `FileSource::rescan` and of `FileSource::rescan_paths` (the changed path only) after the
+//! same kind of change. Run in release:
 //!
 //! ```text
 //! cargo run --release -p portolan-files --example file_change -- [SERVICES] [ROUNDS] [SETTLE_MS]
@@ -89,6 +90,20 @@ fn main() {
     println!(
         "full rescan after one change: median {:.2} ms {full:.2?}",
         median(full.clone())
+    );
+    let mut only = Vec::new();
+    for round in 1..=rounds {
+        let i = (round * 7919) % services;
+        let path = tmp.path().join(format!("ns-{}/svc-{i}.yaml", i % 10));
+        std::fs::write(&path, manifest(i, round + 50)).expect("write");
+        let t = Instant::now();
+        let changes = source.rescan_paths([path.as_path()]).expect("rescan");
+        only.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(changes.apply.len(), 1);
+    }
+    println!(
+        "rescan of the changed path only: median {:.3} ms {only:.3?}",
+        median(only.clone())
     );
 
     // Write -> Changes at the sink, through the real watcher.
