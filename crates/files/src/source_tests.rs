@@ -345,6 +345,9 @@ fn fresh_world(d: &TestDir) -> (BTreeMap<ObjectRef, Object>, Vec<ConfigError>) {
     (world, c.errors)
 }
 
+/// An edit of a test directory.
+type Edit = Box<dyn Fn(&TestDir)>;
+
 #[test]
 fn rescanning_only_the_changed_paths_equals_a_full_scan() {
     let d = TestDir::new();
@@ -358,7 +361,7 @@ fn rescanning_only_the_changed_paths_equals_a_full_scan() {
     let mut world = BTreeMap::new();
     world_after(&mut world, &rescan(&mut src));
     // Each step: an edit, then the paths a watcher would report for it.
-    let steps: Vec<(Box<dyn Fn(&TestDir)>, Vec<&str>)> = vec![
+    let steps: Vec<(Edit, Vec<&str>)> = vec![
         (
             Box::new(|d| d.write("a.yaml", &service("a", 81))),
             vec!["a.yaml"],

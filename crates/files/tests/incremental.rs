@@ -76,6 +76,12 @@ impl Watched {
             .await
             .expect("initial scan")
             .expect("sent");
+        let mut synced = reported.synced;
+        tokio::time::timeout(WAIT, synced.wait_for(|s| *s))
+            .await
+            .expect("synced after the initial scan")
+            .expect("sink alive");
+        assert!(reported.health.borrow().up);
         let mut world = World::default();
         world.apply(initial);
         Self { rx, world, task }
