@@ -17,6 +17,8 @@ pub(crate) struct FileState {
     pub parsed: ParsedFile,
     /// Objects the file defined when it last parsed, kept while it is broken.
     pub held: BTreeSet<ObjectRef>,
+    /// The file's own errors (its documents' and its own), which no other file affects.
+    pub errors: Vec<ConfigError>,
 }
 
 /// The desired objects and every error.
@@ -31,16 +33,31 @@ pub(crate) struct Resolved {
 impl FileState {
     /// The state after parsing a file anew. A broken file holds on to whatever it defined
     /// before (`previous`), so a syntax error does not delete its objects.
-    pub fn new(previous: Option<FileState>, hash: Option<u128>, parsed: ParsedFile) -> Self {
+    pub fn new(previous: Option<&FileState>, hash: Option<u128>, parsed: ParsedFile) -> Self {
         let held = match previous {
             Some(prev) if parsed.is_broken() => {
-                let mut held = prev.held;
+                let mut held = prev.held.clone();
                 held.extend(prev.parsed.object_refs());
                 held
             }
             _ => BTreeSet::new(),
         };
-        Self { hash, parsed, held }
+        let mut errors: Vec<ConfigError> =
+            parsed.documents.iter().flat_map(|d| d.errors()).collect();
+        errors.extend(parsed.file_errors.iter().cloned());
+        Self {
+            hash,
+            parsed,
+            held,
+            errors,
+        }
+    }
+
+    /// Every object this file defines or holds on to: the objects a change of it can affect.
+    pub fn refs(&self) -> BTreeSet<ObjectRef> {
+        let mut refs = self.held.clone();
+        refs.extend(self.parsed.object_refs());
+        refs
     }
 }
 

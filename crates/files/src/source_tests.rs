@@ -327,3 +327,129 @@ fn a_proxy_scope_is_read_and_a_bad_entry_is_rejected_by_field_path() {
         "{errors:?}"
     );
 }
+
+/// What a source handed out so far, applied in order.
+fn world_after(world: &mut BTreeMap<ObjectRef, Object>, c: &Changes) {
+    for o in &c.apply {
+        world.insert(o.object_ref(), o.clone());
+    }
+    for r in &c.delete {
+        world.remove(r);
+    }
+}
+
+fn fresh_world(d: &TestDir) -> (BTreeMap<ObjectRef, Object>, Vec<ConfigError>) {
+    let c = rescan(&mut d.source());
+    let mut world = BTreeMap::new();
+    world_after(&mut world, &c);
+    (world, c.errors)
+}
+
+/// An edit of a test directory.
+type Edit = Box<dyn Fn(&TestDir)>;
+
+#[test]
+fn rescanning_only_the_changed_paths_equals_a_full_scan() {
+    let d = TestDir::new();
+    d.write("a.yaml", &service("a", 80));
+    d.write(
+        "b.yaml",
+        &stream(&[service("b", 80), slice("b-1", "b", "10.0.0.1")]),
+    );
+    d.write("mesh/c.yaml", &service("c", 80));
+    let mut src = d.source();
+    let mut world = BTreeMap::new();
+    world_after(&mut world, &rescan(&mut src));
+    // Each step: an edit, then the paths a watcher would report for it.
+    let steps: Vec<(Edit, Vec<&str>)> = vec![
+        (
+            Box::new(|d| d.write("a.yaml", &service("a", 81))),
+            vec!["a.yaml"],
+        ),
+        // A duplicate in a later file, then the first definition removed.
+        (
+            Box::new(|d| d.write("z.yaml", &service("a", 82))),
+            vec!["z.yaml"],
+        ),
+        (Box::new(|d| d.remove("a.yaml")), vec!["a.yaml"]),
+        // A document moved between files.
+        (
+            Box::new(|d| {
+                d.write("b.yaml", &service("b", 80));
+                d.write(
+                    "mesh/c.yaml",
+                    &stream(&[service("c", 80), slice("b-1", "b", "10.0.0.2")]),
+                );
+            }),
+            vec!["b.yaml", "mesh/c.yaml"],
+        ),
+        (
+            Box::new(|d| d.rename("mesh/c.yaml", "c.yaml")),
+            vec!["mesh/c.yaml", "c.yaml"],
+        ),
+        // Files Portolan does not read, and hidden ones, change nothing.
+        (
+            Box::new(|d| d.write("notes.txt", &service("n", 80))),
+            vec!["notes.txt"],
+        ),
+        (
+            Box::new(|d| d.write(".h/x.yaml", &service("h", 80))),
+            vec![".h/x.yaml", ".h"],
+        ),
+        // A directory event reads the whole tree (here: a file the events did not name).
+        (
+            Box::new(|d| d.write("new/d.yaml", &service("d", 80))),
+            vec!["new"],
+        ),
+        (
+            Box::new(|d| d.write("e.yaml", &service("e", 80))),
+            vec!["mesh"],
+        ),
+    ];
+    for (i, (edit, paths)) in steps.into_iter().enumerate() {
+        edit(&d);
+        let paths: Vec<PathBuf> = paths.iter().map(|p| d.path(p)).collect();
+        let c = src
+            .rescan_paths(paths.iter().map(PathBuf::as_path))
+            .expect("readable");
+        world_after(&mut world, &c);
+        let (want, want_errors) = fresh_world(&d);
+        assert_eq!(world, want, "step {i}");
+        assert_eq!(c.errors, want_errors, "step {i}");
+    }
+    assert!(world.contains_key(&svc_ref("d")) && world.contains_key(&svc_ref("e")));
+}
+
+#[test]
+fn a_broken_file_rescanned_alone_keeps_its_objects_and_names_the_field() {
+    let d = TestDir::new();
+    d.write("a.yaml", &service("a", 80));
+    d.write("b.yaml", &service("b", 80));
+    let mut src = d.source();
+    rescan(&mut src);
+    d.write("a.yaml", &service("a", 0));
+    let c = src
+        .rescan_paths([d.path("a.yaml").as_path()])
+        .expect("readable");
+    assert!(c.is_empty(), "the last good a stays: {c:?}");
+    let errs = errors(&c);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("a.yaml") && errs[0].contains("spec.ports[0].port"),
+        "{errs:?}"
+    );
+    d.write("a.yaml", "kind: [");
+    let c = src
+        .rescan_paths([d.path("a.yaml").as_path()])
+        .expect("readable");
+    assert!(
+        c.is_empty(),
+        "a file that does not parse keeps its objects: {c:?}"
+    );
+    d.write("a.yaml", &service("a", 81));
+    let c = src
+        .rescan_paths([d.path("a.yaml").as_path()])
+        .expect("readable");
+    assert_eq!(port_of(&c, "a"), Some(81));
+    assert!(c.errors.is_empty());
+}

@@ -13,6 +13,8 @@ pub(crate) struct Listing {
     pub files: Vec<(String, PathBuf)>,
     /// Subdirectories that could not be read: `(relative path, why)`.
     pub unreadable: Vec<(String, String)>,
+    /// A symbolic link was met (outside hidden directories, which are not walked).
+    pub links: bool,
 }
 
 /// Whether a file name is a manifest Portolan reads.
@@ -55,6 +57,9 @@ impl Walk {
             } else {
                 format!("{prefix}/{name}")
             };
+            if path.is_symlink() {
+                self.listing.links = true;
+            }
             // Follows symlinks (ConfigMap volumes are made of them); a dangling one is skipped.
             match fs::metadata(&path) {
                 Ok(meta) if meta.is_dir() => self.dir(rel, &path),

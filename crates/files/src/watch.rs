@@ -1,7 +1,11 @@
 //! [`FileSource`] as a [`Source`]: keeps the index in step with the directory. Writes the
 //! initial full scan first (then the source is synced), then one [`Changes`] per burst of
 //! file-system events (coalesced: a rescan happens once events have been quiet for the
-//! source's settle time, [`FileSource::with_settle`]). If the watcher fails or the directory goes away, the last good state stays,
+//! source's settle time, [`FileSource::with_settle`]). A burst re-reads only the paths its
+//! events named ([`FileSource::rescan_paths`]); the whole tree is read again when the watcher
+//! reports an overflow (`need_rescan`), an error, an event without paths, or more than
+//! [`MAX_PATHS`] paths, and after the watcher is (re)started.
+//! If the watcher fails or the directory goes away, the last good state stays,
 //! the source reports itself down ([`SourceHealth`]) and the directory is polled every
 //! [`RETRY`] until the watcher can be set up again; once it can be read, the source is up.
 
@@ -10,9 +14,10 @@ use crate::source::{FileSource, REPORTER};
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use portolan_model::source::{Source, SourceHealth, SourceSink};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -21,6 +26,8 @@ use tokio::time::Instant;
 const MAX_SETTLE: Duration = Duration::from_secs(1);
 /// Poll interval while the watcher is down (directory missing, watcher error).
 const RETRY: Duration = Duration::from_secs(1);
+/// More paths than this in one burst: read the whole tree instead of remembering them.
+pub(crate) const MAX_PATHS: usize = 4096;
 
 // === impl FileSource (Source) ===
 
@@ -52,10 +59,18 @@ impl Source for FileSource {
                 tracing::warn!(dir = %self.dir().display(), "file watcher lost the directory");
                 watcher = None;
             }
-            if watcher.is_none() {
+            let pending = signal.take();
+            let restarted = watcher.is_none();
+            if restarted {
                 watcher = start(self.dir(), &signal).ok();
             }
-            let changes = match self.rescan() {
+            let scan = match pending {
+                Pending::Paths(paths) if !restarted => {
+                    self.rescan_paths(paths.iter().map(PathBuf::as_path))
+                }
+                _ => self.rescan(),
+            };
+            let changes = match scan {
                 Ok(changes) => changes,
                 Err(e) => {
                     if healthy {
@@ -87,6 +102,20 @@ struct Signal {
     notify: Notify,
     /// The watcher failed or its directory was removed or moved: set it up again.
     broken: AtomicBool,
+    /// What changed since the watch loop last looked.
+    pending: Mutex<Pending>,
+}
+
+/// The paths events named since the last scan, or that only a full scan will do.
+enum Pending {
+    Paths(BTreeSet<PathBuf>),
+    Everything,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending::Paths(BTreeSet::new())
+    }
 }
 
 // === impl Signal ===
@@ -95,14 +124,40 @@ impl Signal {
     fn event(&self, root: &Path, event: notify::Result<notify::Event>) {
         match event {
             Ok(ev) if is_own_read(&ev.kind) => return,
-            Ok(ev) if is_root_gone(root, &ev) => self.broken.store(true, Ordering::SeqCst),
-            Ok(_) => {}
+            Ok(ev) if is_root_gone(root, &ev) => {
+                self.broken.store(true, Ordering::SeqCst);
+                self.note(None);
+            }
+            Ok(ev) if ev.need_rescan() || ev.paths.is_empty() => self.note(None),
+            Ok(ev) => self.note(Some(ev.paths)),
             Err(e) => {
                 tracing::warn!(error = %e, "file watcher error");
                 self.broken.store(true, Ordering::SeqCst);
+                self.note(None);
             }
         }
         self.notify.notify_one();
+    }
+
+    /// Adds `paths` to what is pending (`None`: everything).
+    fn note(&self, paths: Option<Vec<PathBuf>>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match (&mut *pending, paths) {
+            (Pending::Paths(set), Some(paths)) => {
+                set.extend(paths);
+                if set.len() > MAX_PATHS {
+                    *pending = Pending::Everything;
+                }
+            }
+            (_, None) => *pending = Pending::Everything,
+            (Pending::Everything, Some(_)) => {}
+        }
+    }
+
+    /// Takes what is pending; events from now on count towards the next scan.
+    fn take(&self) -> Pending {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *pending)
     }
 }
 
