@@ -12,7 +12,9 @@
 //! A TLS port (HTTPS and TLS listeners) has a TLS inspector and one filter chain per
 //! [`ApiChain`], matched on SNI (`server_names`; a chain without names takes the rest): an
 //! HTTPS listener's chain terminates TLS with its certificates and routes by its own route
-//! configuration `gateway-{port}/{listener}`; a passthrough chain is a TCP proxy to its
+//! configuration `gateway-{port}/{listener}` (its certificates named over SDS,
+//! `gateway-cert|NS/NAME`, see [`crate::tls`]: keys travel in the group's snapshot, never in
+//! the listener); a passthrough chain is a TCP proxy to its
 //! TLSRoute's weighted backends.
 
 use crate::ProxyGroup;
@@ -22,6 +24,7 @@ use crate::filters;
 use crate::names;
 use crate::route::route_configuration;
 use crate::route_rules;
+use crate::tls::GatewaySecrets;
 use crate::{tcp, tls};
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
@@ -30,6 +33,7 @@ use envoy_types::pb::envoy::config::route::v3::route_action::ClusterNotFoundResp
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost, route};
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::util::pack_any;
 use portolan_model::World;
 use portolan_model::gateway::TlsSecret;
@@ -51,14 +55,16 @@ pub(crate) fn selecting<'w>(world: &'w World, group: &ProxyGroup) -> Option<&'w 
         .find(|g| g.group == group.cluster)
 }
 
-/// The Gateway's listeners and route configurations: one listener per listener port; a plain
-/// HTTP port has one route configuration, a TLS port one per HTTPS listener.
+/// The Gateway's listeners, route configurations and SDS secrets: one listener per listener
+/// port; a plain HTTP port has one route configuration, a TLS port one per HTTPS listener and
+/// the certificates its chains name.
 pub(crate) fn resources(
     ctx: &Context<'_>,
     gateway: &ApiGateway,
-) -> (Vec<Listener>, Vec<RouteConfiguration>) {
+) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<Secret>) {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
+    let mut secrets = GatewaySecrets::default();
     for port in &gateway.ports {
         let name = names::gateway_listener_name(port.port);
         let mut listener = Listener {
@@ -75,7 +81,7 @@ pub(crate) fn resources(
                     continue;
                 }
                 let (filter_chain, route) =
-                    tls_chain(ctx, &gateway.source.namespace, port.port, chain);
+                    tls_chain(ctx, &gateway.source.namespace, port.port, chain, &mut secrets);
                 listener.filter_chains.push(filter_chain);
                 routes.extend(route);
             }
@@ -92,7 +98,7 @@ pub(crate) fn resources(
         }
         listeners.push(listener);
     }
-    (listeners, routes)
+    (listeners, routes, secrets.into_secrets())
 }
 
 fn tls_inspector() -> ListenerFilter {
@@ -118,6 +124,7 @@ fn tls_chain(
     namespace: &str,
     port: u16,
     chain: &ApiChain,
+    secrets: &mut GatewaySecrets,
 ) -> (FilterChain, Option<RouteConfiguration>) {
     let filter_chain_match = (!chain.server_names.is_empty()).then(|| FilterChainMatch {
         server_names: sorted(&chain.server_names),
@@ -139,7 +146,7 @@ fn tls_chain(
                     &name,
                     &ctx.options.telemetry,
                 )],
-                transport_socket: Some(tls::terminating_transport_socket(&certificates)),
+                transport_socket: Some(tls::terminating_transport_socket(&certificates, secrets)),
                 ..Default::default()
             };
             (filter_chain, Some(route_config(ctx, &name, virtual_hosts)))
