@@ -80,8 +80,13 @@ pub(crate) fn resources(
                 if !seen.insert(sorted(&chain.server_names)) {
                     continue;
                 }
-                let (filter_chain, route) =
-                    tls_chain(ctx, &gateway.source.namespace, port.port, chain, &mut secrets);
+                let (filter_chain, route) = tls_chain(
+                    ctx,
+                    &gateway.source.namespace,
+                    port.port,
+                    chain,
+                    &mut secrets,
+                );
                 listener.filter_chains.push(filter_chain);
                 routes.extend(route);
             }

@@ -7,16 +7,16 @@
 //! ([`GatewaySecrets`]), so only the proxies of the gateway's group receive the key, and a
 //! rotated Secret is one new SDS secret while the listener stays the same.
 
+use crate::cluster::ads_config_source;
 use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
 use envoy_types::pb::envoy::config::core::v3::{DataSource, TransportSocket, data_source};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig,
-    Secret, SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
+    SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
     common_tls_context::ValidationContextType, secret, subject_alt_name_matcher::SanType,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::util::pack_any;
-use crate::cluster::ads_config_source;
 use portolan_api::ObjectRef;
 use portolan_model::gateway::TlsSecret;
 use portolan_model::policy::UpstreamTls;
