@@ -209,12 +209,14 @@ async fn rotating_a_gateway_secret_pushes_one_secret_to_that_gateway_only() -> a
         .portolan
         .metric("portolan_xds_pushes_total{type=\"lds\"}")
         .await?;
+    assert!(lds_pushes.is_some_and(|n| n > 0.0), "no LDS push counted");
     let sds_pushes = m
         .portolan
         .metric("portolan_xds_pushes_total{type=\"sds\"}")
         .await?
         .unwrap_or(0.0);
     let lds_updates = m.envoy.stat("listener_manager.lds.update_success").await?;
+    assert!(lds_updates.is_some_and(|n| n > 0), "no LDS update in Envoy");
 
     // Rotate: the same Secret, a new certificate and key.
     let second = ca.issue(&["www.example.com"])?;
