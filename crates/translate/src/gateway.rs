@@ -132,7 +132,8 @@ pub(crate) fn resources(
             routes.push(route);
         }
     }
-    (listeners, routes, secrets.into_secrets())
+    let secrets = secrets.into_secrets(provenance);
+    (listeners, routes, secrets)
 }
 
 /// The Gateways of a port's listeners and the Secrets it serves.
@@ -216,7 +217,11 @@ fn https_port(
                     &name,
                     &ctx.options.telemetry,
                 )],
-                transport_socket: Some(tls::downstream_transport_socket(secret, secrets)),
+                transport_socket: Some(tls::downstream_transport_socket(
+                    secret,
+                    &entry.gateway.source,
+                    secrets,
+                )),
                 ..Default::default()
             })
         })

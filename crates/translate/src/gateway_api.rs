@@ -22,6 +22,7 @@ use crate::address::socket_address;
 use crate::context::Context;
 use crate::filters;
 use crate::names;
+use crate::provenance::Provenance;
 use crate::route::route_configuration;
 use crate::route_rules;
 use crate::tls::GatewaySecrets;
@@ -35,6 +36,7 @@ use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::Tl
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::util::pack_any;
+use portolan_api::ObjectRef;
 use portolan_model::World;
 use portolan_model::gateway::TlsSecret;
 use portolan_model::gateway_api::{
@@ -61,6 +63,7 @@ pub(crate) fn selecting<'w>(world: &'w World, group: &ProxyGroup) -> Option<&'w 
 pub(crate) fn resources(
     ctx: &Context<'_>,
     gateway: &ApiGateway,
+    provenance: &mut Provenance,
 ) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<Secret>) {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
@@ -80,13 +83,8 @@ pub(crate) fn resources(
                 if !seen.insert(sorted(&chain.server_names)) {
                     continue;
                 }
-                let (filter_chain, route) = tls_chain(
-                    ctx,
-                    &gateway.source.namespace,
-                    port.port,
-                    chain,
-                    &mut secrets,
-                );
+                let (filter_chain, route) =
+                    tls_chain(ctx, &gateway.source, port.port, chain, &mut secrets);
                 listener.filter_chains.push(filter_chain);
                 routes.extend(route);
             }
@@ -103,7 +101,8 @@ pub(crate) fn resources(
         }
         listeners.push(listener);
     }
-    (listeners, routes, secrets.into_secrets())
+    let secrets = secrets.into_secrets(provenance);
+    (listeners, routes, secrets)
 }
 
 fn tls_inspector() -> ListenerFilter {
@@ -126,7 +125,7 @@ fn sorted(names: &[String]) -> Vec<String> {
 /// `gateway-{port}/{listener}`).
 fn tls_chain(
     ctx: &Context<'_>,
-    namespace: &str,
+    gateway: &ObjectRef,
     port: u16,
     chain: &ApiChain,
     secrets: &mut GatewaySecrets,
@@ -151,7 +150,11 @@ fn tls_chain(
                     &name,
                     &ctx.options.telemetry,
                 )],
-                transport_socket: Some(tls::terminating_transport_socket(&certificates, secrets)),
+                transport_socket: Some(tls::terminating_transport_socket(
+                    &certificates,
+                    gateway,
+                    secrets,
+                )),
                 ..Default::default()
             };
             (filter_chain, Some(route_config(ctx, &name, virtual_hosts)))
@@ -164,7 +167,8 @@ fn tls_chain(
                     let cluster = if b.destination.host == INVALID_BACKEND_HOST {
                         names::unrouted_cluster_name(port)
                     } else {
-                        ctx.resolve(namespace, &b.destination, None).cluster
+                        ctx.resolve(&gateway.namespace, &b.destination, None)
+                            .cluster
                     };
                     (cluster, b.weight)
                 })

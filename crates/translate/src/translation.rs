@@ -165,7 +165,7 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
     }
     if let Some(gateway) = gateway_api::selecting(ctx.world, group) {
         (resources.listeners, resources.routes, resources.secrets) =
-            gateway_api::resources(ctx, gateway);
+            gateway_api::resources(ctx, gateway, &mut resources.provenance);
         return resources;
     }
     let gateways = gateway::selecting(ctx.world, group);

@@ -198,11 +198,26 @@ async fn rotating_a_gateway_secret_pushes_one_secret_to_that_gateway_only() -> a
         .map_err(|e| anyhow::anyhow!("{e}\n{}", m.diagnostics()))?;
 
     // The key is an SDS secret of the gateway's proxy, not part of its listener.
-    let dump = m.envoy.admin("/config_dump?resource=dynamic_active_secrets").await?;
-    assert!(dump.contains(WWW_SECRET), "no SDS secret {WWW_SECRET}: {dump}");
-    let listeners = m.envoy.admin("/config_dump?resource=dynamic_listeners").await?;
-    assert!(listeners.contains(WWW_SECRET), "listener names no SDS secret");
-    assert!(!listeners.contains("private_key"), "a key inline: {listeners}");
+    let dump = m
+        .envoy
+        .admin("/config_dump?resource=dynamic_active_secrets")
+        .await?;
+    assert!(
+        dump.contains(WWW_SECRET),
+        "no SDS secret {WWW_SECRET}: {dump}"
+    );
+    let listeners = m
+        .envoy
+        .admin("/config_dump?resource=dynamic_listeners")
+        .await?;
+    assert!(
+        listeners.contains(WWW_SECRET),
+        "listener names no SDS secret"
+    );
+    assert!(
+        !listeners.contains("private_key"),
+        "a key inline: {listeners}"
+    );
 
     let lds_version = listener_version(&m.envoy, &listener).await?;
     let lds_pushes = m
@@ -235,7 +250,10 @@ async fn rotating_a_gateway_secret_pushes_one_secret_to_that_gateway_only() -> a
         .metric("portolan_xds_pushes_total{type=\"sds\"}")
         .await?
         .unwrap_or(0.0);
-    assert!(sds_after > sds_pushes, "no SDS push: {sds_pushes} -> {sds_after}");
+    assert!(
+        sds_after > sds_pushes,
+        "no SDS push: {sds_pushes} -> {sds_after}"
+    );
     assert_eq!(
         m.portolan
             .metric("portolan_xds_pushes_total{type=\"lds\"}")
