@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(found.resources, [name]);
         assert_eq!(
             objects(&found),
-            ["Gateway edge/ingress", "Secret edge/www-tls"]
+            ["Secret edge/www-tls", "Gateway edge/ingress"]
         );
         let none = attribute(
             &p,
