@@ -211,7 +211,9 @@ async fn envoy_nacks_a_bad_certificate_and_keeps_serving_the_last_good_one() -> 
         1.0
     );
     assert!(metric(&m, "portolan_debounce_batches_total").await? >= 2.0);
-    assert!(metric(&m, "portolan_xds_push_latency_seconds_count{type=\"lds\"}").await? >= 2.0);
+    // The broken and the fixed Secret each went out as a secret push (the listener as before).
+    assert!(metric(&m, "portolan_xds_pushes_total{type=\"sds\"}").await? >= 3.0);
+    assert!(metric(&m, "portolan_xds_pushes_total{type=\"lds\"}").await? >= 1.0);
     assert!(metric(&m, "portolan_resources{type=\"lds\"}").await? >= 1.0);
     Ok(())
 }
