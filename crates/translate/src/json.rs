@@ -29,10 +29,10 @@ pub fn resources_to_json(r: &Resources) -> Result<Value, JsonError> {
 /// `secret` with its private key (if any) replaced by [`REDACTED`].
 fn redacted(secret: &Secret) -> Secret {
     let mut secret = secret.clone();
-    if let Some(secret::Type::TlsCertificate(cert)) = &mut secret.r#type {
-        if cert.private_key.is_some() {
-            cert.private_key = Some(crate::tls::inline(REDACTED));
-        }
+    if let Some(secret::Type::TlsCertificate(cert)) = &mut secret.r#type
+        && cert.private_key.is_some()
+    {
+        cert.private_key = Some(crate::tls::inline(REDACTED));
     }
     secret
 }
