@@ -7,7 +7,7 @@
 
 use crate::bin;
 use portolan_e2e::envoy::Protocol;
-use portolan_e2e::mesh::https_gateway;
+use portolan_e2e::mesh::{https_gateway, https_gateway_speaking};
 use portolan_e2e::ports::free_port;
 use portolan_e2e::tls::{TestCa, https_get};
 use portolan_e2e::{Mesh, eventually, example};
@@ -160,23 +160,29 @@ async fn listener_version(envoy: &portolan_e2e::Envoy, name: &str) -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_a_gateway_secret_pushes_one_secret_to_that_gateway_only() -> anyhow::Result<()> {
+    rotate_gateway_secret(Protocol::Sotw).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_a_gateway_secret_over_delta_pushes_one_secret() -> anyhow::Result<()> {
+    rotate_gateway_secret(Protocol::Delta).await
+}
+
+/// The gateway's Envoy speaks `protocol`: (a) new connections get the rotated certificate,
+/// (b) one secret is pushed and the listener is not, (c) a proxy of another group never holds
+/// the secret, (d) no key text on a debug page or in a log.
+async fn rotate_gateway_secret(protocol: Protocol) -> anyhow::Result<()> {
     let _shared = portolan_e2e::serial::shared().await;
     let www = portolan_e2e::Upstream::start("www").await?;
     let ca = TestCa::new()?;
     let first = ca.issue(&["www.example.com"])?;
-    let (m, ports) = https_gateway(bin(), &www, &first).await?;
+    let (m, ports) = https_gateway_speaking(bin(), &www, &first, protocol).await?;
     let https = ports.https;
     let listener = format!("gateway-{https}");
     m.wait_config(&format!("\"{listener}\"")).await?;
     // A proxy of another group, connected throughout.
-    let other = portolan_e2e::Envoy::start(
-        bin(),
-        m.portolan.ports(),
-        "other-1",
-        "other",
-        Protocol::Sotw,
-    )
-    .await?;
+    let other =
+        portolan_e2e::Envoy::start(bin(), m.portolan.ports(), "other-1", "other", protocol).await?;
     let served = |cert: Vec<u8>, what: &'static str| {
         let ca = &ca;
         async move {
