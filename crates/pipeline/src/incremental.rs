@@ -89,7 +89,8 @@ impl IncrementalBuilder {
             .map(|(snapshot, _)| snapshot)
     }
 
-    /// [`IncrementalBuilder::build`] with SDS secrets (a mesh group's certificates) added;
+    /// [`IncrementalBuilder::build`] with SDS secrets (a mesh group's certificates) added to
+    /// those translation gave (a gateway group's certificates);
     /// also gives the translation's [`Provenance`] (entries of Services whose translation was
     /// reused are the memo's, shared).
     pub fn build_with_secrets(
@@ -123,6 +124,13 @@ fn snapshot(
     previous: Option<&Snapshot>,
     secrets: &[Secret],
 ) -> Result<Snapshot, SnapshotError> {
+    let all_secrets;
+    let secrets = if resources.secrets.is_empty() {
+        secrets
+    } else {
+        all_secrets = [resources.secrets.as_slice(), secrets].concat();
+        all_secrets.as_slice()
+    };
     let parts = Parts {
         clusters: resources.clusters,
         load_assignments: resources.load_assignments,

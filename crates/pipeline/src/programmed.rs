@@ -127,7 +127,8 @@ pub fn nacks(cache: &Cache, provenances: &Provenances, proxies: &[ProxyStatus]) 
 
 /// What Envoy's `text` about resources of `kind` (those of the NACK, `covered`) points at:
 /// the parts of a route configuration the text names or quotes, else the resources it names,
-/// whole. Resources without provenance are still listed when named, without objects.
+/// whole. Resources without provenance are still listed when named, without objects. A
+/// secret NACK that names none points at every covered gateway secret.
 pub fn attribute(
     provenance: &Provenance,
     kind: ResourceKind,
@@ -151,11 +152,21 @@ pub fn attribute(
             finer.insert(name);
         }
     }
-    let named: BTreeSet<&str> = covered
+    let mut named: BTreeSet<&str> = covered
         .iter()
         .copied()
         .filter(|n| !finer.contains(n) && text.contains(n))
         .collect();
+    if kind == ResourceKind::Secret && finer.is_empty() && named.is_empty() {
+        // Envoy's text about a certificate names no secret ("Failed to load private key from
+        // <inline>"): the gateway secrets of the rejected response, all of them.
+        named = of_kind
+            .clone()
+            .flat_map(|e| e.names.iter())
+            .map(String::as_str)
+            .filter(|n| covered.contains(n))
+            .collect();
+    }
     for entry in of_kind.filter(|e| e.names.iter().any(|n| named.contains(n.as_str()))) {
         found.objects.extend(entry.objects().iter().cloned());
     }
@@ -163,8 +174,8 @@ pub fn attribute(
     found
 }
 
-/// The kind of resource translation records for an xDS type (workload certificates come from
-/// the CA, not from an object).
+/// The kind of resource translation records for an xDS type (gateway certificates; workload
+/// certificates come from the CA, not from an object, and have no provenance).
 fn kind_of(ty: ResourceType) -> Option<ResourceKind> {
     match ty {
         ResourceType::Cluster => Some(ResourceKind::Cluster),
@@ -172,7 +183,7 @@ fn kind_of(ty: ResourceType) -> Option<ResourceKind> {
         ResourceType::Listener => Some(ResourceKind::Listener),
         ResourceType::Route => Some(ResourceKind::Route),
         ResourceType::VirtualHost => Some(ResourceKind::VirtualHost),
-        ResourceType::Secret => None,
+        ResourceType::Secret => Some(ResourceKind::Secret),
     }
 }
 
@@ -318,6 +329,36 @@ mod tests {
         let found = attribute(&provenance(), ResourceKind::Route, &mesh, &text);
         assert_eq!(found.resources, ["mesh-outbound"]);
         assert_eq!(objects(&found), ["TrafficRoute shop/api-canary"]);
+    }
+
+    /// Envoy's text for a certificate it cannot load names no secret: the NACK points at the
+    /// gateway secrets it covered (not at workload certificates, which have no provenance).
+    #[test]
+    fn a_secret_nack_naming_nothing_is_attributed_to_the_covered_gateway_secrets() {
+        let gateway = ObjectRef::new(Kind::Gateway, "edge", "ingress");
+        let secret = ObjectRef::new(Kind::Secret, "edge", "www-tls");
+        let mut p = provenance();
+        let name = "gateway-cert|edge/www-tls";
+        p.push(Entry::new(
+            ResourceKind::Secret,
+            name,
+            origins([gateway, secret]),
+        ));
+        let text = "Failed to load private key from <inline>, Cause: KEY_VALUES_MISMATCH";
+        let both = covered(&[name, "portolan-workload-cert"]);
+        let found = attribute(&p, ResourceKind::Secret, &both, text);
+        assert_eq!(found.resources, [name]);
+        assert_eq!(
+            objects(&found),
+            ["Secret edge/www-tls", "Gateway edge/ingress"]
+        );
+        let none = attribute(
+            &p,
+            ResourceKind::Secret,
+            &covered(&["portolan-workload-cert"]),
+            text,
+        );
+        assert!(none.objects.is_empty() && none.resources.is_empty());
     }
 
     #[test]

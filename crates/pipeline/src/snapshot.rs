@@ -4,7 +4,8 @@
 //!
 //! A group's snapshot holds its clusters, ClusterLoadAssignments, listeners and route
 //! configurations, an on-demand group's VHDS virtual hosts (its clusters, but those its
-//! listeners use directly, served by name only), and a mesh group's SDS secrets. The builder
+//! listeners use directly, served by name only), a mesh group's SDS secrets and a gateway
+//! group's certificates (SDS secrets its listeners name). The builder
 //! checks the set for consistency (see [`portolan_xds::SnapshotBuilder::build`]) and shares
 //! every resource whose bytes did not change with the previous snapshot.
 
@@ -42,7 +43,7 @@ pub struct Parts<'a, C, A, R> {
     pub routes: Vec<R>,
     /// An on-demand group's virtual hosts and wildcard clusters.
     pub on_demand: Option<&'a OnDemandResources>,
-    /// A mesh group's workload certificate and trust bundle.
+    /// A mesh group's workload certificate and trust bundle, a gateway group's certificates.
     pub secrets: &'a [Secret],
 }
 
@@ -103,7 +104,7 @@ impl Encodable for Encoded {
 // === impl Parts ===
 
 impl<'a> Parts<'a, &'a Cluster, &'a ClusterLoadAssignment, &'a RouteConfiguration> {
-    /// The parts of translated messages (no secrets).
+    /// The parts of translated messages (with the gateway certificates translation gave).
     pub fn of(resources: &'a Resources) -> Self {
         Self {
             clusters: resources.clusters.iter().collect(),
@@ -111,7 +112,7 @@ impl<'a> Parts<'a, &'a Cluster, &'a ClusterLoadAssignment, &'a RouteConfiguratio
             listeners: &resources.listeners,
             routes: resources.routes.iter().collect(),
             on_demand: resources.on_demand.as_ref(),
-            secrets: &[],
+            secrets: &resources.secrets,
         }
     }
 }

@@ -10,8 +10,9 @@
 //!   one virtual host per host of the TrafficRoutes attached to the Gateway that the
 //!   listener's hostnames allow (domains `host` and `host:port`). No routes: an empty route
 //!   configuration, Envoy answers 404.
-//! * HTTPS: the same, behind TLS from the listener's Secret; a listener whose Secret is
-//!   missing is skipped (and the port with it when none is left). When several HTTPS
+//! * HTTPS: the same, behind TLS from the listener's Secret, named over SDS (`gateway-cert|NS/NAME`,
+//!   see [`crate::tls`]: the key is in the group's snapshot, never in the listener); a listener
+//!   whose Secret is missing is skipped (and the port with it when none is left). When several HTTPS
 //!   listeners share a port, each filter chain matches on its hostnames (SNI).
 //! * TCP: see [`crate::tcp`].
 
@@ -25,12 +26,13 @@ use crate::provenance::{Entry as ProvenanceEntry, Origins, Provenance, ResourceK
 use crate::route::{Parts, route_configuration};
 use crate::route_rules;
 use crate::tcp;
-use crate::tls;
+use crate::tls::{self, GatewaySecrets};
 use envoy_types::pb::envoy::config::listener::v3::{
     FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
 };
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::util::pack_any;
 use portolan_api::{Kind, ObjectRef};
 use portolan_model::World;
@@ -89,23 +91,25 @@ fn selects(selector: &GatewaySelector, group: &ProxyGroup) -> bool {
     cluster_ok && labels_ok
 }
 
-/// The listeners and route configurations of the selected Gateways; records their provenance
-/// (a listener: the Gateways with a listener on its port, and the Secrets it serves; a route
-/// configuration: each virtual host and rule from the TrafficRoute of its host).
+/// The listeners, route configurations and SDS secrets (the certificates the HTTPS listeners
+/// name) of the selected Gateways; records their provenance (a listener: the Gateways with a
+/// listener on its port, and the Secrets it serves; a route configuration: each virtual host
+/// and rule from the TrafficRoute of its host).
 pub(crate) fn resources(
     ctx: &Context<'_>,
     gateways: &[&Arc<Gateway>],
     provenance: &mut Provenance,
-) -> (Vec<Listener>, Vec<RouteConfiguration>) {
+) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<Secret>) {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
+    let mut secrets = GatewaySecrets::default();
     for (port, entries) in by_port(gateways) {
         let (listener, route, from) = match entries[0].listener.protocol {
             ListenerProtocol::Http => {
                 let (listener, route) = http_port(ctx, port, &entries);
                 (listener, route, listener_origins(&entries, &[]))
             }
-            ListenerProtocol::Https => match https_port(ctx, port, &entries) {
+            ListenerProtocol::Https => match https_port(ctx, port, &entries, &mut secrets) {
                 Some((listener, route, secrets)) => {
                     let from = listener_origins(&entries, &secrets);
                     (listener, route, from)
@@ -128,7 +132,8 @@ pub(crate) fn resources(
             routes.push(route);
         }
     }
-    (listeners, routes)
+    let secrets = secrets.into_secrets(provenance);
+    (listeners, routes, secrets)
 }
 
 /// The Gateways of a port's listeners and the Secrets it serves.
@@ -172,11 +177,13 @@ fn http_port(
     (listener, Some(route_config(ctx, port, entries)))
 }
 
-/// An HTTPS port's listener, its route configuration and the Secrets it serves.
+/// An HTTPS port's listener, its route configuration and the Secrets it serves (recorded in
+/// `secrets` when a filter chain names them).
 fn https_port(
     ctx: &Context<'_>,
     port: u16,
     entries: &[Entry<'_>],
+    secrets: &mut GatewaySecrets,
 ) -> Option<(Listener, Option<RouteAndEntry>, Vec<ObjectRef>)> {
     let with_secrets: Vec<_> = entries
         .iter()
@@ -210,7 +217,11 @@ fn https_port(
                     &name,
                     &ctx.options.telemetry,
                 )],
-                transport_socket: Some(tls::downstream_transport_socket(secret)),
+                transport_socket: Some(tls::downstream_transport_socket(
+                    secret,
+                    &entry.gateway.source,
+                    secrets,
+                )),
                 ..Default::default()
             })
         })
@@ -224,8 +235,8 @@ fn https_port(
         ..Default::default()
     }];
     let kept: Vec<Entry<'_>> = with_secrets.iter().map(|(e, _)| *e).collect();
-    let secrets = with_secrets.iter().map(|(_, s)| s.source.clone()).collect();
-    Some((listener, Some(route_config(ctx, port, &kept)), secrets))
+    let sources = with_secrets.iter().map(|(_, s)| s.source.clone()).collect();
+    Some((listener, Some(route_config(ctx, port, &kept)), sources))
 }
 
 fn tcp_port(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> Listener {

@@ -12,7 +12,9 @@
 //! A TLS port (HTTPS and TLS listeners) has a TLS inspector and one filter chain per
 //! [`ApiChain`], matched on SNI (`server_names`; a chain without names takes the rest): an
 //! HTTPS listener's chain terminates TLS with its certificates and routes by its own route
-//! configuration `gateway-{port}/{listener}`; a passthrough chain is a TCP proxy to its
+//! configuration `gateway-{port}/{listener}` (its certificates named over SDS,
+//! `gateway-cert|NS/NAME`, see [`crate::tls`]: keys travel in the group's snapshot, never in
+//! the listener); a passthrough chain is a TCP proxy to its
 //! TLSRoute's weighted backends.
 
 use crate::ProxyGroup;
@@ -20,8 +22,10 @@ use crate::address::socket_address;
 use crate::context::Context;
 use crate::filters;
 use crate::names;
+use crate::provenance::Provenance;
 use crate::route::route_configuration;
 use crate::route_rules;
+use crate::tls::GatewaySecrets;
 use crate::{tcp, tls};
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
@@ -30,7 +34,9 @@ use envoy_types::pb::envoy::config::route::v3::route_action::ClusterNotFoundResp
 use envoy_types::pb::envoy::config::route::v3::{Route, RouteConfiguration, VirtualHost, route};
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::util::pack_any;
+use portolan_api::ObjectRef;
 use portolan_model::World;
 use portolan_model::gateway::TlsSecret;
 use portolan_model::gateway_api::{
@@ -51,14 +57,17 @@ pub(crate) fn selecting<'w>(world: &'w World, group: &ProxyGroup) -> Option<&'w 
         .find(|g| g.group == group.cluster)
 }
 
-/// The Gateway's listeners and route configurations: one listener per listener port; a plain
-/// HTTP port has one route configuration, a TLS port one per HTTPS listener.
+/// The Gateway's listeners, route configurations and SDS secrets: one listener per listener
+/// port; a plain HTTP port has one route configuration, a TLS port one per HTTPS listener and
+/// the certificates its chains name.
 pub(crate) fn resources(
     ctx: &Context<'_>,
     gateway: &ApiGateway,
-) -> (Vec<Listener>, Vec<RouteConfiguration>) {
+    provenance: &mut Provenance,
+) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<Secret>) {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
+    let mut secrets = GatewaySecrets::default();
     for port in &gateway.ports {
         let name = names::gateway_listener_name(port.port);
         let mut listener = Listener {
@@ -75,7 +84,7 @@ pub(crate) fn resources(
                     continue;
                 }
                 let (filter_chain, route) =
-                    tls_chain(ctx, &gateway.source.namespace, port.port, chain);
+                    tls_chain(ctx, &gateway.source, port.port, chain, &mut secrets);
                 listener.filter_chains.push(filter_chain);
                 routes.extend(route);
             }
@@ -92,7 +101,8 @@ pub(crate) fn resources(
         }
         listeners.push(listener);
     }
-    (listeners, routes)
+    let secrets = secrets.into_secrets(provenance);
+    (listeners, routes, secrets)
 }
 
 fn tls_inspector() -> ListenerFilter {
@@ -115,9 +125,10 @@ fn sorted(names: &[String]) -> Vec<String> {
 /// `gateway-{port}/{listener}`).
 fn tls_chain(
     ctx: &Context<'_>,
-    namespace: &str,
+    gateway: &ObjectRef,
     port: u16,
     chain: &ApiChain,
+    secrets: &mut GatewaySecrets,
 ) -> (FilterChain, Option<RouteConfiguration>) {
     let filter_chain_match = (!chain.server_names.is_empty()).then(|| FilterChainMatch {
         server_names: sorted(&chain.server_names),
@@ -139,7 +150,11 @@ fn tls_chain(
                     &name,
                     &ctx.options.telemetry,
                 )],
-                transport_socket: Some(tls::terminating_transport_socket(&certificates)),
+                transport_socket: Some(tls::terminating_transport_socket(
+                    &certificates,
+                    gateway,
+                    secrets,
+                )),
                 ..Default::default()
             };
             (filter_chain, Some(route_config(ctx, &name, virtual_hosts)))
@@ -152,7 +167,8 @@ fn tls_chain(
                     let cluster = if b.destination.host == INVALID_BACKEND_HOST {
                         names::unrouted_cluster_name(port)
                     } else {
-                        ctx.resolve(namespace, &b.destination, None).cluster
+                        ctx.resolve(&gateway.namespace, &b.destination, None)
+                            .cluster
                     };
                     (cluster, b.weight)
                 })

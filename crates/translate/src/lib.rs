@@ -86,6 +86,7 @@ pub use provenance::Provenance;
 pub use proxy_group::ProxyGroup;
 pub use resources::{Resources, SharedResources};
 pub use telemetry::{AccessLog, Collector, Telemetry};
+pub use tls::{GATEWAY_CERT_PREFIX, gateway_secret_name};
 pub use translation::{PARALLEL_MIN_SERVICES, translate, translate_on};
 pub use translator::{MemoStats, Translator};
 

@@ -36,6 +36,8 @@ pub enum ResourceKind {
     Route,
     /// A VHDS virtual host of an on-demand group (`ROUTE_CONFIG/DOMAIN`).
     VirtualHost,
+    /// A gateway certificate served over SDS (`gateway-cert|NS/NAME`).
+    Secret,
 }
 
 /// What a [`Part`] of a route configuration is.

@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use std::sync::Arc;
 
 /// Everything translation produces for one proxy group, each list sorted by name.
@@ -21,6 +22,8 @@ pub struct Resources {
     pub routes: Vec<RouteConfiguration>,
     /// Virtual hosts and wildcard clusters of an on-demand group (see [`crate::on_demand`]).
     pub on_demand: Option<OnDemandResources>,
+    /// A gateway group's certificates (SDS secrets its listeners name), sorted by name.
+    pub secrets: Vec<Secret>,
     /// Which objects produced each resource (see [`crate::provenance`]).
     pub provenance: Provenance,
 }
@@ -37,6 +40,8 @@ pub struct SharedResources<C = Arc<Cluster>, A = Arc<ClusterLoadAssignment>, R =
     pub routes: Vec<R>,
     /// Virtual hosts and wildcard clusters of an on-demand group.
     pub on_demand: Option<OnDemandResources>,
+    /// A gateway group's certificates (SDS secrets its listeners name), sorted by name.
+    pub secrets: Vec<Secret>,
     /// Which objects produced each resource (see [`crate::provenance`]).
     pub provenance: Provenance,
 }
@@ -60,6 +65,7 @@ impl SharedResources {
             listeners: self.listeners.clone(),
             routes: self.routes.clone(),
             on_demand: self.on_demand.clone(),
+            secrets: self.secrets.clone(),
             provenance: self.provenance.clone(),
         }
     }
@@ -74,6 +80,7 @@ impl<C, A, R> SharedResources<C, A, R> {
             listeners: Vec::new(),
             routes: Vec::new(),
             on_demand: None,
+            secrets: Vec::new(),
             provenance: Provenance::default(),
         }
     }
@@ -97,6 +104,7 @@ impl From<SharedResources<Cluster, ClusterLoadAssignment, RouteConfiguration>> f
             listeners: r.listeners,
             routes: r.routes,
             on_demand: r.on_demand,
+            secrets: r.secrets,
             provenance: r.provenance,
         }
     }

@@ -1,17 +1,30 @@
 //! TLS transport sockets: upstream origination (TrafficPolicy `tls`) and downstream
 //! termination (Gateway HTTPS listeners).
+//!
+//! A gateway never carries a private key in its listener: each terminating filter chain names
+//! its certificates as SDS secrets over ADS ([`gateway_secret_name`]: `gateway-cert|NS/NAME`
+//! of the `kubernetes.io/tls` Secret), and the group's snapshot holds those secrets
+//! ([`GatewaySecrets`]), so only the proxies of the gateway's group receive the key, and a
+//! rotated Secret is one new SDS secret while the listener stays the same.
 
+use crate::cluster::ads_config_source;
+use crate::provenance::{Entry, Provenance, ResourceKind, origins};
 use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
 use envoy_types::pb::envoy::config::core::v3::{DataSource, TransportSocket, data_source};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SubjectAltNameMatcher,
-    TlsCertificate, UpstreamTlsContext, common_tls_context::ValidationContextType,
-    subject_alt_name_matcher::SanType,
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
+    SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
+    common_tls_context::ValidationContextType, secret, subject_alt_name_matcher::SanType,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::util::pack_any;
+use portolan_api::ObjectRef;
 use portolan_model::gateway::TlsSecret;
 use portolan_model::policy::UpstreamTls;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Prefix of the SDS names of gateway certificates.
+pub const GATEWAY_CERT_PREFIX: &str = "gateway-cert|";
 
 /// Well-known name of the TLS transport socket.
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
@@ -48,15 +61,66 @@ pub(crate) fn upstream_transport_socket(tls: &UpstreamTls) -> TransportSocket {
     }
 }
 
-/// TLS termination with a Secret's certificate chain and key, inline.
-pub(crate) fn downstream_transport_socket(secret: &TlsSecret) -> TransportSocket {
+/// The SDS name of a gateway certificate: `gateway-cert|NS/NAME` of its Secret.
+pub fn gateway_secret_name(source: &ObjectRef) -> String {
+    format!("{GATEWAY_CERT_PREFIX}{}/{}", source.namespace, source.name)
+}
+
+/// The SDS secrets a gateway group's listeners name, by name (each Secret once), with the
+/// objects behind each (the Secret and the Gateways whose listeners name it).
+#[derive(Debug, Default)]
+pub(crate) struct GatewaySecrets(BTreeMap<String, (Secret, BTreeSet<ObjectRef>)>);
+
+// === impl GatewaySecrets ===
+
+impl GatewaySecrets {
+    /// Records `tls` (a certificate chain and key) served by `gateway`'s listener and gives
+    /// the SDS reference to it.
+    pub(crate) fn reference(&mut self, tls: &TlsSecret, gateway: &ObjectRef) -> SdsSecretConfig {
+        let name = gateway_secret_name(&tls.source);
+        let (_, from) = self.0.entry(name.clone()).or_insert_with(|| {
+            let secret = Secret {
+                name: name.clone(),
+                r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+                    certificate_chain: Some(inline(&tls.cert_chain)),
+                    private_key: Some(inline(&tls.private_key)),
+                    ..Default::default()
+                })),
+            };
+            (secret, BTreeSet::from([tls.source.clone()]))
+        });
+        from.insert(gateway.clone());
+        SdsSecretConfig {
+            name,
+            sds_config: Some(ads_config_source()),
+        }
+    }
+
+    /// The recorded secrets, sorted by name, each recorded in `provenance`.
+    pub(crate) fn into_secrets(self, provenance: &mut Provenance) -> Vec<Secret> {
+        self.0
+            .into_values()
+            .map(|(secret, from)| {
+                provenance.push(Entry::new(
+                    ResourceKind::Secret,
+                    &secret.name,
+                    origins(from),
+                ));
+                secret
+            })
+            .collect()
+    }
+}
+
+/// TLS termination with a Secret's certificate chain and key, named over SDS.
+pub(crate) fn downstream_transport_socket(
+    tls: &TlsSecret,
+    gateway: &ObjectRef,
+    secrets: &mut GatewaySecrets,
+) -> TransportSocket {
     let context = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
-            tls_certificates: vec![TlsCertificate {
-                certificate_chain: Some(inline(&secret.cert_chain)),
-                private_key: Some(inline(&secret.private_key)),
-                ..Default::default()
-            }],
+            tls_certificate_sds_secret_configs: vec![secrets.reference(tls, gateway)],
             ..Default::default()
         }),
         ..Default::default()
@@ -68,17 +132,18 @@ pub(crate) fn downstream_transport_socket(secret: &TlsSecret) -> TransportSocket
 }
 
 /// TLS termination for a Gateway API HTTPS listener: every certificate of its
-/// certificateRefs (Envoy picks by SNI and key type), ALPN `h2` and `http/1.1` (gRPC needs h2).
-pub(crate) fn terminating_transport_socket(certificates: &[&TlsSecret]) -> TransportSocket {
+/// certificateRefs named over SDS (Envoy picks by SNI and key type), ALPN `h2` and
+/// `http/1.1` (gRPC needs h2).
+pub(crate) fn terminating_transport_socket(
+    certificates: &[&TlsSecret],
+    gateway: &ObjectRef,
+    secrets: &mut GatewaySecrets,
+) -> TransportSocket {
     let context = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
-            tls_certificates: certificates
+            tls_certificate_sds_secret_configs: certificates
                 .iter()
-                .map(|s| TlsCertificate {
-                    certificate_chain: Some(inline(&s.cert_chain)),
-                    private_key: Some(inline(&s.private_key)),
-                    ..Default::default()
-                })
+                .map(|s| secrets.reference(s, gateway))
                 .collect(),
             alpn_protocols: vec!["h2".to_string(), "http/1.1".to_string()],
             ..Default::default()

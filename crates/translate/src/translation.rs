@@ -84,6 +84,7 @@ pub(crate) fn run<K: Keep>(
     out.listeners = rest.listeners;
     out.routes = rest.routes;
     out.on_demand = rest.on_demand;
+    out.secrets = rest.secrets;
     out.provenance.extend(rest.provenance);
     out.sort::<K>();
     out
@@ -120,6 +121,7 @@ fn every_service(ctx: &Context<'_>, group: &ProxyGroup) -> Output<Owned> {
         listeners: Vec::new(),
         routes: Vec::new(),
         on_demand: None,
+        secrets: Vec::new(),
         provenance,
     }
 }
@@ -136,6 +138,7 @@ fn rest<K: Keep>(keep: &K, ctx: &Context<'_>, group: &ProxyGroup) -> Output<K> {
         listeners: rest.listeners,
         routes: rest.routes.into_iter().map(|r| keep.route(r)).collect(),
         on_demand: rest.on_demand,
+        secrets: rest.secrets,
         provenance: rest.provenance,
     }
 }
@@ -161,12 +164,13 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
         return resources;
     }
     if let Some(gateway) = gateway_api::selecting(ctx.world, group) {
-        (resources.listeners, resources.routes) = gateway_api::resources(ctx, gateway);
+        (resources.listeners, resources.routes, resources.secrets) =
+            gateway_api::resources(ctx, gateway, &mut resources.provenance);
         return resources;
     }
     let gateways = gateway::selecting(ctx.world, group);
     if !gateways.is_empty() {
-        (resources.listeners, resources.routes) =
+        (resources.listeners, resources.routes, resources.secrets) =
             gateway::resources(ctx, &gateways, &mut resources.provenance);
         return resources;
     }

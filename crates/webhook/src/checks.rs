@@ -2,16 +2,20 @@
 //! check ([`portolan_pipeline::translate_checked`]: no duplicate names, every EDS cluster has
 //! its assignment, every RDS name exists, the group's scope parses), and what stock Envoy
 //! would NACK although every object is valid on its own: a downstream TLS certificate whose
-//! private key is another certificate's.
+//! private key is another certificate's (inline, or in the SDS secret a filter chain names:
+//! gateway keys travel as the group's SDS secrets).
 
 use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    DownstreamTlsContext, Secret, TlsCertificate, secret,
+};
 use portolan_model::World;
 use portolan_pipeline::BuildError;
 use portolan_translate::{Options, ProxyGroup};
 use prost::Message;
+use std::collections::HashMap;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -33,14 +37,20 @@ pub enum CheckError {
 /// Translates `world` for `group` and runs every check on the result.
 pub fn group(world: &World, group: &ProxyGroup, options: &Options) -> Result<(), CheckError> {
     let (resources, _snapshot) = portolan_pipeline::translate_checked(world, group, options)?;
+    let secrets: HashMap<&str, &Secret> = resources
+        .secrets
+        .iter()
+        .map(|s| (s.name.as_str(), s))
+        .collect();
     for listener in &resources.listeners {
-        tls_pairs(listener)?;
+        tls_pairs(listener, &secrets)?;
     }
     Ok(())
 }
 
-/// Every inline certificate of the listener's TLS contexts pairs with its private key.
-fn tls_pairs(listener: &Listener) -> Result<(), CheckError> {
+/// Every certificate of the listener's TLS contexts (inline, or the group's SDS secret named)
+/// pairs with its private key.
+fn tls_pairs(listener: &Listener, secrets: &HashMap<&str, &Secret>) -> Result<(), CheckError> {
     for (chain, fc) in listener.filter_chains.iter().enumerate() {
         let fail = |reason: String| CheckError::Tls {
             listener: listener.name.clone(),
@@ -59,10 +69,17 @@ fn tls_pairs(listener: &Listener) -> Result<(), CheckError> {
         }
         let context = DownstreamTlsContext::decode(any.value.as_slice())
             .map_err(|e| fail(format!("TLS context does not decode: {e}")))?;
-        let certificates = context
-            .common_tls_context
-            .map(|c| c.tls_certificates)
-            .unwrap_or_default();
+        let common = context.common_tls_context.unwrap_or_default();
+        let by_sds = common
+            .tls_certificate_sds_secret_configs
+            .iter()
+            .filter_map(|c| secrets.get(c.name.as_str()))
+            .filter_map(|s| match &s.r#type {
+                Some(secret::Type::TlsCertificate(cert)) => Some(cert),
+                _ => None,
+            });
+        let certificates: Vec<&TlsCertificate> =
+            common.tls_certificates.iter().chain(by_sds).collect();
         for cert in certificates {
             let (Some(chain_pem), Some(key_pem)) = (
                 inline(cert.certificate_chain.as_ref()),

@@ -229,6 +229,28 @@ pub(super) async fn keys_stay_private(c: &mut Conformance) -> anyhow::Result<()>
         "the listener's chain is there"
     );
     assert!(dump.contains("[redacted]"), "its key is redacted");
+    // The key reaches the gateway's Envoy as an SDS secret of its group; its listener only
+    // names it.
+    let secret = format!("gateway-cert|{INFRA}/tls-validity-checks-certificate");
+    let (envoy, _) = c
+        .envoys
+        .get(gw)
+        .ok_or_else(|| anyhow::anyhow!("no Envoy for {gw}"))?;
+    let secrets = envoy
+        .admin("/config_dump?resource=dynamic_active_secrets")
+        .await?;
+    assert!(
+        secrets.contains(&secret),
+        "no SDS secret {secret}: {secrets}"
+    );
+    let listeners = envoy
+        .admin("/config_dump?resource=dynamic_listeners")
+        .await?;
+    assert!(listeners.contains(&secret), "the listener names {secret}");
+    assert!(
+        !listeners.contains("private_key"),
+        "a key inline in a listener"
+    );
     // The key's base64 body, line by line: none of it may show anywhere.
     let key_lines: Vec<&str> = c
         .gateway_cert

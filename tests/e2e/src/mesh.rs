@@ -144,6 +144,16 @@ pub async fn https_gateway(
     upstream: &crate::Upstream,
     cert: &crate::tls::ServerCert,
 ) -> anyhow::Result<(Mesh, GatewayPorts)> {
+    https_gateway_speaking(bin, upstream, cert, Protocol::Sotw).await
+}
+
+/// [`https_gateway`] with its Envoy speaking `protocol` (SotW or Delta).
+pub async fn https_gateway_speaking(
+    bin: &Path,
+    upstream: &crate::Upstream,
+    cert: &crate::tls::ServerCert,
+    protocol: Protocol,
+) -> anyhow::Result<(Mesh, GatewayPorts)> {
     use crate::ports::free_port;
     let ports = GatewayPorts {
         https: free_port(),
@@ -154,9 +164,10 @@ pub async fn https_gateway(
         .replace("port: 8443", &format!("port: {}", ports.https))
         .replace("port: 8080", &format!("port: {}", ports.http))
         .replace("port: 9000", &format!("port: {}", ports.tcp));
-    let mesh = Mesh::start(
+    let mesh = Mesh::start_speaking(
         bin,
         "ingress",
+        protocol,
         &[
             ("www.yaml", gateway),
             (
@@ -168,6 +179,7 @@ pub async fn https_gateway(
                 cert.secret_yaml("default", "www-example-com-tls"),
             ),
         ],
+        &[],
     )
     .await?;
     Ok((mesh, ports))

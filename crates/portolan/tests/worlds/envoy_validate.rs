@@ -3,7 +3,9 @@
 //! worlds are put into a static bootstrap (EDS and RDS inlined) and `envoy --mode validate`
 //! must accept it. This catches any field Envoy rejects that our own checks let through.
 
-use crate::support::{GROUPS, build, envoy_validate, static_bootstrap, translate, valid_world};
+use crate::support::{
+    GROUPS, build, envoy_validate, resources_json, static_bootstrap, translate, valid_world,
+};
 use portolan_e2e::manifests::examples_dir;
 use portolan_e2e::tls::TestCa;
 use portolan_files::FileSource;
@@ -21,7 +23,7 @@ fn validate_dir(dir: &Path, what: &str) {
     let world = index.world();
     for group in GROUPS {
         let resources = translate(&world, group);
-        let json = portolan_translate::json::resources_to_json(&resources).expect("renders");
+        let json = resources_json(&resources);
         let bootstrap = static_bootstrap(&json, group).unwrap_or_else(|e| panic!("{what}: {e}"));
         envoy_validate(&bootstrap, &format!("{what} (group {group})"))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -90,7 +92,7 @@ fn envoy_accepts_generated_worlds() {
         assert!(built.rejected.is_empty(), "{:?}", built.rejected);
         for group in GROUPS {
             let resources = translate(&built.world, group);
-            let json = portolan_translate::json::resources_to_json(&resources).expect("renders");
+            let json = resources_json(&resources);
             let bootstrap = static_bootstrap(&json, group).unwrap_or_else(|e| panic!("{e}"));
             envoy_validate(&bootstrap, &format!("generated world {n}"))
                 .unwrap_or_else(|e| panic!("{e}"));

@@ -90,10 +90,13 @@ fn certificate_of(chain: &FilterChain) -> String {
     let tls = DownstreamTlsContext::decode(any.value.as_slice()).expect("decodes");
     let common = tls.common_tls_context.expect("common");
     assert_eq!(common.alpn_protocols, ["h2", "http/1.1"]);
-    match &common.tls_certificates[0].certificate_chain {
-        Some(ds) => format!("{:?}", ds.specifier),
-        None => String::new(),
-    }
+    assert!(
+        common.tls_certificates.is_empty(),
+        "no key inline in a listener"
+    );
+    let sds = &common.tls_certificate_sds_secret_configs[0];
+    assert!(sds.sds_config.is_some(), "fetched over ADS");
+    sds.name.clone()
 }
 
 #[test]
@@ -112,11 +115,11 @@ fn tls_ports_get_one_chain_per_sni_match() {
     // HTTPS: TLS with the listener's own certificate, then its own route configuration.
     let any = chain(l, "https");
     assert!(any.filter_chain_match.is_none(), "takes every other SNI");
-    assert!(certificate_of(any).contains("any-cert"));
+    assert_eq!(certificate_of(any), "gateway-cert|infra/any-cert");
     let shop = chain(l, "https-shop");
     let m = shop.filter_chain_match.as_ref().expect("match");
     assert_eq!(m.server_names, ["*.example.com"]);
-    assert!(certificate_of(shop).contains("shop-cert"));
+    assert_eq!(certificate_of(shop), "gateway-cert|infra/shop-cert");
     let mut routes: Vec<&str> = r.routes.iter().map(|c| c.name.as_str()).collect();
     routes.sort();
     assert_eq!(routes, ["gateway-8443/https", "gateway-8443/https-shop"]);
@@ -127,4 +130,22 @@ fn tls_ports_get_one_chain_per_sni_match() {
     assert_eq!(pass.filters[0].name, "envoy.filters.network.tcp_proxy");
     let m = pass.filter_chain_match.as_ref().expect("match");
     assert_eq!(m.server_names, ["abc.example.com"]);
+
+    // The keys travel as the group's SDS secrets, one per Secret.
+    let secrets: Vec<&str> = r.secrets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        secrets,
+        [
+            "gateway-cert|infra/any-cert",
+            "gateway-cert|infra/shop-cert"
+        ]
+    );
+    let text = format!("{:?}", r.listeners);
+    assert!(!text.contains("PRIVATE KEY"), "a key in a listener");
+}
+
+#[test]
+fn other_groups_get_no_gateway_secrets() {
+    let r = run_group(&world(), "some-other-group");
+    assert!(r.secrets.is_empty(), "{:?}", r.secrets);
 }

@@ -518,8 +518,23 @@ pub(super) fn mk_gateway_world() -> World {
 fn gateway_http_https_tcp() {
     let r = run_group(&mk_gateway_world(), "ingress");
     let json = resources_to_json(&r).expect("renders");
+    let text = json.to_string();
+    assert!(
+        !text.contains("PRIVATE KEY"),
+        "a key left the snapshot: {text}"
+    );
     insta::assert_json_snapshot!(
         "gateway_http_https_tcp",
-        serde_json::json!({"listeners": json["listeners"], "routes": json["routes"]})
+        serde_json::json!({
+            "listeners": json["listeners"],
+            "routes": json["routes"],
+            "secrets": json["secrets"],
+        })
+    );
+    // The keys themselves travel only as the group's SDS secrets.
+    let names: Vec<&str> = r.secrets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["gateway-cert|edge/api-cert", "gateway-cert|edge/shop-cert"]
     );
 }

@@ -344,15 +344,30 @@ impl Mutation {
 
 // === a static bootstrap for `envoy --mode validate` ===
 
+/// Translated resources as Envoy JSON for [`static_bootstrap`]: `resources_to_json`, with the
+/// gateway secrets' keys left in (Envoy's validation loads them).
+pub fn resources_json(resources: &Resources) -> Value {
+    let mut json = portolan_translate::json::resources_to_json(resources).expect("renders");
+    let secrets: Vec<Value> = resources
+        .secrets
+        .iter()
+        .map(|s| portolan_translate::json::message_to_json(s).expect("renders"))
+        .collect();
+    json["secrets"] = Value::Array(secrets);
+    json
+}
+
 /// Turns translated resources (Envoy JSON) into a bootstrap with every resource inline: EDS
-/// clusters get their ClusterLoadAssignment as `load_assignment` (and become STATIC), and RDS
-/// references in listeners become the `route_config` they name.
+/// clusters get their ClusterLoadAssignment as `load_assignment` (and become STATIC), RDS
+/// references in listeners become the `route_config` they name, and SDS references to gateway
+/// certificates the `tls_certificates` of the secrets they name.
 pub fn static_bootstrap(resources: &Value, group: &str) -> Result<Value, String> {
     let endpoints = resources["endpoints"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     let routes = resources["routes"].as_array().cloned().unwrap_or_default();
+    let secrets = resources["secrets"].as_array().cloned().unwrap_or_default();
     let mut clusters = Vec::new();
     for c in resources["clusters"]
         .as_array()
@@ -368,6 +383,7 @@ pub fn static_bootstrap(resources: &Value, group: &str) -> Result<Value, String>
         .unwrap_or_default()
     {
         inline_rds(&mut l, &routes)?;
+        inline_sds(&mut l, &secrets)?;
         listeners.push(l);
     }
     let text = serde_json::to_string(&json!([clusters, listeners])).unwrap_or_default();
@@ -425,6 +441,37 @@ fn inline_rds(value: &mut Value, routes: &[Value]) -> Result<(), String> {
         Value::Array(items) => {
             for v in items {
                 inline_rds(v, routes)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Replaces every `tls_certificate_sds_secret_configs` (any depth) with the `tls_certificates`
+/// of the secrets it names.
+fn inline_sds(value: &mut Value, secrets: &[Value]) -> Result<(), String> {
+    match value {
+        Value::Object(m) => {
+            if let Some(Value::Array(configs)) = m.remove("tls_certificate_sds_secret_configs") {
+                let mut certificates = Vec::new();
+                for c in configs {
+                    let name = c["name"].as_str().unwrap_or_default();
+                    let secret = secrets
+                        .iter()
+                        .find(|s| s["name"] == name)
+                        .ok_or_else(|| format!("no Secret {name:?}"))?;
+                    certificates.push(secret["tls_certificate"].clone());
+                }
+                m.insert("tls_certificates".into(), Value::Array(certificates));
+            }
+            for v in m.values_mut() {
+                inline_sds(v, secrets)?;
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                inline_sds(v, secrets)?;
             }
         }
         _ => {}
