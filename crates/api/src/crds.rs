@@ -2,8 +2,8 @@
 //! YAML rendering (`portolan crds`, the files under `crds/`).
 
 use crate::crd::{
-    AccessPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, TrafficPolicy,
-    TrafficRoute,
+    AccessPolicy, ExtAuthPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
+    RateLimitPolicy, TrafficPolicy, TrafficRoute,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -26,6 +26,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         PeerAuthentication::crd(),
         AccessPolicy::crd(),
         ProxyScope::crd(),
+        ExtAuthPolicy::crd(),
+        RateLimitPolicy::crd(),
     ]
 }
 

@@ -16,6 +16,10 @@ pub enum Kind {
     PeerAuthentication,
     AccessPolicy,
     ProxyScope,
+    /// External authorization on Gateways, listeners and routes.
+    ExtAuthPolicy,
+    /// Local and global rate limits on Gateways, listeners and routes.
+    RateLimitPolicy,
     /// core/v1 Namespace (its labels, for Gateway API `allowedRoutes` selectors).
     Namespace,
     /// `gateway.networking.k8s.io` GatewayClass.
@@ -52,7 +56,9 @@ impl Kind {
             | Kind::ExternalService
             | Kind::PeerAuthentication
             | Kind::AccessPolicy
-            | Kind::ProxyScope => "portolan.dev/v1alpha1",
+            | Kind::ProxyScope
+            | Kind::ExtAuthPolicy
+            | Kind::RateLimitPolicy => "portolan.dev/v1alpha1",
         }
     }
 
@@ -69,6 +75,8 @@ impl Kind {
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AccessPolicy => "AccessPolicy",
             Kind::ProxyScope => "ProxyScope",
+            Kind::ExtAuthPolicy => "ExtAuthPolicy",
+            Kind::RateLimitPolicy => "RateLimitPolicy",
             Kind::Namespace => "Namespace",
             Kind::GatewayClass => "GatewayClass",
             Kind::ApiGateway => "Gateway",
@@ -122,6 +130,8 @@ impl Kind {
             Kind::PeerAuthentication,
             Kind::AccessPolicy,
             Kind::ProxyScope,
+            Kind::ExtAuthPolicy,
+            Kind::RateLimitPolicy,
             Kind::Namespace,
             Kind::GatewayClass,
             Kind::ApiGateway,

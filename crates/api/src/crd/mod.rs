@@ -3,17 +3,21 @@
 
 pub mod access_policy;
 pub mod common;
+pub mod ext_auth_policy;
 pub mod external_service;
 pub mod gateway;
 pub mod peer_authentication;
 pub mod proxy_scope;
+pub mod rate_limit_policy;
 pub mod traffic_policy;
 pub mod traffic_route;
 
 pub use access_policy::AccessPolicy;
+pub use ext_auth_policy::ExtAuthPolicy;
 pub use external_service::ExternalService;
 pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;
 pub use proxy_scope::ProxyScope;
+pub use rate_limit_policy::RateLimitPolicy;
 pub use traffic_policy::TrafficPolicy;
 pub use traffic_route::TrafficRoute;

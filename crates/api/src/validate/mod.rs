@@ -7,12 +7,14 @@
 
 mod access_policy;
 mod core;
+mod ext_auth_policy;
 mod external_service;
 mod gateway;
 mod gateway_api;
 mod peer_authentication;
 pub(crate) mod pem;
 mod proxy_scope;
+mod rate_limit_policy;
 mod secret;
 mod traffic_policy;
 mod traffic_route;
@@ -39,6 +41,8 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::PeerAuthentication(p) => peer_authentication::peer_authentication(p, &mut errors),
         Resource::AccessPolicy(p) => access_policy::access_policy(p, &mut errors),
         Resource::ProxyScope(p) => proxy_scope::proxy_scope(p, &mut errors),
+        Resource::ExtAuthPolicy(p) => ext_auth_policy::ext_auth_policy(p, &mut errors),
+        Resource::RateLimitPolicy(p) => rate_limit_policy::rate_limit_policy(p, &mut errors),
         Resource::Secret(s) => secret::secret(s, &mut errors),
         Resource::Namespace(_) => {}
         Resource::GatewayClass(c) => gateway_api::gateway_class(c, &mut errors),
