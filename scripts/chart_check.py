@@ -121,6 +121,7 @@ def expand(group, resources, verbs, names=(None,)):
 CRS = [
     "trafficroutes", "trafficpolicies", "gateways", "externalservices",
     "peerauthentications", "accesspolicies", "proxyscopes",
+    "extauthpolicies", "ratelimitpolicies",
 ]
 WATCH_FACTS = (
     expand("", ["services", "secrets"], ["list", "watch"])

@@ -101,6 +101,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - peerauthentications
     - accesspolicies
     - proxyscopes
+    - extauthpolicies
+    - ratelimitpolicies
   verbs: [list, watch]
 - apiGroups: [portolan.dev]
   resources:
@@ -111,5 +113,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - peerauthentications/status
     - accesspolicies/status
     - proxyscopes/status
+    - extauthpolicies/status
+    - ratelimitpolicies/status
   verbs: [patch]
 {{- end }}

@@ -18,6 +18,8 @@ pub const WATCHED: &[Kind] = &[
     Kind::PeerAuthentication,
     Kind::AccessPolicy,
     Kind::ProxyScope,
+    Kind::ExtAuthPolicy,
+    Kind::RateLimitPolicy,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -44,6 +46,8 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::PeerAuthentication => "peerauthentications",
         Kind::AccessPolicy => "accesspolicies",
         Kind::ProxyScope => "proxyscopes",
+        Kind::ExtAuthPolicy => "extauthpolicies",
+        Kind::RateLimitPolicy => "ratelimitpolicies",
         Kind::Namespace => "namespaces",
         Kind::GatewayClass => "gatewayclasses",
         Kind::ApiGateway => "gateways",
@@ -71,6 +75,8 @@ pub fn has_status(kind: Kind) -> bool {
             | Kind::PeerAuthentication
             | Kind::AccessPolicy
             | Kind::ProxyScope
+            | Kind::ExtAuthPolicy
+            | Kind::RateLimitPolicy
     )
 }
 
@@ -99,6 +105,13 @@ mod tests {
             ("portolan.dev", "proxyscopes")
         );
         assert!(WATCHED.contains(&Kind::ProxyScope) && has_status(Kind::ProxyScope));
+        for kind in [Kind::ExtAuthPolicy, Kind::RateLimitPolicy] {
+            let r = api_resource(kind);
+            assert_eq!(r.group, "portolan.dev");
+            assert!(WATCHED.contains(&kind) && has_status(kind), "{kind}");
+        }
+        assert_eq!(plural(Kind::ExtAuthPolicy), "extauthpolicies");
+        assert_eq!(plural(Kind::RateLimitPolicy), "ratelimitpolicies");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Index {
     peer_authentications: BTreeMap<ObjectRef, Arc<PeerAuthentication>>,
     access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
     proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
+    ext_auths: BTreeMap<ObjectRef, Arc<crate::edge::ExtAuth>>,
+    rate_limits: BTreeMap<ObjectRef, Arc<crate::edge::RateLimit>>,
     gateway_api: BTreeMap<ObjectRef, Arc<portolan_api::Resource>>,
     /// Where Gateway API Gateways without `spec.addresses` get their address.
     gateway_pool: crate::gateway_api::AddressPool,
@@ -74,6 +76,8 @@ impl Index {
             }
             Object::AccessPolicy(p) => replace(&mut self.access_policies, p.source.clone(), p),
             Object::ProxyScope(p) => replace(&mut self.proxy_scopes, p.source.clone(), p),
+            Object::ExtAuth(p) => replace(&mut self.ext_auths, p.source.clone(), p),
+            Object::RateLimit(p) => replace(&mut self.rate_limits, p.source.clone(), p),
             Object::GatewayApi(r) => replace(&mut self.gateway_api, r.object_ref(), *r),
         };
         self.touch(changed)
@@ -95,6 +99,8 @@ impl Index {
             Kind::PeerAuthentication => self.peer_authentications.remove(object).is_some(),
             Kind::AccessPolicy => self.access_policies.remove(object).is_some(),
             Kind::ProxyScope => self.proxy_scopes.remove(object).is_some(),
+            Kind::ExtAuthPolicy => self.ext_auths.remove(object).is_some(),
+            Kind::RateLimitPolicy => self.rate_limits.remove(object).is_some(),
             Kind::Namespace
             | Kind::GatewayClass
             | Kind::ApiGateway
@@ -133,6 +139,8 @@ impl Index {
             Kind::PeerAuthentication => self.peer_authentications.contains_key(object),
             Kind::AccessPolicy => self.access_policies.contains_key(object),
             Kind::ProxyScope => self.proxy_scopes.contains_key(object),
+            Kind::ExtAuthPolicy => self.ext_auths.contains_key(object),
+            Kind::RateLimitPolicy => self.rate_limits.contains_key(object),
             Kind::Namespace
             | Kind::GatewayClass
             | Kind::ApiGateway
@@ -189,6 +197,8 @@ impl Index {
             peer_authentications: self.peer_authentications.clone(),
             access_policies: self.access_policies.clone(),
             proxy_scopes: self.proxy_scopes.clone(),
+            ext_auths: self.ext_auths.clone(),
+            rate_limits: self.rate_limits.clone(),
             statuses: BTreeMap::new(),
             errors: self.errors.values().flatten().cloned().collect(),
             gateway_api: self.gateway_api.clone(),

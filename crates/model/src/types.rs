@@ -143,6 +143,8 @@ pub enum Object {
     PeerAuthentication(crate::security::PeerAuthentication),
     AccessPolicy(crate::security::AccessPolicy),
     ProxyScope(crate::proxy_scope::ProxyScope),
+    ExtAuth(crate::edge::ExtAuth),
+    RateLimit(crate::edge::RateLimit),
     /// A Gateway API object or a Namespace, kept as read (compiled when a World is built).
     GatewayApi(Box<portolan_api::Resource>),
 }
@@ -162,6 +164,8 @@ impl Object {
             Object::PeerAuthentication(p) => p.source.clone(),
             Object::AccessPolicy(p) => p.source.clone(),
             Object::ProxyScope(p) => p.source.clone(),
+            Object::ExtAuth(p) => p.source.clone(),
+            Object::RateLimit(p) => p.source.clone(),
             Object::GatewayApi(r) => r.object_ref(),
         }
     }

@@ -36,6 +36,10 @@ pub struct World {
     pub access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
     /// Proxy scopes (what proxies reach, how they discover it), by source object.
     pub proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
+    /// ExtAuthPolicies, by source object.
+    pub ext_auths: BTreeMap<ObjectRef, Arc<crate::edge::ExtAuth>>,
+    /// RateLimitPolicies, by source object.
+    pub rate_limits: BTreeMap<ObjectRef, Arc<crate::edge::RateLimit>>,
     /// Conditions of every routing object (`Accepted`, `ResolvedRefs`), computed from this World.
     pub statuses: BTreeMap<ObjectRef, Vec<Condition>>,
     /// Every rejected document or object, sorted by location.

@@ -201,6 +201,12 @@ pub fn with_object(world: &World, object: Object) -> World {
         Object::ProxyScope(p) => {
             world.proxy_scopes.insert(p.source.clone(), Arc::new(p));
         }
+        Object::ExtAuth(p) => {
+            world.ext_auths.insert(p.source.clone(), Arc::new(p));
+        }
+        Object::RateLimit(p) => {
+            world.rate_limits.insert(p.source.clone(), Arc::new(p));
+        }
         Object::GatewayApi(r) => {
             world.gateway_api.insert(r.object_ref(), Arc::new(*r));
         }
