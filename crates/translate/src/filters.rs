@@ -6,6 +6,7 @@
 use crate::cluster::ads_config_source;
 use crate::telemetry::{self, Telemetry};
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
+use envoy_types::pb::envoy::config::route::v3::FilterConfig;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
@@ -78,6 +79,23 @@ fn hcm(stat_prefix: &str, route_name: &str, telemetry: &Telemetry) -> HttpConnec
     };
     telemetry::apply(&mut hcm, telemetry);
     hcm
+}
+
+/// Per-route filter config (`envoy.config.route.v3.FilterConfig`) that enables a filter the
+/// connection manager disables by default, with the filter's own per-route `config` if any.
+pub(crate) fn enabled_on_route(config: Option<Any>) -> Any {
+    pack_any(FilterConfig {
+        config,
+        ..Default::default()
+    })
+}
+
+/// Per-route filter config that turns a filter off for one route (or virtual host).
+pub(crate) fn disabled_on_route() -> Any {
+    pack_any(FilterConfig {
+        disabled: true,
+        ..Default::default()
+    })
 }
 
 pub(crate) fn http_filter(name: &str, config: Any) -> HttpFilter {
