@@ -15,8 +15,8 @@ use envoy_types::pb::envoy::config::core::v3::{
     ApiVersion, GrpcService, HttpUri, grpc_service, http_uri,
 };
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
-    AuthorizationRequest, AuthorizationResponse, BufferSettings, ExtAuthz, ExtAuthzPerRoute,
-    HttpService, ext_authz, ext_authz_per_route,
+    AuthorizationRequest, AuthorizationResponse, BufferSettings, CheckSettings, ExtAuthz,
+    ExtAuthzPerRoute, HttpService, ext_authz, ext_authz_per_route,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
@@ -129,6 +129,16 @@ fn exact_names(names: &[String]) -> Option<ListStringMatcher> {
             })
             .collect(),
     })
+}
+
+/// Per-route config that enables a policy's filter (disabled in the connection manager) on
+/// one route.
+pub(crate) fn enabled_on_route() -> Any {
+    crate::filters::enabled_on_route(pack_any(ExtAuthzPerRoute {
+        r#override: Some(ext_authz_per_route::Override::CheckSettings(
+            CheckSettings::default(),
+        )),
+    }))
 }
 
 /// Per-route config that turns an enabled ext_authz filter off for one route.

@@ -82,10 +82,11 @@ fn hcm(stat_prefix: &str, route_name: &str, telemetry: &Telemetry) -> HttpConnec
 }
 
 /// Per-route filter config (`envoy.config.route.v3.FilterConfig`) that enables a filter the
-/// connection manager disables by default, with the filter's own per-route `config` if any.
-pub(crate) fn enabled_on_route(config: Option<Any>) -> Any {
+/// connection manager disables by default, with the filter's own per-route `config` (Envoy
+/// refuses a `FilterConfig` without one).
+pub(crate) fn enabled_on_route(config: Any) -> Any {
     pack_any(FilterConfig {
-        config,
+        config: Some(config),
         ..Default::default()
     })
 }

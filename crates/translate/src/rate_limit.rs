@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::config::route::v3::{RateLimit as EnvoyRateLimit, rat
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::XRateLimitHeadersRfcVersion;
 use envoy_types::pb::envoy::extensions::filters::http::local_ratelimit::v3::LocalRateLimit;
 use envoy_types::pb::envoy::extensions::filters::http::ratelimit::v3::{
-    RateLimit as RateLimitFilter, rate_limit as rate_limit_filter,
+    RateLimit as RateLimitFilter, RateLimitPerRoute, rate_limit as rate_limit_filter,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 use envoy_types::pb::envoy::r#type::metadata::v3::{
@@ -106,7 +106,13 @@ fn all_requests(runtime_key: &str) -> RuntimeFractionalPercent {
 
 /// Per-route config giving one route its own bucket (enables a disabled filter).
 pub(crate) fn local_on_route(limit: &LocalLimit) -> Any {
-    crate::filters::enabled_on_route(Some(pack_any(local_config(limit))))
+    crate::filters::enabled_on_route(pack_any(local_config(limit)))
+}
+
+/// Per-route config that enables a policy's global filter (disabled in the connection
+/// manager) on one route, with the filter's own descriptors.
+pub(crate) fn global_on_route() -> Any {
+    crate::filters::enabled_on_route(pack_any(RateLimitPerRoute::default()))
 }
 
 /// `envoy.filters.http.ratelimit/{namespace}/{name}`: the global filter of one policy.
