@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod authz;
 pub mod envoy;
 pub mod http;
 pub mod manifests;
@@ -16,6 +17,7 @@ pub mod netns;
 pub mod portolan;
 pub mod ports;
 pub mod procfs;
+pub mod ratelimit;
 pub mod serial;
 pub mod tls;
 pub mod tokens;
