@@ -7,6 +7,7 @@ pub mod ext_auth_policy;
 pub mod external_service;
 pub mod gateway;
 pub mod peer_authentication;
+pub mod policy_target;
 pub mod proxy_scope;
 pub mod rate_limit_policy;
 pub mod traffic_policy;
