@@ -76,8 +76,8 @@ impl Index {
             }
             Object::AccessPolicy(p) => replace(&mut self.access_policies, p.source.clone(), p),
             Object::ProxyScope(p) => replace(&mut self.proxy_scopes, p.source.clone(), p),
-            Object::ExtAuth(p) => replace(&mut self.ext_auths, p.source.clone(), p),
-            Object::RateLimit(p) => replace(&mut self.rate_limits, p.source.clone(), p),
+            Object::ExtAuth(p) => replace(&mut self.ext_auths, p.meta.source.clone(), p),
+            Object::RateLimit(p) => replace(&mut self.rate_limits, p.meta.source.clone(), p),
             Object::GatewayApi(r) => replace(&mut self.gateway_api, r.object_ref(), *r),
         };
         self.touch(changed)
@@ -199,6 +199,8 @@ impl Index {
             proxy_scopes: self.proxy_scopes.clone(),
             ext_auths: self.ext_auths.clone(),
             rate_limits: self.rate_limits.clone(),
+            ext_auth: Default::default(),
+            rate_limit: Default::default(),
             statuses: BTreeMap::new(),
             errors: self.errors.values().flatten().cloned().collect(),
             gateway_api: self.gateway_api.clone(),
@@ -209,6 +211,7 @@ impl Index {
         let compiled = crate::gateway_api::compile(&world, &self.gateway_pool);
         world.api_gateways = compiled.gateways;
         world.api_statuses = compiled.statuses;
+        crate::edge::finish(&mut world);
         world
     }
 }

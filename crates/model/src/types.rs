@@ -164,8 +164,8 @@ impl Object {
             Object::PeerAuthentication(p) => p.source.clone(),
             Object::AccessPolicy(p) => p.source.clone(),
             Object::ProxyScope(p) => p.source.clone(),
-            Object::ExtAuth(p) => p.source.clone(),
-            Object::RateLimit(p) => p.source.clone(),
+            Object::ExtAuth(p) => p.meta.source.clone(),
+            Object::RateLimit(p) => p.meta.source.clone(),
             Object::GatewayApi(r) => r.object_ref(),
         }
     }

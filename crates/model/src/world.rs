@@ -40,6 +40,10 @@ pub struct World {
     pub ext_auths: BTreeMap<ObjectRef, Arc<crate::edge::ExtAuth>>,
     /// RateLimitPolicies, by source object.
     pub rate_limits: BTreeMap<ObjectRef, Arc<crate::edge::RateLimit>>,
+    /// What the ExtAuthPolicies attach to (computed from this World).
+    pub ext_auth: Arc<crate::policy_attach::Resolution>,
+    /// What the RateLimitPolicies attach to (computed from this World).
+    pub rate_limit: Arc<crate::policy_attach::Resolution>,
     /// Conditions of every routing object (`Accepted`, `ResolvedRefs`), computed from this World.
     pub statuses: BTreeMap<ObjectRef, Vec<Condition>>,
     /// Every rejected document or object, sorted by location.

@@ -48,7 +48,7 @@ pub(crate) fn http_filter_for(
 ) -> Option<HttpFilter> {
     let service = policy.service.as_ref()?;
     let mut filter = http_filter(
-        &filter_name(&policy.source),
+        &filter_name(policy.source()),
         pack_any(config(policy, service, cluster)),
     );
     filter.disabled = !enabled;
@@ -84,7 +84,7 @@ pub(crate) fn config(policy: &ExtAuth, service: &AuthService, cluster: &str) -> 
             code: STATUS_ON_ERROR,
         }),
         allowed_headers: exact_names(&policy.allowed_headers),
-        stat_prefix: stat_prefix(&policy.source),
+        stat_prefix: stat_prefix(policy.source()),
         services: Some(services),
         ..Default::default()
     }
@@ -153,12 +153,17 @@ mod tests {
     use super::*;
     use portolan_api::Kind;
     use portolan_model::edge::{BodySettings, DEFAULT_AUTH_TIMEOUT};
+    use portolan_model::policy_attach::PolicyMeta;
     use portolan_model::routing::Destination;
 
     fn mk_policy(service: Option<AuthService>) -> ExtAuth {
         ExtAuth {
-            source: ObjectRef::new(Kind::ExtAuthPolicy, "shop", "authz"),
-            generation: 1,
+            meta: PolicyMeta {
+                source: ObjectRef::new(Kind::ExtAuthPolicy, "shop", "authz"),
+                generation: 1,
+                created: None,
+                targets: vec![],
+            },
             service,
             allowed_headers: vec!["x-user".into()],
             timeout: DEFAULT_AUTH_TIMEOUT,

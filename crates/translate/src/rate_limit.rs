@@ -42,8 +42,8 @@ pub(crate) const RATE_LIMIT: &str = "envoy.filters.http.ratelimit";
 pub const JWT_METADATA_NAMESPACE: &str = "envoy.filters.http.jwt_authn";
 
 /// The key under [`JWT_METADATA_NAMESPACE`] holding a verified token's payload
-/// (`payload_in_metadata` of the JWT providers).
-pub const JWT_PAYLOAD_KEY: &str = "jwt_payload";
+/// (`payload_in_metadata` of every RequestAuthentication provider).
+pub const JWT_PAYLOAD_KEY: &str = "payload";
 
 /// Stat prefix of the local rate limit filter (`http.<hcm>.local_rate_limit.*` ... as Envoy
 /// names them: `<prefix>.http_local_rate_limit.*`).

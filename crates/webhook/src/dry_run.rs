@@ -202,10 +202,10 @@ pub fn with_object(world: &World, object: Object) -> World {
             world.proxy_scopes.insert(p.source.clone(), Arc::new(p));
         }
         Object::ExtAuth(p) => {
-            world.ext_auths.insert(p.source.clone(), Arc::new(p));
+            world.ext_auths.insert(p.meta.source.clone(), Arc::new(p));
         }
         Object::RateLimit(p) => {
-            world.rate_limits.insert(p.source.clone(), Arc::new(p));
+            world.rate_limits.insert(p.meta.source.clone(), Arc::new(p));
         }
         Object::GatewayApi(r) => {
             world.gateway_api.insert(r.object_ref(), Arc::new(*r));
@@ -219,6 +219,7 @@ pub fn with_object(world: &World, object: Object) -> World {
     let compiled = portolan_model::gateway_api::compile(&world, &pool);
     world.api_gateways = compiled.gateways;
     world.api_statuses = compiled.statuses;
+    portolan_model::edge::finish(&mut world);
     world
 }
 

@@ -1,13 +1,26 @@
 //! `ExtAuthPolicy`: ask an external authorization service (HTTP or gRPC, Envoy's ext_authz
 //! protocol) whether each request on the targeted Gateways, listeners or routes may pass.
 
-use super::common::{DURATION_PATTERN, Destination, ObjectStatus};
+use super::common::{DURATION_PATTERN, Destination};
+use super::policy_target::{PolicyAncestorStatus, PolicyTargetRef};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Status of an ExtAuthPolicy.
-pub type ExtAuthPolicyStatus = ObjectStatus;
+/// Status of an ExtAuthPolicy: a summary `Accepted` condition (True when at least one target
+/// is attached; its message lists every target's outcome) and one entry per target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtAuthPolicyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
 
 /// Requests on the targets are sent (headers, optionally the body) to an authorization service
 /// first; it allows them (its answer's headers may reach the upstream) or denies them (its
@@ -29,6 +42,10 @@ pub type ExtAuthPolicyStatus = ObjectStatus;
     "message": "exactly one of grpc, http is required (neither with disabled: true)"
 }]))]
 pub struct ExtAuthPolicySpec {
+    /// What this applies to, in this namespace: Gateways (or one listener) and routes (or
+    /// one rule); the most specific attachment wins.
+    #[schemars(length(min = 1, max = 16))]
+    pub target_refs: Vec<PolicyTargetRef>,
     /// Turn external authorization off for the targets (no service is named then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled: Option<bool>,

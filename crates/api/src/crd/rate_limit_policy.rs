@@ -2,13 +2,26 @@
 //! locally (a token bucket in each proxy) or globally (a rate limit service shared by every
 //! proxy, Envoy's `envoy.service.ratelimit.v3` protocol).
 
-use super::common::{DURATION_PATTERN, Destination, ObjectStatus};
+use super::common::{DURATION_PATTERN, Destination};
+use super::policy_target::{PolicyAncestorStatus, PolicyTargetRef};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Status of a RateLimitPolicy.
-pub type RateLimitPolicyStatus = ObjectStatus;
+/// Status of a RateLimitPolicy: a summary `Accepted` condition (True when at least one target
+/// is attached; its message lists every target's outcome) and one entry per target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitPolicyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
 
 /// A local token bucket, a global limit through a rate limit service, or both. A request
 /// over either limit gets 429.
@@ -28,6 +41,10 @@ pub type RateLimitPolicyStatus = ObjectStatus;
     "message": "at least one of local, global is required"
 }]))]
 pub struct RateLimitPolicySpec {
+    /// What this applies to, in this namespace: Gateways (or one listener) and routes (or
+    /// one rule); the most specific attachment wins.
+    #[schemars(length(min = 1, max = 16))]
+    pub target_refs: Vec<PolicyTargetRef>,
     /// A token bucket in each proxy: per listener when the policy targets a Gateway or
     /// listener, per route when it targets a route.
     #[serde(default, skip_serializing_if = "Option::is_none")]

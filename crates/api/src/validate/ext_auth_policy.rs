@@ -10,6 +10,10 @@ pub(super) fn ext_auth_policy(p: &ExtAuthPolicy, errors: &mut Errors) {
     object_name(p.metadata.name.as_deref(), errors);
     let spec = &p.spec;
     let path = spec_path();
+    errors.0.extend(policy_target::target_refs(
+        &spec.target_refs,
+        path.field("targetRefs"),
+    ));
     if spec.disabled == Some(true) {
         for (name, set) in [("grpc", spec.grpc.is_some()), ("http", spec.http.is_some())] {
             if set {
@@ -110,29 +114,32 @@ mod tests {
             "ExtAuthPolicy",
             &[
                 (
-                    json!({"grpc": {"service": {"host": "authz", "port": 9000}}}),
+                    json!({"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}], "grpc": {"service": {"host": "authz", "port": 9000}}}),
                     &[],
                 ),
                 (
-                    json!({"http": {"service": {"host": "authz.auth"}, "pathPrefix": "/check",
+                    json!({"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}], "http": {"service": {"host": "authz.auth"}, "pathPrefix": "/check",
                                     "headersToUpstream": ["x-user"], "headersToClient": ["www-authenticate"]},
                            "allowedHeaders": ["authorization", "x-tenant"], "timeout": "1s",
                            "failOpen": true, "includeBody": {"maxBytes": 4096, "allowPartial": true}}),
                     &[],
                 ),
-                (json!({"disabled": true}), &[]),
                 (
-                    json!({}),
+                    json!({"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}], "disabled": true}),
+                    &[],
+                ),
+                (
+                    json!({"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}]}),
                     &["spec: exactly one of grpc, http is required, found none"],
                 ),
                 (
-                    json!({"disabled": true, "grpc": {"service": {"host": "authz"}}}),
+                    json!({"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}], "disabled": true, "grpc": {"service": {"host": "authz"}}}),
                     &[
                         "spec.grpc: not allowed with disabled: true (a disabled policy names no service)",
                     ],
                 ),
                 (
-                    json!({"grpc": {"service": {"host": "Authz", "port": 0}},
+                    json!({"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}], "grpc": {"service": {"host": "Authz", "port": 0}},
                            "http": {"service": {"host": "a"}, "pathPrefix": "check?x",
                                     "headersToUpstream": ["x-user", "X-User"], "headersToClient": ["bad header"]},
                            "allowedHeaders": [""], "timeout": "0s", "includeBody": {"maxBytes": 0}}),

@@ -12,6 +12,10 @@ pub(super) fn rate_limit_policy(p: &RateLimitPolicy, errors: &mut Errors) {
     object_name(p.metadata.name.as_deref(), errors);
     let spec = &p.spec;
     let path = spec_path();
+    errors.0.extend(policy_target::target_refs(
+        &spec.target_refs,
+        path.field("targetRefs"),
+    ));
     if spec.local.is_none() && spec.global.is_none() {
         errors.push(path.clone(), "at least one of local, global is required");
     }
@@ -118,9 +122,12 @@ mod tests {
             "portolan.dev/v1alpha1",
             "RateLimitPolicy",
             &[
-                (json!({"local": {"requests": 10, "per": "1s"}}), &[]),
                 (
-                    json!({"local": {"requests": 5, "per": "1m", "burst": 10, "responseHeaders": false},
+                    json!({"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}], "local": {"requests": 10, "per": "1s"}}),
+                    &[],
+                ),
+                (
+                    json!({"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}], "local": {"requests": 5, "per": "1m", "burst": 10, "responseHeaders": false},
                            "global": {"service": {"host": "ratelimit", "port": 8081}, "domain": "edge",
                                       "timeout": "50ms", "failureModeDeny": true,
                                       "descriptors": [
@@ -130,11 +137,11 @@ mod tests {
                     &[],
                 ),
                 (
-                    json!({}),
+                    json!({"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}]}),
                     &["spec: at least one of local, global is required"],
                 ),
                 (
-                    json!({"local": {"requests": 0, "per": "10ms", "burst": 0},
+                    json!({"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}], "local": {"requests": 0, "per": "10ms", "burst": 0},
                            "global": {"service": {"host": "rls"}, "domain": "", "timeout": "nope", "descriptors": [
                                {"entries": []},
                                {"entries": [{}, {"path": {"key": "a b"}, "remoteAddress": {}},

@@ -2,11 +2,26 @@
 
 use super::{count, duration, port};
 use crate::edge::*;
+use crate::policy_attach::PolicyMeta;
 use crate::routing::Destination;
 use portolan_api::Resource;
 use portolan_api::crd::common::Destination as ApiDestination;
 use portolan_api::crd::ext_auth_policy as ea;
+use portolan_api::crd::policy_target::PolicyTargetRef;
 use portolan_api::crd::rate_limit_policy as rl;
+
+fn meta(resource: &Resource, targets: &[PolicyTargetRef]) -> PolicyMeta {
+    PolicyMeta {
+        source: resource.object_ref(),
+        generation: resource.generation(),
+        created: resource
+            .metadata()
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_second()),
+        targets: targets.to_vec(),
+    }
+}
 
 pub(super) fn ext_auth(resource: &Resource, p: &ea::ExtAuthPolicy) -> ExtAuth {
     let spec = &p.spec;
@@ -22,8 +37,7 @@ pub(super) fn ext_auth(resource: &Resource, p: &ea::ExtAuthPolicy) -> ExtAuth {
         (None, None) => None,
     };
     ExtAuth {
-        source: resource.object_ref(),
-        generation: resource.generation(),
+        meta: meta(resource, &spec.target_refs),
         service,
         allowed_headers: lower(&spec.allowed_headers),
         timeout: duration(spec.timeout.as_deref()).unwrap_or(DEFAULT_AUTH_TIMEOUT),
@@ -37,8 +51,7 @@ pub(super) fn ext_auth(resource: &Resource, p: &ea::ExtAuthPolicy) -> ExtAuth {
 
 pub(super) fn rate_limit(resource: &Resource, p: &rl::RateLimitPolicy) -> RateLimit {
     RateLimit {
-        source: resource.object_ref(),
-        generation: resource.generation(),
+        meta: meta(resource, &p.spec.target_refs),
         local: p.spec.local.as_ref().map(local),
         global: p.spec.global.as_ref().map(global),
     }
@@ -120,7 +133,8 @@ mod tests {
         let Object::ExtAuth(p) = object(json!({
             "apiVersion": "portolan.dev/v1alpha1", "kind": "ExtAuthPolicy",
             "metadata": {"name": "a", "namespace": "shop"},
-            "spec": {"http": {"service": {"host": "authz", "port": 80}, "headersToUpstream": ["X-User"]},
+            "spec": {"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}],
+                     "http": {"service": {"host": "authz", "port": 80}, "headersToUpstream": ["X-User"]},
                      "allowedHeaders": ["X-Tenant"]}
         })) else {
             panic!("not an ExtAuthPolicy")
@@ -138,7 +152,8 @@ mod tests {
         assert_eq!(h.headers_to_upstream, ["x-user"]);
         let Object::ExtAuth(off) = object(json!({
             "apiVersion": "portolan.dev/v1alpha1", "kind": "ExtAuthPolicy",
-            "metadata": {"name": "off"}, "spec": {"disabled": true}
+            "metadata": {"name": "off"},
+            "spec": {"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}], "disabled": true}
         })) else {
             panic!("not an ExtAuthPolicy")
         };
@@ -150,7 +165,8 @@ mod tests {
         let Object::RateLimit(p) = object(json!({
             "apiVersion": "portolan.dev/v1alpha1", "kind": "RateLimitPolicy",
             "metadata": {"name": "r"},
-            "spec": {"local": {"requests": 3, "per": "1m"},
+            "spec": {"targetRefs": [{"group": "portolan.dev", "kind": "Gateway", "name": "edge"}],
+                     "local": {"requests": 3, "per": "1m"},
                      "global": {"service": {"host": "rls", "port": 8081}, "domain": "d", "descriptors": [
                         {"entries": [{"requestHeader": {"name": "X-User", "key": "user"}}, {"path": {}},
                                      {"remoteAddress": {}}, {"generic": {"value": "v"}}]}]}}
