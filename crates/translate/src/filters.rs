@@ -44,6 +44,23 @@ pub(crate) fn http_connection_manager(
     }
 }
 
+/// [`http_connection_manager`] with `edge` filters (external authorization, rate limits, see
+/// [`crate::edge`]) after fault and CORS, before the router.
+pub(crate) fn http_connection_manager_edge(
+    stat_prefix: &str,
+    route_name: &str,
+    telemetry: &Telemetry,
+    edge: Vec<HttpFilter>,
+) -> Filter {
+    let mut hcm = hcm(stat_prefix, route_name, telemetry);
+    let router = hcm.http_filters.len() - 1;
+    hcm.http_filters.splice(router..router, edge);
+    Filter {
+        name: HTTP_CONNECTION_MANAGER.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+    }
+}
+
 /// The HTTP connection manager of a Gateway API listener: as [`http_connection_manager`],
 /// and the Host header's port is ignored when virtual hosts are chosen (the spec's hostname
 /// matching does not consider it).

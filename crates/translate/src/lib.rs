@@ -41,6 +41,7 @@ mod address;
 pub mod capture;
 mod cluster;
 mod context;
+mod edge;
 mod endpoint;
 mod ext_authz;
 mod external;
