@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod capture;
+mod edge_policies;
 mod examples;
 mod faults;
 mod gateway;

@@ -1,0 +1,393 @@
+//! End to end, ExtAuthPolicy and RateLimitPolicy on a Portolan Gateway, through stock Envoy:
+//! the examples of `examples/edge/` (the files docs/crds.md shows), listener ports swapped for
+//! free ones, with real upstreams, test authorization services (HTTP and gRPC) and a test rate
+//! limit service from the harness.
+//!
+//! * gRPC ext_authz on the listener: allowed and denied by a header, the service's headers
+//!   reaching the upstream, a rule turned off by a `disabled: true` policy, fail-closed when the
+//!   service goes down, then fail-open after the policy is edited.
+//! * HTTP ext_authz on a route: the check path (`pathPrefix`), only `headersToUpstream`
+//!   reaching the upstream, the denial returned as the service wrote it, fail-closed.
+//! * local rate limits: 429 once the listener's bucket is spent (a bounded number of
+//!   requests), `x-ratelimit-*` headers, and a rule with its own bucket still answering.
+//! * global rate limits: OVER_LIMIT for one descriptor value, OK for another, the descriptors
+//!   Envoy sent, and the failure mode when the service is down (allow, then deny after an edit).
+
+use crate::bin;
+use portolan_e2e::authz::{ALLOW, AUTH_HEADER, AuthServer};
+use portolan_e2e::http::{self, Reply, request, send};
+use portolan_e2e::ports::free_port;
+use portolan_e2e::ratelimit::RateLimitServer;
+use portolan_e2e::{Mesh, Upstream, endpoints_yaml, eventually, example};
+use reqwest::Method;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long a configuration change may take to show in traffic.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// An EndpointSlice for `service` whose port `port_name` is served at `addr`.
+fn slice_yaml(service: &str, port_name: &str, addr: SocketAddr) -> String {
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-1\n  namespace: default\n  labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: {port_name}\n  port: {port}\n",
+        ip = addr.ip(),
+        port = addr.port()
+    )
+}
+
+/// An example of `examples/edge/` with its listener port replaced by a free one.
+fn edge_example(name: &str, listener_port: u16) -> (String, u16) {
+    let port = free_port();
+    let text = example(&format!("edge/{name}")).replace(
+        &format!("port: {listener_port}\n"),
+        &format!("port: {port}\n"),
+    );
+    (text, port)
+}
+
+/// GET `path` on `port` with `Host: host` and extra headers.
+async fn get_with(
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Reply> {
+    let mut req = request(port, Method::GET, host, path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(req).await
+}
+
+/// Polls until a GET with `headers` satisfies `ok`.
+async fn wait_reply(
+    m: &Mesh,
+    port: u16,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    what: &str,
+    ok: impl Fn(&Reply) -> bool,
+) -> anyhow::Result<Reply> {
+    let res = eventually(what, DEADLINE, || async {
+        match get_with(port, host, path, headers).await {
+            Ok(r) if ok(&r) => Ok(r),
+            Ok(r) => Err(format!("{} {:?} {:?}", r.status, r.body, r.headers)),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    res.map_err(|e| anyhow::anyhow!("{e}\n{}", m.diagnostics()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_ext_authz_allows_denies_and_fails_closed_then_open() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let www = Upstream::start("www").await?;
+    let authz = AuthServer::start_grpc("grpc-authz").await?;
+    let (manifest, port) = edge_example("ext-authz-grpc.yaml", 8080);
+    let m = Mesh::start(
+        bin(),
+        "ingress",
+        &[
+            ("edge.yaml", manifest.clone()),
+            (
+                "www-endpoints.yaml",
+                endpoints_yaml("default", "www", &[&www]),
+            ),
+            (
+                "authz-endpoints.yaml",
+                slice_yaml("authz", "grpc", authz.addr()),
+            ),
+        ],
+    )
+    .await?;
+    let host = "api.example.com";
+    let allow = [(AUTH_HEADER, ALLOW)];
+
+    // Allowed: the upstream answers and sees the header the service added.
+    let r = wait_reply(
+        &m,
+        port,
+        host,
+        "/headers",
+        &allow,
+        "an allowed request",
+        |r| r.status == 200,
+    )
+    .await?;
+    let seen = r.seen_headers()?;
+    assert_eq!(
+        seen.get("x-auth-user"),
+        Some(&vec!["alice".to_string()]),
+        "{seen:?}"
+    );
+    // Denied: the service's status, body and header reach the client; the upstream sees nothing.
+    let hits = www.hits();
+    let r = http::get(port, host, "/orders").await?;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (403, "denied by grpc-authz"),
+        "{r:?}"
+    );
+    assert_eq!(r.header("x-denied-by"), Some("grpc-authz"));
+    assert_eq!(www.hits(), hits, "a denied request reached the upstream");
+    // The rule `public` is not checked (its own policy says disabled: true).
+    let checks = authz.checks();
+    let r = http::get(port, host, "/public/page").await?;
+    assert_eq!((r.status, r.upstream()), (200, Some("www")), "{r:?}");
+    assert_eq!(authz.checks(), checks, "the public rule was checked");
+    assert!(
+        authz.paths().iter().any(|p| p == "/orders"),
+        "{:?}",
+        authz.paths()
+    );
+
+    // The service goes down: fail-closed refuses even an allowed request.
+    authz.stop();
+    let r = wait_reply(
+        &m,
+        port,
+        host,
+        "/orders",
+        &allow,
+        "403 while authz is down",
+        |r| r.status == 403,
+    )
+    .await?;
+    assert_ne!(r.upstream(), Some("www"));
+    let r = http::get(port, host, "/public/page").await?;
+    assert_eq!(r.status, 200, "the public rule needs no authz: {r:?}");
+
+    // Edited to fail open: requests pass while the service is down, with no header at all.
+    m.config.write(
+        "edge.yaml",
+        &manifest.replace("failOpen: false", "failOpen: true"),
+    )?;
+    let r = wait_reply(
+        &m,
+        port,
+        host,
+        "/orders",
+        &[],
+        "fail-open while authz is down",
+        |r| r.status == 200,
+    )
+    .await?;
+    assert_eq!(r.upstream(), Some("www"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_ext_authz_on_a_route_sends_the_path_and_returns_only_chosen_headers()
+-> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let shop = Upstream::start("shop").await?;
+    let authz = AuthServer::start_http("http-authz").await?;
+    let (manifest, port) = edge_example("ext-authz-http.yaml", 8081);
+    let m = Mesh::start(
+        bin(),
+        "ingress",
+        &[
+            ("shop.yaml", manifest),
+            (
+                "shop-endpoints.yaml",
+                endpoints_yaml("default", "shop", &[&shop]),
+            ),
+            (
+                "authz-endpoints.yaml",
+                slice_yaml("shop-authz", "http", authz.addr()),
+            ),
+        ],
+    )
+    .await?;
+    let host = "shop.example.com";
+    let r = wait_reply(
+        &m,
+        port,
+        host,
+        "/headers",
+        &[(AUTH_HEADER, ALLOW)],
+        "an allowed request",
+        |r| r.status == 200,
+    )
+    .await?;
+    let seen = r.seen_headers()?;
+    assert_eq!(
+        seen.get("x-auth-user"),
+        Some(&vec!["alice".to_string()]),
+        "{seen:?}"
+    );
+    assert!(
+        !seen.contains_key("x-auth-extra"),
+        "a header not in headersToUpstream leaked: {seen:?}"
+    );
+    assert!(
+        authz.paths().iter().any(|p| p == "/check/headers"),
+        "{:?}",
+        authz.paths()
+    );
+
+    let hits = shop.hits();
+    let r = get_with(port, host, "/cart", &[(AUTH_HEADER, "nope")]).await?;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (403, "denied by http-authz"),
+        "{r:?}"
+    );
+    assert_eq!(r.header("x-denied-by"), Some("http-authz"));
+    assert_eq!(shop.hits(), hits, "a denied request reached the upstream");
+
+    authz.stop();
+    let r = wait_reply(
+        &m,
+        port,
+        host,
+        "/cart",
+        &[(AUTH_HEADER, ALLOW)],
+        "403 while authz is down",
+        |r| r.status == 403,
+    )
+    .await?;
+    assert_ne!(r.upstream(), Some("shop"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_rate_limit_answers_429_once_the_listener_bucket_is_spent() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let catalog = Upstream::start("catalog").await?;
+    let (manifest, port) = edge_example("local-rate-limit.yaml", 8082);
+    // A bucket of 3 for the listener that does not refill within the test; the search rule's
+    // own bucket stays large.
+    let manifest = manifest.replacen(
+        "    requests: 100\n    per: 1s\n    burst: 200\n",
+        "    requests: 3\n    per: 1h\n",
+        1,
+    );
+    let m = Mesh::start(
+        bin(),
+        "ingress",
+        &[
+            ("catalog.yaml", manifest),
+            (
+                "catalog-endpoints.yaml",
+                endpoints_yaml("default", "catalog", &[&catalog]),
+            ),
+        ],
+    )
+    .await?;
+    m.wait_config("envoy.filters.http.local_ratelimit").await?;
+    let host = "catalog.example.com";
+    // At most 3 requests pass on the listener's bucket; a bounded number of requests must
+    // meet a 429.
+    let mut passed = 0;
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = http::get(port, host, "/browse").await?;
+        match r.status {
+            200 => {
+                passed += 1;
+                assert_eq!(r.header("x-ratelimit-limit"), Some("3"), "{r:?}");
+            }
+            429 => {
+                limited = Some(r);
+                break;
+            }
+            other => anyhow::bail!("unexpected {other}: {r:?}\n{}", m.diagnostics()),
+        }
+    }
+    let limited =
+        limited.ok_or_else(|| anyhow::anyhow!("no 429 in 10 requests\n{}", m.diagnostics()))?;
+    assert!(passed <= 3, "{passed} requests passed a bucket of 3");
+    assert_eq!(
+        limited.header("x-ratelimit-remaining"),
+        Some("0"),
+        "{limited:?}"
+    );
+    assert_eq!(
+        limited.header("x-local-rate-limit"),
+        Some("true"),
+        "{limited:?}"
+    );
+    assert_ne!(limited.upstream(), Some("catalog"));
+    // The search rule has its own bucket: it still answers.
+    let r = http::get(port, host, "/search?q=x").await?;
+    assert_eq!((r.status, r.upstream()), (200, Some("catalog")), "{r:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_rate_limit_by_descriptor_and_its_failure_mode() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let partner = Upstream::start("partner").await?;
+    let rls = RateLimitServer::start("user", "bob").await?;
+    let (manifest, port) = edge_example("global-rate-limit.yaml", 8083);
+    let m = Mesh::start(
+        bin(),
+        "ingress",
+        &[
+            ("partner.yaml", manifest.clone()),
+            (
+                "partner-endpoints.yaml",
+                endpoints_yaml("default", "partner", &[&partner]),
+            ),
+            (
+                "rls-endpoints.yaml",
+                slice_yaml("ratelimit", "grpc", rls.addr()),
+            ),
+        ],
+    )
+    .await?;
+    let host = "partner.example.com";
+    let r = wait_reply(
+        &m,
+        port,
+        host,
+        "/items",
+        &[("x-user", "bob")],
+        "bob over the limit",
+        |r| r.status == 429,
+    )
+    .await?;
+    assert_ne!(r.upstream(), Some("partner"));
+    let r = get_with(port, host, "/items", &[("x-user", "alice")]).await?;
+    assert_eq!((r.status, r.upstream()), (200, Some("partner")), "{r:?}");
+    let seen = rls.descriptors();
+    assert!(seen.iter().any(|d| d == "partner|user=alice"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|d| d == "partner|path=/items,remote_address=127.0.0.1"),
+        "{seen:?}"
+    );
+
+    // The service goes down: failureModeDeny false lets even bob through.
+    rls.stop();
+    wait_reply(
+        &m,
+        port,
+        host,
+        "/items",
+        &[("x-user", "bob")],
+        "allowed while the RLS is down",
+        |r| r.status == 200,
+    )
+    .await?;
+    // Edited to deny on failure: refused with 500.
+    m.config.write(
+        "partner.yaml",
+        &manifest.replace("failureModeDeny: false", "failureModeDeny: true"),
+    )?;
+    let r = wait_reply(
+        &m,
+        port,
+        host,
+        "/items",
+        &[("x-user", "alice")],
+        "refused while the RLS is down",
+        |r| r.status == 500,
+    )
+    .await?;
+    assert_ne!(r.upstream(), Some("partner"));
+    Ok(())
+}
