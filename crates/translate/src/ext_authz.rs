@@ -58,11 +58,14 @@ pub(crate) fn http_filter_for(
 /// The filter's configuration.
 pub(crate) fn config(policy: &ExtAuth, service: &AuthService, cluster: &str) -> ExtAuthz {
     let services = match service {
-        AuthService::Grpc(_) => ext_authz::Services::GrpcService(GrpcService {
+        AuthService::Grpc(dest) => ext_authz::Services::GrpcService(GrpcService {
             timeout: Some(duration(policy.timeout)),
             target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
                 grpc_service::EnvoyGrpc {
                     cluster_name: cluster.to_string(),
+                    // Envoy's default `:authority` is the cluster name, whose `|` strict
+                    // HTTP/2 servers refuse.
+                    authority: dest.host.clone(),
                     ..Default::default()
                 },
             )),

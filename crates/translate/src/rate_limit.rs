@@ -150,6 +150,8 @@ pub(crate) fn global_config(limit: &GlobalLimit, cluster: &str) -> RateLimitFilt
                 target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
                     grpc_service::EnvoyGrpc {
                         cluster_name: cluster.to_string(),
+                        // Not the cluster name: its `|` is refused by strict HTTP/2 servers.
+                        authority: limit.service.host.clone(),
                         ..Default::default()
                     },
                 )),

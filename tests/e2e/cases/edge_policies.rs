@@ -77,7 +77,22 @@ async fn wait_reply(
         }
     })
     .await;
-    res.map_err(|e| anyhow::anyhow!("{e}\n{}", m.diagnostics()))
+    match res {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let clusters = m.envoy.admin("/clusters").await.unwrap_or_default();
+            let clusters: Vec<&str> = clusters
+                .lines()
+                .filter(|l| l.contains("authz") || l.contains("ratelimit"))
+                .collect();
+            let stats = m.envoy.admin("/stats").await.unwrap_or_default();
+            let stats: Vec<&str> = stats
+                .lines()
+                .filter(|l| l.contains("authz") || l.contains("ratelimit"))
+                .collect();
+            anyhow::bail!("{e}\n{clusters:#?}\n{stats:#?}\n{}", m.diagnostics())
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

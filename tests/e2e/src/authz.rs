@@ -23,10 +23,12 @@ use envoy_types::pb::envoy::service::auth::v3::{
 };
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// The request header the services decide by, and the value that allows.
 pub const AUTH_HEADER: &str = "x-auth";
@@ -80,13 +82,8 @@ impl AuthServer {
             name: name.to_string(),
             seen: seen.clone(),
         };
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(AuthorizationServer::new(service))
-                .serve_with_incoming(incoming)
-                .await;
-        });
+        let routes = tonic::service::Routes::new(AuthorizationServer::new(service));
+        let task = tokio::spawn(serve_grpc(listener, routes));
         Ok(Self { addr, seen, task })
     }
 
@@ -107,6 +104,25 @@ impl AuthServer {
     /// Closes the listener and every connection: the service is down.
     pub fn stop(&self) {
         self.task.abort();
+    }
+}
+
+/// Serves gRPC (HTTP/2, prior knowledge) until aborted; aborting drops every connection too
+/// (tonic's own server would keep open connections alive after its accept loop ends).
+pub(crate) async fn serve_grpc(listener: TcpListener, routes: tonic::service::Routes) {
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        let service = TowerToHyperService::new(routes.clone());
+        connections.spawn(async move {
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
     }
 }
 

@@ -36,13 +36,8 @@ impl RateLimitServer {
             over: (key.to_string(), value.to_string()),
             seen: seen.clone(),
         };
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(RateLimitServiceServer::new(rls))
-                .serve_with_incoming(incoming)
-                .await;
-        });
+        let routes = tonic::service::Routes::new(RateLimitServiceServer::new(rls));
+        let task = tokio::spawn(crate::authz::serve_grpc(listener, routes));
         Ok(Self { addr, seen, task })
     }
 
