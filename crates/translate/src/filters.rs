@@ -1,6 +1,7 @@
 //! The HTTP connection manager every listener uses: routes over RDS and the HTTP filters
 //! fault, CORS and router, in that order. Fault and CORS do nothing unless a route carries
-//! per-route config for them. Telemetry (access logs, request ids, tracing) comes from
+//! per-route config for them. Gateway listeners add the edge filters (external authorization,
+//! rate limits, see [`crate::edge`]) before the router. Telemetry (access logs, request ids, tracing) comes from
 //! [`crate::telemetry`].
 
 use crate::cluster::ads_config_source;
@@ -61,15 +62,18 @@ pub(crate) fn http_connection_manager_edge(
     }
 }
 
-/// The HTTP connection manager of a Gateway API listener: as [`http_connection_manager`],
+/// The HTTP connection manager of a Gateway API listener: as [`http_connection_manager_edge`],
 /// and the Host header's port is ignored when virtual hosts are chosen (the spec's hostname
 /// matching does not consider it).
 pub(crate) fn gateway_api_connection_manager(
     stat_prefix: &str,
     route_name: &str,
     telemetry: &Telemetry,
+    edge: Vec<HttpFilter>,
 ) -> Filter {
     let mut hcm = hcm(stat_prefix, route_name, telemetry);
+    let router = hcm.http_filters.len() - 1;
+    hcm.http_filters.splice(router..router, edge);
     hcm.strip_port_mode = Some(http_connection_manager::StripPortMode::StripAnyHostPort(
         true,
     ));

@@ -20,6 +20,7 @@
 use crate::ProxyGroup;
 use crate::address::socket_address;
 use crate::context::Context;
+use crate::edge::EdgeUse;
 use crate::filters;
 use crate::names;
 use crate::provenance::Provenance;
@@ -42,12 +43,91 @@ use portolan_model::gateway::TlsSecret;
 use portolan_model::gateway_api::{
     ApiChain, ApiGateway, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
 };
+use portolan_model::policy_attach::Reach;
 use portolan_model::routing::HttpRoute;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Well-known name of the TLS inspector listener filter (reads SNI for filter chain matches).
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+
+/// Where a route configuration is served, for edge policies (ExtAuthPolicy,
+/// RateLimitPolicy): the Gateway, the listeners behind it, and what they use.
+struct EdgeSite<'a> {
+    gateway: &'a ObjectRef,
+    listeners: Vec<String>,
+    edge: EdgeUse,
+}
+
+// === impl EdgeSite ===
+
+impl<'a> EdgeSite<'a> {
+    fn new(ctx: &Context<'_>, gateway: &'a ObjectRef, listeners: Vec<String>) -> Self {
+        let per_listener: Vec<Vec<Reach>> = listeners
+            .iter()
+            .map(|l| {
+                vec![
+                    Reach::Gateway {
+                        gateway: gateway.clone(),
+                        listener: Some(l.clone()),
+                    },
+                    Reach::Gateway {
+                        gateway: gateway.clone(),
+                        listener: None,
+                    },
+                ]
+            })
+            .collect();
+        Self {
+            gateway,
+            listeners,
+            edge: EdgeUse::new(ctx, &per_listener),
+        }
+    }
+
+    /// The names of the Gateway's listeners on `port`.
+    fn listeners_on(world: &World, gateway: &ObjectRef, port: u16) -> Vec<String> {
+        match world.gateway_api.get(gateway).map(AsRef::as_ref) {
+            Some(portolan_api::Resource::ApiGateway(g)) => g
+                .spec
+                .listeners
+                .iter()
+                .filter(|l| l.port == i32::from(port))
+                .map(|l| l.name.clone())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The per-filter config of rule `index` of `route`: from the policies on the rule, the
+    /// route, a listener, the Gateway, most specific first.
+    fn route_config(
+        &mut self,
+        ctx: &Context<'_>,
+        route: &ObjectRef,
+        index: usize,
+    ) -> Vec<(String, envoy_types::pb::google::protobuf::Any)> {
+        let mut candidates = vec![
+            Reach::Route {
+                route: route.clone(),
+                rule: Some(index),
+            },
+            Reach::Route {
+                route: route.clone(),
+                rule: None,
+            },
+        ];
+        candidates.extend(self.listeners.iter().map(|l| Reach::Gateway {
+            gateway: self.gateway.clone(),
+            listener: Some(l.clone()),
+        }));
+        candidates.push(Reach::Gateway {
+            gateway: self.gateway.clone(),
+            listener: None,
+        });
+        self.edge.route_config(ctx, &candidates)
+    }
+}
 
 /// The Gateway API Gateway whose proxies make up `group`, if any.
 pub(crate) fn selecting<'w>(world: &'w World, group: &ProxyGroup) -> Option<&'w Arc<ApiGateway>> {
@@ -83,21 +163,25 @@ pub(crate) fn resources(
                 if !seen.insert(sorted(&chain.server_names)) {
                     continue;
                 }
+                let mut site = EdgeSite::new(ctx, &gateway.source, vec![chain.name.clone()]);
                 let (filter_chain, route) =
-                    tls_chain(ctx, &gateway.source, port.port, chain, &mut secrets);
+                    tls_chain(ctx, &mut site, port.port, chain, &mut secrets);
                 listener.filter_chains.push(filter_chain);
                 routes.extend(route);
             }
         } else {
+            let on_port = EdgeSite::listeners_on(ctx.world, &gateway.source, port.port);
+            let mut site = EdgeSite::new(ctx, &gateway.source, on_port);
+            routes.push(route_config(ctx, &name, &port.virtual_hosts, &mut site));
             listener.filter_chains = vec![FilterChain {
                 filters: vec![filters::gateway_api_connection_manager(
                     &names::gateway_stat_prefix(port.port),
                     &name,
                     &ctx.options.telemetry,
+                    site.edge.http_filters(ctx),
                 )],
                 ..Default::default()
             }];
-            routes.push(route_config(ctx, &name, &port.virtual_hosts));
         }
         listeners.push(listener);
     }
@@ -125,7 +209,7 @@ fn sorted(names: &[String]) -> Vec<String> {
 /// `gateway-{port}/{listener}`).
 fn tls_chain(
     ctx: &Context<'_>,
-    gateway: &ObjectRef,
+    site: &mut EdgeSite<'_>,
     port: u16,
     chain: &ApiChain,
     secrets: &mut GatewaySecrets,
@@ -135,6 +219,7 @@ fn tls_chain(
         ..Default::default()
     });
     let stat_prefix = names::gateway_stat_prefix(port);
+    let gateway = site.gateway;
     match &chain.kind {
         ChainKind::Terminate {
             certificates,
@@ -142,6 +227,7 @@ fn tls_chain(
         } => {
             let name = format!("{}/{}", names::gateway_listener_name(port), chain.name);
             let certificates: Vec<&TlsSecret> = certificates.iter().map(|c| &**c).collect();
+            let routes = route_config(ctx, &name, virtual_hosts, site);
             let filter_chain = FilterChain {
                 name: chain.name.clone(),
                 filter_chain_match,
@@ -149,6 +235,7 @@ fn tls_chain(
                     &stat_prefix,
                     &name,
                     &ctx.options.telemetry,
+                    site.edge.http_filters(ctx),
                 )],
                 transport_socket: Some(tls::terminating_transport_socket(
                     &certificates,
@@ -157,7 +244,7 @@ fn tls_chain(
                 )),
                 ..Default::default()
             };
-            (filter_chain, Some(route_config(ctx, &name, virtual_hosts)))
+            (filter_chain, Some(routes))
         }
         ChainKind::Passthrough { backends } => {
             let clusters: Vec<(String, u32)> = backends
@@ -201,15 +288,16 @@ fn route_config(
     ctx: &Context<'_>,
     name: &str,
     virtual_hosts: &[ApiVirtualHost],
+    site: &mut EdgeSite<'_>,
 ) -> RouteConfiguration {
     let virtual_hosts = virtual_hosts
         .iter()
-        .map(|vh| virtual_host(ctx, vh))
+        .map(|vh| virtual_host(ctx, vh, site))
         .collect();
     route_configuration(name, virtual_hosts)
 }
 
-fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost) -> VirtualHost {
+fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost, site: &mut EdgeSite<'_>) -> VirtualHost {
     // The connection manager strips the Host header's port before matching.
     let domains = vec![vh.hostname.clone()];
     let routes = vh
@@ -224,7 +312,12 @@ fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost) -> VirtualHost {
                 http: vec![r.rule.clone()],
                 tcp: Vec::new(),
             };
-            route_rules::routes(ctx, &one, None)
+            let edge = site.route_config(ctx, &r.route, r.index);
+            let mut routes = route_rules::routes(ctx, &one, None);
+            for route in &mut routes {
+                route.typed_per_filter_config.extend(edge.iter().cloned());
+            }
+            routes
         })
         .map(answer_missing_clusters_with_500)
         .collect();
