@@ -241,3 +241,22 @@ fn a_policy_whose_target_is_missing_is_not_accepted_and_changes_nothing() {
         "{names:?}"
     );
 }
+
+#[test]
+fn a_service_target_applies_on_the_workload_inbound_listener() {
+    let docs = vec![
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "web", "namespace": "shop", "labels": {"portolan.dev/service-account": "web"}},
+               "spec": {"ports": [{"name": "http", "port": 8080}]}}),
+        json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "RateLimitPolicy",
+               "metadata": {"name": "web", "namespace": "shop"},
+               "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+                        "local": {"requests": 5, "per": "1s"}}}),
+    ];
+    let r = run_group(
+        &world_of(docs),
+        "web;l.app=web;ns=shop;sa=web;app=8080;in=15006",
+    );
+    let names = filters(&hcm(&r, crate::inbound::INBOUND_LISTENER));
+    assert!(names.contains(&(LOCAL.to_string(), false)), "{names:?}");
+}
