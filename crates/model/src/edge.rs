@@ -6,8 +6,9 @@
 //! [`World::rate_limit`]) with their statuses; translation asks
 //! [`Resolution::effective`] which policy applies to a route rule.
 
-use crate::policy_attach::{self, AncestorOutcome, PolicyMeta, Resolution};
+use crate::policy_attach::{self, AncestorOutcome, PolicyMeta, Reach, Resolution};
 use crate::routing::Destination;
+use crate::routing::Parent;
 use crate::status::{Condition, ConditionType};
 use crate::world::World;
 use portolan_api::ObjectRef;
@@ -118,13 +119,52 @@ impl RateLimit {
 /// targets of every ExtAuthPolicy and RateLimitPolicy and adds their statuses (a summary
 /// `Accepted` condition to `statuses`, the per-target entries to `api_statuses`).
 pub fn finish(world: &mut World) {
-    let ext_auth = policy_attach::resolve(world, world.ext_auths.values().map(|p| &p.meta));
-    let rate_limit = policy_attach::resolve(world, world.rate_limits.values().map(|p| &p.meta));
+    let mut ext_auth = policy_attach::resolve(world, world.ext_auths.values().map(|p| &p.meta));
+    let mut rate_limit = policy_attach::resolve(world, world.rate_limits.values().map(|p| &p.meta));
+    refuse_mesh_only_routes(world, &mut ext_auth);
+    refuse_mesh_only_routes(world, &mut rate_limit);
     for resolution in [&ext_auth, &rate_limit] {
         add_statuses(world, resolution);
     }
     world.ext_auth = Arc::new(ext_auth);
     world.rate_limit = Arc::new(rate_limit);
+}
+
+/// A TrafficRoute target attached to the mesh only (no Gateway parent) is not enforced: edge
+/// policies run on gateway listeners and on a workload's inbound side (target its Service),
+/// never on the caller's mesh outbound listener. Its outcome becomes `Accepted=False` reason
+/// `Invalid`, and it wins nothing.
+fn refuse_mesh_only_routes(world: &World, resolution: &mut Resolution) {
+    for outcomes in resolution.statuses.values_mut() {
+        for outcome in outcomes.iter_mut() {
+            let Some(Reach::Route { route, .. }) = &outcome.reach else {
+                continue;
+            };
+            let Some(r) = world.routes.get(route) else {
+                continue;
+            };
+            let on_gateway = r
+                .parents
+                .iter()
+                .any(|p| matches!(p, Parent::Gateway { .. }));
+            if on_gateway || !outcome.condition.status {
+                continue;
+            }
+            if let Some(reach) = &outcome.reach {
+                resolution.winners.remove(reach);
+            }
+            outcome.condition = Condition::new(
+                ConditionType::Accepted,
+                false,
+                "Invalid",
+                format!(
+                    "{}: {route} is attached to the mesh only; external authorization and rate limits apply where a route is served on a Gateway (target the Service for the server side)",
+                    outcome.target
+                ),
+                outcome.condition.observed_generation,
+            );
+        }
+    }
 }
 
 fn add_statuses(world: &mut World, resolution: &Resolution) {
@@ -174,4 +214,60 @@ pub fn summaries(resolution: &Resolution) -> BTreeMap<ObjectRef, Condition> {
         .iter()
         .map(|(p, o)| (p.clone(), summary(o)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::index::Index;
+    use portolan_api::{Kind, ObjectRef, Resource};
+    use serde_json::json;
+
+    fn apply(idx: &mut Index, doc: serde_json::Value) {
+        let r = Resource::decode(doc).expect("decodes").expect("is read");
+        assert!(portolan_api::validate::validate(&r).is_empty());
+        idx.apply(crate::convert::to_object(&r));
+    }
+
+    fn limit(name: &str, target: serde_json::Value, created: &str) -> serde_json::Value {
+        json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "RateLimitPolicy",
+            "metadata": {"name": name, "namespace": "shop", "creationTimestamp": created},
+            "spec": {"targetRefs": [target], "local": {"requests": 1, "per": "1s"}}})
+    }
+
+    #[test]
+    fn statuses_per_target_mesh_only_routes_and_conflicts() {
+        let mut idx = Index::new();
+        for doc in [
+            json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "TrafficRoute",
+                "metadata": {"name": "mesh-only", "namespace": "shop"},
+                "spec": {"hosts": ["web"], "http": [{"directResponse": {"status": 200}}]}}),
+            json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "Gateway",
+                "metadata": {"name": "edge", "namespace": "shop"},
+                "spec": {"selector": {"cluster": "ingress"}, "listeners": [{"name": "web", "port": 80, "protocol": "HTTP"}]}}),
+        ] {
+            apply(&mut idx, doc);
+        }
+        let route = json!({"group": "portolan.dev", "kind": "TrafficRoute", "name": "mesh-only"});
+        let gateway = json!({"group": "portolan.dev", "kind": "Gateway", "name": "edge"});
+        apply(&mut idx, limit("on-route", route, "2026-01-01T00:00:00Z"));
+        apply(
+            &mut idx,
+            limit("older", gateway.clone(), "2026-01-01T00:00:00Z"),
+        );
+        apply(&mut idx, limit("newer", gateway, "2026-02-01T00:00:00Z"));
+        let w = idx.world();
+        let status = |name: &str| {
+            let c = &w.statuses[&ObjectRef::new(Kind::RateLimitPolicy, "shop", name)][0];
+            (c.status, c.reason.clone())
+        };
+        assert_eq!(status("on-route"), (false, "Invalid".to_string()));
+        assert_eq!(status("older"), (true, "Accepted".to_string()));
+        assert_eq!(status("newer"), (false, "Conflicted".to_string()));
+        let on_route = ObjectRef::new(Kind::RateLimitPolicy, "shop", "on-route");
+        assert!(!w.rate_limit.is_attached(&on_route));
+        assert!(matches!(
+            w.api_statuses.get(&on_route),
+            Some(crate::gateway_api::ApiStatus::Policy(s)) if s.ancestors.len() == 1
+        ));
+    }
 }
