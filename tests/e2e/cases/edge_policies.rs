@@ -284,7 +284,7 @@ async fn local_rate_limit_answers_429_once_the_listener_bucket_is_spent() -> any
         bin(),
         "ingress",
         &[
-            ("catalog.yaml", manifest),
+            ("catalog.yaml", manifest.clone()),
             (
                 "catalog-endpoints.yaml",
                 endpoints_yaml("default", "catalog", &[&catalog]),
@@ -329,6 +329,29 @@ async fn local_rate_limit_answers_429_once_the_listener_bucket_is_spent() -> any
     // The search rule has its own bucket: it still answers.
     let r = http::get(port, host, "/search?q=x").await?;
     assert_eq!((r.status, r.upstream()), (200, Some("catalog")), "{r:?}");
+
+    // A bad edit is refused with its field path; the last good policy stays in force.
+    let bad = manifest.replacen(
+        "    requests: 3\n    per: 1h\n",
+        "    requests: 3\n    per: 10ms\n",
+        1,
+    );
+    m.config.write("catalog.yaml", &bad)?;
+    let errors = eventually("the bad edit reported", DEADLINE, || async {
+        let errors = m.config_errors().await.map_err(|e| e.to_string())?;
+        let text = serde_json::to_string(&errors).unwrap_or_default();
+        match text.contains("spec.local.per") && text.contains("at least 50ms") {
+            true => Ok(text),
+            false => Err(text),
+        }
+    })
+    .await?;
+    assert!(
+        errors.contains("RateLimitPolicy default/catalog-edge"),
+        "{errors}"
+    );
+    let r = http::get(port, host, "/browse").await?;
+    assert_eq!(r.status, 429, "the last good bucket is gone: {r:?}");
     Ok(())
 }
 
