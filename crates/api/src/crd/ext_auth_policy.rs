@@ -75,11 +75,11 @@ pub struct ExtAuthPolicySpec {
 }
 
 /// The gRPC service: a Service port speaking HTTP/2 (`appProtocol: grpc`, or a port name
-/// starting `grpc`), or an ExternalService host and port.
+/// starting `grpc`). ExternalService ports are HTTP/1.1 and cannot serve gRPC.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GrpcAuthService {
-    /// Where the service runs (`host`: a Service name or an ExternalService host; `port`).
+    /// Where the service runs (`host`: a Service name; `port`).
     pub service: Destination,
 }
 
@@ -88,6 +88,7 @@ pub struct GrpcAuthService {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpAuthService {
+    /// Where the service runs (`host`: a Service name or an ExternalService host; `port`).
     pub service: Destination,
     /// Prepended to the request's path in the check request (`/authz` + `/orders/1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

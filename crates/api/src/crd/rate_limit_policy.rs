@@ -79,8 +79,8 @@ pub struct LocalRateLimit {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GlobalRateLimit {
-    /// The service: a Service port speaking HTTP/2 (`appProtocol: grpc`) or an ExternalService
-    /// host and port.
+    /// The service: a Service port speaking HTTP/2 (`appProtocol: grpc`, or a port name
+    /// starting `grpc`).
     pub service: Destination,
     /// The domain the service's limits are configured under.
     #[schemars(length(min = 1, max = 253))]
