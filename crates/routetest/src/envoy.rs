@@ -42,7 +42,11 @@ pub struct EnvoyRun {
 
 impl EnvoyRun {
     /// Starts Envoy (`envoy` binary) on the rendered resources of `group`.
-    pub async fn start(envoy: &Path, rendered: &Value, group: &str) -> Result<Self, RouteTestError> {
+    pub async fn start(
+        envoy: &Path,
+        rendered: &Value,
+        group: &str,
+    ) -> Result<Self, RouteTestError> {
         let err = |e: &dyn std::fmt::Display| RouteTestError::Envoy(e.to_string());
         let original = Rendered::from_json(rendered);
         let plan = Plan::new(&original);
@@ -174,7 +178,8 @@ impl EnvoyRun {
         let port = self.ports.get(&orig).ok_or_else(|| {
             format!("listener on port {orig} is not run by the test Envoy (TLS or not HTTP)")
         })?;
-        let method = reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|e| e.to_string())?;
+        let method =
+            reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|e| e.to_string())?;
         let mut builder = self
             .client
             .request(method, format!("http://127.0.0.1:{port}{}", req.path))
@@ -182,7 +187,10 @@ impl EnvoyRun {
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
-        let resp = builder.send().await.map_err(|e| format!("request failed: {e}"))?;
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
         let status = resp.status().as_u16();
         let mut headers: BTreeMap<String, String> = BTreeMap::new();
         for (k, v) in resp.headers() {
@@ -210,7 +218,11 @@ impl EnvoyRun {
         {
             out.route = Some((name, vhost, index));
             out.timeout_ms = Some(route.0.timeout_ms);
-            out.retries = Some((route.0.retries, route.0.per_try_timeout_ms, route.0.retry_on));
+            out.retries = Some((
+                route.0.retries,
+                route.0.per_try_timeout_ms,
+                route.0.retry_on,
+            ));
             out.backends = route.1;
         }
         match headers.remove(STANDIN_HEADER) {

@@ -20,12 +20,21 @@ pub fn text(results: &[SuiteResult]) -> String {
             Mode::Envoy => "stock Envoy",
             Mode::Evaluator => "route-table evaluator (no Envoy)",
         };
-        let _ = writeln!(out, "RouteTest {} ({}), group {}: {how}", r.name, r.location, r.group);
+        let _ = writeln!(
+            out,
+            "RouteTest {} ({}), group {}: {how}",
+            r.name, r.location, r.group
+        );
         for s in &r.skipped {
             let _ = writeln!(out, "  note: listener not tested: {s}");
         }
         for c in &r.cases {
-            let _ = writeln!(out, "  {}  {}", if c.pass { "PASS" } else { "FAIL" }, c.name);
+            let _ = writeln!(
+                out,
+                "  {}  {}",
+                if c.pass { "PASS" } else { "FAIL" },
+                c.name
+            );
             for ch in c.checks.iter().filter(|ch| !ch.ok) {
                 let _ = writeln!(out, "        {}:", ch.what);
                 let _ = writeln!(out, "        - expected {}", ch.expected);

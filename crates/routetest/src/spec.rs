@@ -312,7 +312,9 @@ spec:
     #[test]
     fn names_the_field_of_an_error() {
         let bad = SUITE.replace("status: 200", "statuss: 200");
-        let err = parse("t.yaml", &bad).expect_err("unknown field").to_string();
+        let err = parse("t.yaml", &bad)
+            .expect_err("unknown field")
+            .to_string();
         assert!(err.contains("t.yaml#1"), "{err}");
         assert!(err.contains("RouteTest reviews"), "{err}");
         assert!(err.contains("spec.cases[0].expect"), "{err}");

@@ -100,9 +100,5 @@ async fn echo(State(id): State<Arc<Identity>>, req: Request) -> Response {
         host: headers.get("host").cloned().unwrap_or_default(),
         headers,
     };
-    (
-        [(STANDIN_HEADER, id.cluster.clone())],
-        axum::Json(echo),
-    )
-        .into_response()
+    ([(STANDIN_HEADER, id.cluster.clone())], axum::Json(echo)).into_response()
 }

@@ -68,8 +68,14 @@ pub struct MatchedRoute {
 pub enum Action {
     /// Forwarded to clusters with weights (one cluster: weight 100).
     Forward(Vec<(String, u32)>),
-    Redirect { status: u16, location: String },
-    Direct { status: u16, body: String },
+    Redirect {
+        status: u16,
+        location: String,
+    },
+    Direct {
+        status: u16,
+        body: String,
+    },
     /// The fault filter answers every such request with this status.
     Abort(u16),
     /// A route action this evaluator does not model (e.g. `cluster_header`).
@@ -137,11 +143,7 @@ impl Rendered {
     /// The listener a request arrives on: by port, or the mesh outbound port `mesh_port`, or
     /// the only listener with an HTTP connection manager.
     pub fn listener_for(&self, port: Option<u16>, mesh_port: u16) -> Result<&Value, EvalError> {
-        let http: Vec<&Value> = self
-            .listeners
-            .iter()
-            .filter(|l| hcm(l).is_some())
-            .collect();
+        let http: Vec<&Value> = self.listeners.iter().filter(|l| hcm(l).is_some()).collect();
         let names = || {
             http.iter()
                 .map(|l| format!("{} (port {})", str_at(l, "/name"), listener_port(l)))
@@ -189,7 +191,10 @@ impl Rendered {
             virtual_host: None,
             route: None,
         };
-        let vhosts = config["virtual_hosts"].as_array().cloned().unwrap_or_default();
+        let vhosts = config["virtual_hosts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let Some((vi, domain)) = select_virtual_host(&vhosts, &req.host) else {
             return Ok(eval);
         };
@@ -494,7 +499,11 @@ pub fn describe_match(m: &Value) -> String {
         ));
     }
     for q in m["query_parameters"].as_array().into_iter().flatten() {
-        parts.push(format!("query {} {}", str_at(q, "/name"), describe_value(q)));
+        parts.push(format!(
+            "query {} {}",
+            str_at(q, "/name"),
+            describe_value(q)
+        ));
     }
     parts.join(", ")
 }
@@ -536,12 +545,18 @@ pub fn route_action(route: &Value, req: &HttpRequest) -> Action {
         if let Some(c) = r["cluster"].as_str() {
             return Action::Forward(vec![(c.to_string(), 100)]);
         }
-        if let Some(list) = r.pointer("/weighted_clusters/clusters").and_then(Value::as_array) {
+        if let Some(list) = r
+            .pointer("/weighted_clusters/clusters")
+            .and_then(Value::as_array)
+        {
             let set = list
                 .iter()
                 .map(|c| {
                     let w = c["weight"].as_u64().unwrap_or(0);
-                    (str_at(c, "/name").to_string(), u32::try_from(w).unwrap_or(0))
+                    (
+                        str_at(c, "/name").to_string(),
+                        u32::try_from(w).unwrap_or(0),
+                    )
                 })
                 .collect();
             return Action::Forward(set);
@@ -657,9 +672,12 @@ pub fn route_policy(route: &Value, vhost: &Value, config: &Value) -> Policy {
         ..Policy::default()
     };
     for level in [route, vhost, config] {
-        p.request_add.extend(header_adds(&level["request_headers_to_add"]));
-        p.response_add.extend(header_adds(&level["response_headers_to_add"]));
-        p.request_remove.extend(names(&level["request_headers_to_remove"]));
+        p.request_add
+            .extend(header_adds(&level["request_headers_to_add"]));
+        p.response_add
+            .extend(header_adds(&level["response_headers_to_add"]));
+        p.request_remove
+            .extend(names(&level["request_headers_to_remove"]));
         p.response_remove
             .extend(names(&level["response_headers_to_remove"]));
     }
@@ -695,11 +713,7 @@ fn names(list: &Value) -> Vec<String> {
 }
 
 /// Applies header changes to a header map (multiple values joined with `,`).
-pub fn apply_headers(
-    headers: &mut BTreeMap<String, String>,
-    add: &[HeaderAdd],
-    remove: &[String],
-) {
+pub fn apply_headers(headers: &mut BTreeMap<String, String>, add: &[HeaderAdd], remove: &[String]) {
     for name in remove {
         headers.remove(name);
     }

@@ -167,21 +167,44 @@ pub fn check(expect: &Expect, out: &Outcome, domain: &str) -> Vec<Check> {
         let got = out.body.clone().unwrap_or_default();
         push("body", quote(b), quote(&got), &got == b);
     }
-    header_checks(&mut push, "request header", &expect.request_headers, &expect.request_headers_absent, out.request_headers.as_ref());
-    header_checks(&mut push, "response header", &expect.response_headers, &expect.response_headers_absent, Some(&out.response_headers));
+    header_checks(
+        &mut push,
+        "request header",
+        &expect.request_headers,
+        &expect.request_headers_absent,
+        out.request_headers.as_ref(),
+    );
+    header_checks(
+        &mut push,
+        "response header",
+        &expect.response_headers,
+        &expect.response_headers_absent,
+        Some(&out.response_headers),
+    );
     for (what, exp, got) in [
         ("upstream path", &expect.upstream_path, &out.upstream_path),
         ("upstream host", &expect.upstream_host, &out.upstream_host),
     ] {
         if let Some(e) = exp {
-            let g = got.clone().map_or("no upstream request".into(), |g| quote(&g));
+            let g = got
+                .clone()
+                .map_or("no upstream request".into(), |g| quote(&g));
             push(what, quote(e), g, got.as_ref() == Some(e));
         }
     }
     if let Some(t) = &expect.timeout {
-        let want = if t == "none" { Some(0) } else { parse_duration(t) };
+        let want = if t == "none" {
+            Some(0)
+        } else {
+            parse_duration(t)
+        };
         let got = out.timeout_ms;
-        push("timeout", t.clone(), got.map_or("no route".into(), ms_text), got == want);
+        push(
+            "timeout",
+            t.clone(),
+            got.map_or("no route".into(), ms_text),
+            got == want,
+        );
     }
     if let Some(r) = &expect.retries {
         let want = (
@@ -221,7 +244,12 @@ fn header_checks(
     for k in absent {
         let g = got.and_then(|h| h.get(&k.to_ascii_lowercase()));
         let text = g.map_or("absent".to_string(), |g| quote(g));
-        push(&format!("{what} {k}"), "absent".into(), text, got.is_some() && g.is_none());
+        push(
+            &format!("{what} {k}"),
+            "absent".into(),
+            text,
+            got.is_some() && g.is_none(),
+        );
     }
 }
 
@@ -268,9 +296,7 @@ pub fn parse_cluster(name: &str) -> Option<(&str, u16, &str)> {
 pub fn short_cluster(name: &str, domain: &str) -> String {
     match parse_cluster(name) {
         Some((host, port, subset)) => {
-            let host = host
-                .strip_suffix(&format!(".svc.{domain}"))
-                .unwrap_or(host);
+            let host = host.strip_suffix(&format!(".svc.{domain}")).unwrap_or(host);
             if subset.is_empty() {
                 format!("{host}:{port}")
             } else {
@@ -358,12 +384,31 @@ mod tests {
             subset: subset.map(str::to_string),
             ..Backend::default()
         };
-        assert!(backend_matches(&b("reviews", Some("v1")), c, "cluster.local"));
-        assert!(backend_matches(&b("reviews.default", Some("v1")), c, "cluster.local"));
+        assert!(backend_matches(
+            &b("reviews", Some("v1")),
+            c,
+            "cluster.local"
+        ));
+        assert!(backend_matches(
+            &b("reviews.default", Some("v1")),
+            c,
+            "cluster.local"
+        ));
         assert!(!backend_matches(&b("reviews", None), c, "cluster.local"));
-        assert!(!backend_matches(&b("ratings", Some("v1")), c, "cluster.local"));
+        assert!(!backend_matches(
+            &b("ratings", Some("v1")),
+            c,
+            "cluster.local"
+        ));
         let ext = "outbound|80||api.example.com";
-        assert!(backend_matches(&b("api.example.com", None), ext, "cluster.local"));
-        assert_eq!(short_cluster(c, "cluster.local"), "reviews.default:9080 subset v1");
+        assert!(backend_matches(
+            &b("api.example.com", None),
+            ext,
+            "cluster.local"
+        ));
+        assert_eq!(
+            short_cluster(c, "cluster.local"),
+            "reviews.default:9080 subset v1"
+        );
     }
 }
