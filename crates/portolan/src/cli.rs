@@ -643,7 +643,7 @@ pub struct TestArgs {
     #[arg(long, env = "ENVOY_BIN")]
     pub envoy: Option<PathBuf>,
     /// Evaluate the route tables without Envoy even when one is available.
-    #[arg(long, conflicts_with = "envoy")]
+    #[arg(long)]
     pub no_envoy: bool,
     /// Report format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
