@@ -10,7 +10,7 @@
 
 use crate::error::RouteTestError;
 use crate::standin::{Echo, STANDIN_HEADER, StandIns};
-use crate::table::{self, HttpRequest, Rendered, str_at};
+use crate::table::{self, HttpRequest, MatchedRoute, Rendered, str_at};
 use crate::verdict::Outcome;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -214,16 +214,15 @@ impl EnvoyRun {
             ..Outcome::default()
         };
         if let Some(marker) = headers.remove(ROUTE_HEADER)
-            && let Some((name, vhost, index, route)) = self.route_at(&marker)
+            && let Some((vhost, route)) = self.route_at(&marker)
         {
-            out.route = Some((name, vhost, index));
-            out.timeout_ms = Some(route.0.timeout_ms);
-            out.retries = Some((
-                route.0.retries,
-                route.0.per_try_timeout_ms,
-                route.0.retry_on,
-            ));
-            out.backends = route.1;
+            let p = route.policy;
+            out.route = Some((route.name, vhost, route.index));
+            out.timeout_ms = Some(p.timeout_ms);
+            out.retries = Some((p.retries, p.per_try_timeout_ms, p.retry_on));
+            if let table::Action::Forward(set) = route.action {
+                out.backends = set;
+            }
         }
         match headers.remove(STANDIN_HEADER) {
             Some(_) => {
@@ -240,11 +239,8 @@ impl EnvoyRun {
         out
     }
 
-    /// The route a marker names: its name, virtual host, index, policy and backends.
-    fn route_at(
-        &self,
-        marker: &str,
-    ) -> Option<(String, String, usize, (table::Policy, Vec<(String, u32)>))> {
+    /// The route a marker names, and its virtual host's name.
+    fn route_at(&self, marker: &str) -> Option<(String, MatchedRoute)> {
         let mut parts = marker.rsplitn(3, '|');
         let r: usize = parts.next()?.parse().ok()?;
         let v: usize = parts.next()?.parse().ok()?;
@@ -254,17 +250,15 @@ impl EnvoyRun {
             .find(|c| str_at(c, "/name") == config_name)?;
         let vhost = config["virtual_hosts"].get(v)?;
         let route = vhost["routes"].get(r)?;
-        let policy = table::route_policy(route, vhost, &config);
-        let backends = match table::route_action(route, &HttpRequest::default()) {
-            table::Action::Forward(set) => set,
-            _ => Vec::new(),
+        let matched = MatchedRoute {
+            vhost_index: v,
+            index: r,
+            name: str_at(route, "/name").to_string(),
+            matcher: table::describe_match(&route["match"]),
+            policy: table::route_policy(route, vhost, &config),
+            action: table::route_action(route, &HttpRequest::default()),
         };
-        Some((
-            str_at(route, "/name").to_string(),
-            str_at(vhost, "/name").to_string(),
-            r,
-            (policy, backends),
-        ))
+        Some((str_at(vhost, "/name").to_string(), matched))
     }
 
     /// Stops Envoy.

@@ -133,7 +133,7 @@ pub fn check(expect: &Expect, out: &Outcome, domain: &str) -> Vec<Check> {
     let backends_check = |what: &str, expected: Vec<Backend>| {
         let exp = expected
             .iter()
-            .map(|b| describe_backend(b))
+            .map(describe_backend)
             .collect::<Vec<_>>()
             .join(", ");
         let got = describe_set(&out.backends, domain);
