@@ -68,7 +68,11 @@ pub fn parse_request(
 /// The explanation as text.
 pub fn describe(tables: &Rendered, req: &HttpRequest, eval: &Evaluation) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "request        {} http://{}{}", req.method, req.host, req.path);
+    let _ = writeln!(
+        out,
+        "request        {} http://{}{}",
+        req.method, req.host, req.path
+    );
     let _ = writeln!(
         out,
         "listener       {} (port {}), route configuration {}",

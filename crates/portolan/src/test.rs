@@ -25,6 +25,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
     let settings = Settings {
         mesh_port: args.translate.mesh_port,
         cluster_domain: args.translate.cluster_domain.clone(),
+        trust_domain: args.translate.trust_domain.clone(),
     };
     let mut rendered = BTreeMap::new();
     for s in &suites {

@@ -187,6 +187,9 @@ impl EnvoyRun {
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
+        if let Some(peer) = &req.peer {
+            builder = builder.header(crate::rbac::PEER_HEADER, peer);
+        }
         let resp = builder
             .send()
             .await
@@ -210,6 +213,7 @@ impl EnvoyRun {
     fn outcome(&self, status: u16, mut headers: BTreeMap<String, String>, body: String) -> Outcome {
         let mut out = Outcome {
             status: Some(status),
+            denied: status == 403 && body == crate::verdict::RBAC_DENIED,
             location: headers.get("location").cloned(),
             ..Outcome::default()
         };
@@ -359,10 +363,14 @@ fn dns_or_none(cluster: &Value) -> String {
         .map_or_else(|| "none".to_string(), |(a, _, _)| a)
 }
 
-/// Whether the test Envoy runs a listener: plain HTTP only.
+/// Whether the test Envoy runs a listener: plain HTTP, and a mesh workload's mutual TLS
+/// inbound listener (run in plain HTTP, the caller's identity in a header).
 fn keep_listener(l: &Value) -> Result<(), &'static str> {
     if table::hcm(l).is_none() {
         return Err("not HTTP");
+    }
+    if is_mtls(l) {
+        return Ok(());
     }
     let chains = l["filter_chains"].as_array().into_iter().flatten();
     if chains
@@ -372,6 +380,13 @@ fn keep_listener(l: &Value) -> Result<(), &'static str> {
         return Err("TLS (the test client speaks plain HTTP)");
     }
     Ok(())
+}
+
+/// Whether the listener's first chain asks for client certificates (a workload's inbound).
+fn is_mtls(l: &Value) -> bool {
+    l.pointer("/filter_chains/0/transport_socket/typed_config/require_client_certificate")
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 /// A cluster whose endpoints are the stand-ins; nothing that would keep them from answering.
@@ -392,6 +407,10 @@ fn standin_cluster(c: &Value, endpoints: Vec<Value>) -> Value {
         ] {
             m.remove(key);
         }
+        if m.get("lb_policy").and_then(Value::as_str) == Some("CLUSTER_PROVIDED") {
+            m.remove("lb_policy");
+        }
+        m.remove("original_dst_lb_config");
         m.insert("type".into(), json!("STATIC"));
         let name = str_at(&c, "/name").to_string();
         if let Some(m) = c.as_object_mut() {
@@ -408,11 +427,33 @@ fn standin_cluster(c: &Value, endpoints: Vec<Value>) -> Value {
 fn test_listener(l: &Value, routes: &[Value]) -> Value {
     let mut l = l.clone();
     l["address"] = json!({"socket_address": {"address": "127.0.0.1", "port_value": 0}});
+    let mtls = is_mtls(&l);
     if let Some(m) = l.as_object_mut() {
         m.remove("listener_filters");
         m.remove("use_original_dst");
+        if mtls {
+            // The mTLS chain alone, in plain HTTP; the identity comes in a header.
+            m.remove("default_filter_chain");
+            if let Some(chains) = m.get_mut("filter_chains").and_then(Value::as_array_mut) {
+                chains.truncate(1);
+                if let Some(c) = chains.first_mut().and_then(Value::as_object_mut) {
+                    c.remove("transport_socket");
+                    c.remove("filter_chain_match");
+                }
+            }
+        }
+    }
+    // A chain for the listener's own port would not match the port Envoy picks.
+    for c in l["filter_chains"].as_array_mut().into_iter().flatten() {
+        if let Some(m) = c
+            .get_mut("filter_chain_match")
+            .and_then(Value::as_object_mut)
+        {
+            m.remove("destination_port");
+        }
     }
     inline_and_mark(&mut l, routes);
+    crate::rbac::principal_header(&mut l);
     l
 }
 

@@ -11,6 +11,7 @@
 
 pub mod envoy;
 pub mod error;
+pub mod rbac;
 pub mod report;
 pub mod run;
 pub mod spec;

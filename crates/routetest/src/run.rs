@@ -16,6 +16,8 @@ pub struct Settings {
     pub mesh_port: u16,
     /// The cluster domain of Service host names.
     pub cluster_domain: String,
+    /// The SPIFFE trust domain of callers' identities.
+    pub trust_domain: String,
 }
 
 /// The verdict on one case.
@@ -39,7 +41,7 @@ pub struct SuiteResult {
 }
 
 /// The request of a case, header names in lower case.
-pub fn request_of(case: &Case) -> HttpRequest {
+pub fn request_of(case: &Case, trust_domain: &str) -> HttpRequest {
     let r = &case.request;
     HttpRequest {
         host: r.host.clone(),
@@ -51,6 +53,7 @@ pub fn request_of(case: &Case) -> HttpRequest {
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect(),
         port: r.port,
+        peer: r.source.as_ref().map(|s| s.principal(trust_domain)),
     }
 }
 
@@ -71,7 +74,7 @@ pub fn with_evaluator(suite: &Suite, rendered: &Value, s: &Settings) -> SuiteRes
         .cases
         .iter()
         .map(|c| {
-            let out = verdict::predicted(&tables, &request_of(c), s.mesh_port);
+            let out = verdict::predicted(&tables, &request_of(c, &s.trust_domain), s.mesh_port);
             result(c, &out, s)
         })
         .collect();
@@ -95,7 +98,7 @@ pub async fn with_envoy(
     let run = EnvoyRun::start(envoy, rendered, &suite.spec.group).await?;
     let mut cases = Vec::new();
     for c in &suite.spec.cases {
-        let out = run.send(&request_of(c), s.mesh_port).await;
+        let out = run.send(&request_of(c, &s.trust_domain), s.mesh_port).await;
         cases.push(result(c, &out, s));
     }
     let skipped = run.skipped.clone();

@@ -57,6 +57,34 @@ pub struct Request {
     /// HTTP listener the group has.
     #[serde(default)]
     pub port: Option<u16>,
+    /// The caller's mesh identity (for AccessPolicy on a workload's inbound listener).
+    #[serde(default)]
+    pub source: Option<Source>,
+}
+
+/// A caller's mesh identity: a namespace and service account, or a whole SPIFFE ID.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    pub namespace: Option<String>,
+    /// Default `default`.
+    pub service_account: Option<String>,
+    /// `spiffe://TRUST_DOMAIN/ns/NS/sa/SA`, instead of namespace and service account.
+    pub principal: Option<String>,
+}
+
+// === impl Source ===
+
+impl Source {
+    /// The SPIFFE ID this source stands for.
+    pub fn principal(&self, trust_domain: &str) -> String {
+        if let Some(p) = &self.principal {
+            return p.clone();
+        }
+        let ns = self.namespace.as_deref().unwrap_or("default");
+        let sa = self.service_account.as_deref().unwrap_or("default");
+        format!("spiffe://{trust_domain}/ns/{ns}/sa/{sa}")
+    }
 }
 
 /// What must hold; every field is optional, only what is written is checked.
@@ -95,6 +123,8 @@ pub struct Expect {
     pub retries: Option<Retries>,
     /// The name of the route that matches (`NAMESPACE/ROUTE/RULE` for TrafficRoute rules).
     pub route: Option<String>,
+    /// Whether AccessPolicy lets the request through (`false`: Envoy's RBAC answers 403).
+    pub allowed: Option<bool>,
 }
 
 /// A Service (or ExternalService host) port and subset, as written in the expectation.
@@ -217,6 +247,15 @@ fn check(spec: &SuiteSpec) -> Option<(String, String)> {
     }
     for (i, case) in spec.cases.iter().enumerate() {
         let at = |field: &str| format!("spec.cases[{i}].{field}");
+        if let Some(s) = &case.request.source
+            && s.principal.is_some()
+            && (s.namespace.is_some() || s.service_account.is_some())
+        {
+            return Some((
+                at("request.source"),
+                "give `principal` or `namespace`/`serviceAccount`, not both".into(),
+            ));
+        }
         if case.request.host.is_empty() {
             return Some((at("request.host"), "must not be empty".into()));
         }

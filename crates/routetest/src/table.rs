@@ -36,6 +36,8 @@ pub struct HttpRequest {
     pub headers: BTreeMap<String, String>,
     /// Listener port; `None`: the default (see [`Rendered::listener_for`]).
     pub port: Option<u16>,
+    /// The caller's SPIFFE ID, as its verified client certificate would prove it.
+    pub peer: Option<String>,
 }
 
 /// Where a request lands and what the route does with it.
@@ -48,6 +50,8 @@ pub struct Evaluation {
     pub virtual_host: Option<(String, String)>,
     /// The matched route; `None` with a virtual host: no route matched (404).
     pub route: Option<MatchedRoute>,
+    /// Whether the listener's RBAC filters (AccessPolicy) deny the request (403).
+    pub denied: bool,
 }
 
 /// A route that matched: its place, its name, its match as text, and what it does.
@@ -190,6 +194,12 @@ impl Rendered {
             route_config: str_at(config, "/name").to_string(),
             virtual_host: None,
             route: None,
+            denied: crate::rbac::denied(
+                listener,
+                req,
+                req.peer.as_deref(),
+                listener_port(listener),
+            ),
         };
         let vhosts = config["virtual_hosts"]
             .as_array()

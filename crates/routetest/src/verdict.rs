@@ -26,6 +26,8 @@ pub struct Outcome {
     pub upstream_host: Option<String>,
     pub timeout_ms: Option<u64>,
     pub retries: Option<(u32, Option<u64>, Option<String>)>,
+    /// Whether RBAC (AccessPolicy) denied the request.
+    pub denied: bool,
     /// Why there is no answer (no listener, route action not modelled...).
     pub note: Option<String>,
 }
@@ -49,6 +51,9 @@ pub enum Mode {
     Evaluator,
 }
 
+/// The body of Envoy's answer when RBAC denies a request.
+pub const RBAC_DENIED: &str = "RBAC: access denied";
+
 // === the evaluator's outcome ===
 
 /// The outcome the evaluator predicts for a request.
@@ -65,6 +70,12 @@ pub fn predicted(rendered: &Rendered, req: &HttpRequest, mesh_port: u16) -> Outc
 /// Turns an evaluation into the outcome a client and a stand-in upstream would see.
 pub fn from_evaluation(eval: &Evaluation, req: &HttpRequest) -> Outcome {
     let mut out = Outcome::default();
+    if eval.denied {
+        out.denied = true;
+        out.status = Some(403);
+        out.body = Some(RBAC_DENIED.to_string());
+        return out;
+    }
     let Some(route) = &eval.route else {
         out.status = Some(404);
         return out;
@@ -124,6 +135,16 @@ pub fn check(expect: &Expect, out: &Outcome, domain: &str) -> Vec<Check> {
     if let Some(s) = expect.status {
         let got = out.status.map_or("no answer".into(), |g| g.to_string());
         push("status", s.to_string(), got, out.status == Some(s));
+    }
+    if let Some(allowed) = expect.allowed {
+        let text = |a: bool| if a { "allowed" } else { "denied (403)" }.to_string();
+        let got = !out.denied;
+        push(
+            "access",
+            text(allowed),
+            text(got),
+            out.status.is_some() && got == allowed,
+        );
     }
     if let Some(r) = &expect.route {
         let got = out.route.as_ref().map(|r| r.0.clone());
