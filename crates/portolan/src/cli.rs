@@ -677,6 +677,10 @@ pub struct ExplainArgs {
     /// group's only HTTP listener.
     #[arg(long)]
     pub port: Option<u16>,
+    /// The caller's mesh identity, `NAMESPACE/SERVICE_ACCOUNT` or a SPIFFE ID (for
+    /// AccessPolicy on a workload's inbound listener).
+    #[arg(long, value_name = "NS/SA|SPIFFE_ID")]
+    pub source: Option<String>,
     #[command(flatten)]
     pub translate: TranslateArgs,
 }

@@ -12,7 +12,12 @@ use std::fmt::Write;
 use std::process::ExitCode;
 
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let req = parse_request(&args.request, &args.headers, args.port)?;
+    let mut req = parse_request(&args.request, &args.headers, args.port)?;
+    req.peer = args
+        .source
+        .as_deref()
+        .map(|s| peer(s, &args.translate.trust_domain))
+        .transpose()?;
     let loaded = Loaded::read(&args.config_dir)?;
     let json = loaded.render(&args.group, &args.translate.options())?;
     let tables = Rendered::from_json(&json);
@@ -21,6 +26,17 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         .context("--request")?;
     crate::output::print(&describe(&tables, &req, &eval))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `NS/SA` or a SPIFFE ID as a SPIFFE ID.
+fn peer(source: &str, trust_domain: &str) -> anyhow::Result<String> {
+    if source.starts_with("spiffe://") {
+        return Ok(source.to_string());
+    }
+    let (ns, sa) = source.split_once('/').with_context(|| {
+        format!("--source {source:?}: not NAMESPACE/SERVICE_ACCOUNT nor spiffe://...")
+    })?;
+    Ok(format!("spiffe://{trust_domain}/ns/{ns}/sa/{sa}"))
 }
 
 /// `GET http://host:port/path?q` (method optional) and `NAME:VALUE` headers.
@@ -78,6 +94,17 @@ pub fn describe(tables: &Rendered, req: &HttpRequest, eval: &Evaluation) -> Stri
         "listener       {} (port {}), route configuration {}",
         eval.listener, eval.listener_port, eval.route_config
     );
+    let caller = req.peer.as_deref().unwrap_or("no identity");
+    if eval.denied {
+        let _ = writeln!(
+            out,
+            "access         denied by AccessPolicy (RBAC) for {caller}: Envoy answers 403"
+        );
+        return out;
+    }
+    if req.peer.is_some() {
+        let _ = writeln!(out, "access         allowed for {caller}");
+    }
     let Some((vhost, domain)) = &eval.virtual_host else {
         let _ = writeln!(
             out,

@@ -16,7 +16,27 @@ use std::process::{Command, Output};
 const SUITES: &[(&str, &str)] = &[
     ("routing", "tests/routing.yaml"),
     ("bookinfo", "tests/bookinfo.yaml"),
+    ("security", "tests/security.yaml"),
 ];
+
+/// The proxy group of the `server` workload in examples/security.
+const SERVER: &str = "server;l.app=server;ns=shop;sa=server;app=8080;in=15006";
+
+/// Wrong expectations about AccessPolicy over examples/security.
+const WRONG_ACCESS: &str = r#"
+apiVersion: portolan.dev/v1alpha1
+kind: RouteTest
+metadata: {name: wrong-access}
+spec:
+  group: "server;l.app=server;ns=shop;sa=server;app=8080;in=15006"
+  cases:
+  - name: the client may not DELETE
+    request: {host: server.shop, method: DELETE, path: /api, port: 15006, source: {namespace: shop, serviceAccount: client}}
+    expect: {allowed: true}
+  - name: healthz is open
+    request: {host: server.shop, path: /healthz, port: 15006}
+    expect: {allowed: false}
+"#;
 
 /// A deliberately wrong suite over examples/routing: every case has one wrong expectation.
 const WRONG: &str = r#"
@@ -141,6 +161,24 @@ async fn a_wrong_expectation_fails_with_a_readable_diff() {
     }
     // Only the wrong expectations are shown as differences.
     assert!(!report.contains("response header x-served-by"), "{report}");
+
+    let access = dir.path().join("wrong-access.yaml");
+    std::fs::write(&access, WRONG_ACCESS).expect("write");
+    let out = portolan_test(&examples_dir().join("security"), &[&access], &[]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    for expected in [
+        "FAIL  the client may not DELETE",
+        "- expected allowed\n        + got      denied (403)",
+        "FAIL  healthz is open",
+        "- expected denied (403)\n        + got      allowed",
+        "0 passed, 2 failed",
+    ] {
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -149,6 +187,8 @@ async fn the_evaluator_agrees_with_envoy_on_every_example_case() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wrong = dir.path().join("wrong.yaml");
     std::fs::write(&wrong, WRONG).expect("write");
+    let wrong_access = dir.path().join("wrong-access.yaml");
+    std::fs::write(&wrong_access, WRONG_ACCESS).expect("write");
     let files: Vec<_> = SUITES.iter().map(|(_, t)| examples_dir().join(t)).collect();
     let mut runs: Vec<(&str, &Path)> = SUITES
         .iter()
@@ -156,6 +196,7 @@ async fn the_evaluator_agrees_with_envoy_on_every_example_case() {
         .zip(files.iter().map(|f| f.as_path()))
         .collect();
     runs.push(("routing", &wrong));
+    runs.push(("security", &wrong_access));
     let mut compared = 0;
     for (dir, tests) in runs {
         let config = examples_dir().join(dir);
@@ -260,6 +301,26 @@ fn explain_names_the_route_policies_clusters_and_endpoints() {
     ] {
         assert!(out.contains(ep), "missing {ep:?} in:\n{out}");
     }
+    let denied = Command::new(bin())
+        .args(["explain", "--config-dir"])
+        .arg(examples_dir().join("security"))
+        .args([
+            "--group",
+            SERVER,
+            "--port",
+            "15006",
+            "--source",
+            "batch/job",
+        ])
+        .args(["--request", "GET http://server.shop/admin/x"])
+        .output()
+        .expect("explain runs");
+    assert!(
+        text(&denied)
+            .contains("denied by AccessPolicy (RBAC) for spiffe://cluster.local/ns/batch/sa/job"),
+        "{}",
+        text(&denied)
+    );
     let out = explain("routing", "http://frontend/secure/a", &[]);
     assert!(
         out.contains("redirect 302 to https://secure.example.com:8443/secure/a"),
