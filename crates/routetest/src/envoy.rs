@@ -231,6 +231,7 @@ impl EnvoyRun {
         match headers.remove(STANDIN_HEADER) {
             Some(_) => {
                 if let Ok(echo) = serde_json::from_str::<Echo>(&body) {
+                    observe_timeout(&mut out, &echo);
                     out.answered_by = Some(echo.cluster);
                     out.upstream_path = Some(echo.path);
                     out.upstream_host = Some(echo.host);
@@ -242,7 +243,28 @@ impl EnvoyRun {
         out.response_headers = headers;
         out
     }
+}
 
+/// The header in which Envoy tells the upstream the time it has (the per-try timeout when
+/// one is set, else the route timeout; absent when there is none).
+const EXPECTED_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
+
+/// Takes the route timeout from what Envoy told the stand-in, when no per-try timeout stands
+/// in for it there.
+fn observe_timeout(out: &mut Outcome, echo: &Echo) {
+    let per_try = out.retries.as_ref().and_then(|r| r.1);
+    if out.timeout_ms.is_none() || per_try.is_some() {
+        return;
+    }
+    out.timeout_ms = Some(
+        echo.headers
+            .get(EXPECTED_TIMEOUT)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
+}
+
+impl EnvoyRun {
     /// The route a marker names, and its virtual host's name.
     fn route_at(&self, marker: &str) -> Option<(String, MatchedRoute)> {
         let mut parts = marker.rsplitn(3, '|');

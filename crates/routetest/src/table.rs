@@ -617,13 +617,14 @@ fn redirect(r: &Value, m: &Value, req: &HttpRequest) -> Action {
     };
     let (orig_host, orig_port) = split_port(&req.host);
     let host = r["host_redirect"].as_str().unwrap_or(orig_host).to_string();
+    // As Envoy does: a port redirect is written as given (even 80 or 443); a new host drops the
+    // request's port; a scheme change drops it when it is http's default (80).
     let port = match r["port_redirect"].as_u64() {
         Some(p) => Some(p.to_string()),
-        // A scheme change drops the port; so does a new host without a port.
-        None if scheme != "http" || r.get("host_redirect").is_some() => None,
+        None if r.get("host_redirect").is_some() => None,
+        None if scheme != "http" => orig_port.filter(|p| *p != "80").map(str::to_string),
         None => orig_port.map(str::to_string),
     };
-    let port = port.filter(|p| !is_default_port(&scheme, p));
     let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
     let mut new_path = if let Some(p) = r["path_redirect"].as_str() {
         p.to_string()
@@ -645,10 +646,6 @@ fn redirect(r: &Value, m: &Value, req: &HttpRequest) -> Action {
         status,
         location: format!("{scheme}://{authority}{new_path}"),
     }
-}
-
-fn is_default_port(scheme: &str, port: &str) -> bool {
-    (scheme == "http" && port == "80") || (scheme == "https" && port == "443")
 }
 
 /// `host:port` -> (`host`, Some(`port`)).
