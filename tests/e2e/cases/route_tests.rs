@@ -216,6 +216,67 @@ async fn the_evaluator_agrees_with_envoy_on_every_example_case() {
     assert!(compared > 60, "checks compared: {compared}");
 }
 
+/// Redirect variants (scheme, host, port, with and without a port in the request): what
+/// Envoy writes in `Location` is what the evaluator predicts, value for value.
+const REDIRECTS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  ports: [{name: http, port: 80}]
+---
+apiVersion: portolan.dev/v1alpha1
+kind: TrafficRoute
+metadata: {name: web, namespace: default}
+spec:
+  hosts: [web]
+  http:
+  - {name: scheme, match: [{path: {prefix: /s}}], redirect: {scheme: https}}
+  - {name: host, match: [{path: {prefix: /h}}], redirect: {authority: other.example}}
+  - {name: p443, match: [{path: {prefix: /p443}}], redirect: {scheme: https, port: 443}}
+  - {name: p80, match: [{path: {prefix: /p80}}], redirect: {port: 80}}
+  - {name: p9, match: [{path: {prefix: /p9}}], redirect: {port: 9000, redirectCode: 308}}
+  - {name: default, route: [{destination: {host: web}}]}
+---
+apiVersion: portolan.dev/v1alpha1
+kind: RouteTest
+metadata: {name: redirects}
+spec:
+  cases:
+  - {name: scheme, request: {host: "web:80", path: "/s?a=1"}, expect: {status: 0, redirect: "?"}}
+  - {name: scheme without port, request: {host: web, path: /s}, expect: {status: 0, redirect: "?"}}
+  - {name: host, request: {host: "web:80", path: /h}, expect: {status: 0, redirect: "?"}}
+  - {name: port 443, request: {host: "web:80", path: /p443}, expect: {status: 0, redirect: "?"}}
+  - {name: port 80, request: {host: web, path: /p80}, expect: {status: 0, redirect: "?"}}
+  - {name: port 9000, request: {host: "web:80", path: /p9}, expect: {status: 0, redirect: "?"}}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_evaluator_writes_redirects_as_envoy_does() {
+    let _shared = portolan_e2e::serial::shared().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("web.yaml"), REDIRECTS).expect("write");
+    let envoy = json_report(&portolan_test(dir.path(), &[], &["--output", "json"]));
+    let evaluator = json_report(&portolan_test(
+        dir.path(),
+        &[],
+        &["--output", "json", "--no-envoy"],
+    ));
+    let got = |report: &Value| -> Vec<String> {
+        report["suites"][0]["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .flat_map(|c| c["checks"].as_array().expect("checks").clone())
+            .map(|ch| format!("{}: {}", ch["what"], ch["got"]))
+            .collect()
+    };
+    let (a, b) = (got(&envoy), got(&evaluator));
+    assert_eq!(a.len(), 12, "{a:?}");
+    assert!(a.iter().any(|g| g.contains("https://web/s?a=1")), "{a:?}");
+    assert_eq!(a, b, "Envoy's redirects and the evaluator's");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn route_tests_can_live_in_the_config_directory() {
     let _shared = portolan_e2e::serial::shared().await;
