@@ -55,6 +55,13 @@ impl EnvoyRun {
         let dir = tempfile::tempdir().map_err(|e| err(&e))?;
         let config = dir.path().join("bootstrap.json");
         let text = serde_json::to_string_pretty(&bootstrap).map_err(|e| err(&e))?;
+        if text.contains("\"ads\"") {
+            return Err(RouteTestError::Envoy(format!(
+                "group {group}: its configuration still asks Portolan for resources over xDS \
+                 (on-demand discovery: VHDS or on-demand CDS), which a static test Envoy cannot \
+                 do; test the group in full discovery (`;mode=full`)"
+            )));
+        }
         std::fs::write(&config, text).map_err(|e| err(&e))?;
         let admin_path = dir.path().join("admin-address");
         let log = dir.path().join("envoy.log");

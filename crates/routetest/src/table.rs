@@ -128,6 +128,11 @@ pub enum EvalError {
     NotHttp(String),
     #[error("route configuration {0:?} is not in the rendered resources")]
     NoRouteConfig(String),
+    #[error(
+        "route configuration {0:?} gets its virtual hosts on demand (VHDS): they are not in the \
+         rendered resources; test the group in full discovery (`;mode=full`)"
+    )]
+    OnDemand(String),
 }
 
 // === impl Rendered ===
@@ -188,6 +193,9 @@ impl Rendered {
     pub fn evaluate(&self, req: &HttpRequest, mesh_port: u16) -> Result<Evaluation, EvalError> {
         let listener = self.listener_for(req.port, mesh_port)?;
         let config = self.route_config_of(listener)?;
+        if config.get("vhds").is_some() {
+            return Err(EvalError::OnDemand(str_at(config, "/name").to_string()));
+        }
         let mut eval = Evaluation {
             listener: str_at(listener, "/name").to_string(),
             listener_port: listener_port(listener),
