@@ -23,6 +23,7 @@ mod nack;
 mod observability;
 mod on_demand;
 mod policies;
+mod route_tests;
 mod routing;
 mod scoping;
 mod security;
