@@ -16,6 +16,7 @@ pub mod gateway_api;
 pub mod group;
 pub mod index;
 pub mod policy;
+pub mod policy_attach;
 pub mod proxy_scope;
 pub mod resolve;
 pub mod routing;

@@ -6,6 +6,7 @@ pub mod common;
 pub mod external_service;
 pub mod gateway;
 pub mod peer_authentication;
+pub mod policy_target;
 pub mod proxy_scope;
 pub mod traffic_policy;
 pub mod traffic_route;

@@ -12,12 +12,14 @@ mod gateway;
 mod gateway_api;
 mod peer_authentication;
 pub(crate) mod pem;
+mod policy_target;
 mod proxy_scope;
 mod secret;
 mod traffic_policy;
 mod traffic_route;
 
 pub use self::core::{SERVICE_NAME_LABEL, is_dns_label, is_dns_name};
+pub use policy_target::{TARGET_KINDS, target_refs};
 pub use proxy_scope::scope_entry;
 pub use secret::{TLS_CERT_KEY, TLS_KEY_KEY, tls_data};
 
