@@ -224,6 +224,7 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
             on_demand.wildcard_clusters.insert(name);
         }
         resources.clusters.push(inbound.cluster);
+        jwks_clusters(ctx, &inbound.jwt, &mut resources);
     }
     resources
 }
@@ -235,6 +236,10 @@ fn jwks_clusters(ctx: &Context<'_>, used: &jwt::JwtUse, resources: &mut Resource
         let from = origins(used.sources());
         let entry = Entry::new(ResourceKind::Cluster, &cluster.name, from);
         resources.provenance.push(entry);
+        // Used without a route: on-demand CDS would never ask for it.
+        if let Some(on_demand) = &mut resources.on_demand {
+            on_demand.wildcard_clusters.insert(cluster.name.clone());
+        }
         resources.clusters.push(cluster);
     }
 }
