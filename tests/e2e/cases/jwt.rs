@@ -3,8 +3,8 @@
 //! * A Portolan Gateway with a RequestAuthentication attached to it (remote JWKS served by a
 //!   loopback HTTP server the test runs, fetched by Envoy through the cluster Portolan makes):
 //!   a token signed by the test's key is accepted and its claims reach the upstream as
-//!   headers (the token itself does not); expired, wrong audience, wrong issuer, foreign key
-//!   and missing tokens get 401. A second policy on one named rule of the TrafficRoute
+//!   headers (the token itself does not); expired, wrong issuer, foreign key and missing
+//!   tokens get 401, a wrong audience 403 (Envoy's answer). A second policy on one named rule of the TrafficRoute
 //!   (inline JWKS, optional) wins there: no token passes, a bad token does not. Status per
 //!   target: Accepted, TargetNotFound, Conflicted.
 //! * A mesh workload whose Service a RequestAuthentication targets: AccessPolicy rules on a
@@ -207,15 +207,21 @@ async fn gateway_jwt_accepts_signed_tokens_passes_claims_and_refuses_bad_ones() 
 
     // Every bad token, and none, is refused with 401 on the gateway-wide policy.
     let t = now();
+    // (Envoy answers a token for another audience with 403 `Audiences in Jwt are not
+    // allowed`; the others get 401.)
+    let wrong_audience = issuer.token(json!({"sub": "a", "aud": "other"}))?;
+    let r = get_with(port, "/headers", Some(&wrong_audience)).await?;
+    assert_eq!(
+        (r.status, r.upstream()),
+        (403, None),
+        "wrong audience: {r:?}"
+    );
+    assert_eq!(r.body, "Audiences in Jwt are not allowed");
     let bad = [
         ("missing", None),
         (
             "expired",
             Some(issuer.token(json!({"sub": "a", "aud": AUD, "iat": t - 7200, "exp": t - 3600}))?),
-        ),
-        (
-            "wrong audience",
-            Some(issuer.token(json!({"sub": "a", "aud": "other"}))?),
         ),
         (
             "wrong issuer",
