@@ -5,6 +5,7 @@ mod gateway_api_tls;
 mod gateway_rules;
 mod golden;
 mod golden_capture;
+mod golden_jwt;
 mod golden_routing;
 mod golden_security;
 mod golden_telemetry;
