@@ -1,72 +1,43 @@
 //! JWT authentication (`RequestAuthentication`) through stock Envoy with real upstreams.
 //!
-//! * A Portolan Gateway with a RequestAuthentication attached to it (remote JWKS served by a
-//!   loopback HTTP server the test runs, fetched by Envoy through the cluster Portolan makes):
-//!   a token signed by the test's key is accepted and its claims reach the upstream as
-//!   headers (the token itself does not); expired, wrong issuer, foreign key and missing
-//!   tokens get 401, a wrong audience 403 (Envoy's answer). A second policy on one named rule of the TrafficRoute
-//!   (inline JWKS, optional) wins there: no token passes, a bad token does not. Status per
-//!   target: Accepted, TargetNotFound, Conflicted.
-//! * A mesh workload whose Service a RequestAuthentication targets: AccessPolicy rules on a
-//!   JWT claim and on a request principal allow or deny (403) on its inbound listener.
+//! * `examples/policies/jwt-gateway.yaml` (the file docs/policies.md shows): a Portolan
+//!   Gateway with a RequestAuthentication attached to it, its remote JWKS served by a
+//!   loopback HTTP server the test runs and fetched by Envoy through the cluster Portolan
+//!   makes. A token signed by the test's key is accepted and its claims reach the upstream
+//!   as headers (the token itself does not); expired, wrong issuer, foreign key and missing
+//!   tokens get 401, a wrong audience 403 (Envoy's answer). A second policy on one named
+//!   rule of the TrafficRoute (optional) wins there: no token passes, a bad one does not.
+//!   Status per target: Accepted, TargetNotFound, Conflicted. A bad edit is refused by field
+//!   path and the last good policies stay.
+//! * A mesh workload whose Service a RequestAuthentication (inline JWKS) targets:
+//!   AccessPolicy rules on a JWT claim and on a request principal allow or deny (403) on its
+//!   inbound listener.
 
 use crate::bin;
 use crate::mesh_security::{Identities, Mesh as SecureMesh};
 use portolan_e2e::jwt::{Issuer, JwksServer, now};
 use portolan_e2e::ports::free_port;
-use portolan_e2e::{Mesh, Reply, Upstream, endpoints_yaml, eventually, service_yaml};
+use portolan_e2e::{Mesh, Reply, Upstream, endpoints_yaml, eventually, example};
 use serde_json::json;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
-const ISS: &str = "https://issuer.portolan.test";
-const AUD: &str = "portolan-e2e";
+const ISS: &str = "https://issuer.example";
+const AUD: &str = "shop-api";
 const HOST: &str = "api.example.com";
 
-/// Gateway `edge` (group `edge`) with an HTTP listener on `port`, and TrafficRoute `api`:
-/// rule `public` (`/public`) and a catch-all rule, both to Service `api`.
-fn gateway_yaml(port: u16) -> String {
-    format!(
-        r#"apiVersion: portolan.dev/v1alpha1
-kind: Gateway
-metadata:
-  name: edge
-  namespace: default
-spec:
-  selector:
-    cluster: edge
-  listeners:
-  - name: http
-    port: {port}
-    protocol: HTTP
----
-apiVersion: portolan.dev/v1alpha1
-kind: TrafficRoute
-metadata:
-  name: api
-  namespace: default
-spec:
-  hosts: [{HOST}]
-  gateways: [edge]
-  http:
-  - name: public
-    match:
-    - path:
-        prefix: /public
-    route:
-    - destination:
-        host: api
-  - name: rest
-    route:
-    - destination:
-        host: api
-"#
-    )
+/// `examples/policies/jwt-gateway.yaml` (Gateway `edge`, TrafficRoute `api` with rule
+/// `public`, RequestAuthentications `edge-jwt` and `public-optional`) with the listener on
+/// `port` and the JWKS at `jwks_uri`.
+fn gateway_example(port: u16, jwks_uri: &str) -> String {
+    example("policies/jwt-gateway.yaml")
+        .replace("port: 8080", &format!("port: {port}"))
+        .replace("https://issuer.example/.well-known/jwks.json", jwks_uri)
 }
 
 /// RequestAuthentication `name` on `target` with one provider (`jwks`: the provider's JWKS
-/// source as YAML, indented for the provider) and `extra` spec lines.
-fn request_authentication(name: &str, target: &str, jwks: &str, extra: &str) -> String {
+/// source as YAML, indented for the provider).
+fn request_authentication(name: &str, target: &str, jwks: &str) -> String {
     format!(
         r#"apiVersion: portolan.dev/v1alpha1
 kind: RequestAuthentication
@@ -86,7 +57,7 @@ spec:
       header: x-jwt-sub
     - claim: realm.role
       header: x-jwt-role
-{extra}"#
+"#
     )
 }
 
@@ -128,50 +99,29 @@ async fn gateway_jwt_accepts_signed_tokens_passes_claims_and_refuses_bad_ones() 
     let stranger = Issuer::new(ISS, "k1")?;
     let jwks = JwksServer::start(issuer.jwks()).await?;
     let port = free_port();
-    let remote = format!(
-        "    remoteJwks:\n      uri: {}\n      cacheDuration: 5m\n",
-        jwks.uri()
-    );
     let inline = format!(
         "    localJwks:\n      inline: '{}'\n",
         issuer.jwks().replace('\'', "''")
-    );
-    let gateway_policy = request_authentication(
-        "edge-jwt",
-        "{group: portolan.dev, kind: Gateway, name: edge}",
-        &remote,
-        "",
-    );
-    let public_policy = request_authentication(
-        "public-optional",
-        "{group: portolan.dev, kind: TrafficRoute, name: api, sectionName: public}",
-        &inline,
-        "  requirement:\n    mode: Optional\n",
     );
     let conflicting = request_authentication(
         "zz-second",
         "{group: portolan.dev, kind: Gateway, name: edge}",
         &inline,
-        "",
     );
     let missing = request_authentication(
         "nowhere",
         "{group: portolan.dev, kind: Gateway, name: nowhere}",
         &inline,
-        "",
     );
     let m = Mesh::start(
         bin(),
         "edge",
         &[
-            ("api.yaml", service_yaml("default", "api", 80)),
             (
                 "api-endpoints.yaml",
                 endpoints_yaml("default", "api", &[&api]),
             ),
-            ("gateway.yaml", gateway_yaml(port)),
-            ("edge-jwt.yaml", gateway_policy),
-            ("public.yaml", public_policy),
+            ("policies.yaml", gateway_example(port, &jwks.uri())),
             ("second.yaml", conflicting),
             ("nowhere.yaml", missing),
         ],
@@ -270,13 +220,8 @@ async fn gateway_jwt_accepts_signed_tokens_passes_claims_and_refuses_bad_ones() 
 
     // An invalid policy is refused by field path and the last good one stays in force.
     m.config.write(
-        "edge-jwt.yaml",
-        &request_authentication(
-            "edge-jwt",
-            "{group: portolan.dev, kind: Gateway, name: edge}",
-            "    remoteJwks:\n      uri: ftp://nowhere/jwks\n",
-            "",
-        ),
+        "policies.yaml",
+        &gateway_example(port, "ftp://nowhere/jwks.json"),
     )?;
     eventually("the bad policy to be reported", WAIT, || async {
         let errors = m.config_errors().await.map_err(|e| e.to_string())?;
