@@ -125,7 +125,8 @@ fn summary(outcomes: &[AncestorOutcome]) -> Condition {
 /// RequestAuthentications and adds their statuses (summary conditions to `statuses`, the
 /// per-target entries to `api_statuses`).
 pub fn finish(world: &mut World) {
-    let resolution = attach(world);
+    let mut resolution = attach(world);
+    refuse_mesh_only_routes(world, &mut resolution);
     world.statuses.extend(statuses(&resolution));
     for (policy, outcomes) in &resolution.statuses {
         let status = crate::gateway_api::status::policy_status(&policy.namespace, outcomes);
@@ -135,4 +136,115 @@ pub fn finish(world: &mut World) {
         );
     }
     world.jwt = std::sync::Arc::new(resolution);
+}
+
+/// A TrafficRoute target attached to the mesh only (no Gateway parent) is not enforced: the
+/// mesh outbound listener is the caller's side. Its outcome becomes `Accepted=False` reason
+/// `Invalid`, and it wins nothing.
+fn refuse_mesh_only_routes(world: &World, resolution: &mut Resolution) {
+    for outcomes in resolution.statuses.values_mut() {
+        for outcome in outcomes.iter_mut() {
+            let Some(crate::policy_attach::Reach::Route { route, .. }) = &outcome.reach else {
+                continue;
+            };
+            let Some(r) = world.routes.get(route) else {
+                continue;
+            };
+            let on_gateway = r
+                .parents
+                .iter()
+                .any(|p| matches!(p, crate::routing::Parent::Gateway { .. }));
+            if on_gateway || !outcome.condition.status {
+                continue;
+            }
+            if let Some(reach) = &outcome.reach {
+                resolution.winners.remove(reach);
+            }
+            outcome.condition = Condition::new(
+                ConditionType::Accepted,
+                false,
+                "Invalid",
+                format!(
+                    "{}: {route} is attached to the mesh only; JWT authentication applies where a route is served on a Gateway (target the Service for the server side)",
+                    outcome.target
+                ),
+                outcome.condition.observed_generation,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::index::Index;
+    use portolan_api::{Kind, ObjectRef, Resource};
+    use serde_json::json;
+
+    fn apply(idx: &mut Index, doc: serde_json::Value) {
+        let r = Resource::decode(doc).expect("decodes").expect("is read");
+        assert!(portolan_api::validate::validate(&r).is_empty());
+        idx.apply(crate::convert::to_object(&r));
+    }
+
+    fn policy(name: &str, target: serde_json::Value) -> serde_json::Value {
+        json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "RequestAuthentication",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"targetRefs": [target], "providers": [{"name": "idp", "issuer": "https://idp",
+                "remoteJwks": {"uri": "https://idp:8443/keys", "timeout": "2s"}}],
+                "requirement": {"mode": "Optional"}}})
+    }
+
+    #[test]
+    fn converted_resolved_and_summarized() {
+        let mut idx = Index::new();
+        apply(
+            &mut idx,
+            json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "TrafficRoute",
+                "metadata": {"name": "mesh-only", "namespace": "shop"},
+                "spec": {"hosts": ["web"], "http": [{"directResponse": {"status": 200}}]}}),
+        );
+        apply(
+            &mut idx,
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"ports": [{"name": "http", "port": 80}]}}),
+        );
+        let route = json!({"group": "portolan.dev", "kind": "TrafficRoute", "name": "mesh-only"});
+        let svc = json!({"group": "", "kind": "Service", "name": "web"});
+        apply(&mut idx, policy("on-route", route));
+        apply(&mut idx, policy("on-svc", svc));
+        let w = idx.world();
+
+        let on_svc = ObjectRef::new(Kind::RequestAuthentication, "shop", "on-svc");
+        let p = &w.request_authentications[&on_svc];
+        assert!(p.requirement.optional);
+        match &p.providers[0].jwks {
+            super::Jwks::Remote {
+                host,
+                port,
+                tls,
+                timeout,
+                cache_duration,
+                ..
+            } => {
+                assert_eq!((host.as_str(), *port, *tls), ("idp", 8443, true));
+                assert_eq!(timeout.as_secs(), 2);
+                assert_eq!(cache_duration.as_secs(), 300, "default cache duration");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(w.jwt.is_attached(&on_svc));
+        assert!(w.statuses[&on_svc][0].status);
+
+        // A route attached to the mesh only is not where JWT is enforced: refused, wins nothing.
+        let on_route = ObjectRef::new(Kind::RequestAuthentication, "shop", "on-route");
+        let c = &w.statuses[&on_route][0];
+        assert_eq!((c.status, c.reason.as_str()), (false, "Invalid"), "{c:?}");
+        assert!(c.message.contains("attached to the mesh only"), "{c:?}");
+        assert!(!w.jwt.is_attached(&on_route));
+        assert!(matches!(
+            w.api_statuses.get(&on_route),
+            Some(crate::gateway_api::ApiStatus::Policy(s)) if s.ancestors.len() == 1
+        ));
+    }
 }

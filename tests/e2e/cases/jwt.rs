@@ -8,7 +8,7 @@
 //!   tokens get 401, a wrong audience 403 (Envoy's answer). A second policy on one named
 //!   rule of the TrafficRoute (optional) wins there: no token passes, a bad one does not.
 //!   Status per target: Accepted, TargetNotFound, Conflicted. A bad edit is refused by field
-//!   path and the last good policies stay.
+//!   path and the last good policies stay; a good one takes effect.
 //! * A mesh workload whose Service a RequestAuthentication (inline JWKS) targets:
 //!   AccessPolicy rules on a JWT claim and on a request principal allow or deny (403) on its
 //!   inbound listener.
@@ -236,6 +236,23 @@ async fn gateway_jwt_accepts_signed_tokens_passes_claims_and_refuses_bad_ones() 
     let r = get_with(port, "/headers", None).await?;
     assert_eq!(r.status, 401, "the last good policy stays: {r:?}");
     let r = get_with(port, "/headers", Some(&good)).await?;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = get_with(port, "/public/x", None).await?;
+    assert_eq!(r.status, 200, "the last good optional policy stays: {r:?}");
+
+    // A valid change takes effect: rule `public` now requires a token too.
+    m.config.write(
+        "policies.yaml",
+        &gateway_example(port, &jwks.uri()).replace("mode: Optional", "mode: Required"),
+    )?;
+    eventually("rule public to require a token", WAIT, || async {
+        match get_with(port, "/public/x", None).await {
+            Ok(r) if r.status == 401 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    let r = get_with(port, "/public/x", Some(&good)).await?;
     assert_eq!(r.status, 200, "{r:?}");
     Ok(())
 }
