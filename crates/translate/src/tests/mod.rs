@@ -1,6 +1,7 @@
 //! Tests of the whole translation, with `mk_*` fixture builders for model objects.
 
 mod consistency;
+mod gateway_api_jwt;
 mod gateway_api_tls;
 mod gateway_rules;
 mod golden;
