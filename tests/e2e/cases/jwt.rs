@@ -115,7 +115,7 @@ async fn gateway_jwt_accepts_signed_tokens_passes_claims_and_refuses_bad_ones() 
     );
     let m = Mesh::start(
         bin(),
-        "edge",
+        "ingress",
         &[
             (
                 "api-endpoints.yaml",
