@@ -103,15 +103,33 @@ fn provider(p: &JwtProvider, path: FieldPath, errors: &mut Errors) {
     }
 }
 
-/// An inline JWKS: a JSON object whose `keys` is a non-empty array.
+/// Key types a JWK may have (RFC 7518, RFC 8037).
+const KEY_TYPES: &[&str] = &["RSA", "EC", "oct", "OKP"];
+
+/// An inline JWKS: a JSON object whose `keys` is a non-empty array of keys, each with a known
+/// `kty`. (The key material itself is Envoy's to check.)
 fn local_jwks(inline: &str, path: FieldPath, errors: &mut Errors) {
-    let keys = serde_json::from_str::<serde_json::Value>(inline)
+    let checked = serde_json::from_str::<serde_json::Value>(inline)
         .map_err(|e| format!("not JSON: {e}"))
         .and_then(|v| match v.get("keys") {
-            Some(serde_json::Value::Array(keys)) if !keys.is_empty() => Ok(()),
+            Some(serde_json::Value::Array(keys)) if !keys.is_empty() => Ok(keys.clone()),
             _ => Err("a JWKS needs a non-empty `keys` array".to_string()),
+        })
+        .and_then(|keys| {
+            let bad = keys.iter().position(|k| {
+                !k.get("kty")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|t| KEY_TYPES.contains(&t))
+            });
+            match bad {
+                Some(i) => Err(format!(
+                    "keys[{i}] has no `kty` of {}",
+                    KEY_TYPES.join(", ")
+                )),
+                None => Ok(()),
+            }
         });
-    if let Err(e) = keys {
+    if let Err(e) = checked {
         errors.push(path, e);
     }
 }
@@ -154,7 +172,9 @@ mod tests {
                         {"name": "b", "issuer": "i", "remoteJwks": {"uri": "ftp://x/y", "timeout": "soon"},
                          "fromHeaders": [{"name": "bad header"}],
                          "claimToHeaders": [{"claim": "sub", "header": ""}]},
-                        {"name": "c", "issuer": "i", "localJwks": {"inline": "{\"keys\": []}"}}],
+                        {"name": "c", "issuer": "i", "localJwks": {"inline": "{\"keys\": []}"}},
+                        {"name": "d", "issuer": "i", "localJwks": {"inline": "{\"keys\": [{\"kty\": \"EC\"}, {\"kid\": \"x\"}]}"}},
+                        {"name": "e", "issuer": "i", "localJwks": {"inline": "not json"}}],
                         "requirement": {"providers": ["z"]}}),
                     &[
                         "spec.providers[0]: exactly one of remoteJwks, localJwks is required, found none",
@@ -163,6 +183,8 @@ mod tests {
                         "spec.providers[1].fromHeaders[0].name: \"bad header\" is not a header name: letters, digits and !#$%&'*+-.^_`|~",
                         "spec.providers[1].claimToHeaders[0].header: \"\" is not a header name: letters, digits and !#$%&'*+-.^_`|~",
                         "spec.providers[2].localJwks.inline: a JWKS needs a non-empty `keys` array",
+                        "spec.providers[3].localJwks.inline: keys[1] has no `kty` of RSA, EC, oct, OKP",
+                        "spec.providers[4].localJwks.inline: not JSON: expected ident at line 1 column 2",
                         "spec.requirement.providers[0]: \"z\" is not one of spec.providers",
                     ],
                 ),
