@@ -101,6 +101,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - peerauthentications
     - accesspolicies
     - proxyscopes
+    - requestauthentications
   verbs: [list, watch]
 - apiGroups: [portolan.dev]
   resources:
@@ -111,5 +112,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - peerauthentications/status
     - accesspolicies/status
     - proxyscopes/status
+    - requestauthentications/status
   verbs: [patch]
 {{- end }}

@@ -2,8 +2,8 @@
 //! YAML rendering (`portolan crds`, the files under `crds/`).
 
 use crate::crd::{
-    AccessPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, TrafficPolicy,
-    TrafficRoute,
+    AccessPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, RequestAuthentication,
+    TrafficPolicy, TrafficRoute,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -26,6 +26,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         PeerAuthentication::crd(),
         AccessPolicy::crd(),
         ProxyScope::crd(),
+        RequestAuthentication::crd(),
     ]
 }
 

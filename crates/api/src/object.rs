@@ -16,6 +16,7 @@ pub enum Kind {
     PeerAuthentication,
     AccessPolicy,
     ProxyScope,
+    RequestAuthentication,
     /// core/v1 Namespace (its labels, for Gateway API `allowedRoutes` selectors).
     Namespace,
     /// `gateway.networking.k8s.io` GatewayClass.
@@ -52,7 +53,8 @@ impl Kind {
             | Kind::ExternalService
             | Kind::PeerAuthentication
             | Kind::AccessPolicy
-            | Kind::ProxyScope => "portolan.dev/v1alpha1",
+            | Kind::ProxyScope
+            | Kind::RequestAuthentication => "portolan.dev/v1alpha1",
         }
     }
 
@@ -69,6 +71,7 @@ impl Kind {
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AccessPolicy => "AccessPolicy",
             Kind::ProxyScope => "ProxyScope",
+            Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Namespace => "Namespace",
             Kind::GatewayClass => "GatewayClass",
             Kind::ApiGateway => "Gateway",
@@ -122,6 +125,7 @@ impl Kind {
             Kind::PeerAuthentication,
             Kind::AccessPolicy,
             Kind::ProxyScope,
+            Kind::RequestAuthentication,
             Kind::Namespace,
             Kind::GatewayClass,
             Kind::ApiGateway,

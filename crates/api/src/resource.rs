@@ -4,8 +4,8 @@
 //! half of validation, [`crate::validate`] is the second.
 
 use crate::crd::{
-    AccessPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, TrafficPolicy,
-    TrafficRoute,
+    AccessPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, RequestAuthentication,
+    TrafficPolicy, TrafficRoute,
 };
 use crate::field::{FieldError, FieldPath};
 use crate::gwapi;
@@ -28,6 +28,7 @@ pub enum Resource {
     PeerAuthentication(Box<PeerAuthentication>),
     AccessPolicy(Box<AccessPolicy>),
     ProxyScope(Box<ProxyScope>),
+    RequestAuthentication(Box<RequestAuthentication>),
     /// A Secret of type `kubernetes.io/tls` (other Secrets are not read).
     Secret(Box<Secret>),
     Namespace(Box<Namespace>),
@@ -92,6 +93,9 @@ impl Resource {
             }
             Kind::AccessPolicy => Resource::AccessPolicy(Box::new(typed(&object, value)?)),
             Kind::ProxyScope => Resource::ProxyScope(Box::new(typed(&object, value)?)),
+            Kind::RequestAuthentication => {
+                Resource::RequestAuthentication(Box::new(typed(&object, value)?))
+            }
             Kind::Secret => Resource::Secret(Box::new(typed(&object, value)?)),
             Kind::Namespace => Resource::Namespace(Box::new(typed(&object, value)?)),
             Kind::GatewayClass => Resource::GatewayClass(Box::new(typed(&object, value)?)),
@@ -116,6 +120,7 @@ impl Resource {
             Resource::PeerAuthentication(_) => Kind::PeerAuthentication,
             Resource::AccessPolicy(_) => Kind::AccessPolicy,
             Resource::ProxyScope(_) => Kind::ProxyScope,
+            Resource::RequestAuthentication(_) => Kind::RequestAuthentication,
             Resource::Secret(_) => Kind::Secret,
             Resource::Namespace(_) => Kind::Namespace,
             Resource::GatewayClass(_) => Kind::GatewayClass,
@@ -140,6 +145,7 @@ impl Resource {
             Resource::PeerAuthentication(p) => &p.metadata,
             Resource::AccessPolicy(p) => &p.metadata,
             Resource::ProxyScope(p) => &p.metadata,
+            Resource::RequestAuthentication(p) => &p.metadata,
             Resource::Secret(s) => &s.metadata,
             Resource::Namespace(n) => &n.metadata,
             Resource::GatewayClass(c) => &c.metadata,

@@ -62,7 +62,7 @@ fn yaml_round_trips() {
         assert_eq!(back, crd);
     }
     let all = crds::all_yaml().expect("renders");
-    assert_eq!(all.matches("kind: CustomResourceDefinition").count(), 7);
+    assert_eq!(all.matches("kind: CustomResourceDefinition").count(), 8);
 }
 
 #[test]

@@ -18,6 +18,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::PeerAuthentication,
     Kind::AccessPolicy,
     Kind::ProxyScope,
+    Kind::RequestAuthentication,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -44,6 +45,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::PeerAuthentication => "peerauthentications",
         Kind::AccessPolicy => "accesspolicies",
         Kind::ProxyScope => "proxyscopes",
+        Kind::RequestAuthentication => "requestauthentications",
         Kind::Namespace => "namespaces",
         Kind::GatewayClass => "gatewayclasses",
         Kind::ApiGateway => "gateways",
@@ -71,6 +73,7 @@ pub fn has_status(kind: Kind) -> bool {
             | Kind::PeerAuthentication
             | Kind::AccessPolicy
             | Kind::ProxyScope
+            | Kind::RequestAuthentication
     )
 }
 
@@ -99,6 +102,12 @@ mod tests {
             ("portolan.dev", "proxyscopes")
         );
         assert!(WATCHED.contains(&Kind::ProxyScope) && has_status(Kind::ProxyScope));
+        let ra = api_resource(Kind::RequestAuthentication);
+        assert_eq!(ra.plural, "requestauthentications");
+        assert!(
+            WATCHED.contains(&Kind::RequestAuthentication)
+                && has_status(Kind::RequestAuthentication)
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub struct Index {
     peer_authentications: BTreeMap<ObjectRef, Arc<PeerAuthentication>>,
     access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
     proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
+    request_authentications: BTreeMap<ObjectRef, Arc<crate::jwt::RequestAuthentication>>,
     gateway_api: BTreeMap<ObjectRef, Arc<portolan_api::Resource>>,
     /// Where Gateway API Gateways without `spec.addresses` get their address.
     gateway_pool: crate::gateway_api::AddressPool,
@@ -74,6 +75,9 @@ impl Index {
             }
             Object::AccessPolicy(p) => replace(&mut self.access_policies, p.source.clone(), p),
             Object::ProxyScope(p) => replace(&mut self.proxy_scopes, p.source.clone(), p),
+            Object::RequestAuthentication(r) => {
+                replace(&mut self.request_authentications, r.meta.source.clone(), r)
+            }
             Object::GatewayApi(r) => replace(&mut self.gateway_api, r.object_ref(), *r),
         };
         self.touch(changed)
@@ -95,6 +99,7 @@ impl Index {
             Kind::PeerAuthentication => self.peer_authentications.remove(object).is_some(),
             Kind::AccessPolicy => self.access_policies.remove(object).is_some(),
             Kind::ProxyScope => self.proxy_scopes.remove(object).is_some(),
+            Kind::RequestAuthentication => self.request_authentications.remove(object).is_some(),
             Kind::Namespace
             | Kind::GatewayClass
             | Kind::ApiGateway
@@ -133,6 +138,7 @@ impl Index {
             Kind::PeerAuthentication => self.peer_authentications.contains_key(object),
             Kind::AccessPolicy => self.access_policies.contains_key(object),
             Kind::ProxyScope => self.proxy_scopes.contains_key(object),
+            Kind::RequestAuthentication => self.request_authentications.contains_key(object),
             Kind::Namespace
             | Kind::GatewayClass
             | Kind::ApiGateway
@@ -189,6 +195,8 @@ impl Index {
             peer_authentications: self.peer_authentications.clone(),
             access_policies: self.access_policies.clone(),
             proxy_scopes: self.proxy_scopes.clone(),
+            request_authentications: self.request_authentications.clone(),
+            jwt: Default::default(),
             statuses: BTreeMap::new(),
             errors: self.errors.values().flatten().cloned().collect(),
             gateway_api: self.gateway_api.clone(),
@@ -199,6 +207,7 @@ impl Index {
         let compiled = crate::gateway_api::compile(&world, &self.gateway_pool);
         world.api_gateways = compiled.gateways;
         world.api_statuses = compiled.statuses;
+        crate::jwt::finish(&mut world);
         world
     }
 }

@@ -36,6 +36,10 @@ pub struct World {
     pub access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
     /// Proxy scopes (what proxies reach, how they discover it), by source object.
     pub proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
+    /// JWT authentication policies, by source object.
+    pub request_authentications: BTreeMap<ObjectRef, Arc<crate::jwt::RequestAuthentication>>,
+    /// What the RequestAuthentications attach to (computed from this World).
+    pub jwt: Arc<crate::policy_attach::Resolution>,
     /// Conditions of every routing object (`Accepted`, `ResolvedRefs`), computed from this World.
     pub statuses: BTreeMap<ObjectRef, Vec<Condition>>,
     /// Every rejected document or object, sorted by location.

@@ -15,6 +15,7 @@ mod gateway;
 mod gateway_api;
 mod grpc;
 mod identity;
+mod jwt;
 mod kubernetes;
 mod kubernetes_examples;
 mod mesh;
