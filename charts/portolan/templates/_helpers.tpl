@@ -103,6 +103,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - proxyscopes
     - extauthpolicies
     - ratelimitpolicies
+    - requestauthentications
   verbs: [list, watch]
 - apiGroups: [portolan.dev]
   resources:
@@ -115,5 +116,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - proxyscopes/status
     - extauthpolicies/status
     - ratelimitpolicies/status
+    - requestauthentications/status
   verbs: [patch]
 {{- end }}

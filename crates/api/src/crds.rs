@@ -3,7 +3,7 @@
 
 use crate::crd::{
     AccessPolicy, ExtAuthPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
-    RateLimitPolicy, TrafficPolicy, TrafficRoute,
+    RateLimitPolicy, RequestAuthentication, TrafficPolicy, TrafficRoute,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -28,6 +28,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         ProxyScope::crd(),
         ExtAuthPolicy::crd(),
         RateLimitPolicy::crd(),
+        RequestAuthentication::crd(),
     ]
 }
 

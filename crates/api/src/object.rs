@@ -20,6 +20,7 @@ pub enum Kind {
     ExtAuthPolicy,
     /// Local and global rate limits on Gateways, listeners and routes.
     RateLimitPolicy,
+    RequestAuthentication,
     /// core/v1 Namespace (its labels, for Gateway API `allowedRoutes` selectors).
     Namespace,
     /// `gateway.networking.k8s.io` GatewayClass.
@@ -58,7 +59,8 @@ impl Kind {
             | Kind::AccessPolicy
             | Kind::ProxyScope
             | Kind::ExtAuthPolicy
-            | Kind::RateLimitPolicy => "portolan.dev/v1alpha1",
+            | Kind::RateLimitPolicy
+            | Kind::RequestAuthentication => "portolan.dev/v1alpha1",
         }
     }
 
@@ -77,6 +79,7 @@ impl Kind {
             Kind::ProxyScope => "ProxyScope",
             Kind::ExtAuthPolicy => "ExtAuthPolicy",
             Kind::RateLimitPolicy => "RateLimitPolicy",
+            Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Namespace => "Namespace",
             Kind::GatewayClass => "GatewayClass",
             Kind::ApiGateway => "Gateway",
@@ -132,6 +135,7 @@ impl Kind {
             Kind::ProxyScope,
             Kind::ExtAuthPolicy,
             Kind::RateLimitPolicy,
+            Kind::RequestAuthentication,
             Kind::Namespace,
             Kind::GatewayClass,
             Kind::ApiGateway,

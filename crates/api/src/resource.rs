@@ -5,7 +5,7 @@
 
 use crate::crd::{
     AccessPolicy, ExtAuthPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
-    RateLimitPolicy, TrafficPolicy, TrafficRoute,
+    RateLimitPolicy, RequestAuthentication, TrafficPolicy, TrafficRoute,
 };
 use crate::field::{FieldError, FieldPath};
 use crate::gwapi;
@@ -30,6 +30,7 @@ pub enum Resource {
     ProxyScope(Box<ProxyScope>),
     ExtAuthPolicy(Box<ExtAuthPolicy>),
     RateLimitPolicy(Box<RateLimitPolicy>),
+    RequestAuthentication(Box<RequestAuthentication>),
     /// A Secret of type `kubernetes.io/tls` (other Secrets are not read).
     Secret(Box<Secret>),
     Namespace(Box<Namespace>),
@@ -96,6 +97,9 @@ impl Resource {
             Kind::ProxyScope => Resource::ProxyScope(Box::new(typed(&object, value)?)),
             Kind::ExtAuthPolicy => Resource::ExtAuthPolicy(Box::new(typed(&object, value)?)),
             Kind::RateLimitPolicy => Resource::RateLimitPolicy(Box::new(typed(&object, value)?)),
+            Kind::RequestAuthentication => {
+                Resource::RequestAuthentication(Box::new(typed(&object, value)?))
+            }
             Kind::Secret => Resource::Secret(Box::new(typed(&object, value)?)),
             Kind::Namespace => Resource::Namespace(Box::new(typed(&object, value)?)),
             Kind::GatewayClass => Resource::GatewayClass(Box::new(typed(&object, value)?)),
@@ -122,6 +126,7 @@ impl Resource {
             Resource::ProxyScope(_) => Kind::ProxyScope,
             Resource::ExtAuthPolicy(_) => Kind::ExtAuthPolicy,
             Resource::RateLimitPolicy(_) => Kind::RateLimitPolicy,
+            Resource::RequestAuthentication(_) => Kind::RequestAuthentication,
             Resource::Secret(_) => Kind::Secret,
             Resource::Namespace(_) => Kind::Namespace,
             Resource::GatewayClass(_) => Kind::GatewayClass,
@@ -148,6 +153,7 @@ impl Resource {
             Resource::ProxyScope(p) => &p.metadata,
             Resource::ExtAuthPolicy(p) => &p.metadata,
             Resource::RateLimitPolicy(p) => &p.metadata,
+            Resource::RequestAuthentication(p) => &p.metadata,
             Resource::Secret(s) => &s.metadata,
             Resource::Namespace(n) => &n.metadata,
             Resource::GatewayClass(c) => &c.metadata,

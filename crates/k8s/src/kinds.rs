@@ -20,6 +20,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::ProxyScope,
     Kind::ExtAuthPolicy,
     Kind::RateLimitPolicy,
+    Kind::RequestAuthentication,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -48,6 +49,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::ProxyScope => "proxyscopes",
         Kind::ExtAuthPolicy => "extauthpolicies",
         Kind::RateLimitPolicy => "ratelimitpolicies",
+        Kind::RequestAuthentication => "requestauthentications",
         Kind::Namespace => "namespaces",
         Kind::GatewayClass => "gatewayclasses",
         Kind::ApiGateway => "gateways",
@@ -77,6 +79,7 @@ pub fn has_status(kind: Kind) -> bool {
             | Kind::ProxyScope
             | Kind::ExtAuthPolicy
             | Kind::RateLimitPolicy
+            | Kind::RequestAuthentication
     )
 }
 
@@ -112,6 +115,12 @@ mod tests {
         }
         assert_eq!(plural(Kind::ExtAuthPolicy), "extauthpolicies");
         assert_eq!(plural(Kind::RateLimitPolicy), "ratelimitpolicies");
+        let ra = api_resource(Kind::RequestAuthentication);
+        assert_eq!(ra.plural, "requestauthentications");
+        assert!(
+            WATCHED.contains(&Kind::RequestAuthentication)
+                && has_status(Kind::RequestAuthentication)
+        );
     }
 
     #[test]

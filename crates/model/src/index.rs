@@ -31,6 +31,7 @@ pub struct Index {
     proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
     ext_auths: BTreeMap<ObjectRef, Arc<crate::edge::ExtAuth>>,
     rate_limits: BTreeMap<ObjectRef, Arc<crate::edge::RateLimit>>,
+    request_authentications: BTreeMap<ObjectRef, Arc<crate::jwt::RequestAuthentication>>,
     gateway_api: BTreeMap<ObjectRef, Arc<portolan_api::Resource>>,
     /// Where Gateway API Gateways without `spec.addresses` get their address.
     gateway_pool: crate::gateway_api::AddressPool,
@@ -78,6 +79,9 @@ impl Index {
             Object::ProxyScope(p) => replace(&mut self.proxy_scopes, p.source.clone(), p),
             Object::ExtAuth(p) => replace(&mut self.ext_auths, p.meta.source.clone(), p),
             Object::RateLimit(p) => replace(&mut self.rate_limits, p.meta.source.clone(), p),
+            Object::RequestAuthentication(r) => {
+                replace(&mut self.request_authentications, r.meta.source.clone(), r)
+            }
             Object::GatewayApi(r) => replace(&mut self.gateway_api, r.object_ref(), *r),
         };
         self.touch(changed)
@@ -101,6 +105,7 @@ impl Index {
             Kind::ProxyScope => self.proxy_scopes.remove(object).is_some(),
             Kind::ExtAuthPolicy => self.ext_auths.remove(object).is_some(),
             Kind::RateLimitPolicy => self.rate_limits.remove(object).is_some(),
+            Kind::RequestAuthentication => self.request_authentications.remove(object).is_some(),
             Kind::Namespace
             | Kind::GatewayClass
             | Kind::ApiGateway
@@ -141,6 +146,7 @@ impl Index {
             Kind::ProxyScope => self.proxy_scopes.contains_key(object),
             Kind::ExtAuthPolicy => self.ext_auths.contains_key(object),
             Kind::RateLimitPolicy => self.rate_limits.contains_key(object),
+            Kind::RequestAuthentication => self.request_authentications.contains_key(object),
             Kind::Namespace
             | Kind::GatewayClass
             | Kind::ApiGateway
@@ -201,6 +207,8 @@ impl Index {
             rate_limits: self.rate_limits.clone(),
             ext_auth: Default::default(),
             rate_limit: Default::default(),
+            request_authentications: self.request_authentications.clone(),
+            jwt: Default::default(),
             statuses: BTreeMap::new(),
             errors: self.errors.values().flatten().cloned().collect(),
             gateway_api: self.gateway_api.clone(),
@@ -212,6 +220,7 @@ impl Index {
         world.api_gateways = compiled.gateways;
         world.api_statuses = compiled.statuses;
         crate::edge::finish(&mut world);
+        crate::jwt::finish(&mut world);
         world
     }
 }

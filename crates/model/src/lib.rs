@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod gateway_api;
 pub mod group;
 pub mod index;
+pub mod jwt;
 pub mod policy;
 pub mod policy_attach;
 pub mod proxy_scope;

@@ -44,6 +44,10 @@ pub struct World {
     pub ext_auth: Arc<crate::policy_attach::Resolution>,
     /// What the RateLimitPolicies attach to (computed from this World).
     pub rate_limit: Arc<crate::policy_attach::Resolution>,
+    /// JWT authentication policies, by source object.
+    pub request_authentications: BTreeMap<ObjectRef, Arc<crate::jwt::RequestAuthentication>>,
+    /// What the RequestAuthentications attach to (computed from this World).
+    pub jwt: Arc<crate::policy_attach::Resolution>,
     /// Conditions of every routing object (`Accepted`, `ResolvedRefs`), computed from this World.
     pub statuses: BTreeMap<ObjectRef, Vec<Condition>>,
     /// Every rejected document or object, sorted by location.

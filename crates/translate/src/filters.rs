@@ -35,25 +35,21 @@ pub(crate) fn http_connection_manager(
     route_name: &str,
     telemetry: &Telemetry,
 ) -> Filter {
-    Filter {
-        name: HTTP_CONNECTION_MANAGER.to_string(),
-        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm(
-            stat_prefix,
-            route_name,
-            telemetry,
-        )))),
-    }
+    http_connection_manager_with(stat_prefix, route_name, telemetry, None, Vec::new())
 }
 
-/// [`http_connection_manager`] with `edge` filters (external authorization, rate limits, see
-/// [`crate::edge`]) after fault and CORS, before the router.
-pub(crate) fn http_connection_manager_edge(
+/// [`http_connection_manager`] with `first` (e.g. JWT authentication) before the other HTTP
+/// filters, and `edge` filters (external authorization, rate limits, see [`crate::edge`]) after
+/// fault and CORS, before the router.
+pub(crate) fn http_connection_manager_with(
     stat_prefix: &str,
     route_name: &str,
     telemetry: &Telemetry,
+    first: Option<HttpFilter>,
     edge: Vec<HttpFilter>,
 ) -> Filter {
     let mut hcm = hcm(stat_prefix, route_name, telemetry);
+    hcm.http_filters.splice(0..0, first);
     let router = hcm.http_filters.len() - 1;
     hcm.http_filters.splice(router..router, edge);
     Filter {
@@ -62,16 +58,18 @@ pub(crate) fn http_connection_manager_edge(
     }
 }
 
-/// The HTTP connection manager of a Gateway API listener: as [`http_connection_manager_edge`],
+/// The HTTP connection manager of a Gateway API listener: as [`http_connection_manager_with`],
 /// and the Host header's port is ignored when virtual hosts are chosen (the spec's hostname
 /// matching does not consider it).
 pub(crate) fn gateway_api_connection_manager(
     stat_prefix: &str,
     route_name: &str,
     telemetry: &Telemetry,
+    first: Option<HttpFilter>,
     edge: Vec<HttpFilter>,
 ) -> Filter {
     let mut hcm = hcm(stat_prefix, route_name, telemetry);
+    hcm.http_filters.splice(0..0, first);
     let router = hcm.http_filters.len() - 1;
     hcm.http_filters.splice(router..router, edge);
     hcm.strip_port_mode = Some(http_connection_manager::StripPortMode::StripAnyHostPort(

@@ -21,6 +21,7 @@ use crate::address::socket_address;
 use crate::context::Context;
 use crate::edge::EdgeUse;
 use crate::filters;
+use crate::jwt::{self, JwtUse};
 use crate::lookup;
 use crate::names;
 use crate::provenance::{Entry as ProvenanceEntry, Origins, Provenance, ResourceKind, origins};
@@ -48,8 +49,9 @@ use std::sync::Arc;
 /// A port's route configuration and its provenance entry.
 type RouteAndEntry = (RouteConfiguration, ProvenanceEntry);
 
-/// A port's route configuration, its provenance entry and the edge policies it uses.
-type RouteConfigParts = (RouteConfiguration, ProvenanceEntry, EdgeUse);
+/// A port's route configuration, its provenance entry and the RequestAuthentications and
+/// edge policies (ExtAuthPolicy, RateLimitPolicy) it uses.
+type RouteConfigParts = (RouteConfiguration, ProvenanceEntry, JwtUse, EdgeUse);
 
 /// Well-known name of the TLS inspector listener filter (reads SNI for filter chain matches).
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
@@ -104,6 +106,7 @@ pub(crate) fn resources(
     ctx: &Context<'_>,
     gateways: &[&Arc<Gateway>],
     provenance: &mut Provenance,
+    used: &mut JwtUse,
 ) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<Secret>) {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
@@ -111,13 +114,16 @@ pub(crate) fn resources(
     for (port, entries) in by_port(gateways) {
         let (listener, route, from) = match entries[0].listener.protocol {
             ListenerProtocol::Http => {
-                let (listener, route, edge) = http_port(ctx, port, &entries);
-                let policies: Vec<ObjectRef> = edge.sources().collect();
+                let (listener, route, jwt, edge) = http_port(ctx, port, &entries);
+                let policies: Vec<ObjectRef> = jwt.sources().chain(edge.sources()).collect();
+                used.extend(&jwt);
                 (listener, route, listener_origins(&entries, &policies))
             }
             ListenerProtocol::Https => match https_port(ctx, port, &entries, &mut secrets) {
-                Some((listener, route, mut secrets, edge)) => {
+                Some((listener, route, mut secrets, jwt, edge)) => {
+                    secrets.extend(jwt.sources());
                     secrets.extend(edge.sources());
+                    used.extend(&jwt);
                     let from = listener_origins(&entries, &secrets);
                     (listener, route, from)
                 }
@@ -143,7 +149,7 @@ pub(crate) fn resources(
     (listeners, routes, secrets)
 }
 
-/// The Gateways of a port's listeners and the Secrets (and edge policies) it uses.
+/// The Gateways of a port's listeners and the Secrets (and policies) it uses.
 fn listener_origins(entries: &[Entry<'_>], secrets: &[ObjectRef]) -> Origins {
     let gateways = entries.iter().map(|e| e.gateway.source.clone());
     origins(gateways.chain(secrets.iter().cloned()))
@@ -170,20 +176,21 @@ fn http_port(
     ctx: &Context<'_>,
     port: u16,
     entries: &[Entry<'_>],
-) -> (Listener, Option<RouteAndEntry>, EdgeUse) {
+) -> (Listener, Option<RouteAndEntry>, JwtUse, EdgeUse) {
     let name = names::gateway_listener_name(port);
-    let (routes, entry, edge) = route_config(ctx, port, entries);
+    let (routes, entry, jwt, edge) = route_config(ctx, port, entries);
     let chain = FilterChain {
-        filters: vec![filters::http_connection_manager_edge(
+        filters: vec![filters::http_connection_manager_with(
             &names::gateway_stat_prefix(port),
             &name,
             &ctx.options.telemetry,
+            jwt::filter(&jwt, None),
             edge.http_filters(ctx),
         )],
         ..Default::default()
     };
     let listener = listener(ctx, port, vec![chain]);
-    (listener, Some((routes, entry)), edge)
+    (listener, Some((routes, entry)), jwt, edge)
 }
 
 /// An HTTPS port's listener, its route configuration and the Secrets it serves (recorded in
@@ -193,7 +200,13 @@ fn https_port(
     port: u16,
     entries: &[Entry<'_>],
     secrets: &mut GatewaySecrets,
-) -> Option<(Listener, Option<RouteAndEntry>, Vec<ObjectRef>, EdgeUse)> {
+) -> Option<(
+    Listener,
+    Option<RouteAndEntry>,
+    Vec<ObjectRef>,
+    JwtUse,
+    EdgeUse,
+)> {
     let with_secrets: Vec<_> = entries
         .iter()
         .filter_map(|e| secret(ctx.world, e).map(|s| (*e, s)))
@@ -203,7 +216,7 @@ fn https_port(
     }
     let name = names::gateway_listener_name(port);
     let kept: Vec<Entry<'_>> = with_secrets.iter().map(|(e, _)| *e).collect();
-    let (routes, route_entry, edge) = route_config(ctx, port, &kept);
+    let (routes, route_entry, jwt, edge) = route_config(ctx, port, &kept);
     let edge_filters = edge.http_filters(ctx);
     let use_sni = with_secrets.len() > 1;
     let mut seen_matches = HashSet::new();
@@ -224,10 +237,11 @@ fn https_port(
                     server_names,
                     ..Default::default()
                 }),
-                filters: vec![filters::http_connection_manager_edge(
+                filters: vec![filters::http_connection_manager_with(
                     &names::gateway_stat_prefix(port),
                     &name,
                     &ctx.options.telemetry,
+                    jwt::filter(&jwt, None),
                     edge_filters.clone(),
                 )],
                 transport_socket: Some(tls::downstream_transport_socket(
@@ -248,7 +262,7 @@ fn https_port(
         ..Default::default()
     }];
     let sources = with_secrets.iter().map(|(_, s)| s.source.clone()).collect();
-    Some((listener, Some((routes, route_entry)), sources, edge))
+    Some((listener, Some((routes, route_entry)), sources, jwt, edge))
 }
 
 fn tcp_port(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> Listener {
@@ -280,9 +294,10 @@ fn secret<'w>(world: &'w World, entry: &Entry<'_>) -> Option<&'w Arc<TlsSecret>>
 /// One virtual host per allowed host of the routes attached to each entry's Gateway; a host
 /// already given a virtual host on this port keeps the first. With its provenance entry.
 fn route_config(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> RouteConfigParts {
+    let mut hosts = BTreeMap::new();
+    let mut jwt = JwtUse::default();
     let listeners: Vec<Vec<Reach>> = entries.iter().map(listener_candidates).collect();
     let mut edge = EdgeUse::new(ctx, &listeners);
-    let mut hosts = BTreeMap::new();
     for entry in entries {
         let owners = lookup::route_owners(ctx.world, &parent(entry.gateway));
         for (host, route) in owners {
@@ -298,7 +313,8 @@ fn route_config(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> RouteCon
         .map(|(host, (route, entry))| {
             parts.virtual_host(&host, origins([]), Some(&route));
             let mut routes = route_rules::routes(ctx, &route, None);
-            apply_edge(ctx, &mut edge, &route, entry, &mut routes);
+            let mut used = (&mut jwt, &mut edge);
+            apply_policies(ctx, &mut used, &route, entry, &mut routes);
             VirtualHost {
                 domains: vec![host.clone(), format!("{host}:{port}")],
                 routes,
@@ -309,7 +325,7 @@ fn route_config(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> RouteCon
         .collect();
     let name = names::gateway_listener_name(port);
     let entry = ProvenanceEntry::route(&name, origins([]), parts.list);
-    (route_configuration(&name, virtual_hosts), entry, edge)
+    (route_configuration(&name, virtual_hosts), entry, jwt, edge)
 }
 
 /// A listener, then its Gateway: where listener-wide policies attach.
@@ -327,12 +343,13 @@ fn listener_candidates(entry: &Entry<'_>) -> Vec<Reach> {
     ]
 }
 
-/// Adds to each Envoy route of `route` (one per match of each rule, in rule order) the
-/// per-filter config of the ExtAuthPolicy and RateLimitPolicy that apply to its rule: one on
-/// the rule, on the TrafficRoute, on the listener, on the Gateway, most specific first.
-fn apply_edge(
+/// Adds to each Envoy route of `route` (one per match of each rule, in rule order) the JWT
+/// requirement of the RequestAuthentication, and the per-filter config of the ExtAuthPolicy
+/// and RateLimitPolicy, that apply to its rule: one on the rule, on the TrafficRoute, on the
+/// listener, on the Gateway, most specific first (per kind).
+fn apply_policies(
     ctx: &Context<'_>,
-    edge: &mut EdgeUse,
+    (jwt, edge): &mut (&mut JwtUse, &mut EdgeUse),
     route: &HttpRoute,
     entry: Entry<'_>,
     routes: &mut [envoy_types::pb::envoy::config::route::v3::Route],
@@ -354,6 +371,10 @@ fn apply_edge(
             },
         ];
         candidates.extend(listener_candidates(&entry));
+        if let Some(requirement) = jwt.effective(ctx.world, &candidates) {
+            let (name, config) = jwt::per_route(requirement);
+            envoy_route.typed_per_filter_config.insert(name, config);
+        }
         envoy_route
             .typed_per_filter_config
             .extend(edge.route_config(ctx, &candidates));

@@ -22,6 +22,7 @@ use crate::address::socket_address;
 use crate::context::Context;
 use crate::edge::EdgeUse;
 use crate::filters;
+use crate::jwt::{self, JwtUse};
 use crate::names;
 use crate::provenance::Provenance;
 use crate::route::route_configuration;
@@ -51,17 +52,19 @@ use std::sync::Arc;
 /// Well-known name of the TLS inspector listener filter (reads SNI for filter chain matches).
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 
-/// Where a route configuration is served, for edge policies (ExtAuthPolicy,
-/// RateLimitPolicy): the Gateway, the listeners behind it, and what they use.
-struct EdgeSite<'a> {
+/// Where a route configuration is served: the Gateway and the listeners behind it (for
+/// policy attachment), and the RequestAuthentications and edge policies (ExtAuthPolicy,
+/// RateLimitPolicy) its routes use.
+struct Site<'a> {
     gateway: &'a ObjectRef,
     listeners: Vec<String>,
+    jwt: JwtUse,
     edge: EdgeUse,
 }
 
-// === impl EdgeSite ===
+// === impl Site ===
 
-impl<'a> EdgeSite<'a> {
+impl<'a> Site<'a> {
     fn new(ctx: &Context<'_>, gateway: &'a ObjectRef, listeners: Vec<String>) -> Self {
         let per_listener: Vec<Vec<Reach>> = listeners
             .iter()
@@ -81,6 +84,7 @@ impl<'a> EdgeSite<'a> {
         Self {
             gateway,
             listeners,
+            jwt: JwtUse::default(),
             edge: EdgeUse::new(ctx, &per_listener),
         }
     }
@@ -99,14 +103,27 @@ impl<'a> EdgeSite<'a> {
         }
     }
 
-    /// The per-filter config of rule `index` of `route`: from the policies on the rule, the
-    /// route, a listener, the Gateway, most specific first.
-    fn route_config(
+    /// The requirement of the RequestAuthentication that applies to rule `index` of
+    /// `route`: one on the rule, the route, a listener, the Gateway, most specific first.
+    fn requirement(&mut self, world: &World, route: &ObjectRef, index: usize) -> Option<String> {
+        let candidates = self.candidates(route, index);
+        self.jwt.effective(world, &candidates)
+    }
+
+    /// The per-filter config of the ExtAuthPolicy and RateLimitPolicy that apply to rule
+    /// `index` of `route` (most specific first, per kind).
+    fn edge_config(
         &mut self,
         ctx: &Context<'_>,
         route: &ObjectRef,
         index: usize,
     ) -> Vec<(String, envoy_types::pb::google::protobuf::Any)> {
+        let candidates = self.candidates(route, index);
+        self.edge.route_config(ctx, &candidates)
+    }
+
+    /// Rule `index` of `route`, the route, each listener, the Gateway.
+    fn candidates(&self, route: &ObjectRef, index: usize) -> Vec<Reach> {
         let mut candidates = vec![
             Reach::Route {
                 route: route.clone(),
@@ -125,7 +142,7 @@ impl<'a> EdgeSite<'a> {
             gateway: self.gateway.clone(),
             listener: None,
         });
-        self.edge.route_config(ctx, &candidates)
+        candidates
     }
 }
 
@@ -144,6 +161,7 @@ pub(crate) fn resources(
     ctx: &Context<'_>,
     gateway: &ApiGateway,
     provenance: &mut Provenance,
+    used: &mut JwtUse,
 ) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<Secret>) {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
@@ -163,25 +181,28 @@ pub(crate) fn resources(
                 if !seen.insert(sorted(&chain.server_names)) {
                     continue;
                 }
-                let mut site = EdgeSite::new(ctx, &gateway.source, vec![chain.name.clone()]);
+                let mut site = Site::new(ctx, &gateway.source, vec![chain.name.clone()]);
                 let (filter_chain, route) =
                     tls_chain(ctx, &mut site, port.port, chain, &mut secrets);
+                used.extend(&site.jwt);
                 listener.filter_chains.push(filter_chain);
                 routes.extend(route);
             }
         } else {
-            let on_port = EdgeSite::listeners_on(ctx.world, &gateway.source, port.port);
-            let mut site = EdgeSite::new(ctx, &gateway.source, on_port);
+            let on_port = Site::listeners_on(ctx.world, &gateway.source, port.port);
+            let mut site = Site::new(ctx, &gateway.source, on_port);
             routes.push(route_config(ctx, &name, &port.virtual_hosts, &mut site));
             listener.filter_chains = vec![FilterChain {
                 filters: vec![filters::gateway_api_connection_manager(
                     &names::gateway_stat_prefix(port.port),
                     &name,
                     &ctx.options.telemetry,
+                    jwt::filter(&site.jwt, None),
                     site.edge.http_filters(ctx),
                 )],
                 ..Default::default()
             }];
+            used.extend(&site.jwt);
         }
         listeners.push(listener);
     }
@@ -209,7 +230,7 @@ fn sorted(names: &[String]) -> Vec<String> {
 /// `gateway-{port}/{listener}`).
 fn tls_chain(
     ctx: &Context<'_>,
-    site: &mut EdgeSite<'_>,
+    site: &mut Site<'_>,
     port: u16,
     chain: &ApiChain,
     secrets: &mut GatewaySecrets,
@@ -235,6 +256,7 @@ fn tls_chain(
                     &stat_prefix,
                     &name,
                     &ctx.options.telemetry,
+                    jwt::filter(&site.jwt, None),
                     site.edge.http_filters(ctx),
                 )],
                 transport_socket: Some(tls::terminating_transport_socket(
@@ -288,7 +310,7 @@ fn route_config(
     ctx: &Context<'_>,
     name: &str,
     virtual_hosts: &[ApiVirtualHost],
-    site: &mut EdgeSite<'_>,
+    site: &mut Site<'_>,
 ) -> RouteConfiguration {
     let virtual_hosts = virtual_hosts
         .iter()
@@ -297,7 +319,7 @@ fn route_config(
     route_configuration(name, virtual_hosts)
 }
 
-fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost, site: &mut EdgeSite<'_>) -> VirtualHost {
+fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost, site: &mut Site<'_>) -> VirtualHost {
     // The connection manager strips the Host header's port before matching.
     let domains = vec![vh.hostname.clone()];
     let routes = vh
@@ -312,10 +334,17 @@ fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost, site: &mut EdgeSite<'_>)
                 http: vec![r.rule.clone()],
                 tcp: Vec::new(),
             };
-            let edge = site.route_config(ctx, &r.route, r.index);
+            let requirement = site.requirement(ctx.world, &r.route, r.index);
+            let edge = site.edge_config(ctx, &r.route, r.index);
             let mut routes = route_rules::routes(ctx, &one, None);
             for route in &mut routes {
                 route.typed_per_filter_config.extend(edge.iter().cloned());
+            }
+            if let Some(requirement) = requirement {
+                for route in &mut routes {
+                    let (name, config) = jwt::per_route(requirement.clone());
+                    route.typed_per_filter_config.insert(name, config);
+                }
             }
             routes
         })

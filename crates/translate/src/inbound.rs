@@ -7,8 +7,9 @@
 //!   plaintext chain for the rest.
 //! * DISABLE: one plaintext chain.
 //!
-//! HTTP workloads get an HTTP connection manager (RBAC filters, the ExtAuthPolicy and
-//! RateLimitPolicy filters when one targets one of the workload's Services, router, inline
+//! HTTP workloads get an HTTP connection manager (JWT authentication when a
+//! RequestAuthentication targets one of the workload's Services, RBAC filters, the
+//! ExtAuthPolicy and RateLimitPolicy filters when one targets such a Service, router, inline
 //! route to the application); TCP workloads (`appProtocol: tcp`) a TCP proxy behind network RBAC filters.
 //! The listener is `inbound` (stats `listener.inbound.*`, e.g. `listener.inbound.ssl.handshake`)
 //! and the application's cluster `inbound|PORT`.
@@ -20,6 +21,7 @@ use crate::context::Context;
 use crate::edge::EdgeUse;
 use crate::external::lb_endpoint;
 use crate::filters::{HTTP_CONNECTION_MANAGER, ROUTER, http_filter};
+use crate::jwt::{self, JwtUse};
 use crate::mesh::{Workload, downstream_mtls};
 use crate::provenance::{Origins, origins};
 use crate::rbac::{self, Target};
@@ -58,6 +60,8 @@ pub(crate) struct Inbound {
     pub listener: Listener,
     pub cluster: Cluster,
     pub origins: Origins,
+    /// The RequestAuthentication it enforces (for the group's JWKS clusters).
+    pub jwt: JwtUse,
 }
 
 /// The inbound resources of a workload; `None` when it names no application port.
@@ -71,6 +75,10 @@ pub(crate) fn inbound(
     let peer_auth = security::peer_authentication(ctx.world, &workload.namespace, &group.labels);
     let mode = peer_auth.map_or(MtlsMode::default(), |p| p.mode);
     let policies = security::access_policies(ctx.world, &workload.namespace, &group.labels);
+    let mut used = JwtUse::default();
+    let requirement = (!workload.tcp)
+        .then(|| used.effective(ctx.world, &service_candidates(ctx, workload, app_port)))
+        .flatten();
     let edge = match workload.tcp {
         true => EdgeUse::default(),
         false => EdgeUse::new(ctx, &[service_candidates(ctx, workload, app_port)]),
@@ -80,6 +88,7 @@ pub(crate) fn inbound(
             .map(|p| p.source.clone())
             .into_iter()
             .chain(policies.iter().map(|p| p.source.clone()))
+            .chain(used.sources())
             .chain(edge.sources()),
     );
     let target = Target {
@@ -94,6 +103,7 @@ pub(crate) fn inbound(
         filters
     } else {
         let mut http = rbac::http_filters(&policies, target);
+        http.splice(0..0, jwt::filter(&used, requirement.as_deref()));
         http.extend(edge.http_filters(ctx));
         vec![http_connection_manager(ctx, &cluster_name, http)]
     };
@@ -136,6 +146,7 @@ pub(crate) fn inbound(
         listener,
         cluster: app_cluster(&cluster_name, app_port, options.connect_timeout),
         origins: from,
+        jwt: used,
     })
 }
 

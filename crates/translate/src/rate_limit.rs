@@ -38,13 +38,6 @@ pub(crate) const LOCAL_RATE_LIMIT: &str = "envoy.filters.http.local_ratelimit";
 /// Well-known name of the (global) rate limit HTTP filter.
 pub(crate) const RATE_LIMIT: &str = "envoy.filters.http.ratelimit";
 
-/// The dynamic metadata namespace where `jwt_authn` puts verified payloads.
-pub const JWT_METADATA_NAMESPACE: &str = "envoy.filters.http.jwt_authn";
-
-/// The key under [`JWT_METADATA_NAMESPACE`] holding a verified token's payload
-/// (`payload_in_metadata` of every RequestAuthentication provider).
-pub const JWT_PAYLOAD_KEY: &str = "payload";
-
 /// Stat prefix of the local rate limit filter (`http.<hcm>.local_rate_limit.*` ... as Envoy
 /// names them: `<prefix>.http_local_rate_limit.*`).
 const LOCAL_STAT_PREFIX: &str = "local_rate_limit";
@@ -200,8 +193,8 @@ fn action(entry: &DescriptorEntry) -> rate_limit::action::ActionSpecifier {
         DescriptorEntry::JwtClaim { claim, key } => S::Metadata(a::MetaData {
             descriptor_key: key.clone(),
             metadata_key: Some(MetadataKey {
-                key: JWT_METADATA_NAMESPACE.to_string(),
-                path: [JWT_PAYLOAD_KEY, claim.as_str()]
+                key: crate::jwt::JWT_AUTHN.to_string(),
+                path: [crate::jwt::PAYLOAD_KEY, claim.as_str()]
                     .into_iter()
                     .map(|k| PathSegment {
                         segment: Some(Segment::Key(k.to_string())),

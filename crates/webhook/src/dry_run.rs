@@ -207,6 +207,11 @@ pub fn with_object(world: &World, object: Object) -> World {
         Object::RateLimit(p) => {
             world.rate_limits.insert(p.meta.source.clone(), Arc::new(p));
         }
+        Object::RequestAuthentication(r) => {
+            world
+                .request_authentications
+                .insert(r.meta.source.clone(), Arc::new(r));
+        }
         Object::GatewayApi(r) => {
             world.gateway_api.insert(r.object_ref(), Arc::new(*r));
         }
@@ -220,6 +225,7 @@ pub fn with_object(world: &World, object: Object) -> World {
     world.api_gateways = compiled.gateways;
     world.api_statuses = compiled.statuses;
     portolan_model::edge::finish(&mut world);
+    portolan_model::jwt::finish(&mut world);
     world
 }
 

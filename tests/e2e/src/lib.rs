@@ -11,6 +11,7 @@ pub mod apiserver;
 pub mod authz;
 pub mod envoy;
 pub mod http;
+pub mod jwt;
 pub mod manifests;
 pub mod mesh;
 pub mod netns;

@@ -10,6 +10,7 @@ pub mod peer_authentication;
 pub mod policy_target;
 pub mod proxy_scope;
 pub mod rate_limit_policy;
+pub mod request_authentication;
 pub mod traffic_policy;
 pub mod traffic_route;
 
@@ -20,5 +21,6 @@ pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;
 pub use proxy_scope::ProxyScope;
 pub use rate_limit_policy::RateLimitPolicy;
+pub use request_authentication::RequestAuthentication;
 pub use traffic_policy::TrafficPolicy;
 pub use traffic_route::TrafficRoute;

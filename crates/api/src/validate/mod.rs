@@ -16,6 +16,7 @@ pub(crate) mod pem;
 mod policy_target;
 mod proxy_scope;
 mod rate_limit_policy;
+mod request_authentication;
 mod secret;
 mod traffic_policy;
 mod traffic_route;
@@ -45,6 +46,9 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::ProxyScope(p) => proxy_scope::proxy_scope(p, &mut errors),
         Resource::ExtAuthPolicy(p) => ext_auth_policy::ext_auth_policy(p, &mut errors),
         Resource::RateLimitPolicy(p) => rate_limit_policy::rate_limit_policy(p, &mut errors),
+        Resource::RequestAuthentication(r) => {
+            request_authentication::request_authentication(r, &mut errors)
+        }
         Resource::Secret(s) => secret::secret(s, &mut errors),
         Resource::Namespace(_) => {}
         Resource::GatewayClass(c) => gateway_api::gateway_class(c, &mut errors),

@@ -7,6 +7,7 @@
 mod edge;
 mod external;
 mod gateway;
+mod jwt;
 mod policy;
 mod route;
 mod security;
@@ -39,6 +40,9 @@ pub fn to_object(resource: &Resource) -> Object {
         Resource::ProxyScope(p) => Object::ProxyScope(security::proxy_scope(resource, p)),
         Resource::ExtAuthPolicy(p) => Object::ExtAuth(edge::ext_auth(resource, p)),
         Resource::RateLimitPolicy(p) => Object::RateLimit(edge::rate_limit(resource, p)),
+        Resource::RequestAuthentication(r) => {
+            Object::RequestAuthentication(jwt::request_authentication(resource, r))
+        }
         Resource::Namespace(_)
         | Resource::GatewayClass(_)
         | Resource::ApiGateway(_)

@@ -2,10 +2,12 @@
 
 mod consistency;
 mod edge;
+mod gateway_api_jwt;
 mod gateway_api_tls;
 mod gateway_rules;
 mod golden;
 mod golden_capture;
+mod golden_jwt;
 mod golden_routing;
 mod golden_security;
 mod golden_telemetry;
