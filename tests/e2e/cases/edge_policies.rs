@@ -626,3 +626,72 @@ async fn gateway_api_gateway_and_rule_targets() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_rate_limit_by_a_jwt_claim() -> anyhow::Result<()> {
+    use portolan_e2e::jwt::Issuer;
+    let _shared = portolan_e2e::serial::shared().await;
+    let partner = Upstream::start("partner").await?;
+    let rls = RateLimitServer::start("subject", "bob").await?;
+    let issuer = Issuer::new("https://issuer.example", "k1")?;
+    let (manifest, port) = edge_example("global-rate-limit.yaml", 8083);
+    // The first descriptor from the verified token's `sub` instead of a header, and a
+    // RequestAuthentication (inline keys) on the same Gateway, which puts the payload where
+    // the descriptor reads it.
+    let manifest = manifest.replacen(
+        "      - requestHeader:\n          name: x-user\n          key: user\n",
+        "      - jwtClaim:\n          claim: sub\n          key: subject\n",
+        1,
+    );
+    let jwt = format!(
+        "---\napiVersion: portolan.dev/v1alpha1\nkind: RequestAuthentication\nmetadata:\n  name: partner-jwt\n  namespace: default\nspec:\n  targetRefs:\n  - {{group: portolan.dev, kind: Gateway, name: partner-edge}}\n  providers:\n  - name: idp\n    issuer: https://issuer.example\n    localJwks:\n      inline: '{}'\n",
+        issuer.jwks().replace('\'', "''")
+    );
+    let m = Mesh::start(
+        bin(),
+        "ingress",
+        &[
+            ("partner.yaml", format!("{manifest}{jwt}")),
+            (
+                "partner-endpoints.yaml",
+                endpoints_yaml("default", "partner", &[&partner]),
+            ),
+            (
+                "rls-endpoints.yaml",
+                slice_yaml("ratelimit", "grpc", rls.addr()),
+            ),
+        ],
+    )
+    .await?;
+    let host = "partner.example.com";
+    let bearer = |sub: &str| -> anyhow::Result<String> {
+        Ok(format!(
+            "Bearer {}",
+            issuer.token(serde_json::json!({"sub": sub}))?
+        ))
+    };
+    let bob = bearer("bob")?;
+    let alice = bearer("alice")?;
+    let r = wait_reply(
+        &m,
+        port,
+        host,
+        "/items",
+        &[("authorization", &bob)],
+        "bob's token over the limit",
+        |r| r.status == 429,
+    )
+    .await?;
+    assert_ne!(r.upstream(), Some("partner"));
+    let r = get_with(port, host, "/items", &[("authorization", &alice)]).await?;
+    assert_eq!((r.status, r.upstream()), (200, Some("partner")), "{r:?}");
+    let seen = rls.descriptors();
+    assert!(
+        seen.iter().any(|d| d == "partner|subject=alice"),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|d| d == "partner|subject=bob"), "{seen:?}");
+    // No token: the JWT filter refuses it before any limit.
+    assert_eq!(http::get(port, host, "/items").await?.status, 401);
+    Ok(())
+}
