@@ -53,6 +53,16 @@ type RouteAndEntry = (RouteConfiguration, ProvenanceEntry);
 /// edge policies (ExtAuthPolicy, RateLimitPolicy) it uses.
 type RouteConfigParts = (RouteConfiguration, ProvenanceEntry, JwtUse, EdgeUse);
 
+/// An HTTPS port's listener, route configuration and provenance entry, the Secrets it serves,
+/// and the policies it uses.
+type HttpsPort = (
+    Listener,
+    Option<RouteAndEntry>,
+    Vec<ObjectRef>,
+    JwtUse,
+    EdgeUse,
+);
+
 /// Well-known name of the TLS inspector listener filter (reads SNI for filter chain matches).
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 
@@ -200,13 +210,7 @@ fn https_port(
     port: u16,
     entries: &[Entry<'_>],
     secrets: &mut GatewaySecrets,
-) -> Option<(
-    Listener,
-    Option<RouteAndEntry>,
-    Vec<ObjectRef>,
-    JwtUse,
-    EdgeUse,
-)> {
+) -> Option<HttpsPort> {
     let with_secrets: Vec<_> = entries
         .iter()
         .filter_map(|e| secret(ctx.world, e).map(|s| (*e, s)))
