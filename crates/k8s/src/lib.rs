@@ -40,3 +40,6 @@ pub async fn client() -> Result<kube::Client, K8sError> {
 
 #[cfg(test)]
 mod testing;
+
+#[cfg(test)]
+mod gateway_api_tests;

@@ -141,10 +141,16 @@ impl Watchers {
         } else {
             namespaces.iter().map(|n| Some(n.as_str())).collect()
         };
+        let all: &[Option<&str>] = &[None];
         let feeds: Vec<(KindFeed, Option<&str>)> = kinds::WATCHED
             .iter()
             .flat_map(|&kind| {
                 let view = view.clone();
+                let scopes = if kinds::cluster_scoped(kind) {
+                    all
+                } else {
+                    &scopes[..]
+                };
                 scopes
                     .iter()
                     .map(move |&ns| (KindFeed::new(kind, ns, view.clone()), ns))
@@ -232,6 +238,9 @@ pub async fn run_feed<S>(
                     *w != before
                 });
             }
+            Err(e) if kinds::optional(feed.kind()) && not_served(&e) => {
+                not_installed(&mut feed, &sink, &state, &reporter);
+            }
             Err(e) => {
                 tracing::warn!(watcher = %reporter, error = %e, "watch failed; keeping the last known state and retrying with backoff");
                 state.send_modify(|s| {
@@ -243,6 +252,33 @@ pub async fn run_feed<S>(
             }
         }
     }
+}
+
+/// The API server does not serve the kind (404 on the list: its CRD is not installed).
+fn not_served(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404)
+}
+
+/// An optional kind whose CRD is missing: an empty list (the feed syncs, and deletes what it
+/// held if the CRD went away), the watcher counts as up; it keeps retrying with backoff.
+fn not_installed(
+    feed: &mut KindFeed,
+    sink: &Arc<dyn SourceSink>,
+    state: &watch::Sender<SourceState>,
+    reporter: &str,
+) {
+    if !feed.synced() {
+        tracing::info!(watcher = %reporter, "not served by the API server (CRD not installed?); treated as empty until it is");
+    }
+    feed.handle(Event::Init);
+    let handled = feed.handle(Event::InitDone);
+    sink.write(reporter, handled.changes);
+    state.send_modify(|s| {
+        let w = s.watchers.entry(reporter.to_string()).or_default();
+        w.synced = true;
+        w.up = true;
+        w.last_error = Some("not served (CRD not installed)".to_string());
+    });
 }
 
 #[cfg(test)]

@@ -1,0 +1,205 @@
+//! The Gateway API over a scripted API server: the watchers list GatewayClasses, Gateways,
+//! HTTPRoutes (and the rest) into the same index the file source feeds; a Gateway of another
+//! class is ignored; a Gateway API kind whose CRD is missing (404) does not stop the sync.
+
+#![allow(clippy::unwrap_used)]
+
+use crate::kinds;
+use crate::source::KubernetesSource;
+use crate::testing::{TestSink, failure, mock_client, next, respond};
+use crate::view::ClusterView;
+use portolan_api::{Kind, ObjectRef};
+use portolan_model::gateway_api::ApiStatus;
+use portolan_model::source::Source;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const GW: &str = "/apis/gateway.networking.k8s.io";
+
+pub(crate) fn gateway_class(name: &str, controller: &str) -> Value {
+    json!({"metadata": {"name": name, "generation": 1, "resourceVersion": "3"},
+           "spec": {"controllerName": controller}})
+}
+
+pub(crate) fn gateway(name: &str, class: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": "infra", "generation": 2, "resourceVersion": "4"},
+           "spec": {"gatewayClassName": class,
+                    "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP",
+                                   "allowedRoutes": {"namespaces": {"from": "All"}}}]}})
+}
+
+pub(crate) fn http_route(parents: &[&str], status: Value) -> Value {
+    let refs: Vec<Value> = parents
+        .iter()
+        .map(|p| json!({"name": p, "namespace": "infra"}))
+        .collect();
+    json!({"metadata": {"name": "web", "namespace": "shop", "generation": 5, "resourceVersion": "9"},
+           "spec": {"parentRefs": refs, "hostnames": ["web.example.com"],
+                    "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]},
+           "status": status})
+}
+
+pub(crate) fn service() -> Value {
+    json!({"metadata": {"name": "web", "namespace": "shop", "resourceVersion": "1"},
+           "spec": {"ports": [{"name": "http", "port": 80}]}})
+}
+
+/// What the scripted API server lists at each path (anything else: an empty list).
+fn cluster() -> BTreeMap<String, Vec<Value>> {
+    BTreeMap::from([
+        ("/api/v1/services".to_string(), vec![service()]),
+        (
+            "/api/v1/namespaces".to_string(),
+            vec![json!({"metadata": {"name": "shop", "labels": {"team": "web"}}})],
+        ),
+        (
+            format!("{GW}/v1/gatewayclasses"),
+            vec![
+                gateway_class("portolan", "portolan.dev/gateway-controller"),
+                gateway_class("other", "example.com/other-controller"),
+            ],
+        ),
+        (
+            format!("{GW}/v1/gateways"),
+            vec![gateway("edge", "portolan"), gateway("foreign", "other")],
+        ),
+        (
+            format!("{GW}/v1/httproutes"),
+            vec![http_route(&["edge", "foreign"], Value::Null)],
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn gateway_api_objects_listed_from_the_cluster_reach_the_world() {
+    let (client, mut api) = mock_client();
+    let sink = Arc::new(TestSink::new());
+    let index = sink.index.clone();
+    let mut synced = sink.synced.subscribe();
+    let view = ClusterView::new();
+    let source = KubernetesSource::new(client, &["shop".into(), "infra".into()], view.clone());
+    let task = tokio::spawn(source.run(sink));
+    let objects = cluster();
+    let mut open = Vec::new();
+    let mut paths = Vec::new();
+    let answering = async {
+        loop {
+            let (req, r) = next(&mut api).await;
+            if req.query.contains("watch=true") {
+                open.push(r);
+                continue;
+            }
+            paths.push(req.path.clone());
+            if req.path.ends_with("/tlsroutes") {
+                // The TLSRoute CRD is not installed.
+                respond(r, 404, &failure(404, "NotFound"));
+                continue;
+            }
+            // Namespaced kinds are listed per watched namespace: hand each its objects.
+            let items: Vec<Value> = objects
+                .iter()
+                .find(|(p, _)| unscoped(&req.path) == **p)
+                .map(|(_, items)| items.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| in_scope(&req.path, o))
+                .collect();
+            respond(
+                r,
+                200,
+                &json!({"kind": "List", "apiVersion": "v1",
+                "metadata": {"resourceVersion": "100"}, "items": items}),
+            );
+        }
+    };
+    tokio::select! {
+        _ = answering => unreachable!(),
+        r = synced.wait_for(|s| *s) => { r.unwrap(); }
+    }
+    // Cluster-scoped kinds are listed once across the cluster, whatever namespaces are watched.
+    for p in ["/api/v1/namespaces", &format!("{GW}/v1/gatewayclasses")] {
+        assert_eq!(
+            paths.iter().filter(|x| *x == p).count(),
+            1,
+            "{p} in {paths:?}"
+        );
+    }
+    assert!(paths.contains(&format!("{GW}/v1/namespaces/shop/httproutes")));
+    assert!(paths.contains(&format!("{GW}/v1beta1/namespaces/shop/referencegrants")));
+
+    let world = index.lock().unwrap().world();
+    let edge = ObjectRef::new(Kind::ApiGateway, "infra", "edge");
+    let foreign = ObjectRef::new(Kind::ApiGateway, "infra", "foreign");
+    let route = ObjectRef::new(Kind::HttpRoute, "shop", "web");
+    assert!(world.gateway_api.contains_key(&route));
+    assert!(
+        world
+            .gateway_api
+            .contains_key(&ObjectRef::new(Kind::Namespace, "", "shop")),
+        "Namespaces (for allowedRoutes selectors) are read"
+    );
+    assert!(world.api_gateways.contains_key(&edge), "ours is compiled");
+    assert!(
+        !world.api_gateways.contains_key(&foreign),
+        "another class's is ignored"
+    );
+    assert!(
+        !world.api_statuses.contains_key(&foreign),
+        "and gets no status"
+    );
+    assert!(
+        !world
+            .api_statuses
+            .contains_key(&ObjectRef::new(Kind::GatewayClass, "", "other"))
+    );
+    let Some(ApiStatus::Route(status)) = world.api_statuses.get(&route) else {
+        panic!("the route has a status: {:?}", world.api_statuses.keys());
+    };
+    let parents: Vec<&str> = status
+        .parents
+        .iter()
+        .map(|p| p.parent_ref.name.as_str())
+        .collect();
+    assert_eq!(parents, ["edge"], "only the parent of Portolan's class");
+    let accepted = &status.parents[0].conditions[0];
+    assert_eq!(
+        (
+            accepted.type_.as_str(),
+            accepted.status.as_str(),
+            accepted.observed_generation
+        ),
+        ("Accepted", "True", 5)
+    );
+    // The view knows what the status writer needs: generations and written status.
+    assert_eq!(view.get(&route).unwrap().generation, 5);
+    assert_eq!(
+        view.get(&ObjectRef::new(Kind::GatewayClass, "", "portolan"))
+            .unwrap()
+            .generation,
+        1
+    );
+    assert!(kinds::WATCHED.contains(&Kind::TlsRoute));
+    task.abort();
+}
+
+/// `/apis/g/v/namespaces/NS/plural` -> `/apis/g/v/plural`.
+fn unscoped(path: &str) -> String {
+    match path.split_once("/namespaces/") {
+        Some((head, rest)) if rest.contains('/') => {
+            let plural = rest.split_once('/').map(|(_, p)| p).unwrap_or_default();
+            format!("{head}/{plural}")
+        }
+        _ => path.to_string(),
+    }
+}
+
+fn in_scope(path: &str, object: &Value) -> bool {
+    match path.split_once("/namespaces/") {
+        Some((_, rest)) if rest.contains('/') => {
+            let ns = rest.split('/').next().unwrap_or_default();
+            object["metadata"]["namespace"] == ns
+        }
+        _ => true,
+    }
+}
