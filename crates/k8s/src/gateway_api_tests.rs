@@ -203,3 +203,94 @@ fn in_scope(path: &str, object: &Value) -> bool {
         _ => true,
     }
 }
+
+/// The leader's pass over a scripted API server: forced server-side applies on `/status` of
+/// Portolan's GatewayClass, Gateway and route (at the route's resourceVersion, with the other
+/// controller's parent entry kept), nothing for the other class's objects.
+#[tokio::test]
+async fn the_status_writer_applies_gateway_api_status() {
+    use crate::writer::{Inputs, StatusWriter};
+    let foreign_entry = json!({
+        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "foreign", "namespace": "infra"},
+        "controllerName": "example.com/other-controller",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                        "observedGeneration": 5, "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    });
+    let objects = [
+        (Kind::Service, service()),
+        (
+            Kind::GatewayClass,
+            gateway_class("portolan", "portolan.dev/gateway-controller"),
+        ),
+        (
+            Kind::GatewayClass,
+            gateway_class("other", "example.com/other-controller"),
+        ),
+        (Kind::ApiGateway, gateway("edge", "portolan")),
+        (Kind::ApiGateway, gateway("foreign", "other")),
+        (
+            Kind::HttpRoute,
+            http_route(&["edge", "foreign"], json!({"parents": [foreign_entry]})),
+        ),
+    ];
+    let view = ClusterView::new();
+    let mut feeds: BTreeMap<Kind, crate::KindFeed> = BTreeMap::new();
+    let mut index = portolan_model::Index::new();
+    for (kind, value) in objects {
+        let feed = feeds
+            .entry(kind)
+            .or_insert_with(|| crate::KindFeed::new(kind, None, view.clone()));
+        let obj = serde_json::from_value(value).unwrap();
+        let handled = feed.handle(kube::runtime::watcher::Event::Apply(obj));
+        let reporter = feed.reporter().to_string();
+        handled.changes.apply_to(&reporter, &mut index);
+    }
+    let inputs = Inputs {
+        world: index.world(),
+        programmed: BTreeMap::new(),
+    };
+    let (client, mut api) = mock_client();
+    let writer = StatusWriter::new(client, view);
+    let (_tx, leading) = tokio::sync::watch::channel(true);
+    let pass = tokio::spawn(async move { writer.write_pass(&inputs, &leading).await });
+    let mut patches = BTreeMap::new();
+    for _ in 0..3 {
+        let (req, r) = next(&mut api).await;
+        assert_eq!(req.method, "PATCH");
+        assert!(req.query.contains("fieldManager=portolan") && req.query.contains("force=true"));
+        assert_eq!(
+            req.content_type.as_deref(),
+            Some("application/apply-patch+yaml")
+        );
+        respond(r, 200, &req.body);
+        patches.insert(req.path.clone(), req.body);
+    }
+    let pass = pass.await.unwrap();
+    assert_eq!((pass.written, pass.failed), (3, 0), "{:?}", patches.keys());
+    let class = &patches[&format!("{GW}/v1/gatewayclasses/portolan/status")];
+    assert_eq!(class["kind"], "GatewayClass");
+    assert!(
+        class["metadata"].get("namespace").is_none(),
+        "cluster-scoped"
+    );
+    assert_eq!(class["status"]["conditions"][0]["type"], "Accepted");
+    let gw = &patches[&format!("{GW}/v1/namespaces/infra/gateways/edge/status")];
+    assert_eq!(gw["apiVersion"], "gateway.networking.k8s.io/v1");
+    assert!(gw.get("spec").is_none(), "status only");
+    assert_eq!(gw["status"]["listeners"][0]["attachedRoutes"], 1);
+    let route = &patches[&format!("{GW}/v1/namespaces/shop/httproutes/web/status")];
+    assert_eq!(
+        route["metadata"]["resourceVersion"], "9",
+        "written at the version it was computed from"
+    );
+    let parents = route["status"]["parents"].as_array().unwrap();
+    assert_eq!(
+        parents[0], foreign_entry,
+        "the other controller's entry stays"
+    );
+    assert_eq!(
+        parents[1]["controllerName"],
+        "portolan.dev/gateway-controller"
+    );
+    assert_eq!(parents[1]["conditions"][0]["observedGeneration"], 5);
+}
