@@ -22,9 +22,13 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// Every Gateway API status that differs from what the cluster object carries.
+///
+/// `addresses`: the addresses of provisioned Gateways' Services, which replace the ones the
+/// World has for them.
 pub fn desired(
     world: &World,
     seen: &BTreeMap<ObjectRef, Seen>,
+    addresses: &BTreeMap<ObjectRef, Vec<Value>>,
     now: Timestamp,
 ) -> BTreeMap<ObjectRef, Value> {
     let now = Value::from(now.to_string());
@@ -39,7 +43,13 @@ pub fn desired(
                 Some(ApiStatus::Route(_)) | None,
                 Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute,
             ) => route(world.api_statuses.get(object), &existing, &now),
-            (Some(status), _) => Some(stamped(status, &existing, &now)),
+            (Some(status), _) => {
+                let mut value = stamped(status, &existing, &now);
+                if let Some(a) = addresses.get(object) {
+                    value["addresses"] = Value::from(a.clone());
+                }
+                Some(value)
+            }
             // Another class's GatewayClass or Gateway: never touched.
             (None, _) => None,
         };

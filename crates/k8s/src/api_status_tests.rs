@@ -74,7 +74,7 @@ fn condition<'a>(conditions: &'a Value, type_: &str) -> &'a Value {
 #[test]
 fn the_gateway_class_is_accepted_with_its_supported_features() {
     let (world, seen) = cluster(&base(Value::Null));
-    let out = desired(&world, &seen, Timestamp::now());
+    let out = desired(&world, &seen, &BTreeMap::new(), Timestamp::now());
     let class = &out[&ObjectRef::new(Kind::GatewayClass, "", "portolan")];
     let accepted = condition(&class["conditions"], "Accepted");
     assert_eq!(accepted["status"], "True");
@@ -99,7 +99,7 @@ fn the_gateway_class_is_accepted_with_its_supported_features() {
 #[test]
 fn the_gateway_is_accepted_and_programmed_with_its_listeners() {
     let (world, seen) = cluster(&base(Value::Null));
-    let out = desired(&world, &seen, Timestamp::now());
+    let out = desired(&world, &seen, &BTreeMap::new(), Timestamp::now());
     let gw = &out[&ObjectRef::new(Kind::ApiGateway, "infra", "edge")];
     for t in ["Accepted", "Programmed"] {
         let c = condition(&gw["conditions"], t);
@@ -129,7 +129,7 @@ fn the_gateway_is_accepted_and_programmed_with_its_listeners() {
 #[test]
 fn route_parents_keep_other_controllers_entries() {
     let (world, seen) = cluster(&base(json!({"parents": [foreign_entry()]})));
-    let out = desired(&world, &seen, Timestamp::now());
+    let out = desired(&world, &seen, &BTreeMap::new(), Timestamp::now());
     let parents = out[&route_ref()]["parents"].as_array().unwrap().clone();
     assert_eq!(parents.len(), 2, "{parents:?}");
     assert_eq!(
@@ -156,7 +156,7 @@ fn route_parents_keep_other_controllers_entries() {
 #[test]
 fn a_status_already_written_is_not_written_again_and_keeps_its_times() {
     let (world, seen) = cluster(&base(json!({"parents": [foreign_entry()]})));
-    let first = desired(&world, &seen, Timestamp::now());
+    let first = desired(&world, &seen, &BTreeMap::new(), Timestamp::now());
     // The cluster now carries what was written.
     let seen: BTreeMap<ObjectRef, Seen> = seen
         .into_iter()
@@ -168,7 +168,10 @@ fn a_status_already_written_is_not_written_again_and_keeps_its_times() {
         })
         .collect();
     let later = Timestamp::now() + std::time::Duration::from_secs(60);
-    assert!(desired(&world, &seen, later).is_empty(), "nothing differs");
+    assert!(
+        desired(&world, &seen, &BTreeMap::new(), later).is_empty(),
+        "nothing differs"
+    );
 }
 
 #[test]
@@ -180,7 +183,7 @@ fn a_route_detached_from_portolan_loses_only_portolans_entry() {
     // The route now names only the other controller's Gateway.
     objects[5].1["spec"]["parentRefs"] = json!([{"name": "foreign", "namespace": "infra"}]);
     let (world, seen) = cluster(&objects);
-    let out = desired(&world, &seen, Timestamp::now());
+    let out = desired(&world, &seen, &BTreeMap::new(), Timestamp::now());
     assert_eq!(out[&route_ref()], json!({"parents": [foreign_entry()]}));
 }
 
@@ -189,5 +192,5 @@ fn a_route_portolan_never_served_is_not_touched() {
     let mut objects = base(json!({"parents": [foreign_entry()]}));
     objects[5].1["spec"]["parentRefs"] = json!([{"name": "foreign", "namespace": "infra"}]);
     let (world, seen) = cluster(&objects);
-    assert!(!desired(&world, &seen, Timestamp::now()).contains_key(&route_ref()));
+    assert!(!desired(&world, &seen, &BTreeMap::new(), Timestamp::now()).contains_key(&route_ref()));
 }

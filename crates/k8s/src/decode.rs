@@ -43,6 +43,8 @@ pub struct Seen {
     /// The whole `status` as the cluster holds it (Gateway API kinds: the writer keeps other
     /// controllers' route `parents` entries and compares what it would write with it).
     pub status: Option<Value>,
+    /// `metadata.uid` (the owner reference of what is provisioned for a Gateway).
+    pub uid: Option<String>,
 }
 
 /// The identity of a watched object (the namespace defaults as for manifests; cluster-scoped
@@ -137,5 +139,6 @@ fn seen(obj: &DynamicObject) -> Seen {
             .and_then(Value::as_i64),
         conditions,
         status: status.cloned(),
+        uid: obj.metadata.uid.clone(),
     }
 }

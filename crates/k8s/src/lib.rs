@@ -11,6 +11,8 @@
 //! * [`status`] / [`writer`]: which status each object should carry, and writing it;
 //!   [`api_status`]: the same for Gateway API objects of Portolan's class.
 //! * [`lease`]: leader election.
+//! * [`provision`]: a Deployment of stock Envoy and a Service for each Gateway of Portolan's
+//!   class, owned by the Gateway.
 //! * [`tokenreview`]: service account tokens verified with the TokenReview API.
 
 #![forbid(unsafe_code)]
@@ -21,6 +23,7 @@ pub mod error;
 pub mod feed;
 pub mod kinds;
 pub mod lease;
+pub mod provision;
 pub mod source;
 pub mod status;
 pub mod tokenreview;

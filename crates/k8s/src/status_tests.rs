@@ -137,6 +137,7 @@ fn a_status_already_on_the_object_is_current() {
         observed_generation: Some(2),
         conditions: wanted.conditions.clone(),
         status: None,
+        uid: None,
     };
     assert!(is_current(&wanted, &seen));
     seen.observed_generation = Some(1);

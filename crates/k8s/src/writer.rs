@@ -13,6 +13,7 @@ use crate::api_status;
 use crate::decode::Seen;
 use crate::error::K8sError;
 use crate::kinds;
+use crate::provision::{Addresses, ProvisionConfig, Provisioner};
 use crate::status::{self, Status};
 use crate::view::ClusterView;
 use k8s_openapi::jiff::Timestamp;
@@ -52,13 +53,54 @@ pub struct Pass {
 pub struct StatusWriter {
     client: Client,
     view: ClusterView,
+    /// Provisions Gateways' proxies before each pass (`None`: provisioning is off).
+    provisioner: Option<(Provisioner, Addresses)>,
 }
 
 // === impl StatusWriter ===
 
 impl StatusWriter {
     pub fn new(client: Client, view: ClusterView) -> Self {
-        Self { client, view }
+        Self {
+            client,
+            view,
+            provisioner: None,
+        }
+    }
+
+    /// Also provisions the proxies of Portolan's Gateways (while leading), and writes their
+    /// Services' addresses into their status.
+    pub fn with_provisioner(mut self, config: ProvisionConfig) -> Self {
+        let addresses = Addresses::default();
+        let provisioner = Provisioner::new(self.client.clone(), config, addresses.clone());
+        self.provisioner = Some((provisioner, addresses));
+        self
+    }
+
+    /// Provisions what changed; failures are logged, counted and retried on the next pass.
+    async fn provision(
+        &self,
+        world: &World,
+        pass: &mut Pass,
+    ) -> BTreeMap<ObjectRef, Vec<serde_json::Value>> {
+        let Some((provisioner, addresses)) = &self.provisioner else {
+            return BTreeMap::new();
+        };
+        let uids = self
+            .view
+            .snapshot()
+            .into_iter()
+            .filter_map(|(r, s)| Some((r, s.uid?)))
+            .collect();
+        let (applied, failed) = provisioner.pass(world, &uids).await;
+        if applied > 0 {
+            tracing::info!(objects = applied, "Gateway proxies provisioned");
+        }
+        pass.failed += failed.len();
+        for e in failed {
+            tracing::warn!(error = %e, "provisioning failed; retrying on the next pass");
+        }
+        addresses.snapshot()
     }
 
     /// Writes every status that differs from what the object carries; stops early when
@@ -97,7 +139,11 @@ impl StatusWriter {
                 }
             }
         }
-        for (object, wanted) in api_status::desired(&inputs.world, &seen, now) {
+        if !*leading.borrow() {
+            return pass;
+        }
+        let addresses = self.provision(&inputs.world, &mut pass).await;
+        for (object, wanted) in api_status::desired(&inputs.world, &seen, &addresses, now) {
             if !*leading.borrow() {
                 break;
             }

@@ -307,16 +307,23 @@ fn in_a_cluster_gateways_bind_any_address_and_report_the_requested_ones() {
     let world = idx.world();
     for n in ["a", "b"] {
         let key = ObjectRef::new(Kind::ApiGateway, "ns", n);
-        assert_eq!(world.api_gateways[&key].address, "0.0.0.0", "{n} binds any address");
+        assert_eq!(
+            world.api_gateways[&key].address, "0.0.0.0",
+            "{n} binds any address"
+        );
     }
     let addresses = |n: &str| {
-        let Some(ApiStatus::Gateway(s)) = world
-            .api_statuses
-            .get(&ObjectRef::new(Kind::ApiGateway, "ns", n))
+        let Some(ApiStatus::Gateway(s)) =
+            world
+                .api_statuses
+                .get(&ObjectRef::new(Kind::ApiGateway, "ns", n))
         else {
             panic!("status of {n}");
         };
-        s.addresses.iter().map(|a| a.value.clone()).collect::<Vec<_>>()
+        s.addresses
+            .iter()
+            .map(|a| a.value.clone())
+            .collect::<Vec<_>>()
     };
     assert_eq!(addresses("a"), ["203.0.113.7"]);
     assert!(addresses("b").is_empty(), "until its Service has one");
