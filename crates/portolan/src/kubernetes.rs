@@ -247,8 +247,8 @@ mod tests {
         let xds = &b["static_resources"]["clusters"][0];
         assert_eq!(xds["type"], "STRICT_DNS");
         assert_eq!(
-            xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-                ["socket_address"]["address"],
+            xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["address"],
             "portolan.system.svc"
         );
     }
