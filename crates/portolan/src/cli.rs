@@ -245,7 +245,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PORTOLAN_DEBOUNCE_MAX")]
     pub debounce_max: Duration,
     /// IPv4 CIDR from which Gateway API Gateways without `spec.addresses` get an address of
-    /// their own (stable for the same Gateway), bound by their listeners.
+    /// their own (stable for the same Gateway), bound by their listeners. File mode only: with
+    /// --kubernetes each Gateway's proxies bind 0.0.0.0 on pods of their own.
     #[arg(long, default_value = portolan_model::gateway_api::DEFAULT_POOL, value_parser = parse_pool, env = "PORTOLAN_GATEWAY_ADDRESS_POOL")]
     pub gateway_address_pool: portolan_model::gateway_api::AddressPool,
     #[command(flatten)]
