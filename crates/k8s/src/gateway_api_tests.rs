@@ -79,6 +79,7 @@ async fn gateway_api_objects_listed_from_the_cluster_reach_the_world() {
     let mut synced = sink.synced.subscribe();
     let view = ClusterView::new();
     let source = KubernetesSource::new(client, &["shop".into(), "infra".into()], view.clone());
+    let state = source.state();
     let task = tokio::spawn(source.run(sink));
     let objects = cluster();
     let mut open = Vec::new();
@@ -94,6 +95,11 @@ async fn gateway_api_objects_listed_from_the_cluster_reach_the_world() {
             if req.path.ends_with("/tlsroutes") {
                 // The TLSRoute CRD is not installed.
                 respond(r, 404, &failure(404, "NotFound"));
+                continue;
+            }
+            if req.path.ends_with("/grpcroutes") {
+                // An older chart's RBAC does not grant GRPCRoutes.
+                respond(r, 403, &failure(403, "Forbidden"));
                 continue;
             }
             // Namespaced kinds are listed per watched namespace: hand each its objects.
@@ -180,6 +186,21 @@ async fn gateway_api_objects_listed_from_the_cluster_reach_the_world() {
         1
     );
     assert!(kinds::WATCHED.contains(&Kind::TlsRoute));
+    let watchers = state.borrow().watchers.clone();
+    let tls = &watchers["kubernetes/TLSRoute/shop"];
+    assert!(tls.synced && tls.up, "{tls:?}");
+    assert_eq!(
+        tls.last_error.as_deref(),
+        Some("not served (CRD not installed)")
+    );
+    let grpc = &watchers["kubernetes/GRPCRoute/shop"];
+    assert!(grpc.synced && grpc.up, "{grpc:?}");
+    assert!(
+        grpc.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("forbidden")
+    );
     task.abort();
 }
 

@@ -8,7 +8,8 @@
 //! * a Service (LoadBalancer by default) exposing every listener port.
 //!
 //! All three are server-side applied (field manager `portolan`) by the leader, and again only
-//! when what would be applied changes. The Service's addresses (load balancer ingress, else
+//! when what would be applied changes, or [`RESYNC`] after the last apply (so an object deleted
+//! or edited by hand comes back). The Service's addresses (load balancer ingress, else
 //! its cluster IP) become the Gateway's `status.addresses`. [`manifests`] is pure.
 
 use crate::error::K8sError;
@@ -22,6 +23,10 @@ use portolan_model::World;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long an applied object is trusted to be as applied before it is applied again.
+pub const RESYNC: Duration = Duration::from_secs(300);
 
 /// The label every provisioned object carries (the Gateway API's convention).
 pub const GATEWAY_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
@@ -178,8 +183,9 @@ pub struct Provisioner {
     client: Client,
     config: ProvisionConfig,
     addresses: Addresses,
-    /// What was last applied per object (`kind ns/name`): unchanged objects are not applied.
-    applied: Mutex<BTreeMap<String, Value>>,
+    /// What was last applied per object (`kind ns/name`), and when: unchanged objects are not
+    /// applied again before [`RESYNC`].
+    applied: Mutex<BTreeMap<String, (Value, Instant)>>,
     /// Gateways whose LoadBalancer Service has no ingress address yet.
     pending: Mutex<BTreeSet<ObjectRef>>,
 }
@@ -209,6 +215,12 @@ impl Provisioner {
         let ours: BTreeSet<ObjectRef> = world.api_gateways.keys().cloned().collect();
         self.addresses.retain(&ours);
         self.lock_pending().retain(|g| ours.contains(g));
+        let names: BTreeSet<String> = ours
+            .iter()
+            .map(|g| format!("{}/{}", g.namespace, object_name(&g.name)))
+            .collect();
+        self.lock_applied()
+            .retain(|key, _| key.split_once(' ').is_some_and(|(_, n)| names.contains(n)));
         for source in &ours {
             let (Some(uid), Some(resource)) = (uids.get(source), world.gateway_api.get(source))
             else {
@@ -293,7 +305,8 @@ impl Provisioner {
             .unwrap_or_default()
             .to_string();
         let key = format!("{kind} {ns}/{name}");
-        if self.lock_applied().get(&key) == Some(&manifest) {
+        let fresh = |(m, at): &(Value, Instant)| *m == manifest && at.elapsed() < RESYNC;
+        if self.lock_applied().get(&key).is_some_and(fresh) {
             return Ok(None);
         }
         let ar = match kind.as_str() {
@@ -307,11 +320,11 @@ impl Provisioner {
             .patch(&name, &params, &Patch::Apply(&manifest))
             .await
             .map_err(K8sError::api(format!("applying {key}")))?;
-        self.lock_applied().insert(key, manifest);
+        self.lock_applied().insert(key, (manifest, Instant::now()));
         Ok(Some(serde_json::to_value(&answer).unwrap_or(Value::Null)))
     }
 
-    fn lock_applied(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Value>> {
+    fn lock_applied(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (Value, Instant)>> {
         self.applied.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -238,8 +238,9 @@ pub async fn run_feed<S>(
                     *w != before
                 });
             }
-            Err(e) if kinds::optional(feed.kind()) && not_served(&e) => {
-                not_installed(&mut feed, &sink, &state, &reporter);
+            Err(e) if kinds::optional(feed.kind()) && unavailable(&e).is_some() => {
+                let why = unavailable(&e).unwrap_or_default();
+                not_installed(&mut feed, &sink, &state, &reporter, why);
             }
             Err(e) => {
                 tracing::warn!(watcher = %reporter, error = %e, "watch failed; keeping the last known state and retrying with backoff");
@@ -254,21 +255,30 @@ pub async fn run_feed<S>(
     }
 }
 
-/// The API server does not serve the kind (404 on the list: its CRD is not installed).
-fn not_served(e: &watcher::Error) -> bool {
-    matches!(e, watcher::Error::InitialListFailed(kube::Error::Api(s)) if s.code == 404)
+/// Why an optional kind's list cannot be had: 404 (its CRD is not installed) or 403 (the
+/// RBAC of an older chart does not grant it). `None` for any other failure.
+fn unavailable(e: &watcher::Error) -> Option<&'static str> {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s)) => match s.code {
+            404 => Some("not served (CRD not installed)"),
+            403 => Some("forbidden (RBAC does not grant listing it)"),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
-/// An optional kind whose CRD is missing: an empty list (the feed syncs, and deletes what it
-/// held if the CRD went away), the watcher counts as up; it keeps retrying with backoff.
+/// An optional kind whose list cannot be had: an empty list (the feed syncs, and deletes what
+/// it held if the CRD went away), the watcher counts as up; it keeps retrying with backoff.
 fn not_installed(
     feed: &mut KindFeed,
     sink: &Arc<dyn SourceSink>,
     state: &watch::Sender<SourceState>,
     reporter: &str,
+    why: &str,
 ) {
     if !feed.synced() {
-        tracing::info!(watcher = %reporter, "not served by the API server (CRD not installed?); treated as empty until it is");
+        tracing::warn!(watcher = %reporter, reason = why, "cannot list; treated as empty until it can");
     }
     feed.handle(Event::Init);
     let handled = feed.handle(Event::InitDone);
@@ -277,7 +287,7 @@ fn not_installed(
         let w = s.watchers.entry(reporter.to_string()).or_default();
         w.synced = true;
         w.up = true;
-        w.last_error = Some("not served (CRD not installed)".to_string());
+        w.last_error = Some(why.to_string());
     });
 }
 
