@@ -7,6 +7,9 @@
 //!   may bind ports below 1024 (`net.ipv4.ip_unprivileged_port_start=0`, a safe sysctl);
 //! * a Service (LoadBalancer by default) exposing every listener port.
 //!
+//! The Gateway's `spec.infrastructure.labels` and `annotations` go on all three and on the pods
+//! (Portolan's own labels win over a clash).
+//!
 //! All three are server-side applied (field manager `portolan`) by the leader, and again only
 //! when what would be applied changes, or [`RESYNC`] after the last apply (so an object deleted
 //! or edited by hand comes back). The Service's addresses (load balancer ingress, else
@@ -89,15 +92,25 @@ pub fn manifests(
     config: &ProvisionConfig,
 ) -> [Value; 3] {
     let name = object_name(&source.name);
-    let labels = json!({
-        GATEWAY_LABEL: source.name,
-        "app.kubernetes.io/name": "portolan-gateway",
-        "app.kubernetes.io/managed-by": "portolan",
-    });
+    let infra = spec.spec.infrastructure.clone().unwrap_or_default();
+    let mut labels = serde_json::Map::new();
+    for (k, v) in &infra.labels {
+        labels.insert(k.clone(), Value::from(v.as_str()));
+    }
+    for (k, v) in [
+        (GATEWAY_LABEL, source.name.as_str()),
+        ("app.kubernetes.io/name", "portolan-gateway"),
+        ("app.kubernetes.io/managed-by", "portolan"),
+    ] {
+        labels.insert(k.to_string(), Value::from(v));
+    }
+    let labels = Value::Object(labels);
+    let annotations = json!(infra.annotations);
     let metadata = json!({
         "name": name,
         "namespace": source.namespace,
         "labels": labels,
+        "annotations": annotations,
         "ownerReferences": [{
             "apiVersion": format!("{GROUP}/v1"), "kind": "Gateway",
             "name": source.name, "uid": uid, "controller": true,
@@ -114,7 +127,7 @@ pub fn manifests(
             "replicas": config.replicas,
             "selector": {"matchLabels": {GATEWAY_LABEL: source.name}},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": annotations},
                 "spec": {
                     "securityContext": {"sysctls": [
                         {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}

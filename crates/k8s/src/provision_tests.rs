@@ -31,6 +31,10 @@ fn spec() -> Gateway {
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "https", "port": 443, "protocol": "HTTPS"}));
+    v["spec"]["infrastructure"] = json!({
+        "labels": {"team": "web", GATEWAY_LABEL: "spoofed"},
+        "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+    });
     v["apiVersion"] = json!("gateway.networking.k8s.io/v1");
     v["kind"] = json!("Gateway");
     serde_json::from_value(v).unwrap()
@@ -43,7 +47,15 @@ fn a_gateway_gets_a_bootstrap_a_deployment_and_a_service_it_owns() {
     for m in [&cm, &deploy, &svc] {
         assert_eq!(m["metadata"]["name"], "portolan-gateway-edge");
         assert_eq!(m["metadata"]["namespace"], "infra");
-        assert_eq!(m["metadata"]["labels"][GATEWAY_LABEL], "edge");
+        assert_eq!(m["metadata"]["labels"][GATEWAY_LABEL], "edge", "ours win");
+        assert_eq!(
+            m["metadata"]["labels"]["team"], "web",
+            "spec.infrastructure.labels"
+        );
+        assert_eq!(
+            m["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"],
+            "nlb"
+        );
         let owner = &m["metadata"]["ownerReferences"][0];
         assert_eq!(
             owner,
