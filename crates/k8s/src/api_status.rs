@@ -8,10 +8,14 @@
 //!   the entries of other controllers exactly as the object carries them, then Portolan's own
 //!   (`controllerName: portolan.dev/gateway-controller`). A route that no longer attaches to a
 //!   Portolan Gateway gets its Portolan entries removed and the others kept.
+//! * A route whose newest version fails validation (its last good version stays in force):
+//!   for each parentRef of that version naming a Portolan Gateway, `Accepted=False` reason
+//!   `UnsupportedValue` with every field-path error, at that version's generation.
 //! * `lastTransitionTime` of a condition stays as written while its status does not change;
 //!   a status equal to what the object carries is not written again.
 
 use crate::decode::Seen;
+use crate::feed::LOCATION;
 use crate::kinds;
 use k8s_openapi::jiff::Timestamp;
 use portolan_api::gwapi::{CONTROLLER_NAME, GROUP};
@@ -32,6 +36,7 @@ pub fn desired(
     now: Timestamp,
 ) -> BTreeMap<ObjectRef, Value> {
     let now = Value::from(now.to_string());
+    let invalid = invalid_routes(world);
     let mut out = BTreeMap::new();
     for (object, seen) in seen {
         if !kinds::has_api_status(object.kind) {
@@ -39,10 +44,13 @@ pub fn desired(
         }
         let existing = seen.status.clone().unwrap_or(Value::Null);
         let wanted = match (world.api_statuses.get(object), object.kind) {
-            (
-                Some(ApiStatus::Route(_)) | None,
-                Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute,
-            ) => route(world.api_statuses.get(object), &existing, &now),
+            (_, Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute) => {
+                let mine = match invalid.get(object) {
+                    Some(errors) => refused(world, object, seen, errors),
+                    None => computed(world.api_statuses.get(object)),
+                };
+                route(mine, &existing, &now)
+            }
             (Some(status), _) => {
                 let mut value = stamped(status, &existing, &now);
                 if let Some(a) = addresses.get(object) {
@@ -73,21 +81,75 @@ fn stamped(status: &ApiStatus, existing: &Value, now: &Value) -> Value {
     value
 }
 
-/// A route's `parents`: other controllers' entries as they are, then Portolan's. `None` when
-/// Portolan has nothing there and nothing to add.
-fn route(status: Option<&ApiStatus>, existing: &Value, now: &Value) -> Option<Value> {
+/// The route entries the World computed (empty: the route names no Portolan Gateway).
+fn computed(status: Option<&ApiStatus>) -> Vec<Value> {
+    match status {
+        Some(ApiStatus::Route(r)) => r
+            .parents
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The field-path errors of routes whose newest cluster version is invalid.
+fn invalid_routes(world: &World) -> BTreeMap<ObjectRef, Vec<String>> {
+    let mut out: BTreeMap<ObjectRef, Vec<String>> = BTreeMap::new();
+    for e in &world.errors {
+        let Some(object) = &e.object else { continue };
+        let route = matches!(
+            object.kind,
+            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute
+        );
+        if e.location == LOCATION && route {
+            out.entry(object.clone())
+                .or_default()
+                .push(e.error.to_string());
+        }
+    }
+    out
+}
+
+/// `Accepted=False` entries of an invalid route version, one per parentRef naming a Portolan
+/// Gateway.
+fn refused(world: &World, route: &ObjectRef, seen: &Seen, errors: &[String]) -> Vec<Value> {
+    let message = format!("invalid: {}", errors.join("; "));
+    seen.parent_refs
+        .iter()
+        .filter_map(|p| {
+            let mut parent_ref = p.clone();
+            defaults(&mut parent_ref);
+            let gateway = ObjectRef::new(
+                Kind::ApiGateway,
+                parent_ref["namespace"].as_str().unwrap_or(&route.namespace),
+                parent_ref["name"].as_str()?,
+            );
+            let is_gateway = parent_ref["group"] == GROUP && parent_ref["kind"] == "Gateway";
+            (is_gateway && world.api_gateways.contains_key(&gateway)).then(|| {
+                json!({
+                    "parentRef": parent_ref,
+                    "controllerName": CONTROLLER_NAME,
+                    "conditions": [{
+                        "type": "Accepted", "status": "False", "reason": "UnsupportedValue",
+                        "message": message, "observedGeneration": seen.generation,
+                    }],
+                })
+            })
+        })
+        .collect()
+}
+
+/// A route's `parents`: other controllers' entries as they are, then Portolan's (`mine`).
+/// `None` when Portolan has nothing there and nothing to add.
+fn route(mine: Vec<Value>, existing: &Value, now: &Value) -> Option<Value> {
     let old: &[Value] = existing["parents"].as_array().map_or(&[], Vec::as_slice);
     let ours = |p: &&Value| p["controllerName"] == CONTROLLER_NAME;
     let mut parents: Vec<Value> = old.iter().filter(|p| !ours(p)).cloned().collect();
-    let mine = match status {
-        Some(ApiStatus::Route(r)) => r.parents.as_slice(),
-        _ => &[],
-    };
     if mine.is_empty() && !old.iter().any(|p| ours(&p)) {
         return None;
     }
-    for entry in mine {
-        let mut value = serde_json::to_value(entry).unwrap_or(Value::Null);
+    for mut value in mine {
         defaults(&mut value["parentRef"]);
         let before = old
             .iter()

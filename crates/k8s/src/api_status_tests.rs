@@ -194,3 +194,47 @@ fn a_route_portolan_never_served_is_not_touched() {
     let (world, seen) = cluster(&objects);
     assert!(!desired(&world, &seen, &BTreeMap::new(), Timestamp::now()).contains_key(&route_ref()));
 }
+
+/// The newest version of a route fails validation: its last good version stays in force, and
+/// Portolan's entry says `Accepted=False` (`UnsupportedValue`, the field path) at the invalid
+/// version's generation; the other controller's entry stays.
+#[test]
+fn an_invalid_route_version_is_refused_in_its_parent_entry() {
+    let view = crate::view::ClusterView::new();
+    let mut index = Index::new();
+    let mut feeds: BTreeMap<Kind, crate::KindFeed> = BTreeMap::new();
+    let mut bad = http_route(&["edge", "foreign"], json!({"parents": [foreign_entry()]}));
+    bad["metadata"]["generation"] = json!(6);
+    bad["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(2_000_000);
+    let mut objects = base(Value::Null);
+    objects.push((Kind::HttpRoute, bad));
+    for (kind, value) in objects {
+        let feed = feeds
+            .entry(kind)
+            .or_insert_with(|| crate::KindFeed::new(kind, None, view.clone()));
+        let obj: DynamicObject = serde_json::from_value(value).unwrap();
+        let handled = feed.handle(kube::runtime::watcher::Event::Apply(obj));
+        handled
+            .changes
+            .apply_to(&feed.reporter().to_string(), &mut index);
+    }
+    let world = index.world();
+    assert!(
+        world.gateway_api.contains_key(&route_ref()),
+        "the last good version stays"
+    );
+    let out = desired(&world, &view.snapshot(), &BTreeMap::new(), Timestamp::now());
+    let parents = out[&route_ref()]["parents"].as_array().unwrap().clone();
+    assert_eq!(parents.len(), 2, "{parents:?}");
+    assert_eq!(parents[0], foreign_entry());
+    assert_eq!(parents[1]["parentRef"]["name"], "edge");
+    let accepted = condition(&parents[1]["conditions"], "Accepted");
+    assert_eq!(accepted["status"], "False");
+    assert_eq!(accepted["reason"], "UnsupportedValue");
+    assert_eq!(accepted["observedGeneration"], 6);
+    let message = accepted["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.rules[0].backendRefs[0].weight"),
+        "{message}"
+    );
+}

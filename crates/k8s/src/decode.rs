@@ -45,6 +45,8 @@ pub struct Seen {
     pub status: Option<Value>,
     /// `metadata.uid` (the owner reference of what is provisioned for a Gateway).
     pub uid: Option<String>,
+    /// A route's `spec.parentRefs` as written (the status of an invalid version names them).
+    pub parent_refs: Vec<Value>,
 }
 
 /// The identity of a watched object (the namespace defaults as for manifests; cluster-scoped
@@ -140,5 +142,12 @@ fn seen(obj: &DynamicObject) -> Seen {
         conditions,
         status: status.cloned(),
         uid: obj.metadata.uid.clone(),
+        parent_refs: obj
+            .data
+            .get("spec")
+            .and_then(|s| s.get("parentRefs"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
     }
 }

@@ -138,6 +138,7 @@ fn a_status_already_on_the_object_is_current() {
         conditions: wanted.conditions.clone(),
         status: None,
         uid: None,
+        parent_refs: vec![],
     };
     assert!(is_current(&wanted, &seen));
     seen.observed_generation = Some(1);
