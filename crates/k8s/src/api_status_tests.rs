@@ -214,9 +214,7 @@ fn an_invalid_route_version_is_refused_in_its_parent_entry() {
             .or_insert_with(|| crate::KindFeed::new(kind, None, view.clone()));
         let obj: DynamicObject = serde_json::from_value(value).unwrap();
         let handled = feed.handle(kube::runtime::watcher::Event::Apply(obj));
-        handled
-            .changes
-            .apply_to(&feed.reporter().to_string(), &mut index);
+        handled.changes.apply_to(feed.reporter(), &mut index);
     }
     let world = index.world();
     assert!(
