@@ -123,11 +123,26 @@ CRS = [
     "peerauthentications", "accesspolicies", "proxyscopes", "requestauthentications",
     "extauthpolicies", "ratelimitpolicies",
 ]
+GW = "gateway.networking.k8s.io"
+GW_ROUTES = ["gateways", "httproutes", "grpcroutes", "tlsroutes"]
 WATCH_FACTS = (
     expand("", ["services", "secrets"], ["list", "watch"])
     | expand("discovery.k8s.io", ["endpointslices"], ["list", "watch"])
     | expand("portolan.dev", CRS, ["list", "watch"])
     | expand("portolan.dev", [c + "/status" for c in CRS], ["patch"])
+    | expand(GW, GW_ROUTES + ["referencegrants"], ["list", "watch"])
+    | expand(GW, [c + "/status" for c in GW_ROUTES], ["patch"])
+)
+# --provision-gateways: what server-side apply of the Gateways' proxies needs, nothing more.
+PROVISION_FACTS = (
+    expand("", ["configmaps", "services"], ["get", "create", "patch"])
+    | expand("apps", ["deployments"], ["get", "create", "patch"])
+)
+# Cluster-scoped kinds, granted cluster-wide in every mode.
+CLUSTER_FACTS = (
+    expand(GW, ["gatewayclasses"], ["list", "watch"])
+    | expand(GW, ["gatewayclasses/status"], ["patch"])
+    | expand("", ["namespaces"], ["list", "watch"])
 )
 
 
@@ -244,20 +259,27 @@ def assert_render(case, path):
     deploy, args, svc, role_facts = assert_common(docs, ns)
     watch = flag(args, "--watch-namespace")
     binding_roles = {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")}
+    provision = flag(args, "--provision-gateways") == ["true"]
+    WATCH = WATCH_FACTS | (PROVISION_FACTS if provision else set())
+    if provision and not flag(args, "--gateway-xds-address"):
+        fail("--provision-gateways without --gateway-xds-address")
+    cluster = [c for c in by_kind(docs, "ClusterRole") if rule_set(c["rules"]) == CLUSTER_FACTS]
+    if len(cluster) != 1 or cluster[0]["metadata"]["name"] not in binding_roles:
+        fail("one bound ClusterRole with exactly the cluster-scoped kinds' rules expected")
     if watch:
         roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-watch")]
         if sorted(r["metadata"]["namespace"] for r in roles) != sorted(watch):
             fail(f"watch Roles in {[r['metadata']['namespace'] for r in roles]}, want {watch}")
         for r in roles:
-            if rule_set(r["rules"]) != WATCH_FACTS:
+            if rule_set(r["rules"]) != WATCH:
                 fail(f"Role {r['metadata']['namespace']}/{r['metadata']['name']} differs from the contract")
-        if any(rule_set(c["rules"]) & WATCH_FACTS for c in by_kind(docs, "ClusterRole")):
+        if any(rule_set(c["rules"]) & WATCH for c in by_kind(docs, "ClusterRole")):
             fail("watchNamespaces: watched objects must not be granted cluster-wide")
         sel = one(docs, "ValidatingWebhookConfiguration")["webhooks"][0].get("namespaceSelector")
         if sel and sorted(sel["matchExpressions"][0]["values"]) != sorted(watch):
             fail("webhook namespaceSelector differs from watchNamespaces")
     else:
-        crs = [c for c in by_kind(docs, "ClusterRole") if rule_set(c["rules"]) == WATCH_FACTS]
+        crs = [c for c in by_kind(docs, "ClusterRole") if rule_set(c["rules"]) == WATCH]
         if len(crs) != 1 or crs[0]["metadata"]["name"] not in binding_roles:
             fail("one bound ClusterRole with exactly the contract's watch rules expected")
     for r in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):

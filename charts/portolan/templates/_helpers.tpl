@@ -118,4 +118,35 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - ratelimitpolicies/status
     - requestauthentications/status
   verbs: [patch]
+# The Gateway API (its CRDs may be missing: those kinds then count as empty).
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gateways, httproutes, grpcroutes, tlsroutes, referencegrants]
+  verbs: [list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gateways/status, httproutes/status, grpcroutes/status, tlsroutes/status]
+  verbs: [patch]
+{{- if .Values.gatewayAPI.provisioning.enabled }}
+# Provisioned Gateway proxies (server-side apply creates or patches; get reads the Service's
+# load balancer address).
+- apiGroups: [""]
+  resources: [configmaps, services]
+  verbs: [get, create, patch]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, create, patch]
+{{- end }}
+{{- end }}
+
+{{- define "portolan.clusterScopedRules" -}}
+# Cluster-scoped kinds, read whatever namespaces are watched: GatewayClasses (and their
+# status) and Namespaces (labels for allowedRoutes namespace selectors).
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gatewayclasses]
+  verbs: [list, watch]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [gatewayclasses/status]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
 {{- end }}

@@ -53,10 +53,15 @@ pub struct GatewaySpec {
     pub infrastructure: Option<GatewayInfrastructure>,
 }
 
-/// `spec.infrastructure`: only `parametersRef` is read (Portolan knows no parameters kind).
+/// `spec.infrastructure`: `labels` and `annotations` go on the provisioned proxies' objects in
+/// a cluster; a `parametersRef` is refused (Portolan knows no parameters kind).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayInfrastructure {
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub parameters_ref: Option<LocalParametersReference>,
 }

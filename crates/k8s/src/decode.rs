@@ -40,10 +40,21 @@ pub struct Seen {
     pub resource_version: Option<String>,
     pub observed_generation: Option<i64>,
     pub conditions: Vec<MetaCondition>,
+    /// The whole `status` as the cluster holds it (Gateway API kinds: the writer keeps other
+    /// controllers' route `parents` entries and compares what it would write with it).
+    pub status: Option<Value>,
+    /// `metadata.uid` (the owner reference of what is provisioned for a Gateway).
+    pub uid: Option<String>,
+    /// A route's `spec.parentRefs` as written (the status of an invalid version names them).
+    pub parent_refs: Vec<Value>,
 }
 
-/// The identity of a watched object (the namespace defaults as for manifests).
+/// The identity of a watched object (the namespace defaults as for manifests; cluster-scoped
+/// kinds have none).
 pub fn object_ref(kind: Kind, obj: &DynamicObject) -> ObjectRef {
+    if kind.cluster_scoped() {
+        return ObjectRef::new(kind, "", obj.metadata.name.as_deref().unwrap_or_default());
+    }
     let namespace = obj
         .metadata
         .namespace
@@ -129,5 +140,14 @@ fn seen(obj: &DynamicObject) -> Seen {
             .and_then(|s| s.get("observedGeneration"))
             .and_then(Value::as_i64),
         conditions,
+        status: status.cloned(),
+        uid: obj.metadata.uid.clone(),
+        parent_refs: obj
+            .data
+            .get("spec")
+            .and_then(|s| s.get("parentRefs"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
     }
 }

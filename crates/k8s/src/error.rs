@@ -24,6 +24,9 @@ pub enum K8sError {
         #[source]
         source: kube::Error,
     },
+    /// A Gateway's proxies could not be provisioned.
+    #[error("provisioning the proxies of {gateway}: {message}")]
+    Provision { gateway: ObjectRef, message: String },
     /// A request did not answer in time.
     #[error("{0}: timed out")]
     Timeout(String),

@@ -129,7 +129,7 @@ impl KindFeed {
     }
 
     fn upsert(&mut self, d: Decoded, changes: &mut Changes) {
-        if kinds::has_status(self.kind) {
+        if kinds::has_status(self.kind) || kinds::has_api_status(self.kind) {
             self.view.record(d.object.clone(), d.seen);
         }
         match d.outcome {

@@ -1,5 +1,6 @@
 //! The kinds Portolan watches in a cluster: their API coordinates, the field selector each
-//! list/watch uses, and whether Portolan writes their status.
+//! list/watch uses, whether they are cluster-scoped or optional (Gateway API CRDs may not be
+//! installed), and whether Portolan writes their status.
 
 use kube::core::{ApiResource, GroupVersionKind};
 use portolan_api::Kind;
@@ -21,6 +22,13 @@ pub const WATCHED: &[Kind] = &[
     Kind::ExtAuthPolicy,
     Kind::RateLimitPolicy,
     Kind::RequestAuthentication,
+    Kind::Namespace,
+    Kind::GatewayClass,
+    Kind::ApiGateway,
+    Kind::HttpRoute,
+    Kind::GrpcRoute,
+    Kind::TlsRoute,
+    Kind::ReferenceGrant,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -64,6 +72,26 @@ pub fn plural(kind: Kind) -> &'static str {
 /// so no other Secret ever reaches Portolan's memory.
 pub fn field_selector(kind: Kind) -> Option<String> {
     (kind == Kind::Secret).then(|| format!("type={TLS_SECRET_TYPE}"))
+}
+
+/// Kinds whose CRDs a cluster may lack (the Gateway API's): a list answered 404 counts as an
+/// empty list, so a cluster without them still syncs; the watcher keeps retrying and picks
+/// the objects up once the CRDs are installed.
+pub fn optional(kind: Kind) -> bool {
+    kind.is_gateway_api()
+}
+
+/// Cluster-scoped kinds get one watcher across the cluster, whatever namespaces are watched.
+pub fn cluster_scoped(kind: Kind) -> bool {
+    kind.cluster_scoped()
+}
+
+/// Gateway API kinds whose `/status` Portolan writes (from the World's `api_statuses`).
+pub fn has_api_status(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::GatewayClass | Kind::ApiGateway | Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute
+    )
 }
 
 /// Whether Portolan writes this kind's `/status` (its own CRDs).
@@ -121,6 +149,57 @@ mod tests {
             WATCHED.contains(&Kind::RequestAuthentication)
                 && has_status(Kind::RequestAuthentication)
         );
+    }
+
+    #[test]
+    fn gateway_api_kinds_are_watched_at_their_served_versions() {
+        let coords = |k: Kind| {
+            let r = api_resource(k);
+            (r.api_version, r.kind, r.plural)
+        };
+        let gw = "gateway.networking.k8s.io";
+        assert_eq!(
+            coords(Kind::GatewayClass),
+            (
+                format!("{gw}/v1"),
+                "GatewayClass".into(),
+                "gatewayclasses".into()
+            )
+        );
+        assert_eq!(
+            coords(Kind::ApiGateway),
+            (format!("{gw}/v1"), "Gateway".into(), "gateways".into())
+        );
+        assert_eq!(
+            coords(Kind::HttpRoute),
+            (format!("{gw}/v1"), "HTTPRoute".into(), "httproutes".into())
+        );
+        assert_eq!(
+            coords(Kind::GrpcRoute),
+            (format!("{gw}/v1"), "GRPCRoute".into(), "grpcroutes".into())
+        );
+        assert_eq!(
+            coords(Kind::ReferenceGrant),
+            (
+                format!("{gw}/v1beta1"),
+                "ReferenceGrant".into(),
+                "referencegrants".into()
+            )
+        );
+        for k in [
+            Kind::Namespace,
+            Kind::GatewayClass,
+            Kind::ApiGateway,
+            Kind::HttpRoute,
+            Kind::GrpcRoute,
+            Kind::TlsRoute,
+            Kind::ReferenceGrant,
+        ] {
+            assert!(WATCHED.contains(&k), "{k} is watched");
+        }
+        assert!(cluster_scoped(Kind::GatewayClass) && cluster_scoped(Kind::Namespace));
+        assert!(optional(Kind::HttpRoute) && !optional(Kind::Service));
+        assert!(has_api_status(Kind::ApiGateway) && !has_api_status(Kind::ReferenceGrant));
     }
 
     #[test]

@@ -1,23 +1,29 @@
 //! Portolan's Kubernetes source: watches Services, EndpointSlices, `kubernetes.io/tls`
-//! Secrets and Portolan's CRDs and feeds the same model as the files source; writes the
-//! `Accepted` / `ResolvedRefs` / `Programmed` conditions back to the CRs' `/status` from the
-//! replica that holds a coordination.k8s.io Lease. Knows nothing of xDS.
+//! Secrets, Portolan's CRDs, the Gateway API kinds and Namespaces, and feeds the same model as
+//! the files source; writes the `Accepted` / `ResolvedRefs` / `Programmed` conditions back to
+//! the CRs' `/status`, and Gateway API status (GatewayClass, Gateway, route `parents`), from
+//! the replica that holds a coordination.k8s.io Lease. Knows nothing of xDS.
 //!
 //! * [`decode`]: a cluster object to a model object, through the one validation module.
 //! * [`feed`]: watcher events to index changes (pure; tested without an API server).
 //! * [`source`]: the watchers themselves (kube-runtime, backoff), and [`KubernetesSource`],
 //!   the [`portolan_model::source::Source`] that runs them and reports sync and health.
-//! * [`status`] / [`writer`]: which status each object should carry, and writing it.
+//! * [`status`] / [`writer`]: which status each object should carry, and writing it;
+//!   [`api_status`]: the same for Gateway API objects of Portolan's class.
 //! * [`lease`]: leader election.
+//! * [`provision`]: a Deployment of stock Envoy and a Service for each Gateway of Portolan's
+//!   class, owned by the Gateway.
 //! * [`tokenreview`]: service account tokens verified with the TokenReview API.
 
 #![forbid(unsafe_code)]
 
+pub mod api_status;
 pub mod decode;
 pub mod error;
 pub mod feed;
 pub mod kinds;
 pub mod lease;
+pub mod provision;
 pub mod source;
 pub mod status;
 pub mod tokenreview;
@@ -40,3 +46,6 @@ pub async fn client() -> Result<kube::Client, K8sError> {
 
 #[cfg(test)]
 mod testing;
+
+#[cfg(test)]
+mod gateway_api_tests;

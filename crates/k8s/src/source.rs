@@ -141,10 +141,16 @@ impl Watchers {
         } else {
             namespaces.iter().map(|n| Some(n.as_str())).collect()
         };
+        let all: &[Option<&str>] = &[None];
         let feeds: Vec<(KindFeed, Option<&str>)> = kinds::WATCHED
             .iter()
             .flat_map(|&kind| {
                 let view = view.clone();
+                let scopes = if kinds::cluster_scoped(kind) {
+                    all
+                } else {
+                    &scopes[..]
+                };
                 scopes
                     .iter()
                     .map(move |&ns| (KindFeed::new(kind, ns, view.clone()), ns))
@@ -232,6 +238,10 @@ pub async fn run_feed<S>(
                     *w != before
                 });
             }
+            Err(e) if kinds::optional(feed.kind()) && unavailable(&e).is_some() => {
+                let why = unavailable(&e).unwrap_or_default();
+                not_installed(&mut feed, &sink, &state, &reporter, why);
+            }
             Err(e) => {
                 tracing::warn!(watcher = %reporter, error = %e, "watch failed; keeping the last known state and retrying with backoff");
                 state.send_modify(|s| {
@@ -243,6 +253,42 @@ pub async fn run_feed<S>(
             }
         }
     }
+}
+
+/// Why an optional kind's list cannot be had: 404 (its CRD is not installed) or 403 (the
+/// RBAC of an older chart does not grant it). `None` for any other failure.
+fn unavailable(e: &watcher::Error) -> Option<&'static str> {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s)) => match s.code {
+            404 => Some("not served (CRD not installed)"),
+            403 => Some("forbidden (RBAC does not grant listing it)"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// An optional kind whose list cannot be had: an empty list (the feed syncs, and deletes what
+/// it held if the CRD went away), the watcher counts as up; it keeps retrying with backoff.
+fn not_installed(
+    feed: &mut KindFeed,
+    sink: &Arc<dyn SourceSink>,
+    state: &watch::Sender<SourceState>,
+    reporter: &str,
+    why: &str,
+) {
+    if !feed.synced() {
+        tracing::warn!(watcher = %reporter, reason = why, "cannot list; treated as empty until it can");
+    }
+    feed.handle(Event::Init);
+    let handled = feed.handle(Event::InitDone);
+    sink.write(reporter, handled.changes);
+    state.send_modify(|s| {
+        let w = s.watchers.entry(reporter.to_string()).or_default();
+        w.synced = true;
+        w.up = true;
+        w.last_error = Some(why.to_string());
+    });
 }
 
 #[cfg(test)]

@@ -136,6 +136,9 @@ fn a_status_already_on_the_object_is_current() {
         resource_version: Some("7".into()),
         observed_generation: Some(2),
         conditions: wanted.conditions.clone(),
+        status: None,
+        uid: None,
+        parent_refs: vec![],
     };
     assert!(is_current(&wanted, &seen));
     seen.observed_generation = Some(1);

@@ -251,7 +251,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "1s", value_parser = parse_duration, env = "PORTOLAN_DEBOUNCE_MAX")]
     pub debounce_max: Duration,
     /// IPv4 CIDR from which Gateway API Gateways without `spec.addresses` get an address of
-    /// their own (stable for the same Gateway), bound by their listeners.
+    /// their own (stable for the same Gateway), bound by their listeners. File mode only: with
+    /// --kubernetes each Gateway's proxies bind 0.0.0.0 on pods of their own.
     #[arg(long, default_value = portolan_model::gateway_api::DEFAULT_POOL, value_parser = parse_pool, env = "PORTOLAN_GATEWAY_ADDRESS_POOL")]
     pub gateway_address_pool: portolan_model::gateway_api::AddressPool,
     #[command(flatten)]
@@ -304,6 +305,37 @@ pub struct KubernetesArgs {
     /// Name of the leader election Lease (in the pod namespace).
     #[arg(long, default_value = "portolan-leader", env = "PORTOLAN_LEASE_NAME")]
     pub lease_name: String,
+    /// Provision every Gateway API Gateway of Portolan's class: a Deployment of stock Envoy
+    /// bootstrapped to Portolan and a Service exposing its listener ports, owned by the
+    /// Gateway (docs/gateway-api.md). `--provision-gateways=false`: run the proxies yourself
+    /// (`portolan bootstrap --gateway NS/NAME`).
+    #[arg(
+        long,
+        env = "PORTOLAN_PROVISION_GATEWAYS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub provision_gateways: bool,
+    /// The Envoy image of provisioned Gateway proxies.
+    #[arg(
+        long,
+        default_value = "envoyproxy/envoy:v1.40.0",
+        env = "PORTOLAN_GATEWAY_ENVOY_IMAGE"
+    )]
+    pub gateway_envoy_image: String,
+    /// The type of provisioned Gateways' Services.
+    #[arg(long, default_value = "LoadBalancer", value_parser = ["LoadBalancer", "NodePort", "ClusterIP"], env = "PORTOLAN_GATEWAY_SERVICE_TYPE")]
+    pub gateway_service_type: String,
+    /// Replicas of each provisioned Gateway's Deployment.
+    #[arg(long, default_value_t = 1, env = "PORTOLAN_GATEWAY_REPLICAS")]
+    pub gateway_replicas: i32,
+    /// Where provisioned Gateway proxies reach Portolan's xDS port (HOST:PORT). Default:
+    /// `portolan.POD_NAMESPACE.svc:18000`.
+    #[arg(long, value_name = "HOST:PORT", env = "PORTOLAN_GATEWAY_XDS_ADDRESS")]
+    pub gateway_xds_address: Option<String>,
 }
 
 /// Mesh identities and the certificate authority (docs/security.md, "Mesh security").
@@ -860,6 +892,30 @@ mod tests {
         assert_eq!(k.pod_namespace.as_deref(), Some("portolan"));
         assert_eq!(k.lease_name, "lead");
         assert!(serve(&["--config-dir", "x", "--watch-namespace", "a"]).is_err());
+    }
+
+    #[test]
+    fn gateway_provisioning_flags() {
+        let k = serve(&["--kubernetes"]).expect("parses").kubernetes;
+        assert!(k.provision_gateways, "on by default");
+        assert_eq!(k.gateway_service_type, "LoadBalancer");
+        assert_eq!(k.gateway_replicas, 1);
+        let k = serve(&[
+            "--kubernetes",
+            "--provision-gateways=false",
+            "--gateway-service-type",
+            "ClusterIP",
+            "--gateway-envoy-image",
+            "registry.example/envoy:1",
+            "--gateway-xds-address",
+            "portolan.system.svc:18000",
+        ])
+        .expect("parses")
+        .kubernetes;
+        assert!(!k.provision_gateways);
+        assert_eq!(k.gateway_service_type, "ClusterIP");
+        assert_eq!(k.gateway_envoy_image, "registry.example/envoy:1");
+        assert!(serve(&["--kubernetes", "--gateway-service-type", "Magic"]).is_err());
     }
 
     #[test]

@@ -7,10 +7,15 @@
 //! only then, and the pipeline builds no snapshot (and `/readyz` stays 503) until it is. The
 //! status writer also waits for that, so it never writes conditions computed from a partial
 //! cluster.
+//!
+//! With `--provision-gateways` (the default) the status writer also provisions the proxies of
+//! every Gateway API Gateway of Portolan's class ([`portolan_k8s::provision`]), bootstrapped
+//! as `portolan bootstrap --gateway NS/NAME` would print it.
 
 use crate::cli::KubernetesArgs;
 use anyhow::Context;
 use portolan_api::ObjectRef;
+use portolan_k8s::provision::ProvisionConfig;
 use portolan_k8s::{ClusterView, Inputs, LeaseConfig, LeaseLock, SourceState, StatusWriter};
 use portolan_model::{Condition, Index, World};
 use portolan_pipeline::programmed::Provenances;
@@ -85,7 +90,16 @@ pub async fn start(
         (rx, None)
     };
 
-    let status_writer = StatusWriter::new(client, view);
+    let mut status_writer = StatusWriter::new(client.clone(), view);
+    if args.provision_gateways {
+        let namespace = args
+            .pod_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let config = provision_config(args, &namespace);
+        tracing::info!(image = %config.envoy_image, service_type = %config.service_type, "provisioning Gateway proxies");
+        status_writer = status_writer.with_provisioner(config);
+    }
     let mut synced_rx = status.synced.clone();
     let wake = writer.changes();
     tasks.push(tokio::spawn(async move {
@@ -118,6 +132,42 @@ impl Running {
             tracing::warn!("the Lease was not released in time; it expires by itself");
         }
     }
+}
+
+/// How Gateway proxies are provisioned: the image, the Service type, and their bootstrap
+/// (`portolan bootstrap --gateway NS/NAME --xds-address ...`).
+fn provision_config(args: &KubernetesArgs, namespace: &str) -> ProvisionConfig {
+    let xds = args
+        .gateway_xds_address
+        .clone()
+        .unwrap_or_else(|| format!("portolan.{namespace}.svc:18000"));
+    ProvisionConfig {
+        envoy_image: args.gateway_envoy_image.clone(),
+        service_type: args.gateway_service_type.clone(),
+        replicas: args.gateway_replicas,
+        bootstrap: Arc::new(move |gw: &ObjectRef| gateway_bootstrap(gw, &xds)),
+    }
+}
+
+/// The bootstrap of a Gateway's proxies; each pod's `--service-node` replaces the node id.
+fn gateway_bootstrap(gw: &ObjectRef, xds: &str) -> Result<serde_json::Value, String> {
+    #[derive(clap::Parser)]
+    struct Bootstrap {
+        #[command(flatten)]
+        args: crate::cli::BootstrapArgs,
+    }
+    let gateway = format!("{}/{}", gw.namespace, gw.name);
+    let parsed = <Bootstrap as clap::Parser>::try_parse_from([
+        "bootstrap",
+        "--node-id",
+        "gateway",
+        "--gateway",
+        &gateway,
+        "--xds-address",
+        xds,
+    ])
+    .map_err(|e| e.to_string())?;
+    crate::bootstrap::render(&parsed.args).map_err(|e| format!("{e:#}"))
 }
 
 /// Counts the watchers' failed requests into `errors`.
@@ -187,5 +237,19 @@ mod tests {
         ]);
         let found = objects_by_name(&world, by_name);
         assert_eq!(found, BTreeMap::from([(r, nacked)]));
+    }
+
+    #[test]
+    fn provisioned_gateways_are_bootstrapped_into_their_group() {
+        let gw = ObjectRef::new(Kind::ApiGateway, "infra", "edge");
+        let b = gateway_bootstrap(&gw, "portolan.system.svc:18000").expect("renders");
+        assert_eq!(b["node"]["cluster"], "gateway:infra/edge");
+        let xds = &b["static_resources"]["clusters"][0];
+        assert_eq!(xds["type"], "STRICT_DNS");
+        assert_eq!(
+            xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["address"],
+            "portolan.system.svc"
+        );
     }
 }

@@ -35,9 +35,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let xds_metrics = XdsMetrics::new(&mut registry);
     let pipeline_metrics = PipelineMetrics::new(&mut registry, &xds_metrics);
 
-    let index = Arc::new(Mutex::new(Index::with_gateway_pool(
-        args.gateway_address_pool,
-    )));
+    // In a cluster each Gateway has pods of its own: its listeners bind 0.0.0.0 there.
+    let pool = match args.config_dir {
+        Some(_) => args.gateway_address_pool,
+        None => portolan_model::gateway_api::AddressPool::cluster(),
+    };
+    let index = Arc::new(Mutex::new(Index::with_gateway_pool(pool)));
     let cache = Cache::new();
     let security = &args.security;
     cache.set_max_groups(security.max_groups);

@@ -28,6 +28,12 @@ pub fn text(results: &[SuiteResult]) -> String {
         for s in &r.skipped {
             let _ = writeln!(out, "  note: listener not tested: {s}");
         }
+        for u in &r.unmodelled {
+            let _ = writeln!(
+                out,
+                "  note: not modelled without Envoy (requests through it may be answered differently by Envoy): {u}"
+            );
+        }
         for c in &r.cases {
             let _ = writeln!(
                 out,

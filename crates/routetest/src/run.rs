@@ -37,6 +37,8 @@ pub struct SuiteResult {
     pub mode: Mode,
     /// Listeners the test Envoy did not run, with why.
     pub skipped: Vec<String>,
+    /// HTTP filters the evaluator does not model, as `LISTENER: FILTER` (empty through Envoy).
+    pub unmodelled: Vec<String>,
     pub cases: Vec<CaseResult>,
 }
 
@@ -84,6 +86,7 @@ pub fn with_evaluator(suite: &Suite, rendered: &Value, s: &Settings) -> SuiteRes
         group: suite.spec.group.clone(),
         mode: Mode::Evaluator,
         skipped: Vec::new(),
+        unmodelled: tables.unmodelled_filters(),
         cases,
     }
 }
@@ -109,6 +112,7 @@ pub async fn with_envoy(
         group: suite.spec.group.clone(),
         mode: Mode::Envoy,
         skipped,
+        unmodelled: Vec::new(),
         cases,
     })
 }

@@ -6,8 +6,9 @@
 //! longest `prefix.*`, then `*`), the first route whose match holds (path prefix, exact, regex,
 //! headers, query parameters), then the route's action: weighted clusters reported as the set,
 //! redirects, direct responses, a fault abort that always fires, header changes, and the
-//! timeout and retry policy in force. It does not model filters other than fault abort (no
-//! RBAC, CORS, rate limits), load balancing, outlier detection or health.
+//! timeout and retry policy in force. It does not model filters other than fault abort and
+//! RBAC (no JWT, external authorization, rate limits: [`Rendered::unmodelled_filters`] names
+//! them), load balancing, outlier detection or health.
 
 use crate::spec::parse_duration;
 use regex::Regex;
@@ -137,7 +138,35 @@ pub enum EvalError {
 
 // === impl Rendered ===
 
+/// HTTP filters whose effect the evaluator reproduces (or that do not change a non-preflight
+/// request's answer: CORS, on-demand discovery).
+const MODELLED_FILTERS: &[&str] = &[
+    "envoy.filters.http.router",
+    "envoy.filters.http.fault",
+    "envoy.filters.http.rbac",
+    "envoy.filters.http.cors",
+    "envoy.filters.http.on_demand",
+];
+
 impl Rendered {
+    /// Every HTTP filter of the listeners that the evaluator does not model (JWT, external
+    /// authorization, rate limits, patched-in filters), as `LISTENER: FILTER`, so a report
+    /// can say where its verdicts may differ from Envoy's.
+    pub fn unmodelled_filters(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for l in &self.listeners {
+            let Some(hcm) = hcm(l) else { continue };
+            for f in hcm["http_filters"].as_array().into_iter().flatten() {
+                let name = str_at(f, "/name");
+                if !MODELLED_FILTERS.contains(&name) {
+                    out.push(format!("{}: {name}", str_at(l, "/name")));
+                }
+            }
+        }
+        out.dedup();
+        out
+    }
+
     /// From `portolan render`'s JSON (`{"clusters": [...], "listeners": [...], ...}`).
     pub fn from_json(json: &Value) -> Self {
         let list = |k: &str| json[k].as_array().cloned().unwrap_or_default();

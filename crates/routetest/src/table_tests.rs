@@ -307,3 +307,24 @@ fn listeners_by_port_and_default() {
         )])
     );
 }
+
+#[test]
+fn filters_the_evaluator_does_not_model_are_named_per_listener() {
+    let hcm = |filters: Value| {
+        json!({"name": "envoy.filters.network.http_connection_manager",
+               "typed_config": {"rds": {"route_config_name": "rc"}, "http_filters": filters}})
+    };
+    let rendered = Rendered::from_json(&json!({"listeners": [
+        {"name": "gateway-8080", "filter_chains": [{"filters": [hcm(json!([
+            {"name": "envoy.filters.http.jwt_authn"},
+            {"name": "envoy.filters.http.fault"},
+            {"name": "envoy.filters.http.router"}]))]}]},
+        {"name": "mesh-outbound", "filter_chains": [{"filters": [hcm(json!([
+            {"name": "envoy.filters.http.cors"},
+            {"name": "envoy.filters.http.router"}]))]}]}
+    ]}));
+    assert_eq!(
+        rendered.unmodelled_filters(),
+        vec!["gateway-8080: envoy.filters.http.jwt_authn".to_string()]
+    );
+}

@@ -14,6 +14,7 @@ mod examples;
 mod faults;
 mod gateway;
 mod gateway_api;
+mod gateway_api_kubernetes;
 mod grpc;
 mod identity;
 mod jwt;

@@ -3,9 +3,10 @@
 //! records status writes, and keeps Leases. A list can be held back (a slow API server) to
 //! show that nothing is served before every watcher has listed.
 //!
-//! It speaks only what Portolan sends (list, watch, server-side apply on `/status`, Lease
-//! get/create/replace, TokenReview create); the real-cluster test in `cases/kubernetes.rs`
-//! covers the real thing.
+//! It speaks only what Portolan sends (list, watch, server-side apply on `/status` and of
+//! provisioned objects, Lease get/create/replace, TokenReview create); the real-cluster test in
+//! `cases/kubernetes.rs` covers the real thing. An applied Service is answered with
+//! `spec.clusterIP` [`CLUSTER_IP`], as if the API server had allocated it.
 //!
 //! TokenReviews are answered from a table the test controls ([`FakeApiServer::token`]): a
 //! token is valid for a service account and a set of audiences (authenticated only when the
@@ -34,8 +35,13 @@ pub struct StatusWrite {
     pub body: Value,
 }
 
+/// The cluster IP every applied Service gets.
+pub const CLUSTER_IP: &str = "10.96.0.42";
+
 #[derive(Default)]
 struct Inner {
+    /// Server-side applies of whole objects (not `/status`), in order.
+    applies: Vec<StatusWrite>,
     /// Items per collection path (`/api/v1/namespaces/shop/services`).
     lists: BTreeMap<String, Vec<Value>>,
     /// Collection paths whose list waits for [`FakeApiServer::release`].
@@ -139,6 +145,11 @@ impl FakeApiServer {
         self.lock().status_writes.clone()
     }
 
+    /// Server-side applies of objects (provisioning), in order.
+    pub fn applies(&self) -> Vec<StatusWrite> {
+        self.lock().applies.clone()
+    }
+
     /// Answers TokenReviews of `token` with `answer` from now on.
     pub fn token(&self, token: &str, answer: TokenAnswer) {
         self.lock().tokens.insert(token.to_string(), answer);
@@ -215,6 +226,24 @@ async fn handle(State(s): State<Shared>, req: Request) -> Response {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .status_writes
+                .push(StatusWrite {
+                    path,
+                    query,
+                    content_type,
+                    body,
+                });
+            json_response(StatusCode::OK, &answer)
+        }
+        Method::PATCH => {
+            let mut answer = body.clone();
+            answer["metadata"]["resourceVersion"] = json!("1");
+            if answer["kind"] == "Service" {
+                answer["spec"]["clusterIP"] = json!(CLUSTER_IP);
+            }
+            s.inner
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .applies
                 .push(StatusWrite {
                     path,
                     query,

@@ -1,6 +1,10 @@
 //! Addresses of Gateway proxies in file mode: each Gateway listens on an address of its own,
 //! `spec.addresses` when given, else one from a pool (a CIDR), derived from a hash of the
 //! Gateway's namespace and name (stable across restarts) with linear probing on collisions.
+//!
+//! In a cluster ([`AddressPool::cluster`]) each Gateway has proxies (pods) of its own: the
+//! listeners bind `0.0.0.0`, and the addresses in status are the ones its Service gets (the
+//! Kubernetes source fills them in), else `spec.addresses` as requested.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -10,7 +14,12 @@ use std::net::Ipv4Addr;
 pub struct AddressPool {
     base: u32,
     prefix: u8,
+    /// Cluster mode: every Gateway binds [`ANY`].
+    any: bool,
 }
+
+/// What Gateway listeners bind in a cluster.
+pub const ANY: &str = "0.0.0.0";
 
 /// The pool when `serve --gateway-address-pool` is not given.
 pub const DEFAULT_POOL: &str = "127.0.1.0/24";
@@ -20,6 +29,7 @@ impl Default for AddressPool {
         Self::parse(DEFAULT_POOL).unwrap_or(Self {
             base: u32::from(Ipv4Addr::new(127, 0, 1, 0)),
             prefix: 24,
+            any: false,
         })
     }
 }
@@ -42,7 +52,21 @@ impl AddressPool {
         Ok(Self {
             base: u32::from(ip) & mask,
             prefix,
+            any: false,
         })
+    }
+
+    /// Cluster mode: Gateways bind `0.0.0.0` on their own pods.
+    pub fn cluster() -> Self {
+        Self {
+            any: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether this is cluster mode.
+    pub fn binds_any(&self) -> bool {
+        self.any
     }
 
     /// Usable host addresses (without network and broadcast).
@@ -52,6 +76,9 @@ impl AddressPool {
 
     /// The address for `key` (`namespace/name`): its hash's slot, or the next free one.
     pub fn assign(&self, key: &str, taken: &BTreeSet<String>) -> Option<String> {
+        if self.any {
+            return Some(ANY.to_string());
+        }
         let size = self.size();
         let start = fnv1a(key) % size;
         (0..size)

@@ -177,7 +177,8 @@ fn our_gateways<'w>(
     let mut taken: BTreeSet<String> = ours.iter().filter_map(|(_, g)| given_address(g)).collect();
     let mut states = BTreeMap::new();
     for (source, gw) in ours {
-        let address = given_address(gw).or_else(|| {
+        let given = given_address(gw).filter(|_| !pool.binds_any());
+        let address = given.or_else(|| {
             let key = format!("{}/{}", source.namespace, source.name);
             let a = pool.assign(&key, &taken)?;
             taken.insert(a.clone());
@@ -197,6 +198,26 @@ fn our_gateways<'w>(
         states.insert(source.clone(), state);
     }
     states
+}
+
+/// The address its listeners bind; in a cluster (they bind `0.0.0.0`) the addresses it asked
+/// for, until the Kubernetes source puts its Service's there.
+fn status_addresses(gw: &GatewayState<'_>) -> Vec<StatusAddress> {
+    if gw.address != super::address::ANY {
+        return vec![StatusAddress {
+            type_: "IPAddress".to_string(),
+            value: gw.address.clone(),
+        }];
+    }
+    gw.spec
+        .spec
+        .addresses
+        .iter()
+        .map(|a| StatusAddress {
+            type_: a.type_.clone().unwrap_or_else(|| "IPAddress".to_string()),
+            value: a.value.clone(),
+        })
+        .collect()
 }
 
 fn given_address(gw: &Gateway) -> Option<String> {
@@ -416,10 +437,7 @@ fn finish_gateway(gw: GatewayState<'_>) -> (GatewayStatus, ApiGateway) {
         generation,
     );
     let status = GatewayStatus {
-        addresses: vec![StatusAddress {
-            type_: "IPAddress".to_string(),
-            value: gw.address.clone(),
-        }],
+        addresses: status_addresses(&gw),
         conditions: vec![accepted, programmed],
         listeners,
     };

@@ -20,7 +20,7 @@ mod rules;
 pub mod status;
 mod tls;
 
-pub use address::{AddressPool, DEFAULT_POOL};
+pub use address::{ANY, AddressPool, DEFAULT_POOL};
 pub use rules::INVALID_BACKEND_HOST;
 pub use status::ApiStatus;
 

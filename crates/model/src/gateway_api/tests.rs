@@ -284,6 +284,51 @@ fn given_addresses_win_and_pool_addresses_avoid_them() {
     assert_eq!(addr("b"), "10.9.0.2", "the /30 has two hosts; .1 is taken");
 }
 
+#[test]
+fn in_a_cluster_gateways_bind_any_address_and_report_the_requested_ones() {
+    let mut idx = Index::with_gateway_pool(AddressPool::cluster());
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "portolan"}, "spec": {"controllerName": "portolan.dev/gateway-controller"}}),
+    );
+    for (name, addresses) in [
+        ("a", json!([{"type": "IPAddress", "value": "203.0.113.7"}])),
+        ("b", json!([])),
+    ] {
+        apply(
+            &mut idx,
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"gatewayClassName": "portolan", "addresses": addresses,
+                     "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+        );
+    }
+    let world = idx.world();
+    for n in ["a", "b"] {
+        let key = ObjectRef::new(Kind::ApiGateway, "ns", n);
+        assert_eq!(
+            world.api_gateways[&key].address, "0.0.0.0",
+            "{n} binds any address"
+        );
+    }
+    let addresses = |n: &str| {
+        let Some(ApiStatus::Gateway(s)) =
+            world
+                .api_statuses
+                .get(&ObjectRef::new(Kind::ApiGateway, "ns", n))
+        else {
+            panic!("status of {n}");
+        };
+        s.addresses
+            .iter()
+            .map(|a| a.value.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(addresses("a"), ["203.0.113.7"]);
+    assert!(addresses("b").is_empty(), "until its Service has one");
+}
+
 fn secret(idx: &mut Index, ns: &str, name: &str) {
     idx.apply(Object::Secret(crate::gateway::TlsSecret {
         source: ObjectRef::new(Kind::Secret, ns, name),
