@@ -2,7 +2,7 @@
 //! YAML rendering (`portolan crds`, the files under `crds/`).
 
 use crate::crd::{
-    AccessPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, TrafficPolicy,
+    AccessPolicy, EnvoyPatchPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, TrafficPolicy,
     TrafficRoute,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -26,6 +26,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         PeerAuthentication::crd(),
         AccessPolicy::crd(),
         ProxyScope::crd(),
+        EnvoyPatchPolicy::crd(),
     ]
 }
 

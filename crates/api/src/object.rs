@@ -16,6 +16,8 @@ pub enum Kind {
     PeerAuthentication,
     AccessPolicy,
     ProxyScope,
+    /// The escape hatch: JSON patches to generated Envoy resources.
+    EnvoyPatchPolicy,
     /// core/v1 Namespace (its labels, for Gateway API `allowedRoutes` selectors).
     Namespace,
     /// `gateway.networking.k8s.io` GatewayClass.
@@ -52,7 +54,8 @@ impl Kind {
             | Kind::ExternalService
             | Kind::PeerAuthentication
             | Kind::AccessPolicy
-            | Kind::ProxyScope => "portolan.dev/v1alpha1",
+            | Kind::ProxyScope
+            | Kind::EnvoyPatchPolicy => "portolan.dev/v1alpha1",
         }
     }
 
@@ -69,6 +72,7 @@ impl Kind {
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AccessPolicy => "AccessPolicy",
             Kind::ProxyScope => "ProxyScope",
+            Kind::EnvoyPatchPolicy => "EnvoyPatchPolicy",
             Kind::Namespace => "Namespace",
             Kind::GatewayClass => "GatewayClass",
             Kind::ApiGateway => "Gateway",
@@ -122,6 +126,7 @@ impl Kind {
             Kind::PeerAuthentication,
             Kind::AccessPolicy,
             Kind::ProxyScope,
+            Kind::EnvoyPatchPolicy,
             Kind::Namespace,
             Kind::GatewayClass,
             Kind::ApiGateway,

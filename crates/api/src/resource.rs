@@ -4,7 +4,7 @@
 //! half of validation, [`crate::validate`] is the second.
 
 use crate::crd::{
-    AccessPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, TrafficPolicy,
+    AccessPolicy, EnvoyPatchPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, TrafficPolicy,
     TrafficRoute,
 };
 use crate::field::{FieldError, FieldPath};
@@ -28,6 +28,7 @@ pub enum Resource {
     PeerAuthentication(Box<PeerAuthentication>),
     AccessPolicy(Box<AccessPolicy>),
     ProxyScope(Box<ProxyScope>),
+    EnvoyPatchPolicy(Box<EnvoyPatchPolicy>),
     /// A Secret of type `kubernetes.io/tls` (other Secrets are not read).
     Secret(Box<Secret>),
     Namespace(Box<Namespace>),
@@ -92,6 +93,7 @@ impl Resource {
             }
             Kind::AccessPolicy => Resource::AccessPolicy(Box::new(typed(&object, value)?)),
             Kind::ProxyScope => Resource::ProxyScope(Box::new(typed(&object, value)?)),
+            Kind::EnvoyPatchPolicy => Resource::EnvoyPatchPolicy(Box::new(typed(&object, value)?)),
             Kind::Secret => Resource::Secret(Box::new(typed(&object, value)?)),
             Kind::Namespace => Resource::Namespace(Box::new(typed(&object, value)?)),
             Kind::GatewayClass => Resource::GatewayClass(Box::new(typed(&object, value)?)),
@@ -116,6 +118,7 @@ impl Resource {
             Resource::PeerAuthentication(_) => Kind::PeerAuthentication,
             Resource::AccessPolicy(_) => Kind::AccessPolicy,
             Resource::ProxyScope(_) => Kind::ProxyScope,
+            Resource::EnvoyPatchPolicy(_) => Kind::EnvoyPatchPolicy,
             Resource::Secret(_) => Kind::Secret,
             Resource::Namespace(_) => Kind::Namespace,
             Resource::GatewayClass(_) => Kind::GatewayClass,
@@ -140,6 +143,7 @@ impl Resource {
             Resource::PeerAuthentication(p) => &p.metadata,
             Resource::AccessPolicy(p) => &p.metadata,
             Resource::ProxyScope(p) => &p.metadata,
+            Resource::EnvoyPatchPolicy(p) => &p.metadata,
             Resource::Secret(s) => &s.metadata,
             Resource::Namespace(n) => &n.metadata,
             Resource::GatewayClass(c) => &c.metadata,

@@ -29,6 +29,7 @@ pub struct Index {
     peer_authentications: BTreeMap<ObjectRef, Arc<PeerAuthentication>>,
     access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
     proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
+    envoy_patches: BTreeMap<ObjectRef, Arc<crate::envoy_patch::EnvoyPatch>>,
     gateway_api: BTreeMap<ObjectRef, Arc<portolan_api::Resource>>,
     /// Where Gateway API Gateways without `spec.addresses` get their address.
     gateway_pool: crate::gateway_api::AddressPool,
@@ -74,6 +75,7 @@ impl Index {
             }
             Object::AccessPolicy(p) => replace(&mut self.access_policies, p.source.clone(), p),
             Object::ProxyScope(p) => replace(&mut self.proxy_scopes, p.source.clone(), p),
+            Object::EnvoyPatch(p) => replace(&mut self.envoy_patches, p.source.clone(), p),
             Object::GatewayApi(r) => replace(&mut self.gateway_api, r.object_ref(), *r),
         };
         self.touch(changed)
@@ -95,6 +97,7 @@ impl Index {
             Kind::PeerAuthentication => self.peer_authentications.remove(object).is_some(),
             Kind::AccessPolicy => self.access_policies.remove(object).is_some(),
             Kind::ProxyScope => self.proxy_scopes.remove(object).is_some(),
+            Kind::EnvoyPatchPolicy => self.envoy_patches.remove(object).is_some(),
             Kind::Namespace
             | Kind::GatewayClass
             | Kind::ApiGateway
@@ -133,6 +136,7 @@ impl Index {
             Kind::PeerAuthentication => self.peer_authentications.contains_key(object),
             Kind::AccessPolicy => self.access_policies.contains_key(object),
             Kind::ProxyScope => self.proxy_scopes.contains_key(object),
+            Kind::EnvoyPatchPolicy => self.envoy_patches.contains_key(object),
             Kind::Namespace
             | Kind::GatewayClass
             | Kind::ApiGateway
@@ -189,6 +193,7 @@ impl Index {
             peer_authentications: self.peer_authentications.clone(),
             access_policies: self.access_policies.clone(),
             proxy_scopes: self.proxy_scopes.clone(),
+            envoy_patches: self.envoy_patches.clone(),
             statuses: BTreeMap::new(),
             errors: self.errors.values().flatten().cloned().collect(),
             gateway_api: self.gateway_api.clone(),

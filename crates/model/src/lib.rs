@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod convert;
+pub mod envoy_patch;
 pub mod error;
 pub mod external;
 pub mod gateway;

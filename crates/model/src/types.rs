@@ -143,6 +143,7 @@ pub enum Object {
     PeerAuthentication(crate::security::PeerAuthentication),
     AccessPolicy(crate::security::AccessPolicy),
     ProxyScope(crate::proxy_scope::ProxyScope),
+    EnvoyPatch(crate::envoy_patch::EnvoyPatch),
     /// A Gateway API object or a Namespace, kept as read (compiled when a World is built).
     GatewayApi(Box<portolan_api::Resource>),
 }
@@ -162,6 +163,7 @@ impl Object {
             Object::PeerAuthentication(p) => p.source.clone(),
             Object::AccessPolicy(p) => p.source.clone(),
             Object::ProxyScope(p) => p.source.clone(),
+            Object::EnvoyPatch(p) => p.source.clone(),
             Object::GatewayApi(r) => r.object_ref(),
         }
     }

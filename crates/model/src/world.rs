@@ -36,6 +36,8 @@ pub struct World {
     pub access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
     /// Proxy scopes (what proxies reach, how they discover it), by source object.
     pub proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
+    /// Envoy patch policies (the escape hatch), by source object.
+    pub envoy_patches: BTreeMap<ObjectRef, Arc<crate::envoy_patch::EnvoyPatch>>,
     /// Conditions of every routing object (`Accepted`, `ResolvedRefs`), computed from this World.
     pub statuses: BTreeMap<ObjectRef, Vec<Condition>>,
     /// Every rejected document or object, sorted by location.

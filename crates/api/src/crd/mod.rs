@@ -3,6 +3,7 @@
 
 pub mod access_policy;
 pub mod common;
+pub mod envoy_patch_policy;
 pub mod external_service;
 pub mod gateway;
 pub mod peer_authentication;
@@ -11,6 +12,7 @@ pub mod traffic_policy;
 pub mod traffic_route;
 
 pub use access_policy::AccessPolicy;
+pub use envoy_patch_policy::EnvoyPatchPolicy;
 pub use external_service::ExternalService;
 pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;

@@ -7,6 +7,7 @@
 
 mod access_policy;
 mod core;
+mod envoy_patch_policy;
 mod external_service;
 mod gateway;
 mod gateway_api;
@@ -39,6 +40,7 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::PeerAuthentication(p) => peer_authentication::peer_authentication(p, &mut errors),
         Resource::AccessPolicy(p) => access_policy::access_policy(p, &mut errors),
         Resource::ProxyScope(p) => proxy_scope::proxy_scope(p, &mut errors),
+        Resource::EnvoyPatchPolicy(p) => envoy_patch_policy::envoy_patch_policy(p, &mut errors),
         Resource::Secret(s) => secret::secret(s, &mut errors),
         Resource::Namespace(_) => {}
         Resource::GatewayClass(c) => gateway_api::gateway_class(c, &mut errors),

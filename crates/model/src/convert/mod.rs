@@ -4,6 +4,7 @@
 //! Call [`portolan_api::validate::validate`] first: conversion trusts its input's shape and
 //! skips (never panics on) anything validation would have rejected.
 
+mod envoy_patch;
 mod external;
 mod gateway;
 mod policy;
@@ -36,6 +37,7 @@ pub fn to_object(resource: &Resource) -> Object {
         }
         Resource::AccessPolicy(p) => Object::AccessPolicy(security::access_policy(resource, p)),
         Resource::ProxyScope(p) => Object::ProxyScope(security::proxy_scope(resource, p)),
+        Resource::EnvoyPatchPolicy(p) => Object::EnvoyPatch(envoy_patch::envoy_patch(resource, p)),
         Resource::Namespace(_)
         | Resource::GatewayClass(_)
         | Resource::ApiGateway(_)
