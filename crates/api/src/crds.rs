@@ -2,8 +2,8 @@
 //! YAML rendering (`portolan crds`, the files under `crds/`).
 
 use crate::crd::{
-    AccessPolicy, EnvoyPatchPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, TrafficPolicy,
-    TrafficRoute,
+    AccessPolicy, EnvoyPatchPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
+    TrafficPolicy, TrafficRoute,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -4,8 +4,8 @@
 //! half of validation, [`crate::validate`] is the second.
 
 use crate::crd::{
-    AccessPolicy, EnvoyPatchPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope, TrafficPolicy,
-    TrafficRoute,
+    AccessPolicy, EnvoyPatchPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
+    TrafficPolicy, TrafficRoute,
 };
 use crate::field::{FieldError, FieldPath};
 use crate::gwapi;

@@ -108,7 +108,10 @@ pub fn json_to_bytes(type_name: &str, json: &Value) -> Result<Vec<u8>, JsonError
         Ok(msg) => Ok(msg.encode_to_vec()),
         Err(e) => Err(JsonError::Parse {
             type_name: type_name.to_string(),
-            path: track.path().to_string(),
+            path: match track.path().to_string() {
+                p if p == "." => "the top level".to_string(),
+                p => p,
+            },
             message: e.to_string(),
         }),
     }
@@ -130,7 +133,6 @@ fn decode(type_name: &str, bytes: &[u8]) -> Result<DynamicMessage, JsonError> {
         source,
     })
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -163,8 +163,10 @@ mod tests {
 
     #[test]
     fn envoy_patch_policy_table() {
-        let op = |o: serde_json::Value| json!({"proxies": {"cluster": "edge"},
-            "patches": [{"type": "Listener", "name": "gateway-8080", "operations": [o]}]});
+        let op = |o: serde_json::Value| {
+            json!({"proxies": {"cluster": "edge"},
+            "patches": [{"type": "Listener", "name": "gateway-8080", "operations": [o]}]})
+        };
         table(
             API,
             "EnvoyPatchPolicy",
@@ -175,7 +177,9 @@ mod tests {
                     &[],
                 ),
                 (
-                    op(json!({"op": "add", "path": "/per_connection_buffer_limit_bytes", "value": 1024})),
+                    op(
+                        json!({"op": "add", "path": "/per_connection_buffer_limit_bytes", "value": 1024}),
+                    ),
                     &[],
                 ),
                 (
@@ -231,11 +235,10 @@ mod tests {
                 "metadata": {"name": "x", "namespace": "default"},
                 "spec": {"proxies": {"cluster": "edge"}, "patches": [patch]}})
         };
-        let secret = crate::Resource::decode(doc(
-            json!({"type": "Secret", "name": "s", "merge": {}}),
-        ))
-        .expect_err("secrets are never patched")
-        .to_string();
+        let secret =
+            crate::Resource::decode(doc(json!({"type": "Secret", "name": "s", "merge": {}})))
+                .expect_err("secrets are never patched")
+                .to_string();
         assert!(secret.contains("spec.patches[0].type"), "{secret}");
         let op = crate::Resource::decode(doc(json!({"type": "Cluster", "name": "c",
             "operations": [{"op": "delete", "path": "/a"}]})))
