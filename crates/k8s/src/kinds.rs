@@ -18,6 +18,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::PeerAuthentication,
     Kind::AccessPolicy,
     Kind::ProxyScope,
+    Kind::EnvoyPatchPolicy,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -44,6 +45,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::PeerAuthentication => "peerauthentications",
         Kind::AccessPolicy => "accesspolicies",
         Kind::ProxyScope => "proxyscopes",
+        Kind::EnvoyPatchPolicy => "envoypatchpolicies",
         Kind::Namespace => "namespaces",
         Kind::GatewayClass => "gatewayclasses",
         Kind::ApiGateway => "gateways",
@@ -71,6 +73,7 @@ pub fn has_status(kind: Kind) -> bool {
             | Kind::PeerAuthentication
             | Kind::AccessPolicy
             | Kind::ProxyScope
+            | Kind::EnvoyPatchPolicy
     )
 }
 
@@ -99,6 +102,12 @@ mod tests {
             ("portolan.dev", "proxyscopes")
         );
         assert!(WATCHED.contains(&Kind::ProxyScope) && has_status(Kind::ProxyScope));
+        let epp = api_resource(Kind::EnvoyPatchPolicy);
+        assert_eq!(
+            (epp.group.as_str(), epp.plural.as_str()),
+            ("portolan.dev", "envoypatchpolicies")
+        );
+        assert!(WATCHED.contains(&Kind::EnvoyPatchPolicy) && has_status(Kind::EnvoyPatchPolicy));
     }
 
     #[test]
