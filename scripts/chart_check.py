@@ -120,7 +120,7 @@ def expand(group, resources, verbs, names=(None,)):
 
 CRS = [
     "trafficroutes", "trafficpolicies", "gateways", "externalservices",
-    "peerauthentications", "accesspolicies", "proxyscopes",
+    "peerauthentications", "accesspolicies", "proxyscopes", "envoypatchpolicies",
 ]
 WATCH_FACTS = (
     expand("", ["services", "secrets"], ["list", "watch"])

@@ -101,6 +101,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - peerauthentications
     - accesspolicies
     - proxyscopes
+    - envoypatchpolicies
   verbs: [list, watch]
 - apiGroups: [portolan.dev]
   resources:
@@ -111,5 +112,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - peerauthentications/status
     - accesspolicies/status
     - proxyscopes/status
+    - envoypatchpolicies/status
   verbs: [patch]
 {{- end }}

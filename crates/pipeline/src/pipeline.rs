@@ -93,6 +93,21 @@ impl Pipeline {
         certs: Option<Arc<WorkloadCerts>>,
         provenances: Arc<Provenances>,
     ) -> Arc<Self> {
+        let patches = Patches::new(options.envoy_patch_policy);
+        Self::with_state(index, cache, options, metrics, certs, provenances, patches)
+    }
+
+    /// [`Pipeline::with_certs`] that records EnvoyPatchPolicy outcomes in `patches` (whose
+    /// `enabled` decides whether patches apply).
+    pub fn with_state(
+        index: Arc<Mutex<Index>>,
+        cache: Arc<Cache>,
+        options: Options,
+        metrics: PipelineMetrics,
+        certs: Option<Arc<WorkloadCerts>>,
+        provenances: Arc<Provenances>,
+        patches: Arc<Patches>,
+    ) -> Arc<Self> {
         let certs = certs.map(|c| MeshCerts::new(c, &options.mesh.trust_domain));
         Arc::new(Self {
             index,
@@ -101,7 +116,7 @@ impl Pipeline {
             certs,
             build_lock: Mutex::new(HashMap::new()),
             provenances,
-            patches: Patches::new(options.envoy_patch_policy),
+            patches,
             options,
         })
     }

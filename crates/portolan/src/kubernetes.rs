@@ -13,6 +13,7 @@ use anyhow::Context;
 use portolan_api::ObjectRef;
 use portolan_k8s::{ClusterView, Inputs, LeaseConfig, LeaseLock, SourceState, StatusWriter};
 use portolan_model::{Condition, Index, World};
+use portolan_pipeline::patch::Patches;
 use portolan_pipeline::programmed::Provenances;
 use portolan_pipeline::{IndexWriter, SourceStatus};
 use portolan_xds::Cache;
@@ -45,6 +46,7 @@ pub async fn start(
     index: Arc<Mutex<Index>>,
     cache: Arc<Cache>,
     provenances: Arc<Provenances>,
+    patches: Arc<Patches>,
     shutdown: watch::Receiver<bool>,
     registry: &mut Registry,
 ) -> anyhow::Result<Running> {
@@ -90,7 +92,7 @@ pub async fn start(
     let wake = writer.changes();
     tasks.push(tokio::spawn(async move {
         let _ = synced_rx.wait_for(|s| *s).await;
-        let inputs = move || status_inputs(&index, &cache, &provenances);
+        let inputs = move || status_inputs(&index, &cache, &provenances, &patches);
         status_writer.run(inputs, leading, wake, STATUS_EVERY).await;
     }));
     Ok(Running {
@@ -138,12 +140,38 @@ async fn count_errors(mut state: watch::Receiver<SourceState>, errors: Counter<u
     }
 }
 
-/// The current World and the `Programmed=False` conditions of what proxies NACKed.
-fn status_inputs(index: &Mutex<Index>, cache: &Cache, provenances: &Provenances) -> Inputs {
-    let world = index.lock().unwrap_or_else(|p| p.into_inner()).world();
+/// The current World and the `Programmed=False` conditions of what proxies NACKed; an
+/// EnvoyPatchPolicy's `Accepted` and `Programmed` come from what its patches did (a NACK of
+/// what it patched still wins).
+fn status_inputs(
+    index: &Mutex<Index>,
+    cache: &Cache,
+    provenances: &Provenances,
+    patches: &Patches,
+) -> Inputs {
+    let mut world = index.lock().unwrap_or_else(|p| p.into_inner()).world();
     let nacks = portolan_pipeline::programmed::nacks(cache, provenances, &cache.proxies());
     let by_name = portolan_pipeline::programmed::conditions(&world, &nacks);
-    let programmed = objects_by_name(&world, by_name);
+    let mut programmed = objects_by_name(&world, by_name);
+    let patched = patches.conditions(&world);
+    if !patched.is_empty() {
+        let mut with_patches = World::clone(&world);
+        for (object, conditions) in patched {
+            for c in conditions {
+                match c.type_ {
+                    portolan_model::ConditionType::Programmed => {
+                        programmed.entry(object.clone()).or_insert(c);
+                    }
+                    _ => {
+                        let entry = with_patches.statuses.entry(object.clone()).or_default();
+                        entry.retain(|old| old.type_ != c.type_);
+                        entry.insert(0, c);
+                    }
+                }
+            }
+        }
+        world = Arc::new(with_patches);
+    }
     Inputs { world, programmed }
 }
 
