@@ -51,7 +51,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let provenances = Provenances::new();
     let patches = Patches::new(args.translate.enable_envoy_patch_policy);
     if patches.enabled() {
-        tracing::warn!("EnvoyPatchPolicy is enabled: patches to generated Envoy resources are applied (the last resort; see docs/policies.md)");
+        tracing::warn!(
+            "EnvoyPatchPolicy is enabled: patches to generated Envoy resources are applied (the last resort; see docs/policies.md)"
+        );
     }
     let source = match &args.config_dir {
         Some(dir) => start_files(dir, args.settle, &writer)?,

@@ -336,16 +336,20 @@ mod tests {
             ..Options::default()
         };
         let policy = |value: serde_json::Value| {
-            object(json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "EnvoyPatchPolicy",
+            object(
+                json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "EnvoyPatchPolicy",
                 "metadata": {"name": "buffers", "namespace": "default"},
                 "spec": {"targetRef": {"group": "portolan.dev", "kind": "Gateway", "name": "edge"},
                     "patches": [{"type": "Listener", "name": "gateway-8080", "operations": [
-                        {"op": "add", "path": "/per_connection_buffer_limit_bytes", "value": value}]}]}}))
+                        {"op": "add", "path": "/per_connection_buffer_limit_bytes", "value": value}]}]}}),
+            )
         };
         let dry = DryRun::new(index.clone(), None, enabled);
         let failure = dry.run(policy(json!("lots"))).failure.expect("refused");
         assert!(
-            failure.contains("EnvoyPatchPolicy default/buffers: spec.patches[0]: the patched Listener"),
+            failure.contains(
+                "EnvoyPatchPolicy default/buffers: spec.patches[0]: the patched Listener"
+            ),
             "{failure}"
         );
         assert_eq!(dry.run(policy(json!(32768))).failure, None);

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod capture;
+mod envoy_patch;
 mod examples;
 mod faults;
 mod gateway;

@@ -1,0 +1,244 @@
+//! End to end, EnvoyPatchPolicy (the escape hatch): `examples/policies/envoy-patch.yaml` on
+//! an HTTP Gateway in front of a real upstream, through stock Envoy.
+//!
+//! * Enabled (`--enable-envoy-patch-policy`): the listener's `per_connection_buffer_limit_bytes`
+//!   and the HTTP connection manager's `server_name`, and the cluster's buffer limit, none of
+//!   which Portolan models, are in Envoy's `/config_dump`, and responses carry
+//!   `server: portolan-ingress`; the policy is Accepted and Programmed and names what each patch
+//!   touched.
+//! * A bad version (a value of the wrong type, an unknown field, a path that does not exist)
+//!   is refused with its field path in the policy's status, the previous patches stay in
+//!   Envoy, requests keep flowing, and other changes (a new route) are still served.
+//! * Disabled (the default): nothing is patched and the policy says `Disabled`.
+
+use crate::bin;
+use portolan_e2e::{Mesh, Upstream, endpoints_yaml, eventually, example};
+use serde_json::Value;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+const POLICY: &str = "EnvoyPatchPolicy default/ingress-tuning";
+
+/// Service `www` (the upstream), an HTTP Gateway `ingress` on `port` for proxy group
+/// `ingress`, and a route for www.example.com through it.
+fn gateway(port: u16, www: &Upstream) -> String {
+    format!(
+        "{service}---\n{slices}---\napiVersion: portolan.dev/v1alpha1\nkind: Gateway\nmetadata:\n  name: ingress\n  namespace: default\nspec:\n  selector:\n    cluster: ingress\n  listeners:\n  - name: http\n    port: {port}\n    protocol: HTTP\n---\n{route}",
+        service = portolan_e2e::manifests::service_yaml("default", "www", 80),
+        slices = endpoints_yaml("default", "www", &[www]),
+        route = route("www", "www.example.com"),
+    )
+}
+
+fn route(name: &str, host: &str) -> String {
+    format!(
+        "apiVersion: portolan.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  hosts: [{host}]\n  gateways: [ingress]\n  http:\n  - route:\n    - destination:\n        host: www\n        port: 80\n"
+    )
+}
+
+/// The example policy, for the listener on `port`.
+fn policy(port: u16) -> String {
+    example("policies/envoy-patch.yaml").replace("gateway-8080", &format!("gateway-{port}"))
+}
+
+/// Envoy's active dynamic listener `name` (admin `/config_dump`, proto JSON).
+async fn listener(m: &Mesh, name: &str) -> anyhow::Result<Option<Value>> {
+    let text = m
+        .envoy
+        .admin("/config_dump?resource=dynamic_listeners")
+        .await?;
+    let dump: Value = serde_json::from_str(&text)?;
+    Ok(dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| &c["active_state"]["listener"])
+        .find(|l| l["name"] == name)
+        .cloned())
+}
+
+/// The HTTP connection manager's `server_name` of a listener's first chain.
+fn server_name(listener: &Value) -> Option<&str> {
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["server_name"].as_str()
+}
+
+/// The policy's conditions on `/debug/config-errors`, by type.
+async fn conditions(m: &Mesh) -> anyhow::Result<Vec<Value>> {
+    let v = m.portolan.get_json("/debug/config-errors").await?;
+    Ok(v["statuses"][POLICY]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+fn condition<'a>(conditions: &'a [Value], type_: &str) -> Option<&'a Value> {
+    conditions.iter().find(|c| c["type"] == type_)
+}
+
+/// Waits until the policy's `type_` condition satisfies `ok`.
+async fn wait_condition(
+    m: &Mesh,
+    type_: &str,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let res = eventually(what, DEADLINE, || async {
+        let all = conditions(m).await.map_err(|e| e.to_string())?;
+        match condition(&all, type_) {
+            Some(c) if ok(c) => Ok(c.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    res.map_err(|e| anyhow::anyhow!("{e}\n{}", m.diagnostics()))
+}
+
+/// Requests through the gateway still reach www, with the patched server name.
+async fn still_served(m: &Mesh, port: u16) -> anyhow::Result<()> {
+    let r = portolan_e2e::http::get(port, "www.example.com", "/").await?;
+    assert_eq!((r.status, r.upstream()), (200, Some("www")), "{r:?}");
+    assert_eq!(r.header("server"), Some("portolan-ingress"));
+    let l = listener(m, &format!("gateway-{port}"))
+        .await?
+        .expect("listener");
+    assert_eq!(l["per_connection_buffer_limit_bytes"], 32768, "{l}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() -> anyhow::Result<()>
+{
+    let _shared = portolan_e2e::serial::shared().await;
+    let www = Upstream::start("www").await?;
+    let port = portolan_e2e::ports::free_port();
+    let files = [
+        ("gateway.yaml", gateway(port, &www)),
+        ("patch.yaml", policy(port)),
+    ];
+    let m = Mesh::start_with(bin(), "ingress", &files, &["--enable-envoy-patch-policy"]).await?;
+
+    // The patched settings are in Envoy, and in its answers.
+    let r = m
+        .wait_get(
+            port,
+            "www.example.com",
+            "/",
+            "www with the patched server name",
+            |r| r.status == 200 && r.header("server") == Some("portolan-ingress"),
+        )
+        .await?;
+    assert_eq!(r.upstream(), Some("www"));
+    let l = listener(&m, &format!("gateway-{port}"))
+        .await?
+        .expect("listener");
+    assert_eq!(l["per_connection_buffer_limit_bytes"], 32768, "{l}");
+    assert_eq!(server_name(&l), Some("portolan-ingress"));
+    let cluster = m
+        .envoy
+        .cluster_config("outbound|80||www.default.svc.cluster.local")
+        .await?
+        .expect("the www cluster");
+    assert_eq!(
+        cluster["per_connection_buffer_limit_bytes"], 65536,
+        "{cluster}"
+    );
+    let accepted = wait_condition(&m, "Accepted", "Accepted=True", |c| c["status"] == true).await?;
+    assert_eq!(accepted["reason"], "Accepted");
+    let programmed =
+        wait_condition(&m, "Programmed", "Programmed=True", |c| c["status"] == true).await?;
+    let message = programmed["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("spec.patches[0]: Listener gateway-{port}"))
+            && message
+                .contains("spec.patches[1]: Cluster outbound|80||www.default.svc.cluster.local"),
+        "{message}"
+    );
+
+    // Bad versions: each refused with its field path; the last good patches stay in force.
+    let good = policy(port);
+    let bad = [
+        (
+            good.replace("value: 32768", "value: lots"),
+            "spec.patches[0]: the patched Listener",
+            "at per_connection_buffer_limit_bytes",
+        ),
+        (
+            good.replace(
+                "path: /per_connection_buffer_limit_bytes",
+                "path: /per_connection_buffer_limit",
+            ),
+            "spec.patches[0]: the patched Listener",
+            "unrecognized field name 'per_connection_buffer_limit'",
+        ),
+        (
+            good.replace(
+                "path: /filter_chains/0/filters/0/typed_config/server_name",
+                "path: /filter_chains/7/filters/0/typed_config/server_name",
+            ),
+            "spec.patches[0].operations[1].path",
+            "/filter_chains/7",
+        ),
+    ];
+    for (i, (text, path, detail)) in bad.iter().enumerate() {
+        m.config.write("patch.yaml", text)?;
+        let refused = wait_condition(&m, "Accepted", &format!("bad version {i} refused"), |c| {
+            c["status"] == false && c["message"].as_str().is_some_and(|t| t.contains(path))
+        })
+        .await?;
+        let message = refused["message"].as_str().unwrap_or_default();
+        assert_eq!(refused["reason"], "Invalid");
+        assert!(
+            message.contains("proxy group ingress: ") && message.contains(detail),
+            "{message}"
+        );
+        still_served(&m, port).await?;
+    }
+    // While the bad version is refused, another change is still served.
+    m.config
+        .write("api.yaml", &route("api", "api.example.com"))?;
+    let r = m
+        .wait_get(port, "api.example.com", "/", "the new route", |r| {
+            r.status == 200
+        })
+        .await?;
+    assert_eq!(
+        r.header("server"),
+        Some("portolan-ingress"),
+        "the good patch stays"
+    );
+    still_served(&m, port).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_by_default_nothing_is_patched_and_the_policy_says_so() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let www = Upstream::start("www").await?;
+    let port = portolan_e2e::ports::free_port();
+    let files = [
+        ("gateway.yaml", gateway(port, &www)),
+        ("patch.yaml", policy(port)),
+    ];
+    let m = Mesh::start(bin(), "ingress", &files).await?;
+    let r = m
+        .wait_get(port, "www.example.com", "/", "www", |r| r.status == 200)
+        .await?;
+    assert_eq!(r.upstream(), Some("www"));
+    assert_ne!(r.header("server"), Some("portolan-ingress"));
+    let l = listener(&m, &format!("gateway-{port}"))
+        .await?
+        .expect("listener");
+    assert!(l.get("per_connection_buffer_limit_bytes").is_none(), "{l}");
+    assert_eq!(server_name(&l), None);
+    let accepted = wait_condition(&m, "Accepted", "Accepted=False Disabled", |c| {
+        c["status"] == false && c["reason"] == "Disabled"
+    })
+    .await?;
+    assert!(
+        accepted["message"]
+            .as_str()
+            .is_some_and(|t| t.contains("--enable-envoy-patch-policy")),
+        "{accepted}"
+    );
+    Ok(())
+}
