@@ -371,19 +371,27 @@ fn apply_operations(
         parsed.push(op);
     }
     json_patch::patch(doc, &parsed).map_err(|e| {
-        let value = doc_value_hint(&e.kind);
-        (
-            format!("[{}].path", e.operation),
-            format!("{:?}: {}{value}", e.path.as_str(), e.kind),
-        )
+        use json_patch::PatchErrorKind as K;
+        let j = e.operation;
+        let ptr = e.path.as_str();
+        match e.kind {
+            K::TestFailed => (
+                format!("[{j}].path"),
+                format!("{ptr:?}: test failed: the resource holds another value there"),
+            ),
+            K::InvalidFromPointer => (
+                format!("[{j}].from"),
+                "no such place in the resource to move or copy from".to_string(),
+            ),
+            K::InvalidPointer => (
+                format!("[{j}].path"),
+                format!(
+                    "{ptr:?}: no such place in the resource (a field or index on the way is missing; add creates only the last step)"
+                ),
+            ),
+            other => (format!("[{j}].path"), format!("{ptr:?}: {other}")),
+        }
     })
-}
-
-fn doc_value_hint(kind: &json_patch::PatchErrorKind) -> &'static str {
-    match kind {
-        json_patch::PatchErrorKind::TestFailed => " (the resource holds another value there)",
-        _ => "",
-    }
 }
 
 /// Applies each candidate in order: its current version, else its fallback.

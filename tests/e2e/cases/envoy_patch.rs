@@ -182,7 +182,11 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
     for (i, (text, path, detail)) in bad.iter().enumerate() {
         m.config.write("patch.yaml", text)?;
         let refused = wait_condition(&m, "Accepted", &format!("bad version {i} refused"), |c| {
-            c["status"] == false && c["message"].as_str().is_some_and(|t| t.contains(path))
+            // Path and detail: the previous bad version is refused with the same path.
+            c["status"] == false
+                && c["message"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(path) && t.contains(detail))
         })
         .await?;
         let message = refused["message"].as_str().unwrap_or_default();
