@@ -200,8 +200,10 @@ fn every_failure_kind_is_refused_with_its_field_path() {
             "spec.patches[0].operations[0].from: no such place in the resource to move or copy from",
         ),
         (
-            ops(json!([{"op": "replace", "path": "/filter_chains/0/filters/0/typed_config/@type",
-                        "value": "type.googleapis.com/envoy.extensions.filters.network.nope.v3.Nope"}])),
+            ops(
+                json!([{"op": "replace", "path": "/filter_chains/0/filters/0/typed_config/@type",
+                        "value": "type.googleapis.com/envoy.extensions.filters.network.nope.v3.Nope"}]),
+            ),
             "spec.patches[0]: the patched Listener \"gateway-8080\" is not a valid Envoy message: envoy.config.listener.v3.Listener at filter_chains[0].filters[0].typed_config",
         ),
         (

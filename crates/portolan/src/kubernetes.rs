@@ -203,6 +203,30 @@ mod tests {
     use portolan_api::Kind;
     use portolan_model::ConditionType;
 
+    /// An EnvoyPatchPolicy's status comes from the patch outcomes: disabled here.
+    #[test]
+    fn envoy_patch_policies_get_their_conditions_from_the_pipeline() {
+        let doc = serde_json::json!({"apiVersion": "portolan.dev/v1alpha1",
+            "kind": "EnvoyPatchPolicy", "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"proxies": {"cluster": "edge"}, "patches": [{"type": "Cluster",
+                "name": "c", "merge": {"per_connection_buffer_limit_bytes": 1}}]}});
+        let resource = portolan_api::Resource::decode(doc)
+            .expect("decodes")
+            .expect("a kind Portolan reads");
+        let mut index = Index::new();
+        index.apply(portolan_model::convert::to_object(&resource));
+        let index = Mutex::new(index);
+        let cache = Cache::new();
+        let inputs = status_inputs(&index, &cache, &Provenances::new(), &Patches::new(false));
+        let r = ObjectRef::new(Kind::EnvoyPatchPolicy, "default", "p");
+        let accepted = &inputs.world.statuses[&r][0];
+        assert_eq!(
+            (accepted.type_, accepted.status, accepted.reason.as_str()),
+            (ConditionType::Accepted, false, "Disabled")
+        );
+        assert_eq!(inputs.programmed[&r].reason, "Disabled");
+    }
+
     #[test]
     fn programmed_conditions_find_their_objects() {
         let mut world = World::default();
