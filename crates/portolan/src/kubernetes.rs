@@ -39,14 +39,21 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What the pipeline records about its builds that status reads: the provenance of each
+/// group's snapshot (NACK attribution) and the EnvoyPatchPolicy outcomes.
+#[derive(Clone)]
+pub struct BuildState {
+    pub provenances: Arc<Provenances>,
+    pub patches: Arc<Patches>,
+}
+
 /// Starts the watchers, the election and the status writer.
 pub async fn start(
     args: &KubernetesArgs,
     writer: &IndexWriter,
     index: Arc<Mutex<Index>>,
     cache: Arc<Cache>,
-    provenances: Arc<Provenances>,
-    patches: Arc<Patches>,
+    built: BuildState,
     shutdown: watch::Receiver<bool>,
     registry: &mut Registry,
 ) -> anyhow::Result<Running> {
@@ -92,7 +99,7 @@ pub async fn start(
     let wake = writer.changes();
     tasks.push(tokio::spawn(async move {
         let _ = synced_rx.wait_for(|s| *s).await;
-        let inputs = move || status_inputs(&index, &cache, &provenances, &patches);
+        let inputs = move || status_inputs(&index, &cache, &built.provenances, &built.patches);
         status_writer.run(inputs, leading, wake, STATUS_EVERY).await;
     }));
     Ok(Running {

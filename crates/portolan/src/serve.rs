@@ -63,8 +63,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 &writer,
                 index.clone(),
                 cache.clone(),
-                provenances.clone(),
-                patches.clone(),
+                crate::kubernetes::BuildState {
+                    provenances: provenances.clone(),
+                    patches: patches.clone(),
+                },
                 shutdown_rx.clone(),
                 &mut registry,
             )
