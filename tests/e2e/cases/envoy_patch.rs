@@ -9,6 +9,7 @@
 //! * A bad version (a value of the wrong type, an unknown field, a path that does not exist)
 //!   is refused with its field path in the policy's status, the previous patches stay in
 //!   Envoy, requests keep flowing, and other changes (a new route) are still served.
+//! * A version Envoy rejects (NACK) is attributed to the policy: `Programmed=False Nacked`.
 //! * Disabled (the default): nothing is patched and the policy says `Disabled`.
 
 use crate::bin;
@@ -197,6 +198,36 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
         );
         still_served(&m, port).await?;
     }
+    // A patch Envoy itself rejects (an empty stat_prefix decodes, but Envoy's validation
+    // refuses it): the NACK is attributed to the policy, and Envoy keeps the last good config.
+    let nacked = good.replace(
+        "      value: portolan-ingress\n",
+        "      value: portolan-ingress\n    - op: add\n      path: /filter_chains/0/filters/0/typed_config/stat_prefix\n      value: \"\"\n",
+    );
+    assert_ne!(nacked, good);
+    m.config.write("patch.yaml", &nacked)?;
+    let programmed = wait_condition(&m, "Programmed", "Programmed=False Nacked", |c| {
+        c["status"] == false && c["reason"] == "Nacked"
+    })
+    .await?;
+    assert!(
+        programmed["message"]
+            .as_str()
+            .is_some_and(|t| t.contains("ingress-1")),
+        "{programmed}"
+    );
+    let nacks = m.portolan.get_json("/debug/config-errors").await?["nacks"].clone();
+    assert!(
+        nacks.as_array().into_iter().flatten().any(|n| n["objects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|o| o == POLICY)),
+        "{nacks}"
+    );
+    still_served(&m, port).await?;
+    m.config.write("patch.yaml", &bad[2].0)?;
+
     // While the bad version is refused, another change is still served.
     m.config
         .write("api.yaml", &route("api", "api.example.com"))?;
