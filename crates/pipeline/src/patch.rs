@@ -459,6 +459,10 @@ where
     if first.is_ok() || outcomes.iter().all(|o| o.applied.is_none()) {
         return (first, outcomes);
     }
+    // Not the patches' fault when the unpatched resources fail the check too.
+    if let Err(e) = build(base.clone()) {
+        return (Err(e), outcomes);
+    }
     let mut accepted: Vec<Arc<EnvoyPatch>> = Vec::new();
     for outcome in outcomes.iter_mut() {
         let Some(policy) = outcome.applied.clone() else {
@@ -550,9 +554,10 @@ impl Patches {
             .collect()
     }
 
-    /// Records a group's outcomes; the versions that applied become its last good ones.
-    pub fn record(&self, group: &str, outcomes: Vec<Outcome>) {
-        {
+    /// Records a group's outcomes; when its snapshot was `served`, the versions that applied
+    /// become its last good ones.
+    pub fn record(&self, group: &str, outcomes: Vec<Outcome>, served: bool) {
+        if served {
             let mut last_good = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
             last_good.retain(|(g, p), _| g != group || outcomes.iter().any(|o| &o.policy == p));
             for o in &outcomes {

@@ -74,7 +74,7 @@ fn build(
     let mut builder = IncrementalBuilder::new();
     let (built, outcomes) =
         builder.build_patched(&world, &group, &Options::default(), None, &[], &candidates);
-    patches.record(key, outcomes.clone());
+    patches.record(key, outcomes.clone(), built.is_ok());
     match built {
         Ok((snapshot, provenance)) => (Some(snapshot), provenance, outcomes),
         Err(_) => (None, Provenance::new(), outcomes),

@@ -307,7 +307,7 @@ impl Pipeline {
                 tracing::error!(group = group_name, %error, served = ?o.served, "EnvoyPatchPolicy refused for this group; its last good version (if any) stays");
             }
         }
-        self.patches.record(group_name, outcomes);
+        self.patches.record(group_name, outcomes, built.is_ok());
         match built {
             Ok((snap, provenance)) => {
                 tracing::debug!(group = group_name, world = world.version, "snapshot built");

@@ -168,17 +168,25 @@ fn related_gateways(object: &Object) -> BTreeSet<ObjectRef> {
     }
 }
 
-/// The group an EnvoyPatchPolicy's `proxies` selector names (its cluster and labels), so a
-/// patch for proxies not connected yet is checked too.
+/// The group an EnvoyPatchPolicy's `proxies` selector names (its cluster and labels), or the
+/// group of the Gateway API Gateway it targets, so a patch for proxies not connected yet is
+/// checked too.
 fn selected_proxies(object: &Object) -> Option<ProxyGroup> {
     let Object::EnvoyPatch(p) = object else {
         return None;
     };
-    let PatchTarget::Proxies { cluster, labels } = &p.target else {
-        return None;
+    let mut group = match &p.target {
+        PatchTarget::Proxies { cluster, labels } => {
+            let mut group = ProxyGroup::new(cluster.as_deref().unwrap_or_default());
+            group.labels = labels.clone();
+            group
+        }
+        PatchTarget::ApiGateway(g) => ProxyGroup::new(&portolan_model::gateway_api::group_of(
+            &g.namespace,
+            &g.name,
+        )),
+        PatchTarget::Gateway(_) => return None,
     };
-    let mut group = ProxyGroup::new(cluster.as_deref().unwrap_or_default());
-    group.labels = labels.clone();
     group.name = format!("{} (dry run)", group.cluster);
     Some(group)
 }
