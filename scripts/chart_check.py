@@ -120,7 +120,7 @@ def expand(group, resources, verbs, names=(None,)):
 
 CRS = [
     "trafficroutes", "trafficpolicies", "gateways", "externalservices",
-    "peerauthentications", "accesspolicies", "proxyscopes", "envoypatchpolicies",
+    "peerauthentications", "accesspolicies", "proxyscopes", "requestauthentications", "envoypatchpolicies",
 ]
 WATCH_FACTS = (
     expand("", ["services", "secrets"], ["list", "watch"])
@@ -354,9 +354,16 @@ def schema_errors(validators, doc):
     ]
 
 
+# portolan.dev documents that are no Kubernetes objects: route tests (`portolan test`,
+# docs/testing-config.md) live in files, not in the cluster, and have no CRD.
+NOT_OBJECTS = {"RouteTest"}
+
+
 def portolan_objects(paths):
     for path in paths:
         for i, doc in enumerate(load_all(path)):
+            if doc.get("kind") in NOT_OBJECTS:
+                continue
             if str(doc.get("apiVersion", "")).startswith("portolan.dev/"):
                 yield f"{os.path.relpath(path, ROOT)}#{i}", doc
 

@@ -101,6 +101,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - peerauthentications
     - accesspolicies
     - proxyscopes
+    - requestauthentications
     - envoypatchpolicies
   verbs: [list, watch]
 - apiGroups: [portolan.dev]
@@ -112,6 +113,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - peerauthentications/status
     - accesspolicies/status
     - proxyscopes/status
+    - requestauthentications/status
     - envoypatchpolicies/status
   verbs: [patch]
 {{- end }}

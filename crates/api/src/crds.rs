@@ -3,7 +3,7 @@
 
 use crate::crd::{
     AccessPolicy, EnvoyPatchPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
-    TrafficPolicy, TrafficRoute,
+    RequestAuthentication, TrafficPolicy, TrafficRoute,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -26,6 +26,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         PeerAuthentication::crd(),
         AccessPolicy::crd(),
         ProxyScope::crd(),
+        RequestAuthentication::crd(),
         EnvoyPatchPolicy::crd(),
     ]
 }

@@ -18,6 +18,7 @@ pub enum Kind {
     ProxyScope,
     /// The escape hatch: JSON patches to generated Envoy resources.
     EnvoyPatchPolicy,
+    RequestAuthentication,
     /// core/v1 Namespace (its labels, for Gateway API `allowedRoutes` selectors).
     Namespace,
     /// `gateway.networking.k8s.io` GatewayClass.
@@ -55,7 +56,8 @@ impl Kind {
             | Kind::PeerAuthentication
             | Kind::AccessPolicy
             | Kind::ProxyScope
-            | Kind::EnvoyPatchPolicy => "portolan.dev/v1alpha1",
+            | Kind::EnvoyPatchPolicy
+            | Kind::RequestAuthentication => "portolan.dev/v1alpha1",
         }
     }
 
@@ -73,6 +75,7 @@ impl Kind {
             Kind::AccessPolicy => "AccessPolicy",
             Kind::ProxyScope => "ProxyScope",
             Kind::EnvoyPatchPolicy => "EnvoyPatchPolicy",
+            Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Namespace => "Namespace",
             Kind::GatewayClass => "GatewayClass",
             Kind::ApiGateway => "Gateway",
@@ -127,6 +130,7 @@ impl Kind {
             Kind::AccessPolicy,
             Kind::ProxyScope,
             Kind::EnvoyPatchPolicy,
+            Kind::RequestAuthentication,
             Kind::Namespace,
             Kind::GatewayClass,
             Kind::ApiGateway,

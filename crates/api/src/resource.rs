@@ -5,7 +5,7 @@
 
 use crate::crd::{
     AccessPolicy, EnvoyPatchPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
-    TrafficPolicy, TrafficRoute,
+    RequestAuthentication, TrafficPolicy, TrafficRoute,
 };
 use crate::field::{FieldError, FieldPath};
 use crate::gwapi;
@@ -29,6 +29,7 @@ pub enum Resource {
     AccessPolicy(Box<AccessPolicy>),
     ProxyScope(Box<ProxyScope>),
     EnvoyPatchPolicy(Box<EnvoyPatchPolicy>),
+    RequestAuthentication(Box<RequestAuthentication>),
     /// A Secret of type `kubernetes.io/tls` (other Secrets are not read).
     Secret(Box<Secret>),
     Namespace(Box<Namespace>),
@@ -94,6 +95,9 @@ impl Resource {
             Kind::AccessPolicy => Resource::AccessPolicy(Box::new(typed(&object, value)?)),
             Kind::ProxyScope => Resource::ProxyScope(Box::new(typed(&object, value)?)),
             Kind::EnvoyPatchPolicy => Resource::EnvoyPatchPolicy(Box::new(typed(&object, value)?)),
+            Kind::RequestAuthentication => {
+                Resource::RequestAuthentication(Box::new(typed(&object, value)?))
+            }
             Kind::Secret => Resource::Secret(Box::new(typed(&object, value)?)),
             Kind::Namespace => Resource::Namespace(Box::new(typed(&object, value)?)),
             Kind::GatewayClass => Resource::GatewayClass(Box::new(typed(&object, value)?)),
@@ -119,6 +123,7 @@ impl Resource {
             Resource::AccessPolicy(_) => Kind::AccessPolicy,
             Resource::ProxyScope(_) => Kind::ProxyScope,
             Resource::EnvoyPatchPolicy(_) => Kind::EnvoyPatchPolicy,
+            Resource::RequestAuthentication(_) => Kind::RequestAuthentication,
             Resource::Secret(_) => Kind::Secret,
             Resource::Namespace(_) => Kind::Namespace,
             Resource::GatewayClass(_) => Kind::GatewayClass,
@@ -144,6 +149,7 @@ impl Resource {
             Resource::AccessPolicy(p) => &p.metadata,
             Resource::ProxyScope(p) => &p.metadata,
             Resource::EnvoyPatchPolicy(p) => &p.metadata,
+            Resource::RequestAuthentication(p) => &p.metadata,
             Resource::Secret(s) => &s.metadata,
             Resource::Namespace(n) => &n.metadata,
             Resource::GatewayClass(c) => &c.metadata,

@@ -453,3 +453,28 @@ fn a_broken_file_rescanned_alone_keeps_its_objects_and_names_the_field() {
     assert_eq!(port_of(&c, "a"), Some(81));
     assert!(c.errors.is_empty());
 }
+
+#[test]
+fn a_request_authentication_is_read_and_a_bad_provider_is_rejected_by_field_path() {
+    let d = TestDir::new();
+    let policy = |uri: &str| {
+        format!(
+            "apiVersion: portolan.dev/v1alpha1\nkind: RequestAuthentication\nmetadata:\n  name: edge-jwt\n  namespace: shop\nspec:\n  targetRefs:\n  - {{group: portolan.dev, kind: Gateway, name: edge}}\n  providers:\n  - name: idp\n    issuer: https://idp\n    remoteJwks:\n      uri: {uri}\n"
+        )
+    };
+    d.write("authn.yaml", &policy("https://idp/jwks.json"));
+    let mut src = d.source();
+    let c = rescan(&mut src);
+    assert_eq!(applied(&c), ["RequestAuthentication shop/edge-jwt"]);
+    assert!(errors(&c).is_empty(), "{:?}", errors(&c));
+    d.write("authn.yaml", &policy("ftp://idp/jwks.json"));
+    let c = rescan(&mut src);
+    let errors = errors(&c);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(
+            "RequestAuthentication shop/edge-jwt: spec.providers[0].remoteJwks.uri: scheme \"ftp\" is not http or https"
+        ),
+        "{errors:?}"
+    );
+}

@@ -19,6 +19,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::AccessPolicy,
     Kind::ProxyScope,
     Kind::EnvoyPatchPolicy,
+    Kind::RequestAuthentication,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -46,6 +47,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::AccessPolicy => "accesspolicies",
         Kind::ProxyScope => "proxyscopes",
         Kind::EnvoyPatchPolicy => "envoypatchpolicies",
+        Kind::RequestAuthentication => "requestauthentications",
         Kind::Namespace => "namespaces",
         Kind::GatewayClass => "gatewayclasses",
         Kind::ApiGateway => "gateways",
@@ -74,6 +76,7 @@ pub fn has_status(kind: Kind) -> bool {
             | Kind::AccessPolicy
             | Kind::ProxyScope
             | Kind::EnvoyPatchPolicy
+            | Kind::RequestAuthentication
     )
 }
 
@@ -108,6 +111,12 @@ mod tests {
             ("portolan.dev", "envoypatchpolicies")
         );
         assert!(WATCHED.contains(&Kind::EnvoyPatchPolicy) && has_status(Kind::EnvoyPatchPolicy));
+        let ra = api_resource(Kind::RequestAuthentication);
+        assert_eq!(ra.plural, "requestauthentications");
+        assert!(
+            WATCHED.contains(&Kind::RequestAuthentication)
+                && has_status(Kind::RequestAuthentication)
+        );
     }
 
     #[test]

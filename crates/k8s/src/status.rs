@@ -28,6 +28,8 @@ const MAX_MESSAGE: usize = 32_768;
 pub struct Status {
     pub observed_generation: i64,
     pub conditions: Vec<MetaCondition>,
+    /// Policies only: `status.ancestors` (GEP-713), one entry per target.
+    pub ancestors: Option<serde_json::Value>,
 }
 
 /// The conditions every Portolan custom resource should carry.
@@ -123,6 +125,7 @@ pub fn status(conditions: &[Condition], existing: &[MetaCondition], now: Timesta
     Status {
         observed_generation,
         conditions,
+        ancestors: None,
     }
 }
 
@@ -160,3 +163,30 @@ fn truncate(message: &str) -> String {
 #[cfg(test)]
 #[path = "status_tests.rs"]
 mod tests;
+
+/// `status.ancestors` of a policy, from the World's per-target status: each condition
+/// stamped with `now` as `lastTransitionTime` (Kubernetes requires one). `None` for other
+/// kinds. A change of any target's outcome also changes the summary condition's message, so
+/// [`is_current`] (which compares conditions) sees it.
+pub fn ancestors(world: &World, object: &ObjectRef, now: Timestamp) -> Option<serde_json::Value> {
+    let Some(portolan_model::gateway_api::ApiStatus::Policy(policy)) =
+        world.api_statuses.get(object)
+    else {
+        return None;
+    };
+    let mut value = serde_json::to_value(&policy.ancestors).ok()?;
+    let stamp = serde_json::to_value(Time(now)).ok()?;
+    for ancestor in value.as_array_mut()? {
+        for condition in ancestor
+            .get_mut("conditions")
+            .and_then(|c| c.as_array_mut())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(c) = condition.as_object_mut() {
+                c.insert("lastTransitionTime".into(), stamp.clone());
+            }
+        }
+    }
+    Some(value)
+}

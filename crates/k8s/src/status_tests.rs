@@ -153,3 +153,62 @@ fn long_messages_are_cut_to_what_the_api_server_accepts() {
     let cut = truncate(&long);
     assert!(cut.len() <= MAX_MESSAGE && cut.ends_with("..."));
 }
+
+/// A policy's `status.ancestors`: one entry per target, each condition stamped.
+#[test]
+fn policy_ancestors_are_written_with_transition_times() {
+    use portolan_api::crd::policy_target::PolicyTargetRef;
+    use portolan_model::policy_attach::AncestorOutcome;
+    let policy = ObjectRef::new(Kind::RequestAuthentication, "shop", "jwt");
+    let outcome = AncestorOutcome {
+        target: PolicyTargetRef {
+            group: "portolan.dev".into(),
+            kind: "Gateway".into(),
+            name: "edge".into(),
+            section_name: None,
+        },
+        reach: None,
+        condition: Condition::new(
+            ConditionType::Accepted,
+            false,
+            "TargetNotFound",
+            "Gateway.portolan.dev shop/edge does not exist",
+            2,
+        ),
+    };
+    let mut w = World::default();
+    w.api_statuses.insert(
+        policy.clone(),
+        portolan_model::gateway_api::ApiStatus::Policy(
+            portolan_model::gateway_api::status::policy_status("shop", &[outcome]),
+        ),
+    );
+    let now = Timestamp::from_second(1_700_000_000).expect("valid");
+    let ancestors = ancestors(&w, &policy, now).expect("a policy has ancestors");
+    let a = &ancestors[0];
+    assert_eq!(a["ancestorRef"]["name"], "edge");
+    assert_eq!(a["ancestorRef"]["namespace"], "shop");
+    assert_eq!(a["controllerName"], "portolan.dev/policy-controller");
+    let c = &a["conditions"][0];
+    assert_eq!(
+        (
+            &c["type"],
+            &c["status"],
+            &c["reason"],
+            &c["observedGeneration"]
+        ),
+        (
+            &serde_json::json!("Accepted"),
+            &serde_json::json!("False"),
+            &serde_json::json!("TargetNotFound"),
+            &serde_json::json!(2)
+        )
+    );
+    assert!(c["lastTransitionTime"].is_string(), "{c}");
+    // Other kinds have none.
+    assert_eq!(ancestors_of_route(&w), None);
+}
+
+fn ancestors_of_route(w: &World) -> Option<serde_json::Value> {
+    ancestors(w, &route_ref(), Timestamp::UNIX_EPOCH)
+}

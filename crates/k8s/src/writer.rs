@@ -73,7 +73,8 @@ impl StatusWriter {
             let Some(seen) = seen.get(&object) else {
                 continue;
             };
-            let wanted = status::status(&conditions, &seen.conditions, now);
+            let mut wanted = status::status(&conditions, &seen.conditions, now);
+            wanted.ancestors = status::ancestors(&inputs.world, &object, now);
             if status::is_current(&wanted, seen) {
                 pass.current += 1;
                 continue;
@@ -102,7 +103,7 @@ impl StatusWriter {
         let resource = kinds::api_resource(object.kind);
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &object.namespace, &resource);
-        let patch = json!({
+        let mut patch = json!({
             "apiVersion": resource.api_version,
             "kind": resource.kind,
             "metadata": {"name": object.name, "namespace": object.namespace},
@@ -111,6 +112,9 @@ impl StatusWriter {
                 "conditions": status.conditions,
             },
         });
+        if let Some(ancestors) = &status.ancestors {
+            patch["status"]["ancestors"] = ancestors.clone();
+        }
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let written = api
             .patch_status(&object.name, &params, &Patch::Apply(&patch))

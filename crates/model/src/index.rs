@@ -30,6 +30,7 @@ pub struct Index {
     access_policies: BTreeMap<ObjectRef, Arc<AccessPolicy>>,
     proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
     envoy_patches: BTreeMap<ObjectRef, Arc<crate::envoy_patch::EnvoyPatch>>,
+    request_authentications: BTreeMap<ObjectRef, Arc<crate::jwt::RequestAuthentication>>,
     gateway_api: BTreeMap<ObjectRef, Arc<portolan_api::Resource>>,
     /// Where Gateway API Gateways without `spec.addresses` get their address.
     gateway_pool: crate::gateway_api::AddressPool,
@@ -76,6 +77,9 @@ impl Index {
             Object::AccessPolicy(p) => replace(&mut self.access_policies, p.source.clone(), p),
             Object::ProxyScope(p) => replace(&mut self.proxy_scopes, p.source.clone(), p),
             Object::EnvoyPatch(p) => replace(&mut self.envoy_patches, p.source.clone(), p),
+            Object::RequestAuthentication(r) => {
+                replace(&mut self.request_authentications, r.meta.source.clone(), r)
+            }
             Object::GatewayApi(r) => replace(&mut self.gateway_api, r.object_ref(), *r),
         };
         self.touch(changed)
@@ -98,6 +102,7 @@ impl Index {
             Kind::AccessPolicy => self.access_policies.remove(object).is_some(),
             Kind::ProxyScope => self.proxy_scopes.remove(object).is_some(),
             Kind::EnvoyPatchPolicy => self.envoy_patches.remove(object).is_some(),
+            Kind::RequestAuthentication => self.request_authentications.remove(object).is_some(),
             Kind::Namespace
             | Kind::GatewayClass
             | Kind::ApiGateway
@@ -137,6 +142,7 @@ impl Index {
             Kind::AccessPolicy => self.access_policies.contains_key(object),
             Kind::ProxyScope => self.proxy_scopes.contains_key(object),
             Kind::EnvoyPatchPolicy => self.envoy_patches.contains_key(object),
+            Kind::RequestAuthentication => self.request_authentications.contains_key(object),
             Kind::Namespace
             | Kind::GatewayClass
             | Kind::ApiGateway
@@ -194,6 +200,8 @@ impl Index {
             access_policies: self.access_policies.clone(),
             proxy_scopes: self.proxy_scopes.clone(),
             envoy_patches: self.envoy_patches.clone(),
+            request_authentications: self.request_authentications.clone(),
+            jwt: Default::default(),
             statuses: BTreeMap::new(),
             errors: self.errors.values().flatten().cloned().collect(),
             gateway_api: self.gateway_api.clone(),
@@ -204,6 +212,7 @@ impl Index {
         let compiled = crate::gateway_api::compile(&world, &self.gateway_pool);
         world.api_gateways = compiled.gateways;
         world.api_statuses = compiled.statuses;
+        crate::jwt::finish(&mut world);
         world
     }
 }

@@ -52,12 +52,48 @@ pub struct AccessPolicy {
     pub rules: Vec<AccessRule>,
 }
 
-/// Matches when `from` matches (`None`: anyone) and `to` matches (`None`: anything).
+/// Matches when `from` matches (`None`: anyone), `to` matches (`None`: anything), the
+/// request's verified JWT has one of `request_principals` (empty: no condition) and every
+/// claim condition holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccessRule {
     /// Any of these identities.
     pub from: Option<Vec<Peer>>,
     pub to: Option<Operation>,
+    /// Any of these (HTTP only).
+    pub request_principals: Vec<RequestPrincipal>,
+    /// All of these (HTTP only).
+    pub claims: Vec<ClaimCondition>,
+}
+
+/// Who a verified JWT names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestPrincipal {
+    /// Any verified token.
+    Any,
+    /// Any subject of this issuer.
+    Issuer(String),
+    IssuerSubject {
+        issuer: String,
+        subject: String,
+    },
+}
+
+/// A claim (by its path in the payload: `realm.role` is `["realm", "role"]`) equal to one of
+/// `values`, or a list claim holding one of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimCondition {
+    pub path: Vec<String>,
+    pub values: Vec<String>,
+}
+
+// === impl AccessRule ===
+
+impl AccessRule {
+    /// Whether it has conditions on the request's JWT (HTTP only).
+    pub fn has_jwt_fields(&self) -> bool {
+        !(self.request_principals.is_empty() && self.claims.is_empty())
+    }
 }
 
 /// A caller identity, by its SPIFFE ID.

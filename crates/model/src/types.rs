@@ -144,6 +144,7 @@ pub enum Object {
     AccessPolicy(crate::security::AccessPolicy),
     ProxyScope(crate::proxy_scope::ProxyScope),
     EnvoyPatch(crate::envoy_patch::EnvoyPatch),
+    RequestAuthentication(crate::jwt::RequestAuthentication),
     /// A Gateway API object or a Namespace, kept as read (compiled when a World is built).
     GatewayApi(Box<portolan_api::Resource>),
 }
@@ -164,6 +165,7 @@ impl Object {
             Object::AccessPolicy(p) => p.source.clone(),
             Object::ProxyScope(p) => p.source.clone(),
             Object::EnvoyPatch(p) => p.source.clone(),
+            Object::RequestAuthentication(r) => r.meta.source.clone(),
             Object::GatewayApi(r) => r.object_ref(),
         }
     }

@@ -38,6 +38,10 @@ pub struct World {
     pub proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
     /// Envoy patch policies (the escape hatch), by source object.
     pub envoy_patches: BTreeMap<ObjectRef, Arc<crate::envoy_patch::EnvoyPatch>>,
+    /// JWT authentication policies, by source object.
+    pub request_authentications: BTreeMap<ObjectRef, Arc<crate::jwt::RequestAuthentication>>,
+    /// What the RequestAuthentications attach to (computed from this World).
+    pub jwt: Arc<crate::policy_attach::Resolution>,
     /// Conditions of every routing object (`Accepted`, `ResolvedRefs`), computed from this World.
     pub statuses: BTreeMap<ObjectRef, Vec<Condition>>,
     /// Every rejected document or object, sorted by location.

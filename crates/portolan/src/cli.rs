@@ -25,6 +25,12 @@ pub enum Command {
     Render(RenderArgs),
     /// Check manifests; exit 1 and print field-path errors if any is invalid.
     Validate(ValidateArgs),
+    /// Run route tests (RouteTest documents) through stock Envoy on the rendered
+    /// configuration, or without Envoy on the rendered route tables; exit 1 on any failure.
+    Test(TestArgs),
+    /// Print what a proxy group does with one request: listener, virtual host, route, policies,
+    /// clusters and endpoints.
+    Explain(ExplainArgs),
     /// Print Portolan's CustomResourceDefinitions (or write them to a directory).
     Crds(CrdsArgs),
     /// Show every connected proxy and, per xDS type, whether it is SYNCED, STALE or NACKED.
@@ -627,6 +633,60 @@ pub struct RenderArgs {
     /// (`web;l.app=web;node-ns=shop`: labels and namespace pick the ProxyScope that applies).
     #[arg(long, default_value = "default")]
     pub cluster: String,
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Directory of manifests, as for `serve`.
+    #[arg(long)]
+    pub config_dir: PathBuf,
+    /// Files or directories holding RouteTest documents; default: those in --config-dir.
+    pub tests: Vec<PathBuf>,
+    /// The Envoy binary; default: `envoy` on PATH. Without one the route tables are evaluated
+    /// without Envoy (the report says so).
+    #[arg(long, env = "ENVOY_BIN")]
+    pub envoy: Option<PathBuf>,
+    /// Evaluate the route tables without Envoy even when one is available.
+    #[arg(long)]
+    pub no_envoy: bool,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Directory of manifests, as for `serve`.
+    #[arg(long)]
+    pub config_dir: PathBuf,
+    /// The proxy group, as `render --cluster`.
+    #[arg(long, default_value = "default")]
+    pub group: String,
+    /// The request: `METHOD URL`, e.g. `GET http://reviews:9080/api?x=1` (the URL's host and
+    /// port are the Host header; the method defaults to GET).
+    #[arg(long)]
+    pub request: String,
+    /// A request header, `NAME:VALUE`; repeatable.
+    #[arg(short = 'H', long = "header", value_name = "NAME:VALUE")]
+    pub headers: Vec<String>,
+    /// The listener port the request arrives on; default: the mesh outbound port, or the
+    /// group's only HTTP listener.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The caller's mesh identity, `NAMESPACE/SERVICE_ACCOUNT` or a SPIFFE ID (for
+    /// AccessPolicy on a workload's inbound listener).
+    #[arg(long, value_name = "NS/SA|SPIFFE_ID")]
+    pub source: Option<String>,
     #[command(flatten)]
     pub translate: TranslateArgs,
 }

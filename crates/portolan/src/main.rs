@@ -3,6 +3,8 @@
 //! Subcommands: `serve` (the control plane), `bootstrap` (a stock Envoy bootstrap pointing at
 //! it), `render` (the Envoy resources a proxy group gets, as JSON) and `validate` (check
 //! manifests, exit 1 with field-path errors) and `crds` (the CustomResourceDefinitions);
+//! `test` runs route tests (RouteTest documents) and `explain` shows what a group does with
+//! one request;
 //! `proxy-status` and `config-dump` ask a running server what its proxies got; `capture`
 //! programs a pod's netfilter rules for transparent capture.
 
@@ -19,6 +21,7 @@ mod bootstrap;
 mod capture;
 mod cli;
 mod crds;
+mod explain;
 mod http;
 mod kubernetes;
 mod logging;
@@ -27,6 +30,7 @@ mod output;
 mod render;
 mod serve;
 mod status;
+mod test;
 mod tokens;
 mod validate;
 mod webhook;
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
         cli::Command::Bootstrap(args) => bootstrap::run(&args),
         cli::Command::Render(args) => render::run(&args),
         cli::Command::Validate(args) => validate::run(&args),
+        cli::Command::Test(args) => test::run(&args),
+        cli::Command::Explain(args) => explain::run(&args),
         cli::Command::Crds(args) => crds::run(&args),
         cli::Command::ProxyStatus(args) => admin::proxy_status(&args),
         cli::Command::ConfigDump(args) => admin::config_dump(&args),

@@ -33,13 +33,22 @@ pub(crate) fn http_connection_manager(
     route_name: &str,
     telemetry: &Telemetry,
 ) -> Filter {
+    http_connection_manager_with(stat_prefix, route_name, telemetry, None)
+}
+
+/// [`http_connection_manager`] with `first` (e.g. JWT authentication) before the other
+/// HTTP filters.
+pub(crate) fn http_connection_manager_with(
+    stat_prefix: &str,
+    route_name: &str,
+    telemetry: &Telemetry,
+    first: Option<HttpFilter>,
+) -> Filter {
+    let mut hcm = hcm(stat_prefix, route_name, telemetry);
+    hcm.http_filters.splice(0..0, first);
     Filter {
         name: HTTP_CONNECTION_MANAGER.to_string(),
-        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm(
-            stat_prefix,
-            route_name,
-            telemetry,
-        )))),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
     }
 }
 
@@ -50,8 +59,10 @@ pub(crate) fn gateway_api_connection_manager(
     stat_prefix: &str,
     route_name: &str,
     telemetry: &Telemetry,
+    first: Option<HttpFilter>,
 ) -> Filter {
     let mut hcm = hcm(stat_prefix, route_name, telemetry);
+    hcm.http_filters.splice(0..0, first);
     hcm.strip_port_mode = Some(http_connection_manager::StripPortMode::StripAnyHostPort(
         true,
     ));

@@ -20,6 +20,7 @@ use crate::ProxyGroup;
 use crate::address::socket_address;
 use crate::context::Context;
 use crate::filters;
+use crate::jwt::{self, JwtUse};
 use crate::lookup;
 use crate::names;
 use crate::provenance::{Entry as ProvenanceEntry, Origins, Provenance, ResourceKind, origins};
@@ -39,12 +40,16 @@ use portolan_model::World;
 use portolan_model::gateway::{
     Gateway, GatewayListener, GatewaySelector, ListenerProtocol, TlsSecret,
 };
-use portolan_model::routing::Parent;
+use portolan_model::policy_attach::Reach;
+use portolan_model::routing::{HttpRoute, Parent};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// A port's route configuration and its provenance entry.
 type RouteAndEntry = (RouteConfiguration, ProvenanceEntry);
+
+/// A port's route configuration, its provenance entry and the RequestAuthentications it uses.
+type RouteConfigParts = (RouteConfiguration, ProvenanceEntry, JwtUse);
 
 /// Well-known name of the TLS inspector listener filter (reads SNI for filter chain matches).
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
@@ -99,6 +104,7 @@ pub(crate) fn resources(
     ctx: &Context<'_>,
     gateways: &[&Arc<Gateway>],
     provenance: &mut Provenance,
+    used: &mut JwtUse,
 ) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<Secret>) {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
@@ -106,11 +112,15 @@ pub(crate) fn resources(
     for (port, entries) in by_port(gateways) {
         let (listener, route, from) = match entries[0].listener.protocol {
             ListenerProtocol::Http => {
-                let (listener, route) = http_port(ctx, port, &entries);
-                (listener, route, listener_origins(&entries, &[]))
+                let (listener, route, jwt) = http_port(ctx, port, &entries);
+                let jwt_sources: Vec<ObjectRef> = jwt.sources().collect();
+                used.extend(&jwt);
+                (listener, route, listener_origins(&entries, &jwt_sources))
             }
             ListenerProtocol::Https => match https_port(ctx, port, &entries, &mut secrets) {
-                Some((listener, route, secrets)) => {
+                Some((listener, route, mut secrets, jwt)) => {
+                    secrets.extend(jwt.sources());
+                    used.extend(&jwt);
                     let from = listener_origins(&entries, &secrets);
                     (listener, route, from)
                 }
@@ -136,7 +146,7 @@ pub(crate) fn resources(
     (listeners, routes, secrets)
 }
 
-/// The Gateways of a port's listeners and the Secrets it serves.
+/// The Gateways of a port's listeners and the Secrets (and RequestAuthentications) it uses.
 fn listener_origins(entries: &[Entry<'_>], secrets: &[ObjectRef]) -> Origins {
     let gateways = entries.iter().map(|e| e.gateway.source.clone());
     origins(gateways.chain(secrets.iter().cloned()))
@@ -163,18 +173,20 @@ fn http_port(
     ctx: &Context<'_>,
     port: u16,
     entries: &[Entry<'_>],
-) -> (Listener, Option<RouteAndEntry>) {
+) -> (Listener, Option<RouteAndEntry>, JwtUse) {
     let name = names::gateway_listener_name(port);
+    let (routes, entry, jwt) = route_config(ctx, port, entries);
     let chain = FilterChain {
-        filters: vec![filters::http_connection_manager(
+        filters: vec![filters::http_connection_manager_with(
             &names::gateway_stat_prefix(port),
             &name,
             &ctx.options.telemetry,
+            jwt::filter(&jwt, None),
         )],
         ..Default::default()
     };
     let listener = listener(ctx, port, vec![chain]);
-    (listener, Some(route_config(ctx, port, entries)))
+    (listener, Some((routes, entry)), jwt)
 }
 
 /// An HTTPS port's listener, its route configuration and the Secrets it serves (recorded in
@@ -184,7 +196,7 @@ fn https_port(
     port: u16,
     entries: &[Entry<'_>],
     secrets: &mut GatewaySecrets,
-) -> Option<(Listener, Option<RouteAndEntry>, Vec<ObjectRef>)> {
+) -> Option<(Listener, Option<RouteAndEntry>, Vec<ObjectRef>, JwtUse)> {
     let with_secrets: Vec<_> = entries
         .iter()
         .filter_map(|e| secret(ctx.world, e).map(|s| (*e, s)))
@@ -193,6 +205,8 @@ fn https_port(
         return None;
     }
     let name = names::gateway_listener_name(port);
+    let kept: Vec<Entry<'_>> = with_secrets.iter().map(|(e, _)| *e).collect();
+    let (routes, route_entry, jwt) = route_config(ctx, port, &kept);
     let use_sni = with_secrets.len() > 1;
     let mut seen_matches = HashSet::new();
     let chains = with_secrets
@@ -212,10 +226,11 @@ fn https_port(
                     server_names,
                     ..Default::default()
                 }),
-                filters: vec![filters::http_connection_manager(
+                filters: vec![filters::http_connection_manager_with(
                     &names::gateway_stat_prefix(port),
                     &name,
                     &ctx.options.telemetry,
+                    jwt::filter(&jwt, None),
                 )],
                 transport_socket: Some(tls::downstream_transport_socket(
                     secret,
@@ -234,9 +249,8 @@ fn https_port(
         ))),
         ..Default::default()
     }];
-    let kept: Vec<Entry<'_>> = with_secrets.iter().map(|(e, _)| *e).collect();
     let sources = with_secrets.iter().map(|(_, s)| s.source.clone()).collect();
-    Some((listener, Some(route_config(ctx, port, &kept)), sources))
+    Some((listener, Some((routes, route_entry)), sources, jwt))
 }
 
 fn tcp_port(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> Listener {
@@ -267,29 +281,28 @@ fn secret<'w>(world: &'w World, entry: &Entry<'_>) -> Option<&'w Arc<TlsSecret>>
 
 /// One virtual host per allowed host of the routes attached to each entry's Gateway; a host
 /// already given a virtual host on this port keeps the first. With its provenance entry.
-fn route_config(
-    ctx: &Context<'_>,
-    port: u16,
-    entries: &[Entry<'_>],
-) -> (RouteConfiguration, ProvenanceEntry) {
+fn route_config(ctx: &Context<'_>, port: u16, entries: &[Entry<'_>]) -> RouteConfigParts {
     let mut hosts = BTreeMap::new();
+    let mut jwt = JwtUse::default();
     for entry in entries {
         let owners = lookup::route_owners(ctx.world, &parent(entry.gateway));
         for (host, route) in owners {
             if route.http.is_empty() || !allowed(&entry.listener.hostnames, &host) {
                 continue;
             }
-            hosts.entry(host).or_insert(route);
+            hosts.entry(host).or_insert((route, *entry));
         }
     }
     let mut parts = Parts::with_capacity(hosts.len());
     let virtual_hosts = hosts
         .into_iter()
-        .map(|(host, route)| {
+        .map(|(host, (route, entry))| {
             parts.virtual_host(&host, origins([]), Some(&route));
+            let mut routes = route_rules::routes(ctx, &route, None);
+            authenticate(ctx, &mut jwt, &route, entry, &mut routes);
             VirtualHost {
                 domains: vec![host.clone(), format!("{host}:{port}")],
-                routes: route_rules::routes(ctx, &route, None),
+                routes,
                 name: host,
                 ..Default::default()
             }
@@ -297,7 +310,49 @@ fn route_config(
         .collect();
     let name = names::gateway_listener_name(port);
     let entry = ProvenanceEntry::route(&name, origins([]), parts.list);
-    (route_configuration(&name, virtual_hosts), entry)
+    (route_configuration(&name, virtual_hosts), entry, jwt)
+}
+
+/// Adds to each Envoy route of `route` (one per match of each rule, in rule order) the JWT
+/// requirement of the RequestAuthentication that applies to its rule: one on the rule, on
+/// the TrafficRoute, on the listener, on the Gateway, most specific first.
+fn authenticate(
+    ctx: &Context<'_>,
+    jwt: &mut JwtUse,
+    route: &HttpRoute,
+    entry: Entry<'_>,
+    routes: &mut [envoy_types::pb::envoy::config::route::v3::Route],
+) {
+    let rule_of = route
+        .http
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| std::iter::repeat_n(i, r.matches.len().max(1)));
+    let gateway = &entry.gateway.source;
+    for (envoy_route, rule) in routes.iter_mut().zip(rule_of) {
+        let candidates = [
+            Reach::Route {
+                route: route.source.clone(),
+                rule: Some(rule),
+            },
+            Reach::Route {
+                route: route.source.clone(),
+                rule: None,
+            },
+            Reach::Gateway {
+                gateway: gateway.clone(),
+                listener: Some(entry.listener.name.clone()),
+            },
+            Reach::Gateway {
+                gateway: gateway.clone(),
+                listener: None,
+            },
+        ];
+        if let Some(requirement) = jwt.effective(ctx.world, &candidates) {
+            let (name, config) = jwt::per_route(requirement);
+            envoy_route.typed_per_filter_config.insert(name, config);
+        }
+    }
 }
 
 fn parent(gateway: &Gateway) -> Parent {

@@ -21,6 +21,7 @@ use crate::ProxyGroup;
 use crate::address::socket_address;
 use crate::context::Context;
 use crate::filters;
+use crate::jwt::{self, JwtUse};
 use crate::names;
 use crate::provenance::Provenance;
 use crate::route::route_configuration;
@@ -42,12 +43,71 @@ use portolan_model::gateway::TlsSecret;
 use portolan_model::gateway_api::{
     ApiChain, ApiGateway, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
 };
+use portolan_model::policy_attach::Reach;
 use portolan_model::routing::HttpRoute;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Well-known name of the TLS inspector listener filter (reads SNI for filter chain matches).
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+
+/// Where a route configuration is served: the Gateway and the listeners behind it (for
+/// policy attachment), and the RequestAuthentications its routes use.
+struct Site<'a> {
+    gateway: &'a ObjectRef,
+    listeners: Vec<String>,
+    jwt: JwtUse,
+}
+
+// === impl Site ===
+
+impl<'a> Site<'a> {
+    fn new(gateway: &'a ObjectRef, listeners: Vec<String>) -> Self {
+        Self {
+            gateway,
+            listeners,
+            jwt: JwtUse::default(),
+        }
+    }
+
+    /// The names of the Gateway's listeners on `port`.
+    fn listeners_on(world: &World, gateway: &ObjectRef, port: u16) -> Vec<String> {
+        match world.gateway_api.get(gateway).map(AsRef::as_ref) {
+            Some(portolan_api::Resource::ApiGateway(g)) => g
+                .spec
+                .listeners
+                .iter()
+                .filter(|l| l.port == i32::from(port))
+                .map(|l| l.name.clone())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The requirement of the RequestAuthentication that applies to rule `index` of
+    /// `route`: one on the rule, the route, a listener, the Gateway, most specific first.
+    fn requirement(&mut self, world: &World, route: &ObjectRef, index: usize) -> Option<String> {
+        let mut candidates = vec![
+            Reach::Route {
+                route: route.clone(),
+                rule: Some(index),
+            },
+            Reach::Route {
+                route: route.clone(),
+                rule: None,
+            },
+        ];
+        candidates.extend(self.listeners.iter().map(|l| Reach::Gateway {
+            gateway: self.gateway.clone(),
+            listener: Some(l.clone()),
+        }));
+        candidates.push(Reach::Gateway {
+            gateway: self.gateway.clone(),
+            listener: None,
+        });
+        self.jwt.effective(world, &candidates)
+    }
+}
 
 /// The Gateway API Gateway whose proxies make up `group`, if any.
 pub(crate) fn selecting<'w>(world: &'w World, group: &ProxyGroup) -> Option<&'w Arc<ApiGateway>> {
@@ -64,6 +124,7 @@ pub(crate) fn resources(
     ctx: &Context<'_>,
     gateway: &ApiGateway,
     provenance: &mut Provenance,
+    used: &mut JwtUse,
 ) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<Secret>) {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
@@ -83,21 +144,27 @@ pub(crate) fn resources(
                 if !seen.insert(sorted(&chain.server_names)) {
                     continue;
                 }
+                let mut site = Site::new(&gateway.source, vec![chain.name.clone()]);
                 let (filter_chain, route) =
-                    tls_chain(ctx, &gateway.source, port.port, chain, &mut secrets);
+                    tls_chain(ctx, &mut site, port.port, chain, &mut secrets);
+                used.extend(&site.jwt);
                 listener.filter_chains.push(filter_chain);
                 routes.extend(route);
             }
         } else {
+            let on_port = Site::listeners_on(ctx.world, &gateway.source, port.port);
+            let mut site = Site::new(&gateway.source, on_port);
+            routes.push(route_config(ctx, &name, &port.virtual_hosts, &mut site));
             listener.filter_chains = vec![FilterChain {
                 filters: vec![filters::gateway_api_connection_manager(
                     &names::gateway_stat_prefix(port.port),
                     &name,
                     &ctx.options.telemetry,
+                    jwt::filter(&site.jwt, None),
                 )],
                 ..Default::default()
             }];
-            routes.push(route_config(ctx, &name, &port.virtual_hosts));
+            used.extend(&site.jwt);
         }
         listeners.push(listener);
     }
@@ -125,7 +192,7 @@ fn sorted(names: &[String]) -> Vec<String> {
 /// `gateway-{port}/{listener}`).
 fn tls_chain(
     ctx: &Context<'_>,
-    gateway: &ObjectRef,
+    site: &mut Site<'_>,
     port: u16,
     chain: &ApiChain,
     secrets: &mut GatewaySecrets,
@@ -135,6 +202,7 @@ fn tls_chain(
         ..Default::default()
     });
     let stat_prefix = names::gateway_stat_prefix(port);
+    let gateway = site.gateway;
     match &chain.kind {
         ChainKind::Terminate {
             certificates,
@@ -142,6 +210,7 @@ fn tls_chain(
         } => {
             let name = format!("{}/{}", names::gateway_listener_name(port), chain.name);
             let certificates: Vec<&TlsSecret> = certificates.iter().map(|c| &**c).collect();
+            let routes = route_config(ctx, &name, virtual_hosts, site);
             let filter_chain = FilterChain {
                 name: chain.name.clone(),
                 filter_chain_match,
@@ -149,6 +218,7 @@ fn tls_chain(
                     &stat_prefix,
                     &name,
                     &ctx.options.telemetry,
+                    jwt::filter(&site.jwt, None),
                 )],
                 transport_socket: Some(tls::terminating_transport_socket(
                     &certificates,
@@ -157,7 +227,7 @@ fn tls_chain(
                 )),
                 ..Default::default()
             };
-            (filter_chain, Some(route_config(ctx, &name, virtual_hosts)))
+            (filter_chain, Some(routes))
         }
         ChainKind::Passthrough { backends } => {
             let clusters: Vec<(String, u32)> = backends
@@ -201,15 +271,16 @@ fn route_config(
     ctx: &Context<'_>,
     name: &str,
     virtual_hosts: &[ApiVirtualHost],
+    site: &mut Site<'_>,
 ) -> RouteConfiguration {
     let virtual_hosts = virtual_hosts
         .iter()
-        .map(|vh| virtual_host(ctx, vh))
+        .map(|vh| virtual_host(ctx, vh, site))
         .collect();
     route_configuration(name, virtual_hosts)
 }
 
-fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost) -> VirtualHost {
+fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost, site: &mut Site<'_>) -> VirtualHost {
     // The connection manager strips the Host header's port before matching.
     let domains = vec![vh.hostname.clone()];
     let routes = vh
@@ -224,7 +295,15 @@ fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost) -> VirtualHost {
                 http: vec![r.rule.clone()],
                 tcp: Vec::new(),
             };
-            route_rules::routes(ctx, &one, None)
+            let requirement = site.requirement(ctx.world, &r.route, r.index);
+            let mut routes = route_rules::routes(ctx, &one, None);
+            if let Some(requirement) = requirement {
+                for route in &mut routes {
+                    let (name, config) = jwt::per_route(requirement.clone());
+                    route.typed_per_filter_config.insert(name, config);
+                }
+            }
+            routes
         })
         .map(answer_missing_clusters_with_500)
         .collect();

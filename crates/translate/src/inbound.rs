@@ -7,8 +7,9 @@
 //!   plaintext chain for the rest.
 //! * DISABLE: one plaintext chain.
 //!
-//! HTTP workloads get an HTTP connection manager (RBAC filters, router, inline route to the
-//! application); TCP workloads (`appProtocol: tcp`) a TCP proxy behind network RBAC filters.
+//! HTTP workloads get an HTTP connection manager (JWT authentication when a
+//! RequestAuthentication targets one of the workload's Services, RBAC filters, router, inline
+//! route to the application); TCP workloads (`appProtocol: tcp`) a TCP proxy behind network RBAC filters.
 //! The listener is `inbound` (stats `listener.inbound.*`, e.g. `listener.inbound.ssl.handshake`)
 //! and the application's cluster `inbound|PORT`.
 
@@ -18,6 +19,7 @@ use crate::cluster::duration;
 use crate::context::Context;
 use crate::external::lb_endpoint;
 use crate::filters::{HTTP_CONNECTION_MANAGER, ROUTER, http_filter};
+use crate::jwt::{self, JwtUse};
 use crate::mesh::{Workload, downstream_mtls};
 use crate::provenance::{Origins, origins};
 use crate::rbac::{self, Target};
@@ -40,6 +42,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
 };
 use envoy_types::util::pack_any;
+use portolan_model::policy_attach::Reach;
 use portolan_model::security::{self, MtlsMode};
 
 /// Name of the inbound listener (and its stat prefix).
@@ -55,6 +58,8 @@ pub(crate) struct Inbound {
     pub listener: Listener,
     pub cluster: Cluster,
     pub origins: Origins,
+    /// The RequestAuthentication it enforces (for the group's JWKS clusters).
+    pub jwt: JwtUse,
 }
 
 /// The inbound resources of a workload; `None` when it names no application port.
@@ -68,11 +73,16 @@ pub(crate) fn inbound(
     let peer_auth = security::peer_authentication(ctx.world, &workload.namespace, &group.labels);
     let mode = peer_auth.map_or(MtlsMode::default(), |p| p.mode);
     let policies = security::access_policies(ctx.world, &workload.namespace, &group.labels);
+    let mut used = JwtUse::default();
+    let requirement = (!workload.tcp)
+        .then(|| used.effective(ctx.world, &service_candidates(ctx, workload, app_port)))
+        .flatten();
     let from = origins(
         peer_auth
             .map(|p| p.source.clone())
             .into_iter()
-            .chain(policies.iter().map(|p| p.source.clone())),
+            .chain(policies.iter().map(|p| p.source.clone()))
+            .chain(used.sources()),
     );
     let target = Target {
         trust_domain: &options.mesh.trust_domain,
@@ -85,7 +95,8 @@ pub(crate) fn inbound(
         filters.push(tcp_proxy(&cluster_name));
         filters
     } else {
-        let http = rbac::http_filters(&policies, target);
+        let mut http = rbac::http_filters(&policies, target);
+        http.splice(0..0, jwt::filter(&used, requirement.as_deref()));
         vec![http_connection_manager(ctx, &cluster_name, http)]
     };
     let tls_chain = || FilterChain {
@@ -127,7 +138,40 @@ pub(crate) fn inbound(
         listener,
         cluster: app_cluster(&cluster_name, app_port, options.connect_timeout),
         origins: from,
+        jwt: used,
     })
+}
+
+/// Policy attachment candidates of a workload's inbound side, most specific first: for each
+/// Service of its namespace labelled with its service account
+/// ([`security::SERVICE_ACCOUNT_LABEL`]), the port serving `app_port`, then the Service.
+fn service_candidates(ctx: &Context<'_>, workload: &Workload, app_port: u16) -> Vec<Reach> {
+    let mut ports = Vec::new();
+    let mut whole = Vec::new();
+    let services = ctx.world.services.values().filter(|s| {
+        s.key.namespace == workload.namespace
+            && s.labels.get(security::SERVICE_ACCOUNT_LABEL) == Some(&workload.service_account)
+    });
+    for svc in services {
+        for p in &svc.ports {
+            let target = match &p.target_port {
+                Some(portolan_model::TargetPort::Number(n)) => *n,
+                _ => p.port,
+            };
+            if target == app_port || p.port == app_port {
+                ports.push(Reach::Service {
+                    service: svc.key.clone(),
+                    port: Some(p.name.clone()),
+                });
+            }
+        }
+        whole.push(Reach::Service {
+            service: svc.key.clone(),
+            port: None,
+        });
+    }
+    ports.extend(whole);
+    ports
 }
 
 fn with_transport(mut chain: FilterChain, transport_protocol: &str) -> FilterChain {

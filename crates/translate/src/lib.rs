@@ -48,6 +48,7 @@ mod gateway;
 mod gateway_api;
 mod inbound;
 pub mod json;
+mod jwt;
 mod keep;
 mod listener;
 mod locality;

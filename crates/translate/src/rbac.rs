@@ -11,13 +11,20 @@
 //! the verified client certificate, `authenticated.principal_name`), the `:method` header, the
 //! path, and the headers. The destination port is decided here: the inbound listener serves
 //! one application port, so a rule whose `ports` leave it out can never match and is dropped.
-//! On TCP, an ALLOW rule with HTTP-only fields (methods, paths, headers) is dropped (it cannot
-//! be checked, so it allows nothing) and a DENY rule keeps only its other fields (it denies
-//! more, never less).
+//! On TCP, an ALLOW rule with HTTP-only fields (methods, paths, headers, request principals,
+//! claims) is dropped (it cannot be checked, so it allows nothing) and a DENY rule keeps only
+//! its other fields (it denies more, never less).
+//!
+//! Request principals and claims read the verified JWT's payload that
+//! `envoy.filters.http.jwt_authn` (see [`crate::jwt`]) leaves in dynamic metadata: a request
+//! principal `ISSUER/SUBJECT` is `iss` and `sub` equal to those, a claim condition the
+//! claim equal to one of its values or, for a list claim, holding one. A request without a
+//! verified token has no payload and matches none of them.
 
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
 use envoy_types::pb::envoy::config::rbac::v3::{
-    Permission, Policy, Principal, Rbac, permission, principal, rbac::Action,
+    MetadataSource, Permission, Policy, Principal, Rbac, SourcedMetadata, permission, principal,
+    rbac::Action,
 };
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, header_matcher::HeaderMatchSpecifier,
@@ -27,12 +34,14 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     HttpFilter, http_filter,
 };
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
+use envoy_types::pb::envoy::r#type::matcher::v3::metadata_matcher::{PathSegment, path_segment};
 use envoy_types::pb::envoy::r#type::matcher::v3::{
-    PathMatcher, StringMatcher, path_matcher, string_matcher::MatchPattern,
+    ListMatcher, MetadataMatcher, PathMatcher, StringMatcher, ValueMatcher, list_matcher,
+    path_matcher, string_matcher::MatchPattern, value_matcher,
 };
 use envoy_types::util::pack_any;
 use portolan_model::security::{
-    AccessAction, AccessPolicy, AccessRule, HeaderValue, PathMatch, Peer,
+    AccessAction, AccessPolicy, AccessRule, HeaderValue, PathMatch, Peer, RequestPrincipal,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -141,6 +150,12 @@ fn rule_principal(
             .map(|p| peer(p, target.trust_domain))
             .collect()));
     }
+    if rule.has_jwt_fields() && target.tcp && action == AccessAction::Allow {
+        return None;
+    }
+    if !target.tcp {
+        ids.extend(jwt_conditions(rule));
+    }
     if let Some(to) = &rule.to {
         if !to.ports.is_empty() && !to.ports.contains(&target.app_port) {
             return None;
@@ -179,6 +194,89 @@ fn rule_principal(
             identifier: Some(principal::Identifier::AndIds(principal::Set { ids })),
         },
     })
+}
+
+/// The request principal (any of) and claim (each) conditions of a rule.
+fn jwt_conditions(rule: &AccessRule) -> Vec<Principal> {
+    let mut ids = Vec::new();
+    if !rule.request_principals.is_empty() {
+        ids.push(or(rule
+            .request_principals
+            .iter()
+            .map(request_principal)
+            .collect()));
+    }
+    for claim in &rule.claims {
+        let any_value = claim.values.iter().flat_map(|v| {
+            [
+                payload(&claim.path, exact_value(v)),
+                payload(&claim.path, list_holding(v)),
+            ]
+        });
+        ids.push(or(any_value.collect()));
+    }
+    ids
+}
+
+fn request_principal(p: &RequestPrincipal) -> Principal {
+    let key = |k: &str| vec![k.to_string()];
+    match p {
+        RequestPrincipal::Any => payload(&key("iss"), present()),
+        RequestPrincipal::Issuer(iss) => payload(&key("iss"), exact_value(iss)),
+        RequestPrincipal::IssuerSubject { issuer, subject } => Principal {
+            identifier: Some(principal::Identifier::AndIds(principal::Set {
+                ids: vec![
+                    payload(&key("iss"), exact_value(issuer)),
+                    payload(&key("sub"), exact_value(subject)),
+                ],
+            })),
+        },
+    }
+}
+
+/// A value at `path` of the JWT payload in dynamic metadata.
+fn payload(path: &[String], value: ValueMatcher) -> Principal {
+    let segments = std::iter::once(crate::jwt::PAYLOAD_KEY.to_string())
+        .chain(path.iter().cloned())
+        .map(|key| PathSegment {
+            segment: Some(path_segment::Segment::Key(key)),
+        })
+        .collect();
+    Principal {
+        identifier: Some(principal::Identifier::SourcedMetadata(SourcedMetadata {
+            metadata_matcher: Some(MetadataMatcher {
+                filter: crate::jwt::JWT_AUTHN.to_string(),
+                path: segments,
+                value: Some(value),
+                ..Default::default()
+            }),
+            metadata_source: MetadataSource::Dynamic as i32,
+        })),
+    }
+}
+
+fn exact_value(v: &str) -> ValueMatcher {
+    ValueMatcher {
+        match_pattern: Some(value_matcher::MatchPattern::StringMatch(string(
+            MatchPattern::Exact(v.to_string()),
+        ))),
+    }
+}
+
+fn list_holding(v: &str) -> ValueMatcher {
+    ValueMatcher {
+        match_pattern: Some(value_matcher::MatchPattern::ListMatch(Box::new(
+            ListMatcher {
+                match_pattern: Some(list_matcher::MatchPattern::OneOf(Box::new(exact_value(v)))),
+            },
+        ))),
+    }
+}
+
+fn present() -> ValueMatcher {
+    ValueMatcher {
+        match_pattern: Some(value_matcher::MatchPattern::PresentMatch(true)),
+    }
 }
 
 fn any() -> Principal {

@@ -16,8 +16,8 @@ use crate::proxyless::{self, Client};
 use crate::resources::{Output, SharedResources};
 use crate::service_clusters::{self, ServiceClusters};
 use crate::{
-    Options, ProxyGroup, Resources, capture, external, gateway, gateway_api, inbound, listener,
-    lookup, policy, route, telemetry,
+    Options, ProxyGroup, Resources, capture, external, gateway, gateway_api, inbound, jwt,
+    listener, lookup, policy, route, telemetry,
 };
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use external::ExternalPlan;
@@ -164,14 +164,18 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
         return resources;
     }
     if let Some(gateway) = gateway_api::selecting(ctx.world, group) {
+        let mut used = jwt::JwtUse::default();
         (resources.listeners, resources.routes, resources.secrets) =
-            gateway_api::resources(ctx, gateway, &mut resources.provenance);
+            gateway_api::resources(ctx, gateway, &mut resources.provenance, &mut used);
+        jwks_clusters(ctx, &used, &mut resources);
         return resources;
     }
     let gateways = gateway::selecting(ctx.world, group);
     if !gateways.is_empty() {
+        let mut used = jwt::JwtUse::default();
         (resources.listeners, resources.routes, resources.secrets) =
-            gateway::resources(ctx, &gateways, &mut resources.provenance);
+            gateway::resources(ctx, &gateways, &mut resources.provenance, &mut used);
+        jwks_clusters(ctx, &used, &mut resources);
         return resources;
     }
     let out_port = group.workload.as_ref().and_then(|w| w.outbound_port);
@@ -220,8 +224,24 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
             on_demand.wildcard_clusters.insert(name);
         }
         resources.clusters.push(inbound.cluster);
+        jwks_clusters(ctx, &inbound.jwt, &mut resources);
     }
     resources
+}
+
+/// The clusters remote JWKS are fetched through, each recorded as made from the
+/// RequestAuthentications of `used`.
+fn jwks_clusters(ctx: &Context<'_>, used: &jwt::JwtUse, resources: &mut Resources) {
+    for cluster in jwt::clusters(used, ctx.options.connect_timeout) {
+        let from = origins(used.sources());
+        let entry = Entry::new(ResourceKind::Cluster, &cluster.name, from);
+        resources.provenance.push(entry);
+        // Used without a route: on-demand CDS would never ask for it.
+        if let Some(on_demand) = &mut resources.on_demand {
+            on_demand.wildcard_clusters.insert(cluster.name.clone());
+        }
+        resources.clusters.push(cluster);
+    }
 }
 
 /// The clusters of the ExternalService hosts the group reaches, with their policies; each

@@ -240,6 +240,11 @@ pub fn with_object(world: &World, object: Object) -> World {
         Object::EnvoyPatch(p) => {
             world.envoy_patches.insert(p.source.clone(), Arc::new(p));
         }
+        Object::RequestAuthentication(r) => {
+            world
+                .request_authentications
+                .insert(r.meta.source.clone(), Arc::new(r));
+        }
         Object::GatewayApi(r) => {
             world.gateway_api.insert(r.object_ref(), Arc::new(*r));
         }
@@ -252,6 +257,7 @@ pub fn with_object(world: &World, object: Object) -> World {
     let compiled = portolan_model::gateway_api::compile(&world, &pool);
     world.api_gateways = compiled.gateways;
     world.api_statuses = compiled.statuses;
+    portolan_model::jwt::finish(&mut world);
     world
 }
 

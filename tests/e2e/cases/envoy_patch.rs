@@ -1,10 +1,11 @@
-//! End to end, EnvoyPatchPolicy (the escape hatch): `examples/policies/envoy-patch.yaml` on
-//! an HTTP Gateway in front of a real upstream, through stock Envoy.
+//! End to end, EnvoyPatchPolicy (the escape hatch): `examples/policies/envoy-patch.yaml` (a
+//! Gateway, its route to Service `www`, and the policy) with a real upstream behind `www`,
+//! through stock Envoy.
 //!
 //! * Enabled (`--enable-envoy-patch-policy`): the listener's `per_connection_buffer_limit_bytes`
 //!   and the HTTP connection manager's `server_name`, and the cluster's buffer limit, none of
 //!   which Portolan models, are in Envoy's `/config_dump`, and responses carry
-//!   `server: portolan-ingress`; the policy is Accepted and Programmed and names what each patch
+//!   `server: portolan-tuned`; the policy is Accepted and Programmed and names what each patch
 //!   touched.
 //! * A bad version (a value of the wrong type, an unknown field, a path that does not exist)
 //!   is refused with its field path in the policy's status, the previous patches stay in
@@ -18,28 +19,26 @@ use serde_json::Value;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(20);
-const POLICY: &str = "EnvoyPatchPolicy default/ingress-tuning";
+const POLICY: &str = "EnvoyPatchPolicy default/tuned-settings";
 
-/// Service `www` (the upstream), an HTTP Gateway `ingress` on `port` for proxy group
-/// `ingress`, and a route for www.example.com through it.
-fn gateway(port: u16, www: &Upstream) -> String {
-    format!(
-        "{service}---\n{slices}---\napiVersion: portolan.dev/v1alpha1\nkind: Gateway\nmetadata:\n  name: ingress\n  namespace: default\nspec:\n  selector:\n    cluster: ingress\n  listeners:\n  - name: http\n    port: {port}\n    protocol: HTTP\n---\n{route}",
-        service = portolan_e2e::manifests::service_yaml("default", "www", 80),
-        slices = endpoints_yaml("default", "www", &[www]),
-        route = route("www", "www.example.com"),
-    )
+/// The example (Service `www`, Gateway `tuned`, its route and the policy), its listener on
+/// `port`.
+fn example_on(port: u16) -> String {
+    example("policies/envoy-patch.yaml")
+        .replace("port: 8080", &format!("port: {port}"))
+        .replace("gateway-8080", &format!("gateway-{port}"))
 }
 
+/// The upstream behind Service `www`.
+fn slices(www: &Upstream) -> String {
+    endpoints_yaml("default", "www", &[www])
+}
+
+/// A second route through the Gateway.
 fn route(name: &str, host: &str) -> String {
     format!(
-        "apiVersion: portolan.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  hosts: [{host}]\n  gateways: [ingress]\n  http:\n  - route:\n    - destination:\n        host: www\n        port: 80\n"
+        "apiVersion: portolan.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  hosts: [{host}]\n  gateways: [tuned]\n  http:\n  - route:\n    - destination:\n        host: www\n        port: 80\n"
     )
-}
-
-/// The example policy, for the listener on `port`.
-fn policy(port: u16) -> String {
-    example("policies/envoy-patch.yaml").replace("gateway-8080", &format!("gateway-{port}"))
 }
 
 /// Envoy's active dynamic listener `name` (admin `/config_dump`, proto JSON).
@@ -98,7 +97,7 @@ async fn wait_condition(
 async fn still_served(m: &Mesh, port: u16) -> anyhow::Result<()> {
     let r = portolan_e2e::http::get(port, "www.example.com", "/").await?;
     assert_eq!((r.status, r.upstream()), (200, Some("www")), "{r:?}");
-    assert_eq!(r.header("server"), Some("portolan-ingress"));
+    assert_eq!(r.header("server"), Some("portolan-tuned"));
     let l = listener(m, &format!("gateway-{port}"))
         .await?
         .expect("listener");
@@ -113,10 +112,10 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
     let www = Upstream::start("www").await?;
     let port = portolan_e2e::ports::free_port();
     let files = [
-        ("gateway.yaml", gateway(port, &www)),
-        ("patch.yaml", policy(port)),
+        ("example.yaml", example_on(port)),
+        ("www.yaml", slices(&www)),
     ];
-    let m = Mesh::start_with(bin(), "ingress", &files, &["--enable-envoy-patch-policy"]).await?;
+    let m = Mesh::start_with(bin(), "tuned", &files, &["--enable-envoy-patch-policy"]).await?;
 
     // The patched settings are in Envoy, and in its answers.
     let r = m
@@ -125,7 +124,7 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
             "www.example.com",
             "/",
             "www with the patched server name",
-            |r| r.status == 200 && r.header("server") == Some("portolan-ingress"),
+            |r| r.status == 200 && r.header("server") == Some("portolan-tuned"),
         )
         .await?;
     assert_eq!(r.upstream(), Some("www"));
@@ -133,7 +132,7 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
         .await?
         .expect("listener");
     assert_eq!(l["per_connection_buffer_limit_bytes"], 32768, "{l}");
-    assert_eq!(server_name(&l), Some("portolan-ingress"));
+    assert_eq!(server_name(&l), Some("portolan-tuned"));
     let cluster = m
         .envoy
         .cluster_config("outbound|80||www.default.svc.cluster.local")
@@ -156,7 +155,7 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
     );
 
     // Bad versions: each refused with its field path; the last good patches stay in force.
-    let good = policy(port);
+    let good = example_on(port);
     let bad = [
         (
             good.replace("value: 32768", "value: lots"),
@@ -181,7 +180,7 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
         ),
     ];
     for (i, (text, path, detail)) in bad.iter().enumerate() {
-        m.config.write("patch.yaml", text)?;
+        m.config.write("example.yaml", text)?;
         let refused = wait_condition(&m, "Accepted", &format!("bad version {i} refused"), |c| {
             // Path and detail: the previous bad version is refused with the same path.
             c["status"] == false
@@ -193,7 +192,7 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
         let message = refused["message"].as_str().unwrap_or_default();
         assert_eq!(refused["reason"], "Invalid");
         assert!(
-            message.contains("proxy group ingress: ") && message.contains(detail),
+            message.contains("proxy group tuned: ") && message.contains(detail),
             "{message}"
         );
         still_served(&m, port).await?;
@@ -201,11 +200,11 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
     // A patch Envoy itself rejects (an empty stat_prefix decodes, but Envoy's validation
     // refuses it): the NACK is attributed to the policy, and Envoy keeps the last good config.
     let nacked = good.replace(
-        "      value: portolan-ingress\n",
-        "      value: portolan-ingress\n    - op: add\n      path: /filter_chains/0/filters/0/typed_config/stat_prefix\n      value: \"\"\n",
+        "      value: portolan-tuned\n",
+        "      value: portolan-tuned\n    - op: add\n      path: /filter_chains/0/filters/0/typed_config/stat_prefix\n      value: \"\"\n",
     );
     assert_ne!(nacked, good);
-    m.config.write("patch.yaml", &nacked)?;
+    m.config.write("example.yaml", &nacked)?;
     let programmed = wait_condition(&m, "Programmed", "Programmed=False Nacked", |c| {
         c["status"] == false && c["reason"] == "Nacked"
     })
@@ -213,7 +212,7 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
     assert!(
         programmed["message"]
             .as_str()
-            .is_some_and(|t| t.contains("ingress-1")),
+            .is_some_and(|t| t.contains("tuned-1")),
         "{programmed}"
     );
     let nacks = m.portolan.get_json("/debug/config-errors").await?["nacks"].clone();
@@ -226,7 +225,7 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
         "{nacks}"
     );
     still_served(&m, port).await?;
-    m.config.write("patch.yaml", &bad[2].0)?;
+    m.config.write("example.yaml", &bad[2].0)?;
 
     // While the bad version is refused, another change is still served.
     m.config
@@ -238,7 +237,7 @@ async fn a_patch_reaches_envoy_and_a_bad_one_is_refused_while_traffic_flows() ->
         .await?;
     assert_eq!(
         r.header("server"),
-        Some("portolan-ingress"),
+        Some("portolan-tuned"),
         "the good patch stays"
     );
     still_served(&m, port).await?;
@@ -251,15 +250,15 @@ async fn disabled_by_default_nothing_is_patched_and_the_policy_says_so() -> anyh
     let www = Upstream::start("www").await?;
     let port = portolan_e2e::ports::free_port();
     let files = [
-        ("gateway.yaml", gateway(port, &www)),
-        ("patch.yaml", policy(port)),
+        ("example.yaml", example_on(port)),
+        ("www.yaml", slices(&www)),
     ];
-    let m = Mesh::start(bin(), "ingress", &files).await?;
+    let m = Mesh::start(bin(), "tuned", &files).await?;
     let r = m
         .wait_get(port, "www.example.com", "/", "www", |r| r.status == 200)
         .await?;
     assert_eq!(r.upstream(), Some("www"));
-    assert_ne!(r.header("server"), Some("portolan-ingress"));
+    assert_ne!(r.header("server"), Some("portolan-tuned"));
     let l = listener(&m, &format!("gateway-{port}"))
         .await?
         .expect("listener");

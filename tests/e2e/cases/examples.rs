@@ -1,6 +1,6 @@
 //! The example manifests under `examples/` are valid (`portolan validate` finds every object
-//! and no error), and docs/crds.md shows each routing, security and scoping example exactly as it is on
-//! disk.
+//! and no error), and docs/crds.md shows each routing, security, scoping and policy example exactly
+//! as it is on disk.
 
 use crate::bin;
 use portolan_e2e::manifests::examples_dir;
@@ -116,6 +116,11 @@ fn every_security_example_is_valid_and_shown_verbatim() {
 #[test]
 fn every_scoping_example_is_valid_and_shown_verbatim() {
     valid_and_shown_verbatim("scoping", 1);
+}
+
+#[test]
+fn every_policy_example_is_valid_and_shown_verbatim() {
+    valid_and_shown_verbatim("policies", 1);
 }
 
 /// `portolan validate` passes every file of `examples/{dir}` (at least `min` files), and

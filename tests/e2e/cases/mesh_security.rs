@@ -50,7 +50,7 @@ pub(crate) struct Mesh {
     pub(crate) app: Upstream,
     files: Option<(TestCa, TlsDir)>,
     pub(crate) tokens: Option<Tokens>,
-    inbound: u16,
+    pub(crate) inbound: u16,
 }
 
 // === impl Mesh ===

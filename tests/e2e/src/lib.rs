@@ -10,6 +10,7 @@
 pub mod apiserver;
 pub mod envoy;
 pub mod http;
+pub mod jwt;
 pub mod manifests;
 pub mod mesh;
 pub mod netns;

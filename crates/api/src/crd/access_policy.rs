@@ -44,8 +44,9 @@ pub enum AccessAction {
     Deny,
 }
 
-/// A rule matches when the source matches `from` (absent: any source) and the request matches
-/// `to` (absent: any request).
+/// A rule matches when the source matches `from` (absent: any source), the request matches
+/// `to` (absent: any request), and every `claims` condition holds on the request's verified
+/// JWT (see RequestAuthentication; a request without one matches no claim condition).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessRule {
@@ -53,16 +54,32 @@ pub struct AccessRule {
     pub from: Option<AccessSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<AccessOperation>,
+    /// Conditions on the claims of the request's verified JWT; all must hold (HTTP only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub claims: Vec<ClaimCondition>,
+}
+
+/// A JWT claim condition: the claim (`group`, or nested `realm.role`) is one of `values`, or,
+/// when the claim is a list, holds one of them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimCondition {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub values: Vec<String>,
 }
 
 /// The caller, by the SPIFFE ID of its verified certificate: a source matches when the caller
 /// is one of `principals`, or in one of `namespaces`, or one of `serviceAccounts`. A plaintext
-/// caller has no identity and matches no source.
+/// caller has no identity and matches no source. `requestPrincipals` adds (AND) a condition
+/// on the request's verified JWT: its `ISSUER/SUBJECT` is one of them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "(has(self.principals) && size(self.principals) > 0) || (has(self.namespaces) && size(self.namespaces) > 0) || (has(self.serviceAccounts) && size(self.serviceAccounts) > 0)",
-    "message": "from needs at least one of principals, namespaces, serviceAccounts"
+    "rule": "(has(self.principals) && size(self.principals) > 0) || (has(self.namespaces) && size(self.namespaces) > 0) || (has(self.serviceAccounts) && size(self.serviceAccounts) > 0) || (has(self.requestPrincipals) && size(self.requestPrincipals) > 0)",
+    "message": "from needs at least one of principals, namespaces, serviceAccounts, requestPrincipals"
 }]))]
 pub struct AccessSource {
     /// Full SPIFFE IDs (`spiffe://cluster.local/ns/shop/sa/web`); a trailing `*` matches any
@@ -75,6 +92,10 @@ pub struct AccessSource {
     /// `NAME` (in the policy's namespace) or `NAMESPACE/NAME`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_accounts: Vec<String>,
+    /// `ISSUER/SUBJECT` of the request's verified JWT (split at the last `/`);
+    /// `ISSUER/*`: any subject of that issuer; `*`: any verified token. HTTP only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_principals: Vec<String>,
 }
 
 /// What is asked for; every field given must match (each list: any of its entries). `methods`,

@@ -7,7 +7,9 @@ pub mod envoy_patch_policy;
 pub mod external_service;
 pub mod gateway;
 pub mod peer_authentication;
+pub mod policy_target;
 pub mod proxy_scope;
+pub mod request_authentication;
 pub mod traffic_policy;
 pub mod traffic_route;
 
@@ -17,5 +19,6 @@ pub use external_service::ExternalService;
 pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;
 pub use proxy_scope::ProxyScope;
+pub use request_authentication::RequestAuthentication;
 pub use traffic_policy::TrafficPolicy;
 pub use traffic_route::TrafficRoute;

@@ -19,16 +19,49 @@ pub(super) fn access_policy(ap: &AccessPolicy, errors: &mut Errors) {
         if let Some(to) = &rule.to {
             operation(to, p.field("to"), errors);
         }
+        for (j, c) in rule.claims.iter().enumerate() {
+            claim(c, p.field("claims").index(j), errors);
+        }
+    }
+}
+
+fn claim(c: &ClaimCondition, path: FieldPath, errors: &mut Errors) {
+    if c.name.is_empty() || c.name.split('.').any(str::is_empty) {
+        errors.push(
+            path.field("name"),
+            format!(
+                "{:?} is not a claim name: a name, or dot-separated names for a nested claim",
+                c.name
+            ),
+        );
+    }
+    if c.values.is_empty() {
+        errors.push(path.field("values"), "at least one value is required");
     }
 }
 
 fn source(from: &AccessSource, path: FieldPath, errors: &mut Errors) {
-    if from.principals.is_empty() && from.namespaces.is_empty() && from.service_accounts.is_empty()
+    if from.principals.is_empty()
+        && from.namespaces.is_empty()
+        && from.service_accounts.is_empty()
+        && from.request_principals.is_empty()
     {
         errors.push(
             path.clone(),
-            "needs at least one of principals, namespaces, serviceAccounts (leave from out to match any source)",
+            "needs at least one of principals, namespaces, serviceAccounts, requestPrincipals (leave from out to match any source)",
         );
+    }
+    for (i, rp) in from.request_principals.iter().enumerate() {
+        let ok = rp == "*"
+            || rp
+                .rsplit_once('/')
+                .is_some_and(|(iss, sub)| !iss.is_empty() && !sub.is_empty());
+        if !ok {
+            errors.push(
+                path.field("requestPrincipals").index(i),
+                format!("{rp:?} is not ISSUER/SUBJECT, ISSUER/* or *"),
+            );
+        }
     }
     for (i, p) in from.principals.iter().enumerate() {
         if !is_principal(p) {
@@ -136,7 +169,7 @@ mod tests {
                                 "headers": [{"name": "bad name", "exact": "x", "prefix": "y"}]}}
                     ]}),
                     &[
-                        "spec.rules[0].from: needs at least one of principals, namespaces, serviceAccounts (leave from out to match any source)",
+                        "spec.rules[0].from: needs at least one of principals, namespaces, serviceAccounts, requestPrincipals (leave from out to match any source)",
                         "spec.rules[1].from.principals[0]: \"web\" is not a SPIFFE ID: spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/NAME, optionally ending in '*'",
                         "spec.rules[1].from.namespaces[0]: \"Shop\" is not a valid namespace: a DNS label (lower-case letters, digits and '-', 1-63 characters)",
                         "spec.rules[1].from.serviceAccounts[0]: \"a/b/c\" is not a service account: NAME or NAMESPACE/NAME (DNS names)",
@@ -146,6 +179,20 @@ mod tests {
                         "spec.rules[2].to.paths[1]: \"/a*b\" is not a path: must start with '/', may end in '*' (a prefix), or be '*'",
                         "spec.rules[2].to.headers[0].name: \"bad name\" is not a header name: letters, digits and !#$%&'*+-.^_`|~",
                         "spec.rules[2].to.headers[0]: exactly one of exact, prefix, present is required, found exact and prefix",
+                    ],
+                ),
+                (
+                    json!({"action": "ALLOW", "rules": [
+                        {"from": {"requestPrincipals": ["https://idp/alice", "https://idp/*", "*"]},
+                         "claims": [{"name": "realm.role", "values": ["admin"]}]},
+                        {"from": {"requestPrincipals": ["alice", "/x"]},
+                         "claims": [{"name": "a..b", "values": []}]}
+                    ]}),
+                    &[
+                        "spec.rules[1].from.requestPrincipals[0]: \"alice\" is not ISSUER/SUBJECT, ISSUER/* or *",
+                        "spec.rules[1].from.requestPrincipals[1]: \"/x\" is not ISSUER/SUBJECT, ISSUER/* or *",
+                        "spec.rules[1].claims[0].name: \"a..b\" is not a claim name: a name, or dot-separated names for a nested claim",
+                        "spec.rules[1].claims[0].values: at least one value is required",
                     ],
                 ),
             ],

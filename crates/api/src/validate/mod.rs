@@ -13,12 +13,15 @@ mod gateway;
 mod gateway_api;
 mod peer_authentication;
 pub(crate) mod pem;
+mod policy_target;
 mod proxy_scope;
+mod request_authentication;
 mod secret;
 mod traffic_policy;
 mod traffic_route;
 
 pub use self::core::{SERVICE_NAME_LABEL, is_dns_label, is_dns_name};
+pub use policy_target::{TARGET_KINDS, target_refs};
 pub use proxy_scope::scope_entry;
 pub use secret::{TLS_CERT_KEY, TLS_KEY_KEY, tls_data};
 
@@ -41,6 +44,9 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::AccessPolicy(p) => access_policy::access_policy(p, &mut errors),
         Resource::ProxyScope(p) => proxy_scope::proxy_scope(p, &mut errors),
         Resource::EnvoyPatchPolicy(p) => envoy_patch_policy::envoy_patch_policy(p, &mut errors),
+        Resource::RequestAuthentication(r) => {
+            request_authentication::request_authentication(r, &mut errors)
+        }
         Resource::Secret(s) => secret::secret(s, &mut errors),
         Resource::Namespace(_) => {}
         Resource::GatewayClass(c) => gateway_api::gateway_class(c, &mut errors),

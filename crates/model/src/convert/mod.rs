@@ -7,6 +7,7 @@
 mod envoy_patch;
 mod external;
 mod gateway;
+mod jwt;
 mod policy;
 mod route;
 mod security;
@@ -38,6 +39,9 @@ pub fn to_object(resource: &Resource) -> Object {
         Resource::AccessPolicy(p) => Object::AccessPolicy(security::access_policy(resource, p)),
         Resource::ProxyScope(p) => Object::ProxyScope(security::proxy_scope(resource, p)),
         Resource::EnvoyPatchPolicy(p) => Object::EnvoyPatch(envoy_patch::envoy_patch(resource, p)),
+        Resource::RequestAuthentication(r) => {
+            Object::RequestAuthentication(jwt::request_authentication(resource, r))
+        }
         Resource::Namespace(_)
         | Resource::GatewayClass(_)
         | Resource::ApiGateway(_)

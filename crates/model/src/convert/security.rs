@@ -60,11 +60,42 @@ pub(super) fn access_policy(resource: &Resource, p: &ap::AccessPolicy) -> Access
             .rules
             .iter()
             .map(|r| AccessRule {
-                from: r.from.as_ref().map(|f| peers(&namespace, f)),
+                from: r
+                    .from
+                    .as_ref()
+                    .map(|f| peers(&namespace, f))
+                    .filter(|peers| !peers.is_empty()),
                 to: r.to.as_ref().map(operation),
+                request_principals: r
+                    .from
+                    .iter()
+                    .flat_map(|f| &f.request_principals)
+                    .map(|p| request_principal(p))
+                    .collect(),
+                claims: r
+                    .claims
+                    .iter()
+                    .map(|c| ClaimCondition {
+                        path: c.name.split('.').map(str::to_string).collect(),
+                        values: c.values.clone(),
+                    })
+                    .collect(),
             })
             .collect(),
         source,
+    }
+}
+
+/// `*`, `ISSUER/*` or `ISSUER/SUBJECT` (split at the last `/`).
+fn request_principal(p: &str) -> RequestPrincipal {
+    match p.rsplit_once('/') {
+        _ if p == "*" => RequestPrincipal::Any,
+        Some((issuer, "*")) => RequestPrincipal::Issuer(issuer.to_string()),
+        Some((issuer, subject)) => RequestPrincipal::IssuerSubject {
+            issuer: issuer.to_string(),
+            subject: subject.to_string(),
+        },
+        None => RequestPrincipal::Any,
     }
 }
 

@@ -42,6 +42,8 @@ pub enum ApiStatus {
     GatewayClass(GatewayClassStatus),
     Gateway(GatewayStatus),
     Route(RouteStatus),
+    /// A policy's status per ancestor (GEP-713 `PolicyAncestorStatus`).
+    Policy(PolicyStatus),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -108,4 +110,44 @@ impl RouteParentStatus {
             conditions,
         }
     }
+}
+
+/// The status of a policy (see [`crate::policy_attach`]): one entry per target reference.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyStatus {
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    pub ancestor_ref: portolan_api::crd::policy_target::AncestorRef,
+    pub controller_name: String,
+    pub conditions: Vec<ApiCondition>,
+}
+
+/// The per-target status of a policy in `namespace` from its resolved outcomes.
+pub fn policy_status(
+    namespace: &str,
+    outcomes: &[crate::policy_attach::AncestorOutcome],
+) -> PolicyStatus {
+    let ancestors = outcomes
+        .iter()
+        .map(|o| {
+            let c = &o.condition;
+            PolicyAncestorStatus {
+                ancestor_ref: o.target.ancestor_ref(namespace),
+                controller_name: portolan_api::crd::policy_target::POLICY_CONTROLLER_NAME
+                    .to_string(),
+                conditions: vec![ApiCondition::new(
+                    &c.type_.to_string(),
+                    c.status,
+                    &c.reason,
+                    c.message.clone(),
+                    c.observed_generation,
+                )],
+            }
+        })
+        .collect();
+    PolicyStatus { ancestors }
 }

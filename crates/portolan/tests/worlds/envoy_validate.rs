@@ -1,5 +1,6 @@
 //! Envoy's own check of what Portolan translates: the resources for the examples (bookinfo,
-//! and every routing example with the TLS Secret its gateway names) and for generated valid
+//! the JWT gateway policy example, and every routing example with the TLS Secret its gateway
+//! names) and for generated valid
 //! worlds are put into a static bootstrap (EDS and RDS inlined) and `envoy --mode validate`
 //! must accept it. This catches any field Envoy rejects that our own checks let through.
 
@@ -67,6 +68,7 @@ fn envoy_accepts_every_example() {
         .map(|e| e.path())
         .collect();
     files.push(examples_dir().join("bookinfo/bookinfo.yaml"));
+    files.push(examples_dir().join("policies/jwt-gateway.yaml"));
     files.sort();
     assert!(files.len() >= 13, "{files:?}");
     // One directory per example: the routing examples define some Services more than once.

@@ -82,6 +82,7 @@ fn add_web_policies(world: &mut World) {
                 paths: vec![PathMatch::Prefix("/admin".into())],
                 ..Default::default()
             }),
+            ..Default::default()
         }],
     );
     add_policy(
@@ -105,10 +106,12 @@ fn add_web_policies(world: &mut World) {
                     }],
                     ..Default::default()
                 }),
+                ..Default::default()
             },
             AccessRule {
                 from: Some(vec![Peer::Namespace("ops".into())]),
                 to: None,
+                ..Default::default()
             },
             // Another port: can never match on this workload's listener.
             AccessRule {
@@ -117,6 +120,7 @@ fn add_web_policies(world: &mut World) {
                     ports: vec![9090],
                     ..Default::default()
                 }),
+                ..Default::default()
             },
         ],
     );

@@ -1,10 +1,12 @@
 //! Tests of the whole translation, with `mk_*` fixture builders for model objects.
 
 mod consistency;
+mod gateway_api_jwt;
 mod gateway_api_tls;
 mod gateway_rules;
 mod golden;
 mod golden_capture;
+mod golden_jwt;
 mod golden_routing;
 mod golden_security;
 mod golden_telemetry;

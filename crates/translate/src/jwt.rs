@@ -1,0 +1,311 @@
+//! RequestAuthentications as Envoy's `envoy.filters.http.jwt_authn`.
+//!
+//! A listener whose routes (or inbound side) some RequestAuthentication reaches gets one
+//! jwt_authn filter, first in its HTTP filter chain. Its providers are every provider of
+//! those policies, named `NS/POLICY/PROVIDER`; its `requirement_map` holds one requirement
+//! per policy (named `NS/POLICY`): a token of one of the allowed providers, or with
+//! `optional`, no token at all (`allow_missing`; a token that is present must still be
+//! valid). Gateway routes select their policy's requirement with per-route config
+//! ([`per_route`]); routes no policy reaches carry none, and the filter lets them through.
+//! The inbound listener (a Service target) requires its policy for every request.
+//!
+//! A verified token's payload is written to dynamic metadata under the filter's name, key
+//! [`PAYLOAD_KEY`], where AccessPolicy claim and request-principal rules read it
+//! ([`crate::rbac`]).
+//!
+//! A remote JWKS is fetched through a cluster named `jwks|HOST|PORT` (`jwks-tls|...` for
+//! https, verified against the system's CA certificates with SNI `HOST`); [`clusters`] makes
+//! them for the policies a group uses.
+//!
+//! `providers` and `requirement_map` are protobuf maps, which the generated types keep in a
+//! `HashMap`: the filter config is encoded one map entry at a time in sorted order and the
+//! pieces concatenated (protobuf merges concatenated messages, appending map entries), so
+//! the bytes, and the resource version, do not change from one translation to the next.
+
+use crate::cluster::duration;
+use crate::external::lb_endpoint;
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbPolicy,
+};
+use envoy_types::pb::envoy::config::core::v3::{HttpUri, TransportSocket, http_uri};
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
+use envoy_types::pb::envoy::config::route::v3::{RouteMatch, route_match};
+use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3 as pb;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, UpstreamTlsContext,
+    certificate_validation_context::SystemRootCerts, common_tls_context::ValidationContextType,
+};
+use envoy_types::pb::google::protobuf::Any;
+use envoy_types::util::pack_any;
+use portolan_api::ObjectRef;
+use portolan_model::World;
+use portolan_model::jwt::{Jwks, JwtProvider, RequestAuthentication};
+use portolan_model::policy_attach::Reach;
+use prost::{Message, Name};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Well-known name of the JWT authentication HTTP filter.
+pub(crate) const JWT_AUTHN: &str = "envoy.filters.http.jwt_authn";
+
+/// The dynamic metadata key (under [`JWT_AUTHN`]) of a verified token's payload.
+pub(crate) const PAYLOAD_KEY: &str = "payload";
+
+/// The RequestAuthentications one listener uses, by source object.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct JwtUse {
+    pub policies: BTreeMap<ObjectRef, Arc<RequestAuthentication>>,
+}
+
+// === impl JwtUse ===
+
+impl JwtUse {
+    /// The policy that applies given `candidates` (most specific first), recorded as used.
+    pub(crate) fn effective(&mut self, world: &World, candidates: &[Reach]) -> Option<String> {
+        let source = world.jwt.effective(candidates)?;
+        let policy = world.request_authentications.get(source)?;
+        self.policies.insert(source.clone(), policy.clone());
+        Some(requirement_name(source))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// Adds another listener's policies (for the group's JWKS clusters).
+    pub(crate) fn extend(&mut self, other: &JwtUse) {
+        self.policies.extend(other.policies.clone());
+    }
+
+    pub(crate) fn sources(&self) -> impl Iterator<Item = ObjectRef> + '_ {
+        self.policies.keys().cloned()
+    }
+}
+
+/// `NS/POLICY`: the requirement of one policy.
+pub(crate) fn requirement_name(policy: &ObjectRef) -> String {
+    format!("{}/{}", policy.namespace, policy.name)
+}
+
+fn provider_name(policy: &ObjectRef, provider: &JwtProvider) -> String {
+    format!("{}/{}/{}", policy.namespace, policy.name, provider.name)
+}
+
+/// Per-route config selecting `requirement` (a [`requirement_name`]).
+pub(crate) fn per_route(requirement: String) -> (String, Any) {
+    let config = pb::PerRouteConfig {
+        requirement_specifier: Some(pb::per_route_config::RequirementSpecifier::RequirementName(
+            requirement,
+        )),
+    };
+    (JWT_AUTHN.to_string(), pack_any(config))
+}
+
+/// The jwt_authn filter for the policies of `used`; `require` names a requirement applied to
+/// every request (the inbound listener) instead of per route. `None` when `used` is empty.
+pub(crate) fn filter(used: &JwtUse, require: Option<&str>) -> Option<HttpFilter> {
+    if used.is_empty() {
+        return None;
+    }
+    let mut base = pb::JwtAuthentication::default();
+    if let Some(name) = require {
+        base.rules = vec![pb::RequirementRule {
+            r#match: Some(RouteMatch {
+                path_specifier: Some(route_match::PathSpecifier::Prefix("/".into())),
+                ..Default::default()
+            }),
+            requirement_type: Some(pb::requirement_rule::RequirementType::RequirementName(
+                name.to_string(),
+            )),
+        }];
+    }
+    let mut bytes = base.encode_to_vec();
+    for (source, policy) in &used.policies {
+        for p in &policy.providers {
+            let entry = pb::JwtAuthentication {
+                providers: HashMap::from([(provider_name(source, p), provider(p))]),
+                ..Default::default()
+            };
+            entry.encode(&mut bytes).unwrap_or_default();
+        }
+        let entry = pb::JwtAuthentication {
+            requirement_map: HashMap::from([(requirement_name(source), requirement(policy))]),
+            ..Default::default()
+        };
+        entry.encode(&mut bytes).unwrap_or_default();
+    }
+    let config = Any {
+        type_url: pb::JwtAuthentication::type_url(),
+        value: bytes,
+    };
+    Some(crate::filters::http_filter(JWT_AUTHN, config))
+}
+
+fn provider(p: &JwtProvider) -> pb::JwtProvider {
+    let jwks = match &p.jwks {
+        Jwks::Remote {
+            uri,
+            host,
+            port,
+            tls,
+            cache_duration,
+            timeout,
+        } => pb::jwt_provider::JwksSourceSpecifier::RemoteJwks(pb::RemoteJwks {
+            http_uri: Some(HttpUri {
+                uri: uri.clone(),
+                timeout: Some(duration(*timeout)),
+                http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster(cluster_name(
+                    host, *port, *tls,
+                ))),
+            }),
+            cache_duration: Some(duration(*cache_duration)),
+            ..Default::default()
+        }),
+        Jwks::Local(inline) => {
+            pb::jwt_provider::JwksSourceSpecifier::LocalJwks(crate::tls::inline(inline))
+        }
+    };
+    let (from_headers, from_params) =
+        if p.from_headers.is_empty() && p.from_params.is_empty() && p.from_cookies.is_empty() {
+            // Envoy's own default (Authorization: Bearer, access_token), written out.
+            (
+                vec![pb::JwtHeader {
+                    name: "Authorization".into(),
+                    value_prefix: "Bearer ".into(),
+                }],
+                vec!["access_token".to_string()],
+            )
+        } else {
+            let headers = p.from_headers.iter().map(|(name, prefix)| pb::JwtHeader {
+                name: name.clone(),
+                value_prefix: prefix.clone().unwrap_or_default(),
+            });
+            (headers.collect(), p.from_params.clone())
+        };
+    pb::JwtProvider {
+        issuer: p.issuer.clone(),
+        audiences: p.audiences.clone(),
+        forward: p.forward_token,
+        from_headers,
+        from_params,
+        from_cookies: p.from_cookies.clone(),
+        payload_in_metadata: PAYLOAD_KEY.to_string(),
+        claim_to_headers: p
+            .claim_to_headers
+            .iter()
+            .map(|(claim, header)| pb::JwtClaimToHeader {
+                header_name: header.clone(),
+                claim_name: claim.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        jwks_source_specifier: Some(jwks),
+        ..Default::default()
+    }
+}
+
+/// A token of one of the allowed providers (or, optional, none).
+fn requirement(policy: &RequestAuthentication) -> pb::JwtRequirement {
+    let source = policy.source();
+    let mut any: Vec<pb::JwtRequirement> = policy
+        .allowed()
+        .map(|p| pb::JwtRequirement {
+            requires_type: Some(pb::jwt_requirement::RequiresType::ProviderName(
+                provider_name(source, p),
+            )),
+        })
+        .collect();
+    if policy.requirement.optional {
+        any.push(pb::JwtRequirement {
+            requires_type: Some(pb::jwt_requirement::RequiresType::AllowMissing(
+                Default::default(),
+            )),
+        });
+    }
+    if any.len() == 1 {
+        return any.pop().unwrap_or_default();
+    }
+    pb::JwtRequirement {
+        requires_type: Some(pb::jwt_requirement::RequiresType::RequiresAny(
+            pb::JwtRequirementOrList { requirements: any },
+        )),
+    }
+}
+
+fn cluster_name(host: &str, port: u16, tls: bool) -> String {
+    let prefix = if tls { "jwks-tls" } else { "jwks" };
+    format!("{prefix}|{host}|{port}")
+}
+
+/// One cluster per remote JWKS host and port the policies of `used` fetch from.
+pub(crate) fn clusters(used: &JwtUse, connect_timeout: std::time::Duration) -> Vec<Cluster> {
+    let mut hosts = BTreeSet::new();
+    for policy in used.policies.values() {
+        for p in &policy.providers {
+            if let Jwks::Remote {
+                host, port, tls, ..
+            } = &p.jwks
+            {
+                hosts.insert((host.clone(), *port, *tls));
+            }
+        }
+    }
+    hosts
+        .into_iter()
+        .map(|(host, port, tls)| jwks_cluster(&host, port, tls, connect_timeout))
+        .collect()
+}
+
+fn jwks_cluster(host: &str, port: u16, tls: bool, connect_timeout: std::time::Duration) -> Cluster {
+    let name = cluster_name(host, port, tls);
+    let kind = if host.parse::<IpAddr>().is_ok() {
+        DiscoveryType::Static
+    } else {
+        DiscoveryType::LogicalDns
+    };
+    Cluster {
+        name: name.clone(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(kind as i32)),
+        connect_timeout: Some(duration(connect_timeout)),
+        lb_policy: LbPolicy::RoundRobin as i32,
+        dns_lookup_family: DnsLookupFamily::V4Preferred as i32,
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name,
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![lb_endpoint(host, port)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        transport_socket: tls.then(|| tls_socket(host)),
+        ..Default::default()
+    }
+}
+
+/// TLS to a JWKS server: SNI `host`, verified against the system's CA certificates.
+fn tls_socket(host: &str) -> TransportSocket {
+    let context = UpstreamTlsContext {
+        sni: host.to_string(),
+        common_tls_context: Some(CommonTlsContext {
+            validation_context_type: Some(ValidationContextType::ValidationContext(
+                CertificateValidationContext {
+                    system_root_certs: Some(SystemRootCerts::default()),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_string(),
+        config_type: Some(
+            envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
+                pack_any(context),
+            ),
+        ),
+    }
+}
