@@ -74,7 +74,7 @@ fn yaml_round_trips() {
         assert_eq!(back, crd);
     }
     let all = crds::all_yaml().expect("renders");
-    assert_eq!(all.matches("kind: CustomResourceDefinition").count(), 8);
+    assert_eq!(all.matches("kind: CustomResourceDefinition").count(), 9);
 }
 
 #[test]
