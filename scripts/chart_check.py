@@ -121,7 +121,7 @@ def expand(group, resources, verbs, names=(None,)):
 CRS = [
     "trafficroutes", "trafficpolicies", "gateways", "externalservices",
     "peerauthentications", "accesspolicies", "proxyscopes", "requestauthentications",
-    "extauthpolicies", "ratelimitpolicies",
+    "extauthpolicies", "ratelimitpolicies", "envoypatchpolicies",
 ]
 GW = "gateway.networking.k8s.io"
 GW_ROUTES = ["gateways", "httproutes", "grpcroutes", "tlsroutes"]

@@ -104,6 +104,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - extauthpolicies
     - ratelimitpolicies
     - requestauthentications
+    - envoypatchpolicies
   verbs: [list, watch]
 - apiGroups: [portolan.dev]
   resources:
@@ -117,6 +118,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - extauthpolicies/status
     - ratelimitpolicies/status
     - requestauthentications/status
+    - envoypatchpolicies/status
   verbs: [patch]
 # The Gateway API (its CRDs may be missing: those kinds then count as empty).
 - apiGroups: [gateway.networking.k8s.io]

@@ -2,7 +2,7 @@
 //! YAML rendering (`portolan crds`, the files under `crds/`).
 
 use crate::crd::{
-    AccessPolicy, ExtAuthPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
+    AccessPolicy, EnvoyPatchPolicy, ExtAuthPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
     RateLimitPolicy, RequestAuthentication, TrafficPolicy, TrafficRoute,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -29,6 +29,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         ExtAuthPolicy::crd(),
         RateLimitPolicy::crd(),
         RequestAuthentication::crd(),
+        EnvoyPatchPolicy::crd(),
     ]
 }
 

@@ -20,6 +20,8 @@ pub enum Kind {
     ExtAuthPolicy,
     /// Local and global rate limits on Gateways, listeners and routes.
     RateLimitPolicy,
+    /// The escape hatch: JSON patches to generated Envoy resources.
+    EnvoyPatchPolicy,
     RequestAuthentication,
     /// core/v1 Namespace (its labels, for Gateway API `allowedRoutes` selectors).
     Namespace,
@@ -60,6 +62,7 @@ impl Kind {
             | Kind::ProxyScope
             | Kind::ExtAuthPolicy
             | Kind::RateLimitPolicy
+            | Kind::EnvoyPatchPolicy
             | Kind::RequestAuthentication => "portolan.dev/v1alpha1",
         }
     }
@@ -79,6 +82,7 @@ impl Kind {
             Kind::ProxyScope => "ProxyScope",
             Kind::ExtAuthPolicy => "ExtAuthPolicy",
             Kind::RateLimitPolicy => "RateLimitPolicy",
+            Kind::EnvoyPatchPolicy => "EnvoyPatchPolicy",
             Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Namespace => "Namespace",
             Kind::GatewayClass => "GatewayClass",
@@ -135,6 +139,7 @@ impl Kind {
             Kind::ProxyScope,
             Kind::ExtAuthPolicy,
             Kind::RateLimitPolicy,
+            Kind::EnvoyPatchPolicy,
             Kind::RequestAuthentication,
             Kind::Namespace,
             Kind::GatewayClass,

@@ -4,7 +4,7 @@
 //! half of validation, [`crate::validate`] is the second.
 
 use crate::crd::{
-    AccessPolicy, ExtAuthPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
+    AccessPolicy, EnvoyPatchPolicy, ExtAuthPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
     RateLimitPolicy, RequestAuthentication, TrafficPolicy, TrafficRoute,
 };
 use crate::field::{FieldError, FieldPath};
@@ -30,6 +30,7 @@ pub enum Resource {
     ProxyScope(Box<ProxyScope>),
     ExtAuthPolicy(Box<ExtAuthPolicy>),
     RateLimitPolicy(Box<RateLimitPolicy>),
+    EnvoyPatchPolicy(Box<EnvoyPatchPolicy>),
     RequestAuthentication(Box<RequestAuthentication>),
     /// A Secret of type `kubernetes.io/tls` (other Secrets are not read).
     Secret(Box<Secret>),
@@ -97,6 +98,7 @@ impl Resource {
             Kind::ProxyScope => Resource::ProxyScope(Box::new(typed(&object, value)?)),
             Kind::ExtAuthPolicy => Resource::ExtAuthPolicy(Box::new(typed(&object, value)?)),
             Kind::RateLimitPolicy => Resource::RateLimitPolicy(Box::new(typed(&object, value)?)),
+            Kind::EnvoyPatchPolicy => Resource::EnvoyPatchPolicy(Box::new(typed(&object, value)?)),
             Kind::RequestAuthentication => {
                 Resource::RequestAuthentication(Box::new(typed(&object, value)?))
             }
@@ -126,6 +128,7 @@ impl Resource {
             Resource::ProxyScope(_) => Kind::ProxyScope,
             Resource::ExtAuthPolicy(_) => Kind::ExtAuthPolicy,
             Resource::RateLimitPolicy(_) => Kind::RateLimitPolicy,
+            Resource::EnvoyPatchPolicy(_) => Kind::EnvoyPatchPolicy,
             Resource::RequestAuthentication(_) => Kind::RequestAuthentication,
             Resource::Secret(_) => Kind::Secret,
             Resource::Namespace(_) => Kind::Namespace,
@@ -153,6 +156,7 @@ impl Resource {
             Resource::ProxyScope(p) => &p.metadata,
             Resource::ExtAuthPolicy(p) => &p.metadata,
             Resource::RateLimitPolicy(p) => &p.metadata,
+            Resource::EnvoyPatchPolicy(p) => &p.metadata,
             Resource::RequestAuthentication(p) => &p.metadata,
             Resource::Secret(s) => &s.metadata,
             Resource::Namespace(n) => &n.metadata,

@@ -10,8 +10,20 @@ fn crds_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crds")
 }
 
-/// Every node has a type, and nothing is left untyped or preserved unknown.
+/// The only fields kept as written (any JSON): an EnvoyPatchPolicy's merge patches and
+/// operation values, which are Envoy's JSON, checked when applied.
+const FREE_FORM: &[&str] = &[
+    "envoypatchpolicies.portolan.dev/v1alpha1.spec.patches[].merge",
+    "envoypatchpolicies.portolan.dev/v1alpha1.spec.patches[].operations[].value",
+];
+
+/// Every node has a type, and nothing is left untyped or preserved unknown (but
+/// [`FREE_FORM`], which Kubernetes allows without a type).
 fn assert_structural(path: &str, s: &JSONSchemaProps) {
+    if FREE_FORM.contains(&path) {
+        assert_eq!(s.x_kubernetes_preserve_unknown_fields, Some(true), "{path}");
+        return;
+    }
     assert!(s.type_.is_some(), "{path}: no type");
     assert!(
         s.any_of.is_none() && s.one_of.is_none() && s.all_of.is_none() && s.not.is_none(),

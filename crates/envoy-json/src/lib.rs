@@ -7,6 +7,11 @@
 //! config dump shows them; default values are left out. A message holding a field the
 //! descriptor does not know is refused ([`JsonError::UnknownField`]) instead of rendered
 //! without it: that is how a descriptor older than envoy-types' messages shows.
+//!
+//! The other way, [`json_to_bytes`] reads proto3 JSON back into a message's bytes (for
+//! `EnvoyPatchPolicy`): a field the message does not have, a value of the wrong type or an
+//! `Any` of an unknown `@type` is refused ([`JsonError::Parse`]) with the JSON path of the
+//! offending value.
 
 #![forbid(unsafe_code)]
 
@@ -52,6 +57,13 @@ pub enum JsonError {
         number: u32,
         path: String,
     },
+    #[error("{type_name} at {path}: {message}")]
+    Parse {
+        type_name: String,
+        /// Where in the JSON document (`filter_chains[0].filters[0].typed_config`).
+        path: String,
+        message: String,
+    },
     #[error("rendering {type_name}: {source}")]
     Serialize {
         type_name: String,
@@ -70,6 +82,41 @@ pub fn any_to_json(any: &Any) -> Result<Value, JsonError> {
     message_to_json(any)
 }
 
+/// The proto3 JSON of `bytes`, an encoded message of type `type_name` (its full name:
+/// `envoy.config.cluster.v3.Cluster`).
+pub fn bytes_to_json(type_name: &str, bytes: &[u8]) -> Result<Value, JsonError> {
+    let msg = decode(type_name, bytes)?;
+    known::check(&msg)?;
+    msg.serialize_with_options(serde_json::value::Serializer, &OPTIONS)
+        .map_err(|source| JsonError::Serialize {
+            type_name: type_name.to_string(),
+            source,
+        })
+}
+
+/// The encoding of the message of type `type_name` whose proto3 JSON is `json`: unknown
+/// fields, wrong types and unknown `@type`s are refused, naming the JSON path.
+pub fn json_to_bytes(type_name: &str, json: &Value) -> Result<Vec<u8>, JsonError> {
+    use prost::Message;
+    let desc = pool()?
+        .get_message_by_name(type_name)
+        .ok_or_else(|| JsonError::UnknownType(type_name.to_string()))?;
+    let mut track = serde_path_to_error::Track::new();
+    let deserializer = serde_path_to_error::Deserializer::new(json, &mut track);
+    let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(true);
+    match DynamicMessage::deserialize_with_options(desc, deserializer, &options) {
+        Ok(msg) => Ok(msg.encode_to_vec()),
+        Err(e) => Err(JsonError::Parse {
+            type_name: type_name.to_string(),
+            path: match track.path().to_string() {
+                p if p == "." => "the top level".to_string(),
+                p => p,
+            },
+            message: e.to_string(),
+        }),
+    }
+}
+
 /// The descriptor pool every rendering uses.
 fn pool() -> Result<&'static DescriptorPool, JsonError> {
     POOL.as_ref()
@@ -85,16 +132,6 @@ fn decode(type_name: &str, bytes: &[u8]) -> Result<DynamicMessage, JsonError> {
         type_name: type_name.to_string(),
         source,
     })
-}
-
-fn bytes_to_json(type_name: &str, bytes: &[u8]) -> Result<Value, JsonError> {
-    let msg = decode(type_name, bytes)?;
-    known::check(&msg)?;
-    msg.serialize_with_options(serde_json::value::Serializer, &OPTIONS)
-        .map_err(|source| JsonError::Serialize {
-            type_name: type_name.to_string(),
-            source,
-        })
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::ProxyScope,
     Kind::ExtAuthPolicy,
     Kind::RateLimitPolicy,
+    Kind::EnvoyPatchPolicy,
     Kind::RequestAuthentication,
     Kind::Namespace,
     Kind::GatewayClass,
@@ -57,6 +58,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::ProxyScope => "proxyscopes",
         Kind::ExtAuthPolicy => "extauthpolicies",
         Kind::RateLimitPolicy => "ratelimitpolicies",
+        Kind::EnvoyPatchPolicy => "envoypatchpolicies",
         Kind::RequestAuthentication => "requestauthentications",
         Kind::Namespace => "namespaces",
         Kind::GatewayClass => "gatewayclasses",
@@ -107,6 +109,7 @@ pub fn has_status(kind: Kind) -> bool {
             | Kind::ProxyScope
             | Kind::ExtAuthPolicy
             | Kind::RateLimitPolicy
+            | Kind::EnvoyPatchPolicy
             | Kind::RequestAuthentication
     )
 }
@@ -143,6 +146,12 @@ mod tests {
         }
         assert_eq!(plural(Kind::ExtAuthPolicy), "extauthpolicies");
         assert_eq!(plural(Kind::RateLimitPolicy), "ratelimitpolicies");
+        let epp = api_resource(Kind::EnvoyPatchPolicy);
+        assert_eq!(
+            (epp.group.as_str(), epp.plural.as_str()),
+            ("portolan.dev", "envoypatchpolicies")
+        );
+        assert!(WATCHED.contains(&Kind::EnvoyPatchPolicy) && has_status(Kind::EnvoyPatchPolicy));
         let ra = api_resource(Kind::RequestAuthentication);
         assert_eq!(ra.plural, "requestauthentications");
         assert!(

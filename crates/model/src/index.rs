@@ -31,6 +31,7 @@ pub struct Index {
     proxy_scopes: BTreeMap<ObjectRef, Arc<ProxyScope>>,
     ext_auths: BTreeMap<ObjectRef, Arc<crate::edge::ExtAuth>>,
     rate_limits: BTreeMap<ObjectRef, Arc<crate::edge::RateLimit>>,
+    envoy_patches: BTreeMap<ObjectRef, Arc<crate::envoy_patch::EnvoyPatch>>,
     request_authentications: BTreeMap<ObjectRef, Arc<crate::jwt::RequestAuthentication>>,
     gateway_api: BTreeMap<ObjectRef, Arc<portolan_api::Resource>>,
     /// Where Gateway API Gateways without `spec.addresses` get their address.
@@ -79,6 +80,7 @@ impl Index {
             Object::ProxyScope(p) => replace(&mut self.proxy_scopes, p.source.clone(), p),
             Object::ExtAuth(p) => replace(&mut self.ext_auths, p.meta.source.clone(), p),
             Object::RateLimit(p) => replace(&mut self.rate_limits, p.meta.source.clone(), p),
+            Object::EnvoyPatch(p) => replace(&mut self.envoy_patches, p.source.clone(), p),
             Object::RequestAuthentication(r) => {
                 replace(&mut self.request_authentications, r.meta.source.clone(), r)
             }
@@ -105,6 +107,7 @@ impl Index {
             Kind::ProxyScope => self.proxy_scopes.remove(object).is_some(),
             Kind::ExtAuthPolicy => self.ext_auths.remove(object).is_some(),
             Kind::RateLimitPolicy => self.rate_limits.remove(object).is_some(),
+            Kind::EnvoyPatchPolicy => self.envoy_patches.remove(object).is_some(),
             Kind::RequestAuthentication => self.request_authentications.remove(object).is_some(),
             Kind::Namespace
             | Kind::GatewayClass
@@ -146,6 +149,7 @@ impl Index {
             Kind::ProxyScope => self.proxy_scopes.contains_key(object),
             Kind::ExtAuthPolicy => self.ext_auths.contains_key(object),
             Kind::RateLimitPolicy => self.rate_limits.contains_key(object),
+            Kind::EnvoyPatchPolicy => self.envoy_patches.contains_key(object),
             Kind::RequestAuthentication => self.request_authentications.contains_key(object),
             Kind::Namespace
             | Kind::GatewayClass
@@ -207,6 +211,7 @@ impl Index {
             rate_limits: self.rate_limits.clone(),
             ext_auth: Default::default(),
             rate_limit: Default::default(),
+            envoy_patches: self.envoy_patches.clone(),
             request_authentications: self.request_authentications.clone(),
             jwt: Default::default(),
             statuses: BTreeMap::new(),

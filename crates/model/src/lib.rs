@@ -10,6 +10,7 @@
 
 pub mod convert;
 pub mod edge;
+pub mod envoy_patch;
 pub mod error;
 pub mod external;
 pub mod gateway;

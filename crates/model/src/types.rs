@@ -145,6 +145,7 @@ pub enum Object {
     ProxyScope(crate::proxy_scope::ProxyScope),
     ExtAuth(crate::edge::ExtAuth),
     RateLimit(crate::edge::RateLimit),
+    EnvoyPatch(crate::envoy_patch::EnvoyPatch),
     RequestAuthentication(crate::jwt::RequestAuthentication),
     /// A Gateway API object or a Namespace, kept as read (compiled when a World is built).
     GatewayApi(Box<portolan_api::Resource>),
@@ -167,6 +168,7 @@ impl Object {
             Object::ProxyScope(p) => p.source.clone(),
             Object::ExtAuth(p) => p.meta.source.clone(),
             Object::RateLimit(p) => p.meta.source.clone(),
+            Object::EnvoyPatch(p) => p.source.clone(),
             Object::RequestAuthentication(r) => r.meta.source.clone(),
             Object::GatewayApi(r) => r.object_ref(),
         }

@@ -44,6 +44,8 @@ pub struct World {
     pub ext_auth: Arc<crate::policy_attach::Resolution>,
     /// What the RateLimitPolicies attach to (computed from this World).
     pub rate_limit: Arc<crate::policy_attach::Resolution>,
+    /// Envoy patch policies (the escape hatch), by source object.
+    pub envoy_patches: BTreeMap<ObjectRef, Arc<crate::envoy_patch::EnvoyPatch>>,
     /// JWT authentication policies, by source object.
     pub request_authentications: BTreeMap<ObjectRef, Arc<crate::jwt::RequestAuthentication>>,
     /// What the RequestAuthentications attach to (computed from this World).

@@ -9,6 +9,9 @@ pub enum BuildError {
     /// they send a valid one.
     #[error("invalid proxy scope: {0}")]
     Scope(ScopeError),
+    /// An `EnvoyPatchPolicy` that does not apply to the group (see [`crate::patch`]).
+    #[error("{0}")]
+    Patch(crate::patch::PatchError),
     #[error("inconsistent snapshot: {0}")]
     Snapshot(#[from] SnapshotError),
 }

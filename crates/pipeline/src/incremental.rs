@@ -11,6 +11,7 @@
 //! client), so one [`IncrementalBuilder`] serves every group of a zone; listeners and routes
 //! are translated and encoded for each group every time.
 
+use crate::patch::{self, Candidate, Outcome};
 use crate::snapshot::{Parts, assemble};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -101,9 +102,29 @@ impl IncrementalBuilder {
         previous: Option<&Snapshot>,
         secrets: &[Secret],
     ) -> Result<(Snapshot, Provenance), SnapshotError> {
+        self.build_patched(world, group, options, previous, secrets, &[])
+            .0
+    }
+
+    /// [`IncrementalBuilder::build_with_secrets`] with the group's `EnvoyPatchPolicy`
+    /// candidates applied after translation and checked with the snapshot (see
+    /// [`crate::patch::patch_checked`]); the patched resources' provenance names their
+    /// policy. Also gives each candidate's outcome.
+    pub fn build_patched(
+        &mut self,
+        world: &World,
+        group: &ProxyGroup,
+        options: &Options,
+        previous: Option<&Snapshot>,
+        secrets: &[Secret],
+        candidates: &[Candidate],
+    ) -> (Result<(Snapshot, Provenance), SnapshotError>, Vec<Outcome>) {
         let mut resources = self.translator.translate(world, group, options);
-        let provenance = std::mem::take(&mut resources.provenance);
-        Ok((snapshot(resources, previous, secrets)?, provenance))
+        let mut provenance = std::mem::take(&mut resources.provenance);
+        let (built, outcomes) =
+            patch::patch_checked(candidates, resources, |r| snapshot(r, previous, secrets));
+        patch::record_provenance(&outcomes, &mut provenance);
+        (built.map(|s| (s, provenance)), outcomes)
     }
 
     /// The translator (for its memo statistics).

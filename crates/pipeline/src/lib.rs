@@ -13,6 +13,7 @@
 //! * [`mod@snapshot`]: the one assembly of translated resources into a consistent snapshot
 //!   (`portolan_xds::Snapshot`).
 //! * `certs`: mesh groups' workload certificates and their rotation.
+//! * [`patch`]: `EnvoyPatchPolicy`, JSON patches to generated resources, checked before served.
 //! * [`programmed`]: NACKs in force attributed to the objects behind them (`Programmed=False`).
 //! * [`fuzzing`]: a manifest file's bytes through the whole build path, for fuzzers and tests.
 
@@ -26,6 +27,7 @@ pub mod groups;
 pub mod identity;
 pub mod incremental;
 pub mod metrics;
+pub mod patch;
 pub mod pipeline;
 pub mod programmed;
 pub mod snapshot;

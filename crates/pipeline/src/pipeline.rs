@@ -23,6 +23,7 @@
 //! is due, so a rotation is a new Secret version pushed to that group's proxies.
 
 use crate::certs::MeshCerts;
+use crate::patch::Patches;
 use crate::programmed::Provenances;
 use crate::{IncrementalBuilder, PipelineMetrics, groups};
 use portolan_ca::WorkloadCerts;
@@ -47,6 +48,8 @@ pub struct Pipeline {
     build_lock: Mutex<Builders>,
     /// The provenance of each group's snapshot, set with it (for NACK attribution).
     provenances: Arc<Provenances>,
+    /// EnvoyPatchPolicy state: enabled, last good versions, outcomes per group.
+    patches: Arc<Patches>,
 }
 
 /// One incremental builder per proxy zone, mesh membership, scope and client (clusters and
@@ -90,21 +93,42 @@ impl Pipeline {
         certs: Option<Arc<WorkloadCerts>>,
         provenances: Arc<Provenances>,
     ) -> Arc<Self> {
+        let patches = Patches::new(options.envoy_patch_policy);
+        Self::with_state(index, cache, options, metrics, certs, provenances, patches)
+    }
+
+    /// [`Pipeline::with_certs`] that records EnvoyPatchPolicy outcomes in `patches` (whose
+    /// `enabled` decides whether patches apply).
+    pub fn with_state(
+        index: Arc<Mutex<Index>>,
+        cache: Arc<Cache>,
+        options: Options,
+        metrics: PipelineMetrics,
+        certs: Option<Arc<WorkloadCerts>>,
+        provenances: Arc<Provenances>,
+        patches: Arc<Patches>,
+    ) -> Arc<Self> {
         let certs = certs.map(|c| MeshCerts::new(c, &options.mesh.trust_domain));
         Arc::new(Self {
             index,
             cache,
-            options,
             metrics,
             certs,
             build_lock: Mutex::new(HashMap::new()),
             provenances,
+            patches,
+            options,
         })
     }
 
     /// The provenance of each group's snapshot.
     pub fn provenances(&self) -> &Arc<Provenances> {
         &self.provenances
+    }
+
+    /// The EnvoyPatchPolicy state (outcomes per group, for status).
+    pub fn patches(&self) -> &Arc<Patches> {
+        &self.patches
     }
 
     /// Rebuilds every group whenever a workload certificate is due (at half its lifetime),
@@ -193,6 +217,7 @@ impl Pipeline {
             }
             let names: BTreeSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
             p.provenances.retain(|g| names.contains(g));
+            p.patches.retain(|g| names.contains(g));
             for group in &groups {
                 p.build(&mut builders, &world, group, rollout);
             }
@@ -268,8 +293,22 @@ impl Pipeline {
             Some(certs) => certs.secrets(group),
             None => Vec::new(),
         };
-        match builder.build_with_secrets(world, group, &self.options, previous.as_deref(), &secrets)
-        {
+        let candidates = self.patches.candidates(world, group);
+        let (built, outcomes) = builder.build_patched(
+            world,
+            group,
+            &self.options,
+            previous.as_deref(),
+            &secrets,
+            &candidates,
+        );
+        for o in &outcomes {
+            if let Some(error) = &o.error {
+                tracing::error!(group = group_name, %error, served = ?o.served, "EnvoyPatchPolicy refused for this group; its last good version (if any) stays");
+            }
+        }
+        self.patches.record(group_name, outcomes, built.is_ok());
+        match built {
             Ok((snap, provenance)) => {
                 tracing::debug!(group = group_name, world = world.version, "snapshot built");
                 // Before the snapshot: a NACK of the new snapshot finds its provenance.

@@ -227,10 +227,12 @@ fn generation_of(world: &World, object: &str) -> i64 {
         .external_services
         .iter()
         .map(|(r, o)| (r, o.generation));
+    let patches = world.envoy_patches.iter().map(|(r, o)| (r, o.generation));
     routes
         .chain(policies)
         .chain(gateways)
         .chain(externals)
+        .chain(patches)
         .find(|(r, _)| r.to_string() == object)
         .map(|(_, g)| g)
         .unwrap_or_default()

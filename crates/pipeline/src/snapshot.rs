@@ -10,6 +10,7 @@
 //! every resource whose bytes did not change with the previous snapshot.
 
 use crate::BuildError;
+use crate::patch::Candidate;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
@@ -147,7 +148,9 @@ pub fn snapshot(
 
 /// Translates `world` for `group` and assembles its snapshot as the pipeline serves it, keeping
 /// the messages for checks that read them (the admission webhook's dry run). A group whose
-/// scope does not parse is refused, as the pipeline refuses to serve it.
+/// scope does not parse is refused, as the pipeline refuses to serve it; with
+/// `EnvoyPatchPolicy` enabled, the group's policies are applied (current versions only) and
+/// the first refused one is the error.
 pub fn translate_checked(
     world: &World,
     group: &ProxyGroup,
@@ -156,8 +159,29 @@ pub fn translate_checked(
     if let Some(error) = group.scope_error() {
         return Err(BuildError::Scope(error.clone()));
     }
-    let resources = portolan_translate::translate(world, group, options);
-    let snapshot = snapshot(&resources, None)?;
+    let mut resources = portolan_translate::translate(world, group, options);
+    let candidates: Vec<Candidate> = match options.envoy_patch_policy {
+        true => crate::patch::policies_for(world, group)
+            .into_iter()
+            .map(|p| Candidate {
+                current: p.clone(),
+                fallback: None,
+            })
+            .collect(),
+        false => Vec::new(),
+    };
+    if candidates.is_empty() {
+        let snapshot = snapshot(&resources, None)?;
+        return Ok((resources, snapshot));
+    }
+    let (built, outcomes) = crate::patch::patch_checked(&candidates, resources, |r: Resources| {
+        snapshot(&r, None).map(|s| (r, s))
+    });
+    if let Some(error) = outcomes.into_iter().find_map(|o| o.error) {
+        return Err(BuildError::Patch(error));
+    }
+    let (patched, snapshot) = built?;
+    resources = patched;
     Ok((resources, snapshot))
 }
 

@@ -160,6 +160,11 @@ pub struct TranslateArgs {
     /// Portolan does not know: pass it through (`allow-any`) or close it (`registry-only`).
     #[arg(long, value_enum, default_value_t = OutboundPolicyArg::AllowAny, env = "PORTOLAN_OUTBOUND_TRAFFIC_POLICY")]
     pub outbound_traffic_policy: OutboundPolicyArg,
+    /// Apply EnvoyPatchPolicy objects: JSON patches to the generated Envoy resources, the
+    /// last resort for settings Portolan does not model (docs/policies.md). Off: every
+    /// EnvoyPatchPolicy is `Accepted=False` (`Disabled`) and nothing is patched.
+    #[arg(long, env = "PORTOLAN_ENABLE_ENVOY_PATCH_POLICY")]
+    pub enable_envoy_patch_policy: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -207,6 +212,7 @@ impl TranslateArgs {
                     }
                 },
             },
+            envoy_patch_policy: self.enable_envoy_patch_policy,
             ..portolan_translate::Options::default()
         }
     }

@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use portolan_admin::redact_secrets;
 use portolan_model::Index;
 use portolan_pipeline::SourceStatus;
+use portolan_pipeline::patch::Patches;
 use portolan_pipeline::programmed::Provenances;
 use portolan_xds::{Cache, ResourceType};
 use prometheus_client::registry::Registry;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub cache: Arc<Cache>,
     /// The provenance of each group's snapshot (NACK attribution).
     pub provenances: Arc<Provenances>,
+    /// EnvoyPatchPolicy outcomes per group (their status).
+    pub patches: Arc<Patches>,
     pub registry: Arc<Registry>,
     /// Serve the token exchange (`serve --xds-token-review`).
     pub token_exchange: bool,
@@ -105,7 +108,9 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 /// Rejected documents, and the conditions of every routing object (the file source's status).
 /// NACKs in force are attributed to objects as `Programmed=False` (see
-/// `portolan_pipeline::programmed`).
+/// `portolan_pipeline::programmed`). EnvoyPatchPolicies get their `Accepted` and `Programmed`
+/// from what their patches did to each group (`portolan_pipeline::patch`), and `patches`
+/// lists, per group, each policy's outcome: the resources each patch touched, or the error.
 async fn config_errors(State(s): State<AppState>) -> Json<Value> {
     let world = s.index.lock().unwrap_or_else(|p| p.into_inner()).world();
     let nacks = portolan_pipeline::programmed::nacks(&s.cache, &s.provenances, &s.cache.proxies());
@@ -114,14 +119,22 @@ async fn config_errors(State(s): State<AppState>) -> Json<Value> {
         .iter()
         .map(|(object, conditions)| (object.to_string(), conditions.clone()))
         .collect();
+    for (object, conditions) in s.patches.conditions(&world) {
+        let entry = statuses.entry(object.to_string()).or_default();
+        entry.retain(|c| c.type_ != portolan_model::ConditionType::Accepted);
+        entry.extend(conditions);
+    }
     for (object, condition) in portolan_pipeline::programmed::conditions(&world, &nacks) {
-        statuses.entry(object).or_default().push(condition);
+        let entry = statuses.entry(object).or_default();
+        entry.retain(|c| c.type_ != condition.type_);
+        entry.push(condition);
     }
     Json(json!({
         "version": world.version,
         "errors": world.errors,
         "statuses": statuses,
         "nacks": nacks,
+        "patches": s.patches.outcomes(),
     }))
 }
 

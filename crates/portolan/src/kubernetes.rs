@@ -18,6 +18,7 @@ use portolan_api::ObjectRef;
 use portolan_k8s::provision::ProvisionConfig;
 use portolan_k8s::{ClusterView, Inputs, LeaseConfig, LeaseLock, SourceState, StatusWriter};
 use portolan_model::{Condition, Index, World};
+use portolan_pipeline::patch::Patches;
 use portolan_pipeline::programmed::Provenances;
 use portolan_pipeline::{IndexWriter, SourceStatus};
 use portolan_xds::Cache;
@@ -43,13 +44,21 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What the pipeline records about its builds that status reads: the provenance of each
+/// group's snapshot (NACK attribution) and the EnvoyPatchPolicy outcomes.
+#[derive(Clone)]
+pub struct BuildState {
+    pub provenances: Arc<Provenances>,
+    pub patches: Arc<Patches>,
+}
+
 /// Starts the watchers, the election and the status writer.
 pub async fn start(
     args: &KubernetesArgs,
     writer: &IndexWriter,
     index: Arc<Mutex<Index>>,
     cache: Arc<Cache>,
-    provenances: Arc<Provenances>,
+    built: BuildState,
     shutdown: watch::Receiver<bool>,
     registry: &mut Registry,
 ) -> anyhow::Result<Running> {
@@ -104,7 +113,7 @@ pub async fn start(
     let wake = writer.changes();
     tasks.push(tokio::spawn(async move {
         let _ = synced_rx.wait_for(|s| *s).await;
-        let inputs = move || status_inputs(&index, &cache, &provenances);
+        let inputs = move || status_inputs(&index, &cache, &built.provenances, &built.patches);
         status_writer.run(inputs, leading, wake, STATUS_EVERY).await;
     }));
     Ok(Running {
@@ -188,12 +197,38 @@ async fn count_errors(mut state: watch::Receiver<SourceState>, errors: Counter<u
     }
 }
 
-/// The current World and the `Programmed=False` conditions of what proxies NACKed.
-fn status_inputs(index: &Mutex<Index>, cache: &Cache, provenances: &Provenances) -> Inputs {
-    let world = index.lock().unwrap_or_else(|p| p.into_inner()).world();
+/// The current World and the `Programmed=False` conditions of what proxies NACKed; an
+/// EnvoyPatchPolicy's `Accepted` and `Programmed` come from what its patches did (a NACK of
+/// what it patched still wins).
+fn status_inputs(
+    index: &Mutex<Index>,
+    cache: &Cache,
+    provenances: &Provenances,
+    patches: &Patches,
+) -> Inputs {
+    let mut world = index.lock().unwrap_or_else(|p| p.into_inner()).world();
     let nacks = portolan_pipeline::programmed::nacks(cache, provenances, &cache.proxies());
     let by_name = portolan_pipeline::programmed::conditions(&world, &nacks);
-    let programmed = objects_by_name(&world, by_name);
+    let mut programmed = objects_by_name(&world, by_name);
+    let patched = patches.conditions(&world);
+    if !patched.is_empty() {
+        let mut with_patches = World::clone(&world);
+        for (object, conditions) in patched {
+            for c in conditions {
+                match c.type_ {
+                    portolan_model::ConditionType::Programmed => {
+                        programmed.entry(object.clone()).or_insert(c);
+                    }
+                    _ => {
+                        let entry = with_patches.statuses.entry(object.clone()).or_default();
+                        entry.retain(|old| old.type_ != c.type_);
+                        entry.insert(0, c);
+                    }
+                }
+            }
+        }
+        world = Arc::new(with_patches);
+    }
     Inputs { world, programmed }
 }
 
@@ -224,6 +259,30 @@ mod tests {
     use super::*;
     use portolan_api::Kind;
     use portolan_model::ConditionType;
+
+    /// An EnvoyPatchPolicy's status comes from the patch outcomes: disabled here.
+    #[test]
+    fn envoy_patch_policies_get_their_conditions_from_the_pipeline() {
+        let doc = serde_json::json!({"apiVersion": "portolan.dev/v1alpha1",
+            "kind": "EnvoyPatchPolicy", "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"proxies": {"cluster": "edge"}, "patches": [{"type": "Cluster",
+                "name": "c", "merge": {"per_connection_buffer_limit_bytes": 1}}]}});
+        let resource = portolan_api::Resource::decode(doc)
+            .expect("decodes")
+            .expect("a kind Portolan reads");
+        let mut index = Index::new();
+        index.apply(portolan_model::convert::to_object(&resource));
+        let index = Mutex::new(index);
+        let cache = Cache::new();
+        let inputs = status_inputs(&index, &cache, &Provenances::new(), &Patches::new(false));
+        let r = ObjectRef::new(Kind::EnvoyPatchPolicy, "default", "p");
+        let accepted = &inputs.world.statuses[&r][0];
+        assert_eq!(
+            (accepted.type_, accepted.status, accepted.reason.as_str()),
+            (ConditionType::Accepted, false, "Disabled")
+        );
+        assert_eq!(inputs.programmed[&r].reason, "Disabled");
+    }
 
     #[test]
     fn programmed_conditions_find_their_objects() {

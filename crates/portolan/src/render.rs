@@ -1,5 +1,7 @@
 //! `portolan render`: what a proxy of one group would get, as Envoy JSON, without serving.
-//! [`Loaded`] is shared with `portolan test` and `portolan explain`.
+//! [`Loaded`] is shared with `portolan test` and `portolan explain`. With
+//! `--enable-envoy-patch-policy`, the group's EnvoyPatchPolicies are applied and checked as
+//! `serve` applies them; one that does not apply is the error (exit status 1).
 
 use crate::cli::RenderArgs;
 use anyhow::Context;
@@ -47,7 +49,13 @@ impl Loaded {
     ) -> anyhow::Result<serde_json::Value> {
         let key = portolan_pipeline::groups::group_for_name(group, &self.world)
             .with_context(|| format!("group {group:?}"))?;
-        let resources = portolan_translate::translate(&self.world, &key, options);
+        let resources = if options.envoy_patch_policy {
+            portolan_pipeline::translate_checked(&self.world, &key, options)
+                .map_err(|e| anyhow::anyhow!("refused: {e}"))?
+                .0
+        } else {
+            portolan_translate::translate(&self.world, &key, options)
+        };
         Ok(portolan_translate::json::resources_to_json(&resources)?)
     }
 }

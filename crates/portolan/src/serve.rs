@@ -12,6 +12,7 @@ use portolan_admin::AdminService;
 use portolan_files::FileSource;
 use portolan_model::Index;
 use portolan_model::source::SourceHealth;
+use portolan_pipeline::patch::Patches;
 use portolan_pipeline::programmed::Provenances;
 use portolan_pipeline::{IndexWriter, Pipeline, PipelineMetrics, SourceStatus};
 use portolan_xds::{Authz, Cache, Limits, TlsFiles, TlsReloader, XdsMetrics, XdsServer};
@@ -51,6 +52,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let provenances = Provenances::new();
+    let patches = Patches::new(args.translate.enable_envoy_patch_policy);
+    if patches.enabled() {
+        tracing::warn!(
+            "EnvoyPatchPolicy is enabled: patches to generated Envoy resources are applied (the last resort; see docs/policies.md)"
+        );
+    }
     let source = match &args.config_dir {
         Some(dir) => start_files(dir, args.settle, &writer)?,
         None => Source::Kubernetes(
@@ -59,7 +66,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 &writer,
                 index.clone(),
                 cache.clone(),
-                provenances.clone(),
+                crate::kubernetes::BuildState {
+                    provenances: provenances.clone(),
+                    patches: patches.clone(),
+                },
                 shutdown_rx.clone(),
                 &mut registry,
             )
@@ -75,13 +85,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if mesh.certs.is_some() {
         options.mesh.max_connection_duration = Some(args.mesh.workload_cert_lifetime);
     }
-    let pipeline = Pipeline::with_certs(
+    let pipeline = Pipeline::with_state(
         index.clone(),
         cache.clone(),
         options,
         pipeline_metrics,
         mesh.certs.clone(),
         provenances.clone(),
+        patches.clone(),
     );
     tokio::spawn(pipeline.clone().rotate_certificates());
     tokio::spawn(pipeline.run(
@@ -140,6 +151,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         index,
         cache,
         provenances,
+        patches,
         registry: Arc::new(registry),
         token_exchange,
     };

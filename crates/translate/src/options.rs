@@ -19,6 +19,9 @@ pub struct Options {
     pub telemetry: Telemetry,
     /// Mesh identities: trust domain and inbound port.
     pub mesh: MeshOptions,
+    /// Whether `EnvoyPatchPolicy` patches are applied (off by default). Translation does not
+    /// read it: the pipeline patches its output (`portolan_pipeline::patch`).
+    pub envoy_patch_policy: bool,
 }
 
 // === impl Options ===
@@ -32,6 +35,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(5),
             telemetry: Telemetry::default(),
             mesh: MeshOptions::default(),
+            envoy_patch_policy: false,
         }
     }
 }

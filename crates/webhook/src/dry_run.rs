@@ -12,12 +12,19 @@
 //! ([`portolan_pipeline::translate_checked`]), then go through the checks of [`crate::checks`]
 //! (what stock Envoy would NACK). Nothing is published: the cache and the index are only read.
 //!
+//! An EnvoyPatchPolicy is checked on the groups it selects: its Gateway's (as for a
+//! Gateway), the group its `proxies` selector names, and the connected ones; with
+//! `--enable-envoy-patch-policy` the patches are applied as served, so a patch that does not
+//! apply (bad path, failed test, missing resource, a result Envoy's messages refuse, an
+//! inconsistent snapshot) is refused with its field path.
+//!
 //! A failure that the current World already has is not blamed on the object: it is allowed
 //! with a warning, so an unrelated broken object does not block every change.
 
 use crate::checks;
 use portolan_api::{Kind, ObjectRef};
 use portolan_model::GroupKey;
+use portolan_model::envoy_patch::PatchTarget;
 use portolan_model::routing::Parent;
 use portolan_model::{Index, Object, World};
 use portolan_pipeline::groups::{group_for_key, group_for_name};
@@ -61,13 +68,15 @@ impl DryRun {
         let current = self.index.lock().unwrap_or_else(|p| p.into_inner()).world();
         let object_ref = object.object_ref();
         let gateways = related_gateways(&object);
+        let selected = selected_proxies(&object);
         let candidate = with_object(&current, object);
         let mut outcome = Outcome {
             failure: None,
             warnings: unresolved(&candidate, &object_ref),
         };
         let check = |world: &World| {
-            let groups = self.groups(world, &gateways);
+            let mut groups = self.groups(world, &gateways);
+            groups.extend(selected.iter().cloned());
             check_world(world, &groups, &self.options)
         };
         let Err(failure) = check(&candidate) else {
@@ -151,8 +160,35 @@ fn related_gateways(object: &Object) -> BTreeSet<ObjectRef> {
                 Parent::Mesh => None,
             })
             .collect(),
+        Object::EnvoyPatch(p) => match &p.target {
+            PatchTarget::Gateway(g) => [g.clone()].into(),
+            _ => BTreeSet::new(),
+        },
         _ => BTreeSet::new(),
     }
+}
+
+/// The group an EnvoyPatchPolicy's `proxies` selector names (its cluster and labels), or the
+/// group of the Gateway API Gateway it targets, so a patch for proxies not connected yet is
+/// checked too.
+fn selected_proxies(object: &Object) -> Option<ProxyGroup> {
+    let Object::EnvoyPatch(p) = object else {
+        return None;
+    };
+    let mut group = match &p.target {
+        PatchTarget::Proxies { cluster, labels } => {
+            let mut group = ProxyGroup::new(cluster.as_deref().unwrap_or_default());
+            group.labels = labels.clone();
+            group
+        }
+        PatchTarget::ApiGateway(g) => ProxyGroup::new(&portolan_model::gateway_api::group_of(
+            &g.namespace,
+            &g.name,
+        )),
+        PatchTarget::Gateway(_) => return None,
+    };
+    group.name = format!("{} (dry run)", group.cluster);
+    Some(group)
 }
 
 /// A proxy group a Gateway selector matches (none for a selector that selects nothing).
@@ -206,6 +242,9 @@ pub fn with_object(world: &World, object: Object) -> World {
         }
         Object::RateLimit(p) => {
             world.rate_limits.insert(p.meta.source.clone(), Arc::new(p));
+        }
+        Object::EnvoyPatch(p) => {
+            world.envoy_patches.insert(p.source.clone(), Arc::new(p));
         }
         Object::RequestAuthentication(r) => {
             world
@@ -303,6 +342,40 @@ mod tests {
             .expect("a kind Portolan reads");
         assert!(portolan_api::validate::validate(&r).is_empty());
         portolan_model::convert::to_object(&r)
+    }
+
+    /// With EnvoyPatchPolicy enabled, a patch that does not apply to the Gateway's proxies
+    /// (not connected yet) is refused with its field path; a good one passes; disabled,
+    /// nothing is patched so nothing is refused.
+    #[test]
+    fn a_bad_envoy_patch_is_refused_with_its_field_path() {
+        let mut index = Index::new();
+        index.apply(gateway("edge", "edge"));
+        let index = Arc::new(Mutex::new(index));
+        let enabled = Options {
+            envoy_patch_policy: true,
+            ..Options::default()
+        };
+        let policy = |value: serde_json::Value| {
+            object(
+                json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "EnvoyPatchPolicy",
+                "metadata": {"name": "buffers", "namespace": "default"},
+                "spec": {"targetRef": {"group": "portolan.dev", "kind": "Gateway", "name": "edge"},
+                    "patches": [{"type": "Listener", "name": "gateway-8080", "operations": [
+                        {"op": "add", "path": "/per_connection_buffer_limit_bytes", "value": value}]}]}}),
+            )
+        };
+        let dry = DryRun::new(index.clone(), None, enabled);
+        let failure = dry.run(policy(json!("lots"))).failure.expect("refused");
+        assert!(
+            failure.contains(
+                "EnvoyPatchPolicy default/buffers: spec.patches[0]: the patched Listener"
+            ),
+            "{failure}"
+        );
+        assert_eq!(dry.run(policy(json!(32768))).failure, None);
+        let off = DryRun::new(index, None, Options::default());
+        assert_eq!(off.run(policy(json!("lots"))).failure, None);
     }
 
     /// A connected group in a namespace with a ProxyScope is checked as it is served: scoped

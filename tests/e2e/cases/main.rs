@@ -10,6 +10,7 @@
 
 mod capture;
 mod edge_policies;
+mod envoy_patch;
 mod examples;
 mod faults;
 mod gateway;

@@ -4,6 +4,7 @@
 pub mod access_policy;
 pub mod common;
 pub mod ext_auth_policy;
+pub mod envoy_patch_policy;
 pub mod external_service;
 pub mod gateway;
 pub mod peer_authentication;
@@ -16,6 +17,7 @@ pub mod traffic_route;
 
 pub use access_policy::AccessPolicy;
 pub use ext_auth_policy::ExtAuthPolicy;
+pub use envoy_patch_policy::EnvoyPatchPolicy;
 pub use external_service::ExternalService;
 pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;

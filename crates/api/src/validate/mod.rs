@@ -8,6 +8,7 @@
 mod access_policy;
 mod core;
 mod ext_auth_policy;
+mod envoy_patch_policy;
 mod external_service;
 mod gateway;
 mod gateway_api;
@@ -46,6 +47,7 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::ProxyScope(p) => proxy_scope::proxy_scope(p, &mut errors),
         Resource::ExtAuthPolicy(p) => ext_auth_policy::ext_auth_policy(p, &mut errors),
         Resource::RateLimitPolicy(p) => rate_limit_policy::rate_limit_policy(p, &mut errors),
+        Resource::EnvoyPatchPolicy(p) => envoy_patch_policy::envoy_patch_policy(p, &mut errors),
         Resource::RequestAuthentication(r) => {
             request_authentication::request_authentication(r, &mut errors)
         }

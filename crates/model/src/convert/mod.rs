@@ -5,6 +5,7 @@
 //! skips (never panics on) anything validation would have rejected.
 
 mod edge;
+mod envoy_patch;
 mod external;
 mod gateway;
 mod jwt;
@@ -40,6 +41,7 @@ pub fn to_object(resource: &Resource) -> Object {
         Resource::ProxyScope(p) => Object::ProxyScope(security::proxy_scope(resource, p)),
         Resource::ExtAuthPolicy(p) => Object::ExtAuth(edge::ext_auth(resource, p)),
         Resource::RateLimitPolicy(p) => Object::RateLimit(edge::rate_limit(resource, p)),
+        Resource::EnvoyPatchPolicy(p) => Object::EnvoyPatch(envoy_patch::envoy_patch(resource, p)),
         Resource::RequestAuthentication(r) => {
             Object::RequestAuthentication(jwt::request_authentication(resource, r))
         }

@@ -10,6 +10,8 @@
 //!   or port does not exist.
 //! * Gateway: `ResolvedRefs` False `SecretNotFound` when a listener's Secret is missing.
 //! * ExternalService: `Accepted` False `Conflicted` when an earlier one claims the same host.
+//! * EnvoyPatchPolicy: `ResolvedRefs` False `TargetNotFound` when its `targetRef` Gateway does
+//!   not exist (whether its patches apply is the pipeline's to say, when it serves them).
 //! * ProxyScope: `Accepted` False `Conflicted` when an older one (or, equally old, one first by
 //!   name) selects some of the same proxies (see [`crate::proxy_scope::conflicts`]).
 //!
@@ -62,6 +64,9 @@ pub(super) fn statuses(world: &World) -> BTreeMap<ObjectRef, Vec<Condition>> {
     for p in world.access_policies.values() {
         out.insert(p.source.clone(), conditions(vec![], vec![], p.generation));
     }
+    for p in world.envoy_patches.values() {
+        out.insert(p.source.clone(), envoy_patch_conditions(world, p));
+    }
     let lost = crate::proxy_scope::conflicts(world);
     for p in world.proxy_scopes.values() {
         let problems = lost.get(&p.source).map(|winner| Problem {
@@ -77,6 +82,21 @@ pub(super) fn statuses(world: &World) -> BTreeMap<ObjectRef, Vec<Condition>> {
         );
     }
     out
+}
+
+/// `ResolvedRefs` False when the Gateway the policy targets does not exist.
+fn envoy_patch_conditions(world: &World, p: &crate::envoy_patch::EnvoyPatch) -> Vec<Condition> {
+    use crate::envoy_patch::PatchTarget;
+    let missing = match &p.target {
+        PatchTarget::Gateway(g) => (!world.gateways.contains_key(g)).then_some(g),
+        PatchTarget::ApiGateway(g) => (!world.gateway_api.contains_key(g)).then_some(g),
+        PatchTarget::Proxies { .. } => None,
+    };
+    let refs = missing.map(|g| Problem {
+        reason: "TargetNotFound",
+        message: format!("spec.targetRef: {g} does not exist"),
+    });
+    conditions(vec![], refs.into_iter().collect(), p.generation)
 }
 
 /// `Accepted` from the first problem (or True), likewise `ResolvedRefs`.
