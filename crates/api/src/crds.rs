@@ -2,8 +2,8 @@
 //! YAML rendering (`portolan crds`, the files under `crds/`).
 
 use crate::crd::{
-    AccessPolicy, EnvoyPatchPolicy, ExtAuthPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
-    RateLimitPolicy, RequestAuthentication, TrafficPolicy, TrafficRoute,
+    AccessPolicy, EnvoyPatchPolicy, ExtAuthPolicy, ExternalService, Gateway, PeerAuthentication,
+    ProxyScope, RateLimitPolicy, RequestAuthentication, TrafficPolicy, TrafficRoute,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -4,8 +4,8 @@
 //! half of validation, [`crate::validate`] is the second.
 
 use crate::crd::{
-    AccessPolicy, EnvoyPatchPolicy, ExtAuthPolicy, ExternalService, Gateway, PeerAuthentication, ProxyScope,
-    RateLimitPolicy, RequestAuthentication, TrafficPolicy, TrafficRoute,
+    AccessPolicy, EnvoyPatchPolicy, ExtAuthPolicy, ExternalService, Gateway, PeerAuthentication,
+    ProxyScope, RateLimitPolicy, RequestAuthentication, TrafficPolicy, TrafficRoute,
 };
 use crate::field::{FieldError, FieldPath};
 use crate::gwapi;

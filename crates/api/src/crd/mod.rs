@@ -3,8 +3,8 @@
 
 pub mod access_policy;
 pub mod common;
-pub mod ext_auth_policy;
 pub mod envoy_patch_policy;
+pub mod ext_auth_policy;
 pub mod external_service;
 pub mod gateway;
 pub mod peer_authentication;
@@ -16,8 +16,8 @@ pub mod traffic_policy;
 pub mod traffic_route;
 
 pub use access_policy::AccessPolicy;
-pub use ext_auth_policy::ExtAuthPolicy;
 pub use envoy_patch_policy::EnvoyPatchPolicy;
+pub use ext_auth_policy::ExtAuthPolicy;
 pub use external_service::ExternalService;
 pub use gateway::Gateway;
 pub use peer_authentication::PeerAuthentication;

@@ -7,8 +7,8 @@
 
 mod access_policy;
 mod core;
-mod ext_auth_policy;
 mod envoy_patch_policy;
+mod ext_auth_policy;
 mod external_service;
 mod gateway;
 mod gateway_api;
