@@ -326,6 +326,7 @@ impl Pod {
         let config = self.dir.join(format!("{}-bootstrap.yaml", self.role));
         std::fs::write(&config, &out.stdout)?;
         set_mode(&config, 0o644)?;
+        ensure_reachable_by_proxy_uid(&crate::envoy::envoy_bin())?;
         let uid = PROXY_UID.to_string();
         let mut cmd = self.ns.command("setpriv");
         cmd.args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--"]);
@@ -434,4 +435,24 @@ async fn output(mut cmd: Command) -> Outcome {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+/// Fails at once, naming the directory, when a sidecar running as [`PROXY_UID`] could not reach
+/// `path` (a checkout under a `mktemp -d` directory, mode 0700, is the usual cause), instead of
+/// a sidecar that never becomes LIVE.
+fn ensure_reachable_by_proxy_uid(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in path.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        anyhow::ensure!(
+            meta.permissions().mode() & 0o001 != 0,
+            "the sidecar runs as UID {PROXY_UID}, which cannot enter {} (mode {:o}); \
+             make it world-searchable (chmod o+x) or clone the project elsewhere",
+            dir.display(),
+            meta.permissions().mode() & 0o777
+        );
+    }
+    Ok(())
 }
