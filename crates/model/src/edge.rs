@@ -6,10 +6,9 @@
 //! [`World::rate_limit`]) with their statuses; translation asks
 //! [`Resolution::effective`] which policy applies to a route rule.
 
-use crate::policy_attach::{self, AncestorOutcome, PolicyMeta, Reach, Resolution};
+use crate::policy_attach::{self, PolicyMeta, Resolution};
 use crate::routing::Destination;
-use crate::routing::Parent;
-use crate::status::{Condition, ConditionType};
+use crate::status::Condition;
 use crate::world::World;
 use portolan_api::ObjectRef;
 use std::collections::BTreeMap;
@@ -121,8 +120,8 @@ impl RateLimit {
 pub fn finish(world: &mut World) {
     let mut ext_auth = policy_attach::resolve(world, world.ext_auths.values().map(|p| &p.meta));
     let mut rate_limit = policy_attach::resolve(world, world.rate_limits.values().map(|p| &p.meta));
-    refuse_mesh_only_routes(world, &mut ext_auth);
-    refuse_mesh_only_routes(world, &mut rate_limit);
+    policy_attach::refuse_mesh_only_routes(world, &mut ext_auth, "external authorization");
+    policy_attach::refuse_mesh_only_routes(world, &mut rate_limit, "rate limiting");
     for resolution in [&ext_auth, &rate_limit] {
         add_statuses(world, resolution);
     }
@@ -130,48 +129,11 @@ pub fn finish(world: &mut World) {
     world.rate_limit = Arc::new(rate_limit);
 }
 
-/// A TrafficRoute target attached to the mesh only (no Gateway parent) is not enforced: edge
-/// policies run on gateway listeners and on a workload's inbound side (target its Service),
-/// never on the caller's mesh outbound listener. Its outcome becomes `Accepted=False` reason
-/// `Invalid`, and it wins nothing.
-fn refuse_mesh_only_routes(world: &World, resolution: &mut Resolution) {
-    for outcomes in resolution.statuses.values_mut() {
-        for outcome in outcomes.iter_mut() {
-            let Some(Reach::Route { route, .. }) = &outcome.reach else {
-                continue;
-            };
-            let Some(r) = world.routes.get(route) else {
-                continue;
-            };
-            let on_gateway = r
-                .parents
-                .iter()
-                .any(|p| matches!(p, Parent::Gateway { .. }));
-            if on_gateway || !outcome.condition.status {
-                continue;
-            }
-            if let Some(reach) = &outcome.reach {
-                resolution.winners.remove(reach);
-            }
-            outcome.condition = Condition::new(
-                ConditionType::Accepted,
-                false,
-                "Invalid",
-                format!(
-                    "{}: {route} is attached to the mesh only; external authorization and rate limits apply where a route is served on a Gateway (target the Service for the server side)",
-                    outcome.target
-                ),
-                outcome.condition.observed_generation,
-            );
-        }
-    }
-}
-
 fn add_statuses(world: &mut World, resolution: &Resolution) {
     for (policy, outcomes) in &resolution.statuses {
         world
             .statuses
-            .insert(policy.clone(), vec![summary(outcomes)]);
+            .insert(policy.clone(), vec![policy_attach::summary(outcomes)]);
         let status = crate::gateway_api::status::policy_status(&policy.namespace, outcomes);
         world.api_statuses.insert(
             policy.clone(),
@@ -180,39 +142,12 @@ fn add_statuses(world: &mut World, resolution: &Resolution) {
     }
 }
 
-/// `Accepted` True when at least one target is attached, else False with the first target's
-/// reason; the message lists every target's outcome.
-fn summary(outcomes: &[AncestorOutcome]) -> Condition {
-    let generation = outcomes
-        .first()
-        .map(|o| o.condition.observed_generation)
-        .unwrap_or_default();
-    let attached = outcomes.iter().any(|o| o.condition.status);
-    let reason = match attached {
-        true => "Accepted",
-        false => outcomes
-            .first()
-            .map_or("TargetNotFound", |o| o.condition.reason.as_str()),
-    };
-    let message: Vec<String> = outcomes
-        .iter()
-        .map(|o| format!("{}: {}", o.condition.reason, o.condition.message))
-        .collect();
-    Condition::new(
-        ConditionType::Accepted,
-        attached,
-        reason,
-        message.join("; "),
-        generation,
-    )
-}
-
 /// The summary conditions of a resolution's policies (for tests and tools).
 pub fn summaries(resolution: &Resolution) -> BTreeMap<ObjectRef, Condition> {
     resolution
         .statuses
         .iter()
-        .map(|(p, o)| (p.clone(), summary(o)))
+        .map(|(p, o)| (p.clone(), policy_attach::summary(o)))
         .collect()
 }
 

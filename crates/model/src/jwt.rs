@@ -7,8 +7,8 @@
 //! workload's inbound side. [`statuses`] gives each policy its summary `Accepted` condition
 //! (True when at least one target is attached) and its per-target outcomes.
 
-use crate::policy_attach::{self, AncestorOutcome, PolicyMeta, Resolution};
-use crate::status::{Condition, ConditionType};
+use crate::policy_attach::{self, PolicyMeta, Resolution};
+use crate::status::Condition;
 use crate::world::World;
 use portolan_api::ObjectRef;
 use std::collections::BTreeMap;
@@ -90,35 +90,8 @@ pub fn statuses(resolution: &Resolution) -> BTreeMap<ObjectRef, Vec<Condition>> 
     resolution
         .statuses
         .iter()
-        .map(|(policy, outcomes)| (policy.clone(), vec![summary(outcomes)]))
+        .map(|(policy, outcomes)| (policy.clone(), vec![policy_attach::summary(outcomes)]))
         .collect()
-}
-
-fn summary(outcomes: &[AncestorOutcome]) -> Condition {
-    let generation = outcomes
-        .first()
-        .map(|o| o.condition.observed_generation)
-        .unwrap_or_default();
-    let attached = outcomes.iter().any(|o| o.condition.status);
-    let reason = if attached {
-        "Accepted"
-    } else {
-        outcomes
-            .first()
-            .map_or("TargetNotFound", |o| o.condition.reason.as_str())
-    };
-    let message = outcomes
-        .iter()
-        .map(|o| format!("{}: {}", o.condition.reason, o.condition.message))
-        .collect::<Vec<_>>()
-        .join("; ");
-    Condition::new(
-        ConditionType::Accepted,
-        attached,
-        reason,
-        message,
-        generation,
-    )
 }
 
 /// Completes a World whose objects and Gateway API compilation are in place: resolves the
@@ -126,7 +99,7 @@ fn summary(outcomes: &[AncestorOutcome]) -> Condition {
 /// per-target entries to `api_statuses`).
 pub fn finish(world: &mut World) {
     let mut resolution = attach(world);
-    refuse_mesh_only_routes(world, &mut resolution);
+    policy_attach::refuse_mesh_only_routes(world, &mut resolution, "JWT authentication");
     world.statuses.extend(statuses(&resolution));
     for (policy, outcomes) in &resolution.statuses {
         let status = crate::gateway_api::status::policy_status(&policy.namespace, outcomes);
@@ -136,42 +109,6 @@ pub fn finish(world: &mut World) {
         );
     }
     world.jwt = std::sync::Arc::new(resolution);
-}
-
-/// A TrafficRoute target attached to the mesh only (no Gateway parent) is not enforced: the
-/// mesh outbound listener is the caller's side. Its outcome becomes `Accepted=False` reason
-/// `Invalid`, and it wins nothing.
-fn refuse_mesh_only_routes(world: &World, resolution: &mut Resolution) {
-    for outcomes in resolution.statuses.values_mut() {
-        for outcome in outcomes.iter_mut() {
-            let Some(crate::policy_attach::Reach::Route { route, .. }) = &outcome.reach else {
-                continue;
-            };
-            let Some(r) = world.routes.get(route) else {
-                continue;
-            };
-            let on_gateway = r
-                .parents
-                .iter()
-                .any(|p| matches!(p, crate::routing::Parent::Gateway { .. }));
-            if on_gateway || !outcome.condition.status {
-                continue;
-            }
-            if let Some(reach) = &outcome.reach {
-                resolution.winners.remove(reach);
-            }
-            outcome.condition = Condition::new(
-                ConditionType::Accepted,
-                false,
-                "Invalid",
-                format!(
-                    "{}: {route} is attached to the mesh only; JWT authentication applies where a route is served on a Gateway (target the Service for the server side)",
-                    outcome.target
-                ),
-                outcome.condition.observed_generation,
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -295,6 +295,71 @@ fn service(world: &World, ns: &str, name: &str, section: Option<&str>) -> Result
     })
 }
 
+/// The summary `Accepted` condition of one policy, shared by every policy kind: True (reason
+/// `Accepted`) when at least one target is attached, else False with the first target's
+/// reason; the message lists every target's outcome.
+pub fn summary(outcomes: &[AncestorOutcome]) -> Condition {
+    let generation = outcomes
+        .first()
+        .map(|o| o.condition.observed_generation)
+        .unwrap_or_default();
+    let attached = outcomes.iter().any(|o| o.condition.status);
+    let reason = match attached {
+        true => "Accepted",
+        false => outcomes
+            .first()
+            .map_or("TargetNotFound", |o| o.condition.reason.as_str()),
+    };
+    let message: Vec<String> = outcomes
+        .iter()
+        .map(|o| format!("{}: {}", o.condition.reason, o.condition.message))
+        .collect();
+    Condition::new(
+        ConditionType::Accepted,
+        attached,
+        reason,
+        message.join("; "),
+        generation,
+    )
+}
+
+/// A TrafficRoute target attached to the mesh only (no Gateway parent) is not enforced: edge
+/// policies (`what`: "JWT authentication", ...) run on gateway listeners and on a workload's
+/// inbound side (target its Service), never on the caller's mesh outbound listener. Its
+/// outcome becomes `Accepted=False` reason `Invalid`, and it wins nothing.
+pub fn refuse_mesh_only_routes(world: &World, resolution: &mut Resolution, what: &str) {
+    for outcomes in resolution.statuses.values_mut() {
+        for outcome in outcomes.iter_mut() {
+            let Some(Reach::Route { route, .. }) = &outcome.reach else {
+                continue;
+            };
+            let Some(r) = world.routes.get(route) else {
+                continue;
+            };
+            let on_gateway = r
+                .parents
+                .iter()
+                .any(|p| matches!(p, crate::routing::Parent::Gateway { .. }));
+            if on_gateway || !outcome.condition.status {
+                continue;
+            }
+            if let Some(reach) = &outcome.reach {
+                resolution.winners.remove(reach);
+            }
+            outcome.condition = Condition::new(
+                ConditionType::Accepted,
+                false,
+                "Invalid",
+                format!(
+                    "{}: {route} is attached to the mesh only; {what} applies where a route is served on a Gateway (target the Service for the server side)",
+                    outcome.target
+                ),
+                outcome.condition.observed_generation,
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "policy_attach_tests.rs"]
 mod tests;

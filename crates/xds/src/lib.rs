@@ -12,6 +12,7 @@
 
 pub mod authz;
 pub mod cache;
+pub mod canonical;
 pub mod convergence;
 pub mod csds;
 pub mod debounce;

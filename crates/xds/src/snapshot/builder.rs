@@ -59,11 +59,18 @@ impl Encoded {
         ))
     }
 
-    /// A route configuration, named by its name.
+    /// A route configuration, named by its name, encoded deterministically (see
+    /// [`crate::canonical`]).
     pub fn route(route: &RouteConfiguration) -> Self {
+        let bytes = crate::canonical::route_configuration(route);
         Self {
+            resource: Arc::new(Resource::new(
+                ResourceType::Route,
+                route.name.as_str(),
+                bytes,
+            )),
+            needs: Vec::new().into(),
             vhds: route.vhds.is_some(),
-            ..Self::new(ResourceType::Route, &route.name, route, Vec::new())
         }
     }
 
