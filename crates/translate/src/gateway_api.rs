@@ -24,7 +24,7 @@ use crate::edge::EdgeUse;
 use crate::filters;
 use crate::jwt::{self, JwtUse};
 use crate::names;
-use crate::provenance::Provenance;
+use crate::provenance::{Entry, Origins, Part, Provenance, ResourceKind, origins, union};
 use crate::route::route_configuration;
 use crate::route_rules;
 use crate::tls::GatewaySecrets;
@@ -42,7 +42,7 @@ use portolan_api::ObjectRef;
 use portolan_model::World;
 use portolan_model::gateway::TlsSecret;
 use portolan_model::gateway_api::{
-    ApiChain, ApiGateway, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
+    ApiChain, ApiGateway, ApiPort, ApiRule, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
 };
 use portolan_model::policy_attach::Reach;
 use portolan_model::routing::HttpRoute;
@@ -186,12 +186,17 @@ pub(crate) fn resources(
                     tls_chain(ctx, &mut site, port.port, chain, &mut secrets);
                 used.extend(&site.jwt);
                 listener.filter_chains.push(filter_chain);
-                routes.extend(route);
+                if let Some((route, entry)) = route {
+                    provenance.push(entry);
+                    routes.push(route);
+                }
             }
         } else {
             let on_port = Site::listeners_on(ctx.world, &gateway.source, port.port);
             let mut site = Site::new(ctx, &gateway.source, on_port);
-            routes.push(route_config(ctx, &name, &port.virtual_hosts, &mut site));
+            let (route, entry) = route_config(ctx, &name, &port.virtual_hosts, &mut site);
+            provenance.push(entry);
+            routes.push(route);
             listener.filter_chains = vec![FilterChain {
                 filters: vec![filters::gateway_api_connection_manager(
                     &names::gateway_stat_prefix(port.port),
@@ -204,10 +209,30 @@ pub(crate) fn resources(
             }];
             used.extend(&site.jwt);
         }
+        provenance.push(Entry::new(
+            ResourceKind::Listener,
+            &name,
+            listener_origins(gateway, port),
+        ));
         listeners.push(listener);
     }
     let secrets = secrets.into_secrets(provenance);
     (listeners, routes, secrets)
+}
+
+/// The objects behind a port's listener: the Gateway and every HTTPRoute/GRPCRoute routed on
+/// the port (a TLSRoute's passthrough chain records no route yet: the model keeps only its
+/// backends).
+fn listener_origins(gateway: &ApiGateway, port: &ApiPort) -> Origins {
+    let hosts = port
+        .virtual_hosts
+        .iter()
+        .chain(port.chains.iter().flat_map(|c| match &c.kind {
+            ChainKind::Terminate { virtual_hosts, .. } => virtual_hosts.as_slice(),
+            ChainKind::Passthrough { .. } => &[],
+        }));
+    let routes = hosts.flat_map(|vh| vh.rules.iter().map(|r| r.route.clone()));
+    origins(std::iter::once(gateway.source.clone()).chain(routes))
 }
 
 fn tls_inspector() -> ListenerFilter {
@@ -234,7 +259,7 @@ fn tls_chain(
     port: u16,
     chain: &ApiChain,
     secrets: &mut GatewaySecrets,
-) -> (FilterChain, Option<RouteConfiguration>) {
+) -> (FilterChain, Option<(RouteConfiguration, Entry)>) {
     let filter_chain_match = (!chain.server_names.is_empty()).then(|| FilterChainMatch {
         server_names: sorted(&chain.server_names),
         ..Default::default()
@@ -306,17 +331,49 @@ fn tls_chain(
     }
 }
 
+/// A route configuration and its provenance: the Gateway behind it, each virtual host
+/// behind the routes it holds, each rule's Envoy routes behind its HTTPRoute or GRPCRoute
+/// (quoting the rule's regexes, which Envoy quotes when it refuses one).
 fn route_config(
     ctx: &Context<'_>,
     name: &str,
     virtual_hosts: &[ApiVirtualHost],
     site: &mut Site<'_>,
-) -> RouteConfiguration {
+) -> (RouteConfiguration, Entry) {
+    let parts = virtual_hosts.iter().flat_map(parts_of).collect();
+    let entry = Entry::route(name, origins([site.gateway.clone()]), parts);
     let virtual_hosts = virtual_hosts
         .iter()
         .map(|vh| virtual_host(ctx, vh, site))
         .collect();
-    route_configuration(name, virtual_hosts)
+    (route_configuration(name, virtual_hosts), entry)
+}
+
+/// The parts of one virtual host: itself (behind every route it holds) and each rule match.
+fn parts_of(vh: &ApiVirtualHost) -> Vec<Part> {
+    let rules: Vec<(HttpRoute, Origins)> = vh
+        .rules
+        .iter()
+        .map(|r| (one_rule(r), origins([r.route.clone()])))
+        .collect();
+    let all = union(rules.iter().map(|(_, o)| o));
+    let mut parts = vec![Part::virtual_host(vh.hostname.clone(), all)];
+    for (route, by_route) in &rules {
+        parts.extend(route_rules::parts(route, by_route));
+    }
+    parts
+}
+
+/// A rule match as a one-rule route (how its Envoy routes are made and named).
+fn one_rule(r: &ApiRule) -> HttpRoute {
+    HttpRoute {
+        source: r.route.clone(),
+        generation: 0,
+        hosts: Vec::new(),
+        parents: Vec::new(),
+        http: vec![r.rule.clone()],
+        tcp: Vec::new(),
+    }
 }
 
 fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost, site: &mut Site<'_>) -> VirtualHost {
@@ -326,14 +383,7 @@ fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost, site: &mut Site<'_>) -> 
         .rules
         .iter()
         .flat_map(|r| {
-            let one = HttpRoute {
-                source: r.route.clone(),
-                generation: 0,
-                hosts: Vec::new(),
-                parents: Vec::new(),
-                http: vec![r.rule.clone()],
-                tcp: Vec::new(),
-            };
+            let one = one_rule(r);
             let requirement = site.requirement(ctx.world, &r.route, r.index);
             let edge = site.edge_config(ctx, &r.route, r.index);
             let mut routes = route_rules::routes(ctx, &one, None);
