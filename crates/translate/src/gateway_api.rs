@@ -42,7 +42,7 @@ use portolan_api::ObjectRef;
 use portolan_model::World;
 use portolan_model::gateway::TlsSecret;
 use portolan_model::gateway_api::{
-    ApiChain, ApiGateway, ApiPort, ApiRule, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
+    ApiChain, ApiGateway, ApiRule, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
 };
 use portolan_model::policy_attach::Reach;
 use portolan_model::routing::HttpRoute;
@@ -173,6 +173,7 @@ pub(crate) fn resources(
             address: Some(socket_address(&gateway.address, port.port)),
             ..Default::default()
         };
+        let mut sent: Vec<&ApiChain> = Vec::new();
         if port.tls {
             listener.listener_filters = vec![tls_inspector()];
             let mut seen = HashSet::new();
@@ -181,6 +182,7 @@ pub(crate) fn resources(
                 if !seen.insert(sorted(&chain.server_names)) {
                     continue;
                 }
+                sent.push(chain);
                 let mut site = Site::new(ctx, &gateway.source, vec![chain.name.clone()]);
                 let (filter_chain, route) =
                     tls_chain(ctx, &mut site, port.port, chain, &mut secrets);
@@ -212,7 +214,7 @@ pub(crate) fn resources(
         provenance.push(Entry::new(
             ResourceKind::Listener,
             &name,
-            listener_origins(gateway, port),
+            listener_origins(gateway, &port.virtual_hosts, &sent),
         ));
         listeners.push(listener);
     }
@@ -220,19 +222,30 @@ pub(crate) fn resources(
     (listeners, routes, secrets)
 }
 
-/// The objects behind a port's listener: the Gateway and every HTTPRoute/GRPCRoute routed on
-/// the port (a TLSRoute's passthrough chain records no route yet: the model keeps only its
+/// The objects behind a port's listener: the Gateway, the certificate Secrets its HTTPS
+/// chains serve and every HTTPRoute/GRPCRoute routed on the port (a TLSRoute's passthrough chain records no route yet: the model keeps only its
 /// backends).
-fn listener_origins(gateway: &ApiGateway, port: &ApiPort) -> Origins {
-    let hosts = port
-        .virtual_hosts
+fn listener_origins(
+    gateway: &ApiGateway,
+    plain: &[ApiVirtualHost],
+    chains: &[&ApiChain],
+) -> Origins {
+    let mut objects = vec![gateway.source.clone()];
+    let mut hosts: Vec<&ApiVirtualHost> = plain.iter().collect();
+    for chain in chains {
+        if let ChainKind::Terminate {
+            certificates,
+            virtual_hosts,
+        } = &chain.kind
+        {
+            objects.extend(certificates.iter().map(|s| s.source.clone()));
+            hosts.extend(virtual_hosts);
+        }
+    }
+    let routes = hosts
         .iter()
-        .chain(port.chains.iter().flat_map(|c| match &c.kind {
-            ChainKind::Terminate { virtual_hosts, .. } => virtual_hosts.as_slice(),
-            ChainKind::Passthrough { .. } => &[],
-        }));
-    let routes = hosts.flat_map(|vh| vh.rules.iter().map(|r| r.route.clone()));
-    origins(std::iter::once(gateway.source.clone()).chain(routes))
+        .flat_map(|vh| vh.rules.iter().map(|r| r.route.clone()));
+    origins(objects.into_iter().chain(routes))
 }
 
 fn tls_inspector() -> ListenerFilter {
