@@ -151,3 +151,49 @@ pub fn policy_status(
         .collect();
     PolicyStatus { ancestors }
 }
+
+/// Portolan's condition on a route's `parents[]` entries: whether the data plane took the
+/// configuration made from the route (the spec has no route `Programmed`; a NACK sets it
+/// `False` with Envoy's text).
+pub const PORTOLAN_PROGRAMMED: &str = "portolan.dev/Programmed";
+
+/// `status` with a NACK in force attributed to its object: a Gateway and each of its
+/// listeners get `Programmed=False` (`Invalid`, Envoy's text), a route's parent entries of
+/// Portolan's controller `portolan.dev/Programmed=False` (`Nacked`). Other kinds unchanged.
+pub fn with_nack(status: &ApiStatus, message: &str) -> ApiStatus {
+    let mut status = status.clone();
+    match &mut status {
+        ApiStatus::Gateway(g) => {
+            set(&mut g.conditions, "Programmed", "Invalid", message);
+            for l in &mut g.listeners {
+                set(&mut l.conditions, "Programmed", "Invalid", message);
+            }
+        }
+        ApiStatus::Route(r) => {
+            for p in r
+                .parents
+                .iter_mut()
+                .filter(|p| p.controller_name == CONTROLLER_NAME)
+            {
+                set(&mut p.conditions, PORTOLAN_PROGRAMMED, "Nacked", message);
+            }
+        }
+        ApiStatus::GatewayClass(_) | ApiStatus::Policy(_) => {}
+    }
+    status
+}
+
+/// Replaces (or adds) condition `type_` with a `False` one, keeping the generation the
+/// other conditions observed.
+fn set(conditions: &mut Vec<ApiCondition>, type_: &str, reason: &str, message: &str) {
+    let generation = conditions
+        .iter()
+        .map(|c| c.observed_generation)
+        .max()
+        .unwrap_or_default();
+    let condition = ApiCondition::new(type_, false, reason, message, generation);
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => *c = condition,
+        None => conditions.push(condition),
+    }
+}
