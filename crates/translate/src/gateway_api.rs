@@ -353,7 +353,10 @@ fn route_config(
     virtual_hosts: &[ApiVirtualHost],
     site: &mut Site<'_>,
 ) -> (RouteConfiguration, Entry) {
-    let parts = virtual_hosts.iter().flat_map(parts_of).collect();
+    let parts = virtual_hosts
+        .iter()
+        .flat_map(|vh| parts_of(site.gateway, vh))
+        .collect();
     let entry = Entry::route(name, origins([site.gateway.clone()]), parts);
     let virtual_hosts = virtual_hosts
         .iter()
@@ -362,12 +365,13 @@ fn route_config(
     (route_configuration(name, virtual_hosts), entry)
 }
 
-/// The parts of one virtual host: itself (behind every route it holds) and each rule match.
-fn parts_of(vh: &ApiVirtualHost) -> Vec<Part> {
+/// The parts of one virtual host: itself (behind every route it holds) and each rule match,
+/// each also behind the Gateway (whose `Programmed` a NACK of its configuration falsifies).
+fn parts_of(gateway: &ObjectRef, vh: &ApiVirtualHost) -> Vec<Part> {
     let rules: Vec<(HttpRoute, Origins)> = vh
         .rules
         .iter()
-        .map(|r| (one_rule(r), origins([r.route.clone()])))
+        .map(|r| (one_rule(r), origins([r.route.clone(), gateway.clone()])))
         .collect();
     let all = union(rules.iter().map(|(_, o)| o));
     let mut parts = vec![Part::virtual_host(vh.hostname.clone(), all)];

@@ -1516,7 +1516,9 @@ async fn gateway_api_nack_is_attributed_to_the_gateway_and_route() -> anyhow::Re
         .status_where(&gw_key, |s| {
             condition(&s["conditions"], "Programmed").is_some_and(|p| p["status"] == "False")
         })
-        .await?;
+        .await;
+    let page = c.portolan.get_json("/debug/config-errors").await?;
+    let gw = gw.map_err(|e| anyhow::anyhow!("{e}\nconfig-errors: {page}"))?;
     let programmed = condition(&gw["conditions"], "Programmed")
         .cloned()
         .unwrap_or_default();
