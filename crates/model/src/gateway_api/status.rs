@@ -197,3 +197,71 @@ fn set(conditions: &mut Vec<ApiCondition>, type_: &str, reason: &str, message: &
         None => conditions.push(condition),
     }
 }
+
+#[cfg(test)]
+mod nack_tests {
+    use super::*;
+
+    fn accepted(g: i64) -> ApiCondition {
+        ApiCondition::new("Accepted", true, "Accepted", "accepted", g)
+    }
+
+    #[test]
+    fn a_nack_falsifies_gateway_and_listener_programmed_and_marks_our_route_parents() {
+        let gateway = ApiStatus::Gateway(GatewayStatus {
+            addresses: Vec::new(),
+            conditions: vec![
+                accepted(3),
+                ApiCondition::new("Programmed", true, "Programmed", "ok", 3),
+            ],
+            listeners: vec![ListenerStatus {
+                name: "http".into(),
+                supported_kinds: Vec::new(),
+                attached_routes: 1,
+                conditions: vec![accepted(3)],
+            }],
+        });
+        let ApiStatus::Gateway(g) = with_nack(&gateway, "rejected: regex") else {
+            panic!("a Gateway stays a Gateway");
+        };
+        let programmed = |cs: &[ApiCondition]| {
+            cs.iter()
+                .find(|c| c.type_ == "Programmed")
+                .cloned()
+                .expect("Programmed")
+        };
+        let p = programmed(&g.conditions);
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str(), p.observed_generation),
+            ("False", "Invalid", 3)
+        );
+        assert_eq!(g.conditions.len(), 2, "replaced, not added");
+        assert_eq!(programmed(&g.listeners[0].conditions).status, "False");
+
+        let parent_ref = ParentReference {
+            name: "edge".into(),
+            ..Default::default()
+        };
+        let mut theirs = RouteParentStatus::new(parent_ref.clone(), vec![accepted(1)]);
+        theirs.controller_name = "example.com/other".into();
+        let route = ApiStatus::Route(RouteStatus {
+            parents: vec![
+                RouteParentStatus::new(parent_ref, vec![accepted(1)]),
+                theirs,
+            ],
+        });
+        let ApiStatus::Route(r) = with_nack(&route, "rejected: regex") else {
+            panic!("a route stays a route");
+        };
+        let ours = &r.parents[0].conditions;
+        assert!(ours.iter().any(|c| c.type_ == PORTOLAN_PROGRAMMED
+            && c.status == "False"
+            && c.reason == "Nacked"
+            && c.message == "rejected: regex"));
+        assert_eq!(
+            r.parents[1].conditions,
+            vec![accepted(1)],
+            "another controller's entry kept"
+        );
+    }
+}
