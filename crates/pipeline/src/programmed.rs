@@ -219,6 +219,25 @@ pub fn conditions(world: &World, reports: &[NackReport]) -> BTreeMap<String, Con
         .collect()
 }
 
+/// The Gateway API statuses of `world` with the NACKs in force (`conditions`, keyed
+/// `Kind ns/name`) applied: see [`portolan_model::gateway_api::status::with_nack`].
+pub fn api_statuses(
+    world: &World,
+    conditions: &BTreeMap<String, Condition>,
+) -> BTreeMap<ObjectRef, portolan_model::gateway_api::ApiStatus> {
+    world
+        .api_statuses
+        .iter()
+        .map(|(object, status)| {
+            let status = match conditions.get(&object.to_string()) {
+                Some(c) => portolan_model::gateway_api::status::with_nack(status, &c.message),
+                None => status.clone(),
+            };
+            (object.clone(), status)
+        })
+        .collect()
+}
+
 fn generation_of(world: &World, object: &str) -> i64 {
     let routes = world.routes.iter().map(|(r, o)| (r, o.generation));
     let policies = world.policies.iter().map(|(r, o)| (r, o.generation));

@@ -142,14 +142,16 @@ async fn config_errors(State(s): State<AppState>) -> Json<Value> {
 /// shaped as it would be written to Kubernetes (cluster-scoped kinds: `KIND NAME`).
 async fn status(State(s): State<AppState>) -> Json<Value> {
     let world = s.index.lock().unwrap_or_else(|p| p.into_inner()).world();
-    let map: serde_json::Map<String, Value> = world
-        .api_statuses
-        .iter()
-        .map(|(object, status)| {
-            let value = serde_json::to_value(status).unwrap_or(Value::Null);
-            (status_key(object), value)
-        })
-        .collect();
+    let nacks = portolan_pipeline::programmed::nacks(&s.cache, &s.provenances, &s.cache.proxies());
+    let nacked = portolan_pipeline::programmed::conditions(&world, &nacks);
+    let map: serde_json::Map<String, Value> =
+        portolan_pipeline::programmed::api_statuses(&world, &nacked)
+            .iter()
+            .map(|(object, status)| {
+                let value = serde_json::to_value(status).unwrap_or(Value::Null);
+                (status_key(object), value)
+            })
+            .collect();
     Json(Value::Object(map))
 }
 

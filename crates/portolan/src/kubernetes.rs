@@ -209,6 +209,14 @@ fn status_inputs(
     let mut world = index.lock().unwrap_or_else(|p| p.into_inner()).world();
     let nacks = portolan_pipeline::programmed::nacks(cache, provenances, &cache.proxies());
     let by_name = portolan_pipeline::programmed::conditions(&world, &nacks);
+    if by_name
+        .keys()
+        .any(|k| world.api_statuses.keys().any(|o| &o.to_string() == k))
+    {
+        let mut nacked = World::clone(&world);
+        nacked.api_statuses = portolan_pipeline::programmed::api_statuses(&world, &by_name);
+        world = Arc::new(nacked);
+    }
     let mut programmed = objects_by_name(&world, by_name);
     let patched = patches.conditions(&world);
     if !patched.is_empty() {

@@ -24,7 +24,7 @@ use crate::edge::EdgeUse;
 use crate::filters;
 use crate::jwt::{self, JwtUse};
 use crate::names;
-use crate::provenance::Provenance;
+use crate::provenance::{Entry, Origins, Part, Provenance, ResourceKind, origins, union};
 use crate::route::route_configuration;
 use crate::route_rules;
 use crate::tls::GatewaySecrets;
@@ -42,7 +42,7 @@ use portolan_api::ObjectRef;
 use portolan_model::World;
 use portolan_model::gateway::TlsSecret;
 use portolan_model::gateway_api::{
-    ApiChain, ApiGateway, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
+    ApiChain, ApiGateway, ApiRule, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
 };
 use portolan_model::policy_attach::Reach;
 use portolan_model::routing::HttpRoute;
@@ -173,6 +173,7 @@ pub(crate) fn resources(
             address: Some(socket_address(&gateway.address, port.port)),
             ..Default::default()
         };
+        let mut sent: Vec<&ApiChain> = Vec::new();
         if port.tls {
             listener.listener_filters = vec![tls_inspector()];
             let mut seen = HashSet::new();
@@ -181,17 +182,23 @@ pub(crate) fn resources(
                 if !seen.insert(sorted(&chain.server_names)) {
                     continue;
                 }
+                sent.push(chain);
                 let mut site = Site::new(ctx, &gateway.source, vec![chain.name.clone()]);
                 let (filter_chain, route) =
                     tls_chain(ctx, &mut site, port.port, chain, &mut secrets);
                 used.extend(&site.jwt);
                 listener.filter_chains.push(filter_chain);
-                routes.extend(route);
+                if let Some((route, entry)) = route {
+                    provenance.push(entry);
+                    routes.push(route);
+                }
             }
         } else {
             let on_port = Site::listeners_on(ctx.world, &gateway.source, port.port);
             let mut site = Site::new(ctx, &gateway.source, on_port);
-            routes.push(route_config(ctx, &name, &port.virtual_hosts, &mut site));
+            let (route, entry) = route_config(ctx, &name, &port.virtual_hosts, &mut site);
+            provenance.push(entry);
+            routes.push(route);
             listener.filter_chains = vec![FilterChain {
                 filters: vec![filters::gateway_api_connection_manager(
                     &names::gateway_stat_prefix(port.port),
@@ -204,10 +211,41 @@ pub(crate) fn resources(
             }];
             used.extend(&site.jwt);
         }
+        provenance.push(Entry::new(
+            ResourceKind::Listener,
+            &name,
+            listener_origins(gateway, &port.virtual_hosts, &sent),
+        ));
         listeners.push(listener);
     }
     let secrets = secrets.into_secrets(provenance);
     (listeners, routes, secrets)
+}
+
+/// The objects behind a port's listener: the Gateway, the certificate Secrets its HTTPS
+/// chains serve and every HTTPRoute/GRPCRoute routed on the port (a TLSRoute's passthrough chain records no route yet: the model keeps only its
+/// backends).
+fn listener_origins(
+    gateway: &ApiGateway,
+    plain: &[ApiVirtualHost],
+    chains: &[&ApiChain],
+) -> Origins {
+    let mut objects = vec![gateway.source.clone()];
+    let mut hosts: Vec<&ApiVirtualHost> = plain.iter().collect();
+    for chain in chains {
+        if let ChainKind::Terminate {
+            certificates,
+            virtual_hosts,
+        } = &chain.kind
+        {
+            objects.extend(certificates.iter().map(|s| s.source.clone()));
+            hosts.extend(virtual_hosts);
+        }
+    }
+    let routes = hosts
+        .iter()
+        .flat_map(|vh| vh.rules.iter().map(|r| r.route.clone()));
+    origins(objects.into_iter().chain(routes))
 }
 
 fn tls_inspector() -> ListenerFilter {
@@ -234,7 +272,7 @@ fn tls_chain(
     port: u16,
     chain: &ApiChain,
     secrets: &mut GatewaySecrets,
-) -> (FilterChain, Option<RouteConfiguration>) {
+) -> (FilterChain, Option<(RouteConfiguration, Entry)>) {
     let filter_chain_match = (!chain.server_names.is_empty()).then(|| FilterChainMatch {
         server_names: sorted(&chain.server_names),
         ..Default::default()
@@ -306,17 +344,53 @@ fn tls_chain(
     }
 }
 
+/// A route configuration and its provenance: the Gateway behind it, each virtual host
+/// behind the routes it holds, each rule's Envoy routes behind its HTTPRoute or GRPCRoute
+/// (quoting the rule's regexes, which Envoy quotes when it refuses one).
 fn route_config(
     ctx: &Context<'_>,
     name: &str,
     virtual_hosts: &[ApiVirtualHost],
     site: &mut Site<'_>,
-) -> RouteConfiguration {
+) -> (RouteConfiguration, Entry) {
+    let parts = virtual_hosts
+        .iter()
+        .flat_map(|vh| parts_of(site.gateway, vh))
+        .collect();
+    let entry = Entry::route(name, origins([site.gateway.clone()]), parts);
     let virtual_hosts = virtual_hosts
         .iter()
         .map(|vh| virtual_host(ctx, vh, site))
         .collect();
-    route_configuration(name, virtual_hosts)
+    (route_configuration(name, virtual_hosts), entry)
+}
+
+/// The parts of one virtual host: itself (behind every route it holds) and each rule match,
+/// each also behind the Gateway (whose `Programmed` a NACK of its configuration falsifies).
+fn parts_of(gateway: &ObjectRef, vh: &ApiVirtualHost) -> Vec<Part> {
+    let rules: Vec<(HttpRoute, Origins)> = vh
+        .rules
+        .iter()
+        .map(|r| (one_rule(r), origins([r.route.clone(), gateway.clone()])))
+        .collect();
+    let all = union(rules.iter().map(|(_, o)| o));
+    let mut parts = vec![Part::virtual_host(vh.hostname.clone(), all)];
+    for (route, by_route) in &rules {
+        parts.extend(route_rules::parts(route, by_route));
+    }
+    parts
+}
+
+/// A rule match as a one-rule route (how its Envoy routes are made and named).
+fn one_rule(r: &ApiRule) -> HttpRoute {
+    HttpRoute {
+        source: r.route.clone(),
+        generation: 0,
+        hosts: Vec::new(),
+        parents: Vec::new(),
+        http: vec![r.rule.clone()],
+        tcp: Vec::new(),
+    }
 }
 
 fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost, site: &mut Site<'_>) -> VirtualHost {
@@ -326,14 +400,7 @@ fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost, site: &mut Site<'_>) -> 
         .rules
         .iter()
         .flat_map(|r| {
-            let one = HttpRoute {
-                source: r.route.clone(),
-                generation: 0,
-                hosts: Vec::new(),
-                parents: Vec::new(),
-                http: vec![r.rule.clone()],
-                tcp: Vec::new(),
-            };
+            let one = one_rule(r);
             let requirement = site.requirement(ctx.world, &r.route, r.index);
             let edge = site.edge_config(ctx, &r.route, r.index);
             let mut routes = route_rules::routes(ctx, &one, None);

@@ -1488,3 +1488,77 @@ async fn gateway_with_attached_routes(c: &mut Conformance) -> anyhow::Result<()>
     c.config.remove(file)?;
     Ok(())
 }
+
+/// The condition `type_` of Portolan's `parents[]` entry for `same-namespace`, if any.
+fn nack_condition(route: &Value, type_: &str) -> Option<Value> {
+    route["parents"]
+        .as_array()?
+        .iter()
+        .find(|p| p["parentRef"]["name"] == "same-namespace")
+        .and_then(|p| condition(&p["conditions"], type_))
+        .cloned()
+}
+
+/// A NACK of what an HTTPRoute produced: stock Envoy refuses the route configuration with the
+/// route's oversized regex; `/debug/status` shows the Gateway and its listeners
+/// `Programmed=False` (`Invalid`, Envoy's text) and the route's parent entry
+/// `portolan.dev/Programmed=False` (`Nacked`); with the regex fixed, all back to programmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_nack_is_attributed_to_the_gateway_and_route() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let mut c = Conformance::start().await?;
+    let file = "nack-regex.yaml";
+    let gw_key = format!("Gateway {INFRA}/same-namespace");
+    let route_key = format!("HTTPRoute {INFRA}/nack-regex");
+    c.config.write(file, &c.manifest(file)?)?;
+    c.gateway("same-namespace").await?;
+    let gw = c
+        .status_where(&gw_key, |s| {
+            condition(&s["conditions"], "Programmed").is_some_and(|p| p["status"] == "False")
+        })
+        .await;
+    let page = c.portolan.get_json("/debug/config-errors").await?;
+    let gw = gw.map_err(|e| anyhow::anyhow!("{e}\nconfig-errors: {page}"))?;
+    let programmed = condition(&gw["conditions"], "Programmed")
+        .cloned()
+        .unwrap_or_default();
+    println!("Gateway Programmed on NACK: {programmed}");
+    assert_eq!(programmed["reason"], "Invalid", "{gw}");
+    let text = programmed["message"].as_str().unwrap_or_default();
+    assert!(text.contains("rejected by"), "{text}");
+    assert!(text.contains("regex") || text.contains("RE2"), "{text}");
+    for l in gw["listeners"].as_array().into_iter().flatten() {
+        assert_condition(&l["conditions"], "Programmed", "False", "Invalid");
+    }
+    let route = c
+        .status_where(&route_key, |s| {
+            nack_condition(s, "portolan.dev/Programmed").is_some()
+        })
+        .await?;
+    let p = nack_condition(&route, "portolan.dev/Programmed").unwrap_or_default();
+    assert_eq!(p["status"], "False", "{route}");
+    assert_eq!(p["reason"], "Nacked", "{route}");
+    // The spec's own conditions stay as computed: Portolan accepted the route.
+    assert_eq!(
+        nack_condition(&route, "Accepted").unwrap_or_default()["status"],
+        "True",
+        "{route}"
+    );
+
+    // Fixed: the Gateway is programmed again and the route's NACK condition is gone.
+    let fixed = c.manifest(file)?.replace(
+        "type: RegularExpression, value: \"/(a|b|c|d|e|f|g|h){40}\"",
+        "type: PathPrefix, value: /ok",
+    );
+    c.config.write(file, &fixed)?;
+    c.status_where(&gw_key, |s| {
+        condition(&s["conditions"], "Programmed").is_some_and(|p| p["status"] == "True")
+    })
+    .await?;
+    c.status_where(&route_key, |s| {
+        nack_condition(s, "portolan.dev/Programmed").is_none()
+    })
+    .await?;
+    c.config.remove(file)?;
+    Ok(())
+}

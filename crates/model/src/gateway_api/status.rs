@@ -151,3 +151,117 @@ pub fn policy_status(
         .collect();
     PolicyStatus { ancestors }
 }
+
+/// Portolan's condition on a route's `parents[]` entries: whether the data plane took the
+/// configuration made from the route (the spec has no route `Programmed`; a NACK sets it
+/// `False` with Envoy's text).
+pub const PORTOLAN_PROGRAMMED: &str = "portolan.dev/Programmed";
+
+/// `status` with a NACK in force attributed to its object: a Gateway and each of its
+/// listeners get `Programmed=False` (`Invalid`, Envoy's text), a route's parent entries of
+/// Portolan's controller `portolan.dev/Programmed=False` (`Nacked`). Other kinds unchanged.
+pub fn with_nack(status: &ApiStatus, message: &str) -> ApiStatus {
+    let mut status = status.clone();
+    match &mut status {
+        ApiStatus::Gateway(g) => {
+            set(&mut g.conditions, "Programmed", "Invalid", message);
+            for l in &mut g.listeners {
+                set(&mut l.conditions, "Programmed", "Invalid", message);
+            }
+        }
+        ApiStatus::Route(r) => {
+            for p in r
+                .parents
+                .iter_mut()
+                .filter(|p| p.controller_name == CONTROLLER_NAME)
+            {
+                set(&mut p.conditions, PORTOLAN_PROGRAMMED, "Nacked", message);
+            }
+        }
+        ApiStatus::GatewayClass(_) | ApiStatus::Policy(_) => {}
+    }
+    status
+}
+
+/// Replaces (or adds) condition `type_` with a `False` one, keeping the generation the
+/// other conditions observed.
+fn set(conditions: &mut Vec<ApiCondition>, type_: &str, reason: &str, message: &str) {
+    let generation = conditions
+        .iter()
+        .map(|c| c.observed_generation)
+        .max()
+        .unwrap_or_default();
+    let condition = ApiCondition::new(type_, false, reason, message, generation);
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => *c = condition,
+        None => conditions.push(condition),
+    }
+}
+
+#[cfg(test)]
+mod nack_tests {
+    use super::*;
+
+    fn accepted(g: i64) -> ApiCondition {
+        ApiCondition::new("Accepted", true, "Accepted", "accepted", g)
+    }
+
+    #[test]
+    fn a_nack_falsifies_gateway_and_listener_programmed_and_marks_our_route_parents() {
+        let gateway = ApiStatus::Gateway(GatewayStatus {
+            addresses: Vec::new(),
+            conditions: vec![
+                accepted(3),
+                ApiCondition::new("Programmed", true, "Programmed", "ok", 3),
+            ],
+            listeners: vec![ListenerStatus {
+                name: "http".into(),
+                supported_kinds: Vec::new(),
+                attached_routes: 1,
+                conditions: vec![accepted(3)],
+            }],
+        });
+        let ApiStatus::Gateway(g) = with_nack(&gateway, "rejected: regex") else {
+            panic!("a Gateway stays a Gateway");
+        };
+        let programmed = |cs: &[ApiCondition]| {
+            cs.iter()
+                .find(|c| c.type_ == "Programmed")
+                .cloned()
+                .expect("Programmed")
+        };
+        let p = programmed(&g.conditions);
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_str(), p.observed_generation),
+            ("False", "Invalid", 3)
+        );
+        assert_eq!(g.conditions.len(), 2, "replaced, not added");
+        assert_eq!(programmed(&g.listeners[0].conditions).status, "False");
+
+        let parent_ref = ParentReference {
+            name: "edge".into(),
+            ..Default::default()
+        };
+        let mut theirs = RouteParentStatus::new(parent_ref.clone(), vec![accepted(1)]);
+        theirs.controller_name = "example.com/other".into();
+        let route = ApiStatus::Route(RouteStatus {
+            parents: vec![
+                RouteParentStatus::new(parent_ref, vec![accepted(1)]),
+                theirs,
+            ],
+        });
+        let ApiStatus::Route(r) = with_nack(&route, "rejected: regex") else {
+            panic!("a route stays a route");
+        };
+        let ours = &r.parents[0].conditions;
+        assert!(ours.iter().any(|c| c.type_ == PORTOLAN_PROGRAMMED
+            && c.status == "False"
+            && c.reason == "Nacked"
+            && c.message == "rejected: regex"));
+        assert_eq!(
+            r.parents[1].conditions,
+            vec![accepted(1)],
+            "another controller's entry kept"
+        );
+    }
+}

@@ -149,3 +149,86 @@ fn other_groups_get_no_gateway_secrets() {
     let r = run_group(&world(), "some-other-group");
     assert!(r.secrets.is_empty(), "{:?}", r.secrets);
 }
+
+/// A Gateway with a plain HTTP port whose HTTPRoute rule has a path regex.
+fn regex_world() -> World {
+    let mut world = world();
+    let route = ObjectRef::new(Kind::HttpRoute, "shop", "www");
+    let rule = mk_rule(
+        vec![portolan_model::routing::HttpMatch {
+            path: Some(portolan_model::routing::PathMatch::Regex("/a{40}".into())),
+            ..Default::default()
+        }],
+        mk_forward(vec![mk_backend("tls-backend.infra", Some(443), None, 1)]),
+    );
+    let key = ObjectRef::new(Kind::ApiGateway, "infra", "edge");
+    let mut gateway = (**world.api_gateways.get(&key).expect("edge")).clone();
+    gateway.ports.push(ApiPort {
+        port: 8080,
+        tls: false,
+        virtual_hosts: vec![ApiVirtualHost {
+            hostname: "www.example.com".to_string(),
+            rules: vec![portolan_model::gateway_api::ApiRule {
+                route,
+                index: 2,
+                rule,
+            }],
+        }],
+        chains: Vec::new(),
+    });
+    world.api_gateways.insert(key, Arc::new(gateway));
+    world
+}
+
+#[test]
+fn gateway_api_resources_record_the_gateway_and_routes_behind_them() {
+    use crate::provenance::ResourceKind;
+    let p = run_group(&regex_world(), "gateway:infra/edge").provenance;
+    let names = |kind, name| -> Vec<String> {
+        let mut out: Vec<String> = p
+            .of(kind, name)
+            .flat_map(|e| {
+                e.objects()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    assert_eq!(
+        names(ResourceKind::Listener, "gateway-8080"),
+        ["Gateway infra/edge", "HTTPRoute shop/www"]
+    );
+    assert_eq!(
+        names(ResourceKind::Listener, "gateway-8443"),
+        [
+            "Gateway infra/edge",
+            "Secret infra/any-cert",
+            "Secret infra/shop-cert"
+        ]
+    );
+    assert_eq!(
+        names(ResourceKind::Route, "gateway-8443/https-shop"),
+        ["Gateway infra/edge"]
+    );
+    // Envoy quotes the regex it refuses: the rule's part points at its HTTPRoute and Gateway.
+    let entry = p
+        .of(ResourceKind::Route, "gateway-8080")
+        .next()
+        .expect("route configuration entry");
+    let text = "regex '/a{40}' RE2 program size of 125 > max program size of 100";
+    let mut hit: Vec<String> = entry
+        .parts_in(text)
+        .flat_map(|part| {
+            part.origins
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    hit.sort();
+    assert_eq!(hit, ["Gateway infra/edge", "HTTPRoute shop/www"]);
+}
