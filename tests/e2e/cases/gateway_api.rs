@@ -718,7 +718,6 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &[
             "TCPRouteReferenceGrant",
-            "TCPRouteInvalidReferenceGrant",
             "TCPRouteInvalidBackendRefNonexistent",
             "TCPRouteInvalidBackendRefUnknownKind"
         ],
