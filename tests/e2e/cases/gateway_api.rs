@@ -40,7 +40,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
-use tcp::{tcp_route_parent_refs, tcp_route_refs};
+use tcp::{tcp_route_attach_all, tcp_route_parent_refs, tcp_route_refs};
 use tls::{
     hostname_intersection_https, https_and_passthrough, https_listener, invalid_tls_configuration,
     keys_stay_private, secret_grant_all, secret_grant_invalid, secret_grant_missing,
@@ -713,6 +713,7 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         ],
         tcp_route_parent_refs
     );
+    scenario!(b, c, &["TCPRouteParentRefAttachAll"], tcp_route_attach_all);
     scenario!(
         b,
         c,

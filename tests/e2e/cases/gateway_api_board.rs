@@ -103,10 +103,11 @@ const HTTP_EXTENDED: [&str; 10] = [
 /// profile of the v1.6.1 reports), so they are counted apart and claimed as experimental
 /// only. The names follow upstream's provisional tests; the invalid-ref ones mirror the
 /// TLSRoute tests of the same name.
-const TCP_ROUTE_EXPERIMENTAL: [&str; 6] = [
+const TCP_ROUTE_EXPERIMENTAL: [&str; 7] = [
     "TCPRouteSimpleSameNamespace",
     "TCPRouteParentRefPortAndSectionName",
     "TCPRouteWeightedRouting",
+    "TCPRouteParentRefAttachAll",
     "TCPRouteReferenceGrant",
     "TCPRouteInvalidBackendRefNonexistent",
     "TCPRouteInvalidBackendRefUnknownKind",

@@ -151,3 +151,27 @@ pub(super) async fn tcp_route_refs(c: &mut Conformance) -> anyhow::Result<()> {
     c.config.remove(file)?;
     c.gone(&format!("Gateway {INFRA}/{gw}")).await
 }
+
+/// TCPRouteParentRefAttachAll: a parentRef without sectionName or port attaches to both TCP
+/// listeners (one accepted parent, `attachedRoutes: 1` on each, none on the HTTP listener)
+/// and connections to either reach the backend.
+pub(super) async fn tcp_route_attach_all(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "tcproute-parentref-attach-all.yaml";
+    let gw = "tcp-attach-all-gateway";
+    let ports = [free_port(), free_port(), free_port()];
+    c.config.write(file, &tcp_manifest(c, file, ports)?)?;
+    let p = tcp_parent(c, "tcp-attach-all", gw, "ResolvedRefs").await?;
+    assert_condition(&p["conditions"], "Accepted", "True", "Accepted");
+    assert_condition(&p["conditions"], "ResolvedRefs", "True", "ResolvedRefs");
+    for listener in ["first", "second"] {
+        c.listener_where(gw, listener, |l| l["attachedRoutes"] == 1)
+            .await?;
+    }
+    let http = c.listener_where(gw, "http", |_| true).await?;
+    assert_eq!(http["attachedRoutes"], 0, "{http}");
+    let addr = c.gateway(gw).await?;
+    reaches_all(&addr, ports[0], &["infra-backend-v2"]).await?;
+    reaches_all(&addr, ports[1], &["infra-backend-v2"]).await?;
+    c.config.remove(file)?;
+    c.gone(&format!("Gateway {INFRA}/{gw}")).await
+}
