@@ -124,7 +124,7 @@ CRS = [
     "extauthpolicies", "ratelimitpolicies", "envoypatchpolicies",
 ]
 GW = "gateway.networking.k8s.io"
-GW_ROUTES = ["gateways", "httproutes", "grpcroutes", "tlsroutes"]
+GW_ROUTES = ["gateways", "httproutes", "grpcroutes", "tlsroutes", "tcproutes"]
 WATCH_FACTS = (
     expand("", ["services", "secrets"], ["list", "watch"])
     | expand("discovery.k8s.io", ["endpointslices"], ["list", "watch"])

@@ -423,6 +423,27 @@ pub struct TlsRouteRule {
     pub backend_refs: Vec<HttpBackendRef>,
 }
 
+/// A TCPRoute (experimental channel): every connection on the TCP listener it attaches to
+/// goes to its weighted backends.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpRoute {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: TcpRouteSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpRouteSpec {
+    #[serde(default)]
+    pub parent_refs: Vec<ParentReference>,
+    /// Same shape as a TLSRoute rule: a name and weighted backendRefs.
+    #[serde(default)]
+    pub rules: Vec<TlsRouteRule>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReferenceGrant {

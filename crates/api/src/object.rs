@@ -37,6 +37,8 @@ pub enum Kind {
     GrpcRoute,
     /// `gateway.networking.k8s.io` TLSRoute.
     TlsRoute,
+    /// `gateway.networking.k8s.io` TCPRoute (experimental channel, `v1alpha2`).
+    TcpRoute,
 }
 
 // === impl Kind ===
@@ -51,6 +53,7 @@ impl Kind {
             | Kind::HttpRoute
             | Kind::GrpcRoute
             | Kind::TlsRoute => "gateway.networking.k8s.io/v1",
+            Kind::TcpRoute => "gateway.networking.k8s.io/v1alpha2",
             Kind::ReferenceGrant => "gateway.networking.k8s.io/v1beta1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::TrafficRoute
@@ -91,6 +94,7 @@ impl Kind {
             Kind::ReferenceGrant => "ReferenceGrant",
             Kind::GrpcRoute => "GRPCRoute",
             Kind::TlsRoute => "TLSRoute",
+            Kind::TcpRoute => "TCPRoute",
         }
     }
 
@@ -120,6 +124,7 @@ impl Kind {
                 | Kind::ReferenceGrant
                 | Kind::GrpcRoute
                 | Kind::TlsRoute
+                | Kind::TcpRoute
         )
     }
 
@@ -148,6 +153,7 @@ impl Kind {
             Kind::ReferenceGrant,
             Kind::GrpcRoute,
             Kind::TlsRoute,
+            Kind::TcpRoute,
         ]
     }
 }

@@ -41,6 +41,7 @@ pub enum Resource {
     ReferenceGrant(Box<gwapi::ReferenceGrant>),
     GrpcRoute(Box<gwapi::GrpcRoute>),
     TlsRoute(Box<gwapi::TlsRoute>),
+    TcpRoute(Box<gwapi::TcpRoute>),
 }
 
 /// The only Secret type Portolan reads.
@@ -110,6 +111,7 @@ impl Resource {
             Kind::ReferenceGrant => Resource::ReferenceGrant(Box::new(typed(&object, value)?)),
             Kind::GrpcRoute => Resource::GrpcRoute(Box::new(typed(&object, value)?)),
             Kind::TlsRoute => Resource::TlsRoute(Box::new(typed(&object, value)?)),
+            Kind::TcpRoute => Resource::TcpRoute(Box::new(typed(&object, value)?)),
         };
         Ok(Some(resource))
     }
@@ -138,6 +140,7 @@ impl Resource {
             Resource::ReferenceGrant(_) => Kind::ReferenceGrant,
             Resource::GrpcRoute(_) => Kind::GrpcRoute,
             Resource::TlsRoute(_) => Kind::TlsRoute,
+            Resource::TcpRoute(_) => Kind::TcpRoute,
         }
     }
 
@@ -166,6 +169,7 @@ impl Resource {
             Resource::ReferenceGrant(g) => &g.metadata,
             Resource::GrpcRoute(r) => &r.metadata,
             Resource::TlsRoute(r) => &r.metadata,
+            Resource::TcpRoute(r) => &r.metadata,
         }
     }
 

@@ -44,7 +44,7 @@ pub fn desired(
         }
         let existing = seen.status.clone().unwrap_or(Value::Null);
         let wanted = match (world.api_statuses.get(object), object.kind) {
-            (_, Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute) => {
+            (_, Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute) => {
                 let mine = match invalid.get(object) {
                     Some(errors) => refused(world, object, seen, errors),
                     None => computed(world.api_statuses.get(object)),
@@ -100,7 +100,7 @@ fn invalid_routes(world: &World) -> BTreeMap<ObjectRef, Vec<String>> {
         let Some(object) = &e.object else { continue };
         let route = matches!(
             object.kind,
-            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute
+            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute
         );
         if e.location == LOCATION && route {
             out.entry(object.clone())

@@ -29,6 +29,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::HttpRoute,
     Kind::GrpcRoute,
     Kind::TlsRoute,
+    Kind::TcpRoute,
     Kind::ReferenceGrant,
 ];
 
@@ -67,6 +68,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::ReferenceGrant => "referencegrants",
         Kind::GrpcRoute => "grpcroutes",
         Kind::TlsRoute => "tlsroutes",
+        Kind::TcpRoute => "tcproutes",
     }
 }
 
@@ -92,7 +94,12 @@ pub fn cluster_scoped(kind: Kind) -> bool {
 pub fn has_api_status(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::GatewayClass | Kind::ApiGateway | Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute
+        Kind::GatewayClass
+            | Kind::ApiGateway
+            | Kind::HttpRoute
+            | Kind::GrpcRoute
+            | Kind::TlsRoute
+            | Kind::TcpRoute
     )
 }
 
@@ -202,6 +209,7 @@ mod tests {
             Kind::HttpRoute,
             Kind::GrpcRoute,
             Kind::TlsRoute,
+            Kind::TcpRoute,
             Kind::ReferenceGrant,
         ] {
             assert!(WATCHED.contains(&k), "{k} is watched");

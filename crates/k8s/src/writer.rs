@@ -181,7 +181,7 @@ impl StatusWriter {
         }
         let shared = matches!(
             object.kind,
-            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute
+            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute
         );
         if let Some(version) = resource_version.filter(|_| shared) {
             metadata["resourceVersion"] = json!(version);

@@ -115,7 +115,8 @@ impl Index {
             | Kind::HttpRoute
             | Kind::ReferenceGrant
             | Kind::GrpcRoute
-            | Kind::TlsRoute => self.gateway_api.remove(object).is_some(),
+            | Kind::TlsRoute
+            | Kind::TcpRoute => self.gateway_api.remove(object).is_some(),
         };
         self.touch(changed)
     }
@@ -157,7 +158,8 @@ impl Index {
             | Kind::HttpRoute
             | Kind::ReferenceGrant
             | Kind::GrpcRoute
-            | Kind::TlsRoute => self.gateway_api.contains_key(object),
+            | Kind::TlsRoute
+            | Kind::TcpRoute => self.gateway_api.contains_key(object),
         }
     }
 

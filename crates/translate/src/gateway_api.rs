@@ -15,7 +15,8 @@
 //! configuration `gateway-{port}/{listener}` (its certificates named over SDS,
 //! `gateway-cert|NS/NAME`, see [`crate::tls`]: keys travel in the group's snapshot, never in
 //! the listener); a passthrough chain is a TCP proxy to its
-//! TLSRoute's weighted backends.
+//! TLSRoute's weighted backends. A TCP port (TCPRoute) is one such chain without a match and
+//! without the inspector.
 
 use crate::ProxyGroup;
 use crate::address::socket_address;
@@ -174,8 +175,10 @@ pub(crate) fn resources(
             ..Default::default()
         };
         let mut sent: Vec<&ApiChain> = Vec::new();
-        if port.tls {
-            listener.listener_filters = vec![tls_inspector()];
+        if port.tls || port.tcp {
+            if port.tls {
+                listener.listener_filters = vec![tls_inspector()];
+            }
             let mut seen = HashSet::new();
             for chain in &port.chains {
                 // Envoy rejects two chains with the same match: the first keeps it.

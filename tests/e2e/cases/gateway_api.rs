@@ -1,4 +1,5 @@
-//! Gateway API conformance (GATEWAY-HTTP, GATEWAY-TLS and GATEWAY-GRPC), reproduced in file
+//! Gateway API conformance (GATEWAY-HTTP, GATEWAY-TLS and GATEWAY-GRPC, and TCPRoute of the
+//! experimental channel), reproduced in file
 //! mode: the scenarios of kubernetes-sigs/gateway-api v1.6.1 `conformance/tests` with our own
 //! manifests (`tests/e2e/gateway-api/*.yaml`, data), run through the file source, `portolan
 //! bootstrap --gateway`, stock Envoy and upstreams that answer with their Service's name
@@ -39,6 +40,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+use tcp::{tcp_route_attach_all, tcp_route_parent_refs, tcp_route_refs};
 use tls::{
     hostname_intersection_https, https_and_passthrough, https_listener, invalid_tls_configuration,
     keys_stay_private, secret_grant_all, secret_grant_invalid, secret_grant_missing,
@@ -54,6 +56,8 @@ mod board;
 mod grpc;
 #[path = "gateway_api_core.rs"]
 mod more;
+#[path = "gateway_api_tcp.rs"]
+mod tcp;
 #[path = "gateway_api_tls.rs"]
 mod tls;
 
@@ -510,6 +514,7 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "GRPCRoute",
             "HTTPRoute",
             "ReferenceGrant",
+            "TCPRoute",
             "TLSRoute"
         ]
     );
@@ -697,6 +702,27 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["GatewaySecretInvalidReferenceGrant"],
         secret_grant_invalid
+    );
+    scenario!(
+        b,
+        c,
+        &[
+            "TCPRouteSimpleSameNamespace",
+            "TCPRouteParentRefPortAndSectionName",
+            "TCPRouteWeightedRouting"
+        ],
+        tcp_route_parent_refs
+    );
+    scenario!(b, c, &["TCPRouteParentRefAttachAll"], tcp_route_attach_all);
+    scenario!(
+        b,
+        c,
+        &[
+            "TCPRouteReferenceGrant",
+            "TCPRouteInvalidBackendRefNonexistent",
+            "TCPRouteInvalidBackendRefUnknownKind"
+        ],
+        tcp_route_refs
     );
     scenario!(
         b,

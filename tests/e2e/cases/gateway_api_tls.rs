@@ -275,7 +275,12 @@ pub(super) async fn keys_stay_private(c: &mut Conformance) -> anyhow::Result<()>
 }
 
 /// A route's `parents[]` entry for `gw` once it has condition `type_`.
-async fn route_parent(c: &Conformance, key: &str, gw: &str, type_: &str) -> anyhow::Result<Value> {
+pub(super) async fn route_parent(
+    c: &Conformance,
+    key: &str,
+    gw: &str,
+    type_: &str,
+) -> anyhow::Result<Value> {
     let s = c
         .status_where(key, |s| {
             s["parents"]

@@ -7,7 +7,7 @@ use super::{Errors, header_name, host_name, object_name, port, regex, spec_path}
 use crate::field::FieldPath;
 use crate::gwapi::{
     Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute, HttpRouteFilter, HttpRouteMatch,
-    HttpRouteRule, ParentReference, ReferenceGrant, TlsRoute, parse_duration,
+    HttpRouteRule, ParentReference, ReferenceGrant, TcpRoute, TlsRoute, parse_duration,
 };
 
 pub(super) fn gateway_class(class: &GatewayClass, errors: &mut Errors) {
@@ -123,6 +123,18 @@ fn grpc_method(m: &crate::gwapi::GrpcMethodMatch, path: FieldPath, errors: &mut 
 pub(super) fn tls_route(route: &TlsRoute, errors: &mut Errors) {
     object_name(route.metadata.name.as_deref(), errors);
     route_common(&route.spec.hostnames, &route.spec.parent_refs, errors);
+    for (i, rule) in route.spec.rules.iter().enumerate() {
+        backend_refs(
+            &rule.backend_refs,
+            &spec_path().field("rules").index(i),
+            errors,
+        );
+    }
+}
+
+pub(super) fn tcp_route(route: &TcpRoute, errors: &mut Errors) {
+    object_name(route.metadata.name.as_deref(), errors);
+    route_common(&[], &route.spec.parent_refs, errors);
     for (i, rule) in route.spec.rules.iter().enumerate() {
         backend_refs(
             &rule.backend_refs,

@@ -59,6 +59,7 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::ReferenceGrant(g) => gateway_api::reference_grant(g, &mut errors),
         Resource::GrpcRoute(r) => gateway_api::grpc_route(r, &mut errors),
         Resource::TlsRoute(r) => gateway_api::tls_route(r, &mut errors),
+        Resource::TcpRoute(r) => gateway_api::tcp_route(r, &mut errors),
     }
     errors.0
 }

@@ -51,7 +51,8 @@ pub fn to_object(resource: &Resource) -> Object {
         | Resource::HttpRoute(_)
         | Resource::ReferenceGrant(_)
         | Resource::GrpcRoute(_)
-        | Resource::TlsRoute(_) => Object::GatewayApi(Box::new(resource.clone())),
+        | Resource::TlsRoute(_)
+        | Resource::TcpRoute(_) => Object::GatewayApi(Box::new(resource.clone())),
     }
 }
 

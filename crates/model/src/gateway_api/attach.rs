@@ -1,4 +1,4 @@
-//! Which Gateways and routes are Portolan's, how routes (HTTPRoute, GRPCRoute, TLSRoute)
+//! Which Gateways and routes are Portolan's, how routes (HTTPRoute, GRPCRoute, TLSRoute, TCPRoute)
 //! attach to listeners (parentRefs with sectionName and port, allowedRoutes namespaces and
 //! kinds, hostname intersection), the ports and filter chains that result, and the status
 //! every object gets from that. The listeners themselves are compiled in [`super::listener`].
@@ -28,6 +28,7 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "GRPCRoute",
     "HTTPRoute",
     "ReferenceGrant",
+    "TCPRoute",
     "TLSRoute",
 ];
 
@@ -115,6 +116,16 @@ fn our_classes(world: &World, out: &mut Compiled) -> BTreeSet<String> {
     names
 }
 
+/// A route's creationTimestamp, as text (orders routes: oldest first).
+macro_rules! created {
+    ($r:expr) => {
+        $r.metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+    };
+}
+
 /// A route object as attachment sees it (`None`: not a route).
 fn route_input<'r>(
     source: &'r ObjectRef,
@@ -133,8 +144,19 @@ fn route_input<'r>(
             &r.spec.hostnames[..],
             super::grpc::convert(source, r, refs),
         ),
+        Resource::TcpRoute(r) => {
+            let c = tls::convert(source, created!(r), &r.spec.rules, refs);
+            return Some(RouteInput {
+                source,
+                generation,
+                parent_refs: &r.spec.parent_refs,
+                hostnames: &[],
+                contribution: Contribution::Passthrough(c.key, c.backends),
+                unresolved: c.unresolved,
+            });
+        }
         Resource::TlsRoute(r) => {
-            let c = tls::convert(source, r, refs);
+            let c = tls::convert(source, created!(r), &r.spec.rules, refs);
             return Some(RouteInput {
                 source,
                 generation,
@@ -324,7 +346,12 @@ fn attach_to_gateway(
     let mut any_host = false;
     for &i in &allowed {
         let l = &mut gw.listeners[i];
-        let hosts = intersect(l.spec.hostname.as_deref(), route.hostnames);
+        // A TCP listener has no hostnames: the route takes any connection.
+        let hosts = if l.protocol == Ok(Proto::Tcp) {
+            vec!["*".to_string()]
+        } else {
+            intersect(l.spec.hostname.as_deref(), route.hostnames)
+        };
         if hosts.is_empty() {
             continue;
         }
@@ -474,7 +501,8 @@ fn ports(gw: &GatewayState<'_>) -> BTreeMap<u16, ApiPort> {
         let Ok(protocol) = l.protocol else { continue };
         let port = ports.entry(l.port).or_insert_with(|| ApiPort {
             port: l.port,
-            tls: protocol != Proto::Http,
+            tls: matches!(protocol, Proto::Https | Proto::Passthrough),
+            tcp: protocol == Proto::Tcp,
             virtual_hosts: Vec::new(),
             chains: Vec::new(),
         });
@@ -495,7 +523,7 @@ fn ports(gw: &GatewayState<'_>) -> BTreeMap<u16, ApiPort> {
                     virtual_hosts: virtual_hosts(&only_listener(by_host, i), |_| Some(i)),
                 },
             }),
-            Proto::Passthrough => {
+            Proto::Passthrough | Proto::Tcp => {
                 let empty = HostBackends::new();
                 let by_host = gw.tls_hosts.get(&l.port).unwrap_or(&empty);
                 port.chains

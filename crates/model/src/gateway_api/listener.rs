@@ -21,6 +21,8 @@ pub(super) enum Proto {
     Https,
     /// TLS, mode Passthrough: TLSRoutes by SNI.
     Passthrough,
+    /// TCP: one TCPRoute takes every connection.
+    Tcp,
 }
 
 impl Proto {
@@ -29,6 +31,7 @@ impl Proto {
         match self {
             Proto::Http | Proto::Https => &["HTTPRoute", "GRPCRoute"],
             Proto::Passthrough => &["TLSRoute"],
+            Proto::Tcp => &["TCPRoute"],
         }
     }
 }
@@ -116,6 +119,7 @@ fn protocol(l: &Listener) -> Result<Proto, (&'static str, String)> {
         ("HTTP", _) => Ok(Proto::Http),
         ("HTTPS", "Terminate") => Ok(Proto::Https),
         ("TLS", "Passthrough") => Ok(Proto::Passthrough),
+        ("TCP", _) => Ok(Proto::Tcp),
         ("HTTPS", m) => Err((
             "UnsupportedValue",
             format!("tls.mode {m}: an HTTPS listener terminates TLS"),
@@ -126,7 +130,7 @@ fn protocol(l: &Listener) -> Result<Proto, (&'static str, String)> {
         )),
         (p, _) => Err((
             "UnsupportedProtocol",
-            format!("protocol {p} is not supported: HTTP, HTTPS and TLS (Passthrough)"),
+            format!("protocol {p} is not supported: HTTP, HTTPS, TLS (Passthrough) and TCP"),
         )),
     }
 }

@@ -50,6 +50,9 @@ pub struct ApiPort {
     /// Whether the port speaks TLS (HTTPS and TLS listeners): then `chains` hold its
     /// configuration, else `virtual_hosts` do.
     pub tls: bool,
+    /// Whether the port is a TCP listener's: then `chains` hold at most one passthrough
+    /// chain (no server names) with the TCPRoute's backends, and there is no TLS inspector.
+    pub tcp: bool,
     /// Plain HTTP: sorted by hostname; `*` is the catch-all.
     pub virtual_hosts: Vec<ApiVirtualHost>,
     /// TLS: the filter chains, chosen by SNI.

@@ -43,7 +43,7 @@ fn base() -> Index {
         "metadata": {"name": "gw", "namespace": "infra"},
         "spec": {"gatewayClassName": "portolan", "listeners": [
             {"name": "http", "port": 80, "protocol": "HTTP"},
-            {"name": "tcp", "port": 81, "protocol": "TCP"}]}}),
+            {"name": "udp", "port": 81, "protocol": "UDP"}]}}),
     );
     apply(
         &mut idx,
@@ -100,9 +100,9 @@ fn only_our_class_is_compiled_and_unsupported_listeners_say_why() {
     };
     assert_eq!(s.conditions[0].reason, "ListenersNotValid");
     assert_eq!(s.conditions[0].status, "True");
-    let tcp = &s.listeners[1];
+    let udp = &s.listeners[1];
     assert!(
-        tcp.conditions
+        udp.conditions
             .iter()
             .any(|c| c.reason == "UnsupportedProtocol")
     );
@@ -533,4 +533,78 @@ fn tls_terminate_is_an_unsupported_value_and_parameters_refs_are_refused() {
         s.conditions[0].message
     );
     assert!(world.api_gateways[&key].ports.is_empty(), "serves nothing");
+}
+
+#[test]
+fn tcp_routes_take_a_tcp_listener_with_weighted_backends() {
+    let mut idx = base();
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "tcp", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "listeners": [
+            {"name": "db", "port": 5432, "protocol": "TCP"},
+            {"name": "web", "port": 8080, "protocol": "HTTP"}]}}),
+    );
+    for (name, section, backends) in [
+        (
+            "ok",
+            "db",
+            json!([{"name": "a", "port": 80, "weight": 3}, {"name": "b", "port": 80}]),
+        ),
+        ("missing", "db", json!([{"name": "nope", "port": 80}])),
+        ("on-http", "web", json!([{"name": "a", "port": 80}])),
+    ] {
+        apply(
+            &mut idx,
+            json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TCPRoute",
+            "metadata": {"name": name, "namespace": "infra"},
+            "spec": {"parentRefs": [{"name": "tcp", "sectionName": section}],
+                     "rules": [{"backendRefs": backends}]}}),
+        );
+    }
+    let world = idx.world();
+    let cond = |name: &str, type_: &str| {
+        let key = ObjectRef::new(Kind::TcpRoute, "infra", name);
+        let Some(ApiStatus::Route(s)) = world.api_statuses.get(&key) else {
+            panic!("no status for {key}");
+        };
+        let c = s.parents[0]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition");
+        (c.status.clone(), c.reason.clone())
+    };
+    assert_eq!(cond("ok", "Accepted"), ("True".into(), "Accepted".into()));
+    assert_eq!(
+        cond("ok", "ResolvedRefs"),
+        ("True".into(), "ResolvedRefs".into())
+    );
+    assert_eq!(
+        cond("missing", "ResolvedRefs"),
+        ("False".into(), "BackendNotFound".into())
+    );
+    assert_eq!(
+        cond("on-http", "Accepted"),
+        ("False".into(), "NotAllowedByListeners".into())
+    );
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "tcp")];
+    let port = gw.ports.iter().find(|p| p.port == 5432).expect("TCP port");
+    assert!(port.tcp && !port.tls);
+    // Two routes on one TCP listener: one chain, the oldest route's (then namespace/name).
+    assert_eq!(port.chains.len(), 1);
+    let crate::gateway_api::ChainKind::Passthrough { backends } = &port.chains[0].kind else {
+        panic!("not a passthrough chain");
+    };
+    let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+    assert_eq!(
+        weights,
+        [1],
+        "the `missing` route (first by name) holds the listener"
+    );
+    let Some(ApiStatus::Gateway(s)) = world.api_statuses.get(&gw.source) else {
+        panic!("no Gateway status");
+    };
+    assert_eq!(s.listeners[0].attached_routes, 2);
 }

@@ -5,7 +5,7 @@
 use super::rules::{self, RouteRefs};
 use crate::gateway::TlsSecret;
 use crate::routing::Backend;
-use portolan_api::gwapi::{Listener, ObjectReference, TlsRoute};
+use portolan_api::gwapi::{Listener, ObjectReference, TlsRouteRule};
 use portolan_api::{Kind, ObjectRef};
 use std::sync::Arc;
 
@@ -78,7 +78,7 @@ fn certificate(
     })
 }
 
-/// A TLSRoute, converted: its backends (every rule's, weighted), its precedence among routes
+/// A TLSRoute or TCPRoute, converted: its backends (every rule's, weighted), its precedence among routes
 /// for the same hostname (oldest, then namespace/name) and why a backendRef did not resolve.
 #[derive(Clone, Debug)]
 pub(super) struct Converted {
@@ -94,10 +94,16 @@ pub(super) type PassthroughKey = (
     String,
 );
 
-pub(super) fn convert(source: &ObjectRef, route: &TlsRoute, refs: &RouteRefs<'_>) -> Converted {
+/// Converts the rules of a TLSRoute or TCPRoute (`created`: its creationTimestamp).
+pub(super) fn convert(
+    source: &ObjectRef,
+    created: Option<String>,
+    rules: &[TlsRouteRule],
+    refs: &RouteRefs<'_>,
+) -> Converted {
     let mut unresolved = None;
     let mut backends = Vec::new();
-    for (ri, rule) in route.spec.rules.iter().enumerate() {
+    for (ri, rule) in rules.iter().enumerate() {
         for (i, b) in rule.backend_refs.iter().enumerate() {
             let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or_default();
             let reference = ObjectReference {
@@ -125,11 +131,6 @@ pub(super) fn convert(source: &ObjectRef, route: &TlsRoute, refs: &RouteRefs<'_>
             }
         }
     }
-    let created = route
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0.to_string());
     Converted {
         backends,
         key: (

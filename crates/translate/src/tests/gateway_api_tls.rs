@@ -53,6 +53,7 @@ fn world() -> World {
         group: "gateway:infra/edge".to_string(),
         address: "127.0.1.7".to_string(),
         ports: vec![ApiPort {
+            tcp: false,
             port: 8443,
             tls: true,
             virtual_hosts: Vec::new(),
