@@ -24,6 +24,7 @@
 
 use crate::certs::MeshCerts;
 use crate::patch::Patches;
+use crate::history::History;
 use crate::programmed::Provenances;
 use crate::{IncrementalBuilder, PipelineMetrics, groups};
 use portolan_ca::WorkloadCerts;
@@ -50,6 +51,8 @@ pub struct Pipeline {
     provenances: Arc<Provenances>,
     /// EnvoyPatchPolicy state: enabled, last good versions, outcomes per group.
     patches: Arc<Patches>,
+    /// The config history (`serve --history N`), recorded after each build.
+    history: std::sync::OnceLock<Arc<History>>,
 }
 
 /// One incremental builder per proxy zone, mesh membership, scope and client (clusters and
@@ -118,12 +121,18 @@ impl Pipeline {
             provenances,
             patches,
             options,
+            history: std::sync::OnceLock::new(),
         })
     }
 
     /// The provenance of each group's snapshot.
     pub fn provenances(&self) -> &Arc<Provenances> {
         &self.provenances
+    }
+
+    /// Records every build in `history` from now on (set once; later calls are ignored).
+    pub fn set_history(&self, history: Arc<History>) {
+        let _ = self.history.set(history);
     }
 
     /// The EnvoyPatchPolicy state (outcomes per group, for status).
@@ -221,6 +230,7 @@ impl Pipeline {
             for group in &groups {
                 p.build(&mut builders, &world, group, rollout);
             }
+            p.record_history(&world, groups.iter().map(|g| g.name.as_str()));
             p.count_resources();
         })
         .await;
@@ -234,12 +244,34 @@ impl Pipeline {
                 return;
             }
             let world = p.world();
-            for group in missing.iter().filter_map(|g| group_of(g, &world)) {
-                p.build(&mut builders, &world, &group, 0);
+            let built: Vec<ProxyGroup> =
+                missing.iter().filter_map(|g| group_of(g, &world)).collect();
+            for group in &built {
+                p.build(&mut builders, &world, group, 0);
             }
+            p.record_history(&world, built.iter().map(|g| g.name.as_str()));
             p.count_resources();
         })
         .await;
+    }
+
+    /// Adds this build to the history (if kept): the World and each built group's snapshot
+    /// versions per type.
+    fn record_history<'a>(&self, world: &Arc<World>, groups: impl Iterator<Item = &'a str>) {
+        let Some(history) = self.history.get() else {
+            return;
+        };
+        let versions = groups
+            .filter_map(|g| {
+                let snap = self.cache.get(g)?;
+                let types = ResourceType::SERVED
+                    .iter()
+                    .map(|ty| (ty.short_name().to_string(), snap.version(*ty).to_string()))
+                    .collect();
+                Some((g.to_string(), types))
+            })
+            .collect();
+        history.record(world, versions);
     }
 
     /// Runs CPU-bound work off the async workers.
