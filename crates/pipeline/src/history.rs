@@ -43,11 +43,27 @@ pub struct Entry {
     pub world: Arc<World>,
 }
 
+/// A rollback in force: version `to` is served while the source is at `source`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RolledBack {
+    pub to: u64,
+    pub source: u64,
+}
+
+// === impl RolledBack ===
+
+impl std::fmt::Display for RolledBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rolled back to {}; source is at {}", self.to, self.source)
+    }
+}
+
 /// The bounded ring of [`Entry`]s.
 #[derive(Debug)]
 pub struct History {
     capacity: usize,
     entries: Mutex<VecDeque<Arc<Entry>>>,
+    rolled_back: Mutex<Option<RolledBack>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -62,6 +78,7 @@ impl History {
         Arc::new(Self {
             capacity,
             entries: Mutex::new(VecDeque::new()),
+            rolled_back: Mutex::new(None),
         })
     }
 
@@ -87,6 +104,7 @@ impl History {
             });
             return;
         }
+        *lock(&self.rolled_back) = None;
         let changes = match entries.back() {
             Some(last) => changed_objects(&last.world, world),
             None => changed_objects(&World::default(), world),
@@ -103,6 +121,24 @@ impl History {
         while entries.len() > self.capacity {
             entries.pop_front();
         }
+    }
+
+    /// Marks a rollback to `to` (ended by the next recorded version).
+    pub fn set_rolled_back(&self, to: u64) -> RolledBack {
+        let source = self.head().map_or(0, |e| e.version);
+        let rolled = RolledBack { to, source };
+        *lock(&self.rolled_back) = Some(rolled);
+        rolled
+    }
+
+    /// The rollback in force, if any.
+    pub fn rolled_back(&self) -> Option<RolledBack> {
+        *lock(&self.rolled_back)
+    }
+
+    /// The newest entry (the source's version).
+    pub fn head(&self) -> Option<Arc<Entry>> {
+        lock(&self.entries).back().cloned()
     }
 
     /// Every kept entry, oldest first.
@@ -207,6 +243,12 @@ mod tests {
         assert_eq!(versions.len(), 2);
         assert!(versions[0] < versions[1], "oldest first: {versions:?}");
         assert!(history.get(versions[1]).is_some());
+        let rolled = history.set_rolled_back(versions[0]);
+        assert_eq!(rolled.source, versions[1]);
+        assert_eq!(history.rolled_back(), Some(rolled));
+        index.apply(object(&route("r", "d")));
+        history.record(&index.world(), BTreeMap::new());
+        assert_eq!(history.rolled_back(), None, "a new version ends the rollback");
     }
 
     #[test]

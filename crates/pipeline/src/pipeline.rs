@@ -53,6 +53,8 @@ pub struct Pipeline {
     patches: Arc<Patches>,
     /// The config history (`serve --history N`), recorded after each build.
     history: std::sync::OnceLock<Arc<History>>,
+    /// A rolled-back World served instead of the index's until the next change of the source.
+    pinned: Mutex<Option<Arc<World>>>,
 }
 
 /// One incremental builder per proxy zone, mesh membership, scope and client (clusters and
@@ -122,6 +124,7 @@ impl Pipeline {
             patches,
             options,
             history: std::sync::OnceLock::new(),
+            pinned: Mutex::new(None),
         })
     }
 
@@ -133,6 +136,17 @@ impl Pipeline {
     /// Records every build in `history` from now on (set once; later calls are ignored).
     pub fn set_history(&self, history: Arc<History>) {
         let _ = self.history.set(history);
+    }
+
+    /// Serves `world` (an older version, from the history) to every group until the next
+    /// change of the source, which is built from the source as usual and ends the rollback.
+    pub async fn roll_back(self: Arc<Self>, world: Arc<World>) {
+        *self.pinned.lock().unwrap_or_else(|p| p.into_inner()) = Some(world);
+        self.build_all(0).await;
+    }
+
+    fn unpin(&self) {
+        *self.pinned.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// The EnvoyPatchPolicy state (outcomes per group, for status).
@@ -182,6 +196,8 @@ impl Pipeline {
                 .batch_changes
                 .observe(now.saturating_sub(seen) as f64);
             seen = now;
+            // A change of the source ends a rollback: it applies on top of the source.
+            self.unpin();
             let rollouts = self.metrics.xds.clone();
             let rollout = rollouts.rollouts().begin(first);
             let timeout = rollouts.rollouts().timeout();
@@ -261,6 +277,10 @@ impl Pipeline {
         let Some(history) = self.history.get() else {
             return;
         };
+        if self.pinned.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            // A rollback's builds are not new versions; the history says it is rolled back.
+            return;
+        }
         let versions = groups
             .filter_map(|g| {
                 let snap = self.cache.get(g)?;
@@ -287,6 +307,9 @@ impl Pipeline {
     }
 
     fn world(&self) -> Arc<World> {
+        if let Some(pinned) = self.pinned.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return pinned;
+        }
         let start = Instant::now();
         let world = self.index.lock().unwrap_or_else(|p| p.into_inner()).world();
         self.metrics
