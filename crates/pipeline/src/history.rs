@@ -54,7 +54,11 @@ pub struct RolledBack {
 
 impl std::fmt::Display for RolledBack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "rolled back to {}; source is at {}", self.to, self.source)
+        write!(
+            f,
+            "rolled back to {}; source is at {}",
+            self.to, self.source
+        )
     }
 }
 
@@ -248,7 +252,11 @@ mod tests {
         assert_eq!(history.rolled_back(), Some(rolled));
         index.apply(object(&route("r", "d")));
         history.record(&index.world(), BTreeMap::new());
-        assert_eq!(history.rolled_back(), None, "a new version ends the rollback");
+        assert_eq!(
+            history.rolled_back(),
+            None,
+            "a new version ends the rollback"
+        );
     }
 
     #[test]

@@ -23,8 +23,8 @@
 //! is due, so a rotation is a new Secret version pushed to that group's proxies.
 
 use crate::certs::MeshCerts;
-use crate::patch::Patches;
 use crate::history::History;
+use crate::patch::Patches;
 use crate::programmed::Provenances;
 use crate::{IncrementalBuilder, PipelineMetrics, groups};
 use portolan_ca::WorkloadCerts;
@@ -277,7 +277,12 @@ impl Pipeline {
         let Some(history) = self.history.get() else {
             return;
         };
-        if self.pinned.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        if self
+            .pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
             // A rollback's builds are not new versions; the history says it is rolled back.
             return;
         }
@@ -307,7 +312,12 @@ impl Pipeline {
     }
 
     fn world(&self) -> Arc<World> {
-        if let Some(pinned) = self.pinned.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(pinned) = self
+            .pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             return pinned;
         }
         let start = Instant::now();

@@ -121,7 +121,11 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Portolan's HTTP address.
-    #[arg(long, default_value = "http://127.0.0.1:18080", env = "PORTOLAN_HTTP_URL")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:18080",
+        env = "PORTOLAN_HTTP_URL"
+    )]
     pub server: String,
     /// Print the server's JSON instead of the table.
     #[arg(long)]
@@ -141,7 +145,11 @@ pub struct DiffArgs {
     #[arg(long, default_value = portolan_pipeline::DEFAULT_GROUP)]
     pub group: String,
     /// Portolan's HTTP address.
-    #[arg(long, default_value = "http://127.0.0.1:18080", env = "PORTOLAN_HTTP_URL")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:18080",
+        env = "PORTOLAN_HTTP_URL"
+    )]
     pub server: String,
     /// Print the server's JSON instead of the text diff.
     #[arg(long)]
@@ -155,7 +163,11 @@ pub struct RollbackArgs {
     #[arg(long)]
     pub to: u64,
     /// Portolan's HTTP address.
-    #[arg(long, default_value = "http://127.0.0.1:18080", env = "PORTOLAN_HTTP_URL")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:18080",
+        env = "PORTOLAN_HTTP_URL"
+    )]
     pub server: String,
 }
 

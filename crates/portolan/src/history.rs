@@ -177,7 +177,11 @@ pub async fn rollback_handler(
         return not_kept(q.to);
     };
     let rolled = s.history.set_rolled_back(q.to);
-    rollback.pipeline.clone().roll_back(entry.world.clone()).await;
+    rollback
+        .pipeline
+        .clone()
+        .roll_back(entry.world.clone())
+        .await;
     tracing::warn!(to = rolled.to, source = rolled.source, "{rolled}");
     Json(json!({"to": rolled.to, "source": rolled.source, "message": rolled.to_string()}))
         .into_response()
@@ -320,7 +324,10 @@ mod tests {
         assert_eq!(d["routes"]["added"], json!(["r3"]));
         assert_eq!(d["routes"]["removed"], json!(["r2"]));
         let diff = d["routes"]["changed"][0]["diff"].as_str().unwrap_or("");
-        assert!(diff.contains("-  \"x\": 1") && diff.contains("+  \"x\": 2"), "{diff}");
+        assert!(
+            diff.contains("-  \"x\": 1") && diff.contains("+  \"x\": 2"),
+            "{diff}"
+        );
         assert!(d.get("clusters").is_none());
     }
 }

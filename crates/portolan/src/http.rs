@@ -71,7 +71,10 @@ pub fn router(state: AppState) -> Router {
         .route("/debug/config_dump", get(config_dump))
         .route("/debug/status", get(status))
         .route("/debug/history", get(crate::history::list_handler))
-        .route("/debug/history/{version}", get(crate::history::entry_handler))
+        .route(
+            "/debug/history/{version}",
+            get(crate::history::entry_handler),
+        )
         .route("/debug/diff", get(crate::history::diff_handler))
         .route("/debug/rollback", post(crate::history::rollback_handler))
         .with_state(state)
