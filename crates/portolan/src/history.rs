@@ -242,8 +242,8 @@ pub fn list(args: &HistoryArgs) -> anyhow::Result<ExitCode> {
         let groups = v["groups"].as_object().map_or(0, |g| g.len());
         out.push_str(&format!(
             "{:<8} {:<12} {:<8} {}\n",
-            v["version"],
-            v["time"],
+            v["version"].as_u64().unwrap_or(0),
+            v["time"].as_u64().unwrap_or(0),
             groups,
             changes.join(", ")
         ));
