@@ -135,6 +135,11 @@ impl History {
         rolled
     }
 
+    /// Ends the rollback (the source is served again).
+    pub fn clear_rolled_back(&self) {
+        *lock(&self.rolled_back) = None;
+    }
+
     /// The rollback in force, if any.
     pub fn rolled_back(&self) -> Option<RolledBack> {
         *lock(&self.rolled_back)

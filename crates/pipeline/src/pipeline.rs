@@ -145,8 +145,13 @@ impl Pipeline {
         self.build_all(0).await;
     }
 
+    /// Ends a rollback: builds read the index again, and the history stops saying "rolled
+    /// back" (even when the source's World version did not move, e.g. a file touched).
     fn unpin(&self) {
-        *self.pinned.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let was = self.pinned.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Some(_), Some(history)) = (was, self.history.get()) {
+            history.clear_rolled_back();
+        }
     }
 
     /// The EnvoyPatchPolicy state (outcomes per group, for status).
