@@ -329,5 +329,10 @@ mod tests {
             "{diff}"
         );
         assert!(d.get("clusters").is_none());
+        let a = json!({"endpoints": [{"cluster_name": "c1"}]});
+        let b = json!({"endpoints": [{"cluster_name": "c2"}]});
+        let d = diff_resources(&a, &b);
+        assert_eq!(d["endpoints"]["added"], json!(["c2"]));
+        assert_eq!(d["endpoints"]["removed"], json!(["c1"]));
     }
 }
