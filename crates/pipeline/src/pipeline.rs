@@ -21,6 +21,10 @@
 //! identity's certificate and the trust bundle as SDS secrets (`certs.rs`: issued on first
 //! use, replaced at half-life); [`Pipeline::rotate_certificates`] rebuilds when one
 //! is due, so a rotation is a new Secret version pushed to that group's proxies.
+//!
+//! History and rollback: each build is recorded in the [`History`] (if kept);
+//! [`Pipeline::roll_back`] pins an older World, served until the next debounced change of the
+//! source, which unpins it under the same build lock.
 
 use crate::certs::MeshCerts;
 use crate::history::History;
@@ -140,18 +144,27 @@ impl Pipeline {
 
     /// Serves `world` (an older version, from the history) to every group until the next
     /// change of the source, which is built from the source as usual and ends the rollback.
+    /// The history (if kept) says "rolled back to V; source is at W" meanwhile.
     pub async fn roll_back(self: Arc<Self>, world: Arc<World>) {
-        *self.pinned.lock().unwrap_or_else(|p| p.into_inner()) = Some(world);
-        self.build_all(0).await;
+        self.build_all_pinned(0, Some(world)).await;
     }
 
-    /// Ends a rollback: builds read the index again, and the history stops saying "rolled
-    /// back" (even when the source's World version did not move, e.g. a file touched).
-    fn unpin(&self) {
-        let was = self.pinned.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let (Some(_), Some(history)) = (was, self.history.get()) {
-            history.clear_rolled_back();
+    /// Under the build lock: serve `pin` (a rollback) or, with `None`, the index again. Ending
+    /// a rollback clears the history's "rolled back" even when the source's World version did
+    /// not move (e.g. a file touched).
+    fn set_pin(&self, pin: Option<Arc<World>>) {
+        let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        let was = pinned.is_some();
+        if let Some(history) = self.history.get() {
+            match &pin {
+                Some(world) => {
+                    history.set_rolled_back(world.version);
+                }
+                None if was => history.clear_rolled_back(),
+                None => {}
+            }
         }
+        *pinned = pin;
     }
 
     /// The EnvoyPatchPolicy state (outcomes per group, for status).
@@ -201,8 +214,6 @@ impl Pipeline {
                 .batch_changes
                 .observe(now.saturating_sub(seen) as f64);
             seen = now;
-            // A change of the source ends a rollback: it applies on top of the source.
-            self.unpin();
             let rollouts = self.metrics.xds.clone();
             let rollout = rollouts.rollouts().begin(first);
             let timeout = rollouts.rollouts().timeout();
@@ -210,7 +221,8 @@ impl Pipeline {
                 tokio::time::sleep_until((first + timeout).into()).await;
                 rollouts.rollouts().expire();
             });
-            self.clone().build_all(rollout).await;
+            // A change of the source ends a rollback: it applies on top of the source.
+            self.clone().build_all_pinned(rollout, None).await;
         }
         groups.abort();
     }
@@ -228,8 +240,21 @@ impl Pipeline {
     /// Rebuilds every group a proxy is connected to (and, before any group is known, the
     /// default group); the snapshots belong to `rollout` (0: none).
     async fn build_all(self: Arc<Self>, rollout: u64) {
+        self.build_all_with(rollout, None).await;
+    }
+
+    /// [`Pipeline::build_all`] that first sets what is served: `pin` (a rollback) or the
+    /// index (`None`), under the build lock so no build of the other kind interleaves.
+    async fn build_all_pinned(self: Arc<Self>, rollout: u64, pin: Option<Arc<World>>) {
+        self.build_all_with(rollout, Some(pin)).await;
+    }
+
+    async fn build_all_with(self: Arc<Self>, rollout: u64, pin: Option<Option<Arc<World>>>) {
         self.blocking(move |p| {
             let mut builders = p.lock_builds();
+            if let Some(pin) = pin {
+                p.set_pin(pin);
+            }
             let world = p.world();
             // Only groups with a connected proxy; the others are built again when a proxy
             // of theirs connects (`build_missing`).
