@@ -13,6 +13,7 @@
 //! * [`mod@snapshot`]: the one assembly of translated resources into a consistent snapshot
 //!   (`portolan_xds::Snapshot`).
 //! * `certs`: mesh groups' workload certificates and their rotation.
+//! * [`history`]: the last N World versions built, their changed objects and group versions.
 //! * [`patch`]: `EnvoyPatchPolicy`, JSON patches to generated resources, checked before served.
 //! * [`programmed`]: NACKs in force attributed to the objects behind them (`Programmed=False`).
 //! * [`fuzzing`]: a manifest file's bytes through the whole build path, for fuzzers and tests.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod grouping;
 pub mod groups;
+pub mod history;
 pub mod identity;
 pub mod incremental;
 pub mod metrics;

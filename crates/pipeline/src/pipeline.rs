@@ -21,8 +21,13 @@
 //! identity's certificate and the trust bundle as SDS secrets (`certs.rs`: issued on first
 //! use, replaced at half-life); [`Pipeline::rotate_certificates`] rebuilds when one
 //! is due, so a rotation is a new Secret version pushed to that group's proxies.
+//!
+//! History and rollback: each build is recorded in the [`History`] (if kept);
+//! [`Pipeline::roll_back`] pins an older World, served until the next debounced change of the
+//! source, which unpins it under the same build lock.
 
 use crate::certs::MeshCerts;
+use crate::history::History;
 use crate::patch::Patches;
 use crate::programmed::Provenances;
 use crate::{IncrementalBuilder, PipelineMetrics, groups};
@@ -50,6 +55,10 @@ pub struct Pipeline {
     provenances: Arc<Provenances>,
     /// EnvoyPatchPolicy state: enabled, last good versions, outcomes per group.
     patches: Arc<Patches>,
+    /// The config history (`serve --history N`), recorded after each build.
+    history: std::sync::OnceLock<Arc<History>>,
+    /// A rolled-back World served instead of the index's until the next change of the source.
+    pinned: Mutex<Option<Arc<World>>>,
 }
 
 /// One incremental builder per proxy zone, mesh membership, scope and client (clusters and
@@ -118,12 +127,44 @@ impl Pipeline {
             provenances,
             patches,
             options,
+            history: std::sync::OnceLock::new(),
+            pinned: Mutex::new(None),
         })
     }
 
     /// The provenance of each group's snapshot.
     pub fn provenances(&self) -> &Arc<Provenances> {
         &self.provenances
+    }
+
+    /// Records every build in `history` from now on (set once; later calls are ignored).
+    pub fn set_history(&self, history: Arc<History>) {
+        let _ = self.history.set(history);
+    }
+
+    /// Serves `world` (an older version, from the history) to every group until the next
+    /// change of the source, which is built from the source as usual and ends the rollback.
+    /// The history (if kept) says "rolled back to V; source is at W" meanwhile.
+    pub async fn roll_back(self: Arc<Self>, world: Arc<World>) {
+        self.build_all_pinned(0, Some(world)).await;
+    }
+
+    /// Under the build lock: serve `pin` (a rollback) or, with `None`, the index again. Ending
+    /// a rollback clears the history's "rolled back" even when the source's World version did
+    /// not move (e.g. a file touched).
+    fn set_pin(&self, pin: Option<Arc<World>>) {
+        let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        let was = pinned.is_some();
+        if let Some(history) = self.history.get() {
+            match &pin {
+                Some(world) => {
+                    history.set_rolled_back(world.version);
+                }
+                None if was => history.clear_rolled_back(),
+                None => {}
+            }
+        }
+        *pinned = pin;
     }
 
     /// The EnvoyPatchPolicy state (outcomes per group, for status).
@@ -180,7 +221,8 @@ impl Pipeline {
                 tokio::time::sleep_until((first + timeout).into()).await;
                 rollouts.rollouts().expire();
             });
-            self.clone().build_all(rollout).await;
+            // A change of the source ends a rollback: it applies on top of the source.
+            self.clone().build_all_pinned(rollout, None).await;
         }
         groups.abort();
     }
@@ -198,8 +240,21 @@ impl Pipeline {
     /// Rebuilds every group a proxy is connected to (and, before any group is known, the
     /// default group); the snapshots belong to `rollout` (0: none).
     async fn build_all(self: Arc<Self>, rollout: u64) {
+        self.build_all_with(rollout, None).await;
+    }
+
+    /// [`Pipeline::build_all`] that first sets what is served: `pin` (a rollback) or the
+    /// index (`None`), under the build lock so no build of the other kind interleaves.
+    async fn build_all_pinned(self: Arc<Self>, rollout: u64, pin: Option<Arc<World>>) {
+        self.build_all_with(rollout, Some(pin)).await;
+    }
+
+    async fn build_all_with(self: Arc<Self>, rollout: u64, pin: Option<Option<Arc<World>>>) {
         self.blocking(move |p| {
             let mut builders = p.lock_builds();
+            if let Some(pin) = pin {
+                p.set_pin(pin);
+            }
             let world = p.world();
             // Only groups with a connected proxy; the others are built again when a proxy
             // of theirs connects (`build_missing`).
@@ -221,6 +276,7 @@ impl Pipeline {
             for group in &groups {
                 p.build(&mut builders, &world, group, rollout);
             }
+            p.record_history(&world, groups.iter().map(|g| g.name.as_str()));
             p.count_resources();
         })
         .await;
@@ -234,12 +290,43 @@ impl Pipeline {
                 return;
             }
             let world = p.world();
-            for group in missing.iter().filter_map(|g| group_of(g, &world)) {
-                p.build(&mut builders, &world, &group, 0);
+            let built: Vec<ProxyGroup> =
+                missing.iter().filter_map(|g| group_of(g, &world)).collect();
+            for group in &built {
+                p.build(&mut builders, &world, group, 0);
             }
+            p.record_history(&world, built.iter().map(|g| g.name.as_str()));
             p.count_resources();
         })
         .await;
+    }
+
+    /// Adds this build to the history (if kept): the World and each built group's snapshot
+    /// versions per type.
+    fn record_history<'a>(&self, world: &Arc<World>, groups: impl Iterator<Item = &'a str>) {
+        let Some(history) = self.history.get() else {
+            return;
+        };
+        if self
+            .pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            // A rollback's builds are not new versions; the history says it is rolled back.
+            return;
+        }
+        let versions = groups
+            .filter_map(|g| {
+                let snap = self.cache.get(g)?;
+                let types = ResourceType::SERVED
+                    .iter()
+                    .map(|ty| (ty.short_name().to_string(), snap.version(*ty).to_string()))
+                    .collect();
+                Some((g.to_string(), types))
+            })
+            .collect();
+        history.record(world, versions);
     }
 
     /// Runs CPU-bound work off the async workers.
@@ -255,6 +342,14 @@ impl Pipeline {
     }
 
     fn world(&self) -> Arc<World> {
+        if let Some(pinned) = self
+            .pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return pinned;
+        }
         let start = Instant::now();
         let world = self.index.lock().unwrap_or_else(|p| p.into_inner()).world();
         self.metrics

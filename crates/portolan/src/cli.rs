@@ -40,6 +40,14 @@ pub enum Command {
     /// Print, as JSON, the status of Gateway API objects a running server owns (all, or one
     /// as KIND/NAMESPACE/NAME, e.g. `HTTPRoute/default/web`).
     Status(StatusArgs),
+    /// List the config versions a running server keeps (newest last), with the objects that
+    /// changed in each and whether a rollback is in force.
+    History(HistoryArgs),
+    /// Show the Envoy-level difference between two kept versions, per resource.
+    Diff(DiffArgs),
+    /// File mode: serve a kept version until the next change of the source (needs
+    /// `serve --enable-rollback`). Kubernetes mode: not served (see docs/operations.md).
+    Rollback(RollbackArgs),
     /// Program this network namespace's netfilter rules so that its TCP connections go through
     /// the sidecar (transparent capture; an injected pod's init container runs it).
     Capture(CaptureArgs),
@@ -100,6 +108,60 @@ pub struct CaptureArgs {
 pub struct StatusArgs {
     /// KIND/NAMESPACE/NAME (cluster-scoped kinds: KIND//NAME or KIND/NAME).
     pub object: Option<String>,
+    /// Portolan's HTTP address.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:18080",
+        env = "PORTOLAN_HTTP_URL"
+    )]
+    pub server: String,
+}
+
+/// `portolan history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Portolan's HTTP address.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:18080",
+        env = "PORTOLAN_HTTP_URL"
+    )]
+    pub server: String,
+    /// Print the server's JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `portolan diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older version.
+    #[arg(long)]
+    pub from: u64,
+    /// The newer version.
+    #[arg(long)]
+    pub to: u64,
+    /// The proxy group (node cluster or group key).
+    #[arg(long, default_value = portolan_pipeline::DEFAULT_GROUP)]
+    pub group: String,
+    /// Portolan's HTTP address.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:18080",
+        env = "PORTOLAN_HTTP_URL"
+    )]
+    pub server: String,
+    /// Print the server's JSON instead of the text diff.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `portolan rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The kept version to serve.
+    #[arg(long)]
+    pub to: u64,
     /// Portolan's HTTP address.
     #[arg(
         long,
@@ -261,6 +323,13 @@ pub struct ServeArgs {
     /// --kubernetes each Gateway's proxies bind 0.0.0.0 on pods of their own.
     #[arg(long, default_value = portolan_model::gateway_api::DEFAULT_POOL, value_parser = parse_pool, env = "PORTOLAN_GATEWAY_ADDRESS_POOL")]
     pub gateway_address_pool: portolan_model::gateway_api::AddressPool,
+    /// Config versions kept for `portolan history`, `diff` and `rollback` (0: none).
+    #[arg(long, default_value_t = 20, env = "PORTOLAN_HISTORY")]
+    pub history: usize,
+    /// Serve `POST /debug/rollback` on the HTTP port (file mode). The HTTP port has no
+    /// authentication: enable this only where that port is reachable by operators alone.
+    #[arg(long, env = "PORTOLAN_ENABLE_ROLLBACK")]
+    pub enable_rollback: bool,
     #[command(flatten)]
     pub translate: TranslateArgs,
     #[command(flatten)]

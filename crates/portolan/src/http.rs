@@ -1,5 +1,5 @@
 //! The HTTP server: `/healthz`, `/readyz`, `/metrics` (Prometheus/OpenMetrics text) and
-//! `/debug/...` pages for operators; with `serve --xds-token-review`, the token exchange
+//! `/debug/...` pages for operators (the config history: [`crate::history`]); with `serve --xds-token-review`, the token exchange
 //! (`POST /sts/v1/token`, see [`crate::tokens`]).
 
 use axum::Router;
@@ -38,6 +38,11 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Serve the token exchange (`serve --xds-token-review`).
     pub token_exchange: bool,
+    /// The config history (`serve --history N`) and the options to re-translate its versions.
+    pub history: Arc<portolan_pipeline::history::History>,
+    pub translate: portolan_translate::Options,
+    /// `POST /debug/rollback` (`serve --enable-rollback`).
+    pub rollback: Option<crate::history::Rollback>,
 }
 
 pub async fn serve(
@@ -65,6 +70,13 @@ pub fn router(state: AppState) -> Router {
         .route("/debug/proxies", get(proxies))
         .route("/debug/config_dump", get(config_dump))
         .route("/debug/status", get(status))
+        .route("/debug/history", get(crate::history::list_handler))
+        .route(
+            "/debug/history/{version}",
+            get(crate::history::entry_handler),
+        )
+        .route("/debug/diff", get(crate::history::diff_handler))
+        .route("/debug/rollback", post(crate::history::rollback_handler))
         .with_state(state)
 }
 
@@ -80,7 +92,10 @@ async fn readyz(State(s): State<AppState>) -> Response {
                 format!("ready; config source down, serving the last good config: {e}\n"),
             )
                 .into_response(),
-            _ => (StatusCode::OK, "ready\n").into_response(),
+            _ => match s.history.rolled_back() {
+                Some(r) => (StatusCode::OK, format!("ready; {r}\n")).into_response(),
+                None => (StatusCode::OK, "ready\n").into_response(),
+            },
         }
     } else {
         (

@@ -22,6 +22,7 @@ mod capture;
 mod cli;
 mod crds;
 mod explain;
+mod history;
 mod http;
 mod kubernetes;
 mod logging;
@@ -52,6 +53,9 @@ fn main() -> ExitCode {
         cli::Command::ProxyStatus(args) => admin::proxy_status(&args),
         cli::Command::ConfigDump(args) => admin::config_dump(&args),
         cli::Command::Status(args) => status::run(&args),
+        cli::Command::History(args) => history::list(&args),
+        cli::Command::Diff(args) => history::diff(&args),
+        cli::Command::Rollback(args) => history::rollback(&args),
         cli::Command::Capture(args) => capture::run(&args),
     };
     match result {

@@ -85,6 +85,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if mesh.certs.is_some() {
         options.mesh.max_connection_duration = Some(args.mesh.workload_cert_lifetime);
     }
+    let translate_options = options.clone();
     let pipeline = Pipeline::with_state(
         index.clone(),
         cache.clone(),
@@ -94,6 +95,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         provenances.clone(),
         patches.clone(),
     );
+    let history = portolan_pipeline::history::History::new(args.history);
+    pipeline.set_history(history.clone());
+    let rollback = args.enable_rollback.then(|| crate::history::Rollback {
+        pipeline: pipeline.clone(),
+        file_mode: args.config_dir.is_some(),
+    });
     tokio::spawn(pipeline.clone().rotate_certificates());
     tokio::spawn(pipeline.run(
         changed_rx,
@@ -154,6 +161,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         patches,
         registry: Arc::new(registry),
         token_exchange,
+        history,
+        translate: translate_options,
+        rollback,
     };
     let http = tokio::spawn(http::serve(
         http_listener,

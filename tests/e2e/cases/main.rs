@@ -17,6 +17,7 @@ mod gateway;
 mod gateway_api;
 mod gateway_api_kubernetes;
 mod grpc;
+mod history;
 mod identity;
 mod jwt;
 mod kubernetes;
