@@ -68,12 +68,10 @@ pub fn report(
 ) -> Report {
     let mut reached = Vec::new();
     for group in groups {
-        let before = translate(current, group, options);
-        let after = translate(candidate, group, options);
-        let (Some(before), after) = (before.or_else(|| Some(Resources::default())), after) else {
+        let before = translate(current, group, options).unwrap_or_default();
+        let Some(after) = translate(candidate, group, options) else {
             continue;
         };
-        let Some(after) = after else { continue };
         if let Some(mut blast) = compare(&before, &after) {
             blast.group = group.name.clone();
             blast.connected = connected(&group.name);
