@@ -117,7 +117,10 @@ pub fn compare(before: &Resources, after: &Resources) -> Option<GroupBlast> {
     let empty = BTreeMap::new();
     let kinds: BTreeSet<&str> = old.keys().chain(new.keys()).copied().collect();
     for kind in kinds {
-        let (o, n) = (old.get(kind).unwrap_or(&empty), new.get(kind).unwrap_or(&empty));
+        let (o, n) = (
+            old.get(kind).unwrap_or(&empty),
+            new.get(kind).unwrap_or(&empty),
+        );
         let mut change = TypeChange::default();
         for (name, bytes) in n {
             match o.get(name) {
@@ -147,12 +150,20 @@ fn removed_virtual_hosts(before: &Resources, after: &Resources) -> Vec<String> {
     let kept: BTreeSet<(&str, &str)> = after
         .routes
         .iter()
-        .flat_map(|r| r.virtual_hosts.iter().map(|v| (r.name.as_str(), v.name.as_str())))
+        .flat_map(|r| {
+            r.virtual_hosts
+                .iter()
+                .map(|v| (r.name.as_str(), v.name.as_str()))
+        })
         .collect();
     before
         .routes
         .iter()
-        .flat_map(|r| r.virtual_hosts.iter().map(move |v| (r.name.as_str(), v.name.as_str())))
+        .flat_map(|r| {
+            r.virtual_hosts
+                .iter()
+                .map(move |v| (r.name.as_str(), v.name.as_str()))
+        })
         .filter(|k| !kept.contains(k))
         .map(|(r, v)| format!("{r}/{v}"))
         .collect()
@@ -175,7 +186,9 @@ impl Report {
 /// at most [`MAX_WARNING`] characters), or one saying no group is reached.
 pub fn warnings(report: &Report) -> Vec<String> {
     if report.groups.is_empty() {
-        return vec!["blast radius: reaches no proxy group (no translated snapshot changes)".into()];
+        return vec![
+            "blast radius: reaches no proxy group (no translated snapshot changes)".into(),
+        ];
     }
     let mut out: Vec<String> = report
         .groups
@@ -196,7 +209,9 @@ pub fn warnings(report: &Report) -> Vec<String> {
 }
 
 fn removes(g: &GroupBlast) -> bool {
-    !(g.removed_clusters.is_empty() && g.removed_routes.is_empty() && g.removed_virtual_hosts.is_empty())
+    !(g.removed_clusters.is_empty()
+        && g.removed_routes.is_empty()
+        && g.removed_virtual_hosts.is_empty())
 }
 
 /// One group's line: `blast radius: group G (connected: N): push clusters +1 ~0 -0, ... (B bytes); REMOVES ...`.
@@ -305,12 +320,17 @@ mod tests {
         assert!(report.removes());
         let w = warnings(&report);
         assert!(w[0].contains("group web (connected: unknown)"), "{w:?}");
-        assert!(w[0].contains("REMOVES clusters b; virtual hosts http-80/y"), "{w:?}");
+        assert!(
+            w[0].contains("REMOVES clusters b; virtual hosts http-80/y"),
+            "{w:?}"
+        );
     }
 
     #[test]
     fn warnings_are_capped() {
-        let names: Vec<String> = (0..100).map(|i| format!("cluster-with-a-long-name-{i}")).collect();
+        let names: Vec<String> = (0..100)
+            .map(|i| format!("cluster-with-a-long-name-{i}"))
+            .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let g = compare(&resources(&refs, &[]), &resources(&[], &[])).expect("differs");
         let report = Report {
@@ -326,6 +346,8 @@ mod tests {
         assert_eq!(w.len(), MAX_GROUPS + 1);
         assert!(w.iter().all(|s| s.chars().count() <= MAX_WARNING));
         assert!(w.iter().map(|s| s.len()).sum::<usize>() <= 4096);
-        assert!(w[MAX_GROUPS].contains("and 12 more groups (12 proxies connected, 12 with removals)"));
+        assert!(
+            w[MAX_GROUPS].contains("and 12 more groups (12 proxies connected, 12 with removals)")
+        );
     }
 }

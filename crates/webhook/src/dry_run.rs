@@ -101,7 +101,12 @@ impl DryRun {
 
     /// The blast radius of `candidate` against `current` on `groups`, with the connected
     /// proxies per group from the xDS cache's stream registry (unknown without a cache).
-    pub fn blast(&self, current: &World, candidate: &World, groups: &[ProxyGroup]) -> blast::Report {
+    pub fn blast(
+        &self,
+        current: &World,
+        candidate: &World,
+        groups: &[ProxyGroup],
+    ) -> blast::Report {
         let proxies = self.cache.as_ref().map(|c| c.proxies());
         let connected = |group: &str| {
             proxies.as_ref().map(|all| {
