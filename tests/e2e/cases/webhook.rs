@@ -92,6 +92,30 @@ async fn kubectl_style_admission_reviews_over_https() -> anyhow::Result<()> {
         "{warnings}"
     );
 
+    // `validate --against` prints the same report for files, and refuses a bad one (exit 1).
+    let files = tempfile::tempdir()?;
+    let good = files.path().join("route.json");
+    std::fs::write(&good, serde_json::to_vec(&route("ratings", 90))?)?;
+    let against = |file: &std::path::Path| {
+        std::process::Command::new(bin())
+            .args(["validate", "--against", &portolan.url("")])
+            .arg(file)
+            .output()
+    };
+    let out = against(&good)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("blast radius: group default (connected: 0): push"),
+        "{stdout}"
+    );
+    let bad = files.path().join("bad.json");
+    std::fs::write(&bad, serde_json::to_vec(&route("ratings", -1))?)?;
+    let out = against(&bad)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("spec.http[0].route[0].weight"), "{stdout}");
+
     // The dry run reads the served config: `details` is not in the directory.
     let r: Value = serde_json::from_str(
         &post(review("e2e-2", "CREATE", &route("details", 90)))
