@@ -134,10 +134,10 @@ impl DryRun {
         }
         let mut groups = self.groups(&candidate, &gateways);
         groups.extend(selected);
-        if let Err(failure) = check_world(&candidate, &groups, &self.options) {
-            if check_world(&current, &groups, &self.options).err().as_ref() != Some(&failure) {
-                return Err(failure);
-            }
+        if let Err(failure) = check_world(&candidate, &groups, &self.options)
+            && check_world(&current, &groups, &self.options).err().as_ref() != Some(&failure)
+        {
+            return Err(failure);
         }
         Ok(self.blast(&current, &candidate, &groups))
     }
