@@ -23,4 +23,4 @@ mod fixtures;
 
 pub use error::FilesError;
 pub use source::{DEFAULT_SETTLE, FileSource, REPORTER};
-pub use validate::{ValidationReport, validate_paths};
+pub use validate::{ValidationReport, validate_documents, validate_paths};

@@ -59,17 +59,34 @@ pub fn validate_paths(paths: &[PathBuf]) -> Result<ValidationReport, FilesError>
             Some((name, state))
         })
         .collect();
+    Ok(report(states, errors))
+}
+
+/// Validates files given as (name, content) pairs, as [`validate_paths`] validates files on
+/// disk: what `serve`'s `POST /debug/blast-radius` receives from `portolan validate --against`.
+pub fn validate_documents(files: &[(String, String)]) -> ValidationReport {
+    let states: Vec<(String, FileState)> = files
+        .iter()
+        .map(|(name, content)| {
+            let parsed = crate::document::parse(name, content.as_bytes());
+            (name.clone(), FileState::new(None, None, parsed))
+        })
+        .collect();
+    report(states, Vec::new())
+}
+
+fn report(states: Vec<(String, FileState)>, mut errors: Vec<ConfigError>) -> ValidationReport {
     let resolved = resolve(
         states.iter().map(|(name, st)| (name.as_str(), st)),
         &BTreeMap::new(),
     );
     errors.extend(resolved.errors);
     errors.sort();
-    Ok(ValidationReport {
+    ValidationReport {
         objects: resolved.objects.len(),
         valid: resolved.objects.into_values().collect(),
         errors,
-    })
+    }
 }
 
 fn display(path: &Path) -> String {

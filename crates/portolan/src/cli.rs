@@ -797,6 +797,17 @@ pub struct ValidateArgs {
     /// Files or directories of manifests.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// A running `portolan serve`'s HTTP address (http://HOST:PORT): send the files to its
+    /// `POST /debug/blast-radius` and print their blast radius against its current config.
+    #[arg(long, value_name = "URL")]
+    pub against: Option<String>,
+    /// With `--against`: exit 2 when the change removes a cluster, route configuration or
+    /// virtual host.
+    #[arg(long, requires = "against")]
+    pub fail_on_removal: bool,
+    /// Report format (`--against` only).
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub output: ReportFormat,
 }
 
 #[derive(Debug, Args)]

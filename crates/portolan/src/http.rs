@@ -36,6 +36,8 @@ pub struct AppState {
     /// EnvoyPatchPolicy outcomes per group (their status).
     pub patches: Arc<Patches>,
     pub registry: Arc<Registry>,
+    /// The webhook's dry run, for `POST /debug/blast-radius` (`portolan validate --against`).
+    pub dry_run: portolan_webhook::DryRun,
     /// Serve the token exchange (`serve --xds-token-review`).
     pub token_exchange: bool,
     /// The config history (`serve --history N`) and the options to re-translate its versions.
@@ -77,7 +79,43 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/debug/diff", get(crate::history::diff_handler))
         .route("/debug/rollback", post(crate::history::rollback_handler))
+        .route("/debug/blast-radius", post(blast_radius))
         .with_state(state)
+}
+
+/// The files of `portolan validate --against`: (name, content) pairs.
+#[derive(serde::Deserialize)]
+struct BlastRequest {
+    files: Vec<(String, String)>,
+}
+
+/// Validates the posted files and dry-runs them together against the current World: refused
+/// (`valid: false` and field-path `errors`), or the blast radius (`crate::blast` of the
+/// webhook crate) with the warnings the admission webhook would give.
+async fn blast_radius(State(s): State<AppState>, Json(request): Json<BlastRequest>) -> Response {
+    let answer = tokio::task::spawn_blocking(move || {
+        let report = portolan_files::validate_documents(&request.files);
+        if !report.errors.is_empty() {
+            let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+            return json!({"valid": false, "errors": errors});
+        }
+        let objects = report.objects;
+        match s.dry_run.run_all(report.valid) {
+            Ok(blast) => json!({
+                "valid": true,
+                "objects": objects,
+                "removes": blast.removes(),
+                "warnings": portolan_webhook::blast::warnings(&blast),
+                "report": blast,
+            }),
+            Err(failure) => json!({"valid": false, "errors": [failure]}),
+        }
+    })
+    .await;
+    match answer {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 /// Ready once the first snapshot is built, and it stays ready while the config source is down

@@ -151,7 +151,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal(shutdown_rx.clone()),
     ));
     crate::webhook::start(&args, &index, &cache, shutdown_signal(shutdown_rx.clone())).await?;
+    let dry_run =
+        portolan_webhook::DryRun::new(index.clone(), Some(cache.clone()), args.translate.options());
     let state = AppState {
+        dry_run,
         source: status,
         watchers: source.watchers(),
         ready: ready_rx,

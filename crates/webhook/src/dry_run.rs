@@ -21,7 +21,7 @@
 //! A failure that the current World already has is not blamed on the object: it is allowed
 //! with a warning, so an unrelated broken object does not block every change.
 
-use crate::checks;
+use crate::{blast, checks};
 use portolan_api::{Kind, ObjectRef};
 use portolan_model::GroupKey;
 use portolan_model::envoy_patch::PatchTarget;
@@ -50,6 +50,8 @@ pub struct Outcome {
     pub failure: Option<String>,
     /// References that do not resolve, and failures the World already had.
     pub warnings: Vec<String>,
+    /// The blast radius of an accepted object (see [`crate::blast`]); `None` when refused.
+    pub report: Option<blast::Report>,
 }
 
 // === impl DryRun ===
@@ -73,6 +75,7 @@ impl DryRun {
         let mut outcome = Outcome {
             failure: None,
             warnings: unresolved(&candidate, &object_ref),
+            report: None,
         };
         let check = |world: &World| {
             let mut groups = self.groups(world, &gateways);
@@ -80,6 +83,11 @@ impl DryRun {
             check_world(world, &groups, &self.options)
         };
         let Err(failure) = check(&candidate) else {
+            let mut groups = self.groups(&candidate, &gateways);
+            groups.extend(selected.iter().cloned());
+            let report = self.blast(&current, &candidate, &groups);
+            outcome.warnings.extend(blast::warnings(&report));
+            outcome.report = Some(report);
             return outcome;
         };
         match check(&current) {
@@ -89,6 +97,49 @@ impl DryRun {
             _ => outcome.failure = Some(failure),
         }
         outcome
+    }
+
+    /// The blast radius of `candidate` against `current` on `groups`, with the connected
+    /// proxies per group from the xDS cache's stream registry (unknown without a cache).
+    pub fn blast(
+        &self,
+        current: &World,
+        candidate: &World,
+        groups: &[ProxyGroup],
+    ) -> blast::Report {
+        let proxies = self.cache.as_ref().map(|c| c.proxies());
+        let connected = |group: &str| {
+            proxies.as_ref().map(|all| {
+                all.iter()
+                    .filter(|p| p.group == group)
+                    .map(|p| p.node_id.as_str())
+                    .collect::<BTreeSet<_>>()
+                    .len()
+            })
+        };
+        blast::report(current, candidate, groups, &self.options, &connected)
+    }
+
+    /// Dry-runs several objects applied together (`portolan validate --against`): the first
+    /// refusal, or the blast radius of all of them on the current World.
+    pub fn run_all(&self, objects: Vec<Object>) -> Result<blast::Report, String> {
+        let current = self.index.lock().unwrap_or_else(|p| p.into_inner()).world();
+        let mut gateways = BTreeSet::new();
+        let mut selected = Vec::new();
+        let mut candidate: World = (*current).clone();
+        for object in objects {
+            gateways.extend(related_gateways(&object));
+            selected.extend(selected_proxies(&object));
+            candidate = with_object(&candidate, object);
+        }
+        let mut groups = self.groups(&candidate, &gateways);
+        groups.extend(selected);
+        if let Err(failure) = check_world(&candidate, &groups, &self.options)
+            && check_world(&current, &groups, &self.options).err().as_ref() != Some(&failure)
+        {
+            return Err(failure);
+        }
+        Ok(self.blast(&current, &candidate, &groups))
     }
 
     /// The groups to check in `world`, formed as served: the default group, each connected

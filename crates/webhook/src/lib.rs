@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod blast;
 pub mod checks;
 pub mod dry_run;
 pub mod error;

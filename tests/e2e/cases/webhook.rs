@@ -43,6 +43,14 @@ fn review(uid: &str, operation: &str, object: &Value) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// Whether every warning of an AdmissionReview response is a blast radius line.
+fn only_blast_radius(response: &Value) -> bool {
+    response["warnings"].as_array().is_some_and(|w| {
+        w.iter()
+            .all(|w| w.as_str().is_some_and(|w| w.starts_with("blast radius: ")))
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_style_admission_reviews_over_https() -> anyhow::Result<()> {
     let _shared = portolan_e2e::serial::shared().await;
@@ -77,7 +85,36 @@ async fn kubectl_style_admission_reviews_over_https() -> anyhow::Result<()> {
     let r: Value = serde_json::from_str(&reply.body)?;
     assert_eq!(r["response"]["uid"], "e2e-1");
     assert_eq!(r["response"]["allowed"], true, "{r}");
-    assert!(r["response"].get("warnings").is_none(), "{r}");
+    assert!(only_blast_radius(&r["response"]), "{r}");
+    let warnings = r["response"]["warnings"].to_string();
+    assert!(
+        warnings.contains("blast radius: group default (connected: 0): push"),
+        "{warnings}"
+    );
+
+    // `validate --against` prints the same report for files, and refuses a bad one (exit 1).
+    let files = tempfile::tempdir()?;
+    let good = files.path().join("route.json");
+    std::fs::write(&good, serde_json::to_vec(&route("ratings", 90))?)?;
+    let against = |file: &std::path::Path| {
+        std::process::Command::new(bin())
+            .args(["validate", "--against", &portolan.url("")])
+            .arg(file)
+            .output()
+    };
+    let out = against(&good)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("blast radius: group default (connected: 0): push"),
+        "{stdout}"
+    );
+    let bad = files.path().join("bad.json");
+    std::fs::write(&bad, serde_json::to_vec(&route("ratings", -1))?)?;
+    let out = against(&bad)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("spec.http[0].route[0].weight"), "{stdout}");
 
     // The dry run reads the served config: `details` is not in the directory.
     let r: Value = serde_json::from_str(
@@ -105,9 +142,10 @@ async fn kubectl_style_admission_reviews_over_https() -> anyhow::Result<()> {
                     .await
                     .map_err(|e| e.to_string())?;
                 let r: Value = serde_json::from_str(&reply.body).map_err(|e| e.to_string())?;
-                match r["response"].get("warnings") {
-                    None if r["response"]["allowed"] == true => Ok(()),
-                    _ => Err(r.to_string()),
+                if r["response"]["allowed"] == true && only_blast_radius(&r["response"]) {
+                    Ok(())
+                } else {
+                    Err(r.to_string())
                 }
             }
         },
