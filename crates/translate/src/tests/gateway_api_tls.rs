@@ -167,6 +167,7 @@ fn regex_world() -> World {
     gateway.ports.push(ApiPort {
         port: 8080,
         tls: false,
+        tcp: false,
         virtual_hosts: vec![ApiVirtualHost {
             hostname: "www.example.com".to_string(),
             rules: vec![portolan_model::gateway_api::ApiRule {
