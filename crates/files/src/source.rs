@@ -237,6 +237,7 @@ impl FileSource {
             apply,
             delete,
             errors,
+            manifests: Vec::new(),
         }
     }
 

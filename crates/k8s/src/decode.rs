@@ -11,6 +11,7 @@ use kube::core::DynamicObject;
 use portolan_api::{DecodeError, FieldError, FieldPath, Kind, ObjectRef, Resource};
 use portolan_model::{Object, convert};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// What one cluster object amounts to.
 #[allow(clippy::large_enum_variant)] // short-lived: one per event, consumed at once
@@ -30,6 +31,9 @@ pub struct Decoded {
     pub object: ObjectRef,
     pub outcome: Outcome,
     pub seen: Seen,
+    /// The object as a user would re-apply it (see [`manifest`]); `None` for kinds whose
+    /// documents are not kept.
+    pub manifest: Option<Arc<str>>,
 }
 
 /// What the cluster holds of an object beyond its model: its generation and resource version,
@@ -72,15 +76,50 @@ pub fn object_ref(kind: Kind, obj: &DynamicObject) -> ObjectRef {
 pub fn decode(kind: Kind, obj: &DynamicObject) -> Decoded {
     let object = object_ref(kind, obj);
     let seen = seen(obj);
-    let outcome = match document(kind, obj) {
-        Ok(value) => outcome(value),
-        Err(e) => Outcome::Invalid(vec![e]),
+    let (outcome, manifest) = match document(kind, obj) {
+        Ok(value) => (outcome(value.clone()), manifest(kind, value)),
+        Err(e) => (Outcome::Invalid(vec![e]), None),
     };
     Decoded {
         object,
         outcome,
         seen,
+        manifest,
     }
+}
+
+/// What `portolan rollback` prints in Kubernetes mode: the document without the metadata the
+/// API server sets (`resourceVersion`, `uid`, `generation`, timestamps, `kubectl`'s
+/// last-applied annotation), so `kubectl apply` takes it as written. Secrets are never kept
+/// (their keys stay out of the history), nor EndpointSlices and Endpoints (Kubernetes
+/// manages them) or Namespaces (watched for their labels only).
+pub fn manifest(kind: Kind, mut document: Value) -> Option<Arc<str>> {
+    if matches!(
+        kind,
+        Kind::Secret | Kind::EndpointSlice | Kind::Endpoints | Kind::Namespace
+    ) {
+        return None;
+    }
+    if let Some(Value::Object(meta)) = document.get_mut("metadata") {
+        for key in [
+            "resourceVersion",
+            "uid",
+            "generation",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(key);
+        }
+        if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
+            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+            if annotations.is_empty() {
+                meta.remove("annotations");
+            }
+        }
+    }
+    Some(Arc::from(document.to_string()))
 }
 
 /// The object as a manifest document: `apiVersion`/`kind` filled in (list items and watch

@@ -135,6 +135,9 @@ impl KindFeed {
         match d.outcome {
             Outcome::Valid(object) => {
                 self.errors.remove(&d.object);
+                if let Some(manifest) = d.manifest {
+                    changes.manifests.push((d.object.clone(), manifest));
+                }
                 self.applied.insert(d.object);
                 changes.apply.push(object);
             }

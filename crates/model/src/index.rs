@@ -34,6 +34,8 @@ pub struct Index {
     envoy_patches: BTreeMap<ObjectRef, Arc<crate::envoy_patch::EnvoyPatch>>,
     request_authentications: BTreeMap<ObjectRef, Arc<crate::jwt::RequestAuthentication>>,
     gateway_api: BTreeMap<ObjectRef, Arc<portolan_api::Resource>>,
+    /// Source documents by object (Kubernetes source only; see `World::manifests`).
+    manifests: BTreeMap<ObjectRef, Arc<str>>,
     /// Where Gateway API Gateways without `spec.addresses` get their address.
     gateway_pool: crate::gateway_api::AddressPool,
     /// Errors per reporter (a file, a watcher), replaced whole on each report.
@@ -89,8 +91,15 @@ impl Index {
         self.touch(changed)
     }
 
+    /// Records the source document of an object. Not a change by itself: it reaches the next
+    /// World built (a document that differs only in what the model ignores makes none).
+    pub fn set_manifest(&mut self, object: ObjectRef, manifest: Arc<str>) {
+        self.manifests.insert(object, manifest);
+    }
+
     /// Removes an object. Returns whether it was there.
     pub fn delete(&mut self, object: &ObjectRef) -> bool {
+        self.manifests.remove(object);
         let changed = match object.kind {
             Kind::Service => self
                 .services
@@ -219,6 +228,7 @@ impl Index {
             statuses: BTreeMap::new(),
             errors: self.errors.values().flatten().cloned().collect(),
             gateway_api: self.gateway_api.clone(),
+            manifests: self.manifests.clone(),
             api_gateways: BTreeMap::new(),
             api_statuses: BTreeMap::new(),
         };

@@ -47,6 +47,9 @@ pub struct Changes {
     pub delete: Vec<ObjectRef>,
     /// The complete current list of this reporter's errors (not a delta), sorted.
     pub errors: Vec<ConfigError>,
+    /// The source documents of applied objects, as a user would re-apply them (Kubernetes
+    /// source; see [`crate::world::World::manifests`]).
+    pub manifests: Vec<(ObjectRef, Arc<str>)>,
 }
 
 /// Whether a source could read what it watches at its last attempt.
@@ -72,6 +75,9 @@ impl Changes {
     /// errors under `reporter`. Returns whether the index changed.
     pub fn apply_to(self, reporter: &str, index: &mut Index) -> bool {
         let mut changed = false;
+        for (object, manifest) in self.manifests {
+            index.set_manifest(object, manifest);
+        }
         for object in self.apply {
             changed |= index.apply(object);
         }

@@ -56,6 +56,11 @@ pub struct World {
     pub errors: Vec<ConfigError>,
     /// Gateway API objects (and Namespaces) as the sources read them.
     pub gateway_api: BTreeMap<ObjectRef, Arc<portolan_api::Resource>>,
+    /// The source documents behind the objects, as a user would re-apply them (metadata a
+    /// server sets removed), by object. Only the Kubernetes source fills it, for the objects a
+    /// user owns (not Secrets, EndpointSlices or Endpoints); it is what `portolan rollback`
+    /// prints in Kubernetes mode.
+    pub manifests: BTreeMap<ObjectRef, Arc<str>>,
     /// Portolan's Gateway API Gateways, compiled from `gateway_api`.
     pub api_gateways: BTreeMap<ObjectRef, Arc<crate::gateway_api::ApiGateway>>,
     /// The status of every Gateway API object Portolan owns status for.

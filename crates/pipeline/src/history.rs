@@ -184,7 +184,95 @@ pub fn changed_objects(old: &World, new: &World) -> Vec<Change> {
     diff_map(&old.proxy_scopes, &new.proxy_scopes, "", &mut out);
     diff_map(&old.ext_auths, &new.ext_auths, "", &mut out);
     diff_map(&old.rate_limits, &new.rate_limits, "", &mut out);
+    diff_map(&old.envoy_patches, &new.envoy_patches, "", &mut out);
+    diff_map(
+        &old.request_authentications,
+        &new.request_authentications,
+        "",
+        &mut out,
+    );
+    diff_map(&old.gateway_api, &new.gateway_api, "", &mut out);
     out
+}
+
+/// What to do in a cluster to bring its objects back to an older World version: Kubernetes
+/// mode never serves from the history (the cluster is the source of truth), so a rollback
+/// is this plan, for the user to re-apply.
+#[derive(Debug, Default, PartialEq, Serialize)]
+pub struct ReApply {
+    /// Objects changed or removed since the target version, as they were then.
+    pub apply: Vec<Manifest>,
+    /// Objects created since the target version.
+    pub delete: Vec<Deletion>,
+    /// Objects changed since the target version whose documents the history does not keep
+    /// (Secrets, EndpointSlices, Endpoints, Namespaces; or objects read before the history).
+    pub not_kept: Vec<String>,
+}
+
+/// One document to re-apply.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct Manifest {
+    /// `KIND NAMESPACE/NAME`.
+    pub object: String,
+    pub manifest: serde_json::Value,
+}
+
+/// One object to delete, and the `kubectl` command that does it.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct Deletion {
+    pub object: String,
+    pub command: String,
+}
+
+/// The plan that turns the objects of `current` back into those of `target`, from the
+/// source documents both Worlds keep (`World::manifests`).
+pub fn reapply(target: &World, current: &World) -> ReApply {
+    let mut plan = ReApply::default();
+    for (object, then) in &target.manifests {
+        if current.manifests.get(object) != Some(then) {
+            plan.apply.push(Manifest {
+                object: object.to_string(),
+                manifest: serde_json::from_str(then).unwrap_or(serde_json::Value::Null),
+            });
+        }
+    }
+    for (object, now) in &current.manifests {
+        if !target.manifests.contains_key(object) {
+            plan.delete.push(Deletion {
+                object: object.to_string(),
+                command: delete_command(object, now),
+            });
+        }
+    }
+    let planned: std::collections::BTreeSet<String> = plan
+        .apply
+        .iter()
+        .map(|m| m.object.clone())
+        .chain(plan.delete.iter().map(|d| d.object.clone()))
+        .collect();
+    plan.not_kept = changed_objects(target, current)
+        .into_iter()
+        .map(|c| c.object)
+        .filter(|o| !planned.contains(o))
+        .collect();
+    plan
+}
+
+/// `kubectl delete` for an object, by the resource its document names (`KIND.GROUP/NAME`).
+fn delete_command(object: &portolan_api::ObjectRef, document: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(document).unwrap_or_default();
+    let kind = value["kind"].as_str().unwrap_or_default().to_lowercase();
+    let group = value["apiVersion"]
+        .as_str()
+        .and_then(|v| v.rsplit_once('/'))
+        .map(|(group, _)| format!(".{group}"))
+        .unwrap_or_default();
+    let namespace = if object.kind.cluster_scoped() {
+        String::new()
+    } else {
+        format!(" -n {}", object.namespace)
+    };
+    format!("kubectl delete{namespace} {kind}{group}/{}", object.name)
 }
 
 fn diff_map<K: Ord + Display, V>(
@@ -290,5 +378,52 @@ mod tests {
         assert_eq!(find("r2"), Some(ChangeKind::Removed));
         assert_eq!(find("r3"), Some(ChangeKind::Added));
         assert!(changed_objects(&v1, &v1).is_empty());
+    }
+
+    /// Applies `docs` the way the Kubernetes source does: each object with its document.
+    fn cluster_world(index: &mut Index, docs: &[String]) -> Arc<World> {
+        let mut changes = portolan_model::source::Changes::default();
+        for doc in docs {
+            let value: serde_json::Value = serde_saphyr::from_str(doc).expect("yaml fixture");
+            let o = object(doc);
+            let name = value["metadata"]["name"].as_str().unwrap_or_default();
+            let key =
+                portolan_api::ObjectRef::new(portolan_api::Kind::TrafficRoute, "default", name);
+            changes.manifests.push((key, Arc::from(value.to_string())));
+            changes.apply.push(o);
+        }
+        changes.apply_to("k8s", index);
+        index.world()
+    }
+
+    #[test]
+    fn reapply_restores_changed_and_removed_documents_and_deletes_new_ones() {
+        let mut index = Index::new();
+        let v1 = cluster_world(&mut index, &[route("r1", "a"), route("r2", "b")]);
+        let r2 = portolan_api::ObjectRef::new(portolan_api::Kind::TrafficRoute, "default", "r2");
+        index.delete(&r2);
+        let v2 = cluster_world(&mut index, &[route("r1", "a2"), route("r3", "c")]);
+        let plan = reapply(&v1, &v2);
+        let applied: Vec<&str> = plan.apply.iter().map(|m| m.object.as_str()).collect();
+        assert_eq!(
+            applied,
+            ["TrafficRoute default/r1", "TrafficRoute default/r2"]
+        );
+        assert_eq!(
+            plan.apply[0].manifest["spec"]["hosts"][0], "a",
+            "r1 as it was at the target version"
+        );
+        assert_eq!(plan.delete.len(), 1);
+        assert_eq!(plan.delete[0].object, "TrafficRoute default/r3");
+        assert_eq!(
+            plan.delete[0].command,
+            "kubectl delete -n default trafficroute.portolan.dev/r3"
+        );
+        assert!(plan.not_kept.is_empty(), "{:?}", plan.not_kept);
+        assert_eq!(reapply(&v2, &v2), ReApply::default());
+        // Objects whose documents are not kept are named, not lost.
+        let without = world_with(&[route("r1", "a")]);
+        let plan = reapply(&World::default(), &without);
+        assert_eq!(plan.not_kept, ["TrafficRoute default/r1"]);
     }
 }

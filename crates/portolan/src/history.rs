@@ -1,7 +1,8 @@
 //! Config history on the HTTP port and its CLI: `GET /debug/history`,
 //! `GET /debug/history/{version}`, `GET /debug/diff?from=&to=&group=` (the Envoy-level
 //! difference, re-translated from the kept Worlds and rendered as `portolan render` renders),
-//! `POST /debug/rollback?to=` (file mode, with `serve --enable-rollback`), and the
+//! `POST /debug/rollback?to=` (file mode, with `serve --enable-rollback`, serves that version;
+//! Kubernetes mode answers the manifests to re-apply and changes nothing), and the
 //! `portolan history`, `diff` and `rollback` commands that call them.
 
 use crate::cli::{DiffArgs, HistoryArgs, RollbackArgs};
@@ -16,13 +17,16 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// What `POST /debug/rollback` needs (present only with `serve --enable-rollback`).
+/// What `POST /debug/rollback` needs.
 #[derive(Clone)]
 pub struct Rollback {
     pub pipeline: Arc<portolan_pipeline::Pipeline>,
     /// False in Kubernetes mode: the cluster is the source of truth, nothing is served from
-    /// the history.
+    /// the history; a rollback answers the manifests to re-apply instead (read-only, so it
+    /// needs no `--enable-rollback`).
     pub file_mode: bool,
+    /// `serve --enable-rollback`: file mode may serve an old version.
+    pub enabled: bool,
 }
 
 // === server side ===
@@ -166,16 +170,19 @@ pub async fn rollback_handler(
         )
             .into_response();
     };
-    if !rollback.file_mode {
-        return (
-            StatusCode::CONFLICT,
-            "Kubernetes mode: the cluster is the source of truth; re-apply the manifests of the version you want (kubectl apply)\n",
-        )
-            .into_response();
-    }
     let Some(entry) = s.history.get(q.to) else {
         return not_kept(q.to);
     };
+    if !rollback.file_mode {
+        return reapply_plan(&s, &entry);
+    }
+    if !rollback.enabled {
+        return (
+            StatusCode::FORBIDDEN,
+            "rollback is disabled: start serve with --enable-rollback\n",
+        )
+            .into_response();
+    }
     let rolled = s.history.set_rolled_back(q.to);
     rollback
         .pipeline
@@ -185,6 +192,32 @@ pub async fn rollback_handler(
     tracing::warn!(to = rolled.to, source = rolled.source, "{rolled}");
     Json(json!({"to": rolled.to, "source": rolled.source, "message": rolled.to_string()}))
         .into_response()
+}
+
+/// Kubernetes mode: what to re-apply and delete to bring the cluster back to `entry`,
+/// changing nothing here.
+fn reapply_plan(s: &AppState, entry: &portolan_pipeline::history::Entry) -> Response {
+    let Some(head) = s.history.head() else {
+        return not_kept(entry.version);
+    };
+    let plan = portolan_pipeline::history::reapply(&entry.world, &head.world);
+    let message = format!(
+        "Kubernetes mode: nothing was changed here (the cluster is the source of truth). To return to version {}, re-apply {} object(s) and delete {} (version {} is served now).",
+        entry.version,
+        plan.apply.len(),
+        plan.delete.len(),
+        head.version
+    );
+    Json(json!({
+        "mode": "kubernetes",
+        "to": entry.version,
+        "source": head.version,
+        "message": message,
+        "apply": plan.apply,
+        "delete": plan.delete,
+        "not_kept": plan.not_kept,
+    }))
+    .into_response()
 }
 
 // === CLI ===
@@ -308,8 +341,39 @@ pub fn rollback(args: &RollbackArgs) -> anyhow::Result<ExitCode> {
         answer(response).await
     })
     .with_context(|| format!("POST {url}"))?;
+    if body["mode"] == "kubernetes" {
+        return print_reapply(&body);
+    }
     crate::output::println(body["message"].as_str().unwrap_or("rolled back"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Kubernetes mode: the documents to re-apply on stdout (pipe them to `kubectl apply -f -`),
+/// what to delete and what the history does not keep on stderr.
+fn print_reapply(body: &Value) -> anyhow::Result<ExitCode> {
+    crate::output::print(&reapply_yaml(body)?)?;
+    eprintln!("{}", body["message"].as_str().unwrap_or_default());
+    for d in body["delete"].as_array().into_iter().flatten() {
+        eprintln!("then delete: {}", d["command"].as_str().unwrap_or_default());
+    }
+    for o in body["not_kept"].as_array().into_iter().flatten() {
+        eprintln!(
+            "not kept (restore it yourself): {}",
+            o.as_str().unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plan's documents as one YAML stream.
+fn reapply_yaml(body: &Value) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for m in body["apply"].as_array().into_iter().flatten() {
+        out.push_str("---\n");
+        out.push_str(&format!("# {}\n", m["object"].as_str().unwrap_or_default()));
+        out.push_str(&serde_saphyr::to_string(&m["manifest"]).context("writing YAML")?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

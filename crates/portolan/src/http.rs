@@ -43,7 +43,8 @@ pub struct AppState {
     /// The config history (`serve --history N`) and the options to re-translate its versions.
     pub history: Arc<portolan_pipeline::history::History>,
     pub translate: portolan_translate::Options,
-    /// `POST /debug/rollback` (`serve --enable-rollback`).
+    /// `POST /debug/rollback` (serving an old version needs `serve --enable-rollback`;
+    /// Kubernetes mode answers the manifests to re-apply).
     pub rollback: Option<crate::history::Rollback>,
 }
 

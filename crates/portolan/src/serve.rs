@@ -97,9 +97,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let history = portolan_pipeline::history::History::new(args.history);
     pipeline.set_history(history.clone());
-    let rollback = args.enable_rollback.then(|| crate::history::Rollback {
+    let rollback = Some(crate::history::Rollback {
         pipeline: pipeline.clone(),
         file_mode: args.config_dir.is_some(),
+        enabled: args.enable_rollback,
     });
     tokio::spawn(pipeline.clone().rotate_certificates());
     tokio::spawn(pipeline.run(

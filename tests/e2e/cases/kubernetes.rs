@@ -397,3 +397,127 @@ async fn serve_kubernetes_waits_for_every_list_then_routes_and_writes_status() -
     drop(envoy);
     Ok(())
 }
+
+/// The web route of [`fake_cluster`] answering `/hello` with `body` at `version`.
+fn web_route(body: &str, version: &str) -> Value {
+    json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "TrafficRoute",
+    "metadata": {"name": "web", "namespace": "shop", "generation": 5, "resourceVersion": version},
+    "spec": {"hosts": ["web"], "http": [
+        {"match": [{"path": {"prefix": "/hello"}}], "directResponse": {"status": 200, "body": body}},
+        {"route": [{"destination": {"host": "web", "port": 80}}]}
+    ]}})
+}
+
+/// In Kubernetes mode the cluster stays the source of truth: after the cluster's route is
+/// edited and another added, `portolan rollback --to V` changes nothing that Envoy sees and
+/// prints the route as it was at V (ready for `kubectl apply -f -`, without the server's
+/// metadata) and the `kubectl delete` of the route added since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_rollback_prints_the_manifests_to_reapply() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let web = Upstream::start("web-1").await?;
+    let api = fake_cluster(&web).await?;
+    api.release();
+    let kubeconfig = api.kubeconfig().display().to_string();
+    let ports = Ports::free();
+    let args = [
+        "--watch-namespace",
+        "shop",
+        "--pod-namespace",
+        "portolan",
+        "--pod-name",
+        "portolan-0",
+    ];
+    let portolan =
+        Portolan::start_kubernetes(bin(), ports, &args, &[("KUBECONFIG", kubeconfig.as_str())])
+            .await?;
+    let envoy = Envoy::start(bin(), ports, "sidecar-1", "mesh", Protocol::Sotw).await?;
+    envoy.wait_for_response("web.shop", 200, "web-1").await?;
+    let hello = || async { envoy.get("web.shop", "/hello").await.map(|(_, body)| body) };
+    assert_eq!(hello().await?, "hello from the cluster");
+    let server = format!("http://127.0.0.1:{}", ports.http);
+    let history: Value = client()
+        .get(format!("{server}/debug/history"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let first = history["versions"][0]["version"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("no version: {history}"))?;
+
+    // The cluster changes: the route is edited and another one added.
+    let routes = "/apis/portolan.dev/v1alpha1/namespaces/shop/trafficroutes";
+    api.event(routes, "MODIFIED", web_route("edited in the cluster", "2"));
+    api.event(
+        routes,
+        "ADDED",
+        json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "TrafficRoute",
+               "metadata": {"name": "extra", "namespace": "shop", "resourceVersion": "3"},
+               "spec": {"hosts": ["extra"], "http": [{"directResponse": {"status": 200, "body": "extra"}}]}}),
+    );
+    eventually(
+        "the edit reaching Envoy",
+        Duration::from_secs(30),
+        || async {
+            match hello().await {
+                Ok(body) if body == "edited in the cluster" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await?;
+    eventually(
+        "the added route in the history",
+        Duration::from_secs(30),
+        || async {
+            let history: Value = client()
+                .get(format!("{server}/debug/history"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let added = history["versions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|v| v["changes"].as_array().into_iter().flatten())
+                .any(|c| c["object"] == "TrafficRoute shop/extra" && c["change"] == "added");
+            added.then_some(()).ok_or_else(|| history.to_string())
+        },
+    )
+    .await?;
+
+    let out = std::process::Command::new(bin())
+        .args(["rollback", "--to", &first.to_string(), "--server", &server])
+        .output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("# TrafficRoute shop/web") && stdout.contains("hello from the cluster"),
+        "the route as it was: {stdout}"
+    );
+    assert!(
+        !stdout.contains("resourceVersion") && !stdout.contains("generation"),
+        "no server-set metadata: {stdout}"
+    );
+    assert!(!stdout.contains("extra"), "{stdout}");
+    assert!(
+        stderr.contains("then delete: kubectl delete -n shop trafficroute.portolan.dev/extra"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was changed here"), "{stderr}");
+    assert_eq!(
+        hello().await?,
+        "edited in the cluster",
+        "Kubernetes mode serves the cluster, not the history"
+    );
+    drop(envoy);
+    portolan.terminate().await?;
+    Ok(())
+}

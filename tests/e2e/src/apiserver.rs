@@ -8,6 +8,9 @@
 //! `cases/kubernetes.rs` covers the real thing. An applied Service is answered with
 //! `spec.clusterIP` [`CLUSTER_IP`], as if the API server had allocated it.
 //!
+//! A test can change an object while Portolan watches: [`FakeApiServer::event`] sends a watch
+//! event (`ADDED`, `MODIFIED`, `DELETED`) to every open watch of that collection.
+//!
 //! TokenReviews are answered from a table the test controls ([`FakeApiServer::token`]): a
 //! token is valid for a service account and a set of audiences (authenticated only when the
 //! review asks for one of them, as the real API server does), expired, or unknown (anything
@@ -72,6 +75,8 @@ pub enum TokenAnswer {
 struct Shared {
     inner: Arc<Mutex<Inner>>,
     released: watch::Receiver<bool>,
+    /// Watch events: (collection path, event).
+    events: tokio::sync::broadcast::Sender<(String, Value)>,
 }
 
 pub struct FakeApiServer {
@@ -93,6 +98,7 @@ impl FakeApiServer {
         let shared = Shared {
             inner: Arc::default(),
             released,
+            events: tokio::sync::broadcast::channel(64).0,
         };
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let task = tokio::spawn(async move {
@@ -130,6 +136,22 @@ impl FakeApiServer {
             .entry(collection.to_string())
             .or_default()
             .push(object);
+    }
+
+    /// Sends a watch event (`ADDED`, `MODIFIED`, `DELETED`) for `object` to the open watches
+    /// of `collection`, and keeps the list in step (a later list agrees).
+    pub fn event(&self, collection: &str, kind: &str, object: Value) {
+        {
+            let mut inner = self.lock();
+            let items = inner.lists.entry(collection.to_string()).or_default();
+            let name = &object["metadata"]["name"];
+            items.retain(|o| &o["metadata"]["name"] != name);
+            if kind != "DELETED" {
+                items.push(object.clone());
+            }
+        }
+        let event = json!({"type": kind, "object": object});
+        let _ = self.shared.events.send((collection.to_string(), event));
     }
 
     /// Holds back lists of `collection` until [`FakeApiServer::release`].
@@ -253,9 +275,15 @@ async fn handle(State(s): State<Shared>, req: Request) -> Response {
             json_response(StatusCode::OK, &answer)
         }
         Method::GET if query.contains("watch=true") => {
-            // Held open: nothing changes.
-            let never = tokio_stream::pending::<Result<Bytes, std::io::Error>>();
-            Response::new(Body::from_stream(never))
+            // Held open; events the test sends for this collection, one JSON per line.
+            let events = tokio_stream::wrappers::BroadcastStream::new(s.events.subscribe());
+            let lines = tokio_stream::StreamExt::filter_map(events, move |e| match e {
+                Ok((collection, event)) if collection == path => {
+                    Some(Ok::<_, std::io::Error>(Bytes::from(format!("{event}\n"))))
+                }
+                _ => None,
+            });
+            Response::new(Body::from_stream(lines))
         }
         Method::GET => list(&s, &path).await,
         _ => not_found(&path),
