@@ -2,8 +2,9 @@
 //! ([`portolan_api::Resource::decode`], [`portolan_api::validate::validate`]), then the
 //! translation dry run ([`crate::dry_run`]).
 //!
-//! Only CREATE and UPDATE of `portolan.dev` kinds are checked; DELETE, CONNECT and every other
-//! kind are allowed (the webhook must never block what it does not own). Messages name the
+//! Only CREATE and UPDATE of `portolan.dev` kinds are checked; CONNECT and every other kind are
+//! allowed (the webhook must never block what it does not own). A DELETE is always allowed,
+//! with the blast radius of the deletion as warnings. Messages name the
 //! object and the field path exactly as `portolan validate` prints them:
 //! `TrafficRoute default/reviews: spec.http[0].route[0].weight: ...`.
 
@@ -31,6 +32,9 @@ impl Admission {
 
     /// The verdict for one request. CPU-bound (translation): call it off the async workers.
     pub fn decide(&self, request: &Request) -> Verdict {
+        if request.kind.group == GROUP && request.operation == "DELETE" {
+            return self.deletion(request);
+        }
         if request.kind.group != GROUP || !matches!(request.operation.as_str(), "CREATE" | "UPDATE")
         {
             return Verdict::allow(Vec::new());
@@ -80,6 +84,25 @@ impl Admission {
                 outcome.warnings,
             ),
             None => Verdict::allow(outcome.warnings),
+        }
+    }
+}
+
+// === impl Admission (deletions) ===
+
+impl Admission {
+    /// A DELETE: allowed, warning with the blast radius of removing the stored object
+    /// (`oldObject`); without a readable `oldObject`, allowed with no warning.
+    fn deletion(&self, request: &Request) -> Verdict {
+        let Some(old) = request.old_object.clone() else {
+            return Verdict::allow(Vec::new());
+        };
+        match Resource::decode(with_identity(old, request)) {
+            Ok(Some(resource)) => {
+                let outcome = self.dry_run.run_delete(convert::to_object(&resource));
+                Verdict::allow(outcome.warnings)
+            }
+            _ => Verdict::allow(Vec::new()),
         }
     }
 }
@@ -154,6 +177,7 @@ mod tests {
             namespace: namespace.into(),
             operation: operation.into(),
             object: Some(object),
+            old_object: None,
             dry_run: None,
         }
     }
@@ -204,6 +228,39 @@ mod tests {
         missing.object = None;
         let v = a.decide(&missing);
         assert_eq!(v.denial.as_ref().map(|d| d.code), Some(400), "{v:?}");
+    }
+
+    /// A DELETE is allowed and warns with what the deletion removes (here the subset
+    /// clusters of a TrafficPolicy), read from `oldObject`.
+    #[test]
+    fn a_deletion_is_allowed_with_its_blast_radius() {
+        let index = Arc::new(Mutex::new(Index::new()));
+        let policy = json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "TrafficPolicy",
+            "metadata": {"name": "reviews", "namespace": "shop"},
+            "spec": {"host": "reviews", "subsets": [{"name": "v2", "labels": {"version": "v2"}}]}});
+        let service = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "reviews", "namespace": "shop"},
+            "spec": {"ports": [{"name": "http", "port": 9080}]}});
+        for doc in [service, policy.clone()] {
+            let resource = Resource::decode(doc)
+                .ok()
+                .flatten()
+                .expect("a valid object");
+            index
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .apply(convert::to_object(&resource));
+        }
+        let a = Admission::new(DryRun::new(index, None, Default::default()));
+        let mut delete = request("DELETE", "shop", "reviews", Value::Null);
+        delete.kind.kind = "TrafficPolicy".into();
+        delete.object = None;
+        delete.old_object = Some(policy);
+        let v = a.decide(&delete);
+        assert!(v.allowed, "{v:?}");
+        let warnings = v.warnings.join("\n");
+        assert!(warnings.contains("REMOVES clusters"), "{warnings}");
+        assert!(warnings.contains("|v2|reviews.shop"), "{warnings}");
     }
 
     #[test]

@@ -99,6 +99,22 @@ impl DryRun {
         outcome
     }
 
+    /// The blast radius of deleting `object` (its stored version): the groups it reaches in
+    /// the current World, and what they lose. A deletion is never refused.
+    pub fn run_delete(&self, object: Object) -> Outcome {
+        let current = self.index.lock().unwrap_or_else(|p| p.into_inner()).world();
+        let gateways = related_gateways(&object);
+        let mut groups = self.groups(&current, &gateways);
+        groups.extend(selected_proxies(&object));
+        let candidate = without_object(&current, &object.object_ref());
+        let report = self.blast(&current, &candidate, &groups);
+        Outcome {
+            failure: None,
+            warnings: blast::warnings(&report),
+            report: Some(report),
+        }
+    }
+
     /// The blast radius of `candidate` against `current` on `groups`, with the connected
     /// proxies per group from the xDS cache's stream registry (unknown without a cache).
     pub fn blast(
@@ -308,6 +324,38 @@ pub fn with_object(world: &World, object: Object) -> World {
         // Endpoints are grouped per Service in the World; the webhook never sees them.
         Object::Endpoints(_) => {}
     }
+    resolved(world)
+}
+
+/// A copy of `world` without `object` and references resolved again (a DELETE).
+pub fn without_object(world: &World, object: &ObjectRef) -> World {
+    let mut world = world.clone();
+    match object.kind {
+        Kind::Service => {
+            let key = portolan_model::types::ServiceKey::new(&object.namespace, &object.name);
+            world.services.remove(&key);
+        }
+        Kind::TrafficRoute => drop(world.routes.remove(object)),
+        Kind::TrafficPolicy => drop(world.policies.remove(object)),
+        Kind::Gateway => drop(world.gateways.remove(object)),
+        Kind::ExternalService => drop(world.external_services.remove(object)),
+        Kind::Secret => drop(world.secrets.remove(object)),
+        Kind::PeerAuthentication => drop(world.peer_authentications.remove(object)),
+        Kind::AccessPolicy => drop(world.access_policies.remove(object)),
+        Kind::ProxyScope => drop(world.proxy_scopes.remove(object)),
+        Kind::ExtAuthPolicy => drop(world.ext_auths.remove(object)),
+        Kind::RateLimitPolicy => drop(world.rate_limits.remove(object)),
+        Kind::EnvoyPatchPolicy => drop(world.envoy_patches.remove(object)),
+        Kind::RequestAuthentication => drop(world.request_authentications.remove(object)),
+        // Endpoints are grouped per Service in the World; the webhook never sees them.
+        Kind::EndpointSlice | Kind::Endpoints => {}
+        _ => drop(world.gateway_api.remove(object)),
+    }
+    resolved(world)
+}
+
+/// `world` as a new version with everything derived from its objects computed again.
+fn resolved(mut world: World) -> World {
     world.version += 1;
     world.statuses = portolan_model::resolve::statuses(&world);
     let pool = portolan_model::gateway_api::AddressPool::default();

@@ -59,6 +59,9 @@ pub struct Request {
     /// The object as it would be stored (CREATE, UPDATE).
     #[serde(default)]
     pub object: Option<Value>,
+    /// The object as stored before the request (UPDATE, DELETE).
+    #[serde(default)]
+    pub old_object: Option<Value>,
     /// Whether the request is a `--dry-run=server` request (nothing is stored either way).
     #[serde(default)]
     pub dry_run: Option<bool>,

@@ -2,13 +2,16 @@
 //! ... --webhook-key ...`: AdmissionReview JSON over HTTPS, a valid TrafficRoute allowed (with
 //! a warning for the one destination the served config lacks, gone once the watched directory
 //! has it), a bad weight denied with the
-//! object and field path, a DELETE allowed, a malformed body refused with 400.
+//! object and field path, a DELETE allowed, a malformed body refused with 400; and the blast
+//! radius with a stock Envoy connected: the proxy counted, a removed subset cluster named, in
+//! the AdmissionReview warnings and by `portolan validate --against --fail-on-removal`.
 
 use crate::bin;
+use portolan_e2e::envoy::Protocol;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::ports::free_port;
 use portolan_e2e::tls::{TestCa, https_request};
-use portolan_e2e::{Portolan, eventually, service_yaml};
+use portolan_e2e::{Envoy, Portolan, eventually, service_yaml};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -24,6 +27,12 @@ fn route(second_host: &str, weight: i64) -> Value {
 }
 
 fn review(uid: &str, operation: &str, object: &Value) -> Vec<u8> {
+    review_of(("TrafficRoute", "trafficroutes"), uid, operation, object)
+}
+
+/// An AdmissionReview of a `portolan.dev/v1alpha1` object of `(kind, resource)`.
+fn review_of(kind: (&str, &str), uid: &str, operation: &str, object: &Value) -> Vec<u8> {
+    let name = object["metadata"]["name"].clone();
     let (object, old) = if operation == "DELETE" {
         (Value::Null, object.clone())
     } else {
@@ -33,9 +42,9 @@ fn review(uid: &str, operation: &str, object: &Value) -> Vec<u8> {
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {
             "uid": uid,
-            "kind": {"group": "portolan.dev", "version": "v1alpha1", "kind": "TrafficRoute"},
-            "resource": {"group": "portolan.dev", "version": "v1alpha1", "resource": "trafficroutes"},
-            "name": "reviews", "namespace": "default", "operation": operation,
+            "kind": {"group": "portolan.dev", "version": "v1alpha1", "kind": kind.0},
+            "resource": {"group": "portolan.dev", "version": "v1alpha1", "resource": kind.1},
+            "name": name, "namespace": "default", "operation": operation,
             "userInfo": {"username": "kubernetes-admin"},
             "object": object, "oldObject": old, "dryRun": false
         }
@@ -183,5 +192,109 @@ async fn kubectl_style_admission_reviews_over_https() -> anyhow::Result<()> {
         "{}",
         reply.body
     );
+    Ok(())
+}
+
+/// A TrafficPolicy on `reviews` with these subsets (labelled `version: NAME`).
+fn subsets(names: &[&str]) -> Value {
+    let subsets: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"name": n, "labels": {"version": n}}))
+        .collect();
+    json!({
+        "apiVersion": "portolan.dev/v1alpha1", "kind": "TrafficPolicy",
+        "metadata": {"name": "reviews", "namespace": "default"},
+        "spec": {"host": "reviews", "subsets": subsets}
+    })
+}
+
+/// The serving directory, a webhook over HTTPS and one stock Envoy of group `default`: an
+/// UPDATE that drops a subset warns that it reaches 1 connected proxy and REMOVES the
+/// subset's cluster; `validate --against --fail-on-removal` exits 2 on the same file; a
+/// DELETE of the policy names both subset clusters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blast_radius_names_connected_proxies_and_removals() -> anyhow::Result<()> {
+    let config = ConfigDir::new()?;
+    config.write("reviews.yaml", &service_yaml("default", "reviews", 9080))?;
+    config.write("policy.yaml", &subsets(&["v1", "v2"]).to_string())?;
+    let ca = TestCa::new()?;
+    let cert = ca.issue(&["localhost"])?;
+    let tls = tempfile::tempdir()?;
+    let (cert_file, key_file) = (tls.path().join("tls.crt"), tls.path().join("tls.key"));
+    std::fs::write(&cert_file, &cert.cert_pem)?;
+    std::fs::write(&key_file, &cert.key_pem)?;
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let args = [
+        "--webhook-address",
+        address.as_str(),
+        "--webhook-cert",
+        cert_file.to_str().unwrap_or_default(),
+        "--webhook-key",
+        key_file.to_str().unwrap_or_default(),
+    ];
+    let ports = Ports::free();
+    let portolan = Portolan::start_with(bin(), &config, ports, &args).await?;
+    let _envoy = Envoy::start(bin(), ports, "blast-1", "default", Protocol::Sotw).await?;
+    let kind = ("TrafficPolicy", "trafficpolicies");
+    let ask = |uid: &'static str, operation: &'static str, object: Value| {
+        let ca = &ca;
+        async move {
+            let body = review_of(kind, uid, operation, &object);
+            let reply = https_request(ca, port, "localhost", "POST", "/validate", &body)
+                .await
+                .map_err(|e| e.to_string())?;
+            let r: Value = serde_json::from_str(&reply.body).map_err(|e| e.to_string())?;
+            Ok::<String, String>(r["response"]["warnings"].to_string())
+        }
+    };
+
+    // The registry counts the Envoy once its stream is open (it is LIVE, so it is).
+    let dropped = eventually(
+        "the warning to count the connected Envoy",
+        Duration::from_secs(20),
+        || {
+            let ask = &ask;
+            async move {
+                let w = ask("blast-1", "UPDATE", subsets(&["v1"])).await?;
+                if w.contains("group default (connected: 1)") {
+                    Ok(w)
+                } else {
+                    Err(w)
+                }
+            }
+        },
+    )
+    .await?;
+    assert!(dropped.contains("REMOVES clusters"), "{dropped}");
+    assert!(dropped.contains("v2"), "{dropped}");
+    assert!(!dropped.contains("v1"), "{dropped}");
+
+    let deleted = ask("blast-2", "DELETE", subsets(&["v1", "v2"]))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(deleted.contains("(connected: 1)"), "{deleted}");
+    assert!(
+        deleted.contains("v1") && deleted.contains("v2"),
+        "{deleted}"
+    );
+
+    // The same change from a file: printed, and exit 2 with --fail-on-removal.
+    let files = tempfile::tempdir()?;
+    let file = files.path().join("policy.json");
+    std::fs::write(&file, serde_json::to_vec(&subsets(&["v1"]))?)?;
+    let out = std::process::Command::new(bin())
+        .args([
+            "validate",
+            "--fail-on-removal",
+            "--against",
+            &portolan.url(""),
+        ])
+        .arg(&file)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("group default (connected: 1)"), "{stdout}");
+    assert!(stdout.contains("REMOVES clusters"), "{stdout}");
     Ok(())
 }
