@@ -795,12 +795,16 @@ pub struct ExplainArgs {
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Files or directories of manifests.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "delete")]
     pub paths: Vec<PathBuf>,
     /// A running `portolan serve`'s HTTP address (http://HOST:PORT): send the files to its
     /// `POST /debug/blast-radius` and print their blast radius against its current config.
     #[arg(long, value_name = "URL")]
     pub against: Option<String>,
+    /// With `--against`: manifests (files or directories) of objects the change deletes, e.g.
+    /// the old versions of files a commit removes; the blast radius includes their removal.
+    #[arg(long, value_name = "PATH", requires = "against", num_args = 1..)]
+    pub delete: Vec<PathBuf>,
     /// With `--against`: exit 2 when the change removes a cluster, route configuration or
     /// virtual host.
     #[arg(long, requires = "against")]

@@ -84,10 +84,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The files of `portolan validate --against`: (name, content) pairs.
+/// The files of `portolan validate --against`: (name, content) pairs of the manifests to
+/// apply, and of those whose objects are to be deleted (`--delete`).
 #[derive(serde::Deserialize)]
 struct BlastRequest {
+    #[serde(default)]
     files: Vec<(String, String)>,
+    #[serde(default)]
+    deletions: Vec<(String, String)>,
 }
 
 /// Validates the posted files and dry-runs them together against the current World: refused
@@ -96,15 +100,22 @@ struct BlastRequest {
 async fn blast_radius(State(s): State<AppState>, Json(request): Json<BlastRequest>) -> Response {
     let answer = tokio::task::spawn_blocking(move || {
         let report = portolan_files::validate_documents(&request.files);
-        if !report.errors.is_empty() {
-            let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+        let deletions = portolan_files::validate_documents(&request.deletions);
+        let errors: Vec<String> = report
+            .errors
+            .iter()
+            .chain(&deletions.errors)
+            .map(ToString::to_string)
+            .collect();
+        if !errors.is_empty() {
             return json!({"valid": false, "errors": errors});
         }
         let objects = report.objects;
-        match s.dry_run.run_all(report.valid) {
+        match s.dry_run.run_all(report.valid, deletions.valid) {
             Ok(blast) => json!({
                 "valid": true,
                 "objects": objects,
+                "deleted": deletions.objects,
                 "removes": blast.removes(),
                 "warnings": portolan_webhook::blast::warnings(&blast),
                 "report": blast,

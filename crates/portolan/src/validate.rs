@@ -52,9 +52,12 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
 /// the server refuses a file (field-path errors printed), 2 with `--fail-on-removal` when the
 /// change removes a cluster, route configuration or virtual host, 0 otherwise.
 fn against(args: &ValidateArgs, server: &str) -> anyhow::Result<ExitCode> {
-    let mut files = Vec::new();
+    let (mut files, mut deletions) = (Vec::new(), Vec::new());
     for path in &args.paths {
         collect(path, &mut files)?;
+    }
+    for path in &args.delete {
+        collect(path, &mut deletions)?;
     }
     let url = format!("{}/debug/blast-radius", server.trim_end_matches('/'));
     let answer: Value = tokio::runtime::Builder::new_current_thread()
@@ -64,7 +67,7 @@ fn against(args: &ValidateArgs, server: &str) -> anyhow::Result<ExitCode> {
         .block_on(async {
             let response = reqwest::Client::new()
                 .post(&url)
-                .json(&json!({ "files": files }))
+                .json(&json!({ "files": files, "deletions": deletions }))
                 .send()
                 .await?
                 .error_for_status()?;

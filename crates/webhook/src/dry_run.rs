@@ -136,9 +136,14 @@ impl DryRun {
         blast::report(current, candidate, groups, &self.options, &connected)
     }
 
-    /// Dry-runs several objects applied together (`portolan validate --against`): the first
-    /// refusal, or the blast radius of all of them on the current World.
-    pub fn run_all(&self, objects: Vec<Object>) -> Result<blast::Report, String> {
+    /// Dry-runs several objects applied together, and others deleted, (`portolan validate
+    /// --against [--delete]`): the first refusal, or the blast radius of all of them on the
+    /// current World.
+    pub fn run_all(
+        &self,
+        objects: Vec<Object>,
+        deleted: Vec<Object>,
+    ) -> Result<blast::Report, String> {
         let current = self.index.lock().unwrap_or_else(|p| p.into_inner()).world();
         let mut gateways = BTreeSet::new();
         let mut selected = Vec::new();
@@ -148,7 +153,19 @@ impl DryRun {
             selected.extend(selected_proxies(&object));
             candidate = with_object(&candidate, object);
         }
+        let mut gone = BTreeSet::new();
+        for object in deleted {
+            gone.extend(related_gateways(&object));
+            selected.extend(selected_proxies(&object));
+            candidate = without_object(&candidate, &object.object_ref());
+        }
         let mut groups = self.groups(&candidate, &gateways);
+        // The groups of deleted Gateways (and of routes' Gateways) as they are now.
+        for group in self.groups(&current, &gone) {
+            if !groups.iter().any(|g| g.name == group.name) {
+                groups.push(group);
+            }
+        }
         groups.extend(selected);
         if let Err(failure) = check_world(&candidate, &groups, &self.options)
             && check_world(&current, &groups, &self.options).err().as_ref() != Some(&failure)

@@ -211,7 +211,8 @@ fn subsets(names: &[&str]) -> Value {
 /// The serving directory, a webhook over HTTPS and one stock Envoy of group `default`: an
 /// UPDATE that drops a subset warns that it reaches 1 connected proxy and REMOVES the
 /// subset's cluster; `validate --against --fail-on-removal` exits 2 on the same file; a
-/// DELETE of the policy names both subset clusters.
+/// DELETE of the policy, and `validate --against --delete` of its file, name both subset
+/// clusters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blast_radius_names_connected_proxies_and_removals() -> anyhow::Result<()> {
     let config = ConfigDir::new()?;
@@ -296,5 +297,20 @@ async fn blast_radius_names_connected_proxies_and_removals() -> anyhow::Result<(
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("group default (connected: 1)"), "{stdout}");
     assert!(stdout.contains("REMOVES clusters"), "{stdout}");
+
+    // A deletion from files: `--delete` takes the manifests of the objects to remove.
+    let old = files.path().join("old-policy.json");
+    std::fs::write(&old, serde_json::to_vec(&subsets(&["v1", "v2"]))?)?;
+    let out = std::process::Command::new(bin())
+        .args(["validate", "--against", &portolan.url(""), "--delete"])
+        .arg(&old)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("REMOVES clusters"), "{stdout}");
+    assert!(
+        stdout.contains("|v1|") && stdout.contains("|v2|"),
+        "{stdout}"
+    );
     Ok(())
 }
