@@ -4,7 +4,8 @@
 //!
 //! Only CREATE and UPDATE of `portolan.dev` kinds are checked; CONNECT and every other kind are
 //! allowed (the webhook must never block what it does not own). A DELETE is always allowed,
-//! with the blast radius of the deletion as warnings. Messages name the
+//! with the blast radius of the deletion as warnings. Gateway API objects are never refused,
+//! only warned about ([`crate::gateway_api`]). Messages name the
 //! object and the field path exactly as `portolan validate` prints them:
 //! `TrafficRoute default/reviews: spec.http[0].route[0].weight: ...`.
 
@@ -32,6 +33,9 @@ impl Admission {
 
     /// The verdict for one request. CPU-bound (translation): call it off the async workers.
     pub fn decide(&self, request: &Request) -> Verdict {
+        if request.kind.group == portolan_api::gwapi::GROUP {
+            return crate::gateway_api::review(&self.dry_run, request);
+        }
         if request.kind.group == GROUP && request.operation == "DELETE" {
             return self.deletion(request);
         }
@@ -119,7 +123,7 @@ fn identity(request: &Request) -> String {
 
 /// The object with the request's namespace (and name, or `generateName` prefix) filled in
 /// when the object leaves them out, as the API server does before storing it.
-fn with_identity(mut object: Value, request: &Request) -> Value {
+pub(crate) fn with_identity(mut object: Value, request: &Request) -> Value {
     let Some(meta) = object
         .as_object_mut()
         .map(|o| {

@@ -255,7 +255,51 @@ fn related_gateways(object: &Object) -> BTreeSet<ObjectRef> {
 /// The group an EnvoyPatchPolicy's `proxies` selector names (its cluster and labels), or the
 /// group of the Gateway API Gateway it targets, so a patch for proxies not connected yet is
 /// checked too.
-fn selected_proxies(object: &Object) -> Option<ProxyGroup> {
+fn selected_proxies(object: &Object) -> Vec<ProxyGroup> {
+    match object {
+        Object::EnvoyPatch(_) => patched_proxies(object).into_iter().collect(),
+        Object::GatewayApi(resource) => api_gateway_groups(resource),
+        _ => Vec::new(),
+    }
+}
+
+/// The groups of the Gateway API Gateways a Gateway API object can change: a Gateway's own,
+/// a route's parent Gateways' (`parentRefs` of kind Gateway, in the route's namespace unless
+/// the reference names one).
+fn api_gateway_groups(resource: &portolan_api::Resource) -> Vec<ProxyGroup> {
+    use portolan_api::Resource;
+    let namespace = resource.object_ref().namespace;
+    let parents = match resource {
+        Resource::ApiGateway(_) => {
+            let name = resource.object_ref().name;
+            return vec![dry_run_group(&portolan_model::gateway_api::group_of(
+                &namespace, &name,
+            ))];
+        }
+        Resource::HttpRoute(r) => &r.spec.parent_refs,
+        Resource::GrpcRoute(r) => &r.spec.parent_refs,
+        Resource::TlsRoute(r) => &r.spec.parent_refs,
+        Resource::TcpRoute(r) => &r.spec.parent_refs,
+        _ => return Vec::new(),
+    };
+    parents
+        .iter()
+        .filter(|p| p.kind.as_deref().is_none_or(|k| k == "Gateway"))
+        .map(|p| {
+            let ns = p.namespace.as_deref().unwrap_or(&namespace);
+            dry_run_group(&portolan_model::gateway_api::group_of(ns, &p.name))
+        })
+        .collect()
+}
+
+fn dry_run_group(cluster: &str) -> ProxyGroup {
+    let mut group = ProxyGroup::new(cluster);
+    group.name = format!("{cluster} (dry run)");
+    group
+}
+
+/// The proxies an EnvoyPatchPolicy selects (see [`selected_proxies`]).
+fn patched_proxies(object: &Object) -> Option<ProxyGroup> {
     let Object::EnvoyPatch(p) = object else {
         return None;
     };
@@ -384,9 +428,10 @@ fn resolved(mut world: World) -> World {
     world
 }
 
-/// The object's false conditions, worded as `portolan validate` words them.
+/// The object's false conditions, worded as `portolan validate` words them; for a Gateway API
+/// object, those Portolan will write to its status (per parent, per listener).
 fn unresolved(world: &World, object: &ObjectRef) -> Vec<String> {
-    world
+    let own = world
         .statuses
         .get(object)
         .into_iter()
@@ -397,8 +442,49 @@ fn unresolved(world: &World, object: &ObjectRef) -> Vec<String> {
                 "{object}: {}={} ({}): {}",
                 c.type_, c.status, c.reason, c.message
             )
-        })
-        .collect()
+        });
+    own.chain(api_unresolved(world, object)).collect()
+}
+
+/// The `False` conditions of a Gateway API object's status, each with where it sits.
+fn api_unresolved(world: &World, object: &ObjectRef) -> Vec<String> {
+    use portolan_model::gateway_api::ApiStatus;
+    let line = |at: String, c: &portolan_model::gateway_api::status::ApiCondition| {
+        format!(
+            "{object}{at}: {}=False ({}): {}",
+            c.type_, c.reason, c.message
+        )
+    };
+    let falses = |at: String, conditions: &[portolan_model::gateway_api::status::ApiCondition]| {
+        conditions
+            .iter()
+            .filter(|c| c.status == "False")
+            .map(|c| line(at.clone(), c))
+            .collect::<Vec<_>>()
+    };
+    match world.api_statuses.get(object) {
+        Some(ApiStatus::Route(r)) => r
+            .parents
+            .iter()
+            .filter(|p| p.controller_name == portolan_api::gwapi::CONTROLLER_NAME)
+            .flat_map(|p| falses(format!(" (parent {})", p.parent_ref.name), &p.conditions))
+            .collect(),
+        Some(ApiStatus::Gateway(g)) => falses(String::new(), &g.conditions)
+            .into_iter()
+            .chain(
+                g.listeners
+                    .iter()
+                    .flat_map(|l| falses(format!(" (listener {})", l.name), &l.conditions)),
+            )
+            .collect(),
+        Some(ApiStatus::GatewayClass(c)) => falses(String::new(), &c.conditions),
+        Some(ApiStatus::Policy(p)) => p
+            .ancestors
+            .iter()
+            .flat_map(|a| falses(String::new(), &a.conditions))
+            .collect(),
+        None => Vec::new(),
+    }
 }
 
 /// Translates `world` for each group and checks the result; the first failure, naming the group.

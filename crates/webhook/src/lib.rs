@@ -6,6 +6,8 @@
 //!   every source uses), then [`dry_run`]: the object in a copy of the serving World, translated
 //!   for the proxy groups it can change and checked by [`checks`] as the xDS cache and Envoy
 //!   would check it. Nothing is published.
+//! * [`gateway_api`]: Gateway API objects, allowed with warnings (Portolan's errors, the
+//!   conditions it will write, the blast radius), never refused.
 //! * [`server`]: HTTPS (rustls, ring) on `/validate` and `/healthz`.
 //! * [`self_signed`]: the self-managed certificate: a CA and serving certificate in a Secret
 //!   shared by the replicas, and the CA kept in the ValidatingWebhookConfiguration's
@@ -19,6 +21,7 @@ pub mod blast;
 pub mod checks;
 pub mod dry_run;
 pub mod error;
+pub mod gateway_api;
 pub mod review;
 pub mod self_signed;
 pub mod server;

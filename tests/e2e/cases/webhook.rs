@@ -2,7 +2,8 @@
 //! ... --webhook-key ...`: AdmissionReview JSON over HTTPS, a valid TrafficRoute allowed (with
 //! a warning for the one destination the served config lacks, gone once the watched directory
 //! has it), a bad weight denied with the
-//! object and field path, a DELETE allowed, a malformed body refused with 400; and the blast
+//! object and field path, a DELETE allowed, a Gateway API route Portolan would refuse allowed
+//! with the field path as a warning, a malformed body refused with 400; and the blast
 //! radius with a stock Envoy connected: the proxy counted, a removed subset cluster named, in
 //! the AdmissionReview warnings and by `portolan validate --against --fail-on-removal`.
 
@@ -184,6 +185,31 @@ async fn kubectl_style_admission_reviews_over_https() -> anyhow::Result<()> {
             .body,
     )?;
     assert_eq!(r["response"]["allowed"], true, "{r}");
+
+    // A Gateway API object is never refused: Portolan's field error comes as a warning.
+    let httproute = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "edge"}],
+                 "rules": [{"backendRefs": [{"name": "reviews", "port": 9080, "weight": -1}]}]}
+    });
+    let body = serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "e2e-5",
+            "kind": {"group": "gateway.networking.k8s.io", "version": "v1", "kind": "HTTPRoute"},
+            "resource": {"group": "gateway.networking.k8s.io", "version": "v1", "resource": "httproutes"},
+            "name": "web", "namespace": "default", "operation": "CREATE",
+            "object": httproute, "oldObject": null, "dryRun": false
+        }
+    }))?;
+    let r: Value = serde_json::from_str(&post(body).await?.body)?;
+    assert_eq!(r["response"]["allowed"], true, "{r}");
+    let warnings = r["response"]["warnings"].to_string();
+    assert!(
+        warnings.contains("spec.rules[0].backendRefs[0].weight"),
+        "{warnings}"
+    );
 
     let reply = post(b"not an AdmissionReview".to_vec()).await?;
     assert_eq!(reply.status, 400, "{}", reply.body);
