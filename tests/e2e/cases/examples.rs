@@ -91,8 +91,8 @@ fn every_example_is_valid() {
 
 #[test]
 fn the_crd_reference_shows_every_routing_example_verbatim() {
-    let doc = std::fs::read_to_string(workspace_root().join("docs/crds.md"))
-        .expect("docs/crds.md readable");
+    let page = "docs/crds.md";
+    let doc = std::fs::read_to_string(workspace_root().join(page)).expect("the page is readable");
     for file in yaml_files(&examples_dir().join("routing")) {
         let name = file
             .strip_prefix(workspace_root())
@@ -103,7 +103,7 @@ fn the_crd_reference_shows_every_routing_example_verbatim() {
         let block = format!("```yaml\n# {name}\n{text}```");
         assert!(
             doc.contains(&block),
-            "docs/crds.md must show {name} verbatim in a ```yaml block whose first line is `# {name}`"
+            "{page} must show {name} verbatim in a ```yaml block whose first line is `# {name}`"
         );
     }
 }
@@ -131,6 +131,18 @@ fn every_edge_policy_example_is_valid_and_shown_verbatim() {
 /// `portolan validate` passes every file of `examples/{dir}` (at least `min` files), and
 /// docs/crds.md shows each verbatim.
 fn valid_and_shown_verbatim(dir: &str, min: usize) {
+    valid_and_shown_verbatim_in(dir, min, "docs/crds.md");
+}
+
+/// The Gateway API example is valid and docs/gateway-api.md shows it verbatim.
+#[test]
+fn every_gateway_api_example_is_valid_and_shown_verbatim() {
+    valid_and_shown_verbatim_in("gateway-api", 1, "docs/gateway-api.md");
+}
+
+/// `portolan validate` passes every file of `examples/{dir}` (at least `min` files), and the
+/// page `doc` shows each verbatim.
+fn valid_and_shown_verbatim_in(dir: &str, min: usize, doc: &str) {
     let dir = examples_dir().join(dir);
     let files = yaml_files(&dir);
     assert!(files.len() >= min, "{} examples: {files:?}", dir.display());
@@ -149,8 +161,8 @@ fn valid_and_shown_verbatim(dir: &str, min: usize) {
         stdout.contains(&format!("{expected} objects valid, 0 errors, 0 warnings")),
         "{stdout}"
     );
-    let doc = std::fs::read_to_string(workspace_root().join("docs/crds.md"))
-        .expect("docs/crds.md readable");
+    let page = doc;
+    let doc = std::fs::read_to_string(workspace_root().join(page)).expect("the page is readable");
     for file in files {
         let name = file
             .strip_prefix(workspace_root())
@@ -160,7 +172,7 @@ fn valid_and_shown_verbatim(dir: &str, min: usize) {
         let text = std::fs::read_to_string(&file).expect("example readable");
         assert!(
             doc.contains(&format!("```yaml\n# {name}\n{text}```")),
-            "docs/crds.md must show {name} verbatim in a ```yaml block whose first line is `# {name}`"
+            "{page} must show {name} verbatim in a ```yaml block whose first line is `# {name}`"
         );
     }
 }
