@@ -6,7 +6,8 @@
 //!   every source uses), then [`dry_run`]: the object in a copy of the serving World, translated
 //!   for the proxy groups it can change and checked by [`checks`] as the xDS cache and Envoy
 //!   would check it. Nothing is published.
-//! * [`server`]: HTTPS (rustls, ring) on `/validate` and `/healthz`.
+//! * [`inject`]: the sidecar injector, a mutating webhook on `/inject` (`serve --inject`).
+//! * [`server`]: HTTPS (rustls, ring) on `/validate`, `/inject` and `/healthz`.
 //! * [`self_signed`]: the self-managed certificate: a CA and serving certificate in a Secret
 //!   shared by the replicas, and the CA kept in the ValidatingWebhookConfiguration's
 //!   `caBundle`. The other mode, certificate files (cert-manager), reuses
@@ -19,6 +20,7 @@ pub mod blast;
 pub mod checks;
 pub mod dry_run;
 pub mod error;
+pub mod inject;
 pub mod review;
 pub mod self_signed;
 pub mod server;
@@ -26,6 +28,7 @@ pub mod server;
 pub use admission::Admission;
 pub use dry_run::DryRun;
 pub use error::WebhookError;
+pub use inject::{InjectConfig, Injector};
 pub use review::{Request, Verdict};
 pub use self_signed::{SelfSigned, SelfSignedConfig};
 pub use server::{Certificates, serve};
