@@ -31,6 +31,7 @@ fn config() -> SelfSignedConfig {
         service: "portolan-webhook".into(),
         secret: "portolan-webhook-tls".into(),
         configuration: "portolan".into(),
+        mutating_configuration: None,
         cluster_domain: "cluster.local".into(),
     }
 }
