@@ -551,7 +551,6 @@ fn capture_args(pod: &Value, config: &InjectConfig) -> Result<Vec<String>, Strin
         format!("--outbound-port={}", config.outbound_port),
         format!("--inbound-port={}", config.inbound_port),
         format!("--proxy-uid={}", config.proxy_uid),
-        format!("--proxy-gid={}", config.proxy_uid),
     ];
     for (key, flag, kind) in CAPTURE_ANNOTATIONS {
         let Some(value) = annotation(pod, key) else {
