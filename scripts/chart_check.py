@@ -599,7 +599,7 @@ def check_values_doc():
         for k, v in node.items():
             path = prefix + k
             # A map whose keys are the user's (annotations, labels, ...) is documented as a whole.
-            if isinstance(v, dict) and v and not path.endswith(("Context", "resources")):
+            if isinstance(v, dict) and v and not path.endswith(("Context", "resources", "Resources")):
                 yield from keys(v, path + ".")
             else:
                 yield path
