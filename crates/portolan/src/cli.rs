@@ -508,7 +508,11 @@ pub struct WebhookArgs {
     pub webhook_configuration: Option<String>,
     /// The sidecar injector's MutatingWebhookConfiguration, whose caBundle is kept equal to the
     /// self-managed CA as well.
-    #[arg(long, value_name = "NAME", env = "PORTOLAN_WEBHOOK_MUTATING_CONFIGURATION")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "PORTOLAN_WEBHOOK_MUTATING_CONFIGURATION"
+    )]
     pub webhook_mutating_configuration: Option<String>,
     /// The Secret (in the pod namespace) holding the self-managed CA and serving certificate.
     #[arg(
@@ -577,6 +581,12 @@ pub struct InjectArgs {
     /// Envoy's `--log-level` in sidecars.
     #[arg(long, default_value = "info", env = "PORTOLAN_INJECT_LOG_LEVEL")]
     pub inject_log_level: String,
+    /// Token identity for injected sidecars: TLS to Portolan trusting this PEM CA (read at
+    /// startup, handed to each pod in an annotation), and the pod's projected service account
+    /// token (audience --xds-token-audience) as its credential; for `--xds-token-review`.
+    /// Without it sidecars speak plaintext xDS with no credential.
+    #[arg(long, value_name = "FILE", env = "PORTOLAN_INJECT_XDS_CA")]
+    pub inject_xds_ca: Option<PathBuf>,
     /// Refuse a pod Portolan cannot inject (host network, a container running as the proxy's
     /// UID, a port the sidecar needs, a bad annotation) instead of admitting it unchanged with
     /// a warning.
@@ -588,22 +598,27 @@ pub struct InjectArgs {
 pub fn parse_resources(s: &str) -> Result<serde_json::Value, String> {
     let mut resources = serde_json::Map::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (key, quantity) = item
-            .split_once('=')
-            .ok_or_else(|| format!("{item:?}: expected requests.NAME=QUANTITY or limits.NAME=QUANTITY"))?;
+        let (key, quantity) = item.split_once('=').ok_or_else(|| {
+            format!("{item:?}: expected requests.NAME=QUANTITY or limits.NAME=QUANTITY")
+        })?;
         let (kind, name) = match key.split_once('.') {
             Some((kind @ ("requests" | "limits"), name)) if !name.is_empty() => (kind, name),
             _ => return Err(format!("{key:?}: expected requests.NAME or limits.NAME")),
         };
         let number = quantity.trim_end_matches(|c: char| c.is_ascii_alphabetic());
         if number.is_empty() || number.parse::<f64>().is_err() {
-            return Err(format!("{item:?}: {quantity:?} is not a quantity (50m, 64Mi, 1)"));
+            return Err(format!(
+                "{item:?}: {quantity:?} is not a quantity (50m, 64Mi, 1)"
+            ));
         }
         let entry = resources
             .entry(kind.to_string())
             .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
         if let Some(map) = entry.as_object_mut() {
-            map.insert(name.to_string(), serde_json::Value::String(quantity.to_string()));
+            map.insert(
+                name.to_string(),
+                serde_json::Value::String(quantity.to_string()),
+            );
         }
     }
     Ok(serde_json::Value::Object(resources))

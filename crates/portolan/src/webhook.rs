@@ -6,11 +6,12 @@
 //! whose sidecar bootstraps are rendered by `portolan bootstrap`'s own code ([`render_bootstrap`]).
 
 use crate::cli::{Cli, Command, InjectArgs, ServeArgs, WebhookArgs};
-use clap::Parser;
 use anyhow::Context;
+use clap::Parser;
 use portolan_model::Index;
 use portolan_webhook::{
     Admission, Certificates, DryRun, InjectConfig, Injector, SelfSigned, SelfSignedConfig,
+    TokenIdentity,
 };
 use portolan_xds::{Cache, TlsFiles, TlsReloader};
 use std::future::Future;
@@ -25,7 +26,9 @@ pub async fn start(
 ) -> anyhow::Result<()> {
     let webhook = &args.webhook;
     if args.inject.inject && webhook.webhook_cert.is_none() && !webhook.webhook_self_signed {
-        anyhow::bail!("--inject serves on the webhook server: it needs --webhook-cert/--webhook-key or --webhook-self-signed");
+        anyhow::bail!(
+            "--inject serves on the webhook server: it needs --webhook-cert/--webhook-key or --webhook-self-signed"
+        );
     }
     let Some(certificates) = certificates(
         webhook,
@@ -91,6 +94,7 @@ fn injector(args: &ServeArgs) -> anyhow::Result<Injector> {
         drain_seconds: inject.inject_drain_seconds,
         log_level: inject.inject_log_level.clone(),
         refuse_uninjectable: inject.inject_refuse_uninjectable,
+        identity: token_identity(args)?,
     };
     // The settings are checked once here: a bootstrap they cannot make is a startup error.
     render_bootstrap(&[
@@ -100,6 +104,25 @@ fn injector(args: &ServeArgs) -> anyhow::Result<Injector> {
     ])
     .map_err(|e| anyhow::anyhow!("--inject-xds-address: {e}"))?;
     Ok(Injector::new(config, Arc::new(render_bootstrap)))
+}
+
+/// With `--inject-xds-ca`: the CA and token audience of injected sidecars.
+fn token_identity(args: &ServeArgs) -> anyhow::Result<Option<TokenIdentity>> {
+    let Some(file) = &args.inject.inject_xds_ca else {
+        return Ok(None);
+    };
+    let ca_pem = std::fs::read_to_string(file)
+        .with_context(|| format!("--inject-xds-ca {}", file.display()))?;
+    if !ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+        anyhow::bail!(
+            "--inject-xds-ca {}: no PEM certificate in it",
+            file.display()
+        );
+    }
+    Ok(Some(TokenIdentity {
+        ca_pem,
+        audience: args.security.tokens.xds_token_audience.clone(),
+    }))
 }
 
 /// `portolan bootstrap FLAGS`, as JSON text: the flags parsed by the same CLI and rendered by

@@ -51,6 +51,16 @@ pub const ZONE_ANNOTATION: &str = "portolan.dev/zone";
 pub const EGRESS_ANNOTATION: &str = "portolan.dev/outbound-traffic-policy";
 /// The node selector label of a zone.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// Annotation holding the xDS CA (PEM) in token identity mode; the sidecar reads it as a file
+/// through the downward API.
+pub const XDS_CA_ANNOTATION: &str = "portolan.dev/xds-ca";
+/// The sidecar's identity volume (token identity mode).
+pub const IDENTITY_VOLUME: &str = "portolan-identity";
+/// Where the identity volume is mounted: `token` (the projected service account token) and
+/// `ca.crt` (the xDS CA).
+pub const IDENTITY_DIR: &str = "/var/run/secrets/portolan";
+/// Lifetime asked for the projected token (the kubelet refreshes it at 80 %).
+const TOKEN_SECONDS: u32 = 600;
 
 /// Pod annotations passed to `portolan capture` flags: (annotation, flag, what the value holds).
 const CAPTURE_ANNOTATIONS: [(&str, &str, ValueKind); 5] = [
@@ -122,6 +132,18 @@ pub struct InjectConfig {
     pub log_level: String,
     /// Refuse a pod that cannot be injected instead of admitting it unchanged with a warning.
     pub refuse_uninjectable: bool,
+    /// Sidecars prove their identity with a projected service account token over TLS
+    /// (`serve --xds-token-review`); none: plaintext xDS, no credentials.
+    pub identity: Option<TokenIdentity>,
+}
+
+/// Token identity mode: the xDS CA sidecars trust and the audience of their tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenIdentity {
+    /// PEM bundle verifying Portolan's xDS certificate.
+    pub ca_pem: String,
+    /// The audience the projected token is bound to (`serve --xds-token-audience`).
+    pub audience: String,
 }
 
 /// The injector: its settings and the bootstrap renderer.
@@ -232,29 +254,68 @@ impl Injector {
             .map_err(|e| format!("its bootstrap cannot be rendered: {e}"))?;
         let init = self.init_container(capture);
         let proxy = self.proxy_container(bootstrap);
-        let mut ops = Vec::new();
-        match pod.pointer("/spec/initContainers").and_then(Value::as_array) {
+        let mut ops = self.identity_volume(pod);
+        match pod
+            .pointer("/spec/initContainers")
+            .and_then(Value::as_array)
+        {
             Some(existing) if !existing.is_empty() => {
                 // Inserted at 0 in reverse order: capture, then the proxy, then the pod's own.
                 ops.push(json!({"op": "add", "path": "/spec/initContainers/0", "value": proxy}));
                 ops.push(json!({"op": "add", "path": "/spec/initContainers/0", "value": init}));
             }
-            _ => ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": [init, proxy]})),
+            _ => ops
+                .push(json!({"op": "add", "path": "/spec/initContainers", "value": [init, proxy]})),
         }
-        let annotation = bootstrap_args.join(" ");
-        match pod.pointer("/metadata/annotations").and_then(Value::as_object) {
-            Some(_) => ops.push(json!({
-                "op": "add",
-                "path": format!("/metadata/annotations/{}", escape_pointer(INJECTED_ANNOTATION)),
-                "value": annotation
+        let mut annotations = Map::new();
+        annotations.insert(INJECTED_ANNOTATION.into(), json!(bootstrap_args.join(" ")));
+        if let Some(identity) = &self.config.identity {
+            annotations.insert(XDS_CA_ANNOTATION.into(), json!(identity.ca_pem));
+        }
+        match pod
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+        {
+            Some(_) => ops.extend(annotations.into_iter().map(|(key, value)| {
+                json!({
+                    "op": "add",
+                    "path": format!("/metadata/annotations/{}", escape_pointer(&key)),
+                    "value": value
+                })
             })),
             None => ops.push(json!({
                 "op": "add",
                 "path": "/metadata/annotations",
-                "value": {INJECTED_ANNOTATION: annotation}
+                "value": annotations
             })),
         }
         Ok(ops)
+    }
+
+    /// In token identity mode, the volume holding the sidecar's token and the xDS CA (from the
+    /// pod's own annotation, so no object has to exist in the pod's namespace).
+    fn identity_volume(&self, pod: &Value) -> Vec<Value> {
+        let Some(identity) = &self.config.identity else {
+            return Vec::new();
+        };
+        let volume = json!({
+            "name": IDENTITY_VOLUME,
+            "projected": {"sources": [
+                {"serviceAccountToken": {
+                    "audience": identity.audience,
+                    "expirationSeconds": TOKEN_SECONDS,
+                    "path": "token"
+                }},
+                {"downwardAPI": {"items": [{
+                    "path": "ca.crt",
+                    "fieldRef": {"fieldPath": format!("metadata.annotations['{XDS_CA_ANNOTATION}']")}
+                }]}}
+            ]}
+        });
+        match pod.pointer("/spec/volumes").and_then(Value::as_array) {
+            Some(_) => vec![json!({"op": "add", "path": "/spec/volumes/-", "value": volume})],
+            None => vec![json!({"op": "add", "path": "/spec/volumes", "value": [volume]})],
+        }
     }
 
     /// Refuses what the sidecar cannot live with: the host's network namespace, a container
@@ -263,6 +324,16 @@ impl Injector {
     fn check(&self, pod: &Value) -> Result<(), String> {
         if pod.pointer("/spec/hostNetwork") == Some(&Value::Bool(true)) {
             return Err("it uses the host's network (spec.hostNetwork: true)".into());
+        }
+        let volumes = pod.pointer("/spec/volumes").and_then(Value::as_array);
+        if let Some(i) = volumes
+            .into_iter()
+            .flatten()
+            .position(|v| v.get("name").and_then(Value::as_str) == Some(IDENTITY_VOLUME))
+        {
+            return Err(format!(
+                "spec.volumes[{i}] is named {IDENTITY_VOLUME}, the sidecar's volume"
+            ));
         }
         let uid = u64::from(self.config.proxy_uid);
         let pod_uid = pod
@@ -302,7 +373,10 @@ impl Injector {
     /// (less the per-pod ones), zone, the application's port and protocol, and the claimed
     /// namespace and service account.
     pub fn bootstrap_args(&self, pod: &Value, namespace: &str) -> Result<Vec<String>, String> {
-        let meta = |key: &str| pod.pointer(&format!("/metadata/{key}")).and_then(Value::as_str);
+        let meta = |key: &str| {
+            pod.pointer(&format!("/metadata/{key}"))
+                .and_then(Value::as_str)
+        };
         let namespace = Some(namespace)
             .filter(|n| !n.is_empty())
             .or(meta("namespace"))
@@ -328,6 +402,10 @@ impl Injector {
             format!("--inbound-port={}", c.inbound_port),
             format!("--outbound-port={}", c.outbound_port),
         ];
+        if self.config.identity.is_some() {
+            args.push(format!("--xds-ca={IDENTITY_DIR}/ca.crt"));
+            args.push(format!("--xds-token-file={IDENTITY_DIR}/token"));
+        }
         if let Some(zone) = zone(pod) {
             args.push(format!("--zone={zone}"));
         }
@@ -384,7 +462,7 @@ impl Injector {
                 "failureThreshold": failures
             })
         };
-        json!({
+        let mut proxy = json!({
             "name": PROXY_CONTAINER,
             "image": c.proxy_image,
             "restartPolicy": "Always",
@@ -412,7 +490,12 @@ impl Injector {
                 "readOnlyRootFilesystem": true,
                 "capabilities": {"drop": ["ALL"]}
             }
-        })
+        });
+        if self.config.identity.is_some() {
+            proxy["volumeMounts"] =
+                json!([{"name": IDENTITY_VOLUME, "mountPath": IDENTITY_DIR, "readOnly": true}]);
+        }
+        proxy
     }
 }
 
@@ -482,14 +565,16 @@ fn injected(pod: &Value) -> bool {
 
 /// Every container and init container with its field path.
 fn containers(pod: &Value) -> impl Iterator<Item = (String, &Value)> {
-    ["initContainers", "containers"].into_iter().flat_map(move |list| {
-        pod.pointer(&format!("/spec/{list}"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .map(move |(i, c)| (format!("spec.{list}[{i}]"), c))
-    })
+    ["initContainers", "containers"]
+        .into_iter()
+        .flat_map(move |list| {
+            pod.pointer(&format!("/spec/{list}"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(move |(i, c)| (format!("spec.{list}[{i}]"), c))
+        })
 }
 
 fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
@@ -533,7 +618,12 @@ fn app_port(pod: &Value) -> Result<Option<u16>, String> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .flat_map(|c| c.get("ports").and_then(Value::as_array).into_iter().flatten())
+        .flat_map(|c| {
+            c.get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
         .filter(|p| {
             p.get("protocol")
                 .and_then(Value::as_str)
@@ -625,13 +715,17 @@ mod tests {
             drain_seconds: 5,
             log_level: "info".into(),
             refuse_uninjectable: false,
+            identity: None,
         }
     }
 
     fn injector(refuse: bool) -> Injector {
         let mut c = config();
         c.refuse_uninjectable = refuse;
-        Injector::new(c, Arc::new(|args: &[String]| Ok(json!({"args": args}).to_string())))
+        Injector::new(
+            c,
+            Arc::new(|args: &[String]| Ok(json!({"args": args}).to_string())),
+        )
     }
 
     fn request(pod: Value) -> Request {
@@ -671,7 +765,9 @@ mod tests {
 
     #[test]
     fn bootstrap_flags_name_the_workload() {
-        let args = injector(false).bootstrap_args(&pod(), "shop").expect("flags");
+        let args = injector(false)
+            .bootstrap_args(&pod(), "shop")
+            .expect("flags");
         assert_eq!(
             args,
             [
@@ -773,18 +869,58 @@ mod tests {
         for (path, value, expected) in cases {
             let mut p = pod();
             let (parent, key) = path.rsplit_once('/').unwrap_or_default();
-            p.pointer_mut(parent).and_then(Value::as_object_mut).map(|o| o.insert(key.into(), value));
+            p.pointer_mut(parent)
+                .and_then(Value::as_object_mut)
+                .map(|o| o.insert(key.into(), value));
             let warned = injector(false).review(&request(p.clone()));
             assert_eq!(warned["response"]["allowed"], true, "{warned}");
             assert!(warned["response"].get("patch").is_none(), "{warned}");
-            let warning = warned["response"]["warnings"][0].as_str().unwrap_or_default();
+            let warning = warned["response"]["warnings"][0]
+                .as_str()
+                .unwrap_or_default();
             assert!(warning.contains(expected), "{warning}");
             assert!(warning.starts_with("Pod shop/web-7d9f-*: "), "{warning}");
             let refused = injector(true).review(&request(p));
             assert_eq!(refused["response"]["allowed"], false, "{refused}");
-            let message = refused["response"]["status"]["message"].as_str().unwrap_or_default();
+            let message = refused["response"]["status"]["message"]
+                .as_str()
+                .unwrap_or_default();
             assert!(message.contains(expected), "{message}");
         }
+    }
+
+    #[test]
+    fn token_identity_mounts_the_token_and_the_ca() {
+        let mut c = config();
+        c.identity = Some(TokenIdentity {
+            ca_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+            audience: "portolan".into(),
+        });
+        let i = Injector::new(c, Arc::new(|args: &[String]| Ok(args.join(" "))));
+        let mut p = pod();
+        p["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+        let Decision::Inject(ops) = i.decide(&request(p.clone())) else {
+            panic!("not injected");
+        };
+        let doc = patched(&p, &ops);
+        assert_eq!(doc["spec"]["volumes"][1]["name"], IDENTITY_VOLUME);
+        let sources = &doc["spec"]["volumes"][1]["projected"]["sources"];
+        assert_eq!(sources[0]["serviceAccountToken"]["audience"], "portolan");
+        assert_eq!(
+            doc["metadata"]["annotations"][XDS_CA_ANNOTATION],
+            "-----BEGIN CERTIFICATE-----\n"
+        );
+        let proxy = &doc["spec"]["initContainers"][1];
+        assert_eq!(proxy["volumeMounts"][0]["mountPath"], IDENTITY_DIR);
+        let flags = doc["metadata"]["annotations"][INJECTED_ANNOTATION].to_string();
+        assert!(
+            flags.contains("--xds-token-file=/var/run/secrets/portolan/token"),
+            "{flags}"
+        );
+        assert!(
+            flags.contains("--xds-ca=/var/run/secrets/portolan/ca.crt"),
+            "{flags}"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod server;
 pub use admission::Admission;
 pub use dry_run::DryRun;
 pub use error::WebhookError;
-pub use inject::{InjectConfig, Injector};
+pub use inject::{InjectConfig, Injector, TokenIdentity};
 pub use review::{Request, Verdict};
 pub use self_signed::{SelfSigned, SelfSignedConfig};
 pub use server::{Certificates, serve};

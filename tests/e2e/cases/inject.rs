@@ -9,10 +9,10 @@
 //! server with `--inject-refuse-uninjectable`.
 
 use crate::bin;
+use portolan_e2e::envoy::envoy_bin;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::ports::free_port;
-use portolan_e2e::tls::{TestCa, ServerCert, https_request};
-use portolan_e2e::envoy::envoy_bin;
+use portolan_e2e::tls::{ServerCert, TestCa, https_request};
 use portolan_e2e::{Portolan, workspace_root};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -101,8 +101,15 @@ impl Injector {
 
     /// POSTs a Pod review to `/inject`; the `response` of the answer.
     async fn review(&self, ca: &TestCa, uid: &str, pod: &Value) -> anyhow::Result<Value> {
-        let reply = https_request(ca, self.port, "localhost", "POST", "/inject", &review(uid, pod))
-            .await?;
+        let reply = https_request(
+            ca,
+            self.port,
+            "localhost",
+            "POST",
+            "/inject",
+            &review(uid, pod),
+        )
+        .await?;
         anyhow::ensure!(
             reply.status == 200,
             "{}\n{}",
@@ -192,16 +199,12 @@ fn check_sidecar(patched: &Value, mesh_port: u16) -> anyhow::Result<()> {
     assert_eq!(proxy["securityContext"]["runAsUser"], 1337, "{proxy}");
     assert_eq!(proxy["image"], "envoyproxy/envoy:v1.40.0", "{proxy}");
     // Ready once Portolan's outbound listener (serve --mesh-port) is open.
-    assert_eq!(proxy["readinessProbe"]["tcpSocket"]["port"], mesh_port, "{proxy}");
+    assert_eq!(
+        proxy["readinessProbe"]["tcpSocket"]["port"], mesh_port,
+        "{proxy}"
+    );
     let args = strings(&proxy["args"]);
-    let at = args
-        .iter()
-        .position(|a| a == "--config-yaml")
-        .ok_or_else(|| anyhow::anyhow!("no --config-yaml: {args:?}"))?;
-    let inline: Value = serde_json::from_str(args.get(at + 1).map_or("", String::as_str))?;
-    let flags = patched["metadata"]["annotations"]["portolan.dev/injected"]
-        .as_str()
-        .unwrap_or_default();
+    let (inline, flags) = same_bootstrap(patched)?;
     for expected in [
         "--node-id=reviews-v2-5c7f9.shop",
         "--cluster=reviews",
@@ -212,23 +215,25 @@ fn check_sidecar(patched: &Value, mesh_port: u16) -> anyhow::Result<()> {
         "--namespace=shop",
         "--service-account=reviews",
     ] {
-        assert!(flags.split(' ').any(|f| f == expected), "{expected} not in {flags}");
+        assert!(
+            flags.split(' ').any(|f| f == expected),
+            "{expected} not in {flags}"
+        );
     }
     assert!(!flags.contains("pod-template-hash"), "{flags}");
-    let mut command = vec!["bootstrap".to_string()];
-    command.extend(flags.split(' ').map(str::to_string));
-    let printed: Value = serde_json::from_str(&portolan(&command)?)?;
-    assert_eq!(inline, printed, "the sidecar's bootstrap is not `portolan {command:?}`");
     assert_eq!(inline["node"]["locality"]["zone"], "zone-b");
     assert_eq!(
-        inline["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
-            ["endpoint"]["address"]["socket_address"]["address"],
+        inline["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+            [0]["endpoint"]["address"]["socket_address"]["address"],
         "portolan.portolan-system.svc"
     );
     // The container's command line, with the downward API variables the kubelet expands.
     let expanded: Vec<String> = args
         .iter()
-        .map(|a| a.replace("$(POD_NAME)", "reviews-v2-5c7f9-x2b4k").replace("$(POD_NAMESPACE)", "shop"))
+        .map(|a| {
+            a.replace("$(POD_NAME)", "reviews-v2-5c7f9-x2b4k")
+                .replace("$(POD_NAMESPACE)", "shop")
+        })
         .collect();
     let out = std::process::Command::new(envoy_bin())
         .args(&expanded)
@@ -243,6 +248,30 @@ fn check_sidecar(patched: &Value, mesh_port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The sidecar's inline bootstrap, checked equal to what `portolan bootstrap` prints for the
+/// flags the injector recorded in the pod's annotation; the bootstrap and the flags.
+fn same_bootstrap(patched: &Value) -> anyhow::Result<(Value, String)> {
+    let proxy = init_container(patched, "portolan-proxy")?;
+    let args = strings(&proxy["args"]);
+    let at = args
+        .iter()
+        .position(|a| a == "--config-yaml")
+        .ok_or_else(|| anyhow::anyhow!("no --config-yaml: {args:?}"))?;
+    let inline: Value = serde_json::from_str(args.get(at + 1).map_or("", String::as_str))?;
+    let flags = patched["metadata"]["annotations"]["portolan.dev/injected"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut command = vec!["bootstrap".to_string()];
+    command.extend(flags.split(' ').map(str::to_string));
+    let printed: Value = serde_json::from_str(&portolan(&command)?)?;
+    assert_eq!(
+        inline, printed,
+        "the sidecar's bootstrap is not `portolan {command:?}`"
+    );
+    Ok((inline, flags))
+}
+
 /// The init container: `portolan capture` with NET_ADMIN and NET_RAW, its flags accepted by
 /// the real command (`--dry-run`), the pod's excluded ports in the rules.
 fn check_init(patched: &Value) -> anyhow::Result<()> {
@@ -254,7 +283,11 @@ fn check_init(patched: &Value) -> anyhow::Result<()> {
     );
     assert_eq!(strings(&init["command"]), ["portolan"]);
     let mut args = strings(&init["args"]);
-    assert_eq!(args.first().map(String::as_str), Some("capture"), "{args:?}");
+    assert_eq!(
+        args.first().map(String::as_str),
+        Some("capture"),
+        "{args:?}"
+    );
     assert!(args.contains(&"--proxy-uid=1337".to_string()), "{args:?}");
     args.push("--dry-run".into());
     let rules = portolan(&args)?;
@@ -268,8 +301,7 @@ fn check_init(patched: &Value) -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn injected_pods_are_valid_and_bootstrapped_like_portolan_bootstrap() -> anyhow::Result<()>
-{
+async fn injected_pods_are_valid_and_bootstrapped_like_portolan_bootstrap() -> anyhow::Result<()> {
     let _shared = portolan_e2e::serial::shared().await;
     if !kubernetes_validate().exists() {
         eprintln!(
@@ -309,10 +341,15 @@ async fn injected_pods_are_valid_and_bootstrapped_like_portolan_bootstrap() -> a
     bare["metadata"]
         .as_object_mut()
         .map(|m| m.remove("annotations"));
-    bare["spec"].as_object_mut().map(|s| s.remove("initContainers"));
+    bare["spec"]
+        .as_object_mut()
+        .map(|s| s.remove("initContainers"));
     let bare_patched = apply(&bare, &injector.review(&ca, "inject-3", &bare).await?)?;
     validate_pod(&bare_patched, dir.path())?;
-    assert_eq!(bare_patched["spec"]["initContainers"][1]["name"], "portolan-proxy");
+    assert_eq!(
+        bare_patched["spec"]["initContainers"][1]["name"],
+        "portolan-proxy"
+    );
 
     // Opted out.
     let mut out = pod();
@@ -339,14 +376,40 @@ async fn injected_pods_are_valid_and_bootstrapped_like_portolan_bootstrap() -> a
     let warning = response["warnings"][0].as_str().unwrap_or_default();
     assert!(warning.contains("containerPort 15006"), "{response}");
 
-    // ... or refused, with --inject-refuse-uninjectable.
-    let refusing = Injector::start(&cert, &["--inject-refuse-uninjectable"]).await?;
+    // ... or refused, with --inject-refuse-uninjectable. This server also gives sidecars
+    // token identity (--inject-xds-ca): TLS to Portolan and the projected token.
+    let xds_ca = dir.path().join("xds-ca.pem");
+    std::fs::write(&xds_ca, ca.cert_pem())?;
+    let xds_ca = xds_ca.to_str().unwrap_or_default();
+    let refusing = Injector::start(
+        &cert,
+        &["--inject-refuse-uninjectable", "--inject-xds-ca", xds_ca],
+    )
+    .await?;
     let response = refusing.review(&ca, "inject-7", &host).await?;
     assert_eq!(response["allowed"], false, "{response}");
     let message = response["status"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("spec.hostNetwork"), "{response}");
     let response = refusing.review(&ca, "inject-8", &pod()).await?;
     assert_eq!(response["allowed"], true, "{response}");
-    assert!(response["patch"].is_string(), "{response}");
+    let with_token = apply(&pod(), &response)?;
+    validate_pod(&with_token, dir.path())?;
+    let (bootstrap, _) = same_bootstrap(&with_token)?;
+    assert_eq!(
+        with_token["metadata"]["annotations"]["portolan.dev/xds-ca"],
+        json!(ca.cert_pem())
+    );
+    let volume = &with_token["spec"]["volumes"][0];
+    assert_eq!(volume["name"], "portolan-identity", "{with_token}");
+    assert_eq!(
+        volume["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "portolan"
+    );
+    let google = &bootstrap["dynamic_resources"]["ads_config"]["grpc_services"][0]["google_grpc"];
+    assert_eq!(
+        google["call_credentials"][0]["sts_service"]["subject_token_path"],
+        "/var/run/secrets/portolan/token",
+        "{bootstrap}"
+    );
     Ok(())
 }
