@@ -273,6 +273,8 @@ def assert_injection(docs, args, svc, ns, mode):
     for flag_name in ["--inject-proxy-image", "--inject-init-image", "--inject-xds-address", "--inject-proxy-uid"]:
         if len(flag(args, flag_name)) != 1:
             fail(f"{flag_name} missing")
+    if ("--xds-token-review" in args) != bool(flag(args, "--inject-xds-ca")):
+        fail("--inject-xds-ca (sidecar token identity) goes with --xds-token-review")
     names = sorted(h["name"] for h in mwc["webhooks"])
     if names != ["namespace.inject.portolan.dev", "pod.inject.portolan.dev"]:
         fail(f"injector webhooks {names}")
