@@ -9,7 +9,8 @@
 #    Certificate/Issuer, ServiceMonitor) are split out and named; any other unknown kind fails;
 #  * examples/kubernetes/: its Kubernetes objects through kubernetes-validate, `portolan
 #    validate` on it (and on its 50/50 canary step), its Envoy bootstraps equal to
-#    `portolan bootstrap` output and accepted by `envoy --mode validate`;
+#    `portolan bootstrap` output and accepted by `envoy --mode validate`; the same checks of
+#    examples/kubernetes/injected/ (sidecars added by the injector);
 #  * every portolan.dev object under examples/ against the openAPIV3Schema in crds/ (and
 #    broken copies rejected); charts/portolan/crds/ equal to crds/;
 #  * docs/helm-values.md covers values.yaml; the Dockerfile passes hadolint and our rules.
@@ -119,6 +120,14 @@ rm "$out/step2/canary-90-10.yaml"
 passed=$((passed + 1))
 echo "examples/kubernetes with canary-50-50.patch applied: portolan validate passes"
 check bootstraps "$portolan"
+# examples/kubernetes/injected/: no sidecar written by hand (tests/e2e/cases/inject.rs injects
+# its pods through a real `portolan serve --inject`).
+for f in examples/kubernetes/injected/*.yaml; do cat "$f"; echo "---"; done >"$out/injected.yaml"
+check split "$out/injected.yaml" "$out/injected.k8s.yaml" "$out/injected.other.yaml" >/dev/null
+kvalidate "$out/injected.k8s.yaml" examples/kubernetes/injected
+"$portolan" validate examples/kubernetes/injected/ >/dev/null
+passed=$((passed + 1))
+echo "examples/kubernetes/injected: kubernetes-validate --strict and portolan validate pass"
 
 echo "== chart CRDs, values doc, Dockerfile" >&2
 check crds

@@ -272,6 +272,35 @@ fn same_bootstrap(patched: &Value) -> anyhow::Result<(Value, String)> {
     Ok((inline, flags))
 }
 
+/// The pods examples/kubernetes/injected/'s Deployments create: (namespace, pod as the
+/// ReplicaSet controller sends it).
+fn example_pods() -> anyhow::Result<Vec<(String, Value)>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/kubernetes/injected");
+    let mut pods = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        for doc in text.split("\n---\n") {
+            let object: Value = serde_saphyr::from_str(doc)?;
+            if object["kind"] != "Deployment" {
+                continue;
+            }
+            let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            let mut pod = json!({"apiVersion": "v1", "kind": "Pod"});
+            pod["metadata"] = object["spec"]["template"]["metadata"].clone();
+            pod["metadata"]["generateName"] = json!(format!("{name}-5c7f9-"));
+            pod["metadata"]["namespace"] = json!(namespace);
+            pod["spec"] = object["spec"]["template"]["spec"].clone();
+            pods.push((namespace.to_string(), pod));
+        }
+    }
+    Ok(pods)
+}
+
 /// The init container: `portolan capture` with NET_ADMIN and NET_RAW, its flags accepted by
 /// the real command (`--dry-run`), the pod's excluded ports in the rules.
 fn check_init(patched: &Value) -> anyhow::Result<()> {
@@ -330,6 +359,22 @@ async fn injected_pods_are_valid_and_bootstrapped_like_portolan_bootstrap() -> a
     validate_pod(&patched, dir.path())?;
     check_sidecar(&patched, injector.portolan.ports().mesh)?;
     check_init(&patched)?;
+
+    // The example's pods (examples/kubernetes/injected/): injected, valid, bootstrapped.
+    let examples = example_pods()?;
+    assert_eq!(examples.len(), 3, "reviews-v1, reviews-v2 and client");
+    for (i, (namespace, pod)) in examples.iter().enumerate() {
+        assert_eq!(namespace, "shop");
+        let response = injector.review(&ca, &format!("example-{i}"), pod).await?;
+        assert!(response.get("warnings").is_none(), "{response}");
+        let injected = apply(pod, &response)?;
+        validate_pod(&injected, dir.path())?;
+        let (bootstrap, _) = same_bootstrap(&injected)?;
+        let sa = pod["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(bootstrap["node"]["cluster"], sa, "{bootstrap}");
+    }
 
     // Idempotent: the injected pod again gets no patch.
     let again = injector.review(&ca, "inject-2", &patched).await?;
