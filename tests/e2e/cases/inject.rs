@@ -7,15 +7,24 @@
 //! exclusions in its rules. Then: re-injecting the injected pod changes nothing, an opted-out
 //! pod is left alone, a host-network pod is admitted unchanged with a warning, and refused by a
 //! server with `--inject-refuse-uninjectable`.
+//!
+//! And for real, in network namespaces (as `capture.rs`; root and iptables needed, skipped
+//! otherwise): three pods injected by the same server, each one's `portolan-init` arguments run
+//! as `portolan capture` in its namespace and its `portolan-proxy` command line run as Envoy
+//! (UID 1337); an unchanged client's `curl http://reviews:9080/` reaches both versions of a
+//! 50/50 canary through its sidecar and the servers' inbound listeners, over mutual TLS.
 
 use crate::bin;
 use portolan_e2e::envoy::envoy_bin;
+use portolan_e2e::netns::{self, Node, Pod, Relay};
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::ports::free_port;
 use portolan_e2e::tls::{ServerCert, TestCa, https_request};
-use portolan_e2e::{Portolan, workspace_root};
+use portolan_e2e::{Portolan, eventually, workspace_root};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const XDS_ADDRESS: &str = "portolan.portolan-system.svc:18000";
 
@@ -69,7 +78,19 @@ struct Injector {
 
 impl Injector {
     async fn start(cert: &ServerCert, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(cert, String::new(), extra).await
+    }
+
+    /// Like [`Injector::start`], serving `manifests` (the injected sidecars' configuration).
+    async fn start_with(
+        cert: &ServerCert,
+        manifests: String,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let config = ConfigDir::new()?;
+        if !manifests.is_empty() {
+            config.write("mesh.yaml", &manifests)?;
+        }
         let tls = tempfile::tempdir()?;
         let (cert_file, key_file) = (tls.path().join("tls.crt"), tls.path().join("tls.key"));
         std::fs::write(&cert_file, &cert.cert_pem)?;
@@ -84,11 +105,12 @@ impl Injector {
             "--webhook-key",
             key_file.to_str().unwrap_or_default(),
             "--inject",
-            "--inject-xds-address",
-            XDS_ADDRESS,
             "--inject-init-image",
             "portolan-init:e2e",
         ];
+        if !extra.contains(&"--inject-xds-address") {
+            args.extend(["--inject-xds-address", XDS_ADDRESS]);
+        }
         args.extend(extra);
         let portolan = Portolan::start_with(bin(), &config, Ports::free(), &args).await?;
         Ok(Self {
@@ -456,5 +478,180 @@ async fn injected_pods_are_valid_and_bootstrapped_like_portolan_bootstrap() -> a
         "/var/run/secrets/portolan/token",
         "{bootstrap}"
     );
+    Ok(())
+}
+
+/// `reviews` (ClusterIP 10.96.0.40:9080, pods v1 10.244.0.41 and v2 10.244.0.42) split 50/50
+/// between `reviews-v1` and `reviews-v2` by a mesh TrafficRoute, in namespace `shop`, its
+/// servers running as service account `reviews`.
+fn mesh_manifests() -> String {
+    let service = |name: &str, ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: shop\n  labels:\n    portolan.dev/service-account: reviews\nspec:\n  clusterIP: {ip}\n  ports:\n  - name: http\n    port: 9080\n"
+        )
+    };
+    let slice = |name: &str, service: &str, ip: &str| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  namespace: shop\n  labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: http\n  port: 9080\n"
+        )
+    };
+    [
+        service("reviews", "10.96.0.40"),
+        slice("reviews-a", "reviews", "10.244.0.41"),
+        slice("reviews-b", "reviews", "10.244.0.42"),
+        service("reviews-v1", "10.96.0.41"),
+        slice("reviews-v1", "reviews-v1", "10.244.0.41"),
+        service("reviews-v2", "10.96.0.42"),
+        slice("reviews-v2", "reviews-v2", "10.244.0.42"),
+        "apiVersion: portolan.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: reviews-canary\n  namespace: shop\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews-v1}\n      weight: 50\n    - destination: {host: reviews-v2}\n      weight: 50\n".into(),
+    ]
+    .join("---\n")
+}
+
+/// A pod as a Deployment of `app` (service account `sa`, container port 9080 if `serves`)
+/// would create it.
+fn workload_pod(app: &str, version: &str, sa: &str, serves: bool) -> Value {
+    let mut container = json!({"name": app, "image": format!("{app}:{version}")});
+    if serves {
+        container["ports"] = json!([{"name": "http", "containerPort": 9080}]);
+    }
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "generateName": format!("{app}-{version}-5c7f9-"),
+            "namespace": "shop",
+            "labels": {"app": app, "version": version, "pod-template-hash": "5c7f9"}
+        },
+        "spec": {"serviceAccountName": sa, "containers": [container]}
+    })
+}
+
+/// Injects `pod` through the server and runs what was injected in the network namespace
+/// `target`: the init container's `portolan capture`, then the sidecar's Envoy command line
+/// (the downward API variables expanded as the kubelet would).
+async fn run_injected(
+    injector: &Injector,
+    ca: &TestCa,
+    pod: &Value,
+    target: &mut Pod,
+) -> anyhow::Result<()> {
+    let response = injector.review(ca, &target.role.clone(), pod).await?;
+    let injected = apply(pod, &response)?;
+    let init = init_container(&injected, "portolan-init")?;
+    let args = strings(&init["args"]);
+    anyhow::ensure!(args.first().is_some_and(|a| a == "capture"), "{args:?}");
+    let capture: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    target
+        .capture(bin(), &capture)
+        .await
+        .map_err(|e| anyhow::anyhow!("portolan capture {capture:?} in {}: {e}", target.role))?;
+    let proxy = init_container(&injected, "portolan-proxy")?;
+    let node = format!("{}-x2b4k", target.role);
+    let envoy: Vec<String> = strings(&proxy["args"])
+        .iter()
+        .map(|a| {
+            a.replace("$(POD_NAME)", &node)
+                .replace("$(POD_NAMESPACE)", "shop")
+        })
+        .collect();
+    target.envoy(&envoy).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_pods_run_in_network_namespaces() -> anyhow::Result<()> {
+    if let Some(why) = netns::unsupported() {
+        eprintln!("skipping inject::injected_pods_run_in_network_namespaces: {why}");
+        return Ok(());
+    }
+    let _shared = portolan_e2e::serial::shared().await;
+    // Dropping the scenario (on time-out too) kills every process and deletes every namespace.
+    tokio::time::timeout(Duration::from_secs(240), injected_scenario())
+        .await
+        .map_err(|_| anyhow::anyhow!("the injection scenario took over 240 s"))?
+}
+
+async fn injected_scenario() -> anyhow::Result<()> {
+    let node = Node::new()?;
+    let ca = TestCa::new()?;
+    let cert = ca.issue(&["localhost"])?;
+    // The injector's server is also the xDS server; sidecars reach it through a Unix socket
+    // relayed into the node directory (what --inject-xds-address names).
+    let xds_socket = node.dir().join("xds.sock");
+    let xds = format!("unix:{}", xds_socket.display());
+    let injector = Injector::start_with(
+        &cert,
+        mesh_manifests(),
+        &[
+            "--inject-xds-address",
+            &xds,
+            "--identity",
+            "insecure-node-metadata",
+            "--mesh-address",
+            "0.0.0.0",
+            "--mesh-port",
+            "15001",
+        ],
+    )
+    .await?;
+    let _relay = Relay::start(xds_socket, injector.portolan.ports().xds)?;
+    let mut v1 = node.pod("reviews-v1", "10.244.0.41")?;
+    let mut v2 = node.pod("reviews-v2", "10.244.0.42")?;
+    let mut client = node.pod("client", "10.244.0.10")?;
+    client.hosts(&["10.96.0.40 reviews reviews.shop reviews.shop.svc.cluster.local"])?;
+    let started = async {
+        for (pod, version) in [(&mut v1, "v1"), (&mut v2, "v2")] {
+            pod.http_app(&format!("reviews-{version}"), 9080)?;
+            let spec = workload_pod("reviews", version, "reviews", true);
+            run_injected(&injector, &ca, &spec, pod).await?;
+        }
+        let spec = workload_pod("client", "v1", "client", false);
+        run_injected(&injector, &ca, &spec, &mut client).await
+    };
+    let diagnostics = |pods: [&Pod; 3]| pods.iter().map(|p| p.diagnostics()).collect::<String>();
+    if let Err(e) = started.await {
+        anyhow::bail!(
+            "{e}\n{}{}",
+            diagnostics([&client, &v1, &v2]),
+            injector.portolan.log_tail()
+        );
+    }
+
+    // The unchanged client: plain `curl http://reviews:9080/`, both versions answer.
+    let seen = std::sync::Mutex::new(BTreeSet::new());
+    let res = eventually(
+        "both canary versions through the sidecar",
+        Duration::from_secs(30),
+        || async {
+            let body = client.curl("http://reviews:9080/").await?;
+            let mut seen = seen.lock().map_err(|e| e.to_string())?;
+            seen.insert(body);
+            if seen.contains("reviews-v1") && seen.contains("reviews-v2") {
+                Ok(())
+            } else {
+                Err(format!("seen {seen:?}"))
+            }
+        },
+    )
+    .await;
+    if let Err(e) = res {
+        anyhow::bail!("{e}\n{}", diagnostics([&client, &v1, &v2]));
+    }
+    // Through the client's sidecar, over mutual TLS into each server's inbound listener.
+    assert!(
+        client
+            .counter("http.mesh_outbound.downstream_rq_total")
+            .await?
+            > 0
+    );
+    for server in [&v1, &v2] {
+        let handshakes = server.counter("listener.inbound.ssl.handshake").await?;
+        assert!(
+            handshakes > 0,
+            "{} saw no mutual TLS\n{}",
+            server.role,
+            server.diagnostics()
+        );
+        assert!(server.counter("http.inbound.downstream_rq_total").await? > 0);
+    }
     Ok(())
 }
