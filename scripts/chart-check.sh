@@ -13,7 +13,8 @@
 #    examples/kubernetes/injected/ (sidecars added by the injector);
 #  * every portolan.dev object under examples/ against the openAPIV3Schema in crds/ (and
 #    broken copies rejected); charts/portolan/crds/ equal to crds/;
-#  * docs/helm-values.md covers values.yaml; the Dockerfile passes hadolint and our rules.
+#  * docs/helm-values.md covers values.yaml; the Dockerfile passes hadolint and our rules,
+#    Dockerfile.init (the injector's init image) hadolint.
 # `scripts/chart-check.sh --write-bootstraps` regenerates the example bootstrap ConfigMaps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -133,6 +134,8 @@ echo "== chart CRDs, values doc, Dockerfile" >&2
 check crds
 check values-doc
 .venv/bin/hadolint --failure-threshold warning Dockerfile
+passed=$((passed + 1))
+.venv/bin/hadolint --failure-threshold warning Dockerfile.init
 passed=$((passed + 1))
 check dockerfile
 
