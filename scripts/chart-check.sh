@@ -9,10 +9,12 @@
 #    Certificate/Issuer, ServiceMonitor) are split out and named; any other unknown kind fails;
 #  * examples/kubernetes/: its Kubernetes objects through kubernetes-validate, `portolan
 #    validate` on it (and on its 50/50 canary step), its Envoy bootstraps equal to
-#    `portolan bootstrap` output and accepted by `envoy --mode validate`;
+#    `portolan bootstrap` output and accepted by `envoy --mode validate`; the same checks of
+#    examples/kubernetes/injected/ (sidecars added by the injector);
 #  * every portolan.dev object under examples/ against the openAPIV3Schema in crds/ (and
 #    broken copies rejected); charts/portolan/crds/ equal to crds/;
-#  * docs/helm-values.md covers values.yaml; the Dockerfile passes hadolint and our rules.
+#  * docs/helm-values.md covers values.yaml; the Dockerfile passes hadolint and our rules,
+#    Dockerfile.init (the injector's init image) hadolint.
 # `scripts/chart-check.sh --write-bootstraps` regenerates the example bootstrap ConfigMaps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,6 +89,7 @@ render default portolan portolan-system
 render certmanager mesh platform -f "$chart/ci/cert-manager-values.yaml"
 render disabled portolan portolan-system -f "$chart/ci/webhook-disabled-values.yaml"
 render token-review portolan portolan-system -f "$chart/ci/token-review-values.yaml"
+render injection portolan portolan-system -f "$chart/ci/injection-values.yaml"
 render watch-selfsigned portolan portolan-system --set 'watchNamespaces={demo,shop}' --set metrics.serviceMonitor.enabled=true
 
 # NOTES.txt (helm template does not render it; a client-side dry run does, offline).
@@ -118,11 +121,21 @@ rm "$out/step2/canary-90-10.yaml"
 passed=$((passed + 1))
 echo "examples/kubernetes with canary-50-50.patch applied: portolan validate passes"
 check bootstraps "$portolan"
+# examples/kubernetes/injected/: no sidecar written by hand (tests/e2e/cases/inject.rs injects
+# its pods through a real `portolan serve --inject`).
+for f in examples/kubernetes/injected/*.yaml; do cat "$f"; echo "---"; done >"$out/injected.yaml"
+check split "$out/injected.yaml" "$out/injected.k8s.yaml" "$out/injected.other.yaml" >/dev/null
+kvalidate "$out/injected.k8s.yaml" examples/kubernetes/injected
+"$portolan" validate examples/kubernetes/injected/ >/dev/null
+passed=$((passed + 1))
+echo "examples/kubernetes/injected: kubernetes-validate --strict and portolan validate pass"
 
 echo "== chart CRDs, values doc, Dockerfile" >&2
 check crds
 check values-doc
 .venv/bin/hadolint --failure-threshold warning Dockerfile
+passed=$((passed + 1))
+.venv/bin/hadolint --failure-threshold warning Dockerfile.init
 passed=$((passed + 1))
 check dockerfile
 

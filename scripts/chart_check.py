@@ -228,6 +228,11 @@ def assert_webhook(docs, args, svc, ns, role_facts, mode):
             "admissionregistration.k8s.io", ["validatingwebhookconfigurations"],
             ["get", "patch"], [vwc["metadata"]["name"]],
         )
+        for mwc in by_kind(docs, "MutatingWebhookConfiguration"):
+            want |= expand(
+                "admissionregistration.k8s.io", ["mutatingwebhookconfigurations"],
+                ["get", "patch"], [mwc["metadata"]["name"]],
+            )
         if len(cr) != 1 or rule_set(cr[0]["rules"]) != want:
             fail("the webhook ClusterRole must grant exactly its own configuration")
         if "caBundle" in hook["clientConfig"]:
@@ -251,6 +256,52 @@ def assert_webhook(docs, args, svc, ns, role_facts, mode):
         svc_host = f"{svc['metadata']['name']}.{ns}.svc"
         if svc_host not in cert["spec"]["dnsNames"]:
             fail(f"the Certificate does not name {svc_host}")
+
+
+def assert_injection(docs, args, svc, ns, mode):
+    """The sidecar injector: a MutatingWebhookConfiguration on the Service's /inject, pods
+    only, on CREATE, never in the release's namespace; --inject and its settings; the caBundle
+    kept by the controller (--webhook-mutating-configuration) or cert-manager."""
+    mwcs = by_kind(docs, "MutatingWebhookConfiguration")
+    if not mwcs:
+        if any(a.startswith("--inject") for a in args):
+            fail("--inject without a MutatingWebhookConfiguration")
+        return
+    mwc = one(docs, "MutatingWebhookConfiguration")
+    if "--inject" not in args:
+        fail("a MutatingWebhookConfiguration without --inject")
+    for flag_name in ["--inject-proxy-image", "--inject-init-image", "--inject-xds-address", "--inject-proxy-uid"]:
+        if len(flag(args, flag_name)) != 1:
+            fail(f"{flag_name} missing")
+    if ("--xds-token-review" in args) != bool(flag(args, "--inject-xds-ca")):
+        fail("--inject-xds-ca (sidecar token identity) goes with --xds-token-review")
+    names = sorted(h["name"] for h in mwc["webhooks"])
+    if names != ["namespace.inject.portolan.dev", "pod.inject.portolan.dev"]:
+        fail(f"injector webhooks {names}")
+    for hook in mwc["webhooks"]:
+        cc = hook["clientConfig"]["service"]
+        if cc["name"] != svc["metadata"]["name"] or cc["namespace"] != ns or cc["path"] != "/inject":
+            fail(f"injector clientConfig {cc} does not point at the Service's /inject")
+        if cc["port"] not in [p["port"] for p in svc["spec"]["ports"] if p["name"] == "https-webhook"]:
+            fail("injector port is not the Service's https-webhook port")
+        rule = hook["rules"][0]
+        if rule["resources"] != ["pods"] or rule["operations"] != ["CREATE"] or rule["apiGroups"] != [""]:
+            fail(f"injector rules {rule}")
+        excluded = [e for e in hook["namespaceSelector"]["matchExpressions"] if e["key"] == "kubernetes.io/metadata.name"]
+        if not excluded or excluded[0]["operator"] != "NotIn" or ns not in excluded[0]["values"]:
+            fail("the injector must exclude the release's namespace")
+        if hook["sideEffects"] != "None" or hook["admissionReviewVersions"] != ["v1"]:
+            fail("injector sideEffects/admissionReviewVersions")
+    if mode == "selfSigned":
+        if flag(args, "--webhook-mutating-configuration") != [mwc["metadata"]["name"]]:
+            fail("--webhook-mutating-configuration does not name the rendered MutatingWebhookConfiguration")
+        if any("caBundle" in h["clientConfig"] for h in mwc["webhooks"]):
+            fail("selfSigned: the chart must leave the injector's caBundle to the controller")
+    else:
+        cert = one(docs, "Certificate")
+        inject = mwc["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from")
+        if inject != f"{ns}/{cert['metadata']['name']}":
+            fail(f"injector inject-ca-from {inject} does not name the Certificate")
 
 
 def assert_render(case, path):
@@ -288,11 +339,12 @@ def assert_render(case, path):
                 fail(f"{r['kind']} {r['metadata']['name']} uses a wildcard")
     webhooks = by_kind(docs, "ValidatingWebhookConfiguration")
     if case == "disabled":
-        if webhooks or any(a.startswith("--webhook") for a in args):
+        if webhooks or any(a.startswith(("--webhook", "--inject")) for a in args):
             fail("webhook disabled, yet rendered")
     else:
         mode = "certManager" if by_kind(docs, "Certificate") else "selfSigned"
         assert_webhook(docs, args, svc, ns, role_facts, mode)
+        assert_injection(docs, args, svc, ns, mode)
     for sm in by_kind(docs, "ServiceMonitor"):
         # Not known to kubernetes-validate: check that it scrapes the Service's metrics port.
         labels = svc["metadata"]["labels"]
@@ -549,7 +601,7 @@ def check_values_doc():
         for k, v in node.items():
             path = prefix + k
             # A map whose keys are the user's (annotations, labels, ...) is documented as a whole.
-            if isinstance(v, dict) and v and not path.endswith(("Context", "resources")):
+            if isinstance(v, dict) and v and not path.endswith(("Context", "resources", "Resources")):
                 yield from keys(v, path + ".")
             else:
                 yield path

@@ -152,3 +152,27 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   resources: [namespaces]
   verbs: [list, watch]
 {{- end }}
+
+{{/* The sidecar injector's MutatingWebhookConfiguration (cluster-scoped, like the validating one). */}}
+{{- define "portolan.injectConfigurationName" -}}
+{{- printf "%s-inject" (include "portolan.clusterName" .) }}
+{{- end }}
+
+{{- define "portolan.injection" -}}
+{{- if and .Values.webhook.enabled .Values.injection.enabled }}true{{ end }}
+{{- end }}
+
+{{/* A ResourceRequirements as `requests.cpu=50m,limits.memory=256Mi` (--inject-*-resources). */}}
+{{- define "portolan.resourceFlag" -}}
+{{- $items := list }}
+{{- range $kind, $quantities := . }}
+{{- range $name, $quantity := $quantities }}
+{{- $items = append $items (printf "%s.%s=%v" $kind $name $quantity) }}
+{{- end }}
+{{- end }}
+{{- join "," $items }}
+{{- end }}
+
+{{- define "portolan.initImage" -}}
+{{- default (printf "%s-init:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag)) .Values.injection.initImage }}
+{{- end }}

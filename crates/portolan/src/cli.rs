@@ -340,6 +340,8 @@ pub struct ServeArgs {
     pub mesh: MeshArgs,
     #[command(flatten)]
     pub webhook: WebhookArgs,
+    #[command(flatten)]
+    pub inject: InjectArgs,
 }
 
 /// The Kubernetes source and the status writer's leader election (docs/kubernetes.md).
@@ -504,6 +506,14 @@ pub struct WebhookArgs {
     /// to the self-managed CA.
     #[arg(long, value_name = "NAME", env = "PORTOLAN_WEBHOOK_CONFIGURATION")]
     pub webhook_configuration: Option<String>,
+    /// The sidecar injector's MutatingWebhookConfiguration, whose caBundle is kept equal to the
+    /// self-managed CA as well.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "PORTOLAN_WEBHOOK_MUTATING_CONFIGURATION"
+    )]
+    pub webhook_mutating_configuration: Option<String>,
     /// The Secret (in the pod namespace) holding the self-managed CA and serving certificate.
     #[arg(
         long,
@@ -515,6 +525,103 @@ pub struct WebhookArgs {
     /// How often the self-managed Secret and caBundle are checked again.
     #[arg(long, default_value = "1m", value_parser = parse_duration, env = "PORTOLAN_WEBHOOK_RESYNC")]
     pub webhook_resync: Duration,
+}
+
+/// The sidecar injector (docs/mesh.md, "Injection"): `POST /inject` on the webhook server.
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// Serve the sidecar injector (a mutating webhook, `POST /inject`) on the webhook address;
+    /// needs a webhook certificate mode.
+    #[arg(long, env = "PORTOLAN_INJECT")]
+    pub inject: bool,
+    /// The Envoy image of injected sidecars.
+    #[arg(
+        long,
+        default_value = "envoyproxy/envoy:v1.40.0",
+        env = "PORTOLAN_INJECT_PROXY_IMAGE"
+    )]
+    pub inject_proxy_image: String,
+    /// The image of the `portolan-init` container: `portolan` and the iptables binaries on
+    /// PATH.
+    #[arg(
+        long,
+        default_value = "portolan-init:0.1.0",
+        env = "PORTOLAN_INJECT_INIT_IMAGE"
+    )]
+    pub inject_init_image: String,
+    /// Portolan's xDS address as sidecars reach it (`bootstrap --xds-address`); default:
+    /// `portolan.POD_NAMESPACE.svc:18000`.
+    #[arg(long, value_name = "HOST:PORT", env = "PORTOLAN_INJECT_XDS_ADDRESS")]
+    pub inject_xds_address: Option<String>,
+    /// The UID and GID the sidecar runs as (`capture --proxy-uid`).
+    #[arg(long, default_value_t = 1337, env = "PORTOLAN_INJECT_PROXY_UID")]
+    pub inject_proxy_uid: u32,
+    /// The sidecar's admin port (on 127.0.0.1).
+    #[arg(long, default_value_t = 15000, env = "PORTOLAN_INJECT_ADMIN_PORT")]
+    pub inject_admin_port: u16,
+    /// The sidecar's resources, comma-separated `requests.cpu=50m,limits.memory=256Mi`.
+    #[arg(
+        long,
+        default_value = "requests.cpu=50m,requests.memory=64Mi,limits.memory=256Mi",
+        value_parser = parse_resources,
+        env = "PORTOLAN_INJECT_PROXY_RESOURCES"
+    )]
+    pub inject_proxy_resources: serde_json::Value,
+    /// The init container's resources, as --inject-proxy-resources.
+    #[arg(
+        long,
+        default_value = "requests.cpu=10m,requests.memory=16Mi,limits.memory=64Mi",
+        value_parser = parse_resources,
+        env = "PORTOLAN_INJECT_INIT_RESOURCES"
+    )]
+    pub inject_init_resources: serde_json::Value,
+    /// Envoy's `--drain-time-s` in sidecars.
+    #[arg(long, default_value_t = 5, env = "PORTOLAN_INJECT_DRAIN_SECONDS")]
+    pub inject_drain_seconds: u32,
+    /// Envoy's `--log-level` in sidecars.
+    #[arg(long, default_value = "info", env = "PORTOLAN_INJECT_LOG_LEVEL")]
+    pub inject_log_level: String,
+    /// Token identity for injected sidecars: TLS to Portolan trusting this PEM CA (read at
+    /// startup, handed to each pod in an annotation), and the pod's projected service account
+    /// token (audience --xds-token-audience) as its credential; for `--xds-token-review`.
+    /// Without it sidecars speak plaintext xDS with no credential.
+    #[arg(long, value_name = "FILE", env = "PORTOLAN_INJECT_XDS_CA")]
+    pub inject_xds_ca: Option<PathBuf>,
+    /// Refuse a pod Portolan cannot inject (host network, a container running as the proxy's
+    /// UID, a port the sidecar needs, a bad annotation) instead of admitting it unchanged with
+    /// a warning.
+    #[arg(long, env = "PORTOLAN_INJECT_REFUSE_UNINJECTABLE")]
+    pub inject_refuse_uninjectable: bool,
+}
+
+/// Parses `requests.cpu=50m,limits.memory=256Mi` into a Kubernetes ResourceRequirements.
+pub fn parse_resources(s: &str) -> Result<serde_json::Value, String> {
+    let mut resources = serde_json::Map::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (key, quantity) = item.split_once('=').ok_or_else(|| {
+            format!("{item:?}: expected requests.NAME=QUANTITY or limits.NAME=QUANTITY")
+        })?;
+        let (kind, name) = match key.split_once('.') {
+            Some((kind @ ("requests" | "limits"), name)) if !name.is_empty() => (kind, name),
+            _ => return Err(format!("{key:?}: expected requests.NAME or limits.NAME")),
+        };
+        let number = quantity.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        if number.is_empty() || number.parse::<f64>().is_err() {
+            return Err(format!(
+                "{item:?}: {quantity:?} is not a quantity (50m, 64Mi, 1)"
+            ));
+        }
+        let entry = resources
+            .entry(kind.to_string())
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+        if let Some(map) = entry.as_object_mut() {
+            map.insert(
+                name.to_string(),
+                serde_json::Value::String(quantity.to_string()),
+            );
+        }
+    }
+    Ok(serde_json::Value::Object(resources))
 }
 
 /// TLS, client authorization and limits of the xDS port (docs/security.md).

@@ -2,12 +2,17 @@
 //! mode is given: `--webhook-cert/--webhook-key` (files, re-read when they change) or
 //! `--webhook-self-signed` (a CA and certificate in a Secret, the CA kept in the
 //! ValidatingWebhookConfiguration). The dry run reads the serving index and cache; it never
-//! writes them.
+//! writes them. With `--inject` the same server also serves the sidecar injector (`/inject`),
+//! whose sidecar bootstraps are rendered by `portolan bootstrap`'s own code ([`render_bootstrap`]).
 
-use crate::cli::{ServeArgs, WebhookArgs};
+use crate::cli::{Cli, Command, InjectArgs, ServeArgs, WebhookArgs};
 use anyhow::Context;
+use clap::Parser;
 use portolan_model::Index;
-use portolan_webhook::{Admission, Certificates, DryRun, SelfSigned, SelfSignedConfig};
+use portolan_webhook::{
+    Admission, Certificates, DryRun, InjectConfig, Injector, SelfSigned, SelfSignedConfig,
+    TokenIdentity,
+};
 use portolan_xds::{Cache, TlsFiles, TlsReloader};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -20,6 +25,11 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let webhook = &args.webhook;
+    if args.inject.inject && webhook.webhook_cert.is_none() && !webhook.webhook_self_signed {
+        anyhow::bail!(
+            "--inject serves on the webhook server: it needs --webhook-cert/--webhook-key or --webhook-self-signed"
+        );
+    }
     let Some(certificates) = certificates(
         webhook,
         args.kubernetes.pod_namespace.as_deref(),
@@ -32,15 +42,102 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(webhook.webhook_address)
         .await
         .with_context(|| format!("binding the webhook address {}", webhook.webhook_address))?;
-    tracing::info!(webhook = %listener.local_addr()?, "admission webhook serving on /validate");
+    let injector = args.inject.inject.then(|| injector(args)).transpose()?;
+    tracing::info!(
+        webhook = %listener.local_addr()?,
+        inject = injector.is_some(),
+        "admission webhook serving on /validate (and /inject with --inject)"
+    );
     let dry_run = DryRun::new(index.clone(), Some(cache.clone()), args.translate.options());
     tokio::spawn(async move {
         let admission = Admission::new(dry_run);
-        if let Err(e) = portolan_webhook::serve(listener, certificates, admission, shutdown).await {
+        let served = match injector {
+            Some(injector) => {
+                portolan_webhook::server::serve_with_injector(
+                    listener,
+                    certificates,
+                    admission,
+                    Arc::new(injector),
+                    shutdown,
+                )
+                .await
+            }
+            None => portolan_webhook::serve(listener, certificates, admission, shutdown).await,
+        };
+        if let Err(e) = served {
             tracing::warn!(error = %e, "admission webhook stopped with an error");
         }
     });
     Ok(())
+}
+
+/// The sidecar injector the `--inject-*` flags describe.
+fn injector(args: &ServeArgs) -> anyhow::Result<Injector> {
+    let inject: &InjectArgs = &args.inject;
+    let xds_address = match (&inject.inject_xds_address, &args.kubernetes.pod_namespace) {
+        (Some(address), _) => address.clone(),
+        (None, Some(ns)) => format!("portolan.{ns}.svc:18000"),
+        (None, None) => anyhow::bail!(
+            "--inject needs --inject-xds-address (or --pod-namespace for the default portolan.NS.svc:18000)"
+        ),
+    };
+    let config = InjectConfig {
+        proxy_image: inject.inject_proxy_image.clone(),
+        init_image: inject.inject_init_image.clone(),
+        proxy_uid: inject.inject_proxy_uid,
+        outbound_port: args.translate.mesh_port,
+        inbound_port: args.translate.inbound_port,
+        admin_port: inject.inject_admin_port,
+        xds_address,
+        proxy_resources: inject.inject_proxy_resources.clone(),
+        init_resources: inject.inject_init_resources.clone(),
+        drain_seconds: inject.inject_drain_seconds,
+        log_level: inject.inject_log_level.clone(),
+        refuse_uninjectable: inject.inject_refuse_uninjectable,
+        identity: token_identity(args)?,
+    };
+    // The settings are checked once here: a bootstrap they cannot make is a startup error.
+    render_bootstrap(&[
+        "--node-id=check".into(),
+        "--cluster=check".into(),
+        format!("--xds-address={}", config.xds_address),
+    ])
+    .map_err(|e| anyhow::anyhow!("--inject-xds-address: {e}"))?;
+    Ok(Injector::new(config, Arc::new(render_bootstrap)))
+}
+
+/// With `--inject-xds-ca`: the CA and token audience of injected sidecars.
+fn token_identity(args: &ServeArgs) -> anyhow::Result<Option<TokenIdentity>> {
+    let Some(file) = &args.inject.inject_xds_ca else {
+        return Ok(None);
+    };
+    let ca_pem = std::fs::read_to_string(file)
+        .with_context(|| format!("--inject-xds-ca {}", file.display()))?;
+    if !ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+        anyhow::bail!(
+            "--inject-xds-ca {}: no PEM certificate in it",
+            file.display()
+        );
+    }
+    Ok(Some(TokenIdentity {
+        ca_pem,
+        audience: args.security.tokens.xds_token_audience.clone(),
+    }))
+}
+
+/// `portolan bootstrap FLAGS`, as JSON text: the flags parsed by the same CLI and rendered by
+/// the same function, so an injected sidecar's bootstrap is what the command prints.
+pub fn render_bootstrap(flags: &[String]) -> Result<String, String> {
+    let argv = ["portolan", "bootstrap"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(flags.iter().cloned());
+    let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+    let Command::Bootstrap(args) = cli.command else {
+        return Err("not a bootstrap command".into());
+    };
+    let bootstrap = crate::bootstrap::render(&args).map_err(|e| format!("{e:#}"))?;
+    serde_json::to_string(&bootstrap).map_err(|e| e.to_string())
 }
 
 /// The certificate mode the flags ask for, loaded; `None`: no webhook.
@@ -78,6 +175,7 @@ async fn certificates(
             .webhook_configuration
             .clone()
             .ok_or_else(|| missing("--webhook-configuration"))?,
+        mutating_configuration: args.webhook_mutating_configuration.clone(),
         cluster_domain: cluster_domain.to_string(),
     };
     let managed = SelfSigned::connect(config)

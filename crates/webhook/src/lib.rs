@@ -8,7 +8,8 @@
 //!   would check it. Nothing is published.
 //! * [`gateway_api`]: Gateway API objects, allowed with warnings (Portolan's errors, the
 //!   conditions it will write, the blast radius), never refused.
-//! * [`server`]: HTTPS (rustls, ring) on `/validate` and `/healthz`.
+//! * [`inject`]: the sidecar injector, a mutating webhook on `/inject` (`serve --inject`).
+//! * [`server`]: HTTPS (rustls, ring) on `/validate`, `/inject` and `/healthz`.
 //! * [`self_signed`]: the self-managed certificate: a CA and serving certificate in a Secret
 //!   shared by the replicas, and the CA kept in the ValidatingWebhookConfiguration's
 //!   `caBundle`. The other mode, certificate files (cert-manager), reuses
@@ -22,6 +23,7 @@ pub mod checks;
 pub mod dry_run;
 pub mod error;
 pub mod gateway_api;
+pub mod inject;
 pub mod review;
 pub mod self_signed;
 pub mod server;
@@ -29,6 +31,7 @@ pub mod server;
 pub use admission::Admission;
 pub use dry_run::DryRun;
 pub use error::WebhookError;
+pub use inject::{InjectConfig, Injector, TokenIdentity};
 pub use review::{Request, Verdict};
 pub use self_signed::{SelfSigned, SelfSignedConfig};
 pub use server::{Certificates, serve};

@@ -1,6 +1,7 @@
 //! The self-managed certificate (`--webhook-self-signed`): a CA and a serving certificate for
 //! the webhook Service, kept in one Secret shared by every replica, and the CA written into
-//! the `caBundle` of every webhook of the ValidatingWebhookConfiguration.
+//! the `caBundle` of every webhook of the ValidatingWebhookConfiguration (and of the sidecar
+//! injector's MutatingWebhookConfiguration, when there is one).
 //!
 //! The first replica to find the Secret missing generates both certificates and creates it;
 //! a create that conflicts means another replica won the race, and its Secret is read instead,
@@ -17,7 +18,9 @@ use crate::server::ALPN_HTTP1;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -51,6 +54,8 @@ pub struct SelfSignedConfig {
     pub secret: String,
     /// The ValidatingWebhookConfiguration whose webhooks get the CA as `caBundle`.
     pub configuration: String,
+    /// The sidecar injector's MutatingWebhookConfiguration, whose webhooks get it too.
+    pub mutating_configuration: Option<String>,
     /// Kubernetes cluster DNS domain (`cluster.local`).
     pub cluster_domain: String,
 }
@@ -225,7 +230,7 @@ impl SelfSigned {
     ) -> Result<Arc<Self>, WebhookError> {
         let issued = ensure_secret(&client, &config).await?;
         let server = Arc::new(issued.server_config()?);
-        sync_ca_bundle(&client, &config.configuration, &issued.ca_pem).await?;
+        sync_ca_bundles(&client, &config, &issued.ca_pem).await?;
         Ok(Arc::new(Self {
             client,
             config,
@@ -273,8 +278,7 @@ impl SelfSigned {
             );
             changed = true;
         }
-        let patched =
-            sync_ca_bundle(&self.client, &self.config.configuration, &issued.ca_pem).await?;
+        let patched = sync_ca_bundles(&self.client, &self.config, &issued.ca_pem).await?;
         Ok(changed || patched)
     }
 
@@ -363,6 +367,32 @@ async fn replace_secret(
     }
 }
 
+/// [`sync_ca_bundle`] of the validating configuration, then of the mutating one if any.
+async fn sync_ca_bundles(
+    client: &kube::Client,
+    config: &SelfSignedConfig,
+    ca_pem: &str,
+) -> Result<bool, WebhookError> {
+    let validating = sync_ca_bundle(client, &config.configuration, ca_pem).await?;
+    let Some(mutating) = &config.mutating_configuration else {
+        return Ok(validating);
+    };
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let current = api.get(mutating).await?;
+    let stale: Vec<&str> = current
+        .webhooks
+        .iter()
+        .flatten()
+        .filter(|w| stale_bundle(w.client_config.ca_bundle.as_ref(), ca_pem))
+        .map(|w| w.name.as_str())
+        .collect();
+    Ok(patch_ca_bundle(&api, mutating, &stale, ca_pem).await? || validating)
+}
+
+fn stale_bundle(bundle: Option<&ByteString>, ca_pem: &str) -> bool {
+    bundle.map(|b| b.0.as_slice()) != Some(ca_pem.as_bytes())
+}
+
 /// Sets `clientConfig.caBundle` to `ca_pem` on every webhook of the configuration that has
 /// another value (one strategic-merge patch keyed by webhook name). Returns whether it patched.
 pub async fn sync_ca_bundle(
@@ -376,11 +406,22 @@ pub async fn sync_ca_bundle(
         .webhooks
         .iter()
         .flatten()
-        .filter(|w| {
-            w.client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()) != Some(ca_pem.as_bytes())
-        })
+        .filter(|w| stale_bundle(w.client_config.ca_bundle.as_ref(), ca_pem))
         .map(|w| w.name.as_str())
         .collect();
+    patch_ca_bundle(&api, configuration, &stale, ca_pem).await
+}
+
+/// Patches `caBundle` of the `stale` webhooks of a webhook configuration.
+async fn patch_ca_bundle<K>(
+    api: &Api<K>,
+    configuration: &str,
+    stale: &[&str],
+    ca_pem: &str,
+) -> Result<bool, WebhookError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     if stale.is_empty() {
         return Ok(false);
     }

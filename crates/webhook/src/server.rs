@@ -1,6 +1,6 @@
-//! The HTTPS server: `POST /validate` (AdmissionReview in, AdmissionReview out) and
-//! `GET /healthz`, HTTP/1.1 over rustls (ring), one TLS acceptor per connection taken from the
-//! current [`Certificates`], so a rotated certificate is used by new connections at once.
+//! The HTTPS server: `POST /validate` (AdmissionReview in, AdmissionReview out), with
+//! `--inject` `POST /inject` (see [`crate::inject`]), and `GET /healthz`, HTTP/1.1 over rustls
+//! (ring), one TLS acceptor per connection taken from the current [`Certificates`], so a rotated certificate is used by new connections at once.
 //!
 //! Bodies are capped at [`MAX_REVIEW_BYTES`] (413 beyond); a body that is not an
 //! AdmissionReview is answered 400 with the reason. Decisions run on the blocking pool, at most
@@ -8,6 +8,7 @@
 //! async workers that serve xDS nor take every core from the build pipeline.
 
 use crate::admission::Admission;
+use crate::inject::Injector;
 use crate::review::Request;
 use crate::self_signed::SelfSigned;
 use axum::Router;
@@ -84,7 +85,28 @@ pub async fn serve(
     admission: Admission,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = router(admission);
+    serve_router(listener, certificates, router(admission), shutdown).await
+}
+
+/// [`serve`] with the sidecar injector's `/inject` too (`portolan serve --inject`).
+pub async fn serve_with_injector(
+    listener: TcpListener,
+    certificates: Certificates,
+    admission: Admission,
+    injector: Arc<Injector>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = router(admission).merge(crate::inject::routes(injector));
+    serve_router(listener, certificates, router, shutdown).await
+}
+
+/// Serves `router` over HTTPS on `listener` until `shutdown` resolves.
+async fn serve_router(
+    listener: TcpListener,
+    certificates: Certificates,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {

@@ -31,6 +31,7 @@ fn config() -> SelfSignedConfig {
         service: "portolan-webhook".into(),
         secret: "portolan-webhook-tls".into(),
         configuration: "portolan".into(),
+        mutating_configuration: None,
         cluster_domain: "cluster.local".into(),
     }
 }
@@ -255,4 +256,44 @@ async fn a_secret_for_another_service_is_replaced_at_its_resource_version() {
     );
     let managed = started.await.expect("task").expect("starts");
     assert_eq!(managed.ca_pem(), ca);
+}
+
+/// With the injector's MutatingWebhookConfiguration named, its stale `caBundle`s are patched
+/// too, after the validating configuration's.
+#[tokio::test]
+async fn the_injector_configuration_gets_the_ca_bundle_too() {
+    const MUTATING_PATH: &str =
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/portolan-inject";
+    let issued = Issued::generate(&config().dns_names()).expect("generates");
+    let mut with_injector = config();
+    with_injector.mutating_configuration = Some("portolan-inject".into());
+    let (client, mut handle) = client();
+    let started = tokio::spawn(SelfSigned::start(client, with_injector));
+
+    let (_, _, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
+    reply(send, StatusCode::OK, &secret_json(&issued));
+    let (_, _, send) = expect(&mut handle, Method::GET, CONFIG_PATH).await;
+    reply(
+        send,
+        StatusCode::OK,
+        &webhook_config(&[("validate.portolan.dev", Some(&issued.ca_pem))]),
+    );
+    let (_, _, send) = expect(&mut handle, Method::GET, MUTATING_PATH).await;
+    let mut mutating = webhook_config(&[
+        ("namespace.inject.portolan.dev", None),
+        ("pod.inject.portolan.dev", Some(&issued.ca_pem)),
+    ]);
+    mutating["kind"] = json!("MutatingWebhookConfiguration");
+    mutating["metadata"]["name"] = json!("portolan-inject");
+    reply(send, StatusCode::OK, &mutating);
+    let (_, patch, send) = expect(&mut handle, Method::PATCH, MUTATING_PATH).await;
+    assert_eq!(
+        patch,
+        json!({"webhooks": [{"name": "namespace.inject.portolan.dev",
+                              "clientConfig": {"caBundle": B64.encode(&issued.ca_pem)}}]})
+    );
+    reply(send, StatusCode::OK, &mutating);
+
+    let managed = started.await.expect("task").expect("starts");
+    assert_eq!(managed.ca_pem(), issued.ca_pem);
 }

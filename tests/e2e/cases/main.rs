@@ -19,6 +19,7 @@ mod gateway_api_kubernetes;
 mod grpc;
 mod history;
 mod identity;
+mod inject;
 mod jwt;
 mod kubernetes;
 mod kubernetes_examples;

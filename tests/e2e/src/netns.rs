@@ -326,15 +326,26 @@ impl Pod {
         let config = self.dir.join(format!("{}-bootstrap.yaml", self.role));
         std::fs::write(&config, &out.stdout)?;
         set_mode(&config, 0o644)?;
+        let args = [
+            "-c".to_string(),
+            config.display().to_string(),
+            "--disable-hot-restart".into(),
+            "--log-level".into(),
+            "info".into(),
+            "--drain-time-s".into(),
+            "1".into(),
+        ];
+        self.envoy(&args).await
+    }
+
+    /// Starts Envoy as [`PROXY_UID`] with exactly `args` (e.g. an injected sidecar's command
+    /// line) and waits until it is LIVE.
+    pub async fn envoy(&mut self, args: &[String]) -> anyhow::Result<()> {
         ensure_reachable_by_proxy_uid(&crate::envoy::envoy_bin())?;
         let uid = PROXY_UID.to_string();
         let mut cmd = self.ns.command("setpriv");
         cmd.args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--"]);
-        cmd.arg(crate::envoy::envoy_bin())
-            .arg("-c")
-            .arg(&config)
-            .args(["--disable-hot-restart", "--log-level", "info"])
-            .args(["--drain-time-s", "1"]);
+        cmd.arg(crate::envoy::envoy_bin()).args(args);
         self.spawn("envoy", cmd)?;
         let res = eventually(
             &format!("sidecar of {} LIVE", self.role),
