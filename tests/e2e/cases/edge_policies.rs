@@ -786,6 +786,13 @@ async fn ext_authz_and_local_rate_limit_on_a_services_inbound_side() -> anyhow::
         &[],
     )
     .await?;
+    // Port `http` of Service `server` is the application's port (its targetPort), which is
+    // how the inbound side knows the policies' `sectionName: http` applies to it.
+    let service = example("security/mesh-service.yaml").replace(
+        "    port: 80\n",
+        &format!("    port: 80\n    targetPort: {}\n", mesh.app.port()),
+    );
+    mesh.config.write("shop/service.yaml", &service)?;
     let server = mesh.server().await?;
     let inbound = mesh.inbound;
     let call = |allow: bool| async move {
@@ -803,8 +810,15 @@ async fn ext_authz_and_local_rate_limit_on_a_services_inbound_side() -> anyhow::
             Err(e) => Err(e.to_string()),
         }
     })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\n{}", mesh.portolan.log_tail()))?;
+    .await;
+    let denied = match denied {
+        Ok(r) => r,
+        Err(e) => {
+            let errors = mesh.portolan.get_json("/debug/config-errors").await?;
+            let dump = server.admin("/config_dump?resource=dynamic_listeners").await?;
+            anyhow::bail!("{e}\n{errors}\n{dump}\n{}", mesh.portolan.log_tail())
+        }
+    };
     assert_eq!(denied.body, "denied by server-authz", "{denied:?}");
     assert_eq!(denied.header("x-denied-by"), Some("server-authz"));
     assert_ne!(denied.upstream(), Some("server-app"));
