@@ -31,29 +31,29 @@
 
 use crate::cluster::duration;
 use crate::external::lb_endpoint;
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbPolicy,
-};
-use envoy_types::pb::envoy::config::core::v3::{HttpUri, TransportSocket, http_uri};
-use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
-use envoy_types::pb::envoy::config::route::v3::{RouteMatch, route_match};
-use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3 as pb;
 use envoy_types::pb::envoy::config::accesslog::v3::access_log_filter::FilterSpecifier;
 use envoy_types::pb::envoy::config::accesslog::v3::{
     AccessLogFilter, AndFilter, ComparisonFilter, MetadataFilter, StatusCodeFilter,
     comparison_filter,
 };
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbPolicy,
+};
 use envoy_types::pb::envoy::config::core::v3::RuntimeUInt32;
+use envoy_types::pb::envoy::config::core::v3::{HttpUri, TransportSocket, http_uri};
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
+use envoy_types::pb::envoy::config::route::v3::{RouteMatch, route_match};
+use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3 as pb;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, LocalReplyConfig, ResponseMapper,
-};
-use envoy_types::pb::envoy::r#type::matcher::v3::{
-    MetadataMatcher, StringMatcher, ValueMatcher, metadata_matcher, string_matcher, value_matcher,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, UpstreamTlsContext,
     certificate_validation_context::SystemRootCerts, common_tls_context::ValidationContextType,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    MetadataMatcher, StringMatcher, ValueMatcher, metadata_matcher, string_matcher, value_matcher,
 };
 use envoy_types::pb::google::protobuf::{Any, BoolValue, UInt32Value};
 use envoy_types::util::pack_any;
@@ -391,5 +391,59 @@ fn tls_socket(host: &str) -> TransportSocket {
                 pack_any(context),
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod local_reply_tests {
+    use super::*;
+
+    fn hcm_with(filters: &[&str]) -> HttpConnectionManager {
+        HttpConnectionManager {
+            http_filters: filters
+                .iter()
+                .map(|name| crate::filters::http_filter(name, Any::default()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_connection_manager_with_jwt_authn_maps_the_audience_403_to_401() {
+        let mut without = hcm_with(&["envoy.filters.http.router"]);
+        apply_local_reply(&mut without);
+        assert_eq!(without.local_reply_config, None);
+
+        let mut with = hcm_with(&[JWT_AUTHN, "envoy.filters.http.router"]);
+        apply_local_reply(&mut with);
+        let mappers = with
+            .local_reply_config
+            .expect("a local reply config")
+            .mappers;
+        assert_eq!(mappers.len(), 1);
+        assert_eq!(mappers[0].status_code, Some(UInt32Value { value: 401 }));
+        let Some(FilterSpecifier::AndFilter(and)) = mappers[0]
+            .filter
+            .as_ref()
+            .and_then(|f| f.filter_specifier.clone())
+        else {
+            panic!("an and filter: {:?}", mappers[0].filter);
+        };
+        let [status, metadata] = and.filters.as_slice() else {
+            panic!("two filters: {and:?}");
+        };
+        assert!(matches!(
+            &status.filter_specifier,
+            Some(FilterSpecifier::StatusCodeFilter(s))
+                if s.comparison.as_ref().and_then(|c| c.value.as_ref()).map(|v| v.default_value) == Some(403)
+        ));
+        let Some(FilterSpecifier::MetadataFilter(m)) = &metadata.filter_specifier else {
+            panic!("a metadata filter: {metadata:?}");
+        };
+        assert_eq!(
+            m.match_if_key_not_found,
+            Some(BoolValue { value: false }),
+            "a 403 without a JWT failure (RBAC, ext_authz) must not match"
+        );
     }
 }

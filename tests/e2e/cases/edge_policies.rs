@@ -815,14 +815,18 @@ async fn ext_authz_and_local_rate_limit_on_a_services_inbound_side() -> anyhow::
         Ok(r) => r,
         Err(e) => {
             let errors = mesh.portolan.get_json("/debug/config-errors").await?;
-            let dump = server.admin("/config_dump?resource=dynamic_listeners").await?;
+            let dump = server
+                .admin("/config_dump?resource=dynamic_listeners")
+                .await?;
             anyhow::bail!("{e}\n{errors}\n{dump}\n{}", mesh.portolan.log_tail())
         }
     };
     assert_eq!(denied.body, "denied by server-authz", "{denied:?}");
     assert_eq!(denied.header("x-denied-by"), Some("server-authz"));
     assert_ne!(denied.upstream(), Some("server-app"));
-    let dump = server.admin("/config_dump?resource=dynamic_listeners").await?;
+    let dump = server
+        .admin("/config_dump?resource=dynamic_listeners")
+        .await?;
     assert!(
         dump.contains("envoy.filters.http.local_ratelimit"),
         "the inbound listener has its bucket"
@@ -849,14 +853,24 @@ async fn ext_authz_and_local_rate_limit_on_a_services_inbound_side() -> anyhow::
         }
     }
     let limited = limited.ok_or_else(|| anyhow::anyhow!("no 429 in 10 requests"))?;
-    assert!((1..=3).contains(&passed), "{passed} requests passed a bucket of 3");
-    assert_eq!(limited.header("x-local-rate-limit"), Some("true"), "{limited:?}");
+    assert!(
+        (1..=3).contains(&passed),
+        "{passed} requests passed a bucket of 3"
+    );
+    assert_eq!(
+        limited.header("x-local-rate-limit"),
+        Some("true"),
+        "{limited:?}"
+    );
     // Authorization runs first: a request without the header is still denied, not limited.
     assert_eq!(call(false).await?.status, 403);
     assert!(authz.checks() >= passed + 2, "checks: {}", authz.checks());
 
     // Each policy's ancestor is the Service port it targets.
-    for key in ["ExtAuthPolicy shop/server-authz", "RateLimitPolicy shop/server-limit"] {
+    for key in [
+        "ExtAuthPolicy shop/server-authz",
+        "RateLimitPolicy shop/server-limit",
+    ] {
         let a = ancestors(&mesh.portolan, key).await?;
         assert_eq!(
             a,

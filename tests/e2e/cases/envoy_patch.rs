@@ -399,16 +399,20 @@ async fn a_patch_on_a_gateway_api_gateway_reaches_only_its_envoy() -> anyhow::Re
         portolan_e2e::http::send(req).await
     };
     // gw-a's Envoy answers with the patched server name; gw-b's does not.
-    let r = eventually("gw-a's answer with the patched server name", DEADLINE, || {
-        let addr = addr_a.clone();
-        async move {
-            match get(addr).await {
-                Ok(r) if r.status == 200 && r.header("server") == Some("portolan-a") => Ok(r),
-                Ok(r) => Err(format!("{} {:?}", r.status, r.headers)),
-                Err(e) => Err(e.to_string()),
+    let r = eventually(
+        "gw-a's answer with the patched server name",
+        DEADLINE,
+        || {
+            let addr = addr_a.clone();
+            async move {
+                match get(addr).await {
+                    Ok(r) if r.status == 200 && r.header("server") == Some("portolan-a") => Ok(r),
+                    Ok(r) => Err(format!("{} {:?}", r.status, r.headers)),
+                    Err(e) => Err(e.to_string()),
+                }
             }
-        }
-    })
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", portolan.log_tail()))?;
     assert_eq!(r.upstream(), Some("www"));
@@ -428,10 +432,14 @@ async fn a_patch_on_a_gateway_api_gateway_reaches_only_its_envoy() -> anyhow::Re
 
     // Both Envoys hold a listener of that name; only gw-a's is patched.
     let name = format!("gateway-{port}");
-    let a = listener_of(&envoy_a, &name).await?.expect("gw-a's listener");
+    let a = listener_of(&envoy_a, &name)
+        .await?
+        .expect("gw-a's listener");
     assert_eq!(a["per_connection_buffer_limit_bytes"], 32768, "{a}");
     assert_eq!(server_name(&a), Some("portolan-a"));
-    let b = listener_of(&envoy_b, &name).await?.expect("gw-b's listener");
+    let b = listener_of(&envoy_b, &name)
+        .await?
+        .expect("gw-b's listener");
     assert!(b.get("per_connection_buffer_limit_bytes").is_none(), "{b}");
     assert_eq!(server_name(&b), None, "{b}");
 
@@ -446,7 +454,9 @@ async fn a_patch_on_a_gateway_api_gateway_reaches_only_its_envoy() -> anyhow::Re
             .cloned()
             .unwrap_or_default();
         match condition(&all, "Programmed") {
-            Some(c) if c["status"] == true => Ok(c["message"].as_str().unwrap_or_default().to_string()),
+            Some(c) if c["status"] == true => {
+                Ok(c["message"].as_str().unwrap_or_default().to_string())
+            }
             other => Err(format!("{other:?}")),
         }
     })
