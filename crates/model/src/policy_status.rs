@@ -11,7 +11,9 @@
 //! * a TrafficRoute target (or a rule): each Portolan Gateway it names in `gateways`;
 //! * a route attached to no Gateway (mesh only, or not accepted anywhere): the route itself;
 //! * a Service target: the Service (core group), with `sectionName` the port name;
-//! * a target that names nothing: the target as written.
+//! * a target that names nothing: the target as written;
+//! * an EnvoyPatchPolicy ([`patch_status`]): its `targetRef` Gateway, none for a `proxies`
+//!   selector.
 //!
 //! The list is a map keyed by ancestor and controller: targets sharing an ancestor (two routes
 //! on one Gateway) share one entry, whose `Accepted` condition is True when at least one of
@@ -19,9 +21,11 @@
 //! written (the Gateway API `maxItems`), in the order the targets first reach them; every
 //! entry carries `controllerName` [`CONTROLLER_NAME`] (the GatewayClass controller's name).
 
+use crate::envoy_patch::{EnvoyPatch, PatchTarget};
 use crate::gateway_api::status::{ApiCondition, ApiStatus, PolicyAncestorStatus, PolicyStatus};
 use crate::policy_attach::{self, AncestorOutcome, Reach};
 use crate::routing::Parent;
+use crate::status::{Condition, ConditionType};
 use crate::world::World;
 use portolan_api::crd::common::GROUP;
 use portolan_api::crd::policy_target::{AncestorRef, GATEWAY_API_GROUP, PolicyTargetRef};
@@ -66,6 +70,36 @@ fn entry(ancestor_ref: AncestorRef, outcomes: &[AncestorOutcome]) -> PolicyAnces
             c.message,
             c.observed_generation,
         )],
+    }
+}
+
+/// The `status.ancestors` of an EnvoyPatchPolicy whose `Accepted` condition (what its patches
+/// did, `portolan_pipeline::patch`) is `accepted`: its `targetRef` Gateway with that condition,
+/// or `Accepted=False` reason `TargetNotFound` when the Gateway does not exist. A policy that
+/// selects proxies by node (`proxies`) has no ancestor.
+pub fn patch_status(world: &World, patch: &EnvoyPatch, accepted: &Condition) -> PolicyStatus {
+    let (gateway, exists) = match &patch.target {
+        PatchTarget::Gateway(g) => (g, world.gateways.contains_key(g)),
+        PatchTarget::ApiGateway(g) => (g, world.gateway_api.contains_key(g)),
+        PatchTarget::Proxies { .. } => return PolicyStatus { ancestors: vec![] },
+    };
+    let condition = match exists {
+        true => accepted.clone(),
+        false => Condition::new(
+            ConditionType::Accepted,
+            false,
+            "TargetNotFound",
+            format!("spec.targetRef: {gateway} does not exist"),
+            patch.generation,
+        ),
+    };
+    let outcome = AncestorOutcome {
+        target: PolicyTargetRef::default(),
+        reach: None,
+        condition,
+    };
+    PolicyStatus {
+        ancestors: vec![entry(gateway_ref(gateway, None), &[outcome])],
     }
 }
 

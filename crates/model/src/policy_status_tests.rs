@@ -263,3 +263,51 @@ fn at_most_sixteen_ancestors_are_listed() {
         "first ones kept"
     );
 }
+
+#[test]
+fn an_envoy_patch_policy_has_its_gateway_as_ancestor() {
+    use crate::envoy_patch::{EnvoyPatch, PatchTarget};
+    let w = world();
+    let patch = |target| EnvoyPatch {
+        source: ObjectRef::new(Kind::EnvoyPatchPolicy, "edge", "tune"),
+        generation: 2,
+        target,
+        patches: vec![],
+    };
+    let accepted = crate::status::Condition::new(
+        crate::status::ConditionType::Accepted,
+        false,
+        "Disabled",
+        "off",
+        2,
+    );
+    let on = |target| patch_status(&w, &patch(target), &accepted);
+    let s = on(PatchTarget::ApiGateway(ObjectRef::new(
+        Kind::ApiGateway,
+        "edge",
+        "gw",
+    )));
+    assert_eq!(
+        refs(&s),
+        vec![ancestor(GATEWAY_API_GROUP, "Gateway", "edge", "gw", None)]
+    );
+    assert_eq!(
+        s.ancestors[0].conditions[0].reason, "Disabled",
+        "the policy's own Accepted"
+    );
+    let s = on(PatchTarget::Gateway(ObjectRef::new(
+        Kind::Gateway,
+        "edge",
+        "gone",
+    )));
+    assert_eq!(
+        refs(&s),
+        vec![ancestor(GROUP, "Gateway", "edge", "gone", None)]
+    );
+    assert_eq!(s.ancestors[0].conditions[0].reason, "TargetNotFound");
+    let s = on(PatchTarget::Proxies {
+        cluster: Some("edge".into()),
+        labels: Default::default(),
+    });
+    assert!(s.ancestors.is_empty());
+}

@@ -14,7 +14,8 @@
 //! * Disabled (the default): nothing is patched and the policy says `Disabled`.
 //! * On a Gateway API Gateway: two Gateways of Portolan's class with the same listener (so the
 //!   same listener name), each with its own Envoy; a policy targeting one patches only that
-//!   Gateway's Envoy (both `/config_dump`s and answers checked).
+//!   Gateway's Envoy (both `/config_dump`s and answers checked); its status names that
+//!   Gateway as its one ancestor.
 
 use crate::bin;
 use portolan_e2e::{Envoy, Mesh, Upstream, endpoints_yaml, eventually, example};
@@ -461,6 +462,24 @@ async fn a_patch_on_a_gateway_api_gateway_reaches_only_its_envoy() -> anyhow::Re
         }
     })
     .await?;
+    // Its status has one ancestor: the Gateway it targets, with the policy's Accepted.
+    let status = portolan.get_json("/debug/status").await?;
+    let ancestors = &status["EnvoyPatchPolicy default/only-a"]["ancestors"];
+    assert_eq!(
+        (
+            &ancestors[0]["ancestorRef"],
+            &ancestors[0]["controllerName"],
+            &ancestors[0]["conditions"][0]["status"]
+        ),
+        (
+            &serde_json::json!({"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                "namespace": "default", "name": "gw-a"}),
+            &serde_json::json!("portolan.dev/gateway-controller"),
+            &serde_json::json!("True")
+        ),
+        "{status}"
+    );
+    assert_eq!(ancestors.as_array().map(Vec::len), Some(1), "{ancestors}");
     assert!(
         message.contains("proxy group gateway:default/gw-a")
             && message.contains(&format!("Listener gateway-{port}"))
