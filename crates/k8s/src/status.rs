@@ -129,8 +129,13 @@ pub fn status(conditions: &[Condition], existing: &[MetaCondition], now: Timesta
     }
 }
 
-/// Whether the object already carries `status` (transition times aside).
+/// Whether the object already carries `status` (transition times aside): its conditions and,
+/// for a policy, its `ancestors`.
 pub fn is_current(status: &Status, seen: &Seen) -> bool {
+    let ancestors_current = status.ancestors.as_ref().is_none_or(|wanted| {
+        let carried = seen.status.as_ref().and_then(|s| s.get("ancestors"));
+        comparable_ancestors(Some(wanted)) == comparable_ancestors(carried)
+    });
     let key = |c: &MetaCondition| {
         (
             c.type_.clone(),
@@ -140,7 +145,8 @@ pub fn is_current(status: &Status, seen: &Seen) -> bool {
             c.observed_generation,
         )
     };
-    seen.observed_generation == Some(status.observed_generation)
+    ancestors_current
+        && seen.observed_generation == Some(status.observed_generation)
         && seen.conditions.len() == status.conditions.len()
         && seen
             .conditions
@@ -164,11 +170,16 @@ fn truncate(message: &str) -> String {
 #[path = "status_tests.rs"]
 mod tests;
 
-/// `status.ancestors` of a policy, from the World's per-target status: each condition
-/// stamped with `now` as `lastTransitionTime` (Kubernetes requires one). `None` for other
-/// kinds. A change of any target's outcome also changes the summary condition's message, so
-/// [`is_current`] (which compares conditions) sees it.
-pub fn ancestors(world: &World, object: &ObjectRef, now: Timestamp) -> Option<serde_json::Value> {
+/// `status.ancestors` of a policy, from the World's per-ancestor status (see
+/// `portolan_model::policy_status`). Each condition keeps its `lastTransitionTime` from
+/// `existing` (the `ancestors` the object carries) when the same ancestor's condition of that
+/// type had the same status, else gets `now` (Kubernetes requires one). `None` for other kinds.
+pub fn ancestors(
+    world: &World,
+    object: &ObjectRef,
+    existing: Option<&serde_json::Value>,
+    now: Timestamp,
+) -> Option<serde_json::Value> {
     let Some(portolan_model::gateway_api::ApiStatus::Policy(policy)) =
         world.api_statuses.get(object)
     else {
@@ -176,17 +187,60 @@ pub fn ancestors(world: &World, object: &ObjectRef, now: Timestamp) -> Option<se
     };
     let mut value = serde_json::to_value(&policy.ancestors).ok()?;
     let stamp = serde_json::to_value(Time(now)).ok()?;
+    let before = existing.and_then(|e| e.as_array());
     for ancestor in value.as_array_mut()? {
-        for condition in ancestor
+        let was = before.and_then(|b| b.iter().find(|e| same_ancestor(e, ancestor)));
+        let Some(conditions) = ancestor
             .get_mut("conditions")
             .and_then(|c| c.as_array_mut())
-            .into_iter()
-            .flatten()
-        {
+        else {
+            continue;
+        };
+        for condition in conditions {
+            let since = was
+                .and_then(|w| transition_time(w, condition))
+                .unwrap_or_else(|| stamp.clone());
             if let Some(c) = condition.as_object_mut() {
-                c.insert("lastTransitionTime".into(), stamp.clone());
+                c.insert("lastTransitionTime".into(), since);
             }
         }
     }
     Some(value)
+}
+
+/// Whether two `ancestors[]` entries are for the same ancestor and controller (the list's
+/// map key).
+fn same_ancestor(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    a.get("ancestorRef") == b.get("ancestorRef")
+        && a.get("controllerName") == b.get("controllerName")
+}
+
+/// The `lastTransitionTime` of `entry`'s condition of the type and status of `condition`.
+fn transition_time(
+    entry: &serde_json::Value,
+    condition: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    entry
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| {
+            c.get("type") == condition.get("type") && c.get("status") == condition.get("status")
+        })?
+        .get("lastTransitionTime")
+        .cloned()
+}
+
+/// `ancestors` without the conditions' transition times, a missing list as an empty one.
+fn comparable_ancestors(ancestors: Option<&serde_json::Value>) -> serde_json::Value {
+    let mut value = ancestors.cloned().unwrap_or_else(|| serde_json::json!([]));
+    for entry in value.as_array_mut().into_iter().flatten() {
+        let conditions = entry.get_mut("conditions").and_then(|c| c.as_array_mut());
+        for c in conditions.into_iter().flatten() {
+            if let Some(c) = c.as_object_mut() {
+                c.remove("lastTransitionTime");
+            }
+        }
+    }
+    value
 }

@@ -157,12 +157,34 @@ fn long_messages_are_cut_to_what_the_api_server_accepts() {
     assert!(cut.len() <= MAX_MESSAGE && cut.ends_with("..."));
 }
 
-/// A policy's `status.ancestors`: one entry per target, each condition stamped.
-#[test]
-fn policy_ancestors_are_written_with_transition_times() {
+fn policy_ref() -> ObjectRef {
+    ObjectRef::new(Kind::RequestAuthentication, "shop", "jwt")
+}
+
+/// A World where policy `shop/jwt` targets Portolan Gateway `shop/edge`, which exists or not.
+fn world_with_policy(gateway_exists: bool) -> World {
     use portolan_api::crd::policy_target::PolicyTargetRef;
-    use portolan_model::policy_attach::AncestorOutcome;
-    let policy = ObjectRef::new(Kind::RequestAuthentication, "shop", "jwt");
+    use portolan_model::policy_attach::{AncestorOutcome, Reach};
+    let gateway = ObjectRef::new(Kind::Gateway, "shop", "edge");
+    let (reach, condition) = match gateway_exists {
+        true => (
+            Some(Reach::Gateway {
+                gateway,
+                listener: None,
+            }),
+            Condition::new(ConditionType::Accepted, true, "Accepted", "applies", 2),
+        ),
+        false => (
+            None,
+            Condition::new(
+                ConditionType::Accepted,
+                false,
+                "TargetNotFound",
+                "Gateway.portolan.dev shop/edge does not exist",
+                2,
+            ),
+        ),
+    };
     let outcome = AncestorOutcome {
         target: PolicyTargetRef {
             group: "portolan.dev".into(),
@@ -170,28 +192,28 @@ fn policy_ancestors_are_written_with_transition_times() {
             name: "edge".into(),
             section_name: None,
         },
-        reach: None,
-        condition: Condition::new(
-            ConditionType::Accepted,
-            false,
-            "TargetNotFound",
-            "Gateway.portolan.dev shop/edge does not exist",
-            2,
-        ),
+        reach,
+        condition,
     };
     let mut w = World::default();
+    let status = portolan_model::policy_status::policy_status(&w, "shop", &[outcome]);
     w.api_statuses.insert(
-        policy.clone(),
-        portolan_model::gateway_api::ApiStatus::Policy(
-            portolan_model::gateway_api::status::policy_status("shop", &[outcome]),
-        ),
+        policy_ref(),
+        portolan_model::gateway_api::ApiStatus::Policy(status),
     );
+    w
+}
+
+/// A policy's `status.ancestors`: one entry per ancestor, each condition stamped.
+#[test]
+fn policy_ancestors_are_written_with_transition_times() {
+    let w = world_with_policy(false);
     let now = Timestamp::from_second(1_700_000_000).expect("valid");
-    let ancestors = ancestors(&w, &policy, now).expect("a policy has ancestors");
+    let ancestors = ancestors(&w, &policy_ref(), None, now).expect("a policy has ancestors");
     let a = &ancestors[0];
     assert_eq!(a["ancestorRef"]["name"], "edge");
     assert_eq!(a["ancestorRef"]["namespace"], "shop");
-    assert_eq!(a["controllerName"], "portolan.dev/policy-controller");
+    assert_eq!(a["controllerName"], "portolan.dev/gateway-controller");
     let c = &a["conditions"][0];
     assert_eq!(
         (
@@ -212,6 +234,73 @@ fn policy_ancestors_are_written_with_transition_times() {
     assert_eq!(ancestors_of_route(&w), None);
 }
 
+/// The seen state of a policy carrying `ancestors` and the summary `conditions` of `wanted`.
+fn seen_policy(wanted: &Status, ancestors: Option<serde_json::Value>) -> Seen {
+    Seen {
+        generation: 2,
+        resource_version: Some("9".into()),
+        observed_generation: Some(wanted.observed_generation),
+        conditions: wanted.conditions.clone(),
+        status: ancestors.map(|a| serde_json::json!({"ancestors": a})),
+        uid: None,
+        parent_refs: vec![],
+    }
+}
+
+/// The writer compares `status.ancestors`: equal ones (times aside) are current, a changed or
+/// missing list is written; a condition whose status did not flip keeps its time.
+#[test]
+fn policy_ancestors_are_compared_before_writing() {
+    let summary = [Condition::new(
+        ConditionType::Accepted,
+        true,
+        "Accepted",
+        "applies",
+        2,
+    )];
+    let t0 = Timestamp::from_second(1_700_000_000).expect("valid");
+    let t1 = Timestamp::from_second(1_700_000_100).expect("valid");
+    let found = world_with_policy(true);
+    let mut first = status(&summary, &[], t0);
+    first.ancestors = ancestors(&found, &policy_ref(), None, t0);
+
+    let carried = first.ancestors.clone();
+    let mut again = status(&summary, &first.conditions, t1);
+    again.ancestors = ancestors(&found, &policy_ref(), carried.as_ref(), t1);
+    assert_eq!(
+        again.ancestors, first.ancestors,
+        "time kept while unchanged"
+    );
+    assert!(is_current(&again, &seen_policy(&first, carried.clone())));
+
+    // Restamped only: still current (times are not compared).
+    let mut restamped = again.clone();
+    restamped.ancestors = ancestors(&found, &policy_ref(), None, t1);
+    assert!(is_current(
+        &restamped,
+        &seen_policy(&first, carried.clone())
+    ));
+
+    // Not yet written, or written as an empty list: a write is due.
+    assert!(!is_current(&again, &seen_policy(&first, None)));
+    assert!(!is_current(
+        &again,
+        &seen_policy(&first, Some(serde_json::json!([])))
+    ));
+
+    // The target disappears: the ancestor's condition flips, a write is due and its time moves.
+    let gone = world_with_policy(false);
+    let mut changed = status(&summary, &first.conditions, t1);
+    changed.ancestors = ancestors(&gone, &policy_ref(), carried.as_ref(), t1);
+    assert!(!is_current(&changed, &seen_policy(&first, carried)));
+    let c = &changed.ancestors.as_ref().expect("ancestors")[0]["conditions"][0];
+    assert_eq!(c["status"], "False");
+    assert_eq!(
+        c["lastTransitionTime"],
+        serde_json::to_value(Time(t1)).expect("time")
+    );
+}
+
 fn ancestors_of_route(w: &World) -> Option<serde_json::Value> {
-    ancestors(w, &route_ref(), Timestamp::UNIX_EPOCH)
+    ancestors(w, &route_ref(), None, Timestamp::UNIX_EPOCH)
 }

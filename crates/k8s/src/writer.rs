@@ -120,7 +120,8 @@ impl StatusWriter {
                 continue;
             };
             let mut wanted = status::status(&conditions, &seen.conditions, now);
-            wanted.ancestors = status::ancestors(&inputs.world, &object, now);
+            let carried = seen.status.as_ref().and_then(|s| s.get("ancestors"));
+            wanted.ancestors = status::ancestors(&inputs.world, &object, carried, now);
             if status::is_current(&wanted, seen) {
                 pass.current += 1;
                 continue;

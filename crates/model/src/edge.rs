@@ -134,7 +134,7 @@ fn add_statuses(world: &mut World, resolution: &Resolution) {
         world
             .statuses
             .insert(policy.clone(), vec![policy_attach::summary(outcomes)]);
-        let status = crate::gateway_api::status::policy_status(&policy.namespace, outcomes);
+        let status = crate::policy_status::policy_status(world, &policy.namespace, outcomes);
         world.api_statuses.insert(
             policy.clone(),
             crate::gateway_api::ApiStatus::Policy(status),

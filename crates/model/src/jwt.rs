@@ -102,7 +102,7 @@ pub fn finish(world: &mut World) {
     policy_attach::refuse_mesh_only_routes(world, &mut resolution, "JWT authentication");
     world.statuses.extend(statuses(&resolution));
     for (policy, outcomes) in &resolution.statuses {
-        let status = crate::gateway_api::status::policy_status(&policy.namespace, outcomes);
+        let status = crate::policy_status::policy_status(world, &policy.namespace, outcomes);
         world.api_statuses.insert(
             policy.clone(),
             crate::gateway_api::ApiStatus::Policy(status),

@@ -20,6 +20,7 @@ pub mod index;
 pub mod jwt;
 pub mod policy;
 pub mod policy_attach;
+pub mod policy_status;
 pub mod proxy_scope;
 pub mod resolve;
 pub mod routing;

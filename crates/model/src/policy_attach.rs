@@ -18,7 +18,8 @@
 //!   its route, a listener over its gateway, a route over the gateway it is served on (see
 //!   [`Resolution::effective`], which takes the candidates most specific first).
 //!
-//! Status: one ancestor entry per target reference; its `ancestorRef` is the target itself.
+//! Status: the summary condition is [`summary`]; the per-ancestor entries are
+//! [`crate::policy_status`]'s.
 
 use crate::status::{Condition, ConditionType};
 use crate::types::ServiceKey;

@@ -29,6 +29,7 @@ use portolan_api::ObjectRef;
 use portolan_api::crd::envoy_patch_policy::PatchedType;
 use portolan_envoy_json::JsonError;
 use portolan_model::envoy_patch::{EnvoyPatch, PatchBody, PatchTarget};
+use portolan_model::gateway_api::ApiStatus;
 use portolan_model::{Condition, ConditionType, World};
 use portolan_translate::provenance::{Entry, ResourceKind, origins};
 use portolan_translate::{Provenance, ProxyGroup, Resources, SharedResources};
@@ -590,6 +591,24 @@ impl Patches {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// `status.ancestors` of every policy in `world`: its targetRef Gateway, with the policy's
+    /// `Accepted` from [`Patches::conditions`] (see `portolan_model::policy_status`).
+    pub fn api_statuses(&self, world: &World) -> BTreeMap<ObjectRef, ApiStatus> {
+        let conditions = self.conditions(world);
+        world
+            .envoy_patches
+            .values()
+            .filter_map(|p| {
+                let accepted = conditions
+                    .get(&p.source)?
+                    .iter()
+                    .find(|c| c.type_ == ConditionType::Accepted)?;
+                let status = portolan_model::policy_status::patch_status(world, p, accepted);
+                Some((p.source.clone(), ApiStatus::Policy(status)))
+            })
+            .collect()
     }
 
     /// `Accepted` and `Programmed` of every policy in `world`, from the outcomes of the groups

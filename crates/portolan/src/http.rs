@@ -209,14 +209,15 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
     let world = s.index.lock().unwrap_or_else(|p| p.into_inner()).world();
     let nacks = portolan_pipeline::programmed::nacks(&s.cache, &s.provenances, &s.cache.proxies());
     let nacked = portolan_pipeline::programmed::conditions(&world, &nacks);
-    let map: serde_json::Map<String, Value> =
-        portolan_pipeline::programmed::api_statuses(&world, &nacked)
-            .iter()
-            .map(|(object, status)| {
-                let value = serde_json::to_value(status).unwrap_or(Value::Null);
-                (status_key(object), value)
-            })
-            .collect();
+    let mut statuses = portolan_pipeline::programmed::api_statuses(&world, &nacked);
+    statuses.extend(s.patches.api_statuses(&world));
+    let map: serde_json::Map<String, Value> = statuses
+        .iter()
+        .map(|(object, status)| {
+            let value = serde_json::to_value(status).unwrap_or(Value::Null);
+            (status_key(object), value)
+        })
+        .collect();
     Json(Value::Object(map))
 }
 

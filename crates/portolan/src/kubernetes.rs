@@ -221,6 +221,9 @@ fn status_inputs(
     let patched = patches.conditions(&world);
     if !patched.is_empty() {
         let mut with_patches = World::clone(&world);
+        with_patches
+            .api_statuses
+            .extend(patches.api_statuses(&world));
         for (object, conditions) in patched {
             for c in conditions {
                 match c.type_ {

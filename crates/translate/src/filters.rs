@@ -52,6 +52,7 @@ pub(crate) fn http_connection_manager_with(
     hcm.http_filters.splice(0..0, first);
     let router = hcm.http_filters.len() - 1;
     hcm.http_filters.splice(router..router, edge);
+    crate::jwt::apply_local_reply(&mut hcm);
     Filter {
         name: HTTP_CONNECTION_MANAGER.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
@@ -72,6 +73,7 @@ pub(crate) fn gateway_api_connection_manager(
     hcm.http_filters.splice(0..0, first);
     let router = hcm.http_filters.len() - 1;
     hcm.http_filters.splice(router..router, edge);
+    crate::jwt::apply_local_reply(&mut hcm);
     hcm.strip_port_mode = Some(http_connection_manager::StripPortMode::StripAnyHostPort(
         true,
     ));

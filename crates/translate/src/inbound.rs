@@ -223,6 +223,7 @@ fn http_connection_manager(
         http_filters,
         ..Default::default()
     };
+    crate::jwt::apply_local_reply(&mut hcm);
     telemetry::apply(&mut hcm, &ctx.options.telemetry);
     Filter {
         name: HTTP_CONNECTION_MANAGER.to_string(),

@@ -13,6 +13,13 @@
 //! [`PAYLOAD_KEY`], where AccessPolicy claim and request-principal rules read it
 //! ([`crate::rbac`]).
 //!
+//! A refused token gets 401, including one whose audience is not allowed, which jwt_authn
+//! itself answers with 403: each provider writes its failure to dynamic metadata (key
+//! [`FAILURE_KEY`]), and a connection manager with the filter maps a 403 whose failure
+//! message is jwt_authn's audience one to 401 ([`apply_local_reply`]). Other 403s (an
+//! AccessPolicy's RBAC, ext_authz) are untouched, even when a missing optional token left a
+//! failure in the metadata.
+//!
 //! A remote JWKS is fetched through a cluster named `jwks|HOST|PORT` (`jwks-tls|...` for
 //! https, verified against the system's CA certificates with SNI `HOST`); [`clusters`] makes
 //! them for the policies a group uses.
@@ -24,20 +31,31 @@
 
 use crate::cluster::duration;
 use crate::external::lb_endpoint;
+use envoy_types::pb::envoy::config::accesslog::v3::access_log_filter::FilterSpecifier;
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    AccessLogFilter, AndFilter, ComparisonFilter, MetadataFilter, StatusCodeFilter,
+    comparison_filter,
+};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbPolicy,
 };
+use envoy_types::pb::envoy::config::core::v3::RuntimeUInt32;
 use envoy_types::pb::envoy::config::core::v3::{HttpUri, TransportSocket, http_uri};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::route::v3::{RouteMatch, route_match};
 use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3 as pb;
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, LocalReplyConfig, ResponseMapper,
+};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, UpstreamTlsContext,
     certificate_validation_context::SystemRootCerts, common_tls_context::ValidationContextType,
 };
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    MetadataMatcher, StringMatcher, ValueMatcher, metadata_matcher, string_matcher, value_matcher,
+};
+use envoy_types::pb::google::protobuf::{Any, BoolValue, UInt32Value};
 use envoy_types::util::pack_any;
 use portolan_api::ObjectRef;
 use portolan_model::World;
@@ -53,6 +71,14 @@ pub(crate) const JWT_AUTHN: &str = "envoy.filters.http.jwt_authn";
 
 /// The dynamic metadata key (under [`JWT_AUTHN`]) of a verified token's payload.
 pub(crate) const PAYLOAD_KEY: &str = "payload";
+
+/// The dynamic metadata key (under [`JWT_AUTHN`]) of a token's verification failure
+/// (`{code, message}`).
+pub(crate) const FAILURE_KEY: &str = "failure";
+
+/// jwt_authn's failure message for a token whose audience is not allowed (the only failure it
+/// answers with 403).
+const AUDIENCE_NOT_ALLOWED: &str = "Audiences in Jwt are not allowed";
 
 /// The RequestAuthentications one listener uses, by source object.
 #[derive(Clone, Debug, Default)]
@@ -144,6 +170,63 @@ pub(crate) fn filter(used: &JwtUse, require: Option<&str>) -> Option<HttpFilter>
     Some(crate::filters::http_filter(JWT_AUTHN, config))
 }
 
+/// Gives a connection manager that has the jwt_authn filter a local reply mapper turning
+/// jwt_authn's 403 for a token of a wrong audience into 401 (a 403 whose dynamic metadata
+/// carries that failure; `match_if_key_not_found: false`, so no other 403 matches).
+pub(crate) fn apply_local_reply(hcm: &mut HttpConnectionManager) {
+    if !hcm.http_filters.iter().any(|f| f.name == JWT_AUTHN) {
+        return;
+    }
+    let forbidden = AccessLogFilter {
+        filter_specifier: Some(FilterSpecifier::StatusCodeFilter(StatusCodeFilter {
+            comparison: Some(ComparisonFilter {
+                op: comparison_filter::Op::Eq as i32,
+                value: Some(RuntimeUInt32 {
+                    default_value: 403,
+                    runtime_key: "portolan.jwt_audience_status".to_string(),
+                }),
+            }),
+        })),
+    };
+    let audience = AccessLogFilter {
+        filter_specifier: Some(FilterSpecifier::MetadataFilter(MetadataFilter {
+            matcher: Some(MetadataMatcher {
+                filter: JWT_AUTHN.to_string(),
+                path: [FAILURE_KEY, "message"]
+                    .map(|key| metadata_matcher::PathSegment {
+                        segment: Some(metadata_matcher::path_segment::Segment::Key(
+                            key.to_string(),
+                        )),
+                    })
+                    .to_vec(),
+                value: Some(ValueMatcher {
+                    match_pattern: Some(value_matcher::MatchPattern::StringMatch(StringMatcher {
+                        match_pattern: Some(string_matcher::MatchPattern::Exact(
+                            AUDIENCE_NOT_ALLOWED.to_string(),
+                        )),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            }),
+            match_if_key_not_found: Some(BoolValue { value: false }),
+        })),
+    };
+    let mapper = ResponseMapper {
+        filter: Some(AccessLogFilter {
+            filter_specifier: Some(FilterSpecifier::AndFilter(AndFilter {
+                filters: vec![forbidden, audience],
+            })),
+        }),
+        status_code: Some(UInt32Value { value: 401 }),
+        ..Default::default()
+    };
+    hcm.local_reply_config
+        .get_or_insert_with(LocalReplyConfig::default)
+        .mappers
+        .push(mapper);
+}
+
 fn provider(p: &JwtProvider) -> pb::JwtProvider {
     let jwks = match &p.jwks {
         Jwks::Remote {
@@ -193,6 +276,7 @@ fn provider(p: &JwtProvider) -> pb::JwtProvider {
         from_params,
         from_cookies: p.from_cookies.clone(),
         payload_in_metadata: PAYLOAD_KEY.to_string(),
+        failed_status_in_metadata: FAILURE_KEY.to_string(),
         claim_to_headers: p
             .claim_to_headers
             .iter()
@@ -307,5 +391,59 @@ fn tls_socket(host: &str) -> TransportSocket {
                 pack_any(context),
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod local_reply_tests {
+    use super::*;
+
+    fn hcm_with(filters: &[&str]) -> HttpConnectionManager {
+        HttpConnectionManager {
+            http_filters: filters
+                .iter()
+                .map(|name| crate::filters::http_filter(name, Any::default()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_a_connection_manager_with_jwt_authn_maps_the_audience_403_to_401() {
+        let mut without = hcm_with(&["envoy.filters.http.router"]);
+        apply_local_reply(&mut without);
+        assert_eq!(without.local_reply_config, None);
+
+        let mut with = hcm_with(&[JWT_AUTHN, "envoy.filters.http.router"]);
+        apply_local_reply(&mut with);
+        let mappers = with
+            .local_reply_config
+            .expect("a local reply config")
+            .mappers;
+        assert_eq!(mappers.len(), 1);
+        assert_eq!(mappers[0].status_code, Some(UInt32Value { value: 401 }));
+        let Some(FilterSpecifier::AndFilter(and)) = mappers[0]
+            .filter
+            .as_ref()
+            .and_then(|f| f.filter_specifier.clone())
+        else {
+            panic!("an and filter: {:?}", mappers[0].filter);
+        };
+        let [status, metadata] = and.filters.as_slice() else {
+            panic!("two filters: {and:?}");
+        };
+        assert!(matches!(
+            &status.filter_specifier,
+            Some(FilterSpecifier::StatusCodeFilter(s))
+                if s.comparison.as_ref().and_then(|c| c.value.as_ref()).map(|v| v.default_value) == Some(403)
+        ));
+        let Some(FilterSpecifier::MetadataFilter(m)) = &metadata.filter_specifier else {
+            panic!("a metadata filter: {metadata:?}");
+        };
+        assert_eq!(
+            m.match_if_key_not_found,
+            Some(BoolValue { value: false }),
+            "a 403 without a JWT failure (RBAC, ext_authz) must not match"
+        );
     }
 }

@@ -12,6 +12,10 @@
 //!   requests), `x-ratelimit-*` headers, and a rule with its own bucket still answering.
 //! * global rate limits: OVER_LIMIT for one descriptor value, OK for another, the descriptors
 //!   Envoy sent, and the failure mode when the service is down (allow, then deny after an edit).
+//! * the inbound side of a mesh workload: an ExtAuthPolicy (gRPC) and a local RateLimitPolicy
+//!   targeting its Service's port; requests arriving at the server sidecar's inbound listener
+//!   are authorised (allowed, denied) and then limited (429 once the bucket is spent), and the
+//!   policies' status names the Service port as their ancestor.
 
 use crate::bin;
 use portolan_e2e::authz::{ALLOW, AUTH_HEADER, AuthServer};
@@ -28,8 +32,13 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// An EndpointSlice for `service` whose port `port_name` is served at `addr`.
 fn slice_yaml(service: &str, port_name: &str, addr: SocketAddr) -> String {
+    slice_yaml_in("default", service, port_name, addr)
+}
+
+/// [`slice_yaml`] in `namespace`.
+fn slice_yaml_in(namespace: &str, service: &str, port_name: &str, addr: SocketAddr) -> String {
     format!(
-        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-1\n  namespace: default\n  labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: {port_name}\n  port: {port}\n",
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-1\n  namespace: {namespace}\n  labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: {port_name}\n  port: {port}\n",
         ip = addr.ip(),
         port = addr.port()
     )
@@ -693,5 +702,181 @@ async fn global_rate_limit_by_a_jwt_claim() -> anyhow::Result<()> {
     assert!(seen.iter().any(|d| d == "partner|subject=bob"), "{seen:?}");
     // No token: the JWT filter refuses it before any limit.
     assert_eq!(http::get(port, host, "/items").await?.status, 401);
+    Ok(())
+}
+
+/// Service `authz` (gRPC) in `shop`, an ExtAuthPolicy on port `http` of Service `server` and
+/// a local RateLimitPolicy (3 per hour) on the same port.
+const INBOUND_POLICIES: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: authz
+  namespace: shop
+spec:
+  ports:
+  - name: grpc
+    port: 9000
+    appProtocol: grpc
+---
+apiVersion: portolan.dev/v1alpha1
+kind: ExtAuthPolicy
+metadata:
+  name: server-authz
+  namespace: shop
+spec:
+  targetRefs:
+  - {group: "", kind: Service, name: server, sectionName: http}
+  grpc:
+    service:
+      host: authz
+      port: 9000
+  timeout: 2s
+---
+apiVersion: portolan.dev/v1alpha1
+kind: RateLimitPolicy
+metadata:
+  name: server-limit
+  namespace: shop
+spec:
+  targetRefs:
+  - {group: "", kind: Service, name: server, sectionName: http}
+  local:
+    requests: 3
+    per: 1h
+"#;
+
+/// The ancestors of policy `key` on `/debug/status`: `(group, kind, name, sectionName, status)`.
+async fn ancestors(
+    portolan: &portolan_e2e::Portolan,
+    key: &str,
+) -> anyhow::Result<Vec<[String; 5]>> {
+    let all = portolan.get_json("/debug/status").await?;
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    Ok(all[key]["ancestors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let r = &a["ancestorRef"];
+            [
+                s(&r["group"]),
+                s(&r["kind"]),
+                s(&r["name"]),
+                s(&r["sectionName"]),
+                s(&a["conditions"][0]["status"]),
+            ]
+        })
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ext_authz_and_local_rate_limit_on_a_services_inbound_side() -> anyhow::Result<()> {
+    use crate::mesh_security::{Identities, Mesh as SecureMesh};
+    let _shared = portolan_e2e::serial::shared().await;
+    let authz = AuthServer::start_grpc("server-authz").await?;
+    let mesh = SecureMesh::start(
+        Identities::Certificates,
+        &[
+            ("shop/policies.yaml", INBOUND_POLICIES.to_string()),
+            (
+                "shop/authz-endpoints.yaml",
+                slice_yaml_in("shop", "authz", "grpc", authz.addr()),
+            ),
+        ],
+        &[],
+    )
+    .await?;
+    // Port `http` of Service `server` is the application's port (its targetPort), which is
+    // how the inbound side knows the policies' `sectionName: http` applies to it.
+    let service = example("security/mesh-service.yaml").replace(
+        "    port: 80\n",
+        &format!("    port: 80\n    targetPort: {}\n", mesh.app.port()),
+    );
+    mesh.config.write("shop/service.yaml", &service)?;
+    let server = mesh.server().await?;
+    let inbound = mesh.inbound;
+    let call = |allow: bool| async move {
+        let mut req = request(inbound, Method::GET, "server.shop", "/headers");
+        if allow {
+            req = req.header(AUTH_HEADER, ALLOW);
+        }
+        send(req).await
+    };
+    // The inbound listener asks the service: without the header, its denial comes back.
+    let denied = eventually("a request denied on the inbound side", DEADLINE, || async {
+        match call(false).await {
+            Ok(r) if r.status == 403 => Ok(r),
+            Ok(r) => Err(format!("{} {:?}", r.status, r.body)),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    let denied = match denied {
+        Ok(r) => r,
+        Err(e) => {
+            let errors = mesh.portolan.get_json("/debug/config-errors").await?;
+            let dump = server
+                .admin("/config_dump?resource=dynamic_listeners")
+                .await?;
+            anyhow::bail!("{e}\n{errors}\n{dump}\n{}", mesh.portolan.log_tail())
+        }
+    };
+    assert_eq!(denied.body, "denied by server-authz", "{denied:?}");
+    assert_eq!(denied.header("x-denied-by"), Some("server-authz"));
+    assert_ne!(denied.upstream(), Some("server-app"));
+    let dump = server
+        .admin("/config_dump?resource=dynamic_listeners")
+        .await?;
+    assert!(
+        dump.contains("envoy.filters.http.local_ratelimit"),
+        "the inbound listener has its bucket"
+    );
+
+    // Allowed: the app answers and sees the service's header; then the bucket of 3 is spent
+    // within a bounded number of requests.
+    let mut passed = 0;
+    let mut limited = None;
+    for _ in 0..10 {
+        let r = call(true).await?;
+        match r.status {
+            200 => {
+                passed += 1;
+                assert_eq!(r.upstream(), Some("server-app"), "{r:?}");
+                let seen = r.seen_headers()?;
+                assert_eq!(seen.get("x-auth-user"), Some(&vec!["alice".to_string()]));
+            }
+            429 => {
+                limited = Some(r);
+                break;
+            }
+            other => anyhow::bail!("unexpected {other}: {r:?}\n{}", server.log_tail()),
+        }
+    }
+    let limited = limited.ok_or_else(|| anyhow::anyhow!("no 429 in 10 requests"))?;
+    assert!(
+        (1..=3).contains(&passed),
+        "{passed} requests passed a bucket of 3"
+    );
+    assert_eq!(
+        limited.header("x-local-rate-limit"),
+        Some("true"),
+        "{limited:?}"
+    );
+    // Authorization runs first: a request without the header is still denied, not limited.
+    assert_eq!(call(false).await?.status, 403);
+    assert!(authz.checks() >= passed + 2, "checks: {}", authz.checks());
+
+    // Each policy's ancestor is the Service port it targets.
+    for key in [
+        "ExtAuthPolicy shop/server-authz",
+        "RateLimitPolicy shop/server-limit",
+    ] {
+        let a = ancestors(&mesh.portolan, key).await?;
+        assert_eq!(
+            a,
+            vec![["", "Service", "server", "http", "True"].map(String::from)],
+            "{key}"
+        );
+    }
     Ok(())
 }

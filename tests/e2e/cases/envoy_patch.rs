@@ -12,9 +12,13 @@
 //!   Envoy, requests keep flowing, and other changes (a new route) are still served.
 //! * A version Envoy rejects (NACK) is attributed to the policy: `Programmed=False Nacked`.
 //! * Disabled (the default): nothing is patched and the policy says `Disabled`.
+//! * On a Gateway API Gateway: two Gateways of Portolan's class with the same listener (so the
+//!   same listener name), each with its own Envoy; a policy targeting one patches only that
+//!   Gateway's Envoy (both `/config_dump`s and answers checked); its status names that
+//!   Gateway as its one ancestor.
 
 use crate::bin;
-use portolan_e2e::{Mesh, Upstream, endpoints_yaml, eventually, example};
+use portolan_e2e::{Envoy, Mesh, Upstream, endpoints_yaml, eventually, example};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -43,8 +47,12 @@ fn route(name: &str, host: &str) -> String {
 
 /// Envoy's active dynamic listener `name` (admin `/config_dump`, proto JSON).
 async fn listener(m: &Mesh, name: &str) -> anyhow::Result<Option<Value>> {
-    let text = m
-        .envoy
+    listener_of(&m.envoy, name).await
+}
+
+/// [`listener`] of any Envoy.
+async fn listener_of(envoy: &Envoy, name: &str) -> anyhow::Result<Option<Value>> {
+    let text = envoy
         .admin("/config_dump?resource=dynamic_listeners")
         .await?;
     let dump: Value = serde_json::from_str(&text)?;
@@ -273,6 +281,210 @@ async fn disabled_by_default_nothing_is_patched_and_the_policy_says_so() -> anyh
             .as_str()
             .is_some_and(|t| t.contains("--enable-envoy-patch-policy")),
         "{accepted}"
+    );
+    Ok(())
+}
+
+/// Gateway API Gateways `gw-a` and `gw-b` of Portolan's class, each with listener `http` on
+/// `port` (each on its own address), an HTTPRoute on both to `www`, and an EnvoyPatchPolicy
+/// on `gw-a` only.
+fn two_api_gateways(port: u16) -> String {
+    let gateway = |name: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  gatewayClassName: portolan\n  listeners:\n  - name: http\n    port: {port}\n    protocol: HTTP\n---\n"
+        )
+    };
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata:
+  name: portolan
+spec:
+  controllerName: portolan.dev/gateway-controller
+---
+{a}{b}apiVersion: v1
+kind: Service
+metadata:
+  name: www
+  namespace: default
+spec:
+  ports:
+  - name: http
+    port: 80
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: www
+  namespace: default
+spec:
+  parentRefs:
+  - name: gw-a
+  - name: gw-b
+  hostnames: [www.example.com]
+  rules:
+  - backendRefs:
+    - name: www
+      port: 80
+---
+apiVersion: portolan.dev/v1alpha1
+kind: EnvoyPatchPolicy
+metadata:
+  name: only-a
+  namespace: default
+spec:
+  targetRef:
+    group: gateway.networking.k8s.io
+    kind: Gateway
+    name: gw-a
+  patches:
+  - type: Listener
+    name: gateway-{port}
+    operations:
+    - op: add
+      path: /per_connection_buffer_limit_bytes
+      value: 32768
+    - op: add
+      path: /filter_chains/0/filters/0/typed_config/server_name
+      value: portolan-a
+"#,
+        a = gateway("gw-a"),
+        b = gateway("gw-b"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_on_a_gateway_api_gateway_reaches_only_its_envoy() -> anyhow::Result<()> {
+    use portolan_e2e::Portolan;
+    use portolan_e2e::envoy::Protocol;
+    use portolan_e2e::portolan::{ConfigDir, Ports};
+    let _shared = portolan_e2e::serial::shared().await;
+    let www = Upstream::start("www").await?;
+    let port = portolan_e2e::ports::free_port();
+    let config = ConfigDir::new()?;
+    config.write("gateways.yaml", &two_api_gateways(port))?;
+    config.write("www.yaml", &slices(&www))?;
+    let portolan = Portolan::start_with(
+        bin(),
+        &config,
+        Ports::free(),
+        &["--enable-envoy-patch-policy"],
+    )
+    .await?;
+    let address = |gateway: &'static str| {
+        let portolan = &portolan;
+        eventually("the Gateway's address", DEADLINE, move || async move {
+            let all = portolan
+                .get_json("/debug/status")
+                .await
+                .map_err(|e| e.to_string())?;
+            all[format!("Gateway default/{gateway}")]["addresses"][0]["value"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{all}"))
+        })
+    };
+    let (addr_a, addr_b) = (address("gw-a").await?, address("gw-b").await?);
+    assert_ne!(addr_a, addr_b, "each Gateway has its own address");
+    let ports = portolan.ports();
+    let start = |node: &'static str, gateway: &'static str| async move {
+        let args = ["--gateway", gateway];
+        Envoy::start_with(bin(), ports, node, "unused", Protocol::Sotw, &args).await
+    };
+    let envoy_a = start("gw-a-1", "default/gw-a").await?;
+    let envoy_b = start("gw-b-1", "default/gw-b").await?;
+    let get = |addr: String| async move {
+        let req = portolan_e2e::client()
+            .get(format!("http://{addr}:{port}/"))
+            .header("host", "www.example.com");
+        portolan_e2e::http::send(req).await
+    };
+    // gw-a's Envoy answers with the patched server name; gw-b's does not.
+    let r = eventually(
+        "gw-a's answer with the patched server name",
+        DEADLINE,
+        || {
+            let addr = addr_a.clone();
+            async move {
+                match get(addr).await {
+                    Ok(r) if r.status == 200 && r.header("server") == Some("portolan-a") => Ok(r),
+                    Ok(r) => Err(format!("{} {:?}", r.status, r.headers)),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", portolan.log_tail()))?;
+    assert_eq!(r.upstream(), Some("www"));
+    let r = eventually("gw-b's answer", DEADLINE, || {
+        let addr = addr_b.clone();
+        async move {
+            match get(addr).await {
+                Ok(r) if r.status == 200 => Ok(r),
+                Ok(r) => Err(format!("{} {:?}", r.status, r.headers)),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await?;
+    assert_eq!(r.upstream(), Some("www"));
+    assert_ne!(r.header("server"), Some("portolan-a"), "{r:?}");
+
+    // Both Envoys hold a listener of that name; only gw-a's is patched.
+    let name = format!("gateway-{port}");
+    let a = listener_of(&envoy_a, &name)
+        .await?
+        .expect("gw-a's listener");
+    assert_eq!(a["per_connection_buffer_limit_bytes"], 32768, "{a}");
+    assert_eq!(server_name(&a), Some("portolan-a"));
+    let b = listener_of(&envoy_b, &name)
+        .await?
+        .expect("gw-b's listener");
+    assert!(b.get("per_connection_buffer_limit_bytes").is_none(), "{b}");
+    assert_eq!(server_name(&b), None, "{b}");
+
+    // The policy says what it touched, in gw-a's group only.
+    let message = eventually("Programmed=True naming gw-a's group", DEADLINE, || async {
+        let v = portolan
+            .get_json("/debug/config-errors")
+            .await
+            .map_err(|e| e.to_string())?;
+        let all = v["statuses"]["EnvoyPatchPolicy default/only-a"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        match condition(&all, "Programmed") {
+            Some(c) if c["status"] == true => {
+                Ok(c["message"].as_str().unwrap_or_default().to_string())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    // Its status has one ancestor: the Gateway it targets, with the policy's Accepted.
+    let status = portolan.get_json("/debug/status").await?;
+    let ancestors = &status["EnvoyPatchPolicy default/only-a"]["ancestors"];
+    assert_eq!(
+        (
+            &ancestors[0]["ancestorRef"],
+            &ancestors[0]["controllerName"],
+            &ancestors[0]["conditions"][0]["status"]
+        ),
+        (
+            &serde_json::json!({"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                "namespace": "default", "name": "gw-a"}),
+            &serde_json::json!("portolan.dev/gateway-controller"),
+            &serde_json::json!("True")
+        ),
+        "{status}"
+    );
+    assert_eq!(ancestors.as_array().map(Vec::len), Some(1), "{ancestors}");
+    assert!(
+        message.contains("proxy group gateway:default/gw-a")
+            && message.contains(&format!("Listener gateway-{port}"))
+            && !message.contains("gw-b"),
+        "{message}"
     );
     Ok(())
 }

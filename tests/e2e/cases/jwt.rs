@@ -5,13 +5,15 @@
 //!   loopback HTTP server the test runs and fetched by Envoy through the cluster Portolan
 //!   makes. A token signed by the test's key is accepted and its claims reach the upstream
 //!   as headers (the token itself does not); expired, wrong issuer, foreign key and missing
-//!   tokens get 401, a wrong audience 403 (Envoy's answer). A second policy on one named
+//!   tokens get 401, a wrong audience too (jwt_authn's own 403, mapped to 401 by the
+//!   connection manager's local reply config). A second policy on one named
 //!   rule of the TrafficRoute (optional) wins there: no token passes, a bad one does not.
-//!   Status per target: Accepted, TargetNotFound, Conflicted. A bad edit is refused by field
+//!   Status per ancestor (the Gateway, also for the route rule's policy): Accepted,
+//!   TargetNotFound, Conflicted. A bad edit is refused by field
 //!   path and the last good policies stay; a good one takes effect.
 //! * A mesh workload whose Service a RequestAuthentication (inline JWKS) targets:
-//!   AccessPolicy rules on a JWT claim and on a request principal allow or deny (403) on its
-//!   inbound listener.
+//!   AccessPolicy rules on a JWT claim and on a request principal allow or deny (403, which
+//!   the 401 mapping leaves alone) on its inbound listener.
 
 use crate::bin;
 use crate::mesh_security::{Identities, Mesh as SecureMesh};
@@ -157,13 +159,13 @@ async fn gateway_jwt_accepts_signed_tokens_passes_claims_and_refuses_bad_ones() 
 
     // Every bad token, and none, is refused with 401 on the gateway-wide policy.
     let t = now();
-    // (Envoy answers a token for another audience with 403 `Audiences in Jwt are not
-    // allowed`; the others get 401.)
+    // (jwt_authn answers a token for another audience with 403 `Audiences in Jwt are not
+    // allowed`; Portolan's local reply mapper makes it 401 like the others, body kept.)
     let wrong_audience = issuer.token(json!({"sub": "a", "aud": "other"}))?;
     let r = get_with(port, "/headers", Some(&wrong_audience)).await?;
     assert_eq!(
         (r.status, r.upstream()),
-        (403, None),
+        (401, None),
         "wrong audience: {r:?}"
     );
     assert_eq!(r.body, "Audiences in Jwt are not allowed");
@@ -193,6 +195,8 @@ async fn gateway_jwt_accepts_signed_tokens_passes_claims_and_refuses_bad_ones() 
     assert_eq!((r.status, r.upstream()), (200, Some("api")), "{r:?}");
     let r = get_with(port, "/public/x", bad[1].1.as_deref()).await?;
     assert_eq!(r.status, 401, "an expired token on an optional rule: {r:?}");
+    let r = get_with(port, "/public/x", Some(&wrong_audience)).await?;
+    assert_eq!(r.status, 401, "a wrong audience on an optional rule: {r:?}");
     let r = get_with(port, "/public/x", Some(&good)).await?;
     assert_eq!(r.status, 200, "{r:?}");
 
@@ -203,7 +207,8 @@ async fn gateway_jwt_accepts_signed_tokens_passes_claims_and_refuses_bad_ones() 
     );
     assert_eq!(
         ancestors(&m, "public-optional").await?,
-        [("TrafficRoute/api".into(), "True".into(), "Accepted".into())]
+        [("Gateway/edge".into(), "True".into(), "Accepted".into())],
+        "a rule's ancestor is the Gateway its route is served on"
     );
     assert_eq!(
         ancestors(&m, "zz-second").await?,

@@ -4,14 +4,26 @@
 //! --enable-envoy-patch-policy`; every patched resource is decoded back into Envoy's typed
 //! message and the snapshot is checked before it is served.
 
-use super::common::ObjectStatus;
+use super::policy_target::PolicyAncestorStatus;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Status of an EnvoyPatchPolicy.
-pub type EnvoyPatchPolicyStatus = ObjectStatus;
+/// Status of an EnvoyPatchPolicy: `Accepted`, `ResolvedRefs` and `Programmed`, and (with a
+/// `targetRef`) one ancestor entry for the Gateway, carrying the policy's `Accepted`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvoyPatchPolicyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
 
 /// API group of Portolan's own Gateway, as a `targetRef.group`.
 pub const PORTOLAN_GROUP: &str = "portolan.dev";

@@ -18,9 +18,6 @@ use serde::{Deserialize, Serialize};
 /// The group of Gateway API kinds in a target reference.
 pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
 
-/// The `controllerName` Portolan writes in policy ancestor status.
-pub const POLICY_CONTROLLER_NAME: &str = "portolan.dev/policy-controller";
-
 /// A local (same-namespace) reference to the object a policy applies to
 /// (Gateway API `LocalPolicyTargetReferenceWithSectionName`).
 #[derive(
@@ -44,8 +41,8 @@ pub struct PolicyTargetRef {
     pub section_name: Option<String>,
 }
 
-/// The status of a policy: one entry per ancestor (here: per target reference) that
-/// Portolan's controller considered.
+/// The status of a policy: one entry per ancestor (the Gateway a target is served on, or
+/// the target itself) that Portolan's controller considered; at most 16.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyStatus {
@@ -59,7 +56,7 @@ pub struct PolicyStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PolicyAncestorStatus {
     pub ancestor_ref: AncestorRef,
-    /// `portolan.dev/policy-controller`.
+    /// `portolan.dev/gateway-controller` (the controllerName of Portolan's GatewayClass).
     pub controller_name: String,
     /// `Accepted` (reasons `Accepted`, `Invalid`, `TargetNotFound`, `Conflicted`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -112,7 +112,7 @@ impl RouteParentStatus {
     }
 }
 
-/// The status of a policy (see [`crate::policy_attach`]): one entry per target reference.
+/// The status of a policy: one entry per ancestor (see [`crate::policy_status`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PolicyStatus {
     pub ancestors: Vec<PolicyAncestorStatus>,
@@ -124,32 +124,6 @@ pub struct PolicyAncestorStatus {
     pub ancestor_ref: portolan_api::crd::policy_target::AncestorRef,
     pub controller_name: String,
     pub conditions: Vec<ApiCondition>,
-}
-
-/// The per-target status of a policy in `namespace` from its resolved outcomes.
-pub fn policy_status(
-    namespace: &str,
-    outcomes: &[crate::policy_attach::AncestorOutcome],
-) -> PolicyStatus {
-    let ancestors = outcomes
-        .iter()
-        .map(|o| {
-            let c = &o.condition;
-            PolicyAncestorStatus {
-                ancestor_ref: o.target.ancestor_ref(namespace),
-                controller_name: portolan_api::crd::policy_target::POLICY_CONTROLLER_NAME
-                    .to_string(),
-                conditions: vec![ApiCondition::new(
-                    &c.type_.to_string(),
-                    c.status,
-                    &c.reason,
-                    c.message.clone(),
-                    c.observed_generation,
-                )],
-            }
-        })
-        .collect();
-    PolicyStatus { ancestors }
 }
 
 /// Portolan's condition on a route's `parents[]` entries: whether the data plane took the
