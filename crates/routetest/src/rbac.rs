@@ -13,20 +13,35 @@ use serde_json::{Value, json};
 /// The header that carries the caller's identity to the test Envoy.
 pub const PEER_HEADER: &str = "x-portolan-test-peer";
 
-/// The filter name of Envoy's RBAC HTTP filter.
-const RBAC: &str = "envoy.filters.http.rbac";
+/// The type of Envoy's RBAC HTTP filter's configuration.
+const RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
 
-/// Whether the listener's RBAC filters deny the request from `peer` arriving on `port`.
-pub fn denied(listener: &Value, req: &HttpRequest, peer: Option<&str>, port: u16) -> bool {
+/// Whether the listener's RBAC filters deny the request from `peer` arriving on `port`. Each
+/// filter's rules are its per-filter configuration in the route configuration's first virtual
+/// host when that has one (an entry without `rbac` disables the filter), else its own.
+pub fn denied(
+    listener: &Value,
+    route_config: &Value,
+    req: &HttpRequest,
+    peer: Option<&str>,
+    port: u16,
+) -> bool {
     let Some(hcm) = table::hcm(listener) else {
         return false;
     };
+    let per_filter = &route_config["virtual_hosts"][0]["typed_per_filter_config"];
     hcm["http_filters"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|f| str_at(f, "/name") == RBAC)
-        .any(|f| filter_denies(&f["typed_config"], req, peer, port))
+        .filter(|f| str_at(f, "/typed_config/@type") == RBAC_TYPE)
+        .any(|f| {
+            let config = match per_filter.get(str_at(f, "/name")) {
+                Some(per_route) => &per_route["rbac"],
+                None => &f["typed_config"],
+            };
+            filter_denies(config, req, peer, port)
+        })
 }
 
 fn filter_denies(config: &Value, req: &HttpRequest, peer: Option<&str>, port: u16) -> bool {
@@ -162,12 +177,12 @@ mod tests {
     #[test]
     fn deny_wins_then_allow_needs_a_match() {
         let l = listener(json!([
-            {"name": RBAC, "typed_config": {"rules": {"action": "DENY", "policies": {"deny": {
+            {"name": "deny", "typed_config": {"@type": RBAC_TYPE, "rules": {"action": "DENY", "policies": {"deny": {
                 "permissions": [{"any": true}],
                 "principals": [{"and_ids": {"ids": [
                     {"authenticated": {"principal_name": {"prefix": "spiffe://cluster.local/ns/batch/sa/"}}},
                     {"url_path": {"path": {"prefix": "/admin"}}}]}}]}}}}},
-            {"name": RBAC, "typed_config": {"rules": {"policies": {"allow": {
+            {"name": "allow", "typed_config": {"@type": RBAC_TYPE, "rules": {"policies": {"allow": {
                 "permissions": [{"any": true}],
                 "principals": [
                     {"and_ids": {"ids": [
@@ -177,25 +192,79 @@ mod tests {
         ]));
         let client = Some("spiffe://cluster.local/ns/shop/sa/client");
         let batch = Some("spiffe://cluster.local/ns/batch/sa/job");
-        assert!(!denied(&l, &req("GET", "/api?x=1"), client, 15006));
-        assert!(denied(&l, &req("POST", "/api"), client, 15006));
-        assert!(denied(&l, &req("GET", "/api"), batch, 15006));
-        assert!(!denied(&l, &req("GET", "/healthz"), None, 15006));
-        assert!(denied(&l, &req("GET", "/admin/x"), batch, 15006));
-        assert!(denied(&l, &req("GET", "/api"), None, 15006));
+        assert!(!denied(
+            &l,
+            &json!({}),
+            &req("GET", "/api?x=1"),
+            client,
+            15006
+        ));
+        assert!(denied(&l, &json!({}), &req("POST", "/api"), client, 15006));
+        assert!(denied(&l, &json!({}), &req("GET", "/api"), batch, 15006));
+        assert!(!denied(
+            &l,
+            &json!({}),
+            &req("GET", "/healthz"),
+            None,
+            15006
+        ));
+        assert!(denied(
+            &l,
+            &json!({}),
+            &req("GET", "/admin/x"),
+            batch,
+            15006
+        ));
+        assert!(denied(&l, &json!({}), &req("GET", "/api"), None, 15006));
     }
 
     #[test]
     fn an_allow_filter_without_policies_denies_everything() {
-        let l = listener(json!([{"name": RBAC, "typed_config": {"rules": {}}}]));
+        let l = listener(json!([{"name": "a", "typed_config": {"@type": RBAC_TYPE, "rules": {}}}]));
         assert!(denied(
             &l,
+            &json!({}),
             &req("GET", "/"),
             Some("spiffe://x/ns/a/sa/b"),
             1
         ));
         let none = listener(json!([]));
-        assert!(!denied(&none, &req("GET", "/"), None, 1));
+        assert!(!denied(&none, &json!({}), &req("GET", "/"), None, 1));
+    }
+
+    /// Portolan's inbound listener: two filters without rules, the rules per virtual host.
+    #[test]
+    fn the_route_configurations_rules_override_the_filters() {
+        let l = listener(json!([
+            {"name": "envoy.filters.http.rbac.deny", "typed_config": {"@type": RBAC_TYPE}},
+            {"name": "envoy.filters.http.rbac.allow", "typed_config": {"@type": RBAC_TYPE}},
+        ]));
+        let allow_client = json!({"virtual_hosts": [{"typed_per_filter_config": {
+            "envoy.filters.http.rbac.allow": {"rbac": {"rules": {"policies": {"allow": {
+                "permissions": [{"any": true}],
+                "principals": [{"authenticated": {"principal_name": {"exact": "spiffe://c"}}}]}}}}}}}]});
+        assert!(!denied(
+            &l,
+            &allow_client,
+            &req("GET", "/"),
+            Some("spiffe://c"),
+            1
+        ));
+        assert!(denied(
+            &l,
+            &allow_client,
+            &req("GET", "/"),
+            Some("spiffe://d"),
+            1
+        ));
+        // No per-route rules: the filters enforce nothing.
+        assert!(!denied(
+            &l,
+            &json!({"virtual_hosts": [{}]}),
+            &req("GET", "/"),
+            None,
+            1
+        ));
     }
 
     #[test]

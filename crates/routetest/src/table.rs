@@ -144,6 +144,8 @@ const MODELLED_FILTERS: &[&str] = &[
     "envoy.filters.http.router",
     "envoy.filters.http.fault",
     "envoy.filters.http.rbac",
+    "envoy.filters.http.rbac.deny",
+    "envoy.filters.http.rbac.allow",
     "envoy.filters.http.cors",
     "envoy.filters.http.on_demand",
 ];
@@ -233,6 +235,7 @@ impl Rendered {
             route: None,
             denied: crate::rbac::denied(
                 listener,
+                config,
                 req,
                 req.peer.as_deref(),
                 listener_port(listener),

@@ -8,9 +8,10 @@
 //! * DISABLE: one plaintext chain.
 //!
 //! HTTP workloads get an HTTP connection manager (JWT authentication when a
-//! RequestAuthentication targets one of the workload's Services, RBAC filters, the
-//! ExtAuthPolicy and RateLimitPolicy filters when one targets such a Service, router, inline
-//! route to the application); TCP workloads (`appProtocol: tcp`) a TCP proxy behind network RBAC filters.
+//! RequestAuthentication targets one of the workload's Services, the two RBAC filters, the
+//! ExtAuthPolicy and RateLimitPolicy filters when one targets such a Service, router) over the
+//! route configuration `inbound` from RDS, to the application, whose virtual host carries the
+//! AccessPolicies' rules (so a policy change reaches open connections at once); TCP workloads (`appProtocol: tcp`) a TCP proxy behind network RBAC filters.
 //! The listener is `inbound` (stats `listener.inbound.*`, e.g. `listener.inbound.ssl.handshake`)
 //! and the application's cluster `inbound|PORT`.
 
@@ -38,7 +39,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager,
+    HttpConnectionManager, Rds, http_connection_manager,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
@@ -58,6 +59,9 @@ const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 /// (the PeerAuthentication of its mode, the AccessPolicies it enforces).
 pub(crate) struct Inbound {
     pub listener: Listener,
+    /// HTTP workloads: the route configuration [`INBOUND_LISTENER`] (over RDS), to the
+    /// application, carrying the AccessPolicies' RBAC rules.
+    pub route: Option<RouteConfiguration>,
     pub cluster: Cluster,
     pub origins: Origins,
     /// The RequestAuthentication it enforces (for the group's JWKS clusters).
@@ -102,11 +106,13 @@ pub(crate) fn inbound(
         filters.push(tcp_proxy(&cluster_name));
         filters
     } else {
-        let mut http = rbac::http_filters(&policies, target);
+        let mut http = rbac::http_filters();
         http.splice(0..0, jwt::filter(&used, requirement.as_deref()));
         http.extend(edge.http_filters(ctx));
-        vec![http_connection_manager(ctx, &cluster_name, http)]
+        vec![http_connection_manager(ctx, http)]
     };
+    let route =
+        (!workload.tcp).then(|| inbound_route(&cluster_name, rbac::per_route(&policies, target)));
     let tls_chain = || FilterChain {
         filters: filters.clone(),
         transport_socket: Some(downstream_mtls(&options.mesh.trust_domain)),
@@ -144,6 +150,7 @@ pub(crate) fn inbound(
     };
     Some(Inbound {
         listener,
+        route,
         cluster: app_cluster(&cluster_name, app_port, options.connect_timeout),
         origins: from,
         jwt: used,
@@ -190,36 +197,20 @@ fn with_transport(mut chain: FilterChain, transport_protocol: &str) -> FilterCha
     chain
 }
 
-/// HTTP to the application: RBAC filters, then the router, over an inline route.
+/// HTTP to the application: the HTTP filters, then the router, over the route configuration
+/// [`INBOUND_LISTENER`] from RDS.
 fn http_connection_manager(
     ctx: &Context<'_>,
-    cluster: &str,
     mut http_filters: Vec<envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter>,
 ) -> Filter {
     http_filters.push(http_filter(ROUTER, pack_any(Router::default())));
-    let route = Route {
-        r#match: Some(crate::matches::match_all()),
-        action: Some(route::Action::Route(RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
     let mut hcm = HttpConnectionManager {
         stat_prefix: INBOUND_LISTENER.to_string(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
-        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
-            RouteConfiguration {
-                name: INBOUND_LISTENER.to_string(),
-                virtual_hosts: vec![VirtualHost {
-                    name: INBOUND_LISTENER.to_string(),
-                    domains: vec!["*".to_string()],
-                    routes: vec![route],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-        )),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(crate::cluster::ads_config_source()),
+            route_config_name: INBOUND_LISTENER.to_string(),
+        })),
         http_filters,
         ..Default::default()
     };
@@ -228,6 +219,32 @@ fn http_connection_manager(
     Filter {
         name: HTTP_CONNECTION_MANAGER.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
+    }
+}
+
+/// Every request to the application's cluster; the virtual host carries the RBAC rules.
+fn inbound_route(
+    cluster: &str,
+    rbac: Vec<(String, envoy_types::pb::google::protobuf::Any)>,
+) -> RouteConfiguration {
+    let route = Route {
+        r#match: Some(crate::matches::match_all()),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    RouteConfiguration {
+        name: INBOUND_LISTENER.to_string(),
+        virtual_hosts: vec![VirtualHost {
+            name: INBOUND_LISTENER.to_string(),
+            domains: vec!["*".to_string()],
+            routes: vec![route],
+            typed_per_filter_config: rbac.into_iter().collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
     }
 }
 

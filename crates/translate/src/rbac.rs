@@ -1,5 +1,6 @@
-//! AccessPolicies as Envoy RBAC filters: `envoy.filters.http.rbac` on HTTP inbound listeners,
-//! `envoy.filters.network.rbac` on TCP ones.
+//! AccessPolicies as Envoy RBAC filters: `envoy.filters.http.rbac` on HTTP inbound listeners
+//! (the rules in the route configuration, per virtual host, so that a policy change reaches
+//! open connections: see [`http_filters`]), `envoy.filters.network.rbac` on TCP ones.
 //!
 //! Deny wins: a DENY filter (the DENY policies' rules) runs first, then an ALLOW filter (the
 //! ALLOW policies' rules) when any ALLOW policy applies; an ALLOW filter with no rule denies
@@ -29,7 +30,7 @@ use envoy_types::pb::envoy::config::rbac::v3::{
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, header_matcher::HeaderMatchSpecifier,
 };
-use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::{Rbac as HttpRbac, RbacPerRoute};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpFilter, http_filter,
 };
@@ -46,9 +47,12 @@ use portolan_model::security::{
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Well-known names of the RBAC filters.
-pub(crate) const HTTP_RBAC: &str = "envoy.filters.http.rbac";
+/// Well-known name of the network RBAC filter.
 pub(crate) const NETWORK_RBAC: &str = "envoy.filters.network.rbac";
+/// Names of the inbound HTTP RBAC filters (Envoy's `envoy.filters.http.rbac`, told apart by
+/// name so that each has its own per-route configuration).
+pub(crate) const HTTP_RBAC_DENY: &str = "envoy.filters.http.rbac.deny";
+pub(crate) const HTTP_RBAC_ALLOW: &str = "envoy.filters.http.rbac.allow";
 
 /// What the rules are translated for.
 #[derive(Clone, Copy, Debug)]
@@ -80,17 +84,46 @@ pub(crate) fn rbac_rules(policies: &[&Arc<AccessPolicy>], target: Target<'_>) ->
     out
 }
 
-/// The HTTP filters for `policies`, in order.
-pub(crate) fn http_filters(policies: &[&Arc<AccessPolicy>], target: Target<'_>) -> Vec<HttpFilter> {
+/// The HTTP RBAC filters of an inbound listener, always both, in this order, each without
+/// rules (which Envoy reads as "enforce nothing"): the rules come per virtual host from the
+/// route configuration ([`per_route`]). A policy change is then an RDS update, which Envoy
+/// applies to the next request on every open connection; a listener update would leave open
+/// connections on the old rules for the whole drain time (600 s by default).
+pub(crate) fn http_filters() -> Vec<HttpFilter> {
+    [HTTP_RBAC_DENY, HTTP_RBAC_ALLOW]
+        .into_iter()
+        .map(|name| HttpFilter {
+            name: name.to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(
+                HttpRbac::default(),
+            ))),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The per-filter configuration of the inbound virtual host for `policies`: the DENY rules
+/// for [`HTTP_RBAC_DENY`] and the ALLOW rules for [`HTTP_RBAC_ALLOW`] when there are any
+/// (a filter without an entry enforces nothing).
+pub(crate) fn per_route(
+    policies: &[&Arc<AccessPolicy>],
+    target: Target<'_>,
+) -> Vec<(String, envoy_types::pb::google::protobuf::Any)> {
     rbac_rules(policies, target)
         .into_iter()
-        .map(|rules| HttpFilter {
-            name: HTTP_RBAC.to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack_any(HttpRbac {
-                rules: Some(rules),
-                ..Default::default()
-            }))),
-            ..Default::default()
+        .map(|rules| {
+            let name = if rules.action == Action::Deny as i32 {
+                HTTP_RBAC_DENY
+            } else {
+                HTTP_RBAC_ALLOW
+            };
+            let config = RbacPerRoute {
+                rbac: Some(HttpRbac {
+                    rules: Some(rules),
+                    ..Default::default()
+                }),
+            };
+            (name.to_string(), pack_any(config))
         })
         .collect()
 }

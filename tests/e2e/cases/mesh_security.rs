@@ -6,7 +6,6 @@
 //! development-only identity from node metadata. Every wait polls with a deadline.
 
 use crate::bin;
-use portolan_e2e::envoy::Protocol;
 use portolan_e2e::manifests::example;
 use portolan_e2e::portolan::{ConfigDir, Ports};
 use portolan_e2e::ports::free_port;
@@ -188,11 +187,17 @@ impl Mesh {
         self.sidecar(sa, port, self.identity_args(sa)).await
     }
 
-    async fn sidecar(
+    async fn sidecar(&self, sa: &str, mesh_port: u16, args: Vec<String>) -> anyhow::Result<Envoy> {
+        self.sidecar_with_envoy_args(sa, mesh_port, args, &[]).await
+    }
+
+    /// A sidecar started with extra Envoy flags (`--drain-time-s`).
+    async fn sidecar_with_envoy_args(
         &self,
         sa: &str,
         mesh_port: u16,
         mut args: Vec<String>,
+        envoy_args: &[&str],
     ) -> anyhow::Result<Envoy> {
         args.extend(["--outbound-port".into(), mesh_port.to_string()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -200,7 +205,8 @@ impl Mesh {
             mesh: mesh_port,
             ..self.portolan.ports()
         };
-        Envoy::start_with(bin(), ports, &format!("{sa}-1"), sa, Protocol::Sotw, &args).await
+        let node = format!("{sa}-1");
+        Envoy::start_with_envoy_args(bin(), ports, &node, sa, &args, envoy_args).await
     }
 }
 
@@ -551,5 +557,130 @@ async fn insecure_node_metadata_mode_gives_claimed_identities() -> anyhow::Resul
     assert!(counter(&server, "listener.inbound.ssl.handshake").await? >= 1);
     let intruder = mesh.caller("intruder", free_port()).await?;
     intruder.wait_for_response(HOST, 403, "").await?;
+    Ok(())
+}
+
+/// Per upstream cluster of a calling sidecar: connections ever opened to it
+/// (`cluster.NAME.upstream_cx_total` of the clusters to `server`).
+async fn upstream_connections(envoy: &Envoy) -> anyhow::Result<Vec<(String, u64)>> {
+    let all = envoy.stats_containing("upstream_cx_total").await?;
+    Ok(all
+        .into_iter()
+        .filter(|(name, n)| name.contains("server.shop") && *n > 0)
+        .collect())
+}
+
+/// Eight rounds of four concurrent requests through a caller, all answered 200.
+async fn warm(envoy: &Envoy) -> anyhow::Result<()> {
+    for _ in 0..8 {
+        let replies = futures::future::join_all((0..4).map(|_| envoy.get(HOST, "/"))).await;
+        for r in replies {
+            anyhow::ensure!(r?.0 == 200, "warming up a caller");
+        }
+    }
+    Ok(())
+}
+
+/// Envoy's own default drain time: what a sidecar has unless someone changes it.
+const DEFAULT_DRAIN: &[&str] = &["--drain-time-s", "600"];
+
+/// An AccessPolicy change reaches connections opened before it, at Envoy's default drain time
+/// (600 s), without cutting an allowed request: the rules travel per virtual host over RDS, so
+/// the server sidecar's inbound listener is not modified and its open connections see the new
+/// rules at their next request. Both callers keep their connections throughout (the server
+/// accepts no new one); the allowed caller's requests, sent back to back across the change,
+/// all answer 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_reaches_open_connections_without_cutting_allowed_requests()
+-> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let mesh = Mesh::start(
+        Identities::Certificates,
+        &[("shop/strict.yaml", example("security/strict-mtls.yaml"))],
+        &[],
+    )
+    .await?;
+    let mut args = mesh.identity_args("server");
+    args.extend([
+        "--label".into(),
+        "app=server".into(),
+        "--app-port".into(),
+        mesh.app.port().to_string(),
+        "--inbound-port".into(),
+        mesh.inbound.to_string(),
+    ]);
+    let server = mesh
+        .sidecar_with_envoy_args("server", free_port(), args, DEFAULT_DRAIN)
+        .await?;
+    let caller = |sa: &'static str| {
+        let args = mesh.identity_args(sa);
+        let mesh = &mesh;
+        async move {
+            mesh.sidecar_with_envoy_args(sa, free_port(), args, DEFAULT_DRAIN)
+                .await
+        }
+    };
+    let client_envoy = caller("client").await?;
+    let intruder = caller("intruder").await?;
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
+    intruder.wait_for_response(HOST, 200, "server-app").await?;
+    // Open a few connections from each caller first, more than the test ever uses at once,
+    // so that every later request rides a connection opened before the change.
+    warm(&client_envoy).await?;
+    warm(&intruder).await?;
+    let modified = counter(&server, "listener_manager.listener_modified").await?;
+    let intruder_connections = upstream_connections(&intruder).await?;
+    let client_connections = upstream_connections(&client_envoy).await?;
+
+    // The allowed caller sends back to back until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (url, flag) = (
+        format!("http://127.0.0.1:{}/", client_envoy.mesh_port()),
+        stop.clone(),
+    );
+    let allowed = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = client().get(&url).header("host", HOST).send().await;
+            statuses.push(r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()));
+        }
+        statuses
+    });
+
+    let changed = Instant::now();
+    mesh.config
+        .write("shop/allow.yaml", &example("security/allow-client.yaml"))?;
+    intruder.wait_for_response(HOST, 403, "").await?;
+    let took = changed.elapsed();
+    // Every connection the intruder holds now refuses it, not only the first.
+    for _ in 0..20 {
+        assert_eq!(intruder.get(HOST, "/").await?.0, 403);
+    }
+    // The allowed caller goes on for as many requests again after the change has landed.
+    let before = intruder_connections.len();
+    tokio::time::sleep(took.max(Duration::from_millis(200))).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = allowed.await?;
+    eprintln!(
+        "policy change -> intruder refused on its open connection in {took:?}; {} allowed requests across it",
+        statuses.len()
+    );
+    assert!(!statuses.is_empty() && before > 0);
+    let cut: Vec<_> = statuses.iter().filter(|s| **s != Ok(200)).collect();
+    assert!(cut.is_empty(), "allowed requests cut: {cut:?}");
+    // The 403 came over a connection the intruder's sidecar had opened before the change,
+    // and the allowed caller's requests over the ones it had.
+    assert_eq!(upstream_connections(&intruder).await?, intruder_connections);
+    assert_eq!(
+        upstream_connections(&client_envoy).await?,
+        client_connections
+    );
+    assert_eq!(
+        counter(&server, "listener_manager.listener_modified").await?,
+        modified,
+        "the policy reached Envoy without a listener update"
+    );
     Ok(())
 }

@@ -79,6 +79,38 @@ impl Envoy {
         .await
     }
 
+    /// Like [`Envoy::start_with`], with extra Envoy command-line flags; `--drain-time-s` among
+    /// them replaces the harness's 1 s (e.g. Envoy's default, 600 s).
+    pub async fn start_with_envoy_args(
+        portolan_bin: &Path,
+        ports: Ports,
+        node_id: &str,
+        cluster: &str,
+        bootstrap_args: &[&str],
+        envoy_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut args = vec![
+            "--log-level",
+            "info",
+            "--component-log-level",
+            "upstream:debug,config:debug",
+        ];
+        args.extend(envoy_args);
+        let wait = Some(Duration::from_secs(30));
+        let protocol = Protocol::Sotw;
+        Self::spawn(
+            portolan_bin,
+            ports,
+            node_id,
+            cluster,
+            protocol,
+            bootstrap_args,
+            &args,
+            wait,
+        )
+        .await
+    }
+
     /// Like [`Envoy::start_with`] for benchmarks: logs at `warn` only (no per-resource debug
     /// lines) and waits up to `ready_timeout` for `/ready` (a proxy ingesting 10,000 clusters).
     pub async fn start_quiet(
@@ -171,7 +203,11 @@ impl Envoy {
             .args(log_args)
             .arg("--log-path")
             .arg(&log)
-            .args(["--drain-time-s", "1"])
+            .args(if log_args.contains(&"--drain-time-s") {
+                &[][..]
+            } else {
+                &["--drain-time-s", "1"][..]
+            })
             .stdout(stdout_file)
             .stderr(Stdio::null())
             .kill_on_drop(true)

@@ -117,6 +117,15 @@ fn inbound_jwt_filter_rbac_on_claims_and_jwks_cluster() {
         "inbound_jwt_and_claim_rbac",
         message_to_json(inbound).expect("renders")
     );
+    let route = resources
+        .routes
+        .iter()
+        .find(|r| r.name == "inbound")
+        .expect("inbound route configuration");
+    insta::assert_json_snapshot!(
+        "inbound_jwt_and_claim_rbac_route",
+        message_to_json(route).expect("renders")
+    );
     let jwks = resources
         .clusters
         .iter()

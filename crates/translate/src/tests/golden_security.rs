@@ -126,6 +126,15 @@ fn add_web_policies(world: &mut World) {
     );
 }
 
+fn route_config_json(resources: &Resources, name: &str) -> serde_json::Value {
+    let r = resources
+        .routes
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no route configuration {name}"));
+    message_to_json(r).expect("renders")
+}
+
 fn listener_json(resources: &Resources, name: &str) -> serde_json::Value {
     let l = resources
         .listeners
@@ -154,6 +163,11 @@ fn strict_http_inbound_with_deny_and_allow_policies() {
     add_web_policies(&mut world);
     let resources = run_group(&world, &web_group(false));
     insta::assert_json_snapshot!("strict_http_inbound", listener_json(&resources, "inbound"));
+    // The rules travel over RDS, per virtual host (so a change reaches open connections).
+    insta::assert_json_snapshot!(
+        "strict_http_inbound_route",
+        route_config_json(&resources, "inbound")
+    );
     insta::assert_json_snapshot!(
         "inbound_app_cluster",
         cluster_json(&resources, "inbound|8080")
@@ -249,19 +263,27 @@ fn an_allow_policy_without_rules_denies_everything() {
     let resources = run_group(&world, &web_group(false));
     let inbound = listener_json(&resources, "inbound");
     let filters = &inbound["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
-    assert_eq!(filters[0]["name"], "envoy.filters.http.rbac");
-    assert_eq!(
-        filters[0]["typed_config"]["rules"]["action"],
-        serde_json::Value::Null,
-        "ALLOW is the default enum value: {filters}"
-    );
+    // Both RBAC filters, always, without rules (enforcing nothing by themselves).
+    assert_eq!(filters[0]["name"], "envoy.filters.http.rbac.deny");
+    assert_eq!(filters[1]["name"], "envoy.filters.http.rbac.allow");
     assert!(
-        filters[0]["typed_config"]["rules"]
-            .get("policies")
-            .is_none(),
+        filters[1]["typed_config"].get("rules").is_none(),
         "{filters}"
     );
-    assert_eq!(filters[1]["name"], "envoy.filters.http.router");
+    assert_eq!(filters[2]["name"], "envoy.filters.http.router");
+    let route = route_config_json(&resources, "inbound");
+    let per_filter = &route["virtual_hosts"][0]["typed_per_filter_config"];
+    assert!(
+        per_filter.get("envoy.filters.http.rbac.deny").is_none(),
+        "{per_filter}"
+    );
+    let rules = &per_filter["envoy.filters.http.rbac.allow"]["rbac"]["rules"];
+    assert_eq!(
+        rules["action"],
+        serde_json::Value::Null,
+        "ALLOW is the default enum value: {per_filter}"
+    );
+    assert!(rules.get("policies").is_none(), "{per_filter}");
 }
 
 #[test]
