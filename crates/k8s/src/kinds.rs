@@ -31,6 +31,8 @@ pub const WATCHED: &[Kind] = &[
     Kind::TlsRoute,
     Kind::TcpRoute,
     Kind::ReferenceGrant,
+    Kind::BackendTlsPolicy,
+    Kind::ConfigMap,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -69,11 +71,14 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::GrpcRoute => "grpcroutes",
         Kind::TlsRoute => "tlsroutes",
         Kind::TcpRoute => "tcproutes",
+        Kind::BackendTlsPolicy => "backendtlspolicies",
+        Kind::ConfigMap => "configmaps",
     }
 }
 
 /// The field selector of a kind's list/watch: only `kubernetes.io/tls` Secrets are listed,
-/// so no other Secret ever reaches Portolan's memory.
+/// so no other Secret ever reaches Portolan's memory. (ConfigMaps cannot be selected by their
+/// keys: every one is listed, and decoding drops at once those without `ca.crt`.)
 pub fn field_selector(kind: Kind) -> Option<String> {
     (kind == Kind::Secret).then(|| format!("type={TLS_SECRET_TYPE}"))
 }
@@ -100,6 +105,7 @@ pub fn has_api_status(kind: Kind) -> bool {
             | Kind::GrpcRoute
             | Kind::TlsRoute
             | Kind::TcpRoute
+            | Kind::BackendTlsPolicy
     )
 }
 

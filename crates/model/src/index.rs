@@ -125,7 +125,9 @@ impl Index {
             | Kind::ReferenceGrant
             | Kind::GrpcRoute
             | Kind::TlsRoute
-            | Kind::TcpRoute => self.gateway_api.remove(object).is_some(),
+            | Kind::TcpRoute
+            | Kind::BackendTlsPolicy
+            | Kind::ConfigMap => self.gateway_api.remove(object).is_some(),
         };
         self.touch(changed)
     }
@@ -168,7 +170,9 @@ impl Index {
             | Kind::ReferenceGrant
             | Kind::GrpcRoute
             | Kind::TlsRoute
-            | Kind::TcpRoute => self.gateway_api.contains_key(object),
+            | Kind::TcpRoute
+            | Kind::BackendTlsPolicy
+            | Kind::ConfigMap => self.gateway_api.contains_key(object),
         }
     }
 
