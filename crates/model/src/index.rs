@@ -235,11 +235,13 @@ impl Index {
             manifests: self.manifests.clone(),
             api_gateways: BTreeMap::new(),
             api_statuses: BTreeMap::new(),
+            backend_tls: BTreeMap::new(),
         };
         world.statuses = crate::resolve::statuses(&world);
         let compiled = crate::gateway_api::compile(&world, &self.gateway_pool);
         world.api_gateways = compiled.gateways;
         world.api_statuses = compiled.statuses;
+        world.backend_tls = compiled.backend_tls;
         crate::edge::finish(&mut world);
         crate::jwt::finish(&mut world);
         world
