@@ -220,6 +220,16 @@ mod tests {
         ] {
             assert!(WATCHED.contains(&k), "{k} is watched");
         }
+        assert_eq!(
+            coords(Kind::BackendTlsPolicy),
+            (
+                format!("{gw}/v1"),
+                "BackendTLSPolicy".into(),
+                "backendtlspolicies".into()
+            )
+        );
+        assert!(WATCHED.contains(&Kind::ConfigMap) && !optional(Kind::ConfigMap));
+        assert!(has_api_status(Kind::BackendTlsPolicy) && optional(Kind::BackendTlsPolicy));
         assert!(cluster_scoped(Kind::GatewayClass) && cluster_scoped(Kind::Namespace));
         assert!(optional(Kind::HttpRoute) && !optional(Kind::Service));
         assert!(has_api_status(Kind::ApiGateway) && !has_api_status(Kind::ReferenceGrant));
