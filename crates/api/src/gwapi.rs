@@ -522,7 +522,7 @@ pub struct BackendTlsValidation {
     #[serde(default)]
     pub ca_certificate_refs: Vec<LocalObjectReference>,
     /// `System`: the proxy's system trust store.
-    #[serde(default)]
+    #[serde(default, rename = "wellKnownCACertificates")]
     pub well_known_ca_certificates: Option<String>,
     /// The SNI, and the name the certificate must carry unless `subjectAltNames` is set.
     #[serde(default)]

@@ -280,7 +280,11 @@ fn backend_tls_policy_ancestors_keep_other_controllers_entries() {
     );
     let accepted = condition(&ours["conditions"], "Accepted");
     assert_eq!(
-        (&accepted["status"], &accepted["reason"], &accepted["observedGeneration"]),
+        (
+            &accepted["status"],
+            &accepted["reason"],
+            &accepted["observedGeneration"]
+        ),
         (&json!("False"), &json!("NoValidCACertificate"), &json!(3))
     );
     let resolved = condition(&ours["conditions"], "ResolvedRefs");

@@ -170,7 +170,12 @@ fn translate_into(
             .map(|c| c.name.clone())
             .collect();
         let backend_policy = backend.map(|b| &b.policy);
-        from.record(names, policy.as_deref(), backend_policy, &mut out.provenance);
+        from.record(
+            names,
+            policy.as_deref(),
+            backend_policy,
+            &mut out.provenance,
+        );
     }
 }
 

@@ -359,7 +359,11 @@ fn gateways_by_service(
                     .any(|c| c.type_ == "Accepted" && c.status == "True")
             })
             .map(|p| {
-                let ns = p.parent_ref.namespace.as_deref().unwrap_or(&source.namespace);
+                let ns = p
+                    .parent_ref
+                    .namespace
+                    .as_deref()
+                    .unwrap_or(&source.namespace);
                 ObjectRef::new(Kind::ApiGateway, ns, &p.parent_ref.name)
             })
             .collect();
@@ -374,9 +378,7 @@ fn gateways_by_service(
     out
 }
 
-fn backend_key(
-    b: &portolan_api::gwapi::HttpBackendRef,
-) -> (&str, &str, &str, Option<&str>) {
+fn backend_key(b: &portolan_api::gwapi::HttpBackendRef) -> (&str, &str, &str, Option<&str>) {
     (
         b.group.as_deref().unwrap_or(""),
         b.kind.as_deref().unwrap_or("Service"),
@@ -387,7 +389,11 @@ fn backend_key(
 
 /// The entry for one Gateway: `Accepted` from the targets it is reached through (accepted
 /// when one of them is, and the trust is valid), and `ResolvedRefs`.
-fn ancestor(policy: &Policy, gw: &ObjectRef, outcomes: &[&AncestorOutcome]) -> PolicyAncestorStatus {
+fn ancestor(
+    policy: &Policy,
+    gw: &ObjectRef,
+    outcomes: &[&AncestorOutcome],
+) -> PolicyAncestorStatus {
     let g = policy.generation;
     let attached = outcomes.iter().find(|o| o.condition.status);
     let accepted = match (attached, &policy.tls) {
