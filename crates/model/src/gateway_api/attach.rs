@@ -24,6 +24,8 @@ use std::sync::Arc;
 /// The features Portolan claims in GatewayClass status: only those the conformance runner
 /// (tests/e2e/cases/gateway_api.rs) reproduces.
 const SUPPORTED_FEATURES: &[&str] = &[
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     "Gateway",
     "GRPCRoute",
     "HTTPRoute",
