@@ -4,7 +4,8 @@
 //! `abc.example.com`, `other.example.com`, URI SAN `spiffe://abc.example.com/test-identity`),
 //! trusting the CA a ConfigMap holds. The backend answers with the SNI of its connection
 //! (`x-seen-sni`), so every 200 also proves which policy was in force; a failed verification
-//! is a 503 whose body carries Envoy's TLS error and never reaches the backend.
+//! is a 503 that Envoy counts as such for the Service's cluster, and never reaches the
+//! backend.
 
 use super::*;
 
@@ -140,17 +141,40 @@ async fn expect_sni(c: &Conformance, addr: &str, req: Req<'_>, sni: &str) -> any
     Ok(())
 }
 
-/// Expects a 503 whose body is Envoy's TLS failure (the connection's handshake or
-/// verification failed), and that the backend never saw the request.
-async fn expect_tls_failure(c: &Conformance, addr: &str, req: Req<'_>) -> anyhow::Result<()> {
+/// Expects a 503 that is a failed verification of the backend's certificate: Envoy counts
+/// it for the Service's cluster (`ssl.fail_verify_san` or `ssl.fail_verify_error` in the
+/// admin stats of Gateway `gw`'s proxy), and the backend never saw the request.
+async fn expect_tls_failure(
+    c: &Conformance,
+    gw: &str,
+    addr: &str,
+    service: &str,
+    req: Req<'_>,
+) -> anyhow::Result<()> {
     let path = req.path.to_string();
-    c.expect(addr, req, |r| {
-        if r.status == 503 && r.body.contains("TLS_error") {
-            Ok(())
-        } else {
-            Err("want 503 with a TLS error".to_string())
-        }
-    })
+    c.expect_status(addr, req, 503).await?;
+    let (envoy, _) = c
+        .envoys
+        .get(gw)
+        .ok_or_else(|| anyhow::anyhow!("no Envoy for {gw}"))?;
+    eventually(
+        &format!("a failed certificate verification for {service}"),
+        DEADLINE,
+        || async {
+            let stats = envoy
+                .admin(&format!("/stats?filter={service}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let failed = stats.lines().any(|l| {
+                l.contains(".ssl.fail_verify_")
+                    && l.rsplit(": ")
+                        .next()
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        > Some(0)
+            });
+            if failed { Ok(()) } else { Err(stats) }
+        },
+    )
     .await?;
     let hits = c.upstream(BACKEND)?.path_hits(&path);
     anyhow::ensure!(hits == 0, "{path} reached the backend {hits} times");
@@ -189,13 +213,17 @@ pub(super) async fn backend_tls_policy(c: &mut Conformance) -> anyhow::Result<()
     .await?;
     expect_tls_failure(
         c,
+        gw,
         &addr,
+        "backendtlspolicy-host-mismatch-test",
         get("abc.example.org", "/backendtlspolicy-host-mismatch"),
     )
     .await?;
     expect_tls_failure(
         c,
+        gw,
         &addr,
+        "backendtlspolicy-cert-mismatch-test",
         get("abc.example.com", "/backendtlspolicy-cert-mismatch"),
     )
     .await?;
@@ -451,7 +479,8 @@ pub(super) async fn backend_tls_san_validation(c: &mut Conformance) -> anyhow::R
         if valid {
             expect_sni(c, &addr, req, "abc.example.com").await?;
         } else {
-            expect_tls_failure(c, &addr, req).await?;
+            let service = format!("backendtlspolicy-{policy}-test");
+            expect_tls_failure(c, gw, &addr, &service, req).await?;
         }
     }
     c.unload(file, gw, &[route]).await
