@@ -149,7 +149,8 @@ fn translate_into(
         }
         let backend = tls.backend.get(i).and_then(Option::as_deref);
         if let Some(backend) = backend {
-            cluster.transport_socket = Some(crate::tls::backend_transport_socket(backend));
+            let http2 = crate::protocol::is_http2(port.port);
+            cluster.transport_socket = Some(crate::tls::backend_transport_socket(backend, http2));
         }
         let local_zone = zone.filter(|_| locality::is_aware(policy.as_deref()));
         let members = groups.iter().map(Arc::as_ref);

@@ -64,8 +64,9 @@ pub(crate) fn upstream_transport_socket(tls: &UpstreamTls) -> TransportSocket {
 
 /// TLS towards a Service port a BackendTLSPolicy covers: SNI `hostname`, the server verified
 /// against the policy's CA bundle (inline) or the system trust store ([`SYSTEM_CA_BUNDLE`] on
-/// the proxy), and one of the policy's subject alternative names required.
-pub(crate) fn backend_transport_socket(tls: &BackendTls) -> TransportSocket {
+/// the proxy), and one of the policy's subject alternative names required. `http2`: the
+/// cluster speaks HTTP/2 (gRPC), so ALPN offers `h2`.
+pub(crate) fn backend_transport_socket(tls: &BackendTls, http2: bool) -> TransportSocket {
     let trusted_ca = match &tls.trust {
         Trust::Bundle(pem) => inline(pem),
         Trust::System => DataSource {
@@ -91,6 +92,11 @@ pub(crate) fn backend_transport_socket(tls: &BackendTls) -> TransportSocket {
         sni: tls.sni.clone(),
         common_tls_context: Some(CommonTlsContext {
             validation_context_type: Some(ValidationContextType::ValidationContext(validation)),
+            alpn_protocols: if http2 {
+                vec!["h2".to_string()]
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         }),
         ..Default::default()
