@@ -290,7 +290,10 @@ async fn gateway_api_from_the_cluster_routes_provisions_and_gets_status() -> any
             "{status}"
         );
     }
-    assert_eq!(status["listeners"][0]["attachedRoutes"], 2, "web and secure");
+    assert_eq!(
+        status["listeners"][0]["attachedRoutes"], 2,
+        "web and secure"
+    );
     let route = written(
         writes,
         &format!("{GW}/namespaces/shop/httproutes/web/status"),
