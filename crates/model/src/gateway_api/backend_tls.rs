@@ -17,7 +17,8 @@
 //!   `subjectAltNames` (DNS or URI, any one of them) when given, else `hostname` as a DNS SAN.
 //! * Status: one `ancestors[]` entry (`controllerName: portolan.dev/gateway-controller`) per
 //!   Portolan Gateway that has an HTTPRoute or GRPCRoute accepted on it with a backendRef to a
-//!   targeted Service, carrying `Accepted` and `ResolvedRefs`. A policy no such route uses has
+//!   targeted Service (to the port `sectionName` names, when it names one), carrying
+//!   `Accepted` and `ResolvedRefs`. A policy no such route uses has
 //!   no status (there is no ancestor to report against).
 
 use super::status::{ApiCondition, ApiStatus, PolicyAncestorStatus, PolicyStatus};
@@ -305,7 +306,11 @@ pub(super) fn statuses(
         let mut per_gateway: BTreeMap<&ObjectRef, Vec<&AncestorOutcome>> = BTreeMap::new();
         for o in outcomes {
             let key = ServiceKey::new(&policy.source.namespace, &o.target.name);
-            for gw in used.get(&key).into_iter().flatten() {
+            let section = o.target.section_name.as_deref();
+            let port = section.and_then(|s| port_named(world, &key, s));
+            let by_port = used.get(&key).into_iter().flatten();
+            let reached = by_port.filter(|(p, _)| port.is_none() || **p == port);
+            for gw in reached.flat_map(|(_, gws)| gws) {
                 per_gateway.entry(gw).or_default().push(o);
             }
         }
@@ -322,15 +327,21 @@ pub(super) fn statuses(
     }
 }
 
-/// The Portolan Gateways on which an HTTPRoute or GRPCRoute with a backendRef to each
-/// Service is accepted.
-fn gateways_by_service(
-    world: &World,
-    statuses: &BTreeMap<ObjectRef, ApiStatus>,
-) -> BTreeMap<ServiceKey, BTreeSet<ObjectRef>> {
-    let mut out: BTreeMap<ServiceKey, BTreeSet<ObjectRef>> = BTreeMap::new();
+/// The number of the port named `name` of a Service (`None`: no such Service or port, then
+/// every port counts).
+fn port_named(world: &World, key: &ServiceKey, name: &str) -> Option<u16> {
+    let svc = world.services.get(key)?;
+    svc.ports.iter().find(|p| p.name == name).map(|p| p.port)
+}
+
+/// Per Service and backendRef port: the Portolan Gateways on which an HTTPRoute or GRPCRoute
+/// with such a backendRef is accepted.
+type UsedBy = BTreeMap<ServiceKey, BTreeMap<Option<u16>, BTreeSet<ObjectRef>>>;
+
+fn gateways_by_service(world: &World, statuses: &BTreeMap<ObjectRef, ApiStatus>) -> UsedBy {
+    let mut out = UsedBy::new();
     for (source, resource) in &world.gateway_api {
-        let refs: Vec<(&str, &str, &str, Option<&str>)> = match &**resource {
+        let refs: Vec<BackendKey<'_>> = match &**resource {
             Resource::HttpRoute(r) => r
                 .spec
                 .rules
@@ -367,23 +378,29 @@ fn gateways_by_service(
                 ObjectRef::new(Kind::ApiGateway, ns, &p.parent_ref.name)
             })
             .collect();
-        for (group, kind, name, namespace) in refs {
+        for (group, kind, name, namespace, port) in refs {
             if !group.is_empty() || kind != "Service" {
                 continue;
             }
             let key = ServiceKey::new(namespace.unwrap_or(&source.namespace), name);
-            out.entry(key).or_default().extend(gateways.iter().cloned());
+            let port = port.and_then(|p| u16::try_from(p).ok());
+            let at = out.entry(key).or_default().entry(port).or_default();
+            at.extend(gateways.iter().cloned());
         }
     }
     out
 }
 
-fn backend_key(b: &portolan_api::gwapi::HttpBackendRef) -> (&str, &str, &str, Option<&str>) {
+/// A backendRef's group, kind, name, namespace and port.
+type BackendKey<'r> = (&'r str, &'r str, &'r str, Option<&'r str>, Option<i32>);
+
+fn backend_key(b: &portolan_api::gwapi::HttpBackendRef) -> BackendKey<'_> {
     (
         b.group.as_deref().unwrap_or(""),
         b.kind.as_deref().unwrap_or("Service"),
         &b.name,
         b.namespace.as_deref(),
+        b.port,
     )
 }
 

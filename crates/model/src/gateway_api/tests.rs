@@ -688,6 +688,21 @@ fn backend_tls_policies_resolve_conflicts_sections_and_cas() {
         {"name": "s1", "port": 443}, {"name": "s2", "port": 443},
         {"name": "s2", "port": 8443}, {"name": "bad", "port": 443}]}]);
     route(&mut idx, "infra", "r", backends);
+    // A second Gateway whose route uses only s2's port 8443.
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw2", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "listeners": [
+            {"name": "http", "port": 90, "protocol": "HTTP"}]}}),
+    );
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "r2", "namespace": "infra"},
+        "spec": {"parentRefs": [{"name": "gw2"}],
+                 "rules": [{"backendRefs": [{"name": "s2", "port": 8443}]}]}}),
+    );
     let ca = json!([{"group": "", "kind": "ConfigMap", "name": "ca"}]);
     let svc = |name: &str| json!({"group": "", "kind": "Service", "name": name});
     let section = |name: &str, s: &str| json!({"group": "", "kind": "Service", "name": name, "sectionName": s});
@@ -765,16 +780,32 @@ fn backend_tls_policies_resolve_conflicts_sections_and_cas() {
     );
     assert_eq!(tls("s2", 8443).sni, "whole.example.com");
     assert_eq!(tls("s2", 8443).trust, Trust::System);
-    for p in ["port", "whole"] {
-        assert_eq!(
-            ancestor_condition(&world, p, "Accepted"),
-            ("True".into(), "Accepted".into())
-        );
-        assert_eq!(
-            ancestor_condition(&world, p, "ResolvedRefs"),
-            ("True".into(), "ResolvedRefs".into())
-        );
-    }
+    assert_eq!(
+        ancestor_condition(&world, "port", "Accepted"),
+        ("True".into(), "Accepted".into())
+    );
+    assert_eq!(
+        ancestor_condition(&world, "port", "ResolvedRefs"),
+        ("True".into(), "ResolvedRefs".into())
+    );
+    // The whole-Service policy is in force on port 8443, which both Gateways use; the
+    // port-443 policy only on the first Gateway (its ancestor_condition checks one entry).
+    let key = ObjectRef::new(Kind::BackendTlsPolicy, "infra", "whole");
+    let Some(ApiStatus::Policy(whole)) = world.api_statuses.get(&key) else {
+        panic!("no status for {key}");
+    };
+    let names: Vec<&str> = whole
+        .ancestors
+        .iter()
+        .map(|a| a.ancestor_ref.name.as_str())
+        .collect();
+    assert_eq!(names, ["gw", "gw2"]);
+    assert!(
+        whole
+            .ancestors
+            .iter()
+            .all(|a| a.conditions.iter().all(|c| c.status == "True"))
+    );
 
     assert!(
         !world
