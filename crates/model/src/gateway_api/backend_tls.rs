@@ -294,6 +294,9 @@ pub(super) fn statuses(
     resolved: &Resolved,
     statuses: &mut BTreeMap<ObjectRef, ApiStatus>,
 ) {
+    if resolved.policies.is_empty() {
+        return;
+    }
     let used = gateways_by_service(world, statuses);
     for policy in &resolved.policies {
         let outcomes = resolved
