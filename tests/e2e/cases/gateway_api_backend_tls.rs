@@ -485,3 +485,51 @@ pub(super) async fn backend_tls_san_validation(c: &mut Conformance) -> anyhow::R
     }
     c.unload(file, gw, &[route]).await
 }
+
+/// Portolan's own: an edit that makes a BackendTLSPolicy invalid (a wildcard hostname, a URI
+/// SAN without a scheme) is refused with its field paths in `/debug/config-errors`, and the
+/// last good version stays in force (the backend still sees the old SNI); fixing it applies.
+pub(super) async fn backend_tls_invalid_edit_keeps_last_good(
+    c: &mut Conformance,
+) -> anyhow::Result<()> {
+    setup(c).await?;
+    let file = "backendtlspolicy.yaml";
+    let text = with_slices(c, file, &[("backendtlspolicy-test", &["https"])])?;
+    let gw = "same-namespace";
+    let addr = load_with(c, file, &text, gw, &["backendtlspolicy"]).await?;
+    let req = || get("abc.example.com", "/backendtlspolicy");
+    expect_sni(c, &addr, req(), "abc.example.com").await?;
+    let broken = text.replacen(
+        "    hostname: abc.example.com\n",
+        "    hostname: \"*.example.com\"\n    subjectAltNames: [{type: URI, uri: no-scheme}]\n",
+        1,
+    );
+    anyhow::ensure!(broken != text, "the manifest has the hostname to break");
+    c.config.write(file, &broken)?;
+    eventually(
+        "the refused edit in /debug/config-errors",
+        DEADLINE,
+        || async {
+            let errors = c
+                .portolan
+                .get_text("/debug/config-errors")
+                .await
+                .map_err(|e| e.to_string())?;
+            let named = errors
+                .contains("BackendTLSPolicy gateway-conformance-infra/normative-test")
+                && errors.contains("spec.validation.hostname")
+                && errors.contains("spec.validation.subjectAltNames[0].uri");
+            if named { Ok(()) } else { Err(errors) }
+        },
+    )
+    .await?;
+    expect_sni(c, &addr, req(), "abc.example.com").await?;
+    let fixed = text.replacen(
+        "hostname: abc.example.com",
+        "hostname: other.example.com",
+        1,
+    );
+    c.config.write(file, &fixed)?;
+    expect_sni(c, &addr, req(), "other.example.com").await?;
+    c.unload(file, gw, &["backendtlspolicy"]).await
+}
