@@ -15,9 +15,9 @@
 
 use crate::bin;
 use backend_tls::{
-    backend_tls_conflict_resolution, backend_tls_invalid_edit_keeps_last_good,
-    backend_tls_invalid_refs, backend_tls_observed_generation_bump, backend_tls_policy,
-    backend_tls_san_validation,
+    backend_tls_conflict_resolution, backend_tls_grpc_route,
+    backend_tls_invalid_edit_keeps_last_good, backend_tls_invalid_refs,
+    backend_tls_observed_generation_bump, backend_tls_policy, backend_tls_san_validation,
 };
 use board::Board;
 use futures::FutureExt;
@@ -869,6 +869,14 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["Portolan: an invalid BackendTLSPolicy edit keeps the last good version"],
         backend_tls_invalid_edit_keeps_last_good
+    );
+    scenario!(
+        b,
+        c,
+        &[
+            "Portolan: BackendTLSPolicy towards a gRPC backend (after upstream BackendTLSPolicyGRPCRoute, not counted)"
+        ],
+        backend_tls_grpc_route
     );
     let report = b.report();
     eprintln!("{report}");

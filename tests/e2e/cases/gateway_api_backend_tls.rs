@@ -533,3 +533,35 @@ pub(super) async fn backend_tls_invalid_edit_keeps_last_good(
     expect_sni(c, &addr, req(), "other.example.com").await?;
     c.unload(file, gw, &["backendtlspolicy"]).await
 }
+
+/// Portolan's own, after upstream's BackendTLSPolicyGRPCRoute: a GRPCRoute whose backend is a
+/// gRPC server over TLS. With a valid policy the call is answered (HTTP/2 over TLS, ALPN
+/// `h2`); with a hostname the certificate lacks it fails (`UNAVAILABLE`).
+pub(super) async fn backend_tls_grpc_route(c: &mut Conformance) -> anyhow::Result<()> {
+    setup(c).await?;
+    let name = "grpc-btls-backend";
+    let port = c.grpc_tls_server(name, &c.ca.issue(&["abc.example.com"])?)?;
+    let file = "backendtlspolicy-grpcroute.yaml";
+    let mut text = c.manifest(file)?;
+    for service in ["grpc-btls-test", "grpc-btls-host-mismatch-test"] {
+        text.push_str(&format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-btls\n  namespace: {INFRA}\n  labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nendpoints:\n- addresses: [\"127.0.0.1\"]\n  conditions: {{ready: true}}\nports:\n- {{name: grpc, port: {port}}}\n"
+        ));
+    }
+    let (gw, route) = ("same-namespace", "backendtlspolicy-grpcroute");
+    let addr = load_with(c, file, &text, gw, &[route]).await?;
+    for policy in ["grpc-normative-test", "grpc-host-mismatch"] {
+        policy_condition(c, policy, gw, ACCEPTED).await?;
+        policy_condition(c, policy, gw, RESOLVED).await?;
+    }
+    let call = |method| grpc::Call {
+        method,
+        authority: "abc.example.com",
+        metadata: &[],
+        tls: false,
+    };
+    c.expect_grpc(&addr, call("Echo"), name).await?;
+    c.expect_grpc(&addr, call("EchoTwo"), "error:UNAVAILABLE")
+        .await?;
+    c.unload(file, gw, &[route]).await
+}

@@ -334,3 +334,22 @@ fn backend_tls_applies_to_the_gateway_proxies_clusters_only() {
         Some("other.example.com")
     );
 }
+
+#[test]
+fn backend_tls_towards_an_http2_port_offers_alpn_h2() {
+    let mut world = backend_tls_world("abc.example.com");
+    world.services.insert(
+        ServiceKey::new("infra", "tls-backend"),
+        Arc::new(mk_service(
+            "infra",
+            "tls-backend",
+            vec![mk_port("grpc", 443)],
+        )),
+    );
+    let r = run_group(&world, "gateway:infra/edge");
+    let tls = upstream_tls(&r.clusters).expect("TLS towards the backend");
+    assert_eq!(
+        tls.common_tls_context.expect("common").alpn_protocols,
+        ["h2"]
+    );
+}
