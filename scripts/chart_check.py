@@ -124,9 +124,11 @@ CRS = [
     "extauthpolicies", "ratelimitpolicies", "envoypatchpolicies",
 ]
 GW = "gateway.networking.k8s.io"
-GW_ROUTES = ["gateways", "httproutes", "grpcroutes", "tlsroutes", "tcproutes"]
+GW_ROUTES = [
+    "gateways", "httproutes", "grpcroutes", "tlsroutes", "tcproutes", "backendtlspolicies",
+]
 WATCH_FACTS = (
-    expand("", ["services", "secrets"], ["list", "watch"])
+    expand("", ["services", "secrets", "configmaps"], ["list", "watch"])
     | expand("discovery.k8s.io", ["endpointslices"], ["list", "watch"])
     | expand("portolan.dev", CRS, ["list", "watch"])
     | expand("portolan.dev", [c + "/status" for c in CRS], ["patch"])

@@ -87,7 +87,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 # Exactly what Portolan calls: watchers list and watch; the status writer server-side applies
 # (a PATCH) on /status.
 - apiGroups: [""]
-  resources: [services, secrets]
+  resources: [services, secrets, configmaps]
   verbs: [list, watch]
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
@@ -122,10 +122,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   verbs: [patch]
 # The Gateway API (its CRDs may be missing: those kinds then count as empty).
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gateways, httproutes, grpcroutes, tlsroutes, tcproutes, referencegrants]
+  resources: [gateways, httproutes, grpcroutes, tlsroutes, tcproutes, referencegrants, backendtlspolicies]
   verbs: [list, watch]
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gateways/status, httproutes/status, grpcroutes/status, tlsroutes/status, tcproutes/status]
+  resources: [gateways/status, httproutes/status, grpcroutes/status, tlsroutes/status, tcproutes/status, backendtlspolicies/status]
   verbs: [patch]
 {{- if .Values.gatewayAPI.provisioning.enabled }}
 # Provisioned Gateway proxies (server-side apply creates or patches; get reads the Service's

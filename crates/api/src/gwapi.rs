@@ -1,6 +1,6 @@
 //! Kubernetes Gateway API objects (`gateway.networking.k8s.io`, standard channel v1.6), the
-//! fields Portolan reads: GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute and
-//! ReferenceGrant.
+//! fields Portolan reads: GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute,
+//! ReferenceGrant and BackendTLSPolicy.
 //!
 //! Minimal serde types of our own rather than the `gateway-api` crate: its current release
 //! (0.22) is built on kube 4 / k8s-openapi 0.28 while this workspace uses kube 5 /
@@ -479,6 +479,82 @@ pub struct ReferenceGrantTo {
     #[serde(default)]
     pub name: Option<String>,
 }
+
+/// A BackendTLSPolicy: how a Gateway's proxies originate TLS to the Service ports it targets
+/// (SNI, the CA bundle or the system trust store, the names to verify).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsPolicy {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: BackendTlsPolicySpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsPolicySpec {
+    #[serde(default)]
+    pub target_refs: Vec<PolicyTargetReference>,
+    pub validation: BackendTlsValidation,
+    /// Implementation-specific TLS options; Portolan knows none (each is reported as
+    /// ignored in the policy's status).
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+/// `LocalPolicyTargetReferenceWithSectionName`: a Service, and optionally one of its ports by
+/// name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTargetReference {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub section_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsValidation {
+    /// ConfigMaps (key `ca.crt`) in the policy's namespace.
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<LocalObjectReference>,
+    /// `System`: the proxy's system trust store.
+    #[serde(default, rename = "wellKnownCACertificates")]
+    pub well_known_ca_certificates: Option<String>,
+    /// The SNI, and the name the certificate must carry unless `subjectAltNames` is set.
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub subject_alt_names: Vec<SubjectAltName>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectReference {
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+}
+
+/// One accepted subject alternative name: `type: Hostname` with `hostname`, or `type: URI`
+/// with `uri`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAltName {
+    #[serde(rename = "type")]
+    pub type_: String,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub uri: Option<String>,
+}
+
+/// The key of a CA ConfigMap that holds the PEM bundle.
+pub const CA_CERT_KEY: &str = "ca.crt";
 
 /// Parses a Gateway API duration (`10s`, `1h30m`, `500ms`; the GEP-2257 subset).
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {

@@ -39,6 +39,10 @@ pub enum Kind {
     TlsRoute,
     /// `gateway.networking.k8s.io` TCPRoute (experimental channel, `v1alpha2`).
     TcpRoute,
+    /// `gateway.networking.k8s.io` BackendTLSPolicy (read at `v1` and `v1alpha3`).
+    BackendTlsPolicy,
+    /// core/v1 ConfigMap holding a CA bundle under `ca.crt` (others are not read).
+    ConfigMap,
 }
 
 // === impl Kind ===
@@ -47,12 +51,15 @@ impl Kind {
     /// `apiVersion` and `kind` as written in manifests.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Service | Kind::Endpoints | Kind::Secret | Kind::Namespace => "v1",
+            Kind::Service | Kind::Endpoints | Kind::Secret | Kind::Namespace | Kind::ConfigMap => {
+                "v1"
+            }
             Kind::GatewayClass
             | Kind::ApiGateway
             | Kind::HttpRoute
             | Kind::GrpcRoute
-            | Kind::TlsRoute => "gateway.networking.k8s.io/v1",
+            | Kind::TlsRoute
+            | Kind::BackendTlsPolicy => "gateway.networking.k8s.io/v1",
             Kind::TcpRoute => "gateway.networking.k8s.io/v1alpha2",
             Kind::ReferenceGrant => "gateway.networking.k8s.io/v1beta1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
@@ -95,6 +102,8 @@ impl Kind {
             Kind::GrpcRoute => "GRPCRoute",
             Kind::TlsRoute => "TLSRoute",
             Kind::TcpRoute => "TCPRoute",
+            Kind::BackendTlsPolicy => "BackendTLSPolicy",
+            Kind::ConfigMap => "ConfigMap",
         }
     }
 
@@ -125,10 +134,12 @@ impl Kind {
                 | Kind::GrpcRoute
                 | Kind::TlsRoute
                 | Kind::TcpRoute
+                | Kind::BackendTlsPolicy
         )
     }
 
-    /// Every kind Portolan reads. Secrets are read only when of type `kubernetes.io/tls`.
+    /// Every kind Portolan reads. Secrets are read only when of type `kubernetes.io/tls`,
+    /// ConfigMaps only when they hold `ca.crt`.
     pub fn all() -> &'static [Kind] {
         &[
             Kind::Service,
@@ -154,6 +165,8 @@ impl Kind {
             Kind::GrpcRoute,
             Kind::TlsRoute,
             Kind::TcpRoute,
+            Kind::BackendTlsPolicy,
+            Kind::ConfigMap,
         ]
     }
 }

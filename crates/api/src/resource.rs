@@ -10,7 +10,7 @@ use crate::crd::{
 use crate::field::{FieldError, FieldPath};
 use crate::gwapi;
 use crate::object::{Kind, ObjectRef};
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -42,6 +42,9 @@ pub enum Resource {
     GrpcRoute(Box<gwapi::GrpcRoute>),
     TlsRoute(Box<gwapi::TlsRoute>),
     TcpRoute(Box<gwapi::TcpRoute>),
+    BackendTlsPolicy(Box<gwapi::BackendTlsPolicy>),
+    /// A ConfigMap with a `ca.crt` key (other ConfigMaps are not read).
+    ConfigMap(Box<ConfigMap>),
 }
 
 /// The only Secret type Portolan reads.
@@ -83,6 +86,9 @@ impl Resource {
         {
             return Ok(None);
         }
+        if kind == Kind::ConfigMap && !holds_ca(&value) {
+            return Ok(None);
+        }
         let object = object_ref(kind, &value)?;
         let resource = match kind {
             Kind::Service => Resource::Service(Box::new(typed(&object, value)?)),
@@ -112,6 +118,8 @@ impl Resource {
             Kind::GrpcRoute => Resource::GrpcRoute(Box::new(typed(&object, value)?)),
             Kind::TlsRoute => Resource::TlsRoute(Box::new(typed(&object, value)?)),
             Kind::TcpRoute => Resource::TcpRoute(Box::new(typed(&object, value)?)),
+            Kind::BackendTlsPolicy => Resource::BackendTlsPolicy(Box::new(typed(&object, value)?)),
+            Kind::ConfigMap => Resource::ConfigMap(Box::new(typed(&object, value)?)),
         };
         Ok(Some(resource))
     }
@@ -141,6 +149,8 @@ impl Resource {
             Resource::GrpcRoute(_) => Kind::GrpcRoute,
             Resource::TlsRoute(_) => Kind::TlsRoute,
             Resource::TcpRoute(_) => Kind::TcpRoute,
+            Resource::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
+            Resource::ConfigMap(_) => Kind::ConfigMap,
         }
     }
 
@@ -170,6 +180,8 @@ impl Resource {
             Resource::GrpcRoute(r) => &r.metadata,
             Resource::TlsRoute(r) => &r.metadata,
             Resource::TcpRoute(r) => &r.metadata,
+            Resource::BackendTlsPolicy(p) => &p.metadata,
+            Resource::ConfigMap(c) => &c.metadata,
         }
     }
 
@@ -195,6 +207,14 @@ impl Resource {
 
 /// The namespace of an object whose manifest names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Whether a ConfigMap document holds a CA bundle (`data.ca.crt`): the only ConfigMaps read.
+fn holds_ca(value: &Value) -> bool {
+    value
+        .get("data")
+        .and_then(|d| d.get(gwapi::CA_CERT_KEY))
+        .is_some()
+}
 
 fn str_field<'a>(
     map: &'a serde_json::Map<String, Value>,

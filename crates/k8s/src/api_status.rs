@@ -8,6 +8,8 @@
 //!   the entries of other controllers exactly as the object carries them, then Portolan's own
 //!   (`controllerName: portolan.dev/gateway-controller`). A route that no longer attaches to a
 //!   Portolan Gateway gets its Portolan entries removed and the others kept.
+//! * BackendTLSPolicy: `status.ancestors` is shared the same way (the CRD declares it atomic):
+//!   other controllers' entries exactly as they are, then Portolan's.
 //! * A route whose newest version fails validation (its last good version stays in force):
 //!   for each parentRef of that version naming a Portolan Gateway, `Accepted=False` reason
 //!   `UnsupportedValue` with every field-path error, at that version's generation.
@@ -51,6 +53,7 @@ pub fn desired(
                 };
                 route(mine, &existing, &now)
             }
+            (status, Kind::BackendTlsPolicy) => ancestors(status, &existing, &now),
             (Some(status), _) => {
                 let mut value = stamped(status, &existing, &now);
                 if let Some(a) = addresses.get(object) {
@@ -160,6 +163,35 @@ fn route(mine: Vec<Value>, existing: &Value, now: &Value) -> Option<Value> {
         parents.push(value);
     }
     Some(json!({ "parents": parents }))
+}
+
+/// A policy's `ancestors`: other controllers' entries as they are, then Portolan's. `None`
+/// when Portolan has nothing there and nothing to add.
+fn ancestors(status: Option<&ApiStatus>, existing: &Value, now: &Value) -> Option<Value> {
+    let mine: Vec<Value> = match status {
+        Some(ApiStatus::Policy(p)) => p
+            .ancestors
+            .iter()
+            .map(|a| serde_json::to_value(a).unwrap_or(Value::Null))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let old: &[Value] = existing["ancestors"].as_array().map_or(&[], Vec::as_slice);
+    let ours = |a: &&Value| a["controllerName"] == CONTROLLER_NAME;
+    if mine.is_empty() && !old.iter().any(|a| ours(&a)) {
+        return None;
+    }
+    let mut list: Vec<Value> = old.iter().filter(|a| !ours(a)).cloned().collect();
+    for mut value in mine {
+        let before = old
+            .iter()
+            .filter(ours)
+            .find(|a| a["ancestorRef"] == value["ancestorRef"])
+            .map_or(&Value::Null, |a| &a["conditions"]);
+        stamp(&mut value["conditions"], before, now);
+        list.push(value);
+    }
+    Some(json!({ "ancestors": list }))
 }
 
 /// Sets each condition's `lastTransitionTime`: the old one when a condition of that type had

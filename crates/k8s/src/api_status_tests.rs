@@ -236,3 +236,74 @@ fn an_invalid_route_version_is_refused_in_its_parent_entry() {
         "{message}"
     );
 }
+
+/// A BackendTLSPolicy on the route's Service, with its CA ConfigMap (a self-signed test CA
+/// is not needed: only the ConfigMap's shape is read here), and `status` as the cluster has it.
+fn backend_tls_objects(status: Value) -> Vec<(Kind, Value)> {
+    let mut objects = base(Value::Null);
+    objects.push((
+        Kind::BackendTlsPolicy,
+        json!({"metadata": {"name": "web-tls", "namespace": "shop", "generation": 3,
+                            "resourceVersion": "4"},
+               "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+                        "validation": {"caCertificateRefs": [{"group": "", "kind": "ConfigMap",
+                                                              "name": "missing-ca"}],
+                                       "hostname": "web.example.com"}},
+               "status": status}),
+    ));
+    objects
+}
+
+fn foreign_ancestor() -> Value {
+    json!({
+        "ancestorRef": {"group": GROUP, "kind": "Gateway", "name": "foreign", "namespace": "infra"},
+        "controllerName": OTHER,
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                        "observedGeneration": 3, "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    })
+}
+
+#[test]
+fn backend_tls_policy_ancestors_keep_other_controllers_entries() {
+    let objects = backend_tls_objects(json!({"ancestors": [foreign_ancestor()]}));
+    let (world, seen) = cluster(&objects);
+    let out = desired(&world, &seen, &BTreeMap::new(), Timestamp::now());
+    let policy = ObjectRef::new(Kind::BackendTlsPolicy, "shop", "web-tls");
+    let ancestors = out[&policy]["ancestors"].as_array().unwrap().clone();
+    assert_eq!(ancestors.len(), 2, "{ancestors:?}");
+    assert_eq!(ancestors[0], foreign_ancestor(), "untouched");
+    let ours = &ancestors[1];
+    assert_eq!(ours["controllerName"], CONTROLLER_NAME);
+    assert_eq!(
+        ours["ancestorRef"],
+        json!({"group": GROUP, "kind": "Gateway", "name": "edge", "namespace": "infra"})
+    );
+    let accepted = condition(&ours["conditions"], "Accepted");
+    assert_eq!(
+        (
+            &accepted["status"],
+            &accepted["reason"],
+            &accepted["observedGeneration"]
+        ),
+        (&json!("False"), &json!("NoValidCACertificate"), &json!(3))
+    );
+    let resolved = condition(&ours["conditions"], "ResolvedRefs");
+    assert_eq!(resolved["reason"], "InvalidCACertificateRef");
+    assert!(
+        resolved["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.validation.caCertificateRefs[0]"),
+        "{resolved}"
+    );
+}
+
+#[test]
+fn a_backend_tls_policy_no_route_uses_is_not_touched() {
+    let mut objects = backend_tls_objects(Value::Null);
+    objects.retain(|(k, _)| *k != Kind::HttpRoute);
+    let (world, seen) = cluster(&objects);
+    let out = desired(&world, &seen, &BTreeMap::new(), Timestamp::now());
+    let policy = ObjectRef::new(Kind::BackendTlsPolicy, "shop", "web-tls");
+    assert!(!out.contains_key(&policy), "{out:?}");
+}

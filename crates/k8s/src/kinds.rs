@@ -31,6 +31,8 @@ pub const WATCHED: &[Kind] = &[
     Kind::TlsRoute,
     Kind::TcpRoute,
     Kind::ReferenceGrant,
+    Kind::BackendTlsPolicy,
+    Kind::ConfigMap,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -69,11 +71,14 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::GrpcRoute => "grpcroutes",
         Kind::TlsRoute => "tlsroutes",
         Kind::TcpRoute => "tcproutes",
+        Kind::BackendTlsPolicy => "backendtlspolicies",
+        Kind::ConfigMap => "configmaps",
     }
 }
 
 /// The field selector of a kind's list/watch: only `kubernetes.io/tls` Secrets are listed,
-/// so no other Secret ever reaches Portolan's memory.
+/// so no other Secret ever reaches Portolan's memory. (ConfigMaps cannot be selected by their
+/// keys: every one is listed, and decoding drops at once those without `ca.crt`.)
 pub fn field_selector(kind: Kind) -> Option<String> {
     (kind == Kind::Secret).then(|| format!("type={TLS_SECRET_TYPE}"))
 }
@@ -100,6 +105,7 @@ pub fn has_api_status(kind: Kind) -> bool {
             | Kind::GrpcRoute
             | Kind::TlsRoute
             | Kind::TcpRoute
+            | Kind::BackendTlsPolicy
     )
 }
 
@@ -214,6 +220,16 @@ mod tests {
         ] {
             assert!(WATCHED.contains(&k), "{k} is watched");
         }
+        assert_eq!(
+            coords(Kind::BackendTlsPolicy),
+            (
+                format!("{gw}/v1"),
+                "BackendTLSPolicy".into(),
+                "backendtlspolicies".into()
+            )
+        );
+        assert!(WATCHED.contains(&Kind::ConfigMap) && !optional(Kind::ConfigMap));
+        assert!(has_api_status(Kind::BackendTlsPolicy) && optional(Kind::BackendTlsPolicy));
         assert!(cluster_scoped(Kind::GatewayClass) && cluster_scoped(Kind::Namespace));
         assert!(optional(Kind::HttpRoute) && !optional(Kind::Service));
         assert!(has_api_status(Kind::ApiGateway) && !has_api_status(Kind::ReferenceGrant));

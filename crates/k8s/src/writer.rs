@@ -182,7 +182,11 @@ impl StatusWriter {
         }
         let shared = matches!(
             object.kind,
-            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute
+            Kind::HttpRoute
+                | Kind::GrpcRoute
+                | Kind::TlsRoute
+                | Kind::TcpRoute
+                | Kind::BackendTlsPolicy
         );
         if let Some(version) = resource_version.filter(|_| shared) {
             metadata["resourceVersion"] = json!(version);

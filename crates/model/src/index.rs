@@ -125,7 +125,9 @@ impl Index {
             | Kind::ReferenceGrant
             | Kind::GrpcRoute
             | Kind::TlsRoute
-            | Kind::TcpRoute => self.gateway_api.remove(object).is_some(),
+            | Kind::TcpRoute
+            | Kind::BackendTlsPolicy
+            | Kind::ConfigMap => self.gateway_api.remove(object).is_some(),
         };
         self.touch(changed)
     }
@@ -168,7 +170,9 @@ impl Index {
             | Kind::ReferenceGrant
             | Kind::GrpcRoute
             | Kind::TlsRoute
-            | Kind::TcpRoute => self.gateway_api.contains_key(object),
+            | Kind::TcpRoute
+            | Kind::BackendTlsPolicy
+            | Kind::ConfigMap => self.gateway_api.contains_key(object),
         }
     }
 
@@ -231,11 +235,13 @@ impl Index {
             manifests: self.manifests.clone(),
             api_gateways: BTreeMap::new(),
             api_statuses: BTreeMap::new(),
+            backend_tls: BTreeMap::new(),
         };
         world.statuses = crate::resolve::statuses(&world);
         let compiled = crate::gateway_api::compile(&world, &self.gateway_pool);
         world.api_gateways = compiled.gateways;
         world.api_statuses = compiled.statuses;
+        world.backend_tls = compiled.backend_tls;
         crate::edge::finish(&mut world);
         crate::jwt::finish(&mut world);
         world

@@ -65,6 +65,9 @@ pub struct World {
     pub api_gateways: BTreeMap<ObjectRef, Arc<crate::gateway_api::ApiGateway>>,
     /// The status of every Gateway API object Portolan owns status for.
     pub api_statuses: BTreeMap<ObjectRef, crate::gateway_api::ApiStatus>,
+    /// TLS the proxies of Portolan's Gateway API Gateways originate towards Service ports
+    /// (BackendTLSPolicy), compiled from `gateway_api`.
+    pub backend_tls: crate::gateway_api::BackendTlsMap,
 }
 
 impl World {

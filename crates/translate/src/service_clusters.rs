@@ -7,6 +7,10 @@
 //! (one labelled [`SERVICE_ACCOUNT_LABEL`]) unless the Service's PeerAuthentication mode is
 //! DISABLE, and checks that the server is `spiffe://TD/ns/NS/sa/SA` for the service accounts
 //! the label lists (comma-separated). A TrafficPolicy's own `tls` replaces it.
+//!
+//! Backend TLS: the proxies of a Gateway API Gateway originate TLS to a Service port that a
+//! BackendTLSPolicy covers (see [`portolan_model::gateway_api::backend_tls`]); it replaces
+//! both of the above there.
 
 use crate::ProxyGroup;
 use crate::cluster;
@@ -22,6 +26,7 @@ use crate::subsets;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use portolan_api::{Kind, ObjectRef};
+use portolan_model::gateway_api::BackendTls;
 use portolan_model::policy::DestinationPolicy;
 use portolan_model::security::{self, MtlsMode, SERVICE_ACCOUNT_LABEL};
 use std::sync::Arc;
@@ -43,6 +48,24 @@ pub(crate) fn policies(
     plan.ports
         .iter()
         .map(|port| ctx.service_policy(&plan.service.key, port.port.port))
+        .collect()
+}
+
+/// The BackendTLSPolicy TLS of each of the plan's ports, in the plan's order, for a Gateway
+/// API Gateway's proxies (`gateway_api`); empty for every other group, or when no policy
+/// covers the Service.
+pub(crate) fn backend_tls(
+    ctx: &Context<'_>,
+    plan: &ServicePlan<'_>,
+    gateway_api: bool,
+) -> Vec<Option<Arc<BackendTls>>> {
+    let ports = match ctx.world.backend_tls.get(&plan.service.key) {
+        Some(ports) if gateway_api => ports,
+        _ => return Vec::new(),
+    };
+    plan.ports
+        .iter()
+        .map(|p| ports.get(&p.port.port).cloned())
         .collect()
 }
 
@@ -82,14 +105,22 @@ pub(crate) fn translate_for_group(
     plan: &ServicePlan<'_>,
     group: &ProxyGroup,
     policies: &[Option<Arc<DestinationPolicy>>],
-    mesh_tls: &Option<Vec<String>>,
+    tls: &UpstreamTlsOf,
     out: &mut ServiceClusters,
 ) {
     let mark = (out.clusters.len(), out.load_assignments.len());
-    translate_into(ctx, plan, policies, mesh_tls, group.zone.as_deref(), out);
+    translate_into(ctx, plan, policies, tls, group.zone.as_deref(), out);
     if group.client == Client::Grpc {
         proxyless::fit_service(out, mark);
     }
+}
+
+/// The TLS a proxy originates to a Service: mesh TLS (its servers' SPIFFE IDs) and, per port,
+/// a BackendTLSPolicy's (empty: none).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct UpstreamTlsOf {
+    pub mesh: Option<Vec<String>>,
+    pub backend: Vec<Option<Arc<BackendTls>>>,
 }
 
 /// Appends a Service's clusters and assignments to `out` (appending where they are made is
@@ -98,16 +129,16 @@ fn translate_into(
     ctx: &Context<'_>,
     plan: &ServicePlan<'_>,
     policies: &[Option<Arc<DestinationPolicy>>],
-    mesh_tls: &Option<Vec<String>>,
+    tls: &UpstreamTlsOf,
     zone: Option<&str>,
     out: &mut ServiceClusters,
 ) {
     let groups = ctx.world.endpoints_of(&plan.service.key);
     let from = ServiceOrigins::new(plan, groups);
-    for (port, policy) in plan.ports.iter().zip(policies) {
+    for (i, (port, policy)) in plan.ports.iter().zip(policies).enumerate() {
         let names_from = out.clusters.len();
         let mut cluster = cluster::eds_cluster(port, ctx.options);
-        if let Some(ids) = mesh_tls {
+        if let Some(ids) = &tls.mesh {
             cluster.transport_socket = Some(mesh::upstream_mtls(ids));
             if let Some(max) = ctx.options.mesh.max_connection_duration {
                 mesh::bound_connection_duration(&mut cluster, max);
@@ -115,6 +146,11 @@ fn translate_into(
         }
         if let Some(policy) = policy {
             policy::apply(&mut cluster, policy);
+        }
+        let backend = tls.backend.get(i).and_then(Option::as_deref);
+        if let Some(backend) = backend {
+            let http2 = crate::protocol::is_http2(port.port);
+            cluster.transport_socket = Some(crate::tls::backend_transport_socket(backend, http2));
         }
         let local_zone = zone.filter(|_| locality::is_aware(policy.as_deref()));
         let members = groups.iter().map(Arc::as_ref);
@@ -134,7 +170,13 @@ fn translate_into(
             .iter()
             .map(|c| c.name.clone())
             .collect();
-        from.record(names, policy.as_deref(), &mut out.provenance);
+        let backend_policy = backend.map(|b| &b.policy);
+        from.record(
+            names,
+            policy.as_deref(),
+            backend_policy,
+            &mut out.provenance,
+        );
     }
 }
 
@@ -162,9 +204,16 @@ impl ServiceOrigins {
         }
     }
 
-    /// Records a port's clusters and assignments (`names`), made with `policy`.
-    fn record(&self, names: Vec<String>, policy: Option<&DestinationPolicy>, out: &mut Vec<Entry>) {
-        let (clusters, assignments) = match policy {
+    /// Records a port's clusters and assignments (`names`), made with `policy` (and the
+    /// BackendTLSPolicy `backend`, behind the clusters).
+    fn record(
+        &self,
+        names: Vec<String>,
+        policy: Option<&DestinationPolicy>,
+        backend: Option<&ObjectRef>,
+        out: &mut Vec<Entry>,
+    ) {
+        let (mut clusters, assignments) = match policy {
             None => (self.clusters.clone(), self.assignments.clone()),
             Some(p) => {
                 let with = |objects: &[ObjectRef]| {
@@ -175,6 +224,9 @@ impl ServiceOrigins {
                 (with(std::slice::from_ref(&self.service)), with(&all))
             }
         };
+        if let Some(backend) = backend {
+            clusters = origins(clusters.iter().cloned().chain([backend.clone()]));
+        }
         let names: Arc<[String]> = names.into();
         out.push(Entry {
             kind: ResourceKind::Cluster,

@@ -1,5 +1,5 @@
-//! TLS transport sockets: upstream origination (TrafficPolicy `tls`) and downstream
-//! termination (Gateway HTTPS listeners).
+//! TLS transport sockets: upstream origination (TrafficPolicy `tls`, Gateway API
+//! BackendTLSPolicy) and downstream termination (Gateway HTTPS listeners).
 //!
 //! A gateway never carries a private key in its listener: each terminating filter chain names
 //! its certificates as SDS secrets over ADS ([`gateway_secret_name`]: `gateway-cert|NS/NAME`
@@ -20,6 +20,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher:
 use envoy_types::util::pack_any;
 use portolan_api::ObjectRef;
 use portolan_model::gateway::TlsSecret;
+use portolan_model::gateway_api::backend_tls::{BackendTls, SYSTEM_CA_BUNDLE, San, Trust};
 use portolan_model::policy::UpstreamTls;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,6 +52,51 @@ pub(crate) fn upstream_transport_socket(tls: &UpstreamTls) -> TransportSocket {
         sni: tls.sni.clone().unwrap_or_default(),
         common_tls_context: Some(CommonTlsContext {
             validation_context_type: validation,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: TLS_SOCKET.to_string(),
+        config_type: Some(ConfigType::TypedConfig(pack_any(context))),
+    }
+}
+
+/// TLS towards a Service port a BackendTLSPolicy covers: SNI `hostname`, the server verified
+/// against the policy's CA bundle (inline) or the system trust store ([`SYSTEM_CA_BUNDLE`] on
+/// the proxy), and one of the policy's subject alternative names required. `http2`: the
+/// cluster speaks HTTP/2 (gRPC), so ALPN offers `h2`.
+pub(crate) fn backend_transport_socket(tls: &BackendTls, http2: bool) -> TransportSocket {
+    let trusted_ca = match &tls.trust {
+        Trust::Bundle(pem) => inline(pem),
+        Trust::System => DataSource {
+            specifier: Some(data_source::Specifier::Filename(
+                SYSTEM_CA_BUNDLE.to_string(),
+            )),
+            ..Default::default()
+        },
+    };
+    let validation = CertificateValidationContext {
+        trusted_ca: Some(trusted_ca),
+        match_typed_subject_alt_names: tls
+            .subject_alt_names
+            .iter()
+            .map(|san| match san {
+                San::Dns(name) => dns_san(name),
+                San::Uri(uri) => san_matcher(SanType::Uri, uri),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let context = UpstreamTlsContext {
+        sni: tls.sni.clone(),
+        common_tls_context: Some(CommonTlsContext {
+            validation_context_type: Some(ValidationContextType::ValidationContext(validation)),
+            alpn_protocols: if http2 {
+                vec!["h2".to_string()]
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         }),
         ..Default::default()
@@ -157,10 +203,14 @@ pub(crate) fn terminating_transport_socket(
 }
 
 fn dns_san(name: &str) -> SubjectAltNameMatcher {
+    san_matcher(SanType::Dns, name)
+}
+
+fn san_matcher(san_type: SanType, value: &str) -> SubjectAltNameMatcher {
     SubjectAltNameMatcher {
-        san_type: SanType::Dns as i32,
+        san_type: san_type as i32,
         matcher: Some(StringMatcher {
-            match_pattern: Some(MatchPattern::Exact(name.to_string())),
+            match_pattern: Some(MatchPattern::Exact(value.to_string())),
             ..Default::default()
         }),
         ..Default::default()

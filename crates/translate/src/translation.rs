@@ -108,9 +108,13 @@ fn every_service(ctx: &Context<'_>, group: &ProxyGroup) -> Output<Owned> {
         load_assignments: Vec::with_capacity(ports),
         provenance: Vec::with_capacity(2 * ports),
     };
+    let gateway_api = gateway_api::selecting(ctx.world, group).is_some();
     for plan in ctx.plans.iter().filter(|p| ctx.reaches_service(p)) {
         let policies = service_clusters::policies(ctx, plan);
-        let tls = service_clusters::mesh_tls(ctx, plan, in_mesh);
+        let tls = service_clusters::UpstreamTlsOf {
+            mesh: service_clusters::mesh_tls(ctx, plan, in_mesh),
+            backend: service_clusters::backend_tls(ctx, plan, gateway_api),
+        };
         service_clusters::translate_for_group(ctx, plan, group, &policies, &tls, &mut out);
     }
     let mut provenance = Provenance::new();

@@ -62,8 +62,8 @@ struct MemoKey {
     groups: Vec<Arc<EndpointGroup>>,
     /// The policy of each TCP port, in the plan's order.
     policies: Vec<Option<Arc<DestinationPolicy>>>,
-    /// The server identities of mesh TLS towards the Service.
-    mesh_tls: Option<Vec<String>>,
+    /// Mesh TLS towards the Service, and BackendTLSPolicy TLS towards its ports.
+    tls: service_clusters::UpstreamTlsOf,
 }
 
 #[derive(Debug)]
@@ -158,12 +158,16 @@ impl<K: Keep> ServiceMemo<K> {
         let ports: usize = ctx.plans.iter().map(|p| p.ports.len()).sum();
         let mut out = SharedResources::with_capacity(ports);
         self.stats = MemoStats::default();
+        let gateway_api = crate::gateway_api::selecting(ctx.world, group).is_some();
         for plan in ctx.plans.iter().filter(|p| ctx.reaches_service(p)) {
             let key = MemoKey {
                 service: plan.service.clone(),
                 groups: ctx.world.endpoints_of(&plan.service.key).to_vec(),
                 policies: service_clusters::policies(ctx, plan),
-                mesh_tls: service_clusters::mesh_tls(ctx, plan, in_mesh),
+                tls: service_clusters::UpstreamTlsOf {
+                    mesh: service_clusters::mesh_tls(ctx, plan, in_mesh),
+                    backend: service_clusters::backend_tls(ctx, plan, gateway_api),
+                },
             };
             let kept = match previous.remove(&plan.service.key) {
                 Some(kept) if kept.key.same_as(&key) => {
@@ -175,7 +179,7 @@ impl<K: Keep> ServiceMemo<K> {
                 _ => {
                     self.stats.translated += 1;
                     let out = &mut self.scratch;
-                    let (policies, tls) = (&key.policies, &key.mesh_tls);
+                    let (policies, tls) = (&key.policies, &key.tls);
                     service_clusters::translate_for_group(ctx, plan, group, policies, tls, out);
                     Memo::new(keep, key, out)
                 }
@@ -197,7 +201,7 @@ impl MemoKey {
     fn same_as(&self, other: &MemoKey) -> bool {
         Arc::ptr_eq(&self.service, &other.service)
             && same_arcs(&self.groups, &other.groups)
-            && self.mesh_tls == other.mesh_tls
+            && self.tls == other.tls
             && self.policies.len() == other.policies.len()
             && self
                 .policies

@@ -14,6 +14,11 @@
 //! reproduced and passed (see [`board`]) and fails if any scenario did.
 
 use crate::bin;
+use backend_tls::{
+    backend_tls_conflict_resolution, backend_tls_grpc_route,
+    backend_tls_invalid_edit_keeps_last_good, backend_tls_invalid_refs,
+    backend_tls_observed_generation_bump, backend_tls_policy, backend_tls_san_validation,
+};
 use board::Board;
 use futures::FutureExt;
 use grpc::{
@@ -50,6 +55,8 @@ use tls::{
     tls_route_terminate_not_supported,
 };
 
+#[path = "gateway_api_backend_tls.rs"]
+mod backend_tls;
 #[path = "gateway_api_board.rs"]
 mod board;
 #[path = "gateway_api_grpc.rs"]
@@ -485,11 +492,22 @@ async fn route_condition(
 
 /// Runs one scenario, catching its failure (an error or a failed assertion) so that the run
 /// goes on and the board counts it for every upstream test the scenario reproduces.
+/// `PORTOLAN_E2E_SCENARIOS=a,b` runs only the scenarios whose function name contains `a` or
+/// `b` (while working on some; the board then counts only those).
 macro_rules! scenario {
     ($board:expr, $c:expr, $tests:expr, $f:ident) => {{
-        let outcome = AssertUnwindSafe($f(&mut $c)).catch_unwind().await;
-        $board.record(stringify!($f), $tests, outcome);
+        if selected(stringify!($f)) {
+            let outcome = AssertUnwindSafe($f(&mut $c)).catch_unwind().await;
+            $board.record(stringify!($f), $tests, outcome);
+        }
     }};
+}
+
+/// Whether `PORTOLAN_E2E_SCENARIOS` (unset: every scenario) selects scenario `name`.
+fn selected(name: &str) -> bool {
+    std::env::var("PORTOLAN_E2E_SCENARIOS").map_or(true, |only| {
+        only.split(',').any(|s| name.contains(s.trim()))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,6 +528,8 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     assert_eq!(
         features,
         [
+            "BackendTLSPolicy",
+            "BackendTLSPolicySANValidation",
             "Gateway",
             "GRPCRoute",
             "HTTPRoute",
@@ -815,6 +835,48 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["Portolan: private keys stay out of /debug and logs"],
         keys_stay_private
+    );
+    scenario!(b, c, &["BackendTLSPolicy"], backend_tls_policy);
+    scenario!(
+        b,
+        c,
+        &["BackendTLSPolicyConflictResolution"],
+        backend_tls_conflict_resolution
+    );
+    scenario!(
+        b,
+        c,
+        &[
+            "BackendTLSPolicyInvalidCACertificateRef",
+            "BackendTLSPolicyInvalidKind"
+        ],
+        backend_tls_invalid_refs
+    );
+    scenario!(
+        b,
+        c,
+        &["BackendTLSPolicyObservedGenerationBump"],
+        backend_tls_observed_generation_bump
+    );
+    scenario!(
+        b,
+        c,
+        &["BackendTLSPolicySANValidation"],
+        backend_tls_san_validation
+    );
+    scenario!(
+        b,
+        c,
+        &["Portolan: an invalid BackendTLSPolicy edit keeps the last good version"],
+        backend_tls_invalid_edit_keeps_last_good
+    );
+    scenario!(
+        b,
+        c,
+        &[
+            "Portolan: BackendTLSPolicy towards a gRPC backend (after upstream BackendTLSPolicyGRPCRoute, not counted)"
+        ],
+        backend_tls_grpc_route
     );
     let report = b.report();
     eprintln!("{report}");

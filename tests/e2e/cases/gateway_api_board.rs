@@ -99,6 +99,17 @@ const HTTP_EXTENDED: [&str; 10] = [
     "HTTPRouteRequestMirror",
 ];
 
+/// Extended in GATEWAY-HTTP at v1.6.1, features `BackendTLSPolicy` (the first five) and
+/// `BackendTLSPolicySANValidation` (the last): claimed.
+const BACKEND_TLS: [&str; 6] = [
+    "BackendTLSPolicy",
+    "BackendTLSPolicyConflictResolution",
+    "BackendTLSPolicyInvalidCACertificateRef",
+    "BackendTLSPolicyInvalidKind",
+    "BackendTLSPolicyObservedGenerationBump",
+    "BackendTLSPolicySANValidation",
+];
+
 /// TCPRoute (experimental channel): upstream's TCPRoute tests are provisional (not in any
 /// profile of the v1.6.1 reports), so they are counted apart and claimed as experimental
 /// only. The names follow upstream's provisional tests; the invalid-ref ones mirror the
@@ -200,6 +211,7 @@ impl Board {
     fn known(t: &str) -> bool {
         profiles().iter().any(|p| p.tests.contains(&t))
             || HTTP_EXTENDED.contains(&t)
+            || BACKEND_TLS.contains(&t)
             || TCP_ROUTE_EXPERIMENTAL.contains(&t)
             || NOT_IN_V1_6_1.contains(&t)
     }
@@ -251,6 +263,12 @@ impl Board {
             .copied()
             .collect();
         out.push_str(&self.line("GATEWAY-HTTP extended (not claimed)", &ext, false, ""));
+        out.push_str(&self.line(
+            "GATEWAY-HTTP extended, claimed (BackendTLSPolicy, BackendTLSPolicySANValidation)",
+            &BACKEND_TLS,
+            true,
+            "",
+        ));
         out.push_str(&self.line(
             "TCPRoute experimental (provisional upstream)",
             &TCP_ROUTE_EXPERIMENTAL,

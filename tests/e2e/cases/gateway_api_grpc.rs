@@ -24,6 +24,9 @@ const BACKENDS: &[&str] = &[
 #[derive(Default)]
 pub(super) struct GrpcProcesses {
     servers: Vec<Echo>,
+    /// Servers over TLS (BackendTLSPolicy), apart: `servers` empty means the base world's
+    /// are not started yet.
+    tls_servers: Vec<Echo>,
     clients: BTreeMap<String, Echo>,
     /// The run's CA certificate, for clients over TLS.
     ca_file: Option<tempfile::NamedTempFile>,
@@ -93,12 +96,12 @@ struct Answers {
 
 /// One gRPC call's shape: method, `:authority` and metadata.
 #[derive(Clone, Copy)]
-struct Call<'a> {
-    method: &'a str,
-    authority: &'a str,
-    metadata: &'a [(&'a str, &'a str)],
+pub(super) struct Call<'a> {
+    pub method: &'a str,
+    pub authority: &'a str,
+    pub metadata: &'a [(&'a str, &'a str)],
     /// Over TLS to the Gateway's HTTPS port (SNI = authority), else plaintext HTTP/2.
-    tls: bool,
+    pub tls: bool,
 }
 
 fn echo(metadata: &'static [(&'static str, &'static str)]) -> Call<'static> {
@@ -195,8 +198,32 @@ impl Conformance {
         Ok(file.path().display().to_string())
     }
 
+    /// Starts a gRPC echo server `name` over TLS with `cert` (kept with the base world's
+    /// servers); returns its port.
+    pub(super) fn grpc_tls_server(
+        &mut self,
+        name: &str,
+        cert: &portolan_e2e::tls::ServerCert,
+    ) -> anyhow::Result<u16> {
+        let mut cert_file = tempfile::NamedTempFile::new()?;
+        cert_file.write_all(cert.cert_pem.as_bytes())?;
+        let mut key_file = tempfile::NamedTempFile::new()?;
+        key_file.write_all(cert.key_pem.as_bytes())?;
+        let paths = [cert_file.path(), key_file.path()].map(|p| p.display().to_string());
+        let mut server = Echo::start(&["serve", name, &paths[0], &paths[1]])?;
+        // The files are read before the port is printed.
+        let port: u16 = server.line()?.parse()?;
+        self.grpc.tls_servers.push(server);
+        Ok(port)
+    }
+
     /// Calls until one call gets `want` (a backend name or `error:CODE`).
-    async fn expect_grpc(&mut self, addr: &str, call: Call<'_>, want: &str) -> anyhow::Result<()> {
+    pub(super) async fn expect_grpc(
+        &mut self,
+        addr: &str,
+        call: Call<'_>,
+        want: &str,
+    ) -> anyhow::Result<()> {
         let what = format!(
             "{} (authority {}, {:?}) answered by {want}",
             call.method, call.authority, call.metadata

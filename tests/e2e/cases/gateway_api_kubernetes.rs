@@ -4,11 +4,15 @@
 //! the Gateway (ConfigMap, Deployment, Service owned by it) and server-side applies the status
 //! (GatewayClass, Gateway with the Service's address, the route's `parents` entry next to the
 //! one another controller wrote, which stays). A Gateway of another class gets nothing.
+//! A BackendTLSPolicy and its CA ConfigMap, listed from the cluster, make Envoy originate TLS
+//! to an HTTPS backend (with the policy's SNI, verified against that CA), and its
+//! `ancestors` status is applied next to another controller's entry.
 
 use crate::bin;
 use portolan_e2e::apiserver::{CLUSTER_IP, FakeApiServer, StatusWrite};
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::portolan::Ports;
+use portolan_e2e::tls::TestCa;
 use portolan_e2e::{Envoy, Portolan, Upstream, eventually, http};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -30,6 +34,61 @@ fn gateway(name: &str, class: &str, port: u16) -> Value {
                         "generation": 2, "resourceVersion": "1"},
            "spec": {"gatewayClassName": class, "listeners": [{"name": "http", "port": port,
                     "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}]}})
+}
+
+/// The other controller's BackendTLSPolicy ancestor entry, as it wrote it.
+fn foreign_ancestor() -> Value {
+    json!({
+        "ancestorRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "foreign", "namespace": "infra"},
+        "controllerName": OTHER,
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                        "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    })
+}
+
+/// Service `shop/secure` on the HTTPS backend `upstream`, an HTTPRoute to it on `edge`, and
+/// a BackendTLSPolicy trusting `ca` (ConfigMap `shop/secure-ca`) with SNI `secure.internal`.
+fn backend_tls(api: &FakeApiServer, upstream: &Upstream, ca: &TestCa) {
+    api.add(
+        "/api/v1/namespaces/shop/services",
+        json!({"metadata": {"name": "secure", "namespace": "shop", "resourceVersion": "1"},
+               "spec": {"ports": [{"name": "https", "port": 443}]}}),
+    );
+    api.add(
+        "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices",
+        json!({"metadata": {"name": "secure-1", "namespace": "shop", "resourceVersion": "1",
+                            "labels": {"kubernetes.io/service-name": "secure"}},
+               "addressType": "IPv4",
+               "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+               "ports": [{"name": "https", "port": upstream.port(), "protocol": "TCP"}]}),
+    );
+    api.add(
+        "/api/v1/namespaces/shop/configmaps",
+        json!({"metadata": {"name": "secure-ca", "namespace": "shop", "resourceVersion": "1"},
+               "data": {"ca.crt": ca.cert_pem()}}),
+    );
+    api.add(
+        "/api/v1/namespaces/shop/configmaps",
+        json!({"metadata": {"name": "unrelated", "namespace": "shop", "resourceVersion": "1"},
+               "data": {"settings.json": "{}"}}),
+    );
+    api.add(
+        &format!("{GW}/namespaces/shop/httproutes"),
+        json!({"metadata": {"name": "secure", "namespace": "shop", "generation": 1, "resourceVersion": "3"},
+               "spec": {"parentRefs": [{"name": "edge", "namespace": "infra"}],
+                        "hostnames": ["secure.example.com"],
+                        "rules": [{"backendRefs": [{"name": "secure", "port": 443}]}]}}),
+    );
+    api.add(
+        &format!("{GW}/namespaces/shop/backendtlspolicies"),
+        json!({"metadata": {"name": "secure-tls", "namespace": "shop", "generation": 4,
+                            "resourceVersion": "5"},
+               "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "secure"}],
+                        "validation": {"caCertificateRefs": [{"group": "", "kind": "ConfigMap",
+                                                              "name": "secure-ca"}],
+                                       "hostname": "secure.internal"}},
+               "status": {"ancestors": [foreign_ancestor()]}}),
+    );
 }
 
 /// The stand-in cluster: Service `shop/web` (its endpoint: `upstream`), Portolan's class and
@@ -107,6 +166,9 @@ async fn gateway_api_from_the_cluster_routes_provisions_and_gets_status() -> any
     let web = Upstream::start("web-1").await?;
     let listener = Ports::free().mesh;
     let api = cluster(&web, listener).await?;
+    let ca = TestCa::new()?;
+    let secure = Upstream::start_tls("secure-1", &ca.issue(&["secure.internal"])?).await?;
+    backend_tls(&api, &secure, &ca);
     let kubeconfig = api.kubeconfig().display().to_string();
     let ports = Ports::free();
     let xds = format!("127.0.0.1:{}", ports.xds);
@@ -152,6 +214,22 @@ async fn gateway_api_from_the_cluster_routes_provisions_and_gets_status() -> any
     assert!(reply.body.contains("web-1"));
     let miss = http::get(listener, "other.example.com", "/").await?;
     assert_eq!(miss.status, 404, "no route for another host");
+    // BackendTLSPolicy: TLS to the HTTPS backend, with the policy's SNI.
+    eventually(
+        "secure.example.com over backend TLS",
+        Duration::from_secs(30),
+        || async {
+            match http::get(listener, "secure.example.com", "/").await {
+                Ok(r) if r.status == 200 && r.header("x-seen-sni") == Some("secure.internal") => {
+                    Ok(())
+                }
+                Ok(r) => Err(format!("{} {:?} {}", r.status, r.headers, r.body)),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", portolan.log_tail()))?;
 
     // Provisioned: the bootstrap, a Deployment of Envoy and a Service, owned by the Gateway.
     let applies = || api.applies();
@@ -212,7 +290,10 @@ async fn gateway_api_from_the_cluster_routes_provisions_and_gets_status() -> any
             "{status}"
         );
     }
-    assert_eq!(status["listeners"][0]["attachedRoutes"], 1);
+    assert_eq!(
+        status["listeners"][0]["attachedRoutes"], 2,
+        "web and secure"
+    );
     let route = written(
         writes,
         &format!("{GW}/namespaces/shop/httproutes/web/status"),
@@ -239,6 +320,35 @@ async fn gateway_api_from_the_cluster_routes_provisions_and_gets_status() -> any
         assert_eq!(condition(&parents[1]["conditions"], t), format!("{t}=True"));
     }
     assert_eq!(parents[1]["conditions"][0]["observedGeneration"], 3);
+    let policy = written(
+        writes,
+        &format!("{GW}/namespaces/shop/backendtlspolicies/secure-tls/status"),
+        |_| true,
+    )
+    .await?;
+    assert_eq!(policy["metadata"]["resourceVersion"], "5", "{policy}");
+    let ancestors = policy["status"]["ancestors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ancestors.len(), 2, "{ancestors:?}");
+    assert_eq!(
+        ancestors[0],
+        foreign_ancestor(),
+        "the other controller's entry stays"
+    );
+    assert_eq!(
+        ancestors[1]["controllerName"],
+        "portolan.dev/gateway-controller"
+    );
+    assert_eq!(ancestors[1]["ancestorRef"]["name"], "edge");
+    for t in ["Accepted", "ResolvedRefs"] {
+        assert_eq!(
+            condition(&ancestors[1]["conditions"], t),
+            format!("{t}=True")
+        );
+    }
+    assert_eq!(ancestors[1]["conditions"][0]["observedGeneration"], 4);
     let untouched = |name: &str| {
         !api.status_writes()
             .iter()

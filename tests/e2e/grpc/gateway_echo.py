@@ -2,7 +2,9 @@
 the conformance suite's (service gateway_api_conformance.grpc_echo.grpcecho.GrpcEcho, methods
 Echo, EchoTwo and EchoThree), and a client that calls them through a Gateway.
 
-  gateway_echo.py serve NAME     serves on 127.0.0.1:0; prints the port; every reply is the
+  gateway_echo.py serve NAME [CERT KEY]
+                                 serves on 127.0.0.1:0 (with CERT and KEY, PEM files: over
+                                 TLS); prints the port; every reply is the
                                  JSON {"name": NAME, "metadata": {KEY: [VALUE, ...]}} of the
                                  request metadata the server saw
   gateway_echo.py client ADDR [CA]
@@ -26,7 +28,7 @@ SERVICE = "gateway_api_conformance.grpc_echo.grpcecho.GrpcEcho"
 METHODS = ("Echo", "EchoTwo", "EchoThree")
 
 
-def serve(name):
+def serve(name, cert=None, key=None):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     def answer(request, context):
         seen = {}
@@ -37,7 +39,12 @@ def serve(name):
     reply = grpc.unary_unary_rpc_method_handler(answer)
     handler = grpc.method_handlers_generic_handler(SERVICE, {m: reply for m in METHODS})
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
+    if cert is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        with open(cert, "rb") as c, open(key, "rb") as k:
+            credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     print(port, flush=True)
     # Runs until stdin closes (the test drops its handle) or the process is killed.

@@ -78,6 +78,28 @@ impl TestCa {
 }
 
 impl TestCa {
+    /// A server certificate with these DNS and URI SANs (`spiffe://...`), signed by this CA.
+    pub fn issue_with_uris(&self, dns: &[&str], uris: &[&str]) -> anyhow::Result<ServerCert> {
+        let mut params =
+            CertificateParams::new(dns.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+        for uri in uris {
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::URI((*uri).try_into()?));
+        }
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            dns.first().copied().unwrap_or("portolan e2e server"),
+        );
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &*self.issuer)?;
+        Ok(ServerCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            cert_der: cert.der().to_vec(),
+        })
+    }
+
     /// A client certificate (client-auth usage) with these DNS and URI SANs.
     pub fn issue_client(&self, dns: &[&str], uris: &[&str]) -> anyhow::Result<ServerCert> {
         let mut params =

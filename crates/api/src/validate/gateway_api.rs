@@ -1,14 +1,17 @@
 //! Semantic checks of the Gateway API kinds (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
-//! TLSRoute, ReferenceGrant) with field paths. What the upstream CRD schemas and CEL rules already
+//! TLSRoute, ReferenceGrant, BackendTLSPolicy, and the CA ConfigMaps policies name) with field
+//! paths. What the upstream CRD schemas and CEL rules already
 //! enforce in a cluster is checked here only where file mode would otherwise take it silently
 //! (ports, regexes, durations, header names, host names, weights, redirect codes).
 
 use super::{Errors, header_name, host_name, object_name, port, regex, spec_path};
 use crate::field::FieldPath;
 use crate::gwapi::{
-    Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute, HttpRouteFilter, HttpRouteMatch,
-    HttpRouteRule, ParentReference, ReferenceGrant, TcpRoute, TlsRoute, parse_duration,
+    BackendTlsPolicy, CA_CERT_KEY, Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute,
+    HttpRouteFilter, HttpRouteMatch, HttpRouteRule, ParentReference, ReferenceGrant,
+    SubjectAltName, TcpRoute, TlsRoute, parse_duration,
 };
+use k8s_openapi::api::core::v1::ConfigMap;
 
 pub(super) fn gateway_class(class: &GatewayClass, errors: &mut Errors) {
     object_name(class.metadata.name.as_deref(), errors);
@@ -263,6 +266,122 @@ pub(super) fn reference_grant(grant: &ReferenceGrant, errors: &mut Errors) {
     }
 }
 
+/// The values `validation.wellKnownCACertificates` may take.
+pub const WELL_KNOWN_SYSTEM: &str = "System";
+
+pub(super) fn backend_tls_policy(policy: &BackendTlsPolicy, errors: &mut Errors) {
+    object_name(policy.metadata.name.as_deref(), errors);
+    let spec = spec_path();
+    let targets = &policy.spec.target_refs;
+    if targets.is_empty() {
+        errors.push(spec.field("targetRefs"), "required: at least one Service");
+    }
+    for (i, t) in targets.iter().enumerate() {
+        let at = spec.field("targetRefs").index(i);
+        if t.name.is_empty() {
+            errors.push(at.field("name"), "required");
+        }
+        if targets[..i].contains(t) {
+            errors.push(
+                at,
+                "repeats an earlier targetRef: targetRefs must be distinct",
+            );
+        }
+    }
+    let v = &policy.spec.validation;
+    let at = spec.field("validation");
+    if v.hostname.is_empty() {
+        errors.push(at.field("hostname"), "required: the SNI and name to verify");
+    } else {
+        host_name(&v.hostname, false, at.field("hostname"), errors);
+    }
+    let well_known = v
+        .well_known_ca_certificates
+        .as_deref()
+        .filter(|w| !w.is_empty());
+    match (v.ca_certificate_refs.is_empty(), well_known) {
+        (true, None) => errors.push(
+            at.clone(),
+            "one of caCertificateRefs and wellKnownCACertificates is required",
+        ),
+        (false, Some(_)) => errors.push(
+            at.field("wellKnownCACertificates"),
+            "must not be set together with caCertificateRefs",
+        ),
+        _ => {}
+    }
+    if let Some(w) = well_known.filter(|w| *w != WELL_KNOWN_SYSTEM) {
+        errors.push(
+            at.field("wellKnownCACertificates"),
+            format!("{w:?} is not a well-known CA set: {WELL_KNOWN_SYSTEM}"),
+        );
+    }
+    for (i, r) in v.ca_certificate_refs.iter().enumerate() {
+        if r.name.is_empty() {
+            errors.push(
+                at.field("caCertificateRefs").index(i).field("name"),
+                "required",
+            );
+        }
+    }
+    for (i, san) in v.subject_alt_names.iter().enumerate() {
+        subject_alt_name(san, at.field("subjectAltNames").index(i), errors);
+    }
+}
+
+fn subject_alt_name(san: &SubjectAltName, at: FieldPath, errors: &mut Errors) {
+    let hostname = san.hostname.as_deref().filter(|h| !h.is_empty());
+    let uri = san.uri.as_deref().filter(|u| !u.is_empty());
+    match san.type_.as_str() {
+        "Hostname" => {
+            match hostname {
+                Some(h) => host_name(h, true, at.field("hostname"), errors),
+                None => errors.push(at.field("hostname"), "required when type is Hostname"),
+            }
+            if uri.is_some() {
+                errors.push(at.field("uri"), "must not be set when type is Hostname");
+            }
+        }
+        "URI" => {
+            match uri {
+                Some(u) if url::Url::parse(u).is_ok() => {}
+                Some(u) => errors.push(
+                    at.field("uri"),
+                    format!("{u:?} is not an absolute URI (scheme:rest, e.g. spiffe://td/ns/a)"),
+                ),
+                None => errors.push(at.field("uri"), "required when type is URI"),
+            }
+            if hostname.is_some() {
+                errors.push(at.field("hostname"), "must not be set when type is URI");
+            }
+        }
+        other => errors.push(
+            at.field("type"),
+            format!("{other:?} is not a subject alternative name type: Hostname or URI"),
+        ),
+    }
+}
+
+/// A ConfigMap read for its CA bundle: `data.ca.crt` holds at least one PEM certificate.
+pub(super) fn ca_config_map(map: &ConfigMap, errors: &mut Errors) {
+    object_name(map.metadata.name.as_deref(), errors);
+    let path = FieldPath::root().field("data").field(CA_CERT_KEY);
+    let text = map
+        .data
+        .as_ref()
+        .and_then(|d| d.get(CA_CERT_KEY))
+        .map(String::as_str)
+        .unwrap_or_default();
+    match super::pem::certificates(text) {
+        Ok(0) => errors.push(
+            path,
+            "holds no PEM certificate (-----BEGIN CERTIFICATE----- ...)",
+        ),
+        Ok(_) => {}
+        Err(why) => errors.push(path, format!("not a PEM CA bundle: {why}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::Resource;
@@ -378,5 +497,44 @@ mod tests {
             "apiVersion": "gateway.networking.k8s.io/v9", "kind": "Gateway", "metadata": {"name": "x"}
         }));
         assert!(matches!(other, Ok(None)), "unknown versions are skipped");
+    }
+
+    #[test]
+    fn backend_tls_policy_errors_name_the_field() {
+        let e = errors(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"targetRefs": [{"group": "", "kind": "Service", "name": "s"},
+                                    {"group": "", "kind": "Service", "name": "s"}],
+                     "validation": {
+                         "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "ca"}],
+                         "wellKnownCACertificates": "System",
+                         "hostname": "*.example.com",
+                         "subjectAltNames": [{"type": "URI", "uri": "no scheme"},
+                                             {"type": "Hostname"},
+                                             {"type": "IP", "hostname": "a"}]}}
+        }));
+        let paths: Vec<&str> = e
+            .iter()
+            .map(|s| s.split(':').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.targetRefs[1]",
+                "spec.validation.hostname",
+                "spec.validation.wellKnownCACertificates",
+                "spec.validation.subjectAltNames[0].uri",
+                "spec.validation.subjectAltNames[1].hostname",
+                "spec.validation.subjectAltNames[2].type",
+            ],
+            "{e:?}"
+        );
+        let e = errors(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "ca"}, "data": {"ca.crt": "not a certificate"}
+        }));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("data.ca.crt: "), "{e:?}");
     }
 }

@@ -52,7 +52,9 @@ pub fn to_object(resource: &Resource) -> Object {
         | Resource::ReferenceGrant(_)
         | Resource::GrpcRoute(_)
         | Resource::TlsRoute(_)
-        | Resource::TcpRoute(_) => Object::GatewayApi(Box::new(resource.clone())),
+        | Resource::TcpRoute(_)
+        | Resource::BackendTlsPolicy(_)
+        | Resource::ConfigMap(_) => Object::GatewayApi(Box::new(resource.clone())),
     }
 }
 

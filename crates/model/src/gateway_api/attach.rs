@@ -24,6 +24,8 @@ use std::sync::Arc;
 /// The features Portolan claims in GatewayClass status: only those the conformance runner
 /// (tests/e2e/cases/gateway_api.rs) reproduces.
 const SUPPORTED_FEATURES: &[&str] = &[
+    "BackendTLSPolicy",
+    "BackendTLSPolicySANValidation",
     "Gateway",
     "GRPCRoute",
     "HTTPRoute",
@@ -66,7 +68,8 @@ struct RouteInput<'r> {
 pub(super) fn compile(world: &World, pool: &AddressPool) -> Compiled {
     let mut out = Compiled::default();
     let classes = our_classes(world, &mut out);
-    let refs = RouteRefs::new(world);
+    let backend_tls = super::backend_tls::resolve(world);
+    let refs = RouteRefs::new(world).refusing(backend_tls.refused.clone());
     let mut gateways = our_gateways(world, &classes, pool, &refs);
     for (source, resource) in &world.gateway_api {
         if let Some(route) = route_input(source, resource, &refs) {
@@ -80,6 +83,8 @@ pub(super) fn compile(world: &World, pool: &AddressPool) -> Compiled {
         out.gateways
             .insert(compiled.source.clone(), Arc::new(compiled));
     }
+    super::backend_tls::statuses(world, &backend_tls, &mut out.statuses);
+    out.backend_tls = backend_tls.tls;
     out
 }
 

@@ -14,6 +14,7 @@
 
 mod address;
 mod attach;
+pub mod backend_tls;
 mod grpc;
 mod listener;
 mod rules;
@@ -21,6 +22,7 @@ pub mod status;
 mod tls;
 
 pub use address::{ANY, AddressPool, DEFAULT_POOL};
+pub use backend_tls::{BackendTls, BackendTlsMap};
 pub use rules::INVALID_BACKEND_HOST;
 pub use status::ApiStatus;
 
@@ -106,6 +108,8 @@ pub struct ApiRule {
 pub struct Compiled {
     pub gateways: BTreeMap<ObjectRef, Arc<ApiGateway>>,
     pub statuses: BTreeMap<ObjectRef, ApiStatus>,
+    /// TLS towards Service ports, from BackendTLSPolicies.
+    pub backend_tls: BackendTlsMap,
 }
 
 /// The `node.cluster` of a Gateway's proxies: `gateway:NAMESPACE/NAME` (no Kubernetes name

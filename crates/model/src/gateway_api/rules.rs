@@ -48,6 +48,8 @@ pub(super) struct Precedence {
 pub(super) struct RouteRefs<'w> {
     pub world: &'w World,
     grants: Vec<(&'w str, &'w ReferenceGrant)>,
+    /// Service ports whose BackendTLSPolicy has no valid CA: routed to, they answer 500.
+    refused: std::collections::BTreeSet<(ServiceKey, u16)>,
 }
 
 impl<'w> RouteRefs<'w> {
@@ -60,7 +62,28 @@ impl<'w> RouteRefs<'w> {
                 _ => None,
             })
             .collect();
-        Self { world, grants }
+        Self {
+            world,
+            grants,
+            refused: Default::default(),
+        }
+    }
+
+    /// The same, with the Service ports connections to which must fail.
+    pub fn refusing(mut self, refused: std::collections::BTreeSet<(ServiceKey, u16)>) -> Self {
+        self.refused = refused;
+        self
+    }
+
+    /// Whether a backendRef of `source` names a Service port whose BackendTLSPolicy cannot
+    /// verify its servers.
+    fn tls_refused(&self, source: &ObjectRef, b: &ObjectReference) -> bool {
+        let namespace = b.namespace.as_deref().unwrap_or(&source.namespace);
+        let port = b.port.and_then(|p| u16::try_from(p).ok());
+        port.is_some_and(|p| {
+            self.refused
+                .contains(&(ServiceKey::new(namespace, &b.name), p))
+        })
     }
 
     /// Whether an object of kind `from` (`HTTPRoute`, `Gateway`, ...) in `from_ns` may
@@ -223,6 +246,8 @@ pub(super) fn rule_base(
             port: b.port,
         };
         let destination = match backend(source, &reference, refs) {
+            // A BackendTLSPolicy without a valid CA: the connection must fail (500).
+            Ok(_) if refs.tls_refused(source, &reference) => invalid_destination(),
             Ok(d) => d,
             Err((reason, message)) => {
                 unresolved.get_or_insert((reason, format!("{}: {message}", at(i))));

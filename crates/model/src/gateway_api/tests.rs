@@ -608,3 +608,234 @@ fn tcp_routes_take_a_tcp_listener_with_weighted_backends() {
     };
     assert_eq!(s.listeners[0].attached_routes, 2);
 }
+
+/// A real (example) CA certificate, for CA ConfigMaps.
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBjzCCATWgAwIBAgIUNl9S14+zRZOqp3EY/C+ioU7MKewwCgYIKoZIzj0EAwIw
+HTEbMBkGA1UEAwwSRXhhbXBsZSBCaWxsaW5nIENBMB4XDTI2MTEyNTE2MTIyMFoX
+DTM2MTEyMjE2MTIyMFowHTEbMBkGA1UEAwwSRXhhbXBsZSBCaWxsaW5nIENBMFkw
+EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEWldboCUqBgYoT199qi8gb6oKojIRu1Ea
+CDcT5szFJ0m9+DYAy164ysPP3d0sOAuWHmCVCinxz+IacSTd381BDKNTMFEwHQYD
+VR0OBBYEFJw5SjP4BXpLP8Lr23XzMeFdhTXdMB8GA1UdIwQYMBaAFJw5SjP4BXpL
+P8Lr23XzMeFdhTXdMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIh
+APzqq8uwvNr5F2tPzABJgo7KrWqduIssWt9T9qK0YgR9AiBbaOZiOYZgT0MlParA
+CrWuSbi9jKXqxl/yaFVFutNyrA==
+-----END CERTIFICATE-----
+";
+
+fn tls_service(idx: &mut Index, name: &str) {
+    apply(
+        idx,
+        json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "infra"},
+        "spec": {"ports": [{"name": "https-1", "port": 443}, {"name": "https-2", "port": 8443}]}}),
+    );
+}
+
+fn backend_tls(
+    idx: &mut Index,
+    name: &str,
+    created: &str,
+    target: serde_json::Value,
+    v: serde_json::Value,
+) {
+    apply(
+        idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "BackendTLSPolicy",
+        "metadata": {"name": name, "namespace": "infra", "creationTimestamp": created},
+        "spec": {"targetRefs": [target], "validation": v}}),
+    );
+}
+
+fn ancestor_condition(world: &World, name: &str, type_: &str) -> (String, String) {
+    let key = ObjectRef::new(Kind::BackendTlsPolicy, "infra", name);
+    let Some(ApiStatus::Policy(s)) = world.api_statuses.get(&key) else {
+        panic!(
+            "no policy status for {key}: {:?}",
+            world.api_statuses.keys()
+        );
+    };
+    assert_eq!(s.ancestors.len(), 1, "{s:?}");
+    assert_eq!(s.ancestors[0].ancestor_ref.name, "gw");
+    assert_eq!(s.ancestors[0].controller_name, CONTROLLER);
+    let c = s.ancestors[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition");
+    (c.status.clone(), c.reason.clone())
+}
+
+const CONTROLLER: &str = "portolan.dev/gateway-controller";
+
+#[test]
+fn backend_tls_policies_resolve_conflicts_sections_and_cas() {
+    use backend_tls::{San, Trust};
+    let mut idx = base();
+    apply(
+        &mut idx,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ca", "namespace": "infra"}, "data": {"ca.crt": CA_PEM}}),
+    );
+    // Not read at all: no ca.crt.
+    let skipped = Resource::decode(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "empty", "namespace": "infra"}, "data": {}}));
+    assert!(matches!(skipped, Ok(None)), "{skipped:?}");
+    for s in ["s1", "s2", "bad"] {
+        tls_service(&mut idx, s);
+    }
+    let backends = json!([{"backendRefs": [
+        {"name": "s1", "port": 443}, {"name": "s2", "port": 443},
+        {"name": "s2", "port": 8443}, {"name": "bad", "port": 443}]}]);
+    route(&mut idx, "infra", "r", backends);
+    // A second Gateway whose route uses only s2's port 8443.
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw2", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "listeners": [
+            {"name": "http", "port": 90, "protocol": "HTTP"}]}}),
+    );
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "r2", "namespace": "infra"},
+        "spec": {"parentRefs": [{"name": "gw2"}],
+                 "rules": [{"backendRefs": [{"name": "s2", "port": 8443}]}]}}),
+    );
+    let ca = json!([{"group": "", "kind": "ConfigMap", "name": "ca"}]);
+    let svc = |name: &str| json!({"group": "", "kind": "Service", "name": name});
+    let section = |name: &str, s: &str| json!({"group": "", "kind": "Service", "name": name, "sectionName": s});
+    // s1: two policies on the whole Service, the older wins.
+    let t0 = "2026-01-01T00:00:00Z";
+    let t1 = "2026-01-02T00:00:00Z";
+    backend_tls(
+        &mut idx,
+        "z-old",
+        t0,
+        svc("s1"),
+        json!({"caCertificateRefs": ca, "hostname": "old.example.com"}),
+    );
+    backend_tls(
+        &mut idx,
+        "a-new",
+        t1,
+        svc("s1"),
+        json!({"caCertificateRefs": ca, "hostname": "new.example.com"}),
+    );
+    // s2: a port-specific policy next to a whole-Service one: no conflict.
+    backend_tls(
+        &mut idx,
+        "port",
+        t0,
+        section("s2", "https-1"),
+        json!({"caCertificateRefs": ca, "hostname": "port.example.com",
+               "subjectAltNames": [{"type": "URI", "uri": "spiffe://td/ns/infra/sa/s2"},
+                                   {"type": "Hostname", "hostname": "s2.example.com"}]}),
+    );
+    backend_tls(
+        &mut idx,
+        "whole",
+        t1,
+        svc("s2"),
+        json!({"wellKnownCACertificates": "System", "hostname": "whole.example.com"}),
+    );
+    // bad: a wrong kind and a missing ConfigMap: nothing valid.
+    backend_tls(
+        &mut idx,
+        "bad",
+        t0,
+        svc("bad"),
+        json!({"caCertificateRefs": [{"group": "example.io", "kind": "Bundle", "name": "x"},
+                                     {"group": "", "kind": "ConfigMap", "name": "missing"}],
+               "hostname": "bad.example.com"}),
+    );
+    let world = idx.world();
+
+    let tls = |s: &str, port: u16| world.backend_tls[&ServiceKey::new("infra", s)][&port].clone();
+    assert_eq!(tls("s1", 443).sni, "old.example.com");
+    assert_eq!(
+        tls("s1", 443).subject_alt_names,
+        [San::Dns("old.example.com".into())]
+    );
+    assert!(
+        matches!(&tls("s1", 443).trust, Trust::Bundle(pem) if pem.contains("BEGIN CERTIFICATE"))
+    );
+    assert_eq!(
+        ancestor_condition(&world, "z-old", "Accepted"),
+        ("True".into(), "Accepted".into())
+    );
+    assert_eq!(
+        ancestor_condition(&world, "a-new", "Accepted"),
+        ("False".into(), "Conflicted".into())
+    );
+
+    assert_eq!(tls("s2", 443).sni, "port.example.com");
+    assert_eq!(
+        tls("s2", 443).subject_alt_names,
+        [
+            San::Uri("spiffe://td/ns/infra/sa/s2".into()),
+            San::Dns("s2.example.com".into())
+        ]
+    );
+    assert_eq!(tls("s2", 8443).sni, "whole.example.com");
+    assert_eq!(tls("s2", 8443).trust, Trust::System);
+    assert_eq!(
+        ancestor_condition(&world, "port", "Accepted"),
+        ("True".into(), "Accepted".into())
+    );
+    assert_eq!(
+        ancestor_condition(&world, "port", "ResolvedRefs"),
+        ("True".into(), "ResolvedRefs".into())
+    );
+    // The whole-Service policy is in force on port 8443, which both Gateways use; the
+    // port-443 policy only on the first Gateway (its ancestor_condition checks one entry).
+    let key = ObjectRef::new(Kind::BackendTlsPolicy, "infra", "whole");
+    let Some(ApiStatus::Policy(whole)) = world.api_statuses.get(&key) else {
+        panic!("no status for {key}");
+    };
+    let names: Vec<&str> = whole
+        .ancestors
+        .iter()
+        .map(|a| a.ancestor_ref.name.as_str())
+        .collect();
+    assert_eq!(names, ["gw", "gw2"]);
+    assert!(
+        whole
+            .ancestors
+            .iter()
+            .all(|a| a.conditions.iter().all(|c| c.status == "True"))
+    );
+
+    assert!(
+        !world
+            .backend_tls
+            .contains_key(&ServiceKey::new("infra", "bad"))
+    );
+    assert_eq!(
+        ancestor_condition(&world, "bad", "Accepted"),
+        ("False".into(), "NoValidCACertificate".into())
+    );
+    assert_eq!(
+        ancestor_condition(&world, "bad", "ResolvedRefs"),
+        ("False".into(), "InvalidKind".into())
+    );
+    // The route stays accepted and resolved; the refused backend answers 500.
+    assert_eq!(
+        parent_condition(&world, "infra", "r", "ResolvedRefs"),
+        ("True".into(), "ResolvedRefs".into())
+    );
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "gw")];
+    let HttpAction::Forward { backends, .. } = &gw.ports[0].virtual_hosts[0].rules[0].rule.action
+    else {
+        panic!("forwards");
+    };
+    let hosts: Vec<&str> = backends
+        .iter()
+        .map(|b| b.destination.host.as_str())
+        .collect();
+    assert_eq!(
+        hosts,
+        ["s1.infra", "s2.infra", "s2.infra", INVALID_BACKEND_HOST]
+    );
+}

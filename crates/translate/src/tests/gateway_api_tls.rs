@@ -234,3 +234,122 @@ fn gateway_api_resources_record_the_gateway_and_routes_behind_them() {
     hit.sort();
     assert_eq!(hit, ["Gateway infra/edge", "HTTPRoute shop/www"]);
 }
+
+/// The world above with a BackendTLSPolicy's TLS on `tls-backend` port 443.
+fn backend_tls_world(sni: &str) -> World {
+    use portolan_model::gateway_api::backend_tls::{BackendTls, San, Trust};
+    let mut world = world();
+    let tls = BackendTls {
+        policy: ObjectRef::new(Kind::BackendTlsPolicy, "infra", "tls"),
+        sni: sni.to_string(),
+        trust: Trust::Bundle("-----BEGIN CERTIFICATE-----\nca\n".to_string()),
+        subject_alt_names: vec![
+            San::Dns("abc.example.com".to_string()),
+            San::Uri("spiffe://td/ns/infra/sa/tls".to_string()),
+        ],
+    };
+    world.backend_tls.insert(
+        ServiceKey::new("infra", "tls-backend"),
+        [(443, Arc::new(tls))].into_iter().collect(),
+    );
+    world
+}
+
+/// The UpstreamTlsContext of the one cluster of `tls-backend` port 443, if any.
+fn upstream_tls<C: std::borrow::Borrow<envoy_types::pb::envoy::config::cluster::v3::Cluster>>(
+    clusters: &[C],
+) -> Option<envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext> {
+    use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    let cluster = clusters
+        .iter()
+        .map(std::borrow::Borrow::borrow)
+        .find(
+            |c: &&envoy_types::pb::envoy::config::cluster::v3::Cluster| {
+                c.name.contains("tls-backend")
+            },
+        )
+        .expect("the backend's cluster");
+    let ConfigType::TypedConfig(any) = cluster.transport_socket.as_ref()?.config_type.as_ref()?;
+    Some(prost::Message::decode(any.value.as_slice()).expect("decodes"))
+}
+
+#[test]
+fn backend_tls_applies_to_the_gateway_proxies_clusters_only() {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+    let world = backend_tls_world("abc.example.com");
+    let r = run_group(&world, "gateway:infra/edge");
+    let tls = upstream_tls(&r.clusters).expect("TLS towards the backend");
+    assert_eq!(tls.sni, "abc.example.com");
+    let common = tls.common_tls_context.expect("common");
+    assert!(common.alpn_protocols.is_empty(), "HTTP/1.1 port: no ALPN");
+    let Some(ValidationContextType::ValidationContext(v)) = common.validation_context_type else {
+        panic!("a validation context");
+    };
+    assert!(format!("{:?}", v.trusted_ca).contains("BEGIN CERTIFICATE"));
+    let sans: Vec<(i32, String)> = v
+        .match_typed_subject_alt_names
+        .iter()
+        .map(|m| (m.san_type, format!("{:?}", m.matcher)))
+        .collect();
+    assert_eq!(sans.len(), 2, "{sans:?}");
+    assert!(sans[0].1.contains("abc.example.com") && sans[1].1.contains("spiffe://td"));
+    // The cluster is behind the policy too (a NACK of it names the policy).
+    let behind: Vec<String> = r
+        .provenance
+        .of(
+            crate::provenance::ResourceKind::Cluster,
+            &r.clusters
+                .iter()
+                .find(|c| c.name.contains("tls-backend"))
+                .expect("cluster")
+                .name,
+        )
+        .flat_map(|e| {
+            e.objects()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        behind.iter().any(|o| o == "BackendTLSPolicy infra/tls"),
+        "{behind:?}"
+    );
+
+    // Other groups (sidecars, other gateways) keep plaintext.
+    assert!(upstream_tls(&run(&world).clusters).is_none());
+
+    // A warm translator sees a changed policy.
+    let mut translator = crate::Translator::new();
+    let group = group_of("gateway:infra/edge");
+    let first = translator.translate(&world, &group, &crate::Options::default());
+    assert_eq!(
+        upstream_tls(&first.clusters).map(|t| t.sni).as_deref(),
+        Some("abc.example.com")
+    );
+    let changed = backend_tls_world("other.example.com");
+    let second = translator.translate(&changed, &group, &crate::Options::default());
+    assert_eq!(
+        upstream_tls(&second.clusters).map(|t| t.sni).as_deref(),
+        Some("other.example.com")
+    );
+}
+
+#[test]
+fn backend_tls_towards_an_http2_port_offers_alpn_h2() {
+    let mut world = backend_tls_world("abc.example.com");
+    world.services.insert(
+        ServiceKey::new("infra", "tls-backend"),
+        Arc::new(mk_service(
+            "infra",
+            "tls-backend",
+            vec![mk_port("grpc", 443)],
+        )),
+    );
+    let r = run_group(&world, "gateway:infra/edge");
+    let tls = upstream_tls(&r.clusters).expect("TLS towards the backend");
+    assert_eq!(
+        tls.common_tls_context.expect("common").alpn_protocols,
+        ["h2"]
+    );
+}

@@ -2,11 +2,15 @@
 //! counters), behind TLS with a certificate from a test CA ([`crate::tls::TestCa`]), for TLS
 //! origination tests. The SNI name of every ClientHello is recorded
 //! ([`Upstream::server_names`]), also for handshakes the client then abandons (a client that
-//! does not trust the certificate).
+//! does not trust the certificate), and every response carries the SNI of its connection in
+//! `x-seen-sni` (empty when the client sent none).
 
 use super::{UpState, Upstream, router};
 use crate::tls::ServerCert;
 use axum::Router;
+use axum::http::HeaderValue;
+use axum::middleware::map_response;
+use axum::response::Response;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
@@ -89,15 +93,25 @@ async fn serve_connection(
 ) {
     let handshake = async {
         let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
-        if let Some(sni) = start.client_hello().server_name() {
+        let sni = start.client_hello().server_name().map(str::to_string);
+        if let Some(sni) = &sni {
             let mut names = state.server_names.lock().unwrap_or_else(|p| p.into_inner());
-            names.push(sni.to_string());
+            names.push(sni.clone());
         }
-        start.into_stream(config).await
+        start.into_stream(config).await.map(|tls| (tls, sni))
     };
-    let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await else {
+    let Ok(Ok((tls, sni))) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await else {
         return;
     };
+    let seen = HeaderValue::from_str(sni.as_deref().unwrap_or_default())
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    let app = app.layer(map_response(move |mut r: Response| {
+        let seen = seen.clone();
+        async move {
+            r.headers_mut().insert("x-seen-sni", seen);
+            r
+        }
+    }));
     let service = TowerToHyperService::new(app);
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(tls), service)
