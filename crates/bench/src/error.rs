@@ -16,4 +16,7 @@ pub enum BenchError {
     Harness(#[from] anyhow::Error),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A command-line setting the scenario cannot use.
+    #[error("setup: {0}")]
+    Setup(String),
 }

@@ -33,6 +33,13 @@ struct Cli {
     /// Runs per measurement (medians are over these).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Give every Service of the in-process worlds a ClusterIP (as in a cluster).
+    #[arg(long)]
+    cluster_ips: bool,
+    /// The proxy group `translate` (S1) builds for: `default`, or a workload's group key such
+    /// as `web;ns=ns-0;sa=web` (its capture-aware outbound listener matches every ClusterIP).
+    #[arg(long, default_value = "default")]
+    translate_group: String,
     /// Services in the envoy-ack world.
     #[arg(long, default_value_t = 1_000)]
     envoy_services: usize,
@@ -185,9 +192,13 @@ fn run(mut cli: Cli) -> Result<(), BenchError> {
         machine: Machine::current(command),
         ..Report::default()
     };
-    let spec = WorldSpec::new(cli.services, cli.endpoints);
+    let spec = WorldSpec {
+        cluster_ips: cli.cluster_ips,
+        ..WorldSpec::new(cli.services, cli.endpoints)
+    };
     if cli.scenarios.contains(&Scenario::Translate) {
-        let t = timed("translate", || scenario::translate(spec, cli.runs))?;
+        let group = cli.translate_group.clone();
+        let t = timed("translate", || scenario::translate(spec, cli.runs, &group))?;
         report.translate = Some(t);
     }
     if cli.scenarios.contains(&Scenario::EndpointChange) {

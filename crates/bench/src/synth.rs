@@ -39,6 +39,9 @@ pub struct WorldSpec {
     pub routes: usize,
     /// First octet of every endpoint address: 10 in process, 127 (loopback) for Envoy.
     pub first_octet: u8,
+    /// Whether every Service has a ClusterIP (`10.96.X.Y`), as in a cluster: what a captured
+    /// workload's outbound listener matches on (issue #20).
+    pub cluster_ips: bool,
 }
 
 /// One service port: name, service port, endpoint port.
@@ -67,6 +70,7 @@ pub struct SynthService {
     pub ports: Vec<PortSpec>,
     /// `(address, zone)` per endpoint.
     pub endpoints: Vec<(String, &'static str)>,
+    pub cluster_ip: Option<String>,
 }
 
 /// The service a change is made to, and what it becomes.
@@ -88,6 +92,7 @@ impl WorldSpec {
             endpoints,
             routes: services / ROUTE_EVERY,
             first_octet: 10,
+            cluster_ips: false,
         }
     }
 
@@ -105,6 +110,9 @@ impl WorldSpec {
                     key: ServiceKey::new(format!("ns-{}", i % NAMESPACES), format!("svc-{i}")),
                     ports: ports_of(i),
                     endpoints,
+                    cluster_ip: self
+                        .cluster_ips
+                        .then(|| format!("10.96.{}.{}", i / 250 % 256, i % 250 + 1)),
                 }
             })
             .collect()
@@ -281,7 +289,7 @@ impl SynthService {
                     app_protocol: None,
                 })
                 .collect(),
-            cluster_ip: None,
+            cluster_ip: self.cluster_ip.clone(),
             external_name: None,
             labels: Default::default(),
         }

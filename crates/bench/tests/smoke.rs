@@ -9,11 +9,12 @@ const QUICK: WorldSpec = WorldSpec {
     endpoints: 2_000,
     routes: 20,
     first_octet: 10,
+    cluster_ips: false,
 };
 
 #[test]
 fn translate_produces_one_cluster_per_port() {
-    let t = translate(QUICK, 1).expect("scenario 1 runs");
+    let t = translate(QUICK, 1, "default").expect("scenario 1 runs");
     let clusters = QUICK.cluster_count();
     assert_eq!(clusters, 202, "every 100th service has two ports");
     assert_eq!(t.bytes.counts, [clusters, clusters, 1, 1]);
@@ -25,6 +26,25 @@ fn translate_produces_one_cluster_per_port() {
     // The cold build's peak is read after resetting it (Linux): at least the RSS then.
     let cold = t.memory_cold_build.expect("the peak can be reset on Linux");
     assert!(cold.peak_kib >= cold.rss_kib && cold.rss_kib > 0);
+}
+
+#[test]
+fn a_capture_workload_group_gets_the_cluster_ip_listener() {
+    let spec = WorldSpec {
+        cluster_ips: true,
+        ..QUICK
+    };
+    let t = translate(spec, 1, "web;ns=ns-0;sa=web").expect("scenario 1 runs for a workload");
+    let clusters = spec.cluster_count();
+    // The service clusters, plus what a capture workload adds (the passthrough cluster).
+    assert!(t.bytes.counts[0] > clusters, "{:?}", t.bytes.counts);
+    assert!(
+        t.bytes.counts[2] >= 1,
+        "at least the outbound listener: {:?}",
+        t.bytes.counts
+    );
+    let bad = translate(spec, 1, "web;ns=");
+    assert!(bad.is_err(), "a malformed group key is a setup error");
 }
 
 #[test]
@@ -91,6 +111,7 @@ const FLEET: WorldSpec = WorldSpec {
     endpoints: 200,
     routes: 2,
     first_octet: 10,
+    cluster_ips: false,
 };
 
 #[test]

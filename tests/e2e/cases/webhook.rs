@@ -53,6 +53,45 @@ fn review_of(kind: (&str, &str), uid: &str, operation: &str, object: &Value) -> 
     .unwrap_or_default()
 }
 
+/// `portolan serve` on `config` with its webhook on HTTPS (a certificate for `localhost`
+/// from a test CA).
+struct Webhook {
+    portolan: Portolan,
+    ca: TestCa,
+    cert: portolan_e2e::tls::ServerCert,
+    port: u16,
+    _tls: tempfile::TempDir,
+}
+
+impl Webhook {
+    async fn start(config: &ConfigDir, ports: Ports) -> anyhow::Result<Self> {
+        let ca = TestCa::new()?;
+        let cert = ca.issue(&["localhost"])?;
+        let tls = tempfile::tempdir()?;
+        let (cert_file, key_file) = (tls.path().join("tls.crt"), tls.path().join("tls.key"));
+        std::fs::write(&cert_file, &cert.cert_pem)?;
+        std::fs::write(&key_file, &cert.key_pem)?;
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let args = [
+            "--webhook-address",
+            address.as_str(),
+            "--webhook-cert",
+            cert_file.to_str().unwrap_or_default(),
+            "--webhook-key",
+            key_file.to_str().unwrap_or_default(),
+        ];
+        let portolan = Portolan::start_with(bin(), config, ports, &args).await?;
+        Ok(Self {
+            portolan,
+            ca,
+            cert,
+            port,
+            _tls: tls,
+        })
+    }
+}
+
 /// Whether every warning of an AdmissionReview response is a blast radius line.
 fn only_blast_radius(response: &Value) -> bool {
     response["warnings"].as_array().is_some_and(|w| {
@@ -67,25 +106,10 @@ async fn kubectl_style_admission_reviews_over_https() -> anyhow::Result<()> {
     let config = ConfigDir::new()?;
     config.write("reviews.yaml", &service_yaml("default", "reviews", 9080))?;
     config.write("ratings.yaml", &service_yaml("default", "ratings", 9080))?;
-    let ca = TestCa::new()?;
-    let cert = ca.issue(&["localhost"])?;
-    let tls = tempfile::tempdir()?;
-    let (cert_file, key_file) = (tls.path().join("tls.crt"), tls.path().join("tls.key"));
-    std::fs::write(&cert_file, &cert.cert_pem)?;
-    std::fs::write(&key_file, &cert.key_pem)?;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let args = [
-        "--webhook-address",
-        address.as_str(),
-        "--webhook-cert",
-        cert_file.to_str().unwrap_or_default(),
-        "--webhook-key",
-        key_file.to_str().unwrap_or_default(),
-    ];
-    let portolan = Portolan::start_with(bin(), &config, Ports::free(), &args).await?;
+    let hook = Webhook::start(&config, Ports::free()).await?;
+    let (ca, cert, port, portolan) = (&hook.ca, &hook.cert, hook.port, &hook.portolan);
     let post = |body: Vec<u8>| {
-        let ca = &ca;
+        let ca = &*ca;
         async move { https_request(ca, port, "localhost", "POST", "/validate", &body).await }
     };
 
@@ -244,28 +268,13 @@ async fn blast_radius_names_connected_proxies_and_removals() -> anyhow::Result<(
     let config = ConfigDir::new()?;
     config.write("reviews.yaml", &service_yaml("default", "reviews", 9080))?;
     config.write("policy.yaml", &subsets(&["v1", "v2"]).to_string())?;
-    let ca = TestCa::new()?;
-    let cert = ca.issue(&["localhost"])?;
-    let tls = tempfile::tempdir()?;
-    let (cert_file, key_file) = (tls.path().join("tls.crt"), tls.path().join("tls.key"));
-    std::fs::write(&cert_file, &cert.cert_pem)?;
-    std::fs::write(&key_file, &cert.key_pem)?;
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let args = [
-        "--webhook-address",
-        address.as_str(),
-        "--webhook-cert",
-        cert_file.to_str().unwrap_or_default(),
-        "--webhook-key",
-        key_file.to_str().unwrap_or_default(),
-    ];
     let ports = Ports::free();
-    let portolan = Portolan::start_with(bin(), &config, ports, &args).await?;
+    let hook = Webhook::start(&config, ports).await?;
+    let (ca, port, portolan) = (&hook.ca, hook.port, &hook.portolan);
     let _envoy = Envoy::start(bin(), ports, "blast-1", "default", Protocol::Sotw).await?;
     let kind = ("TrafficPolicy", "trafficpolicies");
     let ask = |uid: &'static str, operation: &'static str, object: Value| {
-        let ca = &ca;
+        let ca = &*ca;
         async move {
             let body = review_of(kind, uid, operation, &object);
             let reply = https_request(ca, port, "localhost", "POST", "/validate", &body)

@@ -5,7 +5,7 @@ use crate::build::{TypeBytes, encode_all, snapshot};
 use crate::measure::{Memory, time_runs};
 use crate::{BenchError, WorldSpec};
 use portolan_pipeline::IncrementalBuilder;
-use portolan_translate::{Options, ProxyGroup};
+use portolan_translate::Options;
 use std::time::{Duration, Instant};
 
 /// The figures of one `translate` run.
@@ -40,14 +40,22 @@ pub struct TranslateBench {
     pub memory_cold_build: Option<Memory>,
 }
 
-/// Runs scenario 1: `runs` times each of translate, encode floor, and full snapshot build.
-pub fn translate(spec: WorldSpec, runs: usize) -> Result<TranslateBench, BenchError> {
+/// Runs scenario 1: `runs` times each of translate, encode floor, and full snapshot build, for
+/// the proxy group of `group_key` (`default`, or a workload's `web;ns=NS;sa=SA`, which gets
+/// the capture-aware outbound listener).
+pub fn translate(
+    spec: WorldSpec,
+    runs: usize,
+    group_key: &str,
+) -> Result<TranslateBench, BenchError> {
     let memory_before = Memory::now();
     let start = Instant::now();
     let world = spec.index().world();
     let world_build = start.elapsed();
     let memory_world = Memory::now();
-    let (group, options) = (ProxyGroup::default(), Options::default());
+    let group = portolan_pipeline::groups::group_for_name(group_key, &world)
+        .map_err(|e| BenchError::Setup(format!("--translate-group {group_key}: {e}")))?;
+    let options = Options::default();
 
     // The cold builds first, so that their peak is measured from the world alone (nothing
     // freed by other runs is still held by the allocator).
