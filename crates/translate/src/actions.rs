@@ -4,6 +4,7 @@
 use crate::context::{Context, VirtualHostTarget};
 use crate::matches::regex;
 use crate::policy::u32_value;
+use crate::route_rules::headers_to_add;
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::redirect_action::{
     PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier,
@@ -87,12 +88,18 @@ fn forward(
         .and_then(|(r, _)| r.policy.as_deref())
         .map(hash_policy)
         .unwrap_or_default();
-    let weighted: Vec<(String, u32)> = resolved.into_iter().map(|(r, w)| (r.cluster, w)).collect();
+    let specifier = if backends.iter().all(|b| b.headers.is_empty()) {
+        let weighted = resolved.into_iter().map(|(r, w)| (r.cluster, w)).collect();
+        cluster_specifier(weighted)
+    } else {
+        let clusters = resolved.into_iter().map(|(r, _)| r.cluster);
+        with_backend_headers(clusters.zip(backends).collect())
+    };
     let mut action = RouteAction {
-        cluster_specifier: Some(cluster_specifier(weighted)),
+        cluster_specifier: Some(specifier),
         timeout: rule.timeout.map(duration),
         retry_policy: rule.retry.as_ref().map(retry_policy),
-        request_mirror_policies: rule.mirror.iter().map(|m| mirror(ctx, at, m)).collect(),
+        request_mirror_policies: rule.mirrors.iter().map(|m| mirror(ctx, at, m)).collect(),
         hash_policy: hash,
         ..Default::default()
     };
@@ -114,6 +121,26 @@ pub(crate) fn cluster_specifier(backends: Vec<(String, u32)>) -> ClusterSpecifie
             .map(|(name, weight)| ClusterWeight {
                 name,
                 weight: Some(u32_value(weight)),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// Weighted clusters, each with its backend's own header edits (Gateway API per-backendRef
+/// filters): one entry per backend, never merged, even for a single backend.
+fn with_backend_headers(backends: Vec<(String, &Backend)>) -> ClusterSpecifier {
+    ClusterSpecifier::WeightedClusters(WeightedCluster {
+        clusters: backends
+            .into_iter()
+            .map(|(name, b)| ClusterWeight {
+                name,
+                weight: Some(u32_value(b.weight)),
+                request_headers_to_add: headers_to_add(&b.headers.request),
+                request_headers_to_remove: b.headers.request.remove.clone(),
+                response_headers_to_add: headers_to_add(&b.headers.response),
+                response_headers_to_remove: b.headers.response.remove.clone(),
                 ..Default::default()
             })
             .collect(),

@@ -63,10 +63,14 @@ fn http_rule(rule: &api::HttpRule) -> HttpRule {
         timeout: duration(rule.timeout.as_deref()),
         retry: rule.retries.as_ref().map(retry),
         fault: rule.fault.as_ref().map(fault),
-        mirror: rule.mirror.as_ref().map(|m| Mirror {
-            destination: destination(m),
-            percent: rule.mirror_percentage.unwrap_or(100.0),
-        }),
+        mirrors: rule
+            .mirror
+            .iter()
+            .map(|m| Mirror {
+                destination: destination(m),
+                percent: rule.mirror_percentage.unwrap_or(100.0),
+            })
+            .collect(),
         request_headers,
         response_headers,
         cors: rule.cors_policy.as_ref().map(cors),
@@ -109,6 +113,7 @@ fn backends(route: &[api::RouteDestination]) -> Vec<Backend> {
         .map(|d| Backend {
             destination: destination(&d.destination),
             weight: d.weight.and_then(|w| u32::try_from(w).ok()).unwrap_or(1),
+            headers: Default::default(),
         })
         .collect()
 }
