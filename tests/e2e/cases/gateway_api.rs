@@ -16,6 +16,7 @@
 use crate::bin;
 use board::Board;
 use futures::FutureExt;
+use ext::{backend_header_modifier, cors, multiple_mirrors, percentage_mirror};
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
     listener_hostname_matching as grpc_listener_hostname_matching, over_https as grpc_over_https,
@@ -52,6 +53,8 @@ use tls::{
 
 #[path = "gateway_api_board.rs"]
 mod board;
+#[path = "gateway_api_ext.rs"]
+mod ext;
 #[path = "gateway_api_grpc.rs"]
 mod grpc;
 #[path = "gateway_api_core.rs"]
@@ -591,6 +594,25 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         rewrite
     );
     scenario!(b, c, &["HTTPRouteRequestMirror"], request_mirror);
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteRequestMultipleMirrors"],
+        multiple_mirrors
+    );
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteRequestPercentageMirror"],
+        percentage_mirror
+    );
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteBackendRequestHeaderModifier"],
+        backend_header_modifier
+    );
+    scenario!(b, c, &["HTTPRouteCORS"], cors);
     scenario!(
         b,
         c,

@@ -7,6 +7,7 @@
 //! | `/delay/{ms}`      | waits `ms` milliseconds (at most a minute), then 200          |
 //! | `/fail-once/{key}` | 503 the first time this upstream sees `key`, then 200         |
 //! | `/headers`         | 200 with the request headers as JSON: `{name: [values...]}`   |
+//! | `/headers/{any}`   | the same                                                      |
 //! | `/healthz`         | 200, or 503 while failing                                     |
 //! | anything else      | 200 with the upstream's name                                  |
 //!
@@ -146,6 +147,7 @@ fn router(state: UpState) -> Router {
         .route("/delay/{ms}", get(delay))
         .route("/fail-once/{key}", get(fail_once))
         .route("/headers", get(headers))
+        .route("/headers/{*rest}", get(headers))
         .route(HEALTH_PATH, get(healthz))
         .fallback(hello)
         .layer(from_fn_with_state(state.clone(), common))
