@@ -158,8 +158,10 @@ pub struct Rewrite {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Redirect {
-    /// Replaces the whole path.
+    /// Replaces the whole path, or with `prefix` the part a prefix match matched.
     pub uri: Option<String>,
+    /// `uri` replaces the matched prefix (Gateway API `ReplacePrefixMatch`).
+    pub prefix: bool,
     pub authority: Option<String>,
     /// `http` or `https`.
     pub scheme: Option<String>,

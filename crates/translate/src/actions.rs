@@ -55,7 +55,7 @@ pub(crate) fn action(
         HttpAction::Forward { backends, rewrite } => {
             route::Action::Route(forward(ctx, at, rule, backends, rewrite.as_ref(), path))
         }
-        HttpAction::Redirect(r) => route::Action::Redirect(redirect(r)),
+        HttpAction::Redirect(r) => route::Action::Redirect(redirect(r, path)),
         HttpAction::DirectResponse { status, body } => {
             route::Action::DirectResponse(DirectResponseAction {
                 status: u32::from(*status),
@@ -216,16 +216,7 @@ fn apply_rewrite(action: &mut RouteAction, rewrite: &Rewrite, path: Option<&Path
             // Gateway API ReplacePrefixMatch: the matched path elements are replaced, and
             // a `/` in between is kept exactly once (`/foo/x` with `/` becomes `/x`).
             Some(PathMatch::SegmentPrefix(prefix)) => {
-                let prefix = prefix.trim_end_matches('/');
-                let replacement = uri.trim_end_matches('/');
-                action.regex_rewrite = Some(RegexMatchAndSubstitute {
-                    pattern: Some(regex(&format!("^{}(/?)(.*)", regex_escape(prefix)))),
-                    substitution: if replacement.is_empty() {
-                        "/\\2".to_string()
-                    } else {
-                        format!("{replacement}\\1\\2")
-                    },
-                })
+                action.regex_rewrite = Some(segment_prefix_rewrite(prefix, uri));
             }
             _ => {
                 action.regex_rewrite = Some(RegexMatchAndSubstitute {
@@ -241,13 +232,40 @@ fn apply_rewrite(action: &mut RouteAction, rewrite: &Rewrite, path: Option<&Path
     }
 }
 
-fn redirect(r: &Redirect) -> RedirectAction {
+/// Gateway API ReplacePrefixMatch: the matched path elements are replaced, and a `/` in
+/// between is kept exactly once (`/foo/x` with `/` becomes `/x`).
+fn segment_prefix_rewrite(prefix: &str, uri: &str) -> RegexMatchAndSubstitute {
+    let prefix = prefix.trim_end_matches('/');
+    let replacement = uri.trim_end_matches('/');
+    RegexMatchAndSubstitute {
+        pattern: Some(regex(&format!("^{}(/?)(.*)", regex_escape(prefix)))),
+        substitution: if replacement.is_empty() {
+            "/\\2".to_string()
+        } else {
+            format!("{replacement}\\1\\2")
+        },
+    }
+}
+
+/// The redirect's path: the whole path, or (`prefix`) the matched prefix replaced.
+fn redirect_path(r: &Redirect, path: Option<&PathMatch>) -> Option<PathRewriteSpecifier> {
+    let uri = r.uri.clone()?;
+    Some(match (r.prefix, path) {
+        (true, Some(PathMatch::Prefix(_))) => PathRewriteSpecifier::PrefixRewrite(uri),
+        (true, Some(PathMatch::SegmentPrefix(prefix))) => {
+            PathRewriteSpecifier::RegexRewrite(segment_prefix_rewrite(prefix, &uri))
+        }
+        _ => PathRewriteSpecifier::PathRedirect(uri),
+    })
+}
+
+fn redirect(r: &Redirect, path: Option<&PathMatch>) -> RedirectAction {
     RedirectAction {
         host_redirect: r.authority.clone().unwrap_or_default(),
         port_redirect: r.port.map(u32::from).unwrap_or_default(),
         response_code: redirect_code(r.code) as i32,
         scheme_rewrite_specifier: r.scheme.clone().map(SchemeRewriteSpecifier::SchemeRedirect),
-        path_rewrite_specifier: r.uri.clone().map(PathRewriteSpecifier::PathRedirect),
+        path_rewrite_specifier: redirect_path(r, path),
         ..Default::default()
     }
 }

@@ -16,7 +16,10 @@
 use crate::bin;
 use board::Board;
 use futures::FutureExt;
-use ext::{backend_header_modifier, cors, multiple_mirrors, percentage_mirror};
+use ext::{
+    backend_header_modifier, cors, mirror_and_modify_headers, multiple_mirrors, percentage_mirror,
+    redirect_path,
+};
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
     listener_hostname_matching as grpc_listener_hostname_matching, over_https as grpc_over_https,
@@ -516,6 +519,11 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "Gateway",
             "GRPCRoute",
             "HTTPRoute",
+            "HTTPRouteBackendRequestHeaderModification",
+            "HTTPRoutePathRedirect",
+            "HTTPRouteRequestMirror",
+            "HTTPRouteRequestMultipleMirrors",
+            "HTTPRouteRequestPercentageMirror",
             "ReferenceGrant",
             "TCPRoute",
             "TLSRoute"
@@ -597,6 +605,12 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     scenario!(
         b,
         c,
+        &["HTTPRouteRequestMirror"],
+        mirror_and_modify_headers
+    );
+    scenario!(
+        b,
+        c,
         &["HTTPRouteRequestMultipleMirrors"],
         multiple_mirrors
     );
@@ -613,6 +627,7 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         backend_header_modifier
     );
     scenario!(b, c, &["HTTPRouteCORS"], cors);
+    scenario!(b, c, &["HTTPRouteRedirectPath"], redirect_path);
     scenario!(
         b,
         c,

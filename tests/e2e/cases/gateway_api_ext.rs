@@ -31,6 +31,48 @@ async fn hits_reach(c: &Conformance, name: &str, path: &str, at_least: u64) -> a
     .await
 }
 
+/// The request-header edits every mirror case with headers expects at the primary.
+fn expect_edited_headers(seen: &BTreeMap<String, Vec<String>>) {
+    assert_eq!(joined(seen, "x-header-add").as_deref(), Some("header-val-1"));
+    assert_eq!(
+        joined(seen, "x-header-add-append").as_deref(),
+        Some("append-val-1,header-val-2")
+    );
+    assert_eq!(
+        joined(seen, "x-header-set").as_deref(),
+        Some("set-overwrites-values")
+    );
+    assert!(!seen.contains_key("x-header-remove"), "{seen:?}");
+}
+
+/// The request headers of the mirror cases with header edits.
+const MIRROR_SENT: [(&str, &str); 2] = [
+    ("X-Header-Remove", "remove-val"),
+    ("X-Header-Add-Append", "append-val-1"),
+];
+
+/// HTTPRouteRequestMirror, the case with header edits (the first case is `request_mirror`).
+pub(super) async fn mirror_and_modify_headers(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route) = (
+        "request-mirror-and-modify-headers.yaml",
+        "request-mirror-and-modify-headers",
+    );
+    let addr = c.load(file, "same-namespace", &[route]).await?;
+    route_accepted(c, INFRA, route, "same-namespace").await?;
+    let path = "/headers/mirror-and-modify-headers";
+    let before = c.upstream("infra-backend-v2")?.path_hits(path);
+    let r = c
+        .expect_backend(
+            &addr,
+            with_headers("example.com", path, &MIRROR_SENT),
+            "infra-backend-v1",
+        )
+        .await?;
+    expect_edited_headers(&r.seen_headers()?);
+    hits_reach(c, "infra-backend-v2", path, before + 1).await?;
+    c.unload(file, "same-namespace", &[route]).await
+}
+
 /// HTTPRouteRequestMultipleMirrors.
 pub(super) async fn multiple_mirrors(c: &mut Conformance) -> anyhow::Result<()> {
     let (file, route) = ("request-multiple-mirrors.yaml", "request-multiple-mirrors");
@@ -47,30 +89,20 @@ pub(super) async fn multiple_mirrors(c: &mut Conformance) -> anyhow::Result<()> 
     hits_reach(c, "infra-backend-v3", path, before[1] + 1).await?;
 
     let path = "/headers/multi-mirror-and-modify-request-headers";
-    let headers = [
-        ("X-Header-Remove", "remove-val"),
-        ("X-Header-Add-Append", "append-val-1"),
+    let before = [
+        c.upstream("infra-backend-v2")?.path_hits(path),
+        c.upstream("infra-backend-v3")?.path_hits(path),
     ];
     let r = c
         .expect_backend(
             &addr,
-            with_headers("example.com", path, &headers),
+            with_headers("example.com", path, &MIRROR_SENT),
             "infra-backend-v1",
         )
         .await?;
-    let seen = r.seen_headers()?;
-    assert_eq!(joined(&seen, "x-header-add").as_deref(), Some("header-val-1"));
-    assert_eq!(
-        joined(&seen, "x-header-add-append").as_deref(),
-        Some("append-val-1,header-val-2")
-    );
-    assert_eq!(
-        joined(&seen, "x-header-set").as_deref(),
-        Some("set-overwrites-values")
-    );
-    assert!(!seen.contains_key("x-header-remove"), "{seen:?}");
-    hits_reach(c, "infra-backend-v2", path, 1).await?;
-    hits_reach(c, "infra-backend-v3", path, 1).await?;
+    expect_edited_headers(&r.seen_headers()?);
+    hits_reach(c, "infra-backend-v2", path, before[0] + 1).await?;
+    hits_reach(c, "infra-backend-v3", path, before[1] + 1).await?;
     c.unload(file, "same-namespace", &[route]).await
 }
 
@@ -104,28 +136,15 @@ pub(super) async fn percentage_mirror(c: &mut Conformance) -> anyhow::Result<()>
         }
         anyhow::ensure!(ok, "{path}: {last}");
     }
-    let headers = [
-        ("X-Header-Remove", "remove-val"),
-        ("X-Header-Add-Append", "append-val-1"),
-    ];
     let path = "/headers/percent-mirror-and-modify-headers";
     let r = c
         .expect_backend(
             &addr,
-            with_headers("example.com", path, &headers),
+            with_headers("example.com", path, &MIRROR_SENT),
             "infra-backend-v1",
         )
         .await?;
-    let seen = r.seen_headers()?;
-    assert_eq!(
-        joined(&seen, "x-header-add-append").as_deref(),
-        Some("append-val-1,header-val-2")
-    );
-    assert_eq!(
-        joined(&seen, "x-header-set").as_deref(),
-        Some("set-overwrites-values")
-    );
-    assert!(!seen.contains_key("x-header-remove"), "{seen:?}");
+    expect_edited_headers(&r.seen_headers()?);
     c.unload(file, "same-namespace", &[route]).await
 }
 
@@ -442,4 +461,45 @@ pub(super) async fn cors(c: &mut Conformance) -> anyhow::Result<()> {
         .await?;
     }
     c.unload(file, "same-namespace", &routes).await
+}
+
+/// HTTPRouteRedirectPath: every case of the upstream test (prefix and full-path replacement,
+/// alone, with a hostname, with a status code).
+pub(super) async fn redirect_path(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route) = ("redirect-path.yaml", "redirect-path");
+    let addr = c.load(file, "same-namespace", &[route]).await?;
+    route_accepted(c, INFRA, route, "same-namespace").await?;
+    for (path, status, location) in [
+        (
+            "/original-prefix/lemon",
+            302,
+            "http://example.com/replacement-prefix/lemon",
+        ),
+        (
+            "/full/path/original",
+            302,
+            "http://example.com/full-path-replacement",
+        ),
+        ("/path-and-host", 302, "http://example.org/replacement-prefix"),
+        (
+            "/path-and-status",
+            301,
+            "http://example.com/replacement-prefix",
+        ),
+        ("/full-path-and-host", 302, "http://example.org/replacement-full"),
+        (
+            "/full-path-and-status",
+            301,
+            "http://example.com/replacement-full",
+        ),
+    ] {
+        c.expect(&addr, get("example.com", path), |r| {
+            match (r.status, r.header("location")) {
+                (s, Some(l)) if s == status && l == location => Ok(()),
+                _ => Err(format!("want {status} to {location}")),
+            }
+        })
+        .await?;
+    }
+    c.unload(file, "same-namespace", &[route]).await
 }

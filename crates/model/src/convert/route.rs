@@ -81,6 +81,7 @@ fn action(rule: &api::HttpRule) -> HttpAction {
     if let Some(r) = &rule.redirect {
         return HttpAction::Redirect(Redirect {
             uri: r.uri.clone(),
+            prefix: false,
             authority: r.authority.clone(),
             scheme: r.scheme.map(|s| match s {
                 api::Scheme::Http => "http".to_string(),

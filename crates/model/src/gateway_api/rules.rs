@@ -352,13 +352,17 @@ fn apply_filter(
             let Some(r) = &f.request_redirect else {
                 return false;
             };
-            let uri = match &r.path {
-                None => None,
-                Some(p) if p.type_ == "ReplaceFullPath" => p.replace_full_path.clone(),
+            let (uri, prefix) = match &r.path {
+                None => (None, false),
+                Some(p) if p.type_ == "ReplaceFullPath" => (p.replace_full_path.clone(), false),
+                Some(p) if p.type_ == "ReplacePrefixMatch" => {
+                    (p.replace_prefix_match.clone(), true)
+                }
                 Some(_) => return false,
             };
             rule.action = HttpAction::Redirect(Redirect {
                 uri,
+                prefix,
                 authority: r.hostname.clone(),
                 scheme: r.scheme.clone(),
                 port: r.port.and_then(|p| u16::try_from(p).ok()),

@@ -238,6 +238,7 @@ fn rule_features() {
         }],
         HttpAction::Redirect(Redirect {
             uri: Some("/new".to_string()),
+            prefix: false,
             authority: Some("example.com".to_string()),
             scheme: Some("https".to_string()),
             port: Some(443),
