@@ -15,11 +15,11 @@
 
 use crate::bin;
 use board::Board;
-use futures::FutureExt;
 use ext::{
-    backend_header_modifier, cors, mirror_and_modify_headers, multiple_mirrors, percentage_mirror,
-    redirect_path,
+    backend_header_modifier, backend_protocol_h2c, backend_protocol_websocket, cors,
+    mirror_and_modify_headers, multiple_mirrors, percentage_mirror, redirect_path,
 };
+use futures::FutureExt;
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
     listener_hostname_matching as grpc_listener_hostname_matching, over_https as grpc_over_https,
@@ -602,18 +602,8 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         rewrite
     );
     scenario!(b, c, &["HTTPRouteRequestMirror"], request_mirror);
-    scenario!(
-        b,
-        c,
-        &["HTTPRouteRequestMirror"],
-        mirror_and_modify_headers
-    );
-    scenario!(
-        b,
-        c,
-        &["HTTPRouteRequestMultipleMirrors"],
-        multiple_mirrors
-    );
+    scenario!(b, c, &["HTTPRouteRequestMirror"], mirror_and_modify_headers);
+    scenario!(b, c, &["HTTPRouteRequestMultipleMirrors"], multiple_mirrors);
     scenario!(
         b,
         c,
@@ -628,6 +618,13 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
     );
     scenario!(b, c, &["HTTPRouteCORS"], cors);
     scenario!(b, c, &["HTTPRouteRedirectPath"], redirect_path);
+    scenario!(b, c, &["HTTPRouteBackendProtocolH2C"], backend_protocol_h2c);
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteBackendProtocolWebSocket"],
+        backend_protocol_websocket
+    );
     scenario!(
         b,
         c,

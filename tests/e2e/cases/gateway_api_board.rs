@@ -100,7 +100,9 @@ const HTTP_EXTENDED: [&str; 9] = [
 
 /// Extended in GATEWAY-HTTP at v1.6.1, reproduced with every case of the upstream test (the
 /// extended features Portolan claims are among these; see docs/gateway-api.md).
-const HTTP_EXTENDED_FULL: [&str; 5] = [
+const HTTP_EXTENDED_FULL: [&str; 7] = [
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteRequestMirror",
     "HTTPRouteRedirectPath",
     "HTTPRouteRequestMultipleMirrors",

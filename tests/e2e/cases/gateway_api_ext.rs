@@ -20,20 +20,27 @@ fn joined(seen: &BTreeMap<String, Vec<String>>, name: &str) -> Option<String> {
 /// Waits until the upstream `name` has seen `path` at least `at_least` times in all.
 async fn hits_reach(c: &Conformance, name: &str, path: &str, at_least: u64) -> anyhow::Result<()> {
     let up = c.upstream(name)?;
-    eventually(&format!("{at_least} hits of {path} at {name}"), DEADLINE, || async {
-        let n = up.path_hits(path);
-        if n >= at_least {
-            Ok(())
-        } else {
-            Err(format!("{n} so far"))
-        }
-    })
+    eventually(
+        &format!("{at_least} hits of {path} at {name}"),
+        DEADLINE,
+        || async {
+            let n = up.path_hits(path);
+            if n >= at_least {
+                Ok(())
+            } else {
+                Err(format!("{n} so far"))
+            }
+        },
+    )
     .await
 }
 
 /// The request-header edits every mirror case with headers expects at the primary.
 fn expect_edited_headers(seen: &BTreeMap<String, Vec<String>>) {
-    assert_eq!(joined(seen, "x-header-add").as_deref(), Some("header-val-1"));
+    assert_eq!(
+        joined(seen, "x-header-add").as_deref(),
+        Some("header-val-1")
+    );
     assert_eq!(
         joined(seen, "x-header-add-append").as_deref(),
         Some("append-val-1,header-val-2")
@@ -109,12 +116,18 @@ pub(super) async fn multiple_mirrors(c: &mut Conformance) -> anyhow::Result<()> 
 /// HTTPRouteRequestPercentageMirror: each case's primary answers every request, and each
 /// mirror gets its share of them.
 pub(super) async fn percentage_mirror(c: &mut Conformance) -> anyhow::Result<()> {
-    let (file, route) = ("request-percentage-mirror.yaml", "request-percentage-mirror");
+    let (file, route) = (
+        "request-percentage-mirror.yaml",
+        "request-percentage-mirror",
+    );
     let addr = c.load(file, "same-namespace", &[route]).await?;
     route_accepted(c, INFRA, route, "same-namespace").await?;
     let cases: [(&str, &[(&str, f64)]); 3] = [
         ("/headers/percent-mirror", &[("infra-backend-v2", 20.0)]),
-        ("/headers/percent-mirror-fraction", &[("infra-backend-v2", 50.0)]),
+        (
+            "/headers/percent-mirror-fraction",
+            &[("infra-backend-v2", 50.0)],
+        ),
         (
             "/headers/percent-mirror-and-modify-headers",
             &[("infra-backend-v2", 35.0), ("infra-backend-v3", 50.0)],
@@ -214,7 +227,10 @@ pub(super) async fn backend_header_modifier(c: &mut Conformance) -> anyhow::Resu
         ),
         (
             "/headers/set",
-            &[("Some-Other-Header", "val"), ("X-Header-Set", "some-other-value")],
+            &[
+                ("Some-Other-Header", "val"),
+                ("X-Header-Set", "some-other-value"),
+            ],
             &[
                 ("some-other-header", "val"),
                 ("x-header-set", "set-overwrites-values"),
@@ -232,7 +248,10 @@ pub(super) async fn backend_header_modifier(c: &mut Conformance) -> anyhow::Resu
         ),
         (
             "/headers/add",
-            &[("Some-Other-Header", "val"), ("X-Header-Add", "some-other-value")],
+            &[
+                ("Some-Other-Header", "val"),
+                ("X-Header-Add", "some-other-value"),
+            ],
             &[
                 ("some-other-header", "val"),
                 ("x-header-add", "some-other-value,add-appends-values"),
@@ -343,7 +362,7 @@ pub(super) async fn cors(c: &mut Conformance) -> anyhow::Result<()> {
     let addr = c.load(file, "same-namespace", &routes).await?;
     for route in routes {
         route_accepted(c, INFRA, route, "same-namespace").await?;
-        }
+    }
     // Preflights from allowed origins: exact, wildcard, wildcard over several labels.
     for origin in [
         "https://www.foo.com",
@@ -355,29 +374,26 @@ pub(super) async fn cors(c: &mut Conformance) -> anyhow::Result<()> {
             ("access-control-request-method", "GET"),
             ("access-control-request-headers", "x-header-1, x-header-2"),
         ];
-        c.expect(
-            &addr,
-            cors_req(Method::OPTIONS, "/cors-1", &headers),
-            |r| {
-                let ok = matches!(r.status, 200 | 204)
-                    && r.header("access-control-allow-origin") == Some(origin)
-                    && matches!(
-                        compact(r, "access-control-allow-methods").as_deref(),
-                        Some("GET,OPTIONS" | "OPTIONS,GET")
-                    )
-                    && matches!(
-                        compact(r, "access-control-allow-headers").as_deref(),
-                        Some("x-header-1,x-header-2" | "x-header-2,x-header-1")
-                    )
-                    && matches!(
-                        compact(r, "access-control-expose-headers").as_deref(),
-                        Some("x-header-3,x-header-4" | "x-header-4,x-header-3")
-                    )
-                    && r.header("access-control-max-age") == Some("3600")
-                    && r.header("access-control-allow-credentials") == Some("true");
-                ok.then_some(()).ok_or_else(|| format!("preflight from {origin}"))
-            },
-        )
+        c.expect(&addr, cors_req(Method::OPTIONS, "/cors-1", &headers), |r| {
+            let ok = matches!(r.status, 200 | 204)
+                && r.header("access-control-allow-origin") == Some(origin)
+                && matches!(
+                    compact(r, "access-control-allow-methods").as_deref(),
+                    Some("GET,OPTIONS" | "OPTIONS,GET")
+                )
+                && matches!(
+                    compact(r, "access-control-allow-headers").as_deref(),
+                    Some("x-header-1,x-header-2" | "x-header-2,x-header-1")
+                )
+                && matches!(
+                    compact(r, "access-control-expose-headers").as_deref(),
+                    Some("x-header-3,x-header-4" | "x-header-4,x-header-3")
+                )
+                && r.header("access-control-max-age") == Some("3600")
+                && r.header("access-control-allow-credentials") == Some("true");
+            ok.then_some(())
+                .ok_or_else(|| format!("preflight from {origin}"))
+        })
         .await?;
     }
     // A preflight from another origin is not allowed.
@@ -388,7 +404,8 @@ pub(super) async fn cors(c: &mut Conformance) -> anyhow::Result<()> {
     c.expect(&addr, cors_req(Method::OPTIONS, "/cors-1", &headers), |r| {
         let ok = matches!(r.status, 200 | 204 | 403)
             && r.header("access-control-allow-origin").is_none();
-        ok.then_some(()).ok_or_else(|| "no allow-origin".to_string())
+        ok.then_some(())
+            .ok_or_else(|| "no allow-origin".to_string())
     })
     .await?;
     // Simple requests: allowed origins get the header (and reach the backend), others not.
@@ -397,10 +414,7 @@ pub(super) async fn cors(c: &mut Conformance) -> anyhow::Result<()> {
         ("https://www.bar.com", true),
         ("https://foobar.com", false),
     ] {
-        let headers = [
-            ("Origin", origin),
-            ("access-control-request-method", "GET"),
-        ];
+        let headers = [("Origin", origin), ("access-control-request-method", "GET")];
         c.expect(&addr, cors_req(Method::GET, "/cors-1", &headers), |r| {
             let want = allowed.then_some(origin);
             let ok = r.status == 200
@@ -418,21 +432,16 @@ pub(super) async fn cors(c: &mut Conformance) -> anyhow::Result<()> {
     ];
     c.expect(&addr, cors_req(Method::OPTIONS, "/cors-2", &headers), |r| {
         let ok = matches!(r.status, 200 | 204)
-            && matches!(
-                r.header("access-control-allow-methods"),
-                Some("POST" | "*")
-            )
+            && matches!(r.header("access-control-allow-methods"), Some("POST" | "*"))
             && r.header("access-control-allow-origin") == Some("https://www.foo.com")
             && r.header("access-control-allow-credentials").is_none();
-        ok.then_some(()).ok_or_else(|| "wildcard methods".to_string())
+        ok.then_some(())
+            .ok_or_else(|| "wildcard methods".to_string())
     })
     .await?;
     // allowOrigins ["*"]: the requested origin (or `*`), with or without a port.
     for origin in ["https://foobar.com", "https://foobar.com:12345"] {
-        let headers = [
-            ("Origin", origin),
-            ("access-control-request-method", "PUT"),
-        ];
+        let headers = [("Origin", origin), ("access-control-request-method", "PUT")];
         c.expect(
             &addr,
             cors_req(Method::OPTIONS, "/cors-wildcard-origin", &headers),
@@ -480,13 +489,21 @@ pub(super) async fn redirect_path(c: &mut Conformance) -> anyhow::Result<()> {
             302,
             "http://example.com/full-path-replacement",
         ),
-        ("/path-and-host", 302, "http://example.org/replacement-prefix"),
+        (
+            "/path-and-host",
+            302,
+            "http://example.org/replacement-prefix",
+        ),
         (
             "/path-and-status",
             301,
             "http://example.com/replacement-prefix",
         ),
-        ("/full-path-and-host", 302, "http://example.org/replacement-full"),
+        (
+            "/full-path-and-host",
+            302,
+            "http://example.org/replacement-full",
+        ),
         (
             "/full-path-and-status",
             301,
@@ -501,5 +518,114 @@ pub(super) async fn redirect_path(c: &mut Conformance) -> anyhow::Result<()> {
         })
         .await?;
     }
+    c.unload(file, "same-namespace", &[route]).await
+}
+
+/// A Service of one port with `appProtocol`, its EndpointSlice to `upstream`, and an HTTPRoute
+/// `route` sending `path` on the same-namespace Gateway to it.
+fn protocol_backend_yaml(
+    service: &str,
+    app_protocol: &str,
+    upstream: &Upstream,
+    route: &str,
+    path: &str,
+) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {service}, namespace: {INFRA}}}\n\
+         spec:\n  ports: [{{name: app, port: 8080, appProtocol: {app_protocol}}}]\n---\n{}---\n\
+         apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+         metadata: {{name: {route}, namespace: {INFRA}}}\nspec:\n  parentRefs: [{{name: same-namespace}}]\n  \
+         rules:\n  - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]\n    \
+         backendRefs: [{{name: {service}, port: 8080}}]\n",
+        endpoints_yaml(INFRA, service, &[upstream])
+    )
+}
+
+/// Starts the upstream `name` with `start` unless the run has it already.
+async fn ensure_upstream<F, Fut>(c: &mut Conformance, name: &str, start: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Upstream>>,
+{
+    if !c.upstreams.contains_key(name) {
+        let up = start(name.to_string()).await?;
+        c.upstreams.insert(name.to_string(), up);
+    }
+    Ok(())
+}
+
+/// HTTPRouteBackendProtocolH2C: a client speaking HTTP/2 with prior knowledge reaches a
+/// backend that speaks only h2c (its Service port says `appProtocol: kubernetes.io/h2c`).
+pub(super) async fn backend_protocol_h2c(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route, service) = (
+        "backend-protocol-h2c.yaml",
+        "backend-protocol-h2c",
+        "h2c-backend",
+    );
+    ensure_upstream(c, service, |n| async move { Upstream::start_h2c(&n).await }).await?;
+    let text = protocol_backend_yaml(
+        service,
+        "kubernetes.io/h2c",
+        c.upstream(service)?,
+        route,
+        "/",
+    );
+    c.config.write(file, &text)?;
+    let addr = c.gateway("same-namespace").await?;
+    c.wait_envoy("same-namespace", &format!("\"{INFRA}/{route}/"), true)
+        .await?;
+    route_accepted(c, INFRA, route, "same-namespace").await?;
+    let port = c.port;
+    eventually(
+        "an h2c request to reach the h2c backend",
+        DEADLINE,
+        || async {
+            match portolan_e2e::protocols::h2c_get(&addr, port, "example.com", "/").await {
+                Ok((200, Some(up), Some(v))) if up == service && v == "HTTP/2.0" => Ok(()),
+                Ok(other) => Err(format!("{other:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await?;
+    c.unload(file, "same-namespace", &[route]).await
+}
+
+/// HTTPRouteBackendProtocolWebSocket: a WebSocket session through the Gateway to a backend
+/// whose Service port says `appProtocol: kubernetes.io/ws` (text and binary messages echoed).
+pub(super) async fn backend_protocol_websocket(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route, service) = (
+        "backend-protocol-ws.yaml",
+        "backend-protocol-ws",
+        "ws-backend",
+    );
+    ensure_upstream(c, service, |n| async move { Upstream::start_ws(&n).await }).await?;
+    let text = protocol_backend_yaml(
+        service,
+        "kubernetes.io/ws",
+        c.upstream(service)?,
+        route,
+        "/ws",
+    );
+    c.config.write(file, &text)?;
+    let addr = c.gateway("same-namespace").await?;
+    c.wait_envoy("same-namespace", &format!("\"{INFRA}/{route}/"), true)
+        .await?;
+    route_accepted(c, INFRA, route, "same-namespace").await?;
+    let port = c.port;
+    eventually(
+        "a WebSocket session through the Gateway",
+        DEADLINE,
+        || async {
+            portolan_e2e::protocols::ws_round_trip(&addr, port, "example.com", "/ws")
+                .await
+                .map_err(|e| format!("{e:#}"))
+        },
+    )
+    .await?;
+    anyhow::ensure!(
+        c.upstream(service)?.path_hits("/ws") > 0,
+        "the backend saw no upgrade"
+    );
     c.unload(file, "same-namespace", &[route]).await
 }

@@ -283,7 +283,10 @@ fn mirror(m: &crate::gwapi::RequestMirror, path: FieldPath, errors: &mut Errors)
         if f.numerator < 0 || f.numerator > d {
             errors.push(
                 path.field("fraction").field("numerator"),
-                format!("{} is out of range: must be 0-{d} (the denominator)", f.numerator),
+                format!(
+                    "{} is out of range: must be 0-{d} (the denominator)",
+                    f.numerator
+                ),
             );
         }
     }
@@ -320,7 +323,10 @@ fn cors(c: &crate::gwapi::CorsFilter, path: FieldPath, errors: &mut Errors) {
     if let Some(age) = c.max_age
         && age < 1
     {
-        errors.push(path.field("maxAge"), format!("{age} must be at least 1 (seconds)"));
+        errors.push(
+            path.field("maxAge"),
+            format!("{age} must be at least 1 (seconds)"),
+        );
     }
 }
 
@@ -334,7 +340,9 @@ fn origin_ok(o: &str) -> bool {
     };
     let host = host.strip_prefix("*.").unwrap_or(host);
     !scheme.is_empty()
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         && !host.is_empty()
         && host
             .chars()

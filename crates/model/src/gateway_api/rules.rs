@@ -23,9 +23,9 @@ use portolan_api::gwapi::{
     self, CorsFilter, GROUP, HeaderModifier, HttpBackendRef, HttpRoute, HttpRouteFilter,
     HttpRouteMatch, HttpRouteRule, ObjectReference, ReferenceGrant, ValueMatch,
 };
-use std::time::Duration;
 use portolan_api::{ObjectRef, Resource};
 use std::cmp::Reverse;
+use std::time::Duration;
 
 /// A host no Service or ExternalService has: the cluster it names never exists.
 pub const INVALID_BACKEND_HOST: &str = "invalid-backend.portolan.invalid";
