@@ -269,12 +269,35 @@ pub(super) fn rule_base(
         response_headers: HeaderOps::default(),
         cors: None,
     };
-    for f in &rule.filters {
+    for (j, f) in rule.filters.iter().enumerate() {
+        extension_ref(f, &format!("spec.rules[{index}].filters[{j}]"), unresolved);
         if !apply_filter(source, f, refs, &mut out) {
             out.action = internal_error();
         }
     }
+    for (i, b) in rule.backend_refs.iter().enumerate() {
+        for (j, f) in b.filters.iter().enumerate() {
+            extension_ref(f, &format!("{}.filters[{j}]", at(i)), unresolved);
+        }
+    }
     out
+}
+
+/// An `ExtensionRef` filter names a kind Portolan has no extension for: ResolvedRefs is
+/// False with `InvalidKind`, and the rule (or the backend's share) answers 500 instead of
+/// skipping the filter, as the spec requires.
+fn extension_ref(f: &HttpRouteFilter, at: &str, unresolved: &mut Option<(&'static str, String)>) {
+    if f.type_ != "ExtensionRef" {
+        return;
+    }
+    let message = match &f.extension_ref {
+        Some(r) => format!(
+            "{at}.extensionRef: {}/{} {:?} is not a filter kind Portolan supports (it has no extension filters)",
+            r.group, r.kind, r.name
+        ),
+        None => format!("{at}.extensionRef: required for type ExtensionRef"),
+    };
+    unresolved.get_or_insert(("InvalidKind", message));
 }
 
 fn internal_error() -> HttpAction {
