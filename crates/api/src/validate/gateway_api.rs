@@ -476,3 +476,70 @@ mod tests {
         assert!(matches!(other, Ok(None)), "unknown versions are skipped");
     }
 }
+
+#[cfg(test)]
+mod filter_tests {
+    use super::super::test_support::table;
+    use serde_json::{Value, json};
+
+    fn check(cases: &[(Value, &[&str])]) {
+        table("gateway.networking.k8s.io/v1", "HTTPRoute", cases);
+    }
+
+    fn rule_with(filter: Value) -> Value {
+        json!({"rules": [{"filters": [filter], "backendRefs": [{"name": "a", "port": 80,
+            "filters": [{"type": "RequestHeaderModifier",
+                         "requestHeaderModifier": {"set": [{"name": "bad name", "value": "v"}]}}]}]}]})
+    }
+
+    #[test]
+    fn mirror_cors_and_backend_filters_say_where() {
+        let mirror = |m: Value| {
+            let mut backend = json!({"backendRef": {"name": "m", "port": 80}});
+            if let (Some(b), Some(extra)) = (backend.as_object_mut(), m.as_object()) {
+                b.extend(extra.clone());
+            }
+            json!({"rules": [{"filters": [{"type": "RequestMirror", "requestMirror": backend}]}]})
+        };
+        check(&[
+            (mirror(json!({"percent": 35})), &[]),
+            (
+                mirror(json!({"fraction": {"numerator": 25, "denominator": 50}})),
+                &[],
+            ),
+            (
+                mirror(json!({"percent": 120, "fraction": {"numerator": 3, "denominator": 0}})),
+                &[
+                    "spec.rules[0].filters[0].requestMirror: only one of percent and fraction may be set",
+                    "spec.rules[0].filters[0].requestMirror.percent: 120 is out of range: must be 0-100",
+                    "spec.rules[0].filters[0].requestMirror.fraction.denominator: 0 must be greater than 0",
+                    "spec.rules[0].filters[0].requestMirror.fraction.numerator: 3 is out of range: must be 0-0 (the denominator)",
+                ],
+            ),
+            (
+                json!({"rules": [{"filters": [{"type": "CORS", "cors": {
+                    "allowOrigins": ["https://www.foo.com", "https://*.bar.com:8443", "*"],
+                    "allowMethods": ["GET", "OPTIONS"], "allowHeaders": ["x-a"], "maxAge": 3600}}]}]}),
+                &[],
+            ),
+            (
+                json!({"rules": [{"filters": [{"type": "CORS", "cors": {
+                    "allowOrigins": ["www.foo.com"], "allowMethods": ["*", "GET"],
+                    "exposeHeaders": ["bad header"], "maxAge": 0}}]}]}),
+                &[
+                    "spec.rules[0].filters[0].cors.allowOrigins[0]: \"www.foo.com\" is not an origin: scheme://host[:port] (host may start with '*.'), or '*'",
+                    "spec.rules[0].filters[0].cors.allowMethods: '*' must be the only entry when it is given",
+                    "spec.rules[0].filters[0].cors.exposeHeaders[0]: \"bad header\" is not a header name: letters, digits and !#$%&'*+-.^_`|~",
+                    "spec.rules[0].filters[0].cors.maxAge: 0 must be at least 1 (seconds)",
+                ],
+            ),
+            (
+                rule_with(json!({"type": "ExtensionRef",
+                    "extensionRef": {"group": "example.io", "kind": "Magic", "name": "m"}})),
+                &[
+                    "spec.rules[0].backendRefs[0].filters[0].requestHeaderModifier.set[0].name: \"bad name\" is not a header name: letters, digits and !#$%&'*+-.^_`|~",
+                ],
+            ),
+        ]);
+    }
+}
