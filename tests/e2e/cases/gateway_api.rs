@@ -519,6 +519,8 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "Gateway",
             "GRPCRoute",
             "HTTPRoute",
+            "HTTPRouteBackendProtocolH2C",
+            "HTTPRouteBackendProtocolWebSocket",
             "HTTPRouteBackendRequestHeaderModification",
             "HTTPRoutePathRedirect",
             "HTTPRouteRequestMirror",

@@ -27,6 +27,8 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "Gateway",
     "GRPCRoute",
     "HTTPRoute",
+    "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteBackendRequestHeaderModification",
     "HTTPRoutePathRedirect",
     "HTTPRouteRequestMirror",
