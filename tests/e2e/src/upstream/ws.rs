@@ -40,6 +40,8 @@ async fn serve_ws(listener: TcpListener, state: UpState) {
 }
 
 /// Upgrades one connection and echoes its messages until the client closes it.
+// The handshake callback's error type (an HTTP response) is tungstenite's, not ours.
+#[allow(clippy::result_large_err)]
 async fn echo(stream: TcpStream, state: UpState) {
     let count = |req: &Request, resp: Response| {
         state.count(req.uri().path());
