@@ -17,7 +17,8 @@ use crate::bin;
 use board::Board;
 use ext::{
     backend_header_modifier, backend_protocol_h2c, backend_protocol_websocket, cors,
-    mirror_and_modify_headers, multiple_mirrors, percentage_mirror, redirect_path,
+    cors_allow_credentials, mirror_and_modify_headers, multiple_mirrors, percentage_mirror,
+    redirect_path,
 };
 use futures::FutureExt;
 use grpc::{
@@ -522,6 +523,7 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "HTTPRouteBackendProtocolH2C",
             "HTTPRouteBackendProtocolWebSocket",
             "HTTPRouteBackendRequestHeaderModification",
+            "HTTPRouteCORS",
             "HTTPRoutePathRedirect",
             "HTTPRouteRequestMirror",
             "HTTPRouteRequestMultipleMirrors",
@@ -619,6 +621,12 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         backend_header_modifier
     );
     scenario!(b, c, &["HTTPRouteCORS"], cors);
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteCORSAllowCredentialsBehavior"],
+        cors_allow_credentials
+    );
     scenario!(b, c, &["HTTPRouteRedirectPath"], redirect_path);
     scenario!(b, c, &["HTTPRouteBackendProtocolH2C"], backend_protocol_h2c);
     scenario!(

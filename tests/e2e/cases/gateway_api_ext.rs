@@ -358,6 +358,7 @@ pub(super) async fn cors(c: &mut Conformance) -> anyhow::Result<()> {
         "cors-multiple-origins-methods-headers",
         "cors-wildcard-methods",
         "cors-wildcard-origin",
+        "cors-wildcard-methods-headers",
     ];
     let addr = c.load(file, "same-namespace", &routes).await?;
     for route in routes {
@@ -469,7 +470,65 @@ pub(super) async fn cors(c: &mut Conformance) -> anyhow::Result<()> {
         )
         .await?;
     }
+    cors_credentials_and_wildcards(c, &addr).await?;
     c.unload(file, "same-namespace", &routes).await
+}
+
+/// The fourth route: `allowCredentials: true` with `*` methods and headers must echo the
+/// requested method and headers (a literal `*` means nothing to a browser with credentials);
+/// without credentials `*` may stay.
+async fn cors_credentials_and_wildcards(c: &Conformance, addr: &str) -> anyhow::Result<()> {
+    let preflight = [
+        ("Origin", "https://other.foo.com"),
+        ("access-control-request-method", "PUT"),
+        ("access-control-request-headers", "x-header-1, x-header-2"),
+    ];
+    for (path, credentials) in [
+        ("/cors-wildcard-methods-headers", true),
+        ("/cors-wildcard-methods-headers-unauth", false),
+    ] {
+        c.expect(addr, cors_req(Method::OPTIONS, path, &preflight), |r| {
+            let methods = r.header("access-control-allow-methods");
+            let headers = compact(r, "access-control-allow-headers");
+            let allow = r.header("access-control-allow-origin");
+            let echoed = methods == Some("PUT")
+                && matches!(
+                    headers.as_deref(),
+                    Some("x-header-1,x-header-2" | "x-header-2,x-header-1")
+                );
+            let ok = r.status == 200
+                && if credentials {
+                    echoed
+                        && allow == Some("https://other.foo.com")
+                        && r.header("access-control-allow-credentials") == Some("true")
+                } else {
+                    (echoed || (methods == Some("*") && headers.as_deref() == Some("*")))
+                        && matches!(allow, Some("https://other.foo.com" | "*"))
+                        && r.header("access-control-allow-credentials").is_none()
+                };
+            ok.then_some(())
+                .ok_or_else(|| format!("preflight to {path}"))
+        })
+        .await?;
+        let simple = [
+            ("Origin", "https://other.foo.com"),
+            ("Authorization", "Bearer test"),
+        ];
+        c.expect(addr, cors_req(Method::GET, path, &simple), |r| {
+            let creds = r.header("access-control-allow-credentials");
+            let ok = r.status == 200
+                && r.header("access-control-allow-origin") == Some("https://other.foo.com")
+                && if credentials {
+                    creds == Some("true")
+                } else {
+                    creds.is_none()
+                };
+            ok.then_some(())
+                .ok_or_else(|| format!("simple request to {path}"))
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// HTTPRouteRedirectPath: every case of the upstream test (prefix and full-path replacement,
@@ -627,5 +686,37 @@ pub(super) async fn backend_protocol_websocket(c: &mut Conformance) -> anyhow::R
         c.upstream(service)?.path_hits("/ws") > 0,
         "the backend saw no upgrade"
     );
+    c.unload(file, "same-namespace", &[route]).await
+}
+
+/// HTTPRouteCORSAllowCredentialsBehavior: `access-control-allow-credentials` only when
+/// configured `true`, and then only with a matching origin.
+pub(super) async fn cors_allow_credentials(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route) = ("cors-allow-credentials.yaml", "cors-allow-credentials");
+    let addr = c.load(file, "same-namespace", &[route]).await?;
+    route_accepted(c, INFRA, route, "same-namespace").await?;
+    for (path, origin, credentials) in [
+        ("/cors-behavior-creds-false", "https://app.example", false),
+        ("/cors-behavior-creds-true", "http://not-app.example", false),
+        ("/cors-behavior-creds-true", "https://app.example", true),
+    ] {
+        let headers = [
+            ("Origin", origin),
+            ("Cookie", "sid=abc123"),
+            ("Authorization", "Bearer test"),
+        ];
+        c.expect(&addr, cors_req(Method::GET, path, &headers), |r| {
+            let creds = r.header("access-control-allow-credentials");
+            let ok = r.status == 200
+                && if credentials {
+                    creds == Some("true") && r.header("access-control-allow-origin") == Some(origin)
+                } else {
+                    creds.is_none()
+                };
+            ok.then_some(())
+                .ok_or_else(|| format!("{path} from {origin}"))
+        })
+        .await?;
+    }
     c.unload(file, "same-namespace", &[route]).await
 }

@@ -30,6 +30,7 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteBackendProtocolH2C",
     "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteBackendRequestHeaderModification",
+    "HTTPRouteCORS",
     "HTTPRoutePathRedirect",
     "HTTPRouteRequestMirror",
     "HTTPRouteRequestMultipleMirrors",
