@@ -270,7 +270,14 @@ pub(super) fn rule_base(
         cors: None,
     };
     for (j, f) in rule.filters.iter().enumerate() {
-        extension_ref(f, &format!("spec.rules[{index}].filters[{j}]"), unresolved);
+        let at = format!("spec.rules[{index}].filters[{j}]");
+        extension_ref(f, &at, unresolved);
+        if let Some(m) = &f.request_mirror
+            && let Err((reason, message)) = backend(source, &m.backend_ref, refs)
+        {
+            // The mirror is left out; the rule's own backends still serve.
+            unresolved.get_or_insert((reason, format!("{at}.requestMirror.backendRef: {message}")));
+        }
         if !apply_filter(source, f, refs, &mut out) {
             out.action = internal_error();
         }

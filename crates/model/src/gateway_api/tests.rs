@@ -275,6 +275,20 @@ fn extension_ref_filters_are_unresolved_and_their_rules_answer_500() {
         HttpAction::DirectResponse { status: 500, .. }
     ));
     assert!(matches!(rule("ext", 1), HttpAction::Forward { .. }));
+    // A mirror to a Service that does not exist is left out and said in ResolvedRefs.
+    route(
+        &mut idx,
+        "infra",
+        "mirror-missing",
+        json!([{"matches": [{"path": {"value": "/m"}}],
+                "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "nope", "port": 80}}}],
+                "backendRefs": [{"name": "a", "port": 80}]}]),
+    );
+    let world = idx.world();
+    assert_eq!(
+        parent_condition(&world, "infra", "mirror-missing", "ResolvedRefs"),
+        ("False".into(), "BackendNotFound".into())
+    );
     // Its only backend cannot take the filter: every request gets 500.
     assert!(matches!(
         rule("backend-ext", 0),
