@@ -17,8 +17,8 @@ use crate::bin;
 use board::Board;
 use ext::{
     backend_header_modifier, backend_protocol_h2c, backend_protocol_websocket, cors,
-    cors_allow_credentials, mirror_and_modify_headers, multiple_mirrors, percentage_mirror,
-    redirect_path,
+    cors_allow_credentials, extension_ref, mirror_and_modify_headers, multiple_mirrors,
+    percentage_mirror, redirect_path,
 };
 use futures::FutureExt;
 use grpc::{
@@ -859,6 +859,12 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["Portolan: private keys stay out of /debug and logs"],
         keys_stay_private
+    );
+    scenario!(
+        b,
+        c,
+        &["Portolan: an ExtensionRef filter is InvalidKind and its rule answers 500"],
+        extension_ref
     );
     let report = b.report();
     eprintln!("{report}");

@@ -720,3 +720,25 @@ pub(super) async fn cors_allow_credentials(c: &mut Conformance) -> anyhow::Resul
     }
     c.unload(file, "same-namespace", &[route]).await
 }
+
+/// Portolan's own: an ExtensionRef filter is `ResolvedRefs=False InvalidKind` (the route stays
+/// accepted), its rule answers 500 and the route's other rule is served.
+pub(super) async fn extension_ref(c: &mut Conformance) -> anyhow::Result<()> {
+    let (file, route) = ("extension-ref.yaml", "extension-ref");
+    let addr = c.load(file, "same-namespace", &[route]).await?;
+    route_condition(
+        c,
+        route,
+        "same-namespace",
+        "ResolvedRefs",
+        "False",
+        "InvalidKind",
+    )
+    .await?;
+    route_condition(c, route, "same-namespace", "Accepted", "True", "Accepted").await?;
+    c.expect_status(&addr, get("example.com", "/extension"), 500)
+        .await?;
+    c.expect_backend(&addr, get("example.com", "/plain"), "infra-backend-v2")
+        .await?;
+    c.unload(file, "same-namespace", &[route]).await
+}
