@@ -248,6 +248,31 @@ pub struct HttpRouteFilter {
     pub url_rewrite: Option<UrlRewrite>,
     #[serde(default)]
     pub request_mirror: Option<RequestMirror>,
+    #[serde(default)]
+    pub cors: Option<CorsFilter>,
+    #[serde(default)]
+    pub extension_ref: Option<LocalObjectReference>,
+}
+
+/// The `CORS` filter (HTTPRouteCORS).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsFilter {
+    /// `scheme://host[:port]`, a host may start with `*.`; `*` alone allows any origin.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: Option<bool>,
+    /// Methods, or `*` alone.
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    #[serde(default)]
+    pub allow_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Seconds; the spec's default is 5.
+    #[serde(default)]
+    pub max_age: Option<i32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -310,6 +335,40 @@ pub struct RequestMirror {
     pub backend_ref: ObjectReference,
     #[serde(default)]
     pub percent: Option<i32>,
+    /// `numerator / denominator` of requests (denominator default 100); exclusive with
+    /// `percent`.
+    #[serde(default)]
+    pub fraction: Option<Fraction>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fraction {
+    pub numerator: i32,
+    #[serde(default)]
+    pub denominator: Option<i32>,
+}
+
+// === impl RequestMirror ===
+
+impl RequestMirror {
+    /// The share of requests mirrored, in percent (0..=100): `percent`, else `fraction`,
+    /// else all of them.
+    pub fn percentage(&self) -> f64 {
+        let p = match (&self.percent, &self.fraction) {
+            (Some(p), _) => f64::from(*p),
+            (None, Some(f)) => {
+                let d = f.denominator.unwrap_or(100);
+                if d <= 0 {
+                    0.0
+                } else {
+                    f64::from(f.numerator) * 100.0 / f64::from(d)
+                }
+            }
+            (None, None) => 100.0,
+        };
+        p.clamp(0.0, 100.0)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -531,6 +590,8 @@ pub struct BackendTlsValidation {
     pub subject_alt_names: Vec<SubjectAltName>,
 }
 
+/// A reference to an object in the same namespace (an ExtensionRef filter's target, a
+/// BackendTLSPolicy's CA certificate).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalObjectReference {

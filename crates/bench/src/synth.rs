@@ -347,7 +347,7 @@ fn rule(name: &str, matches: Vec<HttpMatch>, backends: Vec<Backend>) -> HttpRule
             retry_on: Vec::new(),
         }),
         fault: None,
-        mirror: None,
+        mirrors: Vec::new(),
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
         cors: None,
@@ -370,15 +370,18 @@ fn route(i: usize, canary: usize) -> HttpRoute {
         Backend {
             destination: destination(i),
             weight: 90,
+            headers: Default::default(),
         },
         Backend {
             destination: destination(canary),
             weight: 10,
+            headers: Default::default(),
         },
     ];
     let only = vec![Backend {
         destination: destination(i),
         weight: 1,
+        headers: Default::default(),
     }];
     HttpRoute {
         source: ObjectRef::new(Kind::TrafficRoute, namespace, format!("route-{i}")),

@@ -45,7 +45,8 @@ pub struct HttpRule {
     pub timeout: Option<Duration>,
     pub retry: Option<RetryPolicy>,
     pub fault: Option<Fault>,
-    pub mirror: Option<Mirror>,
+    /// Copies of each request go to every mirror (a Gateway API rule may have several).
+    pub mirrors: Vec<Mirror>,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
     pub cors: Option<Cors>,
@@ -117,6 +118,22 @@ pub enum HttpAction {
 pub struct Backend {
     pub destination: Destination,
     pub weight: u32,
+    /// Header edits for requests sent to, and responses from, this backend only (Gateway API
+    /// per-backendRef filters); applied after the rule's own.
+    pub headers: BackendHeaders,
+}
+
+/// Per-backend header edits.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendHeaders {
+    pub request: HeaderOps,
+    pub response: HeaderOps,
+}
+
+impl BackendHeaders {
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty()
+    }
 }
 
 /// A service (or ExternalService host), a port, and optionally a subset.
@@ -141,8 +158,10 @@ pub struct Rewrite {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Redirect {
-    /// Replaces the whole path.
+    /// Replaces the whole path, or with `prefix` the part a prefix match matched.
     pub uri: Option<String>,
+    /// `uri` replaces the matched prefix (Gateway API `ReplacePrefixMatch`).
+    pub prefix: bool,
     pub authority: Option<String>,
     /// `http` or `https`.
     pub scheme: Option<String>,

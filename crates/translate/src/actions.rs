@@ -4,6 +4,7 @@
 use crate::context::{Context, VirtualHostTarget};
 use crate::matches::regex;
 use crate::policy::u32_value;
+use crate::route_rules::headers_to_add;
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::config::route::v3::redirect_action::{
     PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier,
@@ -54,7 +55,7 @@ pub(crate) fn action(
         HttpAction::Forward { backends, rewrite } => {
             route::Action::Route(forward(ctx, at, rule, backends, rewrite.as_ref(), path))
         }
-        HttpAction::Redirect(r) => route::Action::Redirect(redirect(r)),
+        HttpAction::Redirect(r) => route::Action::Redirect(redirect(r, path)),
         HttpAction::DirectResponse { status, body } => {
             route::Action::DirectResponse(DirectResponseAction {
                 status: u32::from(*status),
@@ -87,12 +88,18 @@ fn forward(
         .and_then(|(r, _)| r.policy.as_deref())
         .map(hash_policy)
         .unwrap_or_default();
-    let weighted: Vec<(String, u32)> = resolved.into_iter().map(|(r, w)| (r.cluster, w)).collect();
+    let specifier = if backends.iter().all(|b| b.headers.is_empty()) {
+        let weighted = resolved.into_iter().map(|(r, w)| (r.cluster, w)).collect();
+        cluster_specifier(weighted)
+    } else {
+        let clusters = resolved.into_iter().map(|(r, _)| r.cluster);
+        with_backend_headers(clusters.zip(backends).collect())
+    };
     let mut action = RouteAction {
-        cluster_specifier: Some(cluster_specifier(weighted)),
+        cluster_specifier: Some(specifier),
         timeout: rule.timeout.map(duration),
         retry_policy: rule.retry.as_ref().map(retry_policy),
-        request_mirror_policies: rule.mirror.iter().map(|m| mirror(ctx, at, m)).collect(),
+        request_mirror_policies: rule.mirrors.iter().map(|m| mirror(ctx, at, m)).collect(),
         hash_policy: hash,
         ..Default::default()
     };
@@ -114,6 +121,26 @@ pub(crate) fn cluster_specifier(backends: Vec<(String, u32)>) -> ClusterSpecifie
             .map(|(name, weight)| ClusterWeight {
                 name,
                 weight: Some(u32_value(weight)),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// Weighted clusters, each with its backend's own header edits (Gateway API per-backendRef
+/// filters): one entry per backend, never merged, even for a single backend.
+fn with_backend_headers(backends: Vec<(String, &Backend)>) -> ClusterSpecifier {
+    ClusterSpecifier::WeightedClusters(WeightedCluster {
+        clusters: backends
+            .into_iter()
+            .map(|(name, b)| ClusterWeight {
+                name,
+                weight: Some(u32_value(b.weight)),
+                request_headers_to_add: headers_to_add(&b.headers.request),
+                request_headers_to_remove: b.headers.request.remove.clone(),
+                response_headers_to_add: headers_to_add(&b.headers.response),
+                response_headers_to_remove: b.headers.response.remove.clone(),
                 ..Default::default()
             })
             .collect(),
@@ -189,16 +216,7 @@ fn apply_rewrite(action: &mut RouteAction, rewrite: &Rewrite, path: Option<&Path
             // Gateway API ReplacePrefixMatch: the matched path elements are replaced, and
             // a `/` in between is kept exactly once (`/foo/x` with `/` becomes `/x`).
             Some(PathMatch::SegmentPrefix(prefix)) => {
-                let prefix = prefix.trim_end_matches('/');
-                let replacement = uri.trim_end_matches('/');
-                action.regex_rewrite = Some(RegexMatchAndSubstitute {
-                    pattern: Some(regex(&format!("^{}(/?)(.*)", regex_escape(prefix)))),
-                    substitution: if replacement.is_empty() {
-                        "/\\2".to_string()
-                    } else {
-                        format!("{replacement}\\1\\2")
-                    },
-                })
+                action.regex_rewrite = Some(segment_prefix_rewrite(prefix, uri));
             }
             _ => {
                 action.regex_rewrite = Some(RegexMatchAndSubstitute {
@@ -214,13 +232,40 @@ fn apply_rewrite(action: &mut RouteAction, rewrite: &Rewrite, path: Option<&Path
     }
 }
 
-fn redirect(r: &Redirect) -> RedirectAction {
+/// Gateway API ReplacePrefixMatch: the matched path elements are replaced, and a `/` in
+/// between is kept exactly once (`/foo/x` with `/` becomes `/x`).
+fn segment_prefix_rewrite(prefix: &str, uri: &str) -> RegexMatchAndSubstitute {
+    let prefix = prefix.trim_end_matches('/');
+    let replacement = uri.trim_end_matches('/');
+    RegexMatchAndSubstitute {
+        pattern: Some(regex(&format!("^{}(/?)(.*)", regex_escape(prefix)))),
+        substitution: if replacement.is_empty() {
+            "/\\2".to_string()
+        } else {
+            format!("{replacement}\\1\\2")
+        },
+    }
+}
+
+/// The redirect's path: the whole path, or (`prefix`) the matched prefix replaced.
+fn redirect_path(r: &Redirect, path: Option<&PathMatch>) -> Option<PathRewriteSpecifier> {
+    let uri = r.uri.clone()?;
+    Some(match (r.prefix, path) {
+        (true, Some(PathMatch::Prefix(_))) => PathRewriteSpecifier::PrefixRewrite(uri),
+        (true, Some(PathMatch::SegmentPrefix(prefix))) => {
+            PathRewriteSpecifier::RegexRewrite(segment_prefix_rewrite(prefix, &uri))
+        }
+        _ => PathRewriteSpecifier::PathRedirect(uri),
+    })
+}
+
+fn redirect(r: &Redirect, path: Option<&PathMatch>) -> RedirectAction {
     RedirectAction {
         host_redirect: r.authority.clone().unwrap_or_default(),
         port_redirect: r.port.map(u32::from).unwrap_or_default(),
         response_code: redirect_code(r.code) as i32,
         scheme_rewrite_specifier: r.scheme.clone().map(SchemeRewriteSpecifier::SchemeRedirect),
-        path_rewrite_specifier: r.uri.clone().map(PathRewriteSpecifier::PathRedirect),
+        path_rewrite_specifier: redirect_path(r, path),
         ..Default::default()
     }
 }

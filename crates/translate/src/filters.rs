@@ -23,6 +23,9 @@ pub(crate) const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_con
 /// Well-known name of the fault injection HTTP filter.
 pub(crate) const FAULT: &str = "envoy.filters.http.fault";
 
+/// The upgrade type of WebSocket connections (the `Upgrade` header's value).
+const WEBSOCKET: &str = "websocket";
+
 /// Well-known name of the CORS HTTP filter.
 pub(crate) const CORS: &str = "envoy.filters.http.cors";
 
@@ -60,8 +63,10 @@ pub(crate) fn http_connection_manager_with(
 }
 
 /// The HTTP connection manager of a Gateway API listener: as [`http_connection_manager_with`],
-/// and the Host header's port is ignored when virtual hosts are chosen (the spec's hostname
-/// matching does not consider it).
+/// the Host header's port is ignored when virtual hosts are chosen (the spec's hostname
+/// matching does not consider it), and WebSocket upgrades are allowed (backends whose Service
+/// port has `appProtocol: kubernetes.io/ws`; a backend that does not upgrade answers as it
+/// would any request).
 pub(crate) fn gateway_api_connection_manager(
     stat_prefix: &str,
     route_name: &str,
@@ -77,6 +82,10 @@ pub(crate) fn gateway_api_connection_manager(
     hcm.strip_port_mode = Some(http_connection_manager::StripPortMode::StripAnyHostPort(
         true,
     ));
+    hcm.upgrade_configs = vec![http_connection_manager::UpgradeConfig {
+        upgrade_type: WEBSOCKET.to_string(),
+        ..Default::default()
+    }];
     Filter {
         name: HTTP_CONNECTION_MANAGER.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),

@@ -137,7 +137,7 @@ pub(crate) fn default_route(cluster: &str, policy: Option<&DestinationPolicy>) -
 }
 
 /// `set` overwrites (or adds), `add` appends; sorted by header name within each.
-fn headers_to_add(ops: &HeaderOps) -> Vec<HeaderValueOption> {
+pub(crate) fn headers_to_add(ops: &HeaderOps) -> Vec<HeaderValueOption> {
     let option = |(key, value): (&String, &String), action: HeaderAppendAction| HeaderValueOption {
         header: Some(HeaderValue {
             key: key.clone(),

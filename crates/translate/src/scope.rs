@@ -254,7 +254,7 @@ impl Visible {
                 let hosts = backends
                     .iter()
                     .map(|b| &b.destination)
-                    .chain(rule.mirror.as_ref().map(|m| &m.destination));
+                    .chain(rule.mirrors.iter().map(|m| &m.destination));
                 for dest in hosts {
                     if let Some(id) = lookup::target_id(ctx.world, namespace, &dest.host) {
                         self.dependencies.insert(id);

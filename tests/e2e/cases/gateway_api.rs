@@ -20,6 +20,11 @@ use backend_tls::{
     backend_tls_observed_generation_bump, backend_tls_policy, backend_tls_san_validation,
 };
 use board::Board;
+use ext::{
+    backend_header_modifier, backend_protocol_h2c, backend_protocol_websocket, cors,
+    cors_allow_credentials, extension_ref, mirror_and_modify_headers, multiple_mirrors,
+    percentage_mirror, redirect_path,
+};
 use futures::FutureExt;
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
@@ -59,6 +64,8 @@ use tls::{
 mod backend_tls;
 #[path = "gateway_api_board.rs"]
 mod board;
+#[path = "gateway_api_ext.rs"]
+mod ext;
 #[path = "gateway_api_grpc.rs"]
 mod grpc;
 #[path = "gateway_api_core.rs"]
@@ -533,6 +540,14 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "Gateway",
             "GRPCRoute",
             "HTTPRoute",
+            "HTTPRouteBackendProtocolH2C",
+            "HTTPRouteBackendProtocolWebSocket",
+            "HTTPRouteBackendRequestHeaderModification",
+            "HTTPRouteCORS",
+            "HTTPRoutePathRedirect",
+            "HTTPRouteRequestMirror",
+            "HTTPRouteRequestMultipleMirrors",
+            "HTTPRouteRequestPercentageMirror",
             "ReferenceGrant",
             "TCPRoute",
             "TLSRoute"
@@ -611,6 +626,35 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         rewrite
     );
     scenario!(b, c, &["HTTPRouteRequestMirror"], request_mirror);
+    scenario!(b, c, &["HTTPRouteRequestMirror"], mirror_and_modify_headers);
+    scenario!(b, c, &["HTTPRouteRequestMultipleMirrors"], multiple_mirrors);
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteRequestPercentageMirror"],
+        percentage_mirror
+    );
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteBackendRequestHeaderModifier"],
+        backend_header_modifier
+    );
+    scenario!(b, c, &["HTTPRouteCORS"], cors);
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteCORSAllowCredentialsBehavior"],
+        cors_allow_credentials
+    );
+    scenario!(b, c, &["HTTPRouteRedirectPath"], redirect_path);
+    scenario!(b, c, &["HTTPRouteBackendProtocolH2C"], backend_protocol_h2c);
+    scenario!(
+        b,
+        c,
+        &["HTTPRouteBackendProtocolWebSocket"],
+        backend_protocol_websocket
+    );
     scenario!(
         b,
         c,
@@ -877,6 +921,12 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "Portolan: BackendTLSPolicy towards a gRPC backend (after upstream BackendTLSPolicyGRPCRoute, not counted)"
         ],
         backend_tls_grpc_route
+    );
+    scenario!(
+        b,
+        c,
+        &["Portolan: an ExtensionRef filter is InvalidKind and its rule answers 500"],
+        extension_ref
     );
     let report = b.report();
     eprintln!("{report}");

@@ -18,6 +18,7 @@ pub mod netns;
 pub mod portolan;
 pub mod ports;
 pub mod procfs;
+pub mod protocols;
 pub mod ratelimit;
 pub mod serial;
 pub mod tls;

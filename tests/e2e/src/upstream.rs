@@ -7,6 +7,7 @@
 //! | `/delay/{ms}`      | waits `ms` milliseconds (at most a minute), then 200          |
 //! | `/fail-once/{key}` | 503 the first time this upstream sees `key`, then 200         |
 //! | `/headers`         | 200 with the request headers as JSON: `{name: [values...]}`   |
+//! | `/headers/{any}`   | the same                                                      |
 //! | `/healthz`         | 200, or 503 while failing                                     |
 //! | anything else      | 200 with the upstream's name                                  |
 //!
@@ -14,9 +15,13 @@
 //! header and the path (with query) the upstream received, so rewrites can be asserted.
 //! [`Upstream::set_failing`] makes every path answer 503 (outlier detection, health checks);
 //! [`Upstream::stop`] closes the listener and every open connection.
-//! [`Upstream::start_tls`] serves the same behind TLS (see [`tls`]).
+//! [`Upstream::start_tls`] serves the same behind TLS (see [`tls`]), [`Upstream::start_h2c`]
+//! over cleartext HTTP/2 only (see [`h2c`]), [`Upstream::start_ws`] as a WebSocket echo
+//! server (see [`ws`]); `x-seen-version` says which HTTP version arrived.
 
+mod h2c;
 mod tls;
+mod ws;
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -146,6 +151,7 @@ fn router(state: UpState) -> Router {
         .route("/delay/{ms}", get(delay))
         .route("/fail-once/{key}", get(fail_once))
         .route("/headers", get(headers))
+        .route("/headers/{*rest}", get(headers))
         .route(HEALTH_PATH, get(healthz))
         .fallback(hello)
         .layer(from_fn_with_state(state.clone(), common))
@@ -160,7 +166,12 @@ async fn common(State(s): State<UpState>, req: Request, next: Next) -> Response 
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| path.clone());
-    let seen_host = req.headers().get("host").cloned();
+    let seen_host = req.headers().get("host").cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let seen_version = format!("{:?}", req.version());
     s.count(&path);
     let mut resp = if s.failing.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "failing").into_response()
@@ -173,6 +184,9 @@ async fn common(State(s): State<UpState>, req: Request, next: Next) -> Response 
     }
     if let Ok(v) = HeaderValue::from_str(&seen_path) {
         h.insert("x-seen-path", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&seen_version) {
+        h.insert("x-seen-version", v);
     }
     h.insert(
         "x-seen-host",

@@ -254,6 +254,102 @@ fn filter(f: &HttpRouteFilter, path: FieldPath, errors: &mut Errors) {
             format!("{code} is not a redirect status: 301, 302, 303, 307 or 308"),
         );
     }
+    if let Some(m) = &f.request_mirror {
+        mirror(m, path.field("requestMirror"), errors);
+    }
+    if let Some(c) = &f.cors {
+        cors(c, path.field("cors"), errors);
+    }
+}
+
+/// `percent` 0-100, or a `fraction` with 0 <= numerator <= denominator, denominator > 0.
+fn mirror(m: &crate::gwapi::RequestMirror, path: FieldPath, errors: &mut Errors) {
+    if m.percent.is_some() && m.fraction.is_some() {
+        errors.push(path.clone(), "only one of percent and fraction may be set");
+    }
+    if let Some(p) = m.percent
+        && !(0..=100).contains(&p)
+    {
+        errors.push(
+            path.field("percent"),
+            format!("{p} is out of range: must be 0-100"),
+        );
+    }
+    if let Some(f) = &m.fraction {
+        let d = f.denominator.unwrap_or(100);
+        if d <= 0 {
+            errors.push(
+                path.field("fraction").field("denominator"),
+                format!("{d} must be greater than 0"),
+            );
+        }
+        if f.numerator < 0 || f.numerator > d {
+            errors.push(
+                path.field("fraction").field("numerator"),
+                format!(
+                    "{} is out of range: must be 0-{d} (the denominator)",
+                    f.numerator
+                ),
+            );
+        }
+    }
+}
+
+/// Origins `scheme://host[:port]` (a host may start with `*.`) or `*`; `*` alone in
+/// allowMethods and allowHeaders; maxAge positive; header names valid.
+fn cors(c: &crate::gwapi::CorsFilter, path: FieldPath, errors: &mut Errors) {
+    for (i, o) in c.allow_origins.iter().enumerate() {
+        if o != "*" && !origin_ok(o) {
+            errors.push(
+                path.field("allowOrigins").index(i),
+                format!("{o:?} is not an origin: scheme://host[:port] (host may start with '*.'), or '*'"),
+            );
+        }
+    }
+    for (field, list) in [
+        ("allowMethods", &c.allow_methods),
+        ("allowHeaders", &c.allow_headers),
+        ("exposeHeaders", &c.expose_headers),
+    ] {
+        if list.len() > 1 && list.iter().any(|v| v == "*") {
+            errors.push(
+                path.field(field),
+                "'*' must be the only entry when it is given",
+            );
+        }
+        if field != "allowMethods" {
+            for (i, h) in list.iter().enumerate().filter(|(_, h)| *h != "*") {
+                header_name(h, path.field(field).index(i), errors);
+            }
+        }
+    }
+    if let Some(age) = c.max_age
+        && age < 1
+    {
+        errors.push(
+            path.field("maxAge"),
+            format!("{age} must be at least 1 (seconds)"),
+        );
+    }
+}
+
+fn origin_ok(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return false;
+    };
+    let host = match rest.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => h,
+        _ => rest,
+    };
+    let host = host.strip_prefix("*.").unwrap_or(host);
+    !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 pub(super) fn reference_grant(grant: &ReferenceGrant, errors: &mut Errors) {
@@ -536,5 +632,72 @@ mod tests {
         }));
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].starts_with("data.ca.crt: "), "{e:?}");
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::super::test_support::table;
+    use serde_json::{Value, json};
+
+    fn check(cases: &[(Value, &[&str])]) {
+        table("gateway.networking.k8s.io/v1", "HTTPRoute", cases);
+    }
+
+    fn rule_with(filter: Value) -> Value {
+        json!({"rules": [{"filters": [filter], "backendRefs": [{"name": "a", "port": 80,
+            "filters": [{"type": "RequestHeaderModifier",
+                         "requestHeaderModifier": {"set": [{"name": "bad name", "value": "v"}]}}]}]}]})
+    }
+
+    #[test]
+    fn mirror_cors_and_backend_filters_say_where() {
+        let mirror = |m: Value| {
+            let mut backend = json!({"backendRef": {"name": "m", "port": 80}});
+            if let (Some(b), Some(extra)) = (backend.as_object_mut(), m.as_object()) {
+                b.extend(extra.clone());
+            }
+            json!({"rules": [{"filters": [{"type": "RequestMirror", "requestMirror": backend}]}]})
+        };
+        check(&[
+            (mirror(json!({"percent": 35})), &[]),
+            (
+                mirror(json!({"fraction": {"numerator": 25, "denominator": 50}})),
+                &[],
+            ),
+            (
+                mirror(json!({"percent": 120, "fraction": {"numerator": 3, "denominator": 0}})),
+                &[
+                    "spec.rules[0].filters[0].requestMirror: only one of percent and fraction may be set",
+                    "spec.rules[0].filters[0].requestMirror.percent: 120 is out of range: must be 0-100",
+                    "spec.rules[0].filters[0].requestMirror.fraction.denominator: 0 must be greater than 0",
+                    "spec.rules[0].filters[0].requestMirror.fraction.numerator: 3 is out of range: must be 0-0 (the denominator)",
+                ],
+            ),
+            (
+                json!({"rules": [{"filters": [{"type": "CORS", "cors": {
+                    "allowOrigins": ["https://www.foo.com", "https://*.bar.com:8443", "*"],
+                    "allowMethods": ["GET", "OPTIONS"], "allowHeaders": ["x-a"], "maxAge": 3600}}]}]}),
+                &[],
+            ),
+            (
+                json!({"rules": [{"filters": [{"type": "CORS", "cors": {
+                    "allowOrigins": ["www.foo.com"], "allowMethods": ["*", "GET"],
+                    "exposeHeaders": ["bad header"], "maxAge": 0}}]}]}),
+                &[
+                    "spec.rules[0].filters[0].cors.allowOrigins[0]: \"www.foo.com\" is not an origin: scheme://host[:port] (host may start with '*.'), or '*'",
+                    "spec.rules[0].filters[0].cors.allowMethods: '*' must be the only entry when it is given",
+                    "spec.rules[0].filters[0].cors.exposeHeaders[0]: \"bad header\" is not a header name: letters, digits and !#$%&'*+-.^_`|~",
+                    "spec.rules[0].filters[0].cors.maxAge: 0 must be at least 1 (seconds)",
+                ],
+            ),
+            (
+                rule_with(json!({"type": "ExtensionRef",
+                    "extensionRef": {"group": "example.io", "kind": "Magic", "name": "m"}})),
+                &[
+                    "spec.rules[0].backendRefs[0].filters[0].requestHeaderModifier.set[0].name: \"bad name\" is not a header name: letters, digits and !#$%&'*+-.^_`|~",
+                ],
+            ),
+        ]);
     }
 }

@@ -331,7 +331,7 @@ mod crd_tests {
                 .map(|a| a.percent),
             Some(100.0)
         );
-        assert_eq!(rule.mirror.as_ref().map(|m| m.percent), Some(100.0));
+        assert_eq!(rule.mirrors.first().map(|m| m.percent), Some(100.0));
         let HttpAction::Redirect(red) = &r.http[1].action else {
             panic!("not a redirect")
         };

@@ -63,10 +63,14 @@ fn http_rule(rule: &api::HttpRule) -> HttpRule {
         timeout: duration(rule.timeout.as_deref()),
         retry: rule.retries.as_ref().map(retry),
         fault: rule.fault.as_ref().map(fault),
-        mirror: rule.mirror.as_ref().map(|m| Mirror {
-            destination: destination(m),
-            percent: rule.mirror_percentage.unwrap_or(100.0),
-        }),
+        mirrors: rule
+            .mirror
+            .iter()
+            .map(|m| Mirror {
+                destination: destination(m),
+                percent: rule.mirror_percentage.unwrap_or(100.0),
+            })
+            .collect(),
         request_headers,
         response_headers,
         cors: rule.cors_policy.as_ref().map(cors),
@@ -77,6 +81,7 @@ fn action(rule: &api::HttpRule) -> HttpAction {
     if let Some(r) = &rule.redirect {
         return HttpAction::Redirect(Redirect {
             uri: r.uri.clone(),
+            prefix: false,
             authority: r.authority.clone(),
             scheme: r.scheme.map(|s| match s {
                 api::Scheme::Http => "http".to_string(),
@@ -109,6 +114,7 @@ fn backends(route: &[api::RouteDestination]) -> Vec<Backend> {
         .map(|d| Backend {
             destination: destination(&d.destination),
             weight: d.weight.and_then(|w| u32::try_from(w).ok()).unwrap_or(1),
+            headers: Default::default(),
         })
         .collect()
 }

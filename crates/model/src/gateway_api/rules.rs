@@ -14,17 +14,18 @@
 
 use super::ApiRule;
 use crate::routing::{
-    Backend, Destination, HeaderMatch, HeaderOps, HttpAction, HttpMatch, HttpRule, Mirror,
-    PathMatch, QueryParamMatch, Redirect, Rewrite, StringMatch,
+    Backend, BackendHeaders, Cors, Destination, HeaderMatch, HeaderOps, HttpAction, HttpMatch,
+    HttpRule, Mirror, PathMatch, QueryParamMatch, Redirect, Rewrite, StringMatch,
 };
 use crate::types::ServiceKey;
 use crate::world::World;
 use portolan_api::gwapi::{
-    self, GROUP, HeaderModifier, HttpRoute, HttpRouteFilter, HttpRouteMatch, HttpRouteRule,
-    ObjectReference, ReferenceGrant, ValueMatch,
+    self, CorsFilter, GROUP, HeaderModifier, HttpBackendRef, HttpRoute, HttpRouteFilter,
+    HttpRouteMatch, HttpRouteRule, ObjectReference, ReferenceGrant, ValueMatch,
 };
 use portolan_api::{ObjectRef, Resource};
 use std::cmp::Reverse;
+use std::time::Duration;
 
 /// A host no Service or ExternalService has: the cluster it names never exists.
 pub const INVALID_BACKEND_HOST: &str = "invalid-backend.portolan.invalid";
@@ -245,19 +246,26 @@ pub(super) fn rule_base(
             namespace: b.namespace.clone(),
             port: b.port,
         };
-        let destination = match backend(source, &reference, refs) {
+        let (destination, headers) = match backend(source, &reference, refs) {
             // A BackendTLSPolicy without a valid CA: the connection must fail (500).
-            Ok(_) if refs.tls_refused(source, &reference) => invalid_destination(),
-            Ok(d) => d,
+            Ok(_) if refs.tls_refused(source, &reference) => {
+                (invalid_destination(), BackendHeaders::default())
+            }
+            Ok(d) => match backend_headers(b) {
+                Some(headers) => (d, headers),
+                // A filter Portolan cannot apply to this backend: its share answers 500.
+                None => (invalid_destination(), BackendHeaders::default()),
+            },
             Err((reason, message)) => {
                 unresolved.get_or_insert((reason, format!("{}: {message}", at(i))));
-                invalid_destination()
+                (invalid_destination(), BackendHeaders::default())
             }
         };
         if weight > 0 {
             backends.push(Backend {
                 destination,
                 weight,
+                headers,
             });
         }
     }
@@ -283,17 +291,47 @@ pub(super) fn rule_base(
             .filter(|d| !d.is_zero()),
         retry: None,
         fault: None,
-        mirror: None,
+        mirrors: Vec::new(),
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
         cors: None,
     };
-    for f in &rule.filters {
+    for (j, f) in rule.filters.iter().enumerate() {
+        let at = format!("spec.rules[{index}].filters[{j}]");
+        extension_ref(f, &at, unresolved);
+        if let Some(m) = &f.request_mirror
+            && let Err((reason, message)) = backend(source, &m.backend_ref, refs)
+        {
+            // The mirror is left out; the rule's own backends still serve.
+            unresolved.get_or_insert((reason, format!("{at}.requestMirror.backendRef: {message}")));
+        }
         if !apply_filter(source, f, refs, &mut out) {
             out.action = internal_error();
         }
     }
+    for (i, b) in rule.backend_refs.iter().enumerate() {
+        for (j, f) in b.filters.iter().enumerate() {
+            extension_ref(f, &format!("{}.filters[{j}]", at(i)), unresolved);
+        }
+    }
     out
+}
+
+/// An `ExtensionRef` filter names a kind Portolan has no extension for: ResolvedRefs is
+/// False with `InvalidKind`, and the rule (or the backend's share) answers 500 instead of
+/// skipping the filter, as the spec requires.
+fn extension_ref(f: &HttpRouteFilter, at: &str, unresolved: &mut Option<(&'static str, String)>) {
+    if f.type_ != "ExtensionRef" {
+        return;
+    }
+    let message = match &f.extension_ref {
+        Some(r) => format!(
+            "{at}.extensionRef: {}/{} {:?} is not a filter kind Portolan supports (it has no extension filters)",
+            r.group, r.kind, r.name
+        ),
+        None => format!("{at}.extensionRef: required for type ExtensionRef"),
+    };
+    unresolved.get_or_insert(("InvalidKind", message));
 }
 
 fn internal_error() -> HttpAction {
@@ -371,13 +409,17 @@ fn apply_filter(
             let Some(r) = &f.request_redirect else {
                 return false;
             };
-            let uri = match &r.path {
-                None => None,
-                Some(p) if p.type_ == "ReplaceFullPath" => p.replace_full_path.clone(),
+            let (uri, prefix) = match &r.path {
+                None => (None, false),
+                Some(p) if p.type_ == "ReplaceFullPath" => (p.replace_full_path.clone(), false),
+                Some(p) if p.type_ == "ReplacePrefixMatch" => {
+                    (p.replace_prefix_match.clone(), true)
+                }
                 Some(_) => return false,
             };
             rule.action = HttpAction::Redirect(Redirect {
                 uri,
+                prefix,
                 authority: r.hostname.clone(),
                 scheme: r.scheme.clone(),
                 port: r.port.and_then(|p| u16::try_from(p).ok()),
@@ -414,14 +456,73 @@ fn apply_filter(
             let Ok(destination) = backend(source, &m.backend_ref, refs) else {
                 return true;
             };
-            rule.mirror = Some(Mirror {
+            rule.mirrors.push(Mirror {
                 destination,
-                percent: f64::from(m.percent.unwrap_or(100).clamp(0, 100)),
+                percent: m.percentage(),
             });
+            true
+        }
+        "CORS" => {
+            let Some(c) = &f.cors else {
+                return false;
+            };
+            rule.cors = Some(cors(c));
             true
         }
         _ => false,
     }
+}
+
+/// A backendRef's own filters: header modifiers only; `None` for anything else.
+fn backend_headers(b: &HttpBackendRef) -> Option<BackendHeaders> {
+    let mut out = BackendHeaders::default();
+    for f in &b.filters {
+        let (modifier, ops) = match f.type_.as_str() {
+            "RequestHeaderModifier" => (&f.request_header_modifier, &mut out.request),
+            "ResponseHeaderModifier" => (&f.response_header_modifier, &mut out.response),
+            _ => return None,
+        };
+        header_ops(modifier.as_ref()?, ops);
+    }
+    Some(out)
+}
+
+/// The spec's default `maxAge`, in seconds.
+const CORS_DEFAULT_MAX_AGE: u64 = 5;
+
+/// The CORS filter: origins as exact values, or a regular expression for a `*` in the host
+/// (any number of labels) and for `*` alone.
+fn cors(c: &CorsFilter) -> Cors {
+    Cors {
+        allow_origins: c.allow_origins.iter().map(|o| origin(o)).collect(),
+        allow_methods: c.allow_methods.clone(),
+        allow_headers: c.allow_headers.clone(),
+        expose_headers: c.expose_headers.clone(),
+        max_age: Some(Duration::from_secs(
+            c.max_age
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(CORS_DEFAULT_MAX_AGE),
+        )),
+        allow_credentials: c.allow_credentials.filter(|a| *a),
+    }
+}
+
+fn origin(o: &str) -> StringMatch {
+    if o == "*" {
+        return StringMatch::Regex(".*".to_string());
+    }
+    if !o.contains('*') {
+        return StringMatch::Exact(o.to_string());
+    }
+    let escaped: String = o
+        .chars()
+        .map(|c| match c {
+            '*' => ".+".to_string(),
+            c if c.is_ascii_alphanumeric() => c.to_string(),
+            c => format!("\\{c}"),
+        })
+        .collect();
+    StringMatch::Regex(escaped)
 }
 
 fn header_ops(m: &HeaderModifier, ops: &mut HeaderOps) {

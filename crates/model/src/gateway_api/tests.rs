@@ -229,6 +229,74 @@ fn unresolved_backends_say_why_and_answer_500() {
 }
 
 #[test]
+fn extension_ref_filters_are_unresolved_and_their_rules_answer_500() {
+    let mut idx = base();
+    let ext = json!({"type": "ExtensionRef",
+        "extensionRef": {"group": "example.io", "kind": "Magic", "name": "m"}});
+    route(
+        &mut idx,
+        "infra",
+        "ext",
+        json!([
+            {"matches": [{"path": {"value": "/ext"}}], "filters": [ext.clone()],
+             "backendRefs": [{"name": "a", "port": 80}]},
+            {"matches": [{"path": {"value": "/ok"}}], "backendRefs": [{"name": "a", "port": 80}]}
+        ]),
+    );
+    route(
+        &mut idx,
+        "infra",
+        "backend-ext",
+        json!([{"matches": [{"path": {"value": "/b"}}],
+                "backendRefs": [{"name": "a", "port": 80, "filters": [ext]}]}]),
+    );
+    let world = idx.world();
+    for name in ["ext", "backend-ext"] {
+        assert_eq!(
+            parent_condition(&world, "infra", name, "ResolvedRefs"),
+            ("False".into(), "InvalidKind".into())
+        );
+        assert_eq!(
+            parent_condition(&world, "infra", name, "Accepted"),
+            ("True".into(), "Accepted".into())
+        );
+    }
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "gw")];
+    let rule = |name: &str, index: usize| {
+        gw.ports[0].virtual_hosts[0]
+            .rules
+            .iter()
+            .find(|r| r.route.name == name && r.index == index)
+            .map(|r| r.rule.action.clone())
+            .expect("rule")
+    };
+    assert!(matches!(
+        rule("ext", 0),
+        HttpAction::DirectResponse { status: 500, .. }
+    ));
+    assert!(matches!(rule("ext", 1), HttpAction::Forward { .. }));
+    // A mirror to a Service that does not exist is left out and said in ResolvedRefs.
+    route(
+        &mut idx,
+        "infra",
+        "mirror-missing",
+        json!([{"matches": [{"path": {"value": "/m"}}],
+                "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "nope", "port": 80}}}],
+                "backendRefs": [{"name": "a", "port": 80}]}]),
+    );
+    let world = idx.world();
+    assert_eq!(
+        parent_condition(&world, "infra", "mirror-missing", "ResolvedRefs"),
+        ("False".into(), "BackendNotFound".into())
+    );
+    // Its only backend cannot take the filter: every request gets 500.
+    assert!(matches!(
+        rule("backend-ext", 0),
+        HttpAction::DirectResponse { status: 500, .. }
+    ));
+}
+
+#[test]
 fn routes_outside_the_allowed_namespaces_or_sections_are_refused() {
     let mut idx = base();
     route(

@@ -127,6 +127,7 @@ pub(super) fn convert(
                 backends.push(Backend {
                     destination,
                     weight,
+                    headers: Default::default(),
                 });
             }
         }

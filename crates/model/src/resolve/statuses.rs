@@ -205,7 +205,7 @@ fn backend_refs(world: &World, route: &HttpRoute, out: &mut Vec<Problem>) {
                 check_destination(world, route, ns, &b.destination, &path, out);
             }
         }
-        if let Some(m) = &rule.mirror {
+        for m in &rule.mirrors {
             let path = http.index(i).field("mirror");
             check_destination(world, route, ns, &m.destination, &path, out);
         }

@@ -56,6 +56,7 @@ fn mk_route(
                     .map(|destination| Backend {
                         destination,
                         weight: 1,
+                        headers: Default::default(),
                     })
                     .collect(),
                 rewrite: None,
@@ -63,7 +64,7 @@ fn mk_route(
             timeout: None,
             retry: None,
             fault: None,
-            mirror: None,
+            mirrors: Vec::new(),
             request_headers: Default::default(),
             response_headers: Default::default(),
             cors: None,

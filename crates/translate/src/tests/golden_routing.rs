@@ -205,10 +205,10 @@ fn rule_features() {
             percent: 0.5,
         }),
     });
-    forward.mirror = Some(Mirror {
+    forward.mirrors = vec![Mirror {
         destination: mk_dest("reviews", None, Some("v3")),
         percent: 100.0,
-    });
+    }];
     forward.request_headers = HeaderOps {
         set: [("x-a".to_string(), "1".to_string())].into(),
         add: [("x-b".to_string(), "2".to_string())].into(),
@@ -238,6 +238,7 @@ fn rule_features() {
         }],
         HttpAction::Redirect(Redirect {
             uri: Some("/new".to_string()),
+            prefix: false,
             authority: Some("example.com".to_string()),
             scheme: Some("https".to_string()),
             port: Some(443),

@@ -172,6 +172,7 @@ fn mk_backend(host: &str, port: Option<u16>, subset: Option<&str>, weight: u32) 
     Backend {
         destination: mk_dest(host, port, subset),
         weight,
+        headers: Default::default(),
     }
 }
 
@@ -191,7 +192,7 @@ fn mk_rule(matches: Vec<HttpMatch>, action: HttpAction) -> HttpRule {
         timeout: None,
         retry: None,
         fault: None,
-        mirror: None,
+        mirrors: Vec::new(),
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
         cors: None,

@@ -165,10 +165,10 @@ fn mirror_clusters_are_in_the_wildcard_answer() {
         vec![],
         mk_forward(vec![mk_backend("reviews", None, None, 1)]),
     );
-    rule.mirror = Some(Mirror {
+    rule.mirrors = vec![Mirror {
         destination: mk_dest("shadow", None, None),
         percent: 100.0,
-    });
+    }];
     let world = with(
         world,
         Extra {

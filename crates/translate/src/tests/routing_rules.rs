@@ -444,3 +444,131 @@ fn locality_aware_policy_puts_the_proxys_zone_first() {
         [("zone-a".to_string(), 0), ("zone-b".to_string(), 0)]
     );
 }
+
+/// Backends with header edits of their own (Gateway API per-backendRef filters) stay one
+/// weighted cluster each, even the same cluster twice or a single backend, each with its
+/// edits; rules with several mirrors mirror to each.
+#[test]
+fn backend_header_edits_ride_on_weighted_clusters_and_every_mirror_is_kept() {
+    use portolan_model::routing::{BackendHeaders, HeaderOps, Mirror};
+    let edits = |value: &str| BackendHeaders {
+        request: HeaderOps {
+            set: [("backend".to_string(), value.to_string())].into(),
+            ..Default::default()
+        },
+        response: HeaderOps {
+            remove: vec!["server".to_string()],
+            ..Default::default()
+        },
+    };
+    let mut a = mk_backend("reviews", None, None, 3);
+    a.headers = edits("a");
+    let mut b = mk_backend("reviews", None, None, 1);
+    b.headers = edits("b");
+    let mut only = mk_backend("reviews", None, None, 1);
+    only.headers = edits("only");
+    let mut mirrored = mk_rule(vec![], mk_forward(vec![a, b]));
+    mirrored.mirrors = vec![
+        Mirror {
+            destination: mk_dest("reviews", None, Some("v2")),
+            percent: 100.0,
+        },
+        Mirror {
+            destination: mk_dest("reviews", None, Some("v3")),
+            percent: 35.0,
+        },
+    ];
+    let mut world = with(
+        mk_reviews_world(),
+        Extra {
+            routes: vec![mk_route("default", "reviews", &["reviews"], vec![mirrored])],
+            policies: vec![versions_policy(&["v2", "v3"])],
+            ..Default::default()
+        },
+    );
+    let r = run(&world);
+    let route = &vhost(&r, "reviews.default:9080").routes[0];
+    let Some(route::Action::Route(action)) = &route.action else {
+        panic!("not a route action: {route:?}")
+    };
+    let Some(ClusterSpecifier::WeightedClusters(w)) = &action.cluster_specifier else {
+        panic!("weighted clusters expected: {action:?}")
+    };
+    let seen: Vec<_> = w
+        .clusters
+        .iter()
+        .map(|c| {
+            (
+                c.weight.as_ref().map_or(0, |w| w.value),
+                c.request_headers_to_add[0]
+                    .header
+                    .as_ref()
+                    .map(|h| h.value.clone()),
+                c.response_headers_to_remove.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (3, Some("a".to_string()), vec!["server".to_string()]),
+            (1, Some("b".to_string()), vec!["server".to_string()]),
+        ]
+    );
+    let mirrors: Vec<_> = action
+        .request_mirror_policies
+        .iter()
+        .map(|m| {
+            (
+                m.cluster.clone(),
+                m.runtime_fraction
+                    .as_ref()
+                    .and_then(|f| f.default_value.as_ref())
+                    .map(|f| f.numerator),
+            )
+        })
+        .collect();
+    assert_eq!(
+        mirrors,
+        [
+            (
+                "outbound|9080|v2|reviews.default.svc.cluster.local".to_string(),
+                Some(1_000_000)
+            ),
+            (
+                "outbound|9080|v3|reviews.default.svc.cluster.local".to_string(),
+                Some(350_000)
+            ),
+        ]
+    );
+
+    // A single backend with edits is still a weighted cluster (of one).
+    world = with(
+        mk_reviews_world(),
+        Extra {
+            routes: vec![mk_route(
+                "default",
+                "reviews",
+                &["reviews"],
+                vec![mk_rule(vec![], mk_forward(vec![only]))],
+            )],
+            ..Default::default()
+        },
+    );
+    let r = run(&world);
+    let route = &vhost(&r, "reviews.default:9080").routes[0];
+    assert_eq!(
+        targets(route),
+        [(
+            "outbound|9080||reviews.default.svc.cluster.local".to_string(),
+            1
+        )]
+    );
+    let Some(route::Action::Route(action)) = &route.action else {
+        panic!("not a route action")
+    };
+    assert!(matches!(
+        &action.cluster_specifier,
+        Some(ClusterSpecifier::WeightedClusters(w)) if w.clusters.len() == 1
+    ));
+}

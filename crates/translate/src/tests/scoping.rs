@@ -114,10 +114,10 @@ fn route_destinations_out_of_scope_keep_their_clusters_but_get_no_virtual_host()
         vec![],
         mk_forward(vec![mk_backend("x.other.svc.cluster.local", None, None, 1)]),
     );
-    rule.mirror = Some(Mirror {
+    rule.mirrors = vec![Mirror {
         destination: mk_dest("api.elsewhere.io", None, None),
         percent: 10.0,
-    });
+    }];
     let route = mk_route("shop", "cart-to-x", &["cart"], vec![rule]);
     let world = with(
         mesh(),
