@@ -231,11 +231,13 @@ impl Index {
             manifests: self.manifests.clone(),
             api_gateways: BTreeMap::new(),
             api_statuses: BTreeMap::new(),
+            api_mesh: Default::default(),
         };
         world.statuses = crate::resolve::statuses(&world);
         let compiled = crate::gateway_api::compile(&world, &self.gateway_pool);
         world.api_gateways = compiled.gateways;
         world.api_statuses = compiled.statuses;
+        world.api_mesh = Arc::new(compiled.mesh);
         crate::edge::finish(&mut world);
         crate::jwt::finish(&mut world);
         world

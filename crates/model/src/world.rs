@@ -65,6 +65,8 @@ pub struct World {
     pub api_gateways: BTreeMap<ObjectRef, Arc<crate::gateway_api::ApiGateway>>,
     /// The status of every Gateway API object Portolan owns status for.
     pub api_statuses: BTreeMap<ObjectRef, crate::gateway_api::ApiStatus>,
+    /// HTTPRoutes and GRPCRoutes with Service parents (GAMMA), compiled from `gateway_api`.
+    pub api_mesh: Arc<crate::gateway_api::MeshRouting>,
 }
 
 impl World {

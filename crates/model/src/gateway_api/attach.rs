@@ -4,6 +4,7 @@
 //! every object gets from that. The listeners themselves are compiled in [`super::listener`].
 
 use super::address::AddressPool;
+use super::mesh::{self, MeshState};
 use super::listener::{ListenerState, Proto, listener_status, listeners, owning_listener};
 use super::rules::{self, RouteRefs};
 use super::status::{
@@ -68,11 +69,13 @@ pub(super) fn compile(world: &World, pool: &AddressPool) -> Compiled {
     let classes = our_classes(world, &mut out);
     let refs = RouteRefs::new(world);
     let mut gateways = our_gateways(world, &classes, pool, &refs);
+    let mut mesh = MeshState::default();
     for (source, resource) in &world.gateway_api {
         if let Some(route) = route_input(source, resource, &refs) {
-            attach_route(&route, &mut gateways, world, &mut out);
+            attach_route(&route, &mut gateways, &mut mesh, world, &mut out);
         }
     }
+    out.mesh = mesh.finish();
     for gw in gateways.into_values() {
         let (status, compiled) = finish_gateway(gw);
         out.statuses
@@ -254,26 +257,37 @@ fn given_address(gw: &Gateway) -> Option<String> {
 fn attach_route(
     route: &RouteInput<'_>,
     gateways: &mut BTreeMap<ObjectRef, GatewayState<'_>>,
+    mesh: &mut MeshState,
     world: &World,
     out: &mut Compiled,
 ) {
     let generation = route.generation;
     let mut parents = Vec::new();
     for parent in route.parent_refs {
-        let group = parent.group.as_deref().unwrap_or(GROUP);
-        let kind = parent.kind.as_deref().unwrap_or("Gateway");
-        if group != GROUP || kind != "Gateway" {
-            continue;
-        }
-        let namespace = parent
-            .namespace
-            .as_deref()
-            .unwrap_or(&route.source.namespace);
-        let key = ObjectRef::new(Kind::ApiGateway, namespace, &parent.name);
-        let Some(gw) = gateways.get_mut(&key) else {
-            continue;
+        let attached = if mesh::is_service(parent) {
+            // GAMMA: HTTPRoutes and GRPCRoutes only (a TCPRoute or TLSRoute with a Service
+            // parent is not Portolan's to answer).
+            let Contribution::Http(rules) = &route.contribution else {
+                continue;
+            };
+            mesh.attach(world, &route.source.namespace, parent, rules)
+        } else {
+            let group = parent.group.as_deref().unwrap_or(GROUP);
+            let kind = parent.kind.as_deref().unwrap_or("Gateway");
+            if group != GROUP || kind != "Gateway" {
+                continue;
+            }
+            let namespace = parent
+                .namespace
+                .as_deref()
+                .unwrap_or(&route.source.namespace);
+            let key = ObjectRef::new(Kind::ApiGateway, namespace, &parent.name);
+            let Some(gw) = gateways.get_mut(&key) else {
+                continue;
+            };
+            attach_to_gateway(route, parent, gw, world)
         };
-        let accepted = match attach_to_gateway(route, parent, gw, world) {
+        let accepted = match attached {
             Ok(()) => ApiCondition::new("Accepted", true, "Accepted", "attached", generation),
             Err((reason, message)) => {
                 ApiCondition::new("Accepted", false, reason, message, generation)

@@ -16,11 +16,13 @@ mod address;
 mod attach;
 mod grpc;
 mod listener;
+pub mod mesh;
 mod rules;
 pub mod status;
 mod tls;
 
 pub use address::{ANY, AddressPool, DEFAULT_POOL};
+pub use mesh::{MeshPort, MeshRouting};
 pub use rules::INVALID_BACKEND_HOST;
 pub use status::ApiStatus;
 
@@ -106,6 +108,8 @@ pub struct ApiRule {
 pub struct Compiled {
     pub gateways: BTreeMap<ObjectRef, Arc<ApiGateway>>,
     pub statuses: BTreeMap<ObjectRef, ApiStatus>,
+    /// HTTPRoutes and GRPCRoutes attached to Services (GAMMA, see [`mesh`]).
+    pub mesh: MeshRouting,
 }
 
 /// The `node.cluster` of a Gateway's proxies: `gateway:NAMESPACE/NAME` (no Kubernetes name
