@@ -152,3 +152,7 @@ impl MeshState {
         out
     }
 }
+
+#[cfg(test)]
+#[path = "mesh_tests.rs"]
+mod tests;
