@@ -15,6 +15,7 @@ mod examples;
 mod faults;
 mod gateway;
 mod gateway_api;
+mod gateway_api_mesh;
 mod gateway_api_kubernetes;
 mod grpc;
 mod history;
