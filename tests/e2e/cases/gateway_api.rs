@@ -513,6 +513,7 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "Gateway",
             "GRPCRoute",
             "HTTPRoute",
+            "Mesh",
             "ReferenceGrant",
             "TCPRoute",
             "TLSRoute"

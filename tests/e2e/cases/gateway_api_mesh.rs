@@ -39,6 +39,9 @@ const NS: &str = "gateway-conformance-mesh";
 /// The consumer namespace of MeshConsumerRoute.
 const CONSUMER_NS: &str = "gateway-conformance-mesh-consumer";
 const DEADLINE: Duration = Duration::from_secs(20);
+/// How many more times a routed request must reach its backend once it did (a request that
+/// the default routing of `echo` sent to either version passes 10 times in 2^10).
+const STABLE: usize = 10;
 
 /// One Portolan, the upstreams behind the Services, and a client sidecar per namespace.
 struct Gamma {
@@ -173,21 +176,36 @@ impl Gamma {
         .await
     }
 
-    /// Expects the producer's client to reach backend `name` with `GET path` (Host `echo`).
+    /// Expects the producer's client to reach backend `name` with `GET path` (Host `echo`):
+    /// once the configuration is there, every time (Service `echo` alone would reach either
+    /// version at random).
     async fn expect_backend(
         &self,
         path: &str,
         headers: &[(&str, &str)],
         name: &str,
     ) -> anyhow::Result<Reply> {
-        self.expect(&self.producer, ("echo", path), headers, |r| {
+        let check = |r: &Reply| {
             if r.status == 200 && r.upstream() == Some(name) {
                 Ok(())
             } else {
                 Err(format!("want {name}"))
             }
-        })
-        .await
+        };
+        let reply = self
+            .expect(&self.producer, ("echo", path), headers, check)
+            .await?;
+        for _ in 0..STABLE {
+            let mut r = self.producer.request(Method::GET, "echo", path);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            let again = send(r).await?;
+            check(&again).map_err(|e| {
+                anyhow::anyhow!("GET {path} {headers:?}: {e}, got {:?}", again.upstream())
+            })?;
+        }
+        Ok(reply)
     }
 
     /// Starts the gRPC servers behind the gRPC Services and the client (once); the client

@@ -22,12 +22,13 @@ use portolan_api::{Kind, ObjectRef, Resource};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// The features Portolan claims in GatewayClass status: only those the conformance runner
-/// (tests/e2e/cases/gateway_api.rs) reproduces.
+/// The features Portolan claims in GatewayClass status: only those the conformance runners
+/// (tests/e2e/cases/gateway_api.rs; `Mesh`: gateway_api_mesh.rs) reproduce.
 const SUPPORTED_FEATURES: &[&str] = &[
     "Gateway",
     "GRPCRoute",
     "HTTPRoute",
+    "Mesh",
     "ReferenceGrant",
     "TCPRoute",
     "TLSRoute",
