@@ -17,7 +17,11 @@ use portolan_model::ServiceKey;
 use portolan_model::gateway_api::ApiRule;
 
 /// The GAMMA rules of port `port` of Service `key` for this group, if any route has them.
-pub(crate) fn rules_for<'w>(ctx: &Context<'w>, key: &ServiceKey, port: u16) -> Option<&'w [ApiRule]> {
+pub(crate) fn rules_for<'w>(
+    ctx: &Context<'w>,
+    key: &ServiceKey,
+    port: u16,
+) -> Option<&'w [ApiRule]> {
     let mesh = &ctx.world.api_mesh;
     if mesh.is_empty() {
         return None;
@@ -26,7 +30,11 @@ pub(crate) fn rules_for<'w>(ctx: &Context<'w>, key: &ServiceKey, port: u16) -> O
 }
 
 /// The Envoy routes of `rules` on the virtual host `vhost`, in their precedence order.
-pub(crate) fn routes(ctx: &Context<'_>, rules: &[ApiRule], vhost: &VirtualHostTarget) -> Vec<Route> {
+pub(crate) fn routes(
+    ctx: &Context<'_>,
+    rules: &[ApiRule],
+    vhost: &VirtualHostTarget,
+) -> Vec<Route> {
     rules
         .iter()
         .flat_map(|r| route_rules::routes(ctx, &one_rule(r), Some(vhost)))

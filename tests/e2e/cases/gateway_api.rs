@@ -51,7 +51,7 @@ use tls::{
 };
 
 #[path = "gateway_api_board.rs"]
-mod board;
+pub(crate) mod board;
 #[path = "gateway_api_grpc.rs"]
 mod grpc;
 #[path = "gateway_api_core.rs"]

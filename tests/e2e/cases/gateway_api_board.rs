@@ -174,7 +174,6 @@ pub(crate) struct Board {
 
 impl Board {
     /// The board of the GAMMA runner (tests/e2e/cases/gateway_api_mesh.rs).
-    #[allow(dead_code)] // each runner includes this file; one of them calls it
     pub(crate) fn mesh() -> Self {
         Self {
             mesh: true,
@@ -296,12 +295,7 @@ impl Board {
 
     /// The GAMMA runner's report, after its profile lines.
     fn finish_mesh(&self, mut out: String, missing: String) -> String {
-        out.push_str(&self.line(
-            "MESH-HTTP extended (not claimed)",
-            &MESH_EXTENDED,
-            true,
-            "",
-        ));
+        out.push_str(&self.line("MESH-HTTP extended (not claimed)", &MESH_EXTENDED, true, ""));
         self.finish(out, missing)
     }
 

@@ -15,7 +15,7 @@
 //! scenario did.
 
 use crate::bin;
-use board::Board;
+use crate::gateway_api::board::Board;
 use futures::FutureExt;
 use portolan_e2e::envoy::Protocol;
 use portolan_e2e::http::{Reply, send};
@@ -30,9 +30,6 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
-
-#[path = "gateway_api_board.rs"]
-mod board;
 
 /// The producer namespace: the Services and their routes.
 const NS: &str = "gateway-conformance-mesh";
@@ -261,12 +258,22 @@ async fn sidecar(portolan: &Portolan, ns: &str) -> anyhow::Result<Envoy> {
         &port,
     ];
     let group = format!("client.{ns}");
-    Envoy::start_with(bin(), ports, &format!("{group}-1"), &group, Protocol::Sotw, &args).await
+    Envoy::start_with(
+        bin(),
+        ports,
+        &format!("{group}-1"),
+        &group,
+        Protocol::Sotw,
+        &args,
+    )
+    .await
 }
 
 /// A manifest of tests/e2e/gateway-api/mesh.
 fn manifest(name: &str) -> anyhow::Result<String> {
-    let path = workspace_root().join("tests/e2e/gateway-api/mesh").join(name);
+    let path = workspace_root()
+        .join("tests/e2e/gateway-api/mesh")
+        .join(name);
     std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
@@ -459,12 +466,19 @@ async fn simple_same_namespace(g: &mut Gamma) -> anyhow::Result<()> {
     g.unload(file, &[(NS, route)]).await
 }
 
+/// A request's path and headers, and the backend that must answer it.
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
 /// MeshHTTPRouteMatching: the cases of upstream's test.
 async fn matching(g: &mut Gamma) -> anyhow::Result<()> {
     let (file, route) = ("matching.yaml", "mesh-matching");
     g.load(file, &[(NS, route)]).await?;
     route_accepted(g, "HTTPRoute", route, "echo").await?;
-    let cases: [(&str, &[(&str, &str)], &str); 9] = [
+    let cases: [Case; 9] = [
         ("/", &[], "echo-v1"),
         ("/example", &[], "echo-v1"),
         ("/", &[("Version", "one")], "echo-v1"),
@@ -507,7 +521,10 @@ async fn weight(g: &mut Gamma) -> anyhow::Result<()> {
 
 /// MeshHTTPRouteRedirectHostAndStatus.
 async fn redirect_host_and_status(g: &mut Gamma) -> anyhow::Result<()> {
-    let (file, route) = ("redirect-host-and-status.yaml", "mesh-redirect-host-and-status");
+    let (file, route) = (
+        "redirect-host-and-status.yaml",
+        "mesh-redirect-host-and-status",
+    );
     g.load(file, &[(NS, route)]).await?;
     route_accepted(g, "HTTPRoute", route, "echo").await?;
     for (path, status) in [
@@ -530,7 +547,10 @@ async fn redirect_host_and_status(g: &mut Gamma) -> anyhow::Result<()> {
 
 /// MeshHTTPRouteRequestHeaderModifier: what the backend receives.
 async fn request_header_modifier(g: &mut Gamma) -> anyhow::Result<()> {
-    let (file, route) = ("request-header-modifier.yaml", "mesh-request-header-modifier");
+    let (file, route) = (
+        "request-header-modifier.yaml",
+        "mesh-request-header-modifier",
+    );
     g.load(file, &[(NS, route)]).await?;
     route_accepted(g, "HTTPRoute", route, "echo").await?;
     let headers = [
@@ -629,7 +649,13 @@ async fn invalid_parents(g: &mut Gamma) -> anyhow::Result<()> {
         not_matching,
     )
     .await?;
-    parent_condition(g, ("HTTPRoute", NS, "mesh-missing-port"), "echo", not_matching).await?;
+    parent_condition(
+        g,
+        ("HTTPRoute", NS, "mesh-missing-port"),
+        "echo",
+        not_matching,
+    )
+    .await?;
     let backend = ("HTTPRoute", NS, "mesh-missing-backend");
     parent_condition(g, backend, "echo-v2", ("Accepted", "True", "Accepted")).await?;
     parent_condition(
@@ -639,12 +665,15 @@ async fn invalid_parents(g: &mut Gamma) -> anyhow::Result<()> {
         ("ResolvedRefs", "False", "BackendNotFound"),
     )
     .await?;
-    g.expect(&g.producer, (&format!("echo-v2.{NS}"), "/"), &[], |r| {
-        match r.status {
+    g.expect(
+        &g.producer,
+        (&format!("echo-v2.{NS}"), "/"),
+        &[],
+        |r| match r.status {
             500 => Ok(()),
             s => Err(format!("want 500, got {s}")),
-        }
-    })
+        },
+    )
     .await?;
     // The route on a port Echo does not have left `echo` alone.
     mesh_basic(g).await?;

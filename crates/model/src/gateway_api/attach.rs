@@ -4,8 +4,8 @@
 //! every object gets from that. The listeners themselves are compiled in [`super::listener`].
 
 use super::address::AddressPool;
-use super::mesh::{self, MeshState};
 use super::listener::{ListenerState, Proto, listener_status, listeners, owning_listener};
+use super::mesh::{self, MeshState};
 use super::rules::{self, RouteRefs};
 use super::status::{
     ApiCondition, ApiStatus, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteParentStatus,

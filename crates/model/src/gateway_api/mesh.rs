@@ -69,7 +69,10 @@ impl MeshPort {
 
 /// Whether a parentRef names a Service (core group, kind Service).
 pub(super) fn is_service(parent: &ParentReference) -> bool {
-    let group = parent.group.as_deref().unwrap_or("gateway.networking.k8s.io");
+    let group = parent
+        .group
+        .as_deref()
+        .unwrap_or("gateway.networking.k8s.io");
     let kind = parent.kind.as_deref().unwrap_or("Gateway");
     matches!(group, "" | "core") && kind == "Service"
 }
@@ -106,15 +109,17 @@ impl MeshState {
         if service.external_name.is_some() {
             return Err((
                 "NoMatchingParent",
-                format!("parentRef: Service {key} is of type ExternalName, which has no mesh traffic"),
+                format!(
+                    "parentRef: Service {key} is of type ExternalName, which has no mesh traffic"
+                ),
             ));
         }
         let ports: Vec<u16> = match parent.port {
             None => service.ports.iter().map(|p| p.port).collect(),
             Some(p) => {
-                let port = u16::try_from(p).ok().filter(|p| {
-                    service.ports.iter().any(|sp| sp.port == *p)
-                });
+                let port = u16::try_from(p)
+                    .ok()
+                    .filter(|p| service.ports.iter().any(|sp| sp.port == *p));
                 let Some(port) = port else {
                     return Err((
                         "NoMatchingParent",

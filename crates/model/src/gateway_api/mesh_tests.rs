@@ -44,7 +44,14 @@ fn base() -> Index {
 }
 
 /// An HTTPRoute in `ns` with `parent` (a Service parentRef) sending `path` to `backend`.
-fn route(idx: &mut Index, ns: &str, name: &str, parent: serde_json::Value, path: &str, backend: &str) {
+fn route(
+    idx: &mut Index,
+    ns: &str,
+    name: &str,
+    parent: serde_json::Value,
+    path: &str,
+    backend: &str,
+) {
     apply(
         idx,
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
@@ -89,7 +96,10 @@ fn conditions(world: &World, ns: &str, name: &str) -> Vec<(String, String, Strin
     };
     assert_eq!(s.parents.len(), 1);
     assert_eq!(s.parents[0].parent_ref.kind.as_deref(), Some("Service"));
-    assert_eq!(s.parents[0].controller_name, "portolan.dev/gateway-controller");
+    assert_eq!(
+        s.parents[0].controller_name,
+        "portolan.dev/gateway-controller"
+    );
     s.parents[0]
         .conditions
         .iter()
@@ -109,12 +119,18 @@ fn producer_routes_merge_by_precedence_on_every_port_or_the_named_one() {
     let world = idx.world();
     // The longer prefix first, whichever route it came from; hostnames play no part.
     assert_eq!(backends(&world, 80, None), ["echo-v2.mesh", "echo-v1.mesh"]);
-    assert_eq!(backends(&world, 80, Some("other")), ["echo-v2.mesh", "echo-v1.mesh"]);
+    assert_eq!(
+        backends(&world, 80, Some("other")),
+        ["echo-v2.mesh", "echo-v1.mesh"]
+    );
     // Port 8080: only the route without a port.
     assert_eq!(backends(&world, 8080, None), ["echo-v2.mesh"]);
     assert_eq!(
         conditions(&world, "mesh", "root"),
-        [c("Accepted", "True", "Accepted"), c("ResolvedRefs", "True", "ResolvedRefs")]
+        [
+            c("Accepted", "True", "Accepted"),
+            c("ResolvedRefs", "True", "ResolvedRefs")
+        ]
     );
 }
 
@@ -146,7 +162,14 @@ fn service_parents_that_do_not_match_are_refused_with_the_upstream_reasons() {
     let mut idx = base();
     let missing = json!({"group": "", "kind": "Service", "name": "nope"});
     route(&mut idx, "mesh", "missing", missing, "/", "echo-v1");
-    route(&mut idx, "mesh", "bad-port", echo(Some(9999)), "/", "echo-v1");
+    route(
+        &mut idx,
+        "mesh",
+        "bad-port",
+        echo(Some(9999)),
+        "/",
+        "echo-v1",
+    );
     route(&mut idx, "mesh", "bad-backend", echo(None), "/", "gone");
     let world = idx.world();
     assert_eq!(
@@ -159,7 +182,10 @@ fn service_parents_that_do_not_match_are_refused_with_the_upstream_reasons() {
     );
     assert_eq!(
         conditions(&world, "mesh", "bad-backend"),
-        [c("Accepted", "True", "Accepted"), c("ResolvedRefs", "False", "BackendNotFound")]
+        [
+            c("Accepted", "True", "Accepted"),
+            c("ResolvedRefs", "False", "BackendNotFound")
+        ]
     );
     // The route with a missing backend still routes: its rule answers 500.
     let key = ServiceKey::new("mesh", "echo");
