@@ -9,7 +9,9 @@
 //! (and an AccessPolicy refusing a caller of it); an unknown destination
 //! passed through with ALLOW_ANY and refused in registry-only mode; a pod-IP call reaching
 //! that pod and not the canary route; a server's own port reachable only through its
-//! sidecar's inbound listener. Bounded in time; every namespace goes when the test ends.
+//! sidecar's inbound listener; an HTTPRoute with Service `reviews` as its parent (GAMMA)
+//! replacing the canary for the captured client. Bounded in time; every namespace goes when
+//! the test ends.
 
 use crate::bin;
 use portolan_e2e::netns::{self, Node, Pod, Relay};

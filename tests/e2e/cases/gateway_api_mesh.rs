@@ -66,8 +66,8 @@ impl Gamma {
             "endpoints.yaml",
             &[
                 endpoints_yaml(NS, "echo", &[&v1, &v2]),
-                endpoints_yaml(NS, "echo-v1", &[&v1]),
-                endpoints_yaml(NS, "echo-v2", &[&v2]),
+                two_port_slice("echo-v1", &v1),
+                two_port_slice("echo-v2", &v2),
             ]
             .join("---\n"),
         )?;
@@ -269,6 +269,15 @@ async fn sidecar(portolan: &Portolan, ns: &str) -> anyhow::Result<Envoy> {
     .await
 }
 
+/// The EndpointSlice of `service` (ports `http` 80 and `http-alt` 8080) holding `upstream`
+/// on both ports.
+fn two_port_slice(service: &str, upstream: &Upstream) -> String {
+    let (ip, port) = (upstream.addr().ip(), upstream.port());
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}\n  namespace: {NS}\n  labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: http\n  port: {port}\n- name: http-alt\n  port: {port}\n"
+    )
+}
+
 /// A manifest of tests/e2e/gateway-api/mesh.
 fn manifest(name: &str) -> anyhow::Result<String> {
     let path = workspace_root()
@@ -417,6 +426,7 @@ async fn gamma_mesh_conformance() -> anyhow::Result<()> {
     );
     scenario!(b, g, &["MeshGRPCRouteWeight"], grpc_weight);
     scenario!(b, g, &["MeshConsumerRoute"], consumer_route);
+    scenario!(b, g, &["MeshPorts"], ports);
     scenario!(
         b,
         g,
@@ -634,6 +644,36 @@ async fn consumer_route(g: &mut Gamma) -> anyhow::Result<()> {
         r.headers
     );
     g.unload(file, &[(CONSUMER_NS, route)]).await
+}
+
+/// MeshPorts: `parentRef.port` limits a route to that port of its Service.
+async fn ports(g: &mut Gamma) -> anyhow::Result<()> {
+    let file = "ports.yaml";
+    let routes = [(NS, "mesh-ports-v1"), (NS, "mesh-ports-v2")];
+    g.load(file, &routes).await?;
+    route_accepted(g, "HTTPRoute", "mesh-ports-v1", "echo-v1").await?;
+    route_accepted(g, "HTTPRoute", "mesh-ports-v2", "echo-v2").await?;
+    for (host, backend, header) in [
+        ("echo-v1", "echo-v1", Some("v1")),
+        ("echo-v1:8080", "echo-v1", None),
+        ("echo-v2", "echo-v2", Some("v2")),
+        ("echo-v2:8080", "echo-v2", Some("v2")),
+    ] {
+        let check = |r: &Reply| {
+            let seen = (r.status, r.upstream(), r.header("x-header-set"));
+            if seen == (200, Some(backend), header) {
+                Ok(())
+            } else {
+                Err(format!("want {backend} with X-Header-Set {header:?}"))
+            }
+        };
+        g.expect(&g.producer, (host, "/"), &[], check).await?;
+        for _ in 0..STABLE {
+            let r = send(g.producer.request(Method::GET, host, "/")).await?;
+            check(&r).map_err(|e| anyhow::anyhow!("{host}: {e}: {:?}", r.headers))?;
+        }
+    }
+    g.unload(file, &routes).await
 }
 
 /// Parent status of Service parents that do not match, and of a backend that does not exist
