@@ -5,7 +5,7 @@
 //! * The route's rules (compiled exactly as for a Gateway, see [`super::rules`] and
 //!   [`super::grpc`]) replace the default routing of the Service's virtual host in every
 //!   sidecar's outbound route configuration: on every port of the Service, or on the port
-//!   `parentRef.port` names.
+//!   `parentRef.port` (and/or `sectionName`, the port's name) names.
 //! * A **producer route** (in the Service's namespace) applies to every consumer; a
 //!   **consumer route** (in another namespace) applies only to sidecars of the route's
 //!   namespace, and there it wins over the producer routes of that port.
@@ -14,12 +14,13 @@
 //! * `hostnames` play no part for a Service parent (the Service is the host).
 //!
 //! Status: one `parents[]` entry per Service parentRef: `Accepted=False NoMatchingParent` for
-//! a Service that does not exist or a port it does not have, else `Accepted=True`; and
+//! a Service that does not exist or a port (number or name) it does not have, else
+//! `Accepted=True`; and
 //! `ResolvedRefs` as for a Gateway parent.
 
 use super::ApiRule;
 use super::rules::{self, Precedence};
-use crate::types::ServiceKey;
+use crate::types::{Service, ServiceKey};
 use crate::world::World;
 use portolan_api::gwapi::ParentReference;
 use std::collections::BTreeMap;
@@ -77,6 +78,35 @@ pub(super) fn is_service(parent: &ParentReference) -> bool {
     matches!(group, "" | "core") && kind == "Service"
 }
 
+/// The ports of `service` a parentRef selects: all, or the one `port` and/or `sectionName`
+/// (the port's name) name; `Err` when none is (`Accepted=False NoMatchingParent`).
+fn selected_ports(
+    service: &Service,
+    parent: &ParentReference,
+) -> Result<Vec<u16>, (&'static str, String)> {
+    let ports: Vec<u16> = service
+        .ports
+        .iter()
+        .filter(|p| parent.port.is_none_or(|n| i32::from(p.port) == n))
+        .filter(|p| parent.section_name.as_ref().is_none_or(|n| *n == p.name))
+        .map(|p| p.port)
+        .collect();
+    if ports.is_empty() {
+        let key = &service.key;
+        let wanted = match (&parent.port, &parent.section_name) {
+            (Some(n), Some(name)) => format!("parentRef.port {n} with sectionName {name:?}"),
+            (Some(n), None) => format!("parentRef.port: {n}"),
+            (None, Some(name)) => format!("parentRef.sectionName: {name:?}"),
+            (None, None) => "parentRef".to_string(),
+        };
+        return Err((
+            "NoMatchingParent",
+            format!("{wanted} is not a port of Service {key}"),
+        ));
+    }
+    Ok(ports)
+}
+
 type Collected = Vec<(Precedence, ApiRule)>;
 
 /// Routes being attached to Services.
@@ -114,21 +144,7 @@ impl MeshState {
                 ),
             ));
         }
-        let ports: Vec<u16> = match parent.port {
-            None => service.ports.iter().map(|p| p.port).collect(),
-            Some(p) => {
-                let port = u16::try_from(p)
-                    .ok()
-                    .filter(|p| service.ports.iter().any(|sp| sp.port == *p));
-                let Some(port) = port else {
-                    return Err((
-                        "NoMatchingParent",
-                        format!("parentRef.port: {p} is not a port of Service {key}"),
-                    ));
-                };
-                vec![port]
-            }
-        };
+        let ports = selected_ports(service, parent)?;
         let consumer = (route_ns != namespace).then(|| route_ns.to_string());
         for port in ports {
             let (producer, consumers) = self.ports.entry((key.clone(), port)).or_default();

@@ -135,6 +135,17 @@ fn producer_routes_merge_by_precedence_on_every_port_or_the_named_one() {
 }
 
 #[test]
+fn section_name_selects_a_port_by_its_name() {
+    let mut idx = base();
+    let mut parent = echo(None);
+    parent["sectionName"] = json!("http-8080");
+    route(&mut idx, "mesh", "alt", parent, "/", "echo-v2");
+    let world = idx.world();
+    assert_eq!(backends(&world, 8080, None), ["echo-v2.mesh"]);
+    assert!(backends(&world, 80, None).is_empty());
+}
+
+#[test]
 fn a_consumer_route_applies_to_its_namespace_only_and_wins_there() {
     let mut idx = base();
     route(&mut idx, "mesh", "producer", echo(None), "/", "echo-v1");
@@ -171,7 +182,21 @@ fn service_parents_that_do_not_match_are_refused_with_the_upstream_reasons() {
         "echo-v1",
     );
     route(&mut idx, "mesh", "bad-backend", echo(None), "/", "gone");
+    let mut by_name = echo(Some(8080));
+    by_name["sectionName"] = json!("http-80");
+    route(
+        &mut idx,
+        "mesh",
+        "name-and-port-differ",
+        by_name,
+        "/",
+        "echo-v1",
+    );
     let world = idx.world();
+    assert_eq!(
+        conditions(&world, "mesh", "name-and-port-differ")[0],
+        c("Accepted", "False", "NoMatchingParent")
+    );
     assert_eq!(
         conditions(&world, "mesh", "missing")[0],
         c("Accepted", "False", "NoMatchingParent")
