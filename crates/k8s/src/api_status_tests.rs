@@ -307,3 +307,34 @@ fn a_backend_tls_policy_no_route_uses_is_not_touched() {
     let policy = ObjectRef::new(Kind::BackendTlsPolicy, "shop", "web-tls");
     assert!(!out.contains_key(&policy), "{out:?}");
 }
+
+#[test]
+fn a_service_parent_gets_its_entry_next_to_another_meshs() {
+    // GAMMA: the route's parent is Service shop/web; another mesh wrote its own entry for it.
+    let service_ref = json!({"group": "", "kind": "Service", "name": "web"});
+    let theirs = json!({
+        "parentRef": service_ref,
+        "controllerName": OTHER,
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                        "observedGeneration": 5, "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    });
+    let mut route = http_route(&[], json!({"parents": [theirs.clone()]}));
+    route["spec"]["parentRefs"] = json!([service_ref]);
+    let (world, seen) = cluster(&[(Kind::Service, service()), (Kind::HttpRoute, route)]);
+    let out = desired(&world, &seen, &BTreeMap::new(), Timestamp::now());
+    let parents = out[&route_ref()]["parents"].as_array().unwrap().clone();
+    assert_eq!(parents.len(), 2, "{parents:?}");
+    assert_eq!(parents[0], theirs, "the other mesh's entry, untouched");
+    let ours = &parents[1];
+    assert_eq!(ours["controllerName"], CONTROLLER_NAME);
+    assert_eq!(ours["parentRef"], service_ref);
+    for t in ["Accepted", "ResolvedRefs"] {
+        let c = condition(&ours["conditions"], t);
+        assert_eq!(
+            (&c["status"], &c["observedGeneration"]),
+            (&json!("True"), &json!(5)),
+            "{t}"
+        );
+        assert!(c["lastTransitionTime"].is_string());
+    }
+}

@@ -236,12 +236,14 @@ impl Index {
             api_gateways: BTreeMap::new(),
             api_statuses: BTreeMap::new(),
             backend_tls: BTreeMap::new(),
+            api_mesh: Default::default(),
         };
         world.statuses = crate::resolve::statuses(&world);
         let compiled = crate::gateway_api::compile(&world, &self.gateway_pool);
         world.api_gateways = compiled.gateways;
         world.api_statuses = compiled.statuses;
         world.backend_tls = compiled.backend_tls;
+        world.api_mesh = Arc::new(compiled.mesh);
         crate::edge::finish(&mut world);
         crate::jwt::finish(&mut world);
         world

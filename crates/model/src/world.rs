@@ -68,6 +68,8 @@ pub struct World {
     /// TLS the proxies of Portolan's Gateway API Gateways originate towards Service ports
     /// (BackendTLSPolicy), compiled from `gateway_api`.
     pub backend_tls: crate::gateway_api::BackendTlsMap,
+    /// HTTPRoutes and GRPCRoutes with Service parents (GAMMA), compiled from `gateway_api`.
+    pub api_mesh: Arc<crate::gateway_api::MeshRouting>,
 }
 
 impl World {

@@ -21,6 +21,9 @@ pub(crate) struct Context<'w> {
     by_key: BTreeMap<ServiceKey, usize>,
     /// What a scoped group sees (`None`: everything).
     visible: Option<Visible>,
+    /// The namespace of the group's workload (GAMMA consumer routes of that namespace apply
+    /// to it); `None`: not a mesh workload.
+    pub consumer: Option<String>,
 }
 
 /// The host a virtual host routes and the port it answers on; a destination naming the same
@@ -56,6 +59,7 @@ impl<'w> Context<'w> {
             plans,
             by_key,
             visible: None,
+            consumer: None,
         }
     }
 
@@ -63,6 +67,7 @@ impl<'w> Context<'w> {
     pub(crate) fn for_group(world: &'w World, options: &'w Options, group: &ProxyGroup) -> Self {
         let mut ctx = Self::new(world, options);
         ctx.visible = Visible::of(&ctx, group);
+        ctx.consumer = group.own_namespace().map(str::to_string);
         ctx
     }
 

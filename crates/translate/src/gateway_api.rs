@@ -385,7 +385,7 @@ fn parts_of(gateway: &ObjectRef, vh: &ApiVirtualHost) -> Vec<Part> {
 }
 
 /// A rule match as a one-rule route (how its Envoy routes are made and named).
-fn one_rule(r: &ApiRule) -> HttpRoute {
+pub(crate) fn one_rule(r: &ApiRule) -> HttpRoute {
     HttpRoute {
         source: r.route.clone(),
         generation: 0,
@@ -428,7 +428,7 @@ fn virtual_host(ctx: &Context<'_>, vh: &ApiVirtualHost, site: &mut Site<'_>) -> 
     }
 }
 
-fn answer_missing_clusters_with_500(mut r: Route) -> Route {
+pub(crate) fn answer_missing_clusters_with_500(mut r: Route) -> Route {
     if let Some(route::Action::Route(action)) = &mut r.action {
         action.cluster_not_found_response_code =
             ClusterNotFoundResponseCode::InternalServerError as i32;

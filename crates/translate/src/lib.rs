@@ -46,6 +46,7 @@ mod endpoint;
 mod ext_authz;
 mod external;
 mod filters;
+mod gamma;
 mod gateway;
 mod gateway_api;
 mod inbound;

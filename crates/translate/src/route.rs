@@ -8,10 +8,12 @@
 //!
 //! A virtual host sends everything to its cluster, unless a TrafficRoute attached to the mesh
 //! routes its host: then the route's rules replace that default route (on every port of the
-//! Service).
+//! Service). An HTTPRoute or GRPCRoute with the Service as its parent (GAMMA, see
+//! [`crate::gamma`]) replaces both, on the ports it attaches to.
 
 use crate::context::{Context, VirtualHostTarget};
 use crate::external::ExternalPlan;
+use crate::gamma;
 use crate::lookup::{self, TargetId};
 use crate::names;
 use crate::provenance::{Entry, Origins, Part, origins, union};
@@ -162,13 +164,22 @@ fn virtual_host(
         target: TargetId::Service(key.clone()),
         port: port.port.port,
     };
+    let name = names::virtual_host_name(key, port.port.port);
+    if let Some(rules) = gamma::rules_for(ctx, key, port.port.port) {
+        parts.list.extend(gamma::parts(&name, from, rules));
+        return VirtualHost {
+            name,
+            domains,
+            routes: gamma::routes(ctx, rules, &vhost),
+            ..Default::default()
+        };
+    }
     let mut policy_source = None;
     let routes = routes_for(ctx, routed, &vhost, || {
         let policy = ctx.service_policy(key, port.port.port);
         policy_source = policy.as_ref().map(|p| p.source.clone());
         route_rules::default_route(&port.cluster, policy.as_deref())
     });
-    let name = names::virtual_host_name(key, port.port.port);
     let from = with_policy(from, policy_source);
     parts.virtual_host(&name, from, routed.get(&vhost.target).map(Arc::as_ref));
     VirtualHost {

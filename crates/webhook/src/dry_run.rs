@@ -423,6 +423,7 @@ fn resolved(mut world: World) -> World {
     let compiled = portolan_model::gateway_api::compile(&world, &pool);
     world.api_gateways = compiled.gateways;
     world.api_statuses = compiled.statuses;
+    world.api_mesh = std::sync::Arc::new(compiled.mesh);
     portolan_model::edge::finish(&mut world);
     portolan_model::jwt::finish(&mut world);
     world

@@ -9,7 +9,9 @@
 //! (and an AccessPolicy refusing a caller of it); an unknown destination
 //! passed through with ALLOW_ANY and refused in registry-only mode; a pod-IP call reaching
 //! that pod and not the canary route; a server's own port reachable only through its
-//! sidecar's inbound listener. Bounded in time; every namespace goes when the test ends.
+//! sidecar's inbound listener; an HTTPRoute with Service `reviews` as its parent (GAMMA)
+//! replacing the canary for the captured client. Bounded in time; every namespace goes when
+//! the test ends.
 
 use crate::bin;
 use portolan_e2e::netns::{self, Node, Pod, Relay};
@@ -20,6 +22,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(30);
 const REVIEWS_IP: &str = "10.96.0.20";
 const DB_IP: &str = "10.96.0.30";
+const REVIEWS_V2_IP: &str = "10.96.0.22";
 const V1_IP: &str = "10.244.0.11";
 const V2_IP: &str = "10.244.0.12";
 const DB_POD_IP: &str = "10.244.0.21";
@@ -55,6 +58,9 @@ fn manifests() -> String {
         service("reviews", REVIEWS_IP, "http", 9080),
         slice("reviews-v1", "reviews", Some("v1"), V1_IP, "http"),
         slice("reviews-v2", "reviews", Some("v2"), V2_IP, "http"),
+        // Only the GAMMA step's HTTPRoute sends to it (the v2 pod, without the canary).
+        service("reviews-v2", REVIEWS_V2_IP, "http", 9080),
+        slice("reviews-v2-only", "reviews-v2", None, V2_IP, "http"),
         service("db", DB_IP, "tcp-db", 5432),
         slice("db", "db", None, DB_POD_IP, "tcp-db"),
         service("db-canary", DB_CANARY_IP, "tcp-db", 5432),
@@ -98,7 +104,7 @@ struct Cluster {
     _db_canary: Pod,
     _relay: Relay,
     _portolan: Portolan,
-    _config: ConfigDir,
+    config: ConfigDir,
     node: Node,
 }
 
@@ -186,7 +192,7 @@ async fn start() -> anyhow::Result<Cluster> {
         _db_canary: db_canary,
         _relay: relay,
         _portolan: portolan,
-        _config: config,
+        config,
         node,
     })
 }
@@ -220,6 +226,7 @@ async fn checks(c: &Cluster) -> anyhow::Result<()> {
     tcp_service_and_access_policy(c).await?;
     unknown_destinations_and_pod_ips(c).await?;
     server_ports_only_through_the_sidecar(c).await?;
+    gamma_route_through_the_capture(c).await?;
     let _ = &c.node;
     Ok(())
 }
@@ -428,5 +435,45 @@ async fn server_ports_only_through_the_sidecar(c: &Cluster) -> anyhow::Result<()
         after > before,
         "the request did not pass v2's inbound listener"
     );
+    Ok(())
+}
+
+/// GAMMA through the capture: an HTTPRoute whose parent is Service `reviews` replaces its
+/// TrafficRoute canary for the captured client, by name and by ClusterIP (every call to v2,
+/// through Service `reviews-v2`); removed, the canary is back.
+async fn gamma_route_through_the_capture(c: &Cluster) -> anyhow::Result<()> {
+    const ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: reviews-gamma\n  namespace: default\nspec:\n  parentRefs:\n  - {group: \"\", kind: Service, name: reviews, port: 9080}\n  rules:\n  - backendRefs:\n    - {name: reviews-v2, port: 9080}\n";
+    c.config.write("gamma.yaml", ROUTE)?;
+    let client = &c.client;
+    // Converged once the client's sidecar has the route's rule.
+    until("the HTTPRoute in the client's sidecar", || async {
+        let dump = client.admin("/config_dump").await?;
+        if dump.contains("default/reviews-gamma/0") {
+            Ok(String::new())
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await?;
+    let by_ip = format!("http://{REVIEWS_IP}:9080/");
+    for url in ["http://reviews:9080/", by_ip.as_str()] {
+        for _ in 0..20 {
+            let body = client.curl(url).await.map_err(anyhow::Error::msg)?;
+            assert_eq!(
+                body, "reviews-v2",
+                "{url}: the HTTPRoute sends every call to v2"
+            );
+        }
+    }
+    c.config.remove("gamma.yaml")?;
+    until("the canary back without the HTTPRoute", || async {
+        let body = client.curl("http://reviews:9080/").await?;
+        if body == "reviews-v1" {
+            Ok(body)
+        } else {
+            Err(body)
+        }
+    })
+    .await?;
     Ok(())
 }

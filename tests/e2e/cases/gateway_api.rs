@@ -63,7 +63,7 @@ use tls::{
 #[path = "gateway_api_backend_tls.rs"]
 mod backend_tls;
 #[path = "gateway_api_board.rs"]
-mod board;
+pub(crate) mod board;
 #[path = "gateway_api_ext.rs"]
 mod ext;
 #[path = "gateway_api_grpc.rs"]
@@ -548,6 +548,7 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "HTTPRouteRequestMirror",
             "HTTPRouteRequestMultipleMirrors",
             "HTTPRouteRequestPercentageMirror",
+            "Mesh",
             "ReferenceGrant",
             "TCPRoute",
             "TLSRoute"

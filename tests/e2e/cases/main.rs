@@ -16,6 +16,7 @@ mod faults;
 mod gateway;
 mod gateway_api;
 mod gateway_api_kubernetes;
+mod gateway_api_mesh;
 mod grpc;
 mod history;
 mod identity;

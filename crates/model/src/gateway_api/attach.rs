@@ -5,6 +5,7 @@
 
 use super::address::AddressPool;
 use super::listener::{ListenerState, Proto, listener_status, listeners, owning_listener};
+use super::mesh::{self, MeshState};
 use super::rules::{self, RouteRefs};
 use super::status::{
     ApiCondition, ApiStatus, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteParentStatus,
@@ -21,8 +22,8 @@ use portolan_api::{Kind, ObjectRef, Resource};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// The features Portolan claims in GatewayClass status: only those the conformance runner
-/// (tests/e2e/cases/gateway_api.rs) reproduces.
+/// The features Portolan claims in GatewayClass status: only those the conformance runners
+/// (tests/e2e/cases/gateway_api.rs; `Mesh`: gateway_api_mesh.rs) reproduce.
 const SUPPORTED_FEATURES: &[&str] = &[
     "BackendTLSPolicy",
     "BackendTLSPolicySANValidation",
@@ -37,6 +38,7 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteRequestMirror",
     "HTTPRouteRequestMultipleMirrors",
     "HTTPRouteRequestPercentageMirror",
+    "Mesh",
     "ReferenceGrant",
     "TCPRoute",
     "TLSRoute",
@@ -79,11 +81,13 @@ pub(super) fn compile(world: &World, pool: &AddressPool) -> Compiled {
     let backend_tls = super::backend_tls::resolve(world);
     let refs = RouteRefs::new(world).refusing(backend_tls.refused.clone());
     let mut gateways = our_gateways(world, &classes, pool, &refs);
+    let mut mesh = MeshState::default();
     for (source, resource) in &world.gateway_api {
         if let Some(route) = route_input(source, resource, &refs) {
-            attach_route(&route, &mut gateways, world, &mut out);
+            attach_route(&route, &mut gateways, &mut mesh, world, &mut out);
         }
     }
+    out.mesh = mesh.finish();
     for gw in gateways.into_values() {
         let (status, compiled) = finish_gateway(gw);
         out.statuses
@@ -267,26 +271,37 @@ fn given_address(gw: &Gateway) -> Option<String> {
 fn attach_route(
     route: &RouteInput<'_>,
     gateways: &mut BTreeMap<ObjectRef, GatewayState<'_>>,
+    mesh: &mut MeshState,
     world: &World,
     out: &mut Compiled,
 ) {
     let generation = route.generation;
     let mut parents = Vec::new();
     for parent in route.parent_refs {
-        let group = parent.group.as_deref().unwrap_or(GROUP);
-        let kind = parent.kind.as_deref().unwrap_or("Gateway");
-        if group != GROUP || kind != "Gateway" {
-            continue;
-        }
-        let namespace = parent
-            .namespace
-            .as_deref()
-            .unwrap_or(&route.source.namespace);
-        let key = ObjectRef::new(Kind::ApiGateway, namespace, &parent.name);
-        let Some(gw) = gateways.get_mut(&key) else {
-            continue;
+        let attached = if mesh::is_service(parent) {
+            // GAMMA: HTTPRoutes and GRPCRoutes only (a TCPRoute or TLSRoute with a Service
+            // parent is not Portolan's to answer).
+            let Contribution::Http(rules) = &route.contribution else {
+                continue;
+            };
+            mesh.attach(world, &route.source.namespace, parent, rules)
+        } else {
+            let group = parent.group.as_deref().unwrap_or(GROUP);
+            let kind = parent.kind.as_deref().unwrap_or("Gateway");
+            if group != GROUP || kind != "Gateway" {
+                continue;
+            }
+            let namespace = parent
+                .namespace
+                .as_deref()
+                .unwrap_or(&route.source.namespace);
+            let key = ObjectRef::new(Kind::ApiGateway, namespace, &parent.name);
+            let Some(gw) = gateways.get_mut(&key) else {
+                continue;
+            };
+            attach_to_gateway(route, parent, gw, world)
         };
-        let accepted = match attach_to_gateway(route, parent, gw, world) {
+        let accepted = match attached {
             Ok(()) => ApiCondition::new("Accepted", true, "Accepted", "attached", generation),
             Err((reason, message)) => {
                 ApiCondition::new("Accepted", false, reason, message, generation)

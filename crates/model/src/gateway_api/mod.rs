@@ -17,12 +17,14 @@ mod attach;
 pub mod backend_tls;
 mod grpc;
 mod listener;
+pub mod mesh;
 mod rules;
 pub mod status;
 mod tls;
 
 pub use address::{ANY, AddressPool, DEFAULT_POOL};
 pub use backend_tls::{BackendTls, BackendTlsMap};
+pub use mesh::{MeshPort, MeshRouting};
 pub use rules::INVALID_BACKEND_HOST;
 pub use status::ApiStatus;
 
@@ -110,6 +112,8 @@ pub struct Compiled {
     pub statuses: BTreeMap<ObjectRef, ApiStatus>,
     /// TLS towards Service ports, from BackendTLSPolicies.
     pub backend_tls: BackendTlsMap,
+    /// HTTPRoutes and GRPCRoutes attached to Services (GAMMA, see [`mesh`]).
+    pub mesh: MeshRouting,
 }
 
 /// The `node.cluster` of a Gateway's proxies: `gateway:NAMESPACE/NAME` (no Kubernetes name

@@ -2,6 +2,7 @@
 
 mod consistency;
 mod edge;
+mod gamma;
 mod gateway_api_jwt;
 mod gateway_api_tls;
 mod gateway_rules;
