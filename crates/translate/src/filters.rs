@@ -64,9 +64,7 @@ pub(crate) fn http_connection_manager_with(
 
 /// The HTTP connection manager of a Gateway API listener: as [`http_connection_manager_with`],
 /// the Host header's port is ignored when virtual hosts are chosen (the spec's hostname
-/// matching does not consider it), and WebSocket upgrades are allowed (backends whose Service
-/// port has `appProtocol: kubernetes.io/ws`; a backend that does not upgrade answers as it
-/// would any request).
+/// matching does not consider it).
 pub(crate) fn gateway_api_connection_manager(
     stat_prefix: &str,
     route_name: &str,
@@ -82,14 +80,22 @@ pub(crate) fn gateway_api_connection_manager(
     hcm.strip_port_mode = Some(http_connection_manager::StripPortMode::StripAnyHostPort(
         true,
     ));
-    hcm.upgrade_configs = vec![http_connection_manager::UpgradeConfig {
-        upgrade_type: WEBSOCKET.to_string(),
-        ..Default::default()
-    }];
     Filter {
         name: HTTP_CONNECTION_MANAGER.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(hcm))),
     }
+}
+
+/// The upgrades every HTTP connection manager of Portolan's accepts: WebSocket, as Istio
+/// does. An upgrade request is proxied like any other request (routes, filters, RBAC) and
+/// then carries the connection's bytes both ways; a backend that does not upgrade answers as
+/// it would any request. HTTP/1.1 upstreams only: an HTTP/2 upstream (a gRPC port) would
+/// need extended CONNECT.
+pub(crate) fn upgrades() -> Vec<http_connection_manager::UpgradeConfig> {
+    vec![http_connection_manager::UpgradeConfig {
+        upgrade_type: WEBSOCKET.to_string(),
+        ..Default::default()
+    }]
 }
 
 fn hcm(stat_prefix: &str, route_name: &str, telemetry: &Telemetry) -> HttpConnectionManager {
@@ -105,6 +111,7 @@ fn hcm(stat_prefix: &str, route_name: &str, telemetry: &Telemetry) -> HttpConnec
             http_filter(CORS, pack_any(Cors::default())),
             http_filter(ROUTER, pack_any(Router::default())),
         ],
+        upgrade_configs: upgrades(),
         ..Default::default()
     };
     telemetry::apply(&mut hcm, telemetry);

@@ -212,6 +212,7 @@ fn http_connection_manager(
             route_config_name: INBOUND_LISTENER.to_string(),
         })),
         http_filters,
+        upgrade_configs: crate::filters::upgrades(),
         ..Default::default()
     };
     crate::jwt::apply_local_reply(&mut hcm);

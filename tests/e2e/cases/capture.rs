@@ -224,6 +224,7 @@ async fn checks(c: &Cluster) -> anyhow::Result<()> {
     rules_are_idempotent_and_need_the_capability(c).await?;
     http_by_name_and_cluster_ip_with_a_canary(c).await?;
     tcp_service_and_access_policy(c).await?;
+    websocket_through_the_capture(c).await?;
     unknown_destinations_and_pod_ips(c).await?;
     server_ports_only_through_the_sidecar(c).await?;
     gamma_route_through_the_capture(c).await?;
@@ -324,6 +325,49 @@ async fn http_by_name_and_cluster_ip_with_a_canary(c: &Cluster) -> anyhow::Resul
         .await?;
     assert!(handshakes > 0, "no mTLS handshake towards reviews v1");
     assert!(c.v1.counter("listener.inbound.ssl.handshake").await? > 0);
+    Ok(())
+}
+
+/// An unchanged application's WebSocket session to `reviews` (by name and by ClusterIP):
+/// captured, routed by the canary, upgraded through both sidecars over mutual TLS, and echoed
+/// by a reviews pod.
+async fn websocket_through_the_capture(c: &Cluster) -> anyhow::Result<()> {
+    let echoed = |out: &str| {
+        let lines: Vec<&str> = out.lines().collect();
+        ["hello", "again"].iter().zip(&lines).all(|(sent, got)| {
+            ["reviews-v1", "reviews-v2"]
+                .iter()
+                .any(|pod| *got == format!("{pod}: {sent}"))
+        }) && lines.len() == 2
+    };
+    for host in ["reviews", REVIEWS_IP] {
+        let out = until(&format!("a WebSocket session to {host}"), || async {
+            c.client
+                .ws(host, 9080)
+                .await
+                .and_then(|o| if echoed(&o) { Ok(o) } else { Err(o) })
+        })
+        .await?;
+        assert!(echoed(&out), "{out}");
+    }
+    let upgrades =
+        c.v1.counter("http.inbound.downstream_cx_upgrades_total")
+            .await?
+            + c.v2
+                .counter("http.inbound.downstream_cx_upgrades_total")
+                .await?;
+    assert!(
+        upgrades >= 2,
+        "the sessions did not pass the servers' inbound listeners ({upgrades})"
+    );
+    let upgraded = c
+        .client
+        .counter("http.mesh_outbound.downstream_cx_upgrades_total")
+        .await?;
+    assert!(
+        upgraded >= 2,
+        "the client's sidecar upgraded {upgraded} connections"
+    );
     Ok(())
 }
 

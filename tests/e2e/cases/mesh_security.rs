@@ -63,6 +63,16 @@ impl Mesh {
         serve_args: &[&str],
     ) -> anyhow::Result<Self> {
         let app = Upstream::start("server-app").await?;
+        Self::start_with_app(app, identities, manifests, serve_args).await
+    }
+
+    /// [`Mesh::start`] with `app` behind the server sidecar (a WebSocket upstream).
+    pub(crate) async fn start_with_app(
+        app: Upstream,
+        identities: Identities,
+        manifests: &[(&str, String)],
+        serve_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let inbound = free_port();
         let config = ConfigDir::new()?;
         config.write("shop/service.yaml", &example("security/mesh-service.yaml"))?;
@@ -681,6 +691,78 @@ async fn a_policy_change_reaches_open_connections_without_cutting_allowed_reques
         counter(&server, "listener_manager.listener_modified").await?,
         modified,
         "the policy reached Envoy without a listener update"
+    );
+    Ok(())
+}
+
+/// WebSocket through the mesh: a session opened through the client sidecar's outbound
+/// listener, across STRICT mutual TLS to the server sidecar's inbound listener and on to a
+/// WebSocket app, echoes text and binary messages, and still does after Envoy's default route
+/// timeout (15 s) has passed with the session idle; the AccessPolicy refuses the upgrade of a
+/// denied identity (403) before it reaches the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_sessions_cross_strict_mtls_and_access_policy() -> anyhow::Result<()> {
+    use portolan_e2e::protocols::{ws_connect, ws_echo};
+    let _shared = portolan_e2e::serial::shared().await;
+    let app = Upstream::start_ws("server-app").await?;
+    let mesh = Mesh::start_with_app(
+        app,
+        Identities::Certificates,
+        &[
+            ("shop/strict.yaml", example("security/strict-mtls.yaml")),
+            ("shop/allow.yaml", example("security/allow-client.yaml")),
+        ],
+        &[],
+    )
+    .await?;
+    let server = mesh.server().await?;
+    let client_port = mesh.portolan.ports().mesh;
+    let _client = mesh.caller("client", client_port).await?;
+
+    // The sidecars are programmed once a session opens (the first attempts may find no route).
+    let mut ws = eventually("a WebSocket session through the mesh", WAIT, || async {
+        ws_connect("127.0.0.1", client_port, HOST, "/api/chat")
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await?;
+    ws_echo(&mut ws, "hello through the mesh").await?;
+    assert_eq!(
+        mesh.app.path_hits("/api/chat"),
+        1,
+        "one upgrade reached the app"
+    );
+    assert!(
+        counter(&server, "listener.inbound.ssl.handshake").await? >= 1,
+        "the session crossed mutual TLS"
+    );
+    assert_eq!(
+        counter(&server, "http.inbound.downstream_cx_upgrades_total").await?,
+        1
+    );
+
+    // An idle session outlives the route timeout a request would have had.
+    let opened = Instant::now();
+    let route_timeout = Duration::from_secs(16);
+    tokio::time::sleep(route_timeout.saturating_sub(opened.elapsed())).await;
+    ws_echo(&mut ws, "still here").await?;
+    ws.close(None).await?;
+
+    // A denied identity's upgrade is refused by the server sidecar's RBAC.
+    let intruder_port = free_port();
+    let _intruder = mesh.caller("intruder", intruder_port).await?;
+    let refused = eventually("the intruder's upgrade refused with 403", WAIT, || async {
+        match ws_connect("127.0.0.1", intruder_port, HOST, "/api/chat").await {
+            Err(e) if e.to_string().contains("403") => Ok(()),
+            other => Err(format!("{:?}", other.map(|_| "upgraded"))),
+        }
+    })
+    .await;
+    refused?;
+    assert_eq!(
+        mesh.app.path_hits("/api/chat"),
+        1,
+        "the refused upgrade never reached the app"
     );
     Ok(())
 }

@@ -397,6 +397,15 @@ impl Pod {
         output(cmd).await.map(|b| b.trim().to_string())
     }
 
+    /// A WebSocket session from inside the pod (`pod.py ws-client`) to `host:port`: the
+    /// echoes of its two messages, one per line.
+    pub async fn ws(&self, host: &str, port: u16) -> Outcome {
+        let mut cmd = self.ns.command("python3");
+        cmd.arg(pod_script())
+            .args(["ws-client", host, &port.to_string()]);
+        output(cmd).await.map(|b| b.trim().to_string())
+    }
+
     /// GET `path` of the sidecar's admin interface.
     pub async fn admin(&self, path: &str) -> Outcome {
         self.curl(&format!("http://127.0.0.1:{ADMIN_PORT}{path}"))

@@ -1,8 +1,9 @@
 //! Clients for the protocols a Gateway forwards besides HTTP/1.1: cleartext HTTP/2 with prior
-//! knowledge (h2c) and WebSocket.
+//! knowledge (h2c) and WebSocket (a whole echo round trip, or a session kept open).
 
 use futures::{SinkExt, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// One GET over cleartext HTTP/2 with prior knowledge to `addr:port` (`:authority` `host`): status, `x-upstream`, `x-seen-version`.
@@ -36,18 +37,42 @@ pub async fn h2c_get(
 /// One WebSocket session to `addr:port` (Host `host`): a text and a binary message, each
 /// echoed back.
 pub async fn ws_round_trip(addr: &str, port: u16, host: &str, path: &str) -> anyhow::Result<()> {
-    let stream = tokio::net::TcpStream::connect((addr, port)).await?;
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{host}{path}"), stream).await?;
-    let text = Message::text("Websocket Support!");
+    let mut ws = ws_connect(addr, port, host, path).await?;
+    ws_echo(&mut ws, "Websocket Support!").await?;
     let binary = Message::binary(vec![1u8, 2, 3, 4, 5, 6, 7]);
-    for sent in [text, binary] {
-        ws.send(sent.clone()).await?;
-        let got = ws
-            .next()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("closed before the echo"))??;
-        anyhow::ensure!(got == sent, "sent {sent:?}, got {got:?}");
-    }
+    ws.send(binary.clone()).await?;
+    let got = ws
+        .next()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("closed before the echo"))??;
+    anyhow::ensure!(got == binary, "sent {binary:?}, got {got:?}");
     ws.close(None).await?;
+    Ok(())
+}
+
+/// A WebSocket session opened on `addr:port` with `Host: host` (the upgrade answered 101).
+pub async fn ws_connect(
+    addr: &str,
+    port: u16,
+    host: &str,
+    path: &str,
+) -> anyhow::Result<WebSocketStream<tokio::net::TcpStream>> {
+    let stream = tokio::net::TcpStream::connect((addr, port)).await?;
+    let (ws, _) = tokio_tungstenite::client_async(format!("ws://{host}{path}"), stream).await?;
+    Ok(ws)
+}
+
+/// Sends `text` on `ws` and expects the same message back (an echo server).
+pub async fn ws_echo(
+    ws: &mut WebSocketStream<tokio::net::TcpStream>,
+    text: &str,
+) -> anyhow::Result<()> {
+    let sent = Message::text(text);
+    ws.send(sent.clone()).await?;
+    let got = ws
+        .next()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("closed before the echo"))??;
+    anyhow::ensure!(got == sent, "sent {sent:?}, got {got:?}");
     Ok(())
 }

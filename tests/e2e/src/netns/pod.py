@@ -2,19 +2,69 @@
 """Applications of the e2e "pods" (tests/e2e/src/netns.rs), run inside their network
 namespaces. Unchanged applications: they know nothing of the sidecar.
 
-usage: pod.py http NAME PORT        HTTP server on 0.0.0.0:PORT answering every GET with NAME
+usage: pod.py http NAME PORT        HTTP server on 0.0.0.0:PORT answering every GET with NAME;
+                                    a WebSocket upgrade (RFC 6455) gets an echo of each text
+                                    message, prefixed with "NAME: "
        pod.py tcp NAME PORT         TCP server on 0.0.0.0:PORT: reads a line, answers "NAME\\n"
        pod.py tcp-client HOST PORT  connects, sends a line, prints the answer (exit 1 on error)
+       pod.py ws-client HOST PORT   opens a WebSocket session on /chat, sends two messages and
+                                    prints the echoes, one per line (exit 1 on error)
 """
+import base64
+import hashlib
 import http.server
+import os
 import socket
 import socketserver
+import struct
 import sys
+
+# RFC 6455, section 1.3: the key the server's accept value is derived with.
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_accept(key):
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+
+
+def ws_read(rfile):
+    """One frame's opcode and (unmasked) payload; None when the connection ends."""
+    head = rfile.read(2)
+    if len(head) < 2:
+        return None
+    opcode, length = head[0] & 0x0F, head[1] & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", rfile.read(2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", rfile.read(8))[0]
+    mask = rfile.read(4) if head[1] & 0x80 else None
+    data = rfile.read(length)
+    if mask:
+        data = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return opcode, data
+
+
+def ws_frame(opcode, data, masked):
+    """A final frame; clients mask theirs (RFC 6455, section 5.3)."""
+    head = bytes([0x80 | opcode])
+    mask_bit = 0x80 if masked else 0
+    if len(data) < 126:
+        head += bytes([mask_bit | len(data)])
+    else:
+        head += bytes([mask_bit | 126]) + struct.pack("!H", len(data))
+    if not masked:
+        return head + data
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
 def http_server(name, port):
     class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
         def do_GET(self):
+            if self.headers.get("Upgrade", "").lower() == "websocket":
+                return self.websocket()
             body = f"{name}\n".encode()
             self.send_response(200)
             self.send_header("content-type", "text/plain")
@@ -22,6 +72,25 @@ def http_server(name, port):
             self.send_header("x-upstream", name)
             self.end_headers()
             self.wfile.write(body)
+
+        def websocket(self):
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            key = self.headers.get("Sec-WebSocket-Key", "")
+            self.send_header("Sec-WebSocket-Accept", ws_accept(key))
+            self.end_headers()
+            self.wfile.flush()
+            while (frame := ws_read(self.rfile)) is not None:
+                opcode, data = frame
+                if opcode == 0x8:  # close: answer it and end
+                    self.wfile.write(ws_frame(0x8, data, masked=False))
+                    break
+                if opcode == 0x1:
+                    reply = f"{name}: ".encode() + data
+                    self.wfile.write(ws_frame(0x1, reply, masked=False))
+                    self.wfile.flush()
+            self.close_connection = True
 
         def log_message(self, *args):
             pass
@@ -53,6 +122,38 @@ def tcp_client(host, port):
     print(answer.strip())
 
 
+def ws_client(host, port):
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /chat HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    try:
+        with socket.create_connection((host, port), timeout=5) as s:
+            s.sendall(request.encode())
+            rfile = s.makefile("rb")
+            status = rfile.readline().decode().strip()
+            headers = {}
+            while (line := rfile.readline().decode().strip()):
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+            if " 101 " not in f"{status} ":
+                raise OSError(f"upgrade refused: {status}")
+            if headers.get("sec-websocket-accept") != ws_accept(key):
+                raise OSError(f"bad Sec-WebSocket-Accept: {headers}")
+            for text in ["hello", "again"]:
+                s.sendall(ws_frame(0x1, text.encode(), masked=True))
+                frame = ws_read(rfile)
+                if frame is None:
+                    raise OSError("closed before the echo")
+                print(frame[1].decode())
+            s.sendall(ws_frame(0x8, b"", masked=True))
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     mode, a, b = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    {"http": http_server, "tcp": tcp_server, "tcp-client": tcp_client}[mode](a, b)
+    modes = {"http": http_server, "tcp": tcp_server, "tcp-client": tcp_client, "ws-client": ws_client}
+    modes[mode](a, b)
