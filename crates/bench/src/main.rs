@@ -64,6 +64,11 @@ struct Cli {
     /// Fan-out (S3) with Delta ADS clients instead of SotW ones.
     #[arg(long)]
     fan_out_delta: bool,
+    /// Fan-out (S3) clients as workloads of this identity (`NAMESPACE/SERVICE_ACCOUNT`, claimed
+    /// in node metadata; Portolan runs `--identity insecure-node-metadata`), with ClusterIPs on
+    /// every Service: the sidecar groups of transparent capture.
+    #[arg(long, value_parser = parse_workload)]
+    fan_out_workload: Option<(String, String)>,
     /// Milliseconds between one fan-out change being ACKed everywhere and the next: above
     /// Portolan's debounce (100 ms) every change goes out at once; 0 writes them back to back.
     #[arg(long, default_value_t = 0)]
@@ -385,7 +390,10 @@ fn mode_memory_config(cli: &Cli) -> scenario::ModeMemoryConfig {
 
 /// The world of the client-fleet scenarios: `--fleet-services` services, 10 endpoints each.
 fn fleet_spec(cli: &Cli) -> WorldSpec {
-    WorldSpec::new(cli.fleet_services, cli.fleet_services * 10)
+    WorldSpec {
+        cluster_ips: cli.cluster_ips || cli.fan_out_workload.is_some(),
+        ..WorldSpec::new(cli.fleet_services, cli.fleet_services * 10)
+    }
 }
 
 fn fan_out_config(cli: &Cli, clients: usize, worker_threads: Option<usize>) -> FanOutConfig {
@@ -396,7 +404,18 @@ fn fan_out_config(cli: &Cli, clients: usize, worker_threads: Option<usize>) -> F
         portolan_bin: cli.portolan_bin.clone(),
         worker_threads,
         delta: cli.fan_out_delta,
+        workload: cli.fan_out_workload.clone(),
         pause: std::time::Duration::from_millis(cli.change_pause_ms),
+    }
+}
+
+/// `NAMESPACE/SERVICE_ACCOUNT`, both non-empty.
+fn parse_workload(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((ns, sa)) if !ns.is_empty() && !sa.is_empty() && !sa.contains('/') => {
+            Ok((ns.to_string(), sa.to_string()))
+        }
+        _ => Err(format!("{text:?} is not NAMESPACE/SERVICE_ACCOUNT")),
     }
 }
 

@@ -222,9 +222,13 @@ impl SynthService {
     /// The Service as a YAML manifest.
     pub fn service_yaml(&self) -> String {
         let mut out = format!(
-            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {}\n  namespace: {}\nspec:\n  ports:\n",
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {}\n  namespace: {}\nspec:\n",
             self.key.name, self.key.namespace
         );
+        if let Some(ip) = &self.cluster_ip {
+            let _ = writeln!(out, "  clusterIP: {ip}");
+        }
+        out.push_str("  ports:\n");
         for p in &self.ports {
             let _ = writeln!(
                 out,

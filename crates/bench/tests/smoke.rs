@@ -126,6 +126,7 @@ fn quick_fleet_scenarios_reach_every_client() {
             portolan_bin: portolan_bin(),
             worker_threads: Some(1),
             delta: false,
+            workload: None,
             pause: std::time::Duration::ZERO,
         }))
         .expect("S3 runs");
@@ -143,11 +144,30 @@ fn quick_fleet_scenarios_reach_every_client() {
             portolan_bin: portolan_bin(),
             worker_threads: Some(1),
             delta: true,
+            workload: None,
             pause: std::time::Duration::from_millis(150),
         }))
         .expect("S3 over Delta runs");
     assert_eq!(d.arrivals.len(), 20, "every Delta client got both changes");
     assert!(scenario::fan_out_md(&[d]).contains("Delta ADS"));
+
+    // Sidecars of transparent capture: workload clients, Services with ClusterIPs.
+    let w = rt
+        .block_on(scenario::fan_out(FanOutConfig {
+            spec: WorldSpec {
+                cluster_ips: true,
+                ..FLEET
+            },
+            clients: 10,
+            changes: 1,
+            portolan_bin: portolan_bin(),
+            worker_threads: Some(1),
+            delta: false,
+            workload: Some(("ns-0".into(), "web".into())),
+            pause: std::time::Duration::ZERO,
+        }))
+        .expect("S3 with workload clients runs");
+    assert_eq!(w.arrivals.len(), 10, "every workload client got the change");
 
     let r = rt
         .block_on(scenario::reconnect(FLEET, 20, portolan_bin()))

@@ -31,6 +31,10 @@ pub struct FanOutConfig {
     pub worker_threads: Option<usize>,
     /// Delta ADS clients instead of SotW ones.
     pub delta: bool,
+    /// Every client a workload (namespace, service account) of a `--identity
+    /// insecure-node-metadata` Portolan: its group gets the capture-aware outbound listener
+    /// (with ClusterIPs in the world, a filter chain per address).
+    pub workload: Option<(String, String)>,
     /// Wait between one change being ACKed everywhere and the next write: longer than
     /// Portolan's debounce, each change is the first after a quiet period and goes out at once
     /// (zero: back to back, so a change may wait out the debounce).
@@ -44,6 +48,7 @@ pub struct FanOut {
     pub clients: usize,
     pub worker_threads: Option<usize>,
     pub delta: bool,
+    pub workload: Option<(String, String)>,
     pub pause: Duration,
     /// From the first connect until every client had all four types.
     pub connect_all: Duration,
@@ -116,8 +121,22 @@ pub async fn fan_out(config: FanOutConfig) -> anyhow::Result<FanOut> {
         .iter()
         .map(|v| ("TOKIO_WORKER_THREADS", v.as_str()))
         .collect();
-    let served = Served::start(&config.portolan_bin, config.spec, &env).await?;
+    let served = Served::start_with(
+        &config.portolan_bin,
+        config.spec,
+        &env,
+        config.workload.clone(),
+    )
+    .await?;
     let warm = Clients::start(&served, 1, "warm", config.delta).await?;
+    if let Some((ns, sa)) = &config.workload {
+        // The clients must be sidecars of that workload, not plain proxies of group "bench".
+        let proxies = served.portolan.get_text("/debug/proxies").await?;
+        let key = format!(";ns={ns};sa={sa}");
+        if !proxies.contains(&key) {
+            bail!("the clients are not in a workload group ({key}): {proxies}");
+        }
+    }
     let rss_before_kib = rss_kib(served.pid()?)?;
     let start = Instant::now();
     let mut fleet = Clients::start(&served, config.clients, "sim", config.delta).await?;
@@ -143,6 +162,7 @@ pub async fn fan_out(config: FanOutConfig) -> anyhow::Result<FanOut> {
         clients: config.clients,
         worker_threads: config.worker_threads,
         delta: config.delta,
+        workload: config.workload,
         pause: config.pause,
         connect_all,
         rss_before_kib,
@@ -210,9 +230,14 @@ pub fn fan_out_md(runs: &[FanOut]) -> String {
     };
     let _ = writeln!(
         out,
-        "### S3 fan-out and S4 memory per proxy ({} services, {} endpoints, one proxy group, {} ADS, {} changes per size)\n",
+        "### S3 fan-out and S4 memory per proxy ({} services, {} endpoints, {}, {} ADS, {} changes per size)\n",
         first.spec.services,
         first.spec.endpoints,
+        match &first.workload {
+            Some((ns, sa)) =>
+                format!("one workload group ({ns}/{sa}: capture listener, a ClusterIP per Service)"),
+            None => "one proxy group".to_string(),
+        },
         if first.delta { "Delta" } else { "SotW" },
         first.all_acked.len()
     );

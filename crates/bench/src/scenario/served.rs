@@ -29,6 +29,8 @@ pub struct Served {
     pub services: Vec<SynthService>,
     pub target: Target,
     bin: PathBuf,
+    /// The (namespace, service account) every client claims, if any.
+    workload: Option<(String, String)>,
 }
 
 // === impl Served ===
@@ -36,6 +38,18 @@ pub struct Served {
 impl Served {
     /// Writes the world and starts `portolan serve` on it (with extra environment variables).
     pub async fn start(bin: &Path, spec: WorldSpec, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with(bin, spec, env, None).await
+    }
+
+    /// [`Served::start`]; with `workload`, `serve --identity insecure-node-metadata` and every
+    /// client of [`Served::fleet`] claims that (namespace, service account), so its group is a
+    /// workload's, with the capture-aware outbound listener.
+    pub async fn start_with(
+        bin: &Path,
+        spec: WorldSpec,
+        env: &[(&str, &str)],
+        workload: Option<(String, String)>,
+    ) -> anyhow::Result<Self> {
         let target = spec
             .target()
             .context("the world has no service with endpoints")?;
@@ -44,8 +58,14 @@ impl Served {
         for svc in &services {
             dir.write(&file(svc), &manifest(svc))?;
         }
-        let portolan = Portolan::start_with_env(bin, &dir, Ports::free(), &[], env).await?;
+        let identity: &[&str] = if workload.is_some() {
+            &["--identity", "insecure-node-metadata"]
+        } else {
+            &[]
+        };
+        let portolan = Portolan::start_with_env(bin, &dir, Ports::free(), identity, env).await?;
         Ok(Self {
+            workload,
             dir,
             portolan,
             spec,
@@ -69,7 +89,16 @@ impl Served {
             streams_per_channel: STREAMS_PER_CHANNEL,
             group: GROUP.to_string(),
             id_prefix: id_prefix.to_string(),
-            metadata: Vec::new(),
+            metadata: self
+                .workload
+                .iter()
+                .flat_map(|(ns, sa)| {
+                    [
+                        ("namespace".to_string(), ns.clone()),
+                        ("serviceAccount".to_string(), sa.clone()),
+                    ]
+                })
+                .collect(),
             routes: vec![MESH_ROUTE.to_string()],
             timeout: CLIENT_TIMEOUT,
         }
