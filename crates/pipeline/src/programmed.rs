@@ -20,6 +20,7 @@
 //! text) without an object.
 
 use portolan_api::ObjectRef;
+use portolan_model::gateway_api::converged::Convergence;
 use portolan_model::{Condition, ConditionType, World};
 use portolan_translate::Provenance;
 use portolan_translate::provenance::ResourceKind;
@@ -220,22 +221,85 @@ pub fn conditions(world: &World, reports: &[NackReport]) -> BTreeMap<String, Con
 }
 
 /// The Gateway API statuses of `world` with the NACKs in force (`conditions`, keyed
-/// `Kind ns/name`) applied: see [`portolan_model::gateway_api::status::with_nack`].
+/// `Kind ns/name`) applied (see [`portolan_model::gateway_api::status::with_nack`]), and each
+/// Gateway's `portolan.dev/Converged` from its proxy group's `convergence` (see
+/// [`portolan_model::gateway_api::converged`]).
 pub fn api_statuses(
     world: &World,
     conditions: &BTreeMap<String, Condition>,
+    convergence: &BTreeMap<String, Convergence>,
 ) -> BTreeMap<ObjectRef, portolan_model::gateway_api::ApiStatus> {
+    use portolan_model::gateway_api::{converged, group_of, status};
     world
         .api_statuses
         .iter()
-        .map(|(object, status)| {
-            let status = match conditions.get(&object.to_string()) {
-                Some(c) => portolan_model::gateway_api::status::with_nack(status, &c.message),
-                None => status.clone(),
+        .map(|(object, api_status)| {
+            let mut api_status = match conditions.get(&object.to_string()) {
+                Some(c) => status::with_nack(api_status, &c.message),
+                None => api_status.clone(),
             };
-            (object.clone(), status)
+            if object.kind == portolan_api::Kind::ApiGateway {
+                let group = group_of(&object.namespace, &object.name);
+                api_status = converged::with_convergence(&api_status, convergence.get(&group));
+            }
+            (object.clone(), api_status)
         })
         .collect()
+}
+
+/// Per proxy group, how far its connected proxies are with the group's snapshot in `cache`:
+/// a proxy is behind while any type it subscribes to has a newer version in flight (or one
+/// not sent although the snapshot has resources for it), and NACKed while its last answer for
+/// a type was a NACK of the version sent. Each node id counts once, whatever its streams.
+pub fn convergence(cache: &Cache, proxies: &[ProxyStatus]) -> BTreeMap<String, Convergence> {
+    let mut by_group: BTreeMap<String, BTreeMap<String, SyncState>> = BTreeMap::new();
+    for proxy in proxies {
+        let snapshot = cache.get(&proxy.group);
+        let state = proxy
+            .types
+            .iter()
+            .map(|t| match t.sync_state(snapshot.as_deref()) {
+                SyncState::NotSent
+                    if snapshot.as_deref().is_none_or(|s| t.covered(s).is_empty()) =>
+                {
+                    SyncState::Synced
+                }
+                other => other,
+            })
+            .fold(SyncState::Synced, worst);
+        let nodes = by_group.entry(proxy.group.clone()).or_default();
+        let held = nodes
+            .entry(proxy.node_id.clone())
+            .or_insert(SyncState::Synced);
+        *held = worst(*held, state);
+    }
+    by_group
+        .into_iter()
+        .map(|(group, nodes)| {
+            let mut c = Convergence {
+                proxies: nodes.len(),
+                ..Default::default()
+            };
+            for (node, state) in nodes {
+                match state {
+                    SyncState::Synced => {}
+                    SyncState::Nacked => c.nacked.push(node),
+                    SyncState::Stale | SyncState::NotSent => c.pending.push(node),
+                }
+            }
+            (group, c)
+        })
+        .collect()
+}
+
+/// The less converged of two states: NACKed, then behind, then synced.
+fn worst(a: SyncState, b: SyncState) -> SyncState {
+    let rank = |s: SyncState| match s {
+        SyncState::Synced => 0,
+        SyncState::Stale | SyncState::NotSent => 1,
+        SyncState::Nacked => 2,
+    };
+    if rank(b) > rank(a) { b } else { a }
 }
 
 fn generation_of(world: &World, object: &str) -> i64 {

@@ -204,12 +204,15 @@ async fn config_errors(State(s): State<AppState>) -> Json<Value> {
 }
 
 /// `{"KIND NAMESPACE/NAME": status}` of every Gateway API object Portolan owns status for,
-/// shaped as it would be written to Kubernetes (cluster-scoped kinds: `KIND NAME`).
+/// shaped as it would be written to Kubernetes (cluster-scoped kinds: `KIND NAME`), with
+/// NACKs in force and each Gateway's `portolan.dev/Converged`.
 async fn status(State(s): State<AppState>) -> Json<Value> {
     let world = s.index.lock().unwrap_or_else(|p| p.into_inner()).world();
-    let nacks = portolan_pipeline::programmed::nacks(&s.cache, &s.provenances, &s.cache.proxies());
+    let proxies = s.cache.proxies();
+    let nacks = portolan_pipeline::programmed::nacks(&s.cache, &s.provenances, &proxies);
     let nacked = portolan_pipeline::programmed::conditions(&world, &nacks);
-    let mut statuses = portolan_pipeline::programmed::api_statuses(&world, &nacked);
+    let convergence = portolan_pipeline::programmed::convergence(&s.cache, &proxies);
+    let mut statuses = portolan_pipeline::programmed::api_statuses(&world, &nacked, &convergence);
     statuses.extend(s.patches.api_statuses(&world));
     let map: serde_json::Map<String, Value> = statuses
         .iter()

@@ -197,7 +197,8 @@ async fn count_errors(mut state: watch::Receiver<SourceState>, errors: Counter<u
     }
 }
 
-/// The current World and the `Programmed=False` conditions of what proxies NACKed; an
+/// The current World and the `Programmed=False` conditions of what proxies NACKed (Gateways
+/// also get `portolan.dev/Converged` from their connected proxies); an
 /// EnvoyPatchPolicy's `Accepted` and `Programmed` come from what its patches did (a NACK of
 /// what it patched still wins).
 fn status_inputs(
@@ -207,15 +208,16 @@ fn status_inputs(
     patches: &Patches,
 ) -> Inputs {
     let mut world = index.lock().unwrap_or_else(|p| p.into_inner()).world();
-    let nacks = portolan_pipeline::programmed::nacks(cache, provenances, &cache.proxies());
+    let proxies = cache.proxies();
+    let nacks = portolan_pipeline::programmed::nacks(cache, provenances, &proxies);
     let by_name = portolan_pipeline::programmed::conditions(&world, &nacks);
-    if by_name
-        .keys()
-        .any(|k| world.api_statuses.keys().any(|o| &o.to_string() == k))
-    {
-        let mut nacked = World::clone(&world);
-        nacked.api_statuses = portolan_pipeline::programmed::api_statuses(&world, &by_name);
-        world = Arc::new(nacked);
+    if !world.api_statuses.is_empty() {
+        // NACKs in force, and every Gateway's portolan.dev/Converged.
+        let convergence = portolan_pipeline::programmed::convergence(cache, &proxies);
+        let mut with_proxies = World::clone(&world);
+        with_proxies.api_statuses =
+            portolan_pipeline::programmed::api_statuses(&world, &by_name, &convergence);
+        world = Arc::new(with_proxies);
     }
     let mut programmed = objects_by_name(&world, by_name);
     let patched = patches.conditions(&world);

@@ -947,6 +947,30 @@ async fn simple_same_namespace(c: &mut Conformance) -> anyhow::Result<()> {
         .await?;
     let gw = c.status(&format!("Gateway {INFRA}/same-namespace")).await?;
     assert_eq!(gw["listeners"][0]["attachedRoutes"], 1, "{gw}");
+    // Portolan's own condition: the Gateway's connected Envoy ACKed what it serves.
+    eventually(
+        "portolan.dev/Converged on the Gateway",
+        Duration::from_secs(20),
+        || async {
+            let gw = c
+                .status(&format!("Gateway {INFRA}/same-namespace"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let converged = gw["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "portolan.dev/Converged")
+                .cloned()
+                .ok_or_else(|| format!("no Converged condition: {gw}"))?;
+            if converged["status"] == "True" && converged["reason"] == "Converged" {
+                Ok(())
+            } else {
+                Err(converged.to_string())
+            }
+        },
+    )
+    .await?;
     // `portolan status KIND/NS/NAME` prints the same status from the running server.
     let out = std::process::Command::new(bin())
         .args(["status", "--server", &c.portolan.url("")])

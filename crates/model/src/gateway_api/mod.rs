@@ -15,6 +15,7 @@
 mod address;
 mod attach;
 pub mod backend_tls;
+pub mod converged;
 mod grpc;
 mod listener;
 pub mod mesh;
