@@ -444,9 +444,29 @@ pub struct MeshArgs {
     /// CA flag the CA is generated in memory (proxies must reconnect after a restart).
     #[arg(long, value_name = "DIR", env = "PORTOLAN_CA_DIR")]
     pub ca_dir: Option<PathBuf>,
+    /// With --kubernetes: the Secret (in Portolan's namespace) holding the mesh CA and its
+    /// rotation state, shared by every replica; the leader creates it on first start.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with_all = ["ca_dir", "ca_cert"],
+        env = "PORTOLAN_CA_SECRET"
+    )]
+    pub ca_secret: Option<String>,
     /// Lifetime of workload certificates; each is replaced at half of it.
     #[arg(long, default_value = "24h", value_parser = parse_duration, env = "PORTOLAN_WORKLOAD_CERT_LIFETIME")]
     pub workload_cert_lifetime: Duration,
+    /// CA rotation: how long a new root is published in the trust bundle before it signs.
+    #[arg(long, default_value = "1m", value_parser = parse_duration, env = "PORTOLAN_CA_PROPAGATION")]
+    pub ca_propagation: Duration,
+    /// CA rotation: how long the old root stays trusted after the new one signs (the longest
+    /// a workload certificate lives). Default: --workload-cert-lifetime.
+    #[arg(long, value_parser = parse_duration, env = "PORTOLAN_CA_ROTATION_GRACE")]
+    pub ca_rotation_grace: Option<Duration>,
+    /// Serve `POST /debug/ca/rotate` (starts a CA rotation to a generated root) on the HTTP
+    /// port, which has no authentication: enable only where operators alone reach it.
+    #[arg(long, env = "PORTOLAN_ENABLE_CA_ROTATION")]
+    pub enable_ca_rotation: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -18,6 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
 mod bootstrap;
+mod ca;
 mod capture;
 mod cli;
 mod crds;

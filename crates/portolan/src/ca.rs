@@ -1,0 +1,293 @@
+//! The mesh CA at run time: where its trust state is kept (memory, `--ca-dir`, or a Kubernetes
+//! Secret), the rotation driver that moves a CA rotation through its phases
+//! ([`portolan_ca::rotation`]) and pushes every change of the trust bundle or the signing root
+//! to the proxies, and what `/debug/ca`, `POST /debug/ca/rotate` and the
+//! `portolan_ca_*` metrics show.
+//!
+//! Every tick the driver re-reads the kept state (an operator adds `next.crt`/`next.key` to
+//! start a rotation; another replica moved the phase on), then, when this replica decides
+//! (always, except a Kubernetes replica that is not the leader), moves the phase on once due
+//! and writes the state back. Any change rebuilds every connected group, so the new bundle and
+//! the reissued workload certificates go out as new SDS versions.
+
+use anyhow::Context;
+use axum::http::StatusCode;
+use portolan_ca::{Authority, CaError, Phase, RotationTiming, TrustState, WorkloadCerts};
+use portolan_pipeline::Pipeline;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, watch};
+
+/// How often the kept state is re-read (and a due phase checked).
+const TICK: Duration = Duration::from_secs(1);
+
+/// Where the trust state is kept.
+pub enum Backing {
+    /// Only in memory (a generated CA, or `--ca-cert`/`--ca-key` files Portolan does not
+    /// write): a rotation lasts until the next restart.
+    Memory,
+    /// `--ca-dir`: one file per data name.
+    Dir(PathBuf),
+    /// `--ca-secret` (Kubernetes): the Secret's data, shared by every replica.
+    Secret(portolan_k8s::CaSecret),
+}
+
+impl Backing {
+    fn describe(&self) -> String {
+        match self {
+            Backing::Memory => "memory".to_string(),
+            Backing::Dir(dir) => format!("directory {}", dir.display()),
+            Backing::Secret(secret) => format!("secret {}", secret.name()),
+        }
+    }
+
+    /// The kept state, when there is one that differs from nothing (memory: none).
+    async fn load(&self, trust_domain: &str) -> anyhow::Result<Option<TrustState>> {
+        let now = SystemTime::now();
+        match self {
+            Backing::Memory => Ok(None),
+            Backing::Dir(dir) => Ok(portolan_ca::persist::load_dir(dir, trust_domain, now)?),
+            Backing::Secret(secret) => match secret.get().await? {
+                Some(data) => Ok(Some(TrustState::from_data(&data, trust_domain, now)?)),
+                None => Ok(None),
+            },
+        }
+    }
+
+    async fn save(&self, state: &TrustState) -> anyhow::Result<()> {
+        match self {
+            Backing::Memory => Ok(()),
+            Backing::Dir(dir) => Ok(portolan_ca::persist::save_dir(dir, state)?),
+            Backing::Secret(secret) => Ok(secret.put(&data_of(state)).await?),
+        }
+    }
+}
+
+/// The state's data with owned names (what a Secret holds).
+pub fn data_of(state: &TrustState) -> std::collections::BTreeMap<String, String> {
+    state
+        .to_data()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+/// The `portolan_ca_*` gauges.
+#[derive(Clone, Default)]
+struct CaMetrics {
+    phase: Gauge,
+    roots: Gauge,
+    old_root_certs: Gauge,
+}
+
+/// The mesh CA's rotation driver and its debug view.
+pub struct CaControl {
+    certs: Arc<WorkloadCerts>,
+    backing: Backing,
+    timing: RotationTiming,
+    trust_domain: String,
+    /// Whether this replica moves phases on and writes the state (the Kubernetes leader).
+    deciding: watch::Receiver<bool>,
+    /// Serve `POST /debug/ca/rotate`.
+    rotate_enabled: bool,
+    wake: Notify,
+    metrics: CaMetrics,
+}
+
+/// Why a rotation request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("POST /debug/ca/rotate is off; start serve with --enable-ca-rotation")]
+    Disabled,
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error("writing the new state ({backing}): {message}")]
+    Save { backing: String, message: String },
+}
+
+impl RotateError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RotateError::Disabled => StatusCode::FORBIDDEN,
+            RotateError::Ca(CaError::Rotating(_)) => StatusCode::CONFLICT,
+            RotateError::Ca(_) | RotateError::Save { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+// === impl CaControl ===
+
+impl CaControl {
+    pub fn new(
+        certs: Arc<WorkloadCerts>,
+        backing: Backing,
+        timing: RotationTiming,
+        trust_domain: &str,
+        deciding: watch::Receiver<bool>,
+        rotate_enabled: bool,
+    ) -> Self {
+        Self {
+            certs,
+            backing,
+            timing,
+            trust_domain: trust_domain.to_string(),
+            deciding,
+            rotate_enabled,
+            wake: Notify::new(),
+            metrics: CaMetrics::default(),
+        }
+    }
+
+    /// Registers the `portolan_ca_*` gauges.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "ca_rotation_phase",
+            "Phase of the mesh CA rotation: 0 steady, 1 publishing the new root (old root signs), 2 signing with the new root (old root still trusted)",
+            self.metrics.phase.clone(),
+        );
+        registry.register(
+            "ca_trust_bundle_roots",
+            "Roots in the trust bundle sent to mesh proxies",
+            self.metrics.roots.clone(),
+        );
+        registry.register(
+            "ca_workload_certs_old_root",
+            "Held workload certificates signed by a root that no longer signs",
+            self.metrics.old_root_certs.clone(),
+        );
+        self.set_metrics();
+    }
+
+    /// Runs forever: re-reads the kept state, moves a due phase on, rebuilds on a change.
+    pub async fn run(self: Arc<Self>, pipeline: Arc<Pipeline>) {
+        let mut failing = false;
+        // The trust state the proxies were last built with.
+        let mut built = self.certs.trust();
+        loop {
+            match self.step().await {
+                Ok(()) => failing = false,
+                Err(e) => {
+                    if !failing {
+                        tracing::error!(backing = %self.backing.describe(), error = %format!("{e:#}"), "mesh CA state not usable; the last good one stays");
+                    }
+                    failing = true;
+                }
+            }
+            let now = self.certs.trust();
+            if !now.same_roots(&built) {
+                pipeline.clone().rebuild_all().await;
+                built = now;
+            }
+            self.set_metrics();
+            tokio::select! {
+                _ = tokio::time::sleep(self.wait()) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// One round: adopt the kept state when it differs, move a due phase on.
+    async fn step(&self) -> anyhow::Result<()> {
+        if let Some(kept) = self.backing.load(&self.trust_domain).await? {
+            let current = self.certs.trust();
+            if !kept.same_roots(&current) {
+                tracing::info!(phase = kept.phase().name(), bundle = ?kept.fingerprints(), signer = %kept.signer().fingerprint(), "mesh CA state read");
+                self.certs.update_trust(|s| *s = kept);
+            }
+        }
+        if *self.deciding.borrow() {
+            let mut state = self.certs.trust();
+            let old_held = self.certs.signed_by_other_roots() > 0;
+            if state.advance(SystemTime::now(), &self.timing, old_held) {
+                self.backing
+                    .save(&state)
+                    .await
+                    .context("writing the next CA rotation phase")?;
+                tracing::info!(phase = state.phase().name(), bundle = ?state.fingerprints(), signer = %state.signer().fingerprint(), "mesh CA rotation moved on");
+                self.certs.update_trust(|s| *s = state);
+            }
+        }
+        Ok(())
+    }
+
+    /// Until the next round: a tick, sooner when a phase is due.
+    fn wait(&self) -> Duration {
+        self.certs
+            .trust()
+            .due_at(&self.timing)
+            .and_then(|at| at.duration_since(SystemTime::now()).ok())
+            .map_or(TICK, |d| d.min(TICK))
+    }
+
+    fn set_metrics(&self) {
+        let trust = self.certs.trust();
+        self.metrics.phase.set(trust.phase().number());
+        self.metrics.roots.set(trust.bundle().len() as i64);
+        self.metrics
+            .old_root_certs
+            .set(self.certs.signed_by_other_roots() as i64);
+    }
+
+    /// Starts a rotation to a newly generated root: written to the kept state first (the
+    /// leader, or this replica, moves it on from there).
+    pub async fn rotate(&self) -> Result<TrustState, RotateError> {
+        if !self.rotate_enabled {
+            return Err(RotateError::Disabled);
+        }
+        let now = SystemTime::now();
+        let mut state = self.certs.trust();
+        state.begin(Authority::generate(&self.trust_domain, now)?, now)?;
+        self.backing
+            .save(&state)
+            .await
+            .map_err(|e| RotateError::Save {
+                backing: self.backing.describe(),
+                message: format!("{e:#}"),
+            })?;
+        tracing::info!(bundle = ?state.fingerprints(), "mesh CA rotation started: publishing the new root");
+        self.certs.update_trust(|s| *s = state.clone());
+        self.wake.notify_one();
+        Ok(state)
+    }
+
+    /// What `/debug/ca` shows.
+    pub fn debug(&self) -> Value {
+        let trust = self.certs.trust();
+        let certs: Vec<Value> = self
+            .certs
+            .held()
+            .iter()
+            .map(|c| {
+                json!({
+                    "identity": c.id.uri(),
+                    "root": c.root,
+                    "issuedAt": epoch(c.issued_at),
+                    "expiresAt": epoch(c.expires_at),
+                })
+            })
+            .collect();
+        json!({
+            "trustDomain": self.trust_domain,
+            "backing": self.backing.describe(),
+            "phase": trust.phase().name(),
+            "since": epoch(trust.since()),
+            "nextPhaseAt": trust.due_at(&self.timing).map(epoch),
+            "signer": trust.signer().fingerprint(),
+            "bundle": trust.fingerprints(),
+            "propagationSeconds": self.timing.propagation.as_secs_f64(),
+            "graceSeconds": self.timing.grace.as_secs_f64(),
+            "deciding": *self.deciding.borrow(),
+            "rotateEnabled": self.rotate_enabled,
+            "workloadCertificates": certs,
+            "oldRootCertificates": self.certs.signed_by_other_roots(),
+        })
+    }
+}
+
+fn epoch(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
