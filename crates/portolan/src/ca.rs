@@ -12,7 +12,7 @@
 
 use anyhow::Context;
 use axum::http::StatusCode;
-use portolan_ca::{Authority, CaError, Phase, RotationTiming, TrustState, WorkloadCerts};
+use portolan_ca::{Authority, CaError, RotationTiming, TrustState, WorkloadCerts};
 use portolan_pipeline::Pipeline;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -290,4 +290,108 @@ impl CaControl {
 
 fn epoch(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portolan_ca::Phase;
+    use std::path::Path;
+
+    const TD: &str = "cluster.local";
+
+    fn control(dir: &Path, timing: RotationTiming, rotate_enabled: bool) -> CaControl {
+        let now = SystemTime::now();
+        let state = portolan_ca::persist::load_dir_or_generate(dir, TD, now).expect("a CA");
+        let certs = Arc::new(WorkloadCerts::new(state, Duration::from_secs(3600)));
+        let deciding = watch::channel(true).1;
+        CaControl::new(
+            certs,
+            Backing::Dir(dir.to_path_buf()),
+            timing,
+            TD,
+            deciding,
+            rotate_enabled,
+        )
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("lists")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// File mode: an operator adds `next.crt`/`next.key` to `--ca-dir`; the driver reads it,
+    /// moves through the phases (no waiting here) and writes each step back.
+    #[tokio::test]
+    async fn next_files_added_to_the_ca_dir_start_a_rotation_the_driver_completes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let timing = RotationTiming {
+            propagation: Duration::ZERO,
+            grace: Duration::ZERO,
+        };
+        let ca = control(dir.path(), timing, false);
+        ca.step().await.expect("steady");
+        assert_eq!(ca.certs.trust().phase(), Phase::Steady);
+        let old = ca.certs.trust().signer().fingerprint();
+        let id = portolan_ca::SpiffeId::new(TD, "shop", "web");
+        let first = ca.certs.current(&id, SystemTime::now()).expect("issued");
+        assert_eq!(first.root, old);
+        let next = Authority::generate(TD, SystemTime::now()).expect("root");
+        std::fs::write(dir.path().join("next.crt"), next.root_pem()).expect("written");
+        std::fs::write(dir.path().join("next.key"), next.key_pem()).expect("written");
+
+        // Read (publishing) and, the propagation being zero, moved on to signing at once.
+        ca.step().await.expect("moves on");
+        let trust = ca.certs.trust();
+        assert_eq!(trust.phase(), Phase::Signing);
+        assert_eq!(trust.fingerprints(), [old.clone(), next.fingerprint()]);
+        assert_eq!(
+            files(dir.path()),
+            ["ca.crt", "ca.key", "previous.crt", "rotation"]
+        );
+        // The certificate signed by the old root holds it back until it is reissued.
+        assert_eq!(ca.certs.signed_by_other_roots(), 1);
+        ca.step().await.expect("still signing");
+        assert_eq!(ca.certs.trust().phase(), Phase::Signing);
+        let reissued = ca.certs.current(&id, SystemTime::now()).expect("reissued");
+        assert_eq!(reissued.root, next.fingerprint());
+        ca.step().await.expect("drops the old root");
+        let trust = ca.certs.trust();
+        assert_eq!(trust.phase(), Phase::Steady);
+        assert_eq!(trust.fingerprints(), [next.fingerprint()]);
+        assert_eq!(files(dir.path()), ["ca.crt", "ca.key"]);
+        assert_eq!(ca.debug()["bundle"], serde_json::json!([next.fingerprint()]));
+    }
+
+    /// `POST /debug/ca/rotate`: off without the flag; on, it publishes a generated root and
+    /// writes it to the directory; a second request while it runs is a conflict.
+    #[tokio::test]
+    async fn the_rotate_endpoint_needs_its_flag_and_runs_one_rotation_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let timing = RotationTiming {
+            propagation: Duration::from_secs(3600),
+            grace: Duration::from_secs(3600),
+        };
+        let off = control(dir.path(), timing, false);
+        let err = off.rotate().await.expect_err("disabled");
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
+        let on = control(dir.path(), timing, true);
+        let state = on.rotate().await.expect("started");
+        assert_eq!(state.phase(), Phase::Publishing);
+        assert_eq!(state.fingerprints().len(), 2);
+        assert_eq!(
+            files(dir.path()),
+            ["ca.crt", "ca.key", "next.crt", "next.key", "rotation"]
+        );
+        let err = on.rotate().await.expect_err("one at a time");
+        assert_eq!(err.status(), StatusCode::CONFLICT);
+        // Not yet due: the step keeps publishing.
+        on.step().await.expect("step");
+        assert_eq!(on.certs.trust().phase(), Phase::Publishing);
+        assert_eq!(on.debug()["phase"], "publishing");
+    }
 }
