@@ -32,6 +32,6 @@ pub use store::WorkloadCerts;
 pub use workload::{WorkloadCert, rotation_time};
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod rotation_tests;
+#[cfg(test)]
+mod tests;

@@ -37,7 +37,14 @@ pub const PREVIOUS_CERT: &str = "previous.crt";
 pub const ROTATION: &str = "rotation";
 
 /// Every name of the state's data.
-pub const DATA_NAMES: [&str; 6] = [CA_CERT, CA_KEY, NEXT_CERT, NEXT_KEY, PREVIOUS_CERT, ROTATION];
+pub const DATA_NAMES: [&str; 6] = [
+    CA_CERT,
+    CA_KEY,
+    NEXT_CERT,
+    NEXT_KEY,
+    PREVIOUS_CERT,
+    ROTATION,
+];
 
 /// Where a rotation is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +199,12 @@ impl TrustState {
     /// Moves to the next phase when due at `now`; `old_certs_held`: some workload certificate
     /// still held is signed by a root other than the signer (the old root is then kept).
     /// Returns whether the phase changed.
-    pub fn advance(&mut self, now: SystemTime, timing: &RotationTiming, old_certs_held: bool) -> bool {
+    pub fn advance(
+        &mut self,
+        now: SystemTime,
+        timing: &RotationTiming,
+        old_certs_held: bool,
+    ) -> bool {
         let due = self.due_at(timing).is_some_and(|at| now >= at);
         if !due {
             return false;

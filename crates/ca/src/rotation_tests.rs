@@ -40,7 +40,7 @@ fn a_rotation_publishes_then_signs_then_drops_the_old_root() {
     let first = store.current(&web(), t(0)).expect("issued");
     assert_eq!(first.root, old_fp);
     assert_eq!(store.trust().phase(), Phase::Steady);
-    assert_eq!(store.trust().fingerprints(), [old_fp.clone()]);
+    assert_eq!(store.trust().fingerprints(), std::slice::from_ref(&old_fp));
 
     // (a) Publishing: both roots trusted, the old one still signs; held certificates stay.
     store
@@ -81,7 +81,7 @@ fn a_rotation_publishes_then_signs_then_drops_the_old_root() {
     assert!(store.update_trust(|s| s.advance(t(200), &TIMING, false)));
     let trust = store.trust();
     assert_eq!(trust.phase(), Phase::Steady);
-    assert_eq!(trust.fingerprints(), [new_fp.clone()]);
+    assert_eq!(trust.fingerprints(), std::slice::from_ref(&new_fp));
     assert_eq!(trust.due_at(&TIMING), None);
     assert!(!store.update_trust(|s| s.advance(t(10_000), &TIMING, false)));
     // The next rotation may begin.
@@ -174,11 +174,15 @@ fn a_directory_keeps_the_state_and_removes_what_it_no_longer_holds() {
     persist::save_dir(&path, &state).expect("saved");
     let mode = |name: &str| {
         std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(path.join(name)).expect("written").permissions(),
+            &std::fs::metadata(path.join(name))
+                .expect("written")
+                .permissions(),
         ) & 0o777
     };
     assert_eq!((mode(CA_KEY), mode(NEXT_KEY)), (0o600, 0o600));
-    let read = persist::load_dir(&path, TD, t(3)).expect("reads").expect("a state");
+    let read = persist::load_dir(&path, TD, t(3))
+        .expect("reads")
+        .expect("a state");
     assert!(read.same_roots(&state));
     assert_eq!(read.since(), t(2));
     state.advance(t(100), &TIMING, false);
@@ -190,7 +194,13 @@ fn a_directory_keeps_the_state_and_removes_what_it_no_longer_holds() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, BTreeSet::from([CA_CERT.into(), CA_KEY.into()]));
-    let read = persist::load_dir(&path, TD, t(1001)).expect("reads").expect("a state");
+    let read = persist::load_dir(&path, TD, t(1001))
+        .expect("reads")
+        .expect("a state");
     assert!(read.same_roots(&state));
-    assert!(persist::load_dir(&dir.path().join("none"), TD, t(0)).expect("reads").is_none());
+    assert!(
+        persist::load_dir(&dir.path().join("none"), TD, t(0))
+            .expect("reads")
+            .is_none()
+    );
 }

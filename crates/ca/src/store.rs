@@ -73,7 +73,13 @@ impl WorkloadCerts {
         let certs = self.certs.lock().unwrap_or_else(|p| p.into_inner());
         certs
             .values()
-            .map(|c| if c.root == root { c.rotate_at() } else { UNIX_EPOCH })
+            .map(|c| {
+                if c.root == root {
+                    c.rotate_at()
+                } else {
+                    UNIX_EPOCH
+                }
+            })
             .min()
     }
 

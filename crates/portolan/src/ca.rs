@@ -33,7 +33,7 @@ pub enum Backing {
     /// `--ca-dir`: one file per data name.
     Dir(PathBuf),
     /// `--ca-secret` (Kubernetes): the Secret's data, shared by every replica.
-    Secret(portolan_k8s::CaSecret),
+    Secret(Box<portolan_k8s::CaSecret>),
 }
 
 impl Backing {
@@ -364,7 +364,10 @@ mod tests {
         assert_eq!(trust.phase(), Phase::Steady);
         assert_eq!(trust.fingerprints(), [next.fingerprint()]);
         assert_eq!(files(dir.path()), ["ca.crt", "ca.key"]);
-        assert_eq!(ca.debug()["bundle"], serde_json::json!([next.fingerprint()]));
+        assert_eq!(
+            ca.debug()["bundle"],
+            serde_json::json!([next.fingerprint()])
+        );
     }
 
     /// `POST /debug/ca/rotate`: off without the flag; on, it publishes a generated root and

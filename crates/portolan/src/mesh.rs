@@ -59,7 +59,9 @@ pub async fn setup(
     let certs = Arc::new(WorkloadCerts::new(state, args.workload_cert_lifetime));
     let timing = RotationTiming {
         propagation: args.ca_propagation,
-        grace: args.ca_rotation_grace.unwrap_or(args.workload_cert_lifetime),
+        grace: args
+            .ca_rotation_grace
+            .unwrap_or(args.workload_cert_lifetime),
     };
     let ca = CaControl::new(
         certs.clone(),
@@ -87,7 +89,7 @@ async fn load(
     if let (Some(name), Some(cluster)) = (&args.ca_secret, cluster) {
         let secret = portolan_k8s::CaSecret::new(cluster.client, &cluster.namespace, name);
         let state = from_secret(&secret, trust_domain, cluster.leading.clone()).await?;
-        return Ok((state, Backing::Secret(secret), cluster.leading));
+        return Ok((state, Backing::Secret(Box::new(secret)), cluster.leading));
     }
     anyhow::ensure!(
         args.ca_secret.is_none(),

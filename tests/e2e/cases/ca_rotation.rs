@@ -76,7 +76,10 @@ async fn held(envoy: &Envoy) -> anyhow::Result<Held> {
 }
 
 /// Sequential requests through the client sidecar until `stop`: (answered 200, failures).
-fn traffic(envoy: Arc<Envoy>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u32, Vec<String>)> {
+fn traffic(
+    envoy: Arc<Envoy>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(u32, Vec<String>)> {
     tokio::spawn(async move {
         let (mut ok, mut failed) = (0u32, Vec::new());
         let start = Instant::now();
@@ -137,10 +140,14 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
     let before = ca_state(&mesh).await?;
     assert_eq!(before["phase"], "steady", "{before}");
     let old = before["signer"].as_str().unwrap_or_default().to_string();
-    assert_eq!(strings(&before["bundle"]), [old.clone()]);
+    assert_eq!(strings(&before["bundle"]), std::slice::from_ref(&old));
     for envoy in [&server, &client_envoy] {
         let h = held(envoy).await?;
-        assert_eq!(h.bundle, [old.clone()], "one root before the rotation");
+        assert_eq!(
+            h.bundle,
+            std::slice::from_ref(&old),
+            "one root before the rotation"
+        );
         assert_eq!(h.signer, old, "signed by the old root before the rotation");
     }
 
@@ -148,15 +155,21 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
     let loop_task = traffic(client_envoy.clone(), stop.clone());
     // Some traffic before the rotation starts.
     let served_before = counter(&server, "http.inbound.downstream_rq_2xx").await?;
-    eventually("traffic before the rotation", Duration::from_secs(10), || {
-        let server = server.clone();
-        async move {
-            let n = counter(&server, "http.inbound.downstream_rq_2xx")
-                .await
-                .map_err(|e| e.to_string())?;
-            (n >= served_before + 20).then_some(()).ok_or(format!("{n}"))
-        }
-    })
+    eventually(
+        "traffic before the rotation",
+        Duration::from_secs(10),
+        || {
+            let server = server.clone();
+            async move {
+                let n = counter(&server, "http.inbound.downstream_rq_2xx")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (n >= served_before + 20)
+                    .then_some(())
+                    .ok_or(format!("{n}"))
+            }
+        },
+    )
     .await?;
 
     let reply = client()
@@ -230,7 +243,9 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
         assert!(unexpected.is_empty(), "{name}: {unexpected:?}");
     }
     assert_eq!(
-        mesh.portolan.metric("portolan_ca_trust_bundle_roots").await?,
+        mesh.portolan
+            .metric("portolan_ca_trust_bundle_roots")
+            .await?,
         Some(1.0)
     );
 
@@ -251,15 +266,19 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
     )
     .await?;
     let served_after = counter(&server, "http.inbound.downstream_rq_2xx").await?;
-    eventually("traffic after the new handshake", Duration::from_secs(10), || {
-        let server = server.clone();
-        async move {
-            let n = counter(&server, "http.inbound.downstream_rq_2xx")
-                .await
-                .map_err(|e| e.to_string())?;
-            (n >= served_after + 20).then_some(()).ok_or(format!("{n}"))
-        }
-    })
+    eventually(
+        "traffic after the new handshake",
+        Duration::from_secs(10),
+        || {
+            let server = server.clone();
+            async move {
+                let n = counter(&server, "http.inbound.downstream_rq_2xx")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (n >= served_after + 20).then_some(()).ok_or(format!("{n}"))
+            }
+        },
+    )
     .await?;
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = loop_task.await?;
@@ -286,7 +305,9 @@ fn secret_pem(secret: &serde_json::Value, key: &str) -> Option<String> {
 
 /// The fingerprint of the first certificate of `data.{key}`.
 fn secret_fingerprint(secret: &serde_json::Value, key: &str) -> Option<String> {
-    ders(&secret_pem(secret, key)?).first().map(|d| fingerprint(d))
+    ders(&secret_pem(secret, key)?)
+        .first()
+        .map(|d| fingerprint(d))
 }
 
 /// `--kubernetes --ca-secret`: the leader creates the CA Secret on first start; a second
@@ -295,9 +316,9 @@ fn secret_fingerprint(secret: &serde_json::Value, key: &str) -> Option<String> {
 /// new root.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kubernetes_ca_lives_in_a_secret_shared_by_replicas() -> anyhow::Result<()> {
+    use portolan_e2e::Portolan;
     use portolan_e2e::apiserver::FakeApiServer;
     use portolan_e2e::portolan::Ports;
-    use portolan_e2e::Portolan;
     let _shared = portolan_e2e::serial::shared().await;
     let api = FakeApiServer::start().await?;
     let kubeconfig = api.kubeconfig().display().to_string();
@@ -319,8 +340,8 @@ async fn the_kubernetes_ca_lives_in_a_secret_shared_by_replicas() -> anyhow::Res
             "--enable-ca-rotation",
         ]
     };
-    let first = Portolan::start_kubernetes(crate::bin(), Ports::free(), &args("portolan-0"), &env)
-        .await?;
+    let first =
+        Portolan::start_kubernetes(crate::bin(), Ports::free(), &args("portolan-0"), &env).await?;
     let created = api
         .secret("portolan", "portolan-ca")
         .ok_or_else(|| anyhow::anyhow!("no CA Secret\n{}", first.log_tail()))?;
@@ -352,18 +373,27 @@ async fn the_kubernetes_ca_lives_in_a_secret_shared_by_replicas() -> anyhow::Res
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("no new root: {started}"))?;
     let phases = std::sync::Mutex::new(BTreeSet::new());
-    eventually("the other replica to finish the rotation", Duration::from_secs(30), || {
-        let (second, new, phases) = (&second, new.clone(), &phases);
-        async move {
-            let state = second.get_json("/debug/ca").await.map_err(|e| e.to_string())?;
-            let phase = state["phase"].as_str().unwrap_or_default().to_string();
-            phases.lock().map_err(|e| e.to_string())?.insert(phase);
-            let bundle = strings(&state["bundle"]);
-            (state["phase"] == "steady" && bundle == [new.clone()] && state["signer"] == new.as_str())
+    eventually(
+        "the other replica to finish the rotation",
+        Duration::from_secs(30),
+        || {
+            let (second, new, phases) = (&second, new.clone(), &phases);
+            async move {
+                let state = second
+                    .get_json("/debug/ca")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let phase = state["phase"].as_str().unwrap_or_default().to_string();
+                phases.lock().map_err(|e| e.to_string())?.insert(phase);
+                let bundle = strings(&state["bundle"]);
+                (state["phase"] == "steady"
+                    && bundle == [new.clone()]
+                    && state["signer"] == new.as_str())
                 .then_some(())
                 .ok_or(state.to_string())
-        }
-    })
+            }
+        },
+    )
     .await?;
     let phases = phases.into_inner().unwrap_or_default();
     assert!(

@@ -389,7 +389,10 @@ fn secret(s: &Shared, method: &Method, path: &str, body: &Value) -> Option<Respo
         },
         &Method::POST if inner.secrets.contains_key(&key) => conflict("already exists"),
         &Method::PUT
-            if inner.secrets.get(&key).map(|s| &s["metadata"]["resourceVersion"])
+            if inner
+                .secrets
+                .get(&key)
+                .map(|s| &s["metadata"]["resourceVersion"])
                 != Some(&body["metadata"]["resourceVersion"]) =>
         {
             conflict("the object has been modified")
