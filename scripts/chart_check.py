@@ -365,6 +365,13 @@ def assert_render(case, path):
         fail("Secrets get/update must be limited by name in the release namespace")
     if not flag(args, "--ca-propagation"):
         fail("--ca-propagation missing")
+    if case == "token-review" and (
+        ca_secret != ["mesh-ca"] or flag(args, "--ca-rotation-grace") != ["12h"]
+        or "--enable-ca-rotation" not in args
+    ):
+        fail("identity.ca values do not reach --ca-secret/--ca-rotation-grace/--enable-ca-rotation")
+    if case != "token-review" and ("--enable-ca-rotation" in args or flag(args, "--ca-rotation-grace")):
+        fail("the CA rotation endpoint and grace are off by default")
     review = expand("authentication.k8s.io", ["tokenreviews"], ["create"])
     granted = [c for c in by_kind(docs, "ClusterRole") if rule_set(c["rules"]) & review]
     if "--xds-token-review" in args:
