@@ -288,6 +288,37 @@ impl CaControl {
     }
 }
 
+/// `portolan ca status|rotate`: the server's answer, pretty JSON on stdout.
+pub fn command(args: &crate::cli::CaArgs) -> anyhow::Result<std::process::ExitCode> {
+    let server = args.server.trim_end_matches('/');
+    let (method, url) = match args.action {
+        crate::cli::CaAction::Status => (reqwest::Method::GET, format!("{server}/debug/ca")),
+        crate::cli::CaAction::Rotate => {
+            (reqwest::Method::POST, format!("{server}/debug/ca/rotate"))
+        }
+    };
+    let body: Value = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(async {
+            let response = reqwest::Client::new()
+                .request(method.clone(), &url)
+                .send()
+                .await?;
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if !status.is_success() {
+                let message = body["error"].as_str().unwrap_or_default().to_string();
+                anyhow::bail!("{status}: {message}");
+            }
+            Ok(body)
+        })
+        .with_context(|| format!("{method} {url}"))?;
+    crate::output::println(&serde_json::to_string_pretty(&body)?)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 fn epoch(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

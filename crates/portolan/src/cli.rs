@@ -48,6 +48,9 @@ pub enum Command {
     /// File mode: serve a kept version until the next change of the source (needs
     /// `serve --enable-rollback`). Kubernetes mode: not served (see docs/operations.md).
     Rollback(RollbackArgs),
+    /// The mesh CA of a running server: `status` (rotation phase, trust bundle, signing root)
+    /// or `rotate` (start a rotation to a generated root; needs `serve --enable-ca-rotation`).
+    Ca(CaArgs),
     /// Program this network namespace's netfilter rules so that its TCP connections go through
     /// the sidecar (transparent capture; an injected pod's init container runs it).
     Capture(CaptureArgs),
@@ -169,6 +172,29 @@ pub struct RollbackArgs {
         env = "PORTOLAN_HTTP_URL"
     )]
     pub server: String,
+}
+
+/// `portolan ca`.
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    #[command(subcommand)]
+    pub action: CaAction,
+    /// Portolan's HTTP address.
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:18080",
+        env = "PORTOLAN_HTTP_URL"
+    )]
+    pub server: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum CaAction {
+    /// Print the CA's state as JSON (`GET /debug/ca`).
+    Status,
+    /// Start a rotation to a generated root (`POST /debug/ca/rotate`) and print the new state.
+    Rotate,
 }
 
 fn parse_pool(s: &str) -> Result<portolan_model::gateway_api::AddressPool, String> {

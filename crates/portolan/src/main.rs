@@ -57,6 +57,7 @@ fn main() -> ExitCode {
         cli::Command::History(args) => history::list(&args),
         cli::Command::Diff(args) => history::diff(&args),
         cli::Command::Rollback(args) => history::rollback(&args),
+        cli::Command::Ca(args) => ca::command(&args),
         cli::Command::Capture(args) => capture::run(&args),
     };
     match result {

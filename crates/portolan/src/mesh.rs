@@ -118,6 +118,8 @@ async fn load(
 }
 
 /// The CA in the Secret; the leader creates it when absent, the other replicas wait for it.
+/// API errors are retried every second (start-up waits); a Secret whose data is not a CA is an
+/// error naming the Secret and the entry.
 async fn from_secret(
     secret: &portolan_k8s::CaSecret,
     trust_domain: &str,
@@ -126,7 +128,15 @@ async fn from_secret(
     let mut waiting_logged = false;
     loop {
         let now = SystemTime::now();
-        if let Some(data) = secret.get().await? {
+        let read = match secret.get().await {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!(secret = %secret.name(), error = %e, "reading the mesh CA Secret; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Some(data) = read {
             let state = TrustState::from_data(&data, trust_domain, now)
                 .with_context(|| format!("the mesh CA in Secret {}", secret.name()))?;
             return Ok(state);
@@ -136,9 +146,17 @@ async fn from_secret(
                 Authority::generate(trust_domain, now).context("generating the mesh CA")?,
                 now,
             );
-            if secret.create(&crate::ca::data_of(&state)).await? {
-                tracing::info!(secret = %secret.name(), "mesh CA generated and stored in its Secret");
-                return Ok(state);
+            match secret.create(&crate::ca::data_of(&state)).await {
+                Ok(true) => {
+                    tracing::info!(secret = %secret.name(), "mesh CA generated and stored in its Secret");
+                    return Ok(state);
+                }
+                // Created by another replica meanwhile: read it.
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(secret = %secret.name(), error = %e, "creating the mesh CA Secret; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
             continue;
         }

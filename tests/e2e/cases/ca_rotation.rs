@@ -364,10 +364,19 @@ async fn the_kubernetes_ca_lives_in_a_secret_shared_by_replicas() -> anyhow::Res
         "read, not written again"
     );
 
-    // A rotation on the leader goes through the Secret; the other replica follows it.
-    let reply = client().post(first.url("/debug/ca/rotate")).send().await?;
-    assert_eq!(reply.status().as_u16(), 202);
-    let started: serde_json::Value = reply.json().await?;
+    // A rotation on the leader (`portolan ca rotate`) goes through the Secret; the other
+    // replica follows it.
+    let out = tokio::process::Command::new(crate::bin())
+        .args(["ca", "rotate", "--server", &first.url("")])
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(started["phase"], "publishing", "{started}");
     let new = strings(&started["bundle"])
         .get(1)
         .cloned()
