@@ -115,3 +115,7 @@ fn text_data(name: &str, secret: Secret) -> Result<BTreeMap<String, String>, K8s
     }
     Ok(out)
 }
+
+#[cfg(test)]
+#[path = "ca_secret_tests.rs"]
+mod tests;
