@@ -172,6 +172,7 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
     )
     .await?;
 
+    let rotated_at = Instant::now();
     let reply = client()
         .post(mesh.portolan.url("/debug/ca/rotate"))
         .send()
@@ -193,6 +194,9 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
     // Watch both Envoys and Portolan until the rotation is over everywhere.
     let (mut phases, mut metric_phases) = (BTreeSet::new(), BTreeSet::new());
     let mut seen: [BTreeSet<Held>; 2] = [BTreeSet::new(), BTreeSet::new()];
+    // When each Envoy first held each state, after the rotation request (reported, not
+    // asserted).
+    let mut first_seen: std::collections::BTreeMap<(usize, Held), Duration> = Default::default();
     let done = Held {
         bundle: vec![new.clone()],
         signer: new.clone(),
@@ -205,8 +209,11 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
             metric_phases.insert(p as i64);
         }
         let now = [held(&server).await?, held(&client_envoy).await?];
-        for (set, h) in seen.iter_mut().zip(now.iter()) {
+        for (i, (set, h)) in seen.iter_mut().zip(now.iter()).enumerate() {
             set.insert(h.clone());
+            first_seen
+                .entry((i, h.clone()))
+                .or_insert_with(|| rotated_at.elapsed());
         }
         if state["phase"] == "steady" && now.iter().all(|h| *h == done) {
             break;
@@ -290,6 +297,20 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
         &failed[..failed.len().min(5)]
     );
     assert!(ok >= 100, "only {ok} requests");
+    let mut timeline: Vec<_> = first_seen.iter().collect();
+    timeline.sort_by_key(|(_, at)| **at);
+    for ((i, h), at) in timeline {
+        let name = ["server", "client"][*i];
+        let state = if *h == publishing {
+            "publishing (old+new, old signs)"
+        } else if *h == signing {
+            "signing (old+new, new signs)"
+        } else {
+            "steady (new only)"
+        };
+        eprintln!("ca rotation: {name} Envoy held {state} at {at:?}");
+    }
+    eprintln!("ca rotation: {ok} sequential requests answered 200, none failed");
     Ok(())
 }
 
