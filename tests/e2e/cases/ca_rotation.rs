@@ -3,7 +3,8 @@
 //! `POST /debug/ca/rotate` takes the CA through its phases. What each Envoy holds is read from
 //! its own admin config dump: the trust bundle it verifies peers with (1, then 2, then 1
 //! roots) and the root that signed its workload certificate (the old, then the new one,
-//! checked by signature). No request fails. Every wait polls with a deadline.
+//! checked by signature). Then an operator's own root, added to `--ca-dir` as `next.crt` and
+//! `next.key`, is rotated to the same way. No request fails. Every wait polls with a deadline.
 
 use crate::mesh_security::{HOST, Identities, Mesh, counter};
 use portolan_e2e::manifests::example;
@@ -272,6 +273,53 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
         },
     )
     .await?;
+    // File mode: an operator's own root, added to --ca-dir as next.crt and next.key, is
+    // rotated to the same way.
+    let own = portolan_ca::Authority::generate("cluster.local", std::time::SystemTime::now())?;
+    let own_fp = own.fingerprint();
+    std::fs::write(mesh.ca_dir.path().join("next.key"), own.key_pem())?;
+    std::fs::write(mesh.ca_dir.path().join("next.crt"), own.root_pem())?;
+    let own_done = Held {
+        bundle: vec![own_fp.clone()],
+        signer: own_fp.clone(),
+    };
+    let mut own_seen: [BTreeSet<Held>; 2] = [BTreeSet::new(), BTreeSet::new()];
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let state = ca_state(&mesh).await?;
+        let now = [held(&server).await?, held(&client_envoy).await?];
+        for (set, h) in own_seen.iter_mut().zip(now.iter()) {
+            set.insert(h.clone());
+        }
+        if state["phase"] == "steady" && now.iter().all(|h| *h == own_done) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "rotation to the operator's root not over: {state}\nheld: {now:?}\nportolan log:\n{}",
+            mesh.portolan.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let both = vec![new.clone(), own_fp.clone()];
+    for (name, set) in ["server", "client"].iter().zip(own_seen.iter()) {
+        assert!(
+            set.iter().any(|h| h.bundle == both && h.signer == new)
+                && set.iter().any(|h| h.bundle == both && h.signer == own_fp),
+            "{name}: the operator's root published, then signing: {set:?}"
+        );
+    }
+    let mut files: Vec<String> = std::fs::read_dir(mesh.ca_dir.path())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["ca.crt", "ca.key"],
+        "the directory holds the new root alone"
+    );
+
     let served_after = counter(&server, "http.inbound.downstream_rq_2xx").await?;
     eventually(
         "traffic after the new handshake",
