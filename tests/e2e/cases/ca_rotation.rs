@@ -411,9 +411,9 @@ async fn the_kubernetes_ca_lives_in_a_secret_shared_by_replicas() -> anyhow::Res
             "--ca-secret",
             "portolan-ca",
             "--ca-propagation",
-            "1s",
+            "2s",
             "--ca-rotation-grace",
-            "1s",
+            "2s",
             "--enable-ca-rotation",
         ]
     };
