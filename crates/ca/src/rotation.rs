@@ -33,7 +33,8 @@ pub const NEXT_CERT: &str = "next.crt";
 pub const NEXT_KEY: &str = "next.key";
 /// The previous root's certificate (still trusted, no longer signing).
 pub const PREVIOUS_CERT: &str = "previous.crt";
-/// The phase and when it began: `publishing 1800000000`.
+/// The phase, when it began and the fingerprint of the new root it is about:
+/// `publishing 1800000000 3f5a...`.
 pub const ROTATION: &str = "rotation";
 
 /// Every name of the state's data.
@@ -169,6 +170,11 @@ impl TrustState {
         self.bundle().into_iter().map(fingerprint).collect()
     }
 
+    /// The fingerprint of the newest root: the next one while publishing, else the signer.
+    fn newest_fingerprint(&self) -> String {
+        self.next.as_deref().unwrap_or(&self.signer).fingerprint()
+    }
+
     /// Starts a rotation to `next` at `now` (phase [`Phase::Publishing`]). Refused while a
     /// rotation is under way, and for the root that already signs.
     pub fn begin(&mut self, next: Authority, now: SystemTime) -> Result<(), CaError> {
@@ -255,7 +261,8 @@ impl TrustState {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or(Duration::ZERO)
                 .as_secs();
-            data.insert(ROTATION, format!("{} {secs}", self.phase().name()));
+            let newest = self.newest_fingerprint();
+            data.insert(ROTATION, format!("{} {secs} {newest}", self.phase().name()));
         }
         data
     }
@@ -299,16 +306,19 @@ impl TrustState {
             previous,
             since: now,
         };
-        if let Some(since) = get(ROTATION).and_then(|r| recorded_since(r, state.phase())) {
+        let (phase, newest) = (state.phase(), state.newest_fingerprint());
+        if let Some(since) = get(ROTATION).and_then(|r| recorded_since(r, phase, &newest)) {
             state.since = since;
         }
         Ok(state)
     }
 }
 
-/// The start time in a rotation record (`PHASE SECONDS`) when it names `phase`.
-fn recorded_since(record: &str, phase: Phase) -> Option<SystemTime> {
-    let (name, secs) = record.trim().split_once(' ')?;
-    let secs: u64 = secs.trim().parse().ok()?;
-    (Phase::parse(name)? == phase).then(|| UNIX_EPOCH + Duration::from_secs(secs))
+/// The start time in a rotation record (`PHASE SECONDS FINGERPRINT`) when it names `phase`
+/// of the root `newest` (a next root replaced by hand starts its publishing anew).
+fn recorded_since(record: &str, phase: Phase, newest: &str) -> Option<SystemTime> {
+    let mut words = record.split_whitespace();
+    let (name, secs, root) = (words.next()?, words.next()?, words.next()?);
+    let secs: u64 = secs.parse().ok()?;
+    (Phase::parse(name)? == phase && root == newest).then(|| UNIX_EPOCH + Duration::from_secs(secs))
 }

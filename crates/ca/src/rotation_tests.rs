@@ -112,7 +112,10 @@ fn every_phase_survives_its_data_with_its_start_time() {
     assert!(state.advance(t(40), &TIMING, false));
     let d = data(&state);
     assert!(d.contains_key(PREVIOUS_CERT) && !d.contains_key(NEXT_CERT));
-    assert_eq!(d[ROTATION], "signing 1800000040");
+    assert_eq!(
+        d[ROTATION],
+        format!("signing 1800000040 {}", state.signer().fingerprint())
+    );
     let signing = TrustState::from_data(&d, TD, t(45)).expect("signing");
     assert!(signing.same_roots(&state));
     assert_eq!(signing.since(), t(40));
@@ -133,6 +136,19 @@ fn an_added_next_root_starts_publishing_when_it_is_read() {
     d.insert(ROTATION.into(), "signing 1800000001".into());
     let read = TrustState::from_data(&d, TD, t(60)).expect("publishing");
     assert_eq!(read.since(), t(60));
+    // Nor does the record of publishing another next root (replaced by hand).
+    d.insert(
+        ROTATION.into(),
+        format!("publishing 1800000002 {}", state.signer().fingerprint()),
+    );
+    let read = TrustState::from_data(&d, TD, t(70)).expect("publishing");
+    assert_eq!(read.since(), t(70));
+    d.insert(
+        ROTATION.into(),
+        format!("publishing 1800000002 {}", next.fingerprint()),
+    );
+    let read = TrustState::from_data(&d, TD, t(80)).expect("publishing");
+    assert_eq!(read.since(), t(2), "its own record dates it");
 }
 
 #[test]
