@@ -25,6 +25,11 @@ use tokio::sync::{Notify, watch};
 /// How often the kept state is re-read (and a due phase checked).
 const TICK: Duration = Duration::from_secs(1);
 
+/// Publishing waits past `--ca-propagation` for connected proxies to ACK the new bundle, at
+/// most this many propagation times in all (a proxy that NACKs its secrets does not hold the
+/// rotation back for ever).
+const ACK_WAIT_FACTOR: u32 = 10;
+
 /// Where the trust state is kept.
 pub enum Backing {
     /// Only in memory (a generated CA, or `--ca-cert`/`--ca-key` files Portolan does not
@@ -96,6 +101,9 @@ pub struct CaControl {
     rotate_enabled: bool,
     wake: Notify,
     metrics: CaMetrics,
+    /// The connected proxies and their snapshots: publishing ends only once every mesh proxy
+    /// ACKed its group's current secrets (with the new bundle).
+    cache: Option<Arc<portolan_xds::Cache>>,
 }
 
 /// Why a rotation request was refused.
@@ -139,7 +147,50 @@ impl CaControl {
             rotate_enabled,
             wake: Notify::new(),
             metrics: CaMetrics::default(),
+            cache: None,
         }
+    }
+
+    /// Publishing also waits for the mesh proxies connected to `cache` to ACK the new bundle.
+    pub fn with_cache(mut self, cache: Arc<portolan_xds::Cache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Node ids of connected mesh proxies that have not ACKed their group's current secrets
+    /// (they may not hold the current trust bundle yet).
+    fn pending_proxies(&self) -> Vec<String> {
+        let Some(cache) = &self.cache else {
+            return Vec::new();
+        };
+        let ty = portolan_xds::ResourceType::Secret;
+        let snapshot_version = |group: &str| {
+            let snap = cache.get(group)?;
+            snap.resources(ty)
+                .contains_key(portolan_translate::mesh::TRUST_BUNDLE_SECRET)
+                .then(|| snap.version(ty).to_string())
+        };
+        pending_proxies(&cache.proxies(), snapshot_version)
+    }
+
+    /// Whether publishing must go on for proxies that have not ACKed the new bundle.
+    fn held_by_proxies(&self, state: &TrustState, now: SystemTime) -> bool {
+        if state.phase() != portolan_ca::Phase::Publishing {
+            return false;
+        }
+        let limit = state.since() + self.timing.propagation * ACK_WAIT_FACTOR;
+        let pending = self.pending_proxies();
+        if pending.is_empty() {
+            return false;
+        }
+        if now >= limit {
+            tracing::warn!(
+                ?pending,
+                "CA rotation: proxies did not ACK the new trust bundle in time; signing with the new root anyway"
+            );
+            return false;
+        }
+        true
     }
 
     /// Registers the `portolan_ca_*` gauges.
@@ -201,8 +252,13 @@ impl CaControl {
         }
         if *self.deciding.borrow() {
             let mut state = self.certs.trust();
+            let now = SystemTime::now();
             let old_held = self.certs.signed_by_other_roots() > 0;
-            if state.advance(SystemTime::now(), &self.timing, old_held) {
+            let due = state.due_at(&self.timing).is_some_and(|at| now >= at);
+            if due && self.held_by_proxies(&state, now) {
+                return Ok(());
+            }
+            if state.advance(now, &self.timing, old_held) {
                 self.backing
                     .save(&state)
                     .await
@@ -284,6 +340,7 @@ impl CaControl {
             "rotateEnabled": self.rotate_enabled,
             "workloadCertificates": certs,
             "oldRootCertificates": self.certs.signed_by_other_roots(),
+            "proxiesWithoutCurrentSecrets": self.pending_proxies(),
         })
     }
 }
@@ -317,6 +374,29 @@ pub fn command(args: &crate::cli::CaArgs) -> anyhow::Result<std::process::ExitCo
         .with_context(|| format!("{method} {url}"))?;
     crate::output::println(&serde_json::to_string_pretty(&body)?)?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Node ids of `proxies` subscribed to secrets whose ACKed version is not their group's
+/// current one (`current`: the version of a group's secrets when they include the trust
+/// bundle, else `None`: not a mesh group).
+fn pending_proxies(
+    proxies: &[portolan_xds::status::ProxyStatus],
+    current: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let url = portolan_xds::ResourceType::Secret.type_url();
+    let mut pending: Vec<String> = proxies
+        .iter()
+        .filter(|p| {
+            let Some(secrets) = p.types.iter().find(|t| t.type_url == url) else {
+                return false;
+            };
+            current(&p.group).is_some_and(|v| secrets.acked_version.as_deref() != Some(&v))
+        })
+        .map(|p| p.node_id.clone())
+        .collect();
+    pending.sort();
+    pending.dedup();
+    pending
 }
 
 fn epoch(t: SystemTime) -> u64 {
@@ -399,6 +479,47 @@ mod tests {
             ca.debug()["bundle"],
             serde_json::json!([next.fingerprint()])
         );
+    }
+
+    fn proxy(node: &str, group: &str, acked: Option<&str>) -> portolan_xds::status::ProxyStatus {
+        portolan_xds::status::ProxyStatus {
+            node_id: node.to_string(),
+            group: group.to_string(),
+            stream: "ads".to_string(),
+            delta: false,
+            client: "envoy".to_string(),
+            connected_at: SystemTime::now(),
+            types: vec![portolan_xds::status::TypeStatus {
+                type_url: portolan_xds::ResourceType::Secret.type_url().to_string(),
+                sent_version: Some("v2".to_string()),
+                acked_version: acked.map(str::to_string),
+                last_nack: None,
+                names: None,
+            }],
+            responses_sent: 1,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Publishing waits for mesh proxies that have not ACKed their group's current secrets;
+    /// proxies of other groups, and streams without secrets, do not count.
+    #[test]
+    fn publishing_waits_for_mesh_proxies_to_ack_their_current_secrets() {
+        let mut gateway = proxy("gw-1", "gateway", None);
+        gateway.types.clear();
+        let proxies = [
+            proxy("web-1", "web", Some("v2")),
+            proxy("web-2", "web", Some("v1")),
+            proxy("api-1", "api", None),
+            proxy("edge-1", "edge", Some("old")),
+            gateway,
+        ];
+        let current = |group: &str| match group {
+            "web" | "api" | "gateway" => Some("v2".to_string()),
+            _ => None,
+        };
+        assert_eq!(pending_proxies(&proxies, current), ["api-1", "web-2"]);
+        assert!(pending_proxies(&proxies[..1], current).is_empty());
     }
 
     /// `POST /debug/ca/rotate`: off without the flag; on, it publishes a generated root and

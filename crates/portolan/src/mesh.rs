@@ -33,6 +33,7 @@ pub async fn setup(
     args: &MeshArgs,
     trust_domain: &str,
     cluster: Option<ClusterCa>,
+    cache: &Arc<portolan_xds::Cache>,
 ) -> anyhow::Result<Mesh> {
     let identity = match args.identity {
         IdentityArg::Off => {
@@ -70,7 +71,8 @@ pub async fn setup(
         trust_domain,
         deciding,
         args.enable_ca_rotation,
-    );
+    )
+    .with_cache(cache.clone());
     Ok(Mesh {
         certs: Some(certs),
         identity,

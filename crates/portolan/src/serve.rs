@@ -85,7 +85,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         namespace: c.namespace.clone(),
         leading: c.leading.clone(),
     });
-    let mesh = crate::mesh::setup(&args.mesh, &args.translate.trust_domain, cluster).await?;
+    let mesh =
+        crate::mesh::setup(&args.mesh, &args.translate.trust_domain, cluster, &cache).await?;
     if let Some(ca) = &mesh.ca {
         ca.register(&mut registry);
     }

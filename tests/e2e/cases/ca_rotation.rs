@@ -261,6 +261,18 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
             .await?,
         Some(1.0)
     );
+    // Portolan sees both sidecars' ACKs of their current secrets (what publishing waits for).
+    eventually(
+        "both sidecars' ACKs of their secrets",
+        Duration::from_secs(10),
+        || async {
+            let state = ca_state(&mesh).await.map_err(|e| e.to_string())?;
+            (state["proxiesWithoutCurrentSecrets"] == serde_json::json!([]))
+                .then_some(())
+                .ok_or(state.to_string())
+        },
+    )
+    .await?;
 
     // New mutual TLS connections are made with the new root alone.
     let handshakes = counter(&server, "listener.inbound.ssl.handshake").await?;
