@@ -251,8 +251,9 @@ def assert_webhook(docs, args, svc, ns, role_facts, mode):
         mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
         if flag(args, "--webhook-cert") != [mounts["webhook-tls"] + "/tls.crt"] or flag(args, "--webhook-key") != [mounts["webhook-tls"] + "/tls.key"]:
             fail("--webhook-cert/--webhook-key are not the mounted Secret's files")
-        if "--webhook-self-signed" in args or ("", "secrets", "create", None) in role_facts:
-            fail("certManager: no self-signed flag and no Secret creation")
+        webhook_secret = expand("", ["secrets"], ["get", "update"], [cert["spec"]["secretName"]])
+        if "--webhook-self-signed" in args or webhook_secret & role_facts:
+            fail("certManager: no self-signed flag and no access to the webhook Secret")
         if any(c["metadata"]["name"].endswith("-webhook") for c in by_kind(docs, "ClusterRole")):
             fail("certManager: no ClusterRole for the webhook configuration")
         svc_host = f"{svc['metadata']['name']}.{ns}.svc"
@@ -355,6 +356,22 @@ def assert_render(case, path):
         ep = sm["spec"]["endpoints"][0]
         if ep["port"] != "http-monitoring" or ep["path"] != "/metrics":
             fail(f"the ServiceMonitor scrapes {ep}, not http-monitoring /metrics")
+    ca_secret = flag(args, "--ca-secret")
+    if len(ca_secret) != 1 or not expand("", ["secrets"], ["get", "update"], ca_secret) <= role_facts:
+        fail("--ca-secret must name one Secret the release-namespace Role grants get/update on by name")
+    if ("", "secrets", "create", None) not in role_facts:
+        fail("the Role does not grant creating the mesh CA Secret")
+    if any(f[1] == "secrets" and f[2] in ("get", "update") and f[3] is None for f in role_facts):
+        fail("Secrets get/update must be limited by name in the release namespace")
+    if not flag(args, "--ca-propagation"):
+        fail("--ca-propagation missing")
+    if case == "token-review" and (
+        ca_secret != ["mesh-ca"] or flag(args, "--ca-rotation-grace") != ["12h"]
+        or "--enable-ca-rotation" not in args
+    ):
+        fail("identity.ca values do not reach --ca-secret/--ca-rotation-grace/--enable-ca-rotation")
+    if case != "token-review" and ("--enable-ca-rotation" in args or flag(args, "--ca-rotation-grace")):
+        fail("the CA rotation endpoint and grace are off by default")
     review = expand("authentication.k8s.io", ["tokenreviews"], ["create"])
     granted = [c for c in by_kind(docs, "ClusterRole") if rule_set(c["rules"]) & review]
     if "--xds-token-review" in args:

@@ -69,6 +69,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-webhook-tls" (include "portolan.fullname" .)) .Values.webhook.secretName }}
 {{- end }}
 
+{{- define "portolan.caSecretName" -}}
+{{- default (printf "%s-mesh-ca" (include "portolan.fullname" .)) .Values.identity.ca.secretName }}
+{{- end }}
+
 {{- define "portolan.webhookSelfSigned" -}}
 {{- if and .Values.webhook.enabled (eq .Values.webhook.certificate "selfSigned") }}true{{ end }}
 {{- end }}

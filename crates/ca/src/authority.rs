@@ -148,6 +148,16 @@ impl Authority {
         &self.trust_domain
     }
 
+    /// The root's private key (PEM, PKCS#8): what persisting the root writes.
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    /// The root's fingerprint: see [`fingerprint`].
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.root_pem)
+    }
+
     /// Issues a certificate for `id` valid from `now` (backdated a minute for clock skew) for
     /// `lifetime`: a fresh ECDSA P-256 key, the SPIFFE ID as the only SAN (URI), usable as TLS
     /// client and server.
@@ -183,12 +193,28 @@ impl Authority {
         let cert = params.signed_by(&key, &self.issuer).map_err(failed)?;
         Ok(WorkloadCert {
             id: id.clone(),
+            root: self.fingerprint(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             issued_at: now,
             expires_at: now + lifetime,
         })
     }
+}
+
+/// The SHA-256 of a certificate's DER, first 16 bytes in hex: how operators and `/debug/ca`
+/// tell roots apart (the PEM text itself when it does not parse).
+pub fn fingerprint(cert_pem: &str) -> String {
+    let der = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map(|(_, pem)| pem.contents)
+        .unwrap_or_else(|_| cert_pem.as_bytes().to_vec());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+    digest
+        .as_ref()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A positive 16-byte serial from the new key's public point (random per key).

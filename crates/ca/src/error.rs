@@ -23,4 +23,6 @@ pub enum CaError {
         "{0:?} is not a SPIFFE ID of the form spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT"
     )]
     NotASpiffeId(String),
+    #[error("a CA rotation is under way (phase {0}); start the next once it is steady")]
+    Rotating(&'static str),
 }

@@ -91,7 +91,7 @@ fn certificates_rotate_at_half_life() {
 #[test]
 fn the_store_keeps_a_certificate_until_it_is_due_then_issues_a_new_one() {
     let ca = Authority::generate(TD, t(0)).expect("root");
-    let store = WorkloadCerts::new(ca, Duration::from_secs(100));
+    let store = WorkloadCerts::new(TrustState::new(ca, t(0)), Duration::from_secs(100));
     assert_eq!(store.next_rotation(), None);
     let first = store.current(&web(), t(0)).expect("issued");
     assert_eq!(store.next_rotation(), Some(t(50)));

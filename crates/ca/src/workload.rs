@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 #[derive(Clone, PartialEq, Eq)]
 pub struct WorkloadCert {
     pub id: SpiffeId,
+    /// The fingerprint of the root that signed it (see [`crate::fingerprint`]).
+    pub root: String,
     pub cert_pem: String,
     pub key_pem: String,
     /// When it was issued (its `notBefore` is a minute earlier, for clock skew).
@@ -19,6 +21,7 @@ impl std::fmt::Debug for WorkloadCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkloadCert")
             .field("id", &self.id)
+            .field("root", &self.root)
             .field("issued_at", &self.issued_at)
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()

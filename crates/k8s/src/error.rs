@@ -27,6 +27,9 @@ pub enum K8sError {
     /// A Gateway's proxies could not be provisioned.
     #[error("provisioning the proxies of {gateway}: {message}")]
     Provision { gateway: ObjectRef, message: String },
+    /// An object read from the API server is not what Portolan needs.
+    #[error("{what} {message}")]
+    Invalid { what: String, message: String },
     /// A request did not answer in time.
     #[error("{0}: timed out")]
     Timeout(String),

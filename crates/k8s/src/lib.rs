@@ -14,10 +14,12 @@
 //! * [`provision`]: a Deployment of stock Envoy and a Service for each Gateway of Portolan's
 //!   class, owned by the Gateway.
 //! * [`tokenreview`]: service account tokens verified with the TokenReview API.
+//! * [`ca_secret`]: the mesh CA kept in a Secret shared by the replicas.
 
 #![forbid(unsafe_code)]
 
 pub mod api_status;
+pub mod ca_secret;
 pub mod decode;
 pub mod error;
 pub mod feed;
@@ -30,6 +32,7 @@ pub mod tokenreview;
 pub mod view;
 pub mod writer;
 
+pub use ca_secret::CaSecret;
 pub use error::K8sError;
 pub use feed::KindFeed;
 pub use lease::{LeaseConfig, LeaseLock};

@@ -28,8 +28,9 @@ impl MeshCerts {
         }
     }
 
-    /// The SDS secrets of a mesh group: its identity's current certificate and the root
-    /// (none for a group without a workload identity).
+    /// The SDS secrets of a mesh group: its identity's current certificate and the trust
+    /// bundle, every root trusted (two during a CA rotation); none for a group without a
+    /// workload identity.
     pub(crate) fn secrets(&self, group: &ProxyGroup) -> Vec<Secret> {
         let Some(workload) = &group.workload else {
             return Vec::new();
@@ -39,7 +40,7 @@ impl MeshCerts {
             Ok(cert) => portolan_translate::mesh::workload_secrets(
                 &cert.cert_pem,
                 &cert.key_pem,
-                self.certs.authority().root_pem(),
+                &self.certs.bundle_pem(),
             )
             .to_vec(),
             Err(e) => {

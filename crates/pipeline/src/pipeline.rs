@@ -186,6 +186,12 @@ impl Pipeline {
         }
     }
 
+    /// Rebuilds every group a proxy is connected to now (the mesh CA's trust bundle or
+    /// signing root changed: a CA rotation moved on).
+    pub async fn rebuild_all(self: Arc<Self>) {
+        self.build_all(0).await;
+    }
+
     /// Runs until `changes` closes: waits for `synced`, builds every group, then rebuilds on
     /// each debounced batch of changes (the first change after `quiet` at once, what follows
     /// coalesced until `quiet` passes with no change, at most `max`) and builds new groups as

@@ -48,6 +48,9 @@ pub enum Command {
     /// File mode: serve a kept version until the next change of the source (needs
     /// `serve --enable-rollback`). Kubernetes mode: not served (see docs/operations.md).
     Rollback(RollbackArgs),
+    /// The mesh CA of a running server: `status` (rotation phase, trust bundle, signing root)
+    /// or `rotate` (start a rotation to a generated root; needs `serve --enable-ca-rotation`).
+    Ca(CaArgs),
     /// Program this network namespace's netfilter rules so that its TCP connections go through
     /// the sidecar (transparent capture; an injected pod's init container runs it).
     Capture(CaptureArgs),
@@ -169,6 +172,29 @@ pub struct RollbackArgs {
         env = "PORTOLAN_HTTP_URL"
     )]
     pub server: String,
+}
+
+/// `portolan ca`.
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    #[command(subcommand)]
+    pub action: CaAction,
+    /// Portolan's HTTP address.
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:18080",
+        env = "PORTOLAN_HTTP_URL"
+    )]
+    pub server: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum CaAction {
+    /// Print the CA's state as JSON (`GET /debug/ca`).
+    Status,
+    /// Start a rotation to a generated root (`POST /debug/ca/rotate`) and print the new state.
+    Rotate,
 }
 
 fn parse_pool(s: &str) -> Result<portolan_model::gateway_api::AddressPool, String> {
@@ -444,9 +470,29 @@ pub struct MeshArgs {
     /// CA flag the CA is generated in memory (proxies must reconnect after a restart).
     #[arg(long, value_name = "DIR", env = "PORTOLAN_CA_DIR")]
     pub ca_dir: Option<PathBuf>,
+    /// With --kubernetes: the Secret (in Portolan's namespace) holding the mesh CA and its
+    /// rotation state, shared by every replica; the leader creates it on first start.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with_all = ["ca_dir", "ca_cert"],
+        env = "PORTOLAN_CA_SECRET"
+    )]
+    pub ca_secret: Option<String>,
     /// Lifetime of workload certificates; each is replaced at half of it.
     #[arg(long, default_value = "24h", value_parser = parse_duration, env = "PORTOLAN_WORKLOAD_CERT_LIFETIME")]
     pub workload_cert_lifetime: Duration,
+    /// CA rotation: how long a new root is published in the trust bundle before it signs.
+    #[arg(long, default_value = "1m", value_parser = parse_duration, env = "PORTOLAN_CA_PROPAGATION")]
+    pub ca_propagation: Duration,
+    /// CA rotation: how long the old root stays trusted after the new one signs (the longest
+    /// a workload certificate lives). Default: --workload-cert-lifetime.
+    #[arg(long, value_parser = parse_duration, env = "PORTOLAN_CA_ROTATION_GRACE")]
+    pub ca_rotation_grace: Option<Duration>,
+    /// Serve `POST /debug/ca/rotate` (starts a CA rotation to a generated root) on the HTTP
+    /// port, which has no authentication: enable only where operators alone reach it.
+    #[arg(long, env = "PORTOLAN_ENABLE_CA_ROTATION")]
+    pub enable_ca_rotation: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

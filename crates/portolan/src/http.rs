@@ -46,6 +46,8 @@ pub struct AppState {
     /// `POST /debug/rollback` (serving an old version needs `serve --enable-rollback`;
     /// Kubernetes mode answers the manifests to re-apply).
     pub rollback: Option<crate::history::Rollback>,
+    /// The mesh CA (`/debug/ca`, `POST /debug/ca/rotate`), when mesh identities are on.
+    pub ca: Option<Arc<crate::ca::CaControl>>,
 }
 
 pub async fn serve(
@@ -81,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .route("/debug/diff", get(crate::history::diff_handler))
         .route("/debug/rollback", post(crate::history::rollback_handler))
         .route("/debug/blast-radius", post(blast_radius))
+        .route("/debug/ca", get(ca_state))
+        .route("/debug/ca/rotate", post(ca_rotate))
         .with_state(state)
 }
 
@@ -284,4 +288,33 @@ async fn config_dump(State(s): State<AppState>, Query(q): Query<DumpQuery>) -> R
         );
     }
     Json(json!({"group": group, "types": out})).into_response()
+}
+
+/// `GET /debug/ca`: the mesh CA's rotation phase, trust bundle, signing root and the
+/// workload certificates held (fingerprints only, never keys).
+async fn ca_state(State(state): State<AppState>) -> Response {
+    match &state.ca {
+        Some(ca) => Json(ca.debug()).into_response(),
+        None => no_mesh_ca(),
+    }
+}
+
+/// `POST /debug/ca/rotate`: starts a CA rotation to a generated root (`serve
+/// --enable-ca-rotation`); 409 while one is under way.
+async fn ca_rotate(State(state): State<AppState>) -> Response {
+    let Some(ca) = &state.ca else {
+        return no_mesh_ca();
+    };
+    match ca.rotate().await {
+        Ok(_) => (StatusCode::ACCEPTED, Json(ca.debug())).into_response(),
+        Err(e) => (e.status(), Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+fn no_mesh_ca() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "no mesh CA (serve --identity off)"})),
+    )
+        .into_response()
 }

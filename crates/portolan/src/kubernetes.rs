@@ -40,8 +40,19 @@ pub struct Running {
     pub status: SourceStatus,
     /// Every watcher's state (`/debug/sources`).
     pub watchers: watch::Receiver<SourceState>,
+    /// The client, Portolan's namespace and whether this replica leads: for the mesh CA
+    /// Secret (`--ca-secret`).
+    pub cluster: Cluster,
     election: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// The cluster Portolan runs in, as the mesh CA Secret needs it.
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: kube::Client,
+    pub namespace: String,
+    pub leading: watch::Receiver<bool>,
 }
 
 /// What the pipeline records about its builds that status reads: the provenance of each
@@ -78,11 +89,11 @@ pub async fn start(
     );
     let mut tasks = vec![watchers, tokio::spawn(count_errors(state.clone(), errors))];
 
+    let namespace = args
+        .pod_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
     let (leading, election) = if args.leader_election {
-        let namespace = args
-            .pod_namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_string());
         let identity = args.pod_name.clone().unwrap_or_else(hostname);
         tracing::info!(lease = %format!("{namespace}/{}", args.lease_name), %identity, "leader election for the status writer");
         let lock = LeaseLock::new(
@@ -99,12 +110,13 @@ pub async fn start(
         (rx, None)
     };
 
+    let cluster = Cluster {
+        client: client.clone(),
+        namespace: namespace.clone(),
+        leading: leading.clone(),
+    };
     let mut status_writer = StatusWriter::new(client.clone(), view);
     if args.provision_gateways {
-        let namespace = args
-            .pod_namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_string());
         let config = provision_config(args, &namespace);
         tracing::info!(image = %config.envoy_image, service_type = %config.service_type, "provisioning Gateway proxies");
         status_writer = status_writer.with_provisioner(config);
@@ -119,6 +131,7 @@ pub async fn start(
     Ok(Running {
         status,
         watchers: state,
+        cluster,
         election,
         tasks,
     })

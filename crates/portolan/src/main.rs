@@ -18,6 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
 mod bootstrap;
+mod ca;
 mod capture;
 mod cli;
 mod crds;
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         cli::Command::History(args) => history::list(&args),
         cli::Command::Diff(args) => history::diff(&args),
         cli::Command::Rollback(args) => history::rollback(&args),
+        cli::Command::Ca(args) => ca::command(&args),
         cli::Command::Capture(args) => capture::run(&args),
     };
     match result {

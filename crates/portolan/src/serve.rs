@@ -80,7 +80,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     report_source_health(&mut registry, status.health.clone());
     let synced_rx = SourceStatus::all_synced(std::slice::from_ref(&status));
 
-    let mesh = crate::mesh::setup(&args.mesh, &args.translate.trust_domain)?;
+    let cluster = source.cluster().map(|c| crate::mesh::ClusterCa {
+        client: c.client.clone(),
+        namespace: c.namespace.clone(),
+        leading: c.leading.clone(),
+    });
+    let mesh =
+        crate::mesh::setup(&args.mesh, &args.translate.trust_domain, cluster, &cache).await?;
+    if let Some(ca) = &mesh.ca {
+        ca.register(&mut registry);
+    }
     let mut options = args.translate.options();
     if mesh.certs.is_some() {
         options.mesh.max_connection_duration = Some(args.mesh.workload_cert_lifetime);
@@ -103,6 +112,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         enabled: args.enable_rollback,
     });
     tokio::spawn(pipeline.clone().rotate_certificates());
+    if let Some(ca) = mesh.ca.clone() {
+        tokio::spawn(ca.run(pipeline.clone()));
+    }
     tokio::spawn(pipeline.run(
         changed_rx,
         synced_rx,
@@ -168,6 +180,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         history,
         translate: translate_options,
         rollback,
+        ca: mesh.ca.clone(),
     };
     let http = tokio::spawn(http::serve(
         http_listener,
@@ -262,6 +275,13 @@ impl Source {
         match self {
             Source::Files { status, .. } => status,
             Source::Kubernetes(k) => &k.status,
+        }
+    }
+
+    fn cluster(&self) -> Option<&crate::kubernetes::Cluster> {
+        match self {
+            Source::Files { .. } => None,
+            Source::Kubernetes(k) => Some(&k.cluster),
         }
     }
 

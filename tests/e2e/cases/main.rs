@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod ca_rotation;
 mod capture;
 mod edge_policies;
 mod envoy_patch;

@@ -50,6 +50,8 @@ pub(crate) struct Mesh {
     files: Option<(TestCa, TlsDir)>,
     pub(crate) tokens: Option<Tokens>,
     pub(crate) inbound: u16,
+    /// Portolan's `--ca-dir`.
+    pub(crate) ca_dir: tempfile::TempDir,
 }
 
 // === impl Mesh ===
@@ -127,6 +129,7 @@ impl Mesh {
             files,
             tokens,
             inbound,
+            ca_dir,
         })
     }
 

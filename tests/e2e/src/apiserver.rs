@@ -4,7 +4,8 @@
 //! show that nothing is served before every watcher has listed.
 //!
 //! It speaks only what Portolan sends (list, watch, server-side apply on `/status` and of
-//! provisioned objects, Lease get/create/replace, TokenReview create); the real-cluster test in
+//! provisioned objects, Lease get/create/replace, Secret get/create/replace by name with
+//! `resourceVersion` conflicts, TokenReview create); the real-cluster test in
 //! `cases/kubernetes.rs` covers the real thing. An applied Service is answered with
 //! `spec.clusterIP` [`CLUSTER_IP`], as if the API server had allocated it.
 //!
@@ -52,6 +53,9 @@ struct Inner {
     status_writes: Vec<StatusWrite>,
     leases: BTreeMap<String, Value>,
     lease_version: u64,
+    /// Secrets written by name (`namespace/name`): the mesh CA Secret.
+    secrets: BTreeMap<String, Value>,
+    secret_version: u64,
     tokens: BTreeMap<String, TokenAnswer>,
     reviews: Vec<String>,
 }
@@ -187,6 +191,14 @@ impl FakeApiServer {
         self.lock().reviews.clone()
     }
 
+    /// The Secret at `namespace/name` written through the API, if any.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.lock()
+            .secrets
+            .get(&format!("{namespace}/{name}"))
+            .cloned()
+    }
+
     /// The Lease at `namespace/name`, if any.
     pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
         self.lock()
@@ -235,6 +247,9 @@ async fn handle(State(s): State<Shared>, req: Request) -> Response {
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if path.contains("/leases") {
         return lease(&s, &parts.method, &path, body);
+    }
+    if let Some(response) = secret(&s, &parts.method, &path, &body) {
+        return response;
     }
     if path == "/apis/authentication.k8s.io/v1/tokenreviews" && parts.method == Method::POST {
         return token_review(&s, body);
@@ -344,6 +359,58 @@ fn lease(s: &Shared, method: &Method, path: &str, body: Value) -> Response {
         }
         _ => not_found(path),
     }
+}
+
+/// `/api/v1/namespaces/{ns}/secrets/{name}` GET and PUT, `POST .../secrets`; `None` for
+/// other paths (lists and watches of Secrets are the source's). A create of an existing
+/// Secret, and a replace at another `resourceVersion`, answer 409 like the real thing.
+fn secret(s: &Shared, method: &Method, path: &str, body: &Value) -> Option<Response> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (ns, name) = match parts.as_slice() {
+        ["api", "v1", "namespaces", ns, "secrets", name] => (*ns, Some(*name)),
+        ["api", "v1", "namespaces", ns, "secrets"] if *method == Method::POST => (*ns, None),
+        _ => return None,
+    };
+    let mut inner = s.inner.lock().unwrap_or_else(|p| p.into_inner());
+    let conflict = |message: &str| {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": "Conflict", "code": 409});
+        json_response(StatusCode::CONFLICT, &body)
+    };
+    let name = name
+        .map(str::to_string)
+        .or_else(|| body["metadata"]["name"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let key = format!("{ns}/{name}");
+    Some(match method {
+        &Method::GET => match inner.secrets.get(&key) {
+            Some(secret) => json_response(StatusCode::OK, secret),
+            None => not_found(path),
+        },
+        &Method::POST if inner.secrets.contains_key(&key) => conflict("already exists"),
+        &Method::PUT
+            if inner
+                .secrets
+                .get(&key)
+                .map(|s| &s["metadata"]["resourceVersion"])
+                != Some(&body["metadata"]["resourceVersion"]) =>
+        {
+            conflict("the object has been modified")
+        }
+        &Method::POST | &Method::PUT => {
+            let mut stored = body.clone();
+            inner.secret_version += 1;
+            stored["metadata"]["resourceVersion"] = json!(inner.secret_version.to_string());
+            inner.secrets.insert(key, stored.clone());
+            let code = if *method == Method::POST {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            json_response(code, &stored)
+        }
+        _ => not_found(path),
+    })
 }
 
 /// `POST /apis/authentication.k8s.io/v1/tokenreviews`: the review with its `status` filled in
