@@ -51,7 +51,60 @@ pub struct GatewaySpec {
     pub addresses: Vec<GatewayAddress>,
     #[serde(default)]
     pub infrastructure: Option<GatewayInfrastructure>,
+    /// `spec.tls`: Portolan reads `frontend` (client certificate validation).
+    #[serde(default)]
+    pub tls: Option<GatewayTlsConfig>,
 }
+
+/// `spec.tls` of a Gateway.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTlsConfig {
+    #[serde(default)]
+    pub frontend: Option<FrontendTlsConfig>,
+}
+
+/// `spec.tls.frontend`: client certificate validation for the HTTPS listeners, by default and
+/// per port (a port's entry replaces the default for the listeners on that port).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsConfig {
+    #[serde(default)]
+    pub default: FrontendTls,
+    #[serde(default)]
+    pub per_port: Vec<FrontendTlsPort>,
+}
+
+/// `TLSConfig`: what applies to the HTTPS listeners it covers.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTls {
+    #[serde(default)]
+    pub validation: Option<FrontendTlsValidation>,
+}
+
+/// `TLSPortConfig`: the configuration of the HTTPS listeners on one port.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsPort {
+    pub port: i32,
+    #[serde(default)]
+    pub tls: FrontendTls,
+}
+
+/// `FrontendTLSValidation`: the CAs client certificates must chain to, and the mode
+/// (`AllowValidOnly`, the default, or `AllowInsecureFallback`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsValidation {
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<ObjectReference>,
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// The frontend validation modes of v1.6.1.
+pub const FRONTEND_MODES: &[&str] = &["AllowValidOnly", "AllowInsecureFallback"];
 
 /// `spec.infrastructure`: `labels` and `annotations` go on the provisioned proxies' objects in
 /// a cluster; a `parametersRef` is refused (Portolan knows no parameters kind).

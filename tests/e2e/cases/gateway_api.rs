@@ -25,6 +25,10 @@ use ext::{
     cors_allow_credentials, extension_ref, mirror_and_modify_headers, multiple_mirrors,
     percentage_mirror, redirect_path,
 };
+use frontend::{
+    frontend_client_validation, frontend_insecure_fallback, frontend_invalid_default,
+    frontend_invalid_validation,
+};
 use futures::FutureExt;
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
@@ -66,6 +70,8 @@ mod backend_tls;
 pub(crate) mod board;
 #[path = "gateway_api_ext.rs"]
 mod ext;
+#[path = "gateway_api_frontend.rs"]
+mod frontend;
 #[path = "gateway_api_grpc.rs"]
 mod grpc;
 #[path = "gateway_api_core.rs"]
@@ -538,6 +544,8 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "BackendTLSPolicy",
             "BackendTLSPolicySANValidation",
             "Gateway",
+            "GatewayFrontendClientCertificateValidation",
+            "GatewayFrontendClientCertificateValidationInsecureFallback",
             "GRPCRoute",
             "HTTPRoute",
             "HTTPRouteBackendProtocolH2C",
@@ -928,6 +936,30 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["Portolan: an ExtensionRef filter is InvalidKind and its rule answers 500"],
         extension_ref
+    );
+    scenario!(
+        b,
+        c,
+        &["GatewayFrontendClientCertificateValidation"],
+        frontend_client_validation
+    );
+    scenario!(
+        b,
+        c,
+        &["GatewayFrontendClientCertificateValidationInsecureFallback"],
+        frontend_insecure_fallback
+    );
+    scenario!(
+        b,
+        c,
+        &["GatewayFrontendInvalidDefaultClientCertificateValidation"],
+        frontend_invalid_default
+    );
+    scenario!(
+        b,
+        c,
+        &["GatewayInvalidFrontendClientCertificateValidation"],
+        frontend_invalid_validation
     );
     let report = b.report();
     eprintln!("{report}");

@@ -125,6 +125,17 @@ const BACKEND_TLS: [&str; 6] = [
     "BackendTLSPolicySANValidation",
 ];
 
+/// Extended in GATEWAY-HTTP at v1.6.1, features `GatewayFrontendClientCertificateValidation`
+/// (all four) and `GatewayFrontendClientCertificateValidationInsecureFallback` (the second):
+/// claimed. (The last one also needs `ReferenceGrant`; the stored sources do not settle
+/// whether it ships in v1.6.1 or only the Invalid*Default* one does: both are counted.)
+const FRONTEND_TLS: [&str; 4] = [
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
+    "GatewayFrontendInvalidDefaultClientCertificateValidation",
+    "GatewayInvalidFrontendClientCertificateValidation",
+];
+
 /// TCPRoute (experimental channel): upstream's TCPRoute tests are provisional (not in any
 /// profile of the v1.6.1 reports), so they are counted apart and claimed as experimental
 /// only. The names follow upstream's provisional tests; the invalid-ref ones mirror the
@@ -238,6 +249,7 @@ impl Board {
         profiles().iter().any(|p| p.tests.contains(&t))
             || HTTP_EXTENDED.contains(&t)
             || BACKEND_TLS.contains(&t)
+            || FRONTEND_TLS.contains(&t)
             || HTTP_EXTENDED_FULL.contains(&t)
             || TCP_ROUTE_EXPERIMENTAL.contains(&t)
             || NOT_IN_V1_6_1.contains(&t)
@@ -312,6 +324,12 @@ impl Board {
         out.push_str(&self.line(
             "GATEWAY-HTTP extended, claimed (BackendTLSPolicy, BackendTLSPolicySANValidation)",
             &BACKEND_TLS,
+            true,
+            "",
+        ));
+        out.push_str(&self.line(
+            "GATEWAY-HTTP extended, claimed (GatewayFrontendClientCertificateValidation, ...InsecureFallback)",
+            &FRONTEND_TLS,
             true,
             "",
         ));

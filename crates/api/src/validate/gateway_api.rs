@@ -7,7 +7,7 @@
 use super::{Errors, header_name, host_name, object_name, port, regex, spec_path};
 use crate::field::FieldPath;
 use crate::gwapi::{
-    BackendTlsPolicy, CA_CERT_KEY, Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute,
+    BackendTlsPolicy, CA_CERT_KEY, FRONTEND_MODES, FrontendTlsConfig, FrontendTlsValidation, Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute,
     HttpRouteFilter, HttpRouteMatch, HttpRouteRule, ParentReference, ReferenceGrant,
     SubjectAltName, TcpRoute, TlsRoute, parse_duration,
 };
@@ -41,6 +41,44 @@ pub(super) fn gateway(gw: &Gateway, errors: &mut Errors) {
         port(l.port, path.field("port"), errors);
         if let Some(h) = &l.hostname {
             host_name(h, true, path.field("hostname"), errors);
+        }
+    }
+    if let Some(f) = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) {
+        frontend(f, spec.field("tls").field("frontend"), errors);
+    }
+}
+
+/// `spec.tls.frontend`: known modes, at least one CA reference, distinct valid ports.
+fn frontend(f: &FrontendTlsConfig, path: FieldPath, errors: &mut Errors) {
+    let validation = |v: &FrontendTlsValidation, path: FieldPath, errors: &mut Errors| {
+        if v.ca_certificate_refs.is_empty() {
+            errors.push(
+                path.field("caCertificateRefs"),
+                "at least one CA certificate reference is required",
+            );
+        }
+        if let Some(mode) = v.mode.as_deref().filter(|m| !FRONTEND_MODES.contains(m)) {
+            errors.push(
+                path.field("mode"),
+                format!("{mode:?} is not a mode: one of {}", FRONTEND_MODES.join(", ")),
+            );
+        }
+    };
+    if let Some(v) = &f.default.validation {
+        validation(v, path.field("default").field("validation"), errors);
+    }
+    let mut ports = std::collections::BTreeSet::new();
+    for (i, p) in f.per_port.iter().enumerate() {
+        let at = path.field("perPort").index(i);
+        port(p.port, at.field("port"), errors);
+        if !ports.insert(p.port) {
+            errors.push(
+                at.field("port"),
+                format!("port {} has an earlier entry: ports must be unique", p.port),
+            );
+        }
+        if let Some(v) = &p.tls.validation {
+            validation(v, at.field("tls").field("validation"), errors);
         }
     }
 }

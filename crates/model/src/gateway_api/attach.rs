@@ -28,6 +28,8 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "BackendTLSPolicy",
     "BackendTLSPolicySANValidation",
     "Gateway",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GRPCRoute",
     "HTTPRoute",
     "HTTPRouteBackendProtocolH2C",
@@ -491,9 +493,19 @@ fn finish_gateway(gw: GatewayState<'_>) -> (GatewayStatus, ApiGateway) {
         "configuration built and served to the Gateway's proxies",
         generation,
     );
+    let mut conditions = vec![accepted, programmed];
+    if super::frontend::insecure_fallback(gw.spec) {
+        conditions.push(ApiCondition::new(
+            "InsecureFrontendValidationMode",
+            true,
+            "ConfigurationChanged",
+            "spec.tls.frontend: mode AllowInsecureFallback lets clients through without a valid certificate",
+            generation,
+        ));
+    }
     let status = GatewayStatus {
         addresses: status_addresses(&gw),
-        conditions: vec![accepted, programmed],
+        conditions,
         listeners,
     };
     let compiled = ApiGateway {
@@ -547,6 +559,7 @@ fn ports(gw: &GatewayState<'_>) -> BTreeMap<u16, ApiPort> {
                 server_names: l.spec.hostname.iter().cloned().collect(),
                 kind: ChainKind::Terminate {
                     certificates: l.certificates.clone().unwrap_or_default(),
+                    client_validation: l.frontend.validation.clone(),
                     // The SNI chose the listener: its own routes only.
                     virtual_hosts: virtual_hosts(&only_listener(by_host, i), |_| Some(i)),
                 },

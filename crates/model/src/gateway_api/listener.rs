@@ -3,6 +3,7 @@
 //! listener that owns a hostname on a port, and each listener's status.
 
 use super::attach::wildcard_covers;
+use super::frontend::{self, Frontend};
 use super::rules::RouteRefs;
 use super::status::{ApiCondition, ListenerStatus, RouteKind};
 use super::tls::{self, RefError};
@@ -47,6 +48,8 @@ pub(super) struct ListenerState<'a> {
     pub(super) conflict: Option<&'static str>,
     /// HTTPS: the certificates, or why they do not resolve.
     pub(super) certificates: Result<Vec<Arc<TlsSecret>>, RefError>,
+    /// HTTPS: client certificate validation (Gateway `spec.tls.frontend`).
+    pub(super) frontend: Frontend,
     pub(super) attached: i32,
 }
 
@@ -55,6 +58,8 @@ pub(super) fn listeners<'g>(
     gw_namespace: &str,
     refs: &RouteRefs<'_>,
 ) -> Vec<ListenerState<'g>> {
+    let name = gw.metadata.name.as_deref().unwrap_or_default();
+    let source = ObjectRef::new(Kind::ApiGateway, gw_namespace, name);
     let mut states: Vec<ListenerState<'_>> = gw
         .spec
         .listeners
@@ -66,6 +71,10 @@ pub(super) fn listeners<'g>(
                 Ok(Proto::Https) => tls::certificates(l, gw_namespace, refs),
                 _ => Ok(Vec::new()),
             };
+            let frontend = match protocol {
+                Ok(Proto::Https) => frontend::resolve(&source, gw, l.port, refs),
+                _ => Frontend::default(),
+            };
             ListenerState {
                 spec: l,
                 port: u16::try_from(l.port).unwrap_or_default(),
@@ -74,6 +83,7 @@ pub(super) fn listeners<'g>(
                 invalid_kinds,
                 conflict: None,
                 certificates,
+                frontend,
                 attached: 0,
             }
         })
@@ -167,6 +177,7 @@ impl ListenerState<'_> {
             && self.conflict.is_none()
             && !self.kinds.is_empty()
             && self.certificates.is_ok()
+            && self.frontend.usable()
     }
 
     pub(super) fn serves(&self, kind: &str) -> bool {
@@ -259,6 +270,12 @@ pub(super) fn listener_status(l: &ListenerState<'_>, generation: i64) -> Listene
             "Accepted",
             "conflicts with another listener",
         ),
+        _ if !l.frontend.usable() => c(
+            "Accepted",
+            false,
+            "NoValidCACertificate",
+            "no CA certificate reference of the client certificate validation resolves",
+        ),
         _ => c("Accepted", true, "Accepted", "accepted"),
     };
     let resolved = match &l.certificates {
@@ -269,7 +286,10 @@ pub(super) fn listener_status(l: &ListenerState<'_>, generation: i64) -> Listene
             "allowedRoutes.kinds names a kind this listener does not serve",
         ),
         Err((reason, message)) => c("ResolvedRefs", false, reason, message),
-        Ok(_) => c("ResolvedRefs", true, "ResolvedRefs", "resolved"),
+        Ok(_) => match &l.frontend.error {
+            Some((reason, message)) => c("ResolvedRefs", false, reason, message),
+            None => c("ResolvedRefs", true, "ResolvedRefs", "resolved"),
+        },
     };
     let conflicted = match l.conflict {
         Some(reason) => c(

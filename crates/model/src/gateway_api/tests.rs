@@ -907,3 +907,110 @@ fn backend_tls_policies_resolve_conflicts_sections_and_cas() {
         ["s1.infra", "s2.infra", "s2.infra", INVALID_BACKEND_HOST]
     );
 }
+
+fn gateway_condition(world: &World, gw: &str, type_: &str) -> Option<(String, String)> {
+    let key = ObjectRef::new(Kind::ApiGateway, "infra", gw);
+    let Some(ApiStatus::Gateway(s)) = world.api_statuses.get(&key) else {
+        panic!("no Gateway status for {key}");
+    };
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn client_validation_of(world: &World, gw: &str, port: u16) -> Option<Arc<ClientValidation>> {
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", gw)];
+    let port = gw.ports.iter().find(|p| p.port == port)?;
+    match &port.chains.first()?.kind {
+        ChainKind::Terminate {
+            client_validation, ..
+        } => client_validation.clone(),
+        ChainKind::Passthrough { .. } => None,
+    }
+}
+
+#[test]
+fn frontend_client_validation_by_default_and_per_port() {
+    let mut idx = base();
+    secret(&mut idx, "infra", "cert");
+    apply(
+        &mut idx,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ca", "namespace": "infra"}, "data": {"ca.crt": CA_PEM}}),
+    );
+    let https = |name: &str, port: u16| {
+        json!({"name": name, "port": port, "protocol": "HTTPS",
+               "tls": {"certificateRefs": [{"name": "cert"}]}})
+    };
+    let cm = |name: &str| json!({"group": "", "kind": "ConfigMap", "name": name});
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "mtls", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan",
+          "tls": {"frontend": {
+            "default": {"validation": {"caCertificateRefs": [cm("ca")]}},
+            "perPort": [
+              {"port": 8443, "tls": {"validation": {"caCertificateRefs": [cm("ca"), cm("missing")],
+                                                    "mode": "AllowInsecureFallback"}}},
+              {"port": 9443, "tls": {"validation": {"caCertificateRefs": [
+                  {"group": "", "kind": "Secret", "name": "ca"}]}}},
+              {"port": 10443, "tls": {"validation": {"caCertificateRefs": [
+                  {"group": "", "kind": "ConfigMap", "name": "ca", "namespace": "web"}]}}}]}},
+          "listeners": [
+            {"name": "http", "port": 80, "protocol": "HTTP"},
+            https("default", 443), https("fallback", 8443), https("kind", 9443),
+            https("other-ns", 10443)]}}),
+    );
+    let world = idx.world();
+    let l = |name: &str, t: &str| listener_condition(&world, "mtls", name, t);
+    assert_eq!(l("http", "ResolvedRefs").0, "True");
+    assert_eq!(l("default", "ResolvedRefs"), ("True".into(), "ResolvedRefs".into()));
+    let v = client_validation_of(&world, "mtls", 443).expect("default validation");
+    assert!(!v.insecure_fallback);
+    assert_eq!(v.ca_bundle, CA_PEM);
+    assert_eq!(v.name, "infra/mtls/443");
+    // One of two references resolves: served with it, ResolvedRefs says which did not.
+    assert_eq!(
+        l("fallback", "ResolvedRefs"),
+        ("False".into(), "InvalidCACertificateRef".into())
+    );
+    assert_eq!(l("fallback", "Accepted").0, "True");
+    assert!(client_validation_of(&world, "mtls", 8443).expect("per port").insecure_fallback);
+    // No reference resolves: not accepted, not served.
+    for (name, reason) in [
+        ("kind", "InvalidCACertificateKind"),
+        ("other-ns", "RefNotPermitted"),
+    ] {
+        assert_eq!(l(name, "ResolvedRefs"), ("False".into(), reason.into()), "{name}");
+        assert_eq!(
+            l(name, "Accepted"),
+            ("False".into(), "NoValidCACertificate".into()),
+            "{name}"
+        );
+        assert_eq!(l(name, "Programmed").0, "False", "{name}");
+    }
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "mtls")];
+    assert!(!gw.ports.iter().any(|p| p.port == 9443 || p.port == 10443));
+    assert_eq!(
+        gateway_condition(&world, "mtls", "InsecureFrontendValidationMode"),
+        Some(("True".into(), "ConfigurationChanged".into()))
+    );
+    // A grant from Gateways of infra to ConfigMaps in web makes the other namespace's CA
+    // usable (this one does not exist there, so now it is InvalidCACertificateRef).
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+        "metadata": {"name": "g", "namespace": "web"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "infra"}],
+                 "to": [{"group": "", "kind": "ConfigMap"}]}}),
+    );
+    let world = idx.world();
+    assert_eq!(
+        listener_condition(&world, "mtls", "other-ns", "ResolvedRefs"),
+        ("False".into(), "InvalidCACertificateRef".into())
+    );
+    // Without fallback anywhere the Gateway has no InsecureFrontendValidationMode.
+    assert_eq!(gateway_condition(&world, "gw", "InsecureFrontendValidationMode"), None);
+}
