@@ -1,6 +1,6 @@
 //! Kubernetes Gateway API objects (`gateway.networking.k8s.io`, standard channel v1.6), the
-//! fields Portolan reads: GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute,
-//! ReferenceGrant and BackendTLSPolicy.
+//! fields Portolan reads: GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, TLSRoute,
+//! TCPRoute, ReferenceGrant and BackendTLSPolicy.
 //!
 //! Minimal serde types of our own rather than the `gateway-api` crate: its current release
 //! (0.22) is built on kube 4 / k8s-openapi 0.28 while this workspace uses kube 5 /
@@ -54,6 +54,9 @@ pub struct GatewaySpec {
     /// `spec.tls`: Portolan reads `frontend` (client certificate validation).
     #[serde(default)]
     pub tls: Option<GatewayTlsConfig>,
+    /// Which namespaces' ListenerSets may attach (none by default).
+    #[serde(default)]
+    pub allowed_listeners: Option<AllowedListeners>,
 }
 
 /// `spec.tls` of a Gateway.
@@ -665,6 +668,48 @@ pub struct SubjectAltName {
     pub hostname: Option<String>,
     #[serde(default)]
     pub uri: Option<String>,
+}
+
+/// `spec.allowedListeners` of a Gateway: which namespaces' ListenerSets may attach (`from`:
+/// `None`, the default, `Same`, `All` or `Selector`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedListeners {
+    #[serde(default)]
+    pub namespaces: Option<RouteNamespaces>,
+}
+
+/// A ListenerSet (`gateway.networking.k8s.io/v1`, standard channel since v1.5): listeners
+/// added to a parent Gateway that allows them.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSet {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: ListenerSetSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetSpec {
+    pub parent_ref: ParentGatewayReference,
+    /// `ListenerEntry`: the fields of a Gateway listener.
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+}
+
+/// The Gateway a ListenerSet attaches to (group and kind default to the Gateway's; the
+/// namespace to the ListenerSet's).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentGatewayReference {
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// The key of a CA ConfigMap that holds the PEM bundle.

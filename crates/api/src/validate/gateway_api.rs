@@ -7,7 +7,7 @@
 use super::{Errors, header_name, host_name, object_name, port, regex, spec_path};
 use crate::field::FieldPath;
 use crate::gwapi::{
-    BackendTlsPolicy, CA_CERT_KEY, FRONTEND_MODES, FrontendTlsConfig, FrontendTlsValidation, Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute,
+    BackendTlsPolicy, CA_CERT_KEY, FRONTEND_MODES, FrontendTlsConfig, FrontendTlsValidation, Gateway, Listener, ListenerSet, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute,
     HttpRouteFilter, HttpRouteMatch, HttpRouteRule, ParentReference, ReferenceGrant,
     SubjectAltName, TcpRoute, TlsRoute, parse_duration,
 };
@@ -26,9 +26,17 @@ pub(super) fn gateway(gw: &Gateway, errors: &mut Errors) {
     if gw.spec.gateway_class_name.is_empty() {
         errors.push(spec.field("gatewayClassName"), "required");
     }
+    listeners(&gw.spec.listeners, errors);
+    if let Some(f) = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) {
+        frontend(f, spec.field("tls").field("frontend"), errors);
+    }
+}
+
+/// Listener names unique, ports and hostnames well-formed (a Gateway's or a ListenerSet's).
+fn listeners(listeners: &[Listener], errors: &mut Errors) {
     let mut names = std::collections::BTreeSet::new();
-    for (i, l) in gw.spec.listeners.iter().enumerate() {
-        let path = spec.field("listeners").index(i);
+    for (i, l) in listeners.iter().enumerate() {
+        let path = spec_path().field("listeners").index(i);
         if !names.insert(l.name.as_str()) {
             errors.push(
                 path.field("name"),
@@ -43,9 +51,19 @@ pub(super) fn gateway(gw: &Gateway, errors: &mut Errors) {
             host_name(h, true, path.field("hostname"), errors);
         }
     }
-    if let Some(f) = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) {
-        frontend(f, spec.field("tls").field("frontend"), errors);
+}
+
+/// A ListenerSet: a parent Gateway, at least one listener, its listeners as a Gateway's.
+pub(super) fn listener_set(set: &ListenerSet, errors: &mut Errors) {
+    object_name(set.metadata.name.as_deref(), errors);
+    let spec = spec_path();
+    if set.spec.parent_ref.name.is_empty() {
+        errors.push(spec.field("parentRef").field("name"), "required");
     }
+    if set.spec.listeners.is_empty() {
+        errors.push(spec.field("listeners"), "at least one listener is required");
+    }
+    listeners(&set.spec.listeners, errors);
 }
 
 /// `spec.tls.frontend`: known modes, at least one CA reference, distinct valid ports.
