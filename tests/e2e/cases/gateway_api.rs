@@ -30,6 +30,10 @@ use frontend::{
     frontend_invalid_validation,
 };
 use futures::FutureExt;
+use listenerset::{
+    listenerset_allowed_namespace_same, listenerset_allowed_namespace_selector,
+    listenerset_default_not_allowed, listenerset_dual_parent_ref, listenerset_parent_not_accepted,
+};
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
     listener_hostname_matching as grpc_listener_hostname_matching, over_https as grpc_over_https,
@@ -74,6 +78,8 @@ mod ext;
 mod frontend;
 #[path = "gateway_api_grpc.rs"]
 mod grpc;
+#[path = "gateway_api_listenerset.rs"]
+mod listenerset;
 #[path = "gateway_api_core.rs"]
 mod more;
 #[path = "gateway_api_tcp.rs"]
@@ -960,6 +966,36 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["GatewayInvalidFrontendClientCertificateValidation"],
         frontend_invalid_validation
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetDefaultNotAllowed"],
+        listenerset_default_not_allowed
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetAllowedNamespaceSame"],
+        listenerset_allowed_namespace_same
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetAllowedNamespaceSelector"],
+        listenerset_allowed_namespace_selector
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetParentNotAccepted"],
+        listenerset_parent_not_accepted
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetDualParentRefIndependence"],
+        listenerset_dual_parent_ref
     );
     let report = b.report();
     eprintln!("{report}");

@@ -1014,3 +1014,95 @@ fn frontend_client_validation_by_default_and_per_port() {
     // Without fallback anywhere the Gateway has no InsecureFrontendValidationMode.
     assert_eq!(gateway_condition(&world, "gw", "InsecureFrontendValidationMode"), None);
 }
+
+fn set_condition(world: &World, ns: &str, name: &str, type_: &str) -> (String, String) {
+    let key = ObjectRef::new(Kind::ListenerSet, ns, name);
+    let Some(ApiStatus::ListenerSet(s)) = world.api_statuses.get(&key) else {
+        panic!("no ListenerSet status for {key}");
+    };
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition");
+    (c.status.clone(), c.reason.clone())
+}
+
+#[test]
+fn listener_sets_attach_where_allowed_and_yield_to_the_gateway() {
+    let mut idx = base();
+    let gw = |name: &str, allowed: serde_json::Value| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": name, "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "allowedListeners": allowed, "listeners": [
+            {"name": "http", "port": 80, "protocol": "HTTP", "hostname": "gw.example.com"}]}})
+    };
+    apply(&mut idx, gw("same", json!({"namespaces": {"from": "Same"}})));
+    apply(&mut idx, gw("closed", json!(null)));
+    let set = |ns: &str, name: &str, parent: &str, listeners: serde_json::Value| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"parentRef": {"name": parent, "namespace": "infra"}, "listeners": listeners}})
+    };
+    let http = |name: &str, host: &str| {
+        json!({"name": name, "port": 80, "protocol": "HTTP", "hostname": host})
+    };
+    apply(
+        &mut idx,
+        set("infra", "ls", "same", json!([http("a", "a.example.com"), http("dup", "gw.example.com")])),
+    );
+    apply(&mut idx, set("web", "other-ns", "same", json!([http("b", "b.example.com")])));
+    apply(&mut idx, set("infra", "default-closed", "closed", json!([http("c", "c.example.com")])));
+    // Routes: one on the set's listener, one on the Gateway, one naming both.
+    let route = |name: &str, parents: serde_json::Value| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": "infra"},
+        "spec": {"parentRefs": parents, "rules": [{"backendRefs": [{"name": "a", "port": 80}]}]}})
+    };
+    let ls = json!({"group": "gateway.networking.k8s.io", "kind": "ListenerSet", "name": "ls", "sectionName": "a"});
+    apply(&mut idx, route("on-set", json!([ls.clone()])));
+    apply(&mut idx, route("both", json!([{"name": "same"}, ls])));
+    apply(
+        &mut idx,
+        route("on-closed-set", json!([{"group": "gateway.networking.k8s.io", "kind": "ListenerSet", "name": "default-closed"}])),
+    );
+    let world = idx.world();
+    assert_eq!(set_condition(&world, "infra", "ls", "Accepted"), ("True".into(), "ListenersNotValid".into()));
+    assert_eq!(set_condition(&world, "infra", "ls", "Programmed").0, "True");
+    assert_eq!(set_condition(&world, "web", "other-ns", "Accepted"), ("False".into(), "NotAllowed".into()));
+    assert_eq!(
+        set_condition(&world, "infra", "default-closed", "Programmed"),
+        ("False".into(), "NotAllowed".into())
+    );
+    let Some(ApiStatus::ListenerSet(s)) =
+        world.api_statuses.get(&ObjectRef::new(Kind::ListenerSet, "infra", "ls"))
+    else {
+        panic!("no status");
+    };
+    let conflicted = |n: &str| {
+        let l = s.listeners.iter().find(|l| l.name == n).expect("listener");
+        let c = l.conditions.iter().find(|c| c.type_ == "Conflicted").expect("Conflicted");
+        (c.status.clone(), c.reason.clone(), l.attached_routes)
+    };
+    // The Gateway's own listener wins its hostname; the set's copy is the conflicted one.
+    assert_eq!(conflicted("dup"), ("True".into(), "HostnameConflict".into(), 0));
+    assert_eq!(conflicted("a"), ("False".into(), "NoConflicts".into(), 2));
+    assert_eq!(listener_condition(&world, "same", "http", "Conflicted").0, "False");
+    let Some(ApiStatus::Gateway(g)) =
+        world.api_statuses.get(&ObjectRef::new(Kind::ApiGateway, "infra", "same"))
+    else {
+        panic!("no Gateway status");
+    };
+    assert_eq!(g.attached_listener_sets, Some(1));
+    assert_eq!(g.listeners.len(), 1, "only the Gateway's own listeners");
+    assert_eq!(g.listeners[0].attached_routes, 1, "the route naming the Gateway");
+    // The Gateway's port serves both hostnames.
+    let compiled = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "same")];
+    let hosts: Vec<&str> = compiled.ports[0].virtual_hosts.iter().map(|v| v.hostname.as_str()).collect();
+    assert_eq!(hosts, ["a.example.com", "gw.example.com"]);
+    assert_eq!(parent_condition(&world, "infra", "on-set", "Accepted"), ("True".into(), "Accepted".into()));
+    assert_eq!(
+        parent_condition(&world, "infra", "on-closed-set", "Accepted"),
+        ("False".into(), "NoMatchingParent".into())
+    );
+}

@@ -1,0 +1,188 @@
+//! ListenerSet scenarios of the conformance runner (`gateway.networking.k8s.io/v1`
+//! ListenerSet, feature `ListenerSet` of v1.6.1): listeners added to a Gateway that allows
+//! them (`spec.allowedListeners`), served by that Gateway's Envoy, with the ListenerSet's
+//! status (`Accepted`, `Programmed`, per listener) and the Gateway's `attachedListenerSets`.
+//! Requests go to the Gateway's address with the Host of a set's listener.
+
+use super::*;
+
+/// `ListenerSet NS/NAME`'s status once it has condition `type_`.
+async fn set_status(c: &Conformance, ns: &str, name: &str) -> anyhow::Result<Value> {
+    c.status_where(&format!("ListenerSet {ns}/{name}"), |s| {
+        condition(&s["conditions"], "Accepted").is_some()
+    })
+    .await
+}
+
+/// Waits until Gateway `gw` counts `n` attached ListenerSets (GatewayMustHaveAttachedListeners).
+async fn attached_sets(c: &Conformance, gw: &str, n: i64) -> anyhow::Result<Value> {
+    c.status_where(&format!("Gateway {INFRA}/{gw}"), |s| {
+        s["attachedListenerSets"].as_i64() == Some(n)
+    })
+    .await
+}
+
+/// A ListenerSet refused with `reason` on both conditions and no listener entries.
+async fn refused(c: &Conformance, ns: &str, name: &str, reason: &str) -> anyhow::Result<()> {
+    let s = set_status(c, ns, name).await?;
+    assert_condition(&s["conditions"], "Accepted", "False", reason);
+    assert_condition(&s["conditions"], "Programmed", "False", reason);
+    Ok(())
+}
+
+/// An accepted and programmed ListenerSet whose listeners are all accepted, programmed and
+/// resolved (generateAcceptedListenerConditions).
+async fn accepted(c: &Conformance, ns: &str, name: &str, listeners: &[&str]) -> anyhow::Result<Value> {
+    let s = set_status(c, ns, name).await?;
+    assert_condition(&s["conditions"], "Accepted", "True", "Accepted");
+    assert_condition(&s["conditions"], "Programmed", "True", "Programmed");
+    for name in listeners {
+        let l = s["listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == *name))
+            .ok_or_else(|| anyhow::anyhow!("no listener {name} in {s}"))?;
+        for t in ["ResolvedRefs", "Accepted", "Programmed"] {
+            let cond = condition(&l["conditions"], t).cloned().unwrap_or_default();
+            anyhow::ensure!(cond["status"] == "True", "listener {name} {t}: {s}");
+        }
+    }
+    Ok(s)
+}
+
+/// ListenerSetDefaultNotAllowed: no `allowedListeners`, no ListenerSet; the set's hostnames
+/// are not served (ours) while the Gateway's is.
+pub(super) async fn listenerset_default_not_allowed(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "listenerset-default-not-allowed.yaml";
+    let gw = "gateway-default-does-not-allow-listenerset";
+    let route = "attaches-to-all-listeners";
+    let addr = c.load(file, gw, &[route]).await?;
+    let s = attached_sets(c, gw, 0).await?;
+    assert_condition(&s["conditions"], "Accepted", "True", "Accepted");
+    refused(c, INFRA, "listenerset-default-not-allowed", "NotAllowed").await?;
+    c.expect_backend(&addr, get("gateway-listener-1.com", "/route"), "infra-backend-v1")
+        .await?;
+    c.expect_status(&addr, get("listener-set-1-listener-1.com", "/route"), 404)
+        .await?;
+    c.unload(file, gw, &[route]).await
+}
+
+/// ListenerSetAllowedNamespaceSame: the set of the Gateway's namespace is attached, the
+/// other namespace's is not; (ours) a route on the attached set's listener is served.
+pub(super) async fn listenerset_allowed_namespace_same(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "listenerset-allowed-namespace-same.yaml";
+    let gw = "gateway-allows-listenerset-in-same-namespace";
+    let route = "listenerset-same-namespace-route";
+    let addr = c.load(file, gw, &[route]).await?;
+    let s = attached_sets(c, gw, 1).await?;
+    assert_condition(&s["conditions"], "Accepted", "True", "Accepted");
+    accepted(
+        c,
+        INFRA,
+        "listenerset-in-same-namespace",
+        &["listenerset-in-same-namespace-listener"],
+    )
+    .await?;
+    refused(
+        c,
+        "gateway-api-listenerset-not-allowed-ns",
+        "listenerset-in-different-namespace",
+        "NotAllowed",
+    )
+    .await?;
+    c.expect_backend(&addr, get("same-namespace.com", "/"), "infra-backend-v2")
+        .await?;
+    c.expect_status(&addr, get("different-namespace.com", "/"), 404)
+        .await?;
+    c.unload(file, gw, &[route]).await
+}
+
+/// ListenerSetAllowedNamespaceSelector: sets from namespaces with the selected label are
+/// attached, others not; the route's parent entry for the refused set says so.
+pub(super) async fn listenerset_allowed_namespace_selector(
+    c: &mut Conformance,
+) -> anyhow::Result<()> {
+    let file = "listenerset-allowed-namespace-selector.yaml";
+    let gw = "gateway-allows-listenerset-by-selector";
+    let route = "listenerset-selector-route";
+    let addr = c.load(file, gw, &[route]).await?;
+    attached_sets(c, gw, 1).await?;
+    accepted(c, "listenerset-allowed-ns", "listenerset-selected", &["selected-listener"]).await?;
+    refused(c, "listenerset-other-ns", "listenerset-not-selected", "NotAllowed").await?;
+    let r = c.status(&format!("HTTPRoute {INFRA}/{route}")).await?;
+    assert_condition(&parent(&r, "listenerset-selected")["conditions"], "Accepted", "True", "Accepted");
+    assert_condition(
+        &parent(&r, "listenerset-not-selected")["conditions"],
+        "Accepted",
+        "False",
+        "NoMatchingParent",
+    );
+    c.expect_backend(&addr, get("selected.com", "/"), "infra-backend-v1")
+        .await?;
+    c.expect_status(&addr, get("not-selected.com", "/"), 404).await?;
+    c.unload(file, gw, &[route]).await
+}
+
+/// ListenerSetParentNotAccepted: a set of a Gateway that is not accepted is
+/// `Accepted=False ParentNotAccepted`, not programmed, and not counted.
+pub(super) async fn listenerset_parent_not_accepted(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "listenerset-parent-not-accepted.yaml";
+    let gw = "gateway-with-listenerset-not-accepted";
+    c.config.write(file, &c.manifest(file)?)?;
+    let s = attached_sets(c, gw, 0).await?;
+    let accepted = condition(&s["conditions"], "Accepted").cloned().unwrap_or_default();
+    anyhow::ensure!(accepted["status"] == "False", "Gateway Accepted: {s}");
+    let set = set_status(c, INFRA, "listenerset-parent-not-accepted").await?;
+    assert_condition(&set["conditions"], "Accepted", "False", "ParentNotAccepted");
+    let programmed = condition(&set["conditions"], "Programmed").cloned().unwrap_or_default();
+    anyhow::ensure!(programmed["status"] == "False", "ListenerSet Programmed: {set}");
+    c.config.remove(file)?;
+    c.gone(&format!("ListenerSet {INFRA}/listenerset-parent-not-accepted"))
+        .await
+}
+
+/// ListenerSetDualParentRefIndependence: a route's Gateway parent and ListenerSet parent are
+/// accepted (or not) each on its own; the set's listener counts both routes.
+pub(super) async fn listenerset_dual_parent_ref(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "listenerset-dual-parentref.yaml";
+    let gw = "gateway-dual-parentref";
+    let routes = ["route-dual-parentref-both", "route-dual-parentref-one"];
+    let addr = c.load(file, gw, &routes).await?;
+    let s = attached_sets(c, gw, 1).await?;
+    assert_condition(&s["conditions"], "Accepted", "True", "Accepted");
+    let set = accepted(c, INFRA, "ls-dual-parentref", &["ls-dual-parentref-listener"]).await?;
+    let listener = &set["listeners"][0];
+    anyhow::ensure!(listener["attachedRoutes"] == 2, "attachedRoutes: {set}");
+    let kinds: Vec<&str> = listener["supportedKinds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k["kind"].as_str())
+        .collect();
+    anyhow::ensure!(kinds.contains(&"HTTPRoute"), "supportedKinds: {set}");
+    let both = c.status(&format!("HTTPRoute {INFRA}/{}", routes[0])).await?;
+    for p in [gw, "ls-dual-parentref"] {
+        assert_condition(&parent(&both, p)["conditions"], "Accepted", "True", "Accepted");
+    }
+    let one = c.status(&format!("HTTPRoute {INFRA}/{}", routes[1])).await?;
+    assert_condition(&parent(&one, gw)["conditions"], "Accepted", "False", "NoMatchingParent");
+    assert_condition(
+        &parent(&one, "ls-dual-parentref")["conditions"],
+        "Accepted",
+        "True",
+        "Accepted",
+    );
+    assert_condition(
+        &parent(&one, "ls-dual-parentref")["conditions"],
+        "ResolvedRefs",
+        "True",
+        "ResolvedRefs",
+    );
+    c.expect_backend(&addr, get("gw-dual.com", "/dualboth"), "infra-backend-v1")
+        .await?;
+    c.expect_backend(&addr, get("ls-dual.com", "/dualboth"), "infra-backend-v1")
+        .await?;
+    c.expect_backend(&addr, get("ls-dual.com", "/dualone"), "infra-backend-v2")
+        .await?;
+    c.expect_status(&addr, get("gw-dual.com", "/dualone"), 404).await?;
+    c.unload(file, gw, &routes).await
+}
