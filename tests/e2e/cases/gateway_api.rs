@@ -32,7 +32,8 @@ use frontend::{
 use futures::FutureExt;
 use listenerset::{
     listenerset_allowed_namespace_same, listenerset_allowed_namespace_selector,
-    listenerset_default_not_allowed, listenerset_dual_parent_ref, listenerset_parent_not_accepted,
+    listenerset_default_not_allowed, listenerset_dual_parent_ref, listenerset_hostname_conflict,
+    listenerset_parent_not_accepted,
 };
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
@@ -996,6 +997,12 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["ListenerSetDualParentRefIndependence"],
         listenerset_dual_parent_ref
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetHostnameConflict"],
+        listenerset_hostname_conflict
     );
     let report = b.report();
     eprintln!("{report}");

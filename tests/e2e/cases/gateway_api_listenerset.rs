@@ -186,3 +186,80 @@ pub(super) async fn listenerset_dual_parent_ref(c: &mut Conformance) -> anyhow::
     c.expect_status(&addr, get("gw-dual.com", "/dualone"), 404).await?;
     c.unload(file, gw, &routes).await
 }
+
+/// Asserts listener `name` of a status (Gateway or ListenerSet) is conflicted with
+/// `HostnameConflict` (Accepted, Programmed False; Conflicted True), or fully accepted.
+fn listener_state(status: &Value, name: &str, conflicted: bool) -> anyhow::Result<()> {
+    let l = status["listeners"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["name"] == name))
+        .ok_or_else(|| anyhow::anyhow!("no listener {name} in {status}"))?;
+    if conflicted {
+        assert_condition(&l["conditions"], "Accepted", "False", "HostnameConflict");
+        assert_condition(&l["conditions"], "Programmed", "False", "HostnameConflict");
+        assert_condition(&l["conditions"], "Conflicted", "True", "HostnameConflict");
+    } else {
+        for t in ["ResolvedRefs", "Accepted", "Programmed"] {
+            let cond = condition(&l["conditions"], t).cloned().unwrap_or_default();
+            anyhow::ensure!(cond["status"] == "True", "listener {name} {t}: {status}");
+        }
+    }
+    Ok(())
+}
+
+/// The status of ListenerSet `listenerset-with-hostname-conflict-with-{n}`.
+async fn conflict_set(c: &Conformance, n: &str) -> anyhow::Result<Value> {
+    let name = format!("listenerset-with-hostname-conflict-with-{n}");
+    set_status(c, INFRA, &name).await
+}
+
+/// ListenerSetHostnameConflict: the Gateway's listeners win, then the older (here: first by
+/// name) ListenerSet; sets left with no valid listener are `ListenersNotValid`; (ours) each
+/// hostname is served by the listener that won it.
+pub(super) async fn listenerset_hostname_conflict(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "listenerset-hostname-conflict.yaml";
+    let gw = "gateway-with-listenerset-hostname-conflict";
+    let routes = [
+        "hostname-conflict-gateway-route",
+        "hostname-conflict-set-1-route",
+        "hostname-conflict-set-3-route",
+    ];
+    let addr = c.load(file, gw, &routes).await?;
+    let s = attached_sets(c, gw, 2).await?;
+    let accepted = condition(&s["conditions"], "Accepted").cloned().unwrap_or_default();
+    anyhow::ensure!(accepted["status"] == "True", "Gateway Accepted: {s}");
+    listener_state(&s, "gateway-listener", false)?;
+    listener_state(&s, "hostname-conflict-with-gateway-listener", false)?;
+    for (n, valid, conflicted) in [
+        ("gateway-1", "listener-set-1-listener", "hostname-conflict-with-gateway-listener"),
+        ("listener-set-1", "listener-set-2-listener", "hostname-conflict-with-listener-set-listener"),
+    ] {
+        let s = conflict_set(c, n).await?;
+        let a = condition(&s["conditions"], "Accepted").cloned().unwrap_or_default();
+        anyhow::ensure!(a["status"] == "True", "{n} Accepted: {s}");
+        assert_condition(&s["conditions"], "Programmed", "True", "Programmed");
+        listener_state(&s, valid, false)?;
+        listener_state(&s, conflicted, true)?;
+    }
+    let first = conflict_set(c, "gateway-1").await?;
+    listener_state(&first, "hostname-conflict-with-listener-set-listener", false)?;
+    for (n, conflicted) in [
+        ("gateway-2", "hostname-conflict-with-gateway-listener"),
+        ("listener-set-2", "hostname-conflict-with-listener-set-listener"),
+    ] {
+        let s = conflict_set(c, n).await?;
+        assert_condition(&s["conditions"], "Accepted", "False", "ListenersNotValid");
+        assert_condition(&s["conditions"], "Programmed", "False", "ListenersNotValid");
+        listener_state(&s, conflicted, true)?;
+    }
+    for (host, backend) in [
+        ("gateway-listener.com", "infra-backend-v1"),
+        ("conflict-gateway.com", "infra-backend-v1"),
+        ("ls1.com", "infra-backend-v2"),
+        ("conflict-ls.com", "infra-backend-v2"),
+        ("ls2.com", "infra-backend-v3"),
+    ] {
+        c.expect_backend(&addr, get(host, "/"), backend).await?;
+    }
+    c.unload(file, gw, &routes).await
+}

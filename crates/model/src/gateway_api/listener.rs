@@ -339,11 +339,11 @@ pub(super) fn listener_status(l: &ListenerState<'_>, generation: i64) -> Listene
     };
     let accepted = match (&l.protocol, l.conflict) {
         (Err((reason, why)), _) => c("Accepted", false, reason, why),
-        (_, Some(_)) => c(
+        (_, Some(reason)) => c(
             "Accepted",
             false,
-            "Accepted",
-            "conflicts with another listener",
+            reason,
+            "conflicts with another listener on its port",
         ),
         _ if !l.frontend.usable() => c(
             "Accepted",
@@ -375,10 +375,15 @@ pub(super) fn listener_status(l: &ListenerState<'_>, generation: i64) -> Listene
         ),
         None => c("Conflicted", false, "NoConflicts", "no conflicts"),
     };
-    let programmed = if l.valid() {
-        c("Programmed", true, "Programmed", "programmed")
-    } else {
-        c("Programmed", false, "Invalid", "the listener is not valid")
+    let programmed = match l.conflict {
+        _ if l.valid() => c("Programmed", true, "Programmed", "programmed"),
+        Some(reason) => c(
+            "Programmed",
+            false,
+            reason,
+            "conflicts with another listener on its port",
+        ),
+        None => c("Programmed", false, "Invalid", "the listener is not valid"),
     };
     ListenerStatus {
         name: l.spec.name.clone(),
