@@ -30,16 +30,16 @@ use frontend::{
     frontend_invalid_validation,
 };
 use futures::FutureExt;
-use listenerset::{
-    listenerset_allowed_namespace_same, listenerset_allowed_namespace_selector,
-    listenerset_default_not_allowed, listenerset_dual_parent_ref, listenerset_hostname_conflict,
-    listenerset_parent_not_accepted,
-};
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
     listener_hostname_matching as grpc_listener_hostname_matching, over_https as grpc_over_https,
     regex_method_matching as grpc_regex_method_matching,
     request_header_modifier as grpc_request_header_modifier, weight as grpc_weight,
+};
+use listenerset::{
+    listenerset_allowed_namespace_same, listenerset_allowed_namespace_selector,
+    listenerset_default_not_allowed, listenerset_dual_parent_ref, listenerset_hostname_conflict,
+    listenerset_parent_not_accepted,
 };
 use more::{
     gatewayclass_observed_generation_bump, invalid_parameters_ref, listener_unsupported_protocol,

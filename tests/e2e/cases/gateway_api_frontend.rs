@@ -64,13 +64,17 @@ async fn expect_served(
     backend: &str,
 ) -> anyhow::Result<()> {
     let ok = |r: &HttpsReply| r.status == 200 && r.header("x-upstream") == Some(backend);
-    eventually(&format!("{sni} at {at:?} to {backend}"), DEADLINE, || async {
-        match once(c, at, sni, client).await {
-            Ok(r) if ok(&r) => Ok(()),
-            Ok(r) => Err(format!("{} {:?}", r.status, r.headers)),
-            Err(e) => Err(format!("{e:#}")),
-        }
-    })
+    eventually(
+        &format!("{sni} at {at:?} to {backend}"),
+        DEADLINE,
+        || async {
+            match once(c, at, sni, client).await {
+                Ok(r) if ok(&r) => Ok(()),
+                Ok(r) => Err(format!("{} {:?}", r.status, r.headers)),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        },
+    )
     .await?;
     for _ in 0..10 {
         let r = once(c, at, sni, client).await?;
@@ -112,7 +116,10 @@ async fn routes_accepted(c: &Conformance, gw: &str, routes: &[&str]) -> anyhow::
 /// per-port one on the other; each port takes its own CA's client and refuses the other's
 /// (and, ours, a client without a certificate).
 pub(super) async fn frontend_client_validation(c: &mut Conformance) -> anyhow::Result<()> {
-    let (file, gw) = ("frontend-client-validation.yaml", "client-validation-default");
+    let (file, gw) = (
+        "frontend-client-validation.yaml",
+        "client-validation-default",
+    );
     let routes = [
         "client-certificate-validation-https-test",
         "client-certificate-validation-https-test-no-hostname",
@@ -173,8 +180,12 @@ pub(super) async fn frontend_insecure_fallback(c: &mut Conformance) -> anyhow::R
     );
     // The listeners do ask for client certificates (the validation is configured, just not
     // enforced): both ports' CA secrets reach Envoy.
-    c.wait_envoy(gw, &format!("gateway-client-ca|{INFRA}/{gw}/{port_2}"), true)
-        .await?;
+    c.wait_envoy(
+        gw,
+        &format!("gateway-client-ca|{INFRA}/{gw}/{port_2}"),
+        true,
+    )
+    .await?;
     for (port, sni, backend) in [
         (c.tls_port, "example.org", "infra-backend-v1"),
         (port_2, "second-example.org", "infra-backend-v2"),
@@ -199,16 +210,22 @@ pub(super) async fn frontend_invalid_default(c: &mut Conformance) -> anyhow::Res
     let route = "invalid-default-client-validation-config";
     let addr = c.load(file, gw, &[route]).await?;
     let http = c
-        .listener_where(gw, "http", |l| condition(&l["conditions"], "Accepted").is_some())
+        .listener_where(gw, "http", |l| {
+            condition(&l["conditions"], "Accepted").is_some()
+        })
         .await?;
     for t in ["ResolvedRefs", "Accepted", "Programmed"] {
-        let cond = condition(&http["conditions"], t).cloned().unwrap_or_default();
+        let cond = condition(&http["conditions"], t)
+            .cloned()
+            .unwrap_or_default();
         anyhow::ensure!(cond["status"] == "True", "http listener {t}: {http}");
     }
     c.expect_backend(&addr, get("example.org", "/"), "infra-backend-v1")
         .await?;
     let https = c
-        .listener_where(gw, "https", |l| condition(&l["conditions"], "Accepted").is_some())
+        .listener_where(gw, "https", |l| {
+            condition(&l["conditions"], "Accepted").is_some()
+        })
         .await?;
     assert_condition(
         &https["conditions"],
@@ -266,7 +283,12 @@ pub(super) async fn frontend_invalid_validation(c: &mut Conformance) -> anyhow::
             })
             .await?;
         assert_condition(&l["conditions"], "ResolvedRefs", "False", reason);
-        assert_condition(&l["conditions"], "Accepted", "False", "NoValidCACertificate");
+        assert_condition(
+            &l["conditions"],
+            "Accepted",
+            "False",
+            "NoValidCACertificate",
+        );
         let programmed = condition(&l["conditions"], "Programmed").cloned();
         anyhow::ensure!(
             programmed.is_some_and(|p| p["status"] == "False"),
@@ -279,19 +301,25 @@ pub(super) async fn frontend_invalid_validation(c: &mut Conformance) -> anyhow::
         })
         .await?;
     for t in ["ResolvedRefs", "Accepted", "Programmed"] {
-        let cond = condition(&https["conditions"], t).cloned().unwrap_or_default();
+        let cond = condition(&https["conditions"], t)
+            .cloned()
+            .unwrap_or_default();
         anyhow::ensure!(cond["status"] == "True", "https listener {t}: {https}");
     }
     // Ours: the valid listener does verify clients (its CA's client gets through, no
     // certificate does not); no route, so the answer is a 404 from the Gateway.
     let at = (addr.as_str(), c.tls_port);
-    eventually("https listener with a client certificate", DEADLINE, || async {
-        match once(c, at, "example.org", Some(&clients.default)).await {
-            Ok(r) if r.status == 404 => Ok(()),
-            Ok(r) => Err(format!("{}", r.status)),
-            Err(e) => Err(format!("{e:#}")),
-        }
-    })
+    eventually(
+        "https listener with a client certificate",
+        DEADLINE,
+        || async {
+            match once(c, at, "example.org", Some(&clients.default)).await {
+                Ok(r) if r.status == 404 => Ok(()),
+                Ok(r) => Err(format!("{}", r.status)),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        },
+    )
     .await?;
     expect_refused(c, at, "example.org", None).await?;
     c.config.remove(file)?;

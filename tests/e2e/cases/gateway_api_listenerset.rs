@@ -32,7 +32,12 @@ async fn refused(c: &Conformance, ns: &str, name: &str, reason: &str) -> anyhow:
 
 /// An accepted and programmed ListenerSet whose listeners are all accepted, programmed and
 /// resolved (generateAcceptedListenerConditions).
-async fn accepted(c: &Conformance, ns: &str, name: &str, listeners: &[&str]) -> anyhow::Result<Value> {
+async fn accepted(
+    c: &Conformance,
+    ns: &str,
+    name: &str,
+    listeners: &[&str],
+) -> anyhow::Result<Value> {
     let s = set_status(c, ns, name).await?;
     assert_condition(&s["conditions"], "Accepted", "True", "Accepted");
     assert_condition(&s["conditions"], "Programmed", "True", "Programmed");
@@ -59,8 +64,12 @@ pub(super) async fn listenerset_default_not_allowed(c: &mut Conformance) -> anyh
     let s = attached_sets(c, gw, 0).await?;
     assert_condition(&s["conditions"], "Accepted", "True", "Accepted");
     refused(c, INFRA, "listenerset-default-not-allowed", "NotAllowed").await?;
-    c.expect_backend(&addr, get("gateway-listener-1.com", "/route"), "infra-backend-v1")
-        .await?;
+    c.expect_backend(
+        &addr,
+        get("gateway-listener-1.com", "/route"),
+        "infra-backend-v1",
+    )
+    .await?;
     c.expect_status(&addr, get("listener-set-1-listener-1.com", "/route"), 404)
         .await?;
     c.unload(file, gw, &[route]).await
@@ -106,10 +115,27 @@ pub(super) async fn listenerset_allowed_namespace_selector(
     let route = "listenerset-selector-route";
     let addr = c.load(file, gw, &[route]).await?;
     attached_sets(c, gw, 1).await?;
-    accepted(c, "listenerset-allowed-ns", "listenerset-selected", &["selected-listener"]).await?;
-    refused(c, "listenerset-other-ns", "listenerset-not-selected", "NotAllowed").await?;
+    accepted(
+        c,
+        "listenerset-allowed-ns",
+        "listenerset-selected",
+        &["selected-listener"],
+    )
+    .await?;
+    refused(
+        c,
+        "listenerset-other-ns",
+        "listenerset-not-selected",
+        "NotAllowed",
+    )
+    .await?;
     let r = c.status(&format!("HTTPRoute {INFRA}/{route}")).await?;
-    assert_condition(&parent(&r, "listenerset-selected")["conditions"], "Accepted", "True", "Accepted");
+    assert_condition(
+        &parent(&r, "listenerset-selected")["conditions"],
+        "Accepted",
+        "True",
+        "Accepted",
+    );
     assert_condition(
         &parent(&r, "listenerset-not-selected")["conditions"],
         "Accepted",
@@ -118,7 +144,8 @@ pub(super) async fn listenerset_allowed_namespace_selector(
     );
     c.expect_backend(&addr, get("selected.com", "/"), "infra-backend-v1")
         .await?;
-    c.expect_status(&addr, get("not-selected.com", "/"), 404).await?;
+    c.expect_status(&addr, get("not-selected.com", "/"), 404)
+        .await?;
     c.unload(file, gw, &[route]).await
 }
 
@@ -129,15 +156,24 @@ pub(super) async fn listenerset_parent_not_accepted(c: &mut Conformance) -> anyh
     let gw = "gateway-with-listenerset-not-accepted";
     c.config.write(file, &c.manifest(file)?)?;
     let s = attached_sets(c, gw, 0).await?;
-    let accepted = condition(&s["conditions"], "Accepted").cloned().unwrap_or_default();
+    let accepted = condition(&s["conditions"], "Accepted")
+        .cloned()
+        .unwrap_or_default();
     anyhow::ensure!(accepted["status"] == "False", "Gateway Accepted: {s}");
     let set = set_status(c, INFRA, "listenerset-parent-not-accepted").await?;
     assert_condition(&set["conditions"], "Accepted", "False", "ParentNotAccepted");
-    let programmed = condition(&set["conditions"], "Programmed").cloned().unwrap_or_default();
-    anyhow::ensure!(programmed["status"] == "False", "ListenerSet Programmed: {set}");
+    let programmed = condition(&set["conditions"], "Programmed")
+        .cloned()
+        .unwrap_or_default();
+    anyhow::ensure!(
+        programmed["status"] == "False",
+        "ListenerSet Programmed: {set}"
+    );
     c.config.remove(file)?;
-    c.gone(&format!("ListenerSet {INFRA}/listenerset-parent-not-accepted"))
-        .await
+    c.gone(&format!(
+        "ListenerSet {INFRA}/listenerset-parent-not-accepted"
+    ))
+    .await
 }
 
 /// ListenerSetDualParentRefIndependence: a route's Gateway parent and ListenerSet parent are
@@ -149,7 +185,13 @@ pub(super) async fn listenerset_dual_parent_ref(c: &mut Conformance) -> anyhow::
     let addr = c.load(file, gw, &routes).await?;
     let s = attached_sets(c, gw, 1).await?;
     assert_condition(&s["conditions"], "Accepted", "True", "Accepted");
-    let set = accepted(c, INFRA, "ls-dual-parentref", &["ls-dual-parentref-listener"]).await?;
+    let set = accepted(
+        c,
+        INFRA,
+        "ls-dual-parentref",
+        &["ls-dual-parentref-listener"],
+    )
+    .await?;
     let listener = &set["listeners"][0];
     anyhow::ensure!(listener["attachedRoutes"] == 2, "attachedRoutes: {set}");
     let kinds: Vec<&str> = listener["supportedKinds"]
@@ -159,12 +201,26 @@ pub(super) async fn listenerset_dual_parent_ref(c: &mut Conformance) -> anyhow::
         .filter_map(|k| k["kind"].as_str())
         .collect();
     anyhow::ensure!(kinds.contains(&"HTTPRoute"), "supportedKinds: {set}");
-    let both = c.status(&format!("HTTPRoute {INFRA}/{}", routes[0])).await?;
+    let both = c
+        .status(&format!("HTTPRoute {INFRA}/{}", routes[0]))
+        .await?;
     for p in [gw, "ls-dual-parentref"] {
-        assert_condition(&parent(&both, p)["conditions"], "Accepted", "True", "Accepted");
+        assert_condition(
+            &parent(&both, p)["conditions"],
+            "Accepted",
+            "True",
+            "Accepted",
+        );
     }
-    let one = c.status(&format!("HTTPRoute {INFRA}/{}", routes[1])).await?;
-    assert_condition(&parent(&one, gw)["conditions"], "Accepted", "False", "NoMatchingParent");
+    let one = c
+        .status(&format!("HTTPRoute {INFRA}/{}", routes[1]))
+        .await?;
+    assert_condition(
+        &parent(&one, gw)["conditions"],
+        "Accepted",
+        "False",
+        "NoMatchingParent",
+    );
     assert_condition(
         &parent(&one, "ls-dual-parentref")["conditions"],
         "Accepted",
@@ -183,7 +239,8 @@ pub(super) async fn listenerset_dual_parent_ref(c: &mut Conformance) -> anyhow::
         .await?;
     c.expect_backend(&addr, get("ls-dual.com", "/dualone"), "infra-backend-v2")
         .await?;
-    c.expect_status(&addr, get("gw-dual.com", "/dualone"), 404).await?;
+    c.expect_status(&addr, get("gw-dual.com", "/dualone"), 404)
+        .await?;
     c.unload(file, gw, &routes).await
 }
 
@@ -226,26 +283,45 @@ pub(super) async fn listenerset_hostname_conflict(c: &mut Conformance) -> anyhow
     ];
     let addr = c.load(file, gw, &routes).await?;
     let s = attached_sets(c, gw, 2).await?;
-    let accepted = condition(&s["conditions"], "Accepted").cloned().unwrap_or_default();
+    let accepted = condition(&s["conditions"], "Accepted")
+        .cloned()
+        .unwrap_or_default();
     anyhow::ensure!(accepted["status"] == "True", "Gateway Accepted: {s}");
     listener_state(&s, "gateway-listener", false)?;
     listener_state(&s, "hostname-conflict-with-gateway-listener", false)?;
     for (n, valid, conflicted) in [
-        ("gateway-1", "listener-set-1-listener", "hostname-conflict-with-gateway-listener"),
-        ("listener-set-1", "listener-set-2-listener", "hostname-conflict-with-listener-set-listener"),
+        (
+            "gateway-1",
+            "listener-set-1-listener",
+            "hostname-conflict-with-gateway-listener",
+        ),
+        (
+            "listener-set-1",
+            "listener-set-2-listener",
+            "hostname-conflict-with-listener-set-listener",
+        ),
     ] {
         let s = conflict_set(c, n).await?;
-        let a = condition(&s["conditions"], "Accepted").cloned().unwrap_or_default();
+        let a = condition(&s["conditions"], "Accepted")
+            .cloned()
+            .unwrap_or_default();
         anyhow::ensure!(a["status"] == "True", "{n} Accepted: {s}");
         assert_condition(&s["conditions"], "Programmed", "True", "Programmed");
         listener_state(&s, valid, false)?;
         listener_state(&s, conflicted, true)?;
     }
     let first = conflict_set(c, "gateway-1").await?;
-    listener_state(&first, "hostname-conflict-with-listener-set-listener", false)?;
+    listener_state(
+        &first,
+        "hostname-conflict-with-listener-set-listener",
+        false,
+    )?;
     for (n, conflicted) in [
         ("gateway-2", "hostname-conflict-with-gateway-listener"),
-        ("listener-set-2", "hostname-conflict-with-listener-set-listener"),
+        (
+            "listener-set-2",
+            "hostname-conflict-with-listener-set-listener",
+        ),
     ] {
         let s = conflict_set(c, n).await?;
         assert_condition(&s["conditions"], "Accepted", "False", "ListenersNotValid");

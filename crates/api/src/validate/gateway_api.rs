@@ -7,9 +7,10 @@
 use super::{Errors, header_name, host_name, object_name, port, regex, spec_path};
 use crate::field::FieldPath;
 use crate::gwapi::{
-    BackendTlsPolicy, CA_CERT_KEY, FRONTEND_MODES, FrontendTlsConfig, FrontendTlsValidation, Gateway, Listener, ListenerSet, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute,
-    HttpRouteFilter, HttpRouteMatch, HttpRouteRule, ParentReference, ReferenceGrant,
-    SubjectAltName, TcpRoute, TlsRoute, parse_duration,
+    BackendTlsPolicy, CA_CERT_KEY, FRONTEND_MODES, FrontendTlsConfig, FrontendTlsValidation,
+    Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute, HttpRouteFilter, HttpRouteMatch,
+    HttpRouteRule, Listener, ListenerSet, ParentReference, ReferenceGrant, SubjectAltName,
+    TcpRoute, TlsRoute, parse_duration,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 
@@ -78,7 +79,10 @@ fn frontend(f: &FrontendTlsConfig, path: FieldPath, errors: &mut Errors) {
         if let Some(mode) = v.mode.as_deref().filter(|m| !FRONTEND_MODES.contains(m)) {
             errors.push(
                 path.field("mode"),
-                format!("{mode:?} is not a mode: one of {}", FRONTEND_MODES.join(", ")),
+                format!(
+                    "{mode:?} is not a mode: one of {}",
+                    FRONTEND_MODES.join(", ")
+                ),
             );
         }
     };

@@ -618,7 +618,11 @@ pub(super) fn wildcard_covers(pattern: &str, host: &str) -> bool {
 /// The Gateway's status, its compiled form and the status of each of its ListenerSets.
 fn finish_gateway(
     gw: GatewayState<'_>,
-) -> (GatewayStatus, ApiGateway, Vec<(ObjectRef, ListenerSetStatus)>) {
+) -> (
+    GatewayStatus,
+    ApiGateway,
+    Vec<(ObjectRef, ListenerSetStatus)>,
+) {
     let generation = gw.spec.metadata.generation.unwrap_or_default();
     let ports = ports(&gw);
     let own: Vec<&ListenerState<'_>> = gw
@@ -626,13 +630,10 @@ fn finish_gateway(
         .iter()
         .filter(|l| l.owner == Owner::Gateway)
         .collect();
-    let listeners: Vec<ListenerStatus> = own
-        .iter()
-        .map(|l| listener_status(l, generation))
-        .collect();
+    let listeners: Vec<ListenerStatus> =
+        own.iter().map(|l| listener_status(l, generation)).collect();
     let parameters = invalid_parameters(gw.spec);
-    let all_invalid =
-        parameters.is_some() || (!own.is_empty() && own.iter().all(|l| !l.valid()));
+    let all_invalid = parameters.is_some() || (!own.is_empty() && own.iter().all(|l| !l.valid()));
     let some_invalid = own.iter().any(|l| !l.valid());
     let accepted = match (&parameters, all_invalid, some_invalid) {
         (Some(why), _, _) => {
@@ -679,7 +680,11 @@ fn finish_gateway(
         .collect();
     let attached_sets = set_statuses
         .iter()
-        .filter(|(_, s)| s.conditions.iter().any(|c| c.type_ == "Accepted" && c.status == "True"))
+        .filter(|(_, s)| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Accepted" && c.status == "True")
+        })
         .count();
     let allows_sets = gw.spec.spec.allowed_listeners.is_some() || !gw.sets.is_empty();
     let status = GatewayStatus {
@@ -714,7 +719,10 @@ fn set_status(gw: &GatewayState<'_>, index: usize, set: &SetState) -> ListenerSe
     };
     if let Some((reason, why)) = &set.refused {
         return ListenerSetStatus {
-            conditions: vec![c("Accepted", false, reason, why), c("Programmed", false, reason, why)],
+            conditions: vec![
+                c("Accepted", false, reason, why),
+                c("Programmed", false, reason, why),
+            ],
             listeners: Vec::new(),
         };
     }
@@ -727,7 +735,12 @@ fn set_status(gw: &GatewayState<'_>, index: usize, set: &SetState) -> ListenerSe
     let conditions = if valid == mine.len() {
         vec![
             c("Accepted", true, "Accepted", "attached to its Gateway"),
-            c("Programmed", true, "Programmed", "configuration built and served to the Gateway's proxies"),
+            c(
+                "Programmed",
+                true,
+                "Programmed",
+                "configuration built and served to the Gateway's proxies",
+            ),
         ]
     } else if valid == 0 {
         let why = "no listener is valid (see their conditions)";
@@ -737,13 +750,26 @@ fn set_status(gw: &GatewayState<'_>, index: usize, set: &SetState) -> ListenerSe
         ]
     } else {
         vec![
-            c("Accepted", true, "ListenersNotValid", "some listeners are not valid (see their conditions)"),
-            c("Programmed", true, "Programmed", "configuration built and served to the Gateway's proxies"),
+            c(
+                "Accepted",
+                true,
+                "ListenersNotValid",
+                "some listeners are not valid (see their conditions)",
+            ),
+            c(
+                "Programmed",
+                true,
+                "Programmed",
+                "configuration built and served to the Gateway's proxies",
+            ),
         ]
     };
     ListenerSetStatus {
         conditions,
-        listeners: mine.iter().map(|l| listener_status(l, generation)).collect(),
+        listeners: mine
+            .iter()
+            .map(|l| listener_status(l, generation))
+            .collect(),
     }
 }
 

@@ -80,7 +80,10 @@ pub(super) fn listeners<'g>(
     // Conflicts: an incompatible protocol on the same port (HTTPS and TLS share one), or the
     // same hostname on the same port.
     for i in 0..states.len() {
-        states[i].conflict = conflict(&states[i], states.iter().enumerate().filter(|(j, _)| *j != i));
+        states[i].conflict = conflict(
+            &states[i],
+            states.iter().enumerate().filter(|(j, _)| *j != i),
+        );
     }
     states
 }
@@ -105,7 +108,10 @@ pub(super) fn add_set_listeners<'g>(
         states.push(state);
     }
     for i in first..states.len() {
-        let others = states.iter().enumerate().filter(|(j, o)| *j != i && (*j < first || o.owner == Owner::Set(index)));
+        let others = states
+            .iter()
+            .enumerate()
+            .filter(|(j, o)| *j != i && (*j < first || o.owner == Owner::Set(index)));
         states[i].conflict = conflict(&states[i], others);
     }
 }

@@ -36,9 +36,7 @@ pub(super) fn certificates(
     certificate_refs
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            certificate(r, from, gw_namespace, refs).map_err(|(why, m)| (why, at(i, m)))
-        })
+        .map(|(i, r)| certificate(r, from, gw_namespace, refs).map_err(|(why, m)| (why, at(i, m))))
         .collect()
 }
 
