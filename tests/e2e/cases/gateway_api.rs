@@ -39,7 +39,8 @@ use grpc::{
 use listenerset::{
     listenerset_allowed_namespace_same, listenerset_allowed_namespace_selector,
     listenerset_default_not_allowed, listenerset_dual_parent_ref, listenerset_hostname_conflict,
-    listenerset_parent_not_accepted,
+    listenerset_parent_not_accepted, listenerset_reference_grant,
+    listenerset_update_listener_hostname,
 };
 use more::{
     gatewayclass_observed_generation_bump, invalid_parameters_ref, listener_unsupported_protocol,
@@ -1003,6 +1004,18 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["ListenerSetHostnameConflict"],
         listenerset_hostname_conflict
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetReferenceGrant"],
+        listenerset_reference_grant
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetUpdateListenerHostname"],
+        listenerset_update_listener_hostname
     );
     let report = b.report();
     eprintln!("{report}");

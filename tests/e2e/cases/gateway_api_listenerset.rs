@@ -339,3 +339,131 @@ pub(super) async fn listenerset_hostname_conflict(c: &mut Conformance) -> anyhow
     }
     c.unload(file, gw, &routes).await
 }
+
+/// ListenerSetReferenceGrant: a set's HTTPS listener uses another namespace's Secret only with
+/// a ReferenceGrant from `ListenerSet`; (ours) the granted listener serves its route over TLS
+/// with that certificate, and the ungranted one's name gets no handshake.
+pub(super) async fn listenerset_reference_grant(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "listenerset-reference-grant.yaml";
+    let gw = "gateway-with-listener-sets-test-reference-grant";
+    let route = "listenerset-reference-grant-route";
+    let addr = c.load(file, gw, &[route]).await?;
+    let s = c.status(&format!("Gateway {INFRA}/{gw}")).await?;
+    assert_condition(&s["conditions"], "Accepted", "True", "Accepted");
+    let listener = |s: &Value, name: &str| -> anyhow::Result<Value> {
+        s["listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == name).cloned())
+            .ok_or_else(|| anyhow::anyhow!("no listener {name} in {s}"))
+    };
+    let granted = set_status(c, INFRA, "listenerset-with-reference-grant").await?;
+    for t in ["Accepted", "Programmed"] {
+        let cond = condition(&granted["conditions"], t)
+            .cloned()
+            .unwrap_or_default();
+        anyhow::ensure!(cond["status"] == "True", "granted set {t}: {granted}");
+    }
+    let l = listener(&granted, "listenerset-with-reference-grant-listener")?;
+    let resolved = condition(&l["conditions"], "ResolvedRefs")
+        .cloned()
+        .unwrap_or_default();
+    anyhow::ensure!(resolved["status"] == "True", "granted listener: {granted}");
+    let ns = "gateway-api-listener-sets-test-reference-grant-ns";
+    let refused = set_status(c, ns, "listenerset-without-reference-grant").await?;
+    assert_condition(
+        &refused["conditions"],
+        "Accepted",
+        "False",
+        "ListenersNotValid",
+    );
+    assert_condition(
+        &refused["conditions"],
+        "Programmed",
+        "False",
+        "ListenersNotValid",
+    );
+    let l = listener(&refused, "listenerset-without-reference-grant-listener")?;
+    assert_condition(&l["conditions"], "ResolvedRefs", "False", "RefNotPermitted");
+    let cert = c.gateway_cert.cert_der.clone();
+    c.expect_https(&addr, ("example.org", "example.org"), "/", |r| {
+        if r.status == 200
+            && r.header("x-upstream") == Some("infra-backend-v1")
+            && r.peer_certificate == cert
+        {
+            Ok(())
+        } else {
+            Err("want infra-backend-v1 with the granted certificate".to_string())
+        }
+    })
+    .await?;
+    let to = HttpsTarget {
+        addr: &addr,
+        port: c.tls_port,
+        sni: "second-example.org",
+        host: "second-example.org",
+    };
+    anyhow::ensure!(
+        https_get_at(&c.ca, &to, "/").await.is_err(),
+        "the ungranted listener's name must get no handshake"
+    );
+    c.unload(file, gw, &[route]).await
+}
+
+/// ListenerSetUpdateListenerHostname: a route whose hostname the set's listener does not
+/// match is `NoMatchingListenerHostname`; once the listener takes the route's hostname the
+/// route is accepted, the listener counts it (supportedKinds exactly HTTPRoute) and (ours)
+/// serves it.
+pub(super) async fn listenerset_update_listener_hostname(
+    c: &mut Conformance,
+) -> anyhow::Result<()> {
+    let file = "listenerset-update-listener-hostname.yaml";
+    let gw = "gateway-listenerset-update-listener-hostname";
+    let route = "httproute-listenerset-update-listener-hostname";
+    let set = "listenerset-update-listener-hostname";
+    let text = c.manifest(file)?;
+    c.config
+        .write(file, &text.replace("{HOSTNAME}", "rejected.example.com"))?;
+    let addr = c.gateway(gw).await?;
+    let key = format!("HTTPRoute {INFRA}/{route}");
+    let parent_reason = |s: &Value| {
+        s["parents"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["parentRef"]["name"] == set))
+            .and_then(|p| condition(&p["conditions"], "Accepted"))
+            .and_then(|c| c["reason"].as_str().map(str::to_string))
+    };
+    c.status_where(&key, |s| {
+        parent_reason(s).as_deref() == Some("NoMatchingListenerHostname")
+    })
+    .await?;
+    c.config
+        .write(file, &text.replace("{HOSTNAME}", "accepted.example.com"))?;
+    let r = c
+        .status_where(&key, |s| parent_reason(s).as_deref() == Some("Accepted"))
+        .await?;
+    assert_condition(
+        &parent(&r, set)["conditions"],
+        "Accepted",
+        "True",
+        "Accepted",
+    );
+    let s = c
+        .status_where(&format!("ListenerSet {INFRA}/{set}"), |s| {
+            s["listeners"][0]["attachedRoutes"] == 1
+        })
+        .await?;
+    let l = &s["listeners"][0];
+    assert_eq!(l["name"], "http", "{s}");
+    assert_eq!(
+        l["supportedKinds"],
+        serde_json::json!([{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]),
+        "{s}"
+    );
+    for t in ["ResolvedRefs", "Accepted", "Programmed"] {
+        let cond = condition(&l["conditions"], t).cloned().unwrap_or_default();
+        anyhow::ensure!(cond["status"] == "True", "listener {t}: {s}");
+    }
+    c.expect_backend(&addr, get("accepted.example.com", "/"), "infra-backend-v2")
+        .await?;
+    c.unload(file, gw, &[route]).await
+}
