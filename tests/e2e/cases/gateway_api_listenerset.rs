@@ -467,3 +467,88 @@ pub(super) async fn listenerset_update_listener_hostname(
         .await?;
     c.unload(file, gw, &[route]).await
 }
+
+/// ListenerSetAllowedRoutesNamespaces: the set's listeners admit routes by their own
+/// `allowedRoutes.namespaces` (`Same`: the set's namespace); each route is accepted by the set,
+/// each listener counts the routes it admits, and each hostname serves only those.
+pub(super) async fn listenerset_allowed_routes_namespaces(
+    c: &mut Conformance,
+) -> anyhow::Result<()> {
+    let file = "listenerset-allowed-routes-namespaces.yaml";
+    let gw = "gateway-with-listener-sets";
+    let set = "listenerset-test-allowed-routes";
+    c.config.write(file, &c.manifest(file)?)?;
+    let addr = c.gateway(gw).await?;
+    c.wait_envoy(gw, "/route-not-in-selected-namespace", true)
+        .await?;
+    let s = attached_sets(c, gw, 1).await?;
+    assert_condition(&s["conditions"], "Accepted", "True", "Accepted");
+    for (ns, route) in [
+        (INFRA, "route-in-same-namespace"),
+        (
+            "gateway-api-example-allowed-ns",
+            "route-in-selected-namespace",
+        ),
+        (
+            "gateway-api-example-not-allowed-ns",
+            "route-not-in-selected-namespace",
+        ),
+    ] {
+        let r = c.status(&format!("HTTPRoute {ns}/{route}")).await?;
+        let p = parent(&r, set);
+        assert_eq!(p["controllerName"], "portolan.dev/gateway-controller");
+        assert_condition(&p["conditions"], "Accepted", "True", "Accepted");
+        assert_condition(&p["conditions"], "ResolvedRefs", "True", "ResolvedRefs");
+    }
+    let status = accepted(c, INFRA, set, &[]).await?;
+    for (listener, attached) in [
+        ("listener-set-listener-allowed-routes-all", 3),
+        ("listener-set-listener-allowed-routes-same", 1),
+        ("listener-set-listener-allowed-routes-selector", 1),
+    ] {
+        let l = status["listeners"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == listener))
+            .ok_or_else(|| anyhow::anyhow!("no listener {listener} in {status}"))?;
+        anyhow::ensure!(l["attachedRoutes"] == attached, "{listener}: {status}");
+        let kinds: Vec<&str> = l["supportedKinds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k["kind"].as_str())
+            .collect();
+        anyhow::ensure!(kinds == ["HTTPRoute", "GRPCRoute"], "{listener}: {status}");
+        for (t, want) in [
+            ("ResolvedRefs", "True"),
+            ("Accepted", "True"),
+            ("Programmed", "True"),
+            ("Conflicted", "False"),
+        ] {
+            let cond = condition(&l["conditions"], t).cloned().unwrap_or_default();
+            anyhow::ensure!(cond["status"] == want, "{listener} {t}: {status}");
+        }
+    }
+    let host = |l: &str| format!("listener-set-listener-allowed-routes-{l}.com");
+    for (listener, path, served) in [
+        ("all", "/route-in-same-namespace", true),
+        ("all", "/route-in-selected-namespace", true),
+        ("all", "/route-not-in-selected-namespace", true),
+        ("same", "/route-in-same-namespace", true),
+        ("same", "/route-in-selected-namespace", false),
+        ("same", "/route-not-in-selected-namespace", false),
+        ("selector", "/route-in-same-namespace", false),
+        ("selector", "/route-in-selected-namespace", true),
+        ("selector", "/route-not-in-selected-namespace", false),
+    ] {
+        let h = host(listener);
+        if served {
+            c.expect_backend(&addr, get(&h, path), "infra-backend-v1")
+                .await?;
+        } else {
+            c.expect_status(&addr, get(&h, path), 404).await?;
+        }
+    }
+    c.config.remove(file)?;
+    c.wait_envoy(gw, "/route-not-in-selected-namespace", false)
+        .await
+}
