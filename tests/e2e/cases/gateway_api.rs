@@ -39,8 +39,9 @@ use grpc::{
 use listenerset::{
     listenerset_allowed_namespace_same, listenerset_allowed_namespace_selector,
     listenerset_allowed_routes_namespaces, listenerset_default_not_allowed,
-    listenerset_dual_parent_ref, listenerset_hostname_conflict, listenerset_parent_not_accepted,
-    listenerset_reference_grant, listenerset_update_listener_hostname,
+    listenerset_dual_parent_ref, listenerset_hostname_conflict, listenerset_listener_precedence,
+    listenerset_parent_not_accepted, listenerset_reference_grant,
+    listenerset_update_listener_hostname,
 };
 use more::{
     gatewayclass_observed_generation_bump, invalid_parameters_ref, listener_unsupported_protocol,
@@ -1022,6 +1023,12 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["ListenerSetAllowedRoutesNamespaces"],
         listenerset_allowed_routes_namespaces
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetListenerPrecedence"],
+        listenerset_listener_precedence
     );
     let report = b.report();
     eprintln!("{report}");

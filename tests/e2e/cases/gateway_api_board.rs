@@ -140,7 +140,8 @@ const FRONTEND_TLS: [&str; 4] = [
 /// protocol and route-kind conflicts, listener precedence, allowed route namespaces,
 /// ReferenceGrant, hostname updates), so the feature is not claimed and the line has no
 /// denominator.
-const LISTENER_SET: [&str; 9] = [
+const LISTENER_SET: [&str; 10] = [
+    "ListenerSetListenerPrecedence",
     "ListenerSetAllowedRoutesNamespaces",
     "ListenerSetReferenceGrant",
     "ListenerSetUpdateListenerHostname",

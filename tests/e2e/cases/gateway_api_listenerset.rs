@@ -552,3 +552,113 @@ pub(super) async fn listenerset_allowed_routes_namespaces(
     c.wait_envoy(gw, "/route-not-in-selected-namespace", false)
         .await
 }
+
+/// Waits until `GET http://{addr}:{port}{path}` (Host `host`) reaches `backend` (`Ok`) or
+/// answers `status` (`Err`).
+async fn expect_at(
+    (addr, port): (&str, u16),
+    host: &str,
+    path: &str,
+    want: Result<&str, u16>,
+) -> anyhow::Result<()> {
+    let url = format!("http://{addr}:{port}{path}");
+    eventually(&format!("{host}{path} at {port}"), DEADLINE, || async {
+        match send(client().get(&url).header("host", host)).await {
+            Ok(r) => match want {
+                Ok(b) if r.status == 200 && r.upstream() == Some(b) => Ok(()),
+                Err(s) if r.status == s => Ok(()),
+                _ => Err(format!("{} {:?}", r.status, r.upstream())),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// The listener `name` of a status, or an error.
+fn listener_of(status: &Value, name: &str) -> anyhow::Result<Value> {
+    status["listeners"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["name"] == name).cloned())
+        .ok_or_else(|| anyhow::anyhow!("no listener {name} in {status}"))
+}
+
+/// ListenerSetListenerPrecedence: on a port where the Gateway and both sets have a listener
+/// for one hostname, the Gateway's serves it and the sets' are `HostnameConflict`; on a port
+/// where the first set has an HTTP listener and the second an HTTPS one, the first serves and
+/// the second is `ProtocolConflict`. Each listener's route is served where it won.
+pub(super) async fn listenerset_listener_precedence(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "listenerset-listener-precedence.yaml";
+    let gw = "gateway-with-listenerset-http-listener";
+    let routes = [
+        "gateway-route",
+        "listenerset-1-route",
+        "listenerset-2-route",
+    ];
+    let (domain, protocol, ls1, ls2) = (free_port(), free_port(), free_port(), free_port());
+    let text = c
+        .manifest(file)?
+        .replace("{P_DOMAIN}", &domain.to_string())
+        .replace("{P_PROTOCOL}", &protocol.to_string())
+        .replace("{P_LS1}", &ls1.to_string())
+        .replace("{P_LS2}", &ls2.to_string());
+    c.config.write(file, &text)?;
+    let addr = c.gateway(gw).await?;
+    for route in routes {
+        c.wait_envoy(gw, &format!("\"{INFRA}/{route}/"), true)
+            .await?;
+    }
+    route_accepted(c, INFRA, "gateway-route", gw).await?;
+    let s = attached_sets(c, gw, 2).await?;
+    listener_state(&s, "gateway-listener", false)?;
+    listener_state(&s, "domain-name-conflict-listener", false)?;
+    let set1 = set_status(c, INFRA, "listenerset-with-domain-name-conflict").await?;
+    let set2 = set_status(c, INFRA, "listenerset-with-protocol-conflict").await?;
+    for set in [&set1, &set2] {
+        assert_condition(&set["conditions"], "Accepted", "True", "ListenersNotValid");
+        let p = condition(&set["conditions"], "Programmed")
+            .cloned()
+            .unwrap_or_default();
+        anyhow::ensure!(p["status"] == "True", "Programmed: {set}");
+    }
+    listener_state(&set1, "listenerset-1-listener", false)?;
+    listener_state(&set1, "protocol-conflict-listener", false)?;
+    listener_state(&set1, "domain-name-conflict-listener", true)?;
+    listener_state(&set2, "listenerset-2-listener", false)?;
+    listener_state(&set2, "domain-name-conflict-listener", true)?;
+    let l = listener_of(&set2, "protocol-conflict-listener")?;
+    for t in ["Accepted", "Programmed"] {
+        assert_condition(&l["conditions"], t, "False", "ProtocolConflict");
+    }
+    assert_condition(&l["conditions"], "Conflicted", "True", "ProtocolConflict");
+    let a = addr.as_str();
+    let (v1, v2, v3) = (
+        Ok("infra-backend-v1"),
+        Ok("infra-backend-v2"),
+        Ok("infra-backend-v3"),
+    );
+    expect_at((a, c.port), "gateway-listener.com", "/gateway-route", v1).await?;
+    expect_at(
+        (a, ls1),
+        "listenerset-1-listener.com",
+        "/listenerset-1-route",
+        v2,
+    )
+    .await?;
+    expect_at(
+        (a, ls2),
+        "listenerset-2-listener.com",
+        "/listenerset-2-route",
+        v3,
+    )
+    .await?;
+    let conflict = "domain-name-conflict-listener.com";
+    expect_at((a, domain), conflict, "/gateway-route", v1).await?;
+    expect_at((a, domain), conflict, "/listenerset-1-route", Err(404)).await?;
+    expect_at((a, domain), conflict, "/listenerset-2-route", Err(404)).await?;
+    let conflict = "protocol-conflict-listener.com";
+    expect_at((a, protocol), conflict, "/listenerset-1-route", v2).await?;
+    expect_at((a, protocol), conflict, "/listenerset-2-route", Err(404)).await?;
+    c.unload(file, gw, &routes).await
+}
