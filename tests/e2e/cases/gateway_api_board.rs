@@ -136,10 +136,10 @@ const FRONTEND_TLS: [&str; 4] = [
     "GatewayInvalidFrontendClientCertificateValidation",
 ];
 
-/// ListenerSet tests (feature `ListenerSet`) the run reproduces. Upstream has more (hostname,
-/// protocol and route-kind conflicts, listener precedence, allowed route namespaces,
-/// ReferenceGrant, hostname updates), so the feature is not claimed and the line has no
-/// denominator.
+/// ListenerSet tests (feature `ListenerSet`) the run reproduces. Upstream has more
+/// (ListenerSetProtocolConflict, ListenerSetAllowedRoutesSupportedKinds,
+/// ListenerSetProtocolAndRouteKindConflicts), so the feature is not claimed and the line has
+/// no denominator.
 const LISTENER_SET: [&str; 10] = [
     "ListenerSetListenerPrecedence",
     "ListenerSetAllowedRoutesNamespaces",
