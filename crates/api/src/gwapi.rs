@@ -679,7 +679,7 @@ pub struct AllowedListeners {
     pub namespaces: Option<RouteNamespaces>,
 }
 
-/// A ListenerSet (`gateway.networking.k8s.io/v1`, standard channel since v1.5): listeners
+/// A ListenerSet (`gateway.networking.k8s.io/v1`, standard channel of v1.6.1): listeners
 /// added to a parent Gateway that allows them.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
