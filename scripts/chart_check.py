@@ -125,7 +125,8 @@ CRS = [
 ]
 GW = "gateway.networking.k8s.io"
 GW_ROUTES = [
-    "gateways", "httproutes", "grpcroutes", "tlsroutes", "tcproutes", "backendtlspolicies",
+    "gateways", "listenersets", "httproutes", "grpcroutes", "tlsroutes", "tcproutes",
+    "backendtlspolicies",
 ]
 WATCH_FACTS = (
     expand("", ["services", "secrets", "configmaps"], ["list", "watch"])

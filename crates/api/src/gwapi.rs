@@ -1,6 +1,6 @@
 //! Kubernetes Gateway API objects (`gateway.networking.k8s.io`, standard channel v1.6), the
-//! fields Portolan reads: GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute,
-//! ReferenceGrant and BackendTLSPolicy.
+//! fields Portolan reads: GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, TLSRoute,
+//! TCPRoute, ReferenceGrant and BackendTLSPolicy.
 //!
 //! Minimal serde types of our own rather than the `gateway-api` crate: its current release
 //! (0.22) is built on kube 4 / k8s-openapi 0.28 while this workspace uses kube 5 /
@@ -51,7 +51,63 @@ pub struct GatewaySpec {
     pub addresses: Vec<GatewayAddress>,
     #[serde(default)]
     pub infrastructure: Option<GatewayInfrastructure>,
+    /// `spec.tls`: Portolan reads `frontend` (client certificate validation).
+    #[serde(default)]
+    pub tls: Option<GatewayTlsConfig>,
+    /// Which namespaces' ListenerSets may attach (none by default).
+    #[serde(default)]
+    pub allowed_listeners: Option<AllowedListeners>,
 }
+
+/// `spec.tls` of a Gateway.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTlsConfig {
+    #[serde(default)]
+    pub frontend: Option<FrontendTlsConfig>,
+}
+
+/// `spec.tls.frontend`: client certificate validation for the HTTPS listeners, by default and
+/// per port (a port's entry replaces the default for the listeners on that port).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsConfig {
+    #[serde(default)]
+    pub default: FrontendTls,
+    #[serde(default)]
+    pub per_port: Vec<FrontendTlsPort>,
+}
+
+/// `TLSConfig`: what applies to the HTTPS listeners it covers.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTls {
+    #[serde(default)]
+    pub validation: Option<FrontendTlsValidation>,
+}
+
+/// `TLSPortConfig`: the configuration of the HTTPS listeners on one port.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsPort {
+    pub port: i32,
+    #[serde(default)]
+    pub tls: FrontendTls,
+}
+
+/// `FrontendTLSValidation`: the CAs client certificates must chain to, and the mode
+/// (`AllowValidOnly`, the default, or `AllowInsecureFallback`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsValidation {
+    #[serde(default)]
+    pub ca_certificate_refs: Vec<ObjectReference>,
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// The frontend validation modes of v1.6.1.
+pub const FRONTEND_MODES: &[&str] = &["AllowValidOnly", "AllowInsecureFallback"];
 
 /// `spec.infrastructure`: `labels` and `annotations` go on the provisioned proxies' objects in
 /// a cluster; a `parametersRef` is refused (Portolan knows no parameters kind).
@@ -612,6 +668,48 @@ pub struct SubjectAltName {
     pub hostname: Option<String>,
     #[serde(default)]
     pub uri: Option<String>,
+}
+
+/// `spec.allowedListeners` of a Gateway: which namespaces' ListenerSets may attach (`from`:
+/// `None`, the default, `Same`, `All` or `Selector`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedListeners {
+    #[serde(default)]
+    pub namespaces: Option<RouteNamespaces>,
+}
+
+/// A ListenerSet (`gateway.networking.k8s.io/v1`, standard channel of v1.6.1): listeners
+/// added to a parent Gateway that allows them.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSet {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: ListenerSetSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetSpec {
+    pub parent_ref: ParentGatewayReference,
+    /// `ListenerEntry`: the fields of a Gateway listener.
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+}
+
+/// The Gateway a ListenerSet attaches to (group and kind default to the Gateway's; the
+/// namespace to the ListenerSet's).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentGatewayReference {
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// The key of a CA ConfigMap that holds the PEM bundle.

@@ -43,6 +43,8 @@ pub enum Kind {
     BackendTlsPolicy,
     /// core/v1 ConfigMap holding a CA bundle under `ca.crt` (others are not read).
     ConfigMap,
+    /// `gateway.networking.k8s.io` ListenerSet (standard channel, `v1`).
+    ListenerSet,
 }
 
 // === impl Kind ===
@@ -59,6 +61,7 @@ impl Kind {
             | Kind::HttpRoute
             | Kind::GrpcRoute
             | Kind::TlsRoute
+            | Kind::ListenerSet
             | Kind::BackendTlsPolicy => "gateway.networking.k8s.io/v1",
             Kind::TcpRoute => "gateway.networking.k8s.io/v1alpha2",
             Kind::ReferenceGrant => "gateway.networking.k8s.io/v1beta1",
@@ -104,6 +107,7 @@ impl Kind {
             Kind::TcpRoute => "TCPRoute",
             Kind::BackendTlsPolicy => "BackendTLSPolicy",
             Kind::ConfigMap => "ConfigMap",
+            Kind::ListenerSet => "ListenerSet",
         }
     }
 
@@ -135,6 +139,7 @@ impl Kind {
                 | Kind::TlsRoute
                 | Kind::TcpRoute
                 | Kind::BackendTlsPolicy
+                | Kind::ListenerSet
         )
     }
 
@@ -167,6 +172,7 @@ impl Kind {
             Kind::TcpRoute,
             Kind::BackendTlsPolicy,
             Kind::ConfigMap,
+            Kind::ListenerSet,
         ]
     }
 }

@@ -43,6 +43,7 @@ pub enum Resource {
     TlsRoute(Box<gwapi::TlsRoute>),
     TcpRoute(Box<gwapi::TcpRoute>),
     BackendTlsPolicy(Box<gwapi::BackendTlsPolicy>),
+    ListenerSet(Box<gwapi::ListenerSet>),
     /// A ConfigMap with a `ca.crt` key (other ConfigMaps are not read).
     ConfigMap(Box<ConfigMap>),
 }
@@ -119,6 +120,7 @@ impl Resource {
             Kind::TlsRoute => Resource::TlsRoute(Box::new(typed(&object, value)?)),
             Kind::TcpRoute => Resource::TcpRoute(Box::new(typed(&object, value)?)),
             Kind::BackendTlsPolicy => Resource::BackendTlsPolicy(Box::new(typed(&object, value)?)),
+            Kind::ListenerSet => Resource::ListenerSet(Box::new(typed(&object, value)?)),
             Kind::ConfigMap => Resource::ConfigMap(Box::new(typed(&object, value)?)),
         };
         Ok(Some(resource))
@@ -150,6 +152,7 @@ impl Resource {
             Resource::TlsRoute(_) => Kind::TlsRoute,
             Resource::TcpRoute(_) => Kind::TcpRoute,
             Resource::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
+            Resource::ListenerSet(_) => Kind::ListenerSet,
             Resource::ConfigMap(_) => Kind::ConfigMap,
         }
     }
@@ -181,6 +184,7 @@ impl Resource {
             Resource::TlsRoute(r) => &r.metadata,
             Resource::TcpRoute(r) => &r.metadata,
             Resource::BackendTlsPolicy(p) => &p.metadata,
+            Resource::ListenerSet(l) => &l.metadata,
             Resource::ConfigMap(c) => &c.metadata,
         }
     }

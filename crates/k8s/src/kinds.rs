@@ -32,6 +32,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::TcpRoute,
     Kind::ReferenceGrant,
     Kind::BackendTlsPolicy,
+    Kind::ListenerSet,
     Kind::ConfigMap,
 ];
 
@@ -73,6 +74,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::TcpRoute => "tcproutes",
         Kind::BackendTlsPolicy => "backendtlspolicies",
         Kind::ConfigMap => "configmaps",
+        Kind::ListenerSet => "listenersets",
     }
 }
 
@@ -106,6 +108,7 @@ pub fn has_api_status(kind: Kind) -> bool {
             | Kind::TlsRoute
             | Kind::TcpRoute
             | Kind::BackendTlsPolicy
+            | Kind::ListenerSet
     )
 }
 

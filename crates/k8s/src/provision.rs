@@ -83,11 +83,13 @@ pub fn object_name(gateway: &str) -> String {
 }
 
 /// The ConfigMap, Deployment and Service of one Gateway (`uid`: the Gateway's, for the
-/// owner reference).
+/// owner reference). `served`: the ports its proxies listen on beyond its own listeners'
+/// (those of the ListenerSets attached to it).
 pub fn manifests(
     source: &ObjectRef,
     uid: &str,
     spec: &Gateway,
+    served: &BTreeSet<i32>,
     bootstrap: &Value,
     config: &ProvisionConfig,
 ) -> [Value; 3] {
@@ -116,7 +118,13 @@ pub fn manifests(
             "name": source.name, "uid": uid, "controller": true,
         }],
     });
-    let ports: BTreeSet<i32> = spec.spec.listeners.iter().map(|l| l.port).collect();
+    let ports: BTreeSet<i32> = spec
+        .spec
+        .listeners
+        .iter()
+        .map(|l| l.port)
+        .chain(served.iter().copied())
+        .collect();
     let config_map = json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
         "data": {"envoy.json": bootstrap.to_string()},
@@ -242,7 +250,13 @@ impl Provisioner {
             let Resource::ApiGateway(spec) = &**resource else {
                 continue;
             };
-            match self.provision(source, uid, spec).await {
+            // Ports of attached ListenerSets' listeners are served too.
+            let served: BTreeSet<i32> = world
+                .api_gateways
+                .get(source)
+                .map(|g| g.ports.iter().map(|p| i32::from(p.port)).collect())
+                .unwrap_or_default();
+            match self.provision(source, uid, spec, &served).await {
                 Ok(n) => applied += n,
                 Err(e) => failed.push(e),
             }
@@ -256,13 +270,14 @@ impl Provisioner {
         source: &ObjectRef,
         uid: &str,
         spec: &Gateway,
+        served: &BTreeSet<i32>,
     ) -> Result<usize, K8sError> {
         let bootstrap = (self.config.bootstrap)(source).map_err(|e| K8sError::Provision {
             gateway: source.clone(),
             message: format!("rendering the Envoy bootstrap: {e}"),
         })?;
         let mut applied = 0;
-        for manifest in manifests(source, uid, spec, &bootstrap, &self.config) {
+        for manifest in manifests(source, uid, spec, served, &bootstrap, &self.config) {
             let is_service = manifest["kind"] == "Service";
             if let Some(answer) = self.apply_if_changed(manifest).await? {
                 applied += 1;

@@ -43,7 +43,8 @@ fn spec() -> Gateway {
 #[test]
 fn a_gateway_gets_a_bootstrap_a_deployment_and_a_service_it_owns() {
     let bootstrap = json!({"node": {"cluster": "gateway:infra/edge"}});
-    let [cm, deploy, svc] = manifests(&edge(), "uid-1", &spec(), &bootstrap, &config());
+    let served = std::collections::BTreeSet::from([9443]);
+    let [cm, deploy, svc] = manifests(&edge(), "uid-1", &spec(), &served, &bootstrap, &config());
     for m in [&cm, &deploy, &svc] {
         assert_eq!(m["metadata"]["name"], "portolan-gateway-edge");
         assert_eq!(m["metadata"]["namespace"], "infra");
@@ -92,7 +93,11 @@ fn a_gateway_gets_a_bootstrap_a_deployment_and_a_service_it_owns() {
         .iter()
         .map(|p| p["port"].as_i64().unwrap())
         .collect();
-    assert_eq!(ports, [443, 8080], "every listener port");
+    assert_eq!(
+        ports,
+        [443, 8080, 9443],
+        "every listener port, and those of attached ListenerSets"
+    );
 }
 
 #[test]

@@ -127,6 +127,7 @@ impl Index {
             | Kind::TlsRoute
             | Kind::TcpRoute
             | Kind::BackendTlsPolicy
+            | Kind::ListenerSet
             | Kind::ConfigMap => self.gateway_api.remove(object).is_some(),
         };
         self.touch(changed)
@@ -172,6 +173,7 @@ impl Index {
             | Kind::TlsRoute
             | Kind::TcpRoute
             | Kind::BackendTlsPolicy
+            | Kind::ListenerSet
             | Kind::ConfigMap => self.gateway_api.contains_key(object),
         }
     }

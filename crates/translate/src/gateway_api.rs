@@ -239,9 +239,11 @@ fn listener_origins(
         if let ChainKind::Terminate {
             certificates,
             virtual_hosts,
+            client_validation,
         } = &chain.kind
         {
             objects.extend(certificates.iter().map(|s| s.source.clone()));
+            objects.extend(client_validation.iter().flat_map(|v| v.sources.clone()));
             hosts.extend(virtual_hosts);
         }
     }
@@ -286,6 +288,7 @@ fn tls_chain(
         ChainKind::Terminate {
             certificates,
             virtual_hosts,
+            client_validation,
         } => {
             let name = format!("{}/{}", names::gateway_listener_name(port), chain.name);
             let certificates: Vec<&TlsSecret> = certificates.iter().map(|c| &**c).collect();
@@ -302,6 +305,7 @@ fn tls_chain(
                 )],
                 transport_socket: Some(tls::terminating_transport_socket(
                     &certificates,
+                    client_validation.as_deref(),
                     gateway,
                     secrets,
                 )),

@@ -14,18 +14,24 @@ use envoy_types::pb::envoy::config::core::v3::{DataSource, TransportSocket, data
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
     SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
+    certificate_validation_context::TrustChainVerification,
     common_tls_context::ValidationContextType, secret, subject_alt_name_matcher::SanType,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
 use envoy_types::util::pack_any;
 use portolan_api::ObjectRef;
 use portolan_model::gateway::TlsSecret;
+use portolan_model::gateway_api::ClientValidation;
 use portolan_model::gateway_api::backend_tls::{BackendTls, SYSTEM_CA_BUNDLE, San, Trust};
 use portolan_model::policy::UpstreamTls;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Prefix of the SDS names of gateway certificates.
 pub const GATEWAY_CERT_PREFIX: &str = "gateway-cert|";
+
+/// Prefix of the SDS names of the client-certificate CAs of Gateway API HTTPS listeners
+/// (`gateway-client-ca|NS/GATEWAY/PORT`).
+pub const GATEWAY_CLIENT_CA_PREFIX: &str = "gateway-client-ca|";
 
 /// Well-known name of the TLS transport socket.
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
@@ -142,6 +148,40 @@ impl GatewaySecrets {
         }
     }
 
+    /// Records the CA bundle client certificates are verified with on a listener of
+    /// `gateway` and gives the SDS reference to it (a validation context secret: in mode
+    /// `AllowInsecureFallback` it accepts certificates that do not verify).
+    pub(crate) fn validation(
+        &mut self,
+        v: &ClientValidation,
+        gateway: &ObjectRef,
+    ) -> SdsSecretConfig {
+        let name = format!("{GATEWAY_CLIENT_CA_PREFIX}{}", v.name);
+        let (_, from) = self.0.entry(name.clone()).or_insert_with(|| {
+            let trust = if v.insecure_fallback {
+                TrustChainVerification::AcceptUntrusted
+            } else {
+                TrustChainVerification::VerifyTrustChain
+            };
+            let secret = Secret {
+                name: name.clone(),
+                r#type: Some(secret::Type::ValidationContext(
+                    CertificateValidationContext {
+                        trusted_ca: Some(inline(&v.ca_bundle)),
+                        trust_chain_verification: trust as i32,
+                        ..Default::default()
+                    },
+                )),
+            };
+            (secret, v.sources.iter().cloned().collect())
+        });
+        from.insert(gateway.clone());
+        SdsSecretConfig {
+            name,
+            sds_config: Some(ads_config_source()),
+        }
+    }
+
     /// The recorded secrets, sorted by name, each recorded in `provenance`.
     pub(crate) fn into_secrets(self, provenance: &mut Provenance) -> Vec<Secret> {
         self.0
@@ -182,18 +222,28 @@ pub(crate) fn downstream_transport_socket(
 /// `http/1.1` (gRPC needs h2).
 pub(crate) fn terminating_transport_socket(
     certificates: &[&TlsSecret],
+    client_validation: Option<&ClientValidation>,
     gateway: &ObjectRef,
     secrets: &mut GatewaySecrets,
 ) -> TransportSocket {
+    let validation = client_validation.map(|v| {
+        ValidationContextType::ValidationContextSdsSecretConfig(secrets.validation(v, gateway))
+    });
     let context = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_certificate_sds_secret_configs: certificates
                 .iter()
                 .map(|s| secrets.reference(s, gateway))
                 .collect(),
+            validation_context_type: validation,
             alpn_protocols: vec!["h2".to_string(), "http/1.1".to_string()],
             ..Default::default()
         }),
+        // AllowValidOnly: no certificate, no connection. AllowInsecureFallback asks for one
+        // and lets a client without it through.
+        require_client_certificate: client_validation
+            .map(|v| !v.insecure_fallback)
+            .map(|b| envoy_types::pb::google::protobuf::BoolValue { value: b }),
         ..Default::default()
     };
     TransportSocket {

@@ -478,6 +478,14 @@ fn api_unresolved(world: &World, object: &ObjectRef) -> Vec<String> {
                     .flat_map(|l| falses(format!(" (listener {})", l.name), &l.conditions)),
             )
             .collect(),
+        Some(ApiStatus::ListenerSet(g)) => falses(String::new(), &g.conditions)
+            .into_iter()
+            .chain(
+                g.listeners
+                    .iter()
+                    .flat_map(|l| falses(format!(" (listener {})", l.name), &l.conditions)),
+            )
+            .collect(),
         Some(ApiStatus::GatewayClass(c)) => falses(String::new(), &c.conditions),
         Some(ApiStatus::Policy(p)) => p
             .ancestors

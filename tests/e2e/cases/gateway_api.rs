@@ -25,12 +25,23 @@ use ext::{
     cors_allow_credentials, extension_ref, mirror_and_modify_headers, multiple_mirrors,
     percentage_mirror, redirect_path,
 };
+use frontend::{
+    frontend_client_validation, frontend_insecure_fallback, frontend_invalid_default,
+    frontend_invalid_validation,
+};
 use futures::FutureExt;
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
     listener_hostname_matching as grpc_listener_hostname_matching, over_https as grpc_over_https,
     regex_method_matching as grpc_regex_method_matching,
     request_header_modifier as grpc_request_header_modifier, weight as grpc_weight,
+};
+use listenerset::{
+    listenerset_allowed_namespace_same, listenerset_allowed_namespace_selector,
+    listenerset_allowed_routes_namespaces, listenerset_default_not_allowed,
+    listenerset_dual_parent_ref, listenerset_hostname_conflict, listenerset_listener_precedence,
+    listenerset_parent_not_accepted, listenerset_reference_grant,
+    listenerset_update_listener_hostname,
 };
 use more::{
     gatewayclass_observed_generation_bump, invalid_parameters_ref, listener_unsupported_protocol,
@@ -66,8 +77,12 @@ mod backend_tls;
 pub(crate) mod board;
 #[path = "gateway_api_ext.rs"]
 mod ext;
+#[path = "gateway_api_frontend.rs"]
+mod frontend;
 #[path = "gateway_api_grpc.rs"]
 mod grpc;
+#[path = "gateway_api_listenerset.rs"]
+mod listenerset;
 #[path = "gateway_api_core.rs"]
 mod more;
 #[path = "gateway_api_tcp.rs"]
@@ -538,6 +553,8 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "BackendTLSPolicy",
             "BackendTLSPolicySANValidation",
             "Gateway",
+            "GatewayFrontendClientCertificateValidation",
+            "GatewayFrontendClientCertificateValidationInsecureFallback",
             "GRPCRoute",
             "HTTPRoute",
             "HTTPRouteBackendProtocolH2C",
@@ -928,6 +945,90 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["Portolan: an ExtensionRef filter is InvalidKind and its rule answers 500"],
         extension_ref
+    );
+    scenario!(
+        b,
+        c,
+        &["GatewayFrontendClientCertificateValidation"],
+        frontend_client_validation
+    );
+    scenario!(
+        b,
+        c,
+        &["GatewayFrontendClientCertificateValidationInsecureFallback"],
+        frontend_insecure_fallback
+    );
+    scenario!(
+        b,
+        c,
+        &["GatewayFrontendInvalidDefaultClientCertificateValidation"],
+        frontend_invalid_default
+    );
+    scenario!(
+        b,
+        c,
+        &["GatewayInvalidFrontendClientCertificateValidation"],
+        frontend_invalid_validation
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetDefaultNotAllowed"],
+        listenerset_default_not_allowed
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetAllowedNamespaceSame"],
+        listenerset_allowed_namespace_same
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetAllowedNamespaceSelector"],
+        listenerset_allowed_namespace_selector
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetParentNotAccepted"],
+        listenerset_parent_not_accepted
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetDualParentRefIndependence"],
+        listenerset_dual_parent_ref
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetHostnameConflict"],
+        listenerset_hostname_conflict
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetReferenceGrant"],
+        listenerset_reference_grant
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetUpdateListenerHostname"],
+        listenerset_update_listener_hostname
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetAllowedRoutesNamespaces"],
+        listenerset_allowed_routes_namespaces
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetListenerPrecedence"],
+        listenerset_listener_precedence
     );
     let report = b.report();
     eprintln!("{report}");

@@ -38,7 +38,7 @@ async fn setup(c: &mut Conformance) -> anyhow::Result<()> {
 }
 
 /// A ConfigMap holding `pem` under `ca.crt`.
-fn ca_config_map(name: &str, pem: &str) -> String {
+pub(super) fn ca_config_map(name: &str, pem: &str) -> String {
     let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {INFRA}\ndata:\n  ca.crt: |\n{indented}"

@@ -6,7 +6,9 @@
 //! one another controller wrote, which stays). A Gateway of another class gets nothing.
 //! A BackendTLSPolicy and its CA ConfigMap, listed from the cluster, make Envoy originate TLS
 //! to an HTTPS backend (with the policy's SNI, verified against that CA), and its
-//! `ancestors` status is applied next to another controller's entry.
+//! `ancestors` status is applied next to another controller's entry. A ListenerSet listed
+//! from the cluster adds a listener to the Gateway (which allows it): a route on it is served,
+//! and its status and the Gateway's `attachedListenerSets` are applied.
 
 use crate::bin;
 use portolan_e2e::apiserver::{CLUSTER_IP, FakeApiServer, StatusWrite};
@@ -33,7 +35,27 @@ fn gateway(name: &str, class: &str, port: u16) -> Value {
     json!({"metadata": {"name": name, "namespace": "infra", "uid": format!("uid-{name}"),
                         "generation": 2, "resourceVersion": "1"},
            "spec": {"gatewayClassName": class, "listeners": [{"name": "http", "port": port,
-                    "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}]}})
+                    "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "All"}}}],
+                    "allowedListeners": {"namespaces": {"from": "All"}}}})
+}
+
+/// ListenerSet `shop/extra` on Gateway `infra/edge` (a listener for `ls.example.com` on the
+/// Gateway's port) and an HTTPRoute attached to it.
+fn listener_set(api: &FakeApiServer, port: u16) {
+    api.add(
+        &format!("{GW}/namespaces/shop/listenersets"),
+        json!({"metadata": {"name": "extra", "namespace": "shop", "generation": 2, "resourceVersion": "4"},
+               "spec": {"parentRef": {"name": "edge", "namespace": "infra"},
+                        "listeners": [{"name": "ls", "port": port, "protocol": "HTTP",
+                                       "hostname": "ls.example.com"}]}}),
+    );
+    api.add(
+        &format!("{GW}/namespaces/shop/httproutes"),
+        json!({"metadata": {"name": "on-set", "namespace": "shop", "generation": 1, "resourceVersion": "5"},
+               "spec": {"parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "ListenerSet",
+                                        "name": "extra"}],
+                        "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}}),
+    );
 }
 
 /// The other controller's BackendTLSPolicy ancestor entry, as it wrote it.
@@ -169,6 +191,7 @@ async fn gateway_api_from_the_cluster_routes_provisions_and_gets_status() -> any
     let ca = TestCa::new()?;
     let secure = Upstream::start_tls("secure-1", &ca.issue(&["secure.internal"])?).await?;
     backend_tls(&api, &secure, &ca);
+    listener_set(&api, listener);
     let kubeconfig = api.kubeconfig().display().to_string();
     let ports = Ports::free();
     let xds = format!("127.0.0.1:{}", ports.xds);
@@ -212,6 +235,20 @@ async fn gateway_api_from_the_cluster_routes_provisions_and_gets_status() -> any
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}\n{}", portolan.log_tail(), envoy.log_tail()))?;
     assert!(reply.body.contains("web-1"));
+    // The ListenerSet's listener serves the route attached to it.
+    eventually(
+        "ls.example.com through the ListenerSet",
+        Duration::from_secs(30),
+        || async {
+            match http::get(listener, "ls.example.com", "/").await {
+                Ok(r) if r.status == 200 && r.body.contains("web-1") => Ok(()),
+                Ok(r) => Err(format!("{} {}", r.status, r.body)),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", portolan.log_tail()))?;
     let miss = http::get(listener, "other.example.com", "/").await?;
     assert_eq!(miss.status, 404, "no route for another host");
     // BackendTLSPolicy: TLS to the HTTPS backend, with the policy's SNI.
@@ -294,6 +331,23 @@ async fn gateway_api_from_the_cluster_routes_provisions_and_gets_status() -> any
         status["listeners"][0]["attachedRoutes"], 2,
         "web and secure"
     );
+    assert_eq!(status["attachedListenerSets"], 1, "{status}");
+    let set = written(
+        writes,
+        &format!("{GW}/namespaces/shop/listenersets/extra/status"),
+        |_| true,
+    )
+    .await?;
+    for t in ["Accepted", "Programmed"] {
+        assert_eq!(
+            condition(&set["status"]["conditions"], t),
+            format!("{t}=True"),
+            "{set}"
+        );
+    }
+    assert_eq!(set["status"]["conditions"][0]["observedGeneration"], 2);
+    assert_eq!(set["status"]["listeners"][0]["name"], "ls");
+    assert_eq!(set["status"]["listeners"][0]["attachedRoutes"], 1, "{set}");
     let route = written(
         writes,
         &format!("{GW}/namespaces/shop/httproutes/web/status"),

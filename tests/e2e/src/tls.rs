@@ -10,7 +10,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto};
 
 /// A certificate authority that exists only for one test.
@@ -179,7 +180,7 @@ pub async fn https_request(
         sni,
         host: sni,
     };
-    https_exchange(ca, &to, method, path, body).await
+    https_exchange(ca, &to, method, path, body, None).await
 }
 
 /// Where an HTTPS request goes: the address and port connected to, the SNI name (the server
@@ -197,7 +198,18 @@ pub async fn https_get_at(
     to: &HttpsTarget<'_>,
     path: &str,
 ) -> anyhow::Result<HttpsReply> {
-    https_exchange(ca, to, "GET", path, &[]).await
+    https_exchange(ca, to, "GET", path, &[], None).await
+}
+
+/// Like [`https_get_at`], presenting `client` (a certificate and its key) when the server
+/// asks for a client certificate (`None`: none).
+pub async fn https_get_as(
+    ca: &TestCa,
+    to: &HttpsTarget<'_>,
+    path: &str,
+    client: Option<&ServerCert>,
+) -> anyhow::Result<HttpsReply> {
+    https_exchange(ca, to, "GET", path, &[], client).await
 }
 
 async fn https_exchange(
@@ -206,15 +218,23 @@ async fn https_exchange(
     method: &str,
     path: &str,
     body: &[u8],
+    client: Option<&ServerCert>,
 ) -> anyhow::Result<HttpsReply> {
     let (port, sni, host) = (to.port, to.sni, to.host);
     let mut roots = RootCertStore::empty();
     roots.add(ca.cert_der())?;
     let provider = Arc::new(crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match client {
+        Some(c) => {
+            let key = PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes())?;
+            let chain = vec![CertificateDer::from(c.cert_der.clone())];
+            builder.with_client_auth_cert(chain, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = TcpStream::connect((to.addr, port)).await?;
     let name = ServerName::try_from(sni.to_string())?;

@@ -7,9 +7,10 @@
 use super::{Errors, header_name, host_name, object_name, port, regex, spec_path};
 use crate::field::FieldPath;
 use crate::gwapi::{
-    BackendTlsPolicy, CA_CERT_KEY, Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute,
-    HttpRouteFilter, HttpRouteMatch, HttpRouteRule, ParentReference, ReferenceGrant,
-    SubjectAltName, TcpRoute, TlsRoute, parse_duration,
+    BackendTlsPolicy, CA_CERT_KEY, FRONTEND_MODES, FrontendTlsConfig, FrontendTlsValidation,
+    Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute, HttpRouteFilter, HttpRouteMatch,
+    HttpRouteRule, Listener, ListenerSet, ParentReference, ReferenceGrant, SubjectAltName,
+    TcpRoute, TlsRoute, parse_duration,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 
@@ -26,9 +27,17 @@ pub(super) fn gateway(gw: &Gateway, errors: &mut Errors) {
     if gw.spec.gateway_class_name.is_empty() {
         errors.push(spec.field("gatewayClassName"), "required");
     }
+    listeners(&gw.spec.listeners, errors);
+    if let Some(f) = gw.spec.tls.as_ref().and_then(|t| t.frontend.as_ref()) {
+        frontend(f, spec.field("tls").field("frontend"), errors);
+    }
+}
+
+/// Listener names unique, ports and hostnames well-formed (a Gateway's or a ListenerSet's).
+fn listeners(listeners: &[Listener], errors: &mut Errors) {
     let mut names = std::collections::BTreeSet::new();
-    for (i, l) in gw.spec.listeners.iter().enumerate() {
-        let path = spec.field("listeners").index(i);
+    for (i, l) in listeners.iter().enumerate() {
+        let path = spec_path().field("listeners").index(i);
         if !names.insert(l.name.as_str()) {
             errors.push(
                 path.field("name"),
@@ -41,6 +50,57 @@ pub(super) fn gateway(gw: &Gateway, errors: &mut Errors) {
         port(l.port, path.field("port"), errors);
         if let Some(h) = &l.hostname {
             host_name(h, true, path.field("hostname"), errors);
+        }
+    }
+}
+
+/// A ListenerSet: a parent Gateway, at least one listener, its listeners as a Gateway's.
+pub(super) fn listener_set(set: &ListenerSet, errors: &mut Errors) {
+    object_name(set.metadata.name.as_deref(), errors);
+    let spec = spec_path();
+    if set.spec.parent_ref.name.is_empty() {
+        errors.push(spec.field("parentRef").field("name"), "required");
+    }
+    if set.spec.listeners.is_empty() {
+        errors.push(spec.field("listeners"), "at least one listener is required");
+    }
+    listeners(&set.spec.listeners, errors);
+}
+
+/// `spec.tls.frontend`: known modes, at least one CA reference, distinct valid ports.
+fn frontend(f: &FrontendTlsConfig, path: FieldPath, errors: &mut Errors) {
+    let validation = |v: &FrontendTlsValidation, path: FieldPath, errors: &mut Errors| {
+        if v.ca_certificate_refs.is_empty() {
+            errors.push(
+                path.field("caCertificateRefs"),
+                "at least one CA certificate reference is required",
+            );
+        }
+        if let Some(mode) = v.mode.as_deref().filter(|m| !FRONTEND_MODES.contains(m)) {
+            errors.push(
+                path.field("mode"),
+                format!(
+                    "{mode:?} is not a mode: one of {}",
+                    FRONTEND_MODES.join(", ")
+                ),
+            );
+        }
+    };
+    if let Some(v) = &f.default.validation {
+        validation(v, path.field("default").field("validation"), errors);
+    }
+    let mut ports = std::collections::BTreeSet::new();
+    for (i, p) in f.per_port.iter().enumerate() {
+        let at = path.field("perPort").index(i);
+        port(p.port, at.field("port"), errors);
+        if !ports.insert(p.port) {
+            errors.push(
+                at.field("port"),
+                format!("port {} has an earlier entry: ports must be unique", p.port),
+            );
+        }
+        if let Some(v) = &p.tls.validation {
+            validation(v, at.field("tls").field("validation"), errors);
         }
     }
 }

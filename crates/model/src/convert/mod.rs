@@ -54,6 +54,7 @@ pub fn to_object(resource: &Resource) -> Object {
         | Resource::TlsRoute(_)
         | Resource::TcpRoute(_)
         | Resource::BackendTlsPolicy(_)
+        | Resource::ListenerSet(_)
         | Resource::ConfigMap(_) => Object::GatewayApi(Box::new(resource.clone())),
     }
 }

@@ -4,12 +4,15 @@
 //! every object gets from that. The listeners themselves are compiled in [`super::listener`].
 
 use super::address::AddressPool;
-use super::listener::{ListenerState, Proto, listener_status, listeners, owning_listener};
+use super::listener::{
+    ListenerState, Owner, Proto, add_set_listeners, listener_status, listeners, namespaces_admit,
+    owning_listener,
+};
 use super::mesh::{self, MeshState};
 use super::rules::{self, RouteRefs};
 use super::status::{
-    ApiCondition, ApiStatus, GatewayClassStatus, GatewayStatus, ListenerStatus, RouteParentStatus,
-    RouteStatus, StatusAddress, SupportedFeature,
+    ApiCondition, ApiStatus, GatewayClassStatus, GatewayStatus, ListenerSetStatus, ListenerStatus,
+    RouteParentStatus, RouteStatus, StatusAddress, SupportedFeature,
 };
 use super::tls::{self, PassthroughKey, RefError};
 use super::{
@@ -17,7 +20,7 @@ use super::{
 };
 use crate::routing::Backend;
 use crate::world::World;
-use portolan_api::gwapi::{self, CONTROLLER_NAME, GROUP, Gateway, ParentReference};
+use portolan_api::gwapi::{self, CONTROLLER_NAME, GROUP, Gateway, ListenerSet, ParentReference};
 use portolan_api::{Kind, ObjectRef, Resource};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -28,6 +31,8 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "BackendTLSPolicy",
     "BackendTLSPolicySANValidation",
     "Gateway",
+    "GatewayFrontendClientCertificateValidation",
+    "GatewayFrontendClientCertificateValidationInsecureFallback",
     "GRPCRoute",
     "HTTPRoute",
     "HTTPRouteBackendProtocolH2C",
@@ -57,6 +62,18 @@ struct GatewayState<'a> {
     hosts: BTreeMap<u16, HostRules>,
     /// Per passthrough port: hostname -> TLSRoute backends.
     tls_hosts: BTreeMap<u16, HostBackends>,
+    /// The ListenerSets that name it as their parent, in precedence order (oldest first,
+    /// then namespace/name); `Owner::Set(i)` listeners are those of `sets[i]`.
+    sets: Vec<SetState>,
+}
+
+/// A ListenerSet whose parent is one of Portolan's Gateways.
+struct SetState {
+    source: ObjectRef,
+    generation: i64,
+    /// Why its listeners are not added to the Gateway's (`NotAllowed`,
+    /// `ParentNotAccepted`), or `None`: they are.
+    refused: Option<(&'static str, String)>,
 }
 
 /// What one route brings to the listeners it attaches to.
@@ -81,15 +98,23 @@ pub(super) fn compile(world: &World, pool: &AddressPool) -> Compiled {
     let backend_tls = super::backend_tls::resolve(world);
     let refs = RouteRefs::new(world).refusing(backend_tls.refused.clone());
     let mut gateways = our_gateways(world, &classes, pool, &refs);
+    let sets = attach_listener_sets(world, &mut gateways, &refs);
     let mut mesh = MeshState::default();
     for (source, resource) in &world.gateway_api {
         if let Some(route) = route_input(source, resource, &refs) {
-            attach_route(&route, &mut gateways, &mut mesh, world, &mut out);
+            let mut parents = Parents {
+                gateways: &mut gateways,
+                sets: &sets,
+            };
+            attach_route(&route, &mut parents, &mut mesh, world, &mut out);
         }
     }
     out.mesh = mesh.finish();
     for gw in gateways.into_values() {
-        let (status, compiled) = finish_gateway(gw);
+        let (status, compiled, set_statuses) = finish_gateway(gw);
+        for (set, status) in set_statuses {
+            out.statuses.insert(set, ApiStatus::ListenerSet(status));
+        }
         out.statuses
             .insert(compiled.source.clone(), ApiStatus::Gateway(status));
         out.gateways
@@ -233,10 +258,117 @@ fn our_gateways<'w>(
             listeners: listeners(gw, &source.namespace, refs),
             hosts: BTreeMap::new(),
             tls_hosts: BTreeMap::new(),
+            sets: Vec::new(),
         };
         states.insert(source.clone(), state);
     }
     states
+}
+
+/// The Gateways and ListenerSets routes attach to; `sets`: each ListenerSet of a Portolan
+/// Gateway and that Gateway.
+struct Parents<'g, 'w> {
+    gateways: &'g mut BTreeMap<ObjectRef, GatewayState<'w>>,
+    sets: &'g BTreeMap<ObjectRef, ObjectRef>,
+}
+
+/// Adds each ListenerSet whose parent is one of Portolan's Gateways to that Gateway: its
+/// listeners join the Gateway's when the Gateway's `allowedListeners` admits the set's
+/// namespace and the Gateway is accepted. Gives each such set's Gateway.
+fn attach_listener_sets<'w>(
+    world: &'w World,
+    gateways: &mut BTreeMap<ObjectRef, GatewayState<'w>>,
+    refs: &RouteRefs<'_>,
+) -> BTreeMap<ObjectRef, ObjectRef> {
+    let mut sets: Vec<(&ObjectRef, &'w ListenerSet)> = world
+        .gateway_api
+        .iter()
+        .filter_map(|(source, r)| match &**r {
+            Resource::ListenerSet(s) => Some((source, &**s)),
+            _ => None,
+        })
+        .collect();
+    // Precedence: the oldest first (files have no creationTimestamp: newest), then by
+    // namespace/name.
+    sets.sort_by_key(|(source, s)| {
+        let created = s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        (created.is_none(), created, (*source).clone())
+    });
+    let mut parents = BTreeMap::new();
+    for (source, set) in sets {
+        let p = &set.spec.parent_ref;
+        if p.group.as_deref().unwrap_or(GROUP) != GROUP
+            || p.kind.as_deref().unwrap_or("Gateway") != "Gateway"
+        {
+            continue;
+        }
+        let namespace = p.namespace.as_deref().unwrap_or(&source.namespace);
+        let key = ObjectRef::new(Kind::ApiGateway, namespace, &p.name);
+        let Some(gw) = gateways.get_mut(&key) else {
+            continue;
+        };
+        let refused = set_refusal(gw, &source.namespace, world);
+        let index = gw.sets.len();
+        if refused.is_none() {
+            let gw_namespace = gw.source.namespace.clone();
+            add_set_listeners(
+                &mut gw.listeners,
+                set,
+                index,
+                &source.namespace,
+                gw.spec,
+                &gw_namespace,
+                refs,
+            );
+        }
+        gw.sets.push(SetState {
+            source: source.clone(),
+            generation: set.metadata.generation.unwrap_or_default(),
+            refused,
+        });
+        parents.insert(source.clone(), key);
+    }
+    parents
+}
+
+/// Why a ListenerSet in `namespace` cannot add listeners to `gw`, if it cannot.
+fn set_refusal(
+    gw: &GatewayState<'_>,
+    namespace: &str,
+    world: &World,
+) -> Option<(&'static str, String)> {
+    let from = gw
+        .spec
+        .spec
+        .allowed_listeners
+        .as_ref()
+        .and_then(|a| a.namespaces.as_ref());
+    if !namespaces_admit(from, "None", &gw.source.namespace, namespace, world) {
+        return Some((
+            "NotAllowed",
+            format!(
+                "Gateway {} does not allow ListenerSets from namespace {namespace} (spec.allowedListeners)",
+                gw.source.name
+            ),
+        ));
+    }
+    if !parent_accepted(gw) {
+        return Some((
+            "ParentNotAccepted",
+            format!("Gateway {} is not accepted", gw.source.name),
+        ));
+    }
+    None
+}
+
+/// Whether the Gateway itself is accepted (with its own listeners only).
+fn parent_accepted(gw: &GatewayState<'_>) -> bool {
+    let own: Vec<_> = gw
+        .listeners
+        .iter()
+        .filter(|l| l.owner == Owner::Gateway)
+        .collect();
+    invalid_parameters(gw.spec).is_none() && (own.is_empty() || own.iter().any(|l| l.valid()))
 }
 
 /// The address its listeners bind; in a cluster (they bind `0.0.0.0`) the addresses it asked
@@ -270,7 +402,7 @@ fn given_address(gw: &Gateway) -> Option<String> {
 /// Attaches one route to the listeners its parentRefs name, recording its status.
 fn attach_route(
     route: &RouteInput<'_>,
-    gateways: &mut BTreeMap<ObjectRef, GatewayState<'_>>,
+    parents_of: &mut Parents<'_, '_>,
     mesh: &mut MeshState,
     world: &World,
     out: &mut Compiled,
@@ -288,18 +420,32 @@ fn attach_route(
         } else {
             let group = parent.group.as_deref().unwrap_or(GROUP);
             let kind = parent.kind.as_deref().unwrap_or("Gateway");
-            if group != GROUP || kind != "Gateway" {
-                continue;
-            }
             let namespace = parent
                 .namespace
                 .as_deref()
                 .unwrap_or(&route.source.namespace);
-            let key = ObjectRef::new(Kind::ApiGateway, namespace, &parent.name);
-            let Some(gw) = gateways.get_mut(&key) else {
+            let (key, owner) = match (group == GROUP, kind) {
+                (true, "Gateway") => (
+                    ObjectRef::new(Kind::ApiGateway, namespace, &parent.name),
+                    None,
+                ),
+                (true, "ListenerSet") => {
+                    let set = ObjectRef::new(Kind::ListenerSet, namespace, &parent.name);
+                    let Some(gw) = parents_of.sets.get(&set) else {
+                        continue;
+                    };
+                    (gw.clone(), Some(set))
+                }
+                _ => continue,
+            };
+            let Some(gw) = parents_of.gateways.get_mut(&key) else {
                 continue;
             };
-            attach_to_gateway(route, parent, gw, world)
+            let owner = match owner {
+                None => Ok(Owner::Gateway),
+                Some(set) => set_owner(gw, &set),
+            };
+            owner.and_then(|owner| attach_to_gateway(route, parent, gw, owner, world))
         };
         let accepted = match attached {
             Ok(()) => ApiCondition::new("Accepted", true, "Accepted", "attached", generation),
@@ -332,23 +478,41 @@ fn attach_route(
     }
 }
 
-/// Attaches a route to the listeners of one Gateway a parentRef selects; `Err` is the
-/// `Accepted=False` reason and message.
+/// The owner whose listeners a route with ListenerSet parent `set` attaches to, or why it
+/// cannot (the set is not attached to its Gateway).
+fn set_owner(gw: &GatewayState<'_>, set: &ObjectRef) -> Result<Owner, (&'static str, String)> {
+    let index = gw
+        .sets
+        .iter()
+        .position(|s| s.source == *set)
+        .ok_or_else(|| ("NoMatchingParent", format!("no ListenerSet {set}")))?;
+    match &gw.sets[index].refused {
+        None => Ok(Owner::Set(index)),
+        Some((_, why)) => Err((
+            "NoMatchingParent",
+            format!("the ListenerSet is not attached to its Gateway: {why}"),
+        )),
+    }
+}
+
+/// Attaches a route to the listeners of one Gateway (its own, or one ListenerSet's: `owner`)
+/// a parentRef selects; `Err` is the `Accepted=False` reason and message.
 fn attach_to_gateway(
     route: &RouteInput<'_>,
     parent: &gwapi::ParentReference,
     gw: &mut GatewayState<'_>,
+    owner: Owner,
     world: &World,
 ) -> Result<(), (&'static str, String)> {
-    let gw_namespace = gw.source.namespace.clone();
     let kind = route.source.kind.as_str();
     let candidates: Vec<usize> = (0..gw.listeners.len())
         .filter(|&i| {
             let l = &gw.listeners[i];
-            parent
-                .section_name
-                .as_ref()
-                .is_none_or(|s| *s == l.spec.name)
+            l.owner == owner
+                && parent
+                    .section_name
+                    .as_ref()
+                    .is_none_or(|s| *s == l.spec.name)
                 && parent.port.is_none_or(|p| p == l.spec.port)
         })
         .collect();
@@ -362,7 +526,7 @@ fn attach_to_gateway(
         .into_iter()
         .filter(|&i| {
             let l = &gw.listeners[i];
-            l.valid() && l.serves(kind) && l.admits(&gw_namespace, &route.source.namespace, world)
+            l.valid() && l.serves(kind) && l.admits(&route.source.namespace, world)
         })
         .collect();
     if allowed.is_empty() {
@@ -451,19 +615,26 @@ pub(super) fn wildcard_covers(pattern: &str, host: &str) -> bool {
     host.len() > suffix.len() && host.ends_with(suffix)
 }
 
-/// The Gateway's status and its compiled form.
-fn finish_gateway(gw: GatewayState<'_>) -> (GatewayStatus, ApiGateway) {
+/// The Gateway's status, its compiled form and the status of each of its ListenerSets.
+fn finish_gateway(
+    gw: GatewayState<'_>,
+) -> (
+    GatewayStatus,
+    ApiGateway,
+    Vec<(ObjectRef, ListenerSetStatus)>,
+) {
     let generation = gw.spec.metadata.generation.unwrap_or_default();
     let ports = ports(&gw);
-    let listeners: Vec<ListenerStatus> = gw
+    let own: Vec<&ListenerState<'_>> = gw
         .listeners
         .iter()
-        .map(|l| listener_status(l, generation))
+        .filter(|l| l.owner == Owner::Gateway)
         .collect();
+    let listeners: Vec<ListenerStatus> =
+        own.iter().map(|l| listener_status(l, generation)).collect();
     let parameters = invalid_parameters(gw.spec);
-    let all_invalid = parameters.is_some()
-        || (!gw.listeners.is_empty() && gw.listeners.iter().all(|l| !l.valid()));
-    let some_invalid = gw.listeners.iter().any(|l| !l.valid());
+    let all_invalid = parameters.is_some() || (!own.is_empty() && own.iter().all(|l| !l.valid()));
+    let some_invalid = own.iter().any(|l| !l.valid());
     let accepted = match (&parameters, all_invalid, some_invalid) {
         (Some(why), _, _) => {
             ApiCondition::new("Accepted", false, "InvalidParameters", why, generation)
@@ -491,10 +662,37 @@ fn finish_gateway(gw: GatewayState<'_>) -> (GatewayStatus, ApiGateway) {
         "configuration built and served to the Gateway's proxies",
         generation,
     );
+    let mut conditions = vec![accepted, programmed];
+    if super::frontend::insecure_fallback(gw.spec) {
+        conditions.push(ApiCondition::new(
+            "InsecureFrontendValidationMode",
+            true,
+            "ConfigurationChanged",
+            "spec.tls.frontend: mode AllowInsecureFallback lets clients through without a valid certificate",
+            generation,
+        ));
+    }
+    let set_statuses: Vec<(ObjectRef, ListenerSetStatus)> = gw
+        .sets
+        .iter()
+        .enumerate()
+        .map(|(i, set)| (set.source.clone(), set_status(&gw, i, set)))
+        .collect();
+    let attached_sets = set_statuses
+        .iter()
+        .filter(|(_, s)| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Accepted" && c.status == "True")
+        })
+        .count();
+    let allows_sets = gw.spec.spec.allowed_listeners.is_some() || !gw.sets.is_empty();
     let status = GatewayStatus {
         addresses: status_addresses(&gw),
-        conditions: vec![accepted, programmed],
+        conditions,
         listeners,
+        attached_listener_sets: allows_sets
+            .then(|| i32::try_from(attached_sets).unwrap_or(i32::MAX)),
     };
     let compiled = ApiGateway {
         group: group_of(&gw.source.namespace, &gw.source.name),
@@ -508,7 +706,71 @@ fn finish_gateway(gw: GatewayState<'_>) -> (GatewayStatus, ApiGateway) {
             ports.into_values().collect()
         },
     };
-    (status, compiled)
+    (status, compiled, set_statuses)
+}
+
+/// The status of ListenerSet number `index` of `gw`: `NotAllowed` / `ParentNotAccepted` when
+/// it is refused; else `ListenersNotValid` when some (`Accepted=True`) or all (`False`) of
+/// its listeners are invalid, and one entry per listener.
+fn set_status(gw: &GatewayState<'_>, index: usize, set: &SetState) -> ListenerSetStatus {
+    let generation = set.generation;
+    let c = |t: &str, ok: bool, reason: &str, message: &str| {
+        ApiCondition::new(t, ok, reason, message, generation)
+    };
+    if let Some((reason, why)) = &set.refused {
+        return ListenerSetStatus {
+            conditions: vec![
+                c("Accepted", false, reason, why),
+                c("Programmed", false, reason, why),
+            ],
+            listeners: Vec::new(),
+        };
+    }
+    let mine: Vec<&ListenerState<'_>> = gw
+        .listeners
+        .iter()
+        .filter(|l| l.owner == Owner::Set(index))
+        .collect();
+    let valid = mine.iter().filter(|l| l.valid()).count();
+    let conditions = if valid == mine.len() {
+        vec![
+            c("Accepted", true, "Accepted", "attached to its Gateway"),
+            c(
+                "Programmed",
+                true,
+                "Programmed",
+                "configuration built and served to the Gateway's proxies",
+            ),
+        ]
+    } else if valid == 0 {
+        let why = "no listener is valid (see their conditions)";
+        vec![
+            c("Accepted", false, "ListenersNotValid", why),
+            c("Programmed", false, "ListenersNotValid", why),
+        ]
+    } else {
+        vec![
+            c(
+                "Accepted",
+                true,
+                "ListenersNotValid",
+                "some listeners are not valid (see their conditions)",
+            ),
+            c(
+                "Programmed",
+                true,
+                "Programmed",
+                "configuration built and served to the Gateway's proxies",
+            ),
+        ]
+    };
+    ListenerSetStatus {
+        conditions,
+        listeners: mine
+            .iter()
+            .map(|l| listener_status(l, generation))
+            .collect(),
+    }
 }
 
 /// Why `spec.infrastructure.parametersRef` cannot be used: Portolan knows no parameters
@@ -543,10 +805,11 @@ fn ports(gw: &GatewayState<'_>) -> BTreeMap<u16, ApiPort> {
             }
             Proto::Http => {}
             Proto::Https => port.chains.push(ApiChain {
-                name: l.spec.name.clone(),
+                name: l.key.clone(),
                 server_names: l.spec.hostname.iter().cloned().collect(),
                 kind: ChainKind::Terminate {
                     certificates: l.certificates.clone().unwrap_or_default(),
+                    client_validation: l.frontend.validation.clone(),
                     // The SNI chose the listener: its own routes only.
                     virtual_hosts: virtual_hosts(&only_listener(by_host, i), |_| Some(i)),
                 },
@@ -554,8 +817,7 @@ fn ports(gw: &GatewayState<'_>) -> BTreeMap<u16, ApiPort> {
             Proto::Passthrough | Proto::Tcp => {
                 let empty = HostBackends::new();
                 let by_host = gw.tls_hosts.get(&l.port).unwrap_or(&empty);
-                port.chains
-                    .extend(passthrough_chains(&l.spec.name, i, by_host));
+                port.chains.extend(passthrough_chains(&l.key, i, by_host));
             }
         }
     }

@@ -100,6 +100,7 @@ mod tests {
             addresses: Vec::new(),
             conditions: vec![ApiCondition::new("Programmed", true, "Programmed", "ok", 4)],
             listeners: Vec::new(),
+            attached_listener_sets: None,
         })
     }
 

@@ -3,12 +3,13 @@
 //! listener that owns a hostname on a port, and each listener's status.
 
 use super::attach::wildcard_covers;
+use super::frontend::{self, Frontend};
 use super::rules::RouteRefs;
 use super::status::{ApiCondition, ListenerStatus, RouteKind};
 use super::tls::{self, RefError};
 use crate::gateway::TlsSecret;
 use crate::world::World;
-use portolan_api::gwapi::{GROUP, Gateway, Listener};
+use portolan_api::gwapi::{GROUP, Gateway, Listener, ListenerSet, RouteNamespaces};
 use portolan_api::{Kind, ObjectRef, Resource};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,9 +37,22 @@ impl Proto {
     }
 }
 
-/// One listener of one of Portolan's Gateways, as compiled.
+/// Whose listener it is: the Gateway's own, or one of the ListenerSets attached to it (an
+/// index into the Gateway's sets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Owner {
+    Gateway,
+    Set(usize),
+}
+
+/// One listener of one of Portolan's Gateways (its own or a ListenerSet's), as compiled.
 pub(super) struct ListenerState<'a> {
     pub(super) spec: &'a Listener,
+    pub(super) owner: Owner,
+    /// The owner's namespace (`allowedRoutes.namespaces.from: Same`, certificate refs).
+    pub(super) namespace: String,
+    /// Unique among the Gateway's listeners: the name, or `NS/SET/NAME` for a ListenerSet's.
+    pub(super) key: String,
     pub(super) port: u16,
     /// What it serves, or the `Accepted=False` reason and message.
     pub(super) protocol: Result<Proto, (&'static str, String)>,
@@ -47,6 +61,8 @@ pub(super) struct ListenerState<'a> {
     pub(super) conflict: Option<&'static str>,
     /// HTTPS: the certificates, or why they do not resolve.
     pub(super) certificates: Result<Vec<Arc<TlsSecret>>, RefError>,
+    /// HTTPS: client certificate validation (Gateway `spec.tls.frontend`).
+    pub(super) frontend: Frontend,
     pub(super) attached: i32,
 }
 
@@ -59,44 +75,105 @@ pub(super) fn listeners<'g>(
         .spec
         .listeners
         .iter()
-        .map(|l| {
-            let protocol = protocol(l);
-            let (kinds, invalid_kinds) = route_kinds(l, protocol.as_ref().ok().copied());
-            let certificates = match protocol {
-                Ok(Proto::Https) => tls::certificates(l, gw_namespace, refs),
-                _ => Ok(Vec::new()),
-            };
-            ListenerState {
-                spec: l,
-                port: u16::try_from(l.port).unwrap_or_default(),
-                protocol,
-                kinds,
-                invalid_kinds,
-                conflict: None,
-                certificates,
-                attached: 0,
-            }
-        })
+        .map(|l| listener(l, Owner::Gateway, gw, gw_namespace, gw_namespace, refs))
         .collect();
     // Conflicts: an incompatible protocol on the same port (HTTPS and TLS share one), or the
     // same hostname on the same port.
     for i in 0..states.len() {
-        let conflict = states.iter().enumerate().find_map(|(j, other)| {
-            let me = &states[i];
-            if i == j || other.port != me.port {
-                return None;
-            }
-            if family(&other.spec.protocol) != family(&me.spec.protocol) {
-                Some("ProtocolConflict")
-            } else if other.spec.hostname == me.spec.hostname {
-                Some("HostnameConflict")
-            } else {
-                None
-            }
-        });
-        states[i].conflict = conflict;
+        states[i].conflict = conflict(
+            &states[i],
+            states.iter().enumerate().filter(|(j, _)| *j != i),
+        );
     }
     states
+}
+
+/// Adds the listeners of ListenerSet number `index` (in namespace `set_namespace`) to those
+/// of its Gateway. The Gateway's listeners and earlier sets' take precedence: a listener of
+/// this set that conflicts with one of them is the conflicted one; within the set, both are.
+pub(super) fn add_set_listeners<'g>(
+    states: &mut Vec<ListenerState<'g>>,
+    set: &'g ListenerSet,
+    index: usize,
+    set_namespace: &str,
+    gw: &'g Gateway,
+    gw_namespace: &str,
+    refs: &RouteRefs<'_>,
+) {
+    let first = states.len();
+    let set_name = set.metadata.name.as_deref().unwrap_or_default();
+    for l in &set.spec.listeners {
+        let mut state = listener(l, Owner::Set(index), gw, gw_namespace, set_namespace, refs);
+        state.key = format!("{set_namespace}/{set_name}/{}", l.name);
+        states.push(state);
+    }
+    for i in first..states.len() {
+        let others = states
+            .iter()
+            .enumerate()
+            .filter(|(j, o)| *j != i && (*j < first || o.owner == Owner::Set(index)));
+        states[i].conflict = conflict(&states[i], others);
+    }
+}
+
+/// One listener, compiled (no conflicts yet).
+fn listener<'g>(
+    l: &'g Listener,
+    owner: Owner,
+    gw: &'g Gateway,
+    gw_namespace: &str,
+    namespace: &str,
+    refs: &RouteRefs<'_>,
+) -> ListenerState<'g> {
+    let protocol = protocol(l);
+    let (kinds, invalid_kinds) = route_kinds(l, protocol.as_ref().ok().copied());
+    let from = match owner {
+        Owner::Gateway => "Gateway",
+        Owner::Set(_) => "ListenerSet",
+    };
+    let certificates = match protocol {
+        Ok(Proto::Https) => tls::certificates(l, from, namespace, refs),
+        _ => Ok(Vec::new()),
+    };
+    let name = gw.metadata.name.as_deref().unwrap_or_default();
+    let source = ObjectRef::new(Kind::ApiGateway, gw_namespace, name);
+    let frontend = match protocol {
+        Ok(Proto::Https) => frontend::resolve(&source, gw, l.port, refs),
+        _ => Frontend::default(),
+    };
+    ListenerState {
+        spec: l,
+        owner,
+        namespace: namespace.to_string(),
+        key: l.name.clone(),
+        port: u16::try_from(l.port).unwrap_or_default(),
+        protocol,
+        kinds,
+        invalid_kinds,
+        conflict: None,
+        certificates,
+        frontend,
+        attached: 0,
+    }
+}
+
+/// Whether `me` conflicts with one of `others` on its port, and how.
+fn conflict<'a, 'g: 'a>(
+    me: &ListenerState<'g>,
+    others: impl Iterator<Item = (usize, &'a ListenerState<'g>)>,
+) -> Option<&'static str> {
+    others.into_iter().find_map(|(_, other)| {
+        if other.port != me.port {
+            return None;
+        }
+        if family(&other.spec.protocol) != family(&me.spec.protocol) {
+            Some("ProtocolConflict")
+        } else if other.spec.hostname == me.spec.hostname {
+            Some("HostnameConflict")
+        } else {
+            None
+        }
+    })
 }
 
 /// Listeners of one family can share a port: HTTPS and TLS both start with a TLS handshake.
@@ -167,27 +244,42 @@ impl ListenerState<'_> {
             && self.conflict.is_none()
             && !self.kinds.is_empty()
             && self.certificates.is_ok()
+            && self.frontend.usable()
     }
 
     pub(super) fn serves(&self, kind: &str) -> bool {
         self.kinds.iter().any(|k| k.kind == kind)
     }
 
-    /// Whether a route in `namespace` may attach (namespaces From and the selector).
-    pub(super) fn admits(&self, gw_namespace: &str, namespace: &str, world: &World) -> bool {
+    /// Whether a route in `namespace` may attach (namespaces From and the selector; `Same`:
+    /// the namespace of the listener's Gateway or ListenerSet).
+    pub(super) fn admits(&self, namespace: &str, world: &World) -> bool {
         let from = self
             .spec
             .allowed_routes
             .as_ref()
             .and_then(|a| a.namespaces.as_ref());
-        match from.and_then(|f| f.from.as_deref()).unwrap_or("Same") {
-            "All" => true,
-            "Selector" => {
-                let selector = from.and_then(|f| f.selector.as_ref());
-                selector.is_some_and(|s| selects(s, &namespace_labels(world, namespace)))
-            }
-            _ => namespace == gw_namespace,
+        namespaces_admit(from, "Same", &self.namespace, namespace, world)
+    }
+}
+
+/// Whether `from` (`allowedRoutes.namespaces`, `allowedListeners.namespaces`; `default` when
+/// it says nothing) admits an object in `namespace`, the owner being in `own`.
+pub(super) fn namespaces_admit(
+    from: Option<&RouteNamespaces>,
+    default: &str,
+    own: &str,
+    namespace: &str,
+    world: &World,
+) -> bool {
+    match from.and_then(|f| f.from.as_deref()).unwrap_or(default) {
+        "All" => true,
+        "Selector" => {
+            let selector = from.and_then(|f| f.selector.as_ref());
+            selector.is_some_and(|s| selects(s, &namespace_labels(world, namespace)))
         }
+        "Same" => namespace == own,
+        _ => false,
     }
 }
 
@@ -253,11 +345,17 @@ pub(super) fn listener_status(l: &ListenerState<'_>, generation: i64) -> Listene
     };
     let accepted = match (&l.protocol, l.conflict) {
         (Err((reason, why)), _) => c("Accepted", false, reason, why),
-        (_, Some(_)) => c(
+        (_, Some(reason)) => c(
             "Accepted",
             false,
+            reason,
+            "conflicts with another listener on its port",
+        ),
+        _ if !l.frontend.usable() => c(
             "Accepted",
-            "conflicts with another listener",
+            false,
+            "NoValidCACertificate",
+            "no CA certificate reference of the client certificate validation resolves",
         ),
         _ => c("Accepted", true, "Accepted", "accepted"),
     };
@@ -269,7 +367,10 @@ pub(super) fn listener_status(l: &ListenerState<'_>, generation: i64) -> Listene
             "allowedRoutes.kinds names a kind this listener does not serve",
         ),
         Err((reason, message)) => c("ResolvedRefs", false, reason, message),
-        Ok(_) => c("ResolvedRefs", true, "ResolvedRefs", "resolved"),
+        Ok(_) => match &l.frontend.error {
+            Some((reason, message)) => c("ResolvedRefs", false, reason, message),
+            None => c("ResolvedRefs", true, "ResolvedRefs", "resolved"),
+        },
     };
     let conflicted = match l.conflict {
         Some(reason) => c(
@@ -280,10 +381,15 @@ pub(super) fn listener_status(l: &ListenerState<'_>, generation: i64) -> Listene
         ),
         None => c("Conflicted", false, "NoConflicts", "no conflicts"),
     };
-    let programmed = if l.valid() {
-        c("Programmed", true, "Programmed", "programmed")
-    } else {
-        c("Programmed", false, "Invalid", "the listener is not valid")
+    let programmed = match l.conflict {
+        _ if l.valid() => c("Programmed", true, "Programmed", "programmed"),
+        Some(reason) => c(
+            "Programmed",
+            false,
+            reason,
+            "conflicts with another listener on its port",
+        ),
+        None => c("Programmed", false, "Invalid", "the listener is not valid"),
     };
     ListenerStatus {
         name: l.spec.name.clone(),

@@ -16,6 +16,7 @@ mod address;
 mod attach;
 pub mod backend_tls;
 pub mod converged;
+mod frontend;
 mod grpc;
 mod listener;
 pub mod mesh;
@@ -81,10 +82,26 @@ pub enum ChainKind {
     Terminate {
         certificates: Vec<Arc<TlsSecret>>,
         virtual_hosts: Vec<ApiVirtualHost>,
+        /// Client certificates verified against these CAs (Gateway `spec.tls.frontend`).
+        client_validation: Option<Arc<ClientValidation>>,
     },
     /// TLS passthrough: the connection goes, still encrypted, to these weighted backends
     /// (an invalid backend keeps its weight and names a cluster that does not exist).
     Passthrough { backends: Vec<Backend> },
+}
+
+/// Client certificate validation on an HTTPS listener (Gateway `spec.tls.frontend`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientValidation {
+    /// `NAMESPACE/GATEWAY/PORT`: unique per Gateway and port (names the SDS secret).
+    pub name: String,
+    /// The PEM bundle: the `ca.crt` of every CA ConfigMap that resolved, joined.
+    pub ca_bundle: String,
+    /// Those ConfigMaps.
+    pub sources: Vec<ObjectRef>,
+    /// `AllowInsecureFallback`: a client without a certificate, or with one that does not
+    /// verify, is let through.
+    pub insecure_fallback: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -44,6 +44,15 @@ pub enum ApiStatus {
     Route(RouteStatus),
     /// A policy's status per ancestor (GEP-713 `PolicyAncestorStatus`).
     Policy(PolicyStatus),
+    /// A ListenerSet: its conditions and one entry per listener.
+    ListenerSet(ListenerSetStatus),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetStatus {
+    pub conditions: Vec<ApiCondition>,
+    pub listeners: Vec<ListenerStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -65,6 +74,10 @@ pub struct GatewayStatus {
     pub addresses: Vec<StatusAddress>,
     pub conditions: Vec<ApiCondition>,
     pub listeners: Vec<ListenerStatus>,
+    /// How many ListenerSets are attached (accepted); absent when the Gateway allows none
+    /// and none names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attached_listener_sets: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -152,6 +165,12 @@ pub fn with_nack(status: &ApiStatus, message: &str) -> ApiStatus {
                 set(&mut p.conditions, PORTOLAN_PROGRAMMED, "Nacked", message);
             }
         }
+        ApiStatus::ListenerSet(s) => {
+            set(&mut s.conditions, "Programmed", "Invalid", message);
+            for l in &mut s.listeners {
+                set(&mut l.conditions, "Programmed", "Invalid", message);
+            }
+        }
         ApiStatus::GatewayClass(_) | ApiStatus::Policy(_) => {}
     }
     status
@@ -194,6 +213,7 @@ mod nack_tests {
                 attached_routes: 1,
                 conditions: vec![accepted(3)],
             }],
+            attached_listener_sets: None,
         });
         let ApiStatus::Gateway(g) = with_nack(&gateway, "rejected: regex") else {
             panic!("a Gateway stays a Gateway");

@@ -907,3 +907,271 @@ fn backend_tls_policies_resolve_conflicts_sections_and_cas() {
         ["s1.infra", "s2.infra", "s2.infra", INVALID_BACKEND_HOST]
     );
 }
+
+fn gateway_condition(world: &World, gw: &str, type_: &str) -> Option<(String, String)> {
+    let key = ObjectRef::new(Kind::ApiGateway, "infra", gw);
+    let Some(ApiStatus::Gateway(s)) = world.api_statuses.get(&key) else {
+        panic!("no Gateway status for {key}");
+    };
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn client_validation_of(world: &World, gw: &str, port: u16) -> Option<Arc<ClientValidation>> {
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", gw)];
+    let port = gw.ports.iter().find(|p| p.port == port)?;
+    match &port.chains.first()?.kind {
+        ChainKind::Terminate {
+            client_validation, ..
+        } => client_validation.clone(),
+        ChainKind::Passthrough { .. } => None,
+    }
+}
+
+#[test]
+fn frontend_client_validation_by_default_and_per_port() {
+    let mut idx = base();
+    secret(&mut idx, "infra", "cert");
+    apply(
+        &mut idx,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ca", "namespace": "infra"}, "data": {"ca.crt": CA_PEM}}),
+    );
+    let https = |name: &str, port: u16| {
+        json!({"name": name, "port": port, "protocol": "HTTPS",
+               "tls": {"certificateRefs": [{"name": "cert"}]}})
+    };
+    let cm = |name: &str| json!({"group": "", "kind": "ConfigMap", "name": name});
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "mtls", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan",
+          "tls": {"frontend": {
+            "default": {"validation": {"caCertificateRefs": [cm("ca")]}},
+            "perPort": [
+              {"port": 8443, "tls": {"validation": {"caCertificateRefs": [cm("ca"), cm("missing")],
+                                                    "mode": "AllowInsecureFallback"}}},
+              {"port": 9443, "tls": {"validation": {"caCertificateRefs": [
+                  {"group": "", "kind": "Secret", "name": "ca"}]}}},
+              {"port": 10443, "tls": {"validation": {"caCertificateRefs": [
+                  {"group": "", "kind": "ConfigMap", "name": "ca", "namespace": "web"}]}}}]}},
+          "listeners": [
+            {"name": "http", "port": 80, "protocol": "HTTP"},
+            https("default", 443), https("fallback", 8443), https("kind", 9443),
+            https("other-ns", 10443)]}}),
+    );
+    let world = idx.world();
+    let l = |name: &str, t: &str| listener_condition(&world, "mtls", name, t);
+    assert_eq!(l("http", "ResolvedRefs").0, "True");
+    assert_eq!(
+        l("default", "ResolvedRefs"),
+        ("True".into(), "ResolvedRefs".into())
+    );
+    let v = client_validation_of(&world, "mtls", 443).expect("default validation");
+    assert!(!v.insecure_fallback);
+    assert_eq!(v.ca_bundle, CA_PEM);
+    assert_eq!(v.name, "infra/mtls/443");
+    // One of two references resolves: served with it, ResolvedRefs says which did not.
+    assert_eq!(
+        l("fallback", "ResolvedRefs"),
+        ("False".into(), "InvalidCACertificateRef".into())
+    );
+    assert_eq!(l("fallback", "Accepted").0, "True");
+    assert!(
+        client_validation_of(&world, "mtls", 8443)
+            .expect("per port")
+            .insecure_fallback
+    );
+    // No reference resolves: not accepted, not served.
+    for (name, reason) in [
+        ("kind", "InvalidCACertificateKind"),
+        ("other-ns", "RefNotPermitted"),
+    ] {
+        assert_eq!(
+            l(name, "ResolvedRefs"),
+            ("False".into(), reason.into()),
+            "{name}"
+        );
+        assert_eq!(
+            l(name, "Accepted"),
+            ("False".into(), "NoValidCACertificate".into()),
+            "{name}"
+        );
+        assert_eq!(l(name, "Programmed").0, "False", "{name}");
+    }
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "mtls")];
+    assert!(!gw.ports.iter().any(|p| p.port == 9443 || p.port == 10443));
+    assert_eq!(
+        gateway_condition(&world, "mtls", "InsecureFrontendValidationMode"),
+        Some(("True".into(), "ConfigurationChanged".into()))
+    );
+    // A grant from Gateways of infra to ConfigMaps in web makes the other namespace's CA
+    // usable (this one does not exist there, so now it is InvalidCACertificateRef).
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+        "metadata": {"name": "g", "namespace": "web"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "infra"}],
+                 "to": [{"group": "", "kind": "ConfigMap"}]}}),
+    );
+    let world = idx.world();
+    assert_eq!(
+        listener_condition(&world, "mtls", "other-ns", "ResolvedRefs"),
+        ("False".into(), "InvalidCACertificateRef".into())
+    );
+    // Without fallback anywhere the Gateway has no InsecureFrontendValidationMode.
+    assert_eq!(
+        gateway_condition(&world, "gw", "InsecureFrontendValidationMode"),
+        None
+    );
+}
+
+fn set_condition(world: &World, ns: &str, name: &str, type_: &str) -> (String, String) {
+    let key = ObjectRef::new(Kind::ListenerSet, ns, name);
+    let Some(ApiStatus::ListenerSet(s)) = world.api_statuses.get(&key) else {
+        panic!("no ListenerSet status for {key}");
+    };
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .expect("condition");
+    (c.status.clone(), c.reason.clone())
+}
+
+#[test]
+fn listener_sets_attach_where_allowed_and_yield_to_the_gateway() {
+    let mut idx = base();
+    let gw = |name: &str, allowed: serde_json::Value| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": name, "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "allowedListeners": allowed, "listeners": [
+            {"name": "http", "port": 80, "protocol": "HTTP", "hostname": "gw.example.com"}]}})
+    };
+    apply(
+        &mut idx,
+        gw("same", json!({"namespaces": {"from": "Same"}})),
+    );
+    apply(&mut idx, gw("closed", json!(null)));
+    let set = |ns: &str, name: &str, parent: &str, listeners: serde_json::Value| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"parentRef": {"name": parent, "namespace": "infra"}, "listeners": listeners}})
+    };
+    let http = |name: &str, host: &str| json!({"name": name, "port": 80, "protocol": "HTTP", "hostname": host});
+    apply(
+        &mut idx,
+        set(
+            "infra",
+            "ls",
+            "same",
+            json!([http("a", "a.example.com"), http("dup", "gw.example.com")]),
+        ),
+    );
+    apply(
+        &mut idx,
+        set(
+            "web",
+            "other-ns",
+            "same",
+            json!([http("b", "b.example.com")]),
+        ),
+    );
+    apply(
+        &mut idx,
+        set(
+            "infra",
+            "default-closed",
+            "closed",
+            json!([http("c", "c.example.com")]),
+        ),
+    );
+    // Routes: one on the set's listener, one on the Gateway, one naming both.
+    let route = |name: &str, parents: serde_json::Value| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": "infra"},
+        "spec": {"parentRefs": parents, "rules": [{"backendRefs": [{"name": "a", "port": 80}]}]}})
+    };
+    let ls = json!({"group": "gateway.networking.k8s.io", "kind": "ListenerSet", "name": "ls", "sectionName": "a"});
+    apply(&mut idx, route("on-set", json!([ls.clone()])));
+    apply(&mut idx, route("both", json!([{"name": "same"}, ls])));
+    apply(
+        &mut idx,
+        route(
+            "on-closed-set",
+            json!([{"group": "gateway.networking.k8s.io", "kind": "ListenerSet", "name": "default-closed"}]),
+        ),
+    );
+    let world = idx.world();
+    assert_eq!(
+        set_condition(&world, "infra", "ls", "Accepted"),
+        ("True".into(), "ListenersNotValid".into())
+    );
+    assert_eq!(set_condition(&world, "infra", "ls", "Programmed").0, "True");
+    assert_eq!(
+        set_condition(&world, "web", "other-ns", "Accepted"),
+        ("False".into(), "NotAllowed".into())
+    );
+    assert_eq!(
+        set_condition(&world, "infra", "default-closed", "Programmed"),
+        ("False".into(), "NotAllowed".into())
+    );
+    let Some(ApiStatus::ListenerSet(s)) =
+        world
+            .api_statuses
+            .get(&ObjectRef::new(Kind::ListenerSet, "infra", "ls"))
+    else {
+        panic!("no status");
+    };
+    let conflicted = |n: &str| {
+        let l = s.listeners.iter().find(|l| l.name == n).expect("listener");
+        let c = l
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Conflicted")
+            .expect("Conflicted");
+        (c.status.clone(), c.reason.clone(), l.attached_routes)
+    };
+    // The Gateway's own listener wins its hostname; the set's copy is the conflicted one.
+    assert_eq!(
+        conflicted("dup"),
+        ("True".into(), "HostnameConflict".into(), 0)
+    );
+    assert_eq!(conflicted("a"), ("False".into(), "NoConflicts".into(), 2));
+    assert_eq!(
+        listener_condition(&world, "same", "http", "Conflicted").0,
+        "False"
+    );
+    let Some(ApiStatus::Gateway(g)) =
+        world
+            .api_statuses
+            .get(&ObjectRef::new(Kind::ApiGateway, "infra", "same"))
+    else {
+        panic!("no Gateway status");
+    };
+    assert_eq!(g.attached_listener_sets, Some(1));
+    assert_eq!(g.listeners.len(), 1, "only the Gateway's own listeners");
+    assert_eq!(
+        g.listeners[0].attached_routes, 1,
+        "the route naming the Gateway"
+    );
+    // The Gateway's port serves both hostnames.
+    let compiled = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "same")];
+    let hosts: Vec<&str> = compiled.ports[0]
+        .virtual_hosts
+        .iter()
+        .map(|v| v.hostname.as_str())
+        .collect();
+    assert_eq!(hosts, ["a.example.com", "gw.example.com"]);
+    assert_eq!(
+        parent_condition(&world, "infra", "on-set", "Accepted"),
+        ("True".into(), "Accepted".into())
+    );
+    assert_eq!(
+        parent_condition(&world, "infra", "on-closed-set", "Accepted"),
+        ("False".into(), "NoMatchingParent".into())
+    );
+}

@@ -18,6 +18,7 @@ pub(super) type RefError = (&'static str, String);
 /// or not the Secret exists).
 pub(super) fn certificates(
     listener: &Listener,
+    from: &str,
     gw_namespace: &str,
     refs: &RouteRefs<'_>,
 ) -> Result<Vec<Arc<TlsSecret>>, RefError> {
@@ -35,7 +36,7 @@ pub(super) fn certificates(
     certificate_refs
         .iter()
         .enumerate()
-        .map(|(i, r)| certificate(r, gw_namespace, refs).map_err(|(why, m)| (why, at(i, m))))
+        .map(|(i, r)| certificate(r, from, gw_namespace, refs).map_err(|(why, m)| (why, at(i, m))))
         .collect()
 }
 
@@ -45,6 +46,7 @@ fn at(i: usize, message: String) -> String {
 
 fn certificate(
     r: &ObjectReference,
+    from: &str,
     gw_namespace: &str,
     refs: &RouteRefs<'_>,
 ) -> Result<Arc<TlsSecret>, RefError> {
@@ -57,7 +59,7 @@ fn certificate(
         ));
     }
     let namespace = r.namespace.as_deref().unwrap_or(gw_namespace);
-    if !refs.permits("Gateway", gw_namespace, "Secret", namespace, &r.name) {
+    if !refs.permits(from, gw_namespace, "Secret", namespace, &r.name) {
         return Err((
             "RefNotPermitted",
             format!(

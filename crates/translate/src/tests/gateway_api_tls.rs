@@ -26,6 +26,7 @@ fn terminate(name: &str, server_names: &[&str], secret: &str) -> ApiChain {
                 hostname: "*".to_string(),
                 rules: Vec::new(),
             }],
+            client_validation: None,
         },
     }
 }
