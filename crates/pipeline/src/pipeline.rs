@@ -271,6 +271,9 @@ impl Pipeline {
                 certs.retain(&groups);
             }
             let names: BTreeSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+            for builder in builders.values_mut() {
+                builder.retain_groups(|g| names.contains(g));
+            }
             p.provenances.retain(|g| names.contains(g));
             p.patches.retain(|g| names.contains(g));
             for group in &groups {

@@ -21,8 +21,9 @@ use crate::service_clusters::{self, ServiceClusters};
 use crate::translation;
 use crate::{Options, ProxyGroup};
 use portolan_model::policy::DestinationPolicy;
+use portolan_model::changes::WorldStamp;
 use portolan_model::{EndpointGroup, Service, ServiceKey, World};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// How the last translation went: Services whose output was reused or translated anew.
@@ -32,6 +33,16 @@ pub struct MemoStats {
     pub translated: usize,
     /// Clusters and assignments of the reused Services.
     pub reused_resources: usize,
+}
+
+/// One Service's clusters and assignments as kept, and the provenance entries of both
+/// (what [`Translator::endpoints_only`] gives).
+#[derive(Debug)]
+pub struct ServiceOutput<K: Keep> {
+    pub key: ServiceKey,
+    pub clusters: Vec<K::Cluster>,
+    pub load_assignments: Vec<K::Assignment>,
+    pub provenance: Vec<Entry>,
 }
 
 /// Translates Worlds for one proxy group, reusing per-Service output across calls.
@@ -51,6 +62,9 @@ struct ServiceMemo<K: Keep> {
     stats: MemoStats,
     /// A translated Service's messages, before they are kept (reused from one to the next).
     scratch: ServiceClusters,
+    /// The World the entries were last refilled from (which Services they hold is which
+    /// Services that World's group reached).
+    stamp: Option<WorldStamp>,
 }
 
 type MemoInputs = (Option<String>, bool, Client, Options);
@@ -103,9 +117,38 @@ impl<K: Keep> Translator<K> {
         let Self { keep, memo } = self;
         let keep = &*keep;
         memo.start(group, options);
-        translation::run(keep, world, group, options, usize::MAX, |ctx| {
+        let out = translation::run(keep, world, group, options, usize::MAX, |ctx| {
             memo.services(keep, ctx, group)
-        })
+        });
+        memo.stamp = Some(world.stamp());
+        out
+    }
+
+    /// The clusters and assignments of `services` alone, as [`Translator::translate`] of
+    /// `world` for `group` gives them (the memo updated with them), for a rebuild after a
+    /// change of those Services' endpoint groups and nothing else. A Service the group does
+    /// not reach, or that gets no clusters, gives nothing.
+    ///
+    /// `None` (translate everything instead) unless the memo was refilled from a World of
+    /// the same index that differs from `world` only in endpoint groups (so the Services it
+    /// holds are those the group reaches now) with the same zone, mesh membership, client
+    /// and options.
+    pub fn endpoints_only(
+        &mut self,
+        world: &World,
+        group: &ProxyGroup,
+        options: &Options,
+        services: &BTreeSet<ServiceKey>,
+    ) -> Option<Vec<ServiceOutput<K>>> {
+        let Self { keep, memo } = self;
+        if !memo.started_as(group, options) {
+            return None;
+        }
+        world.endpoint_changes_since(memo.stamp?)?;
+        let ctx = Context::without_plans(world, options);
+        let out = memo.services_only(keep, &ctx, group, services);
+        memo.stamp = Some(world.stamp());
+        Some(out)
     }
 
     /// How the last [`Translator::translate`] went.
@@ -132,6 +175,7 @@ impl<K: Keep> Default for ServiceMemo<K> {
             inputs: None,
             stats: MemoStats::default(),
             scratch: ServiceClusters::default(),
+            stamp: None,
         }
     }
 }
@@ -140,12 +184,77 @@ impl<K: Keep> ServiceMemo<K> {
     /// Forgets every entry when the group's zone, mesh membership or client, or the options,
     /// differ from those of the last translation.
     fn start(&mut self, group: &ProxyGroup, options: &Options) {
-        let in_mesh = group.workload.is_some();
-        let inputs = (group.zone.clone(), in_mesh, group.client, options.clone());
-        if self.inputs.as_ref() != Some(&inputs) {
+        if !self.started_as(group, options) {
+            let in_mesh = group.workload.is_some();
+            let inputs = (group.zone.clone(), in_mesh, group.client, options.clone());
             self.entries.clear();
+            self.stamp = None;
             self.inputs = Some(inputs);
         }
+    }
+
+    /// Whether the entries were translated for the zone, mesh membership and client of
+    /// `group`, and with `options`.
+    fn started_as(&self, group: &ProxyGroup, options: &Options) -> bool {
+        self.inputs.as_ref().is_some_and(|(zone, in_mesh, client, o)| {
+            *zone == group.zone
+                && *in_mesh == group.workload.is_some()
+                && *client == group.client
+                && o == options
+        })
+    }
+
+    /// The entries of `services` that the memo holds (the Services the group reaches),
+    /// reused where their inputs are the same allocations, translated again otherwise.
+    fn services_only(
+        &mut self,
+        keep: &K,
+        ctx: &Context<'_>,
+        group: &ProxyGroup,
+        services: &BTreeSet<ServiceKey>,
+    ) -> Vec<ServiceOutput<K>> {
+        let in_mesh = group.workload.is_some();
+        let gateway_api = crate::gateway_api::selecting(ctx.world, group).is_some();
+        self.stats = MemoStats::default();
+        let mut outputs = Vec::with_capacity(services.len());
+        for key in services {
+            let Some(service) = ctx.world.services.get(key) else {
+                continue;
+            };
+            let Some(plan) = crate::service::plan(service, ctx.options) else {
+                continue;
+            };
+            let Some(kept) = self.entries.get_mut(key) else {
+                // Not reached by the group (the memo holds every Service it reaches).
+                continue;
+            };
+            let memo_key = MemoKey {
+                service: plan.service.clone(),
+                groups: ctx.world.endpoints_of(key).to_vec(),
+                policies: service_clusters::policies(ctx, &plan),
+                tls: service_clusters::UpstreamTlsOf {
+                    mesh: service_clusters::mesh_tls(ctx, &plan, in_mesh),
+                    backend: service_clusters::backend_tls(ctx, &plan, gateway_api),
+                },
+            };
+            if kept.key.same_as(&memo_key) {
+                self.stats.reused += 1;
+                self.stats.reused_resources += kept.clusters.len() + kept.load_assignments.len();
+            } else {
+                self.stats.translated += 1;
+                let out = &mut self.scratch;
+                let (policies, tls) = (&memo_key.policies, &memo_key.tls);
+                service_clusters::translate_for_group(ctx, &plan, group, policies, tls, out);
+                *kept = Memo::new(keep, memo_key, out);
+            }
+            outputs.push(ServiceOutput {
+                key: key.clone(),
+                clusters: kept.clusters.clone(),
+                load_assignments: kept.load_assignments.clone(),
+                provenance: kept.provenance.clone(),
+            });
+        }
+        outputs
     }
 
     /// The Services' clusters and assignments, reused where their inputs are the same
