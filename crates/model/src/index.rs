@@ -296,8 +296,8 @@ fn replace<K: Ord, V: PartialEq>(map: &mut BTreeMap<K, Arc<V>>, key: K, value: V
 mod tests {
     use super::*;
     use crate::types::*;
-    use std::collections::BTreeSet;
     use portolan_api::FieldError;
+    use std::collections::BTreeSet;
 
     fn mk_service(ns: &str, name: &str, port: u16) -> Object {
         Object::Service(Service {
@@ -408,7 +408,10 @@ mod tests {
     /// the same index, and cannot tell across anything else.
     #[test]
     fn worlds_report_endpoint_only_changes() {
-        let (a, b) = (ServiceKey::new("default", "a"), ServiceKey::new("default", "b"));
+        let (a, b) = (
+            ServiceKey::new("default", "a"),
+            ServiceKey::new("default", "b"),
+        );
         let mut idx = Index::new();
         idx.apply(mk_service("default", "a", 80));
         idx.apply(mk_service("default", "b", 80));
@@ -439,7 +442,10 @@ mod tests {
         let mut bumped = (*w3).clone();
         bumped.version += 1;
         assert_eq!(bumped.endpoint_changes_since(w3.stamp()), None);
-        assert_eq!(World::default().endpoint_changes_since(World::default().stamp()), None);
+        assert_eq!(
+            World::default().endpoint_changes_since(World::default().stamp()),
+            None
+        );
     }
 
     /// The log forgets the oldest changes: a World further behind gets no answer.

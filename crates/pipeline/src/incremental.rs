@@ -179,9 +179,12 @@ impl IncrementalBuilder {
             self.remember(world, group, options, secrets, &fast);
             return (Ok(fast), Vec::new());
         }
-        let (built, outcomes) = self.build_full(world, group, options, previous, secrets, candidates);
+        let (built, outcomes) =
+            self.build_full(world, group, options, previous, secrets, candidates);
         match &built {
-            Ok(built) if candidates.is_empty() => self.remember(world, group, options, secrets, built),
+            Ok(built) if candidates.is_empty() => {
+                self.remember(world, group, options, secrets, built)
+            }
             _ => drop(self.groups.remove(&group.name)),
         }
         (built, outcomes)
@@ -221,7 +224,12 @@ impl IncrementalBuilder {
             && built.options == *options
             && built.secrets.as_slice() == secrets
             && group.workload.is_none();
-        if !same_inputs || !ResourceType::ALL.iter().map(|ty| previous.version(*ty)).eq(built.versions.iter().map(String::as_str)) {
+        if !same_inputs
+            || !ResourceType::ALL
+                .iter()
+                .map(|ty| previous.version(*ty))
+                .eq(built.versions.iter().map(String::as_str))
+        {
             return None;
         }
         let services = world.endpoint_changes_since(built.world)?;
@@ -283,12 +291,22 @@ impl IncrementalBuilder {
     ) {
         let (full, _) = self.build_full(world, group, options, previous, secrets, &[]);
         let full = full.unwrap_or_else(|e| {
-            panic!("group {}: the endpoint-only rebuild succeeded, the whole one failed: {e}", group.name)
+            panic!(
+                "group {}: the endpoint-only rebuild succeeded, the whole one failed: {e}",
+                group.name
+            )
         });
         if let Some(difference) = difference(&fast.0, &full.0) {
-            panic!("group {}: the endpoint-only rebuild differs from the whole one: {difference}", group.name);
+            panic!(
+                "group {}: the endpoint-only rebuild differs from the whole one: {difference}",
+                group.name
+            );
         }
-        assert!(fast.1 == full.1, "group {}: the endpoint-only rebuild's provenance differs", group.name);
+        assert!(
+            fast.1 == full.1,
+            "group {}: the endpoint-only rebuild's provenance differs",
+            group.name
+        );
     }
 
     /// The translator (for its memo statistics).
@@ -315,17 +333,39 @@ pub fn difference(a: &Snapshot, b: &Snapshot) -> Option<String> {
                 .map(|(n, _)| n)
                 .take(5)
                 .collect();
-            return Some(format!("{ty}: resources differ ({differ:?}; {} vs {} names{})", a.resources(ty).len(), b.resources(ty).len(), if names(a) == names(b) { "" } else { ", other names" }));
+            return Some(format!(
+                "{ty}: resources differ ({differ:?}; {} vs {} names{})",
+                a.resources(ty).len(),
+                b.resources(ty).len(),
+                if names(a) == names(b) {
+                    ""
+                } else {
+                    ", other names"
+                }
+            ));
         }
         if a.version(ty) != b.version(ty) {
             return Some(format!("{ty}: versions differ"));
         }
-        let wildcard = |s: &Snapshot| s.resources(ty).keys().filter(|n| s.in_wildcard(ty, n)).count();
-        if a.resources(ty).keys().any(|n| a.in_wildcard(ty, n) != b.in_wildcard(ty, n)) {
-            return Some(format!("{ty}: wildcard names differ ({} vs {})", wildcard(a), wildcard(b)));
+        let wildcard = |s: &Snapshot| {
+            s.resources(ty)
+                .keys()
+                .filter(|n| s.in_wildcard(ty, n))
+                .count()
+        };
+        if a.resources(ty)
+            .keys()
+            .any(|n| a.in_wildcard(ty, n) != b.in_wildcard(ty, n))
+        {
+            return Some(format!(
+                "{ty}: wildcard names differ ({} vs {})",
+                wildcard(a),
+                wildcard(b)
+            ));
         }
     }
-    (a.vhds_route_configs() != b.vhds_route_configs()).then(|| "VHDS route configurations differ".to_string())
+    (a.vhds_route_configs() != b.vhds_route_configs())
+        .then(|| "VHDS route configurations differ".to_string())
 }
 
 /// The snapshot of encoded clusters, assignments and route configurations, the group's
@@ -530,4 +570,3 @@ mod tests {
 #[cfg(test)]
 #[path = "incremental_tests.rs"]
 mod endpoint_only_tests;
-

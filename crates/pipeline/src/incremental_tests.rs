@@ -184,7 +184,10 @@ fn endpoint_only_rebuilds_equal_whole_rebuilds() {
     let some = vec![("10.3.0.1".to_string(), "zone-a", true)];
     apply(&mut index, slice("s5-a", "s5", "v1", &some));
     let fast = groups.build_all(&mut index);
-    assert!(fast.iter().all(|(key, fast)| *fast == may_be_fast(key)), "{fast:?}");
+    assert!(
+        fast.iter().all(|(key, fast)| *fast == may_be_fast(key)),
+        "{fast:?}"
+    );
     index.delete(&ObjectRef::new(Kind::EndpointSlice, "default", "s5-a"));
     groups.build_all(&mut index);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -195,12 +198,25 @@ fn endpoint_only_rebuilds_equal_whole_rebuilds() {
             let version = ["v1", "v2"][rng.next(2) as usize];
             match rng.next(4) {
                 0 => {
-                    index.delete(&ObjectRef::new(Kind::EndpointSlice, "default", &format!("{name}-a")));
+                    index.delete(&ObjectRef::new(
+                        Kind::EndpointSlice,
+                        "default",
+                        format!("{name}-a"),
+                    ));
                 }
-                1 => apply(&mut index, slice(&format!("{name}-a"), &name, version, &endpoints(&mut rng))),
+                1 => apply(
+                    &mut index,
+                    slice(&format!("{name}-a"), &name, version, &endpoints(&mut rng)),
+                ),
                 // A second slice, or the shared one moved to another Service.
-                2 => apply(&mut index, slice(&format!("{name}-b"), &name, version, &endpoints(&mut rng))),
-                _ => apply(&mut index, slice("moving", &name, version, &endpoints(&mut rng))),
+                2 => apply(
+                    &mut index,
+                    slice(&format!("{name}-b"), &name, version, &endpoints(&mut rng)),
+                ),
+                _ => apply(
+                    &mut index,
+                    slice("moving", &name, version, &endpoints(&mut rng)),
+                ),
             }
         }
         let fast = groups.build_all(&mut index);
@@ -234,7 +250,10 @@ fn anything_but_endpoints_takes_the_whole_path() {
     // Endpoints alone again: the fast path (but for the mesh group).
     apply(&mut index, slice("s0-a", "s0", "v1", &ep));
     let fast = groups.build_all(&mut index);
-    assert!(fast.iter().all(|(key, fast)| *fast == may_be_fast(key)), "{fast:?}");
+    assert!(
+        fast.iter().all(|(key, fast)| *fast == may_be_fast(key)),
+        "{fast:?}"
+    );
     // Nothing changed: the same snapshot again.
     let before = groups.snapshots["default"].clone();
     groups.build_all(&mut index);
@@ -269,6 +288,9 @@ fn other_secrets_or_another_previous_snapshot_take_the_whole_path() {
     builder
         .build(&world3, &group, &options, Some(&first))
         .expect("consistent");
-    assert!(!builder.last_was_endpoints_only(), "not the snapshot built last");
+    assert!(
+        !builder.last_was_endpoints_only(),
+        "not the snapshot built last"
+    );
     let _ = second;
 }

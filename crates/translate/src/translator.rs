@@ -20,8 +20,8 @@ use crate::resources::{Output, SharedResources};
 use crate::service_clusters::{self, ServiceClusters};
 use crate::translation;
 use crate::{Options, ProxyGroup};
-use portolan_model::policy::DestinationPolicy;
 use portolan_model::changes::WorldStamp;
+use portolan_model::policy::DestinationPolicy;
 use portolan_model::{EndpointGroup, Service, ServiceKey, World};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -196,12 +196,14 @@ impl<K: Keep> ServiceMemo<K> {
     /// Whether the entries were translated for the zone, mesh membership and client of
     /// `group`, and with `options`.
     fn started_as(&self, group: &ProxyGroup, options: &Options) -> bool {
-        self.inputs.as_ref().is_some_and(|(zone, in_mesh, client, o)| {
-            *zone == group.zone
-                && *in_mesh == group.workload.is_some()
-                && *client == group.client
-                && o == options
-        })
+        self.inputs
+            .as_ref()
+            .is_some_and(|(zone, in_mesh, client, o)| {
+                *zone == group.zone
+                    && *in_mesh == group.workload.is_some()
+                    && *client == group.client
+                    && o == options
+            })
     }
 
     /// The entries of `services` that the memo holds (the Services the group reaches),

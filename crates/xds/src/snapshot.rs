@@ -288,9 +288,8 @@ mod tests {
             assert_eq!(replaced.resources(ty), whole.resources(ty), "{ty}");
             assert_eq!(replaced.version(ty), whole.version(ty), "{ty}");
         }
-        let shared = |ty, name: &str| {
-            Arc::ptr_eq(&first.resources(ty)[name], &replaced.resources(ty)[name])
-        };
+        let shared =
+            |ty, name: &str| Arc::ptr_eq(&first.resources(ty)[name], &replaced.resources(ty)[name]);
         assert!(shared(ResourceType::Endpoint, "a") && shared(ResourceType::Cluster, "b"));
         assert!(!shared(ResourceType::Endpoint, "b"));
         let missing = first.with_replaced_assignments(vec![Encoded::load_assignment(&cla("c", 1))]);
