@@ -42,7 +42,9 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// The resources of one type and their aggregate version.
 #[derive(Clone, Debug, Default)]
 struct TypeResources {
-    resources: BTreeMap<String, Arc<Resource>>,
+    /// Shared by the snapshots that hold the same resources of this type (an endpoint-only
+    /// rebuild shares every other type with the snapshot before it).
+    resources: Arc<BTreeMap<String, Arc<Resource>>>,
     version: String,
     /// The running form of `version` (streams update theirs from change sets).
     sum: VersionSum,
@@ -78,7 +80,7 @@ impl TypeResources {
             sum.add_resource(resource);
         }
         Self {
-            resources,
+            resources: Arc::new(resources),
             version: sum.version(),
             sum,
             named_only,
@@ -176,7 +178,7 @@ impl Snapshot {
     pub fn with_replaced_assignments(&self, encoded: Vec<Encoded>) -> Option<Snapshot> {
         let ty = ResourceType::Endpoint;
         let old = &self.types[ty.index()];
-        let mut resources = old.resources.clone();
+        let mut resources = BTreeMap::clone(&old.resources);
         let mut sum = old.sum;
         for e in encoded {
             let new = e.resource();
@@ -192,7 +194,7 @@ impl Snapshot {
             *held = new.clone();
         }
         let mut replaced = Some(TypeResources {
-            resources,
+            resources: Arc::new(resources),
             version: sum.version(),
             sum,
             named_only: old.named_only.clone(),
