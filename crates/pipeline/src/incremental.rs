@@ -176,7 +176,12 @@ impl IncrementalBuilder {
                 self.check_against_full(world, group, options, previous, secrets, &fast);
             }
             self.endpoints_only = true;
-            self.remember(world, group, options, secrets, &fast);
+            if let Some(built) = self.groups.get_mut(&group.name) {
+                // The group, options and secrets are those it was built with.
+                built.world = world.stamp();
+                built.versions = versions(&fast.0);
+                built.provenance = fast.1.clone();
+            }
             return (Ok(fast), Vec::new());
         }
         let (built, outcomes) =
@@ -269,10 +274,7 @@ impl IncrementalBuilder {
             group: group.clone(),
             options: options.clone(),
             secrets: secrets.to_vec(),
-            versions: ResourceType::ALL
-                .iter()
-                .map(|ty| snapshot.version(*ty).to_string())
-                .collect(),
+            versions: versions(snapshot),
             provenance: provenance.clone(),
         };
         self.groups.insert(group.name.clone(), built);
@@ -318,6 +320,14 @@ impl IncrementalBuilder {
     pub fn encodings_reused(&self) -> usize {
         self.translator.stats().reused_resources
     }
+}
+
+/// A snapshot's version of each type.
+fn versions(snapshot: &Snapshot) -> Vec<String> {
+    ResourceType::ALL
+        .iter()
+        .map(|ty| snapshot.version(*ty).to_string())
+        .collect()
 }
 
 /// How two snapshots differ (resources, versions, what a wildcard gets, VHDS route
