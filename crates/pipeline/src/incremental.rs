@@ -239,10 +239,13 @@ impl IncrementalBuilder {
         }
         let services = world.endpoint_changes_since(built.world)?;
         let mut provenance = built.provenance.clone();
+        let clusters = previous.resources(ResourceType::Cluster);
+        // Which Services a group reaches does not depend on endpoints: those whose clusters
+        // its previous snapshot holds.
+        let reached = |name: &str| clusters.contains_key(name);
         let outputs = self
             .translator
-            .endpoints_only(world, group, options, &services)?;
-        let clusters = previous.resources(ResourceType::Cluster);
+            .endpoints_only(world, group, options, &services, reached)?;
         let mut assignments = Vec::new();
         for output in outputs {
             let unchanged = output.clusters.iter().all(|c| {

@@ -1,7 +1,8 @@
 //! The endpoint-only rebuild against the whole one: randomized endpoint changes (Services
 //! going from no endpoints to some and back, slices moving between Services, zones, subset
 //! labels) on Services that a TrafficRoute splits, that a locality-aware TrafficPolicy with
-//! subsets covers, for plain, zoned, gRPC, on-demand, scoped and mesh workload groups; and
+//! subsets covers, for plain, zoned, gRPC, on-demand, gateway, scoped and mesh workload
+//! groups (a gateway and a scoped group sharing a builder but not what they reach); and
 //! the changes that must take the whole path.
 
 use super::*;
@@ -16,11 +17,15 @@ fn group(key: &str) -> ProxyGroup {
     ProxyGroup::from(&key)
 }
 
-const GROUPS: [&str; 6] = [
+/// The gateway group `edge` and the scoped `default` group share a builder (same zone, mesh
+/// membership, scope and client) but not what they reach: a Gateway's proxies reach every
+/// Service whatever their scope.
+const GROUPS: [&str; 7] = [
     "default",
     "default;zone=zone-a",
     "default;client=grpc",
     "default;mode=on-demand",
+    "edge;scope=default/s3.default.svc.cluster.local",
     "default;scope=default/s3.default.svc.cluster.local",
     "web;ns=default;sa=web",
 ];
@@ -84,7 +89,7 @@ fn policy() -> Value {
 }
 
 /// Six Services (s1 with two ports, s5 without endpoints), a split between s3 and s4, a
-/// locality-aware policy with subsets on s2.
+/// locality-aware policy with subsets on s2, a Gateway for the proxies of `edge`.
 fn world() -> Index {
     let mut index = Index::new();
     for i in 0..6 {
@@ -98,6 +103,13 @@ fn world() -> Index {
     }
     apply(&mut index, route((80, 20)));
     apply(&mut index, policy());
+    apply(
+        &mut index,
+        json!({"apiVersion": "portolan.dev/v1alpha1", "kind": "Gateway",
+            "metadata": {"name": "edge", "namespace": "default"},
+            "spec": {"selector": {"cluster": "edge"},
+                     "listeners": [{"name": "http", "port": 8080, "protocol": "HTTP"}]}}),
+    );
     index
 }
 
@@ -180,6 +192,11 @@ fn endpoint_only_rebuilds_equal_whole_rebuilds() {
     let mut index = world();
     let mut groups = Groups::new();
     assert!(groups.build_all(&mut index).iter().all(|(_, fast)| !fast));
+    let clusters = |key: &str| groups.snapshots[key].resources(ResourceType::Cluster).len();
+    assert!(
+        clusters(GROUPS[4]) > clusters(GROUPS[5]),
+        "the gateway group reaches more than the scoped one"
+    );
     // s5: no endpoints, then some, then none again.
     let some = vec![("10.3.0.1".to_string(), "zone-a", true)];
     apply(&mut index, slice("s5-a", "s5", "v1", &some));

@@ -20,7 +20,6 @@ use crate::resources::{Output, SharedResources};
 use crate::service_clusters::{self, ServiceClusters};
 use crate::translation;
 use crate::{Options, ProxyGroup};
-use portolan_model::changes::WorldStamp;
 use portolan_model::policy::DestinationPolicy;
 use portolan_model::{EndpointGroup, Service, ServiceKey, World};
 use std::collections::{BTreeSet, HashMap};
@@ -62,9 +61,6 @@ struct ServiceMemo<K: Keep> {
     stats: MemoStats,
     /// A translated Service's messages, before they are kept (reused from one to the next).
     scratch: ServiceClusters,
-    /// The World the entries were last refilled from (which Services they hold is which
-    /// Services that World's group reached).
-    stamp: Option<WorldStamp>,
 }
 
 type MemoInputs = (Option<String>, bool, Client, Options);
@@ -117,38 +113,34 @@ impl<K: Keep> Translator<K> {
         let Self { keep, memo } = self;
         let keep = &*keep;
         memo.start(group, options);
-        let out = translation::run(keep, world, group, options, usize::MAX, |ctx| {
+        translation::run(keep, world, group, options, usize::MAX, |ctx| {
             memo.services(keep, ctx, group)
-        });
-        memo.stamp = Some(world.stamp());
-        out
+        })
     }
 
     /// The clusters and assignments of `services` alone, as [`Translator::translate`] of
     /// `world` for `group` gives them (the memo updated with them), for a rebuild after a
-    /// change of those Services' endpoint groups and nothing else. A Service the group does
-    /// not reach, or that gets no clusters, gives nothing.
+    /// change of those Services' endpoint groups and nothing else. `reached` says whether
+    /// the group reaches a cluster name (the caller knows from the group's previous
+    /// snapshot: which Services a group reaches does not depend on endpoints); a Service
+    /// whose first port's cluster it does not reach, or that gets no clusters, gives nothing.
     ///
-    /// `None` (translate everything instead) unless the memo was refilled from a World of
-    /// the same index that differs from `world` only in endpoint groups (so the Services it
-    /// holds are those the group reaches now) with the same zone, mesh membership, client
-    /// and options.
+    /// `None` (translate everything instead) unless the memo holds translations for the
+    /// zone, mesh membership and client of `group`, with `options`.
     pub fn endpoints_only(
         &mut self,
         world: &World,
         group: &ProxyGroup,
         options: &Options,
         services: &BTreeSet<ServiceKey>,
+        reached: impl Fn(&str) -> bool,
     ) -> Option<Vec<ServiceOutput<K>>> {
         let Self { keep, memo } = self;
         if !memo.started_as(group, options) {
             return None;
         }
-        world.endpoint_changes_since(memo.stamp?)?;
         let ctx = Context::without_plans(world, options);
-        let out = memo.services_only(keep, &ctx, group, services);
-        memo.stamp = Some(world.stamp());
-        Some(out)
+        Some(memo.services_only(keep, &ctx, group, services, reached))
     }
 
     /// How the last [`Translator::translate`] went.
@@ -175,7 +167,6 @@ impl<K: Keep> Default for ServiceMemo<K> {
             inputs: None,
             stats: MemoStats::default(),
             scratch: ServiceClusters::default(),
-            stamp: None,
         }
     }
 }
@@ -188,7 +179,6 @@ impl<K: Keep> ServiceMemo<K> {
             let in_mesh = group.workload.is_some();
             let inputs = (group.zone.clone(), in_mesh, group.client, options.clone());
             self.entries.clear();
-            self.stamp = None;
             self.inputs = Some(inputs);
         }
     }
@@ -206,14 +196,15 @@ impl<K: Keep> ServiceMemo<K> {
             })
     }
 
-    /// The entries of `services` that the memo holds (the Services the group reaches),
-    /// reused where their inputs are the same allocations, translated again otherwise.
+    /// The entries of those of `services` the group reaches, reused where their inputs are
+    /// the same allocations, translated (and remembered) otherwise.
     fn services_only(
         &mut self,
         keep: &K,
         ctx: &Context<'_>,
         group: &ProxyGroup,
         services: &BTreeSet<ServiceKey>,
+        reached: impl Fn(&str) -> bool,
     ) -> Vec<ServiceOutput<K>> {
         let in_mesh = group.workload.is_some();
         let gateway_api = crate::gateway_api::selecting(ctx.world, group).is_some();
@@ -226,10 +217,9 @@ impl<K: Keep> ServiceMemo<K> {
             let Some(plan) = crate::service::plan(service, ctx.options) else {
                 continue;
             };
-            let Some(kept) = self.entries.get_mut(key) else {
-                // Not reached by the group (the memo holds every Service it reaches).
+            if !plan.ports.first().is_some_and(|p| reached(&p.cluster)) {
                 continue;
-            };
+            }
             let memo_key = MemoKey {
                 service: plan.service.clone(),
                 groups: ctx.world.endpoints_of(key).to_vec(),
@@ -239,16 +229,22 @@ impl<K: Keep> ServiceMemo<K> {
                     backend: service_clusters::backend_tls(ctx, &plan, gateway_api),
                 },
             };
-            if kept.key.same_as(&memo_key) {
-                self.stats.reused += 1;
-                self.stats.reused_resources += kept.clusters.len() + kept.load_assignments.len();
-            } else {
-                self.stats.translated += 1;
-                let out = &mut self.scratch;
-                let (policies, tls) = (&memo_key.policies, &memo_key.tls);
-                service_clusters::translate_for_group(ctx, &plan, group, policies, tls, out);
-                *kept = Memo::new(keep, memo_key, out);
-            }
+            let kept = match self.entries.remove(key) {
+                Some(kept) if kept.key.same_as(&memo_key) => {
+                    self.stats.reused += 1;
+                    self.stats.reused_resources +=
+                        kept.clusters.len() + kept.load_assignments.len();
+                    kept
+                }
+                _ => {
+                    self.stats.translated += 1;
+                    let out = &mut self.scratch;
+                    let (policies, tls) = (&memo_key.policies, &memo_key.tls);
+                    service_clusters::translate_for_group(ctx, &plan, group, policies, tls, out);
+                    Memo::new(keep, memo_key, out)
+                }
+            };
+            let kept = self.entries.entry(key.clone()).or_insert(kept);
             outputs.push(ServiceOutput {
                 key: key.clone(),
                 clusters: kept.clusters.clone(),
