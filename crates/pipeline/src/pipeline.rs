@@ -408,7 +408,13 @@ impl Pipeline {
         self.patches.record(group_name, outcomes, built.is_ok());
         match built {
             Ok((snap, provenance)) => {
-                tracing::debug!(group = group_name, world = world.version, "snapshot built");
+                let endpoints_only = builder.last_was_endpoints_only();
+                tracing::debug!(
+                    group = group_name,
+                    world = world.version,
+                    endpoints_only,
+                    "snapshot built"
+                );
                 // Before the snapshot: a NACK of the new snapshot finds its provenance.
                 self.provenances.set(group_name, provenance);
                 self.cache.set(group_name, snap.with_rollout(rollout));
