@@ -180,8 +180,16 @@ impl Mesh {
         self.server_with(&[]).await
     }
 
-    /// [`Mesh::server`] with extra bootstrap flags (`--app-protocol tcp`).
-    async fn server_with(&self, extra: &[&str]) -> anyhow::Result<Envoy> {
+    /// [`Mesh::server`] started with extra Envoy flags (`--drain-time-s`).
+    async fn server_with_envoy_args(&self, envoy_args: &[&str]) -> anyhow::Result<Envoy> {
+        let args = self.server_args(&[]);
+        self.sidecar_with_envoy_args("server", free_port(), args, envoy_args)
+            .await
+    }
+
+    /// The server sidecar's bootstrap flags: its identity, label app=server, inbound in front
+    /// of the app, and `extra`.
+    fn server_args(&self, extra: &[&str]) -> Vec<String> {
         let mut args = self.identity_args("server");
         args.extend(extra.iter().map(|s| s.to_string()));
         args.extend([
@@ -192,6 +200,12 @@ impl Mesh {
             "--inbound-port".into(),
             self.inbound.to_string(),
         ]);
+        args
+    }
+
+    /// [`Mesh::server`] with extra bootstrap flags (`--app-protocol tcp`).
+    async fn server_with(&self, extra: &[&str]) -> anyhow::Result<Envoy> {
+        let args = self.server_args(extra);
         self.sidecar("server", free_port(), args).await
     }
 
@@ -594,6 +608,37 @@ async fn warm(envoy: &Envoy) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Requests through a caller sidecar to [`HOST`], one after the other, until stopped.
+struct BackToBack {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<Result<u16, String>>>,
+}
+
+impl BackToBack {
+    fn start(caller: &Envoy) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (url, flag) = (
+            format!("http://127.0.0.1:{}/", caller.mesh_port()),
+            stop.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client().get(&url).header("host", HOST).send().await;
+                statuses.push(r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()));
+            }
+            statuses
+        });
+        Self { stop, task }
+    }
+
+    /// Stops and returns every request's status (or error).
+    async fn stop(self) -> anyhow::Result<Vec<Result<u16, String>>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.task.await?)
+    }
+}
+
 /// Envoy's own default drain time: what a sidecar has unless someone changes it.
 const DEFAULT_DRAIN: &[&str] = &["--drain-time-s", "600"];
 
@@ -613,18 +658,7 @@ async fn a_policy_change_reaches_open_connections_without_cutting_allowed_reques
         &[],
     )
     .await?;
-    let mut args = mesh.identity_args("server");
-    args.extend([
-        "--label".into(),
-        "app=server".into(),
-        "--app-port".into(),
-        mesh.app.port().to_string(),
-        "--inbound-port".into(),
-        mesh.inbound.to_string(),
-    ]);
-    let server = mesh
-        .sidecar_with_envoy_args("server", free_port(), args, DEFAULT_DRAIN)
-        .await?;
+    let server = mesh.server_with_envoy_args(DEFAULT_DRAIN).await?;
     let caller = |sa: &'static str| {
         let args = mesh.identity_args(sa);
         let mesh = &mesh;
@@ -648,19 +682,7 @@ async fn a_policy_change_reaches_open_connections_without_cutting_allowed_reques
     let client_connections = upstream_connections(&client_envoy).await?;
 
     // The allowed caller sends back to back until told to stop.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (url, flag) = (
-        format!("http://127.0.0.1:{}/", client_envoy.mesh_port()),
-        stop.clone(),
-    );
-    let allowed = tokio::spawn(async move {
-        let mut statuses = Vec::new();
-        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            let r = client().get(&url).header("host", HOST).send().await;
-            statuses.push(r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()));
-        }
-        statuses
-    });
+    let allowed = BackToBack::start(&client_envoy);
 
     let changed = Instant::now();
     mesh.config
@@ -674,8 +696,7 @@ async fn a_policy_change_reaches_open_connections_without_cutting_allowed_reques
     // The allowed caller goes on for as many requests again after the change has landed.
     let before = intruder_connections.len();
     tokio::time::sleep(took.max(Duration::from_millis(200))).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let statuses = allowed.await?;
+    let statuses = allowed.stop().await?;
     eprintln!(
         "policy change -> intruder refused on its open connection in {took:?}; {} allowed requests across it",
         statuses.len()
@@ -791,18 +812,7 @@ async fn strict_reaches_open_plaintext_connections_without_cutting_mtls_requests
         &[],
     )
     .await?;
-    let mut args = mesh.identity_args("server");
-    args.extend([
-        "--label".into(),
-        "app=server".into(),
-        "--app-port".into(),
-        mesh.app.port().to_string(),
-        "--inbound-port".into(),
-        mesh.inbound.to_string(),
-    ]);
-    let server = mesh
-        .sidecar_with_envoy_args("server", free_port(), args, DEFAULT_DRAIN)
-        .await?;
+    let server = mesh.server_with_envoy_args(DEFAULT_DRAIN).await?;
     let client_args = mesh.identity_args("client");
     let client_envoy = mesh
         .sidecar_with_envoy_args("client", free_port(), client_args, DEFAULT_DRAIN)
@@ -824,19 +834,7 @@ async fn strict_reaches_open_plaintext_connections_without_cutting_mtls_requests
         counter(&server, "listener.inbound.downstream_cx_total").await?;
 
     // Requests over mutual TLS, back to back, across the change.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (url, flag) = (
-        format!("http://127.0.0.1:{}/", client_envoy.mesh_port()),
-        stop.clone(),
-    );
-    let allowed = tokio::spawn(async move {
-        let mut statuses = Vec::new();
-        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-            let r = client().get(&url).header("host", HOST).send().await;
-            statuses.push(r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()));
-        }
-        statuses
-    });
+    let allowed = BackToBack::start(&client_envoy);
 
     let changed = Instant::now();
     mesh.config.write("shop/mode.yaml", &mode("STRICT"))?;
@@ -868,8 +866,7 @@ async fn strict_reaches_open_plaintext_connections_without_cutting_mtls_requests
     })
     .await?;
     tokio::time::sleep(took.max(Duration::from_millis(200))).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let statuses = allowed.await?;
+    let statuses = allowed.stop().await?;
     eprintln!(
         "STRICT -> open plaintext connection refused in {took:?}; {} mTLS requests across it",
         statuses.len()
