@@ -961,6 +961,91 @@ mod tests {
         );
     }
 
+    fn probed_pod() -> Value {
+        let mut p = pod();
+        p["spec"]["containers"][0]["ports"] = json!([{"name": "http", "containerPort": 8080}]);
+        p["spec"]["containers"][0]["readinessProbe"] =
+            json!({"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 2});
+        p["spec"]["containers"][0]["livenessProbe"] = json!({"tcpSocket": {"port": 8080}});
+        p
+    }
+
+    #[test]
+    fn probes_are_rewritten_to_the_probe_port_left_out_of_capture() {
+        let i = injector(false);
+        let p = probed_pod();
+        let Decision::Inject(ops) = i.decide(&request(p.clone())) else {
+            panic!("not injected");
+        };
+        let doc = patched(&p, &ops);
+        let app = &doc["spec"]["containers"][0];
+        assert_eq!(
+            app["readinessProbe"],
+            json!({"httpGet": {"path": "/app-health/app/readyz", "port": 15021, "scheme": "HTTP"}, "periodSeconds": 2})
+        );
+        assert_eq!(app["livenessProbe"]["httpGet"]["path"], "/app-health/app/livez");
+        let capture = doc["spec"]["initContainers"][0]["args"].to_string();
+        assert!(capture.contains("--exclude-inbound-ports=15021"), "{capture}");
+        let flags = doc["metadata"]["annotations"][INJECTED_ANNOTATION]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for expected in [
+            "--probe-port=15021",
+            "--app-probe=app/readyz=http://127.0.0.1:8080/ready",
+            "--app-probe=app/livez=tcp://127.0.0.1:8080",
+        ] {
+            assert!(flags.split(' ').any(|f| f == expected), "{expected} not in {flags}");
+        }
+        // Injecting again changes nothing, and the probes are not rewritten twice.
+        assert_eq!(
+            i.decide(&request(doc.clone())),
+            Decision::Unchanged("already injected".into())
+        );
+        assert!(probes::rewrite(&doc, 15021).ops.is_empty());
+    }
+
+    #[test]
+    fn probe_rewriting_can_be_turned_off() {
+        let mut p = probed_pod();
+        p["metadata"]["annotations"] = json!({REWRITE_PROBES_ANNOTATION: "false"});
+        let mut c = config();
+        let check = |i: &Injector, p: &Value| {
+            let Decision::Inject(ops) = i.decide(&request(p.clone())) else {
+                panic!("not injected");
+            };
+            let doc = patched(p, &ops);
+            assert_eq!(
+                doc["spec"]["containers"][0]["readinessProbe"],
+                p["spec"]["containers"][0]["readinessProbe"]
+            );
+            let capture = doc["spec"]["initContainers"][0]["args"].to_string();
+            assert!(!capture.contains("15021"), "{capture}");
+            let flags = doc["metadata"]["annotations"][INJECTED_ANNOTATION].to_string();
+            assert!(!flags.contains("--app-probe"), "{flags}");
+        };
+        check(&injector(false), &p);
+        c.rewrite_probes = false;
+        let off = Injector::new(
+            c,
+            Arc::new(|args: &[String]| Ok(json!({"args": args}).to_string())),
+        );
+        check(&off, &probed_pod());
+    }
+
+    #[test]
+    fn a_container_port_on_the_probe_port_is_uninjectable_when_probes_are_rewritten() {
+        let mut p = probed_pod();
+        p["spec"]["containers"][0]["ports"] = json!([
+            {"name": "http", "containerPort": 8080},
+            {"containerPort": 15021}
+        ]);
+        let Decision::Uninjectable(why) = injector(false).decide(&request(p)) else {
+            panic!("injected");
+        };
+        assert!(why.contains("ports[1].containerPort 15021"), "{why}");
+    }
+
     #[test]
     fn annotation_values_are_checked_like_capture_flags() {
         assert!(check_list("80, 443", ValueKind::Ports).is_ok());
