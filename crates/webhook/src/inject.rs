@@ -263,7 +263,10 @@ impl Injector {
         let rewrite = self.probe_rewrite(pod);
         let mut capture = capture_args(pod, &self.config)?;
         if !rewrite.ops.is_empty() {
-            capture.push(format!("--exclude-inbound-ports={}", self.config.probe_port));
+            capture.push(format!(
+                "--exclude-inbound-ports={}",
+                self.config.probe_port
+            ));
         }
         let bootstrap_args = self.bootstrap_args(pod, namespace)?;
         let bootstrap = (self.render)(&bootstrap_args)
@@ -983,9 +986,15 @@ mod tests {
             app["readinessProbe"],
             json!({"httpGet": {"path": "/app-health/app/readyz", "port": 15021, "scheme": "HTTP"}, "periodSeconds": 2})
         );
-        assert_eq!(app["livenessProbe"]["httpGet"]["path"], "/app-health/app/livez");
+        assert_eq!(
+            app["livenessProbe"]["httpGet"]["path"],
+            "/app-health/app/livez"
+        );
         let capture = doc["spec"]["initContainers"][0]["args"].to_string();
-        assert!(capture.contains("--exclude-inbound-ports=15021"), "{capture}");
+        assert!(
+            capture.contains("--exclude-inbound-ports=15021"),
+            "{capture}"
+        );
         let flags = doc["metadata"]["annotations"][INJECTED_ANNOTATION]
             .as_str()
             .unwrap_or_default()
@@ -995,7 +1004,10 @@ mod tests {
             "--app-probe=app/readyz=http://127.0.0.1:8080/ready",
             "--app-probe=app/livez=tcp://127.0.0.1:8080",
         ] {
-            assert!(flags.split(' ').any(|f| f == expected), "{expected} not in {flags}");
+            assert!(
+                flags.split(' ').any(|f| f == expected),
+                "{expected} not in {flags}"
+            );
         }
         // Injecting again changes nothing, and the probes are not rewritten twice.
         assert_eq!(

@@ -92,7 +92,11 @@ pub fn parse_app_probe(s: &str) -> Result<AppProbe, String> {
         "tcp" if path.is_empty() || path == "/" => Check::Tcp,
         "grpc" => Check::Grpc(path.trim_start_matches('/').into()),
         "tcp" => return Err(format!("{url:?}: a tcp:// probe has no path")),
-        other => return Err(format!("{url:?}: scheme {other:?} is not http, tcp or grpc")),
+        other => {
+            return Err(format!(
+                "{url:?}: scheme {other:?} is not http, tcp or grpc"
+            ));
+        }
     };
     Ok(AppProbe {
         name: name.into(),
@@ -256,7 +260,8 @@ fn checked_route(probe: &AppProbe, listener_port: u16) -> (Value, Value) {
     if let (Some(h), Some(c)) = (health_check.as_object_mut(), check.as_object()) {
         h.extend(c.clone());
     }
-    let self_address = json!({"socket_address": {"address": "127.0.0.1", "port_value": listener_port}});
+    let self_address =
+        json!({"socket_address": {"address": "127.0.0.1", "port_value": listener_port}});
     let mut cluster = json!({
         "name": cluster_name,
         "type": "STATIC",
@@ -351,7 +356,10 @@ mod tests {
     #[test]
     fn parses_headers() {
         let h = parse_probe_header("app/readyz=X-Probe: yes, please").expect("ok");
-        assert_eq!((h.name.as_str(), h.value.as_str()), ("X-Probe", "yes, please"));
+        assert_eq!(
+            (h.name.as_str(), h.value.as_str()),
+            ("X-Probe", "yes, please")
+        );
         assert!(parse_probe_header("app/readyz=Bad Name:1").is_err());
         assert!(parse_probe_header("app/readyz=NoColon").is_err());
     }
@@ -367,13 +375,16 @@ mod tests {
             .expect("renders")
             .expect("a listener");
         assert_eq!(listener["address"]["socket_address"]["port_value"], 15021);
-        let routes = &listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
-            ["virtual_hosts"][0]["routes"];
+        let routes = &listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+            [0]["routes"];
         let route = &routes[1];
         assert_eq!(route["match"]["path"], "/app-health/app/readyz");
         assert_eq!(route["route"]["prefix_rewrite"], "/healthz");
         assert_eq!(route["route"]["host_rewrite_literal"], "app.local");
-        assert_eq!(route["request_headers_to_add"][0]["header"]["key"], "X-Probe");
+        assert_eq!(
+            route["request_headers_to_add"][0]["header"]["key"],
+            "X-Probe"
+        );
         assert_eq!(clusters.len(), 1);
         assert_eq!(route["route"]["cluster"], clusters[0]["name"]);
     }

@@ -70,7 +70,11 @@ pub fn rewrite(pod: &Value, probe_port: u16) -> Rewrite {
 
 /// The check a probe makes, as a `--app-probe` URL, and its HTTP headers; none when it is not
 /// rewritten.
-fn original(container: &Value, probe: &Value, probe_port: u16) -> Option<(String, Vec<(String, String)>)> {
+fn original(
+    container: &Value,
+    probe: &Value,
+    probe_port: u16,
+) -> Option<(String, Vec<(String, String)>)> {
     let has_host = |action: &Value| {
         action
             .get("host")
