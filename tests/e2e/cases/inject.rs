@@ -29,7 +29,7 @@ use std::time::Duration;
 const XDS_ADDRESS: &str = "portolan.portolan-system.svc:18000";
 
 /// A pod as a Deployment's ReplicaSet creates it: no name yet, a service account, a zone, an
-/// init container of its own and a capture annotation.
+/// init container of its own, a capture annotation, and HTTP, TCP and gRPC probes.
 fn pod() -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -47,7 +47,13 @@ fn pod() -> Value {
             "containers": [{
                 "name": "app", "image": "reviews:2",
                 "ports": [{"name": "http", "containerPort": 9080}],
-                "securityContext": {"runAsUser": 1000}
+                "securityContext": {"runAsUser": 1000},
+                "readinessProbe": {
+                    "httpGet": {"path": "/ready", "port": "http", "httpHeaders": [{"name": "X-Probe", "value": "kubelet"}]},
+                    "periodSeconds": 5
+                },
+                "livenessProbe": {"tcpSocket": {"port": 9080}, "initialDelaySeconds": 3},
+                "startupProbe": {"grpc": {"port": 9090, "service": "reviews"}, "failureThreshold": 30}
             }]
         }
     })
@@ -236,6 +242,11 @@ fn check_sidecar(patched: &Value, mesh_port: u16) -> anyhow::Result<()> {
         "--app-port=9080",
         "--namespace=shop",
         "--service-account=reviews",
+        "--probe-port=15021",
+        "--app-probe=app/readyz=http://127.0.0.1:9080/ready",
+        "--app-probe-header=app/readyz=X-Probe:kubelet",
+        "--app-probe=app/livez=tcp://127.0.0.1:9080",
+        "--app-probe=app/startupz=grpc://127.0.0.1:9090/reviews",
     ] {
         assert!(
             flags.split(' ').any(|f| f == expected),
@@ -244,6 +255,10 @@ fn check_sidecar(patched: &Value, mesh_port: u16) -> anyhow::Result<()> {
     }
     assert!(!flags.contains("pod-template-hash"), "{flags}");
     assert_eq!(inline["node"]["locality"]["zone"], "zone-b");
+    assert_eq!(
+        inline["static_resources"]["listeners"][0]["name"], "portolan-probes",
+        "{inline}"
+    );
     assert_eq!(
         inline["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
             [0]["endpoint"]["address"]["socket_address"]["address"],
@@ -348,6 +363,11 @@ fn check_init(patched: &Value) -> anyhow::Result<()> {
         "{rules}"
     );
     assert!(rules.contains("--uid-owner 1337 -j RETURN"), "{rules}");
+    // The probe port is left out of inbound capture.
+    assert!(
+        rules.contains("-A PORTOLAN_INBOUND -p tcp --dport 15021 -j RETURN"),
+        "{rules}"
+    );
     Ok(())
 }
 
@@ -377,7 +397,27 @@ async fn injected_pods_are_valid_and_bootstrapped_like_portolan_bootstrap() -> a
         .filter_map(|c| c["name"].as_str().map(str::to_string))
         .collect();
     assert_eq!(names, ["portolan-init", "portolan-proxy", "migrate"]);
-    assert_eq!(patched["spec"]["containers"], pod()["spec"]["containers"]);
+    // Of the application, only the probes changed: to the sidecar's probe port.
+    let mut app = patched["spec"]["containers"][0].clone();
+    for (field, kind) in [
+        ("readinessProbe", "readyz"),
+        ("livenessProbe", "livez"),
+        ("startupProbe", "startupz"),
+    ] {
+        let get = &app[field]["httpGet"];
+        assert_eq!(get["port"], 15021, "{app}");
+        assert_eq!(get["path"], format!("/app-health/app/{kind}"), "{app}");
+        if let Some(probe) = app.as_object_mut() {
+            probe.remove(field);
+        }
+    }
+    let mut original = pod()["spec"]["containers"][0].clone();
+    for field in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        if let Some(c) = original.as_object_mut() {
+            c.remove(field);
+        }
+    }
+    assert_eq!(app, original);
     validate_pod(&patched, dir.path())?;
     check_sidecar(&patched, injector.portolan.ports().mesh)?;
     check_init(&patched)?;
