@@ -872,7 +872,7 @@ pub struct BootstrapArgs {
     #[arg(long = "app-probe", value_name = "NAME=URL", value_parser = crate::bootstrap::probes::parse_app_probe)]
     pub app_probes: Vec<crate::bootstrap::probes::AppProbe>,
     /// A header the sidecar sets on the HTTP probe NAME's requests (`Host` rewrites the
-    /// authority); repeatable.
+    /// authority; `%XX` in VALUE is decoded, so `%20` is a space); repeatable.
     #[arg(long = "app-probe-header", value_name = "NAME=HEADER:VALUE", value_parser = crate::bootstrap::probes::parse_probe_header)]
     pub app_probe_headers: Vec<crate::bootstrap::probes::ProbeHeader>,
     /// The port of the sidecar's static probe listener (on 0.0.0.0), with --app-probe; `portolan

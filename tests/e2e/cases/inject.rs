@@ -49,7 +49,7 @@ fn pod() -> Value {
                 "ports": [{"name": "http", "containerPort": 9080}],
                 "securityContext": {"runAsUser": 1000},
                 "readinessProbe": {
-                    "httpGet": {"path": "/ready", "port": "http", "httpHeaders": [{"name": "X-Probe", "value": "kubelet"}]},
+                    "httpGet": {"path": "/ready", "port": "http", "httpHeaders": [{"name": "X-Probe", "value": "kube let"}]},
                     "periodSeconds": 5
                 },
                 "livenessProbe": {"tcpSocket": {"port": 9080}, "initialDelaySeconds": 3},
@@ -244,7 +244,7 @@ fn check_sidecar(patched: &Value, mesh_port: u16) -> anyhow::Result<()> {
         "--service-account=reviews",
         "--probe-port=15021",
         "--app-probe=app/readyz=http://127.0.0.1:9080/ready",
-        "--app-probe-header=app/readyz=X-Probe:kubelet",
+        "--app-probe-header=app/readyz=X-Probe:kube%20let",
         "--app-probe=app/livez=tcp://127.0.0.1:9080",
         "--app-probe=app/startupz=grpc://127.0.0.1:9090/reviews",
     ] {

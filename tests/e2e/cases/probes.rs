@@ -52,7 +52,7 @@ async fn the_probe_listener_checks_the_application_like_the_kubelet() -> anyhow:
             "--app-probe=app/readyz=http://127.0.0.1:{}/headers?full=1",
             app.port()
         ),
-        "--app-probe-header=app/readyz=X-Probe:kubelet".to_string(),
+        "--app-probe-header=app/readyz=X-Probe:kube%20let".to_string(),
         format!(
             "--app-probe=app/startupz=http://127.0.0.1:{}/status/503",
             app.port()
@@ -90,7 +90,7 @@ async fn the_probe_listener_checks_the_application_like_the_kubelet() -> anyhow:
     let headers: serde_json::Value = response.json().await?;
     assert_eq!(
         headers["x-probe"],
-        serde_json::json!(["kubelet"]),
+        serde_json::json!(["kube let"]),
         "{headers}"
     );
     // The application's 503 is the probe's answer (from the application, not Envoy).

@@ -119,11 +119,40 @@ pub fn parse_probe_header(s: &str) -> Result<ProbeHeader, String> {
     if name.is_empty() || !name.chars().all(valid) {
         return Err(format!("{s:?}: {name:?} is not a header name"));
     }
+    let value = decode(value.trim());
+    if value.chars().any(|c| c != '\t' && c.is_control()) {
+        return Err(format!("{s:?}: the value holds a control character"));
+    }
     Ok(ProbeHeader {
         probe: probe.into(),
         name: name.into(),
-        value: value.trim().into(),
+        value,
     })
+}
+
+/// Decodes `%XX` sequences (the injector encodes `%`, space and tab so that its recorded
+/// flags split on spaces); anything else stays as it is.
+fn decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A probe name: path segments of letters, digits, `-`, `_`, `.`, not `_ok`.
@@ -360,6 +389,10 @@ mod tests {
             (h.name.as_str(), h.value.as_str()),
             ("X-Probe", "yes, please")
         );
+        let h =
+            parse_probe_header("app/readyz=Authorization:Bearer%2050%25%20off 100%").expect("ok");
+        assert_eq!(h.value, "Bearer 50% off 100%");
+        assert!(parse_probe_header("app/readyz=X:a%0Ab").is_err());
         assert!(parse_probe_header("app/readyz=Bad Name:1").is_err());
         assert!(parse_probe_header("app/readyz=NoColon").is_err());
     }

@@ -56,7 +56,7 @@ pub fn rewrite(pod: &Value, probe_port: u16) -> Rewrite {
             out.bootstrap_args.extend(
                 headers
                     .iter()
-                    .map(|(h, v)| format!("--app-probe-header={probe_name}={h}:{v}")),
+                    .map(|(h, v)| format!("--app-probe-header={probe_name}={h}:{}", encode(v))),
             );
             out.ops.push(json!({
                 "op": "replace",
@@ -91,22 +91,28 @@ fn original(
         if port == probe_port && path.starts_with(PREFIX) {
             return None; // already rewritten
         }
+        if !path.chars().all(|c| c.is_ascii_graphic()) {
+            return None; // not a path the sidecar can forward
+        }
         let path = if path.starts_with('/') {
             path.to_string()
         } else {
             format!("/{path}")
         };
-        let headers = get
+        let mut headers = Vec::new();
+        for h in get
             .get("httpHeaders")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|h| {
-                let name = h.get("name").and_then(Value::as_str)?;
-                let value = h.get("value").and_then(Value::as_str).unwrap_or_default();
-                Some((name.to_string(), value.to_string()))
-            })
-            .collect();
+        {
+            let name = h.get("name").and_then(Value::as_str).unwrap_or_default();
+            let value = h.get("value").and_then(Value::as_str).unwrap_or_default();
+            if !valid_header(name, value) {
+                return None; // Envoy would refuse it: left to the kubelet
+            }
+            headers.push((name.to_string(), value.to_string()));
+        }
         return Some((format!("http://127.0.0.1:{port}{path}"), headers));
     }
     if let Some(tcp) = probe.get("tcpSocket") {
@@ -126,6 +132,23 @@ fn original(
         return Some((format!("grpc://127.0.0.1:{port}/{service}"), Vec::new()));
     }
     None
+}
+
+/// A header Envoy accepts: a token name, a value without control characters (but tab).
+fn valid_header(name: &str, value: &str) -> bool {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    !name.is_empty()
+        && name.chars().all(token)
+        && value.chars().all(|c| c == '\t' || !c.is_control())
+}
+
+/// A header value in a flag: `%`, space and tab percent-encoded (`--app-probe-header` decodes
+/// them), so the recorded flags split on spaces.
+fn encode(value: &str) -> String {
+    value
+        .replace('%', "%25")
+        .replace(' ', "%20")
+        .replace('\t', "%09")
 }
 
 /// A probe's port: a number, or the name of one of the container's ports.
@@ -184,7 +207,7 @@ mod tests {
             "name": "app", "image": "a",
             "ports": [{"name": "http", "containerPort": 8080}, {"name": "grpc", "containerPort": 9090}],
             "readinessProbe": {
-                "httpGet": {"path": "healthz", "port": "http", "httpHeaders": [{"name": "X-Probe", "value": "1"}]},
+                "httpGet": {"path": "healthz", "port": "http", "httpHeaders": [{"name": "Authorization", "value": "Bearer 50% off"}]},
                 "periodSeconds": 3, "failureThreshold": 2
             },
             "livenessProbe": {"tcpSocket": {"port": 5432}, "initialDelaySeconds": 5},
@@ -196,7 +219,7 @@ mod tests {
             [
                 "--app-probe=app/livez=tcp://127.0.0.1:5432",
                 "--app-probe=app/readyz=http://127.0.0.1:8080/healthz",
-                "--app-probe-header=app/readyz=X-Probe:1",
+                "--app-probe-header=app/readyz=Authorization:Bearer%2050%25%20off",
                 "--app-probe=app/startupz=grpc://127.0.0.1:9090/shop.Cart",
             ]
         );
@@ -208,7 +231,7 @@ mod tests {
         );
         let ready = &r.ops[1]["value"];
         assert_eq!(ready["httpGet"]["path"], "/app-health/app/readyz");
-        assert_eq!(ready["httpGet"]["httpHeaders"][0]["name"], "X-Probe");
+        assert_eq!(ready["httpGet"]["httpHeaders"][0]["name"], "Authorization");
         assert_eq!(ready["periodSeconds"], 3);
         assert_eq!(ready["failureThreshold"], 2);
         assert!(r.ops[2]["value"].get("grpc").is_none());
@@ -225,7 +248,9 @@ mod tests {
         assert_eq!(rewrite(&p, 15021), Rewrite::default());
         let p = pod(json!({
             "name": "app", "image": "a",
-            "readinessProbe": {"tcpSocket": {"port": 80, "host": "10.0.0.1"}}
+            "readinessProbe": {"tcpSocket": {"port": 80, "host": "10.0.0.1"}},
+            "livenessProbe": {"httpGet": {"path": "/", "port": 80, "httpHeaders": [{"name": "X", "value": "a\nb"}]}},
+            "startupProbe": {"httpGet": {"path": "/a b", "port": 80}}
         }));
         assert_eq!(rewrite(&p, 15021), Rewrite::default());
     }
