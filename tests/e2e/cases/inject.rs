@@ -4,15 +4,19 @@
 //! 1.33), the sidecar's inline bootstrap equal to what `portolan bootstrap` prints for the flags
 //! the injector recorded, the sidecar's whole command line accepted by `envoy --mode validate`,
 //! the init container's `portolan capture` command accepted (`--dry-run`) with the pod's
-//! exclusions in its rules. Then: re-injecting the injected pod changes nothing, an opted-out
-//! pod is left alone, a host-network pod is admitted unchanged with a warning, and refused by a
-//! server with `--inject-refuse-uninjectable`.
+//! exclusions and the probe port in its rules, the application's HTTP, TCP and gRPC probes
+//! rewritten to the sidecar's probe port. Then: re-injecting the injected pod changes nothing,
+//! an opted-out pod is left alone, a host-network pod is admitted unchanged with a warning, and
+//! refused by a server with `--inject-refuse-uninjectable`.
 //!
 //! And for real, in network namespaces (as `capture.rs`; root and iptables needed, skipped
 //! otherwise): three pods injected by the same server, each one's `portolan-init` arguments run
 //! as `portolan capture` in its namespace and its `portolan-proxy` command line run as Envoy
 //! (UID 1337); an unchanged client's `curl http://reviews:9080/` reaches both versions of a
-//! 50/50 canary through its sidecar and the servers' inbound listeners, over mutual TLS.
+//! 50/50 canary through its sidecar and the servers' inbound listeners, over mutual TLS; the
+//! servers are STRICT, and their rewritten probes, sent in plaintext from a pod without a
+//! sidecar as the kubelet would, pass through the probe port while their application port
+//! refuses plaintext.
 
 use crate::bin;
 use portolan_e2e::envoy::envoy_bin;
