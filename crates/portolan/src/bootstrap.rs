@@ -12,6 +12,9 @@
 //! of a client certificate: ADS goes over Envoy's Google gRPC client with `sts_service` call
 //! credentials (see [`token_grpc_service`] and docs/security.md).
 //!
+//! With `--app-probe` it adds a static listener answering the kubelet's rewritten probes (see
+//! [`probes`]).
+//!
 //! With `--grpc` it prints a gRPC xDS bootstrap instead (the file `GRPC_XDS_BOOTSTRAP` names):
 //! the xDS server with insecure or TLS channel credentials, and the node, marked as a gRPC
 //! client (`portolan.dev/client: grpc`).
@@ -21,6 +24,8 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::ExitCode;
+
+pub mod probes;
 
 /// Name of the static cluster that reaches Portolan.
 pub const XDS_CLUSTER: &str = "portolan-xds";
@@ -157,6 +162,12 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
     if let Some(google) = token_grpc_service(args, &xds_host)? {
         bootstrap["dynamic_resources"]["ads_config"]["grpc_services"] = json!([google]);
     }
+    probes::add(
+        &mut bootstrap,
+        &args.app_probes,
+        &args.app_probe_headers,
+        args.probe_port,
+    )?;
     Ok(bootstrap)
 }
 
@@ -356,6 +367,9 @@ mod tests {
             inbound_port: None,
             outbound_port: None,
             app_protocol: None,
+            app_probes: vec![],
+            app_probe_headers: vec![],
+            probe_port: 15021,
             outbound_traffic_policy: None,
             namespace: None,
             service_account: None,

@@ -638,6 +638,20 @@ pub struct InjectArgs {
     /// a warning.
     #[arg(long, env = "PORTOLAN_INJECT_REFUSE_UNINJECTABLE")]
     pub inject_refuse_uninjectable: bool,
+    /// Rewrite the application containers' HTTP, TCP and gRPC probes to the sidecar's probe
+    /// port, so that they pass under STRICT mutual TLS (a pod opts out with the annotation
+    /// `portolan.dev/rewrite-probes: "false"`); `--inject-rewrite-probes=false` turns it off.
+    #[arg(
+        long,
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL",
+        env = "PORTOLAN_INJECT_REWRITE_PROBES"
+    )]
+    pub inject_rewrite_probes: bool,
+    /// The sidecar's probe port (`bootstrap --probe-port`; capture leaves it alone).
+    #[arg(long, default_value_t = 15021, env = "PORTOLAN_INJECT_PROBE_PORT")]
+    pub inject_probe_port: u16,
 }
 
 /// Parses `requests.cpu=50m,limits.memory=256Mi` into a Kubernetes ResourceRequirements.
@@ -850,6 +864,21 @@ pub struct BootstrapArgs {
     /// Mesh workload: `tcp` for a TCP application (`node.metadata.appProtocol`; default HTTP).
     #[arg(long)]
     pub app_protocol: Option<String>,
+    /// Mesh workload: a kubelet probe the sidecar answers on --probe-port at
+    /// `/app-health/NAME` (NAME is `CONTAINER/KIND`), checking the application at URL:
+    /// `http://127.0.0.1:PORT/PATH` (forwarded, the application's status is the answer),
+    /// `tcp://127.0.0.1:PORT` (a TCP connect) or `grpc://127.0.0.1:PORT[/SERVICE]` (the gRPC
+    /// health service); repeatable. The injector writes these for rewritten probes.
+    #[arg(long = "app-probe", value_name = "NAME=URL", value_parser = crate::bootstrap::probes::parse_app_probe)]
+    pub app_probes: Vec<crate::bootstrap::probes::AppProbe>,
+    /// A header the sidecar sets on the HTTP probe NAME's requests (`Host` rewrites the
+    /// authority; `%XX` in VALUE is decoded, so `%20` is a space); repeatable.
+    #[arg(long = "app-probe-header", value_name = "NAME=HEADER:VALUE", value_parser = crate::bootstrap::probes::parse_probe_header)]
+    pub app_probe_headers: Vec<crate::bootstrap::probes::ProbeHeader>,
+    /// The port of the sidecar's static probe listener (on 0.0.0.0), with --app-probe; `portolan
+    /// capture --exclude-inbound-ports` must name it.
+    #[arg(long, default_value_t = 15021)]
+    pub probe_port: u16,
     /// Mesh workload: what its sidecar does with captured connections to unknown destinations,
     /// over `serve --outbound-traffic-policy`
     /// (`node.metadata["portolan.dev/outbound-traffic-policy"]`).

@@ -94,6 +94,8 @@ fn injector(args: &ServeArgs) -> anyhow::Result<Injector> {
         drain_seconds: inject.inject_drain_seconds,
         log_level: inject.inject_log_level.clone(),
         refuse_uninjectable: inject.inject_refuse_uninjectable,
+        rewrite_probes: inject.inject_rewrite_probes,
+        probe_port: inject.inject_probe_port,
         identity: token_identity(args)?,
     };
     // The settings are checked once here: a bootstrap they cannot make is a startup error.

@@ -8,7 +8,10 @@
 //!   it starts before the application and stops after it) running Envoy as
 //!   [`InjectConfig::proxy_uid`], with the bootstrap `portolan bootstrap` prints for the pod,
 //!   inline (`--config-yaml`): the injector builds the flags ([`Injector::bootstrap_args`]) and
-//!   the caller's [`RenderBootstrap`] renders them with that same code.
+//!   the caller's [`RenderBootstrap`] renders them with that same code;
+//! * the application containers' HTTP, TCP and gRPC probes go to the sidecar's static probe
+//!   listener, which checks the application over loopback ([`probes`]), so they pass under
+//!   STRICT mutual TLS.
 //!
 //! Which pods: the MutatingWebhookConfiguration's selectors pick them (an enabled namespace, or
 //! a pod labelled `portolan.dev/inject: "true"`); here a pod that says `"false"` (label or
@@ -32,6 +35,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub mod probes;
+
 /// Name of the capture init container.
 pub const INIT_CONTAINER: &str = "portolan-init";
 /// Name of the Envoy sidecar (a native sidecar: an init container with `restartPolicy: Always`).
@@ -42,6 +47,8 @@ pub const INJECT_KEY: &str = "portolan.dev/inject";
 pub const INJECTED_ANNOTATION: &str = "portolan.dev/injected";
 /// Annotation naming the application's port (default: the first TCP container port).
 pub const APP_PORT_ANNOTATION: &str = "portolan.dev/app-port";
+/// Annotation turning probe rewriting off for one pod: `"false"`.
+pub const REWRITE_PROBES_ANNOTATION: &str = "portolan.dev/rewrite-probes";
 /// Annotation naming the application's protocol (`tcp`; default HTTP).
 pub const APP_PROTOCOL_ANNOTATION: &str = "portolan.dev/app-protocol";
 /// Annotation naming the proxy's locality zone (default: the pod's `nodeSelector`
@@ -132,6 +139,11 @@ pub struct InjectConfig {
     pub log_level: String,
     /// Refuse a pod that cannot be injected instead of admitting it unchanged with a warning.
     pub refuse_uninjectable: bool,
+    /// Rewrite the application containers' probes to the sidecar's probe port (unless the pod
+    /// says `portolan.dev/rewrite-probes: "false"`).
+    pub rewrite_probes: bool,
+    /// The sidecar's probe listener port (`bootstrap --probe-port`), left out of capture.
+    pub probe_port: u16,
     /// Sidecars prove their identity with a projected service account token over TLS
     /// (`serve --xds-token-review`); none: plaintext xDS, no credentials.
     pub identity: Option<TokenIdentity>,
@@ -248,13 +260,21 @@ impl Injector {
     /// The JSONPatch injecting `pod`, or why it cannot be injected.
     fn patch(&self, pod: &Value, namespace: &str) -> Result<Vec<Value>, String> {
         self.check(pod)?;
-        let capture = capture_args(pod, &self.config)?;
+        let rewrite = self.probe_rewrite(pod);
+        let mut capture = capture_args(pod, &self.config)?;
+        if !rewrite.ops.is_empty() {
+            capture.push(format!(
+                "--exclude-inbound-ports={}",
+                self.config.probe_port
+            ));
+        }
         let bootstrap_args = self.bootstrap_args(pod, namespace)?;
         let bootstrap = (self.render)(&bootstrap_args)
             .map_err(|e| format!("its bootstrap cannot be rendered: {e}"))?;
         let init = self.init_container(capture);
         let proxy = self.proxy_container(bootstrap);
         let mut ops = self.identity_volume(pod);
+        ops.extend(rewrite.ops);
         match pod
             .pointer("/spec/initContainers")
             .and_then(Value::as_array)
@@ -339,11 +359,14 @@ impl Injector {
         let pod_uid = pod
             .pointer("/spec/securityContext/runAsUser")
             .and_then(Value::as_u64);
-        let reserved = [
+        let mut reserved = vec![
             self.config.outbound_port,
             self.config.inbound_port,
             self.config.admin_port,
         ];
+        if !self.probe_rewrite(pod).ops.is_empty() {
+            reserved.push(self.config.probe_port);
+        }
         for (path, container) in containers(pod) {
             let runs_as = container
                 .pointer("/securityContext/runAsUser")
@@ -426,8 +449,24 @@ impl Injector {
             }
             args.push(format!("--outbound-traffic-policy={policy}"));
         }
+        let probes = self.probe_rewrite(pod).bootstrap_args;
+        if !probes.is_empty() {
+            args.push(format!("--probe-port={}", c.probe_port));
+            args.extend(probes);
+        }
         args.push("--output=json".into());
         Ok(args)
+    }
+
+    /// The pod's probe rewrite: none when rewriting is off (`--inject-rewrite-probes=false`,
+    /// or the pod's `portolan.dev/rewrite-probes: "false"`).
+    fn probe_rewrite(&self, pod: &Value) -> probes::Rewrite {
+        let opted_out = annotation(pod, REWRITE_PROBES_ANNOTATION)
+            .is_some_and(|v| matches!(v, "false" | "disabled"));
+        if !self.config.rewrite_probes || opted_out {
+            return probes::Rewrite::default();
+        }
+        probes::rewrite(pod, self.config.probe_port)
     }
 
     /// `portolan-init`: `portolan capture`, as root with NET_ADMIN and NET_RAW only.
@@ -715,6 +754,8 @@ mod tests {
             drain_seconds: 5,
             log_level: "info".into(),
             refuse_uninjectable: false,
+            rewrite_probes: true,
+            probe_port: 15021,
             identity: None,
         }
     }
@@ -921,6 +962,100 @@ mod tests {
             flags.contains("--xds-ca=/var/run/secrets/portolan/ca.crt"),
             "{flags}"
         );
+    }
+
+    fn probed_pod() -> Value {
+        let mut p = pod();
+        p["spec"]["containers"][0]["ports"] = json!([{"name": "http", "containerPort": 8080}]);
+        p["spec"]["containers"][0]["readinessProbe"] =
+            json!({"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 2});
+        p["spec"]["containers"][0]["livenessProbe"] = json!({"tcpSocket": {"port": 8080}});
+        p
+    }
+
+    #[test]
+    fn probes_are_rewritten_to_the_probe_port_left_out_of_capture() {
+        let i = injector(false);
+        let p = probed_pod();
+        let Decision::Inject(ops) = i.decide(&request(p.clone())) else {
+            panic!("not injected");
+        };
+        let doc = patched(&p, &ops);
+        let app = &doc["spec"]["containers"][0];
+        assert_eq!(
+            app["readinessProbe"],
+            json!({"httpGet": {"path": "/app-health/app/readyz", "port": 15021, "scheme": "HTTP"}, "periodSeconds": 2})
+        );
+        assert_eq!(
+            app["livenessProbe"]["httpGet"]["path"],
+            "/app-health/app/livez"
+        );
+        let capture = doc["spec"]["initContainers"][0]["args"].to_string();
+        assert!(
+            capture.contains("--exclude-inbound-ports=15021"),
+            "{capture}"
+        );
+        let flags = doc["metadata"]["annotations"][INJECTED_ANNOTATION]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for expected in [
+            "--probe-port=15021",
+            "--app-probe=app/readyz=http://127.0.0.1:8080/ready",
+            "--app-probe=app/livez=tcp://127.0.0.1:8080",
+        ] {
+            assert!(
+                flags.split(' ').any(|f| f == expected),
+                "{expected} not in {flags}"
+            );
+        }
+        // Injecting again changes nothing, and the probes are not rewritten twice.
+        assert_eq!(
+            i.decide(&request(doc.clone())),
+            Decision::Unchanged("already injected".into())
+        );
+        assert!(probes::rewrite(&doc, 15021).ops.is_empty());
+    }
+
+    #[test]
+    fn probe_rewriting_can_be_turned_off() {
+        let mut p = probed_pod();
+        p["metadata"]["annotations"] = json!({REWRITE_PROBES_ANNOTATION: "false"});
+        let mut c = config();
+        let check = |i: &Injector, p: &Value| {
+            let Decision::Inject(ops) = i.decide(&request(p.clone())) else {
+                panic!("not injected");
+            };
+            let doc = patched(p, &ops);
+            assert_eq!(
+                doc["spec"]["containers"][0]["readinessProbe"],
+                p["spec"]["containers"][0]["readinessProbe"]
+            );
+            let capture = doc["spec"]["initContainers"][0]["args"].to_string();
+            assert!(!capture.contains("15021"), "{capture}");
+            let flags = doc["metadata"]["annotations"][INJECTED_ANNOTATION].to_string();
+            assert!(!flags.contains("--app-probe"), "{flags}");
+        };
+        check(&injector(false), &p);
+        c.rewrite_probes = false;
+        let off = Injector::new(
+            c,
+            Arc::new(|args: &[String]| Ok(json!({"args": args}).to_string())),
+        );
+        check(&off, &probed_pod());
+    }
+
+    #[test]
+    fn a_container_port_on_the_probe_port_is_uninjectable_when_probes_are_rewritten() {
+        let mut p = probed_pod();
+        p["spec"]["containers"][0]["ports"] = json!([
+            {"name": "http", "containerPort": 8080},
+            {"containerPort": 15021}
+        ]);
+        let Decision::Uninjectable(why) = injector(false).decide(&request(p)) else {
+            panic!("injected");
+        };
+        assert!(why.contains("ports[1].containerPort 15021"), "{why}");
     }
 
     #[test]

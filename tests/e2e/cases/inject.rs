@@ -4,15 +4,19 @@
 //! 1.33), the sidecar's inline bootstrap equal to what `portolan bootstrap` prints for the flags
 //! the injector recorded, the sidecar's whole command line accepted by `envoy --mode validate`,
 //! the init container's `portolan capture` command accepted (`--dry-run`) with the pod's
-//! exclusions in its rules. Then: re-injecting the injected pod changes nothing, an opted-out
-//! pod is left alone, a host-network pod is admitted unchanged with a warning, and refused by a
-//! server with `--inject-refuse-uninjectable`.
+//! exclusions and the probe port in its rules, the application's HTTP, TCP and gRPC probes
+//! rewritten to the sidecar's probe port. Then: re-injecting the injected pod changes nothing,
+//! an opted-out pod is left alone, a host-network pod is admitted unchanged with a warning, and
+//! refused by a server with `--inject-refuse-uninjectable`.
 //!
 //! And for real, in network namespaces (as `capture.rs`; root and iptables needed, skipped
 //! otherwise): three pods injected by the same server, each one's `portolan-init` arguments run
 //! as `portolan capture` in its namespace and its `portolan-proxy` command line run as Envoy
 //! (UID 1337); an unchanged client's `curl http://reviews:9080/` reaches both versions of a
-//! 50/50 canary through its sidecar and the servers' inbound listeners, over mutual TLS.
+//! 50/50 canary through its sidecar and the servers' inbound listeners, over mutual TLS; the
+//! servers are STRICT, and their rewritten probes, sent in plaintext from a pod without a
+//! sidecar as the kubelet would, pass through the probe port while their application port
+//! refuses plaintext.
 
 use crate::bin;
 use portolan_e2e::envoy::envoy_bin;
@@ -29,7 +33,7 @@ use std::time::Duration;
 const XDS_ADDRESS: &str = "portolan.portolan-system.svc:18000";
 
 /// A pod as a Deployment's ReplicaSet creates it: no name yet, a service account, a zone, an
-/// init container of its own and a capture annotation.
+/// init container of its own, a capture annotation, and HTTP, TCP and gRPC probes.
 fn pod() -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -47,7 +51,13 @@ fn pod() -> Value {
             "containers": [{
                 "name": "app", "image": "reviews:2",
                 "ports": [{"name": "http", "containerPort": 9080}],
-                "securityContext": {"runAsUser": 1000}
+                "securityContext": {"runAsUser": 1000},
+                "readinessProbe": {
+                    "httpGet": {"path": "/ready", "port": "http", "httpHeaders": [{"name": "X-Probe", "value": "kube let"}]},
+                    "periodSeconds": 5
+                },
+                "livenessProbe": {"tcpSocket": {"port": 9080}, "initialDelaySeconds": 3},
+                "startupProbe": {"grpc": {"port": 9090, "service": "reviews"}, "failureThreshold": 30}
             }]
         }
     })
@@ -236,6 +246,11 @@ fn check_sidecar(patched: &Value, mesh_port: u16) -> anyhow::Result<()> {
         "--app-port=9080",
         "--namespace=shop",
         "--service-account=reviews",
+        "--probe-port=15021",
+        "--app-probe=app/readyz=http://127.0.0.1:9080/ready",
+        "--app-probe-header=app/readyz=X-Probe:kube%20let",
+        "--app-probe=app/livez=tcp://127.0.0.1:9080",
+        "--app-probe=app/startupz=grpc://127.0.0.1:9090/reviews",
     ] {
         assert!(
             flags.split(' ').any(|f| f == expected),
@@ -244,6 +259,10 @@ fn check_sidecar(patched: &Value, mesh_port: u16) -> anyhow::Result<()> {
     }
     assert!(!flags.contains("pod-template-hash"), "{flags}");
     assert_eq!(inline["node"]["locality"]["zone"], "zone-b");
+    assert_eq!(
+        inline["static_resources"]["listeners"][0]["name"], "portolan-probes",
+        "{inline}"
+    );
     assert_eq!(
         inline["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
             [0]["endpoint"]["address"]["socket_address"]["address"],
@@ -348,6 +367,11 @@ fn check_init(patched: &Value) -> anyhow::Result<()> {
         "{rules}"
     );
     assert!(rules.contains("--uid-owner 1337 -j RETURN"), "{rules}");
+    // The probe port is left out of inbound capture.
+    assert!(
+        rules.contains("-A PORTOLAN_INBOUND -p tcp --dport 15021 -j RETURN"),
+        "{rules}"
+    );
     Ok(())
 }
 
@@ -377,7 +401,27 @@ async fn injected_pods_are_valid_and_bootstrapped_like_portolan_bootstrap() -> a
         .filter_map(|c| c["name"].as_str().map(str::to_string))
         .collect();
     assert_eq!(names, ["portolan-init", "portolan-proxy", "migrate"]);
-    assert_eq!(patched["spec"]["containers"], pod()["spec"]["containers"]);
+    // Of the application, only the probes changed: to the sidecar's probe port.
+    let mut app = patched["spec"]["containers"][0].clone();
+    for (field, kind) in [
+        ("readinessProbe", "readyz"),
+        ("livenessProbe", "livez"),
+        ("startupProbe", "startupz"),
+    ] {
+        let get = &app[field]["httpGet"];
+        assert_eq!(get["port"], 15021, "{app}");
+        assert_eq!(get["path"], format!("/app-health/app/{kind}"), "{app}");
+        if let Some(probe) = app.as_object_mut() {
+            probe.remove(field);
+        }
+    }
+    let mut original = pod()["spec"]["containers"][0].clone();
+    for field in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        if let Some(c) = original.as_object_mut() {
+            c.remove(field);
+        }
+    }
+    assert_eq!(app, original);
     validate_pod(&patched, dir.path())?;
     check_sidecar(&patched, injector.portolan.ports().mesh)?;
     check_init(&patched)?;
@@ -483,7 +527,7 @@ async fn injected_pods_are_valid_and_bootstrapped_like_portolan_bootstrap() -> a
 
 /// `reviews` (ClusterIP 10.96.0.40:9080, pods v1 10.244.0.41 and v2 10.244.0.42) split 50/50
 /// between `reviews-v1` and `reviews-v2` by a mesh TrafficRoute, in namespace `shop`, its
-/// servers running as service account `reviews`.
+/// servers running as service account `reviews`, STRICT mutual TLS.
 fn mesh_manifests() -> String {
     let service = |name: &str, ip: &str| {
         format!(
@@ -503,17 +547,29 @@ fn mesh_manifests() -> String {
         slice("reviews-v1", "reviews-v1", "10.244.0.41"),
         service("reviews-v2", "10.96.0.42"),
         slice("reviews-v2", "reviews-v2", "10.244.0.42"),
+        "apiVersion: portolan.dev/v1alpha1\nkind: PeerAuthentication\nmetadata:\n  name: reviews\n  namespace: shop\nspec:\n  selector:\n    matchLabels: {app: reviews}\n  mtls:\n    mode: STRICT\n".into(),
         "apiVersion: portolan.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: reviews-canary\n  namespace: shop\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews-v1}\n      weight: 50\n    - destination: {host: reviews-v2}\n      weight: 50\n".into(),
     ]
     .join("---\n")
 }
 
-/// A pod as a Deployment of `app` (service account `sa`, container port 9080 if `serves`)
-/// would create it.
+/// A pod as a Deployment of `app` (service account `sa`, container port 9080 and its probes if
+/// `serves`) would create it.
 fn workload_pod(app: &str, version: &str, sa: &str, serves: bool) -> Value {
     let mut container = json!({"name": app, "image": format!("{app}:{version}")});
     if serves {
         container["ports"] = json!([{"name": "http", "containerPort": 9080}]);
+        // An HTTP probe on the named port with a header, a TCP probe, and a probe the
+        // application fails (pod.py answers 503 under /fail).
+        container["readinessProbe"] = json!({"httpGet": {
+            "path": "/healthz?full=1", "port": "http",
+            "httpHeaders": [{"name": "X-Probe", "value": "kubelet"}]
+        }});
+        container["livenessProbe"] = json!({"tcpSocket": {"port": 9080}});
+        container["startupProbe"] = json!({"httpGet": {
+            "path": "/fail", "port": 9080,
+            "httpHeaders": [{"name": "X-Probe", "value": "kubelet"}]
+        }});
     }
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -534,7 +590,7 @@ async fn run_injected(
     ca: &TestCa,
     pod: &Value,
     target: &mut Pod,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Value> {
     let response = injector.review(ca, &target.role.clone(), pod).await?;
     let injected = apply(pod, &response)?;
     let init = init_container(&injected, "portolan-init")?;
@@ -554,7 +610,8 @@ async fn run_injected(
                 .replace("$(POD_NAMESPACE)", "shop")
         })
         .collect();
-    target.envoy(&envoy).await
+    target.envoy(&envoy).await?;
+    Ok(injected)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -598,11 +655,17 @@ async fn injected_scenario() -> anyhow::Result<()> {
     let mut v2 = node.pod("reviews-v2", "10.244.0.42")?;
     let mut client = node.pod("client", "10.244.0.10")?;
     client.hosts(&["10.96.0.40 reviews reviews.shop reviews.shop.svc.cluster.local"])?;
+    // No sidecar: the node's kubelet probing pods, in plaintext.
+    let kubelet = node.pod("kubelet", "10.244.0.2")?;
+    let mut injected_v1 = Value::Null;
     let started = async {
         for (pod, version) in [(&mut v1, "v1"), (&mut v2, "v2")] {
             pod.http_app(&format!("reviews-{version}"), 9080)?;
             let spec = workload_pod("reviews", version, "reviews", true);
-            run_injected(&injector, &ca, &spec, pod).await?;
+            let injected = run_injected(&injector, &ca, &spec, pod).await?;
+            if version == "v1" {
+                injected_v1 = injected;
+            }
         }
         let spec = workload_pod("client", "v1", "client", false);
         run_injected(&injector, &ca, &spec, &mut client).await
@@ -653,5 +716,66 @@ async fn injected_scenario() -> anyhow::Result<()> {
         );
         assert!(server.counter("http.inbound.downstream_rq_total").await? > 0);
     }
+    probes_pass_strict_mtls(&injected_v1, &kubelet, &v1).await
+}
+
+/// The kubelet's probes of an injected STRICT pod, sent as the rewritten pod says, in
+/// plaintext from outside the pod: answered through the sidecar's probe port with the
+/// application's own answer (original path, query and header; its 503 stays a failure; a TCP
+/// probe passes while the port accepts), while plaintext to the application's port is refused.
+async fn probes_pass_strict_mtls(
+    injected: &Value,
+    kubelet: &Pod,
+    server: &Pod,
+) -> anyhow::Result<()> {
+    let app = &injected["spec"]["containers"][0];
+    let url = |probe: &str| -> anyhow::Result<String> {
+        let get = &app[probe]["httpGet"];
+        anyhow::ensure!(get["scheme"] == "HTTP", "{probe} not rewritten: {app}");
+        Ok(format!(
+            "http://{}:{}{}",
+            server.ip,
+            get["port"],
+            get["path"].as_str().unwrap_or_default()
+        ))
+    };
+    let ready = url("readinessProbe")?;
+    assert_eq!(
+        ready,
+        format!("http://{}:15021/app-health/reviews/readyz", server.ip)
+    );
+    let res = eventually(
+        "the readiness probe through the probe port",
+        Duration::from_secs(30),
+        || async {
+            match kubelet.curl(&ready).await {
+                Ok(body) if body == "reviews-v1 /healthz?full=1 kubelet" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    if let Err(e) = res {
+        anyhow::bail!("{e}\n{}", server.diagnostics());
+    }
+    let live = url("livenessProbe")?;
+    let res = eventually(
+        "the TCP probe through the probe port",
+        Duration::from_secs(10),
+        || async { kubelet.curl(&live).await.map(|_| ()) },
+    )
+    .await;
+    res.map_err(|e| anyhow::anyhow!("{e}\n{}", server.diagnostics()))?;
+    let startup = kubelet.curl(&url("startupProbe")?).await;
+    assert!(
+        startup.as_ref().is_err_and(|e| e.contains("503")),
+        "the application's 503 was not a failure: {startup:?}"
+    );
+    // STRICT: the application's own port, in plaintext, is refused by the inbound listener.
+    let direct = kubelet.curl(&format!("http://{}:9080/", server.ip)).await;
+    assert!(
+        direct.is_err(),
+        "plaintext reached the application: {direct:?}"
+    );
     Ok(())
 }

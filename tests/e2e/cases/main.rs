@@ -31,6 +31,7 @@ mod nack;
 mod observability;
 mod on_demand;
 mod policies;
+mod probes;
 mod route_tests;
 mod routing;
 mod scoping;

@@ -17,11 +17,15 @@
 //! [`Upstream::stop`] closes the listener and every open connection.
 //! [`Upstream::start_tls`] serves the same behind TLS (see [`tls`]), [`Upstream::start_h2c`]
 //! over cleartext HTTP/2 only (see [`h2c`]), [`Upstream::start_ws`] as a WebSocket echo
-//! server (see [`ws`]); `x-seen-version` says which HTTP version arrived.
+//! server (see [`ws`]); `x-seen-version` says which HTTP version arrived. [`GrpcHealth`] is a
+//! gRPC health server.
 
+mod grpc_health;
 mod h2c;
 mod tls;
 mod ws;
+
+pub use grpc_health::GrpcHealth;
 
 use axum::Router;
 use axum::extract::{Path, Request, State};

@@ -4,7 +4,9 @@ namespaces. Unchanged applications: they know nothing of the sidecar.
 
 usage: pod.py http NAME PORT        HTTP server on 0.0.0.0:PORT answering every GET with NAME;
                                     a WebSocket upgrade (RFC 6455) gets an echo of each text
-                                    message, prefixed with "NAME: "
+                                    message, prefixed with "NAME: "; a GET with an X-Probe
+                                    header gets "NAME PATH X-PROBE" (a health check), and
+                                    503 when the path starts with /fail
        pod.py tcp NAME PORT         TCP server on 0.0.0.0:PORT: reads a line, answers "NAME\\n"
        pod.py tcp-client HOST PORT  connects, sends a line, prints the answer (exit 1 on error)
        pod.py ws-client HOST PORT   opens a WebSocket session on /chat, sends two messages and
@@ -66,7 +68,12 @@ def http_server(name, port):
             if self.headers.get("Upgrade", "").lower() == "websocket":
                 return self.websocket()
             body = f"{name}\n".encode()
-            self.send_response(200)
+            status = 200
+            probe = self.headers.get("X-Probe")
+            if probe is not None:
+                body = f"{name} {self.path} {probe}\n".encode()
+                status = 503 if self.path.startswith("/fail") else 200
+            self.send_response(status)
             self.send_header("content-type", "text/plain")
             self.send_header("content-length", str(len(body)))
             self.send_header("x-upstream", name)

@@ -28,7 +28,7 @@ impl Upstream {
     }
 }
 
-async fn serve_h2c(listener: TcpListener, app: Router) {
+pub(super) async fn serve_h2c(listener: TcpListener, app: Router) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
