@@ -49,6 +49,7 @@ mod filters;
 mod gamma;
 mod gateway;
 mod gateway_api;
+mod gateway_api_udp;
 mod inbound;
 pub mod json;
 mod jwt;

@@ -17,10 +17,12 @@
 //! [`Upstream::stop`] closes the listener and every open connection.
 //! [`Upstream::start_tls`] serves the same behind TLS (see [`tls`]), [`Upstream::start_h2c`]
 //! over cleartext HTTP/2 only (see [`h2c`]), [`Upstream::start_ws`] as a WebSocket echo
-//! server (see [`ws`]); `x-seen-version` says which HTTP version arrived.
+//! server (see [`ws`]); `x-seen-version` says which HTTP version arrived. [`udp`] holds a UDP
+//! echo upstream (`NAME: payload`) and its client.
 
 mod h2c;
 mod tls;
+pub mod udp;
 mod ws;
 
 use axum::Router;
