@@ -62,6 +62,7 @@ use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 use tcp::{tcp_route_attach_all, tcp_route_parent_refs, tcp_route_refs};
+use udp::udp_route;
 use tls::{
     hostname_intersection_https, https_and_passthrough, https_listener, invalid_tls_configuration,
     keys_stay_private, secret_grant_all, secret_grant_invalid, secret_grant_missing,
@@ -87,6 +88,8 @@ mod listenerset;
 mod more;
 #[path = "gateway_api_tcp.rs"]
 mod tcp;
+#[path = "gateway_api_udp.rs"]
+mod udp;
 #[path = "gateway_api_tls.rs"]
 mod tls;
 
@@ -805,6 +808,17 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "TCPRouteInvalidBackendRefUnknownKind"
         ],
         tcp_route_refs
+    );
+    scenario!(
+        b,
+        c,
+        &[
+            "UDPRoute",
+            "Portolan:UDPRouteWeightedRouting",
+            "Portolan:UDPRouteNotAllowedByListeners",
+            "Portolan:UDPRouteInvalidBackendRefNonexistent"
+        ],
+        udp_route
     );
     scenario!(
         b,
