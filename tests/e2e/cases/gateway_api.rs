@@ -571,7 +571,8 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "Mesh",
             "ReferenceGrant",
             "TCPRoute",
-            "TLSRoute"
+            "TLSRoute",
+            "UDPRoute"
         ]
     );
     let all = c.portolan.get_json("/debug/status").await?;

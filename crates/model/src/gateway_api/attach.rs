@@ -47,6 +47,7 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "ReferenceGrant",
     "TCPRoute",
     "TLSRoute",
+    "UDPRoute",
 ];
 
 type HostRules = BTreeMap<String, Vec<(usize, rules::Precedence, ApiRule)>>;
