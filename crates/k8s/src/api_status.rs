@@ -48,7 +48,11 @@ pub fn desired(
         let wanted = match (world.api_statuses.get(object), object.kind) {
             (
                 _,
-                Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute,
+                Kind::HttpRoute
+                | Kind::GrpcRoute
+                | Kind::TlsRoute
+                | Kind::TcpRoute
+                | Kind::UdpRoute,
             ) => {
                 let mine = match invalid.get(object) {
                     Some(errors) => refused(world, object, seen, errors),

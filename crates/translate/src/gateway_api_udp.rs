@@ -236,7 +236,11 @@ mod tests {
         };
         assert_eq!(action.name, "route");
         let any = action.typed_config.expect("typed config");
-        assert!(any.type_url.ends_with("udp_proxy.v3.Route"), "{}", any.type_url);
+        assert!(
+            any.type_url.ends_with("udp_proxy.v3.Route"),
+            "{}",
+            any.type_url
+        );
         assert!(m.matcher_type.is_none());
     }
 }

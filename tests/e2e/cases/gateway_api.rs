@@ -62,7 +62,6 @@ use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 use tcp::{tcp_route_attach_all, tcp_route_parent_refs, tcp_route_refs};
-use udp::udp_route;
 use tls::{
     hostname_intersection_https, https_and_passthrough, https_listener, invalid_tls_configuration,
     keys_stay_private, secret_grant_all, secret_grant_invalid, secret_grant_missing,
@@ -71,6 +70,7 @@ use tls::{
     tls_route_no_matching_listener_hostname, tls_route_simple_same_namespace,
     tls_route_terminate_not_supported,
 };
+use udp::udp_route;
 
 #[path = "gateway_api_backend_tls.rs"]
 mod backend_tls;
@@ -88,10 +88,10 @@ mod listenerset;
 mod more;
 #[path = "gateway_api_tcp.rs"]
 mod tcp;
-#[path = "gateway_api_udp.rs"]
-mod udp;
 #[path = "gateway_api_tls.rs"]
 mod tls;
+#[path = "gateway_api_udp.rs"]
+mod udp;
 
 const INFRA: &str = "gateway-conformance-infra";
 

@@ -111,14 +111,24 @@ pub(super) async fn udp_route(c: &mut Conformance) -> anyhow::Result<()> {
     }
     let a = counts.get("udp-backend-a").copied().unwrap_or_default();
     let b = counts.get("udp-backend-b").copied().unwrap_or_default();
-    assert_eq!(a + b, SPLIT_SAMPLES, "only the two backends answer: {counts:?}");
+    assert_eq!(
+        a + b,
+        SPLIT_SAMPLES,
+        "only the two backends answer: {counts:?}"
+    );
     // Loose: each side gets at least a sixth of the sessions (a fair split gets half).
     assert!(
         a >= SPLIT_SAMPLES / 6 && b >= SPLIT_SAMPLES / 6,
         "50/50 split: {counts:?}"
     );
 
-    let p = udp_parent(c, "gateway-conformance-app-backend", "udp-not-allowed", "Accepted").await?;
+    let p = udp_parent(
+        c,
+        "gateway-conformance-app-backend",
+        "udp-not-allowed",
+        "Accepted",
+    )
+    .await?;
     assert_condition(
         &p["conditions"],
         "Accepted",

@@ -211,9 +211,7 @@ fn protocol(l: &Listener) -> Result<Proto, (&'static str, String)> {
         )),
         (p, _) => Err((
             "UnsupportedProtocol",
-            format!(
-                "protocol {p} is not supported: HTTP, HTTPS, TLS (Passthrough), TCP and UDP"
-            ),
+            format!("protocol {p} is not supported: HTTP, HTTPS, TLS (Passthrough), TCP and UDP"),
         )),
     }
 }

@@ -7,8 +7,8 @@ use crate::gateway_api_udp::UDP_PROXY;
 use envoy_types::pb::envoy::config::core::v3::{address, socket_address};
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint;
 use envoy_types::pb::envoy::config::listener::v3::listener_filter::ConfigType;
-use envoy_types::pb::envoy::extensions::filters::udp::udp_proxy::v3::{Route, UdpProxyConfig};
 use envoy_types::pb::envoy::extensions::filters::udp::udp_proxy::v3::udp_proxy_config::RouteSpecifier;
+use envoy_types::pb::envoy::extensions::filters::udp::udp_proxy::v3::{Route, UdpProxyConfig};
 use envoy_types::pb::xds::r#type::matcher::v3::matcher::on_match;
 use portolan_model::Index;
 use prost::Message;
@@ -101,8 +101,8 @@ fn a_udp_listener_proxies_datagrams_to_a_weighted_cluster() {
     let Some(on_match::OnMatch::Action(action)) = m.on_no_match.and_then(|o| o.on_match) else {
         panic!("no action");
     };
-    let route = Route::decode(action.typed_config.expect("config").value.as_slice())
-        .expect("decodes");
+    let route =
+        Route::decode(action.typed_config.expect("config").value.as_slice()).expect("decodes");
     assert_eq!(route.cluster, "gateway-53|udp");
 
     let cluster = out
