@@ -235,6 +235,16 @@ mod tests {
                 "backendtlspolicies".into()
             )
         );
+        // UDPRoute: experimental channel only; a cluster without its CRD lists it as empty.
+        assert_eq!(
+            coords(Kind::UdpRoute),
+            (
+                format!("{gw}/v1alpha2"),
+                "UDPRoute".into(),
+                "udproutes".into()
+            )
+        );
+        assert!(optional(Kind::UdpRoute) && has_api_status(Kind::UdpRoute));
         assert!(WATCHED.contains(&Kind::ConfigMap) && !optional(Kind::ConfigMap));
         assert!(has_api_status(Kind::BackendTlsPolicy) && optional(Kind::BackendTlsPolicy));
         assert!(cluster_scoped(Kind::GatewayClass) && cluster_scoped(Kind::Namespace));
