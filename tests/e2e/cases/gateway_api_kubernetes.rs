@@ -397,6 +397,12 @@ async fn gateway_api_from_the_cluster_routes_provisions_and_gets_status() -> any
     );
     assert_eq!(p["conditions"][0]["reason"], "NoMatchingParent", "{udp}");
     assert_eq!(p["conditions"][0]["observedGeneration"], 2, "{udp}");
+    // Service web has no port 53.
+    assert_eq!(
+        condition(&p["conditions"], "ResolvedRefs"),
+        "ResolvedRefs=False",
+        "{udp}"
+    );
     let policy = written(
         writes,
         &format!("{GW}/namespaces/shop/backendtlspolicies/secure-tls/status"),

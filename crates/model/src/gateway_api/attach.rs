@@ -200,13 +200,16 @@ fn route_input<'r>(
         }
         Resource::UdpRoute(r) => {
             let c = tls::convert(source, created!(r), &r.spec.rules, refs);
+            let unresolved = c
+                .unresolved
+                .or_else(|| tls::udp_port_error(source, &r.spec.rules, refs.world));
             return Some(RouteInput {
                 source,
                 generation,
                 parent_refs: &r.spec.parent_refs,
                 hostnames: &[],
                 contribution: Contribution::Passthrough(c.key, c.backends),
-                unresolved: c.unresolved,
+                unresolved,
             });
         }
         Resource::TlsRoute(r) => {

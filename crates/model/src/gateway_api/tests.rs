@@ -4,7 +4,7 @@
 use super::*;
 use crate::index::Index;
 use crate::routing::{HttpAction, PathMatch};
-use crate::types::{Object, Service, ServiceKey};
+use crate::types::{Object, Protocol, Service, ServiceKey, ServicePort};
 use portolan_api::{Kind, Resource};
 use serde_json::json;
 
@@ -687,9 +687,31 @@ fn udp_routes_take_a_udp_listener_with_weighted_backends() {
         "spec": {"gatewayClassName": "portolan", "listeners": [
             {"name": "dns", "port": 5353, "protocol": "UDP"},
             {"name": "db", "port": 5432, "protocol": "TCP"},
-            {"name": "web", "port": 8080, "protocol": "HTTP"}]}}),
+            {"name": "web", "port": 8080, "protocol": "HTTP"},
+            {"name": "dns2", "port": 5354, "protocol": "UDP"}]}}),
     );
+    for (name, protocol) in [
+        ("a", Protocol::Udp),
+        ("b", Protocol::Udp),
+        ("t", Protocol::Tcp),
+    ] {
+        idx.apply(Object::Service(Service {
+            key: ServiceKey::new("infra", name),
+            ports: vec![ServicePort {
+                name: "p".into(),
+                port: 80,
+                protocol,
+                target_port: None,
+                app_protocol: None,
+            }],
+            cluster_ip: None,
+            external_name: None,
+            labels: Default::default(),
+        }));
+    }
     for (name, section, backends) in [
+        ("tcp-port", "dns2", json!([{"name": "t", "port": 80}])),
+        ("no-port", "dns2", json!([{"name": "a", "port": 81}])),
         (
             "ok",
             "dns",
@@ -735,6 +757,14 @@ fn udp_routes_take_a_udp_listener_with_weighted_backends() {
     assert_eq!(
         cond("no-section", "Accepted"),
         ("False".into(), "NoMatchingParent".into())
+    );
+    assert_eq!(
+        cond("tcp-port", "ResolvedRefs"),
+        ("False".into(), "UnsupportedProtocol".into())
+    );
+    assert_eq!(
+        cond("no-port", "ResolvedRefs"),
+        ("False".into(), "BackendNotFound".into())
     );
     let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "udp")];
     let port = gw.ports.iter().find(|p| p.port == 5353).expect("UDP port");
