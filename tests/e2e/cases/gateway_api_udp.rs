@@ -109,6 +109,7 @@ pub(super) async fn udp_route(c: &mut Conformance) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("datagram {i} to {weighted}: {e}"))?;
         *counts.entry(b).or_default() += 1;
     }
+    eprintln!("UDPRoute 50/50 split over {SPLIT_SAMPLES} sessions: {counts:?}");
     let a = counts.get("udp-backend-a").copied().unwrap_or_default();
     let b = counts.get("udp-backend-b").copied().unwrap_or_default();
     assert_eq!(
