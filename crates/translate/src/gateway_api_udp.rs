@@ -11,7 +11,12 @@
 //! new sessions (a session is a client address and port). A backend that did not resolve, or
 //! has no UDP port there, adds nothing; with no endpoints at all the cluster is empty and
 //! Envoy drops the datagrams.
+//!
+//! The cluster holds its endpoints inline, so a rebuild that replaces only the Services'
+//! ClusterLoadAssignments after an endpoint change cannot update it: such a rebuild asks
+//! [`udp_backends_among`] first and rebuilds in full when it says yes.
 
+use crate::ProxyGroup;
 use crate::address::udp_socket_address;
 use crate::cluster;
 use crate::context::Context;
@@ -37,7 +42,8 @@ use envoy_types::util::pack_any;
 use portolan_api::{Kind, ObjectRef};
 use portolan_model::gateway_api::{ApiChain, ChainKind, INVALID_BACKEND_HOST};
 use portolan_model::routing::Backend;
-use portolan_model::{Protocol, ServiceKey};
+use portolan_model::{Protocol, ServiceKey, World};
+use std::collections::BTreeSet;
 
 /// Well-known name of the UDP proxy listener filter.
 pub(crate) const UDP_PROXY: &str = "envoy.filters.udp_listener.udp_proxy";
@@ -45,6 +51,29 @@ pub(crate) const UDP_PROXY: &str = "envoy.filters.udp_listener.udp_proxy";
 /// Endpoint weights are a backend's weight times this, shared among its endpoints (so that a
 /// backend of weight 1 with up to this many endpoints still weighs 1 per endpoint).
 const WEIGHT_SCALE: u64 = 1000;
+
+/// Whether one of `services` is a backend of a UDP port of the Gateway API Gateway whose
+/// proxies are `group` (its endpoints are inline in that port's cluster, see the module doc).
+pub fn udp_backends_among(
+    world: &World,
+    group: &ProxyGroup,
+    services: &BTreeSet<ServiceKey>,
+) -> bool {
+    let Some(gateway) = crate::gateway_api::selecting(world, group) else {
+        return false;
+    };
+    gateway
+        .ports
+        .iter()
+        .filter(|p| p.udp)
+        .flat_map(|p| &p.chains)
+        .flat_map(|c| match &c.kind {
+            ChainKind::Passthrough { backends } => backends.as_slice(),
+            ChainKind::Terminate { .. } => &[],
+        })
+        .filter_map(|b| b.destination.host.split_once('.'))
+        .any(|(name, namespace)| services.contains(&ServiceKey::new(namespace, name)))
+}
 
 /// The listener of UDP port `port` and its cluster (with the provenance of both).
 pub(crate) fn udp_port(

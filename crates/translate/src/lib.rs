@@ -84,6 +84,7 @@ mod translator;
 
 pub use capture::OutboundPolicy;
 pub use gateway::gateways_selecting;
+pub use gateway_api_udp::udp_backends_among;
 pub use json::JsonError;
 pub use keep::{Keep, Messages};
 pub use on_demand::{Discovery, OnDemandResources};

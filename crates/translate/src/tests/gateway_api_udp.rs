@@ -142,3 +142,23 @@ fn a_udp_listener_proxies_datagrams_to_a_weighted_cluster() {
         ]
     );
 }
+
+#[test]
+fn an_endpoint_change_of_a_udp_backend_is_seen() {
+    let world = world();
+    let group = group_of("gateway:infra/gw");
+    let changed = |names: &[&str]| -> std::collections::BTreeSet<ServiceKey> {
+        names.iter().map(|n| ServiceKey::new("infra", *n)).collect()
+    };
+    assert!(crate::udp_backends_among(&world, &group, &changed(&["b"])));
+    assert!(!crate::udp_backends_among(
+        &world,
+        &group,
+        &changed(&["other"])
+    ));
+    assert!(!crate::udp_backends_among(
+        &world,
+        &group_of("gateway:infra/none"),
+        &changed(&["a"])
+    ));
+}
