@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod report;
 pub mod scenario;
 pub mod synth;
+pub mod synth_gateway_api;
 
 pub use error::BenchError;
 pub use synth::WorldSpec;

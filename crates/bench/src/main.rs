@@ -36,8 +36,13 @@ struct Cli {
     /// Give every Service of the in-process worlds a ClusterIP (as in a cluster).
     #[arg(long)]
     cluster_ips: bool,
-    /// The proxy group `translate` (S1) builds for: `default`, or a workload's group key such
-    /// as `web;ns=ns-0;sa=web` (its capture-aware outbound listener matches every ClusterIP).
+    /// Gateway API HTTPRoutes in the in-process worlds, all on Gateway `ns-0/edge` (group
+    /// `gateway:ns-0/edge`): each a canary rule and a default rule for a service.
+    #[arg(long, default_value_t = 0)]
+    http_routes: usize,
+    /// The proxy group `translate` (S1) and `endpoint-change` (S2) build for: `default`, a
+    /// workload's group key such as `web;ns=ns-0;sa=web` (its capture-aware outbound listener
+    /// matches every ClusterIP), or the Gateway of `--http-routes`, `gateway:ns-0/edge`.
     #[arg(long, default_value = "default")]
     translate_group: String,
     /// Services in the envoy-ack world.
@@ -199,6 +204,7 @@ fn run(mut cli: Cli) -> Result<(), BenchError> {
     };
     let spec = WorldSpec {
         cluster_ips: cli.cluster_ips,
+        http_routes: cli.http_routes,
         ..WorldSpec::new(cli.services, cli.endpoints)
     };
     if cli.scenarios.contains(&Scenario::Translate) {
@@ -208,7 +214,7 @@ fn run(mut cli: Cli) -> Result<(), BenchError> {
     }
     if cli.scenarios.contains(&Scenario::EndpointChange) {
         let e = timed("endpoint-change", || {
-            scenario::endpoint_change(spec, cli.runs)
+            scenario::endpoint_change(spec, cli.runs, &cli.translate_group)
         })?;
         report.endpoint_change = Some(e);
     }

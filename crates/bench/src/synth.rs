@@ -42,6 +42,9 @@ pub struct WorldSpec {
     /// Whether every Service has a ClusterIP (`10.96.X.Y`), as in a cluster: what a captured
     /// workload's outbound listener matches on (issue #20).
     pub cluster_ips: bool,
+    /// Gateway API HTTPRoutes on one Gateway (in-process worlds only; see
+    /// [`crate::synth_gateway_api`]).
+    pub http_routes: usize,
 }
 
 /// One service port: name, service port, endpoint port.
@@ -93,6 +96,7 @@ impl WorldSpec {
             routes: services / ROUTE_EVERY,
             first_octet: 10,
             cluster_ips: false,
+            http_routes: 0,
         }
     }
 
@@ -133,6 +137,11 @@ impl WorldSpec {
         }
         for route in self.route_objects() {
             index.apply(route);
+        }
+        let api = crate::synth_gateway_api::objects(self.http_routes, self.services, NAMESPACES);
+        // The documents are made here: a failure to decode them is a bug of this module.
+        for object in api.unwrap_or_else(|e| panic!("{e}")) {
+            index.apply(object);
         }
         index
     }

@@ -10,6 +10,7 @@ const QUICK: WorldSpec = WorldSpec {
     routes: 20,
     first_octet: 10,
     cluster_ips: false,
+    http_routes: 0,
 };
 
 #[test]
@@ -48,8 +49,33 @@ fn a_capture_workload_group_gets_the_cluster_ip_listener() {
 }
 
 #[test]
+fn http_routes_reach_the_gateways_group_only() {
+    let spec = WorldSpec {
+        http_routes: 20,
+        ..QUICK
+    };
+    let gateway = translate(spec, 1, "gateway:ns-0/edge").expect("S1 for the Gateway's group");
+    // One listener (port 8080) and its route configuration with a virtual host per route.
+    assert_eq!(gateway.bytes.counts[2], 1, "{:?}", gateway.bytes.counts);
+    assert_eq!(gateway.bytes.counts[3], 1, "{:?}", gateway.bytes.counts);
+    let plain = translate(QUICK, 1, "default").expect("S1 without routes");
+    let with_routes = translate(spec, 1, "default").expect("S1 with routes");
+    assert_eq!(
+        plain.bytes.counts, with_routes.bytes.counts,
+        "HTTPRoutes change nothing for a mesh proxy"
+    );
+    assert!(
+        gateway.bytes.bytes[3] > 20 * 100,
+        "every route has a virtual host: {:?}",
+        gateway.bytes.bytes
+    );
+    let e = endpoint_change(spec, 2, "gateway:ns-0/edge").expect("S2 for the Gateway's group");
+    assert_eq!(e.rebuild.len(), 2);
+}
+
+#[test]
 fn one_endpoint_change_is_one_assignment() {
-    let e = endpoint_change(QUICK, 2).expect("scenario 2 runs");
+    let e = endpoint_change(QUICK, 2, "default").expect("scenario 2 runs");
     assert_eq!(
         e.changed,
         [0, 1, 0, 0],
@@ -112,6 +138,7 @@ const FLEET: WorldSpec = WorldSpec {
     routes: 2,
     first_octet: 10,
     cluster_ips: false,
+    http_routes: 0,
 };
 
 #[test]

@@ -4,6 +4,7 @@
 //! The index is plain data behind whatever lock the caller holds; it does no I/O and keeps no
 //! clock. Applying an object equal to the one held is not a change and does not bump the version.
 
+use crate::changes::{Change, Recorder};
 use crate::error::ConfigError;
 use crate::external::ExternalService;
 use crate::gateway::{Gateway, TlsSecret};
@@ -42,6 +43,8 @@ pub struct Index {
     errors: BTreeMap<String, Vec<ConfigError>>,
     version: u64,
     current: Option<Arc<World>>,
+    /// What each version changed (see [`crate::changes`]).
+    log: Recorder,
 }
 
 // === impl Index ===
@@ -61,6 +64,7 @@ impl Index {
 
     /// Adds or replaces an object. Returns whether anything changed.
     pub fn apply(&mut self, object: Object) -> bool {
+        let what = self.change_of(&object);
         let changed = match object {
             Object::Service(svc) => {
                 let key = svc.key.clone();
@@ -88,7 +92,23 @@ impl Index {
             }
             Object::GatewayApi(r) => replace(&mut self.gateway_api, r.object_ref(), *r),
         };
-        self.touch(changed)
+        self.touch_with(changed, what)
+    }
+
+    /// What applying `object` changes, if it changes anything: an endpoint group, the
+    /// endpoints of its Service (and of the Service it belonged to before); anything else,
+    /// something else.
+    fn change_of(&self, object: &Object) -> Change {
+        let Object::Endpoints(group) = object else {
+            return Change::Other;
+        };
+        let mut services = vec![group.service.clone()];
+        if let Some(old) = self.endpoints.get(&group.source)
+            && old.service != group.service
+        {
+            services.push(old.service.clone());
+        }
+        Change::Endpoints(services)
     }
 
     /// Records the source document of an object. Not a change by itself: it reaches the next
@@ -100,6 +120,10 @@ impl Index {
     /// Removes an object. Returns whether it was there.
     pub fn delete(&mut self, object: &ObjectRef) -> bool {
         self.manifests.remove(object);
+        let what = match self.endpoints.get(object) {
+            Some(old) => Change::Endpoints(vec![old.service.clone()]),
+            None => Change::Other,
+        };
         let changed = match object.kind {
             Kind::Service => self
                 .services
@@ -131,7 +155,7 @@ impl Index {
             | Kind::ListenerSet
             | Kind::ConfigMap => self.gateway_api.remove(object).is_some(),
         };
-        self.touch(changed)
+        self.touch_with(changed, what)
     }
 
     /// Replaces the errors reported by one reporter (`errors` empty clears them).
@@ -191,14 +215,20 @@ impl Index {
     }
 
     fn touch(&mut self, changed: bool) -> bool {
+        self.touch_with(changed, Change::Other)
+    }
+
+    /// Bumps the version when `changed`, recording that `what` made the new one.
+    fn touch_with(&mut self, changed: bool, what: Change) -> bool {
         if changed {
             self.version += 1;
             self.current = None;
+            self.log.record(self.version, what);
         }
         changed
     }
 
-    fn build(&self) -> World {
+    fn build(&mut self) -> World {
         let mut slices: BTreeMap<ServiceKey, Vec<Arc<EndpointGroup>>> = BTreeMap::new();
         let mut legacy: BTreeMap<ServiceKey, Vec<Arc<EndpointGroup>>> = BTreeMap::new();
         for group in self.endpoints.values() {
@@ -241,6 +271,7 @@ impl Index {
             api_statuses: BTreeMap::new(),
             backend_tls: BTreeMap::new(),
             api_mesh: Default::default(),
+            changes: self.log.log(self.version),
         };
         world.statuses = crate::resolve::statuses(&world);
         let compiled = crate::gateway_api::compile(&world, &self.gateway_pool);
@@ -270,6 +301,7 @@ mod tests {
     use super::*;
     use crate::types::*;
     use portolan_api::FieldError;
+    use std::collections::BTreeSet;
 
     fn mk_service(ns: &str, name: &str, port: u16) -> Object {
         Object::Service(Service {
@@ -374,5 +406,66 @@ mod tests {
         assert_eq!(idx.world().errors.len(), 1);
         assert!(idx.set_errors("a.yaml", vec![]));
         assert!(idx.world().errors.is_empty());
+    }
+
+    /// A World tells which Services' endpoints are all that changed since an earlier World of
+    /// the same index, and cannot tell across anything else.
+    #[test]
+    fn worlds_report_endpoint_only_changes() {
+        let (a, b) = (
+            ServiceKey::new("default", "a"),
+            ServiceKey::new("default", "b"),
+        );
+        let mut idx = Index::new();
+        idx.apply(mk_service("default", "a", 80));
+        idx.apply(mk_service("default", "b", 80));
+        idx.apply(mk_group(Kind::EndpointSlice, "a-1", "a", "10.0.0.1"));
+        let w1 = idx.world();
+        assert_eq!(w1.endpoint_changes_since(w1.stamp()), Some(BTreeSet::new()));
+        idx.apply(mk_group(Kind::EndpointSlice, "a-1", "a", "10.0.0.2"));
+        idx.apply(mk_group(Kind::EndpointSlice, "b-1", "b", "10.0.0.3"));
+        let w2 = idx.world();
+        let both: BTreeSet<ServiceKey> = [a.clone(), b.clone()].into();
+        assert_eq!(w2.endpoint_changes_since(w1.stamp()), Some(both.clone()));
+        // A slice moved from a to b changes both; its deletion, b.
+        idx.apply(mk_group(Kind::EndpointSlice, "a-1", "b", "10.0.0.2"));
+        idx.delete(&ObjectRef::new(Kind::EndpointSlice, "default", "b-1"));
+        let w3 = idx.world();
+        assert_eq!(w3.endpoint_changes_since(w2.stamp()), Some(both));
+        // Anything else: no answer, from any World before it.
+        idx.apply(mk_service("default", "b", 81));
+        let w4 = idx.world();
+        assert_eq!(w4.endpoint_changes_since(w3.stamp()), None);
+        assert_eq!(w4.endpoint_changes_since(w1.stamp()), None);
+        // An older World, another index, a World altered by hand: no answer.
+        assert_eq!(w3.endpoint_changes_since(w4.stamp()), None);
+        let mut other = Index::new();
+        other.apply(mk_service("default", "a", 80));
+        let o1 = other.world();
+        assert_eq!(w4.endpoint_changes_since(o1.stamp()), None);
+        let mut bumped = (*w3).clone();
+        bumped.version += 1;
+        assert_eq!(bumped.endpoint_changes_since(w3.stamp()), None);
+        assert_eq!(
+            World::default().endpoint_changes_since(World::default().stamp()),
+            None
+        );
+    }
+
+    /// The log forgets the oldest changes: a World further behind gets no answer.
+    #[test]
+    fn a_world_further_behind_than_the_log_gets_no_answer() {
+        let mut idx = Index::new();
+        idx.apply(mk_service("default", "a", 80));
+        let w1 = idx.world();
+        for i in 0..crate::changes::LOG_LEN + 1 {
+            let ip = format!("10.0.{}.{}", i / 250, i % 250);
+            idx.apply(mk_group(Kind::EndpointSlice, "a-1", "a", &ip));
+        }
+        let w2 = idx.world();
+        assert_eq!(w2.endpoint_changes_since(w1.stamp()), None);
+        idx.apply(mk_group(Kind::EndpointSlice, "a-1", "a", "10.1.0.1"));
+        let one: BTreeSet<ServiceKey> = [ServiceKey::new("default", "a")].into();
+        assert_eq!(idx.world().endpoint_changes_since(w2.stamp()), Some(one));
     }
 }

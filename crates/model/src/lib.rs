@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod changes;
 pub mod convert;
 pub mod edge;
 pub mod envoy_patch;

@@ -70,6 +70,9 @@ pub struct World {
     pub backend_tls: crate::gateway_api::BackendTlsMap,
     /// HTTPRoutes and GRPCRoutes with Service parents (GAMMA), compiled from `gateway_api`.
     pub api_mesh: Arc<crate::gateway_api::MeshRouting>,
+    /// What the index changed before this World (see [`crate::changes`]); empty for a World
+    /// made outside an index.
+    pub changes: crate::changes::ChangeLog,
 }
 
 impl World {

@@ -277,6 +277,9 @@ impl Pipeline {
                 certs.retain(&groups);
             }
             let names: BTreeSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+            for builder in builders.values_mut() {
+                builder.retain_groups(|g| names.contains(g));
+            }
             p.provenances.retain(|g| names.contains(g));
             p.patches.retain(|g| names.contains(g));
             for group in &groups {
@@ -411,7 +414,13 @@ impl Pipeline {
         self.patches.record(group_name, outcomes, built.is_ok());
         match built {
             Ok((snap, provenance)) => {
-                tracing::debug!(group = group_name, world = world.version, "snapshot built");
+                let endpoints_only = builder.last_was_endpoints_only();
+                tracing::debug!(
+                    group = group_name,
+                    world = world.version,
+                    endpoints_only,
+                    "snapshot built"
+                );
                 // Before the snapshot: a NACK of the new snapshot finds its provenance.
                 self.provenances.set(group_name, provenance);
                 self.cache.set(group_name, snap.with_rollout(rollout));

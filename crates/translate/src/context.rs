@@ -63,6 +63,20 @@ impl<'w> Context<'w> {
         }
     }
 
+    /// A context without plans or scope: enough to translate the clusters and assignments of
+    /// Services planned apart (see [`crate::Translator::endpoints_only`]); nothing that looks
+    /// Services up or asks what a group sees may use it.
+    pub(crate) fn without_plans(world: &'w World, options: &'w Options) -> Self {
+        Self {
+            world,
+            options,
+            plans: Vec::new(),
+            by_key: BTreeMap::new(),
+            visible: None,
+            consumer: None,
+        }
+    }
+
     /// The context of one group's translation: [`Context::new`] with the group's scope.
     pub(crate) fn for_group(world: &'w World, options: &'w Options, group: &ProxyGroup) -> Self {
         let mut ctx = Self::new(world, options);

@@ -10,8 +10,11 @@
 //! HTTP workloads get an HTTP connection manager (JWT authentication when a
 //! RequestAuthentication targets one of the workload's Services, the two RBAC filters, the
 //! ExtAuthPolicy and RateLimitPolicy filters when one targets such a Service, router) over the
-//! route configuration `inbound` from RDS, to the application, whose virtual host carries the
-//! AccessPolicies' rules (so a policy change reaches open connections at once); TCP workloads (`appProtocol: tcp`) a TCP proxy behind network RBAC filters.
+//! route configuration `inbound` from RDS (`inbound-plaintext` on the plaintext chain), to the
+//! application, whose virtual host carries the AccessPolicies' rules (so a policy change
+//! reaches open connections at once; a change to STRICT turns `inbound-plaintext` into a
+//! refusal, which reaches plaintext connections still open on the drained chain); TCP
+//! workloads (`appProtocol: tcp`) a TCP proxy behind network RBAC filters.
 //! The listener is `inbound` (stats `listener.inbound.*`, e.g. `listener.inbound.ssl.handshake`)
 //! and the application's cluster `inbound|PORT`.
 
@@ -29,12 +32,13 @@ use crate::rbac::{self, Target};
 use crate::telemetry;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
 };
 use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, VirtualHost, route, route_action,
+    DirectResponseAction, Route, RouteAction, RouteConfiguration, VirtualHost, route, route_action,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
@@ -48,8 +52,16 @@ use envoy_types::util::pack_any;
 use portolan_model::policy_attach::Reach;
 use portolan_model::security::{self, MtlsMode};
 
-/// Name of the inbound listener (and its stat prefix).
+/// Name of the inbound listener (and its stat prefix), and of the route configuration of its
+/// TLS filter chain.
 pub const INBOUND_LISTENER: &str = "inbound";
+/// The route configuration of the inbound listener's plaintext filter chain (PERMISSIVE,
+/// DISABLE). Portolan serves it in STRICT too, refusing every request: connections a
+/// plaintext chain accepted before a change to STRICT keep it while the listener drains them
+/// (600 s by default), and an RDS update reaches them at their next request.
+pub const INBOUND_PLAINTEXT: &str = "inbound-plaintext";
+/// What a plaintext request gets once the workload's mode is STRICT.
+const STRICT_REFUSAL: &str = "plaintext refused: the PeerAuthentication mode is STRICT\n";
 /// Well-known name of the TLS inspector listener filter.
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 /// Well-known name of the TCP proxy network filter.
@@ -59,9 +71,10 @@ const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 /// (the PeerAuthentication of its mode, the AccessPolicies it enforces).
 pub(crate) struct Inbound {
     pub listener: Listener,
-    /// HTTP workloads: the route configuration [`INBOUND_LISTENER`] (over RDS), to the
-    /// application, carrying the AccessPolicies' RBAC rules.
-    pub route: Option<RouteConfiguration>,
+    /// HTTP workloads: the route configurations [`INBOUND_LISTENER`] (the TLS chain's) and
+    /// [`INBOUND_PLAINTEXT`] (the plaintext chain's), over RDS, to the application, carrying
+    /// the AccessPolicies' RBAC rules; in STRICT the plaintext one refuses every request.
+    pub routes: Vec<RouteConfiguration>,
     pub cluster: Cluster,
     pub origins: Origins,
     /// The RequestAuthentication it enforces (for the group's JWKS clusters).
@@ -101,25 +114,39 @@ pub(crate) fn inbound(
         tcp: workload.tcp,
     };
     let cluster_name = format!("inbound|{app_port}");
-    let filters = if workload.tcp {
-        let mut filters = rbac::network_filters(&policies, target, INBOUND_LISTENER);
-        filters.push(tcp_proxy(&cluster_name));
-        filters
-    } else {
-        let mut http = rbac::http_filters();
-        http.splice(0..0, jwt::filter(&used, requirement.as_deref()));
-        http.extend(edge.http_filters(ctx));
-        vec![http_connection_manager(ctx, http)]
+    let filters = |route_name: &str| {
+        if workload.tcp {
+            let mut filters = rbac::network_filters(&policies, target, INBOUND_LISTENER);
+            filters.push(tcp_proxy(&cluster_name));
+            filters
+        } else {
+            let mut http = rbac::http_filters();
+            http.splice(0..0, jwt::filter(&used, requirement.as_deref()));
+            http.extend(edge.http_filters(ctx));
+            vec![http_connection_manager(ctx, http, route_name)]
+        }
     };
-    let route =
-        (!workload.tcp).then(|| inbound_route(&cluster_name, rbac::per_route(&policies, target)));
+    let routes = match workload.tcp {
+        true => Vec::new(),
+        false => {
+            let rules = rbac::per_route(&policies, target);
+            let plaintext = match mode {
+                MtlsMode::Strict => refusing_route(INBOUND_PLAINTEXT),
+                _ => inbound_route(INBOUND_PLAINTEXT, &cluster_name, rules.clone()),
+            };
+            vec![
+                inbound_route(INBOUND_LISTENER, &cluster_name, rules),
+                plaintext,
+            ]
+        }
+    };
     let tls_chain = || FilterChain {
-        filters: filters.clone(),
+        filters: filters(INBOUND_LISTENER),
         transport_socket: Some(downstream_mtls(&options.mesh.trust_domain)),
         ..Default::default()
     };
     let plain_chain = || FilterChain {
-        filters: filters.clone(),
+        filters: filters(INBOUND_PLAINTEXT),
         ..Default::default()
     };
     let (filter_chains, listener_filters) = match mode {
@@ -150,7 +177,7 @@ pub(crate) fn inbound(
     };
     Some(Inbound {
         listener,
-        route,
+        routes,
         cluster: app_cluster(&cluster_name, app_port, options.connect_timeout),
         origins: from,
         jwt: used,
@@ -198,10 +225,11 @@ fn with_transport(mut chain: FilterChain, transport_protocol: &str) -> FilterCha
 }
 
 /// HTTP to the application: the HTTP filters, then the router, over the route configuration
-/// [`INBOUND_LISTENER`] from RDS.
+/// `route_name` from RDS.
 fn http_connection_manager(
     ctx: &Context<'_>,
     mut http_filters: Vec<envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter>,
+    route_name: &str,
 ) -> Filter {
     http_filters.push(http_filter(ROUTER, pack_any(Router::default())));
     let mut hcm = HttpConnectionManager {
@@ -209,7 +237,7 @@ fn http_connection_manager(
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(crate::cluster::ads_config_source()),
-            route_config_name: INBOUND_LISTENER.to_string(),
+            route_config_name: route_name.to_string(),
         })),
         http_filters,
         upgrade_configs: crate::filters::upgrades(),
@@ -223,8 +251,10 @@ fn http_connection_manager(
     }
 }
 
-/// Every request to the application's cluster; the virtual host carries the RBAC rules.
+/// Route configuration `name`: every request to the application's cluster; the virtual host
+/// carries the RBAC rules.
 fn inbound_route(
+    name: &str,
     cluster: &str,
     rbac: Vec<(String, envoy_types::pb::google::protobuf::Any)>,
 ) -> RouteConfiguration {
@@ -237,12 +267,41 @@ fn inbound_route(
         ..Default::default()
     };
     RouteConfiguration {
-        name: INBOUND_LISTENER.to_string(),
+        name: name.to_string(),
         virtual_hosts: vec![VirtualHost {
             name: INBOUND_LISTENER.to_string(),
             domains: vec!["*".to_string()],
             routes: vec![route],
             typed_per_filter_config: rbac.into_iter().collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Route configuration `name` answering every request 403 ([`STRICT_REFUSAL`]): the
+/// plaintext chain's, once the mode is STRICT.
+fn refusing_route(name: &str) -> RouteConfiguration {
+    let route = Route {
+        r#match: Some(crate::matches::match_all()),
+        action: Some(route::Action::DirectResponse(DirectResponseAction {
+            status: 403,
+            body: Some(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(
+                    STRICT_REFUSAL.to_string(),
+                )),
+                ..Default::default()
+            }),
+            body_format: None,
+        })),
+        ..Default::default()
+    };
+    RouteConfiguration {
+        name: name.to_string(),
+        virtual_hosts: vec![VirtualHost {
+            name: INBOUND_LISTENER.to_string(),
+            domains: vec!["*".to_string()],
+            routes: vec![route],
             ..Default::default()
         }],
         ..Default::default()

@@ -95,7 +95,7 @@ pub use resources::{Resources, SharedResources};
 pub use telemetry::{AccessLog, Collector, Telemetry};
 pub use tls::{GATEWAY_CERT_PREFIX, gateway_secret_name};
 pub use translation::{PARALLEL_MIN_SERVICES, translate, translate_on};
-pub use translator::{MemoStats, Translator};
+pub use translator::{MemoStats, ServiceOutput, Translator};
 
 #[cfg(test)]
 mod tests;

@@ -186,6 +186,24 @@ impl Provenance {
         self.entries.iter().filter(move |e| e.is(kind, name))
     }
 
+    /// Replaces, for each of `entries`, the entry of the same kind and names (a Service's
+    /// clusters or assignments translated again after an endpoint change); `false`, with
+    /// nothing replaced, when one has no such entry.
+    pub fn replace_entries(&mut self, entries: &[Entry]) -> bool {
+        let same = |a: &Entry, b: &Entry| a.kind == b.kind && a.names == b.names;
+        let mut at = Vec::with_capacity(entries.len());
+        for new in entries {
+            match self.entries.iter().position(|e| same(e, new)) {
+                Some(i) => at.push(i),
+                None => return false,
+            }
+        }
+        for (i, new) in at.into_iter().zip(entries) {
+            self.entries[i] = new.clone();
+        }
+        true
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

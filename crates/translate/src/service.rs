@@ -47,7 +47,9 @@ pub(crate) fn plan_all<'w>(world: &'w World, options: &Options) -> Vec<ServicePl
     plans
 }
 
-fn plan<'w>(service: &'w Arc<Service>, options: &Options) -> Option<ServicePlan<'w>> {
+/// One Service's plan, as [`plan_all`] makes it but for the short names (which only routes
+/// read); `None` for a Service that gets no clusters.
+pub(crate) fn plan<'w>(service: &'w Arc<Service>, options: &Options) -> Option<ServicePlan<'w>> {
     if service.external_name.is_some() {
         return None;
     }

@@ -224,7 +224,7 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
     resources.routes.push(routes);
     let inbound = group.workload.as_ref();
     if let Some(inbound) = inbound.and_then(|w| inbound::inbound(ctx, group, w)) {
-        if let Some(route) = inbound.route {
+        for route in inbound.routes {
             let entry = Entry::new(ResourceKind::Route, &route.name, inbound.origins.clone());
             resources.provenance.push(entry);
             resources.routes.push(route);

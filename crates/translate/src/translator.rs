@@ -22,7 +22,7 @@ use crate::translation;
 use crate::{Options, ProxyGroup};
 use portolan_model::policy::DestinationPolicy;
 use portolan_model::{EndpointGroup, Service, ServiceKey, World};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// How the last translation went: Services whose output was reused or translated anew.
@@ -32,6 +32,16 @@ pub struct MemoStats {
     pub translated: usize,
     /// Clusters and assignments of the reused Services.
     pub reused_resources: usize,
+}
+
+/// One Service's clusters and assignments as kept, and the provenance entries of both
+/// (what [`Translator::endpoints_only`] gives).
+#[derive(Debug)]
+pub struct ServiceOutput<K: Keep> {
+    pub key: ServiceKey,
+    pub clusters: Vec<K::Cluster>,
+    pub load_assignments: Vec<K::Assignment>,
+    pub provenance: Vec<Entry>,
 }
 
 /// Translates Worlds for one proxy group, reusing per-Service output across calls.
@@ -108,6 +118,31 @@ impl<K: Keep> Translator<K> {
         })
     }
 
+    /// The clusters and assignments of `services` alone, as [`Translator::translate`] of
+    /// `world` for `group` gives them (the memo updated with them), for a rebuild after a
+    /// change of those Services' endpoint groups and nothing else. `reached` says whether
+    /// the group reaches a cluster name (the caller knows from the group's previous
+    /// snapshot: which Services a group reaches does not depend on endpoints); a Service
+    /// whose first port's cluster it does not reach, or that gets no clusters, gives nothing.
+    ///
+    /// `None` (translate everything instead) unless the memo holds translations for the
+    /// zone, mesh membership and client of `group`, with `options`.
+    pub fn endpoints_only(
+        &mut self,
+        world: &World,
+        group: &ProxyGroup,
+        options: &Options,
+        services: &BTreeSet<ServiceKey>,
+        reached: impl Fn(&str) -> bool,
+    ) -> Option<Vec<ServiceOutput<K>>> {
+        let Self { keep, memo } = self;
+        if !memo.started_as(group, options) {
+            return None;
+        }
+        let ctx = Context::without_plans(world, options);
+        Some(memo.services_only(keep, &ctx, group, services, reached))
+    }
+
     /// How the last [`Translator::translate`] went.
     pub fn stats(&self) -> MemoStats {
         self.memo.stats
@@ -140,12 +175,84 @@ impl<K: Keep> ServiceMemo<K> {
     /// Forgets every entry when the group's zone, mesh membership or client, or the options,
     /// differ from those of the last translation.
     fn start(&mut self, group: &ProxyGroup, options: &Options) {
-        let in_mesh = group.workload.is_some();
-        let inputs = (group.zone.clone(), in_mesh, group.client, options.clone());
-        if self.inputs.as_ref() != Some(&inputs) {
+        if !self.started_as(group, options) {
+            let in_mesh = group.workload.is_some();
+            let inputs = (group.zone.clone(), in_mesh, group.client, options.clone());
             self.entries.clear();
             self.inputs = Some(inputs);
         }
+    }
+
+    /// Whether the entries were translated for the zone, mesh membership and client of
+    /// `group`, and with `options`.
+    fn started_as(&self, group: &ProxyGroup, options: &Options) -> bool {
+        self.inputs
+            .as_ref()
+            .is_some_and(|(zone, in_mesh, client, o)| {
+                *zone == group.zone
+                    && *in_mesh == group.workload.is_some()
+                    && *client == group.client
+                    && o == options
+            })
+    }
+
+    /// The entries of those of `services` the group reaches, reused where their inputs are
+    /// the same allocations, translated (and remembered) otherwise.
+    fn services_only(
+        &mut self,
+        keep: &K,
+        ctx: &Context<'_>,
+        group: &ProxyGroup,
+        services: &BTreeSet<ServiceKey>,
+        reached: impl Fn(&str) -> bool,
+    ) -> Vec<ServiceOutput<K>> {
+        let in_mesh = group.workload.is_some();
+        let gateway_api = crate::gateway_api::selecting(ctx.world, group).is_some();
+        self.stats = MemoStats::default();
+        let mut outputs = Vec::with_capacity(services.len());
+        for key in services {
+            let Some(service) = ctx.world.services.get(key) else {
+                continue;
+            };
+            let Some(plan) = crate::service::plan(service, ctx.options) else {
+                continue;
+            };
+            if !plan.ports.first().is_some_and(|p| reached(&p.cluster)) {
+                continue;
+            }
+            let memo_key = MemoKey {
+                service: plan.service.clone(),
+                groups: ctx.world.endpoints_of(key).to_vec(),
+                policies: service_clusters::policies(ctx, &plan),
+                tls: service_clusters::UpstreamTlsOf {
+                    mesh: service_clusters::mesh_tls(ctx, &plan, in_mesh),
+                    backend: service_clusters::backend_tls(ctx, &plan, gateway_api),
+                },
+            };
+            let kept = match self.entries.remove(key) {
+                Some(kept) if kept.key.same_as(&memo_key) => {
+                    self.stats.reused += 1;
+                    self.stats.reused_resources +=
+                        kept.clusters.len() + kept.load_assignments.len();
+                    kept
+                }
+                _ => {
+                    self.stats.translated += 1;
+                    let out = &mut self.scratch;
+                    let (policies, tls) = (&memo_key.policies, &memo_key.tls);
+                    service_clusters::translate_for_group(ctx, &plan, group, policies, tls, out);
+                    Memo::new(keep, memo_key, out)
+                }
+            };
+            let kept = self.entries.entry(key.clone()).or_insert(kept);
+            outputs.push(ServiceOutput {
+                key: key.clone(),
+                clusters: kept.clusters.clone(),
+                load_assignments: kept.load_assignments.clone(),
+                provenance: kept.provenance.clone(),
+            });
+        }
+        outputs
     }
 
     /// The Services' clusters and assignments, reused where their inputs are the same

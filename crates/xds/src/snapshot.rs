@@ -42,7 +42,9 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// The resources of one type and their aggregate version.
 #[derive(Clone, Debug, Default)]
 struct TypeResources {
-    resources: BTreeMap<String, Arc<Resource>>,
+    /// Shared by the snapshots that hold the same resources of this type (an endpoint-only
+    /// rebuild shares every other type with the snapshot before it).
+    resources: Arc<BTreeMap<String, Arc<Resource>>>,
     version: String,
     /// The running form of `version` (streams update theirs from change sets).
     sum: VersionSum,
@@ -78,7 +80,7 @@ impl TypeResources {
             sum.add_resource(resource);
         }
         Self {
-            resources,
+            resources: Arc::new(resources),
             version: sum.version(),
             sum,
             named_only,
@@ -165,6 +167,53 @@ impl Snapshot {
         self.changes[ty.index()].as_deref()
     }
 
+    /// This snapshot with some ClusterLoadAssignments replaced by new encodings under the
+    /// same names: what a rebuild after an endpoint-only change serves (see the pipeline's
+    /// incremental builder). A ClusterLoadAssignment needs nothing from the rest of the
+    /// snapshot and its clusters need only its name, so the consistency the builder checked
+    /// still holds. `None` (build it whole instead) when one is of another type or names
+    /// an assignment the snapshot does not have. An encoding with the bytes the snapshot
+    /// holds keeps the held `Arc`; every other type is shared as it is. The result is not
+    /// published (no id, rollout or change sets).
+    pub fn with_replaced_assignments(&self, encoded: Vec<Encoded>) -> Option<Snapshot> {
+        let ty = ResourceType::Endpoint;
+        let old = &self.types[ty.index()];
+        let mut resources = BTreeMap::clone(&old.resources);
+        let mut sum = old.sum;
+        for e in encoded {
+            let new = e.resource();
+            if new.ty() != ty {
+                return None;
+            }
+            let held = resources.get_mut(new.name())?;
+            if held.version() == new.version() && held.value() == new.value() {
+                continue;
+            }
+            sum.remove(held.name(), held.version());
+            sum.add_resource(new);
+            *held = new.clone();
+        }
+        let mut replaced = Some(TypeResources {
+            resources: Arc::new(resources),
+            version: sum.version(),
+            sum,
+            named_only: old.named_only.clone(),
+        });
+        let types = std::array::from_fn(|i| match i == ty.index() {
+            true => replaced.take().unwrap_or_default(),
+            false => self.types[i].clone(),
+        });
+        Some(Self {
+            types,
+            rollout: 0,
+            published_at: None,
+            vhds_route_configs: self.vhds_route_configs.clone(),
+            id: 0,
+            base: 0,
+            changes: Default::default(),
+        })
+    }
+
     /// Publishes it after `previous` (the group's snapshot before it, if any): gives it an id,
     /// the time, and its change sets against `previous`.
     pub(crate) fn publish_after(&mut self, previous: Option<&Snapshot>) {
@@ -223,6 +272,32 @@ mod tests {
             one.version(ResourceType::Listener),
             three.version(ResourceType::Listener)
         );
+    }
+
+    /// Replacing assignments gives what building the whole snapshot with them gives, shares
+    /// everything else, and refuses names the snapshot lacks and other types.
+    #[test]
+    fn replaced_assignments_equal_a_whole_build() {
+        let first = snapshot_with(&[("a", 8080), ("b", 8080)], &[("l", "a")]);
+        let whole = snapshot_with(&[("a", 8080), ("b", 9090)], &[("l", "a")]);
+        let replaced = first
+            .with_replaced_assignments(vec![
+                Encoded::load_assignment(&cla("b", 9090)),
+                Encoded::load_assignment(&cla("a", 8080)),
+            ])
+            .expect("both names are there");
+        for ty in ResourceType::ALL {
+            assert_eq!(replaced.resources(ty), whole.resources(ty), "{ty}");
+            assert_eq!(replaced.version(ty), whole.version(ty), "{ty}");
+        }
+        let shared =
+            |ty, name: &str| Arc::ptr_eq(&first.resources(ty)[name], &replaced.resources(ty)[name]);
+        assert!(shared(ResourceType::Endpoint, "a") && shared(ResourceType::Cluster, "b"));
+        assert!(!shared(ResourceType::Endpoint, "b"));
+        let missing = first.with_replaced_assignments(vec![Encoded::load_assignment(&cla("c", 1))]);
+        assert!(missing.is_none());
+        let cluster = first.with_replaced_assignments(vec![Encoded::cluster(&cluster("a"))]);
+        assert!(cluster.is_none());
     }
 
     #[test]

@@ -769,3 +769,119 @@ async fn websocket_sessions_cross_strict_mtls_and_access_policy() -> anyhow::Res
     );
     Ok(())
 }
+
+/// A change of PeerAuthentication mode from PERMISSIVE to STRICT reaches a plaintext
+/// connection opened before it, at Envoy's default drain time (600 s), within a second: the
+/// plaintext filter chain's route configuration (`inbound-plaintext`) becomes a 403 refusal
+/// over RDS, which the drained chain still follows, so the next request on that same
+/// connection is refused, and new plaintext connections fail (no plaintext chain). Requests
+/// over mutual TLS go on being answered, none cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_reaches_open_plaintext_connections_without_cutting_mtls_requests()
+-> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let mode = |m: &str| {
+        format!(
+            "apiVersion: portolan.dev/v1alpha1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: shop\nspec:\n  mtls:\n    mode: {m}\n"
+        )
+    };
+    let mesh = Mesh::start(
+        Identities::Certificates,
+        &[("shop/mode.yaml", mode("PERMISSIVE"))],
+        &[],
+    )
+    .await?;
+    let mut args = mesh.identity_args("server");
+    args.extend([
+        "--label".into(),
+        "app=server".into(),
+        "--app-port".into(),
+        mesh.app.port().to_string(),
+        "--inbound-port".into(),
+        mesh.inbound.to_string(),
+    ]);
+    let server = mesh
+        .sidecar_with_envoy_args("server", free_port(), args, DEFAULT_DRAIN)
+        .await?;
+    let client_args = mesh.identity_args("client");
+    let client_envoy = mesh
+        .sidecar_with_envoy_args("client", free_port(), client_args, DEFAULT_DRAIN)
+        .await?;
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
+
+    // One plaintext HTTP/1.1 connection straight to the inbound port, kept open.
+    let mut plain =
+        portolan_e2e::protocols::KeptConnection::open("127.0.0.1", mesh.inbound).await?;
+    let (status, body) = plain.get(HOST, "/").await?;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "server-app"),
+        "PERMISSIVE answers plaintext"
+    );
+    let plaintext_chain_connections =
+        counter(&server, "listener.inbound.downstream_cx_total").await?;
+
+    // Requests over mutual TLS, back to back, across the change.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (url, flag) = (
+        format!("http://127.0.0.1:{}/", client_envoy.mesh_port()),
+        stop.clone(),
+    );
+    let allowed = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = client().get(&url).header("host", HOST).send().await;
+            statuses.push(r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()));
+        }
+        statuses
+    });
+
+    let changed = Instant::now();
+    mesh.config.write("shop/mode.yaml", &mode("STRICT"))?;
+    let deadline = changed + WAIT;
+    let refused = loop {
+        let (status, body) = plain.get(HOST, "/").await?;
+        if status == 403 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "plaintext still answered after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = changed.elapsed();
+    assert!(refused.contains("STRICT"), "{refused}");
+    // Every later request on that connection is refused too.
+    for _ in 0..10 {
+        assert_eq!(plain.get(HOST, "/").await?.0, 403);
+    }
+    // A new plaintext connection finds no plaintext chain.
+    eventually("a new plaintext connection refused", WAIT, || async {
+        match plaintext(mesh.inbound).await {
+            Err(_) => Ok(()),
+            Ok(status) => Err(format!("answered {status}")),
+        }
+    })
+    .await?;
+    tokio::time::sleep(took.max(Duration::from_millis(200))).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = allowed.await?;
+    eprintln!(
+        "STRICT -> open plaintext connection refused in {took:?}; {} mTLS requests across it",
+        statuses.len()
+    );
+    let cut: Vec<_> = statuses.iter().filter(|s| **s != Ok(200)).collect();
+    assert!(
+        !statuses.is_empty() && cut.is_empty(),
+        "mTLS requests cut: {cut:?}"
+    );
+    assert!(
+        counter(&server, "listener.inbound.downstream_cx_total").await?
+            >= plaintext_chain_connections
+    );
+    Ok(())
+}

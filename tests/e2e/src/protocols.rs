@@ -76,3 +76,33 @@ pub async fn ws_echo(
     anyhow::ensure!(got == sent, "sent {sent:?}, got {got:?}");
     Ok(())
 }
+
+/// One HTTP/1.1 connection kept open: every request goes over it, or fails if it closed
+/// (where a pooled client would quietly open another).
+pub struct KeptConnection {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Empty<hyper::body::Bytes>>,
+}
+
+impl KeptConnection {
+    /// Connects to `addr:port`.
+    pub async fn open(addr: &str, port: u16) -> anyhow::Result<Self> {
+        let stream = tokio::net::TcpStream::connect((addr, port)).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(Self { sender })
+    }
+
+    /// GET `path` with `Host: host` on this connection: status and body.
+    pub async fn get(&mut self, host: &str, path: &str) -> anyhow::Result<(u16, String)> {
+        use http_body_util::BodyExt;
+        let req = hyper::Request::builder()
+            .uri(path)
+            .header("host", host)
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())?;
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}

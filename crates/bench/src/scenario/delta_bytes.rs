@@ -9,7 +9,10 @@ use std::fmt::Write as _;
 
 /// Runs S5: one endpoint change at each size.
 pub fn delta_bytes(sizes: &[WorldSpec]) -> Result<Vec<EndpointChange>, BenchError> {
-    sizes.iter().map(|spec| endpoint_change(*spec, 1)).collect()
+    sizes
+        .iter()
+        .map(|spec| endpoint_change(*spec, 1, "default"))
+        .collect()
 }
 
 /// S5 as markdown.

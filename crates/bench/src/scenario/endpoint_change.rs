@@ -11,7 +11,7 @@ use crate::synth::SynthService;
 use crate::{BenchError, WorldSpec};
 use portolan_model::{Index, Object, ServiceKey};
 use portolan_pipeline::IncrementalBuilder;
-use portolan_translate::{Options, ProxyGroup};
+use portolan_translate::Options;
 use portolan_xds::{ResourceType, Snapshot};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,14 +45,21 @@ pub struct EndpointChange {
     pub delta_add: Push,
 }
 
-/// Runs scenario 2 with `runs` endpoint changes (alternating between two addresses).
-pub fn endpoint_change(spec: WorldSpec, runs: usize) -> Result<EndpointChange, BenchError> {
+/// Runs scenario 2 with `runs` endpoint changes (alternating between two addresses), for the
+/// proxy group of `group_key` (as in [`super::translate`]).
+pub fn endpoint_change(
+    spec: WorldSpec,
+    runs: usize,
+    group_key: &str,
+) -> Result<EndpointChange, BenchError> {
     let target = spec
         .target()
         .ok_or_else(|| BenchError::Proxy("the world has no service with endpoints".into()))?;
     let services = spec.services_list();
     let mut index = spec.index();
-    let (group, options) = (ProxyGroup::default(), Options::default());
+    let group = portolan_pipeline::groups::group_for_name(group_key, &index.world())
+        .map_err(|e| BenchError::Setup(format!("--translate-group {group_key}: {e}")))?;
+    let options = Options::default();
     let mut builder = IncrementalBuilder::new();
     let mut build = |index: &mut Index, previous: Option<&Snapshot>| {
         let world = index.world();

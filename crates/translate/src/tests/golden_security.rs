@@ -175,6 +175,41 @@ fn strict_http_inbound_with_deny_and_allow_policies() {
 }
 
 #[test]
+fn the_plaintext_chain_has_its_own_route_configuration_which_strict_turns_into_a_refusal() {
+    let rds_name = |listener: &serde_json::Value, chain: usize| {
+        listener["filter_chains"][chain]["filters"][0]["typed_config"]["rds"]["route_config_name"]
+            .clone()
+    };
+    // PERMISSIVE: the TLS chain uses `inbound`, the plaintext one `inbound-plaintext`, both
+    // with the same RBAC rules to the application.
+    let mut world = mk_mesh_world();
+    add_peer_auth(&mut world, "ns", None, MtlsMode::Permissive);
+    add_web_policies(&mut world);
+    let resources = run_group(&world, &web_group(false));
+    let inbound = listener_json(&resources, "inbound");
+    assert_eq!(rds_name(&inbound, 0), "inbound", "{inbound}");
+    assert_eq!(rds_name(&inbound, 1), "inbound-plaintext", "{inbound}");
+    let tls = route_config_json(&resources, "inbound");
+    let mut plain = route_config_json(&resources, "inbound-plaintext");
+    plain["name"] = tls["name"].clone();
+    assert_eq!(plain, tls, "the same rules on both chains");
+
+    // STRICT: no plaintext chain, but `inbound-plaintext` still served, answering 403 (for
+    // plaintext connections a PERMISSIVE listener accepted, until they drain).
+    add_peer_auth(&mut world, "ns", None, MtlsMode::Strict);
+    let resources = run_group(&world, &web_group(false));
+    let inbound = listener_json(&resources, "inbound");
+    assert_eq!(inbound["filter_chains"].as_array().map(Vec::len), Some(1));
+    let refusing = route_config_json(&resources, "inbound-plaintext");
+    let route = &refusing["virtual_hosts"][0]["routes"][0];
+    assert_eq!(route["direct_response"]["status"], 403, "{refusing}");
+    assert!(
+        route.get("route").is_none(),
+        "never reaches the application: {refusing}"
+    );
+}
+
+#[test]
 fn permissive_tcp_inbound_with_network_rbac() {
     let mut world = mk_mesh_world();
     add_peer_auth(
