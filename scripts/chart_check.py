@@ -125,7 +125,7 @@ CRS = [
 ]
 GW = "gateway.networking.k8s.io"
 GW_ROUTES = [
-    "gateways", "listenersets", "httproutes", "grpcroutes", "tlsroutes", "tcproutes",
+    "gateways", "listenersets", "httproutes", "grpcroutes", "tlsroutes", "tcproutes", "udproutes",
     "backendtlspolicies",
 ]
 WATCH_FACTS = (

@@ -126,10 +126,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   verbs: [patch]
 # The Gateway API (its CRDs may be missing: those kinds then count as empty).
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gateways, listenersets, httproutes, grpcroutes, tlsroutes, tcproutes, referencegrants, backendtlspolicies]
+  resources: [gateways, listenersets, httproutes, grpcroutes, tlsroutes, tcproutes, udproutes, referencegrants, backendtlspolicies]
   verbs: [list, watch]
 - apiGroups: [gateway.networking.k8s.io]
-  resources: [gateways/status, listenersets/status, httproutes/status, grpcroutes/status, tlsroutes/status, tcproutes/status, backendtlspolicies/status]
+  resources: [gateways/status, listenersets/status, httproutes/status, grpcroutes/status, tlsroutes/status, tcproutes/status, udproutes/status, backendtlspolicies/status]
   verbs: [patch]
 {{- if .Values.gatewayAPI.provisioning.enabled }}
 # Provisioned Gateway proxies (server-side apply creates or patches; get reads the Service's

@@ -1,6 +1,6 @@
 //! Kubernetes Gateway API objects (`gateway.networking.k8s.io`, standard channel v1.6), the
 //! fields Portolan reads: GatewayClass, Gateway, ListenerSet, HTTPRoute, GRPCRoute, TLSRoute,
-//! TCPRoute, ReferenceGrant and BackendTLSPolicy.
+//! TCPRoute, UDPRoute, ReferenceGrant and BackendTLSPolicy.
 //!
 //! Minimal serde types of our own rather than the `gateway-api` crate: its current release
 //! (0.22) is built on kube 4 / k8s-openapi 0.28 while this workspace uses kube 5 /
@@ -555,6 +555,27 @@ pub struct TcpRouteSpec {
     #[serde(default)]
     pub parent_refs: Vec<ParentReference>,
     /// Same shape as a TLSRoute rule: a name and weighted backendRefs.
+    #[serde(default)]
+    pub rules: Vec<TlsRouteRule>,
+}
+
+/// A UDPRoute (experimental channel, `v1alpha2`): every datagram on the UDP listener it
+/// attaches to goes to its weighted backends (one session per client address and port).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UdpRoute {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: UdpRouteSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UdpRouteSpec {
+    #[serde(default)]
+    pub parent_refs: Vec<ParentReference>,
+    /// Same shape as a TCPRoute rule: a name and weighted backendRefs.
     #[serde(default)]
     pub rules: Vec<TlsRouteRule>,
 }

@@ -39,6 +39,8 @@ pub enum Kind {
     TlsRoute,
     /// `gateway.networking.k8s.io` TCPRoute (experimental channel, `v1alpha2`).
     TcpRoute,
+    /// `gateway.networking.k8s.io` UDPRoute (experimental channel, `v1alpha2`).
+    UdpRoute,
     /// `gateway.networking.k8s.io` BackendTLSPolicy (read at `v1` and `v1alpha3`).
     BackendTlsPolicy,
     /// core/v1 ConfigMap holding a CA bundle under `ca.crt` (others are not read).
@@ -63,7 +65,7 @@ impl Kind {
             | Kind::TlsRoute
             | Kind::ListenerSet
             | Kind::BackendTlsPolicy => "gateway.networking.k8s.io/v1",
-            Kind::TcpRoute => "gateway.networking.k8s.io/v1alpha2",
+            Kind::TcpRoute | Kind::UdpRoute => "gateway.networking.k8s.io/v1alpha2",
             Kind::ReferenceGrant => "gateway.networking.k8s.io/v1beta1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::TrafficRoute
@@ -105,6 +107,7 @@ impl Kind {
             Kind::GrpcRoute => "GRPCRoute",
             Kind::TlsRoute => "TLSRoute",
             Kind::TcpRoute => "TCPRoute",
+            Kind::UdpRoute => "UDPRoute",
             Kind::BackendTlsPolicy => "BackendTLSPolicy",
             Kind::ConfigMap => "ConfigMap",
             Kind::ListenerSet => "ListenerSet",
@@ -138,6 +141,7 @@ impl Kind {
                 | Kind::GrpcRoute
                 | Kind::TlsRoute
                 | Kind::TcpRoute
+                | Kind::UdpRoute
                 | Kind::BackendTlsPolicy
                 | Kind::ListenerSet
         )
@@ -170,6 +174,7 @@ impl Kind {
             Kind::GrpcRoute,
             Kind::TlsRoute,
             Kind::TcpRoute,
+            Kind::UdpRoute,
             Kind::BackendTlsPolicy,
             Kind::ConfigMap,
             Kind::ListenerSet,

@@ -46,7 +46,14 @@ pub fn desired(
         }
         let existing = seen.status.clone().unwrap_or(Value::Null);
         let wanted = match (world.api_statuses.get(object), object.kind) {
-            (_, Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute) => {
+            (
+                _,
+                Kind::HttpRoute
+                | Kind::GrpcRoute
+                | Kind::TlsRoute
+                | Kind::TcpRoute
+                | Kind::UdpRoute,
+            ) => {
                 let mine = match invalid.get(object) {
                     Some(errors) => refused(world, object, seen, errors),
                     None => computed(world.api_statuses.get(object)),
@@ -103,7 +110,7 @@ fn invalid_routes(world: &World) -> BTreeMap<ObjectRef, Vec<String>> {
         let Some(object) = &e.object else { continue };
         let route = matches!(
             object.kind,
-            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute
+            Kind::HttpRoute | Kind::GrpcRoute | Kind::TlsRoute | Kind::TcpRoute | Kind::UdpRoute
         );
         if e.location == LOCATION && route {
             out.entry(object.clone())

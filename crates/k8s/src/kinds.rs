@@ -30,6 +30,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::GrpcRoute,
     Kind::TlsRoute,
     Kind::TcpRoute,
+    Kind::UdpRoute,
     Kind::ReferenceGrant,
     Kind::BackendTlsPolicy,
     Kind::ListenerSet,
@@ -72,6 +73,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::GrpcRoute => "grpcroutes",
         Kind::TlsRoute => "tlsroutes",
         Kind::TcpRoute => "tcproutes",
+        Kind::UdpRoute => "udproutes",
         Kind::BackendTlsPolicy => "backendtlspolicies",
         Kind::ConfigMap => "configmaps",
         Kind::ListenerSet => "listenersets",
@@ -107,6 +109,7 @@ pub fn has_api_status(kind: Kind) -> bool {
             | Kind::GrpcRoute
             | Kind::TlsRoute
             | Kind::TcpRoute
+            | Kind::UdpRoute
             | Kind::BackendTlsPolicy
             | Kind::ListenerSet
     )
@@ -219,6 +222,7 @@ mod tests {
             Kind::GrpcRoute,
             Kind::TlsRoute,
             Kind::TcpRoute,
+            Kind::UdpRoute,
             Kind::ReferenceGrant,
         ] {
             assert!(WATCHED.contains(&k), "{k} is watched");
@@ -231,6 +235,16 @@ mod tests {
                 "backendtlspolicies".into()
             )
         );
+        // UDPRoute: experimental channel only; a cluster without its CRD lists it as empty.
+        assert_eq!(
+            coords(Kind::UdpRoute),
+            (
+                format!("{gw}/v1alpha2"),
+                "UDPRoute".into(),
+                "udproutes".into()
+            )
+        );
+        assert!(optional(Kind::UdpRoute) && has_api_status(Kind::UdpRoute));
         assert!(WATCHED.contains(&Kind::ConfigMap) && !optional(Kind::ConfigMap));
         assert!(has_api_status(Kind::BackendTlsPolicy) && optional(Kind::BackendTlsPolicy));
         assert!(cluster_scoped(Kind::GatewayClass) && cluster_scoped(Kind::Namespace));

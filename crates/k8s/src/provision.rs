@@ -125,6 +125,15 @@ pub fn manifests(
         .map(|l| l.port)
         .chain(served.iter().copied())
         .collect();
+    // A UDP listener's port (UDPRoute) is a UDP port of the pod and the Service.
+    let udp: BTreeSet<i32> = spec
+        .spec
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == "UDP")
+        .map(|l| l.port)
+        .collect();
+    let protocol = |p: &i32| if udp.contains(p) { "UDP" } else { "TCP" };
     let config_map = json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
         "data": {"envoy.json": bootstrap.to_string()},
@@ -145,7 +154,7 @@ pub fn manifests(
                         "image": config.envoy_image,
                         "args": ["-c", "/etc/portolan/envoy.json", "--service-node", "$(POD_NAME)"],
                         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-                        "ports": ports.iter().map(|p| json!({"name": port_name(*p), "containerPort": p})).collect::<Vec<_>>(),
+                        "ports": ports.iter().map(|p| json!({"name": port_name(*p), "containerPort": p, "protocol": protocol(p)})).collect::<Vec<_>>(),
                         "volumeMounts": [{"name": "bootstrap", "mountPath": "/etc/portolan", "readOnly": true}],
                     }],
                     "volumes": [{"name": "bootstrap", "configMap": {"name": name}}],
@@ -159,7 +168,7 @@ pub fn manifests(
             "type": config.service_type,
             "selector": {GATEWAY_LABEL: source.name},
             "ports": ports.iter().map(|p| json!({
-                "name": port_name(*p), "port": p, "targetPort": p, "protocol": "TCP"
+                "name": port_name(*p), "port": p, "targetPort": p, "protocol": protocol(p)
             })).collect::<Vec<_>>(),
         },
     });

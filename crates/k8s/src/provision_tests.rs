@@ -41,6 +41,38 @@ fn spec() -> Gateway {
 }
 
 #[test]
+fn a_udp_listener_port_is_a_udp_port_of_the_pod_and_the_service() {
+    let mut gw = spec();
+    gw.spec.listeners.push(
+        serde_json::from_value(json!({"name": "dns", "port": 53, "protocol": "UDP"})).unwrap(),
+    );
+    let served = std::collections::BTreeSet::new();
+    let bootstrap = json!({});
+    let [_, deploy, svc] = manifests(&edge(), "uid-1", &gw, &served, &bootstrap, &config());
+    let protocols = |ports: &Value| -> Vec<(i64, String)> {
+        ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let n = p["port"].as_i64().or(p["containerPort"].as_i64()).unwrap();
+                (n, p["protocol"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let want = vec![
+        (53, "UDP".to_string()),
+        (443, "TCP".to_string()),
+        (8080, "TCP".to_string()),
+    ];
+    assert_eq!(protocols(&svc["spec"]["ports"]), want);
+    assert_eq!(
+        protocols(&deploy["spec"]["template"]["spec"]["containers"][0]["ports"]),
+        want
+    );
+}
+
+#[test]
 fn a_gateway_gets_a_bootstrap_a_deployment_and_a_service_it_owns() {
     let bootstrap = json!({"node": {"cluster": "gateway:infra/edge"}});
     let served = std::collections::BTreeSet::from([9443]);

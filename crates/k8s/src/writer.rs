@@ -186,6 +186,7 @@ impl StatusWriter {
                 | Kind::GrpcRoute
                 | Kind::TlsRoute
                 | Kind::TcpRoute
+                | Kind::UdpRoute
                 | Kind::BackendTlsPolicy
         );
         if let Some(version) = resource_version.filter(|_| shared) {

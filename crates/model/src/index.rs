@@ -150,6 +150,7 @@ impl Index {
             | Kind::GrpcRoute
             | Kind::TlsRoute
             | Kind::TcpRoute
+            | Kind::UdpRoute
             | Kind::BackendTlsPolicy
             | Kind::ListenerSet
             | Kind::ConfigMap => self.gateway_api.remove(object).is_some(),
@@ -196,6 +197,7 @@ impl Index {
             | Kind::GrpcRoute
             | Kind::TlsRoute
             | Kind::TcpRoute
+            | Kind::UdpRoute
             | Kind::BackendTlsPolicy
             | Kind::ListenerSet
             | Kind::ConfigMap => self.gateway_api.contains_key(object),

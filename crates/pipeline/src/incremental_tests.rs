@@ -311,3 +311,58 @@ fn other_secrets_or_another_previous_snapshot_take_the_whole_path() {
     );
     let _ = second;
 }
+
+/// A UDP Gateway listener's cluster holds its backends' endpoints inline: an endpoint change
+/// of one of them takes the whole path (and updates the cluster); one of another Service
+/// may still take the endpoint-only path.
+#[test]
+fn an_endpoint_change_behind_a_udp_route_takes_the_whole_path() {
+    let mut index = world();
+    for doc in [
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": "portolan"}, "spec": {"controllerName": "portolan.dev/gateway-controller"}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "dns", "namespace": "default"},
+            "spec": {"gatewayClassName": "portolan", "addresses": [{"type": "IPAddress", "value": "127.0.0.9"}],
+                "listeners": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "UDPRoute",
+            "metadata": {"name": "dns", "namespace": "default"},
+            "spec": {"parentRefs": [{"name": "dns"}], "rules": [{"backendRefs": [{"name": "u", "port": 53}]}]}}),
+        json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "u", "namespace": "default"},
+            "spec": {"ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+    ] {
+        apply(&mut index, doc);
+    }
+    let udp_slice = |ip: &str| {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "u-a", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "u"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+            "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}]})
+    };
+    apply(&mut index, udp_slice("10.5.0.1"));
+    let group = group("gateway:default/dns");
+    let options = Options::default();
+    let mut builder = IncrementalBuilder::new();
+    let mut build = |index: &mut Index, previous: Option<&Snapshot>| {
+        let world = index.world();
+        let (built, _) = builder
+            .build_with_secrets(&world, &group, &options, previous, &[])
+            .expect("builds");
+        let (whole, _) = IncrementalBuilder::new()
+            .build_with_secrets(&world, &group, &options, None, &[])
+            .expect("builds");
+        assert_eq!(difference(&built, &whole), None);
+        (built, builder.last_was_endpoints_only())
+    };
+    let (first, _) = build(&mut index, None);
+    apply(&mut index, udp_slice("10.5.0.2"));
+    let (second, fast) = build(&mut index, Some(&first));
+    assert!(!fast, "the UDP backend's endpoints moved: the whole path");
+    let ep = vec![("10.6.0.1".to_string(), "zone-a", true)];
+    apply(&mut index, slice("s0-a", "s0", "v1", &ep));
+    let (_, fast) = build(&mut index, Some(&second));
+    assert!(fast, "another Service's endpoints: the endpoint-only path");
+}

@@ -16,13 +16,15 @@
 //! `gateway-cert|NS/NAME`, see [`crate::tls`]: keys travel in the group's snapshot, never in
 //! the listener); a passthrough chain is a TCP proxy to its
 //! TLSRoute's weighted backends. A TCP port (TCPRoute) is one such chain without a match and
-//! without the inspector.
+//! without the inspector. A UDP port (UDPRoute) is a UDP listener with Envoy's UDP proxy (see
+//! [`crate::gateway_api_udp`]).
 
 use crate::ProxyGroup;
 use crate::address::socket_address;
 use crate::context::Context;
 use crate::edge::EdgeUse;
 use crate::filters;
+use crate::gateway_api_udp;
 use crate::jwt::{self, JwtUse};
 use crate::names;
 use crate::provenance::{Entry, Origins, Part, Provenance, ResourceKind, origins, union};
@@ -30,6 +32,7 @@ use crate::route::route_configuration;
 use crate::route_rules;
 use crate::tls::GatewaySecrets;
 use crate::{tcp, tls};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
 };
@@ -157,17 +160,34 @@ pub(crate) fn selecting<'w>(world: &'w World, group: &ProxyGroup) -> Option<&'w 
 
 /// The Gateway's listeners, route configurations and SDS secrets: one listener per listener
 /// port; a plain HTTP port has one route configuration, a TLS port one per HTTPS listener and
-/// the certificates its chains name.
+/// the certificates its chains name; a UDP port adds its cluster to `clusters` (see
+/// [`crate::gateway_api_udp`]).
 pub(crate) fn resources(
     ctx: &Context<'_>,
     gateway: &ApiGateway,
     provenance: &mut Provenance,
     used: &mut JwtUse,
+    clusters: &mut Vec<Cluster>,
 ) -> (Vec<Listener>, Vec<RouteConfiguration>, Vec<Secret>) {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
     let mut secrets = GatewaySecrets::default();
     for port in &gateway.ports {
+        if port.udp {
+            let (listener, cluster, entries) = gateway_api_udp::udp_port(
+                ctx,
+                &gateway.source,
+                &gateway.address,
+                port.port,
+                &port.chains,
+            );
+            listeners.push(listener);
+            clusters.push(cluster);
+            for entry in entries {
+                provenance.push(entry);
+            }
+            continue;
+        }
         let name = names::gateway_listener_name(port.port);
         let mut listener = Listener {
             name: name.clone(),

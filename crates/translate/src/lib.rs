@@ -49,6 +49,7 @@ mod filters;
 mod gamma;
 mod gateway;
 mod gateway_api;
+mod gateway_api_udp;
 mod inbound;
 pub mod json;
 mod jwt;
@@ -83,6 +84,7 @@ mod translator;
 
 pub use capture::OutboundPolicy;
 pub use gateway::gateways_selecting;
+pub use gateway_api_udp::udp_backends_among;
 pub use json::JsonError;
 pub use keep::{Keep, Messages};
 pub use on_demand::{Discovery, OnDemandResources};

@@ -169,8 +169,13 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
     }
     if let Some(gateway) = gateway_api::selecting(ctx.world, group) {
         let mut used = jwt::JwtUse::default();
-        (resources.listeners, resources.routes, resources.secrets) =
-            gateway_api::resources(ctx, gateway, &mut resources.provenance, &mut used);
+        (resources.listeners, resources.routes, resources.secrets) = gateway_api::resources(
+            ctx,
+            gateway,
+            &mut resources.provenance,
+            &mut used,
+            &mut resources.clusters,
+        );
         jwks_clusters(ctx, &used, &mut resources);
         return resources;
     }

@@ -126,7 +126,8 @@ impl<K: Keep> Translator<K> {
     /// whose first port's cluster it does not reach, or that gets no clusters, gives nothing.
     ///
     /// `None` (translate everything instead) unless the memo holds translations for the
-    /// zone, mesh membership and client of `group`, with `options`.
+    /// zone, mesh membership and client of `group`, with `options`, and none of `services` is
+    /// a backend of the group's UDP Gateway listeners.
     pub fn endpoints_only(
         &mut self,
         world: &World,
@@ -136,7 +137,11 @@ impl<K: Keep> Translator<K> {
         reached: impl Fn(&str) -> bool,
     ) -> Option<Vec<ServiceOutput<K>>> {
         let Self { keep, memo } = self;
-        if !memo.started_as(group, options) {
+        // A UDP Gateway listener's cluster holds its endpoints inline (see
+        // `gateway_api_udp`): only a whole translation updates it.
+        if !memo.started_as(group, options)
+            || crate::gateway_api_udp::udp_backends_among(world, group, services)
+        {
             return None;
         }
         let ctx = Context::without_plans(world, options);

@@ -280,6 +280,7 @@ fn api_gateway_groups(resource: &portolan_api::Resource) -> Vec<ProxyGroup> {
         Resource::GrpcRoute(r) => &r.spec.parent_refs,
         Resource::TlsRoute(r) => &r.spec.parent_refs,
         Resource::TcpRoute(r) => &r.spec.parent_refs,
+        Resource::UdpRoute(r) => &r.spec.parent_refs,
         _ => return Vec::new(),
     };
     parents

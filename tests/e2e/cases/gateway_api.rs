@@ -70,6 +70,7 @@ use tls::{
     tls_route_no_matching_listener_hostname, tls_route_simple_same_namespace,
     tls_route_terminate_not_supported,
 };
+use udp::udp_route;
 
 #[path = "gateway_api_backend_tls.rs"]
 mod backend_tls;
@@ -89,6 +90,8 @@ mod more;
 mod tcp;
 #[path = "gateway_api_tls.rs"]
 mod tls;
+#[path = "gateway_api_udp.rs"]
+mod udp;
 
 const INFRA: &str = "gateway-conformance-infra";
 
@@ -568,7 +571,8 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "Mesh",
             "ReferenceGrant",
             "TCPRoute",
-            "TLSRoute"
+            "TLSRoute",
+            "UDPRoute"
         ]
     );
     let all = c.portolan.get_json("/debug/status").await?;
@@ -805,6 +809,17 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "TCPRouteInvalidBackendRefUnknownKind"
         ],
         tcp_route_refs
+    );
+    scenario!(
+        b,
+        c,
+        &[
+            "UDPRoute",
+            "Portolan:UDPRouteWeightedRouting",
+            "Portolan:UDPRouteNotAllowedByListeners",
+            "Portolan:UDPRouteInvalidBackendRefNonexistent"
+        ],
+        udp_route
     );
     scenario!(
         b,

@@ -167,6 +167,17 @@ const TCP_ROUTE_EXPERIMENTAL: [&str; 7] = [
     "TCPRouteInvalidBackendRefUnknownKind",
 ];
 
+/// UDPRoute (experimental channel): upstream has one test, `UDPRoute` (udproute-simple: a
+/// DNS query through a UDP listener to CoreDNS), in no profile of the v1.6.1 reports; it is
+/// reproduced with an echo backend, with Portolan's own checks beside it (weights, a route
+/// the listener does not admit, a missing backend).
+const UDP_ROUTE_EXPERIMENTAL: [&str; 4] = [
+    "UDPRoute",
+    "Portolan:UDPRouteWeightedRouting",
+    "Portolan:UDPRouteNotAllowedByListeners",
+    "Portolan:UDPRouteInvalidBackendRefNonexistent",
+];
+
 /// Upstream tests that are not in v1.6.1 (added in 1.7, or open pull requests).
 const NOT_IN_V1_6_1: [&str; 2] = [
     "GRPCRouteRequestHeaderModifier",
@@ -270,6 +281,7 @@ impl Board {
             || LISTENER_SET.contains(&t)
             || HTTP_EXTENDED_FULL.contains(&t)
             || TCP_ROUTE_EXPERIMENTAL.contains(&t)
+            || UDP_ROUTE_EXPERIMENTAL.contains(&t)
             || NOT_IN_V1_6_1.contains(&t)
             || MESH_EXTENDED.contains(&t)
     }
@@ -360,6 +372,12 @@ impl Board {
         out.push_str(&self.line(
             "TCPRoute experimental (provisional upstream)",
             &TCP_ROUTE_EXPERIMENTAL,
+            true,
+            "",
+        ));
+        out.push_str(&self.line(
+            "UDPRoute experimental (upstream's one test, in no profile, and Portolan's own)",
+            &UDP_ROUTE_EXPERIMENTAL,
             true,
             "",
         ));

@@ -151,6 +151,13 @@ async fn cluster(upstream: &Upstream, port: u16) -> anyhow::Result<FakeApiServer
                         "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]},
                "status": {"parents": [foreign_entry()]}}),
     );
+    // A UDPRoute (experimental channel, v1alpha2) naming a listener `edge` does not have.
+    api.add(
+        "/apis/gateway.networking.k8s.io/v1alpha2/namespaces/shop/udproutes",
+        json!({"metadata": {"name": "dns", "namespace": "shop", "generation": 2, "resourceVersion": "4"},
+               "spec": {"parentRefs": [{"name": "edge", "namespace": "infra", "sectionName": "dns"}],
+                        "rules": [{"backendRefs": [{"name": "web", "port": 53}]}]}}),
+    );
     Ok(api)
 }
 
@@ -374,6 +381,28 @@ async fn gateway_api_from_the_cluster_routes_provisions_and_gets_status() -> any
         assert_eq!(condition(&parents[1]["conditions"], t), format!("{t}=True"));
     }
     assert_eq!(parents[1]["conditions"][0]["observedGeneration"], 3);
+    // The UDPRoute is watched at v1alpha2 and gets its status there.
+    let udp = written(
+        writes,
+        "/apis/gateway.networking.k8s.io/v1alpha2/namespaces/shop/udproutes/dns/status",
+        |_| true,
+    )
+    .await?;
+    let p = &udp["status"]["parents"][0];
+    assert_eq!(p["parentRef"]["sectionName"], "dns", "{udp}");
+    assert_eq!(
+        condition(&p["conditions"], "Accepted"),
+        "Accepted=False",
+        "{udp}"
+    );
+    assert_eq!(p["conditions"][0]["reason"], "NoMatchingParent", "{udp}");
+    assert_eq!(p["conditions"][0]["observedGeneration"], 2, "{udp}");
+    // Service web has no port 53.
+    assert_eq!(
+        condition(&p["conditions"], "ResolvedRefs"),
+        "ResolvedRefs=False",
+        "{udp}"
+    );
     let policy = written(
         writes,
         &format!("{GW}/namespaces/shop/backendtlspolicies/secure-tls/status"),

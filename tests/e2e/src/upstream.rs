@@ -18,11 +18,12 @@
 //! [`Upstream::start_tls`] serves the same behind TLS (see [`tls`]), [`Upstream::start_h2c`]
 //! over cleartext HTTP/2 only (see [`h2c`]), [`Upstream::start_ws`] as a WebSocket echo
 //! server (see [`ws`]); `x-seen-version` says which HTTP version arrived. [`GrpcHealth`] is a
-//! gRPC health server.
+//! gRPC health server. [`udp`] holds a UDP echo upstream (`NAME: payload`) and its client.
 
 mod grpc_health;
 mod h2c;
 mod tls;
+pub mod udp;
 mod ws;
 
 pub use grpc_health::GrpcHealth;

@@ -10,7 +10,7 @@ use crate::gwapi::{
     BackendTlsPolicy, CA_CERT_KEY, FRONTEND_MODES, FrontendTlsConfig, FrontendTlsValidation,
     Gateway, GatewayClass, GrpcRoute, HttpBackendRef, HttpRoute, HttpRouteFilter, HttpRouteMatch,
     HttpRouteRule, Listener, ListenerSet, ParentReference, ReferenceGrant, SubjectAltName,
-    TcpRoute, TlsRoute, parse_duration,
+    TcpRoute, TlsRoute, UdpRoute, parse_duration,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 
@@ -196,6 +196,19 @@ pub(super) fn tls_route(route: &TlsRoute, errors: &mut Errors) {
 }
 
 pub(super) fn tcp_route(route: &TcpRoute, errors: &mut Errors) {
+    object_name(route.metadata.name.as_deref(), errors);
+    route_common(&[], &route.spec.parent_refs, errors);
+    for (i, rule) in route.spec.rules.iter().enumerate() {
+        backend_refs(
+            &rule.backend_refs,
+            &spec_path().field("rules").index(i),
+            errors,
+        );
+    }
+}
+
+/// A UDPRoute: the same shape as a TCPRoute (parentRefs, rules of weighted backendRefs).
+pub(super) fn udp_route(route: &UdpRoute, errors: &mut Errors) {
     object_name(route.metadata.name.as_deref(), errors);
     route_common(&[], &route.spec.parent_refs, errors);
     for (i, rule) in route.spec.rules.iter().enumerate() {

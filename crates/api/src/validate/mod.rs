@@ -60,6 +60,7 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
         Resource::GrpcRoute(r) => gateway_api::grpc_route(r, &mut errors),
         Resource::TlsRoute(r) => gateway_api::tls_route(r, &mut errors),
         Resource::TcpRoute(r) => gateway_api::tcp_route(r, &mut errors),
+        Resource::UdpRoute(r) => gateway_api::udp_route(r, &mut errors),
         Resource::BackendTlsPolicy(p) => gateway_api::backend_tls_policy(p, &mut errors),
         Resource::ListenerSet(l) => gateway_api::listener_set(l, &mut errors),
         Resource::ConfigMap(c) => gateway_api::ca_config_map(c, &mut errors),

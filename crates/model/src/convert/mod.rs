@@ -53,6 +53,7 @@ pub fn to_object(resource: &Resource) -> Object {
         | Resource::GrpcRoute(_)
         | Resource::TlsRoute(_)
         | Resource::TcpRoute(_)
+        | Resource::UdpRoute(_)
         | Resource::BackendTlsPolicy(_)
         | Resource::ListenerSet(_)
         | Resource::ConfigMap(_) => Object::GatewayApi(Box::new(resource.clone())),

@@ -1,5 +1,5 @@
-//! Which Gateways and routes are Portolan's, how routes (HTTPRoute, GRPCRoute, TLSRoute, TCPRoute)
-//! attach to listeners (parentRefs with sectionName and port, allowedRoutes namespaces and
+//! Which Gateways and routes are Portolan's, how routes (HTTPRoute, GRPCRoute, TLSRoute, TCPRoute,
+//! UDPRoute) attach to listeners (parentRefs with sectionName and port, allowedRoutes namespaces and
 //! kinds, hostname intersection), the ports and filter chains that result, and the status
 //! every object gets from that. The listeners themselves are compiled in [`super::listener`].
 
@@ -47,6 +47,7 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "ReferenceGrant",
     "TCPRoute",
     "TLSRoute",
+    "UDPRoute",
 ];
 
 type HostRules = BTreeMap<String, Vec<(usize, rules::Precedence, ApiRule)>>;
@@ -195,6 +196,20 @@ fn route_input<'r>(
                 hostnames: &[],
                 contribution: Contribution::Passthrough(c.key, c.backends),
                 unresolved: c.unresolved,
+            });
+        }
+        Resource::UdpRoute(r) => {
+            let c = tls::convert(source, created!(r), &r.spec.rules, refs);
+            let unresolved = c
+                .unresolved
+                .or_else(|| tls::udp_port_error(source, &r.spec.rules, refs.world));
+            return Some(RouteInput {
+                source,
+                generation,
+                parent_refs: &r.spec.parent_refs,
+                hostnames: &[],
+                contribution: Contribution::Passthrough(c.key, c.backends),
+                unresolved,
             });
         }
         Resource::TlsRoute(r) => {
@@ -538,8 +553,8 @@ fn attach_to_gateway(
     let mut any_host = false;
     for &i in &allowed {
         let l = &mut gw.listeners[i];
-        // A TCP listener has no hostnames: the route takes any connection.
-        let hosts = if l.protocol == Ok(Proto::Tcp) {
+        // A TCP or UDP listener has no hostnames: the route takes any connection or datagram.
+        let hosts = if matches!(l.protocol, Ok(Proto::Tcp | Proto::Udp)) {
             vec!["*".to_string()]
         } else {
             intersect(l.spec.hostname.as_deref(), route.hostnames)
@@ -793,6 +808,7 @@ fn ports(gw: &GatewayState<'_>) -> BTreeMap<u16, ApiPort> {
             port: l.port,
             tls: matches!(protocol, Proto::Https | Proto::Passthrough),
             tcp: protocol == Proto::Tcp,
+            udp: protocol == Proto::Udp,
             virtual_hosts: Vec::new(),
             chains: Vec::new(),
         });
@@ -814,7 +830,7 @@ fn ports(gw: &GatewayState<'_>) -> BTreeMap<u16, ApiPort> {
                     virtual_hosts: virtual_hosts(&only_listener(by_host, i), |_| Some(i)),
                 },
             }),
-            Proto::Passthrough | Proto::Tcp => {
+            Proto::Passthrough | Proto::Tcp | Proto::Udp => {
                 let empty = HostBackends::new();
                 let by_host = gw.tls_hosts.get(&l.port).unwrap_or(&empty);
                 port.chains.extend(passthrough_chains(&l.key, i, by_host));

@@ -24,6 +24,8 @@ pub(super) enum Proto {
     Passthrough,
     /// TCP: one TCPRoute takes every connection.
     Tcp,
+    /// UDP: one UDPRoute takes every datagram.
+    Udp,
 }
 
 impl Proto {
@@ -33,6 +35,7 @@ impl Proto {
             Proto::Http | Proto::Https => &["HTTPRoute", "GRPCRoute"],
             Proto::Passthrough => &["TLSRoute"],
             Proto::Tcp => &["TCPRoute"],
+            Proto::Udp => &["UDPRoute"],
         }
     }
 }
@@ -197,6 +200,7 @@ fn protocol(l: &Listener) -> Result<Proto, (&'static str, String)> {
         ("HTTPS", "Terminate") => Ok(Proto::Https),
         ("TLS", "Passthrough") => Ok(Proto::Passthrough),
         ("TCP", _) => Ok(Proto::Tcp),
+        ("UDP", _) => Ok(Proto::Udp),
         ("HTTPS", m) => Err((
             "UnsupportedValue",
             format!("tls.mode {m}: an HTTPS listener terminates TLS"),
@@ -207,7 +211,7 @@ fn protocol(l: &Listener) -> Result<Proto, (&'static str, String)> {
         )),
         (p, _) => Err((
             "UnsupportedProtocol",
-            format!("protocol {p} is not supported: HTTP, HTTPS, TLS (Passthrough) and TCP"),
+            format!("protocol {p} is not supported: HTTP, HTTPS, TLS (Passthrough), TCP and UDP"),
         )),
     }
 }

@@ -59,6 +59,9 @@ pub struct ApiPort {
     /// Whether the port is a TCP listener's: then `chains` hold at most one passthrough
     /// chain (no server names) with the TCPRoute's backends, and there is no TLS inspector.
     pub tcp: bool,
+    /// Whether the port is a UDP listener's: then `chains` hold at most one passthrough chain
+    /// (no server names) with the UDPRoute's backends, served by Envoy's UDP proxy.
+    pub udp: bool,
     /// Plain HTTP: sorted by hostname; `*` is the catch-all.
     pub virtual_hosts: Vec<ApiVirtualHost>,
     /// TLS: the filter chains, chosen by SNI.

@@ -4,7 +4,7 @@
 use super::*;
 use crate::index::Index;
 use crate::routing::{HttpAction, PathMatch};
-use crate::types::{Object, Service, ServiceKey};
+use crate::types::{Object, Protocol, Service, ServiceKey, ServicePort};
 use portolan_api::{Kind, Resource};
 use serde_json::json;
 
@@ -43,7 +43,7 @@ fn base() -> Index {
         "metadata": {"name": "gw", "namespace": "infra"},
         "spec": {"gatewayClassName": "portolan", "listeners": [
             {"name": "http", "port": 80, "protocol": "HTTP"},
-            {"name": "udp", "port": 81, "protocol": "UDP"}]}}),
+            {"name": "sctp", "port": 81, "protocol": "SCTP"}]}}),
     );
     apply(
         &mut idx,
@@ -100,9 +100,9 @@ fn only_our_class_is_compiled_and_unsupported_listeners_say_why() {
     };
     assert_eq!(s.conditions[0].reason, "ListenersNotValid");
     assert_eq!(s.conditions[0].status, "True");
-    let udp = &s.listeners[1];
+    let sctp = &s.listeners[1];
     assert!(
-        udp.conditions
+        sctp.conditions
             .iter()
             .any(|c| c.reason == "UnsupportedProtocol")
     );
@@ -675,6 +675,120 @@ fn tcp_routes_take_a_tcp_listener_with_weighted_backends() {
         panic!("no Gateway status");
     };
     assert_eq!(s.listeners[0].attached_routes, 2);
+}
+
+#[test]
+fn udp_routes_take_a_udp_listener_with_weighted_backends() {
+    let mut idx = base();
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "udp", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "listeners": [
+            {"name": "dns", "port": 5353, "protocol": "UDP"},
+            {"name": "db", "port": 5432, "protocol": "TCP"},
+            {"name": "web", "port": 8080, "protocol": "HTTP"},
+            {"name": "dns2", "port": 5354, "protocol": "UDP"}]}}),
+    );
+    for (name, protocol) in [
+        ("a", Protocol::Udp),
+        ("b", Protocol::Udp),
+        ("t", Protocol::Tcp),
+    ] {
+        idx.apply(Object::Service(Service {
+            key: ServiceKey::new("infra", name),
+            ports: vec![ServicePort {
+                name: "p".into(),
+                port: 80,
+                protocol,
+                target_port: None,
+                app_protocol: None,
+            }],
+            cluster_ip: None,
+            external_name: None,
+            labels: Default::default(),
+        }));
+    }
+    for (name, section, backends) in [
+        ("tcp-port", "dns2", json!([{"name": "t", "port": 80}])),
+        ("no-port", "dns2", json!([{"name": "a", "port": 81}])),
+        (
+            "ok",
+            "dns",
+            json!([{"name": "a", "port": 80, "weight": 3}, {"name": "b", "port": 80}]),
+        ),
+        ("on-tcp", "db", json!([{"name": "a", "port": 80}])),
+        ("on-http", "web", json!([{"name": "a", "port": 80}])),
+        ("no-section", "nope", json!([{"name": "a", "port": 80}])),
+    ] {
+        apply(
+            &mut idx,
+            json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "UDPRoute",
+            "metadata": {"name": name, "namespace": "infra"},
+            "spec": {"parentRefs": [{"name": "udp", "sectionName": section}],
+                     "rules": [{"backendRefs": backends}]}}),
+        );
+    }
+    let world = idx.world();
+    let cond = |name: &str, type_: &str| {
+        let key = ObjectRef::new(Kind::UdpRoute, "infra", name);
+        let Some(ApiStatus::Route(s)) = world.api_statuses.get(&key) else {
+            panic!("no status for {key}");
+        };
+        let c = s.parents[0]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition");
+        (c.status.clone(), c.reason.clone())
+    };
+    assert_eq!(cond("ok", "Accepted"), ("True".into(), "Accepted".into()));
+    assert_eq!(
+        cond("ok", "ResolvedRefs"),
+        ("True".into(), "ResolvedRefs".into())
+    );
+    for refused in ["on-tcp", "on-http"] {
+        assert_eq!(
+            cond(refused, "Accepted"),
+            ("False".into(), "NotAllowedByListeners".into()),
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        cond("no-section", "Accepted"),
+        ("False".into(), "NoMatchingParent".into())
+    );
+    assert_eq!(
+        cond("tcp-port", "ResolvedRefs"),
+        ("False".into(), "UnsupportedProtocol".into())
+    );
+    assert_eq!(
+        cond("no-port", "ResolvedRefs"),
+        ("False".into(), "BackendNotFound".into())
+    );
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "udp")];
+    let port = gw.ports.iter().find(|p| p.port == 5353).expect("UDP port");
+    assert!(port.udp && !port.tcp && !port.tls);
+    assert_eq!(port.chains.len(), 1);
+    let crate::gateway_api::ChainKind::Passthrough { backends } = &port.chains[0].kind else {
+        panic!("not a passthrough chain");
+    };
+    let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+    assert_eq!(weights, [3, 1]);
+    let Some(ApiStatus::Gateway(s)) = world.api_statuses.get(&gw.source) else {
+        panic!("no Gateway status");
+    };
+    let dns = &s.listeners[0];
+    assert_eq!(dns.attached_routes, 1);
+    assert_eq!(dns.supported_kinds.len(), 1);
+    assert_eq!(dns.supported_kinds[0].kind, "UDPRoute");
+    assert!(
+        dns.conditions
+            .iter()
+            .any(|c| c.type_ == "Accepted" && c.status == "True"),
+        "{:?}",
+        dns.conditions
+    );
 }
 
 /// A real (example) CA certificate, for CA ConfigMaps.

@@ -144,3 +144,49 @@ pub(super) fn convert(
         unresolved,
     }
 }
+
+/// Why a UDPRoute's backendRef names no UDP port of its Service (checked once the refs
+/// resolved): `BackendNotFound` when the Service has no port of that number (or, without a
+/// number, not exactly one UDP port), `UnsupportedProtocol` when the port is not UDP.
+pub(super) fn udp_port_error(
+    source: &ObjectRef,
+    rules: &[TlsRouteRule],
+    world: &crate::world::World,
+) -> Option<RefError> {
+    for (ri, rule) in rules.iter().enumerate() {
+        for (i, b) in rule.backend_refs.iter().enumerate() {
+            let namespace = b.namespace.as_deref().unwrap_or(&source.namespace);
+            let key = crate::types::ServiceKey::new(namespace, &b.name);
+            let Some(service) = world.services.get(&key) else {
+                continue;
+            };
+            let at = |m: String| format!("spec.rules[{ri}].backendRefs[{i}]: {m}");
+            let udp = |p: &&crate::types::ServicePort| p.protocol == crate::types::Protocol::Udp;
+            let Some(number) = b.port.and_then(|p| u16::try_from(p).ok()) else {
+                if service.ports.iter().filter(udp).count() != 1 {
+                    return Some((
+                        "BackendNotFound",
+                        at(format!(
+                            "Service {key} has not exactly one UDP port: name a port"
+                        )),
+                    ));
+                }
+                continue;
+            };
+            let same: Vec<_> = service.ports.iter().filter(|p| p.port == number).collect();
+            if same.is_empty() {
+                return Some((
+                    "BackendNotFound",
+                    at(format!("Service {key} has no port {number}")),
+                ));
+            }
+            if !same.iter().any(udp) {
+                return Some((
+                    "UnsupportedProtocol",
+                    at(format!("port {number} of Service {key} is not a UDP port")),
+                ));
+            }
+        }
+    }
+    None
+}

@@ -55,6 +55,7 @@ fn world() -> World {
         address: "127.0.1.7".to_string(),
         ports: vec![ApiPort {
             tcp: false,
+            udp: false,
             port: 8443,
             tls: true,
             virtual_hosts: Vec::new(),
@@ -169,6 +170,7 @@ fn regex_world() -> World {
         port: 8080,
         tls: false,
         tcp: false,
+        udp: false,
         virtual_hosts: vec![ApiVirtualHost {
             hostname: "www.example.com".to_string(),
             rules: vec![portolan_model::gateway_api::ApiRule {

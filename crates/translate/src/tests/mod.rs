@@ -5,6 +5,7 @@ mod edge;
 mod gamma;
 mod gateway_api_jwt;
 mod gateway_api_tls;
+mod gateway_api_udp;
 mod gateway_rules;
 mod golden;
 mod golden_capture;
