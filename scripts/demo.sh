@@ -71,6 +71,8 @@ printf '  %-40s -> ' "Host: reviews.example.com, x-canary: true"
 curl -s -H 'Host: reviews.example.com' -H 'x-canary: true' http://127.0.1.10:8080/
 echo "  portolan status HTTPRoute/default/reviews: $("$BIN" status HTTPRoute/default/reviews --server http://127.0.0.1:18080 \
   | python3 -c 'import json, sys; s = json.load(sys.stdin); print(", ".join(c["type"] + "=" + c["status"] for p in s["parents"] for c in p["conditions"]))')"
+echo "  portolan status Gateway/default/edge: $("$BIN" status Gateway/default/edge --server http://127.0.0.1:18080 \
+  | python3 -c 'import json, sys; s = json.load(sys.stdin); print(", ".join(c["type"] + "=" + c["status"] for c in s["conditions"]))')"
 
 echo "== live edit: reviews v1 and v2 become not ready (editing the EndpointSlice file, no restart)"
 sed -i -e '/"127.0.0.1[12]"/{n;s/ready: true/ready: false/}' "$work/config/bookinfo.yaml"
