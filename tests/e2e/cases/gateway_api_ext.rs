@@ -613,6 +613,24 @@ where
     Ok(())
 }
 
+/// Writes `file`: Service `service` (its port's `appProtocol` `app_protocol`) and HTTPRoute
+/// `route` on `path` to it; waits until the Gateway's Envoy has the route and it is accepted.
+/// Returns the Gateway's address.
+async fn load_protocol_backend(
+    c: &mut Conformance,
+    (file, route, service): (&str, &str, &str),
+    app_protocol: &str,
+    path: &str,
+) -> anyhow::Result<String> {
+    let text = protocol_backend_yaml(service, app_protocol, c.upstream(service)?, route, path);
+    c.config.write(file, &text)?;
+    let addr = c.gateway("same-namespace").await?;
+    c.wait_envoy("same-namespace", &format!("\"{INFRA}/{route}/"), true)
+        .await?;
+    route_accepted(c, INFRA, route, "same-namespace").await?;
+    Ok(addr)
+}
+
 /// HTTPRouteBackendProtocolH2C: a client speaking HTTP/2 with prior knowledge reaches a
 /// backend that speaks only h2c (its Service port says `appProtocol: kubernetes.io/h2c`).
 pub(super) async fn backend_protocol_h2c(c: &mut Conformance) -> anyhow::Result<()> {
@@ -622,18 +640,7 @@ pub(super) async fn backend_protocol_h2c(c: &mut Conformance) -> anyhow::Result<
         "h2c-backend",
     );
     ensure_upstream(c, service, |n| async move { Upstream::start_h2c(&n).await }).await?;
-    let text = protocol_backend_yaml(
-        service,
-        "kubernetes.io/h2c",
-        c.upstream(service)?,
-        route,
-        "/",
-    );
-    c.config.write(file, &text)?;
-    let addr = c.gateway("same-namespace").await?;
-    c.wait_envoy("same-namespace", &format!("\"{INFRA}/{route}/"), true)
-        .await?;
-    route_accepted(c, INFRA, route, "same-namespace").await?;
+    let addr = load_protocol_backend(c, (file, route, service), "kubernetes.io/h2c", "/").await?;
     let port = c.port;
     eventually(
         "an h2c request to reach the h2c backend",
@@ -659,18 +666,7 @@ pub(super) async fn backend_protocol_websocket(c: &mut Conformance) -> anyhow::R
         "ws-backend",
     );
     ensure_upstream(c, service, |n| async move { Upstream::start_ws(&n).await }).await?;
-    let text = protocol_backend_yaml(
-        service,
-        "kubernetes.io/ws",
-        c.upstream(service)?,
-        route,
-        "/ws",
-    );
-    c.config.write(file, &text)?;
-    let addr = c.gateway("same-namespace").await?;
-    c.wait_envoy("same-namespace", &format!("\"{INFRA}/{route}/"), true)
-        .await?;
-    route_accepted(c, INFRA, route, "same-namespace").await?;
+    let addr = load_protocol_backend(c, (file, route, service), "kubernetes.io/ws", "/ws").await?;
     let port = c.port;
     eventually(
         "a WebSocket session through the Gateway",
