@@ -20,6 +20,7 @@ pub struct PipelineMetrics {
     pub(crate) world_version: Gauge,
     pub(crate) config_errors: Gauge,
     pub(crate) builds: Counter,
+    pub(crate) endpoint_only_builds: Counter,
     pub(crate) build_failures: Counter,
     pub(crate) build_seconds: Histogram,
     pub(crate) world_seconds: Histogram,
@@ -45,6 +46,7 @@ impl PipelineMetrics {
             world_version: Gauge::default(),
             config_errors: Gauge::default(),
             builds: Counter::default(),
+            endpoint_only_builds: Counter::default(),
             build_failures: Counter::default(),
             build_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             world_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -71,6 +73,11 @@ impl PipelineMetrics {
             "snapshot_builds",
             "Snapshots built (one per proxy group per debounced batch of changes)",
             m.builds.clone(),
+        );
+        registry.register(
+            "snapshot_builds_endpoints_only",
+            "Snapshots built by replacing the changed Services' endpoints in the group's previous snapshot (an endpoint-only change; counted in snapshot_builds too)",
+            m.endpoint_only_builds.clone(),
         );
         registry.register(
             "snapshot_build_failures",

@@ -425,6 +425,9 @@ impl Pipeline {
                 self.provenances.set(group_name, provenance);
                 self.cache.set(group_name, snap.with_rollout(rollout));
                 self.metrics.builds.inc();
+                if endpoints_only {
+                    self.metrics.endpoint_only_builds.inc();
+                }
             }
             Err(e) => {
                 self.metrics.build_failures.inc();

@@ -141,6 +141,7 @@ async fn a_scoped_proxy_sees_its_namespace_and_is_not_pushed_for_another() -> an
     let plain_before = settled(&portolan, "plain-1").await?;
     let envoy_before = envoy_updates(&scoped).await?;
     let builds_before = metric(&portolan, "portolan_snapshot_builds_total").await?;
+    let fast_before = metric(&portolan, "portolan_snapshot_builds_endpoints_only_total").await?;
 
     // Namespace `other` changes: x gets a second endpoint.
     config.write("x-ep.yaml", &endpoints_yaml("other", "x", &[&x, &x2]))?;
@@ -173,6 +174,12 @@ async fn a_scoped_proxy_sees_its_namespace_and_is_not_pushed_for_another() -> an
         }
     })
     .await?;
+    // ... each by replacing x's endpoints in its previous snapshot (issue #24's fast path).
+    let fast = metric(&portolan, "portolan_snapshot_builds_endpoints_only_total").await?;
+    assert!(
+        fast >= fast_before + 2,
+        "endpoint-only builds: {fast}, {fast_before} before"
+    );
     let plain_after = settled(&portolan, "plain-1").await?;
     assert!(
         plain_after > plain_before,
