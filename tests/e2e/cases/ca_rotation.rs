@@ -99,6 +99,17 @@ fn traffic(
     })
 }
 
+/// Waits (20 s at most) until `envoy`'s counter `name` is at least `min`.
+async fn counter_reaches(envoy: &Envoy, name: &str, min: u64, what: &str) -> anyhow::Result<()> {
+    eventually(what, Duration::from_secs(20), || async {
+        let n = counter(envoy, name).await.map_err(|e| e.to_string())?;
+        (n >= min)
+            .then_some(())
+            .ok_or(format!("{name} = {n}, want {min}"))
+    })
+    .await
+}
+
 /// `/debug/ca` of the mesh's Portolan.
 async fn ca_state(mesh: &Mesh) -> anyhow::Result<serde_json::Value> {
     mesh.portolan.get_json("/debug/ca").await
@@ -156,20 +167,11 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
     let loop_task = traffic(client_envoy.clone(), stop.clone());
     // Some traffic before the rotation starts.
     let served_before = counter(&server, "http.inbound.downstream_rq_2xx").await?;
-    eventually(
+    counter_reaches(
+        &server,
+        "http.inbound.downstream_rq_2xx",
+        served_before + 20,
         "traffic before the rotation",
-        Duration::from_secs(10),
-        || {
-            let server = server.clone();
-            async move {
-                let n = counter(&server, "http.inbound.downstream_rq_2xx")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                (n >= served_before + 20)
-                    .then_some(())
-                    .ok_or(format!("{n}"))
-            }
-        },
     )
     .await?;
 
@@ -276,18 +278,11 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
 
     // New mutual TLS connections are made with the new root alone.
     let handshakes = counter(&server, "listener.inbound.ssl.handshake").await?;
-    eventually(
+    counter_reaches(
+        &server,
+        "listener.inbound.ssl.handshake",
+        handshakes + 1,
         "a handshake after the old root was dropped",
-        Duration::from_secs(20),
-        || {
-            let server = server.clone();
-            async move {
-                let n = counter(&server, "listener.inbound.ssl.handshake")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                (n > handshakes).then_some(()).ok_or(format!("{n}"))
-            }
-        },
     )
     .await?;
     // File mode: an operator's own root, added to --ca-dir as next.crt and next.key, is
@@ -341,18 +336,11 @@ async fn a_ca_rotation_under_steady_traffic_fails_no_request() -> anyhow::Result
     );
 
     let served_after = counter(&server, "http.inbound.downstream_rq_2xx").await?;
-    eventually(
+    counter_reaches(
+        &server,
+        "http.inbound.downstream_rq_2xx",
+        served_after + 20,
         "traffic after the new handshake",
-        Duration::from_secs(10),
-        || {
-            let server = server.clone();
-            async move {
-                let n = counter(&server, "http.inbound.downstream_rq_2xx")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                (n >= served_after + 20).then_some(()).ok_or(format!("{n}"))
-            }
-        },
     )
     .await?;
     stop.store(true, Ordering::Relaxed);
