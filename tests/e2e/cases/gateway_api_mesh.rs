@@ -270,6 +270,23 @@ impl Gamma {
         .await
     }
 
+    /// [`Self::expect`], then `check` must hold for [`STABLE`] more answers in a row (upstream's
+    /// "eventually consistent" response).
+    async fn expect_stable(
+        &self,
+        client: &HttpClient,
+        (host, path): (&str, &str),
+        check: impl Fn(&Reply) -> Result<(), String>,
+    ) -> anyhow::Result<()> {
+        self.expect(client, (host, path), &[], &check).await?;
+        let url = format!("http://{host}{path}");
+        for _ in 0..STABLE {
+            let r = client.get(&url, &[]).await?;
+            check(&r).map_err(|e| anyhow::anyhow!("{url}: {e}: {} {:?}", r.status, r.headers))?;
+        }
+        Ok(())
+    }
+
     /// Expects the producer's client to reach backend `name` with `GET http://echo{path}`:
     /// once the configuration is there, every time (Service `echo` alone would reach either
     /// version at random).
@@ -495,6 +512,7 @@ async fn run() -> anyhow::Result<()> {
     scenario!(b, g, &["MeshGRPCRouteWeight"], grpc_weight);
     scenario!(b, g, &["MeshConsumerRoute"], consumer_route);
     scenario!(b, g, &["MeshPorts"], ports);
+    scenario!(b, g, &["MeshFrontend"], frontend);
     scenario!(
         b,
         g,
@@ -534,11 +552,22 @@ async fn captured_path(g: &Gamma) -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(routed >= 1, "the client pod's sidecar routed no request");
     let handshakes = g.backends_counter("listener.inbound.ssl.handshake").await?;
-    anyhow::ensure!(handshakes >= 1, "no mutual TLS handshake at a backend's sidecar");
-    let served = g.backends_counter("http.inbound.downstream_rq_total").await?;
-    anyhow::ensure!(served >= 1, "no request passed a backend's inbound listener");
+    anyhow::ensure!(
+        handshakes >= 1,
+        "no mutual TLS handshake at a backend's sidecar"
+    );
+    let served = g
+        .backends_counter("http.inbound.downstream_rq_total")
+        .await?;
+    anyhow::ensure!(
+        served >= 1,
+        "no request passed a backend's inbound listener"
+    );
     // Nothing went around the routes as an unknown destination.
-    let direct = g.client_pod.counter("cluster.PassthroughCluster.upstream_cx_total").await?;
+    let direct = g
+        .client_pod
+        .counter("cluster.PassthroughCluster.upstream_cx_total")
+        .await?;
     anyhow::ensure!(direct == 0, "{direct} connections passed the mesh by");
     Ok(())
 }
@@ -752,13 +781,35 @@ async fn ports(g: &Gamma) -> anyhow::Result<()> {
                 Err(format!("want {backend} with X-Header-Set {header:?}"))
             }
         };
-        g.expect(&g.producer, (host, "/"), &[], check).await?;
-        for _ in 0..STABLE {
-            let r = g.producer.get(&format!("http://{host}/"), &[]).await?;
-            check(&r).map_err(|e| anyhow::anyhow!("{host}: {e}: {:?}", r.headers))?;
-        }
+        g.expect_stable(&g.producer, (host, "/"), check).await?;
     }
     g.unload(file, &routes).await
+}
+
+/// MeshFrontend: a route applies to calls to its Service (the frontend), not to a call to a
+/// backend pod by its address (which the client's sidecar passes through, and the pod's own
+/// sidecar lets in).
+async fn frontend(g: &Gamma) -> anyhow::Result<()> {
+    let (file, route) = ("frontend.yaml", "mesh-frontend");
+    g.load(file, &[(NS, route)]).await?;
+    route_accepted(g, "HTTPRoute", route, "echo-v2").await?;
+    let pod = BACKENDS
+        .iter()
+        .find(|(version, _)| *version == "v2")
+        .map(|(_, ip)| format!("{ip}:{HTTP_PORT}"))
+        .ok_or_else(|| anyhow::anyhow!("no v2 pod"))?;
+    for (host, header) in [("echo-v2", Some("set")), (pod.as_str(), None)] {
+        let check = |r: &Reply| {
+            let seen = (r.status, r.upstream(), r.header("x-header-set"));
+            if seen == (200, Some("echo-v2"), header) {
+                Ok(())
+            } else {
+                Err(format!("want echo-v2 with X-Header-Set {header:?}"))
+            }
+        };
+        g.expect_stable(&g.producer, (host, "/"), check).await?;
+    }
+    g.unload(file, &[(NS, route)]).await
 }
 
 /// Parent status of Service parents that do not match, and of a backend that does not exist

@@ -73,6 +73,9 @@ def ws_frame(opcode, data, masked):
 def http_server(name, port):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: without TCP_NODELAY the body would wait for
+        # the peer's delayed ACK of the headers (up to 40 ms per response).
+        disable_nagle_algorithm = True
 
         def do_GET(self):
             if self.headers.get("Upgrade", "").lower() == "websocket":
