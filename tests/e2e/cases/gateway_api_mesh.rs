@@ -30,7 +30,7 @@ use futures::FutureExt;
 use portolan_e2e::http::Reply;
 use portolan_e2e::netns::{self, HttpClient, Node, Pod, Relay, Session};
 use portolan_e2e::portolan::{ConfigDir, Ports};
-use portolan_e2e::{Portolan, eventually, workspace_root};
+use portolan_e2e::{Portolan, eventually, grpc_python, workspace_root};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -87,15 +87,7 @@ impl Gamma {
         let config = ConfigDir::new()?;
         config.write("base.yaml", &manifest("base.yaml")?)?;
         config.write("endpoints.yaml", &endpoint_slices())?;
-        // Each pod is its own network namespace: every sidecar takes the standard ports.
-        let args = [
-            "--identity",
-            "insecure-node-metadata",
-            "--mesh-address",
-            "0.0.0.0",
-            "--mesh-port",
-            "15001",
-        ];
+        let args = netns::SERVE_ARGS;
         let portolan = Portolan::start_with(bin(), &config, Ports::free(), &args).await?;
         let node = Node::new()?;
         let relay = Relay::start(node.dir().join("xds.sock"), portolan.ports().xds)?;
@@ -399,13 +391,6 @@ fn manifest(name: &str) -> anyhow::Result<String> {
         .join("tests/e2e/gateway-api/mesh")
         .join(name);
     std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
-/// The Python with grpcio (`.venv`, or `PORTOLAN_GRPC_PYTHON`).
-fn grpc_python() -> PathBuf {
-    std::env::var_os("PORTOLAN_GRPC_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
 }
 
 fn grpc_script() -> PathBuf {

@@ -28,6 +28,17 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 pub const PROXY_UID: u32 = 1337;
 /// Prefix of every namespace this harness makes: `pe2e-{pid}-{n}-{role}`.
 const PREFIX: &str = "pe2e-";
+/// The `portolan serve` flags for sidecars in pods: the workload identity their bootstrap
+/// claims (`insecure-node-metadata`), and the standard outbound listener on every address
+/// (each pod is its own network namespace, so every sidecar takes the same port).
+pub const SERVE_ARGS: [&str; 6] = [
+    "--identity",
+    "insecure-node-metadata",
+    "--mesh-address",
+    "0.0.0.0",
+    "--mesh-port",
+    "15001",
+];
 /// The sidecar's admin port inside its pod.
 const ADMIN_PORT: u16 = 15000;
 
