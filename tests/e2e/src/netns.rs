@@ -9,7 +9,9 @@
 //! host's network. Sidecars reach Portolan (listening on the host's loopback) through a Unix
 //! socket relayed to its xDS port by this process ([`Relay`]): a socket path crosses network
 //! namespaces, a loopback address does not. Names resolve through `/etc/netns/NS/hosts`, which
-//! `ip netns exec` mounts over `/etc/hosts` for the pod.
+//! `ip netns exec` mounts over `/etc/hosts` for the pod. A test that makes many calls from a
+//! pod keeps one client process running there ([`Pod::interactive`], [`HttpClient`]) rather
+//! than starting curl for each.
 //!
 //! Clean-up: every namespace, process and hosts file is removed when its handle drops (also
 //! when a test fails or panics); namespaces left behind by a test process that was killed are
