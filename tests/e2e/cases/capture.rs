@@ -126,16 +126,7 @@ impl Cluster {
 async fn start() -> anyhow::Result<Cluster> {
     let config = ConfigDir::new()?;
     config.write("mesh.yaml", &manifests())?;
-    // Each pod is its own network namespace: every sidecar takes the standard ports.
-    let identity = [
-        "--identity",
-        "insecure-node-metadata",
-        "--mesh-address",
-        "0.0.0.0",
-        "--mesh-port",
-        "15001",
-    ];
-    let portolan = Portolan::start_with(bin(), &config, Ports::free(), &identity).await?;
+    let portolan = Portolan::start_with(bin(), &config, Ports::free(), &netns::SERVE_ARGS).await?;
     let node = Node::new()?;
     let relay = Relay::start(node.dir().join("xds.sock"), portolan.ports().xds)?;
     let xds = relay.path();

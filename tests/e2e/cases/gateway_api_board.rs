@@ -86,7 +86,7 @@ const MESH_HTTP: [&str; 7] = [
 const MESH_GRPC: [&str; 2] = ["MeshBasic", "MeshGRPCRouteWeight"];
 
 /// Extended in MESH-HTTP at v1.6.1 (the ones the GAMMA runner exercises; none is claimed).
-const MESH_EXTENDED: [&str; 2] = ["MeshConsumerRoute", "MeshPorts"];
+const MESH_EXTENDED: [&str; 3] = ["MeshConsumerRoute", "MeshPorts", "MeshFrontend"];
 
 /// Extended in GATEWAY-HTTP at v1.6.1 (the ones the run exercises; none is claimed).
 const HTTP_EXTENDED: [&str; 8] = [

@@ -6,10 +6,9 @@
 //! and metadata and counts the answers (or the gRPC error codes).
 
 use super::{Conformance, DEADLINE, INFRA, assert_condition, parent};
-use portolan_e2e::{eventually, workspace_root};
+use portolan_e2e::{eventually, grpc_python, workspace_root};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// The gRPC backends of the base world.
@@ -39,17 +38,11 @@ struct Echo {
     stdout: BufReader<ChildStdout>,
 }
 
-fn python() -> PathBuf {
-    std::env::var_os("PORTOLAN_GRPC_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
-}
-
 // === impl Echo ===
 
 impl Echo {
     fn start(args: &[&str]) -> anyhow::Result<Self> {
-        let mut child = Command::new(python())
+        let mut child = Command::new(grpc_python())
             .arg(workspace_root().join("tests/e2e/grpc/gateway_echo.py"))
             .args(args)
             .stdin(Stdio::piped())

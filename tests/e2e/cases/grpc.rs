@@ -8,18 +8,12 @@
 
 use crate::bin;
 use portolan_e2e::portolan::{ConfigDir, Portolan, Ports};
-use portolan_e2e::{eventually, workspace_root};
+use portolan_e2e::{eventually, grpc_python, workspace_root};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
-
-fn python() -> PathBuf {
-    std::env::var_os("PORTOLAN_GRPC_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
-}
 
 fn probe() -> PathBuf {
     workspace_root().join("tests/e2e/grpc/xds_probe.py")
@@ -34,7 +28,7 @@ struct Probe {
 
 impl Probe {
     fn start(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(python());
+        let mut cmd = Command::new(grpc_python());
         cmd.arg(probe())
             .args(args)
             .stdin(Stdio::piped())

@@ -635,21 +635,9 @@ async fn injected_scenario() -> anyhow::Result<()> {
     // relayed into the node directory (what --inject-xds-address names).
     let xds_socket = node.dir().join("xds.sock");
     let xds = format!("unix:{}", xds_socket.display());
-    let injector = Injector::start_with(
-        &cert,
-        mesh_manifests(),
-        &[
-            "--inject-xds-address",
-            &xds,
-            "--identity",
-            "insecure-node-metadata",
-            "--mesh-address",
-            "0.0.0.0",
-            "--mesh-port",
-            "15001",
-        ],
-    )
-    .await?;
+    let mut args = vec!["--inject-xds-address", xds.as_str()];
+    args.extend(netns::SERVE_ARGS);
+    let injector = Injector::start_with(&cert, mesh_manifests(), &args).await?;
     let _relay = Relay::start(xds_socket, injector.portolan.ports().xds)?;
     let mut v1 = node.pod("reviews-v1", "10.244.0.41")?;
     let mut v2 = node.pod("reviews-v2", "10.244.0.42")?;

@@ -7,6 +7,10 @@ Echo, EchoTwo and EchoThree), and a client that calls them through a Gateway.
                                  TLS); prints the port; every reply is the
                                  JSON {"name": NAME, "metadata": {KEY: [VALUE, ...]}} of the
                                  request metadata the server saw
+  gateway_echo.py serve-on ADDR NAME
+                                 serves NAME in plaintext on ADDR (HOST:PORT, e.g. in a pod of
+                                 the GAMMA runner, tests/e2e/cases/gateway_api_mesh.rs) until
+                                 killed
   gateway_echo.py client ADDR [CA]
                                  (with CA, a PEM file: TLS trusting only it, the SNI being
                                  the call's authority) reads lines "call METHOD AUTHORITY N [KEY=VALUE ...]"; makes N
@@ -28,7 +32,8 @@ SERVICE = "gateway_api_conformance.grpc_echo.grpcecho.GrpcEcho"
 METHODS = ("Echo", "EchoTwo", "EchoThree")
 
 
-def serve(name, cert=None, key=None):
+def echo_server(name):
+    """A server (not started) answering every method of SERVICE with what it saw."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     def answer(request, context):
         seen = {}
@@ -39,6 +44,11 @@ def serve(name, cert=None, key=None):
     reply = grpc.unary_unary_rpc_method_handler(answer)
     handler = grpc.method_handlers_generic_handler(SERVICE, {m: reply for m in METHODS})
     server.add_generic_rpc_handlers((handler,))
+    return server
+
+
+def serve(name, cert=None, key=None):
+    server = echo_server(name)
     if cert is None:
         port = server.add_insecure_port("127.0.0.1:0")
     else:
@@ -50,6 +60,14 @@ def serve(name, cert=None, key=None):
     # Runs until stdin closes (the test drops its handle) or the process is killed.
     sys.stdin.read()
     server.stop(0)
+
+
+def serve_on(addr, name):
+    server = echo_server(name)
+    server.add_insecure_port(addr)
+    server.start()
+    print(f"serving {name} on {addr}", flush=True)
+    server.wait_for_termination()
 
 
 def channel(addr, authority, ca):
@@ -85,4 +103,4 @@ def client(addr, ca=None):
 
 
 if __name__ == "__main__":
-    {"serve": serve, "client": client}[sys.argv[1]](*sys.argv[2:])
+    {"serve": serve, "serve-on": serve_on, "client": client}[sys.argv[1]](*sys.argv[2:])

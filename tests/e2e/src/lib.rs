@@ -43,6 +43,15 @@ pub fn workspace_root() -> PathBuf {
     here.ancestors().nth(2).map(PathBuf::from).unwrap_or(here)
 }
 
+/// The Python interpreter with grpcio for the gRPC helpers of `tests/e2e/grpc/`:
+/// `PORTOLAN_GRPC_PYTHON`, else `.venv/bin/python` in the workspace (`scripts/install-tools.sh`
+/// installs grpcio there).
+pub fn grpc_python() -> PathBuf {
+    std::env::var_os("PORTOLAN_GRPC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, or fails after `timeout` with the last
 /// observation in the message.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>

@@ -9,22 +9,38 @@
 //! host's network. Sidecars reach Portolan (listening on the host's loopback) through a Unix
 //! socket relayed to its xDS port by this process ([`Relay`]): a socket path crosses network
 //! namespaces, a loopback address does not. Names resolve through `/etc/netns/NS/hosts`, which
-//! `ip netns exec` mounts over `/etc/hosts` for the pod.
+//! `ip netns exec` mounts over `/etc/hosts` for the pod. A test that makes many calls from a
+//! pod keeps one client process running there ([`Pod::interactive`], [`HttpClient`]) rather
+//! than starting curl for each.
 //!
 //! Clean-up: every namespace, process and hosts file is removed when its handle drops (also
 //! when a test fails or panics); namespaces left behind by a test process that was killed are
 //! removed by the next [`Node::new`] (their names carry the owning process id).
 
 use crate::eventually;
+use crate::http::Reply;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// The UID (and GID) sidecars run as; `portolan capture`'s default `--proxy-uid`.
 pub const PROXY_UID: u32 = 1337;
 /// Prefix of every namespace this harness makes: `pe2e-{pid}-{n}-{role}`.
 const PREFIX: &str = "pe2e-";
+/// The `portolan serve` flags for sidecars in pods: the workload identity their bootstrap
+/// claims (`insecure-node-metadata`), and the standard outbound listener on every address
+/// (each pod is its own network namespace, so every sidecar takes the same port).
+pub const SERVE_ARGS: [&str; 6] = [
+    "--identity",
+    "insecure-node-metadata",
+    "--mesh-address",
+    "0.0.0.0",
+    "--mesh-port",
+    "15001",
+];
 /// The sidecar's admin port inside its pod.
 const ADMIN_PORT: u16 = 15000;
 
@@ -265,20 +281,52 @@ impl Pod {
         self.dir.join(format!("{}-{what}.log", self.role))
     }
 
-    fn spawn(&mut self, what: &str, mut cmd: Command) -> anyhow::Result<()> {
+    /// Runs `cmd` (made with [`Netns::command`]) as process `what` of the pod, its output in
+    /// the pod's log `what`; killed when the pod drops.
+    pub fn spawn(&mut self, what: &str, mut cmd: Command) -> anyhow::Result<()> {
         let log = std::fs::File::create(self.log(what))?;
         let child = cmd.stdout(log.try_clone()?).stderr(log).spawn()?;
         self.processes.push((what.to_string(), child));
         Ok(())
     }
 
+    /// Runs `cmd` (made with [`Netns::command`]) as process `what` of the pod, talking to it
+    /// a line at a time ([`Session`]; its stderr in the pod's log `what`); killed when the pod
+    /// drops.
+    pub fn interactive(&mut self, what: &str, mut cmd: Command) -> anyhow::Result<Session> {
+        let log = std::fs::File::create(self.log(what))?;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        self.processes.push((what.to_string(), child));
+        let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
+            anyhow::bail!("{what}: no stdin or stdout");
+        };
+        Ok(Session {
+            what: format!("{what} of pod {}", self.role),
+            io: tokio::sync::Mutex::new((stdin, BufReader::new(stdout))),
+        })
+    }
+
+    /// An unchanged HTTP client in the pod (`pod.py http-client`), kept running for many
+    /// requests.
+    pub fn http_client(&mut self) -> anyhow::Result<HttpClient> {
+        let mut cmd = self.ns.command("python3");
+        cmd.arg(pod_script()).arg("http-client");
+        Ok(HttpClient(self.interactive("http-client", cmd)?))
+    }
+
     /// `hosts` lines (`ADDRESS NAME...`) as the pod's `/etc/hosts`.
-    pub fn hosts(&self, hosts: &[&str]) -> anyhow::Result<()> {
+    pub fn hosts(&self, hosts: &[impl AsRef<str>]) -> anyhow::Result<()> {
         let dir = self.ns.hosts_dir();
         std::fs::create_dir_all(&dir)?;
         let mut text = String::from("127.0.0.1 localhost\n");
         for line in hosts {
-            text.push_str(line);
+            text.push_str(line.as_ref());
             text.push('\n');
         }
         std::fs::write(dir.join("hosts"), text)?;
@@ -441,6 +489,71 @@ impl Drop for Pod {
         for (_, child) in &mut self.processes {
             let _ = child.start_kill();
         }
+    }
+}
+
+/// A process in a pod that answers each line written to it with one line
+/// ([`Pod::interactive`]).
+pub struct Session {
+    what: String,
+    io: tokio::sync::Mutex<(ChildStdin, BufReader<ChildStdout>)>,
+}
+
+// === impl Session ===
+
+impl Session {
+    /// Writes `line` and reads the answer (one exchange at a time).
+    pub async fn exchange(&self, line: &str) -> anyhow::Result<String> {
+        let mut io = self.io.lock().await;
+        let (stdin, stdout) = &mut *io;
+        stdin.write_all(format!("{line}\n").as_bytes()).await?;
+        stdin.flush().await?;
+        let mut answer = String::new();
+        anyhow::ensure!(
+            stdout.read_line(&mut answer).await? > 0,
+            "{} exited",
+            self.what
+        );
+        Ok(answer)
+    }
+}
+
+/// An HTTP client running in a pod (`pod.py http-client`): each [`HttpClient::get`] opens a
+/// new connection from the pod to the URL's host, as resolved there (the pod's `/etc/hosts`),
+/// with the `Host` header the URL gives. Its process ends with its pod.
+pub struct HttpClient(Session);
+
+// === impl HttpClient ===
+
+impl HttpClient {
+    /// `GET url` with `headers`: the answer (a redirect is not followed), or why there is
+    /// none (refused, reset, timed out after 5 s).
+    pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
+        let request = serde_json::json!({ "url": url, "headers": headers });
+        let line = self.0.exchange(&request.to_string()).await?;
+        let answer: serde_json::Value = serde_json::from_str(&line)?;
+        if let Some(error) = answer["error"].as_str() {
+            anyhow::bail!("GET {url} from the {}: {error}", self.0.what);
+        }
+        let status = answer["status"]
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .ok_or_else(|| anyhow::anyhow!("no status in {line}"))?;
+        let mut headers = HeaderMap::new();
+        for pair in answer["headers"].as_array().into_iter().flatten() {
+            if let (Some(name), Some(value)) = (pair[0].as_str(), pair[1].as_str()) {
+                headers.append(
+                    HeaderName::from_bytes(name.as_bytes())?,
+                    HeaderValue::from_str(value)?,
+                );
+            }
+        }
+        Ok(Reply {
+            status,
+            headers,
+            body: answer["body"].as_str().unwrap_or_default().to_string(),
+            elapsed: Duration::ZERO,
+        })
     }
 }
 

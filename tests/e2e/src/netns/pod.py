@@ -6,20 +6,30 @@ usage: pod.py http NAME PORT        HTTP server on 0.0.0.0:PORT answering every 
                                     a WebSocket upgrade (RFC 6455) gets an echo of each text
                                     message, prefixed with "NAME: "; a GET with an X-Probe
                                     header gets "NAME PATH X-PROBE" (a health check), and
-                                    503 when the path starts with /fail
+                                    503 when the path starts with /fail; a GET of /headers
+                                    (or /headers/...) gets the request headers as JSON,
+                                    {name (lowercase): [values...]}
        pod.py tcp NAME PORT         TCP server on 0.0.0.0:PORT: reads a line, answers "NAME\\n"
        pod.py tcp-client HOST PORT  connects, sends a line, prints the answer (exit 1 on error)
        pod.py ws-client HOST PORT   opens a WebSocket session on /chat, sends two messages and
                                     prints the echoes, one per line (exit 1 on error)
+       pod.py http-client           reads JSON lines {"url": URL, "headers": [[NAME, VALUE]...]},
+                                    GETs each URL on a new connection (Host from the URL, no
+                                    redirect followed) and prints one JSON line per request:
+                                    {"status", "headers": [[NAME, VALUE]...], "body"}, or
+                                    {"error": WHY}
 """
 import base64
 import hashlib
+import http.client
 import http.server
+import json
 import os
 import socket
 import socketserver
 import struct
 import sys
+import urllib.parse
 
 # RFC 6455, section 1.3: the key the server's accept value is derived with.
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -63,12 +73,20 @@ def ws_frame(opcode, data, masked):
 def http_server(name, port):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: without TCP_NODELAY the body would wait for
+        # the peer's delayed ACK of the headers (up to 40 ms per response).
+        disable_nagle_algorithm = True
 
         def do_GET(self):
             if self.headers.get("Upgrade", "").lower() == "websocket":
                 return self.websocket()
             body = f"{name}\n".encode()
             status = 200
+            if self.path == "/headers" or self.path.startswith("/headers/"):
+                seen = {}
+                for key, value in self.headers.items():
+                    seen.setdefault(key.lower(), []).append(value)
+                body = json.dumps(seen).encode()
             probe = self.headers.get("X-Probe")
             if probe is not None:
                 body = f"{name} {self.path} {probe}\n".encode()
@@ -160,7 +178,35 @@ def ws_client(host, port):
         sys.exit(1)
 
 
+def http_get(url, headers):
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=5)
+    try:
+        conn.request("GET", path, headers=dict(headers))
+        resp = conn.getresponse()
+        body = resp.read().decode(errors="replace")
+        return {"status": resp.status, "headers": resp.getheaders(), "body": body}
+    finally:
+        conn.close()
+
+
+def http_client():
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            answer = http_get(request["url"], request.get("headers", []))
+        except (OSError, http.client.HTTPException) as e:
+            answer = {"error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(answer), flush=True)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "http-client":
+        http_client()
+        sys.exit(0)
     mode, a, b = sys.argv[1], sys.argv[2], int(sys.argv[3])
     modes = {"http": http_server, "tcp": tcp_server, "tcp-client": tcp_client, "ws-client": ws_client}
     modes[mode](a, b)
