@@ -153,7 +153,7 @@ impl WorldSpec {
         (0..routes)
             .map(|r| {
                 let i = r * self.services / routes;
-                Object::Route(route(i, (i + 1) % self.services))
+                Object::from(route(i, (i + 1) % self.services))
             })
             .collect()
     }
@@ -213,10 +213,10 @@ fn ports_of(i: usize) -> Vec<PortSpec> {
 impl SynthService {
     /// The Service and its EndpointSlices as model objects.
     pub fn objects(&self) -> Vec<Object> {
-        let mut out = vec![Object::Service(self.service())];
+        let mut out = vec![Object::from(self.service())];
         out.extend(
             self.slices()
-                .map(|(name, endpoints)| Object::Endpoints(self.group(name, endpoints))),
+                .map(|(name, endpoints)| Object::from(self.group(name, endpoints))),
         );
         out
     }
@@ -224,7 +224,7 @@ impl SynthService {
     /// The EndpointSlice objects only (what a change to this service's endpoints re-applies).
     pub fn slice_objects(&self) -> Vec<Object> {
         self.slices()
-            .map(|(name, endpoints)| Object::Endpoints(self.group(name, endpoints)))
+            .map(|(name, endpoints)| Object::from(self.group(name, endpoints)))
             .collect()
     }
 

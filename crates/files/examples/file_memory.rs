@@ -61,7 +61,13 @@ fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
     write_world(tmp.path(), services);
 
-    let _profiler = dhat::Profiler::builder().testing().build();
+    // FILE_MEMORY_PROFILE=1: keep only the files source alive at the end and write
+    // dhat-heap.json, whose end-of-run bytes per allocation site show where it goes.
+    let profile = std::env::var_os("FILE_MEMORY_PROFILE").is_some();
+    let profiler = match profile {
+        true => dhat::Profiler::builder().build(),
+        false => dhat::Profiler::builder().testing().build(),
+    };
     let base = live();
     let mut source = FileSource::new(tmp.path());
     let changes = source.rescan().expect("scan");
@@ -73,6 +79,13 @@ fn main() {
     index.set_errors("files", changes.errors);
     let world = index.world();
     let all = live();
+    if profile {
+        drop(index);
+        drop(world);
+        std::mem::forget(source);
+        drop(profiler);
+        return;
+    }
     drop(source);
     let without_source = live();
     drop(index);
@@ -80,8 +93,16 @@ fn main() {
 
     report("files source (after the scan)", after_scan - base, services);
     report("source + index + World", all - base, services);
-    report("  of which the files source", all - without_source, services);
-    report("  of which the index", without_source - world_alone, services);
+    report(
+        "  of which the files source",
+        all - without_source,
+        services,
+    );
+    report(
+        "  of which the index",
+        without_source - world_alone,
+        services,
+    );
     report("  of which the World alone", world_alone - base, services);
     println!(
         "World: {} Services, {} endpoint groups",

@@ -19,10 +19,10 @@ pub(crate) struct Location {
 }
 
 /// What one document (or one list item) amounts to.
-#[allow(clippy::large_enum_variant)] // short-lived: one per document, consumed at once
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Outcome {
-    /// Valid: the object to apply.
+    /// Valid: the object to apply (its `Arc` shared with the index and the source's record
+    /// of what it applied).
     Valid(Object),
     /// Identifiable but invalid: the object keeps its last good version.
     Invalid {
@@ -173,6 +173,8 @@ pub(crate) fn parse(file: &str, bytes: &[u8]) -> ParsedFile {
             }
         }
     }
+    // Kept until the file changes: no spare room.
+    parsed.documents.shrink_to_fit();
     parsed
 }
 

@@ -31,8 +31,9 @@ pub const REPORTER: &str = "files";
 pub struct FileSource {
     dir: PathBuf,
     files: BTreeMap<String, FileState>,
-    /// The files that define (or hold on to) each object.
-    definers: BTreeMap<ObjectRef, BTreeSet<String>>,
+    /// The files that define (or hold on to) each object, sorted (almost always one: a
+    /// vector, not a set, whose first node alone would take ~280 bytes).
+    definers: BTreeMap<ObjectRef, Vec<String>>,
     /// Duplicate-definition errors, by object.
     duplicates: BTreeMap<ObjectRef, Vec<ConfigError>>,
     /// Subdirectories the last full scan could not read.
@@ -41,6 +42,8 @@ pub struct FileSource {
     /// through a path the watcher reports under another name, so every scan is a full one.
     links: bool,
     /// What this source has handed out: the index holds exactly these objects from us.
+    /// Each object shares its `Arc` with the document that defined it (or defined it last,
+    /// while its document is broken) and with the index: one copy per object.
     applied: BTreeMap<ObjectRef, Object>,
     /// Quiet time after the last file-system event before a rescan (see `watch.rs`).
     settle: Duration,
@@ -189,7 +192,7 @@ impl FileSource {
         };
         for object in old.iter().flat_map(FileState::refs) {
             if let Some(files) = self.definers.get_mut(&object) {
-                files.remove(rel);
+                files.retain(|f| f != rel);
                 if files.is_empty() {
                     self.definers.remove(&object);
                 }
@@ -197,10 +200,10 @@ impl FileSource {
             touched.insert(object);
         }
         for object in self.files.get(rel).iter().flat_map(|s| s.refs()) {
-            self.definers
-                .entry(object.clone())
-                .or_default()
-                .insert(rel.to_string());
+            let files = self.definers.entry(object.clone()).or_default();
+            if let Err(at) = files.binary_search_by(|f| f.as_str().cmp(rel)) {
+                files.insert(at, rel.to_string());
+            }
             touched.insert(object);
         }
     }
@@ -215,8 +218,9 @@ impl FileSource {
                 Some(desired) => {
                     if self.applied.get(&object) != Some(&desired) {
                         apply.push(desired.clone());
-                        self.applied.insert(object, desired);
                     }
+                    // Even when equal: share the current document's copy, not the old one's.
+                    self.applied.insert(object, desired);
                 }
                 None => {
                     if self.applied.remove(&object).is_some() {

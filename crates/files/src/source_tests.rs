@@ -478,3 +478,41 @@ fn a_request_authentication_is_read_and_a_bad_provider_is_rejected_by_field_path
         "{errors:?}"
     );
 }
+
+#[test]
+fn one_copy_of_each_object_is_shared_by_its_document_what_was_applied_and_the_changes() {
+    let d = TestDir::new();
+    d.write("a.yaml", &stream(&[service("a", 80), service("b", 80)]));
+    let mut src = d.source();
+    let c = rescan(&mut src);
+    let Some(Object::Service(handed)) = c.apply.first() else {
+        panic!("a Service first: {:?}", applied(&c));
+    };
+    let Some(Object::Service(kept)) = src.applied.get(&svc_ref("a")) else {
+        panic!("a is applied");
+    };
+    let Some(Object::Service(in_doc)) =
+        src.files["a.yaml"]
+            .parsed
+            .documents
+            .iter()
+            .find_map(|doc| match &doc.outcome {
+                Outcome::Valid(o) if o.object_ref() == svc_ref("a") => Some(o),
+                _ => None,
+            })
+    else {
+        panic!("a's document is valid");
+    };
+    assert!(std::sync::Arc::ptr_eq(handed, kept));
+    assert!(std::sync::Arc::ptr_eq(kept, in_doc));
+    let kept = kept.clone();
+    // Rewriting the file with `b` changed keeps `a` out of the changes, and what is kept for
+    // `a` is now the new document's copy (the old file's objects are freed).
+    d.write("a.yaml", &stream(&[service("a", 80), service("b", 81)]));
+    let c = rescan(&mut src);
+    assert_eq!(applied(&c), ["Service default/b"]);
+    let Some(Object::Service(kept_now)) = src.applied.get(&svc_ref("a")) else {
+        panic!("a is applied");
+    };
+    assert!(!std::sync::Arc::ptr_eq(&kept, kept_now));
+}

@@ -90,7 +90,7 @@ impl Index {
             Object::RequestAuthentication(r) => {
                 replace(&mut self.request_authentications, r.meta.source.clone(), r)
             }
-            Object::GatewayApi(r) => replace(&mut self.gateway_api, r.object_ref(), *r),
+            Object::GatewayApi(r) => replace(&mut self.gateway_api, r.object_ref(), r),
         };
         self.touch_with(changed, what)
     }
@@ -285,12 +285,13 @@ impl Index {
     }
 }
 
-/// Inserts `value` unless an equal one is there; returns whether the map changed.
-fn replace<K: Ord, V: PartialEq>(map: &mut BTreeMap<K, Arc<V>>, key: K, value: V) -> bool {
+/// Inserts `value` (the source's own `Arc`, shared) unless an equal one is there; returns
+/// whether the map changed.
+fn replace<K: Ord, V: PartialEq>(map: &mut BTreeMap<K, Arc<V>>, key: K, value: Arc<V>) -> bool {
     match map.get(&key) {
-        Some(old) if **old == value => false,
+        Some(old) if Arc::ptr_eq(old, &value) || **old == *value => false,
         _ => {
-            map.insert(key, Arc::new(value));
+            map.insert(key, value);
             true
         }
     }
@@ -304,7 +305,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn mk_service(ns: &str, name: &str, port: u16) -> Object {
-        Object::Service(Service {
+        Object::from(Service {
             key: ServiceKey::new(ns, name),
             ports: vec![ServicePort {
                 name: String::new(),
@@ -320,7 +321,7 @@ mod tests {
     }
 
     fn mk_group(kind: Kind, name: &str, svc: &str, ip: &str) -> Object {
-        Object::Endpoints(EndpointGroup {
+        Object::from(EndpointGroup {
             source: ObjectRef::new(kind, "default", name),
             service: ServiceKey::new("default", svc),
             address_type: AddressType::Ipv4,
@@ -342,6 +343,25 @@ mod tests {
                 }],
             }],
         })
+    }
+
+    #[test]
+    fn the_world_shares_the_objects_sources_hand_in() {
+        let mut idx = Index::new();
+        let service = mk_service("default", "reviews", 80);
+        let group = mk_group(Kind::EndpointSlice, "reviews-a", "reviews", "10.0.0.1");
+        assert!(idx.apply(service.clone()));
+        assert!(idx.apply(group.clone()));
+        let world = idx.world();
+        let (Object::Service(s), Object::Endpoints(g)) = (&service, &group) else {
+            unreachable!("made above");
+        };
+        // One copy of each object: the source's `Arc` is the one the World holds.
+        assert!(Arc::ptr_eq(&world.services[&s.key], s));
+        assert!(Arc::ptr_eq(&world.endpoints[&g.service][0], g));
+        // An equal object in a new allocation changes nothing and keeps the first copy.
+        assert!(!idx.apply(mk_service("default", "reviews", 80)));
+        assert!(Arc::ptr_eq(&idx.world().services[&s.key], s));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use portolan_api::ObjectRef;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// `namespace/name` of a Service.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -129,10 +130,41 @@ pub struct EndpointGroup {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Anything a source can apply to the index.
+/// Anything a source can apply to the index. Each variant holds its object behind an `Arc`,
+/// which the index, the Worlds built from it and a source that remembers what it applied
+/// (the files source) all share: one copy of each object in the process.
 #[derive(Clone, Debug, PartialEq)]
-#[allow(clippy::large_enum_variant)] // transient: moved into an Arc in the index at once
 pub enum Object {
+    Service(Arc<Service>),
+    Endpoints(Arc<EndpointGroup>),
+    Route(Arc<HttpRoute>),
+    Policy(Arc<DestinationPolicy>),
+    Gateway(Arc<Gateway>),
+    ExternalService(Arc<ExternalService>),
+    Secret(Arc<TlsSecret>),
+    PeerAuthentication(Arc<crate::security::PeerAuthentication>),
+    AccessPolicy(Arc<crate::security::AccessPolicy>),
+    ProxyScope(Arc<crate::proxy_scope::ProxyScope>),
+    ExtAuth(Arc<crate::edge::ExtAuth>),
+    RateLimit(Arc<crate::edge::RateLimit>),
+    EnvoyPatch(Arc<crate::envoy_patch::EnvoyPatch>),
+    RequestAuthentication(Arc<crate::jwt::RequestAuthentication>),
+    /// A Gateway API object or a Namespace, kept as read (compiled when a World is built).
+    GatewayApi(Arc<portolan_api::Resource>),
+}
+
+/// `Object::from(value)`: the variant for the value's type, its `Arc` made here.
+macro_rules! object_from {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        $(impl From<$ty> for Object {
+            fn from(value: $ty) -> Self {
+                Object::$variant(Arc::new(value))
+            }
+        })*
+    };
+}
+
+object_from!(
     Service(Service),
     Endpoints(EndpointGroup),
     Route(HttpRoute),
@@ -147,9 +179,8 @@ pub enum Object {
     RateLimit(crate::edge::RateLimit),
     EnvoyPatch(crate::envoy_patch::EnvoyPatch),
     RequestAuthentication(crate::jwt::RequestAuthentication),
-    /// A Gateway API object or a Namespace, kept as read (compiled when a World is built).
-    GatewayApi(Box<portolan_api::Resource>),
-}
+    GatewayApi(portolan_api::Resource),
+);
 
 impl Object {
     pub fn object_ref(&self) -> ObjectRef {

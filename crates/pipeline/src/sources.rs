@@ -179,7 +179,7 @@ mod tests {
     use portolan_model::{Object, Service, ServiceKey};
 
     fn service(name: &str) -> Object {
-        Object::Service(Service {
+        Object::from(Service {
             key: ServiceKey::new("default", name),
             ports: vec![],
             cluster_ip: None,

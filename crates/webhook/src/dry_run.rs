@@ -336,52 +336,48 @@ pub fn with_object(world: &World, object: Object) -> World {
     let mut world = world.clone();
     match object {
         Object::Route(r) => {
-            world.routes.insert(r.source.clone(), Arc::new(r));
+            world.routes.insert(r.source.clone(), r);
         }
         Object::Policy(p) => {
-            world.policies.insert(p.source.clone(), Arc::new(p));
+            world.policies.insert(p.source.clone(), p);
         }
         Object::Gateway(g) => {
-            world.gateways.insert(g.source.clone(), Arc::new(g));
+            world.gateways.insert(g.source.clone(), g);
         }
         Object::ExternalService(e) => {
-            world
-                .external_services
-                .insert(e.source.clone(), Arc::new(e));
+            world.external_services.insert(e.source.clone(), e);
         }
         Object::Secret(s) => {
-            world.secrets.insert(s.source.clone(), Arc::new(s));
+            world.secrets.insert(s.source.clone(), s);
         }
         Object::Service(s) => {
-            world.services.insert(s.key.clone(), Arc::new(s));
+            world.services.insert(s.key.clone(), s);
         }
         Object::PeerAuthentication(p) => {
-            world
-                .peer_authentications
-                .insert(p.source.clone(), Arc::new(p));
+            world.peer_authentications.insert(p.source.clone(), p);
         }
         Object::AccessPolicy(p) => {
-            world.access_policies.insert(p.source.clone(), Arc::new(p));
+            world.access_policies.insert(p.source.clone(), p);
         }
         Object::ProxyScope(p) => {
-            world.proxy_scopes.insert(p.source.clone(), Arc::new(p));
+            world.proxy_scopes.insert(p.source.clone(), p);
         }
         Object::ExtAuth(p) => {
-            world.ext_auths.insert(p.meta.source.clone(), Arc::new(p));
+            world.ext_auths.insert(p.meta.source.clone(), p);
         }
         Object::RateLimit(p) => {
-            world.rate_limits.insert(p.meta.source.clone(), Arc::new(p));
+            world.rate_limits.insert(p.meta.source.clone(), p);
         }
         Object::EnvoyPatch(p) => {
-            world.envoy_patches.insert(p.source.clone(), Arc::new(p));
+            world.envoy_patches.insert(p.source.clone(), p);
         }
         Object::RequestAuthentication(r) => {
             world
                 .request_authentications
-                .insert(r.meta.source.clone(), Arc::new(r));
+                .insert(r.meta.source.clone(), r);
         }
         Object::GatewayApi(r) => {
-            world.gateway_api.insert(r.object_ref(), Arc::new(*r));
+            world.gateway_api.insert(r.object_ref(), r);
         }
         // Endpoints are grouped per Service in the World; the webhook never sees them.
         Object::Endpoints(_) => {}

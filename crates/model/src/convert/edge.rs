@@ -183,7 +183,7 @@ mod tests {
             ),
             (3, 3, Duration::from_secs(60), true)
         );
-        let global = p.global.expect("global");
+        let global = p.global.clone().expect("global");
         assert!(!global.failure_mode_deny);
         assert_eq!(global.timeout, DEFAULT_RLS_TIMEOUT);
         assert_eq!(

@@ -20,30 +20,35 @@ use portolan_api::k8s_openapi::api::discovery::v1 as discovery;
 use portolan_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use portolan_api::resource::DEFAULT_NAMESPACE;
 use portolan_api::validate::SERVICE_NAME_LABEL;
+use std::sync::Arc;
 
 /// Converts a validated resource into the object the index holds.
 pub fn to_object(resource: &Resource) -> Object {
     match resource {
-        Resource::Service(s) => Object::Service(service(s)),
-        Resource::EndpointSlice(s) => Object::Endpoints(endpoint_slice(resource, s)),
-        Resource::Endpoints(e) => Object::Endpoints(endpoints(resource, e)),
-        Resource::TrafficRoute(r) => Object::Route(route::traffic_route(resource, r)),
-        Resource::TrafficPolicy(p) => Object::Policy(policy::traffic_policy(resource, p)),
-        Resource::Gateway(g) => Object::Gateway(gateway::gateway(resource, g)),
+        Resource::Service(s) => Object::Service(Arc::new(service(s))),
+        Resource::EndpointSlice(s) => Object::Endpoints(Arc::new(endpoint_slice(resource, s))),
+        Resource::Endpoints(e) => Object::Endpoints(Arc::new(endpoints(resource, e))),
+        Resource::TrafficRoute(r) => Object::Route(Arc::new(route::traffic_route(resource, r))),
+        Resource::TrafficPolicy(p) => Object::Policy(Arc::new(policy::traffic_policy(resource, p))),
+        Resource::Gateway(g) => Object::Gateway(Arc::new(gateway::gateway(resource, g))),
         Resource::ExternalService(e) => {
-            Object::ExternalService(external::external_service(resource, e))
+            Object::ExternalService(Arc::new(external::external_service(resource, e)))
         }
-        Resource::Secret(s) => Object::Secret(gateway::tls_secret(resource, s)),
+        Resource::Secret(s) => Object::Secret(Arc::new(gateway::tls_secret(resource, s))),
         Resource::PeerAuthentication(p) => {
-            Object::PeerAuthentication(security::peer_authentication(resource, p))
+            Object::PeerAuthentication(Arc::new(security::peer_authentication(resource, p)))
         }
-        Resource::AccessPolicy(p) => Object::AccessPolicy(security::access_policy(resource, p)),
-        Resource::ProxyScope(p) => Object::ProxyScope(security::proxy_scope(resource, p)),
-        Resource::ExtAuthPolicy(p) => Object::ExtAuth(edge::ext_auth(resource, p)),
-        Resource::RateLimitPolicy(p) => Object::RateLimit(edge::rate_limit(resource, p)),
-        Resource::EnvoyPatchPolicy(p) => Object::EnvoyPatch(envoy_patch::envoy_patch(resource, p)),
+        Resource::AccessPolicy(p) => {
+            Object::AccessPolicy(Arc::new(security::access_policy(resource, p)))
+        }
+        Resource::ProxyScope(p) => Object::ProxyScope(Arc::new(security::proxy_scope(resource, p))),
+        Resource::ExtAuthPolicy(p) => Object::ExtAuth(Arc::new(edge::ext_auth(resource, p))),
+        Resource::RateLimitPolicy(p) => Object::RateLimit(Arc::new(edge::rate_limit(resource, p))),
+        Resource::EnvoyPatchPolicy(p) => {
+            Object::EnvoyPatch(Arc::new(envoy_patch::envoy_patch(resource, p)))
+        }
         Resource::RequestAuthentication(r) => {
-            Object::RequestAuthentication(jwt::request_authentication(resource, r))
+            Object::RequestAuthentication(Arc::new(jwt::request_authentication(resource, r)))
         }
         Resource::Namespace(_)
         | Resource::GatewayClass(_)
@@ -56,7 +61,7 @@ pub fn to_object(resource: &Resource) -> Object {
         | Resource::UdpRoute(_)
         | Resource::BackendTlsPolicy(_)
         | Resource::ListenerSet(_)
-        | Resource::ConfigMap(_) => Object::GatewayApi(Box::new(resource.clone())),
+        | Resource::ConfigMap(_) => Object::GatewayApi(Arc::new(resource.clone())),
     }
 }
 
@@ -148,7 +153,7 @@ fn endpoint_slice(resource: &Resource, slice: &discovery::EndpointSlice) -> Endp
         "FQDN" => AddressType::Fqdn,
         _ => AddressType::Ipv4,
     };
-    let ports = slice
+    let mut ports: Vec<EndpointPort> = slice
         .ports
         .iter()
         .flatten()
@@ -160,7 +165,7 @@ fn endpoint_slice(resource: &Resource, slice: &discovery::EndpointSlice) -> Endp
             })
         })
         .collect();
-    let endpoints = slice
+    let mut endpoints: Vec<Endpoint> = slice
         .endpoints
         .iter()
         .flat_map(|ep| {
@@ -180,6 +185,10 @@ fn endpoint_slice(resource: &Resource, slice: &discovery::EndpointSlice) -> Endp
             })
         })
         .collect();
+    // Kept as long as the slice is: no spare capacity from collecting a flattened iterator
+    // (a slice of 10 endpoints would hold room for 16).
+    ports.shrink_to_fit();
+    endpoints.shrink_to_fit();
     EndpointGroup {
         source: resource.object_ref(),
         service: ServiceKey::new(ns, svc),

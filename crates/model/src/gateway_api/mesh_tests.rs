@@ -17,7 +17,7 @@ fn apply(idx: &mut Index, doc: serde_json::Value) {
 }
 
 fn service(idx: &mut Index, ns: &str, name: &str, ports: &[u16]) {
-    idx.apply(Object::Service(Service {
+    idx.apply(Object::from(Service {
         key: ServiceKey::new(ns, name),
         ports: ports
             .iter()

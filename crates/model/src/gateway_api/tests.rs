@@ -16,7 +16,7 @@ fn apply(idx: &mut Index, doc: serde_json::Value) {
 }
 
 fn service(idx: &mut Index, ns: &str, name: &str) {
-    idx.apply(Object::Service(Service {
+    idx.apply(Object::from(Service {
         key: ServiceKey::new(ns, name),
         ports: vec![],
         cluster_ip: None,
@@ -398,7 +398,7 @@ fn in_a_cluster_gateways_bind_any_address_and_report_the_requested_ones() {
 }
 
 fn secret(idx: &mut Index, ns: &str, name: &str) {
-    idx.apply(Object::Secret(crate::gateway::TlsSecret {
+    idx.apply(Object::from(crate::gateway::TlsSecret {
         source: ObjectRef::new(Kind::Secret, ns, name),
         cert_chain: "-----BEGIN CERTIFICATE-----\n...".to_string(),
         private_key: "-----BEGIN PRIVATE KEY-----\n...".to_string(),
@@ -695,7 +695,7 @@ fn udp_routes_take_a_udp_listener_with_weighted_backends() {
         ("b", Protocol::Udp),
         ("t", Protocol::Tcp),
     ] {
-        idx.apply(Object::Service(Service {
+        idx.apply(Object::from(Service {
             key: ServiceKey::new("infra", name),
             ports: vec![ServicePort {
                 name: "p".into(),
