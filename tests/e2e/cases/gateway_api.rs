@@ -32,6 +32,7 @@ use frontend::{
 use futures::FutureExt;
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
+    http_and_grpc_same_hostname as grpc_http_same_hostname,
     listener_hostname_matching as grpc_listener_hostname_matching, over_https as grpc_over_https,
     regex_method_matching as grpc_regex_method_matching,
     request_header_modifier as grpc_request_header_modifier, weight as grpc_weight,
@@ -906,6 +907,12 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["Portolan: GRPCRoute over an HTTPS listener"],
         grpc_over_https
+    );
+    scenario!(
+        b,
+        c,
+        &["Portolan: an HTTPRoute and a GRPCRoute on one hostname: the older is accepted"],
+        grpc_http_same_hostname
     );
     scenario!(
         b,

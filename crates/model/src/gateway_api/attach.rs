@@ -875,11 +875,14 @@ fn invalid_parameters(gw: &Gateway) -> Option<String> {
 
 /// The ports of a Gateway's valid listeners: plain HTTP ports with their virtual hosts, TLS
 /// ports with one filter chain per HTTPS listener and per TLSRoute hostname.
-fn ports(gw: &GatewayState<'_>) -> BTreeMap<u16, ApiPort> {
-    let mut ports: BTreeMap<u16, ApiPort> = BTreeMap::new();
+fn ports(gw: &GatewayState<'_>) -> BTreeMap<(u16, bool), ApiPort> {
+    // Keyed by port and whether it is UDP: a UDP listener may share its number with a
+    // TCP-based one.
+    let mut ports: BTreeMap<(u16, bool), ApiPort> = BTreeMap::new();
     for (i, l) in gw.listeners.iter().enumerate().filter(|(_, l)| l.valid()) {
         let Ok(protocol) = l.protocol else { continue };
-        let port = ports.entry(l.port).or_insert_with(|| ApiPort {
+        let key = (l.port, protocol == Proto::Udp);
+        let port = ports.entry(key).or_insert_with(|| ApiPort {
             port: l.port,
             tls: matches!(protocol, Proto::Https | Proto::Passthrough),
             tcp: protocol == Proto::Tcp,

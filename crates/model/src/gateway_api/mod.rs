@@ -46,7 +46,8 @@ pub struct ApiGateway {
     pub group: String,
     /// The address its listeners bind.
     pub address: String,
-    /// One entry per listener port that has a valid listener.
+    /// One entry per listener port that has a valid listener (a UDP port apart from a
+    /// TCP-based one of the same number).
     pub ports: Vec<ApiPort>,
 }
 

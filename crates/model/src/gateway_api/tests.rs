@@ -931,6 +931,82 @@ fn udp_routes_take_a_udp_listener_with_weighted_backends() {
     );
 }
 
+/// A UDP listener is distinct from, and compatible with, a TCP-based listener (TCP, HTTP,
+/// HTTPS, TLS) on the same port: the transport tells their traffic apart. Two UDP listeners
+/// on one port, or TCP beside HTTP, still conflict.
+#[test]
+fn a_udp_listener_shares_its_port_with_a_tcp_based_one() {
+    let mut idx = base();
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "l4", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "listeners": [
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "web", "port": 8080, "protocol": "HTTP"},
+            {"name": "web-udp", "port": 8080, "protocol": "UDP"},
+            {"name": "twice-a", "port": 5000, "protocol": "UDP"},
+            {"name": "twice-b", "port": 5000, "protocol": "UDP"},
+            {"name": "raw", "port": 6000, "protocol": "TCP"},
+            {"name": "http", "port": 6000, "protocol": "HTTP"}]}}),
+    );
+    let world = idx.world();
+    let gw = ObjectRef::new(Kind::ApiGateway, "infra", "l4");
+    let Some(ApiStatus::Gateway(s)) = world.api_statuses.get(&gw) else {
+        panic!("no Gateway status");
+    };
+    let conflicted = |name: &str| {
+        let l = s
+            .listeners
+            .iter()
+            .find(|l| l.name == name)
+            .expect("listener");
+        let c = l
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Conflicted")
+            .expect("Conflicted");
+        (c.status.clone(), c.reason.clone())
+    };
+    for name in ["dns-tcp", "dns", "web", "web-udp"] {
+        assert_eq!(
+            conflicted(name),
+            ("False".into(), "NoConflicts".into()),
+            "{name}"
+        );
+    }
+    for name in ["twice-a", "twice-b"] {
+        assert_eq!(
+            conflicted(name),
+            ("True".into(), "HostnameConflict".into()),
+            "{name}"
+        );
+    }
+    for name in ["raw", "http"] {
+        assert_eq!(
+            conflicted(name),
+            ("True".into(), "ProtocolConflict".into()),
+            "{name}"
+        );
+    }
+    let ports: Vec<(u16, bool, bool)> = world.api_gateways[&gw]
+        .ports
+        .iter()
+        .map(|p| (p.port, p.udp, p.tcp))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (53, false, true),
+            (53, true, false),
+            (8080, false, false),
+            (8080, true, false)
+        ],
+        "one port per transport"
+    );
+}
+
 /// A real (example) CA certificate, for CA ConfigMaps.
 const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
 MIIBjzCCATWgAwIBAgIUNl9S14+zRZOqp3EY/C+ioU7MKewwCgYIKoZIzj0EAwIw
