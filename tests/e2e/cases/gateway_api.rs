@@ -818,7 +818,8 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "UDPRoute",
             "Portolan:UDPRouteWeightedRouting",
             "Portolan:UDPRouteNotAllowedByListeners",
-            "Portolan:UDPRouteInvalidBackendRefNonexistent"
+            "Portolan:UDPRouteInvalidBackendRefNonexistent",
+            "Portolan:UDPRouteTCPListenerSamePort"
         ],
         udp_route
     );
