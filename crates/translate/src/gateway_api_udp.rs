@@ -76,10 +76,11 @@ pub fn udp_backends_among(
         .any(|(name, namespace)| services.contains(&ServiceKey::new(namespace, name)))
 }
 
-/// The listener of UDP port `port` and its cluster (with the provenance of both).
+/// The listener of UDP port `port` and its cluster (with the provenance of both: `owners`, the
+/// Gateway and/or ListenerSets whose listener it is, and the cluster's backends).
 pub(crate) fn udp_port(
     ctx: &Context<'_>,
-    gateway: &ObjectRef,
+    owners: &[ObjectRef],
     address: &str,
     port: u16,
     chains: &[ApiChain],
@@ -113,11 +114,15 @@ pub(crate) fn udp_port(
         ..Default::default()
     };
     let entries = vec![
-        Entry::new(ResourceKind::Listener, &name, origins([gateway.clone()])),
+        Entry::new(
+            ResourceKind::Listener,
+            &name,
+            origins(owners.iter().cloned()),
+        ),
         Entry::new(
             ResourceKind::Cluster,
             &cluster_name,
-            origins(std::iter::once(gateway.clone()).chain(objects)),
+            origins(owners.iter().cloned().chain(objects)),
         ),
     ];
     (listener, cluster, entries)

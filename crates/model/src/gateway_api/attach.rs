@@ -889,7 +889,15 @@ fn ports(gw: &GatewayState<'_>) -> BTreeMap<(u16, bool), ApiPort> {
             udp: protocol == Proto::Udp,
             virtual_hosts: Vec::new(),
             chains: Vec::new(),
+            owners: Vec::new(),
         });
+        let owner = match l.owner {
+            Owner::Gateway => &gw.source,
+            Owner::Set(set) => gw.sets.get(set).map_or(&gw.source, |s| &s.source),
+        };
+        if !port.owners.contains(owner) {
+            port.owners.push(owner.clone());
+        }
         let empty = HostRules::new();
         let by_host = gw.hosts.get(&l.port).unwrap_or(&empty);
         match protocol {
