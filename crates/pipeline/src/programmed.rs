@@ -8,10 +8,12 @@
 //! * a route configuration whose virtual hosts or rules Envoy's text names (a virtual host's
 //!   name, a rule's route name `ns/route/rule`, or a regex of the rule, which Envoy quotes
 //!   when it refuses one) is attributed to the objects behind those parts only;
-//! * otherwise, each resource whose name the text contains is attributed to every object
+//! * otherwise, each resource the text names (as a whole word: `gateway-80` is not named by
+//!   a text about `gateway-8081`) is attributed to every object
 //!   behind it (a cluster or its endpoints to its Service or ExternalService and the
 //!   TrafficPolicy of the port, the endpoints also to the EndpointSlices; a gateway listener
-//!   to the Gateways with a listener on that port and the Secrets it serves; a route
+//!   to the Gateways (or Gateway API ListenerSets) with a listener on that port and the
+//!   Secrets it serves; a route
 //!   configuration to the objects behind all its virtual hosts; the inbound listener to the
 //!   PeerAuthentication and AccessPolicies it enforces).
 //!
