@@ -49,26 +49,14 @@ fn a_udp_listener_port_is_a_udp_port_of_the_pod_and_the_service() {
     let served = std::collections::BTreeSet::new();
     let bootstrap = json!({});
     let [_, deploy, svc] = manifests(&edge(), "uid-1", &gw, &served, &bootstrap, &config());
-    let protocols = |ports: &Value| -> Vec<(i64, String)> {
-        ports
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let n = p["port"].as_i64().or(p["containerPort"].as_i64()).unwrap();
-                (n, p["protocol"].as_str().unwrap().to_string())
-            })
-            .collect()
-    };
-    let want = vec![
-        (53, "UDP".to_string()),
-        (443, "TCP".to_string()),
-        (8080, "TCP".to_string()),
-    ];
-    assert_eq!(protocols(&svc["spec"]["ports"]), want);
-    assert_eq!(
-        protocols(&deploy["spec"]["template"]["spec"]["containers"][0]["ports"]),
-        want
+    assert_ports(
+        &svc,
+        &deploy,
+        &[
+            (53, "port-53-udp", "UDP"),
+            (443, "port-443", "TCP"),
+            (8080, "port-8080", "TCP"),
+        ],
     );
 }
 
@@ -86,9 +74,30 @@ fn port_entries(ports: &Value) -> Vec<(i64, String, String)> {
         .collect()
 }
 
+/// The Service and the pod template have exactly the ports `want`, in that order; each name
+/// fits a container port name (an IANA_SVC_NAME, at most 15 characters).
+fn assert_ports(svc: &Value, deploy: &Value, want: &[(i64, &str, &str)]) {
+    let want: Vec<(i64, String, String)> = want
+        .iter()
+        .map(|(p, n, t)| (*p, n.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(port_entries(&svc["spec"]["ports"]), want);
+    assert_eq!(
+        port_entries(&deploy["spec"]["template"]["spec"]["containers"][0]["ports"]),
+        want
+    );
+    for (_, name, _) in &want {
+        assert!(
+            name.len() <= 15,
+            "{name}: too long for a container port name"
+        );
+    }
+}
+
 /// A TCP listener and a UDP listener on one port number, and UDP listeners of an attached
 /// ListenerSet (one of them beside the Gateway's TCP listener): every UDP listener port is a
 /// UDP port of the pod and the Service, named apart from the TCP port of the same number.
+
 #[test]
 fn udp_ports_of_the_gateway_and_its_listener_sets_are_udp_beside_tcp_ones() {
     let view = ClusterView::new();
@@ -141,27 +150,17 @@ fn udp_ports_of_the_gateway_and_its_listener_sets_are_udp_beside_tcp_ones() {
         serde_json::from_value(v).unwrap()
     };
     let [_, deploy, svc] = manifests(&edge(), "uid-1", &spec, &served, &json!({}), &config());
-    let want: Vec<(i64, String, String)> = [
-        (53, "port-53", "TCP"),
-        (53, "port-53-udp", "UDP"),
-        (5514, "port-5514-udp", "UDP"),
-        (8443, "port-8443", "TCP"),
-        (8443, "port-8443-udp", "UDP"),
-    ]
-    .iter()
-    .map(|(p, n, t)| (*p, n.to_string(), t.to_string()))
-    .collect();
-    assert_eq!(port_entries(&svc["spec"]["ports"]), want);
-    assert_eq!(
-        port_entries(&deploy["spec"]["template"]["spec"]["containers"][0]["ports"]),
-        want
+    assert_ports(
+        &svc,
+        &deploy,
+        &[
+            (53, "port-53", "TCP"),
+            (53, "port-53-udp", "UDP"),
+            (5514, "port-5514-udp", "UDP"),
+            (8443, "port-8443", "TCP"),
+            (8443, "port-8443-udp", "UDP"),
+        ],
     );
-    for (_, name, _) in &want {
-        assert!(
-            name.len() <= 15,
-            "{name}: container port names are IANA_SVC_NAMEs"
-        );
-    }
 }
 
 #[test]
