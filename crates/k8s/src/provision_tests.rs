@@ -97,7 +97,6 @@ fn assert_ports(svc: &Value, deploy: &Value, want: &[(i64, &str, &str)]) {
 /// A TCP listener and a UDP listener on one port number, and UDP listeners of an attached
 /// ListenerSet (one of them beside the Gateway's TCP listener): every UDP listener port is a
 /// UDP port of the pod and the Service, named apart from the TCP port of the same number.
-
 #[test]
 fn udp_ports_of_the_gateway_and_its_listener_sets_are_udp_beside_tcp_ones() {
     let view = ClusterView::new();
