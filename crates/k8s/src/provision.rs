@@ -82,6 +82,14 @@ pub fn object_name(gateway: &str) -> String {
     format!("portolan-gateway-{gateway}")
 }
 
+/// A port a Gateway's proxies listen on, and whether over UDP (a UDP listener's: UDPRoute)
+/// rather than TCP. One number may be served over both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServedPort {
+    pub port: i32,
+    pub udp: bool,
+}
+
 /// The ConfigMap, Deployment and Service of one Gateway (`uid`: the Gateway's, for the
 /// owner reference). `served`: the ports its proxies listen on beyond its own listeners'
 /// (those of the ListenerSets attached to it).
@@ -89,7 +97,7 @@ pub fn manifests(
     source: &ObjectRef,
     uid: &str,
     spec: &Gateway,
-    served: &BTreeSet<i32>,
+    served: &BTreeSet<ServedPort>,
     bootstrap: &Value,
     config: &ProvisionConfig,
 ) -> [Value; 3] {
@@ -118,22 +126,18 @@ pub fn manifests(
             "name": source.name, "uid": uid, "controller": true,
         }],
     });
-    let ports: BTreeSet<i32> = spec
+    // A UDP listener's port (UDPRoute) is a UDP port of the pod and the Service; a TCP-based
+    // listener of the same number adds a TCP port beside it.
+    let ports: BTreeSet<ServedPort> = spec
         .spec
         .listeners
         .iter()
-        .map(|l| l.port)
+        .map(|l| ServedPort {
+            port: l.port,
+            udp: l.protocol == "UDP",
+        })
         .chain(served.iter().copied())
         .collect();
-    // A UDP listener's port (UDPRoute) is a UDP port of the pod and the Service.
-    let udp: BTreeSet<i32> = spec
-        .spec
-        .listeners
-        .iter()
-        .filter(|l| l.protocol == "UDP")
-        .map(|l| l.port)
-        .collect();
-    let protocol = |p: &i32| if udp.contains(p) { "UDP" } else { "TCP" };
     let config_map = json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
         "data": {"envoy.json": bootstrap.to_string()},
@@ -154,7 +158,7 @@ pub fn manifests(
                         "image": config.envoy_image,
                         "args": ["-c", "/etc/portolan/envoy.json", "--service-node", "$(POD_NAME)"],
                         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-                        "ports": ports.iter().map(|p| json!({"name": port_name(*p), "containerPort": p, "protocol": protocol(p)})).collect::<Vec<_>>(),
+                        "ports": ports.iter().map(|p| json!({"name": port_name(p), "containerPort": p.port, "protocol": protocol(p)})).collect::<Vec<_>>(),
                         "volumeMounts": [{"name": "bootstrap", "mountPath": "/etc/portolan", "readOnly": true}],
                     }],
                     "volumes": [{"name": "bootstrap", "configMap": {"name": name}}],
@@ -168,15 +172,43 @@ pub fn manifests(
             "type": config.service_type,
             "selector": {GATEWAY_LABEL: source.name},
             "ports": ports.iter().map(|p| json!({
-                "name": port_name(*p), "port": p, "targetPort": p, "protocol": protocol(p)
+                "name": port_name(p), "port": p.port, "targetPort": p.port, "protocol": protocol(p)
             })).collect::<Vec<_>>(),
         },
     });
     [config_map, deployment, service]
 }
 
-fn port_name(port: i32) -> String {
-    format!("port-{port}")
+/// The ports the proxies of Gateway `source` listen on as compiled: its own valid listeners'
+/// and those of the ListenerSets attached to it, each over UDP or TCP as its listener says.
+pub(crate) fn served_ports(world: &World, source: &ObjectRef) -> BTreeSet<ServedPort> {
+    world
+        .api_gateways
+        .get(source)
+        .map(|g| {
+            g.ports
+                .iter()
+                .map(|p| ServedPort {
+                    port: i32::from(p.port),
+                    udp: p.udp,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A port's name in the pod and the Service: unique when one number is served over TCP and
+/// UDP (at most 15 characters, as container port names must be).
+fn port_name(p: &ServedPort) -> String {
+    if p.udp {
+        format!("port-{}-udp", p.port)
+    } else {
+        format!("port-{}", p.port)
+    }
+}
+
+fn protocol(p: &ServedPort) -> &'static str {
+    if p.udp { "UDP" } else { "TCP" }
 }
 
 /// The Gateway's status addresses from its Service: load balancer ingress (IP or hostname),
@@ -260,11 +292,7 @@ impl Provisioner {
                 continue;
             };
             // Ports of attached ListenerSets' listeners are served too.
-            let served: BTreeSet<i32> = world
-                .api_gateways
-                .get(source)
-                .map(|g| g.ports.iter().map(|p| i32::from(p.port)).collect())
-                .unwrap_or_default();
+            let served = served_ports(world, source);
             match self.provision(source, uid, spec, &served).await {
                 Ok(n) => applied += n,
                 Err(e) => failed.push(e),
@@ -279,7 +307,7 @@ impl Provisioner {
         source: &ObjectRef,
         uid: &str,
         spec: &Gateway,
-        served: &BTreeSet<i32>,
+        served: &BTreeSet<ServedPort>,
     ) -> Result<usize, K8sError> {
         let bootstrap = (self.config.bootstrap)(source).map_err(|e| K8sError::Provision {
             gateway: source.clone(),

@@ -49,33 +49,126 @@ fn a_udp_listener_port_is_a_udp_port_of_the_pod_and_the_service() {
     let served = std::collections::BTreeSet::new();
     let bootstrap = json!({});
     let [_, deploy, svc] = manifests(&edge(), "uid-1", &gw, &served, &bootstrap, &config());
-    let protocols = |ports: &Value| -> Vec<(i64, String)> {
-        ports
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let n = p["port"].as_i64().or(p["containerPort"].as_i64()).unwrap();
-                (n, p["protocol"].as_str().unwrap().to_string())
-            })
-            .collect()
-    };
-    let want = vec![
-        (53, "UDP".to_string()),
-        (443, "TCP".to_string()),
-        (8080, "TCP".to_string()),
-    ];
-    assert_eq!(protocols(&svc["spec"]["ports"]), want);
+    assert_ports(
+        &svc,
+        &deploy,
+        &[
+            (53, "port-53-udp", "UDP"),
+            (443, "port-443", "TCP"),
+            (8080, "port-8080", "TCP"),
+        ],
+    );
+}
+
+/// The (port, name, protocol) of each entry of a `ports` array (Service or container).
+fn port_entries(ports: &Value) -> Vec<(i64, String, String)> {
+    ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let n = p["port"].as_i64().or(p["containerPort"].as_i64()).unwrap();
+            let name = p["name"].as_str().unwrap().to_string();
+            (n, name, p["protocol"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// The Service and the pod template have exactly the ports `want`, in that order; each name
+/// fits a container port name (an IANA_SVC_NAME, at most 15 characters).
+fn assert_ports(svc: &Value, deploy: &Value, want: &[(i64, &str, &str)]) {
+    let want: Vec<(i64, String, String)> = want
+        .iter()
+        .map(|(p, n, t)| (*p, n.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(port_entries(&svc["spec"]["ports"]), want);
     assert_eq!(
-        protocols(&deploy["spec"]["template"]["spec"]["containers"][0]["ports"]),
+        port_entries(&deploy["spec"]["template"]["spec"]["containers"][0]["ports"]),
         want
+    );
+    for (_, name, _) in &want {
+        assert!(
+            name.len() <= 15,
+            "{name}: too long for a container port name"
+        );
+    }
+}
+
+/// A TCP listener and a UDP listener on one port number, and UDP listeners of an attached
+/// ListenerSet (one of them beside the Gateway's TCP listener): every UDP listener port is a
+/// UDP port of the pod and the Service, named apart from the TCP port of the same number.
+#[test]
+fn udp_ports_of_the_gateway_and_its_listener_sets_are_udp_beside_tcp_ones() {
+    let view = ClusterView::new();
+    let mut index = portolan_model::Index::with_gateway_pool(
+        portolan_model::gateway_api::AddressPool::cluster(),
+    );
+    let mut gw = gateway("edge", "portolan");
+    gw["spec"]["listeners"] = json!([
+        {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+        {"name": "dns", "port": 53, "protocol": "UDP"},
+        {"name": "web", "port": 8443, "protocol": "TCP"},
+    ]);
+    gw["spec"]["allowedListeners"] = json!({"namespaces": {"from": "Same"}});
+    let set = json!({"metadata": {"name": "extra", "namespace": "infra", "generation": 1},
+        "spec": {"parentRef": {"name": "edge"}, "listeners": [
+            {"name": "quic", "port": 8443, "protocol": "UDP"},
+            {"name": "syslog", "port": 5514, "protocol": "UDP"}]}});
+    for (kind, value) in [
+        (
+            Kind::GatewayClass,
+            gateway_class("portolan", "portolan.dev/gateway-controller"),
+        ),
+        (Kind::ApiGateway, gw.clone()),
+        (Kind::ListenerSet, set),
+    ] {
+        let mut feed = crate::KindFeed::new(kind, None, view.clone());
+        let handled = feed.handle(kube::runtime::watcher::Event::Apply(
+            serde_json::from_value(value).unwrap(),
+        ));
+        handled.changes.apply_to(feed.reporter(), &mut index);
+    }
+    let world = index.world();
+    let served = served_ports(&world, &edge());
+    let want_served: Vec<(i32, bool)> = vec![
+        (53, false),
+        (53, true),
+        (5514, true),
+        (8443, false),
+        (8443, true),
+    ];
+    assert_eq!(
+        served.iter().map(|p| (p.port, p.udp)).collect::<Vec<_>>(),
+        want_served,
+        "the ListenerSet's listeners are served, over UDP"
+    );
+    let spec: Gateway = {
+        let mut v = gw;
+        v["apiVersion"] = json!("gateway.networking.k8s.io/v1");
+        v["kind"] = json!("Gateway");
+        serde_json::from_value(v).unwrap()
+    };
+    let [_, deploy, svc] = manifests(&edge(), "uid-1", &spec, &served, &json!({}), &config());
+    assert_ports(
+        &svc,
+        &deploy,
+        &[
+            (53, "port-53", "TCP"),
+            (53, "port-53-udp", "UDP"),
+            (5514, "port-5514-udp", "UDP"),
+            (8443, "port-8443", "TCP"),
+            (8443, "port-8443-udp", "UDP"),
+        ],
     );
 }
 
 #[test]
 fn a_gateway_gets_a_bootstrap_a_deployment_and_a_service_it_owns() {
     let bootstrap = json!({"node": {"cluster": "gateway:infra/edge"}});
-    let served = std::collections::BTreeSet::from([9443]);
+    let served = std::collections::BTreeSet::from([ServedPort {
+        port: 9443,
+        udp: false,
+    }]);
     let [cm, deploy, svc] = manifests(&edge(), "uid-1", &spec(), &served, &bootstrap, &config());
     for m in [&cm, &deploy, &svc] {
         assert_eq!(m["metadata"]["name"], "portolan-gateway-edge");

@@ -8,10 +8,12 @@
 //! * a route configuration whose virtual hosts or rules Envoy's text names (a virtual host's
 //!   name, a rule's route name `ns/route/rule`, or a regex of the rule, which Envoy quotes
 //!   when it refuses one) is attributed to the objects behind those parts only;
-//! * otherwise, each resource whose name the text contains is attributed to every object
+//! * otherwise, each resource the text names (as a whole word: `gateway-80` is not named by
+//!   a text about `gateway-8081`) is attributed to every object
 //!   behind it (a cluster or its endpoints to its Service or ExternalService and the
 //!   TrafficPolicy of the port, the endpoints also to the EndpointSlices; a gateway listener
-//!   to the Gateways with a listener on that port and the Secrets it serves; a route
+//!   to the Gateways (or Gateway API ListenerSets) with a listener on that port and the
+//!   Secrets it serves; a route
 //!   configuration to the objects behind all its virtual hosts; the inbound listener to the
 //!   PeerAuthentication and AccessPolicies it enforces).
 //!
@@ -156,7 +158,7 @@ pub fn attribute(
     let mut named: BTreeSet<&str> = covered
         .iter()
         .copied()
-        .filter(|n| !finer.contains(n) && text.contains(n))
+        .filter(|n| !finer.contains(n) && names(text, n))
         .collect();
     if kind == ResourceKind::Secret && finer.is_empty() && named.is_empty() {
         // Envoy's text about a certificate names no secret ("Failed to load private key from
@@ -173,6 +175,17 @@ pub fn attribute(
     }
     found.resources = finer.union(&named).map(|n| n.to_string()).collect();
     found
+}
+
+/// Whether `text` names resource `name` as a whole word: `gateway-80` is not named by a text
+/// about `gateway-8081` (a name continues with letters, digits, `-` or `_`).
+fn names(text: &str, name: &str) -> bool {
+    let part = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    text.match_indices(name).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + name.len()..].chars().next();
+        !before.is_some_and(part) && !after.is_some_and(part)
+    })
 }
 
 /// The kind of resource translation records for an xDS type (gateway certificates; workload
@@ -488,6 +501,16 @@ mod tests {
     }
 
     #[test]
+    fn a_name_counts_only_as_a_whole_word() {
+        assert!(names("listener(s) gateway-80: bad", "gateway-80"));
+        assert!(names("gateway-80", "gateway-80"));
+        assert!(names("'gateway-8443/https' rejected", "gateway-8443/https"));
+        assert!(!names("listener(s) gateway-8081: bad", "gateway-80"));
+        assert!(!names("gateway-8443/https-shop", "gateway-8443/https"));
+        assert!(!names("xgateway-80", "gateway-80"));
+    }
+
+    #[test]
     fn provenances_are_kept_per_group_and_forgotten_with_it() {
         let store = Provenances::new();
         store.set("a", provenance());
@@ -496,6 +519,87 @@ mod tests {
         store.retain(|g| g == "a");
         assert!(store.get("b").is_none());
         assert!(store.get("a").is_some());
+    }
+
+    /// A NACK of a rule on a ListenerSet's port, end to end through translation: it is
+    /// attributed to the route and the ListenerSet, and the ListenerSet (its conditions and
+    /// its listener's entry) gets `Programmed=False`; the Gateway, whose own listener is fine,
+    /// stays `Programmed=True`.
+    #[test]
+    fn a_nack_on_a_listener_set_port_is_the_listener_sets() {
+        use portolan_model::gateway_api::ApiStatus;
+        use serde_json::json;
+        let regex = "/(a|b){40}";
+        let mut idx = portolan_model::Index::new();
+        for doc in [
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+                "metadata": {"name": "portolan"}, "spec": {"controllerName": "portolan.dev/gateway-controller"}}),
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": "gw", "namespace": "infra"},
+                "spec": {"gatewayClassName": "portolan",
+                    "allowedListeners": {"namespaces": {"from": "Same"}},
+                    "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+                "metadata": {"name": "extra", "namespace": "infra"},
+                "spec": {"parentRef": {"name": "gw"}, "listeners": [
+                    {"name": "more", "port": 8081, "protocol": "HTTP"}]}}),
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": "on-set", "namespace": "infra"},
+                "spec": {"parentRefs": [{"kind": "ListenerSet", "name": "extra"}],
+                    "rules": [{"matches": [{"path": {"type": "RegularExpression", "value": regex}}],
+                               "backendRefs": [{"name": "a", "port": 80}]}]}}),
+        ] {
+            let r = portolan_api::Resource::decode(doc)
+                .expect("decodes")
+                .expect("is read");
+            idx.apply(portolan_model::convert::to_object(&r));
+        }
+        let world = idx.world();
+        let key: portolan_model::GroupKey = "gateway:infra/gw".parse().expect("group key");
+        let group = portolan_translate::ProxyGroup::from(&key);
+        let out =
+            portolan_translate::translate(&world, &group, &portolan_translate::Options::default());
+        let text = format!("route gateway-8081: invalid regex '{regex}': too big");
+        let found = attribute(
+            &out.provenance,
+            ResourceKind::Route,
+            &covered(&["gateway-80", "gateway-8081"]),
+            &text,
+        );
+        assert_eq!(
+            objects(&found),
+            ["HTTPRoute infra/on-set", "ListenerSet infra/extra"]
+        );
+        let report = NackReport {
+            node: "gw-1".into(),
+            group: "gateway:infra/gw".into(),
+            type_: "rds".into(),
+            version: "v2".into(),
+            message: text.clone(),
+            resources: found.resources.clone(),
+            objects: objects(&found),
+        };
+        let statuses = api_statuses(&world, &conditions(&world, &[report]), &BTreeMap::new());
+        let programmed = |cs: &[portolan_model::gateway_api::status::ApiCondition]| {
+            cs.iter()
+                .find(|c| c.type_ == "Programmed")
+                .map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        let set = ObjectRef::new(Kind::ListenerSet, "infra", "extra");
+        let Some(ApiStatus::ListenerSet(s)) = statuses.get(&set) else {
+            panic!("no ListenerSet status");
+        };
+        let nacked = Some(("False".to_string(), "Invalid".to_string()));
+        assert_eq!(programmed(&s.conditions), nacked);
+        assert_eq!(s.listeners.len(), 1);
+        assert_eq!(programmed(&s.listeners[0].conditions), nacked);
+        let gw = ObjectRef::new(Kind::ApiGateway, "infra", "gw");
+        let Some(ApiStatus::Gateway(g)) = statuses.get(&gw) else {
+            panic!("no Gateway status");
+        };
+        let fine = Some(("True".to_string(), "Programmed".to_string()));
+        assert_eq!(programmed(&g.conditions), fine);
+        assert_eq!(programmed(&g.listeners[0].conditions), fine);
     }
 
     #[test]

@@ -46,7 +46,7 @@ use portolan_api::ObjectRef;
 use portolan_model::World;
 use portolan_model::gateway::TlsSecret;
 use portolan_model::gateway_api::{
-    ApiChain, ApiGateway, ApiRule, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
+    ApiChain, ApiGateway, ApiPort, ApiRule, ApiVirtualHost, ChainKind, INVALID_BACKEND_HOST,
 };
 use portolan_model::policy_attach::Reach;
 use portolan_model::routing::HttpRoute;
@@ -61,6 +61,9 @@ const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 /// RateLimitPolicy) its routes use.
 struct Site<'a> {
     gateway: &'a ObjectRef,
+    /// What the port's configuration is attributed to: the Gateway and/or the ListenerSets
+    /// whose listeners are on it (see [`owners`]).
+    owners: Vec<ObjectRef>,
     listeners: Vec<String>,
     jwt: JwtUse,
     edge: EdgeUse,
@@ -87,6 +90,7 @@ impl<'a> Site<'a> {
             .collect();
         Self {
             gateway,
+            owners: vec![gateway.clone()],
             listeners,
             jwt: JwtUse::default(),
             edge: EdgeUse::new(ctx, &per_listener),
@@ -173,14 +177,10 @@ pub(crate) fn resources(
     let mut routes = Vec::new();
     let mut secrets = GatewaySecrets::default();
     for port in &gateway.ports {
+        let owners = owners(gateway, port);
         if port.udp {
-            let (listener, cluster, entries) = gateway_api_udp::udp_port(
-                ctx,
-                &gateway.source,
-                &gateway.address,
-                port.port,
-                &port.chains,
-            );
+            let (listener, cluster, entries) =
+                gateway_api_udp::udp_port(ctx, &owners, &gateway.address, port.port, &port.chains);
             listeners.push(listener);
             clusters.push(cluster);
             for entry in entries {
@@ -207,6 +207,7 @@ pub(crate) fn resources(
                 }
                 sent.push(chain);
                 let mut site = Site::new(ctx, &gateway.source, vec![chain.name.clone()]);
+                site.owners = owners.clone();
                 let (filter_chain, route) =
                     tls_chain(ctx, &mut site, port.port, chain, &mut secrets);
                 used.extend(&site.jwt);
@@ -219,6 +220,7 @@ pub(crate) fn resources(
         } else {
             let on_port = Site::listeners_on(ctx.world, &gateway.source, port.port);
             let mut site = Site::new(ctx, &gateway.source, on_port);
+            site.owners = owners.clone();
             let (route, entry) = route_config(ctx, &name, &port.virtual_hosts, &mut site);
             provenance.push(entry);
             routes.push(route);
@@ -237,7 +239,7 @@ pub(crate) fn resources(
         provenance.push(Entry::new(
             ResourceKind::Listener,
             &name,
-            listener_origins(gateway, &port.virtual_hosts, &sent),
+            listener_origins(&owners, &port.virtual_hosts, &sent),
         ));
         listeners.push(listener);
     }
@@ -245,15 +247,26 @@ pub(crate) fn resources(
     (listeners, routes, secrets)
 }
 
-/// The objects behind a port's listener: the Gateway, the certificate Secrets its HTTPS
+/// What a port's configuration is attributed to: the objects whose listeners are on it (the
+/// Gateway, ListenerSets attached to it), the Gateway when the model names none.
+fn owners(gateway: &ApiGateway, port: &ApiPort) -> Vec<ObjectRef> {
+    if port.owners.is_empty() {
+        vec![gateway.source.clone()]
+    } else {
+        port.owners.clone()
+    }
+}
+
+/// The objects behind a port's listener: its owners (the Gateway, or the ListenerSets whose
+/// listeners are the port's, see [`owners`]), the certificate Secrets its HTTPS
 /// chains serve and every HTTPRoute/GRPCRoute routed on the port (a TLSRoute's passthrough chain records no route yet: the model keeps only its
 /// backends).
 fn listener_origins(
-    gateway: &ApiGateway,
+    owners: &[ObjectRef],
     plain: &[ApiVirtualHost],
     chains: &[&ApiChain],
 ) -> Origins {
-    let mut objects = vec![gateway.source.clone()];
+    let mut objects = owners.to_vec();
     let mut hosts: Vec<&ApiVirtualHost> = plain.iter().collect();
     for chain in chains {
         if let ChainKind::Terminate {
@@ -382,9 +395,9 @@ fn route_config(
 ) -> (RouteConfiguration, Entry) {
     let parts = virtual_hosts
         .iter()
-        .flat_map(|vh| parts_of(site.gateway, vh))
+        .flat_map(|vh| parts_of(&site.owners, vh))
         .collect();
-    let entry = Entry::route(name, origins([site.gateway.clone()]), parts);
+    let entry = Entry::route(name, origins(site.owners.iter().cloned()), parts);
     let virtual_hosts = virtual_hosts
         .iter()
         .map(|vh| virtual_host(ctx, vh, site))
@@ -393,12 +406,16 @@ fn route_config(
 }
 
 /// The parts of one virtual host: itself (behind every route it holds) and each rule match,
-/// each also behind the Gateway (whose `Programmed` a NACK of its configuration falsifies).
-fn parts_of(gateway: &ObjectRef, vh: &ApiVirtualHost) -> Vec<Part> {
+/// each also behind the port's owners (the Gateway or ListenerSets, whose `Programmed` a NACK
+/// of its configuration falsifies).
+fn parts_of(owners: &[ObjectRef], vh: &ApiVirtualHost) -> Vec<Part> {
     let rules: Vec<(HttpRoute, Origins)> = vh
         .rules
         .iter()
-        .map(|r| (one_rule(r), origins([r.route.clone(), gateway.clone()])))
+        .map(|r| {
+            let behind = std::iter::once(r.route.clone()).chain(owners.iter().cloned());
+            (one_rule(r), origins(behind))
+        })
         .collect();
     let all = union(rules.iter().map(|(_, o)| o));
     let mut parts = vec![Part::virtual_host(vh.hostname.clone(), all)];

@@ -1,5 +1,6 @@
-//! UDP listeners of Gateway API Gateways (UDPRoute): one Envoy listener `gateway-{port}` per
-//! UDP port, bound to the Gateway's address with a UDP socket (`udp_listener_config`), whose
+//! UDP listeners of Gateway API Gateways (UDPRoute): one Envoy listener `gateway-{port}-udp`
+//! per UDP port (a TCP-based listener of the Gateway may have the same port number: its Envoy
+//! listener is `gateway-{port}`), bound to the Gateway's address with a UDP socket (`udp_listener_config`), whose
 //! only filter is Envoy's UDP proxy (`envoy.filters.udp_listener.udp_proxy`, a listener
 //! filter: UDP listeners have no filter chains). Its matcher has no match, only
 //! `on_no_match`: every datagram goes to the route's cluster.
@@ -75,16 +76,17 @@ pub fn udp_backends_among(
         .any(|(name, namespace)| services.contains(&ServiceKey::new(namespace, name)))
 }
 
-/// The listener of UDP port `port` and its cluster (with the provenance of both).
+/// The listener of UDP port `port` and its cluster (with the provenance of both: `owners`, the
+/// Gateway and/or ListenerSets whose listener it is, and the cluster's backends).
 pub(crate) fn udp_port(
     ctx: &Context<'_>,
-    gateway: &ObjectRef,
+    owners: &[ObjectRef],
     address: &str,
     port: u16,
     chains: &[ApiChain],
 ) -> (Listener, Cluster, Vec<Entry>) {
-    let name = names::gateway_listener_name(port);
-    let cluster_name = format!("{name}|udp");
+    let name = names::gateway_udp_listener_name(port);
+    let cluster_name = names::gateway_udp_cluster_name(port);
     let backends: &[Backend] = chains
         .iter()
         .find_map(|c| match &c.kind {
@@ -94,7 +96,7 @@ pub(crate) fn udp_port(
         .unwrap_or_default();
     let (cluster, objects) = cluster(ctx, &cluster_name, backends);
     let proxy = UdpProxyConfig {
-        stat_prefix: names::gateway_stat_prefix(port),
+        stat_prefix: names::gateway_udp_stat_prefix(port),
         route_specifier: Some(udp_proxy_config::RouteSpecifier::Matcher(to_cluster(
             &cluster_name,
         ))),
@@ -112,11 +114,15 @@ pub(crate) fn udp_port(
         ..Default::default()
     };
     let entries = vec![
-        Entry::new(ResourceKind::Listener, &name, origins([gateway.clone()])),
+        Entry::new(
+            ResourceKind::Listener,
+            &name,
+            origins(owners.iter().cloned()),
+        ),
         Entry::new(
             ResourceKind::Cluster,
             &cluster_name,
-            origins(std::iter::once(gateway.clone()).chain(objects)),
+            origins(owners.iter().cloned().chain(objects)),
         ),
     ];
     (listener, cluster, entries)

@@ -47,6 +47,22 @@ pub fn gateway_listener_name(port: u16) -> String {
     format!("gateway-{port}")
 }
 
+/// The listener of a Gateway API UDP listener port: `gateway-{port}-udp` (a TCP-based
+/// listener may use the same port number, see [`gateway_listener_name`]).
+pub fn gateway_udp_listener_name(port: u16) -> String {
+    format!("gateway-{port}-udp")
+}
+
+/// The cluster of a Gateway API UDP listener port's route: `gateway-{port}|udp`.
+pub fn gateway_udp_cluster_name(port: u16) -> String {
+    format!("gateway-{port}|udp")
+}
+
+/// Stat prefix of a Gateway API UDP listener port: `gateway_{port}_udp`.
+pub fn gateway_udp_stat_prefix(port: u16) -> String {
+    format!("gateway_{port}_udp")
+}
+
 /// Stat prefix of a gateway listener: `gateway_{port}`.
 pub fn gateway_stat_prefix(port: u16) -> String {
     format!("gateway_{port}")
@@ -135,6 +151,8 @@ mod tests {
             "unresolved|x|80|"
         );
         assert_eq!(gateway_listener_name(8443), "gateway-8443");
+        assert_eq!(gateway_udp_listener_name(8443), "gateway-8443-udp");
+        assert_ne!(gateway_udp_listener_name(53), gateway_listener_name(53));
         assert_eq!(
             service_fqdn(&svc, "cluster.local"),
             "cart.shop.svc.cluster.local"

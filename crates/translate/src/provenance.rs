@@ -5,7 +5,8 @@
 //! ClusterLoadAssignments come from the Service and the TrafficPolicy of that port (the
 //! assignments also from the EndpointSlices), an ExternalService host's cluster from the
 //! ExternalService and its policy, a gateway listener from the Gateways with a listener on its
-//! port and the Secrets it serves, a route configuration's virtual hosts from the Service or
+//! port (for a Gateway API Gateway: the Gateway and/or the ListenerSets whose listeners are on
+//! the port) and the Secrets it serves, a route configuration's virtual hosts from the Service or
 //! external host they route and the TrafficRoute whose rules replace the default route (on a
 //! gateway, the TrafficRoute of the host), the inbound listener from the PeerAuthentication
 //! and the AccessPolicies it enforces. Resources made from no object (the mesh listener, the

@@ -32,6 +32,7 @@ use frontend::{
 use futures::FutureExt;
 use grpc::{
     exact_method_matching as grpc_exact_method_matching, header_matching as grpc_header_matching,
+    http_and_grpc_same_hostname as grpc_http_same_hostname,
     listener_hostname_matching as grpc_listener_hostname_matching, over_https as grpc_over_https,
     regex_method_matching as grpc_regex_method_matching,
     request_header_modifier as grpc_request_header_modifier, weight as grpc_weight,
@@ -817,7 +818,8 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "UDPRoute",
             "Portolan:UDPRouteWeightedRouting",
             "Portolan:UDPRouteNotAllowedByListeners",
-            "Portolan:UDPRouteInvalidBackendRefNonexistent"
+            "Portolan:UDPRouteInvalidBackendRefNonexistent",
+            "Portolan:UDPRouteTCPListenerSamePort"
         ],
         udp_route
     );
@@ -906,6 +908,12 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         c,
         &["Portolan: GRPCRoute over an HTTPS listener"],
         grpc_over_https
+    );
+    scenario!(
+        b,
+        c,
+        &["Portolan: an HTTPRoute and a GRPCRoute on one hostname: the older is accepted"],
+        grpc_http_same_hostname
     );
     scenario!(
         b,
@@ -1838,6 +1846,99 @@ async fn gateway_api_nack_is_attributed_to_the_gateway_and_route() -> anyhow::Re
         nack_condition(s, "portolan.dev/Programmed").is_none()
     })
     .await?;
+    c.config.remove(file)?;
+    Ok(())
+}
+
+/// A NACK of what an HTTPRoute on a ListenerSet's listener produced (the oversized regex
+/// again, on the set's own port): the ListenerSet and its listener entry get
+/// `Programmed=False` (`Invalid`, Envoy's text) and the route's parent entry
+/// `portolan.dev/Programmed=False`; the Gateway and its own listener stay `Programmed=True`
+/// (its `portolan.dev/Converged` is `False Nacked`). With the regex fixed, the set is
+/// programmed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_nack_on_a_listener_set_is_attributed_to_the_listener_set() -> anyhow::Result<()>
+{
+    let _shared = portolan_e2e::serial::shared().await;
+    let mut c = Conformance::start().await?;
+    let file = "nack-listenerset.yaml";
+    let gw_key = format!("Gateway {INFRA}/nack-set-gateway");
+    let set_key = format!("ListenerSet {INFRA}/nack-set");
+    let route_key = format!("HTTPRoute {INFRA}/nack-set-regex");
+    let set_port = portolan_e2e::ports::free_port();
+    let text = c
+        .manifest(file)?
+        .replace("{SET_PORT}", &set_port.to_string());
+    c.config.write(file, &text)?;
+    c.gateway("nack-set-gateway").await?;
+    let programmed_is = |want: &'static str| {
+        move |s: &Value| {
+            condition(&s["conditions"], "Programmed").is_some_and(|p| p["status"] == want)
+        }
+    };
+    let set = c.status_where(&set_key, programmed_is("False")).await;
+    let page = c.portolan.get_json("/debug/config-errors").await?;
+    let set = set.map_err(|e| anyhow::anyhow!("{e}\nconfig-errors: {page}"))?;
+    assert_condition(&set["conditions"], "Programmed", "False", "Invalid");
+    let message = condition(&set["conditions"], "Programmed")
+        .and_then(|p| p["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("rejected by"), "{message}");
+    let listeners = set["listeners"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listeners.len(), 1, "{set}");
+    assert_condition(
+        &listeners[0]["conditions"],
+        "Programmed",
+        "False",
+        "Invalid",
+    );
+    let route = c
+        .status_where(&route_key, |s| {
+            s["parents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| condition(&p["conditions"], "portolan.dev/Programmed").is_some())
+        })
+        .await?;
+    let p = &route["parents"][0];
+    assert_condition(
+        &p["conditions"],
+        "portolan.dev/Programmed",
+        "False",
+        "Nacked",
+    );
+    assert_condition(&p["conditions"], "Accepted", "True", "Accepted");
+    // The Gateway is not blamed: its own listener's configuration was taken.
+    let gw = c.status(&gw_key).await?;
+    assert_condition(&gw["conditions"], "Programmed", "True", "Programmed");
+    for l in gw["listeners"].as_array().into_iter().flatten() {
+        assert_condition(&l["conditions"], "Programmed", "True", "Programmed");
+    }
+    // Its proxies did NACK: the Gateway's own condition says so (Envoy refuses the whole
+    // response, so the route configuration of the Gateway's own port sent with it is not
+    // taken either).
+    let gw = c
+        .status_where(&gw_key, |s| {
+            condition(&s["conditions"], "portolan.dev/Converged")
+                .is_some_and(|p| p["status"] == "False")
+        })
+        .await?;
+    assert_condition(
+        &gw["conditions"],
+        "portolan.dev/Converged",
+        "False",
+        "Nacked",
+    );
+
+    // Fixed: the set is programmed again.
+    let fixed = text.replace(
+        "type: RegularExpression, value: \"/(a|b|c|d|e|f|g|h){40}\"",
+        "type: PathPrefix, value: /ok",
+    );
+    c.config.write(file, &fixed)?;
+    c.status_where(&set_key, programmed_is("True")).await?;
     c.config.remove(file)?;
     Ok(())
 }

@@ -170,12 +170,13 @@ const TCP_ROUTE_EXPERIMENTAL: [&str; 7] = [
 /// UDPRoute (experimental channel): upstream has one test, `UDPRoute` (udproute-simple: a
 /// DNS query through a UDP listener to CoreDNS), in no profile of the v1.6.1 reports; it is
 /// reproduced with an echo backend, with Portolan's own checks beside it (weights, a route
-/// the listener does not admit, a missing backend).
-const UDP_ROUTE_EXPERIMENTAL: [&str; 4] = [
+/// the listener does not admit, a missing backend, a TCP listener on the same port number).
+const UDP_ROUTE_EXPERIMENTAL: [&str; 5] = [
     "UDPRoute",
     "Portolan:UDPRouteWeightedRouting",
     "Portolan:UDPRouteNotAllowedByListeners",
     "Portolan:UDPRouteInvalidBackendRefNonexistent",
+    "Portolan:UDPRouteTCPListenerSamePort",
 ];
 
 /// Upstream tests that are not in v1.6.1 (added in 1.7, or open pull requests).

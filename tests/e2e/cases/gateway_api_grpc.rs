@@ -478,3 +478,56 @@ pub(super) async fn over_https(c: &mut Conformance) -> anyhow::Result<()> {
     c.expect_grpc(&addr, elsewhere, UNIMPLEMENTED).await?;
     c.unload(file, gw, &[route]).await
 }
+
+/// Portolan's own: an HTTPRoute and a GRPCRoute on one listener with one hostname. The older
+/// GRPCRoute is accepted and serves gRPC there; the HTTPRoute is `Accepted=False`
+/// (`HostnameConflict`) and HTTP requests for that name find no route (404), while an
+/// HTTPRoute on another hostname of the listener keeps serving.
+pub(super) async fn http_and_grpc_same_hostname(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "grpc-http-same-hostname.yaml";
+    let routes = ["grpc-owns-hostname", "http-own-hostname"];
+    let addr = c.load_grpc(file, "same-namespace", &routes).await?;
+    grpc_route_accepted(c, "grpc-owns-hostname", "same-namespace").await?;
+    super::route_accepted(c, INFRA, "http-own-hostname", "same-namespace").await?;
+    super::route_condition(
+        c,
+        "http-loses-hostname",
+        "same-namespace",
+        "Accepted",
+        "False",
+        "HostnameConflict",
+    )
+    .await?;
+    let status = c
+        .status(&format!("HTTPRoute {INFRA}/http-loses-hostname"))
+        .await?;
+    let accepted = super::condition(&parent(&status, "same-namespace")["conditions"], "Accepted")
+        .cloned()
+        .unwrap_or_default();
+    let message = accepted["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("GRPCRoute {INFRA}/grpc-owns-hostname")),
+        "{accepted}"
+    );
+    let call = Call {
+        authority: "grpc-conflict.example.com",
+        ..echo(&[])
+    };
+    c.expect_grpc(&addr, call, V1).await?;
+    c.expect_status(&addr, super::get("grpc-conflict.example.com", "/"), 404)
+        .await?;
+    c.expect_backend(
+        &addr,
+        super::get("http-only.example.com", "/"),
+        "infra-backend-v2",
+    )
+    .await?;
+    // The refused route never reached Envoy.
+    c.wait_envoy(
+        "same-namespace",
+        &format!("\"{INFRA}/http-loses-hostname/"),
+        false,
+    )
+    .await?;
+    c.unload(file, "same-namespace", &routes).await
+}

@@ -7,9 +7,10 @@
 
 use super::tls::route_parent;
 use super::{Conformance, INFRA, assert_condition};
-use portolan_e2e::eventually;
+use portolan_e2e::http::send;
 use portolan_e2e::ports::free_port;
 use portolan_e2e::upstream::udp::{UdpEcho, exchange};
+use portolan_e2e::{client, eventually};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,7 +49,9 @@ async fn udp_parent(c: &Conformance, ns: &str, route: &str, type_: &str) -> anyh
 /// UDPRoute with one route attached, datagrams reach `l4-backend`; a 50/50 split reaches
 /// both backends in a loose proportion; a route from a namespace the listener does not admit
 /// is `NotAllowedByListeners` and its port answers nothing; a route to a missing Service is
-/// `BackendNotFound` and its port answers nothing.
+/// `BackendNotFound` and its port answers nothing; a TCP listener on the first UDP listener's
+/// port number is compatible with it (neither is conflicted) and both are served: TCP
+/// connections reach the TCPRoute's backend, datagrams the UDPRoute's.
 pub(super) async fn udp_route(c: &mut Conformance) -> anyhow::Result<()> {
     let file = "udproute.yaml";
     let backends_file = "udproute-backends.yaml";
@@ -150,6 +153,43 @@ pub(super) async fn udp_route(c: &mut Conformance) -> anyhow::Result<()> {
         let r = reached(at(port)?, "anyone?").await;
         assert!(r.is_err(), "port {port}: no backend may answer: {r:?}");
     }
+
+    // TCP beside UDP on one port number: distinct, compatible listeners, both served.
+    for listener in ["l4-echo", "l4-tcp"] {
+        let l = c
+            .listener_where("udp-gateway", listener, |l| l["attachedRoutes"] == 1)
+            .await?;
+        assert_condition(&l["conditions"], "Accepted", "True", "Accepted");
+        assert_condition(&l["conditions"], "Conflicted", "False", "NoConflicts");
+        assert_condition(&l["conditions"], "Programmed", "True", "Programmed");
+    }
+    let p = route_parent(
+        c,
+        &format!("TCPRoute {INFRA}/tcp-beside-udp"),
+        "udp-gateway",
+        "Accepted",
+    )
+    .await?;
+    assert_condition(&p["conditions"], "Accepted", "True", "Accepted");
+    let url = format!("http://{addr}:{}/tcp", ports[0]);
+    eventually(
+        &format!("connections to {addr}:{} reach infra-backend-v1", ports[0]),
+        super::DEADLINE,
+        || async {
+            let r = send(client().get(&url)).await.map_err(|e| e.to_string())?;
+            match r.upstream() {
+                Some("infra-backend-v1") => Ok(()),
+                other => Err(format!("reached {other:?}")),
+            }
+        },
+    )
+    .await?;
+    // The UDP listener still answers on that number.
+    match reached(simple, "beside-tcp").await {
+        Ok(b) if b == "l4-backend" => {}
+        other => anyhow::bail!("datagram to {simple} beside the TCP listener: {other:?}"),
+    }
+
     c.config.remove(file)?;
     c.config.remove(backends_file)?;
     c.gone(&format!("Gateway {INFRA}/udp-gateway")).await

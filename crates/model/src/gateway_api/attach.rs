@@ -66,6 +66,10 @@ struct GatewayState<'a> {
     /// The ListenerSets that name it as their parent, in precedence order (oldest first,
     /// then namespace/name); `Owner::Set(i)` listeners are those of `sets[i]`.
     sets: Vec<SetState>,
+    /// Per listener index: the HTTPRoutes and GRPCRoutes attached so far, with the hostnames
+    /// each serves there (an HTTPRoute and a GRPCRoute must not share one, see
+    /// [`cross_kind_conflict`]).
+    http_routes: BTreeMap<usize, Vec<(&'a ObjectRef, Vec<String>)>>,
 }
 
 /// A ListenerSet whose parent is one of Portolan's Gateways.
@@ -87,6 +91,8 @@ enum Contribution {
 struct RouteInput<'r> {
     source: &'r ObjectRef,
     generation: i64,
+    /// Its creationTimestamp (RFC 3339 text; `None` in files): routes attach oldest first.
+    created: Option<String>,
     parent_refs: &'r [ParentReference],
     hostnames: &'r [String],
     contribution: Contribution,
@@ -101,14 +107,30 @@ pub(super) fn compile(world: &World, pool: &AddressPool) -> Compiled {
     let mut gateways = our_gateways(world, &classes, pool, &refs);
     let sets = attach_listener_sets(world, &mut gateways, &refs);
     let mut mesh = MeshState::default();
-    for (source, resource) in &world.gateway_api {
-        if let Some(route) = route_input(source, resource, &refs) {
-            let mut parents = Parents {
-                gateways: &mut gateways,
-                sets: &sets,
-            };
-            attach_route(&route, &mut parents, &mut mesh, world, &mut out);
-        }
+    let mut routes: Vec<RouteInput<'_>> = world
+        .gateway_api
+        .iter()
+        .filter_map(|(source, resource)| route_input(source, resource, &refs))
+        .collect();
+    // The oldest first (files have none: the newest), then by namespace/name: where routes
+    // compete for a listener (an HTTPRoute and a GRPCRoute on one hostname) the earlier wins.
+    routes.sort_by(|a, b| {
+        let key = |r: &RouteInput<'_>| {
+            (
+                r.created.is_none(),
+                r.created.clone(),
+                r.source.namespace.clone(),
+                r.source.name.clone(),
+            )
+        };
+        key(a).cmp(&key(b)).then_with(|| a.source.cmp(b.source))
+    });
+    for route in &routes {
+        let mut parents = Parents {
+            gateways: &mut gateways,
+            sets: &sets,
+        };
+        attach_route(route, &mut parents, &mut mesh, world, &mut out);
     }
     out.mesh = mesh.finish();
     for gw in gateways.into_values() {
@@ -176,13 +198,15 @@ fn route_input<'r>(
     refs: &RouteRefs<'_>,
 ) -> Option<RouteInput<'r>> {
     let generation = resource.generation();
-    let (parent_refs, hostnames, converted): (_, _, rules::Converted) = match resource {
+    let (created, parent_refs, hostnames, converted): (_, _, _, rules::Converted) = match resource {
         Resource::HttpRoute(r) => (
+            created!(r),
             &r.spec.parent_refs[..],
             &r.spec.hostnames[..],
             rules::convert(source, r, refs),
         ),
         Resource::GrpcRoute(r) => (
+            created!(r),
             &r.spec.parent_refs[..],
             &r.spec.hostnames[..],
             super::grpc::convert(source, r, refs),
@@ -192,6 +216,7 @@ fn route_input<'r>(
             return Some(RouteInput {
                 source,
                 generation,
+                created: created!(r),
                 parent_refs: &r.spec.parent_refs,
                 hostnames: &[],
                 contribution: Contribution::Passthrough(c.key, c.backends),
@@ -206,6 +231,7 @@ fn route_input<'r>(
             return Some(RouteInput {
                 source,
                 generation,
+                created: created!(r),
                 parent_refs: &r.spec.parent_refs,
                 hostnames: &[],
                 contribution: Contribution::Passthrough(c.key, c.backends),
@@ -217,6 +243,7 @@ fn route_input<'r>(
             return Some(RouteInput {
                 source,
                 generation,
+                created: created!(r),
                 parent_refs: &r.spec.parent_refs,
                 hostnames: &r.spec.hostnames,
                 contribution: Contribution::Passthrough(c.key, c.backends),
@@ -228,6 +255,7 @@ fn route_input<'r>(
     Some(RouteInput {
         source,
         generation,
+        created,
         parent_refs,
         hostnames,
         contribution: Contribution::Http(converted.rules),
@@ -274,6 +302,7 @@ fn our_gateways<'w>(
             hosts: BTreeMap::new(),
             tls_hosts: BTreeMap::new(),
             sets: Vec::new(),
+            http_routes: BTreeMap::new(),
         };
         states.insert(source.clone(), state);
     }
@@ -415,9 +444,9 @@ fn given_address(gw: &Gateway) -> Option<String> {
 }
 
 /// Attaches one route to the listeners its parentRefs name, recording its status.
-fn attach_route(
-    route: &RouteInput<'_>,
-    parents_of: &mut Parents<'_, '_>,
+fn attach_route<'w>(
+    route: &RouteInput<'w>,
+    parents_of: &mut Parents<'_, 'w>,
     mesh: &mut MeshState,
     world: &World,
     out: &mut Compiled,
@@ -512,10 +541,10 @@ fn set_owner(gw: &GatewayState<'_>, set: &ObjectRef) -> Result<Owner, (&'static 
 
 /// Attaches a route to the listeners of one Gateway (its own, or one ListenerSet's: `owner`)
 /// a parentRef selects; `Err` is the `Accepted=False` reason and message.
-fn attach_to_gateway(
-    route: &RouteInput<'_>,
+fn attach_to_gateway<'w>(
+    route: &RouteInput<'w>,
     parent: &gwapi::ParentReference,
-    gw: &mut GatewayState<'_>,
+    gw: &mut GatewayState<'w>,
     owner: Owner,
     world: &World,
 ) -> Result<(), (&'static str, String)> {
@@ -551,6 +580,7 @@ fn attach_to_gateway(
         ));
     }
     let mut any_host = false;
+    let mut conflict = None;
     for &i in &allowed {
         let l = &mut gw.listeners[i];
         // A TCP or UDP listener has no hostnames: the route takes any connection or datagram.
@@ -561,6 +591,14 @@ fn attach_to_gateway(
         };
         if hosts.is_empty() {
             continue;
+        }
+        if let Contribution::Http(_) = &route.contribution {
+            let attached = gw.http_routes.entry(i).or_default();
+            if let Some(winner) = cross_kind_conflict(route.source, &hosts, attached) {
+                conflict.get_or_insert_with(|| (winner.clone(), l.spec.name.clone()));
+                continue;
+            }
+            attached.push((route.source, hosts.clone()));
         }
         // Counted only where the route is accepted, that is where hostnames intersect.
         l.attached += 1;
@@ -583,6 +621,14 @@ fn attach_to_gateway(
             }
         }
     }
+    if let (false, Some((winner, listener))) = (any_host, conflict) {
+        return Err((
+            HOSTNAME_CONFLICT,
+            format!(
+                "listener {listener}: {winner} of the other kind (HTTPRoute, GRPCRoute) serves an intersecting hostname there and takes precedence (older, or first by namespace/name)"
+            ),
+        ));
+    }
     if !any_host {
         return Err((
             "NoMatchingListenerHostname",
@@ -590,6 +636,35 @@ fn attach_to_gateway(
         ));
     }
     Ok(())
+}
+
+/// The `Accepted=False` reason of a route refused because a route of the other kind
+/// (HTTPRoute, GRPCRoute) serves an intersecting hostname on the listener. The spec requires
+/// the condition but names no reason for it.
+pub(super) const HOSTNAME_CONFLICT: &str = "HostnameConflict";
+
+/// The route already attached to a listener that keeps it from route `me` (serving `hosts`
+/// there), if one does: the spec lets an HTTPRoute and a GRPCRoute share a listener only where
+/// their hostnames do not intersect, and accepts the first by age, then namespace/name. Routes
+/// attach in that order, so the one found (`attached`: those of the listener so far) wins.
+fn cross_kind_conflict<'a>(
+    me: &ObjectRef,
+    hosts: &[String],
+    attached: &[(&'a ObjectRef, Vec<String>)],
+) -> Option<&'a ObjectRef> {
+    attached
+        .iter()
+        .find(|(other, theirs)| other.kind != me.kind && hosts_intersect(hosts, theirs))
+        .map(|(other, _)| *other)
+}
+
+/// Whether two sets of hostnames served on one listener (`*`: any) share a name.
+fn hosts_intersect(a: &[String], b: &[String]) -> bool {
+    a.iter().any(|x| {
+        b.iter().any(|y| {
+            x == y || x == "*" || y == "*" || wildcard_covers(x, y) || wildcard_covers(y, x)
+        })
+    })
 }
 
 /// The hostnames a route serves on a listener (`*` for any): the spec's intersection.
@@ -800,18 +875,29 @@ fn invalid_parameters(gw: &Gateway) -> Option<String> {
 
 /// The ports of a Gateway's valid listeners: plain HTTP ports with their virtual hosts, TLS
 /// ports with one filter chain per HTTPS listener and per TLSRoute hostname.
-fn ports(gw: &GatewayState<'_>) -> BTreeMap<u16, ApiPort> {
-    let mut ports: BTreeMap<u16, ApiPort> = BTreeMap::new();
+fn ports(gw: &GatewayState<'_>) -> BTreeMap<(u16, bool), ApiPort> {
+    // Keyed by port and whether it is UDP: a UDP listener may share its number with a
+    // TCP-based one.
+    let mut ports: BTreeMap<(u16, bool), ApiPort> = BTreeMap::new();
     for (i, l) in gw.listeners.iter().enumerate().filter(|(_, l)| l.valid()) {
         let Ok(protocol) = l.protocol else { continue };
-        let port = ports.entry(l.port).or_insert_with(|| ApiPort {
+        let key = (l.port, protocol == Proto::Udp);
+        let port = ports.entry(key).or_insert_with(|| ApiPort {
             port: l.port,
             tls: matches!(protocol, Proto::Https | Proto::Passthrough),
             tcp: protocol == Proto::Tcp,
             udp: protocol == Proto::Udp,
             virtual_hosts: Vec::new(),
             chains: Vec::new(),
+            owners: Vec::new(),
         });
+        let owner = match l.owner {
+            Owner::Gateway => &gw.source,
+            Owner::Set(set) => gw.sets.get(set).map_or(&gw.source, |s| &s.source),
+        };
+        if !port.owners.contains(owner) {
+            port.owners.push(owner.clone());
+        }
         let empty = HostRules::new();
         let by_host = gw.hosts.get(&l.port).unwrap_or(&empty);
         match protocol {

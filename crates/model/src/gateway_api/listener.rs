@@ -166,7 +166,7 @@ fn conflict<'a, 'g: 'a>(
     others: impl Iterator<Item = (usize, &'a ListenerState<'g>)>,
 ) -> Option<&'static str> {
     others.into_iter().find_map(|(_, other)| {
-        if other.port != me.port {
+        if other.port != me.port || udp_beside_tcp(&me.spec.protocol, &other.spec.protocol) {
             return None;
         }
         if family(&other.spec.protocol) != family(&me.spec.protocol) {
@@ -177,6 +177,13 @@ fn conflict<'a, 'g: 'a>(
             None
         }
     })
+}
+
+/// Whether one of two listeners is UDP and the other speaks TCP (HTTP, HTTPS, TLS, TCP): the
+/// transport tells their traffic apart, so they are distinct and compatible on one port.
+fn udp_beside_tcp(a: &str, b: &str) -> bool {
+    let tcp = |p: &str| matches!(p, "HTTP" | "HTTPS" | "TLS" | "TCP");
+    (a == "UDP" && tcp(b)) || (b == "UDP" && tcp(a))
 }
 
 /// Listeners of one family can share a port: HTTPS and TLS both start with a TLS handshake.

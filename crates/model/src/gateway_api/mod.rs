@@ -46,7 +46,8 @@ pub struct ApiGateway {
     pub group: String,
     /// The address its listeners bind.
     pub address: String,
-    /// One entry per listener port that has a valid listener.
+    /// One entry per listener port that has a valid listener (a UDP port apart from a
+    /// TCP-based one of the same number).
     pub ports: Vec<ApiPort>,
 }
 
@@ -66,6 +67,10 @@ pub struct ApiPort {
     pub virtual_hosts: Vec<ApiVirtualHost>,
     /// TLS: the filter chains, chosen by SNI.
     pub chains: Vec<ApiChain>,
+    /// The objects whose valid listeners are on the port: the Gateway and/or ListenerSets
+    /// attached to it (what a NACK of the port's configuration is attributed to); empty
+    /// means the Gateway.
+    pub owners: Vec<ObjectRef>,
 }
 
 /// One filter chain of a TLS port: an HTTPS listener (terminates TLS, then routes HTTP by its

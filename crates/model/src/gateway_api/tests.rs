@@ -560,6 +560,146 @@ fn tls_routes_pass_through_by_sni_and_grpc_routes_become_paths() {
 }
 
 #[test]
+fn http_and_grpc_routes_do_not_share_a_hostname_on_a_listener() {
+    let mut idx = base();
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "mixed", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "listeners": [
+            {"name": "web", "port": 80, "protocol": "HTTP"}]}}),
+    );
+    // (kind, name, created, hostnames): files carry no creationTimestamp (the newest).
+    let routes: [(&str, &str, Option<&str>, &[&str]); 7] = [
+        (
+            "HTTPRoute",
+            "old-http",
+            Some("2020-01-01T00:00:00Z"),
+            &["a.example.com"],
+        ),
+        (
+            "GRPCRoute",
+            "newer-grpc",
+            Some("2021-01-01T00:00:00Z"),
+            &["*.example.com"],
+        ),
+        (
+            "GRPCRoute",
+            "grpc-b",
+            Some("2019-01-01T00:00:00Z"),
+            &["b.example.com"],
+        ),
+        ("HTTPRoute", "http-b", None, &["b.example.com"]),
+        ("HTTPRoute", "http-c", None, &["c.example.com"]),
+        ("HTTPRoute", "http-a2", None, &["a.example.com"]),
+        // Equally old: the first by namespace/name wins.
+        (
+            "HTTPRoute",
+            "zz-http",
+            Some("2022-01-01T00:00:00Z"),
+            &["d.example.com"],
+        ),
+    ];
+    for (kind, name, created, hostnames) in routes {
+        let mut metadata = json!({"name": name, "namespace": "infra"});
+        if let Some(t) = created {
+            metadata["creationTimestamp"] = json!(t);
+        }
+        let rule = if kind == "GRPCRoute" {
+            json!({"matches": [{"method": {"service": "pkg.Svc"}}],
+                   "backendRefs": [{"name": "b", "port": 80}]})
+        } else {
+            json!({"backendRefs": [{"name": "a", "port": 80}]})
+        };
+        apply(
+            &mut idx,
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": kind,
+            "metadata": metadata,
+            "spec": {"parentRefs": [{"name": "mixed"}], "hostnames": hostnames,
+                     "rules": [rule]}}),
+        );
+    }
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+        "metadata": {"name": "aa-grpc", "namespace": "infra",
+                     "creationTimestamp": "2022-01-01T00:00:00Z"},
+        "spec": {"parentRefs": [{"name": "mixed"}], "hostnames": ["d.example.com"],
+                 "rules": [{"backendRefs": [{"name": "b", "port": 80}]}]}}),
+    );
+    let world = idx.world();
+    let accepted = |kind, name: &str| {
+        let key = ObjectRef::new(kind, "infra", name);
+        let Some(ApiStatus::Route(s)) = world.api_statuses.get(&key) else {
+            panic!("no status for {key}");
+        };
+        let c = s.parents[0]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Accepted")
+            .expect("Accepted");
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    };
+    for (kind, name) in [
+        (Kind::HttpRoute, "old-http"),
+        (Kind::GrpcRoute, "grpc-b"),
+        (Kind::HttpRoute, "http-c"),
+        (Kind::HttpRoute, "http-a2"),
+        (Kind::GrpcRoute, "aa-grpc"),
+    ] {
+        assert_eq!(accepted(kind, name).0, "True", "{name}");
+    }
+    for (kind, name, winner) in [
+        (Kind::GrpcRoute, "newer-grpc", "HTTPRoute infra/old-http"),
+        (Kind::HttpRoute, "http-b", "GRPCRoute infra/grpc-b"),
+        (Kind::HttpRoute, "zz-http", "GRPCRoute infra/aa-grpc"),
+    ] {
+        let (status, reason, message) = accepted(kind, name);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "HostnameConflict"),
+            "{name}"
+        );
+        assert!(message.contains(winner), "{name}: {message}");
+    }
+    let gw = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "mixed")];
+    let Some(ApiStatus::Gateway(s)) = world.api_statuses.get(&gw.source) else {
+        panic!("no Gateway status");
+    };
+    assert_eq!(s.listeners[0].attached_routes, 5);
+    // The refused routes serve nothing: b.example.com has the gRPC rule only, and no virtual
+    // host carries a rule of a refused route.
+    let port = &gw.ports[0];
+    let hosts: Vec<&str> = port
+        .virtual_hosts
+        .iter()
+        .map(|v| v.hostname.as_str())
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            "a.example.com",
+            "b.example.com",
+            "c.example.com",
+            "d.example.com"
+        ]
+    );
+    for v in &port.virtual_hosts {
+        for r in &v.rules {
+            assert!(
+                !["newer-grpc", "http-b", "zz-http"].contains(&r.route.name.as_str()),
+                "{}: {}",
+                v.hostname,
+                r.route
+            );
+        }
+    }
+    let b = &port.virtual_hosts[1];
+    assert!(!b.rules.is_empty());
+    assert!(b.rules.iter().all(|r| r.route.name == "grpc-b"), "{b:?}");
+}
+
+#[test]
 fn tls_terminate_is_an_unsupported_value_and_parameters_refs_are_refused() {
     let mut idx = base();
     apply(
@@ -788,6 +928,82 @@ fn udp_routes_take_a_udp_listener_with_weighted_backends() {
             .any(|c| c.type_ == "Accepted" && c.status == "True"),
         "{:?}",
         dns.conditions
+    );
+}
+
+/// A UDP listener is distinct from, and compatible with, a TCP-based listener (TCP, HTTP,
+/// HTTPS, TLS) on the same port: the transport tells their traffic apart. Two UDP listeners
+/// on one port, or TCP beside HTTP, still conflict.
+#[test]
+fn a_udp_listener_shares_its_port_with_a_tcp_based_one() {
+    let mut idx = base();
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "l4", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "listeners": [
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "web", "port": 8080, "protocol": "HTTP"},
+            {"name": "web-udp", "port": 8080, "protocol": "UDP"},
+            {"name": "twice-a", "port": 5000, "protocol": "UDP"},
+            {"name": "twice-b", "port": 5000, "protocol": "UDP"},
+            {"name": "raw", "port": 6000, "protocol": "TCP"},
+            {"name": "http", "port": 6000, "protocol": "HTTP"}]}}),
+    );
+    let world = idx.world();
+    let gw = ObjectRef::new(Kind::ApiGateway, "infra", "l4");
+    let Some(ApiStatus::Gateway(s)) = world.api_statuses.get(&gw) else {
+        panic!("no Gateway status");
+    };
+    let conflicted = |name: &str| {
+        let l = s
+            .listeners
+            .iter()
+            .find(|l| l.name == name)
+            .expect("listener");
+        let c = l
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Conflicted")
+            .expect("Conflicted");
+        (c.status.clone(), c.reason.clone())
+    };
+    for name in ["dns-tcp", "dns", "web", "web-udp"] {
+        assert_eq!(
+            conflicted(name),
+            ("False".into(), "NoConflicts".into()),
+            "{name}"
+        );
+    }
+    for name in ["twice-a", "twice-b"] {
+        assert_eq!(
+            conflicted(name),
+            ("True".into(), "HostnameConflict".into()),
+            "{name}"
+        );
+    }
+    for name in ["raw", "http"] {
+        assert_eq!(
+            conflicted(name),
+            ("True".into(), "ProtocolConflict".into()),
+            "{name}"
+        );
+    }
+    let ports: Vec<(u16, bool, bool)> = world.api_gateways[&gw]
+        .ports
+        .iter()
+        .map(|p| (p.port, p.udp, p.tcp))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (53, false, true),
+            (53, true, false),
+            (8080, false, false),
+            (8080, true, false)
+        ],
+        "one port per transport"
     );
 }
 

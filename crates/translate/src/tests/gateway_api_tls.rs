@@ -66,6 +66,7 @@ fn world() -> World {
                 // The same match as the first: dropped, Envoy would refuse the listener.
                 terminate("again", &[], "other-cert"),
             ],
+            owners: Vec::new(),
         }],
     };
     world
@@ -180,6 +181,7 @@ fn regex_world() -> World {
             }],
         }],
         chains: Vec::new(),
+        owners: Vec::new(),
     });
     world.api_gateways.insert(key, Arc::new(gateway));
     world

@@ -55,7 +55,12 @@ fn world() -> Arc<World> {
         json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
             "metadata": {"name": "gw", "namespace": "infra"},
             "spec": {"gatewayClassName": "portolan", "addresses": [{"type": "IPAddress", "value": "127.0.0.9"}],
-                "listeners": [{"name": "dns", "port": 53, "protocol": "UDP"}]}}),
+                "listeners": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                              {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "TCPRoute",
+            "metadata": {"name": "dns-tcp", "namespace": "infra"},
+            "spec": {"parentRefs": [{"name": "gw", "sectionName": "dns-tcp"}],
+                "rules": [{"backendRefs": [{"name": "a", "port": 53}]}]}}),
         json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "UDPRoute",
             "metadata": {"name": "dns", "namespace": "infra"},
             "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [
@@ -77,8 +82,8 @@ fn a_udp_listener_proxies_datagrams_to_a_weighted_cluster() {
     let listener = out
         .listeners
         .iter()
-        .find(|l| l.name == "gateway-53")
-        .expect("listener gateway-53");
+        .find(|l| l.name == "gateway-53-udp")
+        .expect("listener gateway-53-udp");
     assert!(listener.udp_listener_config.is_some());
     assert!(listener.filter_chains.is_empty());
     let Some(address::Address::SocketAddress(sa)) =
@@ -141,6 +146,62 @@ fn a_udp_listener_proxies_datagrams_to_a_weighted_cluster() {
             ("10.0.0.3".to_string(), 5353, 500),
         ]
     );
+}
+
+/// A TCP listener on the UDP listener's port number: both are served, each an Envoy listener
+/// of its own (`gateway-53` over TCP, `gateway-53-udp` over UDP), on the same address.
+#[test]
+fn a_tcp_and_a_udp_listener_share_a_port_number() {
+    let world = world();
+    let gw = ObjectRef::new(portolan_api::Kind::ApiGateway, "infra", "gw");
+    let Some(portolan_model::gateway_api::ApiStatus::Gateway(status)) = world.api_statuses.get(&gw)
+    else {
+        panic!("no Gateway status");
+    };
+    for l in &status.listeners {
+        for (type_, ok) in [
+            ("Accepted", "True"),
+            ("Programmed", "True"),
+            ("Conflicted", "False"),
+        ] {
+            assert!(
+                l.conditions
+                    .iter()
+                    .any(|c| c.type_ == type_ && c.status == ok),
+                "{}: {:?}",
+                l.name,
+                l.conditions
+            );
+        }
+    }
+    let out = run_group(&world, "gateway:infra/gw");
+    let mut names: Vec<&str> = out.listeners.iter().map(|l| l.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["gateway-53", "gateway-53-udp"]);
+    let protocol = |name: &str| {
+        let l = out
+            .listeners
+            .iter()
+            .find(|l| l.name == name)
+            .expect("listener");
+        let Some(address::Address::SocketAddress(sa)) =
+            l.address.as_ref().and_then(|a| a.address.clone())
+        else {
+            panic!("no socket address");
+        };
+        (sa.protocol, sa.address, sa.port_specifier)
+    };
+    let (tcp, udp) = (protocol("gateway-53"), protocol("gateway-53-udp"));
+    assert_eq!(tcp.0, socket_address::Protocol::Tcp as i32);
+    assert_eq!(udp.0, socket_address::Protocol::Udp as i32);
+    assert_eq!((tcp.1, tcp.2), (udp.1, udp.2), "same address and port");
+    let tcp = out
+        .listeners
+        .iter()
+        .find(|l| l.name == "gateway-53")
+        .expect("tcp");
+    assert_eq!(tcp.filter_chains.len(), 1, "the TCPRoute's chain");
+    assert!(tcp.udp_listener_config.is_none());
 }
 
 #[test]

@@ -167,3 +167,78 @@ fn a_translator_carries_untouched_services_entries_over() {
         ["Service default/ratings"]
     );
 }
+
+fn apply_doc(idx: &mut portolan_model::Index, doc: serde_json::Value) {
+    let r = portolan_api::Resource::decode(doc)
+        .expect("decodes")
+        .expect("is read");
+    assert!(portolan_api::validate::validate(&r).is_empty());
+    idx.apply(portolan_model::convert::to_object(&r));
+}
+
+/// A Gateway (HTTP on 80) with a ListenerSet attached (HTTP on 8081, UDP on 5353): the ports
+/// of the set's listeners come from the ListenerSet, not the Gateway, and the Gateway's port
+/// from the Gateway only; a rule on the set's port is behind its route and the set.
+#[test]
+fn listener_set_ports_come_from_the_listener_set() {
+    use serde_json::json;
+    let mut idx = portolan_model::Index::new();
+    for doc in [
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+            "metadata": {"name": "portolan"}, "spec": {"controllerName": "portolan.dev/gateway-controller"}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "infra"},
+            "spec": {"gatewayClassName": "portolan",
+                "addresses": [{"type": "IPAddress", "value": "127.0.0.9"}],
+                "allowedListeners": {"namespaces": {"from": "Same"}},
+                "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+            "metadata": {"name": "extra", "namespace": "infra"},
+            "spec": {"parentRef": {"name": "gw"}, "listeners": [
+                {"name": "more", "port": 8081, "protocol": "HTTP"},
+                {"name": "dns", "port": 5353, "protocol": "UDP"}]}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "on-set", "namespace": "infra"},
+            "spec": {"parentRefs": [{"kind": "ListenerSet", "name": "extra"}],
+                "rules": [{"matches": [{"path": {"type": "RegularExpression", "value": REGEX}}],
+                           "backendRefs": [{"name": "a", "port": 80}]}]}}),
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "on-gw", "namespace": "infra"},
+            "spec": {"parentRefs": [{"name": "gw"}],
+                "rules": [{"backendRefs": [{"name": "a", "port": 80}]}]}}),
+    ] {
+        apply_doc(&mut idx, doc);
+    }
+    let world = idx.world();
+    let p = run_group(&world, "gateway:infra/gw").provenance;
+    let set = "ListenerSet infra/extra";
+    let gw = "Gateway infra/gw";
+    assert_eq!(
+        objects(&p, ResourceKind::Listener, "gateway-8081"),
+        ["HTTPRoute infra/on-set", set]
+    );
+    assert_eq!(
+        objects(&p, ResourceKind::Route, "gateway-8081"),
+        ["HTTPRoute infra/on-set", set]
+    );
+    assert_eq!(
+        objects(&p, ResourceKind::Listener, "gateway-5353-udp"),
+        [set]
+    );
+    assert_eq!(
+        objects(&p, ResourceKind::Listener, "gateway-80"),
+        [gw, "HTTPRoute infra/on-gw"]
+    );
+    // A rule of the set's port, quoted by Envoy, is behind its route and the set only.
+    let entry = p
+        .of(ResourceKind::Route, "gateway-8081")
+        .next()
+        .expect("route configuration gateway-8081");
+    let text = format!("invalid regex '{REGEX}'");
+    let behind: Vec<String> = entry
+        .parts_in(&text)
+        .filter(|part| part.kind == PartKind::Route)
+        .flat_map(|part| part.origins.iter().map(ToString::to_string))
+        .collect();
+    assert_eq!(behind, ["HTTPRoute infra/on-set", set]);
+}
