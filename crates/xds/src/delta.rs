@@ -52,7 +52,9 @@ use crate::resource::{Resource, ResourceType};
 use crate::response::DeltaResponse;
 use crate::snapshot::{self, Snapshot};
 use crate::status::{Nack, TypeStatus};
-use crate::stream::{Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced};
+use crate::stream::{
+    Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, mentions,
+};
 
 /// How many unanswered responses per type are remembered.
 const MAX_PENDING: usize = 16;
@@ -338,6 +340,12 @@ impl TypeState {
     fn nack(&mut self, pending: Pending, message: &str) -> Nack {
         self.quiet.forget();
         self.synced.forget();
+        // As SotW does: when the message names some of the response's resources, only those
+        // are rejected and the others go out again; otherwise all of them are.
+        let named = pending
+            .changes
+            .iter()
+            .any(|(name, _, sent)| sent.is_some() && mentions(message, name));
         for (name, before, sent) in pending.changes {
             let Some(sent) = sent else {
                 continue; // removals are taken as done
@@ -348,7 +356,9 @@ impl TypeState {
                     None => self.client.remove(&name),
                 };
             }
-            self.nacked.insert(name, sent);
+            if !named || mentions(message, &name) {
+                self.nacked.insert(name, sent);
+            }
         }
         let nack = Nack {
             version: pending.version,

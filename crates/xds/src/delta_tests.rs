@@ -711,3 +711,20 @@ fn change_set_plans_answer_as_full_diffs_do() {
         "the change sets were used {from_changes} times"
     );
 }
+
+#[test]
+fn a_nack_naming_one_cluster_resends_the_others_at_once() {
+    let mut stream = DeltaStream::new(StreamTypes::Aggregated);
+    stream.on_snapshot(Arc::new(snapshot_with(&[("api", 1), ("api-v2", 2)], &[])));
+    let first = only(stream.on_request(subscribe(Cluster, &[])));
+    assert_eq!(names(&first), ["api", "api-v2"]);
+    let mut refusal = nack(&first);
+    if let Some(status) = refusal.error_detail.as_mut() {
+        status.message = "cluster 'api-v2': bad".into();
+    }
+    let out = stream.on_request(refusal);
+    assert_eq!(out.nacks.len(), 1);
+    let resent = only(out);
+    assert_eq!(names(&resent), ["api"], "the cluster not named goes out again");
+    assert!(stream.on_request(ack(&resent)).responses.is_empty());
+}

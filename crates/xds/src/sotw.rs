@@ -18,7 +18,11 @@
 //! * A request whose names changed is answered even when nothing else changed.
 //! * A NACK is recorded and logged; the client keeps its last accepted config, so what it holds is
 //!   restored, and the rejected content is not sent again until it changes (full-state types: until
-//!   the type's version changes).
+//!   the type's version changes). By-name types: when the NACK's message names some of the
+//!   response's resources (as whole words), only those count as rejected, and the others go out
+//!   again at once without them: Envoy refuses a whole response for one bad RouteConfiguration,
+//!   and a valid one beside it must not wait for an unrelated change. A message that names none
+//!   of them rejects them all.
 //! * Names are shared, not copied: the subscribed names and what the client holds are keyed by
 //!   the snapshot's own `Arc<str>` names, and a type whose snapshot content did not change since
 //!   it last had nothing to send is not planned again (see `stream::Quiet`).
@@ -48,7 +52,9 @@ use crate::resource::{Resource, ResourceType, VersionSum};
 use crate::response::SotwResponse;
 use crate::snapshot::{Change, Snapshot};
 use crate::status::{Nack, SubscribedNames, TypeStatus};
-use crate::stream::{Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced};
+use crate::stream::{
+    Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, mentions,
+};
 
 /// The SotW state of one stream.
 #[derive(Debug)]
@@ -311,15 +317,16 @@ impl TypeState {
                     message: error.message.clone(),
                     at: SystemTime::now(),
                 };
-                self.reject();
+                self.reject(&error.message);
                 self.last_nack = Some(nack.clone());
                 Answer::Nack { nonce, nack }
             }
         }
     }
 
-    /// The client kept what it had: restore it, and remember what it rejected.
-    fn reject(&mut self) {
+    /// The client kept what it had: restore it, and remember what it rejected (by-name types:
+    /// what `message` names, or everything sent when it names none of it).
+    fn reject(&mut self, message: &str) {
         let Some(last) = self.last.as_mut() else {
             return;
         };
@@ -328,8 +335,16 @@ impl TypeState {
         if self.ty.is_wildcard() {
             self.nacked_version = Some(last.version.clone());
         }
+        let sent = || {
+            last.previous
+                .iter()
+                .filter(|(name, _)| self.known.contains_key(name))
+        };
+        let named = !self.ty.is_wildcard() && sent().any(|(name, _)| mentions(message, name));
         for (name, previous) in last.previous.drain(..) {
-            if let Some(rejected) = self.known.get(&name) {
+            if let Some(rejected) = self.known.get(&name)
+                && (!named || mentions(message, &name))
+            {
                 self.nacked
                     .insert(name.clone(), rejected.version().to_string());
             }

@@ -710,3 +710,67 @@ fn change_set_plans_answer_as_full_diffs_do() {
         "the change sets were used {from_changes} times"
     );
 }
+
+fn nack_saying(
+    ty: ResourceType,
+    names: &[&str],
+    response: &DiscoveryResponse,
+    message: &str,
+) -> DiscoveryRequest {
+    let mut request = nack(ty, names, response);
+    if let Some(status) = request.error_detail.as_mut() {
+        status.message = message.to_string();
+    }
+    request
+}
+
+#[test]
+fn a_nack_naming_one_route_config_resends_the_others_at_once() {
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
+    stream.on_snapshot(Arc::new(snapshot_with(
+        &[("a", 1)],
+        &[("gateway-80", "a"), ("gateway-8081", "a")],
+    )));
+    let names = ["gateway-80", "gateway-8081"];
+    let first = only(stream.on_request(request(Route, &names, "", "")));
+    assert_eq!(response_names(&first), names);
+    // Envoy refuses the whole response for one bad RouteConfiguration; `gateway-80` is not
+    // named (only as part of the longer name), so it goes out again, alone, right away.
+    let message = "Proto constraint validation failed (RouteConfiguration 'gateway-8081': bad)";
+    let out = stream.on_request(nack_saying(Route, &names, &first, message));
+    assert_eq!(out.nacks.len(), 1);
+    let resent = only(out);
+    assert_eq!(response_names(&resent), ["gateway-80"]);
+    assert!(
+        stream
+            .on_request(ack(Route, &names, &resent))
+            .responses
+            .is_empty()
+    );
+    // The rejected one is not sent again until it changes.
+    let changed = Arc::new(snapshot_with(
+        &[("a", 1)],
+        &[("gateway-80", "a"), ("gateway-8081", "b")],
+    ));
+    let pushed = only(stream.on_snapshot(changed));
+    assert_eq!(response_names(&pushed), ["gateway-8081"]);
+}
+
+#[test]
+fn a_nack_naming_none_of_the_response_rejects_all_of_it() {
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let first = only(stream.on_request(request(Endpoint, &["a", "b"], "", "")));
+    let out = stream.on_request(nack_saying(Endpoint, &["a", "b"], &first, "abba: no"));
+    assert_eq!(out.nacks.len(), 1);
+    assert!(out.responses.is_empty(), "nothing resent: {out:?}");
+}
+
+#[test]
+fn a_name_is_mentioned_only_as_a_whole_word() {
+    assert!(mentions("route 'gateway-80': bad", "gateway-80"));
+    assert!(mentions("outbound|80||a.b failed", "outbound|80||a.b"));
+    assert!(!mentions("route 'gateway-8081': bad", "gateway-80"));
+    assert!(!mentions("xgateway-80", "gateway-80"));
+    assert!(!mentions("anything", ""));
+}

@@ -250,6 +250,18 @@ impl RemovalGate {
     }
 }
 
+/// Whether `message` names `name` as a whole word: not inside a longer name (`gateway-80` is
+/// not named by a message about `gateway-8081`).
+pub(crate) fn mentions(message: &str, name: &str) -> bool {
+    let part_of_name = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+    !name.is_empty()
+        && message.match_indices(name).any(|(at, _)| {
+            let before = message[..at].chars().next_back();
+            let after = message[at + name.len()..].chars().next();
+            !before.is_some_and(part_of_name) && !after.is_some_and(part_of_name)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
