@@ -80,8 +80,16 @@ fn main() {
 
     report("files source (after the scan)", after_scan - base, services);
     report("source + index + World", all - base, services);
-    report("  of which the files source", all - without_source, services);
-    report("  of which the index", without_source - world_alone, services);
+    report(
+        "  of which the files source",
+        all - without_source,
+        services,
+    );
+    report(
+        "  of which the index",
+        without_source - world_alone,
+        services,
+    );
     report("  of which the World alone", world_alone - base, services);
     println!(
         "World: {} Services, {} endpoint groups",
