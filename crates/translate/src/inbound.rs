@@ -1,22 +1,35 @@
 //! The inbound listener of a mesh workload: in front of its application on 127.0.0.1, it
 //! terminates mutual TLS as the workload's PeerAuthentication mode says and enforces its
-//! AccessPolicies (see [`crate::rbac`]).
+//! AccessPolicies (see [`crate::rbac`]), port by port.
+//!
+//! The ports it serves ([`inbound_ports`]): the application port (`appPort`), and every port
+//! the Services of the workload's service account target, each with the protocol its Service
+//! port declares (as outbound, [`crate::protocol`]: HTTP, HTTP/2 for gRPC and h2c, or TCP).
+//! Captured connections keep their original destination, which the listener restores
+//! (listener filter `original_dst`) and matches its filter chains on: each port other than
+//! the application port has chains matching its destination port; the application port's
+//! chains match any port (the listener's own, when a peer calls it without capture, and
+//! captured ports no Service declares, as before there were several ports).
+//!
+//! Per port, by mode:
 //!
 //! * STRICT: one filter chain, TLS with a required client certificate of the trust domain.
 //! * PERMISSIVE: a TLS inspector picks the TLS chain (as STRICT) for TLS connections and a
 //!   plaintext chain for the rest.
 //! * DISABLE: one plaintext chain.
 //!
-//! HTTP workloads get an HTTP connection manager (JWT authentication when a
-//! RequestAuthentication targets one of the workload's Services, the two RBAC filters, the
-//! ExtAuthPolicy and RateLimitPolicy filters when one targets such a Service, router) over the
-//! route configuration `inbound` from RDS (`inbound-plaintext` on the plaintext chain), to the
-//! application, whose virtual host carries the AccessPolicies' rules (so a policy change
-//! reaches open connections at once; a change to STRICT turns `inbound-plaintext` into a
-//! refusal, which reaches plaintext connections still open on the drained chain); TCP
-//! workloads (`appProtocol: tcp`) a TCP proxy behind network RBAC filters.
-//! The listener is `inbound` (stats `listener.inbound.*`, e.g. `listener.inbound.ssl.handshake`)
-//! and the application's cluster `inbound|PORT`.
+//! HTTP ports get an HTTP connection manager (JWT authentication when a
+//! RequestAuthentication targets one of the port's Services, the two RBAC filters, the
+//! ExtAuthPolicy and RateLimitPolicy filters when one targets such a Service, router) over
+//! route configurations from RDS ([`route_names`]: `inbound` and `inbound-plaintext` for the
+//! application port, `inbound:PORT` and `inbound-plaintext:PORT` for the others), to the
+//! port's cluster, whose virtual host carries the AccessPolicies' rules for that port (so a
+//! policy change reaches open connections at once; a change to STRICT turns the plaintext
+//! route configurations into refusals, which reach plaintext connections still open on the
+//! drained chains); TCP ports (`appProtocol: tcp` on the node for the application port) a
+//! TCP proxy behind network RBAC filters. The listener is `inbound` (stats
+//! `listener.inbound.*`, e.g. `listener.inbound.ssl.handshake`; `http.inbound.*` for every
+//! HTTP port) and each port's cluster `inbound|PORT` (explicit HTTP/2 for gRPC and h2c ports).
 
 use crate::ProxyGroup;
 use crate::address::socket_address;
@@ -286,7 +299,7 @@ fn serve_port(
     };
     let target = Target {
         trust_domain: &ctx.options.mesh.trust_domain,
-        app_port: port.number,
+        port: port.number,
         tcp,
     };
     let cluster = cluster_name(port.number);
@@ -366,8 +379,8 @@ fn selecting_services<'w>(
 
 /// Policy attachment candidates of a workload's inbound side, most specific first: for each
 /// Service of its namespace labelled with its service account
-/// ([`security::SERVICE_ACCOUNT_LABEL`]), the port serving `app_port`, then the Service.
-fn service_candidates(ctx: &Context<'_>, workload: &Workload, app_port: u16) -> Vec<Reach> {
+/// ([`security::SERVICE_ACCOUNT_LABEL`]), the port serving `port`, then the Service.
+fn service_candidates(ctx: &Context<'_>, workload: &Workload, port: u16) -> Vec<Reach> {
     let mut ports = Vec::new();
     let mut whole = Vec::new();
     for svc in selecting_services(ctx, workload) {
@@ -376,7 +389,7 @@ fn service_candidates(ctx: &Context<'_>, workload: &Workload, app_port: u16) -> 
                 Some(portolan_model::TargetPort::Number(n)) => *n,
                 _ => p.port,
             };
-            if target == app_port || p.port == app_port {
+            if target == port || p.port == port {
                 ports.push(Reach::Service {
                     service: svc.key.clone(),
                     port: Some(p.name.clone()),
