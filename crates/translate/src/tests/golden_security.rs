@@ -258,12 +258,7 @@ fn disable_means_plaintext_both_ways() {
         "{inbound}"
     );
     // The original destination only: no TLS inspector.
-    let names: Vec<&str> = inbound["listener_filters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["name"].as_str())
-        .collect();
+    let names = listener_filter_names(&inbound);
     assert_eq!(names, ["envoy.filters.listener.original_dst"], "{inbound}");
     let web = cluster_json(&resources, WEB_CLUSTER);
     assert!(web.get("transport_socket").is_none(), "{web}");

@@ -204,12 +204,7 @@ fn permissive_gives_every_port_a_tls_and_a_plaintext_chain() {
     set_mode(&mut world, MtlsMode::Permissive);
     let resources = run_group(&world, &web_group(false));
     let listener = inbound(&resources);
-    let names: Vec<&str> = listener["listener_filters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f["name"].as_str())
-        .collect();
+    let names = listener_filter_names(&listener);
     assert_eq!(
         names,
         [

@@ -51,6 +51,16 @@ fn mk_port(name: &str, port: u16) -> ServicePort {
     }
 }
 
+/// The names of a listener's listener filters (its JSON), in order.
+fn listener_filter_names(listener: &serde_json::Value) -> Vec<&str> {
+    listener["listener_filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str())
+        .collect()
+}
+
 /// Port `port` of a Service to `target` in its pods.
 fn mk_target_port(name: &str, port: u16, target: u16) -> ServicePort {
     ServicePort {
