@@ -205,8 +205,11 @@ pub(crate) fn inbound(
     let mut edge_sources = Vec::new();
     let mut routes = Vec::new();
     let mut clusters = Vec::new();
+    // The application port's chains (first: [`inbound_ports`] puts it first) match any
+    // destination port: the listener's own port (peers calling it directly, without capture),
+    // the application port, and captured ports no Service declares, as before per-port
+    // inbound. Tools reading the listener's first chain find the application port's.
     let mut filter_chains = Vec::new();
-    let mut fallback = Vec::new();
     for port in inbound_ports(ctx, workload) {
         let served = serve_port(ctx, workload, port, &policies, mode);
         jwt.extend(&served.jwt);
@@ -217,16 +220,8 @@ pub(crate) fn inbound(
             port,
             options.connect_timeout,
         ));
-        if port.number == app_port {
-            fallback = served.chains;
-        } else {
-            filter_chains.extend(served.chains);
-        }
+        filter_chains.extend(served.chains);
     }
-    // The application port's chains match any destination port: the listener's own port
-    // (peers calling it directly, without capture), the application port, and captured
-    // ports no Service declares, as before per-port inbound.
-    filter_chains.extend(fallback);
     let from = origins(
         peer_auth
             .map(|p| p.source.clone())

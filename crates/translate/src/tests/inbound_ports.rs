@@ -368,3 +368,17 @@ fn the_listener_port_and_named_target_ports_are_not_served() {
     let resources = run_group(&world, &web_group(false));
     assert_eq!(cluster_names(&resources), ["inbound|8080"]);
 }
+
+#[test]
+fn the_application_ports_chains_come_first() {
+    let resources = run_group(&multi_port_world(), &web_group(false));
+    let listener = inbound(&resources);
+    let first = &listener["filter_chains"][0];
+    assert!(
+        first["filter_chain_match"]
+            .get("destination_port")
+            .is_none(),
+        "{listener}"
+    );
+    assert_eq!(rds(first), "inbound");
+}
