@@ -196,7 +196,7 @@ pub(crate) fn inbound(
     group: &ProxyGroup,
     workload: &Workload,
 ) -> Option<Inbound> {
-    let app_port = workload.app_port?;
+    workload.app_port?;
     let options = ctx.options;
     let peer_auth = security::peer_authentication(ctx.world, &workload.namespace, &group.labels);
     let mode = peer_auth.map_or(MtlsMode::default(), |p| p.mode);
