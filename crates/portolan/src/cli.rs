@@ -851,7 +851,8 @@ pub struct BootstrapArgs {
     #[arg(long, value_name = "NAME", requires = "xds_ca")]
     pub xds_sni: Option<String>,
     /// Mesh workload: the application's port on 127.0.0.1 behind the inbound listener
-    /// (`node.metadata.appPort`).
+    /// (`node.metadata.appPort`); the listener also serves every other port the Services of
+    /// the workload's service account target, each on its own.
     #[arg(long)]
     pub app_port: Option<u16>,
     /// Mesh workload: the inbound listener's port (`node.metadata.inboundPort`).
@@ -861,7 +862,8 @@ pub struct BootstrapArgs {
     /// (`node.metadata.outboundPort`; several sidecars on one host).
     #[arg(long)]
     pub outbound_port: Option<u16>,
-    /// Mesh workload: `tcp` for a TCP application (`node.metadata.appProtocol`; default HTTP).
+    /// Mesh workload: `tcp` for a TCP application port (`node.metadata.appProtocol`; default:
+    /// as the Service port targeting it says, else HTTP).
     #[arg(long)]
     pub app_protocol: Option<String>,
     /// Mesh workload: a kubelet probe the sidecar answers on --probe-port at

@@ -63,7 +63,7 @@ pub const PASSTHROUGH_CLUSTER: &str = "PassthroughCluster";
 /// The cluster without endpoints refused connections go to (Envoy closes them).
 pub const BLACKHOLE_CLUSTER: &str = "BlackHoleCluster";
 /// Well-known name of the original destination listener filter.
-const ORIGINAL_DST: &str = "envoy.filters.listener.original_dst";
+pub(crate) const ORIGINAL_DST: &str = "envoy.filters.listener.original_dst";
 
 /// What a sidecar does with a captured connection to a destination Portolan does not know.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

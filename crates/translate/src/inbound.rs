@@ -1,22 +1,35 @@
 //! The inbound listener of a mesh workload: in front of its application on 127.0.0.1, it
 //! terminates mutual TLS as the workload's PeerAuthentication mode says and enforces its
-//! AccessPolicies (see [`crate::rbac`]).
+//! AccessPolicies (see [`crate::rbac`]), port by port.
+//!
+//! The ports it serves ([`inbound_ports`]): the application port (`appPort`), and every port
+//! the Services of the workload's service account target, each with the protocol its Service
+//! port declares (as outbound, [`crate::protocol`]: HTTP, HTTP/2 for gRPC and h2c, or TCP).
+//! Captured connections keep their original destination, which the listener restores
+//! (listener filter `original_dst`) and matches its filter chains on: each port other than
+//! the application port has chains matching its destination port; the application port's
+//! chains match any port (the listener's own, when a peer calls it without capture, and
+//! captured ports no Service declares, as before there were several ports).
+//!
+//! Per port, by mode:
 //!
 //! * STRICT: one filter chain, TLS with a required client certificate of the trust domain.
 //! * PERMISSIVE: a TLS inspector picks the TLS chain (as STRICT) for TLS connections and a
 //!   plaintext chain for the rest.
 //! * DISABLE: one plaintext chain.
 //!
-//! HTTP workloads get an HTTP connection manager (JWT authentication when a
-//! RequestAuthentication targets one of the workload's Services, the two RBAC filters, the
-//! ExtAuthPolicy and RateLimitPolicy filters when one targets such a Service, router) over the
-//! route configuration `inbound` from RDS (`inbound-plaintext` on the plaintext chain), to the
-//! application, whose virtual host carries the AccessPolicies' rules (so a policy change
-//! reaches open connections at once; a change to STRICT turns `inbound-plaintext` into a
-//! refusal, which reaches plaintext connections still open on the drained chain); TCP
-//! workloads (`appProtocol: tcp`) a TCP proxy behind network RBAC filters.
-//! The listener is `inbound` (stats `listener.inbound.*`, e.g. `listener.inbound.ssl.handshake`)
-//! and the application's cluster `inbound|PORT`.
+//! HTTP ports get an HTTP connection manager (JWT authentication when a
+//! RequestAuthentication targets one of the port's Services, the two RBAC filters, the
+//! ExtAuthPolicy and RateLimitPolicy filters when one targets such a Service, router) over
+//! route configurations from RDS ([`route_names`]: `inbound` and `inbound-plaintext` for the
+//! application port, `inbound:PORT` and `inbound-plaintext:PORT` for the others), to the
+//! port's cluster, whose virtual host carries the AccessPolicies' rules for that port (so a
+//! policy change reaches open connections at once; a change to STRICT turns the plaintext
+//! route configurations into refusals, which reach plaintext connections still open on the
+//! drained chains); TCP ports (`appProtocol: tcp` on the node for the application port) a
+//! TCP proxy behind network RBAC filters. The listener is `inbound` (stats
+//! `listener.inbound.*`, e.g. `listener.inbound.ssl.handshake`; `http.inbound.*` for every
+//! HTTP port) and each port's cluster `inbound|PORT` (explicit HTTP/2 for gRPC and h2c ports).
 
 use crate::ProxyGroup;
 use crate::address::socket_address;
@@ -27,6 +40,7 @@ use crate::external::lb_endpoint;
 use crate::filters::{HTTP_CONNECTION_MANAGER, ROUTER, http_filter};
 use crate::jwt::{self, JwtUse};
 use crate::mesh::{Workload, downstream_mtls};
+use crate::protocol;
 use crate::provenance::{Origins, origins};
 use crate::rbac::{self, Target};
 use crate::telemetry;
@@ -41,6 +55,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteAction, RouteConfiguration, VirtualHost, route, route_action,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, Rds, http_connection_manager,
@@ -48,9 +63,11 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
 };
+use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::util::pack_any;
 use portolan_model::policy_attach::Reach;
-use portolan_model::security::{self, MtlsMode};
+use portolan_model::security::{self, AccessPolicy, MtlsMode};
+use std::sync::Arc;
 
 /// Name of the inbound listener (and its stat prefix), and of the route configuration of its
 /// TLS filter chain.
@@ -67,18 +84,110 @@ const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 /// Well-known name of the TCP proxy network filter.
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 
-/// The inbound listener and the application's cluster, and the objects behind the listener
+/// The inbound listener and the application's clusters, and the objects behind the listener
 /// (the PeerAuthentication of its mode, the AccessPolicies it enforces).
 pub(crate) struct Inbound {
     pub listener: Listener,
-    /// HTTP workloads: the route configurations [`INBOUND_LISTENER`] (the TLS chain's) and
-    /// [`INBOUND_PLAINTEXT`] (the plaintext chain's), over RDS, to the application, carrying
-    /// the AccessPolicies' RBAC rules; in STRICT the plaintext one refuses every request.
+    /// The HTTP ports' route configurations, two per port over RDS (see [`route_names`]), to
+    /// the port's cluster, carrying the AccessPolicies' RBAC rules for that port; in STRICT
+    /// the plaintext ones refuse every request.
     pub routes: Vec<RouteConfiguration>,
-    pub cluster: Cluster,
+    /// `inbound|PORT` for each served port, the application port's first.
+    pub clusters: Vec<Cluster>,
     pub origins: Origins,
-    /// The RequestAuthentication it enforces (for the group's JWKS clusters).
+    /// The RequestAuthentications it enforces (for the group's JWKS clusters).
     pub jwt: JwtUse,
+}
+
+/// What one port of the workload speaks, and so how the inbound listener serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PortProtocol {
+    /// HTTP/1.1 to the application (the HTTP connection manager, any HTTP version from the
+    /// peer).
+    Http,
+    /// HTTP/2 with prior knowledge to the application: gRPC, h2c.
+    Http2,
+    /// Bytes, through a TCP proxy behind network RBAC.
+    Tcp,
+}
+
+/// One port the inbound listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct InboundPort {
+    pub number: u16,
+    pub protocol: PortProtocol,
+}
+
+/// The ports of a workload the inbound listener serves, the application port first: the
+/// application port (`--app-port`; TCP with `appProtocol: tcp`, else as the Service port
+/// targeting it says, else HTTP), then, by number, every numeric `targetPort` (or `port`, when
+/// it names none) of the Services of the workload's namespace labelled with its service
+/// account ([`security::SERVICE_ACCOUNT_LABEL`]), with the protocol its Service port declares
+/// (`appProtocol` or the port name, as outbound: see [`protocol`]). When two Services
+/// disagree on a port, the first by namespace and name decides. Named `targetPort`s are not
+/// resolved (the pod's container ports are not known here), nor is the listener's own port
+/// served.
+pub(crate) fn inbound_ports(ctx: &Context<'_>, workload: &Workload) -> Vec<InboundPort> {
+    let Some(app_port) = workload.app_port else {
+        return Vec::new();
+    };
+    let mut declared: std::collections::BTreeMap<u16, PortProtocol> = Default::default();
+    for svc in selecting_services(ctx, workload) {
+        for p in &svc.ports {
+            let number = match &p.target_port {
+                Some(portolan_model::TargetPort::Number(n)) => *n,
+                Some(portolan_model::TargetPort::Name(_)) => continue,
+                None => p.port,
+            };
+            let protocol = if !protocol::is_http(p) {
+                PortProtocol::Tcp
+            } else if protocol::is_http2(p) {
+                PortProtocol::Http2
+            } else {
+                PortProtocol::Http
+            };
+            declared.entry(number).or_insert(protocol);
+        }
+    }
+    let app_protocol = match workload.tcp {
+        true => PortProtocol::Tcp,
+        false => declared
+            .get(&app_port)
+            .copied()
+            .unwrap_or(PortProtocol::Http),
+    };
+    let app = InboundPort {
+        number: app_port,
+        protocol: app_protocol,
+    };
+    // The listener's own port is never the application's (a loop).
+    let listener_port = workload
+        .inbound_port
+        .unwrap_or(ctx.options.mesh.inbound_port);
+    let others = declared
+        .into_iter()
+        .filter(|(number, _)| *number != app_port && *number != listener_port)
+        .map(|(number, protocol)| InboundPort { number, protocol });
+    std::iter::once(app).chain(others).collect()
+}
+
+/// The route configurations of an HTTP port's TLS and plaintext chains: [`INBOUND_LISTENER`]
+/// and [`INBOUND_PLAINTEXT`] for the application port (as before per-port inbound), `inbound:PORT`
+/// and `inbound-plaintext:PORT` for the others.
+pub fn route_names(port: u16, app_port: u16) -> (String, String) {
+    if port == app_port {
+        (INBOUND_LISTENER.to_string(), INBOUND_PLAINTEXT.to_string())
+    } else {
+        (
+            format!("{INBOUND_LISTENER}:{port}"),
+            format!("{INBOUND_PLAINTEXT}:{port}"),
+        )
+    }
+}
+
+/// The cluster of the application's port `port` on 127.0.0.1.
+pub fn cluster_name(port: u16) -> String {
+    format!("inbound|{port}")
 }
 
 /// The inbound resources of a workload; `None` when it names no application port.
@@ -87,85 +196,56 @@ pub(crate) fn inbound(
     group: &ProxyGroup,
     workload: &Workload,
 ) -> Option<Inbound> {
-    let app_port = workload.app_port?;
+    workload.app_port?;
     let options = ctx.options;
     let peer_auth = security::peer_authentication(ctx.world, &workload.namespace, &group.labels);
     let mode = peer_auth.map_or(MtlsMode::default(), |p| p.mode);
     let policies = security::access_policies(ctx.world, &workload.namespace, &group.labels);
-    let mut used = JwtUse::default();
-    let requirement = (!workload.tcp)
-        .then(|| used.effective(ctx.world, &service_candidates(ctx, workload, app_port)))
-        .flatten();
-    let edge = match workload.tcp {
-        true => EdgeUse::default(),
-        false => EdgeUse::new(ctx, &[service_candidates(ctx, workload, app_port)]),
-    };
+    let mut jwt = JwtUse::default();
+    let mut edge_sources = Vec::new();
+    let mut routes = Vec::new();
+    let mut clusters = Vec::new();
+    // The application port's chains (first: [`inbound_ports`] puts it first) match any
+    // destination port: the listener's own port (peers calling it directly, without capture),
+    // the application port, and captured ports no Service declares, as before per-port
+    // inbound. Tools reading the listener's first chain find the application port's.
+    let mut filter_chains = Vec::new();
+    for port in inbound_ports(ctx, workload) {
+        let served = serve_port(ctx, workload, port, &policies, mode);
+        jwt.extend(&served.jwt);
+        edge_sources.extend(served.edge_sources);
+        routes.extend(served.routes);
+        clusters.push(app_cluster(
+            &cluster_name(port.number),
+            port,
+            options.connect_timeout,
+        ));
+        filter_chains.extend(served.chains);
+    }
     let from = origins(
         peer_auth
             .map(|p| p.source.clone())
             .into_iter()
             .chain(policies.iter().map(|p| p.source.clone()))
-            .chain(used.sources())
-            .chain(edge.sources()),
+            .chain(jwt.sources())
+            .chain(edge_sources),
     );
-    let target = Target {
-        trust_domain: &options.mesh.trust_domain,
-        app_port,
-        tcp: workload.tcp,
-    };
-    let cluster_name = format!("inbound|{app_port}");
-    let filters = |route_name: &str| {
-        if workload.tcp {
-            let mut filters = rbac::network_filters(&policies, target, INBOUND_LISTENER);
-            filters.push(tcp_proxy(&cluster_name));
-            filters
-        } else {
-            let mut http = rbac::http_filters();
-            http.splice(0..0, jwt::filter(&used, requirement.as_deref()));
-            http.extend(edge.http_filters(ctx));
-            vec![http_connection_manager(ctx, http, route_name)]
-        }
-    };
-    let routes = match workload.tcp {
-        true => Vec::new(),
-        false => {
-            let rules = rbac::per_route(&policies, target);
-            let plaintext = match mode {
-                MtlsMode::Strict => refusing_route(INBOUND_PLAINTEXT),
-                _ => inbound_route(INBOUND_PLAINTEXT, &cluster_name, rules.clone()),
-            };
-            vec![
-                inbound_route(INBOUND_LISTENER, &cluster_name, rules),
-                plaintext,
-            ]
-        }
-    };
-    let tls_chain = || FilterChain {
-        filters: filters(INBOUND_LISTENER),
-        transport_socket: Some(downstream_mtls(&options.mesh.trust_domain)),
+    let mut listener_filters = vec![ListenerFilter {
+        name: crate::capture::ORIGINAL_DST.to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            OriginalDst::default(),
+        ))),
         ..Default::default()
-    };
-    let plain_chain = || FilterChain {
-        filters: filters(INBOUND_PLAINTEXT),
-        ..Default::default()
-    };
-    let (filter_chains, listener_filters) = match mode {
-        MtlsMode::Strict => (vec![tls_chain()], vec![]),
-        MtlsMode::Disable => (vec![plain_chain()], vec![]),
-        MtlsMode::Permissive => (
-            vec![
-                with_transport(tls_chain(), "tls"),
-                with_transport(plain_chain(), "raw_buffer"),
-            ],
-            vec![ListenerFilter {
-                name: TLS_INSPECTOR.to_string(),
-                config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
-                    TlsInspector::default(),
-                ))),
-                ..Default::default()
-            }],
-        ),
-    };
+    }];
+    if mode == MtlsMode::Permissive {
+        listener_filters.push(ListenerFilter {
+            name: TLS_INSPECTOR.to_string(),
+            config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+                TlsInspector::default(),
+            ))),
+            ..Default::default()
+        });
+    }
     let port = workload.inbound_port.unwrap_or(options.mesh.inbound_port);
     let listener = Listener {
         name: INBOUND_LISTENER.to_string(),
@@ -178,29 +258,133 @@ pub(crate) fn inbound(
     Some(Inbound {
         listener,
         routes,
-        cluster: app_cluster(&cluster_name, app_port, options.connect_timeout),
+        clusters,
         origins: from,
+        jwt,
+    })
+}
+
+/// What the inbound listener holds for one port.
+struct ServedPort {
+    /// Its filter chains (matching its destination port, unless it is the application port).
+    chains: Vec<FilterChain>,
+    routes: Vec<RouteConfiguration>,
+    jwt: JwtUse,
+    edge_sources: Vec<portolan_api::ObjectRef>,
+}
+
+/// The filter chains and route configurations of one port, in the workload's mTLS mode.
+fn serve_port(
+    ctx: &Context<'_>,
+    workload: &Workload,
+    port: InboundPort,
+    policies: &[&Arc<AccessPolicy>],
+    mode: MtlsMode,
+) -> ServedPort {
+    let app_port = workload.app_port.unwrap_or(port.number);
+    let tcp = port.protocol == PortProtocol::Tcp;
+    let candidates = service_candidates(ctx, workload, port.number);
+    let mut used = JwtUse::default();
+    let requirement = (!tcp)
+        .then(|| used.effective(ctx.world, &candidates))
+        .flatten();
+    let edge = match tcp {
+        true => EdgeUse::default(),
+        false => EdgeUse::new(ctx, &[candidates]),
+    };
+    let target = Target {
+        trust_domain: &ctx.options.mesh.trust_domain,
+        port: port.number,
+        tcp,
+    };
+    let cluster = cluster_name(port.number);
+    let (tls_route, plain_route) = route_names(port.number, app_port);
+    let filters = |route_name: &str| {
+        if tcp {
+            let mut filters = rbac::network_filters(policies, target, INBOUND_LISTENER);
+            filters.push(tcp_proxy(&cluster));
+            filters
+        } else {
+            let mut http = rbac::http_filters();
+            http.splice(0..0, jwt::filter(&used, requirement.as_deref()));
+            http.extend(edge.http_filters(ctx));
+            vec![http_connection_manager(ctx, http, route_name)]
+        }
+    };
+    let routes = match tcp {
+        true => Vec::new(),
+        false => {
+            let rules = rbac::per_route(policies, target);
+            let plaintext = match mode {
+                MtlsMode::Strict => refusing_route(&plain_route),
+                _ => inbound_route(&plain_route, &cluster, rules.clone()),
+            };
+            vec![inbound_route(&tls_route, &cluster, rules), plaintext]
+        }
+    };
+    let per_port = port.number != app_port;
+    let chain = |route_name: &str, transport: Option<&str>, tls: bool| {
+        let name = match (per_port, tls) {
+            (false, _) => String::new(),
+            (true, true) => format!("tls:{}", port.number),
+            (true, false) => format!("plaintext:{}", port.number),
+        };
+        let matching = FilterChainMatch {
+            destination_port: per_port.then_some(UInt32Value {
+                value: u32::from(port.number),
+            }),
+            transport_protocol: transport.unwrap_or_default().to_string(),
+            ..Default::default()
+        };
+        FilterChain {
+            name,
+            filter_chain_match: (matching != FilterChainMatch::default()).then_some(matching),
+            filters: filters(route_name),
+            transport_socket: tls.then(|| downstream_mtls(&ctx.options.mesh.trust_domain)),
+            ..Default::default()
+        }
+    };
+    let chains = match mode {
+        MtlsMode::Strict => vec![chain(&tls_route, None, true)],
+        MtlsMode::Disable => vec![chain(&plain_route, None, false)],
+        MtlsMode::Permissive => vec![
+            chain(&tls_route, Some("tls"), true),
+            chain(&plain_route, Some("raw_buffer"), false),
+        ],
+    };
+    ServedPort {
+        chains,
+        routes,
+        edge_sources: edge.sources().collect(),
         jwt: used,
+    }
+}
+
+/// The Services of the workload's namespace labelled with its service account
+/// ([`security::SERVICE_ACCOUNT_LABEL`]), by namespace and name.
+fn selecting_services<'w>(
+    ctx: &'w Context<'_>,
+    workload: &'w Workload,
+) -> impl Iterator<Item = &'w Arc<portolan_model::Service>> + 'w {
+    ctx.world.services.values().filter(|s| {
+        s.key.namespace == workload.namespace
+            && s.labels.get(security::SERVICE_ACCOUNT_LABEL) == Some(&workload.service_account)
     })
 }
 
 /// Policy attachment candidates of a workload's inbound side, most specific first: for each
 /// Service of its namespace labelled with its service account
-/// ([`security::SERVICE_ACCOUNT_LABEL`]), the port serving `app_port`, then the Service.
-fn service_candidates(ctx: &Context<'_>, workload: &Workload, app_port: u16) -> Vec<Reach> {
+/// ([`security::SERVICE_ACCOUNT_LABEL`]), the port serving `port`, then the Service.
+fn service_candidates(ctx: &Context<'_>, workload: &Workload, port: u16) -> Vec<Reach> {
     let mut ports = Vec::new();
     let mut whole = Vec::new();
-    let services = ctx.world.services.values().filter(|s| {
-        s.key.namespace == workload.namespace
-            && s.labels.get(security::SERVICE_ACCOUNT_LABEL) == Some(&workload.service_account)
-    });
-    for svc in services {
+    for svc in selecting_services(ctx, workload) {
         for p in &svc.ports {
             let target = match &p.target_port {
                 Some(portolan_model::TargetPort::Number(n)) => *n,
                 _ => p.port,
             };
-            if target == app_port || p.port == app_port {
+            if target == port || p.port == port {
                 ports.push(Reach::Service {
                     service: svc.key.clone(),
                     port: Some(p.name.clone()),
@@ -214,14 +398,6 @@ fn service_candidates(ctx: &Context<'_>, workload: &Workload, app_port: u16) -> 
     }
     ports.extend(whole);
     ports
-}
-
-fn with_transport(mut chain: FilterChain, transport_protocol: &str) -> FilterChain {
-    chain.filter_chain_match = Some(FilterChainMatch {
-        transport_protocol: transport_protocol.to_string(),
-        ..Default::default()
-    });
-    chain
 }
 
 /// HTTP to the application: the HTTP filters, then the router, over the route configuration
@@ -320,16 +496,21 @@ fn tcp_proxy(cluster: &str) -> Filter {
     }
 }
 
-/// The application on 127.0.0.1.
-fn app_cluster(name: &str, port: u16, connect_timeout: std::time::Duration) -> Cluster {
+/// The application's port on 127.0.0.1 (HTTP/2 with prior knowledge for an HTTP/2 port).
+fn app_cluster(name: &str, port: InboundPort, connect_timeout: std::time::Duration) -> Cluster {
+    let typed_extension_protocol_options = match port.protocol {
+        PortProtocol::Http2 => crate::cluster::http2_protocol_options(),
+        PortProtocol::Http | PortProtocol::Tcp => Default::default(),
+    };
     Cluster {
+        typed_extension_protocol_options,
         name: name.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
         connect_timeout: Some(duration(connect_timeout)),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name.to_string(),
             endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: vec![lb_endpoint("127.0.0.1", port)],
+                lb_endpoints: vec![lb_endpoint("127.0.0.1", port.number)],
                 ..Default::default()
             }],
             ..Default::default()

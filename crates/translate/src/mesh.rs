@@ -65,7 +65,8 @@ pub struct Workload {
     pub namespace: String,
     pub service_account: String,
     /// The application's port on 127.0.0.1 (`node.metadata.appPort`); without one there is
-    /// no inbound listener.
+    /// no inbound listener. The other ports the inbound listener serves come from the
+    /// Services of the workload's service account (see [`crate::inbound`]).
     pub app_port: Option<u16>,
     /// The inbound listener's port (`node.metadata.inboundPort`; default
     /// [`MeshOptions::inbound_port`]).
@@ -73,7 +74,8 @@ pub struct Workload {
     /// The mesh outbound listener's port, when not the global one
     /// (`node.metadata.outboundPort`: several sidecars on one host).
     pub outbound_port: Option<u16>,
-    /// The application speaks TCP, not HTTP (`node.metadata.appProtocol: tcp`).
+    /// The application port speaks TCP, not HTTP (`node.metadata.appProtocol: tcp`; without
+    /// it, the Service port targeting it decides).
     pub tcp: bool,
 }
 

@@ -10,8 +10,9 @@
 //!
 //! A rule becomes one principal: `and_ids` of "any of the `from` identities" (the SPIFFE ID of
 //! the verified client certificate, `authenticated.principal_name`), the `:method` header, the
-//! path, and the headers. The destination port is decided here: the inbound listener serves
-//! one application port, so a rule whose `ports` leave it out can never match and is dropped.
+//! path, and the headers. The destination port is decided here: each port the inbound
+//! listener serves has its own rules (its own route configurations, or its own chains' network
+//! filters), so a rule whose `ports` leave that port out can never match there and is dropped.
 //! On TCP, an ALLOW rule with HTTP-only fields (methods, paths, headers, request principals,
 //! claims) is dropped (it cannot be checked, so it allows nothing) and a DENY rule keeps only
 //! its other fields (it denies more, never less).
@@ -58,7 +59,8 @@ pub(crate) const HTTP_RBAC_ALLOW: &str = "envoy.filters.http.rbac.allow";
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Target<'a> {
     pub trust_domain: &'a str,
-    pub app_port: u16,
+    /// The workload port the rules are for.
+    pub port: u16,
     pub tcp: bool,
 }
 
@@ -190,7 +192,7 @@ fn rule_principal(
         ids.extend(jwt_conditions(rule));
     }
     if let Some(to) = &rule.to {
-        if !to.ports.is_empty() && !to.ports.contains(&target.app_port) {
+        if !to.ports.is_empty() && !to.ports.contains(&target.port) {
             return None;
         }
         let http = to.has_http_fields();

@@ -234,10 +234,10 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
         resources.provenance.push(entry);
         resources.listeners.push(inbound.listener);
         if let Some(on_demand) = &mut resources.on_demand {
-            let name = inbound.cluster.name.clone();
-            on_demand.wildcard_clusters.insert(name);
+            let names = inbound.clusters.iter().map(|c| c.name.clone());
+            on_demand.wildcard_clusters.extend(names);
         }
-        resources.clusters.push(inbound.cluster);
+        resources.clusters.extend(inbound.clusters);
         jwks_clusters(ctx, &inbound.jwt, &mut resources);
     }
     resources

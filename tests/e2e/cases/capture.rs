@@ -10,7 +10,9 @@
 //! passed through with ALLOW_ANY and refused in registry-only mode; a pod-IP call reaching
 //! that pod and not the canary route; a server's own port reachable only through its
 //! sidecar's inbound listener; an HTTPRoute with Service `reviews` as its parent (GAMMA)
-//! replacing the canary for the captured client. Bounded in time; every namespace goes when
+//! replacing the canary for the captured client; a server pod's second application port served
+//! on its own by the sidecar's inbound listener, with an AccessPolicy for one port leaving the
+//! other closed. Bounded in time; every namespace goes when
 //! the test ends.
 
 use crate::bin;
@@ -29,6 +31,9 @@ const DB_POD_IP: &str = "10.244.0.21";
 const DB_CANARY_IP: &str = "10.96.0.31";
 const DB_CANARY_POD_IP: &str = "10.244.0.22";
 const OUTSIDE_IP: &str = "10.244.0.50";
+/// Service `reviews-admin`: the second application of the v2 pod, on its own port.
+const ADMIN_IP: &str = "10.96.0.23";
+const ADMIN_PORT: u16 = 9081;
 
 /// `reviews` (HTTP 9080, pods v1 and v2, 80/20 canary) and `db` (TCP 5432, half of it to
 /// `db-canary` by a TCP rule; STRICT mutual TLS, callable by service account `client` only)
@@ -40,10 +45,10 @@ fn manifests() -> String {
             .unwrap_or_default();
         format!(
             "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    kubernetes.io/service-name: {service}{version}\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: {port}\n  port: {}\n",
-            if service.starts_with("db") {
-                5432
-            } else {
-                9080
+            match service {
+                s if s.starts_with("db") => 5432,
+                "reviews-admin" => ADMIN_PORT,
+                _ => 9080,
             }
         )
     };
@@ -61,6 +66,9 @@ fn manifests() -> String {
         // Only the GAMMA step's HTTPRoute sends to it (the v2 pod, without the canary).
         service("reviews-v2", REVIEWS_V2_IP, "http", 9080),
         slice("reviews-v2-only", "reviews-v2", None, V2_IP, "http"),
+        // The v2 pod's second application, on a port of its own.
+        service("reviews-admin", ADMIN_IP, "http", ADMIN_PORT),
+        slice("reviews-admin", "reviews-admin", None, V2_IP, "http"),
         service("db", DB_IP, "tcp-db", 5432),
         slice("db", "db", None, DB_POD_IP, "tcp-db"),
         service("db-canary", DB_CANARY_IP, "tcp-db", 5432),
@@ -78,6 +86,7 @@ fn manifests() -> String {
 const HOSTS: &[&str] = &[
     "10.96.0.20 reviews reviews.default reviews.default.svc.cluster.local",
     "10.96.0.30 db db.default",
+    "10.96.0.23 reviews-admin",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,6 +147,9 @@ async fn start() -> anyhow::Result<Cluster> {
     let mut v2 = node.pod("reviews-v2", V2_IP)?;
     for (pod, version) in [(&mut v1, "v1"), (&mut v2, "v2")] {
         pod.http_app(&format!("reviews-{version}"), 9080)?;
+        if version == "v2" {
+            pod.http_app("reviews-admin", ADMIN_PORT)?;
+        }
         captured(pod).await?;
         let mut args = workload("reviews");
         let label = format!("version={version}");
@@ -219,6 +231,7 @@ async fn checks(c: &Cluster) -> anyhow::Result<()> {
     unknown_destinations_and_pod_ips(c).await?;
     server_ports_only_through_the_sidecar(c).await?;
     gamma_route_through_the_capture(c).await?;
+    second_port_with_its_own_policy(c).await?;
     let _ = &c.node;
     Ok(())
 }
@@ -510,5 +523,54 @@ async fn gamma_route_through_the_capture(c: &Cluster) -> anyhow::Result<()> {
         }
     })
     .await?;
+    Ok(())
+}
+
+/// The v2 pod's second application (`reviews-admin`, port 9081, a port of Service
+/// `reviews-admin` of the same service account) is served by its sidecar's inbound listener on
+/// its own: chains for its original destination port and cluster `inbound|9081`. An
+/// AccessPolicy allowing port 9080 only leaves 9081 to default-deny (403) while 9080 answers;
+/// removed, 9081 answers again.
+async fn second_port_with_its_own_policy(c: &Cluster) -> anyhow::Result<()> {
+    const POLICY: &str = "apiVersion: portolan.dev/v1alpha1\nkind: AccessPolicy\nmetadata:\n  name: reviews-main-port\n  namespace: default\nspec:\n  selector:\n    matchLabels: {app: reviews}\n  action: ALLOW\n  rules:\n  - to:\n      ports: [9080]\n";
+    let admin = format!("http://reviews-admin:{ADMIN_PORT}/");
+    let answered = || async {
+        let body = c.client.curl(&admin).await?;
+        if body == "reviews-admin" {
+            Ok(body)
+        } else {
+            Err(body)
+        }
+    };
+    until("the second port through the sidecars", answered).await?;
+    let served =
+        c.v2.counter(&format!("cluster.inbound|{ADMIN_PORT}.upstream_rq_total"))
+            .await?;
+    assert!(served >= 1, "no request through v2's inbound|{ADMIN_PORT}");
+    let handshakes = c.v2.counter("listener.inbound.ssl.handshake").await?;
+    assert!(handshakes >= 1, "no mutual TLS at v2's inbound listener");
+
+    c.config.write("reviews-policy.yaml", POLICY)?;
+    until("port 9081 refused by the policy for 9080", || async {
+        match c.client.curl(&admin).await {
+            Err(e) if e.contains("403") => Ok(e),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    for _ in 0..5 {
+        let body = c.client.curl("http://reviews:9080/").await;
+        assert!(
+            matches!(body.as_deref(), Ok("reviews-v1" | "reviews-v2")),
+            "port 9080 under its policy: {body:?}"
+        );
+        let refused = c.client.curl(&admin).await;
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("403")),
+            "port {ADMIN_PORT} under the policy for 9080: {refused:?}"
+        );
+    }
+    c.config.remove("reviews-policy.yaml")?;
+    until("the second port open again", answered).await?;
     Ok(())
 }

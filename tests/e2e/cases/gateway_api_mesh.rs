@@ -15,9 +15,9 @@
 //! redirected to the sidecar by netfilter and routed there. The backends are pods `echo-v1` and
 //! `echo-v2`, each an HTTP application answering with its name (`x-upstream`, and the request
 //! headers on `/headers`) behind its own captured sidecar (mutual TLS from the clients'
-//! sidecars), and a gRPC echo server (`gateway_echo.py serve-on`) on port 7070, which the
-//! server pods leave out of inbound capture (`--exclude-inbound-ports`): the inbound listener
-//! speaks HTTP/1.1 to its one application port, which a gRPC server does not take.
+//! sidecars), and a gRPC echo server (`gateway_echo.py serve-on`) on port 7070, captured too:
+//! the sidecar's inbound listener serves each port the Services of the pod's service account
+//! target, 7070 over HTTP/2 (`appProtocol: grpc`) behind the same mutual TLS.
 //!
 //! Status conditions are read from `GET /debug/status`. Every scenario runs even when one
 //! before it failed; the board prints the MESH profiles' counts and the run fails if any
@@ -102,8 +102,7 @@ impl Gamma {
                 .arg(format!("0.0.0.0:{GRPC_PORT}"))
                 .arg(format!("grpc-echo-{version}"));
             pod.spawn("grpc-echo", grpc)?;
-            // As the annotation portolan.dev/exclude-inbound-ports would.
-            captured(&pod, &["--exclude-inbound-ports", &GRPC_PORT.to_string()]).await?;
+            captured(&pod, &[]).await?;
             backends.push(pod);
         }
         let mut client_pod = node.pod("client", "10.244.0.10")?;
@@ -529,7 +528,7 @@ async fn mesh_basic(g: &Gamma) -> anyhow::Result<()> {
 /// The transport of the run: the calls of MeshBasic left the client pod's application for
 /// a ClusterIP, were captured by its sidecar (`mesh-outbound`), and reached a backend through
 /// its sidecar's inbound listener over mutual TLS. The gRPC calls of MeshGRPCRouteWeight take
-/// the same way out, and in through the excluded port (see the module's documentation).
+/// the same way, in HTTP/2 to the gRPC server (checked there).
 async fn captured_path(g: &Gamma) -> anyhow::Result<()> {
     let routed = g
         .client_pod
@@ -709,11 +708,48 @@ async fn grpc_weight(g: &Gamma) -> anyhow::Result<()> {
             && (share("grpc-echo-v2") - 0.3).abs() <= 0.05
             && seen.keys().all(|k| k.starts_with("grpc-echo-v"));
         if ok {
+            grpc_captured(g).await?;
             return g.unload(file, &[(NS, route)]).await;
         }
         last = seen;
     }
     anyhow::bail!("10 samples of {N} calls, none 70/30 within 5 points; the last: {last:?}")
+}
+
+/// The gRPC calls passed the backends' sidecars: their inbound listener's port 7070 chain
+/// (mutual TLS: the gRPC Services are of service account `echo`) and the `inbound|7070`
+/// cluster, which speaks HTTP/2 to the gRPC server.
+async fn grpc_captured(g: &Gamma) -> anyhow::Result<()> {
+    let cluster = format!("cluster.inbound|{GRPC_PORT}");
+    let requests = g
+        .backends_counter(&format!("{cluster}.upstream_rq_total"))
+        .await?;
+    anyhow::ensure!(
+        requests >= 500,
+        "{requests} gRPC calls passed the backends' inbound listeners"
+    );
+    let http2 = g
+        .backends_counter(&format!("{cluster}.upstream_cx_http2_total"))
+        .await?;
+    anyhow::ensure!(http2 >= 1, "no HTTP/2 connection to the gRPC server");
+    let http1 = g
+        .backends_counter(&format!("{cluster}.upstream_cx_http1_total"))
+        .await?;
+    anyhow::ensure!(
+        http1 == 0,
+        "{http1} HTTP/1.1 connections to the gRPC server"
+    );
+    let mtls = g
+        .client_pod
+        .counter(&format!(
+            "cluster.outbound|{GRPC_PORT}||grpc-echo-v1.{NS}.svc.cluster.local.ssl.handshake"
+        ))
+        .await?;
+    anyhow::ensure!(
+        mtls >= 1,
+        "the client's sidecar called grpc-echo-v1 without TLS"
+    );
+    Ok(())
 }
 
 /// MeshConsumerRoute: the consumer namespace's route changes its own requests only.

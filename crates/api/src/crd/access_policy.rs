@@ -103,7 +103,7 @@ pub struct AccessSource {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessOperation {
-    /// Destination ports (the workload's application port).
+    /// Destination ports (the workload ports its inbound listener serves).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<i32>,
     /// `GET`, `POST`, ...

@@ -30,7 +30,7 @@ fn provider(name: &str, jwks: Jwks) -> JwtProvider {
 }
 
 fn world(with_rules: bool) -> World {
-    let mut web = mk_service("shop", "web", vec![mk_port("http", 80)]);
+    let mut web = mk_service("shop", "web", vec![mk_target_port("http", 80, 8080)]);
     web.labels = [(SERVICE_ACCOUNT_LABEL.to_string(), "web".to_string())].into();
     let slice = mk_slice(
         "shop",

@@ -49,7 +49,7 @@ fn add_policy(world: &mut World, name: &str, action: AccessAction, rules: Vec<Ac
 
 /// `shop/web` in the mesh (service account `web`), `shop/legacy` outside it.
 fn mk_mesh_world() -> World {
-    let mut web = mk_service("shop", "web", vec![mk_port("http", 80)]);
+    let mut web = mk_service("shop", "web", vec![mk_target_port("http", 80, 8080)]);
     web.labels = labels(&[(SERVICE_ACCOUNT_LABEL, "web")]);
     let legacy = mk_service("shop", "legacy", vec![mk_port("http", 80)]);
     let slice = |svc: &str, ip: &str| {
@@ -257,7 +257,9 @@ fn disable_means_plaintext_both_ways() {
             .is_none(),
         "{inbound}"
     );
-    assert!(inbound.get("listener_filters").is_none(), "{inbound}");
+    // The original destination only: no TLS inspector.
+    let names = listener_filter_names(&inbound);
+    assert_eq!(names, ["envoy.filters.listener.original_dst"], "{inbound}");
     let web = cluster_json(&resources, WEB_CLUSTER);
     assert!(web.get("transport_socket").is_none(), "{web}");
 }

@@ -13,6 +13,7 @@ mod golden_jwt;
 mod golden_routing;
 mod golden_security;
 mod golden_telemetry;
+mod inbound_ports;
 mod incremental;
 mod on_demand;
 mod provenance;
@@ -47,6 +48,24 @@ fn mk_port(name: &str, port: u16) -> ServicePort {
         protocol: Protocol::Tcp,
         target_port: None,
         app_protocol: None,
+    }
+}
+
+/// The names of a listener's listener filters (its JSON), in order.
+fn listener_filter_names(listener: &serde_json::Value) -> Vec<&str> {
+    listener["listener_filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str())
+        .collect()
+}
+
+/// Port `port` of a Service to `target` in its pods.
+fn mk_target_port(name: &str, port: u16, target: u16) -> ServicePort {
+    ServicePort {
+        target_port: Some(portolan_model::TargetPort::Number(target)),
+        ..mk_port(name, port)
     }
 }
 

@@ -1,0 +1,384 @@
+//! Per-port inbound: every port a Service of the workload's service account targets gets its
+//! own filter chains on the inbound listener (matched by the restored original destination
+//! port), its own `inbound|PORT` cluster (HTTP/2 for gRPC and h2c ports), its own route
+//! configurations (with the AccessPolicy rules for that port) or, for TCP ports, a TCP proxy
+//! behind network RBAC; the application port keeps the port-less chains and the `inbound` /
+//! `inbound-plaintext` route configurations it had before.
+
+use super::*;
+use crate::cluster::HTTP_PROTOCOL_OPTIONS;
+use crate::json::message_to_json;
+use portolan_model::security::{
+    AccessAction, AccessPolicy, AccessRule, MtlsMode, Operation, Peer, PeerAuthentication,
+    SERVICE_ACCOUNT_LABEL,
+};
+use serde_json::Value;
+
+/// The `web` workload of `shop`: application port 8080 (TCP when `tcp`), inbound port 15006.
+fn web_group(tcp: bool) -> String {
+    let proto = if tcp { ";proto=tcp" } else { "" };
+    format!("web;l.app=web;ns=shop;sa=web;app=8080;in=15006{proto}")
+}
+
+fn in_mesh(mut svc: Service, account: &str) -> Service {
+    svc.labels = [(SERVICE_ACCOUNT_LABEL.to_string(), account.to_string())].into();
+    svc
+}
+
+/// `web` (HTTP 80 to 8080, gRPC 7070 to 9090), `db` (a `tcp-` port 5432 without a target
+/// port, so to 5432), both of service account `web`; `other` (port 81 to 8081) of another
+/// account.
+fn multi_port_world() -> World {
+    let web = mk_service(
+        "shop",
+        "web",
+        vec![
+            mk_target_port("http", 80, 8080),
+            ServicePort {
+                target_port: Some(portolan_model::TargetPort::Number(9090)),
+                ..mk_app_port("api", 7070, "grpc")
+            },
+        ],
+    );
+    let db = mk_service("shop", "db", vec![mk_port("tcp-db", 5432)]);
+    let other = mk_service("shop", "other", vec![mk_target_port("http", 81, 8081)]);
+    mk_world(
+        vec![
+            in_mesh(web, "web"),
+            in_mesh(db, "web"),
+            in_mesh(other, "other"),
+        ],
+        vec![],
+    )
+}
+
+fn set_mode(world: &mut World, mode: MtlsMode) {
+    let p = PeerAuthentication {
+        source: ObjectRef::new(Kind::PeerAuthentication, "shop", "mode"),
+        generation: 1,
+        selector: None,
+        mode,
+    };
+    world
+        .peer_authentications
+        .insert(p.source.clone(), Arc::new(p));
+}
+
+fn inbound(resources: &Resources) -> Value {
+    let l = resources
+        .listeners
+        .iter()
+        .find(|l| l.name == "inbound")
+        .expect("an inbound listener");
+    message_to_json(l).expect("renders")
+}
+
+fn json_of<T: prost::Message + prost::Name>(
+    items: &[T],
+    name: impl Fn(&T) -> &str,
+    want: &str,
+) -> Value {
+    let item = items
+        .iter()
+        .find(|i| name(i) == want)
+        .unwrap_or_else(|| panic!("no {want}"));
+    message_to_json(item).expect("renders")
+}
+
+fn cluster(resources: &Resources, name: &str) -> Value {
+    json_of(&resources.clusters, |c| &c.name, name)
+}
+
+fn route(resources: &Resources, name: &str) -> Value {
+    json_of(&resources.routes, |r| &r.name, name)
+}
+
+/// The chains matching destination port `port` (`None`: the port-less ones), as
+/// (transport protocol, whether it terminates TLS, its first filter's name).
+fn chains_of(listener: &Value, port: Option<u64>) -> Vec<Value> {
+    listener["filter_chains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["filter_chain_match"]["destination_port"].as_u64() == port)
+        .cloned()
+        .collect()
+}
+
+fn rds(chain: &Value) -> &str {
+    chain["filters"][0]["typed_config"]["rds"]["route_config_name"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+fn route_cluster(route: &Value) -> &str {
+    route["virtual_hosts"][0]["routes"][0]["route"]["cluster"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+fn cluster_names(resources: &Resources) -> Vec<&str> {
+    let mut names: Vec<&str> = resources
+        .clusters
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|n| n.starts_with("inbound|"))
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+#[test]
+fn every_targeted_port_gets_its_cluster_and_chains_grpc_over_http2() {
+    let mut world = multi_port_world();
+    set_mode(&mut world, MtlsMode::Strict);
+    let resources = run_group(&world, &web_group(false));
+    // Another account's Service adds nothing (8081).
+    assert_eq!(
+        cluster_names(&resources),
+        ["inbound|5432", "inbound|8080", "inbound|9090"]
+    );
+    let grpc = cluster(&resources, "inbound|9090");
+    let options = &grpc["typed_extension_protocol_options"][HTTP_PROTOCOL_OPTIONS];
+    assert!(
+        options["explicit_http_config"]
+            .get("http2_protocol_options")
+            .is_some(),
+        "{grpc}"
+    );
+    let endpoint = &grpc["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"];
+    assert_eq!(endpoint["address"]["socket_address"]["port_value"], 9090);
+    for plain in ["inbound|8080", "inbound|5432"] {
+        let c = cluster(&resources, plain);
+        assert!(c.get("typed_extension_protocol_options").is_none(), "{c}");
+    }
+
+    let listener = inbound(&resources);
+    assert_eq!(
+        listener["listener_filters"][0]["name"], "envoy.filters.listener.original_dst",
+        "the captured connection's port is restored: {listener}"
+    );
+    // STRICT: one TLS chain per port.
+    let app = chains_of(&listener, None);
+    assert_eq!(app.len(), 1, "{listener}");
+    assert_eq!(rds(&app[0]), "inbound");
+    let grpc_chains = chains_of(&listener, Some(9090));
+    assert_eq!(grpc_chains.len(), 1, "{listener}");
+    assert_eq!(rds(&grpc_chains[0]), "inbound:9090");
+    assert!(grpc_chains[0].get("transport_socket").is_some());
+    let tcp = chains_of(&listener, Some(5432));
+    assert_eq!(tcp.len(), 1, "{listener}");
+    assert!(tcp[0].get("transport_socket").is_some());
+    let last = tcp[0]["filters"]
+        .as_array()
+        .and_then(|f| f.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        last["name"], "envoy.filters.network.tcp_proxy",
+        "{listener}"
+    );
+    assert_eq!(last["typed_config"]["cluster"], "inbound|5432");
+    assert!(chains_of(&listener, Some(8081)).is_empty());
+
+    assert_eq!(
+        route_cluster(&route(&resources, "inbound:9090")),
+        "inbound|9090"
+    );
+    assert_eq!(route_cluster(&route(&resources, "inbound")), "inbound|8080");
+    // STRICT refuses plaintext on every HTTP port, over RDS.
+    let refused = route(&resources, "inbound-plaintext:9090");
+    assert_eq!(
+        refused["virtual_hosts"][0]["routes"][0]["direct_response"]["status"], 403,
+        "{refused}"
+    );
+    assert!(
+        resources.routes.iter().all(|r| !r.name.ends_with(":5432")),
+        "a TCP port has no route configuration"
+    );
+}
+
+#[test]
+fn permissive_gives_every_port_a_tls_and_a_plaintext_chain() {
+    let mut world = multi_port_world();
+    set_mode(&mut world, MtlsMode::Permissive);
+    let resources = run_group(&world, &web_group(false));
+    let listener = inbound(&resources);
+    let names = listener_filter_names(&listener);
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.listener.original_dst",
+            "envoy.filters.listener.tls_inspector"
+        ]
+    );
+    for port in [None, Some(9090), Some(5432)] {
+        let chains = chains_of(&listener, port);
+        let transports: Vec<&str> = chains
+            .iter()
+            .map(|c| {
+                c["filter_chain_match"]["transport_protocol"]
+                    .as_str()
+                    .unwrap_or("")
+            })
+            .collect();
+        assert_eq!(
+            transports,
+            ["tls", "raw_buffer"],
+            "port {port:?}: {listener}"
+        );
+        assert!(chains[0].get("transport_socket").is_some());
+        assert!(chains[1].get("transport_socket").is_none());
+    }
+    let grpc = chains_of(&listener, Some(9090));
+    assert_eq!(rds(&grpc[1]), "inbound-plaintext:9090");
+    let plain = route(&resources, "inbound-plaintext:9090");
+    assert_eq!(route_cluster(&plain), "inbound|9090", "{plain}");
+    // DISABLE: plaintext only, on every port.
+    set_mode(&mut world, MtlsMode::Disable);
+    let listener = inbound(&run_group(&world, &web_group(false)));
+    for port in [None, Some(9090), Some(5432)] {
+        let chains = chains_of(&listener, port);
+        assert_eq!(chains.len(), 1, "{listener}");
+        assert!(chains[0].get("transport_socket").is_none());
+    }
+}
+
+#[test]
+fn access_policy_ports_apply_to_their_own_port_only() {
+    let mut world = multi_port_world();
+    let p = AccessPolicy {
+        source: ObjectRef::new(Kind::AccessPolicy, "shop", "grpc-only"),
+        generation: 1,
+        selector: None,
+        action: AccessAction::Allow,
+        rules: vec![AccessRule {
+            from: Some(vec![Peer::Namespace("ops".into())]),
+            to: Some(Operation {
+                ports: vec![9090],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+    };
+    world.access_policies.insert(p.source.clone(), Arc::new(p));
+    let resources = run_group(&world, &web_group(false));
+    let allow = |name: &str| {
+        route(&resources, name)["virtual_hosts"][0]["typed_per_filter_config"]
+            [crate::rbac::HTTP_RBAC_ALLOW]["rbac"]["rules"]
+            .clone()
+    };
+    // On 9090 the rule allows namespace `ops`; on 8080 it cannot match: default-deny.
+    assert!(allow("inbound:9090")["policies"]["allow"].is_object());
+    assert!(allow("inbound-plaintext:9090")["policies"]["allow"].is_object());
+    assert!(
+        allow("inbound").get("policies").is_none(),
+        "{}",
+        allow("inbound")
+    );
+    // The TCP port: network RBAC, and no rule for it either.
+    let listener = inbound(&resources);
+    let tcp = &chains_of(&listener, Some(5432))[0];
+    assert_eq!(tcp["filters"][0]["name"], crate::rbac::NETWORK_RBAC);
+    assert!(
+        tcp["filters"][0]["typed_config"]["rules"]
+            .get("policies")
+            .is_none()
+    );
+}
+
+#[test]
+fn without_a_service_the_application_port_is_served_as_before() {
+    let world = mk_world(vec![], vec![]);
+    for tcp in [false, true] {
+        let resources = run_group(&world, &web_group(tcp));
+        assert_eq!(cluster_names(&resources), ["inbound|8080"]);
+        let listener = inbound(&resources);
+        let chains = listener["filter_chains"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            chains
+                .iter()
+                .all(|c| c["filter_chain_match"].get("destination_port").is_none()),
+            "{listener}"
+        );
+        let routes: Vec<&str> = resources
+            .routes
+            .iter()
+            .map(|r| r.name.as_str())
+            .filter(|n| n.starts_with("inbound"))
+            .collect();
+        match tcp {
+            true => assert!(routes.is_empty()),
+            false => assert_eq!(routes, ["inbound", "inbound-plaintext"]),
+        }
+    }
+}
+
+#[test]
+fn the_application_port_follows_its_service_port_unless_the_node_says_tcp() {
+    // A gRPC Service port targeting the application port: HTTP/2 to it.
+    let svc = mk_service(
+        "shop",
+        "web",
+        vec![ServicePort {
+            target_port: Some(portolan_model::TargetPort::Number(8080)),
+            ..mk_app_port("grpc", 80, "grpc")
+        }],
+    );
+    let world = mk_world(vec![in_mesh(svc, "web")], vec![]);
+    let resources = run_group(&world, &web_group(false));
+    let app = cluster(&resources, "inbound|8080");
+    assert!(
+        app.get("typed_extension_protocol_options").is_some(),
+        "{app}"
+    );
+    // `appProtocol: tcp` on the node wins.
+    let resources = run_group(&world, &web_group(true));
+    let app = cluster(&resources, "inbound|8080");
+    assert!(
+        app.get("typed_extension_protocol_options").is_none(),
+        "{app}"
+    );
+    let listener = inbound(&resources);
+    let last = listener["filter_chains"][0]["filters"]
+        .as_array()
+        .and_then(|f| f.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["name"], "envoy.filters.network.tcp_proxy");
+}
+
+#[test]
+fn the_listener_port_and_named_target_ports_are_not_served() {
+    let svc = mk_service(
+        "shop",
+        "web",
+        vec![
+            mk_target_port("loop", 99, 15006),
+            ServicePort {
+                target_port: Some(portolan_model::TargetPort::Name("metrics".into())),
+                ..mk_port("metrics", 9100)
+            },
+        ],
+    );
+    let world = mk_world(vec![in_mesh(svc, "web")], vec![]);
+    let resources = run_group(&world, &web_group(false));
+    assert_eq!(cluster_names(&resources), ["inbound|8080"]);
+}
+
+#[test]
+fn the_application_ports_chains_come_first() {
+    let resources = run_group(&multi_port_world(), &web_group(false));
+    let listener = inbound(&resources);
+    let first = &listener["filter_chains"][0];
+    assert!(
+        first["filter_chain_match"]
+            .get("destination_port")
+            .is_none(),
+        "{listener}"
+    );
+    assert_eq!(rds(first), "inbound");
+}
