@@ -121,6 +121,11 @@ impl IncrementalBuilder {
         self.groups.retain(|name, _| keep(name));
     }
 
+    /// How many groups it holds a previous build of.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
     /// Whether the last build translated only the endpoints that changed (see the module doc).
     pub fn last_was_endpoints_only(&self) -> bool {
         self.endpoints_only

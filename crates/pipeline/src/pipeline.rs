@@ -271,17 +271,7 @@ impl Pipeline {
             }
             let groups: Vec<ProxyGroup> =
                 groups.iter().filter_map(|g| group_of(g, &world)).collect();
-            let used: BTreeSet<BuilderKey> = groups.iter().map(builder_key).collect();
-            builders.retain(|key, _| used.contains(key));
-            if let Some(certs) = &p.certs {
-                certs.retain(&groups);
-            }
-            let names: BTreeSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-            for builder in builders.values_mut() {
-                builder.retain_groups(|g| names.contains(g));
-            }
-            p.provenances.retain(|g| names.contains(g));
-            p.patches.retain(|g| names.contains(g));
+            p.keep_only(&mut builders, &groups);
             for group in &groups {
                 p.build(&mut builders, &world, group, rollout);
             }
@@ -289,6 +279,35 @@ impl Pipeline {
             p.count_resources();
         })
         .await;
+    }
+
+    /// Drops what was built for groups the cache no longer holds (evicted after their idle
+    /// time): their translators' memos of every encoded resource, provenance, patch outcomes
+    /// and workload certificates. A proxy of theirs that connects later gets a fresh build.
+    pub async fn forget_evicted(self: Arc<Self>) {
+        self.blocking(|p| {
+            let mut builders = p.lock_builds();
+            let world = p.world();
+            let held = p.cache.groups();
+            let groups: Vec<ProxyGroup> = held.iter().filter_map(|g| group_of(g, &world)).collect();
+            p.keep_only(&mut builders, &groups);
+        })
+        .await;
+    }
+
+    /// Keeps the per-group state of `groups` only.
+    fn keep_only(&self, builders: &mut Builders, groups: &[ProxyGroup]) {
+        let used: BTreeSet<BuilderKey> = groups.iter().map(builder_key).collect();
+        builders.retain(|key, _| used.contains(key));
+        if let Some(certs) = &self.certs {
+            certs.retain(groups);
+        }
+        let names: BTreeSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        for builder in builders.values_mut() {
+            builder.retain_groups(|g| names.contains(g));
+        }
+        self.provenances.retain(|g| names.contains(g));
+        self.patches.retain(|g| names.contains(g));
     }
 
     async fn build_missing(self: Arc<Self>) {
@@ -533,6 +552,27 @@ mod tests {
         assert_eq!(cache.unbuilt_watched(), vec!["idle".to_string()]);
         pipeline.clone().build_missing().await;
         assert!(has_pay("idle"), "built from the current World on return");
+    }
+
+    /// The default group is built up front; once the cache evicts it (nobody watched it for
+    /// the idle time), the translator that holds every encoded resource of it is dropped too.
+    #[tokio::test]
+    async fn an_evicted_group_takes_its_builder_with_it() {
+        let index = Arc::new(Mutex::new(Index::new()));
+        apply_doc(&index, service("shop", "cart"));
+        let cache = Cache::new();
+        let metrics = PipelineMetrics::unregistered(&XdsMetrics::unregistered());
+        let pipeline = Pipeline::new(index.clone(), cache.clone(), Options::default(), metrics);
+        pipeline.clone().build_all(0).await;
+        assert!(cache.get(DEFAULT_GROUP).is_some(), "built up front");
+        assert_eq!(pipeline.lock_builds().len(), 1);
+        let _web = cache.subscribe("web");
+        pipeline.clone().build_missing().await;
+        assert_eq!(cache.evict_idle(Duration::ZERO), vec![DEFAULT_GROUP]);
+        pipeline.clone().forget_evicted().await;
+        let builders = pipeline.lock_builds();
+        let groups: Vec<usize> = builders.values().map(|b| b.group_count()).collect();
+        assert_eq!(groups, [1], "only the watched group's state is kept");
     }
 
     /// A ProxyScope change re-translates the groups it selects into different snapshots,

@@ -45,7 +45,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cache = Cache::new();
     let security = &args.security;
     cache.set_max_groups(security.max_groups);
-    tokio::spawn(evict_idle_groups(cache.clone(), security.group_idle));
     let tls = load_tls(security)?;
     let (writer, changed_rx) = IndexWriter::new(index.clone());
     let (ready_tx, ready_rx) = watch::channel(false);
@@ -111,6 +110,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         file_mode: args.config_dir.is_some(),
         enabled: args.enable_rollback,
     });
+    tokio::spawn(evict_idle_groups(
+        cache.clone(),
+        pipeline.clone(),
+        security.group_idle,
+    ));
     tokio::spawn(pipeline.clone().rotate_certificates());
     if let Some(ca) = mesh.ca.clone() {
         tokio::spawn(ca.run(pipeline.clone()));
@@ -247,13 +251,18 @@ fn load_tls(security: &SecurityArgs) -> anyhow::Result<Option<Arc<TlsReloader>>>
     Ok(Some(tls))
 }
 
-/// Evicts proxy groups nobody has watched for `idle`, checking every `idle / 2`.
-async fn evict_idle_groups(cache: Arc<Cache>, idle: Duration) {
+/// Evicts proxy groups nobody has watched for `idle`, checking every `idle / 2`, and what the
+/// pipeline built for them.
+async fn evict_idle_groups(cache: Arc<Cache>, pipeline: Arc<Pipeline>, idle: Duration) {
     let mut tick = tokio::time::interval((idle / 2).max(Duration::from_secs(1)));
     loop {
         tick.tick().await;
-        for group in cache.evict_idle(idle) {
+        let evicted = cache.evict_idle(idle);
+        for group in &evicted {
             tracing::info!(%group, ?idle, "evicted a proxy group no proxy has watched");
+        }
+        if !evicted.is_empty() {
+            pipeline.clone().forget_evicted().await;
         }
     }
 }

@@ -725,6 +725,10 @@ fn a_nack_naming_one_cluster_resends_the_others_at_once() {
     let out = stream.on_request(refusal);
     assert_eq!(out.nacks.len(), 1);
     let resent = only(out);
-    assert_eq!(names(&resent), ["api"], "the cluster not named goes out again");
+    assert_eq!(
+        names(&resent),
+        ["api"],
+        "the cluster not named goes out again"
+    );
     assert!(stream.on_request(ack(&resent)).responses.is_empty());
 }

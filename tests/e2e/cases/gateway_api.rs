@@ -1854,8 +1854,9 @@ async fn gateway_api_nack_is_attributed_to_the_gateway_and_route() -> anyhow::Re
 /// again, on the set's own port): the ListenerSet and its listener entry get
 /// `Programmed=False` (`Invalid`, Envoy's text) and the route's parent entry
 /// `portolan.dev/Programmed=False`; the Gateway and its own listener stay `Programmed=True`
-/// (its `portolan.dev/Converged` is `False Nacked`). With the regex fixed, the set is
-/// programmed again.
+/// (its `portolan.dev/Converged` is `False Nacked`), and its port serves: the NACK names the
+/// set's route configuration only, so the Gateway's is sent again without it. With the regex
+/// fixed, the set is programmed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_nack_on_a_listener_set_is_attributed_to_the_listener_set() -> anyhow::Result<()>
 {
@@ -1870,7 +1871,7 @@ async fn gateway_api_nack_on_a_listener_set_is_attributed_to_the_listener_set() 
         .manifest(file)?
         .replace("{SET_PORT}", &set_port.to_string());
     c.config.write(file, &text)?;
-    c.gateway("nack-set-gateway").await?;
+    let addr = c.gateway("nack-set-gateway").await?;
     let programmed_is = |want: &'static str| {
         move |s: &Value| {
             condition(&s["conditions"], "Programmed").is_some_and(|p| p["status"] == want)
@@ -1931,6 +1932,16 @@ async fn gateway_api_nack_on_a_listener_set_is_attributed_to_the_listener_set() 
         "False",
         "Nacked",
     );
+    // The NACK names the set's route configuration only, so Portolan sends the Gateway's own
+    // again without it, and the Gateway's port serves while the set's stays refused.
+    c.wait_envoy(
+        "nack-set-gateway",
+        &format!("\"{INFRA}/nack-set-fine/"),
+        true,
+    )
+    .await?;
+    c.expect_backend(&addr, get("example.com", "/"), "infra-backend-v1")
+        .await?;
 
     // Fixed: the set is programmed again.
     let fixed = text.replace(
