@@ -53,7 +53,7 @@ use crate::response::SotwResponse;
 use crate::snapshot::{Change, Snapshot};
 use crate::status::{Nack, SubscribedNames, TypeStatus};
 use crate::stream::{
-    Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, mentions,
+    Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, blames,
 };
 
 /// The SotW state of one stream.
@@ -335,15 +335,15 @@ impl TypeState {
         if self.ty.is_wildcard() {
             self.nacked_version = Some(last.version.clone());
         }
-        let sent = || {
-            last.previous
-                .iter()
-                .filter(|(name, _)| self.known.contains_key(name))
-        };
-        let named = !self.ty.is_wildcard() && sent().any(|(name, _)| mentions(message, name));
+        let named = !self.ty.is_wildcard()
+            && last.previous.iter().any(|(name, _)| {
+                self.known
+                    .get(name)
+                    .is_some_and(|resource| blames(message, resource))
+            });
         for (name, previous) in last.previous.drain(..) {
             if let Some(rejected) = self.known.get(&name)
-                && (!named || mentions(message, &name))
+                && (!named || blames(message, rejected))
             {
                 self.nacked
                     .insert(name.clone(), rejected.version().to_string());

@@ -1,6 +1,7 @@
 //! Unit tests of the SotW state machine: requests in, responses out.
 
 use super::*;
+use crate::stream::mentions;
 use crate::testing::*;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
@@ -773,4 +774,19 @@ fn a_name_is_mentioned_only_as_a_whole_word() {
     assert!(!mentions("route 'gateway-8081': bad", "gateway-80"));
     assert!(!mentions("xgateway-80", "gateway-80"));
     assert!(!mentions("anything", ""));
+}
+
+#[test]
+fn a_nack_quoting_a_value_blames_the_resource_that_holds_it() {
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
+    stream.on_snapshot(Arc::new(snapshot_with(
+        &[("a", 1), ("bbbb", 2)],
+        &[("r1", "a"), ("r2", "bbbb")],
+    )));
+    let names = ["r1", "r2"];
+    let first = only(stream.on_request(request(Route, &names, "", "")));
+    // Envoy's text names no route configuration, only the value it refused (as for a regex).
+    let message = "cluster 'bbbb' is refused here";
+    let resent = only(stream.on_request(nack_saying(Route, &names, &first, message)));
+    assert_eq!(response_names(&resent), ["r1"]);
 }

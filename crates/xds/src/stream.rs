@@ -250,6 +250,30 @@ impl RemovalGate {
     }
 }
 
+/// Whether a NACK's `message` points at `resource`: it names it (as a whole word), or a value
+/// it quotes (`'...'` or `"..."`, at least 4 bytes, as Envoy quotes an offending regex or
+/// header name) is in the resource's encoded bytes, where protobuf keeps strings verbatim.
+pub(crate) fn blames(message: &str, resource: &crate::resource::Resource) -> bool {
+    mentions(message, resource.name())
+        || quoted(message).any(|fragment| {
+            let value = resource.value();
+            value
+                .windows(fragment.len())
+                .any(|window| window == fragment.as_bytes())
+        })
+}
+
+/// The quoted values of a message, 4 bytes or longer.
+fn quoted(message: &str) -> impl Iterator<Item = &str> {
+    ['\'', '"'].into_iter().flat_map(move |quote| {
+        message
+            .split(quote)
+            .skip(1)
+            .step_by(2)
+            .filter(|fragment| fragment.len() >= 4)
+    })
+}
+
 /// Whether `message` names `name` as a whole word: not inside a longer name (`gateway-80` is
 /// not named by a message about `gateway-8081`).
 pub(crate) fn mentions(message: &str, name: &str) -> bool {
