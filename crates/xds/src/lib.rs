@@ -24,6 +24,7 @@ pub mod limits;
 pub mod metrics;
 pub mod resource;
 pub mod response;
+mod request_body;
 mod response_body;
 pub mod server;
 pub mod snapshot;
