@@ -36,12 +36,8 @@ fn main() -> anyhow::Result<()> {
     let world = index.world();
     let group = portolan_pipeline::groups::group_for_name("default", &world)
         .context("the default group")?;
-    let snapshot = Arc::new(IncrementalBuilder::new().build(
-        &world,
-        &group,
-        &Options::default(),
-        None,
-    )?);
+    let snapshot =
+        Arc::new(IncrementalBuilder::new().build(&world, &group, &Options::default(), None)?);
     drop(world);
     // One stream first, so that what every stream shares (the snapshot's lazily made parts,
     // the allocator's first pages) is in the "before" figure.
@@ -59,6 +55,71 @@ fn main() -> anyhow::Result<()> {
         after.saturating_sub(before) as f64 / streams.max(1) as f64
     );
     drop(kept);
+    if !delta {
+        before_issue_24(&snapshot, streams)?;
+    }
+    Ok(())
+}
+
+/// What a SotW stream in sync held per name before issue #24's per-stream memory work, built
+/// the way it built them, `streams` times: its own map of every cluster (collected), its own
+/// set of every EDS name and its own map of every ClusterLoadAssignment (inserted one by one
+/// as they were sent); and the request decoder's buffer, which tonic grew to the largest
+/// request (the EDS request naming every cluster) and kept.
+fn before_issue_24(snapshot: &Arc<Snapshot>, streams: usize) -> anyhow::Result<()> {
+    use portolan_xds::ResourceType::{Cluster, Endpoint};
+    use std::collections::{BTreeMap, BTreeSet};
+    type Name = Arc<str>;
+    let pid = std::process::id();
+    let shared = |ty| -> Vec<(Name, Arc<portolan_xds::Resource>)> {
+        let all = snapshot.resources(ty);
+        all.values()
+            .map(|r| (Name::from(r.name()), r.clone()))
+            .collect()
+    };
+    // Names shared as the stream shared them (one Arc per name, cloned into every map).
+    let (clusters, assignments) = (shared(Cluster), shared(Endpoint));
+    let mut maps: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let mut measure =
+        |what: &str, make: &dyn Fn() -> Box<dyn std::any::Any>| -> anyhow::Result<()> {
+            let before = rss_kib(pid)?;
+            for _ in 0..streams {
+                maps.push(make());
+            }
+            let after = rss_kib(pid)?;
+            println!(
+                "  before #24, per stream: {what}: {:.1} KiB",
+                after.saturating_sub(before) as f64 / streams.max(1) as f64
+            );
+            Ok(())
+        };
+    measure("CDS map of every cluster (collected)", &|| {
+        let map: BTreeMap<Name, _> = clusters.iter().cloned().collect();
+        Box::new(map)
+    })?;
+    measure("EDS name set", &|| {
+        let set: BTreeSet<Name> = assignments.iter().map(|(n, _)| n.clone()).collect();
+        Box::new(set)
+    })?;
+    measure("EDS map of every assignment (inserted as sent)", &|| {
+        let mut map = BTreeMap::new();
+        for (name, resource) in &assignments {
+            map.insert(name.clone(), resource.clone());
+        }
+        Box::new(map)
+    })?;
+    let names: Vec<String> = assignments.iter().map(|(n, _)| n.to_string()).collect();
+    let request = envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest {
+        resource_names: names,
+        type_url: portolan_xds_client::type_url::ENDPOINT.to_string(),
+        node: Some(node::envoy("mem", "default")),
+        ..Default::default()
+    };
+    println!(
+        "  the EDS request (and every EDS ACK) naming every cluster: {} bytes (tonic's decode buffer grew to it and kept it)",
+        prost::Message::encoded_len(&request)
+    );
+    drop(maps);
     Ok(())
 }
 

@@ -593,8 +593,7 @@ impl TypeState {
             changes.push((name, before, None));
         }
         if plan.whole {
-            self.client
-                .share(snapshot.all_versions(self.ty), version);
+            self.client.share(snapshot.all_versions(self.ty), version);
         } else {
             if !changes.is_empty() {
                 let client = self.client.to_mut();
@@ -609,7 +608,9 @@ impl TypeState {
             if self.wildcard || plan.from_changes {
                 debug_assert!(self.wildcard || self.holds_only_wanted());
             } else if self.client.keys().any(|name| !names.contains(&**name)) {
-                self.client.to_mut().retain(|name, _| names.contains(&**name));
+                self.client
+                    .to_mut()
+                    .retain(|name, _| names.contains(&**name));
             }
             if !plan.from_changes {
                 let all = snapshot.all_versions(self.ty);

@@ -722,11 +722,19 @@ fn streams_holding_every_resource_share_the_snapshots_maps() {
     let other = synced(chain[0].clone());
     for ty in [Cluster, Endpoint, Listener, Route] {
         for s in [&stream, &other] {
-            assert!(s.types[&ty].client.is_shared_with(chain[0].all_versions(ty)), "{ty}");
+            assert!(
+                s.types[&ty]
+                    .client
+                    .is_shared_with(chain[0].all_versions(ty)),
+                "{ty}"
+            );
         }
     }
     for s in [&stream, &other] {
-        assert!(Arc::ptr_eq(&s.types[&Endpoint].names, chain[0].all_names(Endpoint)));
+        assert!(Arc::ptr_eq(
+            &s.types[&Endpoint].names,
+            chain[0].all_names(Endpoint)
+        ));
     }
 
     // An endpoint change planned from the change set: the next snapshot's map, not a copy.
@@ -734,7 +742,11 @@ fn streams_holding_every_resource_share_the_snapshots_maps() {
     let response = only(stream.on_snapshot(chain[1].clone()));
     assert_eq!(names(&response), vec!["a"]);
     assert!(stream.plan_counts().from_changes > before.from_changes);
-    assert!(stream.types[&Endpoint].client.is_shared_with(chain[1].all_versions(Endpoint)));
+    assert!(
+        stream.types[&Endpoint]
+            .client
+            .is_shared_with(chain[1].all_versions(Endpoint))
+    );
     // Rejected: the stream's own map again, holding the version the client kept.
     stream.on_request(nack(&response));
     let client = &stream.types[&Endpoint].client;
@@ -744,9 +756,17 @@ fn streams_holding_every_resource_share_the_snapshots_maps() {
     // Removals from a change set: shared again with the snapshot that has them removed.
     let mut stream = synced(chain[1].clone());
     let out = all(stream.on_snapshot(chain[2].clone()));
-    assert!(out.iter().any(|r| r.removed_resources == vec!["b".to_string()]));
+    assert!(
+        out.iter()
+            .any(|r| r.removed_resources == vec!["b".to_string()])
+    );
     for ty in [Cluster, Endpoint] {
-        assert!(stream.types[&ty].client.is_shared_with(chain[2].all_versions(ty)), "{ty}");
+        assert!(
+            stream.types[&ty]
+                .client
+                .is_shared_with(chain[2].all_versions(ty)),
+            "{ty}"
+        );
     }
 
     // Subscribed to some names only: its own set and map.
@@ -758,6 +778,13 @@ fn streams_holding_every_resource_share_the_snapshots_maps() {
     assert!(!Arc::ptr_eq(&state.names, chain[0].all_names(Endpoint)));
     // Subscribing to the rest shares the snapshot's set.
     only(some.on_request(subscribe(Endpoint, &["a"])));
-    assert!(Arc::ptr_eq(&some.types[&Endpoint].names, chain[0].all_names(Endpoint)));
-    assert!(some.types[&Endpoint].client.is_shared_with(chain[0].all_versions(Endpoint)));
+    assert!(Arc::ptr_eq(
+        &some.types[&Endpoint].names,
+        chain[0].all_names(Endpoint)
+    ));
+    assert!(
+        some.types[&Endpoint]
+            .client
+            .is_shared_with(chain[0].all_versions(Endpoint))
+    );
 }

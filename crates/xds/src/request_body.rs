@@ -211,7 +211,9 @@ mod tests {
         out
     }
 
-    async fn all(requests: Requests<Frames, DiscoveryRequest>) -> Vec<Result<DiscoveryRequest, Status>> {
+    async fn all(
+        requests: Requests<Frames, DiscoveryRequest>,
+    ) -> Vec<Result<DiscoveryRequest, Status>> {
         requests.collect().await
     }
 
@@ -225,7 +227,11 @@ mod tests {
             let frames = wire.chunks(size).map(<[u8]>::to_vec).collect();
             let decoded = all(Requests::new(body(frames), 1 << 20)).await;
             let decoded: Vec<_> = decoded.into_iter().map(|r| r.expect("decodes")).collect();
-            assert_eq!(decoded, vec![a.clone(), b.clone(), c.clone()], "frames of {size}");
+            assert_eq!(
+                decoded,
+                vec![a.clone(), b.clone(), c.clone()],
+                "frames of {size}"
+            );
         }
     }
 
@@ -237,12 +243,21 @@ mod tests {
         // The big request in two frames, then half of a small one.
         let rest = wire.split_off(wire.len() / 2);
         let half = small[..small.len() / 2].to_vec();
-        let mut requests = Requests::new(body(vec![wire, rest, half]), 1 << 20);
+        let mut requests: Requests<Frames, DiscoveryRequest> =
+            Requests::new(body(vec![wire, rest, half]), 1 << 20);
         let first = requests.next().await.expect("a request").expect("decodes");
         assert_eq!(first, big);
-        assert_eq!(requests.buffered_capacity(), 0, "buffer released after the request");
+        assert_eq!(
+            requests.buffered_capacity(),
+            0,
+            "buffer released after the request"
+        );
         // The cut-short request is an error, and the stream ends.
-        let cut = requests.next().await.expect("an error").expect_err("cut short");
+        let cut = requests
+            .next()
+            .await
+            .expect("an error")
+            .expect_err("cut short");
         assert_eq!(cut.code(), tonic::Code::Internal);
         assert!(requests.next().await.is_none());
     }
@@ -252,7 +267,11 @@ mod tests {
         let wire = framed(&request(100));
         let decoded = all(Requests::new(body(vec![wire]), 64)).await;
         assert_eq!(decoded.len(), 1);
-        let status = decoded.into_iter().next().expect("one").expect_err("too large");
+        let status = decoded
+            .into_iter()
+            .next()
+            .expect("one")
+            .expect_err("too large");
         assert_eq!(status.code(), tonic::Code::OutOfRange);
     }
 
@@ -265,7 +284,11 @@ mod tests {
         for wire in [compressed, garbage] {
             let decoded = all(Requests::new(body(vec![wire]), 1 << 20)).await;
             assert_eq!(decoded.len(), 1, "one error, then the end");
-            let status = decoded.into_iter().next().expect("one").expect_err("refused");
+            let status = decoded
+                .into_iter()
+                .next()
+                .expect("one")
+                .expect_err("refused");
             assert_eq!(status.code(), tonic::Code::Internal);
         }
     }

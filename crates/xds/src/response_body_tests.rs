@@ -59,7 +59,7 @@ fn framed_by_prost(encoded: Vec<u8>) -> Vec<u8> {
 }
 
 /// Every chunk of `message` written `chunk` bytes at a time.
-fn chunks(message: impl Encode, chunk: usize) -> Vec<Bytes> {
+fn chunks(message: impl Encode, chunk: usize) -> Vec<Vec<u8>> {
     let mut writing = Writing::start(message, usize::MAX >> 1).expect("starts");
     let mut out = Vec::new();
     while !writing.is_done() {
@@ -232,7 +232,10 @@ fn a_body_hands_http2_at_most_max_queued_bytes_it_has_not_written() {
     let first = data(poll(&mut body));
     let second = data(poll(&mut body));
     assert_eq!(body.queued_bytes(), MAX_QUEUED);
-    assert!(poll(&mut body).is_pending(), "a third chunk while two are queued");
+    assert!(
+        poll(&mut body).is_pending(),
+        "a third chunk while two are queued"
+    );
     assert_eq!(wakes.0.load(SeqCst), 0);
     // Writing one out (HTTP/2 drops it) wakes the body, which hands out the next.
     let mut written = first.to_vec();

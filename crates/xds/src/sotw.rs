@@ -384,9 +384,9 @@ impl TypeState {
         if let Some(wanted) = changed {
             // Every name of the type (Envoy's EDS subscription: all of its clusters): the one
             // set the snapshot keeps for every stream that asks so.
-            let all = snapshot
-                .map(|s| s.all_names(self.ty))
-                .filter(|all| all.len() == wanted.len() && all.iter().zip(&wanted).all(|(a, b)| &**a == *b));
+            let all = snapshot.map(|s| s.all_names(self.ty)).filter(|all| {
+                all.len() == wanted.len() && all.iter().zip(&wanted).all(|(a, b)| &**a == *b)
+            });
             self.names = match all {
                 Some(all) => all.clone(),
                 None => {

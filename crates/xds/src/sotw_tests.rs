@@ -722,11 +722,19 @@ fn streams_holding_every_resource_share_the_snapshots_maps() {
     let (two, _) = synced(chain[0].clone());
     for ty in [Cluster, Endpoint, Listener, Route] {
         for stream in [&one, &two] {
-            assert!(stream.types[&ty].known.is_shared_with(chain[0].all_held(ty)), "{ty}");
+            assert!(
+                stream.types[&ty]
+                    .known
+                    .is_shared_with(chain[0].all_held(ty)),
+                "{ty}"
+            );
         }
     }
     for stream in [&one, &two] {
-        assert!(Arc::ptr_eq(&stream.types[&Endpoint].names, chain[0].all_names(Endpoint)));
+        assert!(Arc::ptr_eq(
+            &stream.types[&Endpoint].names,
+            chain[0].all_names(Endpoint)
+        ));
     }
 
     // An endpoint change planned from the change set: the next snapshot's map, not a copy.
@@ -736,7 +744,10 @@ fn streams_holding_every_resource_share_the_snapshots_maps() {
     assert!(one.plan_counts().from_changes > before.from_changes);
     let eds = &one.types[&Endpoint].known;
     assert!(eds.is_shared_with(chain[1].all_held(Endpoint)));
-    assert_eq!(eds["a"].version(), chain[1].resources(Endpoint)["a"].version());
+    assert_eq!(
+        eds["a"].version(),
+        chain[1].resources(Endpoint)["a"].version()
+    );
 
     // Rejected, the client keeps what it had: the stream's own map again, with that.
     let out = one.on_request(nack(Endpoint, &["a", "b"], &response));
@@ -744,7 +755,10 @@ fn streams_holding_every_resource_share_the_snapshots_maps() {
     let eds = &one.types[&Endpoint].known;
     assert!(!eds.is_shared_with(chain[1].all_held(Endpoint)));
     assert!(!eds.is_shared_with(chain[0].all_held(Endpoint)));
-    assert_eq!(eds["a"].version(), chain[0].resources(Endpoint)["a"].version());
+    assert_eq!(
+        eds["a"].version(),
+        chain[0].resources(Endpoint)["a"].version()
+    );
 
     // A new cluster: CDS holds the new snapshot's map; EDS, not subscribed to it yet, is not
     // pushed; once subscribed to every name, both are shared again.
@@ -752,12 +766,23 @@ fn streams_holding_every_resource_share_the_snapshots_maps() {
     let out = stream.on_snapshot(chain[2].clone());
     assert_eq!(types_of(&out), vec![Cluster]);
     let cds = only(out);
-    assert!(stream.types[&Cluster].known.is_shared_with(chain[2].all_held(Cluster)));
+    assert!(
+        stream.types[&Cluster]
+            .known
+            .is_shared_with(chain[2].all_held(Cluster))
+    );
     stream.on_request(ack(Cluster, &[], &cds));
     let eds = only(stream.on_request(request(Endpoint, &["a", "b", "c"], "", "")));
     assert_eq!(response_names(&eds), vec!["c"]);
-    assert!(stream.types[&Endpoint].known.is_shared_with(chain[2].all_held(Endpoint)));
-    assert!(Arc::ptr_eq(&stream.types[&Endpoint].names, chain[2].all_names(Endpoint)));
+    assert!(
+        stream.types[&Endpoint]
+            .known
+            .is_shared_with(chain[2].all_held(Endpoint))
+    );
+    assert!(Arc::ptr_eq(
+        &stream.types[&Endpoint].names,
+        chain[2].all_names(Endpoint)
+    ));
 
     // Subscribed to some names only, a stream keeps its own set and map.
     let mut some = SotwStream::new(StreamTypes::Aggregated);
@@ -765,6 +790,9 @@ fn streams_holding_every_resource_share_the_snapshots_maps() {
     only(some.on_request(request(Endpoint, &["b"], "", "")));
     let state = &some.types[&Endpoint];
     assert!(!state.known.is_shared_with(chain[2].all_held(Endpoint)));
-    assert_eq!(state.known.keys().map(|k| &**k).collect::<Vec<_>>(), vec!["b"]);
+    assert_eq!(
+        state.known.keys().map(|k| &**k).collect::<Vec<_>>(),
+        vec!["b"]
+    );
     assert!(!Arc::ptr_eq(&state.names, chain[2].all_names(Endpoint)));
 }

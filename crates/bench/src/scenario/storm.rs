@@ -45,10 +45,15 @@ pub struct Storm {
     /// CPU time from the start until the last proxy was in sync: Portolan's, the bench's own.
     pub server_cpu: Duration,
     pub client_cpu: Duration,
-    /// Portolan's resident memory with the warm-up proxy, and once every proxy is in sync.
+    /// Portolan's resident memory with the warm-up proxy, once every proxy is in sync, and
+    /// [`SETTLE`] later (transient sync buffers freed and returned).
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
+    pub rss_settled_kib: u64,
 }
+
+/// How long after the storm Portolan's memory is read again.
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// Runs one storm of `config.clients` proxies.
 pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
@@ -74,9 +79,8 @@ pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
     drop(done_tx);
     let pid = served.pid()?;
     let rss_before_kib = rss_kib(pid)?;
-    let cpu = || -> anyhow::Result<(u64, u64)> {
-        Ok((cpu_ticks(pid)?, cpu_ticks(std::process::id())?))
-    };
+    let cpu =
+        || -> anyhow::Result<(u64, u64)> { Ok((cpu_ticks(pid)?, cpu_ticks(std::process::id())?)) };
     barrier.wait().await;
     let start = Instant::now();
     let cpu_before = cpu()?;
@@ -103,6 +107,8 @@ pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
     let ticks = |after: u64, before: u64| {
         Duration::from_millis(after.saturating_sub(before) * 1000 / TICKS_PER_SECOND)
     };
+    tokio::time::sleep(SETTLE).await;
+    let rss_settled_kib = rss_kib(pid)?;
     let _ = stop.send(true);
     warm.stop();
     served.portolan.terminate().await?;
@@ -117,6 +123,7 @@ pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
         client_cpu: ticks(cpu_after.1, cpu_before.1),
         rss_before_kib,
         rss_after_kib,
+        rss_settled_kib,
     })
 }
 
@@ -192,15 +199,15 @@ pub fn storm_md(runs: &[Storm]) -> String {
     );
     let _ = writeln!(
         out,
-        "| Proxies | Lost | Every surviving proxy in sync | Per proxy sync p50 | p99 | max | Portolan CPU | bench (proxies) CPU | Portolan RSS before → after | per proxy |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| Proxies | Lost | Every surviving proxy in sync | Per proxy sync p50 | p99 | max | Portolan CPU | bench (proxies) CPU | Portolan RSS before → after | per proxy | 2 s later, per proxy |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in runs {
         let d = Dist::of(&r.sync);
-        let per_proxy =
-            r.rss_after_kib.saturating_sub(r.rss_before_kib) as f64 / r.clients.max(1) as f64;
+        let per = |kib: u64| kib.saturating_sub(r.rss_before_kib) as f64 / r.clients.max(1) as f64;
+        let (per_proxy, settled) = (per(r.rss_after_kib), per(r.rss_settled_kib));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} → {} | {per_proxy:.1} KiB |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} → {} | {per_proxy:.1} KiB | {settled:.1} KiB |",
             r.clients,
             r.lost,
             ms(r.all_synced),
