@@ -5,9 +5,8 @@
 //! idle stream pins memory the size of its largest response (3.4 MB for the EDS response of a
 //! 10,000-Service mesh, per connected proxy). Here a message is written only when HTTP/2 asks
 //! for more of the body, in chunks of at most [`CHUNK`] bytes, each in a buffer of exactly its
-//! size that HTTP/2 frees once it is written. HTTP/2 holds about one chunk per stream while
-//! the client reads (hyper polls the body again once the previous chunk is handed over), so a
-//! stream in the middle of a 9 MiB initial push holds a chunk or two, not the push; an idle
+//! size that HTTP/2 frees once it is written, and at most two chunks queued (below), so a
+//! stream in the middle of a 9 MiB initial push holds 128 KiB at most, not the push; an idle
 //! stream holds no buffer at all. The chunks are written straight from the snapshot's shared
 //! resource bytes ([`crate::response`]): they are the only copy of those bytes a push makes.
 //!

@@ -593,7 +593,11 @@ impl TypeState {
         if quiet && !self.needs_answer {
             return Diffed { plan: None, sum };
         }
-        let target = if every {
+        // A subscription to every name (the snapshot's set itself) gets every resource too.
+        let all_names = !self.wildcard
+            && extra.is_empty()
+            && Arc::ptr_eq(&self.names, snapshot.all_names(self.ty));
+        let target = if every || all_names {
             // Every resource of the type: the snapshot's own map, shared.
             snapshot.all_held(self.ty).clone()
         } else {
@@ -699,6 +703,25 @@ impl TypeState {
         } = plan;
         let stale = std::mem::take(&mut self.stale);
         let previous = match target {
+            Target::All(target)
+                if !self.ty.is_wildcard()
+                    && self.nacked.is_empty()
+                    && Arc::ptr_eq(&target, snapshot.all_held(self.ty)) =>
+            {
+                // Every resource: what was not sent, the client holds at that version already
+                // (it rejected nothing), so it will hold the snapshot's map itself.
+                let gone = self.known.keys().filter(|n| !target.contains_key(*n));
+                let previous = gone
+                    .cloned()
+                    .chain(resources.iter().map(|r| r.shared_name().clone()))
+                    .map(|name| {
+                        let old = self.known.get(&name).cloned();
+                        (name, old)
+                    })
+                    .collect();
+                self.known.share(&target, snapshot.version(self.ty));
+                previous
+            }
             Target::All(target) => {
                 let previous = if self.ty.is_wildcard() {
                     self.hold_exactly(target)
