@@ -711,14 +711,7 @@ impl TypeState {
                 // Every resource: what was not sent, the client holds at that version already
                 // (it rejected nothing), so it will hold the snapshot's map itself.
                 let gone = self.known.keys().filter(|n| !target.contains_key(*n));
-                let previous = gone
-                    .cloned()
-                    .chain(resources.iter().map(|r| r.shared_name().clone()))
-                    .map(|name| {
-                        let old = self.known.get(&name).cloned();
-                        (name, old)
-                    })
-                    .collect();
+                let previous = self.held_before(gone.cloned().collect(), &resources);
                 self.known.share(&target, snapshot.version(self.ty));
                 previous
             }
@@ -736,14 +729,7 @@ impl TypeState {
                 previous
             }
             Target::Changes { whole: true } => {
-                let previous = stale
-                    .into_iter()
-                    .chain(resources.iter().map(|r| r.shared_name().clone()))
-                    .map(|name| {
-                        let old = self.known.get(&name).cloned();
-                        (name, old)
-                    })
-                    .collect();
+                let previous = self.held_before(stale.into_iter().collect(), &resources);
                 self.known
                     .share(snapshot.all_held(self.ty), snapshot.version(self.ty));
                 previous
@@ -766,6 +752,23 @@ impl TypeState {
             ty: self.ty,
             nonce,
         }
+    }
+
+    /// What the client holds of `gone` and of the names of `sent` (restored on a NACK), for a
+    /// commit that will hold the snapshot's map instead of changing its own.
+    fn held_before(
+        &self,
+        gone: Vec<Name>,
+        sent: &[Arc<Resource>],
+    ) -> Vec<(Name, Option<Arc<Resource>>)> {
+        let sent = sent.iter().map(|r| r.shared_name().clone());
+        let names = gone.into_iter().chain(sent);
+        names
+            .map(|name| {
+                let old = self.known.get(&name).cloned();
+                (name, old)
+            })
+            .collect()
     }
 
     /// Full-state types: the client now holds `target`. Returns what it held before.
