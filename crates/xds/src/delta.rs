@@ -592,8 +592,17 @@ impl TypeState {
             let before = self.client.get(&name).cloned();
             changes.push((name, before, None));
         }
-        if plan.whole {
-            self.client.share(snapshot.all_versions(self.ty), version);
+        // A first sync of every resource (the client held nothing, rejected nothing, and gets
+        // as many resources as the type has: all of them) holds the snapshot's map at once,
+        // without building a map of its own first.
+        let all = snapshot.all_versions(self.ty);
+        let takes_all = !plan.from_changes
+            && self.client.is_empty()
+            && self.nacked.is_empty()
+            && plan.removed.is_empty()
+            && plan.upserts.len() == all.len();
+        if plan.whole || takes_all {
+            self.client.share(all, version);
         } else {
             if !changes.is_empty() {
                 let client = self.client.to_mut();
@@ -613,7 +622,6 @@ impl TypeState {
                     .retain(|name, _| names.contains(&**name));
             }
             if !plan.from_changes {
-                let all = snapshot.all_versions(self.ty);
                 self.client.share_if_same(all, version, |a, b| a == b);
             }
         }
