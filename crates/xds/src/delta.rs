@@ -41,6 +41,9 @@
 //!   the client does not hold, and the removed names it holds. Otherwise (a stream more than one
 //!   snapshot behind, among others) it diffs in full; both give the same responses (debug
 //!   builds check each change-set plan against the full diff).
+//! * A subscription to every name of a type is the snapshot's one set of them, and the versions
+//!   the client holds, when they are those of every resource of the type, are the snapshot's one
+//!   map of them (`stream::Held`), kept across change-set pushes that carry every change.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -51,9 +54,9 @@ use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use crate::resource::{Resource, ResourceType};
 use crate::response::DeltaResponse;
 use crate::snapshot::{self, Snapshot};
-use crate::status::{Nack, TypeStatus};
+use crate::status::{Nack, SubscribedNames, TypeStatus};
 use crate::stream::{
-    Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, mentions,
+    Held, Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, mentions,
 };
 
 /// How many unanswered responses per type are remembered.
@@ -73,10 +76,13 @@ pub struct DeltaStream {
 struct TypeState {
     ty: ResourceType,
     wildcard: bool,
-    names: BTreeSet<String>,
+    /// Names subscribed to: the snapshot's one set of every name of the type when it is that
+    /// (Envoy's EDS subscription), shared by the streams that subscribe so.
+    names: SubscribedNames,
     /// Name -> version the client holds, sharing the snapshot's strings (a full proxy of a
-    /// 10,000-Service mesh holds 20,000 of them).
-    client: BTreeMap<Arc<str>, Arc<str>>,
+    /// 10,000-Service mesh holds 20,000 of them), and the snapshot's whole map when it holds
+    /// every resource of the type.
+    client: Held<Arc<str>>,
     /// Newly subscribed names to report as absent if they do not exist.
     unanswered: BTreeSet<String>,
     /// VHDS only: the first answer (naming the VHDS route configurations) is still owed.
@@ -116,6 +122,9 @@ struct Plan {
     absent: Vec<String>,
     /// Planned from a change set: the client holds only subscribed names already.
     from_changes: bool,
+    /// Planned from a change set, for a client that holds every resource of the snapshot it
+    /// starts from, and carrying every change: the client will hold every resource.
+    whole: bool,
 }
 
 // === impl DeltaStream ===
@@ -172,6 +181,11 @@ impl DeltaStream {
             &request.resource_names_unsubscribe,
             self.snapshot.as_deref(),
         );
+        let resubscribed = !request.resource_names_subscribe.is_empty()
+            || !request.resource_names_unsubscribe.is_empty();
+        if let Some(snapshot) = self.snapshot.as_deref().filter(|_| resubscribed) {
+            state.share_names(snapshot);
+        }
         out.responses = self.push();
         out
     }
@@ -233,7 +247,7 @@ impl DeltaStream {
                 self.gate.wait_for(nonce.clone());
             }
             if let Some(state) = self.types.get_mut(&ty) {
-                responses.push(state.commit(plan, nonce, snapshot.version(ty)));
+                responses.push(state.commit(plan, nonce, &snapshot));
             }
         }
         responses
@@ -261,11 +275,13 @@ impl TypeState {
             // VHDS starts with no names and is never a wildcard: virtual hosts are asked for
             // one by one (a wildcard would send every host to an on-demand proxy).
             wildcard: request.resource_names_subscribe.is_empty() && ty.allows_wildcard(),
-            names: BTreeSet::new(),
-            client: initial
-                .iter()
-                .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
-                .collect(),
+            names: SubscribedNames::default(),
+            client: Held::own(
+                initial
+                    .iter()
+                    .map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str())))
+                    .collect(),
+            ),
             unanswered: BTreeSet::new(),
             first_answer: ty == ResourceType::VirtualHost,
             needs_answer: true,
@@ -288,7 +304,8 @@ impl TypeState {
         for name in names {
             if name == "*" {
                 self.wildcard = self.ty.allows_wildcard();
-            } else if self.names.insert(name.clone()) {
+            } else if !self.names.contains(name.as_str()) {
+                Arc::make_mut(&mut self.names).insert(Arc::from(name.as_str()));
                 self.unanswered.insert(name.clone());
             }
             self.needs_answer = true;
@@ -306,12 +323,26 @@ impl TypeState {
                 self.wildcard = false;
                 continue;
             }
-            self.names.remove(name);
+            if self.names.contains(name.as_str()) {
+                Arc::make_mut(&mut self.names).remove(name.as_str());
+            }
             self.unanswered.remove(name);
             let in_wildcard = snapshot.is_none_or(|s| s.in_wildcard(self.ty, name));
-            if !self.wildcard || !in_wildcard {
-                self.client.remove(name.as_str());
+            if (!self.wildcard || !in_wildcard) && self.client.contains_key(name.as_str()) {
+                self.client.to_mut().remove(name.as_str());
             }
+        }
+    }
+
+    /// After a subscription change: subscribed to every name of the type, the stream keeps the
+    /// snapshot's one set of them instead of its own (O(names)).
+    fn share_names(&mut self, snapshot: &Snapshot) {
+        let all = snapshot.all_names(self.ty);
+        if Arc::ptr_eq(all, &self.names) || all.len() != self.names.len() {
+            return;
+        }
+        if all.iter().zip(self.names.iter()).all(|(a, b)| a == b) {
+            self.names = all.clone();
         }
     }
 
@@ -352,8 +383,8 @@ impl TypeState {
             };
             if self.client.get(&name) == Some(&sent) {
                 match before {
-                    Some(version) => self.client.insert(name.clone(), version),
-                    None => self.client.remove(&name),
+                    Some(version) => self.client.to_mut().insert(name.clone(), version),
+                    None => self.client.to_mut().remove(&name),
                 };
             }
             if !named || mentions(message, &name) {
@@ -471,16 +502,19 @@ impl TypeState {
     fn plan_changes(&self, snapshot: &Snapshot, changes: &[snapshot::Change]) -> Option<Plan> {
         let mut upserts = Vec::new();
         let mut removed = Vec::new();
+        // Holding every resource the change set starts from, and sending every change, the
+        // client will hold every resource of `snapshot`: share its map rather than copy ours.
+        let mut whole = self.client.is_full_before(snapshot, self.ty, changes);
         for change in changes {
             match change.after() {
                 Some(new) if self.wants(snapshot, change.name()) && self.is_new(new) => {
                     upserts.push(new.clone());
                 }
-                Some(_) => {}
+                Some(_) => whole = false,
                 None if self.holds_wanted(snapshot, change.name()) => {
                     removed.push(change.name().to_string());
                 }
-                None => {}
+                None => whole = false,
             }
         }
         if upserts.is_empty() && removed.is_empty() {
@@ -491,6 +525,7 @@ impl TypeState {
             removed,
             absent: Vec::new(),
             from_changes: true,
+            whole,
         })
     }
 
@@ -529,6 +564,7 @@ impl TypeState {
             removed: removed.into_iter().collect(),
             absent,
             from_changes: false,
+            whole: false,
         })
     }
 
@@ -551,23 +587,50 @@ impl TypeState {
     }
 
     /// Records the plan as sent and builds the response (sharing the plan's resources).
-    fn commit(&mut self, plan: Plan, nonce: String, version: &str) -> DeltaResponse {
+    fn commit(&mut self, plan: Plan, nonce: String, snapshot: &Snapshot) -> DeltaResponse {
+        let version = snapshot.version(self.ty);
         let mut changes = Vec::new();
         for resource in &plan.upserts {
-            let (name, version) = (resource.shared_name(), resource.shared_version());
-            let before = self.client.insert(name.clone(), version.clone());
-            changes.push((name.clone(), before, Some(version.clone())));
+            let (name, sent) = (resource.shared_name(), resource.shared_version());
+            let before = self.client.get(name).cloned();
+            changes.push((name.clone(), before, Some(sent.clone())));
         }
         for name in &plan.removed {
-            let before = self.client.remove(name.as_str());
-            changes.push((Arc::from(name.as_str()), before, None));
+            let name: Arc<str> = Arc::from(name.as_str());
+            let before = self.client.get(&name).cloned();
+            changes.push((name, before, None));
         }
-        if !self.wildcard {
+        // A first sync of every resource (the client held nothing, rejected nothing, and gets
+        // as many resources as the type has: all of them) holds the snapshot's map at once,
+        // without building a map of its own first.
+        let all = snapshot.all_versions(self.ty);
+        let takes_all = !plan.from_changes
+            && self.client.is_empty()
+            && self.nacked.is_empty()
+            && plan.removed.is_empty()
+            && plan.upserts.len() == all.len();
+        if plan.whole || takes_all {
+            self.client.share(all, version);
+        } else {
+            if !changes.is_empty() {
+                let client = self.client.to_mut();
+                for (name, _, sent) in &changes {
+                    match sent {
+                        Some(version) => client.insert(name.clone(), version.clone()),
+                        None => client.remove(name),
+                    };
+                }
+            }
             let names = &self.names;
-            if plan.from_changes {
-                debug_assert!(self.holds_only_wanted());
-            } else {
-                self.client.retain(|name, _| names.contains(&**name));
+            if self.wildcard || plan.from_changes {
+                debug_assert!(self.wildcard || self.holds_only_wanted());
+            } else if self.client.keys().any(|name| !names.contains(&**name)) {
+                self.client
+                    .to_mut()
+                    .retain(|name, _| names.contains(&**name));
+            }
+            if !plan.from_changes {
+                self.client.share_if_same(all, version, |a, b| a == b);
             }
         }
         self.unanswered.clear();

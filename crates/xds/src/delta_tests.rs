@@ -732,3 +732,80 @@ fn a_nack_naming_one_cluster_resends_the_others_at_once() {
     );
     assert!(stream.on_request(ack(&resent)).responses.is_empty());
 }
+
+#[test]
+fn streams_holding_every_resource_share_the_snapshots_maps() {
+    let (mut stream, chain) = synced_on_first(vec![
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9)], &[("l", "a")]),
+    ]);
+    let other = synced(chain[0].clone());
+    for ty in [Cluster, Endpoint, Listener, Route] {
+        for s in [&stream, &other] {
+            assert!(
+                s.types[&ty]
+                    .client
+                    .is_shared_with(chain[0].all_versions(ty)),
+                "{ty}"
+            );
+        }
+    }
+    for s in [&stream, &other] {
+        assert!(Arc::ptr_eq(
+            &s.types[&Endpoint].names,
+            chain[0].all_names(Endpoint)
+        ));
+    }
+
+    // An endpoint change planned from the change set: the next snapshot's map, not a copy.
+    let before = stream.plan_counts();
+    let response = only(stream.on_snapshot(chain[1].clone()));
+    assert_eq!(names(&response), vec!["a"]);
+    assert!(stream.plan_counts().from_changes > before.from_changes);
+    assert!(
+        stream.types[&Endpoint]
+            .client
+            .is_shared_with(chain[1].all_versions(Endpoint))
+    );
+    // Rejected: the stream's own map again, holding the version the client kept.
+    stream.on_request(nack(&response));
+    let client = &stream.types[&Endpoint].client;
+    assert!(!client.is_shared_with(chain[1].all_versions(Endpoint)));
+    assert_eq!(&*client["a"], chain[0].resources(Endpoint)["a"].version());
+
+    // Removals from a change set: shared again with the snapshot that has them removed.
+    let mut stream = synced(chain[1].clone());
+    let out = all(stream.on_snapshot(chain[2].clone()));
+    assert!(
+        out.iter()
+            .any(|r| r.removed_resources == vec!["b".to_string()])
+    );
+    for ty in [Cluster, Endpoint] {
+        assert!(
+            stream.types[&ty]
+                .client
+                .is_shared_with(chain[2].all_versions(ty)),
+            "{ty}"
+        );
+    }
+
+    // Subscribed to some names only: its own set and map.
+    let mut some = DeltaStream::new(StreamTypes::Aggregated);
+    some.on_snapshot(chain[0].clone());
+    only(some.on_request(subscribe(Endpoint, &["b"])));
+    let state = &some.types[&Endpoint];
+    assert!(!state.client.is_shared_with(chain[0].all_versions(Endpoint)));
+    assert!(!Arc::ptr_eq(&state.names, chain[0].all_names(Endpoint)));
+    // Subscribing to the rest shares the snapshot's set.
+    only(some.on_request(subscribe(Endpoint, &["a"])));
+    assert!(Arc::ptr_eq(
+        &some.types[&Endpoint].names,
+        chain[0].all_names(Endpoint)
+    ));
+    assert!(
+        some.types[&Endpoint]
+            .client
+            .is_shared_with(chain[0].all_versions(Endpoint))
+    );
+}

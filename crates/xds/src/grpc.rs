@@ -4,11 +4,14 @@
 //! Why not the generated servers: they hard-wire tonic's default codec and its response
 //! encoder, which writes every response of a stream into one buffer that stays allocated for
 //! the stream's life, as large as the largest response it ever sent (8 KiB at least; 3.4 MB
-//! per proxy for the EDS response of a 10,000-Service mesh). Here requests are decoded by
-//! tonic with a smaller decode buffer ([`XdsCodec`]), and streaming responses are framed by
-//! [`crate::response_body`]: written from the snapshot's shared bytes in exact-size chunks of
-//! at most 64 KiB as HTTP/2 asks for them, each freed once written, so an idle stream holds no
-//! encode buffer and a busy one a chunk or two. The gRPC messages on the wire are the same.
+//! per proxy for the EDS response of a 10,000-Service mesh); their request decoder likewise
+//! keeps a buffer as large as the largest request (a SotW EDS ACK names every cluster). Here
+//! stream requests are decoded by [`crate::request_body`], which keeps no buffer between
+//! requests, and streaming responses are framed by [`crate::response_body`]: written from the
+//! snapshot's shared bytes in exact-size chunks of at most 64 KiB as HTTP/2 asks for them, at
+//! most two of them queued in HTTP/2 per stream, each freed once written, so an idle stream
+//! holds no buffer. The unary `Fetch*` methods use tonic with [`XdsCodec`]. The gRPC messages
+//! on the wire are the same.
 //!
 //! Paths, methods and answers are those of the generated servers: `Stream*` is SotW, `Delta*` is
 //! Delta, `Fetch*` answers `UNIMPLEMENTED` with a message, any other method `UNIMPLEMENTED`.
@@ -24,9 +27,10 @@ use prost::Message;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{Body, BoxFuture, Service, StdError, http};
 use tonic::server::{Grpc, NamedService, UnaryService};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
 use crate::delta::DeltaStream;
+use crate::request_body::Requests;
 use crate::resource::ResourceType;
 use crate::response_body::streaming_response;
 use crate::server::{MAX_MESSAGE_SIZE, XdsServer};
@@ -186,8 +190,9 @@ where
 }
 
 impl<A: Api> XdsService<A> {
-    /// Starts a stream run by machine `M`: requests are decoded by tonic, responses framed by
-    /// [`streaming_response`] (bounded chunks, none kept while idle).
+    /// Starts a stream run by machine `M`: requests are decoded by [`Requests`] (no buffer kept
+    /// between them), responses framed by [`streaming_response`] (bounded chunks, none kept
+    /// while idle).
     fn stream<M, B>(&self, request: http::Request<B>) -> http::Response<tonic::body::Body>
     where
         M: Machine,
@@ -198,14 +203,9 @@ impl<A: Api> XdsService<A> {
             return status.into_http();
         }
         let (parts, body) = request.into_parts();
-        let requests = Streaming::new_request(
-            MessageDecoder::<M::Request>(PhantomData),
-            body,
-            None,
-            Some(self.max_request),
-        );
+        let requests = Requests::<B, M::Request>::new(body, self.max_request);
         let request = Request::from_http(http::Request::from_parts(parts, requests));
-        match self.server.start::<M>(A::SERVES, request) {
+        match self.server.start::<M, _>(A::SERVES, request) {
             Ok(responses) => streaming_response(responses, MAX_MESSAGE_SIZE),
             Err(status) => status.into_http(),
         }

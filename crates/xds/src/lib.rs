@@ -22,6 +22,7 @@ pub mod grpc;
 pub mod incoming;
 pub mod limits;
 pub mod metrics;
+mod request_body;
 pub mod resource;
 pub mod response;
 mod response_body;

@@ -5,20 +5,29 @@
 //! idle stream pins memory the size of its largest response (3.4 MB for the EDS response of a
 //! 10,000-Service mesh, per connected proxy). Here a message is written only when HTTP/2 asks
 //! for more of the body, in chunks of at most [`CHUNK`] bytes, each in a buffer of exactly its
-//! size that HTTP/2 frees once it is written. HTTP/2 holds about one chunk per stream while
-//! the client reads (hyper polls the body again once the previous chunk is handed over), so a
-//! stream in the middle of a 9 MiB initial push holds a chunk or two, not the push; an idle
+//! size that HTTP/2 frees once it is written, and at most two chunks queued (below), so a
+//! stream in the middle of a 9 MiB initial push holds 128 KiB at most, not the push; an idle
 //! stream holds no buffer at all. The chunks are written straight from the snapshot's shared
 //! resource bytes ([`crate::response`]): they are the only copy of those bytes a push makes.
+//!
+//! HTTP/2 (hyper over h2) asks for more of a body while the stream has send capacity: up to
+//! its send buffer (400 KiB per stream) when the client's flow-control window is larger (a
+//! tonic client opens 2 MiB, Envoy 256 MiB), so in a connect storm every syncing stream could
+//! queue 400 KiB at once. A body therefore hands out at most [`MAX_QUEUED`] bytes that HTTP/2
+//! has not written to the socket yet: each chunk counts itself out when HTTP/2 drops it
+//! (written), and the body waits (`Pending`, woken by that drop) while it is at the bound.
 //! The bytes on the wire are the same gRPC messages (uncompressed, 5-byte prefix, prost's
 //! encoding; only where HTTP/2 DATA frames begin and end may differ), and the stream ends with
 //! the same `grpc-status` trailers.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, BufMut, Bytes};
 use futures::Stream;
+use futures::task::AtomicWaker;
 use http_body::{Body, Frame};
 use tonic::Status;
 use tonic::codegen::http::{self, HeaderMap};
@@ -31,13 +40,32 @@ const PREFIX: usize = 5;
 /// The most bytes of a message written at once: HTTP/2's default stream window (64 KiB).
 pub(crate) const CHUNK: usize = 64 * 1024;
 
+/// The most bytes of one stream's chunks handed to HTTP/2 and not yet written out: two chunks,
+/// so the next is ready while one is being written.
+pub(crate) const MAX_QUEUED: usize = 2 * CHUNK;
+
 /// A gRPC streaming response body over `S`'s messages, ended by a status trailer.
 pub(crate) struct ResponseBody<S, M> {
     messages: S,
     max_message: usize,
     /// The message being written, while it has bytes left.
     writing: Option<Writing<M>>,
+    /// The bytes of this body's chunks that HTTP/2 holds, not yet written.
+    queued: Arc<Queued>,
     ended: bool,
+}
+
+/// What a body's chunks held by HTTP/2 add up to, and the body to wake when one is written.
+#[derive(Debug, Default)]
+struct Queued {
+    bytes: AtomicUsize,
+    waker: AtomicWaker,
+}
+
+/// One chunk's buffer: counted in its body's [`Queued`] until HTTP/2 drops it.
+struct Chunk {
+    bytes: Vec<u8>,
+    queued: Arc<Queued>,
 }
 
 impl<S, M> ResponseBody<S, M> {
@@ -48,8 +76,56 @@ impl<S, M> ResponseBody<S, M> {
             messages,
             max_message,
             writing: None,
+            queued: Arc::default(),
             ended: false,
         }
+    }
+
+    /// Bytes of this body's chunks that are handed out and not dropped yet.
+    #[cfg(test)]
+    fn queued_bytes(&self) -> usize {
+        self.queued.bytes.load(Ordering::Acquire)
+    }
+
+    /// Whether another chunk may be handed out now; if not, `cx` is woken when one is dropped.
+    fn has_room(&self, cx: &mut Context<'_>) -> bool {
+        let room = || self.queued.bytes.load(Ordering::Acquire) + CHUNK <= MAX_QUEUED;
+        if room() {
+            return true;
+        }
+        self.queued.waker.register(cx.waker());
+        // A chunk dropped between the check and the registration woke nobody.
+        room()
+    }
+}
+
+// === impl Queued ===
+
+impl Queued {
+    /// `chunk` as bytes for HTTP/2, counted until they are dropped.
+    fn hand_out(self: &Arc<Self>, chunk: Vec<u8>) -> Bytes {
+        self.bytes.fetch_add(chunk.len(), Ordering::AcqRel);
+        Bytes::from_owner(Chunk {
+            bytes: chunk,
+            queued: self.clone(),
+        })
+    }
+}
+
+// === impl Chunk ===
+
+impl AsRef<[u8]> for Chunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        self.queued
+            .bytes
+            .fetch_sub(self.bytes.len(), Ordering::AcqRel);
+        self.queued.waker.wake();
     }
 }
 
@@ -140,7 +216,7 @@ impl<M: Encode> Writing<M> {
     }
 
     /// The next `min(left, chunk)` bytes, in a buffer of exactly that size.
-    fn chunk(&mut self, chunk: usize) -> Result<Bytes, Status> {
+    fn chunk(&mut self, chunk: usize) -> Result<Vec<u8>, Status> {
         let size = self.left.min(chunk);
         let mut buf = Vec::with_capacity(size);
         while buf.len() < size {
@@ -165,7 +241,7 @@ impl<M: Encode> Writing<M> {
         if self.is_done() && self.has_more()? {
             return Err(mislength(&self.message));
         }
-        Ok(Bytes::from(buf))
+        Ok(buf)
     }
 
     /// Opens the next part; false when there is none.
@@ -221,8 +297,11 @@ where
     M: Encode,
 {
     /// The next chunk of the message being written, or of the next message; a status ends the
-    /// stream.
+    /// stream. Waits while [`MAX_QUEUED`] bytes are handed out and not written.
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, Status>> {
+        if !self.has_room(cx) {
+            return Poll::Pending;
+        }
         let writing = match self.writing.as_mut() {
             Some(writing) => writing,
             None => {
@@ -240,7 +319,7 @@ where
         if writing.is_done() {
             self.writing = None;
         }
-        Poll::Ready(Ok(chunk))
+        Poll::Ready(Ok(self.queued.hand_out(chunk)))
     }
 }
 

@@ -59,7 +59,7 @@ fn framed_by_prost(encoded: Vec<u8>) -> Vec<u8> {
 }
 
 /// Every chunk of `message` written `chunk` bytes at a time.
-fn chunks(message: impl Encode, chunk: usize) -> Vec<Bytes> {
+fn chunks(message: impl Encode, chunk: usize) -> Vec<Vec<u8>> {
     let mut writing = Writing::start(message, usize::MAX >> 1).expect("starts");
     let mut out = Vec::new();
     while !writing.is_done() {
@@ -146,7 +146,7 @@ impl Encode for Lying {
 fn parts_that_do_not_add_up_to_the_length_are_an_internal_error() {
     for (claimed, written) in [(10, 9), (10, 11), (0, 1)] {
         let mut writing = Writing::start(Lying { claimed, written }, 1024).expect("starts");
-        let mut result = Ok(Bytes::new());
+        let mut result = Ok(Vec::new());
         while result.is_ok() && !writing.is_done() {
             result = writing.chunk(4);
         }
@@ -169,7 +169,8 @@ async fn the_body_sends_each_message_then_the_status_trailers() {
     while let Some(frame) = body.frame().await {
         let frame = frame.expect("frame");
         match frame.into_data() {
-            Ok(bytes) => data.push(bytes),
+            // Copied: a chunk held here would count as queued in HTTP/2.
+            Ok(bytes) => data.push(bytes.to_vec()),
             Err(frame) => trailers = frame.into_trailers().ok(),
         }
     }
@@ -195,4 +196,75 @@ async fn a_stream_that_ends_sends_grpc_status_ok() {
     let trailers = last.and_then(|f| f.into_trailers().ok()).expect("trailers");
     assert_eq!(trailers["grpc-status"], "0");
     assert!(trailers.get("grpc-message").is_none());
+}
+
+/// A waker that counts its wakes.
+#[derive(Default)]
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl futures::task::ArcWake for Wakes {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_body_hands_http2_at_most_max_queued_bytes_it_has_not_written() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let message = big_sotw(10, 6 * CHUNK / 10, 17);
+    let expected = framed_by_prost(DiscoveryResponse::from(message.clone()).encode_to_vec());
+    assert!(expected.len() > 5 * CHUNK);
+    let items: Vec<Result<SotwResponse, Status>> = vec![Ok(message)];
+    let mut body = ResponseBody::new(futures::stream::iter(items), usize::MAX >> 1);
+    let wakes = Arc::new(Wakes::default());
+    let waker = futures::task::waker(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut poll = |body: &mut ResponseBody<_, _>| match Pin::new(body).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => Poll::Ready(frame),
+        Poll::Ready(other) => panic!("expected a frame, got {other:?}"),
+        Poll::Pending => Poll::Pending,
+    };
+    let data = |frame: Poll<Frame<Bytes>>| match frame {
+        Poll::Ready(frame) => frame.into_data().expect("data"),
+        Poll::Pending => panic!("pending"),
+    };
+    // HTTP/2 holds the chunks it was handed: two, then the body waits.
+    let first = data(poll(&mut body));
+    let second = data(poll(&mut body));
+    assert_eq!(body.queued_bytes(), MAX_QUEUED);
+    assert!(
+        poll(&mut body).is_pending(),
+        "a third chunk while two are queued"
+    );
+    assert_eq!(wakes.0.load(SeqCst), 0);
+    // Writing one out (HTTP/2 drops it) wakes the body, which hands out the next.
+    let mut written = first.to_vec();
+    drop(first);
+    assert_eq!(wakes.0.load(SeqCst), 1);
+    assert_eq!(body.queued_bytes(), CHUNK);
+    let mut held = std::collections::VecDeque::from([second, data(poll(&mut body))]);
+    // Writing the oldest whenever the body waits: the chunks add up to the message, then the
+    // status trailers; nothing stays counted.
+    loop {
+        match poll(&mut body) {
+            Poll::Ready(frame) => match frame.into_data() {
+                Ok(chunk) => held.push_back(chunk),
+                Err(frame) => {
+                    assert!(frame.is_trailers());
+                    break;
+                }
+            },
+            Poll::Pending => {
+                let oldest = held.pop_front().expect("waiting with nothing queued");
+                written.extend_from_slice(&oldest);
+            }
+        }
+        assert!(body.queued_bytes() <= MAX_QUEUED);
+        assert!(held.len() <= 2);
+    }
+    for chunk in held.drain(..) {
+        written.extend_from_slice(&chunk);
+    }
+    assert_eq!(written, expected);
+    assert_eq!(body.queued_bytes(), 0);
 }

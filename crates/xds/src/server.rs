@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tonic::transport::Server;
 use tonic::transport::server::Router;
-use tonic::{Request, Status, Streaming};
+use tonic::{Request, Status};
 use tracing::warn;
 
 use crate::authz::Authz;
@@ -190,11 +190,15 @@ impl XdsServer {
     }
 
     /// Admits a stream and starts its task; returns its responses.
-    pub(crate) fn start<M: Machine>(
+    pub(crate) fn start<M, S>(
         &self,
         served: StreamTypes,
-        request: Request<Streaming<M::Request>>,
-    ) -> Result<ResponseStream<M::Response>, Status> {
+        request: Request<S>,
+    ) -> Result<ResponseStream<M::Response>, Status>
+    where
+        M: Machine,
+        S: futures::Stream<Item = Result<M::Request, Status>> + Unpin + Send + 'static,
+    {
         let admission = self.admit(&request)?;
         let (tx, rx) = task::response_channel(RESPONSE_BUFFER);
         tokio::spawn(task::run::<M, _>(

@@ -25,7 +25,10 @@
 //!   of them rejects them all.
 //! * Names are shared, not copied: the subscribed names and what the client holds are keyed by
 //!   the snapshot's own `Arc<str>` names, and a type whose snapshot content did not change since
-//!   it last had nothing to send is not planned again (see `stream::Quiet`).
+//!   it last had nothing to send is not planned again (see `stream::Quiet`). A subscription to
+//!   every name of a type is the snapshot's one set of them, and what the client holds, when it
+//!   is every resource of the type, is the snapshot's one map of them (`stream::Held`): a proxy
+//!   in step with its group costs its stream no per-name state, however large the mesh.
 //! * A type whose state matches the group's previous snapshot exactly (`stream::Synced`: nothing
 //!   subscribed or rejected since, nothing held back) plans the push of the next snapshot from
 //!   that snapshot's change set ([`Snapshot::changes_since`]) in O(changed resources): the
@@ -53,7 +56,7 @@ use crate::response::SotwResponse;
 use crate::snapshot::{Change, Snapshot};
 use crate::status::{Nack, SubscribedNames, TypeStatus};
 use crate::stream::{
-    Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, blames,
+    Held, Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, blames,
 };
 
 /// The SotW state of one stream.
@@ -77,8 +80,9 @@ struct TypeState {
     wildcard: bool,
     /// Shared with the stream's status row.
     names: SubscribedNames,
-    /// What we believe the client holds.
-    known: BTreeMap<Name, Arc<Resource>>,
+    /// What we believe the client holds (shared with the snapshot when it holds every
+    /// resource of the type).
+    known: Held<Arc<Resource>>,
     last: Option<Sent>,
     needs_answer: bool,
     acked_version: Option<String>,
@@ -121,11 +125,12 @@ struct Plan {
 /// What the client holds once a plan is sent.
 #[derive(Debug)]
 enum Target {
-    /// Exactly these (a full diff).
-    All(BTreeMap<Name, Arc<Resource>>),
+    /// Exactly these (a full diff; the snapshot's own map when they are all its resources).
+    All(Arc<BTreeMap<Name, Arc<Resource>>>),
     /// What it held, with the plan's resources, without the stale names (a change-set plan of
-    /// a by-name type).
-    Changes,
+    /// a by-name type). `whole`: it held every resource of the snapshot the change set starts
+    /// from and the plan carries every change, so it will hold every resource of this one.
+    Changes { whole: bool },
 }
 
 /// A full diff: the plan, and the running version of what the subscription gets (by-name
@@ -258,7 +263,7 @@ impl SotwStream {
             if !retained.is_empty() && matches!(ty, ResourceType::Listener | ResourceType::Route) {
                 self.gate.wait_for(nonce.clone());
             }
-            responses.push(state.commit(plan, nonce));
+            responses.push(state.commit(plan, nonce, &snapshot));
         }
         responses
     }
@@ -272,7 +277,7 @@ impl TypeState {
             ty,
             wildcard: false,
             names: SubscribedNames::default(),
-            known: BTreeMap::new(),
+            known: Held::default(),
             last: None,
             needs_answer: true,
             acked_version: None,
@@ -349,8 +354,8 @@ impl TypeState {
                     .insert(name.clone(), rejected.version().to_string());
             }
             match previous {
-                Some(resource) => self.known.insert(name, resource),
-                None => self.known.remove(&name),
+                Some(resource) => self.known.to_mut().insert(name, resource),
+                None => self.known.to_mut().remove(&name),
             };
         }
     }
@@ -390,15 +395,25 @@ impl TypeState {
         }
         self.wildcard = wildcard;
         if let Some(wanted) = changed {
-            let existing = snapshot.map(|s| s.resources(self.ty));
-            let names = wanted
-                .into_iter()
-                .map(|name| match existing.and_then(|e| e.get(name)) {
-                    Some(resource) => resource.shared_name().clone(),
-                    None => Name::from(name),
-                })
-                .collect();
-            self.names = Arc::new(names);
+            // Every name of the type (Envoy's EDS subscription: all of its clusters): the one
+            // set the snapshot keeps for every stream that asks so.
+            let all = snapshot.map(|s| s.all_names(self.ty)).filter(|all| {
+                all.len() == wanted.len() && all.iter().zip(&wanted).all(|(a, b)| &**a == *b)
+            });
+            self.names = match all {
+                Some(all) => all.clone(),
+                None => {
+                    let existing = snapshot.map(|s| s.resources(self.ty));
+                    let names = wanted
+                        .into_iter()
+                        .map(|name| match existing.and_then(|e| e.get(name)) {
+                            Some(resource) => resource.shared_name().clone(),
+                            None => Name::from(name),
+                        })
+                        .collect();
+                    Arc::new(names)
+                }
+            };
         }
         if self.wildcard {
             return;
@@ -410,9 +425,8 @@ impl TypeState {
             debug_assert!(self.known.keys().all(|name| names.contains(name)));
             return;
         }
-        let held = self.known.len();
-        self.known.retain(|name, _| names.contains(name));
-        if self.known.len() != held {
+        if self.known.keys().any(|name| !names.contains(name)) {
+            self.known.to_mut().retain(|name, _| names.contains(name));
             self.quiet.forget();
         }
     }
@@ -487,7 +501,7 @@ impl TypeState {
         let planned = self
             .synced
             .changes(snapshot, self.ty)
-            .and_then(|changes| self.plan_changes(changes));
+            .and_then(|changes| self.plan_changes(snapshot, changes));
         let plan = match planned {
             Some(plan) => {
                 self.counts.from_changes += 1;
@@ -535,16 +549,20 @@ impl TypeState {
     /// [`TypeState::plan`] from the change set of the snapshot after the matched one; `None`
     /// when the change set cannot say (a full-state type whose subscribed resources changed:
     /// its response carries them all, so it is built in full).
-    fn plan_changes(&mut self, changes: &[Change]) -> Option<Option<Plan>> {
+    fn plan_changes(&mut self, snapshot: &Snapshot, changes: &[Change]) -> Option<Option<Plan>> {
         if self.ty.is_wildcard() {
             return match changes.iter().any(|c| self.wants(c.name())) {
                 true => None,
                 false => Some(None),
             };
         }
+        // Holding every resource the change set starts from, and sending every change, the
+        // client will hold every resource of `snapshot`: share its map rather than copy ours.
+        let mut whole = self.known.is_full_before(snapshot, self.ty, changes);
         let mut resources = Vec::new();
         for change in changes {
             if !self.wants(change.name()) {
+                whole = false;
                 continue;
             }
             if let Some(old) = change.before() {
@@ -556,6 +574,8 @@ impl TypeState {
                     self.stale.remove(change.name());
                     if self.is_new(new) {
                         resources.push(new.clone());
+                    } else {
+                        whole = false;
                     }
                 }
                 None if self.known.contains_key(change.name()) => {
@@ -567,7 +587,7 @@ impl TypeState {
         Some((!resources.is_empty()).then(|| Plan {
             version: self.sum.version(),
             resources,
-            target: Target::Changes,
+            target: Target::Changes { whole },
         }))
     }
 
@@ -586,22 +606,32 @@ impl TypeState {
         if quiet && !self.needs_answer {
             return Diffed { plan: None, sum };
         }
-        let mut target: BTreeMap<Name, Arc<Resource>> = if self.wildcard {
-            all.values()
-                .map(|r| (r.shared_name().clone(), r.clone()))
-                .collect()
+        // A subscription to every name (the snapshot's set itself) gets every resource too.
+        let all_names = !self.wildcard
+            && extra.is_empty()
+            && Arc::ptr_eq(&self.names, snapshot.all_names(self.ty));
+        let target = if every || all_names {
+            // Every resource of the type: the snapshot's own map, shared.
+            snapshot.all_held(self.ty).clone()
         } else {
-            self.names
-                .iter()
-                .filter_map(|name| all.get(&**name))
-                .map(|r| (r.shared_name().clone(), r.clone()))
-                .collect()
+            let mut target: BTreeMap<Name, Arc<Resource>> = if self.wildcard {
+                all.values()
+                    .map(|r| (r.shared_name().clone(), r.clone()))
+                    .collect()
+            } else {
+                self.names
+                    .iter()
+                    .filter_map(|name| all.get(&**name))
+                    .map(|r| (r.shared_name().clone(), r.clone()))
+                    .collect()
+            };
+            for resource in extra {
+                target
+                    .entry(resource.shared_name().clone())
+                    .or_insert_with(|| resource.clone());
+            }
+            Arc::new(target)
         };
-        for resource in extra {
-            target
-                .entry(resource.shared_name().clone())
-                .or_insert_with(|| resource.clone());
-        }
         let version = if every {
             // Every resource of the type: the snapshot's own aggregate of the same pairs.
             snapshot.version(self.ty).to_string()
@@ -678,7 +708,7 @@ impl TypeState {
     }
 
     /// Records the plan as sent and builds the response (sharing the plan's resources).
-    fn commit(&mut self, plan: Plan, nonce: String) -> SotwResponse {
+    fn commit(&mut self, plan: Plan, nonce: String, snapshot: &Snapshot) -> SotwResponse {
         let Plan {
             version,
             resources,
@@ -686,13 +716,40 @@ impl TypeState {
         } = plan;
         let stale = std::mem::take(&mut self.stale);
         let previous = match target {
-            Target::All(target) if self.ty.is_wildcard() => self.hold_exactly(target),
-            Target::All(target) => {
+            Target::All(target)
+                if !self.ty.is_wildcard()
+                    && self.nacked.is_empty()
+                    && Arc::ptr_eq(&target, snapshot.all_held(self.ty)) =>
+            {
+                // Every resource: what was not sent, the client holds at that version already
+                // (it rejected nothing), so it will hold the snapshot's map itself.
                 let gone = self.known.keys().filter(|n| !target.contains_key(*n));
-                let gone: Vec<Name> = gone.cloned().collect();
-                self.hold_also(gone, &resources)
+                let previous = self.held_before(gone.cloned().collect(), &resources);
+                self.known.share(&target, snapshot.version(self.ty));
+                previous
             }
-            Target::Changes => self.hold_also(stale.into_iter().collect(), &resources),
+            Target::All(target) => {
+                let previous = if self.ty.is_wildcard() {
+                    self.hold_exactly(target)
+                } else {
+                    let gone = self.known.keys().filter(|n| !target.contains_key(*n));
+                    let gone: Vec<Name> = gone.cloned().collect();
+                    self.hold_also(gone, &resources)
+                };
+                let (all, all_version) = (snapshot.all_held(self.ty), snapshot.version(self.ty));
+                self.known
+                    .share_if_same(all, all_version, |a, b| a.version() == b.version());
+                previous
+            }
+            Target::Changes { whole: true } => {
+                let previous = self.held_before(stale.into_iter().collect(), &resources);
+                self.known
+                    .share(snapshot.all_held(self.ty), snapshot.version(self.ty));
+                previous
+            }
+            Target::Changes { whole: false } => {
+                self.hold_also(stale.into_iter().collect(), &resources)
+            }
         };
         self.needs_answer = false;
         self.quiet.forget();
@@ -710,19 +767,36 @@ impl TypeState {
         }
     }
 
+    /// What the client holds of `gone` and of the names of `sent` (restored on a NACK), for a
+    /// commit that will hold the snapshot's map instead of changing its own.
+    fn held_before(
+        &self,
+        gone: Vec<Name>,
+        sent: &[Arc<Resource>],
+    ) -> Vec<(Name, Option<Arc<Resource>>)> {
+        let sent = sent.iter().map(|r| r.shared_name().clone());
+        let names = gone.into_iter().chain(sent);
+        names
+            .map(|name| {
+                let old = self.known.get(&name).cloned();
+                (name, old)
+            })
+            .collect()
+    }
+
     /// Full-state types: the client now holds `target`. Returns what it held before.
     fn hold_exactly(
         &mut self,
-        target: BTreeMap<Name, Arc<Resource>>,
+        target: Arc<BTreeMap<Name, Arc<Resource>>>,
     ) -> Vec<(Name, Option<Arc<Resource>>)> {
-        let old = std::mem::replace(&mut self.known, target);
+        let old = std::mem::replace(&mut self.known, Held::own_shared(target));
         let mut previous: Vec<_> = self
             .known
             .keys()
             .filter(|n| !old.contains_key(*n))
             .map(|name| (name.clone(), None))
             .collect();
-        previous.extend(old.into_iter().map(|(name, r)| (name, Some(r))));
+        previous.extend(old.iter().map(|(name, r)| (name.clone(), Some(r.clone()))));
         previous
     }
 
@@ -734,13 +808,17 @@ impl TypeState {
         sent: &[Arc<Resource>],
     ) -> Vec<(Name, Option<Arc<Resource>>)> {
         let mut previous = Vec::new();
+        if gone.is_empty() && sent.is_empty() {
+            return previous;
+        }
+        let known = self.known.to_mut();
         for name in gone {
-            let old = self.known.remove(&name);
+            let old = known.remove(&name);
             previous.push((name, old));
         }
         for resource in sent {
             let name = resource.shared_name().clone();
-            let old = self.known.insert(name.clone(), resource.clone());
+            let old = known.insert(name.clone(), resource.clone());
             previous.push((name, old));
         }
         previous

@@ -790,3 +790,89 @@ fn a_nack_quoting_a_value_blames_the_resource_that_holds_it() {
     let resent = only(stream.on_request(nack_saying(Route, &names, &first, message)));
     assert_eq!(response_names(&resent), ["r1"]);
 }
+
+#[test]
+fn streams_holding_every_resource_share_the_snapshots_maps() {
+    let chain = published([
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 2), ("c", 3)], &[("l", "a")]),
+    ]);
+    let (mut one, _) = synced(chain[0].clone());
+    let (two, _) = synced(chain[0].clone());
+    for ty in [Cluster, Endpoint, Listener, Route] {
+        for stream in [&one, &two] {
+            assert!(
+                stream.types[&ty]
+                    .known
+                    .is_shared_with(chain[0].all_held(ty)),
+                "{ty}"
+            );
+        }
+    }
+    for stream in [&one, &two] {
+        assert!(Arc::ptr_eq(
+            &stream.types[&Endpoint].names,
+            chain[0].all_names(Endpoint)
+        ));
+    }
+
+    // An endpoint change planned from the change set: the next snapshot's map, not a copy.
+    let before = one.plan_counts();
+    let response = only(one.on_snapshot(chain[1].clone()));
+    assert_eq!(response_names(&response), vec!["a"]);
+    assert!(one.plan_counts().from_changes > before.from_changes);
+    let eds = &one.types[&Endpoint].known;
+    assert!(eds.is_shared_with(chain[1].all_held(Endpoint)));
+    assert_eq!(
+        eds["a"].version(),
+        chain[1].resources(Endpoint)["a"].version()
+    );
+
+    // Rejected, the client keeps what it had: the stream's own map again, with that.
+    let out = one.on_request(nack(Endpoint, &["a", "b"], &response));
+    assert_eq!(out.nacks.len(), 1);
+    let eds = &one.types[&Endpoint].known;
+    assert!(!eds.is_shared_with(chain[1].all_held(Endpoint)));
+    assert!(!eds.is_shared_with(chain[0].all_held(Endpoint)));
+    assert_eq!(
+        eds["a"].version(),
+        chain[0].resources(Endpoint)["a"].version()
+    );
+
+    // A new cluster: CDS holds the new snapshot's map; EDS, not subscribed to it yet, is not
+    // pushed; once subscribed to every name, both are shared again.
+    let (mut stream, _) = synced(chain[1].clone());
+    let out = stream.on_snapshot(chain[2].clone());
+    assert_eq!(types_of(&out), vec![Cluster]);
+    let cds = only(out);
+    assert!(
+        stream.types[&Cluster]
+            .known
+            .is_shared_with(chain[2].all_held(Cluster))
+    );
+    stream.on_request(ack(Cluster, &[], &cds));
+    let eds = only(stream.on_request(request(Endpoint, &["a", "b", "c"], "", "")));
+    assert_eq!(response_names(&eds), vec!["c"]);
+    assert!(
+        stream.types[&Endpoint]
+            .known
+            .is_shared_with(chain[2].all_held(Endpoint))
+    );
+    assert!(Arc::ptr_eq(
+        &stream.types[&Endpoint].names,
+        chain[2].all_names(Endpoint)
+    ));
+
+    // Subscribed to some names only, a stream keeps its own set and map.
+    let mut some = SotwStream::new(StreamTypes::Aggregated);
+    some.on_snapshot(chain[2].clone());
+    only(some.on_request(request(Endpoint, &["b"], "", "")));
+    let state = &some.types[&Endpoint];
+    assert!(!state.known.is_shared_with(chain[2].all_held(Endpoint)));
+    assert_eq!(
+        state.known.keys().map(|k| &**k).collect::<Vec<_>>(),
+        vec!["b"]
+    );
+    assert!(!Arc::ptr_eq(&state.names, chain[2].all_names(Endpoint)));
+}

@@ -4,7 +4,9 @@
 //! `Synced`) and how often each way of planning ran ([`PlanCounts`]); and who the node is, which only the stream task reads (the
 //! state machines never see the node).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::{Node, node::UserAgentVersionType};
 
@@ -198,6 +200,124 @@ impl Synced {
     pub(crate) fn forget(&mut self) {
         self.0 = None;
     }
+}
+
+/// What a stream believes the client holds of one type, by the snapshot's shared names: its
+/// own map, or the map over every resource of a snapshot's type (`Snapshot::all_held`,
+/// `Snapshot::all_versions`) when the client holds exactly those, shared by every stream that
+/// does. Reads go through `Deref`; [`Held::to_mut`] makes the map the stream's own (a copy, if
+/// it was shared). `full` is the aggregate version of the type whose every resource the map
+/// holds: versions are content hashes, so the map is that of every snapshot with that version.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Held<V> {
+    map: Arc<BTreeMap<Arc<str>, V>>,
+    full: Option<String>,
+}
+
+impl<V> Default for Held<V> {
+    fn default() -> Self {
+        Self {
+            map: Arc::default(),
+            full: None,
+        }
+    }
+}
+
+impl<V> Deref for Held<V> {
+    type Target = BTreeMap<Arc<str>, V>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+// === impl Held ===
+
+impl<V: Clone> Held<V> {
+    /// A map of the stream's own.
+    pub(crate) fn own(map: BTreeMap<Arc<str>, V>) -> Self {
+        Self {
+            map: Arc::new(map),
+            full: None,
+        }
+    }
+
+    /// `map`, which may be shared (a full diff's target).
+    pub(crate) fn own_shared(map: Arc<BTreeMap<Arc<str>, V>>) -> Self {
+        Self { map, full: None }
+    }
+
+    /// The map to change: the stream's own, copied first if it is shared.
+    pub(crate) fn to_mut(&mut self) -> &mut BTreeMap<Arc<str>, V> {
+        self.full = None;
+        Arc::make_mut(&mut self.map)
+    }
+
+    /// Whether this holds every resource of a type at aggregate version `version`.
+    pub(crate) fn is_full(&self, version: &str) -> bool {
+        self.full.as_deref() == Some(version)
+    }
+
+    /// Whether this holds every resource of `ty` in the snapshot `changes` lead from to
+    /// `snapshot` (O(changed), nothing when the map is not such a one).
+    pub(crate) fn is_full_before(
+        &self,
+        snapshot: &Snapshot,
+        ty: ResourceType,
+        changes: &[Change],
+    ) -> bool {
+        self.full.is_some() && self.is_full(&version_before(snapshot, ty, changes))
+    }
+
+    /// Holds `all`, every resource of a type at aggregate version `version` (shared).
+    pub(crate) fn share(&mut self, all: &Arc<BTreeMap<Arc<str>, V>>, version: &str) {
+        self.map = all.clone();
+        self.full = Some(version.to_string());
+    }
+
+    /// Holds `all` (as [`Held::share`]) if it holds the same: after a full diff, so that a
+    /// client holding every resource of the type costs its stream no map of its own. O(len).
+    pub(crate) fn share_if_same(
+        &mut self,
+        all: &Arc<BTreeMap<Arc<str>, V>>,
+        version: &str,
+        same: impl Fn(&V, &V) -> bool,
+    ) {
+        if Arc::ptr_eq(&self.map, all) {
+            self.full = Some(version.to_string());
+            return;
+        }
+        let equal = self.map.len() == all.len()
+            && self
+                .map
+                .iter()
+                .zip(all.iter())
+                .all(|((a, va), (b, vb))| a == b && same(va, vb));
+        if equal {
+            self.share(all, version);
+        }
+    }
+
+    /// Whether the map is shared with a snapshot (for tests).
+    #[cfg(test)]
+    pub(crate) fn is_shared_with(&self, all: &Arc<BTreeMap<Arc<str>, V>>) -> bool {
+        Arc::ptr_eq(&self.map, all)
+    }
+}
+
+/// The aggregate version of `ty` in the snapshot a change set starts from: `snapshot`'s,
+/// with `changes` undone (O(changed)).
+fn version_before(snapshot: &Snapshot, ty: ResourceType, changes: &[Change]) -> String {
+    let mut sum = snapshot.version_sum(ty);
+    for change in changes {
+        if let Some(after) = change.after() {
+            sum.remove_resource(after);
+        }
+        if let Some(before) = change.before() {
+            sum.add_resource(before);
+        }
+    }
+    sum.version()
 }
 
 /// How a stream planned its pushes: from a snapshot's change set (O(changed)), or by diffing

@@ -52,9 +52,11 @@ pub struct FanOut {
     pub pause: Duration,
     /// From the first connect until every client had all four types.
     pub connect_all: Duration,
-    /// Portolan's RSS with one warm-up client (group built), and with every client synced.
+    /// Portolan's RSS with one warm-up client (group built), with every client synced, and
+    /// [`SETTLE`] later (the last ACKs answered, transient sync buffers freed).
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
+    pub rss_settled_kib: u64,
     /// Per change: file write until the last client ACKed it.
     pub all_acked: Vec<Duration>,
     /// Per client and change: file write until that client ACKed it.
@@ -111,6 +113,9 @@ impl Clients {
     }
 }
 
+/// How long after the initial sync Portolan's memory is read again.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// How long every client together may take to receive one change.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -142,6 +147,8 @@ pub async fn fan_out(config: FanOutConfig) -> anyhow::Result<FanOut> {
     let mut fleet = Clients::start(&served, config.clients, "sim", config.delta).await?;
     let connect_all = start.elapsed();
     let rss_after_kib = rss_kib(served.pid()?)?;
+    tokio::time::sleep(SETTLE).await;
+    let rss_settled_kib = rss_kib(served.pid()?)?;
     let (mut all_acked, mut arrivals, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
     for k in 1..=config.changes.max(1) {
         if k > 1 {
@@ -167,6 +174,7 @@ pub async fn fan_out(config: FanOutConfig) -> anyhow::Result<FanOut> {
         connect_all,
         rss_before_kib,
         rss_after_kib,
+        rss_settled_kib,
         all_acked,
         arrivals,
         cpu,
@@ -203,9 +211,18 @@ async fn one_change(
 // === impl FanOut ===
 
 impl FanOut {
-    /// Portolan's resident memory per connected client (KiB).
+    /// Portolan's resident memory per connected client (KiB), once all are synced.
     pub fn kib_per_client(&self) -> f64 {
-        self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64 / self.clients.max(1) as f64
+        self.per_client(self.rss_after_kib)
+    }
+
+    /// The same, [`SETTLE`] later.
+    pub fn settled_kib_per_client(&self) -> f64 {
+        self.per_client(self.rss_settled_kib)
+    }
+
+    fn per_client(&self, rss_kib: u64) -> f64 {
+        rss_kib.saturating_sub(self.rss_before_kib) as f64 / self.clients.max(1) as f64
     }
 
     /// Portolan's CPU time per change (median over the changes), and that divided by the
@@ -243,14 +260,14 @@ pub fn fan_out_md(runs: &[FanOut]) -> String {
     );
     let _ = writeln!(
         out,
-        "| Clients | Connect + initial sync (all) | Change → client ACK p50 | p99 | max | Every client ACKed (median over changes) | Portolan CPU per change (median) | per client | Portolan RSS before → after | RSS per client |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| Clients | Connect + initial sync (all) | Change → client ACK p50 | p99 | max | Every client ACKed (median over changes) | Portolan CPU per change (median) | per client | Portolan RSS before → after | RSS per client | 2 s later, per client |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in runs {
         let d = Dist::of(&r.arrivals);
         let (cpu, cpu_per_client) = r.cpu_per_change();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.1} µs | {} → {} | {:.1} KiB |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.1} µs | {} → {} | {:.1} KiB | {:.1} KiB |",
             r.clients,
             ms(r.connect_all),
             ms(d.p50),
@@ -261,7 +278,8 @@ pub fn fan_out_md(runs: &[FanOut]) -> String {
             cpu_per_client.as_secs_f64() * 1e6,
             mib(r.rss_before_kib),
             mib(r.rss_after_kib),
-            r.kib_per_client()
+            r.kib_per_client(),
+            r.settled_kib_per_client()
         );
     }
     let _ = writeln!(

@@ -3,10 +3,15 @@
 //! many were lost (connection refused or reset, stream failed before its initial sync), the
 //! time from the start until every surviving proxy was in sync (all four types received and
 //! ACKed), and per-proxy sync p50/p99. A proxy is not retried: a lost one counts as lost.
+//! Over the same span, the CPU time of Portolan (all its threads) and of the bench process
+//! itself (the simulated proxies: their HTTP/2, decoding and ACKs), since both share the
+//! machine's cores; and Portolan's resident memory before the storm and once every proxy is in
+//! sync.
 
 use crate::WorldSpec;
-use crate::scenario::dist::{Dist, ms};
+use crate::scenario::dist::{Dist, mib, ms};
 use crate::scenario::served::{CLIENT_TIMEOUT, GROUP, Served};
+use portolan_e2e::procfs::{TICKS_PER_SECOND, cpu_ticks, rss_kib};
 use portolan_translate::names::MESH_ROUTE;
 use portolan_xds_client::{ClientError, Follow, SotwClient, SotwSubscriber, channel, node};
 use std::collections::BTreeMap;
@@ -37,7 +42,18 @@ pub struct Storm {
     pub all_synced: Duration,
     /// Per surviving proxy: start until in sync.
     pub sync: Vec<Duration>,
+    /// CPU time from the start until the last proxy was in sync: Portolan's, the bench's own.
+    pub server_cpu: Duration,
+    pub client_cpu: Duration,
+    /// Portolan's resident memory with the warm-up proxy, once every proxy is in sync, and
+    /// [`SETTLE`] later (transient sync buffers freed and returned).
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub rss_settled_kib: u64,
 }
+
+/// How long after the storm Portolan's memory is read again.
+const SETTLE: Duration = Duration::from_secs(2);
 
 /// Runs one storm of `config.clients` proxies.
 pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
@@ -61,8 +77,13 @@ pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
         tokio::spawn(proxy.run());
     }
     drop(done_tx);
+    let pid = served.pid()?;
+    let rss_before_kib = rss_kib(pid)?;
+    let cpu =
+        || -> anyhow::Result<(u64, u64)> { Ok((cpu_ticks(pid)?, cpu_ticks(std::process::id())?)) };
     barrier.wait().await;
     let start = Instant::now();
+    let cpu_before = cpu()?;
     let (mut sync, mut failures, mut lost) = (Vec::new(), BTreeMap::new(), 0);
     let mut last = Duration::ZERO;
     while let Some(result) = done_rx.recv().await {
@@ -81,6 +102,13 @@ pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
             break;
         }
     }
+    let cpu_after = cpu()?;
+    let rss_after_kib = rss_kib(pid)?;
+    let ticks = |after: u64, before: u64| {
+        Duration::from_millis(after.saturating_sub(before) * 1000 / TICKS_PER_SECOND)
+    };
+    tokio::time::sleep(SETTLE).await;
+    let rss_settled_kib = rss_kib(pid)?;
     let _ = stop.send(true);
     warm.stop();
     served.portolan.terminate().await?;
@@ -91,6 +119,11 @@ pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
         failures,
         all_synced: last,
         sync,
+        server_cpu: ticks(cpu_after.0, cpu_before.0),
+        client_cpu: ticks(cpu_after.1, cpu_before.1),
+        rss_before_kib,
+        rss_after_kib,
+        rss_settled_kib,
     })
 }
 
@@ -166,21 +199,31 @@ pub fn storm_md(runs: &[Storm]) -> String {
     );
     let _ = writeln!(
         out,
-        "| Proxies | Lost | Every surviving proxy in sync | Per proxy sync p50 | p99 | max |\n|---:|---:|---:|---:|---:|---:|"
+        "| Proxies | Lost | Every surviving proxy in sync | Per proxy sync p50 | p99 | max | Portolan CPU | bench (proxies) CPU | Portolan RSS before → after | per proxy | 2 s later, per proxy |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in runs {
         let d = Dist::of(&r.sync);
+        let per = |kib: u64| kib.saturating_sub(r.rss_before_kib) as f64 / r.clients.max(1) as f64;
+        let (per_proxy, settled) = (per(r.rss_after_kib), per(r.rss_settled_kib));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} → {} | {per_proxy:.1} KiB | {settled:.1} KiB |",
             r.clients,
             r.lost,
             ms(r.all_synced),
             ms(d.p50),
             ms(d.p99),
-            ms(d.max)
+            ms(d.max),
+            ms(r.server_cpu),
+            ms(r.client_cpu),
+            mib(r.rss_before_kib),
+            mib(r.rss_after_kib),
         );
     }
+    let _ = writeln!(
+        out,
+        "\nCPU is user + system time from the start until the last proxy was in sync (10 ms steps): Portolan's, and the bench process's own (the simulated proxies).\n"
+    );
     out.push('\n');
     for r in runs {
         for (kind, count) in &r.failures {
