@@ -10,9 +10,11 @@
 //! cargo run --release -p portolan-files --example file_change -- [SERVICES] [ROUNDS] [SETTLE_MS]
 //! ```
 
+#[path = "common/tree.rs"]
+mod tree;
+
 use portolan_files::FileSource;
 use portolan_model::source::{Changes, Source, SourceHealth, SourceSink};
-use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -26,30 +28,6 @@ impl SourceSink for Sink {
     }
     fn health(&self, _health: SourceHealth) {}
     fn synced(&self) {}
-}
-
-fn manifest(i: usize, round: usize) -> String {
-    let mut s = format!(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i}\n  namespace: ns-{ns}\nspec:\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: svc-{i}-a\n  namespace: ns-{ns}\n  labels:\n    kubernetes.io/service-name: svc-{i}\naddressType: IPv4\nports:\n- name: http\n  port: 8080\nendpoints:\n",
-        ns = i % 10
-    );
-    for e in 0..10 {
-        let last = if e == 0 { round % 250 } else { e };
-        s.push_str(&format!(
-            "- addresses: [\"10.{}.{}.{last}\"]\n  zone: zone-a\n",
-            (i / 250) % 250,
-            i % 250
-        ));
-    }
-    s
-}
-
-fn write_world(dir: &Path, services: usize) {
-    for i in 0..services {
-        let sub = dir.join(format!("ns-{}", i % 10));
-        std::fs::create_dir_all(&sub).expect("mkdir");
-        std::fs::write(sub.join(format!("svc-{i}.yaml")), manifest(i, 0)).expect("write");
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -66,7 +44,7 @@ fn main() {
     let rounds = args.get(1).copied().unwrap_or(10);
     let settle = Duration::from_millis(args.get(2).copied().unwrap_or(50) as u64);
     let tmp = tempfile::tempdir().expect("tempdir");
-    write_world(tmp.path(), services);
+    tree::write_world(tmp.path(), services);
 
     // The full rescan alone.
     let mut source = FileSource::new(tmp.path());
@@ -81,7 +59,7 @@ fn main() {
     for round in 1..=rounds {
         let i = (round * 7919) % services;
         let path = tmp.path().join(format!("ns-{}/svc-{i}.yaml", i % 10));
-        std::fs::write(&path, manifest(i, round)).expect("write");
+        std::fs::write(&path, tree::manifest(i, round)).expect("write");
         let t = Instant::now();
         let changes = source.rescan().expect("rescan");
         full.push(t.elapsed().as_secs_f64() * 1e3);
@@ -95,7 +73,7 @@ fn main() {
     for round in 1..=rounds {
         let i = (round * 7919) % services;
         let path = tmp.path().join(format!("ns-{}/svc-{i}.yaml", i % 10));
-        std::fs::write(&path, manifest(i, round + 50)).expect("write");
+        std::fs::write(&path, tree::manifest(i, round + 50)).expect("write");
         let t = Instant::now();
         let changes = source.rescan_paths([path.as_path()]).expect("rescan");
         only.push(t.elapsed().as_secs_f64() * 1e3);
@@ -122,7 +100,7 @@ fn main() {
         let i = (round * 104_729) % services;
         let path = tmp.path().join(format!("ns-{}/svc-{i}.yaml", i % 10));
         let t = Instant::now();
-        std::fs::write(&path, manifest(i, round + 100)).expect("write");
+        std::fs::write(&path, tree::manifest(i, round + 100)).expect("write");
         let (at, n) = rx.recv_timeout(Duration::from_secs(10)).expect("changes");
         assert_eq!(n, 1);
         e2e.push((at - t).as_secs_f64() * 1e3);

@@ -11,35 +11,14 @@
 //! figures are bytes asked for, without allocator slack; `portolan serve`'s resident memory
 //! adds its allocator's share on top.
 
+#[path = "common/tree.rs"]
+mod tree;
+
 use portolan_files::FileSource;
 use portolan_model::Index;
-use std::path::Path;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
-
-fn manifest(i: usize) -> String {
-    let mut s = format!(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i}\n  namespace: ns-{ns}\nspec:\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: svc-{i}-a\n  namespace: ns-{ns}\n  labels:\n    kubernetes.io/service-name: svc-{i}\naddressType: IPv4\nports:\n- name: http\n  port: 8080\nendpoints:\n",
-        ns = i % 10
-    );
-    for e in 0..10 {
-        s.push_str(&format!(
-            "- addresses: [\"10.{}.{}.{e}\"]\n  zone: zone-a\n",
-            (i / 250) % 250,
-            i % 250
-        ));
-    }
-    s
-}
-
-fn write_world(dir: &Path, services: usize) {
-    for i in 0..services {
-        let sub = dir.join(format!("ns-{}", i % 10));
-        std::fs::create_dir_all(&sub).expect("mkdir");
-        std::fs::write(sub.join(format!("svc-{i}.yaml")), manifest(i)).expect("write");
-    }
-}
 
 fn live() -> u64 {
     dhat::HeapStats::get().curr_bytes as u64
@@ -59,7 +38,7 @@ fn main() {
         .map(|a| a.parse().expect("a number"))
         .unwrap_or(10_000);
     let tmp = tempfile::tempdir().expect("tempdir");
-    write_world(tmp.path(), services);
+    tree::write_world(tmp.path(), services);
 
     // FILE_MEMORY_PROFILE=1: keep only the files source alive at the end and write
     // dhat-heap.json, whose end-of-run bytes per allocation site show where it goes.
