@@ -572,6 +572,7 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "HTTPRouteRequestMirror",
             "HTTPRouteRequestMultipleMirrors",
             "HTTPRouteRequestPercentageMirror",
+            "ListenerSet",
             "Mesh",
             "ReferenceGrant",
             "TCPRoute",

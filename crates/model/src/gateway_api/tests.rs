@@ -1627,7 +1627,10 @@ fn a_listener_set_tls_listener_conflicts_with_the_gateways_https_on_its_port() {
         .iter()
         .find(|c| c.type_ == "Accepted")
         .expect("Accepted");
-    assert_eq!((accepted.status.as_str(), accepted.reason.as_str()), ("True", "Accepted"));
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("True", "Accepted")
+    );
     // The conflicted listener adds nothing to the HTTPS port: only the Gateway's own
     // passthrough name is routed by SNI there.
     let compiled = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "gw")];
