@@ -42,16 +42,20 @@ async fn accepted(
     assert_condition(&s["conditions"], "Accepted", "True", "Accepted");
     assert_condition(&s["conditions"], "Programmed", "True", "Programmed");
     for name in listeners {
-        let l = s["listeners"]
-            .as_array()
-            .and_then(|ls| ls.iter().find(|l| l["name"] == *name))
-            .ok_or_else(|| anyhow::anyhow!("no listener {name} in {s}"))?;
-        for t in ["ResolvedRefs", "Accepted", "Programmed"] {
-            let cond = condition(&l["conditions"], t).cloned().unwrap_or_default();
-            anyhow::ensure!(cond["status"] == "True", "listener {name} {t}: {s}");
-        }
+        ready(&s, name)?;
     }
     Ok(s)
+}
+
+/// Listener `name` of a Gateway's or ListenerSet's status `s` is resolved, accepted and
+/// programmed (conditions `True`, any reason).
+fn ready(s: &Value, name: &str) -> anyhow::Result<()> {
+    let l = listener_of(s, name)?;
+    for t in ["ResolvedRefs", "Accepted", "Programmed"] {
+        let cond = condition(&l["conditions"], t).cloned().unwrap_or_default();
+        anyhow::ensure!(cond["status"] == "True", "listener {name} {t}: {s}");
+    }
+    Ok(())
 }
 
 /// ListenerSetDefaultNotAllowed: no `allowedListeners`, no ListenerSet; the set's hostnames
@@ -694,13 +698,8 @@ pub(super) async fn listenerset_protocol_and_route_kind_conflicts(
     c.wait_envoy(gw, "\"abc.example.com\"", true).await?;
     let g = attached_sets(c, gw, 1).await?;
     assert_condition(&g["conditions"], "Accepted", "True", "Accepted");
+    ready(&g, "https-conflict")?;
     let https = listener_of(&g, "https-conflict")?;
-    for t in ["ResolvedRefs", "Accepted", "Programmed"] {
-        let cond = condition(&https["conditions"], t)
-            .cloned()
-            .unwrap_or_default();
-        anyhow::ensure!(cond["status"] == "True", "https-conflict {t}: {g}");
-    }
     assert_condition(&https["conditions"], "Conflicted", "False", "NoConflicts");
     let s = set_status(c, INFRA, set).await?;
     for t in ["Accepted", "Programmed"] {
@@ -714,13 +713,7 @@ pub(super) async fn listenerset_protocol_and_route_kind_conflicts(
         "False",
         "InvalidRouteKinds",
     );
-    let ctl = listener_of(&s, "tls-control")?;
-    for t in ["ResolvedRefs", "Accepted", "Programmed"] {
-        let cond = condition(&ctl["conditions"], t)
-            .cloned()
-            .unwrap_or_default();
-        anyhow::ensure!(cond["status"] == "True", "tls-control {t}: {s}");
-    }
+    ready(&s, "tls-control")?;
     let conflicted = listener_of(&s, "tls-conflict")?;
     for t in ["Accepted", "Programmed"] {
         assert_condition(&conflicted["conditions"], t, "False", "ProtocolConflict");

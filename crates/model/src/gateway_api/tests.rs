@@ -410,8 +410,16 @@ fn listener_condition(world: &World, gw: &str, listener: &str, type_: &str) -> (
     let Some(ApiStatus::Gateway(s)) = world.api_statuses.get(&key) else {
         panic!("no Gateway status for {key}");
     };
-    let l = s
-        .listeners
+    entry_condition(&s.listeners, listener, type_)
+}
+
+/// Condition `type_` of the `listeners[]` entry `listener` (a Gateway's or a ListenerSet's).
+fn entry_condition(
+    listeners: &[super::status::ListenerStatus],
+    listener: &str,
+    type_: &str,
+) -> (String, String) {
+    let l = listeners
         .iter()
         .find(|l| l.name == listener)
         .expect("listener");
@@ -1516,17 +1524,7 @@ fn set_listener_condition(
     let Some(ApiStatus::ListenerSet(s)) = world.api_statuses.get(&key) else {
         panic!("no ListenerSet status for {key}");
     };
-    let l = s
-        .listeners
-        .iter()
-        .find(|l| l.name == listener)
-        .expect("listener");
-    let c = l
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .expect("condition");
-    (c.status.clone(), c.reason.clone())
+    entry_condition(&s.listeners, listener, type_)
 }
 
 /// Upstream's ListenerSetProtocolAndRouteKindConflicts: a set's TLS listener on the port of
