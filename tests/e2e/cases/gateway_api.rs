@@ -40,9 +40,10 @@ use grpc::{
 use listenerset::{
     listenerset_allowed_namespace_same, listenerset_allowed_namespace_selector,
     listenerset_allowed_routes_namespaces, listenerset_default_not_allowed,
-    listenerset_dual_parent_ref, listenerset_hostname_conflict, listenerset_listener_precedence,
-    listenerset_parent_not_accepted, listenerset_reference_grant,
-    listenerset_update_listener_hostname,
+    listenerset_dual_parent_ref, listenerset_gateway_parent_section_name_not_found,
+    listenerset_hostname_conflict, listenerset_http_routing, listenerset_listener_precedence,
+    listenerset_parent_not_accepted, listenerset_protocol_and_route_kind_conflicts,
+    listenerset_reference_grant, listenerset_update_listener_hostname,
 };
 use more::{
     gatewayclass_observed_generation_bump, invalid_parameters_ref, listener_unsupported_protocol,
@@ -100,6 +101,8 @@ const INFRA: &str = "gateway-conformance-infra";
 const GATEWAY_CERT_NAMES: &[&str] = &[
     "example.org",
     "second-example.org",
+    // ListenerSetMixedProtocolConflict: the Gateway's HTTPS listener's route.
+    "https.example.org",
     "unknown-example.org",
     "*.example.com",
     // HTTPRouteHostnameIntersection over HTTPS: every name it sends, so that a refused
@@ -569,6 +572,7 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "HTTPRouteRequestMirror",
             "HTTPRouteRequestMultipleMirrors",
             "HTTPRouteRequestPercentageMirror",
+            "ListenerSet",
             "Mesh",
             "ReferenceGrant",
             "TCPRoute",
@@ -1053,6 +1057,22 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
         &["ListenerSetListenerPrecedence"],
         listenerset_listener_precedence
     );
+    scenario!(
+        b,
+        c,
+        &[
+            "ListenerSetProtocolAndRouteKindConflicts",
+            "ListenerSetMixedProtocolConflict"
+        ],
+        listenerset_protocol_and_route_kind_conflicts
+    );
+    scenario!(
+        b,
+        c,
+        &["ListenerSetGatewayParentSectionNameNotFound"],
+        listenerset_gateway_parent_section_name_not_found
+    );
+    scenario!(b, c, &["ListenerSetHTTPRouting"], listenerset_http_routing);
     let report = b.report();
     eprintln!("{report}");
     anyhow::ensure!(b.all_passed(), "{report}");

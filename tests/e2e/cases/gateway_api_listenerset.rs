@@ -42,16 +42,20 @@ async fn accepted(
     assert_condition(&s["conditions"], "Accepted", "True", "Accepted");
     assert_condition(&s["conditions"], "Programmed", "True", "Programmed");
     for name in listeners {
-        let l = s["listeners"]
-            .as_array()
-            .and_then(|ls| ls.iter().find(|l| l["name"] == *name))
-            .ok_or_else(|| anyhow::anyhow!("no listener {name} in {s}"))?;
-        for t in ["ResolvedRefs", "Accepted", "Programmed"] {
-            let cond = condition(&l["conditions"], t).cloned().unwrap_or_default();
-            anyhow::ensure!(cond["status"] == "True", "listener {name} {t}: {s}");
-        }
+        ready(&s, name)?;
     }
     Ok(s)
+}
+
+/// Listener `name` of a Gateway's or ListenerSet's status `s` is resolved, accepted and
+/// programmed (conditions `True`, any reason).
+fn ready(s: &Value, name: &str) -> anyhow::Result<()> {
+    let l = listener_of(s, name)?;
+    for t in ["ResolvedRefs", "Accepted", "Programmed"] {
+        let cond = condition(&l["conditions"], t).cloned().unwrap_or_default();
+        anyhow::ensure!(cond["status"] == "True", "listener {name} {t}: {s}");
+    }
+    Ok(())
 }
 
 /// ListenerSetDefaultNotAllowed: no `allowedListeners`, no ListenerSet; the set's hostnames
@@ -660,5 +664,251 @@ pub(super) async fn listenerset_listener_precedence(c: &mut Conformance) -> anyh
     let conflict = "protocol-conflict-listener.com";
     expect_at((a, protocol), conflict, "/listenerset-1-route", v2).await?;
     expect_at((a, protocol), conflict, "/listenerset-2-route", Err(404)).await?;
+    c.unload(file, gw, &routes).await
+}
+
+/// ListenerSetProtocolAndRouteKindConflicts and ListenerSetMixedProtocolConflict: a set's
+/// TLS listener allowing only HTTPRoute is `ResolvedRefs=False InvalidRouteKinds`; its TLS
+/// listener on a port of its own passes `abc.example.com` through to the TLS backend; its
+/// TLS listener on the Gateway's HTTPS port is `ProtocolConflict` (ports merge across the
+/// Gateway and its sets with one protocol) and its backend is never reached there, while
+/// the Gateway's HTTPS listener stays accepted and serves its route. The set stays accepted
+/// and programmed; the Gateway's HTTP listener serves its control route.
+pub(super) async fn listenerset_protocol_and_route_kind_conflicts(
+    c: &mut Conformance,
+) -> anyhow::Result<()> {
+    let file = "listenerset-protocol-and-route-kind-conflicts.yaml";
+    let gw = "gateway-listenerset-conflicts";
+    let set = "listenerset-test-allowed-routes-supported-kinds";
+    let routes = [
+        "listenerset-mixed-protocol-control",
+        "listenerset-mixed-protocol-https",
+    ];
+    let (tls_only, control) = (free_port(), free_port());
+    let text = c
+        .manifest(file)?
+        .replace("{P_TLS_ONLY}", &tls_only.to_string())
+        .replace("{P_CONTROL}", &control.to_string());
+    c.config.write(file, &text)?;
+    let addr = c.gateway(gw).await?;
+    for route in routes {
+        c.wait_envoy(gw, &format!("\"{INFRA}/{route}/"), true)
+            .await?;
+    }
+    c.wait_envoy(gw, "\"abc.example.com\"", true).await?;
+    let g = attached_sets(c, gw, 1).await?;
+    assert_condition(&g["conditions"], "Accepted", "True", "Accepted");
+    ready(&g, "https-conflict")?;
+    let https = listener_of(&g, "https-conflict")?;
+    assert_condition(&https["conditions"], "Conflicted", "False", "NoConflicts");
+    let s = set_status(c, INFRA, set).await?;
+    for t in ["Accepted", "Programmed"] {
+        let cond = condition(&s["conditions"], t).cloned().unwrap_or_default();
+        anyhow::ensure!(cond["status"] == "True", "set {t}: {s}");
+    }
+    let only = listener_of(&s, "listener-set-listener-allowed-routes-tls-only")?;
+    assert_condition(
+        &only["conditions"],
+        "ResolvedRefs",
+        "False",
+        "InvalidRouteKinds",
+    );
+    ready(&s, "tls-control")?;
+    let conflicted = listener_of(&s, "tls-conflict")?;
+    for t in ["Accepted", "Programmed"] {
+        assert_condition(&conflicted["conditions"], t, "False", "ProtocolConflict");
+    }
+    assert_condition(
+        &conflicted["conditions"],
+        "Conflicted",
+        "True",
+        "ProtocolConflict",
+    );
+    let key = format!("TLSRoute {INFRA}/listenerset-supported-kinds-control");
+    let p = super::tls::route_parent(c, &key, set, "ResolvedRefs").await?;
+    assert_condition(&p["conditions"], "Accepted", "True", "Accepted");
+    assert_condition(&p["conditions"], "ResolvedRefs", "True", "ResolvedRefs");
+    route_accepted(c, INFRA, "listenerset-mixed-protocol-control", gw).await?;
+    route_accepted(c, INFRA, "listenerset-mixed-protocol-https", gw).await?;
+    c.expect_backend(
+        &addr,
+        get("control.example.com", "/control"),
+        "infra-backend-v1",
+    )
+    .await?;
+    // The control listener passes the name through to the TLS backend.
+    let to = HttpsTarget {
+        addr: &addr,
+        port: control,
+        sni: "abc.example.com",
+        host: "abc.example.com",
+    };
+    let what = format!("abc.example.com through port {control}");
+    let r = eventually(&what, DEADLINE, || async {
+        match https_get_at(&c.ca, &to, "/").await {
+            Ok(r) if r.header("x-upstream") == Some("tls-backend") => Ok(r),
+            Ok(r) => Err(format!("{} {:?}", r.status, r.headers)),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await?;
+    assert_eq!(
+        r.peer_certificate, c.backend_cert.cert_der,
+        "passed through"
+    );
+    // The Gateway's HTTPS listener keeps its port and serves its route.
+    let r = c
+        .expect_https(
+            &addr,
+            ("https.example.org", "https.example.org"),
+            "/https",
+            |r| match r.header("x-upstream") {
+                Some("infra-backend-v1") => Ok(()),
+                _ => Err("want infra-backend-v1".to_string()),
+            },
+        )
+        .await?;
+    assert_eq!(r.peer_certificate, c.gateway_cert.cert_der, "terminated");
+    // The conflicted listener's name is not passed through there: whatever answers is the
+    // Gateway's HTTPS listener, never the TLS backend (upstream expects the handshake,
+    // trusting the backend's CA only, to fail; here one CA signs both certificates).
+    let to = HttpsTarget {
+        addr: &addr,
+        port: c.tls_port,
+        sni: "abc.example.com",
+        host: "abc.example.com",
+    };
+    if let Ok(r) = https_get_at(&c.ca, &to, "/").await {
+        anyhow::ensure!(
+            r.peer_certificate != c.backend_cert.cert_der
+                && r.header("x-upstream") != Some("tls-backend"),
+            "the conflicted listener reached its backend: {} {:?}",
+            r.status,
+            r.headers
+        );
+    }
+    c.unload(file, gw, &routes).await
+}
+
+/// ListenerSetGatewayParentSectionNameNotFound: a Gateway parentRef names the Gateway's own
+/// listeners only, so a sectionName that only the attached set has is `NoMatchingParent`;
+/// the route naming the set is accepted and served (and the other route's path is not).
+pub(super) async fn listenerset_gateway_parent_section_name_not_found(
+    c: &mut Conformance,
+) -> anyhow::Result<()> {
+    let file = "listenerset-gateway-parent-section-name-not-found.yaml";
+    let gw = "gateway-ls-section-name-test";
+    let set = "ls-section-name-test";
+    let route = "route-via-listenerset";
+    let addr = c.load(file, gw, &[route]).await?;
+    let g = attached_sets(c, gw, 1).await?;
+    assert_condition(&g["conditions"], "Accepted", "True", "Accepted");
+    accepted(c, INFRA, set, &["ls-only-listener"]).await?;
+    route_accepted(c, INFRA, route, set).await?;
+    route_condition(
+        c,
+        "route-bad-gw-section-name",
+        gw,
+        "Accepted",
+        "False",
+        "NoMatchingParent",
+    )
+    .await?;
+    c.expect_backend(
+        &addr,
+        get("ls-section-name-test.com", "/ls-route"),
+        "infra-backend-v1",
+    )
+    .await?;
+    c.expect_status(&addr, get("ls-section-name-test.com", "/bad-route"), 404)
+        .await?;
+    c.unload(file, gw, &[route]).await
+}
+
+/// ListenerSetHTTPRouting: routes attached to the Gateway and both sets, to the Gateway (all
+/// its listeners or one by sectionName) or to one set (all its listeners or one): every route
+/// accepted by each parent it names, each set listener's `supportedKinds` (HTTPRoute,
+/// GRPCRoute), `attachedRoutes` and accepted conditions, and each path answered by its
+/// backend on the hostnames of the listeners it attached to and 404 on the others.
+pub(super) async fn listenerset_http_routing(c: &mut Conformance) -> anyhow::Result<()> {
+    let file = "listenerset-http-routing.yaml";
+    let gw = "gateway-with-listener-sets-http-routing";
+    let (ls1, ls2) = ("listener-set-http-routing-1", "listener-set-http-routing-2");
+    let routes = [
+        "attaches-to-all-listeners",
+        "gateway-route",
+        "gateway-section-route",
+        "listener-set-http-routing-1-route",
+        "listener-set-http-routing-1-section-route",
+        "listener-set-http-routing-2-route",
+    ];
+    let addr = c.load(file, gw, &routes).await?;
+    attached_sets(c, gw, 2).await?;
+    for route in &routes[..3] {
+        route_accepted(c, INFRA, route, gw).await?;
+    }
+    for (set, set_routes, counts) in [
+        (ls1, [routes[0], routes[3], routes[4]].as_slice(), [3, 2]),
+        (ls2, [routes[0], routes[5]].as_slice(), [2, 2]),
+    ] {
+        for route in set_routes {
+            route_accepted(c, INFRA, route, set).await?;
+        }
+        let s = accepted(
+            c,
+            INFRA,
+            set,
+            &[&format!("{set}-listener-1"), &format!("{set}-listener-2")],
+        )
+        .await?;
+        for (i, n) in counts.into_iter().enumerate() {
+            let l = listener_of(&s, &format!("{set}-listener-{}", i + 1))?;
+            assert_eq!(l["attachedRoutes"], n, "{l}");
+            let kinds: Vec<&str> = l["supportedKinds"]
+                .as_array()
+                .map(|ks| ks.iter().filter_map(|k| k["kind"].as_str()).collect())
+                .unwrap_or_default();
+            assert_eq!(kinds, ["HTTPRoute", "GRPCRoute"], "{l}");
+            assert_condition(&l["conditions"], "Conflicted", "False", "NoConflicts");
+        }
+    }
+    let hosts = [
+        "gateway-listener-1.com",
+        "gateway-listener-2.com",
+        "listener-set-http-routing-1-listener-1.com",
+        "listener-set-http-routing-1-listener-2.com",
+        "listener-set-http-routing-2-listener-1.com",
+        "listener-set-http-routing-2-listener-2.com",
+    ];
+    // Path, its backend, and the hosts (indices into `hosts`) that serve it.
+    let table: [(&str, &str, &[usize]); 6] = [
+        ("/route", "infra-backend-v1", &[0, 1, 2, 3, 4, 5]),
+        ("/gateway-route", "infra-backend-v2", &[0, 1]),
+        ("/gateway-section-route", "infra-backend-v3", &[0]),
+        (
+            "/listener-set-http-routing-1-route",
+            "infra-backend-v2",
+            &[2, 3],
+        ),
+        (
+            "/listener-set-http-routing-1-section-route",
+            "infra-backend-v3",
+            &[2],
+        ),
+        (
+            "/listener-set-http-routing-2-route",
+            "infra-backend-v2",
+            &[4, 5],
+        ),
+    ];
+    for (path, backend, served) in table {
+        for (i, host) in hosts.iter().enumerate() {
+            if served.contains(&i) {
+                c.expect_backend(&addr, get(host, path), backend).await?;
+            } else {
+                c.expect_status(&addr, get(host, path), 404).await?;
+            }
+        }
+    }
     c.unload(file, gw, &routes).await
 }

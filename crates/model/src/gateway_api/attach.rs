@@ -43,6 +43,7 @@ const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteRequestMirror",
     "HTTPRouteRequestMultipleMirrors",
     "HTTPRouteRequestPercentageMirror",
+    "ListenerSet",
     "Mesh",
     "ReferenceGrant",
     "TCPRoute",

@@ -94,6 +94,12 @@ pub(super) fn listeners<'g>(
 /// Adds the listeners of ListenerSet number `index` (in namespace `set_namespace`) to those
 /// of its Gateway. The Gateway's listeners and earlier sets' take precedence: a listener of
 /// this set that conflicts with one of them is the conflicted one; within the set, both are.
+///
+/// Merged across owners, a port has one protocol: a listener of this set on a port where the
+/// Gateway or an earlier set has a listener of another protocol is `ProtocolConflict`, even
+/// HTTPS beside TLS (which share a port by SNI within one Gateway or one set). That is the
+/// ListenerSet precedence rule as upstream's ListenerSetProtocolAndRouteKindConflicts checks
+/// it: the set's TLS listener loses to the Gateway's HTTPS one, which stays accepted.
 pub(super) fn add_set_listeners<'g>(
     states: &mut Vec<ListenerState<'g>>,
     set: &'g ListenerSet,
@@ -111,11 +117,16 @@ pub(super) fn add_set_listeners<'g>(
         states.push(state);
     }
     for i in first..states.len() {
+        let me = &states[i];
+        let merged = states[..first]
+            .iter()
+            .find(|o| o.port == me.port && protocols_differ(&me.spec.protocol, &o.spec.protocol))
+            .map(|_| "ProtocolConflict");
         let others = states
             .iter()
             .enumerate()
             .filter(|(j, o)| *j != i && (*j < first || o.owner == Owner::Set(index)));
-        states[i].conflict = conflict(&states[i], others);
+        states[i].conflict = merged.or_else(|| conflict(&states[i], others));
     }
 }
 
@@ -184,6 +195,12 @@ fn conflict<'a, 'g: 'a>(
 fn udp_beside_tcp(a: &str, b: &str) -> bool {
     let tcp = |p: &str| matches!(p, "HTTP" | "HTTPS" | "TLS" | "TCP");
     (a == "UDP" && tcp(b)) || (b == "UDP" && tcp(a))
+}
+
+/// Whether two listeners of different owners on one port speak different protocols (a UDP
+/// listener beside a TCP one is told apart by its transport, so it is no conflict).
+fn protocols_differ(a: &str, b: &str) -> bool {
+    a != b && !udp_beside_tcp(a, b)
 }
 
 /// Listeners of one family can share a port: HTTPS and TLS both start with a TLS handshake.

@@ -410,8 +410,16 @@ fn listener_condition(world: &World, gw: &str, listener: &str, type_: &str) -> (
     let Some(ApiStatus::Gateway(s)) = world.api_statuses.get(&key) else {
         panic!("no Gateway status for {key}");
     };
-    let l = s
-        .listeners
+    entry_condition(&s.listeners, listener, type_)
+}
+
+/// Condition `type_` of the `listeners[]` entry `listener` (a Gateway's or a ListenerSet's).
+fn entry_condition(
+    listeners: &[super::status::ListenerStatus],
+    listener: &str,
+    type_: &str,
+) -> (String, String) {
+    let l = listeners
         .iter()
         .find(|l| l.name == listener)
         .expect("listener");
@@ -1504,4 +1512,132 @@ fn listener_sets_attach_where_allowed_and_yield_to_the_gateway() {
         parent_condition(&world, "infra", "on-closed-set", "Accepted"),
         ("False".into(), "NoMatchingParent".into())
     );
+}
+
+fn set_listener_condition(
+    world: &World,
+    set: &str,
+    listener: &str,
+    type_: &str,
+) -> (String, String) {
+    let key = ObjectRef::new(Kind::ListenerSet, "infra", set);
+    let Some(ApiStatus::ListenerSet(s)) = world.api_statuses.get(&key) else {
+        panic!("no ListenerSet status for {key}");
+    };
+    entry_condition(&s.listeners, listener, type_)
+}
+
+/// Upstream's ListenerSetProtocolAndRouteKindConflicts: a set's TLS listener on the port of
+/// the Gateway's HTTPS listener is `ProtocolConflict` (ports merge across owners with one
+/// protocol), the HTTPS listener stays accepted and keeps its port; a TLS listener allowing
+/// only HTTPRoute is `InvalidRouteKinds`; the set's TLS listener on a port of its own serves.
+#[test]
+fn a_listener_set_tls_listener_conflicts_with_the_gateways_https_on_its_port() {
+    let mut idx = base();
+    secret(&mut idx, "infra", "cert");
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan",
+            "allowedListeners": {"namespaces": {"from": "All"}},
+            "listeners": [
+                {"name": "http", "port": 80, "protocol": "HTTP", "hostname": "gw.example.com"},
+                {"name": "https", "port": 8443, "protocol": "HTTPS",
+                 "tls": {"certificateRefs": [{"name": "cert"}]}},
+                // Within the Gateway, HTTPS and TLS still share a port by SNI.
+                {"name": "passthrough", "port": 8443, "protocol": "TLS",
+                 "hostname": "pass.example.com", "tls": {"mode": "Passthrough"}}]}}),
+    );
+    let tls = |name: &str, port: u16, kinds: &str| {
+        json!({"name": name, "port": port, "protocol": "TLS", "hostname": "abc.example.com",
+               "allowedRoutes": {"kinds": [{"kind": kinds}]}, "tls": {"mode": "Passthrough"}})
+    };
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
+        "metadata": {"name": "ls", "namespace": "infra"},
+        "spec": {"parentRef": {"name": "gw"}, "listeners": [
+            tls("tls-only-http", 443, "HTTPRoute"),
+            tls("tls-control", 9443, "TLSRoute"),
+            tls("tls-conflict", 8443, "TLSRoute"),
+            {"name": "http-beside", "port": 80, "protocol": "HTTP", "hostname": "ls.example.com"}]}}),
+    );
+    let route = |name: &str, section: &str| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "TLSRoute",
+        "metadata": {"name": name, "namespace": "infra"},
+        "spec": {"parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "ListenerSet",
+                                 "name": "ls", "sectionName": section}],
+                 "hostnames": ["abc.example.com"],
+                 "rules": [{"backendRefs": [{"name": "a", "port": 443}]}]}})
+    };
+    apply(&mut idx, route("control", "tls-control"));
+    apply(&mut idx, route("conflict", "tls-conflict"));
+    let world = idx.world();
+    for t in ["Accepted", "Programmed", "Conflicted"] {
+        let expected = if t == "Conflicted" { "True" } else { "False" };
+        assert_eq!(
+            set_listener_condition(&world, "ls", "tls-conflict", t),
+            (expected.into(), "ProtocolConflict".into()),
+            "{t}"
+        );
+    }
+    assert_eq!(
+        set_listener_condition(&world, "ls", "tls-only-http", "ResolvedRefs"),
+        ("False".into(), "InvalidRouteKinds".into())
+    );
+    for (l, t) in [
+        ("tls-control", "Accepted"),
+        ("tls-control", "Programmed"),
+        ("tls-control", "ResolvedRefs"),
+        ("http-beside", "Accepted"),
+    ] {
+        assert_eq!(
+            set_listener_condition(&world, "ls", l, t).0,
+            "True",
+            "{l} {t}"
+        );
+    }
+    assert_eq!(
+        set_listener_condition(&world, "ls", "tls-control", "Conflicted").0,
+        "False"
+    );
+    for l in ["https", "passthrough"] {
+        assert_eq!(
+            listener_condition(&world, "gw", l, "Accepted").0,
+            "True",
+            "{l}"
+        );
+        assert_eq!(
+            listener_condition(&world, "gw", l, "Conflicted"),
+            ("False".into(), "NoConflicts".into()),
+            "{l}"
+        );
+    }
+    assert_eq!(set_condition(&world, "infra", "ls", "Accepted").0, "True");
+    assert_eq!(set_condition(&world, "infra", "ls", "Programmed").0, "True");
+    let key = ObjectRef::new(Kind::TlsRoute, "infra", "control");
+    let Some(ApiStatus::Route(r)) = world.api_statuses.get(&key) else {
+        panic!("no route status for {key}");
+    };
+    let accepted = r.parents[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Accepted")
+        .expect("Accepted");
+    assert_eq!(
+        (accepted.status.as_str(), accepted.reason.as_str()),
+        ("True", "Accepted")
+    );
+    // The conflicted listener adds nothing to the HTTPS port: only the Gateway's own
+    // passthrough name is routed by SNI there.
+    let compiled = &world.api_gateways[&ObjectRef::new(Kind::ApiGateway, "infra", "gw")];
+    let port = compiled
+        .ports
+        .iter()
+        .find(|p| p.port == 8443)
+        .expect("port 8443");
+    let text = format!("{port:?}");
+    assert!(!text.contains("abc.example.com"), "{text}");
+    assert!(compiled.ports.iter().any(|p| p.port == 9443));
 }
