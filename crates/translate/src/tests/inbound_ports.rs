@@ -307,12 +307,15 @@ fn without_a_service_the_application_port_is_served_as_before() {
         );
         let listener = inbound(&resources);
         // The application port, the listener's (direct calls), then any other port.
-        let ports: Vec<Option<u64>> = listener["filter_chains"]
+        // (PERMISSIVE: a TLS and a plaintext chain for each.)
+        let mut ports: Vec<Option<u64>> = listener["filter_chains"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|c| c["filter_chain_match"]["destination_port"].as_u64())
             .collect();
+        assert_eq!(ports.len(), 6, "{listener}");
+        ports.dedup();
         assert_eq!(ports, [Some(8080), Some(15006), None], "{listener}");
         let routes: Vec<&str> = resources
             .routes
