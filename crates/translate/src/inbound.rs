@@ -6,10 +6,15 @@
 //! the Services of the workload's service account target, each with the protocol its Service
 //! port declares (as outbound, [`crate::protocol`]: HTTP, HTTP/2 for gRPC and h2c, or TCP).
 //! Captured connections keep their original destination, which the listener restores
-//! (listener filter `original_dst`) and matches its filter chains on: each port other than
-//! the application port has chains matching its destination port; the application port's
-//! chains match any port (the listener's own, when a peer calls it without capture, and
-//! captured ports no Service declares, as before there were several ports).
+//! (listener filter `original_dst`) and matches its filter chains on: each served port has
+//! chains matching its destination port, and the application port's chains are repeated for
+//! the listener's own port (a peer calling it without capture). A captured port no Service
+//! declares is passed through to the application on the port it was sent to
+//! ([`PASSTHROUGH_CLUSTER`], an ORIGINAL_DST cluster whose address the chain rewrites to
+//! `127.0.0.1` at the original port: the proxy's calls to its own pod IP over loopback would
+//! be captured again), over a TCP proxy behind network RBAC, in the same mTLS mode: the
+//! chains matching no port, and, for each port an AccessPolicy rule names that no Service
+//! declares, chains matching that port (so the rule applies there and nowhere else).
 //!
 //! Per port, by mode:
 //!
@@ -30,6 +35,8 @@
 //! TCP proxy behind network RBAC filters. The listener is `inbound` (stats
 //! `listener.inbound.*`, e.g. `listener.inbound.ssl.handshake`; `http.inbound.*` for every
 //! HTTP port) and each port's cluster `inbound|PORT` (explicit HTTP/2 for gRPC and h2c ports).
+//! Rules naming ports do not apply to the passthrough's catch-all chains (their port is none
+//! of the rules').
 
 use crate::ProxyGroup;
 use crate::address::socket_address;
@@ -45,8 +52,12 @@ use crate::provenance::{Origins, origins};
 use crate::rbac::{self, Target};
 use crate::telemetry;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
-use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, LbPolicy,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, SubstitutionFormatString, data_source, substitution_format_string,
+};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
@@ -54,12 +65,16 @@ use envoy_types::pb::envoy::config::listener::v3::{
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteAction, RouteConfiguration, VirtualHost, route, route_action,
 };
+use envoy_types::pb::envoy::extensions::filters::common::set_filter_state::v3::{
+    FilterStateValue, filter_state_value,
+};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, Rds, http_connection_manager,
 };
+use envoy_types::pb::envoy::extensions::filters::network::set_filter_state::v3::Config as SetFilterState;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
 };
@@ -83,6 +98,14 @@ const STRICT_REFUSAL: &str = "plaintext refused: the PeerAuthentication mode is 
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 /// Well-known name of the TCP proxy network filter.
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
+/// The ORIGINAL_DST cluster of captured ports no Service declares: the application on the
+/// port the connection was sent to, on 127.0.0.1.
+pub const PASSTHROUGH_CLUSTER: &str = "inbound|passthrough";
+/// Well-known name of the network filter setting filter state objects.
+const SET_FILTER_STATE: &str = "envoy.filters.network.set_filter_state";
+/// The filter state object an ORIGINAL_DST cluster connects to instead of the original
+/// destination (`IP:PORT`).
+const ORIGINAL_DST_ADDRESS: &str = "envoy.network.transport_socket.original_dst_address";
 
 /// The inbound listener and the application's clusters, and the objects behind the listener
 /// (the PeerAuthentication of its mode, the AccessPolicies it enforces).
@@ -92,7 +115,8 @@ pub(crate) struct Inbound {
     /// the port's cluster, carrying the AccessPolicies' RBAC rules for that port; in STRICT
     /// the plaintext ones refuse every request.
     pub routes: Vec<RouteConfiguration>,
-    /// `inbound|PORT` for each served port, the application port's first.
+    /// `inbound|PORT` for each served port, the application port's first, then
+    /// [`PASSTHROUGH_CLUSTER`].
     pub clusters: Vec<Cluster>,
     pub origins: Origins,
     /// The RequestAuthentications it enforces (for the group's JWKS clusters).
@@ -205,13 +229,14 @@ pub(crate) fn inbound(
     let mut edge_sources = Vec::new();
     let mut routes = Vec::new();
     let mut clusters = Vec::new();
-    // The application port's chains (first: [`inbound_ports`] puts it first) match any
-    // destination port: the listener's own port (peers calling it directly, without capture),
-    // the application port, and captured ports no Service declares, as before per-port
-    // inbound. Tools reading the listener's first chain find the application port's.
+    // The application port's chains come first ([`inbound_ports`] puts it first), for its
+    // own port and then the listener's (peers calling it directly, without capture): tools
+    // reading the listener's first chain find the application port's.
+    let listener_port = workload.inbound_port.unwrap_or(options.mesh.inbound_port);
+    let ports = inbound_ports(ctx, workload);
     let mut filter_chains = Vec::new();
-    for port in inbound_ports(ctx, workload) {
-        let served = serve_port(ctx, workload, port, &policies, mode);
+    for &port in &ports {
+        let served = serve_port(ctx, workload, port, &policies, mode, listener_port);
         jwt.extend(&served.jwt);
         edge_sources.extend(served.edge_sources);
         routes.extend(served.routes);
@@ -222,6 +247,24 @@ pub(crate) fn inbound(
         ));
         filter_chains.extend(served.chains);
     }
+    // Every other port: passed through to where it was sent, by port for the ports the
+    // rules name (so that they apply there), then for any port.
+    let served: std::collections::BTreeSet<u16> = ports
+        .iter()
+        .map(|p| p.number)
+        .chain([listener_port])
+        .collect();
+    let named: std::collections::BTreeSet<u16> = policies
+        .iter()
+        .flat_map(|p| &p.rules)
+        .filter_map(|r| r.to.as_ref())
+        .flat_map(|to| to.ports.iter().copied())
+        .filter(|p| !served.contains(p))
+        .collect();
+    for port in named.into_iter().map(Some).chain([None]) {
+        filter_chains.extend(passthrough_chains(ctx, port, &policies, mode));
+    }
+    clusters.push(passthrough_cluster(options.connect_timeout));
     let from = origins(
         peer_auth
             .map(|p| p.source.clone())
@@ -246,11 +289,13 @@ pub(crate) fn inbound(
             ..Default::default()
         });
     }
-    let port = workload.inbound_port.unwrap_or(options.mesh.inbound_port);
     let listener = Listener {
         name: INBOUND_LISTENER.to_string(),
         stat_prefix: INBOUND_LISTENER.to_string(),
-        address: Some(socket_address(&options.mesh_listener_address, port)),
+        address: Some(socket_address(
+            &options.mesh_listener_address,
+            listener_port,
+        )),
         filter_chains,
         listener_filters,
         ..Default::default()
@@ -266,7 +311,8 @@ pub(crate) fn inbound(
 
 /// What the inbound listener holds for one port.
 struct ServedPort {
-    /// Its filter chains (matching its destination port, unless it is the application port).
+    /// Its filter chains, matching its destination port (the application port's also the
+    /// listener's).
     chains: Vec<FilterChain>,
     routes: Vec<RouteConfiguration>,
     jwt: JwtUse,
@@ -280,6 +326,7 @@ fn serve_port(
     port: InboundPort,
     policies: &[&Arc<AccessPolicy>],
     mode: MtlsMode,
+    listener_port: u16,
 ) -> ServedPort {
     let app_port = workload.app_port.unwrap_or(port.number);
     let tcp = port.protocol == PortProtocol::Tcp;
@@ -294,7 +341,7 @@ fn serve_port(
     };
     let target = Target {
         trust_domain: &ctx.options.mesh.trust_domain,
-        port: port.number,
+        port: Some(port.number),
         tcp,
     };
     let cluster = cluster_name(port.number);
@@ -322,16 +369,46 @@ fn serve_port(
             vec![inbound_route(&tls_route, &cluster, rules), plaintext]
         }
     };
-    let per_port = port.number != app_port;
-    let chain = |route_name: &str, transport: Option<&str>, tls: bool| {
-        let name = match (per_port, tls) {
-            (false, _) => String::new(),
-            (true, true) => format!("tls:{}", port.number),
-            (true, false) => format!("plaintext:{}", port.number),
+    // The application port's chains also serve the listener's own port.
+    let matched = match port.number == app_port {
+        true => vec![app_port, listener_port],
+        false => vec![port.number],
+    };
+    let chains = matched
+        .into_iter()
+        .flat_map(|number| {
+            mode_chains(ctx, mode, Some(number), "", |tls| match tls {
+                true => filters(&tls_route),
+                false => filters(&plain_route),
+            })
+        })
+        .collect();
+    ServedPort {
+        chains,
+        routes,
+        edge_sources: edge.sources().collect(),
+        jwt: used,
+    }
+}
+
+/// The chains of one destination port (`None`: any) in `mode`, named `tls:PORT` and
+/// `plaintext:PORT` after `prefix` (`PORT` left out for any port), with `filters(tls)`.
+fn mode_chains(
+    ctx: &Context<'_>,
+    mode: MtlsMode,
+    port: Option<u16>,
+    prefix: &str,
+    filters: impl Fn(bool) -> Vec<Filter>,
+) -> Vec<FilterChain> {
+    let chain = |transport: Option<&str>, tls: bool| {
+        let kind = if tls { "tls" } else { "plaintext" };
+        let name = match port {
+            Some(number) => format!("{prefix}{kind}:{number}"),
+            None => format!("{prefix}{kind}"),
         };
         let matching = FilterChainMatch {
-            destination_port: per_port.then_some(UInt32Value {
-                value: u32::from(port.number),
+            destination_port: port.map(|number| UInt32Value {
+                value: u32::from(number),
             }),
             transport_protocol: transport.unwrap_or_default().to_string(),
             ..Default::default()
@@ -339,24 +416,81 @@ fn serve_port(
         FilterChain {
             name,
             filter_chain_match: (matching != FilterChainMatch::default()).then_some(matching),
-            filters: filters(route_name),
+            filters: filters(tls),
             transport_socket: tls.then(|| downstream_mtls(&ctx.options.mesh.trust_domain)),
             ..Default::default()
         }
     };
-    let chains = match mode {
-        MtlsMode::Strict => vec![chain(&tls_route, None, true)],
-        MtlsMode::Disable => vec![chain(&plain_route, None, false)],
-        MtlsMode::Permissive => vec![
-            chain(&tls_route, Some("tls"), true),
-            chain(&plain_route, Some("raw_buffer"), false),
-        ],
+    match mode {
+        MtlsMode::Strict => vec![chain(None, true)],
+        MtlsMode::Disable => vec![chain(None, false)],
+        MtlsMode::Permissive => vec![chain(Some("tls"), true), chain(Some("raw_buffer"), false)],
+    }
+}
+
+/// The passthrough chains of destination port `port` (`None`: any port no other chain
+/// matches), named `passthrough:tls[:PORT]`, `passthrough:plaintext[:PORT]`: network RBAC for
+/// that port, the address of [`PASSTHROUGH_CLUSTER`] rewritten to 127.0.0.1 at the original
+/// port, a TCP proxy to it.
+fn passthrough_chains(
+    ctx: &Context<'_>,
+    port: Option<u16>,
+    policies: &[&Arc<AccessPolicy>],
+    mode: MtlsMode,
+) -> Vec<FilterChain> {
+    let target = Target {
+        trust_domain: &ctx.options.mesh.trust_domain,
+        port,
+        tcp: true,
     };
-    ServedPort {
-        chains,
-        routes,
-        edge_sources: edge.sources().collect(),
-        jwt: used,
+    let mut filters = rbac::network_filters(policies, target, INBOUND_LISTENER);
+    filters.push(loopback_original_port());
+    filters.push(tcp_proxy(PASSTHROUGH_CLUSTER));
+    mode_chains(ctx, mode, port, "passthrough:", |_| filters.clone())
+}
+
+/// Sets the address [`PASSTHROUGH_CLUSTER`] connects to: 127.0.0.1 at the connection's
+/// (restored) destination port.
+fn loopback_original_port() -> Filter {
+    let value = FilterStateValue {
+        key: Some(filter_state_value::Key::ObjectKey(
+            ORIGINAL_DST_ADDRESS.to_string(),
+        )),
+        value: Some(filter_state_value::Value::FormatString(
+            SubstitutionFormatString {
+                format: Some(substitution_format_string::Format::TextFormatSource(
+                    DataSource {
+                        specifier: Some(data_source::Specifier::InlineString(
+                            "127.0.0.1:%DOWNSTREAM_LOCAL_PORT%".to_string(),
+                        )),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    let config = SetFilterState {
+        on_new_connection: vec![value],
+        ..Default::default()
+    };
+    Filter {
+        name: SET_FILTER_STATE.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(config))),
+    }
+}
+
+/// The ORIGINAL_DST cluster of the passthrough chains (their filter state gives the address).
+fn passthrough_cluster(connect_timeout: std::time::Duration) -> Cluster {
+    Cluster {
+        name: PASSTHROUGH_CLUSTER.to_string(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+            DiscoveryType::OriginalDst as i32,
+        )),
+        lb_policy: LbPolicy::ClusterProvided as i32,
+        connect_timeout: Some(duration(connect_timeout)),
+        ..Default::default()
     }
 }
 

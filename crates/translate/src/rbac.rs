@@ -59,8 +59,9 @@ pub(crate) const HTTP_RBAC_ALLOW: &str = "envoy.filters.http.rbac.allow";
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Target<'a> {
     pub trust_domain: &'a str,
-    /// The workload port the rules are for.
-    pub port: u16,
+    /// The workload port the rules are for; `None` for the ports no Service declares and no
+    /// rule names (the inbound passthrough's catch-all), where no rule with ports applies.
+    pub port: Option<u16>,
     pub tcp: bool,
 }
 
@@ -192,7 +193,7 @@ fn rule_principal(
         ids.extend(jwt_conditions(rule));
     }
     if let Some(to) = &rule.to {
-        if !to.ports.is_empty() && !to.ports.contains(&target.port) {
+        if !to.ports.is_empty() && !target.port.is_some_and(|p| to.ports.contains(&p)) {
             return None;
         }
         let http = to.has_http_fields();

@@ -12,7 +12,10 @@
 //! sidecar's inbound listener; an HTTPRoute with Service `reviews` as its parent (GAMMA)
 //! replacing the canary for the captured client; a server pod's second application port served
 //! on its own by the sidecar's inbound listener, with an AccessPolicy for one port leaving the
-//! other closed. Bounded in time; every namespace goes when
+//! other closed; a db pod's application on a port no Service declares (Service `db-extra`
+//! names it by a `targetPort` name, which the inbound side does not resolve) reached on that
+//! port through the sidecar's passthrough, over STRICT mutual TLS, the port-less AccessPolicy
+//! refusing another caller there too. Bounded in time; every namespace goes when
 //! the test ends.
 
 use crate::bin;
@@ -34,6 +37,10 @@ const OUTSIDE_IP: &str = "10.244.0.50";
 /// Service `reviews-admin`: the second application of the v2 pod, on its own port.
 const ADMIN_IP: &str = "10.96.0.23";
 const ADMIN_PORT: u16 = 9081;
+/// Service `db-extra` (port 7000, `targetPort: extra`): the db pod's second application on
+/// 5433, a port the inbound side serves no chain for.
+const DB_EXTRA_IP: &str = "10.96.0.32";
+const DB_EXTRA_PORT: u16 = 5433;
 
 /// `reviews` (HTTP 9080, pods v1 and v2, 80/20 canary) and `db` (TCP 5432, half of it to
 /// `db-canary` by a TCP rule; STRICT mutual TLS, callable by service account `client` only)
@@ -46,6 +53,7 @@ fn manifests() -> String {
         format!(
             "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  namespace: default\n  labels:\n    kubernetes.io/service-name: {service}{version}\naddressType: IPv4\nendpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\nports:\n- name: {port}\n  port: {}\n",
             match service {
+                "db-extra" => DB_EXTRA_PORT,
                 s if s.starts_with("db") => 5432,
                 "reviews-admin" => ADMIN_PORT,
                 _ => 9080,
@@ -73,6 +81,11 @@ fn manifests() -> String {
         slice("db", "db", None, DB_POD_IP, "tcp-db"),
         service("db-canary", DB_CANARY_IP, "tcp-db", 5432),
         slice("db-canary", "db-canary", None, DB_CANARY_POD_IP, "tcp-db"),
+        // A named target port: the inbound side does not resolve it, so serves no chain for 5433.
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: db-extra\n  namespace: default\n  labels:\n    portolan.dev/service-account: db\nspec:\n  clusterIP: {DB_EXTRA_IP}\n  ports:\n  - name: tcp-extra\n    port: 7000\n    targetPort: extra\n"
+        ),
+        slice("db-extra", "db-extra", None, DB_POD_IP, "tcp-extra"),
         "apiVersion: portolan.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: db-split\n  namespace: default\nspec:\n  hosts: [db]\n  tcp:\n  - route:\n    - destination: {host: db}\n      weight: 50\n    - destination: {host: db-canary, port: 5432}\n      weight: 50\n".into(),
         "apiVersion: portolan.dev/v1alpha1\nkind: TrafficPolicy\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n  host: reviews\n  subsets:\n  - name: v1\n    labels: {version: v1}\n  - name: v2\n    labels: {version: v2}\n".into(),
         "apiVersion: portolan.dev/v1alpha1\nkind: TrafficRoute\nmetadata:\n  name: reviews-canary\n  namespace: default\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v1}\n      weight: 80\n    - destination: {host: reviews, subset: v2}\n      weight: 20\n".into(),
@@ -87,6 +100,7 @@ const HOSTS: &[&str] = &[
     "10.96.0.20 reviews reviews.default reviews.default.svc.cluster.local",
     "10.96.0.30 db db.default",
     "10.96.0.23 reviews-admin",
+    "10.96.0.32 db-extra",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,6 +181,9 @@ async fn start() -> anyhow::Result<Cluster> {
     let mut db_canary = node.pod("db-canary", DB_CANARY_POD_IP)?;
     for (pod, name) in [(&mut db, "db"), (&mut db_canary, "db-canary")] {
         pod.tcp_app(name, 5432)?;
+        if name == "db" {
+            pod.tcp_app("db-extra", DB_EXTRA_PORT)?;
+        }
         captured(pod).await?;
         let mut args = workload("db");
         let tcp = ["--app-port", "5432", "--app-protocol", "tcp"];
@@ -232,6 +249,7 @@ async fn checks(c: &Cluster) -> anyhow::Result<()> {
     server_ports_only_through_the_sidecar(c).await?;
     gamma_route_through_the_capture(c).await?;
     second_port_with_its_own_policy(c).await?;
+    undeclared_port_passed_through(c).await?;
     let _ = &c.node;
     Ok(())
 }
@@ -572,5 +590,53 @@ async fn second_port_with_its_own_policy(c: &Cluster) -> anyhow::Result<()> {
     }
     c.config.remove("reviews-policy.yaml")?;
     until("the second port open again", answered).await?;
+    Ok(())
+}
+
+/// The db pod's second application listens on 5433, which no Service of its account declares
+/// (Service `db-extra` names it by a `targetPort` name): the client's sidecar reaches it over
+/// mutual TLS (the Service's cluster goes to the endpoint's 5433), and the db sidecar's inbound
+/// listener (STRICT) passes it through to 127.0.0.1:5433 (`inbound|passthrough`), not to the
+/// application port 5432. The port-less AccessPolicy `db-callers` (service account `client`
+/// only) refuses the registry-only client there too, at the inbound listener's network RBAC.
+async fn undeclared_port_passed_through(c: &Cluster) -> anyhow::Result<()> {
+    let answer = until("db's undeclared port through the sidecars", || async {
+        let body = c.client.tcp("db-extra", 7000).await?;
+        if body == "db-extra" {
+            Ok(body)
+        } else {
+            Err(body)
+        }
+    })
+    .await?;
+    assert_eq!(answer, "db-extra", "the application port answered instead");
+    let passed =
+        c.db.counter("cluster.inbound|passthrough.upstream_cx_total")
+            .await?;
+    assert!(passed >= 1, "not through db's inbound passthrough");
+    let handshakes = c
+        .client
+        .counter("cluster.outbound|7000||db-extra.default.svc.cluster.local.ssl.handshake")
+        .await?;
+    assert!(handshakes >= 1, "no mutual TLS from the client to db-extra");
+
+    until("db-extra known to the registry-only client", || async {
+        c.registry_only.admin("/config_dump").await.and_then(|d| {
+            if d.contains(DB_EXTRA_IP) {
+                Ok(d)
+            } else {
+                Err("no chain for db-extra yet".into())
+            }
+        })
+    })
+    .await?;
+    let denied_before = c.db.counter("inbound.rbac.denied").await?;
+    let refused = c.registry_only.tcp("db-extra", 7000).await;
+    assert!(refused.is_err(), "client-ro reached db-extra: {refused:?}");
+    let denied = c.db.counter("inbound.rbac.denied").await?;
+    assert!(
+        denied > denied_before,
+        "the refusal was not db's AccessPolicy ({denied_before} -> {denied})"
+    );
     Ok(())
 }

@@ -199,7 +199,21 @@ fn the_plaintext_chain_has_its_own_route_configuration_which_strict_turns_into_a
     add_peer_auth(&mut world, "ns", None, MtlsMode::Strict);
     let resources = run_group(&world, &web_group(false));
     let inbound = listener_json(&resources, "inbound");
-    assert_eq!(inbound["filter_chains"].as_array().map(Vec::len), Some(1));
+    // One TLS chain each: the application port, the listener's, the passthrough of 9090 (a
+    // DENY rule names it), the passthrough of any other port.
+    let chains = inbound["filter_chains"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = chains.iter().filter_map(|c| c["name"].as_str()).collect();
+    let expected = [
+        "tls:8080",
+        "tls:15006",
+        "passthrough:tls:9090",
+        "passthrough:tls",
+    ];
+    assert_eq!(names, expected, "{inbound}");
+    assert!(chains.iter().all(|c| c.get("transport_socket").is_some()));
     let refusing = route_config_json(&resources, "inbound-plaintext");
     let route = &refusing["virtual_hosts"][0]["routes"][0];
     assert_eq!(route["direct_response"]["status"], 403, "{refusing}");
@@ -250,11 +264,14 @@ fn disable_means_plaintext_both_ways() {
     add_peer_auth(&mut world, "ns", None, MtlsMode::Disable);
     let resources = run_group(&world, &web_group(false));
     let inbound = listener_json(&resources, "inbound");
-    assert_eq!(inbound["filter_chains"].as_array().map(Vec::len), Some(1));
+    // One plaintext chain each: the application port, the listener's, the passthrough.
+    let chains = inbound["filter_chains"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(chains.len(), 3, "{inbound}");
     assert!(
-        inbound["filter_chains"][0]
-            .get("transport_socket")
-            .is_none(),
+        chains.iter().all(|c| c.get("transport_socket").is_none()),
         "{inbound}"
     );
     // The original destination only: no TLS inspector.

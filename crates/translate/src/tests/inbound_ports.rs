@@ -2,8 +2,10 @@
 //! own filter chains on the inbound listener (matched by the restored original destination
 //! port), its own `inbound|PORT` cluster (HTTP/2 for gRPC and h2c ports), its own route
 //! configurations (with the AccessPolicy rules for that port) or, for TCP ports, a TCP proxy
-//! behind network RBAC; the application port keeps the port-less chains and the `inbound` /
-//! `inbound-plaintext` route configurations it had before.
+//! behind network RBAC; the application port keeps the `inbound` / `inbound-plaintext` route
+//! configurations it had before, its chains matching its own port and the listener's. Any
+//! other captured port passes through to the application on that port (`inbound|passthrough`,
+//! ORIGINAL_DST rewritten to 127.0.0.1), in the same mTLS mode, behind network RBAC.
 
 use super::*;
 use crate::cluster::HTTP_PROTOCOL_OPTIONS;
@@ -136,7 +138,12 @@ fn every_targeted_port_gets_its_cluster_and_chains_grpc_over_http2() {
     // Another account's Service adds nothing (8081).
     assert_eq!(
         cluster_names(&resources),
-        ["inbound|5432", "inbound|8080", "inbound|9090"]
+        [
+            "inbound|5432",
+            "inbound|8080",
+            "inbound|9090",
+            "inbound|passthrough"
+        ]
     );
     let grpc = cluster(&resources, "inbound|9090");
     let options = &grpc["typed_extension_protocol_options"][HTTP_PROTOCOL_OPTIONS];
@@ -159,9 +166,11 @@ fn every_targeted_port_gets_its_cluster_and_chains_grpc_over_http2() {
         "the captured connection's port is restored: {listener}"
     );
     // STRICT: one TLS chain per port.
-    let app = chains_of(&listener, None);
-    assert_eq!(app.len(), 1, "{listener}");
-    assert_eq!(rds(&app[0]), "inbound");
+    for port in [8080, 15006] {
+        let app = chains_of(&listener, Some(port));
+        assert_eq!(app.len(), 1, "{listener}");
+        assert_eq!(rds(&app[0]), "inbound");
+    }
     let grpc_chains = chains_of(&listener, Some(9090));
     assert_eq!(grpc_chains.len(), 1, "{listener}");
     assert_eq!(rds(&grpc_chains[0]), "inbound:9090");
@@ -292,18 +301,22 @@ fn without_a_service_the_application_port_is_served_as_before() {
     let world = mk_world(vec![], vec![]);
     for tcp in [false, true] {
         let resources = run_group(&world, &web_group(tcp));
-        assert_eq!(cluster_names(&resources), ["inbound|8080"]);
-        let listener = inbound(&resources);
-        let chains = listener["filter_chains"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        assert!(
-            chains
-                .iter()
-                .all(|c| c["filter_chain_match"].get("destination_port").is_none()),
-            "{listener}"
+        assert_eq!(
+            cluster_names(&resources),
+            ["inbound|8080", "inbound|passthrough"]
         );
+        let listener = inbound(&resources);
+        // The application port, the listener's (direct calls), then any other port.
+        // (PERMISSIVE: a TLS and a plaintext chain for each.)
+        let mut ports: Vec<Option<u64>> = listener["filter_chains"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c["filter_chain_match"]["destination_port"].as_u64())
+            .collect();
+        assert_eq!(ports.len(), 6, "{listener}");
+        ports.dedup();
+        assert_eq!(ports, [Some(8080), Some(15006), None], "{listener}");
         let routes: Vec<&str> = resources
             .routes
             .iter()
@@ -366,7 +379,10 @@ fn the_listener_port_and_named_target_ports_are_not_served() {
     );
     let world = mk_world(vec![in_mesh(svc, "web")], vec![]);
     let resources = run_group(&world, &web_group(false));
-    assert_eq!(cluster_names(&resources), ["inbound|8080"]);
+    assert_eq!(
+        cluster_names(&resources),
+        ["inbound|8080", "inbound|passthrough"]
+    );
 }
 
 #[test]
@@ -374,11 +390,176 @@ fn the_application_ports_chains_come_first() {
     let resources = run_group(&multi_port_world(), &web_group(false));
     let listener = inbound(&resources);
     let first = &listener["filter_chains"][0];
-    assert!(
-        first["filter_chain_match"]
-            .get("destination_port")
-            .is_none(),
+    assert_eq!(
+        first["filter_chain_match"]["destination_port"], 8080,
         "{listener}"
     );
     assert_eq!(rds(first), "inbound");
+}
+
+/// The passthrough chains of a listener (named `passthrough:...`), as (name, destination
+/// port).
+fn passthrough_chains(listener: &Value) -> Vec<(String, Option<u64>)> {
+    listener["filter_chains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("passthrough:"))
+        })
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_string(),
+                c["filter_chain_match"]["destination_port"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn undeclared_ports_pass_through_to_the_application_on_their_own_port() {
+    let mut world = multi_port_world();
+    set_mode(&mut world, MtlsMode::Strict);
+    let resources = run_group(&world, &web_group(false));
+    let listener = inbound(&resources);
+    // STRICT: one TLS chain for every port no other chain matches, last.
+    let chains = listener["filter_chains"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let last = chains.last().cloned().unwrap_or_default();
+    assert_eq!(last["name"], "passthrough:tls", "{listener}");
+    assert!(last.get("filter_chain_match").is_none(), "{listener}");
+    assert!(last.get("transport_socket").is_some(), "mutual TLS: {last}");
+    let filters: Vec<&str> = last["filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            "envoy.filters.network.set_filter_state",
+            "envoy.filters.network.tcp_proxy"
+        ]
+    );
+    // The address the ORIGINAL_DST cluster connects to: loopback, the original port (the
+    // pod IP would be captured again).
+    let state = &last["filters"][0]["typed_config"]["on_new_connection"][0];
+    assert_eq!(
+        state["object_key"],
+        "envoy.network.transport_socket.original_dst_address"
+    );
+    assert_eq!(
+        state["format_string"]["text_format_source"]["inline_string"],
+        "127.0.0.1:%DOWNSTREAM_LOCAL_PORT%"
+    );
+    assert_eq!(
+        last["filters"][1]["typed_config"]["cluster"],
+        "inbound|passthrough"
+    );
+    let cluster = cluster(&resources, "inbound|passthrough");
+    assert_eq!(cluster["type"], "ORIGINAL_DST", "{cluster}");
+    assert_eq!(cluster["lb_policy"], "CLUSTER_PROVIDED", "{cluster}");
+
+    // PERMISSIVE: a TLS and a plaintext passthrough chain; DISABLE: plaintext only.
+    set_mode(&mut world, MtlsMode::Permissive);
+    let listener = inbound(&run_group(&world, &web_group(false)));
+    let chains = listener["filter_chains"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let tail: Vec<(&str, &str, bool)> = chains[chains.len() - 2..]
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default(),
+                c["filter_chain_match"]["transport_protocol"]
+                    .as_str()
+                    .unwrap_or_default(),
+                c.get("transport_socket").is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ("passthrough:tls", "tls", true),
+            ("passthrough:plaintext", "raw_buffer", false)
+        ]
+    );
+    set_mode(&mut world, MtlsMode::Disable);
+    let listener = inbound(&run_group(&world, &web_group(false)));
+    assert_eq!(
+        passthrough_chains(&listener),
+        [("passthrough:plaintext".to_string(), None)]
+    );
+}
+
+#[test]
+fn access_policies_apply_to_passed_through_ports_with_their_port_rules_on_their_ports() {
+    let mut world = multi_port_world();
+    set_mode(&mut world, MtlsMode::Strict);
+    let rule = |ports: Vec<u16>| AccessRule {
+        from: Some(vec![Peer::ServiceAccount {
+            namespace: "shop".into(),
+            name: "front".into(),
+        }]),
+        to: Some(Operation {
+            ports,
+            ..Default::default()
+        }),
+        request_principals: vec![],
+        claims: vec![],
+    };
+    // ALLOW front on every port, and DENY it on 7000 (a port no Service declares) and on 9090
+    // (declared: the passthrough makes no chain for it).
+    let allow = AccessPolicy {
+        source: ObjectRef::new(Kind::AccessPolicy, "shop", "allow"),
+        generation: 1,
+        selector: None,
+        action: AccessAction::Allow,
+        rules: vec![rule(vec![])],
+    };
+    let deny = AccessPolicy {
+        source: ObjectRef::new(Kind::AccessPolicy, "shop", "deny"),
+        action: AccessAction::Deny,
+        rules: vec![rule(vec![7000, 9090])],
+        ..allow.clone()
+    };
+    for p in [allow, deny] {
+        world.access_policies.insert(p.source.clone(), Arc::new(p));
+    }
+    let listener = inbound(&run_group(&world, &web_group(false)));
+    assert_eq!(
+        passthrough_chains(&listener),
+        [
+            ("passthrough:tls:7000".to_string(), Some(7000)),
+            ("passthrough:tls".to_string(), None)
+        ]
+    );
+    let rbac_actions = |port: Option<u64>| -> Vec<String> {
+        chains_of(&listener, port)
+            .iter()
+            .filter(|c| {
+                c["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("passthrough"))
+            })
+            .flat_map(|c| c["filters"].as_array().cloned().unwrap_or_default())
+            .filter(|f| f["name"] == "envoy.filters.network.rbac")
+            .map(|f| {
+                f["typed_config"]["rules"]["action"]
+                    .as_str()
+                    .unwrap_or("ALLOW")
+                    .to_string()
+            })
+            .collect()
+    };
+    // Port 7000: the DENY rule, then the ALLOW; any other: the ALLOW only.
+    assert_eq!(rbac_actions(Some(7000)), ["DENY", "ALLOW"], "{listener}");
+    assert_eq!(rbac_actions(None), ["ALLOW"], "{listener}");
 }

@@ -141,7 +141,7 @@ fn clusters_are_named_only_but_the_inbound_cluster_stays_in_the_wildcard() {
         .expect("on-demand")
         .wildcard_clusters;
     // The inbound cluster and the capture listener's passthrough: used without a route.
-    let expected = ["PassthroughCluster", "inbound|8080"];
+    let expected = ["PassthroughCluster", "inbound|8080", "inbound|passthrough"];
     assert_eq!(
         wildcard.iter().map(String::as_str).collect::<Vec<_>>(),
         expected
