@@ -472,18 +472,39 @@ fn test_listener(l: &Value, routes: &[Value]) -> Value {
             }
         }
     }
-    // A chain for the listener's own port would not match the port Envoy picks.
-    for c in l["filter_chains"].as_array_mut().into_iter().flatten() {
+    without_destination_ports(&mut l);
+    inline_and_mark(&mut l, routes);
+    crate::rbac::principal_header(&mut l);
+    l
+}
+
+/// Drops `destination_port` from every chain's match (a chain for the listener's own port, or
+/// for a captured port, would not match the port Envoy picks), then every chain whose match
+/// has become the same as an earlier chain's (a workload's inbound has a chain per port, the
+/// application port's first): Envoy refuses two chains with the same match.
+fn without_destination_ports(l: &mut Value) {
+    let Some(chains) = l.get_mut("filter_chains").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let mut seen: Vec<Value> = Vec::new();
+    chains.retain_mut(|c| {
         if let Some(m) = c
             .get_mut("filter_chain_match")
             .and_then(Value::as_object_mut)
         {
             m.remove("destination_port");
         }
-    }
-    inline_and_mark(&mut l, routes);
-    crate::rbac::principal_header(&mut l);
-    l
+        let matching = c
+            .get("filter_chain_match")
+            .filter(|m| m.as_object().is_some_and(|m| !m.is_empty()))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if seen.contains(&matching) {
+            return false;
+        }
+        seen.push(matching);
+        true
+    });
 }
 
 /// Replaces `rds` by the route configuration it names and marks every route of every route
@@ -533,5 +554,49 @@ fn mark_routes(config: &mut Value) {
                 None => route["response_headers_to_add"] = json!([marker]),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DISABLE workload's inbound: a plaintext chain per served port (the application
+    /// port's first, then the listener's own port, another port), then the passthrough's.
+    #[test]
+    fn chains_differing_only_by_destination_port_collapse_to_the_first() {
+        let chain = |name: &str, port: Option<u16>| {
+            let mut c = json!({"name": name, "filters": []});
+            if let Some(port) = port {
+                c["filter_chain_match"] = json!({"destination_port": port});
+            }
+            c
+        };
+        let mut l = json!({"filter_chains": [
+            chain("plaintext:8080", Some(8080)),
+            chain("plaintext:15006", Some(15006)),
+            chain("plaintext:9090", Some(9090)),
+            chain("passthrough:plaintext", None),
+        ]});
+        without_destination_ports(&mut l);
+        assert_eq!(
+            l["filter_chains"],
+            json!([{"name": "plaintext:8080", "filters": [], "filter_chain_match": {}}])
+        );
+
+        // PERMISSIVE: chains that still differ (by transport protocol) all stay.
+        let mut l = json!({"filter_chains": [
+            {"name": "tls:8080", "filter_chain_match": {"destination_port": 8080, "transport_protocol": "tls"}},
+            {"name": "plaintext:8080", "filter_chain_match": {"destination_port": 8080, "transport_protocol": "raw_buffer"}},
+            {"name": "tls:9090", "filter_chain_match": {"destination_port": 9090, "transport_protocol": "tls"}},
+        ]});
+        without_destination_ports(&mut l);
+        let names: Vec<&str> = l["filter_chains"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, ["tls:8080", "plaintext:8080"]);
     }
 }

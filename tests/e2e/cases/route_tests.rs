@@ -313,6 +313,52 @@ async fn route_tests_can_live_in_the_config_directory() {
     assert!(report.contains("wieght"), "{report}");
 }
 
+/// A DISABLE workload serving two ports: its inbound listener has a plaintext chain per port
+/// (and the passthrough's), which `portolan test` runs on a port Envoy picks.
+const DISABLE_TWO_PORTS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: server
+  namespace: shop
+  labels: {portolan.dev/service-account: server}
+spec:
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: http-admin, port: 81, targetPort: 9090}
+---
+apiVersion: portolan.dev/v1alpha1
+kind: PeerAuthentication
+metadata: {name: server-plaintext, namespace: shop}
+spec:
+  selector: {matchLabels: {app: server}}
+  mtls: {mode: DISABLE}
+---
+apiVersion: portolan.dev/v1alpha1
+kind: RouteTest
+metadata: {name: plaintext-inbound}
+spec:
+  group: "server;l.app=server;ns=shop;sa=server;app=8080;in=15006"
+  cases:
+  - name: a plaintext caller reaches the application port
+    request: {host: server.shop, path: /, port: 15006}
+    expect: {allowed: true, status: 200, backend: {cluster: "inbound|8080"}}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plaintext_inbound_listener_with_several_ports_runs_through_envoy() {
+    let _shared = portolan_e2e::serial::shared().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("server.yaml"), DISABLE_TWO_PORTS).expect("write");
+    let out = portolan_test(dir.path(), &[], &[]);
+    let report = text(&out);
+    // Before: the chains of 8080, 15006 and 9090 all matched any port once the test
+    // listener dropped their ports, and Envoy refused the listener.
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains(": stock Envoy"), "{report}");
+    assert!(report.contains("1 passed, 0 failed"), "{report}");
+}
+
 #[test]
 fn explain_names_the_route_policies_clusters_and_endpoints() {
     let explain = |dir: &str, request: &str, headers: &[&str]| {
