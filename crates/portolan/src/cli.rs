@@ -768,6 +768,11 @@ pub struct TokenArgs {
     /// How long a TokenReview answer is reused (never past the token's expiry).
     #[arg(long, default_value = "30s", value_parser = parse_duration, env = "PORTOLAN_XDS_TOKEN_CACHE")]
     pub xds_token_cache: Duration,
+    /// How often the token of an open xDS stream is verified again: a stream whose token is
+    /// revoked (its pod deleted, for example) ends within this plus --xds-token-cache, not
+    /// only at the token's expiry (0: only when the stream opens).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "PORTOLAN_XDS_TOKEN_RECHECK")]
+    pub xds_token_recheck: Duration,
     /// Most TokenReview answers kept at once.
     #[arg(long, default_value_t = 10_000, env = "PORTOLAN_XDS_TOKEN_CACHE_SIZE")]
     pub xds_token_cache_size: usize,

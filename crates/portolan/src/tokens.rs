@@ -86,6 +86,7 @@ pub async fn setup(args: &TokenArgs, trust_domain: &str) -> anyhow::Result<Optio
     Ok(Some(TokenAuth {
         verifier: Arc::new(Reviewer(Arc::new(reviewer))),
         trust_domain: trust_domain.to_string(),
+        recheck: (!args.xds_token_recheck.is_zero()).then_some(args.xds_token_recheck),
     }))
 }
 

@@ -264,8 +264,8 @@ pub(crate) async fn run<M, S>(
         }
         None => return,
     };
-    let token_expiry = match authenticate::<M>(&ctx, &mut admission, &first).await {
-        Ok(expiry) => expiry,
+    let verified = match authenticate::<M>(&ctx, &mut admission, &first).await {
+        Ok(verified) => verified,
         Err(status) => {
             let node = NodeInfo::from_node(M::node_of(&first), None, ctx.grouping.as_ref());
             return refuse(&tx, &node, status).await;
@@ -326,6 +326,15 @@ pub(crate) async fn run<M, S>(
         let more = machine.on_snapshot(snapshot);
         out.responses.extend(more.responses);
     }
+    let token_expiry = verified.as_ref().and_then(|v| v.expires_at);
+    let tokens = ctx.tokens.clone();
+    let revoked = async {
+        match (&tokens, &verified) {
+            (Some(tokens), Some(v)) => tokens.revoked(&v.token).await,
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::pin!(revoked);
     let mut sending = out.responses.len() as u64;
     while deliver::<M>(&mut ctx, &tx, &node, out, published).await {
         registration.add_responses(sending);
@@ -372,6 +381,13 @@ pub(crate) async fn run<M, S>(
                 let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Box::new(Err(status)))).await;
                 break;
             }
+            refusal = &mut revoked => {
+                warn!(node = %node.id, group = %node.group, reason = refusal.reason.label(), message = %refusal.message, "the stream's service account token is no longer valid; closing it");
+                ctx.metrics.auth_refused(refusal.reason.label());
+                let status = refusal.status();
+                let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Box::new(Err(status)))).await;
+                break;
+            }
             _ = ctx.draining() => break,
         };
         sending = out.responses.len() as u64;
@@ -379,14 +395,20 @@ pub(crate) async fn run<M, S>(
     info!(node = %node.id, group = %node.group, stream = served.stream_name(), delta = M::DELTA, "xDS stream closed");
 }
 
+/// The token a stream was opened with, once verified.
+struct Verified {
+    token: String,
+    expires_at: Option<SystemTime>,
+}
+
 /// With token identities, a client without a certificate identity proves one with its bearer
-/// token; the verified identity becomes the stream's peer, and the token's expiry is returned.
-/// Refusals are counted.
+/// token; the verified identity becomes the stream's peer, and the token (to verify again)
+/// with its expiry is returned. Refusals are counted.
 async fn authenticate<M: Machine>(
     ctx: &Context,
     admission: &mut Admission,
     first: &M::Request,
-) -> Result<Option<SystemTime>, Status> {
+) -> Result<Option<Verified>, Status> {
     let Some(tokens) = &ctx.tokens else {
         return Ok(None);
     };
@@ -403,7 +425,10 @@ async fn authenticate<M: Machine>(
     match verified {
         Ok(id) => {
             admission.peer = Some(Arc::new(id.peer));
-            Ok(id.expires_at)
+            Ok(admission.token.take().map(|token| Verified {
+                token,
+                expires_at: id.expires_at,
+            }))
         }
         Err(refusal) => {
             ctx.metrics.auth_refused(refusal.reason.label());

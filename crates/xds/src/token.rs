@@ -9,7 +9,11 @@
 //! A client that proved an identity with a certificate (mutual TLS) needs no token. A stream
 //! lives no longer than its token: when the token expires the stream ends with
 //! `UNAUTHENTICATED` (`expired`), and the proxy reconnects with the token it holds by then (the
-//! kubelet rewrites the file well before expiry).
+//! kubelet rewrites the file well before expiry). With [`TokenAuth::recheck`] set, the token of
+//! an open stream is verified again at that interval: once the verifier refuses it (revoked,
+//! for example by deleting its pod), the stream ends with the refusal's status and reason,
+//! counted like a refused stream; a verifier that cannot answer (`unverifiable`) leaves the
+//! stream open until the next check.
 //!
 //! Refused, each counted in `xds_auth_refusals_total{reason}` and logged:
 //!
@@ -21,7 +25,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use futures::future::BoxFuture;
@@ -78,6 +82,8 @@ pub trait TokenVerifier: Send + Sync + Debug {
 pub struct TokenAuth {
     pub verifier: Arc<dyn TokenVerifier>,
     pub trust_domain: String,
+    /// How often an open stream's token is verified again (`None`: only when it opens).
+    pub recheck: Option<Duration>,
 }
 
 // === impl RefusalReason ===
@@ -151,6 +157,28 @@ impl TokenAuth {
             peer,
             expires_at: id.expires_at,
         })
+    }
+}
+
+impl TokenAuth {
+    /// Completes with the refusal once `token`, verified again every [`TokenAuth::recheck`],
+    /// is refused; never without a recheck interval. An `unverifiable` answer (the verifier
+    /// could not ask) keeps waiting for the next check.
+    pub(crate) async fn revoked(&self, token: &str) -> TokenRefusal {
+        let Some(every) = self.recheck else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(every).await;
+            match self.verifier.verify(token).await {
+                Err(refusal) if refusal.reason != RefusalReason::Unverifiable => return refusal,
+                Err(refusal) => tracing::warn!(
+                    reason = refusal.message,
+                    "could not verify an open stream's token again; it stays open"
+                ),
+                Ok(_) => {}
+            }
+        }
     }
 }
 
@@ -248,6 +276,7 @@ mod tests {
         TokenAuth {
             verifier: Arc::new(table),
             trust_domain: "cluster.local".into(),
+            recheck: None,
         }
     }
 

@@ -735,6 +735,7 @@ async fn bearer_tokens_prove_identities_over_grpc_and_refusals_are_counted() {
         .with_tokens(portolan_xds::TokenAuth {
             verifier: Arc::new(OneToken),
             trust_domain: "cluster.local".into(),
+            recheck: None,
         });
     let (_stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(serve(listener, server, async move {
@@ -761,4 +762,120 @@ async fn bearer_tokens_prove_identities_over_grpc_and_refusals_are_counted() {
         let series = format!("xds_auth_refusals_total{{reason=\"{reason}\"}} 1");
         assert!(text.contains(&series), "{series} in\n{text}");
     }
+}
+
+/// Token "good" of shop/web, valid, then unverifiable (the API cannot be asked), then revoked;
+/// counts the verifications.
+#[derive(Debug, Default)]
+struct Revocable {
+    state: std::sync::atomic::AtomicU8,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+const VALID: u8 = 0;
+const UNVERIFIABLE: u8 = 1;
+const REVOKED: u8 = 2;
+
+impl portolan_xds::TokenVerifier for Revocable {
+    fn verify<'a>(
+        &'a self,
+        _token: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<portolan_xds::TokenIdentity, portolan_xds::TokenRefusal>,
+    > {
+        use std::sync::atomic::Ordering;
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let refused = |reason, text| Err(portolan_xds::TokenRefusal::new(reason, text));
+        let answer = match self.state.load(Ordering::SeqCst) {
+            VALID => Ok(portolan_xds::TokenIdentity {
+                namespace: "shop".into(),
+                service_account: "web".into(),
+                expires_at: None,
+            }),
+            UNVERIFIABLE => refused(portolan_xds::RefusalReason::Unverifiable, "API down"),
+            _ => refused(portolan_xds::RefusalReason::Invalid, "token revoked"),
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_token_ends_its_open_stream_at_the_next_check() {
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use std::sync::atomic::Ordering;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cache = Cache::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = XdsMetrics::new(&mut registry);
+    let verifier = Arc::new(Revocable::default());
+    let server = XdsServer::new(cache.clone(), metrics)
+        .with_grouping(Arc::new(ByClusterAndPeer))
+        .with_tokens(portolan_xds::TokenAuth {
+            verifier: verifier.clone(),
+            trust_domain: "cluster.local".into(),
+            recheck: Some(Duration::from_millis(50)),
+        });
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, server, async move {
+        let _ = stopped.await;
+    }));
+    cache.set("web;spiffe://cluster.local/ns/shop/sa/web", two_clusters());
+
+    let mut client = AggregatedDiscoveryServiceClient::new(channel(addr, None).await);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        node: node("web-1"),
+        type_url: Cluster.type_url().to_string(),
+        ..Default::default()
+    })
+    .await
+    .expect("queued");
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer good".parse().expect("ascii"));
+    let mut responses = client
+        .stream_aggregated_resources(request)
+        .await
+        .expect("opened")
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, responses.message())
+        .await
+        .expect("an answer in time")
+        .expect("served")
+        .expect("a response");
+    assert_eq!(response_names(&first), ["a", "b"]);
+
+    // Checks that cannot reach the verifier leave the stream open.
+    verifier.state.store(UNVERIFIABLE, Ordering::SeqCst);
+    let calls = verifier.calls.load(Ordering::SeqCst);
+    tokio::time::timeout(WAIT, async {
+        while verifier.calls.load(Ordering::SeqCst) < calls + 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the token is checked again");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), responses.message())
+            .await
+            .is_err(),
+        "the stream stays open while its token cannot be verified"
+    );
+
+    // Revoked: the next check ends the stream, with the reason, counted.
+    verifier.state.store(REVOKED, Ordering::SeqCst);
+    let ended = tokio::time::timeout(WAIT, responses.message())
+        .await
+        .expect("the stream ends in time")
+        .expect_err("ended with a status");
+    assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().starts_with("invalid: "), "{ended:?}");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    let series = "xds_auth_refusals_total{reason=\"invalid\"} 1";
+    assert!(text.contains(series), "{series} in\n{text}");
+    drop(tx);
 }

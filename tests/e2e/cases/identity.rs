@@ -5,7 +5,8 @@
 //! answers the test controls. Proven: the verified service account becomes the proxy's group
 //! and workload certificate, mutual TLS and an AccessPolicy by service account work between two
 //! sidecars, a stream ends when its token expires and the token the test rotated into the file
-//! is the one presented on reconnect, and every refused
+//! is the one presented on reconnect, a stream whose token is revoked ends at the next recheck
+//! (long before the token expires), and every refused
 //! case (missing, expired, wrong audience, unknown, unverifiable, another group, another
 //! namespace) is refused with its reason in Envoy's log and counted in Portolan's metrics.
 
@@ -155,6 +156,76 @@ async fn service_account_tokens_bind_identities_and_rotated_tokens_are_used() ->
         "the revoked token was never presented again\n{}",
         mesh.portolan.log_tail()
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_ends_its_stream_before_it_expires() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    // Tokens are verified again every second, and a review is reused for a second.
+    let mesh = Mesh::start(
+        Identities::Tokens,
+        &[("shop/strict.yaml", example("security/strict-mtls.yaml"))],
+        &["--xds-token-recheck", "1s", "--xds-token-cache", "1s"],
+    )
+    .await?;
+    let _server = mesh.server().await?;
+    let client_envoy = mesh.caller("client", mesh.portolan.ports().mesh).await?;
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
+    wait_group(&mesh, "client;ns=shop;sa=client").await?;
+
+    // The client's token (valid for an hour) is revoked, say its pod was deleted: Portolan
+    // closes the stream at its next check, long before the token's expiry, with the reason.
+    let issued = tokens(&mesh)?;
+    let old = token_in(issued, "client")?;
+    issued.api.revoke(&old);
+    eventually(
+        "Portolan to close the revoked token's stream",
+        WAIT,
+        || async {
+            let log = mesh.portolan.log_tail();
+            if log.contains("service account token is no longer valid; closing it") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await?;
+    let invalid = mesh
+        .portolan
+        .metric("portolan_xds_auth_refusals_total{reason=\"invalid\"}")
+        .await?;
+    assert!(invalid >= Some(1.0), "counted: {invalid:?}");
+    eventually(
+        "Envoy to log its stream ending as invalid",
+        WAIT,
+        || async {
+            if client_envoy.log_lines("closed: 16, invalid:").is_empty() {
+                Err("not in the log (yet)".to_string())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await?;
+
+    // A new token in the file (the new pod's): Envoy reconnects with it and is served.
+    let new = issued.issue("client", "shop", "client")?;
+    eventually("the new token to be reviewed", WAIT, || async {
+        if issued.api.reviews().contains(&new) {
+            Ok(())
+        } else {
+            Err(mesh.portolan.log_tail())
+        }
+    })
+    .await?;
+    wait_group(&mesh, "client;ns=shop;sa=client").await?;
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
     Ok(())
 }
 
