@@ -256,12 +256,15 @@ fn node(args: &BootstrapArgs) -> Value {
 }
 
 /// The gRPC xDS bootstrap (gRFC A27, A65): one xDS server (xDS v3), TLS channel credentials
-/// when `--xds-ca` is given (with the client certificate when one is), else insecure.
+/// when `--xds-ca` is given (with the client certificate when one is), else insecure; with
+/// `--xds-token-file`, JWT call credentials reading that file (gRFC A97: the client sends the
+/// token itself as a bearer token, no exchange; gRPC applies them only with
+/// `GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS=true` in the client's environment).
 pub fn render_grpc(args: &BootstrapArgs) -> anyhow::Result<Value> {
     host_port("xds-address", &args.xds_address)?;
-    if args.xds_token_file.is_some() {
+    if args.xds_token_exchange.is_some() {
         bail!(
-            "--xds-token-file is for Envoy bootstraps (Google gRPC call credentials); a proxyless gRPC client proves its identity with --xds-client-cert"
+            "--xds-token-exchange is for Envoy bootstraps: a proxyless gRPC client sends its token file itself (--xds-token-file)"
         );
     }
     let cluster = node_cluster(args)?;
@@ -279,12 +282,19 @@ pub fn render_grpc(args: &BootstrapArgs) -> anyhow::Result<Value> {
             json!({"type": "tls", "config": config})
         }
     };
+    let mut server = json!({
+        "server_uri": args.xds_address,
+        "channel_creds": [creds],
+        "server_features": ["xds_v3"]
+    });
+    if let Some(token) = &args.xds_token_file {
+        server["call_creds"] = json!([{
+            "type": "jwt_token_file",
+            "config": {"jwt_token_file": path_str("xds-token-file", token)?}
+        }]);
+    }
     Ok(json!({
-        "xds_servers": [{
-            "server_uri": args.xds_address,
-            "channel_creds": [creds],
-            "server_features": ["xds_v3"]
-        }],
+        "xds_servers": [server],
         "node": node(args)
     }))
 }
@@ -394,6 +404,20 @@ mod tests {
         let creds = &b["xds_servers"][0]["channel_creds"][0];
         assert_eq!(creds["type"], "tls");
         assert_eq!(creds["config"]["ca_certificate_file"], "/ca.pem");
+        assert!(b["xds_servers"][0].get("call_creds").is_none());
+        // A token file: JWT call credentials reading it (gRFC A97), no exchange.
+        a.xds_token_file = Some("/var/run/secrets/portolan/token".into());
+        let b = render_grpc(&a).expect("renders");
+        let call = &b["xds_servers"][0]["call_creds"][0];
+        assert_eq!(call["type"], "jwt_token_file");
+        assert_eq!(
+            call["config"]["jwt_token_file"],
+            "/var/run/secrets/portolan/token"
+        );
+        a.xds_token_exchange = Some("http://10.0.0.1:18080/sts/v1/token".into());
+        let err = render_grpc(&a).expect_err("no exchange for gRPC");
+        assert!(err.to_string().contains("--xds-token-exchange"), "{err}");
+        a.xds_token_exchange = None;
         a.xds_address = "nowhere".into();
         assert!(render_grpc(&a).is_err());
     }

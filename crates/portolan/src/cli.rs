@@ -838,7 +838,9 @@ pub struct BootstrapArgs {
     /// Prove the proxy's identity with this service account token file (a projected token
     /// with audience `portolan`, rotated by the kubelet): Envoy's Google gRPC client reads it
     /// at every (re)connection, exchanges it at --xds-token-exchange, and sends it as a bearer
-    /// token over TLS (needs --xds-ca).
+    /// token over TLS (needs --xds-ca). With --grpc, the proxyless client's JWT call
+    /// credentials send the file's token directly (run it with
+    /// GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS=true).
     #[arg(
         long,
         value_name = "FILE",

@@ -3,6 +3,10 @@
 //! two real gRPC servers; when the TrafficRoute's weights change from 50/50 to 100/0 in the
 //! watched directory, the same client process follows.
 //!
+//! A proxyless client proves its service account with its token file alone (gRFC A97 JWT call
+//! credentials from `portolan bootstrap --grpc --xds-token-file`, over TLS), verified with
+//! TokenReview at the stand-in API server; a revoked token's client is refused.
+//!
 //! The client and the servers are `tests/e2e/grpc/xds_probe.py`, run with the Python of
 //! `.venv` (`scripts/install-tools.sh` installs grpcio there), or `PORTOLAN_GRPC_PYTHON`.
 
@@ -10,8 +14,9 @@ use crate::bin;
 use portolan_e2e::portolan::{ConfigDir, Portolan, Ports};
 use portolan_e2e::{eventually, grpc_python, workspace_root};
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
@@ -27,7 +32,7 @@ struct Probe {
 }
 
 impl Probe {
-    fn start(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<Self> {
+    fn start(args: &[&str], env: &[(&str, &OsStr)]) -> anyhow::Result<Self> {
         let mut cmd = Command::new(grpc_python());
         cmd.arg(probe())
             .args(args)
@@ -154,7 +159,7 @@ async fn grpc_client_balances_and_follows_a_weight_change() -> anyhow::Result<()
     std::fs::write(&bootstrap, serde_json::to_vec(&json)?)?;
     let mut client = Probe::start(
         &["client", "xds:///echo.default:50051"],
-        &[("GRPC_XDS_BOOTSTRAP", &bootstrap)],
+        &[("GRPC_XDS_BOOTSTRAP", bootstrap.as_os_str())],
     )?;
 
     let counts = eventually("both upstreams answer", Duration::from_secs(30), || {
@@ -174,5 +179,133 @@ async fn grpc_client_balances_and_follows_a_weight_change() -> anyhow::Result<()
     })
     .await?;
     assert_eq!(counts.len(), 1, "{counts:?}");
+    Ok(())
+}
+
+/// `portolan bootstrap --grpc` for node `node` of group (and service account) `sa` over TLS
+/// to `xds`, proving it with the token file `token`, written to `dir`.
+fn token_bootstrap(
+    dir: &std::path::Path,
+    xds: u16,
+    tls: &portolan_e2e::xds_tls::TlsDir,
+    node: &str,
+    sa: &str,
+    token: &std::path::Path,
+) -> anyhow::Result<PathBuf> {
+    let out = Command::new(bin())
+        .args(["bootstrap", "--grpc", "--node-id", node, "--cluster", sa])
+        .arg("--xds-address")
+        .arg(format!("localhost:{xds}"))
+        .arg("--xds-ca")
+        .arg(tls.path("ca.crt"))
+        .arg("--xds-token-file")
+        .arg(token)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "bootstrap: {out:?}");
+    let path = dir.join(format!("{node}.json"));
+    std::fs::write(&path, &out.stdout)?;
+    Ok(path)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxyless_client_proves_its_service_account_with_its_token() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let (_a, port_a) = Probe::server("echo-a")?;
+    let config = ConfigDir::new()?;
+    config.write("echo.yaml", SERVICE)?;
+    config.write("slices.yaml", &slice("a", "v1", port_a))?;
+    // Portolan over TLS (a certificate for localhost, as gRPC checks the target's name),
+    // verifying tokens with the stand-in API server.
+    let ca = portolan_e2e::tls::TestCa::new()?;
+    let tls = portolan_e2e::xds_tls::TlsDir::new(&ca)?;
+    tls.write_pair("server", &ca.issue(&["localhost"])?)?;
+    let tokens = portolan_e2e::tokens::Tokens::start().await?;
+    let mut args = tls.serve_args(false);
+    args.push("--xds-token-review".to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let kubeconfig = tokens.kubeconfig();
+    let portolan = Portolan::start_with_env(
+        bin(),
+        &config,
+        Ports::free(),
+        &args,
+        &[("KUBECONFIG", kubeconfig.as_str())],
+    )
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let xds = portolan.ports().xds;
+    // The kubelet writes a projected token without a newline; gRPC sends the file as it is.
+    let token = tokens.issue("payments", "shop", "payments")?;
+    std::fs::write(tokens.file("payments"), &token)?;
+    let bootstrap = token_bootstrap(
+        dir.path(),
+        xds,
+        &tls,
+        "grpc-1",
+        "payments",
+        &tokens.file("payments"),
+    )?;
+    let env = |bootstrap: &PathBuf| -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("GRPC_XDS_BOOTSTRAP", bootstrap.clone().into_os_string()),
+            ("GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS", "true".into()),
+        ]
+    };
+    let start = |bootstrap: &PathBuf| {
+        let env = env(bootstrap);
+        let env: Vec<(&str, &OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+        Probe::start(&["client", "xds:///echo.default:50051"], &env)
+    };
+    let mut client = start(&bootstrap)?;
+    eventually(
+        "the token's client is served",
+        Duration::from_secs(30),
+        || std::future::ready(tally(&mut client, 10, |c| c.get("echo-a") == Some(&10))),
+    )
+    .await?;
+    // The token itself reached Portolan (no exchange) and was reviewed; the verified service
+    // account is the client's identity.
+    assert!(
+        tokens.api.reviews().contains(&token),
+        "the token was reviewed"
+    );
+    let proxies = portolan.get_text("/debug/proxies").await?;
+    assert!(
+        proxies.contains("ns=shop;sa=payments"),
+        "the client's group carries its verified identity: {proxies}"
+    );
+
+    // Another client whose token the API server no longer knows is refused, with the reason
+    // counted: its RPCs never reach the server.
+    let revoked = tokens.issue("revoked", "shop", "payments")?;
+    tokens.api.revoke(&revoked);
+    std::fs::write(tokens.file("revoked"), &revoked)?;
+    let bootstrap = token_bootstrap(
+        dir.path(),
+        xds,
+        &tls,
+        "grpc-2",
+        "payments",
+        &tokens.file("revoked"),
+    )?;
+    let mut refused = start(&bootstrap)?;
+    // (gRPC starts its xDS client with the first RPC.)
+    let counts = refused.call(3)?;
+    assert!(
+        !counts.contains_key("echo-a"),
+        "the revoked token's client reached the server: {counts:?}"
+    );
+    let invalid = "portolan_xds_auth_refusals_total{reason=\"invalid\"}";
+    eventually(
+        "the revoked token to be refused",
+        Duration::from_secs(30),
+        || async {
+            match portolan.metric(invalid).await {
+                Ok(Some(n)) if n >= 1.0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await?;
     Ok(())
 }
