@@ -316,6 +316,8 @@ def assert_render(case, path):
     binding_roles = {b["roleRef"]["name"] for b in by_kind(docs, "ClusterRoleBinding")}
     provision = flag(args, "--provision-gateways") == ["true"]
     WATCH = WATCH_FACTS | (PROVISION_FACTS if provision else set())
+    if provision and "--xds-token-review" in args:
+        WATCH |= expand("", ["serviceaccounts"], ["get", "create", "patch"])
     if provision and not flag(args, "--gateway-xds-address"):
         fail("--provision-gateways without --gateway-xds-address")
     cluster = [c for c in by_kind(docs, "ClusterRole") if rule_set(c["rules"]) == CLUSTER_FACTS]

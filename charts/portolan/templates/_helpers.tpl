@@ -137,6 +137,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - apiGroups: [""]
   resources: [configmaps, services]
   verbs: [get, create, patch]
+{{- if .Values.identity.tokenReview.enabled }}
+# With token review, each Gateway's proxies run as a ServiceAccount of their own
+# (portolan-gateway-NAME), whose token may ask for that Gateway's configuration only.
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get, create, patch]
+{{- end }}
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, create, patch]

@@ -5,7 +5,11 @@
 //!   (what `portolan bootstrap --gateway NS/NAME` prints, supplied by the binary);
 //! * a Deployment of stock Envoy reading it (each pod's `node.id` is its pod name); the pods
 //!   may bind ports below 1024 (`net.ipv4.ip_unprivileged_port_start=0`, a safe sysctl);
-//! * a Service (LoadBalancer by default) exposing every listener port.
+//! * a Service (LoadBalancer by default) exposing every listener port;
+//! * with [`ProvisionConfig::tokens`] (`serve --xds-token-review` with `--inject-xds-ca`), a
+//!   ServiceAccount `portolan-gateway-NAME`, the pods' identity: they prove it to Portolan with
+//!   a projected token of it (audience as sidecars'), over TLS trusting the xDS CA (in the
+//!   ConfigMap), and its token may ask for that Gateway's proxy group only.
 //!
 //! The Gateway's `spec.infrastructure.labels` and `annotations` go on all three and on the pods
 //! (Portolan's own labels win over a clash).
@@ -37,6 +41,13 @@ pub const GATEWAY_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
 /// Renders the Envoy bootstrap (JSON) of one Gateway's proxies.
 pub type Bootstrap = Arc<dyn Fn(&ObjectRef) -> Result<Value, String> + Send + Sync>;
 
+/// Where a provisioned pod finds the xDS CA (a key of its ConfigMap).
+pub const XDS_CA_FILE: &str = "/etc/portolan/xds-ca.crt";
+/// Where a provisioned pod's projected service account token is mounted (file `token`).
+pub const TOKEN_DIR: &str = "/var/run/secrets/portolan";
+/// Lifetime asked for the projected token (the kubelet refreshes it at 80 %).
+const TOKEN_SECONDS: u32 = 600;
+
 /// How Gateways are provisioned (`serve --provision-gateways`, chart `gatewayProvisioning`).
 #[derive(Clone)]
 pub struct ProvisionConfig {
@@ -45,6 +56,16 @@ pub struct ProvisionConfig {
     pub service_type: String,
     pub replicas: i32,
     pub bootstrap: Bootstrap,
+    /// The pods prove their Gateway's service account with a token over TLS; none: plaintext
+    /// xDS with no credential.
+    pub tokens: Option<GatewayTokens>,
+}
+
+/// Token identity of provisioned proxies: the xDS CA they trust and their tokens' audience.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayTokens {
+    pub ca_pem: String,
+    pub audience: String,
 }
 
 /// The addresses of each provisioned Gateway's Service (for its `status.addresses`).
@@ -100,7 +121,7 @@ pub fn manifests(
     served: &BTreeSet<ServedPort>,
     bootstrap: &Value,
     config: &ProvisionConfig,
-) -> [Value; 3] {
+) -> Vec<Value> {
     let name = object_name(&source.name);
     let infra = spec.spec.infrastructure.clone().unwrap_or_default();
     let mut labels = serde_json::Map::new();
@@ -138,11 +159,11 @@ pub fn manifests(
         })
         .chain(served.iter().copied())
         .collect();
-    let config_map = json!({
+    let mut config_map = json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
         "data": {"envoy.json": bootstrap.to_string()},
     });
-    let deployment = json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata,
         "spec": {
             "replicas": config.replicas,
@@ -166,6 +187,15 @@ pub fn manifests(
             },
         },
     });
+    let mut manifests = Vec::new();
+    if let Some(tokens) = &config.tokens {
+        config_map["data"]["xds-ca.crt"] = json!(tokens.ca_pem);
+        with_token(&mut deployment, &name, &tokens.audience);
+        manifests.push(json!({
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata,
+            "automountServiceAccountToken": false,
+        }));
+    }
     let service = json!({
         "apiVersion": "v1", "kind": "Service", "metadata": metadata,
         "spec": {
@@ -176,7 +206,27 @@ pub fn manifests(
             })).collect::<Vec<_>>(),
         },
     });
-    [config_map, deployment, service]
+    manifests.extend([config_map, deployment, service]);
+    manifests
+}
+
+/// Runs `deployment`'s pods as service account `name` with its projected token (audience
+/// `audience`) at [`TOKEN_DIR`] and no other token mounted.
+fn with_token(deployment: &mut Value, name: &str, audience: &str) {
+    let pod = &mut deployment["spec"]["template"]["spec"];
+    pod["serviceAccountName"] = json!(name);
+    pod["automountServiceAccountToken"] = json!(false);
+    if let Some(volumes) = pod["volumes"].as_array_mut() {
+        volumes.push(json!({
+            "name": "portolan-token",
+            "projected": {"sources": [{"serviceAccountToken": {
+                "audience": audience, "expirationSeconds": TOKEN_SECONDS, "path": "token"
+            }}]}
+        }));
+    }
+    if let Some(mounts) = pod["containers"][0]["volumeMounts"].as_array_mut() {
+        mounts.push(json!({"name": "portolan-token", "mountPath": TOKEN_DIR, "readOnly": true}));
+    }
 }
 
 /// The ports the proxies of Gateway `source` listen on as compiled: its own valid listeners'
@@ -377,6 +427,7 @@ impl Provisioner {
         let ar = match kind.as_str() {
             "Deployment" => resource("apps", "v1", "Deployment", "deployments"),
             "Service" => resource("", "v1", "Service", "services"),
+            "ServiceAccount" => resource("", "v1", "ServiceAccount", "serviceaccounts"),
             _ => resource("", "v1", "ConfigMap", "configmaps"),
         };
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);

@@ -10,6 +10,11 @@ use crate::view::ClusterView;
 use crate::writer::{Inputs, StatusWriter};
 use portolan_api::Kind;
 
+/// The ConfigMap, Deployment and Service (without token identity).
+fn three(manifests: Vec<Value>) -> [Value; 3] {
+    manifests.try_into().expect("three manifests")
+}
+
 fn config() -> ProvisionConfig {
     ProvisionConfig {
         envoy_image: "envoyproxy/envoy:v1.40.0".into(),
@@ -18,6 +23,7 @@ fn config() -> ProvisionConfig {
         bootstrap: Arc::new(|gw: &ObjectRef| {
             Ok(json!({"node": {"cluster": format!("gateway:{}/{}", gw.namespace, gw.name)}}))
         }),
+        tokens: None,
     }
 }
 
@@ -48,7 +54,14 @@ fn a_udp_listener_port_is_a_udp_port_of_the_pod_and_the_service() {
     );
     let served = std::collections::BTreeSet::new();
     let bootstrap = json!({});
-    let [_, deploy, svc] = manifests(&edge(), "uid-1", &gw, &served, &bootstrap, &config());
+    let [_, deploy, svc] = three(manifests(
+        &edge(),
+        "uid-1",
+        &gw,
+        &served,
+        &bootstrap,
+        &config(),
+    ));
     assert_ports(
         &svc,
         &deploy,
@@ -148,7 +161,14 @@ fn udp_ports_of_the_gateway_and_its_listener_sets_are_udp_beside_tcp_ones() {
         v["kind"] = json!("Gateway");
         serde_json::from_value(v).unwrap()
     };
-    let [_, deploy, svc] = manifests(&edge(), "uid-1", &spec, &served, &json!({}), &config());
+    let [_, deploy, svc] = three(manifests(
+        &edge(),
+        "uid-1",
+        &spec,
+        &served,
+        &json!({}),
+        &config(),
+    ));
     assert_ports(
         &svc,
         &deploy,
@@ -169,7 +189,14 @@ fn a_gateway_gets_a_bootstrap_a_deployment_and_a_service_it_owns() {
         port: 9443,
         udp: false,
     }]);
-    let [cm, deploy, svc] = manifests(&edge(), "uid-1", &spec(), &served, &bootstrap, &config());
+    let [cm, deploy, svc] = three(manifests(
+        &edge(),
+        "uid-1",
+        &spec(),
+        &served,
+        &bootstrap,
+        &config(),
+    ));
     for m in [&cm, &deploy, &svc] {
         assert_eq!(m["metadata"]["name"], "portolan-gateway-edge");
         assert_eq!(m["metadata"]["namespace"], "infra");
@@ -317,4 +344,51 @@ async fn the_leader_provisions_and_publishes_the_service_address() {
     drop(api);
     let pass = writer.write_pass(&inputs, &leading).await;
     assert_eq!(pass.failed, 0);
+}
+
+#[test]
+fn with_tokens_the_pods_run_as_the_gateways_service_account_with_its_token() {
+    let served = BTreeSet::new();
+    let config = ProvisionConfig {
+        tokens: Some(GatewayTokens {
+            ca_pem: "-----BEGIN CERTIFICATE-----\nCA\n".into(),
+            audience: "portolan".into(),
+        }),
+        ..config()
+    };
+    let all = manifests(&edge(), "uid-1", &spec(), &served, &json!({}), &config);
+    let kinds: Vec<&str> = all.iter().filter_map(|m| m["kind"].as_str()).collect();
+    // The ServiceAccount first, so the pods' account exists when they are created.
+    assert_eq!(
+        kinds,
+        ["ServiceAccount", "ConfigMap", "Deployment", "Service"]
+    );
+    let [sa, cm, deploy, _] = <[Value; 4]>::try_from(all).expect("four");
+    assert_eq!(sa["metadata"]["name"], "portolan-gateway-edge");
+    assert_eq!(sa["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    assert_eq!(
+        cm["data"]["xds-ca.crt"],
+        "-----BEGIN CERTIFICATE-----\nCA\n"
+    );
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "portolan-gateway-edge");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let token = pod["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == "portolan-token")
+        .expect("the token volume");
+    let source = &token["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(source["audience"], "portolan");
+    assert_eq!(source["path"], "token");
+    let mounts = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts");
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["name"] == "portolan-token" && m["mountPath"] == TOKEN_DIR),
+        "{mounts:?}"
+    );
 }

@@ -31,6 +31,7 @@
 use crate::identity::IdentityMode;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
+use portolan_model::gateway_api;
 use portolan_model::group::{ClientKind, DiscoveryMode, EgressPolicy, GroupKey, ScopeHosts};
 use portolan_xds::{Grouped, NodeGrouping, PeerIdentity};
 use std::collections::BTreeMap;
@@ -60,10 +61,15 @@ impl ProxyGrouping {
         Self { identity }
     }
 
-    /// The typed key of the proxy that sent `node` and proved `peer`.
+    /// The typed key of the proxy that sent `node` and proved `peer`. A Gateway's proxy
+    /// (`gateway:NS/NAME`) is no mesh workload, whatever identity it proved.
     pub fn key(&self, node: &Node, peer: Option<&PeerIdentity>) -> GroupKey {
+        let workload = match gateway_api::is_gateway_group(&node.cluster) {
+            true => None,
+            false => self.identity.workload(peer, node),
+        };
         GroupKey {
-            workload: self.identity.workload(peer, node),
+            workload,
             ..group_key(node)
         }
     }
@@ -87,6 +93,17 @@ impl NodeGrouping for ProxyGrouping {
         metadata_string(node, NAMESPACE_METADATA)
             .or_else(|| metadata_string(node, "namespace"))
             .map(str::to_string)
+    }
+
+    /// A token of `portolan-gateway-NAME` may ask for the proxy group of Gateway NAME in its
+    /// namespace ([`gateway_api::service_account_of`]).
+    fn token_groups(&self, namespace: &str, service_account: &str) -> Vec<String> {
+        service_account
+            .strip_prefix(gateway_api::GATEWAY_SERVICE_ACCOUNT_PREFIX)
+            .filter(|name| !name.is_empty())
+            .map(|name| gateway_api::group_of(namespace, name))
+            .into_iter()
+            .collect()
     }
 }
 

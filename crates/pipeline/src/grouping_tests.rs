@@ -240,3 +240,35 @@ fn the_claimed_namespace_is_portolan_namespace_then_namespace() {
         Some("b")
     );
 }
+
+/// A token of `portolan-gateway-NAME` may ask for Gateway NAME's group in its namespace, and
+/// a Gateway's proxy is no mesh workload whatever identity it proved.
+#[test]
+fn a_gateways_service_account_may_ask_for_its_gateways_group() {
+    let g = ProxyGrouping::new(IdentityMode::Certificate {
+        trust_domain: "cluster.local".into(),
+    });
+    assert_eq!(
+        g.token_groups("shop", "portolan-gateway-edge"),
+        ["gateway:shop/edge"]
+    );
+    assert!(g.token_groups("shop", "edge").is_empty());
+    assert!(g.token_groups("shop", "portolan-gateway-").is_empty());
+
+    let peer = PeerIdentity {
+        dns: vec!["gateway:shop/edge".into()],
+        uris: vec!["spiffe://cluster.local/ns/shop/sa/portolan-gateway-edge".into()],
+    };
+    let gateway = Node {
+        cluster: "gateway:shop/edge".into(),
+        ..Default::default()
+    };
+    assert_eq!(g.key(&gateway, Some(&peer)).workload, None);
+    assert_eq!(g.group(&gateway, Some(&peer)).key, "gateway:shop/edge");
+    // The same identity on a sidecar's node is its workload.
+    let sidecar = Node {
+        cluster: "portolan-gateway-edge".into(),
+        ..Default::default()
+    };
+    assert!(g.key(&sidecar, Some(&peer)).workload.is_some());
+}

@@ -15,7 +15,7 @@
 use crate::cli::KubernetesArgs;
 use anyhow::Context;
 use portolan_api::ObjectRef;
-use portolan_k8s::provision::ProvisionConfig;
+use portolan_k8s::provision::{GatewayTokens, ProvisionConfig};
 use portolan_k8s::{ClusterView, Inputs, LeaseConfig, LeaseLock, SourceState, StatusWriter};
 use portolan_model::{Condition, Index, World};
 use portolan_pipeline::patch::Patches;
@@ -61,6 +61,9 @@ pub struct Cluster {
 pub struct BuildState {
     pub provenances: Arc<Provenances>,
     pub patches: Arc<Patches>,
+    /// Token identity of provisioned Gateway proxies (`--xds-token-review` with
+    /// `--inject-xds-ca`); none: plaintext xDS.
+    pub gateway_tokens: Option<GatewayTokens>,
 }
 
 /// Starts the watchers, the election and the status writer.
@@ -117,7 +120,7 @@ pub async fn start(
     };
     let mut status_writer = StatusWriter::new(client.clone(), view);
     if args.provision_gateways {
-        let config = provision_config(args, &namespace);
+        let config = provision_config(args, &namespace, built.gateway_tokens.clone());
         tracing::info!(image = %config.envoy_image, service_type = %config.service_type, "provisioning Gateway proxies");
         status_writer = status_writer.with_provisioner(config);
     }
@@ -157,38 +160,53 @@ impl Running {
 }
 
 /// How Gateway proxies are provisioned: the image, the Service type, and their bootstrap
-/// (`portolan bootstrap --gateway NS/NAME --xds-address ...`).
-fn provision_config(args: &KubernetesArgs, namespace: &str) -> ProvisionConfig {
+/// (`portolan bootstrap --gateway NS/NAME --xds-address ...`, with `tokens` also `--xds-ca`
+/// and `--xds-token-file` at the provisioned pods' paths).
+fn provision_config(
+    args: &KubernetesArgs,
+    namespace: &str,
+    tokens: Option<GatewayTokens>,
+) -> ProvisionConfig {
     let xds = args
         .gateway_xds_address
         .clone()
         .unwrap_or_else(|| format!("portolan.{namespace}.svc:18000"));
+    let with_token = tokens.is_some();
     ProvisionConfig {
         envoy_image: args.gateway_envoy_image.clone(),
         service_type: args.gateway_service_type.clone(),
         replicas: args.gateway_replicas,
-        bootstrap: Arc::new(move |gw: &ObjectRef| gateway_bootstrap(gw, &xds)),
+        bootstrap: Arc::new(move |gw: &ObjectRef| gateway_bootstrap(gw, &xds, with_token)),
+        tokens,
     }
 }
 
 /// The bootstrap of a Gateway's proxies; each pod's `--service-node` replaces the node id.
-fn gateway_bootstrap(gw: &ObjectRef, xds: &str) -> Result<serde_json::Value, String> {
+/// With `token`, TLS to Portolan trusting the ConfigMap's CA and the pod's projected token.
+fn gateway_bootstrap(gw: &ObjectRef, xds: &str, token: bool) -> Result<serde_json::Value, String> {
     #[derive(clap::Parser)]
     struct Bootstrap {
         #[command(flatten)]
         args: crate::cli::BootstrapArgs,
     }
     let gateway = format!("{}/{}", gw.namespace, gw.name);
-    let parsed = <Bootstrap as clap::Parser>::try_parse_from([
-        "bootstrap",
-        "--node-id",
-        "gateway",
-        "--gateway",
-        &gateway,
-        "--xds-address",
-        xds,
-    ])
-    .map_err(|e| e.to_string())?;
+    let mut argv = vec![
+        "bootstrap".to_string(),
+        "--node-id".to_string(),
+        "gateway".to_string(),
+        "--gateway".to_string(),
+        gateway,
+        "--xds-address".to_string(),
+        xds.to_string(),
+    ];
+    if token {
+        argv.push(format!("--xds-ca={}", portolan_k8s::provision::XDS_CA_FILE));
+        argv.push(format!(
+            "--xds-token-file={}/token",
+            portolan_k8s::provision::TOKEN_DIR
+        ));
+    }
+    let parsed = <Bootstrap as clap::Parser>::try_parse_from(argv).map_err(|e| e.to_string())?;
     crate::bootstrap::render(&parsed.args).map_err(|e| format!("{e:#}"))
 }
 
@@ -327,8 +345,17 @@ mod tests {
     #[test]
     fn provisioned_gateways_are_bootstrapped_into_their_group() {
         let gw = ObjectRef::new(Kind::ApiGateway, "infra", "edge");
-        let b = gateway_bootstrap(&gw, "portolan.system.svc:18000").expect("renders");
+        let b = gateway_bootstrap(&gw, "portolan.system.svc:18000", false).expect("renders");
         assert_eq!(b["node"]["cluster"], "gateway:infra/edge");
+        let with_token =
+            gateway_bootstrap(&gw, "portolan.system.svc:18000", true).expect("renders");
+        let text = with_token.to_string();
+        assert!(text.contains("/etc/portolan/xds-ca.crt"), "{text}");
+        assert!(text.contains("/var/run/secrets/portolan/token"), "{text}");
+        assert!(
+            text.contains("http://portolan.system.svc:18080/sts/v1/token"),
+            "{text}"
+        );
         let xds = &b["static_resources"]["clusters"][0];
         assert_eq!(xds["type"], "STRICT_DNS");
         assert_eq!(

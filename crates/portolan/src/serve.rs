@@ -68,6 +68,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 crate::kubernetes::BuildState {
                     provenances: provenances.clone(),
                     patches: patches.clone(),
+                    gateway_tokens: crate::webhook::gateway_tokens(&args)?,
                 },
                 shutdown_rx.clone(),
                 &mut registry,

@@ -127,6 +127,22 @@ fn token_identity(args: &ServeArgs) -> anyhow::Result<Option<TokenIdentity>> {
     }))
 }
 
+/// With `--xds-token-review` and `--inject-xds-ca`: provisioned Gateway proxies prove their
+/// Gateway's service account with a token, as injected sidecars do.
+pub fn gateway_tokens(
+    args: &ServeArgs,
+) -> anyhow::Result<Option<portolan_k8s::provision::GatewayTokens>> {
+    if !args.security.tokens.xds_token_review {
+        return Ok(None);
+    }
+    Ok(
+        token_identity(args)?.map(|t| portolan_k8s::provision::GatewayTokens {
+            ca_pem: t.ca_pem,
+            audience: t.audience,
+        }),
+    )
+}
+
 /// `portolan bootstrap FLAGS`, as JSON text: the flags parsed by the same CLI and rendered by
 /// the same function, so an injected sidecar's bootstrap is what the command prints.
 pub fn render_bootstrap(flags: &[String]) -> Result<String, String> {

@@ -27,6 +27,12 @@ pub trait NodeGrouping: Send + Sync + Debug {
     fn claimed_namespace(&self, _node: &Node) -> Option<String> {
         None
     }
+
+    /// The proxy groups (`node.cluster`) a verified token of `namespace/service_account` may
+    /// ask for besides the one named after its service account (a gateway's); none by default.
+    fn token_groups(&self, _namespace: &str, _service_account: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A node's group, and what the server should know about it.

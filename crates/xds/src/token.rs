@@ -21,7 +21,7 @@
 //! |---|---|
 //! | `missing` (no bearer token) | `UNAUTHENTICATED` |
 //! | `expired`, `wrong_audience`, `invalid` (the API server does not authenticate it), `unverifiable` (it could not be asked) | `UNAUTHENTICATED` |
-//! | `group_mismatch` (`node.cluster` is not the service account), `namespace_mismatch` (the node claims another namespace) | `PERMISSION_DENIED` |
+//! | `group_mismatch` (`node.cluster` is not the service account, nor a group the grouping hook grants it: [`crate::NodeGrouping::token_groups`]), `namespace_mismatch` (the node claims another namespace) | `PERMISSION_DENIED` |
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -145,9 +145,12 @@ impl TokenAuth {
             )
         })?;
         let id = self.verifier.verify(token).await?;
-        check_node(&id, node, grouping)?;
+        let groups = grouping.token_groups(&id.namespace, &id.service_account);
+        check_node(&id, &groups, node, grouping)?;
+        // The other groups it may ask for are named as a certificate's DNS SANs would name
+        // them (see [`crate::authz`]).
         let peer = PeerIdentity {
-            dns: Vec::new(),
+            dns: groups,
             uris: vec![format!(
                 "spiffe://{}/ns/{}/sa/{}",
                 self.trust_domain, id.namespace, id.service_account
@@ -183,9 +186,11 @@ impl TokenAuth {
 }
 
 /// The node's cluster must be the token's service account (as a certificate's URI SAN names
-/// its group), and the namespace it claims, if any, the token's.
+/// its group) or one of `groups` (what the grouping hook grants it, a gateway's), and the
+/// namespace it claims, if any, the token's.
 fn check_node(
     id: &TokenIdentity,
+    groups: &[String],
     node: Option<&Node>,
     grouping: &dyn NodeGrouping,
 ) -> Result<(), TokenRefusal> {
@@ -193,12 +198,15 @@ fn check_node(
         .map(|n| n.cluster.as_str())
         .filter(|c| !c.is_empty())
         .unwrap_or(DEFAULT_GROUP);
-    if cluster != id.service_account {
+    if cluster != id.service_account && !groups.iter().any(|g| g == cluster) {
+        let allowed: Vec<&str> = std::iter::once(id.service_account.as_str())
+            .chain(groups.iter().map(String::as_str))
+            .collect();
         return Err(TokenRefusal::new(
             RefusalReason::GroupMismatch,
             format!(
-                "the token is service account {}/{}, which may ask only for proxy group (node.cluster) {:?}, not {cluster:?}",
-                id.namespace, id.service_account, id.service_account
+                "the token is service account {}/{}, which may ask only for proxy group (node.cluster) {allowed:?}, not {cluster:?}",
+                id.namespace, id.service_account
             ),
         ));
     }

@@ -229,6 +229,128 @@ async fn a_revoked_token_ends_its_stream_before_it_expires() -> anyhow::Result<(
     Ok(())
 }
 
+/// Gateway `shop/edge` (HTTP on `port`) routing `edge.example` to Service `site`, and `site`'s
+/// endpoint `app`.
+fn edge_gateway(port: u16, app: &portolan_e2e::Upstream) -> String {
+    format!(
+        r#"apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: portolan}}
+spec: {{controllerName: portolan.dev/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: shop}}
+spec:
+  gatewayClassName: portolan
+  listeners:
+  - {{name: http, protocol: HTTP, port: {port}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: site, namespace: shop}}
+spec:
+  parentRefs: [{{name: edge}}]
+  hostnames: [edge.example]
+  rules:
+  - backendRefs: [{{name: site, port: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: site, namespace: shop}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+{}"#,
+        portolan_e2e::manifests::endpoints_yaml("shop", "site", &[app])
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateways_proxy_proves_its_service_account_with_a_token() -> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let port = free_port();
+    let site = portolan_e2e::Upstream::start("site").await?;
+    let mesh = Mesh::start(
+        Identities::Tokens,
+        &[("shop/edge.yaml", edge_gateway(port, &site))],
+        &[],
+    )
+    .await?;
+    let issued = tokens(&mesh)?;
+    let ports = Ports {
+        mesh: free_port(),
+        ..mesh.portolan.ports()
+    };
+    // The Gateway's service account (`portolan-gateway-NAME` in its namespace) may ask for
+    // the Gateway's group; its proxy serves the Gateway's routes.
+    issued.issue("edge", "shop", "portolan-gateway-edge")?;
+    let mut args = mesh.token_args("edge");
+    args.extend(["--gateway".to_string(), "shop/edge".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gateway =
+        Envoy::start_with_envoy_args(bin(), ports, "edge-1", "unused", &args, &[]).await?;
+    wait_group(&mesh, "gateway:shop/edge").await?;
+    let addr = eventually("the Gateway's address", WAIT, || async {
+        let all = mesh
+            .portolan
+            .get_json("/debug/status")
+            .await
+            .map_err(|e| e.to_string())?;
+        all["Gateway shop/edge"]["addresses"][0]["value"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("{all}"))
+    })
+    .await?;
+    eventually("a request through the Gateway", WAIT, || async {
+        let r = portolan_e2e::client()
+            .get(format!("http://{addr}:{port}/"))
+            .header("host", "edge.example")
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let body = r.text().await.map_err(|e| e.to_string())?;
+        match (status, body.as_str()) {
+            (200, "site") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    // A Gateway's proxy is no mesh workload: its group carries no identity.
+    let proxies = mesh.portolan.get_text("/debug/proxies").await?;
+    assert!(
+        !proxies.contains("gateway:shop/edge;"),
+        "the gateway's group is the Gateway's alone: {proxies}"
+    );
+    drop(gateway);
+
+    // Another service account's token may not ask for the Gateway's group.
+    issued.issue("other", "shop", "client")?;
+    let mut args = mesh.token_args("other");
+    args.extend(["--gateway".to_string(), "shop/edge".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ports = Ports {
+        mesh: free_port(),
+        ..mesh.portolan.ports()
+    };
+    let refused = Envoy::start_refused(bin(), ports, "edge-2", "unused", &args).await?;
+    eventually("the other token to be refused", WAIT, || async {
+        match mesh
+            .portolan
+            .metric("portolan_xds_auth_refusals_total{reason=\"group_mismatch\"}")
+            .await
+        {
+            Ok(Some(n)) if n >= 1.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    drop(refused);
+    Ok(())
+}
+
 /// One refused proxy: the token file it presents (none: no token at all), its group, extra
 /// bootstrap flags, and the reason and gRPC status code Envoy must be told.
 struct Refused {

@@ -148,6 +148,21 @@ pub fn group_of(namespace: &str, name: &str) -> String {
     format!("gateway:{namespace}/{name}")
 }
 
+/// Prefix of the service account a Gateway's proxies prove with a token:
+/// `portolan-gateway-NAME` in the Gateway's namespace (the name of its provisioned objects).
+pub const GATEWAY_SERVICE_ACCOUNT_PREFIX: &str = "portolan-gateway-";
+
+/// The service account whose token may ask for Gateway `name`'s proxy group (in its
+/// namespace).
+pub fn service_account_of(name: &str) -> String {
+    format!("{GATEWAY_SERVICE_ACCOUNT_PREFIX}{name}")
+}
+
+/// Whether `cluster` is a Gateway's proxy group ([`group_of`]).
+pub fn is_gateway_group(cluster: &str) -> bool {
+    cluster.starts_with("gateway:")
+}
+
 /// Compiles the Gateway API objects of `world` (its `gateway_api` map).
 pub fn compile(world: &World, pool: &AddressPool) -> Compiled {
     attach::compile(world, pool)
