@@ -130,6 +130,9 @@ struct Cli {
     /// Storms per proxy count.
     #[arg(long, default_value_t = 3)]
     storm_runs: usize,
+    /// The connect storm over TLS (a test CA's certificate on the xDS port).
+    #[arg(long)]
+    storm_tls: bool,
     /// Small sizes, one run, no Envoy: a smoke run that takes seconds.
     #[arg(long)]
     quick: bool,
@@ -356,6 +359,7 @@ fn fleet_scenarios(cli: &Cli) -> Result<String, BenchError> {
                         spec: WorldSpec::new(cli.storm_services, cli.storm_services * 10),
                         clients,
                         portolan_bin: cli.portolan_bin.clone(),
+                        tls: cli.storm_tls,
                     };
                     runs.push(runtime.block_on(scenario::storm(config))?);
                 }

@@ -10,6 +10,9 @@ pub enum ClientError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// A TLS connection that could not be set up (the bench's own TLS connector).
+    #[error("connecting to {address} over TLS: {message}")]
+    Tls { address: String, message: String },
     /// The server answered the stream with (or ended it on) a gRPC status.
     #[error("the server ended the stream: {0}")]
     Status(#[from] tonic::Status),

@@ -50,6 +50,17 @@ impl Served {
         env: &[(&str, &str)],
         workload: Option<(String, String)>,
     ) -> anyhow::Result<Self> {
+        Self::start_serving(bin, spec, env, workload, &[]).await
+    }
+
+    /// [`Served::start_with`] with extra `serve` flags (`--xds-tls-cert ...`).
+    pub async fn start_serving(
+        bin: &Path,
+        spec: WorldSpec,
+        env: &[(&str, &str)],
+        workload: Option<(String, String)>,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         let target = spec
             .target()
             .context("the world has no service with endpoints")?;
@@ -58,12 +69,13 @@ impl Served {
         for svc in &services {
             dir.write(&file(svc), &manifest(svc))?;
         }
-        let identity: &[&str] = if workload.is_some() {
-            &["--identity", "insecure-node-metadata"]
+        let mut args: Vec<&str> = if workload.is_some() {
+            vec!["--identity", "insecure-node-metadata"]
         } else {
-            &[]
+            Vec::new()
         };
-        let portolan = Portolan::start_with_env(bin, &dir, Ports::free(), identity, env).await?;
+        args.extend(extra.iter().map(String::as_str));
+        let portolan = Portolan::start_with_env(bin, &dir, Ports::free(), &args, env).await?;
         Ok(Self {
             workload,
             dir,

@@ -6,12 +6,15 @@
 //! Over the same span, the CPU time of Portolan (all its threads) and of the bench process
 //! itself (the simulated proxies: their HTTP/2, decoding and ACKs), since both share the
 //! machine's cores; and Portolan's resident memory before the storm and once every proxy is in
-//! sync.
+//! sync. With [`StormConfig::tls`] the xDS port speaks TLS (a test CA's certificate) and every
+//! proxy does a TLS handshake on its connection, as Envoys with `bootstrap --xds-ca` do.
 
 use crate::WorldSpec;
 use crate::scenario::dist::{Dist, mib, ms};
 use crate::scenario::served::{CLIENT_TIMEOUT, GROUP, Served};
 use portolan_e2e::procfs::{TICKS_PER_SECOND, cpu_ticks, rss_kib};
+use portolan_e2e::tls::TestCa;
+use portolan_e2e::xds_tls::TlsDir;
 use portolan_translate::names::MESH_ROUTE;
 use portolan_xds_client::{ClientError, Follow, SotwClient, SotwSubscriber, channel, node};
 use std::collections::BTreeMap;
@@ -27,6 +30,8 @@ pub struct StormConfig {
     pub spec: WorldSpec,
     pub clients: usize,
     pub portolan_bin: PathBuf,
+    /// xDS over TLS.
+    pub tls: bool,
 }
 
 /// The figures of one storm.
@@ -34,6 +39,7 @@ pub struct StormConfig {
 pub struct Storm {
     pub spec: WorldSpec,
     pub clients: usize,
+    pub tls: bool,
     /// Proxies that failed to connect or to sync (no retry).
     pub lost: usize,
     /// The most common failure texts, with their counts.
@@ -57,11 +63,27 @@ const SETTLE: Duration = Duration::from_secs(2);
 
 /// Runs one storm of `config.clients` proxies.
 pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
-    let served = Served::start(&config.portolan_bin, config.spec, &[]).await?;
+    let tls = match config.tls {
+        true => {
+            let ca = TestCa::new()?;
+            let dir = TlsDir::new(&ca)?;
+            Some((Arc::new(ca), dir))
+        }
+        false => None,
+    };
+    let extra = tls
+        .as_ref()
+        .map(|(_, dir)| dir.serve_args(false))
+        .unwrap_or_default();
+    let served =
+        Served::start_serving(&config.portolan_bin, config.spec, &[], None, &extra).await?;
+    let port = served.portolan.ports().xds;
+    let ca = tls.as_ref().map(|(ca, _)| ca.clone());
     // One proxy first, so the group is built before the storm (what the storm measures is
     // connections, not the first build).
-    let warm = portolan_xds_client::Fleet::start(&served.fleet(1, "warm")).await?;
-    let port = served.portolan.ports().xds;
+    let warm = connect(port, ca.as_deref(), subscriber(usize::MAX))
+        .await
+        .map_err(|e| anyhow::anyhow!("the warm-up proxy: {e}"))?;
     let (stop, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     // Every task waits at the barrier, so the connects start together.
@@ -69,6 +91,7 @@ pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
     for n in 0..config.clients {
         let proxy = StormProxy {
             port,
+            ca: ca.clone(),
             subscriber: subscriber(n),
             barrier: barrier.clone(),
             done: done_tx.clone(),
@@ -110,11 +133,12 @@ pub async fn storm(config: StormConfig) -> anyhow::Result<Storm> {
     tokio::time::sleep(SETTLE).await;
     let rss_settled_kib = rss_kib(pid)?;
     let _ = stop.send(true);
-    warm.stop();
+    drop(warm);
     served.portolan.terminate().await?;
     Ok(Storm {
         spec: config.spec,
         clients: config.clients,
+        tls: config.tls,
         lost,
         failures,
         all_synced: last,
@@ -149,9 +173,30 @@ fn failure_kind(e: &ClientError) -> String {
         .collect()
 }
 
+/// A proxy's own connection (over TLS trusting `ca`, if given) and its ADS stream, in sync.
+async fn connect(
+    port: u16,
+    ca: Option<&TestCa>,
+    subscriber: SotwSubscriber,
+) -> Result<SotwClient, ClientError> {
+    let shared = match ca {
+        None => channel(([127, 0, 0, 1], port), None).await?,
+        Some(ca) => portolan_e2e::xds_tls::channel(ca, port, None)
+            .await
+            .map_err(|e| ClientError::Tls {
+                address: format!("127.0.0.1:{port}"),
+                message: format!("{e:#}"),
+            })?,
+    };
+    let mut client = SotwClient::connect(shared, subscriber).await?;
+    client.sync(CLIENT_TIMEOUT).await?;
+    Ok(client)
+}
+
 /// One proxy of the storm: its own connection and ADS stream.
 struct StormProxy {
     port: u16,
+    ca: Option<Arc<TestCa>>,
     subscriber: SotwSubscriber,
     barrier: Arc<Barrier>,
     done: mpsc::UnboundedSender<Result<Instant, ClientError>>,
@@ -163,13 +208,7 @@ struct StormProxy {
 impl StormProxy {
     async fn run(mut self) {
         self.barrier.wait().await;
-        let synced = async {
-            let shared = channel(([127, 0, 0, 1], self.port), None).await?;
-            let mut client = SotwClient::connect(shared, self.subscriber).await?;
-            client.sync(CLIENT_TIMEOUT).await?;
-            Ok(client)
-        }
-        .await;
+        let synced = connect(self.port, self.ca.as_deref(), self.subscriber).await;
         match synced {
             Ok(client) => {
                 let _ = self.done.send(Ok(Instant::now()));
@@ -194,8 +233,10 @@ pub fn storm_md(runs: &[Storm]) -> String {
     };
     let _ = writeln!(
         out,
-        "### S10 connect storm ({} services, {} endpoints; every proxy its own TCP connection, all connecting at once, SotW ADS, no retry)\n",
-        first.spec.services, first.spec.endpoints
+        "### S10 connect storm ({} services, {} endpoints; every proxy its own TCP connection{}, all connecting at once, SotW ADS, no retry)\n",
+        first.spec.services,
+        first.spec.endpoints,
+        if first.tls { " over TLS" } else { "" }
     );
     let _ = writeln!(
         out,
