@@ -118,12 +118,14 @@ pub(crate) fn udp_port(
             ResourceKind::Listener,
             &name,
             origins(owners.iter().cloned()),
-        ),
+        )
+        .on_port(port),
         Entry::new(
             ResourceKind::Cluster,
             &cluster_name,
             origins(owners.iter().cloned().chain(objects)),
-        ),
+        )
+        .on_port(port),
     ];
     (listener, cluster, entries)
 }
