@@ -126,6 +126,10 @@ pub(super) fn compile(world: &World, pool: &AddressPool) -> Compiled {
         };
         key(a).cmp(&key(b)).then_with(|| a.source.cmp(b.source))
     });
+    // On a Service port, a GRPCRoute takes precedence over an HTTPRoute whatever their age.
+    for route in routes.iter().filter(|r| r.source.kind == Kind::GrpcRoute) {
+        mesh.claim_grpc(world, &route.source.namespace, route.parent_refs);
+    }
     for route in &routes {
         let mut parents = Parents {
             gateways: &mut gateways,
@@ -461,7 +465,8 @@ fn attach_route<'w>(
             let Contribution::Http(rules) = &route.contribution else {
                 continue;
             };
-            mesh.attach(world, &route.source.namespace, parent, rules)
+            let kind = (route.source.kind, route.source.namespace.as_str());
+            mesh.attach(world, kind, parent, rules)
         } else {
             let group = parent.group.as_deref().unwrap_or(GROUP);
             let kind = parent.kind.as_deref().unwrap_or("Gateway");
