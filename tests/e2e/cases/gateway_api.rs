@@ -823,6 +823,7 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "Portolan:UDPRouteWeightedRouting",
             "Portolan:UDPRouteNotAllowedByListeners",
             "Portolan:UDPRouteInvalidBackendRefNonexistent",
+            "Portolan:UDPRouteInvalidBackendShareDropped",
             "Portolan:UDPRouteTCPListenerSamePort"
         ],
         udp_route
