@@ -205,14 +205,17 @@ impl MeshState {
     }
 }
 
-/// The Service a parentRef of a route of namespace `route_ns` names, the ports it selects
-/// and the scope (`None`: a producer route in the Service's namespace, else the consumer
-/// namespace); `Err` is the `Accepted=False` reason and message.
+/// The Service a parentRef names, the ports it selects and the scope of the route (`None`:
+/// a producer route in the Service's namespace, else the consumer namespace).
+type Selected = (ServiceKey, Vec<u16>, Option<String>);
+
+/// What a parentRef of a route of namespace `route_ns` selects (see [`Selected`]); `Err` is
+/// the `Accepted=False` reason and message.
 fn service_ports(
     world: &World,
     route_ns: &str,
     parent: &ParentReference,
-) -> Result<(ServiceKey, Vec<u16>, Option<String>), (&'static str, String)> {
+) -> Result<Selected, (&'static str, String)> {
     let namespace = parent.namespace.as_deref().unwrap_or(route_ns);
     let key = ServiceKey::new(namespace, &parent.name);
     let Some(service) = world.services.get(&key) else {
