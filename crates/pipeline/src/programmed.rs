@@ -45,6 +45,10 @@ pub struct NackReport {
     pub resources: Vec<String>,
     /// The objects behind what the message points at (`Kind ns/name`).
     pub objects: Vec<String>,
+    /// Of `objects`, those behind resources of Gateway ports only, and the ports: a Gateway's
+    /// or ListenerSet's listeners on other ports stay `Programmed`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<String, Vec<u16>>,
 }
 
 /// The provenance of each group's snapshot in the cache (set with the snapshot by the
@@ -59,6 +63,10 @@ pub struct Provenances {
 pub struct Attribution {
     pub resources: Vec<String>,
     pub objects: BTreeSet<ObjectRef>,
+    /// The objects of `objects` found only behind resources of Gateway ports (see
+    /// [`portolan_translate::provenance::Entry::port`]), and those ports: the NACK is their
+    /// listeners' on those ports only. An object not listed here is attributed whole.
+    pub ports: BTreeMap<ObjectRef, BTreeSet<u16>>,
 }
 
 // === impl Provenances ===
@@ -114,6 +122,7 @@ pub fn nacks(cache: &Cache, provenances: &Provenances, proxies: &[ProxyStatus]) 
                 Some(kind) => attribute(&provenance, kind, &covered, &nack.message),
                 None => Attribution::default(),
             };
+            let ports = found.port_names();
             out.push(NackReport {
                 node: proxy.node_id.clone(),
                 group: proxy.group.clone(),
@@ -122,6 +131,7 @@ pub fn nacks(cache: &Cache, provenances: &Provenances, proxies: &[ProxyStatus]) 
                 message: nack.message.clone(),
                 resources: found.resources,
                 objects: found.objects.iter().map(ToString::to_string).collect(),
+                ports,
             });
         }
     }
@@ -141,6 +151,7 @@ pub fn attribute(
     let covered: HashSet<&str> = covered.iter().map(String::as_str).collect();
     let mut finer: BTreeSet<&str> = BTreeSet::new();
     let mut found = Attribution::default();
+    let mut scope = Scope::default();
     let of_kind = provenance.entries().iter().filter(|e| e.kind == kind);
     for entry in of_kind.clone().filter(|e| !e.parts.is_empty()) {
         let Some(name) = entry.names.iter().find(|n| covered.contains(n.as_str())) else {
@@ -150,6 +161,7 @@ pub fn attribute(
         for part in entry.parts_in(text) {
             hit = true;
             found.objects.extend(part.origins.iter().cloned());
+            scope.add(&part.origins, entry.port);
         }
         if hit {
             finer.insert(name);
@@ -171,10 +183,54 @@ pub fn attribute(
             .collect();
     }
     for entry in of_kind.filter(|e| e.names.iter().any(|n| named.contains(n.as_str()))) {
-        found.objects.extend(entry.objects().iter().cloned());
+        let objects = entry.objects();
+        found.objects.extend(objects.iter().cloned());
+        scope.add(&objects, entry.port);
     }
     found.resources = finer.union(&named).map(|n| n.to_string()).collect();
+    found.ports = scope.ports();
     found
+}
+
+/// Through which resources each attributed object was found: only through resources of
+/// Gateway ports (which), or through one of no port (the whole object).
+#[derive(Default)]
+struct Scope {
+    whole: BTreeSet<ObjectRef>,
+    ports: BTreeMap<ObjectRef, BTreeSet<u16>>,
+}
+
+impl Scope {
+    fn add(&mut self, objects: &[ObjectRef], port: Option<u16>) {
+        for o in objects {
+            match port {
+                Some(p) => {
+                    self.ports.entry(o.clone()).or_default().insert(p);
+                }
+                None => {
+                    self.whole.insert(o.clone());
+                }
+            }
+        }
+    }
+
+    /// The objects found only through resources of ports, with those ports.
+    fn ports(mut self) -> BTreeMap<ObjectRef, BTreeSet<u16>> {
+        self.ports.retain(|o, _| !self.whole.contains(o));
+        self.ports
+    }
+}
+
+// === impl Attribution ===
+
+impl Attribution {
+    /// [`Attribution::ports`] keyed by `Kind ns/name`, as a [`NackReport`] lists them.
+    pub fn port_names(&self) -> BTreeMap<String, Vec<u16>> {
+        self.ports
+            .iter()
+            .map(|(o, ports)| (o.to_string(), ports.iter().copied().collect()))
+            .collect()
+    }
 }
 
 /// Whether `text` names resource `name` as a whole word: `gateway-80` is not named by a text
@@ -234,12 +290,15 @@ pub fn conditions(world: &World, reports: &[NackReport]) -> BTreeMap<String, Con
 }
 
 /// The Gateway API statuses of `world` with the NACKs in force (`conditions`, keyed
-/// `Kind ns/name`) applied (see [`portolan_model::gateway_api::status::with_nack`]), and each
-/// Gateway's `portolan.dev/Converged` from its proxy group's `convergence` (see
-/// [`portolan_model::gateway_api::converged`]).
+/// `Kind ns/name`, from `reports`) applied (see
+/// [`portolan_model::gateway_api::status::with_nack`]): a Gateway's or ListenerSet's listeners
+/// get `Programmed=False` only on the ports the NACKs are about when `reports` say so (see
+/// [`NackReport::ports`]); and each Gateway's `portolan.dev/Converged` from its proxy group's
+/// `convergence` (see [`portolan_model::gateway_api::converged`]).
 pub fn api_statuses(
     world: &World,
     conditions: &BTreeMap<String, Condition>,
+    reports: &[NackReport],
     convergence: &BTreeMap<String, Convergence>,
 ) -> BTreeMap<ObjectRef, portolan_model::gateway_api::ApiStatus> {
     use portolan_model::gateway_api::{converged, group_of, status};
@@ -247,8 +306,13 @@ pub fn api_statuses(
         .api_statuses
         .iter()
         .map(|(object, api_status)| {
-            let mut api_status = match conditions.get(&object.to_string()) {
-                Some(c) => status::with_nack(api_status, &c.message),
+            let key = object.to_string();
+            let mut api_status = match conditions.get(&key) {
+                Some(c) => {
+                    let listeners = nacked_ports(reports, &key)
+                        .map(|ports| listeners_on(world, object, &ports));
+                    status::with_nack(api_status, &c.message, listeners.as_ref())
+                }
                 None => api_status.clone(),
             };
             if object.kind == portolan_api::Kind::ApiGateway {
@@ -257,6 +321,34 @@ pub fn api_statuses(
             }
             (object.clone(), api_status)
         })
+        .collect()
+}
+
+/// The ports the NACKs of `reports` that name `object` are about, `None` when one is about
+/// the whole object (it names it without ports).
+fn nacked_ports(reports: &[NackReport], object: &str) -> Option<BTreeSet<u16>> {
+    let mut all = BTreeSet::new();
+    for r in reports
+        .iter()
+        .filter(|r| r.objects.iter().any(|o| o == object))
+    {
+        all.extend(r.ports.get(object)?.iter().copied());
+    }
+    Some(all)
+}
+
+/// The names of the listeners of Gateway or ListenerSet `object` on one of `ports`.
+fn listeners_on(world: &World, object: &ObjectRef, ports: &BTreeSet<u16>) -> BTreeSet<String> {
+    use portolan_api::Resource;
+    let listeners = match world.gateway_api.get(object).map(AsRef::as_ref) {
+        Some(Resource::ApiGateway(g)) => g.spec.listeners.as_slice(),
+        Some(Resource::ListenerSet(s)) => s.spec.listeners.as_slice(),
+        _ => &[],
+    };
+    listeners
+        .iter()
+        .filter(|l| u16::try_from(l.port).is_ok_and(|p| ports.contains(&p)))
+        .map(|l| l.name.clone())
         .collect()
 }
 
@@ -522,9 +614,10 @@ mod tests {
     }
 
     /// A NACK of a rule on a ListenerSet's port, end to end through translation: it is
-    /// attributed to the route and the ListenerSet, and the ListenerSet (its conditions and
-    /// its listener's entry) gets `Programmed=False`; the Gateway, whose own listener is fine,
-    /// stays `Programmed=True`.
+    /// attributed to the route and the ListenerSet (on that port), and the ListenerSet (its
+    /// conditions and the entry of its listener on that port) gets `Programmed=False`; its
+    /// listener on another port and the Gateway, whose own listener is fine, stay
+    /// `Programmed=True`.
     #[test]
     fn a_nack_on_a_listener_set_port_is_the_listener_sets() {
         use portolan_model::gateway_api::ApiStatus;
@@ -542,10 +635,11 @@ mod tests {
             json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "ListenerSet",
                 "metadata": {"name": "extra", "namespace": "infra"},
                 "spec": {"parentRef": {"name": "gw"}, "listeners": [
-                    {"name": "more", "port": 8081, "protocol": "HTTP"}]}}),
+                    {"name": "more", "port": 8081, "protocol": "HTTP"},
+                    {"name": "other", "port": 8082, "protocol": "HTTP"}]}}),
             json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
                 "metadata": {"name": "on-set", "namespace": "infra"},
-                "spec": {"parentRefs": [{"kind": "ListenerSet", "name": "extra"}],
+                "spec": {"parentRefs": [{"kind": "ListenerSet", "name": "extra", "sectionName": "more"}],
                     "rules": [{"matches": [{"path": {"type": "RegularExpression", "value": regex}}],
                                "backendRefs": [{"name": "a", "port": 80}]}]}}),
         ] {
@@ -570,6 +664,10 @@ mod tests {
             objects(&found),
             ["HTTPRoute infra/on-set", "ListenerSet infra/extra"]
         );
+        assert_eq!(
+            found.port_names().get("ListenerSet infra/extra"),
+            Some(&vec![8081])
+        );
         let report = NackReport {
             node: "gw-1".into(),
             group: "gateway:infra/gw".into(),
@@ -578,8 +676,15 @@ mod tests {
             message: text.clone(),
             resources: found.resources.clone(),
             objects: objects(&found),
+            ports: found.port_names(),
         };
-        let statuses = api_statuses(&world, &conditions(&world, &[report]), &BTreeMap::new());
+        let reports = [report];
+        let statuses = api_statuses(
+            &world,
+            &conditions(&world, &reports),
+            &reports,
+            &BTreeMap::new(),
+        );
         let programmed = |cs: &[portolan_model::gateway_api::status::ApiCondition]| {
             cs.iter()
                 .find(|c| c.type_ == "Programmed")
@@ -590,14 +695,21 @@ mod tests {
             panic!("no ListenerSet status");
         };
         let nacked = Some(("False".to_string(), "Invalid".to_string()));
+        let fine = Some(("True".to_string(), "Programmed".to_string()));
         assert_eq!(programmed(&s.conditions), nacked);
-        assert_eq!(s.listeners.len(), 1);
-        assert_eq!(programmed(&s.listeners[0].conditions), nacked);
+        let by_name: BTreeMap<&str, _> = s
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), programmed(&l.conditions)))
+            .collect();
+        assert_eq!(
+            by_name,
+            BTreeMap::from([("more", nacked.clone()), ("other", fine.clone())])
+        );
         let gw = ObjectRef::new(Kind::ApiGateway, "infra", "gw");
         let Some(ApiStatus::Gateway(g)) = statuses.get(&gw) else {
             panic!("no Gateway status");
         };
-        let fine = Some(("True".to_string(), "Programmed".to_string()));
         assert_eq!(programmed(&g.conditions), fine);
         assert_eq!(programmed(&g.listeners[0].conditions), fine);
     }
@@ -623,6 +735,7 @@ mod tests {
             message: "Error adding/updating listener(s) gateway-8443: bad cert".into(),
             resources: vec!["gateway-8443".into()],
             objects: vec!["Gateway default/edge".into()],
+            ports: BTreeMap::new(),
         };
         let c = conditions(&w, &[report]);
         let cond = &c["Gateway default/edge"];

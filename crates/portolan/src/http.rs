@@ -216,7 +216,8 @@ async fn status(State(s): State<AppState>) -> Json<Value> {
     let nacks = portolan_pipeline::programmed::nacks(&s.cache, &s.provenances, &proxies);
     let nacked = portolan_pipeline::programmed::conditions(&world, &nacks);
     let convergence = portolan_pipeline::programmed::convergence(&s.cache, &proxies);
-    let mut statuses = portolan_pipeline::programmed::api_statuses(&world, &nacked, &convergence);
+    let mut statuses =
+        portolan_pipeline::programmed::api_statuses(&world, &nacked, &nacks, &convergence);
     statuses.extend(s.patches.api_statuses(&world));
     let map: serde_json::Map<String, Value> = statuses
         .iter()

@@ -247,7 +247,7 @@ fn status_inputs(
         let convergence = portolan_pipeline::programmed::convergence(cache, &proxies);
         let mut with_proxies = World::clone(&world);
         with_proxies.api_statuses =
-            portolan_pipeline::programmed::api_statuses(&world, &by_name, &convergence);
+            portolan_pipeline::programmed::api_statuses(&world, &by_name, &nacks, &convergence);
         world = Arc::new(with_proxies);
     }
     let mut programmed = objects_by_name(&world, by_name);

@@ -213,7 +213,7 @@ pub(crate) fn resources(
                 used.extend(&site.jwt);
                 listener.filter_chains.push(filter_chain);
                 if let Some((route, entry)) = route {
-                    provenance.push(entry);
+                    provenance.push(entry.on_port(port.port));
                     routes.push(route);
                 }
             }
@@ -222,7 +222,7 @@ pub(crate) fn resources(
             let mut site = Site::new(ctx, &gateway.source, on_port);
             site.owners = owners.clone();
             let (route, entry) = route_config(ctx, &name, &port.virtual_hosts, &mut site);
-            provenance.push(entry);
+            provenance.push(entry.on_port(port.port));
             routes.push(route);
             listener.filter_chains = vec![FilterChain {
                 filters: vec![filters::gateway_api_connection_manager(
@@ -236,11 +236,14 @@ pub(crate) fn resources(
             }];
             used.extend(&site.jwt);
         }
-        provenance.push(Entry::new(
-            ResourceKind::Listener,
-            &name,
-            listener_origins(&owners, &port.virtual_hosts, &sent),
-        ));
+        provenance.push(
+            Entry::new(
+                ResourceKind::Listener,
+                &name,
+                listener_origins(&owners, &port.virtual_hosts, &sent),
+            )
+            .on_port(port.port),
+        );
         listeners.push(listener);
     }
     let secrets = secrets.into_secrets(provenance);

@@ -9,16 +9,17 @@
 //! UDPRoute's backendRefs become endpoint weights inside one static cluster
 //! `gateway-{port}|udp`: each backend's weight is shared among its endpoints (the UDP port
 //! of its Service, from the Service's EndpointSlices), so the whole backend gets its share of
-//! new sessions (a session is a client address and port). A backend that did not resolve, or
-//! has no UDP port there, adds nothing; with no endpoints at all the cluster is empty and
-//! Envoy drops the datagrams.
+//! new sessions (a session is a client address and port). A backend that did not resolve, has
+//! no UDP port there or no endpoints keeps its share, as the spec requires ("packet drops must
+//! respect weight"): that share goes to one endpoint at [`DROP_ADDRESS`] port 0, where no
+//! socket can ever be bound, so the sessions the proxy sends there are dropped by the kernel.
 //!
 //! The cluster holds its endpoints inline, so a rebuild that replaces only the Services'
 //! ClusterLoadAssignments after an endpoint change cannot update it: such a rebuild asks
 //! [`udp_backends_among`] first and rebuilds in full when it says yes.
 
 use crate::ProxyGroup;
-use crate::address::udp_socket_address;
+use crate::address::{socket_address, udp_socket_address};
 use crate::cluster;
 use crate::context::Context;
 use crate::endpoint;
@@ -28,7 +29,9 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, LbPolicy,
 };
-use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
 use envoy_types::pb::envoy::config::listener::v3::{
     Listener, ListenerFilter, UdpListenerConfig, listener_filter,
 };
@@ -52,6 +55,10 @@ pub(crate) const UDP_PROXY: &str = "envoy.filters.udp_listener.udp_proxy";
 /// Endpoint weights are a backend's weight times this, shared among its endpoints (so that a
 /// backend of weight 1 with up to this many endpoints still weighs 1 per endpoint).
 const WEIGHT_SCALE: u64 = 1000;
+
+/// Where the sessions of invalid backends go: port 0 of the loopback address, which no socket
+/// can bind, so their datagrams are dropped.
+const DROP_ADDRESS: &str = "127.0.0.1";
 
 /// Whether one of `services` is a backend of a UDP port of the Gateway API Gateway whose
 /// proxies are `group` (its endpoints are inline in that port's cluster, see the module doc).
@@ -118,12 +125,14 @@ pub(crate) fn udp_port(
             ResourceKind::Listener,
             &name,
             origins(owners.iter().cloned()),
-        ),
+        )
+        .on_port(port),
         Entry::new(
             ResourceKind::Cluster,
             &cluster_name,
             origins(owners.iter().cloned().chain(objects)),
-        ),
+        )
+        .on_port(port),
     ];
     (listener, cluster, entries)
 }
@@ -150,11 +159,22 @@ fn to_cluster(cluster: &str) -> Matcher {
 fn cluster(ctx: &Context<'_>, name: &str, backends: &[Backend]) -> (Cluster, Vec<ObjectRef>) {
     let mut objects = Vec::new();
     let mut shares: Vec<(u32, Vec<LocalityLbEndpoints>)> = Vec::new();
+    let mut dropped = 0u32;
     for b in backends {
-        if let Some((cla, from)) = backend_endpoints(ctx, b) {
-            objects.extend(from);
-            shares.push((b.weight, cla.endpoints));
+        match backend_endpoints(ctx, b) {
+            Some((cla, from)) if has_endpoints(&cla.endpoints) => {
+                objects.extend(from);
+                shares.push((b.weight, cla.endpoints));
+            }
+            Some((_, from)) => {
+                objects.extend(from);
+                dropped = dropped.saturating_add(b.weight);
+            }
+            None => dropped = dropped.saturating_add(b.weight),
         }
+    }
+    if dropped > 0 {
+        shares.push((dropped, vec![drop_locality()]));
     }
     let load_assignment = ClusterLoadAssignment {
         cluster_name: name.to_string(),
@@ -204,6 +224,24 @@ fn backend_endpoints(
     Some((cla, objects))
 }
 
+fn has_endpoints(localities: &[LocalityLbEndpoints]) -> bool {
+    localities.iter().any(|l| !l.lb_endpoints.is_empty())
+}
+
+/// The one endpoint that takes the share of invalid backends (see [`DROP_ADDRESS`]).
+fn drop_locality() -> LocalityLbEndpoints {
+    LocalityLbEndpoints {
+        lb_endpoints: vec![LbEndpoint {
+            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                address: Some(socket_address(DROP_ADDRESS, 0)),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 /// One locality list: each backend's endpoints weighted so that together they carry the
 /// backend's weight (Envoy balances new sessions over endpoint weights).
 fn weighted(shares: Vec<(u32, Vec<LocalityLbEndpoints>)>) -> Vec<LocalityLbEndpoints> {
@@ -234,7 +272,6 @@ fn weighted(shares: Vec<(u32, Vec<LocalityLbEndpoints>)>) -> Vec<LocalityLbEndpo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use envoy_types::pb::envoy::config::endpoint::v3::LbEndpoint;
 
     fn locality(n: usize) -> Vec<LocalityLbEndpoints> {
         vec![LocalityLbEndpoints {

@@ -70,6 +70,10 @@ pub struct Entry {
     pub origins: Origins,
     /// A route configuration's virtual hosts and named routes (empty for other kinds).
     pub parts: Arc<[Part]>,
+    /// The Gateway port whose listeners made the resource (a Gateway API Gateway's listener,
+    /// route configurations and UDP cluster of one port), `None` for the others: a NACK of it
+    /// is the listeners' on that port only, not every listener of its Gateway or ListenerSet.
+    pub port: Option<u16>,
 }
 
 /// Everything one translation recorded, in translation order.
@@ -99,6 +103,15 @@ impl Entry {
             names: Arc::from([name.into()]),
             origins,
             parts: Arc::from([]),
+            port: None,
+        }
+    }
+
+    /// The entry made by the listeners on Gateway port `port` (see [`Entry::port`]).
+    pub fn on_port(self, port: u16) -> Self {
+        Self {
+            port: Some(port),
+            ..self
         }
     }
 
@@ -109,6 +122,7 @@ impl Entry {
             names: names.into(),
             origins,
             parts: Arc::from([]),
+            port: None,
         }
     }
 

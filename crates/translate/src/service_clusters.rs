@@ -233,12 +233,14 @@ impl ServiceOrigins {
             names: names.clone(),
             origins: clusters,
             parts: Arc::from([]),
+            port: None,
         });
         out.push(Entry {
             kind: ResourceKind::Endpoint,
             names,
             origins: assignments,
             parts: Arc::from([]),
+            port: None,
         });
     }
 }

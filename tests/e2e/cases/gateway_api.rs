@@ -823,6 +823,7 @@ async fn gateway_http_core_conformance() -> anyhow::Result<()> {
             "Portolan:UDPRouteWeightedRouting",
             "Portolan:UDPRouteNotAllowedByListeners",
             "Portolan:UDPRouteInvalidBackendRefNonexistent",
+            "Portolan:UDPRouteInvalidBackendShareDropped",
             "Portolan:UDPRouteTCPListenerSamePort"
         ],
         udp_route
@@ -1871,9 +1872,10 @@ async fn gateway_api_nack_is_attributed_to_the_gateway_and_route() -> anyhow::Re
 }
 
 /// A NACK of what an HTTPRoute on a ListenerSet's listener produced (the oversized regex
-/// again, on the set's own port): the ListenerSet and its listener entry get
-/// `Programmed=False` (`Invalid`, Envoy's text) and the route's parent entry
-/// `portolan.dev/Programmed=False`; the Gateway and its own listener stay `Programmed=True`
+/// again, on the set's own port): the ListenerSet and the entry of its listener on that port
+/// get `Programmed=False` (`Invalid`, Envoy's text) and the route's parent entry
+/// `portolan.dev/Programmed=False`; the set's listener on another port stays
+/// `Programmed=True`, and so do the Gateway and its own listener stay `Programmed=True`
 /// (its `portolan.dev/Converged` is `False Nacked`), and its port serves: the NACK names the
 /// set's route configuration only, so the Gateway's is sent again without it. With the regex
 /// fixed, the set is programmed again.
@@ -1887,9 +1889,11 @@ async fn gateway_api_nack_on_a_listener_set_is_attributed_to_the_listener_set() 
     let set_key = format!("ListenerSet {INFRA}/nack-set");
     let route_key = format!("HTTPRoute {INFRA}/nack-set-regex");
     let set_port = portolan_e2e::ports::free_port();
+    let other_port = portolan_e2e::ports::free_port();
     let text = c
         .manifest(file)?
-        .replace("{SET_PORT}", &set_port.to_string());
+        .replace("{SET_PORT}", &set_port.to_string())
+        .replace("{SET_OTHER_PORT}", &other_port.to_string());
     c.config.write(file, &text)?;
     let addr = c.gateway("nack-set-gateway").await?;
     let programmed_is = |want: &'static str| {
@@ -1906,14 +1910,21 @@ async fn gateway_api_nack_on_a_listener_set_is_attributed_to_the_listener_set() 
         .unwrap_or_default()
         .to_string();
     assert!(message.contains("rejected by"), "{message}");
-    let listeners = set["listeners"].as_array().cloned().unwrap_or_default();
-    assert_eq!(listeners.len(), 1, "{set}");
-    assert_condition(
-        &listeners[0]["conditions"],
-        "Programmed",
-        "False",
-        "Invalid",
-    );
+    let listener = |name: &str| {
+        set["listeners"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(set["listeners"].as_array().map(Vec::len), Some(2), "{set}");
+    let refused = listener("set-http");
+    assert_condition(&refused["conditions"], "Programmed", "False", "Invalid");
+    // Only the listener on the refused port: the other port's configuration was not refused.
+    let other = listener("set-other");
+    assert_condition(&other["conditions"], "Programmed", "True", "Programmed");
     let route = c
         .status_where(&route_key, |s| {
             s["parents"]

@@ -178,12 +178,14 @@ const TCP_ROUTE_EXPERIMENTAL: [&str; 7] = [
 /// UDPRoute (experimental channel): upstream has one test, `UDPRoute` (udproute-simple: a
 /// DNS query through a UDP listener to CoreDNS), in no profile of the v1.6.1 reports; it is
 /// reproduced with an echo backend, with Portolan's own checks beside it (weights, a route
-/// the listener does not admit, a missing backend, a TCP listener on the same port number).
-const UDP_ROUTE_EXPERIMENTAL: [&str; 5] = [
+/// the listener does not admit, a missing backend, a missing backend's share dropped, a TCP
+/// listener on the same port number).
+const UDP_ROUTE_EXPERIMENTAL: [&str; 6] = [
     "UDPRoute",
     "Portolan:UDPRouteWeightedRouting",
     "Portolan:UDPRouteNotAllowedByListeners",
     "Portolan:UDPRouteInvalidBackendRefNonexistent",
+    "Portolan:UDPRouteInvalidBackendShareDropped",
     "Portolan:UDPRouteTCPListenerSamePort",
 ];
 

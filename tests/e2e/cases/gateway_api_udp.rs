@@ -44,12 +44,45 @@ async fn udp_parent(c: &Conformance, ns: &str, route: &str, type_: &str) -> anyh
     route_parent(c, &format!("UDPRoute {ns}/{route}"), "udp-gateway", type_).await
 }
 
+/// The 50/50 split between `udp-backend-a` and a missing Service at `to`: once `a` answers, a
+/// bounded number of sessions lands on `a` or is dropped, both in a loose proportion.
+async fn half_missing(c: &Conformance, to: SocketAddr) -> anyhow::Result<()> {
+    let p = udp_parent(c, INFRA, "udp-half-missing", "ResolvedRefs").await?;
+    assert_condition(&p["conditions"], "ResolvedRefs", "False", "BackendNotFound");
+    eventually(
+        &format!("datagrams to {to} reach udp-backend-a"),
+        super::DEADLINE,
+        || async { reached(to, "warm-up").await.map(|_| ()) },
+    )
+    .await?;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..SPLIT_SAMPLES / 2 {
+        let b = reached(to, &format!("half-{i}"))
+            .await
+            .unwrap_or_else(|_| "dropped".to_string());
+        *counts.entry(b).or_default() += 1;
+    }
+    eprintln!("UDPRoute 50/50 with a missing backend: {counts:?}");
+    let a = counts.get("udp-backend-a").copied().unwrap_or_default();
+    let dropped = counts.get("dropped").copied().unwrap_or_default();
+    assert_eq!(a + dropped, SPLIT_SAMPLES / 2, "{counts:?}");
+    // Loose: each side at least a sixth (a fair split halves them; the old behaviour gave
+    // every session to `a`).
+    assert!(
+        a >= SPLIT_SAMPLES / 12 && dropped >= SPLIT_SAMPLES / 12,
+        "50/50 with a missing backend: {counts:?}"
+    );
+    Ok(())
+}
+
 /// UDPRoute (upstream's udproute-simple, with an echo backend for CoreDNS) and Portolan's
 /// own UDPRoute checks: the route is Accepted and resolved, the listener supports exactly
 /// UDPRoute with one route attached, datagrams reach `l4-backend`; a 50/50 split reaches
 /// both backends in a loose proportion; a route from a namespace the listener does not admit
 /// is `NotAllowedByListeners` and its port answers nothing; a route to a missing Service is
-/// `BackendNotFound` and its port answers nothing; a TCP listener on the first UDP listener's
+/// `BackendNotFound` and its port answers nothing; a 50/50 split with a missing Service drops
+/// that half of the sessions (the spec: "packet drops must respect weight") instead of giving
+/// them to the valid backend; a TCP listener on the first UDP listener's
 /// port number is compatible with it (neither is conflicted) and both are served: TCP
 /// connections reach the TCPRoute's backend, datagrams the UDPRoute's.
 pub(super) async fn udp_route(c: &mut Conformance) -> anyhow::Result<()> {
@@ -61,7 +94,13 @@ pub(super) async fn udp_route(c: &mut Conformance) -> anyhow::Result<()> {
     }
     let services: Vec<String> = echoes.iter().map(|e| e.service_yaml(INFRA, 53)).collect();
     c.config.write(backends_file, &services.join("---\n"))?;
-    let ports = [free_port(), free_port(), free_port(), free_port()];
+    let ports = [
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    ];
     let mut text = c.manifest(file)?;
     for (i, p) in ports.iter().enumerate() {
         text = text.replace(&format!("{{UDP_PORT_{}}}", i + 1), &p.to_string());
@@ -125,6 +164,8 @@ pub(super) async fn udp_route(c: &mut Conformance) -> anyhow::Result<()> {
         a >= SPLIT_SAMPLES / 6 && b >= SPLIT_SAMPLES / 6,
         "50/50 split: {counts:?}"
     );
+
+    half_missing(c, at(ports[4])?).await?;
 
     let p = udp_parent(
         c,

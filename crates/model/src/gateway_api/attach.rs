@@ -126,6 +126,10 @@ pub(super) fn compile(world: &World, pool: &AddressPool) -> Compiled {
         };
         key(a).cmp(&key(b)).then_with(|| a.source.cmp(b.source))
     });
+    // On a Service port, a GRPCRoute takes precedence over an HTTPRoute whatever their age.
+    for route in routes.iter().filter(|r| r.source.kind == Kind::GrpcRoute) {
+        mesh.claim_grpc(world, &route.source.namespace, route.parent_refs);
+    }
     for route in &routes {
         let mut parents = Parents {
             gateways: &mut gateways,
@@ -461,7 +465,8 @@ fn attach_route<'w>(
             let Contribution::Http(rules) = &route.contribution else {
                 continue;
             };
-            mesh.attach(world, &route.source.namespace, parent, rules)
+            let kind = (route.source.kind, route.source.namespace.as_str());
+            mesh.attach(world, kind, parent, rules).map(|()| Vec::new())
         } else {
             let group = parent.group.as_deref().unwrap_or(GROUP);
             let kind = parent.kind.as_deref().unwrap_or("Gateway");
@@ -492,8 +497,12 @@ fn attach_route<'w>(
             };
             owner.and_then(|owner| attach_to_gateway(route, parent, gw, owner, world))
         };
+        let mut superseded = None;
         let accepted = match attached {
-            Ok(()) => ApiCondition::new("Accepted", true, "Accepted", "attached", generation),
+            Ok(elsewhere) => {
+                superseded = superseded_condition(&elsewhere, generation);
+                ApiCondition::new("Accepted", true, "Accepted", "attached", generation)
+            }
             Err((reason, message)) => {
                 ApiCondition::new("Accepted", false, reason, message, generation)
             }
@@ -510,10 +519,8 @@ fn attach_route<'w>(
                 ApiCondition::new("ResolvedRefs", false, reason, message.clone(), generation)
             }
         };
-        parents.push(RouteParentStatus::new(
-            parent.clone(),
-            vec![accepted, resolved],
-        ));
+        let conditions = [accepted, resolved].into_iter().chain(superseded);
+        parents.push(RouteParentStatus::new(parent.clone(), conditions.collect()));
     }
     if !parents.is_empty() {
         out.statuses.insert(
@@ -541,14 +548,15 @@ fn set_owner(gw: &GatewayState<'_>, set: &ObjectRef) -> Result<Owner, (&'static 
 }
 
 /// Attaches a route to the listeners of one Gateway (its own, or one ListenerSet's: `owner`)
-/// a parentRef selects; `Err` is the `Accepted=False` reason and message.
+/// a parentRef selects; `Ok` lists the TCP and UDP listeners where an older route is served
+/// instead (see [`superseded_condition`]), `Err` is the `Accepted=False` reason and message.
 fn attach_to_gateway<'w>(
     route: &RouteInput<'w>,
     parent: &gwapi::ParentReference,
     gw: &mut GatewayState<'w>,
     owner: Owner,
     world: &World,
-) -> Result<(), (&'static str, String)> {
+) -> Result<Vec<String>, (&'static str, String)> {
     let kind = route.source.kind.as_str();
     let candidates: Vec<usize> = (0..gw.listeners.len())
         .filter(|&i| {
@@ -582,6 +590,7 @@ fn attach_to_gateway<'w>(
     }
     let mut any_host = false;
     let mut conflict = None;
+    let mut superseded = Vec::new();
     for &i in &allowed {
         let l = &mut gw.listeners[i];
         // A TCP or UDP listener has no hostnames: the route takes any connection or datagram.
@@ -614,6 +623,12 @@ fn attach_to_gateway<'w>(
             }
             Contribution::Passthrough(key, backends) => {
                 let port = gw.tls_hosts.entry(l.port).or_default();
+                if matches!(l.protocol, Ok(Proto::Tcp | Proto::Udp))
+                    && let Some(winner) = served_before(port, i, key)
+                {
+                    let kind = route.source.kind.as_str();
+                    superseded.push(format!("listener {}: {kind} {winner}", l.spec.name));
+                }
                 for host in hosts {
                     port.entry(host)
                         .or_default()
@@ -636,8 +651,44 @@ fn attach_to_gateway<'w>(
             "no hostname of the route intersects a listener's hostname".to_string(),
         ));
     }
-    Ok(())
+    Ok(superseded)
 }
+
+/// The route (`namespace/name`) served on TCP or UDP listener `listener` instead of a route
+/// with sort key `mine`, if one attached there first: such a listener has nothing to tell
+/// routes apart (no hostname, no SNI), so only the oldest route, then first by
+/// namespace/name, gets its traffic (routes attach in that order, see [`compile`]).
+fn served_before(by_host: &HostBackends, listener: usize, mine: &PassthroughKey) -> Option<String> {
+    by_host
+        .get("*")?
+        .iter()
+        .filter(|(l, key, _)| *l == listener && key < mine)
+        .min_by(|a, b| a.1.cmp(&b.1))
+        .map(|(_, (_, namespace, name), _)| format!("{namespace}/{name}"))
+}
+
+/// Portolan's condition on the `parents[]` entry of a TCPRoute or UDPRoute that is accepted
+/// but not served on some listeners (`elsewhere`: `listener L: KIND ns/name` of the route
+/// served there instead). GEP-2645 keeps every such route `Accepted=True` and leaves a
+/// reason for the others to a future GEP; `portolan.dev/Superseded=True` (`OlderRouteServed`)
+/// says which route gets the traffic. Absent while the route is served everywhere.
+fn superseded_condition(elsewhere: &[String], generation: i64) -> Option<ApiCondition> {
+    (!elsewhere.is_empty()).then(|| {
+        ApiCondition::new(
+            SUPERSEDED,
+            true,
+            "OlderRouteServed",
+            format!(
+                "{} (older, or first by namespace/name) gets all of the listener's traffic: a TCP or UDP listener serves one route",
+                elsewhere.join("; ")
+            ),
+            generation,
+        )
+    })
+}
+
+/// See [`superseded_condition`].
+pub(super) const SUPERSEDED: &str = "portolan.dev/Superseded";
 
 /// The `Accepted=False` reason of a route refused because a route of the other kind
 /// (HTTPRoute, GRPCRoute) serves an intersecting hostname on the listener. The spec requires

@@ -12,9 +12,15 @@
 //! * Several routes for one Service port (of one kind, producer or consumer of a namespace)
 //!   are merged in the spec's precedence, as on a Gateway listener.
 //! * `hostnames` play no part for a Service parent (the Service is the host).
+//! * Routes of different kinds on one Service port: only one kind applies (GEP-1426 "Route
+//!   types": GRPCRoute before HTTPRoute), whatever their age or hostnames. An HTTPRoute gets
+//!   none of the ports a GRPCRoute of the same scope (the producer routes, or one consumer
+//!   namespace's: those that apply together) routes; left with none of its parentRef's ports,
+//!   it is refused with `Accepted=False` reason [`ROUTE_CONFLICTED`].
 //!
 //! Status: one `parents[]` entry per Service parentRef: `Accepted=False NoMatchingParent` for
-//! a Service that does not exist or a port (number or name) it does not have, else
+//! a Service that does not exist or a port (number or name) it does not have,
+//! `Accepted=False RouteReasonConflicted` for an HTTPRoute whose ports GRPCRoutes take, else
 //! `Accepted=True`; and
 //! `ResolvedRefs` as for a Gateway parent.
 
@@ -22,8 +28,14 @@ use super::ApiRule;
 use super::rules::{self, Precedence};
 use crate::types::{Service, ServiceKey};
 use crate::world::World;
+use portolan_api::Kind;
 use portolan_api::gwapi::ParentReference;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The `Accepted=False` reason of a route with a Service parent whose ports routes of a kind
+/// that takes precedence (a GRPCRoute over an HTTPRoute) route: GEP-1426 names it
+/// `RouteReasonConflicted` (the API defines no constant for it).
+pub(super) const ROUTE_CONFLICTED: &str = "RouteReasonConflicted";
 
 /// The routes with Service parents, compiled: per Service and port, who routes it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -109,43 +121,62 @@ fn selected_ports(
 
 type Collected = Vec<(Precedence, ApiRule)>;
 
+/// A Service port in one scope: the producer routes' (`None`) or one consumer namespace's.
+type ScopedPort = (ServiceKey, u16, Option<String>);
+
 /// Routes being attached to Services.
 #[derive(Default)]
 pub(super) struct MeshState {
     /// Per (Service, port): producer rules and, per consumer namespace, consumer rules.
     ports: BTreeMap<(ServiceKey, u16), (Collected, BTreeMap<String, Collected>)>,
+    /// The ports GRPCRoutes route (see [`MeshState::claim_grpc`]).
+    grpc: BTreeSet<ScopedPort>,
 }
 
 // === impl MeshState ===
 
 impl MeshState {
-    /// Attaches a route (of namespace `route_ns`, with `rules`) to the Service `parent`
-    /// names; `Err` is the `Accepted=False` reason and message.
-    pub(super) fn attach(
+    /// Records the Service ports GRPCRoute parentRefs `parents` (of a route of namespace
+    /// `route_ns`) select, before any route attaches: on those, HTTPRoutes give way.
+    pub(super) fn claim_grpc(
         &mut self,
         world: &World,
         route_ns: &str,
+        parents: &[ParentReference],
+    ) {
+        for parent in parents.iter().filter(|p| is_service(p)) {
+            if let Ok((key, ports, consumer)) = service_ports(world, route_ns, parent) {
+                let scoped = ports
+                    .into_iter()
+                    .map(|port| (key.clone(), port, consumer.clone()));
+                self.grpc.extend(scoped);
+            }
+        }
+    }
+
+    /// Attaches a route of `kind` and namespace `route_ns` (with `rules`) to the Service
+    /// `parent` names; `Err` is the `Accepted=False` reason and message.
+    pub(super) fn attach(
+        &mut self,
+        world: &World,
+        (kind, route_ns): (Kind, &str),
         parent: &ParentReference,
         rules: &[(Precedence, ApiRule)],
     ) -> Result<(), (&'static str, String)> {
-        let namespace = parent.namespace.as_deref().unwrap_or(route_ns);
-        let key = ServiceKey::new(namespace, &parent.name);
-        let Some(service) = world.services.get(&key) else {
+        let (key, ports, consumer) = service_ports(world, route_ns, parent)?;
+        let (ports, taken): (Vec<u16>, Vec<u16>) = ports.into_iter().partition(|&port| {
+            kind == Kind::GrpcRoute || !self.grpc.contains(&(key.clone(), port, consumer.clone()))
+        });
+        if ports.is_empty() {
+            let taken: Vec<String> = taken.iter().map(u16::to_string).collect();
             return Err((
-                "NoMatchingParent",
-                format!("parentRef: Service {key} does not exist"),
-            ));
-        };
-        if service.external_name.is_some() {
-            return Err((
-                "NoMatchingParent",
+                ROUTE_CONFLICTED,
                 format!(
-                    "parentRef: Service {key} is of type ExternalName, which has no mesh traffic"
+                    "a GRPCRoute routes Service {key} port {} and takes precedence over an HTTPRoute there (GEP-1426 route types)",
+                    taken.join(", ")
                 ),
             ));
         }
-        let ports = selected_ports(service, parent)?;
-        let consumer = (route_ns != namespace).then(|| route_ns.to_string());
         for port in ports {
             let (producer, consumers) = self.ports.entry((key.clone(), port)).or_default();
             let list = match &consumer {
@@ -172,6 +203,36 @@ impl MeshState {
         }
         out
     }
+}
+
+/// The Service a parentRef names, the ports it selects and the scope of the route (`None`:
+/// a producer route in the Service's namespace, else the consumer namespace).
+type Selected = (ServiceKey, Vec<u16>, Option<String>);
+
+/// What a parentRef of a route of namespace `route_ns` selects (see [`Selected`]); `Err` is
+/// the `Accepted=False` reason and message.
+fn service_ports(
+    world: &World,
+    route_ns: &str,
+    parent: &ParentReference,
+) -> Result<Selected, (&'static str, String)> {
+    let namespace = parent.namespace.as_deref().unwrap_or(route_ns);
+    let key = ServiceKey::new(namespace, &parent.name);
+    let Some(service) = world.services.get(&key) else {
+        return Err((
+            "NoMatchingParent",
+            format!("parentRef: Service {key} does not exist"),
+        ));
+    };
+    if service.external_name.is_some() {
+        return Err((
+            "NoMatchingParent",
+            format!("parentRef: Service {key} is of type ExternalName, which has no mesh traffic"),
+        ));
+    }
+    let ports = selected_ports(service, parent)?;
+    let consumer = (route_ns != namespace).then(|| route_ns.to_string());
+    Ok((key, ports, consumer))
 }
 
 #[cfg(test)]

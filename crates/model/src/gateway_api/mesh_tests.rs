@@ -221,3 +221,98 @@ fn service_parents_that_do_not_match_are_refused_with_the_upstream_reasons() {
     ));
     assert!(world.api_mesh.rules(&key, 9999, None).is_none());
 }
+
+/// A GRPCRoute in `ns` with `parent` sending every call to `backend`, created at `created`.
+fn grpc_route(
+    idx: &mut Index,
+    (ns, name, created): (&str, &str, &str),
+    parent: serde_json::Value,
+    backend: &str,
+) {
+    apply(
+        idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute",
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": created},
+        "spec": {"parentRefs": [parent], "rules": [{
+            "backendRefs": [{"name": backend, "namespace": "mesh", "port": 80}]}]}}),
+    );
+}
+
+/// The Accepted condition of route `kind ns/name` (its only parent).
+fn accepted(world: &World, kind: Kind, ns: &str, name: &str) -> (String, String) {
+    let key = ObjectRef::new(kind, ns, name);
+    let Some(ApiStatus::Route(s)) = world.api_statuses.get(&key) else {
+        panic!("no route status for {key}");
+    };
+    let a = s.parents[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Accepted")
+        .expect("Accepted");
+    (a.status.clone(), a.reason.clone())
+}
+
+/// GEP-1426 route types: on one Service port a GRPCRoute takes precedence over an HTTPRoute,
+/// even an older one; an HTTPRoute refused on every port of its parentRef is
+/// `Accepted=False RouteReasonConflicted`, one left with another port keeps it; a consumer
+/// route (another scope) is not in conflict with a producer GRPCRoute.
+#[test]
+fn a_grpc_route_takes_a_service_port_from_http_routes_whatever_their_age() {
+    let mut idx = base();
+    let http = |idx: &mut Index, ns: &str, name: &str, created: &str, parent| {
+        apply(
+            idx,
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": created},
+            "spec": {"parentRefs": [parent], "rules": [{
+                "backendRefs": [{"name": "echo-v1", "namespace": "mesh", "port": 80}]}]}}),
+        );
+    };
+    http(
+        &mut idx,
+        "mesh",
+        "old-http",
+        "2020-01-01T00:00:00Z",
+        echo(Some(80)),
+    );
+    http(
+        &mut idx,
+        "mesh",
+        "both-ports",
+        "2020-01-01T00:00:00Z",
+        echo(None),
+    );
+    http(
+        &mut idx,
+        "consumer",
+        "mine",
+        "2020-01-01T00:00:00Z",
+        echo(Some(80)),
+    );
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+        "metadata": {"name": "consumers", "namespace": "mesh"},
+        "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "consumer"}],
+                 "to": [{"group": "", "kind": "Service"}]}}),
+    );
+    let new_grpc = ("mesh", "new-grpc", "2024-01-01T00:00:00Z");
+    grpc_route(&mut idx, new_grpc, echo(Some(80)), "echo-v2");
+    let world = idx.world();
+    let refused = ("False".to_string(), "RouteReasonConflicted".to_string());
+    let fine = ("True".to_string(), "Accepted".to_string());
+    assert_eq!(
+        accepted(&world, Kind::HttpRoute, "mesh", "old-http"),
+        refused
+    );
+    assert_eq!(accepted(&world, Kind::GrpcRoute, "mesh", "new-grpc"), fine);
+    assert_eq!(
+        accepted(&world, Kind::HttpRoute, "mesh", "both-ports"),
+        fine
+    );
+    assert_eq!(accepted(&world, Kind::HttpRoute, "consumer", "mine"), fine);
+    // Port 80 serves the GRPCRoute only; 8080 the HTTPRoute that kept it.
+    assert_eq!(backends(&world, 80, None), ["echo-v2.mesh"]);
+    assert_eq!(backends(&world, 8080, None), ["echo-v1.mesh"]);
+    assert_eq!(backends(&world, 80, Some("consumer")), ["echo-v1.mesh"]);
+}

@@ -3,6 +3,7 @@
 
 use portolan_api::gwapi::{CONTROLLER_NAME, ParentReference};
 use serde::Serialize;
+use std::collections::BTreeSet;
 
 /// One `metav1.Condition` (without `lastTransitionTime`, which the writer stamps).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -144,15 +145,21 @@ pub struct PolicyAncestorStatus {
 /// `False` with Envoy's text).
 pub const PORTOLAN_PROGRAMMED: &str = "portolan.dev/Programmed";
 
-/// `status` with a NACK in force attributed to its object: a Gateway and each of its
-/// listeners get `Programmed=False` (`Invalid`, Envoy's text), a route's parent entries of
+/// `status` with a NACK in force attributed to its object: a Gateway or ListenerSet and its
+/// listeners named in `listeners` (every listener when `None`: the NACK is not about some
+/// ports only) get `Programmed=False` (`Invalid`, Envoy's text), a route's parent entries of
 /// Portolan's controller `portolan.dev/Programmed=False` (`Nacked`). Other kinds unchanged.
-pub fn with_nack(status: &ApiStatus, message: &str) -> ApiStatus {
+pub fn with_nack(
+    status: &ApiStatus,
+    message: &str,
+    listeners: Option<&BTreeSet<String>>,
+) -> ApiStatus {
     let mut status = status.clone();
+    let nacked = |l: &ListenerStatus| listeners.is_none_or(|names| names.contains(&l.name));
     match &mut status {
         ApiStatus::Gateway(g) => {
             set(&mut g.conditions, "Programmed", "Invalid", message);
-            for l in &mut g.listeners {
+            for l in g.listeners.iter_mut().filter(|l| nacked(l)) {
                 set(&mut l.conditions, "Programmed", "Invalid", message);
             }
         }
@@ -167,7 +174,7 @@ pub fn with_nack(status: &ApiStatus, message: &str) -> ApiStatus {
         }
         ApiStatus::ListenerSet(s) => {
             set(&mut s.conditions, "Programmed", "Invalid", message);
-            for l in &mut s.listeners {
+            for l in s.listeners.iter_mut().filter(|l| nacked(l)) {
                 set(&mut l.conditions, "Programmed", "Invalid", message);
             }
         }
@@ -215,7 +222,7 @@ mod nack_tests {
             }],
             attached_listener_sets: None,
         });
-        let ApiStatus::Gateway(g) = with_nack(&gateway, "rejected: regex") else {
+        let ApiStatus::Gateway(g) = with_nack(&gateway, "rejected: regex", None) else {
             panic!("a Gateway stays a Gateway");
         };
         let programmed = |cs: &[ApiCondition]| {
@@ -244,7 +251,7 @@ mod nack_tests {
                 theirs,
             ],
         });
-        let ApiStatus::Route(r) = with_nack(&route, "rejected: regex") else {
+        let ApiStatus::Route(r) = with_nack(&route, "rejected: regex", None) else {
             panic!("a route stays a route");
         };
         let ours = &r.parents[0].conditions;
@@ -257,5 +264,37 @@ mod nack_tests {
             vec![accepted(1)],
             "another controller's entry kept"
         );
+    }
+
+    /// A NACK about some ports only: the ListenerSet is not programmed, but only the entries
+    /// of its listeners on those ports say so.
+    #[test]
+    fn a_nack_about_some_listeners_falsifies_only_their_entries() {
+        let programmed = ApiCondition::new("Programmed", true, "Programmed", "ok", 2);
+        let listener = |name: &str| ListenerStatus {
+            name: name.into(),
+            supported_kinds: Vec::new(),
+            attached_routes: 0,
+            conditions: vec![accepted(2), programmed.clone()],
+        };
+        let set = ApiStatus::ListenerSet(ListenerSetStatus {
+            conditions: vec![accepted(2), programmed.clone()],
+            listeners: vec![listener("refused"), listener("fine")],
+        });
+        let only = BTreeSet::from(["refused".to_string()]);
+        let ApiStatus::ListenerSet(s) = with_nack(&set, "rejected", Some(&only)) else {
+            panic!("a ListenerSet stays a ListenerSet");
+        };
+        let status_of = |cs: &[ApiCondition]| {
+            cs.iter()
+                .find(|c| c.type_ == "Programmed")
+                .map(|c| c.status.clone())
+        };
+        assert_eq!(status_of(&s.conditions).as_deref(), Some("False"));
+        assert_eq!(
+            status_of(&s.listeners[0].conditions).as_deref(),
+            Some("False")
+        );
+        assert_eq!(s.listeners[1].conditions, vec![accepted(2), programmed]);
     }
 }

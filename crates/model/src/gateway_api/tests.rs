@@ -939,6 +939,82 @@ fn udp_routes_take_a_udp_listener_with_weighted_backends() {
     );
 }
 
+/// Several TCPRoutes or UDPRoutes on one TCP or UDP listener: all are `Accepted` (GEP-2645),
+/// only the oldest (then first by namespace/name) is served, and the others'
+/// `portolan.dev/Superseded=True` names it; a route served on its listener has none.
+#[test]
+fn routes_superseded_on_a_tcp_or_udp_listener_say_which_route_is_served() {
+    let mut idx = base();
+    apply(
+        &mut idx,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "l4", "namespace": "infra"},
+        "spec": {"gatewayClassName": "portolan", "listeners": [
+            {"name": "dns", "port": 5353, "protocol": "UDP"},
+            {"name": "db", "port": 5432, "protocol": "TCP"},
+            {"name": "other", "port": 5433, "protocol": "TCP"}]}}),
+    );
+    let routes = [
+        ("UDPRoute", "new", Some("2024-01-01T00:00:00Z"), "dns"),
+        ("UDPRoute", "old", Some("2020-01-01T00:00:00Z"), "dns"),
+        ("UDPRoute", "from-file", None, "dns"),
+        ("TCPRoute", "b-tcp", None, "db"),
+        ("TCPRoute", "a-tcp", None, "db"),
+        ("TCPRoute", "alone", None, "other"),
+    ];
+    for (kind, name, created, section) in routes {
+        let mut metadata = json!({"name": name, "namespace": "infra"});
+        if let Some(t) = created {
+            metadata["creationTimestamp"] = json!(t);
+        }
+        apply(
+            &mut idx,
+            json!({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": kind,
+            "metadata": metadata,
+            "spec": {"parentRefs": [{"name": "l4", "sectionName": section}],
+                     "rules": [{"backendRefs": [{"name": "a", "port": 80}]}]}}),
+        );
+    }
+    let world = idx.world();
+    let conditions = |kind: Kind, name: &str| {
+        let key = ObjectRef::new(kind, "infra", name);
+        let Some(ApiStatus::Route(s)) = world.api_statuses.get(&key) else {
+            panic!("no status for {key}");
+        };
+        s.parents[0].conditions.clone()
+    };
+    let superseded = |kind: Kind, name: &str| {
+        let all = conditions(kind, name);
+        let accepted = all
+            .iter()
+            .find(|c| c.type_ == "Accepted")
+            .expect("Accepted");
+        assert_eq!(accepted.status, "True", "{name}: {accepted:?}");
+        all.into_iter()
+            .find(|c| c.type_ == "portolan.dev/Superseded")
+            .map(|c| (c.status, c.reason, c.message))
+    };
+    assert_eq!(superseded(Kind::UdpRoute, "old"), None);
+    for name in ["new", "from-file"] {
+        let (status, reason, message) = superseded(Kind::UdpRoute, name).expect(name);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "OlderRouteServed")
+        );
+        assert!(
+            message.starts_with("listener dns: UDPRoute infra/old "),
+            "{message}"
+        );
+    }
+    assert_eq!(superseded(Kind::TcpRoute, "a-tcp"), None);
+    assert_eq!(superseded(Kind::TcpRoute, "alone"), None);
+    let (_, _, message) = superseded(Kind::TcpRoute, "b-tcp").expect("b-tcp");
+    assert!(
+        message.starts_with("listener db: TCPRoute infra/a-tcp "),
+        "{message}"
+    );
+}
+
 /// A UDP listener is distinct from, and compatible with, a TCP-based listener (TCP, HTTP,
 /// HTTPS, TLS) on the same port: the transport tells their traffic apart. Two UDP listeners
 /// on one port, or TCP beside HTTP, still conflict.

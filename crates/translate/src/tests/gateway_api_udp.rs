@@ -66,12 +66,14 @@ fn world() -> Arc<World> {
             "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [
                 {"name": "a", "port": 53, "weight": 3},
                 {"name": "b", "port": 53, "weight": 1},
-                {"name": "missing", "port": 53}]}]}}),
+                {"name": "missing", "port": 53},
+                {"name": "empty", "port": 53, "weight": 2}]}]}}),
     ] {
         apply(&mut idx, doc);
     }
     udp_service(&mut idx, "a", &["10.0.0.1"]);
     udp_service(&mut idx, "b", &["10.0.0.2", "10.0.0.3"]);
+    udp_service(&mut idx, "empty", &[]);
     idx.world()
 }
 
@@ -136,14 +138,16 @@ fn a_udp_listener_proxies_datagrams_to_a_weighted_cluster() {
             Some((sa.address, port, weight))
         })
         .collect();
-    // `a` weighs 3 on one endpoint, `b` 1 over two; the missing Service adds nothing; the
-    // UDP port's endpoints (5353), never the TCP port's.
+    // `a` weighs 3 on one endpoint, `b` 1 over two (the UDP port's endpoints, 5353, never
+    // the TCP port's); the missing Service (1) and the one without endpoints (2) keep their
+    // share on the drop endpoint, port 0, which no socket binds: their sessions are dropped.
     assert_eq!(
         endpoints,
         [
             ("10.0.0.1".to_string(), 5353, 3000),
             ("10.0.0.2".to_string(), 5353, 500),
             ("10.0.0.3".to_string(), 5353, 500),
+            ("127.0.0.1".to_string(), 0, 3000),
         ]
     );
 }
