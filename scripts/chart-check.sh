@@ -90,6 +90,7 @@ render certmanager mesh platform -f "$chart/ci/cert-manager-values.yaml"
 render disabled portolan portolan-system -f "$chart/ci/webhook-disabled-values.yaml"
 render token-review portolan portolan-system -f "$chart/ci/token-review-values.yaml"
 render injection portolan portolan-system -f "$chart/ci/injection-values.yaml"
+render gateway-api-crds portolan portolan-system -f "$chart/ci/gateway-api-crds-values.yaml"
 render watch-selfsigned portolan portolan-system --set 'watchNamespaces={demo,shop}' --set metrics.serviceMonitor.enabled=true
 
 # NOTES.txt (helm template does not render it; a client-side dry run does, offline).

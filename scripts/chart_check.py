@@ -384,6 +384,7 @@ def assert_render(case, path):
             fail("--xds-token-review without --xds-tls-cert")
     elif granted:
         fail("tokenreviews granted without --xds-token-review")
+    assert_crd_hook(case, docs)
     replicas = deploy["spec"]["replicas"]
     pdbs = by_kind(docs, "PodDisruptionBudget")
     if replicas > 1 and not pdbs:
@@ -393,6 +394,33 @@ def assert_render(case, path):
     if replicas > 1 and flag(args, "--leader-election") != ["true"]:
         fail("several replicas need leader election")
     print(f"assert-render {case}: {len(docs)} objects keep the contract")
+
+
+def assert_crd_hook(case, docs):
+    """gatewayAPI.crds.install: a hook Job applies the upstream manifest before install and
+    upgrade, with a ServiceAccount of its own granted CRDs only; nothing of it otherwise."""
+    jobs = by_kind(docs, "Job")
+    if case != "gateway-api-crds":
+        if jobs:
+            fail("a Job rendered without gatewayAPI.crds.install")
+        return
+    if len(jobs) != 1:
+        fail(f"{len(jobs)} Jobs, want the CRD hook's")
+    job = jobs[0]
+    hook = job["metadata"].get("annotations", {}).get("helm.sh/hook", "")
+    if sorted(hook.split(",")) != ["pre-install", "pre-upgrade"]:
+        fail(f"CRD Job hook {hook!r}")
+    pod = job["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    if args[:2] != ["apply", "--server-side"] or not args[-1].startswith("https://github.com/kubernetes-sigs/gateway-api/releases/download/"):
+        fail(f"CRD Job args {args}")
+    sa = pod["serviceAccountName"]
+    bindings = [b for b in by_kind(docs, "ClusterRoleBinding") if any(s["name"] == sa for s in b["subjects"])]
+    if len(bindings) != 1:
+        fail(f"the CRD Job's ServiceAccount {sa} is bound {len(bindings)} times")
+    role = [c for c in by_kind(docs, "ClusterRole") if c["metadata"]["name"] == bindings[0]["roleRef"]["name"]]
+    if len(role) != 1 or rule_set(role[0]["rules"]) != expand("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "create", "patch"]):
+        fail("the CRD Job's ClusterRole must grant exactly get/list/create/patch on customresourcedefinitions")
 
 
 # === examples ===
