@@ -54,6 +54,23 @@ async fn wait_group(mesh: &Mesh, fragment: &str) -> anyhow::Result<()> {
     .map(|_| ())
 }
 
+/// Waits until the client's new token `new` was reviewed, the client is back in its group and
+/// served again.
+async fn back_with(mesh: &Mesh, client: &Envoy, new: &str) -> anyhow::Result<()> {
+    let issued = tokens(mesh)?;
+    eventually("the new token to be reviewed", WAIT, || async {
+        if issued.api.reviews().iter().any(|t| t == new) {
+            Ok(())
+        } else {
+            Err(mesh.portolan.log_tail())
+        }
+    })
+    .await?;
+    wait_group(mesh, "client;ns=shop;sa=client").await?;
+    client.wait_for_response(HOST, 200, "server-app").await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_account_tokens_bind_identities_and_rotated_tokens_are_used() -> anyhow::Result<()>
 {
@@ -114,18 +131,7 @@ async fn service_account_tokens_bind_identities_and_rotated_tokens_are_used() ->
     let old = token_in(issued, "client")?;
     let new = issued.issue("client", "shop", "client")?;
     issued.api.revoke(&old);
-    eventually("the rotated token to be reviewed", WAIT, || async {
-        if issued.api.reviews().contains(&new) {
-            Ok(())
-        } else {
-            Err(mesh.portolan.log_tail())
-        }
-    })
-    .await?;
-    wait_group(&mesh, "client;ns=shop;sa=client").await?;
-    client_envoy
-        .wait_for_response(HOST, 200, "server-app")
-        .await?;
+    back_with(&mesh, &client_envoy, &new).await?;
     // Portolan closed the stream at the token's expiry (not a refusal of a new one).
     let closed = mesh.portolan.log_tail();
     assert!(
@@ -214,18 +220,7 @@ async fn a_revoked_token_ends_its_stream_before_it_expires() -> anyhow::Result<(
 
     // A new token in the file (the new pod's): Envoy reconnects with it and is served.
     let new = issued.issue("client", "shop", "client")?;
-    eventually("the new token to be reviewed", WAIT, || async {
-        if issued.api.reviews().contains(&new) {
-            Ok(())
-        } else {
-            Err(mesh.portolan.log_tail())
-        }
-    })
-    .await?;
-    wait_group(&mesh, "client;ns=shop;sa=client").await?;
-    client_envoy
-        .wait_for_response(HOST, 200, "server-app")
-        .await?;
+    back_with(&mesh, &client_envoy, &new).await?;
     Ok(())
 }
 
