@@ -233,7 +233,14 @@ async fn no_group_is_built_before_its_first_proxy_and_a_dump_builds_one_on_deman
     assert!(clusters.iter().any(|c| c == CLUSTER), "{clusters:?}");
     assert_eq!(builds().await?, 0.0, "the dump's build was kept as a group");
 
-    let envoy = Envoy::start(bin(), portolan.ports(), "first-1", "default", Protocol::Sotw).await?;
+    let envoy = Envoy::start(
+        bin(),
+        portolan.ports(),
+        "first-1",
+        "default",
+        Protocol::Sotw,
+    )
+    .await?;
     envoy.wait_for_response("web", 200, "a").await?;
     assert!(builds().await? >= 1.0, "the first proxy's group was built");
     let dump = portolan
