@@ -4,8 +4,9 @@
 //!
 //! * [`sources`]: the index writer, the sink every config source writes its changes, health
 //!   and first full read to (the contract is [`portolan_model::source`]).
-//! * [`pipeline`]: [`Pipeline`], from World to cache: debounced rebuilds of every proxy group,
-//!   new groups built as their first proxy connects, rollouts; [`PipelineMetrics`].
+//! * [`pipeline`]: [`Pipeline`], from World to cache: debounced rebuilds of the proxy groups
+//!   with a connected proxy, a group built when its first proxy connects (none before),
+//!   rollouts; [`PipelineMetrics`].
 //! * [`grouping`]: the node-to-group rules ([`ProxyGrouping`], the xDS server's hook) and
 //!   [`identity`]: which workload identity a proxy proved.
 //! * [`groups`]: proxy groups from group keys, with their `ProxyScope` resolved.
@@ -35,11 +36,11 @@ pub mod programmed;
 pub mod snapshot;
 pub mod sources;
 
-pub use error::BuildError;
+pub use error::{BuildError, PreviewError};
 pub use grouping::ProxyGrouping;
 pub use identity::{IdentityMode, WorkloadIdentity};
 pub use incremental::IncrementalBuilder;
 pub use metrics::PipelineMetrics;
-pub use pipeline::{DEFAULT_GROUP, Pipeline};
+pub use pipeline::{DEFAULT_GROUP, Pipeline, Served};
 pub use snapshot::{snapshot, translate_checked};
 pub use sources::{IndexWriter, SourceStatus, SourceWriter};

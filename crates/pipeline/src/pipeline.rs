@@ -3,7 +3,10 @@
 //! Two triggers share one build lock, so a group never receives an older World after a newer
 //! one: a debounced change of the index rebuilds every group a proxy is connected to, and a
 //! proxy of a group not built (new, or left unbuilt while nobody was connected) gets that group
-//! built at once. Nothing is built before the sources have synced.
+//! built at once. Nothing is built before the sources have synced, and no group before a proxy
+//! of it connects (not even the `default` group): at start only the World is built (the config
+//! indexed and validated). Readers that want a group's snapshot with no proxy of it connected
+//! get one built for them and not kept ([`Pipeline::snapshot_for`]).
 //!
 //! Each debounced batch is a rollout (see [`portolan_xds::convergence`]): it begins with the time
 //! of the batch's first change, and the snapshots it sets carry its id, so the stream tasks can
@@ -27,15 +30,18 @@
 //! source, which unpins it under the same build lock.
 
 use crate::certs::MeshCerts;
+use crate::error::{BuildError, PreviewError};
 use crate::history::History;
+use crate::patch::Outcome;
 use crate::patch::Patches;
 use crate::programmed::Provenances;
 use crate::{IncrementalBuilder, PipelineMetrics, groups};
 use portolan_ca::WorkloadCerts;
 use portolan_model::{Index, World};
+use portolan_translate::Provenance;
 use portolan_translate::proxyless::Client;
 use portolan_translate::{Options, ProxyGroup};
-use portolan_xds::{Cache, Debouncer, ResourceType};
+use portolan_xds::{Cache, Debouncer, ResourceType, Snapshot, SnapshotError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -79,6 +85,15 @@ fn builder_key(group: &ProxyGroup) -> BuilderKey {
 
 /// The group of proxies whose node names no cluster.
 pub const DEFAULT_GROUP: &str = "default";
+
+/// A group's snapshot as [`Pipeline::snapshot_for`] found or built it.
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub snapshot: Arc<Snapshot>,
+    /// Whether the cache held it (what the group's proxies are served); else it was built
+    /// for the asker from the current World and not kept.
+    pub cached: bool,
+}
 
 // === impl Pipeline ===
 
@@ -192,7 +207,8 @@ impl Pipeline {
         self.build_all(0).await;
     }
 
-    /// Runs until `changes` closes: waits for `synced`, builds every group, then rebuilds on
+    /// Runs until `changes` closes: waits for `synced`, builds the World and the groups of
+    /// proxies already connected (none is built for nobody), sends `ready`, then rebuilds on
     /// each debounced batch of changes (the first change after `quiet` at once, what follows
     /// coalesced until `quiet` passes with no change, at most `max`) and builds new groups as
     /// their first proxy connects.
@@ -243,8 +259,8 @@ impl Pipeline {
         }
     }
 
-    /// Rebuilds every group a proxy is connected to (and, before any group is known, the
-    /// default group); the snapshots belong to `rollout` (0: none).
+    /// Rebuilds every group a proxy is connected to (none when no proxy is); the snapshots
+    /// belong to `rollout` (0: none).
     async fn build_all(self: Arc<Self>, rollout: u64) {
         self.build_all_with(rollout, None).await;
     }
@@ -262,13 +278,11 @@ impl Pipeline {
                 p.set_pin(pin);
             }
             let world = p.world();
-            // Only groups with a connected proxy; the others are built again when a proxy
-            // of theirs connects (`build_missing`).
-            let mut groups = p.cache.watched_retiring_others();
-            if groups.is_empty() && p.cache.groups().is_empty() {
-                // Build the default group up front, so the first proxy needs no wait.
-                groups.push(DEFAULT_GROUP.to_string());
-            }
+            // Only groups with a connected proxy (none at all before the first connects,
+            // not even the default group); the others are built when a proxy of theirs
+            // connects (`build_missing`). The World is built either way: the config is
+            // indexed and validated (config errors, status) with no proxy connected.
+            let groups = p.cache.watched_retiring_others();
             let groups: Vec<ProxyGroup> =
                 groups.iter().filter_map(|g| group_of(g, &world)).collect();
             p.keep_only(&mut builders, &groups);
@@ -402,6 +416,57 @@ impl Pipeline {
         }
     }
 
+    /// Translates and assembles `group`'s snapshot from `world` with `builder`: its workload
+    /// certificates (mesh groups) and the EnvoyPatchPolicies that apply to it, as served.
+    fn assemble(
+        &self,
+        builder: &mut IncrementalBuilder,
+        world: &World,
+        group: &ProxyGroup,
+        previous: Option<&Snapshot>,
+    ) -> (Result<(Snapshot, Provenance), SnapshotError>, Vec<Outcome>) {
+        let secrets = match &self.certs {
+            Some(certs) => certs.secrets(group),
+            None => Vec::new(),
+        };
+        let candidates = self.patches.candidates(world, group);
+        builder.build_patched(world, group, &self.options, previous, &secrets, &candidates)
+    }
+
+    /// The snapshot a proxy of `group` (a group key's string form) gets now, for readers
+    /// outside the xDS streams (`/debug/config_dump`): the cache's while the group is built
+    /// (a proxy of it is connected), else one built from the current World as the group's
+    /// first proxy would get it, and kept nowhere: neither cached nor remembered by the
+    /// builders, provenance or EnvoyPatchPolicy outcomes, so asking does not keep a group
+    /// built that no proxy uses (a mesh group's workload certificate is issued as for its
+    /// first proxy, and dropped by the next build, whose groups do not hold it).
+    pub async fn snapshot_for(self: Arc<Self>, group: String) -> Result<Served, PreviewError> {
+        if let Some(snapshot) = self.cache.get(&group) {
+            return Ok(Served {
+                snapshot,
+                cached: true,
+            });
+        }
+        let built = tokio::task::spawn_blocking(move || self.build_unkept(&group)).await;
+        built.unwrap_or_else(|e| Err(PreviewError::Task(e.to_string())))
+    }
+
+    /// [`Pipeline::snapshot_for`]'s build of a group the cache does not hold.
+    fn build_unkept(&self, name: &str) -> Result<Served, PreviewError> {
+        let world = self.world();
+        let group = groups::group_for_name(name, &world).map_err(PreviewError::Group)?;
+        if let Some(error) = group.scope_error() {
+            return Err(BuildError::Scope(error.clone()).into());
+        }
+        let mut builder = IncrementalBuilder::new();
+        let (built, _) = self.assemble(&mut builder, &world, &group, None);
+        let (snapshot, _) = built.map_err(BuildError::from)?;
+        Ok(Served {
+            snapshot: Arc::new(snapshot),
+            cached: false,
+        })
+    }
+
     fn build(&self, builders: &mut Builders, world: &World, group: &ProxyGroup, rollout: u64) {
         if let Some(error) = group.scope_error() {
             self.metrics.build_failures.inc();
@@ -412,19 +477,7 @@ impl Pipeline {
         let builder = builders.entry(builder_key(group)).or_default();
         let previous = self.cache.get(&group.name);
         let group_name = group.name.as_str();
-        let secrets = match &self.certs {
-            Some(certs) => certs.secrets(group),
-            None => Vec::new(),
-        };
-        let candidates = self.patches.candidates(world, group);
-        let (built, outcomes) = builder.build_patched(
-            world,
-            group,
-            &self.options,
-            previous.as_deref(),
-            &secrets,
-            &candidates,
-        );
+        let (built, outcomes) = self.assemble(builder, world, group, previous.as_deref());
         for o in &outcomes {
             if let Some(error) = &o.error {
                 tracing::error!(group = group_name, %error, served = ?o.served, "EnvoyPatchPolicy refused for this group; its last good version (if any) stays");
@@ -554,8 +607,9 @@ mod tests {
         assert!(has_pay("idle"), "built from the current World on return");
     }
 
-    /// The default group is built up front; once the cache evicts it (nobody watched it for
-    /// the idle time), the translator that holds every encoded resource of it is dropped too.
+    /// A group built for a proxy that has left: once the cache evicts it (nobody watched it
+    /// for the idle time), the translator that holds every encoded resource of it is dropped
+    /// too.
     #[tokio::test]
     async fn an_evicted_group_takes_its_builder_with_it() {
         let index = Arc::new(Mutex::new(Index::new()));
@@ -563,8 +617,10 @@ mod tests {
         let cache = Cache::new();
         let metrics = PipelineMetrics::unregistered(&XdsMetrics::unregistered());
         let pipeline = Pipeline::new(index.clone(), cache.clone(), Options::default(), metrics);
-        pipeline.clone().build_all(0).await;
-        assert!(cache.get(DEFAULT_GROUP).is_some(), "built up front");
+        let gone = cache.subscribe(DEFAULT_GROUP);
+        pipeline.clone().build_missing().await;
+        drop(gone);
+        assert!(cache.get(DEFAULT_GROUP).is_some(), "built for its proxy");
         assert_eq!(pipeline.lock_builds().len(), 1);
         let _web = cache.subscribe("web");
         pipeline.clone().build_missing().await;
@@ -573,6 +629,125 @@ mod tests {
         let builders = pipeline.lock_builds();
         let groups: Vec<usize> = builders.values().map(|b| b.group_count()).collect();
         assert_eq!(groups, [1], "only the watched group's state is kept");
+    }
+
+    fn pipeline_of(index: &Arc<Mutex<Index>>, cache: &Arc<Cache>) -> Arc<Pipeline> {
+        let metrics = PipelineMetrics::unregistered(&XdsMetrics::unregistered());
+        Pipeline::new(index.clone(), cache.clone(), Options::default(), metrics)
+    }
+
+    /// What a from-scratch build of `group` from the index's World serves: versions per type.
+    fn fresh_versions(index: &Mutex<Index>, group: &str) -> Vec<String> {
+        let world = index.lock().expect("index lock").world();
+        let group = group_of(group, &world).expect("a group key");
+        let (_, snap) = crate::snapshot::translate_checked(&world, &group, &Options::default())
+            .expect("builds");
+        versions(&snap)
+    }
+
+    fn versions(snap: &Snapshot) -> Vec<String> {
+        ResourceType::SERVED
+            .iter()
+            .map(|ty| snap.version(*ty).to_string())
+            .collect()
+    }
+
+    /// Nothing that holds a built group: no snapshot, no translator, no provenance.
+    fn assert_nothing_built(pipeline: &Pipeline, cache: &Cache, when: &str) {
+        assert_eq!(cache.groups(), Vec::<String>::new(), "{when}: cache groups");
+        assert!(cache.get(DEFAULT_GROUP).is_none(), "{when}: default built");
+        assert!(pipeline.lock_builds().is_empty(), "{when}: a translator");
+        assert!(
+            pipeline.provenances().get(DEFAULT_GROUP).is_none(),
+            "{when}: provenance"
+        );
+    }
+
+    /// At start the World is built and readiness sent with no group built, not even the
+    /// default one, and a change with no proxy builds none either; the first proxy of a
+    /// group gets its group built then, the same snapshot as a build from scratch.
+    #[tokio::test]
+    async fn no_group_is_built_before_a_proxy_connects_and_the_first_gets_its_snapshot() {
+        let index = Arc::new(Mutex::new(Index::new()));
+        apply_doc(&index, service("shop", "cart"));
+        let cache = Cache::new();
+        let pipeline = pipeline_of(&index, &cache);
+        let (changes_tx, changes) = watch::channel(0u64);
+        let (_synced_tx, synced) = watch::channel(true);
+        let (ready_tx, mut ready) = watch::channel(false);
+        let quiet = Duration::from_millis(1);
+        let running = tokio::spawn(
+            pipeline
+                .clone()
+                .run(changes, synced, ready_tx, quiet, quiet),
+        );
+        ready.wait_for(|r| *r).await.expect("ready sent");
+        assert_nothing_built(&pipeline, &cache, "at start");
+        let built = pipeline.metrics.world_version.get();
+        assert!(built > 0, "the World is built");
+
+        apply_doc(&index, service("shop", "pay"));
+        changes_tx.send_replace(1);
+        // The batch's build takes its World under the build lock, and holds it until done.
+        while pipeline.metrics.world_version.get() == built {
+            tokio::task::yield_now().await;
+        }
+        drop(pipeline.lock_builds());
+        assert_nothing_built(&pipeline, &cache, "after a change");
+
+        let mut first = cache.subscribe(DEFAULT_GROUP);
+        let snap = first
+            .wait_for(Option::is_some)
+            .await
+            .expect("built for the first proxy")
+            .clone()
+            .expect("a snapshot");
+        assert_eq!(versions(&snap), fresh_versions(&index, DEFAULT_GROUP));
+        assert!(
+            snap.resources(ResourceType::Cluster)
+                .keys()
+                .any(|c| c.contains("pay.shop")),
+            "from the current World"
+        );
+        running.abort();
+    }
+
+    /// A reader of a group nobody is connected to gets a snapshot built for it, the same as
+    /// its first proxy would get, and nothing of it is kept; a built group's is the cache's.
+    #[tokio::test]
+    async fn a_snapshot_for_a_reader_is_built_on_demand_and_not_kept() {
+        let index = Arc::new(Mutex::new(Index::new()));
+        apply_doc(&index, service("shop", "cart"));
+        let cache = Cache::new();
+        let pipeline = pipeline_of(&index, &cache);
+        let served = pipeline
+            .clone()
+            .snapshot_for(DEFAULT_GROUP.to_string())
+            .await
+            .expect("built");
+        assert!(!served.cached);
+        assert_eq!(
+            versions(&served.snapshot),
+            fresh_versions(&index, DEFAULT_GROUP)
+        );
+        assert_nothing_built(&pipeline, &cache, "after the reader's build");
+
+        let _proxy = cache.subscribe(DEFAULT_GROUP);
+        pipeline.clone().build_missing().await;
+        let served = pipeline
+            .clone()
+            .snapshot_for(DEFAULT_GROUP.to_string())
+            .await
+            .expect("cached");
+        assert!(served.cached);
+        let held = cache.get(DEFAULT_GROUP).expect("built for the proxy");
+        assert!(Arc::ptr_eq(&served.snapshot, &held), "the cache's snapshot");
+
+        let unknown = pipeline.clone().snapshot_for("web;junk".to_string()).await;
+        assert!(
+            matches!(unknown, Err(PreviewError::Group(_))),
+            "{unknown:?}"
+        );
     }
 
     /// A ProxyScope change re-translates the groups it selects into different snapshots,

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use portolan_admin::redact_secrets;
 use portolan_model::Index;
-use portolan_pipeline::SourceStatus;
 use portolan_pipeline::patch::Patches;
 use portolan_pipeline::programmed::Provenances;
+use portolan_pipeline::{Pipeline, SourceStatus};
 use portolan_xds::{Cache, ResourceType};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
@@ -22,7 +22,8 @@ use tokio::sync::watch;
 
 #[derive(Clone)]
 pub struct AppState {
-    /// True once every source has synced and the first snapshot is built.
+    /// True once every source has synced and the World is built (the config indexed and
+    /// validated; no proxy group is built before a proxy of it connects).
     pub ready: watch::Receiver<bool>,
     /// The config source: its name, whether it can be read (down: the last good config is
     /// served).
@@ -31,6 +32,9 @@ pub struct AppState {
     pub watchers: Option<watch::Receiver<portolan_k8s::SourceState>>,
     pub index: Arc<Mutex<Index>>,
     pub cache: Arc<Cache>,
+    /// The build pipeline: `/debug/config_dump` of a group no proxy is connected to builds
+    /// its snapshot on demand, without keeping it.
+    pub pipeline: Arc<Pipeline>,
     /// The provenance of each group's snapshot (NACK attribution).
     pub provenances: Arc<Provenances>,
     /// EnvoyPatchPolicy outcomes per group (their status).
@@ -262,18 +266,31 @@ struct DumpQuery {
     group: Option<String>,
 }
 
-/// The resources the cache holds for a proxy group, as Envoy JSON.
+/// The resources a proxy group is served, as Envoy JSON: the cache's snapshot while a proxy
+/// of the group is connected (`"cached": true`), else one built from the current config as
+/// its first proxy would get it, and not kept (`"cached": false`).
 async fn config_dump(State(s): State<AppState>, Query(q): Query<DumpQuery>) -> Response {
     let group = q
         .group
         .unwrap_or_else(|| portolan_pipeline::DEFAULT_GROUP.to_string());
-    let Some(snap) = s.cache.get(&group) else {
+    if !*s.ready.borrow() {
         return (
-            StatusCode::NOT_FOUND,
-            format!("no snapshot for proxy group {group:?}\n"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the config sources have not all been read yet\n",
         )
             .into_response();
+    }
+    let served = match s.pipeline.clone().snapshot_for(group.clone()).await {
+        Ok(served) => served,
+        Err(e) => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no snapshot for proxy group {group:?}: {e}\n"),
+            )
+                .into_response();
+        }
     };
+    let snap = served.snapshot;
     let mut out = BTreeMap::new();
     for ty in ResourceType::SERVED {
         let mut items = Vec::new();
@@ -288,7 +305,7 @@ async fn config_dump(State(s): State<AppState>, Query(q): Query<DumpQuery>) -> R
             json!({"version": snap.version(ty), "resources": items}),
         );
     }
-    Json(json!({"group": group, "types": out})).into_response()
+    Json(json!({"group": group, "cached": served.cached, "types": out})).into_response()
 }
 
 /// `GET /debug/ca`: the mesh CA's rotation phase, trust bundle, signing root and the

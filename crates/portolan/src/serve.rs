@@ -120,7 +120,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(ca) = mesh.ca.clone() {
         tokio::spawn(ca.run(pipeline.clone()));
     }
-    tokio::spawn(pipeline.run(
+    tokio::spawn(pipeline.clone().run(
         changed_rx,
         synced_rx,
         ready_tx,
@@ -186,6 +186,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         translate: translate_options,
         rollback,
         ca: mesh.ca.clone(),
+        pipeline,
     };
     let http = tokio::spawn(http::serve(
         http_listener,

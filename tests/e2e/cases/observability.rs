@@ -189,3 +189,65 @@ async fn config_dump_and_csds_show_what_envoy_runs() -> anyhow::Result<()> {
     assert!(cluster.xds_config.is_some());
     Ok(())
 }
+
+/// The clusters of a `/debug/config_dump` answer and whether it came from the cache.
+fn dumped(dump: &serde_json::Value) -> (Option<bool>, Vec<String>) {
+    let clusters = dump["types"]["cds"]["resources"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter_map(|r| r["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    (dump["cached"].as_bool(), clusters)
+}
+
+/// With no proxy connected, `/readyz` answers with no group built (not even `default`), and
+/// `/debug/config_dump` of the default group builds its snapshot for the request without
+/// keeping it; the first Envoy of the group gets the group built and served, and the dump is
+/// then the cache's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_group_is_built_before_its_first_proxy_and_a_dump_builds_one_on_demand()
+-> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let upstream = Upstream::start("a").await?;
+    let config = ConfigDir::new()?;
+    config.write("web/service.yaml", &service_yaml("default", "web", 80))?;
+    config.write(
+        "web/endpoints.yaml",
+        &endpoints_yaml("default", "web", &[&upstream]),
+    )?;
+    let portolan = Portolan::start(bin(), &config, Ports::free()).await?;
+    let builds = || async {
+        let n = portolan.metric("portolan_snapshot_builds_total").await?;
+        anyhow::Ok(n.unwrap_or_default())
+    };
+    assert_eq!(builds().await?, 0.0, "a group was built with no proxy");
+
+    let dump = portolan
+        .get_json("/debug/config_dump?group=default")
+        .await?;
+    let (cached, clusters) = dumped(&dump);
+    assert_eq!(cached, Some(false), "{dump}");
+    assert!(clusters.iter().any(|c| c == CLUSTER), "{clusters:?}");
+    assert_eq!(builds().await?, 0.0, "the dump's build was kept as a group");
+
+    let envoy = Envoy::start(
+        bin(),
+        portolan.ports(),
+        "first-1",
+        "default",
+        Protocol::Sotw,
+    )
+    .await?;
+    envoy.wait_for_response("web", 200, "a").await?;
+    assert!(builds().await? >= 1.0, "the first proxy's group was built");
+    let dump = portolan
+        .get_json("/debug/config_dump?group=default")
+        .await?;
+    let (cached, served) = dumped(&dump);
+    assert_eq!(cached, Some(true), "{dump}");
+    assert_eq!(served, clusters, "the on-demand dump showed what is served");
+    Ok(())
+}
