@@ -1,7 +1,8 @@
 //! `portolan bootstrap`: a stock Envoy bootstrap that gets everything else from Portolan.
 //!
-//! The bootstrap holds only the node identity, the admin listener and one static cluster
-//! (`portolan-xds`, HTTP/2) pointing at Portolan; CDS and LDS come over ADS. With `--xds-ca`
+//! The bootstrap holds only the node identity, the admin listener, Envoy's internal listener
+//! extension and one static cluster (`portolan-xds`, HTTP/2) pointing at Portolan; CDS and
+//! LDS come over ADS. With `--xds-ca`
 //! the cluster speaks TLS (and presents a client certificate with `--xds-client-cert`); the
 //! files are referenced by path, so Envoy reloads them itself when they change. Mesh workloads
 //! name their application and inbound ports in the node metadata (`--app-port`,
@@ -128,6 +129,14 @@ pub fn render(args: &BootstrapArgs) -> anyhow::Result<Value> {
     let mut bootstrap = json!({
         "node": node,
         "admin": {"address": socket_address(&admin_host, admin_port)},
+        // Internal listeners: a mesh workload's inbound TCP ports choose each caller's
+        // cluster through one (see portolan_translate::inbound_tcp).
+        "bootstrap_extensions": [{
+            "name": "envoy.bootstrap.internal_listener",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
+            }
+        }],
         "dynamic_resources": {
             "ads_config": {
                 "api_type": api_type,

@@ -248,6 +248,13 @@ pub struct TranslateArgs {
     /// Portolan does not know: pass it through (`allow-any`) or close it (`registry-only`).
     #[arg(long, value_enum, default_value_t = OutboundPolicyArg::AllowAny, env = "PORTOLAN_OUTBOUND_TRAFFIC_POLICY")]
     pub outbound_traffic_policy: OutboundPolicyArg,
+    /// Whether an AccessPolicy or PeerAuthentication change closes the open connections it
+    /// refuses on a mesh workload's inbound TCP ports, within a second (each known caller's
+    /// connections go through a health-checked cluster of their own; docs/security.md). The
+    /// sidecar's bootstrap needs Envoy's internal listener extension (`portolan bootstrap`
+    /// adds it); `false` leaves open TCP connections alone, as Envoy's RBAC filter does.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL", env = "PORTOLAN_INBOUND_TCP_CONNECTION_CHECKS")]
+    pub inbound_tcp_connection_checks: bool,
     /// Apply EnvoyPatchPolicy objects: JSON patches to the generated Envoy resources, the
     /// last resort for settings Portolan does not model (docs/policies.md). Off: every
     /// EnvoyPatchPolicy is `Accepted=False` (`Disabled`) and nothing is patched.
@@ -299,6 +306,7 @@ impl TranslateArgs {
                         portolan_translate::OutboundPolicy::RegistryOnly
                     }
                 },
+                tcp_connection_checks: self.inbound_tcp_connection_checks,
             },
             envoy_patch_policy: self.enable_envoy_patch_policy,
             ..portolan_translate::Options::default()

@@ -45,6 +45,7 @@ use crate::context::Context;
 use crate::edge::EdgeUse;
 use crate::external::lb_endpoint;
 use crate::filters::{HTTP_CONNECTION_MANAGER, ROUTER, http_filter};
+use crate::inbound_tcp;
 use crate::jwt::{self, JwtUse};
 use crate::mesh::{Workload, downstream_mtls};
 use crate::protocol;
@@ -111,12 +112,15 @@ const ORIGINAL_DST_ADDRESS: &str = "envoy.network.transport_socket.original_dst_
 /// (the PeerAuthentication of its mode, the AccessPolicies it enforces).
 pub(crate) struct Inbound {
     pub listener: Listener,
+    /// The listeners behind it: for TCP ports, the internal listeners choosing a caller's
+    /// cluster and the listener answering their health checks (see [`crate::inbound_tcp`]).
+    pub listeners: Vec<Listener>,
     /// The HTTP ports' route configurations, two per port over RDS (see [`route_names`]), to
     /// the port's cluster, carrying the AccessPolicies' RBAC rules for that port; in STRICT
     /// the plaintext ones refuse every request.
     pub routes: Vec<RouteConfiguration>,
-    /// `inbound|PORT` for each served port, the application port's first, then
-    /// [`PASSTHROUGH_CLUSTER`].
+    /// `inbound|PORT` for each served port, the application port's first (each TCP port's
+    /// with the clusters of [`crate::inbound_tcp`] after it), then [`PASSTHROUGH_CLUSTER`].
     pub clusters: Vec<Cluster>,
     pub origins: Origins,
     /// The RequestAuthentications it enforces (for the group's JWKS clusters).
@@ -235,8 +239,20 @@ pub(crate) fn inbound(
     let listener_port = workload.inbound_port.unwrap_or(options.mesh.inbound_port);
     let ports = inbound_ports(ctx, workload);
     let mut filter_chains = Vec::new();
+    let mut listeners = Vec::new();
+    let mut check_routes = Vec::new();
+    let callers = match options.mesh.tcp_connection_checks {
+        true => inbound_tcp::known_callers(ctx),
+        false => Vec::new(),
+    };
     for &port in &ports {
-        let served = serve_port(ctx, workload, port, &policies, mode, listener_port);
+        let on = PortPolicy {
+            policies: &policies,
+            mode,
+            listener_port,
+            callers: options.mesh.tcp_connection_checks.then_some(&callers[..]),
+        };
+        let served = serve_port(ctx, workload, port, on);
         jwt.extend(&served.jwt);
         edge_sources.extend(served.edge_sources);
         routes.extend(served.routes);
@@ -246,6 +262,15 @@ pub(crate) fn inbound(
             options.connect_timeout,
         ));
         filter_chains.extend(served.chains);
+        if let Some(checks) = served.checks {
+            listeners.push(checks.listener);
+            clusters.extend(checks.clusters);
+            check_routes.extend(checks.routes);
+        }
+    }
+    if !listeners.is_empty() {
+        listeners.push(inbound_tcp::policy_listener(listener_port));
+        routes.push(inbound_tcp::policy_routes(check_routes));
     }
     // Every other port: passed through to where it was sent, by port for the ports the
     // rules name (so that they apply there), then for any port.
@@ -302,6 +327,7 @@ pub(crate) fn inbound(
     };
     Some(Inbound {
         listener,
+        listeners,
         routes,
         clusters,
         origins: from,
@@ -317,6 +343,20 @@ struct ServedPort {
     routes: Vec<RouteConfiguration>,
     jwt: JwtUse,
     edge_sources: Vec<portolan_api::ObjectRef>,
+    /// A TCP port's clusters and listeners behind its chains, when policy changes are to
+    /// reach its open connections.
+    checks: Option<inbound_tcp::PortChecks>,
+}
+
+/// What a port is served under: the workload's AccessPolicies and mTLS mode, the inbound
+/// listener's port, and the known callers when TCP ports check open connections
+/// ([`crate::inbound_tcp`]).
+#[derive(Clone, Copy)]
+struct PortPolicy<'a> {
+    policies: &'a [&'a Arc<AccessPolicy>],
+    mode: MtlsMode,
+    listener_port: u16,
+    callers: Option<&'a [(String, String)]>,
 }
 
 /// The filter chains and route configurations of one port, in the workload's mTLS mode.
@@ -324,10 +364,14 @@ fn serve_port(
     ctx: &Context<'_>,
     workload: &Workload,
     port: InboundPort,
-    policies: &[&Arc<AccessPolicy>],
-    mode: MtlsMode,
-    listener_port: u16,
+    on: PortPolicy<'_>,
 ) -> ServedPort {
+    let PortPolicy {
+        policies,
+        mode,
+        listener_port,
+        ..
+    } = on;
     let app_port = workload.app_port.unwrap_or(port.number);
     let tcp = port.protocol == PortProtocol::Tcp;
     let candidates = service_candidates(ctx, workload, port.number);
@@ -343,14 +387,36 @@ fn serve_port(
         trust_domain: &ctx.options.mesh.trust_domain,
         port: Some(port.number),
         tcp,
+        peer_state: None,
     };
     let cluster = cluster_name(port.number);
     let (tls_route, plain_route) = route_names(port.number, app_port);
-    let filters = |route_name: &str| {
+    let checks = on.callers.filter(|_| tcp).map(|callers| {
+        inbound_tcp::port_checks(
+            ctx,
+            port.number,
+            &cluster,
+            callers,
+            policies,
+            mode,
+            listener_port,
+        )
+    });
+    let filters = |tls: bool| {
+        let route_name = if tls { &tls_route } else { &plain_route };
         if tcp {
-            let mut filters = rbac::network_filters(policies, target, INBOUND_LISTENER);
-            filters.push(tcp_proxy(&cluster));
-            filters
+            // With checks, the chains stay the same across policy changes (no network RBAC
+            // here: a changed chain is drained, and its connections closed at the end of the
+            // drain time); the callers' clusters decide.
+            match (&checks, tls) {
+                (Some(checks), true) => checks.tls_filters.clone(),
+                (Some(checks), false) => checks.plaintext_filters.clone(),
+                (None, _) => {
+                    let mut filters = rbac::network_filters(policies, target, INBOUND_LISTENER);
+                    filters.push(tcp_proxy(&cluster));
+                    filters
+                }
+            }
         } else {
             let mut http = rbac::http_filters();
             http.splice(0..0, jwt::filter(&used, requirement.as_deref()));
@@ -376,18 +442,14 @@ fn serve_port(
     };
     let chains = matched
         .into_iter()
-        .flat_map(|number| {
-            mode_chains(ctx, mode, Some(number), "", |tls| match tls {
-                true => filters(&tls_route),
-                false => filters(&plain_route),
-            })
-        })
+        .flat_map(|number| mode_chains(ctx, mode, Some(number), "", filters))
         .collect();
     ServedPort {
         chains,
         routes,
         edge_sources: edge.sources().collect(),
         jwt: used,
+        checks,
     }
 }
 
@@ -442,6 +504,7 @@ fn passthrough_chains(
         trust_domain: &ctx.options.mesh.trust_domain,
         port,
         tcp: true,
+        peer_state: None,
     };
     let mut filters = rbac::network_filters(policies, target, INBOUND_LISTENER);
     filters.push(loopback_original_port());

@@ -51,6 +51,7 @@ mod gateway;
 mod gateway_api;
 mod gateway_api_udp;
 mod inbound;
+pub mod inbound_tcp;
 pub mod json;
 mod jwt;
 mod keep;

@@ -45,6 +45,10 @@ pub struct MeshOptions {
     /// What a workload's sidecar does with captured connections to destinations Portolan does
     /// not know (see [`crate::capture`]).
     pub outbound_policy: crate::capture::OutboundPolicy,
+    /// Whether a policy change closes the open connections it refuses on the inbound
+    /// listener's TCP ports (see [`crate::inbound_tcp`]; the sidecar's bootstrap needs Envoy's
+    /// internal listener extension, which `portolan bootstrap` adds).
+    pub tcp_connection_checks: bool,
 }
 
 impl Default for MeshOptions {
@@ -54,6 +58,7 @@ impl Default for MeshOptions {
             inbound_port: 15006,
             max_connection_duration: None,
             outbound_policy: crate::capture::OutboundPolicy::AllowAny,
+            tcp_connection_checks: true,
         }
     }
 }

@@ -38,12 +38,13 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::r#type::matcher::v3::metadata_matcher::{PathSegment, path_segment};
 use envoy_types::pb::envoy::r#type::matcher::v3::{
-    ListMatcher, MetadataMatcher, PathMatcher, StringMatcher, ValueMatcher, list_matcher,
-    path_matcher, string_matcher::MatchPattern, value_matcher,
+    FilterStateMatcher, ListMatcher, MetadataMatcher, PathMatcher, StringMatcher, ValueMatcher,
+    filter_state_matcher, list_matcher, path_matcher, string_matcher::MatchPattern, value_matcher,
 };
 use envoy_types::util::pack_any;
 use portolan_model::security::{
-    AccessAction, AccessPolicy, AccessRule, HeaderValue, PathMatch, Peer, RequestPrincipal,
+    AccessAction, AccessPolicy, AccessRule, HeaderValue, Operation, PathMatch, Peer,
+    RequestPrincipal,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,6 +64,10 @@ pub(crate) struct Target<'a> {
     /// rule names (the inbound passthrough's catch-all), where no rule with ports applies.
     pub port: Option<u16>,
     pub tcp: bool,
+    /// Where the caller's SPIFFE ID is: `None` the verified client certificate of the
+    /// connection, `Some(KEY)` the string filter state object `KEY` (a connection that reached
+    /// an internal listener has no certificate of its own: see [`crate::inbound_tcp`]).
+    pub peer_state: Option<&'a str>,
 }
 
 /// The RBAC configurations for `policies`: DENY (if any DENY rule survives), then ALLOW (if
@@ -150,6 +155,18 @@ pub(crate) fn network_filters(
         .collect()
 }
 
+/// A network RBAC filter refusing every connection (an ALLOW filter without rules).
+pub(crate) fn refuse_all(stat_prefix: &str) -> Filter {
+    Filter {
+        name: NETWORK_RBAC.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack_any(NetworkRbac {
+            rules: Some(rbac(Action::Allow, "allow", Vec::new())),
+            stat_prefix: stat_prefix.to_string(),
+            ..Default::default()
+        }))),
+    }
+}
+
 fn rbac(action: Action, name: &str, principals: Vec<Principal>) -> Rbac {
     let policies = if principals.is_empty() {
         HashMap::new()
@@ -179,48 +196,17 @@ fn rule_principal(
     action: AccessAction,
     target: Target<'_>,
 ) -> Option<Principal> {
+    if dropped(rule, action, target) {
+        return None;
+    }
     let mut ids = Vec::new();
     if let Some(from) = &rule.from {
-        ids.push(or(from
-            .iter()
-            .map(|p| peer(p, target.trust_domain))
-            .collect()));
-    }
-    if rule.has_jwt_fields() && target.tcp && action == AccessAction::Allow {
-        return None;
+        ids.push(or(from.iter().map(|p| peer(p, target)).collect()));
     }
     if !target.tcp {
         ids.extend(jwt_conditions(rule));
-    }
-    if let Some(to) = &rule.to {
-        if !to.ports.is_empty() && !target.port.is_some_and(|p| to.ports.contains(&p)) {
-            return None;
-        }
-        let http = to.has_http_fields();
-        if target.tcp && http && action == AccessAction::Allow {
-            return None;
-        }
-        if !target.tcp {
-            if !to.methods.is_empty() {
-                ids.push(or(to
-                    .methods
-                    .iter()
-                    .map(|m| header(":method", exact_header(m)))
-                    .collect()));
-            }
-            if !to.paths.is_empty() {
-                ids.push(or(to.paths.iter().map(path).collect()));
-            }
-            for h in &to.headers {
-                let spec = match &h.value {
-                    HeaderValue::Exact(v) => exact_header(v),
-                    HeaderValue::Prefix(v) => {
-                        HeaderMatchSpecifier::StringMatch(string(MatchPattern::Prefix(v.clone())))
-                    }
-                    HeaderValue::Present => HeaderMatchSpecifier::PresentMatch(true),
-                };
-                ids.push(header(&h.name, spec));
-            }
+        if let Some(to) = &rule.to {
+            ids.extend(operation_conditions(to));
         }
     }
     Some(match ids.len() {
@@ -230,6 +216,86 @@ fn rule_principal(
             identifier: Some(principal::Identifier::AndIds(principal::Set { ids })),
         },
     })
+}
+
+/// Whether `rule` can never match at `target`: its ports leave the target's out, or, on
+/// TCP, it is an ALLOW rule with HTTP-only fields (which cannot be checked there).
+fn dropped(rule: &AccessRule, action: AccessAction, target: Target<'_>) -> bool {
+    let jwt = rule.has_jwt_fields();
+    let (ports, http) = rule.to.as_ref().map_or((false, false), |to| {
+        let outside = !to.ports.is_empty() && !target.port.is_some_and(|p| to.ports.contains(&p));
+        (outside, to.has_http_fields())
+    });
+    ports || (target.tcp && action == AccessAction::Allow && (jwt || http))
+}
+
+/// Whether the network RBAC filters of `policies` at `target` (a TCP port) admit a
+/// connection whose verified client certificate names `peer` (a SPIFFE ID; `None`: a
+/// plaintext connection, which no `from` matches). The same decision as the filters
+/// [`network_filters`] builds, taken here so that the inbound listener can tell which open
+/// connections a policy change refuses (see [`crate::inbound_tcp`]).
+pub(crate) fn tcp_allows(
+    policies: &[&Arc<AccessPolicy>],
+    target: Target<'_>,
+    peer_id: Option<&str>,
+) -> bool {
+    let matches = |action: AccessAction| {
+        policies
+            .iter()
+            .filter(move |p| p.action == action)
+            .flat_map(|p| &p.rules)
+            .filter(move |r| !dropped(r, action, target))
+            .any(|r| from_matches(r.from.as_deref(), peer_id, target.trust_domain))
+    };
+    if matches(AccessAction::Deny) {
+        return false;
+    }
+    let any_allow = policies.iter().any(|p| p.action == AccessAction::Allow);
+    !any_allow || matches(AccessAction::Allow)
+}
+
+/// Whether a rule's `from` (`None`: anyone, plaintext too) admits `peer_id`.
+fn from_matches(from: Option<&[Peer]>, peer_id: Option<&str>, trust_domain: &str) -> bool {
+    let Some(from) = from else {
+        return true;
+    };
+    let Some(id) = peer_id else {
+        return false;
+    };
+    from.iter().any(|p| match p {
+        Peer::Principal(principal) => id == principal,
+        Peer::PrincipalPrefix(prefix) => id.starts_with(prefix.as_str()),
+        Peer::Namespace(ns) => id.starts_with(&format!("spiffe://{trust_domain}/ns/{ns}/sa/")),
+        Peer::ServiceAccount { namespace, name } => {
+            id == crate::mesh::spiffe_id(trust_domain, namespace, name)
+        }
+    })
+}
+
+/// The HTTP conditions of a rule's operation: method (any of), path (any of), each header.
+fn operation_conditions(to: &Operation) -> Vec<Principal> {
+    let mut ids = Vec::new();
+    if !to.methods.is_empty() {
+        ids.push(or(to
+            .methods
+            .iter()
+            .map(|m| header(":method", exact_header(m)))
+            .collect()));
+    }
+    if !to.paths.is_empty() {
+        ids.push(or(to.paths.iter().map(path).collect()));
+    }
+    for h in &to.headers {
+        let spec = match &h.value {
+            HeaderValue::Exact(v) => exact_header(v),
+            HeaderValue::Prefix(v) => {
+                HeaderMatchSpecifier::StringMatch(string(MatchPattern::Prefix(v.clone())))
+            }
+            HeaderValue::Present => HeaderMatchSpecifier::PresentMatch(true),
+        };
+        ids.push(header(&h.name, spec));
+    }
+    ids
 }
 
 /// The request principal (any of) and claim (each) conditions of a rule.
@@ -347,16 +413,24 @@ fn authenticated(pattern: MatchPattern) -> Principal {
     }
 }
 
-fn peer(p: &Peer, trust_domain: &str) -> Principal {
-    match p {
-        Peer::Principal(id) => authenticated(MatchPattern::Exact(id.clone())),
-        Peer::PrincipalPrefix(prefix) => authenticated(MatchPattern::Prefix(prefix.clone())),
-        Peer::Namespace(ns) => authenticated(MatchPattern::Prefix(format!(
-            "spiffe://{trust_domain}/ns/{ns}/sa/"
-        ))),
-        Peer::ServiceAccount { namespace, name } => authenticated(MatchPattern::Exact(
-            crate::mesh::spiffe_id(trust_domain, namespace, name),
-        )),
+fn peer(p: &Peer, target: Target<'_>) -> Principal {
+    let trust_domain = target.trust_domain;
+    let pattern = match p {
+        Peer::Principal(id) => MatchPattern::Exact(id.clone()),
+        Peer::PrincipalPrefix(prefix) => MatchPattern::Prefix(prefix.clone()),
+        Peer::Namespace(ns) => MatchPattern::Prefix(format!("spiffe://{trust_domain}/ns/{ns}/sa/")),
+        Peer::ServiceAccount { namespace, name } => {
+            MatchPattern::Exact(crate::mesh::spiffe_id(trust_domain, namespace, name))
+        }
+    };
+    match target.peer_state {
+        None => authenticated(pattern),
+        Some(key) => Principal {
+            identifier: Some(principal::Identifier::FilterState(FilterStateMatcher {
+                key: key.to_string(),
+                matcher: Some(filter_state_matcher::Matcher::StringMatch(string(pattern))),
+            })),
+        },
     }
 }
 

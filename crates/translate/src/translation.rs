@@ -229,10 +229,12 @@ fn group_resources(ctx: &Context<'_>, group: &ProxyGroup) -> Resources {
             resources.provenance.push(entry);
             resources.routes.push(route);
         }
-        let name = &inbound.listener.name;
-        let entry = Entry::new(ResourceKind::Listener, name, inbound.origins);
-        resources.provenance.push(entry);
-        resources.listeners.push(inbound.listener);
+        for listener in std::iter::once(inbound.listener).chain(inbound.listeners) {
+            let from = inbound.origins.clone();
+            let entry = Entry::new(ResourceKind::Listener, &listener.name, from);
+            resources.provenance.push(entry);
+            resources.listeners.push(listener);
+        }
         if let Some(on_demand) = &mut resources.on_demand {
             let names = inbound.clusters.iter().map(|c| c.name.clone());
             on_demand.wildcard_clusters.extend(names);

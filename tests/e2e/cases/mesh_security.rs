@@ -180,9 +180,14 @@ impl Mesh {
         self.server_with(&[]).await
     }
 
-    /// [`Mesh::server`] started with extra Envoy flags (`--drain-time-s`).
-    async fn server_with_envoy_args(&self, envoy_args: &[&str]) -> anyhow::Result<Envoy> {
-        let args = self.server_args(&[]);
+    /// [`Mesh::server`] started with extra Envoy flags (`--drain-time-s`) and extra bootstrap
+    /// flags (`--app-protocol tcp`).
+    async fn server_with_envoy_args(
+        &self,
+        envoy_args: &[&str],
+        extra: &[&str],
+    ) -> anyhow::Result<Envoy> {
+        let args = self.server_args(extra);
         self.sidecar_with_envoy_args("server", free_port(), args, envoy_args)
             .await
     }
@@ -459,6 +464,9 @@ async fn network_rbac_guards_a_tcp_workload() -> anyhow::Result<()> {
         }
     })
     .await?;
+    // Open plaintext connections are closed (the plaintext check fails); a new one is refused
+    // by network RBAC in the plaintext chain.
+    assert!(plaintext(mesh.inbound).await.is_err());
     assert!(
         counter(&server, "inbound.rbac.denied").await? >= 1,
         "{:?}",
@@ -466,6 +474,12 @@ async fn network_rbac_guards_a_tcp_workload() -> anyhow::Result<()> {
     );
     let (status, body) = client_envoy.get(HOST, "/").await?;
     assert_eq!((status, body.as_str()), (200, "server-app"));
+    // A second client sidecar (new connections, checked by the new rules) is served too: the
+    // rules for callers Portolan does not know find the caller's ID behind the TLS chain.
+    let second = mesh.caller("client", free_port()).await?;
+    second.wait_for_response(HOST, 200, "server-app").await?;
+    // The intruder is no caller Portolan knows (no Service of its service account): network
+    // RBAC refuses it.
     let intruder = mesh.caller("intruder", free_port()).await?;
     let hits = mesh.app.hits();
     let (status, _) = intruder.get(HOST, "/").await?;
@@ -474,6 +488,11 @@ async fn network_rbac_guards_a_tcp_workload() -> anyhow::Result<()> {
         "the intruder's connection is closed by the server sidecar"
     );
     assert_eq!(mesh.app.hits(), hits);
+    assert!(
+        counter(&server, "inbound.rbac.denied").await? >= 1,
+        "{:?}",
+        server.stats_containing("rbac").await?
+    );
     Ok(())
 }
 
@@ -660,7 +679,7 @@ async fn a_policy_change_reaches_open_connections_without_cutting_allowed_reques
         &[],
     )
     .await?;
-    let server = mesh.server_with_envoy_args(DEFAULT_DRAIN).await?;
+    let server = mesh.server_with_envoy_args(DEFAULT_DRAIN, &[]).await?;
     let caller = |sa: &'static str| {
         let args = mesh.identity_args(sa);
         let mesh = &mesh;
@@ -719,6 +738,131 @@ async fn a_policy_change_reaches_open_connections_without_cutting_allowed_reques
     assert_eq!(
         modified, in_place,
         "the policy reached the listener only by filter-chain-only updates"
+    );
+    Ok(())
+}
+
+/// Services of the callers' service accounts: Portolan knows them as callers (the inbound
+/// listener's TCP ports give each known caller a cluster of its own).
+fn caller_services() -> String {
+    ["client", "intruder"]
+        .map(|sa| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata:\n  name: {sa}\n  namespace: shop\n  labels:\n    portolan.dev/service-account: {sa}\nspec:\n  ports:\n  - name: http\n    port: 80\n"
+            )
+        })
+        .join("---\n")
+}
+
+/// On a TCP port, an AccessPolicy change closes the open connections it refuses within a
+/// second, at Envoy's default drain time (600 s), and no other: the server's application is
+/// TCP (its inbound port a TCP proxy behind network RBAC, which decides only when a
+/// connection starts), each known caller's connections go through a health-checked cluster
+/// of their own, and the policy change turns the intruder's check to 503 (and its chain to a
+/// refusal, updated in place: no other chain is drained). The intruder's
+/// sidecar had pooled connections opened before the change: without the check they would
+/// serve it for the whole drain time. The allowed caller's requests, back to back across the
+/// change, all answer 200 over the connections it had opened before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_closes_the_refused_callers_open_tcp_connections_and_no_others()
+-> anyhow::Result<()> {
+    let _shared = portolan_e2e::serial::shared().await;
+    let mesh = Mesh::start(
+        Identities::Certificates,
+        &[
+            ("shop/strict.yaml", example("security/strict-mtls.yaml")),
+            ("shop/callers.yaml", caller_services()),
+        ],
+        &[],
+    )
+    .await?;
+    let server = mesh
+        .server_with_envoy_args(DEFAULT_DRAIN, &["--app-protocol", "tcp"])
+        .await?;
+    let caller = |sa: &'static str| {
+        let args = mesh.identity_args(sa);
+        let mesh = &mesh;
+        async move {
+            mesh.sidecar_with_envoy_args(sa, free_port(), args, DEFAULT_DRAIN)
+                .await
+        }
+    };
+    let client_envoy = caller("client").await?;
+    let intruder = caller("intruder").await?;
+    client_envoy
+        .wait_for_response(HOST, 200, "server-app")
+        .await?;
+    intruder.wait_for_response(HOST, 200, "server-app").await?;
+    // The checks of both callers' clusters pass before the change.
+    let checked = |sa: &'static str, stat: &'static str| {
+        let server = &server;
+        async move {
+            let name = format!("from|shop/{sa}.health_check.{stat}");
+            let stats = server.stats_containing(&name).await?;
+            anyhow::Ok(stats.into_iter().map(|(_, n)| n).sum::<u64>())
+        }
+    };
+    eventually("both callers' checks to pass", WAIT, || async {
+        match (
+            checked("client", "success").await,
+            checked("intruder", "success").await,
+        ) {
+            (Ok(a), Ok(b)) if a > 0 && b > 0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    warm(&client_envoy).await?;
+    warm(&intruder).await?;
+    let client_connections = upstream_connections(&client_envoy).await?;
+    assert!(!client_connections.is_empty());
+    // (A check may fail at start, before the listener answering them is up.)
+    let client_failures = checked("client", "failure").await?;
+    let intruder_failures = checked("intruder", "failure").await?;
+
+    let modified = counter(&server, "listener_manager.listener_modified").await?;
+    let in_place = counter(&server, "listener_manager.listener_in_place_updated").await?;
+    let allowed = BackToBack::start(&client_envoy);
+    let deny = "apiVersion: portolan.dev/v1alpha1\nkind: AccessPolicy\nmetadata:\n  name: no-intruder\n  namespace: shop\nspec:\n  selector:\n    matchLabels:\n      app: server\n  action: DENY\n  rules:\n  - from:\n      serviceAccounts: [intruder]\n";
+    let changed = Instant::now();
+    mesh.config.write("shop/deny.yaml", deny)?;
+    // The intruder's pooled connections are closed by the server's sidecar; its next
+    // connection is refused by network RBAC.
+    let refusal = eventually("the intruder to be refused", WAIT, || async {
+        match intruder.get(HOST, "/").await {
+            Ok((200, _)) => Err("served".to_string()),
+            other => Ok(other.map(|(s, _)| s).map_err(|e| e.to_string())),
+        }
+    })
+    .await?;
+    let took = changed.elapsed();
+    for _ in 0..10 {
+        assert_ne!(intruder.get(HOST, "/").await?.0, 200);
+    }
+    tokio::time::sleep(took.max(Duration::from_millis(500))).await;
+    let statuses = allowed.stop().await?;
+    eprintln!(
+        "TCP: policy change -> intruder's open connections closed and it refused ({refusal:?}) in {took:?}; {} allowed requests across it",
+        statuses.len()
+    );
+    let cut: Vec<_> = statuses.iter().filter(|s| **s != Ok(200)).collect();
+    assert!(cut.is_empty(), "allowed requests cut: {cut:?}");
+    assert!(!statuses.is_empty());
+    assert_eq!(
+        upstream_connections(&client_envoy).await?,
+        client_connections,
+        "the allowed caller kept its connections"
+    );
+    // It was the check: the intruder's cluster failed it, the client's never did.
+    assert!(checked("intruder", "failure").await? >= intruder_failures + 2);
+    assert_eq!(checked("client", "failure").await?, client_failures);
+    // Only in-place (filter-chain-only) listener updates: the client's chains were not drained.
+    let modified = counter(&server, "listener_manager.listener_modified").await? - modified;
+    let in_place = counter(&server, "listener_manager.listener_in_place_updated").await? - in_place;
+    assert!(modified >= 1);
+    assert_eq!(
+        modified, in_place,
+        "listeners replaced, not updated in place"
     );
     Ok(())
 }
@@ -816,7 +960,7 @@ async fn strict_reaches_open_plaintext_connections_without_cutting_mtls_requests
         &[],
     )
     .await?;
-    let server = mesh.server_with_envoy_args(DEFAULT_DRAIN).await?;
+    let server = mesh.server_with_envoy_args(DEFAULT_DRAIN, &[]).await?;
     let client_args = mesh.identity_args("client");
     let client_envoy = mesh
         .sidecar_with_envoy_args("client", free_port(), client_args, DEFAULT_DRAIN)

@@ -344,22 +344,57 @@ fn an_allow_policy_without_rules_denies_everything() {
 fn tcp_drops_http_only_allow_rules_and_keeps_deny_rules_without_their_http_fields() {
     let mut world = mk_mesh_world();
     add_web_policies(&mut world);
+    // Callers Portolan knows (Services of their service accounts): batch, frontend, an ops one.
+    for (ns, sa) in [("shop", "batch"), ("shop", "frontend"), ("ops", "tool")] {
+        let mut svc = mk_service(ns, sa, vec![mk_port("http", 80)]);
+        svc.labels = labels(&[(SERVICE_ACCOUNT_LABEL, sa)]);
+        world.services.insert(svc.key.clone(), Arc::new(svc));
+    }
     let resources = run_group(&world, &web_group(true));
-    let inbound = listener_json(&resources, "inbound");
-    let filters = &inbound["filter_chains"][0]["filters"];
+    // The chains of the TCP port do not carry the rules: network RBAC for callers Portolan
+    // does not know is in the `others` chain of the callers' internal listener...
+    let callers = listener_json(&resources, "inbound|8080|callers");
+    let others = callers["filter_chains"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "others"))
+        .cloned()
+        .unwrap_or_default();
+    let filters = &others["filters"];
     // DENY: batch, whatever the path (the path cannot be seen on TCP).
     let deny = &filters[0]["typed_config"]["rules"]["policies"]["deny"]["principals"];
     assert_eq!(
         deny,
-        &serde_json::json!([{"authenticated": {"principal_name": {"exact": "spiffe://cluster.local/ns/shop/sa/batch"}}}])
+        &serde_json::json!([{"filter_state": {"key": "portolan.peer", "string_match": {"exact": "spiffe://cluster.local/ns/shop/sa/batch"}}}])
     );
     // ALLOW: only the ops rule (the GET rule cannot be checked; the 9090 rule cannot match).
     let allow = &filters[1]["typed_config"]["rules"]["policies"]["allow"]["principals"];
     assert_eq!(
         allow,
-        &serde_json::json!([{"authenticated": {"principal_name": {"prefix": "spiffe://cluster.local/ns/ops/sa/"}}}])
+        &serde_json::json!([{"filter_state": {"key": "portolan.peer", "string_match": {"prefix": "spiffe://cluster.local/ns/ops/sa/"}}}])
     );
     assert_eq!(filters[2]["name"], "envoy.filters.network.tcp_proxy");
+    // (the internal connection has no certificate: the caller's ID comes from the filter
+    // state the TLS chain set) ...and the known callers' checks take the same decisions: batch denied, frontend not
+    // allowed (its rule is HTTP-only), ops allowed; plaintext matches no `from`.
+    let routes = route_config_json(&resources, crate::inbound_tcp::POLICY_ROUTES);
+    let statuses: Vec<(String, u64)> = routes["virtual_hosts"][0]["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let path = r["match"]["path"].as_str().unwrap_or_default().to_string();
+            (path, r["direct_response"]["status"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    let want = [
+        ("/8080/ops/tool", 200),
+        ("/8080/shop/batch", 503),
+        ("/8080/shop/frontend", 503),
+        ("/8080/shop/web", 503),
+        ("/8080/plaintext", 503),
+    ];
+    let want: Vec<(String, u64)> = want.iter().map(|(p, s)| (p.to_string(), *s)).collect();
+    assert_eq!(statuses, want);
 }
 
 #[test]

@@ -140,6 +140,10 @@ fn every_targeted_port_gets_its_cluster_and_chains_grpc_over_http2() {
         cluster_names(&resources),
         [
             "inbound|5432",
+            "inbound|5432|callers",
+            "inbound|5432|from|plaintext",
+            "inbound|5432|from|shop/other",
+            "inbound|5432|from|shop/web",
             "inbound|8080",
             "inbound|9090",
             "inbound|passthrough"
@@ -187,7 +191,7 @@ fn every_targeted_port_gets_its_cluster_and_chains_grpc_over_http2() {
         last["name"], "envoy.filters.network.tcp_proxy",
         "{listener}"
     );
-    assert_eq!(last["typed_config"]["cluster"], "inbound|5432");
+    assert_eq!(last["typed_config"]["cluster"], "inbound|5432|callers");
     assert!(chains_of(&listener, Some(8081)).is_empty());
 
     assert_eq!(
@@ -285,15 +289,21 @@ fn access_policy_ports_apply_to_their_own_port_only() {
         "{}",
         allow("inbound")
     );
-    // The TCP port: network RBAC, and no rule for it either.
-    let listener = inbound(&resources);
-    let tcp = &chains_of(&listener, Some(5432))[0];
-    assert_eq!(tcp["filters"][0]["name"], crate::rbac::NETWORK_RBAC);
+    // The TCP port: network RBAC for callers it does not know, and no rule for it either;
+    // the known callers' checks refuse them all.
+    let callers = json_of(&resources.listeners, |l| &l.name, "inbound|5432|callers");
+    let others = callers["filter_chains"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "others"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(others["filters"][0]["name"], crate::rbac::NETWORK_RBAC);
     assert!(
-        tcp["filters"][0]["typed_config"]["rules"]
+        others["filters"][0]["typed_config"]["rules"]
             .get("policies")
             .is_none()
     );
+    assert_eq!(check_status(&resources, "/5432/shop/web"), 503);
 }
 
 #[test]
@@ -301,10 +311,17 @@ fn without_a_service_the_application_port_is_served_as_before() {
     let world = mk_world(vec![], vec![]);
     for tcp in [false, true] {
         let resources = run_group(&world, &web_group(tcp));
-        assert_eq!(
-            cluster_names(&resources),
-            ["inbound|8080", "inbound|passthrough"]
-        );
+        // A TCP port's plaintext check and callers' listener (no known caller: `others` only).
+        let expected: &[&str] = match tcp {
+            true => &[
+                "inbound|8080",
+                "inbound|8080|callers",
+                "inbound|8080|from|plaintext",
+                "inbound|passthrough",
+            ],
+            false => &["inbound|8080", "inbound|passthrough"],
+        };
+        assert_eq!(cluster_names(&resources), expected);
         let listener = inbound(&resources);
         // The application port, the listener's (direct calls), then any other port.
         // (PERMISSIVE: a TLS and a plaintext chain for each.)
@@ -324,7 +341,8 @@ fn without_a_service_the_application_port_is_served_as_before() {
             .filter(|n| n.starts_with("inbound"))
             .collect();
         match tcp {
-            true => assert!(routes.is_empty()),
+            // The TCP port's checks only.
+            true => assert_eq!(routes, ["inbound-policy"]),
             false => assert_eq!(routes, ["inbound", "inbound-plaintext"]),
         }
     }
@@ -562,4 +580,246 @@ fn access_policies_apply_to_passed_through_ports_with_their_port_rules_on_their_
     // Port 7000: the DENY rule, then the ALLOW; any other: the ALLOW only.
     assert_eq!(rbac_actions(Some(7000)), ["DENY", "ALLOW"], "{listener}");
     assert_eq!(rbac_actions(None), ["ALLOW"], "{listener}");
+}
+
+/// The TLS chain of TCP port 5432 (STRICT), its filters' names and the TCP proxy's settings.
+fn tcp_tls_filters(resources: &Resources) -> Vec<Value> {
+    let listener = inbound(resources);
+    let chains = chains_of(&listener, Some(5432));
+    chains[0]["filters"].as_array().cloned().unwrap_or_default()
+}
+
+/// The health check route of `path` in `inbound-policy`: its status.
+fn check_status(resources: &Resources, path: &str) -> u64 {
+    let routes = route(resources, crate::inbound_tcp::POLICY_ROUTES);
+    let all = routes["virtual_hosts"][0]["routes"].as_array().cloned();
+    let found = all
+        .unwrap_or_default()
+        .into_iter()
+        .find(|r| r["match"]["path"] == path)
+        .unwrap_or_else(|| panic!("no route for {path}: {routes}"));
+    found["direct_response"]["status"].as_u64().unwrap_or(0)
+}
+
+fn deny_other_on(world: &mut World, ports: Vec<u16>) {
+    let p = AccessPolicy {
+        source: ObjectRef::new(Kind::AccessPolicy, "shop", "no-other"),
+        generation: 1,
+        selector: None,
+        action: AccessAction::Deny,
+        rules: vec![AccessRule {
+            from: Some(vec![Peer::ServiceAccount {
+                namespace: "shop".into(),
+                name: "other".into(),
+            }]),
+            to: Some(Operation {
+                ports,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+    };
+    world.access_policies.insert(p.source.clone(), Arc::new(p));
+}
+
+#[test]
+fn a_tcp_port_sends_each_known_caller_through_a_health_checked_cluster_of_its_own() {
+    let mut world = multi_port_world();
+    set_mode(&mut world, MtlsMode::Strict);
+    let resources = run_group(&world, &web_group(false));
+    // The TLS chain: RBAC (none here), the caller's SPIFFE ID into filter state once the
+    // handshake is done, then a TCP proxy connecting only then, to the callers' listener.
+    let filters = tcp_tls_filters(&resources);
+    let names: Vec<&str> = filters.iter().filter_map(|f| f["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.network.set_filter_state",
+            "envoy.filters.network.tcp_proxy"
+        ]
+    );
+    let state = &filters[0]["typed_config"]["on_downstream_tls_handshake"][0];
+    assert_eq!(state["object_key"], crate::inbound_tcp::PEER_KEY);
+    assert_eq!(state["shared_with_upstream"], "ONCE");
+    let proxy = &filters[1]["typed_config"];
+    assert_eq!(proxy["cluster"], "inbound|5432|callers");
+    assert_eq!(
+        proxy["upstream_connect_mode"],
+        "ON_DOWNSTREAM_TLS_HANDSHAKE"
+    );
+
+    // The internal listener: one chain per service account the World knows, `others` to the
+    // port's plain cluster.
+    let callers = json_of(&resources.listeners, |l| &l.name, "inbound|5432|callers");
+    assert!(callers.get("internal_listener").is_some(), "{callers}");
+    let matchers = &callers["filter_chain_matcher"]["matcher_list"]["matchers"];
+    let picked: Vec<(&str, &str)> = matchers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let single = &m["predicate"]["single_predicate"];
+            (
+                single["value_match"]["exact"].as_str().unwrap_or_default(),
+                m["on_match"]["action"]["name"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        picked,
+        [
+            ("spiffe://cluster.local/ns/shop/sa/other", "shop/other"),
+            ("spiffe://cluster.local/ns/shop/sa/web", "shop/web")
+        ]
+    );
+    let chain_cluster = |name: &str| {
+        let chains = callers["filter_chains"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let chain = chains.into_iter().find(|c| c["name"] == name);
+        chain.map(|c| c["filters"][0]["typed_config"]["cluster"].clone())
+    };
+    assert_eq!(
+        chain_cluster("shop/web").unwrap_or_default(),
+        "inbound|5432|from|shop/web"
+    );
+    assert_eq!(chain_cluster("others").unwrap_or_default(), "inbound|5432");
+    let internal = cluster(&resources, "inbound|5432|callers");
+    assert_eq!(internal["connection_pool_per_downstream_connection"], true);
+
+    // Each caller's cluster: the application's port, closed when its check fails; the check
+    // asks the policy listener's abstract socket.
+    let web = cluster(&resources, "inbound|5432|from|shop/web");
+    assert_eq!(web["close_connections_on_host_health_failure"], true);
+    assert_eq!(
+        web["health_checks"][0]["http_health_check"]["path"],
+        "/5432/shop/web"
+    );
+    let endpoint = &web["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"];
+    assert_eq!(endpoint["address"]["socket_address"]["port_value"], 5432);
+    assert_eq!(
+        endpoint["health_check_config"]["address"]["pipe"]["path"],
+        "@portolan-inbound-policy-15006"
+    );
+    let policy = json_of(&resources.listeners, |l| &l.name, "inbound-policy");
+    assert_eq!(
+        policy["address"]["pipe"]["path"],
+        "@portolan-inbound-policy-15006"
+    );
+    // No policy: every caller admitted; plaintext refused (STRICT).
+    assert_eq!(check_status(&resources, "/5432/shop/web"), 200);
+    assert_eq!(check_status(&resources, "/5432/shop/other"), 200);
+    assert_eq!(check_status(&resources, "/5432/plaintext"), 503);
+    // HTTP ports are not checked: their policies are per request, over RDS.
+    assert!(
+        resources
+            .clusters
+            .iter()
+            .all(|c| !c.name.starts_with("inbound|8080|") && !c.name.starts_with("inbound|9090|"))
+    );
+}
+
+#[test]
+fn refusing_a_caller_changes_its_check_and_its_chain_and_nothing_else() {
+    let mut world = multi_port_world();
+    set_mode(&mut world, MtlsMode::Permissive);
+    let before = run_group(&world, &web_group(false));
+    assert_eq!(check_status(&before, "/5432/plaintext"), 200);
+    deny_other_on(&mut world, vec![5432]);
+    let after = run_group(&world, &web_group(false));
+    assert_eq!(check_status(&after, "/5432/shop/other"), 503);
+    assert_eq!(check_status(&after, "/5432/shop/web"), 200);
+    // Plaintext has no identity: a DENY naming one does not refuse it.
+    assert_eq!(check_status(&after, "/5432/plaintext"), 200);
+    // What the other callers' open connections ride on stays as it was (the same encoding:
+    // nothing drained): the port's chains, the callers' listener but for the refused caller's
+    // chain (now a refusal) and `others` (network RBAC for unknown callers), the clusters.
+    let same = |name: &str| {
+        let pick = |r: &Resources| {
+            let c = r.clusters.iter().find(|c| c.name == name);
+            let l = r.listeners.iter().find(|l| l.name == name).map(|l| {
+                let mut l = l.clone();
+                l.filter_chains
+                    .retain(|c| c.name != "others" && c.name != "shop/other");
+                l
+            });
+            (
+                l.map(|l| prost::Message::encode_to_vec(&l)),
+                c.map(prost::Message::encode_to_vec),
+            )
+        };
+        assert_eq!(pick(&before), pick(&after), "{name} changed");
+    };
+    for name in [
+        "inbound|5432|callers",
+        "inbound|5432|from|shop/other",
+        "inbound|5432|from|shop/web",
+        "inbound|5432|from|plaintext",
+        "inbound|5432",
+        "inbound-policy",
+    ] {
+        same(name);
+    }
+    assert_eq!(
+        chains_of(&inbound(&before), Some(5432)),
+        chains_of(&inbound(&after), Some(5432))
+    );
+    // A rule for another port refuses nobody here.
+    let mut world = multi_port_world();
+    deny_other_on(&mut world, vec![9090]);
+    let elsewhere = run_group(&world, &web_group(false));
+    assert_eq!(check_status(&elsewhere, "/5432/shop/other"), 200);
+}
+
+#[test]
+fn allow_policies_admit_on_a_tcp_port_only_the_callers_their_rules_can_check() {
+    let mut world = multi_port_world();
+    set_mode(&mut world, MtlsMode::Permissive);
+    let p = AccessPolicy {
+        source: ObjectRef::new(Kind::AccessPolicy, "shop", "web-only"),
+        generation: 1,
+        selector: None,
+        action: AccessAction::Allow,
+        rules: vec![
+            AccessRule {
+                from: Some(vec![Peer::Principal(
+                    "spiffe://cluster.local/ns/shop/sa/web".into(),
+                )]),
+                ..Default::default()
+            },
+            // HTTP-only: cannot be checked on TCP, so it allows nobody there.
+            AccessRule {
+                from: Some(vec![Peer::Namespace("shop".into())]),
+                to: Some(Operation {
+                    methods: vec!["GET".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ],
+    };
+    world.access_policies.insert(p.source.clone(), Arc::new(p));
+    let resources = run_group(&world, &web_group(false));
+    assert_eq!(check_status(&resources, "/5432/shop/web"), 200);
+    assert_eq!(check_status(&resources, "/5432/shop/other"), 503);
+    assert_eq!(check_status(&resources, "/5432/plaintext"), 503);
+}
+
+#[test]
+fn without_connection_checks_a_tcp_port_proxies_straight_to_the_application() {
+    let mut world = multi_port_world();
+    set_mode(&mut world, MtlsMode::Strict);
+    let mut options = Options::default();
+    options.mesh.tcp_connection_checks = false;
+    let resources = translate(&world, &group_of(&web_group(false)), &options);
+    let filters = tcp_tls_filters(&resources);
+    assert_eq!(filters.len(), 1, "{filters:?}");
+    assert_eq!(filters[0]["typed_config"]["cluster"], "inbound|5432");
+    assert!(
+        resources
+            .listeners
+            .iter()
+            .all(|l| l.name == "inbound" || !l.name.starts_with("inbound"))
+    );
 }
