@@ -18,9 +18,13 @@
 //!
 //! Per port, by mode:
 //!
-//! * STRICT: one filter chain, TLS with a required client certificate of the trust domain.
-//! * PERMISSIVE: a TLS inspector picks the TLS chain (as STRICT) for TLS connections and a
-//!   plaintext chain for the rest.
+//! * STRICT: a TLS chain (a required client certificate of the trust domain) and a plaintext
+//!   chain that refuses: HTTP ports answer 403 (their plaintext route configuration), TCP
+//!   ports close the connection (network RBAC refusing everything). PERMISSIVE's chains, so a
+//!   change between the two modes changes no TLS chain.
+//! * PERMISSIVE: a TLS inspector (in every mode, so a mode change leaves the listener's
+//!   filters alone) picks the TLS chain for TLS connections and the plaintext chain for the
+//!   rest.
 //! * DISABLE: one plaintext chain.
 //!
 //! HTTP ports get an HTTP connection manager (JWT authentication when a
@@ -30,8 +34,8 @@
 //! application port, `inbound:PORT` and `inbound-plaintext:PORT` for the others), to the
 //! port's cluster, whose virtual host carries the AccessPolicies' rules for that port (so a
 //! policy change reaches open connections at once; a change to STRICT turns the plaintext
-//! route configurations into refusals, which reach plaintext connections still open on the
-//! drained chains); TCP ports (`appProtocol: tcp` on the node for the application port) a
+//! route configurations into refusals, which reach plaintext connections already open); TCP
+//! ports (`appProtocol: tcp` on the node for the application port) a
 //! TCP proxy behind network RBAC filters. The listener is `inbound` (stats
 //! `listener.inbound.*`, e.g. `listener.inbound.ssl.handshake`; `http.inbound.*` for every
 //! HTTP port) and each port's cluster `inbound|PORT` (explicit HTTP/2 for gRPC and h2c ports).
@@ -88,10 +92,9 @@ use std::sync::Arc;
 /// Name of the inbound listener (and its stat prefix), and of the route configuration of its
 /// TLS filter chain.
 pub const INBOUND_LISTENER: &str = "inbound";
-/// The route configuration of the inbound listener's plaintext filter chain (PERMISSIVE,
-/// DISABLE). Portolan serves it in STRICT too, refusing every request: connections a
-/// plaintext chain accepted before a change to STRICT keep it while the listener drains them
-/// (600 s by default), and an RDS update reaches them at their next request.
+/// The route configuration of the inbound listener's plaintext filter chain. In STRICT it
+/// refuses every request (403, [`STRICT_REFUSAL`]): a change to STRICT is then an RDS update
+/// that reaches plaintext connections already open at their next request.
 pub const INBOUND_PLAINTEXT: &str = "inbound-plaintext";
 /// What a plaintext request gets once the workload's mode is STRICT.
 const STRICT_REFUSAL: &str = "plaintext refused: the PeerAuthentication mode is STRICT\n";
@@ -305,15 +308,15 @@ pub(crate) fn inbound(
         ))),
         ..Default::default()
     }];
-    if mode == MtlsMode::Permissive {
-        listener_filters.push(ListenerFilter {
-            name: TLS_INSPECTOR.to_string(),
-            config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
-                TlsInspector::default(),
-            ))),
-            ..Default::default()
-        });
-    }
+    // In every mode: a mode change then leaves the listener's filters as they are (a
+    // changed listener is drained whole, its TCP connections closed when the drain time ends).
+    listener_filters.push(ListenerFilter {
+        name: TLS_INSPECTOR.to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(pack_any(
+            TlsInspector::default(),
+        ))),
+        ..Default::default()
+    });
     let listener = Listener {
         name: INBOUND_LISTENER.to_string(),
         stat_prefix: INBOUND_LISTENER.to_string(),
@@ -412,7 +415,8 @@ fn serve_port(
                 (Some(checks), true) => checks.tls_filters.clone(),
                 (Some(checks), false) => checks.plaintext_filters.clone(),
                 (None, _) => {
-                    let mut filters = rbac::network_filters(policies, target, INBOUND_LISTENER);
+                    let mut filters = strict_refusal(mode, tls);
+                    filters.extend(rbac::network_filters(policies, target, INBOUND_LISTENER));
                     filters.push(tcp_proxy(&cluster));
                     filters
                 }
@@ -484,9 +488,12 @@ fn mode_chains(
         }
     };
     match mode {
-        MtlsMode::Strict => vec![chain(None, true)],
+        // STRICT keeps PERMISSIVE's chains, its plaintext chains refusing: a change between
+        // the two modes changes no TLS chain (so drains none of their connections).
+        MtlsMode::Strict | MtlsMode::Permissive => {
+            vec![chain(Some("tls"), true), chain(Some("raw_buffer"), false)]
+        }
         MtlsMode::Disable => vec![chain(None, false)],
-        MtlsMode::Permissive => vec![chain(Some("tls"), true), chain(Some("raw_buffer"), false)],
     }
 }
 
@@ -509,7 +516,20 @@ fn passthrough_chains(
     let mut filters = rbac::network_filters(policies, target, INBOUND_LISTENER);
     filters.push(loopback_original_port());
     filters.push(tcp_proxy(PASSTHROUGH_CLUSTER));
-    mode_chains(ctx, mode, port, "passthrough:", |_| filters.clone())
+    mode_chains(ctx, mode, port, "passthrough:", |tls| {
+        let mut refused = strict_refusal(mode, tls);
+        refused.extend(filters.iter().cloned());
+        refused
+    })
+}
+
+/// A TCP chain's refusal of plaintext connections in STRICT (a network RBAC filter refusing
+/// every connection), nothing otherwise.
+fn strict_refusal(mode: MtlsMode, tls: bool) -> Vec<Filter> {
+    match mode == MtlsMode::Strict && !tls {
+        true => vec![rbac::refuse_all(INBOUND_LISTENER)],
+        false => Vec::new(),
+    }
 }
 
 /// Sets the address [`PASSTHROUGH_CLUSTER`] connects to: 127.0.0.1 at the connection's

@@ -477,19 +477,17 @@ async fn unknown_destinations_and_pod_ips(c: &Cluster) -> anyhow::Result<()> {
 
 async fn server_ports_only_through_the_sidecar(c: &Cluster) -> anyhow::Result<()> {
     // The db application listens on 0.0.0.0:5432, but a pod without a sidecar reaches its
-    // sidecar's inbound listener instead, which (STRICT) refuses plaintext.
-    // (The inbound listener answers the plaintext line with a TLS alert, or closes.)
+    // sidecar's inbound listener instead, which (STRICT) refuses plaintext: its plaintext
+    // chain's network RBAC closes the connection.
     let direct = c.outside.tcp(DB_POD_IP, 5432).await;
     assert_ne!(
         direct.as_deref(),
         Ok("db"),
         "plaintext reached db's application"
     );
-    let errors =
-        c.db.counter("listener.inbound.ssl.connection_error")
-            .await?;
+    let denied = c.db.counter("inbound.rbac.denied").await?;
     assert!(
-        errors >= 1,
+        denied >= 1,
         "the plaintext connection did not meet db's inbound listener"
     );
     // PERMISSIVE reviews: plaintext is accepted, by the sidecar, not the application.

@@ -199,8 +199,9 @@ fn the_plaintext_chain_has_its_own_route_configuration_which_strict_turns_into_a
     add_peer_auth(&mut world, "ns", None, MtlsMode::Strict);
     let resources = run_group(&world, &web_group(false));
     let inbound = listener_json(&resources, "inbound");
-    // One TLS chain each: the application port, the listener's, the passthrough of 9090 (a
-    // DENY rule names it), the passthrough of any other port.
+    // A TLS and a refusing plaintext chain each (as PERMISSIVE, so a change between the two
+    // drains no TLS chain): the application port, the listener's, the passthrough of 9090
+    // (a DENY rule names it), the passthrough of any other port.
     let chains = inbound["filter_chains"]
         .as_array()
         .cloned()
@@ -208,12 +209,30 @@ fn the_plaintext_chain_has_its_own_route_configuration_which_strict_turns_into_a
     let names: Vec<&str> = chains.iter().filter_map(|c| c["name"].as_str()).collect();
     let expected = [
         "tls:8080",
+        "plaintext:8080",
         "tls:15006",
+        "plaintext:15006",
         "passthrough:tls:9090",
+        "passthrough:plaintext:9090",
         "passthrough:tls",
+        "passthrough:plaintext",
     ];
     assert_eq!(names, expected, "{inbound}");
-    assert!(chains.iter().all(|c| c.get("transport_socket").is_some()));
+    for chain in &chains {
+        let tls = chain["name"].as_str().is_some_and(|n| n.contains("tls"));
+        assert_eq!(chain.get("transport_socket").is_some(), tls, "{chain}");
+        if !tls
+            && chain["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("passthrough"))
+        {
+            // TCP: refused by an ALLOW filter without rules, first.
+            let first = &chain["filters"][0];
+            assert_eq!(first["name"], crate::rbac::NETWORK_RBAC, "{chain}");
+            assert!(first["typed_config"]["rules"].get("policies").is_none());
+            assert!(first["typed_config"]["rules"].get("action").is_none());
+        }
+    }
     let refusing = route_config_json(&resources, "inbound-plaintext");
     let route = &refusing["virtual_hosts"][0]["routes"][0];
     assert_eq!(route["direct_response"]["status"], 403, "{refusing}");
@@ -274,9 +293,17 @@ fn disable_means_plaintext_both_ways() {
         chains.iter().all(|c| c.get("transport_socket").is_none()),
         "{inbound}"
     );
-    // The original destination only: no TLS inspector.
+    // The TLS inspector stays (in every mode: a mode change leaves the listener's filters
+    // alone), though no chain asks for a transport.
     let names = listener_filter_names(&inbound);
-    assert_eq!(names, ["envoy.filters.listener.original_dst"], "{inbound}");
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.listener.original_dst",
+            "envoy.filters.listener.tls_inspector"
+        ],
+        "{inbound}"
+    );
     let web = cluster_json(&resources, WEB_CLUSTER);
     assert!(web.get("transport_socket").is_none(), "{web}");
 }

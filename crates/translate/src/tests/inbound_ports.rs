@@ -169,19 +169,23 @@ fn every_targeted_port_gets_its_cluster_and_chains_grpc_over_http2() {
         listener["listener_filters"][0]["name"], "envoy.filters.listener.original_dst",
         "the captured connection's port is restored: {listener}"
     );
-    // STRICT: one TLS chain per port.
+    // STRICT: a TLS chain per port, then a plaintext one that refuses (HTTP: over the
+    // refusing plaintext route configuration; TCP: network RBAC refusing everything).
     for port in [8080, 15006] {
         let app = chains_of(&listener, Some(port));
-        assert_eq!(app.len(), 1, "{listener}");
+        assert_eq!(app.len(), 2, "{listener}");
         assert_eq!(rds(&app[0]), "inbound");
+        assert_eq!(rds(&app[1]), "inbound-plaintext");
     }
     let grpc_chains = chains_of(&listener, Some(9090));
-    assert_eq!(grpc_chains.len(), 1, "{listener}");
+    assert_eq!(grpc_chains.len(), 2, "{listener}");
     assert_eq!(rds(&grpc_chains[0]), "inbound:9090");
     assert!(grpc_chains[0].get("transport_socket").is_some());
+    assert!(grpc_chains[1].get("transport_socket").is_none());
     let tcp = chains_of(&listener, Some(5432));
-    assert_eq!(tcp.len(), 1, "{listener}");
+    assert_eq!(tcp.len(), 2, "{listener}");
     assert!(tcp[0].get("transport_socket").is_some());
+    assert_eq!(tcp[1]["filters"][0]["name"], crate::rbac::NETWORK_RBAC);
     let last = tcp[0]["filters"]
         .as_array()
         .and_then(|f| f.last())
@@ -442,14 +446,22 @@ fn undeclared_ports_pass_through_to_the_application_on_their_own_port() {
     set_mode(&mut world, MtlsMode::Strict);
     let resources = run_group(&world, &web_group(false));
     let listener = inbound(&resources);
-    // STRICT: one TLS chain for every port no other chain matches, last.
+    // STRICT: a TLS chain for every port no other chain matches, then its refusing
+    // plaintext chain, last.
     let chains = listener["filter_chains"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let last = chains.last().cloned().unwrap_or_default();
+    let refusing = chains.last().cloned().unwrap_or_default();
+    assert_eq!(refusing["name"], "passthrough:plaintext", "{listener}");
+    assert_eq!(refusing["filters"][0]["name"], crate::rbac::NETWORK_RBAC);
+    let last = chains.iter().rev().nth(1).cloned().unwrap_or_default();
     assert_eq!(last["name"], "passthrough:tls", "{listener}");
-    assert!(last.get("filter_chain_match").is_none(), "{listener}");
+    assert_eq!(
+        last["filter_chain_match"]["transport_protocol"], "tls",
+        "{listener}"
+    );
+    assert!(last["filter_chain_match"].get("destination_port").is_none());
     assert!(last.get("transport_socket").is_some(), "mutual TLS: {last}");
     let filters: Vec<&str> = last["filters"]
         .as_array()
@@ -556,7 +568,9 @@ fn access_policies_apply_to_passed_through_ports_with_their_port_rules_on_their_
         passthrough_chains(&listener),
         [
             ("passthrough:tls:7000".to_string(), Some(7000)),
-            ("passthrough:tls".to_string(), None)
+            ("passthrough:plaintext:7000".to_string(), Some(7000)),
+            ("passthrough:tls".to_string(), None),
+            ("passthrough:plaintext".to_string(), None)
         ]
     );
     let rbac_actions = |port: Option<u64>| -> Vec<String> {
@@ -565,7 +579,7 @@ fn access_policies_apply_to_passed_through_ports_with_their_port_rules_on_their_
             .filter(|c| {
                 c["name"]
                     .as_str()
-                    .is_some_and(|n| n.starts_with("passthrough"))
+                    .is_some_and(|n| n.starts_with("passthrough:tls"))
             })
             .flat_map(|c| c["filters"].as_array().cloned().unwrap_or_default())
             .filter(|f| f["name"] == "envoy.filters.network.rbac")
