@@ -91,7 +91,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 # Exactly what Portolan calls: watchers list and watch; the status writer server-side applies
 # (a PATCH) on /status.
 - apiGroups: [""]
-  resources: [services, secrets, configmaps]
+  resources: [services, secrets, configmaps, serviceaccounts]
   verbs: [list, watch]
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]

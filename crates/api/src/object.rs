@@ -47,6 +47,9 @@ pub enum Kind {
     ConfigMap,
     /// `gateway.networking.k8s.io` ListenerSet (standard channel, `v1`).
     ListenerSet,
+    /// core/v1 ServiceAccount (its name only: the mesh identities that exist, see
+    /// `portolan_translate::inbound_tcp`).
+    ServiceAccount,
 }
 
 // === impl Kind ===
@@ -55,9 +58,12 @@ impl Kind {
     /// `apiVersion` and `kind` as written in manifests.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Service | Kind::Endpoints | Kind::Secret | Kind::Namespace | Kind::ConfigMap => {
-                "v1"
-            }
+            Kind::Service
+            | Kind::Endpoints
+            | Kind::Secret
+            | Kind::Namespace
+            | Kind::ConfigMap
+            | Kind::ServiceAccount => "v1",
             Kind::GatewayClass
             | Kind::ApiGateway
             | Kind::HttpRoute
@@ -111,6 +117,7 @@ impl Kind {
             Kind::BackendTlsPolicy => "BackendTLSPolicy",
             Kind::ConfigMap => "ConfigMap",
             Kind::ListenerSet => "ListenerSet",
+            Kind::ServiceAccount => "ServiceAccount",
         }
     }
 
@@ -178,6 +185,7 @@ impl Kind {
             Kind::BackendTlsPolicy,
             Kind::ConfigMap,
             Kind::ListenerSet,
+            Kind::ServiceAccount,
         ]
     }
 }

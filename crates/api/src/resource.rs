@@ -10,7 +10,9 @@ use crate::crd::{
 use crate::field::{FieldError, FieldPath};
 use crate::gwapi;
 use crate::object::{Kind, ObjectRef};
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -47,6 +49,8 @@ pub enum Resource {
     ListenerSet(Box<gwapi::ListenerSet>),
     /// A ConfigMap with a `ca.crt` key (other ConfigMaps are not read).
     ConfigMap(Box<ConfigMap>),
+    /// A ServiceAccount: a mesh identity that exists.
+    ServiceAccount(Box<ServiceAccount>),
 }
 
 /// The only Secret type Portolan reads.
@@ -124,6 +128,7 @@ impl Resource {
             Kind::BackendTlsPolicy => Resource::BackendTlsPolicy(Box::new(typed(&object, value)?)),
             Kind::ListenerSet => Resource::ListenerSet(Box::new(typed(&object, value)?)),
             Kind::ConfigMap => Resource::ConfigMap(Box::new(typed(&object, value)?)),
+            Kind::ServiceAccount => Resource::ServiceAccount(Box::new(typed(&object, value)?)),
         };
         Ok(Some(resource))
     }
@@ -157,6 +162,7 @@ impl Resource {
             Resource::BackendTlsPolicy(_) => Kind::BackendTlsPolicy,
             Resource::ListenerSet(_) => Kind::ListenerSet,
             Resource::ConfigMap(_) => Kind::ConfigMap,
+            Resource::ServiceAccount(_) => Kind::ServiceAccount,
         }
     }
 
@@ -190,6 +196,7 @@ impl Resource {
             Resource::BackendTlsPolicy(p) => &p.metadata,
             Resource::ListenerSet(l) => &l.metadata,
             Resource::ConfigMap(c) => &c.metadata,
+            Resource::ServiceAccount(a) => &a.metadata,
         }
     }
 

@@ -92,11 +92,16 @@ pub fn decode(kind: Kind, obj: &DynamicObject) -> Decoded {
 /// API server sets (`resourceVersion`, `uid`, `generation`, timestamps, `kubectl`'s
 /// last-applied annotation), so `kubectl apply` takes it as written. Secrets are never kept
 /// (their keys stay out of the history), nor EndpointSlices and Endpoints (Kubernetes
-/// manages them) or Namespaces (watched for their labels only).
+/// manages them), Namespaces (watched for their labels only) or ServiceAccounts (for their
+/// names only).
 pub fn manifest(kind: Kind, mut document: Value) -> Option<Arc<str>> {
     if matches!(
         kind,
-        Kind::Secret | Kind::EndpointSlice | Kind::Endpoints | Kind::Namespace
+        Kind::Secret
+            | Kind::EndpointSlice
+            | Kind::Endpoints
+            | Kind::Namespace
+            | Kind::ServiceAccount
     ) {
         return None;
     }

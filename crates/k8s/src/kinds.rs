@@ -35,6 +35,7 @@ pub const WATCHED: &[Kind] = &[
     Kind::BackendTlsPolicy,
     Kind::ListenerSet,
     Kind::ConfigMap,
+    Kind::ServiceAccount,
 ];
 
 /// The API resource (group, version, kind, plural) of a watched kind.
@@ -77,6 +78,7 @@ pub fn plural(kind: Kind) -> &'static str {
         Kind::BackendTlsPolicy => "backendtlspolicies",
         Kind::ConfigMap => "configmaps",
         Kind::ListenerSet => "listenersets",
+        Kind::ServiceAccount => "serviceaccounts",
     }
 }
 

@@ -143,6 +143,7 @@ impl Index {
             Kind::EnvoyPatchPolicy => self.envoy_patches.remove(object).is_some(),
             Kind::RequestAuthentication => self.request_authentications.remove(object).is_some(),
             Kind::Namespace
+            | Kind::ServiceAccount
             | Kind::GatewayClass
             | Kind::ApiGateway
             | Kind::HttpRoute
@@ -190,6 +191,7 @@ impl Index {
             Kind::EnvoyPatchPolicy => self.envoy_patches.contains_key(object),
             Kind::RequestAuthentication => self.request_authentications.contains_key(object),
             Kind::Namespace
+            | Kind::ServiceAccount
             | Kind::GatewayClass
             | Kind::ApiGateway
             | Kind::HttpRoute

@@ -149,7 +149,8 @@ pub enum Object {
     RateLimit(Arc<crate::edge::RateLimit>),
     EnvoyPatch(Arc<crate::envoy_patch::EnvoyPatch>),
     RequestAuthentication(Arc<crate::jwt::RequestAuthentication>),
-    /// A Gateway API object or a Namespace, kept as read (compiled when a World is built).
+    /// A Gateway API object, a Namespace or a ServiceAccount, kept as read (compiled when a
+    /// World is built).
     GatewayApi(Arc<portolan_api::Resource>),
 }
 

@@ -28,7 +28,8 @@
 //!   check that times out or cannot connect only twice in a row) a refused caller's cluster
 //!   turns unhealthy and its open connections close; its new ones are refused by its chain.
 //!
-//! Known callers are the service accounts the World knows: those of Services labelled with
+//! Known callers are the service accounts the World knows: its ServiceAccounts (every one of
+//! the watched namespaces, in a cluster) and those of Services labelled with
 //! [`security::SERVICE_ACCOUNT_LABEL`]. Any other caller goes through `others`: checked by
 //! network RBAC when it connects only, and drained like any changed chain.
 
@@ -83,6 +84,7 @@ use envoy_types::pb::xds::r#type::matcher::v3::matcher::{
 };
 use envoy_types::pb::xds::r#type::matcher::v3::{Matcher, StringMatcher, string_matcher};
 use envoy_types::util::pack_any;
+use portolan_api::Kind;
 use portolan_model::security::{self, AccessPolicy, MtlsMode};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -128,19 +130,22 @@ pub(crate) struct PortChecks {
     pub routes: Vec<Route>,
 }
 
-/// The SPIFFE IDs of the known callers: the service accounts of Services labelled with one
-/// (anywhere in the mesh), by ID.
+/// The SPIFFE IDs of the known callers, by ID, each with its `NS/SA`: the ServiceAccounts
+/// (every one in a cluster; in files, the ServiceAccount documents) and the service accounts
+/// Services are labelled with.
 pub(crate) fn known_callers(ctx: &Context<'_>) -> Vec<(String, String)> {
     let trust_domain = &ctx.options.mesh.trust_domain;
-    let accounts: BTreeSet<(&str, &str)> = ctx
+    let labelled = ctx.world.services.values().filter_map(|s| {
+        let sa = s.labels.get(security::SERVICE_ACCOUNT_LABEL)?;
+        Some((s.key.namespace.as_str(), sa.as_str()))
+    });
+    let accounts = ctx
         .world
-        .services
-        .values()
-        .filter_map(|s| {
-            let sa = s.labels.get(security::SERVICE_ACCOUNT_LABEL)?;
-            Some((s.key.namespace.as_str(), sa.as_str()))
-        })
-        .collect();
+        .gateway_api
+        .keys()
+        .filter(|o| o.kind == Kind::ServiceAccount)
+        .map(|o| (o.namespace.as_str(), o.name.as_str()));
+    let accounts: BTreeSet<(&str, &str)> = labelled.chain(accounts).collect();
     accounts
         .into_iter()
         .map(|(ns, sa)| {

@@ -741,13 +741,13 @@ async fn a_policy_change_reaches_open_connections_without_cutting_allowed_reques
     Ok(())
 }
 
-/// Services of the callers' service accounts: Portolan knows them as callers (the inbound
-/// listener's TCP ports give each known caller a cluster of its own).
-fn caller_services() -> String {
+/// The callers' ServiceAccounts: Portolan knows them as callers (the inbound listener's TCP
+/// ports give each known caller a cluster of its own).
+fn caller_accounts() -> String {
     ["client", "intruder"]
         .map(|sa| {
             format!(
-                "apiVersion: v1\nkind: Service\nmetadata:\n  name: {sa}\n  namespace: shop\n  labels:\n    portolan.dev/service-account: {sa}\nspec:\n  ports:\n  - name: http\n    port: 80\n"
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {sa}\n  namespace: shop\n"
             )
         })
         .join("---\n")
@@ -770,7 +770,7 @@ async fn a_policy_change_closes_the_refused_callers_open_tcp_connections_and_no_
         Identities::Certificates,
         &[
             ("shop/strict.yaml", example("security/strict-mtls.yaml")),
-            ("shop/callers.yaml", caller_services()),
+            ("shop/callers.yaml", caller_accounts()),
         ],
         &[],
     )

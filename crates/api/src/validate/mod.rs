@@ -52,7 +52,7 @@ pub fn validate(resource: &Resource) -> Vec<FieldError> {
             request_authentication::request_authentication(r, &mut errors)
         }
         Resource::Secret(s) => secret::secret(s, &mut errors),
-        Resource::Namespace(_) => {}
+        Resource::Namespace(_) | Resource::ServiceAccount(_) => {}
         Resource::GatewayClass(c) => gateway_api::gateway_class(c, &mut errors),
         Resource::ApiGateway(g) => gateway_api::gateway(g, &mut errors),
         Resource::HttpRoute(r) => gateway_api::http_route(r, &mut errors),

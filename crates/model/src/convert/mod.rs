@@ -51,6 +51,7 @@ pub fn to_object(resource: &Resource) -> Object {
             Object::RequestAuthentication(Arc::new(jwt::request_authentication(resource, r)))
         }
         Resource::Namespace(_)
+        | Resource::ServiceAccount(_)
         | Resource::GatewayClass(_)
         | Resource::ApiGateway(_)
         | Resource::HttpRoute(_)

@@ -837,3 +837,27 @@ fn without_connection_checks_a_tcp_port_proxies_straight_to_the_application() {
             .all(|l| l.name == "inbound" || !l.name.starts_with("inbound"))
     );
 }
+
+#[test]
+fn service_accounts_are_known_callers_even_without_a_service() {
+    let mut world = multi_port_world();
+    let doc = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "batch-job", "namespace": "jobs"}});
+    let resource = portolan_api::Resource::decode(doc)
+        .expect("decodes")
+        .expect("is read");
+    world
+        .gateway_api
+        .insert(resource.object_ref(), Arc::new(resource));
+    let resources = run_group(&world, &web_group(false));
+    let cluster = cluster(&resources, "inbound|5432|from|jobs/batch-job");
+    assert_eq!(cluster["close_connections_on_host_health_failure"], true);
+    assert_eq!(check_status(&resources, "/5432/jobs/batch-job"), 200);
+    let callers = json_of(&resources.listeners, |l| &l.name, "inbound|5432|callers");
+    assert!(
+        callers
+            .to_string()
+            .contains("spiffe://cluster.local/ns/jobs/sa/batch-job"),
+        "{callers}"
+    );
+}
