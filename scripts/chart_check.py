@@ -129,7 +129,7 @@ GW_ROUTES = [
     "backendtlspolicies",
 ]
 WATCH_FACTS = (
-    expand("", ["services", "secrets", "configmaps"], ["list", "watch"])
+    expand("", ["services", "secrets", "configmaps", "serviceaccounts"], ["list", "watch"])
     | expand("discovery.k8s.io", ["endpointslices"], ["list", "watch"])
     | expand("portolan.dev", CRS, ["list", "watch"])
     | expand("portolan.dev", [c + "/status" for c in CRS], ["patch"])
