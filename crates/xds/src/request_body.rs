@@ -8,21 +8,52 @@
 //! complete: once everything received is decoded the buffer is released, so an idle stream holds
 //! none. Same wire format and answers as tonic's: 5-byte prefix (a compressed message is
 //! refused, since Portolan accepts only `identity`), `OUT_OF_RANGE` for a request over the size
-//! limit, `INTERNAL` for one that does not decode or is cut short.
+//! limit, `INTERNAL` for one that does not decode or is cut short. Each request is decoded from
+//! its own bytes ([`Decode`]): prost for Delta, and a SotW request keeps its resource names as a
+//! slice of them ([`crate::sotw_request`]).
 
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+#[cfg(test)]
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use futures::Stream;
 use http_body::Body;
 use prost::Message;
 use tonic::Status;
 use tonic::codegen::StdError;
 
+use crate::sotw_request::SotwRequest;
+
 /// Length of the gRPC message prefix: a compression flag and a big-endian u32 length.
 const PREFIX: usize = 5;
+
+/// A request decoded from one gRPC message's bytes.
+pub(crate) trait Decode: Sized {
+    fn decode(bytes: Bytes) -> Result<Self, Status>;
+}
+
+impl Decode for DeltaDiscoveryRequest {
+    fn decode(bytes: Bytes) -> Result<Self, Status> {
+        Message::decode(bytes).map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+impl Decode for DiscoveryRequest {
+    fn decode(bytes: Bytes) -> Result<Self, Status> {
+        Message::decode(bytes).map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+impl Decode for SotwRequest {
+    fn decode(bytes: Bytes) -> Result<Self, Status> {
+        SotwRequest::decode(bytes).map_err(|e| Status::internal(e.to_string()))
+    }
+}
 
 /// The decoded requests `D` of a request body `B`.
 pub(crate) struct Requests<B, D> {
@@ -56,7 +87,7 @@ impl<B, D> Requests<B, D> {
     }
 }
 
-impl<B, D: Message + Default> Requests<B, D> {
+impl<B, D: Decode> Requests<B, D> {
     /// The next request if the buffer holds all of it.
     fn decode_one(&mut self) -> Result<Option<D>, Status> {
         let Some(prefix) = self.buf.get(..PREFIX) else {
@@ -90,7 +121,7 @@ impl<B, D: Message + Default> Requests<B, D> {
         }
         let mut message = self.buf.split_to(PREFIX + len);
         message.advance(PREFIX);
-        let request = D::decode(message).map_err(|e| Status::internal(e.to_string()))?;
+        let request = D::decode(message.freeze())?;
         if self.buf.is_empty() {
             // Everything received is decoded: let the allocation go.
             self.buf = BytesMut::new();
@@ -103,7 +134,7 @@ impl<B, D> Stream for Requests<B, D>
 where
     B: Body,
     B::Error: Into<StdError>,
-    D: Message + Default,
+    D: Decode,
 {
     type Item = Result<D, Status>;
 

@@ -1,7 +1,7 @@
 //! The State-of-the-World xDS state machine for one stream: requests in, responses out.
 //!
 //! Pure: no tokio, no I/O, no logging, no knowledge of the node. The stream task feeds it each
-//! [`DiscoveryRequest`] and each new [`Snapshot`] of the stream's group and sends whatever it
+//! [`SotwRequest`] and each new [`Snapshot`] of the stream's group and sends whatever it
 //! returns, in order: [`SotwResponse`]s holding the snapshot's resources, not copies of them.
 //!
 //! Per type the stream subscribes to, it tracks the last nonce sent (requests answering an older
@@ -29,6 +29,10 @@
 //!   every name of a type is the snapshot's one set of them, and what the client holds, when it
 //!   is every resource of the type, is the snapshot's one map of them (`stream::Held`): a proxy
 //!   in step with its group costs its stream no per-name state, however large the mesh.
+//! * Requests arrive with their names still encoded ([`SotwRequest`]): a request naming the
+//!   subscribed names in their order (every EDS ACK of an Envoy in step names all of its
+//!   clusters) is recognized by comparing bytes, with no string made per name; only a
+//!   subscription change makes the new names into strings.
 //! * A type whose state matches the group's previous snapshot exactly (`stream::Synced`: nothing
 //!   subscribed or rejected since, nothing held back) plans the push of the next snapshot from
 //!   that snapshot's change set ([`Snapshot::changes_since`]) in O(changed resources): the
@@ -45,15 +49,15 @@
 //!   response without the removed clusters follows. While such a removal waits, later pushes keep
 //!   the removed clusters too. A removal with no listener or route change goes out at once.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-
 use crate::resource::{Resource, ResourceType, VersionSum};
 use crate::response::SotwResponse;
 use crate::snapshot::{Change, Snapshot};
+use crate::sotw_request::{RequestNames, SotwRequest};
 use crate::status::{Nack, SubscribedNames, TypeStatus};
 use crate::stream::{
     Held, Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, blames,
@@ -165,8 +169,10 @@ impl SotwStream {
         }
     }
 
-    /// Handles one request from the client.
-    pub fn on_request(&mut self, request: DiscoveryRequest) -> Output<SotwResponse> {
+    /// Handles one request from the client (a prost `DiscoveryRequest` converts, its names
+    /// encoded).
+    pub fn on_request(&mut self, request: impl Into<SotwRequest>) -> Output<SotwResponse> {
+        let request = request.into();
         let mut out = Output::default();
         let Some(ty) =
             ResourceType::from_type_url(&request.type_url).filter(|ty| self.served.allows(*ty))
@@ -293,7 +299,7 @@ impl TypeState {
     }
 
     /// Classifies the request's nonce and records an ACK or NACK.
-    fn answer(&mut self, request: &DiscoveryRequest) -> Answer {
+    fn answer(&mut self, request: &SotwRequest) -> Answer {
         if request.response_nonce.is_empty() {
             return Answer::None;
         }
@@ -362,28 +368,22 @@ impl TypeState {
 
     /// Updates the subscribed names; a change needs an answer. New names are taken from
     /// `snapshot` when it has them, so streams share one copy.
-    fn subscribe(&mut self, requested: &[String], snapshot: Option<&Snapshot>) {
-        let wildcard =
-            requested.iter().any(|n| n == "*") || (requested.is_empty() && self.ty.is_wildcard());
-        // The common case, a request naming the same names in the same (sorted) order, builds
-        // no set.
-        let in_order = requested.len() == self.names.len()
-            && requested
-                .iter()
-                .zip(self.names.iter())
-                .all(|(a, b)| a.as_str() == &**b);
+    fn subscribe(&mut self, requested: &RequestNames, snapshot: Option<&Snapshot>) {
+        // The common case, a request naming the same names in the same (sorted) order (every
+        // ACK of a proxy in step), compares their bytes and makes no string.
+        let in_order = requested.equals(self.names.iter().map(|n| &**n));
+        // The subscription never holds "*", so names equal to it do not either.
+        let wildcard = (!in_order && requested.contains("*"))
+            || (requested.is_empty() && self.ty.is_wildcard());
         let changed = (!in_order)
             .then(|| {
-                let wanted: BTreeSet<&str> = requested
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|n| *n != "*")
-                    .collect();
+                let wanted: BTreeSet<Cow<'_, str>> =
+                    requested.iter().filter(|n| *n != "*").collect();
                 let same = wanted.len() == self.names.len()
                     && wanted
                         .iter()
                         .zip(self.names.iter())
-                        .all(|(a, b)| *a == &**b);
+                        .all(|(a, b)| **a == **b);
                 (!same).then_some(wanted)
             })
             .flatten();
@@ -398,7 +398,7 @@ impl TypeState {
             // Every name of the type (Envoy's EDS subscription: all of its clusters): the one
             // set the snapshot keeps for every stream that asks so.
             let all = snapshot.map(|s| s.all_names(self.ty)).filter(|all| {
-                all.len() == wanted.len() && all.iter().zip(&wanted).all(|(a, b)| &**a == *b)
+                all.len() == wanted.len() && all.iter().zip(&wanted).all(|(a, b)| **a == **b)
             });
             self.names = match all {
                 Some(all) => all.clone(),
@@ -406,9 +406,9 @@ impl TypeState {
                     let existing = snapshot.map(|s| s.resources(self.ty));
                     let names = wanted
                         .into_iter()
-                        .map(|name| match existing.and_then(|e| e.get(name)) {
+                        .map(|name| match existing.and_then(|e| e.get(&*name)) {
                             Some(resource) => resource.shared_name().clone(),
-                            None => Name::from(name),
+                            None => Name::from(&*name),
                         })
                         .collect();
                     Arc::new(names)

@@ -4,7 +4,7 @@ use super::*;
 use crate::stream::mentions;
 use crate::testing::*;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::rpc::Status;
 
 use ResourceType::{Cluster, Endpoint, Listener, Route};
@@ -226,6 +226,20 @@ fn eds_is_by_name_and_missing_names_are_answered() {
     let appeared = Arc::new(snapshot_with(&[("a", 1), ("nope", 2)], &[]));
     let pushed = only(other.on_snapshot(appeared));
     assert_eq!(response_names(&pushed), vec!["nope"]);
+}
+
+#[test]
+fn a_star_among_the_names_subscribes_to_every_resource() {
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
+    stream.on_snapshot(two_clusters());
+    let first = only(stream.on_request(request(Endpoint, &["a"], "", "")));
+    assert_eq!(response_names(&first), vec!["a"]);
+    // The same request with "*" added: every assignment, though "a" is held already.
+    let every = only(stream.on_request(ack(Endpoint, &["*", "a"], &first)));
+    assert_eq!(response_names(&every), vec!["b"]);
+    let three = Arc::new(snapshot_with(&[("a", 1), ("b", 2), ("c", 3)], &[]));
+    let pushed = only(stream.on_snapshot(three));
+    assert_eq!(response_names(&pushed), vec!["c"], "a new name, pushed");
 }
 
 #[test]

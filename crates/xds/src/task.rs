@@ -23,7 +23,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
@@ -36,17 +36,19 @@ use crate::delta::DeltaStream;
 use crate::grouping::{DEFAULT_GROUP, NodeGrouping};
 use crate::limits::TokenBucket;
 use crate::metrics::{XdsMetrics, client_kind};
+use crate::request_body::Decode;
 use crate::resource::ResourceType;
 use crate::response::{DeltaResponse, Encode, SotwResponse};
 use crate::snapshot::Snapshot;
 use crate::sotw::SotwStream;
+use crate::sotw_request::SotwRequest;
 use crate::status::{ProxyStatus, TypeStatus};
 use crate::stream::{Ignored, NodeInfo, Output, StreamTypes};
 use crate::token::TokenAuth;
 
 /// A per-stream state machine, SotW or Delta.
 pub(crate) trait Machine: Send + 'static {
-    type Request: prost::Message + Default + Send + 'static;
+    type Request: Decode + Send + Sync + 'static;
     type Response: Encode + Unpin + Send + 'static;
     const DELTA: bool;
 
@@ -58,14 +60,14 @@ pub(crate) trait Machine: Send + 'static {
 }
 
 impl Machine for SotwStream {
-    type Request = DiscoveryRequest;
+    type Request = SotwRequest;
     type Response = SotwResponse;
     const DELTA: bool = false;
 
     fn create(served: StreamTypes) -> Self {
         SotwStream::new(served)
     }
-    fn on_request(&mut self, request: DiscoveryRequest) -> Output<SotwResponse> {
+    fn on_request(&mut self, request: SotwRequest) -> Output<SotwResponse> {
         SotwStream::on_request(self, request)
     }
     fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<SotwResponse> {
@@ -74,7 +76,7 @@ impl Machine for SotwStream {
     fn status(&self) -> Vec<TypeStatus> {
         SotwStream::status(self)
     }
-    fn node_of(request: &DiscoveryRequest) -> Option<&Node> {
+    fn node_of(request: &SotwRequest) -> Option<&Node> {
         request.node.as_ref()
     }
 }
