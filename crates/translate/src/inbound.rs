@@ -539,19 +539,9 @@ fn loopback_original_port() -> Filter {
         key: Some(filter_state_value::Key::ObjectKey(
             ORIGINAL_DST_ADDRESS.to_string(),
         )),
-        value: Some(filter_state_value::Value::FormatString(
-            SubstitutionFormatString {
-                format: Some(substitution_format_string::Format::TextFormatSource(
-                    DataSource {
-                        specifier: Some(data_source::Specifier::InlineString(
-                            "127.0.0.1:%DOWNSTREAM_LOCAL_PORT%".to_string(),
-                        )),
-                        ..Default::default()
-                    },
-                )),
-                ..Default::default()
-            },
-        )),
+        value: Some(filter_state_value::Value::FormatString(text_format(
+            "127.0.0.1:%DOWNSTREAM_LOCAL_PORT%",
+        ))),
         ..Default::default()
     };
     let config = SetFilterState {
@@ -561,6 +551,19 @@ fn loopback_original_port() -> Filter {
     Filter {
         name: SET_FILTER_STATE.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(pack_any(config))),
+    }
+}
+
+/// A substitution format string of plain text (`%COMMAND%`s substituted).
+pub(crate) fn text_format(text: &str) -> SubstitutionFormatString {
+    SubstitutionFormatString {
+        format: Some(substitution_format_string::Format::TextFormatSource(
+            DataSource {
+                specifier: Some(data_source::Specifier::InlineString(text.to_string())),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
     }
 }
 

@@ -42,9 +42,8 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use envoy_types::pb::envoy::config::core::v3::health_check::{HealthChecker, HttpHealthCheck};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, DataSource, EnvoyInternalAddress, HealthCheck, Pipe, SubstitutionFormatString,
-    TransportSocket, address, data_source, envoy_internal_address, substitution_format_string,
-    transport_socket,
+    Address, EnvoyInternalAddress, HealthCheck, Pipe, TransportSocket, address,
+    envoy_internal_address, transport_socket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::endpoint::HealthCheckConfig;
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
@@ -338,17 +337,7 @@ fn peer_filter_state() -> Filter {
         key: Some(filter_state_value::Key::ObjectKey(PEER_KEY.to_string())),
         factory_key: "envoy.string".to_string(),
         value: Some(filter_state_value::Value::FormatString(
-            SubstitutionFormatString {
-                format: Some(substitution_format_string::Format::TextFormatSource(
-                    DataSource {
-                        specifier: Some(data_source::Specifier::InlineString(
-                            "%DOWNSTREAM_PEER_URI_SAN%".to_string(),
-                        )),
-                        ..Default::default()
-                    },
-                )),
-                ..Default::default()
-            },
+            crate::inbound::text_format("%DOWNSTREAM_PEER_URI_SAN%"),
         )),
         shared_with_upstream: filter_state_value::SharedWithUpstream::Once as i32,
         ..Default::default()

@@ -214,6 +214,22 @@ impl Mesh {
         self.sidecar("server", free_port(), args).await
     }
 
+    /// The `client` and `intruder` sidecars at Envoy's default drain time, each served once.
+    async fn callers_at_default_drain(&self) -> anyhow::Result<(Envoy, Envoy)> {
+        let mut started = Vec::new();
+        for sa in ["client", "intruder"] {
+            let args = self.identity_args(sa);
+            let envoy = self
+                .sidecar_with_envoy_args(sa, free_port(), args, DEFAULT_DRAIN)
+                .await?;
+            envoy.wait_for_response(HOST, 200, "server-app").await?;
+            started.push(envoy);
+        }
+        let intruder = started.pop().expect("two sidecars");
+        let client = started.pop().expect("two sidecars");
+        Ok((client, intruder))
+    }
+
     /// A calling sidecar with service account `sa`, its outbound listener on `port`.
     pub(crate) async fn caller(&self, sa: &str, port: u16) -> anyhow::Result<Envoy> {
         self.sidecar(sa, port, self.identity_args(sa)).await
@@ -679,20 +695,7 @@ async fn a_policy_change_reaches_open_connections_without_cutting_allowed_reques
     )
     .await?;
     let server = mesh.server_with_envoy_args(DEFAULT_DRAIN, &[]).await?;
-    let caller = |sa: &'static str| {
-        let args = mesh.identity_args(sa);
-        let mesh = &mesh;
-        async move {
-            mesh.sidecar_with_envoy_args(sa, free_port(), args, DEFAULT_DRAIN)
-                .await
-        }
-    };
-    let client_envoy = caller("client").await?;
-    let intruder = caller("intruder").await?;
-    client_envoy
-        .wait_for_response(HOST, 200, "server-app")
-        .await?;
-    intruder.wait_for_response(HOST, 200, "server-app").await?;
+    let (client_envoy, intruder) = mesh.callers_at_default_drain().await?;
     // Open a few connections from each caller first, more than the test ever uses at once,
     // so that every later request rides a connection opened before the change.
     warm(&client_envoy).await?;
@@ -778,20 +781,7 @@ async fn a_policy_change_closes_the_refused_callers_open_tcp_connections_and_no_
     let server = mesh
         .server_with_envoy_args(DEFAULT_DRAIN, &["--app-protocol", "tcp"])
         .await?;
-    let caller = |sa: &'static str| {
-        let args = mesh.identity_args(sa);
-        let mesh = &mesh;
-        async move {
-            mesh.sidecar_with_envoy_args(sa, free_port(), args, DEFAULT_DRAIN)
-                .await
-        }
-    };
-    let client_envoy = caller("client").await?;
-    let intruder = caller("intruder").await?;
-    client_envoy
-        .wait_for_response(HOST, 200, "server-app")
-        .await?;
-    intruder.wait_for_response(HOST, 200, "server-app").await?;
+    let (client_envoy, intruder) = mesh.callers_at_default_drain().await?;
     // The checks of both callers' clusters pass before the change.
     let checked = |sa: &'static str, stat: &'static str| {
         let server = &server;
