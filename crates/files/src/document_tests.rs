@@ -175,3 +175,9 @@ fn splits_only_at_column_zero_markers() {
         ]
     );
 }
+
+#[test]
+fn an_outcome_is_as_small_as_a_valid_object() {
+    // Every document of every file keeps one until the file changes.
+    assert!(std::mem::size_of::<Outcome>() <= std::mem::size_of::<Object>());
+}

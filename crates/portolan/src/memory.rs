@@ -4,9 +4,11 @@
 //! kernel whose THP setting is `madvise` or `always` (the usual ones) a 2 MiB page becomes
 //! resident as soon as one byte of it is touched, and stays resident while any of it is in
 //! use. Portolan's heap is many small, long-lived objects (the config) spread over many such
-//! pages: with no proxy connected and 10,000 Services, huge pages made the process about
-//! 12 MiB larger (9 MiB of it with a single Service), for no gain in build time that could be
-//! measured (BENCHMARKS.md, "Issue #24: resident memory with no proxy").
+//! pages: with no proxy connected and 10,000 Services, huge pages made the process 4 MiB
+//! larger (70 against 66 MiB), and a group's build with its 900 MiB `config_dump` twice as slow
+//! (faulting in and zeroing 2 MiB pages), start to ready no faster (BENCHMARKS.md, "Issue #24:
+//! resident memory with no proxy"). Pages mimalloc touched before `main` stay huge; the
+//! container image sets `MIMALLOC_ALLOW_THP=0` so that there are none.
 //!
 //! The switch is `prctl(PR_SET_THP_DISABLE)`, for the whole process (and inherited by its
 //! children). Setting `MIMALLOC_ALLOW_THP` to a true value (`1`, `true`, `yes`, `on`) keeps
