@@ -22,6 +22,10 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 # here), short enough that the buffers of a large sync do not stay resident (1,000 Services and
 # 2,000 proxies: about 0.65 GiB against 0.85 GiB without it; docs/operations.md, Scaling).
 ENV MIMALLOC_PURGE_DELAY=250
+# No transparent huge pages, from the first allocation on: `portolan serve` turns them off itself,
+# but only after the few that mimalloc touched before `main` (about 5 MiB more resident at 10,000
+# Services; BENCHMARKS.md, "Issue #24: resident memory with no proxy").
+ENV MIMALLOC_ALLOW_THP=0
 COPY --from=builder /out/portolan /usr/local/bin/portolan
 USER 65532:65532
 EXPOSE 18000 18080 18443

@@ -18,19 +18,25 @@ pub(crate) struct Location {
     pub item: Option<usize>,
 }
 
-/// What one document (or one list item) amounts to.
+/// What one document (or one list item) amounts to. Kept for every document of every file
+/// until the file changes, so as small as a valid one needs (16 bytes): the rare invalid
+/// ones are boxed.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Outcome {
     /// Valid: the object to apply (its `Arc` shared with the index and the source's record
     /// of what it applied).
     Valid(Object),
     /// Identifiable but invalid: the object keeps its last good version.
-    Invalid {
-        object: ObjectRef,
-        errors: Vec<FieldError>,
-    },
+    Invalid(Box<Invalid>),
     /// Not even identifiable (no name, not a mapping): just an error.
-    Unidentified(FieldError),
+    Unidentified(Box<FieldError>),
+}
+
+/// An identifiable document that did not decode or validate.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Invalid {
+    pub object: ObjectRef,
+    pub errors: Vec<FieldError>,
 }
 
 /// One decoded document of a kind Portolan reads.
@@ -95,7 +101,7 @@ impl Outcome {
     pub fn object_ref(&self) -> Option<ObjectRef> {
         match self {
             Outcome::Valid(o) => Some(o.object_ref()),
-            Outcome::Invalid { object, .. } => Some(object.clone()),
+            Outcome::Invalid(invalid) => Some(invalid.object.clone()),
             Outcome::Unidentified(_) => None,
         }
     }
@@ -114,9 +120,11 @@ impl Document {
         };
         match &self.outcome {
             Outcome::Valid(_) => Vec::new(),
-            Outcome::Invalid { object, errors } => {
-                errors.iter().map(|e| mk(Some(object), e)).collect()
-            }
+            Outcome::Invalid(invalid) => invalid
+                .errors
+                .iter()
+                .map(|e| mk(Some(&invalid.object), e))
+                .collect(),
             Outcome::Unidentified(e) => vec![mk(None, e)],
         }
     }
@@ -174,7 +182,7 @@ pub(crate) fn parse(file: &str, bytes: &[u8]) -> ParsedFile {
         }
     }
     // Kept until the file changes: no spare room.
-    parsed.documents.shrink_to_fit();
+    parsed.documents = convert::exact(parsed.documents);
     parsed
 }
 
@@ -323,30 +331,30 @@ fn decode(location: &Location, value: Value) -> Option<Outcome> {
             return None;
         }
         Err(DecodeError::Invalid { object, error }) => {
-            return Some(Outcome::Invalid {
+            return Some(Outcome::Invalid(Box::new(Invalid {
                 object,
                 errors: vec![error],
-            });
+            })));
         }
         Err(DecodeError::MissingField(path)) => {
             let e = FieldError::new(path, "required field is missing or not a string");
-            return Some(Outcome::Unidentified(e));
+            return Some(Outcome::Unidentified(Box::new(e)));
         }
         Err(e @ DecodeError::NotAnObject) => {
-            return Some(Outcome::Unidentified(FieldError::new(
+            return Some(Outcome::Unidentified(Box::new(FieldError::new(
                 FieldPath::root(),
                 e.to_string(),
-            )));
+            ))));
         }
     };
     let errors = portolan_api::validate::validate(&resource);
     if errors.is_empty() {
         Some(Outcome::Valid(convert::to_object(&resource)))
     } else {
-        Some(Outcome::Invalid {
+        Some(Outcome::Invalid(Box::new(Invalid {
             object: resource.object_ref(),
             errors,
-        })
+        })))
     }
 }
 

@@ -93,13 +93,16 @@ fn invalid_document_names_object_and_field() {
     let bad = service("reviews", 9080).replace("port: 9080", "port: nine");
     let text = stream(&[service("ratings", 9080), bad]);
     let parsed = parse("mesh/r.yaml", text.as_bytes());
-    let Outcome::Invalid { object, .. } = &parsed.documents[1].outcome else {
+    let Outcome::Invalid(invalid) = &parsed.documents[1].outcome else {
         panic!(
             "second document should be invalid: {:?}",
             parsed.documents[1]
         );
     };
-    assert_eq!(*object, ObjectRef::new(Kind::Service, "default", "reviews"));
+    assert_eq!(
+        invalid.object,
+        ObjectRef::new(Kind::Service, "default", "reviews")
+    );
     let errs = parsed.documents[1].errors();
     assert_eq!(errs[0].location, "mesh/r.yaml#1");
     assert_eq!(errs[0].error.path.as_str(), "spec.ports[0].port");
@@ -171,4 +174,10 @@ fn splits_only_at_column_zero_markers() {
             ("---\n", 4, false)
         ]
     );
+}
+
+#[test]
+fn an_outcome_is_as_small_as_a_valid_object() {
+    // Every document of every file keeps one until the file changes.
+    assert!(std::mem::size_of::<Outcome>() <= std::mem::size_of::<Object>());
 }

@@ -17,7 +17,9 @@ use portolan_api::{FieldError, FieldPath, ObjectRef};
 use portolan_model::source::Changes;
 use portolan_model::{ConfigError, Object};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Quiet time after the last file-system event before a rescan, unless set otherwise.
@@ -30,10 +32,11 @@ pub const REPORTER: &str = "files";
 #[derive(Debug)]
 pub struct FileSource {
     dir: PathBuf,
-    files: BTreeMap<String, FileState>,
-    /// The files that define (or hold on to) each object, sorted (almost always one: a
-    /// vector, not a set, whose first node alone would take ~280 bytes).
-    definers: BTreeMap<ObjectRef, Vec<String>>,
+    /// Every file read, by path relative to `dir` (the name shared with `objects`).
+    files: BTreeMap<Arc<str>, FileState>,
+    /// Every object some file defines or holds on to: which files, and what this source
+    /// applied of it. One map (one copy of each object's key) for both.
+    objects: BTreeMap<ObjectRef, Known>,
     /// Duplicate-definition errors, by object.
     duplicates: BTreeMap<ObjectRef, Vec<ConfigError>>,
     /// Subdirectories the last full scan could not read.
@@ -41,12 +44,21 @@ pub struct FileSource {
     /// The tree had a symbolic link at the last full scan: a file's content may then change
     /// through a path the watcher reports under another name, so every scan is a full one.
     links: bool,
+    /// Quiet time after the last file-system event before a rescan (see `watch.rs`).
+    settle: Duration,
+}
+
+/// What the source knows of one object. An entry exists while some file defines the object.
+#[derive(Debug, Default)]
+struct Known {
+    /// The files that define (or hold on to) the object, sorted (almost always one: a
+    /// vector, not a set, whose first node alone would take ~280 bytes); the names are the
+    /// `files` map's own.
+    definers: Vec<Arc<str>>,
     /// What this source has handed out: the index holds exactly these objects from us.
     /// Each object shares its `Arc` with the document that defined it (or defined it last,
     /// while its document is broken) and with the index: one copy per object.
-    applied: BTreeMap<ObjectRef, Object>,
-    /// Quiet time after the last file-system event before a rescan (see `watch.rs`).
-    settle: Duration,
+    applied: Option<Object>,
 }
 
 // === impl FileSource ===
@@ -56,11 +68,10 @@ impl FileSource {
         Self {
             dir: dir.into(),
             files: BTreeMap::new(),
-            definers: BTreeMap::new(),
+            objects: BTreeMap::new(),
             duplicates: BTreeMap::new(),
             dir_errors: Vec::new(),
             links: false,
-            applied: BTreeMap::new(),
             settle: DEFAULT_SETTLE,
         }
     }
@@ -88,18 +99,18 @@ impl FileSource {
     /// then nothing changes and the last good state stays.
     pub fn rescan(&mut self) -> Result<Changes, FilesError> {
         let listing = walk::list(&self.dir).map_err(|e| FilesError::read(&self.dir, e))?;
-        let mut gone: BTreeSet<String> = self.files.keys().cloned().collect();
+        let mut gone: BTreeSet<Arc<str>> = self.files.keys().cloned().collect();
         let mut touched = BTreeSet::new();
         for (rel, path) in listing.files {
-            gone.remove(&rel);
-            let loaded = load(&rel, &path, self.files.get(&rel));
+            gone.remove(rel.as_str());
+            let loaded = load(&rel, &path, self.files.get(rel.as_str()));
             self.apply_load(&rel, loaded, &mut touched);
         }
         self.dir_errors.clear();
         for (dir, why) in listing.unreadable {
             // Keep what we knew of the files in there: unreadable is not deleted.
             let inside = format!("{dir}/");
-            gone.retain(|rel| !rel.starts_with(&inside));
+            gone.retain(|rel| !rel.starts_with(inside.as_str()));
             self.dir_errors.push(ConfigError {
                 location: dir,
                 object: None,
@@ -134,7 +145,7 @@ impl FileSource {
         }
         let mut touched = BTreeSet::new();
         for (rel, path) in reads {
-            let loaded = load(&rel, &path, self.files.get(&rel));
+            let loaded = load(&rel, &path, self.files.get(rel.as_str()));
             self.apply_load(&rel, loaded, &mut touched);
         }
         Ok(self.resolve_touched(touched))
@@ -169,9 +180,9 @@ impl FileSource {
     fn has_files_under(&self, rel: &str) -> bool {
         let inside = format!("{rel}/");
         self.files
-            .range(inside.clone()..)
+            .range::<str, _>((Bound::Included(inside.as_str()), Bound::Unbounded))
             .next()
-            .is_some_and(|(k, _)| k.starts_with(&inside))
+            .is_some_and(|(k, _)| k.starts_with(inside.as_str()))
     }
 
     /// Records the outcome of reading one file.
@@ -186,23 +197,30 @@ impl FileSource {
     /// Puts `state` in place of what was known of the file `rel`, keeping the index of
     /// definers in step and noting every object either version defines.
     fn replace(&mut self, rel: &str, state: Option<FileState>, touched: &mut BTreeSet<ObjectRef>) {
+        // `insert` keeps the map's key when there is one: the name stays shared.
         let old = match state {
-            Some(state) => self.files.insert(rel.to_string(), state),
+            Some(state) => self.files.insert(rel.into(), state),
             None => self.files.remove(rel),
         };
         for object in old.iter().flat_map(FileState::refs) {
-            if let Some(files) = self.definers.get_mut(&object) {
-                files.retain(|f| f != rel);
-                if files.is_empty() {
-                    self.definers.remove(&object);
-                }
+            if let Some(known) = self.objects.get_mut(&object) {
+                known.definers.retain(|f| **f != *rel);
             }
             touched.insert(object);
         }
-        for object in self.files.get(rel).iter().flat_map(|s| s.refs()) {
-            let files = self.definers.entry(object.clone()).or_default();
-            if let Err(at) = files.binary_search_by(|f| f.as_str().cmp(rel)) {
-                files.insert(at, rel.to_string());
+        let Some((name, state)) = self.files.get_key_value(rel) else {
+            return;
+        };
+        for object in state.refs() {
+            let known = match self.objects.get_mut(&object) {
+                Some(known) => known,
+                None => self.objects.entry(object.clone()).or_default(),
+            };
+            if known.definers.is_empty() {
+                // Room for one (almost always all there is), not the four a push makes.
+                known.definers = vec![name.clone()];
+            } else if let Err(at) = known.definers.binary_search_by(|f| (**f).cmp(rel)) {
+                known.definers.insert(at, name.clone());
             }
             touched.insert(object);
         }
@@ -214,19 +232,26 @@ impl FileSource {
         let mut apply = Vec::new();
         let mut delete = Vec::new();
         for object in touched {
-            match self.resolve_one(&object) {
+            let desired = self.resolve_one(&object);
+            let Some(known) = self.objects.get_mut(&object) else {
+                continue;
+            };
+            match desired {
                 Some(desired) => {
-                    if self.applied.get(&object) != Some(&desired) {
+                    if known.applied.as_ref() != Some(&desired) {
                         apply.push(desired.clone());
                     }
                     // Even when equal: share the current document's copy, not the old one's.
-                    self.applied.insert(object, desired);
+                    known.applied = Some(desired);
                 }
                 None => {
-                    if self.applied.remove(&object).is_some() {
-                        delete.push(object);
+                    if known.applied.take().is_some() {
+                        delete.push(object.clone());
                     }
                 }
+            }
+            if known.definers.is_empty() {
+                self.objects.remove(&object);
             }
         }
         let mut errors: Vec<ConfigError> = self
@@ -245,13 +270,21 @@ impl FileSource {
         }
     }
 
+    /// What this source applied of `object` (tests: which copy it shares).
+    #[cfg(test)]
+    pub(crate) fn applied(&self, object: &ObjectRef) -> Option<&Object> {
+        self.objects.get(object)?.applied.as_ref()
+    }
+
     /// The desired version of one object: the first definition by (path, document) wins, later
     /// ones are duplicates; a broken first definition keeps the version applied before.
     fn resolve_one(&mut self, object: &ObjectRef) -> Option<Object> {
         let mut claim: Option<String> = None;
         let mut desired = None;
         let mut duplicates = Vec::new();
-        let definers = self.definers.get(object).into_iter().flatten();
+        let known = self.objects.get(object);
+        let applied = known.and_then(|k| k.applied.as_ref());
+        let definers = known.into_iter().flat_map(|k| &k.definers);
         for (rel, file) in definers.filter_map(|rel| Some((rel, self.files.get(rel)?))) {
             let docs = file.parsed.documents.iter();
             for doc in docs.filter(|d| d.outcome.object_ref().as_ref() == Some(object)) {
@@ -269,12 +302,12 @@ impl FileSource {
                 claim = Some(doc.location.describe());
                 desired = match &doc.outcome {
                     Outcome::Valid(o) => Some(o.clone()),
-                    _ => self.applied.get(object).cloned(),
+                    _ => applied.cloned(),
                 };
             }
             if claim.is_none() && file.held.contains(object) {
-                claim = Some(rel.clone());
-                desired = self.applied.get(object).cloned();
+                claim = Some(rel.to_string());
+                desired = applied.cloned();
             }
         }
         if duplicates.is_empty() {

@@ -488,7 +488,7 @@ fn one_copy_of_each_object_is_shared_by_its_document_what_was_applied_and_the_ch
     let Some(Object::Service(handed)) = c.apply.first() else {
         panic!("a Service first: {:?}", applied(&c));
     };
-    let Some(Object::Service(kept)) = src.applied.get(&svc_ref("a")) else {
+    let Some(Object::Service(kept)) = src.applied(&svc_ref("a")) else {
         panic!("a is applied");
     };
     let Some(Object::Service(in_doc)) =
@@ -511,7 +511,7 @@ fn one_copy_of_each_object_is_shared_by_its_document_what_was_applied_and_the_ch
     d.write("a.yaml", &stream(&[service("a", 80), service("b", 81)]));
     let c = rescan(&mut src);
     assert_eq!(applied(&c), ["Service default/b"]);
-    let Some(Object::Service(kept_now)) = src.applied.get(&svc_ref("a")) else {
+    let Some(Object::Service(kept_now)) = src.applied(&svc_ref("a")) else {
         panic!("a is applied");
     };
     assert!(!std::sync::Arc::ptr_eq(&kept, kept_now));

@@ -27,6 +27,7 @@ mod history;
 mod http;
 mod kubernetes;
 mod logging;
+mod memory;
 mod mesh;
 mod output;
 mod render;

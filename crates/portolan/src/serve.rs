@@ -3,7 +3,8 @@
 //! pipeline, the xDS server and the HTTP server together, and shuts them down gracefully on SIGTERM or Ctrl-C (streams
 //! close spread over `--drain-spread`). The xDS port's TLS, authorization and limits come from
 //! [`crate::cli::SecurityArgs`] (docs/security.md), mesh identities and the CA from
-//! [`crate::cli::MeshArgs`] ([`crate::mesh`]).
+//! [`crate::cli::MeshArgs`] ([`crate::mesh`]). Before anything else it turns transparent huge
+//! pages off for the process ([`crate::memory`]).
 
 use crate::cli::{AuthzArg, SecurityArgs, ServeArgs};
 use crate::http::{self, AppState};
@@ -23,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    crate::memory::limit_huge_pages();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -25,6 +25,7 @@ mod inject;
 mod jwt;
 mod kubernetes;
 mod kubernetes_examples;
+mod memory;
 mod mesh;
 mod mesh_security;
 mod nack;

@@ -13,6 +13,13 @@ pub fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
     status_kib(pid, "VmHWM:")
 }
 
+/// Whether transparent huge pages may back the process's memory: `THP_enabled` in
+/// `/proc/<pid>/status` (0 once it turned them off with `prctl(PR_SET_THP_DISABLE)`).
+pub fn thp_enabled(pid: u32) -> anyhow::Result<bool> {
+    let flag = status_kib(pid, "THP_enabled:")?;
+    Ok(flag != 0)
+}
+
 fn status_kib(pid: u32, key: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
@@ -81,6 +88,10 @@ mod tests {
         assert_eq!(parse_status_kib(status, "VmRSS:"), Some(1024));
         assert_eq!(parse_status_kib(status, "VmHWM:"), Some(2048));
         assert_eq!(parse_status_kib(status, "VmSwap:"), None);
+        assert_eq!(
+            parse_status_kib("THP_enabled:\t0\n", "THP_enabled:"),
+            Some(0)
+        );
         let stat = "42 (a b) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5 0";
         assert_eq!(parse_cpu_ticks(stat), Some(10));
         assert_eq!(parse_schedstat_ns("87802 510476 2\n"), Some(87802));

@@ -140,6 +140,18 @@ fn endpoint_labels(
         .collect()
 }
 
+/// `v` in an allocation of exactly its length, for what is kept long. Not `shrink_to_fit`:
+/// that reallocates, and mimalloc leaves a block that shrinks by less than half where it is
+/// (10 endpoints kept the 1,792-byte block that room for 16 took: 7 MiB at 10,000 slices).
+pub fn exact<T>(mut v: Vec<T>) -> Vec<T> {
+    if v.capacity() == v.len() {
+        return v;
+    }
+    let mut out = Vec::with_capacity(v.len());
+    out.append(&mut v);
+    out
+}
+
 fn endpoint_slice(resource: &Resource, slice: &discovery::EndpointSlice) -> EndpointGroup {
     let ns = namespace(&slice.metadata.namespace);
     let svc = slice
@@ -154,7 +166,7 @@ fn endpoint_slice(resource: &Resource, slice: &discovery::EndpointSlice) -> Endp
         "FQDN" => AddressType::Fqdn,
         _ => AddressType::Ipv4,
     };
-    let mut ports: Vec<EndpointPort> = slice
+    let ports: Vec<EndpointPort> = slice
         .ports
         .iter()
         .flatten()
@@ -166,7 +178,7 @@ fn endpoint_slice(resource: &Resource, slice: &discovery::EndpointSlice) -> Endp
             })
         })
         .collect();
-    let mut endpoints: Vec<Endpoint> = slice
+    let endpoints: Vec<Endpoint> = slice
         .endpoints
         .iter()
         .flat_map(|ep| {
@@ -188,8 +200,7 @@ fn endpoint_slice(resource: &Resource, slice: &discovery::EndpointSlice) -> Endp
         .collect();
     // Kept as long as the slice is: no spare capacity from collecting a flattened iterator
     // (a slice of 10 endpoints would hold room for 16).
-    ports.shrink_to_fit();
-    endpoints.shrink_to_fit();
+    let (ports, endpoints) = (exact(ports), exact(endpoints));
     EndpointGroup {
         source: resource.object_ref(),
         service: ServiceKey::new(ns, svc),
@@ -287,6 +298,19 @@ pub(super) mod tests {
         assert_eq!(eps[0].zone.as_deref(), Some("z1"));
         assert!(!eps[1].ready && eps[1].serving && eps[1].terminating);
         assert_eq!(g.subsets[0].ports[0].port, 8080);
+        // Kept as long as the slice: no spare room.
+        assert_eq!(eps.capacity(), eps.len());
+        assert_eq!(g.subsets[0].ports.capacity(), 1);
+    }
+
+    #[test]
+    fn exact_keeps_the_elements_without_spare_room() {
+        let mut v = Vec::with_capacity(16);
+        v.extend(0..10);
+        let v = exact(v);
+        assert_eq!((v.len(), v.capacity()), (10, 10));
+        assert_eq!(v, (0..10).collect::<Vec<_>>());
+        assert_eq!(exact(Vec::<u8>::new()).capacity(), 0);
     }
 
     #[test]
