@@ -78,7 +78,8 @@ impl FileSource {
 
     /// Rescans once file-system events have been quiet for `settle` (default
     /// [`DEFAULT_SETTLE`]): an editor's or `kubectl cp`'s several writes of one file become one
-    /// rescan of the finished file.
+    /// rescan of the finished file. A burst whose written files have all been closed by their
+    /// writers is complete and rescanned at once.
     pub fn with_settle(mut self, settle: Duration) -> Self {
         self.settle = settle;
         self

@@ -1,7 +1,8 @@
 //! [`FileSource`] as a [`Source`]: keeps the index in step with the directory. Writes the
 //! initial full scan first (then the source is synced), then one [`Changes`] per burst of
 //! file-system events (coalesced: a rescan happens once events have been quiet for the
-//! source's settle time, [`FileSource::with_settle`]). A burst re-reads only the paths its
+//! source's settle time, [`FileSource::with_settle`], or at once when every file written since
+//! the last scan has been closed by its writer: a closed file is complete). A burst re-reads only the paths its
 //! events named ([`FileSource::rescan_paths`]); the whole tree is read again when the watcher
 //! reports an overflow (`need_rescan`), an error, an event without paths, or more than
 //! [`MAX_PATHS`] paths, and after the watcher is (re)started.
@@ -11,7 +12,7 @@
 
 use crate::error::FilesError;
 use crate::source::{FileSource, REPORTER};
-use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use portolan_model::source::{Source, SourceHealth, SourceSink};
 use std::collections::BTreeSet;
@@ -104,6 +105,9 @@ struct Signal {
     broken: AtomicBool,
     /// What changed since the watch loop last looked.
     pending: Mutex<Pending>,
+    /// Files created or written to whose writer has not closed them yet: while there are
+    /// any, a scan waits for the settle time.
+    open: Mutex<BTreeSet<PathBuf>>,
 }
 
 /// The paths events named since the last scan, or that only a full scan will do.
@@ -129,7 +133,10 @@ impl Signal {
                 self.note(None);
             }
             Ok(ev) if ev.need_rescan() || ev.paths.is_empty() => self.note(None),
-            Ok(ev) => self.note(Some(ev.paths)),
+            Ok(ev) => {
+                self.track_writes(&ev);
+                self.note(Some(ev.paths));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "file watcher error");
                 self.broken.store(true, Ordering::SeqCst);
@@ -152,6 +159,41 @@ impl Signal {
             (_, None) => *pending = Pending::Everything,
             (Pending::Everything, Some(_)) => {}
         }
+    }
+
+    /// Follows which files are being written: a creation or a write opens one, its writer's
+    /// close (or its removal, or its move away) ends it.
+    fn track_writes(&self, ev: &notify::Event) {
+        let opens = match ev.kind {
+            EventKind::Create(CreateKind::File | CreateKind::Any)
+            | EventKind::Modify(ModifyKind::Data(_)) => true,
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Remove(_)
+            | EventKind::Modify(ModifyKind::Name(RenameMode::From)) => false,
+            _ => return,
+        };
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        for path in &ev.paths {
+            if opens {
+                open.insert(path.clone());
+            } else {
+                open.remove(path);
+            }
+        }
+    }
+
+    /// Whether every file written since the last scan has been closed.
+    fn writes_closed(&self) -> bool {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Forgets the files still open: the settle time passed without their writers closing
+    /// them (a writer that never closes, or a link), so they count as complete.
+    fn forget_open(&self) {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Takes what is pending; events from now on count towards the next scan.
@@ -191,17 +233,24 @@ fn start(dir: &Path, signal: &Arc<Signal>) -> Result<RecommendedWatcher, FilesEr
     Ok(watcher)
 }
 
-/// Waits until events have been quiet for `quiet` (at most [`MAX_SETTLE`]).
+/// Waits until every file written since the last scan is closed, or events have been quiet
+/// for `quiet` (at most [`MAX_SETTLE`]).
 async fn settle(signal: &Signal, quiet: Duration) {
     let deadline = Instant::now() + MAX_SETTLE;
     loop {
+        if signal.writes_closed() {
+            return;
+        }
         tokio::select! {
             _ = signal.notify.notified() => {
                 if Instant::now() >= deadline {
                     return;
                 }
             }
-            _ = tokio::time::sleep(quiet) => return,
+            _ = tokio::time::sleep(quiet) => {
+                signal.forget_open();
+                return;
+            }
         }
     }
 }

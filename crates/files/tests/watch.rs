@@ -139,3 +139,60 @@ async fn a_missing_directory_fails_the_initial_scan() {
     assert!(result.is_err());
     assert!(!*reported.synced.borrow(), "never synced");
 }
+
+/// A settle far longer than the test's wait: only a change known complete is read in time.
+const LONG_SETTLE: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_closed_by_its_writer_is_read_without_the_settle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sink, mut reported) = ChannelSink::new();
+    let rx = &mut reported.changes;
+    let source = FileSource::new(dir.path()).with_settle(LONG_SETTLE);
+    let task = tokio::spawn(source.run(sink));
+    recv_until(rx, |_| true).await;
+
+    // Written and closed (std::fs::write): complete, read at once, not after 120 s.
+    std::fs::write(dir.path().join("a.yaml"), service("a", 80)).expect("write");
+    let c = recv_until(rx, |c| !c.apply.is_empty()).await;
+    assert_eq!(names(&c), ["a"]);
+    // Renamed into place: complete too.
+    write_atomic(dir.path(), "b.yaml", &service("b", 80));
+    let c = recv_until(rx, |c| !c.apply.is_empty()).await;
+    assert_eq!(names(&c), ["b"]);
+    // Removed.
+    std::fs::remove_file(dir.path().join("a.yaml")).expect("remove");
+    let c = recv_until(rx, |c| !c.delete.is_empty()).await;
+    assert_eq!(c.delete.len(), 1);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_still_open_for_writing_is_read_once_its_writer_closes_it() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sink, mut reported) = ChannelSink::new();
+    let rx = &mut reported.changes;
+    let source = FileSource::new(dir.path()).with_settle(LONG_SETTLE);
+    let task = tokio::spawn(source.run(sink));
+    recv_until(rx, |_| true).await;
+
+    // Half a document, then a pause longer than the default settle, then the rest: the
+    // half is never read (it would be an invalid document or a Service without its ports).
+    let content = service("a", 80);
+    let (first, rest) = content.split_at(content.len() / 2);
+    let mut file = std::fs::File::create(dir.path().join("a.yaml")).expect("create");
+    file.write_all(first.as_bytes()).expect("write");
+    file.flush().expect("flush");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing is read while the file is open for writing"
+    );
+    file.write_all(rest.as_bytes()).expect("write");
+    drop(file);
+    let c = recv_until(rx, |c| !c.is_empty() || !c.errors.is_empty()).await;
+    assert_eq!(names(&c), ["a"], "{c:?}");
+    assert!(c.errors.is_empty(), "the complete file only: {c:?}");
+    task.abort();
+}

@@ -342,7 +342,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 4096, env = "PORTOLAN_XDS_BACKLOG")]
     pub xds_backlog: u32,
     /// With --config-dir: quiet time after the last file-system event before the directory is
-    /// read again (so that a file written in several steps is read once, complete).
+    /// read again (so that a file written in several steps is read once, complete). A change
+    /// whose written files have all been closed by their writers is read at once.
     #[arg(long, default_value = "50ms", value_parser = parse_duration, env = "PORTOLAN_SETTLE")]
     pub settle: Duration,
     /// Quiet time that ends a burst of changes before a push. The first change after a quiet
