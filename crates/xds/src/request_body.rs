@@ -10,7 +10,9 @@
 //! refused, since Portolan accepts only `identity`), `OUT_OF_RANGE` for a request over the size
 //! limit, `INTERNAL` for one that does not decode or is cut short. Each request is decoded from
 //! its own bytes ([`Decode`]): prost for Delta, and a SotW request keeps its resource names as a
-//! slice of them ([`crate::sotw_request`]).
+//! slice of them ([`crate::sotw_request`]). A request that arrives whole in one HTTP/2 DATA
+//! frame (the server allows frames of [`crate::server::MAX_FRAME_SIZE`]) is decoded from the
+//! frame's own bytes, not copied.
 
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -58,7 +60,11 @@ impl Decode for SotwRequest {
 /// The decoded requests `D` of a request body `B`.
 pub(crate) struct Requests<B, D> {
     body: Pin<Box<B>>,
-    /// Received bytes not decoded yet: no allocation between requests.
+    /// A received frame whose front holds whole requests not decoded yet (decoded from its
+    /// bytes without a copy); empty when `buf` is in use.
+    frame: Bytes,
+    /// Received bytes of a request that spans frames, not decoded yet: no allocation between
+    /// requests.
     buf: BytesMut,
     max_request: usize,
     /// The body ended, or a request failed (nothing more is read).
@@ -73,6 +79,7 @@ impl<B, D> Requests<B, D> {
     pub(crate) fn new(body: B, max_request: usize) -> Self {
         Self {
             body: Box::pin(body),
+            frame: Bytes::new(),
             buf: BytesMut::new(),
             max_request,
             done: false,
@@ -83,14 +90,44 @@ impl<B, D> Requests<B, D> {
     /// The capacity of the buffer held for a request not received whole yet.
     #[cfg(test)]
     fn buffered_capacity(&self) -> usize {
-        self.buf.capacity()
+        self.buf.capacity() + self.frame.len()
     }
 }
 
 impl<B, D: Decode> Requests<B, D> {
-    /// The next request if the buffer holds all of it.
+    /// The next request if the frame or the buffer holds all of it.
     fn decode_one(&mut self) -> Result<Option<D>, Status> {
-        let Some(prefix) = self.buf.get(..PREFIX) else {
+        if !self.frame.is_empty() {
+            if let Some(len) = self.whole(&self.frame)? {
+                let mut message = self.frame.split_to(PREFIX + len);
+                message.advance(PREFIX);
+                return D::decode(message).map(Some);
+            }
+            // The rest of the frame starts a request that spans frames: gather it.
+            self.buf.extend_from_slice(&self.frame);
+            self.frame = Bytes::new();
+        }
+        let Some(len) = self.whole(&self.buf)? else {
+            if let Some(len) = message_len(&self.buf) {
+                // Room for the rest of this request only, not a doubling.
+                self.buf.reserve(PREFIX + len - self.buf.len());
+            }
+            return Ok(None);
+        };
+        let mut message = self.buf.split_to(PREFIX + len);
+        message.advance(PREFIX);
+        let request = D::decode(message.freeze())?;
+        if self.buf.is_empty() {
+            // Everything received is decoded: let the allocation go.
+            self.buf = BytesMut::new();
+        }
+        Ok(Some(request))
+    }
+
+    /// The length of the request at the front of `received` if all of it is there; refuses a
+    /// compressed or oversized one.
+    fn whole(&self, received: &[u8]) -> Result<Option<usize>, Status> {
+        let Some(prefix) = received.get(..PREFIX) else {
             return Ok(None);
         };
         match prefix[0] {
@@ -114,20 +151,15 @@ impl<B, D: Decode> Requests<B, D> {
                 self.max_request
             )));
         }
-        if self.buf.len() < PREFIX + len {
-            // Room for the rest of this request only, not a doubling.
-            self.buf.reserve(PREFIX + len - self.buf.len());
-            return Ok(None);
-        }
-        let mut message = self.buf.split_to(PREFIX + len);
-        message.advance(PREFIX);
-        let request = D::decode(message.freeze())?;
-        if self.buf.is_empty() {
-            // Everything received is decoded: let the allocation go.
-            self.buf = BytesMut::new();
-        }
-        Ok(Some(request))
+        Ok((received.len() >= PREFIX + len).then_some(len))
     }
+}
+
+/// The length a gRPC message prefix at the front of `received` announces.
+fn message_len(received: &[u8]) -> Option<usize> {
+    let prefix = received.get(..PREFIX)?;
+    let len = [prefix[1], prefix[2], prefix[3], prefix[4]];
+    Some(u32::from_be_bytes(len) as usize)
 }
 
 impl<B, D> Stream for Requests<B, D>
@@ -157,6 +189,11 @@ where
                 Some(Ok(frame)) => {
                     // Trailers of a request stream carry nothing for xDS.
                     if let Ok(mut data) = frame.into_data() {
+                        if this.buf.is_empty() && this.frame.is_empty() {
+                            // A slice of the frame for `Bytes` (hyper's), a copy otherwise.
+                            this.frame = data.copy_to_bytes(data.remaining());
+                            continue;
+                        }
                         while data.has_remaining() {
                             let chunk = data.chunk();
                             let n = chunk.len();
@@ -188,6 +225,7 @@ impl<B, D> Requests<B, D> {
     /// Reads nothing more and lets the buffer go.
     fn end(&mut self) {
         self.done = true;
+        self.frame = Bytes::new();
         self.buf = BytesMut::new();
     }
 }
@@ -291,6 +329,28 @@ mod tests {
             .expect_err("cut short");
         assert_eq!(cut.code(), tonic::Code::Internal);
         assert!(requests.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_request_whole_in_one_frame_is_decoded_from_the_frames_bytes() {
+        let (a, b) = (request(1_000), request(2));
+        let mut wire = framed(&a);
+        wire.extend(framed(&b));
+        let frame = Bytes::from(wire);
+        let within = frame.as_ptr_range();
+        let frames = Frames([Ok(Frame::data(frame.clone()))].into());
+        let mut requests: Requests<Frames, SotwRequest> = Requests::new(frames, 1 << 20);
+        for expected in [a, b] {
+            let got = requests.next().await.expect("a request").expect("decodes");
+            let names = got.resource_names.as_bytes();
+            assert!(
+                within.contains(&names.as_ptr()),
+                "the names are a slice of the frame, not a copy"
+            );
+            assert_eq!(got, SotwRequest::from(expected));
+        }
+        assert!(requests.next().await.is_none());
+        assert_eq!(requests.buffered_capacity(), 0);
     }
 
     #[tokio::test]

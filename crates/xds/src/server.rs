@@ -36,6 +36,11 @@ use crate::token::{TokenAuth, bearer_token};
 /// Largest response sent (large meshes make large CDS responses); requests are bounded by
 /// [`Limits::max_request_bytes`].
 pub(crate) const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// The largest HTTP/2 frame clients may send (HTTP/2's default is 16 KiB): a SotW EDS ACK names
+/// every cluster (about 45 KB at 1,000 Services, 450 KB at 10,000) and arrives in one DATA
+/// frame, decoded from the frame's bytes instead of being gathered from several (see
+/// `request_body`). It bounds nothing more than the flow-control windows already do.
+pub(crate) const MAX_FRAME_SIZE: u32 = 1024 * 1024;
 /// Responses buffered per stream before the task waits for the client.
 const RESPONSE_BUFFER: usize = 4;
 
@@ -123,7 +128,8 @@ impl XdsServer {
 
     /// A router with ADS, CDS, EDS, LDS, RDS and CSDS: requests up to
     /// [`Limits::max_request_bytes`], responses up to 64 MiB, HTTP/2 keepalive pings every 30 s
-    /// (a peer silent for 10 s after one is dropped), [`Limits::max_streams_per_connection`].
+    /// (a peer silent for 10 s after one is dropped), [`Limits::max_streams_per_connection`],
+    /// frames from clients up to [`MAX_FRAME_SIZE`].
     pub fn router(&self) -> Router {
         let max_request = self.inner.limits.max_request_bytes;
         Server::builder()
@@ -131,6 +137,7 @@ impl XdsServer {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(self.inner.limits.max_streams_per_connection)
+            .max_frame_size(Some(MAX_FRAME_SIZE))
             .add_service(XdsService::<Ads>::new(self.clone(), max_request))
             .add_service(XdsService::<Cds>::new(self.clone(), max_request))
             .add_service(XdsService::<Eds>::new(self.clone(), max_request))

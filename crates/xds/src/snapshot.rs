@@ -27,6 +27,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::resource::{Resource, ResourceType, VersionSum};
+use crate::sotw_request::RequestNames;
 use crate::status::SubscribedNames;
 
 mod builder;
@@ -71,6 +72,9 @@ struct Shared {
     held: OnceLock<AllHeld>,
     versions: OnceLock<AllVersions>,
     names: OnceLock<SubscribedNames>,
+    /// `names` as a SotW request encodes them, in the same (sorted) order: an ACK that repeats
+    /// them is recognised with one comparison of bytes.
+    encoded_names: OnceLock<RequestNames>,
 }
 
 /// A consistent, immutable set of resources for one proxy group.
@@ -177,6 +181,15 @@ impl Snapshot {
         })
     }
 
+    /// [`Snapshot::all_names`] as a SotW request that names them all in order encodes them.
+    pub(crate) fn all_names_encoded(&self, ty: ResourceType) -> &RequestNames {
+        let types = &self.types[ty.index()];
+        types
+            .shared
+            .encoded_names
+            .get_or_init(|| RequestNames::from_names(self.all_names(ty).iter()))
+    }
+
     /// Whether a wildcard subscription gets the resource (it is not served only by name).
     pub fn in_wildcard(&self, ty: ResourceType, name: &str) -> bool {
         !self.types[ty.index()].named_only.contains(name)
@@ -248,7 +261,12 @@ impl Snapshot {
             version: sum.version(),
             sum,
             named_only: old.named_only.clone(),
-            shared: Arc::default(),
+            // The same names: streams subscribed to all of them stay on the shared set.
+            shared: Arc::new(Shared {
+                names: old.shared.names.clone(),
+                encoded_names: old.shared.encoded_names.clone(),
+                ..Shared::default()
+            }),
         });
         let types = std::array::from_fn(|i| match i == ty.index() {
             true => replaced.take().unwrap_or_default(),
@@ -330,6 +348,7 @@ mod tests {
     #[test]
     fn replaced_assignments_equal_a_whole_build() {
         let first = snapshot_with(&[("a", 8080), ("b", 8080)], &[("l", "a")]);
+        let names = first.all_names(ResourceType::Endpoint).clone();
         let whole = snapshot_with(&[("a", 8080), ("b", 9090)], &[("l", "a")]);
         let replaced = first
             .with_replaced_assignments(vec![
@@ -345,6 +364,11 @@ mod tests {
             |ty, name: &str| Arc::ptr_eq(&first.resources(ty)[name], &replaced.resources(ty)[name]);
         assert!(shared(ResourceType::Endpoint, "a") && shared(ResourceType::Cluster, "b"));
         assert!(!shared(ResourceType::Endpoint, "b"));
+        // The same names: streams subscribed to all of them keep the one set.
+        assert!(Arc::ptr_eq(
+            &names,
+            replaced.all_names(ResourceType::Endpoint)
+        ));
         let missing = first.with_replaced_assignments(vec![Encoded::load_assignment(&cla("c", 1))]);
         assert!(missing.is_none());
         let cluster = first.with_replaced_assignments(vec![Encoded::cluster(&cluster("a"))]);

@@ -371,7 +371,7 @@ impl TypeState {
     fn subscribe(&mut self, requested: &RequestNames, snapshot: Option<&Snapshot>) {
         // The common case, a request naming the same names in the same (sorted) order (every
         // ACK of a proxy in step), compares their bytes and makes no string.
-        let in_order = requested.equals(self.names.iter().map(|n| &**n));
+        let in_order = self.same_names(requested, snapshot);
         // The subscription never holds "*", so names equal to it do not either.
         let wildcard = (!in_order && requested.contains("*"))
             || (requested.is_empty() && self.ty.is_wildcard());
@@ -429,6 +429,28 @@ impl TypeState {
             self.known.to_mut().retain(|name, _| names.contains(name));
             self.quiet.forget();
         }
+    }
+
+    /// Whether `requested` names exactly the subscription, in its order. A subscription to
+    /// every name of the snapshot (a full-push Envoy's EDS) is one comparison of bytes with
+    /// the snapshot's encoding of them; a request naming those under another subscription
+    /// moves the stream onto the snapshot's set.
+    fn same_names(&mut self, requested: &RequestNames, snapshot: Option<&Snapshot>) -> bool {
+        let Some(snapshot) = snapshot else {
+            return requested.equals(self.names.iter().map(|n| &**n));
+        };
+        let all = snapshot.all_names(self.ty);
+        if Arc::ptr_eq(&self.names, all) {
+            // The encoding is canonical: other bytes are other names or another order (or a
+            // non-minimal encoding, which the slower path below the caller still accepts).
+            return requested == snapshot.all_names_encoded(self.ty);
+        }
+        let same = requested.equals(self.names.iter().map(|n| &**n));
+        if same && requested.len() == all.len() && requested == snapshot.all_names_encoded(self.ty)
+        {
+            self.names = all.clone();
+        }
+        same
     }
 
     fn wants(&self, name: &str) -> bool {

@@ -162,23 +162,30 @@ impl From<DiscoveryRequest> for SotwRequest {
 
 impl RequestNames {
     /// Encodes `names` as a request would carry them.
-    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
-        let mut raw = BytesMut::new();
+    pub fn from_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Self {
+        let (mut raw, mut len) = (BytesMut::new(), 0);
         for name in names {
             let name = name.as_ref().as_bytes();
             raw.extend_from_slice(&[NAME_KEY]);
             // Writing into a growable buffer cannot run out of room.
             let _ = encode_length_delimiter(name.len(), &mut raw);
             raw.extend_from_slice(name);
+            len += 1;
         }
         Self {
             raw: raw.freeze(),
-            len: names.len(),
+            len,
         }
     }
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The entries as encoded.
+    #[cfg(test)]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.raw
     }
 
     pub fn is_empty(&self) -> bool {

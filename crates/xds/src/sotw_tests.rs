@@ -890,3 +890,39 @@ fn streams_holding_every_resource_share_the_snapshots_maps() {
     );
     assert!(!Arc::ptr_eq(&state.names, chain[2].all_names(Endpoint)));
 }
+
+#[test]
+fn an_ack_naming_every_name_in_order_moves_the_stream_onto_the_snapshots_set() {
+    let chain = published([
+        snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
+        snapshot_with(&[("a", 9), ("b", 2)], &[("l", "a")]),
+    ]);
+    let (mut stream, _) = synced(chain[0].clone());
+    let response = only(stream.on_snapshot(chain[1].clone()));
+    assert!(!Arc::ptr_eq(
+        &stream.types[&Endpoint].names,
+        chain[1].all_names(Endpoint)
+    ));
+    // The ACK repeats the names: equal to the new snapshot's encoding, so the stream takes
+    // that set (and later ACKs are one comparison of bytes).
+    let out = stream.on_request(ack(Endpoint, &["a", "b"], &response));
+    assert!(out.responses.is_empty(), "{out:?}");
+    assert!(Arc::ptr_eq(
+        &stream.types[&Endpoint].names,
+        chain[1].all_names(Endpoint)
+    ));
+    assert_eq!(
+        chain[1].all_names_encoded(Endpoint),
+        &RequestNames::from_names(["a", "b"])
+    );
+    // The same names in another order are the same subscription: nothing to answer.
+    let out = stream.on_request(request(Endpoint, &["b", "a"], "", ""));
+    assert!(out.responses.is_empty(), "{out:?}");
+    // Other names are a new subscription, even on the fast path's set.
+    let out = stream.on_request(request(Endpoint, &["a"], "", ""));
+    assert_eq!(out.responses.len(), 1, "{out:?}");
+    assert!(!Arc::ptr_eq(
+        &stream.types[&Endpoint].names,
+        chain[1].all_names(Endpoint)
+    ));
+}
