@@ -182,6 +182,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(mut cli: Cli) -> Result<(), BenchError> {
     raise_fd_limit();
+    no_huge_pages();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     if cli.quick {
         (cli.services, cli.endpoints, cli.runs) = (200, 2_000, 1);
@@ -435,6 +436,17 @@ fn raise_fd_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => eprintln!("open-file limit: {limit}"),
         Err(e) => eprintln!("could not raise the open-file limit: {e}"),
+    }
+}
+
+/// Turns transparent huge pages off for the bench, as `portolan serve` does for itself: the
+/// simulated proxies receive and free about 1 MB per proxy in a connect storm, and with huge
+/// pages more than half of their CPU went to the kernel zeroing 2 MiB pages (`clear_page_erms`
+/// in `perf`), CPU taken from Portolan on the same cores. Inherited by what the bench starts
+/// (Portolan turns them off anyway; Envoy in S7 gets no huge pages either).
+fn no_huge_pages() {
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("could not turn transparent huge pages off: {e}");
     }
 }
 

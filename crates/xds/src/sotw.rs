@@ -654,7 +654,7 @@ impl TypeState {
             }
             Arc::new(target)
         };
-        let version = if every {
+        let version = if every || all_names {
             // Every resource of the type: the snapshot's own aggregate of the same pairs.
             snapshot.version(self.ty).to_string()
         } else {
@@ -694,10 +694,13 @@ impl TypeState {
     /// By-name types: whether any wanted resource of the snapshot is new to the client, and the
     /// running version of the wanted resources.
     fn scan(&self, snapshot: &Snapshot) -> (bool, VersionSum) {
-        if self.wildcard {
+        if self.wildcard || Arc::ptr_eq(&self.names, snapshot.all_names(self.ty)) {
+            // Every resource of the type (a wildcard, or a subscription to the snapshot's own
+            // set of names): its aggregate, and nothing new if the client holds them all.
             let all = snapshot.resources(self.ty);
+            let holds_all = self.known.is_full(snapshot.version(self.ty));
             return (
-                all.values().any(|r| self.is_new(r)),
+                !holds_all && all.values().any(|r| self.is_new(r)),
                 snapshot.version_sum(self.ty),
             );
         }
