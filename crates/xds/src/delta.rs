@@ -53,7 +53,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use crate::resource::{Resource, ResourceType};
 use crate::response::DeltaResponse;
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::{self, AllVersions, Snapshot};
 use crate::status::{Nack, SubscribedNames, TypeStatus};
 use crate::stream::{
     Held, Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, mentions,
@@ -106,12 +106,37 @@ struct TypeState {
 struct Pending {
     nonce: String,
     version: String,
-    /// (name, version held before, version sent; `None` for a removal).
-    changes: Vec<Change>,
+    sent: Sent,
+}
+
+/// What a pending response changed for the client.
+#[derive(Debug)]
+enum Sent {
+    /// Each change.
+    Changes(Vec<Change>),
+    /// A first sync of every resource: each name of the snapshot's shared map, held before
+    /// at no version, sent at its version there. No list of the stream's own (at 1,000
+    /// Services, 48 KB per type and stream until the ACK).
+    All(AllVersions),
 }
 
 /// (name, version held before, version sent; `None` for a removal).
 type Change = (Arc<str>, Option<Arc<str>>, Option<Arc<str>>);
+
+// === impl Sent ===
+
+impl Sent {
+    /// The changes, one by one.
+    fn iter(&self) -> Box<dyn Iterator<Item = Change> + '_> {
+        match self {
+            Sent::Changes(changes) => Box::new(changes.iter().cloned()),
+            Sent::All(all) => Box::new(
+                all.iter()
+                    .map(|(name, version)| (name.clone(), None, Some(version.clone()))),
+            ),
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Plan {
@@ -357,14 +382,21 @@ impl TypeState {
     }
 
     fn ack(&mut self, pending: Pending) {
-        for (name, _, sent) in &pending.changes {
-            if sent.is_some() && self.nacked.remove(&**name).is_some() {
+        if !self.nacked.is_empty() {
+            self.forget_rejections(&pending.sent);
+        }
+        self.acked_version = Some(pending.version);
+    }
+
+    /// Rejected versions the client now accepted.
+    fn forget_rejections(&mut self, sent: &Sent) {
+        for (name, _, sent) in sent.iter() {
+            if sent.is_some() && self.nacked.remove(&*name).is_some() {
                 // What the client rejected before is new to it again.
                 self.quiet.forget();
                 self.synced.forget();
             }
         }
-        self.acked_version = Some(pending.version);
     }
 
     /// The client kept what it had: restore it and remember the rejected versions.
@@ -374,10 +406,10 @@ impl TypeState {
         // As SotW does: when the message names some of the response's resources, only those
         // are rejected and the others go out again; otherwise all of them are.
         let named = pending
-            .changes
+            .sent
             .iter()
-            .any(|(name, _, sent)| sent.is_some() && mentions(message, name));
-        for (name, before, sent) in pending.changes {
+            .any(|(name, _, sent)| sent.is_some() && mentions(message, &name));
+        for (name, before, sent) in pending.sent.iter() {
             let Some(sent) = sent else {
                 continue; // removals are taken as done
             };
@@ -589,26 +621,20 @@ impl TypeState {
     /// Records the plan as sent and builds the response (sharing the plan's resources).
     fn commit(&mut self, plan: Plan, nonce: String, snapshot: &Snapshot) -> DeltaResponse {
         let version = snapshot.version(self.ty);
-        let mut changes = Vec::new();
-        for resource in &plan.upserts {
-            let (name, sent) = (resource.shared_name(), resource.shared_version());
-            let before = self.client.get(name).cloned();
-            changes.push((name.clone(), before, Some(sent.clone())));
-        }
-        for name in &plan.removed {
-            let name: Arc<str> = Arc::from(name.as_str());
-            let before = self.client.get(&name).cloned();
-            changes.push((name, before, None));
-        }
         // A first sync of every resource (the client held nothing, rejected nothing, and gets
         // as many resources as the type has: all of them) holds the snapshot's map at once,
-        // without building a map of its own first.
+        // without building a map or a list of changes of its own first.
         let all = snapshot.all_versions(self.ty);
         let takes_all = !plan.from_changes
             && self.client.is_empty()
             && self.nacked.is_empty()
             && plan.removed.is_empty()
             && plan.upserts.len() == all.len();
+        let changes = if takes_all {
+            Vec::new()
+        } else {
+            self.changes(&plan)
+        };
         if plan.whole || takes_all {
             self.client.share(all, version);
         } else {
@@ -638,10 +664,14 @@ impl TypeState {
         self.needs_answer = false;
         self.quiet.forget();
         self.sent_version = Some(version.to_string());
+        let sent = match takes_all {
+            true => Sent::All(all.clone()),
+            false => Sent::Changes(changes),
+        };
         self.pending.push_back(Pending {
             nonce: nonce.clone(),
             version: version.to_string(),
-            changes,
+            sent,
         });
         while self.pending.len() > MAX_PENDING {
             self.pending.pop_front();
@@ -654,6 +684,22 @@ impl TypeState {
             removed_resources: plan.removed,
             nonce,
         }
+    }
+
+    /// What `plan` changes for the client: (name, version held before, version sent).
+    fn changes(&self, plan: &Plan) -> Vec<Change> {
+        let mut changes = Vec::with_capacity(plan.upserts.len() + plan.removed.len());
+        for resource in &plan.upserts {
+            let (name, sent) = (resource.shared_name(), resource.shared_version());
+            let before = self.client.get(name).cloned();
+            changes.push((name.clone(), before, Some(sent.clone())));
+        }
+        for name in &plan.removed {
+            let name: Arc<str> = Arc::from(name.as_str());
+            let before = self.client.get(&name).cloned();
+            changes.push((name, before, None));
+        }
+        changes
     }
 
     fn status(&self) -> TypeStatus {

@@ -718,6 +718,9 @@ fn a_nack_naming_one_cluster_resends_the_others_at_once() {
     stream.on_snapshot(Arc::new(snapshot_with(&[("api", 1), ("api-v2", 2)], &[])));
     let first = only(stream.on_request(subscribe(Cluster, &[])));
     assert_eq!(names(&first), ["api", "api-v2"]);
+    // A first sync of every resource keeps no list of its own until it is answered.
+    let pending = stream.types[&Cluster].pending.back().map(|p| &p.sent);
+    assert!(matches!(pending, Some(Sent::All(_))), "{pending:?}");
     let mut refusal = nack(&first);
     if let Some(status) = refusal.error_detail.as_mut() {
         status.message = "cluster 'api-v2': bad".into();

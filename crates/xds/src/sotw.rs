@@ -114,8 +114,36 @@ struct Sent {
     nonce: String,
     version: String,
     /// What `known` held before this response, to restore on NACK.
-    previous: Vec<(Name, Option<Arc<Resource>>)>,
+    previous: Previous,
     answered: bool,
+}
+
+/// What the client held before a response, of the names it changed.
+#[derive(Debug)]
+enum Previous {
+    /// Each name, and what the client held of it.
+    Each(Vec<(Name, Option<Arc<Resource>>)>),
+    /// A first sync: the client held none of the names of this map (the snapshot's own, so
+    /// the stream keeps no list of its own until the ACK: 24 KB per type at 1,000 Services).
+    Nothing(Arc<BTreeMap<Name, Arc<Resource>>>),
+}
+
+// === impl Previous ===
+
+impl Previous {
+    fn names(&self) -> Box<dyn Iterator<Item = &Name> + '_> {
+        match self {
+            Previous::Each(each) => Box::new(each.iter().map(|(name, _)| name)),
+            Previous::Nothing(map) => Box::new(map.keys()),
+        }
+    }
+
+    fn into_vec(self) -> Vec<(Name, Option<Arc<Resource>>)> {
+        match self {
+            Previous::Each(each) => each,
+            Previous::Nothing(map) => map.keys().map(|name| (name.clone(), None)).collect(),
+        }
+    }
 }
 
 /// A response about to be sent.
@@ -319,7 +347,7 @@ impl TypeState {
             None => {
                 self.acked_version = Some(last.version.clone());
                 // Accepted: the copy kept for restoring on a NACK is no longer needed.
-                last.previous = Vec::new();
+                last.previous = Previous::Each(Vec::new());
                 Answer::Ack(nonce)
             }
             Some(error) => {
@@ -347,12 +375,13 @@ impl TypeState {
             self.nacked_version = Some(last.version.clone());
         }
         let named = !self.ty.is_wildcard()
-            && last.previous.iter().any(|(name, _)| {
+            && last.previous.names().any(|name| {
                 self.known
                     .get(name)
                     .is_some_and(|resource| blames(message, resource))
             });
-        for (name, previous) in last.previous.drain(..) {
+        let previous = std::mem::replace(&mut last.previous, Previous::Each(Vec::new()));
+        for (name, previous) in previous.into_vec() {
             if let Some(rejected) = self.known.get(&name)
                 && (!named || blames(message, rejected))
             {
@@ -748,18 +777,26 @@ impl TypeState {
             {
                 // Every resource: what was not sent, the client holds at that version already
                 // (it rejected nothing), so it will hold the snapshot's map itself.
-                let gone = self.known.keys().filter(|n| !target.contains_key(*n));
-                let previous = self.held_before(gone.cloned().collect(), &resources);
+                let previous = if self.known.is_empty() && resources.len() == target.len() {
+                    Previous::Nothing(target.clone())
+                } else {
+                    let gone = self.known.keys().filter(|n| !target.contains_key(*n));
+                    Previous::Each(self.held_before(gone.cloned().collect(), &resources))
+                };
                 self.known.share(&target, snapshot.version(self.ty));
                 previous
             }
             Target::All(target) => {
-                let previous = if self.ty.is_wildcard() {
-                    self.hold_exactly(target)
+                let previous = if self.ty.is_wildcard() && self.known.is_empty() {
+                    let previous = Previous::Nothing(target.clone());
+                    self.known = Held::own_shared(target);
+                    previous
+                } else if self.ty.is_wildcard() {
+                    Previous::Each(self.hold_exactly(target))
                 } else {
                     let gone = self.known.keys().filter(|n| !target.contains_key(*n));
                     let gone: Vec<Name> = gone.cloned().collect();
-                    self.hold_also(gone, &resources)
+                    Previous::Each(self.hold_also(gone, &resources))
                 };
                 let (all, all_version) = (snapshot.all_held(self.ty), snapshot.version(self.ty));
                 self.known
@@ -767,13 +804,14 @@ impl TypeState {
                 previous
             }
             Target::Changes { whole: true } => {
-                let previous = self.held_before(stale.into_iter().collect(), &resources);
+                let previous =
+                    Previous::Each(self.held_before(stale.into_iter().collect(), &resources));
                 self.known
                     .share(snapshot.all_held(self.ty), snapshot.version(self.ty));
                 previous
             }
             Target::Changes { whole: false } => {
-                self.hold_also(stale.into_iter().collect(), &resources)
+                Previous::Each(self.hold_also(stale.into_iter().collect(), &resources))
             }
         };
         self.needs_answer = false;

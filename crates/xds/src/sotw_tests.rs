@@ -799,6 +799,12 @@ fn a_nack_quoting_a_value_blames_the_resource_that_holds_it() {
     )));
     let names = ["r1", "r2"];
     let first = only(stream.on_request(request(Route, &names, "", "")));
+    // A first sync of every name keeps no list of its own for the NACK.
+    let previous = stream.types[&Route].last.as_ref().map(|l| &l.previous);
+    assert!(
+        matches!(previous, Some(Previous::Nothing(_))),
+        "{previous:?}"
+    );
     // Envoy's text names no route configuration, only the value it refused (as for a regex).
     let message = "cluster 'bbbb' is refused here";
     let resent = only(stream.on_request(nack_saying(Route, &names, &first, message)));
