@@ -143,14 +143,24 @@ async fn a_missing_directory_fails_the_initial_scan() {
 /// A settle far longer than the test's wait: only a change known complete is read in time.
 const LONG_SETTLE: Duration = Duration::from_secs(120);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_closed_by_its_writer_is_read_without_the_settle() {
+/// A source on an empty directory with [`LONG_SETTLE`], its initial scan received.
+async fn watching_with_a_long_settle() -> (
+    tempfile::TempDir,
+    support::Reported,
+    tokio::task::JoinHandle<Result<(), portolan_files::FilesError>>,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (sink, mut reported) = ChannelSink::new();
-    let rx = &mut reported.changes;
     let source = FileSource::new(dir.path()).with_settle(LONG_SETTLE);
     let task = tokio::spawn(source.run(sink));
-    recv_until(rx, |_| true).await;
+    recv_until(&mut reported.changes, |_| true).await;
+    (dir, reported, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_closed_by_its_writer_is_read_without_the_settle() {
+    let (dir, mut reported, task) = watching_with_a_long_settle().await;
+    let rx = &mut reported.changes;
 
     // Written and closed (std::fs::write): complete, read at once, not after 120 s.
     std::fs::write(dir.path().join("a.yaml"), service("a", 80)).expect("write");
@@ -170,12 +180,8 @@ async fn a_file_closed_by_its_writer_is_read_without_the_settle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_still_open_for_writing_is_read_once_its_writer_closes_it() {
     use std::io::Write;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (sink, mut reported) = ChannelSink::new();
+    let (dir, mut reported, task) = watching_with_a_long_settle().await;
     let rx = &mut reported.changes;
-    let source = FileSource::new(dir.path()).with_settle(LONG_SETTLE);
-    let task = tokio::spawn(source.run(sink));
-    recv_until(rx, |_| true).await;
 
     // Half a document, then a pause longer than the default settle, then the rest: the
     // half is never read (it would be an invalid document or a Service without its ports).

@@ -158,7 +158,7 @@ fn what_prost_refuses_is_refused() {
 
 #[test]
 fn names_compare_by_their_bytes() {
-    let names = RequestNames::from_names(&["a", "bc", "*"]);
+    let names = RequestNames::from_names(["a", "bc", "*"]);
     assert!(names.equals(["a", "bc", "*"].into_iter()));
     assert!(!names.equals(["a", "bc"].into_iter()));
     assert!(!names.equals(["a", "bd", "*"].into_iter()));
