@@ -404,7 +404,17 @@ impl TypeState {
         // The subscription never holds "*", so names equal to it do not either.
         let wildcard = (!in_order && requested.contains("*"))
             || (requested.is_empty() && self.ty.is_wildcard());
-        let changed = (!in_order)
+        // A new subscription to every name of the snapshot in its order (Envoy's EDS request
+        // once it holds the clusters): the snapshot's set, found with one comparison of bytes.
+        let every = (!in_order)
+            .then_some(snapshot)
+            .flatten()
+            .filter(|s| {
+                requested.len() == s.all_names(self.ty).len()
+                    && requested == s.all_names_encoded(self.ty)
+            })
+            .map(|s| s.all_names(self.ty).clone());
+        let changed = (!in_order && every.is_none())
             .then(|| {
                 let wanted: BTreeSet<Cow<'_, str>> =
                     requested.iter().filter(|n| *n != "*").collect();
@@ -416,14 +426,16 @@ impl TypeState {
                 (!same).then_some(wanted)
             })
             .flatten();
-        let resubscribed = wildcard != self.wildcard || changed.is_some();
+        let resubscribed = wildcard != self.wildcard || changed.is_some() || every.is_some();
         if resubscribed {
             self.needs_answer = true;
             self.quiet.forget();
             self.synced.forget();
         }
         self.wildcard = wildcard;
-        if let Some(wanted) = changed {
+        if let Some(all) = every {
+            self.names = all;
+        } else if let Some(wanted) = changed {
             // Every name of the type (Envoy's EDS subscription: all of its clusters): the one
             // set the snapshot keeps for every stream that asks so.
             let all = snapshot.map(|s| s.all_names(self.ty)).filter(|all| {
