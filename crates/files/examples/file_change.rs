@@ -43,8 +43,7 @@ fn main() {
     let services = args.first().copied().unwrap_or(10_000);
     let rounds = args.get(1).copied().unwrap_or(10);
     let settle = Duration::from_millis(args.get(2).copied().unwrap_or(50) as u64);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    tree::write_world(tmp.path(), services);
+    let tmp = tree::world(services);
 
     // The full rescan alone.
     let mut source = FileSource::new(tmp.path());

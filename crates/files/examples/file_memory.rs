@@ -37,8 +37,7 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("a number"))
         .unwrap_or(10_000);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    tree::write_world(tmp.path(), services);
+    let tmp = tree::world(services);
 
     // FILE_MEMORY_PROFILE=1: keep only the files source alive at the end and write
     // dhat-heap.json, whose end-of-run bytes per allocation site show where it goes.

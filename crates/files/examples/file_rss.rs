@@ -33,8 +33,7 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("a number"))
         .unwrap_or(10_000);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    tree::write_world(tmp.path(), services);
+    let tmp = tree::world(services);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let base = anon_mib();
     let mut source = FileSource::new(tmp.path());

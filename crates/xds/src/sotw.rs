@@ -410,7 +410,10 @@ impl TypeState {
             .then_some(snapshot)
             .flatten()
             .filter(|s| {
-                requested.len() == s.all_names(self.ty).len()
+                let all = s.all_names(self.ty);
+                // On the snapshot's set, `same_names` compared these bytes already.
+                !Arc::ptr_eq(&self.names, all)
+                    && requested.len() == all.len()
                     && requested == s.all_names_encoded(self.ty)
             })
             .map(|s| s.all_names(self.ty).clone());

@@ -17,30 +17,16 @@ async fn serve_runs_without_transparent_huge_pages_unless_asked_for() -> anyhow:
     let config = ConfigDir::new()?;
     config.write("svc.yaml", &service_yaml("default", "web", 80))?;
 
-    let default = Portolan::start_with_env(
-        bin(),
-        &config,
-        Ports::free(),
-        &[],
-        &[("MIMALLOC_ALLOW_THP", "")],
-    )
-    .await?;
-    assert!(
-        !thp_enabled(pid(&default)?)?,
-        "serve should turn transparent huge pages off"
-    );
-
-    let asked = Portolan::start_with_env(
-        bin(),
-        &config,
-        Ports::free(),
-        &[],
-        &[("MIMALLOC_ALLOW_THP", "1")],
-    )
-    .await?;
-    assert!(
-        thp_enabled(pid(&asked)?)?,
-        "MIMALLOC_ALLOW_THP=1 should keep transparent huge pages on"
-    );
+    // (MIMALLOC_ALLOW_THP, huge pages on): unset turns them off, 1 keeps them.
+    for (allow, on) in [("", false), ("1", true)] {
+        let env = [("MIMALLOC_ALLOW_THP", allow)];
+        let portolan = Portolan::start_with_env(bin(), &config, Ports::free(), &[], &env).await?;
+        assert_eq!(
+            thp_enabled(pid(&portolan)?)?,
+            on,
+            "MIMALLOC_ALLOW_THP={allow:?}: transparent huge pages should be {}",
+            if on { "on" } else { "off" }
+        );
+    }
     Ok(())
 }

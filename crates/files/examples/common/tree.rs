@@ -20,8 +20,15 @@ pub fn manifest(i: usize, round: usize) -> String {
     s
 }
 
+/// A temporary directory holding the tree of `services` files.
+pub fn world(services: usize) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write_world(tmp.path(), services);
+    tmp
+}
+
 /// Writes the tree of `services` files under `dir`.
-pub fn write_world(dir: &Path, services: usize) {
+fn write_world(dir: &Path, services: usize) {
     for i in 0..services {
         let sub = dir.join(format!("ns-{}", i % 10));
         std::fs::create_dir_all(&sub).expect("mkdir");
