@@ -30,7 +30,7 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use crate::delta::DeltaStream;
-use crate::request_body::Requests;
+use crate::request_body::requests;
 use crate::resource::ResourceType;
 use crate::response_body::streaming_response;
 use crate::server::{MAX_MESSAGE_SIZE, XdsServer};
@@ -190,7 +190,7 @@ where
 }
 
 impl<A: Api> XdsService<A> {
-    /// Starts a stream run by machine `M`: requests are decoded by [`Requests`] (no buffer kept
+    /// Starts a stream run by machine `M`: requests are decoded by [`requests`] (no buffer kept
     /// between them), responses framed by [`streaming_response`] (bounded chunks, none kept
     /// while idle).
     fn stream<M, B>(&self, request: http::Request<B>) -> http::Response<tonic::body::Body>
@@ -203,7 +203,7 @@ impl<A: Api> XdsService<A> {
             return status.into_http();
         }
         let (parts, body) = request.into_parts();
-        let requests = Requests::<B, M::Request>::new(body, self.max_request);
+        let requests = requests::<B, M::Request>(body, self.max_request);
         let request = Request::from_http(http::Request::from_parts(parts, requests));
         match self.server.start::<M, _>(A::SERVES, request) {
             Ok(responses) => streaming_response(responses, MAX_MESSAGE_SIZE),

@@ -762,6 +762,20 @@ async fn bearer_tokens_prove_identities_over_grpc_and_refusals_are_counted() {
         let series = format!("xds_auth_refusals_total{{reason=\"{reason}\"}} 1");
         assert!(text.contains(&series), "{series} in\n{text}");
     }
+
+    // The simulated client (its own gRPC framing) reports the refusal's status.
+    let first = sotw_request(Cluster, &[], None);
+    let refused = match SotwStream::ads(channel(addr, None).await, first).await {
+        Ok(mut stream) => stream.recv(WAIT).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match refused {
+        Err(ClientError::Status(status)) => {
+            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+            assert!(status.message().starts_with("missing: "), "{status:?}");
+        }
+        other => panic!("refused with a status: {other:?}"),
+    }
 }
 
 /// Token "good" of shop/web, valid, then unverifiable (the API cannot be asked), then revoked;
