@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes};
+use bytes::BufMut;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryResponse, DiscoveryResponse, Resource as WireResource,
 };
@@ -39,8 +39,12 @@ pub trait Encode {
     fn parts(&self) -> usize;
 
     /// Part `i` (below [`Encode::parts`]): writes the bytes before its body into `head` and
-    /// those after it into `tail`, and returns the body (shared, not copied).
-    fn part(&self, i: usize, head: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Bytes, EncodeError>;
+    /// those after it into `tail`.
+    fn part(&self, i: usize, head: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<(), EncodeError>;
+
+    /// The body of part `i`: a resource's encoded bytes (the snapshot's, borrowed: no count of
+    /// references is touched per stream), or nothing.
+    fn body(&self, i: usize) -> &[u8];
 
     /// Writes the whole protobuf encoding (no length prefix), `encoded_len` bytes.
     fn encode_raw(&self, buf: &mut impl BufMut) -> Result<(), EncodeError> {
@@ -48,9 +52,9 @@ pub trait Encode {
         for i in 0..self.parts() {
             head.clear();
             tail.clear();
-            let body = self.part(i, &mut head, &mut tail)?;
+            self.part(i, &mut head, &mut tail)?;
             buf.put_slice(&head);
-            buf.put_slice(&body);
+            buf.put_slice(self.body(i));
             buf.put_slice(&tail);
         }
         Ok(())
@@ -61,8 +65,9 @@ pub trait Encode {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SotwResponse {
     pub version_info: String,
-    /// The snapshot's resources, in the order sent.
-    pub resources: Vec<Arc<Resource>>,
+    /// The snapshot's resources, in the order sent (a first sync of every resource shares the
+    /// snapshot's own list).
+    pub resources: Arc<[Arc<Resource>]>,
     pub ty: ResourceType,
     pub nonce: String,
 }
@@ -132,18 +137,20 @@ impl Encode for SotwResponse {
         self.resources.len() + 2
     }
 
-    fn part(&self, i: usize, head: &mut Vec<u8>, _: &mut Vec<u8>) -> Result<Bytes, EncodeError> {
+    fn part(&self, i: usize, head: &mut Vec<u8>, _: &mut Vec<u8>) -> Result<(), EncodeError> {
         if i == 0 {
-            put_string(head, sotw_tag::VERSION_INFO, &self.version_info)?;
-            return Ok(Bytes::new());
+            return put_string(head, sotw_tag::VERSION_INFO, &self.version_info);
         }
         if let Some(resource) = self.resources.get(i - 1) {
-            put_any_head(head, sotw_tag::RESOURCES, resource)?;
-            return Ok(resource.value().clone());
+            return put_any_head(head, sotw_tag::RESOURCES, resource);
         }
         put_string(head, sotw_tag::TYPE_URL, self.ty.type_url())?;
-        put_string(head, sotw_tag::NONCE, &self.nonce)?;
-        Ok(Bytes::new())
+        put_string(head, sotw_tag::NONCE, &self.nonce)
+    }
+
+    fn body(&self, i: usize) -> &[u8] {
+        let resource = i.checked_sub(1).and_then(|i| self.resources.get(i));
+        resource.map_or(&[], |r| r.value())
     }
 }
 
@@ -212,14 +219,13 @@ impl Encode for DeltaResponse {
         self.resources.len() + self.absent.len() + 2 + self.removed_resources.len()
     }
 
-    fn part(&self, i: usize, head: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Bytes, EncodeError> {
+    fn part(&self, i: usize, head: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<(), EncodeError> {
         if i == 0 {
-            put_string(
+            return put_string(
                 head,
                 delta_tag::SYSTEM_VERSION_INFO,
                 &self.system_version_info,
-            )?;
-            return Ok(Bytes::new());
+            );
         }
         let i = i - 1;
         if let Some(resource) = self.resources.get(i) {
@@ -230,14 +236,13 @@ impl Encode for DeltaResponse {
             if self.aliased() {
                 put_string_field(tail, resource_tag::ALIASES, resource.name())?;
             }
-            return Ok(resource.value().clone());
+            return Ok(());
         }
         let i = i - self.resources.len();
         if let Some(name) = self.absent.get(i) {
             put_header(head, delta_tag::RESOURCES, absent_len(name))?;
             put_string(head, resource_tag::NAME, name)?;
-            put_string_field(head, resource_tag::ALIASES, name)?;
-            return Ok(Bytes::new());
+            return put_string_field(head, resource_tag::ALIASES, name);
         }
         let i = i - self.absent.len();
         if i == 0 {
@@ -246,7 +251,12 @@ impl Encode for DeltaResponse {
         } else if let Some(name) = self.removed_resources.get(i - 1) {
             put_string_field(head, delta_tag::REMOVED_RESOURCES, name)?;
         }
-        Ok(Bytes::new())
+        Ok(())
+    }
+
+    fn body(&self, i: usize) -> &[u8] {
+        let resource = i.checked_sub(1).and_then(|i| self.resources.get(i));
+        resource.map_or(&[], |r| r.value())
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{BufMut, Bytes};
 use futures::Stream;
 use futures::task::AtomicWaker;
 use http_body::{Body, Frame};
@@ -156,10 +156,12 @@ struct Writing<M> {
     left: usize,
     /// The next part to open.
     next: usize,
-    /// The open part: the bytes before its body (the prefix, at first), its body, the bytes
-    /// after it; each consumed as it is written. `head` and `tail` are reused for every part.
+    /// The open part (`next - 1`): the bytes before its body (the prefix, at first), its body
+    /// (borrowed from the message when copied out), the bytes after it; each consumed as it is
+    /// written. `head` and `tail` are reused for every part.
     head: Scratch,
-    body: Bytes,
+    /// How much of the open part's body is written out.
+    body_at: usize,
     tail: Scratch,
 }
 
@@ -206,7 +208,7 @@ impl<M: Encode> Writing<M> {
             left: PREFIX + len,
             next: 0,
             head,
-            body: Bytes::new(),
+            body_at: 0,
             tail: Scratch::default(),
         })
     }
@@ -225,10 +227,11 @@ impl<M: Encode> Writing<M> {
                 let n = room.min(self.head.rest().len());
                 buf.put_slice(&self.head.rest()[..n]);
                 self.head.at += n;
-            } else if !self.body.is_empty() {
-                let n = room.min(self.body.len());
-                buf.put_slice(&self.body[..n]);
-                self.body.advance(n);
+            } else if !self.body_rest().is_empty() {
+                let rest = self.body_rest();
+                let n = room.min(rest.len());
+                buf.put_slice(&rest[..n]);
+                self.body_at += n;
             } else if !self.tail.rest().is_empty() {
                 let n = room.min(self.tail.rest().len());
                 buf.put_slice(&self.tail.rest()[..n]);
@@ -244,15 +247,23 @@ impl<M: Encode> Writing<M> {
         Ok(buf)
     }
 
+    /// What is left to write of the open part's body.
+    fn body_rest(&self) -> &[u8] {
+        match self.next.checked_sub(1) {
+            Some(open) => &self.message.body(open)[self.body_at..],
+            None => &[],
+        }
+    }
+
     /// Opens the next part; false when there is none.
     fn open_next(&mut self) -> Result<bool, Status> {
         if self.next == self.message.parts() {
             return Ok(false);
         }
-        self.body = self
-            .message
+        self.message
             .part(self.next, self.head.reset(), self.tail.reset())
             .map_err(|e| Status::internal(format!("encoding a response: {e}")))?;
+        self.body_at = 0;
         self.next += 1;
         Ok(true)
     }
@@ -260,8 +271,9 @@ impl<M: Encode> Writing<M> {
     /// Whether bytes are left once `left` says the message is written (a bug).
     fn has_more(&mut self) -> Result<bool, Status> {
         loop {
-            let written =
-                self.head.rest().is_empty() && self.body.is_empty() && self.tail.rest().is_empty();
+            let written = self.head.rest().is_empty()
+                && self.body_rest().is_empty()
+                && self.tail.rest().is_empty();
             if !written {
                 return Ok(true);
             }

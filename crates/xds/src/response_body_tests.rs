@@ -16,7 +16,7 @@ fn resource(ty: ResourceType, name: &str, len: usize) -> Arc<Resource> {
 fn response(version: &str) -> SotwResponse {
     SotwResponse {
         version_info: version.to_string(),
-        resources: vec![resource(ResourceType::Endpoint, "a", 200)],
+        resources: vec![resource(ResourceType::Endpoint, "a", 200)].into(),
         ty: ResourceType::Endpoint,
         nonce: "1".to_string(),
     }
@@ -30,7 +30,7 @@ fn big_sotw(count: usize, len: usize, big: usize) -> SotwResponse {
     resources.insert(count / 2, resource(ResourceType::Cluster, "big", big));
     SotwResponse {
         version_info: "0123456789abcdef".into(),
-        resources,
+        resources: resources.into(),
         ty: ResourceType::Cluster,
         nonce: "9".into(),
     }
@@ -136,9 +136,12 @@ impl Encode for Lying {
     fn parts(&self) -> usize {
         1
     }
-    fn part(&self, _: usize, head: &mut Vec<u8>, _: &mut Vec<u8>) -> Result<Bytes, EncodeError> {
+    fn part(&self, _: usize, head: &mut Vec<u8>, _: &mut Vec<u8>) -> Result<(), EncodeError> {
         head.resize(self.written, 1);
-        Ok(Bytes::new())
+        Ok(())
+    }
+    fn body(&self, _: usize) -> &[u8] {
+        &[]
     }
 }
 

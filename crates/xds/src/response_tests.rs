@@ -29,20 +29,20 @@ const SIZES: [usize; 9] = [0, 1, 126, 127, 128, 16_383, 16_384, 70_000, 2_097_15
 fn sotw_responses_encode_as_prost_does() {
     let empty = SotwResponse {
         version_info: String::new(),
-        resources: Vec::new(),
+        resources: Vec::new().into(),
         ty: ResourceType::Cluster,
         nonce: String::new(),
     };
     assert_wire_equal::<_, DiscoveryResponse>(empty.clone());
     for ty in ResourceType::SERVED {
-        let resources = SIZES
+        let resources: Vec<_> = SIZES
             .iter()
             .enumerate()
             .map(|(i, len)| resource(ty, &format!("r{i}"), *len))
             .collect();
         assert_wire_equal::<_, DiscoveryResponse>(SotwResponse {
             version_info: "0123456789abcdef".into(),
-            resources,
+            resources: resources.into(),
             ty,
             nonce: "42".into(),
         });
@@ -50,7 +50,7 @@ fn sotw_responses_encode_as_prost_does() {
     for len in SIZES {
         assert_wire_equal::<_, DiscoveryResponse>(SotwResponse {
             version_info: "v".repeat(len.min(300)),
-            resources: vec![resource(ResourceType::Endpoint, "", len)],
+            resources: vec![resource(ResourceType::Endpoint, "", len)].into(),
             nonce: "n".repeat(len.min(200)),
             ..empty.clone()
         });
@@ -105,7 +105,7 @@ fn real_resources_round_trip_through_prost() {
     let cluster = Arc::new(Resource::encode(ResourceType::Cluster, "a", &cluster("a")));
     let response = SotwResponse {
         version_info: "1".into(),
-        resources: vec![cluster.clone()],
+        resources: vec![cluster.clone()].into(),
         ty: ResourceType::Cluster,
         nonce: "1".into(),
     };

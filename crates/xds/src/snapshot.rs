@@ -60,6 +60,9 @@ struct TypeResources {
 /// Every resource of a type by its shared name: what a SotW stream holds once it sent them all.
 pub(crate) type AllHeld = Arc<BTreeMap<Arc<str>, Arc<Resource>>>;
 
+/// Every resource of a type in name order: what a SotW response that carries them all sends.
+pub(crate) type AllListed = Arc<[Arc<Resource>]>;
+
 /// Every resource's version by its shared name: what a Delta stream holds once it sent them all.
 pub(crate) type AllVersions = Arc<BTreeMap<Arc<str>, Arc<str>>>;
 
@@ -70,6 +73,7 @@ pub(crate) type AllVersions = Arc<BTreeMap<Arc<str>, Arc<str>>>;
 #[derive(Debug, Default)]
 struct Shared {
     held: OnceLock<AllHeld>,
+    listed: OnceLock<AllListed>,
     versions: OnceLock<AllVersions>,
     names: OnceLock<SubscribedNames>,
     /// `names` as a SotW request encodes them, in the same (sorted) order: an ACK that repeats
@@ -159,6 +163,16 @@ impl Snapshot {
             let all = types.resources.values();
             Arc::new(all.map(|r| (r.shared_name().clone(), r.clone())).collect())
         })
+    }
+
+    /// Every resource of `ty` in name order, one list for every response that sends them all
+    /// (a first sync), instead of a list of its own per stream.
+    pub(crate) fn all_listed(&self, ty: ResourceType) -> &AllListed {
+        let types = &self.types[ty.index()];
+        types
+            .shared
+            .listed
+            .get_or_init(|| types.resources.values().cloned().collect())
     }
 
     /// Every resource version of `ty` by its shared name, one map for every stream that holds

@@ -150,7 +150,7 @@ impl Previous {
 #[derive(Debug)]
 struct Plan {
     version: String,
-    resources: Vec<Arc<Resource>>,
+    resources: Arc<[Arc<Resource>]>,
     target: Target,
 }
 
@@ -652,7 +652,7 @@ impl TypeState {
         }
         Some((!resources.is_empty()).then(|| Plan {
             version: self.sum.version(),
-            resources,
+            resources: resources.into(),
             target: Target::Changes { whole },
         }))
     }
@@ -708,11 +708,19 @@ impl TypeState {
             }
             sum.version()
         };
-        let resources = if self.ty.is_wildcard() {
+        // A first sync of every resource (nothing held, nothing rejected): the snapshot's own
+        // list, shared, instead of a list of its own.
+        let first_of_all = (every || all_names) && self.known.is_empty() && self.nacked.is_empty();
+        let resources: Arc<[Arc<Resource>]> = if self.ty.is_wildcard() {
             if self.holds(&version) && !self.needs_answer {
                 return Diffed { plan: None, sum };
             }
-            target.values().cloned().collect()
+            match every {
+                true => snapshot.all_listed(self.ty).clone(),
+                false => target.values().cloned().collect(),
+            }
+        } else if first_of_all && !target.is_empty() {
+            snapshot.all_listed(self.ty).clone()
         } else {
             let changed: Vec<_> = target
                 .values()
@@ -722,7 +730,7 @@ impl TypeState {
             if changed.is_empty() && !self.needs_answer {
                 return Diffed { plan: None, sum };
             }
-            changed
+            changed.into()
         };
         let plan = Plan {
             version,

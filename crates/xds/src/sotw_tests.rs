@@ -812,6 +812,33 @@ fn a_nack_quoting_a_value_blames_the_resource_that_holds_it() {
 }
 
 #[test]
+fn a_first_sync_of_every_resource_sends_the_snapshots_own_list() {
+    let snapshot = Arc::new(snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]));
+    for (ty, names) in [(Cluster, vec![]), (Endpoint, vec!["a", "b"])] {
+        let mut streams = [1, 2].map(|_| SotwStream::new(StreamTypes::Aggregated));
+        for stream in &mut streams {
+            stream.on_snapshot(snapshot.clone());
+            let mut out = stream.on_request(request(ty, &names, "", ""));
+            let response = out.responses.pop().expect("a response");
+            assert!(
+                Arc::ptr_eq(&response.resources, snapshot.all_listed(ty)),
+                "{ty}: the snapshot's list, not a list of its own"
+            );
+        }
+    }
+    // A subscription to some names only gets a list of its own.
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
+    stream.on_snapshot(snapshot.clone());
+    let mut out = stream.on_request(request(Endpoint, &["b"], "", ""));
+    let response = out.responses.pop().expect("a response");
+    assert!(!Arc::ptr_eq(
+        &response.resources,
+        snapshot.all_listed(Endpoint)
+    ));
+    assert_eq!(response.resources.len(), 1);
+}
+
+#[test]
 fn streams_holding_every_resource_share_the_snapshots_maps() {
     let chain = published([
         snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]),
