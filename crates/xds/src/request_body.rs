@@ -54,33 +54,12 @@ pub(crate) fn requests<B, D: Decode>(body: B, max_request: usize) -> Requests<B,
 mod tests {
     use super::*;
     use futures::StreamExt;
-    use http_body::{Body, Frame};
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
+    use http_body_util::Full;
 
-    /// A request body of these frames.
-    struct Frames(std::collections::VecDeque<Frame<Bytes>>);
-
-    impl Body for Frames {
-        type Data = Bytes;
-        type Error = std::io::Error;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(self.0.pop_front().map(Ok))
-        }
-    }
-
+    /// An EDS request naming `n` clusters.
     fn request(n: usize) -> DiscoveryRequest {
-        DiscoveryRequest {
-            version_info: format!("v{n}"),
-            resource_names: (0..n).map(|i| format!("outbound|80||svc-{i}.ns")).collect(),
-            type_url: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment".into(),
-            response_nonce: n.to_string(),
-            ..Default::default()
-        }
+        let names = (0..n).map(|i| format!("outbound|80||svc-{i}.ns")).collect();
+        portolan_xds_client::request::sotw(portolan_xds_client::type_url::ENDPOINT, names)
     }
 
     fn framed(message: &DiscoveryRequest) -> Vec<u8> {
@@ -94,8 +73,8 @@ mod tests {
         wire.extend(framed(&b));
         let frame = Bytes::from(wire);
         let within = frame.as_ptr_range();
-        let frames = Frames([Frame::data(frame.clone())].into());
-        let mut requests: Requests<Frames, SotwRequest> = requests(frames, 1 << 20);
+        let mut requests: Requests<Full<Bytes>, SotwRequest> =
+            requests(Full::new(frame.clone()), 1 << 20);
         for expected in [a, b] {
             let got = requests.next().await.expect("a request").expect("decodes");
             let names = got.resource_names.as_bytes();
