@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::snapshot::Snapshot;
-use crate::status::{ProxyStatus, TypeStatus};
+use crate::status::{ProxyStatus, TypeStatus, copy_rows};
 
 type SnapshotTx = watch::Sender<Option<Arc<Snapshot>>>;
 type SnapshotRx = watch::Receiver<Option<Arc<Snapshot>>>;
@@ -245,19 +245,11 @@ pub struct StreamRegistration {
 // === impl StreamRegistration ===
 
 impl StreamRegistration {
-    /// Replaces the stream's per-type status.
-    pub fn update(&self, types: Vec<TypeStatus>) {
+    /// Replaces the stream's per-type status (copied over the row's own, its allocations
+    /// reused) and counts `sent` more responses, under one lock.
+    pub fn update(&self, types: &[TypeStatus], sent: u64) {
         if let Some(row) = lock(&self.cache.proxies).get_mut(&self.id) {
-            row.types = types;
-        }
-    }
-
-    /// Counts responses the stream sent.
-    pub fn add_responses(&self, sent: u64) {
-        if sent == 0 {
-            return;
-        }
-        if let Some(row) = lock(&self.cache.proxies).get_mut(&self.id) {
+            copy_rows(&mut row.types, types);
             row.responses_sent += sent;
         }
     }
@@ -389,16 +381,23 @@ mod tests {
             warnings: vec![],
         };
         let handle = cache.register(row);
-        handle.add_responses(2);
-        assert_eq!(cache.proxies()[0].responses_sent, 2);
-        handle.update(vec![TypeStatus {
+        let cluster = TypeStatus {
             type_url: ResourceType::Cluster.type_url().into(),
             sent_version: Some("1".into()),
             acked_version: None,
             last_nack: None,
             names: None,
-        }]);
-        assert_eq!(cache.proxies()[0].types.len(), 1);
+        };
+        handle.update(std::slice::from_ref(&cluster), 2);
+        assert_eq!(cache.proxies()[0].responses_sent, 2);
+        assert_eq!(cache.proxies()[0].types, std::slice::from_ref(&cluster));
+        let acked = TypeStatus {
+            acked_version: Some("1".into()),
+            ..cluster
+        };
+        handle.update(std::slice::from_ref(&acked), 0);
+        assert_eq!(cache.proxies()[0].types, [acked]);
+        assert_eq!(cache.proxies()[0].responses_sent, 2);
         drop(handle);
         assert!(cache.proxies().is_empty());
     }

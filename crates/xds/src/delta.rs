@@ -54,7 +54,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use crate::resource::{Resource, ResourceType};
 use crate::response::DeltaResponse;
 use crate::snapshot::{self, AllVersions, Snapshot};
-use crate::status::{Nack, SubscribedNames, TypeStatus};
+use crate::status::{Nack, SubscribedNames, TypeStatus, write_rows};
 use crate::stream::{
     Held, Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, mentions,
 };
@@ -227,6 +227,16 @@ impl DeltaStream {
     /// Per subscribed type: sent, ACKed, last NACK.
     pub fn status(&self) -> Vec<TypeStatus> {
         self.types.values().map(TypeState::status).collect()
+    }
+
+    /// [`DeltaStream::status`] written over `rows`, reusing their allocations.
+    pub fn write_status(&self, rows: &mut Vec<TypeStatus>) {
+        write_rows(
+            rows,
+            self.types.values(),
+            TypeState::status,
+            TypeState::write_status,
+        );
     }
 
     /// How the stream's pushes were planned, over all its types.
@@ -700,6 +710,17 @@ impl TypeState {
             changes.push((name, before, None));
         }
         changes
+    }
+
+    /// [`TypeState::status`] written over `row`.
+    fn write_status(&self, row: &mut TypeStatus) {
+        row.set(
+            self.ty.type_url(),
+            self.sent_version.as_ref(),
+            self.acked_version.as_ref(),
+            self.last_nack.as_ref(),
+            None,
+        );
     }
 
     fn status(&self) -> TypeStatus {

@@ -58,7 +58,7 @@ use crate::resource::{Resource, ResourceType, VersionSum};
 use crate::response::SotwResponse;
 use crate::snapshot::{Change, Snapshot};
 use crate::sotw_request::{RequestNames, SotwRequest};
-use crate::status::{Nack, SubscribedNames, TypeStatus};
+use crate::status::{Nack, SubscribedNames, TypeStatus, write_rows};
 use crate::stream::{
     Held, Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, blames,
 };
@@ -244,6 +244,16 @@ impl SotwStream {
     /// Per subscribed type: sent, ACKed, last NACK.
     pub fn status(&self) -> Vec<TypeStatus> {
         self.types.values().map(TypeState::status).collect()
+    }
+
+    /// [`SotwStream::status`] written over `rows`, reusing their allocations.
+    pub fn write_status(&self, rows: &mut Vec<TypeStatus>) {
+        write_rows(
+            rows,
+            self.types.values(),
+            TypeState::status,
+            TypeState::write_status,
+        );
     }
 
     /// How the stream's pushes were planned, over all its types.
@@ -918,6 +928,17 @@ impl TypeState {
             last_nack: self.last_nack.clone(),
             names: (!self.wildcard).then(|| self.names.clone()),
         }
+    }
+
+    /// [`TypeState::status`] written over `row`.
+    fn write_status(&self, row: &mut TypeStatus) {
+        row.set(
+            self.ty.type_url(),
+            self.last.as_ref().map(|l| &l.version),
+            self.acked_version.as_ref(),
+            self.last_nack.as_ref(),
+            (!self.wildcard).then_some(&self.names),
+        );
     }
 }
 

@@ -812,6 +812,25 @@ fn a_nack_quoting_a_value_blames_the_resource_that_holds_it() {
 }
 
 #[test]
+fn status_rows_written_over_old_ones_equal_a_fresh_status() {
+    let mut stream = SotwStream::new(StreamTypes::Aggregated);
+    let mut rows = Vec::new();
+    let mut check = |stream: &SotwStream| {
+        stream.write_status(&mut rows);
+        assert_eq!(rows, stream.status());
+    };
+    check(&stream);
+    stream.on_snapshot(two_clusters());
+    let first = only(stream.on_request(request(Endpoint, &["a", "b"], "", "")));
+    check(&stream);
+    stream.on_request(nack_saying(Endpoint, &["a", "b"], &first, "a: no"));
+    check(&stream);
+    let clusters = only(stream.on_request(request(Cluster, &[], "", "")));
+    stream.on_request(ack(Cluster, &[], &clusters));
+    check(&stream);
+}
+
+#[test]
 fn a_first_sync_of_every_resource_sends_the_snapshots_own_list() {
     let snapshot = Arc::new(snapshot_with(&[("a", 1), ("b", 2)], &[("l", "a")]));
     for (ty, names) in [(Cluster, vec![]), (Endpoint, vec!["a", "b"])] {

@@ -71,6 +71,44 @@ pub struct Nack {
     pub at: SystemTime,
 }
 
+/// Writes one row per state over `rows` (`write` over a row there is, `new` for the rest),
+/// dropping rows past the last state.
+pub(crate) fn write_rows<'s, S: 's>(
+    rows: &mut Vec<TypeStatus>,
+    states: impl ExactSizeIterator<Item = &'s S>,
+    new: impl Fn(&S) -> TypeStatus,
+    write: impl Fn(&S, &mut TypeStatus),
+) {
+    rows.truncate(states.len());
+    for (i, state) in states.enumerate() {
+        match rows.get_mut(i) {
+            Some(row) => write(state, row),
+            None => rows.push(new(state)),
+        }
+    }
+}
+
+/// `rows` becomes a copy of `from`, reusing the rows' allocations.
+pub(crate) fn copy_rows(rows: &mut Vec<TypeStatus>, from: &[TypeStatus]) {
+    write_rows(rows, from.iter(), TypeStatus::clone, |from, row| {
+        row.set(
+            &from.type_url,
+            from.sent_version.as_ref(),
+            from.acked_version.as_ref(),
+            from.last_nack.as_ref(),
+            from.names.as_ref(),
+        )
+    });
+}
+
+/// `to` becomes a copy of `from`, in `to`'s own allocation when it has one.
+fn set_option<T: Clone>(to: &mut Option<T>, from: Option<&T>) {
+    match (to.as_mut(), from) {
+        (Some(to), Some(from)) => to.clone_from(from),
+        (_, from) => *to = from.cloned(),
+    }
+}
+
 fn epoch_seconds<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
     let seconds = time
         .duration_since(UNIX_EPOCH)
@@ -129,6 +167,25 @@ impl SyncState {
 // === impl TypeStatus ===
 
 impl TypeStatus {
+    /// Makes this row say `type_url`, `sent`, `acked`, `last_nack` and `names`, reusing its
+    /// strings' allocations (a stream rewrites its rows after every response and request).
+    pub(crate) fn set(
+        &mut self,
+        type_url: &str,
+        sent: Option<&String>,
+        acked: Option<&String>,
+        last_nack: Option<&Nack>,
+        names: Option<&SubscribedNames>,
+    ) {
+        if self.type_url != type_url {
+            type_url.clone_into(&mut self.type_url);
+        }
+        set_option(&mut self.sent_version, sent);
+        set_option(&mut self.acked_version, acked);
+        set_option(&mut self.last_nack, last_nack);
+        set_option(&mut self.names, names);
+    }
+
     /// The resource type, `None` for a type Portolan does not serve.
     pub fn resource_type(&self) -> Option<ResourceType> {
         ResourceType::from_type_url(&self.type_url)
@@ -185,6 +242,44 @@ mod tests {
             last_nack: None,
             names: None,
         }
+    }
+
+    #[test]
+    fn rows_copied_over_others_equal_the_source_and_keep_their_allocations() {
+        let nack = Nack {
+            version: "2".into(),
+            message: "no".into(),
+            at: SystemTime::UNIX_EPOCH,
+        };
+        let names: SubscribedNames = Arc::new(["a".into()].into_iter().collect());
+        let before = vec![
+            status(ResourceType::Cluster, Some("1111111111111111"), None),
+            TypeStatus {
+                last_nack: Some(nack.clone()),
+                names: Some(names.clone()),
+                ..status(ResourceType::Endpoint, Some("2"), Some("1"))
+            },
+            status(ResourceType::Listener, Some("1"), Some("1")),
+        ];
+        let after = vec![
+            status(
+                ResourceType::Cluster,
+                Some("2222222222222222"),
+                Some("1111111111111111"),
+            ),
+            status(ResourceType::Route, None, None),
+        ];
+        let mut rows = before.clone();
+        let sent = rows[0].sent_version.as_ref().map(|v| v.as_ptr());
+        copy_rows(&mut rows, &after);
+        assert_eq!(rows, after, "fewer rows, fields set and cleared");
+        assert_eq!(
+            rows[0].sent_version.as_ref().map(|v| v.as_ptr()),
+            sent,
+            "a version of the same length is written into the row's own string"
+        );
+        copy_rows(&mut rows, &before);
+        assert_eq!(rows, before, "more rows, a NACK and names set");
     }
 
     #[test]

@@ -55,7 +55,8 @@ pub(crate) trait Machine: Send + 'static {
     fn create(served: StreamTypes) -> Self;
     fn on_request(&mut self, request: Self::Request) -> Output<Self::Response>;
     fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<Self::Response>;
-    fn status(&self) -> Vec<TypeStatus>;
+    /// The stream's status rows written over `rows` (their allocations reused).
+    fn write_status(&self, rows: &mut Vec<TypeStatus>);
     fn node_of(request: &Self::Request) -> Option<&Node>;
 }
 
@@ -73,8 +74,8 @@ impl Machine for SotwStream {
     fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<SotwResponse> {
         SotwStream::on_snapshot(self, snapshot)
     }
-    fn status(&self) -> Vec<TypeStatus> {
-        SotwStream::status(self)
+    fn write_status(&self, rows: &mut Vec<TypeStatus>) {
+        SotwStream::write_status(self, rows)
     }
     fn node_of(request: &SotwRequest) -> Option<&Node> {
         request.node.as_ref()
@@ -95,8 +96,8 @@ impl Machine for DeltaStream {
     fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output<DeltaResponse> {
         DeltaStream::on_snapshot(self, snapshot)
     }
-    fn status(&self) -> Vec<TypeStatus> {
-        DeltaStream::status(self)
+    fn write_status(&self, rows: &mut Vec<TypeStatus>) {
+        DeltaStream::write_status(self, rows)
     }
     fn node_of(request: &DeltaDiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
@@ -338,15 +339,16 @@ pub(crate) async fn run<M, S>(
     };
     tokio::pin!(revoked);
     let mut sending = out.responses.len() as u64;
+    // The stream's status rows, rewritten in place after every event.
+    let mut status = Vec::new();
     while deliver::<M>(&mut ctx, &tx, &node, out, published).await {
-        registration.add_responses(sending);
-        let status = machine.status();
+        machine.write_status(&mut status);
         if let Some(rollout) = owed
             && connected.settle(rollout, &status)
         {
             owed = None;
         }
-        registration.update(status);
+        registration.update(&status, sending);
         published = None;
         out = tokio::select! {
             request = requests.next() => match request {
