@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::snapshot::Snapshot;
-use crate::status::{ProxyStatus, TypeStatus, copy_rows};
+use crate::status::{ProxyStatus, TypeStatus};
 
 type SnapshotTx = watch::Sender<Option<Arc<Snapshot>>>;
 type SnapshotRx = watch::Receiver<Option<Arc<Snapshot>>>;
@@ -245,12 +245,19 @@ pub struct StreamRegistration {
 // === impl StreamRegistration ===
 
 impl StreamRegistration {
-    /// Replaces the stream's per-type status (copied over the row's own, its allocations
-    /// reused) and counts `sent` more responses, under one lock.
-    pub fn update(&self, types: &[TypeStatus], sent: u64) {
-        if let Some(row) = lock(&self.cache.proxies).get_mut(&self.id) {
-            copy_rows(&mut row.types, types);
-            row.responses_sent += sent;
+    /// Counts `sent` more responses and rewrites the stream's per-type status with `write`
+    /// (over the row's own, its allocations reused), under one lock; what `write` returns.
+    pub fn update<T: Default>(
+        &self,
+        sent: u64,
+        write: impl FnOnce(&mut Vec<TypeStatus>) -> T,
+    ) -> T {
+        match lock(&self.cache.proxies).get_mut(&self.id) {
+            Some(row) => {
+                row.responses_sent += sent;
+                write(&mut row.types)
+            }
+            None => T::default(),
         }
     }
 }
@@ -388,14 +395,14 @@ mod tests {
             last_nack: None,
             names: None,
         };
-        handle.update(std::slice::from_ref(&cluster), 2);
+        handle.update(2, |rows| rows.push(cluster.clone()));
         assert_eq!(cache.proxies()[0].responses_sent, 2);
         assert_eq!(cache.proxies()[0].types, std::slice::from_ref(&cluster));
         let acked = TypeStatus {
             acked_version: Some("1".into()),
             ..cluster
         };
-        handle.update(std::slice::from_ref(&acked), 0);
+        handle.update(0, |rows| rows[0].clone_from(&acked));
         assert_eq!(cache.proxies()[0].types, [acked]);
         assert_eq!(cache.proxies()[0].responses_sent, 2);
         drop(handle);

@@ -88,19 +88,6 @@ pub(crate) fn write_rows<'s, S: 's>(
     }
 }
 
-/// `rows` becomes a copy of `from`, reusing the rows' allocations.
-pub(crate) fn copy_rows(rows: &mut Vec<TypeStatus>, from: &[TypeStatus]) {
-    write_rows(rows, from.iter(), TypeStatus::clone, |from, row| {
-        row.set(
-            &from.type_url,
-            from.sent_version.as_ref(),
-            from.acked_version.as_ref(),
-            from.last_nack.as_ref(),
-            from.names.as_ref(),
-        )
-    });
-}
-
 /// `to` becomes a copy of `from`, in `to`'s own allocation when it has one.
 fn set_option<T: Clone>(to: &mut Option<T>, from: Option<&T>) {
     match (to.as_mut(), from) {
@@ -242,6 +229,19 @@ mod tests {
             last_nack: None,
             names: None,
         }
+    }
+
+    /// `rows` made a copy of `from` with [`write_rows`] and [`TypeStatus::set`].
+    fn copy_rows(rows: &mut Vec<TypeStatus>, from: &[TypeStatus]) {
+        write_rows(rows, from.iter(), TypeStatus::clone, |from, row| {
+            row.set(
+                &from.type_url,
+                from.sent_version.as_ref(),
+                from.acked_version.as_ref(),
+                from.last_nack.as_ref(),
+                from.names.as_ref(),
+            )
+        });
     }
 
     #[test]

@@ -188,13 +188,9 @@ impl Connected {
         }
     }
 
-    /// Reports `rollout` converged on this stream when every type sent is ACKed; true if so.
-    fn settle(&mut self, rollout: u64, status: &[TypeStatus]) -> bool {
-        if !status.iter().all(|t| t.sent_version == t.acked_version) {
-            return false;
-        }
+    /// Reports `rollout` converged on this stream.
+    fn settle(&mut self, rollout: u64) {
         self.metrics.rollouts().synced(&mut self.member, rollout);
-        true
     }
 }
 
@@ -339,16 +335,18 @@ pub(crate) async fn run<M, S>(
     };
     tokio::pin!(revoked);
     let mut sending = out.responses.len() as u64;
-    // The stream's status rows, rewritten in place after every event.
-    let mut status = Vec::new();
     while deliver::<M>(&mut ctx, &tx, &node, out, published).await {
-        machine.write_status(&mut status);
+        // The stream's status rows, rewritten in place in the table.
+        let all_acked = registration.update(sending, |rows| {
+            machine.write_status(rows);
+            rows.iter().all(|t| t.sent_version == t.acked_version)
+        });
         if let Some(rollout) = owed
-            && connected.settle(rollout, &status)
+            && all_acked
         {
+            connected.settle(rollout);
             owed = None;
         }
-        registration.update(&status, sending);
         published = None;
         out = tokio::select! {
             request = requests.next() => match request {
