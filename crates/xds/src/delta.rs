@@ -54,7 +54,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use crate::resource::{Resource, ResourceType};
 use crate::response::DeltaResponse;
 use crate::snapshot::{self, AllVersions, Snapshot};
-use crate::status::{Nack, SubscribedNames, TypeStatus, write_rows};
+use crate::status::{Nack, StatusRows, SubscribedNames, TypeStatus, write_rows};
 use crate::stream::{
     Held, Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, mentions,
 };
@@ -224,21 +224,6 @@ impl DeltaStream {
         }
     }
 
-    /// Per subscribed type: sent, ACKed, last NACK.
-    pub fn status(&self) -> Vec<TypeStatus> {
-        self.types.values().map(TypeState::status).collect()
-    }
-
-    /// [`DeltaStream::status`] written over `rows`, reusing their allocations.
-    pub fn write_status(&self, rows: &mut Vec<TypeStatus>) {
-        write_rows(
-            rows,
-            self.types.values(),
-            TypeState::status,
-            TypeState::write_status,
-        );
-    }
-
     /// How the stream's pushes were planned, over all its types.
     pub fn plan_counts(&self) -> PlanCounts {
         self.types
@@ -296,6 +281,12 @@ impl DeltaStream {
         held: &BTreeSet<String>,
     ) -> Option<Plan> {
         self.types.get_mut(&ty)?.plan(snapshot, held)
+    }
+}
+
+impl StatusRows for DeltaStream {
+    fn write_status(&self, rows: &mut Vec<TypeStatus>) {
+        write_rows(rows, self.types.values(), TypeState::write_status);
     }
 }
 
@@ -712,7 +703,7 @@ impl TypeState {
         changes
     }
 
-    /// [`TypeState::status`] written over `row`.
+    /// This type's status row (sent, ACKed, last NACK), written over `row`.
     fn write_status(&self, row: &mut TypeStatus) {
         row.set(
             self.ty.type_url(),
@@ -721,16 +712,6 @@ impl TypeState {
             self.last_nack.as_ref(),
             None,
         );
-    }
-
-    fn status(&self) -> TypeStatus {
-        TypeStatus {
-            type_url: self.ty.type_url().to_string(),
-            sent_version: self.sent_version.clone(),
-            acked_version: self.acked_version.clone(),
-            last_nack: self.last_nack.clone(),
-            names: None,
-        }
     }
 }
 

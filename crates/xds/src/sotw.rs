@@ -58,7 +58,7 @@ use crate::resource::{Resource, ResourceType, VersionSum};
 use crate::response::SotwResponse;
 use crate::snapshot::{Change, Snapshot};
 use crate::sotw_request::{RequestNames, SotwRequest};
-use crate::status::{Nack, SubscribedNames, TypeStatus, write_rows};
+use crate::status::{Nack, StatusRows, SubscribedNames, TypeStatus, write_rows};
 use crate::stream::{
     Held, Ignored, Nonces, Output, PlanCounts, Quiet, RemovalGate, StreamTypes, Synced, blames,
 };
@@ -241,21 +241,6 @@ impl SotwStream {
         }
     }
 
-    /// Per subscribed type: sent, ACKed, last NACK.
-    pub fn status(&self) -> Vec<TypeStatus> {
-        self.types.values().map(TypeState::status).collect()
-    }
-
-    /// [`SotwStream::status`] written over `rows`, reusing their allocations.
-    pub fn write_status(&self, rows: &mut Vec<TypeStatus>) {
-        write_rows(
-            rows,
-            self.types.values(),
-            TypeState::status,
-            TypeState::write_status,
-        );
-    }
-
     /// How the stream's pushes were planned, over all its types.
     pub fn plan_counts(&self) -> PlanCounts {
         self.types
@@ -310,6 +295,12 @@ impl SotwStream {
             responses.push(state.commit(plan, nonce, &snapshot));
         }
         responses
+    }
+}
+
+impl StatusRows for SotwStream {
+    fn write_status(&self, rows: &mut Vec<TypeStatus>) {
+        write_rows(rows, self.types.values(), TypeState::write_status);
     }
 }
 
@@ -920,17 +911,7 @@ impl TypeState {
         previous
     }
 
-    fn status(&self) -> TypeStatus {
-        TypeStatus {
-            type_url: self.ty.type_url().to_string(),
-            sent_version: self.last.as_ref().map(|l| l.version.clone()),
-            acked_version: self.acked_version.clone(),
-            last_nack: self.last_nack.clone(),
-            names: (!self.wildcard).then(|| self.names.clone()),
-        }
-    }
-
-    /// [`TypeState::status`] written over `row`.
+    /// This type's status row (sent, ACKed, last NACK), written over `row`.
     fn write_status(&self, row: &mut TypeStatus) {
         row.set(
             self.ty.type_url(),

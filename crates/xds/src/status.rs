@@ -43,7 +43,7 @@ pub struct ProxyStatus {
 }
 
 /// What one stream was sent and accepted for one type.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TypeStatus {
     pub type_url: String,
     /// Version of the last response sent.
@@ -71,20 +71,29 @@ pub struct Nack {
     pub at: SystemTime,
 }
 
-/// Writes one row per state over `rows` (`write` over a row there is, `new` for the rest),
-/// dropping rows past the last state.
+/// A stream's per-type status rows.
+pub trait StatusRows {
+    /// Writes one row per subscribed type over `rows`, reusing their allocations.
+    fn write_status(&self, rows: &mut Vec<TypeStatus>);
+
+    /// Per subscribed type: sent, ACKed, last NACK.
+    fn status(&self) -> Vec<TypeStatus> {
+        let mut rows = Vec::new();
+        self.write_status(&mut rows);
+        rows
+    }
+}
+
+/// Writes one row per state over `rows` with `write`, adding rows or dropping those past the
+/// last state as needed.
 pub(crate) fn write_rows<'s, S: 's>(
     rows: &mut Vec<TypeStatus>,
     states: impl ExactSizeIterator<Item = &'s S>,
-    new: impl Fn(&S) -> TypeStatus,
     write: impl Fn(&S, &mut TypeStatus),
 ) {
-    rows.truncate(states.len());
-    for (i, state) in states.enumerate() {
-        match rows.get_mut(i) {
-            Some(row) => write(state, row),
-            None => rows.push(new(state)),
-        }
+    rows.resize_with(states.len(), TypeStatus::default);
+    for (state, row) in states.zip(rows.iter_mut()) {
+        write(state, row);
     }
 }
 
@@ -233,7 +242,7 @@ mod tests {
 
     /// `rows` made a copy of `from` with [`write_rows`] and [`TypeStatus::set`].
     fn copy_rows(rows: &mut Vec<TypeStatus>, from: &[TypeStatus]) {
-        write_rows(rows, from.iter(), TypeStatus::clone, |from, row| {
+        write_rows(rows, from.iter(), |from, row| {
             row.set(
                 &from.type_url,
                 from.sent_version.as_ref(),

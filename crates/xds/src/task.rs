@@ -42,7 +42,7 @@ use crate::response::{DeltaResponse, Encode, SotwResponse};
 use crate::snapshot::Snapshot;
 use crate::sotw::SotwStream;
 use crate::sotw_request::SotwRequest;
-use crate::status::{ProxyStatus, TypeStatus};
+use crate::status::{ProxyStatus, StatusRows, TypeStatus};
 use crate::stream::{Ignored, NodeInfo, Output, StreamTypes};
 use crate::token::TokenAuth;
 
@@ -75,7 +75,7 @@ impl Machine for SotwStream {
         SotwStream::on_snapshot(self, snapshot)
     }
     fn write_status(&self, rows: &mut Vec<TypeStatus>) {
-        SotwStream::write_status(self, rows)
+        StatusRows::write_status(self, rows)
     }
     fn node_of(request: &SotwRequest) -> Option<&Node> {
         request.node.as_ref()
@@ -97,7 +97,7 @@ impl Machine for DeltaStream {
         DeltaStream::on_snapshot(self, snapshot)
     }
     fn write_status(&self, rows: &mut Vec<TypeStatus>) {
-        DeltaStream::write_status(self, rows)
+        StatusRows::write_status(self, rows)
     }
     fn node_of(request: &DeltaDiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
