@@ -36,13 +36,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("a number"))
-        .collect();
-    let services = args.first().copied().unwrap_or(10_000);
-    let rounds = args.get(1).copied().unwrap_or(10);
-    let settle = Duration::from_millis(args.get(2).copied().unwrap_or(50) as u64);
+    let services = tree::arg(1, 10_000);
+    let rounds = tree::arg(2, 10);
+    let settle = Duration::from_millis(tree::arg(3, 50) as u64);
     let tmp = tree::world(services);
 
     // The full rescan alone.

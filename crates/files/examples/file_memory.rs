@@ -33,10 +33,7 @@ fn report(what: &str, bytes: u64, services: usize) {
 }
 
 fn main() {
-    let services = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().expect("a number"))
-        .unwrap_or(10_000);
+    let services = tree::arg(1, 10_000);
     let tmp = tree::world(services);
 
     // FILE_MEMORY_PROFILE=1: keep only the files source alive at the end and write

@@ -29,10 +29,7 @@ fn anon_mib() -> f64 {
 }
 
 fn main() {
-    let services = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().expect("a number"))
-        .unwrap_or(10_000);
+    let services = tree::arg(1, 10_000);
     let tmp = tree::world(services);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let base = anon_mib();

@@ -20,6 +20,14 @@ pub fn manifest(i: usize, round: usize) -> String {
     s
 }
 
+/// The example's `n`-th argument (from 1) as a number, `default` without one.
+pub fn arg(n: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(n)
+        .map(|a| a.parse().expect("a number"))
+        .unwrap_or(default)
+}
+
 /// A temporary directory holding the tree of `services` files.
 pub fn world(services: usize) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("tempdir");
