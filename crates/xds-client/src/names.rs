@@ -15,8 +15,7 @@ use prost::Message;
 ///
 /// One `Cluster` is decoded into for the whole response (cleared, then merged), as a parser
 /// reusing its message does: a `Cluster` is a struct of several KiB, and building and moving
-/// one per resource cost the simulated proxies CPU in a connect storm that no
-/// proxy does.
+/// one per resource cost the simulated proxies CPU in a connect storm that no proxy spends.
 pub fn cluster_names(resources: &[Any]) -> Result<Vec<String>, ClientError> {
     let mut cluster = Box::<Cluster>::default();
     resources

@@ -709,8 +709,9 @@ impl TypeState {
             }
             sum.version()
         };
-        // A first sync of every resource (nothing held, nothing rejected): the snapshot's own
-        // list, shared, instead of a list of its own.
+        // Every resource of the type goes out (a full-state type's answer to a wildcard, or a
+        // first sync of every name with nothing held or rejected): the snapshot's own list,
+        // shared, instead of a list of its own.
         let first_of_all = (every || all_names) && self.known.is_empty() && self.nacked.is_empty();
         let resources: Arc<[Arc<Resource>]> = if self.ty.is_wildcard() {
             if self.holds(&version) && !self.needs_answer {
